@@ -1,0 +1,113 @@
+//! The management API: health probes and Prometheus metrics.
+//!
+//! `/health` lists every component's state: 200 when all run (or finished on their
+//! own), 503 naming the failed or not-yet-running ones. `/health/live` answers 200 while
+//! the process serves requests; `/health/ready` answers like `/health` without the body,
+//! for Kubernetes readiness probes.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use crate::telemetry::{ComponentState, Telemetry};
+
+/// Binds the API on `address` and serves it until `shutdown` is cancelled.
+pub async fn serve(
+    address: &str,
+    telemetry: Arc<Telemetry>,
+    shutdown: CancellationToken,
+) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    let listener = tokio::net::TcpListener::bind(address).await?;
+    let local = listener.local_addr()?;
+    let app = router(telemetry);
+    let handle = tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown.cancelled_owned())
+            .await
+        {
+            tracing::error!(error = %e, "API server failed");
+        }
+    });
+    Ok((local, handle))
+}
+
+pub fn router(telemetry: Arc<Telemetry>) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/health/live", get(live))
+        .route("/health/ready", get(ready))
+        .route("/metrics", get(metrics))
+        .with_state(telemetry)
+}
+
+fn health_report(t: &Telemetry) -> (StatusCode, serde_json::Value) {
+    let mut components = serde_json::Map::new();
+    let mut unhealthy = Vec::new();
+    for c in t.components() {
+        let state = c.state();
+        let (name, error) = match &state {
+            ComponentState::Starting => ("starting", None),
+            ComponentState::Running => ("running", None),
+            ComponentState::Stopped => ("stopped", None),
+            ComponentState::Failed(e) => ("failed", Some(e.clone())),
+        };
+        if matches!(state, ComponentState::Starting | ComponentState::Failed(_)) {
+            unhealthy.push(c.id.clone());
+        }
+        let mut entry = json!({ "kind": c.kind.as_str(), "type": c.type_name, "state": name });
+        if let Some(e) = error {
+            entry["error"] = json!(e);
+        }
+        components.insert(c.id.clone(), entry);
+    }
+    let running = t.pipeline_running();
+    let ok = unhealthy.is_empty() && running;
+    let body = json!({
+        "status": if ok { "ok" } else if running { "unhealthy" } else { "not running" },
+        "unhealthy": unhealthy,
+        "components": components,
+    });
+    let code = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, body)
+}
+
+async fn health(State(t): State<Arc<Telemetry>>) -> Response {
+    let (code, body) = health_report(&t);
+    (code, axum::Json(body)).into_response()
+}
+
+async fn ready(State(t): State<Arc<Telemetry>>) -> Response {
+    let (code, body) = health_report(&t);
+    (
+        code,
+        axum::Json(json!({ "status": body["status"], "unhealthy": body["unhealthy"] })),
+    )
+        .into_response()
+}
+
+async fn live() -> Response {
+    (StatusCode::OK, axum::Json(json!({ "status": "ok" }))).into_response()
+}
+
+async fn metrics(State(t): State<Arc<Telemetry>>) -> Response {
+    (
+        StatusCode::OK,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        )],
+        t.render_prometheus(),
+    )
+        .into_response()
+}

@@ -1,0 +1,162 @@
+//! What every component type implements, and what it is given when it runs.
+//!
+//! A component config is deserialized from the pipeline file, validated, then built into
+//! a task. Sources and sinks are async tasks; transforms are synchronous functions over
+//! batches that the topology drives (so a transform never owns channels, and a reload
+//! can re-point its outputs without its cooperation).
+
+use std::fmt::Debug;
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::event::{EventBatch, EventStatus, settle_all};
+use crate::telemetry::{ComponentMetrics, Telemetry};
+use crate::topology::{BufferReceiver, Fanout};
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A running component: resolves when the component has finished.
+pub type ComponentTask = BoxFuture<'static, Result<(), ComponentError>>;
+
+/// Why a component could not be built (bad option value, port in use, VRL error…).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct BuildError(pub String);
+
+/// Why a running component stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ComponentError {
+    #[error("i/o error: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Other(String),
+}
+
+/// What a source is given to run.
+pub struct SourceContext {
+    pub id: Arc<str>,
+    pub out: SourceOutput,
+    /// Cancelled when the source must stop accepting new input (shutdown, or removal by
+    /// a reload). Already-emitted events keep flowing.
+    pub shutdown: CancellationToken,
+    pub metrics: Arc<ComponentMetrics>,
+    pub telemetry: Arc<Telemetry>,
+    /// Where stateful sources keep checkpoints.
+    pub data_dir: PathBuf,
+}
+
+/// The outputs of a source.
+pub struct SourceOutput {
+    default: Fanout,
+}
+
+impl SourceOutput {
+    pub fn new(default: Fanout) -> Self {
+        Self { default }
+    }
+
+    /// Sends a batch downstream, waiting while the downstream buffers are full.
+    pub async fn send(&mut self, batch: EventBatch) {
+        self.default.send(batch).await;
+    }
+}
+
+/// A source type's configuration.
+pub trait SourceConfig: Debug + Send + Sync + 'static {
+    fn type_name(&self) -> &'static str;
+    /// Checks option values without side effects (used by `validate` and before a reload).
+    fn check(&self) -> Result<(), BuildError> {
+        Ok(())
+    }
+    /// Builds the running source; binding sockets and opening files happens here so a
+    /// failure stops the pipeline from starting instead of surfacing later.
+    fn build(&self, cx: SourceContext) -> BoxFuture<'_, Result<ComponentTask, BuildError>>;
+}
+
+/// Output buffers a transform fills for one input batch.
+pub struct TransformOutputs {
+    pub default: EventBatch,
+    /// Indexed like [`TransformConfig::outputs`].
+    pub named: Vec<EventBatch>,
+}
+
+impl TransformOutputs {
+    pub fn new(named: usize) -> Self {
+        Self {
+            default: Vec::new(),
+            named: (0..named).map(|_| Vec::new()).collect(),
+        }
+    }
+}
+
+/// A transform: a synchronous function from a batch to its outputs.
+pub trait Transform: Send + 'static {
+    fn process(&mut self, batch: EventBatch, out: &mut TransformOutputs);
+}
+
+/// What a transform is given when built.
+pub struct TransformContext {
+    pub id: Arc<str>,
+    pub metrics: Arc<ComponentMetrics>,
+}
+
+/// A transform type's configuration.
+pub trait TransformConfig: Debug + Send + Sync + 'static {
+    fn type_name(&self) -> &'static str;
+    /// Named outputs besides the default one (e.g. `dropped` for `remap`).
+    fn outputs(&self) -> Vec<String> {
+        Vec::new()
+    }
+    fn build(&self, cx: &TransformContext) -> Result<Box<dyn Transform>, BuildError>;
+}
+
+/// What a sink is given to run.
+pub struct SinkContext {
+    pub id: Arc<str>,
+    pub input: BufferReceiver,
+    pub metrics: Arc<ComponentMetrics>,
+}
+
+/// A sink type's configuration.
+pub trait SinkConfig: Debug + Send + Sync + 'static {
+    fn type_name(&self) -> &'static str;
+    /// Checks option values without side effects (used by `validate` and before a reload).
+    fn check(&self) -> Result<(), BuildError> {
+        Ok(())
+    }
+    /// The task must run until `cx.input` is closed and drained, settling every event.
+    fn build(&self, cx: SinkContext) -> BoxFuture<'_, Result<ComponentTask, BuildError>>;
+}
+
+/// Settles a batch a sink has delivered and counts it.
+pub fn delivered(metrics: &ComponentMetrics, batch: EventBatch) {
+    metrics.add_sent(batch.len());
+    settle_all(batch, EventStatus::Delivered);
+}
+
+/// Declares a section's component types: `TYPES` (for messages and the pre-scan) and
+/// `deserialize`, which picks the config struct by type name. One line per type.
+#[macro_export]
+macro_rules! component_registry {
+    ($config:path; $($name:literal => $ty:ty),* $(,)?) => {
+        /// Type names accepted in this section.
+        pub const TYPES: &[&str] = &[$($name),*];
+
+        /// Deserializes the config of component type `type_name`.
+        pub fn deserialize<'de, D: serde::Deserializer<'de>>(
+            type_name: &str,
+            d: D,
+        ) -> Result<Box<dyn $config>, D::Error> {
+            match type_name {
+                $($name => Ok(Box::new(<$ty as serde::Deserialize>::deserialize(d)?)),)*
+                other => Err(<D::Error as serde::de::Error>::custom(format!(
+                    "unknown type `{other}`"
+                ))),
+            }
+        }
+    };
+}

@@ -1,0 +1,214 @@
+//! The pipeline file: loading (interpolation, YAML with positions), merging several files,
+//! and validating the graph.
+//!
+//! Loading is all-or-nothing: [`load_files`] returns a [`Pipeline`] only when every file
+//! parsed and the graph is valid; otherwise it returns every error it found, each with
+//! file:line:column and the component id. Nothing here starts anything, so a reload can
+//! load and validate a new pipeline before touching the running one.
+
+mod error;
+mod graph;
+mod interpolate;
+mod load;
+
+use std::path::{Path, PathBuf};
+
+use indexmap::IndexMap;
+use serde::Deserialize;
+
+pub use error::{ConfigError, ConfigErrors, Position};
+pub use graph::{Graph, OutputRef};
+pub use interpolate::{MissingVar, PositionMap, interpolate};
+
+use crate::component::{SinkConfig, SourceConfig, TransformConfig};
+use crate::telemetry::ComponentKind;
+
+/// One configured component with what the engine needs besides its type's options.
+#[derive(Debug)]
+pub struct ComponentDef<C: ?Sized> {
+    pub config: Box<C>,
+    /// As written, with positions, before wildcard expansion (empty for sources).
+    pub inputs: Vec<InputRef>,
+    pub buffer: BufferConfig,
+    /// Where the component is declared.
+    pub position: Position,
+}
+
+/// One entry of an `inputs` list.
+#[derive(Debug, Clone)]
+pub struct InputRef {
+    pub pattern: String,
+    pub position: Position,
+}
+
+/// The input buffer of a sink (`buffer:`); transforms use the default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BufferConfig {
+    /// Only in-memory buffers exist so far; the field is required to say so explicitly
+    /// when given, so a pipeline written for disk buffers fails loudly.
+    #[serde(rename = "type", default)]
+    pub kind: BufferType,
+    #[serde(default = "default_max_events")]
+    pub max_events: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BufferType {
+    #[default]
+    Memory,
+}
+
+/// Events a component's input buffer holds before upstream waits.
+pub const DEFAULT_BUFFER_EVENTS: usize = 1000;
+
+fn default_max_events() -> usize {
+    DEFAULT_BUFFER_EVENTS
+}
+
+impl Default for BufferConfig {
+    fn default() -> Self {
+        Self {
+            kind: BufferType::Memory,
+            max_events: DEFAULT_BUFFER_EVENTS,
+        }
+    }
+}
+
+/// A loaded, validated pipeline.
+#[derive(Debug, Default)]
+pub struct Pipeline {
+    pub sources: IndexMap<String, ComponentDef<dyn SourceConfig>>,
+    pub transforms: IndexMap<String, ComponentDef<dyn TransformConfig>>,
+    pub sinks: IndexMap<String, ComponentDef<dyn SinkConfig>>,
+    /// The resolved graph: which outputs feed which components.
+    pub graph: Graph,
+    /// Problems that do not stop the pipeline (outputs nobody reads).
+    pub warnings: Vec<ConfigError>,
+    /// The files it came from.
+    pub files: Vec<PathBuf>,
+}
+
+impl Pipeline {
+    /// Kind and type name of a component id.
+    pub fn describe(&self, id: &str) -> Option<(ComponentKind, &'static str)> {
+        if let Some(c) = self.sources.get(id) {
+            return Some((ComponentKind::Source, c.config.type_name()));
+        }
+        if let Some(c) = self.transforms.get(id) {
+            return Some((ComponentKind::Transform, c.config.type_name()));
+        }
+        self.sinks
+            .get(id)
+            .map(|c| (ComponentKind::Sink, c.config.type_name()))
+    }
+}
+
+/// Loads, merges and validates pipeline files, reading variables from the environment.
+pub fn load_files(paths: &[PathBuf]) -> Result<Pipeline, ConfigErrors> {
+    let mut texts = Vec::with_capacity(paths.len());
+    let mut errors = Vec::new();
+    for path in paths {
+        match std::fs::read_to_string(path) {
+            Ok(text) => texts.push((path.clone(), text)),
+            Err(e) => errors.push(ConfigError {
+                position: Position {
+                    file: path.clone(),
+                    ..Position::default()
+                },
+                component: None,
+                message: format!("cannot read pipeline file: {e}"),
+            }),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(ConfigErrors(errors));
+    }
+    load_texts(&texts, |name| std::env::var(name).ok())
+}
+
+/// Loads, merges and validates pipeline texts (`(file name, text)`).
+pub fn load_texts(
+    texts: &[(PathBuf, String)],
+    lookup: impl Fn(&str) -> Option<String> + Copy,
+) -> Result<Pipeline, ConfigErrors> {
+    let mut pipeline = parse_texts(texts, lookup)?;
+    pipeline.validate()?;
+    Ok(pipeline)
+}
+
+/// Parses and merges pipeline texts without validating the graph, so a caller (tests,
+/// `sluice test`) can add components before [`Pipeline::validate`].
+pub fn parse_texts(
+    texts: &[(PathBuf, String)],
+    lookup: impl Fn(&str) -> Option<String> + Copy,
+) -> Result<Pipeline, ConfigErrors> {
+    let mut pipeline = Pipeline::default();
+    let mut errors = Vec::new();
+    for (path, text) in texts {
+        pipeline.files.push(path.clone());
+        if let Err(mut e) = load::load_into(&mut pipeline, path, text, lookup) {
+            errors.append(&mut e.0);
+        }
+    }
+    if !errors.is_empty() {
+        return Err(ConfigErrors(errors));
+    }
+    Ok(pipeline)
+}
+
+impl Pipeline {
+    /// Resolves and checks the graph, then checks every component's options (VRL
+    /// programs are compiled here). Starts nothing.
+    pub fn validate(&mut self) -> Result<(), ConfigErrors> {
+        let file = self
+            .files
+            .first()
+            .cloned()
+            .unwrap_or_else(|| PathBuf::from("<none>"));
+        graph::validate(self, Path::new(&file))?;
+        let mut errors = Vec::new();
+        let telemetry = crate::telemetry::Telemetry::new();
+        let mut report =
+            |section: &str, id: &str, position: &Position, e: crate::component::BuildError| {
+                errors.push(ConfigError {
+                    position: position.clone(),
+                    component: Some(format!("{section}.{id}")),
+                    message: e.0,
+                });
+            };
+        for (id, c) in &self.sources {
+            if let Err(e) = c.config.check() {
+                report("sources", id, &c.position, e);
+            }
+        }
+        for (id, c) in &self.transforms {
+            let cx = crate::component::TransformContext {
+                id: std::sync::Arc::from(id.as_str()),
+                metrics: telemetry.component(id, ComponentKind::Transform, c.config.type_name()),
+            };
+            if let Err(e) = c.config.build(&cx) {
+                report("transforms", id, &c.position, e);
+            }
+        }
+        for (id, c) in &self.sinks {
+            if let Err(e) = c.config.check() {
+                report("sinks", id, &c.position, e);
+            }
+            if c.buffer.max_events == 0 {
+                report(
+                    "sinks",
+                    id,
+                    &c.position,
+                    crate::component::BuildError("`buffer.max_events` must be at least 1".into()),
+                );
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigErrors(errors))
+        }
+    }
+}

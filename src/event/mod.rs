@@ -1,0 +1,104 @@
+//! The event model: a `vrl::value::Value` plus the metadata the engine needs.
+//!
+//! VRL runs directly on [`Event::value`], so no conversion happens between components;
+//! JSON exists only at the edges (decoders and encoders). Events travel in batches
+//! ([`EventBatch`]) over bounded channels.
+
+mod ack;
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use vrl::value::{KeyString, ObjectMap, Value};
+
+pub use ack::{BatchAck, BatchReceiver, EventAck, EventStatus};
+
+/// A batch of events; the unit that moves over channels.
+pub type EventBatch = Vec<Event>;
+
+/// One monitoring event.
+#[derive(Debug, Clone)]
+pub struct Event {
+    /// The payload: always a `Value::Object` once it left its source.
+    pub value: Value,
+    pub meta: EventMetadata,
+}
+
+/// What travels with an event but is not its payload.
+#[derive(Debug, Clone)]
+pub struct EventMetadata {
+    /// Id of the component that created the event.
+    pub source_id: Arc<str>,
+    /// When the source received or created it.
+    pub received_at: DateTime<Utc>,
+    /// VRL's `%` metadata (Kafka topic and offset, HTTP headers, …). An empty object by
+    /// default, which does not allocate.
+    pub vrl: Value,
+    pub ack: EventAck,
+}
+
+impl Event {
+    /// Wraps `value` into an event. Objects are kept as they are; anything else becomes
+    /// `{ "message": value }`, so downstream components can rely on an object root.
+    pub fn new(value: Value, source_id: Arc<str>, received_at: DateTime<Utc>) -> Self {
+        Self {
+            value: into_object(value),
+            meta: EventMetadata {
+                source_id,
+                received_at,
+                vrl: Value::Object(ObjectMap::new()),
+                ack: EventAck::none(),
+            },
+        }
+    }
+
+    /// Builder-style: attach the acknowledgement obligation.
+    pub fn with_ack(mut self, ack: EventAck) -> Self {
+        self.meta.ack = ack;
+        self
+    }
+
+    /// Reports this event's outcome to its source and consumes it.
+    pub fn settle(mut self, status: EventStatus) {
+        self.meta.ack.take().settle(status);
+    }
+
+    /// Serializes the payload as one line of JSON (no trailing newline).
+    pub fn to_json_line(&self, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
+        serde_json::to_writer(out, &self.value)
+    }
+
+    /// Sets a top-level field.
+    pub fn insert(&mut self, key: &str, value: impl Into<Value>) {
+        if let Value::Object(map) = &mut self.value {
+            map.insert(KeyString::from(key), value.into());
+        }
+    }
+
+    /// A top-level field.
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        match &self.value {
+            Value::Object(map) => map.get(key),
+            _ => None,
+        }
+    }
+}
+
+/// Ensures an object root, wrapping scalars and arrays under `message`.
+pub fn into_object(value: Value) -> Value {
+    match value {
+        Value::Object(_) => value,
+        other => {
+            let mut map = ObjectMap::new();
+            map.insert(KeyString::from("message"), other);
+            Value::Object(map)
+        }
+    }
+}
+
+/// Settles every event of a batch with one status.
+pub fn settle_all(batch: EventBatch, status: EventStatus) {
+    for event in batch {
+        event.settle(status);
+    }
+}

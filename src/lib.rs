@@ -1,0 +1,24 @@
+//! sluice: a stream-processing pipeline for monitoring events.
+//!
+//! A pipeline file declares sources, transforms and sinks ([`config`]); the
+//! [`topology`] runs each as a task connected by bounded buffers; every [`event`]
+//! carries an acknowledgement handle so sources learn when sinks delivered it.
+
+pub mod api;
+pub mod component;
+pub mod config;
+pub mod event;
+pub mod program;
+pub mod settings;
+pub mod sinks;
+pub mod sources;
+pub mod telemetry;
+pub mod testing;
+pub mod topology;
+pub mod transforms;
+
+/// The pipeline `sluice` runs when given no `--config`.
+pub const DEFAULT_PIPELINE: &str = include_str!("../config/default-pipeline.yaml");
+
+/// The name used for the embedded pipeline in error messages.
+pub const DEFAULT_PIPELINE_NAME: &str = "<embedded>/config/default-pipeline.yaml";

@@ -1,0 +1,240 @@
+//! The `sluice` command line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+use tracing_subscriber::EnvFilter;
+
+use sluice::config::{self, ConfigErrors, Pipeline};
+use sluice::settings::{LogFormat, Overrides, Settings};
+use sluice::telemetry::Telemetry;
+use sluice::topology::{self, Drained, TopologyOptions};
+
+/// Exit code for an invalid pipeline or settings file (EX_CONFIG).
+const EXIT_CONFIG: u8 = 78;
+
+#[derive(Parser)]
+#[command(
+    name = "sluice",
+    version,
+    about = "Moves monitoring events: webhooks, feeds, Kafka and files in; HTTP, Postgres, PagerDuty, Slack, Kafka out."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run pipelines (the embedded default pipeline when no --config is given).
+    Run(RunArgs),
+    /// Check pipeline files without starting anything; lists every error.
+    Validate(ValidateArgs),
+}
+
+#[derive(Args, Clone, Default)]
+struct RunArgs {
+    /// Pipeline files; several are merged into one pipeline.
+    #[arg(long = "config", short = 'c', value_name = "FILE")]
+    config: Vec<PathBuf>,
+    /// Global settings file (overrides the embedded config/default.yaml).
+    #[arg(long, value_name = "FILE")]
+    settings: Option<PathBuf>,
+    /// Overrides `data_dir`.
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Overrides `api.address`.
+    #[arg(long, value_name = "HOST:PORT")]
+    api_address: Option<String>,
+}
+
+#[derive(Args)]
+struct ValidateArgs {
+    /// Pipeline files; several are merged into one pipeline.
+    #[arg(long = "config", short = 'c', value_name = "FILE", required = true)]
+    config: Vec<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let code = match cli.command {
+        Some(Command::Validate(args)) => validate(&args),
+        Some(Command::Run(args)) => run(args),
+        None => run(cli.run),
+    };
+    // Standard input is read on a blocking thread that cannot be interrupted; leave
+    // without waiting for it. Everything was flushed and settled before this point.
+    std::process::exit(i32::from(code));
+}
+
+fn load_pipeline(files: &[PathBuf]) -> Result<Pipeline, ConfigErrors> {
+    if files.is_empty() {
+        config::load_texts(
+            &[(
+                PathBuf::from(sluice::DEFAULT_PIPELINE_NAME),
+                sluice::DEFAULT_PIPELINE.to_owned(),
+            )],
+            |name| std::env::var(name).ok(),
+        )
+    } else {
+        config::load_files(files)
+    }
+}
+
+fn validate(args: &ValidateArgs) -> u8 {
+    match load_pipeline(&args.config) {
+        Ok(pipeline) => {
+            for w in &pipeline.warnings {
+                eprintln!("warning: {w}");
+            }
+            println!(
+                "valid: {} sources, {} transforms, {} sinks",
+                pipeline.sources.len(),
+                pipeline.transforms.len(),
+                pipeline.sinks.len()
+            );
+            0
+        }
+        Err(errors) => {
+            for e in &errors.0 {
+                eprintln!("error: {e}");
+            }
+            eprintln!("{} error(s); the pipeline is invalid", errors.0.len());
+            EXIT_CONFIG
+        }
+    }
+}
+
+fn run(args: RunArgs) -> u8 {
+    let overrides = Overrides {
+        data_dir: args.data_dir.clone(),
+        api_address: args.api_address.clone(),
+    };
+    let settings = match Settings::load(args.settings.as_deref(), &overrides) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_CONFIG;
+        }
+    };
+    if let Err(e) = init_logging(&settings) {
+        eprintln!("error: {e:#}");
+        return EXIT_CONFIG;
+    }
+    let pipeline = match load_pipeline(&args.config) {
+        Ok(p) => p,
+        Err(errors) => {
+            for e in &errors.0 {
+                tracing::error!("{e}");
+            }
+            return EXIT_CONFIG;
+        }
+    };
+    for w in &pipeline.warnings {
+        tracing::warn!("{w}");
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the async runtime");
+            return 1;
+        }
+    };
+    match runtime.block_on(serve(pipeline, settings)) {
+        Ok(code) => code,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            1
+        }
+    }
+}
+
+async fn serve(pipeline: Pipeline, settings: Settings) -> anyhow::Result<u8> {
+    let telemetry = Telemetry::new();
+    let api_shutdown = CancellationToken::new();
+    let api = if settings.api.enabled {
+        let (address, handle) = sluice::api::serve(
+            &settings.api.address,
+            telemetry.clone(),
+            api_shutdown.clone(),
+        )
+        .await
+        .with_context(|| format!("cannot start the API on {}", settings.api.address))?;
+        tracing::info!(%address, "API listening");
+        Some(handle)
+    } else {
+        None
+    };
+
+    let options = TopologyOptions {
+        data_dir: settings.data_dir.clone(),
+    };
+    let components = pipeline.sources.len() + pipeline.transforms.len() + pipeline.sinks.len();
+    let mut running = topology::start(pipeline, telemetry.clone(), &options)
+        .await
+        .context("the pipeline could not start")?;
+    telemetry.set_pipeline_running(true);
+    tracing::info!(components, "pipeline running");
+
+    let signal = tokio::select! {
+        s = shutdown_signal() => Some(s?),
+        () = running.finished() => None,
+    };
+    let code = match signal {
+        Some(name) => {
+            tracing::info!(signal = name, timeout = ?settings.shutdown_timeout, "shutting down: draining in-flight events");
+            telemetry.set_pipeline_running(false);
+            match running.stop(settings.shutdown_timeout).await {
+                Drained::Complete => {
+                    tracing::info!("all events drained; bye");
+                    0
+                }
+                Drained::TimedOut(left) => {
+                    tracing::error!(components = ?left, "shutdown timeout reached; events still in flight were not delivered");
+                    1
+                }
+            }
+        }
+        None => {
+            telemetry.set_pipeline_running(false);
+            tracing::info!("every source finished and everything drained; bye");
+            0
+        }
+    };
+    api_shutdown.cancel();
+    if let Some(handle) = api {
+        let _ = handle.await;
+    }
+    Ok(code)
+}
+
+async fn shutdown_signal() -> anyhow::Result<&'static str> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
+    Ok(tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    })
+}
+
+fn init_logging(settings: &Settings) -> anyhow::Result<()> {
+    let filter = EnvFilter::try_new(&settings.log.level)
+        .with_context(|| format!("invalid log.level `{}`", settings.log.level))?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let result = match settings.log.format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.with_ansi(false).try_init(),
+    };
+    result.map_err(|e| anyhow::anyhow!("cannot install the logger: {e}"))
+}

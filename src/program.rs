@@ -1,0 +1,137 @@
+//! VRL programs: compiled once when a component is built, run per event.
+//!
+//! A [`Program`] is shared through an `Arc`; each running component keeps its own
+//! [`Runner`] (a VRL `Runtime`, cleared between events) so running never locks.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use vrl::compiler::runtime::{Runtime, Terminate};
+use vrl::compiler::state::{ExternalEnv, RuntimeState};
+use vrl::compiler::{CompileConfig, Program, TargetValueRef, TimeZone, compile_with_external};
+use vrl::value::{Secrets, Value};
+
+use crate::component::BuildError;
+
+/// Where a program's source comes from in a component config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProgramSource {
+    Inline(String),
+    File(PathBuf),
+}
+
+impl ProgramSource {
+    /// Exactly one of `source` and `file` must be given.
+    pub fn from_options(source: Option<&str>, file: Option<&Path>) -> Result<Self, BuildError> {
+        match (source, file) {
+            (Some(s), None) => Ok(Self::Inline(s.to_owned())),
+            (None, Some(f)) => Ok(Self::File(f.to_path_buf())),
+            (Some(_), Some(_)) => Err(BuildError(
+                "give either `source` or `file`, not both".into(),
+            )),
+            (None, None) => Err(BuildError("one of `source` or `file` is required".into())),
+        }
+    }
+
+    fn text(&self) -> Result<String, BuildError> {
+        match self {
+            Self::Inline(s) => Ok(s.clone()),
+            Self::File(path) => std::fs::read_to_string(path)
+                .map_err(|e| BuildError(format!("cannot read VRL file {}: {e}", path.display()))),
+        }
+    }
+}
+
+/// How a compiled program may be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// May modify the event (remap).
+    ReadWrite,
+    /// Must not modify the event and must return a boolean (filter conditions).
+    Condition,
+}
+
+/// What one run of a program ended with.
+pub enum Outcome {
+    Done(Value),
+    /// `abort` was called: the event is intentionally dropped.
+    Aborted,
+    Failed(String),
+}
+
+/// A compiled program.
+#[derive(Debug)]
+pub struct CompiledProgram {
+    pub program: Program,
+    /// Whether a run can fail or abort (if not, callers need not keep a copy of the event).
+    pub can_fail: bool,
+}
+
+/// Compiles a program; the error carries VRL's own diagnostic (with its line and column
+/// inside the program).
+pub fn compile(source: &ProgramSource, mode: Mode) -> Result<Arc<CompiledProgram>, BuildError> {
+    let text = source.text()?;
+    let mut config = CompileConfig::default();
+    if mode == Mode::Condition {
+        config.set_read_only();
+    }
+    let functions = vrl::stdlib::all();
+    let result = compile_with_external(&text, &functions, &ExternalEnv::default(), config)
+        .map_err(|diagnostics| {
+            BuildError(format!(
+                "VRL program does not compile:\n{}",
+                vrl::diagnostic::Formatter::new(&text, diagnostics)
+            ))
+        })?;
+    let program = result.program;
+    if mode == Mode::Condition && !program.final_type_info().result.is_boolean() {
+        return Err(BuildError(
+            "a condition must return a boolean (e.g. `.level == \"error\"`)".into(),
+        ));
+    }
+    let info = program.info();
+    Ok(Arc::new(CompiledProgram {
+        can_fail: info.fallible || info.abortable,
+        program,
+    }))
+}
+
+/// Runs programs for one component.
+pub struct Runner {
+    program: Arc<CompiledProgram>,
+    runtime: Runtime,
+    timezone: TimeZone,
+}
+
+impl Runner {
+    pub fn new(program: Arc<CompiledProgram>) -> Self {
+        Self {
+            program,
+            runtime: Runtime::new(RuntimeState::default()),
+            timezone: TimeZone::default(),
+        }
+    }
+
+    pub fn can_fail(&self) -> bool {
+        self.program.can_fail
+    }
+
+    /// Runs the program on an event payload and its VRL metadata.
+    pub fn run(&mut self, value: &mut Value, metadata: &mut Value) -> Outcome {
+        let mut secrets = Secrets::default();
+        let mut target = TargetValueRef {
+            value,
+            metadata,
+            secrets: &mut secrets,
+        };
+        let result = self
+            .runtime
+            .resolve(&mut target, &self.program.program, &self.timezone);
+        self.runtime.clear();
+        match result {
+            Ok(v) => Outcome::Done(v),
+            Err(Terminate::Abort(_)) => Outcome::Aborted,
+            Err(e) => Outcome::Failed(e.to_string()),
+        }
+    }
+}

@@ -1,0 +1,11 @@
+//! Sources: where events enter. One module per type; register it below.
+
+pub mod generator;
+pub mod stdin;
+pub mod webhook;
+
+crate::component_registry! { crate::component::SourceConfig;
+    "generator" => generator::GeneratorConfig,
+    "stdin" => stdin::StdinConfig,
+    "webhook" => webhook::WebhookConfig,
+}

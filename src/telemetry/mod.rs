@@ -1,0 +1,174 @@
+//! Internal telemetry: per-component counters, buffer fill, end-to-end latency and
+//! component health, rendered for `/metrics` and `/health`.
+//!
+//! Counters are plain atomics handed to each component at build time, so the hot path
+//! never takes a lock or looks anything up. Rendering reads them on demand. One
+//! [`Telemetry`] belongs to one running process and outlives topology rebuilds, so a
+//! component that is replaced keeps its counters monotonic.
+
+mod latency;
+mod prometheus;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use indexmap::IndexMap;
+
+pub use latency::LatencyRecorder;
+
+use crate::topology::BufferProbe;
+
+/// Which part of the DAG a component is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ComponentKind {
+    Source,
+    Transform,
+    Sink,
+}
+
+impl ComponentKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Source => "source",
+            Self::Transform => "transform",
+            Self::Sink => "sink",
+        }
+    }
+}
+
+/// Lifecycle of one component, as `/health` reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ComponentState {
+    Starting,
+    Running,
+    /// Finished on its own (a generator that reached its count, stdin at EOF).
+    Stopped,
+    Failed(String),
+}
+
+/// Counters of one component. Cheap to clone (an `Arc`).
+#[derive(Debug)]
+pub struct ComponentMetrics {
+    pub id: String,
+    pub kind: ComponentKind,
+    pub type_name: &'static str,
+    pub received: AtomicU64,
+    pub sent: AtomicU64,
+    pub errors: AtomicU64,
+    pub discarded: AtomicU64,
+    state: Mutex<ComponentState>,
+    buffer: Mutex<Option<BufferProbe>>,
+}
+
+impl ComponentMetrics {
+    pub fn add_received(&self, n: usize) {
+        self.received.fetch_add(n as u64, Ordering::Relaxed);
+    }
+    pub fn add_sent(&self, n: usize) {
+        self.sent.fetch_add(n as u64, Ordering::Relaxed);
+    }
+    pub fn add_errors(&self, n: usize) {
+        self.errors.fetch_add(n as u64, Ordering::Relaxed);
+    }
+    pub fn add_discarded(&self, n: usize) {
+        self.discarded.fetch_add(n as u64, Ordering::Relaxed);
+    }
+    pub fn set_state(&self, state: ComponentState) {
+        *lock(&self.state) = state;
+    }
+    pub fn state(&self) -> ComponentState {
+        lock(&self.state).clone()
+    }
+    /// Events waiting in this component's input buffer, if it has one.
+    pub fn buffered_events(&self) -> Option<(usize, usize)> {
+        lock(&self.buffer)
+            .as_ref()
+            .map(|probe| (probe.len(), probe.capacity()))
+    }
+    pub fn set_buffer(&self, probe: BufferProbe) {
+        *lock(&self.buffer) = Some(probe);
+    }
+}
+
+/// Process-wide telemetry registry.
+#[derive(Debug, Default)]
+pub struct Telemetry {
+    components: Mutex<IndexMap<String, Arc<ComponentMetrics>>>,
+    latency: Arc<LatencyRecorder>,
+    reload_failures: AtomicU64,
+    pipeline_running: AtomicBool,
+}
+
+impl Telemetry {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    /// The counters of `id`, created on first use. A component rebuilt with another type
+    /// gets fresh counters.
+    pub fn component(
+        &self,
+        id: &str,
+        kind: ComponentKind,
+        type_name: &'static str,
+    ) -> Arc<ComponentMetrics> {
+        let mut map = lock(&self.components);
+        if let Some(existing) = map.get(id)
+            && existing.kind == kind
+            && existing.type_name == type_name
+        {
+            return Arc::clone(existing);
+        }
+        let metrics = Arc::new(ComponentMetrics {
+            id: id.to_owned(),
+            kind,
+            type_name,
+            received: AtomicU64::new(0),
+            sent: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            discarded: AtomicU64::new(0),
+            state: Mutex::new(ComponentState::Starting),
+            buffer: Mutex::new(None),
+        });
+        map.insert(id.to_owned(), Arc::clone(&metrics));
+        metrics
+    }
+
+    /// Forgets a component that is no longer part of the pipeline.
+    pub fn remove(&self, id: &str) {
+        lock(&self.components).shift_remove(id);
+    }
+
+    /// A snapshot of every registered component.
+    pub fn components(&self) -> Vec<Arc<ComponentMetrics>> {
+        lock(&self.components).values().cloned().collect()
+    }
+
+    pub fn latency(&self) -> &Arc<LatencyRecorder> {
+        &self.latency
+    }
+
+    /// Whether a pipeline is running (false before start and while draining at shutdown).
+    pub fn set_pipeline_running(&self, running: bool) {
+        self.pipeline_running.store(running, Ordering::Release);
+    }
+
+    pub fn pipeline_running(&self) -> bool {
+        self.pipeline_running.load(Ordering::Acquire)
+    }
+
+    pub fn add_reload_failure(&self) {
+        self.reload_failures.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Prometheus text exposition format (version 0.0.4).
+    pub fn render_prometheus(&self) -> String {
+        prometheus::render(self)
+    }
+}
+
+/// A poisoned lock only means another thread panicked while holding it; the counters
+/// it protects stay meaningful, so keep serving them.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}

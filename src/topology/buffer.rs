@@ -1,0 +1,178 @@
+//! The bounded channel in front of every transform and sink.
+//!
+//! Tokio's bounded `mpsc` counts messages, but our messages are batches of any size; the
+//! bound users configure is in events. So the queue itself is unbounded and a semaphore
+//! with one permit per event does the bounding: a sender waits for as many permits as its
+//! batch has events (batches larger than the bound are split), and the receiver returns
+//! them when it takes the batch. Waiting for permits is how backpressure travels upstream.
+//!
+//! Invariants: at most `capacity` events are queued at any time; dropping the receiver
+//! closes the semaphore so blocked senders wake up and get their batch back.
+
+use std::sync::Arc;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+
+use crate::event::EventBatch;
+
+struct Item {
+    batch: EventBatch,
+    _permits: OwnedSemaphorePermit,
+}
+
+/// Sending half; cloned once per upstream output that feeds this component.
+#[derive(Clone)]
+pub struct BufferSender {
+    tx: mpsc::UnboundedSender<Item>,
+    permits: Arc<Semaphore>,
+    capacity: usize,
+}
+
+/// Receiving half, owned by the component's task.
+pub struct BufferReceiver {
+    rx: mpsc::UnboundedReceiver<Item>,
+    permits: Arc<Semaphore>,
+}
+
+/// Read-only view of a buffer's fill level for telemetry.
+#[derive(Clone)]
+pub struct BufferProbe {
+    permits: Arc<Semaphore>,
+    capacity: usize,
+}
+
+impl std::fmt::Debug for BufferProbe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "BufferProbe({}/{})", self.len(), self.capacity)
+    }
+}
+
+impl BufferProbe {
+    pub fn len(&self) -> usize {
+        self.capacity
+            .saturating_sub(self.permits.available_permits())
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+}
+
+/// The receiver is gone; the batch comes back so its events can be settled.
+#[derive(Debug)]
+pub struct Closed(pub EventBatch);
+
+/// A buffer holding at most `capacity` events (at least 1).
+pub fn buffer(capacity: usize) -> (BufferSender, BufferReceiver, BufferProbe) {
+    let capacity = capacity.clamp(1, Semaphore::MAX_PERMITS.min(u32::MAX as usize));
+    let (tx, rx) = mpsc::unbounded_channel();
+    let permits = Arc::new(Semaphore::new(capacity));
+    (
+        BufferSender {
+            tx,
+            permits: Arc::clone(&permits),
+            capacity,
+        },
+        BufferReceiver {
+            rx,
+            permits: Arc::clone(&permits),
+        },
+        BufferProbe { permits, capacity },
+    )
+}
+
+impl BufferSender {
+    /// Queues `batch`, waiting while the buffer is full.
+    pub async fn send(&self, mut batch: EventBatch) -> Result<(), Closed> {
+        while batch.len() > self.capacity {
+            let rest = batch.split_off(self.capacity);
+            self.send_one(batch).await?;
+            batch = rest;
+        }
+        self.send_one(batch).await
+    }
+
+    async fn send_one(&self, batch: EventBatch) -> Result<(), Closed> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        // Fits in u32: capacity is clamped to u32::MAX and the batch to capacity.
+        let n = batch.len() as u32;
+        let Ok(permits) = Arc::clone(&self.permits).acquire_many_owned(n).await else {
+            return Err(Closed(batch));
+        };
+        self.tx
+            .send(Item {
+                batch,
+                _permits: permits,
+            })
+            .map_err(|mpsc::error::SendError(item)| Closed(item.batch))
+    }
+}
+
+impl BufferReceiver {
+    /// The next batch, or `None` once every sender is gone and the queue is empty.
+    pub async fn recv(&mut self) -> Option<EventBatch> {
+        self.rx.recv().await.map(|item| item.batch)
+    }
+}
+
+impl Drop for BufferReceiver {
+    fn drop(&mut self) {
+        self.permits.close();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Event;
+    use chrono::Utc;
+    use std::time::Duration;
+
+    fn batch(n: usize) -> EventBatch {
+        let src: Arc<str> = Arc::from("t");
+        (0..n)
+            .map(|i| Event::new((i as i64).into(), Arc::clone(&src), Utc::now()))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn blocks_when_full_and_splits_large_batches() {
+        let (tx, mut rx, probe) = buffer(10);
+        // 25 events > capacity: they go in chunks of at most 10 as the receiver drains.
+        let sender = tokio::spawn(async move {
+            tx.send(batch(25)).await.is_ok() && tx.send(batch(5)).await.is_ok()
+        });
+        let mut got = 0;
+        while got < 30 {
+            let b = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+                .await
+                .expect("batch arrives")
+                .expect("open");
+            assert!(b.len() <= 10);
+            assert!(probe.len() <= 10);
+            got += b.len();
+        }
+        assert_eq!(got, 30);
+        assert!(sender.await.expect("joined"));
+    }
+
+    #[tokio::test]
+    async fn dropped_receiver_returns_the_batch() {
+        let (tx, rx, _) = buffer(2);
+        tx.send(batch(2)).await.ok();
+        let blocked = tokio::spawn({
+            let tx = tx.clone();
+            async move { tx.send(batch(1)).await }
+        });
+        tokio::task::yield_now().await;
+        drop(rx);
+        match blocked.await.expect("joined") {
+            Err(Closed(b)) => assert_eq!(b.len(), 1),
+            Ok(()) => panic!("send must fail after the receiver is dropped"),
+        }
+    }
+}

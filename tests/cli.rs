@@ -1,0 +1,362 @@
+//! The `sluice` binary: default pipeline, run, validate, shutdown, API.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::{Process, free_port, metric, sluice, wait_for_port};
+
+fn write_pipeline(dir: &tempfile::TempDir, name: &str, yaml: &str) -> std::path::PathBuf {
+    let path = dir.path().join(name);
+    std::fs::write(&path, yaml).expect("write pipeline");
+    path
+}
+
+async fn get(url: &str) -> (u16, String) {
+    let r = reqwest::get(url).await.expect("GET completes");
+    let status = r.status().as_u16();
+    (status, r.text().await.expect("body"))
+}
+
+/// Polls /metrics until `name{component_id=component}` reaches `value`.
+async fn wait_metric(api: u16, name: &str, component: &str, value: f64) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(r) = reqwest::get(format!("http://127.0.0.1:{api}/metrics")).await
+            && let Ok(body) = r.text().await
+            && metric(&body, name, component) == Some(value)
+        {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{name}{{{component}}} never reached {value}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn default_pipeline_prints_posted_events_with_received_at() {
+    // `sluice` alone listens on 127.0.0.1:8080; only the API port is moved so tests can
+    // run in parallel.
+    let api = free_port();
+    let mut cmd = sluice();
+    cmd.env("SLUICE_API__ADDRESS", format!("127.0.0.1:{api}"));
+    let mut p = Process::spawn(cmd);
+    wait_for_port(8080).await;
+    let response = reqwest::Client::new()
+        .post("http://localhost:8080/events")
+        .body(r#"{"msg":"hi"}"#)
+        .send()
+        .await
+        .expect("POST completes");
+    assert_eq!(response.status(), 200);
+
+    let stdout = p.child().stdout.take().expect("stdout");
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("one line");
+    let event: serde_json::Value = serde_json::from_str(&line).expect("JSON line");
+    assert_eq!(event["msg"], "hi");
+    let stamp = event["received_at"]
+        .as_str()
+        .expect("received_at is a timestamp string");
+    chrono::DateTime::parse_from_rfc3339(stamp).expect("RFC 3339");
+
+    p.signal("INT");
+    let status = p.child().wait().expect("exits");
+    assert_eq!(status.code(), Some(0));
+}
+
+#[tokio::test]
+async fn sigterm_drains_100k_in_flight_events_before_exit() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (api, hook) = (free_port(), free_port());
+    let path = write_pipeline(
+        &dir,
+        "drain.yaml",
+        &format!(
+            r#"
+sources:
+  gen: {{ type: generator, count: 100000, batch_size: 1000, format: '{{"seq": {{{{seq}}}}}}' }}
+  hook: {{ type: webhook, address: "127.0.0.1:{hook}" }}
+transforms:
+  stamp: {{ type: remap, inputs: [gen, hook], source: .stamped = true }}
+sinks:
+  out: {{ type: console, inputs: [stamp], buffer: {{ max_events: 200000 }} }}
+"#
+        ),
+    );
+    let mut cmd = sluice();
+    cmd.args(["run", "--config"])
+        .arg(&path)
+        .args(["--api-address", &format!("127.0.0.1:{api}")]);
+    let mut p = Process::spawn(cmd);
+    // Nobody reads stdout yet: the console sink blocks on the full pipe, so the events
+    // pile up in its buffer.
+    wait_metric(api, "sluice_component_sent_events_total", "gen", 100000.0).await;
+    let body = reqwest::get(format!("http://127.0.0.1:{api}/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("body");
+    let buffered = metric(&body, "sluice_buffer_events", "out").expect("gauge");
+    assert!(
+        buffered > 50_000.0,
+        "most events are in flight, {buffered} buffered"
+    );
+
+    p.signal("TERM");
+    let mut stdout = String::new();
+    p.child()
+        .stdout
+        .take()
+        .expect("stdout")
+        .read_to_string(&mut stdout)
+        .expect("read");
+    let status = p.child().wait().expect("exits");
+    assert_eq!(status.code(), Some(0), "clean exit after draining");
+
+    let mut seqs: Vec<i64> = stdout
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).expect("JSON line");
+            assert_eq!(v["stamped"], true);
+            v["seq"].as_i64().expect("seq")
+        })
+        .collect();
+    seqs.sort_unstable();
+    assert_eq!(seqs, (0..100000).collect::<Vec<_>>());
+}
+
+#[test]
+fn stdin_to_console_exits_at_eof_with_every_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = write_pipeline(
+        &dir,
+        "stdin.yaml",
+        r#"
+sources:
+  in: { type: stdin }
+transforms:
+  keep: { type: filter, inputs: [in], condition: 'exists(.n)' }
+sinks:
+  out: { type: console, inputs: [keep] }
+"#,
+    );
+    let mut child = sluice()
+        .args(["run", "--config"])
+        .arg(&path)
+        .env("SLUICE_API__ENABLED", "false")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starts");
+    let mut input = String::new();
+    for n in 0..5000 {
+        input.push_str(&format!("{{\"n\":{n}}}\n"));
+    }
+    input.push_str("not json\n");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
+    let out = child.wait_with_output().expect("exits");
+    writer.join().expect("joined").expect("written");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).expect("utf-8");
+    let ns: Vec<i64> = stdout
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).expect("json")["n"]
+                .as_i64()
+                .expect("n")
+        })
+        .collect();
+    assert_eq!(ns, (0..5000).collect::<Vec<_>>());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("invalid JSON line kept as message"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn validate_lists_every_error_with_positions() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = write_pipeline(
+        &dir,
+        "bad.yaml",
+        r#"sources:
+  src: { type: generator }
+transforms:
+  a: { type: remap, inputs: [src, b], source: ".a = 1" }
+  b: { type: remap, inputs: [a], source: ".b = 1" }
+sinks:
+  out: { type: console, inputs: [b, missing] }
+"#,
+    );
+    let out = sluice()
+        .arg("validate")
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(78));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let file = path.display();
+    assert!(
+        stderr.contains(&format!(
+            "error: {file}:7:37: component `sinks.out`: unknown input `missing`"
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "error: {file}:4:6: component `transforms.a`: cycle in the pipeline: a -> b -> a"
+        )),
+        "{stderr}"
+    );
+
+    let typo = write_pipeline(
+        &dir,
+        "typo.yaml",
+        "sources:\n  src:\n    type: generator\n    rat: 5\nsinks:\n  out: { type: console, inputs: [src] }\n",
+    );
+    let out = sluice()
+        .args(["validate", "-c"])
+        .arg(&typo)
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(78));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "{}:4:5: component `sources.src`: unknown field `rat`",
+            typo.display()
+        )),
+        "{stderr}"
+    );
+
+    let good = write_pipeline(
+        &dir,
+        "good.yaml",
+        "sources:\n  src: { type: generator }\nsinks:\n  out: { type: blackhole, inputs: [src] }\n",
+    );
+    let out = sluice()
+        .args(["validate", "-c"])
+        .arg(&good)
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "valid: 1 sources, 0 transforms, 1 sinks\n"
+    );
+}
+
+#[test]
+fn version_is_printed() {
+    let out = sluice().arg("--version").output().expect("runs");
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("sluice {}", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+#[tokio::test]
+async fn health_names_a_failed_component_and_the_webhook_answers_503() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (api, hook) = (free_port(), free_port());
+    let path = write_pipeline(
+        &dir,
+        "p.yaml",
+        &format!(
+            "sources:\n  hook: {{ type: webhook, address: \"127.0.0.1:{hook}\" }}\nsinks:\n  out: {{ type: console, inputs: [hook] }}\n"
+        ),
+    );
+    let mut cmd = sluice();
+    cmd.args(["run", "-c"])
+        .arg(&path)
+        .args(["--api-address", &format!("127.0.0.1:{api}")]);
+    let mut p = Process::spawn(cmd);
+    wait_for_port(api).await;
+    wait_for_port(hook).await;
+    let (code, body) = get(&format!("http://127.0.0.1:{api}/health")).await;
+    assert_eq!(code, 200, "{body}");
+    let (code, _) = get(&format!("http://127.0.0.1:{api}/health/ready")).await;
+    assert_eq!(code, 200);
+
+    // Closing stdout makes the console sink's next write fail.
+    drop(p.child().stdout.take());
+    let response = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{hook}/"))
+        .body(r#"{"a":1}"#)
+        .send()
+        .await
+        .expect("POST completes");
+    assert_eq!(response.status(), 503);
+
+    let (code, body) = get(&format!("http://127.0.0.1:{api}/health")).await;
+    assert_eq!(code, 503);
+    let health: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(health["unhealthy"], serde_json::json!(["out"]));
+    assert_eq!(health["components"]["out"]["state"], "failed");
+    assert_eq!(health["components"]["hook"]["state"], "running");
+    let (code, _) = get(&format!("http://127.0.0.1:{api}/health/ready")).await;
+    assert_eq!(code, 503);
+    let (code, _) = get(&format!("http://127.0.0.1:{api}/health/live")).await;
+    assert_eq!(code, 200);
+
+    let (_, metrics) = get(&format!("http://127.0.0.1:{api}/metrics")).await;
+    assert_eq!(
+        metric(&metrics, "sluice_component_errors_total", "out"),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric(&metrics, "sluice_component_received_events_total", "hook"),
+        Some(1.0)
+    );
+    assert!(
+        metrics.contains("sluice_end_to_end_latency_seconds_count 1\n"),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn a_port_in_use_stops_the_pipeline_from_starting() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = taken.local_addr().expect("addr").port();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = write_pipeline(
+        &dir,
+        "p.yaml",
+        &format!(
+            "sources:\n  hook: {{ type: webhook, address: \"127.0.0.1:{port}\" }}\nsinks:\n  out: {{ type: blackhole, inputs: [hook] }}\n"
+        ),
+    );
+    let out = sluice()
+        .args(["run", "-c"])
+        .arg(&path)
+        .env("SLUICE_API__ENABLED", "false")
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "component `hook`: cannot listen on 127.0.0.1:{port}"
+        )),
+        "{stderr}"
+    );
+}

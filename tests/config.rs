@@ -1,0 +1,266 @@
+//! The pipeline file: positions in errors, interpolation, merging, graph checks.
+
+use std::path::PathBuf;
+
+use sluice::config::{ConfigError, ConfigErrors, Pipeline, load_texts};
+
+fn env(name: &str) -> Option<String> {
+    match name {
+        "HOOK_PORT" => Some("9999".into()),
+        "LONG_NAME_FOR_A_VARIABLE" => Some("x".into()),
+        _ => None,
+    }
+}
+
+fn load(files: &[(&str, &str)]) -> Result<Pipeline, ConfigErrors> {
+    let texts: Vec<(PathBuf, String)> = files
+        .iter()
+        .map(|(n, t)| (PathBuf::from(n), (*t).to_owned()))
+        .collect();
+    load_texts(&texts, env)
+}
+
+fn errors(files: &[(&str, &str)]) -> Vec<ConfigError> {
+    match load(files) {
+        Ok(_) => panic!("expected errors"),
+        Err(e) => e.0,
+    }
+}
+
+fn one_error(yaml: &str) -> String {
+    let e = errors(&[("p.yaml", yaml)]);
+    assert_eq!(e.len(), 1, "{e:?}");
+    e[0].to_string()
+}
+
+const SINK: &str = "sinks:\n  out: { type: console, inputs: [src] }\n";
+
+#[test]
+fn misspelled_field_names_line_column_and_component() {
+    let yaml = format!("sources:\n  src:\n    type: generator\n    cont: 5\n{SINK}");
+    assert_eq!(
+        one_error(&yaml),
+        "p.yaml:4:5: component `sources.src`: unknown field `cont`, expected one of rate, count, format, batch_size"
+    );
+}
+
+#[test]
+fn unknown_input_names_the_entry() {
+    let yaml = "sources:\n  src: { type: generator }\nsinks:\n  out:\n    type: console\n    inputs: [src, srcc, nothing_like_it]\n";
+    let e = errors(&[("p.yaml", yaml)]);
+    let shown: Vec<String> = e.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        shown,
+        [
+            "p.yaml:6:19: component `sinks.out`: unknown input `srcc`; did you mean `src`?",
+            "p.yaml:6:25: component `sinks.out`: unknown input `nothing_like_it`: no source or transform has this id",
+        ]
+    );
+}
+
+#[test]
+fn cycles_are_errors() {
+    let yaml = r#"
+sources:
+  src: { type: generator }
+transforms:
+  a: { type: remap, inputs: [src, c], source: ".a = 1" }
+  b: { type: remap, inputs: [a], source: ".b = 1" }
+  c: { type: remap, inputs: [b], source: ".c = 1" }
+sinks:
+  out: { type: console, inputs: [c] }
+"#;
+    let e = one_error(yaml);
+    assert!(
+        e.starts_with(
+            "p.yaml:5:6: component `transforms.a`: cycle in the pipeline: a -> b -> c -> a"
+        ),
+        "{e}"
+    );
+}
+
+#[test]
+fn unknown_types_and_missing_type_are_located() {
+    let yaml = "sources:\n  src:\n    type: generater\nsinks:\n  out: { inputs: [src] }\n";
+    let e: Vec<String> = errors(&[("p.yaml", yaml)])
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(e.len(), 2, "{e:?}");
+    assert!(
+        e[0].starts_with("p.yaml:3:11: component `sources.src`: unknown source type `generater`"),
+        "{}",
+        e[0]
+    );
+    assert!(
+        e[1].starts_with("p.yaml:5:8: component `sinks.out`: missing field `type`"),
+        "{}",
+        e[1]
+    );
+}
+
+#[test]
+fn sinks_need_inputs_and_sinks_are_not_inputs() {
+    let yaml = r#"
+sources:
+  src: { type: generator }
+sinks:
+  a: { type: console, inputs: [src] }
+  b: { type: console }
+  c: { type: console, inputs: [a] }
+"#;
+    let e: Vec<String> = errors(&[("p.yaml", yaml)])
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        e,
+        [
+            "p.yaml:6:6: component `sinks.b`: `inputs` is missing or empty; list the components it reads",
+            "p.yaml:7:32: component `sinks.c`: input `a` is a sink; sinks have no outputs to read",
+        ]
+    );
+}
+
+#[test]
+fn named_outputs_must_exist() {
+    let yaml = r#"
+sources:
+  src: { type: generator }
+transforms:
+  r: { type: remap, inputs: [src], source: ".a = 1" }
+sinks:
+  ok: { type: console, inputs: [r, r.dropped] }
+  bad: { type: console, inputs: [r.nope] }
+"#;
+    assert_eq!(
+        one_error(yaml),
+        "p.yaml:8:34: component `sinks.bad`: component `r` has no output named `nope`"
+    );
+}
+
+#[test]
+fn wildcards_that_match_nothing_are_errors() {
+    let yaml = "sources:\n  src: { type: generator }\nsinks:\n  out: { type: console, inputs: [src, \"hooks_*\"] }\n";
+    assert_eq!(
+        one_error(yaml),
+        "p.yaml:4:39: component `sinks.out`: input pattern `hooks_*` matches no component output"
+    );
+}
+
+#[test]
+fn outputs_nobody_reads_are_warnings() {
+    let yaml = r#"
+sources:
+  src: { type: generator }
+  lonely: { type: generator }
+transforms:
+  unused: { type: remap, inputs: [src], source: ".a = 1" }
+sinks:
+  out: { type: console, inputs: [src] }
+"#;
+    let p = load(&[("p.yaml", yaml)]).expect("valid");
+    let w: Vec<String> = p.warnings.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        w,
+        [
+            "p.yaml:4:11: component `sources.lonely`: no component reads its output; its events are discarded",
+            "p.yaml:6:11: component `transforms.unused`: no component reads its output; its events are discarded",
+        ]
+    );
+}
+
+#[test]
+fn interpolation_substitutes_and_keeps_error_columns_true() {
+    let yaml = "sources:\n  src: { type: webhook, address: \"127.0.0.1:${HOOK_PORT}\", path: \"${HOOK_PATH:-/in}\" }\nsinks:\n  out: { type: console, inputs: [src] }\n";
+    let p = load(&[("p.yaml", yaml)]).expect("valid");
+    let debug = format!("{:?}", p.sources["src"].config);
+    assert!(debug.contains("address: \"127.0.0.1:9999\""), "{debug}");
+    assert!(debug.contains("path: \"/in\""), "{debug}");
+
+    // The unknown field sits after a substitution that changed the line's length.
+    let yaml = "sources:\n  src: { type: webhook, address: \"${LONG_NAME_FOR_A_VARIABLE}\", bogus: 1 }\nsinks:\n  out: { type: console, inputs: [src] }\n";
+    let column = yaml
+        .lines()
+        .nth(1)
+        .and_then(|l| l.find("bogus"))
+        .expect("present")
+        + 1;
+    assert_eq!(
+        one_error(yaml),
+        format!(
+            "p.yaml:2:{column}: component `sources.src`: unknown field `bogus`, expected one of address, path, max_body_bytes, request_timeout"
+        )
+    );
+}
+
+#[test]
+fn missing_variables_are_errors_with_positions() {
+    let yaml = "sources:\n  src: { type: webhook, address: \"${NOT_SET_ANYWHERE}\" }\n";
+    assert_eq!(
+        one_error(yaml),
+        "p.yaml:2:35: environment variable `NOT_SET_ANYWHERE` is not set (write `${NOT_SET_ANYWHERE:-default}` to give a default)"
+    );
+}
+
+#[test]
+fn several_files_merge_into_one_pipeline() {
+    let sources = "sources:\n  src: { type: generator }\n";
+    let rest = "transforms:\n  r: { type: remap, inputs: [src], source: \".a = 1\" }\nsinks:\n  out: { type: console, inputs: [r] }\n";
+    let p = load(&[("sources.yaml", sources), ("rest.yaml", rest)]).expect("merged");
+    assert_eq!(p.sources.len() + p.transforms.len() + p.sinks.len(), 3);
+    assert_eq!(p.graph.inputs["out"][0].to_string(), "r");
+
+    let dup = "sources:\n  src: { type: stdin }\n";
+    let e = errors(&[
+        ("sources.yaml", sources),
+        ("rest.yaml", rest),
+        ("dup.yaml", dup),
+    ]);
+    assert_eq!(
+        e[0].to_string(),
+        "dup.yaml:2:8: component `sources.src`: component id `src` is already declared at sources.yaml:2:8"
+    );
+}
+
+#[test]
+fn vrl_errors_are_reported_at_validation() {
+    let yaml = "sources:\n  src: { type: generator }\ntransforms:\n  r: { type: remap, inputs: [src], source: \".a = parse_json(.b)\" }\nsinks:\n  out: { type: console, inputs: [r] }\n";
+    let e = one_error(yaml);
+    assert!(
+        e.starts_with("p.yaml:4:6: component `transforms.r`: VRL program does not compile"),
+        "{e}"
+    );
+    assert!(e.contains("E103"), "{e}");
+
+    let yaml = "sources:\n  src: { type: generator }\ntransforms:\n  f: { type: filter, inputs: [src], condition: \".a\" }\nsinks:\n  out: { type: console, inputs: [f] }\n";
+    assert!(one_error(yaml).contains("a condition must return a boolean"));
+}
+
+#[test]
+fn top_level_typos_and_empty_pipelines_are_errors() {
+    let e = one_error("source:\n  src: { type: generator }\n");
+    assert!(e.starts_with("p.yaml:1:1: unknown field `source`"), "{e}");
+    let e: Vec<String> = errors(&[("p.yaml", "# nothing\n")])
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        e,
+        [
+            "p.yaml:1:1: the pipeline has no sources",
+            "p.yaml:1:1: the pipeline has no sinks"
+        ]
+    );
+}
+
+#[test]
+fn buffer_settings_apply_to_sinks_only() {
+    let yaml = "sources:\n  src: { type: generator }\nsinks:\n  out: { type: console, inputs: [src], buffer: { max_events: 42 } }\n";
+    let p = load(&[("p.yaml", yaml)]).expect("valid");
+    assert_eq!(p.sinks["out"].buffer.max_events, 42);
+    let yaml = "sources:\n  src: { type: generator, buffer: { max_events: 42 } }\nsinks:\n  out: { type: console, inputs: [src] }\n";
+    assert!(one_error(yaml).contains("unknown field `buffer`"));
+    let yaml = "sources:\n  src: { type: generator }\nsinks:\n  out: { type: console, inputs: [src], buffer: { type: disk } }\n";
+    assert!(one_error(yaml).contains("unknown variant `disk`"));
+}
