@@ -8,6 +8,7 @@ pub mod api;
 pub mod component;
 pub mod config;
 pub mod event;
+pub mod fuzzing;
 pub mod program;
 pub mod settings;
 pub mod sinks;

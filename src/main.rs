@@ -10,7 +10,7 @@ use tracing_subscriber::EnvFilter;
 
 use sluice::config::{self, ConfigErrors, Pipeline};
 use sluice::settings::{LogFormat, Overrides, Settings};
-use sluice::telemetry::Telemetry;
+use sluice::telemetry::{ComponentState, Telemetry};
 use sluice::topology::{self, Drained, TopologyOptions};
 
 /// Exit code for an invalid pipeline or settings file (EX_CONFIG).
@@ -208,6 +208,18 @@ async fn serve(pipeline: Pipeline, settings: Settings) -> anyhow::Result<u8> {
             tracing::info!("every source finished and everything drained; bye");
             0
         }
+    };
+    let failed: Vec<String> = telemetry
+        .components()
+        .iter()
+        .filter(|c| matches!(c.state(), ComponentState::Failed(_)))
+        .map(|c| c.id.clone())
+        .collect();
+    let code = if failed.is_empty() {
+        code
+    } else {
+        tracing::error!(components = ?failed, "exiting with failed components");
+        code.max(1)
     };
     api_shutdown.cancel();
     if let Some(handle) = api {

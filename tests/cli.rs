@@ -153,6 +153,7 @@ sinks:
         .args(["run", "--config"])
         .arg(&path)
         .env("SLUICE_API__ENABLED", "false")
+        .env("SLUICE_LOG__FORMAT", "json")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -186,6 +187,75 @@ sinks:
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("invalid JSON line kept as message"),
+        "{stderr}"
+    );
+    for line in stderr.lines() {
+        let log: serde_json::Value =
+            serde_json::from_str(line).expect("log.format json gives JSON lines");
+        assert!(log["level"].is_string(), "{line}");
+    }
+}
+
+fn run_with_stdin(args: &[&str], input: &str) -> std::process::Output {
+    let mut child = sluice()
+        .args(args)
+        .env("SLUICE_API__ENABLED", "false")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starts");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("written");
+    child.wait_with_output().expect("exits")
+}
+
+#[test]
+fn example_stdin_pipeline_prints_error_messages_as_text() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/pipelines/stdin-errors.yaml");
+    let out = run_with_stdin(
+        &["run", "--config", path],
+        "{\"level\":\"info\",\"message\":\"ok\"}\n{\"level\":\"error\",\"message\":\"boom\"}\n{\"level\":\"error\",\"code\":7}\n",
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Text encoding prints `message`; an event without one is printed as JSON.
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "boom\n{\"code\":7,\"level\":\"error\"}\n"
+    );
+}
+
+#[test]
+fn blackhole_reports_its_count_periodically() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = write_pipeline(
+        &dir,
+        "p.yaml",
+        "sources:\n  gen: { type: generator, rate: 2000, count: 600, batch_size: 50 }\nsinks:\n  sink: { type: blackhole, inputs: [gen], print_interval: 50ms }\n",
+    );
+    let out = sluice()
+        .args(["run", "-c"])
+        .arg(&path)
+        .env("SLUICE_API__ENABLED", "false")
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(0));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("blackhole received events component_id=sink"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("blackhole finished component_id=sink total=600"),
         "{stderr}"
     );
 }

@@ -488,3 +488,66 @@ transforms:
     );
     assert_eq!(sorted(sink.ints("seq")), (0..20000).collect::<Vec<_>>());
 }
+
+#[tokio::test]
+async fn remap_reads_its_program_from_a_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let program = dir.path().join("stamp.vrl");
+    std::fs::write(&program, ".from_file = true\n.seq2 = to_int!(.seq) + 100\n").expect("write");
+    let mut p = parse(&format!(
+        r#"
+sources:
+  gen: {{ type: generator, count: 3, format: '{{"seq": {{{{seq}}}}}}' }}
+transforms:
+  r: {{ type: remap, inputs: [gen], file: "{}" }}
+"#,
+        program.display()
+    ));
+    let sink = CaptureSink::default();
+    sink.attach(&mut p, "out", &["r"], 100);
+    let (mut topo, _) = start(p).await;
+    topo.finished().await;
+    assert_eq!(sorted(sink.ints("seq2")), vec![100, 101, 102]);
+    assert!(
+        sink.values()
+            .iter()
+            .all(|v| string(v, "from_file").as_deref() == Some("true"))
+    );
+
+    let mut p = parse(
+        "sources:\n  gen: { type: generator }\ntransforms:\n  r: { type: remap, inputs: [gen], file: /nonexistent/x.vrl }\n",
+    );
+    CaptureSink::default().attach(&mut p, "out", &["r"], 100);
+    let e = p.validate().expect_err("missing file").to_string();
+    assert!(e.contains("cannot read VRL file /nonexistent/x.vrl"), "{e}");
+}
+
+#[tokio::test]
+async fn stop_gives_up_at_the_deadline_and_names_what_was_stuck() {
+    let mut p =
+        parse("sources:\n  gen: { type: generator, count: 10, format: '{\"seq\": {{seq}}}' }\n");
+    let sink = CaptureSink {
+        gate: Some(Arc::new(Semaphore::new(0))),
+        ..CaptureSink::default()
+    };
+    sink.attach(&mut p, "stuck", &["gen"], 100);
+    let (topo, telemetry) = start(p).await;
+    let stuck = telemetry
+        .components()
+        .into_iter()
+        .find(|c| c.id == "stuck")
+        .expect("sink");
+    eventually("the sink holds the batch", || {
+        stuck.received.load(Ordering::Relaxed) == 10
+    })
+    .await;
+    let drained = topo.stop(Duration::from_millis(100)).await;
+    assert_eq!(
+        drained,
+        sluice::topology::Drained::TimedOut(vec!["stuck".into()])
+    );
+    assert_eq!(
+        stuck.state(),
+        sluice::telemetry::ComponentState::Failed("aborted at shutdown deadline".into())
+    );
+}

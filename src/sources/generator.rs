@@ -136,6 +136,10 @@ async fn run(
             }
         } else if cx.shutdown.is_cancelled() {
             break;
+        } else {
+            // Unpaced, the loop may never wait on anything; give other tasks on this
+            // worker their turn.
+            tokio::task::coop::consume_budget().await;
         }
         let n = (total - seq).min(config.batch_size as u64) as usize;
         let now = Utc::now();
