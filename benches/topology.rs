@@ -35,9 +35,7 @@ fn pipeline(with_remap: bool) -> String {
 async fn run_pipeline(yaml: &str) {
     let p = load_texts(&[(PathBuf::from("bench.yaml"), yaml.to_owned())], |_| None)
         .expect("bench pipeline is valid");
-    let options = TopologyOptions {
-        data_dir: std::env::temp_dir(),
-    };
+    let options = TopologyOptions::default();
     let mut running = topology::start(p, Telemetry::new(), &options)
         .await
         .expect("bench pipeline starts");

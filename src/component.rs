@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::event::{EventBatch, EventStatus, settle_all};
 use crate::telemetry::{ComponentMetrics, Telemetry};
-use crate::topology::{BufferReceiver, Fanout};
+use crate::topology::{ComponentInput, ListenerPool, Output};
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -47,15 +47,17 @@ pub struct SourceContext {
     pub telemetry: Arc<Telemetry>,
     /// Where stateful sources keep checkpoints.
     pub data_dir: PathBuf,
+    /// Bind listening sockets here, so a replacement can take them over.
+    pub listeners: ListenerPool,
 }
 
 /// The outputs of a source.
 pub struct SourceOutput {
-    default: Fanout,
+    default: Arc<Output>,
 }
 
 impl SourceOutput {
-    pub fn new(default: Fanout) -> Self {
+    pub fn new(default: Arc<Output>) -> Self {
         Self { default }
     }
 
@@ -71,6 +73,15 @@ pub trait SourceConfig: Debug + Send + Sync + 'static {
     /// Checks option values without side effects (used by `validate` and before a reload).
     fn check(&self) -> Result<(), BuildError> {
         Ok(())
+    }
+    /// Files the source reads; a change to one rebuilds it on reload, and the watcher
+    /// watches them.
+    fn files(&self) -> Vec<PathBuf> {
+        Vec::new()
+    }
+    /// The `host:port` the source listens on, if it does.
+    fn listen_address(&self) -> Option<&str> {
+        None
     }
     /// Builds the running source; binding sockets and opening files happens here so a
     /// failure stops the pipeline from starting instead of surfacing later.
@@ -111,13 +122,19 @@ pub trait TransformConfig: Debug + Send + Sync + 'static {
     fn outputs(&self) -> Vec<String> {
         Vec::new()
     }
+    /// Files the transform reads (VRL programs, tables): see [`SourceConfig::files`].
+    fn files(&self) -> Vec<PathBuf> {
+        Vec::new()
+    }
     fn build(&self, cx: &TransformContext) -> Result<Box<dyn Transform>, BuildError>;
 }
 
 /// What a sink is given to run.
 pub struct SinkContext {
     pub id: Arc<str>,
-    pub input: BufferReceiver,
+    /// `recv` yields `None` when the input is drained or when a reload replaces this
+    /// sink; a sink holding undelivered events then gives them back with `hand_back`.
+    pub input: ComponentInput,
     pub metrics: Arc<ComponentMetrics>,
 }
 
@@ -127,6 +144,10 @@ pub trait SinkConfig: Debug + Send + Sync + 'static {
     /// Checks option values without side effects (used by `validate` and before a reload).
     fn check(&self) -> Result<(), BuildError> {
         Ok(())
+    }
+    /// Files the sink reads: see [`SourceConfig::files`].
+    fn files(&self) -> Vec<PathBuf> {
+        Vec::new()
     }
     /// The task must run until `cx.input` is closed and drained, settling every event.
     fn build(&self, cx: SinkContext) -> BoxFuture<'_, Result<ComponentTask, BuildError>>;

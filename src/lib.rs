@@ -10,6 +10,7 @@ pub mod config;
 pub mod event;
 pub mod fuzzing;
 pub mod program;
+pub mod reload;
 pub mod settings;
 pub mod sinks;
 pub mod sources;

@@ -2,13 +2,18 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
-use sluice::config::{self, ConfigErrors, Pipeline};
+use sluice::api::ReloadRequest;
+use sluice::config::Pipeline;
+use sluice::reload::{self, FileWatcher};
 use sluice::settings::{LogFormat, Overrides, Settings};
 use sluice::telemetry::{ComponentState, Telemetry};
 use sluice::topology::{self, Drained, TopologyOptions};
@@ -51,6 +56,10 @@ struct RunArgs {
     /// Overrides `api.address`.
     #[arg(long, value_name = "HOST:PORT")]
     api_address: Option<String>,
+    /// Do not reload when a pipeline file (or a file a component reads) changes.
+    /// SIGHUP and `POST /reload` still reload.
+    #[arg(long)]
+    no_watch: bool,
 }
 
 #[derive(Args)]
@@ -72,22 +81,8 @@ fn main() -> ExitCode {
     std::process::exit(i32::from(code));
 }
 
-fn load_pipeline(files: &[PathBuf]) -> Result<Pipeline, ConfigErrors> {
-    if files.is_empty() {
-        config::load_texts(
-            &[(
-                PathBuf::from(sluice::DEFAULT_PIPELINE_NAME),
-                sluice::DEFAULT_PIPELINE.to_owned(),
-            )],
-            |name| std::env::var(name).ok(),
-        )
-    } else {
-        config::load_files(files)
-    }
-}
-
 fn validate(args: &ValidateArgs) -> u8 {
-    match load_pipeline(&args.config) {
+    match reload::load_pipeline(&args.config) {
         Ok(pipeline) => {
             for w in &pipeline.warnings {
                 eprintln!("warning: {w}");
@@ -126,7 +121,7 @@ fn run(args: RunArgs) -> u8 {
         eprintln!("error: {e:#}");
         return EXIT_CONFIG;
     }
-    let pipeline = match load_pipeline(&args.config) {
+    let pipeline = match reload::load_pipeline(&args.config) {
         Ok(p) => p,
         Err(errors) => {
             for e in &errors.0 {
@@ -148,7 +143,7 @@ fn run(args: RunArgs) -> u8 {
             return 1;
         }
     };
-    match runtime.block_on(serve(pipeline, settings)) {
+    match runtime.block_on(serve(pipeline, settings, args)) {
         Ok(code) => code,
         Err(e) => {
             tracing::error!("{e:#}");
@@ -157,13 +152,15 @@ fn run(args: RunArgs) -> u8 {
     }
 }
 
-async fn serve(pipeline: Pipeline, settings: Settings) -> anyhow::Result<u8> {
+async fn serve(pipeline: Pipeline, settings: Settings, args: RunArgs) -> anyhow::Result<u8> {
     let telemetry = Telemetry::new();
     let api_shutdown = CancellationToken::new();
+    let (reload_tx, mut reload_rx) = mpsc::channel::<ReloadRequest>(4);
     let api = if settings.api.enabled {
         let (address, handle) = sluice::api::serve(
             &settings.api.address,
             telemetry.clone(),
+            Some(reload_tx),
             api_shutdown.clone(),
         )
         .await
@@ -171,24 +168,71 @@ async fn serve(pipeline: Pipeline, settings: Settings) -> anyhow::Result<u8> {
         tracing::info!(%address, "API listening");
         Some(handle)
     } else {
+        drop(reload_tx);
         None
     };
 
     let options = TopologyOptions {
         data_dir: settings.data_dir.clone(),
+        drain_timeout: settings.reload_drain_timeout,
     };
     let components = pipeline.sources.len() + pipeline.transforms.len() + pipeline.sinks.len();
+    let hash = pipeline.hash;
     let mut running = topology::start(pipeline, telemetry.clone(), &options)
         .await
         .context("the pipeline could not start")?;
+    telemetry.config_applied(hash, None);
     telemetry.set_pipeline_running(true);
     tracing::info!(components, "pipeline running");
 
-    let signal = tokio::select! {
-        s = shutdown_signal() => Some(s?),
-        () = running.finished() => None,
+    let (changed_tx, mut changed_rx) = mpsc::unbounded_channel();
+    let mut watcher = if args.no_watch {
+        None
+    } else {
+        let mut w = FileWatcher::new(changed_tx).context("cannot start the file watcher")?;
+        w.set_files(&running.pipeline().watched_files());
+        Some(w)
     };
-    let code = match signal {
+    let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
+    let mut hup = signal(SignalKind::hangup()).context("cannot listen for SIGHUP")?;
+    // Editors write a file in several steps: reload once things are quiet.
+    let mut file_change_at: Option<tokio::time::Instant> = None;
+    let files = args.config.clone();
+
+    let signal_name = loop {
+        let trigger = tokio::select! {
+            _ = term.recv() => break Some("SIGTERM"),
+            _ = int.recv() => break Some("SIGINT"),
+            () = running.finished() => break None,
+            _ = hup.recv() => Trigger::Signal,
+            Some(reply) = reload_rx.recv() => Trigger::Api(reply),
+            Some(()) = changed_rx.recv() => {
+                file_change_at = Some(tokio::time::Instant::now() + FILE_DEBOUNCE);
+                continue;
+            }
+            () = sleep_until_some(file_change_at) => {
+                file_change_at = None;
+                Trigger::Files
+            }
+        };
+        let name = trigger.name();
+        let outcome = reload::reload(&mut running, &telemetry, &files, name).await;
+        if outcome.is_ok()
+            && let Some(w) = watcher.as_mut()
+        {
+            w.set_files(&running.pipeline().watched_files());
+        }
+        if let Trigger::Api(reply) = trigger {
+            let _ = reply.send(outcome.map(|c| {
+                serde_json::json!({
+                    "added": c.added, "changed": c.changed, "removed": c.removed, "aborted": c.aborted,
+                })
+            }));
+        }
+    };
+
+    let code = match signal_name {
         Some(name) => {
             tracing::info!(signal = name, timeout = ?settings.shutdown_timeout, "shutting down: draining in-flight events");
             telemetry.set_pipeline_running(false);
@@ -228,14 +272,29 @@ async fn serve(pipeline: Pipeline, settings: Settings) -> anyhow::Result<u8> {
     Ok(code)
 }
 
-async fn shutdown_signal() -> anyhow::Result<&'static str> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
-    let mut int = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
-    Ok(tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
-    })
+const FILE_DEBOUNCE: Duration = Duration::from_millis(200);
+
+enum Trigger {
+    Signal,
+    Api(ReloadRequest),
+    Files,
+}
+
+impl Trigger {
+    fn name(&self) -> &'static str {
+        match self {
+            Self::Signal => "SIGHUP",
+            Self::Api(_) => "POST /reload",
+            Self::Files => "file change",
+        }
+    }
+}
+
+async fn sleep_until_some(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
 }
 
 fn init_logging(settings: &Settings) -> anyhow::Result<()> {

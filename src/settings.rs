@@ -20,6 +20,8 @@ pub struct Settings {
     pub log: LogSettings,
     #[serde(with = "humantime_serde")]
     pub shutdown_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub reload_drain_timeout: Duration,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -106,6 +108,7 @@ mod tests {
         let s = Settings::load_with_env(None, &Overrides::default(), env(&[])).expect("defaults");
         assert_eq!(s.api.address, "127.0.0.1:8686");
         assert_eq!(s.shutdown_timeout, Duration::from_secs(30));
+        assert_eq!(s.reload_drain_timeout, Duration::from_secs(10));
         assert_eq!(s.log.format, LogFormat::Text);
 
         let s = Settings::load_with_env(

@@ -15,7 +15,7 @@ use crate::event::{EventStatus, settle_all};
 use vrl::value::Value;
 
 /// Records event payloads and settles them with a chosen status.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct CaptureSink {
     pub events: Arc<Mutex<Vec<Value>>>,
     /// How to settle what arrives.
@@ -26,6 +26,12 @@ pub struct CaptureSink {
     pub gate: Option<Arc<Semaphore>>,
     /// Sizes of the batches received.
     pub batches: Arc<Mutex<Vec<usize>>>,
+}
+
+impl std::fmt::Debug for CaptureSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CaptureSink")
+    }
 }
 
 impl Default for CaptureSink {
@@ -78,6 +84,7 @@ impl CaptureSink {
                     ..BufferConfig::default()
                 },
                 position: Position::default(),
+                fingerprint: 0,
             },
         );
     }

@@ -264,3 +264,12 @@ fn buffer_settings_apply_to_sinks_only() {
     let yaml = "sources:\n  src: { type: generator }\nsinks:\n  out: { type: console, inputs: [src], buffer: { type: disk } }\n";
     assert!(one_error(yaml).contains("unknown variant `disk`"));
 }
+
+#[test]
+fn two_sources_cannot_listen_on_one_address() {
+    let yaml = "sources:\n  a: { type: webhook, address: \"127.0.0.1:9000\" }\n  b: { type: webhook, address: \"127.0.0.1:9000\" }\nsinks:\n  out: { type: console, inputs: [a, b] }\n";
+    assert_eq!(
+        one_error(yaml),
+        "p.yaml:3:6: component `sources.b`: source `a` already listens on 127.0.0.1:9000"
+    );
+}

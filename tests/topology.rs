@@ -548,6 +548,6 @@ async fn stop_gives_up_at_the_deadline_and_names_what_was_stuck() {
     );
     assert_eq!(
         stuck.state(),
-        sluice::telemetry::ComponentState::Failed("aborted at shutdown deadline".into())
+        sluice::telemetry::ComponentState::Failed("aborted at the drain deadline".into())
     );
 }

@@ -3,7 +3,8 @@
 //! `/health` lists every component's state: 200 when all run (or finished on their
 //! own), 503 naming the failed or not-yet-running ones. `/health/live` answers 200 while
 //! the process serves requests; `/health/ready` answers like `/health` without the body,
-//! for Kubernetes readiness probes.
+//! for Kubernetes readiness probes. `POST /reload` reloads the pipeline files and answers
+//! once the new pipeline runs (200) or was refused (422, the old one keeps running).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -12,21 +13,33 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use serde_json::json;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::telemetry::{ComponentState, Telemetry};
 
-/// Binds the API on `address` and serves it until `shutdown` is cancelled.
+/// A reload asked through the API; the answer is the outcome's description.
+pub type ReloadRequest = oneshot::Sender<Result<serde_json::Value, String>>;
+
+#[derive(Clone)]
+struct ApiState {
+    telemetry: Arc<Telemetry>,
+    reload: Option<mpsc::Sender<ReloadRequest>>,
+}
+
+/// Binds the API on `address` and serves it until `shutdown` is cancelled. Reload
+/// requests go to `reload` (the run loop owns the topology).
 pub async fn serve(
     address: &str,
     telemetry: Arc<Telemetry>,
+    reload: Option<mpsc::Sender<ReloadRequest>>,
     shutdown: CancellationToken,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = tokio::net::TcpListener::bind(address).await?;
     let local = listener.local_addr()?;
-    let app = router(telemetry);
+    let app = router(telemetry, reload);
     let handle = tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app)
             .with_graceful_shutdown(shutdown.cancelled_owned())
@@ -38,13 +51,14 @@ pub async fn serve(
     Ok((local, handle))
 }
 
-pub fn router(telemetry: Arc<Telemetry>) -> Router {
+pub fn router(telemetry: Arc<Telemetry>, reload: Option<mpsc::Sender<ReloadRequest>>) -> Router {
     Router::new()
         .route("/health", get(health))
         .route("/health/live", get(live))
         .route("/health/ready", get(ready))
         .route("/metrics", get(metrics))
-        .with_state(telemetry)
+        .route("/reload", post(reload_now))
+        .with_state(ApiState { telemetry, reload })
 }
 
 fn health_report(t: &Telemetry) -> (StatusCode, serde_json::Value) {
@@ -69,10 +83,16 @@ fn health_report(t: &Telemetry) -> (StatusCode, serde_json::Value) {
     }
     let running = t.pipeline_running();
     let ok = unhealthy.is_empty() && running;
+    let config = t.config_status();
     let body = json!({
         "status": if ok { "ok" } else if running { "unhealthy" } else { "not running" },
         "unhealthy": unhealthy,
         "components": components,
+        "config": {
+            "hash": config.hash,
+            "applied_at": config.applied_at.map(|t| t.to_rfc3339()),
+            "last_reload_error": config.last_reload_error,
+        },
     });
     let code = if ok {
         StatusCode::OK
@@ -82,13 +102,13 @@ fn health_report(t: &Telemetry) -> (StatusCode, serde_json::Value) {
     (code, body)
 }
 
-async fn health(State(t): State<Arc<Telemetry>>) -> Response {
-    let (code, body) = health_report(&t);
+async fn health(State(s): State<ApiState>) -> Response {
+    let (code, body) = health_report(&s.telemetry);
     (code, axum::Json(body)).into_response()
 }
 
-async fn ready(State(t): State<Arc<Telemetry>>) -> Response {
-    let (code, body) = health_report(&t);
+async fn ready(State(s): State<ApiState>) -> Response {
+    let (code, body) = health_report(&s.telemetry);
     (
         code,
         axum::Json(json!({ "status": body["status"], "unhealthy": body["unhealthy"] })),
@@ -100,7 +120,43 @@ async fn live() -> Response {
     (StatusCode::OK, axum::Json(json!({ "status": "ok" }))).into_response()
 }
 
-async fn metrics(State(t): State<Arc<Telemetry>>) -> Response {
+async fn reload_now(State(s): State<ApiState>) -> Response {
+    let Some(tx) = s.reload else {
+        return (
+            StatusCode::NOT_FOUND,
+            axum::Json(json!({ "error": "reload is not available" })),
+        )
+            .into_response();
+    };
+    let (reply, answer) = oneshot::channel();
+    if tx.send(reply).await.is_err() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(json!({ "error": "shutting down" })),
+        )
+            .into_response();
+    }
+    match answer.await {
+        Ok(Ok(changes)) => (
+            StatusCode::OK,
+            axum::Json(json!({ "status": "reloaded", "changes": changes })),
+        )
+            .into_response(),
+        Ok(Err(error)) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            axum::Json(json!({ "status": "refused", "error": error })),
+        )
+            .into_response(),
+        Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(json!({ "error": "shutting down" })),
+        )
+            .into_response(),
+    }
+}
+
+async fn metrics(State(s): State<ApiState>) -> Response {
+    let t = s.telemetry;
     (
         StatusCode::OK,
         [(

@@ -9,6 +9,7 @@
 
 use std::cell::RefCell;
 use std::fmt;
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::Path;
 
 use indexmap::IndexMap;
@@ -34,6 +35,17 @@ struct Prescan {
     transforms: Option<IndexMap<String, Spanned<PrescanComponent>>>,
     #[serde(default)]
     sinks: Option<IndexMap<String, Spanned<PrescanComponent>>>,
+}
+
+/// The components as plain values, for fingerprints.
+#[derive(Deserialize)]
+struct RawFile {
+    #[serde(default)]
+    sources: Option<IndexMap<String, serde_json::Value>>,
+    #[serde(default)]
+    transforms: Option<IndexMap<String, serde_json::Value>>,
+    #[serde(default)]
+    sinks: Option<IndexMap<String, serde_json::Value>>,
 }
 
 #[derive(Deserialize)]
@@ -126,6 +138,12 @@ pub(super) fn load_into(
         )
     })?;
     let cx = Ctx { file, map: &map };
+    pipeline.hash = {
+        let mut h = DefaultHasher::new();
+        pipeline.hash.hash(&mut h);
+        text.hash(&mut h);
+        h.finish()
+    };
     if text.lines().all(|l| {
         let t = l.trim();
         t.is_empty() || t.starts_with('#') || t == "---"
@@ -199,8 +217,23 @@ pub(super) fn load_into(
     })
     .map_err(|e| cx.yaml_error(&e, current.borrow().clone()))?;
 
+    let raw: RawFile = serde_saphyr::from_str(&text).map_err(|e| cx.yaml_error(&e, None))?;
+    let raw_of = |kind: ComponentKind, id: &str| -> Option<&serde_json::Value> {
+        match kind {
+            ComponentKind::Source => raw.sources.as_ref()?.get(id),
+            ComponentKind::Transform => raw.transforms.as_ref()?.get(id),
+            ComponentKind::Sink => raw.sinks.as_ref()?.get(id),
+        }
+    };
+
     for component in parsed {
         let (kind, id) = (component.kind, component.id);
+        let files = match &component.config {
+            Parsed::Source(c) => c.files(),
+            Parsed::Transform(c) => c.files(),
+            Parsed::Sink(c) => c.files(),
+        };
+        let fingerprint = fingerprint(kind, raw_of(kind, &id), &files);
         let duplicate = pipeline.describe(&id).map(|_| ());
         if duplicate.is_some() {
             let previous = [
@@ -219,7 +252,12 @@ pub(super) fn load_into(
             });
             continue;
         }
-        let common = (component.inputs, component.buffer, component.position);
+        let common = (
+            component.inputs,
+            component.buffer,
+            component.position,
+            fingerprint,
+        );
         match component.config {
             Parsed::Source(config) => {
                 pipeline.sources.insert(id, def(config, common));
@@ -241,14 +279,43 @@ pub(super) fn load_into(
 
 fn def<C: ?Sized>(
     config: Box<C>,
-    (inputs, buffer, position): (Vec<InputRef>, BufferConfig, Position),
+    (inputs, buffer, position, fingerprint): (Vec<InputRef>, BufferConfig, Position, u64),
 ) -> ComponentDef<C> {
     ComponentDef {
         config,
         inputs,
         buffer,
         position,
+        fingerprint,
     }
+}
+
+/// What decides whether a reload must rebuild a component: its options as written
+/// (wiring and buffer size are applied without a rebuild) and the contents of the
+/// files it reads.
+fn fingerprint(
+    kind: ComponentKind,
+    raw: Option<&serde_json::Value>,
+    files: &[std::path::PathBuf],
+) -> u64 {
+    let mut h = DefaultHasher::new();
+    kind.as_str().hash(&mut h);
+    if let Some(serde_json::Value::Object(map)) = raw {
+        for (key, value) in map {
+            if key != "inputs" && key != "buffer" {
+                key.hash(&mut h);
+                value.to_string().hash(&mut h);
+            }
+        }
+    }
+    for file in files {
+        file.hash(&mut h);
+        match std::fs::read(file) {
+            Ok(bytes) => bytes.hash(&mut h),
+            Err(e) => e.kind().to_string().hash(&mut h),
+        }
+    }
+    h.finish()
 }
 
 fn label(kind: ComponentKind, id: &str) -> String {

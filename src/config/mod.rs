@@ -32,6 +32,10 @@ pub struct ComponentDef<C: ?Sized> {
     pub buffer: BufferConfig,
     /// Where the component is declared.
     pub position: Position,
+    /// Hash of the component's options as written (after interpolation, without
+    /// `inputs` and `buffer`) and of the files it reads: a reload rebuilds the component
+    /// only when this changes.
+    pub fingerprint: u64,
 }
 
 /// One entry of an `inputs` list.
@@ -88,9 +92,22 @@ pub struct Pipeline {
     pub warnings: Vec<ConfigError>,
     /// The files it came from.
     pub files: Vec<PathBuf>,
+    /// Hash of the interpolated texts of those files, shown on `/health`.
+    pub hash: u64,
 }
 
 impl Pipeline {
+    /// Every file the pipeline depends on: its own files and those its components read.
+    pub fn watched_files(&self) -> Vec<PathBuf> {
+        let mut files = self.files.clone();
+        files.extend(self.sources.values().flat_map(|c| c.config.files()));
+        files.extend(self.transforms.values().flat_map(|c| c.config.files()));
+        files.extend(self.sinks.values().flat_map(|c| c.config.files()));
+        files.sort();
+        files.dedup();
+        files
+    }
+
     /// Kind and type name of a component id.
     pub fn describe(&self, id: &str) -> Option<(ComponentKind, &'static str)> {
         if let Some(c) = self.sources.get(id) {
@@ -178,9 +195,22 @@ impl Pipeline {
                     message: e.0,
                 });
             };
+        let mut listening: std::collections::HashMap<&str, &str> = std::collections::HashMap::new();
         for (id, c) in &self.sources {
             if let Err(e) = c.config.check() {
                 report("sources", id, &c.position, e);
+            }
+            if let Some(address) = c.config.listen_address()
+                && let Some(other) = listening.insert(address, id)
+            {
+                report(
+                    "sources",
+                    id,
+                    &c.position,
+                    crate::component::BuildError(format!(
+                        "source `{other}` already listens on {address}"
+                    )),
+                );
             }
         }
         for (id, c) in &self.transforms {

@@ -1,6 +1,7 @@
 //! Sources: where events enter. One module per type; register it below.
 
 pub mod generator;
+pub mod http_server;
 pub mod stdin;
 pub mod webhook;
 

@@ -73,6 +73,10 @@ impl SourceConfig for WebhookConfig {
         "webhook"
     }
 
+    fn listen_address(&self) -> Option<&str> {
+        Some(&self.address)
+    }
+
     fn check(&self) -> Result<(), BuildError> {
         if !self.path.starts_with('/') {
             return Err(BuildError(format!(
@@ -89,8 +93,9 @@ impl SourceConfig for WebhookConfig {
     fn build(&self, cx: SourceContext) -> BoxFuture<'_, Result<ComponentTask, BuildError>> {
         Box::pin(async move {
             self.check()?;
-            let listener = tokio::net::TcpListener::bind(&self.address)
-                .await
+            let listener = cx
+                .listeners
+                .bind(&self.address)
                 .map_err(|e| BuildError(format!("cannot listen on {}: {e}", self.address)))?;
             let local: SocketAddr = listener
                 .local_addr()
@@ -110,8 +115,7 @@ impl SourceConfig for WebhookConfig {
                 .with_state(shared);
             let shutdown = cx.shutdown;
             Ok(Box::pin(async move {
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(shutdown.cancelled_owned())
+                super::http_server::serve(listener, app, shutdown)
                     .await
                     .map_err(ComponentError::Io)
             }) as ComponentTask)

@@ -95,8 +95,22 @@ impl ComponentMetrics {
 pub struct Telemetry {
     components: Mutex<IndexMap<String, Arc<ComponentMetrics>>>,
     latency: Arc<LatencyRecorder>,
+    reloads: AtomicU64,
     reload_failures: AtomicU64,
+    reload_duration: LatencyRecorder,
+    config: Mutex<ConfigStatus>,
     pipeline_running: AtomicBool,
+}
+
+/// The running configuration, as `/health` reports it.
+#[derive(Debug, Default, Clone)]
+pub struct ConfigStatus {
+    /// Hash of the running pipeline files (after interpolation), in hex.
+    pub hash: String,
+    /// When the running pipeline was applied.
+    pub applied_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// The error of the last reload attempt, if it failed (cleared by a success).
+    pub last_reload_error: Option<String>,
 }
 
 impl Telemetry {
@@ -134,6 +148,11 @@ impl Telemetry {
         metrics
     }
 
+    /// Puts back the counters of a component (a reload that rolled back).
+    pub fn register(&self, metrics: Arc<ComponentMetrics>) {
+        lock(&self.components).insert(metrics.id.clone(), metrics);
+    }
+
     /// Forgets a component that is no longer part of the pipeline.
     pub fn remove(&self, id: &str) {
         lock(&self.components).shift_remove(id);
@@ -157,8 +176,26 @@ impl Telemetry {
         self.pipeline_running.load(Ordering::Acquire)
     }
 
-    pub fn add_reload_failure(&self) {
+    /// Records the pipeline that was applied at start or by a reload.
+    pub fn config_applied(&self, hash: u64, reload_took: Option<std::time::Duration>) {
+        if let Some(took) = reload_took {
+            self.reloads.fetch_add(1, Ordering::Relaxed);
+            self.reload_duration.record(took, 1);
+        }
+        let mut status = lock(&self.config);
+        status.hash = format!("{hash:016x}");
+        status.applied_at = Some(chrono::Utc::now());
+        status.last_reload_error = None;
+    }
+
+    /// Records a refused reload; the running pipeline is unchanged.
+    pub fn reload_failed(&self, error: String) {
         self.reload_failures.fetch_add(1, Ordering::Relaxed);
+        lock(&self.config).last_reload_error = Some(error);
+    }
+
+    pub fn config_status(&self) -> ConfigStatus {
+        lock(&self.config).clone()
     }
 
     /// Prometheus text exposition format (version 0.0.4).

@@ -87,8 +87,29 @@ pub(super) fn render(t: &Telemetry) -> String {
 
     let _ = writeln!(
         out,
-        "# HELP sluice_config_reload_failures_total Pipeline reloads refused because the new file was invalid.\n# TYPE sluice_config_reload_failures_total counter\nsluice_config_reload_failures_total {}",
+        "# HELP sluice_config_reloads_total Pipeline reloads applied.\n# TYPE sluice_config_reloads_total counter\nsluice_config_reloads_total {}",
+        t.reloads.load(Ordering::Relaxed)
+    );
+    let _ = writeln!(
+        out,
+        "# HELP sluice_config_reload_failures_total Pipeline reloads refused (invalid file or a component that failed to build); the running pipeline was kept.\n# TYPE sluice_config_reload_failures_total counter\nsluice_config_reload_failures_total {}",
         t.reload_failures.load(Ordering::Relaxed)
+    );
+    let snap = t.reload_duration.snapshot();
+    let _ = writeln!(
+        out,
+        "# HELP sluice_config_reload_duration_seconds Time to load, validate and apply a pipeline, including the hand-over of replaced components.\n# TYPE sluice_config_reload_duration_seconds summary"
+    );
+    for (q, v) in snap.quantiles {
+        let _ = writeln!(
+            out,
+            "sluice_config_reload_duration_seconds{{quantile=\"{q}\"}} {v}"
+        );
+    }
+    let _ = writeln!(
+        out,
+        "sluice_config_reload_duration_seconds_sum {}\nsluice_config_reload_duration_seconds_count {}",
+        snap.sum_seconds, snap.count
     );
     out
 }

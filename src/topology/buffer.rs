@@ -6,10 +6,14 @@
 //! batch has events (batches larger than the bound are split), and the receiver returns
 //! them when it takes the batch. Waiting for permits is how backpressure travels upstream.
 //!
-//! Invariants: at most `capacity` events are queued at any time; dropping the receiver
-//! closes the semaphore so blocked senders wake up and get their batch back.
+//! Invariants: at most `capacity` events are queued at any time (a shrink takes effect as
+//! queued events leave); dropping the receiver closes the semaphore so blocked senders
+//! wake up and get their batch back. Only strong [`BufferSender`]s keep the buffer open:
+//! the topology keeps a [`WeakBufferSender`] per component so that wiring never prevents
+//! a buffer from closing when its last producer ends.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
@@ -25,7 +29,26 @@ struct Item {
 pub struct BufferSender {
     tx: mpsc::UnboundedSender<Item>,
     permits: Arc<Semaphore>,
-    capacity: usize,
+    capacity: Arc<AtomicUsize>,
+}
+
+/// A sender that does not keep the buffer open.
+#[derive(Clone)]
+pub struct WeakBufferSender {
+    tx: mpsc::WeakUnboundedSender<Item>,
+    permits: Arc<Semaphore>,
+    capacity: Arc<AtomicUsize>,
+}
+
+impl WeakBufferSender {
+    /// A strong sender, unless the buffer is already closed.
+    pub fn upgrade(&self) -> Option<BufferSender> {
+        self.tx.upgrade().map(|tx| BufferSender {
+            tx,
+            permits: Arc::clone(&self.permits),
+            capacity: Arc::clone(&self.capacity),
+        })
+    }
 }
 
 /// Receiving half, owned by the component's task.
@@ -34,30 +57,52 @@ pub struct BufferReceiver {
     permits: Arc<Semaphore>,
 }
 
-/// Read-only view of a buffer's fill level for telemetry.
+/// View of a buffer's fill level for telemetry, and the handle to resize it.
 #[derive(Clone)]
 pub struct BufferProbe {
     permits: Arc<Semaphore>,
-    capacity: usize,
+    capacity: Arc<AtomicUsize>,
 }
 
 impl std::fmt::Debug for BufferProbe {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "BufferProbe({}/{})", self.len(), self.capacity)
+        write!(f, "BufferProbe({}/{})", self.len(), self.capacity())
     }
 }
 
 impl BufferProbe {
     pub fn len(&self) -> usize {
-        self.capacity
+        self.capacity()
             .saturating_sub(self.permits.available_permits())
     }
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
     pub fn capacity(&self) -> usize {
-        self.capacity
+        self.capacity.load(Ordering::Acquire)
     }
+
+    /// Changes the bound. Growing frees permits at once; shrinking retires permits as
+    /// queued events leave, without dropping anything already queued.
+    pub fn resize(&self, capacity: usize) {
+        let capacity = clamp_capacity(capacity);
+        let old = self.capacity.swap(capacity, Ordering::AcqRel);
+        if capacity > old {
+            self.permits.add_permits(capacity - old);
+        } else if capacity < old {
+            let retire = (old - capacity) as u32;
+            let permits = Arc::clone(&self.permits);
+            tokio::spawn(async move {
+                if let Ok(p) = permits.acquire_many_owned(retire).await {
+                    p.forget();
+                }
+            });
+        }
+    }
+}
+
+fn clamp_capacity(capacity: usize) -> usize {
+    capacity.clamp(1, Semaphore::MAX_PERMITS.min(u32::MAX as usize))
 }
 
 /// The receiver is gone; the batch comes back so its events can be settled.
@@ -66,14 +111,15 @@ pub struct Closed(pub EventBatch);
 
 /// A buffer holding at most `capacity` events (at least 1).
 pub fn buffer(capacity: usize) -> (BufferSender, BufferReceiver, BufferProbe) {
-    let capacity = capacity.clamp(1, Semaphore::MAX_PERMITS.min(u32::MAX as usize));
+    let size = clamp_capacity(capacity);
     let (tx, rx) = mpsc::unbounded_channel();
-    let permits = Arc::new(Semaphore::new(capacity));
+    let permits = Arc::new(Semaphore::new(size));
+    let capacity = Arc::new(AtomicUsize::new(size));
     (
         BufferSender {
             tx,
             permits: Arc::clone(&permits),
-            capacity,
+            capacity: Arc::clone(&capacity),
         },
         BufferReceiver {
             rx,
@@ -84,10 +130,22 @@ pub fn buffer(capacity: usize) -> (BufferSender, BufferReceiver, BufferProbe) {
 }
 
 impl BufferSender {
+    pub fn downgrade(&self) -> WeakBufferSender {
+        WeakBufferSender {
+            tx: self.tx.downgrade(),
+            permits: Arc::clone(&self.permits),
+            capacity: Arc::clone(&self.capacity),
+        }
+    }
+
     /// Queues `batch`, waiting while the buffer is full.
     pub async fn send(&self, mut batch: EventBatch) -> Result<(), Closed> {
-        while batch.len() > self.capacity {
-            let rest = batch.split_off(self.capacity);
+        loop {
+            let capacity = self.capacity.load(Ordering::Acquire);
+            if batch.len() <= capacity {
+                break;
+            }
+            let rest = batch.split_off(capacity);
             self.send_one(batch).await?;
             batch = rest;
         }

@@ -1,39 +1,64 @@
-//! Turning a validated [`Pipeline`] into running tasks, and stopping them.
+//! Turning a validated [`Pipeline`] into running tasks, changing it while it runs, and
+//! stopping it.
 //!
-//! Every component is its own tokio task, keyed by id, reading one bounded input buffer
-//! (transforms and sinks) and writing through one [`Fanout`] per output (sources and
-//! transforms). The DAG is nothing more than which buffer senders each fanout holds.
+//! Every component id has a *shell* that lives as long as the id is in the pipeline:
+//! its input buffer (transforms and sinks, see [`input`]) and its outputs (sources and
+//! transforms, see [`output`]). A shell runs one task at a time; a reload that changes
+//! the component swaps the task, not the shell, so upstream keeps sending into the same
+//! buffer and downstream keeps receiving from the same outputs. The DAG is nothing more
+//! than the consumer list of each output.
 //!
-//! Shutdown runs front to back: sources are cancelled and stop accepting; when a source
-//! task ends its fanouts drop, closing the buffers it fed once they are drained; each
+//! [`Topology::apply`] starts a pipeline and changes it: it builds every new or changed
+//! component first (sockets bound, programs compiled) and touches nothing running if
+//! any build fails. Only then does it commit: spawn the new tasks, rewire every output,
+//! ask replaced tasks to hand over and removed ones to drain, within `drain_timeout`.
+//!
+//! Shutdown runs front to back: sources stop accepting; a component that ends for good
+//! clears its outputs, which closes the buffers it fed once they are drained; each
 //! transform ends when all its inputs are closed and drained, and so on until the sinks
-//! have settled everything. Nothing is cut off unless `shutdown_timeout` passes.
+//! have settled everything.
 
 mod buffer;
-mod fanout;
+mod input;
+mod listeners;
+mod output;
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-pub use buffer::{BufferProbe, BufferReceiver, BufferSender, Closed, buffer};
-pub use fanout::{Fanout, FanoutControl, FanoutHandle};
+pub use buffer::{BufferProbe, BufferReceiver, BufferSender, Closed, WeakBufferSender, buffer};
+pub use input::{ComponentInput, InputSlot, input_slot};
+pub use listeners::ListenerPool;
+pub use output::{Consumer, Output};
 
 use crate::component::{
-    BuildError, ComponentTask, SinkContext, SourceContext, SourceOutput, Transform,
+    BuildError, ComponentError, ComponentTask, SinkContext, SourceContext, SourceOutput, Transform,
     TransformContext, TransformOutputs,
 };
-use crate::config::{DEFAULT_BUFFER_EVENTS, OutputRef, Pipeline};
+use crate::config::{BufferConfig, DEFAULT_BUFFER_EVENTS, OutputRef, Pipeline};
 use crate::telemetry::{ComponentKind, ComponentMetrics, ComponentState, Telemetry};
 
 /// Options that come from global settings rather than the pipeline file.
 #[derive(Debug, Clone)]
 pub struct TopologyOptions {
     pub data_dir: PathBuf,
+    /// How long a replaced or removed component may take to hand over or drain.
+    pub drain_timeout: Duration,
+}
+
+impl Default for TopologyOptions {
+    fn default() -> Self {
+        Self {
+            data_dir: std::env::temp_dir(),
+            drain_timeout: Duration::from_secs(10),
+        }
+    }
 }
 
 /// A component that could not be built.
@@ -49,16 +74,6 @@ pub struct ComponentBuildError {
 #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
 pub struct BuildErrors(pub Vec<ComponentBuildError>);
 
-/// A running pipeline.
-pub struct RunningTopology {
-    tasks: JoinSet<String>,
-    running: HashSet<String>,
-    sources_shutdown: CancellationToken,
-    /// Handles to re-point every output (used by hot reload).
-    pub fanouts: HashMap<OutputRef, FanoutHandle>,
-    telemetry: Arc<Telemetry>,
-}
-
 /// How a shutdown went.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Drained {
@@ -68,254 +83,519 @@ pub enum Drained {
     TimedOut(Vec<String>),
 }
 
-/// Builds every component of `pipeline` and starts them.
-///
-/// Either every component starts or none does: all are built (sockets bound, programs
-/// compiled) before the first task is spawned.
+/// What a successful [`Topology::apply`] changed.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Changes {
+    pub added: Vec<String>,
+    pub changed: Vec<String>,
+    pub removed: Vec<String>,
+    /// Replaced or removed components that did not finish within the drain timeout and
+    /// were aborted (their unsettled events were reported to their sources as failed).
+    pub aborted: Vec<String>,
+}
+
+impl Changes {
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.changed.is_empty() && self.removed.is_empty()
+    }
+}
+
+/// The task currently running in a shell.
+struct TaskControl {
+    generation: u64,
+    /// Sources: stop accepting. Transforms and sinks: stop reading and hand over.
+    stop: CancellationToken,
+    /// Ends the task at once (drain deadline passed).
+    kill: CancellationToken,
+    /// Cancelled by the supervisor once the task has ended and cleaned up.
+    done: CancellationToken,
+    /// Set before `stop` when another task takes over the shell: the outputs stay wired.
+    replaced: Arc<AtomicBool>,
+}
+
+struct Shell {
+    kind: ComponentKind,
+    type_name: &'static str,
+    fingerprint: u64,
+    buffer: BufferConfig,
+    metrics: Arc<ComponentMetrics>,
+    input: Option<ShellInput>,
+    /// Keyed by output name (`None` for the default output).
+    outputs: HashMap<Option<String>, Arc<Output>>,
+    task: Option<TaskControl>,
+}
+
+struct ShellInput {
+    slot: InputSlot,
+    sender: WeakBufferSender,
+    probe: BufferProbe,
+    /// The only strong sender left until the first rewire hands clones to the outputs
+    /// feeding this component (without it the buffer would close at once).
+    bootstrap: Option<BufferSender>,
+}
+
+/// A component built but not yet running.
+struct Built {
+    id: String,
+    task: ComponentTask,
+    control: TaskControl,
+}
+
+/// A running pipeline. See the module docs.
+pub struct Topology {
+    pipeline: Pipeline,
+    shells: HashMap<String, Shell>,
+    tasks: JoinSet<(String, u64)>,
+    live: HashSet<(String, u64)>,
+    generation: u64,
+    sources_shutdown: CancellationToken,
+    telemetry: Arc<Telemetry>,
+    options: TopologyOptions,
+    listeners: ListenerPool,
+}
+
+/// Builds and starts `pipeline`; either every component starts or none does.
 pub async fn start(
     pipeline: Pipeline,
     telemetry: Arc<Telemetry>,
     options: &TopologyOptions,
-) -> Result<RunningTopology, BuildErrors> {
-    let mut errors = Vec::new();
-    let mut senders: HashMap<String, BufferSender> = HashMap::new();
-    let mut receivers: HashMap<String, BufferReceiver> = HashMap::new();
-    let mut metrics: HashMap<String, Arc<ComponentMetrics>> = HashMap::new();
+) -> Result<Topology, BuildErrors> {
+    let mut topology = Topology::new(telemetry, options.clone());
+    topology.apply(pipeline).await?;
+    Ok(topology)
+}
 
-    for (id, def) in &pipeline.sources {
-        metrics.insert(
-            id.clone(),
-            telemetry.component(id, ComponentKind::Source, def.config.type_name()),
-        );
-    }
-    let buffered = pipeline
-        .transforms
-        .iter()
-        .map(|(id, d)| {
-            (
-                id,
-                ComponentKind::Transform,
-                d.config.type_name(),
-                DEFAULT_BUFFER_EVENTS,
-            )
-        })
-        .chain(pipeline.sinks.iter().map(|(id, d)| {
-            (
-                id,
-                ComponentKind::Sink,
-                d.config.type_name(),
-                d.buffer.max_events,
-            )
-        }));
-    for (id, kind, type_name, capacity) in buffered {
-        let m = telemetry.component(id, kind, type_name);
-        let (tx, rx, probe) = buffer(capacity);
-        m.set_buffer(probe);
-        senders.insert(id.clone(), tx);
-        receivers.insert(id.clone(), rx);
-        metrics.insert(id.clone(), m);
+impl Topology {
+    /// An empty topology; [`Topology::apply`] gives it a pipeline.
+    pub fn new(telemetry: Arc<Telemetry>, options: TopologyOptions) -> Self {
+        Self {
+            pipeline: Pipeline::default(),
+            shells: HashMap::new(),
+            tasks: JoinSet::new(),
+            live: HashSet::new(),
+            generation: 0,
+            sources_shutdown: CancellationToken::new(),
+            telemetry,
+            options,
+            listeners: ListenerPool::default(),
+        }
     }
 
-    // One fanout per output, wired to the buffers of its consumers.
-    let mut fanouts: HashMap<OutputRef, Fanout> = HashMap::new();
-    let mut handles: HashMap<OutputRef, FanoutHandle> = HashMap::new();
-    let mut outputs: Vec<OutputRef> = pipeline
-        .sources
-        .keys()
-        .map(|id| default_output(id))
-        .collect();
-    for (id, def) in &pipeline.transforms {
-        outputs.push(default_output(id));
-        outputs.extend(def.config.outputs().into_iter().map(|o| OutputRef {
-            component: id.clone(),
-            output: Some(o),
-        }));
+    /// The pipeline currently running.
+    pub fn pipeline(&self) -> &Pipeline {
+        &self.pipeline
     }
-    for output in outputs {
-        let Some(m) = metrics.get(&output.component) else {
-            continue;
-        };
-        let (mut fanout, handle) = Fanout::new(Arc::clone(m));
-        for consumer in pipeline.graph.consumers_of(&output) {
-            if let Some(tx) = senders.get(consumer) {
-                fanout.add(consumer.to_owned(), tx.clone());
+
+    /// Makes `new` the running pipeline, changing only what differs. On error nothing
+    /// running was touched.
+    pub async fn apply(&mut self, new: Pipeline) -> Result<Changes, BuildErrors> {
+        self.reap();
+        let mut changes = Changes::default();
+        // (id, kind, type, fingerprint, buffer) of every component of `new`.
+        let wanted = describe_all(&new);
+        let mut added_shells: HashMap<String, Shell> = HashMap::new();
+        let mut to_build: Vec<String> = Vec::new();
+
+        for (id, kind, type_name, fingerprint, buffer) in &wanted {
+            match self.shells.get(id) {
+                Some(s) if s.kind == *kind && s.type_name == *type_name => {
+                    if s.fingerprint != *fingerprint || s.task.is_none() {
+                        changes.changed.push(id.clone());
+                        to_build.push(id.clone());
+                    }
+                }
+                Some(_) => {
+                    // Same id, another kind or type: the old one goes, a new one comes.
+                    changes.removed.push(id.clone());
+                    changes.added.push(id.clone());
+                    added_shells.insert(
+                        id.clone(),
+                        self.new_shell(&new, id, *kind, type_name, *fingerprint, *buffer),
+                    );
+                    to_build.push(id.clone());
+                }
+                None => {
+                    changes.added.push(id.clone());
+                    added_shells.insert(
+                        id.clone(),
+                        self.new_shell(&new, id, *kind, type_name, *fingerprint, *buffer),
+                    );
+                    to_build.push(id.clone());
+                }
             }
         }
-        handles.insert(output.clone(), handle);
-        fanouts.insert(output, fanout);
-    }
-    // Only fanouts may hold senders now, so buffers close when their producers end.
-    drop(senders);
-
-    let sources_shutdown = CancellationToken::new();
-    let mut built: Vec<(String, Arc<ComponentMetrics>, ComponentTask)> = Vec::new();
-
-    for (id, def) in &pipeline.sinks {
-        let (Some(input), Some(m)) = (receivers.remove(id), metrics.get(id)) else {
-            continue;
-        };
-        let cx = SinkContext {
-            id: Arc::from(id.as_str()),
-            input,
-            metrics: Arc::clone(m),
-        };
-        match def.config.build(cx).await {
-            Ok(task) => built.push((id.clone(), Arc::clone(m), task)),
-            Err(error) => errors.push(ComponentBuildError {
-                id: id.clone(),
-                error,
-            }),
+        let wanted_ids: HashSet<&str> = wanted.iter().map(|w| w.0.as_str()).collect();
+        for id in self.shells.keys() {
+            if !wanted_ids.contains(id.as_str()) {
+                changes.removed.push(id.clone());
+            }
         }
-    }
-
-    for (id, def) in &pipeline.transforms {
-        let (Some(input), Some(m)) = (receivers.remove(id), metrics.get(id)) else {
-            continue;
-        };
-        let cx = TransformContext {
-            id: Arc::from(id.as_str()),
-            metrics: Arc::clone(m),
-        };
-        let transform = match def.config.build(&cx) {
-            Ok(t) => t,
-            Err(error) => {
-                errors.push(ComponentBuildError {
-                    id: id.clone(),
-                    error,
-                });
+        // Outputs a rebuilt component needs afresh: named outputs its new config adds,
+        // and outputs closed because its previous task ended for good.
+        let mut gained: HashMap<(String, Option<String>), Arc<Output>> = HashMap::new();
+        for id in &to_build {
+            if added_shells.contains_key(id) {
                 continue;
             }
+            let Some(shell) = self.shells.get(id) else {
+                continue;
+            };
+            let mut names: Vec<Option<String>> = shell
+                .outputs
+                .iter()
+                .filter(|(_, o)| o.is_closed())
+                .map(|(n, _)| n.clone())
+                .collect();
+            if let Some(def) = new.transforms.get(id) {
+                names.extend(
+                    def.config
+                        .outputs()
+                        .into_iter()
+                        .map(Some)
+                        .filter(|n| !shell.outputs.contains_key(n)),
+                );
+            }
+            for name in names {
+                gained.insert((id.clone(), name), Output::new(Arc::clone(&shell.metrics)));
+            }
+        }
+
+        // Build phase: nothing running is touched.
+        let mut built = Vec::new();
+        let mut errors = Vec::new();
+        for id in &to_build {
+            let shell = match added_shells.get(id) {
+                // (a shell of `added_shells` shadows a removed one with the same id)
+                Some(s) => s,
+                None => match self.shells.get(id) {
+                    Some(s) => s,
+                    None => continue,
+                },
+            };
+            self.generation += 1;
+            match self.build(&new, id, shell, &gained, self.generation).await {
+                Ok(b) => built.push(b),
+                Err(error) => errors.push(ComponentBuildError {
+                    id: id.clone(),
+                    error,
+                }),
+            }
+        }
+        if !errors.is_empty() {
+            drop(built);
+            for id in added_shells.keys() {
+                match self.shells.get(id) {
+                    // A type change that did not happen: the old component keeps its
+                    // counters.
+                    Some(old) => self.telemetry.register(Arc::clone(&old.metrics)),
+                    None => self.telemetry.remove(id),
+                }
+            }
+            self.listeners.retain(self.listen_addresses(&self.pipeline));
+            return Err(BuildErrors(errors));
+        }
+
+        // Commit.
+        let mut waiting: Vec<(String, CancellationToken, CancellationToken)> = Vec::new();
+        for id in &changes.removed {
+            if let Some(shell) = self.shells.remove(id)
+                && let Some(task) = shell.task
+            {
+                if shell.kind == ComponentKind::Source {
+                    task.stop.cancel();
+                }
+                // Transforms and sinks are unwired below; they drain what they hold
+                // and end when their buffer closes.
+                waiting.push((id.clone(), task.done, task.kill));
+            }
+        }
+        for ((id, name), output) in gained {
+            if let Some(shell) = self.shells.get_mut(&id) {
+                shell.outputs.insert(name, output);
+            }
+        }
+        for (id, def) in &new.transforms {
+            if let Some(shell) = self.shells.get_mut(id) {
+                let names: HashSet<Option<String>> = std::iter::once(None)
+                    .chain(def.config.outputs().into_iter().map(Some))
+                    .collect();
+                shell.outputs.retain(|name, _| names.contains(name));
+            }
+        }
+        for (id, shell) in added_shells {
+            self.shells.insert(id, shell);
+        }
+        for (id, _, _, fingerprint, buffer) in &wanted {
+            if let Some(shell) = self.shells.get_mut(id) {
+                shell.fingerprint = *fingerprint;
+                if shell.buffer != *buffer {
+                    if let Some(input) = &shell.input {
+                        input.probe.resize(buffer.max_events);
+                    }
+                    shell.buffer = *buffer;
+                }
+            }
+        }
+        for b in built {
+            let Some(shell) = self.shells.get_mut(&b.id) else {
+                continue;
+            };
+            if let Some(old) = shell.task.take() {
+                old.replaced.store(true, Ordering::Release);
+                old.stop.cancel();
+                waiting.push((b.id.clone(), old.done, old.kill));
+            }
+            let outputs: Vec<Arc<Output>> = shell.outputs.values().cloned().collect();
+            let metrics = Arc::clone(&shell.metrics);
+            metrics.set_state(ComponentState::Running);
+            let generation = b.control.generation;
+            self.live.insert((b.id.clone(), generation));
+            self.tasks.spawn(supervise(
+                b.id.clone(),
+                generation,
+                metrics,
+                b.task,
+                outputs,
+                b.control.kill.clone(),
+                b.control.done.clone(),
+                Arc::clone(&b.control.replaced),
+            ));
+            shell.task = Some(b.control);
+        }
+        self.pipeline = new;
+        self.rewire();
+        for shell in self.shells.values_mut() {
+            if let Some(input) = &mut shell.input {
+                input.bootstrap = None;
+            }
+        }
+        self.listeners.retain(self.listen_addresses(&self.pipeline));
+
+        // Let replaced components hand over and removed ones drain, within the deadline.
+        let deadline = tokio::time::Instant::now() + self.options.drain_timeout;
+        for (id, done, kill) in waiting {
+            if tokio::time::timeout_at(deadline, done.cancelled())
+                .await
+                .is_err()
+            {
+                tracing::warn!(component_id = %id, timeout = ?self.options.drain_timeout, "component did not finish in time; aborting it");
+                kill.cancel();
+                done.cancelled().await;
+                changes.aborted.push(id);
+            }
+        }
+        for id in &changes.removed {
+            if !self.shells.contains_key(id) {
+                self.telemetry.remove(id);
+            }
+        }
+        self.reap();
+        Ok(changes)
+    }
+
+    fn new_shell(
+        &self,
+        pipeline: &Pipeline,
+        id: &str,
+        kind: ComponentKind,
+        type_name: &'static str,
+        fingerprint: u64,
+        buffer: BufferConfig,
+    ) -> Shell {
+        let metrics = self.telemetry.component(id, kind, type_name);
+        let input = (kind != ComponentKind::Source).then(|| {
+            let (tx, rx, probe) = self::buffer(buffer.max_events);
+            metrics.set_buffer(probe.clone());
+            ShellInput {
+                slot: input_slot(rx),
+                sender: tx.downgrade(),
+                probe,
+                bootstrap: Some(tx),
+            }
+        });
+        let mut outputs = HashMap::new();
+        if kind != ComponentKind::Sink {
+            outputs.insert(None, Output::new(Arc::clone(&metrics)));
+        }
+        if let Some(def) = pipeline.transforms.get(id) {
+            for name in def.config.outputs() {
+                outputs.insert(Some(name), Output::new(Arc::clone(&metrics)));
+            }
+        }
+        Shell {
+            kind,
+            type_name,
+            fingerprint,
+            buffer,
+            metrics,
+            input,
+            outputs,
+            task: None,
+        }
+    }
+
+    async fn build(
+        &self,
+        pipeline: &Pipeline,
+        id: &str,
+        shell: &Shell,
+        gained: &HashMap<(String, Option<String>), Arc<Output>>,
+        generation: u64,
+    ) -> Result<Built, BuildError> {
+        let control = TaskControl {
+            generation,
+            stop: match shell.kind {
+                ComponentKind::Source => self.sources_shutdown.child_token(),
+                _ => CancellationToken::new(),
+            },
+            kill: CancellationToken::new(),
+            done: CancellationToken::new(),
+            replaced: Arc::new(AtomicBool::new(false)),
         };
-        let default = fanouts.remove(&default_output(id));
-        let named: Vec<Fanout> = def
-            .config
-            .outputs()
-            .into_iter()
-            .filter_map(|o| {
-                fanouts.remove(&OutputRef {
+        let output = |name: Option<String>| -> Result<Arc<Output>, BuildError> {
+            gained
+                .get(&(id.to_owned(), name.clone()))
+                .or_else(|| shell.outputs.get(&name))
+                .cloned()
+                .ok_or_else(|| BuildError(format!("output {name:?} is not wired")))
+        };
+        let input = || -> Result<ComponentInput, BuildError> {
+            let slot = &shell
+                .input
+                .as_ref()
+                .ok_or_else(|| BuildError("component has no input".into()))?
+                .slot;
+            Ok(ComponentInput::new(Arc::clone(slot), control.stop.clone()))
+        };
+        let task: ComponentTask = match shell.kind {
+            ComponentKind::Source => {
+                let def = pipeline
+                    .sources
+                    .get(id)
+                    .ok_or_else(|| BuildError("not in the pipeline".into()))?;
+                let cx = SourceContext {
+                    id: Arc::from(id),
+                    out: SourceOutput::new(output(None)?),
+                    shutdown: control.stop.clone(),
+                    metrics: Arc::clone(&shell.metrics),
+                    telemetry: Arc::clone(&self.telemetry),
+                    data_dir: self.options.data_dir.clone(),
+                    listeners: self.listeners.clone(),
+                };
+                def.config.build(cx).await?
+            }
+            ComponentKind::Transform => {
+                let def = pipeline
+                    .transforms
+                    .get(id)
+                    .ok_or_else(|| BuildError("not in the pipeline".into()))?;
+                let cx = TransformContext {
+                    id: Arc::from(id),
+                    metrics: Arc::clone(&shell.metrics),
+                };
+                let transform = def.config.build(&cx)?;
+                let named = def
+                    .config
+                    .outputs()
+                    .into_iter()
+                    .map(|n| output(Some(n)))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Box::pin(run_transform(
+                    transform,
+                    input()?,
+                    output(None)?,
+                    named,
+                    Arc::clone(&shell.metrics),
+                ))
+            }
+            ComponentKind::Sink => {
+                let def = pipeline
+                    .sinks
+                    .get(id)
+                    .ok_or_else(|| BuildError("not in the pipeline".into()))?;
+                let cx = SinkContext {
+                    id: Arc::from(id),
+                    input: input()?,
+                    metrics: Arc::clone(&shell.metrics),
+                };
+                def.config.build(cx).await?
+            }
+        };
+        Ok(Built {
+            id: id.to_owned(),
+            task,
+            control,
+        })
+    }
+
+    /// Points every output at the components that read it in the current pipeline.
+    fn rewire(&self) {
+        for (id, shell) in &self.shells {
+            for (name, output) in &shell.outputs {
+                let out_ref = OutputRef {
                     component: id.clone(),
-                    output: Some(o),
-                })
-            })
-            .collect();
-        let Some(default) = default else {
-            continue;
-        };
-        let task = run_transform(transform, input, default, named, Arc::clone(m));
-        built.push((id.clone(), Arc::clone(m), Box::pin(task)));
-    }
-
-    for (id, def) in &pipeline.sources {
-        let (Some(fanout), Some(m)) = (fanouts.remove(&default_output(id)), metrics.get(id)) else {
-            continue;
-        };
-        let cx = SourceContext {
-            id: Arc::from(id.as_str()),
-            out: SourceOutput::new(fanout),
-            shutdown: sources_shutdown.child_token(),
-            metrics: Arc::clone(m),
-            telemetry: Arc::clone(&telemetry),
-            data_dir: options.data_dir.clone(),
-        };
-        match def.config.build(cx).await {
-            Ok(task) => built.push((id.clone(), Arc::clone(m), task)),
-            Err(error) => errors.push(ComponentBuildError {
-                id: id.clone(),
-                error,
-            }),
-        }
-    }
-
-    if !errors.is_empty() {
-        return Err(BuildErrors(errors));
-    }
-
-    let mut tasks = JoinSet::new();
-    let mut running = HashSet::new();
-    for (id, m, task) in built {
-        running.insert(id.clone());
-        m.set_state(ComponentState::Running);
-        tasks.spawn(supervise(id, m, task));
-    }
-    Ok(RunningTopology {
-        tasks,
-        running,
-        sources_shutdown,
-        fanouts: handles,
-        telemetry,
-    })
-}
-
-fn default_output(id: &str) -> OutputRef {
-    OutputRef {
-        component: id.to_owned(),
-        output: None,
-    }
-}
-
-/// Runs one component task and records how it ended.
-async fn supervise(id: String, metrics: Arc<ComponentMetrics>, task: ComponentTask) -> String {
-    match task.await {
-        Ok(()) => {
-            if metrics.state() == ComponentState::Running {
-                metrics.set_state(ComponentState::Stopped);
-            }
-            tracing::debug!(component_id = %id, "component finished");
-        }
-        Err(e) => {
-            tracing::error!(component_id = %id, error = %e, "component failed");
-            metrics.set_state(ComponentState::Failed(e.to_string()));
-        }
-    }
-    id
-}
-
-/// Drives a synchronous transform: input buffer → `process` → output fanouts.
-async fn run_transform(
-    mut transform: Box<dyn Transform>,
-    mut input: BufferReceiver,
-    mut default: Fanout,
-    mut named: Vec<Fanout>,
-    metrics: Arc<ComponentMetrics>,
-) -> Result<(), crate::component::ComponentError> {
-    let mut out = TransformOutputs::new(named.len());
-    while let Some(batch) = input.recv().await {
-        metrics.add_received(batch.len());
-        transform.process(batch, &mut out);
-        if !out.default.is_empty() {
-            default.send(std::mem::take(&mut out.default)).await;
-        }
-        for (fanout, events) in named.iter_mut().zip(out.named.iter_mut()) {
-            if !events.is_empty() {
-                fanout.send(std::mem::take(events)).await;
+                    output: name.clone(),
+                };
+                let consumers: Vec<Consumer> = self
+                    .pipeline
+                    .graph
+                    .consumers_of(&out_ref)
+                    .filter_map(|consumer| {
+                        let input = self.shells.get(consumer)?.input.as_ref()?;
+                        let sender = input
+                            .bootstrap
+                            .clone()
+                            .or_else(|| input.sender.upgrade());
+                        if sender.is_none() {
+                            tracing::error!(component_id = %consumer, "input buffer is closed; cannot wire it");
+                        }
+                        Some(Consumer {
+                            id: Arc::from(consumer),
+                            sender: sender?,
+                        })
+                    })
+                    .collect();
+                output.set_consumers(consumers);
             }
         }
     }
-    Ok(())
-}
 
-impl RunningTopology {
+    fn listen_addresses<'a>(&self, pipeline: &'a Pipeline) -> Vec<&'a str> {
+        pipeline
+            .sources
+            .values()
+            .filter_map(|d| d.config.listen_address())
+            .collect()
+    }
+
+    fn reap(&mut self) {
+        while let Some(result) = self.tasks.try_join_next() {
+            self.on_joined(result);
+        }
+    }
+
+    fn on_joined(&mut self, result: Result<(String, u64), tokio::task::JoinError>) {
+        match result {
+            Ok(key) => {
+                self.live.remove(&key);
+            }
+            Err(e) => tracing::error!(error = %e, "component task panicked"),
+        }
+    }
+
     /// Waits until every component has finished on its own (all sources reached their
-    /// end and everything drained). Returns at once if nothing runs.
+    /// end and everything drained). Cancel-safe; returns at once if nothing runs.
     pub async fn finished(&mut self) {
         while let Some(result) = self.tasks.join_next().await {
             self.on_joined(result);
         }
     }
 
-    fn on_joined(&mut self, result: Result<String, tokio::task::JoinError>) {
-        match result {
-            Ok(id) => {
-                self.running.remove(&id);
-            }
-            Err(e) => tracing::error!(error = %e, "component task panicked or was aborted"),
-        }
-    }
-
-    /// Ids of components still running.
+    /// Ids of components with a task still running.
     pub fn running(&self) -> Vec<String> {
-        let mut ids: Vec<String> = self.running.iter().cloned().collect();
+        let mut ids: Vec<String> = self.live.iter().map(|(id, _)| id.clone()).collect();
         ids.sort();
+        ids.dedup();
         ids
     }
 
@@ -329,19 +609,119 @@ impl RunningTopology {
                 Ok(None) => return Drained::Complete,
                 Err(_) => {
                     let left = self.running();
-                    self.tasks.abort_all();
-                    for id in &left {
-                        for m in self.telemetry.components() {
-                            if m.id == *id {
-                                m.set_state(ComponentState::Failed(
-                                    "aborted at shutdown deadline".into(),
-                                ));
-                            }
+                    for shell in self.shells.values() {
+                        if let Some(task) = &shell.task {
+                            task.kill.cancel();
                         }
+                    }
+                    while let Some(result) = self.tasks.join_next().await {
+                        self.on_joined(result);
                     }
                     return Drained::TimedOut(left);
                 }
             }
         }
     }
+}
+
+/// (id, kind, type, fingerprint, buffer) of every component.
+fn describe_all(p: &Pipeline) -> Vec<(String, ComponentKind, &'static str, u64, BufferConfig)> {
+    let transform_buffer = BufferConfig {
+        max_events: DEFAULT_BUFFER_EVENTS,
+        ..BufferConfig::default()
+    };
+    p.sources
+        .iter()
+        .map(|(id, d)| {
+            (
+                id.clone(),
+                ComponentKind::Source,
+                d.config.type_name(),
+                d.fingerprint,
+                BufferConfig::default(),
+            )
+        })
+        .chain(p.transforms.iter().map(|(id, d)| {
+            (
+                id.clone(),
+                ComponentKind::Transform,
+                d.config.type_name(),
+                d.fingerprint,
+                transform_buffer,
+            )
+        }))
+        .chain(p.sinks.iter().map(|(id, d)| {
+            (
+                id.clone(),
+                ComponentKind::Sink,
+                d.config.type_name(),
+                d.fingerprint,
+                d.buffer,
+            )
+        }))
+        .collect()
+}
+
+/// Runs one component task, records how it ended and cleans up after it.
+#[allow(clippy::too_many_arguments)]
+async fn supervise(
+    id: String,
+    generation: u64,
+    metrics: Arc<ComponentMetrics>,
+    task: ComponentTask,
+    outputs: Vec<Arc<Output>>,
+    kill: CancellationToken,
+    done: CancellationToken,
+    replaced: Arc<AtomicBool>,
+) -> (String, u64) {
+    let result = tokio::select! {
+        r = task => r,
+        () = kill.cancelled() => Err(ComponentError::Other("aborted at the drain deadline".into())),
+    };
+    let replaced = replaced.load(Ordering::Acquire);
+    match result {
+        Ok(()) => {
+            if !replaced && metrics.state() == ComponentState::Running {
+                metrics.set_state(ComponentState::Stopped);
+            }
+            tracing::debug!(component_id = %id, generation, replaced, "component finished");
+        }
+        Err(e) => {
+            tracing::error!(component_id = %id, generation, error = %e, "component failed");
+            if !replaced {
+                metrics.set_state(ComponentState::Failed(e.to_string()));
+            }
+        }
+    }
+    if !replaced {
+        for output in outputs {
+            output.close();
+        }
+    }
+    done.cancel();
+    (id, generation)
+}
+
+/// Drives a synchronous transform: input → `process` → outputs.
+async fn run_transform(
+    mut transform: Box<dyn Transform>,
+    mut input: ComponentInput,
+    default: Arc<Output>,
+    named: Vec<Arc<Output>>,
+    metrics: Arc<ComponentMetrics>,
+) -> Result<(), ComponentError> {
+    let mut out = TransformOutputs::new(named.len());
+    while let Some(batch) = input.recv().await {
+        metrics.add_received(batch.len());
+        transform.process(batch, &mut out);
+        if !out.default.is_empty() {
+            default.send(std::mem::take(&mut out.default)).await;
+        }
+        for (output, events) in named.iter().zip(out.named.iter_mut()) {
+            if !events.is_empty() {
+                output.send(std::mem::take(events)).await;
+            }
+        }
+    }
+    Ok(())
 }

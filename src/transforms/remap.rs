@@ -49,6 +49,10 @@ impl TransformConfig for RemapConfig {
         vec!["dropped".into()]
     }
 
+    fn files(&self) -> Vec<PathBuf> {
+        self.file.iter().cloned().collect()
+    }
+
     fn build(&self, cx: &TransformContext) -> Result<Box<dyn Transform>, BuildError> {
         Ok(Box::new(Remap {
             runner: Runner::new(self.compile()?),

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use sluice::config::{Pipeline, parse_texts};
 use sluice::telemetry::Telemetry;
-use sluice::topology::{RunningTopology, TopologyOptions};
+use sluice::topology::{Topology, TopologyOptions};
 
 /// Parses a pipeline from YAML text without validating it (so tests can attach sinks).
 pub fn parse(yaml: &str) -> Pipeline {
@@ -17,14 +17,12 @@ pub fn parse(yaml: &str) -> Pipeline {
 }
 
 /// Validates and starts a pipeline.
-pub async fn start(mut pipeline: Pipeline) -> (RunningTopology, Arc<Telemetry>) {
+pub async fn start(mut pipeline: Pipeline) -> (Topology, Arc<Telemetry>) {
     pipeline
         .validate()
         .unwrap_or_else(|e| panic!("pipeline is valid: {e}"));
     let telemetry = Telemetry::new();
-    let options = TopologyOptions {
-        data_dir: std::env::temp_dir(),
-    };
+    let options = TopologyOptions::default();
     let running = sluice::topology::start(pipeline, Arc::clone(&telemetry), &options)
         .await
         .unwrap_or_else(|e| panic!("pipeline starts: {e}"));

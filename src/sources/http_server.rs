@@ -1,0 +1,120 @@
+//! The HTTP server under HTTP sources, written for hand-over.
+//!
+//! `axum::serve`'s graceful shutdown closes every idle connection at once, including one
+//! that was just accepted and whose request has not been read yet: the client sees a
+//! reset. When a reload replaces a webhook, its old server stops while the new one
+//! already accepts on the same socket (see `topology::ListenerPool`), so such closes
+//! would be errors that nothing else causes. Here, once `stop` fires:
+//! - the accept loop ends (the shared backlog is served by the replacement);
+//! - every response carries `Connection: close`;
+//! - a connection that is idle gets `GRACE` to send one more request (a client may have
+//!   sent it already) before it is shut down; busy ones finish their request first.
+//!
+//! The server returns when every connection is closed.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::{HeaderValue, header};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
+
+/// How long an idle connection may take to send its last request after `stop`.
+pub const GRACE: Duration = Duration::from_millis(500);
+
+/// Serves `app` on `listener` until `stop`, then winds down as the module docs say.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    stop: CancellationToken,
+) -> std::io::Result<()> {
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            biased;
+            () = stop.cancelled() => break,
+            accepted = listener.accept() => {
+                match accepted {
+                    Ok((stream, _)) => {
+                        connections.spawn(serve_connection(stream, app.clone(), stop.clone()));
+                    }
+                    // Too many open files and the like: keep serving the connections we
+                    // have, and try again shortly.
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+            }
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+    drop(listener);
+    while connections.join_next().await.is_some() {}
+    Ok(())
+}
+
+async fn serve_connection(stream: tokio::net::TcpStream, app: Router, stop: CancellationToken) {
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let service = {
+        let stop = stop.clone();
+        let in_flight = Arc::clone(&in_flight);
+        hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
+            let app = app.clone();
+            let stop = stop.clone();
+            let in_flight = Arc::clone(&in_flight);
+            in_flight.fetch_add(1, Ordering::AcqRel);
+            async move {
+                let mut response = match app.oneshot(request).await {
+                    Ok(r) => r,
+                    Err(never) => match never {},
+                };
+                if stop.is_cancelled() {
+                    response
+                        .headers_mut()
+                        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                }
+                in_flight.fetch_sub(1, Ordering::AcqRel);
+                Ok::<_, Infallible>(response)
+            }
+        })
+    };
+    let connection =
+        hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(connection);
+    tokio::select! {
+        result = connection.as_mut() => {
+            log_connection_end(result);
+            return;
+        }
+        () = stop.cancelled() => {}
+    }
+    // Stopping. A request being served, or sent in the next GRACE, is answered with
+    // `Connection: close`, which ends the connection by itself.
+    let grace = tokio::time::sleep(GRACE);
+    tokio::pin!(grace);
+    tokio::select! {
+        result = connection.as_mut() => {
+            log_connection_end(result);
+            return;
+        }
+        () = &mut grace, if in_flight.load(Ordering::Acquire) == 0 => {}
+    }
+    connection.as_mut().graceful_shutdown();
+    log_connection_end(connection.await);
+}
+
+fn log_connection_end(result: Result<(), hyper::Error>) {
+    if let Err(e) = result
+        && !e.is_incomplete_message()
+    {
+        tracing::debug!(error = %e, "connection ended with an error");
+    }
+}

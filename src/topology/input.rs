@@ -1,0 +1,93 @@
+//! The input of a transform or sink, which outlives the task reading it.
+//!
+//! When a reload replaces a component, the new task takes over the same buffer: the
+//! buffer sits behind an async mutex that a task holds for as long as it reads. The old
+//! task is asked to stop, finishes the batch in hand (or gives it back with
+//! [`ComponentInput::hand_back`]) and releases the lock; the new task acquires it and
+//! reads the handed-back batches first, then the buffer. Upstream never notices, so
+//! nothing is dropped and nothing is read twice.
+//!
+//! `recv` returns `None` when the buffer is closed and drained (every producer ended)
+//! or when this task was asked to stop.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use tokio::sync::{Mutex, OwnedMutexGuard};
+use tokio_util::sync::CancellationToken;
+
+use super::buffer::BufferReceiver;
+use crate::event::EventBatch;
+
+/// The shared part: the buffer and the batches a stopped task gave back.
+pub struct InputState {
+    rx: BufferReceiver,
+    handed_back: VecDeque<EventBatch>,
+}
+
+/// Shared handle to a component's input, kept by the topology across replacements.
+pub type InputSlot = Arc<Mutex<InputState>>;
+
+pub fn input_slot(rx: BufferReceiver) -> InputSlot {
+    Arc::new(Mutex::new(InputState {
+        rx,
+        handed_back: VecDeque::new(),
+    }))
+}
+
+/// One task's view of its component's input.
+pub struct ComponentInput {
+    slot: InputSlot,
+    guard: Option<OwnedMutexGuard<InputState>>,
+    stop: CancellationToken,
+}
+
+impl ComponentInput {
+    pub fn new(slot: InputSlot, stop: CancellationToken) -> Self {
+        Self {
+            slot,
+            guard: None,
+            stop,
+        }
+    }
+
+    /// The next batch; `None` when the input is closed and drained or this task must
+    /// stop.
+    pub async fn recv(&mut self) -> Option<EventBatch> {
+        if self.guard.is_none() {
+            let slot = Arc::clone(&self.slot);
+            let guard = tokio::select! {
+                biased;
+                () = self.stop.cancelled() => return None,
+                g = slot.lock_owned() => g,
+            };
+            self.guard = Some(guard);
+        }
+        let state = self.guard.as_mut()?;
+        if let Some(batch) = state.handed_back.pop_front() {
+            return Some(batch);
+        }
+        tokio::select! {
+            biased;
+            () = self.stop.cancelled() => None,
+            batch = state.rx.recv() => batch,
+        }
+    }
+
+    /// Gives a batch back, unsettled, for the task that replaces this one. Only valid
+    /// after a `recv` returned it.
+    pub fn hand_back(&mut self, batch: EventBatch) {
+        if let Some(state) = self.guard.as_mut() {
+            state.handed_back.push_back(batch);
+        }
+    }
+
+    /// Resolves when this task is asked to stop (for sinks retrying a delivery).
+    pub async fn stopping(&self) {
+        self.stop.cancelled().await;
+    }
+
+    pub fn is_stopping(&self) -> bool {
+        self.stop.is_cancelled()
+    }
+}

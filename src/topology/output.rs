@@ -1,0 +1,118 @@
+//! One output of one component, delivered to every component that reads it.
+//!
+//! The consumer list sits behind an `ArcSwap`: a reload rewires an output with one
+//! atomic store, without the cooperation of the task that sends on it (which may be
+//! blocked on backpressure at that moment), and the old and the new task of a replaced
+//! component can share the same output while one hands over to the other.
+//!
+//! Invariants:
+//! - With one consumer a batch moves without a copy; with N consumers it is cloned N-1
+//!   times (each clone carries cloned acknowledgement obligations).
+//! - With no consumer the events are settled `Delivered` and counted as discarded: an
+//!   output nobody reads is a configuration choice that validation warned about.
+//! - An output holds the only strong senders of its consumers' buffers. Clearing it when
+//!   its component ends for good is what lets downstream buffers close and drain.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use arc_swap::ArcSwap;
+
+use super::buffer::{BufferSender, Closed};
+use crate::event::{EventBatch, EventStatus, settle_all};
+use crate::telemetry::ComponentMetrics;
+
+/// A consumer of an output: its id and a sender into its input buffer.
+#[derive(Clone)]
+pub struct Consumer {
+    pub id: Arc<str>,
+    pub sender: BufferSender,
+}
+
+/// See the module docs.
+pub struct Output {
+    consumers: ArcSwap<Vec<Consumer>>,
+    metrics: Arc<ComponentMetrics>,
+    /// Set by [`Output::close`]; a closed output stays empty.
+    closed: AtomicBool,
+}
+
+impl Output {
+    pub fn new(metrics: Arc<ComponentMetrics>) -> Arc<Self> {
+        Arc::new(Self {
+            consumers: ArcSwap::from_pointee(Vec::new()),
+            metrics,
+            closed: AtomicBool::new(false),
+        })
+    }
+
+    /// Replaces the consumer list, unless the output is closed.
+    pub fn set_consumers(&self, consumers: Vec<Consumer>) {
+        if !self.is_closed() {
+            self.consumers.store(Arc::new(consumers));
+            // A close that raced with this store must still win.
+            if self.is_closed() {
+                self.consumers.store(Arc::new(Vec::new()));
+            }
+        }
+    }
+
+    /// Drops every consumer for good: the component that sent here ended, and the
+    /// buffers it fed must be able to close. A new task gets a new output.
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.consumers.store(Arc::new(Vec::new()));
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// Ids of the current consumers.
+    pub fn consumer_ids(&self) -> Vec<Arc<str>> {
+        self.consumers
+            .load()
+            .iter()
+            .map(|c| Arc::clone(&c.id))
+            .collect()
+    }
+
+    /// Sends `batch` to every consumer, waiting for room in each (backpressure).
+    pub async fn send(&self, batch: EventBatch) {
+        if batch.is_empty() {
+            return;
+        }
+        let n = batch.len();
+        let consumers = self.consumers.load_full();
+        match consumers.as_slice() {
+            [] => {
+                self.metrics.add_discarded(n);
+                settle_all(batch, EventStatus::Delivered);
+                return;
+            }
+            [only] => self.check(only, only.sender.send(batch).await),
+            [rest @ .., last] => {
+                for c in rest {
+                    self.check(c, c.sender.send(batch.clone()).await);
+                }
+                self.check(last, last.sender.send(batch).await);
+            }
+        }
+        self.metrics.add_sent(n);
+    }
+
+    fn check(&self, consumer: &Consumer, result: Result<(), Closed>) {
+        if let Err(Closed(batch)) = result {
+            // The consumer's buffer is gone (its component failed and nothing reads it).
+            // Its copy is lost to it: report it to the sources as failed.
+            tracing::error!(
+                component_id = %self.metrics.id,
+                consumer = %consumer.id,
+                events = batch.len(),
+                "downstream component is gone; its events are reported as failed"
+            );
+            self.metrics.add_errors(batch.len());
+            settle_all(batch, EventStatus::Errored);
+        }
+    }
+}

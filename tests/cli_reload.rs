@@ -1,0 +1,191 @@
+//! Hot reload through the binary: the file watcher, SIGHUP and `POST /reload`.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use common::{Process, free_port, metric, sluice, wait_for_port};
+
+struct Running {
+    process: Process,
+    lines: mpsc::Receiver<String>,
+    api: u16,
+    hook: u16,
+}
+
+fn pipeline(hook: u16, version: u32) -> String {
+    format!(
+        "sources:\n  hook: {{ type: webhook, address: \"127.0.0.1:{hook}\" }}\ntransforms:\n  stamp: {{ type: remap, inputs: [hook], source: \".version = {version}\" }}\nsinks:\n  out: {{ type: console, inputs: [stamp] }}\n"
+    )
+}
+
+async fn run(path: &std::path::Path, extra: &[&str]) -> Running {
+    let (api, hook) = (free_port(), free_port());
+    std::fs::write(path, pipeline(hook, 1)).expect("write");
+    let mut cmd = sluice();
+    cmd.args(["run", "-c"])
+        .arg(path)
+        .args(["--api-address", &format!("127.0.0.1:{api}")])
+        .args(extra);
+    let mut process = Process::spawn(cmd);
+    let stdout = process.child().stdout.take().expect("stdout");
+    let (tx, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    wait_for_port(api).await;
+    wait_for_port(hook).await;
+    Running {
+        process,
+        lines,
+        api,
+        hook,
+    }
+}
+
+impl Running {
+    /// POSTs one event and returns the version the pipeline stamped on it.
+    async fn version(&self) -> i64 {
+        let r = reqwest::Client::new()
+            .post(format!("http://127.0.0.1:{}/", self.hook))
+            .body(r#"{"probe":true}"#)
+            .send()
+            .await
+            .expect("POST");
+        assert_eq!(r.status(), 200);
+        let line = self
+            .lines
+            .recv_timeout(Duration::from_secs(10))
+            .expect("an event line");
+        let v: serde_json::Value = serde_json::from_str(&line).expect("json");
+        v["version"].as_i64().expect("version")
+    }
+
+    async fn get(&self, path: &str) -> String {
+        reqwest::get(format!("http://127.0.0.1:{}{path}", self.api))
+            .await
+            .expect("GET")
+            .text()
+            .await
+            .expect("body")
+    }
+
+    async fn wait_for_metric(&self, name: &str, value: f64) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let body = self.get("/metrics").await;
+            let v = body
+                .lines()
+                .find(|l| l.starts_with(&format!("{name} ")))
+                .and_then(|l| l.rsplit(' ').next())
+                .and_then(|v| v.parse::<f64>().ok());
+            if v == Some(value) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{name} never reached {value}: {v:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_broken_file_changes_nothing_and_the_fixed_file_applies() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("p.yaml");
+    let r = run(&path, &[]).await;
+    assert_eq!(r.version().await, 1);
+
+    // An editor saves a file with a typo in a type name.
+    std::fs::write(
+        &path,
+        pipeline(r.hook, 2).replace("type: console", "type: consle"),
+    )
+    .expect("write");
+    r.wait_for_metric("sluice_config_reload_failures_total", 1.0)
+        .await;
+    let health: serde_json::Value = serde_json::from_str(&r.get("/health").await).expect("json");
+    let error = health["config"]["last_reload_error"]
+        .as_str()
+        .expect("error shown");
+    assert!(
+        error.contains(&format!("{}:6:", path.display()))
+            && error.contains("unknown sink type `consle`"),
+        "{error}"
+    );
+    assert_eq!(health["status"], "ok", "the old pipeline is healthy");
+    assert_eq!(r.version().await, 1, "the old pipeline keeps serving");
+
+    std::fs::write(&path, pipeline(r.hook, 2)).expect("write");
+    r.wait_for_metric("sluice_config_reloads_total", 1.0).await;
+    assert_eq!(r.version().await, 2);
+    let health: serde_json::Value = serde_json::from_str(&r.get("/health").await).expect("json");
+    assert!(health["config"]["last_reload_error"].is_null());
+    let metrics = r.get("/metrics").await;
+    assert_eq!(
+        metric(&metrics, "sluice_component_received_events_total", "hook"),
+        Some(3.0),
+        "the webhook kept its counters"
+    );
+}
+
+#[tokio::test]
+async fn sighup_and_post_reload_apply_the_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("p.yaml");
+    let mut r = run(&path, &["--no-watch"]).await;
+    let hash_before = serde_json::from_str::<serde_json::Value>(&r.get("/health").await)
+        .expect("json")["config"]["hash"]
+        .clone();
+
+    std::fs::write(&path, pipeline(r.hook, 2)).expect("write");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(
+        r.version().await,
+        1,
+        "--no-watch: a written file alone changes nothing"
+    );
+    r.process.signal("HUP");
+    r.wait_for_metric("sluice_config_reloads_total", 1.0).await;
+    assert_eq!(r.version().await, 2);
+
+    std::fs::write(&path, pipeline(r.hook, 3)).expect("write");
+    let resp = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{}/reload", r.api))
+        .send()
+        .await
+        .expect("POST /reload");
+    assert_eq!(resp.status(), 200);
+    let body: serde_json::Value = resp.json().await.expect("json");
+    assert_eq!(body["changes"]["changed"], serde_json::json!(["stamp"]));
+    assert_eq!(r.version().await, 3);
+    let hash_after = serde_json::from_str::<serde_json::Value>(&r.get("/health").await)
+        .expect("json")["config"]["hash"]
+        .clone();
+    assert_ne!(hash_before, hash_after);
+
+    std::fs::write(&path, "sources: [").expect("write");
+    let resp = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{}/reload", r.api))
+        .send()
+        .await
+        .expect("POST /reload");
+    assert_eq!(resp.status(), 422);
+    let body: serde_json::Value = resp.json().await.expect("json");
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("p.yaml:1:")),
+        "{body}"
+    );
+    assert_eq!(r.version().await, 3);
+}
