@@ -22,7 +22,8 @@ pub struct CaptureSink {
     pub status: EventStatus,
     /// Sleep this long per batch (a slow sink).
     pub delay: Option<Duration>,
-    /// When set, each batch waits for one permit before it is recorded and settled.
+    /// When set, each batch waits for one permit before it is recorded and settled (a
+    /// sink stuck retrying); replaced meanwhile, it hands the batch back.
     pub gate: Option<Arc<Semaphore>>,
     /// Sizes of the batches received.
     pub batches: Arc<Mutex<Vec<usize>>>,
@@ -102,11 +103,17 @@ impl SinkConfig for CaptureSink {
                 while let Some(batch) = cx.input.recv().await {
                     cx.metrics.add_received(batch.len());
                     if let Some(gate) = &me.gate {
-                        let permit = gate
-                            .acquire()
-                            .await
-                            .map_err(|e| ComponentError::Other(e.to_string()))?;
-                        permit.forget();
+                        // Like a sink retrying a delivery: when replaced while waiting,
+                        // it gives the batch back unsettled for its replacement.
+                        tokio::select! {
+                            permit = gate.acquire() => {
+                                permit.map_err(|e| ComponentError::Other(e.to_string()))?.forget();
+                            }
+                            () = cx.input.stopping() => {
+                                cx.input.hand_back(batch);
+                                return Ok(());
+                            }
+                        }
                     }
                     if let Some(d) = me.delay {
                         tokio::time::sleep(d).await;

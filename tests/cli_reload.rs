@@ -189,3 +189,27 @@ async fn sighup_and_post_reload_apply_the_file() {
     );
     assert_eq!(r.version().await, 3);
 }
+
+#[tokio::test]
+async fn editing_a_vrl_file_a_remap_reads_reloads_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("p.yaml");
+    let program = dir.path().join("stamp.vrl");
+    std::fs::write(&program, ".version = 10\n").expect("write");
+    let r = run(&path, &[]).await;
+    // Switch the running pipeline to one whose remap reads the VRL file.
+    std::fs::write(
+        &path,
+        pipeline(r.hook, 0).replace(
+            "source: \".version = 0\"",
+            &format!("file: \"{}\"", program.display()),
+        ),
+    )
+    .expect("write");
+    r.wait_for_metric("sluice_config_reloads_total", 1.0).await;
+    assert_eq!(r.version().await, 10);
+
+    std::fs::write(&program, ".version = 11\n").expect("write");
+    r.wait_for_metric("sluice_config_reloads_total", 2.0).await;
+    assert_eq!(r.version().await, 11);
+}

@@ -354,3 +354,57 @@ sinks:
     .await;
     topo.stop(Duration::from_secs(5)).await;
 }
+
+#[tokio::test]
+async fn a_replaced_sink_stuck_on_delivery_hands_its_events_to_its_replacement() {
+    use tokio::sync::Semaphore;
+    let yaml = "sources:\n  gen: { type: generator, count: 10, format: '{\"seq\": {{seq}}}' }\n";
+    let stuck = CaptureSink {
+        gate: Some(Arc::new(Semaphore::new(0))),
+        ..CaptureSink::default()
+    };
+    let mut p = parse(yaml);
+    stuck.attach(&mut p, "out", &["gen"], 100);
+    let options = sluice::topology::TopologyOptions {
+        drain_timeout: Duration::from_secs(5),
+        ..Default::default()
+    };
+    let telemetry = sluice::telemetry::Telemetry::new();
+    let mut topo = sluice::topology::start(validated(p), Arc::clone(&telemetry), &options)
+        .await
+        .expect("starts");
+    let out = telemetry
+        .components()
+        .into_iter()
+        .find(|c| c.id == "out")
+        .expect("out");
+    common::eventually("the stuck sink holds the batch", || {
+        out.received.load(Ordering::Relaxed) == 10
+    })
+    .await;
+    assert!(stuck.values().is_empty(), "nothing delivered while stuck");
+
+    let fresh = CaptureSink::default();
+    let mut p = parse(yaml);
+    fresh.attach(&mut p, "out", &["gen"], 100);
+    p.sinks["out"].fingerprint = 1;
+    let started = std::time::Instant::now();
+    let changes = topo.apply(validated(p)).await.expect("applies");
+    assert_eq!(changes.changed, vec!["out".to_string()]);
+    assert!(
+        changes.aborted.is_empty(),
+        "the stuck sink handed over instead of being aborted"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "no wait for the drain deadline"
+    );
+    common::eventually("the replacement delivers the handed-back events", || {
+        fresh.values().len() == 10
+    })
+    .await;
+    let mut seqs = fresh.ints("seq");
+    seqs.sort_unstable();
+    assert_eq!(seqs, (0..10).collect::<Vec<_>>());
+    assert!(stuck.values().is_empty());
+}

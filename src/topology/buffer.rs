@@ -175,6 +175,11 @@ impl BufferReceiver {
     pub async fn recv(&mut self) -> Option<EventBatch> {
         self.rx.recv().await.map(|item| item.batch)
     }
+
+    /// A queued batch, without waiting.
+    pub fn try_recv(&mut self) -> Option<EventBatch> {
+        self.rx.try_recv().ok().map(|item| item.batch)
+    }
 }
 
 impl Drop for BufferReceiver {

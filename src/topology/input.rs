@@ -67,6 +67,13 @@ impl ComponentInput {
         if let Some(batch) = state.handed_back.pop_front() {
             return Some(batch);
         }
+        if self.stop.is_cancelled() {
+            return None;
+        }
+        // Fast path while the buffer has data: no stop future to build and register.
+        if let Some(batch) = state.rx.try_recv() {
+            return Some(batch);
+        }
         tokio::select! {
             biased;
             () = self.stop.cancelled() => None,

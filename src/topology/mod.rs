@@ -105,8 +105,8 @@ struct TaskControl {
     generation: u64,
     /// Sources: stop accepting. Transforms and sinks: stop reading and hand over.
     stop: CancellationToken,
-    /// Ends the task at once (drain deadline passed).
-    kill: CancellationToken,
+    /// Ends the task at once (drain deadline passed); set when the task is spawned.
+    kill: Option<tokio::task::AbortHandle>,
     /// Cancelled by the supervisor once the task has ended and cleaned up.
     done: CancellationToken,
     /// Set before `stop` when another task takes over the shell: the outputs stay wired.
@@ -296,7 +296,8 @@ impl Topology {
         }
 
         // Commit.
-        let mut waiting: Vec<(String, CancellationToken, CancellationToken)> = Vec::new();
+        let mut waiting: Vec<(String, CancellationToken, Option<tokio::task::AbortHandle>)> =
+            Vec::new();
         for id in &changes.removed {
             if let Some(shell) = self.shells.remove(id)
                 && let Some(task) = shell.task
@@ -336,7 +337,7 @@ impl Topology {
                 }
             }
         }
-        for b in built {
+        for mut b in built {
             let Some(shell) = self.shells.get_mut(&b.id) else {
                 continue;
             };
@@ -350,13 +351,16 @@ impl Topology {
             metrics.set_state(ComponentState::Running);
             let generation = b.control.generation;
             self.live.insert((b.id.clone(), generation));
+            // The component runs as its own task, so nothing wraps its polls; the
+            // supervisor only wakes when it ends.
+            let inner = tokio::spawn(b.task);
+            b.control.kill = Some(inner.abort_handle());
             self.tasks.spawn(supervise(
                 b.id.clone(),
                 generation,
                 metrics,
-                b.task,
+                inner,
                 outputs,
-                b.control.kill.clone(),
                 b.control.done.clone(),
                 Arc::clone(&b.control.replaced),
             ));
@@ -379,7 +383,9 @@ impl Topology {
                 .is_err()
             {
                 tracing::warn!(component_id = %id, timeout = ?self.options.drain_timeout, "component did not finish in time; aborting it");
-                kill.cancel();
+                if let Some(kill) = kill {
+                    kill.abort();
+                }
                 done.cancelled().await;
                 changes.aborted.push(id);
             }
@@ -448,7 +454,7 @@ impl Topology {
                 ComponentKind::Source => self.sources_shutdown.child_token(),
                 _ => CancellationToken::new(),
             },
-            kill: CancellationToken::new(),
+            kill: None,
             done: CancellationToken::new(),
             replaced: Arc::new(AtomicBool::new(false)),
         };
@@ -610,8 +616,8 @@ impl Topology {
                 Err(_) => {
                     let left = self.running();
                     for shell in self.shells.values() {
-                        if let Some(task) = &shell.task {
-                            task.kill.cancel();
+                        if let Some(kill) = shell.task.as_ref().and_then(|t| t.kill.as_ref()) {
+                            kill.abort();
                         }
                     }
                     while let Some(result) = self.tasks.join_next().await {
@@ -662,21 +668,22 @@ fn describe_all(p: &Pipeline) -> Vec<(String, ComponentKind, &'static str, u64, 
         .collect()
 }
 
-/// Runs one component task, records how it ended and cleans up after it.
-#[allow(clippy::too_many_arguments)]
+/// Awaits one component task, records how it ended and cleans up after it.
 async fn supervise(
     id: String,
     generation: u64,
     metrics: Arc<ComponentMetrics>,
-    task: ComponentTask,
+    task: tokio::task::JoinHandle<Result<(), ComponentError>>,
     outputs: Vec<Arc<Output>>,
-    kill: CancellationToken,
     done: CancellationToken,
     replaced: Arc<AtomicBool>,
 ) -> (String, u64) {
-    let result = tokio::select! {
-        r = task => r,
-        () = kill.cancelled() => Err(ComponentError::Other("aborted at the drain deadline".into())),
+    let result = match task.await {
+        Ok(r) => r,
+        Err(e) if e.is_cancelled() => Err(ComponentError::Other(
+            "aborted at the drain deadline".into(),
+        )),
+        Err(e) => Err(ComponentError::Other(format!("panicked: {e}"))),
     };
     let replaced = replaced.load(Ordering::Acquire);
     match result {
