@@ -136,6 +136,10 @@ pub struct SinkContext {
     /// sink; a sink holding undelivered events then gives them back with `hand_back`.
     pub input: ComponentInput,
     pub metrics: Arc<ComponentMetrics>,
+    /// The sink's named outputs (such as `dead_letter`), in [`SinkConfig::outputs`] order.
+    pub outputs: Vec<Arc<Output>>,
+    /// Sleep through this clock when waiting by policy (retry backoff).
+    pub clock: Arc<dyn crate::clock::Clock>,
 }
 
 /// A sink type's configuration.
@@ -147,6 +151,10 @@ pub trait SinkConfig: Debug + Send + Sync + 'static {
     }
     /// Files the sink reads: see [`SourceConfig::files`].
     fn files(&self) -> Vec<PathBuf> {
+        Vec::new()
+    }
+    /// Named outputs (a sink has no default output), e.g. `dead_letter`.
+    fn outputs(&self) -> Vec<String> {
         Vec::new()
     }
     /// The task must run until `cx.input` is closed and drained, settling every event.

@@ -11,8 +11,10 @@
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 pub mod api;
+pub mod clock;
 pub mod component;
 pub mod config;
+pub mod delivery;
 pub mod event;
 pub mod fuzzing;
 pub mod program;
@@ -21,6 +23,7 @@ pub mod settings;
 pub mod sinks;
 pub mod sources;
 pub mod telemetry;
+pub mod template;
 pub mod testing;
 pub mod topology;
 pub mod transforms;

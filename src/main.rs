@@ -175,6 +175,17 @@ async fn serve(pipeline: Pipeline, settings: Settings, args: RunArgs) -> anyhow:
     let options = TopologyOptions {
         data_dir: settings.data_dir.clone(),
         drain_timeout: settings.reload_drain_timeout,
+        ..TopologyOptions::default()
+    };
+    // Watch before starting: an edit made while the pipeline starts must not be missed
+    // (its notification waits in the channel and triggers a reload once running).
+    let (changed_tx, mut changed_rx) = mpsc::unbounded_channel();
+    let mut watcher = if args.no_watch {
+        None
+    } else {
+        let mut w = FileWatcher::new(changed_tx).context("cannot start the file watcher")?;
+        w.set_files(&pipeline.watched_files());
+        Some(w)
     };
     let components = pipeline.sources.len() + pipeline.transforms.len() + pipeline.sinks.len();
     let hash = pipeline.hash;
@@ -185,14 +196,6 @@ async fn serve(pipeline: Pipeline, settings: Settings, args: RunArgs) -> anyhow:
     telemetry.set_pipeline_running(true);
     tracing::info!(components, "pipeline running");
 
-    let (changed_tx, mut changed_rx) = mpsc::unbounded_channel();
-    let mut watcher = if args.no_watch {
-        None
-    } else {
-        let mut w = FileWatcher::new(changed_tx).context("cannot start the file watcher")?;
-        w.set_files(&running.pipeline().watched_files());
-        Some(w)
-    };
     let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
     let mut int = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
     let mut hup = signal(SignalKind::hangup()).context("cannot listen for SIGHUP")?;

@@ -1,7 +1,7 @@
 //! Resolving `inputs` into edges and checking the graph.
 //!
-//! Every source and transform has a default output named by its id; transforms may add
-//! named outputs `id.name`. An `inputs` entry is an exact output name or a pattern with
+//! Every source and transform has a default output named by its id; transforms and
+//! sinks may have named outputs `id.name` (a sink's `dead_letter`, say). An `inputs` entry is an exact output name or a pattern with
 //! `*`: without a dot it matches component ids (default outputs), with a dot it matches
 //! named outputs. A pattern never matches the component that declares it.
 //!
@@ -82,12 +82,14 @@ pub(super) fn validate(pipeline: &mut Pipeline, first_file: &Path) -> Result<(),
             output: None,
         });
     }
-    for (id, t) in &pipeline.transforms {
+    for id in pipeline.transforms.keys() {
         outputs.push(OutputRef {
             component: id.clone(),
             output: None,
         });
-        for name in t.config.outputs() {
+    }
+    for id in pipeline.transforms.keys().chain(pipeline.sinks.keys()) {
+        for name in pipeline.named_outputs(id) {
             outputs.push(OutputRef {
                 component: id.clone(),
                 output: Some(name),
@@ -167,14 +169,20 @@ pub(super) fn validate(pipeline: &mut Pipeline, first_file: &Path) -> Result<(),
 
     if let Some(cycle) = find_cycle(&graph) {
         let first = &cycle[0];
-        let position = pipeline
-            .transforms
-            .get(first)
-            .map(|c| c.position.clone())
-            .unwrap_or_default();
+        let (section, position) = match pipeline.transforms.get(first) {
+            Some(c) => ("transforms", c.position.clone()),
+            None => (
+                "sinks",
+                pipeline
+                    .sinks
+                    .get(first)
+                    .map(|c| c.position.clone())
+                    .unwrap_or_default(),
+            ),
+        };
         errors.push(ConfigError {
             position,
-            component: Some(format!("transforms.{first}")),
+            component: Some(format!("{section}.{first}")),
             message: format!("cycle in the pipeline: {}", cycle.join(" -> ")),
         });
     }
@@ -215,8 +223,20 @@ pub(super) fn validate(pipeline: &mut Pipeline, first_file: &Path) -> Result<(),
 }
 
 fn unknown_input_message(pattern: &str, pipeline: &Pipeline, known: &HashSet<String>) -> String {
-    if pipeline.sinks.contains_key(pattern) {
-        return format!("input `{pattern}` is a sink; sinks have no outputs to read");
+    if let Some(sink) = pipeline.sinks.get(pattern) {
+        let named = sink.config.outputs();
+        return if named.is_empty() {
+            format!("input `{pattern}` is a sink; this sink has no outputs to read")
+        } else {
+            format!(
+                "input `{pattern}` is a sink; read one of its named outputs ({})",
+                named
+                    .iter()
+                    .map(|n| format!("`{pattern}.{n}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        };
     }
     if let Some((component, output)) = pattern.split_once('.')
         && pipeline.describe(component).is_some()
@@ -251,8 +271,8 @@ fn edit_distance(a: &str, b: &str) -> usize {
 
 /// A cycle as a list of component ids (first repeated at the end), if any.
 fn find_cycle(graph: &Graph) -> Option<Vec<String>> {
-    // Edges from producer to consumer, transforms only: sources have no inputs and
-    // sinks no outputs (yet), so only transforms can close a loop.
+    // Edges from producer to consumer. Sources have no inputs, so only transforms and
+    // sinks (through named outputs such as `dead_letter`) can close a loop.
     let mut next: HashMap<&str, Vec<&str>> = HashMap::new();
     for (consumer, inputs) in &graph.inputs {
         for i in inputs {

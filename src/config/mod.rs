@@ -108,6 +108,17 @@ impl Pipeline {
         files
     }
 
+    /// Named outputs of a transform or sink (empty for sources and unknown ids).
+    pub fn named_outputs(&self, id: &str) -> Vec<String> {
+        if let Some(t) = self.transforms.get(id) {
+            return t.config.outputs();
+        }
+        self.sinks
+            .get(id)
+            .map(|s| s.config.outputs())
+            .unwrap_or_default()
+    }
+
     /// Kind and type name of a component id.
     pub fn describe(&self, id: &str) -> Option<(ComponentKind, &'static str)> {
         if let Some(c) = self.sources.get(id) {

@@ -97,4 +97,9 @@ impl ComponentInput {
     pub fn is_stopping(&self) -> bool {
         self.stop.is_cancelled()
     }
+
+    /// The stop signal, for loops that wait on other things besides `recv`.
+    pub fn stop_token(&self) -> CancellationToken {
+        self.stop.clone()
+    }
 }

@@ -50,6 +50,8 @@ pub struct TopologyOptions {
     pub data_dir: PathBuf,
     /// How long a replaced or removed component may take to hand over or drain.
     pub drain_timeout: Duration,
+    /// The clock sinks wait on (a [`crate::clock::ManualClock`] in tests).
+    pub clock: Arc<dyn crate::clock::Clock>,
 }
 
 impl Default for TopologyOptions {
@@ -57,6 +59,7 @@ impl Default for TopologyOptions {
         Self {
             data_dir: std::env::temp_dir(),
             drain_timeout: Duration::from_secs(10),
+            clock: Arc::new(crate::clock::TokioClock),
         }
     }
 }
@@ -246,15 +249,12 @@ impl Topology {
                 .filter(|(_, o)| o.is_closed())
                 .map(|(n, _)| n.clone())
                 .collect();
-            if let Some(def) = new.transforms.get(id) {
-                names.extend(
-                    def.config
-                        .outputs()
-                        .into_iter()
-                        .map(Some)
-                        .filter(|n| !shell.outputs.contains_key(n)),
-                );
-            }
+            names.extend(
+                new.named_outputs(id)
+                    .into_iter()
+                    .map(Some)
+                    .filter(|n| !shell.outputs.contains_key(n)),
+            );
             for name in names {
                 gained.insert((id.clone(), name), Output::new(Arc::clone(&shell.metrics)));
             }
@@ -315,13 +315,13 @@ impl Topology {
                 shell.outputs.insert(name, output);
             }
         }
-        for (id, def) in &new.transforms {
-            if let Some(shell) = self.shells.get_mut(id) {
-                let names: HashSet<Option<String>> = std::iter::once(None)
-                    .chain(def.config.outputs().into_iter().map(Some))
-                    .collect();
-                shell.outputs.retain(|name, _| names.contains(name));
-            }
+        for (id, shell) in &mut self.shells {
+            let default = (shell.kind != ComponentKind::Sink).then_some(None);
+            let names: HashSet<Option<String>> = default
+                .into_iter()
+                .chain(new.named_outputs(id).into_iter().map(Some))
+                .collect();
+            shell.outputs.retain(|name, _| names.contains(name));
         }
         for (id, shell) in added_shells {
             self.shells.insert(id, shell);
@@ -423,10 +423,8 @@ impl Topology {
         if kind != ComponentKind::Sink {
             outputs.insert(None, Output::new(Arc::clone(&metrics)));
         }
-        if let Some(def) = pipeline.transforms.get(id) {
-            for name in def.config.outputs() {
-                outputs.insert(Some(name), Output::new(Arc::clone(&metrics)));
-            }
+        for name in pipeline.named_outputs(id) {
+            outputs.insert(Some(name), Output::new(Arc::clone(&metrics)));
         }
         Shell {
             kind,
@@ -519,10 +517,18 @@ impl Topology {
                     .sinks
                     .get(id)
                     .ok_or_else(|| BuildError("not in the pipeline".into()))?;
+                let outputs = def
+                    .config
+                    .outputs()
+                    .into_iter()
+                    .map(|n| output(Some(n)))
+                    .collect::<Result<Vec<_>, _>>()?;
                 let cx = SinkContext {
                     id: Arc::from(id),
                     input: input()?,
                     metrics: Arc::clone(&shell.metrics),
+                    outputs,
+                    clock: Arc::clone(&self.options.clock),
                 };
                 def.config.build(cx).await?
             }

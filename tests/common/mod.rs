@@ -29,8 +29,10 @@ pub async fn start(mut pipeline: Pipeline) -> (Topology, Arc<Telemetry>) {
     (running, telemetry)
 }
 
-/// A port nobody listens on right now.
+/// A port nobody listens on right now. (Also installs the TLS crypto provider that
+/// reqwest clients in tests need: every test that talks HTTP picks a port first.)
 pub fn free_port() -> u16 {
+    sluice::delivery::install_crypto_provider();
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -51,6 +53,7 @@ pub async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
 
 /// Waits until a TCP port accepts connections.
 pub async fn wait_for_port(port: u16) {
+    sluice::delivery::install_crypto_provider();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
         if tokio::net::TcpStream::connect(("127.0.0.1", port))
@@ -116,4 +119,147 @@ pub fn metric(body: &str, name: &str, component: &str) -> Option<f64> {
         .find(|l| l.starts_with(&prefix))
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
+}
+
+/// A request a [`Receiver`] got.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub method: String,
+    pub path: String,
+    pub headers: axum::http::HeaderMap,
+    pub body: bytes::Bytes,
+    /// The status the receiver answered.
+    pub status: u16,
+}
+
+impl Recorded {
+    pub fn status_ok(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+}
+
+/// An answer a [`Receiver`] gives.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Reply {
+    pub fn status(status: u16) -> Self {
+        Self {
+            status,
+            headers: Vec::new(),
+            body: String::new(),
+        }
+    }
+    pub fn with_header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+    pub fn with_body(mut self, body: &str) -> Self {
+        self.body = body.into();
+        self
+    }
+}
+
+/// A real HTTP server on loopback that records requests and answers from a script
+/// (then with `fallback`, 200 unless changed).
+#[derive(Clone)]
+pub struct Receiver {
+    pub port: u16,
+    pub requests: Arc<std::sync::Mutex<Vec<Recorded>>>,
+    pub script: Arc<std::sync::Mutex<std::collections::VecDeque<Reply>>>,
+    pub fallback: Arc<std::sync::Mutex<Reply>>,
+}
+
+impl Receiver {
+    pub fn new(port: u16) -> Self {
+        Self {
+            port,
+            requests: Arc::default(),
+            script: Arc::default(),
+            fallback: Arc::new(std::sync::Mutex::new(Reply::status(200))),
+        }
+    }
+
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.requests.lock().expect("lock").clone()
+    }
+
+    pub fn script(&self, replies: impl IntoIterator<Item = Reply>) {
+        self.script.lock().expect("lock").extend(replies);
+    }
+
+    pub fn set_fallback(&self, reply: Reply) {
+        *self.fallback.lock().expect("lock") = reply;
+    }
+
+    pub fn router(&self) -> axum::Router {
+        let me = self.clone();
+        axum::Router::new().fallback(
+            move |method: axum::http::Method,
+                  uri: axum::http::Uri,
+                  headers: axum::http::HeaderMap,
+                  body: bytes::Bytes| {
+                let me = me.clone();
+                async move {
+                    let reply = me
+                        .script
+                        .lock()
+                        .expect("lock")
+                        .pop_front()
+                        .unwrap_or_else(|| me.fallback.lock().expect("lock").clone());
+                    me.requests.lock().expect("lock").push(Recorded {
+                        method: method.to_string(),
+                        path: uri.to_string(),
+                        headers,
+                        body,
+                        status: reply.status,
+                    });
+                    let mut response =
+                        axum::response::Response::new(axum::body::Body::from(reply.body));
+                    *response.status_mut() =
+                        axum::http::StatusCode::from_u16(reply.status).expect("status");
+                    for (k, v) in reply.headers {
+                        response.headers_mut().insert(
+                            axum::http::HeaderName::from_bytes(k.as_bytes()).expect("name"),
+                            axum::http::HeaderValue::from_str(&v).expect("value"),
+                        );
+                    }
+                    response
+                }
+            },
+        )
+    }
+
+    /// Serves plain HTTP on `self.port` (0 picks one) and returns the receiver with its
+    /// port.
+    pub async fn start(mut self) -> Self {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", self.port))
+            .await
+            .expect("bind receiver");
+        self.port = listener.local_addr().expect("addr").port();
+        let app = self.router();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        self
+    }
+}
+
+/// Validates and starts a pipeline with explicit options (a manual clock, say).
+pub async fn start_with(
+    mut pipeline: Pipeline,
+    options: TopologyOptions,
+) -> (Topology, Arc<Telemetry>) {
+    pipeline
+        .validate()
+        .unwrap_or_else(|e| panic!("pipeline is valid: {e}"));
+    let telemetry = Telemetry::new();
+    let running = sluice::topology::start(pipeline, Arc::clone(&telemetry), &options)
+        .await
+        .unwrap_or_else(|e| panic!("pipeline starts: {e}"));
+    (running, telemetry)
 }

@@ -1,0 +1,148 @@
+//! The delivery options every network sink accepts.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// `batch:` how many events go in one request.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchConfig {
+    #[serde(default = "default_max_events")]
+    pub max_events: usize,
+    #[serde(default = "default_max_bytes")]
+    pub max_bytes: usize,
+    /// How long a partial batch may wait for more events.
+    #[serde(default = "default_batch_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+fn default_max_events() -> usize {
+    100
+}
+fn default_max_bytes() -> usize {
+    1024 * 1024
+}
+fn default_batch_timeout() -> Duration {
+    Duration::from_secs(1)
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        Self {
+            max_events: default_max_events(),
+            max_bytes: default_max_bytes(),
+            timeout: default_batch_timeout(),
+        }
+    }
+}
+
+/// `failure_handling:` retries with exponential backoff and jitter.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FailureHandling {
+    #[serde(default = "default_max_retries")]
+    pub max_retries: u32,
+    #[serde(default = "default_initial_backoff", with = "humantime_serde")]
+    pub initial_backoff: Duration,
+    #[serde(default = "default_max_backoff", with = "humantime_serde")]
+    pub max_backoff: Duration,
+    #[serde(default = "default_multiplier")]
+    pub backoff_multiplier: f64,
+}
+
+fn default_max_retries() -> u32 {
+    17
+}
+fn default_initial_backoff() -> Duration {
+    Duration::from_secs(1)
+}
+fn default_max_backoff() -> Duration {
+    Duration::from_secs(300)
+}
+fn default_multiplier() -> f64 {
+    2.0
+}
+
+impl Default for FailureHandling {
+    fn default() -> Self {
+        Self {
+            max_retries: default_max_retries(),
+            initial_backoff: default_initial_backoff(),
+            max_backoff: default_max_backoff(),
+            backoff_multiplier: default_multiplier(),
+        }
+    }
+}
+
+/// `request:` per-request limits.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequestConfig {
+    #[serde(default = "default_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Requests in flight at once (1 keeps delivery in order).
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
+    pub rate_limit: Option<RateLimitConfig>,
+}
+
+fn default_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_concurrency() -> usize {
+    1
+}
+
+impl Default for RequestConfig {
+    fn default() -> Self {
+        Self {
+            timeout: default_timeout(),
+            concurrency: default_concurrency(),
+            rate_limit: None,
+        }
+    }
+}
+
+/// `rate_limit:` requests per second, with bursts.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitConfig {
+    pub per_second: f64,
+    pub burst: Option<u32>,
+}
+
+impl BatchConfig {
+    pub fn check(&self) -> Result<(), String> {
+        if self.max_events == 0 || self.max_bytes == 0 {
+            return Err("`batch.max_events` and `batch.max_bytes` must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+impl FailureHandling {
+    pub fn check(&self) -> Result<(), String> {
+        if !(self.backoff_multiplier >= 1.0 && self.backoff_multiplier.is_finite()) {
+            return Err("`failure_handling.backoff_multiplier` must be at least 1".into());
+        }
+        if self.initial_backoff > self.max_backoff {
+            return Err("`failure_handling.initial_backoff` exceeds `max_backoff`".into());
+        }
+        Ok(())
+    }
+}
+
+impl RequestConfig {
+    pub fn check(&self) -> Result<(), String> {
+        if self.concurrency == 0 {
+            return Err("`request.concurrency` must be at least 1".into());
+        }
+        if let Some(r) = self.rate_limit
+            && !(r.per_second > 0.0 && r.per_second.is_finite())
+        {
+            return Err("`request.rate_limit.per_second` must be a positive number".into());
+        }
+        Ok(())
+    }
+}

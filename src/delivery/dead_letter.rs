@@ -1,0 +1,111 @@
+//! The `dead_letter` output of network sinks.
+//!
+//! A dead-lettered event keeps its payload and its acknowledgement (the source learns
+//! the outcome of the dead-letter delivery) and gains a `dead_letter` object with
+//! `error`, `status`, `attempts`, `body` (truncated) and `sink`. They are nested rather
+//! than top-level so they cannot overwrite the event's own `status` (firing/resolved).
+
+use std::sync::Arc;
+
+use vrl::value::{ObjectMap, Value};
+
+use crate::event::{Event, EventStatus, settle_all};
+use crate::telemetry::ComponentMetrics;
+use crate::topology::Output;
+
+/// Name of the output.
+pub const DEAD_LETTER: &str = "dead_letter";
+
+/// Longest response body kept on a dead-lettered event.
+pub const MAX_BODY: usize = 4096;
+
+/// Why a batch could not be delivered.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    pub error: String,
+    pub status: Option<u16>,
+    pub attempts: u32,
+    pub body: Option<String>,
+}
+
+/// Sends undeliverable events to the sink's `dead_letter` output.
+pub struct DeadLetter {
+    sink: Arc<str>,
+    output: Option<Arc<Output>>,
+    metrics: Arc<ComponentMetrics>,
+}
+
+impl DeadLetter {
+    pub fn new(
+        sink: Arc<str>,
+        output: Option<Arc<Output>>,
+        metrics: Arc<ComponentMetrics>,
+    ) -> Self {
+        Self {
+            sink,
+            output,
+            metrics,
+        }
+    }
+
+    pub async fn send(&self, mut events: Vec<Event>, failure: &Failure) {
+        let n = events.len();
+        self.metrics.add_errors(n);
+        let read = self
+            .output
+            .as_ref()
+            .is_some_and(|o| !o.consumer_ids().is_empty());
+        if !read {
+            tracing::error!(
+                component_id = %self.sink,
+                events = n,
+                error = %failure.error,
+                status = ?failure.status,
+                attempts = failure.attempts,
+                "events could not be delivered and nothing reads the dead_letter output"
+            );
+            settle_all(events, EventStatus::Rejected);
+            return;
+        }
+        let record = self.record(failure);
+        for event in &mut events {
+            event.insert(DEAD_LETTER, record.clone());
+        }
+        tracing::warn!(component_id = %self.sink, events = n, error = %failure.error, "events sent to the dead_letter output");
+        if let Some(output) = &self.output {
+            output.send(events).await;
+        }
+    }
+
+    fn record(&self, failure: &Failure) -> Value {
+        let mut m = ObjectMap::new();
+        m.insert("error".into(), failure.error.clone().into());
+        m.insert(
+            "status".into(),
+            failure
+                .status
+                .map_or(Value::Null, |s| Value::from(i64::from(s))),
+        );
+        m.insert("attempts".into(), Value::from(i64::from(failure.attempts)));
+        m.insert(
+            "body".into(),
+            failure
+                .body
+                .as_deref()
+                .map_or(Value::Null, |b| Value::from(truncate(b, MAX_BODY))),
+        );
+        m.insert("sink".into(), Value::from(self.sink.as_ref()));
+        Value::Object(m)
+    }
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_owned();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}

@@ -1,0 +1,421 @@
+//! The loop of an HTTP sink: batch, send with bounded concurrency and a rate limit,
+//! retry, settle or dead-letter, and hand over to a replacement.
+
+use std::collections::{HashMap, VecDeque};
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use indexmap::IndexMap;
+use reqwest::header::HeaderMap;
+use tokio::time::Instant;
+
+use super::dead_letter::{DeadLetter, Failure};
+use super::retry::{Backoff, Retryable, classify_status, parse_retry_after};
+use super::{BatchConfig, FailureHandling, RequestConfig};
+use crate::clock::Clock;
+use crate::component::{BoxFuture, ComponentError, SinkContext, delivered};
+use crate::event::{Event, EventBatch};
+
+/// One HTTP request, ready to send (and to send again).
+#[derive(Debug, Clone)]
+pub struct EncodedRequest {
+    pub method: reqwest::Method,
+    pub url: String,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+/// What a response means for the events it carried.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Delivered,
+    Retry {
+        reason: String,
+        retry_after: Option<Duration>,
+    },
+    Permanent {
+        reason: String,
+    },
+}
+
+/// What a sink type decides; the driver does everything else.
+pub trait HttpEncoder: Send + Sync + 'static {
+    /// Events with the same key may share a request (the rendered URL, a routing key).
+    fn partition(&self, _event: &Event) -> Result<String, String> {
+        Ok(String::new())
+    }
+    /// One event's bytes in the request body.
+    fn encode_event(&self, event: &Event) -> Result<Vec<u8>, String>;
+    /// The request carrying these encoded events (framing, compression, headers).
+    fn build_request(
+        &self,
+        partition: &str,
+        events: Vec<Vec<u8>>,
+    ) -> Result<EncodedRequest, String>;
+    /// Most events one request may carry whatever `batch.max_events` says.
+    fn max_events(&self) -> usize {
+        usize::MAX
+    }
+    /// What a response means. The default: 2xx delivered; 408, 429, 5xx retried
+    /// (honouring `Retry-After`); anything else permanent.
+    fn verdict(&self, status: u16, headers: &HeaderMap, body: &str) -> Verdict {
+        default_verdict(status, headers, body)
+    }
+}
+
+/// HTTP status classes as [`HttpEncoder::verdict`] documents.
+pub fn default_verdict(status: u16, headers: &HeaderMap, body: &str) -> Verdict {
+    match classify_status(status) {
+        Retryable::Success => Verdict::Delivered,
+        Retryable::Retry => Verdict::Retry {
+            reason: format!("HTTP {status}: {}", first_line(body)),
+            retry_after: headers
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(parse_retry_after),
+        },
+        Retryable::Permanent => Verdict::Permanent {
+            reason: format!("HTTP {status}: {}", first_line(body)),
+        },
+    }
+}
+
+fn first_line(body: &str) -> &str {
+    let line = body.lines().next().unwrap_or("").trim();
+    match line.char_indices().nth(200) {
+        Some((i, _)) => &line[..i],
+        None => line,
+    }
+}
+
+/// A reqwest error with its causes ("error sending request: connection refused").
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !s.contains(&text) {
+            s.push_str(": ");
+            s.push_str(&text);
+        }
+        source = cause.source();
+    }
+    s
+}
+
+/// rustls's certificate errors reach us wrapped in connector errors of several types;
+/// its `Display` ("invalid peer certificate: …") is the stable part.
+fn is_certificate_error(e: &reqwest::Error) -> bool {
+    let mut source: Option<&dyn std::error::Error> = Some(e);
+    while let Some(err) = source {
+        if matches!(
+            err.downcast_ref::<rustls::Error>(),
+            Some(rustls::Error::InvalidCertificate(_))
+        ) || err.to_string().contains("invalid peer certificate")
+        {
+            return true;
+        }
+        source = err.source();
+    }
+    false
+}
+
+/// Everything a network sink needs besides its encoder.
+pub struct HttpSinkParts {
+    pub client: reqwest::Client,
+    pub batch: BatchConfig,
+    pub failure: FailureHandling,
+    pub request: RequestConfig,
+}
+
+enum Outcome {
+    Delivered,
+    Failed(Failure),
+}
+
+struct Pending {
+    events: Vec<Event>,
+    encoded: Vec<Vec<u8>>,
+    bytes: usize,
+    since: Instant,
+}
+
+/// Runs a network sink until its input is drained (or it is replaced).
+pub async fn run_http_sink<E: HttpEncoder>(
+    encoder: Arc<E>,
+    parts: HttpSinkParts,
+    clock: Arc<dyn Clock>,
+    mut cx: SinkContext,
+) -> Result<(), ComponentError> {
+    let dead_letter = DeadLetter::new(
+        Arc::clone(&cx.id),
+        cx.outputs.first().cloned(),
+        Arc::clone(&cx.metrics),
+    );
+    let limiter = parts.request.rate_limit.map(|r| {
+        let period = Duration::from_secs_f64(1.0 / r.per_second);
+        let burst = NonZeroU32::new(r.burst.unwrap_or(1).max(1)).unwrap_or(NonZeroU32::MIN);
+        let quota = Quota::with_period(period)
+            .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
+            .allow_burst(burst);
+        Arc::new(RateLimiter::direct(quota))
+    });
+    let max_events = parts.batch.max_events.min(encoder.max_events()).max(1);
+    let stop = cx.input.stop_token();
+
+    let mut partitions: IndexMap<String, Pending> = IndexMap::new();
+    let mut ready: VecDeque<(String, Pending)> = VecDeque::new();
+    let mut in_flight: FuturesUnordered<BoxFuture<'static, (u64, Outcome)>> =
+        FuturesUnordered::new();
+    let mut held: HashMap<u64, Vec<Event>> = HashMap::new();
+    let mut next_id: u64 = 0;
+    let mut input_open = true;
+
+    loop {
+        // Start what can start.
+        while in_flight.len() < parts.request.concurrency {
+            let Some((partition, pending)) = ready.pop_front() else {
+                break;
+            };
+            match encoder.build_request(&partition, pending.encoded) {
+                Ok(request) => {
+                    next_id += 1;
+                    held.insert(next_id, pending.events);
+                    in_flight.push(Box::pin(deliver(
+                        next_id,
+                        parts.client.clone(),
+                        Arc::clone(&encoder),
+                        request,
+                        parts.failure,
+                        Arc::clone(&clock),
+                        limiter.clone(),
+                        Arc::clone(&cx.id),
+                    )));
+                }
+                Err(error) => {
+                    let failure = Failure {
+                        error,
+                        status: None,
+                        attempts: 0,
+                        body: None,
+                    };
+                    dead_letter.send(pending.events, &failure).await;
+                }
+            }
+        }
+        if !input_open && partitions.is_empty() && ready.is_empty() && in_flight.is_empty() {
+            return Ok(());
+        }
+
+        let deadline = partitions
+            .values()
+            .map(|p| p.since + parts.batch.timeout)
+            .min();
+        let room = ready.is_empty() && in_flight.len() < parts.request.concurrency;
+        tokio::select! {
+            biased;
+            () = stop.cancelled() => {
+                // Replaced: give back everything not delivered yet, in order.
+                drop(in_flight);
+                let mut ids: Vec<u64> = held.keys().copied().collect();
+                ids.sort_unstable();
+                let mut back: Vec<EventBatch> = ids.into_iter().filter_map(|id| held.remove(&id)).collect();
+                back.extend(ready.drain(..).map(|(_, p)| p.events));
+                back.extend(partitions.drain(..).map(|(_, p)| p.events));
+                for batch in back {
+                    cx.input.hand_back(batch);
+                }
+                return Ok(());
+            }
+            Some((id, outcome)) = in_flight.next(), if !in_flight.is_empty() => {
+                let events = held.remove(&id).unwrap_or_default();
+                match outcome {
+                    Outcome::Delivered => delivered(&cx.metrics, events),
+                    Outcome::Failed(failure) => dead_letter.send(events, &failure).await,
+                }
+            }
+            batch = cx.input.recv(), if input_open && room => {
+                match batch {
+                    Some(batch) => {
+                        cx.metrics.add_received(batch.len());
+                        for event in batch {
+                            add(event, &*encoder, &mut partitions, &mut ready, &dead_letter, max_events, parts.batch.max_bytes).await;
+                        }
+                    }
+                    None => {
+                        if stop.is_cancelled() {
+                            continue;
+                        }
+                        input_open = false;
+                        ready.extend(partitions.drain(..));
+                    }
+                }
+            }
+            () = sleep_until(deadline), if deadline.is_some() => {
+                let now = Instant::now();
+                let due: Vec<String> = partitions
+                    .iter()
+                    .filter(|(_, p)| p.since + parts.batch.timeout <= now)
+                    .map(|(k, _)| k.clone())
+                    .collect();
+                for key in due {
+                    if let Some(p) = partitions.shift_remove(&key) {
+                        ready.push_back((key, p));
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn add<E: HttpEncoder>(
+    event: Event,
+    encoder: &E,
+    partitions: &mut IndexMap<String, Pending>,
+    ready: &mut VecDeque<(String, Pending)>,
+    dead_letter: &DeadLetter,
+    max_events: usize,
+    max_bytes: usize,
+) {
+    let encoded = encoder
+        .partition(&event)
+        .and_then(|key| Ok((key, encoder.encode_event(&event)?)));
+    let (key, bytes) = match encoded {
+        Ok(x) => x,
+        Err(error) => {
+            let failure = Failure {
+                error,
+                status: None,
+                attempts: 0,
+                body: None,
+            };
+            dead_letter.send(vec![event], &failure).await;
+            return;
+        }
+    };
+    // A batch that would grow past max_bytes goes first.
+    if let Some(p) = partitions.get(&key)
+        && p.bytes + bytes.len() > max_bytes
+        && let Some(p) = partitions.shift_remove(&key)
+    {
+        ready.push_back((key.clone(), p));
+    }
+    let pending = partitions.entry(key.clone()).or_insert_with(|| Pending {
+        events: Vec::new(),
+        encoded: Vec::new(),
+        bytes: 0,
+        since: Instant::now(),
+    });
+    pending.bytes += bytes.len();
+    pending.encoded.push(bytes);
+    pending.events.push(event);
+    if pending.events.len() >= max_events
+        && let Some(p) = partitions.shift_remove(&key)
+    {
+        ready.push_back((key, p));
+    }
+}
+
+/// Sends one request until it succeeds, fails for good, or retries run out.
+#[allow(clippy::too_many_arguments)]
+async fn deliver<E: HttpEncoder>(
+    id: u64,
+    client: reqwest::Client,
+    encoder: Arc<E>,
+    request: EncodedRequest,
+    policy: FailureHandling,
+    clock: Arc<dyn Clock>,
+    limiter: Option<Arc<DefaultDirectRateLimiter>>,
+    sink: Arc<str>,
+) -> (u64, Outcome) {
+    let mut backoff = Backoff::new(policy);
+    let mut attempts = 0u32;
+    loop {
+        if let Some(l) = &limiter {
+            l.until_ready().await;
+        }
+        attempts += 1;
+        let sent = client
+            .request(request.method.clone(), &request.url)
+            .headers(request.headers.clone())
+            .body(request.body.clone())
+            .send()
+            .await;
+        let (verdict, status, body) = match sent {
+            Ok(response) => {
+                let status = response.status().as_u16();
+                let headers = response.headers().clone();
+                let body = response.text().await.unwrap_or_default();
+                (
+                    encoder.verdict(status, &headers, &body),
+                    Some(status),
+                    Some(body),
+                )
+            }
+            // A request that cannot be built, or a certificate the server will keep
+            // presenting, will not get better by retrying.
+            Err(e) if e.is_builder() || is_certificate_error(&e) => (
+                Verdict::Permanent {
+                    reason: error_chain(&e),
+                },
+                None,
+                None,
+            ),
+            Err(e) => (
+                Verdict::Retry {
+                    reason: error_chain(&e),
+                    retry_after: None,
+                },
+                None,
+                None,
+            ),
+        };
+        match verdict {
+            Verdict::Delivered => return (id, Outcome::Delivered),
+            Verdict::Permanent { reason } => {
+                return (
+                    id,
+                    Outcome::Failed(Failure {
+                        error: reason,
+                        status,
+                        attempts,
+                        body,
+                    }),
+                );
+            }
+            Verdict::Retry {
+                reason,
+                retry_after,
+            } => match backoff.next(retry_after) {
+                Some(wait) => {
+                    tracing::warn!(component_id = %sink, attempt = attempts, error = %reason, wait = ?wait, "delivery failed; retrying");
+                    clock.sleep(wait).await;
+                }
+                None => {
+                    let error = format!("gave up after {attempts} attempts: {reason}");
+                    return (
+                        id,
+                        Outcome::Failed(Failure {
+                            error,
+                            status,
+                            attempts,
+                            body,
+                        }),
+                    );
+                }
+            },
+        }
+    }
+}

@@ -1,0 +1,28 @@
+//! What every network sink shares: batching, retries with backoff, rate limits, TLS,
+//! and the dead-letter output.
+//!
+//! A sink supplies an [`HttpEncoder`] (how one event becomes bytes, how a batch becomes
+//! a request, what a response means) and hands its input to [`run_http_sink`], which
+//! owns the rest. Invariants:
+//! - an event is settled `Delivered` only when the request carrying it succeeded;
+//! - an event that cannot be delivered (permanent error, retries exhausted, or it cannot
+//!   be encoded) goes to the sink's `dead_letter` output with the reason; if nothing reads
+//!   that output it is counted, logged at error level and settled `Rejected`;
+//! - when a reload replaces the sink, events not yet delivered (queued, batched, or in a
+//!   request being retried) are handed back to the replacement, not dropped.
+
+mod config;
+mod dead_letter;
+mod driver;
+mod retry;
+mod tls;
+
+pub use config::{BatchConfig, FailureHandling, RateLimitConfig, RequestConfig};
+pub use dead_letter::Failure;
+pub use dead_letter::{DEAD_LETTER, DeadLetter};
+pub use driver::{
+    EncodedRequest, HttpEncoder, HttpSinkParts, Verdict, default_verdict, error_chain,
+    run_http_sink,
+};
+pub use retry::{Backoff, classify_status, parse_retry_after};
+pub use tls::{TlsOptions, http_client, install_crypto_provider};

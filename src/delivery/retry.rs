@@ -1,0 +1,126 @@
+//! Which failures are worth retrying, and how long to wait before the next attempt.
+
+use std::time::Duration;
+
+use super::FailureHandling;
+
+/// Retry 408, 429 and 5xx; every other 4xx (and anything odd) is permanent.
+pub fn classify_status(status: u16) -> Retryable {
+    match status {
+        200..=299 => Retryable::Success,
+        408 | 429 | 500..=599 => Retryable::Retry,
+        _ => Retryable::Permanent,
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retryable {
+    Success,
+    Retry,
+    Permanent,
+}
+
+/// `Retry-After`: delta-seconds or an HTTP date.
+pub fn parse_retry_after(value: &str) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let when = chrono::DateTime::parse_from_rfc2822(value).ok()?;
+    let delta = when.with_timezone(&chrono::Utc) - chrono::Utc::now();
+    Some(delta.to_std().unwrap_or(Duration::ZERO))
+}
+
+/// The backoff schedule of one request: exponential with "equal jitter" (a uniform
+/// wait between half and all of the exponential step), so many sinks failing together
+/// do not retry in lockstep.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    policy: FailureHandling,
+    retries: u32,
+}
+
+impl Backoff {
+    pub fn new(policy: FailureHandling) -> Self {
+        Self { policy, retries: 0 }
+    }
+
+    /// Retries made so far.
+    pub fn retries(&self) -> u32 {
+        self.retries
+    }
+
+    /// The wait before the next retry, or `None` when retries are exhausted.
+    /// `retry_after` from the server wins when it asks for longer (up to `max_backoff`).
+    pub fn next(&mut self, retry_after: Option<Duration>) -> Option<Duration> {
+        if self.retries >= self.policy.max_retries {
+            return None;
+        }
+        let step = self.step(self.retries);
+        self.retries += 1;
+        let jittered = step.mul_f64(0.5 + fastrand::f64() * 0.5);
+        Some(match retry_after {
+            Some(ra) => ra.min(self.policy.max_backoff).max(jittered),
+            None => jittered,
+        })
+    }
+
+    /// The un-jittered wait before retry number `n` (from 0).
+    pub fn step(&self, n: u32) -> Duration {
+        let factor = self.policy.backoff_multiplier.powi(n.min(64) as i32);
+        let secs = self.policy.initial_backoff.as_secs_f64() * factor;
+        Duration::from_secs_f64(secs.min(self.policy.max_backoff.as_secs_f64()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_grow_to_the_cap_with_jitter_in_bounds() {
+        let mut b = Backoff::new(FailureHandling::default());
+        let mut waits = Vec::new();
+        while let Some(w) = b.next(None) {
+            waits.push(w);
+        }
+        assert_eq!(waits.len(), 17);
+        for (n, w) in waits.iter().enumerate() {
+            let step = b.step(n as u32);
+            assert!(
+                *w >= step / 2 && *w <= step,
+                "retry {n}: {w:?} outside [{:?}, {step:?}]",
+                step / 2
+            );
+        }
+        assert_eq!(b.step(0), Duration::from_secs(1));
+        assert_eq!(b.step(3), Duration::from_secs(8));
+        assert_eq!(b.step(16), Duration::from_secs(300));
+    }
+
+    #[test]
+    fn retry_after_wins_when_longer() {
+        let mut b = Backoff::new(FailureHandling::default());
+        assert_eq!(
+            b.next(Some(Duration::from_secs(2))),
+            Some(Duration::from_secs(2))
+        );
+        assert_eq!(parse_retry_after("2"), Some(Duration::from_secs(2)));
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after("soon"), None);
+    }
+
+    #[test]
+    fn statuses() {
+        assert_eq!(classify_status(204), Retryable::Success);
+        for s in [408, 429, 500, 502, 503] {
+            assert_eq!(classify_status(s), Retryable::Retry, "{s}");
+        }
+        for s in [400, 401, 403, 404, 413, 301] {
+            assert_eq!(classify_status(s), Retryable::Permanent, "{s}");
+        }
+    }
+}

@@ -1,0 +1,389 @@
+//! `http`: events POSTed (or PUT/PATCHed) to a URL, as the moat HTTP event logger did.
+//!
+//! `url` may use `{{ field.path }}`; events are batched per rendered URL. `encoding`:
+//! `json` sends one object per request, `ndjson` and `json_array` batch. `extra_args`
+//! adds fields to every delivered object; `flatten_payload` joins nested keys with `.`.
+//! Batching, retries, the rate limit and the `dead_letter` output come from
+//! [`crate::delivery`].
+
+use std::io::Write;
+use std::sync::Arc;
+
+use base64::Engine;
+use bytes::Bytes;
+use indexmap::IndexMap;
+use reqwest::header::{
+    AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue,
+};
+use serde::Deserialize;
+use vrl::value::{KeyString, ObjectMap, Value};
+
+use crate::component::{BoxFuture, BuildError, ComponentTask, SinkConfig, SinkContext};
+use crate::delivery::{
+    BatchConfig, DEAD_LETTER, EncodedRequest, FailureHandling, HttpEncoder, HttpSinkParts,
+    RequestConfig, TlsOptions, http_client, run_http_sink,
+};
+use crate::event::Event;
+use crate::template::Template;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum HttpMethod {
+    #[default]
+    Post,
+    Put,
+    Patch,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HttpEncoding {
+    /// One JSON object per request.
+    #[default]
+    Json,
+    /// One JSON object per line, batched.
+    Ndjson,
+    /// A JSON array of objects, batched.
+    JsonArray,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Compression {
+    #[default]
+    None,
+    Gzip,
+    Zstd,
+}
+
+/// `auth:`
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(tag = "strategy", rename_all = "snake_case", deny_unknown_fields)]
+pub enum HttpAuth {
+    Bearer { token: String },
+    Basic { user: String, password: String },
+}
+
+/// A map, or the moat logger's `Name=value,Name2=value2` string.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum KeyValues {
+    Map(IndexMap<String, serde_json::Value>),
+    Text(String),
+}
+
+impl Default for KeyValues {
+    fn default() -> Self {
+        Self::Map(IndexMap::new())
+    }
+}
+
+impl KeyValues {
+    /// The pairs in order, values as JSON.
+    pub fn pairs(&self, what: &str) -> Result<Vec<(String, serde_json::Value)>, BuildError> {
+        match self {
+            Self::Map(m) => Ok(m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()),
+            Self::Text(s) => s
+                .split(',')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .map(|pair| match pair.split_once('=') {
+                    Some((k, v)) if !k.trim().is_empty() => Ok((
+                        k.trim().to_owned(),
+                        serde_json::Value::String(v.trim().to_owned()),
+                    )),
+                    _ => Err(BuildError(format!(
+                        "`{what}`: `{pair}` is not `name=value`"
+                    ))),
+                })
+                .collect(),
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSinkConfig {
+    /// Where to send; may contain `{{ field.path }}`.
+    pub url: String,
+    #[serde(default)]
+    pub method: HttpMethod,
+    #[serde(default)]
+    pub headers: KeyValues,
+    /// Fields added to every delivered object.
+    #[serde(default)]
+    pub extra_args: KeyValues,
+    /// Verify the server's TLS certificate.
+    #[serde(default = "yes")]
+    pub ssl_verify: bool,
+    #[serde(default)]
+    pub tls: TlsOptions,
+    /// Nested keys become `a.b.c` top-level keys.
+    #[serde(default)]
+    pub flatten_payload: bool,
+    #[serde(default)]
+    pub encoding: HttpEncoding,
+    #[serde(default)]
+    pub compression: Compression,
+    pub auth: Option<HttpAuth>,
+    #[serde(default)]
+    pub batch: BatchConfig,
+    #[serde(default)]
+    pub failure_handling: FailureHandling,
+    #[serde(default)]
+    pub request: RequestConfig,
+}
+
+impl HttpSinkConfig {
+    fn encoder(&self) -> Result<HttpSinkEncoder, BuildError> {
+        self.batch.check().map_err(BuildError)?;
+        self.failure_handling.check().map_err(BuildError)?;
+        self.request.check().map_err(BuildError)?;
+        let url = Template::parse(&self.url).map_err(BuildError)?;
+        if url.is_static() {
+            reqwest::Url::parse(&self.url)
+                .map_err(|e| BuildError(format!("`url` `{}` is not a URL: {e}", self.url)))?;
+        }
+        let mut headers = HeaderMap::new();
+        for (name, value) in self.headers.pairs("headers")? {
+            let value = match value {
+                serde_json::Value::String(s) => s,
+                other => other.to_string(),
+            };
+            let name = HeaderName::from_bytes(name.as_bytes()).map_err(|e| {
+                BuildError(format!("`headers`: `{name}` is not a header name: {e}"))
+            })?;
+            let value = HeaderValue::from_str(&value)
+                .map_err(|e| BuildError(format!("`headers`: invalid value for `{name}`: {e}")))?;
+            headers.insert(name, value);
+        }
+        match &self.auth {
+            Some(HttpAuth::Bearer { token }) => {
+                let v = HeaderValue::from_str(&format!("Bearer {token}"))
+                    .map_err(|e| BuildError(format!("`auth.token`: {e}")))?;
+                headers.insert(AUTHORIZATION, v);
+            }
+            Some(HttpAuth::Basic { user, password }) => {
+                let creds =
+                    base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+                let v = HeaderValue::from_str(&format!("Basic {creds}"))
+                    .map_err(|e| BuildError(format!("`auth`: {e}")))?;
+                headers.insert(AUTHORIZATION, v);
+            }
+            None => {}
+        }
+        let content_type = match self.encoding {
+            HttpEncoding::Ndjson => "application/x-ndjson",
+            HttpEncoding::Json | HttpEncoding::JsonArray => "application/json",
+        };
+        headers
+            .entry(CONTENT_TYPE)
+            .or_insert(HeaderValue::from_static(content_type));
+        match self.compression {
+            Compression::None => {}
+            Compression::Gzip => {
+                headers.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+            }
+            Compression::Zstd => {
+                headers.insert(CONTENT_ENCODING, HeaderValue::from_static("zstd"));
+            }
+        }
+        let extra_args = self
+            .extra_args
+            .pairs("extra_args")?
+            .into_iter()
+            .map(|(k, v)| (KeyString::from(k), Value::from(v)))
+            .collect();
+        Ok(HttpSinkEncoder {
+            url,
+            method: match self.method {
+                HttpMethod::Post => reqwest::Method::POST,
+                HttpMethod::Put => reqwest::Method::PUT,
+                HttpMethod::Patch => reqwest::Method::PATCH,
+            },
+            headers,
+            extra_args,
+            flatten: self.flatten_payload,
+            encoding: self.encoding,
+            compression: self.compression,
+        })
+    }
+}
+
+impl SinkConfig for HttpSinkConfig {
+    fn type_name(&self) -> &'static str {
+        "http"
+    }
+
+    fn outputs(&self) -> Vec<String> {
+        vec![DEAD_LETTER.into()]
+    }
+
+    fn check(&self) -> Result<(), BuildError> {
+        self.encoder().map(drop)
+    }
+
+    fn files(&self) -> Vec<std::path::PathBuf> {
+        self.tls.ca_file.iter().cloned().collect()
+    }
+
+    fn build(&self, cx: SinkContext) -> BoxFuture<'_, Result<ComponentTask, BuildError>> {
+        Box::pin(async move {
+            let encoder = Arc::new(self.encoder()?);
+            let client = http_client(
+                self.ssl_verify,
+                self.tls.ca_file.as_deref(),
+                self.request.timeout,
+            )
+            .map_err(BuildError)?;
+            let parts = HttpSinkParts {
+                client,
+                batch: self.batch,
+                failure: self.failure_handling,
+                request: self.request,
+            };
+            let clock = Arc::clone(&cx.clock);
+            Ok(Box::pin(run_http_sink(encoder, parts, clock, cx)) as ComponentTask)
+        })
+    }
+}
+
+struct HttpSinkEncoder {
+    url: Template,
+    method: reqwest::Method,
+    headers: HeaderMap,
+    extra_args: ObjectMap,
+    flatten: bool,
+    encoding: HttpEncoding,
+    compression: Compression,
+}
+
+impl HttpEncoder for HttpSinkEncoder {
+    fn partition(&self, event: &Event) -> Result<String, String> {
+        self.url.render(event)
+    }
+
+    fn encode_event(&self, event: &Event) -> Result<Vec<u8>, String> {
+        let mut object = match &event.value {
+            Value::Object(m) if self.flatten => {
+                let mut flat = ObjectMap::new();
+                flatten_into(m, "", &mut flat);
+                flat
+            }
+            Value::Object(m) => m.clone(),
+            other => {
+                let mut m = ObjectMap::new();
+                m.insert("message".into(), other.clone());
+                m
+            }
+        };
+        for (k, v) in &self.extra_args {
+            object.insert(k.clone(), v.clone());
+        }
+        serde_json::to_vec(&Value::Object(object))
+            .map_err(|e| format!("cannot encode the event as JSON: {e}"))
+    }
+
+    fn build_request(&self, url: &str, events: Vec<Vec<u8>>) -> Result<EncodedRequest, String> {
+        let mut body = Vec::with_capacity(events.iter().map(|e| e.len() + 1).sum::<usize>() + 2);
+        match self.encoding {
+            HttpEncoding::Json => {
+                if let Some(first) = events.into_iter().next() {
+                    body = first;
+                }
+            }
+            HttpEncoding::Ndjson => {
+                for e in events {
+                    body.extend_from_slice(&e);
+                    body.push(b'\n');
+                }
+            }
+            HttpEncoding::JsonArray => {
+                body.push(b'[');
+                for (i, e) in events.into_iter().enumerate() {
+                    if i > 0 {
+                        body.push(b',');
+                    }
+                    body.extend_from_slice(&e);
+                }
+                body.push(b']');
+            }
+        }
+        let body = match self.compression {
+            Compression::None => body,
+            Compression::Gzip => {
+                let mut gz =
+                    flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+                gz.write_all(&body)
+                    .and_then(|()| gz.finish())
+                    .map_err(|e| format!("gzip failed: {e}"))?
+            }
+            Compression::Zstd => {
+                zstd::encode_all(body.as_slice(), 3).map_err(|e| format!("zstd failed: {e}"))?
+            }
+        };
+        Ok(EncodedRequest {
+            method: self.method.clone(),
+            url: url.to_owned(),
+            headers: self.headers.clone(),
+            body: Bytes::from(body),
+        })
+    }
+
+    fn max_events(&self) -> usize {
+        match self.encoding {
+            HttpEncoding::Json => 1,
+            HttpEncoding::Ndjson | HttpEncoding::JsonArray => usize::MAX,
+        }
+    }
+}
+
+/// `{"a": {"b": 1}, "c": [1]}` → `{"a.b": 1, "c": [1]}` (arrays stay whole).
+fn flatten_into(map: &ObjectMap, prefix: &str, out: &mut ObjectMap) {
+    for (k, v) in map {
+        let key = if prefix.is_empty() {
+            k.to_string()
+        } else {
+            format!("{prefix}.{k}")
+        };
+        match v {
+            Value::Object(inner) if !inner.is_empty() => flatten_into(inner, &key, out),
+            other => {
+                out.insert(KeyString::from(key), other.clone());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_values_parse_both_forms() {
+        let text = KeyValues::Text("X-A=1, X-B = two ,".into());
+        assert_eq!(
+            text.pairs("headers").expect("valid"),
+            vec![("X-A".into(), "1".into()), ("X-B".into(), "two".into())]
+        );
+        assert!(KeyValues::Text("novalue".into()).pairs("headers").is_err());
+    }
+
+    #[test]
+    fn flattening_joins_nested_keys() {
+        let v: Value = serde_json::from_str(r#"{"a":{"b":{"c":1},"d":"x"},"e":[{"f":1}],"g":{}}"#)
+            .expect("json");
+        let mut out = ObjectMap::new();
+        if let Value::Object(m) = &v {
+            flatten_into(m, "", &mut out);
+        }
+        assert_eq!(
+            serde_json::to_string(&Value::Object(out)).expect("json"),
+            r#"{"a.b.c":1,"a.d":"x","e":[{"f":1}],"g":{}}"#
+        );
+    }
+}
