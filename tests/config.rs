@@ -117,7 +117,7 @@ sinks:
         e,
         [
             "p.yaml:6:6: component `sinks.b`: `inputs` is missing or empty; list the components it reads",
-            "p.yaml:7:32: component `sinks.c`: input `a` is a sink; sinks have no outputs to read",
+            "p.yaml:7:32: component `sinks.c`: input `a` is a sink; this sink has no outputs to read",
         ]
     );
 }
@@ -272,4 +272,23 @@ fn two_sources_cannot_listen_on_one_address() {
         one_error(yaml),
         "p.yaml:3:6: component `sources.b`: source `a` already listens on 127.0.0.1:9000"
     );
+}
+
+#[test]
+fn a_sink_with_a_dead_letter_output_is_read_by_its_name() {
+    let yaml = r#"
+sources:
+  src: { type: generator }
+sinks:
+  hook: { type: http, inputs: [src], url: "http://127.0.0.1:9/x" }
+  dead: { type: console, inputs: [hook.dead_letter] }
+  wrong: { type: console, inputs: [hook] }
+"#;
+    assert_eq!(
+        one_error(yaml),
+        "p.yaml:7:36: component `sinks.wrong`: input `hook` is a sink; read one of its named outputs (`hook.dead_letter`)"
+    );
+    let ok = yaml.replace("  wrong: { type: console, inputs: [hook] }\n", "");
+    let p = load(&[("p.yaml", &ok)]).expect("valid");
+    assert_eq!(p.graph.inputs["dead"][0].to_string(), "hook.dead_letter");
 }
