@@ -62,7 +62,6 @@ impl Template {
                     None | Some(Value::Null) => {
                         return Err(format!("template field `{text}` is missing from the event"));
                     }
-                    Some(Value::Bytes(b)) => out.push_str(&String::from_utf8_lossy(b)),
                     Some(v @ (Value::Object(_) | Value::Array(_))) => {
                         out.push_str(&serde_json::to_string(v).unwrap_or_default());
                     }

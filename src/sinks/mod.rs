@@ -3,9 +3,13 @@
 pub mod blackhole;
 pub mod console;
 pub mod http;
+pub mod pagerduty;
+pub mod slack;
 
 crate::component_registry! { crate::component::SinkConfig;
     "blackhole" => blackhole::BlackholeConfig,
     "console" => console::ConsoleConfig,
     "http" => http::HttpSinkConfig,
+    "pagerduty" => pagerduty::PagerDutyConfig,
+    "slack" => slack::SlackConfig,
 }

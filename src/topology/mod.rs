@@ -337,6 +337,15 @@ impl Topology {
                 }
             }
         }
+        // Wire every output before any new task runs: a source that emits at once must
+        // find its consumers in place.
+        self.pipeline = new;
+        self.rewire();
+        for shell in self.shells.values_mut() {
+            if let Some(input) = &mut shell.input {
+                input.bootstrap = None;
+            }
+        }
         for mut b in built {
             let Some(shell) = self.shells.get_mut(&b.id) else {
                 continue;
@@ -365,13 +374,6 @@ impl Topology {
                 Arc::clone(&b.control.replaced),
             ));
             shell.task = Some(b.control);
-        }
-        self.pipeline = new;
-        self.rewire();
-        for shell in self.shells.values_mut() {
-            if let Some(input) = &mut shell.input {
-                input.bootstrap = None;
-            }
         }
         self.listeners.retain(self.listen_addresses(&self.pipeline));
 

@@ -1,0 +1,315 @@
+//! `pagerduty`: alerts to PagerDuty's Events API v2.
+//!
+//! One event per request. The normalized alert schema maps onto the API:
+//! - `status` firing → `trigger`, resolved → `resolve`, acknowledged → `acknowledge`;
+//! - `fingerprint` → `dedup_key` (required to resolve or acknowledge);
+//! - `summary` → `payload.summary`, cut to the API's 1024 characters;
+//! - `severity` critical | high | medium | low | info → critical | error | warning |
+//!   info | info;
+//! - `source`, `service` → `payload.source`, `payload.component` (overridable by
+//!   templates), `project` → `group`, `kind` → `class`, `labels` and `description` →
+//!   `custom_details`, `url` → `links`, `starts_at`/`time` → `timestamp`.
+//!
+//! 202 is success; 400 (an invalid event) goes to the dead letter; 429 and 5xx are
+//! retried. The Events API allows about 120 calls a minute per routing key: that is
+//! the default rate limit.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue};
+use serde::Deserialize;
+use serde_json::{Map, Value as Json, json};
+use vrl::value::Value;
+
+use crate::component::{BoxFuture, BuildError, ComponentTask, SinkConfig, SinkContext};
+use crate::delivery::{
+    DEAD_LETTER, EncodedRequest, FailureHandling, HttpEncoder, HttpSinkParts, RateLimitConfig,
+    RequestConfig, http_client, run_http_sink,
+};
+use crate::event::Event;
+use crate::template::Template;
+
+const DEFAULT_URL: &str = "https://events.pagerduty.com/v2/enqueue";
+const MAX_SUMMARY: usize = 1024;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PagerDutyConfig {
+    /// The integration's routing key (32 characters).
+    pub routing_key: String,
+    #[serde(default = "default_url")]
+    pub url: String,
+    /// Templates overriding the defaults taken from the normalized schema.
+    pub source: Option<String>,
+    pub component: Option<String>,
+    pub group: Option<String>,
+    pub class: Option<String>,
+    /// `client` shown in PagerDuty.
+    #[serde(default = "default_client")]
+    pub client: String,
+    #[serde(default = "default_verify")]
+    pub ssl_verify: bool,
+    #[serde(default)]
+    pub failure_handling: FailureHandling,
+    #[serde(default = "default_request")]
+    pub request: RequestConfig,
+}
+
+fn default_url() -> String {
+    DEFAULT_URL.into()
+}
+fn default_client() -> String {
+    "sluice".into()
+}
+fn default_verify() -> bool {
+    true
+}
+fn default_request() -> RequestConfig {
+    RequestConfig {
+        rate_limit: Some(RateLimitConfig {
+            per_second: 2.0,
+            burst: Some(120),
+        }),
+        ..RequestConfig::default()
+    }
+}
+
+struct Templates {
+    source: Option<Template>,
+    component: Option<Template>,
+    group: Option<Template>,
+    class: Option<Template>,
+}
+
+impl PagerDutyConfig {
+    fn encoder(&self) -> Result<PagerDutyEncoder, BuildError> {
+        if self.routing_key.chars().count() != 32 {
+            return Err(BuildError(format!(
+                "`routing_key` must be the 32-character integration key (got {} characters)",
+                self.routing_key.chars().count()
+            )));
+        }
+        self.failure_handling.check().map_err(BuildError)?;
+        self.request.check().map_err(BuildError)?;
+        reqwest::Url::parse(&self.url).map_err(|e| BuildError(format!("`url`: {e}")))?;
+        let t = |o: &Option<String>| {
+            o.as_deref()
+                .map(Template::parse)
+                .transpose()
+                .map_err(BuildError)
+        };
+        Ok(PagerDutyEncoder {
+            routing_key: self.routing_key.clone(),
+            url: self.url.clone(),
+            client: self.client.clone(),
+            templates: Templates {
+                source: t(&self.source)?,
+                component: t(&self.component)?,
+                group: t(&self.group)?,
+                class: t(&self.class)?,
+            },
+        })
+    }
+}
+
+impl SinkConfig for PagerDutyConfig {
+    fn type_name(&self) -> &'static str {
+        "pagerduty"
+    }
+
+    fn outputs(&self) -> Vec<String> {
+        vec![DEAD_LETTER.into()]
+    }
+
+    fn check(&self) -> Result<(), BuildError> {
+        self.encoder().map(drop)
+    }
+
+    fn build(&self, cx: SinkContext) -> BoxFuture<'_, Result<ComponentTask, BuildError>> {
+        Box::pin(async move {
+            let encoder = Arc::new(self.encoder()?);
+            let client =
+                http_client(self.ssl_verify, None, self.request.timeout).map_err(BuildError)?;
+            let parts = HttpSinkParts {
+                client,
+                batch: crate::delivery::BatchConfig::default(),
+                failure: self.failure_handling,
+                request: self.request,
+            };
+            let clock = Arc::clone(&cx.clock);
+            Ok(Box::pin(run_http_sink(encoder, parts, clock, cx)) as ComponentTask)
+        })
+    }
+}
+
+struct PagerDutyEncoder {
+    routing_key: String,
+    url: String,
+    client: String,
+    templates: Templates,
+}
+
+fn text(event: &Event, field: &str) -> Option<String> {
+    match event.get(field)? {
+        Value::Null => None,
+        Value::Timestamp(t) => Some(t.to_rfc3339()),
+        // Both string variants (`Bytes` and `String`) and everything else as text.
+        other => Some(other.to_string_lossy().into_owned()),
+    }
+}
+
+fn truncate_chars(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => s[..i].to_owned(),
+        None => s.to_owned(),
+    }
+}
+
+/// The Events API v2 severity for a normalized one.
+pub fn pd_severity(severity: Option<&str>) -> &'static str {
+    match severity.map(str::to_ascii_lowercase).as_deref() {
+        Some("critical") => "critical",
+        Some("high" | "error") => "error",
+        Some("medium" | "warning" | "warn") => "warning",
+        _ => "info",
+    }
+}
+
+impl PagerDutyEncoder {
+    fn render(
+        &self,
+        t: &Option<Template>,
+        event: &Event,
+        fallback: Option<String>,
+    ) -> Result<Option<String>, String> {
+        match t {
+            Some(t) => t.render(event).map(Some),
+            None => Ok(fallback),
+        }
+    }
+}
+
+impl HttpEncoder for PagerDutyEncoder {
+    fn encode_event(&self, event: &Event) -> Result<Vec<u8>, String> {
+        let action = match text(event, "status")
+            .map(|s| s.to_ascii_lowercase())
+            .as_deref()
+        {
+            None | Some("firing" | "trigger" | "triggered" | "alerting") => "trigger",
+            Some("resolved" | "resolve" | "ok") => "resolve",
+            Some("acknowledged" | "acknowledge") => "acknowledge",
+            Some(other) => return Err(format!("status `{other}` has no PagerDuty event action")),
+        };
+        let dedup_key = text(event, "fingerprint");
+        let mut body = Map::new();
+        body.insert("routing_key".into(), json!(self.routing_key));
+        body.insert("event_action".into(), json!(action));
+        match (&dedup_key, action) {
+            (Some(key), _) => {
+                body.insert("dedup_key".into(), json!(truncate_chars(key, 255)));
+            }
+            (None, "trigger") => {}
+            (None, _) => {
+                return Err(format!(
+                    "cannot {action} without a `fingerprint` (PagerDuty's dedup_key)"
+                ));
+            }
+        }
+        if action == "trigger" {
+            let summary = text(event, "summary")
+                .or_else(|| text(event, "message"))
+                .unwrap_or_else(|| "alert".into());
+            let source = self
+                .render(&self.templates.source, event, text(event, "source"))?
+                .unwrap_or_else(|| "sluice".into());
+            let mut payload = Map::new();
+            payload.insert(
+                "summary".into(),
+                json!(truncate_chars(&summary, MAX_SUMMARY)),
+            );
+            payload.insert("source".into(), json!(source));
+            payload.insert(
+                "severity".into(),
+                json!(pd_severity(text(event, "severity").as_deref())),
+            );
+            if let Some(ts) = text(event, "starts_at").or_else(|| text(event, "time")) {
+                payload.insert("timestamp".into(), json!(ts));
+            }
+            for (key, template, fallback) in [
+                ("component", &self.templates.component, "service"),
+                ("group", &self.templates.group, "project"),
+                ("class", &self.templates.class, "kind"),
+            ] {
+                if let Some(v) = self.render(template, event, text(event, fallback))? {
+                    payload.insert(key.into(), json!(v));
+                }
+            }
+            let mut details = match event.get("labels") {
+                Some(v @ Value::Object(_)) => match serde_json::to_value(v) {
+                    Ok(Json::Object(m)) => m,
+                    _ => Map::new(),
+                },
+                _ => Map::new(),
+            };
+            if let Some(d) = text(event, "description") {
+                details.insert("description".into(), json!(d));
+            }
+            if !details.is_empty() {
+                payload.insert("custom_details".into(), Json::Object(details));
+            }
+            body.insert("payload".into(), Json::Object(payload));
+            body.insert("client".into(), json!(self.client));
+            if let Some(url) = text(event, "url") {
+                body.insert("client_url".into(), json!(url));
+                body.insert("links".into(), json!([{ "href": url, "text": "Source" }]));
+            }
+            if let Some(images @ Value::Array(_)) = event.get("images") {
+                body.insert(
+                    "images".into(),
+                    serde_json::to_value(images).unwrap_or(Json::Null),
+                );
+            }
+        }
+        serde_json::to_vec(&Json::Object(body)).map_err(|e| format!("cannot encode: {e}"))
+    }
+
+    fn build_request(
+        &self,
+        _partition: &str,
+        events: Vec<Vec<u8>>,
+    ) -> Result<EncodedRequest, String> {
+        let mut headers = HeaderMap::new();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        Ok(EncodedRequest {
+            method: reqwest::Method::POST,
+            url: self.url.clone(),
+            headers,
+            body: Bytes::from(events.into_iter().next().unwrap_or_default()),
+        })
+    }
+
+    fn max_events(&self) -> usize {
+        1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn severities_map_to_the_api_set() {
+        assert_eq!(pd_severity(Some("critical")), "critical");
+        assert_eq!(pd_severity(Some("HIGH")), "error");
+        assert_eq!(pd_severity(Some("medium")), "warning");
+        assert_eq!(pd_severity(Some("low")), "info");
+        assert_eq!(pd_severity(None), "info");
+    }
+
+    #[test]
+    fn summaries_are_cut_to_1024_characters() {
+        let long = "é".repeat(2000);
+        assert_eq!(truncate_chars(&long, MAX_SUMMARY).chars().count(), 1024);
+    }
+}

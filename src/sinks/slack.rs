@@ -1,0 +1,176 @@
+//! `slack`: alerts to a Slack incoming webhook.
+//!
+//! The message is made by a VRL formatter: `plugins/formatters/slack.vrl` (compiled into
+//! the binary) unless `formatter_file` names another. It must produce an object with a
+//! non-empty `text`; `blocks` are optional. Slack answers `ok` (200) on success and a
+//! plain-text error otherwise: 429 is retried after `Retry-After`, 5xx retried, and every
+//! other error (`invalid_payload`, `no_text`, `channel_not_found`, …) goes to the dead
+//! letter with Slack's body.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue};
+use serde::Deserialize;
+use vrl::value::Value;
+
+use crate::component::{BoxFuture, BuildError, ComponentTask, SinkConfig, SinkContext};
+use crate::delivery::{
+    BatchConfig, DEAD_LETTER, EncodedRequest, FailureHandling, HttpEncoder, HttpSinkParts,
+    RequestConfig, http_client, run_http_sink,
+};
+use crate::event::Event;
+use crate::program::{self, Mode, Outcome, ProgramSource, Runner};
+
+/// The built-in formatter.
+pub const SLACK_FORMATTER: &str = include_str!("../../plugins/formatters/slack.vrl");
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlackConfig {
+    /// The incoming webhook URL (it is the secret: keep it in `${…}`).
+    pub webhook_url: String,
+    /// A VRL formatter replacing the built-in one.
+    pub formatter_file: Option<PathBuf>,
+    #[serde(default = "yes")]
+    pub ssl_verify: bool,
+    #[serde(default)]
+    pub failure_handling: FailureHandling,
+    #[serde(default)]
+    pub request: RequestConfig,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl SlackConfig {
+    fn encoder(&self) -> Result<SlackEncoder, BuildError> {
+        reqwest::Url::parse(&self.webhook_url)
+            .map_err(|e| BuildError(format!("`webhook_url`: {e}")))?;
+        self.failure_handling.check().map_err(BuildError)?;
+        self.request.check().map_err(BuildError)?;
+        let source = match &self.formatter_file {
+            Some(f) => ProgramSource::File(f.clone()),
+            None => ProgramSource::Inline(SLACK_FORMATTER.to_owned()),
+        };
+        let program = program::compile(&source, Mode::ReadWrite)?;
+        Ok(SlackEncoder {
+            url: self.webhook_url.clone(),
+            runner: Mutex::new(Runner::new(program)),
+        })
+    }
+}
+
+impl SinkConfig for SlackConfig {
+    fn type_name(&self) -> &'static str {
+        "slack"
+    }
+
+    fn outputs(&self) -> Vec<String> {
+        vec![DEAD_LETTER.into()]
+    }
+
+    fn files(&self) -> Vec<PathBuf> {
+        self.formatter_file.iter().cloned().collect()
+    }
+
+    fn check(&self) -> Result<(), BuildError> {
+        self.encoder().map(drop)
+    }
+
+    fn build(&self, cx: SinkContext) -> BoxFuture<'_, Result<ComponentTask, BuildError>> {
+        Box::pin(async move {
+            let encoder = Arc::new(self.encoder()?);
+            let client =
+                http_client(self.ssl_verify, None, self.request.timeout).map_err(BuildError)?;
+            let parts = HttpSinkParts {
+                client,
+                batch: BatchConfig::default(),
+                failure: self.failure_handling,
+                request: self.request,
+            };
+            let clock = Arc::clone(&cx.clock);
+            Ok(Box::pin(run_http_sink(encoder, parts, clock, cx)) as ComponentTask)
+        })
+    }
+}
+
+struct SlackEncoder {
+    url: String,
+    /// Encoding happens on the sink's task only; the mutex is never contended.
+    runner: Mutex<Runner>,
+}
+
+impl HttpEncoder for SlackEncoder {
+    fn encode_event(&self, event: &Event) -> Result<Vec<u8>, String> {
+        let mut value = event.value.clone();
+        let mut metadata = event.meta.vrl.clone();
+        let outcome = self
+            .runner
+            .lock()
+            .map_err(|_| "formatter state is poisoned".to_string())?
+            .run(&mut value, &mut metadata);
+        match outcome {
+            Outcome::Done(_) => {}
+            Outcome::Aborted => return Err("the Slack formatter aborted".into()),
+            Outcome::Failed(e) => return Err(format!("the Slack formatter failed: {e}")),
+        }
+        let has_text = value
+            .as_object()
+            .and_then(|m| m.get("text"))
+            .and_then(Value::to_str_lossy)
+            .is_some_and(|t| !t.is_empty());
+        if !has_text {
+            return Err(
+                "the Slack formatter produced no `text` (Slack would answer no_text)".into(),
+            );
+        }
+        serde_json::to_vec(&value).map_err(|e| format!("cannot encode: {e}"))
+    }
+
+    fn build_request(
+        &self,
+        _partition: &str,
+        events: Vec<Vec<u8>>,
+    ) -> Result<EncodedRequest, String> {
+        let mut headers = HeaderMap::new();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        Ok(EncodedRequest {
+            method: reqwest::Method::POST,
+            url: self.url.clone(),
+            headers,
+            body: Bytes::from(events.into_iter().next().unwrap_or_default()),
+        })
+    }
+
+    fn max_events(&self) -> usize {
+        1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_built_in_formatter_makes_a_message() {
+        let config = SlackConfig {
+            webhook_url: "http://127.0.0.1:9/x".into(),
+            formatter_file: None,
+            ssl_verify: true,
+            failure_handling: FailureHandling::default(),
+            request: RequestConfig::default(),
+        };
+        let encoder = config.encoder().expect("builds");
+        let event = Event::new(
+            serde_json::from_str(r#"{"status":"resolved","summary":"DiskFull"}"#).expect("json"),
+            Arc::from("t"),
+            chrono::Utc::now(),
+        );
+        let bytes = encoder.encode_event(&event).expect("encodes");
+        let v: serde_json::Value = serde_json::from_slice(&bytes).expect("json");
+        assert_eq!(v["text"], "[RESOLVED] DiskFull");
+    }
+}
