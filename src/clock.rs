@@ -7,12 +7,14 @@
 //! waiting.
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::component::BoxFuture;
 
 pub trait Clock: Send + Sync + std::fmt::Debug + 'static {
     fn sleep(&self, duration: Duration) -> BoxFuture<'static, ()>;
+    /// The current instant (for expiries such as OAuth2 tokens).
+    fn now(&self) -> Instant;
 }
 
 /// Real time.
@@ -23,12 +25,19 @@ impl Clock for TokioClock {
     fn sleep(&self, duration: Duration) -> BoxFuture<'static, ()> {
         Box::pin(tokio::time::sleep(duration))
     }
+
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
 }
 
 /// Records sleeps and returns immediately; `on_sleep` runs on each (with the total
-/// slept so far), e.g. to bring a receiver back up after "20 seconds".
-#[derive(Clone, Default)]
+/// slept so far), e.g. to bring a receiver back up after "20 seconds". Its `now` moves
+/// only by sleeps and [`ManualClock::advance`].
+#[derive(Clone)]
 pub struct ManualClock {
+    start: Instant,
+    advanced: Arc<Mutex<Duration>>,
     slept: Arc<Mutex<Vec<Duration>>>,
     #[allow(clippy::type_complexity)]
     on_sleep: Arc<Mutex<Option<Box<dyn FnMut(Duration) + Send>>>>,
@@ -40,7 +49,25 @@ impl std::fmt::Debug for ManualClock {
     }
 }
 
+impl Default for ManualClock {
+    fn default() -> Self {
+        Self {
+            start: Instant::now(),
+            advanced: Arc::default(),
+            slept: Arc::default(),
+            on_sleep: Arc::default(),
+        }
+    }
+}
+
 impl ManualClock {
+    /// Moves `now` forward without a sleep.
+    pub fn advance(&self, by: Duration) {
+        if let Ok(mut a) = self.advanced.lock() {
+            *a += by;
+        }
+    }
+
     /// Every sleep requested so far.
     pub fn sleeps(&self) -> Vec<Duration> {
         self.slept.lock().map(|s| s.clone()).unwrap_or_default()
@@ -67,6 +94,7 @@ impl Clock for ManualClock {
             slept.push(duration);
             slept.iter().sum::<Duration>()
         };
+        self.advance(duration);
         if let Ok(mut hook) = self.on_sleep.lock()
             && let Some(h) = hook.as_mut()
         {
@@ -74,5 +102,9 @@ impl Clock for ManualClock {
         }
         // Yield so a sleeping task still lets others run, as a real sleep would.
         Box::pin(tokio::task::yield_now())
+    }
+
+    fn now(&self) -> Instant {
+        self.start + self.advanced.lock().map(|a| *a).unwrap_or_default()
     }
 }

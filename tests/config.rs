@@ -292,3 +292,16 @@ sinks:
     let p = load(&[("p.yaml", &ok)]).expect("valid");
     assert_eq!(p.graph.inputs["dead"][0].to_string(), "hook.dead_letter");
 }
+
+#[test]
+fn http_sink_oauth2_auth_is_checked() {
+    let ok = "sources:\n  src: { type: generator }\nsinks:\n  out: { type: http, inputs: [src], url: \"http://127.0.0.1:9/\", auth: { strategy: oauth2, token_url: \"http://127.0.0.1:9/token\", client_id: a, client_secret: b } }\n";
+    load(&[("p.yaml", ok)]).expect("valid");
+    let both = ok.replace(
+        "client_secret: b",
+        "client_secret: b, client_secret_file: /x",
+    );
+    assert!(
+        one_error(&both).contains("give exactly one of `client_secret` and `client_secret_file`")
+    );
+}

@@ -131,6 +131,9 @@ pub struct HttpSinkParts {
     pub batch: BatchConfig,
     pub failure: FailureHandling,
     pub request: RequestConfig,
+    /// OAuth2: each attempt carries `Authorization: Bearer <token>`; a 401 refreshes the
+    /// token and retries once at once.
+    pub oauth2: Option<Arc<super::TokenSource>>,
 }
 
 enum Outcome {
@@ -194,6 +197,7 @@ pub async fn run_http_sink<E: HttpEncoder>(
                         parts.failure,
                         Arc::clone(&clock),
                         limiter.clone(),
+                        parts.oauth2.clone(),
                         Arc::clone(&cx.id),
                     )));
                 }
@@ -338,21 +342,61 @@ async fn deliver<E: HttpEncoder>(
     policy: FailureHandling,
     clock: Arc<dyn Clock>,
     limiter: Option<Arc<DefaultDirectRateLimiter>>,
+    oauth2: Option<Arc<super::TokenSource>>,
     sink: Arc<str>,
 ) -> (u64, Outcome) {
     let mut backoff = Backoff::new(policy);
     let mut attempts = 0u32;
+    let mut refreshed = false;
     loop {
         if let Some(l) = &limiter {
             l.until_ready().await;
         }
         attempts += 1;
-        let sent = client
+        let mut builder = client
             .request(request.method.clone(), &request.url)
             .headers(request.headers.clone())
-            .body(request.body.clone())
-            .send()
-            .await;
+            .body(request.body.clone());
+        let mut token = None;
+        if let Some(source) = &oauth2 {
+            match source.token().await {
+                Ok(t) => {
+                    builder = builder.bearer_auth(&t);
+                    token = Some(t);
+                }
+                Err(reason) => match backoff.next(None) {
+                    // The token endpoint may be down like any other: retry.
+                    Some(wait) => {
+                        tracing::warn!(component_id = %sink, error = %reason, wait = ?wait, "no OAuth2 token; retrying");
+                        clock.sleep(wait).await;
+                        continue;
+                    }
+                    None => {
+                        let error = format!("gave up after {attempts} attempts: {reason}");
+                        return (
+                            id,
+                            Outcome::Failed(Failure {
+                                error,
+                                status: None,
+                                attempts,
+                                body: None,
+                            }),
+                        );
+                    }
+                },
+            }
+        }
+        let sent = builder.send().await;
+        if let (Ok(response), Some(source), Some(t)) = (&sent, &oauth2, &token)
+            && response.status() == reqwest::StatusCode::UNAUTHORIZED
+            && !refreshed
+        {
+            // The token was revoked or expired early: fetch a new one and retry at once.
+            tracing::info!(component_id = %sink, "401 with a cached OAuth2 token; refreshing it");
+            source.invalidate(t).await;
+            refreshed = true;
+            continue;
+        }
         let (verdict, status, body) = match sent {
             Ok(response) => {
                 let status = response.status().as_u16();

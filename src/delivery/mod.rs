@@ -14,6 +14,7 @@
 mod config;
 mod dead_letter;
 mod driver;
+mod oauth2;
 mod retry;
 mod tls;
 
@@ -24,5 +25,6 @@ pub use driver::{
     EncodedRequest, HttpEncoder, HttpSinkParts, Verdict, default_verdict, error_chain,
     run_http_sink,
 };
+pub use oauth2::{OAuth2Config, TokenSource};
 pub use retry::{Backoff, classify_status, parse_retry_after};
 pub use tls::{TlsOptions, http_client, install_crypto_provider};

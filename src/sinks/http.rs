@@ -60,8 +60,15 @@ pub enum Compression {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(tag = "strategy", rename_all = "snake_case", deny_unknown_fields)]
 pub enum HttpAuth {
-    Bearer { token: String },
-    Basic { user: String, password: String },
+    Bearer {
+        token: String,
+    },
+    Basic {
+        user: String,
+        password: String,
+    },
+    /// OAuth 2.0 client credentials: a cached token, refreshed on expiry and on 401.
+    Oauth2(crate::delivery::OAuth2Config),
 }
 
 /// A map, or the moat logger's `Name=value,Name2=value2` string.
@@ -174,6 +181,7 @@ impl HttpSinkConfig {
                     .map_err(|e| BuildError(format!("`auth`: {e}")))?;
                 headers.insert(AUTHORIZATION, v);
             }
+            Some(HttpAuth::Oauth2(oauth2)) => oauth2.check().map_err(BuildError)?,
             None => {}
         }
         let content_type = match self.encoding {
@@ -245,6 +253,17 @@ impl SinkConfig for HttpSinkConfig {
                 batch: self.batch,
                 failure: self.failure_handling,
                 request: self.request,
+                oauth2: match &self.auth {
+                    Some(HttpAuth::Oauth2(c)) => Some(Arc::new(
+                        crate::delivery::TokenSource::new(
+                            c.clone(),
+                            Arc::clone(&cx.clock),
+                            self.request.timeout,
+                        )
+                        .map_err(BuildError)?,
+                    )),
+                    _ => None,
+                },
             };
             let clock = Arc::clone(&cx.clock);
             Ok(Box::pin(run_http_sink(encoder, parts, clock, cx)) as ComponentTask)

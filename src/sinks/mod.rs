@@ -1,6 +1,7 @@
 //! Sinks: where events leave. One module per type; register it below.
 
 pub mod blackhole;
+pub mod cloudevents;
 pub mod console;
 pub mod http;
 pub mod pagerduty;
@@ -8,6 +9,7 @@ pub mod slack;
 
 crate::component_registry! { crate::component::SinkConfig;
     "blackhole" => blackhole::BlackholeConfig,
+    "cloudevents" => cloudevents::CloudEventsConfig,
     "console" => console::ConsoleConfig,
     "http" => http::HttpSinkConfig,
     "pagerduty" => pagerduty::PagerDutyConfig,

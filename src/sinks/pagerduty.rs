@@ -136,6 +136,7 @@ impl SinkConfig for PagerDutyConfig {
                 batch: crate::delivery::BatchConfig::default(),
                 failure: self.failure_handling,
                 request: self.request,
+                oauth2: None,
             };
             let clock = Arc::clone(&cx.clock);
             Ok(Box::pin(run_http_sink(encoder, parts, clock, cx)) as ComponentTask)

@@ -90,6 +90,7 @@ impl SinkConfig for SlackConfig {
                 batch: BatchConfig::default(),
                 failure: self.failure_handling,
                 request: self.request,
+                oauth2: None,
             };
             let clock = Arc::clone(&cx.clock);
             Ok(Box::pin(run_http_sink(encoder, parts, clock, cx)) as ComponentTask)

@@ -1,0 +1,139 @@
+//! OAuth 2.0 client credentials (RFC 6749 §4.4) for network sinks.
+//!
+//! One token is shared by every request of a sink. It is fetched on first use, reused
+//! until shortly before it expires (`expires_in` minus a margin), and fetched again
+//! after a 401 (the driver then retries the request once). Concurrent requests that
+//! find no valid token wait for one fetch instead of each starting their own.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+use tokio::sync::Mutex;
+
+use crate::clock::Clock;
+
+/// `oidc:` / `auth: { strategy: oauth2 }` options.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OAuth2Config {
+    pub token_url: String,
+    pub client_id: String,
+    pub client_secret: Option<String>,
+    /// A file holding the secret (a mounted Kubernetes secret); trailing whitespace is
+    /// ignored.
+    pub client_secret_file: Option<PathBuf>,
+    pub scope: Option<String>,
+    #[serde(default)]
+    pub insecure_skip_verify: bool,
+}
+
+impl OAuth2Config {
+    pub fn check(&self) -> Result<(), String> {
+        reqwest::Url::parse(&self.token_url).map_err(|e| format!("`token_url`: {e}"))?;
+        match (&self.client_secret, &self.client_secret_file) {
+            (Some(_), None) | (None, Some(_)) => Ok(()),
+            _ => Err("give exactly one of `client_secret` and `client_secret_file`".into()),
+        }
+    }
+
+    fn secret(&self) -> Result<String, String> {
+        match (&self.client_secret, &self.client_secret_file) {
+            (Some(s), _) => Ok(s.clone()),
+            (None, Some(path)) => std::fs::read_to_string(path)
+                .map(|s| s.trim_end().to_owned())
+                .map_err(|e| format!("cannot read client_secret_file {}: {e}", path.display())),
+            (None, None) => Err("no client secret configured".into()),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct TokenResponse {
+    access_token: String,
+    #[serde(default)]
+    expires_in: Option<u64>,
+}
+
+/// Refresh this long before the server's expiry.
+const MARGIN: Duration = Duration::from_secs(30);
+
+/// Hands out a valid access token.
+pub struct TokenSource {
+    config: OAuth2Config,
+    client: reqwest::Client,
+    clock: Arc<dyn Clock>,
+    cached: Mutex<Option<(String, Option<Instant>)>>,
+}
+
+impl TokenSource {
+    pub fn new(
+        config: OAuth2Config,
+        clock: Arc<dyn Clock>,
+        timeout: Duration,
+    ) -> Result<Self, String> {
+        config.check()?;
+        let client = super::http_client(!config.insecure_skip_verify, None, timeout)?;
+        Ok(Self {
+            config,
+            client,
+            clock,
+            cached: Mutex::new(None),
+        })
+    }
+
+    /// A token that is not about to expire.
+    pub async fn token(&self) -> Result<String, String> {
+        let mut cached = self.cached.lock().await;
+        if let Some((token, expires)) = cached.as_ref()
+            && expires.is_none_or(|at| self.clock.now() < at)
+        {
+            return Ok(token.clone());
+        }
+        let fetched = self.fetch().await?;
+        let token = fetched.0.clone();
+        *cached = Some(fetched);
+        Ok(token)
+    }
+
+    /// Forgets `token` (the server refused it); the next [`TokenSource::token`] fetches.
+    pub async fn invalidate(&self, token: &str) {
+        let mut cached = self.cached.lock().await;
+        if cached.as_ref().is_some_and(|(t, _)| t == token) {
+            *cached = None;
+        }
+    }
+
+    async fn fetch(&self) -> Result<(String, Option<Instant>), String> {
+        let secret = self.config.secret()?;
+        let mut form = vec![
+            ("grant_type", "client_credentials".to_owned()),
+            ("client_id", self.config.client_id.clone()),
+            ("client_secret", secret),
+        ];
+        if let Some(scope) = &self.config.scope {
+            form.push(("scope", scope.clone()));
+        }
+        let response = self
+            .client
+            .post(&self.config.token_url)
+            .form(&form)
+            .send()
+            .await
+            .map_err(|e| format!("token request failed: {}", super::error_chain(&e)))?;
+        let status = response.status();
+        let body = response.text().await.unwrap_or_default();
+        if !status.is_success() {
+            return Err(format!("token endpoint answered {status}: {}", body.trim()));
+        }
+        let parsed: TokenResponse = serde_json::from_str(&body)
+            .map_err(|e| format!("token endpoint answered with no access_token: {e}"))?;
+        let expires = parsed.expires_in.map(|s| {
+            self.clock.now()
+                + Duration::from_secs(s).saturating_sub(MARGIN.min(Duration::from_secs(s / 2)))
+        });
+        tracing::debug!(token_url = %self.config.token_url, expires_in = ?parsed.expires_in, "fetched an OAuth2 token");
+        Ok((parsed.access_token, expires))
+    }
+}
