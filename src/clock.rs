@@ -15,6 +15,8 @@ pub trait Clock: Send + Sync + std::fmt::Debug + 'static {
     fn sleep(&self, duration: Duration) -> BoxFuture<'static, ()>;
     /// The current instant (for expiries such as OAuth2 tokens).
     fn now(&self) -> Instant;
+    /// The current wall-clock time (for file names and retention).
+    fn wall(&self) -> chrono::DateTime<chrono::Utc>;
 }
 
 /// Real time.
@@ -29,6 +31,10 @@ impl Clock for TokioClock {
     fn now(&self) -> Instant {
         Instant::now()
     }
+
+    fn wall(&self) -> chrono::DateTime<chrono::Utc> {
+        chrono::Utc::now()
+    }
 }
 
 /// Records sleeps and returns immediately; `on_sleep` runs on each (with the total
@@ -37,6 +43,7 @@ impl Clock for TokioClock {
 #[derive(Clone)]
 pub struct ManualClock {
     start: Instant,
+    start_wall: chrono::DateTime<chrono::Utc>,
     advanced: Arc<Mutex<Duration>>,
     slept: Arc<Mutex<Vec<Duration>>>,
     #[allow(clippy::type_complexity)]
@@ -53,6 +60,7 @@ impl Default for ManualClock {
     fn default() -> Self {
         Self {
             start: Instant::now(),
+            start_wall: chrono::Utc::now(),
             advanced: Arc::default(),
             slept: Arc::default(),
             on_sleep: Arc::default(),
@@ -61,6 +69,18 @@ impl Default for ManualClock {
 }
 
 impl ManualClock {
+    /// A clock whose wall time starts at `at`.
+    pub fn starting_at(at: chrono::DateTime<chrono::Utc>) -> Self {
+        Self {
+            start_wall: at,
+            ..Self::default()
+        }
+    }
+
+    fn advanced(&self) -> Duration {
+        self.advanced.lock().map(|a| *a).unwrap_or_default()
+    }
+
     /// Moves `now` forward without a sleep.
     pub fn advance(&self, by: Duration) {
         if let Ok(mut a) = self.advanced.lock() {
@@ -105,6 +125,10 @@ impl Clock for ManualClock {
     }
 
     fn now(&self) -> Instant {
-        self.start + self.advanced.lock().map(|a| *a).unwrap_or_default()
+        self.start + self.advanced()
+    }
+
+    fn wall(&self) -> chrono::DateTime<chrono::Utc> {
+        self.start_wall + self.advanced()
     }
 }

@@ -3,6 +3,7 @@
 pub mod blackhole;
 pub mod cloudevents;
 pub mod console;
+pub mod file;
 pub mod http;
 pub mod pagerduty;
 pub mod slack;
@@ -11,6 +12,7 @@ crate::component_registry! { crate::component::SinkConfig;
     "blackhole" => blackhole::BlackholeConfig,
     "cloudevents" => cloudevents::CloudEventsConfig,
     "console" => console::ConsoleConfig,
+    "file" => file::FileSinkConfig,
     "http" => http::HttpSinkConfig,
     "pagerduty" => pagerduty::PagerDutyConfig,
     "slack" => slack::SlackConfig,

@@ -1,0 +1,141 @@
+//! The `file` sink: templated paths, daily and size rotation, retention — time moves on
+//! a manual clock.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::TimeZone;
+use common::{free_port, parse, start_with, wait_for_port};
+use sluice::clock::ManualClock;
+use sluice::topology::{Drained, TopologyOptions};
+
+fn lines(path: &std::path::Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect()
+}
+
+#[tokio::test]
+async fn daily_files_by_date_and_field_and_retention() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // An expired file the path pattern could have produced, and an unrelated one.
+    let old = dir.path().join("2026-01-01-db.ndjson");
+    std::fs::write(&old, "{}\n").expect("write");
+    let unrelated = dir.path().join("notes.txt");
+    std::fs::write(&unrelated, "keep").expect("write");
+    let clock = ManualClock::starting_at(
+        chrono::Utc
+            .with_ymd_and_hms(2026, 11, 21, 23, 59, 0)
+            .single()
+            .expect("date"),
+    );
+    let hundred_days_ago =
+        std::time::SystemTime::from(clock_wall(&clock) - chrono::Duration::days(100));
+    std::fs::File::options()
+        .write(true)
+        .open(&old)
+        .expect("open")
+        .set_modified(hundred_days_ago)
+        .expect("mtime");
+
+    let hook = free_port();
+    let p = parse(&format!(
+        r#"
+sources:
+  hook: {{ type: webhook, address: "127.0.0.1:{hook}" }}
+sinks:
+  out: {{ type: file, inputs: [hook], path: "{}/%Y-%m-%d-{{{{ service }}}}.ndjson", rotation: daily, retention_days: 90, sync: always }}
+"#,
+        dir.path().display()
+    ));
+    let options = TopologyOptions {
+        clock: Arc::new(clock.clone()),
+        ..TopologyOptions::default()
+    };
+    let (topo, _) = start_with(p, options).await;
+    wait_for_port(hook).await;
+    let client = reqwest::Client::new();
+    let post = |body: serde_json::Value| {
+        let client = client.clone();
+        async move {
+            let r = client
+                .post(format!("http://127.0.0.1:{hook}/"))
+                .json(&body)
+                .send()
+                .await
+                .expect("POST");
+            assert_eq!(r.status(), 200, "answered once written and synced");
+        }
+    };
+    post(serde_json::json!([{"service": "db", "n": 1}, {"service": "web", "n": 2}])).await;
+    clock.advance(Duration::from_secs(120));
+    post(serde_json::json!({"service": "db", "n": 3})).await;
+    assert_eq!(topo.stop(Duration::from_secs(5)).await, Drained::Complete);
+
+    assert_eq!(lines(&dir.path().join("2026-11-21-db.ndjson")).len(), 1);
+    assert_eq!(lines(&dir.path().join("2026-11-21-web.ndjson"))[0]["n"], 2);
+    assert_eq!(
+        lines(&dir.path().join("2026-11-22-db.ndjson"))[0]["n"],
+        3,
+        "a new file after midnight"
+    );
+    assert!(
+        !old.exists(),
+        "a 100-day-old file is deleted with retention_days: 90"
+    );
+    assert!(
+        unrelated.exists(),
+        "files the path could not have produced are left alone"
+    );
+}
+
+fn clock_wall(clock: &ManualClock) -> chrono::DateTime<chrono::Utc> {
+    use sluice::clock::Clock;
+    clock.wall()
+}
+
+#[tokio::test]
+async fn size_rotation_keeps_every_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("events.log");
+    let p = parse(&format!(
+        r#"
+sources:
+  gen: {{ type: generator, count: 100, batch_size: 10, format: '{{"n": {{{{seq}}}}, "pad": "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"}}' }}
+sinks:
+  out: {{ type: file, inputs: [gen], path: "{}", rotation: size, max_bytes: 1000 }}
+"#,
+        path.display()
+    ));
+    let (mut topo, _) = start_with(p, TopologyOptions::default()).await;
+    topo.finished().await;
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(dir.path())
+        .expect("dir")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    files.sort();
+    assert!(files.len() >= 5, "rotated: {files:?}");
+    let mut ns: Vec<i64> = Vec::new();
+    for f in &files {
+        assert!(
+            std::fs::metadata(f).expect("meta").len() <= 1000,
+            "{} over max_bytes",
+            f.display()
+        );
+        ns.extend(lines(f).iter().map(|v| v["n"].as_i64().expect("n")));
+    }
+    ns.sort_unstable();
+    assert_eq!(ns, (0..100).collect::<Vec<_>>());
+}
+
+#[test]
+fn invalid_strftime_codes_are_config_errors() {
+    let yaml = "sources:\n  g: { type: generator }\nsinks:\n  f: { type: file, inputs: [g], path: \"/tmp/%Q.log\" }\n";
+    let e = sluice::config::load_texts(&[("p.yaml".into(), yaml.into())], |_| None)
+        .expect_err("invalid");
+    assert!(e.to_string().contains("invalid strftime code"), "{e}");
+}
