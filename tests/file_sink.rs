@@ -139,3 +139,50 @@ fn invalid_strftime_codes_are_config_errors() {
         .expect_err("invalid");
     assert!(e.to_string().contains("invalid strftime code"), "{e}");
 }
+
+#[tokio::test]
+async fn hourly_rotation_suffixes_a_plain_path() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let clock = ManualClock::starting_at(
+        chrono::Utc
+            .with_ymd_and_hms(2026, 11, 21, 9, 59, 30)
+            .single()
+            .expect("date"),
+    );
+    let hook = free_port();
+    let p = parse(&format!(
+        r#"
+sources:
+  hook: {{ type: webhook, address: "127.0.0.1:{hook}" }}
+sinks:
+  out: {{ type: file, inputs: [hook], path: "{}/alerts.ndjson", rotation: hourly }}
+"#,
+        dir.path().display()
+    ));
+    let options = TopologyOptions {
+        clock: Arc::new(clock.clone()),
+        ..TopologyOptions::default()
+    };
+    let (topo, _) = start_with(p, options).await;
+    wait_for_port(hook).await;
+    let client = reqwest::Client::new();
+    for n in 0..2 {
+        let r = client
+            .post(format!("http://127.0.0.1:{hook}/"))
+            .json(&serde_json::json!({"n": n}))
+            .send()
+            .await
+            .expect("POST");
+        assert_eq!(r.status(), 200);
+        clock.advance(Duration::from_secs(60));
+    }
+    assert_eq!(topo.stop(Duration::from_secs(5)).await, Drained::Complete);
+    assert_eq!(
+        lines(&dir.path().join("alerts.ndjson.2026-11-21T09"))[0]["n"],
+        0
+    );
+    assert_eq!(
+        lines(&dir.path().join("alerts.ndjson.2026-11-21T10"))[0]["n"],
+        1
+    );
+}
