@@ -107,12 +107,21 @@ impl TransformOutputs {
 /// A transform: a synchronous function from a batch to its outputs.
 pub trait Transform: Send + 'static {
     fn process(&mut self, batch: EventBatch, out: &mut TransformOutputs);
+    /// How often [`Transform::flush`] runs on a timer (aggregations); `None`: never.
+    fn flush_interval(&self) -> Option<std::time::Duration> {
+        None
+    }
+    /// Emits what the transform holds. Also called before it stops for good or is
+    /// replaced by a reload, so nothing it holds is lost.
+    fn flush(&mut self, _out: &mut TransformOutputs) {}
 }
 
 /// What a transform is given when built.
 pub struct TransformContext {
     pub id: Arc<str>,
     pub metrics: Arc<ComponentMetrics>,
+    /// For time-based state (dedupe TTLs).
+    pub clock: Arc<dyn crate::clock::Clock>,
 }
 
 /// A transform type's configuration.

@@ -228,6 +228,7 @@ impl Pipeline {
             let cx = crate::component::TransformContext {
                 id: std::sync::Arc::from(id.as_str()),
                 metrics: telemetry.component(id, ComponentKind::Transform, c.config.type_name()),
+                clock: std::sync::Arc::new(crate::clock::TokioClock),
             };
             if let Err(e) = c.config.build(&cx) {
                 report("transforms", id, &c.position, e);

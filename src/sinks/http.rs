@@ -288,11 +288,12 @@ impl HttpEncoder for HttpSinkEncoder {
 
     fn encode_event(&self, event: &Event) -> Result<Vec<u8>, String> {
         let mut object = match &event.value {
-            Value::Object(m) if self.flatten => {
-                let mut flat = ObjectMap::new();
-                flatten_into(m, "", &mut flat);
-                flat
-            }
+            Value::Object(m) if self.flatten => crate::transforms::flatten::flatten_object(
+                m,
+                ".",
+                None,
+                crate::transforms::flatten::Arrays::Keep,
+            ),
             Value::Object(m) => m.clone(),
             other => {
                 let mut m = ObjectMap::new();
@@ -361,23 +362,6 @@ impl HttpEncoder for HttpSinkEncoder {
     }
 }
 
-/// `{"a": {"b": 1}, "c": [1]}` → `{"a.b": 1, "c": [1]}` (arrays stay whole).
-fn flatten_into(map: &ObjectMap, prefix: &str, out: &mut ObjectMap) {
-    for (k, v) in map {
-        let key = if prefix.is_empty() {
-            k.to_string()
-        } else {
-            format!("{prefix}.{k}")
-        };
-        match v {
-            Value::Object(inner) if !inner.is_empty() => flatten_into(inner, &key, out),
-            other => {
-                out.insert(KeyString::from(key), other.clone());
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -390,19 +374,5 @@ mod tests {
             vec![("X-A".into(), "1".into()), ("X-B".into(), "two".into())]
         );
         assert!(KeyValues::Text("novalue".into()).pairs("headers").is_err());
-    }
-
-    #[test]
-    fn flattening_joins_nested_keys() {
-        let v: Value = serde_json::from_str(r#"{"a":{"b":{"c":1},"d":"x"},"e":[{"f":1}],"g":{}}"#)
-            .expect("json");
-        let mut out = ObjectMap::new();
-        if let Value::Object(m) = &v {
-            flatten_into(m, "", &mut out);
-        }
-        assert_eq!(
-            serde_json::to_string(&Value::Object(out)).expect("json"),
-            r#"{"a.b.c":1,"a.d":"x","e":[{"f":1}],"g":{}}"#
-        );
     }
 }

@@ -498,6 +498,7 @@ impl Topology {
                 let cx = TransformContext {
                     id: Arc::from(id),
                     metrics: Arc::clone(&shell.metrics),
+                    clock: Arc::clone(&self.options.clock),
                 };
                 let transform = def.config.build(&cx)?;
                 let named = def
@@ -512,6 +513,7 @@ impl Topology {
                     output(None)?,
                     named,
                     Arc::clone(&shell.metrics),
+                    self.sources_shutdown.clone(),
                 ))
             }
             ComponentKind::Sink => {
@@ -717,26 +719,65 @@ async fn supervise(
     (id, generation)
 }
 
-/// Drives a synchronous transform: input → `process` → outputs.
+/// Drives a synchronous transform: input → `process` → outputs, `flush` on its
+/// interval and once more before the task ends (drained, or replaced by a reload).
+///
+/// It also flushes as soon as shutdown begins: a source may be waiting for the
+/// acknowledgement of events a transform holds (an HTTP request open until its alerts
+/// are aggregated), and the source cannot finish, nor close this transform's input,
+/// until those are settled.
 async fn run_transform(
     mut transform: Box<dyn Transform>,
     mut input: ComponentInput,
     default: Arc<Output>,
     named: Vec<Arc<Output>>,
     metrics: Arc<ComponentMetrics>,
+    shutdown: CancellationToken,
 ) -> Result<(), ComponentError> {
+    let mut shutdown_flushed = false;
     let mut out = TransformOutputs::new(named.len());
-    while let Some(batch) = input.recv().await {
-        metrics.add_received(batch.len());
-        transform.process(batch, &mut out);
-        if !out.default.is_empty() {
-            default.send(std::mem::take(&mut out.default)).await;
-        }
-        for (output, events) in named.iter().zip(out.named.iter_mut()) {
-            if !events.is_empty() {
-                output.send(std::mem::take(events)).await;
+    let mut ticker = transform.flush_interval().map(|every| {
+        let mut t = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        t
+    });
+    loop {
+        let tick = async {
+            match ticker.as_mut() {
+                Some(t) => {
+                    t.tick().await;
+                }
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            batch = input.recv() => match batch {
+                Some(batch) => {
+                    metrics.add_received(batch.len());
+                    transform.process(batch, &mut out);
+                }
+                None => break,
+            },
+            () = tick => transform.flush(&mut out),
+            () = shutdown.cancelled(), if !shutdown_flushed => {
+                shutdown_flushed = true;
+                transform.flush(&mut out);
             }
         }
+        send_outputs(&mut out, &default, &named).await;
     }
+    transform.flush(&mut out);
+    send_outputs(&mut out, &default, &named).await;
     Ok(())
+}
+
+async fn send_outputs(out: &mut TransformOutputs, default: &Output, named: &[Arc<Output>]) {
+    if !out.default.is_empty() {
+        default.send(std::mem::take(&mut out.default)).await;
+    }
+    for (output, events) in named.iter().zip(out.named.iter_mut()) {
+        if !events.is_empty() {
+            output.send(std::mem::take(events)).await;
+        }
+    }
 }

@@ -1,10 +1,23 @@
 //! Transforms: functions over batches between sources and sinks. One module per type;
 //! register it below.
 
+pub mod aggregate;
+pub mod dedupe;
 pub mod filter;
+pub mod flatten;
 pub mod remap;
+pub mod route;
+pub mod sample;
+pub mod throttle;
 
 crate::component_registry! { crate::component::TransformConfig;
+    "aggregate" => aggregate::AggregateConfig,
+    "dedupe" => dedupe::DedupeConfig,
     "filter" => filter::FilterConfig,
+    "flatten" => flatten::FlattenConfig,
     "remap" => remap::RemapConfig,
+    "route" => route::RouteConfig,
+    "sample" => sample::SampleConfig,
+    "throttle" => throttle::ThrottleConfig,
+    "unflatten" => flatten::UnflattenConfig,
 }

@@ -1,0 +1,186 @@
+//! `aggregate`: one metric event per group and interval.
+//!
+//! Every `interval`, each group of `group_by` values seen gives one event:
+//! `{ event_type: "metric", name, <group_by fields>, count, <field>: { sum, min, max,
+//! avg }, window_start, window_end }` for each numeric field of `fields` (non-numeric
+//! values are ignored). Input events are settled delivered when their window is
+//! emitted, so a source's acknowledgement waits for the aggregate. The transform flushes
+//! on its interval, at shutdown and before a reload replaces it: nothing is lost.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use indexmap::IndexMap;
+use serde::Deserialize;
+use vrl::path::OwnedValuePath;
+use vrl::value::{KeyString, ObjectMap, Value};
+
+use crate::component::{
+    BuildError, Transform, TransformConfig, TransformContext, TransformOutputs,
+};
+use crate::event::{Event, EventAck, EventBatch, EventStatus};
+
+fn default_interval() -> Duration {
+    Duration::from_secs(10)
+}
+
+fn default_name() -> String {
+    "aggregate".into()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AggregateConfig {
+    #[serde(default = "default_interval", with = "humantime_serde")]
+    pub interval: Duration,
+    #[serde(default)]
+    pub group_by: Vec<String>,
+    #[serde(default)]
+    pub fields: Vec<String>,
+    /// `name` of the metric events.
+    #[serde(default = "default_name")]
+    pub name: String,
+}
+
+fn paths(names: &[String], what: &str) -> Result<Vec<(String, OwnedValuePath)>, BuildError> {
+    names
+        .iter()
+        .map(|n| {
+            vrl::path::parse_value_path(n)
+                .map(|p| (n.clone(), p))
+                .map_err(|e| BuildError(format!("`{what}`: `{n}`: {e}")))
+        })
+        .collect()
+}
+
+impl TransformConfig for AggregateConfig {
+    fn type_name(&self) -> &'static str {
+        "aggregate"
+    }
+
+    fn build(&self, cx: &TransformContext) -> Result<Box<dyn Transform>, BuildError> {
+        if self.interval.is_zero() {
+            return Err(BuildError("`interval` must be above zero".into()));
+        }
+        Ok(Box::new(Aggregate {
+            id: std::sync::Arc::clone(&cx.id),
+            interval: self.interval,
+            group_by: paths(&self.group_by, "group_by")?,
+            fields: paths(&self.fields, "fields")?,
+            name: self.name.clone(),
+            groups: IndexMap::new(),
+            window_start: Utc::now(),
+        }))
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Stat {
+    n: u64,
+    sum: f64,
+    min: f64,
+    max: f64,
+}
+
+struct Group {
+    keys: Vec<Value>,
+    count: u64,
+    stats: Vec<Option<Stat>>,
+    acks: Vec<EventAck>,
+}
+
+struct Aggregate {
+    id: std::sync::Arc<str>,
+    interval: Duration,
+    group_by: Vec<(String, OwnedValuePath)>,
+    fields: Vec<(String, OwnedValuePath)>,
+    name: String,
+    groups: IndexMap<String, Group>,
+    window_start: DateTime<Utc>,
+}
+
+fn number(v: Option<&Value>) -> Option<f64> {
+    match v? {
+        Value::Integer(i) => Some(*i as f64),
+        Value::Float(f) => Some(f.into_inner()),
+        _ => None,
+    }
+}
+
+impl Transform for Aggregate {
+    fn process(&mut self, batch: EventBatch, _out: &mut TransformOutputs) {
+        for mut event in batch {
+            let keys: Vec<Value> = self
+                .group_by
+                .iter()
+                .map(|(_, p)| event.value.get(p).cloned().unwrap_or(Value::Null))
+                .collect();
+            let key = serde_json::to_string(&keys).unwrap_or_default();
+            let fields = self.fields.len();
+            let group = self.groups.entry(key).or_insert_with(|| Group {
+                keys,
+                count: 0,
+                stats: vec![None; fields],
+                acks: Vec::new(),
+            });
+            group.count += 1;
+            for (slot, (_, path)) in group.stats.iter_mut().zip(&self.fields) {
+                if let Some(x) = number(event.value.get(path)) {
+                    let s = slot.get_or_insert(Stat {
+                        n: 0,
+                        sum: 0.0,
+                        min: x,
+                        max: x,
+                    });
+                    s.n += 1;
+                    s.sum += x;
+                    s.min = s.min.min(x);
+                    s.max = s.max.max(x);
+                }
+            }
+            group.acks.push(event.meta.ack.take());
+        }
+    }
+
+    fn flush_interval(&self) -> Option<Duration> {
+        Some(self.interval)
+    }
+
+    fn flush(&mut self, out: &mut TransformOutputs) {
+        let end = Utc::now();
+        for (_, group) in self.groups.drain(..) {
+            let mut m = ObjectMap::new();
+            m.insert("event_type".into(), "metric".into());
+            m.insert("name".into(), Value::from(self.name.as_str()));
+            for ((name, _), value) in self.group_by.iter().zip(group.keys) {
+                m.insert(KeyString::from(name.as_str()), value);
+            }
+            m.insert("count".into(), Value::from(group.count as i64));
+            for ((name, _), stat) in self.fields.iter().zip(group.stats) {
+                let Some(s) = stat else { continue };
+                let mut st = ObjectMap::new();
+                for (k, v) in [
+                    ("sum", s.sum),
+                    ("min", s.min),
+                    ("max", s.max),
+                    ("avg", s.sum / s.n as f64),
+                ] {
+                    // Sums of finite inputs are finite; a NaN cannot arise here.
+                    st.insert(k.into(), Value::from_f64_or_zero(v));
+                }
+                m.insert(KeyString::from(name.as_str()), Value::Object(st));
+            }
+            m.insert("window_start".into(), Value::Timestamp(self.window_start));
+            m.insert("window_end".into(), Value::Timestamp(end));
+            out.default.push(Event::new(
+                Value::Object(m),
+                std::sync::Arc::clone(&self.id),
+                end,
+            ));
+            for ack in group.acks {
+                ack.settle(EventStatus::Delivered);
+            }
+        }
+        self.window_start = end;
+    }
+}

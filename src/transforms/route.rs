@@ -1,0 +1,89 @@
+//! `route`: named outputs chosen by VRL conditions.
+//!
+//! `route: { name: condition, … }` gives outputs `<id>.<name>`; an event goes to every
+//! route whose condition is true (copied when more than one), and to `<id>._unmatched`
+//! when none is.
+
+use indexmap::IndexMap;
+use serde::Deserialize;
+use vrl::value::Value;
+
+use crate::component::{
+    BuildError, Transform, TransformConfig, TransformContext, TransformOutputs,
+};
+use crate::event::EventBatch;
+use crate::program::{self, Mode, Outcome, ProgramSource, Runner};
+
+pub const UNMATCHED: &str = "_unmatched";
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    pub route: IndexMap<String, String>,
+}
+
+impl TransformConfig for RouteConfig {
+    fn type_name(&self) -> &'static str {
+        "route"
+    }
+
+    fn outputs(&self) -> Vec<String> {
+        self.route
+            .keys()
+            .cloned()
+            .chain([UNMATCHED.to_owned()])
+            .collect()
+    }
+
+    fn build(&self, _cx: &TransformContext) -> Result<Box<dyn Transform>, BuildError> {
+        if self.route.is_empty() {
+            return Err(BuildError(
+                "`route` needs at least one named condition".into(),
+            ));
+        }
+        let mut routes = Vec::with_capacity(self.route.len());
+        for (name, condition) in &self.route {
+            if name == UNMATCHED || name.contains('.') {
+                return Err(BuildError(format!(
+                    "route name `{name}` is reserved or contains `.`"
+                )));
+            }
+            let program =
+                program::compile(&ProgramSource::Inline(condition.clone()), Mode::Condition)
+                    .map_err(|e| BuildError(format!("route `{name}`: {}", e.0)))?;
+            routes.push(Runner::new(program));
+        }
+        Ok(Box::new(Route { routes }))
+    }
+}
+
+struct Route {
+    routes: Vec<Runner>,
+}
+
+impl Transform for Route {
+    fn process(&mut self, batch: EventBatch, out: &mut TransformOutputs) {
+        let unmatched = self.routes.len();
+        let mut hits = Vec::with_capacity(self.routes.len());
+        for mut event in batch {
+            hits.clear();
+            for (i, runner) in self.routes.iter_mut().enumerate() {
+                if matches!(
+                    runner.run(&mut event.value, &mut event.meta.vrl),
+                    Outcome::Done(Value::Boolean(true))
+                ) {
+                    hits.push(i);
+                }
+            }
+            match hits.split_last() {
+                None => out.named[unmatched].push(event),
+                Some((&last, rest)) => {
+                    for &i in rest {
+                        out.named[i].push(event.clone());
+                    }
+                    out.named[last].push(event);
+                }
+            }
+        }
+    }
+}

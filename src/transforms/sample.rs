@@ -1,0 +1,124 @@
+//! `sample`: keeps a share of the events.
+//!
+//! `rate: N` keeps one event in N (every Nth, or by key); `ratio: r` keeps that fraction
+//! (at random, or by key). With `key_field`, the decision is a hash of the field's
+//! value, so every event of one key gets the same decision (on every replica).
+//! `always_keep` is a VRL condition for events never sampled away (errors, say).
+//! Dropped events are settled delivered and counted as discarded.
+
+use std::sync::Arc;
+
+use serde::Deserialize;
+use vrl::value::Value;
+
+use crate::component::{
+    BuildError, Transform, TransformConfig, TransformContext, TransformOutputs,
+};
+use crate::event::{EventBatch, EventStatus};
+use crate::program::{self, Mode, Outcome, ProgramSource, Runner};
+use crate::telemetry::ComponentMetrics;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SampleConfig {
+    pub rate: Option<u64>,
+    pub ratio: Option<f64>,
+    pub key_field: Option<String>,
+    pub always_keep: Option<String>,
+}
+
+/// FNV-1a: a stable hash, so replicas agree on which keys are kept.
+pub fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+enum Share {
+    OneIn(u64),
+    Ratio(f64),
+}
+
+impl TransformConfig for SampleConfig {
+    fn type_name(&self) -> &'static str {
+        "sample"
+    }
+
+    fn build(&self, cx: &TransformContext) -> Result<Box<dyn Transform>, BuildError> {
+        let share = match (self.rate, self.ratio) {
+            (Some(n), None) if n >= 1 => Share::OneIn(n),
+            (None, Some(r)) if (0.0..=1.0).contains(&r) => Share::Ratio(r),
+            (Some(_), None) => return Err(BuildError("`rate` must be at least 1".into())),
+            (None, Some(_)) => return Err(BuildError("`ratio` must be between 0 and 1".into())),
+            _ => return Err(BuildError("give exactly one of `rate` and `ratio`".into())),
+        };
+        let key = self
+            .key_field
+            .as_deref()
+            .map(vrl::path::parse_value_path)
+            .transpose()
+            .map_err(|e| BuildError(format!("`key_field`: {e}")))?;
+        let keep = self
+            .always_keep
+            .as_ref()
+            .map(|c| program::compile(&ProgramSource::Inline(c.clone()), Mode::Condition))
+            .transpose()?
+            .map(Runner::new);
+        Ok(Box::new(Sample {
+            share,
+            key,
+            keep,
+            seen: 0,
+            metrics: Arc::clone(&cx.metrics),
+        }))
+    }
+}
+
+struct Sample {
+    share: Share,
+    key: Option<vrl::path::OwnedValuePath>,
+    keep: Option<Runner>,
+    seen: u64,
+    metrics: Arc<ComponentMetrics>,
+}
+
+impl Sample {
+    fn sampled_in(&mut self, value: &Value) -> bool {
+        let keyed = self
+            .key
+            .as_ref()
+            .and_then(|p| value.get(p))
+            .map(|v| fnv1a(v.to_string_lossy().as_bytes()));
+        match (&self.share, keyed) {
+            (Share::OneIn(n), Some(h)) => h % n == 0,
+            (Share::OneIn(n), None) => {
+                self.seen += 1;
+                self.seen % n == 1 || *n == 1
+            }
+            (Share::Ratio(r), Some(h)) => (h as f64 / u64::MAX as f64) < *r,
+            (Share::Ratio(r), None) => fastrand::f64() < *r,
+        }
+    }
+}
+
+impl Transform for Sample {
+    fn process(&mut self, batch: EventBatch, out: &mut TransformOutputs) {
+        for mut event in batch {
+            let always = self.keep.as_mut().is_some_and(|k| {
+                matches!(
+                    k.run(&mut event.value, &mut event.meta.vrl),
+                    Outcome::Done(Value::Boolean(true))
+                )
+            });
+            if always || self.sampled_in(&event.value) {
+                out.default.push(event);
+            } else {
+                self.metrics.add_discarded(1);
+                event.settle(EventStatus::Delivered);
+            }
+        }
+    }
+}

@@ -1,0 +1,91 @@
+//! `throttle`: at most `threshold` events per `window` per key.
+//!
+//! Keys come from `key_field` (one shared quota without it). The quota is governor's
+//! GCRA: `threshold` may arrive at once, then one more every `window / threshold`.
+//! Events over the quota go to `<id>.dropped` (counted as discarded when nothing reads
+//! it). Keys idle for a whole window are forgotten, so memory follows active keys.
+
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use serde::Deserialize;
+
+use crate::component::{
+    BuildError, Transform, TransformConfig, TransformContext, TransformOutputs,
+};
+use crate::event::EventBatch;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ThrottleConfig {
+    pub threshold: u32,
+    #[serde(with = "humantime_serde")]
+    pub window: Duration,
+    pub key_field: Option<String>,
+}
+
+impl TransformConfig for ThrottleConfig {
+    fn type_name(&self) -> &'static str {
+        "throttle"
+    }
+
+    fn outputs(&self) -> Vec<String> {
+        vec!["dropped".into()]
+    }
+
+    fn build(&self, _cx: &TransformContext) -> Result<Box<dyn Transform>, BuildError> {
+        let threshold = NonZeroU32::new(self.threshold)
+            .ok_or_else(|| BuildError("`threshold` must be at least 1".into()))?;
+        if self.window.is_zero() {
+            return Err(BuildError("`window` must be above zero".into()));
+        }
+        let quota = Quota::with_period(self.window / self.threshold)
+            .ok_or_else(|| BuildError("`window` is too short for `threshold`".into()))?
+            .allow_burst(threshold);
+        let key = self
+            .key_field
+            .as_deref()
+            .map(vrl::path::parse_value_path)
+            .transpose()
+            .map_err(|e| BuildError(format!("`key_field`: {e}")))?;
+        Ok(Box::new(Throttle {
+            limiter: RateLimiter::keyed(quota),
+            key,
+            window: self.window,
+        }))
+    }
+}
+
+struct Throttle {
+    limiter: DefaultKeyedRateLimiter<String>,
+    key: Option<vrl::path::OwnedValuePath>,
+    window: Duration,
+}
+
+impl Transform for Throttle {
+    fn process(&mut self, batch: EventBatch, out: &mut TransformOutputs) {
+        for event in batch {
+            let key = self
+                .key
+                .as_ref()
+                .and_then(|p| event.value.get(p))
+                .map(|v| v.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            if self.limiter.check_key(&key).is_ok() {
+                out.default.push(event);
+            } else {
+                out.named[0].push(event);
+            }
+        }
+    }
+
+    fn flush_interval(&self) -> Option<Duration> {
+        Some(self.window)
+    }
+
+    fn flush(&mut self, _out: &mut TransformOutputs) {
+        self.limiter.retain_recent();
+        self.limiter.shrink_to_fit();
+    }
+}

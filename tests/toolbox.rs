@@ -1,0 +1,356 @@
+//! The transform toolbox end to end: route, sample, dedupe, throttle, aggregate,
+//! flatten and unflatten (their round-trip property test lives next to the code).
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use common::{eventually, parse, start, start_with};
+use sluice::clock::ManualClock;
+use sluice::testing::CaptureSink;
+use sluice::topology::{Drained, TopologyOptions};
+use vrl::value::Value;
+
+fn field(v: &Value, name: &str) -> Value {
+    v.as_object()
+        .and_then(|m| m.get(name))
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
+#[tokio::test]
+async fn route_sends_to_every_matching_output_and_the_rest_to_unmatched() {
+    let mut p = parse(
+        r#"
+sources:
+  gen: { type: generator, count: 6, format: '{"n": {{seq}}}' }
+transforms:
+  r:
+    type: route
+    inputs: [gen]
+    route:
+      even: mod(to_int!(.n), 2) == 0
+      big: to_int!(.n) >= 4
+"#,
+    );
+    let (even, big, rest) = (
+        CaptureSink::default(),
+        CaptureSink::default(),
+        CaptureSink::default(),
+    );
+    even.attach(&mut p, "even", &["r.even"], 100);
+    big.attach(&mut p, "big", &["r.big"], 100);
+    rest.attach(&mut p, "rest", &["r._unmatched"], 100);
+    let (mut topo, _) = start(p).await;
+    topo.finished().await;
+    let sorted = |s: &CaptureSink| {
+        let mut v = s.ints("n");
+        v.sort_unstable();
+        v
+    };
+    assert_eq!(sorted(&even), vec![0, 2, 4]);
+    assert_eq!(sorted(&big), vec![4, 5]);
+    assert_eq!(sorted(&rest), vec![1, 3]);
+}
+
+#[tokio::test]
+async fn sample_ratio_is_within_statistical_bounds_and_errors_are_always_kept() {
+    let mut p = parse(
+        r#"
+sources:
+  gen: { type: generator, count: 20000, batch_size: 1000, format: '{"n": {{seq}}, "level": "info"}' }
+  errors: { type: generator, count: 100, format: '{"n": {{seq}}, "level": "error"}' }
+transforms:
+  s: { type: sample, inputs: [gen, errors], ratio: 0.1, always_keep: '.level == "error"' }
+"#,
+    );
+    let out = CaptureSink::default();
+    out.attach(&mut p, "out", &["s"], 30000);
+    let (mut topo, telemetry) = start(p).await;
+    topo.finished().await;
+    let values = out.values();
+    let errors = values
+        .iter()
+        .filter(|v| field(v, "level") == Value::from("error"))
+        .count();
+    let infos = values.len() - errors;
+    assert_eq!(errors, 100, "errors are never sampled away");
+    // Binomial(20000, 0.1): mean 2000, standard deviation 42.4; ±5σ.
+    assert!(
+        (1788..=2212).contains(&infos),
+        "kept {infos} of 20000 at ratio 0.1"
+    );
+    let s = telemetry
+        .components()
+        .into_iter()
+        .find(|c| c.id == "s")
+        .expect("s");
+    assert_eq!(s.discarded.load(Ordering::Relaxed) as usize, 20000 - infos);
+}
+
+#[tokio::test]
+async fn sample_rate_keeps_one_in_n_and_keys_decide_consistently() {
+    let mut p = parse(
+        r#"
+sources:
+  gen: { type: generator, count: 1000, format: '{"n": {{seq}}, "host": "h{{seq}}"}' }
+  again: { type: generator, count: 1000, format: '{"n": {{seq}}, "host": "h{{seq}}"}' }
+transforms:
+  every_tenth: { type: sample, inputs: [gen], rate: 10 }
+  by_host: { type: sample, inputs: [gen, again], rate: 4, key_field: host }
+"#,
+    );
+    let (tenth, hosts) = (CaptureSink::default(), CaptureSink::default());
+    tenth.attach(&mut p, "tenth", &["every_tenth"], 2000);
+    hosts.attach(&mut p, "hosts", &["by_host"], 2000);
+    let (mut topo, _) = start(p).await;
+    topo.finished().await;
+    assert_eq!(tenth.values().len(), 100);
+    let mut kept = hosts.ints("n");
+    kept.sort_unstable();
+    assert!(
+        kept.chunks(2)
+            .all(|pair| pair.len() == 2 && pair[0] == pair[1]),
+        "a host is kept from both sources or from neither"
+    );
+    let distinct = kept.len() / 2;
+    assert!(
+        (150..=350).contains(&distinct),
+        "about a quarter of 1000 hosts: {distinct}"
+    );
+}
+
+#[tokio::test]
+async fn dedupe_drops_repeats_until_the_ttl_and_respects_the_cache_size() {
+    let clock = ManualClock::default();
+    let hook = common::free_port();
+    let mut p = parse(&format!(
+        r#"
+sources:
+  hook: {{ type: webhook, address: "127.0.0.1:{hook}" }}
+transforms:
+  d: {{ type: dedupe, inputs: [hook], ttl: 1h, cache_size: 2 }}
+  f: {{ type: dedupe, inputs: [hook], fields: [host, check] }}
+"#
+    ));
+    let (by_fp, by_fields) = (CaptureSink::default(), CaptureSink::default());
+    by_fp.attach(&mut p, "by_fp", &["d"], 100);
+    by_fields.attach(&mut p, "by_fields", &["f"], 100);
+    let options = TopologyOptions {
+        clock: Arc::new(clock.clone()),
+        ..TopologyOptions::default()
+    };
+    let (topo, _) = start_with(p, options).await;
+    common::wait_for_port(hook).await;
+    let client = reqwest::Client::new();
+    let post = |body: serde_json::Value| {
+        let client = client.clone();
+        async move {
+            let r = client
+                .post(format!("http://127.0.0.1:{hook}/"))
+                .json(&body)
+                .send()
+                .await
+                .expect("POST");
+            assert_eq!(r.status(), 200, "duplicates count as delivered");
+        }
+    };
+    let alert = |fp: &str, n: i64| serde_json::json!({"fingerprint": fp, "n": n, "host": "db1", "check": fp});
+    post(serde_json::json!([
+        alert("a", 1),
+        alert("a", 2),
+        alert("b", 3)
+    ]))
+    .await;
+    clock.advance(Duration::from_secs(3601));
+    post(serde_json::json!([alert("a", 4)])).await; // past the TTL: passes again
+    post(serde_json::json!([
+        alert("c", 5),
+        alert("d", 6),
+        alert("b", 7)
+    ]))
+    .await; // cache_size 2: b was evicted
+    assert_eq!(by_fp.ints("n"), vec![1, 3, 4, 5, 6, 7]);
+    assert_eq!(
+        by_fields.ints("n"),
+        vec![1, 3, 5, 6],
+        "fields identity, no TTL"
+    );
+    assert_eq!(topo.stop(Duration::from_secs(5)).await, Drained::Complete);
+}
+
+#[tokio::test]
+async fn throttle_caps_each_key_under_concurrent_input() {
+    let mut p = parse(
+        r#"
+sources:
+  one: { type: generator, count: 300, batch_size: 7, format: '{"n": {{seq}}, "team": "t{{seq}}"}' }
+  two: { type: generator, count: 300, batch_size: 5, format: '{"n": {{seq}}, "team": "t{{seq}}"}' }
+transforms:
+  cap:
+    type: remap
+    inputs: [one, two]
+    source: .team = "t" + to_string(mod(to_int!(.n), 3))
+  t: { type: throttle, inputs: [cap], threshold: 10, window: 1h, key_field: team }
+"#,
+    );
+    let (passed, dropped) = (CaptureSink::default(), CaptureSink::default());
+    passed.attach(&mut p, "passed", &["t"], 1000);
+    dropped.attach(&mut p, "dropped", &["t.dropped"], 1000);
+    let (mut topo, _) = start(p).await;
+    topo.finished().await;
+    let passed = passed.values();
+    assert_eq!(passed.len(), 30, "10 per team, 3 teams");
+    for team in ["t0", "t1", "t2"] {
+        assert_eq!(
+            passed
+                .iter()
+                .filter(|v| field(v, "team") == Value::from(team))
+                .count(),
+            10,
+            "{team}"
+        );
+    }
+    assert_eq!(dropped.values().len(), 570);
+}
+
+#[tokio::test]
+async fn aggregate_groups_and_loses_nothing_at_shutdown() {
+    let hook = common::free_port();
+    let mut p = parse(&format!(
+        r#"
+sources:
+  hook: {{ type: webhook, address: "127.0.0.1:{hook}" }}
+transforms:
+  agg: {{ type: aggregate, inputs: [hook], interval: 1h, group_by: [service], fields: [latency], name: http_requests }}
+"#
+    ));
+    let out = CaptureSink::default();
+    out.attach(&mut p, "out", &["agg"], 100);
+    let (topo, _) = start(p).await;
+    common::wait_for_port(hook).await;
+    let body = serde_json::json!([
+        {"service": "api", "latency": 10}, {"service": "api", "latency": 30.5},
+        {"service": "db", "latency": 2}, {"service": "api", "latency": "n/a"}, {"other": true}
+    ]);
+    let client = reqwest::Client::new();
+    let request = tokio::spawn(async move {
+        client
+            .post(format!("http://127.0.0.1:{hook}/"))
+            .json(&body)
+            .send()
+            .await
+            .expect("POST")
+            .status()
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        !request.is_finished(),
+        "held until the aggregate is emitted"
+    );
+    assert_eq!(topo.stop(Duration::from_secs(5)).await, Drained::Complete);
+    assert_eq!(
+        request.await.expect("joined"),
+        200,
+        "settled once flushed at shutdown"
+    );
+    let mut values = out.values();
+    values.sort_by_key(|v| field(v, "service").to_string_lossy().into_owned());
+    let total: i64 = values
+        .iter()
+        .map(|v| match field(v, "count") {
+            Value::Integer(i) => i,
+            _ => 0,
+        })
+        .sum();
+    assert_eq!(total, 5, "every input event is counted");
+    let api = values
+        .iter()
+        .find(|v| field(v, "service") == Value::from("api"))
+        .expect("api group");
+    assert_eq!(field(api, "name"), Value::from("http_requests"));
+    assert_eq!(field(api, "count"), Value::from(3));
+    let lat = serde_json::to_value(field(api, "latency")).expect("json");
+    assert_eq!(
+        lat,
+        serde_json::json!({"sum": 40.5, "min": 10.0, "max": 30.5, "avg": 20.25})
+    );
+}
+
+#[tokio::test]
+async fn aggregate_flushes_on_its_interval_and_on_reload() {
+    let yaml = |name: &str| {
+        format!(
+            r#"
+sources:
+  gen: {{ type: generator, rate: 2000, batch_size: 20, format: '{{"v": 1}}' }}
+transforms:
+  agg: {{ type: aggregate, inputs: [gen], interval: 100ms, fields: [v], name: {name} }}
+"#
+        )
+    };
+    let out = CaptureSink::default();
+    let mut p = parse(&yaml("first"));
+    out.attach(&mut p, "out", &["agg"], 1000);
+    let (mut topo, telemetry) = start(p).await;
+    eventually("an interval flush", || !out.values().is_empty()).await;
+    let mut next = parse(&yaml("second"));
+    out.attach(&mut next, "out", &["agg"], 1000);
+    next.validate().expect("valid");
+    let changes = topo.apply(next).await.expect("reload");
+    assert_eq!(changes.changed, vec!["agg".to_string()]);
+    eventually("the replacement flushes", || {
+        out.values()
+            .iter()
+            .any(|v| field(v, "name") == Value::from("second"))
+    })
+    .await;
+    assert_eq!(topo.stop(Duration::from_secs(5)).await, Drained::Complete);
+    let counted: i64 = out
+        .values()
+        .iter()
+        .map(|v| match field(v, "count") {
+            Value::Integer(i) => i,
+            _ => 0,
+        })
+        .sum();
+    let emitted = telemetry
+        .components()
+        .into_iter()
+        .find(|c| c.id == "gen")
+        .expect("gen")
+        .sent
+        .load(Ordering::Relaxed);
+    assert_eq!(
+        counted as u64, emitted,
+        "every event generated is in exactly one aggregate, across the reload"
+    );
+}
+
+#[tokio::test]
+async fn flatten_then_unflatten_in_a_pipeline() {
+    let mut p = parse(
+        r#"
+sources:
+  gen: { type: generator, count: 1, format: '{"a": {"b": {"c": 1}}, "l": [1, {"x": 2}]}' }
+transforms:
+  flat: { type: flatten, inputs: [gen], separator: "_", arrays: index }
+  back: { type: unflatten, inputs: [flat], separator: "_" }
+"#,
+    );
+    let (flat, back) = (CaptureSink::default(), CaptureSink::default());
+    flat.attach(&mut p, "flat_out", &["flat"], 10);
+    back.attach(&mut p, "back_out", &["back"], 10);
+    let (mut topo, _) = start(p).await;
+    topo.finished().await;
+    assert_eq!(
+        serde_json::to_string(&flat.values()[0]).expect("json"),
+        r#"{"a_b_c":1,"l_0":1,"l_1_x":2}"#
+    );
+    assert_eq!(
+        serde_json::to_string(&back.values()[0]).expect("json"),
+        r#"{"a":{"b":{"c":1}},"l":[1,{"x":2}]}"#
+    );
+}
