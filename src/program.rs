@@ -75,7 +75,8 @@ pub fn compile(source: &ProgramSource, mode: Mode) -> Result<Arc<CompiledProgram
     if mode == Mode::Condition {
         config.set_read_only();
     }
-    let functions = vrl::stdlib::all();
+    let mut functions = vrl::stdlib::all();
+    functions.push(Box::new(crate::tables::LookupTable));
     let result = compile_with_external(&text, &functions, &ExternalEnv::default(), config)
         .map_err(|diagnostics| {
             BuildError(format!(

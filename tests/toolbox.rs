@@ -354,3 +354,108 @@ transforms:
         r#"{"a":{"b":{"c":1}},"l":[1,{"x":2}]}"#
     );
 }
+
+#[tokio::test]
+async fn enrich_adds_fields_metadata_and_table_rows_and_vrl_can_look_tables_up() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let owners = dir.path().join("owners.csv");
+    std::fs::write(
+        &owners,
+        "service,team,pager\napi,web,#web-oncall\ndb,data,#data-oncall\n",
+    )
+    .expect("write");
+    let regions = dir.path().join("regions.json");
+    std::fs::write(
+        &regions,
+        r#"{"eu-west-1": {"name": "Ireland"}, "us-east-1": {"name": "Virginia"}}"#,
+    )
+    .expect("write");
+    let yaml = format!(
+        r#"
+sources:
+  gen: {{ type: generator, count: 2, format: '{{"service": "db", "zone": "eu-west-1", "n": {{{{seq}}}}}}' }}
+transforms:
+  e:
+    type: enrich
+    inputs: [gen]
+    fields: {{ pipeline: alerts, version: 2 }}
+    extra_args: "source=moat,owner=sre"
+    metadata: {{ cluster: prod-1, region: eu, tenant: acme }}
+    host: true
+    tables:
+      owners: {{ file: "{}", key: service }}
+      regions: {{ file: "{}", key: code, field: zone, target: region_info }}
+  v:
+    type: remap
+    inputs: [e]
+    source: '.pager = get!(lookup_table!("owners", .service), ["pager"])'
+"#,
+        owners.display(),
+        regions.display()
+    );
+    let mut p = parse(&yaml);
+    let out = CaptureSink::default();
+    out.attach(&mut p, "out", &["v"], 10);
+    let (mut topo, _) = start(p).await;
+    topo.finished().await;
+    let v = serde_json::to_value(&out.values()[0]).expect("json");
+    assert_eq!(v["pipeline"], "alerts");
+    assert_eq!(v["version"], 2);
+    assert_eq!(v["source"], "moat");
+    assert_eq!(v["owner"], "sre");
+    assert_eq!(
+        v["metadata"],
+        serde_json::json!({"cluster": "prod-1", "region": "eu", "tenant": "acme"})
+    );
+    assert!(v["host"].as_str().is_some_and(|h| !h.is_empty()));
+    assert_eq!(v["owners"]["team"], "data");
+    assert_eq!(v["region_info"]["name"], "Ireland");
+    assert_eq!(v["pager"], "#data-oncall", "lookup_table from VRL");
+}
+
+#[tokio::test]
+async fn a_changed_table_file_is_swapped_in_by_a_reload_without_rebuilding_vrl_users() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let table = dir.path().join("swap_owners.csv");
+    std::fs::write(&table, "service,team\ndb,old-team\n").expect("write");
+    let yaml = format!(
+        r#"
+sources:
+  gen: {{ type: generator, rate: 500, batch_size: 5, format: '{{"service": "db"}}' }}
+transforms:
+  e: {{ type: enrich, inputs: [gen], tables: {{ swap_owners: {{ file: "{}", key: service }} }} }}
+  v: {{ type: remap, inputs: [e], source: '.via_vrl = get!(lookup_table!("swap_owners", "db"), ["team"])' }}
+"#,
+        table.display()
+    );
+    let out = CaptureSink::default();
+    let pipeline = || {
+        let mut p = parse(&yaml);
+        out.attach(&mut p, "out", &["v"], 1000);
+        p.validate().expect("valid");
+        p
+    };
+    let (mut topo, _) = start(pipeline()).await;
+    eventually("old rows", || !out.values().is_empty()).await;
+    std::fs::write(&table, "service,team\ndb,new-team\n").expect("write");
+    let changes = topo.apply(pipeline()).await.expect("reload");
+    assert_eq!(
+        changes.changed,
+        vec!["e".to_string()],
+        "only the enrich that reads the file"
+    );
+    let latest = |field: &str| {
+        out.values()
+            .last()
+            .map(|v| serde_json::to_value(v).expect("json")[field].clone())
+    };
+    eventually("new rows", || {
+        latest("via_vrl") == Some(serde_json::json!("new-team"))
+    })
+    .await;
+    assert_eq!(
+        latest("swap_owners").map(|o| o["team"].clone()),
+        Some(serde_json::json!("new-team"))
+    );
+    topo.stop(Duration::from_secs(5)).await;
+}

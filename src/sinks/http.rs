@@ -11,7 +11,6 @@ use std::sync::Arc;
 
 use base64::Engine;
 use bytes::Bytes;
-use indexmap::IndexMap;
 use reqwest::header::{
     AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue,
 };
@@ -24,6 +23,7 @@ use crate::delivery::{
     RequestConfig, TlsOptions, http_client, run_http_sink,
 };
 use crate::event::Event;
+use crate::key_values::KeyValues;
 use crate::template::Template;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -69,43 +69,6 @@ pub enum HttpAuth {
     },
     /// OAuth 2.0 client credentials: a cached token, refreshed on expiry and on 401.
     Oauth2(crate::delivery::OAuth2Config),
-}
-
-/// A map, or the moat logger's `Name=value,Name2=value2` string.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(untagged)]
-pub enum KeyValues {
-    Map(IndexMap<String, serde_json::Value>),
-    Text(String),
-}
-
-impl Default for KeyValues {
-    fn default() -> Self {
-        Self::Map(IndexMap::new())
-    }
-}
-
-impl KeyValues {
-    /// The pairs in order, values as JSON.
-    pub fn pairs(&self, what: &str) -> Result<Vec<(String, serde_json::Value)>, BuildError> {
-        match self {
-            Self::Map(m) => Ok(m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()),
-            Self::Text(s) => s
-                .split(',')
-                .map(str::trim)
-                .filter(|p| !p.is_empty())
-                .map(|pair| match pair.split_once('=') {
-                    Some((k, v)) if !k.trim().is_empty() => Ok((
-                        k.trim().to_owned(),
-                        serde_json::Value::String(v.trim().to_owned()),
-                    )),
-                    _ => Err(BuildError(format!(
-                        "`{what}`: `{pair}` is not `name=value`"
-                    ))),
-                })
-                .collect(),
-        }
-    }
 }
 
 fn yes() -> bool {
@@ -359,20 +322,5 @@ impl HttpEncoder for HttpSinkEncoder {
             HttpEncoding::Json => 1,
             HttpEncoding::Ndjson | HttpEncoding::JsonArray => usize::MAX,
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn key_values_parse_both_forms() {
-        let text = KeyValues::Text("X-A=1, X-B = two ,".into());
-        assert_eq!(
-            text.pairs("headers").expect("valid"),
-            vec![("X-A".into(), "1".into()), ("X-B".into(), "two".into())]
-        );
-        assert!(KeyValues::Text("novalue".into()).pairs("headers").is_err());
     }
 }

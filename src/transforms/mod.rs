@@ -3,6 +3,7 @@
 
 pub mod aggregate;
 pub mod dedupe;
+pub mod enrich;
 pub mod filter;
 pub mod flatten;
 pub mod remap;
@@ -13,6 +14,7 @@ pub mod throttle;
 crate::component_registry! { crate::component::TransformConfig;
     "aggregate" => aggregate::AggregateConfig,
     "dedupe" => dedupe::DedupeConfig,
+    "enrich" => enrich::EnrichConfig,
     "filter" => filter::FilterConfig,
     "flatten" => flatten::FlattenConfig,
     "remap" => remap::RemapConfig,

@@ -1,0 +1,178 @@
+//! `enrich`: adds context to every event.
+//!
+//! - `fields`: static fields (values as written);
+//! - `extra_args`: the moat logger's `k=v,k2=v2` string or a map, added as fields;
+//! - `metadata`: `cluster`, `environment`, `region`, `datacenter`, `tenant` (the event
+//!   exporter's metadata) under `metadata`;
+//! - `host: true`: `host` from the machine's hostname;
+//! - `kubernetes: true`: `kubernetes.{pod, namespace, node, pod_ip}` from the downward-API
+//!   environment variables `POD_NAME`, `POD_NAMESPACE`, `NODE_NAME`, `POD_IP`;
+//! - `tables: { name: { file, key, field, target } }`: a CSV or JSON file keyed by
+//!   column `key`; the row whose key equals the event's `field` (default: `key`) is
+//!   added under `target` (default: the table's name). Tables are also readable from
+//!   any VRL program with `lookup_table(name, key)` (see [`crate::tables`]); a changed
+//!   file is reloaded by the reload watcher and swapped in place.
+//!
+//! Existing fields are overwritten: enrichment states facts about where the event was
+//! seen.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use indexmap::IndexMap;
+use serde::Deserialize;
+use vrl::path::OwnedValuePath;
+use vrl::value::{KeyString, ObjectMap, Value};
+
+use crate::component::{
+    BuildError, Transform, TransformConfig, TransformContext, TransformOutputs,
+};
+use crate::event::EventBatch;
+use crate::key_values::KeyValues;
+use crate::tables::{self, Table};
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Metadata {
+    pub cluster: Option<String>,
+    pub environment: Option<String>,
+    pub region: Option<String>,
+    pub datacenter: Option<String>,
+    pub tenant: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TableConfig {
+    pub file: PathBuf,
+    pub key: String,
+    /// The event field matched against `key` (default: `key`).
+    pub field: Option<String>,
+    /// Where the row goes (default: the table's name).
+    pub target: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnrichConfig {
+    #[serde(default)]
+    pub fields: IndexMap<String, serde_json::Value>,
+    #[serde(default)]
+    pub extra_args: KeyValues,
+    pub metadata: Option<Metadata>,
+    #[serde(default)]
+    pub host: bool,
+    #[serde(default)]
+    pub kubernetes: bool,
+    #[serde(default)]
+    pub tables: IndexMap<String, TableConfig>,
+}
+
+struct Lookup {
+    table: Arc<ArcSwap<Table>>,
+    field: OwnedValuePath,
+    target: OwnedValuePath,
+}
+
+fn path(p: &str, what: &str) -> Result<OwnedValuePath, BuildError> {
+    vrl::path::parse_value_path(p).map_err(|e| BuildError(format!("`{what}`: `{p}`: {e}")))
+}
+
+impl TransformConfig for EnrichConfig {
+    fn type_name(&self) -> &'static str {
+        "enrich"
+    }
+
+    fn files(&self) -> Vec<PathBuf> {
+        self.tables.values().map(|t| t.file.clone()).collect()
+    }
+
+    fn build(&self, _cx: &TransformContext) -> Result<Box<dyn Transform>, BuildError> {
+        let mut add = ObjectMap::new();
+        for (k, v) in &self.fields {
+            add.insert(KeyString::from(k.as_str()), Value::from(v.clone()));
+        }
+        for (k, v) in self.extra_args.pairs("extra_args")? {
+            add.insert(KeyString::from(k), Value::from(v));
+        }
+        if let Some(m) = &self.metadata {
+            let mut meta = ObjectMap::new();
+            for (k, v) in [
+                ("cluster", &m.cluster),
+                ("environment", &m.environment),
+                ("region", &m.region),
+                ("datacenter", &m.datacenter),
+                ("tenant", &m.tenant),
+            ] {
+                if let Some(v) = v {
+                    meta.insert(k.into(), Value::from(v.as_str()));
+                }
+            }
+            add.insert("metadata".into(), Value::Object(meta));
+        }
+        if self.host {
+            let host = hostname::get()
+                .map_err(|e| BuildError(format!("cannot read the hostname: {e}")))?
+                .to_string_lossy()
+                .into_owned();
+            add.insert("host".into(), Value::from(host));
+        }
+        if self.kubernetes {
+            let mut k8s = ObjectMap::new();
+            for (k, var) in [
+                ("pod", "POD_NAME"),
+                ("namespace", "POD_NAMESPACE"),
+                ("node", "NODE_NAME"),
+                ("pod_ip", "POD_IP"),
+            ] {
+                if let Ok(v) = std::env::var(var) {
+                    k8s.insert(k.into(), Value::from(v));
+                }
+            }
+            if !k8s.is_empty() {
+                add.insert("kubernetes".into(), Value::Object(k8s));
+            }
+        }
+        let mut lookups = Vec::with_capacity(self.tables.len());
+        for (name, t) in &self.tables {
+            let table = tables::load(name, &t.file, &t.key)
+                .map_err(|e| BuildError(format!("table `{name}`: {e}")))?;
+            lookups.push(Lookup {
+                table,
+                field: path(t.field.as_deref().unwrap_or(&t.key), "tables.field")?,
+                target: path(t.target.as_deref().unwrap_or(name), "tables.target")?,
+            });
+        }
+        Ok(Box::new(Enrich { add, lookups }))
+    }
+}
+
+struct Enrich {
+    add: ObjectMap,
+    lookups: Vec<Lookup>,
+}
+
+impl Transform for Enrich {
+    fn process(&mut self, batch: EventBatch, out: &mut TransformOutputs) {
+        let tables: Vec<Arc<Table>> = self.lookups.iter().map(|l| l.table.load_full()).collect();
+        for mut event in batch {
+            if let Value::Object(map) = &mut event.value {
+                for (k, v) in &self.add {
+                    map.insert(k.clone(), v.clone());
+                }
+            }
+            for (lookup, table) in self.lookups.iter().zip(&tables) {
+                let row = event
+                    .value
+                    .get(&lookup.field)
+                    .and_then(Value::to_str_lossy)
+                    .and_then(|k| table.get(k.as_ref()).cloned());
+                if let Some(row) = row {
+                    event.value.insert(&lookup.target, Value::Object(row));
+                }
+            }
+            out.default.push(event);
+        }
+    }
+}
