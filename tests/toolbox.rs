@@ -459,3 +459,109 @@ transforms:
     );
     topo.stop(Duration::from_secs(5)).await;
 }
+
+#[tokio::test]
+async fn dedupe_passes_each_fingerprint_once_under_concurrent_input() {
+    let mut p = parse(
+        r#"
+sources:
+  one: { type: generator, count: 500, batch_size: 7, format: '{"fingerprint": "fp{{seq}}", "from": 1}' }
+  two: { type: generator, count: 500, batch_size: 3, format: '{"fingerprint": "fp{{seq}}", "from": 2}' }
+transforms:
+  d: { type: dedupe, inputs: [one, two], cache_size: 1000 }
+"#,
+    );
+    let out = CaptureSink::default();
+    out.attach(&mut p, "out", &["d"], 2000);
+    let (mut topo, _) = start(p).await;
+    topo.finished().await;
+    let mut fps: Vec<String> = out
+        .values()
+        .iter()
+        .map(|v| field(v, "fingerprint").to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        fps.len(),
+        500,
+        "each of 500 fingerprints once, from whichever source came first"
+    );
+    fps.sort();
+    fps.dedup();
+    assert_eq!(fps.len(), 500);
+}
+
+mod properties {
+    use std::path::PathBuf;
+    use std::sync::Arc;
+
+    use proptest::prelude::*;
+    use sluice::component::{Transform, TransformContext, TransformOutputs};
+    use sluice::event::Event;
+    use sluice::telemetry::{ComponentKind, Telemetry};
+    use vrl::value::Value;
+
+    fn transform(yaml: &str) -> Box<dyn Transform> {
+        let text = format!("sources:\n  in: {{ type: generator }}\ntransforms:\n  t: {yaml}\n");
+        let p = sluice::config::parse_texts(&[(PathBuf::from("p.yaml"), text)], |_| None)
+            .expect("parses");
+        let def = &p.transforms["t"];
+        let cx = TransformContext {
+            id: Arc::from("t"),
+            metrics: Telemetry::new().component(
+                "t",
+                ComponentKind::Transform,
+                def.config.type_name(),
+            ),
+            clock: Arc::new(sluice::clock::TokioClock),
+        };
+        def.config.build(&cx).expect("builds")
+    }
+
+    fn events(keys: &[u8], field: &str) -> Vec<Event> {
+        keys.iter()
+            .enumerate()
+            .map(|(i, k)| {
+                let json = format!(r#"{{"{field}": "k{k}", "i": {i}}}"#);
+                Event::new(
+                    serde_json::from_str::<Value>(&json).expect("json"),
+                    Arc::from("p"),
+                    chrono::Utc::now(),
+                )
+            })
+            .collect()
+    }
+
+    fn ints(out: &[Event], name: &str) -> Vec<i64> {
+        out.iter()
+            .filter_map(|e| match e.get(name) {
+                Some(Value::Integer(i)) => Some(*i),
+                _ => None,
+            })
+            .collect()
+    }
+
+    proptest! {
+        #[test]
+        fn dedupe_keeps_exactly_the_first_occurrences(keys in prop::collection::vec(0u8..20, 0..200)) {
+            let mut t = transform("{ type: dedupe, inputs: [in], cache_size: 100 }");
+            let mut out = TransformOutputs::new(0);
+            t.process(events(&keys, "fingerprint"), &mut out);
+            let mut seen = std::collections::HashSet::new();
+            let want: Vec<i64> = keys.iter().enumerate().filter(|(_, k)| seen.insert(**k)).map(|(i, _)| i as i64).collect();
+            prop_assert_eq!(ints(&out.default, "i"), want);
+        }
+
+        #[test]
+        fn keyed_sampling_decides_once_per_key(keys in prop::collection::vec(0u8..50, 1..300)) {
+            let mut t = transform("{ type: sample, inputs: [in], ratio: 0.5, key_field: host }");
+            let mut out = TransformOutputs::new(0);
+            t.process(events(&keys, "host"), &mut out);
+            let kept: std::collections::HashSet<usize> = ints(&out.default, "i").into_iter().map(|i| i as usize).collect();
+            let mut decision = std::collections::HashMap::new();
+            for (i, k) in keys.iter().enumerate() {
+                let d = kept.contains(&i);
+                prop_assert_eq!(*decision.entry(*k).or_insert(d), d, "key k{} decided both ways", k);
+            }
+        }
+    }
+}
