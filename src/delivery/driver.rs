@@ -30,6 +30,23 @@ pub struct EncodedRequest {
     pub body: Bytes,
 }
 
+impl EncodedRequest {
+    /// A POST of one JSON document (APIs that take one event per request).
+    pub fn json_post(url: &str, body: Vec<u8>) -> Self {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            reqwest::header::CONTENT_TYPE,
+            reqwest::header::HeaderValue::from_static("application/json"),
+        );
+        Self {
+            method: reqwest::Method::POST,
+            url: url.to_owned(),
+            headers,
+            body: Bytes::from(body),
+        }
+    }
+}
+
 /// What a response means for the events it carried.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
@@ -136,6 +153,40 @@ pub struct HttpSinkParts {
     pub oauth2: Option<Arc<super::TokenSource>>,
 }
 
+/// TLS options of a network sink.
+pub struct Tls<'a> {
+    pub verify: bool,
+    pub ca_file: Option<&'a std::path::Path>,
+}
+
+impl HttpSinkParts {
+    /// Builds the client (and the OAuth2 token source) from a sink's options.
+    pub fn new(
+        tls: Tls<'_>,
+        batch: BatchConfig,
+        failure: FailureHandling,
+        request: RequestConfig,
+        oauth2: Option<&super::OAuth2Config>,
+        clock: &Arc<dyn Clock>,
+    ) -> Result<Self, crate::component::BuildError> {
+        let build = crate::component::BuildError;
+        let client = super::http_client(tls.verify, tls.ca_file, request.timeout).map_err(build)?;
+        let oauth2 = oauth2
+            .map(|o| {
+                super::TokenSource::new(o.clone(), Arc::clone(clock), request.timeout).map(Arc::new)
+            })
+            .transpose()
+            .map_err(build)?;
+        Ok(Self {
+            client,
+            batch,
+            failure,
+            request,
+            oauth2,
+        })
+    }
+}
+
 enum Outcome {
     Delivered,
     Failed(Failure),
@@ -152,9 +203,9 @@ struct Pending {
 pub async fn run_http_sink<E: HttpEncoder>(
     encoder: Arc<E>,
     parts: HttpSinkParts,
-    clock: Arc<dyn Clock>,
     mut cx: SinkContext,
 ) -> Result<(), ComponentError> {
+    let clock = Arc::clone(&cx.clock);
     let dead_letter = DeadLetter::new(
         Arc::clone(&cx.id),
         cx.outputs.first().cloned(),

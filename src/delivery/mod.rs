@@ -22,7 +22,7 @@ pub use config::{BatchConfig, FailureHandling, RateLimitConfig, RequestConfig};
 pub use dead_letter::Failure;
 pub use dead_letter::{DEAD_LETTER, DeadLetter};
 pub use driver::{
-    EncodedRequest, HttpEncoder, HttpSinkParts, Verdict, default_verdict, error_chain,
+    EncodedRequest, HttpEncoder, HttpSinkParts, Tls, Verdict, default_verdict, error_chain,
     run_http_sink,
 };
 pub use oauth2::{OAuth2Config, TokenSource};

@@ -25,7 +25,7 @@ use vrl::value::Value;
 use crate::component::{BoxFuture, BuildError, ComponentTask, SinkConfig, SinkContext};
 use crate::delivery::{
     BatchConfig, DEAD_LETTER, EncodedRequest, FailureHandling, HttpEncoder, HttpSinkParts,
-    OAuth2Config, RequestConfig, TokenSource, http_client, run_http_sink,
+    OAuth2Config, RequestConfig, Tls, run_http_sink,
 };
 use crate::event::Event;
 use crate::template::Template;
@@ -139,27 +139,23 @@ impl SinkConfig for CloudEventsConfig {
     fn build(&self, cx: SinkContext) -> BoxFuture<'_, Result<ComponentTask, BuildError>> {
         Box::pin(async move {
             let encoder = Arc::new(self.encoder()?);
-            let timeout = self.sink.timeout;
-            let client =
-                http_client(!self.sink.insecure_skip_verify, None, timeout).map_err(BuildError)?;
-            let oauth2 = self
-                .oidc
-                .clone()
-                .map(|o| TokenSource::new(o, Arc::clone(&cx.clock), timeout).map(Arc::new))
-                .transpose()
-                .map_err(BuildError)?;
-            let parts = HttpSinkParts {
-                client,
-                batch: self.batch,
-                failure: self.failure_handling,
-                request: RequestConfig {
-                    timeout,
-                    ..self.request
-                },
-                oauth2,
+            let tls = Tls {
+                verify: !self.sink.insecure_skip_verify,
+                ca_file: None,
             };
-            let clock = Arc::clone(&cx.clock);
-            Ok(Box::pin(run_http_sink(encoder, parts, clock, cx)) as ComponentTask)
+            let request = RequestConfig {
+                timeout: self.sink.timeout,
+                ..self.request
+            };
+            let parts = HttpSinkParts::new(
+                tls,
+                self.batch,
+                self.failure_handling,
+                request,
+                self.oidc.as_ref(),
+                &cx.clock,
+            )?;
+            Ok(Box::pin(run_http_sink(encoder, parts, cx)) as ComponentTask)
         })
     }
 }

@@ -20,7 +20,7 @@ use vrl::value::{KeyString, ObjectMap, Value};
 use crate::component::{BoxFuture, BuildError, ComponentTask, SinkConfig, SinkContext};
 use crate::delivery::{
     BatchConfig, DEAD_LETTER, EncodedRequest, FailureHandling, HttpEncoder, HttpSinkParts,
-    RequestConfig, TlsOptions, http_client, run_http_sink,
+    RequestConfig, Tls, TlsOptions, run_http_sink,
 };
 use crate::event::Event;
 use crate::key_values::KeyValues;
@@ -205,31 +205,23 @@ impl SinkConfig for HttpSinkConfig {
     fn build(&self, cx: SinkContext) -> BoxFuture<'_, Result<ComponentTask, BuildError>> {
         Box::pin(async move {
             let encoder = Arc::new(self.encoder()?);
-            let client = http_client(
-                self.ssl_verify,
-                self.tls.ca_file.as_deref(),
-                self.request.timeout,
-            )
-            .map_err(BuildError)?;
-            let parts = HttpSinkParts {
-                client,
-                batch: self.batch,
-                failure: self.failure_handling,
-                request: self.request,
-                oauth2: match &self.auth {
-                    Some(HttpAuth::Oauth2(c)) => Some(Arc::new(
-                        crate::delivery::TokenSource::new(
-                            c.clone(),
-                            Arc::clone(&cx.clock),
-                            self.request.timeout,
-                        )
-                        .map_err(BuildError)?,
-                    )),
-                    _ => None,
-                },
+            let tls = Tls {
+                verify: self.ssl_verify,
+                ca_file: self.tls.ca_file.as_deref(),
             };
-            let clock = Arc::clone(&cx.clock);
-            Ok(Box::pin(run_http_sink(encoder, parts, clock, cx)) as ComponentTask)
+            let oauth2 = match &self.auth {
+                Some(HttpAuth::Oauth2(c)) => Some(c),
+                _ => None,
+            };
+            let parts = HttpSinkParts::new(
+                tls,
+                self.batch,
+                self.failure_handling,
+                self.request,
+                oauth2,
+                &cx.clock,
+            )?;
+            Ok(Box::pin(run_http_sink(encoder, parts, cx)) as ComponentTask)
         })
     }
 }

@@ -16,8 +16,6 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
-use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue};
 use serde::Deserialize;
 use serde_json::{Map, Value as Json, json};
 use vrl::value::Value;
@@ -25,7 +23,7 @@ use vrl::value::Value;
 use crate::component::{BoxFuture, BuildError, ComponentTask, SinkConfig, SinkContext};
 use crate::delivery::{
     DEAD_LETTER, EncodedRequest, FailureHandling, HttpEncoder, HttpSinkParts, RateLimitConfig,
-    RequestConfig, http_client, run_http_sink,
+    RequestConfig, Tls, run_http_sink,
 };
 use crate::event::Event;
 use crate::template::Template;
@@ -129,17 +127,19 @@ impl SinkConfig for PagerDutyConfig {
     fn build(&self, cx: SinkContext) -> BoxFuture<'_, Result<ComponentTask, BuildError>> {
         Box::pin(async move {
             let encoder = Arc::new(self.encoder()?);
-            let client =
-                http_client(self.ssl_verify, None, self.request.timeout).map_err(BuildError)?;
-            let parts = HttpSinkParts {
-                client,
-                batch: crate::delivery::BatchConfig::default(),
-                failure: self.failure_handling,
-                request: self.request,
-                oauth2: None,
+            let tls = Tls {
+                verify: self.ssl_verify,
+                ca_file: None,
             };
-            let clock = Arc::clone(&cx.clock);
-            Ok(Box::pin(run_http_sink(encoder, parts, clock, cx)) as ComponentTask)
+            let parts = HttpSinkParts::new(
+                tls,
+                crate::delivery::BatchConfig::default(),
+                self.failure_handling,
+                self.request,
+                None,
+                &cx.clock,
+            )?;
+            Ok(Box::pin(run_http_sink(encoder, parts, cx)) as ComponentTask)
         })
     }
 }
@@ -280,14 +280,10 @@ impl HttpEncoder for PagerDutyEncoder {
         _partition: &str,
         events: Vec<Vec<u8>>,
     ) -> Result<EncodedRequest, String> {
-        let mut headers = HeaderMap::new();
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        Ok(EncodedRequest {
-            method: reqwest::Method::POST,
-            url: self.url.clone(),
-            headers,
-            body: Bytes::from(events.into_iter().next().unwrap_or_default()),
-        })
+        Ok(EncodedRequest::json_post(
+            &self.url,
+            events.into_iter().next().unwrap_or_default(),
+        ))
     }
 
     fn max_events(&self) -> usize {

@@ -10,15 +10,13 @@
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use bytes::Bytes;
-use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue};
 use serde::Deserialize;
 use vrl::value::Value;
 
 use crate::component::{BoxFuture, BuildError, ComponentTask, SinkConfig, SinkContext};
 use crate::delivery::{
     BatchConfig, DEAD_LETTER, EncodedRequest, FailureHandling, HttpEncoder, HttpSinkParts,
-    RequestConfig, http_client, run_http_sink,
+    RequestConfig, Tls, run_http_sink,
 };
 use crate::event::Event;
 use crate::program::{self, Mode, Outcome, ProgramSource, Runner};
@@ -83,17 +81,19 @@ impl SinkConfig for SlackConfig {
     fn build(&self, cx: SinkContext) -> BoxFuture<'_, Result<ComponentTask, BuildError>> {
         Box::pin(async move {
             let encoder = Arc::new(self.encoder()?);
-            let client =
-                http_client(self.ssl_verify, None, self.request.timeout).map_err(BuildError)?;
-            let parts = HttpSinkParts {
-                client,
-                batch: BatchConfig::default(),
-                failure: self.failure_handling,
-                request: self.request,
-                oauth2: None,
+            let tls = Tls {
+                verify: self.ssl_verify,
+                ca_file: None,
             };
-            let clock = Arc::clone(&cx.clock);
-            Ok(Box::pin(run_http_sink(encoder, parts, clock, cx)) as ComponentTask)
+            let parts = HttpSinkParts::new(
+                tls,
+                BatchConfig::default(),
+                self.failure_handling,
+                self.request,
+                None,
+                &cx.clock,
+            )?;
+            Ok(Box::pin(run_http_sink(encoder, parts, cx)) as ComponentTask)
         })
     }
 }
@@ -136,14 +136,10 @@ impl HttpEncoder for SlackEncoder {
         _partition: &str,
         events: Vec<Vec<u8>>,
     ) -> Result<EncodedRequest, String> {
-        let mut headers = HeaderMap::new();
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        Ok(EncodedRequest {
-            method: reqwest::Method::POST,
-            url: self.url.clone(),
-            headers,
-            body: Bytes::from(events.into_iter().next().unwrap_or_default()),
-        })
+        Ok(EncodedRequest::json_post(
+            &self.url,
+            events.into_iter().next().unwrap_or_default(),
+        ))
     }
 
     fn max_events(&self) -> usize {

@@ -68,23 +68,12 @@ pub(super) fn render(t: &Telemetry) -> String {
         }
     }
 
-    let snap = t.latency().snapshot();
-    let _ = writeln!(
-        out,
-        "# HELP sluice_end_to_end_latency_seconds Time from a source receiving a batch to its last copy being settled.\n# TYPE sluice_end_to_end_latency_seconds summary"
+    write_summary(
+        &mut out,
+        "sluice_end_to_end_latency_seconds",
+        "Time from a source receiving a batch to its last copy being settled.",
+        &t.latency().snapshot(),
     );
-    for (q, v) in snap.quantiles {
-        let _ = writeln!(
-            out,
-            "sluice_end_to_end_latency_seconds{{quantile=\"{q}\"}} {v}"
-        );
-    }
-    let _ = writeln!(
-        out,
-        "sluice_end_to_end_latency_seconds_sum {}\nsluice_end_to_end_latency_seconds_count {}",
-        snap.sum_seconds, snap.count
-    );
-
     let _ = writeln!(
         out,
         "# HELP sluice_config_reloads_total Pipeline reloads applied.\n# TYPE sluice_config_reloads_total counter\nsluice_config_reloads_total {}",
@@ -95,23 +84,26 @@ pub(super) fn render(t: &Telemetry) -> String {
         "# HELP sluice_config_reload_failures_total Pipeline reloads refused (invalid file or a component that failed to build); the running pipeline was kept.\n# TYPE sluice_config_reload_failures_total counter\nsluice_config_reload_failures_total {}",
         t.reload_failures.load(Ordering::Relaxed)
     );
-    let snap = t.reload_duration.snapshot();
-    let _ = writeln!(
-        out,
-        "# HELP sluice_config_reload_duration_seconds Time to load, validate and apply a pipeline, including the hand-over of replaced components.\n# TYPE sluice_config_reload_duration_seconds summary"
+    write_summary(
+        &mut out,
+        "sluice_config_reload_duration_seconds",
+        "Time to load, validate and apply a pipeline, including the hand-over of replaced components.",
+        &t.reload_duration.snapshot(),
     );
+    out
+}
+
+/// A summary from an hdrhistogram snapshot: quantiles, `_sum` and `_count`.
+fn write_summary(out: &mut String, name: &str, help: &str, snap: &super::latency::LatencySnapshot) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} summary");
     for (q, v) in snap.quantiles {
-        let _ = writeln!(
-            out,
-            "sluice_config_reload_duration_seconds{{quantile=\"{q}\"}} {v}"
-        );
+        let _ = writeln!(out, "{name}{{quantile=\"{q}\"}} {v}");
     }
     let _ = writeln!(
         out,
-        "sluice_config_reload_duration_seconds_sum {}\nsluice_config_reload_duration_seconds_count {}",
+        "{name}_sum {}\n{name}_count {}",
         snap.sum_seconds, snap.count
     );
-    out
 }
 
 /// Label values escape backslash, double quote and newline.
