@@ -431,3 +431,35 @@ fn a_port_in_use_stops_the_pipeline_from_starting() {
         "{stderr}"
     );
 }
+
+#[test]
+fn enrich_reads_kubernetes_details_from_the_downward_api_environment() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = write_pipeline(
+        &dir,
+        "k8s.yaml",
+        "sources:\n  gen: { type: generator, count: 1, format: '{\"a\": 1}' }\ntransforms:\n  e: { type: enrich, inputs: [gen], kubernetes: true, host: true }\nsinks:\n  out: { type: console, inputs: [e] }\n",
+    );
+    let out = sluice()
+        .args(["run", "-c"])
+        .arg(&path)
+        .env("SLUICE_API__ENABLED", "false")
+        .env("POD_NAME", "sluice-7d9f")
+        .env("POD_NAMESPACE", "monitoring")
+        .env("NODE_NAME", "node-3")
+        .env("POD_IP", "10.1.2.3")
+        .output()
+        .expect("runs");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let event: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON line");
+    assert_eq!(
+        event["kubernetes"],
+        serde_json::json!({"pod": "sluice-7d9f", "namespace": "monitoring", "node": "node-3", "pod_ip": "10.1.2.3"})
+    );
+    assert!(event["host"].as_str().is_some_and(|h| !h.is_empty()));
+}
