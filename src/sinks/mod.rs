@@ -6,6 +6,7 @@ pub mod console;
 pub mod file;
 pub mod http;
 pub mod pagerduty;
+pub mod postgres;
 pub mod slack;
 
 crate::component_registry! { crate::component::SinkConfig;
@@ -15,5 +16,6 @@ crate::component_registry! { crate::component::SinkConfig;
     "file" => file::FileSinkConfig,
     "http" => http::HttpSinkConfig,
     "pagerduty" => pagerduty::PagerDutyConfig,
+    "postgres" => postgres::PostgresConfig,
     "slack" => slack::SlackConfig,
 }

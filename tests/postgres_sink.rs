@@ -1,0 +1,211 @@
+//! The `postgres` sink against the machine's real PostgreSQL (127.0.0.1:5432, user
+//! postgres, database test), one fresh schema per test. Under CI=true an unreachable
+//! server fails the tests; elsewhere they are skipped with a printed reason.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{parse, start_with};
+use sluice::testing::CaptureSink;
+use sluice::topology::TopologyOptions;
+use tokio_postgres::NoTls;
+
+const URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+/// A client and a fresh schema name, or `None` (skip) when no server is reachable
+/// outside CI.
+async fn database() -> Option<(tokio_postgres::Client, String)> {
+    match tokio_postgres::connect(URL, NoTls).await {
+        Ok((client, connection)) => {
+            tokio::spawn(connection);
+            let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
+            Some((client, schema))
+        }
+        Err(e) if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("PostgreSQL unreachable at {URL}: {e}")
+        }
+        Err(e) => {
+            eprintln!("skipping: PostgreSQL unreachable at {URL}: {e}");
+            None
+        }
+    }
+}
+
+async fn drop_schema(client: &tokio_postgres::Client, schema: &str) {
+    let _ = client
+        .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+        .await;
+}
+
+#[tokio::test]
+async fn rows_land_typed_and_redelivery_adds_no_duplicates_and_bad_rows_are_dead_lettered() {
+    let Some((db, schema)) = database().await else {
+        return;
+    };
+    let yaml = format!(
+        r#"
+sources:
+  alerts: {{ type: generator, count: 3, format: '{{"id": "6f1c2f64-0c9e-4a9f-9d8f-{{{{seq}}}}00000000000", "event_type": "alert", "source": "grafana", "summary": "disk {{{{seq}}}}", "severity": "high", "labels": {{"team": "core"}}, "time": "2026-11-21T10:00:0{{{{seq}}}}Z"}}' }}
+  derived: {{ type: generator, count: 2, format: '{{"summary": "no id {{{{seq}}}}"}}' }}
+  bad: {{ type: generator, count: 1, format: '{{"event_type": "bogus", "summary": "violates the check"}}' }}
+sinks:
+  db: {{ type: postgres, inputs: [alerts, derived, bad], url: "{URL}", schema: {schema} }}
+"#
+    );
+    for _ in 0..2 {
+        let mut p = parse(&yaml);
+        let dead = CaptureSink::default();
+        dead.attach(&mut p, "dead", &["db.dead_letter"], 10);
+        let (mut topo, _) = start_with(p, TopologyOptions::default()).await;
+        topo.finished().await;
+        let dead = dead.values();
+        assert_eq!(dead.len(), 1, "the row violating the check constraint");
+        let record = serde_json::to_value(&dead[0]).expect("json")["dead_letter"].clone();
+        assert!(
+            record["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("check constraint")),
+            "{record}"
+        );
+    }
+    let rows = db
+        .query(
+            &format!("SELECT id::text, event_type, source, message, level, tags, payload, timestamp::text FROM {schema}.events ORDER BY message"),
+            &[],
+        )
+        .await
+        .expect("query");
+    assert_eq!(rows.len(), 5, "5 good events, written twice, stored once");
+    let first = &rows[0];
+    assert_eq!(
+        first.get::<_, String>(0),
+        "6f1c2f64-0c9e-4a9f-9d8f-000000000000"
+    );
+    assert_eq!(first.get::<_, String>(1), "alert");
+    assert_eq!(first.get::<_, String>(2), "grafana");
+    assert_eq!(first.get::<_, String>(3), "disk 0");
+    assert_eq!(first.get::<_, String>(4), "high");
+    assert_eq!(
+        first.get::<_, serde_json::Value>(5),
+        serde_json::json!({"team": "core"})
+    );
+    assert_eq!(first.get::<_, serde_json::Value>(6)["summary"], "disk 0");
+    assert_eq!(first.get::<_, String>(7), "2026-11-21 10:00:00+00");
+    let derived: Vec<&tokio_postgres::Row> = rows
+        .iter()
+        .filter(|r| r.get::<_, String>(3).starts_with("no id"))
+        .collect();
+    assert_eq!(derived.len(), 2);
+    assert!(
+        derived
+            .iter()
+            .all(|r| r.get::<_, String>(1) == "log" && r.get::<_, String>(2) == "derived")
+    );
+    drop_schema(&db, &schema).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_backend_mid_stream_loses_nothing() {
+    let Some((db, schema)) = database().await else {
+        return;
+    };
+    let p = parse(&format!(
+        r#"
+sources:
+  gen: {{ type: generator, rate: 4000, count: 4000, batch_size: 50, format: '{{"n": {{{{seq}}}}, "summary": "row {{{{seq}}}}"}}' }}
+sinks:
+  db:
+    type: postgres
+    inputs: [gen]
+    url: "{URL}"
+    schema: {schema}
+    failure_handling: {{ initial_backoff: 10ms, max_backoff: 100ms, max_retries: 1000 }}
+"#
+    ));
+    let (mut topo, _) = start_with(p, TopologyOptions::default()).await;
+    let mut killed = 0u64;
+    let killer = async {
+        for _ in 0..15 {
+            tokio::time::sleep(Duration::from_millis(60)).await;
+            let rows = db
+                .query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'sluice:db'", &[])
+                .await
+                .expect("terminate");
+            killed += rows.len() as u64;
+        }
+    };
+    let ((), ()) = tokio::join!(killer, topo.finished());
+    assert!(killed > 0, "the test did kill connections");
+    let count: i64 = db
+        .query_one(
+            &format!("SELECT count(DISTINCT payload->>'n') FROM {schema}.events"),
+            &[],
+        )
+        .await
+        .expect("count")
+        .get(0);
+    let total: i64 = db
+        .query_one(&format!("SELECT count(*) FROM {schema}.events"), &[])
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(
+        (count, total),
+        (4000, 4000),
+        "every event once ({killed} backends killed)"
+    );
+    drop_schema(&db, &schema).await;
+}
+
+#[tokio::test]
+async fn user_tables_and_retention() {
+    let Some((db, schema)) = database().await else {
+        return;
+    };
+    db.batch_execute(&format!(
+        "CREATE SCHEMA {schema};
+         CREATE TABLE {schema}.alerts (fp TEXT PRIMARY KEY, severity TEXT, body JSONB, \"timestamp\" TIMESTAMPTZ NOT NULL);
+         INSERT INTO {schema}.alerts VALUES ('old', 'low', '{{}}', NOW() - INTERVAL '40 days');"
+    ))
+    .await
+    .expect("setup");
+    let p = parse(&format!(
+        r#"
+sources:
+  gen: {{ type: generator, count: 2, format: '{{"fingerprint": "fp{{{{seq}}}}", "severity": "critical", "time": "2026-11-21T10:00:00Z"}}' }}
+sinks:
+  db:
+    type: postgres
+    inputs: [gen]
+    url: "{URL}"
+    schema: {schema}
+    table: alerts
+    create_table: false
+    retention_days: 30
+    columns: {{ fp: fingerprint, severity: severity, body: ".", timestamp: time }}
+"#
+    ));
+    let (mut topo, _) = start_with(p, TopologyOptions::default()).await;
+    topo.finished().await;
+    let rows = db
+        .query(
+            &format!("SELECT fp, severity, body->>'fingerprint' FROM {schema}.alerts ORDER BY fp"),
+            &[],
+        )
+        .await
+        .expect("query");
+    let got: Vec<(String, String, String)> = rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("fp0".into(), "critical".into(), "fp0".into()),
+            ("fp1".into(), "critical".into(), "fp1".into()),
+        ],
+        "the 40-day-old row is gone with retention_days: 30"
+    );
+    drop_schema(&db, &schema).await;
+}
