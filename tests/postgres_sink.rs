@@ -209,3 +209,52 @@ sinks:
     );
     drop_schema(&db, &schema).await;
 }
+
+#[tokio::test]
+async fn the_example_webhooks_to_postgres_pipeline_stores_posted_alerts() {
+    let Some((db, schema)) = database().await else {
+        return;
+    };
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("pipelines/webhooks-to-postgres.yaml");
+    let text = std::fs::read_to_string(&path).expect("read");
+    let port = common::free_port();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (address, dead_dir) = (
+        format!("127.0.0.1:{port}"),
+        dir.path().display().to_string(),
+    );
+    let p = sluice::config::parse_texts(&[(path, text)], |name| match name {
+        "ALERTS_ADDRESS" => Some(address.clone()),
+        "EVENTS_SCHEMA" => Some(schema.clone()),
+        "DEAD_LETTER_DIR" => Some(dead_dir.clone()),
+        _ => None,
+    })
+    .expect("parses");
+    let (topo, _) = start_with(p, TopologyOptions::default()).await;
+    common::wait_for_port(port).await;
+    let r = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{port}/alerts"))
+        .json(&serde_json::json!({"summary": "disk full", "severity": "high", "labels": {"team": "core"}}))
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(r.status(), 200, "answered once the row is committed");
+    let row = db
+        .query_one(
+            &format!("SELECT event_type, source, message, level, tags FROM {schema}.events"),
+            &[],
+        )
+        .await
+        .expect("one row");
+    assert_eq!(row.get::<_, String>(0), "alert");
+    assert_eq!(row.get::<_, String>(1), "webhook");
+    assert_eq!(row.get::<_, String>(2), "disk full");
+    assert_eq!(row.get::<_, String>(3), "high");
+    assert_eq!(
+        row.get::<_, serde_json::Value>(4),
+        serde_json::json!({"team": "core"})
+    );
+    topo.stop(Duration::from_secs(5)).await;
+    drop_schema(&db, &schema).await;
+}
