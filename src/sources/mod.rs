@@ -2,11 +2,13 @@
 
 pub mod generator;
 pub mod http_server;
+pub mod postgres;
 pub mod stdin;
 pub mod webhook;
 
 crate::component_registry! { crate::component::SourceConfig;
     "generator" => generator::GeneratorConfig,
+    "postgres" => postgres::PostgresSourceConfig,
     "stdin" => stdin::StdinConfig,
     "webhook" => webhook::WebhookConfig,
 }

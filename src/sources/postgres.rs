@@ -1,0 +1,304 @@
+//! `postgres`: backfill, reading the events table (as the `postgres` sink writes it)
+//! back into the pipeline.
+//!
+//! Rows newer than `backfill.max_age` are read in `(timestamp, id)` order with keyset
+//! pagination, `batch_size` at a time, paced to `rate_limit` events/s (governor), up to
+//! `max_events` in all. Each event is the stored `payload` with `id`, `event_type`,
+//! `source` and `time` filled in from their columns when missing.
+//!
+//! Progress is a checkpoint in `data_dir` (the last key and the count), written
+//! atomically once a batch's acknowledgement came back *delivered*: a restart resumes
+//! after the last delivered row, and a batch that failed is read again after a backoff.
+//! When it has caught up the source stops, or with `follow: true` polls for new rows.
+
+use std::num::NonZeroU32;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use governor::{Quota, RateLimiter};
+use serde::{Deserialize, Serialize};
+use tokio_postgres::NoTls;
+use vrl::value::{ObjectMap, Value};
+
+use crate::component::{
+    BoxFuture, BuildError, ComponentError, ComponentTask, SourceConfig, SourceContext,
+};
+use crate::delivery::{Backoff, FailureHandling};
+use crate::event::{BatchAck, Event, EventStatus};
+use crate::telemetry::ComponentState;
+
+fn yes() -> bool {
+    true
+}
+fn default_schema() -> String {
+    "public".into()
+}
+fn default_table() -> String {
+    "events".into()
+}
+fn default_max_age() -> Duration {
+    Duration::from_secs(720 * 3600)
+}
+fn default_max_events() -> u64 {
+    1_000_000
+}
+fn default_batch_size() -> u32 {
+    500
+}
+fn default_rate_limit() -> u32 {
+    1000
+}
+fn default_poll() -> Duration {
+    Duration::from_secs(5)
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Backfill {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    #[serde(default = "default_max_age", with = "humantime_serde")]
+    pub max_age: Duration,
+    #[serde(default = "default_max_events")]
+    pub max_events: u64,
+    #[serde(default = "default_batch_size")]
+    pub batch_size: u32,
+    /// Events per second.
+    #[serde(default = "default_rate_limit")]
+    pub rate_limit: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresSourceConfig {
+    pub url: String,
+    #[serde(default = "default_schema")]
+    pub schema: String,
+    #[serde(default = "default_table")]
+    pub table: String,
+    pub backfill: Backfill,
+    /// Keep polling for new rows after catching up.
+    #[serde(default)]
+    pub follow: bool,
+    #[serde(default = "default_poll", with = "humantime_serde")]
+    pub poll_interval: Duration,
+}
+
+/// Where a backfill stands; in `data_dir/postgres-<id>.json`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Checkpoint {
+    pub since: Option<DateTime<Utc>>,
+    pub last: Option<(DateTime<Utc>, String)>,
+    pub emitted: u64,
+}
+
+fn ident(name: &str) -> Result<String, BuildError> {
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return Err(BuildError(format!(
+            "`{name}` is not a plain SQL identifier (letters, digits, `_`)"
+        )));
+    }
+    Ok(format!("\"{name}\""))
+}
+
+impl PostgresSourceConfig {
+    fn table(&self) -> Result<String, BuildError> {
+        tokio_postgres::Config::from_str(&self.url)
+            .map_err(|e| BuildError(format!("`url`: {e}")))?;
+        if self.backfill.batch_size == 0 || self.backfill.rate_limit == 0 {
+            return Err(BuildError(
+                "`backfill.batch_size` and `backfill.rate_limit` must be at least 1".into(),
+            ));
+        }
+        Ok(format!("{}.{}", ident(&self.schema)?, ident(&self.table)?))
+    }
+}
+
+impl SourceConfig for PostgresSourceConfig {
+    fn type_name(&self) -> &'static str {
+        "postgres"
+    }
+
+    fn check(&self) -> Result<(), BuildError> {
+        self.table().map(drop)
+    }
+
+    fn build(&self, cx: SourceContext) -> BoxFuture<'_, Result<ComponentTask, BuildError>> {
+        Box::pin(async move {
+            let table = self.table()?;
+            let checkpoint_path = cx.data_dir.join(format!("postgres-{}.json", cx.id));
+            let config = self.clone();
+            Ok(Box::pin(run(config, table, checkpoint_path, cx)) as ComponentTask)
+        })
+    }
+}
+
+fn load_checkpoint(path: &std::path::Path) -> Result<Checkpoint, ComponentError> {
+    match std::fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
+            ComponentError::Other(format!("checkpoint {} is corrupt: {e}", path.display()))
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Checkpoint::default()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Temp file, fsync, rename: a crash leaves the old or the new checkpoint, never half.
+fn save_checkpoint(path: &std::path::Path, c: &Checkpoint) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension("json.tmp");
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(&serde_json::to_vec(c).map_err(std::io::Error::other)?)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)
+}
+
+async fn run(
+    config: PostgresSourceConfig,
+    table: String,
+    checkpoint_path: PathBuf,
+    mut cx: SourceContext,
+) -> Result<(), ComponentError> {
+    if !config.backfill.enabled {
+        cx.metrics.set_state(ComponentState::Stopped);
+        return Ok(());
+    }
+    let mut checkpoint = load_checkpoint(&checkpoint_path)?;
+    let since = *checkpoint.since.get_or_insert_with(|| {
+        Utc::now()
+            - chrono::Duration::from_std(config.backfill.max_age).unwrap_or(chrono::Duration::MAX)
+    });
+    let b = &config.backfill;
+    let burst = NonZeroU32::new(b.batch_size).unwrap_or(NonZeroU32::MIN);
+    let quota = Quota::per_second(NonZeroU32::new(b.rate_limit).unwrap_or(NonZeroU32::MIN))
+        .allow_burst(burst);
+    let limiter = RateLimiter::direct(quota);
+    let query = format!(
+        "SELECT id::text, event_type, source, \"timestamp\", payload FROM {table}
+         WHERE \"timestamp\" >= $1 AND (\"timestamp\", id::text) > ($2, $3)
+         ORDER BY \"timestamp\", id::text LIMIT $4"
+    );
+    let pg = tokio_postgres::Config::from_str(&config.url)
+        .map_err(|e| ComponentError::Other(e.to_string()))?;
+    let mut client: Option<tokio_postgres::Client> = None;
+    let mut backoff = Backoff::new(FailureHandling {
+        max_retries: u32::MAX,
+        ..FailureHandling::default()
+    });
+    let source: Arc<str> = Arc::clone(&cx.id);
+    tracing::info!(component_id = %cx.id, since = %since, resumed_after = checkpoint.emitted, "backfill starting");
+
+    while checkpoint.emitted < b.max_events && !cx.shutdown.is_cancelled() {
+        if client.as_ref().is_none_or(|c| c.is_closed()) {
+            match pg.connect(NoTls).await {
+                Ok((c, connection)) => {
+                    tokio::spawn(connection);
+                    client = Some(c);
+                }
+                Err(e) => {
+                    wait(&cx, &mut backoff, &format!("cannot connect: {e}")).await;
+                    continue;
+                }
+            }
+        }
+        let Some(db) = client.as_ref() else { continue };
+        let (last_ts, last_id) = checkpoint
+            .last
+            .clone()
+            .unwrap_or((since - chrono::Duration::seconds(1), String::new()));
+        let limit = i64::from(b.batch_size).min((b.max_events - checkpoint.emitted) as i64);
+        let rows = match db
+            .query(&query, &[&since, &last_ts, &last_id, &limit])
+            .await
+        {
+            Ok(rows) => rows,
+            Err(e) => {
+                wait(&cx, &mut backoff, &format!("query failed: {e}")).await;
+                continue;
+            }
+        };
+        if rows.is_empty() {
+            if !config.follow {
+                break;
+            }
+            tokio::select! {
+                () = tokio::time::sleep(config.poll_interval) => continue,
+                () = cx.shutdown.cancelled() => break,
+            }
+        }
+        let mut values = Vec::with_capacity(rows.len());
+        let mut key = None;
+        for row in &rows {
+            let id: String = row.get(0);
+            let ts: DateTime<Utc> = row.get(3);
+            let payload: Option<serde_json::Value> = row.get(4);
+            let mut v = payload
+                .map(Value::from)
+                .unwrap_or_else(|| Value::Object(ObjectMap::new()));
+            if let Value::Object(m) = &mut v {
+                m.entry("id".into())
+                    .or_insert_with(|| Value::from(id.as_str()));
+                m.entry("event_type".into())
+                    .or_insert_with(|| Value::from(row.get::<_, String>(1)));
+                m.entry("source".into())
+                    .or_insert_with(|| Value::from(row.get::<_, String>(2)));
+                m.entry("time".into()).or_insert(Value::Timestamp(ts));
+            }
+            values.push(v);
+            key = Some((ts, id));
+        }
+        let n = values.len();
+        if let Some(n32) = NonZeroU32::new(n as u32) {
+            let _ = limiter.until_n_ready(n32).await;
+        }
+        let (ack, done) = BatchAck::with_receiver(n, Some(Arc::clone(cx.telemetry.latency())));
+        let now = Utc::now();
+        let batch: Vec<Event> = values
+            .into_iter()
+            .map(|v| Event::new(v, Arc::clone(&source), now).with_ack(ack.event_ack()))
+            .collect();
+        drop(ack);
+        cx.metrics.add_received(n);
+        cx.out.send(batch).await;
+        match done.wait().await {
+            EventStatus::Delivered => {
+                checkpoint.last = key;
+                checkpoint.emitted += n as u64;
+                save_checkpoint(&checkpoint_path, &checkpoint)?;
+                backoff = Backoff::new(FailureHandling {
+                    max_retries: u32::MAX,
+                    ..FailureHandling::default()
+                });
+                tracing::debug!(component_id = %cx.id, emitted = checkpoint.emitted, "backfill progress");
+            }
+            status => {
+                wait(
+                    &cx,
+                    &mut backoff,
+                    &format!("batch not delivered ({status:?}); reading it again"),
+                )
+                .await
+            }
+        }
+    }
+    tracing::info!(component_id = %cx.id, emitted = checkpoint.emitted, "backfill finished");
+    cx.metrics.set_state(ComponentState::Stopped);
+    Ok(())
+}
+
+async fn wait(cx: &SourceContext, backoff: &mut Backoff, reason: &str) {
+    let delay = backoff.next(None).unwrap_or(Duration::from_secs(60));
+    tracing::warn!(component_id = %cx.id, error = %reason, wait = ?delay, "backfill retrying");
+    tokio::select! {
+        () = tokio::time::sleep(delay) => {}
+        () = cx.shutdown.cancelled() => {}
+    }
+}
