@@ -18,6 +18,7 @@ pub mod delivery;
 pub mod event;
 pub mod fuzzing;
 pub mod key_values;
+pub mod pipeline_tests;
 pub mod program;
 pub mod reload;
 pub mod settings;

@@ -40,6 +40,8 @@ enum Command {
     Run(RunArgs),
     /// Check pipeline files without starting anything; lists every error.
     Validate(ValidateArgs),
+    /// Run the unit tests declared under `tests:` in pipeline files.
+    Test(ValidateArgs),
 }
 
 #[derive(Args, Clone, Default)]
@@ -73,6 +75,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let code = match cli.command {
         Some(Command::Validate(args)) => validate(&args),
+        Some(Command::Test(args)) => test(&args),
         Some(Command::Run(args)) => run(args),
         None => run(cli.run),
     };
@@ -103,6 +106,43 @@ fn validate(args: &ValidateArgs) -> u8 {
             EXIT_CONFIG
         }
     }
+}
+
+fn test(args: &ValidateArgs) -> u8 {
+    let pipeline = match reload::load_pipeline(&args.config) {
+        Ok(p) => p,
+        Err(errors) => {
+            for e in &errors.0 {
+                eprintln!("error: {e}");
+            }
+            return EXIT_CONFIG;
+        }
+    };
+    if pipeline.tests.is_empty() {
+        println!(
+            "no tests in {}",
+            args.config
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        return 0;
+    }
+    let reports = sluice::pipeline_tests::run_tests(&pipeline);
+    let failed = reports.iter().filter(|r| !r.failures.is_empty()).count();
+    for r in &reports {
+        if r.failures.is_empty() {
+            println!("test {} ... ok", r.name);
+        } else {
+            println!("test {} ... FAILED", r.name);
+            for f in &r.failures {
+                println!("  {f}");
+            }
+        }
+    }
+    println!("{} passed, {} failed", reports.len() - failed, failed);
+    u8::from(failed > 0)
 }
 
 fn run(args: RunArgs) -> u8 {

@@ -463,3 +463,127 @@ fn enrich_reads_kubernetes_details_from_the_downward_api_environment() {
     );
     assert!(event["host"].as_str().is_some_and(|h| !h.is_empty()));
 }
+
+#[test]
+fn sluice_test_reports_the_failed_condition_with_the_actual_event() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = write_pipeline(
+        &dir,
+        "t.yaml",
+        r#"
+sources:
+  in: { type: stdin }
+transforms:
+  sev:
+    type: remap
+    inputs: [in]
+    source: '.severity = if .level == "error" { "high" } else { "low" }'
+  agg: { type: aggregate, inputs: [sev], group_by: [severity] }
+sinks:
+  out: { type: console, inputs: [agg] }
+tests:
+  - name: errors are high
+    inputs:
+      - insert_at: sev
+        value: { level: error, msg: boom }
+    outputs:
+      - extract_from: sev
+        conditions: ['.severity == "high"']
+  - name: aggregates flush at the end
+    inputs:
+      - insert_at: sev
+        values: [{ level: error }, { level: error }, { level: info }]
+    outputs:
+      - extract_from: agg
+        conditions: ['.count == 2 || .count == 1']
+  - name: a wrong expectation
+    inputs:
+      - insert_at: sev
+        value: { level: info }
+    outputs:
+      - extract_from: sev
+        conditions: ['.severity == "high"']
+"#,
+    );
+    let out = sluice()
+        .args(["test", "-c"])
+        .arg(&path)
+        .output()
+        .expect("runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("test errors are high ... ok"), "{stdout}");
+    assert!(
+        stdout.contains("test aggregates flush at the end ... ok"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("test a wrong expectation ... FAILED"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(r#"condition `.severity == "high"` failed at `sev` for {"level":"info","severity":"low"}"#),
+        "{stdout}"
+    );
+    assert!(stdout.ends_with("2 passed, 1 failed\n"), "{stdout}");
+}
+
+#[tokio::test]
+async fn promtool_accepts_the_metrics_exposition() {
+    if std::process::Command::new("promtool")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        assert!(
+            std::env::var("CI").is_err_and(|_| true)
+                || std::env::var("CI").is_ok_and(|v| v != "true"),
+            "promtool is required under CI"
+        );
+        eprintln!("skipping: promtool is not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (api, hook) = (free_port(), free_port());
+    let path = write_pipeline(
+        &dir,
+        "m.yaml",
+        &format!(
+            "sources:\n  hook: {{ type: webhook, address: \"127.0.0.1:{hook}\" }}\ntransforms:\n  r: {{ type: remap, inputs: [hook], source: \".x = 1\" }}\nsinks:\n  out: {{ type: blackhole, inputs: [r] }}\n"
+        ),
+    );
+    let mut cmd = sluice();
+    cmd.args(["run", "-c"])
+        .arg(&path)
+        .args(["--api-address", &format!("127.0.0.1:{api}")]);
+    let _p = Process::spawn(cmd);
+    wait_for_port(hook).await;
+    let r = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{hook}/"))
+        .body("{}")
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(r.status(), 200);
+    let (_, metrics) = get(&format!("http://127.0.0.1:{api}/metrics")).await;
+    let mut check = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool runs");
+    check
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(metrics.as_bytes())
+        .expect("write");
+    let out = check.wait_with_output().expect("promtool exits");
+    assert!(
+        out.status.success(),
+        "promtool check metrics:\n{}{}\n---\n{metrics}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -39,6 +39,24 @@ fn every_example_pipeline_is_valid() {
 }
 
 #[test]
+fn every_example_pipeline_passes_its_own_tests() {
+    for file in pipeline_files() {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args(["test", "--config"])
+            .arg(&file)
+            .output()
+            .expect("sluice test runs");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(0), "{}:\n{stdout}", file.display());
+        assert!(
+            stdout.contains(" passed, 0 failed"),
+            "{} has tests: {stdout}",
+            file.display()
+        );
+    }
+}
+
+#[test]
 fn the_embedded_default_pipeline_is_valid() {
     let p = sluice::config::load_texts(
         &[(

@@ -35,6 +35,9 @@ struct Prescan {
     transforms: Option<IndexMap<String, Spanned<PrescanComponent>>>,
     #[serde(default)]
     sinks: Option<IndexMap<String, Spanned<PrescanComponent>>>,
+    /// Unit tests of the pipeline (`sluice test`).
+    #[serde(default)]
+    tests: Option<Vec<super::PipelineTest>>,
 }
 
 /// The components as plain values, for fingerprints.
@@ -151,7 +154,11 @@ pub(super) fn load_into(
         return Ok(());
     }
 
-    let prescan: Prescan = serde_saphyr::from_str(&text).map_err(|e| cx.yaml_error(&e, None))?;
+    let mut prescan: Prescan =
+        serde_saphyr::from_str(&text).map_err(|e| cx.yaml_error(&e, None))?;
+    pipeline
+        .tests
+        .extend(prescan.tests.take().unwrap_or_default());
     let mut declared: [IndexMap<String, Declared>; 3] = Default::default();
     let mut errors = Vec::new();
     let sections = [

@@ -94,6 +94,42 @@ pub struct Pipeline {
     pub files: Vec<PathBuf>,
     /// Hash of the interpolated texts of those files, shown on `/health`.
     pub hash: u64,
+    /// Unit tests declared under `tests:` (run by `sluice test`; ignored by `run`).
+    pub tests: Vec<PipelineTest>,
+}
+
+/// One `tests:` entry: events injected at transforms, assertions on what comes out.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineTest {
+    pub name: String,
+    pub inputs: Vec<TestInput>,
+    #[serde(default)]
+    pub outputs: Vec<TestOutput>,
+    /// Outputs that must receive nothing.
+    #[serde(default)]
+    pub no_outputs_from: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TestInput {
+    /// A transform id.
+    pub insert_at: String,
+    /// One event…
+    pub value: Option<serde_json::Value>,
+    /// …or several.
+    #[serde(default)]
+    pub values: Vec<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TestOutput {
+    /// A transform id, or `id.output`.
+    pub extract_from: String,
+    /// VRL conditions every extracted event must satisfy.
+    pub conditions: Vec<String>,
 }
 
 impl Pipeline {
