@@ -201,6 +201,7 @@ async fn serve(pipeline: Pipeline, settings: Settings, args: RunArgs) -> anyhow:
             &settings.api.address,
             telemetry.clone(),
             Some(reload_tx),
+            Some(settings.api.auth_token.clone()),
             api_shutdown.clone(),
         )
         .await

@@ -29,6 +29,9 @@ pub struct Settings {
 pub struct ApiSettings {
     pub enabled: bool,
     pub address: String,
+    /// Empty: no token required.
+    #[serde(default)]
+    pub auth_token: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]

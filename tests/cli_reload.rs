@@ -213,3 +213,45 @@ async fn editing_a_vrl_file_a_remap_reads_reloads_it() {
     r.wait_for_metric("sluice_config_reloads_total", 2.0).await;
     assert_eq!(r.version().await, 11);
 }
+
+#[tokio::test]
+async fn reload_requires_the_api_token_when_one_is_set() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("p.yaml");
+    let (api, hook) = (free_port(), free_port());
+    std::fs::write(&path, pipeline(hook, 1)).expect("write");
+    let mut cmd = sluice();
+    cmd.args(["run", "--no-watch", "-c"])
+        .arg(&path)
+        .args(["--api-address", &format!("127.0.0.1:{api}")])
+        .env("SLUICE_API__AUTH_TOKEN", "s3cret");
+    let _p = Process::spawn(cmd);
+    wait_for_port(api).await;
+    let client = reqwest::Client::new();
+    let url = format!("http://127.0.0.1:{api}/reload");
+    assert_eq!(client.post(&url).send().await.expect("POST").status(), 401);
+    assert_eq!(
+        client
+            .post(&url)
+            .bearer_auth("wrong!")
+            .send()
+            .await
+            .expect("POST")
+            .status(),
+        401
+    );
+    assert_eq!(
+        client
+            .post(&url)
+            .bearer_auth("s3cret")
+            .send()
+            .await
+            .expect("POST")
+            .status(),
+        200
+    );
+    let health = reqwest::get(format!("http://127.0.0.1:{api}/health"))
+        .await
+        .expect("GET");
+    assert_eq!(health.status(), 200, "probes need no token");
+}

@@ -27,6 +27,8 @@ pub type ReloadRequest = oneshot::Sender<Result<serde_json::Value, String>>;
 struct ApiState {
     telemetry: Arc<Telemetry>,
     reload: Option<mpsc::Sender<ReloadRequest>>,
+    /// Required as a bearer token by the endpoints that change things.
+    auth_token: Option<Arc<str>>,
 }
 
 /// Binds the API on `address` and serves it until `shutdown` is cancelled. Reload
@@ -35,11 +37,12 @@ pub async fn serve(
     address: &str,
     telemetry: Arc<Telemetry>,
     reload: Option<mpsc::Sender<ReloadRequest>>,
+    auth_token: Option<String>,
     shutdown: CancellationToken,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = tokio::net::TcpListener::bind(address).await?;
     let local = listener.local_addr()?;
-    let app = router(telemetry, reload);
+    let app = router(telemetry, reload, auth_token);
     let handle = tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app)
             .with_graceful_shutdown(shutdown.cancelled_owned())
@@ -51,14 +54,22 @@ pub async fn serve(
     Ok((local, handle))
 }
 
-pub fn router(telemetry: Arc<Telemetry>, reload: Option<mpsc::Sender<ReloadRequest>>) -> Router {
+pub fn router(
+    telemetry: Arc<Telemetry>,
+    reload: Option<mpsc::Sender<ReloadRequest>>,
+    auth_token: Option<String>,
+) -> Router {
     Router::new()
         .route("/health", get(health))
         .route("/health/live", get(live))
         .route("/health/ready", get(ready))
         .route("/metrics", get(metrics))
         .route("/reload", post(reload_now))
-        .with_state(ApiState { telemetry, reload })
+        .with_state(ApiState {
+            telemetry,
+            reload,
+            auth_token: auth_token.filter(|t| !t.is_empty()).map(Arc::from),
+        })
 }
 
 fn health_report(t: &Telemetry) -> (StatusCode, serde_json::Value) {
@@ -120,7 +131,33 @@ async fn live() -> Response {
     (StatusCode::OK, axum::Json(json!({ "status": "ok" }))).into_response()
 }
 
-async fn reload_now(State(s): State<ApiState>) -> Response {
+/// Compares the bearer token in constant time for equal lengths.
+fn authorized(state: &ApiState, headers: &axum::http::HeaderMap) -> bool {
+    let Some(expected) = &state.auth_token else {
+        return true;
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    given.len() == expected.len()
+        && given
+            .bytes()
+            .zip(expected.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+}
+
+async fn reload_now(State(s): State<ApiState>, headers: axum::http::HeaderMap) -> Response {
+    if !authorized(&s, &headers) {
+        return (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"))],
+            axum::Json(json!({ "error": "a valid bearer token (api.auth_token) is required" })),
+        )
+            .into_response();
+    }
     let Some(tx) = s.reload else {
         return (
             StatusCode::NOT_FOUND,
