@@ -139,9 +139,11 @@ impl RequestConfig {
             return Err("`request.concurrency` must be at least 1".into());
         }
         if let Some(r) = self.rate_limit
-            && !(r.per_second > 0.0 && r.per_second.is_finite())
+            && !(r.per_second >= 0.001 && r.per_second.is_finite())
         {
-            return Err("`request.rate_limit.per_second` must be a positive number".into());
+            return Err(
+                "`request.rate_limit.per_second` must be a number of at least 0.001".into(),
+            );
         }
         Ok(())
     }

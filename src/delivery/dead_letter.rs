@@ -51,29 +51,29 @@ impl DeadLetter {
     pub async fn send(&self, mut events: Vec<Event>, failure: &Failure) {
         let n = events.len();
         self.metrics.add_errors(n);
-        let read = self
-            .output
-            .as_ref()
-            .is_some_and(|o| !o.consumer_ids().is_empty());
-        if !read {
-            tracing::error!(
-                component_id = %self.sink,
-                events = n,
-                error = %failure.error,
-                status = ?failure.status,
-                attempts = failure.attempts,
-                "events could not be delivered and nothing reads the dead_letter output"
-            );
-            settle_all(events, EventStatus::Rejected);
-            return;
-        }
         let record = self.record(failure);
         for event in &mut events {
             event.insert(DEAD_LETTER, record.clone());
         }
-        tracing::warn!(component_id = %self.sink, events = n, error = %failure.error, "events sent to the dead_letter output");
-        if let Some(output) = &self.output {
-            output.send(events).await;
+        let unread = match &self.output {
+            Some(output) => output.send_if_read(events).await.err(),
+            None => Some(events),
+        };
+        match unread {
+            None => {
+                tracing::warn!(component_id = %self.sink, events = n, error = %failure.error, "events sent to the dead_letter output");
+            }
+            Some(events) => {
+                tracing::error!(
+                    component_id = %self.sink,
+                    events = n,
+                    error = %failure.error,
+                    status = ?failure.status,
+                    attempts = failure.attempts,
+                    "events could not be delivered and nothing reads the dead_letter output"
+                );
+                settle_all(events, EventStatus::Rejected);
+            }
         }
     }
 

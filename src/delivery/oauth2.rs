@@ -129,9 +129,11 @@ impl TokenSource {
         }
         let parsed: TokenResponse = serde_json::from_str(&body)
             .map_err(|e| format!("token endpoint answered with no access_token: {e}"))?;
-        let expires = parsed.expires_in.map(|s| {
-            self.clock.now()
-                + Duration::from_secs(s).saturating_sub(MARGIN.min(Duration::from_secs(s / 2)))
+        // An absurd `expires_in` means "does not expire soon", not a panic.
+        let expires = parsed.expires_in.and_then(|s| {
+            let lifetime =
+                Duration::from_secs(s).saturating_sub(MARGIN.min(Duration::from_secs(s / 2)));
+            self.clock.now().checked_add(lifetime)
         });
         tracing::debug!(token_url = %self.config.token_url, expires_in = ?parsed.expires_in, "fetched an OAuth2 token");
         Ok((parsed.access_token, expires))

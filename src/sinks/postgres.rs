@@ -281,14 +281,25 @@ struct Writer {
 enum WriteError {
     /// Connection trouble and the like: retry the batch.
     Retry(String),
-    /// A constraint violation: isolate the bad rows.
+    /// The data's fault (a constraint, a bad value): isolate the bad rows.
     Integrity,
 }
 
+/// Transient trouble is retried: no database error at all (the connection broke), or
+/// SQLSTATE classes 08 (connection), 40 (rollback: serialization, deadlock), 53
+/// (insufficient resources), 57 (operator intervention: shutdown, terminated backend)
+/// and 58 (system error). Anything else is the data's fault (a constraint, a value of
+/// the wrong type, an unknown column) and retrying would only stall the pipeline.
 fn classify(e: &tokio_postgres::Error) -> WriteError {
     match e.as_db_error() {
-        Some(db) if db.code().code().starts_with("23") => WriteError::Integrity,
-        Some(db) => WriteError::Retry(format!("{}: {}", db.code().code(), db.message())),
+        Some(db)
+            if ["08", "40", "53", "57", "58"]
+                .iter()
+                .any(|c| db.code().code().starts_with(c)) =>
+        {
+            WriteError::Retry(format!("{}: {}", db.code().code(), db.message()))
+        }
+        Some(_) => WriteError::Integrity,
         None => WriteError::Retry(crate::delivery::error_chain(e)),
     }
 }
@@ -310,6 +321,7 @@ async fn run(w: Writer, mut cx: SinkContext) -> Result<(), ComponentError> {
             let attempt = async {
                 if !prepared {
                     w.prepare().await?;
+                    prepared = true;
                 }
                 w.insert(&rows).await
             };
@@ -332,10 +344,15 @@ async fn run(w: Writer, mut cx: SinkContext) -> Result<(), ComponentError> {
                 }
             }
         };
-        prepared = true;
         match outcome {
             Ok(()) => delivered(&cx.metrics, batch),
-            Err(()) => w.row_by_row(batch, rows, &dead_letter, &cx).await,
+            Err(()) => {
+                if let Some(rest) = w.row_by_row(batch, rows, &dead_letter, &cx).await {
+                    // Replaced meanwhile: the rows not written yet go to the replacement.
+                    cx.input.hand_back(rest);
+                    return Ok(());
+                }
+            }
         }
         if w.retention.is_some()
             && last_retention.is_none_or(|t| t.elapsed() >= Duration::from_secs(3600))
@@ -391,16 +408,19 @@ impl Writer {
         tx.commit().await.map_err(|e| classify(&e))
     }
 
-    /// A batch with a bad row: each row on its own, bad ones to the dead letter.
+    /// A batch with a bad row: each row on its own, bad ones to the dead letter. When the
+    /// sink is replaced meanwhile, returns the events not written yet.
     async fn row_by_row(
         &self,
         batch: Vec<Event>,
         rows: Vec<Json>,
         dead_letter: &DeadLetter,
         cx: &SinkContext,
-    ) {
+    ) -> Option<Vec<Event>> {
+        let stop = cx.input.stop_token();
         let mut good = Vec::new();
-        for (event, row) in batch.into_iter().zip(rows) {
+        let mut pending = batch.into_iter().zip(rows);
+        while let Some((event, row)) = pending.next() {
             let mut backoff = Backoff::new(self.failure);
             loop {
                 let result = match self.client().await {
@@ -438,7 +458,17 @@ impl Writer {
                         break;
                     }
                     Err((WriteError::Retry(reason), _)) => match backoff.next(None) {
-                        Some(wait) => cx.clock.sleep(wait).await,
+                        Some(wait) => {
+                            tokio::select! {
+                                () = cx.clock.sleep(wait) => {}
+                                () = stop.cancelled() => {
+                                    delivered(&cx.metrics, good);
+                                    let mut rest = vec![event];
+                                    rest.extend(pending.map(|(e, _)| e));
+                                    return Some(rest);
+                                }
+                            }
+                        }
                         None => {
                             let failure = Failure {
                                 error: format!("gave up: {reason}"),
@@ -454,6 +484,7 @@ impl Writer {
             }
         }
         delivered(&cx.metrics, good);
+        None
     }
 
     async fn apply_retention(&self, id: &str) {

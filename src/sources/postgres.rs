@@ -151,7 +151,8 @@ fn save_checkpoint(path: &std::path::Path, c: &Checkpoint) -> std::io::Result<()
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    let tmp = path.with_extension("json.tmp");
+    // A unique temp name: a task being replaced and its replacement may both write.
+    let tmp = path.with_extension(format!("json.{}.tmp", uuid::Uuid::new_v4().simple()));
     {
         use std::io::Write;
         let mut f = std::fs::File::create(&tmp)?;
@@ -173,8 +174,10 @@ async fn run(
     }
     let mut checkpoint = load_checkpoint(&checkpoint_path)?;
     let since = *checkpoint.since.get_or_insert_with(|| {
-        Utc::now()
-            - chrono::Duration::from_std(config.backfill.max_age).unwrap_or(chrono::Duration::MAX)
+        chrono::Duration::from_std(config.backfill.max_age)
+            .ok()
+            .and_then(|age| Utc::now().checked_sub_signed(age))
+            .unwrap_or(DateTime::<Utc>::MIN_UTC)
     });
     let b = &config.backfill;
     let burst = NonZeroU32::new(b.batch_size).unwrap_or(NonZeroU32::MIN);
@@ -214,7 +217,9 @@ async fn run(
             .last
             .clone()
             .unwrap_or((since - chrono::Duration::seconds(1), String::new()));
-        let limit = i64::from(b.batch_size).min((b.max_events - checkpoint.emitted) as i64);
+        let left =
+            i64::try_from(b.max_events.saturating_sub(checkpoint.emitted)).unwrap_or(i64::MAX);
+        let limit = i64::from(b.batch_size).min(left);
         let rows = match db
             .query(&query, &[&since, &last_ts, &last_id, &limit])
             .await
@@ -237,19 +242,30 @@ async fn run(
         let mut values = Vec::with_capacity(rows.len());
         let mut key = None;
         for row in &rows {
-            let id: String = row.get(0);
-            let ts: DateTime<Utc> = row.get(3);
-            let payload: Option<serde_json::Value> = row.get(4);
-            let mut v = payload
-                .map(Value::from)
-                .unwrap_or_else(|| Value::Object(ObjectMap::new()));
+            // Columns of a user table may be NULL or of another type: never panic.
+            let (Ok(id), Ok(ts)) = (
+                row.try_get::<_, String>(0),
+                row.try_get::<_, DateTime<Utc>>(3),
+            ) else {
+                cx.metrics.add_errors(1);
+                tracing::warn!(component_id = %cx.id, "row without an id or a timestamp skipped");
+                continue;
+            };
+            let payload: Option<serde_json::Value> = row.try_get(4).ok().flatten();
+            let mut v = match payload.map(Value::from) {
+                Some(v @ Value::Object(_)) => v,
+                _ => Value::Object(ObjectMap::new()),
+            };
             if let Value::Object(m) = &mut v {
                 m.entry("id".into())
                     .or_insert_with(|| Value::from(id.as_str()));
-                m.entry("event_type".into())
-                    .or_insert_with(|| Value::from(row.get::<_, String>(1)));
-                m.entry("source".into())
-                    .or_insert_with(|| Value::from(row.get::<_, String>(2)));
+                if let Ok(Some(t)) = row.try_get::<_, Option<String>>(1) {
+                    m.entry("event_type".into())
+                        .or_insert_with(|| Value::from(t));
+                }
+                if let Ok(Some(src)) = row.try_get::<_, Option<String>>(2) {
+                    m.entry("source".into()).or_insert_with(|| Value::from(src));
+                }
                 m.entry("time".into()).or_insert(Value::Timestamp(ts));
             }
             values.push(v);

@@ -82,6 +82,11 @@ impl BufferProbe {
         self.capacity.load(Ordering::Acquire)
     }
 
+    /// Whether the buffer refuses batches (its component ended for good).
+    pub fn is_closed(&self) -> bool {
+        self.permits.is_closed()
+    }
+
     /// Changes the bound. Growing frees permits at once; shrinking retires permits as
     /// queued events leave, without dropping anything already queued.
     pub fn resize(&self, capacity: usize) {
@@ -179,6 +184,13 @@ impl BufferReceiver {
     /// A queued batch, without waiting.
     pub fn try_recv(&mut self) -> Option<EventBatch> {
         self.rx.try_recv().ok().map(|item| item.batch)
+    }
+
+    /// Refuses further batches; blocked senders get theirs back. Queued ones can still
+    /// be taken with `try_recv`.
+    pub fn close(&mut self) {
+        self.permits.close();
+        self.rx.close();
     }
 }
 

@@ -35,6 +35,29 @@ pub fn input_slot(rx: BufferReceiver) -> InputSlot {
     }))
 }
 
+/// Closes an input whose component ended for good: producers get their batches back
+/// (and report them failed) instead of waiting forever, and what was queued or handed
+/// back is settled as failed.
+pub async fn close(slot: &InputSlot) {
+    let mut state = slot.lock().await;
+    state.rx.close();
+    let mut lost = 0;
+    for batch in state.handed_back.drain(..) {
+        lost += batch.len();
+        crate::event::settle_all(batch, crate::event::EventStatus::Errored);
+    }
+    while let Some(batch) = state.rx.try_recv() {
+        lost += batch.len();
+        crate::event::settle_all(batch, crate::event::EventStatus::Errored);
+    }
+    if lost > 0 {
+        tracing::error!(
+            events = lost,
+            "component ended with events queued; reported as failed"
+        );
+    }
+}
+
 /// One task's view of its component's input.
 pub struct ComponentInput {
     slot: InputSlot,

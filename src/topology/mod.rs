@@ -26,7 +26,7 @@ mod output;
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
 use tokio::task::JoinSet;
@@ -112,9 +112,17 @@ struct TaskControl {
     kill: Option<tokio::task::AbortHandle>,
     /// Cancelled by the supervisor once the task has ended and cleaned up.
     done: CancellationToken,
-    /// Set before `stop` when another task takes over the shell: the outputs stay wired.
-    replaced: Arc<AtomicBool>,
+    /// [`RUNNING`], then either [`REPLACED`] (set by `apply` before `stop`: another task
+    /// takes over the shell, which stays wired) or [`ENDED`] (set by the supervisor: the
+    /// component is done for good, its outputs and input are closed). One atomic
+    /// decision, so a task ending on its own while being replaced cannot close what its
+    /// replacement uses.
+    state: Arc<AtomicU8>,
 }
+
+const RUNNING: u8 = 0;
+const REPLACED: u8 = 1;
+const ENDED: u8 = 2;
 
 struct Shell {
     kind: ComponentKind,
@@ -202,7 +210,14 @@ impl Topology {
         for (id, kind, type_name, fingerprint, buffer) in &wanted {
             match self.shells.get(id) {
                 Some(s) if s.kind == *kind && s.type_name == *type_name => {
-                    if s.fingerprint != *fingerprint || s.task.is_none() {
+                    // A transform or sink that ended (failed, or drained because all its
+                    // producers ended) runs again; a finished source stays finished
+                    // unless its options change (it would emit its events again).
+                    let ended = s.kind != ComponentKind::Source
+                        && s.task
+                            .as_ref()
+                            .is_none_or(|t| t.state.load(Ordering::Acquire) == ENDED);
+                    if s.fingerprint != *fingerprint || ended {
                         changes.changed.push(id.clone());
                         to_build.push(id.clone());
                     }
@@ -233,8 +248,7 @@ impl Topology {
                 changes.removed.push(id.clone());
             }
         }
-        // Outputs a rebuilt component needs afresh: named outputs its new config adds,
-        // and outputs closed because its previous task ended for good.
+        // Named outputs a rebuilt component's new config adds.
         let mut gained: HashMap<(String, Option<String>), Arc<Output>> = HashMap::new();
         for id in &to_build {
             if added_shells.contains_key(id) {
@@ -243,20 +257,40 @@ impl Topology {
             let Some(shell) = self.shells.get(id) else {
                 continue;
             };
-            let mut names: Vec<Option<String>> = shell
-                .outputs
-                .iter()
-                .filter(|(_, o)| o.is_closed())
-                .map(|(n, _)| n.clone())
+            let names: Vec<Option<String>> = new
+                .named_outputs(id)
+                .into_iter()
+                .map(Some)
+                .filter(|n| !shell.outputs.contains_key(n))
                 .collect();
-            names.extend(
-                new.named_outputs(id)
-                    .into_iter()
-                    .map(Some)
-                    .filter(|n| !shell.outputs.contains_key(n)),
-            );
             for name in names {
                 gained.insert((id.clone(), name), Output::new(Arc::clone(&shell.metrics)));
+            }
+        }
+
+        // A rebuilt transform or sink whose buffer was closed (it ended for good) gets a
+        // new one. A running one keeps its buffer even when all its producers are gone:
+        // what is queued or handed back there still has to reach the replacement.
+        let mut fresh_inputs: HashMap<String, ShellInput> = HashMap::new();
+        for id in &to_build {
+            if let Some(shell) = self
+                .shells
+                .get(id)
+                .filter(|_| !added_shells.contains_key(id))
+                && let Some(input) = &shell.input
+                && input.probe.is_closed()
+            {
+                let (tx, rx, probe) = self::buffer(shell.buffer.max_events);
+                shell.metrics.set_buffer(probe.clone());
+                fresh_inputs.insert(
+                    id.clone(),
+                    ShellInput {
+                        slot: input_slot(rx),
+                        sender: tx.downgrade(),
+                        probe,
+                        bootstrap: Some(tx),
+                    },
+                );
             }
         }
 
@@ -273,7 +307,17 @@ impl Topology {
                 },
             };
             self.generation += 1;
-            match self.build(&new, id, shell, &gained, self.generation).await {
+            match self
+                .build(
+                    &new,
+                    id,
+                    shell,
+                    &gained,
+                    fresh_inputs.get(id),
+                    self.generation,
+                )
+                .await
+            {
                 Ok(b) => built.push(b),
                 Err(error) => errors.push(ComponentBuildError {
                     id: id.clone(),
@@ -326,6 +370,11 @@ impl Topology {
         for (id, shell) in added_shells {
             self.shells.insert(id, shell);
         }
+        for (id, input) in fresh_inputs {
+            if let Some(shell) = self.shells.get_mut(&id) {
+                shell.input = Some(input);
+            }
+        }
         for (id, _, _, fingerprint, buffer) in &wanted {
             if let Some(shell) = self.shells.get_mut(id) {
                 shell.fingerprint = *fingerprint;
@@ -334,6 +383,15 @@ impl Topology {
                         input.probe.resize(buffer.max_events);
                     }
                     shell.buffer = *buffer;
+                }
+            }
+        }
+        // Outputs of components getting a new task are open again (a previous task
+        // may have ended for good and closed them).
+        for b in &built {
+            if let Some(shell) = self.shells.get(&b.id) {
+                for output in shell.outputs.values() {
+                    output.reopen();
                 }
             }
         }
@@ -351,11 +409,18 @@ impl Topology {
                 continue;
             };
             if let Some(old) = shell.task.take() {
-                old.replaced.store(true, Ordering::Release);
-                old.stop.cancel();
-                waiting.push((b.id.clone(), old.done, old.kill));
+                // If it already ended for good, there is nothing to hand over.
+                if old
+                    .state
+                    .compare_exchange(RUNNING, REPLACED, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok()
+                {
+                    old.stop.cancel();
+                    waiting.push((b.id.clone(), old.done, old.kill));
+                }
             }
             let outputs: Vec<Arc<Output>> = shell.outputs.values().cloned().collect();
+            let input = shell.input.as_ref().map(|i| Arc::clone(&i.slot));
             let metrics = Arc::clone(&shell.metrics);
             metrics.set_state(ComponentState::Running);
             let generation = b.control.generation;
@@ -370,8 +435,9 @@ impl Topology {
                 metrics,
                 inner,
                 outputs,
+                input,
                 b.control.done.clone(),
-                Arc::clone(&b.control.replaced),
+                Arc::clone(&b.control.state),
             ));
             shell.task = Some(b.control);
         }
@@ -446,6 +512,7 @@ impl Topology {
         id: &str,
         shell: &Shell,
         gained: &HashMap<(String, Option<String>), Arc<Output>>,
+        fresh_input: Option<&ShellInput>,
         generation: u64,
     ) -> Result<Built, BuildError> {
         let control = TaskControl {
@@ -456,7 +523,7 @@ impl Topology {
             },
             kill: None,
             done: CancellationToken::new(),
-            replaced: Arc::new(AtomicBool::new(false)),
+            state: Arc::new(AtomicU8::new(RUNNING)),
         };
         let output = |name: Option<String>| -> Result<Arc<Output>, BuildError> {
             gained
@@ -466,9 +533,8 @@ impl Topology {
                 .ok_or_else(|| BuildError(format!("output {name:?} is not wired")))
         };
         let input = || -> Result<ComponentInput, BuildError> {
-            let slot = &shell
-                .input
-                .as_ref()
+            let slot = &fresh_input
+                .or(shell.input.as_ref())
                 .ok_or_else(|| BuildError("component has no input".into()))?
                 .slot;
             Ok(ComponentInput::new(Arc::clone(slot), control.stop.clone()))
@@ -552,6 +618,7 @@ impl Topology {
                     component: id.clone(),
                     output: name.clone(),
                 };
+                let expected = self.pipeline.graph.consumers_of(&out_ref).count();
                 let consumers: Vec<Consumer> = self
                     .pipeline
                     .graph
@@ -571,7 +638,7 @@ impl Topology {
                         })
                     })
                     .collect();
-                output.set_consumers(consumers);
+                output.set_consumers(consumers, expected);
             }
         }
     }
@@ -679,14 +746,16 @@ fn describe_all(p: &Pipeline) -> Vec<(String, ComponentKind, &'static str, u64, 
 }
 
 /// Awaits one component task, records how it ended and cleans up after it.
+#[allow(clippy::too_many_arguments)]
 async fn supervise(
     id: String,
     generation: u64,
     metrics: Arc<ComponentMetrics>,
     task: tokio::task::JoinHandle<Result<(), ComponentError>>,
     outputs: Vec<Arc<Output>>,
+    input: Option<InputSlot>,
     done: CancellationToken,
-    replaced: Arc<AtomicBool>,
+    state: Arc<AtomicU8>,
 ) -> (String, u64) {
     let result = match task.await {
         Ok(r) => r,
@@ -695,24 +764,30 @@ async fn supervise(
         )),
         Err(e) => Err(ComponentError::Other(format!("panicked: {e}"))),
     };
-    let replaced = replaced.load(Ordering::Acquire);
+    // Ended for good, unless a reload replaced it first.
+    let for_good = state
+        .compare_exchange(RUNNING, ENDED, Ordering::AcqRel, Ordering::Acquire)
+        .is_ok();
     match result {
         Ok(()) => {
-            if !replaced && metrics.state() == ComponentState::Running {
+            if for_good && metrics.state() == ComponentState::Running {
                 metrics.set_state(ComponentState::Stopped);
             }
-            tracing::debug!(component_id = %id, generation, replaced, "component finished");
+            tracing::debug!(component_id = %id, generation, replaced = !for_good, "component finished");
         }
         Err(e) => {
             tracing::error!(component_id = %id, generation, error = %e, "component failed");
-            if !replaced {
+            if for_good {
                 metrics.set_state(ComponentState::Failed(e.to_string()));
             }
         }
     }
-    if !replaced {
+    if for_good {
         for output in outputs {
             output.close();
+        }
+        if let Some(slot) = input {
+            input::close(&slot).await;
         }
     }
     done.cancel();

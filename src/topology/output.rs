@@ -14,7 +14,7 @@
 //!   its component ends for good is what lets downstream buffers close and drain.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use arc_swap::ArcSwap;
 
@@ -35,6 +35,9 @@ pub struct Output {
     metrics: Arc<ComponentMetrics>,
     /// Set by [`Output::close`]; a closed output stays empty.
     closed: AtomicBool,
+    /// How many consumers the pipeline declares; more than are wired means some could
+    /// not be reached, and unreachable is not the same as unread.
+    expected: AtomicUsize,
 }
 
 impl Output {
@@ -43,11 +46,14 @@ impl Output {
             consumers: ArcSwap::from_pointee(Vec::new()),
             metrics,
             closed: AtomicBool::new(false),
+            expected: AtomicUsize::new(0),
         })
     }
 
-    /// Replaces the consumer list, unless the output is closed.
-    pub fn set_consumers(&self, consumers: Vec<Consumer>) {
+    /// Replaces the consumer list, unless the output is closed. `expected` is how many
+    /// consumers the pipeline declares (some may be unreachable).
+    pub fn set_consumers(&self, consumers: Vec<Consumer>, expected: usize) {
+        self.expected.store(expected, Ordering::Release);
         if !self.is_closed() {
             self.consumers.store(Arc::new(consumers));
             // A close that raced with this store must still win.
@@ -68,6 +74,22 @@ impl Output {
         self.closed.load(Ordering::Acquire)
     }
 
+    /// Opens a closed output again for a new task of the same component (the caller
+    /// rewires it before the task runs).
+    pub fn reopen(&self) {
+        self.closed.store(false, Ordering::Release);
+    }
+
+    /// Sends `batch` if anything reads this output; otherwise gives it back, so the
+    /// caller decides (the dead letter settles it `Rejected` rather than `Delivered`).
+    pub async fn send_if_read(&self, batch: EventBatch) -> Result<(), EventBatch> {
+        if self.consumers.load().is_empty() {
+            return Err(batch);
+        }
+        self.send(batch).await;
+        Ok(())
+    }
+
     /// Ids of the current consumers.
     pub fn consumer_ids(&self) -> Vec<Arc<str>> {
         self.consumers
@@ -85,6 +107,14 @@ impl Output {
         let n = batch.len();
         let consumers = self.consumers.load_full();
         match consumers.as_slice() {
+            [] if self.is_closed() || self.expected.load(Ordering::Acquire) > 0 => {
+                // A task that outlived its own end, or consumers that exist but could
+                // not be wired: never lose the events silently.
+                tracing::error!(component_id = %self.metrics.id, events = n, "no reachable consumer; events reported as failed");
+                self.metrics.add_errors(n);
+                settle_all(batch, EventStatus::Errored);
+                return;
+            }
             [] => {
                 self.metrics.add_discarded(n);
                 settle_all(batch, EventStatus::Delivered);
