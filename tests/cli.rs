@@ -389,6 +389,22 @@ async fn health_names_a_failed_component_and_the_webhook_answers_503() {
     let (code, _) = get(&format!("http://127.0.0.1:{api}/health/live")).await;
     assert_eq!(code, 200);
 
+    // The failed sink's input is closed: later requests fail at once instead of
+    // waiting on a buffer nobody reads.
+    let started = std::time::Instant::now();
+    let response = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{hook}/"))
+        .body(r#"{"a":2}"#)
+        .send()
+        .await
+        .expect("POST completes");
+    assert_eq!(response.status(), 503);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "answered at once: {:?}",
+        started.elapsed()
+    );
+
     let (_, metrics) = get(&format!("http://127.0.0.1:{api}/metrics")).await;
     assert_eq!(
         metric(&metrics, "sluice_component_errors_total", "out"),
@@ -396,10 +412,10 @@ async fn health_names_a_failed_component_and_the_webhook_answers_503() {
     );
     assert_eq!(
         metric(&metrics, "sluice_component_received_events_total", "hook"),
-        Some(1.0)
+        Some(2.0)
     );
     assert!(
-        metrics.contains("sluice_end_to_end_latency_seconds_count 1\n"),
+        metrics.contains("sluice_end_to_end_latency_seconds_count 2\n"),
         "{metrics}"
     );
 }

@@ -49,8 +49,9 @@ sources:
   alerts: {{ type: generator, count: 3, format: '{{"id": "6f1c2f64-0c9e-4a9f-9d8f-{{{{seq}}}}00000000000", "event_type": "alert", "source": "grafana", "summary": "disk {{{{seq}}}}", "severity": "high", "labels": {{"team": "core"}}, "time": "2026-11-21T10:00:0{{{{seq}}}}Z"}}' }}
   derived: {{ type: generator, count: 2, format: '{{"summary": "no id {{{{seq}}}}"}}' }}
   bad: {{ type: generator, count: 1, format: '{{"event_type": "bogus", "summary": "violates the check"}}' }}
+  bad_time: {{ type: generator, count: 1, format: '{{"summary": "not a time", "time": "yesterday-ish"}}' }}
 sinks:
-  db: {{ type: postgres, inputs: [alerts, derived, bad], url: "{URL}", schema: {schema} }}
+  db: {{ type: postgres, inputs: [alerts, derived, bad, bad_time], url: "{URL}", schema: {schema} }}
 "#
     );
     for _ in 0..2 {
@@ -59,14 +60,28 @@ sinks:
         dead.attach(&mut p, "dead", &["db.dead_letter"], 10);
         let (mut topo, _) = start_with(p, TopologyOptions::default()).await;
         topo.finished().await;
-        let dead = dead.values();
-        assert_eq!(dead.len(), 1, "the row violating the check constraint");
-        let record = serde_json::to_value(&dead[0]).expect("json")["dead_letter"].clone();
+        let errors: Vec<String> = dead
+            .values()
+            .iter()
+            .map(|v| {
+                serde_json::to_value(v).expect("json")["dead_letter"]["error"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_owned()
+            })
+            .collect();
+        assert_eq!(
+            errors.len(),
+            2,
+            "the check violation and the bad timestamp: {errors:?}"
+        );
         assert!(
-            record["error"]
-                .as_str()
-                .is_some_and(|e| e.contains("check constraint")),
-            "{record}"
+            errors.iter().any(|e| e.contains("check constraint")),
+            "{errors:?}"
+        );
+        assert!(
+            errors.iter().any(|e| e.contains("yesterday-ish")),
+            "a bad value is dead-lettered, not retried: {errors:?}"
         );
     }
     let rows = db

@@ -565,3 +565,36 @@ mod properties {
         }
     }
 }
+
+#[tokio::test]
+async fn an_aggregate_rejected_downstream_fails_the_requests_it_came_from() {
+    let hook = common::free_port();
+    let mut p = parse(&format!(
+        r#"
+sources:
+  hook: {{ type: webhook, address: "127.0.0.1:{hook}" }}
+transforms:
+  agg: {{ type: aggregate, inputs: [hook], interval: 50ms }}
+"#
+    ));
+    let out = CaptureSink {
+        status: sluice::event::EventStatus::Rejected,
+        ..CaptureSink::default()
+    };
+    out.attach(&mut p, "out", &["agg"], 100);
+    let (topo, _) = start(p).await;
+    common::wait_for_port(hook).await;
+    let r = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{hook}/"))
+        .body(r#"[{"a": 1}, {"a": 2}]"#)
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(
+        r.status(),
+        500,
+        "the aggregate was rejected, so were its inputs"
+    );
+    assert_eq!(field(&out.values()[0], "count"), Value::from(2));
+    topo.stop(Duration::from_secs(5)).await;
+}

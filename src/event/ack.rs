@@ -51,6 +51,9 @@ struct Shared {
     events: u64,
     notify: Option<oneshot::Sender<EventStatus>>,
     latency: Option<Arc<LatencyRecorder>>,
+    /// Obligations of the events this batch was made from (an aggregate): settled with
+    /// this batch's outcome.
+    forward: Vec<EventAck>,
 }
 
 impl Drop for Shared {
@@ -62,6 +65,9 @@ impl Drop for Shared {
         if let Some(tx) = self.notify.take() {
             // The source may have stopped waiting (client hung up); that is not an error.
             let _ = tx.send(status);
+        }
+        for ack in self.forward.drain(..) {
+            ack.settle(status);
         }
     }
 }
@@ -99,6 +105,16 @@ impl BatchAck {
         Self::build(events, latency, None)
     }
 
+    /// A batch made from other events (an aggregate of them): when its copies are
+    /// settled, every event in `inputs` is settled with the same outcome.
+    pub fn forwarding(inputs: Vec<EventAck>) -> Self {
+        let mut ack = Self::build(0, None, None);
+        if let Some(shared) = Arc::get_mut(&mut ack.shared) {
+            shared.forward = inputs;
+        }
+        ack
+    }
+
     fn build(
         events: usize,
         latency: Option<Arc<LatencyRecorder>>,
@@ -111,6 +127,7 @@ impl BatchAck {
                 events: events as u64,
                 notify,
                 latency,
+                forward: Vec::new(),
             }),
         }
     }
@@ -210,6 +227,18 @@ mod tests {
         a.settle(EventStatus::Delivered);
         drop(b);
         assert_eq!(rx.wait().await, EventStatus::Errored);
+    }
+
+    #[tokio::test]
+    async fn a_forwarding_batch_settles_its_inputs_with_its_own_outcome() {
+        let (inputs, rx) = BatchAck::with_receiver(2, None);
+        let forwarded = vec![inputs.event_ack(), inputs.event_ack()];
+        drop(inputs);
+        let aggregate = BatchAck::forwarding(forwarded);
+        let copy = aggregate.event_ack();
+        drop(aggregate);
+        copy.settle(EventStatus::Rejected);
+        assert_eq!(rx.wait().await, EventStatus::Rejected);
     }
 
     #[tokio::test]

@@ -3,9 +3,10 @@
 //! Every `interval`, each group of `group_by` values seen gives one event:
 //! `{ event_type: "metric", name, <group_by fields>, count, <field>: { sum, min, max,
 //! avg }, window_start, window_end }` for each numeric field of `fields` (non-numeric
-//! values are ignored). Input events are settled delivered when their window is
-//! emitted, so a source's acknowledgement waits for the aggregate. The transform flushes
-//! on its interval, at shutdown and before a reload replaces it: nothing is lost.
+//! values are ignored). Input events are settled with the outcome of the aggregate made
+//! from them (delivered when a sink delivered it), so a source's acknowledgement waits
+//! for the aggregate's delivery. The transform flushes on its interval, when shutdown
+//! begins and before a reload replaces it: nothing is lost.
 
 use std::time::Duration;
 
@@ -18,7 +19,7 @@ use vrl::value::{KeyString, ObjectMap, Value};
 use crate::component::{
     BuildError, Transform, TransformConfig, TransformContext, TransformOutputs,
 };
-use crate::event::{Event, EventAck, EventBatch, EventStatus};
+use crate::event::{BatchAck, Event, EventAck, EventBatch};
 
 fn default_interval() -> Duration {
     Duration::from_secs(10)
@@ -172,14 +173,11 @@ impl Transform for Aggregate {
             }
             m.insert("window_start".into(), Value::Timestamp(self.window_start));
             m.insert("window_end".into(), Value::Timestamp(end));
-            out.default.push(Event::new(
-                Value::Object(m),
-                std::sync::Arc::clone(&self.id),
-                end,
-            ));
-            for ack in group.acks {
-                ack.settle(EventStatus::Delivered);
-            }
+            let ack = BatchAck::forwarding(group.acks);
+            out.default.push(
+                Event::new(Value::Object(m), std::sync::Arc::clone(&self.id), end)
+                    .with_ack(ack.event_ack()),
+            );
         }
         self.window_start = end;
     }
