@@ -15,7 +15,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
 
 use crate::event::EventBatch;
 
@@ -30,6 +30,7 @@ pub struct BufferSender {
     tx: mpsc::UnboundedSender<Item>,
     permits: Arc<Semaphore>,
     capacity: Arc<AtomicUsize>,
+    resized: Arc<Notify>,
 }
 
 /// A sender that does not keep the buffer open.
@@ -38,6 +39,7 @@ pub struct WeakBufferSender {
     tx: mpsc::WeakUnboundedSender<Item>,
     permits: Arc<Semaphore>,
     capacity: Arc<AtomicUsize>,
+    resized: Arc<Notify>,
 }
 
 impl WeakBufferSender {
@@ -47,6 +49,7 @@ impl WeakBufferSender {
             tx,
             permits: Arc::clone(&self.permits),
             capacity: Arc::clone(&self.capacity),
+            resized: Arc::clone(&self.resized),
         })
     }
 }
@@ -62,6 +65,7 @@ pub struct BufferReceiver {
 pub struct BufferProbe {
     permits: Arc<Semaphore>,
     capacity: Arc<AtomicUsize>,
+    resized: Arc<Notify>,
 }
 
 impl std::fmt::Debug for BufferProbe {
@@ -103,6 +107,9 @@ impl BufferProbe {
                 }
             });
         }
+        // Senders waiting for permits counted at the old size split their batch again,
+        // so none waits for more permits than will ever exist.
+        self.resized.notify_waiters();
     }
 }
 
@@ -120,17 +127,23 @@ pub fn buffer(capacity: usize) -> (BufferSender, BufferReceiver, BufferProbe) {
     let (tx, rx) = mpsc::unbounded_channel();
     let permits = Arc::new(Semaphore::new(size));
     let capacity = Arc::new(AtomicUsize::new(size));
+    let resized = Arc::new(Notify::new());
     (
         BufferSender {
             tx,
             permits: Arc::clone(&permits),
             capacity: Arc::clone(&capacity),
+            resized: Arc::clone(&resized),
         },
         BufferReceiver {
             rx,
             permits: Arc::clone(&permits),
         },
-        BufferProbe { permits, capacity },
+        BufferProbe {
+            permits,
+            capacity,
+            resized,
+        },
     )
 }
 
@@ -140,38 +153,46 @@ impl BufferSender {
             tx: self.tx.downgrade(),
             permits: Arc::clone(&self.permits),
             capacity: Arc::clone(&self.capacity),
+            resized: Arc::clone(&self.resized),
         }
     }
 
-    /// Queues `batch`, waiting while the buffer is full.
+    /// Queues `batch`, waiting while the buffer is full. Batches larger than the bound
+    /// go in pieces; on `Err` the unsent events come back.
     pub async fn send(&self, mut batch: EventBatch) -> Result<(), Closed> {
-        loop {
+        while !batch.is_empty() {
             let capacity = self.capacity.load(Ordering::Acquire);
-            if batch.len() <= capacity {
-                break;
+            let rest = if batch.len() > capacity {
+                batch.split_off(capacity)
+            } else {
+                Vec::new()
+            };
+            let resized = self.resized.notified();
+            tokio::pin!(resized);
+            resized.as_mut().enable();
+            if self.capacity.load(Ordering::Acquire) != capacity {
+                batch.extend(rest);
+                continue;
             }
-            let rest = batch.split_off(capacity);
-            self.send_one(batch).await?;
-            batch = rest;
+            // Fits in u32: capacity is clamped to u32::MAX and the batch to capacity.
+            let n = batch.len() as u32;
+            tokio::select! {
+                permits = Arc::clone(&self.permits).acquire_many_owned(n) => {
+                    let Ok(permits) = permits else {
+                        batch.extend(rest);
+                        return Err(Closed(batch));
+                    };
+                    if let Err(mpsc::error::SendError(item)) = self.tx.send(Item { batch, _permits: permits }) {
+                        let mut unsent = item.batch;
+                        unsent.extend(rest);
+                        return Err(Closed(unsent));
+                    }
+                    batch = rest;
+                }
+                () = &mut resized => batch.extend(rest),
+            }
         }
-        self.send_one(batch).await
-    }
-
-    async fn send_one(&self, batch: EventBatch) -> Result<(), Closed> {
-        if batch.is_empty() {
-            return Ok(());
-        }
-        // Fits in u32: capacity is clamped to u32::MAX and the batch to capacity.
-        let n = batch.len() as u32;
-        let Ok(permits) = Arc::clone(&self.permits).acquire_many_owned(n).await else {
-            return Err(Closed(batch));
-        };
-        self.tx
-            .send(Item {
-                batch,
-                _permits: permits,
-            })
-            .map_err(|mpsc::error::SendError(item)| Closed(item.batch))
+        Ok(())
     }
 }
 
@@ -233,6 +254,31 @@ mod tests {
         }
         assert_eq!(got, 30);
         assert!(sender.await.expect("joined"));
+    }
+
+    #[tokio::test]
+    async fn a_sender_waiting_through_a_shrink_splits_its_batch_again() {
+        let (tx, mut rx, probe) = buffer(10);
+        tx.send(batch(10)).await.ok();
+        let sender = tokio::spawn(async move { tx.send(batch(10)).await.is_ok() });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        probe.resize(5);
+        let first = rx.recv().await.expect("first batch");
+        assert_eq!(first.len(), 10);
+        let mut after = Vec::new();
+        while after.iter().sum::<usize>() < 10 {
+            let b = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+                .await
+                .expect("no sender is left waiting for permits that no longer exist")
+                .expect("open");
+            after.push(b.len());
+        }
+        assert!(
+            after.iter().all(|n| *n <= 5),
+            "pieces after the shrink: {after:?}"
+        );
+        assert!(sender.await.expect("joined"));
+        assert_eq!(probe.capacity(), 5);
     }
 
     #[tokio::test]
