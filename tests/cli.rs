@@ -603,3 +603,71 @@ async fn promtool_accepts_the_metrics_exposition() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[tokio::test]
+async fn sluice_tap_prints_live_events_of_matching_components() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let api = free_port();
+    let path = write_pipeline(
+        &dir,
+        "tap.yaml",
+        "sources:\n  gen: { type: generator, rate: 200, batch_size: 2, format: '{\"seq\": {{seq}}}' }\ntransforms:\n  stamp: { type: remap, inputs: [gen], source: .stamped = true }\n  other: { type: remap, inputs: [gen], source: .other = true }\nsinks:\n  out: { type: blackhole, inputs: [stamp, other] }\n",
+    );
+    let mut cmd = sluice();
+    cmd.args(["run", "-c"])
+        .arg(&path)
+        .args(["--api-address", &format!("127.0.0.1:{api}")])
+        .env("SLUICE_API__AUTH_TOKEN", "t0k");
+    let _p = Process::spawn(cmd);
+    wait_for_port(api).await;
+    let address = format!("127.0.0.1:{api}");
+
+    let denied = sluice()
+        .args(["tap", "stamp", "--limit", "1", "--api-address", &address])
+        .env_remove("SLUICE_API__AUTH_TOKEN")
+        .output()
+        .expect("runs");
+    assert_eq!(denied.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&denied.stderr).contains("401"),
+        "{}",
+        String::from_utf8_lossy(&denied.stderr)
+    );
+
+    let out = tokio::task::spawn_blocking(move || {
+        sluice()
+            .args([
+                "tap",
+                "st*",
+                "--limit",
+                "5",
+                "--api-address",
+                &address,
+                "--token",
+                "t0k",
+            ])
+            .output()
+            .expect("runs")
+    })
+    .await
+    .expect("joined");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("NDJSON"))
+        .collect();
+    assert_eq!(lines.len(), 5, "--limit 5");
+    for line in &lines {
+        assert_eq!(
+            line["component_id"], "stamp",
+            "only components matching st*"
+        );
+        assert_eq!(line["event"]["stamped"], true);
+        assert!(line["event"]["seq"].is_i64());
+    }
+}

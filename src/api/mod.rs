@@ -27,8 +27,10 @@ pub type ReloadRequest = oneshot::Sender<Result<serde_json::Value, String>>;
 struct ApiState {
     telemetry: Arc<Telemetry>,
     reload: Option<mpsc::Sender<ReloadRequest>>,
-    /// Required as a bearer token by the endpoints that change things.
+    /// Required as a bearer token by the endpoints that change or reveal things.
     auth_token: Option<Arc<str>>,
+    /// Ends open tap streams at shutdown (graceful shutdown waits for them).
+    shutdown: CancellationToken,
 }
 
 /// Binds the API on `address` and serves it until `shutdown` is cancelled. Reload
@@ -42,7 +44,7 @@ pub async fn serve(
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = tokio::net::TcpListener::bind(address).await?;
     let local = listener.local_addr()?;
-    let app = router(telemetry, reload, auth_token);
+    let app = router(telemetry, reload, auth_token, shutdown.clone());
     let handle = tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app)
             .with_graceful_shutdown(shutdown.cancelled_owned())
@@ -58,6 +60,7 @@ pub fn router(
     telemetry: Arc<Telemetry>,
     reload: Option<mpsc::Sender<ReloadRequest>>,
     auth_token: Option<String>,
+    shutdown: CancellationToken,
 ) -> Router {
     Router::new()
         .route("/health", get(health))
@@ -65,10 +68,12 @@ pub fn router(
         .route("/health/ready", get(ready))
         .route("/metrics", get(metrics))
         .route("/reload", post(reload_now))
+        .route("/tap", get(tap))
         .with_state(ApiState {
             telemetry,
             reload,
             auth_token: auth_token.filter(|t| !t.is_empty()).map(Arc::from),
+            shutdown,
         })
 }
 
@@ -149,14 +154,69 @@ fn authorized(state: &ApiState, headers: &axum::http::HeaderMap) -> bool {
             == 0
 }
 
+fn unauthorized() -> Response {
+    (
+        StatusCode::UNAUTHORIZED,
+        [(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"))],
+        axum::Json(json!({ "error": "a valid bearer token (api.auth_token) is required" })),
+    )
+        .into_response()
+}
+
+#[derive(serde::Deserialize)]
+struct TapQuery {
+    /// Component ids to tap, `*` wildcards allowed.
+    components: Option<String>,
+    /// Stop after this many events.
+    limit: Option<u64>,
+    /// Keep one event in this many.
+    sample: Option<u64>,
+}
+
+/// `GET /tap`: events leaving matching components, as NDJSON, until `limit`, the client
+/// leaves, or shutdown.
+async fn tap(
+    State(s): State<ApiState>,
+    headers: axum::http::HeaderMap,
+    axum::extract::Query(q): axum::extract::Query<TapQuery>,
+) -> Response {
+    if !authorized(&s, &headers) {
+        return unauthorized();
+    }
+    let pattern = q.components.unwrap_or_else(|| "*".into());
+    let (rx, guard) = s.telemetry.taps().attach(&pattern, q.sample.unwrap_or(1));
+    let limit = q.limit.unwrap_or(u64::MAX);
+    let shutdown = s.shutdown.clone();
+    let stream = futures_util::stream::unfold((rx, guard, 0u64), move |(mut rx, guard, sent)| {
+        let shutdown = shutdown.clone();
+        async move {
+            if sent >= limit {
+                return None;
+            }
+            let line = tokio::select! {
+                line = rx.recv() => line?,
+                () = shutdown.cancelled() => return None,
+            };
+            Some((
+                Ok::<_, std::convert::Infallible>(format!("{line}\n")),
+                (rx, guard, sent + 1),
+            ))
+        }
+    });
+    (
+        StatusCode::OK,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/x-ndjson"),
+        )],
+        axum::body::Body::from_stream(stream),
+    )
+        .into_response()
+}
+
 async fn reload_now(State(s): State<ApiState>, headers: axum::http::HeaderMap) -> Response {
     if !authorized(&s, &headers) {
-        return (
-            StatusCode::UNAUTHORIZED,
-            [(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"))],
-            axum::Json(json!({ "error": "a valid bearer token (api.auth_token) is required" })),
-        )
-            .into_response();
+        return unauthorized();
     }
     let Some(tx) = s.reload else {
         return (

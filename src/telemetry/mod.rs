@@ -8,6 +8,7 @@
 
 mod latency;
 mod prometheus;
+pub mod tap;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -100,6 +101,7 @@ pub struct Telemetry {
     reload_duration: LatencyRecorder,
     config: Mutex<ConfigStatus>,
     pipeline_running: AtomicBool,
+    taps: Arc<tap::TapRegistry>,
 }
 
 /// The running configuration, as `/health` reports it.
@@ -165,6 +167,11 @@ impl Telemetry {
 
     pub fn latency(&self) -> &Arc<LatencyRecorder> {
         &self.latency
+    }
+
+    /// Where `sluice tap` readers attach.
+    pub fn taps(&self) -> &Arc<tap::TapRegistry> {
+        &self.taps
     }
 
     /// Whether a pipeline is running (false before start and while draining at shutdown).

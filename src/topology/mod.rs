@@ -264,7 +264,12 @@ impl Topology {
                 .filter(|n| !shell.outputs.contains_key(n))
                 .collect();
             for name in names {
-                gained.insert((id.clone(), name), Output::new(Arc::clone(&shell.metrics)));
+                let output = Output::new(
+                    Arc::clone(&shell.metrics),
+                    name.clone(),
+                    Arc::clone(self.telemetry.taps()),
+                );
+                gained.insert((id.clone(), name), output);
             }
         }
 
@@ -488,11 +493,16 @@ impl Topology {
             }
         });
         let mut outputs = HashMap::new();
+        let taps = self.telemetry.taps();
         if kind != ComponentKind::Sink {
-            outputs.insert(None, Output::new(Arc::clone(&metrics)));
+            outputs.insert(
+                None,
+                Output::new(Arc::clone(&metrics), None, Arc::clone(taps)),
+            );
         }
         for name in pipeline.named_outputs(id) {
-            outputs.insert(Some(name), Output::new(Arc::clone(&metrics)));
+            let output = Output::new(Arc::clone(&metrics), Some(name.clone()), Arc::clone(taps));
+            outputs.insert(Some(name), output);
         }
         Shell {
             kind,

@@ -21,6 +21,7 @@ use arc_swap::ArcSwap;
 use super::buffer::{BufferSender, Closed};
 use crate::event::{EventBatch, EventStatus, settle_all};
 use crate::telemetry::ComponentMetrics;
+use crate::telemetry::tap::TapRegistry;
 
 /// A consumer of an output: its id and a sender into its input buffer.
 #[derive(Clone)]
@@ -33,6 +34,9 @@ pub struct Consumer {
 pub struct Output {
     consumers: ArcSwap<Vec<Consumer>>,
     metrics: Arc<ComponentMetrics>,
+    /// The output's name (`None`: default), for taps.
+    name: Option<String>,
+    taps: Arc<TapRegistry>,
     /// Set by [`Output::close`]; a closed output stays empty.
     closed: AtomicBool,
     /// How many consumers the pipeline declares; more than are wired means some could
@@ -41,10 +45,16 @@ pub struct Output {
 }
 
 impl Output {
-    pub fn new(metrics: Arc<ComponentMetrics>) -> Arc<Self> {
+    pub fn new(
+        metrics: Arc<ComponentMetrics>,
+        name: Option<String>,
+        taps: Arc<TapRegistry>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             consumers: ArcSwap::from_pointee(Vec::new()),
             metrics,
+            name,
+            taps,
             closed: AtomicBool::new(false),
             expected: AtomicUsize::new(0),
         })
@@ -105,6 +115,8 @@ impl Output {
             return;
         }
         let n = batch.len();
+        self.taps
+            .offer(&self.metrics.id, self.name.as_deref(), &batch);
         let consumers = self.consumers.load_full();
         match consumers.as_slice() {
             [] if self.is_closed() || self.expected.load(Ordering::Acquire) > 0 => {
