@@ -176,7 +176,11 @@ impl BufferSender {
             }
             // Fits in u32: capacity is clamped to u32::MAX and the batch to capacity.
             let n = batch.len() as u32;
+            // A resize wins over permits granted in the same instant: the new bound
+            // applies, and dropping the granted acquire returns its permits.
             tokio::select! {
+                biased;
+                () = &mut resized => batch.extend(rest),
                 permits = Arc::clone(&self.permits).acquire_many_owned(n) => {
                     let Ok(permits) = permits else {
                         batch.extend(rest);
@@ -189,7 +193,6 @@ impl BufferSender {
                     }
                     batch = rest;
                 }
-                () = &mut resized => batch.extend(rest),
             }
         }
         Ok(())

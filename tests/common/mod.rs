@@ -29,10 +29,22 @@ pub async fn start(mut pipeline: Pipeline) -> (Topology, Arc<Telemetry>) {
     (running, telemetry)
 }
 
-/// A port nobody listens on right now. (Also installs the TLS crypto provider that
-/// reqwest clients in tests need: every test that talks HTTP picks a port first.)
+/// A port nobody listens on right now, distinct from every other port this process
+/// handed out. Ports come from a per-process block below Linux's ephemeral range
+/// (32768+), so neither parallel tests nor outgoing connections collide with them.
+/// (Also installs the TLS crypto provider that reqwest clients in tests need: every
+/// test that talks HTTP picks a port first.)
 pub fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
     sluice::delivery::install_crypto_provider();
+    let base = 20000 + (std::process::id() % 120) as u16 * 100;
+    for _ in 0..100 {
+        let port = base + NEXT.fetch_add(1, Ordering::Relaxed) % 100;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
