@@ -299,22 +299,7 @@ sinks:
         clock.total() >= Duration::from_secs(20),
         "the sink kept retrying through the outage"
     );
-    let mut ns: Vec<i64> = rx
-        .requests()
-        .iter()
-        .flat_map(|r| {
-            std::str::from_utf8(&r.body)
-                .expect("utf-8")
-                .lines()
-                .map(|l| {
-                    serde_json::from_str::<serde_json::Value>(l).expect("json")["n"]
-                        .as_i64()
-                        .expect("n")
-                })
-                .collect::<Vec<_>>()
-        })
-        .collect();
-    ns.sort_unstable();
+    let ns = common::ndjson_ints(&rx.requests(), "n");
     assert_eq!(ns, (0..50).collect::<Vec<_>>());
 }
 
@@ -531,21 +516,7 @@ sinks:
         .into_iter()
         .filter(|r| r.headers["x-version"] == "2" && r.status_ok())
         .collect();
-    let mut ns: Vec<i64> = delivered
-        .iter()
-        .flat_map(|r| {
-            std::str::from_utf8(&r.body)
-                .expect("utf-8")
-                .lines()
-                .map(|l| {
-                    serde_json::from_str::<serde_json::Value>(l).expect("json")["n"]
-                        .as_i64()
-                        .expect("n")
-                })
-                .collect::<Vec<_>>()
-        })
-        .collect();
-    ns.sort_unstable();
+    let ns = common::ndjson_ints(&delivered, "n");
     assert_eq!(
         ns,
         (0..20).collect::<Vec<_>>(),

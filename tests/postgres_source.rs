@@ -42,23 +42,7 @@ async fn seeded(rows: i64, old: i64) -> Option<(tokio_postgres::Client, String)>
 }
 
 fn ns(rx: &Receiver) -> Vec<i64> {
-    let mut ns: Vec<i64> = rx
-        .requests()
-        .iter()
-        .flat_map(|r| {
-            std::str::from_utf8(&r.body)
-                .expect("utf-8")
-                .lines()
-                .map(|l| {
-                    serde_json::from_str::<serde_json::Value>(l).expect("json")["n"]
-                        .as_i64()
-                        .expect("n")
-                })
-                .collect::<Vec<_>>()
-        })
-        .collect();
-    ns.sort_unstable();
-    ns
+    common::ndjson_ints(&rx.requests(), "n")
 }
 
 fn pipeline(schema: &str, port: u16, backfill: &str) -> sluice::config::Pipeline {

@@ -150,6 +150,26 @@ impl Recorded {
     }
 }
 
+/// An integer field of every NDJSON line in `requests`' bodies, sorted.
+pub fn ndjson_ints<'a>(requests: impl IntoIterator<Item = &'a Recorded>, field: &str) -> Vec<i64> {
+    let mut values: Vec<i64> = requests
+        .into_iter()
+        .flat_map(|r| {
+            std::str::from_utf8(&r.body)
+                .expect("utf-8")
+                .lines()
+                .map(|l| {
+                    serde_json::from_str::<serde_json::Value>(l).expect("json")[field]
+                        .as_i64()
+                        .expect("an integer field")
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    values.sort_unstable();
+    values
+}
+
 /// An answer a [`Receiver`] gives.
 #[derive(Debug, Clone)]
 pub struct Reply {
