@@ -8,6 +8,15 @@ use std::time::{Duration, Instant};
 
 use common::{Process, free_port, metric, sluice, wait_for_port};
 
+/// `sluice run -c <path>` with the API off (tests that need no API run in parallel).
+fn run_without_api(path: &std::path::Path) -> std::process::Command {
+    let mut cmd = sluice();
+    cmd.args(["run", "-c"])
+        .arg(path)
+        .env("SLUICE_API__ENABLED", "false");
+    cmd
+}
+
 fn write_pipeline(dir: &tempfile::TempDir, name: &str, yaml: &str) -> std::path::PathBuf {
     let path = dir.path().join(name);
     std::fs::write(&path, yaml).expect("write pipeline");
@@ -243,12 +252,7 @@ fn blackhole_reports_its_count_periodically() {
         "p.yaml",
         "sources:\n  gen: { type: generator, rate: 2000, count: 600, batch_size: 50 }\nsinks:\n  sink: { type: blackhole, inputs: [gen], print_interval: 50ms }\n",
     );
-    let out = sluice()
-        .args(["run", "-c"])
-        .arg(&path)
-        .env("SLUICE_API__ENABLED", "false")
-        .output()
-        .expect("runs");
+    let out = run_without_api(&path).output().expect("runs");
     assert_eq!(out.status.code(), Some(0));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -432,12 +436,7 @@ fn a_port_in_use_stops_the_pipeline_from_starting() {
             "sources:\n  hook: {{ type: webhook, address: \"127.0.0.1:{port}\" }}\nsinks:\n  out: {{ type: blackhole, inputs: [hook] }}\n"
         ),
     );
-    let out = sluice()
-        .args(["run", "-c"])
-        .arg(&path)
-        .env("SLUICE_API__ENABLED", "false")
-        .output()
-        .expect("runs");
+    let out = run_without_api(&path).output().expect("runs");
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -456,10 +455,7 @@ fn enrich_reads_kubernetes_details_from_the_downward_api_environment() {
         "k8s.yaml",
         "sources:\n  gen: { type: generator, count: 1, format: '{\"a\": 1}' }\ntransforms:\n  e: { type: enrich, inputs: [gen], kubernetes: true, host: true }\nsinks:\n  out: { type: console, inputs: [e] }\n",
     );
-    let out = sluice()
-        .args(["run", "-c"])
-        .arg(&path)
-        .env("SLUICE_API__ENABLED", "false")
+    let out = run_without_api(&path)
         .env("POD_NAME", "sluice-7d9f")
         .env("POD_NAMESPACE", "monitoring")
         .env("NODE_NAME", "node-3")

@@ -7,21 +7,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use common::{free_port, parse, start, wait_for_port};
+use common::{free_port, int, parse, start, wait_for_port};
 use sluice::config::Pipeline;
 use sluice::testing::CaptureSink;
 use sluice::topology::Drained;
-use vrl::value::Value;
-
-fn int(v: &Value, field: &str) -> i64 {
-    match v {
-        Value::Object(m) => match m.get(field) {
-            Some(Value::Integer(i)) => *i,
-            other => panic!("{field} is not an integer: {other:?}"),
-        },
-        _ => panic!("not an object"),
-    }
-}
 
 fn validated(mut p: Pipeline) -> Pipeline {
     p.validate().unwrap_or_else(|e| panic!("valid: {e}"));

@@ -7,18 +7,11 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use common::{eventually, parse, start, start_with};
+use common::{eventually, field, parse, start, start_with};
 use sluice::clock::ManualClock;
 use sluice::testing::CaptureSink;
 use sluice::topology::{Drained, TopologyOptions};
 use vrl::value::Value;
-
-fn field(v: &Value, name: &str) -> Value {
-    v.as_object()
-        .and_then(|m| m.get(name))
-        .cloned()
-        .unwrap_or(Value::Null)
-}
 
 #[tokio::test]
 async fn route_sends_to_every_matching_output_and_the_rest_to_unmatched() {

@@ -7,11 +7,10 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use common::{eventually, free_port, parse, start, wait_for_port};
+use common::{eventually, free_port, int, parse, start, string, wait_for_port};
 use sluice::event::EventStatus;
 use sluice::testing::CaptureSink;
 use tokio::sync::Semaphore;
-use vrl::value::Value;
 
 fn sorted(mut v: Vec<i64>) -> Vec<i64> {
     v.sort_unstable();
@@ -60,23 +59,6 @@ sources:
         .chain((0..200).map(|s| (2, s)))
         .collect();
     assert_eq!(pairs, want);
-}
-
-fn int(v: &Value, field: &str) -> i64 {
-    match v {
-        Value::Object(m) => match m.get(field) {
-            Some(Value::Integer(i)) => *i,
-            other => panic!("{field} is not an integer: {other:?}"),
-        },
-        _ => panic!("not an object"),
-    }
-}
-
-fn string(v: &Value, field: &str) -> Option<String> {
-    match v {
-        Value::Object(m) => m.get(field).map(|f| f.to_string_lossy().into_owned()),
-        _ => None,
-    }
 }
 
 #[tokio::test]

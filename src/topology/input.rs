@@ -117,10 +117,6 @@ impl ComponentInput {
         self.stop.cancelled().await;
     }
 
-    pub fn is_stopping(&self) -> bool {
-        self.stop.is_cancelled()
-    }
-
     /// The stop signal, for loops that wait on other things besides `recv`.
     pub fn stop_token(&self) -> CancellationToken {
         self.stop.clone()

@@ -100,15 +100,6 @@ impl Output {
         Ok(())
     }
 
-    /// Ids of the current consumers.
-    pub fn consumer_ids(&self) -> Vec<Arc<str>> {
-        self.consumers
-            .load()
-            .iter()
-            .map(|c| Arc::clone(&c.id))
-            .collect()
-    }
-
     /// Sends `batch` to every consumer, waiting for room in each (backpressure).
     pub async fn send(&self, batch: EventBatch) {
         if batch.is_empty() {

@@ -124,6 +124,29 @@ impl Drop for Process {
     }
 }
 
+/// A top-level field of an event payload (`null` when absent).
+pub fn field(v: &vrl::value::Value, name: &str) -> vrl::value::Value {
+    v.as_object()
+        .and_then(|m| m.get(name))
+        .cloned()
+        .unwrap_or(vrl::value::Value::Null)
+}
+
+/// A top-level integer field; panics (the test fails) when it is not one.
+pub fn int(v: &vrl::value::Value, name: &str) -> i64 {
+    match field(v, name) {
+        vrl::value::Value::Integer(i) => i,
+        other => panic!("{name} is not an integer: {other:?}"),
+    }
+}
+
+/// A top-level field as text, if present.
+pub fn string(v: &vrl::value::Value, name: &str) -> Option<String> {
+    v.as_object()
+        .and_then(|m| m.get(name))
+        .map(|f| f.to_string_lossy().into_owned())
+}
+
 /// Reads one metric sample (exact label set match) from a /metrics body.
 pub fn metric(body: &str, name: &str, component: &str) -> Option<f64> {
     let prefix = format!("{name}{{component_id=\"{component}\",");
