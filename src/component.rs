@@ -49,6 +49,8 @@ pub struct SourceContext {
     pub data_dir: PathBuf,
     /// Bind listening sockets here, so a replacement can take them over.
     pub listeners: ListenerPool,
+    /// Wall time and timers (a [`crate::clock::ManualClock`] in tests).
+    pub clock: Arc<dyn crate::clock::Clock>,
 }
 
 /// The outputs of a source.

@@ -12,7 +12,7 @@ use crate::event::Event;
 
 /// Webhook request bodies: decoding never panics, and every decoded event serializes.
 pub fn webhook_body(data: &[u8]) {
-    let Ok(values) = crate::sources::webhook::decode_body(data) else {
+    let Ok(values) = crate::sources::webhook::parse_json_stream(data) else {
         return;
     };
     let source: Arc<str> = Arc::from("fuzz");
@@ -24,6 +24,86 @@ pub fn webhook_body(data: &[u8]) {
         event
             .to_json_line(&mut line)
             .expect("a decoded event serializes back to JSON");
+    }
+}
+
+/// A vendor decoder on any body: it yields valid normalized events or a 400 that names
+/// the decoder; it never panics. Binary CloudEvents are fuzzed through their headers
+/// too: for `cloudevents`, a first byte that is odd sends the rest as a binary-mode body.
+pub fn decoder(name: &str, data: &[u8]) {
+    use crate::sources::webhook::{Decoder, Payload, Severity, Stamp};
+    use axum::http::{HeaderMap, HeaderValue};
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+
+    static DECODERS: OnceLock<Mutex<HashMap<String, Arc<Decoder>>>> = OnceLock::new();
+    let decoder = {
+        let mut map = DECODERS
+            .get_or_init(Default::default)
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        Arc::clone(map.entry(name.to_owned()).or_insert_with(|| {
+            Arc::new(Decoder::resolve(name, Severity::Medium, true).expect("a built-in decoder"))
+        }))
+    };
+    let mut headers = HeaderMap::new();
+    let mut body = data;
+    if name == "cloudevents"
+        && let Some((first, rest)) = data.split_first()
+        && first % 2 == 1
+    {
+        headers.insert("ce-specversion", HeaderValue::from_static("1.0"));
+        headers.insert("ce-id", HeaderValue::from_static("1"));
+        headers.insert("ce-source", HeaderValue::from_static("/fuzz"));
+        headers.insert("ce-type", HeaderValue::from_static("fuzz"));
+        let content_type = if first % 4 == 1 {
+            "application/json"
+        } else {
+            "text/plain"
+        };
+        headers.insert("content-type", HeaderValue::from_static(content_type));
+        body = rest;
+    }
+    let stamp = Stamp {
+        now: Utc::now(),
+        request_id: "fuzz",
+    };
+    let result = match decoder.parse(&headers, body) {
+        Ok(Payload::Document(doc)) => decoder.decode(doc, &vrl::value::Value::Null, &stamp),
+        Ok(Payload::Events(events)) => Ok(events),
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(events) => {
+            let source: Arc<str> = Arc::from("fuzz");
+            let mut line = Vec::new();
+            for v in events {
+                let fields = v.as_object().expect("decoded events are objects");
+                if fields
+                    .get("event_type")
+                    .and_then(|t| t.to_str_lossy())
+                    .as_deref()
+                    == Some("alert")
+                {
+                    let status = fields
+                        .get("status")
+                        .and_then(|s| s.to_str_lossy())
+                        .map(|s| s.into_owned());
+                    assert!(
+                        matches!(status.as_deref(), Some("firing" | "resolved")),
+                        "alert status {status:?}"
+                    );
+                }
+                line.clear();
+                Event::new(v, Arc::clone(&source), Utc::now())
+                    .to_json_line(&mut line)
+                    .expect("a decoded event serializes to JSON");
+            }
+        }
+        Err(rejection) => {
+            assert_eq!(rejection.status.as_u16(), 400, "{}", rejection.message);
+            assert_eq!(rejection.decoder.as_deref(), Some(name));
+        }
     }
 }
 

@@ -19,6 +19,7 @@ pub mod event;
 pub mod fuzzing;
 pub mod key_values;
 pub mod pipeline_tests;
+pub mod plugins;
 pub mod program;
 pub mod reload;
 pub mod settings;

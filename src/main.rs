@@ -83,6 +83,15 @@ struct RunArgs {
     /// SIGHUP and `POST /reload` still reload.
     #[arg(long)]
     no_watch: bool,
+    /// Folders of VRL plugins (`decoders/*.vrl`, `formatters/*.vrl`) that override or add
+    /// to the built-in ones; searched in order before `plugin_dirs` from the settings.
+    #[arg(
+        long = "plugin-dir",
+        value_name = "DIR",
+        env = "SLUICE_PLUGIN_DIRS",
+        value_delimiter = ':'
+    )]
+    plugin_dirs: Vec<PathBuf>,
 }
 
 #[derive(Args)]
@@ -90,6 +99,15 @@ struct ValidateArgs {
     /// Pipeline files; several are merged into one pipeline.
     #[arg(long = "config", short = 'c', value_name = "FILE", required = true)]
     config: Vec<PathBuf>,
+    /// Folders of VRL plugins (`decoders/*.vrl`, `formatters/*.vrl`) that override or add
+    /// to the built-in ones; searched in order before `plugin_dirs` from the settings.
+    #[arg(
+        long = "plugin-dir",
+        value_name = "DIR",
+        env = "SLUICE_PLUGIN_DIRS",
+        value_delimiter = ':'
+    )]
+    plugin_dirs: Vec<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -107,6 +125,7 @@ fn main() -> ExitCode {
 }
 
 fn validate(args: &ValidateArgs) -> u8 {
+    sluice::plugins::set_dirs(args.plugin_dirs.clone());
     match reload::load_pipeline(&args.config) {
         Ok(pipeline) => {
             for w in &pipeline.warnings {
@@ -131,6 +150,7 @@ fn validate(args: &ValidateArgs) -> u8 {
 }
 
 fn test(args: &ValidateArgs) -> u8 {
+    sluice::plugins::set_dirs(args.plugin_dirs.clone());
     let pipeline = match reload::load_pipeline(&args.config) {
         Ok(p) => p,
         Err(errors) => {
@@ -237,6 +257,9 @@ fn run(args: RunArgs) -> u8 {
         eprintln!("error: {e:#}");
         return EXIT_CONFIG;
     }
+    let mut plugin_dirs = args.plugin_dirs.clone();
+    plugin_dirs.extend(settings.plugin_dirs.iter().cloned());
+    sluice::plugins::set_dirs(plugin_dirs);
     let pipeline = match reload::load_pipeline(&args.config) {
         Ok(p) => p,
         Err(errors) => {

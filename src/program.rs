@@ -54,8 +54,8 @@ pub enum Mode {
 /// What one run of a program ended with.
 pub enum Outcome {
     Done(Value),
-    /// `abort` was called: the event is intentionally dropped.
-    Aborted,
+    /// `abort` was called: the event is intentionally dropped. Carries `abort`'s message.
+    Aborted(String),
     Failed(String),
 }
 
@@ -131,7 +131,7 @@ impl Runner {
         self.runtime.clear();
         match result {
             Ok(v) => Outcome::Done(v),
-            Err(Terminate::Abort(_)) => Outcome::Aborted,
+            Err(Terminate::Abort(e)) => Outcome::Aborted(e.to_string()),
             Err(e) => Outcome::Failed(e.to_string()),
         }
     }

@@ -22,6 +22,9 @@ pub struct Settings {
     pub shutdown_timeout: Duration,
     #[serde(with = "humantime_serde")]
     pub reload_drain_timeout: Duration,
+    /// Folders of VRL plugins overriding or adding to the built-in decoders and formatters.
+    #[serde(default)]
+    pub plugin_dirs: Vec<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

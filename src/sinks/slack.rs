@@ -51,7 +51,11 @@ impl SlackConfig {
         self.request.check().map_err(BuildError)?;
         let source = match &self.formatter_file {
             Some(f) => ProgramSource::File(f.clone()),
-            None => ProgramSource::Inline(SLACK_FORMATTER.to_owned()),
+            // A `formatters/slack.vrl` in a plugin dir replaces the built-in.
+            None => ProgramSource::Inline(
+                crate::plugins::find(crate::plugins::Kind::Formatter, &["slack"])?
+                    .map_or_else(|| SLACK_FORMATTER.to_owned(), |p| p.text),
+            ),
         };
         let program = program::compile(&source, Mode::ReadWrite)?;
         Ok(SlackEncoder {
@@ -115,7 +119,7 @@ impl HttpEncoder for SlackEncoder {
             .run(&mut value, &mut metadata);
         match outcome {
             Outcome::Done(_) => {}
-            Outcome::Aborted => return Err("the Slack formatter aborted".into()),
+            Outcome::Aborted(_) => return Err("the Slack formatter aborted".into()),
             Outcome::Failed(e) => return Err(format!("the Slack formatter failed: {e}")),
         }
         let has_text = value

@@ -29,11 +29,30 @@ use tower::ServiceExt;
 /// How long an idle connection may take to send its last request after `stop`.
 pub const GRACE: Duration = Duration::from_millis(500);
 
+/// Connection-level options.
+#[derive(Clone, Default)]
+pub struct ServerOptions {
+    /// Longest time a client may take to send a request's headers (slowloris) and, with
+    /// TLS, to complete the handshake.
+    pub header_read_timeout: Option<Duration>,
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
+}
+
 /// Serves `app` on `listener` until `stop`, then winds down as the module docs say.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     stop: CancellationToken,
+) -> std::io::Result<()> {
+    serve_with(listener, app, stop, ServerOptions::default()).await
+}
+
+/// [`serve`] with timeouts and optional TLS.
+pub async fn serve_with(
+    listener: TcpListener,
+    app: Router,
+    stop: CancellationToken,
+    options: ServerOptions,
 ) -> std::io::Result<()> {
     let mut connections = JoinSet::new();
     loop {
@@ -43,7 +62,7 @@ pub async fn serve(
             accepted = listener.accept() => {
                 match accepted {
                     Ok((stream, _)) => {
-                        connections.spawn(serve_connection(stream, app.clone(), stop.clone()));
+                        connections.spawn(accept_connection(stream, app.clone(), stop.clone(), options.clone()));
                     }
                     // Too many open files and the like: keep serving the connections we
                     // have, and try again shortly.
@@ -61,7 +80,40 @@ pub async fn serve(
     Ok(())
 }
 
-async fn serve_connection(stream: tokio::net::TcpStream, app: Router, stop: CancellationToken) {
+async fn accept_connection(
+    stream: tokio::net::TcpStream,
+    app: Router,
+    stop: CancellationToken,
+    options: ServerOptions,
+) {
+    let Some(acceptor) = &options.tls else {
+        return serve_connection(stream, app, stop, options.header_read_timeout).await;
+    };
+    let handshake = acceptor.accept(stream);
+    let handshake = match options.header_read_timeout {
+        Some(limit) => match tokio::time::timeout(limit, handshake).await {
+            Ok(r) => r,
+            Err(_) => {
+                tracing::debug!("TLS handshake timed out");
+                return;
+            }
+        },
+        None => handshake.await,
+    };
+    match handshake {
+        Ok(tls) => serve_connection(tls, app, stop, options.header_read_timeout).await,
+        Err(e) => tracing::debug!(error = %e, "TLS handshake failed"),
+    }
+}
+
+async fn serve_connection<S>(
+    stream: S,
+    app: Router,
+    stop: CancellationToken,
+    header_read_timeout: Option<Duration>,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let in_flight = Arc::new(AtomicUsize::new(0));
     let service = {
         let stop = stop.clone();
@@ -86,8 +138,13 @@ async fn serve_connection(stream: tokio::net::TcpStream, app: Router, stop: Canc
             }
         })
     };
-    let connection =
-        hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    if let Some(limit) = header_read_timeout {
+        builder
+            .timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(limit);
+    }
+    let connection = builder.serve_connection(TokioIo::new(stream), service);
     tokio::pin!(connection);
     tokio::select! {
         result = connection.as_mut() => {

@@ -59,6 +59,26 @@ pub struct ComponentMetrics {
     pub discarded: AtomicU64,
     state: Mutex<ComponentState>,
     buffer: Mutex<Option<BufferProbe>>,
+    labeled: Mutex<Vec<Arc<LabeledCounter>>>,
+}
+
+/// A component's own counter with extra labels (e.g. a webhook's rejected requests by
+/// route and reason), rendered after the component labels.
+#[derive(Debug)]
+pub struct LabeledCounter {
+    pub name: &'static str,
+    pub help: &'static str,
+    pub labels: Vec<(&'static str, String)>,
+    value: AtomicU64,
+}
+
+impl LabeledCounter {
+    pub fn add(&self, n: u64) {
+        self.value.fetch_add(n, Ordering::Relaxed);
+    }
+    pub fn get(&self) -> u64 {
+        self.value.load(Ordering::Relaxed)
+    }
 }
 
 impl ComponentMetrics {
@@ -88,6 +108,37 @@ impl ComponentMetrics {
     }
     pub fn set_buffer(&self, probe: BufferProbe) {
         *lock(&self.buffer) = Some(probe);
+    }
+    /// The counter `name` with these extra labels, created on first use; a rebuilt
+    /// component gets the same counter back, so it stays monotonic.
+    pub fn counter(
+        &self,
+        name: &'static str,
+        help: &'static str,
+        labels: &[(&'static str, &str)],
+    ) -> Arc<LabeledCounter> {
+        let mut all = lock(&self.labeled);
+        if let Some(c) = all.iter().find(|c| {
+            c.name == name
+                && c.labels.len() == labels.len()
+                && c.labels
+                    .iter()
+                    .zip(labels)
+                    .all(|(a, b)| a.0 == b.0 && a.1 == b.1)
+        }) {
+            return Arc::clone(c);
+        }
+        let c = Arc::new(LabeledCounter {
+            name,
+            help,
+            labels: labels.iter().map(|(k, v)| (*k, (*v).to_owned())).collect(),
+            value: AtomicU64::new(0),
+        });
+        all.push(Arc::clone(&c));
+        c
+    }
+    pub fn labeled_counters(&self) -> Vec<Arc<LabeledCounter>> {
+        lock(&self.labeled).clone()
     }
 }
 
@@ -145,6 +196,7 @@ impl Telemetry {
             discarded: AtomicU64::new(0),
             state: Mutex::new(ComponentState::Starting),
             buffer: Mutex::new(None),
+            labeled: Mutex::new(Vec::new()),
         });
         map.insert(id.to_owned(), Arc::clone(&metrics));
         metrics

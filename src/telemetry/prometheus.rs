@@ -68,6 +68,35 @@ pub(super) fn render(t: &Telemetry) -> String {
         }
     }
 
+    // Component-specific counters, one HELP/TYPE block per name.
+    let mut labeled: indexmap::IndexMap<&str, (&str, Vec<String>)> = indexmap::IndexMap::new();
+    for c in &components {
+        for counter in c.labeled_counters() {
+            let mut line = format!(
+                "{}{{component_id=\"{}\",component_kind=\"{}\",component_type=\"{}\"",
+                counter.name,
+                escape(&c.id),
+                c.kind.as_str(),
+                c.type_name
+            );
+            for (k, v) in &counter.labels {
+                let _ = write!(line, ",{k}=\"{}\"", escape(v));
+            }
+            let _ = write!(line, "}} {}", counter.get());
+            labeled
+                .entry(counter.name)
+                .or_insert_with(|| (counter.help, Vec::new()))
+                .1
+                .push(line);
+        }
+    }
+    for (name, (help, lines)) in labeled {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+        for line in lines {
+            let _ = writeln!(out, "{line}");
+        }
+    }
+
     write_summary(
         &mut out,
         "sluice_end_to_end_latency_seconds",
@@ -136,6 +165,14 @@ mod tests {
             "sluice_component_sent_events_total{component_id=\"in\\\"x\",component_kind=\"source\",component_type=\"generator\"} 5"
         ));
         assert!(text.contains("sluice_end_to_end_latency_seconds_count 10"));
+        let r = c.counter("sluice_x_total", "X.", &[("route", "/a")]);
+        r.add(2);
+        c.counter("sluice_x_total", "X.", &[("route", "/a")]).add(1);
+        let text = t.render_prometheus();
+        assert!(text.contains(
+            "sluice_x_total{component_id=\"in\\\"x\",component_kind=\"source\",component_type=\"generator\",route=\"/a\"} 3"
+        ), "{text}");
+        assert_eq!(text.matches("# TYPE sluice_x_total counter").count(), 1);
         assert!(text.contains("sluice_end_to_end_latency_seconds{quantile=\"0.5\"} 0.002"));
     }
 }

@@ -563,6 +563,7 @@ impl Topology {
                     telemetry: Arc::clone(&self.telemetry),
                     data_dir: self.options.data_dir.clone(),
                     listeners: self.listeners.clone(),
+                    clock: Arc::clone(&self.options.clock),
                 };
                 def.config.build(cx).await?
             }

@@ -50,7 +50,7 @@ impl Transform for Filter {
         for mut event in batch {
             let keep = match self.runner.run(&mut event.value, &mut event.meta.vrl) {
                 Outcome::Done(Value::Boolean(b)) => b,
-                Outcome::Done(_) | Outcome::Aborted => false,
+                Outcome::Done(_) | Outcome::Aborted(_) => false,
                 Outcome::Failed(_) => {
                     self.metrics.add_errors(1);
                     false

@@ -76,7 +76,7 @@ impl Transform for Remap {
             let original = self.runner.can_fail().then(|| event.value.clone());
             match self.runner.run(&mut event.value, &mut event.meta.vrl) {
                 Outcome::Done(_) => emit(event, &mut out.default),
-                Outcome::Aborted => {
+                Outcome::Aborted(_) => {
                     self.metrics.add_discarded(1);
                     event.settle(EventStatus::Delivered);
                 }

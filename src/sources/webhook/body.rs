@@ -1,0 +1,229 @@
+//! Request bodies: bounded reading, `Content-Encoding` (gzip, deflate, zstd) with the
+//! same bound on the decoded size (a small compressed body cannot expand past it), and
+//! JSON parsing whose errors name the JSON path.
+
+use std::io::Read;
+
+use axum::http::{HeaderMap, StatusCode, header};
+use vrl::value::Value;
+
+use super::reply::Rejection;
+
+/// Decodes `Content-Encoding`; the result is at most `limit` bytes.
+pub fn decode_content(
+    headers: &HeaderMap,
+    raw: bytes::Bytes,
+    limit: usize,
+) -> Result<bytes::Bytes, Rejection> {
+    let encoding = headers
+        .get(header::CONTENT_ENCODING)
+        .map(|v| v.to_str().unwrap_or("?").trim().to_ascii_lowercase())
+        .unwrap_or_default();
+    let mut out = Vec::new();
+    let read = match encoding.as_str() {
+        "" | "identity" => return Ok(raw),
+        "gzip" | "x-gzip" => flate2::read::MultiGzDecoder::new(&raw[..])
+            .take(limit as u64 + 1)
+            .read_to_end(&mut out),
+        // RFC 9110's "deflate" is zlib-wrapped; some clients send raw deflate anyway.
+        "deflate" => {
+            let zlib = flate2::read::ZlibDecoder::new(&raw[..])
+                .take(limit as u64 + 1)
+                .read_to_end(&mut out);
+            if zlib.is_err() {
+                out.clear();
+                flate2::read::DeflateDecoder::new(&raw[..])
+                    .take(limit as u64 + 1)
+                    .read_to_end(&mut out)
+            } else {
+                zlib
+            }
+        }
+        "zstd" => zstd::stream::read::Decoder::new(&raw[..])
+            .and_then(|d| d.take(limit as u64 + 1).read_to_end(&mut out)),
+        other => {
+            return Err(Rejection::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_encoding",
+                format!("unsupported Content-Encoding `{other}`: use gzip, deflate, zstd or none"),
+            ));
+        }
+    };
+    if let Err(e) = read {
+        return Err(Rejection::new(
+            StatusCode::BAD_REQUEST,
+            "bad_encoding",
+            format!("the body is not valid {encoding}: {e}"),
+        ));
+    }
+    if out.len() > limit {
+        return Err(too_large(limit));
+    }
+    Ok(out.into())
+}
+
+pub fn too_large(limit: usize) -> Rejection {
+    Rejection::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "too_large",
+        format!("the body is larger than max_body_bytes ({limit} bytes)"),
+    )
+}
+
+/// A JSON syntax or shape problem, with where it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JsonError {
+    /// `.alerts[0].labels`, or `.` for the root.
+    pub path: String,
+    pub message: String,
+}
+
+/// Parses exactly one JSON document.
+pub fn parse_json(body: &[u8]) -> Result<Value, JsonError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(JsonError {
+            path: ".".into(),
+            message: "empty body: expected a JSON document".into(),
+        });
+    }
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let value = parse_one(&mut de)?;
+    de.end().map_err(|e| JsonError {
+        path: ".".into(),
+        message: describe(&e),
+    })?;
+    Ok(value)
+}
+
+/// Parses a JSON object, an array (one value per element) or NDJSON (any
+/// whitespace-separated sequence of JSON values).
+pub fn parse_json_stream(body: &[u8]) -> Result<Vec<Value>, JsonError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(JsonError {
+            path: ".".into(),
+            message: "empty body: expected a JSON object, an array of objects or NDJSON".into(),
+        });
+    }
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let mut values = Vec::new();
+    while de.end().is_err() {
+        match parse_one(&mut de)? {
+            Value::Array(items) => values.extend(items),
+            v => values.push(v),
+        }
+    }
+    Ok(values)
+}
+
+fn parse_one(
+    de: &mut serde_json::Deserializer<serde_json::de::SliceRead<'_>>,
+) -> Result<Value, JsonError> {
+    serde_path_to_error::deserialize::<_, Value>(de).map_err(|e| {
+        let path = e.path().to_string();
+        JsonError {
+            path: if path == "." {
+                path
+            } else {
+                format!(".{path}")
+            },
+            message: describe(e.inner()),
+        }
+    })
+}
+
+fn describe(e: &serde_json::Error) -> String {
+    // serde_json's message already ends with "at line L column C".
+    format!("invalid JSON: {e}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+    use std::io::Write;
+
+    #[test]
+    fn one_document_with_its_path_on_error() {
+        assert!(parse_json(br#"{"a":[1,2]}"#).is_ok());
+        let e = parse_json(br#"{"alerts":[{"labels":{"a":}}]}"#).expect_err("bad");
+        assert_eq!(e.path, ".alerts[0].labels.a");
+        assert!(
+            e.message
+                .starts_with("invalid JSON: expected value at line 1 column"),
+            "{}",
+            e.message
+        );
+        let e = parse_json(br#"{"a":1} {"b":2}"#).expect_err("two documents");
+        assert_eq!(e.path, ".");
+        assert!(
+            parse_json(b" ")
+                .expect_err("empty")
+                .message
+                .starts_with("empty body")
+        );
+    }
+
+    #[test]
+    fn streams_split_arrays_and_ndjson() {
+        assert_eq!(parse_json_stream(br#"{"a":1}"#).expect("object").len(), 1);
+        assert_eq!(
+            parse_json_stream(br#"[{"a":1},{"a":2}]"#)
+                .expect("array")
+                .len(),
+            2
+        );
+        assert_eq!(
+            parse_json_stream(b"{\"a\":1}\n{\"a\":2}\n{\"a\":3}\n")
+                .expect("ndjson")
+                .len(),
+            3
+        );
+        let e = parse_json_stream(b"{\"a\":1}\n{\"a\":").expect_err("truncated");
+        assert!(e.message.contains("line 2 column"), "{}", e.message);
+    }
+
+    #[test]
+    fn compressed_bodies_decode_within_the_limit() {
+        let text = vec![b'x'; 1000];
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&text).expect("gzip");
+        let gz = gz.finish().expect("gzip");
+        let mut h = HeaderMap::new();
+        h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+        assert_eq!(
+            decode_content(&h, gz.clone().into(), 1000)
+                .expect("fits")
+                .len(),
+            1000
+        );
+        let e = decode_content(&h, gz.into(), 999).expect_err("too large once decoded");
+        assert_eq!(e.status, StatusCode::PAYLOAD_TOO_LARGE);
+
+        let z = zstd::encode_all(&text[..], 1).expect("zstd");
+        h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("zstd"));
+        assert_eq!(
+            decode_content(&h, z.into(), 4096).expect("zstd").len(),
+            1000
+        );
+
+        let mut d = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
+        d.write_all(&text).expect("deflate");
+        h.insert(
+            header::CONTENT_ENCODING,
+            HeaderValue::from_static("deflate"),
+        );
+        assert_eq!(
+            decode_content(&h, d.finish().expect("deflate").into(), 4096)
+                .expect("deflate")
+                .len(),
+            1000
+        );
+
+        let e =
+            decode_content(&h, bytes::Bytes::from_static(b"not deflate"), 4096).expect_err("bad");
+        assert_eq!(e.status, StatusCode::BAD_REQUEST);
+        h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("br"));
+        let e = decode_content(&h, bytes::Bytes::from_static(b"x"), 10).expect_err("br");
+        assert_eq!(e.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    }
+}

@@ -1,0 +1,391 @@
+//! Decoders: a vendor's payload in, normalized alert events out.
+//!
+//! The vendor knowledge lives in VRL plugins (`plugins/decoders/*.vrl`, see the README
+//! there for the contract). This module runs them and enforces what every event must
+//! carry afterwards, so a plugin edited by a user cannot emit an alert without a valid
+//! status or severity. `json` passes events through untouched unless a plugin named
+//! `json` exists.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use serde::Deserialize;
+use vrl::value::{KeyString, ObjectMap, Value};
+
+use axum::http::HeaderMap;
+
+use super::body::{self, JsonError};
+use super::reply::Rejection;
+use crate::component::BuildError;
+use crate::plugins::{self, Kind, Origin};
+use crate::program::{self, CompiledProgram, Mode, Outcome, ProgramSource, Runner};
+
+/// Built-in decoder names and the plugin file that implements each.
+pub const BUILTIN: &[(&str, &str)] = &[
+    ("grafana", "alertmanager"),
+    ("alertmanager", "alertmanager"),
+    ("aws_sns", "aws"),
+    ("aws_eventbridge", "aws"),
+    ("gcp_monitoring", "gcp_monitoring"),
+    ("azure_monitor", "azure_monitor"),
+    ("oci", "oci"),
+    ("cloudevents", "cloudevents"),
+];
+
+pub const STATUSES: &[&str] = &["firing", "resolved"];
+pub const SEVERITIES: &[&str] = &["critical", "high", "medium", "low", "info"];
+
+/// The normalized severities, for `default_severity`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    Critical,
+    High,
+    #[default]
+    Medium,
+    Low,
+    Info,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Critical => "critical",
+            Self::High => "high",
+            Self::Medium => "medium",
+            Self::Low => "low",
+            Self::Info => "info",
+        }
+    }
+}
+
+/// One configured decoder, ready to run.
+pub struct Decoder {
+    pub name: Arc<str>,
+    program: Option<Arc<CompiledProgram>>,
+    origin: Option<Origin>,
+    runners: Mutex<Vec<Runner>>,
+    default_severity: Severity,
+    keep_raw: bool,
+}
+
+impl std::fmt::Debug for Decoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Decoder")
+            .field("name", &self.name)
+            .field("origin", &self.origin)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The plugin names to look for, most specific first.
+fn candidates(name: &str) -> Vec<&str> {
+    let mut names = vec![name];
+    if let Some((_, file)) = BUILTIN.iter().find(|(n, _)| *n == name)
+        && *file != name
+    {
+        names.push(file);
+    }
+    names
+}
+
+/// The plugin file on disk a decoder uses, if it comes from a `plugin_dirs` entry.
+pub fn plugin_file(name: &str) -> Option<PathBuf> {
+    match plugins::find(Kind::Decoder, &candidates(name)) {
+        Ok(Some(p)) => match p.origin {
+            Origin::File(path) => Some(path),
+            Origin::Builtin => None,
+        },
+        _ => None,
+    }
+}
+
+impl Decoder {
+    pub fn resolve(
+        name: &str,
+        default_severity: Severity,
+        keep_raw: bool,
+    ) -> Result<Self, BuildError> {
+        if !plugins::valid_name(name) {
+            return Err(BuildError(format!(
+                "`decoder`: `{name}` is not a valid decoder name (letters, digits, `_` and `-`)"
+            )));
+        }
+        let plugin = plugins::find(Kind::Decoder, &candidates(name))?;
+        let (program, origin) = match plugin {
+            Some(p) => {
+                let program = program::compile(&ProgramSource::Inline(p.text), Mode::ReadWrite)
+                    .map_err(|e| {
+                        let at = match &p.origin {
+                            Origin::Builtin => format!("built-in decoder plugin `{}`", p.name),
+                            Origin::File(path) => format!("decoder plugin {}", path.display()),
+                        };
+                        BuildError(format!("{at}: {e}"))
+                    })?;
+                (Some(program), Some(p.origin))
+            }
+            None if name == "json" => (None, None),
+            None => {
+                let mut known: Vec<&str> = BUILTIN.iter().map(|(n, _)| *n).collect();
+                known.push("json");
+                return Err(BuildError(format!(
+                    "`decoder`: unknown decoder `{name}`: expected one of {}, or a `decoders/{name}.vrl` in a plugin_dirs entry",
+                    known.join(", ")
+                )));
+            }
+        };
+        Ok(Self {
+            name: Arc::from(name),
+            program,
+            origin,
+            runners: Mutex::new(Vec::new()),
+            default_severity,
+            keep_raw,
+        })
+    }
+
+    /// Whether the payload is read as a stream of JSON documents (generic JSON) rather
+    /// than as one vendor document.
+    pub fn is_passthrough(&self) -> bool {
+        self.program.is_none()
+    }
+
+    pub fn malformed(&self, e: JsonError) -> Rejection {
+        Rejection::malformed(&self.name, Some(e.path), e.message)
+    }
+
+    /// Reads a (decompressed) body the way this decoder expects it.
+    pub fn parse(&self, headers: &HeaderMap, content: &[u8]) -> Result<Payload, Rejection> {
+        if self.is_passthrough() {
+            return body::parse_json_stream(content)
+                .map(Payload::Events)
+                .map_err(|e| self.malformed(e));
+        }
+        let document = if self.name.as_ref() == "cloudevents" {
+            super::cloudevents::payload(headers, content)
+        } else {
+            body::parse_json(content)
+        };
+        document
+            .map(Payload::Document)
+            .map_err(|e| self.malformed(e))
+    }
+
+    /// Runs the plugin on one parsed payload; `metadata` is the VRL `%` metadata
+    /// (`decoder`, `headers`). Returns normalized events.
+    pub fn decode(
+        &self,
+        payload: Value,
+        metadata: &Value,
+        ctx: &Stamp<'_>,
+    ) -> Result<Vec<Value>, Rejection> {
+        let Some(program) = &self.program else {
+            return Ok(vec![payload]);
+        };
+        let mut runner = self
+            .runners
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .pop()
+            .unwrap_or_else(|| Runner::new(Arc::clone(program)));
+        let mut target = payload;
+        let mut meta = metadata.clone();
+        let outcome = runner.run(&mut target, &mut meta);
+        self.runners
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(runner);
+        match outcome {
+            Outcome::Done(_) => {}
+            Outcome::Aborted(message) | Outcome::Failed(message) => {
+                return Err(self.reject_message(&message));
+            }
+        }
+        let items = match target {
+            Value::Array(items) => items,
+            other => vec![other],
+        };
+        items
+            .into_iter()
+            .enumerate()
+            .map(|(i, item)| self.normalize(i, item, ctx))
+            .collect()
+    }
+
+    /// `abort ".alerts: expected an array"` → path `.alerts`, message `expected an array`.
+    fn reject_message(&self, message: &str) -> Rejection {
+        match message.split_once(": ") {
+            Some((path, rest)) if path.starts_with('.') && !path.contains(' ') => {
+                Rejection::malformed(&self.name, Some(path.to_owned()), rest)
+            }
+            _ => Rejection::malformed(&self.name, None, message),
+        }
+    }
+
+    fn normalize(&self, index: usize, item: Value, ctx: &Stamp<'_>) -> Result<Value, Rejection> {
+        let Value::Object(mut fields) = item else {
+            return Err(Rejection::malformed(
+                &self.name,
+                None,
+                format!(
+                    "the decoder produced {} at index {index}, expected an object",
+                    item.kind_str()
+                ),
+            ));
+        };
+        let is_alert = match fields.get("event_type") {
+            None | Some(Value::Null) => {
+                fields.insert("event_type".into(), Value::from("alert"));
+                true
+            }
+            Some(v) => v.to_str_lossy().as_deref() == Some("alert"),
+        };
+        set_default(&mut fields, "id", || {
+            Value::from(uuid::Uuid::new_v4().to_string())
+        });
+        set_default(&mut fields, "time", || Value::Timestamp(ctx.now));
+        set_default(&mut fields, "source", || Value::from(self.name.as_ref()));
+        set_default(&mut fields, "labels", || Value::Object(ObjectMap::new()));
+        if is_alert {
+            set_default(&mut fields, "severity", || {
+                Value::from(self.default_severity.as_str())
+            });
+            for (field, allowed) in [("status", STATUSES), ("severity", SEVERITIES)] {
+                let value = fields
+                    .get(field)
+                    .and_then(|v| v.to_str_lossy())
+                    .map(|v| v.into_owned());
+                if !value.as_deref().is_some_and(|v| allowed.contains(&v)) {
+                    return Err(Rejection::malformed(
+                        &self.name,
+                        None,
+                        format!(
+                            "the decoder produced an alert with {field} {}, expected one of {}",
+                            value.map_or_else(|| "missing".to_owned(), |v| format!("`{v}`")),
+                            allowed.join(", ")
+                        ),
+                    ));
+                }
+            }
+        }
+        if !self.keep_raw {
+            fields.remove("raw");
+        }
+        fields.insert("request_id".into(), Value::from(ctx.request_id));
+        Ok(Value::Object(fields))
+    }
+}
+
+/// A parsed body.
+pub enum Payload {
+    /// Generic JSON: the events themselves.
+    Events(Vec<Value>),
+    /// One vendor document for the plugin.
+    Document(Value),
+}
+
+/// What every event of one request is stamped with.
+pub struct Stamp<'a> {
+    pub now: chrono::DateTime<chrono::Utc>,
+    pub request_id: &'a str,
+}
+
+fn set_default(fields: &mut ObjectMap, key: &str, value: impl FnOnce() -> Value) {
+    match fields.get(key) {
+        None | Some(Value::Null) => {
+            fields.insert(KeyString::from(key), value());
+        }
+        Some(_) => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stamp() -> Stamp<'static> {
+        Stamp {
+            now: chrono::DateTime::from_timestamp(1_700_000_000, 0).expect("time"),
+            request_id: "req-1",
+        }
+    }
+
+    #[test]
+    fn every_builtin_decoder_compiles() {
+        for (name, _) in BUILTIN {
+            let d = Decoder::resolve(name, Severity::Medium, true).expect(name);
+            assert!(!d.is_passthrough(), "{name}");
+        }
+        assert!(
+            Decoder::resolve("json", Severity::Medium, true)
+                .expect("json")
+                .is_passthrough()
+        );
+        let e = Decoder::resolve("acme", Severity::Medium, true).expect_err("unknown");
+        assert!(e.0.contains("unknown decoder `acme`"), "{e}");
+        assert!(Decoder::resolve("../x", Severity::Medium, true).is_err());
+    }
+
+    #[test]
+    fn outputs_are_checked_and_defaulted() {
+        let d = Decoder {
+            name: Arc::from("test"),
+            program: Some(
+                program::compile(
+                    &ProgramSource::Inline(
+                        r#". = [{"status": "firing", "severity": null, "raw": 1}, {"event_type": "log"}]"#.into(),
+                    ),
+                    Mode::ReadWrite,
+                )
+                .expect("compile"),
+            ),
+            origin: None,
+            runners: Mutex::new(Vec::new()),
+            default_severity: Severity::High,
+            keep_raw: false,
+        };
+        let out = d
+            .decode(Value::Null, &Value::Null, &stamp())
+            .expect("decode");
+        assert_eq!(out.len(), 2);
+        let first = out[0].as_object().expect("object");
+        assert_eq!(first.get("severity"), Some(&Value::from("high")));
+        assert_eq!(first.get("event_type"), Some(&Value::from("alert")));
+        assert_eq!(first.get("source"), Some(&Value::from("test")));
+        assert_eq!(first.get("request_id"), Some(&Value::from("req-1")));
+        assert!(first.get("raw").is_none());
+        assert_eq!(
+            first
+                .get("id")
+                .and_then(|v| v.to_str_lossy())
+                .map(|v| v.len()),
+            Some(36)
+        );
+        assert!(out[1].as_object().expect("object").get("status").is_none());
+    }
+
+    #[test]
+    fn bad_statuses_and_aborts_name_the_problem() {
+        let with = |src: &str| Decoder {
+            name: Arc::from("test"),
+            program: Some(
+                program::compile(&ProgramSource::Inline(src.into()), Mode::ReadWrite)
+                    .expect("compile"),
+            ),
+            origin: None,
+            runners: Mutex::new(Vec::new()),
+            default_severity: Severity::Medium,
+            keep_raw: true,
+        };
+        let e = with(r#". = {"status": "open"}"#)
+            .decode(Value::Null, &Value::Null, &stamp())
+            .expect_err("bad status");
+        assert!(e.message.contains("status `open`"), "{}", e.message);
+        let e = with(r#"abort ".alerts[0].labels: expected an object""#)
+            .decode(Value::Null, &Value::Null, &stamp())
+            .expect_err("abort");
+        assert_eq!(e.path.as_deref(), Some(".alerts[0].labels"));
+        assert_eq!(e.message, "expected an object");
+        assert_eq!(e.decoder.as_deref(), Some("test"));
+    }
+}

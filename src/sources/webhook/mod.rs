@@ -1,0 +1,265 @@
+//! `webhook`: the front door for alerts. One listener serves any number of `routes`,
+//! each with its own path, decoder and authentication, so one port takes Grafana,
+//! Alertmanager, AWS SNS, EventBridge, GCP, Azure, OCI and CloudEvents at once.
+//!
+//! A request is answered only once its events are settled: 200 when all were delivered,
+//! 503 (retry) when one errored, 500 when one was rejected. Before that: 401 for failed
+//! authentication (no detail), 403 for a bad SNS signature, 413 over `max_body_bytes`
+//! (also after decompression), 415 for an unknown `Content-Encoding`, 408 for a body that
+//! arrives slower than `read_timeout`, 400 whose JSON body names the decoder, the problem
+//! and the JSON path for a payload that cannot be read, and 503 with `Retry-After` when
+//! the pipeline stays full for `request_timeout`.
+//!
+//! Invariant: the listener is bound while building, so a port in use stops the pipeline
+//! from starting; on shutdown the listener closes first and in-flight requests still get
+//! their answer.
+
+mod auth;
+mod body;
+mod cloudevents;
+pub mod decoder;
+mod reply;
+mod route;
+mod sns;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::post;
+use serde::Deserialize;
+use tokio::sync::Mutex;
+
+pub use self::auth::AuthConfig;
+pub use self::body::{JsonError, parse_json, parse_json_stream};
+pub use self::decoder::{Decoder, Payload, Severity, Stamp};
+pub use self::reply::Rejection;
+pub use self::sns::SnsConfig;
+use crate::component::{
+    BoxFuture, BuildError, ComponentError, ComponentTask, SourceConfig, SourceContext,
+};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// `host:port` to listen on.
+    pub address: String,
+    /// One route without a `routes:` list: path (default `/`), decoder (default `json`),
+    /// auth, sns, default_severity, capture_headers.
+    pub path: Option<String>,
+    pub decoder: Option<String>,
+    pub auth: Option<AuthConfig>,
+    pub sns: Option<SnsConfig>,
+    pub default_severity: Option<Severity>,
+    /// Several paths on this listener, each with its decoder and auth.
+    #[serde(default)]
+    pub routes: Vec<RouteConfig>,
+    /// Largest accepted body, before and after decompression.
+    #[serde(default = "default_max_body_bytes")]
+    pub max_body_bytes: usize,
+    /// How long a request may wait for room in the pipeline and for its events to be
+    /// delivered before it is answered 503.
+    #[serde(default = "default_request_timeout", with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// Longest time a client may take to send its headers, and then its body.
+    #[serde(default = "default_read_timeout", with = "humantime_serde")]
+    pub read_timeout: Duration,
+    /// Request headers copied into each event's `%headers` metadata (all routes).
+    #[serde(default)]
+    pub capture_headers: Vec<String>,
+    /// Keep the vendor's original object in each decoded event's `raw` field.
+    #[serde(default = "yes")]
+    pub keep_raw: bool,
+    /// Serve HTTPS with this certificate chain and key (PEM files).
+    pub tls: Option<ServerTls>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    pub path: String,
+    #[serde(default = "default_decoder")]
+    pub decoder: String,
+    pub auth: Option<AuthConfig>,
+    /// Only for the `aws_sns` decoder.
+    pub sns: Option<SnsConfig>,
+    /// Severity of a decoded alert whose vendor gives none.
+    #[serde(default)]
+    pub default_severity: Severity,
+    /// Added to the listener-wide `capture_headers`.
+    #[serde(default)]
+    pub capture_headers: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerTls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+fn default_decoder() -> String {
+    "json".into()
+}
+
+fn default_max_body_bytes() -> usize {
+    10 * 1024 * 1024
+}
+
+fn default_request_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+
+fn default_read_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl WebhookConfig {
+    /// The routes, with the single-route shorthand expanded.
+    pub fn resolved_routes(&self) -> Result<Vec<RouteConfig>, BuildError> {
+        let shorthand = self.path.is_some()
+            || self.decoder.is_some()
+            || self.auth.is_some()
+            || self.sns.is_some()
+            || self.default_severity.is_some();
+        if !self.routes.is_empty() {
+            if shorthand {
+                return Err(BuildError(
+                    "give `path`, `decoder`, `auth`, `sns` and `default_severity` inside each of `routes`, not beside them".into(),
+                ));
+            }
+            return Ok(self.routes.clone());
+        }
+        Ok(vec![RouteConfig {
+            path: self.path.clone().unwrap_or_else(|| "/".into()),
+            decoder: self.decoder.clone().unwrap_or_else(default_decoder),
+            auth: self.auth.clone(),
+            sns: self.sns.clone(),
+            default_severity: self.default_severity.unwrap_or_default(),
+            capture_headers: Vec::new(),
+        }])
+    }
+
+    fn check_routes(&self) -> Result<Vec<RouteConfig>, BuildError> {
+        let routes = self.resolved_routes()?;
+        let mut seen = std::collections::HashSet::new();
+        for (i, r) in routes.iter().enumerate() {
+            let at = |msg: String| {
+                if self.routes.is_empty() {
+                    BuildError(msg)
+                } else {
+                    BuildError(format!("`routes[{i}]` ({}): {msg}", r.path))
+                }
+            };
+            if !r.path.starts_with('/') {
+                return Err(at(format!("`path` must start with `/`, got `{}`", r.path)));
+            }
+            if !seen.insert(r.path.as_str()) {
+                return Err(at(format!("the path `{}` is used by two routes", r.path)));
+            }
+            if let Some(a) = &r.auth {
+                a.check().map_err(|e| at(e.0))?;
+            }
+            if r.sns.is_some() && r.decoder != "aws_sns" {
+                return Err(at(
+                    "`sns` options only apply to the `aws_sns` decoder".into()
+                ));
+            }
+            for h in self.capture_headers.iter().chain(&r.capture_headers) {
+                axum::http::HeaderName::from_bytes(h.as_bytes())
+                    .map_err(|_| at(format!("`capture_headers`: `{h}` is not a header name")))?;
+            }
+        }
+        Ok(routes)
+    }
+}
+
+impl SourceConfig for WebhookConfig {
+    fn type_name(&self) -> &'static str {
+        "webhook"
+    }
+
+    fn listen_address(&self) -> Option<&str> {
+        Some(&self.address)
+    }
+
+    fn check(&self) -> Result<(), BuildError> {
+        if self.max_body_bytes == 0 {
+            return Err(BuildError("`max_body_bytes` must be above zero".into()));
+        }
+        for route in self.check_routes()? {
+            decoder::Decoder::resolve(&route.decoder, route.default_severity, self.keep_raw)
+                .map_err(|e| BuildError(format!("route {}: {e}", route.path)))?;
+        }
+        if let Some(tls) = &self.tls {
+            route::tls_acceptor(tls)?;
+        }
+        Ok(())
+    }
+
+    fn files(&self) -> Vec<PathBuf> {
+        let mut files = Vec::new();
+        for route in self.resolved_routes().unwrap_or_default() {
+            files.extend(decoder::plugin_file(&route.decoder));
+            if let Some(sns) = &route.sns {
+                files.extend(sns.certificates.values().cloned());
+            }
+        }
+        if let Some(tls) = &self.tls {
+            files.push(tls.cert.clone());
+            files.push(tls.key.clone());
+        }
+        files
+    }
+
+    fn build(&self, cx: SourceContext) -> BoxFuture<'_, Result<ComponentTask, BuildError>> {
+        Box::pin(async move {
+            let routes = self.check_routes()?;
+            let tls = self.tls.as_ref().map(route::tls_acceptor).transpose()?;
+            let listener = cx
+                .listeners
+                .bind(&self.address)
+                .map_err(|e| BuildError(format!("cannot listen on {}: {e}", self.address)))?;
+            let local: SocketAddr = listener
+                .local_addr()
+                .map_err(|e| BuildError(format!("cannot read the bound address: {e}")))?;
+
+            let shared = Arc::new(route::Shared {
+                id: Arc::clone(&cx.id),
+                out: Mutex::new(cx.out),
+                metrics: Arc::clone(&cx.metrics),
+                latency: Arc::clone(cx.telemetry.latency()),
+                clock: Arc::clone(&cx.clock),
+                request_timeout: self.request_timeout,
+                read_timeout: self.read_timeout,
+                max_body_bytes: self.max_body_bytes,
+            });
+            let mut app = Router::new();
+            let mut paths = Vec::new();
+            for r in routes {
+                let handler = route::Route::build(&r, self, Arc::clone(&shared))
+                    .map_err(|e| BuildError(format!("route {}: {e}", r.path)))?;
+                paths.push(r.path.clone());
+                app = app.route(&r.path, post(route::handle).with_state(Arc::new(handler)));
+            }
+            tracing::info!(component_id = %cx.id, address = %local, routes = ?paths, tls = tls.is_some(), "webhook listening");
+            let app = app.fallback(move || route::not_found(paths.clone()));
+            let options = super::http_server::ServerOptions {
+                header_read_timeout: Some(self.read_timeout),
+                tls,
+            };
+            let shutdown = cx.shutdown;
+            Ok(Box::pin(async move {
+                super::http_server::serve_with(listener, app, shutdown, options)
+                    .await
+                    .map_err(ComponentError::Io)
+            }) as ComponentTask)
+        })
+    }
+}
