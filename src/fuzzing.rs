@@ -68,8 +68,21 @@ pub fn decoder(name: &str, data: &[u8]) {
         now: Utc::now(),
         request_id: "fuzz",
     };
+    let mut metadata = vrl::value::ObjectMap::new();
+    metadata.insert("decoder".into(), vrl::value::Value::from(name));
+    let metadata = vrl::value::Value::Object(metadata);
     let result = match decoder.parse(&headers, body) {
-        Ok(Payload::Document(doc)) => decoder.decode(doc, &vrl::value::Value::Null, &stamp),
+        Ok(Payload::Document(doc)) => {
+            if name == "aws_sns"
+                && let Ok(signed) = crate::sources::webhook::signed_parts(&doc)
+            {
+                assert!(
+                    signed.text.ends_with('\n'),
+                    "every signed pair ends with a newline"
+                );
+            }
+            decoder.decode(doc, &metadata, &stamp)
+        }
         Ok(Payload::Events(events)) => Ok(events),
         Err(e) => Err(e),
     };

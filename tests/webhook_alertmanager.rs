@@ -7,10 +7,20 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{Process, eventually, free_port, parse, start, string, wait_for_port};
+use common::{eventually, free_port, parse, start, string, wait_for_port};
 use sluice::testing::CaptureSink;
 
 const BINARY: &str = "prometheus-alertmanager";
+
+/// Its logs go to /dev/null, so a chatty run cannot fill a pipe and stall it.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
 
 fn available() -> bool {
     Command::new(BINARY)
@@ -78,7 +88,7 @@ receivers:
         .arg("--cluster.listen-address=")
         .stdout(Stdio::null())
         .stderr(Stdio::null());
-    let _alertmanager = Process::spawn(cmd);
+    let _alertmanager = KillOnDrop(cmd.spawn().expect("alertmanager starts"));
     wait_for_port(am).await;
 
     let client = reqwest::Client::new();

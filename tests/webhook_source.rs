@@ -6,8 +6,9 @@ mod common;
 use std::io::Write;
 use std::sync::Arc;
 
-use base64::Engine;
-use common::{Receiver, Reply, free_port, parse, start, start_with, string, wait_for_port};
+use common::{
+    Receiver, Reply, free_port, parse, sign_sns, start, start_with, string, wait_for_port,
+};
 use serde_json::{Value as Json, json};
 use sluice::clock::ManualClock;
 use sluice::testing::CaptureSink;
@@ -559,29 +560,6 @@ sources:
     );
 }
 
-fn sign_sns(fields: &[(&str, &str)], key_pem: &str) -> String {
-    use rustls::pki_types::PrivateKeyDer;
-    use rustls::pki_types::pem::PemObject;
-    let key = PrivateKeyDer::from_pem_file(key_pem).expect("test key");
-    let pair = ring::signature::RsaKeyPair::from_pkcs8(key.secret_der()).expect("RSA key");
-    let mut text = String::new();
-    for (k, v) in fields {
-        text.push_str(k);
-        text.push('\n');
-        text.push_str(v);
-        text.push('\n');
-    }
-    let mut sig = vec![0; pair.public().modulus_len()];
-    pair.sign(
-        &ring::signature::RSA_PKCS1_SHA256,
-        &ring::rand::SystemRandom::new(),
-        text.as_bytes(),
-        &mut sig,
-    )
-    .expect("sign");
-    base64::engine::general_purpose::STANDARD.encode(sig)
-}
-
 /// A SubscriptionConfirmation with a valid signature makes sluice GET the SubscribeURL
 /// (a local receiver allowlisted for the test); a URL outside the allowlist is refused.
 #[tokio::test]
@@ -685,4 +663,104 @@ sources:
         403
     );
     assert_eq!(confirm.requests().len(), 1);
+}
+
+/// `--plugin-dir` adds a decoder (`decoders/acme.vrl`) and replaces a built-in one
+/// (`decoders/oci.vrl`) without a rebuild; `validate` names a plugin that does not compile.
+#[tokio::test]
+async fn plugin_dirs_add_and_override_decoders() {
+    let port = free_port();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let plugins = dir.path().join("plugins");
+    std::fs::create_dir_all(plugins.join("decoders")).expect("mkdir");
+    std::fs::write(
+        plugins.join("decoders/acme.vrl"),
+        r#". = [{"status": "firing", "severity": "low", "summary": string!(.title), "source": "acme"}]"#,
+    )
+    .expect("write");
+    std::fs::write(
+        plugins.join("decoders/oci.vrl"),
+        r#". = [{"status": "resolved", "summary": "overridden", "source": "oci"}]"#,
+    )
+    .expect("write");
+    let out = dir.path().join("out.ndjson");
+    let pipeline = dir.path().join("p.yaml");
+    std::fs::write(
+        &pipeline,
+        format!(
+            r#"
+sources:
+  hooks:
+    type: webhook
+    address: "127.0.0.1:{port}"
+    routes:
+      - {{ path: /acme, decoder: acme }}
+      - {{ path: /oci, decoder: oci }}
+sinks:
+  out: {{ type: file, inputs: [hooks], path: "{}" }}
+"#,
+            out.display()
+        ),
+    )
+    .expect("write");
+
+    let without = common::sluice()
+        .args(["validate", "-c"])
+        .arg(&pipeline)
+        .output()
+        .expect("validate");
+    assert_eq!(
+        without.status.code(),
+        Some(78),
+        "acme is unknown without the plugin dir"
+    );
+    assert!(String::from_utf8_lossy(&without.stderr).contains("unknown decoder `acme`"));
+
+    let mut cmd = common::sluice();
+    cmd.args(["run", "--no-watch", "-c"])
+        .arg(&pipeline)
+        .arg("--plugin-dir")
+        .arg(&plugins)
+        .env("SLUICE_API__ENABLED", "false");
+    let _sluice = common::Process::spawn(cmd);
+    wait_for_port(port).await;
+    let r = client()
+        .post(format!("http://127.0.0.1:{port}/acme"))
+        .body(r#"{"title":"Boom"}"#)
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(r.status(), 200);
+    let r = client()
+        .post(format!("http://127.0.0.1:{port}/oci"))
+        .body("{}")
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(r.status(), 200);
+    let text = std::fs::read_to_string(&out).expect("output");
+    let events: Vec<Json> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
+    assert_eq!(events.len(), 2, "{text}");
+    assert_eq!(events[0]["summary"], "Boom");
+    assert_eq!(events[0]["severity"], "low");
+    assert_eq!(events[1]["summary"], "overridden");
+    assert_eq!(events[1]["severity"], "medium", "the default severity");
+
+    std::fs::write(plugins.join("decoders/acme.vrl"), ". = [").expect("write");
+    let broken = common::sluice()
+        .args(["validate", "-c"])
+        .arg(&pipeline)
+        .arg("--plugin-dir")
+        .arg(&plugins)
+        .output()
+        .expect("validate");
+    assert_eq!(broken.status.code(), Some(78));
+    let stderr = String::from_utf8_lossy(&broken.stderr);
+    assert!(
+        stderr.contains("decoders/acme.vrl") && stderr.contains("hooks"),
+        "{stderr}"
+    );
 }

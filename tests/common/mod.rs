@@ -318,3 +318,81 @@ pub async fn start_with(
         .unwrap_or_else(|e| panic!("pipeline starts: {e}"));
     (running, telemetry)
 }
+
+/// Signs `key\nvalue\n` pairs as SNS does (SignatureVersion 2, SHA256withRSA) with the
+/// test key in `tests/fixtures/sns/` (its certificate is `test-signing-cert.pem`).
+pub fn sign_sns(fields: &[(&str, &str)], key_pem: &str) -> String {
+    use base64::Engine;
+    use rustls::pki_types::PrivateKeyDer;
+    use rustls::pki_types::pem::PemObject;
+    let key = PrivateKeyDer::from_pem_file(key_pem).expect("test key");
+    let pair = ring::signature::RsaKeyPair::from_pkcs8(key.secret_der()).expect("RSA key");
+    let mut text = String::new();
+    for (k, v) in fields {
+        text.push_str(k);
+        text.push('\n');
+        text.push_str(v);
+        text.push('\n');
+    }
+    let mut sig = vec![0; pair.public().modulus_len()];
+    pair.sign(
+        &ring::signature::RSA_PKCS1_SHA256,
+        &ring::rand::SystemRandom::new(),
+        text.as_bytes(),
+        &mut sig,
+    )
+    .expect("sign");
+    base64::engine::general_purpose::STANDARD.encode(sig)
+}
+
+/// Re-signs an SNS envelope with the test key: SignatureVersion 2 and `cert_url` as its
+/// signing certificate (pin that URL to `test-signing-cert.pem` in the source).
+pub fn resign_sns(envelope: &mut serde_json::Value, cert_url: &str, key_pem: &str) {
+    let kind = envelope["Type"]
+        .as_str()
+        .unwrap_or("Notification")
+        .to_owned();
+    let keys: &[&str] = if kind == "Notification" {
+        &[
+            "Message",
+            "MessageId",
+            "Subject",
+            "Timestamp",
+            "TopicArn",
+            "Type",
+        ]
+    } else {
+        &[
+            "Message",
+            "MessageId",
+            "SubscribeURL",
+            "Timestamp",
+            "Token",
+            "TopicArn",
+            "Type",
+        ]
+    };
+    let mut fields = Vec::new();
+    for k in keys {
+        let v = envelope.get(*k).or_else(|| match *k {
+            "SubscribeURL" => envelope.get("SubscribeUrl"),
+            _ => None,
+        });
+        if let Some(serde_json::Value::String(s)) = v {
+            fields.push((*k, s.clone()));
+        }
+    }
+    let pairs: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let signature = sign_sns(&pairs, key_pem);
+    let obj = envelope
+        .as_object_mut()
+        .expect("an SNS envelope is an object");
+    obj.insert("SignatureVersion".into(), "2".into());
+    obj.insert("Signature".into(), signature.into());
+    let cert_key = if obj.contains_key("SigningCertUrl") {
+        "SigningCertUrl"
+    } else {
+        "SigningCertURL"
+    };
+    obj.insert(cert_key.into(), cert_url.into());
+}

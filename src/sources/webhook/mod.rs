@@ -36,7 +36,7 @@ pub use self::auth::AuthConfig;
 pub use self::body::{JsonError, parse_json, parse_json_stream};
 pub use self::decoder::{Decoder, Payload, Severity, Stamp};
 pub use self::reply::Rejection;
-pub use self::sns::SnsConfig;
+pub use self::sns::{SnsConfig, signed_parts};
 use crate::component::{
     BoxFuture, BuildError, ComponentError, ComponentTask, SourceConfig, SourceContext,
 };

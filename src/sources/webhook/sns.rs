@@ -121,98 +121,35 @@ impl Sns {
 
     /// Verifies an SNS envelope; a request that fails gets 403 and yields no event.
     pub async fn verify(&self, envelope: &Value) -> Result<MessageType, Rejection> {
-        let fields = envelope
-            .as_object()
-            .ok_or_else(|| malformed(".", "expected an SNS message object"))?;
-        let get = |key: &str| -> Option<String> {
-            match fields.get(key) {
-                None | Some(Value::Null) => None,
-                Some(v) => Some(v.to_string_lossy().into_owned()),
-            }
-        };
-        let require = |key: &str| get(key).ok_or_else(|| malformed(&format!(".{key}"), "missing"));
-        let kind = match require("Type")?.as_str() {
-            "Notification" => MessageType::Notification,
-            "SubscriptionConfirmation" => MessageType::SubscriptionConfirmation,
-            "UnsubscribeConfirmation" => MessageType::UnsubscribeConfirmation,
-            other => {
-                return Err(malformed(
-                    ".Type",
-                    &format!("unknown SNS message type `{other}`"),
-                ));
-            }
-        };
-        let topic = require("TopicArn")?;
+        let signed = signed_parts(envelope)?;
         if !self.config.topic_arns.is_empty()
             && !self
                 .config
                 .topic_arns
                 .iter()
-                .any(|p| wildmatch::WildMatch::new(p).matches(&topic))
+                .any(|p| wildmatch::WildMatch::new(p).matches(&signed.topic))
         {
-            return Err(forbidden(format!("topic {topic} is not in sns.topic_arns")));
+            return Err(forbidden(format!(
+                "topic {} is not in sns.topic_arns",
+                signed.topic
+            )));
         }
-        let keys: &[&str] = match kind {
-            MessageType::Notification => &[
-                "Message",
-                "MessageId",
-                "Subject",
-                "Timestamp",
-                "TopicArn",
-                "Type",
-            ],
-            _ => &[
-                "Message",
-                "MessageId",
-                "SubscribeURL",
-                "Timestamp",
-                "Token",
-                "TopicArn",
-                "Type",
-            ],
-        };
-        let mut to_sign = String::new();
-        for key in keys {
-            let value = match *key {
-                "Subject" => match get("Subject") {
-                    Some(v) => v,
-                    None => continue,
-                },
-                "SubscribeURL" => get("SubscribeURL")
-                    .or_else(|| get("SubscribeUrl"))
-                    .ok_or_else(|| malformed(".SubscribeURL", "missing"))?,
-                k => require(k)?,
-            };
-            to_sign.push_str(key);
-            to_sign.push('\n');
-            to_sign.push_str(&value);
-            to_sign.push('\n');
-        }
-        let algorithm: &dyn ring::signature::VerificationAlgorithm =
-            match require("SignatureVersion")?.as_str() {
-                "1" => &ring::signature::RSA_PKCS1_2048_8192_SHA1_FOR_LEGACY_USE_ONLY,
-                "2" => &ring::signature::RSA_PKCS1_2048_8192_SHA256,
-                other => {
-                    return Err(forbidden(format!("unsupported SignatureVersion `{other}`")));
-                }
-            };
-        let signature = base64::engine::general_purpose::STANDARD
-            .decode(require("Signature")?.trim())
-            .map_err(|_| forbidden("the signature is not base64".into()))?;
-        let cert_url = get("SigningCertURL")
-            .or_else(|| get("SigningCertUrl"))
-            .ok_or_else(|| malformed(".SigningCertURL", "missing"))?;
-        let cert = self.certificate(&cert_url).await?;
+        let cert = self.certificate(&signed.cert_url).await?;
         let now = self.clock.wall().timestamp();
         if now < cert.not_before || now > cert.not_after {
             return Err(forbidden(
                 "the signing certificate is not valid at this time".into(),
             ));
         }
+        let algorithm: &dyn ring::signature::VerificationAlgorithm = if signed.sha256 {
+            &ring::signature::RSA_PKCS1_2048_8192_SHA256
+        } else {
+            &ring::signature::RSA_PKCS1_2048_8192_SHA1_FOR_LEGACY_USE_ONLY
+        };
         ring::signature::UnparsedPublicKey::new(algorithm, &cert.public_key)
-            .verify(to_sign.as_bytes(), &signature)
+            .verify(signed.text.as_bytes(), &signed.signature)
             .map_err(|_| forbidden("the SNS signature does not match the message".into()))?;
-        Ok(kind)
+        Ok(signed.kind)
     }
 
     /// GETs the `SubscribeURL` of a verified SubscriptionConfirmation.
@@ -298,6 +235,99 @@ impl Sns {
         cache.insert(url.to_owned(), Arc::clone(&cert));
         Ok(cert)
     }
+}
+
+/// What a signature check needs from an envelope (untrusted input: no panics, every
+/// missing field named).
+#[derive(Debug)]
+pub struct Signed {
+    pub kind: MessageType,
+    pub topic: String,
+    /// The string AWS signed.
+    pub text: String,
+    /// SignatureVersion 2 (SHA256) rather than 1 (SHA1).
+    pub sha256: bool,
+    pub signature: Vec<u8>,
+    pub cert_url: String,
+}
+
+pub fn signed_parts(envelope: &Value) -> Result<Signed, Rejection> {
+    let fields = envelope
+        .as_object()
+        .ok_or_else(|| malformed(".", "expected an SNS message object"))?;
+    let get = |key: &str| -> Option<String> {
+        match fields.get(key) {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(v.to_string_lossy().into_owned()),
+        }
+    };
+    let require = |key: &str| get(key).ok_or_else(|| malformed(&format!(".{key}"), "missing"));
+    let kind = match require("Type")?.as_str() {
+        "Notification" => MessageType::Notification,
+        "SubscriptionConfirmation" => MessageType::SubscriptionConfirmation,
+        "UnsubscribeConfirmation" => MessageType::UnsubscribeConfirmation,
+        other => {
+            return Err(malformed(
+                ".Type",
+                &format!("unknown SNS message type `{other}`"),
+            ));
+        }
+    };
+    let keys: &[&str] = match kind {
+        MessageType::Notification => &[
+            "Message",
+            "MessageId",
+            "Subject",
+            "Timestamp",
+            "TopicArn",
+            "Type",
+        ],
+        _ => &[
+            "Message",
+            "MessageId",
+            "SubscribeURL",
+            "Timestamp",
+            "Token",
+            "TopicArn",
+            "Type",
+        ],
+    };
+    let mut text = String::new();
+    for key in keys {
+        let value = match *key {
+            "Subject" => match get("Subject") {
+                Some(v) => v,
+                None => continue,
+            },
+            "SubscribeURL" => get("SubscribeURL")
+                .or_else(|| get("SubscribeUrl"))
+                .ok_or_else(|| malformed(".SubscribeURL", "missing"))?,
+            k => require(k)?,
+        };
+        text.push_str(key);
+        text.push('\n');
+        text.push_str(&value);
+        text.push('\n');
+    }
+    let sha256 = match require("SignatureVersion")?.as_str() {
+        "1" => false,
+        "2" => true,
+        other => return Err(forbidden(format!("unsupported SignatureVersion `{other}`"))),
+    };
+    let signature = base64::engine::general_purpose::STANDARD
+        .decode(require("Signature")?.trim())
+        .map_err(|_| forbidden("the signature is not base64".into()))?;
+    let cert_url = get("SigningCertURL")
+        .or_else(|| get("SigningCertUrl"))
+        .ok_or_else(|| malformed(".SigningCertURL", "missing"))?;
+    Ok(Signed {
+        kind,
+        topic: require("TopicArn")?,
+        text,
+        sha256,
+        signature,
+        cert_url,
+    })
 }
 
 fn parse_cert(pem: &[u8]) -> Result<SigningCert, String> {

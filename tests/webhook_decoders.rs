@@ -1,0 +1,310 @@
+//! Every vendor payload in `tests/fixtures/webhooks` is POSTed over HTTP to a running
+//! webhook source, one route per decoder, and the normalized events are compared value
+//! by value with `tests/fixtures/webhooks/cases.yaml` (expectations written by reading
+//! each payload and its vendor's documentation). Firing/resolved pairs must share a
+//! fingerprint. SNS envelopes are re-signed with the test key, so they go through real
+//! signature verification; raw CloudWatch alarm messages are wrapped in a signed SNS
+//! envelope, as SNS delivers them.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use common::{free_port, parse, resign_sns, start, wait_for_port};
+use serde_json::{Value as Json, json};
+use sluice::testing::CaptureSink;
+
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
+const TEST_CERT_URL: &str =
+    "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-sluice-test.pem";
+const DECODERS: &[&str] = &[
+    "grafana",
+    "alertmanager",
+    "aws_sns",
+    "aws_eventbridge",
+    "gcp_monitoring",
+    "azure_monitor",
+    "oci",
+    "cloudevents",
+];
+
+struct Harness {
+    port: u16,
+    sink: CaptureSink,
+    client: reqwest::Client,
+    _topology: sluice::topology::Topology,
+}
+
+impl Harness {
+    async fn start() -> Self {
+        let port = free_port();
+        let routes: String = DECODERS
+            .iter()
+            .map(|d| {
+                let sns = if *d == "aws_sns" {
+                    format!(
+                        ", sns: {{ certificates: {{ \"{TEST_CERT_URL}\": \"{FIXTURES}/sns/test-signing-cert.pem\" }} }}"
+                    )
+                } else {
+                    String::new()
+                };
+                format!("      - {{ path: /{d}, decoder: {d}{sns} }}\n")
+            })
+            .collect();
+        let mut p = parse(&format!(
+            "sources:\n  hooks:\n    type: webhook\n    address: \"127.0.0.1:{port}\"\n    routes:\n{routes}"
+        ));
+        let sink = CaptureSink::default();
+        sink.attach(&mut p, "out", &["hooks"], 1000);
+        let (topology, _) = start(p).await;
+        wait_for_port(port).await;
+        Self {
+            port,
+            sink,
+            client: reqwest::Client::new(),
+            _topology: topology,
+        }
+    }
+
+    fn captured(&self) -> Vec<Json> {
+        self.sink
+            .values()
+            .iter()
+            .map(|v| serde_json::to_value(v).expect("an event is JSON"))
+            .collect()
+    }
+
+    /// POSTs a fixture (after the edits in `set`) and returns the events it produced.
+    async fn post(&self, fixture: &str, decoder: &str, set: Option<&Json>) -> Vec<Json> {
+        let path = Path::new(FIXTURES).join("webhooks").join(fixture);
+        let text = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let (headers, mut body) = if fixture.ends_with(".http") {
+            split_http(&text)
+        } else {
+            (Vec::new(), text)
+        };
+        if let Some(set) = set {
+            let mut doc: Json = serde_json::from_slice(&body).expect("fixture is JSON");
+            for (pointer, value) in set.as_object().expect("`set` is a map") {
+                *doc.pointer_mut(pointer)
+                    .unwrap_or_else(|| panic!("{fixture}: no {pointer}")) = value.clone();
+            }
+            body = serde_json::to_vec(&doc).expect("JSON");
+        }
+        if decoder == "aws_sns" {
+            body = sns_envelope(&body);
+        }
+        let before = self.sink.values().len();
+        let mut request = self
+            .client
+            .post(format!("http://127.0.0.1:{}/{decoder}", self.port))
+            .body(body);
+        for (k, v) in headers {
+            if !["content-length", "host", "connection"].contains(&k.to_ascii_lowercase().as_str())
+            {
+                request = request.header(k, v);
+            }
+        }
+        let response = request.send().await.expect("POST");
+        let status = response.status();
+        let text = response.text().await.unwrap_or_default();
+        assert_eq!(status, 200, "{fixture} via {decoder}: {text}");
+        let events = self.captured();
+        events[before..].to_vec()
+    }
+}
+
+/// `.http` fixtures: request line, headers, blank line, body.
+fn split_http(text: &[u8]) -> (Vec<(String, String)>, Vec<u8>) {
+    let text = String::from_utf8_lossy(text).replace("\r\n", "\n");
+    let (head, body) = text.split_once("\n\n").expect("headers and body");
+    let headers = head
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .collect();
+    (headers, body.as_bytes().to_vec())
+}
+
+/// Re-signs an SNS envelope with the test key, or wraps a bare message (a CloudWatch
+/// alarm) in a signed Notification the way SNS delivers it.
+fn sns_envelope(body: &[u8]) -> Vec<u8> {
+    let doc: Json = serde_json::from_slice(body).expect("JSON");
+    let mut envelope = if doc.get("Type").is_some() {
+        doc
+    } else {
+        json!({
+            "Type": "Notification",
+            "MessageId": "5f5ed3bc-0c7c-5b8b-9f4b-2a6f00d2c7a1",
+            "TopicArn": "arn:aws:sns:us-east-1:123456789012:alarms",
+            "Subject": "ALARM",
+            "Message": String::from_utf8_lossy(body),
+            "Timestamp": "2021-01-01T00:00:00.000Z",
+        })
+    };
+    resign_sns(
+        &mut envelope,
+        TEST_CERT_URL,
+        &format!("{FIXTURES}/sns/test-signing-key.pem"),
+    );
+    serde_json::to_vec(&envelope).expect("JSON")
+}
+
+/// `expected` holds for `actual`: equal values; objects match on the keys listed.
+fn check(actual: &Json, expected: &Json, at: &str, failures: &mut Vec<String>) {
+    match (actual, expected) {
+        (Json::Object(a), Json::Object(e)) => {
+            for (k, ev) in e {
+                check(
+                    a.get(k).unwrap_or(&Json::Null),
+                    ev,
+                    &format!("{at}.{k}"),
+                    failures,
+                );
+            }
+        }
+        (a, e) if a == e => {}
+        // Numbers may come back as floats or integers.
+        (Json::Number(a), Json::Number(e)) if a.as_f64() == e.as_f64() => {}
+        (a, e) => failures.push(format!("{at}: expected {e}, got {a}")),
+    }
+}
+
+fn cases() -> Json {
+    let text =
+        std::fs::read_to_string(format!("{FIXTURES}/webhooks/cases.yaml")).expect("cases.yaml");
+    serde_saphyr::from_str(&text).expect("cases.yaml parses")
+}
+
+#[tokio::test]
+async fn every_vendor_fixture_decodes_to_the_expected_alerts() {
+    let h = Harness::start().await;
+    let doc = cases();
+    let list = doc
+        .get("cases")
+        .or(Some(&doc))
+        .and_then(Json::as_array)
+        .expect("a list of cases");
+    let mut failures = Vec::new();
+    let mut by_fixture: BTreeMap<String, Vec<Json>> = BTreeMap::new();
+    let mut covered = std::collections::BTreeSet::new();
+    for case in list {
+        let fixture = case["fixture"].as_str().expect("fixture");
+        let decoder = case["decoder"].as_str().expect("decoder");
+        covered.insert(fixture.to_owned());
+        let events = h.post(fixture, decoder, None).await;
+        let expected = case["events"].as_array().expect("events");
+        if events.len() != expected.len() {
+            failures.push(format!(
+                "{fixture}: expected {} events, got {}: {}",
+                expected.len(),
+                events.len(),
+                serde_json::to_string_pretty(&events).unwrap_or_default()
+            ));
+            continue;
+        }
+        for (i, (actual, want)) in events.iter().zip(expected).enumerate() {
+            check(actual, want, &format!("{fixture}[{i}]"), &mut failures);
+            for field in ["id", "time", "event_type", "source", "request_id"] {
+                if actual.get(field).is_none_or(Json::is_null) {
+                    failures.push(format!("{fixture}[{i}]: no {field}"));
+                }
+            }
+        }
+        by_fixture.insert(fixture.to_owned(), events);
+    }
+    // Every payload fixture has a case.
+    for dir in ["grafana", "aws", "gcp", "azure", "oci", "cloudevents"] {
+        for entry in std::fs::read_dir(Path::new(FIXTURES).join("webhooks").join(dir)).expect("dir")
+        {
+            let name = entry
+                .expect("entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned();
+            let fixture = format!("{dir}/{name}");
+            if (name.ends_with(".json") || name.ends_with(".http")) && !covered.contains(&fixture) {
+                failures.push(format!("{fixture}: no case in cases.yaml"));
+            }
+        }
+    }
+
+    // Natural firing/resolved pairs across fixtures.
+    for pair in doc
+        .get("pairs")
+        .and_then(Json::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let pick = |side: &str| {
+            let fixture = pair[side]["fixture"].as_str().expect("fixture");
+            let index = pair[side]["index"].as_u64().unwrap_or(0) as usize;
+            by_fixture
+                .get(fixture)
+                .and_then(|events| events.get(index))
+                .cloned()
+                .unwrap_or_else(|| panic!("pair refers to {fixture}[{index}]"))
+        };
+        let (firing, resolved) = (pick("firing"), pick("resolved"));
+        if firing["status"] != "firing" || resolved["status"] != "resolved" {
+            failures.push(format!(
+                "pair {pair}: statuses {} / {}",
+                firing["status"], resolved["status"]
+            ));
+        }
+        if firing["fingerprint"] != resolved["fingerprint"] || firing["fingerprint"].is_null() {
+            failures.push(format!("pair {pair}: fingerprints differ"));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} mismatches:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+/// For vendors without a natural pair among the fixtures, the same payload with its
+/// state flipped to resolved keeps the fingerprint.
+#[tokio::test]
+async fn firing_and_resolved_of_one_alert_share_a_fingerprint() {
+    let h = Harness::start().await;
+    let doc = cases();
+    let edits = doc
+        .get("pairs_by_edit")
+        .and_then(Json::as_array)
+        .cloned()
+        .unwrap_or_default();
+    assert!(!edits.is_empty(), "cases.yaml lists pairs_by_edit");
+    let mut failures = Vec::new();
+    for edit in edits {
+        let fixture = edit["fixture"].as_str().expect("fixture");
+        let decoder = edit["decoder"].as_str().expect("decoder");
+        let index = edit["index"].as_u64().unwrap_or(0) as usize;
+        let original = h.post(fixture, decoder, None).await;
+        let edited = h.post(fixture, decoder, Some(&edit["set"])).await;
+        let (Some(a), Some(b)) = (original.get(index), edited.get(index)) else {
+            failures.push(format!("{fixture}: no event {index}"));
+            continue;
+        };
+        let want = edit
+            .get("expect_status")
+            .and_then(Json::as_str)
+            .unwrap_or("resolved");
+        if b["status"] != want || a["status"] == b["status"] {
+            failures.push(format!(
+                "{fixture}: status {} then {}, wanted a change to {want}",
+                a["status"], b["status"]
+            ));
+        }
+        if a["fingerprint"] != b["fingerprint"] || a["fingerprint"].is_null() {
+            failures.push(format!(
+                "{fixture}: fingerprint {} then {}",
+                a["fingerprint"], b["fingerprint"]
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
