@@ -132,3 +132,114 @@ async fn alerts_webhook_normalizes_filters_and_dead_letters() {
     );
     topo.stop(Duration::from_secs(5)).await;
 }
+
+/// Every vendor route of `webhooks-to-console.yaml` on one port, each with its own auth:
+/// one payload per vendor comes out normalized, without `raw`; wrong credentials do not.
+#[tokio::test]
+async fn webhooks_to_console_takes_every_vendor_on_one_port() {
+    use base64::Engine;
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines/webhooks-to-console.yaml");
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/webhooks");
+    let text = std::fs::read_to_string(&path).expect("read");
+    let port = free_port();
+    let address = format!("127.0.0.1:{port}");
+    let mut p = parse_texts(&[(path, text)], |name| match name {
+        "ALERTS_ADDRESS" => Some(address.clone()),
+        "WEBHOOK_SECRET" => Some("s3cret".into()),
+        _ => None,
+    })
+    .expect("parses");
+    p.sinks.clear();
+    let out = CaptureSink::default();
+    out.attach(&mut p, "out", &["compact"], 100);
+    let (topo, _) = start(p).await;
+    wait_for_port(port).await;
+
+    let client = reqwest::Client::new();
+    let basic = base64::engine::general_purpose::STANDARD.encode("grafana:s3cret");
+    let sends: Vec<(&str, &str, Vec<(&str, String)>, &str)> = vec![
+        (
+            "/grafana",
+            "grafana/grafana-docs_unified_webhook_firing_2alerts_values.json",
+            vec![("authorization", format!("Basic {basic}"))],
+            "grafana",
+        ),
+        (
+            "/alertmanager",
+            "grafana/alertmanager_oncall-example_firing_2alerts.json",
+            vec![("authorization", "Bearer s3cret".into())],
+            "alertmanager",
+        ),
+        (
+            "/aws/eventbridge",
+            "aws/eventbridge_cloudwatch_alarm_state_change_single_metric.json",
+            vec![("x-api-key", "s3cret".into())],
+            "aws",
+        ),
+        (
+            "/gcp?token=s3cret",
+            "gcp/monitoring_webhook_v1.2_closed_gcp-forwarding-test.json",
+            vec![],
+            "gcp",
+        ),
+        (
+            "/azure?tokenid=s3cret",
+            "azure/common_schema_metric_resolved_docs.json",
+            vec![],
+            "azure",
+        ),
+        (
+            "/oci",
+            "oci/alarm_OK_TO_FIRING_v1.0_oracle-functions-samples_test-alarm.json",
+            vec![("x-api-key", "s3cret".into())],
+            "oci",
+        ),
+        (
+            "/cloudevents",
+            "cloudevents/spec_json_data_object.json",
+            vec![("authorization", "Bearer s3cret".into())],
+            "cloudevents",
+        ),
+    ];
+    let mut expected_sources = Vec::new();
+    for (route, fixture, headers, source) in &sends {
+        let body = std::fs::read(fixtures.join(fixture)).expect("fixture");
+        let unauthenticated = client
+            .post(format!(
+                "http://{address}{}",
+                route.split('?').next().unwrap_or(route)
+            ))
+            .body(body.clone())
+            .send()
+            .await
+            .expect("POST");
+        assert_eq!(
+            unauthenticated.status(),
+            401,
+            "{route} needs its credentials"
+        );
+        let mut request = client.post(format!("http://{address}{route}")).body(body);
+        for (k, v) in headers {
+            request = request.header(*k, v);
+        }
+        let response = request.send().await.expect("POST");
+        assert_eq!(
+            response.status(),
+            200,
+            "{route}: {}",
+            response.text().await.unwrap_or_default()
+        );
+        let n = if fixture.contains("2alerts") { 2 } else { 1 };
+        expected_sources.extend(std::iter::repeat_n(*source, n));
+    }
+    let events = out.values();
+    let sources: Vec<String> = events.iter().map(|e| field(e, "source")).collect();
+    assert_eq!(sources, expected_sources);
+    for e in &events {
+        let o = e.as_object().expect("object");
+        assert!(o.get("raw").is_none(), "compact drops raw");
+        assert!(!field(e, "fingerprint").is_empty());
+        assert!(!field(e, "request_id").is_empty());
+    }
+    topo.stop(Duration::from_secs(5)).await;
+}
