@@ -157,7 +157,9 @@ async fn webhooks_to_console_takes_every_vendor_on_one_port() {
 
     let client = reqwest::Client::new();
     let basic = base64::engine::general_purpose::STANDARD.encode("grafana:s3cret");
-    let sends: Vec<(&str, &str, Vec<(&str, String)>, &str)> = vec![
+    // (route, fixture, headers, normalized source)
+    type Send<'a> = (&'a str, &'a str, Vec<(&'a str, String)>, &'a str);
+    let sends: Vec<Send> = vec![
         (
             "/grafana",
             "grafana/grafana-docs_unified_webhook_firing_2alerts_values.json",

@@ -11,9 +11,9 @@ pub struct Rejection {
     /// The `reason` label of the rejected-requests metric.
     pub reason: &'static str,
     pub message: String,
-    pub decoder: Option<String>,
-    pub path: Option<String>,
-    pub retry_after: Option<u64>,
+    pub decoder: Option<Box<str>>,
+    pub path: Option<Box<str>>,
+    pub retry_after: Option<u32>,
     /// `WWW-Authenticate` for a 401.
     pub challenge: Option<&'static str>,
 }
@@ -44,8 +44,8 @@ impl Rejection {
     /// A payload the decoder could not read.
     pub fn malformed(decoder: &str, path: Option<String>, message: impl Into<String>) -> Self {
         let mut r = Self::new(StatusCode::BAD_REQUEST, "malformed", message);
-        r.decoder = Some(decoder.to_owned());
-        r.path = path;
+        r.decoder = Some(decoder.into());
+        r.path = path.map(Into::into);
         r
     }
 
@@ -53,10 +53,10 @@ impl Rejection {
         let mut body = serde_json::Map::new();
         body.insert("error".into(), self.message.into());
         if let Some(d) = self.decoder {
-            body.insert("decoder".into(), d.into());
+            body.insert("decoder".into(), String::from(d).into());
         }
         if let Some(p) = self.path {
-            body.insert("path".into(), p.into());
+            body.insert("path".into(), String::from(p).into());
         }
         let mut response = json(self.status, serde_json::Value::Object(body).to_string());
         if let Some(secs) = self.retry_after {
