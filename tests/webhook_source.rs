@@ -764,3 +764,47 @@ sinks:
         "{stderr}"
     );
 }
+
+/// A stalled pipeline turns senders away with 503 and `Retry-After` after
+/// `request_timeout`, counted as `busy`; once it moves again, requests succeed.
+#[tokio::test]
+async fn backpressure_answers_503_with_retry_after() {
+    let port = free_port();
+    let mut p = parse(&format!(
+        r#"
+sources:
+  hook: {{ type: webhook, address: "127.0.0.1:{port}", request_timeout: 200ms }}
+"#
+    ));
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let sink = CaptureSink {
+        gate: Some(Arc::clone(&gate)),
+        ..CaptureSink::default()
+    };
+    sink.attach(&mut p, "out", &["hook"], 1);
+    let (_topo, telemetry) = start(p).await;
+    wait_for_port(port).await;
+    let url = format!("http://127.0.0.1:{port}/");
+    let r = client()
+        .post(&url)
+        .body("{\"n\":1}")
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.headers()["retry-after"], "1");
+    assert!(telemetry.render_prometheus().contains("reason=\"busy\"} 1"));
+    gate.add_permits(10);
+    let r = client()
+        .post(&url)
+        .body("{\"n\":2}")
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        sink.ints("n"),
+        vec![1, 2],
+        "the timed-out event was still delivered once"
+    );
+}
