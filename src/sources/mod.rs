@@ -1,5 +1,6 @@
 //! Sources: where events enter. One module per type; register it below.
 
+pub mod file;
 pub mod generator;
 pub mod http_server;
 pub mod postgres;
@@ -7,6 +8,7 @@ pub mod stdin;
 pub mod webhook;
 
 crate::component_registry! { crate::component::SourceConfig;
+    "file" => file::FileSourceConfig,
     "generator" => generator::GeneratorConfig,
     "postgres" => postgres::PostgresSourceConfig,
     "stdin" => stdin::StdinConfig,

@@ -1,0 +1,312 @@
+//! Multiline: consecutive lines joined into one message (stack traces, wrapped logs),
+//! with Vector's four modes.
+//!
+//! A group begins at a line matching `start_pattern` (any line when there is none). How
+//! the following lines join it depends on whether they match `condition_pattern`:
+//! - `continue_through`: matching lines join; the first line that does not ends the group
+//!   and is looked at afresh.
+//! - `continue_past`: matching lines join; the first line that does not joins too and
+//!   ends the group.
+//! - `halt_before`: lines join until one matches; it ends the group and begins the next.
+//! - `halt_with`: lines join until one matches; it joins and ends the group.
+//!
+//! With only `start_pattern` given, the mode is `halt_before` on that pattern (each
+//! matching line begins a new message). A group nothing was added to for `timeout` is
+//! emitted as it is. Lines are joined with `\n`.
+
+use std::time::{Duration, Instant};
+
+use regex::Regex;
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    ContinueThrough,
+    ContinuePast,
+    HaltBefore,
+    HaltWith,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MultilineConfig {
+    #[serde(default)]
+    pub start_pattern: Option<String>,
+    #[serde(default)]
+    pub condition_pattern: Option<String>,
+    #[serde(default)]
+    pub mode: Option<Mode>,
+    /// A pending group is emitted after this long without a new line.
+    #[serde(default = "default_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+fn default_timeout() -> Duration {
+    Duration::from_secs(1)
+}
+
+/// The compiled rules, shared by every file of a source.
+#[derive(Debug, Clone)]
+pub struct Rules {
+    start: Option<Regex>,
+    condition: Regex,
+    mode: Mode,
+    pub timeout: Duration,
+}
+
+impl MultilineConfig {
+    pub fn compile(&self) -> Result<Rules, String> {
+        let re =
+            |name: &str, p: &str| Regex::new(p).map_err(|e| format!("`multiline.{name}`: {e}"));
+        let start = self
+            .start_pattern
+            .as_deref()
+            .map(|p| re("start_pattern", p))
+            .transpose()?;
+        match (&self.condition_pattern, self.mode) {
+            (Some(c), Some(mode)) => Ok(Rules {
+                start,
+                condition: re("condition_pattern", c)?,
+                mode,
+                timeout: self.timeout,
+            }),
+            (Some(_), None) => Err("`multiline.condition_pattern` needs a `mode`".into()),
+            (None, mode) => match (start, mode) {
+                (Some(start), None | Some(Mode::HaltBefore)) => Ok(Rules {
+                    start: None,
+                    condition: start,
+                    mode: Mode::HaltBefore,
+                    timeout: self.timeout,
+                }),
+                (Some(_), Some(_)) => Err(
+                    "`multiline.mode` other than halt_before needs a `condition_pattern`".into(),
+                ),
+                (None, _) => Err(
+                    "`multiline` needs a `start_pattern` or a `condition_pattern` with a `mode`"
+                        .into(),
+                ),
+            },
+        }
+    }
+}
+
+/// One message (a single line or a joined group) with the file range it covers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    pub text: String,
+    pub offset: u64,
+    pub end: u64,
+}
+
+/// The group pending in one file.
+#[derive(Debug)]
+pub struct Aggregator {
+    rules: Rules,
+    group: Option<(Message, Instant)>,
+}
+
+impl Aggregator {
+    pub fn new(rules: Rules) -> Self {
+        Self { rules, group: None }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.group.is_none()
+    }
+
+    /// Where the pending group begins: lines from there on are read but not emitted.
+    pub fn pending_offset(&self) -> Option<u64> {
+        self.group.as_ref().map(|(m, _)| m.offset)
+    }
+
+    pub fn clear(&mut self) {
+        self.group = None;
+    }
+
+    /// Takes one line; completed messages go to `out`.
+    pub fn push(&mut self, line: Message, now: Instant, out: &mut Vec<Message>) {
+        let Some((mut group, _)) = self.group.take() else {
+            self.begin(line, now, out);
+            return;
+        };
+        let matched = self.rules.condition.is_match(&line.text);
+        match (self.rules.mode, matched) {
+            (Mode::ContinueThrough | Mode::ContinuePast, true)
+            | (Mode::HaltBefore | Mode::HaltWith, false) => {
+                join(&mut group, line);
+                self.group = Some((group, now));
+            }
+            (Mode::ContinueThrough, false) => {
+                out.push(group);
+                self.begin(line, now, out);
+            }
+            (Mode::ContinuePast | Mode::HaltWith, _) => {
+                join(&mut group, line);
+                out.push(group);
+            }
+            (Mode::HaltBefore, true) => {
+                out.push(group);
+                self.group = Some((line, now));
+            }
+        }
+    }
+
+    fn begin(&mut self, line: Message, now: Instant, out: &mut Vec<Message>) {
+        if self
+            .rules
+            .start
+            .as_ref()
+            .is_some_and(|s| !s.is_match(&line.text))
+        {
+            out.push(line);
+        } else if self.rules.mode == Mode::HaltWith && self.rules.condition.is_match(&line.text) {
+            // The line both begins and ends its group.
+            out.push(line);
+        } else {
+            self.group = Some((line, now));
+        }
+    }
+
+    /// Emits the pending group if nothing joined it for `timeout` (or at once with
+    /// `force`).
+    pub fn flush(&mut self, now: Instant, force: bool, out: &mut Vec<Message>) {
+        if let Some((_, last)) = &self.group
+            && (force || now.saturating_duration_since(*last) >= self.rules.timeout)
+            && let Some((group, _)) = self.group.take()
+        {
+            out.push(group);
+        }
+    }
+}
+
+fn join(group: &mut Message, line: Message) {
+    group.text.push('\n');
+    group.text.push_str(&line.text);
+    group.end = line.end;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(config: MultilineConfig, lines: &[&str]) -> Vec<String> {
+        let mut agg = Aggregator::new(config.compile().expect("valid"));
+        let now = Instant::now();
+        let mut out = Vec::new();
+        let mut at = 0;
+        for l in lines {
+            let end = at + l.len() as u64 + 1;
+            agg.push(
+                Message {
+                    text: (*l).into(),
+                    offset: at,
+                    end,
+                },
+                now,
+                &mut out,
+            );
+            at = end;
+        }
+        agg.flush(now, true, &mut out);
+        out.into_iter().map(|m| m.text).collect()
+    }
+
+    fn cfg(start: Option<&str>, cond: Option<&str>, mode: Option<Mode>) -> MultilineConfig {
+        MultilineConfig {
+            start_pattern: start.map(Into::into),
+            condition_pattern: cond.map(Into::into),
+            mode,
+            timeout: Duration::from_secs(1),
+        }
+    }
+
+    #[test]
+    fn start_pattern_alone_begins_a_message_at_each_match() {
+        let out = run(
+            cfg(Some(r"^\d"), None, None),
+            &["1 boom", "  at a", "  at b", "2 ok", "3 again", "  at c"],
+        );
+        assert_eq!(
+            out,
+            vec!["1 boom\n  at a\n  at b", "2 ok", "3 again\n  at c"]
+        );
+    }
+
+    #[test]
+    fn continue_through_joins_matching_lines() {
+        let out = run(
+            cfg(None, Some(r"^\s"), Some(Mode::ContinueThrough)),
+            &["Exception", "  at a", "  at b", "next", "last"],
+        );
+        assert_eq!(out, vec!["Exception\n  at a\n  at b", "next", "last"]);
+    }
+
+    #[test]
+    fn continue_past_takes_the_first_non_matching_line_too() {
+        let out = run(
+            cfg(None, Some(r"\\$"), Some(Mode::ContinuePast)),
+            &["a \\", "b \\", "c", "d"],
+        );
+        assert_eq!(out, vec!["a \\\nb \\\nc", "d"]);
+    }
+
+    #[test]
+    fn halt_with_ends_the_group_on_the_matching_line() {
+        let out = run(
+            cfg(Some("^BEGIN"), Some(";$"), Some(Mode::HaltWith)),
+            &["noise", "BEGIN x", "y", "z;", "BEGIN w;", "tail"],
+        );
+        assert_eq!(out, vec!["noise", "BEGIN x\ny\nz;", "BEGIN w;", "tail"]);
+    }
+
+    #[test]
+    fn offsets_span_the_whole_group() {
+        let mut agg = Aggregator::new(cfg(Some("^S"), None, None).compile().expect("valid"));
+        let now = Instant::now();
+        let mut out = Vec::new();
+        for (text, offset, end) in [("S1", 0, 3), ("x", 3, 5), ("S2", 5, 8)] {
+            agg.push(
+                Message {
+                    text: text.into(),
+                    offset,
+                    end,
+                },
+                now,
+                &mut out,
+            );
+        }
+        assert_eq!(
+            out,
+            vec![Message {
+                text: "S1\nx".into(),
+                offset: 0,
+                end: 5
+            }]
+        );
+        out.clear();
+        agg.flush(now, false, &mut out);
+        assert!(out.is_empty(), "not timed out yet");
+        agg.flush(now + Duration::from_secs(2), false, &mut out);
+        assert_eq!(
+            out,
+            vec![Message {
+                text: "S2".into(),
+                offset: 5,
+                end: 8
+            }]
+        );
+    }
+
+    #[test]
+    fn bad_combinations_are_refused() {
+        assert!(cfg(None, Some("x"), None).compile().is_err());
+        assert!(cfg(None, None, None).compile().is_err());
+        assert!(
+            cfg(Some("x"), None, Some(Mode::HaltWith))
+                .compile()
+                .is_err()
+        );
+        assert!(cfg(Some("("), None, None).compile().is_err());
+    }
+}
