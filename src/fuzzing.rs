@@ -150,3 +150,90 @@ pub fn interpolation(data: &[u8]) {
         assert!(c >= 1, "column starts at 1");
     }
 }
+
+/// Status feed bodies (RSS, Atom, Statuspage and GCP JSON). The first byte picks the
+/// provider, the format and the `initial` mode; the rest is the body. Parsing never
+/// panics; every incident has a key of its own; every event is a valid outage event;
+/// and a second poll of the same body emits nothing (a state is announced once).
+pub fn status_feed(data: &[u8]) {
+    use crate::sources::status_feed::{
+        Format, Initial, Provider, Status, parse_incidents, plan_twice,
+    };
+    const PROVIDERS: [Provider; 6] = [
+        Provider::Aws,
+        Provider::Gcp,
+        Provider::Azure,
+        Provider::Oci,
+        Provider::Statuspage,
+        Provider::Generic,
+    ];
+    const FORMATS: [Format; 5] = [
+        Format::Auto,
+        Format::Rss,
+        Format::Atom,
+        Format::StatuspageJson,
+        Format::GcpIncidentsJson,
+    ];
+    const INITIAL: [Initial; 3] = [Initial::SkipExisting, Initial::EmitOpen, Initial::EmitAll];
+    let Some((&selector, body)) = data.split_first() else {
+        return;
+    };
+    let selector = usize::from(selector);
+    let provider = PROVIDERS[selector % 6];
+    let format = FORMATS[selector / 6 % 5];
+    let initial = INITIAL[selector / 30 % 3];
+    let Ok(incidents) = parse_incidents(provider, format, body) else {
+        return;
+    };
+    let mut keys = std::collections::HashSet::new();
+    for i in &incidents {
+        assert!(!i.key.is_empty(), "an incident without a key");
+        assert!(
+            keys.insert(i.key.clone()),
+            "two incidents with key {:?}",
+            i.key
+        );
+        assert!(
+            i.status == Status::Resolved || i.ends_at.is_none(),
+            "a firing incident with an end"
+        );
+    }
+    let open = incidents
+        .iter()
+        .filter(|i| i.status == Status::Firing)
+        .count();
+    let total = incidents.len();
+    let (first, second) = plan_twice(provider, incidents, initial);
+    assert!(
+        second.is_empty(),
+        "a second poll of one body emitted {second:?}"
+    );
+    let expected = match initial {
+        Initial::SkipExisting => 0,
+        Initial::EmitOpen => open,
+        Initial::EmitAll => total,
+    };
+    assert_eq!(first.len(), expected, "first poll with {initial:?}");
+    let mut line = Vec::new();
+    for v in first {
+        let json = serde_json::to_value(&v).expect("an event serializes");
+        assert_eq!(json["kind"], "outage");
+        assert!(matches!(
+            json["status"].as_str(),
+            Some("firing" | "resolved")
+        ));
+        assert!(matches!(
+            json["severity"].as_str(),
+            Some("critical" | "high" | "medium" | "low" | "info")
+        ));
+        let fingerprint = json["fingerprint"].as_str().unwrap_or_default();
+        assert!(
+            fingerprint.len() == 32 && fingerprint.chars().all(|c| c.is_ascii_hexdigit()),
+            "fingerprint {fingerprint:?}"
+        );
+        line.clear();
+        Event::new(v, Arc::from("fuzz"), Utc::now())
+            .to_json_line(&mut line)
+            .expect("an event serializes to JSON");
+    }
+}

@@ -182,3 +182,117 @@ mod decoders {
         }
     }
 }
+
+/// Pieces of RSS, Atom, Statuspage HTML and status JSON, shuffled: mostly broken
+/// documents that get far into the parsers.
+fn near_feed() -> impl Strategy<Value = Vec<u8>> {
+    let pieces = prop::sample::select(vec![
+        "<?xml version=\"1.0\"?>",
+        "<rss version=\"2.0\"><channel><title>t</title>",
+        "</channel></rss>",
+        "<feed xmlns=\"http://www.w3.org/2005/Atom\"><id>f</id><title>t</title>",
+        "</feed>",
+        "<item>",
+        "</item>",
+        "<entry>",
+        "</entry>",
+        "<title>Service is operating normally: [RESOLVED] Delays</title>",
+        "<title>Service disruption: Errors</title>",
+        "<title>RESOLVED: Global: x</title>",
+        "<title>VM - East US 2</title>",
+        "<guid>http://status.aws.amazon.com/#ec2-us-east-1_1566553182</guid>",
+        "<guid>http://status.aws.amazon.com/#_</guid>",
+        "<id>tag:status.cloud.google.com,2022:feed:A.B</id>",
+        "<id>tag:www.githubstatus.com,2005:Incident/1</id>",
+        "<pubDate>Fri, 23 Aug 2019 02:39:42 PDT</pubDate>",
+        "<updated>2026-07-09T06:01:43Z</updated>",
+        "<updated>not a date</updated>",
+        "<link href=\"https://x/incidents/1\"/>",
+        "<content type=\"html\">&lt;p&gt;&lt;strong&gt;Resolved&lt;/strong&gt; - ok&lt;/p&gt;</content>",
+        "<description>&lt;strong&gt;Update&lt;/strong&gt;&lt;strong&gt;</description>",
+        "&#x110000;&#0;&amp",
+        "[{\"id\": \"a\", \"end\": \"2022-07-10T15:47:00+00:00\"}",
+        "{\"id\": \"b\", \"most_recent_update\": {\"status\": \"SERVICE_OUTAGE\"}, \"status_impact\": 3}",
+        "{\"page\": {\"url\": 1}, \"incidents\": [",
+        "{\"id\": \"c\", \"status\": \"postmortem\", \"impact\": \"critical\", \"components\": [{\"name\": null}]}",
+        "]",
+        "}",
+        ",",
+        "\u{FEFF}",
+        " ",
+    ]);
+    (any::<u8>(), prop::collection::vec(pieces, 0..24)).prop_map(|(selector, p)| {
+        let mut data = vec![selector];
+        data.extend_from_slice(p.concat().as_bytes());
+        data
+    })
+}
+
+/// The real feeds of `tests/fixtures/statuspages`, cut short and with a byte changed.
+fn mutated_fixture() -> impl Strategy<Value = Vec<u8>> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/statuspages");
+    let mut files: Vec<Vec<u8>> = std::fs::read_dir(dir)
+        .expect("fixtures")
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            e.path()
+                .extension()
+                .is_some_and(|x| x == "xml" || x == "json")
+        })
+        .map(|e| std::fs::read(e.path()).expect("fixture"))
+        .collect();
+    files.sort();
+    (
+        prop::sample::select(files),
+        any::<u8>(),
+        any::<prop::sample::Index>(),
+        any::<prop::sample::Index>(),
+        any::<u8>(),
+    )
+        .prop_map(|(file, selector, cut, at, byte)| {
+            let mut body = file[..cut.index(file.len() + 1)].to_vec();
+            if !body.is_empty() {
+                let i = at.index(body.len());
+                body[i] = byte;
+            }
+            let mut data = vec![selector];
+            data.extend(body);
+            data
+        })
+}
+
+proptest! {
+    #[test]
+    fn status_feed_bytes_never_panic(data in prop::collection::vec(any::<u8>(), 0..512)) {
+        fuzzing::status_feed(&data);
+    }
+
+    #[test]
+    fn near_status_feeds_never_panic(data in near_feed()) {
+        fuzzing::status_feed(&data);
+    }
+
+    #[test]
+    fn mutated_status_feeds_never_panic(data in mutated_fixture()) {
+        fuzzing::status_feed(&data);
+    }
+}
+
+/// Every real feed, read by every provider and format: the invariants hold on the
+/// documents the integration tests serve, not only on noise.
+#[test]
+fn every_status_feed_fixture_under_every_selector() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/statuspages");
+    for entry in std::fs::read_dir(dir).expect("fixtures") {
+        let path = entry.expect("entry").path();
+        if !path.extension().is_some_and(|x| x == "xml" || x == "json") {
+            continue;
+        }
+        let body = std::fs::read(path).expect("fixture");
+        for selector in 0..=u8::MAX {
+            let mut data = vec![selector];
+            data.extend_from_slice(&body);
+            fuzzing::status_feed(&data);
+        }
+    }
+}

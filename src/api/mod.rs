@@ -5,6 +5,9 @@
 //! the process serves requests; `/health/ready` answers like `/health` without the body,
 //! for Kubernetes readiness probes. `POST /reload` reloads the pipeline files and answers
 //! once the new pipeline runs (200) or was refused (422, the old one keeps running).
+//! `POST /status_feeds/{id}/check` makes a `status_feed` source poll now and answers with
+//! its state after the poll; `GET /status_feeds/{id}` shows that state (open incidents,
+//! feed states) without polling.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -69,6 +72,8 @@ pub fn router(
         .route("/metrics", get(metrics))
         .route("/reload", post(reload_now))
         .route("/tap", get(tap))
+        .route("/status_feeds/{id}", get(status_feed_show))
+        .route("/status_feeds/{id}/check", post(status_feed_check))
         .with_state(ApiState {
             telemetry,
             reload,
@@ -94,6 +99,10 @@ fn health_report(t: &Telemetry) -> (StatusCode, serde_json::Value) {
         let mut entry = json!({ "kind": c.kind.as_str(), "type": c.type_name, "state": name });
         if let Some(e) = error {
             entry["error"] = json!(e);
+        }
+        // A feed that fails is the provider's problem, not sluice's: shown, never a 503.
+        if let Some(feeds) = t.status_feeds().get(&c.id) {
+            entry["feeds"] = feeds.snapshot()["feeds"].clone();
         }
         components.insert(c.id.clone(), entry);
     }
@@ -247,6 +256,69 @@ async fn reload_now(State(s): State<ApiState>, headers: axum::http::HeaderMap) -
         Err(_) => (
             StatusCode::SERVICE_UNAVAILABLE,
             axum::Json(json!({ "error": "shutting down" })),
+        )
+            .into_response(),
+    }
+}
+
+fn unknown_status_feed(id: &str) -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        axum::Json(json!({ "error": format!("no running status_feed source `{id}`") })),
+    )
+        .into_response()
+}
+
+/// `GET /status_feeds/{id}`: open incidents and feed states, as of the last poll.
+async fn status_feed_show(
+    State(s): State<ApiState>,
+    headers: axum::http::HeaderMap,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Response {
+    if !authorized(&s, &headers) {
+        return unauthorized();
+    }
+    match s.telemetry.status_feeds().get(&id) {
+        Some(feeds) => (StatusCode::OK, axum::Json(feeds.snapshot())).into_response(),
+        None => unknown_status_feed(&id),
+    }
+}
+
+/// How long `POST /status_feeds/{id}/check` waits for the poll before answering 202.
+const CHECK_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// `POST /status_feeds/{id}/check`: poll every feed of the source now. 200 with the state
+/// after the poll (its events delivered); 202 when the poll takes longer than
+/// [`CHECK_WAIT`] (it goes on).
+async fn status_feed_check(
+    State(s): State<ApiState>,
+    headers: axum::http::HeaderMap,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Response {
+    if !authorized(&s, &headers) {
+        return unauthorized();
+    }
+    let Some(feeds) = s.telemetry.status_feeds().get(&id) else {
+        return unknown_status_feed(&id);
+    };
+    let (reply, answer) = oneshot::channel();
+    if feeds.check.send(reply).await.is_err() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(json!({ "error": "the source is stopping" })),
+        )
+            .into_response();
+    }
+    match tokio::time::timeout(CHECK_WAIT, answer).await {
+        Ok(Ok(snapshot)) => (StatusCode::OK, axum::Json(snapshot)).into_response(),
+        Ok(Err(_)) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(json!({ "error": "the source stopped before polling" })),
+        )
+            .into_response(),
+        Err(_) => (
+            StatusCode::ACCEPTED,
+            axum::Json(json!({ "status": "polling", "source": id })),
         )
             .into_response(),
     }

@@ -4,6 +4,7 @@ pub mod file;
 pub mod generator;
 pub mod http_server;
 pub mod postgres;
+pub mod status_feed;
 pub mod stdin;
 pub mod webhook;
 
@@ -11,6 +12,7 @@ crate::component_registry! { crate::component::SourceConfig;
     "file" => file::FileSourceConfig,
     "generator" => generator::GeneratorConfig,
     "postgres" => postgres::PostgresSourceConfig,
+    "status_feed" => status_feed::StatusFeedConfig,
     "stdin" => stdin::StdinConfig,
     "webhook" => webhook::WebhookConfig,
 }

@@ -8,6 +8,7 @@
 
 mod latency;
 mod prometheus;
+pub mod status_feeds;
 pub mod tap;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -60,6 +61,7 @@ pub struct ComponentMetrics {
     state: Mutex<ComponentState>,
     buffer: Mutex<Option<BufferProbe>>,
     labeled: Mutex<Vec<Arc<LabeledCounter>>>,
+    gauges: Mutex<Vec<Arc<LabeledGauge>>>,
 }
 
 /// A component's own counter with extra labels (e.g. a webhook's rejected requests by
@@ -79,6 +81,30 @@ impl LabeledCounter {
     pub fn get(&self) -> u64 {
         self.value.load(Ordering::Relaxed)
     }
+}
+
+/// A component's own gauge with extra labels (e.g. a status feed's last success time),
+/// rendered like [`LabeledCounter`]. Holds an `f64` in an atomic, so setting it never
+/// takes a lock.
+#[derive(Debug)]
+pub struct LabeledGauge {
+    pub name: &'static str,
+    pub help: &'static str,
+    pub labels: Vec<(&'static str, String)>,
+    bits: AtomicU64,
+}
+
+impl LabeledGauge {
+    pub fn set(&self, v: f64) {
+        self.bits.store(v.to_bits(), Ordering::Relaxed);
+    }
+    pub fn get(&self) -> f64 {
+        f64::from_bits(self.bits.load(Ordering::Relaxed))
+    }
+}
+
+fn same_labels(a: &[(&'static str, String)], b: &[(&'static str, &str)]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.0 == y.0 && x.1 == y.1)
 }
 
 impl ComponentMetrics {
@@ -140,6 +166,33 @@ impl ComponentMetrics {
     pub fn labeled_counters(&self) -> Vec<Arc<LabeledCounter>> {
         lock(&self.labeled).clone()
     }
+    /// The gauge `name` with these extra labels, created on first use (at 0); a rebuilt
+    /// component gets the same gauge back.
+    pub fn gauge(
+        &self,
+        name: &'static str,
+        help: &'static str,
+        labels: &[(&'static str, &str)],
+    ) -> Arc<LabeledGauge> {
+        let mut all = lock(&self.gauges);
+        if let Some(g) = all
+            .iter()
+            .find(|g| g.name == name && same_labels(&g.labels, labels))
+        {
+            return Arc::clone(g);
+        }
+        let g = Arc::new(LabeledGauge {
+            name,
+            help,
+            labels: labels.iter().map(|(k, v)| (*k, (*v).to_owned())).collect(),
+            bits: AtomicU64::new(0f64.to_bits()),
+        });
+        all.push(Arc::clone(&g));
+        g
+    }
+    pub fn labeled_gauges(&self) -> Vec<Arc<LabeledGauge>> {
+        lock(&self.gauges).clone()
+    }
 }
 
 /// Process-wide telemetry registry.
@@ -153,6 +206,7 @@ pub struct Telemetry {
     config: Mutex<ConfigStatus>,
     pipeline_running: AtomicBool,
     taps: Arc<tap::TapRegistry>,
+    status_feeds: Arc<status_feeds::StatusFeedRegistry>,
 }
 
 /// The running configuration, as `/health` reports it.
@@ -197,6 +251,7 @@ impl Telemetry {
             state: Mutex::new(ComponentState::Starting),
             buffer: Mutex::new(None),
             labeled: Mutex::new(Vec::new()),
+            gauges: Mutex::new(Vec::new()),
         });
         map.insert(id.to_owned(), Arc::clone(&metrics));
         metrics
@@ -224,6 +279,11 @@ impl Telemetry {
     /// Where `sluice tap` readers attach.
     pub fn taps(&self) -> &Arc<tap::TapRegistry> {
         &self.taps
+    }
+
+    /// Running `status_feed` sources, for the API.
+    pub fn status_feeds(&self) -> &Arc<status_feeds::StatusFeedRegistry> {
+        &self.status_feeds
     }
 
     /// Whether a pipeline is running (false before start and while draining at shutdown).

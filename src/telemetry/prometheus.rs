@@ -97,6 +97,35 @@ pub(super) fn render(t: &Telemetry) -> String {
         }
     }
 
+    // Component-specific gauges, likewise.
+    let mut gauges: indexmap::IndexMap<&str, (&str, Vec<String>)> = indexmap::IndexMap::new();
+    for c in &components {
+        for gauge in c.labeled_gauges() {
+            let mut line = format!(
+                "{}{{component_id=\"{}\",component_kind=\"{}\",component_type=\"{}\"",
+                gauge.name,
+                escape(&c.id),
+                c.kind.as_str(),
+                c.type_name
+            );
+            for (k, v) in &gauge.labels {
+                let _ = write!(line, ",{k}=\"{}\"", escape(v));
+            }
+            let _ = write!(line, "}} {}", gauge.get());
+            gauges
+                .entry(gauge.name)
+                .or_insert_with(|| (gauge.help, Vec::new()))
+                .1
+                .push(line);
+        }
+    }
+    for (name, (help, lines)) in gauges {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+        for line in lines {
+            let _ = writeln!(out, "{line}");
+        }
+    }
+
     write_summary(
         &mut out,
         "sluice_end_to_end_latency_seconds",
@@ -173,6 +202,15 @@ mod tests {
             "sluice_x_total{component_id=\"in\\\"x\",component_kind=\"source\",component_type=\"generator\",route=\"/a\"} 3"
         ), "{text}");
         assert_eq!(text.matches("# TYPE sluice_x_total counter").count(), 1);
+        c.gauge("sluice_g", "G.", &[("feed", "aws")]).set(1.5);
+        c.gauge("sluice_g", "G.", &[("feed", "gcp")])
+            .set(1_700_000_000.0);
+        let text = t.render_prometheus();
+        assert_eq!(text.matches("# TYPE sluice_g gauge").count(), 1);
+        assert!(text.contains(
+            "sluice_g{component_id=\"in\\\"x\",component_kind=\"source\",component_type=\"generator\",feed=\"aws\"} 1.5"
+        ), "{text}");
+        assert!(text.contains("feed=\"gcp\"} 1700000000\n"), "{text}");
         assert!(text.contains("sluice_end_to_end_latency_seconds{quantile=\"0.5\"} 0.002"));
     }
 }

@@ -1,0 +1,467 @@
+//! The running source: one loop that polls the feeds that are due (fetching them
+//! concurrently), turns their changes into events, waits for each event's
+//! acknowledgement, commits what was delivered and persists it, and answers checks
+//! from the API.
+//!
+//! Every wait goes through `cx.clock`, so tests drive the schedule without sleeping.
+//! The loop owns all feed state; the API only reads the snapshot published after each
+//! poll and sends check requests over a channel.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use serde_json::{Value as Json, json};
+use tokio::sync::mpsc;
+
+use super::FeedSpec;
+use super::parse;
+use super::poll::{self, Fetched, PollError, Schedule};
+use super::providers::{self, Status};
+use super::state::{self, Emit, FeedState, Initial, PlanContext, SourceState};
+use crate::component::{ComponentError, SourceContext};
+use crate::event::{BatchAck, Event, EventStatus};
+use crate::telemetry::status_feeds::{CheckReply, StatusFeedHandle};
+use crate::telemetry::{ComponentMetrics, LabeledCounter, LabeledGauge};
+
+/// Source-wide options, after validation.
+#[derive(Debug)]
+pub struct Settings {
+    pub initial: Initial,
+    pub jitter: f64,
+    pub max_backoff: Duration,
+    pub retention: chrono::Duration,
+    pub max_bytes: usize,
+    pub keep_raw: bool,
+}
+
+struct FeedMetrics {
+    polls_updated: Arc<LabeledCounter>,
+    polls_not_modified: Arc<LabeledCounter>,
+    polls_failed: Arc<LabeledCounter>,
+    last_success: Arc<LabeledGauge>,
+    consecutive_errors: Arc<LabeledGauge>,
+    items: Arc<LabeledGauge>,
+    open: Arc<LabeledGauge>,
+}
+
+impl FeedMetrics {
+    fn new(m: &ComponentMetrics, feed: &str) -> Self {
+        let polls = |result| {
+            m.counter(
+                "sluice_status_feed_polls_total",
+                "Polls of a status feed by result: updated (a body was read), not_modified (304) or error.",
+                &[("feed", feed), ("result", result)],
+            )
+        };
+        Self {
+            polls_updated: polls("updated"),
+            polls_not_modified: polls("not_modified"),
+            polls_failed: polls("error"),
+            last_success: m.gauge(
+                "sluice_status_feed_last_success_timestamp_seconds",
+                "When a status feed was last polled successfully (Unix time).",
+                &[("feed", feed)],
+            ),
+            consecutive_errors: m.gauge(
+                "sluice_status_feed_consecutive_errors",
+                "Failed polls of a status feed since its last success.",
+                &[("feed", feed)],
+            ),
+            items: m.gauge(
+                "sluice_status_feed_items",
+                "Entries in the last document read from a status feed.",
+                &[("feed", feed)],
+            ),
+            open: m.gauge(
+                "sluice_status_feed_open_incidents",
+                "Incidents of a status feed announced as firing and not resolved.",
+                &[("feed", feed)],
+            ),
+        }
+    }
+}
+
+struct Feed {
+    spec: FeedSpec,
+    /// What was committed: delivered events and silent changes.
+    state: FeedState,
+    schedule: Schedule,
+    next_due: Instant,
+    polls: u64,
+    consecutive_errors: u32,
+    last_poll: Option<DateTime<Utc>>,
+    last_success: Option<DateTime<Utc>>,
+    last_result: Option<&'static str>,
+    last_error: Option<String>,
+    items: usize,
+    metrics: FeedMetrics,
+}
+
+impl Feed {
+    fn open_incidents(&self) -> usize {
+        self.state
+            .incidents
+            .values()
+            .filter(|s| s.status == Status::Firing)
+            .count()
+    }
+
+    fn snapshot(&self, now: Instant) -> Json {
+        let state = match (self.polls, self.consecutive_errors) {
+            (0, _) => "pending",
+            (_, 0) => "ok",
+            _ => "error",
+        };
+        json!({
+            "name": self.spec.name,
+            "provider": self.spec.provider.as_str(),
+            "url": self.spec.url,
+            "format": self.spec.format.as_str(),
+            "state": state,
+            "polls": self.polls,
+            "last_poll": self.last_poll.map(|t| t.to_rfc3339()),
+            "last_success": self.last_success.map(|t| t.to_rfc3339()),
+            "last_result": self.last_result,
+            "last_error": self.last_error,
+            "consecutive_errors": self.consecutive_errors,
+            "items_seen": self.items,
+            "open_incidents": self.open_incidents(),
+            "next_poll_in_seconds": self.next_due.saturating_duration_since(now).as_secs_f64(),
+        })
+    }
+}
+
+/// Runs until `cx.shutdown`.
+pub async fn run(
+    settings: Arc<Settings>,
+    specs: Vec<FeedSpec>,
+    client: reqwest::Client,
+    state_path: std::path::PathBuf,
+    mut cx: SourceContext,
+) -> Result<(), ComponentError> {
+    let mut file = state::load(&state_path).map_err(|e| ComponentError::Other(e.to_string()))?;
+    let start = cx.clock.now();
+    let mut feeds: Vec<Feed> = specs
+        .into_iter()
+        .map(|spec| {
+            let mut state = file.feeds.remove(&spec.name).unwrap_or_default();
+            if state.url != spec.url {
+                // Validators belong to a URL; the incidents stay (same feed, new address).
+                state.url = spec.url.clone();
+                state.etag = None;
+                state.last_modified = None;
+            }
+            let metrics = FeedMetrics::new(&cx.metrics, &spec.name);
+            let feed = Feed {
+                schedule: Schedule::new(spec.interval, settings.jitter, settings.max_backoff),
+                spec,
+                state,
+                // The first poll is right away.
+                next_due: start,
+                polls: 0,
+                consecutive_errors: 0,
+                last_poll: None,
+                last_success: None,
+                last_result: None,
+                last_error: None,
+                items: 0,
+                metrics,
+            };
+            feed.metrics.open.set(feed.open_incidents() as f64);
+            feed
+        })
+        .collect();
+
+    let (check_tx, mut checks) = mpsc::channel::<CheckReply>(16);
+    let snapshot = Arc::new(Mutex::new(Json::Null));
+    let _registration = cx.telemetry.status_feeds().register(
+        &cx.id,
+        StatusFeedHandle {
+            // The loop keeps a sender too, so `recv` never sees a closed channel (which
+            // would make the select below spin) when the registry drops its handle.
+            check: check_tx.clone(),
+            snapshot: Arc::clone(&snapshot),
+        },
+    );
+    publish(&snapshot, &cx.id, &feeds, cx.clock.now());
+    tracing::info!(component_id = %cx.id, feeds = feeds.len(), state = %state_path.display(), "status feeds starting");
+
+    loop {
+        let now = cx.clock.now();
+        let wait = feeds
+            .iter()
+            .map(|f| f.next_due.saturating_duration_since(now))
+            .min()
+            .unwrap_or(Duration::from_secs(60));
+        let mut replies = Vec::new();
+        if !wait.is_zero() {
+            tokio::select! {
+                biased;
+                () = cx.shutdown.cancelled() => break,
+                request = checks.recv() => replies.extend(request),
+                () = cx.clock.sleep(wait) => {}
+            }
+        }
+        if cx.shutdown.is_cancelled() {
+            break;
+        }
+        while let Ok(reply) = checks.try_recv() {
+            replies.push(reply);
+        }
+        let now = cx.clock.now();
+        // A check polls every feed, whatever its schedule or backoff.
+        let due: Vec<usize> = (0..feeds.len())
+            .filter(|&i| !replies.is_empty() || feeds[i].next_due <= now)
+            .collect();
+        poll_feeds(&mut feeds, &due, &settings, &client, &state_path, &mut cx).await;
+        let snap = publish(&snapshot, &cx.id, &feeds, cx.clock.now());
+        for reply in replies {
+            // The API may have given up waiting; that is fine.
+            let _ = reply.send(snap.clone());
+        }
+    }
+    drop(check_tx);
+    tracing::info!(component_id = %cx.id, "status feeds stopped");
+    Ok(())
+}
+
+/// Publishes the snapshot the API serves, and returns it.
+fn publish(slot: &Mutex<Json>, id: &str, feeds: &[Feed], now: Instant) -> Json {
+    let mut open = Vec::new();
+    for f in feeds {
+        let mut incidents: Vec<_> = f
+            .state
+            .incidents
+            .values()
+            .filter(|s| s.status == Status::Firing)
+            .collect();
+        incidents.sort_by(|a, b| {
+            a.starts_at
+                .cmp(&b.starts_at)
+                .then(a.fingerprint.cmp(&b.fingerprint))
+        });
+        for s in incidents {
+            open.push(json!({
+                "feed": f.spec.name,
+                "fingerprint": s.fingerprint,
+                "summary": s.summary,
+                "severity": s.severity,
+                "phase": s.phase,
+                "service": s.service,
+                "region": s.region,
+                "url": s.url,
+                "starts_at": s.starts_at.map(|t| t.to_rfc3339()),
+                "updated": s.updated.map(|t| t.to_rfc3339()),
+            }));
+        }
+    }
+    let snap = json!({
+        "source": id,
+        "feeds": feeds.iter().map(|f| f.snapshot(now)).collect::<Vec<_>>(),
+        "open_incidents": open,
+    });
+    *slot.lock().unwrap_or_else(|p| p.into_inner()) = snap.clone();
+    snap
+}
+
+async fn poll_feeds(
+    feeds: &mut [Feed],
+    due: &[usize],
+    settings: &Settings,
+    client: &reqwest::Client,
+    state_path: &std::path::Path,
+    cx: &mut SourceContext,
+) {
+    let requests: Vec<(usize, poll::Request)> = due
+        .iter()
+        .map(|&i| {
+            let f = &feeds[i];
+            (
+                i,
+                poll::Request {
+                    url: f.spec.url.clone(),
+                    format: f.spec.format,
+                    etag: f.state.etag.clone(),
+                    last_modified: f.state.last_modified.clone(),
+                    max_bytes: settings.max_bytes,
+                },
+            )
+        })
+        .collect();
+    let fetched =
+        futures_util::future::join_all(requests.iter().map(|(_, r)| poll::fetch(client, r))).await;
+    let mut changed = false;
+    for ((i, _), result) in requests.into_iter().zip(fetched) {
+        changed |= process(&mut feeds[i], result, settings, cx).await;
+    }
+    if changed {
+        let file = SourceState {
+            feeds: feeds
+                .iter()
+                .map(|f| (f.spec.name.clone(), f.state.clone()))
+                .collect(),
+        };
+        if let Err(e) = state::save(state_path, &file) {
+            // Keep monitoring: this run still remembers; only a restart could repeat.
+            cx.metrics.add_errors(1);
+            tracing::error!(component_id = %cx.id, error = %e, "status feed state not saved");
+        }
+    }
+}
+
+/// Handles one fetch result; returns whether the feed's committed state changed.
+async fn process(
+    feed: &mut Feed,
+    fetched: Result<Fetched, PollError>,
+    settings: &Settings,
+    cx: &mut SourceContext,
+) -> bool {
+    let wall = cx.clock.wall();
+    feed.polls += 1;
+    feed.last_poll = Some(wall);
+    let mut changed = false;
+    let outcome = match fetched {
+        Ok(Fetched::NotModified) => Ok("not_modified"),
+        Ok(Fetched::Body {
+            body,
+            etag,
+            last_modified,
+        }) => match parse::parse(feed.spec.format, &body) {
+            Err(e) => Err(PollError::Parse(e)),
+            Ok(document) => {
+                feed.items = document.entries();
+                let incidents: Vec<_> = providers::incidents(feed.spec.provider, document)
+                    .into_iter()
+                    .filter(|i| feed.spec.wants(i))
+                    .collect();
+                let pcx = PlanContext {
+                    feed: feed.spec.name.clone(),
+                    provider: feed.spec.provider,
+                    default_severity: feed.spec.default_severity,
+                    initial: settings.initial,
+                    resolve_missing: feed.spec.resolve_missing,
+                    retention: settings.retention,
+                    now: wall,
+                };
+                let plan = state::plan(&feed.state, incidents, &pcx);
+                let mut next = plan.state;
+                let total = plan.emits.len();
+                let (failed, worst) =
+                    emit(plan.emits, &pcx, settings.keep_raw, cx, &mut next).await;
+                // Validators move only when everything was delivered: otherwise the next
+                // poll must read the body again to plan the undelivered events.
+                if failed == 0 {
+                    next.etag = etag;
+                    next.last_modified = last_modified;
+                }
+                changed = next != feed.state;
+                feed.state = next;
+                if failed == 0 {
+                    Ok("updated")
+                } else {
+                    Err(PollError::Delivery {
+                        failed,
+                        total,
+                        status: worst,
+                    })
+                }
+            }
+        },
+        Err(e) => Err(e),
+    };
+    let now = cx.clock.now();
+    match outcome {
+        Ok(result) => {
+            feed.consecutive_errors = 0;
+            feed.last_success = Some(wall);
+            feed.last_error = None;
+            feed.last_result = Some(result);
+            feed.next_due = now + feed.schedule.after_success();
+            if result == "updated" {
+                feed.metrics.polls_updated.add(1);
+            } else {
+                feed.metrics.polls_not_modified.add(1);
+            }
+            feed.metrics.last_success.set(wall.timestamp() as f64);
+            tracing::debug!(component_id = %cx.id, feed = %feed.spec.name, result, "status feed polled");
+        }
+        Err(e) => {
+            feed.consecutive_errors = feed.consecutive_errors.saturating_add(1);
+            feed.last_error = Some(e.to_string());
+            feed.last_result = Some("error");
+            let wait = feed.schedule.after_failure(e.retry_after());
+            feed.next_due = now + wait;
+            feed.metrics.polls_failed.add(1);
+            cx.metrics
+                .counter(
+                    "sluice_status_feed_errors_total",
+                    "Failed polls of a status feed by reason.",
+                    &[("feed", &feed.spec.name), ("reason", e.reason())],
+                )
+                .add(1);
+            cx.metrics.add_errors(1);
+            tracing::warn!(
+                component_id = %cx.id,
+                feed = %feed.spec.name,
+                url = %feed.spec.url,
+                reason = e.reason(),
+                error = %e,
+                consecutive_errors = feed.consecutive_errors,
+                retry_in = ?wait,
+                "status feed poll failed"
+            );
+        }
+    }
+    feed.metrics
+        .consecutive_errors
+        .set(f64::from(feed.consecutive_errors));
+    feed.metrics.items.set(feed.items as f64);
+    feed.metrics.open.set(feed.open_incidents() as f64);
+    changed
+}
+
+/// Sends one event per change, each with its own acknowledgement, and commits the
+/// record of each one delivered into `state`. Returns how many were not delivered and
+/// the worst status among them.
+async fn emit(
+    emits: Vec<Emit>,
+    pcx: &PlanContext,
+    keep_raw: bool,
+    cx: &mut SourceContext,
+    state: &mut FeedState,
+) -> (usize, EventStatus) {
+    if emits.is_empty() {
+        return (0, EventStatus::Delivered);
+    }
+    let n = emits.len();
+    let mut batch = Vec::with_capacity(n);
+    let mut waits = Vec::with_capacity(n);
+    for e in &emits {
+        // One acknowledgement per event: a sink that refuses one incident must not make
+        // the others be sent again.
+        let (ack, done) = BatchAck::with_receiver(1, Some(Arc::clone(cx.telemetry.latency())));
+        batch.push(
+            Event::new(e.event(pcx, keep_raw), Arc::clone(&cx.id), pcx.now)
+                .with_ack(ack.event_ack()),
+        );
+        waits.push(done);
+    }
+    tracing::info!(component_id = %cx.id, feed = %pcx.feed, events = n, "status feed changes");
+    cx.metrics.add_received(n);
+    cx.out.send(batch).await;
+    let mut failed = 0;
+    let mut worst = EventStatus::Delivered;
+    for (e, done) in emits.into_iter().zip(waits) {
+        match done.wait().await {
+            EventStatus::Delivered => {
+                state.incidents.insert(e.key, e.seen);
+            }
+            status => {
+                failed += 1;
+                worst = worst.max(status);
+            }
+        }
+    }
+    (failed, worst)
+}
