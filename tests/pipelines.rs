@@ -407,3 +407,130 @@ async fn status_pages_to_slack_posts_outages_and_resolutions() {
     stop_api.cancel();
     topo.stop(Duration::from_secs(5)).await;
 }
+
+/// `tail-to-http.yaml` against a real HTTP collector: JSON records from tailed files,
+/// tagged, debug dropped, plain lines kept; a rotation by rename loses nothing and a
+/// restart sends nothing twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tail_to_http_ships_tailed_logs_across_rotation_and_restart() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let logs = dir.path().join("logs");
+    std::fs::create_dir(&logs).expect("mkdir");
+    let app = logs.join("app.log");
+    std::fs::write(
+        &app,
+        concat!(
+            r#"{"level":"INFO","service":"api","msg":"started","n":1}"#,
+            "\n",
+            r#"{"level":"debug","service":"api","msg":"cache miss","n":2}"#,
+            "\n",
+            "plain text line\n",
+        ),
+    )
+    .expect("write");
+    std::fs::write(logs.join("old.log.gz"), "not a log\n").expect("write");
+    let collector = common::Receiver::new(0).start().await;
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines/tail-to-http.yaml");
+    let text = std::fs::read_to_string(&path).expect("read");
+    let vars = [
+        ("LOG_FILES", format!("{}/*.log*", logs.display())),
+        (
+            "COLLECTOR_URL",
+            format!("http://127.0.0.1:{}/ingest", collector.port),
+        ),
+        (
+            "PARKED_DIR",
+            dir.path().join("parked").display().to_string(),
+        ),
+        ("GLOB_INTERVAL", "10ms".to_owned()),
+        ("POLL_INTERVAL", "5ms".to_owned()),
+    ];
+    let pipeline = || {
+        parse_texts(&[(path.clone(), text.clone())], |name| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.clone())
+        })
+        .expect("parses")
+    };
+    let options = || sluice::topology::TopologyOptions {
+        data_dir: dir.path().join("data"),
+        ..Default::default()
+    };
+    let lines = |rx: &common::Receiver| -> Vec<serde_json::Value> {
+        rx.requests()
+            .iter()
+            .flat_map(|r| {
+                std::str::from_utf8(&r.body)
+                    .expect("utf-8")
+                    .lines()
+                    .map(|l| serde_json::from_str(l).expect("NDJSON"))
+                    .collect::<Vec<serde_json::Value>>()
+            })
+            .collect()
+    };
+    let (topo, _) = common::start_with(pipeline(), options()).await;
+    common::eventually("2 records", || lines(&collector).len() == 2).await;
+    // logrotate by rename: the rotated file is still matched (`*.log*`) and followed.
+    std::fs::rename(&app, logs.join("app.log.1")).expect("rotate");
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(logs.join("app.log.1"))
+        .expect("open rotated");
+    writeln!(
+        f,
+        r#"{{"level":"error","service":"billing","msg":"late write","n":3}}"#
+    )
+    .expect("write");
+    std::fs::write(
+        &app,
+        "{\"severity\":\"WARN\",\"service\":\"api\",\"msg\":\"new file\",\"n\":4}\n",
+    )
+    .expect("write");
+    common::eventually("4 records", || lines(&collector).len() == 4).await;
+    topo.stop(Duration::from_secs(5)).await;
+
+    // A restart sends only what is new.
+    writeln!(
+        f,
+        r#"{{"level":"info","service":"billing","msg":"after restart","n":5}}"#
+    )
+    .expect("write");
+    let (topo, _) = common::start_with(pipeline(), options()).await;
+    common::eventually("5 records", || lines(&collector).len() == 5).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    topo.stop(Duration::from_secs(5)).await;
+
+    let got = lines(&collector);
+    let mut summary: Vec<(String, String, String)> = got
+        .iter()
+        .map(|v| {
+            (
+                v["tag"].as_str().unwrap_or_default().to_owned(),
+                v["level"].as_str().unwrap_or_default().to_owned(),
+                v["message"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    summary.sort();
+    let want = [
+        ("app.api", "info", "started"),
+        ("app.api", "warn", "new file"),
+        ("app.billing", "error", "late write"),
+        ("app.billing", "info", "after restart"),
+        ("app.unknown", "info", "plain text line"),
+    ];
+    assert_eq!(
+        summary,
+        want.map(|(a, b, c)| (a.to_owned(), b.to_owned(), c.to_owned()))
+    );
+    assert!(got.iter().all(|v| {
+        v["file"]
+            .as_str()
+            .is_some_and(|f| f.starts_with(&*logs.to_string_lossy()))
+            && v["offset"].is_u64()
+            && v["host"].is_string()
+    }));
+    assert!(collector.requests().iter().all(|r| r.path == "/ingest"));
+}

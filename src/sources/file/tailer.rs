@@ -782,36 +782,45 @@ impl Tailer {
         }
         self.round = self.round.wrapping_add(1);
         let mut total = 0;
+        // Counted once per round (not per file: that would be quadratic in the files).
+        let mut room = self
+            .config
+            .max_pending_batches
+            .saturating_sub(self.pending());
         for k in 0..n {
-            if self.pending() >= self.config.max_pending_batches {
+            if room == 0 {
                 break;
             }
-            total += self.read_file((self.round + k) % n, out).await;
+            let (bytes, batches) = self.read_file((self.round + k) % n, room, out).await;
+            total += bytes;
+            room = room.saturating_sub(batches);
         }
         total
     }
 
-    async fn read_file(&mut self, i: usize, out: &mut SourceOutput) -> usize {
+    /// Reads file `i` for one turn, sending at most `room` batches; returns the bytes
+    /// read and the batches sent.
+    async fn read_file(&mut self, i: usize, room: usize, out: &mut SourceOutput) -> (usize, usize) {
         let now = Instant::now();
         {
             let w = &mut self.files[i];
             if w.twin_of.is_some() || w.paused_until.is_some_and(|t| t > now) {
-                return 0;
+                return (0, 0);
             }
             w.paused_until = None;
         }
         let Ok(meta) = self.files[i].file.metadata() else {
-            return 0;
+            return (0, 0);
         };
         let size = meta.len();
         let w = &self.files[i];
         if size < w.framer.pos() {
             self.truncated(i, now);
-            return 0;
+            return (0, 0);
         }
         if size == w.framer.pos() {
             self.files[i].at_eof = true;
-            return 0;
+            return (0, 0);
         }
         // It grew. Before reading on, make sure it is still the same content: a
         // copytruncate followed by new writes can leave it as long as before.
@@ -819,7 +828,7 @@ impl Tailer {
         match w.checksum {
             Some(c) if head != Some(c) => {
                 self.truncated(i, now);
-                return 0;
+                return (0, 0);
             }
             None => self.files[i].checksum = head,
             Some(_) => {}
@@ -830,6 +839,7 @@ impl Tailer {
         let mut values = Vec::new();
         let mut messages = Vec::new();
         let mut end = 0;
+        let mut sent = 0;
         while budget > 0 {
             let w = &mut self.files[i];
             let want = CHUNK.min(budget);
@@ -879,7 +889,8 @@ impl Tailer {
                     .await;
                 // Backpressure within a file's turn too: a slow sink must not let one
                 // turn run on for a whole `max_read_bytes` (nor hold off checkpoints).
-                if self.pending() >= self.config.max_pending_batches {
+                sent += 1;
+                if sent >= room {
                     break;
                 }
             }
@@ -888,12 +899,13 @@ impl Tailer {
         let w = &mut self.files[i];
         if !values.is_empty() {
             self.emitter.send(&mut w.tracker, values, end, out).await;
+            sent += 1;
         } else if w.tracker.pending.is_empty() && w.tracker.acked < w.unemitted() {
             // Only empty lines since the last batch: nothing to wait for.
             w.tracker.acked = w.unemitted();
             self.dirty = true;
         }
-        total
+        (total, sent)
     }
 
     /// Multiline timeouts, rotated files read to their end, `remove_after`.
