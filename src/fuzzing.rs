@@ -237,3 +237,84 @@ pub fn status_feed(data: &[u8]) {
             .expect("an event serializes to JSON");
     }
 }
+
+/// File-tail framing and multiline grouping over any bytes: the lines do not depend on
+/// how the file was chunked by reads, never hold a newline, stay within `max_line_bytes`,
+/// and cover the file in order; multiline messages (every mode) keep that order.
+pub fn file_lines(data: &[u8]) {
+    use crate::sources::file::lines::Framer;
+    use crate::sources::file::multiline::{Aggregator, Message, Mode, MultilineConfig};
+
+    let Some((&control, body)) = data.split_first() else {
+        return;
+    };
+    let max = usize::from(control % 64) + 1;
+    let chunk = usize::from(control / 64) * 7 + 1;
+    let frame = |step: usize| {
+        let mut framer = Framer::new(max, 0);
+        let mut lines = Vec::new();
+        for piece in body.chunks(step) {
+            framer.feed(piece, |l| {
+                lines.push((l.bytes.to_vec(), l.offset, l.end, l.truncated));
+            });
+        }
+        (lines, framer.line_start())
+    };
+    let (whole, start) = frame(body.len().max(1));
+    let (chunked, chunked_start) = frame(chunk);
+    assert_eq!(whole, chunked, "framing does not depend on read sizes");
+    assert_eq!(start, chunked_start);
+    let mut previous_end = 0;
+    for (bytes, offset, end, truncated) in &whole {
+        assert!(!bytes.contains(&b'\n'), "a line holds no newline");
+        assert!(bytes.len() <= max, "a line stays within max_line_bytes");
+        assert!(
+            *offset >= previous_end && end > offset,
+            "lines cover the file in order"
+        );
+        assert_eq!(
+            body.get(*end as usize - 1),
+            Some(&b'\n'),
+            "a line ends at a newline"
+        );
+        assert!(*truncated || (*end - *offset) as usize <= max + 2);
+        previous_end = *end;
+    }
+    let last_newline = body.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    assert_eq!(
+        start as usize, last_newline,
+        "what follows the last newline stays pending"
+    );
+
+    let mode = match control % 4 {
+        0 => Mode::ContinueThrough,
+        1 => Mode::ContinuePast,
+        2 => Mode::HaltBefore,
+        _ => Mode::HaltWith,
+    };
+    let config = MultilineConfig {
+        start_pattern: Some(r"^\S".into()),
+        condition_pattern: Some(r"^[\s\\]|\\$".into()),
+        mode: Some(mode),
+        timeout: std::time::Duration::from_secs(1),
+    };
+    let Ok(rules) = config.compile() else {
+        return;
+    };
+    let mut aggregator = Aggregator::new(rules);
+    let now = std::time::Instant::now();
+    let mut out = Vec::new();
+    for (bytes, offset, end, _) in whole {
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        aggregator.push(Message { text, offset, end }, now, &mut out);
+    }
+    aggregator.flush(now, true, &mut out);
+    let mut previous_end = 0;
+    for m in &out {
+        assert!(
+            m.offset >= previous_end && m.end > m.offset,
+            "messages stay in file order"
+        );
+        previous_end = m.end;
+    }
+}

@@ -296,3 +296,15 @@ fn every_status_feed_fixture_under_every_selector() {
         }
     }
 }
+
+proptest! {
+    #[test]
+    fn file_framing_is_independent_of_read_sizes(
+        data in prop::collection::vec(prop::sample::select(vec![b'a', b'b', b' ', b'\n', b'\r', b'\\', 0xff]), 0..400),
+        control in any::<u8>(),
+    ) {
+        let mut input = vec![control];
+        input.extend(data);
+        fuzzing::file_lines(&input);
+    }
+}
