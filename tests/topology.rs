@@ -429,7 +429,11 @@ async fn malformed_bodies_get_400_with_the_reason_and_reach_nothing() {
     let response = post(port, "{\"id\": 1}\n{\"id\": ").await;
     assert_eq!(response.status(), 400);
     let body = response.text().await.expect("body");
-    assert!(body.contains("invalid JSON at line 2"), "{body}");
+    assert!(
+        body.contains("invalid JSON: ") && body.contains("at line 2 column"),
+        "{body}"
+    );
+    assert!(body.contains(r#""decoder":"json""#), "{body}");
     let response = post(port, "").await;
     assert_eq!(response.status(), 400);
     assert!(sink.values().is_empty());
