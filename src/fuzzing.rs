@@ -286,19 +286,30 @@ pub fn file_lines(data: &[u8]) {
         "what follows the last newline stays pending"
     );
 
-    let mode = match control % 4 {
-        0 => Mode::ContinueThrough,
-        1 => Mode::ContinuePast,
-        2 => Mode::HaltBefore,
-        _ => Mode::HaltWith,
-    };
-    let config = MultilineConfig {
-        start_pattern: Some(r"^\S".into()),
-        condition_pattern: Some(r"^[\s\\]|\\$".into()),
-        mode: Some(mode),
-        timeout: std::time::Duration::from_secs(1),
-    };
-    let Ok(rules) = config.compile() else {
+    // Compiling the patterns per input would dominate the run; compile each mode once.
+    static RULES: std::sync::OnceLock<Vec<crate::sources::file::multiline::Rules>> =
+        std::sync::OnceLock::new();
+    let rules = RULES.get_or_init(|| {
+        [
+            Mode::ContinueThrough,
+            Mode::ContinuePast,
+            Mode::HaltBefore,
+            Mode::HaltWith,
+        ]
+        .into_iter()
+        .filter_map(|mode| {
+            MultilineConfig {
+                start_pattern: Some(r"^\S".into()),
+                condition_pattern: Some(r"^[\s\\]|\\$".into()),
+                mode: Some(mode),
+                timeout: std::time::Duration::from_secs(1),
+            }
+            .compile()
+            .ok()
+        })
+        .collect()
+    });
+    let Some(rules) = rules.get(usize::from(control % 4)).cloned() else {
         return;
     };
     let mut aggregator = Aggregator::new(rules);
