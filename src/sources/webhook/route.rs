@@ -129,7 +129,9 @@ impl Route {
                         "the body did not arrive within read_timeout",
                     ));
                 }
-                Ok(Err(e)) if error_chain(&e).contains("length limit exceeded") => {
+                Ok(Err(e))
+                    if crate::delivery::error_chain(&e).contains("length limit exceeded") =>
+                {
                     return Err(too_large(limit));
                 }
                 Ok(Err(e)) => {
@@ -313,17 +315,6 @@ fn field(value: &Value, key: &str) -> String {
         .and_then(|o| o.get(key))
         .map(|v| v.to_string_lossy().into_owned())
         .unwrap_or_default()
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut source = e.source();
-    while let Some(inner) = source {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        source = inner.source();
-    }
-    s
 }
 
 /// A rustls acceptor from PEM files.
