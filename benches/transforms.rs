@@ -40,6 +40,7 @@ fn build(yaml: &str) -> (Box<dyn Transform>, usize) {
         id: Arc::from("t"),
         metrics: telemetry.component("t", ComponentKind::Transform, def.config.type_name()),
         clock: Arc::new(sluice::clock::TokioClock),
+        data_dir: None,
     };
     (
         def.config.build(&cx).expect("builds"),

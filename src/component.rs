@@ -124,6 +124,11 @@ pub struct TransformContext {
     pub metrics: Arc<ComponentMetrics>,
     /// For time-based state (dedupe TTLs).
     pub clock: Arc<dyn crate::clock::Clock>,
+    /// Where stateful transforms (alert rules, subscriptions' auto-resolve timers) keep
+    /// their snapshots. `None` when the transform is built only to be checked
+    /// (`validate`) or exercised (`sluice test`): it must then keep state in memory and
+    /// write nothing.
+    pub data_dir: Option<PathBuf>,
 }
 
 /// A transform type's configuration.

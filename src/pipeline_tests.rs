@@ -52,6 +52,7 @@ fn run_one(pipeline: &Pipeline, test: &PipelineTest) -> TestReport {
             id: Arc::from(id.as_str()),
             metrics: telemetry.component(id, ComponentKind::Transform, def.config.type_name()),
             clock: Arc::new(crate::clock::TokioClock),
+            data_dir: None,
         };
         match def.config.build(&cx) {
             Ok(t) => {

@@ -506,6 +506,7 @@ mod properties {
                 def.config.type_name(),
             ),
             clock: Arc::new(sluice::clock::TokioClock),
+            data_dir: None,
         };
         def.config.build(&cx).expect("builds")
     }

@@ -265,6 +265,7 @@ impl Pipeline {
                 id: std::sync::Arc::from(id.as_str()),
                 metrics: telemetry.component(id, ComponentKind::Transform, c.config.type_name()),
                 clock: std::sync::Arc::new(crate::clock::TokioClock),
+                data_dir: None,
             };
             if let Err(e) = c.config.build(&cx) {
                 report("transforms", id, &c.position, e);

@@ -576,6 +576,7 @@ impl Topology {
                     id: Arc::from(id),
                     metrics: Arc::clone(&shell.metrics),
                     clock: Arc::clone(&self.options.clock),
+                    data_dir: Some(self.options.data_dir.clone()),
                 };
                 let transform = def.config.build(&cx)?;
                 let named = def
