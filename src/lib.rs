@@ -17,6 +17,7 @@ pub mod config;
 pub mod delivery;
 pub mod event;
 pub mod fuzzing;
+pub mod kafka;
 pub mod key_values;
 pub mod pipeline_tests;
 pub mod plugins;

@@ -2,6 +2,8 @@
 //! the benches. It is added to a parsed pipeline in code (it has no pipeline-file type),
 //! so users never see it.
 
+pub mod kafka;
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 

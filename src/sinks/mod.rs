@@ -5,6 +5,7 @@ pub mod cloudevents;
 pub mod console;
 pub mod file;
 pub mod http;
+pub mod kafka;
 pub mod pagerduty;
 pub mod postgres;
 pub mod slack;
@@ -15,6 +16,7 @@ crate::component_registry! { crate::component::SinkConfig;
     "console" => console::ConsoleConfig,
     "file" => file::FileSinkConfig,
     "http" => http::HttpSinkConfig,
+    "kafka" => kafka::KafkaSinkConfig,
     "pagerduty" => pagerduty::PagerDutyConfig,
     "postgres" => postgres::PostgresConfig,
     "slack" => slack::SlackConfig,

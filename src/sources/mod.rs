@@ -3,6 +3,7 @@
 pub mod file;
 pub mod generator;
 pub mod http_server;
+pub mod kafka;
 pub mod postgres;
 pub mod status_feed;
 pub mod stdin;
@@ -11,6 +12,7 @@ pub mod webhook;
 crate::component_registry! { crate::component::SourceConfig;
     "file" => file::FileSourceConfig,
     "generator" => generator::GeneratorConfig,
+    "kafka" => kafka::KafkaSourceConfig,
     "postgres" => postgres::PostgresSourceConfig,
     "status_feed" => status_feed::StatusFeedConfig,
     "stdin" => stdin::StdinConfig,

@@ -227,6 +227,8 @@ pub struct Receiver {
     pub requests: Arc<std::sync::Mutex<Vec<Recorded>>>,
     pub script: Arc<std::sync::Mutex<std::collections::VecDeque<Reply>>>,
     pub fallback: Arc<std::sync::Mutex<Reply>>,
+    /// How long each request waits before it is answered (a slow receiver).
+    pub delay: Arc<std::sync::Mutex<Duration>>,
 }
 
 impl Receiver {
@@ -236,6 +238,7 @@ impl Receiver {
             requests: Arc::default(),
             script: Arc::default(),
             fallback: Arc::new(std::sync::Mutex::new(Reply::status(200))),
+            delay: Arc::default(),
         }
     }
 
@@ -245,6 +248,10 @@ impl Receiver {
 
     pub fn script(&self, replies: impl IntoIterator<Item = Reply>) {
         self.script.lock().expect("lock").extend(replies);
+    }
+
+    pub fn set_delay(&self, delay: Duration) {
+        *self.delay.lock().expect("lock") = delay;
     }
 
     pub fn set_fallback(&self, reply: Reply) {
@@ -260,6 +267,10 @@ impl Receiver {
                   body: bytes::Bytes| {
                 let me = me.clone();
                 async move {
+                    let delay = *me.delay.lock().expect("lock");
+                    if !delay.is_zero() {
+                        tokio::time::sleep(delay).await;
+                    }
                     let reply = me
                         .script
                         .lock()

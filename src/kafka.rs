@@ -1,0 +1,74 @@
+//! What the `kafka` source and sink share: client settings and librdkafka's own logs.
+//!
+//! Both components hand `librdkafka_options` to librdkafka unchanged, after the options
+//! sluice sets itself, so an operator can override anything (and is told at `validate`
+//! time when a key or value is one librdkafka does not know).
+
+use std::collections::BTreeMap;
+
+use rdkafka::ClientConfig;
+use rdkafka::client::ClientContext;
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::error::KafkaError;
+
+use crate::component::BuildError;
+
+/// The librdkafka settings for `bootstrap_servers` plus sluice's defaults (`ours`), then
+/// the user's passthrough options, which win.
+pub fn client_config(
+    bootstrap_servers: &str,
+    ours: &[(&str, String)],
+    user: &BTreeMap<String, String>,
+) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", bootstrap_servers);
+    for (key, value) in ours {
+        config.set(*key, value);
+    }
+    for (key, value) in user {
+        config.set(key, value);
+    }
+    config
+}
+
+/// Asks librdkafka whether it accepts every key and value, without creating a client
+/// (which would start threads and connect).
+pub fn check_config(config: &ClientConfig) -> Result<(), BuildError> {
+    config
+        .create_native_config()
+        .map(drop)
+        .map_err(|e| BuildError(format!("librdkafka rejects the client settings: {e}")))
+}
+
+/// Routes librdkafka's logs and errors to `tracing`, tagged with the component id.
+pub struct LoggingContext {
+    pub component_id: std::sync::Arc<str>,
+}
+
+impl ClientContext for LoggingContext {
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        let id = &*self.component_id;
+        match level {
+            RDKafkaLogLevel::Emerg
+            | RDKafkaLogLevel::Alert
+            | RDKafkaLogLevel::Critical
+            | RDKafkaLogLevel::Error => {
+                tracing::error!(component_id = id, facility, "librdkafka: {message}")
+            }
+            RDKafkaLogLevel::Warning => {
+                tracing::warn!(component_id = id, facility, "librdkafka: {message}")
+            }
+            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
+                tracing::info!(component_id = id, facility, "librdkafka: {message}")
+            }
+            RDKafkaLogLevel::Debug => {
+                tracing::debug!(component_id = id, facility, "librdkafka: {message}")
+            }
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        // Transport errors repeat while a broker is down; librdkafka reconnects by itself.
+        tracing::warn!(component_id = &*self.component_id, error = %error, "kafka client error: {reason}");
+    }
+}

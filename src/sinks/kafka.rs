@@ -1,0 +1,356 @@
+//! `kafka`: produces each event as one message, settled by its delivery report.
+//!
+//! An event counts as delivered only when librdkafka's delivery report says the broker
+//! has it (with `acks: all` and the idempotent producer by default, so retries inside
+//! librdkafka neither lose nor duplicate). A full local queue is backpressure: the sink
+//! waits for reports before producing more, and stops reading its input meanwhile. A
+//! message librdkafka gives up on (after `message_timeout`), or cannot take at all (too
+//! large, no such topic), goes to the `dead_letter` output.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use serde::Deserialize;
+use vrl::path::OwnedValuePath;
+use vrl::value::Value;
+
+use crate::component::{
+    BoxFuture, BuildError, ComponentError, ComponentTask, SinkConfig, SinkContext,
+};
+use crate::delivery::{DEAD_LETTER, DeadLetter, Failure};
+use crate::event::{Event, EventStatus};
+use crate::kafka::{LoggingContext, check_config, client_config};
+use crate::telemetry::ComponentState;
+use crate::template::Template;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KafkaEncoding {
+    /// The event as JSON.
+    #[default]
+    Json,
+    /// The `message` field as text (the event's JSON when it has none).
+    Text,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Compression {
+    #[default]
+    None,
+    Gzip,
+    Snappy,
+    Lz4,
+    Zstd,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSinkConfig {
+    pub bootstrap_servers: String,
+    /// The topic, templated per event (`alerts-{{ service }}`).
+    pub topic: String,
+    /// The field whose value is the message key (messages with one key keep their order).
+    #[serde(default)]
+    pub key_field: Option<String>,
+    /// Message headers: name → template (`{{ labels.tenant }}`). A header whose fields are
+    /// missing from an event is left out.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    #[serde(default)]
+    pub encoding: KafkaEncoding,
+    #[serde(default)]
+    pub compression: Compression,
+    /// `all`, `1` or `0`.
+    #[serde(default = "default_acks")]
+    pub acks: String,
+    #[serde(default = "default_true")]
+    pub idempotence: bool,
+    /// How long librdkafka keeps retrying a message before it is dead-lettered.
+    #[serde(default = "default_message_timeout", with = "humantime_serde")]
+    pub message_timeout: Duration,
+    /// Messages produced and not yet reported, at most.
+    #[serde(default = "default_max_in_flight")]
+    pub max_in_flight: usize,
+    #[serde(default)]
+    pub librdkafka_options: BTreeMap<String, String>,
+}
+
+fn default_acks() -> String {
+    "all".into()
+}
+fn default_true() -> bool {
+    true
+}
+fn default_message_timeout() -> Duration {
+    Duration::from_secs(300)
+}
+fn default_max_in_flight() -> usize {
+    10_000
+}
+
+impl KafkaSinkConfig {
+    fn client_config(&self) -> rdkafka::ClientConfig {
+        let compression = match self.compression {
+            Compression::None => "none",
+            Compression::Gzip => "gzip",
+            Compression::Snappy => "snappy",
+            Compression::Lz4 => "lz4",
+            Compression::Zstd => "zstd",
+        };
+        client_config(
+            &self.bootstrap_servers,
+            &[
+                ("acks", self.acks.clone()),
+                ("enable.idempotence", self.idempotence.to_string()),
+                ("compression.type", compression.into()),
+                (
+                    "message.timeout.ms",
+                    self.message_timeout.as_millis().to_string(),
+                ),
+            ],
+            &self.librdkafka_options,
+        )
+    }
+
+    fn parts(&self) -> Result<Parts, BuildError> {
+        let topic =
+            Template::parse(&self.topic).map_err(|e| BuildError(format!("`topic`: {e}")))?;
+        let key = self
+            .key_field
+            .as_deref()
+            .map(|f| {
+                vrl::path::parse_value_path(f)
+                    .map_err(|e| BuildError(format!("`key_field` `{f}` is not a field path: {e}")))
+            })
+            .transpose()?;
+        let headers = self
+            .headers
+            .iter()
+            .map(|(name, t)| {
+                Template::parse(t)
+                    .map(|t| (name.clone(), t))
+                    .map_err(|e| BuildError(format!("`headers.{name}`: {e}")))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Parts {
+            topic,
+            key,
+            headers,
+            encoding: self.encoding,
+        })
+    }
+}
+
+/// What an event is turned into, parsed once.
+struct Parts {
+    topic: Template,
+    key: Option<OwnedValuePath>,
+    headers: Vec<(String, Template)>,
+    encoding: KafkaEncoding,
+}
+
+impl SinkConfig for KafkaSinkConfig {
+    fn type_name(&self) -> &'static str {
+        "kafka"
+    }
+
+    fn outputs(&self) -> Vec<String> {
+        vec![DEAD_LETTER.into()]
+    }
+
+    fn check(&self) -> Result<(), BuildError> {
+        if self.bootstrap_servers.trim().is_empty() {
+            return Err(BuildError("`bootstrap_servers` is empty".into()));
+        }
+        if !matches!(self.acks.as_str(), "all" | "-1" | "1" | "0") {
+            return Err(BuildError(format!(
+                "`acks` is `{}`; expected all, 1 or 0",
+                self.acks
+            )));
+        }
+        if self.idempotence && !matches!(self.acks.as_str(), "all" | "-1") {
+            return Err(BuildError(
+                "the idempotent producer needs `acks: all` (or set `idempotence: false`)".into(),
+            ));
+        }
+        if self.max_in_flight == 0 {
+            return Err(BuildError("`max_in_flight` must be at least 1".into()));
+        }
+        self.parts()?;
+        check_config(&self.client_config())
+    }
+
+    fn build(&self, cx: SinkContext) -> BoxFuture<'_, Result<ComponentTask, BuildError>> {
+        Box::pin(async move {
+            self.check()?;
+            let parts = self.parts()?;
+            let producer: FutureProducer<LoggingContext> = self
+                .client_config()
+                .create_with_context(LoggingContext {
+                    component_id: Arc::clone(&cx.id),
+                })
+                .map_err(|e| BuildError(format!("kafka producer: {e}")))?;
+            let max_in_flight = self.max_in_flight;
+            Ok(Box::pin(run(producer, parts, max_in_flight, cx)) as ComponentTask)
+        })
+    }
+}
+
+/// What became of one produced event.
+enum Outcome {
+    Delivered,
+    Failed(String),
+    /// The producer went away before reporting.
+    Lost,
+}
+
+type Report = (Outcome, Event);
+
+async fn run(
+    producer: FutureProducer<LoggingContext>,
+    parts: Parts,
+    max_in_flight: usize,
+    mut cx: SinkContext,
+) -> Result<(), ComponentError> {
+    let dead_letter = DeadLetter::new(
+        Arc::clone(&cx.id),
+        cx.outputs.first().cloned(),
+        Arc::clone(&cx.metrics),
+    );
+    let mut reports: FuturesUnordered<BoxFuture<'static, Report>> = FuturesUnordered::new();
+    let mut payload = Vec::with_capacity(1024);
+    cx.metrics.set_state(ComponentState::Running);
+    loop {
+        tokio::select! {
+            biased;
+            Some(report) = reports.next(), if !reports.is_empty() => {
+                settle(report, &cx, &dead_letter).await;
+            }
+            batch = cx.input.recv(), if reports.len() < max_in_flight => {
+                let Some(batch) = batch else { break };
+                cx.metrics.add_received(batch.len());
+                for event in batch {
+                    produce(&producer, &parts, event, &mut payload, &mut reports, &cx, &dead_letter).await;
+                }
+            }
+        }
+    }
+    while let Some(report) = reports.next().await {
+        settle(report, &cx, &dead_letter).await;
+    }
+    cx.metrics.set_state(ComponentState::Stopped);
+    Ok(())
+}
+
+/// Hands one event to librdkafka, waiting for reports while its queue is full.
+async fn produce(
+    producer: &FutureProducer<LoggingContext>,
+    parts: &Parts,
+    event: Event,
+    payload: &mut Vec<u8>,
+    reports: &mut FuturesUnordered<BoxFuture<'static, Report>>,
+    cx: &SinkContext,
+    dead_letter: &DeadLetter,
+) {
+    let topic = match parts.topic.render(&event) {
+        Ok(t) => t,
+        Err(e) => return reject(event, e, dead_letter).await,
+    };
+    payload.clear();
+    encode(parts.encoding, &event, payload);
+    let key = parts
+        .key
+        .as_ref()
+        .and_then(|path| match event.value.get(path) {
+            None | Some(Value::Null) => None,
+            Some(Value::Bytes(b)) => Some(b.to_vec()),
+            Some(other) => Some(other.to_string_lossy().into_owned().into_bytes()),
+        });
+    let mut headers = OwnedHeaders::new_with_capacity(parts.headers.len());
+    for (name, template) in &parts.headers {
+        if let Ok(value) = template.render(&event) {
+            headers = headers.insert(Header {
+                key: name,
+                value: Some(value.as_bytes()),
+            });
+        }
+    }
+    loop {
+        let mut record = FutureRecord::<[u8], [u8]>::to(&topic)
+            .payload(payload.as_slice())
+            .headers(headers.clone());
+        if let Some(key) = &key {
+            record = record.key(key.as_slice());
+        }
+        match producer.send_result(record) {
+            Ok(delivery) => {
+                reports.push(Box::pin(report(delivery, event)));
+                return;
+            }
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                // Backpressure: wait for a report to free a slot, or briefly for
+                // librdkafka to drain its queue when none of ours is pending.
+                match reports.next().await {
+                    Some(report) => settle(report, cx, dead_letter).await,
+                    None => tokio::time::sleep(Duration::from_millis(5)).await,
+                }
+            }
+            Err((e, _)) => return reject(event, e.to_string(), dead_letter).await,
+        }
+    }
+}
+
+async fn report(delivery: DeliveryFuture, event: Event) -> Report {
+    let outcome = match delivery.await {
+        Ok(Ok(_)) => Outcome::Delivered,
+        Ok(Err((e, _))) => Outcome::Failed(e.to_string()),
+        Err(_) => Outcome::Lost,
+    };
+    (outcome, event)
+}
+
+async fn settle((outcome, event): Report, cx: &SinkContext, dead_letter: &DeadLetter) {
+    match outcome {
+        Outcome::Delivered => {
+            cx.metrics.add_sent(1);
+            event.settle(EventStatus::Delivered);
+        }
+        Outcome::Failed(error) => reject(event, error, dead_letter).await,
+        Outcome::Lost => {
+            cx.metrics.add_errors(1);
+            event.settle(EventStatus::Errored);
+        }
+    }
+}
+
+async fn reject(event: Event, error: String, dead_letter: &DeadLetter) {
+    let failure = Failure {
+        error,
+        status: None,
+        attempts: 1,
+        body: None,
+    };
+    dead_letter.send(vec![event], &failure).await;
+}
+
+fn encode(encoding: KafkaEncoding, event: &Event, out: &mut Vec<u8>) {
+    if encoding == KafkaEncoding::Text {
+        match event.get("message") {
+            Some(Value::Bytes(b)) => return out.extend_from_slice(b),
+            Some(other) if !matches!(other, Value::Object(_) | Value::Array(_)) => {
+                return out.extend_from_slice(other.to_string_lossy().as_bytes());
+            }
+            _ => {}
+        }
+    }
+    if let Err(e) = event.to_json_line(out) {
+        tracing::error!(error = %e, "event could not be serialized");
+    }
+}
