@@ -28,6 +28,14 @@ pub fn client_config(
     for (key, value) in user {
         config.set(key, value);
     }
+    // rdkafka takes its log level from the `log` crate, which sluice does not use (it
+    // logs through `tracing`); without this librdkafka's warnings would be silenced. A
+    // user's `debug` option (librdkafka's debug contexts) needs debug level.
+    config.set_log_level(if user.contains_key("debug") {
+        RDKafkaLogLevel::Debug
+    } else {
+        RDKafkaLogLevel::Info
+    });
     config
 }
 

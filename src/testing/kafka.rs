@@ -46,38 +46,53 @@ impl Tansu {
             eprintln!("skipping: {why}");
             return None;
         };
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("a free port");
-        let url = format!("tcp://127.0.0.1:{port}");
-        let child = Command::new(&binary)
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-                "--storage-engine",
-                "memory://tansu/",
-            ])
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {}: {e}", binary.display()));
-        let broker = Self {
-            child,
-            bootstrap: format!("127.0.0.1:{port}"),
-            binary,
-        };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "tansu did not listen on {port}");
-            std::thread::sleep(Duration::from_millis(50));
+        // Another process may take the port between our probe and tansu's bind; then
+        // tansu exits and we try another port rather than talk to someone else's broker.
+        for _ in 0..10 {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .map(|a| a.port())
+                .expect("a free port");
+            let url = format!("tcp://127.0.0.1:{port}");
+            let child = Command::new(&binary)
+                .args([
+                    "broker",
+                    "--listener-url",
+                    &url,
+                    "--advertised-listener-url",
+                    &url,
+                    "--storage-engine",
+                    "memory://tansu/",
+                ])
+                .env("RUST_LOG", "warn")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap_or_else(|e| panic!("starting {}: {e}", binary.display()));
+            let mut broker = Self {
+                child,
+                bootstrap: format!("127.0.0.1:{port}"),
+                binary: binary.clone(),
+            };
+            let deadline = Instant::now() + Duration::from_secs(20);
+            loop {
+                if broker.child.try_wait().ok().flatten().is_some() {
+                    break;
+                }
+                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    // Ours, not a process that grabbed the port: tansu is still running.
+                    std::thread::sleep(Duration::from_millis(50));
+                    if broker.child.try_wait().ok().flatten().is_none() {
+                        return Some(broker);
+                    }
+                    break;
+                }
+                assert!(Instant::now() < deadline, "tansu did not listen on {port}");
+                std::thread::sleep(Duration::from_millis(50));
+            }
         }
-        Some(broker)
+        panic!("tansu could not start on a free port");
     }
 
     /// Creates a topic (tansu does not create topics on first use).
@@ -117,60 +132,124 @@ impl Drop for Tansu {
     }
 }
 
-/// A plain producer (acks all, 5 ms linger).
+/// A producer that writes one record per batch. tansu 0.6 answers a fetch that starts
+/// inside a record batch with the batches after it, skipping the rest of that batch;
+/// with one record per batch every offset a consumer resumes from (a committed offset,
+/// or where it paused) is a batch boundary, so the tests see Kafka's semantics.
 pub fn producer(bootstrap: &str) -> FutureProducer {
     ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
-        .set("linger.ms", "5")
+        .set("linger.ms", "0")
+        .set("batch.num.messages", "1")
         .set("acks", "all")
         .create()
         .expect("test producer")
 }
 
+/// Where each produced number is: `(partition, offset) → n`, as a consumer reads it back
+/// (offsets need not be dense, and tansu's delivery reports do not always match the
+/// offsets it serves, so tests map through what a reader sees).
+pub type Placement = std::collections::HashMap<(i32, i64), i64>;
+
 /// Produces `{"n": i}` for every i in `range`, keyed by `i`, round-robin over
-/// `partitions` partitions, and waits for every delivery report.
+/// `partitions` partitions, waits for every delivery report, then reads the topic back
+/// and returns where each number is.
 pub async fn produce_numbers(
     bootstrap: &str,
     topic: &str,
     partitions: i32,
     range: std::ops::Range<i64>,
-) {
+) -> Placement {
     let producer = producer(bootstrap);
+    let mut placement = Placement::new();
     let mut pending = Vec::new();
     for i in range {
         let payload = format!("{{\"n\":{i}}}");
         let key = i.to_string();
-        loop {
-            let record = FutureRecord::to(topic)
-                .payload(&payload)
-                .key(&key)
-                .partition((i % i64::from(partitions)) as i32)
-                .headers(OwnedHeaders::new().insert(Header {
-                    key: "origin",
-                    value: Some("test"),
-                }));
-            match producer.send_result(record) {
-                Ok(f) => {
-                    pending.push(f);
-                    break;
-                }
-                Err((e, _)) => {
-                    // A full local queue: let deliveries complete first.
-                    match pending.pop() {
-                        Some(f) => f.await.expect("delivered").expect("delivered"),
-                        None => panic!("produce: {e}"),
-                    };
-                }
-            }
-        }
-        if pending.len() >= 10_000 {
-            for f in pending.drain(..) {
-                f.await.expect("delivered").expect("delivered");
-            }
+        let record = FutureRecord::to(topic)
+            .payload(&payload)
+            .key(&key)
+            .partition((i % i64::from(partitions)) as i32)
+            .headers(OwnedHeaders::new().insert(Header {
+                key: "origin",
+                value: Some("test"),
+            }));
+        let delivery = producer
+            .send_result(record)
+            .unwrap_or_else(|(e, _)| panic!("produce: {e}"));
+        pending.push((i, delivery));
+        if pending.len() >= 5_000 {
+            settle_deliveries(&mut pending, &mut placement).await;
         }
     }
-    for f in pending {
-        f.await.expect("delivered").expect("delivered");
+    settle_deliveries(&mut pending, &mut placement).await;
+    let expected = placement.len();
+    read_placement(bootstrap, topic, partitions, expected)
+}
+
+/// Reads every partition of `topic` from the start until `expected` messages of the
+/// form `{"n": i}` were seen.
+pub fn read_placement(bootstrap: &str, topic: &str, partitions: i32, expected: usize) -> Placement {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "placement-reader")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("placement reader");
+    let mut list = TopicPartitionList::new();
+    for p in 0..partitions {
+        list.add_partition_offset(topic, p, Offset::Beginning)
+            .expect("partition");
+    }
+    consumer.assign(&list).expect("assign");
+    let mut placement = Placement::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while placement.len() < expected {
+        assert!(
+            Instant::now() < deadline,
+            "read back {} of {expected}",
+            placement.len()
+        );
+        if let Some(m) = consumer.poll(Duration::from_millis(100)) {
+            let m = m.expect("message");
+            let body: serde_json::Value =
+                serde_json::from_slice(rdkafka::Message::payload(&m).unwrap_or_default())
+                    .expect("json");
+            let n = body["n"].as_i64().expect("n");
+            placement.insert(
+                (
+                    rdkafka::Message::partition(&m),
+                    rdkafka::Message::offset(&m),
+                ),
+                n,
+            );
+        }
+    }
+    placement
+}
+
+/// The offset after the last message of each partition: what a group that consumed
+/// everything has committed.
+pub fn end_offsets(placement: &Placement, partitions: i32) -> Vec<i64> {
+    (0..partitions)
+        .map(|p| {
+            placement
+                .keys()
+                .filter(|(q, _)| *q == p)
+                .map(|(_, o)| o + 1)
+                .max()
+                .unwrap_or(-1)
+        })
+        .collect()
+}
+
+async fn settle_deliveries(
+    pending: &mut Vec<(i64, rdkafka::producer::DeliveryFuture)>,
+    placement: &mut Placement,
+) {
+    for (n, f) in pending.drain(..) {
+        let delivery = f.await.expect("reported").expect("delivered");
+        placement.insert((delivery.partition, delivery.offset), n);
     }
 }
 

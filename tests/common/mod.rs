@@ -82,9 +82,11 @@ pub async fn wait_for_port(port: u16) {
     }
 }
 
-/// The built `sluice` binary.
+/// The built `sluice` binary, or `$TEST_SLUICE_BIN` (to test another build of it).
 pub fn sluice() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_sluice"))
+    Command::new(
+        std::env::var_os("TEST_SLUICE_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_sluice").into()),
+    )
 }
 
 /// A sluice process that is killed if the test ends early.

@@ -9,9 +9,9 @@
 //!   new commit point with librdkafka under the tracker's lock, so stores never go
 //!   backwards; librdkafka commits stored offsets every `commit_interval`, and this
 //!   thread commits synchronously on revocation and at shutdown.
-//! - Backpressure: when the downstream channel is full the assigned partitions are
-//!   paused (polling goes on, so the group membership and callbacks stay alive) and
-//!   resumed once a batch goes through.
+//! - Backpressure: the thread waits briefly for room downstream; when the downstream
+//!   stays full the assigned partitions are paused (polling goes on, so the group
+//!   membership and callbacks stay alive) and resumed once a batch goes through.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
@@ -37,6 +37,10 @@ use crate::telemetry::{ComponentMetrics, LabeledCounter, LatencyRecorder};
 
 /// How long one poll waits when there is nothing to send.
 const IDLE_POLL: Duration = Duration::from_millis(100);
+
+/// How long a full downstream may hold a batch before the partitions are paused (the
+/// consumer must still be polled now and then, for rebalances).
+const BLOCKED_WAIT: Duration = Duration::from_millis(100);
 
 /// State shared by the consumer thread, librdkafka's callbacks and settlement tasks.
 pub struct Shared {
@@ -234,8 +238,9 @@ pub fn run(
     let mut paused: Option<TopicPartitionList> = None;
     while !shared.stop.load(Ordering::Acquire) {
         seek_due_rewinds(&consumer, &shared);
-        let blocked = paused.is_some();
-        let mut timeout = if pending.is_empty() || blocked {
+        // While paused, polling only serves librdkafka's callbacks; the wait for room
+        // downstream below paces the loop.
+        let mut timeout = if pending.is_empty() {
             IDLE_POLL
         } else {
             Duration::ZERO
@@ -259,8 +264,14 @@ pub fn run(
         if pending.is_empty() {
             continue;
         }
-        match tx.try_reserve() {
-            Ok(permit) => {
+        // Wait a little for room downstream before pausing: pausing makes librdkafka
+        // drop what it prefetched and fetch it again on resume, so it is for real
+        // stalls, not for the moment a batch takes to move on.
+        let permit = settings
+            .runtime
+            .block_on(async { tokio::time::timeout(BLOCKED_WAIT, tx.reserve()).await });
+        match permit {
+            Ok(Ok(permit)) => {
                 let batch = start(&mut pending, &shared, &weak, &settings);
                 if !batch.is_empty() {
                     permit.send(batch);
@@ -271,13 +282,18 @@ pub fn run(
                     tracing::warn!(component_id = &*shared.id, error = %e, "resuming partitions failed");
                 }
             }
-            Err(mpsc::error::TrySendError::Full(())) => {
+            Ok(Err(_closed)) => break,
+            Err(_elapsed) => {
                 if paused.is_none() {
                     match consumer.assignment() {
                         Ok(partitions) => {
                             if let Err(e) = consumer.pause(&partitions) {
                                 tracing::warn!(component_id = &*shared.id, error = %e, "pausing partitions failed");
                             }
+                            tracing::debug!(
+                                component_id = &*shared.id,
+                                "downstream is full; partitions paused"
+                            );
                             paused = Some(partitions);
                         }
                         Err(e) => {
@@ -286,7 +302,6 @@ pub fn run(
                     }
                 }
             }
-            Err(mpsc::error::TrySendError::Closed(())) => break,
         }
     }
     // What was read but never sent is not committed: the next owner reads it again.
