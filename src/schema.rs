@@ -418,7 +418,8 @@ pub fn reference_pages() -> Vec<(String, String)> {
                 .and_then(Value::as_str)
                 .and_then(|d| d.lines().next())
                 .unwrap_or("");
-            index.push_str(&format!("- [`{}`]({path}) {}\n", t.type_name, summary).trim_end());
+            let entry = format!("- [`{}`]({path}) {summary}", t.type_name);
+            index.push_str(entry.trim_end());
             index.push('\n');
             pages.push((path, page(t, &c.defs)));
         }
