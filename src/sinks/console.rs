@@ -13,7 +13,9 @@ use crate::component::{
 };
 use crate::event::{Event, EventStatus, settle_all};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum ConsoleEncoding {
     /// The whole event as one line of JSON.

@@ -19,7 +19,9 @@ use crate::telemetry::ComponentState;
 
 const MAX_BATCH: usize = 1000;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum StdinDecoding {
     /// One JSON value per line.

@@ -32,7 +32,9 @@ pub use multiline::{Mode as MultilineMode, MultilineConfig};
 
 /// Where to start in a file that has no checkpoint when the source starts. Files that
 /// appear later are always read from their beginning (they are new).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum ReadFrom {
     #[default]

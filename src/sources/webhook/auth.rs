@@ -40,7 +40,7 @@ pub enum AuthConfig {
     },
 }
 
-#[derive(Debug, Clone, Copy, Default, Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Copy, Default, Deserialize, serde::Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum HmacAlgorithm {
     #[default]
