@@ -72,6 +72,9 @@ struct DocsArgs {
     /// Folder to write into (`docs/reference` in the repository).
     #[arg(long, value_name = "DIR")]
     out: PathBuf,
+    /// Example pipelines: a type used in one of them shows that entry as its example.
+    #[arg(long, value_name = "DIR", default_value = "pipelines")]
+    examples: PathBuf,
 }
 
 #[derive(Args)]
@@ -284,7 +287,26 @@ fn list() -> u8 {
 }
 
 fn docs(args: &DocsArgs) -> u8 {
-    let pages = sluice::schema::reference_pages();
+    // Sorted, so the pages do not depend on directory order.
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&args.examples)
+        .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
+        .unwrap_or_default();
+    files.retain(|p| p.extension().is_some_and(|e| e == "yaml"));
+    files.sort();
+    let folder = args
+        .examples
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let shipped: Vec<(String, String)> = files
+        .iter()
+        .filter_map(|p| {
+            let text = std::fs::read_to_string(p).ok()?;
+            let name = p.file_name()?.to_string_lossy().into_owned();
+            Some((format!("{folder}/{name}"), text))
+        })
+        .collect();
+    let pages = sluice::schema::reference_pages(&shipped);
     let progress = sluice::progress::Progress::new(pages.len() as u64, "pages");
     for (path, text) in &pages {
         let path = args.out.join(path);

@@ -398,9 +398,86 @@ fn placeholder(schema: &Value, defs: &Map<String, Value>) -> Value {
     }
 }
 
+/// The entry `id` of `section` as written in `text` (comments and layout kept), under
+/// its section key.
+fn entry_text(text: &str, section: &str, id: &str) -> Option<String> {
+    let lines: Vec<&str> = text.lines().collect();
+    let start = lines
+        .iter()
+        .position(|l| l.trim_end() == format!("{section}:"))?;
+    let indent_of = |l: &str| l.len() - l.trim_start().len();
+    let mut child_indent = None;
+    for (i, line) in lines.iter().enumerate().skip(start + 1) {
+        let trimmed = line.trim_start();
+        if trimmed.is_empty() || trimmed.starts_with('#') {
+            continue;
+        }
+        let indent = indent_of(line);
+        if indent == 0 {
+            return None;
+        }
+        if *child_indent.get_or_insert(indent) != indent {
+            continue;
+        }
+        if trimmed.starts_with(&format!("{id}:")) {
+            let mut out = vec![format!("{section}:"), (*line).to_owned()];
+            for next in &lines[i + 1..] {
+                let t = next.trim_start();
+                if !t.is_empty() && indent_of(next) <= indent {
+                    break;
+                }
+                out.push((*next).to_owned());
+            }
+            while out.last().is_some_and(|l| l.trim().is_empty()) {
+                out.pop();
+            }
+            return Some(out.join("\n") + "\n");
+        }
+    }
+    None
+}
+
+/// For each `(kind, type)`, the first component of that type in `files` (`(name, text)`,
+/// searched in order): the file name and the entry as written.
+fn shipped_examples(
+    files: &[(String, String)],
+) -> std::collections::HashMap<(ComponentKind, String), (String, String)> {
+    let mut found = std::collections::HashMap::new();
+    for (name, text) in files {
+        let Ok(doc) = serde_saphyr::from_str::<Value>(text) else {
+            continue;
+        };
+        for kind in [
+            ComponentKind::Source,
+            ComponentKind::Transform,
+            ComponentKind::Sink,
+        ] {
+            let Some(entries) = doc.get(section(kind)).and_then(Value::as_object) else {
+                continue;
+            };
+            for (id, entry) in entries {
+                let Some(type_name) = entry.get("type").and_then(Value::as_str) else {
+                    continue;
+                };
+                let key = (kind, type_name.to_owned());
+                if found.contains_key(&key) {
+                    continue;
+                }
+                if let Some(snippet) = entry_text(text, section(kind), id) {
+                    found.insert(key, (name.clone(), snippet));
+                }
+            }
+        }
+    }
+    found
+}
+
 /// Markdown pages, one per component type plus an index, as `(relative path, text)`.
-pub fn reference_pages() -> Vec<(String, String)> {
+/// A type used in one of the example pipelines `shipped` (`(name, text)`) shows that
+/// entry as its example; the others show their required options with placeholders.
+pub fn reference_pages(shipped: &[(String, String)]) -> Vec<(String, String)> {
     let c = catalog();
+    let examples = shipped_examples(shipped);
     let mut pages = Vec::new();
     let mut index = String::from(GENERATED);
     index.push_str("# Component reference\n\nOne page per component type, generated from the config structs.\n");
@@ -421,7 +498,8 @@ pub fn reference_pages() -> Vec<(String, String)> {
             let entry = format!("- [`{}`]({path}) {summary}", t.type_name);
             index.push_str(entry.trim_end());
             index.push('\n');
-            pages.push((path, page(t, &c.defs)));
+            let shipped = examples.get(&(kind, t.type_name.to_owned()));
+            pages.push((path, page(t, &c.defs, shipped)));
         }
     }
     pages.insert(0, ("README.md".to_owned(), index));
@@ -443,7 +521,7 @@ fn cell(s: &str) -> String {
     s.replace('|', "\\|")
 }
 
-fn page(t: &TypeSchema, defs: &Map<String, Value>) -> String {
+fn page(t: &TypeSchema, defs: &Map<String, Value>, shipped: Option<&(String, String)>) -> String {
     let mut md = String::from(GENERATED);
     md.push_str(&format!("# `{}` {}\n\n", t.type_name, t.kind.as_str()));
     if let Some(d) = t.options.get("description").and_then(Value::as_str) {
@@ -490,10 +568,15 @@ fn page(t: &TypeSchema, defs: &Map<String, Value>) -> String {
             cell(&o.description),
         ));
     }
-    md.push_str(&format!(
-        "\n## Example\n\nThe required options, with placeholder values:\n\n```yaml\n{}```\n",
-        example(t, defs)
-    ));
+    match shipped {
+        Some((file, snippet)) => md.push_str(&format!(
+            "\n## Example\n\nFrom `{file}`:\n\n```yaml\n{snippet}```\n"
+        )),
+        None => md.push_str(&format!(
+            "\n## Example\n\nThe required options, with placeholder values:\n\n```yaml\n{}```\n",
+            example(t, defs)
+        )),
+    }
     md
 }
 

@@ -36,6 +36,8 @@ fn committed_reference_pages_are_current() {
     let out = common::sluice()
         .args(["docs", "--out"])
         .arg(out_dir.path())
+        .arg("--examples")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines"))
         .output()
         .expect("runs");
     assert!(
