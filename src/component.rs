@@ -185,7 +185,10 @@ pub fn delivered(metrics: &ComponentMetrics, batch: EventBatch) {
 
 /// The JSON Schema of a component type's options. Every config type in a
 /// [`component_registry!`] must `#[derive(schemars::JsonSchema)]` (next to `Deserialize`,
-/// so the schema follows the serde attributes); doc comments become descriptions.
+/// so the schema follows the serde attributes); doc comments become descriptions. A field
+/// read `with = "humantime_serde"` also needs
+/// `#[schemars(schema_with = "crate::schema::duration")]` (schemars would otherwise take
+/// the module for a type: "expected type, found crate `humantime_serde`").
 pub fn options_schema<T: schemars::JsonSchema>(
     generator: &mut schemars::SchemaGenerator,
 ) -> schemars::Schema {
