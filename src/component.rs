@@ -183,13 +183,35 @@ pub fn delivered(metrics: &ComponentMetrics, batch: EventBatch) {
     settle_all(batch, EventStatus::Delivered);
 }
 
-/// Declares a section's component types: `TYPES` (for messages and the pre-scan) and
-/// `deserialize`, which picks the config struct by type name. One line per type.
+/// The JSON Schema of a component type's options. Every config type in a
+/// [`component_registry!`] must `#[derive(schemars::JsonSchema)]` (next to `Deserialize`,
+/// so the schema follows the serde attributes); doc comments become descriptions. A field
+/// read `with = "humantime_serde"` also needs
+/// `#[schemars(schema_with = "crate::schema::duration")]` (schemars would otherwise take
+/// the module for a type: "expected type, found crate `humantime_serde`").
+pub fn options_schema<T: schemars::JsonSchema>(
+    generator: &mut schemars::SchemaGenerator,
+) -> schemars::Schema {
+    T::json_schema(generator)
+}
+
+/// Declares a section's component types: `TYPES` (for messages and the pre-scan),
+/// `deserialize`, which picks the config struct by type name, and `schemas`, the JSON
+/// Schema of each type's options (`sluice schema`, `sluice list`, the reference pages).
+/// One line per type; a config type without `#[derive(schemars::JsonSchema)]` fails to
+/// compile at `options_schema` ("the trait `JsonSchema` is not implemented for …").
 #[macro_export]
 macro_rules! component_registry {
     ($config:path; $($name:literal => $ty:ty),* $(,)?) => {
         /// Type names accepted in this section.
         pub const TYPES: &[&str] = &[$($name),*];
+
+        /// The JSON Schema of each type's options, in `TYPES` order.
+        pub fn schemas(
+            generator: &mut schemars::SchemaGenerator,
+        ) -> Vec<(&'static str, schemars::Schema)> {
+            vec![$(($name, $crate::component::options_schema::<$ty>(generator)),)*]
+        }
 
         /// Deserializes the config of component type `type_name`.
         pub fn deserialize<'de, D: serde::Deserializer<'de>>(

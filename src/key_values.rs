@@ -7,7 +7,7 @@ use serde::Deserialize;
 use crate::component::BuildError;
 
 /// A map, or the moat logger's `Name=value,Name2=value2` string.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
 pub enum KeyValues {
     Map(IndexMap<String, serde_json::Value>),

@@ -22,7 +22,9 @@ pub mod key_values;
 pub mod pipeline_tests;
 pub mod plugins;
 pub mod program;
+pub mod progress;
 pub mod reload;
+pub mod schema;
 pub mod settings;
 pub mod sinks;
 pub mod sources;
@@ -30,6 +32,7 @@ pub mod tables;
 pub mod telemetry;
 pub mod template;
 pub mod testing;
+pub mod top;
 pub mod topology;
 pub mod transforms;
 

@@ -44,6 +44,37 @@ enum Command {
     Test(ValidateArgs),
     /// Print events leaving the components of a running sluice, as NDJSON.
     Tap(TapArgs),
+    /// Show a running sluice's components: events/s in and out, errors, buffer fill.
+    Top(TopArgs),
+    /// Print the JSON Schema of pipeline files (for editors and linters).
+    Schema,
+    /// List component types and their options.
+    List,
+    /// Write the component reference pages (Markdown) into a folder.
+    Docs(DocsArgs),
+}
+
+#[derive(Args)]
+struct TopArgs {
+    /// The API of the running sluice.
+    #[arg(long, default_value = "127.0.0.1:8686")]
+    api_address: String,
+    /// Time between refreshes.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    interval: Duration,
+    /// The API's bearer token (`api.auth_token`), if the API asks for one.
+    #[arg(long, env = "SLUICE_API__AUTH_TOKEN")]
+    token: Option<String>,
+}
+
+#[derive(Args)]
+struct DocsArgs {
+    /// Folder to write into (`docs/reference` in the repository).
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// Example pipelines: a type used in one of them shows that entry as its example.
+    #[arg(long, value_name = "DIR", default_value = "pipelines")]
+    examples: PathBuf,
 }
 
 #[derive(Args)]
@@ -116,6 +147,10 @@ fn main() -> ExitCode {
         Some(Command::Validate(args)) => validate(&args),
         Some(Command::Test(args)) => test(&args),
         Some(Command::Tap(args)) => tap(&args),
+        Some(Command::Top(args)) => top(&args),
+        Some(Command::Schema) => schema(),
+        Some(Command::List) => list(),
+        Some(Command::Docs(args)) => docs(&args),
         Some(Command::Run(args)) => run(args),
         None => run(cli.run),
     };
@@ -171,7 +206,17 @@ fn test(args: &ValidateArgs) -> u8 {
         );
         return 0;
     }
-    let reports = sluice::pipeline_tests::run_tests(&pipeline);
+    let progress = sluice::progress::Progress::new(pipeline.tests.len() as u64, "tests");
+    let reports: Vec<_> = pipeline
+        .tests
+        .iter()
+        .map(|t| {
+            let report = sluice::pipeline_tests::run_test(&pipeline, t);
+            progress.step(&t.name);
+            report
+        })
+        .collect();
+    progress.finish();
     let failed = reports.iter().filter(|r| !r.failures.is_empty()).count();
     for r in &reports {
         if r.failures.is_empty() {
@@ -185,6 +230,99 @@ fn test(args: &ValidateArgs) -> u8 {
     }
     println!("{} passed, {} failed", reports.len() - failed, failed);
     u8::from(failed > 0)
+}
+
+fn top(args: &TopArgs) -> u8 {
+    sluice::delivery::install_crypto_provider();
+    if args.interval.is_zero() {
+        eprintln!("error: --interval must be more than 0");
+        return 2;
+    }
+    match sluice::top::run(&args.api_address, args.interval, args.token.as_deref()) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            1
+        }
+    }
+}
+
+fn schema() -> u8 {
+    match serde_json::to_string_pretty(&sluice::schema::pipeline_schema()) {
+        Ok(text) => {
+            println!("{text}");
+            0
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            1
+        }
+    }
+}
+
+fn list() -> u8 {
+    let catalog = sluice::schema::catalog();
+    let mut kind = None;
+    for t in &catalog.types {
+        if kind != Some(t.kind) {
+            kind = Some(t.kind);
+            println!("{}s:", t.kind.as_str());
+        }
+        println!("  {}", t.type_name);
+        for o in sluice::schema::options(t, &catalog.defs) {
+            let mut line = format!("    {} ({})", o.name, o.type_label);
+            if o.required {
+                line.push_str(" required");
+            }
+            if let Some(d) = &o.default {
+                line.push_str(&format!(" default {d}"));
+            }
+            if !o.summary().is_empty() {
+                line.push_str(&format!(": {}", o.summary()));
+            }
+            println!("{line}");
+        }
+    }
+    0
+}
+
+fn docs(args: &DocsArgs) -> u8 {
+    // Sorted, so the pages do not depend on directory order.
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&args.examples)
+        .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
+        .unwrap_or_default();
+    files.retain(|p| p.extension().is_some_and(|e| e == "yaml"));
+    files.sort();
+    let folder = args
+        .examples
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let shipped: Vec<(String, String)> = files
+        .iter()
+        .filter_map(|p| {
+            let text = std::fs::read_to_string(p).ok()?;
+            let name = p.file_name()?.to_string_lossy().into_owned();
+            Some((format!("{folder}/{name}"), text))
+        })
+        .collect();
+    let pages = sluice::schema::reference_pages(&shipped);
+    let progress = sluice::progress::Progress::new(pages.len() as u64, "pages");
+    for (path, text) in &pages {
+        let path = args.out.join(path);
+        let written = path
+            .parent()
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .and_then(|()| std::fs::write(&path, text));
+        if let Err(e) = written {
+            eprintln!("error: cannot write {}: {e}", path.display());
+            return 1;
+        }
+        progress.step(&path.display().to_string());
+    }
+    progress.finish();
+    println!("wrote {} pages to {}", pages.len(), args.out.display());
+    0
 }
 
 fn tap(args: &TapArgs) -> u8 {

@@ -39,6 +39,11 @@ pub fn run_tests(pipeline: &Pipeline) -> Vec<TestReport> {
         .collect()
 }
 
+/// Runs one test of `pipeline` (its transforms are built afresh for it).
+pub fn run_test(pipeline: &Pipeline, test: &PipelineTest) -> TestReport {
+    run_one(pipeline, test)
+}
+
 fn run_one(pipeline: &Pipeline, test: &PipelineTest) -> TestReport {
     let mut failures = Vec::new();
     let mut harness = Harness {

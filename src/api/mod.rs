@@ -7,7 +7,8 @@
 //! once the new pipeline runs (200) or was refused (422, the old one keeps running).
 //! `POST /status_feeds/{id}/check` makes a `status_feed` source poll now and answers with
 //! its state after the poll; `GET /status_feeds/{id}` shows that state (open incidents,
-//! feed states) without polling.
+//! feed states) without polling. `GET /components` gives every component's counters and
+//! buffer fill as JSON for `sluice top`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -70,6 +71,7 @@ pub fn router(
         .route("/health/live", get(live))
         .route("/health/ready", get(ready))
         .route("/metrics", get(metrics))
+        .route("/components", get(components))
         .route("/reload", post(reload_now))
         .route("/tap", get(tap))
         .route("/status_feeds/{id}", get(status_feed_show))
@@ -139,6 +141,12 @@ async fn ready(State(s): State<ApiState>) -> Response {
         axum::Json(json!({ "status": body["status"], "unhealthy": body["unhealthy"] })),
     )
         .into_response()
+}
+
+/// `GET /components`: every component's counters, state and buffer fill, and the
+/// pipeline's latency, as JSON (what `sluice top` polls). Open like `/metrics`.
+async fn components(State(s): State<ApiState>) -> Response {
+    axum::Json(crate::telemetry::snapshot::snapshot(&s.telemetry)).into_response()
 }
 
 async fn live() -> Response {

@@ -46,7 +46,7 @@ pub struct InputRef {
 }
 
 /// The input buffer of a sink (`buffer:`); transforms use the default.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BufferConfig {
     /// Only in-memory buffers exist so far; the field is required to say so explicitly
@@ -57,7 +57,7 @@ pub struct BufferConfig {
     pub max_events: usize,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum BufferType {
     #[default]
@@ -99,7 +99,7 @@ pub struct Pipeline {
 }
 
 /// One `tests:` entry: events injected at transforms, assertions on what comes out.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PipelineTest {
     pub name: String,
@@ -111,7 +111,7 @@ pub struct PipelineTest {
     pub no_outputs_from: Vec<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TestInput {
     /// A transform id.
@@ -123,7 +123,7 @@ pub struct TestInput {
     pub values: Vec<serde_json::Value>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TestOutput {
     /// A transform id, or `id.output`.

@@ -5,7 +5,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 /// `batch:` how many events go in one request.
-#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BatchConfig {
     #[serde(default = "default_max_events")]
@@ -13,6 +13,7 @@ pub struct BatchConfig {
     #[serde(default = "default_max_bytes")]
     pub max_bytes: usize,
     /// How long a partial batch may wait for more events.
+    #[schemars(schema_with = "crate::schema::duration")]
     #[serde(default = "default_batch_timeout", with = "humantime_serde")]
     pub timeout: Duration,
 }
@@ -38,13 +39,15 @@ impl Default for BatchConfig {
 }
 
 /// `failure_handling:` retries with exponential backoff and jitter.
-#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FailureHandling {
     #[serde(default = "default_max_retries")]
     pub max_retries: u32,
+    #[schemars(schema_with = "crate::schema::duration")]
     #[serde(default = "default_initial_backoff", with = "humantime_serde")]
     pub initial_backoff: Duration,
+    #[schemars(schema_with = "crate::schema::duration")]
     #[serde(default = "default_max_backoff", with = "humantime_serde")]
     pub max_backoff: Duration,
     #[serde(default = "default_multiplier")]
@@ -76,9 +79,10 @@ impl Default for FailureHandling {
 }
 
 /// `request:` per-request limits.
-#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RequestConfig {
+    #[schemars(schema_with = "crate::schema::duration")]
     #[serde(default = "default_timeout", with = "humantime_serde")]
     pub timeout: Duration,
     /// Requests in flight at once (1 keeps delivery in order).
@@ -105,7 +109,7 @@ impl Default for RequestConfig {
 }
 
 /// `rate_limit:` requests per second, with bursts.
-#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RateLimitConfig {
     pub per_second: f64,

@@ -15,7 +15,7 @@ use tokio::sync::Mutex;
 use crate::clock::Clock;
 
 /// `oidc:` / `auth: { strategy: oauth2 }` options.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OAuth2Config {
     pub token_url: String,

@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 /// `tls:` options shared by network sinks.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TlsOptions {
     /// PEM file with extra trusted CA certificates (added to the system's).

@@ -10,10 +10,11 @@ use crate::component::{
     BoxFuture, BuildError, ComponentError, ComponentTask, SinkConfig, SinkContext, delivered,
 };
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BlackholeConfig {
     /// Log the running count this often (e.g. `10s`).
+    #[schemars(schema_with = "crate::schema::duration")]
     #[serde(default, with = "humantime_serde")]
     pub print_interval: Option<Duration>,
 }

@@ -30,7 +30,9 @@ use crate::delivery::{
 use crate::event::Event;
 use crate::template::Template;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Mode {
     #[default]
@@ -40,10 +42,11 @@ pub enum Mode {
 }
 
 /// `sink:` where to send.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Endpoint {
     pub endpoint: String,
+    #[schemars(schema_with = "crate::schema::duration")]
     #[serde(default = "default_timeout", with = "humantime_serde")]
     pub timeout: Duration,
     #[serde(default)]
@@ -58,7 +61,7 @@ fn default_event_type() -> String {
     "com.sluice.event".into()
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CloudEventsConfig {
     pub sink: Endpoint,

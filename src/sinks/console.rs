@@ -13,7 +13,9 @@ use crate::component::{
 };
 use crate::event::{Event, EventStatus, settle_all};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum ConsoleEncoding {
     /// The whole event as one line of JSON.
@@ -23,7 +25,7 @@ pub enum ConsoleEncoding {
     Text,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConsoleConfig {
     #[serde(default)]

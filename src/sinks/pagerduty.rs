@@ -31,7 +31,7 @@ use crate::template::Template;
 const DEFAULT_URL: &str = "https://events.pagerduty.com/v2/enqueue";
 const MAX_SUMMARY: usize = 1024;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PagerDutyConfig {
     /// The integration's routing key (32 characters).

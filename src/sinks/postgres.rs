@@ -44,7 +44,7 @@ fn default_table() -> String {
     "events".into()
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PostgresConfig {
     /// `postgres://user@host:port/db` (or a key=value connection string).

@@ -24,7 +24,7 @@ use crate::program::{self, Mode, Outcome, ProgramSource, Runner};
 /// The built-in formatter.
 pub const SLACK_FORMATTER: &str = include_str!("../../plugins/formatters/slack.vrl");
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SlackConfig {
     /// The incoming webhook URL (it is the secret: keep it in `${…}`).

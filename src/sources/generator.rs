@@ -19,7 +19,7 @@ use crate::telemetry::ComponentState;
 
 const DEFAULT_FORMAT: &str = r#"{"message":"generated event {{seq}}","seq":{{seq}}}"#;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GeneratorConfig {
     /// Events per second; unlimited when absent.

@@ -55,11 +55,12 @@ fn default_poll() -> Duration {
     Duration::from_secs(5)
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Backfill {
     #[serde(default = "yes")]
     pub enabled: bool,
+    #[schemars(schema_with = "crate::schema::duration")]
     #[serde(default = "default_max_age", with = "humantime_serde")]
     pub max_age: Duration,
     #[serde(default = "default_max_events")]
@@ -71,7 +72,7 @@ pub struct Backfill {
     pub rate_limit: u32,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PostgresSourceConfig {
     pub url: String,
@@ -83,6 +84,7 @@ pub struct PostgresSourceConfig {
     /// Keep polling for new rows after catching up.
     #[serde(default)]
     pub follow: bool,
+    #[schemars(schema_with = "crate::schema::duration")]
     #[serde(default = "default_poll", with = "humantime_serde")]
     pub poll_interval: Duration,
 }

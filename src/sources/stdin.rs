@@ -19,7 +19,9 @@ use crate::telemetry::ComponentState;
 
 const MAX_BATCH: usize = 1000;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum StdinDecoding {
     /// One JSON value per line.
@@ -29,7 +31,7 @@ pub enum StdinDecoding {
     Lines,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StdinConfig {
     #[serde(default)]

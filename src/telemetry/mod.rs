@@ -8,6 +8,7 @@
 
 mod latency;
 mod prometheus;
+pub mod snapshot;
 pub mod status_feeds;
 pub mod tap;
 

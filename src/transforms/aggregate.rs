@@ -29,9 +29,10 @@ fn default_name() -> String {
     "aggregate".into()
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AggregateConfig {
+    #[schemars(schema_with = "crate::schema::duration")]
     #[serde(default = "default_interval", with = "humantime_serde")]
     pub interval: Duration,
     #[serde(default)]

@@ -23,12 +23,13 @@ fn default_cache_size() -> usize {
     5000
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DedupeConfig {
     pub fields: Option<Vec<String>>,
     #[serde(default = "default_cache_size")]
     pub cache_size: usize,
+    #[schemars(schema_with = "crate::schema::duration")]
     #[serde(default, with = "humantime_serde")]
     pub ttl: Option<Duration>,
 }

@@ -32,7 +32,7 @@ use crate::event::EventBatch;
 use crate::key_values::KeyValues;
 use crate::tables::{self, Table};
 
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Metadata {
     pub cluster: Option<String>,
@@ -42,7 +42,7 @@ pub struct Metadata {
     pub tenant: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TableConfig {
     pub file: PathBuf,
@@ -53,7 +53,7 @@ pub struct TableConfig {
     pub target: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EnrichConfig {
     #[serde(default)]

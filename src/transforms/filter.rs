@@ -16,7 +16,7 @@ use crate::event::{EventBatch, EventStatus};
 use crate::program::{self, Mode, Outcome, ProgramSource, Runner};
 use crate::telemetry::ComponentMetrics;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FilterConfig {
     /// A VRL expression returning a boolean.

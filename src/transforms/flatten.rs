@@ -15,7 +15,9 @@ use crate::component::{
 };
 use crate::event::EventBatch;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Arrays {
     #[default]
@@ -27,7 +29,7 @@ fn dot() -> String {
     ".".into()
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FlattenConfig {
     #[serde(default = "dot")]
@@ -37,7 +39,7 @@ pub struct FlattenConfig {
     pub arrays: Arrays,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UnflattenConfig {
     #[serde(default = "dot")]

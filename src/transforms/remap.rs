@@ -19,7 +19,7 @@ use crate::event::{Event, EventBatch, EventStatus, into_object};
 use crate::program::{self, CompiledProgram, Mode, Outcome, ProgramSource, Runner};
 use crate::telemetry::ComponentMetrics;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RemapConfig {
     /// The program, inline.

@@ -16,7 +16,7 @@ use crate::program::{self, Mode, Outcome, ProgramSource, Runner};
 
 pub const UNMATCHED: &str = "_unmatched";
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RouteConfig {
     pub route: IndexMap<String, String>,

@@ -16,10 +16,11 @@ use crate::component::{
 };
 use crate::event::EventBatch;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ThrottleConfig {
     pub threshold: u32,
+    #[schemars(schema_with = "crate::schema::duration")]
     #[serde(with = "humantime_serde")]
     pub window: Duration,
     pub key_field: Option<String>,

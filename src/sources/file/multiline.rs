@@ -19,7 +19,9 @@ use std::time::{Duration, Instant};
 use regex::Regex;
 use serde::Deserialize;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Mode {
     ContinueThrough,
@@ -28,7 +30,7 @@ pub enum Mode {
     HaltWith,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MultilineConfig {
     #[serde(default)]
@@ -38,6 +40,7 @@ pub struct MultilineConfig {
     #[serde(default)]
     pub mode: Option<Mode>,
     /// A pending group is emitted after this long without a new line.
+    #[schemars(schema_with = "crate::schema::duration")]
     #[serde(default = "default_timeout", with = "humantime_serde")]
     pub timeout: Duration,
 }

@@ -57,26 +57,30 @@ fn default_max_bytes() -> usize {
 /// Polls below this are refused: status pages ask for minutes, not seconds.
 const MIN_INTERVAL: Duration = Duration::from_secs(10);
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StatusFeedConfig {
     pub feeds: Vec<FeedConfig>,
     /// How often each feed is polled (a feed's own `interval` wins).
+    #[schemars(schema_with = "crate::schema::duration")]
     #[serde(default = "default_interval", with = "humantime_serde")]
     pub interval: Duration,
     /// Spread of each wait, as a fraction of it (0.1: ±10%).
     #[serde(default = "default_jitter")]
     pub jitter: f64,
     /// Timeout of one request, body included.
+    #[schemars(schema_with = "crate::schema::duration")]
     #[serde(default = "default_timeout", with = "humantime_serde")]
     pub timeout: Duration,
     /// The longest wait between polls of a failing feed.
+    #[schemars(schema_with = "crate::schema::duration")]
     #[serde(default = "default_max_backoff", with = "humantime_serde")]
     pub max_backoff: Duration,
     /// What the first poll of a feed emits.
     #[serde(default)]
     pub initial: Initial,
     /// How long an incident that left its feed is remembered.
+    #[schemars(schema_with = "crate::schema::duration")]
     #[serde(default = "default_retention", with = "humantime_serde")]
     pub retention: Duration,
     /// Larger bodies are an error.
@@ -92,7 +96,7 @@ pub struct StatusFeedConfig {
 }
 
 /// One feed.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FeedConfig {
     /// Names the feed in events (`labels.feed`), metrics, state and the API.
@@ -105,6 +109,7 @@ pub struct FeedConfig {
     /// Absent: the preset's format with the preset URL, else `auto`.
     #[serde(default)]
     pub format: Option<Format>,
+    #[schemars(schema_with = "crate::schema::duration")]
     #[serde(default, with = "humantime_serde::option")]
     pub interval: Option<Duration>,
     /// Only incidents whose service matches one of these (`*` wildcards, any case).

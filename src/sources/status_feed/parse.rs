@@ -9,7 +9,9 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
 /// `format:` what a feed's URL serves.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Format {
     /// Sniffed from the body: XML is RSS or Atom, a JSON array is GCP's incidents, a

@@ -23,7 +23,9 @@ use super::parse::{Document, FeedKind, Format, Item, html_to_text, statuspage_up
 use crate::sources::webhook::Severity;
 
 /// `provider:` whose conventions a feed follows.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Provider {
     Aws,

@@ -22,7 +22,9 @@ use super::providers::{Incident, Provider, Status};
 use crate::sources::webhook::Severity;
 
 /// `initial:` what the first poll of a feed (with no memory of it) emits.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Initial {
     /// Nothing: the feed's current incidents become the baseline.

@@ -11,7 +11,7 @@ use subtle::ConstantTimeEq;
 
 use crate::component::BuildError;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum AuthConfig {
     /// `Authorization: Bearer <token>`.
@@ -28,6 +28,7 @@ pub enum AuthConfig {
         algorithm: HmacAlgorithm,
         timestamp_header: Option<String>,
         /// How far the signed timestamp may be from now (replay window).
+        #[schemars(schema_with = "crate::schema::duration")]
         #[serde(default = "default_max_skew", with = "humantime_serde")]
         max_skew: std::time::Duration,
     },
@@ -39,7 +40,7 @@ pub enum AuthConfig {
     },
 }
 
-#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, Deserialize, serde::Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum HmacAlgorithm {
     #[default]

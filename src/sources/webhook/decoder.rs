@@ -36,7 +36,9 @@ pub const STATUSES: &[&str] = &["firing", "resolved"];
 pub const SEVERITIES: &[&str] = &["critical", "high", "medium", "low", "info"];
 
 /// The normalized severities, for `default_severity`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Severity {
     Critical,

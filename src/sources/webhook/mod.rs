@@ -41,7 +41,7 @@ use crate::component::{
     BoxFuture, BuildError, ComponentError, ComponentTask, SourceConfig, SourceContext,
 };
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookConfig {
     /// `host:port` to listen on.
@@ -61,9 +61,11 @@ pub struct WebhookConfig {
     pub max_body_bytes: usize,
     /// How long a request may wait for room in the pipeline and for its events to be
     /// delivered before it is answered 503.
+    #[schemars(schema_with = "crate::schema::duration")]
     #[serde(default = "default_request_timeout", with = "humantime_serde")]
     pub request_timeout: Duration,
     /// Longest time a client may take to send its headers, and then its body.
+    #[schemars(schema_with = "crate::schema::duration")]
     #[serde(default = "default_read_timeout", with = "humantime_serde")]
     pub read_timeout: Duration,
     /// Request headers copied into each event's `%headers` metadata (all routes).
@@ -76,7 +78,7 @@ pub struct WebhookConfig {
     pub tls: Option<ServerTls>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RouteConfig {
     pub path: String,
@@ -93,7 +95,7 @@ pub struct RouteConfig {
     pub capture_headers: Vec<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ServerTls {
     pub cert: PathBuf,

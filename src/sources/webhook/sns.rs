@@ -22,7 +22,7 @@ use super::reply::Rejection;
 use crate::clock::Clock;
 use crate::component::BuildError;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SnsConfig {
     /// GET the `SubscribeURL` of a SubscriptionConfirmation (otherwise it is logged).

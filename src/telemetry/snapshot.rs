@@ -1,0 +1,133 @@
+//! A point-in-time view of every component's counters, served as JSON on
+//! `GET /components` and read back by `sluice top`. Totals only: rates are the
+//! reader's business (two snapshots and the time between them), so the server keeps no
+//! per-client state.
+
+use std::sync::atomic::Ordering;
+
+use serde::{Deserialize, Serialize};
+
+use super::{ComponentState, Telemetry};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// Whether a pipeline is running (false while starting and draining).
+    pub running: bool,
+    pub components: Vec<ComponentSnapshot>,
+    /// End-to-end latency over the process' life (the histogram is pipeline-wide).
+    pub latency: LatencySummary,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ComponentSnapshot {
+    pub id: String,
+    pub kind: String,
+    #[serde(rename = "type")]
+    pub type_name: String,
+    /// `starting`, `running`, `stopped` or `failed`.
+    pub state: String,
+    pub error: Option<String>,
+    pub received: u64,
+    pub sent: u64,
+    pub errors: u64,
+    pub discarded: u64,
+    /// Events waiting in the input buffer and its capacity (components with one).
+    pub buffer: Option<BufferFill>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct BufferFill {
+    pub events: u64,
+    pub capacity: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
+pub struct LatencySummary {
+    pub count: u64,
+    pub p50_seconds: f64,
+    pub p99_seconds: f64,
+}
+
+pub fn snapshot(t: &Telemetry) -> Snapshot {
+    let components = t
+        .components()
+        .iter()
+        .map(|c| {
+            let (state, error) = match c.state() {
+                ComponentState::Starting => ("starting", None),
+                ComponentState::Running => ("running", None),
+                ComponentState::Stopped => ("stopped", None),
+                ComponentState::Failed(e) => ("failed", Some(e)),
+            };
+            ComponentSnapshot {
+                id: c.id.clone(),
+                kind: c.kind.as_str().to_owned(),
+                type_name: c.type_name.to_owned(),
+                state: state.to_owned(),
+                error,
+                received: c.received.load(Ordering::Relaxed),
+                sent: c.sent.load(Ordering::Relaxed),
+                errors: c.errors.load(Ordering::Relaxed),
+                discarded: c.discarded.load(Ordering::Relaxed),
+                buffer: c.buffered_events().map(|(len, cap)| BufferFill {
+                    events: len as u64,
+                    capacity: cap as u64,
+                }),
+            }
+        })
+        .collect();
+    let latency = t.latency().snapshot();
+    let quantile = |q: f64| {
+        latency
+            .quantiles
+            .iter()
+            .find(|(at, _)| *at == q)
+            .map_or(0.0, |(_, v)| *v)
+    };
+    Snapshot {
+        running: t.pipeline_running(),
+        components,
+        latency: LatencySummary {
+            count: latency.count,
+            p50_seconds: quantile(0.5),
+            p99_seconds: quantile(0.99),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::telemetry::ComponentKind;
+
+    #[test]
+    fn carries_counters_states_and_latency() {
+        let t = Telemetry::new();
+        let c = t.component("in", ComponentKind::Source, "generator");
+        c.add_sent(7);
+        c.add_errors(2);
+        c.set_state(ComponentState::Failed("boom".into()));
+        t.latency().record(std::time::Duration::from_millis(4), 10);
+        let s = snapshot(&t);
+        assert_eq!(s.components.len(), 1);
+        let c = &s.components[0];
+        assert_eq!(
+            (c.id.as_str(), c.kind.as_str(), c.type_name.as_str()),
+            ("in", "source", "generator")
+        );
+        assert_eq!((c.sent, c.errors, c.received), (7, 2, 0));
+        assert_eq!(
+            (c.state.as_str(), c.error.as_deref()),
+            ("failed", Some("boom"))
+        );
+        assert_eq!(c.buffer, None);
+        assert_eq!(s.latency.count, 10);
+        assert!(
+            (s.latency.p50_seconds - 0.004).abs() < 0.0001,
+            "{:?}",
+            s.latency
+        );
+        let back: Snapshot = serde_json::from_value(serde_json::to_value(&s).unwrap()).unwrap();
+        assert_eq!(back, s);
+    }
+}

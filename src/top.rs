@@ -1,0 +1,357 @@
+//! `sluice top`: a terminal view of a running sluice's components.
+//!
+//! Split in three so the view is testable without a terminal: [`fetch`] polls
+//! `GET /components`, [`Rates::between`] turns two snapshots into per-second figures,
+//! and [`render`] draws a snapshot and its rates into any ratatui frame (a `TestBackend`
+//! in tests). [`run`] is only the terminal loop around them.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout};
+use ratatui::style::{Modifier, Style};
+use ratatui::text::Line;
+use ratatui::widgets::{Block, Cell, Paragraph, Row, Table};
+
+use crate::telemetry::snapshot::Snapshot;
+
+/// Per-second figures of one component between two polls.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct ComponentRates {
+    pub received: f64,
+    pub sent: f64,
+    pub errors: f64,
+}
+
+/// Rates by component id; empty after the first poll.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Rates {
+    pub by_id: HashMap<String, ComponentRates>,
+    /// The time between the two polls.
+    pub over: Duration,
+}
+
+impl Rates {
+    /// Rates from `previous` to `current`, `elapsed` apart. A counter that went down
+    /// (the component was rebuilt with another type) counts from zero.
+    pub fn between(previous: &Snapshot, current: &Snapshot, elapsed: Duration) -> Self {
+        let secs = elapsed.as_secs_f64();
+        if secs <= 0.0 {
+            return Self::default();
+        }
+        let before: HashMap<&str, _> = previous
+            .components
+            .iter()
+            .map(|c| (c.id.as_str(), c))
+            .collect();
+        let per_sec = |now: u64, then: u64| {
+            let delta = if now >= then { now - then } else { now };
+            delta as f64 / secs
+        };
+        let by_id = current
+            .components
+            .iter()
+            .filter_map(|c| {
+                let p = before.get(c.id.as_str())?;
+                Some((
+                    c.id.clone(),
+                    ComponentRates {
+                        received: per_sec(c.received, p.received),
+                        sent: per_sec(c.sent, p.sent),
+                        errors: per_sec(c.errors, p.errors),
+                    },
+                ))
+            })
+            .collect();
+        Self {
+            by_id,
+            over: elapsed,
+        }
+    }
+}
+
+fn rate(v: Option<f64>) -> String {
+    match v {
+        None => "-".into(),
+        Some(v) if v >= 10_000.0 => format!("{:.1}k", v / 1000.0),
+        Some(v) if v >= 100.0 => format!("{v:.0}"),
+        Some(v) => format!("{v:.1}"),
+    }
+}
+
+fn latency(seconds: f64) -> String {
+    if seconds >= 1.0 {
+        format!("{seconds:.2}s")
+    } else if seconds >= 0.001 {
+        format!("{:.1}ms", seconds * 1e3)
+    } else {
+        format!("{:.0}µs", seconds * 1e6)
+    }
+}
+
+/// Draws the header (address, pipeline state, latency) and one row per component.
+pub fn render(frame: &mut Frame, address: &str, snapshot: &Snapshot, rates: &Rates) {
+    let [header, table_area, footer] = Layout::vertical([
+        Constraint::Length(2),
+        Constraint::Min(3),
+        Constraint::Length(1),
+    ])
+    .areas(frame.area());
+
+    let l = &snapshot.latency;
+    let header_text = vec![
+        Line::from(format!(
+            "sluice top — {address} — pipeline {}",
+            if snapshot.running {
+                "running"
+            } else {
+                "not running"
+            }
+        )),
+        Line::from(if l.count == 0 {
+            "end-to-end latency: no events settled yet".to_owned()
+        } else {
+            format!(
+                "end-to-end latency p50 {}  p99 {}  ({} events)",
+                latency(l.p50_seconds),
+                latency(l.p99_seconds),
+                l.count
+            )
+        }),
+    ];
+    frame.render_widget(Paragraph::new(header_text), header);
+
+    let head = Row::new(
+        [
+            "ID", "KIND", "TYPE", "STATE", "IN/s", "OUT/s", "ERRORS", "ERR/s", "BUFFER",
+        ]
+        .map(Cell::from),
+    )
+    .style(Style::default().add_modifier(Modifier::BOLD));
+    let rows = snapshot.components.iter().map(|c| {
+        let r = rates.by_id.get(&c.id);
+        let buffer = match c.buffer {
+            Some(b) if b.capacity > 0 => {
+                format!(
+                    "{}/{} {:>3}%",
+                    b.events,
+                    b.capacity,
+                    b.events * 100 / b.capacity
+                )
+            }
+            _ => "-".into(),
+        };
+        // A source takes nothing in from the pipeline: show what it emitted only.
+        let received = if c.kind == "source" {
+            None
+        } else {
+            r.map(|r| r.received)
+        };
+        Row::new(vec![
+            Cell::from(c.id.clone()),
+            Cell::from(c.kind.clone()),
+            Cell::from(c.type_name.clone()),
+            Cell::from(c.state.clone()),
+            Cell::from(rate(received)),
+            Cell::from(rate(r.map(|r| r.sent))),
+            Cell::from(c.errors.to_string()),
+            Cell::from(rate(r.map(|r| r.errors))),
+            Cell::from(buffer),
+        ])
+    });
+    let table = Table::new(
+        rows,
+        [
+            Constraint::Min(12),
+            Constraint::Length(9),
+            Constraint::Length(12),
+            Constraint::Length(8),
+            Constraint::Length(8),
+            Constraint::Length(8),
+            Constraint::Length(7),
+            Constraint::Length(6),
+            Constraint::Length(16),
+        ],
+    )
+    .header(head)
+    .block(Block::bordered().title(" components "));
+    frame.render_widget(table, table_area);
+
+    let footer_text = if rates.over.is_zero() {
+        "q/Esc: quit — rates after the next refresh".to_owned()
+    } else {
+        format!(
+            "q/Esc: quit — rates over the last {:.1}s",
+            rates.over.as_secs_f64()
+        )
+    };
+    frame.render_widget(Paragraph::new(footer_text), footer);
+}
+
+/// Why a poll failed.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error("cannot reach sluice's API at {address}: {source}")]
+    Unreachable {
+        address: String,
+        source: reqwest::Error,
+    },
+    #[error("{address} answered {status}")]
+    Status {
+        address: String,
+        status: reqwest::StatusCode,
+    },
+    #[error("unexpected answer from {address}: {source}")]
+    Body {
+        address: String,
+        source: reqwest::Error,
+    },
+}
+
+/// Polls `GET /components` of the API at `address` (`host:port`).
+pub async fn fetch(
+    client: &reqwest::Client,
+    address: &str,
+    token: Option<&str>,
+) -> Result<Snapshot, FetchError> {
+    let mut request = client.get(format!("http://{address}/components"));
+    if let Some(token) = token.filter(|t| !t.is_empty()) {
+        request = request.bearer_auth(token);
+    }
+    let response = request
+        .send()
+        .await
+        .map_err(|source| FetchError::Unreachable {
+            address: address.to_owned(),
+            source,
+        })?;
+    if !response.status().is_success() {
+        return Err(FetchError::Status {
+            address: address.to_owned(),
+            status: response.status(),
+        });
+    }
+    response.json().await.map_err(|source| FetchError::Body {
+        address: address.to_owned(),
+        source,
+    })
+}
+
+/// The terminal loop: polls every `interval`, redraws, quits on `q`, Esc or Ctrl-C.
+pub fn run(address: &str, interval: Duration, token: Option<&str>) -> anyhow::Result<()> {
+    use ratatui::crossterm::event::{self, Event, KeyCode, KeyEventKind, KeyModifiers};
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let client = reqwest::Client::builder()
+        .timeout(interval.max(Duration::from_secs(1)))
+        .build()?;
+    // Fail before taking over the terminal when the API is not there.
+    let mut previous = runtime.block_on(fetch(&client, address, token))?;
+    let mut previous_at = Instant::now();
+    let mut rates = Rates::default();
+    let mut shown = previous.clone();
+    let mut terminal = ratatui::try_init()?;
+    let result = (|| -> anyhow::Result<()> {
+        loop {
+            terminal.draw(|f| render(f, address, &shown, &rates))?;
+            let deadline = previous_at + interval;
+            while let Some(wait) = deadline.checked_duration_since(Instant::now()) {
+                if event::poll(wait)?
+                    && let Event::Key(key) = event::read()?
+                    && key.kind == KeyEventKind::Press
+                {
+                    let ctrl_c = key.code == KeyCode::Char('c')
+                        && key.modifiers.contains(KeyModifiers::CONTROL);
+                    if matches!(key.code, KeyCode::Char('q') | KeyCode::Esc) || ctrl_c {
+                        return Ok(());
+                    }
+                }
+            }
+            let current = runtime.block_on(fetch(&client, address, token))?;
+            let now = Instant::now();
+            rates = Rates::between(&previous, &current, now - previous_at);
+            shown = current.clone();
+            previous = current;
+            previous_at = now;
+        }
+    })();
+    ratatui::restore();
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::telemetry::snapshot::{BufferFill, ComponentSnapshot, LatencySummary};
+    use ratatui::Terminal;
+    use ratatui::backend::TestBackend;
+
+    fn component(id: &str, kind: &str, received: u64, sent: u64) -> ComponentSnapshot {
+        ComponentSnapshot {
+            id: id.into(),
+            kind: kind.into(),
+            type_name: "x".into(),
+            state: "running".into(),
+            error: None,
+            received,
+            sent,
+            errors: 0,
+            discarded: 0,
+            buffer: Some(BufferFill {
+                events: 250,
+                capacity: 1000,
+            }),
+        }
+    }
+
+    fn snap(components: Vec<ComponentSnapshot>) -> Snapshot {
+        Snapshot {
+            running: true,
+            components,
+            latency: LatencySummary {
+                count: 3,
+                p50_seconds: 0.0021,
+                p99_seconds: 0.5,
+            },
+        }
+    }
+
+    #[test]
+    fn rates_are_deltas_over_elapsed_and_survive_resets() {
+        let a = snap(vec![component("t", "transform", 100, 90)]);
+        let b = snap(vec![
+            component("t", "transform", 300, 40),
+            component("new", "sink", 5, 5),
+        ]);
+        let r = Rates::between(&a, &b, Duration::from_secs(2));
+        assert_eq!(r.by_id["t"].received, 100.0);
+        // 90 → 40: rebuilt; counts from zero.
+        assert_eq!(r.by_id["t"].sent, 20.0);
+        assert!(!r.by_id.contains_key("new"));
+    }
+
+    #[test]
+    fn renders_rows_rates_buffer_and_latency() {
+        let a = snap(vec![component("parse", "transform", 0, 0)]);
+        let b = snap(vec![component("parse", "transform", 1500, 1500)]);
+        let rates = Rates::between(&a, &b, Duration::from_secs(1));
+        let mut terminal = Terminal::new(TestBackend::new(110, 10)).expect("terminal");
+        terminal
+            .draw(|f| render(f, "127.0.0.1:8686", &b, &rates))
+            .expect("draw");
+        let text: String = terminal
+            .backend()
+            .buffer()
+            .content()
+            .iter()
+            .map(|c| c.symbol())
+            .collect();
+        assert!(text.contains("parse"), "{text}");
+        assert!(text.contains("1500"), "{text}");
+        assert!(text.contains("250/1000  25%"), "{text}");
+        assert!(text.contains("p50 2.1ms  p99 500.0ms"), "{text}");
+    }
+}

@@ -1,0 +1,308 @@
+//! The deployment kit in deploy/: Kubernetes manifests probe the API where it listens
+//! and embed pipelines that validate; the probes and the Grafana dashboard's metrics
+//! exist on a real running sluice; the systemd unit passes `systemd-analyze verify`.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::{Process, free_port, sluice, wait_for_port};
+use serde_json::Value;
+
+fn repo(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+/// Every document of every manifest in deploy/kubernetes, with its file name.
+fn manifests() -> Vec<(String, Value)> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(repo("deploy/kubernetes"))
+        .expect("deploy/kubernetes")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    files.sort();
+    assert_eq!(files.len(), 2, "{files:?}");
+    let mut docs = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(&file).expect("read");
+        let name = file
+            .file_name()
+            .expect("name")
+            .to_string_lossy()
+            .into_owned();
+        for doc in text.split("\n---\n") {
+            let v: Value =
+                serde_saphyr::from_str(doc).unwrap_or_else(|e| panic!("{name}: invalid YAML: {e}"));
+            assert!(v["kind"].is_string(), "{name}: a document without kind");
+            docs.push((name.clone(), v));
+        }
+    }
+    docs
+}
+
+/// The port of the API's default address (config/default.yaml).
+fn default_api_port() -> u64 {
+    let line = sluice::settings::DEFAULT_SETTINGS
+        .lines()
+        .find(|l| l.trim_start().starts_with("address:"))
+        .expect("api.address in the defaults");
+    line.rsplit(':')
+        .next()
+        .expect("port")
+        .trim()
+        .parse()
+        .expect("a port")
+}
+
+fn env_value<'a>(container: &'a Value, name: &str) -> Option<&'a str> {
+    container["env"]
+        .as_array()?
+        .iter()
+        .find(|e| e["name"] == name)?["value"]
+        .as_str()
+}
+
+#[test]
+fn kubernetes_manifests_probe_the_api_and_embed_valid_pipelines() {
+    let docs = manifests();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut pipelines = 0;
+    let mut workloads = Vec::new();
+    for (file, doc) in &docs {
+        match doc["kind"].as_str() {
+            Some("ConfigMap") => {
+                let text = doc["data"]["pipeline.yaml"]
+                    .as_str()
+                    .expect("pipeline.yaml");
+                let path = dir.path().join(format!("{file}.pipeline.yaml"));
+                std::fs::write(&path, text).expect("write");
+                let out = sluice()
+                    .args(["validate", "--config"])
+                    .arg(&path)
+                    .output()
+                    .expect("runs");
+                assert!(
+                    out.status.success(),
+                    "{file}: the embedded pipeline is invalid:\n{}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                pipelines += 1;
+            }
+            Some(kind @ ("Deployment" | "DaemonSet")) => {
+                workloads.push(kind.to_owned());
+                let spec = &doc["spec"]["template"]["spec"];
+                let c = spec["containers"]
+                    .as_array()
+                    .and_then(|cs| cs.iter().find(|c| c["name"] == "sluice"))
+                    .unwrap_or_else(|| panic!("{file}: no sluice container"));
+                let address = env_value(c, "SLUICE_API__ADDRESS").expect("API address");
+                let port: u64 = address
+                    .rsplit(':')
+                    .next()
+                    .and_then(|p| p.parse().ok())
+                    .expect("port");
+                assert_eq!(port, default_api_port(), "{file}: the API's default port");
+                assert!(
+                    address.starts_with("0.0.0.0:"),
+                    "{file}: probes come from the kubelet, not loopback"
+                );
+                for (probe, path) in [
+                    ("livenessProbe", "/health/live"),
+                    ("readinessProbe", "/health/ready"),
+                ] {
+                    assert_eq!(c[probe]["httpGet"]["path"], path, "{file}: {probe}");
+                    assert_eq!(
+                        c[probe]["httpGet"]["port"].as_u64(),
+                        Some(port),
+                        "{file}: {probe}"
+                    );
+                }
+                assert_eq!(c["ports"][0]["containerPort"].as_u64(), Some(port));
+                assert!(
+                    c["resources"]["limits"]["memory"].is_string(),
+                    "{file}: resources"
+                );
+                let args: Vec<&str> = c["args"]
+                    .as_array()
+                    .expect("args")
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .collect();
+                assert_eq!(args, ["run", "--config", "/etc/sluice/pipeline.yaml"]);
+                let mounts = c["volumeMounts"].as_array().expect("mounts");
+                let mount_of = |path: &str| {
+                    mounts
+                        .iter()
+                        .find(|m| m["mountPath"] == path)
+                        .and_then(|m| m["name"].as_str())
+                        .unwrap_or_else(|| panic!("{file}: nothing mounted at {path}"))
+                };
+                let volume = |name: &str| {
+                    spec["volumes"]
+                        .as_array()
+                        .and_then(|vs| vs.iter().find(|v| v["name"] == name))
+                        .cloned()
+                        .unwrap_or_else(|| panic!("{file}: no volume {name}"))
+                };
+                assert!(volume(mount_of("/etc/sluice"))["configMap"]["name"].is_string());
+                let data_dir = env_value(c, "SLUICE_DATA_DIR").expect("data dir");
+                let data = volume(mount_of(data_dir));
+                if kind == "DaemonSet" {
+                    assert_eq!(
+                        data["hostPath"]["path"], "/var/lib/sluice",
+                        "checkpoints survive the pod"
+                    );
+                    assert_eq!(volume(mount_of("/var/log"))["hostPath"]["path"], "/var/log");
+                }
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(pipelines, 2);
+    workloads.sort();
+    assert_eq!(workloads, ["DaemonSet", "Deployment"]);
+}
+
+/// Sample names in a Prometheus exposition.
+fn exported_names(metrics: &str) -> Vec<String> {
+    metrics
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .filter_map(|l| l.split(['{', ' ']).next())
+        .map(str::to_owned)
+        .collect()
+}
+
+#[tokio::test]
+async fn probes_and_dashboard_metrics_exist_on_a_running_agent() {
+    let docs = manifests();
+    let (_, agent) = docs
+        .iter()
+        .find(|(f, d)| f == "daemonset.yaml" && d["kind"] == "ConfigMap")
+        .expect("the agent's ConfigMap");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("agent.yaml");
+    std::fs::write(
+        &path,
+        agent["data"]["pipeline.yaml"].as_str().expect("pipeline"),
+    )
+    .expect("write");
+    let api = free_port();
+    let mut cmd = sluice();
+    cmd.args(["run", "--no-watch", "-c"])
+        .arg(&path)
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["--api-address", &format!("127.0.0.1:{api}")]);
+    let _p = Process::spawn(cmd);
+    wait_for_port(api).await;
+
+    let get = |p: &str| {
+        let url = format!("http://127.0.0.1:{api}{p}");
+        async move {
+            let r = reqwest::get(url).await.expect("GET");
+            (r.status().as_u16(), r.text().await.expect("body"))
+        }
+    };
+    assert_eq!(get("/health/live").await.0, 200);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, body) = get("/health/ready").await;
+        if status == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never ready: {body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let (_, metrics) = get("/metrics").await;
+    let exported = exported_names(&metrics);
+    let dashboard: Value = serde_json::from_str(
+        &std::fs::read_to_string(repo("deploy/grafana/sluice-dashboard.json")).expect("read"),
+    )
+    .expect("the dashboard is JSON");
+    let name = regex::Regex::new(r"\bsluice_[a-z0-9_]+").expect("regex");
+    let mut used = Vec::new();
+    for panel in dashboard["panels"].as_array().expect("panels") {
+        for target in panel["targets"].as_array().expect("targets") {
+            let expr = target["expr"].as_str().expect("expr");
+            used.extend(name.find_iter(expr).map(|m| m.as_str().to_owned()));
+        }
+    }
+    used.sort();
+    used.dedup();
+    assert!(used.len() >= 8, "{used:?}");
+    let missing: Vec<&String> = used.iter().filter(|n| !exported.contains(n)).collect();
+    assert!(
+        missing.is_empty(),
+        "the dashboard queries metrics sluice does not export: {missing:?}"
+    );
+}
+
+#[test]
+fn systemd_unit_verifies() {
+    if std::process::Command::new("systemd-analyze")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!(
+            "skipping: systemd-analyze is not installed (not a service, so not required under CI)"
+        );
+        return;
+    }
+    let unit = std::fs::read_to_string(repo("deploy/sluice.service")).expect("read");
+    for needed in [
+        "DynamicUser=yes",
+        "StateDirectory=sluice",
+        "ProtectSystem=strict",
+        "Restart=on-failure",
+        "ExecReload=/bin/kill -HUP $MAINPID",
+        "--data-dir ${STATE_DIRECTORY}",
+    ] {
+        assert!(unit.contains(needed), "sluice.service lacks {needed}");
+    }
+    // Verify against the binary built here (the unit names its installed path).
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("sluice.service");
+    std::fs::write(
+        &path,
+        unit.replace("/usr/local/bin/sluice", env!("CARGO_BIN_EXE_sluice")),
+    )
+    .expect("write");
+    let out = std::process::Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        !stderr.contains("sluice.service"),
+        "systemd-analyze warns about the unit:\n{stderr}"
+    );
+}
+
+#[test]
+fn dockerfile_builds_in_stages_and_runs_unprivileged() {
+    let text = std::fs::read_to_string(repo("deploy/Dockerfile")).expect("read");
+    let froms: Vec<&str> = text.lines().filter(|l| l.starts_with("FROM ")).collect();
+    assert_eq!(froms.len(), 2, "builder and runtime stages: {froms:?}");
+    assert!(froms[0].starts_with("FROM rust:1.95"), "{}", froms[0]);
+    assert!(froms[1].contains("slim"), "{}", froms[1]);
+    assert!(text.contains("--mount=type=cache,target=/usr/local/cargo/registry"));
+    assert!(text.contains("USER 10001"));
+    assert!(text.contains(&format!("EXPOSE {}", default_api_port())));
+    // Every file copied from the build context exists in the repository.
+    for line in text
+        .lines()
+        .filter(|l| l.starts_with("COPY ") && !l.contains("--from"))
+    {
+        let src = line.split_whitespace().nth(1).expect("source");
+        assert!(
+            src == "." || repo(src).exists(),
+            "{line}: {src} does not exist"
+        );
+    }
+}

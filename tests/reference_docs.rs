@@ -1,0 +1,88 @@
+//! The committed component reference (docs/reference) matches what the config structs
+//! generate, so the pages cannot go stale.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+fn read_tree(root: &Path) -> BTreeMap<String, String> {
+    let mut files = BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                let rel = path
+                    .strip_prefix(root)
+                    .expect("under root")
+                    .to_string_lossy()
+                    .into_owned();
+                files.insert(rel, std::fs::read_to_string(&path).expect("read"));
+            }
+        }
+    }
+    files
+}
+
+#[test]
+fn committed_reference_pages_are_current() {
+    let out_dir = tempfile::tempdir().expect("tempdir");
+    let out = common::sluice()
+        .args(["docs", "--out"])
+        .arg(out_dir.path())
+        .arg("--examples")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines"))
+        .output()
+        .expect("runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let generated = read_tree(out_dir.path());
+    let committed = read_tree(&Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/reference"));
+    let count =
+        sluice::sources::TYPES.len() + sluice::transforms::TYPES.len() + sluice::sinks::TYPES.len();
+    assert_eq!(generated.len(), count + 1, "a page per type and an index");
+
+    let mut stale = Vec::new();
+    for (path, text) in &generated {
+        if committed.get(path) != Some(text) {
+            stale.push(path.clone());
+        }
+    }
+    stale.extend(
+        committed
+            .keys()
+            .filter(|p| !generated.contains_key(*p))
+            .map(|p| format!("{p} (no such component type any more)")),
+    );
+    assert!(
+        stale.is_empty(),
+        "docs/reference is out of date ({}); run `cargo run -- docs --out docs/reference` and commit the result",
+        stale.join(", ")
+    );
+
+    let dedupe = &generated["transforms/dedupe.md"];
+    assert!(
+        dedupe.contains("| `cache_size` | integer | `5000` | no |"),
+        "{dedupe}"
+    );
+    assert!(
+        dedupe.contains(
+            "```yaml\ntransforms:\n  my_dedupe:\n    type: dedupe\n    inputs: [upstream]\n"
+        ),
+        "{dedupe}"
+    );
+    let http = &generated["sinks/http.md"];
+    assert!(
+        http.contains("| `batch.max_events` |"),
+        "nested options are listed: {http}"
+    );
+}
