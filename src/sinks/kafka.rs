@@ -29,7 +29,9 @@ use crate::kafka::{LoggingContext, check_config, client_config};
 use crate::telemetry::ComponentState;
 use crate::template::Template;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum KafkaEncoding {
     /// The event as JSON.
@@ -39,7 +41,9 @@ pub enum KafkaEncoding {
     Text,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Compression {
     #[default]
@@ -50,7 +54,7 @@ pub enum Compression {
     Zstd,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KafkaSinkConfig {
     pub bootstrap_servers: String,
@@ -74,6 +78,7 @@ pub struct KafkaSinkConfig {
     pub idempotence: bool,
     /// How long librdkafka keeps retrying a message before it is dead-lettered.
     #[serde(default = "default_message_timeout", with = "humantime_serde")]
+    #[schemars(schema_with = "crate::schema::duration")]
     pub message_timeout: Duration,
     /// Messages produced and not yet reported, at most.
     #[serde(default = "default_max_in_flight")]

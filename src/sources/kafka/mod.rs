@@ -27,7 +27,9 @@ use crate::component::{
 use crate::kafka::{LoggingContext, check_config, client_config};
 use crate::telemetry::ComponentState;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum KafkaDecoding {
     /// One JSON document per message (an invalid one is kept as `message`, and counted).
@@ -40,7 +42,9 @@ pub enum KafkaDecoding {
 }
 
 /// Where a group with no committed offset starts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum AutoOffsetReset {
     Earliest,
@@ -48,7 +52,7 @@ pub enum AutoOffsetReset {
     Latest,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KafkaSourceConfig {
     /// `host:port[,host:port…]`.
@@ -62,14 +66,18 @@ pub struct KafkaSourceConfig {
     pub decoding: KafkaDecoding,
     /// How often stored offsets are committed.
     #[serde(default = "default_commit_interval", with = "humantime_serde")]
+    #[schemars(schema_with = "crate::schema::duration")]
     pub commit_interval: Duration,
     /// How long a revocation or a shutdown waits for events in flight.
     #[serde(default = "default_drain_timeout", with = "humantime_serde")]
+    #[schemars(schema_with = "crate::schema::duration")]
     pub drain_timeout: Duration,
     /// How long before a partition whose events errored downstream is read again.
     #[serde(default = "default_retry_backoff", with = "humantime_serde")]
+    #[schemars(schema_with = "crate::schema::duration")]
     pub retry_backoff: Duration,
     #[serde(default = "default_session_timeout", with = "humantime_serde")]
+    #[schemars(schema_with = "crate::schema::duration")]
     pub session_timeout: Duration,
     /// Most messages per batch sent downstream.
     #[serde(default = "default_batch_size")]
