@@ -680,7 +680,7 @@ sinks:
     let e = p.validate().expect_err("invalid").to_string();
     assert!(e.contains("transforms.rules"), "{e}");
     assert!(e.contains("rule `Broken`"), "{e}");
-    assert!(e.contains("column 18"), "{e}");
+    assert!(e.contains("column 17: expected `]`, found `)`"), "{e}");
     assert!(e.contains("rules.yaml"), "{e}");
     let unknown = build_with(
         "x",

@@ -128,6 +128,11 @@ impl TransformConfig for AlertRuleConfig {
                 .filter(|r| !rules[*r].filters.is_empty())
                 .collect(),
             warned: vec![false; rules.len()],
+            lock_order: {
+                let mut order: Vec<usize> = (0..rules.len()).collect();
+                order.sort_by(|a, b| rules[*a].key.cmp(&rules[*b].key));
+                order
+            },
             rules,
             states,
             by_metric,
@@ -196,6 +201,8 @@ struct AlertRule {
     by_metric: HashMap<String, Vec<(usize, usize)>>,
     /// Rules with `count(field op literal)` filters.
     with_filters: Vec<usize>,
+    /// Rule indices sorted by rule key: the order [`lock_all`] locks them in.
+    lock_order: Vec<usize>,
     /// Whether the max_series warning was logged, per rule.
     warned: Vec<bool>,
     policy: Policy,
@@ -213,6 +220,17 @@ struct AlertRule {
     samples_dirty: bool,
     /// A phase or notification changed since the last write.
     state_dirty: bool,
+}
+
+/// Locks every rule state, in the order of their keys: an old and a new instance
+/// share states during a reload and may list the rules in another order, so a common
+/// order is what keeps them from deadlocking. The guards come back in rule order.
+fn lock_all<'a>(states: &'a [SharedRule], order: &[usize]) -> Vec<MutexGuard<'a, RuleState>> {
+    let mut slots: Vec<Option<MutexGuard<'a, RuleState>>> = states.iter().map(|_| None).collect();
+    for &i in order {
+        slots[i] = Some(lock(&states[i]));
+    }
+    slots.into_iter().flatten().collect()
 }
 
 fn text(v: Option<&Value>) -> Option<std::borrow::Cow<'_, str>> {
@@ -286,8 +304,7 @@ fn series<'a>(
 impl Transform for AlertRule {
     fn process(&mut self, batch: EventBatch, _out: &mut TransformOutputs) {
         let now = self.clock.wall().timestamp_millis();
-        let mut guards: Vec<MutexGuard<'_, RuleState>> =
-            self.states.iter().map(|s| lock(s)).collect();
+        let mut guards = lock_all(&self.states, &self.lock_order);
         let mut key = String::new();
         for event in batch {
             if let Value::Object(obj) = &event.value {
@@ -364,8 +381,7 @@ impl AlertRule {
     fn evaluate(&mut self, out: &mut TransformOutputs) {
         let wall = self.clock.wall();
         let now = wall.timestamp_millis();
-        let mut guards: Vec<MutexGuard<'_, RuleState>> =
-            self.states.iter().map(|s| lock(s)).collect();
+        let mut guards = lock_all(&self.states, &self.lock_order);
         // Phases first: inhibition needs every firing alert of this evaluation.
         for (rule, state) in self.rules.iter().zip(guards.iter_mut()) {
             let stale_ms = self.stale_ms;

@@ -93,7 +93,8 @@ fn read(path: &Path) -> HashMap<String, SharedRule> {
 
 /// Writes every rule state of `component` to `path`.
 pub fn write(path: &Path, component: &Component) -> Result<(), String> {
-    let rules: Vec<(String, SharedRule)> = lock(component)
+    // In key order, like every other locker (see `lock_all` in mod.rs).
+    let rules: BTreeMap<String, SharedRule> = lock(component)
         .iter()
         .map(|(k, v)| (k.clone(), Arc::clone(v)))
         .collect();
