@@ -792,3 +792,48 @@ async fn the_silences_api_adds_lists_and_deletes_silences_that_mute_alerts() {
     assert_eq!(hosts, ["db1"], "released by the deletion");
     stop.cancel();
 }
+
+/// In a running topology: the generator's metric events are consumed (acknowledged),
+/// and the alerts reach a sink, from the evaluation timer or the final flush.
+#[tokio::test]
+async fn alerts_flow_to_a_sink_in_a_running_pipeline() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut p = common::parse(
+        r#"
+sources:
+  gen:
+    type: generator
+    count: 6
+    format: '{"event_type": "metric", "name": "cpu_usage", "value": {{seq}}, "labels": {"host": "h{{seq}}"}}'
+transforms:
+  rules:
+    type: alert_rule
+    inputs: [gen]
+    evaluation_interval: 10ms
+    rules:
+      - name: PipelineCPU
+        expr: cpu_usage >= 3
+        group_by: [host]
+        annotations: { summary: "{{ labels.host }} at {{ value }}" }
+"#,
+    );
+    let out = sluice::testing::CaptureSink::default();
+    out.attach(&mut p, "out", &["rules"], 100);
+    let options = sluice::topology::TopologyOptions {
+        data_dir: dir.path().to_owned(),
+        ..Default::default()
+    };
+    let (mut topo, telemetry) = common::start_with(p, options).await;
+    topo.finished().await;
+    let mut summaries: Vec<String> = out.values().iter().map(|a| s(a, "summary")).collect();
+    summaries.sort();
+    assert_eq!(summaries, ["h3 at 3", "h4 at 4", "h5 at 5"]);
+    assert!(out.values().iter().all(|a| s(a, "status") == "firing"));
+    let rules = telemetry
+        .components()
+        .into_iter()
+        .find(|c| c.id == "rules")
+        .expect("rules");
+    assert_eq!(rules.received.load(std::sync::atomic::Ordering::Relaxed), 6);
+    assert!(dir.path().join("alert_rule/rules.json").exists());
+}
