@@ -837,3 +837,42 @@ transforms:
     assert_eq!(rules.received.load(std::sync::atomic::Ordering::Relaxed), 6);
     assert!(dir.path().join("alert_rule/rules.json").exists());
 }
+
+/// A replacement that is built but never runs (its reload failed elsewhere) must not
+/// take the state of the rules it lacks from the instance that keeps running.
+#[test]
+fn a_failed_reload_leaves_the_running_instance_its_state() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let both = "rules: [{ name: A, expr: 'x > 1', for: 5m }, { name: B, expr: 'x > 1', for: 5m }]";
+    let only_a = "rules: [{ name: A, expr: 'x > 1', for: 5m }]";
+    let mut old = Rig::at_dir("failed_reload", both, Some(dir.path()));
+    old.to(0).send(vec![metric("x", 5.0, &[])]);
+    assert!(old.eval().is_empty());
+    let (unused, _) =
+        build_with("failed_reload", only_a, &old.clock, Some(dir.path())).expect("builds");
+    drop(unused);
+    old.to(60).send(vec![metric("x", 5.0, &[])]);
+    assert!(old.eval().is_empty());
+    let clock = old.clock.clone();
+    drop(old);
+    clock.advance(Duration::from_secs(240));
+    let (transform, telemetry) =
+        build_with("failed_reload", both, &clock, Some(dir.path())).expect("builds");
+    let mut rig = Rig {
+        clock,
+        transform,
+        telemetry,
+        elapsed: 300,
+    };
+    rig.send(vec![metric("x", 5.0, &[])]);
+    let fired: Vec<String> = rig
+        .eval()
+        .iter()
+        .map(|a| s(a, "labels.alertname"))
+        .collect();
+    assert_eq!(
+        fired,
+        ["A", "B"],
+        "both pending since 0 s, across the restart"
+    );
+}

@@ -154,6 +154,7 @@ impl TransformConfig for AlertRuleConfig {
             last_write: now,
             samples_dirty: false,
             state_dirty: false,
+            running: false,
         }))
     }
 }
@@ -220,6 +221,8 @@ struct AlertRule {
     samples_dirty: bool,
     /// A phase or notification changed since the last write.
     state_dirty: bool,
+    /// Whether `process` or `flush` ran (see [`AlertRule::started`]).
+    running: bool,
 }
 
 /// Locks every rule state, in the order of their keys: an old and a new instance
@@ -303,6 +306,7 @@ fn series<'a>(
 
 impl Transform for AlertRule {
     fn process(&mut self, batch: EventBatch, _out: &mut TransformOutputs) {
+        self.started();
         let now = self.clock.wall().timestamp_millis();
         let mut guards = lock_all(&self.states, &self.lock_order);
         let mut key = String::new();
@@ -372,12 +376,26 @@ impl Transform for AlertRule {
     }
 
     fn flush(&mut self, out: &mut TransformOutputs) {
+        self.started();
         self.evaluate(out);
         self.save(false);
     }
 }
 
 impl AlertRule {
+    /// On first use: this instance is the component now, so states of rules it does not
+    /// have can go.
+    fn started(&mut self) {
+        if self.running {
+            return;
+        }
+        self.running = true;
+        if let Some((_, component)) = &self.persist {
+            let keys: Vec<String> = self.rules.iter().map(|r| r.key.clone()).collect();
+            snapshot::prune(component, &keys);
+        }
+    }
+
     fn evaluate(&mut self, out: &mut TransformOutputs) {
         let wall = self.clock.wall();
         let now = wall.timestamp_millis();

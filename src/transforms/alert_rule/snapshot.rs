@@ -49,7 +49,8 @@ pub fn path_for(data_dir: &Path, id: &str) -> PathBuf {
 }
 
 /// The states for `keys`: shared with a live instance of the same component, else read
-/// from `path`, else empty. Publishes them as the component's current set.
+/// from `path`, else empty. States of other rules stay until [`prune`]: the build may
+/// be part of a reload that fails, and then the running instance still needs them.
 pub fn take_over(path: &Path, keys: &[String]) -> (Component, Vec<SharedRule>) {
     let mut live = lock(&LIVE);
     let component = match live.get(path) {
@@ -65,9 +66,14 @@ pub fn take_over(path: &Path, keys: &[String]) -> (Component, Vec<SharedRule>) {
         .iter()
         .map(|k| Arc::clone(rules.entry(k.clone()).or_default()))
         .collect();
-    rules.retain(|k, _| keys.contains(k));
     drop(rules);
     (component, states)
+}
+
+/// Forgets the states of rules other than `keys` (called once the instance runs, so
+/// the reload that built it was committed).
+pub fn prune(component: &Component, keys: &[String]) {
+    lock(component).retain(|k, _| keys.contains(k));
 }
 
 fn read(path: &Path) -> HashMap<String, SharedRule> {
