@@ -431,6 +431,10 @@ fn run(args: RunArgs) -> u8 {
 
 async fn serve(pipeline: Pipeline, settings: Settings, args: RunArgs) -> anyhow::Result<u8> {
     let telemetry = Telemetry::new();
+    // Silences added through the API persist even before any alert_rule runs.
+    if let Err(e) = sluice::transforms::alert_rule::silences::attach_dir(&settings.data_dir) {
+        tracing::warn!(error = %e, "cannot load the saved silences");
+    }
     let api_shutdown = CancellationToken::new();
     let (reload_tx, mut reload_rx) = mpsc::channel::<ReloadRequest>(4);
     let api = if settings.api.enabled {

@@ -8,7 +8,8 @@
 //! `POST /status_feeds/{id}/check` makes a `status_feed` source poll now and answers with
 //! its state after the poll; `GET /status_feeds/{id}` shows that state (open incidents,
 //! feed states) without polling. `GET /components` gives every component's counters and
-//! buffer fill as JSON for `sluice top`.
+//! buffer fill as JSON for `sluice top`. `POST /silences`, `GET /silences` and
+//! `DELETE /silences/{id}` manage the process-wide silences of `alert_rule`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -23,6 +24,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::telemetry::{ComponentState, Telemetry};
+use crate::transforms::alert_rule::silences;
 
 /// A reload asked through the API; the answer is the outcome's description.
 pub type ReloadRequest = oneshot::Sender<Result<serde_json::Value, String>>;
@@ -76,6 +78,8 @@ pub fn router(
         .route("/tap", get(tap))
         .route("/status_feeds/{id}", get(status_feed_show))
         .route("/status_feeds/{id}/check", post(status_feed_check))
+        .route("/silences", get(silences_list).post(silences_add))
+        .route("/silences/{id}", axum::routing::delete(silences_delete))
         .with_state(ApiState {
             telemetry,
             reload,
@@ -329,6 +333,68 @@ async fn status_feed_check(
             axum::Json(json!({ "status": "polling", "source": id })),
         )
             .into_response(),
+    }
+}
+
+/// `GET /silences`: every silence with its origin (`api` or a component id) and status
+/// (active, pending, expired).
+async fn silences_list(State(s): State<ApiState>, headers: axum::http::HeaderMap) -> Response {
+    if !authorized(&s, &headers) {
+        return unauthorized();
+    }
+    let now = chrono::Utc::now();
+    let list: Vec<serde_json::Value> = silences::global()
+        .all()
+        .iter()
+        .map(|s| s.describe(now))
+        .collect();
+    (StatusCode::OK, axum::Json(json!({ "silences": list }))).into_response()
+}
+
+/// `POST /silences`: adds a silence (`matchers`, `starts_at`, `ends_at`, `comment`,
+/// `created_by`); answers with its id. 400 names what is wrong.
+async fn silences_add(
+    State(s): State<ApiState>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    if !authorized(&s, &headers) {
+        return unauthorized();
+    }
+    let added = serde_json::from_slice::<silences::SilenceSpec>(&body)
+        .map_err(|e| format!("invalid silence: {e}"))
+        .and_then(silences::add_from_api);
+    match added {
+        Ok(id) => (StatusCode::OK, axum::Json(json!({ "id": id }))).into_response(),
+        Err(error) => (
+            StatusCode::BAD_REQUEST,
+            axum::Json(json!({ "error": error })),
+        )
+            .into_response(),
+    }
+}
+
+/// `DELETE /silences/{id}`: 200, or 404 when there is no such silence.
+async fn silences_delete(
+    State(s): State<ApiState>,
+    headers: axum::http::HeaderMap,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Response {
+    if !authorized(&s, &headers) {
+        return unauthorized();
+    }
+    if silences::global().remove(&id) {
+        (
+            StatusCode::OK,
+            axum::Json(json!({ "id": id, "status": "deleted" })),
+        )
+            .into_response()
+    } else {
+        (
+            StatusCode::NOT_FOUND,
+            axum::Json(json!({ "error": format!("no silence `{id}`") })),
+        )
+            .into_response()
     }
 }
 

@@ -2,6 +2,7 @@
 //! register it below.
 
 pub mod aggregate;
+pub mod alert_rule;
 pub mod dedupe;
 pub mod enrich;
 pub mod filter;
@@ -13,6 +14,7 @@ pub mod throttle;
 
 crate::component_registry! { crate::component::TransformConfig;
     "aggregate" => aggregate::AggregateConfig,
+    "alert_rule" => alert_rule::AlertRuleConfig,
     "dedupe" => dedupe::DedupeConfig,
     "enrich" => enrich::EnrichConfig,
     "filter" => filter::FilterConfig,

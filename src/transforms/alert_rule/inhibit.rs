@@ -1,0 +1,117 @@
+//! Inhibition: a firing alert matching `source_matchers` mutes the alerts matching
+//! `target_matchers` that have the same values for every label of `equal` (a label
+//! missing on both sides counts as equal, as in Alertmanager). An alert never inhibits
+//! itself. Sources are the alerts firing in the same `alert_rule` component at that
+//! evaluation, whether or not they are silenced themselves.
+
+use std::collections::BTreeMap;
+
+use super::config::InhibitConfig;
+use super::silences::{Matcher, parse_matchers};
+
+#[derive(Debug)]
+pub struct InhibitRule {
+    source: Vec<Matcher>,
+    target: Vec<Matcher>,
+    equal: Vec<String>,
+}
+
+impl InhibitRule {
+    pub fn new(c: &InhibitConfig) -> Result<Self, String> {
+        if c.source_matchers.is_empty() || c.target_matchers.is_empty() {
+            return Err("`source_matchers` and `target_matchers` need a matcher each".into());
+        }
+        Ok(Self {
+            source: parse_matchers(&c.source_matchers, "source_matchers")?,
+            target: parse_matchers(&c.target_matchers, "target_matchers")?,
+            equal: c.equal.clone(),
+        })
+    }
+
+    pub fn is_source(&self, labels: &BTreeMap<String, String>) -> bool {
+        self.source.iter().all(|m| m.matches(labels))
+    }
+
+    fn mutes(&self, source: &BTreeMap<String, String>, target: &BTreeMap<String, String>) -> bool {
+        self.target.iter().all(|m| m.matches(target))
+            && self.equal.iter().all(|l| source.get(l) == target.get(l))
+    }
+}
+
+/// Whether `target` (with its fingerprint) is inhibited by one of `sources` (firing
+/// alerts: fingerprint, labels, and the index of the inhibit rule they are a source of).
+pub fn inhibited(
+    rules: &[InhibitRule],
+    sources: &[(String, BTreeMap<String, String>, usize)],
+    fingerprint: &str,
+    target: &BTreeMap<String, String>,
+) -> bool {
+    sources
+        .iter()
+        .any(|(fp, labels, rule)| fp != fingerprint && rules[*rule].mutes(labels, target))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn a_source_mutes_targets_with_equal_labels() {
+        let rule = InhibitRule::new(&InhibitConfig {
+            source_matchers: vec!["alertname=HostDown".into()],
+            target_matchers: vec!["severity=~warning|medium".into()],
+            equal: vec!["host".into()],
+        })
+        .expect("valid");
+        let down = labels(&[
+            ("alertname", "HostDown"),
+            ("host", "a"),
+            ("severity", "critical"),
+        ]);
+        assert!(rule.is_source(&down));
+        let sources = vec![("fp-down".to_string(), down, 0)];
+        let rules = [rule];
+        let cpu_a = labels(&[
+            ("alertname", "HighCPU"),
+            ("host", "a"),
+            ("severity", "medium"),
+        ]);
+        let cpu_b = labels(&[
+            ("alertname", "HighCPU"),
+            ("host", "b"),
+            ("severity", "medium"),
+        ]);
+        let crit_a = labels(&[
+            ("alertname", "Disk"),
+            ("host", "a"),
+            ("severity", "critical"),
+        ]);
+        assert!(inhibited(&rules, &sources, "fp-cpu-a", &cpu_a));
+        assert!(
+            !inhibited(&rules, &sources, "fp-cpu-b", &cpu_b),
+            "another host"
+        );
+        assert!(
+            !inhibited(&rules, &sources, "fp-crit", &crit_a),
+            "not a target"
+        );
+        assert!(
+            !inhibited(&rules, &sources, "fp-down", &cpu_a),
+            "not itself"
+        );
+        let e = InhibitRule::new(&InhibitConfig {
+            source_matchers: vec!["x".into()],
+            target_matchers: vec!["a=b".into()],
+            equal: vec![],
+        })
+        .expect_err("bad matcher");
+        assert!(e.contains("`source_matchers`"), "{e}");
+    }
+}

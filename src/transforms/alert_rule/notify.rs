@@ -1,0 +1,233 @@
+//! The notification policy and the alert events it sends.
+//!
+//! An alert group is one rule and one set of `group_by` values, so it holds one alert.
+//! Its first notification goes out `group_wait` after it fired; a change (resolution)
+//! goes out no sooner than `group_interval` after the previous notification; a still-
+//! firing alert is sent again every `repeat_interval`. A resolution is sent only when
+//! `send_resolved` is on and its firing was notified. A muted alert (silenced or
+//! inhibited) sends nothing and records nothing, so when the mute ends the alert is
+//! notified at the next evaluation if its state was never sent; a resolution that
+//! happens under a mute is not sent. Decisions are taken at evaluations, so every
+//! delay is rounded up to the `evaluation_interval`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use vrl::value::{KeyString, ObjectMap, Value};
+
+use super::config::Rule;
+use super::lifecycle::{Alert, Status};
+use crate::event::Event;
+
+/// Delays in ms.
+#[derive(Debug, Clone, Copy)]
+pub struct Policy {
+    pub group_wait: i64,
+    pub group_interval: i64,
+    pub repeat_interval: i64,
+    pub send_resolved: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    Wait,
+    Send,
+    /// Forget the alert without sending (a resolution nobody needs to hear about).
+    Forget,
+}
+
+impl Policy {
+    pub fn decide(&self, alert: &Alert, now: i64, muted: bool) -> Decision {
+        match (alert.status, alert.last_sent) {
+            (Status::Firing, _) if muted => Decision::Wait,
+            (Status::Firing, None) => due(now >= alert.starts_at + self.group_wait),
+            (Status::Firing, Some((Status::Firing, at))) => due(now >= at + self.repeat_interval),
+            (Status::Firing, Some((Status::Resolved, at))) => due(now >= at + self.group_interval),
+            (Status::Resolved, None | Some((Status::Resolved, _))) => Decision::Forget,
+            (Status::Resolved, Some((Status::Firing, _))) if muted || !self.send_resolved => {
+                Decision::Forget
+            }
+            (Status::Resolved, Some((Status::Firing, at))) => due(now >= at + self.group_interval),
+        }
+    }
+}
+
+fn due(yes: bool) -> Decision {
+    if yes { Decision::Send } else { Decision::Wait }
+}
+
+/// An alert's labels: the `group_by` values (empty ones left out), the rule's labels and
+/// `alertname`.
+pub fn labels(rule: &Rule, key: &[String]) -> BTreeMap<String, String> {
+    let mut l: BTreeMap<String, String> = rule
+        .group_by
+        .iter()
+        .zip(key)
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    for (k, v) in &rule.labels {
+        l.insert(k.clone(), v.clone());
+    }
+    l.insert("alertname".into(), rule.name.clone());
+    l
+}
+
+/// What silences and inhibition match against: the labels plus `severity`.
+pub fn match_labels(rule: &Rule, labels: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    let mut m = labels.clone();
+    m.entry("severity".into())
+        .or_insert_with(|| rule.severity.clone());
+    m
+}
+
+/// Stable across firing and resolved, restarts and hosts: SHA-256 of the rule name and
+/// the sorted labels, 16 bytes in hex.
+pub fn fingerprint(rule_name: &str, labels: &BTreeMap<String, String>) -> String {
+    let mut text = String::from(rule_name);
+    for (k, v) in labels {
+        text.push('\u{1f}');
+        text.push_str(k);
+        text.push('\u{1e}');
+        text.push_str(v);
+    }
+    let digest = ring::digest::digest(&ring::digest::SHA256, text.as_bytes());
+    digest.as_ref()[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn time(ms: i64) -> Value {
+    DateTime::<Utc>::from_timestamp_millis(ms).map_or(Value::Null, Value::Timestamp)
+}
+
+fn number(v: Option<f64>) -> Value {
+    // Values are finite (evaluation drops the others).
+    v.map_or(Value::Null, Value::from_f64_or_zero)
+}
+
+/// The normalized alert event of one notification.
+pub fn alert_event(
+    component: &Arc<str>,
+    rule: &Rule,
+    labels: &BTreeMap<String, String>,
+    alert: &Alert,
+    now: DateTime<Utc>,
+) -> Event {
+    let label_map: ObjectMap = labels
+        .iter()
+        .map(|(k, v)| (KeyString::from(k.as_str()), Value::from(v.as_str())))
+        .collect();
+    let mut m = ObjectMap::new();
+    m.insert("id".into(), uuid::Uuid::new_v4().to_string().into());
+    m.insert("time".into(), Value::Timestamp(now));
+    m.insert("event_type".into(), "alert".into());
+    m.insert("source".into(), Value::from(component.as_ref()));
+    m.insert("kind".into(), "alert_rule".into());
+    m.insert("status".into(), alert.status.as_str().into());
+    m.insert("severity".into(), Value::from(rule.severity.as_str()));
+    m.insert("fingerprint".into(), fingerprint(&rule.name, labels).into());
+    m.insert("starts_at".into(), time(alert.starts_at));
+    if let Some(end) = alert.ends_at {
+        m.insert("ends_at".into(), time(end));
+    }
+    m.insert("value".into(), number(alert.value));
+    // Annotations see `value`, `labels`, `alertname` and `severity`.
+    let mut scope = ObjectMap::new();
+    scope.insert("value".into(), number(alert.value));
+    scope.insert("labels".into(), Value::Object(label_map.clone()));
+    scope.insert("alertname".into(), Value::from(rule.name.as_str()));
+    scope.insert("severity".into(), Value::from(rule.severity.as_str()));
+    let scope = Event::new(Value::Object(scope), Arc::clone(component), now);
+    let mut extra = ObjectMap::new();
+    for (name, source, template) in &rule.annotations {
+        // A template naming something the alert lacks is shown as written rather than
+        // losing the whole notification.
+        let text = template.render(&scope).unwrap_or_else(|e| {
+            tracing::debug!(rule = %rule.name, annotation = %name, error = %e, "annotation left unrendered");
+            source.clone()
+        });
+        match name.as_str() {
+            "summary" | "description" => {
+                m.insert(KeyString::from(name.as_str()), text.into());
+            }
+            _ => {
+                extra.insert(KeyString::from(name.as_str()), text.into());
+            }
+        }
+    }
+    if !extra.is_empty() {
+        m.insert("annotations".into(), Value::Object(extra));
+    }
+    m.insert("labels".into(), Value::Object(label_map));
+    Event::new(Value::Object(m), Arc::clone(component), now)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const P: Policy = Policy {
+        group_wait: 10,
+        group_interval: 100,
+        repeat_interval: 1000,
+        send_resolved: true,
+    };
+
+    fn alert(status: Status, last_sent: Option<(Status, i64)>) -> Alert {
+        Alert {
+            status,
+            starts_at: 0,
+            ends_at: None,
+            value: None,
+            last_sent,
+        }
+    }
+
+    #[test]
+    fn group_wait_repeat_and_group_interval() {
+        let new = alert(Status::Firing, None);
+        assert_eq!(P.decide(&new, 9, false), Decision::Wait);
+        assert_eq!(P.decide(&new, 10, false), Decision::Send);
+        assert_eq!(P.decide(&new, 10, true), Decision::Wait, "muted");
+        let sent = alert(Status::Firing, Some((Status::Firing, 10)));
+        assert_eq!(P.decide(&sent, 1009, false), Decision::Wait);
+        assert_eq!(P.decide(&sent, 1010, false), Decision::Send, "repeat");
+        let resolved = alert(Status::Resolved, Some((Status::Firing, 10)));
+        assert_eq!(P.decide(&resolved, 109, false), Decision::Wait);
+        assert_eq!(
+            P.decide(&resolved, 110, false),
+            Decision::Send,
+            "group_interval"
+        );
+        assert_eq!(P.decide(&resolved, 110, true), Decision::Forget, "muted");
+        let quiet = Policy {
+            send_resolved: false,
+            ..P
+        };
+        assert_eq!(quiet.decide(&resolved, 110, false), Decision::Forget);
+        let unseen = alert(Status::Resolved, None);
+        assert_eq!(
+            P.decide(&unseen, 5, false),
+            Decision::Forget,
+            "never notified"
+        );
+    }
+
+    #[test]
+    fn fingerprints_depend_on_rule_and_labels_only() {
+        let l = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let a = fingerprint("R", &l(&[("host", "a"), ("env", "prod")]));
+        assert_eq!(a, fingerprint("R", &l(&[("env", "prod"), ("host", "a")])));
+        assert_eq!(a.len(), 32);
+        assert_ne!(a, fingerprint("R", &l(&[("host", "b"), ("env", "prod")])));
+        assert_ne!(a, fingerprint("S", &l(&[("host", "a"), ("env", "prod")])));
+    }
+}

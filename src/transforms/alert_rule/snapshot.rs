@@ -1,0 +1,123 @@
+//! Rule state across reloads and restarts.
+//!
+//! State is kept per rule *key* (name + hash of the rule's definition), so an unchanged
+//! rule finds its state again and a changed one starts fresh.
+//!
+//! - Restarts: the state of every rule is written to
+//!   `<data_dir>/alert_rule/<component id>.json` (tmp + rename) and read when the
+//!   component is built.
+//! - Hot reloads: the topology builds the replacement *before* the old instance stops
+//!   and takes its final flush, so a file written then would come too late. Live state
+//!   therefore sits in a process-wide registry keyed by that snapshot path: each rule's
+//!   state is an `Arc<Mutex<…>>` which the old and the new instance share while both
+//!   exist, so nothing evaluated or notified in between is lost or sent twice. The
+//!   registry entry goes when its last instance is dropped (the process stops or the
+//!   component is removed), after a final write.
+//!
+//! Without a `data_dir` (`validate`, `sluice test`) nothing is read, shared or written.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
+
+use indexmap::IndexMap;
+use serde::{Deserialize, Serialize};
+
+use super::lifecycle::Group;
+
+/// The state of one rule: its label sets by joined key.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct RuleState {
+    pub groups: IndexMap<String, Group>,
+}
+
+pub type SharedRule = Arc<Mutex<RuleState>>;
+
+/// Every rule state of one component, by rule key.
+pub type Component = Arc<Mutex<HashMap<String, SharedRule>>>;
+
+static LIVE: LazyLock<Mutex<HashMap<PathBuf, Component>>> = LazyLock::new(Default::default);
+
+pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding a rule lock leaves consistent-enough data (windows and
+    // phases are updated field by field); keep going rather than poisoning the pipeline.
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+pub fn path_for(data_dir: &Path, id: &str) -> PathBuf {
+    data_dir.join("alert_rule").join(format!("{id}.json"))
+}
+
+/// The states for `keys`: shared with a live instance of the same component, else read
+/// from `path`, else empty. States of other rules stay until [`prune`]: the build may
+/// be part of a reload that fails, and then the running instance still needs them.
+pub fn take_over(path: &Path, keys: &[String]) -> (Component, Vec<SharedRule>) {
+    let mut live = lock(&LIVE);
+    let component = match live.get(path) {
+        Some(c) => Arc::clone(c),
+        None => {
+            let c: Component = Arc::new(Mutex::new(read(path)));
+            live.insert(path.to_owned(), Arc::clone(&c));
+            c
+        }
+    };
+    let mut rules = lock(&component);
+    let states: Vec<SharedRule> = keys
+        .iter()
+        .map(|k| Arc::clone(rules.entry(k.clone()).or_default()))
+        .collect();
+    drop(rules);
+    (component, states)
+}
+
+/// Forgets the states of rules other than `keys` (called once the instance runs, so
+/// the reload that built it was committed).
+pub fn prune(component: &Component, keys: &[String]) {
+    lock(component).retain(|k, _| keys.contains(k));
+}
+
+fn read(path: &Path) -> HashMap<String, SharedRule> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return HashMap::new(),
+        Err(e) => {
+            tracing::warn!(file = %path.display(), error = %e, "cannot read the alert_rule snapshot; starting fresh");
+            return HashMap::new();
+        }
+    };
+    match serde_json::from_slice::<HashMap<String, RuleState>>(&bytes) {
+        Ok(m) => m
+            .into_iter()
+            .map(|(k, v)| (k, Arc::new(Mutex::new(v))))
+            .collect(),
+        Err(e) => {
+            tracing::warn!(file = %path.display(), error = %e, "unreadable alert_rule snapshot; starting fresh");
+            HashMap::new()
+        }
+    }
+}
+
+/// Writes every rule state of `component` to `path`.
+pub fn write(path: &Path, component: &Component) -> Result<(), String> {
+    // In key order, like every other locker (see `lock_all` in mod.rs).
+    let rules: BTreeMap<String, SharedRule> = lock(component)
+        .iter()
+        .map(|(k, v)| (k.clone(), Arc::clone(v)))
+        .collect();
+    let guards: Vec<(String, MutexGuard<'_, RuleState>)> =
+        rules.iter().map(|(k, v)| (k.clone(), lock(v))).collect();
+    let view: BTreeMap<&str, &RuleState> = guards.iter().map(|(k, g)| (k.as_str(), &**g)).collect();
+    super::silences::write_atomically(path, &view)
+}
+
+/// Called when an instance goes away: the registry forgets `component` if no other
+/// instance holds it.
+pub fn release(path: &Path, component: &Component) {
+    let mut live = lock(&LIVE);
+    if let Some(c) = live.get(path)
+        && Arc::ptr_eq(c, component)
+        && Arc::strong_count(component) <= 2
+    {
+        live.remove(path);
+    }
+}

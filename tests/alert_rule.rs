@@ -1,0 +1,878 @@
+//! `alert_rule` scenarios on a manual clock: the transform is built from pipeline YAML
+//! and driven directly (`process` then `flush`, as the topology's evaluation timer
+//! does), so every assertion is about exact emitted alerts at exact times.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sluice::clock::ManualClock;
+use sluice::component::{Transform, TransformContext, TransformOutputs};
+use sluice::config::parse_texts;
+use sluice::event::Event;
+use sluice::telemetry::{ComponentKind, Telemetry};
+use vrl::value::Value;
+
+const T0: &str = "2026-03-01T12:00:00Z";
+
+fn t0() -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(T0)
+        .expect("time")
+        .with_timezone(&Utc)
+}
+
+fn at(secs: i64) -> Value {
+    Value::Timestamp(t0() + chrono::Duration::seconds(secs))
+}
+
+/// A transform under test with its clock.
+struct Rig {
+    clock: ManualClock,
+    transform: Box<dyn Transform>,
+    telemetry: Arc<Telemetry>,
+    elapsed: i64,
+}
+
+fn build_with(
+    id: &str,
+    yaml: &str,
+    clock: &ManualClock,
+    data_dir: Option<&Path>,
+) -> Result<(Box<dyn Transform>, Arc<Telemetry>), String> {
+    let indented: String = yaml.lines().map(|l| format!("    {l}\n")).collect();
+    let text = format!(
+        "sources:\n  in: {{ type: generator }}\ntransforms:\n  {id}:\n    type: alert_rule\n    inputs: [in]\n{indented}"
+    );
+    let p =
+        parse_texts(&[(PathBuf::from("rules.yaml"), text)], |_| None).map_err(|e| e.to_string())?;
+    let def = &p.transforms[id];
+    let telemetry = Telemetry::new();
+    let cx = TransformContext {
+        id: Arc::from(id),
+        metrics: telemetry.component(id, ComponentKind::Transform, "alert_rule"),
+        clock: Arc::new(clock.clone()),
+        data_dir: data_dir.map(Path::to_path_buf),
+    };
+    let t = def.config.build(&cx).map_err(|e| e.to_string())?;
+    Ok((t, telemetry))
+}
+
+impl Rig {
+    fn new(yaml: &str) -> Self {
+        Self::at_dir("rules", yaml, None)
+    }
+
+    fn at_dir(id: &str, yaml: &str, data_dir: Option<&Path>) -> Self {
+        let clock = ManualClock::starting_at(t0());
+        let (transform, telemetry) = build_with(id, yaml, &clock, data_dir).expect("builds");
+        Self {
+            clock,
+            transform,
+            telemetry,
+            elapsed: 0,
+        }
+    }
+
+    /// Moves the clock to `secs` after T0.
+    fn to(&mut self, secs: i64) -> &mut Self {
+        assert!(secs >= self.elapsed, "time goes forward");
+        self.clock
+            .advance(Duration::from_secs((secs - self.elapsed) as u64));
+        self.elapsed = secs;
+        self
+    }
+
+    fn send(&mut self, events: Vec<Event>) -> &mut Self {
+        let mut out = TransformOutputs::new(0);
+        self.transform.process(events, &mut out);
+        assert!(out.default.is_empty(), "alerts leave only on evaluation");
+        self
+    }
+
+    /// One evaluation: the alerts it emits.
+    fn eval(&mut self) -> Vec<Value> {
+        let mut out = TransformOutputs::new(0);
+        self.transform.flush(&mut out);
+        out.default.into_iter().map(|e| e.value).collect()
+    }
+
+    fn metric_text(&self) -> String {
+        self.telemetry.render_prometheus()
+    }
+}
+
+fn metric(name: &str, value: f64, labels: &[(&str, &str)]) -> Event {
+    let labels: serde_json::Map<String, serde_json::Value> = labels
+        .iter()
+        .map(|(k, v)| (k.to_string(), serde_json::Value::from(*v)))
+        .collect();
+    let json = serde_json::json!({
+        "event_type": "metric", "name": name, "value": value, "labels": labels,
+    });
+    Event::new(
+        serde_json::from_value(json).expect("value"),
+        Arc::from("in"),
+        Utc::now(),
+    )
+}
+
+fn event(json: serde_json::Value) -> Event {
+    Event::new(
+        serde_json::from_value(json).expect("value"),
+        Arc::from("in"),
+        Utc::now(),
+    )
+}
+
+fn f(v: &Value, path: &str) -> Value {
+    let p = vrl::path::parse_value_path(path).expect("path");
+    v.get(&p).cloned().unwrap_or(Value::Null)
+}
+
+fn s(v: &Value, path: &str) -> String {
+    f(v, path).to_string_lossy().into_owned()
+}
+
+fn labels(v: &Value) -> Vec<(String, String)> {
+    match f(v, "labels") {
+        Value::Object(m) => m
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string_lossy().into_owned()))
+            .collect(),
+        other => panic!("labels is not an object: {other:?}"),
+    }
+}
+
+fn pairs(p: &[(&str, &str)]) -> Vec<(String, String)> {
+    p.iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+const HIGH_CPU: &str = r#"
+rules:
+  - name: HighCPU
+    expr: cpu_usage > 80
+    for: 5m
+    group_by: [host, env]
+    severity: critical
+    labels: { team: infra }
+    annotations:
+      summary: "CPU {{ value }}% on {{ labels.host }}"
+      description: "{{ alertname }} is {{ severity }}"
+      runbook: "https://runbooks/cpu"
+"#;
+
+#[test]
+fn threshold_with_for_fires_once_then_resolves_with_the_same_fingerprint() {
+    let mut rig = Rig::new(HIGH_CPU);
+    let a = [("host", "db1"), ("env", "prod")];
+    let b = [("host", "db2"), ("env", "prod")];
+    for minute in 0..5 {
+        rig.to(minute * 60).send(vec![
+            metric("cpu_usage", 91.0, &a),
+            metric("cpu_usage", 40.0, &b),
+        ]);
+        assert!(rig.eval().is_empty(), "pending at minute {minute}");
+    }
+    rig.to(300).send(vec![metric("cpu_usage", 93.5, &a)]);
+    let fired = rig.eval();
+    assert_eq!(fired.len(), 1, "{fired:?}");
+    let alert = &fired[0];
+    assert_eq!(s(alert, "status"), "firing");
+    assert_eq!(s(alert, "event_type"), "alert");
+    assert_eq!(s(alert, "kind"), "alert_rule");
+    assert_eq!(s(alert, "source"), "rules");
+    assert_eq!(s(alert, "severity"), "critical");
+    assert_eq!(f(alert, "starts_at"), at(300));
+    assert_eq!(f(alert, "time"), at(300));
+    assert_eq!(f(alert, "ends_at"), Value::Null);
+    assert_eq!(f(alert, "value"), Value::from_f64_or_zero(93.5));
+    assert_eq!(s(alert, "summary"), "CPU 93.5% on db1");
+    assert_eq!(s(alert, "description"), "HighCPU is critical");
+    assert_eq!(s(alert, "annotations.runbook"), "https://runbooks/cpu");
+    assert_eq!(
+        labels(alert),
+        pairs(&[
+            ("alertname", "HighCPU"),
+            ("env", "prod"),
+            ("host", "db1"),
+            ("team", "infra")
+        ])
+    );
+    assert_eq!(s(alert, "fingerprint").len(), 32);
+    assert!(uuid::Uuid::parse_str(&s(alert, "id")).is_ok());
+
+    // Still firing: nothing new until repeat_interval.
+    rig.to(330).send(vec![metric("cpu_usage", 95.0, &a)]);
+    assert!(rig.eval().is_empty());
+    // Below the threshold: resolved, once group_interval (1m) after the firing.
+    rig.to(340).send(vec![metric("cpu_usage", 20.0, &a)]);
+    assert!(rig.eval().is_empty(), "held back by group_interval");
+    rig.to(360);
+    let resolved = rig.eval();
+    assert_eq!(resolved.len(), 1, "{resolved:?}");
+    let r = &resolved[0];
+    assert_eq!(s(r, "status"), "resolved");
+    assert_eq!(s(r, "fingerprint"), s(alert, "fingerprint"));
+    assert_ne!(s(r, "id"), s(alert, "id"));
+    assert_eq!(f(r, "starts_at"), at(300));
+    assert_eq!(f(r, "ends_at"), at(340));
+    assert_eq!(f(r, "value"), Value::from_f64_or_zero(20.0));
+    assert_eq!(labels(r), labels(alert));
+    rig.to(3600);
+    assert!(rig.eval().is_empty(), "a resolution is sent once");
+    let text = rig.metric_text();
+    assert!(
+        text.contains(r#"sluice_alert_rule_notifications_total{component_id="rules",component_kind="transform",component_type="alert_rule",rule="HighCPU",status="firing"} 1"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"rule="HighCPU",status="resolved"} 1"#),
+        "{text}"
+    );
+}
+
+#[test]
+fn flapping_input_gives_one_firing_and_one_resolved() {
+    let mut rig = Rig::new(
+        r#"
+group_interval: 5m
+rules:
+  - name: Flappy
+    expr: avg(latency[30s]) >= 100
+    group_by: [service]
+"#,
+    );
+    let svc = [("service", "api")];
+    let mut all = Vec::new();
+    // Above and below every 30 s for 4 minutes, then quiet below.
+    for step in 0..=8 {
+        let v = if step % 2 == 0 { 150.0 } else { 50.0 };
+        rig.to(step * 30).send(vec![metric("latency", v, &svc)]);
+        all.extend(rig.eval());
+    }
+    for t in [270, 300, 330, 600] {
+        rig.to(t).send(vec![metric("latency", 10.0, &svc)]);
+        all.extend(rig.eval());
+    }
+    let statuses: Vec<String> = all.iter().map(|a| s(a, "status")).collect();
+    assert_eq!(statuses, ["firing", "resolved"], "{all:?}");
+    assert_eq!(s(&all[0], "fingerprint"), s(&all[1], "fingerprint"));
+    assert_eq!(f(&all[0], "starts_at"), at(0));
+    assert_eq!(f(&all[1], "starts_at"), at(0));
+    // The last flap ended at 270 s; the resolution waited for group_interval (5m).
+    assert_eq!(f(&all[1], "ends_at"), at(270));
+    assert_eq!(f(&all[1], "time"), at(300));
+}
+
+#[test]
+fn repeat_interval_sends_a_still_firing_alert_again() {
+    let mut rig = Rig::new(
+        r#"
+repeat_interval: 1h
+group_wait: 30s
+rules:
+  - name: DiskFull
+    expr: max(disk_used_percent[10m]) > 90
+    group_by: [host]
+"#,
+    );
+    let mut sent = Vec::new();
+    for t in (0..=7500).step_by(60) {
+        rig.to(t)
+            .send(vec![metric("disk_used_percent", 95.0, &[("host", "db1")])]);
+        sent.extend(rig.eval().into_iter().map(|a| (t, a)));
+    }
+    let times: Vec<i64> = sent.iter().map(|(t, _)| *t).collect();
+    // group_wait 30 s: first at the evaluation after 30 s; then every hour.
+    assert_eq!(times, [60, 3660, 7260]);
+    let fps: Vec<String> = sent.iter().map(|(_, a)| s(a, "fingerprint")).collect();
+    assert!(fps.iter().all(|fp| *fp == fps[0]));
+    assert!(sent.iter().all(|(_, a)| f(a, "starts_at") == at(0)));
+    assert!(sent.iter().all(|(_, a)| s(a, "status") == "firing"));
+    assert_eq!(s(&sent[0].1, "severity"), "medium", "the default severity");
+}
+
+#[test]
+fn a_silence_suppresses_and_its_expiry_releases_the_alert() {
+    let mut rig = Rig::new(&format!(
+        r#"
+rules:
+  - name: QueueBacklog
+    expr: queue_depth > 1000
+    group_by: [queue]
+    severity: high
+silences:
+  - matchers: ['alertname="QueueBacklog"', 'queue=~"orders|billing"', 'severity=high']
+    ends_at: "{}"
+    comment: migration
+    created_by: ops
+"#,
+        (t0() + chrono::Duration::minutes(10)).to_rfc3339()
+    ));
+    let mut sent = Vec::new();
+    for t in (0..=900).step_by(60) {
+        rig.to(t).send(vec![
+            metric("queue_depth", 5000.0, &[("queue", "orders")]),
+            metric("queue_depth", 5000.0, &[("queue", "emails")]),
+        ]);
+        sent.extend(
+            rig.eval()
+                .into_iter()
+                .map(|a| (t, s(&a, "labels.queue"), a)),
+        );
+    }
+    let seen: Vec<(i64, &str)> = sent.iter().map(|(t, q, _)| (*t, q.as_str())).collect();
+    assert_eq!(
+        seen,
+        [(0, "emails"), (600, "orders")],
+        "orders is silenced until 10m"
+    );
+    assert_eq!(
+        f(&sent[1].2, "starts_at"),
+        at(0),
+        "it fired under the silence"
+    );
+    assert_eq!(s(&sent[1].2, "status"), "firing");
+}
+
+#[test]
+fn inhibition_suppresses_targets_with_equal_labels() {
+    let mut rig = Rig::new(
+        r#"
+rules:
+  - name: HostDown
+    expr: up == 0
+    group_by: [host]
+    severity: critical
+  - name: HighLatency
+    expr: latency_ms > 500
+    group_by: [host]
+    severity: medium
+inhibit_rules:
+  - source_matchers: [alertname=HostDown]
+    target_matchers: [severity=medium]
+    equal: [host]
+"#,
+    );
+    rig.to(0).send(vec![
+        metric("up", 0.0, &[("host", "a")]),
+        metric("up", 1.0, &[("host", "b")]),
+        metric("latency_ms", 900.0, &[("host", "a")]),
+        metric("latency_ms", 900.0, &[("host", "b")]),
+    ]);
+    let sent = rig.eval();
+    let names: Vec<(String, String)> = sent
+        .iter()
+        .map(|a| (s(a, "labels.alertname"), s(a, "labels.host")))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("HostDown".to_string(), "a".to_string()),
+            ("HighLatency".to_string(), "b".to_string())
+        ]
+    );
+    // Host a comes back: its latency alert is no longer inhibited.
+    rig.to(60).send(vec![
+        metric("up", 1.0, &[("host", "a")]),
+        metric("latency_ms", 900.0, &[("host", "a")]),
+        metric("latency_ms", 900.0, &[("host", "b")]),
+    ]);
+    let sent = rig.eval();
+    let names: Vec<(String, String, String)> = sent
+        .iter()
+        .map(|a| {
+            (
+                s(a, "labels.alertname"),
+                s(a, "labels.host"),
+                s(a, "status"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("HostDown".into(), "a".into(), "resolved".into()),
+            ("HighLatency".into(), "a".into(), "firing".into())
+        ]
+    );
+}
+
+#[test]
+fn the_error_rate_ratio_rule_fires_on_failed_over_sent() {
+    let mut rig = Rig::new(
+        r#"
+rules:
+  - name: MeshErrorRate
+    expr: sum(messages_failed[1m]) / sum(messages_sent[1m]) > 0.05
+    group_by: [service]
+    severity: high
+    annotations: { summary: "{{ labels.service }} fails {{ value }} of its messages" }
+"#,
+    );
+    let svc = |name: &'static str| [("service", name)];
+    // Every 10 s: checkout fails 3/100 then 12/100; payments never sends.
+    for t in (0..60).step_by(10) {
+        rig.to(t).send(vec![
+            metric("messages_sent", 100.0, &svc("checkout")),
+            metric("messages_failed", 3.0, &svc("checkout")),
+            metric("messages_failed", 1.0, &svc("payments")),
+        ]);
+        assert!(rig.eval().is_empty(), "3% at {t} s; no division by zero");
+    }
+    for t in (60..120).step_by(10) {
+        rig.to(t).send(vec![
+            metric("messages_sent", 100.0, &svc("checkout")),
+            metric("messages_failed", 12.0, &svc("checkout")),
+        ]);
+        let sent = rig.eval();
+        // The window holds 6 samples: at 60 s, 1 of them at 12 → 27/600 = 4.5%; at
+        // 70 s two → 36/600 = 6%.
+        if t < 70 {
+            assert!(sent.is_empty(), "{t}: {sent:?}");
+        } else if t == 70 {
+            assert_eq!(sent.len(), 1);
+            assert_eq!(s(&sent[0], "labels.service"), "checkout");
+            assert_eq!(f(&sent[0], "value"), Value::from_f64_or_zero(0.06));
+            assert_eq!(
+                s(&sent[0], "summary"),
+                "checkout fails 0.06 of its messages"
+            );
+        } else {
+            assert!(sent.is_empty(), "already notified");
+        }
+    }
+}
+
+#[test]
+fn counts_of_matching_events_and_absence() {
+    let mut rig = Rig::new(
+        r#"
+rules:
+  - name: CriticalStorm
+    expr: count(severity == "critical")[10m] >= 3
+    group_by: [service]
+  - name: HeartbeatMissing
+    expr: absent(heartbeat[2m])
+"#,
+    );
+    let alert = |service: &str, severity: &str| {
+        event(serde_json::json!({"event_type": "alert", "service": service, "severity": severity}))
+    };
+    rig.to(0).send(vec![
+        alert("db", "critical"),
+        alert("db", "low"),
+        alert("web", "critical"),
+        metric("heartbeat", 1.0, &[]),
+    ]);
+    assert!(rig.eval().is_empty());
+    rig.to(60)
+        .send(vec![alert("db", "critical"), alert("db", "critical")]);
+    let sent = rig.eval();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(s(&sent[0], "labels.alertname"), "CriticalStorm");
+    assert_eq!(s(&sent[0], "labels.service"), "db");
+    assert_eq!(f(&sent[0], "value"), Value::from_f64_or_zero(3.0));
+    // No heartbeat since 0 s: absent at 120 s.
+    rig.to(119);
+    assert!(rig.eval().is_empty());
+    rig.to(120);
+    let sent = rig.eval();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(s(&sent[0], "labels.alertname"), "HeartbeatMissing");
+    assert_eq!(
+        labels(&sent[0]),
+        pairs(&[("alertname", "HeartbeatMissing")])
+    );
+    // The critical events leave the 10-minute window at 600 s (the first one).
+    rig.to(600).send(vec![metric("heartbeat", 1.0, &[])]);
+    let statuses: Vec<(String, String)> = rig
+        .eval()
+        .iter()
+        .map(|a| (s(a, "labels.alertname"), s(a, "status")))
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            ("CriticalStorm".into(), "resolved".into()),
+            ("HeartbeatMissing".into(), "resolved".into())
+        ]
+    );
+}
+
+#[test]
+fn a_restart_restores_pending_and_firing_state() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let yaml = r#"
+rules:
+  - name: HighCPU
+    expr: cpu_usage > 80
+    for: 5m
+    group_by: [host]
+"#;
+    let a = [("host", "a")];
+    let b = [("host", "b")];
+    let mut rig = Rig::at_dir("restart", yaml, Some(dir.path()));
+    let mut fired = Vec::new();
+    for t in (0..=360).step_by(60) {
+        let mut events = vec![metric("cpu_usage", 90.0, &a)];
+        if t >= 180 {
+            events.push(metric("cpu_usage", 90.0, &b));
+        }
+        rig.to(t).send(events);
+        fired.extend(rig.eval());
+    }
+    assert_eq!(fired.len(), 1);
+    assert_eq!(s(&fired[0], "labels.host"), "a");
+    let fingerprint = s(&fired[0], "fingerprint");
+    let clock = rig.clock.clone();
+    drop(rig);
+    assert!(dir.path().join("alert_rule/restart.json").exists());
+
+    // The process comes back 1 minute later.
+    clock.advance(Duration::from_secs(60));
+    let (transform, telemetry) =
+        build_with("restart", yaml, &clock, Some(dir.path())).expect("builds");
+    let mut rig = Rig {
+        clock,
+        transform,
+        telemetry,
+        elapsed: 420,
+    };
+    rig.to(420).send(vec![
+        metric("cpu_usage", 90.0, &a),
+        metric("cpu_usage", 90.0, &b),
+    ]);
+    assert!(
+        rig.eval().is_empty(),
+        "a was notified already; b pending since 180 s"
+    );
+    rig.to(480).send(vec![
+        metric("cpu_usage", 90.0, &a),
+        metric("cpu_usage", 90.0, &b),
+    ]);
+    let sent = rig.eval();
+    assert_eq!(
+        sent.len(),
+        1,
+        "b fires 5m after 180 s, not 5m after the restart"
+    );
+    assert_eq!(s(&sent[0], "labels.host"), "b");
+    assert_eq!(f(&sent[0], "starts_at"), at(480));
+    rig.to(540).send(vec![
+        metric("cpu_usage", 10.0, &a),
+        metric("cpu_usage", 90.0, &b),
+    ]);
+    let sent = rig.eval();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(s(&sent[0], "status"), "resolved");
+    assert_eq!(s(&sent[0], "fingerprint"), fingerprint);
+    assert_eq!(
+        f(&sent[0], "starts_at"),
+        at(300),
+        "starts_at survived the restart"
+    );
+}
+
+#[test]
+fn a_hot_reload_keeps_unchanged_rules_and_resets_changed_ones() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let before = r#"
+rules:
+  - name: Kept
+    expr: cpu_usage > 80
+    for: 5m
+  - name: Changed
+    expr: cpu_usage > 80
+    for: 5m
+"#;
+    let after = r#"
+group_interval: 2m
+rules:
+  - name: Kept
+    expr: cpu_usage > 80
+    for: 5m
+  - name: Changed
+    expr: cpu_usage > 70
+    for: 5m
+"#;
+    let mut old = Rig::at_dir("reload", before, Some(dir.path()));
+    for t in [0, 120] {
+        old.to(t).send(vec![metric("cpu_usage", 90.0, &[])]);
+        assert!(old.eval().is_empty());
+    }
+    // The topology builds the replacement while the old instance still runs.
+    let (transform, telemetry) =
+        build_with("reload", after, &old.clock, Some(dir.path())).expect("builds");
+    let mut new = Rig {
+        clock: old.clock.clone(),
+        transform,
+        telemetry,
+        elapsed: 120,
+    };
+    assert!(old.eval().is_empty(), "the old instance's final flush");
+    drop(old);
+    let mut sent = Vec::new();
+    for t in (180..=600).step_by(60) {
+        new.to(t).send(vec![metric("cpu_usage", 90.0, &[])]);
+        sent.extend(
+            new.eval()
+                .into_iter()
+                .map(|a| (t, s(&a, "labels.alertname"))),
+        );
+    }
+    assert_eq!(
+        sent,
+        [(300, "Kept".to_string()), (480, "Changed".to_string())],
+        "Kept stayed pending since 0 s; Changed started again at 180 s"
+    );
+}
+
+#[test]
+fn series_per_rule_are_bounded_by_max_series() {
+    let mut rig = Rig::new(
+        r#"
+max_series: 2
+rules:
+  - name: Hot
+    expr: temp > 50
+    group_by: [room]
+"#,
+    );
+    rig.to(0).send(
+        ["a", "b", "c", "d"]
+            .iter()
+            .map(|r| metric("temp", 60.0, &[("room", r)]))
+            .collect(),
+    );
+    let rooms: Vec<String> = rig.eval().iter().map(|a| s(a, "labels.room")).collect();
+    assert_eq!(rooms, ["a", "b"]);
+    let text = rig.metric_text();
+    assert!(
+        text.contains(r#"sluice_alert_rule_series_dropped_total{component_id="rules",component_kind="transform",component_type="alert_rule",rule="Hot"} 2"#),
+        "{text}"
+    );
+    assert!(text.contains(r#"sluice_alert_rule_firing{component_id="rules",component_kind="transform",component_type="alert_rule",rule="Hot"} 2"#), "{text}");
+}
+
+#[test]
+fn a_bad_expression_is_reported_with_the_component_rule_and_column() {
+    let text = r#"
+sources:
+  in: { type: generator }
+transforms:
+  rules:
+    type: alert_rule
+    inputs: [in]
+    rules:
+      - name: Broken
+        expr: avg(cpu_usage[5m) > 80
+sinks:
+  out: { type: console, inputs: [rules] }
+"#;
+    let mut p =
+        parse_texts(&[(PathBuf::from("rules.yaml"), text.into())], |_| None).expect("parses");
+    let e = p.validate().expect_err("invalid").to_string();
+    assert!(e.contains("transforms.rules"), "{e}");
+    assert!(e.contains("rule `Broken`"), "{e}");
+    assert!(e.contains("column 17: expected `]`, found `)`"), "{e}");
+    assert!(e.contains("rules.yaml"), "{e}");
+    let unknown = build_with(
+        "x",
+        "rules: [{ name: A, expr: 'a > 1', fro: 5m }]",
+        &ManualClock::default(),
+        None,
+    )
+    .err()
+    .expect("unknown field");
+    assert!(unknown.contains("fro"), "{unknown}");
+}
+
+/// Silences through the API: POST, GET, DELETE, with the bearer token.
+#[tokio::test]
+async fn the_silences_api_adds_lists_and_deletes_silences_that_mute_alerts() {
+    common::free_port();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let stop = tokio_util::sync::CancellationToken::new();
+    let (api, _) = sluice::api::serve(
+        "127.0.0.1:0",
+        Telemetry::new(),
+        None,
+        Some("sekret".into()),
+        stop.clone(),
+    )
+    .await
+    .expect("API");
+    let client = reqwest::Client::new();
+    let url = format!("http://{api}/silences");
+    let denied = client.get(&url).send().await.expect("GET");
+    assert_eq!(denied.status(), 401);
+    let body = serde_json::json!({
+        "matchers": ["alertname=ApiSilenced", "host=~db.*"],
+        "ends_at": (t0() + chrono::Duration::hours(1)).to_rfc3339(),
+        "comment": "upgrade",
+        "created_by": "alice",
+    });
+    let bad = client
+        .post(&url)
+        .bearer_auth("sekret")
+        .json(&serde_json::json!({"matchers": ["host"]}))
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(bad.status(), 400);
+    let bad_text = bad.text().await.expect("body");
+    assert!(bad_text.contains("no operator"), "{bad_text}");
+    let created = client
+        .post(&url)
+        .bearer_auth("sekret")
+        .json(&body)
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(created.status(), 200);
+    let id = created.json::<serde_json::Value>().await.expect("json")["id"]
+        .as_str()
+        .expect("an id")
+        .to_owned();
+    let list: serde_json::Value = client
+        .get(&url)
+        .bearer_auth("sekret")
+        .send()
+        .await
+        .expect("GET")
+        .json()
+        .await
+        .expect("json");
+    let mine: Vec<&serde_json::Value> = list["silences"]
+        .as_array()
+        .expect("a list")
+        .iter()
+        .filter(|s| s["id"] == id.as_str())
+        .collect();
+    assert_eq!(mine.len(), 1, "{list}");
+    assert_eq!(mine[0]["comment"], "upgrade");
+    assert_eq!(mine[0]["created_by"], "alice");
+    assert_eq!(mine[0]["origin"], "api");
+
+    // A component with a data_dir uses the process-wide silences.
+    let mut rig = Rig::at_dir(
+        "api_silenced",
+        "rules: [{ name: ApiSilenced, expr: 'x > 1', group_by: [host] }]",
+        Some(dir.path()),
+    );
+    rig.to(0).send(vec![
+        metric("x", 5.0, &[("host", "db1")]),
+        metric("x", 5.0, &[("host", "web1")]),
+    ]);
+    let hosts: Vec<String> = rig.eval().iter().map(|a| s(a, "labels.host")).collect();
+    assert_eq!(hosts, ["web1"]);
+
+    let deleted = client
+        .delete(format!("{url}/{id}"))
+        .bearer_auth("sekret")
+        .send()
+        .await
+        .expect("DELETE");
+    assert_eq!(deleted.status(), 200);
+    let again = client
+        .delete(format!("{url}/{id}"))
+        .bearer_auth("sekret")
+        .send()
+        .await
+        .expect("DELETE");
+    assert_eq!(again.status(), 404);
+    rig.to(1).send(vec![metric("x", 5.0, &[("host", "db1")])]);
+    let hosts: Vec<String> = rig.eval().iter().map(|a| s(a, "labels.host")).collect();
+    assert_eq!(hosts, ["db1"], "released by the deletion");
+    stop.cancel();
+}
+
+/// In a running topology: the generator's metric events are consumed (acknowledged),
+/// and the alerts reach a sink, from the evaluation timer or the final flush.
+#[tokio::test]
+async fn alerts_flow_to_a_sink_in_a_running_pipeline() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut p = common::parse(
+        r#"
+sources:
+  gen:
+    type: generator
+    count: 6
+    format: '{"event_type": "metric", "name": "cpu_usage", "value": {{seq}}, "labels": {"host": "h{{seq}}"}}'
+transforms:
+  rules:
+    type: alert_rule
+    inputs: [gen]
+    evaluation_interval: 10ms
+    rules:
+      - name: PipelineCPU
+        expr: cpu_usage >= 3
+        group_by: [host]
+        annotations: { summary: "{{ labels.host }} at {{ value }}" }
+"#,
+    );
+    let out = sluice::testing::CaptureSink::default();
+    out.attach(&mut p, "out", &["rules"], 100);
+    let options = sluice::topology::TopologyOptions {
+        data_dir: dir.path().to_owned(),
+        ..Default::default()
+    };
+    let (mut topo, telemetry) = common::start_with(p, options).await;
+    topo.finished().await;
+    let mut summaries: Vec<String> = out.values().iter().map(|a| s(a, "summary")).collect();
+    summaries.sort();
+    assert_eq!(summaries, ["h3 at 3", "h4 at 4", "h5 at 5"]);
+    assert!(out.values().iter().all(|a| s(a, "status") == "firing"));
+    let rules = telemetry
+        .components()
+        .into_iter()
+        .find(|c| c.id == "rules")
+        .expect("rules");
+    assert_eq!(rules.received.load(std::sync::atomic::Ordering::Relaxed), 6);
+    assert!(dir.path().join("alert_rule/rules.json").exists());
+}
+
+/// A replacement that is built but never runs (its reload failed elsewhere) must not
+/// take the state of the rules it lacks from the instance that keeps running.
+#[test]
+fn a_failed_reload_leaves_the_running_instance_its_state() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let both = "rules: [{ name: A, expr: 'x > 1', for: 5m }, { name: B, expr: 'x > 1', for: 5m }]";
+    let only_a = "rules: [{ name: A, expr: 'x > 1', for: 5m }]";
+    let mut old = Rig::at_dir("failed_reload", both, Some(dir.path()));
+    old.to(0).send(vec![metric("x", 5.0, &[])]);
+    assert!(old.eval().is_empty());
+    let (unused, _) =
+        build_with("failed_reload", only_a, &old.clock, Some(dir.path())).expect("builds");
+    drop(unused);
+    old.to(60).send(vec![metric("x", 5.0, &[])]);
+    assert!(old.eval().is_empty());
+    let clock = old.clock.clone();
+    drop(old);
+    clock.advance(Duration::from_secs(240));
+    let (transform, telemetry) =
+        build_with("failed_reload", both, &clock, Some(dir.path())).expect("builds");
+    let mut rig = Rig {
+        clock,
+        transform,
+        telemetry,
+        elapsed: 300,
+    };
+    rig.send(vec![metric("x", 5.0, &[])]);
+    let fired: Vec<String> = rig
+        .eval()
+        .iter()
+        .map(|a| s(a, "labels.alertname"))
+        .collect();
+    assert_eq!(
+        fired,
+        ["A", "B"],
+        "both pending since 0 s, across the restart"
+    );
+}
