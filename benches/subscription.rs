@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
-use sluice::component::{Transform, TransformConfig, TransformContext, TransformOutputs};
+use sluice::component::{Transform, TransformContext, TransformOutputs};
 use sluice::event::{Event, EventBatch};
 use sluice::telemetry::{ComponentKind, Telemetry};
 use sluice::transforms::subscription::SubscriptionConfig;
@@ -175,6 +175,7 @@ fn bench(c: &mut Criterion) {
     }
     let mut group = c.benchmark_group("subscription_10k");
     group.throughput(Throughput::Elements(BATCH as u64));
+    group.sample_size(20);
     for (name, t, named) in &mut cases {
         group.bench_function(*name, |b| {
             b.iter_batched(

@@ -392,23 +392,18 @@ impl Subscription {
             }
             let key = (Arc::clone(&sub.name), fp.to_string());
             match status.as_ref() {
-                "firing" => {
-                    if !t.pending.contains_key(&key) {
-                        t.pending.insert(
-                            key,
-                            Pending {
-                                since: now,
-                                event: event.value.clone(),
-                            },
-                        );
-                        t.dirty = true;
-                    }
+                // A repeat keeps the first firing's time: the alert is open since then.
+                "firing" if !t.pending.contains_key(&key) => {
+                    t.pending.insert(
+                        key,
+                        Pending {
+                            since: now,
+                            event: event.value.clone(),
+                        },
+                    );
+                    t.dirty = true;
                 }
-                "resolved" => {
-                    if t.pending.shift_remove(&key).is_some() {
-                        t.dirty = true;
-                    }
-                }
+                "resolved" => t.dirty |= t.pending.shift_remove(&key).is_some(),
                 _ => {}
             }
         }
@@ -649,7 +644,7 @@ fn watch(swap: &Arc<FileSwap>) -> Option<notify::RecommendedWatcher> {
         if event.kind.is_access() {
             return;
         }
-        if event.paths.iter().any(|p| *p == watched) {
+        if event.paths.contains(&watched) {
             on_change.refresh(true);
         }
     });
