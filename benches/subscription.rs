@@ -18,6 +18,7 @@ use sluice::transforms::subscription::SubscriptionConfig;
 const BATCH: usize = 1000;
 const SUBSCRIPTIONS: usize = 10_000;
 const SERVICES: usize = 500;
+const PROJECTS: usize = 200;
 const SEVERITIES: &[&str] = &["critical", "high", "medium", "low", "info"];
 const REGIONS: &[&str] = &[
     "eu-west-1",
@@ -35,20 +36,24 @@ fn pick<'a>(rng: &mut fastrand::Rng, from: &[&'a str]) -> &'a str {
     from[rng.usize(..from.len())]
 }
 
-/// A spread like a large tenant's: most subscriptions name one to three services and
-/// the alert type, many a severity range, some a region, a project or label filters;
-/// one in ten leaves the service open.
+/// A spread like the Events Service's: nearly every subscription belongs to one of 200
+/// projects and names one to three of 500 services; most take alerts only, many a
+/// severity range, some a region or label filters; one in fifty leaves the service open.
+/// An event then matches a few subscriptions (printed below), as in production.
 fn subscriptions_yaml() -> String {
     let mut rng = fastrand::Rng::with_seed(7);
     let mut out = String::from("subscriptions:\n");
     for i in 0..SUBSCRIPTIONS {
         let mut s = format!("  - name: s{i}\n");
+        if rng.u8(..20) != 0 {
+            s.push_str(&format!("    project_id: proj{}\n", rng.usize(..PROJECTS)));
+        }
         match rng.u8(..10) {
             0..8 => s.push_str("    event_types: [alert]\n"),
             8 => s.push_str("    event_types: [alert, metric]\n"),
             _ => {}
         }
-        if rng.u8(..10) != 0 {
+        if rng.u8(..50) != 0 {
             let services: Vec<String> = (0..rng.usize(1..=3))
                 .map(|_| format!("svc{}", rng.usize(..SERVICES)))
                 .collect();
@@ -61,9 +66,6 @@ fn subscriptions_yaml() -> String {
         }
         if rng.u8(..10) < 3 {
             s.push_str(&format!("    regions: [{}]\n", pick(&mut rng, REGIONS)));
-        }
-        if rng.u8(..10) < 2 {
-            s.push_str(&format!("    project_id: proj{}\n", rng.u8(..20)));
         }
         match rng.u8(..10) {
             0..5 => s.push_str("    custom_filters: { env: prod }\n"),
@@ -95,7 +97,7 @@ fn events() -> EventBatch {
                 rng.usize(..SERVICES),
                 pick(&mut rng, SEVERITIES),
                 pick(&mut rng, REGIONS),
-                rng.u8(..20),
+                rng.usize(..PROJECTS),
                 pick(&mut rng, ENVS),
                 rng.u8(..50),
                 if rng.bool() { "web" } else { "db" },

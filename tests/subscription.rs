@@ -485,3 +485,50 @@ transforms:
     assert_eq!(field(v, "auto_resolved"), Value::Boolean(true));
     assert!(audit.values().is_empty());
 }
+
+#[test]
+fn bad_options_are_pipeline_errors_naming_the_option() {
+    for (yaml, want) in [
+        (
+            "{ type: subscription }",
+            "one of `subscriptions` or `file` is required",
+        ),
+        (
+            "{ type: subscription, file: /nonexistent/subs.yaml }",
+            "`file`: cannot read /nonexistent/subs.yaml",
+        ),
+        (
+            "{ type: subscription, subscriptions: [ { name: a }, { name: a } ] }",
+            "`a` is used twice",
+        ),
+        (
+            "{ type: subscription, subscriptions: [ { name: a, custom_filters: ['env ~ x'] } ] }",
+            "matcher \"env ~ x\"",
+        ),
+        (
+            "{ type: subscription, subscriptions: [ { name: a, severity: [high] } ] }",
+            "unknown field `severity`",
+        ),
+        (
+            "{ type: subscription, subscriptions: [ { name: a, condition: '.x +' } ] }",
+            "subscription `a`: `condition`",
+        ),
+        (
+            "{ type: subscription, subscriptions: [ { name: a, auto_resolve: true, resolve_after_hours: -1 } ] }",
+            "`resolve_after_hours` must be a positive number",
+        ),
+    ] {
+        let component = yaml.replacen(
+            "{ type: subscription",
+            "{ type: subscription, inputs: [in]",
+            1,
+        );
+        let text = format!(
+            "sources:\n  in: {{ type: generator }}\ntransforms:\n  route: {component}\nsinks:\n  out: {{ type: blackhole, inputs: [route._unmatched] }}\n"
+        );
+        let e = sluice::config::load_texts(&[(PathBuf::from("t.yaml"), text)], |_| None)
+            .expect_err(yaml)
+            .to_string();
+        assert!(e.contains(want) && e.contains("route"), "{yaml}: {e}");
+    }
+}

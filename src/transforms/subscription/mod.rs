@@ -322,7 +322,15 @@ impl Subscription {
             .map(|(i, n)| (Arc::clone(n), i))
             .collect();
         self.runners = set.subs.iter().map(|_| None).collect();
-        self.matched = set.subs.iter().map(|_| None).collect();
+        // Counters are looked up by a scan of the component's counters: keep those
+        // already found across a swap (`self.set` is still the previous set here).
+        let known: HashMap<Arc<str>, Arc<LabeledCounter>> = self
+            .set
+            .names()
+            .zip(self.matched.drain(..))
+            .filter_map(|(n, c)| Some((Arc::clone(n), c?)))
+            .collect();
+        self.matched = set.names().map(|n| known.get(n).cloned()).collect();
         self.has_conditions = set.subs.iter().any(|s| s.condition.is_some());
         self.set = set;
     }

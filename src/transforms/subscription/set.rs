@@ -342,9 +342,12 @@ impl SubscriptionSet {
                 filters: s.custom_filters.0.clone(),
                 condition,
                 auto_resolve: s.auto_resolve,
-                resolve_after: Duration::from_secs_f64(
-                    (s.resolve_after_hours * 3600.0).clamp(0.0, 1e12),
-                ),
+                // Checked above when it matters; never let a NaN reach `from_secs_f64`.
+                resolve_after: if s.resolve_after_hours.is_finite() {
+                    Duration::from_secs_f64((s.resolve_after_hours * 3600.0).clamp(0.0, 1e12))
+                } else {
+                    Duration::ZERO
+                },
             });
         }
         let mut index = Index::new();
@@ -529,6 +532,14 @@ mod tests {
         s.resolve_after_hours = 0.0;
         let e = SubscriptionSet::compile(&[s]).expect_err("zero");
         assert!(e.0.contains("`resolve_after_hours`"), "{e}");
+        let mut s = spec("x");
+        s.resolve_after_hours = f64::NAN;
+        assert!(
+            SubscriptionSet::compile(&[s.clone()]).is_ok(),
+            "unused when not auto-resolving"
+        );
+        s.auto_resolve = true;
+        assert!(SubscriptionSet::compile(&[s]).is_err());
         let mut s = spec("x");
         s.condition = Some(".a + 1".into());
         let e = SubscriptionSet::compile(&[s]).expect_err("not boolean");
