@@ -142,6 +142,13 @@ pub trait TransformConfig: Debug + Send + Sync + 'static {
     fn files(&self) -> Vec<PathBuf> {
         Vec::new()
     }
+    /// For a transform that swaps a changed file in by itself while running (the
+    /// `subscription` file): a hash of what of its files it cannot take in that way
+    /// (its output names). A reload then rebuilds it only when this key changes, not on
+    /// every edit of the files. `None` (the default): any change to a file rebuilds it.
+    fn rebuild_key(&self) -> Option<u64> {
+        None
+    }
     fn build(&self, cx: &TransformContext) -> Result<Box<dyn Transform>, BuildError>;
 }
 

@@ -235,12 +235,12 @@ pub(super) fn load_into(
 
     for component in parsed {
         let (kind, id) = (component.kind, component.id);
-        let files = match &component.config {
-            Parsed::Source(c) => c.files(),
-            Parsed::Transform(c) => c.files(),
-            Parsed::Sink(c) => c.files(),
+        let (files, rebuild_key) = match &component.config {
+            Parsed::Source(c) => (c.files(), None),
+            Parsed::Transform(c) => (c.files(), c.rebuild_key()),
+            Parsed::Sink(c) => (c.files(), None),
         };
-        let fingerprint = fingerprint(kind, raw_of(kind, &id), &files);
+        let fingerprint = fingerprint(kind, raw_of(kind, &id), &files, rebuild_key);
         let duplicate = pipeline.describe(&id).map(|_| ());
         if duplicate.is_some() {
             let previous = [
@@ -299,11 +299,13 @@ fn def<C: ?Sized>(
 
 /// What decides whether a reload must rebuild a component: its options as written
 /// (wiring and buffer size are applied without a rebuild) and the contents of the
-/// files it reads.
+/// files it reads (or, for a transform that swaps its files in while running, its
+/// [`crate::component::TransformConfig::rebuild_key`] instead of their contents).
 fn fingerprint(
     kind: ComponentKind,
     raw: Option<&serde_json::Value>,
     files: &[std::path::PathBuf],
+    rebuild_key: Option<u64>,
 ) -> u64 {
     let mut h = DefaultHasher::new();
     kind.as_str().hash(&mut h);
@@ -314,6 +316,10 @@ fn fingerprint(
                 value.to_string().hash(&mut h);
             }
         }
+    }
+    if let Some(key) = rebuild_key {
+        key.hash(&mut h);
+        return h.finish();
     }
     for file in files {
         file.hash(&mut h);

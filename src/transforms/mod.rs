@@ -10,6 +10,7 @@ pub mod flatten;
 pub mod remap;
 pub mod route;
 pub mod sample;
+pub mod subscription;
 pub mod throttle;
 
 crate::component_registry! { crate::component::TransformConfig;
@@ -22,6 +23,7 @@ crate::component_registry! { crate::component::TransformConfig;
     "remap" => remap::RemapConfig,
     "route" => route::RouteConfig,
     "sample" => sample::SampleConfig,
+    "subscription" => subscription::SubscriptionConfig,
     "throttle" => throttle::ThrottleConfig,
     "unflatten" => flatten::UnflattenConfig,
 }

@@ -1,0 +1,248 @@
+//! `custom_filters`: label matchers in the Alertmanager style.
+//!
+//! A matcher is `label OP value` with `OP` one of `=`, `!=`, `=~`, `!~`; the value is
+//! either bare (the rest of the string, trimmed) or double-quoted (`\"`, `\\`, `\n`,
+//! `\t` escapes). Regexes are anchored at both ends (`host =~ "web-.*"` does not match
+//! `my-web-1`), as in Alertmanager. A label the event does not have counts as the empty
+//! string, so `env != prod` matches an event without `env`, and `env = ""` matches one.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use regex::Regex;
+
+/// The comparison of one matcher.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    Equal,
+    NotEqual,
+    Regex,
+    NotRegex,
+}
+
+impl Op {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Equal => "=",
+            Self::NotEqual => "!=",
+            Self::Regex => "=~",
+            Self::NotRegex => "!~",
+        }
+    }
+}
+
+/// One label matcher.
+#[derive(Debug, Clone)]
+pub struct Matcher {
+    pub label: String,
+    pub op: Op,
+    pub value: String,
+    /// `^(?:value)$` for the regex operators.
+    regex: Option<Regex>,
+}
+
+impl PartialEq for Matcher {
+    fn eq(&self, other: &Self) -> bool {
+        self.label == other.label && self.op == other.op && self.value == other.value
+    }
+}
+
+impl fmt::Display for Matcher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {} {:?}", self.label, self.op.as_str(), self.value)
+    }
+}
+
+impl Matcher {
+    /// `label = value` (the map form of `custom_filters`).
+    pub fn equal(label: &str, value: &str) -> Self {
+        Self {
+            label: label.to_owned(),
+            op: Op::Equal,
+            value: value.to_owned(),
+            regex: None,
+        }
+    }
+
+    /// Builds a matcher, compiling the regex of `=~` / `!~`.
+    pub fn new(label: &str, op: Op, value: &str) -> Result<Self, String> {
+        let regex = match op {
+            Op::Regex | Op::NotRegex => Some(
+                Regex::new(&format!("^(?:{value})$"))
+                    .map_err(|e| format!("`{label}`: invalid regex {value:?}: {e}"))?,
+            ),
+            Op::Equal | Op::NotEqual => None,
+        };
+        Ok(Self {
+            label: label.to_owned(),
+            op,
+            value: value.to_owned(),
+            regex,
+        })
+    }
+
+    /// Parses `label OP value`.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let s = text.trim();
+        let end = s
+            .find(|c: char| c == '=' || c == '!' || c == '~' || c.is_whitespace())
+            .ok_or_else(|| {
+                format!("matcher {text:?}: expected `label OP value` with OP one of =, !=, =~, !~")
+            })?;
+        let label = &s[..end];
+        if label.is_empty() || label.contains('"') {
+            return Err(format!("matcher {text:?}: missing or invalid label name"));
+        }
+        let rest = s[end..].trim_start();
+        let (op, rest) = [
+            ("=~", Op::Regex),
+            ("!~", Op::NotRegex),
+            ("!=", Op::NotEqual),
+            ("=", Op::Equal),
+        ]
+        .into_iter()
+        .find_map(|(token, op)| rest.strip_prefix(token).map(|r| (op, r)))
+        .ok_or_else(|| {
+            format!("matcher {text:?}: expected one of =, !=, =~, !~ after `{label}`")
+        })?;
+        let rest = rest.trim();
+        let value = if rest.starts_with('"') {
+            unquote(rest).map_err(|e| format!("matcher {text:?}: {e}"))?
+        } else {
+            Cow::Borrowed(rest)
+        };
+        Self::new(label, op, &value).map_err(|e| format!("matcher {text:?}: {e}"))
+    }
+
+    /// Whether a label value (`None`: the label is absent) satisfies the matcher.
+    pub fn matches(&self, value: Option<&str>) -> bool {
+        let v = value.unwrap_or("");
+        match (self.op, &self.regex) {
+            (Op::Equal, _) => v == self.value,
+            (Op::NotEqual, _) => v != self.value,
+            (Op::Regex, Some(re)) => re.is_match(v),
+            (Op::NotRegex, Some(re)) => !re.is_match(v),
+            // `new` always compiles the regex of the regex operators.
+            (Op::Regex | Op::NotRegex, None) => false,
+        }
+    }
+}
+
+/// The contents of a double-quoted string that must end the matcher.
+fn unquote(s: &str) -> Result<Cow<'_, str>, String> {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.char_indices().skip(1);
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '"' => {
+                if !s[i + 1..].trim().is_empty() {
+                    return Err("unexpected text after the closing quote".into());
+                }
+                return Ok(Cow::Owned(out));
+            }
+            '\\' => match chars.next().map(|(_, c)| c) {
+                Some('"') => out.push('"'),
+                Some('\\') => out.push('\\'),
+                Some('n') => out.push('\n'),
+                Some('t') => out.push('\t'),
+                Some(other) => {
+                    // Regexes need their own escapes (`\d`, `\.`): keep them as written.
+                    out.push('\\');
+                    out.push(other);
+                }
+                None => break,
+            },
+            c => out.push(c),
+        }
+    }
+    Err("missing closing quote".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(s: &str) -> Matcher {
+        Matcher::parse(s).unwrap_or_else(|e| panic!("{s}: {e}"))
+    }
+
+    #[test]
+    fn parses_each_operator_with_bare_and_quoted_values() {
+        let cases = [
+            ("env = prod", "env", Op::Equal, "prod"),
+            ("env=prod", "env", Op::Equal, "prod"),
+            ("env != prod", "env", Op::NotEqual, "prod"),
+            (r#"host =~ "web-.*""#, "host", Op::Regex, "web-.*"),
+            ("host!~db-[0-9]+", "host", Op::NotRegex, "db-[0-9]+"),
+            (
+                r#"msg = "say \"hi\" \\ now""#,
+                "msg",
+                Op::Equal,
+                r#"say "hi" \ now"#,
+            ),
+            (r#"ip =~ "10\.0\..*""#, "ip", Op::Regex, r"10\.0\..*"),
+            ("team = ", "team", Op::Equal, ""),
+            (
+                "app.kubernetes.io/name = api",
+                "app.kubernetes.io/name",
+                Op::Equal,
+                "api",
+            ),
+        ];
+        for (text, label, op, value) in cases {
+            let got = m(text);
+            assert_eq!(
+                (got.label.as_str(), got.op, got.value.as_str()),
+                (label, op, value),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn rejects_malformed_matchers_with_the_text_in_the_message() {
+        for bad in [
+            "env",
+            "= prod",
+            "env ~ prod",
+            r#"env = "prod"#,
+            r#"env = "prod" extra"#,
+            "host =~ web-(",
+            r#""env" = prod"#,
+        ] {
+            let e = Matcher::parse(bad).expect_err(bad);
+            assert!(e.contains("matcher"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn equality_operators_treat_a_missing_label_as_empty() {
+        assert!(m("env = prod").matches(Some("prod")));
+        assert!(!m("env = prod").matches(Some("production")));
+        assert!(!m("env = prod").matches(None));
+        assert!(m("env != prod").matches(Some("dev")));
+        assert!(m("env != prod").matches(None));
+        assert!(!m("env != prod").matches(Some("prod")));
+        assert!(m(r#"env = """#).matches(None));
+    }
+
+    #[test]
+    fn regexes_are_anchored_at_both_ends() {
+        let re = m(r#"host =~ "web-.*""#);
+        assert!(re.matches(Some("web-1")));
+        assert!(!re.matches(Some("my-web-1")), "anchored at the start");
+        let re = m("host =~ web-[0-9]");
+        assert!(re.matches(Some("web-7")));
+        assert!(!re.matches(Some("web-77")), "anchored at the end");
+        // Alternation stays inside the anchors.
+        let re = m("env =~ prod|staging");
+        assert!(re.matches(Some("staging")));
+        assert!(!re.matches(Some("prod-eu")));
+        assert!(!re.matches(Some("xstaging")));
+        let not = m("host !~ web-.*");
+        assert!(!not.matches(Some("web-1")));
+        assert!(not.matches(Some("my-web-1")));
+        assert!(not.matches(None));
+        assert!(m("host =~ .*").matches(None), "absent is the empty string");
+    }
+}

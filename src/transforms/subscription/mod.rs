@@ -1,0 +1,671 @@
+//! `subscription`: the Events Service's subscriptions, each a named output.
+//!
+//! ```yaml
+//! route:
+//!   type: subscription
+//!   inputs: [rules]
+//!   subscriptions:            # or `file: subscriptions.yaml` (same list under `subscriptions:`)
+//!     - name: prod_critical
+//!       event_types: [alert]
+//!       severity_levels: [critical, high]
+//!       custom_filters: { env: prod }          # or [ 'env != prod', 'host =~ "web-.*"' ]
+//!       auto_resolve: true
+//!       resolve_after_hours: 4
+//! ```
+//!
+//! Invariants:
+//! - Each subscription is the output `<id>.<name>`; an event goes to every subscription
+//!   it matches (copied for the second and later ones, each copy carrying the
+//!   acknowledgement obligation) and to `<id>._unmatched` when it matches none, so every
+//!   event leaves on at least one output and is settled by whoever reads it.
+//! - A criterion left empty matches everything; a disabled subscription matches nothing
+//!   but keeps its output, so the wiring stays valid. Criteria compare `project`,
+//!   `event_type`, `service`, `region`, `severity` and `labels` exactly (see [`set`] for
+//!   the index, [`matcher`] for `custom_filters`); the VRL `condition` runs last and
+//!   cannot modify the event.
+//! - `auto_resolve`: a firing alert (`status: firing`, with a `fingerprint`) that goes
+//!   out on a subscription starts a timer for (subscription, fingerprint); a resolved
+//!   event with that fingerprint going out on the same subscription cancels it; a
+//!   repeated firing does not restart it (the alert has been open since the first one).
+//!   When `resolve_after_hours` have passed, [`Transform::flush`] (every
+//!   `check_interval`) emits on that output a copy of the firing event with
+//!   `status: resolved`, `ends_at` and `time` = now, a fresh `id` and
+//!   `auto_resolved: true`. It is a new event: no source waits for it. Timers are
+//!   bounded by `max_pending` (oldest dropped, with a warning and a metric) and
+//!   snapshotted to `<data_dir>/subscription/<id>.json` at each flush, when the
+//!   transform stops and when it is dropped; a restart loads them (see [`timers`]).
+//!   Timers created since the last snapshot are lost if the process is killed.
+//!
+//! `file:` and hot swap. Output names are declared when the pipeline loads, so the
+//! config reads the file then (a bad file is a pipeline error naming the file and
+//! line). The file is one of the transform's watched files, but the reload fingerprint
+//! only covers its set of names ([`TransformConfig::rebuild_key`]): an edit that keeps
+//! the names does not rebuild the transform. The running transform swaps the new set
+//! in by itself: a file watcher (and, as a fallback for filesystems where inotify
+//! misses changes, a modification-time check at each flush) reads and compiles the
+//! file and stores the result in an `ArcSwap` that `process` loads once per batch, so
+//! the swap is one pointer store, events keep flowing, and timers are untouched. A file
+//! that does not parse or compile keeps the old set and is reported (error log, the
+//! component's error count and `sluice_subscription_file_reloads_total{result="failed"}`);
+//! the reload triggered by the same change refuses it too. When the names change, the
+//! watcher leaves the running set alone and the reload rebuilds the transform (new
+//! outputs must be wired); the replacement shares the timers of the one it replaces.
+
+pub mod matcher;
+pub mod set;
+pub mod timers;
+
+use std::collections::{HashMap, HashSet};
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use arc_swap::ArcSwap;
+use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
+use serde::Deserialize;
+use vrl::value::Value;
+
+use crate::clock::Clock;
+use crate::component::{
+    BuildError, Transform, TransformConfig, TransformContext, TransformOutputs,
+};
+use crate::event::{Event, EventBatch};
+use crate::program::{Outcome, Runner};
+use crate::telemetry::{ComponentMetrics, LabeledCounter};
+pub use set::{Fields, SubscriptionSet, SubscriptionSpec, UNMATCHED};
+use timers::{Pending, SharedTimers, Timers};
+
+fn default_check_interval() -> Duration {
+    Duration::from_secs(10)
+}
+
+fn default_max_pending() -> usize {
+    100_000
+}
+
+/// The options as written; turned into [`SubscriptionConfig`] by reading the file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    subscriptions: Option<Vec<SubscriptionSpec>>,
+    file: Option<PathBuf>,
+    #[serde(default = "default_check_interval", with = "humantime_serde")]
+    check_interval: Duration,
+    #[serde(default = "default_max_pending")]
+    max_pending: usize,
+}
+
+/// `subscription` options.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(try_from = "RawConfig")]
+pub struct SubscriptionConfig {
+    /// Inline, or as read from `file` when the pipeline was loaded.
+    pub subscriptions: Arc<Vec<SubscriptionSpec>>,
+    /// A YAML file with `subscriptions: [ … ]`, swapped in while running when it changes.
+    pub file: Option<PathBuf>,
+    /// How often due auto-resolves are emitted, timers snapshotted and `file` checked
+    /// (default 10s).
+    pub check_interval: Duration,
+    /// Pending auto-resolve timers kept at most (default 100000); the oldest go first.
+    pub max_pending: usize,
+    /// Hash of the file text `subscriptions` came from.
+    file_hash: Option<u64>,
+}
+
+impl TryFrom<RawConfig> for SubscriptionConfig {
+    type Error = String;
+
+    fn try_from(raw: RawConfig) -> Result<Self, String> {
+        let (subscriptions, file_hash) = match (raw.subscriptions, &raw.file) {
+            (Some(s), None) => (s, None),
+            (None, Some(path)) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| format!("`file`: cannot read {}: {e}", path.display()))?;
+                let specs =
+                    parse_file(&text).map_err(|e| format!("`file`: {}: {e}", path.display()))?;
+                (specs, Some(text_hash(&text)))
+            }
+            (Some(_), Some(_)) => {
+                return Err("give either `subscriptions` or `file`, not both".into());
+            }
+            (None, None) => return Err("one of `subscriptions` or `file` is required".into()),
+        };
+        set::check_names(&subscriptions).map_err(|e| match &raw.file {
+            Some(f) => format!("`file`: {}: {e}", f.display()),
+            None => format!("`subscriptions`: {e}"),
+        })?;
+        if raw.check_interval.is_zero() {
+            return Err("`check_interval` must be more than 0".into());
+        }
+        if raw.max_pending == 0 {
+            return Err("`max_pending` must be at least 1".into());
+        }
+        Ok(Self {
+            subscriptions: Arc::new(subscriptions),
+            file: raw.file,
+            check_interval: raw.check_interval,
+            max_pending: raw.max_pending,
+            file_hash,
+        })
+    }
+}
+
+fn parse_file(text: &str) -> Result<Vec<SubscriptionSpec>, String> {
+    serde_saphyr::from_str::<set::SubscriptionFile>(text)
+        .map(|f| f.subscriptions)
+        .map_err(|e| e.to_string())
+}
+
+fn text_hash(text: &str) -> u64 {
+    let mut h = DefaultHasher::new();
+    text.hash(&mut h);
+    h.finish()
+}
+
+impl TransformConfig for SubscriptionConfig {
+    fn type_name(&self) -> &'static str {
+        "subscription"
+    }
+
+    fn outputs(&self) -> Vec<String> {
+        self.subscriptions
+            .iter()
+            .map(|s| s.name.clone())
+            .chain([UNMATCHED.to_owned()])
+            .collect()
+    }
+
+    fn files(&self) -> Vec<PathBuf> {
+        self.file.iter().cloned().collect()
+    }
+
+    fn rebuild_key(&self) -> Option<u64> {
+        self.file
+            .as_ref()
+            .map(|_| set::names_key(&self.subscriptions))
+    }
+
+    fn build(&self, cx: &TransformContext) -> Result<Box<dyn Transform>, BuildError> {
+        Ok(Box::new(self.build_with(cx, Scan::Index)?))
+    }
+}
+
+impl SubscriptionConfig {
+    /// The same transform, but matching by checking every subscription in turn instead
+    /// of through the index: the baseline of `benches/subscription.rs`.
+    #[doc(hidden)]
+    pub fn build_linear_scan(
+        &self,
+        cx: &TransformContext,
+    ) -> Result<Box<dyn Transform>, BuildError> {
+        Ok(Box::new(self.build_with(cx, Scan::Linear)?))
+    }
+
+    fn build_with(&self, cx: &TransformContext, scan: Scan) -> Result<Subscription, BuildError> {
+        let set = Arc::new(SubscriptionSet::compile(&self.subscriptions)?);
+        let by_name: HashMap<Arc<str>, usize> = set
+            .names()
+            .enumerate()
+            .map(|(i, n)| (Arc::clone(n), i))
+            .collect();
+        let unmatched = by_name.len();
+        let current = Arc::new(ArcSwap::new(Arc::clone(&set)));
+        let (timers, snapshot) = match &cx.data_dir {
+            Some(dir) => {
+                let path = timers::snapshot_path(dir, &cx.id);
+                (timers::shared(&path), Some(path))
+            }
+            None => (SharedTimers::default(), None),
+        };
+        let mut me = Subscription {
+            id: Arc::clone(&cx.id),
+            scan,
+            current,
+            set: Arc::clone(&set),
+            outputs: Vec::new(),
+            by_name,
+            sub_by_name: HashMap::new(),
+            runners: Vec::new(),
+            matched: Vec::new(),
+            has_conditions: false,
+            unmatched,
+            timers,
+            snapshot,
+            generation: timers::next_generation(),
+            claimed: false,
+            max_pending: self.max_pending,
+            check_interval: self.check_interval,
+            clock: Arc::clone(&cx.clock),
+            dropped_timers: cx.metrics.counter(
+                "sluice_subscription_timers_dropped_total",
+                "Auto-resolve timers dropped because `max_pending` was reached.",
+                &[],
+            ),
+            metrics: Arc::clone(&cx.metrics),
+            swap: None,
+            _watcher: None,
+            hits: Vec::new(),
+        };
+        me.adopt(set);
+        // Only a transform that will run watches its file (not one built to be checked).
+        if let (Some(path), Some(_)) = (&self.file, &cx.data_dir) {
+            let swap = Arc::new(FileSwap {
+                id: Arc::clone(&cx.id),
+                path: path.clone(),
+                names: self.subscriptions.iter().map(|s| s.name.clone()).collect(),
+                current: Arc::clone(&me.current),
+                // No stamp yet: the first check reads the file once, in case it changed
+                // between the pipeline load and this build.
+                seen: Mutex::new(Seen {
+                    stamp: None,
+                    hash: self.file_hash.unwrap_or_default(),
+                }),
+                metrics: Arc::clone(&cx.metrics),
+            });
+            me._watcher = watch(&swap);
+            me.swap = Some(swap);
+        }
+        Ok(me)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scan {
+    Index,
+    Linear,
+}
+
+struct Subscription {
+    id: Arc<str>,
+    scan: Scan,
+    /// Where a changed file's set is stored; `set` is what `process` last loaded.
+    current: Arc<ArcSwap<SubscriptionSet>>,
+    set: Arc<SubscriptionSet>,
+    /// Named-output index of each subscription of `set`.
+    outputs: Vec<usize>,
+    /// Named-output index by name: fixed for this instance (a swap keeps the names).
+    by_name: HashMap<Arc<str>, usize>,
+    /// Index in `set` by name.
+    sub_by_name: HashMap<Arc<str>, usize>,
+    /// One per subscription of `set` that has a condition, made on first use.
+    runners: Vec<Option<Runner>>,
+    /// Matched counters per subscription of `set`, made on first match.
+    matched: Vec<Option<Arc<LabeledCounter>>>,
+    has_conditions: bool,
+    unmatched: usize,
+    timers: SharedTimers,
+    snapshot: Option<PathBuf>,
+    generation: u64,
+    /// Whether this instance has run, and so made itself the newest owner of `timers`.
+    claimed: bool,
+    max_pending: usize,
+    check_interval: Duration,
+    clock: Arc<dyn Clock>,
+    dropped_timers: Arc<LabeledCounter>,
+    metrics: Arc<ComponentMetrics>,
+    swap: Option<Arc<FileSwap>>,
+    _watcher: Option<notify::RecommendedWatcher>,
+    hits: Vec<u32>,
+}
+
+impl Subscription {
+    /// Starts using `set` (at build, and after a file swap).
+    fn adopt(&mut self, set: Arc<SubscriptionSet>) {
+        self.outputs = set
+            .names()
+            .map(|n| self.by_name.get(n).copied().unwrap_or(self.unmatched))
+            .collect();
+        self.sub_by_name = set
+            .names()
+            .enumerate()
+            .map(|(i, n)| (Arc::clone(n), i))
+            .collect();
+        self.runners = set.subs.iter().map(|_| None).collect();
+        // Counters are looked up by a scan of the component's counters: keep those
+        // already found across a swap (`self.set` is still the previous set here).
+        let known: HashMap<Arc<str>, Arc<LabeledCounter>> = self
+            .set
+            .names()
+            .zip(self.matched.drain(..))
+            .filter_map(|(n, c)| Some((Arc::clone(n), c?)))
+            .collect();
+        self.matched = set.names().map(|n| known.get(n).cloned()).collect();
+        self.has_conditions = set.subs.iter().any(|s| s.condition.is_some());
+        self.set = set;
+    }
+
+    fn adopt_current(&mut self) {
+        let current = self.current.load();
+        if !Arc::ptr_eq(&current, &self.set) {
+            let set = Arc::clone(&current);
+            drop(current);
+            self.adopt(set);
+        }
+    }
+
+    /// On the first run: become the instance that fires timers, and forget timers of
+    /// subscriptions this set does not auto-resolve (removed or changed by a reload).
+    fn claim(&mut self) {
+        if self.claimed {
+            return;
+        }
+        self.claimed = true;
+        let mut t = timers::lock(&self.timers);
+        t.newest = self.generation;
+        let before = t.pending.len();
+        let (set, by_name) = (&self.set, &self.sub_by_name);
+        t.pending.retain(|(name, _), _| {
+            by_name
+                .get(name)
+                .is_some_and(|&i| set.subs[i].auto_resolve && set.subs[i].enabled)
+        });
+        if t.pending.len() != before {
+            t.dirty = true;
+        }
+    }
+
+    fn count_match(&mut self, i: usize) {
+        let counter = self.matched[i].get_or_insert_with(|| {
+            self.metrics.counter(
+                "sluice_subscription_matched_events_total",
+                "Events a subscription matched.",
+                &[("subscription", &self.set.subs[i].name)],
+            )
+        });
+        counter.add(1);
+    }
+
+    fn persist(&self, t: &mut Timers) {
+        let Some(path) = &self.snapshot else { return };
+        if !t.dirty {
+            return;
+        }
+        if let Err(e) = timers::persist(t, path) {
+            tracing::error!(component_id = %self.id, file = %path.display(), error = %e, "cannot write the auto-resolve snapshot");
+            self.metrics.add_errors(1);
+        }
+    }
+
+    /// Starts or cancels the timers of the subscriptions in `hits` for `event`.
+    fn track(&self, t: &mut Timers, event: &Event, now: DateTime<Utc>) {
+        let field = |k: &str| event.get(k).and_then(set::text);
+        let (Some(status), Some(fp)) = (field("status"), field("fingerprint")) else {
+            return;
+        };
+        for &i in &self.hits {
+            let sub = &self.set.subs[i as usize];
+            if !sub.auto_resolve {
+                continue;
+            }
+            let key = (Arc::clone(&sub.name), fp.to_string());
+            match status.as_ref() {
+                // A repeat keeps the first firing's time: the alert is open since then.
+                "firing" if !t.pending.contains_key(&key) => {
+                    t.pending.insert(
+                        key,
+                        Pending {
+                            since: now,
+                            event: event.value.clone(),
+                        },
+                    );
+                    t.dirty = true;
+                }
+                "resolved" => t.dirty |= t.pending.shift_remove(&key).is_some(),
+                _ => {}
+            }
+        }
+        while t.pending.len() > self.max_pending {
+            if let Some(((name, fp), _)) = t.pending.shift_remove_index(0) {
+                tracing::warn!(component_id = %self.id, subscription = %name, fingerprint = %fp, max_pending = self.max_pending, "too many pending auto-resolves; dropping the oldest");
+                self.dropped_timers.add(1);
+            }
+        }
+    }
+
+    /// The resolved event for a firing one that timed out.
+    fn resolved(&self, mut value: Value, now: DateTime<Utc>) -> Event {
+        let at = Value::from(now.to_rfc3339_opts(SecondsFormat::Millis, true));
+        if let Value::Object(map) = &mut value {
+            map.insert("status".into(), Value::from("resolved"));
+            map.insert("ends_at".into(), at.clone());
+            map.insert("time".into(), at);
+            map.insert("id".into(), Value::from(uuid::Uuid::new_v4().to_string()));
+            map.insert("auto_resolved".into(), Value::Boolean(true));
+        }
+        Event::new(value, Arc::clone(&self.id), now)
+    }
+}
+
+impl Transform for Subscription {
+    fn process(&mut self, batch: EventBatch, out: &mut TransformOutputs) {
+        self.adopt_current();
+        self.claim();
+        let shared = Arc::clone(&self.timers);
+        let mut timers = None;
+        let now = self.clock.wall();
+        for mut event in batch {
+            {
+                let fields = Fields::of(&event.value);
+                match self.scan {
+                    Scan::Index => self.set.matching(&fields, &mut self.hits),
+                    Scan::Linear => self.set.matching_linear(&fields, &mut self.hits),
+                }
+            }
+            if self.has_conditions && !self.hits.is_empty() {
+                let (set, runners, metrics) = (&self.set, &mut self.runners, &self.metrics);
+                self.hits.retain(|&i| {
+                    let Some(program) = &set.subs[i as usize].condition else {
+                        return true;
+                    };
+                    let runner =
+                        runners[i as usize].get_or_insert_with(|| Runner::new(Arc::clone(program)));
+                    match runner.run(&mut event.value, &mut event.meta.vrl) {
+                        Outcome::Done(Value::Boolean(b)) => b,
+                        Outcome::Done(_) | Outcome::Aborted(_) => false,
+                        Outcome::Failed(_) => {
+                            metrics.add_errors(1);
+                            false
+                        }
+                    }
+                });
+            }
+            if self
+                .hits
+                .iter()
+                .any(|&i| self.set.subs[i as usize].auto_resolve)
+            {
+                let t = timers.get_or_insert_with(|| timers::lock(&shared));
+                self.track(t, &event, now);
+            }
+            for k in 0..self.hits.len() {
+                self.count_match(self.hits[k] as usize);
+            }
+            match self.hits.split_last() {
+                None => out.named[self.unmatched].push(event),
+                Some((&last, rest)) => {
+                    for &i in rest {
+                        out.named[self.outputs[i as usize]].push(event.clone());
+                    }
+                    out.named[self.outputs[last as usize]].push(event);
+                }
+            }
+        }
+    }
+
+    fn flush_interval(&self) -> Option<Duration> {
+        Some(self.check_interval)
+    }
+
+    fn flush(&mut self, out: &mut TransformOutputs) {
+        if let Some(swap) = &self.swap {
+            swap.refresh(false);
+        }
+        self.adopt_current();
+        self.claim();
+        let now = self.clock.wall();
+        let shared = Arc::clone(&self.timers);
+        let mut t = timers::lock(&shared);
+        if t.newest == self.generation {
+            let mut due = Vec::new();
+            let (set, by_name) = (&self.set, &self.sub_by_name);
+            let before = t.pending.len();
+            t.pending.retain(|(name, _), p| {
+                let Some(&i) = by_name.get(name) else {
+                    return false;
+                };
+                let sub = &set.subs[i];
+                if !sub.enabled || !sub.auto_resolve {
+                    return false;
+                }
+                let after = TimeDelta::from_std(sub.resolve_after).unwrap_or(TimeDelta::MAX);
+                if p.since
+                    .checked_add_signed(after)
+                    .is_some_and(|at| at <= now)
+                {
+                    due.push((i, std::mem::replace(&mut p.event, Value::Null)));
+                    return false;
+                }
+                true
+            });
+            if t.pending.len() != before {
+                t.dirty = true;
+            }
+            for (i, value) in due {
+                let event = self.resolved(value, now);
+                out.named[self.outputs[i]].push(event);
+                self.metrics
+                    .counter(
+                        "sluice_subscription_auto_resolved_events_total",
+                        "Resolved events emitted because a firing alert was not resolved in time.",
+                        &[("subscription", &self.set.subs[i].name)],
+                    )
+                    .add(1);
+            }
+        }
+        self.persist(&mut t);
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        let shared = Arc::clone(&self.timers);
+        let mut t = timers::lock(&shared);
+        self.persist(&mut t);
+    }
+}
+
+/// What a [`FileSwap`] last looked at.
+struct Seen {
+    stamp: Option<(SystemTime, u64)>,
+    hash: u64,
+}
+
+/// Re-reads a `file:` and swaps its set in when the names are unchanged.
+struct FileSwap {
+    id: Arc<str>,
+    path: PathBuf,
+    names: HashSet<String>,
+    current: Arc<ArcSwap<SubscriptionSet>>,
+    seen: Mutex<Seen>,
+    metrics: Arc<ComponentMetrics>,
+}
+
+fn file_stamp(path: &Path) -> Option<(SystemTime, u64)> {
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.modified().ok()?, m.len()))
+}
+
+impl FileSwap {
+    fn outcome(&self, result: &'static str) {
+        self.metrics
+            .counter(
+                "sluice_subscription_file_reloads_total",
+                "Changes to a subscription file, by what came of them.",
+                &[("result", result)],
+            )
+            .add(1);
+    }
+
+    /// `force`: read even if size and modification time look unchanged (the watcher saw
+    /// a change). Runs on the watcher's thread or in `flush`; serialized by `seen`.
+    fn refresh(&self, force: bool) {
+        let mut seen = self
+            .seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let stamp = file_stamp(&self.path);
+        if !force && stamp == seen.stamp {
+            return;
+        }
+        seen.stamp = stamp;
+        let text = match std::fs::read_to_string(&self.path) {
+            Ok(t) => t,
+            // Replaced by a rename, or being rewritten: the next change or check sees it.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+            Err(e) => {
+                tracing::error!(component_id = %self.id, file = %self.path.display(), error = %e, "cannot read the subscription file; keeping the current subscriptions");
+                self.metrics.add_errors(1);
+                self.outcome("failed");
+                return;
+            }
+        };
+        let hash = text_hash(&text);
+        if hash == seen.hash {
+            return;
+        }
+        seen.hash = hash;
+        let compiled = parse_file(&text)
+            .map_err(BuildError)
+            .and_then(|specs| Ok((SubscriptionSet::compile(&specs)?, specs)));
+        match compiled {
+            Err(e) => {
+                tracing::error!(component_id = %self.id, file = %self.path.display(), error = %e, "subscription file refused; keeping the current subscriptions");
+                self.metrics.add_errors(1);
+                self.outcome("failed");
+            }
+            Ok((set, specs)) => {
+                let names: HashSet<String> = specs.into_iter().map(|s| s.name).collect();
+                if names != self.names {
+                    tracing::info!(component_id = %self.id, file = %self.path.display(), "subscription names changed; the pipeline reload rebuilds the transform");
+                    self.outcome("names_changed");
+                    return;
+                }
+                self.current.store(Arc::new(set));
+                tracing::info!(component_id = %self.id, file = %self.path.display(), "subscriptions swapped in");
+                self.outcome("swapped");
+            }
+        }
+    }
+}
+
+/// Watches the file's directory (editors and `kubectl` replace files by renaming).
+/// Without a watcher, the check at each flush still picks changes up.
+fn watch(swap: &Arc<FileSwap>) -> Option<notify::RecommendedWatcher> {
+    use notify::Watcher;
+    let target = std::path::absolute(&swap.path).unwrap_or_else(|_| swap.path.clone());
+    let dir = target.parent()?.to_path_buf();
+    let on_change = Arc::clone(swap);
+    let watched = target.clone();
+    let made = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        let Ok(event) = event else { return };
+        if event.kind.is_access() {
+            return;
+        }
+        if event.paths.contains(&watched) {
+            on_change.refresh(true);
+        }
+    });
+    let mut watcher = match made {
+        Ok(w) => w,
+        Err(e) => {
+            tracing::warn!(component_id = %swap.id, error = %e, "cannot watch the subscription file; changes are seen at each check_interval");
+            return None;
+        }
+    };
+    if let Err(e) = watcher.watch(&dir, notify::RecursiveMode::NonRecursive) {
+        tracing::warn!(component_id = %swap.id, dir = %dir.display(), error = %e, "cannot watch the subscription file; changes are seen at each check_interval");
+        return None;
+    }
+    Some(watcher)
+}

@@ -1,0 +1,689 @@
+//! A compiled set of subscriptions and the index that finds the ones an event matches.
+//!
+//! The index keys every enabled subscription by the cartesian product of its
+//! `event_types`, `services` and `severity_levels`, a criterion left open being the
+//! wildcard `*`. For a given event a subscription then sits under exactly one of the
+//! eight keys `(type|*, service|*, severity|*)`, so a lookup is at most fourteen hash
+//! probes in a three-level tree and yields the subscriptions that pass all three
+//! criteria, without duplicates and without scanning the others. The remaining
+//! criteria (project, regions, labels) are checked on those candidates only; the VRL
+//! `condition` is run by the transform last. A subscription listing so many values
+//! that its product would exceed [`MAX_KEYS`] is indexed under `*` for its longest
+//! lists instead: the index may then return a superset, which the full check narrows,
+//! so results never depend on this.
+
+use std::borrow::Cow;
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
+use vrl::value::{ObjectMap, Value};
+
+use super::matcher::Matcher;
+use crate::component::BuildError;
+use crate::program::{self, CompiledProgram, Mode, ProgramSource};
+
+/// Index entries one subscription may take before its longest lists are indexed as `*`.
+pub const MAX_KEYS: usize = 64;
+
+/// The output of events no subscription matches.
+pub const UNMATCHED: &str = "_unmatched";
+
+fn yes() -> bool {
+    true
+}
+
+fn default_resolve_after_hours() -> f64 {
+    24.0
+}
+
+/// One subscription as written.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SubscriptionSpec {
+    /// Output name: events go to `<id>.<name>`.
+    pub name: String,
+    /// Matches the event's `project`.
+    #[serde(default)]
+    pub project_id: Option<String>,
+    /// Matches `event_type`; empty: any.
+    #[serde(default)]
+    pub event_types: Vec<String>,
+    /// Matches `service`; empty: any.
+    #[serde(default)]
+    pub services: Vec<String>,
+    /// Matches `region`; empty: any.
+    #[serde(default)]
+    pub regions: Vec<String>,
+    /// Matches `severity`; empty: any.
+    #[serde(default)]
+    pub severity_levels: Vec<String>,
+    /// Matchers on `labels` (see [`CustomFilters`]).
+    #[serde(default)]
+    pub custom_filters: CustomFilters,
+    /// A disabled subscription matches nothing but keeps its output.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Emit a resolved event for a firing alert not resolved within
+    /// `resolve_after_hours`.
+    #[serde(default)]
+    pub auto_resolve: bool,
+    #[serde(default = "default_resolve_after_hours")]
+    pub resolve_after_hours: f64,
+    /// A VRL boolean expression the event must also satisfy.
+    #[serde(default)]
+    pub condition: Option<String>,
+}
+
+/// `custom_filters`: either a map `{ label: value }` (each an equality) or a list of
+/// matcher strings (`env != prod`, `host =~ "web-.*"`; see [`super::matcher`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CustomFilters(pub Vec<Matcher>);
+
+impl<'de> Deserialize<'de> for CustomFilters {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = CustomFilters;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a map of label: value, or a list of matchers such as `env != prod`")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut out = Vec::new();
+                while let Some((label, value)) = map.next_entry::<String, Scalar>()? {
+                    out.push(Matcher::equal(&label, &value.0));
+                }
+                Ok(CustomFilters(out))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut out = Vec::new();
+                while let Some(text) = seq.next_element::<String>()? {
+                    out.push(Matcher::parse(&text).map_err(de::Error::custom)?);
+                }
+                Ok(CustomFilters(out))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(CustomFilters::default())
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A label value in the map form: strings, numbers and booleans compare as text.
+struct Scalar(String);
+
+impl<'de> Deserialize<'de> for Scalar {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Scalar;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string, number or boolean label value")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Scalar, E> {
+                Ok(Scalar(v.to_owned()))
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Scalar, E> {
+                Ok(Scalar(v.to_string()))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Scalar, E> {
+                Ok(Scalar(v.to_string()))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Scalar, E> {
+                Ok(Scalar(v.to_string()))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Scalar, E> {
+                Ok(Scalar(v.to_string()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// Checks what must hold before the names become outputs: each name is non-empty,
+/// unique, free of `.` and not `_unmatched`.
+pub fn check_names(specs: &[SubscriptionSpec]) -> Result<(), String> {
+    let mut seen = HashSet::new();
+    for s in specs {
+        if s.name.is_empty() || s.name.contains('.') || s.name == UNMATCHED {
+            return Err(format!(
+                "subscription name `{}` is empty, contains `.` or is reserved",
+                s.name
+            ));
+        }
+        if !seen.insert(s.name.as_str()) {
+            return Err(format!("subscription name `{}` is used twice", s.name));
+        }
+    }
+    Ok(())
+}
+
+/// One compiled subscription.
+#[derive(Debug)]
+pub struct Compiled {
+    pub name: Arc<str>,
+    pub enabled: bool,
+    project: Option<String>,
+    event_types: Vec<String>,
+    services: Vec<String>,
+    regions: Vec<String>,
+    severities: Vec<String>,
+    filters: Vec<Matcher>,
+    pub condition: Option<Arc<CompiledProgram>>,
+    pub auto_resolve: bool,
+    pub resolve_after: Duration,
+}
+
+fn one_of(list: &[String], value: Option<&str>) -> bool {
+    list.is_empty() || value.is_some_and(|v| list.iter().any(|x| x == v))
+}
+
+impl Compiled {
+    /// Every criterion but the VRL condition.
+    pub fn matches(&self, f: &Fields<'_>) -> bool {
+        self.enabled
+            && one_of(&self.event_types, f.event_type.as_deref())
+            && one_of(&self.services, f.service.as_deref())
+            && one_of(&self.severities, f.severity.as_deref())
+            && one_of(&self.regions, f.region.as_deref())
+            && self
+                .project
+                .as_ref()
+                .is_none_or(|p| f.project.as_deref() == Some(p.as_str()))
+            && self.filters.iter().all(|m| {
+                let label = f.labels.and_then(|l| l.get(m.label.as_str()));
+                m.matches(label.and_then(text).as_deref())
+            })
+    }
+}
+
+/// A field's text: strings as they are, numbers and booleans as written; other kinds
+/// (and absent fields) have none.
+pub fn text(v: &Value) -> Option<Cow<'_, str>> {
+    if let Some(s) = v.to_str_lossy() {
+        return Some(s);
+    }
+    match v {
+        Value::Integer(i) => Some(Cow::Owned(i.to_string())),
+        Value::Float(f) => Some(Cow::Owned(f.to_string())),
+        Value::Boolean(b) => Some(Cow::Borrowed(if *b { "true" } else { "false" })),
+        _ => None,
+    }
+}
+
+/// The fields of an event that subscriptions look at, read once per event.
+#[derive(Debug, Default)]
+pub struct Fields<'a> {
+    pub event_type: Option<Cow<'a, str>>,
+    pub service: Option<Cow<'a, str>>,
+    pub severity: Option<Cow<'a, str>>,
+    pub region: Option<Cow<'a, str>>,
+    pub project: Option<Cow<'a, str>>,
+    pub labels: Option<&'a ObjectMap>,
+}
+
+impl<'a> Fields<'a> {
+    pub fn of(value: &'a Value) -> Self {
+        let Value::Object(map) = value else {
+            return Self::default();
+        };
+        let get = |k: &str| map.get(k).and_then(text);
+        Self {
+            event_type: get("event_type"),
+            service: get("service"),
+            severity: get("severity"),
+            region: get("region"),
+            project: get("project"),
+            labels: match map.get("labels") {
+                Some(Value::Object(l)) => Some(l),
+                _ => None,
+            },
+        }
+    }
+}
+
+/// One level of the index tree: children by value, and the wildcard child.
+#[derive(Debug)]
+struct Level<T> {
+    by: HashMap<Box<str>, T>,
+    any: Option<T>,
+}
+
+impl<T: Default> Level<T> {
+    fn new() -> Self {
+        Self {
+            by: HashMap::new(),
+            any: None,
+        }
+    }
+
+    fn entry(&mut self, key: Option<&str>) -> &mut T {
+        match key {
+            Some(k) => self.by.entry(Box::from(k)).or_default(),
+            None => self.any.get_or_insert_with(T::default),
+        }
+    }
+
+    /// The child for `value` (if any) and the wildcard child.
+    fn get(&self, value: Option<&str>) -> impl Iterator<Item = &T> {
+        value
+            .and_then(|v| self.by.get(v))
+            .into_iter()
+            .chain(self.any.as_ref())
+    }
+}
+
+impl<T: Default> Default for Level<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+type Index = Level<Level<Level<Vec<u32>>>>;
+
+/// A compiled set of subscriptions, in file order.
+#[derive(Debug)]
+pub struct SubscriptionSet {
+    pub subs: Vec<Compiled>,
+    index: Index,
+}
+
+impl SubscriptionSet {
+    /// Compiles `specs` (conditions included). Names must pass [`check_names`].
+    pub fn compile(specs: &[SubscriptionSpec]) -> Result<Self, BuildError> {
+        check_names(specs).map_err(BuildError)?;
+        if specs.len() > u32::MAX as usize {
+            return Err(BuildError("too many subscriptions".into()));
+        }
+        let mut subs = Vec::with_capacity(specs.len());
+        // Programs are compiled once per distinct source: thousands of subscriptions
+        // often share a handful of conditions.
+        let mut programs: HashMap<&str, Arc<CompiledProgram>> = HashMap::new();
+        for s in specs {
+            let at = |what: &str| format!("subscription `{}`: {what}", s.name);
+            if s.auto_resolve && !(s.resolve_after_hours.is_finite() && s.resolve_after_hours > 0.0)
+            {
+                return Err(BuildError(at(
+                    "`resolve_after_hours` must be a positive number",
+                )));
+            }
+            let condition = match &s.condition {
+                None => None,
+                Some(src) => Some(match programs.get(src.as_str()) {
+                    Some(p) => Arc::clone(p),
+                    None => {
+                        let p =
+                            program::compile(&ProgramSource::Inline(src.clone()), Mode::Condition)
+                                .map_err(|e| BuildError(at(&format!("`condition`: {}", e.0))))?;
+                        programs.insert(src, Arc::clone(&p));
+                        p
+                    }
+                }),
+            };
+            let dedup = |list: &[String]| {
+                let mut seen = HashSet::new();
+                list.iter()
+                    .filter(|v| seen.insert(v.as_str()))
+                    .cloned()
+                    .collect::<Vec<_>>()
+            };
+            subs.push(Compiled {
+                name: Arc::from(s.name.as_str()),
+                enabled: s.enabled,
+                project: s.project_id.clone(),
+                event_types: dedup(&s.event_types),
+                services: dedup(&s.services),
+                regions: dedup(&s.regions),
+                severities: dedup(&s.severity_levels),
+                filters: s.custom_filters.0.clone(),
+                condition,
+                auto_resolve: s.auto_resolve,
+                // Checked above when it matters; never let a NaN reach `from_secs_f64`.
+                resolve_after: if s.resolve_after_hours.is_finite() {
+                    Duration::from_secs_f64((s.resolve_after_hours * 3600.0).clamp(0.0, 1e12))
+                } else {
+                    Duration::ZERO
+                },
+            });
+        }
+        let mut index = Index::new();
+        for (i, sub) in subs.iter().enumerate() {
+            if !sub.enabled {
+                continue;
+            }
+            let mut dims: [&[String]; 3] = [&sub.event_types, &sub.services, &sub.severities];
+            while dims.iter().map(|d| d.len().max(1)).product::<usize>() > MAX_KEYS {
+                if let Some(longest) = dims.iter_mut().max_by_key(|d| d.len()) {
+                    *longest = &[];
+                }
+            }
+            let keys = |d: &[String]| -> Vec<Option<String>> {
+                if d.is_empty() {
+                    vec![None]
+                } else {
+                    d.iter().cloned().map(Some).collect()
+                }
+            };
+            for t in keys(dims[0]) {
+                for s in keys(dims[1]) {
+                    for v in keys(dims[2]) {
+                        index
+                            .entry(t.as_deref())
+                            .entry(s.as_deref())
+                            .entry(v.as_deref())
+                            .push(i as u32);
+                    }
+                }
+            }
+        }
+        Ok(Self { subs, index })
+    }
+
+    /// Names in order.
+    pub fn names(&self) -> impl Iterator<Item = &Arc<str>> {
+        self.subs.iter().map(|s| &s.name)
+    }
+
+    /// Indexes (ascending) of the subscriptions whose criteria, all but `condition`,
+    /// `f` satisfies, found through the index. `out` is cleared first.
+    pub fn matching(&self, f: &Fields<'_>, out: &mut Vec<u32>) {
+        out.clear();
+        let (t, s, v) = (
+            f.event_type.as_deref(),
+            f.service.as_deref(),
+            f.severity.as_deref(),
+        );
+        for by_service in self.index.get(t) {
+            for by_severity in by_service.get(s) {
+                for leaf in by_severity.get(v) {
+                    out.extend(
+                        leaf.iter()
+                            .copied()
+                            .filter(|&i| self.subs[i as usize].matches(f)),
+                    );
+                }
+            }
+        }
+        out.sort_unstable();
+    }
+
+    /// What [`SubscriptionSet::matching`] returns, by checking every subscription in
+    /// turn (the reference the index is tested and benchmarked against).
+    pub fn matching_linear(&self, f: &Fields<'_>, out: &mut Vec<u32>) {
+        out.clear();
+        out.extend(
+            self.subs
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| s.matches(f))
+                .map(|(i, _)| i as u32),
+        );
+    }
+}
+
+/// The names of a subscription list, for a reload's rebuild decision.
+pub fn names_key(specs: &[SubscriptionSpec]) -> u64 {
+    use std::hash::{DefaultHasher, Hash, Hasher};
+    let mut names: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
+    names.sort_unstable();
+    let mut h = DefaultHasher::new();
+    names.hash(&mut h);
+    h.finish()
+}
+
+/// A subscription file: `subscriptions: [ … ]` at its top level.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubscriptionFile {
+    pub subscriptions: Vec<SubscriptionSpec>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn event(pairs: &[(&str, &str)], labels: &[(&str, &str)]) -> Value {
+        let mut map = ObjectMap::new();
+        for (k, v) in pairs {
+            map.insert((*k).into(), Value::from(*v));
+        }
+        let mut l = ObjectMap::new();
+        for (k, v) in labels {
+            l.insert((*k).into(), Value::from(*v));
+        }
+        map.insert("labels".into(), Value::Object(l));
+        Value::Object(map)
+    }
+
+    fn spec(name: &str) -> SubscriptionSpec {
+        SubscriptionSpec {
+            name: name.into(),
+            project_id: None,
+            event_types: vec![],
+            services: vec![],
+            regions: vec![],
+            severity_levels: vec![],
+            custom_filters: CustomFilters::default(),
+            enabled: true,
+            auto_resolve: false,
+            resolve_after_hours: 24.0,
+            condition: None,
+        }
+    }
+
+    fn hits<'a>(set: &'a SubscriptionSet, v: &Value) -> Vec<&'a str> {
+        let mut out = Vec::new();
+        set.matching(&Fields::of(v), &mut out);
+        out.iter().map(|&i| &*set.subs[i as usize].name).collect()
+    }
+
+    #[test]
+    fn each_criterion_narrows_and_empty_criteria_match_everything() {
+        let mut crit = spec("crit");
+        crit.event_types = vec!["alert".into()];
+        crit.severity_levels = vec!["critical".into(), "high".into()];
+        crit.custom_filters = CustomFilters(vec![Matcher::equal("env", "prod")]);
+        let mut proj = spec("proj");
+        proj.project_id = Some("p1".into());
+        proj.regions = vec!["eu".into()];
+        let mut off = spec("off");
+        off.enabled = false;
+        let set = SubscriptionSet::compile(&[spec("all"), crit, proj, off]).expect("compiles");
+        let e = event(
+            &[
+                ("event_type", "alert"),
+                ("severity", "high"),
+                ("project", "p1"),
+                ("region", "eu"),
+            ],
+            &[("env", "prod")],
+        );
+        assert_eq!(hits(&set, &e), vec!["all", "crit", "proj"]);
+        let e = event(
+            &[("event_type", "alert"), ("severity", "low")],
+            &[("env", "prod")],
+        );
+        assert_eq!(hits(&set, &e), vec!["all"]);
+        let e = event(
+            &[("event_type", "alert"), ("severity", "critical")],
+            &[("env", "dev")],
+        );
+        assert_eq!(hits(&set, &e), vec!["all"], "label mismatch");
+        let e = event(&[("project", "p1"), ("region", "us")], &[]);
+        assert_eq!(hits(&set, &e), vec!["all"], "region mismatch");
+        assert_eq!(hits(&set, &Value::from("not an object")), vec!["all"]);
+    }
+
+    #[test]
+    fn bad_names_and_durations_are_refused() {
+        for name in ["", "a.b", UNMATCHED] {
+            let e = SubscriptionSet::compile(&[spec(name)]).expect_err(name);
+            assert!(e.0.contains("subscription name"), "{e}");
+        }
+        let e = SubscriptionSet::compile(&[spec("x"), spec("x")]).expect_err("dup");
+        assert!(e.0.contains("used twice"), "{e}");
+        let mut s = spec("x");
+        s.auto_resolve = true;
+        s.resolve_after_hours = 0.0;
+        let e = SubscriptionSet::compile(&[s]).expect_err("zero");
+        assert!(e.0.contains("`resolve_after_hours`"), "{e}");
+        let mut s = spec("x");
+        s.resolve_after_hours = f64::NAN;
+        assert!(
+            SubscriptionSet::compile(&[s.clone()]).is_ok(),
+            "unused when not auto-resolving"
+        );
+        s.auto_resolve = true;
+        assert!(SubscriptionSet::compile(&[s]).is_err());
+        let mut s = spec("x");
+        s.condition = Some(".a + 1".into());
+        let e = SubscriptionSet::compile(&[s]).expect_err("not boolean");
+        assert!(e.0.contains("subscription `x`: `condition`"), "{e}");
+    }
+
+    #[test]
+    fn custom_filters_read_as_a_map_or_a_matcher_list() {
+        let s: SubscriptionSpec = serde_json::from_str(
+            r#"{"name":"a","custom_filters":{"env":"prod","tier":2,"on":true}}"#,
+        )
+        .expect("map");
+        let texts: Vec<String> = s.custom_filters.0.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            texts,
+            vec![r#"env = "prod""#, r#"tier = "2""#, r#"on = "true""#]
+        );
+        let s: SubscriptionSpec = serde_json::from_str(
+            r#"{"name":"a","custom_filters":["env != prod","host =~ \"web-.*\""]}"#,
+        )
+        .expect("list");
+        assert_eq!(s.custom_filters.0.len(), 2);
+        let e = serde_json::from_str::<SubscriptionSpec>(
+            r#"{"name":"a","custom_filters":["env ~ prod"]}"#,
+        )
+        .expect_err("bad matcher");
+        assert!(e.to_string().contains("matcher"), "{e}");
+    }
+
+    #[test]
+    fn a_subscription_with_many_values_is_capped_but_still_exact() {
+        let mut wide = spec("wide");
+        wide.services = (0..100).map(|i| format!("svc{i}")).collect();
+        wide.severity_levels = vec!["critical".into(), "high".into()];
+        let set = SubscriptionSet::compile(&[wide]).expect("compiles");
+        let e = event(&[("service", "svc42"), ("severity", "high")], &[]);
+        assert_eq!(hits(&set, &e), vec!["wide"]);
+        let e = event(&[("service", "svc420"), ("severity", "high")], &[]);
+        assert!(hits(&set, &e).is_empty());
+        let e = event(&[("service", "svc42"), ("severity", "low")], &[]);
+        assert!(hits(&set, &e).is_empty());
+    }
+
+    const TYPES: &[&str] = &["alert", "metric", "log"];
+    const SERVICES: &[&str] = &["api", "db", "web", "queue"];
+    const SEVERITIES: &[&str] = &["critical", "high", "low"];
+    const REGIONS: &[&str] = &["eu", "us"];
+    const ENVS: &[&str] = &["prod", "dev", "staging"];
+
+    fn subset(domain: &'static [&'static str]) -> impl Strategy<Value = Vec<String>> {
+        proptest::sample::subsequence(domain, 0..=domain.len())
+            .prop_map(|v| v.into_iter().map(str::to_owned).collect())
+    }
+
+    fn matchers() -> impl Strategy<Value = Vec<String>> {
+        proptest::collection::vec(
+            (
+                prop_oneof![Just("="), Just("!="), Just("=~"), Just("!~")],
+                prop_oneof![Just("prod"), Just("dev"), Just("pr.*"), Just("")],
+            )
+                .prop_map(|(op, v)| format!("env {op} \"{v}\"")),
+            0..3,
+        )
+    }
+
+    fn specs() -> impl Strategy<Value = Vec<SubscriptionSpec>> {
+        proptest::collection::vec(
+            (
+                subset(TYPES),
+                subset(SERVICES),
+                subset(SEVERITIES),
+                subset(REGIONS),
+                proptest::option::of(prop_oneof![Just("p1"), Just("p2")]),
+                matchers(),
+                proptest::bool::weighted(0.9),
+            ),
+            0..40,
+        )
+        .prop_map(|raw| {
+            raw.into_iter()
+                .enumerate()
+                .map(|(i, (t, s, v, r, p, m, enabled))| SubscriptionSpec {
+                    event_types: t,
+                    services: s,
+                    severity_levels: v,
+                    regions: r,
+                    project_id: p.map(str::to_owned),
+                    custom_filters: CustomFilters(
+                        m.iter()
+                            .map(|x| Matcher::parse(x).expect("valid"))
+                            .collect(),
+                    ),
+                    enabled,
+                    ..spec(&format!("s{i}"))
+                })
+                .collect()
+        })
+    }
+
+    fn pick(domain: &'static [&'static str]) -> impl Strategy<Value = Option<&'static str>> {
+        proptest::option::weighted(0.85, proptest::sample::select(domain))
+    }
+
+    fn events() -> impl Strategy<Value = Value> {
+        (
+            pick(TYPES),
+            pick(SERVICES),
+            pick(SEVERITIES),
+            pick(REGIONS),
+            pick(&["p1", "p2"]),
+            pick(ENVS),
+        )
+            .prop_map(|(t, s, v, r, p, env)| {
+                let mut pairs = Vec::new();
+                for (k, x) in [
+                    ("event_type", t),
+                    ("service", s),
+                    ("severity", v),
+                    ("region", r),
+                    ("project", p),
+                ] {
+                    if let Some(x) = x {
+                        pairs.push((k, x));
+                    }
+                }
+                let labels: Vec<(&str, &str)> = env.map(|e| ("env", e)).into_iter().collect();
+                event(&pairs, &labels)
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn the_index_finds_exactly_what_a_linear_scan_finds(
+            specs in specs(),
+            events in proptest::collection::vec(events(), 1..20),
+        ) {
+            let set = SubscriptionSet::compile(&specs).expect("compiles");
+            let (mut indexed, mut linear) = (Vec::new(), Vec::new());
+            for e in &events {
+                let f = Fields::of(e);
+                set.matching(&f, &mut indexed);
+                set.matching_linear(&f, &mut linear);
+                prop_assert_eq!(&indexed, &linear, "event {:?}", e);
+            }
+        }
+    }
+}

@@ -1,0 +1,204 @@
+//! Auto-resolve timers: which firing alerts each subscription is waiting to see resolved.
+//!
+//! A timer is keyed by (subscription name, fingerprint) and remembers when the alert
+//! was first seen firing and the firing event itself (the synthetic resolve is a copy
+//! of it). The due time is computed at check time from the subscription's current
+//! `resolve_after_hours`, so editing that value applies to pending timers too.
+//!
+//! The map is shared by every instance built for one snapshot path (a reload that
+//! rebuilds the transform builds the replacement while the old one still runs), through
+//! a process-wide registry of weak references: both see the same map, so nothing
+//! created in the hand-over window is lost. When the last instance goes, the registry
+//! entry dies and the next build reads the snapshot file instead (a restart).
+//! Snapshots are written whole to a temporary file and renamed over the old one, so a
+//! crash leaves either the previous snapshot or the new one.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard, Weak};
+
+use chrono::{DateTime, Utc};
+use indexmap::IndexMap;
+use serde::{Deserialize, Serialize};
+use vrl::value::Value;
+
+/// One pending auto-resolve.
+#[derive(Debug, Clone)]
+pub struct Pending {
+    /// When the alert was first seen firing on this subscription.
+    pub since: DateTime<Utc>,
+    pub event: Value,
+}
+
+/// The timers of one transform (all its instances).
+#[derive(Debug, Default)]
+pub struct Timers {
+    /// Oldest first: a repeated firing does not move an entry.
+    pub pending: IndexMap<(Arc<str>, String), Pending>,
+    /// Changed since the last snapshot.
+    pub dirty: bool,
+    /// The generation of the newest instance: only it fires timers (an instance being
+    /// replaced must not emit on outputs its replacement may have dropped).
+    pub newest: u64,
+}
+
+pub type SharedTimers = Arc<Mutex<Timers>>;
+
+static REGISTRY: LazyLock<Mutex<HashMap<PathBuf, Weak<Mutex<Timers>>>>> =
+    LazyLock::new(Default::default);
+
+static GENERATION: AtomicU64 = AtomicU64::new(1);
+
+/// A fresh instance generation.
+pub fn next_generation() -> u64 {
+    GENERATION.fetch_add(1, Ordering::Relaxed)
+}
+
+pub fn lock(t: &Mutex<Timers>) -> MutexGuard<'_, Timers> {
+    t.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The timers for `snapshot`: those of a live instance, else the snapshot's contents
+/// (empty when there is none; a snapshot that cannot be read is reported and set aside
+/// so it is not overwritten blindly).
+pub fn shared(snapshot: &Path) -> SharedTimers {
+    let mut registry = REGISTRY
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    registry.retain(|_, w| w.strong_count() > 0);
+    if let Some(live) = registry.get(snapshot).and_then(Weak::upgrade) {
+        return live;
+    }
+    let timers = match read(snapshot) {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::error!(file = %snapshot.display(), error = %e, "cannot read the auto-resolve snapshot; starting without its timers");
+            let aside = snapshot.with_extension("json.unreadable");
+            let _ = std::fs::rename(snapshot, aside);
+            Timers::default()
+        }
+    };
+    let shared = Arc::new(Mutex::new(timers));
+    registry.insert(snapshot.to_path_buf(), Arc::downgrade(&shared));
+    shared
+}
+
+#[derive(Serialize, Deserialize)]
+struct Snapshot {
+    version: u32,
+    pending: Vec<Entry>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Entry {
+    subscription: String,
+    fingerprint: String,
+    since: DateTime<Utc>,
+    event: Value,
+}
+
+fn read(path: &Path) -> Result<Timers, String> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Timers::default()),
+        Err(e) => return Err(e.to_string()),
+    };
+    let snapshot: Snapshot = serde_json::from_str(&text).map_err(|e| e.to_string())?;
+    if snapshot.version != 1 {
+        return Err(format!("unknown snapshot version {}", snapshot.version));
+    }
+    let mut timers = Timers::default();
+    for e in snapshot.pending {
+        timers.pending.insert(
+            (Arc::from(e.subscription.as_str()), e.fingerprint),
+            Pending {
+                since: e.since,
+                event: e.event,
+            },
+        );
+    }
+    Ok(timers)
+}
+
+/// Writes the timers to `path` (temporary file, then rename) and clears `dirty`.
+pub fn persist(timers: &mut Timers, path: &Path) -> std::io::Result<()> {
+    let snapshot = Snapshot {
+        version: 1,
+        pending: timers
+            .pending
+            .iter()
+            .map(|((name, fp), p)| Entry {
+                subscription: name.to_string(),
+                fingerprint: fp.clone(),
+                since: p.since,
+                event: p.event.clone(),
+            })
+            .collect(),
+    };
+    let bytes = serde_json::to_vec(&snapshot).map_err(std::io::Error::other)?;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)?;
+    timers.dirty = false;
+    Ok(())
+}
+
+/// `<data_dir>/subscription/<id>.json`, the id reduced to characters safe in a file name.
+pub fn snapshot_path(data_dir: &Path, id: &str) -> PathBuf {
+    let safe: String = id
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    data_dir.join("subscription").join(format!("{safe}.json"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_snapshot_round_trips_in_order_and_a_corrupt_one_is_set_aside() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = snapshot_path(dir.path(), "route/x");
+        assert!(path.ends_with("subscription/route_x.json"));
+        let mut t = Timers::default();
+        for (name, fp) in [("b", "f2"), ("a", "f1")] {
+            t.pending.insert(
+                (Arc::from(name), fp.to_owned()),
+                Pending {
+                    since: DateTime::from_timestamp(1_700_000_000, 0).expect("ts"),
+                    event: Value::from(fp),
+                },
+            );
+        }
+        t.dirty = true;
+        persist(&mut t, &path).expect("persist");
+        assert!(!t.dirty);
+        let back = read(&path).expect("read");
+        let keys: Vec<_> = back
+            .pending
+            .keys()
+            .map(|(n, f)| (n.to_string(), f.clone()))
+            .collect();
+        assert_eq!(
+            keys,
+            vec![("b".into(), "f2".into()), ("a".into(), "f1".into())]
+        );
+        assert_eq!(back.pending[0].event, Value::from("f2"));
+
+        std::fs::write(&path, "{ not json").expect("write");
+        let s = shared(&path);
+        assert!(lock(&s).pending.is_empty());
+        assert!(path.with_extension("json.unreadable").exists());
+    }
+}
