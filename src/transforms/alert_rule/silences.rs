@@ -119,7 +119,7 @@ pub fn parse_matchers(texts: &[String], option: &str) -> Result<Vec<Matcher>, St
 }
 
 /// A silence as written in config and in the API's JSON.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SilenceSpec {
     /// Given by the store when absent.

@@ -85,19 +85,20 @@ fn default_max_pending() -> usize {
 }
 
 /// The options as written; turned into [`SubscriptionConfig`] by reading the file.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     subscriptions: Option<Vec<SubscriptionSpec>>,
     file: Option<PathBuf>,
     #[serde(default = "default_check_interval", with = "humantime_serde")]
+    #[schemars(schema_with = "crate::schema::duration")]
     check_interval: Duration,
     #[serde(default = "default_max_pending")]
     max_pending: usize,
 }
 
 /// `subscription` options.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(try_from = "RawConfig")]
 pub struct SubscriptionConfig {
     /// Inline, or as read from `file` when the pipeline was loaded.

@@ -41,7 +41,7 @@ fn default_resolve_after_hours() -> f64 {
 }
 
 /// One subscription as written.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SubscriptionSpec {
     /// Output name: events go to `<id>.<name>`.
@@ -63,6 +63,7 @@ pub struct SubscriptionSpec {
     pub severity_levels: Vec<String>,
     /// Matchers on `labels` (see [`CustomFilters`]).
     #[serde(default)]
+    #[schemars(with = "CustomFiltersText")]
     pub custom_filters: CustomFilters,
     /// A disabled subscription matches nothing but keeps its output.
     #[serde(default = "yes")]
@@ -82,6 +83,18 @@ pub struct SubscriptionSpec {
 /// matcher strings (`env != prod`, `host =~ "web-.*"`; see [`super::matcher`]).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct CustomFilters(pub Vec<Matcher>);
+
+/// How `custom_filters` is written, for the JSON Schema (the parsing is
+/// [`CustomFilters`]' own `Deserialize`).
+#[derive(schemars::JsonSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+enum CustomFiltersText {
+    /// `{ label: value }`, each an equality.
+    Map(std::collections::BTreeMap<String, String>),
+    /// Matcher strings: `env != prod`, `host =~ "web-.*"`.
+    List(Vec<String>),
+}
 
 impl<'de> Deserialize<'de> for CustomFilters {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
