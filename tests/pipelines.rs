@@ -534,3 +534,121 @@ async fn tail_to_http_ships_tailed_logs_across_rotation_and_restart() {
     }));
     assert!(collector.requests().iter().all(|r| r.path == "/ingest"));
 }
+
+/// `metrics-to-oncall.yaml` end to end: samples POSTed to the webhook become alerts
+/// (after `for`), production's page PagerDuty, all reach Slack, and a recovered host
+/// resolves its page with the same dedup key. Real HTTP receivers on loopback.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_to_oncall_pages_production_and_chats_everything() {
+    use common::{Receiver, Reply, eventually};
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines/metrics-to-oncall.yaml");
+    let text = std::fs::read_to_string(&path).expect("read");
+    let pagerduty = Receiver::new(0).start().await;
+    pagerduty.set_fallback(
+        Reply::status(202).with_body(r#"{"status":"success","message":"Event processed"}"#),
+    );
+    let slack = Receiver::new(0).start().await;
+    slack.set_fallback(Reply::status(200).with_body("ok"));
+    let port = free_port();
+    let vars = [
+        ("METRICS_ADDRESS", format!("127.0.0.1:{port}")),
+        ("METRICS_TOKEN", "s3cret".to_owned()),
+        ("EVALUATION_INTERVAL", "50ms".to_owned()),
+        ("HIGH_CPU_FOR", "300ms".to_owned()),
+        // A resolution is notified at the alert's next group interval.
+        ("GROUP_INTERVAL", "200ms".to_owned()),
+        (
+            "PD_URL",
+            format!("http://127.0.0.1:{}/v2/enqueue", pagerduty.port),
+        ),
+        (
+            "SLACK_WEBHOOK_URL",
+            format!("http://127.0.0.1:{}/services/T0/B0/X", slack.port),
+        ),
+    ];
+    let p = parse_texts(&[(path, text)], |name| {
+        vars.iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.clone())
+    })
+    .expect("parses");
+    let data_dir = tempfile::tempdir().expect("tempdir");
+    let options = sluice::topology::TopologyOptions {
+        data_dir: data_dir.path().to_owned(),
+        ..Default::default()
+    };
+    let (topo, _) = common::start_with(p, options).await;
+    wait_for_port(port).await;
+    let client = reqwest::Client::new();
+    let post = |body: &'static str| {
+        client
+            .post(format!("http://127.0.0.1:{port}/metrics"))
+            .bearer_auth("s3cret")
+            .body(body)
+            .send()
+    };
+    let samples = r#"[
+        {"name": "cpu_usage", "value": 95, "labels": {"host": "web-1", "env": "prod"}},
+        {"name": "cpu_usage", "value": 97, "labels": {"host": "web-9", "env": "staging"}},
+        {"name": "cpu_usage", "value": 20, "labels": {"host": "web-2", "env": "prod"}},
+        {"name": "messages_sent", "value": 100, "labels": {"service": "api", "env": "prod"}},
+        {"name": "messages_failed", "value": 10, "labels": {"service": "api", "env": "prod"}}
+    ]"#;
+    assert_eq!(post(samples).await.expect("POST").status(), 200);
+    let bodies = |r: &Receiver| -> Vec<serde_json::Value> {
+        r.requests()
+            .iter()
+            .map(|q| serde_json::from_slice(&q.body).expect("json"))
+            .collect()
+    };
+    eventually("two pages and three chat messages", || {
+        bodies(&pagerduty).len() == 2 && bodies(&slack).len() == 3
+    })
+    .await;
+    let pages = bodies(&pagerduty);
+    let summary = |b: &serde_json::Value| {
+        b["payload"]["summary"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let cpu = pages
+        .iter()
+        .find(|b| summary(b).contains("web-1"))
+        .expect("web-1 paged");
+    assert_eq!(cpu["event_action"], "trigger");
+    assert_eq!(cpu["payload"]["severity"], "critical");
+    assert!(summary(cpu).starts_with("CPU 95"), "{}", summary(cpu));
+    let mesh = pages
+        .iter()
+        .find(|b| summary(b).contains("api fails"))
+        .expect("the error rate paged");
+    assert_eq!(mesh["event_action"], "trigger");
+    assert!(summary(mesh).contains("0.1"), "{}", summary(mesh));
+    assert!(
+        pages
+            .iter()
+            .all(|b| !summary(b).contains("web-9") && !summary(b).contains("web-2")),
+        "staging and healthy hosts do not page: {pages:?}"
+    );
+    let chat: Vec<String> = bodies(&slack)
+        .iter()
+        .map(|m| m["text"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert!(chat.iter().any(|t| t.contains("web-9")), "{chat:?}");
+
+    // web-1 recovers: its page resolves under the same dedup key.
+    assert_eq!(
+        post(r#"{"name": "cpu_usage", "value": 10, "labels": {"host": "web-1", "env": "prod"}}"#)
+            .await
+            .expect("POST")
+            .status(),
+        200
+    );
+    eventually("the resolve", || bodies(&pagerduty).len() == 3).await;
+    let resolve = bodies(&pagerduty).pop().expect("third page");
+    assert_eq!(resolve["event_action"], "resolve");
+    assert_eq!(resolve["dedup_key"], cpu["dedup_key"]);
+    eventually("the resolved chat message", || bodies(&slack).len() == 4).await;
+    topo.stop(Duration::from_secs(5)).await;
+}
