@@ -74,11 +74,13 @@ fn committed_reference_pages_are_current() {
         dedupe.contains("| `cache_size` | integer | `5000` | no |"),
         "{dedupe}"
     );
+    // A type no example pipeline uses gets an example made from its required options.
+    let sample = &generated["transforms/sample.md"];
     assert!(
-        dedupe.contains(
-            "```yaml\ntransforms:\n  my_dedupe:\n    type: dedupe\n    inputs: [upstream]\n"
+        sample.contains(
+            "```yaml\ntransforms:\n  my_sample:\n    type: sample\n    inputs: [upstream]\n"
         ),
-        "{dedupe}"
+        "{sample}"
     );
     let http = &generated["sinks/http.md"];
     assert!(
