@@ -785,13 +785,24 @@ fn python_path() -> Option<std::path::PathBuf> {
     p.exists().then_some(p)
 }
 
-// Open bug (issue #9): on the mock cluster the source reads none of what the sink wrote
-// (the same messages from the test producer are read, and a plain consumer and
-// confluent-kafka read the sink's output). Against tansu it passes alone but not
-// reliably under load. Run it with `cargo test --test kafka -- --ignored`.
-#[ignore = "open bug: the source does not read the sink's messages on the mock cluster (issue #9)"]
+// Open bug (issue #9): a source that starts right after a `kafka` sink in the same
+// process wrote a 3-partition topic sometimes fetches only some of the partitions
+// (assigned all three, reads one or none), on the mock cluster and on tansu alike, with
+// or without the idempotent producer; when it does read everything, confluent-kafka
+// agrees on every record. Run them with `cargo test --test kafka -- --ignored`.
+#[ignore = "open bug: intermittently, the source fetches only some partitions (issue #9)"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn round_trip_keeps_key_headers_and_payload_and_an_independent_client_agrees() {
+    round_trip(false).await;
+}
+
+#[ignore = "open bug: intermittently, the source fetches only some partitions (issue #9)"]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn round_trip_with_the_idempotent_producer() {
+    round_trip(true).await;
+}
+
+async fn round_trip(idempotence: bool) {
     // librdkafka's mock cluster listens on real loopback sockets, so the independent
     // Python client below talks to it like to any broker.
     let cluster = MockCluster::new(1).expect("mock cluster");
@@ -809,6 +820,7 @@ sinks:
     topic: roundtrip
     key_field: fingerprint
     headers: {{ service: "{{{{ service }}}}" }}
+    idempotence: {idempotence}
 "#
     ));
     writer.validate().expect("valid");
