@@ -253,26 +253,6 @@ async fn settle_deliveries(
     }
 }
 
-/// Commits offset 0 on every partition for `group`, so its first member starts at the
-/// beginning through its committed offsets rather than through `auto.offset.reset`
-/// (which tansu 0.6 has been seen to answer with the end of the log under load).
-pub fn commit_beginning(bootstrap: &str, group: &str, topic: &str, partitions: i32) {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", group)
-        .set("enable.auto.commit", "false")
-        .create()
-        .expect("committer");
-    let mut list = TopicPartitionList::new();
-    for p in 0..partitions {
-        list.add_partition_offset(topic, p, Offset::Offset(0))
-            .expect("partition");
-    }
-    consumer
-        .commit(&list, rdkafka::consumer::CommitMode::Sync)
-        .expect("commit offset 0");
-}
-
 /// The offsets `group` has committed on `topic`'s partitions (-1: none).
 pub fn committed(bootstrap: &str, group: &str, topic: &str, partitions: i32) -> Vec<i64> {
     let consumer: BaseConsumer = ClientConfig::new()
