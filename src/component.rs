@@ -56,15 +56,29 @@ pub struct SourceContext {
 /// The outputs of a source.
 pub struct SourceOutput {
     default: Arc<Output>,
+    budget: Option<Arc<crate::topology::MemoryBudget>>,
 }
 
 impl SourceOutput {
     pub fn new(default: Arc<Output>) -> Self {
-        Self { default }
+        Self {
+            default,
+            budget: None,
+        }
     }
 
-    /// Sends a batch downstream, waiting while the downstream buffers are full.
+    /// Makes sends wait while the global memory budget is spent.
+    pub fn with_budget(mut self, budget: Option<Arc<crate::topology::MemoryBudget>>) -> Self {
+        self.budget = budget;
+        self
+    }
+
+    /// Sends a batch downstream, waiting while the downstream buffers are full or the
+    /// memory budget is spent.
     pub async fn send(&mut self, batch: EventBatch) {
+        if let Some(budget) = &self.budget {
+            budget.room().await;
+        }
         self.default.send(batch).await;
     }
 }

@@ -457,6 +457,10 @@ async fn serve(pipeline: Pipeline, settings: Settings, args: RunArgs) -> anyhow:
     let options = TopologyOptions {
         data_dir: settings.data_dir.clone(),
         drain_timeout: settings.reload_drain_timeout,
+        memory_budget: settings
+            .memory_limit
+            .filter(|l| l.0 > 0)
+            .map(|l| topology::MemoryBudget::new(usize::try_from(l.0).unwrap_or(usize::MAX))),
         ..TopologyOptions::default()
     };
     // Watch before starting: an edit made while the pipeline starts must not be missed

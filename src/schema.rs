@@ -546,13 +546,53 @@ fn page(t: &TypeSchema, defs: &Map<String, Value>, shipped: Option<&(String, Str
         });
     }
     if t.kind == ComponentKind::Sink {
-        rows.push(OptionDoc {
-            name: "buffer.max_events".into(),
-            type_label: "integer".into(),
-            default: Some(crate::config::DEFAULT_BUFFER_EVENTS.to_string()),
-            required: false,
-            description: "Events the sink's input buffer holds before upstream waits.".into(),
-        });
+        let buffer_rows: [(&str, &str, Option<&str>, &str); 6] = [
+            (
+                "buffer.type",
+                "`memory` or `disk`",
+                Some("memory"),
+                "Where the sink's input buffer keeps events. `disk`: checksummed segments under `data_dir/buffers/<id>/`, acknowledged to the source once durable, replayed after a restart.",
+            ),
+            (
+                "buffer.max_events",
+                "integer",
+                Some("1000 (memory), unlimited (disk)"),
+                "Events the buffer holds before `when_full` applies.",
+            ),
+            (
+                "buffer.max_bytes",
+                "size (`256MiB` or bytes)",
+                Some("unlimited (memory), 256MiB (disk)"),
+                "Bytes the buffer holds before `when_full` applies (estimated in memory, encoded on disk).",
+            ),
+            (
+                "buffer.when_full",
+                "`block` or `drop_newest`",
+                Some("block"),
+                "`block`: upstream waits. `drop_newest`: what does not fit is dropped and counted as discarded.",
+            ),
+            (
+                "buffer.sync",
+                "`always` or `interval`",
+                Some("always"),
+                "Disk only: fsync before every acknowledgement (grouped), or every `sync_interval`.",
+            ),
+            (
+                "buffer.sync_interval",
+                "duration",
+                Some("500ms"),
+                "Disk only, with `sync: interval`.",
+            ),
+        ];
+        for (name, type_label, default, description) in buffer_rows {
+            rows.push(OptionDoc {
+                name: name.into(),
+                type_label: type_label.into(),
+                default: default.map(str::to_owned),
+                required: false,
+                description: description.into(),
+            });
+        }
     }
     rows.extend(options(t, defs));
     for o in rows {

@@ -25,6 +25,10 @@ pub struct Settings {
     /// Folders of VRL plugins overriding or adding to the built-in decoders and formatters.
     #[serde(default)]
     pub plugin_dirs: Vec<PathBuf>,
+    /// Bytes all in-memory buffers may hold together; sources wait while it is spent.
+    /// `None` (or 0): no global bound, only each buffer's own.
+    #[serde(default)]
+    pub memory_limit: Option<crate::config::ByteSize>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

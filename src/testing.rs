@@ -83,7 +83,7 @@ impl CaptureSink {
                     })
                     .collect(),
                 buffer: BufferConfig {
-                    max_events,
+                    max_events: Some(max_events),
                     ..BufferConfig::default()
                 },
                 position: Position::default(),

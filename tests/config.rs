@@ -258,11 +258,29 @@ fn top_level_typos_and_empty_pipelines_are_errors() {
 fn buffer_settings_apply_to_sinks_only() {
     let yaml = "sources:\n  src: { type: generator }\nsinks:\n  out: { type: console, inputs: [src], buffer: { max_events: 42 } }\n";
     let p = load(&[("p.yaml", yaml)]).expect("valid");
-    assert_eq!(p.sinks["out"].buffer.max_events, 42);
+    assert_eq!(p.sinks["out"].buffer.max_events(), 42);
     let yaml = "sources:\n  src: { type: generator, buffer: { max_events: 42 } }\nsinks:\n  out: { type: console, inputs: [src] }\n";
     assert!(one_error(yaml).contains("unknown field `buffer`"));
-    let yaml = "sources:\n  src: { type: generator }\nsinks:\n  out: { type: console, inputs: [src], buffer: { type: disk } }\n";
-    assert!(one_error(yaml).contains("unknown variant `disk`"));
+    let yaml = "sources:\n  src: { type: generator }\nsinks:\n  out: { type: console, inputs: [src], buffer: { type: disk, max_bytes: 64MiB, sync: interval, sync_interval: 50ms } }\n";
+    let p = load(&[("p.yaml", yaml)]).expect("valid");
+    let b = p.sinks["out"].buffer;
+    assert_eq!(b.max_bytes(), Some(64 << 20));
+    assert_eq!(
+        b.max_events(),
+        usize::MAX,
+        "a disk buffer is bounded in bytes by default"
+    );
+    assert_eq!(b.sync_every(), Some(std::time::Duration::from_millis(50)));
+    let yaml = "sources:\n  src: { type: generator }\nsinks:\n  out: { type: console, inputs: [src], buffer: { type: tape } }\n";
+    assert!(one_error(yaml).contains("unknown variant `tape`"));
+    let yaml = "sources:\n  src: { type: generator }\nsinks:\n  out: { type: console, inputs: [src], buffer: { sync: always } }\n";
+    let e = one_error(yaml);
+    assert!(
+        e.contains("apply to `type: disk` only") && e.contains("out"),
+        "{e}"
+    );
+    let yaml = "sources:\n  src: { type: generator }\nsinks:\n  out: { type: console, inputs: [src], buffer: { type: disk, max_bytes: 12 parsecs } }\n";
+    assert!(one_error(yaml).contains("unknown size unit `parsecs`"));
 }
 
 #[test]

@@ -308,3 +308,31 @@ proptest! {
         fuzzing::file_lines(&input);
     }
 }
+
+proptest! {
+    #[test]
+    fn damaged_disk_buffer_segments_never_panic(
+        records in 1usize..12,
+        flips in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..6),
+        cut in any::<prop::sample::Index>(),
+        truncate in any::<bool>(),
+    ) {
+        let mut seg = fuzzing::disk_segment_sample(records);
+        for (at, mask) in flips {
+            let i = at.index(seg.len());
+            seg[i] ^= mask;
+        }
+        if truncate {
+            seg.truncate(cut.index(seg.len() + 1));
+        }
+        fuzzing::disk_segment(&seg);
+    }
+
+    #[test]
+    fn disk_buffer_records_decode_or_fail_cleanly(data in prop::collection::vec(any::<u8>(), 0..300)) {
+        fuzzing::disk_record(&data);
+        let mut versioned = vec![1u8];
+        versioned.extend(&data);
+        fuzzing::disk_record(&versioned);
+    }
+}

@@ -46,7 +46,7 @@ pub async fn close(slot: &InputSlot) {
         lost += batch.len();
         crate::event::settle_all(batch, crate::event::EventStatus::Errored);
     }
-    while let Some(batch) = state.rx.try_recv() {
+    while let Some(batch) = state.rx.take_queued() {
         lost += batch.len();
         crate::event::settle_all(batch, crate::event::EventStatus::Errored);
     }

@@ -18,7 +18,7 @@
 //! transform ends when all its inputs are closed and drained, and so on until the sinks
 //! have settled everything.
 
-mod buffer;
+pub(crate) mod buffer;
 mod input;
 mod listeners;
 mod output;
@@ -32,7 +32,11 @@ use std::time::Duration;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-pub use buffer::{BufferProbe, BufferReceiver, BufferSender, Closed, WeakBufferSender, buffer};
+pub use buffer::budget::MemoryBudget;
+pub use buffer::{
+    BufferProbe, BufferReceiver, BufferSender, Closed, Limits, WeakBufferSender, buffer,
+    memory_buffer,
+};
 pub use input::{ComponentInput, InputSlot, input_slot};
 pub use listeners::ListenerPool;
 pub use output::{Consumer, Output};
@@ -52,6 +56,8 @@ pub struct TopologyOptions {
     pub drain_timeout: Duration,
     /// The clock sinks wait on (a [`crate::clock::ManualClock`] in tests).
     pub clock: Arc<dyn crate::clock::Clock>,
+    /// The global budget of in-memory buffers (`memory_limit`); `None`: unbounded.
+    pub memory_budget: Option<Arc<MemoryBudget>>,
 }
 
 impl Default for TopologyOptions {
@@ -60,6 +66,7 @@ impl Default for TopologyOptions {
             data_dir: std::env::temp_dir(),
             drain_timeout: Duration::from_secs(10),
             clock: Arc::new(crate::clock::TokioClock),
+            memory_budget: None,
         }
     }
 }
@@ -206,10 +213,16 @@ impl Topology {
         let wanted = describe_all(&new);
         let mut added_shells: HashMap<String, Shell> = HashMap::new();
         let mut to_build: Vec<String> = Vec::new();
+        let mut failed_shells: Vec<String> = Vec::new();
+        let mut shell_errors: Vec<ComponentBuildError> = Vec::new();
 
         for (id, kind, type_name, fingerprint, buffer) in &wanted {
             match self.shells.get(id) {
-                Some(s) if s.kind == *kind && s.type_name == *type_name => {
+                Some(s)
+                    if s.kind == *kind
+                        && s.type_name == *type_name
+                        && buffer::same_storage(&s.buffer, buffer) =>
+                {
                     // A transform or sink that ended (failed, or drained because all its
                     // producers ended) runs again; a finished source stays finished
                     // unless its options change (it would emit its events again).
@@ -222,23 +235,26 @@ impl Topology {
                         to_build.push(id.clone());
                     }
                 }
-                Some(_) => {
-                    // Same id, another kind or type: the old one goes, a new one comes.
-                    changes.removed.push(id.clone());
+                existing => {
+                    // New, or the same id with another kind, type or buffer storage: the
+                    // old one (if any) drains and goes, a new one comes.
+                    if existing.is_some() {
+                        changes.removed.push(id.clone());
+                    }
                     changes.added.push(id.clone());
-                    added_shells.insert(
-                        id.clone(),
-                        self.new_shell(&new, id, *kind, type_name, *fingerprint, *buffer),
-                    );
-                    to_build.push(id.clone());
-                }
-                None => {
-                    changes.added.push(id.clone());
-                    added_shells.insert(
-                        id.clone(),
-                        self.new_shell(&new, id, *kind, type_name, *fingerprint, *buffer),
-                    );
-                    to_build.push(id.clone());
+                    match self.new_shell(&new, id, *kind, type_name, *fingerprint, *buffer) {
+                        Ok(shell) => {
+                            added_shells.insert(id.clone(), shell);
+                            to_build.push(id.clone());
+                        }
+                        Err(error) => {
+                            failed_shells.push(id.clone());
+                            shell_errors.push(ComponentBuildError {
+                                id: id.clone(),
+                                error,
+                            });
+                        }
+                    }
                 }
             }
         }
@@ -285,7 +301,21 @@ impl Topology {
                 && let Some(input) = &shell.input
                 && input.probe.is_closed()
             {
-                let (tx, rx, probe) = self::buffer(shell.buffer.max_events);
+                let (tx, rx, probe) = match &input.probe {
+                    BufferProbe::Disk(disk) => {
+                        let (tx, rx) = disk.reopen();
+                        (
+                            BufferSender::Disk(tx),
+                            BufferReceiver::Disk(rx),
+                            input.probe.clone(),
+                        )
+                    }
+                    BufferProbe::Memory(_) => memory_buffer(
+                        &Limits::from_config(&shell.buffer),
+                        self.options.memory_budget.clone(),
+                        Some(Arc::clone(&shell.metrics)),
+                    ),
+                };
                 shell.metrics.set_buffer(probe.clone());
                 fresh_inputs.insert(
                     id.clone(),
@@ -301,7 +331,7 @@ impl Topology {
 
         // Build phase: nothing running is touched.
         let mut built = Vec::new();
-        let mut errors = Vec::new();
+        let mut errors = shell_errors;
         for id in &to_build {
             let shell = match added_shells.get(id) {
                 // (a shell of `added_shells` shadows a removed one with the same id)
@@ -332,7 +362,7 @@ impl Topology {
         }
         if !errors.is_empty() {
             drop(built);
-            for id in added_shells.keys() {
+            for id in added_shells.keys().chain(failed_shells.iter()) {
                 match self.shells.get(id) {
                     // A type change that did not happen: the old component keeps its
                     // counters.
@@ -385,7 +415,7 @@ impl Topology {
                 shell.fingerprint = *fingerprint;
                 if shell.buffer != *buffer {
                     if let Some(input) = &shell.input {
-                        input.probe.resize(buffer.max_events);
+                        input.probe.reconfigure(buffer);
                     }
                     shell.buffer = *buffer;
                 }
@@ -480,18 +510,27 @@ impl Topology {
         type_name: &'static str,
         fingerprint: u64,
         buffer: BufferConfig,
-    ) -> Shell {
+    ) -> Result<Shell, BuildError> {
         let metrics = self.telemetry.component(id, kind, type_name);
-        let input = (kind != ComponentKind::Source).then(|| {
-            let (tx, rx, probe) = self::buffer(buffer.max_events);
+        let input = if kind == ComponentKind::Source {
+            None
+        } else {
+            let (tx, rx, probe) = buffer::open(
+                &buffer,
+                id,
+                &self.options.data_dir,
+                self.options.memory_budget.clone(),
+                &metrics,
+            )
+            .map_err(|e| BuildError(e.to_string()))?;
             metrics.set_buffer(probe.clone());
-            ShellInput {
+            Some(ShellInput {
                 slot: input_slot(rx),
                 sender: tx.downgrade(),
                 probe,
                 bootstrap: Some(tx),
-            }
-        });
+            })
+        };
         let mut outputs = HashMap::new();
         let taps = self.telemetry.taps();
         if kind != ComponentKind::Sink {
@@ -504,7 +543,7 @@ impl Topology {
             let output = Output::new(Arc::clone(&metrics), Some(name.clone()), Arc::clone(taps));
             outputs.insert(Some(name), output);
         }
-        Shell {
+        Ok(Shell {
             kind,
             type_name,
             fingerprint,
@@ -513,7 +552,7 @@ impl Topology {
             input,
             outputs,
             task: None,
-        }
+        })
     }
 
     async fn build(
@@ -557,7 +596,8 @@ impl Topology {
                     .ok_or_else(|| BuildError("not in the pipeline".into()))?;
                 let cx = SourceContext {
                     id: Arc::from(id),
-                    out: SourceOutput::new(output(None)?),
+                    out: SourceOutput::new(output(None)?)
+                        .with_budget(self.options.memory_budget.clone()),
                     shutdown: control.stop.clone(),
                     metrics: Arc::clone(&shell.metrics),
                     telemetry: Arc::clone(&self.telemetry),
@@ -722,7 +762,7 @@ impl Topology {
 /// (id, kind, type, fingerprint, buffer) of every component.
 fn describe_all(p: &Pipeline) -> Vec<(String, ComponentKind, &'static str, u64, BufferConfig)> {
     let transform_buffer = BufferConfig {
-        max_events: DEFAULT_BUFFER_EVENTS,
+        max_events: Some(DEFAULT_BUFFER_EVENTS),
         ..BufferConfig::default()
     };
     p.sources

@@ -1,0 +1,156 @@
+//! The global memory budget (`memory_limit`) shared by every in-memory buffer.
+//!
+//! Every batch queued in a memory buffer is charged its estimated size until a consumer
+//! takes it. Only sources wait for the budget: a transform forwarding events that are
+//! already in the pipeline never does, because if it waited for room that only its own
+//! consumers can free, a full budget could leave every component waiting on another.
+//! Stopping intake is enough: what is inside drains, and the queued bytes are bounded by
+//! the budget plus what one round of forwarding adds.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use tokio::sync::Notify;
+use vrl::value::Value;
+
+use crate::event::Event;
+
+#[derive(Debug)]
+pub struct MemoryBudget {
+    limit: usize,
+    used: AtomicUsize,
+    freed: Notify,
+}
+
+impl MemoryBudget {
+    pub fn new(limit: usize) -> Arc<Self> {
+        Arc::new(Self {
+            limit: limit.max(1),
+            used: AtomicUsize::new(0),
+            freed: Notify::new(),
+        })
+    }
+
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// Bytes charged right now.
+    pub fn used(&self) -> usize {
+        self.used.load(Ordering::Acquire)
+    }
+
+    /// Charges `bytes` until the returned [`Charge`] is dropped. Never waits.
+    pub fn charge(self: &Arc<Self>, bytes: usize) -> Charge {
+        self.used.fetch_add(bytes, Ordering::AcqRel);
+        Charge {
+            budget: Arc::clone(self),
+            bytes,
+        }
+    }
+
+    /// Waits until the charged bytes are below the limit (sources call this before
+    /// emitting).
+    pub async fn room(&self) {
+        loop {
+            let freed = self.freed.notified();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
+            if self.used() < self.limit {
+                return;
+            }
+            freed.await;
+        }
+    }
+}
+
+/// Bytes held against the budget; released on drop.
+#[derive(Debug)]
+pub struct Charge {
+    budget: Arc<MemoryBudget>,
+    bytes: usize,
+}
+
+impl Drop for Charge {
+    fn drop(&mut self) {
+        let before = self.budget.used.fetch_sub(self.bytes, Ordering::AcqRel);
+        if before >= self.budget.limit && before - self.bytes < self.budget.limit {
+            self.budget.freed.notify_waiters();
+        }
+    }
+}
+
+/// A conservative estimate of the memory an event occupies: its own struct plus the
+/// heap of its values. VRL objects are B-trees whose nodes hold 11 entries of key and
+/// value (about 720 bytes each, allocated whole), which dominates small events.
+/// Overestimating keeps the process under the budget; it only makes the budget fill a
+/// little early.
+pub fn event_size(event: &Event) -> usize {
+    const EVENT: usize = 200;
+    EVENT + heap_size(&event.value) + heap_size(&event.meta.vrl)
+}
+
+const MAP_NODE: usize = 720;
+const MAP_NODE_ENTRIES: usize = 11;
+/// Inline size of a value inside a vector or a map node.
+const VALUE: usize = 40;
+
+fn heap_size(value: &Value) -> usize {
+    match value {
+        Value::Bytes(b) => 16 + b.len(),
+        Value::String(s) => 16 + s.len(),
+        Value::Regex(r) => 512 + r.as_str().len(),
+        Value::Object(map) if map.is_empty() => 0,
+        Value::Object(map) => {
+            64 + MAP_NODE * map.len().div_ceil(MAP_NODE_ENTRIES)
+                + map
+                    .iter()
+                    .map(|(k, v)| k.len() + heap_size(v))
+                    .sum::<usize>()
+        }
+        Value::Array(items) => VALUE * items.len() + items.iter().map(heap_size).sum::<usize>(),
+        _ => 0,
+    }
+}
+
+pub fn batch_size(batch: &[Event]) -> usize {
+    batch.iter().map(event_size).sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn room_waits_until_charges_drop_below_the_limit() {
+        let budget = MemoryBudget::new(100);
+        let a = budget.charge(60);
+        let b = budget.charge(60);
+        assert_eq!(budget.used(), 120);
+        let waiter = tokio::spawn({
+            let budget = Arc::clone(&budget);
+            async move { budget.room().await }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!waiter.is_finished(), "over the limit: sources wait");
+        drop(a);
+        tokio::time::timeout(Duration::from_secs(5), waiter)
+            .await
+            .expect("woken when a charge is released")
+            .expect("joined");
+        drop(b);
+        assert_eq!(budget.used(), 0);
+    }
+
+    #[test]
+    fn estimates_grow_with_the_payload() {
+        let small = Event::new(Value::from("x"), Arc::from("s"), chrono::Utc::now());
+        let big = Event::new(
+            Value::from("x".repeat(10_000)),
+            Arc::from("s"),
+            chrono::Utc::now(),
+        );
+        assert!(event_size(&big) >= event_size(&small) + 9_999);
+    }
+}
