@@ -41,7 +41,7 @@ fn every_example_pipeline_is_valid() {
 #[test]
 fn every_example_pipeline_passes_its_own_tests() {
     for file in pipeline_files() {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        let out = common::sluice()
             .args(["test", "--config"])
             .arg(&file)
             .output()
