@@ -449,3 +449,48 @@ sinks:
     assert_eq!(got.len(), N, "none lost, none twice across the switches");
     topo.stop(Duration::from_secs(5)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn file_checkpoints_advance_once_lines_are_on_disk_even_with_the_sink_down() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("app.log");
+    let lines: String = (0..500).map(|n| format!("{{\"n\":{n}}}\n")).collect();
+    std::fs::write(&log, &lines).expect("log");
+    let sink_port = free_port();
+    let yaml = format!(
+        r#"
+sources:
+  logs: {{ type: file, include: ["{}"], json: true, glob_interval: 20ms, poll_interval: 10ms, checkpoint_interval: 20ms }}
+sinks:
+  out: {{ type: http, inputs: [logs], url: "http://127.0.0.1:{sink_port}/", encoding: ndjson, batch: {{ max_events: 100, timeout: 5ms }}, buffer: {{ type: disk }} }}
+"#,
+        log.display()
+    );
+    let options = sluice::topology::TopologyOptions {
+        data_dir: dir.path().join("data"),
+        ..Default::default()
+    };
+    let mut topo =
+        sluice::topology::start(valid(&yaml), sluice::telemetry::Telemetry::new(), &options)
+            .await
+            .expect("starts");
+    let checkpoints = dir.path().join("data/logs/checkpoints.json");
+    // Nothing listens on the sink's port, yet the source moves on: the lines are safe.
+    wait_until("the checkpoint reaches the end of the file", 10, || {
+        std::fs::read(&checkpoints)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .and_then(|v| v["files"][0]["offset"].as_u64())
+            == Some(lines.len() as u64)
+    })
+    .await;
+    // The receiver comes up: everything buffered is delivered.
+    let rx = Receiver::new(sink_port).start().await;
+    wait_until("every line delivered", 30, || {
+        let mut got = received(&rx);
+        got.dedup();
+        got.len() == 500
+    })
+    .await;
+    topo.stop(Duration::from_secs(5)).await;
+}
