@@ -53,7 +53,7 @@ use crate::telemetry::{ComponentMetrics, LabeledCounter};
 const READ_BATCH: usize = 1000;
 const READ_BATCH_BYTES: usize = 4 << 20;
 /// How often the ledger is written and finished segments are removed.
-const HOUSEKEEPING: Duration = Duration::from_millis(100);
+const HOUSEKEEPING: Duration = Duration::from_millis(25);
 
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
