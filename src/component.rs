@@ -198,9 +198,11 @@ pub trait SinkConfig: Debug + Send + Sync + 'static {
     fn build(&self, cx: SinkContext) -> BoxFuture<'_, Result<ComponentTask, BuildError>>;
 }
 
-/// Settles a batch a sink has delivered and counts it.
+/// Settles a batch a sink has delivered, counts it and times it (see
+/// [`ComponentMetrics::record_leaving`]).
 pub fn delivered(metrics: &ComponentMetrics, batch: EventBatch) {
     metrics.add_sent(batch.len());
+    metrics.record_leaving(&batch);
     settle_all(batch, EventStatus::Delivered);
 }
 

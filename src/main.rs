@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -10,6 +11,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::writer::BoxMakeWriter;
 
 use sluice::api::ReloadRequest;
 use sluice::config::Pipeline;
@@ -391,7 +393,8 @@ fn run(args: RunArgs) -> u8 {
             return EXIT_CONFIG;
         }
     };
-    if let Err(e) = init_logging(&settings) {
+    let bars = sluice::progress::terminal_bars();
+    if let Err(e) = init_logging(&settings, bars.clone()) {
         eprintln!("error: {e:#}");
         return EXIT_CONFIG;
     }
@@ -420,7 +423,7 @@ fn run(args: RunArgs) -> u8 {
             return 1;
         }
     };
-    match runtime.block_on(serve(pipeline, settings, args)) {
+    match runtime.block_on(serve(pipeline, settings, args, bars)) {
         Ok(code) => code,
         Err(e) => {
             tracing::error!("{e:#}");
@@ -429,8 +432,16 @@ fn run(args: RunArgs) -> u8 {
     }
 }
 
-async fn serve(pipeline: Pipeline, settings: Settings, args: RunArgs) -> anyhow::Result<u8> {
+async fn serve(
+    pipeline: Pipeline,
+    settings: Settings,
+    args: RunArgs,
+    bars: Option<indicatif::MultiProgress>,
+) -> anyhow::Result<u8> {
     let telemetry = Telemetry::new();
+    if let Some(multi) = bars {
+        tokio::spawn(show_backfills(multi, Arc::clone(&telemetry)));
+    }
     // Silences added through the API persist even before any alert_rule runs.
     if let Err(e) = sluice::transforms::alert_rule::silences::attach_dir(&settings.data_dir) {
         tracing::warn!(error = %e, "cannot load the saved silences");
@@ -586,12 +597,27 @@ async fn sleep_until_some(at: Option<tokio::time::Instant>) {
     }
 }
 
-fn init_logging(settings: &Settings) -> anyhow::Result<()> {
+/// Draws a bar per running backfill until the process ends.
+async fn show_backfills(multi: indicatif::MultiProgress, telemetry: Arc<Telemetry>) {
+    let mut bars = sluice::progress::BackfillBars::new(multi);
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    loop {
+        tick.tick().await;
+        bars.update_from(&telemetry);
+    }
+}
+
+/// Logs to standard error; through the bars' writer when bars may be drawn there.
+fn init_logging(settings: &Settings, bars: Option<indicatif::MultiProgress>) -> anyhow::Result<()> {
     let filter = EnvFilter::try_new(&settings.log.level)
         .with_context(|| format!("invalid log.level `{}`", settings.log.level))?;
+    let writer = match bars {
+        Some(multi) => BoxMakeWriter::new(sluice::progress::LogWriter(multi)),
+        None => BoxMakeWriter::new(std::io::stderr),
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(writer);
     let result = match settings.log.format {
         LogFormat::Json => builder.json().try_init(),
         LogFormat::Text => builder.with_ansi(false).try_init(),

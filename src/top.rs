@@ -14,7 +14,7 @@ use ratatui::style::{Modifier, Style};
 use ratatui::text::Line;
 use ratatui::widgets::{Block, Cell, Paragraph, Row, Table};
 
-use crate::telemetry::snapshot::Snapshot;
+use crate::telemetry::snapshot::{LatencySummary, Snapshot};
 
 /// Per-second figures of one component between two polls.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
@@ -90,17 +90,54 @@ fn latency(seconds: f64) -> String {
     }
 }
 
-/// Draws the header (address, pipeline state, latency) and one row per component.
+/// A component's latency figure, `-` before it timed anything.
+fn component_latency(l: &LatencySummary, seconds: f64) -> String {
+    if l.count == 0 {
+        "-".into()
+    } else {
+        latency(seconds)
+    }
+}
+
+/// `backfill ID [=====>    ] done/total rows pct%`, the bar `width` cells wide.
+pub fn backfill_line(id: &str, done: u64, total: u64, width: usize) -> String {
+    let fraction = if total == 0 {
+        1.0
+    } else {
+        (done as f64 / total as f64).min(1.0)
+    };
+    let filled = (fraction * width as f64).round() as usize;
+    let mut bar = "=".repeat(filled);
+    if filled < width {
+        bar.push('>');
+        bar.push_str(&" ".repeat(width - filled - 1));
+    }
+    format!(
+        "backfill {id} [{bar}] {done}/{total} rows {:>3}%",
+        (fraction * 100.0).floor() as u64
+    )
+}
+
+/// Draws the header (address, pipeline state, latency, backfills) and one row per
+/// component.
 pub fn render(frame: &mut Frame, address: &str, snapshot: &Snapshot, rates: &Rates) {
+    let backfills: Vec<Line> = snapshot
+        .components
+        .iter()
+        .filter_map(|c| {
+            let b = c.backfill?;
+            Some(Line::from(backfill_line(&c.id, b.done, b.total, 30)))
+        })
+        .collect();
     let [header, table_area, footer] = Layout::vertical([
-        Constraint::Length(2),
+        Constraint::Length(2 + backfills.len() as u16),
         Constraint::Min(3),
         Constraint::Length(1),
     ])
     .areas(frame.area());
 
     let l = &snapshot.latency;
-    let header_text = vec![
+    let mut header_text = vec![
         Line::from(format!(
             "sluice top — {address} — pipeline {}",
             if snapshot.running {
@@ -120,11 +157,13 @@ pub fn render(frame: &mut Frame, address: &str, snapshot: &Snapshot, rates: &Rat
             )
         }),
     ];
+    header_text.extend(backfills);
     frame.render_widget(Paragraph::new(header_text), header);
 
     let head = Row::new(
         [
-            "ID", "KIND", "TYPE", "STATE", "IN/s", "OUT/s", "ERRORS", "ERR/s", "BUFFER",
+            "ID", "KIND", "TYPE", "STATE", "IN/s", "OUT/s", "ERRORS", "ERR/s", "AGE p50",
+            "AGE p99", "BUFFER",
         ]
         .map(Cell::from),
     )
@@ -157,6 +196,8 @@ pub fn render(frame: &mut Frame, address: &str, snapshot: &Snapshot, rates: &Rat
             Cell::from(rate(r.map(|r| r.sent))),
             Cell::from(c.errors.to_string()),
             Cell::from(rate(r.map(|r| r.errors))),
+            Cell::from(component_latency(&c.latency, c.latency.p50_seconds)),
+            Cell::from(component_latency(&c.latency, c.latency.p99_seconds)),
             Cell::from(buffer),
         ])
     });
@@ -171,6 +212,8 @@ pub fn render(frame: &mut Frame, address: &str, snapshot: &Snapshot, rates: &Rat
             Constraint::Length(8),
             Constraint::Length(7),
             Constraint::Length(6),
+            Constraint::Length(8),
+            Constraint::Length(8),
             Constraint::Length(16),
         ],
     )
@@ -285,7 +328,7 @@ pub fn run(address: &str, interval: Duration, token: Option<&str>) -> anyhow::Re
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::telemetry::snapshot::{BufferFill, ComponentSnapshot, LatencySummary};
+    use crate::telemetry::snapshot::{BackfillFill, BufferFill, ComponentSnapshot};
     use ratatui::Terminal;
     use ratatui::backend::TestBackend;
 
@@ -304,6 +347,12 @@ mod tests {
                 events: 250,
                 capacity: 1000,
             }),
+            latency: LatencySummary {
+                count: 10,
+                p50_seconds: 0.0004,
+                p99_seconds: 1.5,
+            },
+            backfill: None,
         }
     }
 
@@ -336,9 +385,14 @@ mod tests {
     #[test]
     fn renders_rows_rates_buffer_and_latency() {
         let a = snap(vec![component("parse", "transform", 0, 0)]);
-        let b = snap(vec![component("parse", "transform", 1500, 1500)]);
+        let mut history = component("history", "source", 0, 1200);
+        history.backfill = Some(BackfillFill {
+            done: 1200,
+            total: 4800,
+        });
+        let b = snap(vec![component("parse", "transform", 1500, 1500), history]);
         let rates = Rates::between(&a, &b, Duration::from_secs(1));
-        let mut terminal = Terminal::new(TestBackend::new(110, 10)).expect("terminal");
+        let mut terminal = Terminal::new(TestBackend::new(120, 12)).expect("terminal");
         terminal
             .draw(|f| render(f, "127.0.0.1:8686", &b, &rates))
             .expect("draw");
@@ -353,5 +407,27 @@ mod tests {
         assert!(text.contains("1500"), "{text}");
         assert!(text.contains("250/1000  25%"), "{text}");
         assert!(text.contains("p50 2.1ms  p99 500.0ms"), "{text}");
+        assert!(text.contains("400µs"), "per-component p50: {text}");
+        assert!(text.contains("1.50s"), "per-component p99: {text}");
+        assert!(
+            text.contains("backfill history [========>                     ] 1200/4800 rows  25%"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn backfill_line_is_full_when_done_and_safe_on_zero() {
+        assert_eq!(
+            backfill_line("h", 0, 0, 4),
+            "backfill h [====] 0/0 rows 100%"
+        );
+        assert_eq!(
+            backfill_line("h", 5, 4, 4),
+            "backfill h [====] 5/4 rows 100%"
+        );
+        assert_eq!(
+            backfill_line("h", 1, 4, 4),
+            "backfill h [=>  ] 1/4 rows  25%"
+        );
     }
 }

@@ -61,6 +61,15 @@ async fn top_renders_live_rates_of_a_running_sluice() {
     let fill = out.buffer.expect("a sink has an input buffer");
     assert_eq!(fill.capacity, 1000);
     assert!(second.latency.count > 0, "settled events are timed");
+    for c in &second.components {
+        assert!(c.latency.count > 0, "{} times what leaves it", c.id);
+        assert!(
+            c.latency.p50_seconds > 0.0 && c.latency.p50_seconds <= c.latency.p99_seconds,
+            "{}: {:?}",
+            c.id,
+            c.latency
+        );
+    }
     for id in ["stamp", "out"] {
         assert!(rates.by_id[id].received > 0.0, "{id}: {rates:?}");
     }
@@ -90,14 +99,20 @@ async fn top_renders_live_rates_of_a_running_sluice() {
             .find(|l| l.split_whitespace().next() == Some(id))
             .unwrap_or_else(|| panic!("no row for {id}:\n{screen}"));
         let cols: Vec<&str> = row.split_whitespace().collect();
-        // id kind type state in/s out/s errors err/s buffer…
+        // id kind type state in/s out/s errors err/s age-p50 age-p99 buffer…
         assert_eq!(cols[3], "running", "{row}");
+        for age in &cols[8..10] {
+            assert!(
+                age.ends_with('s') && age.trim_end_matches(['µ', 'm', 's']).parse::<f64>().is_ok(),
+                "{id} shows its latency: {row}"
+            );
+        }
         let out_rate: f64 = cols[5].trim_end_matches('k').parse().expect("out/s");
         assert!(out_rate > 0.0, "{id} sends: {row}");
         if id != "gen" {
             let in_rate: f64 = cols[4].trim_end_matches('k').parse().expect("in/s");
             assert!(in_rate > 0.0, "{id} receives: {row}");
-            assert!(cols[8].ends_with("/1000"), "buffer fill shown: {row}");
+            assert!(cols[10].ends_with("/1000"), "buffer fill shown: {row}");
         }
     }
 }

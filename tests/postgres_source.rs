@@ -1,11 +1,13 @@
 //! Backfill from the real PostgreSQL into a real HTTP receiver: exactly once, paced,
-//! bounded by age and count, and resumable.
+//! bounded by age and count, resumable, and with its progress published.
 
 mod common;
 
 use std::time::{Duration, Instant};
 
 use common::{Receiver, parse, start_with};
+use sluice::telemetry::Telemetry;
+use sluice::telemetry::snapshot::{BackfillFill, snapshot};
 use sluice::topology::TopologyOptions;
 use tokio_postgres::NoTls;
 
@@ -84,6 +86,74 @@ async fn fifty_thousand_rows_arrive_exactly_once_and_old_rows_stay_out() {
         .await;
 }
 
+/// `(done, total)` of the `history` source, as `GET /components` serves it.
+fn backfill(t: &Telemetry) -> Option<(u64, u64)> {
+    snapshot(t)
+        .components
+        .iter()
+        .find(|c| c.id == "history")?
+        .backfill
+        .map(|BackfillFill { done, total }| (done, total))
+}
+
+#[tokio::test]
+async fn progress_is_counted_at_start_and_reaches_all_rows() {
+    let Some((db, schema)) = seeded(2000, 5).await else {
+        return;
+    };
+    let rx = Receiver::new(0).start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let options = TopologyOptions {
+        data_dir: dir.path().to_path_buf(),
+        ..TopologyOptions::default()
+    };
+    // 250 at once, then 4000/s: about 440 ms of backfill to watch.
+    let (mut topo, telemetry) = start_with(
+        pipeline(&schema, rx.port, "batch_size: 250, rate_limit: 4000"),
+        options,
+    )
+    .await;
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let now = backfill(&telemetry);
+        if seen.last() != Some(&now) {
+            seen.push(now);
+        }
+        if now == Some((2000, 2000)) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never complete: {seen:?}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    topo.finished().await;
+    assert_eq!(ns(&rx).len(), 2000);
+    // Counted before the first batch (the 5 rows past max_age are not counted), then
+    // advancing batch by batch.
+    let midway: Vec<u64> = seen
+        .iter()
+        .flatten()
+        .filter(|(done, total)| *total == 2000 && *done < 2000)
+        .map(|(done, _)| *done)
+        .collect();
+    assert!(
+        midway.len() >= 2 && midway.windows(2).all(|w| w[0] < w[1]),
+        "progress was published along the way: {seen:?}"
+    );
+    assert!(
+        seen.iter().flatten().all(|(done, total)| done <= total),
+        "{seen:?}"
+    );
+    let metrics = telemetry.render_prometheus();
+    assert!(
+        metrics.contains("sluice_backfill_rows_done{component_id=\"history\",component_kind=\"source\",component_type=\"postgres\"} 2000\n"),
+        "{metrics}"
+    );
+    let _ = db
+        .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
+        .await;
+}
+
 #[tokio::test]
 async fn the_rate_limit_paces_and_a_restart_resumes_where_it_stopped() {
     let Some((db, schema)) = seeded(3000, 0).await else {
@@ -97,7 +167,7 @@ async fn the_rate_limit_paces_and_a_restart_resumes_where_it_stopped() {
     };
 
     let started = Instant::now();
-    let (mut topo, _) = start_with(
+    let (mut topo, telemetry) = start_with(
         pipeline(
             &schema,
             rx.port,
@@ -109,6 +179,11 @@ async fn the_rate_limit_paces_and_a_restart_resumes_where_it_stopped() {
     topo.finished().await;
     let took = started.elapsed();
     assert_eq!(ns(&rx), (1..=1000).collect::<Vec<_>>(), "max_events holds");
+    assert_eq!(
+        backfill(&telemetry),
+        Some((1000, 1000)),
+        "capped by max_events"
+    );
     // 250 may pass at once; the other 750 at 2000/s take at least 375 ms.
     assert!(
         took >= Duration::from_millis(375),
@@ -116,7 +191,7 @@ async fn the_rate_limit_paces_and_a_restart_resumes_where_it_stopped() {
     );
 
     // A restart with a larger cap resumes after the last delivered row.
-    let (mut topo, _) = start_with(
+    let (mut topo, telemetry) = start_with(
         pipeline(
             &schema,
             rx.port,
@@ -130,6 +205,11 @@ async fn the_rate_limit_paces_and_a_restart_resumes_where_it_stopped() {
         ns(&rx),
         (1..=2500).collect::<Vec<_>>(),
         "rows 1001..=2500 added, none repeated"
+    );
+    assert_eq!(
+        backfill(&telemetry),
+        Some((2500, 2500)),
+        "the rows of the first run count as done"
     );
     let _ = db
         .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))

@@ -325,6 +325,8 @@ async fn settle((outcome, event): Report, cx: &SinkContext, dead_letter: &DeadLe
     match outcome {
         Outcome::Delivered => {
             cx.metrics.add_sent(1);
+            // Kafka reports deliveries one by one: so is the timing.
+            cx.metrics.record_leaving(std::slice::from_ref(&event));
             event.settle(EventStatus::Delivered);
         }
         Outcome::Failed(error) => reject(event, error, dead_letter).await,

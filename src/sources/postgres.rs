@@ -10,6 +10,10 @@
 //! atomically once a batch's acknowledgement came back *delivered*: a restart resumes
 //! after the last delivered row, and a batch that failed is read again after a backoff.
 //! When it has caught up the source stops, or with `follow: true` polls for new rows.
+//!
+//! Progress (rows delivered out of rows to read) is published as the component's
+//! backfill gauges ([`crate::telemetry::backfill`]): the rows to read are counted once
+//! at start with the query's own `WHERE`, plus what a previous run already delivered.
 
 use std::num::NonZeroU32;
 use std::path::PathBuf;
@@ -29,6 +33,7 @@ use crate::component::{
 use crate::delivery::{Backoff, FailureHandling};
 use crate::event::{BatchAck, Event, EventStatus};
 use crate::telemetry::ComponentState;
+use crate::telemetry::backfill::BackfillProgress;
 
 fn yes() -> bool {
     true
@@ -186,11 +191,17 @@ async fn run(
     let quota = Quota::per_second(NonZeroU32::new(b.rate_limit).unwrap_or(NonZeroU32::MIN))
         .allow_burst(burst);
     let limiter = RateLimiter::direct(quota);
+    let after_key = "\"timestamp\" >= $1 AND (\"timestamp\", id::text) > ($2, $3)";
     let query = format!(
         "SELECT id::text, event_type, source, \"timestamp\", payload FROM {table}
-         WHERE \"timestamp\" >= $1 AND (\"timestamp\", id::text) > ($2, $3)
-         ORDER BY \"timestamp\", id::text LIMIT $4"
+         WHERE {after_key} ORDER BY \"timestamp\", id::text LIMIT $4"
     );
+    let count_query = format!("SELECT COUNT(*) FROM {table} WHERE {after_key}");
+    let progress = BackfillProgress::attach(&cx.metrics);
+    progress.set_done(checkpoint.emitted);
+    let mut counted = false;
+    // Past the catch-up, rows only follow: the backfill stays complete as they arrive.
+    let mut caught_up = false;
     let pg = tokio_postgres::Config::from_str(&config.url)
         .map_err(|e| ComponentError::Other(e.to_string()))?;
     let mut client: Option<tokio_postgres::Client> = None;
@@ -219,6 +230,28 @@ async fn run(
             .last
             .clone()
             .unwrap_or((since - chrono::Duration::seconds(1), String::new()));
+        if !counted {
+            match db
+                .query_one(&count_query, &[&since, &last_ts, &last_id])
+                .await
+                .and_then(|row| row.try_get::<_, i64>(0))
+            {
+                Ok(rows) => {
+                    let left = u64::try_from(rows).unwrap_or(0);
+                    progress.set_total(
+                        checkpoint
+                            .emitted
+                            .saturating_add(left)
+                            .min(b.max_events.max(checkpoint.emitted)),
+                    );
+                    counted = true;
+                }
+                Err(e) => {
+                    wait(&cx, &mut backoff, &format!("count query failed: {e}")).await;
+                    continue;
+                }
+            }
+        }
         let left =
             i64::try_from(b.max_events.saturating_sub(checkpoint.emitted)).unwrap_or(i64::MAX);
         let limit = i64::from(b.batch_size).min(left);
@@ -233,6 +266,8 @@ async fn run(
             }
         };
         if rows.is_empty() {
+            progress.finish(checkpoint.emitted);
+            caught_up = true;
             if !config.follow {
                 break;
             }
@@ -291,6 +326,11 @@ async fn run(
                 checkpoint.last = key;
                 checkpoint.emitted += n as u64;
                 save_checkpoint(&checkpoint_path, &checkpoint)?;
+                if caught_up {
+                    progress.finish(checkpoint.emitted);
+                } else {
+                    progress.set_done(checkpoint.emitted);
+                }
                 backoff = Backoff::new(FailureHandling {
                     max_retries: u32::MAX,
                     ..FailureHandling::default()
@@ -306,6 +346,9 @@ async fn run(
                 .await
             }
         }
+    }
+    if checkpoint.emitted >= b.max_events {
+        progress.finish(checkpoint.emitted);
     }
     tracing::info!(component_id = %cx.id, emitted = checkpoint.emitted, "backfill finished");
     cx.metrics.set_state(ComponentState::Stopped);

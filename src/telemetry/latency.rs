@@ -1,5 +1,6 @@
-//! End-to-end latency: from the moment a source received a batch to the moment its last
-//! copy was settled by the sinks.
+//! Latency histograms: end to end (from the moment a source received a batch to the
+//! moment its last copy was settled by the sinks), and per component (how old events are
+//! when they leave it).
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -14,14 +15,21 @@ pub struct LatencyRecorder {
 
 impl Default for LatencyRecorder {
     fn default() -> Self {
-        Self {
-            histogram: Mutex::new(new_histogram()),
-        }
+        Self::with_significant_digits(3)
     }
 }
 
-fn new_histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("constant histogram bounds are valid")
+impl LatencyRecorder {
+    /// `digits` (1 to 5) trades precision for memory: one component's histogram at two
+    /// digits is ~25 KiB, at three ~180 KiB, and p50/p99 of a component need no more
+    /// than 1 % precision.
+    pub fn with_significant_digits(digits: u8) -> Self {
+        let histogram = Histogram::new_with_bounds(1, 3_600_000_000, digits.clamp(1, 5))
+            .expect("constant histogram bounds are valid");
+        Self {
+            histogram: Mutex::new(histogram),
+        }
+    }
 }
 
 /// A point-in-time summary of the histogram.
@@ -35,6 +43,16 @@ pub struct LatencySnapshot {
 
 pub const QUANTILES: [f64; 5] = [0.5, 0.9, 0.99, 0.999, 1.0];
 
+impl LatencySnapshot {
+    /// The value at `q` (one of [`QUANTILES`]), in seconds.
+    pub fn quantile(&self, q: f64) -> f64 {
+        self.quantiles
+            .iter()
+            .find(|(at, _)| *at == q)
+            .map_or(0.0, |(_, v)| *v)
+    }
+}
+
 impl LatencyRecorder {
     /// Records `events` events that all took `elapsed`.
     pub fn record(&self, elapsed: Duration, events: u64) {
@@ -44,6 +62,16 @@ impl LatencyRecorder {
         if let Ok(mut h) = self.histogram.lock() {
             h.saturating_record_n(micros, events.max(1));
         }
+    }
+
+    /// Records `events` events whose age is now − `received_at` (clamped to 1 µs when a
+    /// clock went backwards). One clock read, one lock, one histogram update, whatever
+    /// `events` is.
+    pub fn record_age(&self, received_at: chrono::DateTime<chrono::Utc>, events: u64) {
+        let age = (chrono::Utc::now() - received_at)
+            .to_std()
+            .unwrap_or(Duration::ZERO);
+        self.record(age, events);
     }
 
     pub fn snapshot(&self) -> LatencySnapshot {

@@ -126,6 +126,31 @@ pub(super) fn render(t: &Telemetry) -> String {
         }
     }
 
+    let name = "sluice_component_latency_seconds";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Age of events (since their source received them) when they leave a component: passed on by a source or transform, delivered by a sink.\n# TYPE {name} summary"
+    );
+    for c in &components {
+        let labels = format!(
+            "component_id=\"{}\",component_kind=\"{}\",component_type=\"{}\"",
+            escape(&c.id),
+            c.kind.as_str(),
+            c.type_name
+        );
+        let snap = c.latency().snapshot();
+        for (q, v) in snap.quantiles {
+            // No observation yet: the quantile is undefined, not zero.
+            let v = if snap.count == 0 { f64::NAN } else { v };
+            let _ = writeln!(out, "{name}{{{labels},quantile=\"{q}\"}} {v}");
+        }
+        let _ = writeln!(
+            out,
+            "{name}_sum{{{labels}}} {}\n{name}_count{{{labels}}} {}",
+            snap.sum_seconds, snap.count
+        );
+    }
+
     write_summary(
         &mut out,
         "sluice_end_to_end_latency_seconds",
@@ -212,5 +237,10 @@ mod tests {
         ), "{text}");
         assert!(text.contains("feed=\"gcp\"} 1700000000\n"), "{text}");
         assert!(text.contains("sluice_end_to_end_latency_seconds{quantile=\"0.5\"} 0.002"));
+        assert!(text.contains("sluice_component_latency_seconds{component_id=\"in\\\"x\",component_kind=\"source\",component_type=\"generator\",quantile=\"0.5\"} NaN"), "{text}");
+        c.latency().record(Duration::from_millis(3), 4);
+        let text = t.render_prometheus();
+        assert!(text.contains("sluice_component_latency_seconds_count{component_id=\"in\\\"x\",component_kind=\"source\",component_type=\"generator\"} 4"), "{text}");
+        assert!(text.contains(",quantile=\"0.99\"} 0.003"), "{text}");
     }
 }

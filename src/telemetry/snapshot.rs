@@ -33,6 +33,18 @@ pub struct ComponentSnapshot {
     pub discarded: u64,
     /// Events waiting in the input buffer and its capacity (components with one).
     pub buffer: Option<BufferFill>,
+    /// Age of events when they leave this component (passed on, or delivered by a sink).
+    #[serde(default)]
+    pub latency: LatencySummary,
+    /// Rows read out of rows to read, for a source that backfills.
+    #[serde(default)]
+    pub backfill: Option<BackfillFill>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct BackfillFill {
+    pub done: u64,
+    pub total: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -73,25 +85,24 @@ pub fn snapshot(t: &Telemetry) -> Snapshot {
                     events: len as u64,
                     capacity: cap as u64,
                 }),
+                latency: summary(&c.latency().snapshot()),
+                backfill: super::backfill::read(c)
+                    .map(|(done, total)| BackfillFill { done, total }),
             }
         })
         .collect();
-    let latency = t.latency().snapshot();
-    let quantile = |q: f64| {
-        latency
-            .quantiles
-            .iter()
-            .find(|(at, _)| *at == q)
-            .map_or(0.0, |(_, v)| *v)
-    };
     Snapshot {
         running: t.pipeline_running(),
         components,
-        latency: LatencySummary {
-            count: latency.count,
-            p50_seconds: quantile(0.5),
-            p99_seconds: quantile(0.99),
-        },
+        latency: summary(&t.latency().snapshot()),
+    }
+}
+
+fn summary(s: &super::latency::LatencySnapshot) -> LatencySummary {
+    LatencySummary {
+        count: s.count,
+        p50_seconds: s.quantile(0.5),
+        p99_seconds: s.quantile(0.99),
     }
 }
 
@@ -108,6 +119,8 @@ mod tests {
         c.add_errors(2);
         c.set_state(ComponentState::Failed("boom".into()));
         t.latency().record(std::time::Duration::from_millis(4), 10);
+        c.latency().record(std::time::Duration::from_millis(20), 3);
+        crate::telemetry::backfill::BackfillProgress::attach(&c).set_total(8);
         let s = snapshot(&t);
         assert_eq!(s.components.len(), 1);
         let c = &s.components[0];
@@ -121,6 +134,13 @@ mod tests {
             ("failed", Some("boom"))
         );
         assert_eq!(c.buffer, None);
+        assert_eq!(c.latency.count, 3);
+        assert!(
+            (c.latency.p99_seconds - 0.02).abs() < 0.0002,
+            "{:?}",
+            c.latency
+        );
+        assert_eq!(c.backfill, Some(BackfillFill { done: 0, total: 8 }));
         assert_eq!(s.latency.count, 10);
         assert!(
             (s.latency.p50_seconds - 0.004).abs() < 0.0001,

@@ -10,6 +10,9 @@
 //!   times (each clone carries cloned acknowledgement obligations).
 //! - With no consumer the events are settled `Delivered` and counted as discarded: an
 //!   output nobody reads is a configuration choice that validation warned about.
+//! - A batch that reached its consumers is timed once (the age of its first event once
+//!   the last consumer took it, so time blocked on backpressure counts), into the
+//!   component's latency histogram: one clock read per batch, none per event.
 //! - An output holds the only strong senders of its consumers' buffers. Clearing it when
 //!   its component ends for good is what lets downstream buffers close and drain.
 
@@ -102,9 +105,9 @@ impl Output {
 
     /// Sends `batch` to every consumer, waiting for room in each (backpressure).
     pub async fn send(&self, batch: EventBatch) {
-        if batch.is_empty() {
+        let Some(received_at) = batch.first().map(|e| e.meta.received_at) else {
             return;
-        }
+        };
         let n = batch.len();
         self.taps
             .offer(&self.metrics.id, self.name.as_deref(), &batch);
@@ -132,6 +135,7 @@ impl Output {
             }
         }
         self.metrics.add_sent(n);
+        self.metrics.latency().record_age(received_at, n as u64);
     }
 
     fn check(&self, consumer: &Consumer, result: Result<(), Closed>) {
