@@ -470,10 +470,9 @@ sinks:
         data_dir: dir.path().join("data"),
         ..Default::default()
     };
-    let mut topo =
-        sluice::topology::start(valid(&yaml), sluice::telemetry::Telemetry::new(), &options)
-            .await
-            .expect("starts");
+    let topo = sluice::topology::start(valid(&yaml), sluice::telemetry::Telemetry::new(), &options)
+        .await
+        .expect("starts");
     let checkpoints = dir.path().join("data/logs/checkpoints.json");
     // Nothing listens on the sink's port, yet the source moves on: the lines are safe.
     wait_until("the checkpoint reaches the end of the file", 10, || {
