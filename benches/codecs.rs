@@ -95,7 +95,11 @@ fn bench(c: &mut Criterion) {
                     .map(|e| encoder.encode_event(e).expect("encodes"))
                     .collect();
                 if mode == "batch" {
-                    encoder.build_request("", encoded).expect("request").body.len()
+                    encoder
+                        .build_request("", encoded)
+                        .expect("request")
+                        .body
+                        .len()
                 } else {
                     encoded.len()
                 }

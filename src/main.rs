@@ -358,7 +358,9 @@ fn bench(args: &BenchArgs) -> u8 {
     sluice::delivery::install_crypto_provider();
     // Quiet by default: the report is the output; RUST_LOG shows the bench's own logs.
     let _ = tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("error")))
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("error")),
+        )
         .with_writer(std::io::stderr)
         .try_init();
     let rate = match args.rate.as_deref() {

@@ -22,7 +22,10 @@ fn quick(name: &str) -> Option<Value> {
         .output()
         .expect("sluice bench runs");
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "sluice bench {name} failed:\n{stderr}");
+    assert!(
+        out.status.success(),
+        "sluice bench {name} failed:\n{stderr}"
+    );
     let reports: Vec<Value> = serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("JSON report: {e}\n{}", String::from_utf8_lossy(&out.stdout)));
     assert_eq!(reports.len(), 1, "{reports:?}");
@@ -44,7 +47,7 @@ fn f(v: &Value, pointer: &str) -> f64 {
 }
 
 /// Every event arrived once; throughput, latency and ratio are positive and ordered.
-fn assert_sane(r: &Value, count: u64, baseline_latency: bool) {
+fn assert_sane(r: &Value, count: u64, sluice_latency: bool, baseline_latency: bool) {
     assert_eq!(r["sent"].as_u64(), Some(count), "{r:#}");
     assert_eq!(r["delivered"].as_u64(), Some(count), "{r:#}");
     assert_eq!(r["duplicates"].as_u64(), Some(0), "{r:#}");
@@ -54,7 +57,11 @@ fn assert_sane(r: &Value, count: u64, baseline_latency: bool) {
         assert!(f(r, &format!("{side}/events_per_sec")) > 0.0, "{r:#}");
         assert!(f(r, &format!("{side}/mib_per_sec")) > 0.0, "{r:#}");
     }
-    let mut sides = vec!["/sluice"];
+    assert!(f(r, "/driver_events_per_sec") > 0.0, "{r:#}");
+    let mut sides = Vec::new();
+    if sluice_latency {
+        sides.push("/sluice");
+    }
     if baseline_latency {
         sides.push("/baseline");
     }
@@ -74,7 +81,7 @@ fn assert_sane(r: &Value, count: u64, baseline_latency: bool) {
 #[test]
 fn webhook_alert_to_pagerduty() {
     if let Some(r) = quick("webhook-alert-to-pagerduty") {
-        assert_sane(&r, 100, true);
+        assert_sane(&r, 100, true, true);
         assert_eq!(r["measure"], "latency");
     }
 }
@@ -82,7 +89,7 @@ fn webhook_alert_to_pagerduty() {
 #[test]
 fn ndjson_to_http() {
     if let Some(r) = quick("ndjson-to-http") {
-        assert_sane(&r, 2000, true);
+        assert_sane(&r, 2000, true, true);
         assert_eq!(r["measure"], "throughput");
     }
 }
@@ -90,15 +97,19 @@ fn ndjson_to_http() {
 #[test]
 fn file_to_http() {
     if let Some(r) = quick("file-to-http") {
-        assert_sane(&r, 2000, false);
-        assert!(r["baseline"]["what"].as_str().is_some_and(|w| w.contains("cat")));
+        assert_sane(&r, 2000, true, false);
+        assert!(
+            r["baseline"]["what"]
+                .as_str()
+                .is_some_and(|w| w.contains("cat"))
+        );
     }
 }
 
 #[test]
 fn kafka_to_postgres() {
     if let Some(r) = quick("kafka-to-postgres") {
-        assert_sane(&r, 500, false);
+        assert_sane(&r, 500, false, false);
         let parts = r["baseline"]["parts"].as_array().expect("two baselines");
         assert_eq!(parts.len(), 2, "{r:#}");
     }
@@ -121,7 +132,10 @@ fn every_scenario_file_is_listed_and_loads() {
     ] {
         assert!(text.contains(name), "{text}");
     }
-    assert!(!text.contains(".pipeline"), "pipeline files are not scenarios: {text}");
+    assert!(
+        !text.contains(".pipeline"),
+        "pipeline files are not scenarios: {text}"
+    );
     // And every scenario's pipeline is a valid pipeline file.
     for entry in std::fs::read_dir(scenarios_dir()).expect("dir") {
         let path = entry.expect("entry").path();

@@ -59,7 +59,10 @@ pub fn kafka_consumer(bootstrap: &str, topic: &str, count: u64) -> Result<Ceilin
     use rdkafka::consumer::{BaseConsumer, Consumer};
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
-        .set("group.id", format!("bench-baseline-{}", uuid::Uuid::new_v4()))
+        .set(
+            "group.id",
+            format!("bench-baseline-{}", uuid::Uuid::new_v4()),
+        )
         .set("auto.offset.reset", "earliest")
         .set("enable.auto.commit", "false")
         .create()

@@ -99,7 +99,10 @@ impl Fixture {
                 }
             }
         }
-        if !doc.pointer(mark_at).is_some_and(serde_json::Value::is_object) {
+        if !doc
+            .pointer(mark_at)
+            .is_some_and(serde_json::Value::is_object)
+        {
             return Err(LoadError::Scenario {
                 file: path.display().to_string(),
                 message: format!("`mark_at: {mark_at}` is not an object in the fixture"),

@@ -57,8 +57,7 @@ pub fn scan(body: &[u8], mut found: impl FnMut(Mark)) {
         let mut p = at + i + FIELD.len();
         at = p;
         let start = p;
-        while p < body.len() && p - start < 16 && matches!(body[p], b'"' | b'\\' | b':' | b' ')
-        {
+        while p < body.len() && p - start < 16 && matches!(body[p], b'"' | b'\\' | b':' | b' ') {
             p += 1;
         }
         let (id, next) = digits(body, p);
@@ -101,7 +100,10 @@ mod tests {
             all(r#"{"raw":"{\"sluice_bench\":\"8-9\"}","x":{"sluice_bench":"10-11"}}"#),
             [(8, 9), (10, 11)]
         );
-        assert_eq!(all("a\n{\"sluice_bench\":\"1-2\"}\n{\"sluice_bench\":\"3-4\"}\n"), [(1, 2), (3, 4)]);
+        assert_eq!(
+            all("a\n{\"sluice_bench\":\"1-2\"}\n{\"sluice_bench\":\"3-4\"}\n"),
+            [(1, 2), (3, 4)]
+        );
     }
 
     #[test]
@@ -112,8 +114,14 @@ mod tests {
 
     #[test]
     fn value_round_trips() {
-        let m = Mark { id: 42, sent_ns: 1_700_000_000_000_000_000 };
+        let m = Mark {
+            id: 42,
+            sent_ns: 1_700_000_000_000_000_000,
+        };
         assert_eq!(Mark::parse(&m.value()), Some(m));
-        assert_eq!(all(&format!("{{\"{FIELD}\":\"{}\"}}", m.value())), [(m.id, m.sent_ns)]);
+        assert_eq!(
+            all(&format!("{{\"{FIELD}\":\"{}\"}}", m.value())),
+            [(m.id, m.sent_ns)]
+        );
     }
 }

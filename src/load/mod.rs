@@ -88,6 +88,7 @@ pub async fn run(path: &Path, options: &Options) -> Result<Report, LoadError> {
         failed: 0,
         retried: 0,
         rate,
+        driver_events_per_sec: 0.0,
         sluice: Figures::default(),
         baseline: Baseline {
             what: String::new(),
@@ -134,7 +135,10 @@ struct Run<'a> {
 
 impl Run<'_> {
     fn env(pairs: &[(&str, String)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.clone()))
+            .collect()
     }
 
     fn temp_dir() -> Result<std::path::PathBuf, LoadError> {
@@ -206,7 +210,7 @@ impl Run<'_> {
             "the same driver straight into the bench's receiver ({} requests in flight)",
             self.scenario.concurrency
         );
-        report.baseline.figures = figures(&direct, &recorder.tally());
+        report.baseline.figures = figures(&direct, &recorder.tally(), false);
         recorder.reset(self.count);
 
         let dir = Self::temp_dir()?;
@@ -225,7 +229,7 @@ impl Run<'_> {
         let outcome = outcome?;
         stopped?;
         let _ = std::fs::remove_dir_all(&dir);
-        fill(report, &outcome, &recorder.tally());
+        fill(report, &outcome, &recorder.tally(), false);
         Ok(())
     }
 
@@ -273,7 +277,7 @@ impl Run<'_> {
         let stopped = sluice.stop();
         let outcome = outcome?;
         stopped?;
-        fill(report, &outcome, &recorder.tally());
+        fill(report, &outcome, &recorder.tally(), false);
         let ceiling = baseline::cat(&file)?;
         report.baseline.what = ceiling.what.clone();
         report.baseline.figures = Figures {
@@ -292,13 +296,18 @@ impl Run<'_> {
         let DriverConfig::Kafka {
             partitions,
             event_bytes,
+            preload,
         } = self.scenario.driver
         else {
             unreachable!("checked by the caller");
         };
         let store = match postgres::Store::create().await {
             Ok(s) => s,
-            Err(e) => return Err(LoadError::Unavailable(format!("PostgreSQL unreachable: {e}"))),
+            Err(e) => {
+                return Err(LoadError::Unavailable(format!(
+                    "PostgreSQL unreachable: {e}"
+                )));
+            }
         };
         let broker = Broker::start()?;
         let topic = "bench";
@@ -306,6 +315,23 @@ impl Run<'_> {
         let bootstrap = broker.bootstrap();
         let recorder = Recorder::new(self.count);
         let dir = Self::temp_dir()?;
+        let sent = Arc::new(AtomicU64::new(0));
+        let produce = || {
+            driver::kafka(
+                &bootstrap,
+                topic,
+                partitions,
+                self.count,
+                event_bytes,
+                self.rate,
+                sent.clone(),
+            )
+        };
+        let preloaded = if preload {
+            Some(produce().await?)
+        } else {
+            None
+        };
         let sluice = Sluice::start(
             &self.scenario.pipeline,
             &dir,
@@ -318,18 +344,11 @@ impl Run<'_> {
             ]),
         )
         .await?;
-        let sent = Arc::new(AtomicU64::new(0));
         let progress = Watch::start("sluice", self.count, sent.clone(), recorder.clone());
-        let outcome = driver::kafka(
-            &bootstrap,
-            topic,
-            partitions,
-            self.count,
-            event_bytes,
-            self.rate,
-            sent,
-        )
-        .await;
+        let outcome = match preloaded {
+            Some(o) => Ok(o),
+            None => produce().await,
+        };
         if let Ok(o) = &outcome {
             store.wait_for(o.sent, self.scenario.drain_timeout).await?;
         }
@@ -338,7 +357,7 @@ impl Run<'_> {
         let outcome = outcome?;
         stopped?;
         store.record(&recorder).await?;
-        fill(report, &outcome, &recorder.tally());
+        fill(report, &outcome, &recorder.tally(), preload);
         // Throughput in bytes means the message payloads for every side here.
         let consumer = tokio::task::block_in_place(|| {
             baseline::kafka_consumer(&bootstrap, topic, outcome.sent)
@@ -419,26 +438,41 @@ impl Broker {
     }
 }
 
-/// Throughput from the first send to the last arrival, and the latency percentiles.
-fn figures(outcome: &DriverOutcome, tally: &Tally) -> Figures {
-    let elapsed_ns = tally.last_arrival_ns.saturating_sub(outcome.started_ns).max(1);
+/// Throughput from the first send (or, for a preloaded backlog, the first arrival) to
+/// the last arrival, and the latency percentiles (none for a backlog).
+fn figures(outcome: &DriverOutcome, tally: &Tally, backlog: bool) -> Figures {
+    let from = if backlog {
+        tally.first_arrival_ns
+    } else {
+        outcome.started_ns
+    };
+    let elapsed_ns = tally.last_arrival_ns.saturating_sub(from).max(1);
     let secs = elapsed_ns as f64 / 1e9;
     let share = tally.delivered as f64 / outcome.sent.max(1) as f64;
     Figures {
         events_per_sec: tally.delivered as f64 / secs,
         mib_per_sec: outcome.bytes as f64 * share / secs / f64::from(1 << 20),
         elapsed_s: secs,
-        latency_ms: Percentiles::of(&tally.latency_us),
+        latency_ms: if backlog {
+            None
+        } else {
+            Percentiles::of(&tally.latency_us)
+        },
     }
 }
 
-fn fill(report: &mut Report, outcome: &DriverOutcome, tally: &Tally) {
+fn fill(report: &mut Report, outcome: &DriverOutcome, tally: &Tally, backlog: bool) {
+    let driver_ns = outcome
+        .finished_ns
+        .saturating_sub(outcome.started_ns)
+        .max(1);
+    report.driver_events_per_sec = outcome.sent as f64 / (driver_ns as f64 / 1e9);
     report.sent = outcome.sent;
     report.failed = outcome.failed;
     report.retried = outcome.retried;
     report.delivered = tally.delivered;
     report.duplicates = tally.duplicates + tally.unknown;
-    report.sluice = figures(outcome, tally);
+    report.sluice = figures(outcome, tally, backlog);
 }
 
 /// Waits until `sent` marks arrived, or `idle` passed without a new one.
@@ -465,7 +499,12 @@ struct Watch {
 }
 
 impl Watch {
-    fn start(label: &'static str, count: u64, sent: Arc<AtomicU64>, recorder: Arc<Recorder>) -> Self {
+    fn start(
+        label: &'static str,
+        count: u64,
+        sent: Arc<AtomicU64>,
+        recorder: Arc<Recorder>,
+    ) -> Self {
         let stop = tokio_util::sync::CancellationToken::new();
         let token = stop.clone();
         let bar = Progress::new(count, label);

@@ -28,6 +28,7 @@ struct Inner {
     unknown: u64,
     bytes: u64,
     latency_us: Histogram<u64>,
+    first_arrival_ns: u64,
     last_arrival_ns: u64,
 }
 
@@ -41,6 +42,7 @@ pub struct Tally {
     /// Bytes of the bodies received (HTTP receivers only).
     pub bytes: u64,
     pub latency_us: Histogram<u64>,
+    pub first_arrival_ns: u64,
     pub last_arrival_ns: u64,
 }
 
@@ -56,6 +58,7 @@ impl Recorder {
                 unknown: 0,
                 bytes: 0,
                 latency_us: latency_histogram(),
+                first_arrival_ns: 0,
                 last_arrival_ns: 0,
             }),
         })
@@ -70,6 +73,7 @@ impl Recorder {
         g.unknown = 0;
         g.bytes = 0;
         g.latency_us.reset();
+        g.first_arrival_ns = 0;
         g.last_arrival_ns = 0;
     }
 
@@ -107,6 +111,7 @@ impl Recorder {
             unknown: g.unknown,
             bytes: g.bytes,
             latency_us: g.latency_us.clone(),
+            first_arrival_ns: g.first_arrival_ns,
             last_arrival_ns: g.last_arrival_ns,
         }
     }
@@ -132,6 +137,9 @@ impl Inner {
         let us = arrived_ns.saturating_sub(m.sent_ns) / 1_000;
         self.latency_us.saturating_record(us.max(1));
         self.last_arrival_ns = self.last_arrival_ns.max(arrived_ns);
+        if self.first_arrival_ns == 0 || arrived_ns < self.first_arrival_ns {
+            self.first_arrival_ns = arrived_ns;
+        }
     }
 }
 
@@ -215,13 +223,20 @@ mod tests {
     #[test]
     fn counts_first_arrivals_duplicates_and_strangers() {
         let r = Recorder::new(3);
-        r.body(br#"{"sluice_bench":"0-1000"}{"sluice_bench":"1-2000"}"#, 11_000);
-        r.body(br#"{"sluice_bench":"0-1000"}{"sluice_bench":"9-1"}"#, 12_000);
+        r.body(
+            br#"{"sluice_bench":"0-1000"}{"sluice_bench":"1-2000"}"#,
+            11_000,
+        );
+        r.body(
+            br#"{"sluice_bench":"0-1000"}{"sluice_bench":"9-1"}"#,
+            12_000,
+        );
         let t = r.tally();
         assert_eq!((t.delivered, t.duplicates, t.unknown), (2, 1, 1));
         assert_eq!(t.latency_us.len(), 2);
         assert_eq!(t.latency_us.max(), 10);
         assert_eq!(t.last_arrival_ns, 11_000);
+        assert_eq!(t.first_arrival_ns, 11_000);
         r.reset(3);
         assert_eq!(r.delivered(), 0);
     }

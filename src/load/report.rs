@@ -25,6 +25,9 @@ pub struct Report {
     pub retried: u64,
     /// Events/s asked for; `null` is flat out.
     pub rate: Option<f64>,
+    /// Events/s the driver managed on its own clock: when it is close to sluice's
+    /// figure, the driver, not sluice, was the bound.
+    pub driver_events_per_sec: f64,
     pub sluice: Figures,
     pub baseline: Baseline,
     /// sluice / baseline on the scenario's measure.
@@ -130,7 +133,11 @@ pub fn table(reports: &[Report]) -> String {
             let _ = writeln!(
                 out,
                 "{:<28} {:<9} {:>9} {:>9} {:>12.0} {:>9.1} {:>9} {:>9} {:>9} {:>9} {:>9} {:>7}",
-                if run == "sluice" { r.scenario.as_str() } else { "" },
+                if run == "sluice" {
+                    r.scenario.as_str()
+                } else {
+                    ""
+                },
                 run,
                 sent,
                 del,
@@ -186,7 +193,10 @@ pub fn machine() -> String {
                 .and_then(|kb| kb.parse::<f64>().ok())
         })
         .map_or(0.0, |kb| kb / f64::from(1 << 20));
-    format!("{cores} vCPU {cpu}, {mem_gib:.0} GiB, {}", std::env::consts::OS)
+    format!(
+        "{cores} vCPU {cpu}, {mem_gib:.0} GiB, {}",
+        std::env::consts::OS
+    )
 }
 
 #[cfg(test)]

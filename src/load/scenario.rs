@@ -48,7 +48,9 @@ fn default_drain() -> std::time::Duration {
     std::time::Duration::from_secs(60)
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Measure {
     /// Events/s; ratio = sluice / baseline (higher is better).
@@ -93,6 +95,13 @@ pub enum DriverConfig {
         partitions: u32,
         #[serde(default = "default_event_bytes")]
         event_bytes: usize,
+        /// Fill the topic before sluice starts, and time sluice from its first
+        /// delivery to its last, as the bare consumer is timed. A producer that waits
+        /// for each acknowledgement is slower than the consumers, so producing while
+        /// sluice reads would measure the producer. No latency is reported then: the
+        /// messages waited in the topic on purpose.
+        #[serde(default)]
+        preload: bool,
     },
 }
 
@@ -144,7 +153,7 @@ impl Scenario {
                 message: "`count`, `quick_count` and `concurrency` must be above 0".into(),
             });
         }
-        if s.rate.is_some_and(|r| !(r > 0.0)) {
+        if s.rate.is_some_and(|r| r.is_nan() || r <= 0.0) {
             return Err(LoadError::Scenario {
                 file: path.display().to_string(),
                 message: "`rate` must be above 0 (leave it out for flat out)".into(),
