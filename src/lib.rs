@@ -19,6 +19,7 @@ pub mod event;
 pub mod fuzzing;
 pub mod kafka;
 pub mod key_values;
+pub mod load;
 pub mod pipeline_tests;
 pub mod plugins;
 pub mod program;

@@ -44,6 +44,15 @@ impl Progress {
         self.bar.set_message(current.to_owned());
     }
 
+    /// Moves the bar to `pos`, for work counted elsewhere (events a driver sent).
+    pub fn set_position(&self, pos: u64) {
+        self.bar.set_position(pos);
+    }
+
+    pub fn set_message(&self, message: &str) {
+        self.bar.set_message(message.to_owned());
+    }
+
     pub fn is_hidden(&self) -> bool {
         self.bar.is_hidden()
     }

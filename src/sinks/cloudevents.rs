@@ -86,6 +86,11 @@ pub struct CloudEventsConfig {
 }
 
 impl CloudEventsConfig {
+    /// The encoder the sink runs, without a client: benches measure encoding alone.
+    pub fn http_encoder(&self) -> Result<Arc<dyn HttpEncoder>, BuildError> {
+        Ok(Arc::new(self.encoder()?))
+    }
+
     fn encoder(&self) -> Result<CloudEventsEncoder, BuildError> {
         reqwest::Url::parse(&self.sink.endpoint)
             .map_err(|e| BuildError(format!("`sink.endpoint`: {e}")))?;

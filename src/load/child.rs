@@ -1,0 +1,153 @@
+//! sluice under test, as a child process: the same binary as `sluice bench` (or
+//! `$BENCH_SLUICE_BIN`), run on the scenario's pipeline with the bench's addresses in
+//! its environment, so it is measured exactly as it is deployed.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::load::LoadError;
+
+/// A running sluice; killed when dropped if not stopped.
+pub struct Sluice {
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl Sluice {
+    /// Starts sluice on `pipeline` and waits until its API reports healthy.
+    pub async fn start(
+        pipeline: &Path,
+        data_dir: &Path,
+        env: &[(String, String)],
+    ) -> Result<Self, LoadError> {
+        let binary = match std::env::var_os("BENCH_SLUICE_BIN") {
+            Some(b) => PathBuf::from(b),
+            None => std::env::current_exe().map_err(|e| LoadError::Io {
+                what: "the sluice binary".into(),
+                source: e,
+            })?,
+        };
+        let api = free_address()?;
+        let log = data_dir.join("sluice.log");
+        let stderr = std::fs::File::create(&log).map_err(|e| LoadError::Io {
+            what: log.display().to_string(),
+            source: e,
+        })?;
+        let child = Command::new(&binary)
+            .arg("run")
+            .arg("--config")
+            .arg(pipeline)
+            .arg("--data-dir")
+            .arg(data_dir)
+            .arg("--api-address")
+            .arg(&api)
+            .arg("--no-watch")
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .env("SLUICE_LOG__LEVEL", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .map_err(|e| LoadError::Io {
+                what: format!("starting {}", binary.display()),
+                source: e,
+            })?;
+        let mut sluice = Self {
+            child: Some(child),
+            log,
+        };
+        sluice.wait_healthy(&api).await?;
+        Ok(sluice)
+    }
+
+    async fn wait_healthy(&mut self, api: &str) -> Result<(), LoadError> {
+        let client = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(child) = self.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                return Err(LoadError::Sluice(format!(
+                    "sluice exited ({status}) before it was ready: {}",
+                    self.log_tail()
+                )));
+            }
+            if let Ok(r) = client.get(format!("http://{api}/health")).send().await
+                && r.status().is_success()
+            {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(LoadError::Sluice(format!(
+                    "sluice was not healthy within 60 s: {}",
+                    self.log_tail()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The end of sluice's log, for error messages.
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
+    }
+
+    /// SIGTERM, then waits for a clean exit (SIGKILL after 20 s).
+    pub fn stop(mut self) -> Result<(), LoadError> {
+        let Some(mut child) = self.child.take() else {
+            return Ok(());
+        };
+        let pid = child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            match child.try_wait() {
+                Ok(Some(status)) if status.success() => return Ok(()),
+                Ok(Some(status)) => {
+                    return Err(LoadError::Sluice(format!(
+                        "sluice exited with {status}: {}",
+                        self.log_tail()
+                    )));
+                }
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                _ => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Err(LoadError::Sluice(
+                        "sluice did not stop within 20 s of SIGTERM".into(),
+                    ));
+                }
+            }
+        }
+    }
+
+    /// The process id (for `perf record -p`).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+}
+
+impl Drop for Sluice {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A loopback address nobody listens on right now.
+pub fn free_address() -> Result<String, LoadError> {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.to_string())
+        .map_err(|e| LoadError::Io {
+            what: "finding a free port".into(),
+            source: e,
+        })
+}

@@ -1,0 +1,217 @@
+//! What a scenario run found, as JSON (`--json`) and as a table.
+
+use std::fmt::Write;
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+use crate::load::scenario::Measure;
+
+/// One scenario's result.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub scenario: String,
+    pub description: String,
+    pub measure: Measure,
+    pub quick: bool,
+    /// Set when the scenario could not run here (a missing service outside CI).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<String>,
+    pub sent: u64,
+    pub delivered: u64,
+    pub duplicates: u64,
+    pub failed: u64,
+    /// Requests sluice answered 429/503 (backpressure) that the driver sent again.
+    pub retried: u64,
+    /// Events/s asked for; `null` is flat out.
+    pub rate: Option<f64>,
+    /// Events/s the driver managed on its own clock: when it is close to sluice's
+    /// figure, the driver, not sluice, was the bound.
+    pub driver_events_per_sec: f64,
+    pub sluice: Figures,
+    pub baseline: Baseline,
+    /// sluice / baseline on the scenario's measure.
+    pub ratio: f64,
+    pub machine: String,
+    pub date: String,
+    pub command: String,
+}
+
+/// Throughput and end-to-end latency of one run.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Figures {
+    pub events_per_sec: f64,
+    pub mib_per_sec: f64,
+    pub elapsed_s: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latency_ms: Option<Percentiles>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Baseline {
+    pub what: String,
+    #[serde(flatten)]
+    pub figures: Figures,
+    /// When the baseline is the slower of several (Kafka read, Postgres COPY).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub parts: Vec<crate::load::baseline::Ceiling>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Percentiles {
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+    pub p99_9: f64,
+    pub max: f64,
+}
+
+impl Percentiles {
+    /// From a histogram in microseconds; `None` when it is empty.
+    pub fn of(h: &Histogram<u64>) -> Option<Self> {
+        if h.is_empty() {
+            return None;
+        }
+        let ms = |us: u64| us as f64 / 1_000.0;
+        Some(Self {
+            p50: ms(h.value_at_quantile(0.5)),
+            p90: ms(h.value_at_quantile(0.9)),
+            p99: ms(h.value_at_quantile(0.99)),
+            p99_9: ms(h.value_at_quantile(0.999)),
+            max: ms(h.max()),
+        })
+    }
+}
+
+impl Report {
+    /// sluice / baseline on the measure, 0 when a side has no figure.
+    pub fn compute_ratio(&mut self) {
+        let (s, b) = match self.measure {
+            Measure::Throughput => (
+                self.sluice.events_per_sec,
+                self.baseline.figures.events_per_sec,
+            ),
+            Measure::Latency => (
+                self.sluice.latency_ms.map_or(0.0, |l| l.p50),
+                self.baseline.figures.latency_ms.map_or(0.0, |l| l.p50),
+            ),
+        };
+        self.ratio = if b > 0.0 { s / b } else { 0.0 };
+    }
+}
+
+/// The reports as a plain-text table, one row for sluice and one for its baseline.
+pub fn table(reports: &[Report]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<28} {:<9} {:>9} {:>9} {:>12} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>7}",
+        "scenario",
+        "run",
+        "sent",
+        "delivered",
+        "events/s",
+        "MiB/s",
+        "p50 ms",
+        "p90 ms",
+        "p99 ms",
+        "p99.9 ms",
+        "max ms",
+        "ratio"
+    );
+    for r in reports {
+        if let Some(why) = &r.skipped {
+            let _ = writeln!(out, "{:<28} skipped: {why}", r.scenario);
+            continue;
+        }
+        let row = |out: &mut String, run: &str, f: &Figures, sent: &str, del: &str, ratio: &str| {
+            let l = |get: fn(&Percentiles) -> f64| {
+                f.latency_ms
+                    .as_ref()
+                    .map_or_else(|| "-".to_owned(), |p| format!("{:.2}", get(p)))
+            };
+            let _ = writeln!(
+                out,
+                "{:<28} {:<9} {:>9} {:>9} {:>12.0} {:>9.1} {:>9} {:>9} {:>9} {:>9} {:>9} {:>7}",
+                if run == "sluice" {
+                    r.scenario.as_str()
+                } else {
+                    ""
+                },
+                run,
+                sent,
+                del,
+                f.events_per_sec,
+                f.mib_per_sec,
+                l(|p| p.p50),
+                l(|p| p.p90),
+                l(|p| p.p99),
+                l(|p| p.p99_9),
+                l(|p| p.max),
+                ratio
+            );
+        };
+        row(
+            &mut out,
+            "sluice",
+            &r.sluice,
+            &r.sent.to_string(),
+            &r.delivered.to_string(),
+            &format!("{:.2}", r.ratio),
+        );
+        row(&mut out, "baseline", &r.baseline.figures, "", "", "");
+        let _ = writeln!(out, "{:<28} baseline: {}", "", r.baseline.what);
+        for p in &r.baseline.parts {
+            let _ = writeln!(
+                out,
+                "{:<28}   {}: {:.0} events/s, {:.1} MiB/s",
+                "", p.what, p.events_per_sec, p.mib_per_sec
+            );
+        }
+    }
+    out
+}
+
+/// CPU model, cores and memory, for the README's table.
+pub fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, std::num::NonZero::get);
+    let mem_gib = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / f64::from(1 << 20));
+    format!(
+        "{cores} vCPU {cpu}, {mem_gib:.0} GiB, {}",
+        std::env::consts::OS
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_in_milliseconds() {
+        let mut h = crate::load::receiver::latency_histogram();
+        for us in 1..=1000 {
+            h.record(us * 10).expect("in range");
+        }
+        let p = Percentiles::of(&h).expect("not empty");
+        assert!((p.p50 - 5.0).abs() < 0.01, "{p:?}");
+        assert!((p.max - 10.0).abs() < 0.01, "{p:?}");
+        assert!(Percentiles::of(&crate::load::receiver::latency_histogram()).is_none());
+    }
+}

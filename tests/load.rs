@@ -1,0 +1,176 @@
+//! `sluice bench --quick` on every scenario in `benches/scenarios/`, as CI runs it: the
+//! real binary drives a real child sluice, and the JSON report must show every event
+//! delivered exactly once with sane figures on both sides.
+
+mod common;
+
+use std::path::Path;
+
+use common::sluice;
+use serde_json::Value;
+
+fn scenarios_dir() -> &'static Path {
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/benches/scenarios"))
+}
+
+/// Runs one scenario in quick mode and returns its report (`None` when skipped here).
+fn quick(name: &str) -> Option<Value> {
+    let out = sluice()
+        .args(["bench", "--quick", "--json", "--dir"])
+        .arg(scenarios_dir())
+        .arg(name)
+        .output()
+        .expect("sluice bench runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "sluice bench {name} failed:\n{stderr}"
+    );
+    let reports: Vec<Value> = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("JSON report: {e}\n{}", String::from_utf8_lossy(&out.stdout)));
+    assert_eq!(reports.len(), 1, "{reports:?}");
+    let report = reports.into_iter().next().expect("one report");
+    if let Some(why) = report["skipped"].as_str() {
+        assert!(!sluice::testing::kafka::in_ci(), "skipped under CI: {why}");
+        eprintln!("skipping {name}: {why}");
+        return None;
+    }
+    // The table is on standard error when --json is given.
+    assert!(stderr.contains(name), "{stderr}");
+    Some(report)
+}
+
+fn f(v: &Value, pointer: &str) -> f64 {
+    v.pointer(pointer)
+        .and_then(Value::as_f64)
+        .unwrap_or_else(|| panic!("{pointer} in {v:#}"))
+}
+
+/// Every event arrived once; throughput, latency and ratio are positive and ordered.
+fn assert_sane(r: &Value, count: u64, sluice_latency: bool, baseline_latency: bool) {
+    assert_eq!(r["sent"].as_u64(), Some(count), "{r:#}");
+    assert_eq!(r["delivered"].as_u64(), Some(count), "{r:#}");
+    assert_eq!(r["duplicates"].as_u64(), Some(0), "{r:#}");
+    assert_eq!(r["failed"].as_u64(), Some(0), "{r:#}");
+    assert_eq!(r["quick"].as_bool(), Some(true));
+    for side in ["/sluice", "/baseline"] {
+        assert!(f(r, &format!("{side}/events_per_sec")) > 0.0, "{r:#}");
+        assert!(f(r, &format!("{side}/mib_per_sec")) > 0.0, "{r:#}");
+    }
+    assert!(f(r, "/driver_events_per_sec") > 0.0, "{r:#}");
+    let mut sides = Vec::new();
+    if sluice_latency {
+        sides.push("/sluice");
+    }
+    if baseline_latency {
+        sides.push("/baseline");
+    }
+    for side in sides {
+        let l = |q: &str| f(r, &format!("{side}/latency_ms/{q}"));
+        assert!(l("p50") > 0.0, "{r:#}");
+        assert!(l("p50") <= l("p90") && l("p90") <= l("p99"), "{r:#}");
+        assert!(l("p99") <= l("p99_9") && l("p99_9") <= l("max"), "{r:#}");
+        // Quick runs are small and local: a minute would mean something is stuck.
+        assert!(l("max") < 60_000.0, "{r:#}");
+    }
+    assert!(f(r, "/ratio") > 0.0, "{r:#}");
+    assert!(r["machine"].as_str().is_some_and(|m| !m.is_empty()));
+    assert!(r["command"].as_str().is_some_and(|c| c.contains("--quick")));
+}
+
+#[test]
+fn webhook_alert_to_pagerduty() {
+    if let Some(r) = quick("webhook-alert-to-pagerduty") {
+        assert_sane(&r, 100, true, true);
+        assert_eq!(r["measure"], "latency");
+    }
+}
+
+#[test]
+fn ndjson_to_http() {
+    if let Some(r) = quick("ndjson-to-http") {
+        assert_sane(&r, 2000, true, true);
+        assert_eq!(r["measure"], "throughput");
+    }
+}
+
+#[test]
+fn file_to_http() {
+    if let Some(r) = quick("file-to-http") {
+        assert_sane(&r, 2000, true, false);
+        assert!(
+            r["baseline"]["what"]
+                .as_str()
+                .is_some_and(|w| w.contains("cat"))
+        );
+    }
+}
+
+#[test]
+fn kafka_to_postgres() {
+    if let Some(r) = quick("kafka-to-postgres") {
+        assert_sane(&r, 500, false, false);
+        let parts = r["baseline"]["parts"].as_array().expect("two baselines");
+        assert_eq!(parts.len(), 2, "{r:#}");
+    }
+}
+
+#[test]
+fn every_scenario_file_is_listed_and_loads() {
+    let out = sluice()
+        .args(["bench", "--list", "--dir"])
+        .arg(scenarios_dir())
+        .output()
+        .expect("runs");
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    for name in [
+        "webhook-alert-to-pagerduty",
+        "ndjson-to-http",
+        "file-to-http",
+        "kafka-to-postgres",
+    ] {
+        assert!(text.contains(name), "{text}");
+    }
+    assert!(
+        !text.contains(".pipeline"),
+        "pipeline files are not scenarios: {text}"
+    );
+    // And every scenario's pipeline is a valid pipeline file.
+    for entry in std::fs::read_dir(scenarios_dir()).expect("dir") {
+        let path = entry.expect("entry").path();
+        if path.to_string_lossy().ends_with(".pipeline.yaml") {
+            let out = sluice()
+                .args(["validate", "--config"])
+                .arg(&path)
+                .env("BENCH_SOURCE_ADDRESS", "127.0.0.1:1")
+                .env("BENCH_RECEIVER", "http://127.0.0.1:2")
+                .env("BENCH_FILE", "/tmp/bench.log")
+                .env("BENCH_KAFKA", "127.0.0.1:3")
+                .env("BENCH_TOPIC", "bench")
+                .env("BENCH_GROUP", "bench")
+                .env("BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432/test")
+                .env("BENCH_PG_SCHEMA", "bench")
+                .output()
+                .expect("runs");
+            assert!(
+                out.status.success(),
+                "{}: {}",
+                path.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+}
+
+#[test]
+fn an_unknown_scenario_is_an_error() {
+    let out = sluice()
+        .args(["bench", "--quick", "--dir"])
+        .arg(scenarios_dir())
+        .arg("no-such-scenario")
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no-such-scenario"));
+}
