@@ -49,8 +49,9 @@ use crate::config::WhenFull;
 use crate::event::{BatchAck, EventAck, EventBatch, EventStatus, settle_all};
 use crate::telemetry::{ComponentMetrics, LabeledCounter};
 
-/// Records read per batch handed to the sink.
-const READ_BATCH: usize = 1000;
+/// Records read per batch handed to the sink. A batch is settled as a whole, so this
+/// also bounds how many delivered records a crash can repeat per batch in flight.
+const READ_BATCH: usize = 250;
 const READ_BATCH_BYTES: usize = 4 << 20;
 /// How often the ledger is written and finished segments are removed.
 const HOUSEKEEPING: Duration = Duration::from_millis(25);
