@@ -177,7 +177,7 @@ impl Harness<'_> {
                 };
                 let mut runner = Runner::new(program);
                 for event in events {
-                    let (mut value, mut meta) = (event.value.clone(), event.meta.vrl.clone());
+                    let (mut value, mut meta) = (event.value.clone(), event.meta.vrl.get().clone());
                     if !matches!(
                         runner.run(&mut value, &mut meta),
                         Outcome::Done(vrl::value::Value::Boolean(true))

@@ -8,10 +8,13 @@ use std::sync::Arc;
 
 use vrl::compiler::runtime::{Runtime, Terminate};
 use vrl::compiler::state::{ExternalEnv, RuntimeState};
-use vrl::compiler::{CompileConfig, Program, TargetValueRef, TimeZone, compile_with_external};
+use vrl::compiler::{
+    CompileConfig, Program, Target, TargetValueRef, TimeZone, compile_with_external,
+};
 use vrl::value::{Secrets, Value};
 
 use crate::component::BuildError;
+use crate::event::{Event, EventTarget};
 
 /// Where a program's source comes from in a component config.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -117,17 +120,30 @@ impl Runner {
         self.program.can_fail
     }
 
-    /// Runs the program on an event payload and its VRL metadata.
+    /// Runs the program on a payload and a `%` metadata object of its own.
     pub fn run(&mut self, value: &mut Value, metadata: &mut Value) -> Outcome {
         let mut secrets = Secrets::default();
-        let mut target = TargetValueRef {
+        self.resolve(&mut TargetValueRef {
             value,
             metadata,
             secrets: &mut secrets,
-        };
+        })
+    }
+
+    /// Runs the program on an event; `%` is copied only if the program writes it.
+    pub fn run_event(&mut self, event: &mut Event) -> Outcome {
+        let mut secrets = Secrets::default();
+        self.resolve(&mut EventTarget {
+            value: &mut event.value,
+            metadata: &mut event.meta.vrl,
+            secrets: &mut secrets,
+        })
+    }
+
+    fn resolve(&mut self, target: &mut dyn Target) -> Outcome {
         let result = self
             .runtime
-            .resolve(&mut target, &self.program.program, &self.timezone);
+            .resolve(target, &self.program.program, &self.timezone);
         self.runtime.clear();
         match result {
             Ok(v) => Outcome::Done(v),

@@ -773,3 +773,78 @@ sources:
         "the timed-out event was still delivered once"
     );
 }
+
+/// The events of one request share their `%` metadata until a program writes it.
+#[tokio::test]
+async fn a_metadata_write_changes_only_its_own_event() {
+    let port = free_port();
+    let mut p = parse(&format!(
+        r#"
+sources:
+  hooks:
+    type: webhook
+    address: "127.0.0.1:{port}"
+    path: /events
+    capture_headers: [X-Team]
+transforms:
+  write:
+    type: remap
+    inputs: [hooks]
+    source: |
+      if .n == 2 {{
+        %headers."x-team" = "changed"
+        %extra = true
+      }}
+  read:
+    type: remap
+    inputs: [write]
+    source: |
+      .team = %headers."x-team"
+      .extra = %extra
+      .rid = %request_id
+"#
+    ));
+    let sink = CaptureSink::default();
+    sink.attach(&mut p, "out", &["read"], 100);
+    let (_topo, _telemetry) = start(p).await;
+    wait_for_port(port).await;
+    let r = client()
+        .post(format!("http://127.0.0.1:{port}/events"))
+        .header("x-team", "core")
+        .header("x-request-id", "r-1")
+        .body("{\"n\":1}\n{\"n\":2}\n{\"n\":3}")
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(r.status(), 200);
+    let mut seen: Vec<(i64, String, Option<bool>, String)> = sink
+        .values()
+        .iter()
+        .map(|e| {
+            let n = match common::field(e, "n") {
+                vrl::value::Value::Integer(n) => n,
+                other => panic!("n is {other:?}"),
+            };
+            let extra = match common::field(e, "extra") {
+                vrl::value::Value::Boolean(b) => Some(b),
+                _ => None,
+            };
+            (
+                n,
+                string(e, "team").unwrap_or_default(),
+                extra,
+                string(e, "rid").unwrap_or_default(),
+            )
+        })
+        .collect();
+    seen.sort();
+    let want = |n, team: &str, extra| (n, team.to_owned(), extra, "r-1".to_owned());
+    assert_eq!(
+        seen,
+        [
+            want(1, "core", None),
+            want(2, "changed", Some(true)),
+            want(3, "core", None)
+        ]
+    );
+}

@@ -5,6 +5,7 @@
 //! ([`EventBatch`]) over bounded channels.
 
 mod ack;
+mod vrl_metadata;
 
 use std::sync::Arc;
 
@@ -12,6 +13,7 @@ use chrono::{DateTime, Utc};
 use vrl::value::{KeyString, ObjectMap, Value};
 
 pub use ack::{BatchAck, BatchReceiver, EventAck, EventStatus};
+pub use vrl_metadata::{EventTarget, VrlMetadata};
 
 /// A batch of events; the unit that moves over channels.
 pub type EventBatch = Vec<Event>;
@@ -32,8 +34,8 @@ pub struct EventMetadata {
     /// When the source received or created it.
     pub received_at: DateTime<Utc>,
     /// VRL's `%` metadata (Kafka topic and offset, HTTP headers, …). An empty object by
-    /// default, which does not allocate.
-    pub vrl: Value,
+    /// default, which does not allocate; shared between the events of one request.
+    pub vrl: VrlMetadata,
     pub ack: EventAck,
 }
 
@@ -46,7 +48,7 @@ impl Event {
             meta: EventMetadata {
                 source_id,
                 received_at,
-                vrl: Value::Object(ObjectMap::new()),
+                vrl: VrlMetadata::default(),
                 ack: EventAck::none(),
             },
         }

@@ -111,7 +111,7 @@ struct SlackEncoder {
 impl HttpEncoder for SlackEncoder {
     fn encode_event(&self, event: &Event) -> Result<Vec<u8>, String> {
         let mut value = event.value.clone();
-        let mut metadata = event.meta.vrl.clone();
+        let mut metadata = event.meta.vrl.get().clone();
         let outcome = self
             .runner
             .lock()

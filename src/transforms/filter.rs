@@ -48,7 +48,7 @@ struct Filter {
 impl Transform for Filter {
     fn process(&mut self, batch: EventBatch, out: &mut TransformOutputs) {
         for mut event in batch {
-            let keep = match self.runner.run(&mut event.value, &mut event.meta.vrl) {
+            let keep = match self.runner.run_event(&mut event) {
                 Outcome::Done(Value::Boolean(b)) => b,
                 Outcome::Done(_) | Outcome::Aborted(_) => false,
                 Outcome::Failed(_) => {

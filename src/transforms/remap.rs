@@ -74,7 +74,7 @@ impl Transform for Remap {
     fn process(&mut self, batch: EventBatch, out: &mut TransformOutputs) {
         for mut event in batch {
             let original = self.runner.can_fail().then(|| event.value.clone());
-            match self.runner.run(&mut event.value, &mut event.meta.vrl) {
+            match self.runner.run_event(&mut event) {
                 Outcome::Done(_) => emit(event, &mut out.default),
                 Outcome::Aborted(_) => {
                     self.metrics.add_discarded(1);

@@ -69,7 +69,7 @@ impl Transform for Route {
             hits.clear();
             for (i, runner) in self.routes.iter_mut().enumerate() {
                 if matches!(
-                    runner.run(&mut event.value, &mut event.meta.vrl),
+                    runner.run_event(&mut event),
                     Outcome::Done(Value::Boolean(true))
                 ) {
                     hits.push(i);

@@ -108,10 +108,7 @@ impl Transform for Sample {
     fn process(&mut self, batch: EventBatch, out: &mut TransformOutputs) {
         for mut event in batch {
             let always = self.keep.as_mut().is_some_and(|k| {
-                matches!(
-                    k.run(&mut event.value, &mut event.meta.vrl),
-                    Outcome::Done(Value::Boolean(true))
-                )
+                matches!(k.run_event(&mut event), Outcome::Done(Value::Boolean(true)))
             });
             if always || self.sampled_in(&event.value) {
                 out.default.push(event);

@@ -31,7 +31,7 @@ use vrl::value::{KeyString, ObjectMap, Value};
 
 use super::KafkaDecoding;
 use super::offsets::{OffsetTracker, PartitionKey, Settled, Ticket};
-use crate::event::{BatchAck, BatchReceiver, Event, EventBatch};
+use crate::event::{BatchAck, BatchReceiver, Event, EventBatch, VrlMetadata};
 use crate::kafka::LoggingContext;
 use crate::telemetry::{ComponentMetrics, LabeledCounter, LatencyRecorder};
 
@@ -357,7 +357,7 @@ fn start(
         epoch: u64,
         first: i64,
         last: i64,
-        values: Vec<(Value, Value)>,
+        values: Vec<(Value, VrlMetadata)>,
     }
     let mut groups: Vec<Group> = Vec::new();
     let mut stale = 0usize;
@@ -386,9 +386,10 @@ fn start(
             };
             group.last = p.offset;
             // An NDJSON message gives several events; each carries the message's `%kafka`.
+            let meta = VrlMetadata::shared(p.meta);
             group
                 .values
-                .extend(p.values.into_iter().map(|v| (v, p.meta.clone())));
+                .extend(p.values.into_iter().map(|v| (v, meta.clone())));
         }
     }
     if stale > 0 {

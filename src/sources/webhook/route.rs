@@ -19,7 +19,7 @@ use super::sns::{MessageType, Sns};
 use super::{RouteConfig, ServerTls, WebhookConfig};
 use crate::clock::Clock;
 use crate::component::{BuildError, SourceOutput};
-use crate::event::{BatchAck, Event, EventStatus};
+use crate::event::{BatchAck, Event, EventStatus, VrlMetadata};
 use crate::telemetry::{ComponentMetrics, LabeledCounter, LatencyRecorder};
 
 /// What all routes of one listener share.
@@ -224,6 +224,7 @@ impl Route {
         if let Value::Object(m) = &mut metadata {
             m.insert("request_id".into(), Value::from(stamp.request_id));
         }
+        let metadata = VrlMetadata::shared(metadata);
         let shared = &self.shared;
         let (ack, done) = BatchAck::with_receiver(n, Some(Arc::clone(&shared.latency)));
         let batch: Vec<Event> = values

@@ -87,7 +87,7 @@ impl Drop for Charge {
 /// little early.
 pub fn event_size(event: &Event) -> usize {
     const EVENT: usize = 200;
-    EVENT + heap_size(&event.value) + heap_size(&event.meta.vrl)
+    EVENT + heap_size(&event.value) + heap_size(event.meta.vrl.get())
 }
 
 const MAP_NODE: usize = 720;

@@ -461,7 +461,7 @@ impl Transform for Subscription {
                     };
                     let runner =
                         runners[i as usize].get_or_insert_with(|| Runner::new(Arc::clone(program)));
-                    match runner.run(&mut event.value, &mut event.meta.vrl) {
+                    match runner.run_event(&mut event) {
                         Outcome::Done(Value::Boolean(b)) => b,
                         Outcome::Done(_) | Outcome::Aborted(_) => false,
                         Outcome::Failed(_) => {

@@ -58,7 +58,7 @@ pub fn encode(event: &Event, out: &mut Vec<u8>) {
     out.push(VERSION);
     put_str(out, &event.meta.source_id);
     put_time(out, &event.meta.received_at);
-    put_value(out, &event.meta.vrl);
+    put_value(out, event.meta.vrl.get());
     put_value(out, &event.value);
 }
 
@@ -78,7 +78,7 @@ pub fn decode(data: &[u8]) -> Result<Event, DecodeError> {
         return Err(DecodeError::Trailing(left));
     }
     let mut event = Event::new(value, Arc::from(source), received_at);
-    event.meta.vrl = vrl;
+    event.meta.vrl = vrl.into();
     Ok(event)
 }
 
@@ -261,7 +261,7 @@ mod tests {
         );
         let mut meta = ObjectMap::new();
         meta.insert("kafka".into(), Value::from("t"));
-        event.meta.vrl = Value::Object(meta);
+        event.meta.vrl = Value::Object(meta).into();
         event
     }
 

@@ -1,0 +1,155 @@
+//! VRL's `%` metadata, shared between the events of one request or read.
+//!
+//! A webhook request's `%headers`, `%route` and `%request_id` are the same for every
+//! event in its body. Copying that object into each event, and dropping each copy at
+//! the sink, cost about 14% of the CPU in the NDJSON → http load scenario, so events
+//! share one copy and a VRL program that writes `%` gets its own (copy on write).
+
+use std::sync::Arc;
+
+use vrl::compiler::{SecretTarget, Target};
+use vrl::path::{OwnedTargetPath, PathPrefix};
+use vrl::value::{ObjectMap, Secrets, Value};
+
+static EMPTY: Value = Value::Object(ObjectMap::new());
+
+/// An event's `%` metadata: an object, empty by default (which allocates nothing).
+#[derive(Clone, Default)]
+pub struct VrlMetadata(Option<Arc<Value>>);
+
+impl VrlMetadata {
+    /// Metadata to share: clones of the result point at one object.
+    pub fn shared(value: Value) -> Self {
+        match &value {
+            Value::Object(m) if m.is_empty() => Self(None),
+            _ => Self(Some(Arc::new(value))),
+        }
+    }
+
+    pub fn get(&self) -> &Value {
+        self.0.as_deref().unwrap_or(&EMPTY)
+    }
+
+    /// This event's own copy, made on the first write if it was shared.
+    pub fn make_mut(&mut self) -> &mut Value {
+        Arc::make_mut(
+            self.0
+                .get_or_insert_with(|| Arc::new(Value::Object(ObjectMap::new()))),
+        )
+    }
+}
+
+impl From<Value> for VrlMetadata {
+    fn from(value: Value) -> Self {
+        Self::shared(value)
+    }
+}
+
+impl PartialEq for VrlMetadata {
+    fn eq(&self, other: &Self) -> bool {
+        self.get() == other.get()
+    }
+}
+
+impl std::fmt::Debug for VrlMetadata {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.get().fmt(f)
+    }
+}
+
+/// What a VRL program sees of an event: its payload, and `%` copied only if written.
+#[derive(Debug)]
+pub struct EventTarget<'a> {
+    pub value: &'a mut Value,
+    pub metadata: &'a mut VrlMetadata,
+    pub secrets: &'a mut Secrets,
+}
+
+impl Target for EventTarget<'_> {
+    fn target_insert(&mut self, path: &OwnedTargetPath, value: Value) -> Result<(), String> {
+        match path.prefix {
+            PathPrefix::Event => self.value.insert(&path.path, value),
+            PathPrefix::Metadata => self.metadata.make_mut().insert(&path.path, value),
+        };
+        Ok(())
+    }
+
+    fn target_get(&self, path: &OwnedTargetPath) -> Result<Option<&Value>, String> {
+        Ok(match path.prefix {
+            PathPrefix::Event => self.value.get(&path.path),
+            PathPrefix::Metadata => self.metadata.get().get(&path.path),
+        })
+    }
+
+    fn target_get_mut(&mut self, path: &OwnedTargetPath) -> Result<Option<&mut Value>, String> {
+        Ok(match path.prefix {
+            PathPrefix::Event => self.value.get_mut(&path.path),
+            PathPrefix::Metadata => self.metadata.make_mut().get_mut(&path.path),
+        })
+    }
+
+    fn target_remove(
+        &mut self,
+        path: &OwnedTargetPath,
+        compact: bool,
+    ) -> Result<Option<Value>, String> {
+        Ok(match path.prefix {
+            PathPrefix::Event => self.value.remove(&path.path, compact),
+            PathPrefix::Metadata => self.metadata.make_mut().remove(&path.path, compact),
+        })
+    }
+}
+
+impl SecretTarget for EventTarget<'_> {
+    fn get_secret(&self, key: &str) -> Option<&str> {
+        self.secrets.get_secret(key)
+    }
+
+    fn insert_secret(&mut self, key: &str, value: &str) {
+        self.secrets.insert_secret(key, value);
+    }
+
+    fn remove_secret(&mut self, key: &str) {
+        self.secrets.remove_secret(key);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn object(pairs: &[(&str, i64)]) -> Value {
+        Value::Object(
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).into(), Value::from(*v)))
+                .collect(),
+        )
+    }
+
+    fn set(value: &mut Value, key: &str, n: i64) {
+        value
+            .as_object_mut()
+            .expect("an object")
+            .insert(key.into(), Value::from(n));
+    }
+
+    #[test]
+    fn clones_share_until_one_is_written() {
+        let a = VrlMetadata::shared(object(&[("n", 1)]));
+        let mut b = a.clone();
+        assert!(std::ptr::eq(a.get(), b.get()), "one object for both");
+        set(b.make_mut(), "n", 2);
+        assert_eq!(a.get(), &object(&[("n", 1)]));
+        assert_eq!(b.get(), &object(&[("n", 2)]));
+    }
+
+    #[test]
+    fn the_default_is_an_empty_object_that_allocates_on_first_write() {
+        let mut m = VrlMetadata::default();
+        assert!(m.0.is_none());
+        assert_eq!(m.get(), &Value::Object(ObjectMap::new()));
+        set(m.make_mut(), "k", 3);
+        assert_eq!(m, VrlMetadata::from(object(&[("k", 3)])));
+    }
+}
