@@ -821,16 +821,12 @@ transforms:
         .values()
         .iter()
         .map(|e| {
-            let n = match common::field(e, "n") {
-                vrl::value::Value::Integer(n) => n,
-                other => panic!("n is {other:?}"),
-            };
             let extra = match common::field(e, "extra") {
                 vrl::value::Value::Boolean(b) => Some(b),
                 _ => None,
             };
             (
-                n,
+                common::int(e, "n"),
                 string(e, "team").unwrap_or_default(),
                 extra,
                 string(e, "rid").unwrap_or_default(),

@@ -84,7 +84,8 @@ impl Drop for Charge {
 /// heap of its values. VRL objects are B-trees whose nodes hold 11 entries of key and
 /// value (about 720 bytes each, allocated whole), which dominates small events.
 /// Overestimating keeps the process under the budget; it only makes the budget fill a
-/// little early.
+/// little early. `%` metadata shared by the events of one request is charged to each of
+/// them, for the same reason.
 pub fn event_size(event: &Event) -> usize {
     const EVENT: usize = 200;
     EVENT + heap_size(&event.value) + heap_size(event.meta.vrl.get())
