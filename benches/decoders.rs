@@ -58,7 +58,7 @@ fn bench(c: &mut Criterion) {
                     now: chrono::Utc::now(),
                     request_id: "bench",
                 };
-                match decoder.parse(&headers, &body) {
+                match decoder.parse(&headers, &body, usize::MAX) {
                     Ok(Payload::Document(doc)) => {
                         decoder.decode(doc, &metadata, &stamp).expect("decodes")
                     }

@@ -73,6 +73,11 @@ impl SourceOutput {
         self
     }
 
+    /// The global memory budget, for sources that charge what they are about to decode.
+    pub fn budget(&self) -> Option<Arc<crate::topology::MemoryBudget>> {
+        self.budget.clone()
+    }
+
     /// Sends a batch downstream, waiting while the downstream buffers are full or the
     /// memory budget is spent.
     pub async fn send(&mut self, batch: EventBatch) {

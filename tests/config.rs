@@ -189,7 +189,7 @@ fn interpolation_substitutes_and_keeps_error_columns_true() {
     assert_eq!(
         one_error(yaml),
         format!(
-            "p.yaml:2:{column}: component `sources.src`: unknown field `bogus`, expected one of address, path, decoder, auth, sns, default_severity, routes, max_body_bytes, request_timeout, read_timeout, capture_headers, keep_raw, tls"
+            "p.yaml:2:{column}: component `sources.src`: unknown field `bogus`, expected one of address, path, decoder, auth, sns, default_severity, routes, max_body_bytes, max_events_per_request, decode_timeout, request_timeout, read_timeout, capture_headers, keep_raw, tls"
         )
     );
 }

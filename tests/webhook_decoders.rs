@@ -33,8 +33,14 @@ struct Harness {
     port: u16,
     sink: CaptureSink,
     client: reqwest::Client,
+    /// How often each SNS MessageId was posted: a route drops one it has accepted (a
+    /// replay), and several fixtures are one AWS sample delivered two ways.
+    sns_ids: std::sync::Mutex<std::collections::HashMap<String, usize>>,
     _topology: sluice::topology::Topology,
 }
+
+/// Routes with the `aws_sns` decoder: one per delivery of the same MessageId.
+const SNS_ROUTES: usize = 3;
 
 impl Harness {
     async fn start() -> Self {
@@ -44,12 +50,19 @@ impl Harness {
             .map(|d| {
                 let sns = if *d == "aws_sns" {
                     format!(
-                        ", sns: {{ certificates: {{ \"{TEST_CERT_URL}\": \"{FIXTURES}/sns/test-signing-cert.pem\" }} }}"
+                        // The fixtures were signed years ago: a window that still holds them.
+                        ", sns: {{ max_age: 36500d, certificates: {{ \"{TEST_CERT_URL}\": \"{FIXTURES}/sns/test-signing-cert.pem\" }} }}"
                     )
                 } else {
                     String::new()
                 };
-                format!("      - {{ path: /{d}, decoder: {d}{sns} }}\n")
+                let copies = if *d == "aws_sns" { SNS_ROUTES } else { 1 };
+                (0..copies)
+                    .map(|i| {
+                        let path = if i == 0 { d.to_string() } else { format!("{d}_{i}") };
+                        format!("      - {{ path: /{path}, decoder: {d}{sns} }}\n")
+                    })
+                    .collect::<String>()
             })
             .collect();
         let mut p = parse(&format!(
@@ -63,6 +76,7 @@ impl Harness {
             port,
             sink,
             client: reqwest::Client::new(),
+            sns_ids: Default::default(),
             _topology: topology,
         }
     }
@@ -100,13 +114,25 @@ impl Harness {
             }
             body = serde_json::to_vec(&doc).expect("JSON");
         }
+        let mut path = decoder.to_owned();
         if decoder == "aws_sns" {
             body = sns_envelope(&body);
+            let id = serde_json::from_slice::<Json>(&body).expect("JSON")["MessageId"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            let mut ids = self.sns_ids.lock().expect("lock");
+            let seen = ids.entry(id).or_insert(0);
+            if *seen > 0 {
+                path = format!("{decoder}_{seen}");
+            }
+            *seen += 1;
+            assert!(*seen <= SNS_ROUTES, "{fixture}: add an SNS route");
         }
         let before = self.sink.values().len();
         let mut request = self
             .client
-            .post(format!("http://127.0.0.1:{}/{decoder}", self.port))
+            .post(format!("http://127.0.0.1:{}/{path}", self.port))
             .body(body);
         for (k, v) in headers {
             if !["content-length", "host", "connection"].contains(&k.to_ascii_lowercase().as_str())
@@ -145,7 +171,8 @@ fn sns_envelope(body: &[u8]) -> Vec<u8> {
     } else {
         json!({
             "Type": "Notification",
-            "MessageId": "5f5ed3bc-0c7c-5b8b-9f4b-2a6f00d2c7a1",
+            // A new message each time: one MessageId seen twice is dropped as a replay.
+            "MessageId": uuid::Uuid::new_v4().to_string(),
             "TopicArn": "arn:aws:sns:us-east-1:123456789012:alarms",
             "Subject": "ALARM",
             "Message": String::from_utf8_lossy(body),

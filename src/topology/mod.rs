@@ -32,7 +32,7 @@ use std::time::Duration;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-pub use buffer::budget::MemoryBudget;
+pub use buffer::budget::{Charge, MemoryBudget};
 pub use buffer::{
     BufferProbe, BufferReceiver, BufferSender, Closed, Limits, WeakBufferSender, buffer,
     memory_buffer,

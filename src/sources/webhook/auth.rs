@@ -56,11 +56,21 @@ impl AuthConfig {
     pub fn check(&self) -> Result<(), BuildError> {
         let empty = |what: &str| Err(BuildError(format!("`auth`: `{what}` must not be empty")));
         match self {
-            Self::Bearer(token) if token.is_empty() => empty("bearer"),
+            Self::Bearer(token) if blank(token) => empty("bearer"),
             Self::Basic { user, .. } if user.is_empty() => empty("user"),
-            Self::Hmac { secret, .. } if secret.is_empty() => empty("secret"),
+            // An empty password (an unset `${VAR}`) would let `curl -u user:` in.
+            Self::Basic { password, .. } if blank(password) => empty("password"),
+            Self::Hmac { secret, .. } if blank(secret) => empty("secret"),
             Self::Hmac { header, .. } if header.is_empty() => empty("header"),
-            Self::ApiKey { value, .. } if value.is_empty() => empty("value"),
+            Self::Hmac {
+                timestamp_header: Some(h),
+                ..
+            } if h.is_empty() => empty("timestamp_header"),
+            Self::ApiKey { value, .. } if blank(value) => empty("value"),
+            Self::ApiKey {
+                header: Some(h), ..
+            } if h.is_empty() => empty("header"),
+            Self::ApiKey { query: Some(q), .. } if q.is_empty() => empty("query"),
             Self::ApiKey {
                 header: None,
                 query: None,
@@ -169,6 +179,11 @@ impl AuthConfig {
             }
         }
     }
+}
+
+/// A secret of only whitespace is as guessable as an empty one (an unset `${VAR}`).
+fn blank(secret: &str) -> bool {
+    secret.trim().is_empty()
 }
 
 fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -305,6 +320,41 @@ mod tests {
             !stamped.verify(&h, None, b"{}", 1_700_001_000),
             "outside the replay window"
         );
+    }
+
+    #[test]
+    fn empty_secrets_are_refused() {
+        let basic = |password: &str| AuthConfig::Basic {
+            user: "alice".into(),
+            password: password.into(),
+        };
+        for (auth, what) in [
+            (basic(""), "password"),
+            (basic("  "), "password"),
+            (AuthConfig::Bearer(String::new()), "bearer"),
+            (
+                AuthConfig::ApiKey {
+                    header: Some("X-Key".into()),
+                    query: None,
+                    value: " ".into(),
+                },
+                "value",
+            ),
+            (
+                AuthConfig::Hmac {
+                    header: "X-Sig".into(),
+                    secret: String::new(),
+                    algorithm: HmacAlgorithm::Sha256,
+                    timestamp_header: None,
+                    max_skew: default_max_skew(),
+                },
+                "secret",
+            ),
+        ] {
+            let e = auth.check().expect_err(what);
+            assert_eq!(e.0, format!("`auth`: `{what}` must not be empty"));
+        }
+        assert!(basic("pw").check().is_ok());
     }
 
     #[test]

@@ -3,8 +3,11 @@
 //! JSON parsing whose errors name the JSON path.
 
 use std::io::Read;
+use std::time::Duration;
 
+use axum::body::Body;
 use axum::http::{HeaderMap, StatusCode, header};
+use futures_util::StreamExt;
 use vrl::value::Value;
 
 use super::reply::Rejection;
@@ -62,6 +65,73 @@ pub fn decode_content(
     Ok(out.into())
 }
 
+/// How long, and how much, a refused body is still read before the connection closes.
+/// A client that writes its whole body before reading the answer (Python's
+/// http.client, many shell tools) would otherwise see a reset instead of the 413,
+/// because closing a socket with unread data sends RST. nginx calls this lingering
+/// close.
+const DRAIN_TIME: Duration = Duration::from_secs(2);
+const DRAIN_BYTES: usize = 64 * 1024 * 1024;
+
+/// Reads and discards what is left of a body, within [`DRAIN_TIME`] and [`DRAIN_BYTES`].
+pub async fn drain(body: Body) {
+    drain_stream(body.into_data_stream()).await;
+}
+
+async fn drain_stream(mut stream: axum::body::BodyDataStream) {
+    let mut read = 0usize;
+    let _ = tokio::time::timeout(DRAIN_TIME, async {
+        while let Some(Ok(chunk)) = stream.next().await {
+            read = read.saturating_add(chunk.len());
+            if read > DRAIN_BYTES {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
+/// Reads a whole body of at most `limit` bytes within `timeout`. A body over the
+/// limit is drained (see [`drain`]) and answered 413.
+pub async fn read_bounded(
+    body: Body,
+    limit: usize,
+    timeout: Duration,
+) -> Result<bytes::Bytes, Rejection> {
+    let mut stream = body.into_data_stream();
+    let read = async {
+        let mut buf = bytes::BytesMut::new();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| {
+                Rejection::new(
+                    StatusCode::BAD_REQUEST,
+                    "bad_body",
+                    format!("cannot read the body: {e}"),
+                )
+            })?;
+            if buf.len() + chunk.len() > limit {
+                return Err(too_large(limit));
+            }
+            buf.extend_from_slice(&chunk);
+        }
+        Ok(buf.freeze())
+    };
+    match tokio::time::timeout(timeout, read).await {
+        Ok(Ok(raw)) => Ok(raw),
+        Ok(Err(rejection)) => {
+            if rejection.status == StatusCode::PAYLOAD_TOO_LARGE {
+                drain_stream(stream).await;
+            }
+            Err(rejection)
+        }
+        Err(_) => Err(Rejection::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "timeout",
+            "the body did not arrive within read_timeout",
+        )),
+    }
+}
+
 pub fn too_large(limit: usize) -> Rejection {
     Rejection::new(
         StatusCode::PAYLOAD_TOO_LARGE,
@@ -98,11 +168,34 @@ pub fn parse_json(body: &[u8]) -> Result<Value, JsonError> {
 /// Parses a JSON object, an array (one value per element) or NDJSON (any
 /// whitespace-separated sequence of JSON values).
 pub fn parse_json_stream(body: &[u8]) -> Result<Vec<Value>, JsonError> {
+    match parse_json_stream_at_most(body, usize::MAX) {
+        Ok(values) => Ok(values),
+        Err(StreamError::Json(e)) => Err(e),
+        Err(StreamError::TooMany { max }) => Err(JsonError {
+            path: ".".into(),
+            message: format!("more than {max} values"),
+        }),
+    }
+}
+
+/// Why a body could not become events.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StreamError {
+    Json(JsonError),
+    /// More than `max` events; reading stopped there, so a body of a million tiny
+    /// values costs no more than `max` of them.
+    TooMany {
+        max: usize,
+    },
+}
+
+/// [`parse_json_stream`] that stops reading once it has more than `max` values.
+pub fn parse_json_stream_at_most(body: &[u8], max: usize) -> Result<Vec<Value>, StreamError> {
     if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(JsonError {
+        return Err(StreamError::Json(JsonError {
             path: ".".into(),
             message: "empty body: expected a JSON object, an array of objects or NDJSON".into(),
-        });
+        }));
     }
     // Fast path. `Deserializer::end` reports "more input" as an error whose position
     // serde_json finds by counting lines from the start, which made an NDJSON body
@@ -112,25 +205,33 @@ pub fn parse_json_stream(body: &[u8]) -> Result<Vec<Value>, JsonError> {
     // failing path.
     let mut fast = Vec::new();
     let mut stream = serde_json::Deserializer::from_slice(body).into_iter::<Value>();
-    if stream.all(|v| match v {
-        Ok(Value::Array(items)) => {
-            fast.extend(items);
-            true
+    let mut clean = true;
+    for v in stream.by_ref() {
+        match v {
+            Ok(Value::Array(items)) => fast.extend(items),
+            Ok(v) => fast.push(v),
+            Err(_) => {
+                clean = false;
+                break;
+            }
         }
-        Ok(v) => {
-            fast.push(v);
-            true
+        if fast.len() > max {
+            return Err(StreamError::TooMany { max });
         }
-        Err(_) => false,
-    }) {
+    }
+    if clean {
         return Ok(fast);
     }
+    drop(fast);
     let mut de = serde_json::Deserializer::from_slice(body);
     let mut values = Vec::new();
     while de.end().is_err() {
-        match parse_one(&mut de)? {
+        match parse_one(&mut de).map_err(StreamError::Json)? {
             Value::Array(items) => values.extend(items),
             v => values.push(v),
+        }
+        if values.len() > max {
+            return Err(StreamError::TooMany { max });
         }
     }
     Ok(values)
@@ -201,6 +302,28 @@ mod tests {
         );
         let e = parse_json_stream(b"{\"a\":1}\n{\"a\":").expect_err("truncated");
         assert!(e.message.contains("line 2 column"), "{}", e.message);
+    }
+
+    #[test]
+    fn reading_stops_past_the_event_bound() {
+        let body = "1\n".repeat(1_000_000);
+        assert_eq!(
+            parse_json_stream_at_most(body.as_bytes(), 10),
+            Err(StreamError::TooMany { max: 10 })
+        );
+        assert_eq!(
+            parse_json_stream_at_most(b"[1,2,3]\n4", 3),
+            Err(StreamError::TooMany { max: 3 })
+        );
+        assert_eq!(
+            parse_json_stream_at_most(b"[1,2,3]", 3).map(|v| v.len()),
+            Ok(3)
+        );
+        // A malformed tail past the bound is reported as too many, not read further.
+        assert_eq!(
+            parse_json_stream_at_most(b"1 2 3 {", 2),
+            Err(StreamError::TooMany { max: 2 })
+        );
     }
 
     #[test]

@@ -156,12 +156,20 @@ impl Decoder {
         Rejection::malformed(&self.name, Some(e.path), e.message)
     }
 
-    /// Reads a (decompressed) body the way this decoder expects it.
-    pub fn parse(&self, headers: &HeaderMap, content: &[u8]) -> Result<Payload, Rejection> {
+    /// Reads a (decompressed) body the way this decoder expects it; generic JSON stops
+    /// reading past `max_events` values.
+    pub fn parse(
+        &self,
+        headers: &HeaderMap,
+        content: &[u8],
+        max_events: usize,
+    ) -> Result<Payload, Rejection> {
         if self.is_passthrough() {
-            return body::parse_json_stream(content)
-                .map(Payload::Events)
-                .map_err(|e| self.malformed(e));
+            return match body::parse_json_stream_at_most(content, max_events) {
+                Ok(values) => Ok(Payload::Events(values)),
+                Err(body::StreamError::Json(e)) => Err(self.malformed(e)),
+                Err(body::StreamError::TooMany { max }) => Err(too_many_events(max)),
+            };
         }
         let document = if self.name.as_ref() == "cloudevents" {
             super::cloudevents::payload(headers, content)
@@ -276,6 +284,17 @@ impl Decoder {
         fields.insert("request_id".into(), Value::from(ctx.request_id));
         Ok(Value::Object(fields))
     }
+}
+
+/// 413 for a request that carries more events than `max_events_per_request`.
+pub fn too_many_events(max: usize) -> Rejection {
+    Rejection::new(
+        axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+        "too_many_events",
+        format!(
+            "the request carries more than max_events_per_request ({max}) events; send them in smaller requests"
+        ),
+    )
 }
 
 /// A parsed body.

@@ -2,13 +2,23 @@
 //! each with its own path, decoder and authentication, so one port takes Grafana,
 //! Alertmanager, AWS SNS, EventBridge, GCP, Azure, OCI and CloudEvents at once.
 //!
-//! A request is answered only once its events are settled: 200 when all were delivered,
-//! 503 (retry) when one errored, 500 when one was rejected. Before that: 401 for failed
-//! authentication (no detail), 403 for a bad SNS signature, 413 over `max_body_bytes`
-//! (also after decompression), 415 for an unknown `Content-Encoding`, 408 for a body that
+//! A request is answered once its events are settled: 200 when all were delivered, 503
+//! (retry) when one errored, 500 when one was rejected, and 202 when all of them entered
+//! the pipeline but their delivery outlasts `request_timeout` (the pipeline goes on
+//! retrying them; a sender that retried would duplicate them). A request's events enter
+//! the pipeline together or not at all. Before that: 401 for failed authentication (no
+//! detail), 403 for a bad, stale or foreign SNS message, 415 for a `Content-Type` that is
+//! not JSON or an unknown `Content-Encoding`, 413 over `max_body_bytes` (also after
+//! decompression, and after reading the rest of the body briefly so the sender sees the
+//! answer), over `max_events_per_request` or over `decode_timeout`, 408 for a body that
 //! arrives slower than `read_timeout`, 400 whose JSON body names the decoder, the problem
 //! and the JSON path for a payload that cannot be read, and 503 with `Retry-After` when
-//! the pipeline stays full for `request_timeout`.
+//! the pipeline or `memory_limit` stays full for `request_timeout`.
+//!
+//! Untrusted bytes are bounded at every step: the body is charged to `memory_limit`
+//! before it is read and again, by its decoded size, before it is decoded; decoding runs
+//! on the blocking pool, a few requests at a time, so the async workers keep answering
+//! health checks and other senders.
 //!
 //! Invariant: the listener is bound while building, so a port in use stops the pipeline
 //! from starting; on shutdown the listener closes first and in-flight requests still get
@@ -18,6 +28,7 @@ mod auth;
 mod body;
 mod cloudevents;
 pub mod decoder;
+mod media_type;
 mod reply;
 mod route;
 mod sns;
@@ -56,9 +67,17 @@ pub struct WebhookConfig {
     /// Several paths on this listener, each with its decoder and auth.
     #[serde(default)]
     pub routes: Vec<RouteConfig>,
-    /// Largest accepted body, before and after decompression.
+    /// Largest accepted body, before and after decompression (413 above it).
     #[serde(default = "default_max_body_bytes")]
     pub max_body_bytes: usize,
+    /// Most events one request may carry (413 above it, and none of them is accepted).
+    #[serde(default = "default_max_events_per_request")]
+    pub max_events_per_request: usize,
+    /// Longest time decoding one body may take (413 above it: the same body would take
+    /// as long again). Decoding runs off the async workers, a few bodies at a time.
+    #[schemars(schema_with = "crate::schema::duration")]
+    #[serde(default = "default_decode_timeout", with = "humantime_serde")]
+    pub decode_timeout: Duration,
     /// How long a request may wait for room in the pipeline and for its events to be
     /// delivered before it is answered 503.
     #[schemars(schema_with = "crate::schema::duration")]
@@ -108,6 +127,14 @@ fn default_decoder() -> String {
 
 fn default_max_body_bytes() -> usize {
     10 * 1024 * 1024
+}
+
+fn default_max_events_per_request() -> usize {
+    10_000
+}
+
+fn default_decode_timeout() -> Duration {
+    Duration::from_secs(5)
 }
 
 fn default_request_timeout() -> Duration {
@@ -168,6 +195,9 @@ impl WebhookConfig {
             if let Some(a) = &r.auth {
                 a.check().map_err(|e| at(e.0))?;
             }
+            if let Some(sns) = &r.sns {
+                sns.check().map_err(|e| at(e.0))?;
+            }
             if r.sns.is_some() && r.decoder != "aws_sns" {
                 return Err(at(
                     "`sns` options only apply to the `aws_sns` decoder".into()
@@ -182,6 +212,15 @@ impl WebhookConfig {
     }
 }
 
+/// Decodes one listener runs at once: one per core, at least two, so a slow body
+/// leaves room for the next and the blocking pool never holds more than a few.
+fn decode_slots() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+        .max(2)
+}
+
 impl SourceConfig for WebhookConfig {
     fn type_name(&self) -> &'static str {
         "webhook"
@@ -194,6 +233,14 @@ impl SourceConfig for WebhookConfig {
     fn check(&self) -> Result<(), BuildError> {
         if self.max_body_bytes == 0 {
             return Err(BuildError("`max_body_bytes` must be above zero".into()));
+        }
+        if self.max_events_per_request == 0 {
+            return Err(BuildError(
+                "`max_events_per_request` must be above zero".into(),
+            ));
+        }
+        if self.decode_timeout.is_zero() {
+            return Err(BuildError("`decode_timeout` must be above zero".into()));
         }
         for route in self.check_routes()? {
             decoder::Decoder::resolve(&route.decoder, route.default_severity, self.keep_raw)
@@ -232,8 +279,10 @@ impl SourceConfig for WebhookConfig {
                 .local_addr()
                 .map_err(|e| BuildError(format!("cannot read the bound address: {e}")))?;
 
+            let budget = cx.out.budget();
             let shared = Arc::new(route::Shared {
                 id: Arc::clone(&cx.id),
+                budget,
                 out: Mutex::new(cx.out),
                 metrics: Arc::clone(&cx.metrics),
                 latency: Arc::clone(cx.telemetry.latency()),
@@ -241,6 +290,9 @@ impl SourceConfig for WebhookConfig {
                 request_timeout: self.request_timeout,
                 read_timeout: self.read_timeout,
                 max_body_bytes: self.max_body_bytes,
+                max_events_per_request: self.max_events_per_request,
+                decode_timeout: self.decode_timeout,
+                decode_slots: Arc::new(tokio::sync::Semaphore::new(decode_slots())),
             });
             let mut app = Router::new();
             let mut paths = Vec::new();

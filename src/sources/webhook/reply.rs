@@ -83,6 +83,26 @@ pub fn accepted(n: usize, request_id: &HeaderValue) -> Response {
     r
 }
 
+/// 202: every event entered the pipeline, which goes on delivering them (with its own
+/// retries and dead letter); the sender must not send them again.
+pub fn pending(n: usize, request_id: &HeaderValue) -> Response {
+    let mut r = json(
+        StatusCode::ACCEPTED,
+        format!(
+            "{{\"accepted\":{n},\"delivered\":false,\"message\":\"all events are in the pipeline; their delivery outlasted request_timeout and continues\"}}"
+        ),
+    );
+    r.headers_mut().insert("x-request-id", request_id.clone());
+    r
+}
+
+/// 200 for an SNS message accepted before: nothing is sent again.
+pub fn duplicate(request_id: &HeaderValue) -> Response {
+    let mut r = json(StatusCode::OK, "{\"accepted\":0,\"duplicate\":true}".into());
+    r.headers_mut().insert("x-request-id", request_id.clone());
+    r
+}
+
 fn json(status: StatusCode, body: String) -> Response {
     (
         status,

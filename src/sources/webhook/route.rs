@@ -14,13 +14,15 @@ use vrl::value::{KeyString, ObjectMap, Value};
 use super::auth::AuthConfig;
 use super::body::{self, too_large};
 use super::decoder::{Decoder, Payload, Stamp};
+use super::media_type;
 use super::reply::{self, Rejection};
-use super::sns::{MessageType, Sns};
+use super::sns::{MessageType, Sns, Verified};
 use super::{RouteConfig, ServerTls, WebhookConfig};
 use crate::clock::Clock;
 use crate::component::{BuildError, SourceOutput};
 use crate::event::{BatchAck, Event, EventStatus, VrlMetadata};
 use crate::telemetry::{ComponentMetrics, LabeledCounter, LatencyRecorder};
+use crate::topology::{Charge, MemoryBudget};
 
 /// What all routes of one listener share.
 pub struct Shared {
@@ -32,6 +34,13 @@ pub struct Shared {
     pub request_timeout: Duration,
     pub read_timeout: Duration,
     pub max_body_bytes: usize,
+    pub max_events_per_request: usize,
+    pub decode_timeout: Duration,
+    /// Decodes running at once, across the listener's routes.
+    pub decode_slots: Arc<tokio::sync::Semaphore>,
+    /// The global `memory_limit`, which a request is charged against while it is read
+    /// and decoded.
+    pub budget: Option<Arc<MemoryBudget>>,
 }
 
 pub struct Route {
@@ -42,11 +51,18 @@ pub struct Route {
     /// Lowercase header names copied into `%headers`.
     capture: Vec<String>,
     accepted: Arc<LabeledCounter>,
+    duplicates: Arc<LabeledCounter>,
     shared: Arc<Shared>,
 }
 
 const ACCEPTED: &str = "sluice_webhook_accepted_events_total";
 const REJECTED: &str = "sluice_webhook_rejected_requests_total";
+const DUPLICATES: &str = "sluice_webhook_duplicate_messages_total";
+
+/// Memory a decoded body may occupy per byte of JSON, charged to `memory_limit` while a
+/// request is decoded. Measured on the worst shapes (`[1,1,…]`, `{"a":{}}` repeated,
+/// vendor documents run through their plugin): see `tests/hostile_webhook.rs`.
+const DECODE_COST_PER_BYTE: usize = 16;
 
 impl Route {
     pub fn build(
@@ -73,6 +89,11 @@ impl Route {
             "Events a webhook route accepted into the pipeline.",
             &[("route", &r.path)],
         );
+        let duplicates = shared.metrics.counter(
+            DUPLICATES,
+            "SNS messages a webhook route dropped because it had accepted them already.",
+            &[("route", &r.path)],
+        );
         Ok(Self {
             path: r.path.clone(),
             decoder,
@@ -80,6 +101,7 @@ impl Route {
             sns,
             capture,
             accepted,
+            duplicates,
             shared,
         })
     }
@@ -97,80 +119,206 @@ impl Route {
     }
 
     async fn process(
-        &self,
+        self: &Arc<Self>,
         parts: Parts,
         body: Body,
         request_id: &str,
-    ) -> Result<usize, Rejection> {
-        let now = self.shared.clock.wall();
+    ) -> Result<Outcome, Rejection> {
+        let shared = &self.shared;
+        let now = shared.clock.wall();
         if let Some(auth) = &self.auth
             && !auth.needs_body()
             && !auth.verify(&parts.headers, parts.uri.query(), b"", now.timestamp())
         {
             return Err(unauthorized(auth));
         }
-        let limit = self.shared.max_body_bytes;
+        if let Err(rejection) = media_type::check(&self.decoder.name, &parts.headers) {
+            body::drain(body).await;
+            return Err(rejection);
+        }
+        let limit = shared.max_body_bytes;
         let declared = parts
             .headers
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
         if declared.is_some_and(|n| n > limit as u64) {
+            body::drain(body).await;
             return Err(too_large(limit));
         }
-        let raw =
-            match tokio::time::timeout(self.shared.read_timeout, axum::body::to_bytes(body, limit))
-                .await
-            {
-                Err(_) => {
-                    return Err(Rejection::new(
-                        StatusCode::REQUEST_TIMEOUT,
-                        "timeout",
-                        "the body did not arrive within read_timeout",
-                    ));
-                }
-                Ok(Err(e))
-                    if crate::delivery::error_chain(&e).contains("length limit exceeded") =>
-                {
-                    return Err(too_large(limit));
-                }
-                Ok(Err(e)) => {
-                    return Err(Rejection::new(
-                        StatusCode::BAD_REQUEST,
-                        "bad_body",
-                        format!("cannot read the body: {e}"),
-                    ));
-                }
-                Ok(Ok(raw)) => raw,
-            };
+        let deadline = tokio::time::Instant::now() + shared.request_timeout;
+        // The request is charged before its body is read, for the body and for what
+        // decoding it allocates: with no length given, or compressed (it may inflate up
+        // to the limit), as the largest body it may become.
+        let compressed = parts
+            .headers
+            .get(header::CONTENT_ENCODING)
+            .is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"));
+        let body_bytes = match declared {
+            Some(n) if !compressed => n as usize,
+            _ => limit,
+        };
+        let charge = self
+            .reserve(
+                body_bytes.saturating_mul(1 + DECODE_COST_PER_BYTE),
+                deadline,
+            )
+            .await?;
+        let raw = body::read_bounded(body, limit, shared.read_timeout).await?;
         if let Some(auth) = &self.auth
             && auth.needs_body()
             && !auth.verify(&parts.headers, parts.uri.query(), &raw, now.timestamp())
         {
             return Err(unauthorized(auth));
         }
-        let content = body::decode_content(&parts.headers, raw, limit)?;
 
-        let stamp = Stamp { now, request_id };
-        let values = match self.decoder.parse(&parts.headers, &content)? {
+        let decode_deadline = tokio::time::Instant::now() + shared.decode_timeout;
+        let headers = Arc::new(parts.headers);
+        let request_id: Arc<str> = Arc::from(request_id);
+        let payload = {
+            let route = Arc::clone(self);
+            let headers = Arc::clone(&headers);
+            let max_events = shared.max_events_per_request;
+            self.off_runtime(deadline, decode_deadline, move || {
+                let content = super::body::decode_content(&headers, raw, limit)?;
+                route.decoder.parse(&headers, &content, max_events)
+            })
+            .await?
+        };
+        let mut claimed = None;
+        let values = match payload {
             Payload::Events(values) => values,
             Payload::Document(payload) => {
-                if let Some(sns) = &self.sns
-                    && let Some(done) = self.sns_control(sns, &payload).await?
-                {
-                    return Ok(done);
+                let payload = match &self.sns {
+                    Some(sns) => match self.sns_control(sns, &payload).await? {
+                        SnsStep::Answered(outcome) => return Ok(outcome),
+                        SnsStep::Decode(message) => {
+                            let signed = message.signed_envelope.clone();
+                            claimed = Some(message);
+                            signed
+                        }
+                    },
+                    None => payload,
+                };
+                let route = Arc::clone(self);
+                let headers = Arc::clone(&headers);
+                let request_id = Arc::clone(&request_id);
+                let decoded = self
+                    .off_runtime(deadline, decode_deadline, move || {
+                        let metadata = route.vrl_metadata(&headers, true);
+                        let stamp = Stamp {
+                            now,
+                            request_id: &request_id,
+                        };
+                        route.decoder.decode(payload, &metadata, &stamp)
+                    })
+                    .await;
+                match decoded {
+                    Ok(values) => values,
+                    Err(e) => {
+                        self.release(claimed.as_ref());
+                        return Err(e);
+                    }
                 }
-                let metadata = self.vrl_metadata(&parts.headers, true);
-                self.decoder.decode(payload, &metadata, &stamp)?
             }
         };
-        self.send(values, &parts.headers, &stamp).await
+        // From here the events are charged by the buffers they wait in.
+        drop(charge);
+        if values.len() > shared.max_events_per_request {
+            self.release(claimed.as_ref());
+            return Err(super::decoder::too_many_events(
+                shared.max_events_per_request,
+            ));
+        }
+        let stamp = Stamp {
+            now,
+            request_id: &request_id,
+        };
+        let outcome = self.send(values, &headers, &stamp, deadline).await;
+        if outcome.is_err() {
+            self.release(claimed.as_ref());
+        }
+        outcome
     }
 
-    /// Verifies an SNS message; handles the confirmations, which carry no event.
-    async fn sns_control(&self, sns: &Sns, payload: &Value) -> Result<Option<usize>, Rejection> {
-        match sns.verify(payload).await? {
-            MessageType::Notification => Ok(None),
+    /// Waits for room in the memory budget, if there is one, until `deadline`.
+    async fn reserve(
+        &self,
+        bytes: usize,
+        deadline: tokio::time::Instant,
+    ) -> Result<Option<Charge>, Rejection> {
+        let Some(budget) = &self.shared.budget else {
+            return Ok(None);
+        };
+        match tokio::time::timeout_at(deadline, budget.reserve(bytes)).await {
+            Ok(charge) => Ok(Some(charge)),
+            Err(_) => Err(Rejection::busy("memory_limit is reached; retry later")),
+        }
+    }
+
+    /// Runs `work` (decompressing, parsing, decoding: CPU-bound and as slow as the body
+    /// is large) on the blocking pool, one of at most `DECODE_SLOTS` at a time, so a
+    /// large request never stalls the runtime's workers that answer everything else.
+    /// Waiting for a slot is
+    /// bounded by the request's deadline (503); the work itself by `decode_timeout`
+    /// (413: the same body would take as long again).
+    async fn off_runtime<T: Send + 'static>(
+        &self,
+        deadline: tokio::time::Instant,
+        decode_deadline: tokio::time::Instant,
+        work: impl FnOnce() -> Result<T, Rejection> + Send + 'static,
+    ) -> Result<T, Rejection> {
+        let shared = &self.shared;
+        let permit =
+            tokio::time::timeout_at(deadline, Arc::clone(&shared.decode_slots).acquire_owned())
+                .await
+                .map_err(|_| Rejection::busy("every decoder is busy; retry later"))?
+                .map_err(|_| Rejection::busy("the source is stopping; retry later"))?;
+        let task = tokio::task::spawn_blocking(move || {
+            // Held until the work ends, even when the request has given up on it.
+            let _permit = permit;
+            work()
+        });
+        match tokio::time::timeout_at(decode_deadline.min(deadline), task).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(e)) => Err(Rejection::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "decoder_failed",
+                format!("decoding failed: {e}"),
+            )),
+            Err(_) => Err(Rejection::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "decode_timeout",
+                format!(
+                    "decoding the body took longer than decode_timeout ({}); send fewer alerts per request",
+                    humantime::format_duration(shared.decode_timeout)
+                ),
+            )),
+        }
+    }
+
+    fn release(&self, message: Option<&Verified>) {
+        if let (Some(sns), Some(message)) = (&self.sns, message) {
+            sns.release(message);
+        }
+    }
+
+    /// Verifies an SNS message. Confirmations carry no event and are answered here; a
+    /// notification is claimed (a replay of an accepted one is answered here too) and
+    /// only its signed fields go on to the decoder.
+    async fn sns_control(&self, sns: &Sns, payload: &Value) -> Result<SnsStep, Rejection> {
+        let message = sns.verify(payload).await?;
+        match message.kind {
+            MessageType::Notification => {
+                if sns.claim(&message) {
+                    Ok(SnsStep::Decode(message))
+                } else {
+                    tracing::info!(component_id = %self.shared.id, route = %self.path,
+                        message_id = %message.message_id, "dropped an SNS message already accepted (a replay or a duplicate delivery)");
+                    self.duplicates.add(1);
+                    Ok(SnsStep::Answered(Outcome::Duplicate))
+                }
+            }
             MessageType::SubscriptionConfirmation => {
                 let topic = field(payload, "TopicArn");
                 if sns.auto_confirm() {
@@ -181,12 +329,12 @@ impl Route {
                         subscribe_url = %field(payload, "SubscribeURL"),
                         "SNS subscription not confirmed (sns.auto_confirm is off): open the SubscribeURL to confirm it");
                 }
-                Ok(Some(0))
+                Ok(SnsStep::Answered(Outcome::Delivered(0)))
             }
             MessageType::UnsubscribeConfirmation => {
                 tracing::warn!(component_id = %self.shared.id, route = %self.path,
                     topic = %field(payload, "TopicArn"), "the SNS topic unsubscribed this endpoint");
-                Ok(Some(0))
+                Ok(SnsStep::Answered(Outcome::Delivered(0)))
             }
         }
     }
@@ -210,15 +358,18 @@ impl Route {
         Value::Object(meta)
     }
 
+    /// Sends the request's events as one batch, so they enter the pipeline together or
+    /// not at all, then waits for their delivery until `deadline`.
     async fn send(
         &self,
         values: Vec<Value>,
         headers: &HeaderMap,
         stamp: &Stamp<'_>,
-    ) -> Result<usize, Rejection> {
+        deadline: tokio::time::Instant,
+    ) -> Result<Outcome, Rejection> {
         let n = values.len();
         if n == 0 {
-            return Ok(0);
+            return Ok(Outcome::Delivered(0));
         }
         let mut metadata = self.vrl_metadata(headers, false);
         if let Value::Object(m) = &mut metadata {
@@ -237,18 +388,18 @@ impl Route {
             })
             .collect();
         drop(ack);
-        shared.metrics.add_received(n);
 
-        let deadline = tokio::time::Instant::now() + shared.request_timeout;
         let send = async {
             let mut out = shared.out.lock().await;
             out.send(batch).await;
         };
         if tokio::time::timeout_at(deadline, send).await.is_err() {
+            // Nothing of this request entered the pipeline.
             return Err(Rejection::busy("the pipeline is full; retry later"));
         }
+        shared.metrics.add_received(n);
         match tokio::time::timeout_at(deadline, done.wait()).await {
-            Ok(EventStatus::Delivered) => Ok(n),
+            Ok(EventStatus::Delivered) => Ok(Outcome::Delivered(n)),
             Ok(EventStatus::Errored) => Err(Rejection::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "delivery_failed",
@@ -259,11 +410,28 @@ impl Route {
                 "rejected",
                 "a sink rejected the events",
             )),
-            Err(_) => Err(Rejection::busy(
-                "delivery did not complete in time; retry later",
-            )),
+            // Every event is in the pipeline, which retries and dead-letters on its own:
+            // a sender that retried now would duplicate them.
+            Err(_) => Ok(Outcome::Pending(n)),
         }
     }
+}
+
+/// How a request that was not turned away ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// All of its events were delivered (200).
+    Delivered(usize),
+    /// All of its events entered the pipeline; their delivery outlasted
+    /// `request_timeout` (202).
+    Pending(usize),
+    /// An SNS message already accepted (200, nothing sent again).
+    Duplicate,
+}
+
+enum SnsStep {
+    Answered(Outcome),
+    Decode(Verified),
 }
 
 pub async fn handle(State(route): State<Arc<Route>>, request: Request) -> Response {
@@ -279,10 +447,15 @@ pub async fn handle(State(route): State<Arc<Route>>, request: Request) -> Respon
         });
     let id = request_id.to_str().unwrap_or("-").to_owned();
     match route.process(parts, body, &id).await {
-        Ok(n) => {
+        Ok(Outcome::Delivered(n)) => {
             route.accepted.add(n as u64);
             reply::accepted(n, &request_id)
         }
+        Ok(Outcome::Pending(n)) => {
+            route.accepted.add(n as u64);
+            reply::pending(n, &request_id)
+        }
+        Ok(Outcome::Duplicate) => reply::duplicate(&request_id),
         Err(rejection) => {
             route.count_rejection(rejection.reason);
             tracing::debug!(component_id = %route.shared.id, route = %route.path, request_id = %id,

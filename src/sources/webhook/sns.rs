@@ -6,11 +6,17 @@
 //! `SignatureVersion` 1 is SHA1withRSA and 2 is SHA256withRSA; the signing certificate is
 //! fetched over HTTPS only from an allowlisted host (`sns.<region>.amazonaws.com` by
 //! default), checked for its validity period and cached by URL.
+//!
+//! A verified message is trusted only for what was signed: the route hands the decoder
+//! the signed fields alone ([`Verified::signed_envelope`]), so nothing unsigned that rides
+//! beside them (a `Records` array, `MessageAttributes`) can become an event. A signed
+//! message is also refused when its `Timestamp` is outside `max_age`, and a `MessageId`
+//! seen inside that window is dropped, so a captured message cannot be replayed.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
 use base64::Engine;
@@ -42,6 +48,38 @@ pub struct SnsConfig {
     /// Signing certificates known in advance, by `SigningCertURL` (no fetch for these).
     #[serde(default)]
     pub certificates: BTreeMap<String, PathBuf>,
+    /// Refuse a message whose signed `Timestamp` is further than this from now, and drop
+    /// a `MessageId` already accepted within it (replays of captured messages). Raise it
+    /// only for topics whose delivery policy retries for longer.
+    #[schemars(schema_with = "crate::schema::duration")]
+    #[serde(default = "default_max_age", with = "humantime_serde")]
+    pub max_age: Duration,
+}
+
+fn default_max_age() -> Duration {
+    Duration::from_secs(3600)
+}
+
+impl SnsConfig {
+    /// What `validate` reports before anything runs.
+    pub fn check(&self) -> Result<(), BuildError> {
+        if self.auto_confirm && self.topic_arns.is_empty() {
+            return Err(BuildError(
+                "`sns.auto_confirm` needs `sns.topic_arns`: without it any AWS account could subscribe this endpoint to its own topic and send it alerts".into(),
+            ));
+        }
+        if self.max_age.is_zero() {
+            return Err(BuildError("`sns.max_age` must be above zero".into()));
+        }
+        for h in &self.cert_hosts {
+            if h.contains("://") {
+                return Err(BuildError(format!(
+                    "`sns.cert_hosts`: `{h}`: certificates are fetched over HTTPS only; give a host without a scheme"
+                )));
+            }
+        }
+        Ok(())
+    }
 }
 
 fn default_hosts() -> Vec<String> {
@@ -59,6 +97,7 @@ impl Default for SnsConfig {
             subscribe_hosts: default_hosts(),
             topic_arns: Vec::new(),
             certificates: BTreeMap::new(),
+            max_age: default_max_age(),
         }
     }
 }
@@ -82,22 +121,40 @@ struct SigningCert {
 pub struct Sns {
     config: SnsConfig,
     client: reqwest::Client,
-    cache: Mutex<HashMap<String, Arc<SigningCert>>>,
+    /// From `certificates`: never evicted, never fetched.
+    pinned: HashMap<String, Arc<SigningCert>>,
+    fetched: Mutex<HashMap<String, Arc<SigningCert>>>,
+    /// URLs whose fetch failed, until when they are not tried again, so a request naming
+    /// an unreachable certificate does not cause a fetch each time.
+    failed: Mutex<HashMap<String, Instant>>,
+    /// At most this many fetches at once, whatever the request rate.
+    fetches: tokio::sync::Semaphore,
+    /// Accepted or in-flight `MessageId`s and the unix time they can be forgotten (their
+    /// `Timestamp` has left the `max_age` window, so a replay would be refused anyway).
+    seen: Mutex<HashMap<String, i64>>,
     clock: Arc<dyn Clock>,
 }
 
 const CACHE_LIMIT: usize = 64;
+const FAILED_LIMIT: usize = 1024;
+const FAILURE_TTL: Duration = Duration::from_secs(60);
+const SEEN_LIMIT: usize = 100_000;
+
+/// A message whose signature, certificate and age were checked.
+#[derive(Debug)]
+pub struct Verified {
+    pub kind: MessageType,
+    pub message_id: String,
+    /// When the `MessageId` may be forgotten (unix seconds).
+    forget_at: i64,
+    /// The signed fields only; what the decoder may read.
+    pub signed_envelope: Value,
+}
 
 impl Sns {
     pub fn new(config: SnsConfig, clock: Arc<dyn Clock>) -> Result<Self, BuildError> {
-        for h in &config.cert_hosts {
-            if h.contains("://") {
-                return Err(BuildError(format!(
-                    "`sns.cert_hosts`: `{h}`: certificates are fetched over HTTPS only; give a host without a scheme"
-                )));
-            }
-        }
-        let mut cache = HashMap::new();
+        config.check()?;
+        let mut pinned = HashMap::new();
         for (url, path) in &config.certificates {
             let pem = std::fs::read(path).map_err(|e| {
                 BuildError(format!(
@@ -107,20 +164,24 @@ impl Sns {
             })?;
             let cert = parse_cert(&pem)
                 .map_err(|e| BuildError(format!("`sns.certificates`: {}: {e}", path.display())))?;
-            cache.insert(url.clone(), Arc::new(cert));
+            pinned.insert(url.clone(), Arc::new(cert));
         }
         let client = crate::delivery::http_client(true, None, Duration::from_secs(10))
             .map_err(BuildError)?;
         Ok(Self {
             config,
             client,
-            cache: Mutex::new(cache),
+            pinned,
+            fetched: Mutex::new(HashMap::new()),
+            failed: Mutex::new(HashMap::new()),
+            fetches: tokio::sync::Semaphore::new(4),
+            seen: Mutex::new(HashMap::new()),
             clock,
         })
     }
 
     /// Verifies an SNS envelope; a request that fails gets 403 and yields no event.
-    pub async fn verify(&self, envelope: &Value) -> Result<MessageType, Rejection> {
+    pub async fn verify(&self, envelope: &Value) -> Result<Verified, Rejection> {
         let signed = signed_parts(envelope)?;
         if !self.config.topic_arns.is_empty()
             && !self
@@ -134,8 +195,19 @@ impl Sns {
                 signed.topic
             )));
         }
-        let cert = self.certificate(&signed.cert_url).await?;
         let now = self.clock.wall().timestamp();
+        let max_age = i64::try_from(self.config.max_age.as_secs()).unwrap_or(i64::MAX);
+        let sent = chrono::DateTime::parse_from_rfc3339(&signed.timestamp)
+            .map_err(|_| malformed(".Timestamp", "not an RFC 3339 time"))?
+            .timestamp();
+        if now.saturating_sub(sent) > max_age || sent.saturating_sub(now) > max_age {
+            return Err(forbidden(format!(
+                "the message's Timestamp {} is further than sns.max_age ({}) from now: a replayed or delayed message",
+                signed.timestamp,
+                humantime::format_duration(self.config.max_age)
+            )));
+        }
+        let cert = self.certificate(&signed.cert_url).await?;
         if now < cert.not_before || now > cert.not_after {
             return Err(forbidden(
                 "the signing certificate is not valid at this time".into(),
@@ -149,7 +221,46 @@ impl Sns {
         ring::signature::UnparsedPublicKey::new(algorithm, &cert.public_key)
             .verify(signed.text.as_bytes(), &signed.signature)
             .map_err(|_| forbidden("the SNS signature does not match the message".into()))?;
-        Ok(signed.kind)
+        Ok(Verified {
+            kind: signed.kind,
+            message_id: signed.message_id,
+            forget_at: sent.saturating_add(max_age).saturating_add(1),
+            signed_envelope: Value::Object(signed.fields),
+        })
+    }
+
+    /// Claims a verified message's `MessageId`: false when it was accepted (or is being
+    /// processed) already, which makes this copy a replay or a duplicate delivery.
+    pub fn claim(&self, message: &Verified) -> bool {
+        let now = self.clock.wall().timestamp();
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        if seen
+            .get(&message.message_id)
+            .is_some_and(|&until| until > now)
+        {
+            return false;
+        }
+        if seen.len() >= SEEN_LIMIT {
+            seen.retain(|_, until| *until > now);
+            // Still full of live ids: forget those closest to leaving the window. Only
+            // messages AWS signed get here, so an attacker cannot fill it with forgeries.
+            if seen.len() >= SEEN_LIMIT {
+                let mut untils: Vec<i64> = seen.values().copied().collect();
+                untils.sort_unstable();
+                let cut = untils[untils.len() / 2];
+                seen.retain(|_, until| *until > cut);
+            }
+        }
+        seen.insert(message.message_id.clone(), message.forget_at);
+        true
+    }
+
+    /// Releases a claim whose message was not accepted, so the sender's retry is taken.
+    pub fn release(&self, message: &Verified) {
+        self.seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&message.message_id);
     }
 
     /// GETs the `SubscribeURL` of a verified SubscriptionConfirmation.
@@ -192,13 +303,11 @@ impl Sns {
     }
 
     async fn certificate(&self, url: &str) -> Result<Arc<SigningCert>, Rejection> {
-        if let Some(cert) = self
-            .cache
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(url)
-        {
+        if let Some(cert) = self.pinned.get(url) {
             return Ok(Arc::clone(cert));
+        }
+        if let Some(cert) = self.cached(url) {
+            return Ok(cert);
         }
         let parsed = reqwest::Url::parse(url)
             .map_err(|_| forbidden("SigningCertURL is not a URL".into()))?;
@@ -213,27 +322,79 @@ impl Sns {
                 "SigningCertURL {url} is not an HTTPS .pem URL on an sns.cert_hosts host"
             )));
         }
+        let unavailable = || {
+            Rejection::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "cert_unavailable",
+                "cannot fetch the signing certificate; retry later",
+            )
+        };
+        if self.recently_failed(url) {
+            return Err(unavailable());
+        }
+        let _permit = self.fetches.acquire().await.map_err(|_| unavailable())?;
+        // Another request may have fetched it while this one waited.
+        if let Some(cert) = self.cached(url) {
+            return Ok(cert);
+        }
         let fetch = async {
             let response = self.client.get(parsed).send().await?.error_for_status()?;
             response.bytes().await
         };
-        let pem = fetch.await.map_err(|e| {
-            Rejection::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "cert_unavailable",
-                format!("cannot fetch the signing certificate: {e}"),
-            )
-        })?;
-        let cert = Arc::new(
-            parse_cert(&pem)
-                .map_err(|e| forbidden(format!("the signing certificate is unusable: {e}")))?,
-        );
-        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        if cache.len() >= CACHE_LIMIT {
-            cache.clear();
+        let pem = match fetch.await {
+            Ok(pem) => pem,
+            Err(e) => {
+                tracing::warn!(url, error = %e.without_url(), "cannot fetch an SNS signing certificate");
+                self.remember_failure(url);
+                return Err(unavailable());
+            }
+        };
+        let cert = match parse_cert(&pem) {
+            Ok(cert) => Arc::new(cert),
+            Err(e) => {
+                self.remember_failure(url);
+                return Err(forbidden(format!(
+                    "the signing certificate is unusable: {e}"
+                )));
+            }
+        };
+        let mut cache = self.fetched.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.len() >= CACHE_LIMIT
+            && let Some(old) = cache.keys().next().cloned()
+        {
+            cache.remove(&old);
         }
         cache.insert(url.to_owned(), Arc::clone(&cert));
         Ok(cert)
+    }
+
+    fn cached(&self, url: &str) -> Option<Arc<SigningCert>> {
+        self.fetched
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(url)
+            .cloned()
+    }
+
+    fn recently_failed(&self, url: &str) -> bool {
+        let now = self.clock.now();
+        self.failed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(url)
+            .is_some_and(|&until| until > now)
+    }
+
+    fn remember_failure(&self, url: &str) {
+        let now = self.clock.now();
+        let mut failed = self.failed.lock().unwrap_or_else(|p| p.into_inner());
+        if failed.len() >= FAILED_LIMIT {
+            failed.retain(|_, until| *until > now);
+            if failed.len() >= FAILED_LIMIT {
+                failed.clear();
+            }
+        }
+        failed.insert(url.to_owned(), now + FAILURE_TTL);
     }
 }
 
@@ -249,6 +410,10 @@ pub struct Signed {
     pub sha256: bool,
     pub signature: Vec<u8>,
     pub cert_url: String,
+    pub message_id: String,
+    pub timestamp: String,
+    /// The signed keys and their values, as the envelope gave them.
+    pub fields: vrl::value::ObjectMap,
 }
 
 pub fn signed_parts(envelope: &Value) -> Result<Signed, Rejection> {
@@ -293,6 +458,7 @@ pub fn signed_parts(envelope: &Value) -> Result<Signed, Rejection> {
         ],
     };
     let mut text = String::new();
+    let mut signed_fields = vrl::value::ObjectMap::new();
     for key in keys {
         let value = match *key {
             "Subject" => match get("Subject") {
@@ -308,6 +474,7 @@ pub fn signed_parts(envelope: &Value) -> Result<Signed, Rejection> {
         text.push('\n');
         text.push_str(&value);
         text.push('\n');
+        signed_fields.insert((*key).into(), Value::from(value));
     }
     let sha256 = match require("SignatureVersion")?.as_str() {
         "1" => false,
@@ -327,6 +494,9 @@ pub fn signed_parts(envelope: &Value) -> Result<Signed, Rejection> {
         sha256,
         signature,
         cert_url,
+        message_id: require("MessageId")?,
+        timestamp: require("Timestamp")?,
+        fields: signed_fields,
     })
 }
 

@@ -49,6 +49,31 @@ impl MemoryBudget {
         }
     }
 
+    /// Charges `bytes` once they fit under the limit with what is charged already, so
+    /// work that is about to allocate (a request being read and decoded) cannot push the
+    /// process past the budget. More than the whole limit is charged as the whole limit:
+    /// it waits for an empty budget. Waits while it does not fit; cancel to give up.
+    pub async fn reserve(self: &Arc<Self>, bytes: usize) -> Charge {
+        let bytes = bytes.min(self.limit);
+        loop {
+            let freed = self.freed.notified();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
+            let fitted = self
+                .used
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                    (used.saturating_add(bytes) <= self.limit).then_some(used + bytes)
+                });
+            if fitted.is_ok() {
+                return Charge {
+                    budget: Arc::clone(self),
+                    bytes,
+                };
+            }
+            freed.await;
+        }
+    }
+
     /// Waits until the charged bytes are below the limit (sources call this before
     /// emitting).
     pub async fn room(&self) {
@@ -73,8 +98,10 @@ pub struct Charge {
 
 impl Drop for Charge {
     fn drop(&mut self) {
-        let before = self.budget.used.fetch_sub(self.bytes, Ordering::AcqRel);
-        if before >= self.budget.limit && before - self.bytes < self.budget.limit {
+        self.budget.used.fetch_sub(self.bytes, Ordering::AcqRel);
+        // Every release may let a pending `reserve` fit, not only the one that crosses
+        // back under the limit.
+        if self.bytes > 0 {
             self.budget.freed.notify_waiters();
         }
     }
@@ -122,6 +149,40 @@ pub fn batch_size(batch: &[Event]) -> usize {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[tokio::test]
+    async fn reserve_waits_until_the_whole_charge_fits() {
+        let budget = MemoryBudget::new(100);
+        let a = budget.reserve(70).await;
+        let waiter = tokio::spawn({
+            let budget = Arc::clone(&budget);
+            async move { budget.reserve(40).await }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!waiter.is_finished(), "70 + 40 is over 100");
+        assert_eq!(budget.used(), 70);
+        drop(a);
+        let b = tokio::time::timeout(Duration::from_secs(5), waiter)
+            .await
+            .expect("reserved once a was released")
+            .expect("task");
+        assert_eq!(budget.used(), 40);
+        // More than the limit is charged as the limit, once the budget is empty.
+        let whole = tokio::spawn({
+            let budget = Arc::clone(&budget);
+            async move { budget.reserve(1_000).await }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!whole.is_finished());
+        drop(b);
+        let whole = tokio::time::timeout(Duration::from_secs(5), whole)
+            .await
+            .expect("reserved")
+            .expect("task");
+        assert_eq!(budget.used(), 100);
+        drop(whole);
+        assert_eq!(budget.used(), 0);
+    }
 
     #[tokio::test]
     async fn room_waits_until_charges_drop_below_the_limit() {
