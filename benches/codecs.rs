@@ -13,7 +13,7 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use sluice::component::SinkConfig;
 use sluice::event::Event;
 use sluice::sinks::cloudevents::CloudEventsConfig;
-use sluice::sources::webhook::{Decoder, Payload, Severity};
+use sluice::sources::webhook::{Decoder, Payload, Severity, decode_allowance};
 
 const EVENTS: usize = 500;
 
@@ -56,11 +56,13 @@ fn bench(c: &mut Criterion) {
         })
     });
     group.bench_function("webhook_json_decoder", |b| {
-        b.iter(|| match decoder.parse(&headers, &body, usize::MAX) {
-            Ok(Payload::Events(v)) => v.len(),
-            Ok(Payload::Document(_)) => panic!("the json decoder passes events through"),
-            Err(e) => panic!("{}", e.message),
-        })
+        b.iter(
+            || match decoder.parse(&headers, &body, usize::MAX, decode_allowance(body.len())) {
+                Ok(Payload::Events(v)) => v.len(),
+                Ok(Payload::Document(_)) => panic!("the json decoder passes events through"),
+                Err(e) => panic!("{}", e.message),
+            },
+        )
     });
     group.finish();
 

@@ -3,9 +3,14 @@
 //!
 //! Run: `cargo bench --bench decoders`. The ratio decoder/baseline is what to compare
 //! across machines.
+//!
+//! `decoders_scaling` decodes payloads of 10, 1,000 and 10,000 alerts per decoder (for
+//! the one-alert-per-payload vendors, GCP and Azure, 10 to 10,000 labels): the time per
+//! alert must stay flat. A plugin that grows a collection with `push` or `set` in a loop
+//! shows up here as a 100-fold jump per size step.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use sluice::sources::webhook::{Decoder, Payload, Severity, Stamp};
+use sluice::sources::webhook::{Decoder, Payload, Severity, Stamp, decode_allowance};
 use vrl::value::Value;
 
 const CASES: &[(&str, &str)] = &[
@@ -58,7 +63,7 @@ fn bench(c: &mut Criterion) {
                     now: chrono::Utc::now(),
                     request_id: "bench",
                 };
-                match decoder.parse(&headers, &body, usize::MAX) {
+                match decoder.parse(&headers, &body, usize::MAX, decode_allowance(body.len())) {
                     Ok(Payload::Document(doc)) => {
                         decoder.decode(doc, &metadata, &stamp).expect("decodes")
                     }
@@ -71,5 +76,112 @@ fn bench(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench);
+/// A payload of `n` alerts (or labels) for a decoder, built from its fixture.
+fn scaled(name: &str, n: usize) -> Vec<u8> {
+    use serde_json::{Value as Json, json};
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/webhooks");
+    let read = |fixture: &str| -> Json {
+        serde_json::from_slice(&std::fs::read(format!("{root}/{fixture}")).expect("fixture"))
+            .expect("JSON")
+    };
+    let doc = match name {
+        "grafana" | "alertmanager" => {
+            let mut doc = read(CASES.iter().find(|(n, _)| *n == name).expect("case").1);
+            let one = doc["alerts"][0].clone();
+            doc["alerts"] = (0..n)
+                .map(|i| {
+                    let mut a = one.clone();
+                    a["labels"]["alertname"] = json!(format!("Alert{i}"));
+                    a["fingerprint"] = json!(format!("{i:016x}"));
+                    a
+                })
+                .collect();
+            doc
+        }
+        "aws_sns" | "aws_eventbridge" => {
+            let one = read("aws/eventbridge_cloudwatch_alarm_state_change_single_metric.json");
+            (0..n)
+                .map(|i| {
+                    let mut e = one.clone();
+                    e["detail"]["alarmName"] = json!(format!("Alarm{i}"));
+                    e
+                })
+                .collect()
+        }
+        "gcp_monitoring" => {
+            let mut doc = read("gcp/monitoring_pubsub-channel_v1.2_open_flanksource-capture.json");
+            doc["incident"]["policy_user_labels"] = (0..n)
+                .map(|i| (format!("label{i}"), json!(format!("value{i}"))))
+                .collect::<serde_json::Map<_, _>>()
+                .into();
+            doc
+        }
+        "azure_monitor" => {
+            let mut doc = read(
+                "azure/common_schema_test-action_metric_static_fired_customProperties_docs.json",
+            );
+            doc["data"]["customProperties"] = (0..n)
+                .map(|i| (format!("prop{i}"), json!(format!("value{i}"))))
+                .collect::<serde_json::Map<_, _>>()
+                .into();
+            doc
+        }
+        "oci" => {
+            let mut doc = read("oci/alarm_REPEAT_grouped_2dimensions_v1.1_docs-example.json");
+            let one = doc["alarmMetaData"][0].clone();
+            doc["alarmMetaData"] = (0..n)
+                .map(|i| {
+                    let mut e = one.clone();
+                    e["id"] = json!(format!("ocid1.alarm.oc1.{i}"));
+                    e
+                })
+                .collect();
+            doc
+        }
+        "cloudevents" => {
+            let one = read("cloudevents/spec_json_batch.json")[0].clone();
+            (0..n)
+                .map(|i| {
+                    let mut e = one.clone();
+                    e["id"] = json!(format!("event-{i}"));
+                    e
+                })
+                .collect()
+        }
+        other => panic!("no scaled payload for {other}"),
+    };
+    serde_json::to_vec(&doc).expect("JSON")
+}
+
+fn scaling(c: &mut Criterion) {
+    let headers = axum::http::HeaderMap::new();
+    let metadata = Value::Null;
+    let mut group = c.benchmark_group("decoders_scaling");
+    group.sample_size(10);
+    for (name, _) in CASES {
+        let decoder = Decoder::resolve(name, Severity::Medium, true).expect("decoder");
+        for n in [10, 1_000, 10_000] {
+            let body = scaled(name, n);
+            group.throughput(Throughput::Elements(n as u64));
+            group.bench_function(format!("{name}/{n}"), |b| {
+                b.iter(|| {
+                    let stamp = Stamp {
+                        now: chrono::Utc::now(),
+                        request_id: "bench",
+                    };
+                    match decoder.parse(&headers, &body, usize::MAX, decode_allowance(body.len())) {
+                        Ok(Payload::Document(doc)) => {
+                            decoder.decode(doc, &metadata, &stamp).expect("decodes")
+                        }
+                        Ok(Payload::Events(v)) => v,
+                        Err(e) => panic!("{name}/{n}: {}", e.message),
+                    }
+                })
+            });
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench, scaling);
 criterion_main!(benches);

@@ -31,7 +31,7 @@ pub fn webhook_body(data: &[u8]) {
 /// the decoder; it never panics. Binary CloudEvents are fuzzed through their headers
 /// too: for `cloudevents`, a first byte that is odd sends the rest as a binary-mode body.
 pub fn decoder(name: &str, data: &[u8]) {
-    use crate::sources::webhook::{Decoder, Payload, Severity, Stamp};
+    use crate::sources::webhook::{Decoder, Payload, Severity, Stamp, decode_allowance};
     use axum::http::{HeaderMap, HeaderValue};
     use std::collections::HashMap;
     use std::sync::{Mutex, OnceLock};
@@ -71,7 +71,7 @@ pub fn decoder(name: &str, data: &[u8]) {
     let mut metadata = vrl::value::ObjectMap::new();
     metadata.insert("decoder".into(), vrl::value::Value::from(name));
     let metadata = vrl::value::Value::Object(metadata);
-    let result = match decoder.parse(&headers, body, usize::MAX) {
+    let result = match decoder.parse(&headers, body, usize::MAX, decode_allowance(body.len())) {
         Ok(Payload::Document(doc)) => {
             if name == "aws_sns"
                 && let Ok(signed) = crate::sources::webhook::signed_parts(&doc)

@@ -10,6 +10,8 @@ use axum::http::{HeaderMap, StatusCode, header};
 use futures_util::StreamExt;
 use vrl::value::Value;
 
+use super::bounded_json::{self, Bounded, TopLevel};
+
 use super::reply::Rejection;
 
 /// Decodes `Content-Encoding`; the result is at most `limit` bytes.
@@ -203,13 +205,14 @@ pub fn parse_json_stream_at_most(body: &[u8], max: usize) -> Result<Vec<Value>, 
     // deserializer is stricter about separators, so whatever it accepts the loop
     // below would read the same way; anything else takes the loop, which names the
     // failing path.
+    let allowance = bounded_json::remaining();
     let mut fast = Vec::new();
-    let mut stream = serde_json::Deserializer::from_slice(body).into_iter::<Value>();
+    let mut stream = serde_json::Deserializer::from_slice(body).into_iter::<TopLevel>();
     let mut clean = true;
     for v in stream.by_ref() {
         match v {
-            Ok(Value::Array(items)) => fast.extend(items),
-            Ok(v) => fast.push(v),
+            Ok(TopLevel(Value::Array(items))) => fast.extend(items),
+            Ok(TopLevel(v)) => fast.push(v),
             Err(_) => {
                 clean = false;
                 break;
@@ -223,6 +226,17 @@ pub fn parse_json_stream_at_most(body: &[u8], max: usize) -> Result<Vec<Value>, 
         return Ok(fast);
     }
     drop(fast);
+    if bounded_json::exceeded() {
+        return Err(StreamError::Json(JsonError {
+            path: ".".into(),
+            message: bounded_json::EXCEEDED_MESSAGE.into(),
+        }));
+    }
+    if bounded_json::too_many() {
+        return Err(StreamError::TooMany { max });
+    }
+    // The same bytes again, with the allowance the first pass spent given back.
+    bounded_json::restore(allowance);
     let mut de = serde_json::Deserializer::from_slice(body);
     let mut values = Vec::new();
     while de.end().is_err() {
@@ -240,17 +254,19 @@ pub fn parse_json_stream_at_most(body: &[u8], max: usize) -> Result<Vec<Value>, 
 fn parse_one(
     de: &mut serde_json::Deserializer<serde_json::de::SliceRead<'_>>,
 ) -> Result<Value, JsonError> {
-    serde_path_to_error::deserialize::<_, Value>(de).map_err(|e| {
-        let path = e.path().to_string();
-        JsonError {
-            path: if path == "." {
-                path
-            } else {
-                format!(".{path}")
-            },
-            message: describe(e.inner()),
-        }
-    })
+    serde_path_to_error::deserialize::<_, Bounded>(de)
+        .map(|b| b.0)
+        .map_err(|e| {
+            let path = e.path().to_string();
+            JsonError {
+                path: if path == "." {
+                    path
+                } else {
+                    format!(".{path}")
+                },
+                message: describe(e.inner()),
+            }
+        })
 }
 
 fn describe(e: &serde_json::Error) -> String {

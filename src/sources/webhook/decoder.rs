@@ -15,6 +15,7 @@ use vrl::value::{KeyString, ObjectMap, Value};
 use axum::http::HeaderMap;
 
 use super::body::{self, JsonError};
+use super::bounded_json;
 use super::reply::Rejection;
 use crate::component::BuildError;
 use crate::plugins::{self, Kind, Origin};
@@ -156,9 +157,36 @@ impl Decoder {
         Rejection::malformed(&self.name, Some(e.path), e.message)
     }
 
-    /// Reads a (decompressed) body the way this decoder expects it; generic JSON stops
-    /// reading past `max_events` values.
+    /// Reads a (decompressed) body the way this decoder expects it: generic JSON stops
+    /// reading past `max_events` values, and the values read may take at most
+    /// `allowance` bytes of memory (see [`super::decode_allowance`]; 413 above it).
     pub fn parse(
+        &self,
+        headers: &HeaderMap,
+        content: &[u8],
+        max_events: usize,
+        allowance: usize,
+    ) -> Result<Payload, Rejection> {
+        let (parsed, limits) = bounded_json::with_allowance(allowance, max_events, || {
+            self.parse_within(headers, content, max_events)
+        });
+        if limits.memory {
+            return Err(Rejection::new(
+                axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+                "too_costly",
+                format!(
+                    "the body decodes to more memory than its size allows (about {} bytes per byte, or what memory_limit leaves): send smaller requests",
+                    super::DECODE_COST_PER_BYTE
+                ),
+            ));
+        }
+        if limits.items {
+            return Err(too_many_events(max_events));
+        }
+        parsed
+    }
+
+    fn parse_within(
         &self,
         headers: &HeaderMap,
         content: &[u8],

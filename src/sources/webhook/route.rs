@@ -59,11 +59,6 @@ const ACCEPTED: &str = "sluice_webhook_accepted_events_total";
 const REJECTED: &str = "sluice_webhook_rejected_requests_total";
 const DUPLICATES: &str = "sluice_webhook_duplicate_messages_total";
 
-/// Memory a decoded body may occupy per byte of JSON, charged to `memory_limit` while a
-/// request is decoded. Measured on the worst shapes (`[1,1,…]`, `{"a":{}}` repeated,
-/// vendor documents run through their plugin): see `tests/hostile_webhook.rs`.
-const DECODE_COST_PER_BYTE: usize = 16;
-
 impl Route {
     pub fn build(
         r: &RouteConfig,
@@ -158,12 +153,9 @@ impl Route {
             Some(n) if !compressed => n as usize,
             _ => limit,
         };
-        let charge = self
-            .reserve(
-                body_bytes.saturating_mul(1 + DECODE_COST_PER_BYTE),
-                deadline,
-            )
-            .await?;
+        let wanted = super::request_charge(body_bytes, !self.decoder.is_passthrough());
+        let charge = self.reserve(wanted, deadline).await?;
+        let granted = charge.as_ref().map_or(wanted, Charge::bytes);
         let raw = body::read_bounded(body, limit, shared.read_timeout).await?;
         if let Some(auth) = &self.auth
             && auth.needs_body()
@@ -181,7 +173,14 @@ impl Route {
             let max_events = shared.max_events_per_request;
             self.off_runtime(deadline, decode_deadline, move || {
                 let content = super::body::decode_content(&headers, raw, limit)?;
-                route.decoder.parse(&headers, &content, max_events)
+                // What the values may take: what was charged beyond the body, and never
+                // more than the decoded body's own allowance.
+                let allowance = granted
+                    .saturating_sub(content.len())
+                    .min(super::decode_allowance(content.len()));
+                route
+                    .decoder
+                    .parse(&headers, &content, max_events, allowance)
             })
             .await?
         };
@@ -241,7 +240,9 @@ impl Route {
         outcome
     }
 
-    /// Waits for room in the memory budget, if there is one, until `deadline`.
+    /// Waits for room in the memory budget, if there is one, until `deadline`. A large
+    /// request (over an eighth of the budget) may fill at most three quarters of it, so
+    /// small alerts always find room beside large bodies.
     async fn reserve(
         &self,
         bytes: usize,
@@ -250,7 +251,13 @@ impl Route {
         let Some(budget) = &self.shared.budget else {
             return Ok(None);
         };
-        match tokio::time::timeout_at(deadline, budget.reserve(bytes)).await {
+        let limit = budget.limit();
+        let ceiling = if bytes > limit / 8 {
+            limit / 4 * 3
+        } else {
+            limit
+        };
+        match tokio::time::timeout_at(deadline, budget.reserve(bytes, ceiling)).await {
             Ok(charge) => Ok(Some(charge)),
             Err(_) => Err(Rejection::busy("memory_limit is reached; retry later")),
         }

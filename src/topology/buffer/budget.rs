@@ -49,12 +49,14 @@ impl MemoryBudget {
         }
     }
 
-    /// Charges `bytes` once they fit under the limit with what is charged already, so
-    /// work that is about to allocate (a request being read and decoded) cannot push the
-    /// process past the budget. More than the whole limit is charged as the whole limit:
-    /// it waits for an empty budget. Waits while it does not fit; cancel to give up.
-    pub async fn reserve(self: &Arc<Self>, bytes: usize) -> Charge {
-        let bytes = bytes.min(self.limit);
+    /// Charges `bytes` once they fit under `ceiling` (at most the limit) with what is
+    /// charged already, so work that is about to allocate (a request being read and
+    /// decoded) cannot push the process past the budget. More than the ceiling is charged
+    /// as the ceiling. A ceiling below the limit keeps the rest for smaller work. Waits
+    /// while it does not fit; cancel to give up.
+    pub async fn reserve(self: &Arc<Self>, bytes: usize, ceiling: usize) -> Charge {
+        let ceiling = ceiling.min(self.limit);
+        let bytes = bytes.min(ceiling);
         loop {
             let freed = self.freed.notified();
             tokio::pin!(freed);
@@ -62,7 +64,7 @@ impl MemoryBudget {
             let fitted = self
                 .used
                 .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
-                    (used.saturating_add(bytes) <= self.limit).then_some(used + bytes)
+                    (used.saturating_add(bytes) <= ceiling).then_some(used + bytes)
                 });
             if fitted.is_ok() {
                 return Charge {
@@ -94,6 +96,13 @@ impl MemoryBudget {
 pub struct Charge {
     budget: Arc<MemoryBudget>,
     bytes: usize,
+}
+
+impl Charge {
+    /// What this charge holds.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
 }
 
 impl Drop for Charge {
@@ -153,10 +162,10 @@ mod tests {
     #[tokio::test]
     async fn reserve_waits_until_the_whole_charge_fits() {
         let budget = MemoryBudget::new(100);
-        let a = budget.reserve(70).await;
+        let a = budget.reserve(70, 100).await;
         let waiter = tokio::spawn({
             let budget = Arc::clone(&budget);
-            async move { budget.reserve(40).await }
+            async move { budget.reserve(40, 100).await }
         });
         tokio::time::sleep(Duration::from_millis(20)).await;
         assert!(!waiter.is_finished(), "70 + 40 is over 100");
@@ -170,7 +179,7 @@ mod tests {
         // More than the limit is charged as the limit, once the budget is empty.
         let whole = tokio::spawn({
             let budget = Arc::clone(&budget);
-            async move { budget.reserve(1_000).await }
+            async move { budget.reserve(1_000, usize::MAX).await }
         });
         tokio::time::sleep(Duration::from_millis(20)).await;
         assert!(!whole.is_finished());
@@ -182,6 +191,14 @@ mod tests {
         assert_eq!(budget.used(), 100);
         drop(whole);
         assert_eq!(budget.used(), 0);
+        // Under a ceiling, the rest of the budget stays for others.
+        let big = budget.reserve(1_000, 75).await;
+        assert_eq!((big.bytes(), budget.used()), (75, 75));
+        let small = tokio::time::timeout(Duration::from_secs(5), budget.reserve(25, 100))
+            .await
+            .expect("the quarter above the ceiling is free for small work");
+        assert_eq!(budget.used(), 100);
+        drop((big, small));
     }
 
     #[tokio::test]
