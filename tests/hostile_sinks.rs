@@ -1,8 +1,9 @@
 //! Templates that try to escape their sink (issue 21): event values that climb out of the
 //! `file` sink's directory or through a link in it, retention deleting files the sink
 //! never wrote, distinct names exhausting descriptors, one bad line blocking a file
-//! source, and URL values that change the request's path or server. Each attack runs
-//! through a real pipeline, against the real file system or a real HTTP receiver.
+//! source, URL values that change the request's path or server, and topic values that
+//! reach Kafka's internal topics. Each attack runs through a real pipeline, against the
+//! real file system, a real HTTP receiver or librdkafka's mock broker.
 
 mod common;
 
@@ -490,4 +491,65 @@ fn templated_scheme_host_or_port_is_a_validate_error() {
             "{url}: {e}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_topic_values_cannot_reach_internal_or_illegal_topics() {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::Message;
+
+    let cluster = rdkafka::mocking::MockCluster::new(1).expect("mock cluster");
+    cluster.create_topic("tenant-ok", 1, 1).expect("topic");
+    let bootstrap = cluster.bootstrap_servers();
+    let hook = free_port();
+    let mut p = parse(&format!(
+        r#"
+sources:
+  hook: {{ type: webhook, address: "127.0.0.1:{hook}" }}
+sinks:
+  out: {{ type: kafka, inputs: [hook], bootstrap_servers: "{bootstrap}", topic: "{{{{ dest }}}}" }}
+"#
+    ));
+    let dead = CaptureSink::default();
+    dead.attach(&mut p, "dead", &["out.dead_letter"], 100);
+    let (topo, _) = start_with(p, options(&std::env::temp_dir(), None)).await;
+    wait_for_port(hook).await;
+    let events = serde_json::json!([
+        {"n": 1, "dest": "__consumer_offsets"},
+        {"n": 2, "dest": "../tenant-ok"},
+        {"n": 3, "dest": ".."},
+        {"n": 4},
+        {"n": 5, "dest": "tenant-ok"},
+    ]);
+    assert_eq!(post(hook, events).await, 200);
+    assert_eq!(topo.stop(Duration::from_secs(10)).await, Drained::Complete);
+
+    let mut rejected = dead.ints("n");
+    rejected.sort_unstable();
+    assert_eq!(rejected, [1, 2, 3, 4]);
+    assert!(reason_of(&dead, 1).contains("internal Kafka topic"));
+    assert!(reason_of(&dead, 2).contains("not a Kafka topic name"));
+    assert!(reason_of(&dead, 3).contains("not a Kafka topic name"));
+    assert!(reason_of(&dead, 4).contains("`dest` is missing"));
+
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("group.id", "hostile-reader")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .expect("reader");
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    tpl.add_partition_offset("tenant-ok", 0, rdkafka::Offset::Beginning)
+        .expect("partition");
+    consumer.assign(&tpl).expect("assign");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut got = Vec::new();
+    while got.is_empty() && std::time::Instant::now() < deadline {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+            let body: serde_json::Value =
+                serde_json::from_slice(m.payload().expect("payload")).expect("json");
+            got.push(body["n"].as_i64().expect("n"));
+        }
+    }
+    assert_eq!(got, [5], "the legal topic got its event");
 }
