@@ -211,3 +211,45 @@ sinks:
         1
     );
 }
+
+#[tokio::test]
+async fn size_rotation_holds_for_files_closed_to_make_room() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let hook = free_port();
+    let p = parse(&format!(
+        r#"
+sources:
+  hook: {{ type: webhook, address: "127.0.0.1:{hook}" }}
+sinks:
+  out: {{ type: file, inputs: [hook], path: "{}/{{{{ service }}}}.log", rotation: size, max_bytes: 100, max_open_files: 1 }}
+"#,
+        dir.path().display()
+    ));
+    let (topo, _) = start_with(p, TopologyOptions::default()).await;
+    wait_for_port(hook).await;
+    let client = reqwest::Client::new();
+    // a and b take turns, so each write reopens a file the other closed.
+    for n in 0..8 {
+        let service = if n % 2 == 0 { "a" } else { "b" };
+        let r = client
+            .post(format!("http://127.0.0.1:{hook}/"))
+            .json(&serde_json::json!({"service": service, "n": n, "pad": "x".repeat(40)}))
+            .send()
+            .await
+            .expect("POST");
+        assert_eq!(r.status(), 200);
+    }
+    assert_eq!(topo.stop(Duration::from_secs(5)).await, Drained::Complete);
+    let mut ns = Vec::new();
+    for entry in std::fs::read_dir(dir.path()).expect("dir") {
+        let path = entry.expect("entry").path();
+        assert!(
+            std::fs::metadata(&path).expect("meta").len() <= 100,
+            "{} grew past max_bytes after being reopened",
+            path.display()
+        );
+        ns.extend(lines(&path).iter().map(|v| v["n"].as_i64().expect("n")));
+    }
+    ns.sort_unstable();
+    assert_eq!(ns, (0..8).collect::<Vec<_>>());
+}

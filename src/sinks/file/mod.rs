@@ -435,15 +435,22 @@ impl Writer {
             path: path.to_path_buf(),
             source,
         };
+        // Opened first so a file closed to make room (or left by an earlier run) has its
+        // size known before the size rule is applied.
+        if !self.open.contains_key(path) {
+            self.make_room().await;
+            let file = self.open_file(path).await?;
+            self.open.insert(path.to_path_buf(), file);
+        }
         if self.rotation == Some(Rotation::Size)
             && let Some(f) = self.open.get(path)
             && f.size > 0
             && f.size + bytes.len() as u64 > self.max_bytes
         {
-            self.rotate_by_size(path).await.map_err(io)?;
-        }
-        if !self.open.contains_key(path) {
-            self.make_room().await;
+            // A name one `.<n>` short of NAME_MAX cannot rotate: that is the name's fault.
+            self.rotate_by_size(path)
+                .await
+                .map_err(|e| paths::classify(path, e))?;
             let file = self.open_file(path).await?;
             self.open.insert(path.to_path_buf(), file);
         }
@@ -497,14 +504,16 @@ impl Writer {
                     self.paths.root
                 ))
             })?;
-        let (file, created) =
-            tokio::task::spawn_blocking(move || paths::open_confined(&root, &below))
-                .await
-                .map_err(|e| OpenError::Io {
-                    path: path.to_path_buf(),
-                    source: std::io::Error::other(e),
-                })??;
-        let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+        let (file, created, size) = tokio::task::spawn_blocking(move || {
+            let (file, created) = paths::open_confined(&root, &below)?;
+            let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+            Ok::<_, OpenError>((file, created, size))
+        })
+        .await
+        .map_err(|e| OpenError::Io {
+            path: path.to_path_buf(),
+            source: std::io::Error::other(e),
+        })??;
         if created {
             self.remember(path).await;
         }

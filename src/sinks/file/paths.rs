@@ -94,7 +94,7 @@ pub enum OpenError {
 }
 
 /// I/O errors caused by the name itself, which no retry would change.
-fn classify(path: &Path, source: std::io::Error) -> OpenError {
+pub fn classify(path: &Path, source: std::io::Error) -> OpenError {
     let by_name = matches!(
         source.raw_os_error(),
         Some(libc::ENAMETOOLONG | libc::EISDIR | libc::ENOTDIR | libc::ELOOP | libc::EILSEQ)
