@@ -182,6 +182,9 @@ pub struct SinkContext {
     pub outputs: Vec<Arc<Output>>,
     /// Sleep through this clock when waiting by policy (retry backoff).
     pub clock: Arc<dyn crate::clock::Clock>,
+    /// Where a sink keeps what it must remember across restarts (the `file` sink's
+    /// manifest of the files it created), under a name derived from its id.
+    pub data_dir: PathBuf,
 }
 
 /// A sink type's configuration.

@@ -3,6 +3,12 @@
 //! A template is parsed once when the component is built; rendering looks fields up
 //! in the event with VRL paths. A missing field is an error for that event (the sink
 //! dead-letters it) rather than an empty string that would send it somewhere wrong.
+//!
+//! Values come from events, so they are hostile: a rendering error is always a
+//! per-event rejection (dead letter with the reason), never a reason to retry the batch.
+//! URL templates ([`Template::check_url`], [`Template::render_url`]) keep the scheme,
+//! host and port static and percent-encode every value, so a value cannot change where a
+//! request goes or which path it names; paths are confined by the `file` sink.
 
 use vrl::path::OwnedValuePath;
 use vrl::value::Value;
@@ -53,7 +59,89 @@ impl Template {
         self.parts.iter().all(|p| matches!(p, Part::Literal(_)))
     }
 
+    /// The literal text before the first field: what every rendering starts with.
+    pub fn static_prefix(&self) -> &str {
+        match self.parts.first() {
+            Some(Part::Literal(s)) => s,
+            _ => "",
+        }
+    }
+
+    /// The text with each field replaced by its value as is (file names, topics).
     pub fn render(&self, event: &Event) -> Result<String, String> {
+        self.render_with(event, |value, out| out.push_str(value))
+    }
+
+    /// Checks a URL template: fields may only appear after the host (in the path, the
+    /// query or the fragment), so no event can choose the scheme, the server or the port
+    /// (SSRF); with the fields filled in, the URL must parse as http(s).
+    pub fn check_url(&self) -> Result<(), String> {
+        let prefix = self.static_prefix();
+        let authority_end = prefix.find("://").and_then(|i| {
+            let after = &prefix[i + 3..];
+            after.find(['/', '?', '#']).map(|j| i + 3 + j)
+        });
+        if authority_end.is_none() && !self.is_static() {
+            let first = self
+                .parts
+                .iter()
+                .find_map(|p| match p {
+                    Part::Field { text, .. } => Some(text.as_str()),
+                    Part::Literal(_) => None,
+                })
+                .unwrap_or_default();
+            return Err(format!(
+                "the scheme, host and port of a URL cannot be templated (`{{{{ {first} }}}}` \
+                 is before the path); put fields in the path or the query"
+            ));
+        }
+        let sample: String = self
+            .parts
+            .iter()
+            .map(|p| match p {
+                Part::Literal(s) => s.as_str(),
+                Part::Field { .. } => "x",
+            })
+            .collect();
+        let url = url::Url::parse(&sample).map_err(|e| format!("not a URL: {e}"))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(format!(
+                "the scheme is `{}`; expected http or https",
+                url.scheme()
+            ));
+        }
+        Ok(())
+    }
+
+    /// The URL for an event: every value percent-encoded (all but RFC 3986's unreserved
+    /// characters), so `/`, `?`, `#`, `%` and `@` in a value stay data. A path segment
+    /// that would read as `.` or `..` is an error: URL parsers resolve `%2e%2e` like
+    /// `..` (WHATWG URL), so encoding the dots would not stop the traversal.
+    pub fn render_url(&self, event: &Event) -> Result<String, String> {
+        let url = self.render_with(event, percent_encode)?;
+        let start = url.find("://").map_or(0, |i| i + 3);
+        let Some(path_start) = url[start..].find('/').map(|i| start + i) else {
+            return Ok(url);
+        };
+        let path_end = url[path_start..]
+            .find(['?', '#'])
+            .map_or(url.len(), |i| path_start + i);
+        if let Some(segment) = url[path_start..path_end]
+            .split('/')
+            .find(|s| is_dot_segment(s))
+        {
+            return Err(format!(
+                "the URL path would contain the segment `{segment}`, which climbs the path"
+            ));
+        }
+        Ok(url)
+    }
+
+    fn render_with(
+        &self,
+        event: &Event,
+        mut write: impl FnMut(&str, &mut String),
+    ) -> Result<String, String> {
         let mut out = String::new();
         for part in &self.parts {
             match part {
@@ -63,13 +151,35 @@ impl Template {
                         return Err(format!("template field `{text}` is missing from the event"));
                     }
                     Some(v @ (Value::Object(_) | Value::Array(_))) => {
-                        out.push_str(&serde_json::to_string(v).unwrap_or_default());
+                        let json = serde_json::to_string(v)
+                            .map_err(|e| format!("template field `{text}`: {e}"))?;
+                        write(&json, &mut out);
                     }
-                    Some(v) => out.push_str(&v.to_string_lossy()),
+                    Some(v) => write(&v.to_string_lossy(), &mut out),
                 },
             }
         }
         Ok(out)
+    }
+}
+
+/// `.`, `..` and their percent-encoded spellings, which URL parsers resolve alike.
+fn is_dot_segment(segment: &str) -> bool {
+    let decoded = segment.to_ascii_lowercase().replace("%2e", ".");
+    decoded == "." || decoded == ".."
+}
+
+/// Appends `value` with every byte outside RFC 3986's unreserved set as `%XX`.
+fn percent_encode(value: &str, out: &mut String) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    for &b in value.as_bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push('%');
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 0x0f)]));
+        }
     }
 }
 
@@ -99,5 +209,68 @@ mod tests {
         assert!(missing.contains("`labels.team`"), "{missing}");
         assert!(Template::parse("http://x/").expect("static").is_static());
         assert!(Template::parse("{{ a").is_err());
+    }
+
+    #[test]
+    fn url_values_are_percent_encoded_and_cannot_climb() {
+        let t = Template::parse("http://h/tenants/{{ tenant }}/events?q={{ q }}").expect("parses");
+        t.check_url().expect("fields after the host are fine");
+        let e =
+            event(r#"{"tenant":"x/../../../internal/delete?confirm=yes#","q":"a&b=c %2e%2e ü"}"#);
+        assert_eq!(
+            t.render_url(&e).expect("renders"),
+            "http://h/tenants/x%2F..%2F..%2F..%2Finternal%2Fdelete%3Fconfirm%3Dyes%23/events\
+             ?q=a%26b%3Dc%20%252e%252e%20%C3%BC"
+        );
+        for dots in [".", ".."] {
+            let e = event(&format!(r#"{{"tenant":"{dots}","q":"1"}}"#));
+            let why = t.render_url(&e).expect_err("a dot segment");
+            assert!(why.contains("climbs"), "{dots}: {why}");
+        }
+        // An encoded spelling in a value is data: its `%` is encoded in turn.
+        let e = event(r#"{"tenant":"%2e%2E","q":"1"}"#);
+        assert_eq!(
+            t.render_url(&e).expect("renders"),
+            "http://h/tenants/%252e%252E/events?q=1"
+        );
+        // Dots from a value joined to literal dots are caught on the rendered segment.
+        let joined = Template::parse("http://h/a/.{{ v }}/b").expect("parses");
+        assert!(joined.render_url(&event(r#"{"v":"."}"#)).is_err());
+        assert_eq!(
+            joined
+                .render_url(&event(r#"{"v":"..."}"#))
+                .expect("not a dot segment"),
+            "http://h/a/..../b"
+        );
+        // Dots in the query are data.
+        let query = Template::parse("http://h/x?v={{ v }}").expect("parses");
+        assert_eq!(
+            query.render_url(&event(r#"{"v":".."}"#)).expect("query"),
+            "http://h/x?v=.."
+        );
+    }
+
+    #[test]
+    fn templated_scheme_host_port_and_userinfo_are_refused() {
+        for url in [
+            "http://{{ host }}/x",
+            "{{ scheme }}://h/x",
+            "http://h:{{ port }}/x",
+            "http://h{{ suffix }}/x",
+            "http://user:{{ password }}@h/x",
+            "{{ url }}",
+        ] {
+            let why = Template::parse(url)
+                .expect("parses")
+                .check_url()
+                .expect_err(url);
+            assert!(why.contains("cannot be templated"), "{url}: {why}");
+        }
+        let ftp = Template::parse("ftp://h/{{ x }}").expect("parses");
+        assert!(ftp.check_url().expect_err("ftp").contains("scheme"));
+        Template::parse("http://h?x={{ x }}")
+            .expect("parses")
+            .check_url()
+            .expect("the query may be templated");
     }
 }

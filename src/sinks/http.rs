@@ -1,6 +1,8 @@
 //! `http`: events POSTed (or PUT/PATCHed) to a URL, as the moat HTTP event logger did.
 //!
-//! `url` may use `{{ field.path }}`; events are batched per rendered URL. `encoding`:
+//! `url` may use `{{ field.path }}` after its host (path, query, fragment); values are
+//! percent-encoded, and an event whose values would make a `.`/`..` path segment or
+//! that lacks a field goes to `dead_letter`. Events are batched per rendered URL. `encoding`:
 //! `json` sends one object per request, `ndjson` and `json_array` batch. `extra_args`
 //! adds fields to every delivered object; `flatten_payload` joins nested keys with `.`.
 //! Batching, retries, the rate limit and the `dead_letter` output come from
@@ -84,7 +86,10 @@ fn yes() -> bool {
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HttpSinkConfig {
-    /// Where to send; may contain `{{ field.path }}`.
+    /// Where to send (http or https). May contain `{{ field.path }}` in the path, query
+    /// or fragment, never in the scheme, host or port; each value is percent-encoded, so
+    /// it cannot add path segments, a query or a fragment of its own. An event missing a
+    /// field, or whose value is `.` or `..` in the path, goes to `dead_letter`.
     pub url: String,
     #[serde(default)]
     pub method: HttpMethod,
@@ -119,11 +124,9 @@ impl HttpSinkConfig {
         self.batch.check().map_err(BuildError)?;
         self.failure_handling.check().map_err(BuildError)?;
         self.request.check().map_err(BuildError)?;
-        let url = Template::parse(&self.url).map_err(BuildError)?;
-        if url.is_static() {
-            reqwest::Url::parse(&self.url)
-                .map_err(|e| BuildError(format!("`url` `{}` is not a URL: {e}", self.url)))?;
-        }
+        let url = Template::parse(&self.url).map_err(|e| BuildError(format!("`url`: {e}")))?;
+        url.check_url()
+            .map_err(|e| BuildError(format!("`url` `{}`: {e}", self.url)))?;
         let mut headers = HeaderMap::new();
         for (name, value) in self.headers.pairs("headers")? {
             let value = match value {
@@ -244,7 +247,7 @@ struct HttpSinkEncoder {
 
 impl HttpEncoder for HttpSinkEncoder {
     fn partition(&self, event: &Event) -> Result<String, String> {
-        self.url.render(event)
+        self.url.render_url(event)
     }
 
     fn encode_event(&self, event: &Event) -> Result<Vec<u8>, String> {

@@ -127,6 +127,9 @@ impl KafkaSinkConfig {
     fn parts(&self) -> Result<Parts, BuildError> {
         let topic =
             Template::parse(&self.topic).map_err(|e| BuildError(format!("`topic`: {e}")))?;
+        if topic.is_static() {
+            topic_name(self.topic.clone(), "`topic`: ", false).map_err(BuildError)?;
+        }
         let key = self
             .key_field
             .as_deref()
@@ -264,7 +267,11 @@ async fn produce(
     cx: &SinkContext,
     dead_letter: &DeadLetter,
 ) {
-    let topic = match parts.topic.render(&event) {
+    let topic = match parts
+        .topic
+        .render(&event)
+        .and_then(|t| topic_name(t, "", !parts.topic.is_static()))
+    {
         Ok(t) => t,
         Err(e) => return reject(event, e, dead_letter).await,
     };
@@ -310,6 +317,29 @@ async fn produce(
             Err((e, _)) => return reject(event, e.to_string(), dead_letter).await,
         }
     }
+}
+
+/// Kafka's rule for topic names (1 to 249 of `[a-zA-Z0-9._-]`, not `.` or `..`), and
+/// when `templated`, no `__` prefix: those are the broker's internal topics
+/// (`__consumer_offsets`), which an event value must not be able to write into. Checked before producing so the
+/// event is rejected with a reason instead of after a round trip to the broker.
+fn topic_name(topic: String, context: &str, templated: bool) -> Result<String, String> {
+    let legal = topic
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if topic.is_empty() || topic.len() > 249 || !legal || topic == "." || topic == ".." {
+        let shown: String = topic.chars().take(100).collect();
+        return Err(format!(
+            "{context}`{}` is not a Kafka topic name (1 to 249 of a-z, A-Z, 0-9, `.`, `_`, `-`)",
+            shown.escape_debug()
+        ));
+    }
+    if templated && topic.starts_with("__") {
+        return Err(format!(
+            "{context}`{topic}` is an internal Kafka topic (`__` prefix)"
+        ));
+    }
+    Ok(topic)
 }
 
 async fn report(delivery: DeliveryFuture, event: Event) -> Report {
@@ -359,5 +389,35 @@ fn encode(encoding: KafkaEncoding, event: &Event, out: &mut Vec<u8>) {
     }
     if let Err(e) = event.to_json_line(out) {
         tracing::error!(error = %e, "event could not be serialized");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::topic_name;
+
+    #[test]
+    fn rendered_topics_must_be_legal_and_not_internal() {
+        assert_eq!(
+            topic_name("alerts-db.v1_x".into(), "", true),
+            Ok("alerts-db.v1_x".into())
+        );
+        for bad in [
+            "",
+            ".",
+            "..",
+            "a/b",
+            "a b",
+            "new\nline",
+            "__consumer_offsets",
+        ] {
+            assert!(topic_name(bad.into(), "", true).is_err(), "{bad:?}");
+        }
+        assert!(topic_name("x".repeat(250), "", true).is_err());
+        assert!(topic_name("x".repeat(249), "", true).is_ok());
+        assert!(
+            topic_name("__ops".into(), "", false).is_ok(),
+            "an operator may name an internal topic statically"
+        );
     }
 }

@@ -651,6 +651,7 @@ impl Topology {
                     metrics: Arc::clone(&shell.metrics),
                     outputs,
                     clock: Arc::clone(&self.options.clock),
+                    data_dir: self.options.data_dir.clone(),
                 };
                 def.config.build(cx).await?
             }
