@@ -157,7 +157,7 @@ impl TokenSource {
                 Duration::from_secs(s).saturating_sub(MARGIN.min(Duration::from_secs(s / 2)));
             self.clock.now().checked_add(lifetime)
         });
-        tracing::debug!(token_url = %self.config.token_url, expires_in = ?parsed.expires_in, "fetched an OAuth2 token");
+        tracing::debug!(token_url = %crate::redact::redact_url(&self.config.token_url), expires_in = ?parsed.expires_in, "fetched an OAuth2 token");
         Ok((parsed.access_token, expires))
     }
 }
