@@ -40,8 +40,18 @@ pub fn client_config(
 }
 
 /// Asks librdkafka whether it accepts every key and value, without creating a client
-/// (which would start threads and connect).
+/// (which would start threads and connect). An empty secret (`sasl.password`, …) is
+/// refused first: it is almost always a variable that was not set.
 pub fn check_config(config: &ClientConfig) -> Result<(), BuildError> {
+    // `config_map` masks sensitive values; `get` reads them.
+    if let Some(key) = config.config_map().into_keys().find(|k| {
+        crate::redact::is_secret_key(k) && config.get(k).is_some_and(|v| v.trim().is_empty())
+    }) {
+        return Err(BuildError(format!(
+            "`librdkafka_options.{key}` is empty (is its variable unset?): give the secret, \
+             or remove the option"
+        )));
+    }
     config
         .create_native_config()
         .map(drop)

@@ -24,6 +24,7 @@ pub mod pipeline_tests;
 pub mod plugins;
 pub mod program;
 pub mod progress;
+pub mod redact;
 pub mod reload;
 pub mod schema;
 pub mod settings;

@@ -537,6 +537,17 @@ fn run(args: RunArgs) -> u8 {
         eprintln!("error: {e:#}");
         return EXIT_CONFIG;
     }
+    for name in &settings.ignored_env {
+        tracing::debug!(variable = %name, "ignoring an environment variable that names no setting");
+    }
+    if settings.api.enabled && settings.api.token().is_none() && !settings.api.is_loopback() {
+        tracing::warn!(
+            address = %settings.api.address,
+            "the API listens beyond loopback without a token (api.allow_unauthenticated): \
+             anyone who reaches it can reload the pipeline, read events through /tap and \
+             add silences"
+        );
+    }
     let mut plugin_dirs = args.plugin_dirs.clone();
     plugin_dirs.extend(settings.plugin_dirs.iter().cloned());
     sluice::plugins::set_dirs(plugin_dirs);
@@ -592,7 +603,7 @@ async fn serve(
             &settings.api.address,
             telemetry.clone(),
             Some(reload_tx),
-            Some(settings.api.auth_token.clone()),
+            settings.api.auth_token.clone(),
             api_shutdown.clone(),
         )
         .await

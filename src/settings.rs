@@ -2,7 +2,15 @@
 //!
 //! Precedence, lowest first: `config/default.yaml` (embedded), the `--settings` file,
 //! `SLUICE_*` environment variables (`__` separates nesting levels), command-line flags.
+//!
+//! Only variables that name a setting are read: others with the prefix are the
+//! environment's business, not typos to refuse (Kubernetes sets `SLUICE_PORT` and
+//! `SLUICE_SERVICE_HOST` in every pod of a namespace with a Service named `sluice`), so
+//! they are listed in [`Settings::ignored_env`] for a debug line. Values from the
+//! environment are taken as text (never guessed into numbers), and errors never quote them.
 
+use std::collections::BTreeSet;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -29,23 +37,138 @@ pub struct Settings {
     /// `None` (or 0): no global bound, only each buffer's own.
     #[serde(default)]
     pub memory_limit: Option<crate::config::ByteSize>,
+    /// `SLUICE_*` variables that name no setting (ignored; logged at debug level).
+    #[serde(skip)]
+    pub ignored_env: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ApiSettings {
+    /// Serve the management API.
     pub enabled: bool,
+    /// Where it listens. Default `127.0.0.1:8686` (loopback: only this host reaches it).
     pub address: String,
-    /// Empty: no token required.
+    /// Bearer token required by the endpoints that change or reveal things (`/reload`,
+    /// `/tap`, `/silences`, status-feed checks). Unset: none required, which is allowed
+    /// only on a loopback address. Set but empty is an error (an unset variable, usually).
     #[serde(default)]
-    pub auth_token: String,
+    pub auth_token: Option<String>,
+    /// Serve the API on a non-loopback address without `auth_token` anyway (logged as a
+    /// warning at start). Default false: sluice refuses to start that way.
+    #[serde(default)]
+    pub allow_unauthenticated: bool,
+}
+
+impl ApiSettings {
+    /// The token, when one is required.
+    pub fn token(&self) -> Option<&str> {
+        self.auth_token.as_deref()
+    }
+
+    /// Whether only this host can reach `address`: a loopback IP, `localhost`, or a name
+    /// that resolves to loopback addresses only.
+    pub fn is_loopback(&self) -> bool {
+        is_loopback_address(&self.address)
+    }
+
+    /// Refuses what would expose the API: an empty token, or a non-loopback address
+    /// without a token (unless `allow_unauthenticated`).
+    pub fn check(&self) -> Result<(), String> {
+        if !self.enabled {
+            return Ok(());
+        }
+        if self
+            .auth_token
+            .as_deref()
+            .is_some_and(|t| t.trim().is_empty())
+        {
+            return Err(
+                "api.auth_token is empty (is SLUICE_API__AUTH_TOKEN set to an empty \
+                        value?): set a token, or leave it unset to run without one on a \
+                        loopback address"
+                    .into(),
+            );
+        }
+        if self.auth_token.is_none() && !self.allow_unauthenticated && !self.is_loopback() {
+            return Err(format!(
+                "the API would listen on {} with no token, so anyone who can reach it could \
+                 reload the pipeline, read every event through /tap and add silences: set \
+                 api.auth_token (SLUICE_API__AUTH_TOKEN), or bind api.address to loopback \
+                 (127.0.0.1:8686), or set api.allow_unauthenticated: true to accept the risk",
+                self.address
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// `host:port` that only this host can reach.
+pub fn is_loopback_address(address: &str) -> bool {
+    if let Ok(a) = address.parse::<SocketAddr>() {
+        return a.ip().is_loopback();
+    }
+    let host = address
+        .rsplit_once(':')
+        .map_or(address, |(h, _)| h)
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    if host.eq_ignore_ascii_case("localhost") {
+        return true;
+    }
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return ip.is_loopback();
+    }
+    // A name: loopback only if everything it resolves to is.
+    match address.to_socket_addrs() {
+        Ok(addrs) => {
+            let addrs: Vec<SocketAddr> = addrs.collect();
+            !addrs.is_empty() && addrs.iter().all(|a| a.ip().is_loopback())
+        }
+        Err(_) => false,
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogSettings {
+    /// `text` or `json`.
     pub format: LogFormat,
+    /// A level (error, warn, info, debug, trace, off) or tracing directives
+    /// (`info,sluice=debug`).
     pub level: String,
+}
+
+/// Level names `log.level` accepts, alone or after `target=`.
+pub const LOG_LEVELS: &[&str] = &["error", "warn", "info", "debug", "trace", "off"];
+
+/// Checks a `log.level` value: tracing would read an unknown word as a target name and
+/// silently log nothing else.
+pub fn check_log_level(level: &str) -> Result<(), String> {
+    let valid = !level.trim().is_empty()
+        && level.split(',').all(|directive| {
+            let directive = directive.trim();
+            let level = directive
+                .rsplit_once('=')
+                .map_or(
+                    directive,
+                    |(target, level)| {
+                        if target.trim().is_empty() { "" } else { level }
+                    },
+                );
+            LOG_LEVELS
+                .iter()
+                .any(|l| l.eq_ignore_ascii_case(level.trim()))
+        });
+    if valid {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{}` is not a log level: use one of {}, or directives such as `info,sluice=debug`",
+            level.escape_debug(),
+            LOG_LEVELS.join(", ")
+        ))
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -63,8 +186,109 @@ pub struct Overrides {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("invalid settings: {0}")]
-pub struct SettingsError(#[from] config::ConfigError);
+pub enum SettingsError {
+    /// The layers could not be read or merged (message already redacted).
+    #[error("invalid settings: {0}")]
+    Load(String),
+    /// A value that was read but cannot be used.
+    #[error("invalid settings: {0}")]
+    Invalid(String),
+}
+
+/// The environment variables the settings read: the known ones, and the ignored names.
+struct EnvSplit {
+    known: config::Map<String, String>,
+    /// (variable, setting key, value) of the known ones, for error messages.
+    used: Vec<(String, String, String)>,
+    ignored: Vec<String>,
+}
+
+/// Dotted keys of every setting the environment may set: the leaves of the embedded
+/// defaults, which list every setting. Lists (`plugin_dirs`) are left out: the command
+/// line reads `SLUICE_PLUGIN_DIRS` itself (`:`-separated).
+fn env_keys() -> BTreeSet<String> {
+    fn walk(prefix: &str, v: &serde_json::Value, out: &mut BTreeSet<String>) {
+        match v {
+            serde_json::Value::Object(map) => {
+                for (k, v) in map {
+                    let key = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    walk(&key, v, out);
+                }
+            }
+            serde_json::Value::Array(_) => {}
+            _ => {
+                out.insert(prefix.to_owned());
+            }
+        }
+    }
+    let mut out = BTreeSet::new();
+    if let Ok(defaults) = serde_saphyr::from_str::<serde_json::Value>(DEFAULT_SETTINGS) {
+        walk("", &defaults, &mut out);
+    }
+    out
+}
+
+const ENV_PREFIX: &str = "SLUICE_";
+
+fn split_env(env: Option<config::Map<String, String>>) -> EnvSplit {
+    let vars: Vec<(String, String)> = match env {
+        Some(map) => map.into_iter().collect(),
+        None => std::env::vars_os()
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+            .collect(),
+    };
+    let keys = env_keys();
+    let mut split = EnvSplit {
+        known: config::Map::new(),
+        used: Vec::new(),
+        ignored: Vec::new(),
+    };
+    for (name, value) in vars {
+        let Some(rest) = name
+            .get(..ENV_PREFIX.len())
+            .filter(|p| p.eq_ignore_ascii_case(ENV_PREFIX))
+            .and_then(|_| name.get(ENV_PREFIX.len()..))
+        else {
+            continue;
+        };
+        let key = rest.to_ascii_lowercase().replace("__", ".");
+        if keys.contains(&key) {
+            if crate::redact::is_secret_key(&key) {
+                crate::redact::register(&value);
+            }
+            split.used.push((name.clone(), key, value.clone()));
+            split.known.insert(name, value);
+        } else if key != "plugin_dirs" {
+            split.ignored.push(name);
+        }
+    }
+    split.ignored.sort();
+    split
+}
+
+/// A settings error's text without any value that came from the environment: the
+/// `config` crate quotes values (lowercased) in type errors, and one may be a secret put
+/// in the wrong variable.
+fn scrub(message: &str, used: &[(String, String, String)]) -> String {
+    let mut message = message.to_owned();
+    for (_, _, value) in used {
+        for form in [value.clone(), value.to_lowercase()] {
+            if form.is_empty() {
+                continue;
+            }
+            let quoted = format!("\"{form}\"");
+            message = message.replace(&quoted, "\"[redacted]\"");
+            if form.chars().count() >= 4 {
+                message = message.replace(&form, crate::redact::REDACTED);
+            }
+        }
+    }
+    crate::redact::redact(&message).into_owned()
+}
 
 impl Settings {
     /// Layers defaults, `file`, the process environment and `overrides`.
@@ -83,20 +307,47 @@ impl Settings {
         if let Some(path) = file {
             builder = builder.add_source(File::from(path).format(FileFormat::Yaml).required(true));
         }
+        let env = split_env(env);
+        let load_error =
+            |e: config::ConfigError| SettingsError::Load(scrub(&e.to_string(), &env.used));
         builder = builder.add_source(
             Environment::with_prefix("SLUICE")
                 .prefix_separator("_")
                 .separator("__")
-                .try_parsing(true)
-                .source(env),
+                // Text stays text: parsing would turn a token `0123` into 123.
+                .try_parsing(false)
+                .source(Some(env.known.clone())),
         );
         if let Some(dir) = &overrides.data_dir {
-            builder = builder.set_override("data_dir", dir.to_string_lossy().into_owned())?;
+            builder = builder
+                .set_override("data_dir", dir.to_string_lossy().into_owned())
+                .map_err(load_error)?;
         }
         if let Some(address) = &overrides.api_address {
-            builder = builder.set_override("api.address", address.clone())?;
+            builder = builder
+                .set_override("api.address", address.clone())
+                .map_err(load_error)?;
         }
-        Ok(builder.build()?.try_deserialize()?)
+        let mut settings: Settings = builder
+            .build()
+            .and_then(|c| c.try_deserialize())
+            .map_err(load_error)?;
+        settings.ignored_env = env.ignored.clone();
+        if let Some(token) = settings.api.token() {
+            crate::redact::register(token);
+        }
+        // Name the variable when the value came from one: that is where to fix it.
+        let source_of = |key: &str, fallback: &str| {
+            env.used
+                .iter()
+                .find(|(_, k, _)| k == key)
+                .map_or_else(|| fallback.to_owned(), |(name, _, _)| name.clone())
+        };
+        check_log_level(&settings.log.level).map_err(|e| {
+            SettingsError::Invalid(format!("{}: {e}", source_of("log.level", "log.level")))
+        })?;
+        settings.api.check().map_err(SettingsError::Invalid)?;
+        Ok(settings)
     }
 }
 
@@ -127,6 +378,7 @@ mod tests {
             env(&[
                 ("SLUICE_DATA_DIR", "/var/lib/sluice"),
                 ("SLUICE_API__ADDRESS", "0.0.0.0:9000"),
+                ("SLUICE_API__AUTH_TOKEN", "t0k"),
                 ("SLUICE_LOG__LEVEL", "debug"),
                 ("SLUICE_LOG__FORMAT", "json"),
             ]),
@@ -164,5 +416,90 @@ mod tests {
         let e = Settings::load_with_env(Some(&path), &Overrides::default(), env(&[]))
             .expect_err("typo");
         assert!(e.to_string().contains("shutdown_timout"), "{e}");
+    }
+
+    #[test]
+    fn unknown_sluice_variables_are_ignored_and_values_stay_text() {
+        let s = Settings::load_with_env(
+            None,
+            &Overrides::default(),
+            env(&[
+                // What Kubernetes sets for a Service named `sluice`.
+                ("SLUICE_PORT", "tcp://10.0.0.7:8686"),
+                ("SLUICE_SERVICE_HOST", "10.0.0.7"),
+                ("SLUICE_API", "x"),
+                ("SLUICE_API__AUTH_TOKEN", "0123"),
+                ("SLUICE_API__ENABLED", "false"),
+                ("SLUICE_PLUGIN_DIRS", "/a:/b"),
+                ("OTHER", "1"),
+            ]),
+        )
+        .expect("unknown variables are not errors");
+        assert_eq!(
+            s.ignored_env,
+            ["SLUICE_API", "SLUICE_PORT", "SLUICE_SERVICE_HOST"]
+        );
+        assert_eq!(s.api.auth_token.as_deref(), Some("0123"));
+        assert!(!s.api.enabled);
+    }
+
+    #[test]
+    fn log_levels_are_checked_and_errors_name_the_variable() {
+        for good in [
+            "info",
+            "DEBUG",
+            "off",
+            "info,sluice=debug",
+            "warn,hyper=off",
+        ] {
+            assert!(check_log_level(good).is_ok(), "{good}");
+        }
+        for bad in ["bogus", "", "sluice", "info,=debug", "verbose"] {
+            assert!(check_log_level(bad).is_err(), "{bad:?}");
+        }
+        let e = Settings::load_with_env(
+            None,
+            &Overrides::default(),
+            env(&[("SLUICE_LOG__LEVEL", "bogus")]),
+        )
+        .expect_err("bogus");
+        let e = e.to_string();
+        assert!(
+            e.contains("SLUICE_LOG__LEVEL") && e.contains("error, warn, info"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn values_from_the_environment_are_not_quoted_in_errors() {
+        let e = Settings::load_with_env(
+            None,
+            &Overrides::default(),
+            env(&[("SLUICE_API__ENABLED", "Hunter2-Secret")]),
+        )
+        .expect_err("not a boolean");
+        let e = e.to_string();
+        assert!(e.contains("api.enabled"), "{e}");
+        assert!(!e.to_lowercase().contains("hunter2-secret"), "{e}");
+    }
+
+    #[test]
+    fn the_api_needs_a_token_beyond_loopback() {
+        let api = |address: &str, token: Option<&str>, allow: bool| ApiSettings {
+            enabled: true,
+            address: address.into(),
+            auth_token: token.map(Into::into),
+            allow_unauthenticated: allow,
+        };
+        assert!(api("127.0.0.1:8686", None, false).check().is_ok());
+        assert!(api("localhost:8686", None, false).check().is_ok());
+        assert!(api("[::1]:8686", None, false).check().is_ok());
+        assert!(api("0.0.0.0:8686", None, false).check().is_err());
+        assert!(api("[::]:8686", None, false).check().is_err());
+        assert!(api("10.1.2.3:8686", None, false).check().is_err());
+        assert!(api("0.0.0.0:8686", Some("t"), false).check().is_ok());
+        assert!(api("0.0.0.0:8686", None, true).check().is_ok());
+        assert!(api("127.0.0.1:8686", Some(""), false).check().is_err());
+        assert!(api("127.0.0.1:8686", Some("  "), true).check().is_err());
     }
 }

@@ -107,6 +107,7 @@ fn kubernetes_manifests_probe_the_api_and_embed_valid_pipelines() {
                     address.starts_with("0.0.0.0:"),
                     "{file}: probes come from the kubelet, not loopback"
                 );
+                assert_token_required(file, c);
                 for (probe, path) in [
                     ("livenessProbe", "/health/live"),
                     ("readinessProbe", "/health/ready"),
@@ -162,6 +163,88 @@ fn kubernetes_manifests_probe_the_api_and_embed_valid_pipelines() {
     assert_eq!(pipelines, 2);
     workloads.sort();
     assert_eq!(workloads, ["DaemonSet", "Deployment"]);
+}
+
+/// A container whose API listens beyond loopback takes its token from a Secret that must
+/// exist: no literal token in the manifest, no `optional: true`, and no opting out.
+fn assert_token_required(file: &str, container: &Value) {
+    let env = container["env"].as_array().expect("env");
+    let token = env
+        .iter()
+        .find(|e| e["name"] == "SLUICE_API__AUTH_TOKEN")
+        .unwrap_or_else(|| panic!("{file}: the API listens on the pod network without a token"));
+    let secret = &token["valueFrom"]["secretKeyRef"];
+    assert!(
+        secret["name"].is_string() && secret["key"].is_string(),
+        "{file}: the token comes from a Secret: {token}"
+    );
+    assert!(token["value"].is_null(), "{file}: a literal token");
+    assert_ne!(
+        secret["optional"],
+        Value::Bool(true),
+        "{file}: an optional token Secret starts the API without a token"
+    );
+    assert!(
+        env.iter()
+            .all(|e| e["name"] != "SLUICE_API__ALLOW_UNAUTHENTICATED"),
+        "{file}: allow_unauthenticated"
+    );
+}
+
+/// `ENV` settings of the Dockerfile's runtime stage.
+fn dockerfile_env(text: &str) -> Vec<(String, String)> {
+    let joined = text.replace("\\\n", " ");
+    joined
+        .lines()
+        .filter_map(|l| l.strip_prefix("ENV "))
+        .flat_map(|l| {
+            l.split_whitespace()
+                .filter_map(|kv| kv.split_once('='))
+                .map(|(k, v)| (k.to_owned(), v.trim_matches('"').to_owned()))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// The image as shipped must not publish an API without a token: run sluice with the
+/// image's environment and check that the API it starts is loopback only.
+#[tokio::test]
+async fn the_image_defaults_keep_the_api_on_loopback() {
+    let text = std::fs::read_to_string(repo("deploy/Dockerfile")).expect("read");
+    let env = dockerfile_env(&text);
+    assert!(
+        env.iter().any(|(k, _)| k == "SLUICE_DATA_DIR"),
+        "ENV lines parsed: {env:?}"
+    );
+    let address = env
+        .iter()
+        .find(|(k, _)| k == "SLUICE_API__ADDRESS")
+        .map(|(_, v)| v.clone());
+    let has_token = env.iter().any(|(k, _)| k == "SLUICE_API__AUTH_TOKEN");
+    assert!(
+        address
+            .as_deref()
+            .is_none_or(sluice::settings::is_loopback_address)
+            || has_token,
+        "the image publishes the API without a token: {address:?}"
+    );
+    assert!(
+        env.iter()
+            .all(|(k, _)| k != "SLUICE_API__ALLOW_UNAUTHENTICATED"),
+        "the image opts out of the token"
+    );
+    // And sluice itself refuses the unsafe combination the image used to ship.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = sluice()
+        .args(["run", "--data-dir"])
+        .arg(dir.path())
+        .env("SLUICE_API__ADDRESS", "0.0.0.0:0")
+        .env_remove("SLUICE_API__AUTH_TOKEN")
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(78));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("api.auth_token"), "{stderr}");
 }
 
 /// Sample names in a Prometheus exposition.

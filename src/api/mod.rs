@@ -10,16 +10,26 @@
 //! feed states) without polling. `GET /components` gives every component's counters and
 //! buffer fill as JSON for `sluice top`. `POST /silences`, `GET /silences` and
 //! `DELETE /silences/{id}` manage the process-wide silences of `alert_rule`.
+//!
+//! Browsers are kept out (see [`browser_guard`]): any web page a user opens can send requests to
+//! `127.0.0.1`, and a DNS-rebinding page can even read the answers. So every request is
+//! checked before routing: on a loopback bind the `Host` must be a loopback name (or the
+//! configured address); an `Origin` must be the API's own; a request that carries a body
+//! to a method that acts must say `application/json` (which a page cannot send across
+//! origins without a CORS preflight this API never grants). Refusals are 403 or 415 with
+//! a JSON `error` and `reason`.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::State;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::json;
+use subtle::ConstantTimeEq;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
@@ -33,10 +43,205 @@ pub type ReloadRequest = oneshot::Sender<Result<serde_json::Value, String>>;
 struct ApiState {
     telemetry: Arc<Telemetry>,
     reload: Option<mpsc::Sender<ReloadRequest>>,
-    /// Required as a bearer token by the endpoints that change or reveal things.
-    auth_token: Option<Arc<str>>,
+    /// SHA-256 of the bearer token required by the endpoints that change or reveal
+    /// things (compared as digests, so neither content nor length leaks through timing).
+    auth_token: Option<Arc<[u8; 32]>>,
     /// Ends open tap streams at shutdown (graceful shutdown waits for them).
     shutdown: CancellationToken,
+    /// Who may call, as far as browsers go.
+    guard: Arc<Guard>,
+}
+
+/// What [`guard`] needs to know about where the API listens.
+#[derive(Debug, Clone, Default)]
+pub struct Guard {
+    /// The API listens on loopback only, so a `Host` naming anything else can only come
+    /// from a DNS-rebinding page.
+    pub loopback: bool,
+    /// The configured host (lowercase, without port), accepted as a `Host` as well.
+    pub configured_host: Option<String>,
+}
+
+impl Guard {
+    /// The guard for an API configured at `address` and bound to `local`.
+    pub fn for_bind(address: &str, local: SocketAddr) -> Self {
+        let host = split_host_port(address).map(|(h, _)| h.to_ascii_lowercase());
+        Self {
+            loopback: local.ip().is_loopback(),
+            configured_host: host.filter(|h| !h.is_empty()),
+        }
+    }
+
+    /// Whether `host` (no port, lowercase, IPv6 in brackets) names this API.
+    fn allows_host(&self, host: &str) -> bool {
+        let ip = host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(host)
+            .parse::<IpAddr>();
+        host == "localhost"
+            || ip.is_ok_and(|ip| ip.is_loopback())
+            || self.configured_host.as_deref() == Some(host)
+    }
+
+    /// `None` when the request may proceed; otherwise why not.
+    fn refuse(&self, method: &Method, headers: &HeaderMap) -> Option<Refusal> {
+        let hosts: Vec<&HeaderValue> = headers.get_all(header::HOST).iter().collect();
+        if hosts.len() > 1 {
+            return Some(Refusal::forbidden(
+                "host_not_allowed",
+                "several Host headers",
+            ));
+        }
+        // HTTP/1.0 clients may send no Host; browsers always send one.
+        let host = match hosts.first() {
+            Some(v) => {
+                let Some((name, _)) = v.to_str().ok().and_then(split_host_port) else {
+                    return Some(Refusal::forbidden(
+                        "host_not_allowed",
+                        "a malformed Host header",
+                    ));
+                };
+                Some((name.to_ascii_lowercase(), v.to_str().unwrap_or_default()))
+            }
+            None => None,
+        };
+        if self.loopback
+            && let Some((name, _)) = &host
+            && !self.allows_host(name)
+        {
+            return Some(Refusal::forbidden(
+                "host_not_allowed",
+                "the API listens on loopback and answers only to a loopback Host \
+                 (localhost, 127.0.0.1, [::1]): this request looks like DNS rebinding",
+            ));
+        }
+        if let Some(origin) = headers.get(header::ORIGIN) {
+            let same = origin
+                .to_str()
+                .ok()
+                .and_then(|o| o.split_once("://"))
+                .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("http"))
+                .zip(host.as_ref())
+                .is_some_and(|((_, authority), (_, host))| authority.eq_ignore_ascii_case(host));
+            if !same {
+                return Some(Refusal::forbidden(
+                    "foreign_origin",
+                    "requests from web pages are refused: the Origin is not this API",
+                ));
+            }
+        }
+        // Browsers label what a page sends; a page elsewhere is never the API's own.
+        if headers
+            .get("sec-fetch-site")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| !matches!(v, "same-origin" | "none"))
+        {
+            return Some(Refusal::forbidden(
+                "cross_site_request",
+                "requests from web pages are refused (Sec-Fetch-Site)",
+            ));
+        }
+        let acts = matches!(
+            *method,
+            Method::POST | Method::PUT | Method::PATCH | Method::DELETE
+        );
+        if acts && has_body(headers) && !is_json(headers) {
+            return Some(Refusal {
+                status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                reason: "unsupported_media_type",
+                message: "a request body must be sent as `Content-Type: application/json`",
+            });
+        }
+        None
+    }
+}
+
+/// `host:port`, `host`, `[v6]:port` → (host, port); `None` when malformed.
+fn split_host_port(value: &str) -> Option<(&str, Option<&str>)> {
+    let value = value.trim();
+    if value.starts_with('[') {
+        let end = value.find(']')?;
+        let (host, rest) = value.split_at(end + 1);
+        return match rest {
+            "" => Some((host, None)),
+            _ => {
+                let port = rest.strip_prefix(':')?;
+                port.bytes()
+                    .all(|b| b.is_ascii_digit())
+                    .then_some((host, Some(port)))
+            }
+        };
+    }
+    match value.split_once(':') {
+        Some((host, port)) => (port.bytes().all(|b| b.is_ascii_digit()) && !host.is_empty())
+            .then_some((host, Some(port))),
+        None => (!value.is_empty()).then_some((value, None)),
+    }
+}
+
+fn has_body(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::TRANSFER_ENCODING)
+        || headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim() != "0")
+}
+
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .is_some_and(|essence| essence == "application/json" || essence.ends_with("+json"))
+}
+
+/// Why [`guard`] turned a request away.
+struct Refusal {
+    status: StatusCode,
+    reason: &'static str,
+    message: &'static str,
+}
+
+impl Refusal {
+    fn forbidden(reason: &'static str, message: &'static str) -> Self {
+        Self {
+            status: StatusCode::FORBIDDEN,
+            reason,
+            message,
+        }
+    }
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        (
+            self.status,
+            axum::Json(json!({ "error": self.message, "reason": self.reason })),
+        )
+            .into_response()
+    }
+}
+
+/// Runs before every route: refuses what a browser was made to send (see the module
+/// documentation).
+async fn browser_guard(State(s): State<ApiState>, request: Request, next: Next) -> Response {
+    if let Some(refusal) = s.guard.refuse(request.method(), request.headers()) {
+        tracing::debug!(
+            method = %request.method(),
+            path = %request.uri().path(),
+            reason = refusal.reason,
+            "API request refused"
+        );
+        return refusal.into_response();
+    }
+    next.run(request).await
 }
 
 /// Binds the API on `address` and serves it until `shutdown` is cancelled. Reload
@@ -50,7 +255,13 @@ pub async fn serve(
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = tokio::net::TcpListener::bind(address).await?;
     let local = listener.local_addr()?;
-    let app = router(telemetry, reload, auth_token, shutdown.clone());
+    let app = router_with_guard(
+        telemetry,
+        reload,
+        auth_token,
+        shutdown.clone(),
+        Guard::for_bind(address, local),
+    );
     let handle = tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app)
             .with_graceful_shutdown(shutdown.cancelled_owned())
@@ -62,12 +273,37 @@ pub async fn serve(
     Ok((local, handle))
 }
 
+/// The API's routes as served on loopback.
 pub fn router(
     telemetry: Arc<Telemetry>,
     reload: Option<mpsc::Sender<ReloadRequest>>,
     auth_token: Option<String>,
     shutdown: CancellationToken,
 ) -> Router {
+    let guard = Guard {
+        loopback: true,
+        configured_host: None,
+    };
+    router_with_guard(telemetry, reload, auth_token, shutdown, guard)
+}
+
+/// The API's routes behind `guard`.
+pub fn router_with_guard(
+    telemetry: Arc<Telemetry>,
+    reload: Option<mpsc::Sender<ReloadRequest>>,
+    auth_token: Option<String>,
+    shutdown: CancellationToken,
+    guard: Guard,
+) -> Router {
+    let state = ApiState {
+        telemetry,
+        reload,
+        auth_token: auth_token
+            .filter(|t| !t.is_empty())
+            .map(|t| Arc::new(sha256(t.as_bytes()))),
+        shutdown,
+        guard: Arc::new(guard),
+    };
     Router::new()
         .route("/health", get(health))
         .route("/health/live", get(live))
@@ -80,12 +316,18 @@ pub fn router(
         .route("/status_feeds/{id}/check", post(status_feed_check))
         .route("/silences", get(silences_list).post(silences_add))
         .route("/silences/{id}", axum::routing::delete(silences_delete))
-        .with_state(ApiState {
-            telemetry,
-            reload,
-            auth_token: auth_token.filter(|t| !t.is_empty()).map(Arc::from),
-            shutdown,
-        })
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            browser_guard,
+        ))
+        .with_state(state)
+}
+
+fn sha256(bytes: &[u8]) -> [u8; 32] {
+    let digest = ring::digest::digest(&ring::digest::SHA256, bytes);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(digest.as_ref());
+    out
 }
 
 fn health_report(t: &Telemetry) -> (StatusCode, serde_json::Value) {
@@ -157,22 +399,28 @@ async fn live() -> Response {
     (StatusCode::OK, axum::Json(json!({ "status": "ok" }))).into_response()
 }
 
-/// Compares the bearer token in constant time for equal lengths.
+/// Whether the request carries the bearer token. The scheme is case-insensitive (RFC
+/// 7235); the token is compared as a SHA-256 digest in constant time, so how long the
+/// comparison takes says nothing about the token, not even its length.
 fn authorized(state: &ApiState, headers: &axum::http::HeaderMap) -> bool {
     let Some(expected) = &state.auth_token else {
         return true;
     };
-    let given = headers
+    let Some(given) = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
-    given.len() == expected.len()
-        && given
-            .bytes()
-            .zip(expected.bytes())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0
+        .and_then(bearer_token)
+    else {
+        return false;
+    };
+    bool::from(sha256(given.as_bytes()).ct_eq(expected.as_ref()))
+}
+
+/// The token of an `Authorization: Bearer <token>` value, whatever the scheme's case.
+pub fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim().split_once(' ')?;
+    let token = token.trim_start();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
 fn unauthorized() -> Response {

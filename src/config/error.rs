@@ -33,7 +33,9 @@ impl fmt::Display for ConfigError {
         if let Some(component) = &self.component {
             write!(f, "component `{component}`: ")?;
         }
-        f.write_str(&self.message)
+        // Messages may quote option values (an invalid URL, a library's error text);
+        // every path that shows one (validate, the reload log, `/health`) prints this.
+        f.write_str(&crate::redact::redact(&self.message))
     }
 }
 

@@ -51,6 +51,16 @@ impl DeadLetter {
     pub async fn send(&self, mut events: Vec<Event>, failure: &Failure) {
         let n = events.len();
         self.metrics.add_errors(n);
+        // Whatever built the failure, a secret must not travel on with the events or
+        // reach the log.
+        let failure = &Failure {
+            error: crate::redact::redact(&failure.error).into_owned(),
+            body: failure
+                .body
+                .as_deref()
+                .map(|b| crate::redact::redact(b).into_owned()),
+            ..failure.clone()
+        };
         let record = self.record(failure);
         for event in &mut events {
             event.insert(DEAD_LETTER, record.clone());

@@ -110,7 +110,8 @@ fn first_line(body: &str) -> &str {
     }
 }
 
-/// A reqwest error with its causes ("error sending request: connection refused").
+/// An error with its causes ("error sending request: connection refused"), redacted:
+/// reqwest prints the request's URL, which for a webhook sink is the credential.
 pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut source = e.source();
@@ -122,7 +123,7 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
         }
         source = cause.source();
     }
-    s
+    crate::redact::redact(&s).into_owned()
 }
 
 /// rustls's certificate errors reach us wrapped in connector errors of several types;
@@ -418,12 +419,16 @@ async fn deliver<E: HttpEncoder>(
                 Err(reason) => match backoff.next(None) {
                     // The token endpoint may be down like any other: retry.
                     Some(wait) => {
+                        let reason = crate::redact::redact(&reason);
                         tracing::warn!(component_id = %sink, error = %reason, wait = ?wait, "no OAuth2 token; retrying");
                         clock.sleep(wait).await;
                         continue;
                     }
                     None => {
-                        let error = format!("gave up after {attempts} attempts: {reason}");
+                        let error = format!(
+                            "gave up after {attempts} attempts: {}",
+                            crate::redact::redact(&reason)
+                        );
                         return (
                             id,
                             Outcome::Failed(Failure {
@@ -461,16 +466,17 @@ async fn deliver<E: HttpEncoder>(
             }
             // A request that cannot be built, or a certificate the server will keep
             // presenting, will not get better by retrying.
+            // The URL is left out: it may be the secret (a Slack webhook).
             Err(e) if e.is_builder() || is_certificate_error(&e) => (
                 Verdict::Permanent {
-                    reason: error_chain(&e),
+                    reason: error_chain(&e.without_url()),
                 },
                 None,
                 None,
             ),
             Err(e) => (
                 Verdict::Retry {
-                    reason: error_chain(&e),
+                    reason: error_chain(&e.without_url()),
                     retry_after: None,
                 },
                 None,
@@ -480,6 +486,7 @@ async fn deliver<E: HttpEncoder>(
         match verdict {
             Verdict::Delivered => return (id, Outcome::Delivered),
             Verdict::Permanent { reason } => {
+                let reason = crate::redact::redact(&reason).into_owned();
                 return (
                     id,
                     Outcome::Failed(Failure {
@@ -495,11 +502,15 @@ async fn deliver<E: HttpEncoder>(
                 retry_after,
             } => match backoff.next(retry_after) {
                 Some(wait) => {
+                    let reason = crate::redact::redact(&reason);
                     tracing::warn!(component_id = %sink, attempt = attempts, error = %reason, wait = ?wait, "delivery failed; retrying");
                     clock.sleep(wait).await;
                 }
                 None => {
-                    let error = format!("gave up after {attempts} attempts: {reason}");
+                    let error = format!(
+                        "gave up after {attempts} attempts: {}",
+                        crate::redact::redact(&reason)
+                    );
                     return (
                         id,
                         Outcome::Failed(Failure {

@@ -32,6 +32,19 @@ pub struct OAuth2Config {
 impl OAuth2Config {
     pub fn check(&self) -> Result<(), String> {
         reqwest::Url::parse(&self.token_url).map_err(|e| format!("`token_url`: {e}"))?;
+        if self.client_id.trim().is_empty() {
+            return Err("`client_id` is empty (is its variable unset?)".into());
+        }
+        if self
+            .client_secret
+            .as_deref()
+            .is_some_and(|s| s.trim().is_empty())
+        {
+            return Err(
+                "`client_secret` is empty (is its variable unset?): an empty secret is refused"
+                    .into(),
+            );
+        }
         match (&self.client_secret, &self.client_secret_file) {
             (Some(_), None) | (None, Some(_)) => Ok(()),
             _ => Err("give exactly one of `client_secret` and `client_secret_file`".into()),
@@ -41,9 +54,18 @@ impl OAuth2Config {
     fn secret(&self) -> Result<String, String> {
         match (&self.client_secret, &self.client_secret_file) {
             (Some(s), _) => Ok(s.clone()),
-            (None, Some(path)) => std::fs::read_to_string(path)
-                .map(|s| s.trim_end().to_owned())
-                .map_err(|e| format!("cannot read client_secret_file {}: {e}", path.display())),
+            (None, Some(path)) => {
+                let secret = std::fs::read_to_string(path)
+                    .map(|s| s.trim_end().to_owned())
+                    .map_err(|e| {
+                        format!("cannot read client_secret_file {}: {e}", path.display())
+                    })?;
+                if secret.is_empty() {
+                    return Err(format!("client_secret_file {} is empty", path.display()));
+                }
+                crate::redact::register(&secret);
+                Ok(secret)
+            }
             (None, None) => Err("no client secret configured".into()),
         }
     }
@@ -135,7 +157,7 @@ impl TokenSource {
                 Duration::from_secs(s).saturating_sub(MARGIN.min(Duration::from_secs(s / 2)));
             self.clock.now().checked_add(lifetime)
         });
-        tracing::debug!(token_url = %self.config.token_url, expires_in = ?parsed.expires_in, "fetched an OAuth2 token");
+        tracing::debug!(token_url = %crate::redact::redact_url(&self.config.token_url), expires_in = ?parsed.expires_in, "fetched an OAuth2 token");
         Ok((parsed.access_token, expires))
     }
 }

@@ -141,6 +141,24 @@ impl HttpSinkConfig {
             headers.insert(name, value);
         }
         match &self.auth {
+            Some(HttpAuth::Bearer { token }) if token.trim().is_empty() => {
+                return Err(BuildError(
+                    "`auth.token` is empty (is its variable unset?): an empty secret is refused"
+                        .into(),
+                ));
+            }
+            Some(HttpAuth::Basic { user, password })
+                if user.trim().is_empty() || password.is_empty() =>
+            {
+                let option = if password.is_empty() {
+                    "password"
+                } else {
+                    "user"
+                };
+                return Err(BuildError(format!(
+                    "`auth.{option}` is empty (is its variable unset?): an empty secret is refused"
+                )));
+            }
             Some(HttpAuth::Bearer { token }) => {
                 let v = HeaderValue::from_str(&format!("Bearer {token}"))
                     .map_err(|e| BuildError(format!("`auth.token`: {e}")))?;

@@ -829,9 +829,11 @@ async fn supervise(
             tracing::debug!(component_id = %id, generation, replaced = !for_good, "component finished");
         }
         Err(e) => {
-            tracing::error!(component_id = %id, generation, error = %e, "component failed");
+            // Shown on `/health`, which probes reach without a token.
+            let error = crate::redact::redact(&e.to_string()).into_owned();
+            tracing::error!(component_id = %id, generation, error = %error, "component failed");
             if for_good {
-                metrics.set_state(ComponentState::Failed(e.to_string()));
+                metrics.set_state(ComponentState::Failed(error));
             }
         }
     }

@@ -1,0 +1,333 @@
+//! Keeping secrets out of everything sluice prints: logs, configuration errors, dead
+//! letters and API answers.
+//!
+//! Two mechanisms, applied together by [`redact`], the one function every such path calls:
+//! - **Known secrets.** While a pipeline file (or the settings) is read, the value of every
+//!   option whose name says it is a secret ([`is_secret_key`]: `token`, `password`,
+//!   `webhook_url`, `routing_key`, …) is [`register`]ed; any later occurrence of that exact
+//!   text is replaced. This catches a secret wherever a library chose to quote it.
+//! - **URL structure.** Credentials that ride inside URLs are removed from any URL found in
+//!   the text, parseable or not: userinfo (`user:pass@`), query values, fragments, and the
+//!   secret path of well-known webhook hosts (Slack, Teams, Discord, PagerDuty v1).
+//!
+//! Invariant: redaction only ever removes text; it never adds a secret. It runs on error
+//! paths, not per event, so its cost does not matter for throughput.
+
+use std::borrow::Cow;
+use std::sync::{LazyLock, RwLock};
+
+/// What a removed secret is replaced with.
+pub const REDACTED: &str = "[redacted]";
+
+/// Shorter values are not registered: replacing every `abc` in every message would make
+/// errors unreadable, and a secret that short protects nothing anyway.
+const MIN_SECRET_CHARS: usize = 4;
+
+/// Registered values are kept for the life of the process (a reloaded-away secret may
+/// still show up in the errors of a draining sink); this bounds what many reloads with
+/// rotating secrets can accumulate.
+const MAX_SECRETS: usize = 4096;
+
+/// Registered secrets, longest first so a secret containing another is replaced whole.
+static SECRETS: LazyLock<RwLock<Vec<String>>> = LazyLock::new(|| RwLock::new(Vec::new()));
+
+/// Option names (last path segment, lowercase, `-` read as `_`) whose value is a secret.
+const SECRET_NAMES: &[&str] = &[
+    "webhook_url",
+    "routing_key",
+    "integration_key",
+    "api_key",
+    "apikey",
+    "access_key",
+    "secret_key",
+    "private_key",
+    "client_secret",
+    "bearer",
+    "authorization",
+    "credentials",
+];
+
+/// Name endings that mark a secret (`auth_token`, `sasl.password`, `hmac_secret`, …).
+const SECRET_SUFFIXES: &[&str] = &["password", "passwd", "secret", "token", "tokens"];
+
+/// Whether an option (or header) named `key` holds a secret. Only the last segment of a
+/// dotted path counts, so `sasl.password` is a secret and `token_url` is not.
+pub fn is_secret_key(key: &str) -> bool {
+    let last = key.rsplit('.').next().unwrap_or(key);
+    let name = last.to_ascii_lowercase().replace('-', "_");
+    SECRET_NAMES
+        .iter()
+        .any(|n| name == *n || name.ends_with(&format!("_{n}")))
+        || SECRET_SUFFIXES.iter().any(|s| name.ends_with(s))
+}
+
+/// Remembers `value` as a secret: from now on [`redact`] removes it from any text.
+/// Values shorter than four characters are ignored.
+pub fn register(value: &str) {
+    let value = value.trim();
+    if value.chars().count() < MIN_SECRET_CHARS {
+        return;
+    }
+    let Ok(mut secrets) = SECRETS.write() else {
+        return;
+    };
+    if secrets.iter().any(|s| s == value) || secrets.len() >= MAX_SECRETS {
+        return;
+    }
+    let at = secrets
+        .iter()
+        .position(|s| s.len() < value.len())
+        .unwrap_or(secrets.len());
+    secrets.insert(at, value.to_owned());
+}
+
+/// `text` without any registered secret and without credentials inside URLs.
+pub fn redact(text: &str) -> Cow<'_, str> {
+    let mut out = redact_urls(text);
+    if let Ok(secrets) = SECRETS.read() {
+        for secret in secrets.iter() {
+            if out.contains(secret.as_str()) {
+                out = Cow::Owned(out.replace(secret.as_str(), REDACTED));
+            }
+        }
+    }
+    out
+}
+
+/// Characters that end a URL inside free text (reqwest prints `for url (…)`, errors
+/// quote with backticks).
+fn ends_url(c: char) -> bool {
+    c.is_whitespace()
+        || matches!(
+            c,
+            '"' | '\'' | '`' | '<' | '>' | '(' | ')' | '{' | '}' | '|'
+        )
+}
+
+/// Every `scheme://…` in `text` with [`redact_url`] applied.
+fn redact_urls(text: &str) -> Cow<'_, str> {
+    if !text.contains("://") {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(sep) = rest.find("://") {
+        // The scheme: letters, digits, `+`, `-`, `.` right before `://`.
+        let scheme_start = rest[..sep]
+            .char_indices()
+            .rev()
+            .take_while(|(_, c)| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+            .last()
+            .map_or(sep, |(i, _)| i);
+        // A quoted URL ends at its closing quote, even when (being invalid) it holds
+        // spaces; otherwise at the first character a URL cannot hold.
+        let quote = rest[..scheme_start]
+            .chars()
+            .next_back()
+            .filter(|c| matches!(c, '`' | '"' | '\''));
+        let end = match quote.and_then(|q| rest[sep..].find(q)) {
+            Some(i) => sep + i,
+            None => rest[sep..]
+                .char_indices()
+                .find(|&(_, c)| ends_url(c))
+                .map_or(rest.len(), |(i, _)| sep + i),
+        };
+        // Sentence punctuation after a URL is not part of it.
+        let trimmed_end = rest[..end]
+            .trim_end_matches(['.', ',', ';', ':', ']'])
+            .len()
+            .max(sep + 3);
+        out.push_str(&rest[..scheme_start]);
+        out.push_str(&redact_url(&rest[scheme_start..trimmed_end]));
+        out.push_str(&rest[trimmed_end..end]);
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    Cow::Owned(out)
+}
+
+/// One URL with its credentials removed. Works on text that does not parse as a URL too
+/// (a secret inside an invalid URL is still a secret).
+pub fn redact_url(url: &str) -> String {
+    let Some(sep) = url.find("://") else {
+        return url.to_owned();
+    };
+    let (scheme, rest) = url.split_at(sep + 3);
+    let (before_fragment, fragment) = match rest.split_once('#') {
+        Some((b, _)) => (b, Some(REDACTED)),
+        None => (rest, None),
+    };
+    let (before_query, query) = match before_fragment.split_once('?') {
+        Some((b, q)) => (b, Some(redact_query(q))),
+        None => (before_fragment, None),
+    };
+    let (authority, path) = match before_query.find('/') {
+        Some(i) => before_query.split_at(i),
+        None => (before_query, ""),
+    };
+    let host_port = match authority.rfind('@') {
+        Some(at) => {
+            let mut a = String::from(REDACTED);
+            a.push_str(&authority[at..]);
+            a
+        }
+        None => authority.to_owned(),
+    };
+    let host = host_port
+        .rsplit('@')
+        .next()
+        .unwrap_or("")
+        .split(':')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    let mut out = String::with_capacity(url.len());
+    out.push_str(scheme);
+    out.push_str(&host_port);
+    out.push_str(&redact_path(&host, path));
+    if let Some(q) = query {
+        out.push('?');
+        out.push_str(&q);
+    }
+    if let Some(f) = fragment {
+        out.push('#');
+        out.push_str(f);
+    }
+    out
+}
+
+/// Query values go, names stay (`?token=[redacted]&format=[redacted]`).
+fn redact_query(query: &str) -> String {
+    query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((name, _)) => format!("{name}={REDACTED}"),
+            None if pair.is_empty() => String::new(),
+            None => REDACTED.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// Webhook hosts whose URL path is the credential, and how many leading path segments
+/// are kept (`/services` of Slack's `/services/T…/B…/secret`).
+fn secret_path_segments_kept(host: &str) -> Option<usize> {
+    let ends = |suffix: &str| host == suffix || host.ends_with(&format!(".{suffix}"));
+    if ends("hooks.slack.com") || ends("webhook.office.com") || ends("outlook.office.com") {
+        Some(1)
+    } else if ends("discord.com") || ends("discordapp.com") {
+        Some(2)
+    } else if ends("events.pagerduty.com") || ends("events.eu.pagerduty.com") {
+        // v1 integration URLs carry the key: /integration/<key>/enqueue
+        Some(1)
+    } else {
+        None
+    }
+}
+
+fn redact_path(host: &str, path: &str) -> String {
+    let Some(kept) = secret_path_segments_kept(host) else {
+        return path.to_owned();
+    };
+    let segments: Vec<&str> = path.split('/').skip(1).collect();
+    if segments.len() <= kept || segments[kept..].iter().all(|s| s.is_empty()) {
+        return path.to_owned();
+    }
+    // PagerDuty's v2 endpoint (`/v2/enqueue`) holds no key: keep it readable.
+    if segments.first() == Some(&"v2") {
+        return path.to_owned();
+    }
+    let mut out = String::new();
+    for s in &segments[..kept] {
+        out.push('/');
+        out.push_str(s);
+    }
+    out.push('/');
+    out.push_str(REDACTED);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_names() {
+        for name in [
+            "webhook_url",
+            "routing_key",
+            "token",
+            "auth_token",
+            "bearer",
+            "password",
+            "sasl.password",
+            "client_secret",
+            "X-Api-Key",
+            "Authorization",
+            "hmac_secret",
+            "tokens",
+        ] {
+            assert!(is_secret_key(name), "{name}");
+        }
+        for name in [
+            "token_url",
+            "url",
+            "key",
+            "partition_key",
+            "client_secret_file",
+            "address",
+            "client_id",
+        ] {
+            assert!(!is_secret_key(name), "{name}");
+        }
+    }
+
+    #[test]
+    fn urls_lose_their_credentials() {
+        assert_eq!(
+            redact_url("https://hooks.slack.com/services/T0/B0/XYZsecret"),
+            "https://hooks.slack.com/services/[redacted]"
+        );
+        assert_eq!(
+            redact_url("https://acme.webhook.office.com/webhookb2/abc@def/IncomingWebhook/x/y"),
+            "https://acme.webhook.office.com/webhookb2/[redacted]"
+        );
+        assert_eq!(
+            redact_url("postgres://sluice:hunter2@db:5432/events"),
+            "postgres://[redacted]@db:5432/events"
+        );
+        assert_eq!(
+            redact_url("https://h.example/x?token=abc&format=json#frag"),
+            "https://h.example/x?token=[redacted]&format=[redacted]#[redacted]"
+        );
+        assert_eq!(
+            redact_url("https://events.pagerduty.com/v2/enqueue"),
+            "https://events.pagerduty.com/v2/enqueue"
+        );
+        assert_eq!(
+            redact_url("https://example.com/api/v1/alerts"),
+            "https://example.com/api/v1/alerts"
+        );
+    }
+
+    #[test]
+    fn urls_inside_text_and_invalid_urls() {
+        let text = "error sending request for url (https://hooks.slack.com/services/T/B/s3cr3t): connection refused";
+        let out = redact(text);
+        assert!(!out.contains("s3cr3t"), "{out}");
+        assert!(out.contains("connection refused"), "{out}");
+        // Not a valid URL (space in the host), still redacted.
+        let out = redact("`url` `https://us er:pa55word@bad host/x?key=k3y` is not a URL");
+        assert!(!out.contains("pa55word") && !out.contains("k3y"), "{out}");
+        assert_eq!(redact("no urls here"), "no urls here");
+    }
+
+    #[test]
+    fn registered_secrets_are_removed_anywhere() {
+        register("zq-registered-secret-1");
+        register("ab");
+        let out = redact("value zq-registered-secret-1, again zq-registered-secret-1; ab stays");
+        assert_eq!(out, "value [redacted], again [redacted]; ab stays");
+    }
+}
