@@ -84,7 +84,7 @@ fn end_to_end(rounds: u32) -> Histogram<u64> {
     let hash = || -> Option<String> {
         let mut s = std::net::TcpStream::connect(("127.0.0.1", api)).ok()?;
         use std::io::{Read, Write};
-        s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        s.write_all(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
             .ok()?;
         let mut body = String::new();
         s.read_to_string(&mut body).ok()?;

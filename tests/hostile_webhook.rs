@@ -386,10 +386,11 @@ async fn an_oversized_body_is_answered_not_reset() {
             .expect("timeout");
         let body = vec![b' '; 4 * 1024 * 1024];
         let head = if chunked {
-            "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n".to_owned()
+            "POST / HTTP/1.1\r\nHost: x\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n"
+                .to_owned()
         } else {
             format!(
-                "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+                "POST / HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
                 body.len()
             )
         };
@@ -558,7 +559,7 @@ sources:
     sink.attach(&mut p, "out", &["hook"], 100);
     let (_topo, _) = start(p).await;
     wait_for_port(port).await;
-    let items: Vec<Json> = (0..20_000)
+    let items: Vec<Json> = (0..1_000)
         .map(|i| json!({ "i": i, "pad": "yyyyyyyy" }))
         .collect();
     let r = client()
