@@ -153,6 +153,13 @@ pub fn redact_url(url: &str) -> String {
         return url.to_owned();
     };
     let (scheme, rest) = url.split_at(sep + 3);
+    // `user:password@host`: the password may hold `/`, `#`, `?` and `@` (an invalid URL
+    // from an unescaped `${VAR}`), so with a `:` before the last `@`, everything up to
+    // that `@` is credentials. A path with an `@` and no `:` before it (Teams) is kept.
+    if let Some(at) = rest.rfind('@').filter(|&at| rest[..at].contains(':')) {
+        let tail = redact_url(&format!("{scheme}{}", &rest[at + 1..]));
+        return format!("{scheme}{REDACTED}@{}", &tail[scheme.len()..]);
+    }
     let (before_fragment, fragment) = match rest.split_once('#') {
         Some((b, _)) => (b, Some(REDACTED)),
         None => (rest, None),
@@ -309,6 +316,26 @@ mod tests {
             redact_url("https://example.com/api/v1/alerts"),
             "https://example.com/api/v1/alerts"
         );
+    }
+
+    #[test]
+    fn passwords_with_url_syntax_stay_hidden() {
+        for password in [
+            "pa/ssSECRETA",
+            "p@ss:w/rd%SECRET",
+            "pa#ssSECRET",
+            "pa?ssSECRET",
+        ] {
+            let url = format!("http://bob:{password}@example.com:8080/x");
+            let out = redact_url(&url);
+            assert!(!out.contains("SECRET") && !out.contains("bob"), "{out}");
+            assert!(
+                out.starts_with("http://[redacted]@example.com:8080/x"),
+                "{out}"
+            );
+            let text = format!("`url`: `{url}` is not a valid URL");
+            assert!(!redact(&text).contains("SECRET"), "{text}");
+        }
     }
 
     #[test]

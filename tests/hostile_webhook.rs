@@ -171,6 +171,59 @@ async fn replayed_sns_messages_are_refused_or_dropped() {
     assert_eq!(sink.values().len(), 1, "the replay sent nothing");
 }
 
+/// The signed text is `key\nvalue\n` pairs and `Subject` is optional: moving a captured
+/// message's Subject into its MessageId signs the same text under a new id. Refused.
+#[tokio::test]
+async fn a_subject_shifted_into_the_message_id_is_refused() {
+    let (port, sink, _topo) = sns_pipeline("").await;
+    let now = now_rfc3339();
+    let message = alarm("OK");
+    let fields = [
+        ("Message", message.as_str()),
+        ("MessageId", "m-shift"),
+        ("Subject", "OK: HighCPU"),
+        ("Timestamp", now.as_str()),
+        ("TopicArn", TOPIC),
+        ("Type", "Notification"),
+    ];
+    let signature = sign_sns(&fields, &format!("{FIXTURES}/sns/test-signing-key.pem"));
+    let envelope = |pairs: &[(&str, &str)]| {
+        let mut doc = serde_json::Map::new();
+        for (k, v) in pairs {
+            doc.insert((*k).into(), Json::String((*v).into()));
+        }
+        doc.insert("SignatureVersion".into(), "2".into());
+        doc.insert("Signature".into(), signature.clone().into());
+        doc.insert("SigningCertURL".into(), CERT_URL.into());
+        Json::Object(doc)
+    };
+    let url = format!("http://127.0.0.1:{port}/");
+    let r = client()
+        .post(&url)
+        .json(&envelope(&fields))
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(r.status(), 200);
+    let shifted = [
+        ("Message", message.as_str()),
+        ("MessageId", "m-shift\nSubject\nOK: HighCPU"),
+        ("Timestamp", now.as_str()),
+        ("TopicArn", TOPIC),
+        ("Type", "Notification"),
+    ];
+    let r = client()
+        .post(&url)
+        .json(&envelope(&shifted))
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(r.status(), 403);
+    let error = body_json(r).await["error"].as_str().map(str::to_owned);
+    assert_eq!(error.as_deref(), Some("`MessageId` holds a line break"));
+    assert_eq!(sink.values().len(), 1, "the shifted copy sent nothing");
+}
+
 /// `max_age` widens the window for topics whose delivery policy retries for longer.
 #[tokio::test]
 async fn max_age_is_the_replay_window() {

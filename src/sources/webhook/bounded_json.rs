@@ -18,6 +18,8 @@ use vrl::value::{KeyString, ObjectMap, Value};
 /// twice its length); a B-tree node of 11 map entries, allocated whole; the heap of a
 /// string beyond its bytes. Measured against the allocator by `tests/decode_memory.rs`.
 const SLOT: usize = 48;
+/// A vector's own allocation, however short (size class and allocator header).
+const ARRAY: usize = 64;
 const MAP_NODE: usize = 720;
 const MAP_NODE_ENTRIES: usize = 11;
 
@@ -182,6 +184,7 @@ impl<'de> Visitor<'de> for ValueVisitor {
 }
 
 fn read_seq<'de, A: SeqAccess<'de>>(mut seq: A, max_items: usize) -> Result<Value, A::Error> {
+    charge(ARRAY)?;
     let mut items = Vec::new();
     while let Some(Bounded(v)) = seq.next_element()? {
         charge(2 * SLOT)?;

@@ -114,6 +114,12 @@ impl Decoder {
                 "`decoder`: `{name}` is not a valid decoder name (letters, digits, `_` and `-`)"
             )));
         }
+        if name == "aws" {
+            // The plugin's file name: usable as a decoder, it would skip SNS signatures.
+            return Err(BuildError(
+                "`decoder`: `aws` is the plugin behind `aws_sns` (SNS signatures verified) and `aws_eventbridge`: use one of those".into(),
+            ));
+        }
         let plugin = plugins::find(Kind::Decoder, &candidates(name))?;
         let (program, origin) = match plugin {
             Some(p) => {
@@ -373,6 +379,8 @@ mod tests {
         let e = Decoder::resolve("acme", Severity::Medium, true).expect_err("unknown");
         assert!(e.0.contains("unknown decoder `acme`"), "{e}");
         assert!(Decoder::resolve("../x", Severity::Medium, true).is_err());
+        let e = Decoder::resolve("aws", Severity::Medium, true).expect_err("the file name");
+        assert!(e.0.contains("use one of those"), "{e}");
     }
 
     #[test]

@@ -134,6 +134,10 @@ pub const DECODE_COST_PER_BYTE: usize = 64;
 /// what parsing let through.
 pub const PLUGIN_COST_PER_BYTE: usize = 160;
 
+/// What the requests of one listener may hold while they are read and decoded when no
+/// global `memory_limit` is set.
+pub const LISTENER_DECODE_BUDGET: usize = 256 * 1024 * 1024;
+
 /// What any body may take, however small (a one-key object costs a B-tree node).
 pub const DECODE_BASE_BYTES: usize = 64 * 1024;
 
@@ -314,7 +318,12 @@ impl SourceConfig for WebhookConfig {
                 .local_addr()
                 .map_err(|e| BuildError(format!("cannot read the bound address: {e}")))?;
 
-            let budget = cx.out.budget();
+            // Without a global memory_limit, the listener still bounds what its requests
+            // hold while they are read and decoded.
+            let budget = cx
+                .out
+                .budget()
+                .or_else(|| Some(crate::topology::MemoryBudget::new(LISTENER_DECODE_BUDGET)));
             let shared = Arc::new(route::Shared {
                 id: Arc::clone(&cx.id),
                 budget,

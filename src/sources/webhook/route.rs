@@ -154,8 +154,10 @@ impl Route {
             _ => limit,
         };
         let wanted = super::request_charge(body_bytes, !self.decoder.is_passthrough());
-        let charge = self.reserve(wanted, deadline).await?;
-        let granted = charge.as_ref().map_or(wanted, Charge::bytes);
+        // Shared with the decoding work, which may outlive this request (decode_timeout):
+        // its memory stays charged until it ends.
+        let charge = Arc::new(self.reserve(wanted, deadline).await?);
+        let granted = charge.as_ref().as_ref().map_or(wanted, Charge::bytes);
         let raw = body::read_bounded(body, limit, shared.read_timeout).await?;
         if let Some(auth) = &self.auth
             && auth.needs_body()
@@ -171,7 +173,9 @@ impl Route {
             let route = Arc::clone(self);
             let headers = Arc::clone(&headers);
             let max_events = shared.max_events_per_request;
+            let charge = Arc::clone(&charge);
             self.off_runtime(deadline, decode_deadline, move || {
+                let _charge = charge;
                 let content = super::body::decode_content(&headers, raw, limit)?;
                 // What the values may take: what was charged beyond the body, and never
                 // more than the decoded body's own allowance.
@@ -202,8 +206,10 @@ impl Route {
                 let route = Arc::clone(self);
                 let headers = Arc::clone(&headers);
                 let request_id = Arc::clone(&request_id);
+                let charge = Arc::clone(&charge);
                 let decoded = self
                     .off_runtime(deadline, decode_deadline, move || {
+                        let _charge = charge;
                         let metadata = route.vrl_metadata(&headers, true);
                         let stamp = Stamp {
                             now,
@@ -286,12 +292,16 @@ impl Route {
             let _permit = permit;
             work()
         });
+        let decode_first = decode_deadline <= deadline;
         match tokio::time::timeout_at(decode_deadline.min(deadline), task).await {
             Ok(Ok(result)) => result,
             Ok(Err(e)) => Err(Rejection::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "decoder_failed",
                 format!("decoding failed: {e}"),
+            )),
+            Err(_) if !decode_first => Err(Rejection::busy(
+                "decoding did not finish within request_timeout; retry later",
             )),
             Err(_) => Err(Rejection::new(
                 StatusCode::PAYLOAD_TOO_LARGE,

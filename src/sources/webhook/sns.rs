@@ -470,6 +470,12 @@ pub fn signed_parts(envelope: &Value) -> Result<Signed, Rejection> {
                 .ok_or_else(|| malformed(".SubscribeURL", "missing"))?,
             k => require(k)?,
         };
+        // The signed text is `key\nvalue\n` pairs: a newline inside a value could carry
+        // a following pair (`MessageId: "id\nSubject\nx"` with no `Subject`) and sign the
+        // same text under a new MessageId. Only `Message` is free text.
+        if *key != "Message" && value.contains(['\n', '\r']) {
+            return Err(forbidden(format!("`{key}` holds a line break")));
+        }
         text.push_str(key);
         text.push('\n');
         text.push_str(&value);
