@@ -30,6 +30,7 @@ pub mod schema;
 pub mod settings;
 pub mod sinks;
 pub mod sources;
+pub mod state_file;
 pub mod tables;
 pub mod telemetry;
 pub mod template;

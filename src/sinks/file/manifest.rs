@@ -11,19 +11,9 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-/// Where the manifest of sink `id` lives, the id reduced to characters safe in a name.
+/// Where the manifest of sink `id` lives.
 pub fn path_for(data_dir: &Path, id: &str) -> PathBuf {
-    let safe: String = id
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    data_dir.join("file_sink").join(format!("{safe}.json"))
+    crate::state_file::path_for(data_dir, "file_sink", id)
 }
 
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
@@ -65,29 +55,10 @@ impl Manifest {
             files: self.files.clone(),
         })
         .map_err(std::io::Error::other)?;
-        tokio::task::spawn_blocking(move || write_atomically(&path, &bytes))
+        tokio::task::spawn_blocking(move || crate::state_file::write_atomically(&path, &bytes))
             .await
             .map_err(std::io::Error::other)?
     }
-}
-
-fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let tmp = path.with_extension(format!("json.{}.tmp", uuid::Uuid::new_v4().simple()));
-    let written = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        // The rename is durable once the directory is.
-        std::fs::File::open(dir)?.sync_all()
-    })();
-    if written.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    written
 }
 
 #[cfg(test)]

@@ -149,17 +149,7 @@ pub fn persist(timers: &mut Timers, path: &Path) -> std::io::Result<()> {
 
 /// `<data_dir>/subscription/<id>.json`, the id reduced to characters safe in a file name.
 pub fn snapshot_path(data_dir: &Path, id: &str) -> PathBuf {
-    let safe: String = id
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    data_dir.join("subscription").join(format!("{safe}.json"))
+    crate::state_file::path_for(data_dir, "subscription", id)
 }
 
 #[cfg(test)]
