@@ -10,10 +10,11 @@
 use std::sync::Arc;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use sluice::alert::Severity;
 use sluice::component::SinkConfig;
 use sluice::event::Event;
 use sluice::sinks::cloudevents::CloudEventsConfig;
-use sluice::sources::webhook::{Decoder, Payload, Severity, decode_allowance};
+use sluice::sources::webhook::{Decoder, Payload, decode_allowance};
 
 const EVENTS: usize = 500;
 

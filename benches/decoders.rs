@@ -10,7 +10,8 @@
 //! shows up here as a 100-fold jump per size step.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use sluice::sources::webhook::{Decoder, Payload, Severity, Stamp, decode_allowance};
+use sluice::alert::Severity;
+use sluice::sources::webhook::{Decoder, Payload, Stamp, decode_allowance};
 use vrl::value::Value;
 
 const CASES: &[(&str, &str)] = &[

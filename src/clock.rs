@@ -9,7 +9,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::component::BoxFuture;
+use futures_util::future::BoxFuture;
 
 pub trait Clock: Send + Sync + std::fmt::Debug + 'static {
     fn sleep(&self, duration: Duration) -> BoxFuture<'static, ()>;

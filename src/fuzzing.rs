@@ -31,7 +31,8 @@ pub fn webhook_body(data: &[u8]) {
 /// the decoder; it never panics. Binary CloudEvents are fuzzed through their headers
 /// too: for `cloudevents`, a first byte that is odd sends the rest as a binary-mode body.
 pub fn decoder(name: &str, data: &[u8]) {
-    use crate::sources::webhook::{Decoder, Payload, Severity, Stamp, decode_allowance};
+    use crate::alert::Severity;
+    use crate::sources::webhook::{Decoder, Payload, Stamp, decode_allowance};
     use axum::http::{HeaderMap, HeaderValue};
     use std::collections::HashMap;
     use std::sync::{Mutex, OnceLock};
@@ -334,7 +335,7 @@ pub fn file_lines(data: &[u8]) {
 /// moves forward on every step, stays inside the file, and every record that passes its
 /// checksum either decodes or is reported as undecodable.
 pub fn disk_segment(data: &[u8]) {
-    use crate::topology::buffer::disk::{codec, segment};
+    use crate::buffer::disk::{codec, segment};
     use std::sync::atomic::{AtomicU64, Ordering};
 
     static NEXT: AtomicU64 = AtomicU64::new(0);
@@ -382,7 +383,7 @@ pub fn disk_segment(data: &[u8]) {
 
 /// One disk buffer record payload: decoding never panics, and what decodes round-trips.
 pub fn disk_record(data: &[u8]) {
-    use crate::topology::buffer::disk::codec;
+    use crate::buffer::disk::codec;
     if let Ok(event) = codec::decode(data) {
         let mut again = Vec::new();
         codec::encode(&event, &mut again);
@@ -395,7 +396,7 @@ pub fn disk_record(data: &[u8]) {
 /// A valid segment of `n` small events (records 0..n), to damage in property tests and
 /// to seed the fuzzer.
 pub fn disk_segment_sample(n: usize) -> Vec<u8> {
-    use crate::topology::buffer::disk::{codec, segment};
+    use crate::buffer::disk::{codec, segment};
     let source: Arc<str> = Arc::from("fuzz");
     let mut out = Vec::new();
     for i in 0..n {

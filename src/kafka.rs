@@ -11,7 +11,7 @@ use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::KafkaError;
 
-use crate::component::BuildError;
+use crate::error::BuildError;
 
 /// The librdkafka settings for `bootstrap_servers` plus sluice's defaults (`ours`), then
 /// the user's passthrough options, which win.

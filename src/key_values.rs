@@ -4,7 +4,7 @@
 use indexmap::IndexMap;
 use serde::Deserialize;
 
-use crate::component::BuildError;
+use crate::error::BuildError;
 
 /// A map, or the moat logger's `Name=value,Name2=value2` string.
 #[derive(Debug, Clone, PartialEq, Deserialize, schemars::JsonSchema)]

@@ -10,11 +10,14 @@
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+pub mod alert;
 pub mod api;
+pub mod buffer;
 pub mod clock;
 pub mod component;
 pub mod config;
 pub mod delivery;
+pub mod error;
 pub mod event;
 pub mod fuzzing;
 pub mod kafka;
@@ -38,9 +41,4 @@ pub mod testing;
 pub mod top;
 pub mod topology;
 pub mod transforms;
-
-/// The pipeline `sluice` runs when given no `--config`.
-pub const DEFAULT_PIPELINE: &str = include_str!("../config/default-pipeline.yaml");
-
-/// The name used for the embedded pipeline in error messages.
-pub const DEFAULT_PIPELINE_NAME: &str = "<embedded>/config/default-pipeline.yaml";
+pub mod units;

@@ -621,7 +621,7 @@ async fn serve(
         memory_budget: settings
             .memory_limit
             .filter(|l| l.0 > 0)
-            .map(|l| topology::MemoryBudget::new(usize::try_from(l.0).unwrap_or(usize::MAX))),
+            .map(|l| sluice::buffer::MemoryBudget::new(usize::try_from(l.0).unwrap_or(usize::MAX))),
         ..TopologyOptions::default()
     };
     // Watch before starting: an edit made while the pipeline starts must not be missed

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-use crate::component::BuildError;
+use crate::error::BuildError;
 
 /// What a plugin does; also its folder name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -13,7 +13,7 @@ use vrl::compiler::{
 };
 use vrl::value::{Secrets, Value};
 
-use crate::component::BuildError;
+use crate::error::BuildError;
 use crate::event::{Event, EventTarget};
 
 /// Where a program's source comes from in a component config.

@@ -21,8 +21,8 @@ pub fn load_pipeline(files: &[PathBuf]) -> Result<Pipeline, ConfigErrors> {
     if files.is_empty() {
         crate::config::load_texts(
             &[(
-                PathBuf::from(crate::DEFAULT_PIPELINE_NAME),
-                crate::DEFAULT_PIPELINE.to_owned(),
+                PathBuf::from(crate::config::DEFAULT_PIPELINE_NAME),
+                crate::config::DEFAULT_PIPELINE.to_owned(),
             )],
             |name| std::env::var(name).ok(),
         )

@@ -7,24 +7,13 @@
 //! selected by its `type` constant and closed to unknown options like the loader.
 //! `sluice list` and the reference pages read the same schema through [`catalog`].
 
+use schemars::JsonSchema;
 use schemars::generate::SchemaSettings;
-use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde_json::{Map, Value, json};
 
-use crate::config::{BufferConfig, PipelineTest};
-use crate::telemetry::ComponentKind;
-
-/// What a duration option accepts (`humantime`: `500ms`, `30s`, `1h 30m`).
-pub const DURATION_PATTERN: &str = r"^\s*([0-9]+\s*[a-zA-Zµ]+\s*)+$";
-
-/// The schema of a `humantime_serde` duration, for `#[schemars(schema_with = …)]`.
-pub fn duration(_: &mut SchemaGenerator) -> Schema {
-    json_schema!({
-        "type": "string",
-        "pattern": DURATION_PATTERN,
-        "examples": ["500ms", "30s", "1h 30m"],
-    })
-}
+use crate::buffer::BufferConfig;
+use crate::component::ComponentKind;
+use crate::config::PipelineTest;
 
 /// One component type and the schema of its options.
 #[derive(Debug, Clone)]
@@ -238,7 +227,7 @@ fn is_struct(schema: &Value) -> bool {
 /// Short human label for a schema: `string`, `duration`, `list of string`, `a | b`.
 pub fn type_label(schema: &Value, defs: &Map<String, Value>) -> String {
     let s = resolve(schema, defs);
-    if s.get("pattern").and_then(Value::as_str) == Some(DURATION_PATTERN) {
+    if s.get("pattern").and_then(Value::as_str) == Some(crate::units::DURATION_PATTERN) {
         return "duration".into();
     }
     if let Some(values) = s.get("enum").and_then(Value::as_array) {

@@ -36,7 +36,7 @@ pub struct Settings {
     /// Bytes all in-memory buffers may hold together; sources wait while it is spent.
     /// `None` (or 0): no global bound, only each buffer's own.
     #[serde(default)]
-    pub memory_limit: Option<crate::config::ByteSize>,
+    pub memory_limit: Option<crate::units::ByteSize>,
     /// `SLUICE_*` variables that name no setting (ignored; logged at debug level).
     #[serde(skip)]
     pub ignored_env: Vec<String>,

@@ -9,10 +9,11 @@ use std::time::Duration;
 
 use tokio::sync::Semaphore;
 
+use crate::buffer::BufferConfig;
 use crate::component::{
     BoxFuture, BuildError, ComponentError, ComponentTask, SinkConfig, SinkContext,
 };
-use crate::config::{BufferConfig, ComponentDef, InputRef, Pipeline, Position};
+use crate::config::{ComponentDef, InputRef, Pipeline, Position};
 use crate::event::{EventStatus, settle_all};
 use vrl::value::Value;
 

@@ -10,9 +10,8 @@
 //! time, so nothing else runs in the process meanwhile.
 
 use serde_json::{Value as Json, json};
-use sluice::sources::webhook::{
-    Decoder, Payload, Severity, Stamp, decode_allowance, request_charge,
-};
+use sluice::alert::Severity;
+use sluice::sources::webhook::{Decoder, Payload, Stamp, decode_allowance, request_charge};
 
 fn status_kib(field: &str) -> usize {
     let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");

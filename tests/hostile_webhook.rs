@@ -11,8 +11,9 @@ use std::time::Duration;
 
 use common::{free_port, parse, sign_sns, start, start_with, string, wait_for_port};
 use serde_json::{Value as Json, json};
+use sluice::buffer::MemoryBudget;
 use sluice::testing::CaptureSink;
-use sluice::topology::{MemoryBudget, TopologyOptions};
+use sluice::topology::TopologyOptions;
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
 const CERT_URL: &str = "https://sns.eu-west-1.amazonaws.com/SimpleNotificationService-test.pem";

@@ -12,10 +12,11 @@ use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::mocking::MockCluster;
+use sluice::buffer::BufferConfig;
 use sluice::component::{
     BoxFuture, BuildError, ComponentError, ComponentTask, SinkConfig, SinkContext,
 };
-use sluice::config::{BufferConfig, ComponentDef, InputRef, Position};
+use sluice::config::{ComponentDef, InputRef, Position};
 use sluice::event::{EventStatus, settle_all};
 use sluice::testing::CaptureSink;
 use sluice::topology::Drained;

@@ -60,8 +60,8 @@ fn every_example_pipeline_passes_its_own_tests() {
 fn the_embedded_default_pipeline_is_valid() {
     let p = sluice::config::load_texts(
         &[(
-            PathBuf::from(sluice::DEFAULT_PIPELINE_NAME),
-            sluice::DEFAULT_PIPELINE.to_owned(),
+            PathBuf::from(sluice::config::DEFAULT_PIPELINE_NAME),
+            sluice::config::DEFAULT_PIPELINE.to_owned(),
         )],
         |_| None,
     )

@@ -23,7 +23,7 @@ use super::{
     BufferConfig, ComponentDef, ConfigError, ConfigErrors, InputRef, Pipeline, Position,
     PositionMap,
 };
-use crate::telemetry::ComponentKind;
+use crate::component::ComponentKind;
 use crate::{sinks, sources, transforms};
 
 #[derive(Deserialize)]

@@ -13,7 +13,7 @@ pub struct BatchConfig {
     #[serde(default = "default_max_bytes")]
     pub max_bytes: usize,
     /// How long a partial batch may wait for more events.
-    #[schemars(schema_with = "crate::schema::duration")]
+    #[schemars(schema_with = "crate::units::duration")]
     #[serde(default = "default_batch_timeout", with = "humantime_serde")]
     pub timeout: Duration,
 }
@@ -44,10 +44,10 @@ impl Default for BatchConfig {
 pub struct FailureHandling {
     #[serde(default = "default_max_retries")]
     pub max_retries: u32,
-    #[schemars(schema_with = "crate::schema::duration")]
+    #[schemars(schema_with = "crate::units::duration")]
     #[serde(default = "default_initial_backoff", with = "humantime_serde")]
     pub initial_backoff: Duration,
-    #[schemars(schema_with = "crate::schema::duration")]
+    #[schemars(schema_with = "crate::units::duration")]
     #[serde(default = "default_max_backoff", with = "humantime_serde")]
     pub max_backoff: Duration,
     #[serde(default = "default_multiplier")]
@@ -82,7 +82,7 @@ impl Default for FailureHandling {
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RequestConfig {
-    #[schemars(schema_with = "crate::schema::duration")]
+    #[schemars(schema_with = "crate::units::duration")]
     #[serde(default = "default_timeout", with = "humantime_serde")]
     pub timeout: Duration,
     /// Requests in flight at once (1 keeps delivery in order).

@@ -9,9 +9,9 @@ use std::sync::Arc;
 
 use vrl::value::{ObjectMap, Value};
 
+use crate::component::Output;
 use crate::event::{Event, EventStatus, settle_all};
 use crate::telemetry::ComponentMetrics;
-use crate::topology::Output;
 
 /// Name of the output.
 pub const DEAD_LETTER: &str = "dead_letter";

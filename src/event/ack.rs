@@ -21,7 +21,7 @@ use std::time::Instant;
 
 use tokio::sync::oneshot;
 
-use crate::telemetry::LatencyRecorder;
+use super::latency::LatencyRecorder;
 
 /// The outcome of delivering an event, ordered from best to worst.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

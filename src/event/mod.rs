@@ -5,6 +5,8 @@
 //! ([`EventBatch`]) over bounded channels.
 
 mod ack;
+pub mod flatten;
+pub mod latency;
 mod vrl_metadata;
 
 use std::sync::Arc;

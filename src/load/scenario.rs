@@ -36,7 +36,7 @@ pub struct Scenario {
     pub receiver: ReceiverConfig,
     /// How long to wait for the last deliveries after the driver is done.
     #[serde(default = "default_drain", with = "humantime_serde")]
-    #[schemars(schema_with = "crate::schema::duration")]
+    #[schemars(schema_with = "crate::units::duration")]
     pub drain_timeout: std::time::Duration,
 }
 

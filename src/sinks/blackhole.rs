@@ -14,7 +14,7 @@ use crate::component::{
 #[serde(deny_unknown_fields)]
 pub struct BlackholeConfig {
     /// Log the running count this often (e.g. `10s`).
-    #[schemars(schema_with = "crate::schema::duration")]
+    #[schemars(schema_with = "crate::units::duration")]
     #[serde(default, with = "humantime_serde")]
     pub print_interval: Option<Duration>,
 }

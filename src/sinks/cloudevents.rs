@@ -46,7 +46,7 @@ pub enum Mode {
 #[serde(deny_unknown_fields)]
 pub struct Endpoint {
     pub endpoint: String,
-    #[schemars(schema_with = "crate::schema::duration")]
+    #[schemars(schema_with = "crate::units::duration")]
     #[serde(default = "default_timeout", with = "humantime_serde")]
     pub timeout: Duration,
     #[serde(default)]

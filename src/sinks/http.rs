@@ -276,11 +276,11 @@ impl HttpEncoder for HttpSinkEncoder {
                 .map_err(|e| format!("cannot encode the event as JSON: {e}"));
         }
         let mut object = match &event.value {
-            Value::Object(m) if self.flatten => crate::transforms::flatten::flatten_object(
+            Value::Object(m) if self.flatten => crate::event::flatten::flatten_object(
                 m,
                 ".",
                 None,
-                crate::transforms::flatten::Arrays::Keep,
+                crate::event::flatten::Arrays::Keep,
             ),
             Value::Object(m) => m.clone(),
             other => {

@@ -78,7 +78,7 @@ pub struct KafkaSinkConfig {
     pub idempotence: bool,
     /// How long librdkafka keeps retrying a message before it is dead-lettered.
     #[serde(default = "default_message_timeout", with = "humantime_serde")]
-    #[schemars(schema_with = "crate::schema::duration")]
+    #[schemars(schema_with = "crate::units::duration")]
     pub message_timeout: Duration,
     /// Messages produced and not yet reported, at most.
     #[serde(default = "default_max_in_flight")]

@@ -3,7 +3,7 @@
 //! `axum::serve`'s graceful shutdown closes every idle connection at once, including one
 //! that was just accepted and whose request has not been read yet: the client sees a
 //! reset. When a reload replaces a webhook, its old server stops while the new one
-//! already accepts on the same socket (see `topology::ListenerPool`), so such closes
+//! already accepts on the same socket (see `component::ListenerPool`), so such closes
 //! would be errors that nothing else causes. Here, once `stop` fires:
 //! - the accept loop ends (the shared backlog is served by the replacement);
 //! - every response carries `Connection: close`;

@@ -65,7 +65,7 @@ fn default_poll() -> Duration {
 pub struct Backfill {
     #[serde(default = "yes")]
     pub enabled: bool,
-    #[schemars(schema_with = "crate::schema::duration")]
+    #[schemars(schema_with = "crate::units::duration")]
     #[serde(default = "default_max_age", with = "humantime_serde")]
     pub max_age: Duration,
     #[serde(default = "default_max_events")]
@@ -89,7 +89,7 @@ pub struct PostgresSourceConfig {
     /// Keep polling for new rows after catching up.
     #[serde(default)]
     pub follow: bool,
-    #[schemars(schema_with = "crate::schema::duration")]
+    #[schemars(schema_with = "crate::units::duration")]
     #[serde(default = "default_poll", with = "humantime_serde")]
     pub poll_interval: Duration,
 }

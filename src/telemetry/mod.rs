@@ -8,7 +8,6 @@
 //! component that is replaced keeps its counters monotonic.
 
 pub mod backfill;
-mod latency;
 mod prometheus;
 pub mod snapshot;
 pub mod status_feeds;
@@ -19,9 +18,18 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use indexmap::IndexMap;
 
-pub use latency::LatencyRecorder;
+pub use crate::event::latency::LatencyRecorder;
 
-use crate::topology::BufferProbe;
+/// The fill level of a component's input buffer, read when telemetry is rendered.
+pub trait BufferGauge: std::fmt::Debug + Send + Sync + 'static {
+    /// Events held.
+    fn len(&self) -> usize;
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Events the buffer holds before upstream waits.
+    fn capacity(&self) -> usize;
+}
 
 /// Which part of the DAG a component is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -62,7 +70,7 @@ pub struct ComponentMetrics {
     pub errors: AtomicU64,
     pub discarded: AtomicU64,
     state: Mutex<ComponentState>,
-    buffer: Mutex<Option<BufferProbe>>,
+    buffer: Mutex<Option<Box<dyn BufferGauge>>>,
     labeled: Mutex<Vec<Arc<LabeledCounter>>>,
     gauges: Mutex<Vec<Arc<LabeledGauge>>>,
     /// Age of events when they leave the component: passed on by a source or a transform,
@@ -138,8 +146,8 @@ impl ComponentMetrics {
             .as_ref()
             .map(|probe| (probe.len(), probe.capacity()))
     }
-    pub fn set_buffer(&self, probe: BufferProbe) {
-        *lock(&self.buffer) = Some(probe);
+    pub fn set_buffer(&self, probe: impl BufferGauge) {
+        *lock(&self.buffer) = Some(Box::new(probe));
     }
     /// The counter `name` with these extra labels, created on first use; a rebuilt
     /// component gets the same counter back, so it stays monotonic.

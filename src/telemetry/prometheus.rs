@@ -177,7 +177,12 @@ pub(super) fn render(t: &Telemetry) -> String {
 }
 
 /// A summary from an hdrhistogram snapshot: quantiles, `_sum` and `_count`.
-fn write_summary(out: &mut String, name: &str, help: &str, snap: &super::latency::LatencySnapshot) {
+fn write_summary(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    snap: &crate::event::latency::LatencySnapshot,
+) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} summary");
     for (q, v) in snap.quantiles {
         let _ = writeln!(out, "{name}{{quantile=\"{q}\"}} {v}");

@@ -98,7 +98,7 @@ pub fn snapshot(t: &Telemetry) -> Snapshot {
     }
 }
 
-fn summary(s: &super::latency::LatencySnapshot) -> LatencySummary {
+fn summary(s: &crate::event::latency::LatencySnapshot) -> LatencySummary {
     LatencySummary {
         count: s.count,
         p50_seconds: s.quantile(0.5),

@@ -18,11 +18,6 @@
 //! transform ends when all its inputs are closed and drained, and so on until the sinks
 //! have settled everything.
 
-pub(crate) mod buffer;
-mod input;
-mod listeners;
-mod output;
-
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -32,20 +27,16 @@ use std::time::Duration;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-pub use buffer::budget::{Charge, MemoryBudget};
-pub use buffer::{
-    BufferProbe, BufferReceiver, BufferSender, Closed, Limits, WeakBufferSender, buffer,
-    memory_buffer,
+use crate::buffer::{
+    self, BufferConfig, BufferProbe, BufferReceiver, BufferSender, DEFAULT_BUFFER_EVENTS, Limits,
+    MemoryBudget, WeakBufferSender, memory_buffer,
 };
-pub use input::{ComponentInput, InputSlot, input_slot};
-pub use listeners::ListenerPool;
-pub use output::{Consumer, Output};
-
 use crate::component::{
-    BuildError, ComponentError, ComponentTask, SinkContext, SourceContext, SourceOutput, Transform,
-    TransformContext, TransformOutputs,
+    BuildError, ComponentError, ComponentInput, ComponentTask, Consumer, InputSlot, ListenerPool,
+    Output, SinkContext, SourceContext, SourceOutput, Transform, TransformContext,
+    TransformOutputs, close_input, input_slot,
 };
-use crate::config::{BufferConfig, DEFAULT_BUFFER_EVENTS, OutputRef, Pipeline};
+use crate::config::{OutputRef, Pipeline};
 use crate::telemetry::{ComponentKind, ComponentMetrics, ComponentState, Telemetry};
 
 /// Options that come from global settings rather than the pipeline file.
@@ -842,7 +833,7 @@ async fn supervise(
             output.close();
         }
         if let Some(slot) = input {
-            input::close(&slot).await;
+            close_input(&slot).await;
         }
     }
     done.cancel();

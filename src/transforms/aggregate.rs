@@ -32,7 +32,7 @@ fn default_name() -> String {
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AggregateConfig {
-    #[schemars(schema_with = "crate::schema::duration")]
+    #[schemars(schema_with = "crate::units::duration")]
     #[serde(default = "default_interval", with = "humantime_serde")]
     pub interval: Duration,
     #[serde(default)]

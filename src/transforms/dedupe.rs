@@ -29,7 +29,7 @@ pub struct DedupeConfig {
     pub fields: Option<Vec<String>>,
     #[serde(default = "default_cache_size")]
     pub cache_size: usize,
-    #[schemars(schema_with = "crate::schema::duration")]
+    #[schemars(schema_with = "crate::units::duration")]
     #[serde(default, with = "humantime_serde")]
     pub ttl: Option<Duration>,
 }

@@ -8,22 +8,13 @@
 //! no separator and are not all numbers.
 
 use serde::Deserialize;
-use vrl::value::{KeyString, ObjectMap, Value};
+use vrl::value::Value;
 
 use crate::component::{
     BuildError, Transform, TransformConfig, TransformContext, TransformOutputs,
 };
 use crate::event::EventBatch;
-
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize, schemars::JsonSchema,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum Arrays {
-    #[default]
-    Keep,
-    Index,
-}
+use crate::event::flatten::{Arrays, flatten_object, unflatten_object};
 
 fn dot() -> String {
     ".".into()
@@ -51,115 +42,6 @@ fn check_separator(separator: &str) -> Result<(), BuildError> {
         return Err(BuildError("`separator` must not be empty".into()));
     }
     Ok(())
-}
-
-/// Flattens `map` into `out` (see the module docs).
-pub fn flatten_object(
-    map: &ObjectMap,
-    separator: &str,
-    max_depth: Option<usize>,
-    arrays: Arrays,
-) -> ObjectMap {
-    let mut out = ObjectMap::new();
-    for (k, v) in map {
-        flatten_value(k, v, 1, separator, max_depth, arrays, &mut out);
-    }
-    out
-}
-
-fn flatten_value(
-    key: &str,
-    value: &Value,
-    depth: usize,
-    separator: &str,
-    max_depth: Option<usize>,
-    arrays: Arrays,
-    out: &mut ObjectMap,
-) {
-    let deeper = max_depth.is_none_or(|max| depth < max);
-    match value {
-        Value::Object(inner) if deeper && !inner.is_empty() => {
-            for (k, v) in inner {
-                flatten_value(
-                    &format!("{key}{separator}{k}"),
-                    v,
-                    depth + 1,
-                    separator,
-                    max_depth,
-                    arrays,
-                    out,
-                );
-            }
-        }
-        Value::Array(items) if deeper && arrays == Arrays::Index && !items.is_empty() => {
-            for (i, v) in items.iter().enumerate() {
-                flatten_value(
-                    &format!("{key}{separator}{i}"),
-                    v,
-                    depth + 1,
-                    separator,
-                    max_depth,
-                    arrays,
-                    out,
-                );
-            }
-        }
-        other => {
-            out.insert(KeyString::from(key), other.clone());
-        }
-    }
-}
-
-/// Nests `a.b` keys again (see the module docs).
-pub fn unflatten_object(map: &ObjectMap, separator: &str) -> ObjectMap {
-    let mut root = ObjectMap::new();
-    for (key, value) in map {
-        let parts: Vec<&str> = key.split(separator).collect();
-        insert_path(&mut root, &parts, value.clone());
-    }
-    for v in root.values_mut() {
-        arrays_back(v);
-    }
-    root
-}
-
-fn insert_path(map: &mut ObjectMap, parts: &[&str], value: Value) {
-    match parts {
-        [] => {}
-        [last] => {
-            map.insert(KeyString::from(*last), value);
-        }
-        [first, rest @ ..] => {
-            let slot = map
-                .entry(KeyString::from(*first))
-                .or_insert_with(|| Value::Object(ObjectMap::new()));
-            if !slot.is_object() {
-                // `a` and `a.b` both present: keep the scalar under the joined key.
-                map.insert(KeyString::from(parts.join(".")), value);
-                return;
-            }
-            if let Value::Object(inner) = slot {
-                insert_path(inner, rest, value);
-            }
-        }
-    }
-}
-
-fn arrays_back(value: &mut Value) {
-    if let Value::Object(map) = value {
-        for v in map.values_mut() {
-            arrays_back(v);
-        }
-        let n = map.len();
-        let indexed = n > 0 && (0..n).all(|i| map.contains_key(i.to_string().as_str()));
-        if indexed {
-            let mut items = Vec::with_capacity(n);
-            for i in 0..n {
-                items.push(map.remove(i.to_string().as_str()).unwrap_or(Value::Null));
-            }
-            *value = Value::Array(items);
-        }
-    }
 }
 
 impl TransformConfig for FlattenConfig {
@@ -215,6 +97,7 @@ impl Transform for UnflattenConfig {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use vrl::value::{KeyString, ObjectMap};
 
     fn obj(json: &str) -> ObjectMap {
         match serde_json::from_str::<Value>(json).expect("json") {

@@ -20,7 +20,7 @@ use crate::event::EventBatch;
 #[serde(deny_unknown_fields)]
 pub struct ThrottleConfig {
     pub threshold: u32,
-    #[schemars(schema_with = "crate::schema::duration")]
+    #[schemars(schema_with = "crate::units::duration")]
     #[serde(with = "humantime_serde")]
     pub window: Duration,
     pub key_field: Option<String>,

@@ -84,11 +84,11 @@ pub struct FileSourceConfig {
     #[serde(default)]
     pub json: bool,
     /// How often the globs are evaluated again for new, renamed and deleted files.
-    #[schemars(schema_with = "crate::schema::duration")]
+    #[schemars(schema_with = "crate::units::duration")]
     #[serde(default = "default_glob_interval", with = "humantime_serde")]
     pub glob_interval: Duration,
     /// How long to wait after a round in which no file had anything new.
-    #[schemars(schema_with = "crate::schema::duration")]
+    #[schemars(schema_with = "crate::units::duration")]
     #[serde(default = "default_poll_interval", with = "humantime_serde")]
     pub poll_interval: Duration,
     /// At most this many bytes from one file per round, so one busy file cannot starve
@@ -96,22 +96,22 @@ pub struct FileSourceConfig {
     #[serde(default = "default_max_read_bytes")]
     pub max_read_bytes: usize,
     /// Files last modified longer ago than this are not picked up.
-    #[schemars(schema_with = "crate::schema::duration")]
+    #[schemars(schema_with = "crate::units::duration")]
     #[serde(default, with = "humantime_serde")]
     pub ignore_older: Option<Duration>,
     /// Delete a file once it was read to its end, everything read was delivered, and it
     /// did not grow for this long.
-    #[schemars(schema_with = "crate::schema::duration")]
+    #[schemars(schema_with = "crate::units::duration")]
     #[serde(default, with = "humantime_serde")]
     pub remove_after: Option<Duration>,
     /// A file renamed away or deleted is released once read to its end and not grown for
     /// this long (a writer may still append through its open descriptor).
-    #[schemars(schema_with = "crate::schema::duration")]
+    #[schemars(schema_with = "crate::units::duration")]
     #[serde(default = "default_rotate_wait", with = "humantime_serde")]
     pub rotate_wait: Duration,
     /// How often acknowledged offsets are written to `data_dir` (and at shutdown). A
     /// crash re-reads at most what was acknowledged since.
-    #[schemars(schema_with = "crate::schema::duration")]
+    #[schemars(schema_with = "crate::units::duration")]
     #[serde(default = "default_checkpoint_interval", with = "humantime_serde")]
     pub checkpoint_interval: Duration,
     /// Batches sent but not yet settled, across all files; reading pauses at this bound.

@@ -40,7 +40,7 @@ pub struct MultilineConfig {
     #[serde(default)]
     pub mode: Option<Mode>,
     /// A pending group is emitted after this long without a new line.
-    #[schemars(schema_with = "crate::schema::duration")]
+    #[schemars(schema_with = "crate::units::duration")]
     #[serde(default = "default_timeout", with = "humantime_serde")]
     pub timeout: Duration,
 }

@@ -66,18 +66,18 @@ pub struct KafkaSourceConfig {
     pub decoding: KafkaDecoding,
     /// How often stored offsets are committed.
     #[serde(default = "default_commit_interval", with = "humantime_serde")]
-    #[schemars(schema_with = "crate::schema::duration")]
+    #[schemars(schema_with = "crate::units::duration")]
     pub commit_interval: Duration,
     /// How long a revocation or a shutdown waits for events in flight.
     #[serde(default = "default_drain_timeout", with = "humantime_serde")]
-    #[schemars(schema_with = "crate::schema::duration")]
+    #[schemars(schema_with = "crate::units::duration")]
     pub drain_timeout: Duration,
     /// How long before a partition whose events errored downstream is read again.
     #[serde(default = "default_retry_backoff", with = "humantime_serde")]
-    #[schemars(schema_with = "crate::schema::duration")]
+    #[schemars(schema_with = "crate::units::duration")]
     pub retry_backoff: Duration,
     #[serde(default = "default_session_timeout", with = "humantime_serde")]
-    #[schemars(schema_with = "crate::schema::duration")]
+    #[schemars(schema_with = "crate::units::duration")]
     pub session_timeout: Duration,
     /// Most messages per batch sent downstream.
     #[serde(default = "default_batch_size")]

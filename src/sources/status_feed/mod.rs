@@ -24,9 +24,9 @@ use std::time::Duration;
 use serde::Deserialize;
 use wildmatch::WildMatch;
 
+use crate::alert::Severity;
 use crate::component::{BoxFuture, BuildError, ComponentTask, SourceConfig, SourceContext};
 use crate::delivery::TlsOptions;
-use crate::sources::webhook::Severity;
 
 pub use parse::{Format, ParseError};
 pub use providers::{Incident, Provider, Status};
@@ -62,25 +62,25 @@ const MIN_INTERVAL: Duration = Duration::from_secs(10);
 pub struct StatusFeedConfig {
     pub feeds: Vec<FeedConfig>,
     /// How often each feed is polled (a feed's own `interval` wins).
-    #[schemars(schema_with = "crate::schema::duration")]
+    #[schemars(schema_with = "crate::units::duration")]
     #[serde(default = "default_interval", with = "humantime_serde")]
     pub interval: Duration,
     /// Spread of each wait, as a fraction of it (0.1: ±10%).
     #[serde(default = "default_jitter")]
     pub jitter: f64,
     /// Timeout of one request, body included.
-    #[schemars(schema_with = "crate::schema::duration")]
+    #[schemars(schema_with = "crate::units::duration")]
     #[serde(default = "default_timeout", with = "humantime_serde")]
     pub timeout: Duration,
     /// The longest wait between polls of a failing feed.
-    #[schemars(schema_with = "crate::schema::duration")]
+    #[schemars(schema_with = "crate::units::duration")]
     #[serde(default = "default_max_backoff", with = "humantime_serde")]
     pub max_backoff: Duration,
     /// What the first poll of a feed emits.
     #[serde(default)]
     pub initial: Initial,
     /// How long an incident that left its feed is remembered.
-    #[schemars(schema_with = "crate::schema::duration")]
+    #[schemars(schema_with = "crate::units::duration")]
     #[serde(default = "default_retention", with = "humantime_serde")]
     pub retention: Duration,
     /// Larger bodies are an error.
@@ -109,7 +109,7 @@ pub struct FeedConfig {
     /// Absent: the preset's format with the preset URL, else `auto`.
     #[serde(default)]
     pub format: Option<Format>,
-    #[schemars(schema_with = "crate::schema::duration")]
+    #[schemars(schema_with = "crate::units::duration")]
     #[serde(default, with = "humantime_serde::option")]
     pub interval: Option<Duration>,
     /// Only incidents whose service matches one of these (`*` wildcards, any case).

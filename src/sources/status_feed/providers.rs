@@ -20,7 +20,7 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
 use super::parse::{Document, FeedKind, Format, Item, html_to_text, statuspage_updates, timestamp};
-use crate::sources::webhook::Severity;
+use crate::alert::Severity;
 
 /// `provider:` whose conventions a feed follows.
 #[derive(

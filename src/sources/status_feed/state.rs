@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use vrl::value::{KeyString, ObjectMap, Value};
 
 use super::providers::{Incident, Provider, Status};
-use crate::sources::webhook::Severity;
+use crate::alert::Severity;
 
 /// `initial:` what the first poll of a feed (with no memory of it) emits.
 #[derive(

@@ -28,7 +28,7 @@ pub enum AuthConfig {
         algorithm: HmacAlgorithm,
         timestamp_header: Option<String>,
         /// How far the signed timestamp may be from now (replay window).
-        #[schemars(schema_with = "crate::schema::duration")]
+        #[schemars(schema_with = "crate::units::duration")]
         #[serde(default = "default_max_skew", with = "humantime_serde")]
         max_skew: std::time::Duration,
     },

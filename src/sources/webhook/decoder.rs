@@ -9,7 +9,6 @@
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use serde::Deserialize;
 use vrl::value::{KeyString, ObjectMap, Value};
 
 use axum::http::HeaderMap;
@@ -17,6 +16,7 @@ use axum::http::HeaderMap;
 use super::body::{self, JsonError};
 use super::bounded_json;
 use super::reply::Rejection;
+use crate::alert::Severity;
 use crate::component::BuildError;
 use crate::plugins::{self, Kind, Origin};
 use crate::program::{self, CompiledProgram, Mode, Outcome, ProgramSource, Runner};
@@ -35,32 +35,6 @@ pub const BUILTIN: &[(&str, &str)] = &[
 
 pub const STATUSES: &[&str] = &["firing", "resolved"];
 pub const SEVERITIES: &[&str] = &["critical", "high", "medium", "low", "info"];
-
-/// The normalized severities, for `default_severity`.
-#[derive(
-    Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize, schemars::JsonSchema,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum Severity {
-    Critical,
-    High,
-    #[default]
-    Medium,
-    Low,
-    Info,
-}
-
-impl Severity {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Critical => "critical",
-            Self::High => "high",
-            Self::Medium => "medium",
-            Self::Low => "low",
-            Self::Info => "info",
-        }
-    }
-}
 
 /// One configured decoder, ready to run.
 pub struct Decoder {

@@ -46,9 +46,10 @@ use tokio::sync::Mutex;
 
 pub use self::auth::AuthConfig;
 pub use self::body::{JsonError, parse_json, parse_json_stream};
-pub use self::decoder::{Decoder, Payload, Severity, Stamp};
+pub use self::decoder::{Decoder, Payload, Stamp};
 pub use self::reply::Rejection;
 pub use self::sns::{SnsConfig, signed_parts};
+use crate::alert::Severity;
 use crate::component::{
     BoxFuture, BuildError, ComponentError, ComponentTask, SourceConfig, SourceContext,
 };
@@ -76,16 +77,16 @@ pub struct WebhookConfig {
     pub max_events_per_request: usize,
     /// Longest time decoding one body may take (413 above it: the same body would take
     /// as long again). Decoding runs off the async workers, a few bodies at a time.
-    #[schemars(schema_with = "crate::schema::duration")]
+    #[schemars(schema_with = "crate::units::duration")]
     #[serde(default = "default_decode_timeout", with = "humantime_serde")]
     pub decode_timeout: Duration,
     /// How long a request may wait for room in the pipeline and for its events to be
     /// delivered before it is answered 503.
-    #[schemars(schema_with = "crate::schema::duration")]
+    #[schemars(schema_with = "crate::units::duration")]
     #[serde(default = "default_request_timeout", with = "humantime_serde")]
     pub request_timeout: Duration,
     /// Longest time a client may take to send its headers, and then its body.
-    #[schemars(schema_with = "crate::schema::duration")]
+    #[schemars(schema_with = "crate::units::duration")]
     #[serde(default = "default_read_timeout", with = "humantime_serde")]
     pub read_timeout: Duration,
     /// Request headers copied into each event's `%headers` metadata (all routes).
@@ -323,7 +324,7 @@ impl SourceConfig for WebhookConfig {
             let budget = cx
                 .out
                 .budget()
-                .or_else(|| Some(crate::topology::MemoryBudget::new(LISTENER_DECODE_BUDGET)));
+                .or_else(|| Some(crate::buffer::MemoryBudget::new(LISTENER_DECODE_BUDGET)));
             let shared = Arc::new(route::Shared {
                 id: Arc::clone(&cx.id),
                 budget,

@@ -18,11 +18,11 @@ use super::media_type;
 use super::reply::{self, Rejection};
 use super::sns::{MessageType, Sns, Verified};
 use super::{RouteConfig, ServerTls, WebhookConfig};
+use crate::buffer::{Charge, MemoryBudget};
 use crate::clock::Clock;
 use crate::component::{BuildError, SourceOutput};
 use crate::event::{BatchAck, Event, EventStatus, VrlMetadata};
 use crate::telemetry::{ComponentMetrics, LabeledCounter, LatencyRecorder};
-use crate::topology::{Charge, MemoryBudget};
 
 /// What all routes of one listener share.
 pub struct Shared {

@@ -51,7 +51,7 @@ pub struct SnsConfig {
     /// Refuse a message whose signed `Timestamp` is further than this from now, and drop
     /// a `MessageId` already accepted within it (replays of captured messages). Raise it
     /// only for topics whose delivery policy retries for longer.
-    #[schemars(schema_with = "crate::schema::duration")]
+    #[schemars(schema_with = "crate::units::duration")]
     #[serde(default = "default_max_age", with = "humantime_serde")]
     pub max_age: Duration,
 }

@@ -47,19 +47,19 @@ fn default_severity() -> String {
 pub struct AlertRuleConfig {
     /// How often rules are evaluated and notifications sent (default 1s).
     #[serde(default = "default_evaluation_interval", with = "humantime_serde")]
-    #[schemars(schema_with = "crate::schema::duration")]
+    #[schemars(schema_with = "crate::units::duration")]
     pub evaluation_interval: Duration,
     /// Delay before the first notification of a new alert (default 0s).
     #[serde(default, with = "humantime_serde")]
-    #[schemars(schema_with = "crate::schema::duration")]
+    #[schemars(schema_with = "crate::units::duration")]
     pub group_wait: Duration,
     /// Least time between two notifications of an alert that changed (default 1m).
     #[serde(default = "default_group_interval", with = "humantime_serde")]
-    #[schemars(schema_with = "crate::schema::duration")]
+    #[schemars(schema_with = "crate::units::duration")]
     pub group_interval: Duration,
     /// A still-firing alert is notified again after this long (default 4h).
     #[serde(default = "default_repeat_interval", with = "humantime_serde")]
-    #[schemars(schema_with = "crate::schema::duration")]
+    #[schemars(schema_with = "crate::units::duration")]
     pub repeat_interval: Duration,
     /// Whether resolutions are notified (default true).
     #[serde(default = "default_true")]
@@ -67,7 +67,7 @@ pub struct AlertRuleConfig {
     /// A metric's latest sample counts for instant expressions (`x > 1`) this long
     /// (default 5m); after it, the alert resolves for lack of data.
     #[serde(default = "default_resolve_timeout", with = "humantime_serde")]
-    #[schemars(schema_with = "crate::schema::duration")]
+    #[schemars(schema_with = "crate::units::duration")]
     pub resolve_timeout: Duration,
     /// Label sets kept per rule (default 10000); new ones beyond it are dropped.
     #[serde(default = "default_max_series")]
@@ -75,7 +75,7 @@ pub struct AlertRuleConfig {
     /// Windows are written to `data_dir` at most this often (default 10s); state
     /// changes (pending, firing, notified) are written at the evaluation they happen.
     #[serde(default = "default_snapshot_interval", with = "humantime_serde")]
-    #[schemars(schema_with = "crate::schema::duration")]
+    #[schemars(schema_with = "crate::units::duration")]
     pub snapshot_interval: Duration,
     pub rules: Vec<RuleConfig>,
     #[serde(default)]
@@ -92,7 +92,7 @@ pub struct RuleConfig {
     pub expr: String,
     /// How long the condition must hold before the alert fires (default 0s).
     #[serde(default, rename = "for", with = "humantime_serde")]
-    #[schemars(schema_with = "crate::schema::duration")]
+    #[schemars(schema_with = "crate::units::duration")]
     pub for_: Duration,
     /// Label names whose values split the rule into one alert per label set.
     #[serde(default)]

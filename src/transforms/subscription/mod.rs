@@ -91,7 +91,7 @@ struct RawConfig {
     subscriptions: Option<Vec<SubscriptionSpec>>,
     file: Option<PathBuf>,
     #[serde(default = "default_check_interval", with = "humantime_serde")]
-    #[schemars(schema_with = "crate::schema::duration")]
+    #[schemars(schema_with = "crate::units::duration")]
     check_interval: Duration,
     #[serde(default = "default_max_pending")]
     max_pending: usize,

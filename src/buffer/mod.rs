@@ -8,6 +8,7 @@
 //! back as [`Closed`].
 
 pub mod budget;
+mod config;
 pub mod disk;
 mod memory;
 
@@ -15,10 +16,12 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use self::budget::MemoryBudget;
-use crate::config::{BufferConfig, BufferType, WhenFull};
+pub use self::budget::{Charge, MemoryBudget};
+pub use self::config::{
+    BufferConfig, BufferType, DEFAULT_BUFFER_EVENTS, DEFAULT_DISK_BUFFER_BYTES, SyncMode, WhenFull,
+};
 use crate::event::EventBatch;
-use crate::telemetry::ComponentMetrics;
+use crate::telemetry::{BufferGauge, ComponentMetrics};
 
 /// The receiver is gone; the batch comes back so its events can be settled.
 #[derive(Debug)]
@@ -188,6 +191,15 @@ impl BufferReceiver {
 impl std::fmt::Debug for BufferProbe {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "BufferProbe({}/{})", self.len(), self.capacity())
+    }
+}
+
+impl BufferGauge for BufferProbe {
+    fn len(&self) -> usize {
+        BufferProbe::len(self)
+    }
+    fn capacity(&self) -> usize {
+        BufferProbe::capacity(self)
     }
 }
 

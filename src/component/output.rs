@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use arc_swap::ArcSwap;
 
-use super::buffer::{BufferSender, Closed};
+use crate::buffer::{BufferSender, Closed};
 use crate::event::{EventBatch, EventStatus, settle_all};
 use crate::telemetry::ComponentMetrics;
 use crate::telemetry::tap::TapRegistry;

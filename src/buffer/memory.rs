@@ -20,9 +20,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, TryAcquireError, mpsc};
 
+use super::WhenFull;
 use super::budget::{Charge, MemoryBudget, batch_size};
 use super::{Closed, Limits};
-use crate::config::WhenFull;
 use crate::event::{EventBatch, EventStatus, settle_all};
 use crate::telemetry::ComponentMetrics;
 

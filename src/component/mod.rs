@@ -5,27 +5,30 @@
 //! batches that the topology drives (so a transform never owns channels, and a reload
 //! can re-point its outputs without its cooperation).
 
+mod input;
+mod listeners;
+mod output;
+
 use std::fmt::Debug;
-use std::future::Future;
 use std::path::PathBuf;
-use std::pin::Pin;
 use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::buffer::MemoryBudget;
 use crate::event::{EventBatch, EventStatus, settle_all};
 use crate::telemetry::{ComponentMetrics, Telemetry};
-use crate::topology::{ComponentInput, ListenerPool, Output};
 
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+pub use futures_util::future::BoxFuture;
+
+pub use crate::error::BuildError;
+pub use crate::telemetry::ComponentKind;
+pub use input::{ComponentInput, InputSlot, close as close_input, input_slot};
+pub use listeners::ListenerPool;
+pub use output::{Consumer, Output};
 
 /// A running component: resolves when the component has finished.
 pub type ComponentTask = BoxFuture<'static, Result<(), ComponentError>>;
-
-/// Why a component could not be built (bad option value, port in use, VRL error…).
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct BuildError(pub String);
 
 /// Why a running component stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -56,7 +59,7 @@ pub struct SourceContext {
 /// The outputs of a source.
 pub struct SourceOutput {
     default: Arc<Output>,
-    budget: Option<Arc<crate::topology::MemoryBudget>>,
+    budget: Option<Arc<MemoryBudget>>,
 }
 
 impl SourceOutput {
@@ -68,13 +71,13 @@ impl SourceOutput {
     }
 
     /// Makes sends wait while the global memory budget is spent.
-    pub fn with_budget(mut self, budget: Option<Arc<crate::topology::MemoryBudget>>) -> Self {
+    pub fn with_budget(mut self, budget: Option<Arc<MemoryBudget>>) -> Self {
         self.budget = budget;
         self
     }
 
     /// The global memory budget, for sources that charge what they are about to decode.
-    pub fn budget(&self) -> Option<Arc<crate::topology::MemoryBudget>> {
+    pub fn budget(&self) -> Option<Arc<MemoryBudget>> {
         self.budget.clone()
     }
 
@@ -218,7 +221,7 @@ pub fn delivered(metrics: &ComponentMetrics, batch: EventBatch) {
 /// [`component_registry!`] must `#[derive(schemars::JsonSchema)]` (next to `Deserialize`,
 /// so the schema follows the serde attributes); doc comments become descriptions. A field
 /// read `with = "humantime_serde"` also needs
-/// `#[schemars(schema_with = "crate::schema::duration")]` (schemars would otherwise take
+/// `#[schemars(schema_with = "crate::units::duration")]` (schemars would otherwise take
 /// the module for a type: "expected type, found crate `humantime_serde`").
 pub fn options_schema<T: schemars::JsonSchema>(
     generator: &mut schemars::SchemaGenerator,

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use tokio::sync::{Mutex, OwnedMutexGuard};
 use tokio_util::sync::CancellationToken;
 
-use super::buffer::BufferReceiver;
+use crate::buffer::BufferReceiver;
 use crate::event::EventBatch;
 
 /// The shared part: the buffer and the batches a stopped task gave back.

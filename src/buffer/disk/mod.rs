@@ -45,7 +45,7 @@ use tokio::sync::Notify;
 use self::acks::AckTracker;
 use self::segment::{SegmentReader, Step};
 use super::{Closed, Limits};
-use crate::config::WhenFull;
+use crate::buffer::WhenFull;
 use crate::event::{BatchAck, EventAck, EventBatch, EventStatus, settle_all};
 use crate::telemetry::{ComponentMetrics, LabeledCounter};
 
@@ -296,7 +296,7 @@ pub fn open(
 fn segment_bytes(limits: &Limits) -> u64 {
     let max = limits
         .max_bytes
-        .unwrap_or(crate::config::DEFAULT_DISK_BUFFER_BYTES);
+        .unwrap_or(crate::buffer::DEFAULT_DISK_BUFFER_BYTES);
     (max / 8).clamp(64 << 10, 16 << 20)
 }
 
@@ -355,7 +355,7 @@ impl Shared {
         let max_events = limits.max_events as u64;
         let max_bytes = limits
             .max_bytes
-            .unwrap_or(crate::config::DEFAULT_DISK_BUFFER_BYTES);
+            .unwrap_or(crate::buffer::DEFAULT_DISK_BUFFER_BYTES);
         held_events + events <= max_events
             && self.unacked_bytes.load(Ordering::Acquire) + bytes <= max_bytes
     }
@@ -983,6 +983,9 @@ impl Probe {
     pub fn len(&self) -> usize {
         self.shared.unacked_events.load(Ordering::Acquire) as usize
     }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
     pub fn capacity(&self) -> usize {
         self.shared.limits().max_events
     }
@@ -1108,7 +1111,7 @@ mod tests {
         let got = rx.recv().await.expect("batch");
         assert_eq!(numbers(&got), (0..10).collect::<Vec<_>>());
         settle_all(got, EventStatus::Delivered);
-        until("the first batch is settled", || probe.len() == 0).await;
+        until("the first batch is settled", || probe.is_empty()).await;
 
         let (b, b_done) = numbered(10, 10);
         tx.send(b).await.expect("written");
@@ -1174,7 +1177,7 @@ mod tests {
         assert_eq!(seen, (0..1000).collect::<Vec<_>>());
         assert!(rx.try_recv().is_none(), "all read");
         until("finished segments are removed", || {
-            probe.len() == 0 && segment::list(&buffer_dir).map(|l| l.len()).unwrap_or(0) == 1
+            probe.is_empty() && segment::list(&buffer_dir).map(|l| l.len()).unwrap_or(0) == 1
         })
         .await;
         let ledger: serde_json::Value =
@@ -1252,7 +1255,7 @@ mod tests {
             .map(|c| c.get());
         assert_eq!(damaged, Some(1));
         until("the damaged segment is quarantined", || {
-            probe.len() == 0
+            probe.is_empty()
                 && buffer_dir
                     .join("quarantine")
                     .join(format!("{:020}.seg", 1))

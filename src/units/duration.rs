@@ -1,0 +1,15 @@
+//! Durations as users write them (`humantime`: `500ms`, `30s`, `1h 30m`).
+
+use schemars::{Schema, SchemaGenerator, json_schema};
+
+/// What a duration option accepts (`humantime`: `500ms`, `30s`, `1h 30m`).
+pub const DURATION_PATTERN: &str = r"^\s*([0-9]+\s*[a-zA-Zµ]+\s*)+$";
+
+/// The schema of a `humantime_serde` duration, for `#[schemars(schema_with = …)]`.
+pub fn duration(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "type": "string",
+        "pattern": DURATION_PATTERN,
+        "examples": ["500ms", "30s", "1h 30m"],
+    })
+}

@@ -1,0 +1,8 @@
+//! The units options are written in, shared by every layer: durations (`30s`) and byte
+//! sizes (`256MiB`), with the JSON Schema the reference pages show for them.
+
+mod byte_size;
+mod duration;
+
+pub use byte_size::ByteSize;
+pub use duration::{DURATION_PATTERN, duration};
