@@ -66,6 +66,7 @@ fn build() -> Box<dyn Transform> {
     let def = &p.transforms["t"];
     let telemetry = Telemetry::new();
     let cx = TransformContext {
+        file_notices: Default::default(),
         id: Arc::from("t"),
         metrics: telemetry.component("t", ComponentKind::Transform, "alert_rule"),
         clock: Arc::new(sluice::clock::TokioClock),

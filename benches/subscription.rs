@@ -134,6 +134,7 @@ fn transforms() -> Vec<(&'static str, Box<dyn Transform>, usize)> {
     let named = config.outputs().len();
     let telemetry = Telemetry::new();
     let cx = TransformContext {
+        file_notices: Default::default(),
         id: Arc::from("t"),
         metrics: telemetry.component("t", ComponentKind::Transform, "subscription"),
         clock: Arc::new(sluice::clock::TokioClock),

@@ -37,6 +37,7 @@ fn build(yaml: &str) -> (Box<dyn Transform>, usize) {
     let def = &p.transforms["t"];
     let telemetry = Telemetry::new();
     let cx = TransformContext {
+        file_notices: Default::default(),
         id: Arc::from("t"),
         metrics: telemetry.component("t", ComponentKind::Transform, def.config.type_name()),
         clock: Arc::new(sluice::clock::TokioClock),

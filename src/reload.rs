@@ -1,16 +1,10 @@
-//! Reloading the pipeline: what triggers it and what one reload does.
+//! What one reload does (the triggers are the application controller's, [`crate::app`]).
 //!
-//! Triggers (SIGHUP, `POST /reload`, a change to a watched file) all end in
-//! [`reload`], run by the loop that owns the topology, so two reloads never overlap.
 //! A reload loads and validates the files completely before the topology is touched;
 //! a bad file or a component that fails to build leaves the running pipeline as it was.
 
-use std::collections::HashSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
-
-use notify::{RecommendedWatcher, RecursiveMode, Watcher};
-use tokio::sync::mpsc;
 
 use crate::config::{ConfigErrors, Pipeline};
 use crate::telemetry::Telemetry;
@@ -77,63 +71,4 @@ pub async fn reload(
             Err(errors.to_string())
         }
     }
-}
-
-/// Watches files for changes. Directories are watched rather than files, because
-/// editors and `kubectl` replace files by renaming new ones over them.
-pub struct FileWatcher {
-    watcher: RecommendedWatcher,
-    dirs: HashSet<PathBuf>,
-    files: std::sync::Arc<std::sync::Mutex<HashSet<PathBuf>>>,
-}
-
-impl FileWatcher {
-    /// Each relevant change sends `()` on `notify` (debouncing is the receiver's job).
-    pub fn new(notify: mpsc::UnboundedSender<()>) -> notify::Result<Self> {
-        let files: std::sync::Arc<std::sync::Mutex<HashSet<PathBuf>>> = Default::default();
-        let watched = std::sync::Arc::clone(&files);
-        let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-            let Ok(event) = event else { return };
-            if event.kind.is_access() {
-                return;
-            }
-            let hit = watched
-                .lock()
-                .map(|files| event.paths.iter().any(|p| files.contains(&absolute(p))))
-                .unwrap_or(false);
-            if hit {
-                let _ = notify.send(());
-            }
-        })?;
-        Ok(Self {
-            watcher,
-            dirs: HashSet::new(),
-            files,
-        })
-    }
-
-    /// Watches exactly `files` from now on.
-    pub fn set_files(&mut self, files: &[PathBuf]) {
-        let files: HashSet<PathBuf> = files.iter().map(|f| absolute(f)).collect();
-        let dirs: HashSet<PathBuf> = files
-            .iter()
-            .filter_map(|f| f.parent().map(Path::to_path_buf))
-            .collect();
-        for gone in self.dirs.difference(&dirs) {
-            let _ = self.watcher.unwatch(gone);
-        }
-        for dir in dirs.difference(&self.dirs) {
-            if let Err(e) = self.watcher.watch(dir, RecursiveMode::NonRecursive) {
-                tracing::warn!(dir = %dir.display(), error = %e, "cannot watch for changes");
-            }
-        }
-        self.dirs = dirs;
-        if let Ok(mut watched) = self.files.lock() {
-            *watched = files;
-        }
-    }
-}
-
-fn absolute(path: &Path) -> PathBuf {
-    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
 }

@@ -51,6 +51,7 @@ fn build_with(
     let def = &p.transforms[id];
     let telemetry = Telemetry::new();
     let cx = TransformContext {
+        file_notices: Default::default(),
         id: Arc::from(id),
         metrics: telemetry.component(id, ComponentKind::Transform, "alert_rule"),
         clock: Arc::new(clock.clone()),

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use common::{Process, free_port, sluice, wait_for_port};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
-use sluice::top::{Rates, fetch, render};
+use sluice::cli::top::{Rates, fetch, render};
 
 /// Polls `/components` until `id` has sent at least one event.
 async fn wait_flowing(client: &reqwest::Client, address: &str, id: &str) {

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use common::{eventually, field, int, parse, start_with};
 use sluice::clock::ManualClock;
-use sluice::component::{Transform, TransformContext, TransformOutputs};
+use sluice::component::{FileNotices, Transform, TransformContext, TransformOutputs};
 use sluice::config::{Pipeline, parse_texts};
 use sluice::event::Event;
 use sluice::telemetry::{ComponentKind, ComponentMetrics, Telemetry};
@@ -174,6 +174,14 @@ fn two_subscriptions(a: &str, b: &str) -> String {
 }
 
 fn file_pipeline(file: &Path, sinks: &[(&str, &CaptureSink)]) -> Result<Pipeline, String> {
+    file_pipeline_checking(file, sinks, "100ms")
+}
+
+fn file_pipeline_checking(
+    file: &Path,
+    sinks: &[(&str, &CaptureSink)],
+    check_interval: &str,
+) -> Result<Pipeline, String> {
     let text = format!(
         r#"
 sources:
@@ -183,7 +191,7 @@ transforms:
     type: remap
     inputs: [gen]
     source: |{SHAPE}
-  route: {{ type: subscription, inputs: [shape], file: "{}", check_interval: 100ms }}
+  route: {{ type: subscription, inputs: [shape], file: "{}", check_interval: {check_interval} }}
 "#,
         file.display()
     );
@@ -199,6 +207,48 @@ transforms:
     }
     p.validate().map_err(|e| e.to_string())?;
     Ok(p)
+}
+
+/// The application's one watcher tells the transform through `FileNotices`; with an
+/// hour between its own checks, only the notice can explain the swap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_notice_swaps_the_new_set_in_at_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("subs.yaml");
+    write(&file, &two_subscriptions("critical", "low"));
+    let (a, b) = (CaptureSink::default(), CaptureSink::default());
+    let sinks = [("a", &a), ("b", &b)];
+    let notices = FileNotices::default();
+    let options = TopologyOptions {
+        file_notices: notices.clone(),
+        ..options()
+    };
+    let pipeline = file_pipeline_checking(&file, &sinks, "1h").expect("valid");
+    let (topo, telemetry) = start_with(pipeline, options).await;
+    let route = component(&telemetry, "route");
+    let swapped = || {
+        counter(
+            &route,
+            "sluice_subscription_file_reloads_total",
+            &[("result", "swapped")],
+        )
+    };
+    let severity = |v: &Value| shape(int(v, "n")).0;
+    eventually("events before the swap", || a.values().len() > 20).await;
+    write(&file, &two_subscriptions("low", "critical"));
+    notices.changed(Path::new("elsewhere.yaml"));
+    assert_eq!(swapped(), 0, "a notice for another file changes nothing");
+    notices.changed(&file);
+    assert_eq!(
+        swapped(),
+        1,
+        "the notice swapped the set in before returning"
+    );
+    eventually("low alerts reach a", || {
+        a.values().iter().any(|v| severity(v) == "low")
+    })
+    .await;
+    assert_eq!(topo.stop(Duration::from_secs(10)).await, Drained::Complete);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -288,6 +338,7 @@ fn build(
     let def = &p.transforms["route"];
     let telemetry = Telemetry::new();
     let cx = TransformContext {
+        file_notices: Default::default(),
         id: Arc::from("route"),
         metrics: telemetry.component("route", ComponentKind::Transform, "subscription"),
         clock: Arc::new(clock.clone()),

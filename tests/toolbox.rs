@@ -499,6 +499,7 @@ mod properties {
             .expect("parses");
         let def = &p.transforms["t"];
         let cx = TransformContext {
+            file_notices: Default::default(),
             id: Arc::from("t"),
             metrics: Telemetry::new().component(
                 "t",

@@ -5,6 +5,7 @@
 //! batches that the topology drives (so a transform never owns channels, and a reload
 //! can re-point its outputs without its cooperation).
 
+mod file_notices;
 mod input;
 mod listeners;
 mod output;
@@ -23,6 +24,7 @@ pub use futures_util::future::BoxFuture;
 
 pub use crate::error::BuildError;
 pub use crate::telemetry::ComponentKind;
+pub use file_notices::{FileNotices, OnChange};
 pub use input::{ComponentInput, InputSlot, close as close_input, input_slot};
 pub use listeners::ListenerPool;
 pub use output::{Consumer, Output};
@@ -151,6 +153,8 @@ pub struct TransformContext {
     /// (`validate`) or exercised (`sluice test`): it must then keep state in memory and
     /// write nothing.
     pub data_dir: Option<PathBuf>,
+    /// Changes to the files the transform reads, from the application's watcher.
+    pub file_notices: FileNotices,
 }
 
 /// A transform type's configuration.

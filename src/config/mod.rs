@@ -10,6 +10,7 @@ mod error;
 mod graph;
 mod interpolate;
 mod load;
+pub mod schema;
 
 use std::path::{Path, PathBuf};
 
@@ -234,6 +235,7 @@ impl Pipeline {
         }
         for (id, c) in &self.transforms {
             let cx = crate::component::TransformContext {
+                file_notices: Default::default(),
                 id: std::sync::Arc::from(id.as_str()),
                 metrics: telemetry.component(id, ComponentKind::Transform, c.config.type_name()),
                 clock: std::sync::Arc::new(crate::clock::TokioClock),

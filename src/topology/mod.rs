@@ -32,8 +32,8 @@ use crate::buffer::{
     MemoryBudget, WeakBufferSender, memory_buffer,
 };
 use crate::component::{
-    BuildError, ComponentError, ComponentInput, ComponentTask, Consumer, InputSlot, ListenerPool,
-    Output, SinkContext, SourceContext, SourceOutput, Transform, TransformContext,
+    BuildError, ComponentError, ComponentInput, ComponentTask, Consumer, FileNotices, InputSlot,
+    ListenerPool, Output, SinkContext, SourceContext, SourceOutput, Transform, TransformContext,
     TransformOutputs, close_input, input_slot,
 };
 use crate::config::{OutputRef, Pipeline};
@@ -49,6 +49,8 @@ pub struct TopologyOptions {
     pub clock: Arc<dyn crate::clock::Clock>,
     /// The global budget of in-memory buffers (`memory_limit`); `None`: unbounded.
     pub memory_budget: Option<Arc<MemoryBudget>>,
+    /// Where the application's file watcher tells components that their files changed.
+    pub file_notices: FileNotices,
 }
 
 impl Default for TopologyOptions {
@@ -58,6 +60,7 @@ impl Default for TopologyOptions {
             drain_timeout: Duration::from_secs(10),
             clock: Arc::new(crate::clock::TokioClock),
             memory_budget: None,
+            file_notices: FileNotices::default(),
         }
     }
 }
@@ -608,6 +611,7 @@ impl Topology {
                     metrics: Arc::clone(&shell.metrics),
                     clock: Arc::clone(&self.options.clock),
                     data_dir: Some(self.options.data_dir.clone()),
+                    file_notices: self.options.file_notices.clone(),
                 };
                 let transform = def.config.build(&cx)?;
                 let named = def

@@ -41,8 +41,9 @@
 //! line). The file is one of the transform's watched files, but the reload fingerprint
 //! only covers its set of names ([`TransformConfig::rebuild_key`]): an edit that keeps
 //! the names does not rebuild the transform. The running transform swaps the new set
-//! in by itself: a file watcher (and, as a fallback for filesystems where inotify
-//! misses changes, a modification-time check at each flush) reads and compiles the
+//! in by itself: told by the application's file watcher ([`FileNotices`]), and, as a
+//! fallback for `--no-watch` and filesystems where inotify misses changes, by a
+//! modification-time check at each flush, it reads and compiles the
 //! file and stores the result in an `ArcSwap` that `process` loads once per batch, so
 //! the swap is one pointer store, events keep flowing, and timers are untouched. A file
 //! that does not parse or compile keeps the old set and is reported (error log, the
@@ -68,7 +69,7 @@ use vrl::value::Value;
 
 use crate::clock::Clock;
 use crate::component::{
-    BuildError, Transform, TransformConfig, TransformContext, TransformOutputs,
+    BuildError, OnChange, Transform, TransformConfig, TransformContext, TransformOutputs,
 };
 use crate::event::{Event, EventBatch};
 use crate::program::{Outcome, Runner};
@@ -245,7 +246,7 @@ impl SubscriptionConfig {
             ),
             metrics: Arc::clone(&cx.metrics),
             swap: None,
-            _watcher: None,
+            _on_change: None,
             hits: Vec::new(),
         };
         me.adopt(set);
@@ -264,7 +265,10 @@ impl SubscriptionConfig {
                 }),
                 metrics: Arc::clone(&cx.metrics),
             });
-            me._watcher = watch(&swap);
+            let on_change = Arc::clone(&swap);
+            let on_change: OnChange = Arc::new(move || on_change.refresh(true));
+            cx.file_notices.watch(path, &on_change);
+            me._on_change = Some(on_change);
             me.swap = Some(swap);
         }
         Ok(me)
@@ -306,7 +310,8 @@ struct Subscription {
     dropped_timers: Arc<LabeledCounter>,
     metrics: Arc<ComponentMetrics>,
     swap: Option<Arc<FileSwap>>,
-    _watcher: Option<notify::RecommendedWatcher>,
+    /// Kept alive for as long as this instance runs: the file notices hold it weakly.
+    _on_change: Option<OnChange>,
     hits: Vec<u32>,
 }
 
@@ -589,7 +594,8 @@ impl FileSwap {
     }
 
     /// `force`: read even if size and modification time look unchanged (the watcher saw
-    /// a change). Runs on the watcher's thread or in `flush`; serialized by `seen`.
+    /// a change). Runs on the application's controller or in `flush`; serialized by
+    /// `seen`.
     fn refresh(&self, force: bool) {
         let mut seen = self
             .seen
@@ -638,35 +644,4 @@ impl FileSwap {
             }
         }
     }
-}
-
-/// Watches the file's directory (editors and `kubectl` replace files by renaming).
-/// Without a watcher, the check at each flush still picks changes up.
-fn watch(swap: &Arc<FileSwap>) -> Option<notify::RecommendedWatcher> {
-    use notify::Watcher;
-    let target = std::path::absolute(&swap.path).unwrap_or_else(|_| swap.path.clone());
-    let dir = target.parent()?.to_path_buf();
-    let on_change = Arc::clone(swap);
-    let watched = target.clone();
-    let made = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        let Ok(event) = event else { return };
-        if event.kind.is_access() {
-            return;
-        }
-        if event.paths.contains(&watched) {
-            on_change.refresh(true);
-        }
-    });
-    let mut watcher = match made {
-        Ok(w) => w,
-        Err(e) => {
-            tracing::warn!(component_id = %swap.id, error = %e, "cannot watch the subscription file; changes are seen at each check_interval");
-            return None;
-        }
-    };
-    if let Err(e) = watcher.watch(&dir, notify::RecursiveMode::NonRecursive) {
-        tracing::warn!(component_id = %swap.id, dir = %dir.display(), error = %e, "cannot watch the subscription file; changes are seen at each check_interval");
-        return None;
-    }
-    Some(watcher)
 }

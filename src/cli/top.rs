@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use clap::Args;
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout};
 use ratatui::style::{Modifier, Style};
@@ -323,6 +324,34 @@ pub fn run(address: &str, interval: Duration, token: Option<&str>) -> anyhow::Re
     })();
     ratatui::restore();
     result
+}
+
+#[derive(Args)]
+pub struct TopArgs {
+    /// The API of the running sluice.
+    #[arg(long, default_value = "127.0.0.1:8686")]
+    pub api_address: String,
+    /// Time between refreshes.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    pub interval: Duration,
+    /// The API's bearer token (`api.auth_token`), if the API asks for one.
+    #[arg(long, env = "SLUICE_API__AUTH_TOKEN")]
+    pub token: Option<String>,
+}
+
+pub(crate) fn top(args: &TopArgs) -> u8 {
+    crate::delivery::install_crypto_provider();
+    if args.interval.is_zero() {
+        eprintln!("error: --interval must be more than 0");
+        return 2;
+    }
+    match run(&args.api_address, args.interval, args.token.as_deref()) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            1
+        }
+    }
 }
 
 #[cfg(test)]

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Semaphore;
 
-use crate::load::LoadError;
-use crate::load::marker::{self, FIELD, Mark};
+use crate::cli::load::LoadError;
+use crate::cli::load::marker::{self, FIELD, Mark};
 
 /// Shared progress counter: events handed over so far.
 pub type Sent = Arc<AtomicU64>;

@@ -27,12 +27,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::load::child::Sluice;
-use crate::load::driver::DriverOutcome;
-use crate::load::receiver::{HttpReceiver, Recorder, Tally};
-use crate::load::report::{Baseline, Figures, Percentiles, Report};
-use crate::load::scenario::{DriverConfig, ReceiverConfig, Scenario};
-use crate::progress::Progress;
+use crate::cli::load::child::Sluice;
+use crate::cli::load::driver::DriverOutcome;
+use crate::cli::load::receiver::{HttpReceiver, Recorder, Tally};
+use crate::cli::load::report::{Baseline, Figures, Percentiles, Report};
+use crate::cli::load::scenario::{DriverConfig, ReceiverConfig, Scenario};
+use crate::cli::progress::Progress;
 
 /// Why a scenario could not run.
 #[derive(Debug, thiserror::Error)]

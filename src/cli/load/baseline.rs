@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::load::LoadError;
+use crate::cli::load::LoadError;
 
 /// A throughput measured outside sluice.
 #[derive(Debug, Clone, serde::Serialize)]

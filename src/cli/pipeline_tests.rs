@@ -30,15 +30,6 @@ struct Harness<'a> {
     collected: HashMap<String, Vec<Event>>,
 }
 
-/// Runs every test of `pipeline`.
-pub fn run_tests(pipeline: &Pipeline) -> Vec<TestReport> {
-    pipeline
-        .tests
-        .iter()
-        .map(|t| run_one(pipeline, t))
-        .collect()
-}
-
 /// Runs one test of `pipeline` (its transforms are built afresh for it).
 pub fn run_test(pipeline: &Pipeline, test: &PipelineTest) -> TestReport {
     run_one(pipeline, test)
@@ -54,6 +45,7 @@ fn run_one(pipeline: &Pipeline, test: &PipelineTest) -> TestReport {
     let telemetry = Telemetry::new();
     for (id, def) in &pipeline.transforms {
         let cx = TransformContext {
+            file_notices: Default::default(),
             id: Arc::from(id.as_str()),
             metrics: telemetry.component(id, ComponentKind::Transform, def.config.type_name()),
             clock: Arc::new(crate::clock::TokioClock),

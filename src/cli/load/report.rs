@@ -5,7 +5,7 @@ use std::fmt::Write;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-use crate::load::scenario::Measure;
+use crate::cli::load::scenario::Measure;
 
 /// One scenario's result.
 #[derive(Debug, Clone, Serialize)]
@@ -54,7 +54,7 @@ pub struct Baseline {
     pub figures: Figures,
     /// When the baseline is the slower of several (Kafka read, Postgres COPY).
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub parts: Vec<crate::load::baseline::Ceiling>,
+    pub parts: Vec<crate::cli::load::baseline::Ceiling>,
 }
 
 #[derive(Debug, Clone, Copy, Serialize)]
@@ -205,13 +205,13 @@ mod tests {
 
     #[test]
     fn percentiles_in_milliseconds() {
-        let mut h = crate::load::receiver::latency_histogram();
+        let mut h = crate::cli::load::receiver::latency_histogram();
         for us in 1..=1000 {
             h.record(us * 10).expect("in range");
         }
         let p = Percentiles::of(&h).expect("not empty");
         assert!((p.p50 - 5.0).abs() < 0.01, "{p:?}");
         assert!((p.max - 10.0).abs() < 0.01, "{p:?}");
-        assert!(Percentiles::of(&crate::load::receiver::latency_histogram()).is_none());
+        assert!(Percentiles::of(&crate::cli::load::receiver::latency_histogram()).is_none());
     }
 }

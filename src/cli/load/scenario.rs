@@ -3,13 +3,13 @@
 //!
 //! The pipeline is an ordinary pipeline file beside the scenario. It reads the
 //! addresses the bench chooses from `BENCH_*` environment variables (listed in
-//! [`crate::load::env`]), so the same file runs unchanged on any machine.
+//! [`crate::cli::load::env`]), so the same file runs unchanged on any machine.
 
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::load::LoadError;
+use crate::cli::load::LoadError;
 
 /// One scenario, as written in its YAML file.
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]

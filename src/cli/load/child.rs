@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::load::LoadError;
+use crate::cli::load::LoadError;
 
 /// A running sluice; killed when dropped if not stopped.
 pub struct Sluice {

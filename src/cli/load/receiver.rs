@@ -11,9 +11,9 @@ use axum::response::{IntoResponse, Response};
 use hdrhistogram::Histogram;
 use tokio_util::sync::CancellationToken;
 
-use crate::load::LoadError;
-use crate::load::marker::{self, Mark};
-use crate::load::scenario::Answer;
+use crate::cli::load::LoadError;
+use crate::cli::load::marker::{self, Mark};
+use crate::cli::load::scenario::Answer;
 
 /// Arrivals of marked events: first arrivals, duplicates, latency and the last one's
 /// time. Shared by the HTTP receiver and the Postgres reader.

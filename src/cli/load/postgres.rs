@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 use futures_util::SinkExt;
 use tokio_postgres::{Client, NoTls};
 
-use crate::load::LoadError;
-use crate::load::marker::{FIELD, Mark};
-use crate::load::receiver::Recorder;
+use crate::cli::load::LoadError;
+use crate::cli::load::marker::{FIELD, Mark};
+use crate::cli::load::receiver::Recorder;
 
 /// Where the bench's Postgres is: `$BENCH_PG_URL`, else the test server.
 pub fn url() -> String {

@@ -57,6 +57,7 @@ impl Progress {
         self.bar.is_hidden()
     }
 
+    #[cfg(test)]
     pub fn position(&self) -> u64 {
         self.bar.position()
     }
@@ -154,6 +155,7 @@ impl BackfillBars {
     }
 
     /// `(component id, position, length)` of the bars shown, sorted by id.
+    #[cfg(test)]
     pub fn shown(&self) -> Vec<(String, u64, u64)> {
         let mut v: Vec<_> = self
             .bars

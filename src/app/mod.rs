@@ -1,0 +1,252 @@
+//! The running sluice: starts the pipeline and the API, owns every reload trigger and
+//! shuts down.
+//!
+//! Reloads come from three places: SIGHUP, `POST /reload` and one directory watcher
+//! over the pipeline files and the files components read ([`watcher`]). They all end
+//! in [`crate::reload::reload`], run by this loop, which owns the topology, so two
+//! reloads never overlap. File changes are debounced ([`debounce`]); a component that
+//! takes a file's new content by itself (a subscription `file:`) hears of the change
+//! at once through [`FileNotices`]. SIGTERM or SIGINT drains in-flight events within
+//! `shutdown_timeout`.
+
+mod debounce;
+mod watcher;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::api::ReloadRequest;
+use crate::buffer::MemoryBudget;
+use crate::component::FileNotices;
+use crate::config::Pipeline;
+use crate::settings::Settings;
+use crate::telemetry::{ComponentState, Telemetry};
+use crate::topology::{self, Drained, Topology, TopologyOptions};
+
+pub use debounce::Debounce;
+pub use watcher::FileWatcher;
+
+/// Quiet time after a file change before the pipeline reloads.
+pub const FILE_DEBOUNCE: Duration = Duration::from_millis(200);
+
+/// What `sluice run` was asked to run.
+pub struct Run {
+    pub pipeline: Pipeline,
+    /// The pipeline files (empty: the embedded default pipeline).
+    pub files: Vec<PathBuf>,
+    pub settings: Settings,
+    /// Reload when a watched file changes.
+    pub watch: bool,
+    pub telemetry: Arc<Telemetry>,
+}
+
+/// Runs until a signal or until every source has finished; the process exit code.
+pub async fn serve(run: Run) -> anyhow::Result<u8> {
+    let Run {
+        pipeline,
+        files,
+        settings,
+        watch,
+        telemetry,
+    } = run;
+    // Silences added through the API persist even before any alert_rule runs.
+    if let Err(e) = crate::transforms::alert_rule::silences::attach_dir(&settings.data_dir) {
+        tracing::warn!(error = %e, "cannot load the saved silences");
+    }
+    let api_shutdown = CancellationToken::new();
+    let (reload_tx, reload_rx) = mpsc::channel::<ReloadRequest>(4);
+    let api = if settings.api.enabled {
+        let (address, handle) = crate::api::serve(
+            &settings.api.address,
+            telemetry.clone(),
+            Some(reload_tx),
+            settings.api.auth_token.clone(),
+            api_shutdown.clone(),
+        )
+        .await
+        .with_context(|| format!("cannot start the API on {}", settings.api.address))?;
+        tracing::info!(%address, "API listening");
+        Some(handle)
+    } else {
+        drop(reload_tx);
+        None
+    };
+
+    let notices = FileNotices::default();
+    let options = TopologyOptions {
+        data_dir: settings.data_dir.clone(),
+        drain_timeout: settings.reload_drain_timeout,
+        memory_budget: settings
+            .memory_limit
+            .filter(|l| l.0 > 0)
+            .map(|l| MemoryBudget::new(usize::try_from(l.0).unwrap_or(usize::MAX))),
+        file_notices: notices.clone(),
+        ..TopologyOptions::default()
+    };
+    // Watch before starting: an edit made while the pipeline starts must not be missed
+    // (its notification waits in the channel and triggers a reload once running).
+    let (changed_tx, changed_rx) = mpsc::unbounded_channel();
+    let watcher = if watch {
+        let mut w = FileWatcher::new(changed_tx).context("cannot start the file watcher")?;
+        w.set_files(&pipeline.watched_files());
+        Some(w)
+    } else {
+        None
+    };
+    let components = pipeline.sources.len() + pipeline.transforms.len() + pipeline.sinks.len();
+    let hash = pipeline.hash;
+    let running = topology::start(pipeline, telemetry.clone(), &options)
+        .await
+        .context("the pipeline could not start")?;
+    telemetry.config_applied(hash, None);
+    telemetry.set_pipeline_running(true);
+    tracing::info!(components, "pipeline running");
+
+    let controller = Controller {
+        topology: running,
+        telemetry: Arc::clone(&telemetry),
+        files,
+        watcher,
+        notices,
+        debounce: Debounce::new(FILE_DEBOUNCE),
+    };
+    let code = controller
+        .run(reload_rx, changed_rx, settings.shutdown_timeout)
+        .await?;
+    let failed: Vec<String> = telemetry
+        .components()
+        .iter()
+        .filter(|c| matches!(c.state(), ComponentState::Failed(_)))
+        .map(|c| c.id.clone())
+        .collect();
+    let code = if failed.is_empty() {
+        code
+    } else {
+        tracing::error!(components = ?failed, "exiting with failed components");
+        code.max(1)
+    };
+    api_shutdown.cancel();
+    if let Some(handle) = api {
+        let _ = handle.await;
+    }
+    Ok(code)
+}
+
+/// Why the pipeline reloads.
+enum Trigger {
+    Signal,
+    Api(ReloadRequest),
+    Files,
+}
+
+impl Trigger {
+    fn name(&self) -> &'static str {
+        match self {
+            Self::Signal => "SIGHUP",
+            Self::Api(_) => "POST /reload",
+            Self::Files => "file change",
+        }
+    }
+}
+
+struct Controller {
+    topology: Topology,
+    telemetry: Arc<Telemetry>,
+    files: Vec<PathBuf>,
+    watcher: Option<FileWatcher>,
+    notices: FileNotices,
+    debounce: Debounce,
+}
+
+impl Controller {
+    async fn run(
+        mut self,
+        mut api: mpsc::Receiver<ReloadRequest>,
+        mut changed: mpsc::UnboundedReceiver<PathBuf>,
+        shutdown_timeout: Duration,
+    ) -> anyhow::Result<u8> {
+        let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+        let mut int = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
+        let mut hup = signal(SignalKind::hangup()).context("cannot listen for SIGHUP")?;
+        let stop = loop {
+            let due = self.debounce.due().map(tokio::time::Instant::from_std);
+            let trigger = tokio::select! {
+                _ = term.recv() => break Some("SIGTERM"),
+                _ = int.recv() => break Some("SIGINT"),
+                () = self.topology.finished() => break None,
+                _ = hup.recv() => Trigger::Signal,
+                Some(reply) = api.recv() => Trigger::Api(reply),
+                Some(path) = changed.recv() => {
+                    self.notices.changed(&path);
+                    self.debounce.changed(std::time::Instant::now());
+                    continue;
+                }
+                () = sleep_until_some(due) => {
+                    if !self.debounce.take_due(std::time::Instant::now()) {
+                        continue;
+                    }
+                    Trigger::Files
+                }
+            };
+            self.reload(trigger).await;
+        };
+        Ok(self.shut_down(stop, shutdown_timeout).await)
+    }
+
+    async fn reload(&mut self, trigger: Trigger) {
+        self.debounce.reloaded();
+        let outcome = crate::reload::reload(
+            &mut self.topology,
+            &self.telemetry,
+            &self.files,
+            trigger.name(),
+        )
+        .await;
+        if outcome.is_ok()
+            && let Some(w) = self.watcher.as_mut()
+        {
+            w.set_files(&self.topology.pipeline().watched_files());
+        }
+        if let Trigger::Api(reply) = trigger {
+            let _ = reply.send(outcome.map(|c| {
+                serde_json::json!({
+                    "added": c.added, "changed": c.changed, "removed": c.removed, "aborted": c.aborted,
+                })
+            }));
+        }
+    }
+
+    /// `signal`: the signal that asked for it; `None` when every source finished.
+    async fn shut_down(self, signal: Option<&'static str>, timeout: Duration) -> u8 {
+        let Some(name) = signal else {
+            self.telemetry.set_pipeline_running(false);
+            tracing::info!("every source finished and everything drained; bye");
+            return 0;
+        };
+        tracing::info!(signal = name, timeout = ?timeout, "shutting down: draining in-flight events");
+        self.telemetry.set_pipeline_running(false);
+        match self.topology.stop(timeout).await {
+            Drained::Complete => {
+                tracing::info!("all events drained; bye");
+                0
+            }
+            Drained::TimedOut(left) => {
+                tracing::error!(components = ?left, "shutdown timeout reached; events still in flight were not delivered");
+                1
+            }
+        }
+    }
+}
+
+async fn sleep_until_some(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,323 @@
+//! `sluice docs`: the component reference pages (Markdown), rendered from the same
+//! schema the loader enforces ([`crate::config::schema`]), with examples taken from the
+//! shipped pipelines.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use serde_json::{Map, Value, json};
+
+use crate::component::ComponentKind;
+use crate::config::schema::{
+    OptionDoc, TypeSchema, catalog, options, resolve, section, type_label,
+};
+
+#[derive(Args)]
+pub struct DocsArgs {
+    /// Folder to write into (`docs/reference` in the repository).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Example pipelines: a type used in one of them shows that entry as its example.
+    #[arg(long, value_name = "DIR", default_value = "pipelines")]
+    pub examples: PathBuf,
+}
+
+pub(crate) fn docs(args: &DocsArgs) -> u8 {
+    // Sorted, so the pages do not depend on directory order.
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&args.examples)
+        .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
+        .unwrap_or_default();
+    files.retain(|p| p.extension().is_some_and(|e| e == "yaml"));
+    files.sort();
+    let folder = args
+        .examples
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let shipped: Vec<(String, String)> = files
+        .iter()
+        .filter_map(|p| {
+            let text = std::fs::read_to_string(p).ok()?;
+            let name = p.file_name()?.to_string_lossy().into_owned();
+            Some((format!("{folder}/{name}"), text))
+        })
+        .collect();
+    let pages = reference_pages(&shipped);
+    let progress = super::progress::Progress::new(pages.len() as u64, "pages");
+    for (path, text) in &pages {
+        let path = args.out.join(path);
+        let written = path
+            .parent()
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .and_then(|()| std::fs::write(&path, text));
+        if let Err(e) = written {
+            eprintln!("error: cannot write {}: {e}", path.display());
+            return 1;
+        }
+        progress.step(&path.display().to_string());
+    }
+    progress.finish();
+    println!("wrote {} pages to {}", pages.len(), args.out.display());
+    0
+}
+
+/// A minimal entry of this type: its required options with placeholder values.
+pub fn example(t: &TypeSchema, defs: &Map<String, Value>) -> String {
+    let mut yaml = format!("{}:\n  my_{}:\n", section(t.kind), t.type_name);
+    yaml.push_str(&format!("    type: {}\n", t.type_name));
+    if t.kind != ComponentKind::Source {
+        yaml.push_str("    inputs: [upstream]\n");
+    }
+    for o in options(t, defs)
+        .iter()
+        .filter(|o| o.required && !o.name.contains('.'))
+    {
+        let schema = &t.options["properties"][&o.name];
+        let value = schema
+            .get("examples")
+            .and_then(|e| e.get(0))
+            .cloned()
+            .unwrap_or_else(|| placeholder(schema, defs));
+        yaml.push_str(&format!("    {}: {}\n", o.name, value));
+    }
+    yaml
+}
+
+fn placeholder(schema: &Value, defs: &Map<String, Value>) -> Value {
+    let s = resolve(schema, defs);
+    if let Some(v) = s.get("enum").and_then(|e| e.get(0)) {
+        return v.clone();
+    }
+    match s.get("type").and_then(Value::as_str) {
+        Some("integer" | "number") => json!(1),
+        Some("boolean") => json!(true),
+        Some("array") => json!([]),
+        Some("object") => json!({}),
+        _ => json!(format!(
+            "<{}>",
+            type_label(schema, defs).replace(" | ", " or ")
+        )),
+    }
+}
+
+/// The entry `id` of `section` as written in `text` (comments and layout kept), under
+/// its section key.
+fn entry_text(text: &str, section: &str, id: &str) -> Option<String> {
+    let lines: Vec<&str> = text.lines().collect();
+    let start = lines
+        .iter()
+        .position(|l| l.trim_end() == format!("{section}:"))?;
+    let indent_of = |l: &str| l.len() - l.trim_start().len();
+    let mut child_indent = None;
+    for (i, line) in lines.iter().enumerate().skip(start + 1) {
+        let trimmed = line.trim_start();
+        if trimmed.is_empty() || trimmed.starts_with('#') {
+            continue;
+        }
+        let indent = indent_of(line);
+        if indent == 0 {
+            return None;
+        }
+        if *child_indent.get_or_insert(indent) != indent {
+            continue;
+        }
+        if trimmed.starts_with(&format!("{id}:")) {
+            let mut out = vec![format!("{section}:"), (*line).to_owned()];
+            for next in &lines[i + 1..] {
+                let t = next.trim_start();
+                if !t.is_empty() && indent_of(next) <= indent {
+                    break;
+                }
+                out.push((*next).to_owned());
+            }
+            while out.last().is_some_and(|l| l.trim().is_empty()) {
+                out.pop();
+            }
+            return Some(out.join("\n") + "\n");
+        }
+    }
+    None
+}
+
+/// For each `(kind, type)`, the first component of that type in `files` (`(name, text)`,
+/// searched in order): the file name and the entry as written.
+fn shipped_examples(
+    files: &[(String, String)],
+) -> std::collections::HashMap<(ComponentKind, String), (String, String)> {
+    let mut found = std::collections::HashMap::new();
+    for (name, text) in files {
+        let Ok(doc) = serde_saphyr::from_str::<Value>(text) else {
+            continue;
+        };
+        for kind in [
+            ComponentKind::Source,
+            ComponentKind::Transform,
+            ComponentKind::Sink,
+        ] {
+            let Some(entries) = doc.get(section(kind)).and_then(Value::as_object) else {
+                continue;
+            };
+            for (id, entry) in entries {
+                let Some(type_name) = entry.get("type").and_then(Value::as_str) else {
+                    continue;
+                };
+                let key = (kind, type_name.to_owned());
+                if found.contains_key(&key) {
+                    continue;
+                }
+                if let Some(snippet) = entry_text(text, section(kind), id) {
+                    found.insert(key, (name.clone(), snippet));
+                }
+            }
+        }
+    }
+    found
+}
+
+/// Markdown pages, one per component type plus an index, as `(relative path, text)`.
+/// A type used in one of the example pipelines `shipped` (`(name, text)`) shows that
+/// entry as its example; the others show their required options with placeholders.
+pub fn reference_pages(shipped: &[(String, String)]) -> Vec<(String, String)> {
+    let c = catalog();
+    let examples = shipped_examples(shipped);
+    let mut pages = Vec::new();
+    let mut index = String::from(GENERATED);
+    index.push_str("# Component reference\n\nOne page per component type, generated from the config structs.\n");
+    for kind in [
+        ComponentKind::Source,
+        ComponentKind::Transform,
+        ComponentKind::Sink,
+    ] {
+        index.push_str(&format!("\n## {}\n\n", capitalized(section(kind))));
+        for t in c.types.iter().filter(|t| t.kind == kind) {
+            let path = format!("{}/{}.md", section(kind), t.type_name);
+            let summary = t
+                .options
+                .get("description")
+                .and_then(Value::as_str)
+                .and_then(|d| d.lines().next())
+                .unwrap_or("");
+            let entry = format!("- [`{}`]({path}) {summary}", t.type_name);
+            index.push_str(entry.trim_end());
+            index.push('\n');
+            let shipped = examples.get(&(kind, t.type_name.to_owned()));
+            pages.push((path, page(t, &c.defs, shipped)));
+        }
+    }
+    pages.insert(0, ("README.md".to_owned(), index));
+    pages
+}
+
+const GENERATED: &str =
+    "<!-- Generated by `cargo run -- docs --out docs/reference`; do not edit. -->\n";
+
+fn capitalized(s: &str) -> String {
+    let mut chars = s.chars();
+    chars
+        .next()
+        .map(|f| f.to_uppercase().chain(chars).collect())
+        .unwrap_or_default()
+}
+
+fn cell(s: &str) -> String {
+    s.replace('|', "\\|")
+}
+
+fn page(t: &TypeSchema, defs: &Map<String, Value>, shipped: Option<&(String, String)>) -> String {
+    let mut md = String::from(GENERATED);
+    md.push_str(&format!("# `{}` {}\n\n", t.type_name, t.kind.as_str()));
+    if let Some(d) = t.options.get("description").and_then(Value::as_str) {
+        md.push_str(d.trim());
+        md.push_str("\n\n");
+    }
+    md.push_str("## Options\n\n| Option | Type | Default | Required | Description |\n|---|---|---|---|---|\n");
+    let mut rows = vec![OptionDoc {
+        name: "type".into(),
+        type_label: format!("`{}`", t.type_name),
+        default: None,
+        required: true,
+        description: format!("Selects this {} type.", t.kind.as_str()),
+    }];
+    if t.kind != ComponentKind::Source {
+        rows.push(OptionDoc {
+            name: "inputs".into(),
+            type_label: "list of string".into(),
+            default: None,
+            required: true,
+            description: "Components this one reads: `id`, `id.output`, `*` wildcards.".into(),
+        });
+    }
+    if t.kind == ComponentKind::Sink {
+        let buffer_rows: [(&str, &str, Option<&str>, &str); 6] = [
+            (
+                "buffer.type",
+                "`memory` or `disk`",
+                Some("memory"),
+                "Where the sink's input buffer keeps events. `disk`: checksummed segments under `data_dir/buffers/<id>/`, acknowledged to the source once durable, replayed after a restart.",
+            ),
+            (
+                "buffer.max_events",
+                "integer",
+                Some("1000 (memory), unlimited (disk)"),
+                "Events the buffer holds before `when_full` applies.",
+            ),
+            (
+                "buffer.max_bytes",
+                "size (`256MiB` or bytes)",
+                Some("unlimited (memory), 256MiB (disk)"),
+                "Bytes the buffer holds before `when_full` applies (estimated in memory, encoded on disk).",
+            ),
+            (
+                "buffer.when_full",
+                "`block` or `drop_newest`",
+                Some("block"),
+                "`block`: upstream waits. `drop_newest`: what does not fit is dropped and counted as discarded.",
+            ),
+            (
+                "buffer.sync",
+                "`always` or `interval`",
+                Some("always"),
+                "Disk only: fsync before every acknowledgement (grouped), or every `sync_interval`.",
+            ),
+            (
+                "buffer.sync_interval",
+                "duration",
+                Some("500ms"),
+                "Disk only, with `sync: interval`.",
+            ),
+        ];
+        for (name, type_label, default, description) in buffer_rows {
+            rows.push(OptionDoc {
+                name: name.into(),
+                type_label: type_label.into(),
+                default: default.map(str::to_owned),
+                required: false,
+                description: description.into(),
+            });
+        }
+    }
+    rows.extend(options(t, defs));
+    for o in rows {
+        md.push_str(&format!(
+            "| `{}` | {} | {} | {} | {} |\n",
+            o.name,
+            cell(&o.type_label),
+            o.default
+                .as_deref()
+                .map(|d| format!("`{}`", cell(d)))
+                .unwrap_or_default(),
+            if o.required { "yes" } else { "no" },
+            cell(&o.description),
+        ));
+    }
+    match shipped {
+        Some((file, snippet)) => md.push_str(&format!(
+            "\n## Example\n\nFrom `{file}`:\n\n```yaml\n{snippet}```\n"
+        )),
+        None => md.push_str(&format!(
+            "\n## Example\n\nThe required options, with placeholder values:\n\n```yaml\n{}```\n",
+            example(t, defs)
+        )),
+    }
+    md
+}

@@ -1,0 +1,72 @@
+//! The `sluice` command: one file per subcommand, and the tools that are not the engine
+//! (the load harness, `top`, progress bars, pipeline unit tests, reference pages).
+
+mod bench;
+mod docs;
+pub mod load;
+mod pipeline_tests;
+mod progress;
+mod run;
+mod schema;
+mod tap;
+mod test;
+pub mod top;
+mod validate;
+
+use clap::{Parser, Subcommand};
+
+/// Exit code for an invalid pipeline or settings file (EX_CONFIG).
+const EXIT_CONFIG: u8 = 78;
+
+#[derive(Parser)]
+#[command(
+    name = "sluice",
+    version,
+    about = "Moves monitoring events: webhooks, feeds, Kafka and files in; HTTP, Postgres, PagerDuty, Slack, Kafka out."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    run: run::RunArgs,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run pipelines (the embedded default pipeline when no --config is given).
+    Run(run::RunArgs),
+    /// Check pipeline files without starting anything; lists every error.
+    Validate(validate::ValidateArgs),
+    /// Run the unit tests declared under `tests:` in pipeline files.
+    Test(validate::ValidateArgs),
+    /// Print events leaving the components of a running sluice, as NDJSON.
+    Tap(tap::TapArgs),
+    /// Show a running sluice's components: events/s in and out, errors, buffer fill.
+    Top(top::TopArgs),
+    /// Print the JSON Schema of pipeline files (for editors and linters).
+    Schema,
+    /// List component types and their options.
+    List,
+    /// Write the component reference pages (Markdown) into a folder.
+    Docs(docs::DocsArgs),
+    /// Run load scenarios against a real sluice: throughput, end-to-end latency and a
+    /// baseline measured in the same run.
+    Bench(bench::BenchArgs),
+}
+
+/// Runs the command line `args`; the process exit code.
+pub fn main() -> u8 {
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Validate(args)) => validate::validate(&args),
+        Some(Command::Test(args)) => test::test(&args),
+        Some(Command::Tap(args)) => tap::tap(&args),
+        Some(Command::Top(args)) => top::top(&args),
+        Some(Command::Schema) => schema::schema(),
+        Some(Command::List) => schema::list(),
+        Some(Command::Docs(args)) => docs::docs(&args),
+        Some(Command::Bench(args)) => bench::bench(&args),
+        Some(Command::Run(args)) => run::run(args),
+        None => run::run(cli.run),
+    }
+}

@@ -1,0 +1,77 @@
+//! `sluice tap`: print events leaving the components of a running sluice, as NDJSON.
+
+use anyhow::Context;
+use clap::Args;
+
+#[derive(Args)]
+pub struct TapArgs {
+    /// Component ids to tap (`*` wildcards allowed).
+    #[arg(default_value = "*")]
+    pub components: String,
+    /// The API of the running sluice.
+    #[arg(long, default_value = "127.0.0.1:8686")]
+    pub api_address: String,
+    /// Stop after this many events.
+    #[arg(long)]
+    pub limit: Option<u64>,
+    /// Print one event in this many.
+    #[arg(long, default_value_t = 1)]
+    pub sample: u64,
+    /// The API's bearer token (`api.auth_token`).
+    #[arg(long, env = "SLUICE_API__AUTH_TOKEN")]
+    pub token: Option<String>,
+}
+
+pub(crate) fn tap(args: &TapArgs) -> u8 {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return 1;
+        }
+    };
+    match runtime.block_on(stream_tap(args)) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            1
+        }
+    }
+}
+
+async fn stream_tap(args: &TapArgs) -> anyhow::Result<()> {
+    use std::io::Write;
+    crate::delivery::install_crypto_provider();
+    let mut params = vec![
+        ("components", args.components.clone()),
+        ("sample", args.sample.to_string()),
+    ];
+    if let Some(limit) = args.limit {
+        params.push(("limit", limit.to_string()));
+    }
+    let url = reqwest::Url::parse_with_params(&format!("http://{}/tap", args.api_address), &params)
+        .context("invalid --api-address")?;
+    let mut request = reqwest::Client::new().get(url);
+    if let Some(token) = args.token.as_deref().filter(|t| !t.is_empty()) {
+        request = request.bearer_auth(token);
+    }
+    let mut response = request
+        .send()
+        .await
+        .with_context(|| format!("cannot reach sluice's API at {}", args.api_address))?;
+    if !response.status().is_success() {
+        let status = response.status();
+        let body = response.text().await.unwrap_or_default();
+        anyhow::bail!("the API answered {status}: {}", body.trim());
+    }
+    let stdout = std::io::stdout();
+    while let Some(chunk) = response.chunk().await.context("the tap stream broke")? {
+        let mut out = stdout.lock();
+        out.write_all(&chunk)?;
+        out.flush()?;
+    }
+    Ok(())
+}
