@@ -18,6 +18,11 @@
 //! transform ends when all its inputs are closed and drained, and so on until the sinks
 //! have settled everything.
 
+mod build;
+mod commit;
+mod plan;
+mod run;
+
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -27,17 +32,13 @@ use std::time::Duration;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::buffer::{
-    self, BufferConfig, BufferProbe, BufferReceiver, BufferSender, DEFAULT_BUFFER_EVENTS, Limits,
-    MemoryBudget, WeakBufferSender, memory_buffer,
-};
+use self::plan::Current;
+use crate::buffer::{BufferConfig, BufferProbe, BufferSender, MemoryBudget, WeakBufferSender};
 use crate::component::{
-    BuildError, ComponentError, ComponentInput, ComponentTask, Consumer, FileNotices, InputSlot,
-    ListenerPool, Output, SinkContext, SourceContext, SourceOutput, Transform, TransformContext,
-    TransformOutputs, close_input, input_slot,
+    BuildError, ComponentTask, Consumer, FileNotices, InputSlot, ListenerPool, Output,
 };
 use crate::config::{OutputRef, Pipeline};
-use crate::telemetry::{ComponentKind, ComponentMetrics, ComponentState, Telemetry};
+use crate::telemetry::{ComponentKind, ComponentMetrics, Telemetry};
 
 /// Options that come from global settings rather than the pipeline file.
 #[derive(Debug, Clone)]
@@ -198,464 +199,36 @@ impl Topology {
         &self.pipeline
     }
 
-    /// Makes `new` the running pipeline, changing only what differs. On error nothing
-    /// running was touched.
+    /// Makes `new` the running pipeline, changing only what differs: [`plan`] decides
+    /// what, [`Topology::build`] makes it without touching anything running, and
+    /// [`Topology::commit`] swaps it in. On error nothing running was touched.
     pub async fn apply(&mut self, new: Pipeline) -> Result<Changes, BuildErrors> {
         self.reap();
-        let mut changes = Changes::default();
-        // (id, kind, type, fingerprint, buffer) of every component of `new`.
-        let wanted = describe_all(&new);
-        let mut added_shells: HashMap<String, Shell> = HashMap::new();
-        let mut to_build: Vec<String> = Vec::new();
-        let mut failed_shells: Vec<String> = Vec::new();
-        let mut shell_errors: Vec<ComponentBuildError> = Vec::new();
-
-        for (id, kind, type_name, fingerprint, buffer) in &wanted {
-            match self.shells.get(id) {
-                Some(s)
-                    if s.kind == *kind
-                        && s.type_name == *type_name
-                        && buffer::same_storage(&s.buffer, buffer) =>
-                {
-                    // A transform or sink that ended (failed, or drained because all its
-                    // producers ended) runs again; a finished source stays finished
-                    // unless its options change (it would emit its events again).
-                    let ended = s.kind != ComponentKind::Source
-                        && s.task
-                            .as_ref()
-                            .is_none_or(|t| t.state.load(Ordering::Acquire) == ENDED);
-                    if s.fingerprint != *fingerprint || ended {
-                        changes.changed.push(id.clone());
-                        to_build.push(id.clone());
-                    }
-                }
-                existing => {
-                    // New, or the same id with another kind, type or buffer storage: the
-                    // old one (if any) drains and goes, a new one comes.
-                    if existing.is_some() {
-                        changes.removed.push(id.clone());
-                    }
-                    changes.added.push(id.clone());
-                    match self.new_shell(&new, id, *kind, type_name, *fingerprint, *buffer) {
-                        Ok(shell) => {
-                            added_shells.insert(id.clone(), shell);
-                            to_build.push(id.clone());
-                        }
-                        Err(error) => {
-                            failed_shells.push(id.clone());
-                            shell_errors.push(ComponentBuildError {
-                                id: id.clone(),
-                                error,
-                            });
-                        }
-                    }
-                }
-            }
-        }
-        let wanted_ids: HashSet<&str> = wanted.iter().map(|w| w.0.as_str()).collect();
-        for id in self.shells.keys() {
-            if !wanted_ids.contains(id.as_str()) {
-                changes.removed.push(id.clone());
-            }
-        }
-        // Named outputs a rebuilt component's new config adds.
-        let mut gained: HashMap<(String, Option<String>), Arc<Output>> = HashMap::new();
-        for id in &to_build {
-            if added_shells.contains_key(id) {
-                continue;
-            }
-            let Some(shell) = self.shells.get(id) else {
-                continue;
-            };
-            let names: Vec<Option<String>> = new
-                .named_outputs(id)
-                .into_iter()
-                .map(Some)
-                .filter(|n| !shell.outputs.contains_key(n))
-                .collect();
-            for name in names {
-                let output = Output::new(
-                    Arc::clone(&shell.metrics),
-                    name.clone(),
-                    Arc::clone(self.telemetry.taps()),
-                );
-                gained.insert((id.clone(), name), output);
-            }
-        }
-
-        // A rebuilt transform or sink whose buffer was closed (it ended for good) gets a
-        // new one. A running one keeps its buffer even when all its producers are gone:
-        // what is queued or handed back there still has to reach the replacement.
-        let mut fresh_inputs: HashMap<String, ShellInput> = HashMap::new();
-        for id in &to_build {
-            if let Some(shell) = self
-                .shells
-                .get(id)
-                .filter(|_| !added_shells.contains_key(id))
-                && let Some(input) = &shell.input
-                && input.probe.is_closed()
-            {
-                let (tx, rx, probe) = match &input.probe {
-                    BufferProbe::Disk(disk) => {
-                        let (tx, rx) = disk.reopen();
-                        (
-                            BufferSender::Disk(tx),
-                            BufferReceiver::Disk(rx),
-                            input.probe.clone(),
-                        )
-                    }
-                    BufferProbe::Memory(_) => memory_buffer(
-                        &Limits::from_config(&shell.buffer),
-                        self.options.memory_budget.clone(),
-                        Some(Arc::clone(&shell.metrics)),
-                    ),
-                };
-                shell.metrics.set_buffer(probe.clone());
-                fresh_inputs.insert(
-                    id.clone(),
-                    ShellInput {
-                        slot: input_slot(rx),
-                        sender: tx.downgrade(),
-                        probe,
-                        bootstrap: Some(tx),
-                    },
-                );
-            }
-        }
-
-        // Build phase: nothing running is touched.
-        let mut built = Vec::new();
-        let mut errors = shell_errors;
-        for id in &to_build {
-            let shell = match added_shells.get(id) {
-                // (a shell of `added_shells` shadows a removed one with the same id)
-                Some(s) => s,
-                None => match self.shells.get(id) {
-                    Some(s) => s,
-                    None => continue,
-                },
-            };
-            self.generation += 1;
-            match self
-                .build(
-                    &new,
-                    id,
-                    shell,
-                    &gained,
-                    fresh_inputs.get(id),
-                    self.generation,
-                )
-                .await
-            {
-                Ok(b) => built.push(b),
-                Err(error) => errors.push(ComponentBuildError {
-                    id: id.clone(),
-                    error,
-                }),
-            }
-        }
-        if !errors.is_empty() {
-            drop(built);
-            for id in added_shells.keys().chain(failed_shells.iter()) {
-                match self.shells.get(id) {
-                    // A type change that did not happen: the old component keeps its
-                    // counters.
-                    Some(old) => self.telemetry.register(Arc::clone(&old.metrics)),
-                    None => self.telemetry.remove(id),
-                }
-            }
-            self.listeners.retain(self.listen_addresses(&self.pipeline));
-            return Err(BuildErrors(errors));
-        }
-
-        // Commit.
-        let mut waiting: Vec<(String, CancellationToken, Option<tokio::task::AbortHandle>)> =
-            Vec::new();
-        for id in &changes.removed {
-            if let Some(shell) = self.shells.remove(id)
-                && let Some(task) = shell.task
-            {
-                if shell.kind == ComponentKind::Source {
-                    task.stop.cancel();
-                }
-                // Transforms and sinks are unwired below; they drain what they hold
-                // and end when their buffer closes.
-                waiting.push((id.clone(), task.done, task.kill));
-            }
-        }
-        for ((id, name), output) in gained {
-            if let Some(shell) = self.shells.get_mut(&id) {
-                shell.outputs.insert(name, output);
-            }
-        }
-        for (id, shell) in &mut self.shells {
-            let default = (shell.kind != ComponentKind::Sink).then_some(None);
-            let names: HashSet<Option<String>> = default
-                .into_iter()
-                .chain(new.named_outputs(id).into_iter().map(Some))
-                .collect();
-            shell.outputs.retain(|name, _| names.contains(name));
-        }
-        for (id, shell) in added_shells {
-            self.shells.insert(id, shell);
-        }
-        for (id, input) in fresh_inputs {
-            if let Some(shell) = self.shells.get_mut(&id) {
-                shell.input = Some(input);
-            }
-        }
-        for (id, _, _, fingerprint, buffer) in &wanted {
-            if let Some(shell) = self.shells.get_mut(id) {
-                shell.fingerprint = *fingerprint;
-                if shell.buffer != *buffer {
-                    if let Some(input) = &shell.input {
-                        input.probe.reconfigure(buffer);
-                    }
-                    shell.buffer = *buffer;
-                }
-            }
-        }
-        // Outputs of components getting a new task are open again (a previous task
-        // may have ended for good and closed them).
-        for b in &built {
-            if let Some(shell) = self.shells.get(&b.id) {
-                for output in shell.outputs.values() {
-                    output.reopen();
-                }
-            }
-        }
-        // Wire every output before any new task runs: a source that emits at once must
-        // find its consumers in place.
-        self.pipeline = new;
-        self.rewire();
-        for shell in self.shells.values_mut() {
-            if let Some(input) = &mut shell.input {
-                input.bootstrap = None;
-            }
-        }
-        for mut b in built {
-            let Some(shell) = self.shells.get_mut(&b.id) else {
-                continue;
-            };
-            if let Some(old) = shell.task.take() {
-                // If it already ended for good, there is nothing to hand over.
-                if old
-                    .state
-                    .compare_exchange(RUNNING, REPLACED, Ordering::AcqRel, Ordering::Acquire)
-                    .is_ok()
-                {
-                    old.stop.cancel();
-                    waiting.push((b.id.clone(), old.done, old.kill));
-                }
-            }
-            let outputs: Vec<Arc<Output>> = shell.outputs.values().cloned().collect();
-            let input = shell.input.as_ref().map(|i| Arc::clone(&i.slot));
-            let metrics = Arc::clone(&shell.metrics);
-            metrics.set_state(ComponentState::Running);
-            let generation = b.control.generation;
-            self.live.insert((b.id.clone(), generation));
-            // The component runs as its own task, so nothing wraps its polls; the
-            // supervisor only wakes when it ends.
-            let inner = tokio::spawn(b.task);
-            b.control.kill = Some(inner.abort_handle());
-            self.tasks.spawn(supervise(
-                b.id.clone(),
-                generation,
-                metrics,
-                inner,
-                outputs,
-                input,
-                b.control.done.clone(),
-                Arc::clone(&b.control.state),
-            ));
-            shell.task = Some(b.control);
-        }
-        self.listeners.retain(self.listen_addresses(&self.pipeline));
-
-        // Let replaced components hand over and removed ones drain, within the deadline.
-        let deadline = tokio::time::Instant::now() + self.options.drain_timeout;
-        for (id, done, kill) in waiting {
-            if tokio::time::timeout_at(deadline, done.cancelled())
-                .await
-                .is_err()
-            {
-                tracing::warn!(component_id = %id, timeout = ?self.options.drain_timeout, "component did not finish in time; aborting it");
-                if let Some(kill) = kill {
-                    kill.abort();
-                }
-                done.cancelled().await;
-                changes.aborted.push(id);
-            }
-        }
-        for id in &changes.removed {
-            if !self.shells.contains_key(id) {
-                self.telemetry.remove(id);
-            }
-        }
-        self.reap();
-        Ok(changes)
+        let wanted = plan::wanted(&new);
+        let plan = plan::plan(&self.current(), &wanted);
+        let staged = self.build(&new, &plan, &wanted).await?;
+        Ok(self.commit(new, &wanted, plan, staged).await)
     }
 
-    fn new_shell(
-        &self,
-        pipeline: &Pipeline,
-        id: &str,
-        kind: ComponentKind,
-        type_name: &'static str,
-        fingerprint: u64,
-        buffer: BufferConfig,
-    ) -> Result<Shell, BuildError> {
-        let metrics = self.telemetry.component(id, kind, type_name);
-        let input = if kind == ComponentKind::Source {
-            None
-        } else {
-            let (tx, rx, probe) = buffer::open(
-                &buffer,
-                id,
-                &self.options.data_dir,
-                self.options.memory_budget.clone(),
-                &metrics,
-            )
-            .map_err(|e| BuildError(e.to_string()))?;
-            metrics.set_buffer(probe.clone());
-            Some(ShellInput {
-                slot: input_slot(rx),
-                sender: tx.downgrade(),
-                probe,
-                bootstrap: Some(tx),
+    /// The running components, as [`plan`] sees them.
+    fn current(&self) -> HashMap<String, Current> {
+        self.shells
+            .iter()
+            .map(|(id, s)| {
+                let ended = s
+                    .task
+                    .as_ref()
+                    .is_none_or(|t| t.state.load(Ordering::Acquire) == ENDED);
+                let current = Current {
+                    kind: s.kind,
+                    type_name: s.type_name,
+                    fingerprint: s.fingerprint,
+                    buffer: s.buffer,
+                    ended,
+                };
+                (id.clone(), current)
             })
-        };
-        let mut outputs = HashMap::new();
-        let taps = self.telemetry.taps();
-        if kind != ComponentKind::Sink {
-            outputs.insert(
-                None,
-                Output::new(Arc::clone(&metrics), None, Arc::clone(taps)),
-            );
-        }
-        for name in pipeline.named_outputs(id) {
-            let output = Output::new(Arc::clone(&metrics), Some(name.clone()), Arc::clone(taps));
-            outputs.insert(Some(name), output);
-        }
-        Ok(Shell {
-            kind,
-            type_name,
-            fingerprint,
-            buffer,
-            metrics,
-            input,
-            outputs,
-            task: None,
-        })
-    }
-
-    async fn build(
-        &self,
-        pipeline: &Pipeline,
-        id: &str,
-        shell: &Shell,
-        gained: &HashMap<(String, Option<String>), Arc<Output>>,
-        fresh_input: Option<&ShellInput>,
-        generation: u64,
-    ) -> Result<Built, BuildError> {
-        let control = TaskControl {
-            generation,
-            stop: match shell.kind {
-                ComponentKind::Source => self.sources_shutdown.child_token(),
-                _ => CancellationToken::new(),
-            },
-            kill: None,
-            done: CancellationToken::new(),
-            state: Arc::new(AtomicU8::new(RUNNING)),
-        };
-        let output = |name: Option<String>| -> Result<Arc<Output>, BuildError> {
-            gained
-                .get(&(id.to_owned(), name.clone()))
-                .or_else(|| shell.outputs.get(&name))
-                .cloned()
-                .ok_or_else(|| BuildError(format!("output {name:?} is not wired")))
-        };
-        let input = || -> Result<ComponentInput, BuildError> {
-            let slot = &fresh_input
-                .or(shell.input.as_ref())
-                .ok_or_else(|| BuildError("component has no input".into()))?
-                .slot;
-            Ok(ComponentInput::new(Arc::clone(slot), control.stop.clone()))
-        };
-        let task: ComponentTask = match shell.kind {
-            ComponentKind::Source => {
-                let def = pipeline
-                    .sources
-                    .get(id)
-                    .ok_or_else(|| BuildError("not in the pipeline".into()))?;
-                let cx = SourceContext {
-                    id: Arc::from(id),
-                    out: SourceOutput::new(output(None)?)
-                        .with_budget(self.options.memory_budget.clone()),
-                    shutdown: control.stop.clone(),
-                    metrics: Arc::clone(&shell.metrics),
-                    telemetry: Arc::clone(&self.telemetry),
-                    data_dir: self.options.data_dir.clone(),
-                    listeners: self.listeners.clone(),
-                    clock: Arc::clone(&self.options.clock),
-                };
-                def.config.build(cx).await?
-            }
-            ComponentKind::Transform => {
-                let def = pipeline
-                    .transforms
-                    .get(id)
-                    .ok_or_else(|| BuildError("not in the pipeline".into()))?;
-                let cx = TransformContext {
-                    id: Arc::from(id),
-                    metrics: Arc::clone(&shell.metrics),
-                    clock: Arc::clone(&self.options.clock),
-                    data_dir: Some(self.options.data_dir.clone()),
-                    file_notices: self.options.file_notices.clone(),
-                };
-                let transform = def.config.build(&cx)?;
-                let named = def
-                    .config
-                    .outputs()
-                    .into_iter()
-                    .map(|n| output(Some(n)))
-                    .collect::<Result<Vec<_>, _>>()?;
-                Box::pin(run_transform(
-                    transform,
-                    input()?,
-                    output(None)?,
-                    named,
-                    Arc::clone(&shell.metrics),
-                    self.sources_shutdown.clone(),
-                ))
-            }
-            ComponentKind::Sink => {
-                let def = pipeline
-                    .sinks
-                    .get(id)
-                    .ok_or_else(|| BuildError("not in the pipeline".into()))?;
-                let outputs = def
-                    .config
-                    .outputs()
-                    .into_iter()
-                    .map(|n| output(Some(n)))
-                    .collect::<Result<Vec<_>, _>>()?;
-                let cx = SinkContext {
-                    id: Arc::from(id),
-                    input: input()?,
-                    metrics: Arc::clone(&shell.metrics),
-                    outputs,
-                    clock: Arc::clone(&self.options.clock),
-                    data_dir: self.options.data_dir.clone(),
-                };
-                def.config.build(cx).await?
-            }
-        };
-        Ok(Built {
-            id: id.to_owned(),
-            task,
-            control,
-        })
+            .collect()
     }
 
     /// Points every output at the components that read it in the current pipeline.
@@ -751,158 +324,6 @@ impl Topology {
                     return Drained::TimedOut(left);
                 }
             }
-        }
-    }
-}
-
-/// (id, kind, type, fingerprint, buffer) of every component.
-fn describe_all(p: &Pipeline) -> Vec<(String, ComponentKind, &'static str, u64, BufferConfig)> {
-    let transform_buffer = BufferConfig {
-        max_events: Some(DEFAULT_BUFFER_EVENTS),
-        ..BufferConfig::default()
-    };
-    p.sources
-        .iter()
-        .map(|(id, d)| {
-            (
-                id.clone(),
-                ComponentKind::Source,
-                d.config.type_name(),
-                d.fingerprint,
-                BufferConfig::default(),
-            )
-        })
-        .chain(p.transforms.iter().map(|(id, d)| {
-            (
-                id.clone(),
-                ComponentKind::Transform,
-                d.config.type_name(),
-                d.fingerprint,
-                transform_buffer,
-            )
-        }))
-        .chain(p.sinks.iter().map(|(id, d)| {
-            (
-                id.clone(),
-                ComponentKind::Sink,
-                d.config.type_name(),
-                d.fingerprint,
-                d.buffer,
-            )
-        }))
-        .collect()
-}
-
-/// Awaits one component task, records how it ended and cleans up after it.
-#[allow(clippy::too_many_arguments)]
-async fn supervise(
-    id: String,
-    generation: u64,
-    metrics: Arc<ComponentMetrics>,
-    task: tokio::task::JoinHandle<Result<(), ComponentError>>,
-    outputs: Vec<Arc<Output>>,
-    input: Option<InputSlot>,
-    done: CancellationToken,
-    state: Arc<AtomicU8>,
-) -> (String, u64) {
-    let result = match task.await {
-        Ok(r) => r,
-        Err(e) if e.is_cancelled() => Err(ComponentError::Other(
-            "aborted at the drain deadline".into(),
-        )),
-        Err(e) => Err(ComponentError::Other(format!("panicked: {e}"))),
-    };
-    // Ended for good, unless a reload replaced it first.
-    let for_good = state
-        .compare_exchange(RUNNING, ENDED, Ordering::AcqRel, Ordering::Acquire)
-        .is_ok();
-    match result {
-        Ok(()) => {
-            if for_good && metrics.state() == ComponentState::Running {
-                metrics.set_state(ComponentState::Stopped);
-            }
-            tracing::debug!(component_id = %id, generation, replaced = !for_good, "component finished");
-        }
-        Err(e) => {
-            // Shown on `/health`, which probes reach without a token.
-            let error = crate::redact::redact(&e.to_string()).into_owned();
-            tracing::error!(component_id = %id, generation, error = %error, "component failed");
-            if for_good {
-                metrics.set_state(ComponentState::Failed(error));
-            }
-        }
-    }
-    if for_good {
-        for output in outputs {
-            output.close();
-        }
-        if let Some(slot) = input {
-            close_input(&slot).await;
-        }
-    }
-    done.cancel();
-    (id, generation)
-}
-
-/// Drives a synchronous transform: input → `process` → outputs, `flush` on its
-/// interval and once more before the task ends (drained, or replaced by a reload).
-///
-/// It also flushes as soon as shutdown begins: a source may be waiting for the
-/// acknowledgement of events a transform holds (an HTTP request open until its alerts
-/// are aggregated), and the source cannot finish, nor close this transform's input,
-/// until those are settled.
-async fn run_transform(
-    mut transform: Box<dyn Transform>,
-    mut input: ComponentInput,
-    default: Arc<Output>,
-    named: Vec<Arc<Output>>,
-    metrics: Arc<ComponentMetrics>,
-    shutdown: CancellationToken,
-) -> Result<(), ComponentError> {
-    let mut shutdown_flushed = false;
-    let mut out = TransformOutputs::new(named.len());
-    let mut ticker = transform.flush_interval().map(|every| {
-        let mut t = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-        t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        t
-    });
-    loop {
-        let tick = async {
-            match ticker.as_mut() {
-                Some(t) => {
-                    t.tick().await;
-                }
-                None => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            batch = input.recv() => match batch {
-                Some(batch) => {
-                    metrics.add_received(batch.len());
-                    transform.process(batch, &mut out);
-                }
-                None => break,
-            },
-            () = tick => transform.flush(&mut out),
-            () = shutdown.cancelled(), if !shutdown_flushed => {
-                shutdown_flushed = true;
-                transform.flush(&mut out);
-            }
-        }
-        send_outputs(&mut out, &default, &named).await;
-    }
-    transform.flush(&mut out);
-    send_outputs(&mut out, &default, &named).await;
-    Ok(())
-}
-
-async fn send_outputs(out: &mut TransformOutputs, default: &Output, named: &[Arc<Output>]) {
-    if !out.default.is_empty() {
-        default.send(std::mem::take(&mut out.default)).await;
-    }
-    for (output, events) in named.iter().zip(out.named.iter_mut()) {
-        if !events.is_empty() {
-            output.send(std::mem::take(events)).await;
         }
     }
 }
