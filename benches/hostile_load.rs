@@ -130,7 +130,7 @@ sinks:
         .expect("sluice starts");
     let pid = child.id();
     let sluice = Sluice(child);
-    sluice::delivery::install_crypto_provider();
+    sluice::net::install_crypto_provider();
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(0)
         .build()

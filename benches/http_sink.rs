@@ -63,7 +63,7 @@ async fn run_baseline(client: &reqwest::Client, port: u16, count: u64, per_reque
 }
 
 fn bench(c: &mut Criterion) {
-    sluice::delivery::install_crypto_provider();
+    sluice::net::install_crypto_provider();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -113,7 +113,7 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
-    sluice::delivery::install_crypto_provider();
+    sluice::net::install_crypto_provider();
     runtime.block_on(fill(&broker.bootstrap, "bench", messages));
     let runs = if full { 3 } else { 1 };
     let (mut best_bare, mut best_sluice) = (0f64, 0f64);

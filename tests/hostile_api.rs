@@ -33,7 +33,7 @@ impl Drop for Api {
 }
 
 async fn api(token: Option<&str>) -> Api {
-    sluice::delivery::install_crypto_provider();
+    sluice::net::install_crypto_provider();
     let (tx, mut rx) = mpsc::channel::<ReloadRequest>(4);
     let reloads = Arc::new(AtomicUsize::new(0));
     let counted = Arc::clone(&reloads);

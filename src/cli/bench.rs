@@ -32,7 +32,7 @@ pub struct BenchArgs {
 
 pub(crate) fn bench(args: &BenchArgs) -> u8 {
     use super::load::{self, scenario::Scenario};
-    crate::delivery::install_crypto_provider();
+    crate::net::install_crypto_provider();
     // Quiet by default: the report is the output; RUST_LOG shows the bench's own logs.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(

@@ -44,7 +44,7 @@ pub(crate) fn tap(args: &TapArgs) -> u8 {
 
 async fn stream_tap(args: &TapArgs) -> anyhow::Result<()> {
     use std::io::Write;
-    crate::delivery::install_crypto_provider();
+    crate::net::install_crypto_provider();
     let mut params = vec![
         ("components", args.components.clone()),
         ("sample", args.sample.to_string()),

@@ -340,7 +340,7 @@ pub struct TopArgs {
 }
 
 pub(crate) fn top(args: &TopArgs) -> u8 {
-    crate::delivery::install_crypto_provider();
+    crate::net::install_crypto_provider();
     if args.interval.is_zero() {
         eprintln!("error: --interval must be more than 0");
         return 2;

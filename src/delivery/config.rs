@@ -38,46 +38,6 @@ impl Default for BatchConfig {
     }
 }
 
-/// `failure_handling:` retries with exponential backoff and jitter.
-#[derive(Debug, Clone, Copy, PartialEq, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct FailureHandling {
-    #[serde(default = "default_max_retries")]
-    pub max_retries: u32,
-    #[schemars(schema_with = "crate::units::duration")]
-    #[serde(default = "default_initial_backoff", with = "humantime_serde")]
-    pub initial_backoff: Duration,
-    #[schemars(schema_with = "crate::units::duration")]
-    #[serde(default = "default_max_backoff", with = "humantime_serde")]
-    pub max_backoff: Duration,
-    #[serde(default = "default_multiplier")]
-    pub backoff_multiplier: f64,
-}
-
-fn default_max_retries() -> u32 {
-    17
-}
-fn default_initial_backoff() -> Duration {
-    Duration::from_secs(1)
-}
-fn default_max_backoff() -> Duration {
-    Duration::from_secs(300)
-}
-fn default_multiplier() -> f64 {
-    2.0
-}
-
-impl Default for FailureHandling {
-    fn default() -> Self {
-        Self {
-            max_retries: default_max_retries(),
-            initial_backoff: default_initial_backoff(),
-            max_backoff: default_max_backoff(),
-            backoff_multiplier: default_multiplier(),
-        }
-    }
-}
-
 /// `request:` per-request limits.
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -120,18 +80,6 @@ impl BatchConfig {
     pub fn check(&self) -> Result<(), String> {
         if self.max_events == 0 || self.max_bytes == 0 {
             return Err("`batch.max_events` and `batch.max_bytes` must be at least 1".into());
-        }
-        Ok(())
-    }
-}
-
-impl FailureHandling {
-    pub fn check(&self) -> Result<(), String> {
-        if !(self.backoff_multiplier >= 1.0 && self.backoff_multiplier.is_finite()) {
-            return Err("`failure_handling.backoff_multiplier` must be at least 1".into());
-        }
-        if self.initial_backoff > self.max_backoff {
-            return Err("`failure_handling.initial_backoff` exceeds `max_backoff`".into());
         }
         Ok(())
     }

@@ -15,11 +15,13 @@ use reqwest::header::HeaderMap;
 use tokio::time::Instant;
 
 use super::dead_letter::{DeadLetter, Failure};
-use super::retry::{Backoff, Retryable, classify_status, parse_retry_after};
-use super::{BatchConfig, FailureHandling, RequestConfig};
+use super::{BatchConfig, RequestConfig};
 use crate::clock::Clock;
 use crate::component::{BoxFuture, ComponentError, SinkContext, delivered};
 use crate::event::{Event, EventBatch};
+use crate::net::{
+    Backoff, FailureHandling, Retryable, classify_status, error_chain, parse_retry_after,
+};
 
 /// One HTTP request, ready to send (and to send again).
 #[derive(Debug, Clone)]
@@ -110,22 +112,6 @@ fn first_line(body: &str) -> &str {
     }
 }
 
-/// An error with its causes ("error sending request: connection refused"), redacted:
-/// reqwest prints the request's URL, which for a webhook sink is the credential.
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if !s.contains(&text) {
-            s.push_str(": ");
-            s.push_str(&text);
-        }
-        source = cause.source();
-    }
-    crate::redact::redact(&s).into_owned()
-}
-
 /// rustls's certificate errors reach us wrapped in connector errors of several types;
 /// its `Display` ("invalid peer certificate: …") is the stable part.
 fn is_certificate_error(e: &reqwest::Error) -> bool {
@@ -151,7 +137,7 @@ pub struct HttpSinkParts {
     pub request: RequestConfig,
     /// OAuth2: each attempt carries `Authorization: Bearer <token>`; a 401 refreshes the
     /// token and retries once at once.
-    pub oauth2: Option<Arc<super::TokenSource>>,
+    pub oauth2: Option<Arc<crate::net::TokenSource>>,
 }
 
 /// TLS options of a network sink.
@@ -167,14 +153,16 @@ impl HttpSinkParts {
         batch: BatchConfig,
         failure: FailureHandling,
         request: RequestConfig,
-        oauth2: Option<&super::OAuth2Config>,
+        oauth2: Option<&crate::net::OAuth2Config>,
         clock: &Arc<dyn Clock>,
     ) -> Result<Self, crate::component::BuildError> {
         let build = crate::component::BuildError;
-        let client = super::http_client(tls.verify, tls.ca_file, request.timeout).map_err(build)?;
+        let client =
+            crate::net::http_client(tls.verify, tls.ca_file, request.timeout).map_err(build)?;
         let oauth2 = oauth2
             .map(|o| {
-                super::TokenSource::new(o.clone(), Arc::clone(clock), request.timeout).map(Arc::new)
+                crate::net::TokenSource::new(o.clone(), Arc::clone(clock), request.timeout)
+                    .map(Arc::new)
             })
             .transpose()
             .map_err(build)?;
@@ -394,7 +382,7 @@ async fn deliver<E: HttpEncoder>(
     policy: FailureHandling,
     clock: Arc<dyn Clock>,
     limiter: Option<Arc<DefaultDirectRateLimiter>>,
-    oauth2: Option<Arc<super::TokenSource>>,
+    oauth2: Option<Arc<crate::net::TokenSource>>,
     sink: Arc<str>,
 ) -> (u64, Outcome) {
     let mut backoff = Backoff::new(policy);

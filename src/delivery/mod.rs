@@ -1,5 +1,6 @@
-//! What every network sink shares: batching, retries with backoff, rate limits, TLS,
-//! and the dead-letter output.
+//! The sink driver every network sink shares: batching, retries with backoff, rate
+//! limits and the dead-letter output (the HTTP client, TLS and backoff themselves are
+//! [`crate::net`]'s).
 //!
 //! A sink supplies an [`HttpEncoder`] (how one event becomes bytes, how a batch becomes
 //! a request, what a response means) and hands its input to [`run_http_sink`], which
@@ -14,17 +15,10 @@
 mod config;
 mod dead_letter;
 mod driver;
-mod oauth2;
-mod retry;
-mod tls;
 
-pub use config::{BatchConfig, FailureHandling, RateLimitConfig, RequestConfig};
+pub use config::{BatchConfig, RateLimitConfig, RequestConfig};
 pub use dead_letter::Failure;
 pub use dead_letter::{DEAD_LETTER, DeadLetter};
 pub use driver::{
-    EncodedRequest, HttpEncoder, HttpSinkParts, Tls, Verdict, default_verdict, error_chain,
-    run_http_sink,
+    EncodedRequest, HttpEncoder, HttpSinkParts, Tls, Verdict, default_verdict, run_http_sink,
 };
-pub use oauth2::{OAuth2Config, TokenSource};
-pub use retry::{Backoff, classify_status, parse_retry_after};
-pub use tls::{TlsOptions, http_client, install_crypto_provider};

@@ -24,10 +24,11 @@ use vrl::value::Value;
 
 use crate::component::{BoxFuture, BuildError, ComponentTask, SinkConfig, SinkContext};
 use crate::delivery::{
-    BatchConfig, DEAD_LETTER, EncodedRequest, FailureHandling, HttpEncoder, HttpSinkParts,
-    OAuth2Config, RequestConfig, Tls, run_http_sink,
+    BatchConfig, DEAD_LETTER, EncodedRequest, HttpEncoder, HttpSinkParts, RequestConfig, Tls,
+    run_http_sink,
 };
 use crate::event::Event;
+use crate::net::{FailureHandling, OAuth2Config};
 use crate::template::Template;
 
 #[derive(

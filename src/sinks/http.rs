@@ -21,11 +21,12 @@ use vrl::value::{KeyString, ObjectMap, Value};
 
 use crate::component::{BoxFuture, BuildError, ComponentTask, SinkConfig, SinkContext};
 use crate::delivery::{
-    BatchConfig, DEAD_LETTER, EncodedRequest, FailureHandling, HttpEncoder, HttpSinkParts,
-    RequestConfig, Tls, TlsOptions, run_http_sink,
+    BatchConfig, DEAD_LETTER, EncodedRequest, HttpEncoder, HttpSinkParts, RequestConfig, Tls,
+    run_http_sink,
 };
 use crate::event::Event;
 use crate::key_values::KeyValues;
+use crate::net::{FailureHandling, TlsOptions};
 use crate::template::Template;
 
 #[derive(
@@ -76,7 +77,7 @@ pub enum HttpAuth {
         password: String,
     },
     /// OAuth 2.0 client credentials: a cached token, refreshed on expiry and on 401.
-    Oauth2(crate::delivery::OAuth2Config),
+    Oauth2(crate::net::OAuth2Config),
 }
 
 fn yes() -> bool {

@@ -22,10 +22,11 @@ use vrl::value::Value;
 
 use crate::component::{BoxFuture, BuildError, ComponentTask, SinkConfig, SinkContext};
 use crate::delivery::{
-    DEAD_LETTER, EncodedRequest, FailureHandling, HttpEncoder, HttpSinkParts, RateLimitConfig,
-    RequestConfig, Tls, run_http_sink,
+    DEAD_LETTER, EncodedRequest, HttpEncoder, HttpSinkParts, RateLimitConfig, RequestConfig, Tls,
+    run_http_sink,
 };
 use crate::event::Event;
+use crate::net::FailureHandling;
 use crate::template::Template;
 
 const DEFAULT_URL: &str = "https://events.pagerduty.com/v2/enqueue";

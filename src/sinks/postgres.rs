@@ -29,19 +29,13 @@ use vrl::value::Value;
 use crate::component::{
     BoxFuture, BuildError, ComponentError, ComponentTask, SinkConfig, SinkContext, delivered,
 };
-use crate::delivery::{Backoff, DEAD_LETTER, DeadLetter, Failure, FailureHandling};
+use crate::delivery::{DEAD_LETTER, DeadLetter, Failure};
 use crate::event::Event;
+use crate::net::{Backoff, FailureHandling};
+use crate::postgres::{ident, qualified_table};
 
 fn yes() -> bool {
     true
-}
-
-fn default_schema() -> String {
-    "public".into()
-}
-
-fn default_table() -> String {
-    "events".into()
 }
 
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
@@ -49,9 +43,9 @@ fn default_table() -> String {
 pub struct PostgresConfig {
     /// `postgres://user@host:port/db` (or a key=value connection string).
     pub url: String,
-    #[serde(default = "default_schema")]
+    #[serde(default = "crate::postgres::default_schema")]
     pub schema: String,
-    #[serde(default = "default_table")]
+    #[serde(default = "crate::postgres::default_table")]
     pub table: String,
     /// Create the events table (and schema) when missing.
     #[serde(default = "yes")]
@@ -62,15 +56,6 @@ pub struct PostgresConfig {
     pub retention_days: Option<u32>,
     #[serde(default)]
     pub failure_handling: FailureHandling,
-}
-
-fn ident(name: &str) -> Result<String, BuildError> {
-    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-        return Err(BuildError(format!(
-            "`{name}` is not a plain SQL identifier (letters, digits, `_`)"
-        )));
-    }
-    Ok(format!("\"{name}\""))
 }
 
 enum Source {
@@ -110,7 +95,7 @@ impl PostgresConfig {
         tokio_postgres::Config::from_str(&self.url)
             .map_err(|e| BuildError(format!("`url`: {e}")))?;
         self.failure_handling.check().map_err(BuildError)?;
-        let table = format!("{}.{}", ident(&self.schema)?, ident(&self.table)?);
+        let table = qualified_table(&self.schema, &self.table)?;
         let columns: Vec<Column> = match &self.columns {
             None => DEFAULT_COLUMNS.iter().map(|c| Column::Default(c)).collect(),
             Some(map) => map
@@ -300,7 +285,7 @@ fn classify(e: &tokio_postgres::Error) -> WriteError {
             WriteError::Retry(format!("{}: {}", db.code().code(), db.message()))
         }
         Some(_) => WriteError::Integrity,
-        None => WriteError::Retry(crate::delivery::error_chain(e)),
+        None => WriteError::Retry(crate::net::error_chain(e)),
     }
 }
 

@@ -15,10 +15,11 @@ use vrl::value::Value;
 
 use crate::component::{BoxFuture, BuildError, ComponentTask, SinkConfig, SinkContext};
 use crate::delivery::{
-    BatchConfig, DEAD_LETTER, EncodedRequest, FailureHandling, HttpEncoder, HttpSinkParts,
-    RequestConfig, Tls, run_http_sink,
+    BatchConfig, DEAD_LETTER, EncodedRequest, HttpEncoder, HttpSinkParts, RequestConfig, Tls,
+    run_http_sink,
 };
 use crate::event::Event;
+use crate::net::FailureHandling;
 use crate::program::{self, Mode, Outcome, ProgramSource, Runner};
 
 /// The built-in formatter.

@@ -2,11 +2,11 @@
 
 pub mod file;
 pub mod generator;
-pub mod http_server;
 pub mod kafka;
 pub mod postgres;
 pub mod status_feed;
 pub mod stdin;
+pub mod util;
 pub mod webhook;
 
 crate::component_registry! { crate::component::SourceConfig;

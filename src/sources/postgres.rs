@@ -30,19 +30,13 @@ use vrl::value::{ObjectMap, Value};
 use crate::component::{
     BoxFuture, BuildError, ComponentError, ComponentTask, SourceConfig, SourceContext,
 };
-use crate::delivery::{Backoff, FailureHandling};
 use crate::event::{BatchAck, Event, EventStatus};
+use crate::net::{Backoff, FailureHandling};
 use crate::telemetry::ComponentState;
 use crate::telemetry::backfill::BackfillProgress;
 
 fn yes() -> bool {
     true
-}
-fn default_schema() -> String {
-    "public".into()
-}
-fn default_table() -> String {
-    "events".into()
 }
 fn default_max_age() -> Duration {
     Duration::from_secs(720 * 3600)
@@ -81,9 +75,9 @@ pub struct Backfill {
 #[serde(deny_unknown_fields)]
 pub struct PostgresSourceConfig {
     pub url: String,
-    #[serde(default = "default_schema")]
+    #[serde(default = "crate::postgres::default_schema")]
     pub schema: String,
-    #[serde(default = "default_table")]
+    #[serde(default = "crate::postgres::default_table")]
     pub table: String,
     pub backfill: Backfill,
     /// Keep polling for new rows after catching up.
@@ -102,15 +96,6 @@ pub struct Checkpoint {
     pub emitted: u64,
 }
 
-fn ident(name: &str) -> Result<String, BuildError> {
-    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-        return Err(BuildError(format!(
-            "`{name}` is not a plain SQL identifier (letters, digits, `_`)"
-        )));
-    }
-    Ok(format!("\"{name}\""))
-}
-
 impl PostgresSourceConfig {
     fn table(&self) -> Result<String, BuildError> {
         tokio_postgres::Config::from_str(&self.url)
@@ -120,7 +105,7 @@ impl PostgresSourceConfig {
                 "`backfill.batch_size` and `backfill.rate_limit` must be at least 1".into(),
             ));
         }
-        Ok(format!("{}.{}", ident(&self.schema)?, ident(&self.table)?))
+        crate::postgres::qualified_table(&self.schema, &self.table)
     }
 }
 

@@ -37,7 +37,7 @@ pub async fn start(mut pipeline: Pipeline) -> (Topology, Arc<Telemetry>) {
 pub fn free_port() -> u16 {
     use std::sync::atomic::{AtomicU16, Ordering};
     static NEXT: AtomicU16 = AtomicU16::new(0);
-    sluice::delivery::install_crypto_provider();
+    sluice::net::install_crypto_provider();
     let base = 20000 + (std::process::id() % 120) as u16 * 100;
     for _ in 0..100 {
         let port = base + NEXT.fetch_add(1, Ordering::Relaxed) % 100;
@@ -65,7 +65,7 @@ pub async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
 
 /// Waits until a TCP port accepts connections.
 pub async fn wait_for_port(port: u16) {
-    sluice::delivery::install_crypto_provider();
+    sluice::net::install_crypto_provider();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
         if tokio::net::TcpStream::connect(("127.0.0.1", port))

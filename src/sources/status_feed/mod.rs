@@ -26,7 +26,7 @@ use wildmatch::WildMatch;
 
 use crate::alert::Severity;
 use crate::component::{BoxFuture, BuildError, ComponentTask, SourceConfig, SourceContext};
-use crate::delivery::TlsOptions;
+use crate::net::TlsOptions;
 
 pub use parse::{Format, ParseError};
 pub use providers::{Incident, Provider, Status};
@@ -242,12 +242,9 @@ impl SourceConfig for StatusFeedConfig {
     fn build(&self, cx: SourceContext) -> BoxFuture<'_, Result<ComponentTask, BuildError>> {
         Box::pin(async move {
             let feeds = self.specs()?;
-            let client = crate::delivery::http_client(
-                self.ssl_verify,
-                self.tls.ca_file.as_deref(),
-                self.timeout,
-            )
-            .map_err(BuildError)?;
+            let client =
+                crate::net::http_client(self.ssl_verify, self.tls.ca_file.as_deref(), self.timeout)
+                    .map_err(BuildError)?;
             let state_path = cx.data_dir.join(format!("status_feed-{}.json", cx.id));
             let settings = run::Settings {
                 initial: self.initial,

@@ -12,8 +12,8 @@ use bytes::Bytes;
 use reqwest::header::{self, HeaderMap};
 
 use super::parse::{Format, ParseError};
-use crate::delivery::{Backoff, FailureHandling, error_chain, parse_retry_after};
 use crate::event::EventStatus;
+use crate::net::{Backoff, FailureHandling, error_chain, parse_retry_after};
 
 /// What to ask for.
 #[derive(Debug, Clone)]

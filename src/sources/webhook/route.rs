@@ -512,7 +512,7 @@ fn field(value: &Value, key: &str) -> String {
 pub fn tls_acceptor(tls: &ServerTls) -> Result<tokio_rustls::TlsAcceptor, BuildError> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    crate::delivery::install_crypto_provider();
+    crate::net::install_crypto_provider();
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&tls.cert)
         .and_then(|it| it.collect::<Result<_, _>>())
         .map_err(|e| BuildError(format!("`tls.cert` {}: {e}", tls.cert.display())))?;

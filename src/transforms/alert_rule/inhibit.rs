@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use super::config::InhibitConfig;
-use super::silences::{Matcher, parse_matchers};
+use crate::matchers::{self, Matcher};
 
 #[derive(Debug)]
 pub struct InhibitRule {
@@ -22,18 +22,18 @@ impl InhibitRule {
             return Err("`source_matchers` and `target_matchers` need a matcher each".into());
         }
         Ok(Self {
-            source: parse_matchers(&c.source_matchers, "source_matchers")?,
-            target: parse_matchers(&c.target_matchers, "target_matchers")?,
+            source: matchers::parse_all(&c.source_matchers, "source_matchers")?,
+            target: matchers::parse_all(&c.target_matchers, "target_matchers")?,
             equal: c.equal.clone(),
         })
     }
 
     pub fn is_source(&self, labels: &BTreeMap<String, String>) -> bool {
-        self.source.iter().all(|m| m.matches(labels))
+        self.source.iter().all(|m| m.matches_labels(labels))
     }
 
     fn mutes(&self, source: &BTreeMap<String, String>, target: &BTreeMap<String, String>) -> bool {
-        self.target.iter().all(|m| m.matches(target))
+        self.target.iter().all(|m| m.matches_labels(target))
             && self.equal.iter().all(|l| source.get(l) == target.get(l))
     }
 }

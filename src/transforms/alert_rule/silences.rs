@@ -1,9 +1,7 @@
-//! Label matchers and silences.
+//! Silences.
 //!
-//! A matcher is `name op value` with `op` one of `=`, `!=`, `=~`, `!~` (regexes are
-//! anchored: they must match the whole value; a missing label is the empty string).
 //! A silence mutes every alert whose labels (with `alertname` and `severity`) match all
-//! its matchers while `starts_at <= now < ends_at`.
+//! its matchers ([`crate::matchers`]) while `starts_at <= now < ends_at`.
 //!
 //! Silences are process-wide, as in Alertmanager: one [`SilenceStore`] ([`global`])
 //! shared by every `alert_rule` component and the API (`/silences`). It is persisted to
@@ -22,101 +20,7 @@ use arc_swap::ArcSwap;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-/// One label matcher.
-#[derive(Debug, Clone)]
-pub struct Matcher {
-    pub name: String,
-    op: MatchOp,
-    value: String,
-    regex: Option<regex::Regex>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum MatchOp {
-    Eq,
-    Ne,
-    Re,
-    NotRe,
-}
-
-impl Matcher {
-    /// Parses `name=value`, `name!="value"`, `name=~regex`, `name!~regex`.
-    pub fn parse(text: &str) -> Result<Self, String> {
-        let pos = text
-            .find(['=', '!'])
-            .ok_or_else(|| format!("matcher `{text}` has no operator (=, !=, =~, !~)"))?;
-        let name = text[..pos].trim();
-        if name.is_empty()
-            || !name
-                .chars()
-                .all(|c| c.is_alphanumeric() || c == '_' || c == '.')
-        {
-            return Err(format!("matcher `{text}`: invalid label name `{name}`"));
-        }
-        let rest = &text[pos..];
-        let (op, value) = if let Some(v) = rest.strip_prefix("=~") {
-            (MatchOp::Re, v)
-        } else if let Some(v) = rest.strip_prefix("!~") {
-            (MatchOp::NotRe, v)
-        } else if let Some(v) = rest.strip_prefix("!=") {
-            (MatchOp::Ne, v)
-        } else if let Some(v) = rest.strip_prefix('=') {
-            (MatchOp::Eq, v.strip_prefix('=').unwrap_or(v))
-        } else {
-            return Err(format!("matcher `{text}`: unknown operator"));
-        };
-        let value = value.trim();
-        let value = value
-            .strip_prefix('"')
-            .and_then(|v| v.strip_suffix('"'))
-            .unwrap_or(value)
-            .to_owned();
-        let regex = match op {
-            MatchOp::Re | MatchOp::NotRe => Some(
-                regex::Regex::new(&format!("^(?:{value})$"))
-                    .map_err(|e| format!("matcher `{text}`: invalid regex: {e}"))?,
-            ),
-            _ => None,
-        };
-        Ok(Self {
-            name: name.to_owned(),
-            op,
-            value,
-            regex,
-        })
-    }
-
-    pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
-        let v = labels.get(&self.name).map_or("", String::as_str);
-        match (self.op, &self.regex) {
-            (MatchOp::Eq, _) => v == self.value,
-            (MatchOp::Ne, _) => v != self.value,
-            (MatchOp::Re, Some(r)) => r.is_match(v),
-            (MatchOp::NotRe, Some(r)) => !r.is_match(v),
-            _ => false,
-        }
-    }
-}
-
-impl std::fmt::Display for Matcher {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let op = match self.op {
-            MatchOp::Eq => "=",
-            MatchOp::Ne => "!=",
-            MatchOp::Re => "=~",
-            MatchOp::NotRe => "!~",
-        };
-        write!(f, "{}{op}{:?}", self.name, self.value)
-    }
-}
-
-/// Parses a list of matchers, naming the option on error.
-pub fn parse_matchers(texts: &[String], option: &str) -> Result<Vec<Matcher>, String> {
-    texts
-        .iter()
-        .map(|t| Matcher::parse(t).map_err(|e| format!("`{option}`: {e}")))
-        .collect()
-}
+use crate::matchers::{self, Matcher};
 
 /// A silence as written in config and in the API's JSON.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
@@ -165,7 +69,7 @@ impl Silence {
         if spec.matchers.is_empty() {
             return Err("`matchers`: a silence needs at least one matcher".into());
         }
-        let matchers = parse_matchers(&spec.matchers, "matchers")?;
+        let matchers = matchers::parse_all(&spec.matchers, "matchers")?;
         let starts_at = time(&spec.starts_at, "starts_at")?;
         let ends_at = time(&spec.ends_at, "ends_at")?;
         if let (Some(s), Some(e)) = (starts_at, ends_at)
@@ -192,7 +96,7 @@ impl Silence {
     }
 
     pub fn mutes(&self, labels: &BTreeMap<String, String>, now: DateTime<Utc>) -> bool {
-        self.is_active(now) && self.matchers.iter().all(|m| m.matches(labels))
+        self.is_active(now) && self.matchers.iter().all(|m| m.matches_labels(labels))
     }
 
     /// The API's view: the spec plus origin and state.
@@ -376,25 +280,6 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
-    }
-
-    #[test]
-    fn matchers_compare_and_anchor_regexes() {
-        let l = labels(&[("alertname", "HighCPU"), ("host", "db1")]);
-        let ok = |m: &str| Matcher::parse(m).expect(m).matches(&l);
-        assert!(ok("alertname=HighCPU"));
-        assert!(ok(r#"alertname="HighCPU""#));
-        assert!(ok("alertname==HighCPU"));
-        assert!(ok("host!=db2"));
-        assert!(ok("host=~db[0-9]"));
-        assert!(!ok("host=~db"), "anchored: `db` does not match `db1`");
-        assert!(ok("host!~web.*"));
-        assert!(ok("env="), "a missing label is empty");
-        assert!(!ok("env=~.+"));
-        let e = Matcher::parse("host").expect_err("no op");
-        assert!(e.contains("no operator"), "{e}");
-        let e = Matcher::parse("host=~(").expect_err("bad regex");
-        assert!(e.contains("invalid regex"), "{e}");
     }
 
     #[test]

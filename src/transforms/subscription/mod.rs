@@ -21,7 +21,7 @@
 //! - A criterion left empty matches everything; a disabled subscription matches nothing
 //!   but keeps its output, so the wiring stays valid. Criteria compare `project`,
 //!   `event_type`, `service`, `region`, `severity` and `labels` exactly (see [`set`] for
-//!   the index, [`matcher`] for `custom_filters`); the VRL `condition` runs last and
+//!   the index, [`crate::matchers`] for `custom_filters`); the VRL `condition` runs last and
 //!   cannot modify the event.
 //! - `auto_resolve`: a firing alert (`status: firing`, with a `fingerprint`) that goes
 //!   out on a subscription starts a timer for (subscription, fingerprint); a resolved
@@ -52,7 +52,6 @@
 //! watcher leaves the running set alone and the reload rebuilds the transform (new
 //! outputs must be wired); the replacement shares the timers of the one it replaces.
 
-pub mod matcher;
 pub mod set;
 pub mod timers;
 

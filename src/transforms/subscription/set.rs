@@ -22,8 +22,8 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use vrl::value::{ObjectMap, Value};
 
-use super::matcher::Matcher;
 use crate::component::BuildError;
+use crate::matchers::Matcher;
 use crate::program::{self, CompiledProgram, Mode, ProgramSource};
 
 /// Index entries one subscription may take before its longest lists are indexed as `*`.

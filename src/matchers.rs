@@ -1,12 +1,15 @@
-//! `custom_filters`: label matchers in the Alertmanager style.
+//! Label matchers in the Alertmanager style, shared by subscriptions (`custom_filters`),
+//! silences and inhibition rules.
 //!
 //! A matcher is `label OP value` with `OP` one of `=`, `!=`, `=~`, `!~`; the value is
 //! either bare (the rest of the string, trimmed) or double-quoted (`\"`, `\\`, `\n`,
 //! `\t` escapes). Regexes are anchored at both ends (`host =~ "web-.*"` does not match
 //! `my-web-1`), as in Alertmanager. A label the event does not have counts as the empty
 //! string, so `env != prod` matches an event without `env`, and `env = ""` matches one.
+//! `==` is taken as `=`.
 
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 use std::fmt;
 
 use regex::Regex;
@@ -87,7 +90,9 @@ impl Matcher {
         let end = s
             .find(|c: char| c == '=' || c == '!' || c == '~' || c.is_whitespace())
             .ok_or_else(|| {
-                format!("matcher {text:?}: expected `label OP value` with OP one of =, !=, =~, !~")
+                format!(
+                    "matcher {text:?}: no operator; expected `label OP value` with OP one of =, !=, =~, !~"
+                )
             })?;
         let label = &s[..end];
         if label.is_empty() || label.contains('"') {
@@ -98,6 +103,8 @@ impl Matcher {
             ("=~", Op::Regex),
             ("!~", Op::NotRegex),
             ("!=", Op::NotEqual),
+            // Silences always took `==` for equality; keep taking it.
+            ("==", Op::Equal),
             ("=", Op::Equal),
         ]
         .into_iter()
@@ -114,6 +121,11 @@ impl Matcher {
         Self::new(label, op, &value).map_err(|e| format!("matcher {text:?}: {e}"))
     }
 
+    /// Whether `labels` satisfy the matcher.
+    pub fn matches_labels(&self, labels: &BTreeMap<String, String>) -> bool {
+        self.matches(labels.get(&self.label).map(String::as_str))
+    }
+
     /// Whether a label value (`None`: the label is absent) satisfies the matcher.
     pub fn matches(&self, value: Option<&str>) -> bool {
         let v = value.unwrap_or("");
@@ -126,6 +138,14 @@ impl Matcher {
             (Op::Regex | Op::NotRegex, None) => false,
         }
     }
+}
+
+/// Parses a list of matchers, naming the option on error.
+pub fn parse_all(texts: &[String], option: &str) -> Result<Vec<Matcher>, String> {
+    texts
+        .iter()
+        .map(|t| Matcher::parse(t).map_err(|e| format!("`{option}`: {e}")))
+        .collect()
 }
 
 /// The contents of a double-quoted string that must end the matcher.
@@ -244,5 +264,29 @@ mod tests {
         assert!(not.matches(Some("my-web-1")));
         assert!(not.matches(None));
         assert!(m("host =~ .*").matches(None), "absent is the empty string");
+    }
+
+    #[test]
+    fn label_maps_match_like_single_values() {
+        let l: BTreeMap<String, String> = [("alertname", "HighCPU"), ("host", "db1")]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let ok = |text: &str| m(text).matches_labels(&l);
+        assert!(ok("alertname=HighCPU"));
+        assert!(ok(r#"alertname="HighCPU""#));
+        assert!(ok("alertname==HighCPU"));
+        assert!(ok("host!=db2"));
+        assert!(ok("host=~db[0-9]"));
+        assert!(!ok("host=~db"), "anchored: `db` does not match `db1`");
+        assert!(ok("host!~web.*"));
+        assert!(ok("env="), "a missing label is empty");
+        assert!(!ok("env=~.+"));
+        let e = Matcher::parse("host").expect_err("no op");
+        assert!(e.contains("no operator"), "{e}");
+        let e = Matcher::parse("host=~(").expect_err("bad regex");
+        assert!(e.contains("invalid regex"), "{e}");
+        let e = parse_all(&["a=1".into(), "b".into()], "matchers").expect_err("one bad");
+        assert!(e.starts_with("`matchers`: "), "{e}");
     }
 }

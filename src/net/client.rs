@@ -1,4 +1,5 @@
-//! The HTTP client of a network sink: timeouts, TLS verification, custom CA, proxies.
+//! The HTTP client of sinks and fetching sources: timeouts, TLS verification, custom
+//! CA, proxies.
 //!
 //! Proxies come from the environment (`HTTPS_PROXY`, `HTTP_PROXY`, `NO_PROXY`).
 //! TLS uses rustls with the ring provider, installed once per process.
@@ -46,10 +47,7 @@ pub fn http_client(
             .map_err(|e| format!("CA file {} is not PEM certificates: {e}", path.display()))?;
         builder = builder.tls_certs_merge(certs);
     }
-    builder.build().map_err(|e| {
-        format!(
-            "cannot build the HTTP client: {}",
-            super::driver::error_chain(&e)
-        )
-    })
+    builder
+        .build()
+        .map_err(|e| format!("cannot build the HTTP client: {}", super::error_chain(&e)))
 }

@@ -1,8 +1,62 @@
-//! Which failures are worth retrying, and how long to wait before the next attempt.
+//! Which failures are worth retrying, and how long to wait before the next attempt:
+//! the `failure_handling:` options of every component that retries (sinks, and the
+//! sources that poll).
 
 use std::time::Duration;
 
-use super::FailureHandling;
+use serde::Deserialize;
+
+/// `failure_handling:` retries with exponential backoff and jitter.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FailureHandling {
+    #[serde(default = "default_max_retries")]
+    pub max_retries: u32,
+    #[schemars(schema_with = "crate::units::duration")]
+    #[serde(default = "default_initial_backoff", with = "humantime_serde")]
+    pub initial_backoff: Duration,
+    #[schemars(schema_with = "crate::units::duration")]
+    #[serde(default = "default_max_backoff", with = "humantime_serde")]
+    pub max_backoff: Duration,
+    #[serde(default = "default_multiplier")]
+    pub backoff_multiplier: f64,
+}
+
+fn default_max_retries() -> u32 {
+    17
+}
+fn default_initial_backoff() -> Duration {
+    Duration::from_secs(1)
+}
+fn default_max_backoff() -> Duration {
+    Duration::from_secs(300)
+}
+fn default_multiplier() -> f64 {
+    2.0
+}
+
+impl Default for FailureHandling {
+    fn default() -> Self {
+        Self {
+            max_retries: default_max_retries(),
+            initial_backoff: default_initial_backoff(),
+            max_backoff: default_max_backoff(),
+            backoff_multiplier: default_multiplier(),
+        }
+    }
+}
+
+impl FailureHandling {
+    pub fn check(&self) -> Result<(), String> {
+        if !(self.backoff_multiplier >= 1.0 && self.backoff_multiplier.is_finite()) {
+            return Err("`failure_handling.backoff_multiplier` must be at least 1".into());
+        }
+        if self.initial_backoff > self.max_backoff {
+            return Err("`failure_handling.initial_backoff` exceeds `max_backoff`".into());
+        }
+        Ok(())
+    }
+}
 
 /// Retry 408, 429 and 5xx; every other 4xx (and anything odd) is permanent.
 pub fn classify_status(status: u16) -> Retryable {

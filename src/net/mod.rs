@@ -1,0 +1,28 @@
+//! The client side of the network, shared by sinks and by the sources that fetch
+//! (status feeds, SNS certificates): the HTTP client with its TLS options, OAuth2
+//! client credentials, retries with backoff, and error chains fit for logs.
+//! The sink driver that batches and dead-letters stays in [`crate::delivery`].
+
+mod client;
+mod oauth2;
+mod retry;
+
+pub use client::{TlsOptions, http_client, install_crypto_provider};
+pub use oauth2::{OAuth2Config, TokenSource};
+pub use retry::{Backoff, FailureHandling, Retryable, classify_status, parse_retry_after};
+
+/// An error with its causes ("error sending request: connection refused"), redacted:
+/// reqwest prints the request's URL, which for a webhook sink is the credential.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !s.contains(&text) {
+            s.push_str(": ");
+            s.push_str(&text);
+        }
+        source = cause.source();
+    }
+    crate::redact::redact(&s).into_owned()
+}

@@ -1,0 +1,48 @@
+//! What the postgres source and sink share: the events table they default to, and how
+//! a configured name becomes a quoted SQL identifier.
+
+use crate::error::BuildError;
+
+/// The schema of the events table unless configured.
+pub fn default_schema() -> String {
+    "public".into()
+}
+
+/// The events table unless configured.
+pub fn default_table() -> String {
+    "events".into()
+}
+
+/// `name` double-quoted for SQL. Only letters, digits and `_` are allowed: names come
+/// from the pipeline file and end up in statements, where no escaping is trusted.
+pub fn ident(name: &str) -> Result<String, BuildError> {
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return Err(BuildError(format!(
+            "`{name}` is not a plain SQL identifier (letters, digits, `_`)"
+        )));
+    }
+    Ok(format!("\"{name}\""))
+}
+
+/// `schema.table`, each part quoted by [`ident`].
+pub fn qualified_table(schema: &str, table: &str) -> Result<String, BuildError> {
+    Ok(format!("{}.{}", ident(schema)?, ident(table)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identifiers_are_quoted_and_anything_else_is_refused() {
+        assert_eq!(ident("events_2").expect("plain"), "\"events_2\"");
+        assert_eq!(
+            qualified_table("public", "events").expect("plain"),
+            "\"public\".\"events\""
+        );
+        for bad in ["", "a b", "x\"; drop table y; --", "naïve", "a.b"] {
+            let e = ident(bad).expect_err(bad);
+            assert!(e.0.contains("not a plain SQL identifier"), "{e}");
+        }
+    }
+}

@@ -1,0 +1,3 @@
+//! Helpers that source types share; not source types themselves.
+
+pub mod http_server;
