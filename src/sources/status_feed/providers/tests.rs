@@ -223,14 +223,14 @@ fn generic_titles() {
 #[test]
 fn statuspage_json_impacts() {
     let body = br#"{"page": {"url": "https://status.example.com/"}, "incidents": [
-        {"id": "a1", "name": "API down", "status": "identified", "impact": "major",
-         "created_at": "2026-07-09T04:34:00Z", "updated_at": "2026-07-09T05:00:00Z",
-         "components": [{"name": "API"}, {"name": "Webhooks"}],
-         "incident_updates": [
-           {"status": "investigating", "body": "Looking", "created_at": "2026-07-09T04:34:00Z"},
-           {"status": "identified", "body": "Found it", "created_at": "2026-07-09T05:00:00Z"}]},
-        {"id": "m1", "name": "DB upgrade", "status": "scheduled", "impact": "maintenance"},
-        {"name": "no id"}]}"#;
+            {"id": "a1", "name": "API down", "status": "identified", "impact": "major",
+             "created_at": "2026-07-09T04:34:00Z", "updated_at": "2026-07-09T05:00:00Z",
+             "components": [{"name": "API"}, {"name": "Webhooks"}],
+             "incident_updates": [
+               {"status": "investigating", "body": "Looking", "created_at": "2026-07-09T04:34:00Z"},
+               {"status": "identified", "body": "Found it", "created_at": "2026-07-09T05:00:00Z"}]},
+            {"id": "m1", "name": "DB upgrade", "status": "scheduled", "impact": "maintenance"},
+            {"name": "no id"}]}"#;
     let list = incidents(
         Provider::Statuspage,
         parse(Format::Auto, body).expect("parses"),
