@@ -188,17 +188,7 @@ pub fn open(
         _lock: lock_file,
         limits: Mutex::new(*limits),
         segment_bytes: segment_bytes(limits),
-        writer: Mutex::new(Writer {
-            file,
-            seq: active,
-            len: 0,
-            next_id,
-            write_seq: 0,
-            unsynced: Vec::new(),
-            active_unsynced: false,
-            dir_unsynced: true,
-            scratch: Vec::new(),
-        }),
+        writer: Mutex::new(Writer::new(file, active, next_id)),
         committed: Mutex::new(Committed {
             seq: active,
             len: 0,

@@ -14,9 +14,9 @@ use crate::event::{EventAck, EventBatch, EventStatus, settle_all};
 
 pub(super) struct Writer {
     pub(super) file: File,
-    pub(super) seq: u64,
-    pub(super) len: u64,
-    pub(super) next_id: u64,
+    seq: u64,
+    len: u64,
+    next_id: u64,
     /// Bumped per write; the flusher makes writes durable up to a sequence.
     pub(super) write_seq: u64,
     /// Handles of finished segments not yet fsynced.
@@ -24,7 +24,7 @@ pub(super) struct Writer {
     pub(super) active_unsynced: bool,
     pub(super) dir_unsynced: bool,
     /// Reused encoding buffer.
-    pub(super) scratch: Vec<u8>,
+    scratch: Vec<u8>,
 }
 
 /// Segments are a fraction of the byte bound, so finished ones can be deleted well
@@ -42,6 +42,23 @@ pub(super) fn create_segment(path: &Path) -> io::Result<File> {
         .append(true)
         .read(true)
         .open(path)
+}
+
+impl Writer {
+    /// The writer of a fresh active segment `seq`, whose first record gets `next_id`.
+    pub(super) fn new(file: File, seq: u64, next_id: u64) -> Self {
+        Self {
+            file,
+            seq,
+            len: 0,
+            next_id,
+            write_seq: 0,
+            unsynced: Vec::new(),
+            active_unsynced: false,
+            dir_unsynced: true,
+            scratch: Vec::new(),
+        }
+    }
 }
 
 impl Shared {
