@@ -6,7 +6,10 @@
 //!   replaced atomically.
 //! - `lines.rs`: framing, `max_line_bytes`; `multiline.rs`: joining lines.
 //! - `tailer.rs`: the loop: scan the globs, read every file in turn, emit batches, and
-//!   advance checkpoints as their acknowledgements come back.
+//!   advance checkpoints as their acknowledgements come back. Beside it: `scan.rs`
+//!   (the globs: new, renamed and vanished files), `emitter.rs` (lines to events),
+//!   `tracker.rs` (acknowledgements, checkpoints) and `rotation.rs` (copytruncate,
+//!   dormant copies).
 //!
 //! Invariants: a checkpoint offset only ever covers lines whose events were all settled
 //! `Delivered` or `Rejected` (dead-lettered); an `Errored` batch rewinds its file to the
@@ -16,10 +19,14 @@
 //! overlayfs included, where inotify misses changes.
 
 pub mod checkpoint;
+mod emitter;
 pub mod fingerprint;
 pub mod lines;
 pub mod multiline;
+mod rotation;
+mod scan;
 mod tailer;
+mod tracker;
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -3,7 +3,7 @@
 //!
 //! Each feed is polled on its own schedule (`poll.rs`): conditional GETs, jitter,
 //! exponential backoff on errors. A body is parsed (`parse.rs`) and read with its
-//! provider's conventions (`providers.rs`) into incidents; those are compared with what
+//! provider's conventions (`providers/`) into incidents; those are compared with what
 //! the source announced before (`state.rs`), and only changes become events: an incident
 //! that appears, changes stage or severity, or resolves. A record is committed to
 //! `data_dir` only once its event was delivered, so nothing is lost to a failed delivery

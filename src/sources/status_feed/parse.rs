@@ -1,6 +1,6 @@
 //! Feed documents into items: RSS and Atom through feed-rs, Statuspage and GCP incident
 //! JSON through serde_json. Nothing here knows a provider's conventions (that is
-//! `providers.rs`); this only turns bytes into entries with text, links and times.
+//! `providers/`); this only turns bytes into entries with text, links and times.
 //!
 //! Input is untrusted (any server can answer anything): every function returns an
 //! error or a value, never panics. `fuzz/fuzz_targets/status_feed.rs` holds it to that.

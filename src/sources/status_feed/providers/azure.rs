@@ -1,0 +1,26 @@
+//! Azure's status RSS: it lists only current incidents, one item each, titled
+//! `<service> - <region>`; an incident ends when its item leaves the feed.
+
+use super::{Incident, item_key, nonempty};
+use crate::sources::status_feed::parse::{Item, html_to_text};
+
+/// Azure's feed: each item is a current incident, titled `<service> - <region>`.
+pub(super) fn azure(items: Vec<Item>) -> Vec<Incident> {
+    items
+        .iter()
+        .map(|item| {
+            let mut incident = Incident::new(item_key(item), item.title.trim().to_owned());
+            incident.phase = "active".into();
+            if let Some((service, region)) = item.title.rsplit_once(" - ") {
+                incident.service = nonempty(service);
+                incident.region = nonempty(region);
+            }
+            incident.description = nonempty(&html_to_text(&item.html));
+            incident.url = item.link.clone();
+            incident.starts_at = item.created;
+            incident.updated = item.updated;
+            incident.raw = item.raw();
+            incident
+        })
+        .collect()
+}
