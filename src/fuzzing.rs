@@ -157,9 +157,8 @@ pub fn interpolation(data: &[u8]) {
 /// panics; every incident has a key of its own; every event is a valid outage event;
 /// and a second poll of the same body emits nothing (a state is announced once).
 pub fn status_feed(data: &[u8]) {
-    use crate::sources::status_feed::{
-        Format, Initial, Provider, Status, parse_incidents, plan_twice,
-    };
+    use crate::alert::Status;
+    use crate::sources::status_feed::{Format, Initial, Provider, parse_incidents, plan_twice};
     const PROVIDERS: [Provider; 6] = [
         Provider::Aws,
         Provider::Gcp,

@@ -29,7 +29,7 @@ use crate::component::{BoxFuture, BuildError, ComponentTask, SourceConfig, Sourc
 use crate::net::TlsOptions;
 
 pub use parse::{Format, ParseError};
-pub use providers::{Incident, Provider, Status};
+pub use providers::{Incident, Provider};
 pub use state::Initial;
 
 fn yes() -> bool {
@@ -313,6 +313,7 @@ pub fn plan_twice(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::alert::Status;
 
     fn config(yaml: &str) -> Result<StatusFeedConfig, String> {
         serde_saphyr::from_str::<StatusFeedConfig>(yaml).map_err(|e| e.to_string())

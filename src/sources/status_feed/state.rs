@@ -18,8 +18,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use vrl::value::{KeyString, ObjectMap, Value};
 
-use super::providers::{Incident, Provider, Status};
+use super::providers::{Incident, Provider};
 use crate::alert::Severity;
+use crate::alert::Status;
 
 /// `initial:` what the first poll of a feed (with no memory of it) emits.
 #[derive(

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::config::Rule;
 use super::expr::{ArithOp, Condition, Expr};
 use super::window::{Hits, Window};
+use crate::alert::Status;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub enum Phase {
@@ -22,21 +23,6 @@ pub enum Phase {
     Firing {
         since: i64,
     },
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Status {
-    Firing,
-    Resolved,
-}
-
-impl Status {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Firing => "firing",
-            Status::Resolved => "resolved",
-        }
-    }
 }
 
 /// What notifications know about one alert.

@@ -40,10 +40,11 @@ use std::time::Duration;
 
 use vrl::value::{ObjectMap, Value};
 
+use crate::alert::Status;
 pub use config::AlertRuleConfig;
 use config::Rule;
 use inhibit::InhibitRule;
-use lifecycle::{Group, Phase, Status, Transition};
+use lifecycle::{Group, Phase, Transition};
 use notify::{Decision, Policy};
 use silences::{Silence, SilenceStore};
 use snapshot::{RuleState, SharedRule, lock};

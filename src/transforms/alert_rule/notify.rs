@@ -17,7 +17,8 @@ use chrono::{DateTime, Utc};
 use vrl::value::{KeyString, ObjectMap, Value};
 
 use super::config::Rule;
-use super::lifecycle::{Alert, Status};
+use super::lifecycle::Alert;
+use crate::alert::Status;
 use crate::event::Event;
 
 /// Delays in ms.

@@ -52,14 +52,14 @@
 //! watcher leaves the running set alone and the reload rebuilds the transform (new
 //! outputs must be wired); the replacement shares the timers of the one it replaces.
 
+mod file;
 pub mod set;
 pub mod timers;
 
-use std::collections::{HashMap, HashSet};
-use std::hash::{DefaultHasher, Hash, Hasher};
-use std::path::{Path, PathBuf};
+use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
@@ -73,6 +73,7 @@ use crate::component::{
 use crate::event::{Event, EventBatch};
 use crate::program::{Outcome, Runner};
 use crate::telemetry::{ComponentMetrics, LabeledCounter};
+use file::{FileSwap, Seen, parse_file, text_hash};
 pub use set::{Fields, SubscriptionSet, SubscriptionSpec, UNMATCHED};
 use timers::{Pending, SharedTimers, Timers};
 
@@ -150,18 +151,6 @@ impl TryFrom<RawConfig> for SubscriptionConfig {
             file_hash,
         })
     }
-}
-
-fn parse_file(text: &str) -> Result<Vec<SubscriptionSpec>, String> {
-    serde_saphyr::from_str::<set::SubscriptionFile>(text)
-        .map(|f| f.subscriptions)
-        .map_err(|e| e.to_string())
-}
-
-fn text_hash(text: &str) -> u64 {
-    let mut h = DefaultHasher::new();
-    text.hash(&mut h);
-    h.finish()
 }
 
 impl TransformConfig for SubscriptionConfig {
@@ -557,90 +546,5 @@ impl Drop for Subscription {
         let shared = Arc::clone(&self.timers);
         let mut t = timers::lock(&shared);
         self.persist(&mut t);
-    }
-}
-
-/// What a [`FileSwap`] last looked at.
-struct Seen {
-    stamp: Option<(SystemTime, u64)>,
-    hash: u64,
-}
-
-/// Re-reads a `file:` and swaps its set in when the names are unchanged.
-struct FileSwap {
-    id: Arc<str>,
-    path: PathBuf,
-    names: HashSet<String>,
-    current: Arc<ArcSwap<SubscriptionSet>>,
-    seen: Mutex<Seen>,
-    metrics: Arc<ComponentMetrics>,
-}
-
-fn file_stamp(path: &Path) -> Option<(SystemTime, u64)> {
-    let m = std::fs::metadata(path).ok()?;
-    Some((m.modified().ok()?, m.len()))
-}
-
-impl FileSwap {
-    fn outcome(&self, result: &'static str) {
-        self.metrics
-            .counter(
-                "sluice_subscription_file_reloads_total",
-                "Changes to a subscription file, by what came of them.",
-                &[("result", result)],
-            )
-            .add(1);
-    }
-
-    /// `force`: read even if size and modification time look unchanged (the watcher saw
-    /// a change). Runs on the application's controller or in `flush`; serialized by
-    /// `seen`.
-    fn refresh(&self, force: bool) {
-        let mut seen = self
-            .seen
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let stamp = file_stamp(&self.path);
-        if !force && stamp == seen.stamp {
-            return;
-        }
-        seen.stamp = stamp;
-        let text = match std::fs::read_to_string(&self.path) {
-            Ok(t) => t,
-            // Replaced by a rename, or being rewritten: the next change or check sees it.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
-            Err(e) => {
-                tracing::error!(component_id = %self.id, file = %self.path.display(), error = %e, "cannot read the subscription file; keeping the current subscriptions");
-                self.metrics.add_errors(1);
-                self.outcome("failed");
-                return;
-            }
-        };
-        let hash = text_hash(&text);
-        if hash == seen.hash {
-            return;
-        }
-        seen.hash = hash;
-        let compiled = parse_file(&text)
-            .map_err(BuildError)
-            .and_then(|specs| Ok((SubscriptionSet::compile(&specs)?, specs)));
-        match compiled {
-            Err(e) => {
-                tracing::error!(component_id = %self.id, file = %self.path.display(), error = %e, "subscription file refused; keeping the current subscriptions");
-                self.metrics.add_errors(1);
-                self.outcome("failed");
-            }
-            Ok((set, specs)) => {
-                let names: HashSet<String> = specs.into_iter().map(|s| s.name).collect();
-                if names != self.names {
-                    tracing::info!(component_id = %self.id, file = %self.path.display(), "subscription names changed; the pipeline reload rebuilds the transform");
-                    self.outcome("names_changed");
-                    return;
-                }
-                self.current.store(Arc::new(set));
-                tracing::info!(component_id = %self.id, file = %self.path.display(), "subscriptions swapped in");
-                self.outcome("swapped");
-            }
-        }
     }
 }

@@ -3,8 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use super::{Incident, Status, nonempty, strip_resolved};
+use super::{Incident, nonempty, strip_resolved};
 use crate::alert::Severity;
+use crate::alert::Status;
 use crate::sources::status_feed::parse::{Item, html_to_text};
 
 /// AWS Health Dashboard's levels, as its RSS titles prefix them.

@@ -1,8 +1,9 @@
 //! Google Cloud's status: `incidents.json` (one element per incident) and the Atom
 //! feed (one entry per update).
 
-use super::{Incident, Status, item_key, names, nonempty, str_field, title_prefix};
+use super::{Incident, item_key, names, nonempty, str_field, title_prefix};
 use crate::alert::Severity;
+use crate::alert::Status;
 use crate::sources::status_feed::parse::{Item, html_to_text, timestamp};
 
 /// `Affected products: Cloud Monitoring, Operations` in a GCP entry's HTML.

@@ -2,7 +2,8 @@
 //! `[RESOLVED]` marker or an all-capitals stage before a colon in the title.
 
 use super::statuspage::statuspage_item;
-use super::{Incident, Status, item_key, nonempty, strip_resolved, title_prefix};
+use super::{Incident, item_key, nonempty, strip_resolved, title_prefix};
+use crate::alert::Status;
 use crate::sources::status_feed::parse::{FeedKind, Item, html_to_text, statuspage_updates};
 
 /// Any feed: Statuspage's words when the entry has them, else a title prefix.

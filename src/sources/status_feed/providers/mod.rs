@@ -32,7 +32,7 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
 use super::parse::{Document, Format, Item};
-use crate::alert::Severity;
+use crate::alert::{Severity, Status};
 
 /// `provider:` whose conventions a feed follows.
 #[derive(
@@ -90,22 +90,6 @@ impl Provider {
     /// that drop old entries.
     pub fn feed_lists_only_open(self) -> bool {
         self == Self::Azure
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Status {
-    Firing,
-    Resolved,
-}
-
-impl Status {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Firing => "firing",
-            Self::Resolved => "resolved",
-        }
     }
 }
 

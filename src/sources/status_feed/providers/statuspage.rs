@@ -1,8 +1,9 @@
 //! Atlassian Statuspage (and OCI, whose status page runs on it): the status words of
 //! its RSS and Atom entries, and its `/api/v2/incidents.json`.
 
-use super::{Incident, Status, item_key, names, nonempty, str_field};
+use super::{Incident, item_key, names, nonempty, str_field};
 use crate::alert::Severity;
+use crate::alert::Status;
 use crate::sources::status_feed::parse::{FeedKind, Item, statuspage_updates, timestamp};
 
 fn is_maintenance(word: &str) -> bool {
