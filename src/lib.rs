@@ -3,6 +3,11 @@
 //! A pipeline file declares sources, transforms and sinks ([`config`]); the
 //! [`topology`] runs each as a task connected by bounded buffers; every [`event`]
 //! carries an acknowledgement handle so sources learn when sinks delivered it.
+//!
+//! Modules are listed by layer, bottom first; each imports only from its own layer or
+//! below (`docs/architecture.md`, checked by `tests/layers.rs`). The `pub` ones are the
+//! library surface that the `sluice` binary, the integration tests, the benches and
+//! the fuzz targets use; `pub(crate)` ones are internal.
 
 /// Events are allocated by one task and freed by another, usually on another thread;
 /// glibc's malloc serializes that on arena locks (40% of the engine's time in profiles
@@ -10,35 +15,46 @@
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-pub mod alert;
-pub mod api;
-pub mod app;
-pub mod buffer;
-pub mod cli;
+// Foundations.
 pub mod clock;
-pub mod component;
-pub mod config;
-pub mod delivery;
-pub mod error;
+pub(crate) mod error;
+pub(crate) mod redact;
+pub(crate) mod state_file;
+pub(crate) mod units;
+
+// Events, telemetry, buffers.
+pub mod buffer;
 pub mod event;
-pub mod fuzzing;
-pub mod kafka;
-pub mod key_values;
-pub mod matchers;
+pub mod telemetry;
+
+// Shared vocabulary.
+pub mod alert;
+pub(crate) mod kafka;
+pub(crate) mod key_values;
+pub(crate) mod matchers;
 pub mod net;
 pub mod plugins;
-pub mod postgres;
-pub mod program;
-pub mod redact;
-pub mod reload;
-pub mod settings;
+pub(crate) mod postgres;
+pub(crate) mod program;
+pub(crate) mod tables;
+pub(crate) mod template;
+
+// Components: the traits and ports, the sink driver, the component types.
+pub mod component;
+pub mod delivery;
 pub mod sinks;
 pub mod sources;
-pub mod state_file;
-pub mod tables;
-pub mod telemetry;
-pub mod template;
-pub mod testing;
-pub mod topology;
 pub mod transforms;
-pub mod units;
+
+// The pipeline file and global settings; running a pipeline.
+pub mod config;
+pub mod settings;
+pub mod topology;
+
+// Services around the engine, and the tools.
+pub mod api;
+pub(crate) mod app;
+pub mod cli;
+pub mod fuzzing;
+pub(crate) mod reload;
+pub mod testing;

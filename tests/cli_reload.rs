@@ -255,3 +255,78 @@ async fn reload_requires_the_api_token_when_one_is_set() {
         .expect("GET");
     assert_eq!(health.status(), 200, "probes need no token");
 }
+
+/// The application's one watcher tells a subscription that its `file:` changed: with an
+/// hour between the transform's own checks, only the watcher explains a prompt swap.
+#[tokio::test]
+async fn a_subscription_file_edit_is_swapped_in_through_the_watcher() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("p.yaml");
+    let subs = dir.path().join("subs.yaml");
+    let write_subs = |a: &str, b: &str| {
+        let tmp = subs.with_extension("tmp");
+        std::fs::write(
+            &tmp,
+            format!(
+                "subscriptions:\n  - {{ name: a, severity_levels: [{a}] }}\n  - {{ name: b, severity_levels: [{b}] }}\n"
+            ),
+        )
+        .expect("write");
+        std::fs::rename(&tmp, &subs).expect("rename");
+    };
+    write_subs("critical", "low");
+    let r = run(&path, &[]).await;
+    std::fs::write(
+        &path,
+        format!(
+            "sources:\n  hook: {{ type: webhook, address: \"127.0.0.1:{}\" }}\ntransforms:\n  route: {{ type: subscription, inputs: [hook], file: \"{}\", check_interval: 1h }}\nsinks:\n  out: {{ type: console, inputs: [route.a] }}\n",
+            r.hook,
+            subs.display()
+        ),
+    )
+    .expect("write");
+    r.wait_for_metric("sluice_config_reloads_total", 1.0).await;
+    let post = |severity: &'static str| async move {
+        let status = reqwest::Client::new()
+            .post(format!("http://127.0.0.1:{}/", r.hook))
+            .body(format!(r#"{{"severity":"{severity}"}}"#))
+            .send()
+            .await
+            .expect("POST")
+            .status();
+        assert_eq!(status, 200);
+    };
+    let next_severity = || {
+        let line = r
+            .lines
+            .recv_timeout(Duration::from_secs(10))
+            .expect("an event line");
+        let v: serde_json::Value = serde_json::from_str(&line).expect("json");
+        v["severity"].as_str().expect("severity").to_owned()
+    };
+    post("critical").await;
+    assert_eq!(next_severity(), "critical", "`a` takes critical alerts");
+
+    write_subs("low", "critical");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let metrics = r.get("/metrics").await;
+        let swapped = metrics.lines().any(|l| {
+            l.starts_with("sluice_subscription_file_reloads_total{")
+                && l.contains(r#"result="swapped""#)
+                && l.ends_with(" 1")
+        });
+        if swapped {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no swap:\n{metrics}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    post("critical").await;
+    post("low").await;
+    assert_eq!(
+        next_severity(),
+        "low",
+        "after the swap `a` takes low alerts, and critical ones go to `b`"
+    );
+}

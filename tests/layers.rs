@@ -40,14 +40,8 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("components", &["sources", "transforms", "sinks"]),
     ("config", &["config", "settings"]),
     ("topology", &["topology"]),
-    (
-        "services",
-        &["api", "reload", "pipeline_tests", "testing", "fuzzing"],
-    ),
-    (
-        "tools",
-        &["app", "cli", "load", "progress", "schema", "top"],
-    ),
+    ("services", &["api", "reload", "testing", "fuzzing"]),
+    ("tools", &["app", "cli"]),
 ];
 
 /// Modules whose members are component types: one type must not reach into another.

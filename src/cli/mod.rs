@@ -13,10 +13,26 @@ mod test;
 pub mod top;
 mod validate;
 
-use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
 
 /// Exit code for an invalid pipeline or settings file (EX_CONFIG).
 const EXIT_CONFIG: u8 = 78;
+
+/// `--plugin-dir`, taken by every command that loads a pipeline.
+#[derive(Args, Clone, Default)]
+pub struct PluginDirs {
+    /// Folders of VRL plugins (`decoders/*.vrl`, `formatters/*.vrl`) that override or add
+    /// to the built-in ones; searched in order before `plugin_dirs` from the settings.
+    #[arg(
+        long = "plugin-dir",
+        value_name = "DIR",
+        env = "SLUICE_PLUGIN_DIRS",
+        value_delimiter = ':'
+    )]
+    pub dirs: Vec<PathBuf>,
+}
 
 #[derive(Parser)]
 #[command(

@@ -33,15 +33,8 @@ pub struct RunArgs {
     /// SIGHUP and `POST /reload` still reload.
     #[arg(long)]
     pub no_watch: bool,
-    /// Folders of VRL plugins (`decoders/*.vrl`, `formatters/*.vrl`) that override or add
-    /// to the built-in ones; searched in order before `plugin_dirs` from the settings.
-    #[arg(
-        long = "plugin-dir",
-        value_name = "DIR",
-        env = "SLUICE_PLUGIN_DIRS",
-        value_delimiter = ':'
-    )]
-    pub plugin_dirs: Vec<PathBuf>,
+    #[command(flatten)]
+    pub plugins: super::PluginDirs,
 }
 
 pub(crate) fn run(args: RunArgs) -> u8 {
@@ -72,7 +65,7 @@ pub(crate) fn run(args: RunArgs) -> u8 {
              add silences"
         );
     }
-    let mut plugin_dirs = args.plugin_dirs.clone();
+    let mut plugin_dirs = args.plugins.dirs.clone();
     plugin_dirs.extend(settings.plugin_dirs.iter().cloned());
     crate::plugins::set_dirs(plugin_dirs);
     let pipeline = match reload::load_pipeline(&args.config) {

@@ -5,7 +5,7 @@ use super::validate::ValidateArgs;
 use crate::reload;
 
 pub(crate) fn test(args: &ValidateArgs) -> u8 {
-    crate::plugins::set_dirs(args.plugin_dirs.clone());
+    crate::plugins::set_dirs(args.plugins.dirs.clone());
     let pipeline = match reload::load_pipeline(&args.config) {
         Ok(p) => p,
         Err(errors) => {

@@ -12,19 +12,12 @@ pub struct ValidateArgs {
     /// Pipeline files; several are merged into one pipeline.
     #[arg(long = "config", short = 'c', value_name = "FILE", required = true)]
     pub config: Vec<PathBuf>,
-    /// Folders of VRL plugins (`decoders/*.vrl`, `formatters/*.vrl`) that override or add
-    /// to the built-in ones; searched in order before `plugin_dirs` from the settings.
-    #[arg(
-        long = "plugin-dir",
-        value_name = "DIR",
-        env = "SLUICE_PLUGIN_DIRS",
-        value_delimiter = ':'
-    )]
-    pub plugin_dirs: Vec<PathBuf>,
+    #[command(flatten)]
+    pub plugins: super::PluginDirs,
 }
 
 pub(crate) fn validate(args: &ValidateArgs) -> u8 {
-    crate::plugins::set_dirs(args.plugin_dirs.clone());
+    crate::plugins::set_dirs(args.plugins.dirs.clone());
     match reload::load_pipeline(&args.config) {
         Ok(pipeline) => {
             for w in &pipeline.warnings {

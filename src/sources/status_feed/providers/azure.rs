@@ -1,8 +1,8 @@
 //! Azure's status RSS: it lists only current incidents, one item each, titled
 //! `<service> - <region>`; an incident ends when its item leaves the feed.
 
-use super::{Incident, item_key, nonempty};
-use crate::sources::status_feed::parse::{Item, html_to_text};
+use super::{Incident, fill_from_item, item_key, nonempty};
+use crate::sources::status_feed::parse::Item;
 
 /// Azure's feed: each item is a current incident, titled `<service> - <region>`.
 pub(super) fn azure(items: Vec<Item>) -> Vec<Incident> {
@@ -15,11 +15,7 @@ pub(super) fn azure(items: Vec<Item>) -> Vec<Incident> {
                 incident.service = nonempty(service);
                 incident.region = nonempty(region);
             }
-            incident.description = nonempty(&html_to_text(&item.html));
-            incident.url = item.link.clone();
-            incident.starts_at = item.created;
-            incident.updated = item.updated;
-            incident.raw = item.raw();
+            fill_from_item(&mut incident, item);
             incident
         })
         .collect()

@@ -2,9 +2,9 @@
 //! `[RESOLVED]` marker or an all-capitals stage before a colon in the title.
 
 use super::statuspage::statuspage_item;
-use super::{Incident, item_key, nonempty, strip_resolved, title_prefix};
+use super::{Incident, fill_from_item, item_key, strip_resolved, title_prefix};
 use crate::alert::Status;
-use crate::sources::status_feed::parse::{FeedKind, Item, html_to_text, statuspage_updates};
+use crate::sources::status_feed::parse::{FeedKind, Item, statuspage_updates};
 
 /// Any feed: Statuspage's words when the entry has them, else a title prefix.
 pub(super) fn generic_item(item: &Item, kind: FeedKind) -> Incident {
@@ -29,10 +29,6 @@ pub(super) fn generic_item(item: &Item, kind: FeedKind) -> Incident {
     if resolved {
         incident.ends_at = item.updated;
     }
-    incident.description = nonempty(&html_to_text(&item.html));
-    incident.url = item.link.clone();
-    incident.starts_at = item.created;
-    incident.updated = item.updated;
-    incident.raw = item.raw();
+    fill_from_item(&mut incident, item);
     incident
 }

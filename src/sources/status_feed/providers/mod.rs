@@ -182,6 +182,16 @@ fn rank(i: &Incident) -> (Option<DateTime<Utc>>, bool) {
     (i.updated, i.status == Status::Resolved)
 }
 
+/// What an RSS or Atom item gives every provider the same way: its text, link, times
+/// and raw form.
+fn fill_from_item(incident: &mut Incident, item: &Item) {
+    incident.description = nonempty(&super::parse::html_to_text(&item.html));
+    incident.url = item.link.clone();
+    incident.starts_at = item.created;
+    incident.updated = item.updated;
+    incident.raw = item.raw();
+}
+
 fn nonempty(s: &str) -> Option<String> {
     let t = s.trim();
     (!t.is_empty()).then(|| t.to_owned())
