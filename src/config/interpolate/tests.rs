@@ -139,3 +139,39 @@ proptest! {
         prop_assert_eq!(map.original(last, 3), (last, 3));
     }
 }
+
+#[test]
+fn defaults_may_hold_references_of_their_own() {
+    let (out, _) = interpolate(
+        "a: ${NOPE:-x${PORT}}\nb: ${NOPE:-x${ALSO_NOPE:-y}z}\nc: ${PORT:-${NOPE}}\nd: \"${NOPE:-$${NOPE}}\"\n",
+        env,
+    )
+    .expect("every reference resolves");
+    let v = parsed(&out);
+    assert_eq!(v["a"], "x8080");
+    assert_eq!(v["b"], "xyz");
+    assert_eq!(v["c"], 8080, "a set variable never reads its default");
+    assert_eq!(v["d"], "${NOPE}", "`$$` stays a literal `$` in a default");
+
+    let missing = interpolate("a: 1\nb: ${NOPE:-x${ALSO_NOPE}}\n", env).expect_err("missing");
+    assert_eq!(
+        missing
+            .iter()
+            .map(|m| (m.name.as_str(), m.line, m.column))
+            .collect::<Vec<_>>(),
+        [("ALSO_NOPE", 2, 4)],
+        "named at the outer reference"
+    );
+}
+
+#[test]
+fn nesting_is_bounded() {
+    // Deeper than the bound, the innermost text stays as written instead of recursing.
+    let deep = format!("a: \"{}x{}\"\n", "${NOPE:-".repeat(40), "}".repeat(40));
+    let (out, _) = interpolate(&deep, env).expect("bounded");
+    let v = parsed(&out);
+    assert!(
+        v["a"].as_str().is_some_and(|s| s.contains("${NOPE:-")),
+        "{out}"
+    );
+}
