@@ -33,8 +33,10 @@ pub struct EncodedRequest {
 }
 
 impl EncodedRequest {
-    /// A POST of one JSON document (APIs that take one event per request).
-    pub fn json_post(url: &str, body: Vec<u8>) -> Self {
+    /// The POST of a sink whose API takes one event per request (`max_events` 1): the
+    /// batch's only event as the body.
+    pub fn single_event_post(url: &str, events: Vec<Vec<u8>>) -> Self {
+        let body = events.into_iter().next().unwrap_or_default();
         let mut headers = HeaderMap::new();
         headers.insert(
             reqwest::header::CONTENT_TYPE,

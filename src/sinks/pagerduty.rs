@@ -281,10 +281,7 @@ impl HttpEncoder for PagerDutyEncoder {
         _partition: &str,
         events: Vec<Vec<u8>>,
     ) -> Result<EncodedRequest, String> {
-        Ok(EncodedRequest::json_post(
-            &self.url,
-            events.into_iter().next().unwrap_or_default(),
-        ))
+        Ok(EncodedRequest::single_event_post(&self.url, events))
     }
 
     fn max_events(&self) -> usize {

@@ -141,10 +141,7 @@ impl HttpEncoder for SlackEncoder {
         _partition: &str,
         events: Vec<Vec<u8>>,
     ) -> Result<EncodedRequest, String> {
-        Ok(EncodedRequest::json_post(
-            &self.url,
-            events.into_iter().next().unwrap_or_default(),
-        ))
+        Ok(EncodedRequest::single_event_post(&self.url, events))
     }
 
     fn max_events(&self) -> usize {
