@@ -275,13 +275,14 @@ fn split_env(env: Option<config::Map<String, String>>) -> EnvSplit {
 /// in the wrong variable.
 fn scrub(message: &str, used: &[(String, String, String)]) -> String {
     let mut message = message.to_owned();
-    for (_, _, value) in used {
+    for (name, _, value) in used {
         for form in [value.clone(), value.to_lowercase()] {
             if form.is_empty() {
                 continue;
             }
+            // Name the variable instead, so the error still says where to look.
             let quoted = format!("\"{form}\"");
-            message = message.replace(&quoted, "\"[redacted]\"");
+            message = message.replace(&quoted, &format!("from {name} (value not shown)"));
             if form.chars().count() >= 4 {
                 message = message.replace(&form, crate::redact::REDACTED);
             }
@@ -481,6 +482,10 @@ mod tests {
         let e = e.to_string();
         assert!(e.contains("api.enabled"), "{e}");
         assert!(!e.to_lowercase().contains("hunter2-secret"), "{e}");
+        assert!(
+            e.contains("from SLUICE_API__ENABLED (value not shown)"),
+            "the error names the variable to fix: {e}"
+        );
     }
 
     #[test]

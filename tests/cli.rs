@@ -80,6 +80,17 @@ async fn default_pipeline_prints_posted_events_with_received_at() {
     p.signal("INT");
     let status = p.child().wait().expect("exits");
     assert_eq!(status.code(), Some(0));
+    let mut logs = String::new();
+    p.child()
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut logs)
+        .expect("logs");
+    assert!(
+        !logs.contains("WARN"),
+        "the first command of the README starts without warnings: {logs}"
+    );
 }
 
 #[tokio::test]

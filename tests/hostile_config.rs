@@ -340,3 +340,56 @@ fn settings_errors_do_not_quote_values_from_the_environment() {
     assert!(err.contains("api.enabled"), "{err}");
     assert!(!err.to_lowercase().contains("hunter2-s3cret"), "{err}");
 }
+
+/// `validate` reads the settings `run` would read: an invalid `SLUICE_*` value fails it
+/// (naming the variable, not its value), and `plugin_dirs` from a settings file count.
+#[test]
+fn validate_checks_the_settings_run_would_use() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let good = "sources:\n  gen: { type: generator, count: 1 }\nsinks:\n  out: { type: blackhole, inputs: [gen] }\n";
+    let out = validate(good, &[("SLUICE_API__ENABLED", "nope-Secret42")]);
+    assert_eq!(out.status.code(), Some(78), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("api.enabled") && err.contains("SLUICE_API__ENABLED"),
+        "{err}"
+    );
+    assert!(!err.to_lowercase().contains("nope-secret42"), "{err}");
+
+    std::fs::create_dir_all(dir.path().join("plugins/decoders")).expect("mkdir");
+    write(
+        &dir,
+        "plugins/decoders/acme.vrl",
+        r#". = [{"status": "firing", "summary": "x", "source": "acme"}]"#,
+    );
+    let settings = write(
+        &dir,
+        "settings.yaml",
+        &format!(
+            "plugin_dirs: [\"{}\"]\n",
+            dir.path().join("plugins").display()
+        ),
+    );
+    let pipeline = write(
+        &dir,
+        "p.yaml",
+        "sources:\n  hooks: { type: webhook, address: \"127.0.0.1:0\", decoder: acme }\nsinks:\n  out: { type: blackhole, inputs: [hooks] }\n",
+    );
+    let check = |with_settings: bool| {
+        let mut cmd = sluice();
+        cmd.args(["validate", "-c"]).arg(&pipeline);
+        if with_settings {
+            cmd.arg("--settings").arg(&settings);
+        }
+        cmd.output().expect("runs")
+    };
+    let without = check(false);
+    assert_eq!(without.status.code(), Some(78));
+    assert!(
+        stderr(&without).contains("unknown decoder `acme`"),
+        "{}",
+        stderr(&without)
+    );
+    let with = check(true);
+    assert_eq!(with.status.code(), Some(0), "{}", stderr(&with));
+}

@@ -94,7 +94,7 @@ pub async fn serve(run: Run) -> anyhow::Result<u8> {
     let (changed_tx, changed_rx) = mpsc::unbounded_channel();
     let watcher = if watch {
         let mut w = FileWatcher::new(changed_tx).context("cannot start the file watcher")?;
-        w.set_files(&pipeline.watched_files());
+        w.set_files(&watched(&pipeline));
         Some(w)
     } else {
         None
@@ -211,7 +211,7 @@ impl Controller {
         if outcome.is_ok()
             && let Some(w) = self.watcher.as_mut()
         {
-            w.set_files(&self.topology.pipeline().watched_files());
+            w.set_files(&watched(self.topology.pipeline()));
         }
         if let Trigger::Api(reply) = trigger {
             let _ = reply.send(outcome.map(|c| {
@@ -242,6 +242,15 @@ impl Controller {
             }
         }
     }
+}
+
+/// The files to watch: those of the pipeline and those its components read. The
+/// embedded default pipeline is no file on disk.
+fn watched(pipeline: &Pipeline) -> Vec<PathBuf> {
+    let embedded = std::path::Path::new(crate::config::DEFAULT_PIPELINE_NAME);
+    let mut files = pipeline.watched_files();
+    files.retain(|f| f != embedded);
+    files
 }
 
 async fn sleep_until_some(at: Option<tokio::time::Instant>) {

@@ -1,19 +1,11 @@
 //! `sluice test`: run the unit tests declared under `tests:` in pipeline files.
 
-use super::EXIT_CONFIG;
 use super::validate::ValidateArgs;
-use crate::reload;
 
 pub(crate) fn test(args: &ValidateArgs) -> u8 {
-    crate::plugins::set_dirs(args.plugins.dirs.clone());
-    let pipeline = match reload::load_pipeline(&args.config) {
+    let pipeline = match super::validate::load(args) {
         Ok(p) => p,
-        Err(errors) => {
-            for e in &errors.0 {
-                eprintln!("error: {e}");
-            }
-            return EXIT_CONFIG;
-        }
+        Err(code) => return code,
     };
     if pipeline.tests.is_empty() {
         println!(

@@ -1,24 +1,51 @@
-//! `sluice validate`: check pipeline files without starting anything.
+//! `sluice validate`: check pipeline files, and the global settings `run` would use,
+//! without starting anything.
 
 use std::path::PathBuf;
 
 use clap::Args;
 
 use super::EXIT_CONFIG;
+use crate::config::Pipeline;
 use crate::reload;
+use crate::settings::{Overrides, Settings};
 
 #[derive(Args)]
 pub struct ValidateArgs {
     /// Pipeline files; several are merged into one pipeline.
     #[arg(long = "config", short = 'c', value_name = "FILE", required = true)]
     pub config: Vec<PathBuf>,
+    /// Global settings file, checked as `run` would read it (over the embedded
+    /// config/default.yaml, under the `SLUICE_*` environment variables, which are
+    /// checked either way).
+    #[arg(long, value_name = "FILE")]
+    pub settings: Option<PathBuf>,
     #[command(flatten)]
     pub plugins: super::PluginDirs,
 }
 
+/// The settings and the pipeline as `run` would load them (plugin folders from the
+/// flag, then from the settings); every error printed, and the exit code on failure.
+pub(crate) fn load(args: &ValidateArgs) -> Result<Pipeline, u8> {
+    let settings =
+        Settings::load(args.settings.as_deref(), &Overrides::default()).map_err(|e| {
+            eprintln!("error: {e}");
+            EXIT_CONFIG
+        })?;
+    let mut plugin_dirs = args.plugins.dirs.clone();
+    plugin_dirs.extend(settings.plugin_dirs.iter().cloned());
+    crate::plugins::set_dirs(plugin_dirs);
+    reload::load_pipeline(&args.config).map_err(|errors| {
+        for e in &errors.0 {
+            eprintln!("error: {e}");
+        }
+        eprintln!("{} error(s); the pipeline is invalid", errors.0.len());
+        EXIT_CONFIG
+    })
+}
+
 pub(crate) fn validate(args: &ValidateArgs) -> u8 {
-    crate::plugins::set_dirs(args.plugins.dirs.clone());
-    match reload::load_pipeline(&args.config) {
+    match load(args) {
         Ok(pipeline) => {
             for w in &pipeline.warnings {
                 eprintln!("warning: {w}");
@@ -31,12 +58,6 @@ pub(crate) fn validate(args: &ValidateArgs) -> u8 {
             );
             0
         }
-        Err(errors) => {
-            for e in &errors.0 {
-                eprintln!("error: {e}");
-            }
-            eprintln!("{} error(s); the pipeline is invalid", errors.0.len());
-            EXIT_CONFIG
-        }
+        Err(code) => code,
     }
 }
