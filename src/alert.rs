@@ -1,4 +1,34 @@
-//! The normalized alert schema that decoders produce and alerting components read.
+//! The normalized alert schema that decoders produce and alerting components read:
+//! its field names ([`field`]), and the values `status` and `severity` take.
+
+/// The names of the normalized schema's fields (see the README's "Alert webhooks").
+pub mod field {
+    pub const ID: &str = "id";
+    pub const TIME: &str = "time";
+    pub const EVENT_TYPE: &str = "event_type";
+    pub const SOURCE: &str = "source";
+    pub const KIND: &str = "kind";
+    pub const STATUS: &str = "status";
+    pub const SEVERITY: &str = "severity";
+    pub const SERVICE: &str = "service";
+    pub const REGION: &str = "region";
+    pub const PROJECT: &str = "project";
+    pub const SUMMARY: &str = "summary";
+    pub const DESCRIPTION: &str = "description";
+    pub const LABELS: &str = "labels";
+    /// The stable key of one alert across its firing and resolved notices (the
+    /// PagerDuty sink's `dedup_key`, `dedupe`'s default key).
+    pub const FINGERPRINT: &str = "fingerprint";
+    pub const STARTS_AT: &str = "starts_at";
+    pub const ENDS_AT: &str = "ends_at";
+    pub const URL: &str = "url";
+    pub const RAW: &str = "raw";
+}
+
+/// Every value `status` may take.
+pub const STATUSES: &[&str] = &["firing", "resolved"];
+/// Every value `severity` may take, most severe first.
+pub const SEVERITIES: &[&str] = &["critical", "high", "medium", "low", "info"];
 
 use serde::{Deserialize, Serialize};
 

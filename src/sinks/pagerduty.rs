@@ -20,6 +20,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value as Json, json};
 use vrl::value::Value;
 
+use crate::alert::field;
 use crate::component::{BoxFuture, BuildError, ComponentTask, SinkConfig, SinkContext};
 use crate::delivery::{
     DEAD_LETTER, EncodedRequest, HttpEncoder, HttpSinkParts, RateLimitConfig, RequestConfig, Tls,
@@ -194,7 +195,7 @@ impl PagerDutyEncoder {
 
 impl HttpEncoder for PagerDutyEncoder {
     fn encode_event(&self, event: &Event) -> Result<Vec<u8>, String> {
-        let action = match text(event, "status")
+        let action = match text(event, field::STATUS)
             .map(|s| s.to_ascii_lowercase())
             .as_deref()
         {
@@ -203,7 +204,7 @@ impl HttpEncoder for PagerDutyEncoder {
             Some("acknowledged" | "acknowledge") => "acknowledge",
             Some(other) => return Err(format!("status `{other}` has no PagerDuty event action")),
         };
-        let dedup_key = text(event, "fingerprint");
+        let dedup_key = text(event, field::FINGERPRINT);
         let mut body = Map::new();
         body.insert("routing_key".into(), json!(self.routing_key));
         body.insert("event_action".into(), json!(action));
@@ -219,7 +220,7 @@ impl HttpEncoder for PagerDutyEncoder {
             }
         }
         if action == "trigger" {
-            let summary = text(event, "summary")
+            let summary = text(event, field::SUMMARY)
                 .or_else(|| text(event, "message"))
                 .unwrap_or_else(|| "alert".into());
             let source = self
@@ -233,9 +234,9 @@ impl HttpEncoder for PagerDutyEncoder {
             payload.insert("source".into(), json!(source));
             payload.insert(
                 "severity".into(),
-                json!(pd_severity(text(event, "severity").as_deref())),
+                json!(pd_severity(text(event, field::SEVERITY).as_deref())),
             );
-            if let Some(ts) = text(event, "starts_at").or_else(|| text(event, "time")) {
+            if let Some(ts) = text(event, field::STARTS_AT).or_else(|| text(event, "time")) {
                 payload.insert("timestamp".into(), json!(ts));
             }
             for (key, template, fallback) in [

@@ -46,7 +46,7 @@ impl TransformConfig for DedupeConfig {
         let fields = self
             .fields
             .clone()
-            .unwrap_or_else(|| vec!["fingerprint".into()]);
+            .unwrap_or_else(|| vec![crate::alert::field::FINGERPRINT.into()]);
         let paths = fields
             .iter()
             .map(|f| {

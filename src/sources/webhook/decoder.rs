@@ -16,7 +16,7 @@ use axum::http::HeaderMap;
 use super::body::{self, JsonError};
 use super::bounded_json;
 use super::reply::Rejection;
-use crate::alert::Severity;
+use crate::alert::{SEVERITIES, STATUSES, Severity, field};
 use crate::component::BuildError;
 use crate::plugins::{self, Kind, Origin};
 use crate::program::{self, CompiledProgram, Mode, Outcome, ProgramSource, Runner};
@@ -32,9 +32,6 @@ pub const BUILTIN: &[(&str, &str)] = &[
     ("oci", "oci"),
     ("cloudevents", "cloudevents"),
 ];
-
-pub const STATUSES: &[&str] = &["firing", "resolved"];
-pub const SEVERITIES: &[&str] = &["critical", "high", "medium", "low", "info"];
 
 /// One configured decoder, ready to run.
 pub struct Decoder {
@@ -251,26 +248,30 @@ impl Decoder {
                 ),
             ));
         };
-        let is_alert = match fields.get("event_type") {
+        let is_alert = match fields.get(field::EVENT_TYPE) {
             None | Some(Value::Null) => {
-                fields.insert("event_type".into(), Value::from("alert"));
+                fields.insert(field::EVENT_TYPE.into(), Value::from("alert"));
                 true
             }
             Some(v) => v.to_str_lossy().as_deref() == Some("alert"),
         };
-        set_default(&mut fields, "id", || {
+        set_default(&mut fields, field::ID, || {
             Value::from(uuid::Uuid::new_v4().to_string())
         });
-        set_default(&mut fields, "time", || Value::Timestamp(ctx.now));
-        set_default(&mut fields, "source", || Value::from(self.name.as_ref()));
-        set_default(&mut fields, "labels", || Value::Object(ObjectMap::new()));
+        set_default(&mut fields, field::TIME, || Value::Timestamp(ctx.now));
+        set_default(&mut fields, field::SOURCE, || {
+            Value::from(self.name.as_ref())
+        });
+        set_default(&mut fields, field::LABELS, || {
+            Value::Object(ObjectMap::new())
+        });
         if is_alert {
-            set_default(&mut fields, "severity", || {
+            set_default(&mut fields, field::SEVERITY, || {
                 Value::from(self.default_severity.as_str())
             });
-            for (field, allowed) in [("status", STATUSES), ("severity", SEVERITIES)] {
+            for (name, allowed) in [(field::STATUS, STATUSES), (field::SEVERITY, SEVERITIES)] {
                 let value = fields
-                    .get(field)
+                    .get(name)
                     .and_then(|v| v.to_str_lossy())
                     .map(|v| v.into_owned());
                 if !value.as_deref().is_some_and(|v| allowed.contains(&v)) {
@@ -278,7 +279,7 @@ impl Decoder {
                         &self.name,
                         None,
                         format!(
-                            "the decoder produced an alert with {field} {}, expected one of {}",
+                            "the decoder produced an alert with {name} {}, expected one of {}",
                             value.map_or_else(|| "missing".to_owned(), |v| format!("`{v}`")),
                             allowed.join(", ")
                         ),
@@ -287,7 +288,7 @@ impl Decoder {
             }
         }
         if !self.keep_raw {
-            fields.remove("raw");
+            fields.remove(field::RAW);
         }
         fields.insert("request_id".into(), Value::from(ctx.request_id));
         Ok(Value::Object(fields))

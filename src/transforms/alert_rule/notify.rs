@@ -18,7 +18,7 @@ use vrl::value::{KeyString, ObjectMap, Value};
 
 use super::config::Rule;
 use super::lifecycle::Alert;
-use crate::alert::Status;
+use crate::alert::{Status, field};
 use crate::event::Event;
 
 /// Delays in ms.
@@ -78,7 +78,7 @@ pub fn labels(rule: &Rule, key: &[String]) -> BTreeMap<String, String> {
 /// What silences and inhibition match against: the labels plus `severity`.
 pub fn match_labels(rule: &Rule, labels: &BTreeMap<String, String>) -> BTreeMap<String, String> {
     let mut m = labels.clone();
-    m.entry("severity".into())
+    m.entry(field::SEVERITY.into())
         .or_insert_with(|| rule.severity.clone());
     m
 }
@@ -127,12 +127,15 @@ pub fn alert_event(
     m.insert("event_type".into(), "alert".into());
     m.insert("source".into(), Value::from(component.as_ref()));
     m.insert("kind".into(), "alert_rule".into());
-    m.insert("status".into(), alert.status.as_str().into());
-    m.insert("severity".into(), Value::from(rule.severity.as_str()));
-    m.insert("fingerprint".into(), fingerprint(&rule.name, labels).into());
-    m.insert("starts_at".into(), time(alert.starts_at));
+    m.insert(field::STATUS.into(), alert.status.as_str().into());
+    m.insert(field::SEVERITY.into(), Value::from(rule.severity.as_str()));
+    m.insert(
+        field::FINGERPRINT.into(),
+        fingerprint(&rule.name, labels).into(),
+    );
+    m.insert(field::STARTS_AT.into(), time(alert.starts_at));
     if let Some(end) = alert.ends_at {
-        m.insert("ends_at".into(), time(end));
+        m.insert(field::ENDS_AT.into(), time(end));
     }
     m.insert("value".into(), number(alert.value));
     // Annotations see `value`, `labels`, `alertname` and `severity`.

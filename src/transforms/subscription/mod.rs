@@ -66,6 +66,7 @@ use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 use serde::Deserialize;
 use vrl::value::Value;
 
+use crate::alert::{self, Status};
 use crate::clock::Clock;
 use crate::component::{
     BuildError, OnChange, Transform, TransformConfig, TransformContext, TransformOutputs,
@@ -384,7 +385,10 @@ impl Subscription {
     /// Starts or cancels the timers of the subscriptions in `hits` for `event`.
     fn track(&self, t: &mut Timers, event: &Event, now: DateTime<Utc>) {
         let field = |k: &str| event.get(k).and_then(set::text);
-        let (Some(status), Some(fp)) = (field("status"), field("fingerprint")) else {
+        let (Some(status), Some(fp)) = (
+            field(alert::field::STATUS),
+            field(alert::field::FINGERPRINT),
+        ) else {
             return;
         };
         for &i in &self.hits {
@@ -421,8 +425,11 @@ impl Subscription {
     fn resolved(&self, mut value: Value, now: DateTime<Utc>) -> Event {
         let at = Value::from(now.to_rfc3339_opts(SecondsFormat::Millis, true));
         if let Value::Object(map) = &mut value {
-            map.insert("status".into(), Value::from("resolved"));
-            map.insert("ends_at".into(), at.clone());
+            map.insert(
+                alert::field::STATUS.into(),
+                Value::from(Status::Resolved.as_str()),
+            );
+            map.insert(alert::field::ENDS_AT.into(), at.clone());
             map.insert("time".into(), at);
             map.insert("id".into(), Value::from(uuid::Uuid::new_v4().to_string()));
             map.insert("auto_resolved".into(), Value::Boolean(true));
