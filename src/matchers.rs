@@ -6,7 +6,8 @@
 //! `\t` escapes). Regexes are anchored at both ends (`host =~ "web-.*"` does not match
 //! `my-web-1`), as in Alertmanager. A label the event does not have counts as the empty
 //! string, so `env != prod` matches an event without `env`, and `env = ""` matches one.
-//! `==` is taken as `=`.
+//! `==` is taken as `=`. Silences and inhibition rules parse leniently
+//! ([`Matcher::parse_lenient`]): a value whose quotes do not pair up is taken as written.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -86,37 +87,23 @@ impl Matcher {
 
     /// Parses `label OP value`.
     pub fn parse(text: &str) -> Result<Self, String> {
-        let s = text.trim();
-        let end = s
-            .find(|c: char| c == '=' || c == '!' || c == '~' || c.is_whitespace())
-            .ok_or_else(|| {
-                format!(
-                    "matcher {text:?}: no operator; expected `label OP value` with OP one of =, !=, =~, !~"
-                )
-            })?;
-        let label = &s[..end];
-        if label.is_empty() || label.contains('"') {
-            return Err(format!("matcher {text:?}: missing or invalid label name"));
-        }
-        let rest = s[end..].trim_start();
-        let (op, rest) = [
-            ("=~", Op::Regex),
-            ("!~", Op::NotRegex),
-            ("!=", Op::NotEqual),
-            // Silences always took `==` for equality; keep taking it.
-            ("==", Op::Equal),
-            ("=", Op::Equal),
-        ]
-        .into_iter()
-        .find_map(|(token, op)| rest.strip_prefix(token).map(|r| (op, r)))
-        .ok_or_else(|| {
-            format!("matcher {text:?}: expected one of =, !=, =~, !~ after `{label}`")
-        })?;
-        let rest = rest.trim();
+        let (label, op, rest) = split(text)?;
         let value = if rest.starts_with('"') {
             unquote(rest).map_err(|e| format!("matcher {text:?}: {e}"))?
         } else {
             Cow::Borrowed(rest)
+        };
+        Self::new(label, op, &value).map_err(|e| format!("matcher {text:?}: {e}"))
+    }
+
+    /// Like [`Matcher::parse`], except that a value whose quotes do not pair up
+    /// (`a="x`, `a="x"y`) is taken as written, quotes included. Silences and inhibition
+    /// rules always took such values, and saved silences must keep loading.
+    pub fn parse_lenient(text: &str) -> Result<Self, String> {
+        let (label, op, rest) = split(text)?;
+        let value = match rest.strip_prefix('"') {
+            Some(_) => unquote(rest).unwrap_or(Cow::Borrowed(rest)),
+            None => Cow::Borrowed(rest),
         };
         Self::new(label, op, &value).map_err(|e| format!("matcher {text:?}: {e}"))
     }
@@ -140,11 +127,41 @@ impl Matcher {
     }
 }
 
-/// Parses a list of matchers, naming the option on error.
-pub fn parse_all(texts: &[String], option: &str) -> Result<Vec<Matcher>, String> {
+/// `label OP value` → (label, operator, the value as written, trimmed).
+fn split(text: &str) -> Result<(&str, Op, &str), String> {
+    let s = text.trim();
+    let end = s
+        .find(|c: char| c == '=' || c == '!' || c == '~' || c.is_whitespace())
+        .ok_or_else(|| {
+            format!(
+                "matcher {text:?}: no operator; expected `label OP value` with OP one of =, !=, =~, !~"
+            )
+        })?;
+    let label = &s[..end];
+    if label.is_empty() || label.contains('"') {
+        return Err(format!("matcher {text:?}: missing or invalid label name"));
+    }
+    let rest = s[end..].trim_start();
+    let (op, rest) = [
+        ("=~", Op::Regex),
+        ("!~", Op::NotRegex),
+        ("!=", Op::NotEqual),
+        // Silences always took `==` for equality; keep taking it.
+        ("==", Op::Equal),
+        ("=", Op::Equal),
+    ]
+    .into_iter()
+    .find_map(|(token, op)| rest.strip_prefix(token).map(|r| (op, r)))
+    .ok_or_else(|| format!("matcher {text:?}: expected one of =, !=, =~, !~ after `{label}`"))?;
+    Ok((label, op, rest.trim()))
+}
+
+/// Parses a list of matchers leniently ([`Matcher::parse_lenient`]), naming the option
+/// on error.
+pub fn parse_all_lenient(texts: &[String], option: &str) -> Result<Vec<Matcher>, String> {
     texts
         .iter()
-        .map(|t| Matcher::parse(t).map_err(|e| format!("`{option}`: {e}")))
+        .map(|t| Matcher::parse_lenient(t).map_err(|e| format!("`{option}`: {e}")))
         .collect()
 }
 
@@ -286,7 +303,28 @@ mod tests {
         assert!(e.contains("no operator"), "{e}");
         let e = Matcher::parse("host=~(").expect_err("bad regex");
         assert!(e.contains("invalid regex"), "{e}");
-        let e = parse_all(&["a=1".into(), "b".into()], "matchers").expect_err("one bad");
+        let e = parse_all_lenient(&["a=1".into(), "b".into()], "matchers").expect_err("one bad");
         assert!(e.starts_with("`matchers`: "), "{e}");
+    }
+
+    #[test]
+    fn lenient_parsing_takes_unpaired_quotes_as_written() {
+        for (text, value) in [
+            (r#"a="unterminated"#, r#""unterminated"#),
+            (r#"a="x"y"#, r#""x"y"#),
+            (r#"a="ok""#, "ok"),
+            ("a=plain", "plain"),
+        ] {
+            assert!(Matcher::parse(text).is_err() || value == "ok" || value == "plain");
+            let m = Matcher::parse_lenient(text).unwrap_or_else(|e| panic!("{text}: {e}"));
+            assert_eq!(m.value, value, "{text}");
+            assert!(m.matches(Some(value)), "{text}");
+        }
+        let m = Matcher::parse_lenient(r#"a=~".*"#).expect("regex as written");
+        assert!(m.matches(Some(r#""x"#)) && !m.matches(Some("x")));
+        assert!(
+            Matcher::parse_lenient("a").is_err(),
+            "still needs an operator"
+        );
     }
 }

@@ -256,10 +256,35 @@ async fn reload_requires_the_api_token_when_one_is_set() {
     assert_eq!(health.status(), 200, "probes need no token");
 }
 
-/// The application's one watcher tells a subscription that its `file:` changed: with an
-/// hour between the transform's own checks, only the watcher explains a prompt swap.
-#[tokio::test]
-async fn a_subscription_file_edit_is_swapped_in_through_the_watcher() {
+/// How a running sluice is told that a subscription file changed.
+#[derive(Clone, Copy)]
+enum Nudge {
+    /// Nothing: the watcher sees the edit.
+    Watcher,
+    Sighup,
+    PostReload,
+}
+
+async fn nudge_reload(r: &mut Running, nudge: Nudge) {
+    match nudge {
+        Nudge::Watcher => {}
+        Nudge::Sighup => r.process.signal("HUP"),
+        Nudge::PostReload => {
+            let status = reqwest::Client::new()
+                .post(format!("http://127.0.0.1:{}/reload", r.api))
+                .send()
+                .await
+                .expect("POST /reload")
+                .status();
+            assert_eq!(status, 200);
+        }
+    }
+}
+
+/// A subscription `file:` edit that keeps the names is swapped in, whether the watcher
+/// sees it or (under `--no-watch`) SIGHUP or `POST /reload` asks. With an hour between
+/// the transform's own checks, nothing else explains a prompt swap.
+async fn subscription_file_swap(nudge: Nudge) {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("p.yaml");
     let subs = dir.path().join("subs.yaml");
@@ -275,7 +300,11 @@ async fn a_subscription_file_edit_is_swapped_in_through_the_watcher() {
         std::fs::rename(&tmp, &subs).expect("rename");
     };
     write_subs("critical", "low");
-    let r = run(&path, &[]).await;
+    let extra: &[&str] = match nudge {
+        Nudge::Watcher => &[],
+        Nudge::Sighup | Nudge::PostReload => &["--no-watch"],
+    };
+    let mut r = run(&path, extra).await;
     std::fs::write(
         &path,
         format!(
@@ -285,10 +314,12 @@ async fn a_subscription_file_edit_is_swapped_in_through_the_watcher() {
         ),
     )
     .expect("write");
+    nudge_reload(&mut r, nudge).await;
     r.wait_for_metric("sluice_config_reloads_total", 1.0).await;
+    let hook = r.hook;
     let post = |severity: &'static str| async move {
         let status = reqwest::Client::new()
-            .post(format!("http://127.0.0.1:{}/", r.hook))
+            .post(format!("http://127.0.0.1:{hook}/"))
             .body(format!(r#"{{"severity":"{severity}"}}"#))
             .send()
             .await
@@ -296,7 +327,7 @@ async fn a_subscription_file_edit_is_swapped_in_through_the_watcher() {
             .status();
         assert_eq!(status, 200);
     };
-    let next_severity = || {
+    let next_severity = |r: &Running| {
         let line = r
             .lines
             .recv_timeout(Duration::from_secs(10))
@@ -305,9 +336,10 @@ async fn a_subscription_file_edit_is_swapped_in_through_the_watcher() {
         v["severity"].as_str().expect("severity").to_owned()
     };
     post("critical").await;
-    assert_eq!(next_severity(), "critical", "`a` takes critical alerts");
+    assert_eq!(next_severity(&r), "critical", "`a` takes critical alerts");
 
     write_subs("low", "critical");
+    nudge_reload(&mut r, nudge).await;
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         let metrics = r.get("/metrics").await;
@@ -325,8 +357,23 @@ async fn a_subscription_file_edit_is_swapped_in_through_the_watcher() {
     post("critical").await;
     post("low").await;
     assert_eq!(
-        next_severity(),
+        next_severity(&r),
         "low",
         "after the swap `a` takes low alerts, and critical ones go to `b`"
     );
+}
+
+#[tokio::test]
+async fn a_subscription_file_edit_is_swapped_in_through_the_watcher() {
+    subscription_file_swap(Nudge::Watcher).await;
+}
+
+#[tokio::test]
+async fn under_no_watch_sighup_swaps_a_subscription_file_in() {
+    subscription_file_swap(Nudge::Sighup).await;
+}
+
+#[tokio::test]
+async fn under_no_watch_post_reload_swaps_a_subscription_file_in() {
+    subscription_file_swap(Nudge::PostReload).await;
 }

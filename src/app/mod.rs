@@ -208,10 +208,18 @@ impl Controller {
             trigger.name(),
         )
         .await;
+        let files = watched(self.topology.pipeline());
         if outcome.is_ok()
             && let Some(w) = self.watcher.as_mut()
         {
-            w.set_files(&watched(self.topology.pipeline()));
+            w.set_files(&files);
+        }
+        // Components that take a file's new content by themselves (a subscription
+        // `file:` whose names did not change) are not rebuilt by a reload: tell them to
+        // look, as SIGHUP and `POST /reload` promise even under `--no-watch`. Unchanged
+        // files are no-ops.
+        for file in &files {
+            self.notices.changed(file);
         }
         if let Trigger::Api(reply) = trigger {
             let _ = reply.send(outcome.map(|c| {

@@ -22,8 +22,8 @@ impl InhibitRule {
             return Err("`source_matchers` and `target_matchers` need a matcher each".into());
         }
         Ok(Self {
-            source: matchers::parse_all(&c.source_matchers, "source_matchers")?,
-            target: matchers::parse_all(&c.target_matchers, "target_matchers")?,
+            source: matchers::parse_all_lenient(&c.source_matchers, "source_matchers")?,
+            target: matchers::parse_all_lenient(&c.target_matchers, "target_matchers")?,
             equal: c.equal.clone(),
         })
     }

@@ -28,13 +28,84 @@ pub enum Phase {
 /// What notifications know about one alert.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Alert {
+    #[serde(with = "snapshot_status")]
     pub status: Status,
     pub starts_at: i64,
     pub ends_at: Option<i64>,
     /// The value when it fired (or at the last evaluation while firing).
     pub value: Option<f64>,
     /// The last notification sent: its status and when.
+    #[serde(with = "snapshot_status::sent")]
     pub last_sent: Option<(Status, i64)>,
+}
+
+/// Snapshots keep writing `Firing`/`Resolved`, as before [`Status`] moved to
+/// [`crate::alert`] (which writes lower case): an older sluice rolled back to can still
+/// read them. Either case is read.
+mod snapshot_status {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use crate::alert::Status;
+
+    fn name(status: Status) -> &'static str {
+        match status {
+            Status::Firing => "Firing",
+            Status::Resolved => "Resolved",
+        }
+    }
+
+    pub fn serialize<S: Serializer>(status: &Status, s: S) -> Result<S::Ok, S::Error> {
+        name(*status).serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Status, D::Error> {
+        Status::deserialize(d)
+    }
+
+    pub mod sent {
+        use super::*;
+
+        pub fn serialize<S: Serializer>(
+            sent: &Option<(Status, i64)>,
+            s: S,
+        ) -> Result<S::Ok, S::Error> {
+            sent.map(|(status, at)| (name(status), at)).serialize(s)
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(
+            d: D,
+        ) -> Result<Option<(Status, i64)>, D::Error> {
+            Option::<(Status, i64)>::deserialize(d)
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::super::Alert;
+        use super::*;
+
+        #[test]
+        fn snapshots_write_the_old_names_and_read_either() {
+            let alert = Alert {
+                status: Status::Firing,
+                starts_at: 1,
+                ends_at: None,
+                value: Some(2.0),
+                last_sent: Some((Status::Resolved, 3)),
+            };
+            let json = serde_json::to_string(&alert).expect("json");
+            assert!(
+                json.contains(r#""status":"Firing""#) && json.contains(r#"["Resolved",3]"#),
+                "{json}"
+            );
+            let lower = json
+                .replace("Firing", "firing")
+                .replace("Resolved", "resolved");
+            for text in [json, lower] {
+                assert_eq!(serde_json::from_str::<Alert>(&text).expect("reads"), alert);
+            }
+        }
+    }
 }
 
 /// A label set's state.

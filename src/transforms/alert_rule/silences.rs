@@ -69,7 +69,7 @@ impl Silence {
         if spec.matchers.is_empty() {
             return Err("`matchers`: a silence needs at least one matcher".into());
         }
-        let matchers = matchers::parse_all(&spec.matchers, "matchers")?;
+        let matchers = matchers::parse_all_lenient(&spec.matchers, "matchers")?;
         let starts_at = time(&spec.starts_at, "starts_at")?;
         let ends_at = time(&spec.ends_at, "ends_at")?;
         if let (Some(s), Some(e)) = (starts_at, ends_at)
