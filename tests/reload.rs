@@ -397,3 +397,52 @@ async fn a_replaced_sink_stuck_on_delivery_hands_its_events_to_its_replacement()
     assert_eq!(seqs, (0..10).collect::<Vec<_>>());
     assert!(stuck.values().is_empty());
 }
+
+/// A reload that puts a new transform between a source and a sink moves the sink's only
+/// producer. The sink's buffer must stay open across the rewiring whatever order the
+/// outputs are rewired in (a map's order, so the test repeats with fresh topologies).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_transform_in_front_of_a_sink_keeps_the_sink_wired() {
+    let before = r#"
+sources:
+  gen: { type: generator, rate: 2000, batch_size: 10, format: '{"n": 1}' }
+sinks:
+  out: { type: blackhole, inputs: [gen] }
+"#;
+    let after = r#"
+sources:
+  gen: { type: generator, rate: 2000, batch_size: 10, format: '{"n": 1}' }
+transforms:
+  t: { type: remap, inputs: [gen], source: ".n = 2" }
+sinks:
+  out: { type: blackhole, inputs: [t] }
+"#;
+    for round in 0..12 {
+        let (mut topo, telemetry) = start(validated(parse(before))).await;
+        let component = |id: &str| {
+            telemetry
+                .components()
+                .into_iter()
+                .find(|c| c.id == id)
+                .expect("component")
+        };
+        let out = component("out");
+        common::eventually("events reach the sink", || {
+            out.received.load(Ordering::Relaxed) > 20
+        })
+        .await;
+        let changes = topo.apply(validated(parse(after))).await.expect("applies");
+        assert_eq!(changes.added, ["t"], "round {round}");
+        let at_reload = out.received.load(Ordering::Relaxed);
+        common::eventually("events reach the sink through the new transform", || {
+            out.received.load(Ordering::Relaxed) > at_reload + 50
+        })
+        .await;
+        assert_eq!(
+            component("t").errors.load(Ordering::Relaxed),
+            0,
+            "round {round}: the transform always found the sink"
+        );
+        topo.stop(Duration::from_secs(5)).await;
+    }
+}

@@ -233,6 +233,11 @@ impl Topology {
 
     /// Points every output at the components that read it in the current pipeline.
     fn rewire(&self) {
+        // Every consumer list is made before any is installed: installing one drops the
+        // output's old senders, and when those were the last strong senders of a buffer
+        // (a sink whose only producer changes, say `hook` to a new transform in front of
+        // it), the buffer would close before its new producer took a sender from it.
+        let mut wiring = Vec::new();
         for (id, shell) in &self.shells {
             for (name, output) in &shell.outputs {
                 let out_ref = OutputRef {
@@ -259,8 +264,11 @@ impl Topology {
                         })
                     })
                     .collect();
-                output.set_consumers(consumers, expected);
+                wiring.push((output, consumers, expected));
             }
+        }
+        for (output, consumers, expected) in wiring {
+            output.set_consumers(consumers, expected);
         }
     }
 
