@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use common::{Process, Receiver, free_port, sluice, wait_for_port};
+use common::{Process, Receiver, free_port, run_pipeline, sluice, wait_for_port};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
@@ -426,16 +426,11 @@ async fn a_slack_webhook_url_stays_out_of_logs_and_dead_letters() {
              batch: {{ max_events: 1, timeout: 10ms }}\n"
         ),
     );
-    let mut cmd = sluice();
-    cmd.args(["run", "--no-watch", "-c"])
-        .arg(&pipeline)
-        .args(["--data-dir"])
-        .arg(dir.path())
-        .env("SLUICE_API__ENABLED", "false")
-        .env(
-            "SLACK_URL",
-            format!("http://127.0.0.1:{closed}/services/T0001/B0001/{secret}"),
-        );
+    let mut cmd = run_pipeline(&pipeline, dir.path(), None);
+    cmd.env(
+        "SLACK_URL",
+        format!("http://127.0.0.1:{closed}/services/T0001/B0001/{secret}"),
+    );
     let p = Process::spawn(cmd);
     common::eventually("the dead letter", || !receiver.requests().is_empty()).await;
     let dead = receiver.requests();
@@ -474,14 +469,8 @@ async fn a_refused_reload_does_not_echo_secrets() {
     let dir = tempfile::tempdir().expect("tempdir");
     let pipeline = write(&dir, "p.yaml", QUIET_PIPELINE);
     let api = free_port();
-    let mut cmd = sluice();
-    cmd.args(["run", "--no-watch", "-c"])
-        .arg(&pipeline)
-        .args(["--data-dir"])
-        .arg(dir.path())
-        .args(["--api-address", &format!("127.0.0.1:{api}")])
-        .env_remove("SLUICE_API__AUTH_TOKEN")
-        .env("HOOK_PASSWORD", "pa55w0rd-hunter2");
+    let mut cmd = run_pipeline(&pipeline, dir.path(), Some(&format!("127.0.0.1:{api}")));
+    cmd.env("HOOK_PASSWORD", "pa55w0rd-hunter2");
     let mut p = Process::spawn(cmd);
     wait_for_port(api).await;
     std::fs::write(

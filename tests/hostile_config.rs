@@ -8,7 +8,7 @@ mod common;
 
 use std::process::Output;
 
-use common::{Process, Receiver, free_port, sluice, wait_for_port};
+use common::{Process, Receiver, free_port, run_pipeline, sluice, wait_for_port};
 
 fn write(dir: &tempfile::TempDir, name: &str, text: &str) -> std::path::PathBuf {
     let path = dir.path().join(name);
@@ -55,13 +55,8 @@ async fn substituted_values_reach_the_wire_whole() {
              headers:\n      X-Tricky: ${{TRICKY}}\n      X-Star: ${{STAR}}\n      X-Default: ${{UNSET_HEADER:-x #y}}\n"
         ),
     );
-    let mut cmd = sluice();
-    cmd.args(["run", "--no-watch", "-c"])
-        .arg(&pipeline)
-        .args(["--data-dir"])
-        .arg(dir.path())
-        .env("SLUICE_API__ENABLED", "false")
-        .env("HOOK_TOKEN", "s3cr3t #tail")
+    let mut cmd = run_pipeline(&pipeline, dir.path(), None);
+    cmd.env("HOOK_TOKEN", "s3cr3t #tail")
         .env("TRICKY", tricky)
         .env("STAR", "*anchor")
         .env_remove("UNSET_HEADER");
@@ -243,14 +238,8 @@ async fn kubernetes_service_variables_do_not_stop_sluice() {
     let dir = tempfile::tempdir().expect("tempdir");
     let pipeline = write(&dir, "p.yaml", RUNNING_PIPELINE);
     let api = free_port();
-    let mut cmd = sluice();
-    cmd.args(["run", "--no-watch", "-c"])
-        .arg(&pipeline)
-        .args(["--data-dir"])
-        .arg(dir.path())
-        .args(["--api-address", &format!("127.0.0.1:{api}")])
-        .env_remove("SLUICE_API__AUTH_TOKEN")
-        .env("SLUICE_PORT", "tcp://10.96.7.7:8686")
+    let mut cmd = run_pipeline(&pipeline, dir.path(), Some(&format!("127.0.0.1:{api}")));
+    cmd.env("SLUICE_PORT", "tcp://10.96.7.7:8686")
         .env("SLUICE_PORT_8686_TCP_ADDR", "10.96.7.7")
         .env("SLUICE_SERVICE_HOST", "10.96.7.7")
         .env("SLUICE_SERVICE_PORT", "8686")

@@ -71,6 +71,14 @@ fn now_rfc3339() -> String {
 }
 
 async fn sns_pipeline(extra: &str) -> (u16, CaptureSink, sluice::topology::Topology) {
+    sns_pipeline_into(extra, CaptureSink::default()).await
+}
+
+/// The SNS webhook with the test signing certificate pinned, delivering into `sink`.
+async fn sns_pipeline_into(
+    extra: &str,
+    sink: CaptureSink,
+) -> (u16, CaptureSink, sluice::topology::Topology) {
     let port = free_port();
     let mut p = parse(&format!(
         r#"
@@ -84,7 +92,6 @@ sources:
 {extra}
 "#
     ));
-    let sink = CaptureSink::default();
     sink.attach(&mut p, "out", &["sns"], 100);
     let (topo, _) = start(p).await;
     wait_for_port(port).await;
@@ -248,25 +255,11 @@ async fn max_age_is_the_replay_window() {
 /// A message whose delivery failed is not remembered: SNS's retry is taken.
 #[tokio::test]
 async fn a_failed_delivery_leaves_the_message_id_free_for_the_retry() {
-    let port = free_port();
-    let mut p = parse(&format!(
-        r#"
-sources:
-  sns:
-    type: webhook
-    address: "127.0.0.1:{port}"
-    decoder: aws_sns
-    sns:
-      certificates: {{ "{CERT_URL}": "{FIXTURES}/sns/test-signing-cert.pem" }}
-"#
-    ));
-    let sink = CaptureSink {
+    let failing = CaptureSink {
         status: sluice::event::EventStatus::Errored,
         ..CaptureSink::default()
     };
-    sink.attach(&mut p, "out", &["sns"], 100);
-    let (_topo, _) = start(p).await;
-    wait_for_port(port).await;
+    let (port, sink, _topo) = sns_pipeline_into("", failing).await;
     let message = signed(&alarm("ALARM"), "m-retry", &now_rfc3339());
     for attempt in 1..=2 {
         let r = client()

@@ -1,7 +1,7 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
@@ -87,6 +87,22 @@ pub fn sluice() -> Command {
     Command::new(
         std::env::var_os("TEST_SLUICE_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_sluice").into()),
     )
+}
+
+/// `sluice run --no-watch -c pipeline --data-dir data_dir`, with the API at `api`
+/// (`None`: the API off) and no inherited API token.
+pub fn run_pipeline(pipeline: &Path, data_dir: &Path, api: Option<&str>) -> Command {
+    let mut cmd = sluice();
+    cmd.args(["run", "--no-watch", "-c"])
+        .arg(pipeline)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .env_remove("SLUICE_API__AUTH_TOKEN");
+    match api {
+        Some(address) => cmd.args(["--api-address", address]),
+        None => cmd.env("SLUICE_API__ENABLED", "false"),
+    };
+    cmd
 }
 
 /// A sluice process that is killed if the test ends early.
