@@ -10,14 +10,19 @@ use serde::Deserialize;
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FailureHandling {
+    /// Retries after the first attempt (default 17: with the default backoff, 25 to 50
+    /// minutes of trying); then the events go to the `dead_letter` output.
     #[serde(default = "default_max_retries")]
     pub max_retries: u32,
+    /// The wait before the first retry (default 1s).
     #[schemars(schema_with = "crate::units::duration")]
     #[serde(default = "default_initial_backoff", with = "humantime_serde")]
     pub initial_backoff: Duration,
+    /// The longest wait between two retries (default 5m).
     #[schemars(schema_with = "crate::units::duration")]
     #[serde(default = "default_max_backoff", with = "humantime_serde")]
     pub max_backoff: Duration,
+    /// Each wait is the previous one times this (default 2), with jitter.
     #[serde(default = "default_multiplier")]
     pub backoff_multiplier: f64,
 }
