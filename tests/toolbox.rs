@@ -535,6 +535,37 @@ mod properties {
             .collect()
     }
 
+    #[test]
+    fn dedupe_last_state_passes_only_changes_of_each_identity() {
+        let mut t =
+            transform("{ type: dedupe, inputs: [in], mode: last_state, fields: [fingerprint] }");
+        let seq = [
+            ("a", "resolved"), // a stray resolve: new identity, passes
+            ("a", "firing"),
+            ("a", "firing"),
+            ("b", "firing"),
+            ("a", "resolved"),
+            ("a", "resolved"),
+            ("b", "firing"),
+            ("a", "firing"),
+        ];
+        let events: Vec<Event> = seq
+            .iter()
+            .enumerate()
+            .map(|(i, (fp, status))| {
+                let json = format!(r#"{{"fingerprint": "{fp}", "status": "{status}", "i": {i}}}"#);
+                Event::new(
+                    serde_json::from_str::<Value>(&json).expect("json"),
+                    Arc::from("p"),
+                    chrono::Utc::now(),
+                )
+            })
+            .collect();
+        let mut out = TransformOutputs::new(0);
+        t.process(events, &mut out);
+        assert_eq!(ints(&out.default, "i"), vec![0, 1, 3, 4, 7]);
+    }
+
     proptest! {
         #[test]
         fn dedupe_keeps_exactly_the_first_occurrences(keys in prop::collection::vec(0u8..20, 0..200)) {

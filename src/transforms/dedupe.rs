@@ -1,9 +1,18 @@
 //! `dedupe`: drops events already seen.
 //!
 //! The identity is the `fingerprint` field, or the values of `fields` when given.
-//! Identities live in an LRU cache of `cache_size` entries; with `ttl`, an identity
-//! older than that is forgotten (so a re-firing alert passes again). Events without an
-//! identity pass. Duplicates are settled delivered and counted as discarded.
+//! Identities live in an LRU cache of `cache_size` entries. Events without an identity
+//! pass. Duplicates are settled delivered and counted as discarded.
+//!
+//! - `mode: first_seen` (the default): an identity passes once; with `ttl`, it passes
+//!   again once `ttl` has gone by since it *first* passed (repeats in between do not
+//!   extend it).
+//! - `mode: last_state`: an identity passes when its state (`state_fields`, default
+//!   `status`) differs from the last one seen, so only changes go on; with `ttl`, an
+//!   identity not seen for that long is forgotten (counted from its *last* sighting).
+//!
+//! For alert lifecycles (flapping, stray resolves, one page per outage) the `incident`
+//! transform is the right tool; `dedupe` only compares what it sees.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,12 +32,41 @@ fn default_cache_size() -> usize {
     5000
 }
 
+/// What counts as a duplicate.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DedupeMode {
+    /// An identity passes once (again after `ttl` from its first sighting).
+    #[default]
+    FirstSeen,
+    /// An identity passes when its `state_fields` changed since its last sighting.
+    LastState,
+}
+
+fn default_state_fields() -> Vec<String> {
+    vec![crate::alert::field::STATUS.into()]
+}
+
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DedupeConfig {
+    /// Fields whose values are an event's identity (default `[fingerprint]`). An event
+    /// missing one of them passes.
     pub fields: Option<Vec<String>>,
+    /// `first_seen` (default): drop every repeat of an identity; `last_state`: drop
+    /// repeats of an identity's last state, pass its changes.
+    #[serde(default)]
+    pub mode: DedupeMode,
+    /// With `mode: last_state`, the fields whose values are the state (default
+    /// `[status]`); a missing field counts as null.
+    #[serde(default = "default_state_fields")]
+    pub state_fields: Vec<String>,
+    /// Identities remembered (default 5000); the least recently seen is forgotten
+    /// first, and then passes again.
     #[serde(default = "default_cache_size")]
     pub cache_size: usize,
+    /// How long an identity is remembered: from its first sighting with `first_seen`,
+    /// from its last with `last_state`. Unset (the default): until the cache evicts it.
     #[schemars(schema_with = "crate::units::duration")]
     #[serde(default, with = "humantime_serde")]
     pub ttl: Option<Duration>,
@@ -47,15 +85,29 @@ impl TransformConfig for DedupeConfig {
             .fields
             .clone()
             .unwrap_or_else(|| vec![crate::alert::field::FINGERPRINT.into()]);
-        let paths = fields
-            .iter()
-            .map(|f| {
-                vrl::path::parse_value_path(f)
-                    .map_err(|e| BuildError(format!("`fields`: `{f}`: {e}")))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let parse = |option: &str, fields: &[String]| {
+            fields
+                .iter()
+                .map(|f| {
+                    vrl::path::parse_value_path(f)
+                        .map_err(|e| BuildError(format!("`{option}`: `{f}`: {e}")))
+                })
+                .collect::<Result<Vec<_>, _>>()
+        };
+        let paths = parse("fields", &fields)?;
+        let state_paths = match self.mode {
+            DedupeMode::FirstSeen => Vec::new(),
+            DedupeMode::LastState if self.state_fields.is_empty() => {
+                return Err(BuildError(
+                    "`state_fields` must name at least one field".into(),
+                ));
+            }
+            DedupeMode::LastState => parse("state_fields", &self.state_fields)?,
+        };
         Ok(Box::new(Dedupe {
             paths,
+            mode: self.mode,
+            state_paths,
             cache: IndexMap::new(),
             cache_size: self.cache_size,
             ttl: self.ttl,
@@ -67,8 +119,11 @@ impl TransformConfig for DedupeConfig {
 
 struct Dedupe {
     paths: Vec<OwnedValuePath>,
-    /// identity → when it was last seen; the front is the least recently seen.
-    cache: IndexMap<String, Instant>,
+    mode: DedupeMode,
+    state_paths: Vec<OwnedValuePath>,
+    /// identity → when its entry started (see `ttl`) and, with `last_state`, the state;
+    /// the front is the least recently seen.
+    cache: IndexMap<String, (Instant, String)>,
     cache_size: usize,
     ttl: Option<Duration>,
     clock: Arc<dyn Clock>,
@@ -83,6 +138,19 @@ impl Dedupe {
         }
         Some(parts.join("\u{1f}"))
     }
+
+    fn state(&self, value: &vrl::value::Value) -> String {
+        let mut parts = Vec::with_capacity(self.state_paths.len());
+        for p in &self.state_paths {
+            parts.push(
+                value
+                    .get(p)
+                    .and_then(|v| serde_json::to_string(v).ok())
+                    .unwrap_or_else(|| "null".into()),
+            );
+        }
+        parts.join("\u{1f}")
+    }
 }
 
 impl Transform for Dedupe {
@@ -93,16 +161,22 @@ impl Transform for Dedupe {
                 out.default.push(event);
                 continue;
             };
+            let state = self.state(&event.value);
             let previous = self.cache.shift_remove(&id);
-            let fresh = previous
-                .is_none_or(|seen| self.ttl.is_some_and(|ttl| now.duration_since(seen) >= ttl));
-            // Re-insert at the back: most recently seen. A duplicate does not extend its
-            // entry's life (the TTL counts from the first sighting).
+            let expired =
+                |seen: Instant| self.ttl.is_some_and(|ttl| now.duration_since(seen) >= ttl);
+            let fresh = match &previous {
+                None => true,
+                Some((seen, last)) => expired(*seen) || *last != state,
+            };
+            // Re-insert at the back: most recently seen. With `first_seen` a duplicate
+            // does not extend its entry's life (the TTL counts from the first sighting);
+            // with `last_state` every sighting does.
             let stamp = match previous {
-                Some(seen) if !fresh => seen,
+                Some((seen, _)) if !fresh && self.mode == DedupeMode::FirstSeen => seen,
                 _ => now,
             };
-            self.cache.insert(id, stamp);
+            self.cache.insert(id, (stamp, state));
             if self.cache.len() > self.cache_size {
                 self.cache.shift_remove_index(0);
             }
@@ -113,5 +187,102 @@ impl Transform for Dedupe {
                 event.settle(EventStatus::Delivered);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::event::Event;
+    use crate::telemetry::{ComponentKind, Telemetry};
+
+    fn dedupe(config: DedupeConfig, clock: &ManualClock) -> Box<dyn Transform> {
+        let cx = TransformContext {
+            id: Arc::from("d"),
+            metrics: Telemetry::new().component("d", ComponentKind::Transform, "dedupe"),
+            clock: Arc::new(clock.clone()),
+            data_dir: None,
+            file_notices: Default::default(),
+        };
+        config.build(&cx).expect("builds")
+    }
+
+    fn config(mode: DedupeMode) -> DedupeConfig {
+        DedupeConfig {
+            fields: None,
+            mode,
+            state_fields: default_state_fields(),
+            cache_size: 10,
+            ttl: Some(Duration::from_secs(60)),
+        }
+    }
+
+    fn passes(t: &mut Box<dyn Transform>, status: &str) -> bool {
+        let value =
+            serde_json::from_value(serde_json::json!({"fingerprint": "f", "status": status}))
+                .expect("value");
+        let mut out = TransformOutputs::new(0);
+        t.process(
+            vec![Event::new(value, Arc::from("s"), chrono::Utc::now())],
+            &mut out,
+        );
+        out.default.len() == 1
+    }
+
+    #[test]
+    fn last_state_counts_the_ttl_from_the_last_sighting_and_passes_changes() {
+        let clock = ManualClock::default();
+        let mut last = dedupe(config(DedupeMode::LastState), &clock);
+        assert!(passes(&mut last, "firing"));
+        for _ in 0..3 {
+            clock.advance(Duration::from_secs(30));
+            assert!(
+                !passes(&mut last, "firing"),
+                "seen within the TTL every time"
+            );
+        }
+        assert!(passes(&mut last, "resolved"), "a change passes at once");
+        assert!(!passes(&mut last, "resolved"));
+        assert!(passes(&mut last, "firing"));
+        clock.advance(Duration::from_secs(60));
+        assert!(
+            passes(&mut last, "firing"),
+            "forgotten after a TTL of silence"
+        );
+    }
+
+    #[test]
+    fn first_seen_passes_again_a_ttl_after_the_first_sighting() {
+        let clock = ManualClock::default();
+        let mut first = dedupe(config(DedupeMode::FirstSeen), &clock);
+        assert!(passes(&mut first, "firing"));
+        clock.advance(Duration::from_secs(30));
+        assert!(!passes(&mut first, "firing"));
+        clock.advance(Duration::from_secs(30));
+        assert!(
+            passes(&mut first, "firing"),
+            "60 s after the first sighting"
+        );
+        assert!(
+            !passes(&mut first, "resolved"),
+            "first_seen ignores the state"
+        );
+    }
+
+    #[test]
+    fn last_state_needs_a_state_field() {
+        let clock = ManualClock::default();
+        let cx = TransformContext {
+            id: Arc::from("d"),
+            metrics: Telemetry::new().component("d", ComponentKind::Transform, "dedupe"),
+            clock: Arc::new(clock),
+            data_dir: None,
+            file_notices: Default::default(),
+        };
+        let mut c = config(DedupeMode::LastState);
+        c.state_fields.clear();
+        let err = c.build(&cx).err().expect("refused");
+        assert!(err.0.contains("state_fields"), "{}", err.0);
     }
 }
