@@ -52,6 +52,8 @@ pub enum Mode {
     ReadWrite,
     /// Must not modify the event and must return a boolean (filter conditions).
     Condition,
+    /// Must not modify the event; returns any value (keys computed from an event).
+    Expression,
 }
 
 /// What one run of a program ended with.
@@ -75,7 +77,7 @@ pub struct CompiledProgram {
 pub fn compile(source: &ProgramSource, mode: Mode) -> Result<Arc<CompiledProgram>, BuildError> {
     let text = source.text()?;
     let mut config = CompileConfig::default();
-    if mode == Mode::Condition {
+    if mode != Mode::ReadWrite {
         config.set_read_only();
     }
     let mut functions = vrl::stdlib::all();

@@ -1,8 +1,12 @@
 //! Small state files components keep under `data_dir` (manifests, timer snapshots,
 //! silences): where they live and how they are replaced, so a crash leaves either the
-//! old file or the new one, never half of one.
+//! old file or the new one, never half of one; and the live state a component's old and
+//! new instance share during a hot reload ([`take_over`]).
 
+use std::any::Any;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
 
 /// `<data_dir>/<kind>/<id>.json`, the id reduced to characters safe in a file name.
 pub fn path_for(data_dir: &Path, kind: &str, id: &str) -> PathBuf {
@@ -39,9 +43,71 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     written
 }
 
+/// State shared by the instances of one component, by its state file's path.
+type Registry = HashMap<PathBuf, Arc<dyn Any + Send + Sync>>;
+
+static LIVE: LazyLock<Mutex<Registry>> = LazyLock::new(Default::default);
+
+/// Locks shared state, going on after a panic elsewhere: component state is updated
+/// field by field, so what a panic leaves is consistent enough to keep the pipeline up.
+pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The live state of the component whose state file is `path`: shared with an instance
+/// still running (a hot reload builds the new instance before the old one stops, so
+/// a file written by the old one would come too late), else `load(path)`.
+pub fn take_over<T: Send + 'static>(path: &Path, load: impl FnOnce(&Path) -> T) -> Arc<Mutex<T>> {
+    let mut live = lock(&LIVE);
+    if let Some(found) = live.get(path)
+        && let Ok(state) = Arc::clone(found).downcast::<Mutex<T>>()
+    {
+        return state;
+    }
+    let state = Arc::new(Mutex::new(load(path)));
+    live.insert(
+        path.to_owned(),
+        Arc::clone(&state) as Arc<dyn Any + Send + Sync>,
+    );
+    state
+}
+
+/// Called when an instance goes away (after its last write): the registry forgets the
+/// state once no other instance holds it.
+pub fn release<T: Send + 'static>(path: &Path, state: &Arc<Mutex<T>>) {
+    let mut live = lock(&LIVE);
+    if let Some(found) = live.get(path)
+        && let Ok(shared) = Arc::clone(found).downcast::<Mutex<T>>()
+        && Arc::ptr_eq(&shared, state)
+        // The registry's reference, `shared` and the caller's.
+        && Arc::strong_count(state) <= 3
+    {
+        live.remove(path);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn instances_share_live_state_until_the_last_one_goes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = path_for(dir.path(), "test_kind", "shared");
+        let first = take_over(&path, |_| 1u32);
+        let second = take_over(&path, |_| 2u32);
+        assert!(
+            Arc::ptr_eq(&first, &second),
+            "a second instance shares the state"
+        );
+        *lock(&second) = 5;
+        release(&path, &first);
+        drop(first);
+        assert_eq!(*lock(&take_over(&path, |_| 9u32)), 5, "still live");
+        release(&path, &second);
+        drop(second);
+        assert_eq!(*lock(&take_over(&path, |_| 9u32)), 9, "loaded afresh");
+    }
 
     #[test]
     fn ids_become_safe_names_and_writes_replace_whole_files() {

@@ -2,7 +2,10 @@
 //!
 //! One event per request. The normalized alert schema maps onto the API:
 //! - `status` firing → `trigger`, resolved → `resolve`, acknowledged → `acknowledge`;
-//! - `fingerprint` → `dedup_key` (required to resolve or acknowledge);
+//! - `dedup_key` (required to resolve or acknowledge): the `dedup_key` template, else
+//!   `incident_id` (the `incident` transform's notifications), else `fingerprint`. One
+//!   key per incident is what makes a resolve or an acknowledgement close the page its
+//!   trigger opened;
 //! - `summary` → `payload.summary`, cut to the API's 1024 characters;
 //! - `severity` critical | high | medium | low | info → critical | error | warning |
 //!   info | info;
@@ -38,20 +41,34 @@ const MAX_SUMMARY: usize = 1024;
 pub struct PagerDutyConfig {
     /// The integration's routing key (32 characters).
     pub routing_key: String,
+    /// The Events API endpoint (default PagerDuty's; EU accounts use
+    /// `https://events.eu.pagerduty.com/v2/enqueue`).
     #[serde(default = "default_url")]
     pub url: String,
-    /// Templates overriding the defaults taken from the normalized schema.
+    /// PagerDuty's `dedup_key`, as a template: events with the same key are one
+    /// PagerDuty alert, and a resolve or an acknowledgement must carry its trigger's key.
+    /// Default: `{{ incident_id }}` when the event has one (from the `incident`
+    /// transform), else `{{ fingerprint }}`. Cut to 255 characters.
+    pub dedup_key: Option<String>,
+    /// `payload.source`, as a template (default: the event's `source`, else "sluice").
     pub source: Option<String>,
+    /// `payload.component`, as a template (default: the event's `service`).
     pub component: Option<String>,
+    /// `payload.group`, as a template (default: the event's `project`).
     pub group: Option<String>,
+    /// `payload.class`, as a template (default: the event's `kind`).
     pub class: Option<String>,
     /// `client` shown in PagerDuty.
     #[serde(default = "default_client")]
     pub client: String,
+    /// Whether the server's TLS certificate is verified (default true).
     #[serde(default = "default_verify")]
     pub ssl_verify: bool,
+    /// Retries with backoff, then the `dead_letter` output.
     #[serde(default)]
     pub failure_handling: FailureHandling,
+    /// Timeouts, concurrency and rate limit (default: 2 requests a second, bursts of
+    /// 120, PagerDuty's documented limit per routing key).
     #[serde(default = "default_request")]
     pub request: RequestConfig,
 }
@@ -76,6 +93,7 @@ fn default_request() -> RequestConfig {
 }
 
 struct Templates {
+    dedup_key: Option<Template>,
     source: Option<Template>,
     component: Option<Template>,
     group: Option<Template>,
@@ -104,6 +122,7 @@ impl PagerDutyConfig {
             url: self.url.clone(),
             client: self.client.clone(),
             templates: Templates {
+                dedup_key: t(&self.dedup_key)?,
                 source: t(&self.source)?,
                 component: t(&self.component)?,
                 group: t(&self.group)?,
@@ -204,7 +223,10 @@ impl HttpEncoder for PagerDutyEncoder {
             Some("acknowledged" | "acknowledge") => "acknowledge",
             Some(other) => return Err(format!("status `{other}` has no PagerDuty event action")),
         };
-        let dedup_key = text(event, field::FINGERPRINT);
+        let dedup_key = match &self.templates.dedup_key {
+            Some(t) => Some(t.render(event)?),
+            None => text(event, "incident_id").or_else(|| text(event, field::FINGERPRINT)),
+        };
         let mut body = Map::new();
         body.insert("routing_key".into(), json!(self.routing_key));
         body.insert("event_action".into(), json!(action));
@@ -215,7 +237,7 @@ impl HttpEncoder for PagerDutyEncoder {
             (None, "trigger") => {}
             (None, _) => {
                 return Err(format!(
-                    "cannot {action} without a `fingerprint` (PagerDuty's dedup_key)"
+                    "cannot {action} without a `fingerprint` or `incident_id` (PagerDuty's dedup_key; or set the `dedup_key` template)"
                 ));
             }
         }

@@ -7,6 +7,7 @@ pub mod dedupe;
 pub mod enrich;
 pub mod filter;
 pub mod flatten;
+pub mod incident;
 pub mod remap;
 pub mod route;
 pub mod sample;
@@ -20,6 +21,7 @@ crate::component_registry! { crate::component::TransformConfig;
     "enrich" => enrich::EnrichConfig,
     "filter" => filter::FilterConfig,
     "flatten" => flatten::FlattenConfig,
+    "incident" => incident::IncidentConfig,
     "remap" => remap::RemapConfig,
     "route" => route::RouteConfig,
     "sample" => sample::SampleConfig,

@@ -64,6 +64,8 @@ pub fn validate(body: &Value) -> Result<(), String> {
 pub struct PagerDuty {
     pub events: Arc<Mutex<Vec<Value>>>,
     pub throttle_next: Arc<Mutex<u32>>,
+    /// Requests still to answer with 503 (an outage), before the throttling.
+    pub unavailable_next: Arc<Mutex<u32>>,
 }
 
 impl PagerDuty {
@@ -74,6 +76,13 @@ impl PagerDuty {
             axum::routing::post(move |body: bytes::Bytes| {
                 let me = me.clone();
                 async move {
+                    {
+                        let mut u = me.unavailable_next.lock().expect("lock");
+                        if *u > 0 {
+                            *u -= 1;
+                            return (StatusCode::SERVICE_UNAVAILABLE, String::new());
+                        }
+                    }
                     {
                         let mut t = me.throttle_next.lock().expect("lock");
                         if *t > 0 {

@@ -1,0 +1,120 @@
+//! `incident` options.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::state::Timing;
+use crate::component::BuildError;
+
+fn default_max_incidents() -> usize {
+    100_000
+}
+fn default_snapshot_interval() -> Duration {
+    Duration::from_secs(1)
+}
+
+/// One incident per real problem. Alerts in the normalized schema (`status` firing or
+/// resolved) with the same correlation key are one incident; only its changes leave,
+/// as the latest alert with these fields laid over it: `incident_id`, `incident_key`,
+/// `action` (opened, updated, acknowledged, resolved, reopened), `reason`, `status`,
+/// `severity` (the highest seen while open), `count` (firings), `flaps`, `first_seen`,
+/// `last_seen`, `resolved_at` and `vendors` (every `source` that reported it). A
+/// repeated firing only updates the incident; a resolve for a key never opened is
+/// dropped. Events that are not alerts go to the `unmatched` output. State survives
+/// restarts and reloads.
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IncidentConfig {
+    /// The correlation key, as a template: alerts with the same key are one incident.
+    /// Default `{{ fingerprint }}`; `"{{ labels.alertname }}/{{ service }}"` joins the
+    /// same outage reported by several vendors. An alert lacking a field of the key goes
+    /// to the `unmatched` output.
+    pub key: Option<String>,
+    /// The correlation key as a VRL expression instead of a template (read-only; its
+    /// result is taken as text; `null` sends the alert to `unmatched`).
+    pub key_source: Option<String>,
+    /// Fields whose values form a notification group (Alertmanager's `group_by`):
+    /// the changes of a group's incidents go out together, timed by `group_wait` and
+    /// `group_interval`. Empty (the default): each incident is its own group.
+    #[serde(default)]
+    pub group_by: Vec<String>,
+    /// How long the first change of a new group waits for others to join it
+    /// (default 0s: at once).
+    #[serde(default, with = "humantime_serde")]
+    #[schemars(schema_with = "crate::units::duration")]
+    pub group_wait: Duration,
+    /// Least time between two notifications of one group (default 0s: at once).
+    #[serde(default, with = "humantime_serde")]
+    #[schemars(schema_with = "crate::units::duration")]
+    pub group_interval: Duration,
+    /// A still-open incident is announced again (`action: updated`, `reason:
+    /// repeat_interval`) after this long without a notification. Unset (the default):
+    /// never.
+    #[serde(default, with = "humantime_serde")]
+    #[schemars(schema_with = "crate::units::duration")]
+    pub repeat_interval: Option<Duration>,
+    /// A resolve is held this long; a firing within it cancels the resolve (a flap)
+    /// and the incident stays open without a notification (default 0s: resolves go
+    /// out at once).
+    #[serde(default, with = "humantime_serde")]
+    #[schemars(schema_with = "crate::units::duration")]
+    pub resolve_hold: Duration,
+    /// A firing this soon after a resolve went out reopens the same incident (`action:
+    /// reopened`, same `incident_id`); after it, a firing opens a new incident
+    /// (default 0s: always a new one).
+    #[serde(default, with = "humantime_serde")]
+    #[schemars(schema_with = "crate::units::duration")]
+    pub flap_window: Duration,
+    /// An open incident whose key has not fired for this long resolves by itself
+    /// (`reason: resolve_after`). Unset (the default): only a resolved alert closes it.
+    #[serde(default, with = "humantime_serde")]
+    #[schemars(schema_with = "crate::units::duration")]
+    pub resolve_after: Option<Duration>,
+    /// Incidents held at most (open ones and resolved ones inside their flap window;
+    /// default 100000). Firing alerts of new keys beyond it are dropped and counted.
+    #[serde(default = "default_max_incidents")]
+    pub max_incidents: usize,
+    /// State is written to `data_dir` at most this often, and when the component
+    /// stops (default 1s).
+    #[serde(default = "default_snapshot_interval", with = "humantime_serde")]
+    #[schemars(schema_with = "crate::units::duration")]
+    pub snapshot_interval: Duration,
+}
+
+pub(super) fn ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+impl IncidentConfig {
+    pub(super) fn check(&self) -> Result<(), BuildError> {
+        if self.key.is_some() && self.key_source.is_some() {
+            return Err(BuildError(
+                "give either `key` or `key_source`, not both".into(),
+            ));
+        }
+        if self.max_incidents == 0 {
+            return Err(BuildError("`max_incidents` must be at least 1".into()));
+        }
+        for (name, d) in [
+            ("repeat_interval", self.repeat_interval),
+            ("resolve_after", self.resolve_after),
+        ] {
+            if d == Some(Duration::ZERO) {
+                return Err(BuildError(format!(
+                    "`{name}` must be longer than 0s (leave it out to turn it off)"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn timing(&self) -> Timing {
+        Timing {
+            resolve_hold: ms(self.resolve_hold),
+            flap_window: ms(self.flap_window),
+            resolve_after: self.resolve_after.map_or(0, ms),
+            repeat_interval: self.repeat_interval.map_or(0, ms),
+        }
+    }
+}

@@ -1,0 +1,536 @@
+//! `incident`: one incident per real problem, from any vendor's alerts.
+//!
+//! Alerts in the normalized schema (`status` firing or resolved) are correlated by a
+//! key (a template or a VRL expression, default `fingerprint`). Per key an incident
+//! moves open → (acknowledged) → resolved ([`state`]), and only its *changes* leave, as
+//! notification events ([`output`]) timed per group like Alertmanager's ([`groups`]).
+//! A repeated firing updates `count` and `last_seen` and is consumed; a resolve for a
+//! key never opened is consumed and counted. Events that are not alerts, or lack a
+//! field of the key, go to the `unmatched` output.
+//!
+//! Acknowledgements: a change that goes out at once leaves in the alert event that
+//! caused it, so the sender's acknowledgement waits for its delivery. Every other input
+//! is settled as delivered when it is taken in, and a change that waits for its group
+//! goes out later as a new event: what it needs is in the state, which survives
+//! restarts and reloads (`<data_dir>/incident/<id>.json`, written at most every
+//! `snapshot_interval` and when the component stops; a reload shares it live).
+//!
+//! Files: `config.rs` options, `state.rs` the state machine, `groups.rs` timing,
+//! `output.rs` notification events.
+
+pub mod config;
+pub mod groups;
+pub mod output;
+pub mod state;
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use indexmap::{IndexMap, IndexSet};
+use serde::{Deserialize, Serialize};
+use vrl::value::Value;
+
+pub use config::IncidentConfig;
+use groups::{GroupClock, Policy};
+use state::{Incident, Sighting, Timing};
+
+use crate::alert::{Status, field};
+use crate::clock::Clock;
+use crate::component::{
+    BuildError, Transform, TransformConfig, TransformContext, TransformOutputs,
+};
+use crate::event::{Event, EventStatus};
+use crate::program::{self, Mode, ProgramSource, Runner};
+use crate::state_file::{self, lock};
+use crate::telemetry::{ComponentMetrics, LabeledCounter, LabeledGauge};
+use crate::template::Template;
+
+const UNMATCHED: usize = 0;
+/// How often timers (held resolves, `resolve_after`, groups) are looked at.
+const TICK: Duration = Duration::from_secs(1);
+
+/// Everything the component knows; shared live across a reload, written as JSON.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct IncidentState {
+    /// By correlation key.
+    pub incidents: IndexMap<String, Incident>,
+    pub groups: HashMap<String, GroupClock>,
+    /// Keys whose incident has a change to announce.
+    #[serde(skip)]
+    pending: IndexSet<String>,
+}
+
+impl IncidentState {
+    fn load(path: &std::path::Path) -> Self {
+        let mut state: Self = match std::fs::read(path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+                tracing::warn!(file = %path.display(), error = %e, "unreadable incident state; starting fresh");
+                Self::default()
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Self::default(),
+            Err(e) => {
+                tracing::warn!(file = %path.display(), error = %e, "cannot read the incident state; starting fresh");
+                Self::default()
+            }
+        };
+        state.pending = state
+            .incidents
+            .iter()
+            .filter(|(_, i)| i.pending.is_some())
+            .map(|(k, _)| k.clone())
+            .collect();
+        state
+    }
+}
+
+enum Key {
+    Template(Template),
+    Program(Runner),
+}
+
+impl TransformConfig for IncidentConfig {
+    fn type_name(&self) -> &'static str {
+        "incident"
+    }
+
+    fn outputs(&self) -> Vec<String> {
+        vec!["unmatched".into()]
+    }
+
+    fn build(&self, cx: &TransformContext) -> Result<Box<dyn Transform>, BuildError> {
+        self.check()?;
+        let key = match &self.key_source {
+            Some(src) => Key::Program(Runner::new(
+                program::compile(&ProgramSource::Inline(src.clone()), Mode::Expression)
+                    .map_err(|e| BuildError(format!("`key_source`: {}", e.0)))?,
+            )),
+            None => Key::Template(
+                Template::parse(self.key.as_deref().unwrap_or("{{ fingerprint }}"))
+                    .map_err(|e| BuildError(format!("`key`: {e}")))?,
+            ),
+        };
+        let group_by = self
+            .group_by
+            .iter()
+            .map(|f| {
+                vrl::path::parse_value_path(f)
+                    .map_err(|e| BuildError(format!("`group_by`: `{f}`: {e}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let (state, persist) = match &cx.data_dir {
+            Some(dir) => {
+                let path = state_file::path_for(dir, "incident", &cx.id);
+                (
+                    state_file::take_over(&path, IncidentState::load),
+                    Some(path),
+                )
+            }
+            None => (Arc::new(Mutex::new(IncidentState::default())), None),
+        };
+        let now = cx.clock.wall().timestamp_millis();
+        Ok(Box::new(IncidentTransform {
+            id: Arc::clone(&cx.id),
+            key,
+            group_by,
+            policy: Policy {
+                group_wait: config::ms(self.group_wait),
+                group_interval: config::ms(self.group_interval),
+            },
+            timing: self.timing(),
+            max_incidents: self.max_incidents,
+            state,
+            persist,
+            snapshot_every: config::ms(self.snapshot_interval),
+            last_write: now,
+            dirty: false,
+            warned_full: false,
+            clock: Arc::clone(&cx.clock),
+            counters: Counters::new(&cx.metrics),
+            metrics: Arc::clone(&cx.metrics),
+        }))
+    }
+}
+
+struct Counters {
+    alerts: HashMap<&'static str, Arc<LabeledCounter>>,
+    notifications: HashMap<&'static str, Arc<LabeledCounter>>,
+    open: Arc<LabeledGauge>,
+}
+
+impl Counters {
+    fn new(m: &ComponentMetrics) -> Self {
+        const ALERTS: &str = "Alerts taken in by the incident transform, by what they did.";
+        const SENT: &str = "Incident notifications sent, by action.";
+        let alerts = [
+            "opened",
+            "reopened",
+            "repeat",
+            "resolved",
+            "held",
+            "duplicate_resolve",
+            "stray_resolve",
+            "unmatched",
+            "over_limit",
+        ]
+        .into_iter()
+        .map(|o| {
+            (
+                o,
+                m.counter("sluice_incident_alerts_total", ALERTS, &[("outcome", o)]),
+            )
+        })
+        .collect();
+        let notifications = ["opened", "updated", "acknowledged", "resolved", "reopened"]
+            .into_iter()
+            .map(|a| {
+                (
+                    a,
+                    m.counter(
+                        "sluice_incident_notifications_total",
+                        SENT,
+                        &[("action", a)],
+                    ),
+                )
+            })
+            .collect();
+        Self {
+            alerts,
+            notifications,
+            open: m.gauge("sluice_incident_open", "Incidents open now.", &[]),
+        }
+    }
+
+    fn alert(&self, outcome: &str) {
+        if let Some(c) = self.alerts.get(outcome) {
+            c.add(1);
+        }
+    }
+}
+
+struct IncidentTransform {
+    id: Arc<str>,
+    key: Key,
+    group_by: Vec<vrl::path::OwnedValuePath>,
+    policy: Policy,
+    timing: Timing,
+    max_incidents: usize,
+    state: Arc<Mutex<IncidentState>>,
+    persist: Option<PathBuf>,
+    snapshot_every: i64,
+    last_write: i64,
+    dirty: bool,
+    warned_full: bool,
+    clock: Arc<dyn Clock>,
+    counters: Counters,
+    metrics: Arc<ComponentMetrics>,
+}
+
+/// A top-level field of an event's payload.
+fn top<'a>(value: &'a Value, name: &str) -> Option<&'a Value> {
+    match value {
+        Value::Object(o) => o.get(name),
+        _ => None,
+    }
+}
+
+fn status_of(value: &Value) -> Option<Status> {
+    let s = top(value, field::STATUS)?.to_str_lossy()?;
+    if s.eq_ignore_ascii_case("firing") {
+        Some(Status::Firing)
+    } else if s.eq_ignore_ascii_case("resolved") {
+        Some(Status::Resolved)
+    } else {
+        None
+    }
+}
+
+fn text_field(value: &Value, name: &str) -> Option<String> {
+    match top(value, name)? {
+        Value::Null => None,
+        v => Some(v.to_string_lossy().into_owned()),
+    }
+}
+
+impl IncidentTransform {
+    fn key_of(&mut self, event: &mut Event) -> Option<String> {
+        match &mut self.key {
+            Key::Template(t) => t.render(event).ok(),
+            Key::Program(runner) => match runner.run_event(event) {
+                program::Outcome::Done(Value::Null) => None,
+                program::Outcome::Done(v) => Some(v.to_string_lossy().into_owned()),
+                _ => None,
+            },
+        }
+    }
+
+    fn group_of(&self, value: &Value) -> String {
+        let mut g = String::new();
+        for (i, p) in self.group_by.iter().enumerate() {
+            if i > 0 {
+                g.push('\u{1f}');
+            }
+            if let Some(v) = value.get(p).filter(|v| !matches!(v, Value::Null)) {
+                g.push_str(&v.to_string_lossy());
+            }
+        }
+        g
+    }
+
+    /// Takes one alert in. Returns the key of its incident when that has a change due.
+    fn take_in(
+        &mut self,
+        state: &mut IncidentState,
+        event: &mut Event,
+        key: String,
+        status: Status,
+        now: i64,
+    ) -> Option<String> {
+        let mut latest = std::mem::replace(&mut event.value, Value::Null);
+        if let Value::Object(o) = &mut latest {
+            o.remove(field::RAW);
+        }
+        let vendor = text_field(&latest, field::SOURCE);
+        let outcome = match (status, state.incidents.get_mut(&key)) {
+            (Status::Firing, Some(incident)) => {
+                let severity = text_field(&latest, field::SEVERITY)
+                    .unwrap_or_else(|| incident.severity.clone());
+                match incident.fire(now, &severity, vendor.clone(), latest.clone(), &self.timing) {
+                    Some(s) => s,
+                    None => {
+                        let group = self.group_of(&latest);
+                        *incident =
+                            Incident::open(new_id(), group, now, severity, vendor, latest.clone());
+                        Sighting::Opened
+                    }
+                }
+            }
+            (Status::Firing, None) => {
+                if state.incidents.len() >= self.max_incidents {
+                    self.counters.alert("over_limit");
+                    if !self.warned_full {
+                        self.warned_full = true;
+                        tracing::warn!(component_id = %self.id, max_incidents = self.max_incidents, "incident holds max_incidents; alerts of new keys are dropped");
+                    }
+                    event.value = latest;
+                    return None;
+                }
+                let severity =
+                    text_field(&latest, field::SEVERITY).unwrap_or_else(|| "medium".into());
+                let group = self.group_of(&latest);
+                state.incidents.insert(
+                    key.clone(),
+                    Incident::open(new_id(), group, now, severity, vendor, latest.clone()),
+                );
+                Sighting::Opened
+            }
+            (Status::Resolved, Some(incident)) => {
+                incident.resolve_seen(now, latest.clone(), &self.timing)
+            }
+            (Status::Resolved, None) => {
+                self.counters.alert("stray_resolve");
+                event.value = latest;
+                return None;
+            }
+        };
+        event.value = latest;
+        self.dirty = true;
+        self.counters.alert(match outcome {
+            Sighting::Opened => "opened",
+            Sighting::Reopened => "reopened",
+            Sighting::Repeat => "repeat",
+            Sighting::Resolved => "resolved",
+            Sighting::Held => "held",
+            Sighting::DuplicateResolve => "duplicate_resolve",
+        });
+        let incident = state.incidents.get(&key)?;
+        if incident.pending.is_none() {
+            state.pending.shift_remove(&key);
+            return None;
+        }
+        let group = incident.group.clone();
+        state.pending.insert(key.clone());
+        let due = self
+            .policy
+            .schedule(state.groups.entry(group).or_default(), now);
+        (due <= now).then_some(key)
+    }
+
+    /// Announces every pending change of `group`; the change of `carrier.0`'s incident
+    /// leaves in the carrier event (keeping its acknowledgement).
+    fn flush_group(
+        &self,
+        state: &mut IncidentState,
+        group: &str,
+        now: i64,
+        mut carrier: Option<(String, Event)>,
+        out: &mut TransformOutputs,
+    ) {
+        let keys: Vec<String> = state
+            .pending
+            .iter()
+            .filter(|k| state.incidents.get(*k).is_some_and(|i| i.group == group))
+            .cloned()
+            .collect();
+        let wall = self.clock.wall();
+        for key in keys {
+            state.pending.shift_remove(&key);
+            let Some(incident) = state.incidents.get_mut(&key) else {
+                continue;
+            };
+            let Some((action, reason)) = incident.announce(now) else {
+                continue;
+            };
+            if let Some(c) = self.counters.notifications.get(action.as_str()) {
+                c.add(1);
+            }
+            let value = output::notification(&key, incident, action, reason.as_deref());
+            match carrier.take() {
+                Some((k, mut event)) if k == key => {
+                    event.value = value;
+                    out.default.push(event);
+                }
+                other => {
+                    carrier = other;
+                    out.default
+                        .push(Event::new(value, Arc::clone(&self.id), wall));
+                }
+            }
+        }
+        if let Some(g) = state.groups.get_mut(group) {
+            g.last_flush = Some(now);
+            g.next_flush = None;
+        }
+        if let Some((_, event)) = carrier {
+            event.settle(EventStatus::Delivered);
+        }
+    }
+
+    fn timers(&mut self, out: &mut TransformOutputs) {
+        let now = self.clock.wall().timestamp_millis();
+        let state = Arc::clone(&self.state);
+        let mut state = lock(&state);
+        let state = &mut *state;
+        let mut changed = false;
+        let mut live_groups: HashSet<String> = HashSet::new();
+        let mut open = 0usize;
+        for (key, incident) in state.incidents.iter_mut() {
+            if incident.tick(now, &self.timing) {
+                changed = true;
+                if incident.pending.is_some() {
+                    state.pending.insert(key.clone());
+                    self.policy
+                        .schedule(state.groups.entry(incident.group.clone()).or_default(), now);
+                }
+            }
+            if incident.is_open() {
+                open += 1;
+            }
+        }
+        let due: Vec<String> = state
+            .groups
+            .iter()
+            .filter(|(_, g)| g.next_flush.is_some_and(|at| at <= now))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for group in due {
+            self.flush_group(state, &group, now, None, out);
+            changed = true;
+        }
+        let before = state.incidents.len();
+        let timing = self.timing;
+        state.incidents.retain(|_, i| !i.is_done(now, &timing));
+        changed |= state.incidents.len() != before;
+        for i in state.incidents.values() {
+            live_groups.insert(i.group.clone());
+        }
+        state
+            .groups
+            .retain(|g, clock| clock.next_flush.is_some() || live_groups.contains(g));
+        self.counters.open.set(open as f64);
+        self.dirty |= changed;
+    }
+
+    fn save(&mut self, force: bool) {
+        let Some(path) = &self.persist else {
+            return;
+        };
+        let now = self.clock.wall().timestamp_millis();
+        if !self.dirty || (!force && now - self.last_write < self.snapshot_every) {
+            return;
+        }
+        let bytes = match serde_json::to_vec(&*lock(&self.state)) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(component_id = %self.id, error = %e, "cannot encode the incident state");
+                return;
+            }
+        };
+        match state_file::write_atomically(path, &bytes) {
+            Ok(()) => {
+                self.dirty = false;
+                self.last_write = now;
+            }
+            Err(e) => {
+                tracing::warn!(component_id = %self.id, file = %path.display(), error = %e, "cannot write the incident state")
+            }
+        }
+    }
+}
+
+fn new_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+impl Transform for IncidentTransform {
+    fn process(&mut self, batch: crate::event::EventBatch, out: &mut TransformOutputs) {
+        let now = self.clock.wall().timestamp_millis();
+        let shared = Arc::clone(&self.state);
+        let mut state = lock(&shared);
+        for mut event in batch {
+            let Some(status) = status_of(&event.value) else {
+                self.counters.alert("unmatched");
+                out.named[UNMATCHED].push(event);
+                continue;
+            };
+            let Some(key) = self.key_of(&mut event) else {
+                self.counters.alert("unmatched");
+                out.named[UNMATCHED].push(event);
+                continue;
+            };
+            match self.take_in(&mut state, &mut event, key, status, now) {
+                Some(key) => {
+                    let group = state
+                        .incidents
+                        .get(&key)
+                        .map(|i| i.group.clone())
+                        .unwrap_or_default();
+                    self.flush_group(&mut state, &group, now, Some((key, event)), out);
+                }
+                None => {
+                    self.metrics.add_discarded(1);
+                    event.settle(EventStatus::Delivered);
+                }
+            }
+        }
+    }
+
+    fn flush_interval(&self) -> Option<Duration> {
+        Some(TICK)
+    }
+
+    fn flush(&mut self, out: &mut TransformOutputs) {
+        self.timers(out);
+        self.save(false);
+    }
+}
+
+impl Drop for IncidentTransform {
+    fn drop(&mut self) {
+        self.save(true);
+        if let Some(path) = &self.persist {
+            state_file::release(path, &self.state);
+        }
+    }
+}

@@ -1,0 +1,426 @@
+//! One incident per correlation key, and the state machine that moves it:
+//! open → (acknowledged) → resolved, reopened when it fires again within
+//! `flap_window` of its resolve.
+//!
+//! Only state *changes* become notifications ([`Incident::pending`]); a repeated firing
+//! is an update of `count` and `last_seen`. Times are wall-clock milliseconds, so a
+//! snapshot read after a restart means the same instants.
+
+use std::collections::BTreeSet;
+
+use serde::{Deserialize, Serialize};
+use vrl::value::Value;
+
+use crate::alert::SEVERITIES;
+
+/// What a notification says happened to an incident (`action` in the output).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    Opened,
+    Updated,
+    Acknowledged,
+    Resolved,
+    Reopened,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Opened => "opened",
+            Self::Updated => "updated",
+            Self::Acknowledged => "acknowledged",
+            Self::Resolved => "resolved",
+            Self::Reopened => "reopened",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    Open,
+    Acknowledged,
+    Resolved,
+}
+
+/// The timing options the state machine needs, in ms (0: off).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Timing {
+    pub resolve_hold: i64,
+    pub flap_window: i64,
+    pub resolve_after: i64,
+    pub repeat_interval: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Incident {
+    pub id: String,
+    /// The `group_by` values joined: the notification group.
+    pub group: String,
+    pub phase: Phase,
+    /// Firing sightings since it opened.
+    pub count: u64,
+    /// Resolves cancelled by a new firing (within `resolve_hold` or `flap_window`).
+    pub flaps: u64,
+    pub first_seen: i64,
+    pub last_seen: i64,
+    /// A resolve arrived and is held for `resolve_hold`.
+    pub resolving_since: Option<i64>,
+    pub resolved_at: Option<i64>,
+    /// The highest severity seen while open.
+    pub severity: String,
+    /// The `source` of every alert that joined it.
+    pub vendors: BTreeSet<String>,
+    /// The latest alert's payload (without `raw`).
+    pub latest: Value,
+    /// A change not announced yet, and why (`resolve_after`, `repeat_interval`, …).
+    pub pending: Option<Action>,
+    pub reason: Option<String>,
+    /// The last change announced, and when.
+    pub announced: Option<(Action, i64)>,
+}
+
+/// What one sighting did, for the counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sighting {
+    Opened,
+    Reopened,
+    /// A firing of an open incident (or a held resolve cancelled by it).
+    Repeat,
+    Resolved,
+    /// A resolve held for `resolve_hold`.
+    Held,
+    /// A resolve of an incident already resolved.
+    DuplicateResolve,
+}
+
+/// Rank of a severity: 0 is the most severe; values outside the schema rank last.
+pub fn severity_rank(severity: &str) -> usize {
+    SEVERITIES
+        .iter()
+        .position(|s| s.eq_ignore_ascii_case(severity))
+        .unwrap_or(SEVERITIES.len())
+}
+
+impl Incident {
+    pub fn open(
+        id: String,
+        group: String,
+        now: i64,
+        severity: String,
+        vendor: Option<String>,
+        latest: Value,
+    ) -> Self {
+        Self {
+            id,
+            group,
+            phase: Phase::Open,
+            count: 1,
+            flaps: 0,
+            first_seen: now,
+            last_seen: now,
+            resolving_since: None,
+            resolved_at: None,
+            severity,
+            vendors: vendor.into_iter().collect(),
+            latest,
+            pending: Some(Action::Opened),
+            reason: None,
+            announced: None,
+        }
+    }
+
+    pub fn is_open(&self) -> bool {
+        self.phase != Phase::Resolved
+    }
+
+    /// Whether anyone heard it was open: its last announcement was not a resolve.
+    fn announced_open(&self) -> bool {
+        matches!(self.announced, Some((a, _)) if a != Action::Resolved)
+    }
+
+    /// Marks a change to announce. A later change replaces an unannounced earlier one,
+    /// except that an `opened` or `reopened` nobody heard yet stays what it is.
+    fn change(&mut self, action: Action, reason: Option<&str>) {
+        self.pending = match (self.pending, action) {
+            (
+                Some(first @ (Action::Opened | Action::Reopened)),
+                Action::Updated | Action::Acknowledged,
+            ) => Some(first),
+            _ => Some(action),
+        };
+        self.reason = reason.map(str::to_owned);
+    }
+
+    /// A firing alert for this incident's key. Returns `None` when the incident is
+    /// over (resolved and out of its flap window): the caller opens a new one.
+    pub fn fire(
+        &mut self,
+        now: i64,
+        severity: &str,
+        vendor: Option<String>,
+        latest: Value,
+        t: &Timing,
+    ) -> Option<Sighting> {
+        let sighting = match self.phase {
+            Phase::Open | Phase::Acknowledged => {
+                if self.resolving_since.take().is_some() {
+                    self.flaps += 1;
+                }
+                self.count += 1;
+                if severity_rank(severity) < severity_rank(&self.severity) {
+                    self.severity = severity.to_owned();
+                    self.change(Action::Updated, Some("severity"));
+                }
+                Sighting::Repeat
+            }
+            Phase::Resolved => {
+                let resolved_at = self.resolved_at.unwrap_or(self.last_seen);
+                let unheard = self.pending == Some(Action::Resolved) && self.announced_open();
+                if !unheard && (t.flap_window == 0 || now >= resolved_at + t.flap_window) {
+                    return None;
+                }
+                self.phase = Phase::Open;
+                self.resolved_at = None;
+                self.flaps += 1;
+                self.count += 1;
+                self.severity = severity.to_owned();
+                if unheard {
+                    // The resolve never went out: for whoever listens it never closed.
+                    self.pending = None;
+                    self.reason = None;
+                } else {
+                    self.change(Action::Reopened, None);
+                }
+                Sighting::Reopened
+            }
+        };
+        self.last_seen = now;
+        self.latest = latest;
+        if let Some(v) = vendor {
+            self.vendors.insert(v);
+        }
+        Some(sighting)
+    }
+
+    /// A resolved alert for this incident's key.
+    pub fn resolve_seen(&mut self, now: i64, latest: Value, t: &Timing) -> Sighting {
+        if !self.is_open() {
+            return Sighting::DuplicateResolve;
+        }
+        self.last_seen = now;
+        self.latest = latest;
+        if t.resolve_hold > 0 {
+            self.resolving_since.get_or_insert(now);
+            return Sighting::Held;
+        }
+        self.close(now, None);
+        Sighting::Resolved
+    }
+
+    /// An acknowledgement (by hand). `false` when there is nothing to acknowledge.
+    pub fn acknowledge(&mut self) -> bool {
+        if self.phase != Phase::Open {
+            return false;
+        }
+        self.phase = Phase::Acknowledged;
+        self.change(Action::Acknowledged, None);
+        true
+    }
+
+    /// Resolves it now. A firing nobody was told about needs no resolve.
+    pub fn close(&mut self, now: i64, reason: Option<&str>) {
+        self.phase = Phase::Resolved;
+        self.resolved_at = Some(now);
+        self.resolving_since = None;
+        if self.announced_open() {
+            self.change(Action::Resolved, reason);
+        } else {
+            self.pending = None;
+            self.reason = None;
+        }
+    }
+
+    /// Timers: held resolves, `resolve_after`, `repeat_interval`. Returns whether the
+    /// incident changed.
+    pub fn tick(&mut self, now: i64, t: &Timing) -> bool {
+        if !self.is_open() {
+            return false;
+        }
+        if let Some(since) = self.resolving_since
+            && now >= since + t.resolve_hold
+        {
+            self.close(now, None);
+            return true;
+        }
+        if t.resolve_after > 0 && now >= self.last_seen + t.resolve_after {
+            self.close(now, Some("resolve_after"));
+            return true;
+        }
+        if t.repeat_interval > 0
+            && self.pending.is_none()
+            && let Some((_, at)) = self.announced
+            && now >= at + t.repeat_interval
+        {
+            self.change(Action::Updated, Some("repeat_interval"));
+            return true;
+        }
+        false
+    }
+
+    /// Whether it can be forgotten: resolved, announced, and past its flap window.
+    pub fn is_done(&self, now: i64, t: &Timing) -> bool {
+        self.phase == Phase::Resolved
+            && self.pending.is_none()
+            && self.resolved_at.is_none_or(|at| now >= at + t.flap_window)
+    }
+
+    /// Records that its pending change went out; returns that change.
+    pub fn announce(&mut self, now: i64) -> Option<(Action, Option<String>)> {
+        let action = self.pending.take()?;
+        self.announced = Some((action, now));
+        Some((action, self.reason.take()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn timing() -> Timing {
+        Timing::default()
+    }
+
+    fn incident(now: i64) -> Incident {
+        Incident::open(
+            "i1".into(),
+            String::new(),
+            now,
+            "high".into(),
+            Some("grafana".into()),
+            Value::Null,
+        )
+    }
+
+    #[test]
+    fn repeats_update_without_a_notification_and_escalation_is_one() {
+        let t = timing();
+        let mut i = incident(0);
+        assert_eq!(i.announce(0), Some((Action::Opened, None)));
+        assert_eq!(
+            i.fire(10, "low", Some("alertmanager".into()), Value::Null, &t),
+            Some(Sighting::Repeat)
+        );
+        assert_eq!(i.pending, None, "a repeat is not a page");
+        assert_eq!((i.count, i.last_seen, i.severity.as_str()), (2, 10, "high"));
+        assert_eq!(i.vendors.len(), 2);
+        i.fire(20, "critical", None, Value::Null, &t);
+        assert_eq!(
+            i.announce(20),
+            Some((Action::Updated, Some("severity".into())))
+        );
+    }
+
+    #[test]
+    fn a_resolve_held_and_cancelled_by_a_firing_is_a_flap() {
+        let t = Timing {
+            resolve_hold: 60_000,
+            ..timing()
+        };
+        let mut i = incident(0);
+        i.announce(0);
+        assert_eq!(i.resolve_seen(5_000, Value::Null, &t), Sighting::Held);
+        assert!(!i.tick(30_000, &t));
+        assert_eq!(
+            i.fire(40_000, "high", None, Value::Null, &t),
+            Some(Sighting::Repeat)
+        );
+        assert_eq!((i.flaps, i.pending), (1, None));
+        i.resolve_seen(50_000, Value::Null, &t);
+        assert!(i.tick(110_000, &t), "quiet for resolve_hold");
+        assert_eq!(i.announce(110_000), Some((Action::Resolved, None)));
+    }
+
+    #[test]
+    fn a_firing_after_a_resolve_reopens_within_the_flap_window_and_is_new_after_it() {
+        let t = Timing {
+            flap_window: 60_000,
+            ..timing()
+        };
+        let mut i = incident(0);
+        i.announce(0);
+        i.resolve_seen(10_000, Value::Null, &t);
+        i.announce(10_000);
+        assert_eq!(
+            i.fire(20_000, "high", None, Value::Null, &t),
+            Some(Sighting::Reopened)
+        );
+        assert_eq!(i.announce(20_000), Some((Action::Reopened, None)));
+        i.resolve_seen(30_000, Value::Null, &t);
+        i.announce(30_000);
+        assert!(!i.is_done(80_000, &t));
+        assert!(i.is_done(90_000, &t));
+        assert_eq!(
+            i.fire(90_000, "high", None, Value::Null, &t),
+            None,
+            "a new incident"
+        );
+    }
+
+    #[test]
+    fn an_unannounced_open_needs_no_resolve_and_an_unheard_resolve_is_taken_back() {
+        let t = timing();
+        let mut i = incident(0);
+        i.resolve_seen(1, Value::Null, &t);
+        assert_eq!(i.pending, None);
+        assert!(i.is_done(1, &t));
+
+        let mut i = incident(0);
+        i.announce(0);
+        i.resolve_seen(1, Value::Null, &t);
+        assert_eq!(i.pending, Some(Action::Resolved));
+        assert_eq!(
+            i.fire(2, "high", None, Value::Null, &t),
+            Some(Sighting::Reopened)
+        );
+        assert_eq!(i.pending, None, "the listener never heard it close");
+    }
+
+    #[test]
+    fn resolve_after_and_repeat_interval_fire_on_ticks() {
+        let t = Timing {
+            resolve_after: 100,
+            repeat_interval: 40,
+            ..timing()
+        };
+        let mut i = incident(0);
+        i.announce(0);
+        assert!(i.tick(40, &t));
+        assert_eq!(
+            i.announce(40),
+            Some((Action::Updated, Some("repeat_interval".into())))
+        );
+        assert!(i.tick(100, &t));
+        assert_eq!(
+            i.announce(100),
+            Some((Action::Resolved, Some("resolve_after".into())))
+        );
+        assert_eq!(
+            i.resolve_seen(101, Value::Null, &t),
+            Sighting::DuplicateResolve
+        );
+    }
+
+    #[test]
+    fn acknowledging_keeps_an_unannounced_open_and_is_once() {
+        let mut i = incident(0);
+        assert!(i.acknowledge());
+        assert!(!i.acknowledge());
+        assert_eq!(i.announce(0), Some((Action::Opened, None)));
+        let mut i = incident(0);
+        i.announce(0);
+        i.acknowledge();
+        assert_eq!(i.announce(1), Some((Action::Acknowledged, None)));
+    }
+}

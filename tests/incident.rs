@@ -1,0 +1,478 @@
+//! `incident` scenarios on a manual clock: the transform is built from pipeline YAML and
+//! driven directly (`process`, then `flush` as the topology's timer does), so every
+//! assertion is about exact notifications at exact times. The scenarios are the ones an
+//! on-call engineer meets: flapping, stray resolves, one outage from two vendors,
+//! vendor retries, restarts, silence.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sluice::clock::ManualClock;
+use sluice::component::{Transform, TransformContext, TransformOutputs};
+use sluice::config::parse_texts;
+use sluice::event::{BatchAck, Event, EventStatus};
+use sluice::telemetry::{ComponentKind, Telemetry};
+use vrl::value::Value;
+
+fn t0() -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339("2026-03-01T12:00:00Z")
+        .expect("time")
+        .with_timezone(&Utc)
+}
+
+struct Rig {
+    clock: ManualClock,
+    transform: Option<Box<dyn Transform>>,
+    telemetry: Arc<Telemetry>,
+    elapsed: i64,
+    yaml: String,
+    data_dir: Option<PathBuf>,
+}
+
+fn build(
+    yaml: &str,
+    clock: &ManualClock,
+    data_dir: Option<&Path>,
+) -> Result<(Box<dyn Transform>, Arc<Telemetry>), String> {
+    let yaml = if yaml == "{}" { "" } else { yaml };
+    let indented: String = yaml.lines().map(|l| format!("    {l}\n")).collect();
+    let text = format!(
+        "sources:\n  in: {{ type: generator }}\ntransforms:\n  inc:\n    type: incident\n    inputs: [in]\n{indented}"
+    );
+    let p = parse_texts(&[(PathBuf::from("incidents.yaml"), text)], |_| None)
+        .map_err(|e| e.to_string())?;
+    let telemetry = Telemetry::new();
+    let cx = TransformContext {
+        file_notices: Default::default(),
+        id: Arc::from("inc"),
+        metrics: telemetry.component("inc", ComponentKind::Transform, "incident"),
+        clock: Arc::new(clock.clone()),
+        data_dir: data_dir.map(Path::to_path_buf),
+    };
+    let t = p.transforms["inc"]
+        .config
+        .build(&cx)
+        .map_err(|e| e.to_string())?;
+    Ok((t, telemetry))
+}
+
+impl Rig {
+    fn new(yaml: &str) -> Self {
+        Self::with_dir(yaml, None)
+    }
+
+    fn with_dir(yaml: &str, data_dir: Option<&Path>) -> Self {
+        let clock = ManualClock::starting_at(t0());
+        let (transform, telemetry) = build(yaml, &clock, data_dir).expect("builds");
+        Self {
+            clock,
+            transform: Some(transform),
+            telemetry,
+            elapsed: 0,
+            yaml: yaml.to_owned(),
+            data_dir: data_dir.map(Path::to_path_buf),
+        }
+    }
+
+    /// Drops the instance (as a stop does) and builds a new one on the same data dir.
+    fn restart(&mut self) {
+        self.transform = None;
+        let (t, telemetry) =
+            build(&self.yaml, &self.clock, self.data_dir.as_deref()).expect("builds");
+        self.transform = Some(t);
+        self.telemetry = telemetry;
+    }
+
+    fn to(&mut self, secs: i64) -> &mut Self {
+        assert!(secs >= self.elapsed, "time goes forward");
+        self.clock
+            .advance(Duration::from_secs((secs - self.elapsed) as u64));
+        self.elapsed = secs;
+        self
+    }
+
+    /// Sends events; returns (notifications, unmatched).
+    fn send_all(&mut self, events: Vec<Event>) -> (Vec<Event>, Vec<Event>) {
+        let mut out = TransformOutputs::new(1);
+        self.transform
+            .as_mut()
+            .expect("built")
+            .process(events, &mut out);
+        let unmatched = out.named.pop().expect("unmatched output");
+        (out.default, unmatched)
+    }
+
+    fn send(&mut self, events: Vec<Event>) -> Vec<Value> {
+        let (out, unmatched) = self.send_all(events);
+        assert!(unmatched.is_empty(), "{unmatched:?}");
+        out.into_iter().map(|e| e.value).collect()
+    }
+
+    fn tick(&mut self) -> Vec<Value> {
+        let mut out = TransformOutputs::new(1);
+        self.transform.as_mut().expect("built").flush(&mut out);
+        out.default.into_iter().map(|e| e.value).collect()
+    }
+
+    fn metrics(&self) -> String {
+        self.telemetry.render_prometheus()
+    }
+}
+
+fn alert(vendor: &str, fingerprint: &str, status: &str, severity: &str) -> Event {
+    Event::new(
+        serde_json::from_value(serde_json::json!({
+            "event_type": "alert", "source": vendor, "status": status, "severity": severity,
+            "fingerprint": fingerprint, "service": "checkout", "summary": format!("{vendor}: checkout is down"),
+            "labels": { "alertname": "CheckoutDown", "env": "prod" },
+            "url": "https://grafana.example/d/1", "raw": { "big": "payload" },
+        }))
+        .expect("value"),
+        Arc::from("in"),
+        Utc::now(),
+    )
+}
+
+fn firing(fp: &str) -> Event {
+    alert("grafana", fp, "firing", "high")
+}
+
+fn resolved(fp: &str) -> Event {
+    alert("grafana", fp, "resolved", "high")
+}
+
+fn s(v: &Value, path: &str) -> String {
+    let p = vrl::path::parse_value_path(path).expect("path");
+    v.get(&p)
+        .map(|v| v.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+fn i(v: &Value, path: &str) -> i64 {
+    let p = vrl::path::parse_value_path(path).expect("path");
+    match v.get(&p) {
+        Some(Value::Integer(n)) => *n,
+        other => panic!("{path} is not an integer: {other:?}"),
+    }
+}
+
+fn actions(vs: &[Value]) -> Vec<String> {
+    vs.iter().map(|v| s(v, "action")).collect()
+}
+
+fn metric(text: &str, outcome: &str) -> f64 {
+    let line = format!(
+        "sluice_incident_alerts_total{{component_id=\"inc\",component_kind=\"transform\",component_type=\"incident\",outcome=\"{outcome}\"}}"
+    );
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix(&line)
+                .map(|v| v.trim().parse::<f64>().expect("number"))
+        })
+        .unwrap_or_else(|| panic!("no {line} in\n{text}"))
+}
+
+#[test]
+fn a_repeated_firing_is_one_page_and_the_resolve_closes_it() {
+    let mut rig = Rig::new("{}");
+    let opened = rig.send(vec![firing("fp1")]);
+    assert_eq!(actions(&opened), ["opened"]);
+    let page = &opened[0];
+    let id = s(page, "incident_id");
+    assert_eq!(id.len(), 36, "a uuid: {id}");
+    assert_eq!(s(page, "status"), "firing");
+    assert_eq!(s(page, "incident_key"), "fp1");
+    assert_eq!(s(page, "summary"), "grafana: checkout is down");
+    assert_eq!(s(page, "labels.alertname"), "CheckoutDown");
+    assert_eq!(
+        s(page, "raw"),
+        "",
+        "the vendor's raw payload is not carried"
+    );
+    assert_eq!(i(page, "count"), 1);
+    for t in 1..=5 {
+        assert!(
+            rig.to(t * 10).send(vec![firing("fp1")]).is_empty(),
+            "repeat {t}"
+        );
+    }
+    let closed = rig.to(100).send(vec![resolved("fp1")]);
+    assert_eq!(actions(&closed), ["resolved"]);
+    assert_eq!(s(&closed[0], "incident_id"), id);
+    assert_eq!(s(&closed[0], "status"), "resolved");
+    assert_eq!(i(&closed[0], "count"), 6);
+    assert_eq!(s(&closed[0], "first_seen"), "2026-03-01T12:00:00Z");
+    assert_eq!(s(&closed[0], "last_seen"), "2026-03-01T12:01:40Z");
+    let m = rig.metrics();
+    assert_eq!(metric(&m, "opened"), 1.0);
+    assert_eq!(metric(&m, "repeat"), 5.0);
+    assert_eq!(metric(&m, "resolved"), 1.0);
+}
+
+#[test]
+fn flapping_five_times_is_one_incident_and_a_real_refire_after_the_quiet_is_a_new_page() {
+    let mut rig = Rig::new("resolve_hold: 60s\nflap_window: 0s");
+    let first = rig.send(vec![firing("fp")]);
+    assert_eq!(actions(&first), ["opened"]);
+    let id = s(&first[0], "incident_id");
+    let mut t = 0;
+    for _ in 0..5 {
+        t += 5;
+        assert!(
+            rig.to(t).send(vec![resolved("fp")]).is_empty(),
+            "held at {t}"
+        );
+        assert!(rig.tick().is_empty());
+        t += 5;
+        assert!(rig.to(t).send(vec![firing("fp")]).is_empty(), "flap at {t}");
+    }
+    t += 5;
+    assert!(rig.to(t).send(vec![resolved("fp")]).is_empty());
+    assert!(
+        rig.to(t + 59).tick().is_empty(),
+        "not quiet for resolve_hold yet"
+    );
+    let closed = rig.to(t + 60).tick();
+    assert_eq!(actions(&closed), ["resolved"]);
+    assert_eq!(s(&closed[0], "incident_id"), id);
+    assert_eq!(i(&closed[0], "flaps"), 5);
+    // 65 s after the flapping ended, it fires for real: a new page (the dedupe idiom
+    // swallowed this one).
+    let again = rig.to(t + 65).send(vec![firing("fp")]);
+    assert_eq!(actions(&again), ["opened"]);
+    assert_ne!(s(&again[0], "incident_id"), id, "a new incident");
+}
+
+#[test]
+fn within_the_flap_window_a_refire_reopens_the_same_incident() {
+    let mut rig = Rig::new("flap_window: 2m");
+    let id = s(&rig.send(vec![firing("fp")])[0], "incident_id");
+    assert_eq!(
+        actions(&rig.to(10).send(vec![resolved("fp")])),
+        ["resolved"]
+    );
+    let reopened = rig.to(70).send(vec![firing("fp")]);
+    assert_eq!(actions(&reopened), ["reopened"]);
+    assert_eq!(s(&reopened[0], "incident_id"), id);
+    assert_eq!(
+        actions(&rig.to(80).send(vec![resolved("fp")])),
+        ["resolved"]
+    );
+    rig.to(200).tick();
+    let fresh = rig.to(201).send(vec![firing("fp")]);
+    assert_eq!(actions(&fresh), ["opened"]);
+    assert_ne!(s(&fresh[0], "incident_id"), id);
+}
+
+#[test]
+fn a_stray_resolve_is_dropped_and_the_real_fire_and_resolve_both_go_out() {
+    let mut rig = Rig::new("{}");
+    assert!(rig.send(vec![resolved("fp")]).is_empty());
+    assert_eq!(actions(&rig.to(5).send(vec![firing("fp")])), ["opened"]);
+    assert_eq!(actions(&rig.to(9).send(vec![resolved("fp")])), ["resolved"]);
+    assert!(
+        rig.to(10).send(vec![resolved("fp")]).is_empty(),
+        "a duplicate resolve"
+    );
+    let m = rig.metrics();
+    assert_eq!(metric(&m, "stray_resolve"), 1.0);
+    assert_eq!(metric(&m, "duplicate_resolve"), 1.0);
+}
+
+#[test]
+fn one_outage_from_two_vendors_is_one_incident_keyed_by_alertname_and_service() {
+    let mut rig = Rig::new("key: \"{{ labels.alertname }}/{{ service }}\"");
+    let first = rig.send(vec![alert("grafana", "g-123", "firing", "high")]);
+    assert_eq!(actions(&first), ["opened"]);
+    // 1.5 s later Alertmanager reports it with its own fingerprint and a higher severity.
+    rig.clock.advance(Duration::from_millis(1500));
+    let second = rig.send(vec![alert("alertmanager", "am-9", "firing", "critical")]);
+    assert_eq!(
+        actions(&second),
+        ["updated"],
+        "an escalation, not a second page"
+    );
+    assert_eq!(s(&second[0], "incident_id"), s(&first[0], "incident_id"));
+    assert_eq!(s(&second[0], "severity"), "critical");
+    assert_eq!(s(&second[0], "reason"), "severity");
+    assert_eq!(s(&second[0], "vendors"), r#"["alertmanager","grafana"]"#);
+    assert_eq!(s(&second[0], "incident_key"), "CheckoutDown/checkout");
+    // A lower severity later does not lower the incident's.
+    assert!(
+        rig.send(vec![alert("grafana", "g-123", "firing", "low")])
+            .is_empty()
+    );
+    let closed = rig
+        .to(60)
+        .send(vec![alert("grafana", "g-123", "resolved", "low")]);
+    assert_eq!(s(&closed[0], "severity"), "critical");
+}
+
+#[test]
+fn alerts_without_a_status_or_a_key_field_go_to_unmatched() {
+    let mut rig = Rig::new("key: \"{{ labels.team }}\"");
+    let mut log = firing("fp");
+    if let Value::Object(o) = &mut log.value {
+        o.remove("status");
+    }
+    let (out, unmatched) = rig.send_all(vec![log, firing("fp")]);
+    assert!(out.is_empty());
+    assert_eq!(unmatched.len(), 2);
+    assert_eq!(metric(&rig.metrics(), "unmatched"), 2.0);
+}
+
+#[test]
+fn the_page_carries_the_senders_acknowledgement_and_repeats_settle_delivered() {
+    let mut rig = Rig::new("{}");
+    let (ack, rx) = BatchAck::with_receiver(1, None);
+    let (out, _) = rig.send_all(vec![firing("fp").with_ack(ack.event_ack())]);
+    drop(ack);
+    assert_eq!(out.len(), 1);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("runtime");
+    let mut rx = Box::pin(rx.wait());
+    // Not settled until the page is: the sender's 200 waits for PagerDuty.
+    assert!(runtime.block_on(async {
+        tokio::time::timeout(Duration::from_millis(20), &mut rx)
+            .await
+            .is_err()
+    }));
+    for e in out {
+        e.settle(EventStatus::Errored);
+    }
+    assert_eq!(runtime.block_on(rx), EventStatus::Errored);
+
+    let (ack, rx) = BatchAck::with_receiver(1, None);
+    let (out, _) = rig.send_all(vec![firing("fp").with_ack(ack.event_ack())]);
+    drop(ack);
+    assert!(out.is_empty());
+    assert_eq!(
+        runtime.block_on(rx.wait()),
+        EventStatus::Delivered,
+        "a repeat is taken in"
+    );
+}
+
+#[test]
+fn group_wait_gathers_a_groups_changes_and_group_interval_spaces_them() {
+    let mut rig = Rig::new("group_by: [service]\ngroup_wait: 30s\ngroup_interval: 5m");
+    assert!(
+        rig.send(vec![firing("a")]).is_empty(),
+        "waits for the group"
+    );
+    assert!(rig.to(10).send(vec![firing("b")]).is_empty());
+    assert!(rig.to(29).tick().is_empty());
+    let first = rig.to(30).tick();
+    assert_eq!(actions(&first), ["opened", "opened"]);
+    assert_eq!(
+        first
+            .iter()
+            .map(|v| s(v, "incident_key"))
+            .collect::<Vec<_>>(),
+        ["a", "b"]
+    );
+    assert!(
+        rig.to(40).send(vec![resolved("a")]).is_empty(),
+        "within group_interval"
+    );
+    assert!(rig.to(329).tick().is_empty());
+    let second = rig.to(330).tick();
+    assert_eq!(actions(&second), ["resolved"]);
+    assert_eq!(s(&second[0], "incident_key"), "a");
+}
+
+#[test]
+fn an_incident_that_opens_and_resolves_inside_group_wait_sends_nothing() {
+    let mut rig = Rig::new("group_wait: 30s");
+    assert!(rig.send(vec![firing("blip")]).is_empty());
+    assert!(rig.to(5).send(vec![resolved("blip")]).is_empty());
+    assert!(rig.to(30).tick().is_empty());
+}
+
+#[test]
+fn resolve_after_closes_a_silent_incident_and_repeat_interval_reannounces_an_open_one() {
+    let mut rig = Rig::new("resolve_after: 10m\nrepeat_interval: 4m");
+    assert_eq!(actions(&rig.send(vec![firing("fp")])), ["opened"]);
+    let again = rig.to(240).tick();
+    assert_eq!(actions(&again), ["updated"]);
+    assert_eq!(s(&again[0], "reason"), "repeat_interval");
+    assert_eq!(actions(&rig.to(480).tick()), ["updated"]);
+    let closed = rig.to(600).tick();
+    assert_eq!(actions(&closed), ["resolved"]);
+    assert_eq!(s(&closed[0], "reason"), "resolve_after");
+    assert_eq!(s(&closed[0], "ends_at"), "2026-03-01T12:10:00Z");
+}
+
+#[test]
+fn a_restart_mid_incident_keeps_its_id_so_the_resolve_closes_the_same_page() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut rig = Rig::with_dir("{}", Some(dir.path()));
+    let id = s(&rig.send(vec![firing("fp")])[0], "incident_id");
+    rig.to(30).restart();
+    assert!(
+        rig.send(vec![firing("fp")]).is_empty(),
+        "still open after the restart"
+    );
+    let closed = rig.to(60).send(vec![resolved("fp")]);
+    assert_eq!(actions(&closed), ["resolved"]);
+    assert_eq!(s(&closed[0], "incident_id"), id);
+    assert_eq!(i(&closed[0], "count"), 2);
+}
+
+#[test]
+fn a_change_waiting_for_its_group_survives_a_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut rig = Rig::with_dir("group_wait: 30s", Some(dir.path()));
+    assert!(rig.send(vec![firing("fp")]).is_empty());
+    rig.to(10).restart();
+    assert_eq!(actions(&rig.to(30).tick()), ["opened"]);
+}
+
+#[test]
+fn max_incidents_bounds_new_keys_and_open_ones_still_resolve() {
+    let mut rig = Rig::new("max_incidents: 2");
+    assert_eq!(
+        rig.send(vec![firing("a"), firing("b"), firing("c")]).len(),
+        2
+    );
+    assert_eq!(metric(&rig.metrics(), "over_limit"), 1.0);
+    assert_eq!(actions(&rig.send(vec![resolved("a")])), ["resolved"]);
+    assert!(
+        rig.send(vec![firing("c")]).is_empty(),
+        "the resolved one leaves at the next timer pass"
+    );
+    rig.to(1).tick();
+    assert_eq!(
+        actions(&rig.send(vec![firing("c")])),
+        ["opened"],
+        "room again"
+    );
+}
+
+#[test]
+fn key_source_computes_the_key_with_vrl_and_bad_options_are_refused() {
+    let mut rig = Rig::new("key_source: 'downcase(string!(.labels.alertname))'");
+    assert_eq!(
+        s(&rig.send(vec![firing("x")])[0], "incident_key"),
+        "checkoutdown"
+    );
+    let clock = ManualClock::starting_at(t0());
+    for (yaml, want) in [
+        ("key: a\nkey_source: .b", "either `key` or `key_source`"),
+        ("key_source: '.x = 1'", "key_source"),
+        ("resolve_after: 0s", "resolve_after"),
+        ("max_incidents: 0", "max_incidents"),
+        ("key: '{{ unclosed'", "unclosed"),
+    ] {
+        let err = build(yaml, &clock, None)
+            .err()
+            .unwrap_or_else(|| panic!("{yaml} builds"));
+        assert!(err.contains(want), "{yaml}: {err}");
+    }
+}

@@ -1,0 +1,175 @@
+//! The `incident` transform in a running pipeline: vendor webhooks in, a loopback
+//! PagerDuty (enforcing the Events API v2 schema) and a Slack receiver out. What is
+//! asserted is what the on-call engineer gets: how many pages, with which dedup_key.
+
+mod common;
+
+use std::time::Duration;
+
+use common::pagerduty::{KEY, PagerDuty};
+use common::{Receiver, Reply, free_port, parse, start, wait_for_port};
+use serde_json::{Value, json};
+use sluice::topology::Drained;
+
+fn grafana(name: &str) -> Value {
+    let path = format!(
+        "{}/tests/fixtures/webhooks/grafana/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let mut v: Value =
+        serde_json::from_str(&std::fs::read_to_string(path).expect("fixture")).expect("json");
+    // The fixture's alert, on the service the Alertmanager alert below names too.
+    v["alerts"][0]["labels"]["service"] = json!("checkout");
+    v
+}
+
+fn alertmanager_firing() -> Value {
+    json!({
+        "version": "4", "groupKey": "{}:{alertname=\"alert1\"}", "truncatedAlerts": 0,
+        "status": "firing", "receiver": "sluice", "externalURL": "http://alertmanager:9093",
+        "groupLabels": {"alertname": "alert1"}, "commonLabels": {}, "commonAnnotations": {},
+        "alerts": [{
+            "status": "firing",
+            "labels": {"alertname": "alert1", "service": "checkout", "severity": "critical"},
+            "annotations": {"summary": "checkout has no healthy backends"},
+            "startsAt": "2026-03-01T12:00:01Z", "endsAt": "0001-01-01T00:00:00Z",
+            "generatorURL": "http://prometheus:9090/graph", "fingerprint": "3c1f0a2b4d5e6f70"
+        }]
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_vendors_and_retried_deliveries_make_one_page_that_the_resolve_closes() {
+    let (pd_port, hook) = (free_port(), free_port());
+    let pd = PagerDuty::default();
+    // PagerDuty is down for the first two attempts.
+    *pd.unavailable_next.lock().expect("lock") = 2;
+    pd.start(pd_port).await;
+    let slack = Receiver::new(0).start().await;
+    slack.set_fallback(Reply::status(200).with_body("ok"));
+    let p = parse(&format!(
+        r#"
+sources:
+  alerts:
+    type: webhook
+    address: "127.0.0.1:{hook}"
+    routes:
+      - {{ path: /grafana, decoder: grafana }}
+      - {{ path: /alertmanager, decoder: alertmanager }}
+transforms:
+  incidents:
+    type: incident
+    inputs: [alerts]
+    key_source: 'string!(.labels.alertname) + "/" + (string(.service) ?? "-")'
+sinks:
+  pagerduty:
+    type: pagerduty
+    inputs: [incidents]
+    routing_key: "{KEY}"
+    url: "http://127.0.0.1:{pd_port}/v2/enqueue"
+    failure_handling: {{ initial_backoff: 10ms, max_backoff: 20ms }}
+  slack:
+    type: slack
+    inputs: [incidents]
+    webhook_url: "http://127.0.0.1:{}/services/T0/B0/x"
+"#,
+        slack.port
+    ));
+    let (topo, _telemetry) = start(p).await;
+    wait_for_port(hook).await;
+    let client = reqwest::Client::new();
+    let post = |path: &'static str, body: Value| {
+        let client = client.clone();
+        async move {
+            client
+                .post(format!("http://127.0.0.1:{hook}{path}"))
+                .json(&body)
+                .send()
+                .await
+                .expect("POST")
+                .status()
+                .as_u16()
+        }
+    };
+
+    // Grafana delivers the same notification three times (its retries, while PagerDuty
+    // answers 503): every delivery is accepted, and there is one page.
+    let firing = grafana("grafana-alerting_test_default_payload_single_firing.json");
+    let deliveries = (0..3).map(|_| tokio::spawn(post("/grafana", firing.clone())));
+    for d in deliveries {
+        assert_eq!(d.await.expect("task"), 200);
+    }
+    let events = pd.events();
+    assert_eq!(events.len(), 1, "one page: {events:?}");
+    assert_eq!(events[0]["event_action"], "trigger");
+    let dedup_key = events[0]["dedup_key"]
+        .as_str()
+        .expect("dedup_key")
+        .to_owned();
+    assert_eq!(dedup_key.len(), 36, "the incident id: {dedup_key}");
+    assert_eq!(
+        *pd.unavailable_next.lock().expect("lock"),
+        0,
+        "the 503s were retried"
+    );
+
+    // Alertmanager reports the same outage, as critical: the page escalates, it is not
+    // a second incident.
+    assert_eq!(post("/alertmanager", alertmanager_firing()).await, 200);
+    let events = pd.events();
+    assert_eq!(events.len(), 2);
+    assert_eq!(events[1]["event_action"], "trigger");
+    assert_eq!(events[1]["dedup_key"], dedup_key.as_str());
+    assert_eq!(events[1]["payload"]["severity"], "critical");
+
+    // Grafana's resolve closes the page the trigger opened.
+    assert_eq!(
+        post(
+            "/grafana",
+            grafana("grafana-alerting_test_resolved_single.json")
+        )
+        .await,
+        200
+    );
+    let events = pd.events();
+    assert_eq!(events.len(), 3);
+    assert_eq!(events[2]["event_action"], "resolve");
+    assert_eq!(events[2]["dedup_key"], dedup_key.as_str());
+    // ... and a stray resolve from Alertmanager afterwards pages nobody.
+    let mut late = alertmanager_firing();
+    late["status"] = json!("resolved");
+    late["alerts"][0]["status"] = json!("resolved");
+    late["alerts"][0]["endsAt"] = json!("2026-03-01T12:05:00Z");
+    assert_eq!(post("/alertmanager", late).await, 200);
+    assert_eq!(pd.events().len(), 3);
+
+    let texts: Vec<String> = slack
+        .requests()
+        .iter()
+        .map(|r| {
+            let body: Value = serde_json::from_slice(&r.body).expect("json");
+            body["text"].as_str().unwrap_or_default().to_owned()
+        })
+        .collect();
+    assert_eq!(
+        texts,
+        [
+            "[MEDIUM] alert1",
+            "[UPDATED CRITICAL] checkout has no healthy backends",
+            "[RESOLVED] alert1"
+        ]
+    );
+    let last: Value = serde_json::from_slice(&slack.requests()[2].body).expect("json");
+    let context = last["blocks"]
+        .as_array()
+        .and_then(|b| b.last())
+        .map(|b| b["elements"][0]["text"].clone())
+        .expect("context block");
+    assert_eq!(
+        context,
+        json!(format!(
+            "Incident {dedup_key} · 4 alert(s) from alertmanager, grafana"
+        ))
+    );
+    assert_eq!(topo.stop(Duration::from_secs(5)).await, Drained::Complete);
+}
