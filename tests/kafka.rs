@@ -347,8 +347,8 @@ sinks:
     // The broker drops the connection on the first produce requests (an outage as the
     // producer sees it): librdkafka reconnects and retries inside its message timeout,
     // and the idempotent producer writes each message once. (`broker_down`/`broker_up`
-    // would say the same, but librdkafka re-binds the listener's port on the way down and
-    // aborts the process when a parallel test's socket took it meanwhile.)
+    // would say the same, but librdkafka re-binds the listener's port on the way down
+    // and aborts the process when a parallel test's socket took it meanwhile.)
     {
         use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
         cluster.request_errors(
@@ -356,8 +356,15 @@ sinks:
             &[RDKafkaRespErr::RD_KAFKA_RESP_ERR__TRANSPORT; 4],
         );
     }
-    let (topo, _telemetry) = start(p).await;
-    assert_eq!(topo.stop(Duration::from_secs(30)).await, Drained::Complete);
+    let parked = CaptureSink::default();
+    parked.attach(&mut p, "parked", &["kafka.dead_letter"], 300);
+    let (mut topo, _telemetry) = start(p).await;
+    // Every generated event is delivered before the pipeline ends on its own.
+    tokio::time::timeout(Duration::from_secs(60), topo.finished())
+        .await
+        .expect("the pipeline drains");
+    assert_eq!(topo.stop(Duration::from_secs(5)).await, Drained::Complete);
+    assert_eq!(parked.values(), Vec::new(), "nothing dead-lettered");
 
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", &bootstrap)
