@@ -59,6 +59,14 @@ impl Template {
         self.parts.iter().all(|p| matches!(p, Part::Literal(_)))
     }
 
+    /// The fields the template reads, as written (`labels.host`).
+    pub fn fields(&self) -> impl Iterator<Item = &str> {
+        self.parts.iter().filter_map(|p| match p {
+            Part::Field { text, .. } => Some(text.as_str()),
+            Part::Literal(_) => None,
+        })
+    }
+
     /// The literal text before the first field: what every rendering starts with.
     pub fn static_prefix(&self) -> &str {
         match self.parts.first() {

@@ -877,3 +877,50 @@ fn a_failed_reload_leaves_the_running_instance_its_state() {
         "both pending since 0 s, across the restart"
     );
 }
+
+#[test]
+fn severity_can_be_a_template_and_annotations_see_the_input_labels() {
+    let mut rig = Rig::new(
+        r#"
+rules:
+  - name: HighCPU
+    expr: cpu_usage > 80
+    group_by: [host]
+    severity: "{{ labels.tier }}"
+    annotations:
+      summary: "CPU {{ value }}% on {{ labels.host }} in {{ labels.region }}"
+"#,
+    );
+    rig.send(vec![
+        metric(
+            "cpu_usage",
+            95.0,
+            &[
+                ("host", "db1"),
+                ("region", "eu-west-1"),
+                ("tier", "critical"),
+            ],
+        ),
+        metric(
+            "cpu_usage",
+            91.0,
+            &[("host", "web1"), ("region", "us-east-1"), ("tier", "gold")],
+        ),
+    ]);
+    let mut fired = rig.eval();
+    fired.sort_by_key(|a| s(a, "labels.host"));
+    assert_eq!(fired.len(), 2);
+    assert_eq!(s(&fired[0], "severity"), "critical");
+    assert_eq!(s(&fired[0], "summary"), "CPU 95% on db1 in eu-west-1");
+    assert_eq!(
+        labels(&fired[0]),
+        pairs(&[("alertname", "HighCPU"), ("host", "db1")]),
+        "input labels are for templates; the alert's identity stays its group"
+    );
+    assert_eq!(
+        s(&fired[1], "severity"),
+        "medium",
+        "`gold` is no severity: the default"
+    );
+    assert_eq!(s(&fired[1], "summary"), "CPU 91% on web1 in us-east-1");
+}

@@ -97,12 +97,18 @@ pub struct RuleConfig {
     /// Label names whose values split the rule into one alert per label set.
     #[serde(default)]
     pub group_by: Vec<String>,
+    /// The alert's severity: critical, high, medium (the default), low or info; or a
+    /// template over `labels` (the alert's, and the input event's), `value` and
+    /// `alertname`, e.g. `"{{ labels.tier }}"`. A rendering that is not one of those
+    /// five is sent as the default, medium.
     #[serde(default = "default_severity")]
     pub severity: String,
     /// Added to the alert's labels.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
-    /// `summary`, `description` and others; `{{ value }}`, `{{ labels.x }}` templates.
+    /// `summary`, `description` and others; templates over `value`, `alertname`,
+    /// `severity` and `labels`: the alert's labels, and the labels of the latest input
+    /// event (so `{{ labels.region }}` works when `region` is not in `group_by`).
     #[serde(default)]
     pub annotations: BTreeMap<String, String>,
 }
@@ -172,10 +178,15 @@ pub struct Rule {
     pub filters: Vec<Filter>,
     pub for_ms: i64,
     pub group_by: Vec<String>,
+    /// The severity as written; with `severity_template`, its fallback is `medium`.
     pub severity: String,
+    pub severity_template: Option<Template>,
     pub labels: BTreeMap<String, String>,
     /// (name, as written, parsed).
     pub annotations: Vec<(String, String, Template)>,
+    /// Labels the templates read that are neither `group_by` nor the rule's own: taken
+    /// from each input event, so annotations can name them.
+    pub input_labels: Vec<String>,
 }
 
 fn ms(d: Duration) -> i64 {
@@ -257,6 +268,34 @@ impl Rule {
                     .map_err(|e| BuildError(format!("rule `{name}`: `annotations.{k}`: {e}")))
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let severity_template = if config.severity.contains("{{") {
+            Some(
+                Template::parse(&config.severity)
+                    .map_err(|e| BuildError(format!("rule `{name}`: `severity`: {e}")))?,
+            )
+        } else {
+            None
+        };
+        let mut input_labels: Vec<String> = Vec::new();
+        for t in annotations
+            .iter()
+            .map(|(_, _, t)| t)
+            .chain(severity_template.as_ref())
+        {
+            for field in t.fields() {
+                let Some(label) = field.strip_prefix("labels.") else {
+                    continue;
+                };
+                let label = label.split('.').next().unwrap_or(label).trim_matches('"');
+                if label != "alertname"
+                    && !config.group_by.iter().any(|g| g == label)
+                    && !config.labels.contains_key(label)
+                    && !input_labels.iter().any(|l| l == label)
+                {
+                    input_labels.push(label.to_owned());
+                }
+            }
+        }
         for reserved in ["alertname"] {
             if config.labels.contains_key(reserved) {
                 return Err(BuildError(format!(
@@ -279,9 +318,15 @@ impl Rule {
             filters,
             for_ms: ms(config.for_),
             group_by: config.group_by.clone(),
-            severity: config.severity.clone(),
+            severity: if severity_template.is_some() {
+                default_severity()
+            } else {
+                config.severity.clone()
+            },
+            severity_template,
             labels: config.labels.clone(),
             annotations,
+            input_labels,
         })
     }
 

@@ -6,6 +6,8 @@
 //! the firing phase until its resolution was notified (or dropped by the policy); if
 //! the rule fires again before that, the same alert re-opens with its `starts_at`.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use super::config::Rule;
@@ -122,6 +124,10 @@ pub struct Group {
     pub hits: Vec<Hits>,
     pub phase: Phase,
     pub alert: Option<Alert>,
+    /// The latest input event's values of the labels the rule's templates read beyond
+    /// its own (`Rule::input_labels`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub inputs: BTreeMap<String, String>,
 }
 
 /// What an evaluation changed.
@@ -144,6 +150,7 @@ impl Group {
             hits: vec![Hits::default(); rule.filters.len()],
             phase: Phase::Inactive,
             alert: None,
+            inputs: BTreeMap::new(),
         }
     }
 

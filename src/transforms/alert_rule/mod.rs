@@ -305,6 +305,35 @@ fn series<'a>(
     )
 }
 
+/// Keeps the latest input event's values of the labels `rule`'s templates read (from
+/// its `labels` object, else a top-level field of that name).
+fn note_inputs(rule: &Rule, g: &mut Group, event: &ObjectMap) {
+    if rule.input_labels.is_empty() {
+        return;
+    }
+    let labels = match event.get("labels") {
+        Some(Value::Object(l)) => Some(l),
+        _ => None,
+    };
+    for name in &rule.input_labels {
+        let value = labels
+            .and_then(|l| l.get(name.as_str()))
+            .or_else(|| event.get(name.as_str()))
+            .filter(|v| !matches!(v, Value::Null));
+        match value {
+            Some(v) => {
+                let text = v.to_string_lossy();
+                if g.inputs.get(name).map(String::as_str) != Some(text.as_ref()) {
+                    g.inputs.insert(name.clone(), text.into_owned());
+                }
+            }
+            None => {
+                g.inputs.remove(name);
+            }
+        }
+    }
+}
+
 impl Transform for AlertRule {
     fn process(&mut self, batch: EventBatch, _out: &mut TransformOutputs) {
         self.started();
@@ -333,6 +362,7 @@ impl Transform for AlertRule {
                             &mut self.warned[r],
                         ) {
                             g.record(rule, slot, now, value);
+                            note_inputs(rule, g, obj);
                             self.samples_dirty = true;
                         }
                     }
@@ -364,6 +394,7 @@ impl Transform for AlertRule {
                                 h.push(now);
                             }
                         }
+                        note_inputs(rule, g, obj);
                         self.samples_dirty = true;
                     }
                 }
@@ -423,7 +454,9 @@ impl AlertRule {
                         continue;
                     }
                     let labels = notify::labels(rule, &g.key);
-                    let ml = notify::match_labels(rule, &labels);
+                    let value = g.alert.as_ref().and_then(|a| a.value);
+                    let severity = notify::severity(&self.id, rule, &labels, &g.inputs, value);
+                    let ml = notify::match_labels(&labels, &severity);
                     for (i, ir) in self.inhibit.iter().enumerate() {
                         if ir.is_source(&ml) {
                             sources.push((notify::fingerprint(&rule.name, &labels), ml.clone(), i));
@@ -444,7 +477,8 @@ impl AlertRule {
                     continue;
                 };
                 let labels = notify::labels(rule, &g.key);
-                let ml = notify::match_labels(rule, &labels);
+                let severity = notify::severity(&self.id, rule, &labels, &g.inputs, alert.value);
+                let ml = notify::match_labels(&labels, &severity);
                 let muted = self.silences.mutes(&ml, wall)
                     || (!sources.is_empty()
                         && inhibit::inhibited(
@@ -456,8 +490,14 @@ impl AlertRule {
                 match self.policy.decide(alert, now, muted) {
                     Decision::Wait => {}
                     Decision::Send => {
-                        out.default
-                            .push(notify::alert_event(&self.id, rule, &labels, alert, wall));
+                        out.default.push(notify::alert_event(
+                            &self.id,
+                            rule,
+                            (&labels, &g.inputs),
+                            &severity,
+                            alert,
+                            wall,
+                        ));
                         match alert.status {
                             Status::Firing => {
                                 counters.firing.add(1);

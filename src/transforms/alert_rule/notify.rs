@@ -76,11 +76,60 @@ pub fn labels(rule: &Rule, key: &[String]) -> BTreeMap<String, String> {
 }
 
 /// What silences and inhibition match against: the labels plus `severity`.
-pub fn match_labels(rule: &Rule, labels: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+pub fn match_labels(labels: &BTreeMap<String, String>, severity: &str) -> BTreeMap<String, String> {
     let mut m = labels.clone();
     m.entry(field::SEVERITY.into())
-        .or_insert_with(|| rule.severity.clone());
+        .or_insert_with(|| severity.to_owned());
     m
+}
+
+/// What templates see: `value`, `alertname`, `labels` (the input event's, with the
+/// alert's own over them) and, once known, `severity`.
+fn scope(
+    component: &Arc<str>,
+    rule: &Rule,
+    labels: &BTreeMap<String, String>,
+    inputs: &BTreeMap<String, String>,
+    value: Option<f64>,
+    severity: Option<&str>,
+) -> Event {
+    let all: ObjectMap = inputs
+        .iter()
+        .chain(labels.iter())
+        .map(|(k, v)| (KeyString::from(k.as_str()), Value::from(v.as_str())))
+        .collect();
+    let mut scope = ObjectMap::new();
+    scope.insert("value".into(), number(value));
+    scope.insert("labels".into(), Value::Object(all));
+    scope.insert("alertname".into(), Value::from(rule.name.as_str()));
+    if let Some(s) = severity {
+        scope.insert("severity".into(), Value::from(s));
+    }
+    Event::new(Value::Object(scope), Arc::clone(component), Utc::now())
+}
+
+/// The alert's severity: the rule's, or its template rendered (a rendering outside the
+/// normalized set is the default, medium).
+pub fn severity(
+    component: &Arc<str>,
+    rule: &Rule,
+    labels: &BTreeMap<String, String>,
+    inputs: &BTreeMap<String, String>,
+    value: Option<f64>,
+) -> String {
+    let Some(t) = &rule.severity_template else {
+        return rule.severity.clone();
+    };
+    let rendered = t
+        .render(&scope(component, rule, labels, inputs, value, None))
+        .map(|s| s.trim().to_ascii_lowercase());
+    match rendered {
+        Ok(s) if crate::alert::SEVERITIES.contains(&s.as_str()) => s,
+        other => {
+            tracing::debug!(rule = %rule.name, rendered = ?other, "severity template gave no known severity; using medium");
+            rule.severity.clone()
+        }
+    }
 }
 
 /// Stable across firing and resolved, restarts and hosts: SHA-256 of the rule name and
@@ -113,7 +162,8 @@ fn number(v: Option<f64>) -> Value {
 pub fn alert_event(
     component: &Arc<str>,
     rule: &Rule,
-    labels: &BTreeMap<String, String>,
+    (labels, inputs): (&BTreeMap<String, String>, &BTreeMap<String, String>),
+    severity: &str,
     alert: &Alert,
     now: DateTime<Utc>,
 ) -> Event {
@@ -128,7 +178,7 @@ pub fn alert_event(
     m.insert("source".into(), Value::from(component.as_ref()));
     m.insert("kind".into(), "alert_rule".into());
     m.insert(field::STATUS.into(), alert.status.as_str().into());
-    m.insert(field::SEVERITY.into(), Value::from(rule.severity.as_str()));
+    m.insert(field::SEVERITY.into(), Value::from(severity));
     m.insert(
         field::FINGERPRINT.into(),
         fingerprint(&rule.name, labels).into(),
@@ -138,13 +188,7 @@ pub fn alert_event(
         m.insert(field::ENDS_AT.into(), time(end));
     }
     m.insert("value".into(), number(alert.value));
-    // Annotations see `value`, `labels`, `alertname` and `severity`.
-    let mut scope = ObjectMap::new();
-    scope.insert("value".into(), number(alert.value));
-    scope.insert("labels".into(), Value::Object(label_map.clone()));
-    scope.insert("alertname".into(), Value::from(rule.name.as_str()));
-    scope.insert("severity".into(), Value::from(rule.severity.as_str()));
-    let scope = Event::new(Value::Object(scope), Arc::clone(component), now);
+    let scope = scope(component, rule, labels, inputs, alert.value, Some(severity));
     let mut extra = ObjectMap::new();
     for (name, source, template) in &rule.annotations {
         // A template naming something the alert lacks is shown as written rather than
