@@ -173,3 +173,204 @@ sinks:
     );
     assert_eq!(topo.stop(Duration::from_secs(5)).await, Drained::Complete);
 }
+
+/// Incidents by hand: an acknowledgement through the API reaches PagerDuty with the
+/// trigger's dedup_key, the timeline records it, and bad requests are told why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_acknowledgement_through_the_api_reaches_pagerduty() {
+    let (pd_port, hook) = (free_port(), free_port());
+    let pd = PagerDuty::default();
+    pd.start(pd_port).await;
+    let p = parse(&format!(
+        r#"
+sources:
+  alerts:
+    type: webhook
+    address: "127.0.0.1:{hook}"
+    routes:
+      - {{ path: /alertmanager, decoder: alertmanager }}
+transforms:
+  incidents_by_hand:
+    type: incident
+    inputs: [alerts]
+sinks:
+  pagerduty:
+    type: pagerduty
+    inputs: [incidents_by_hand]
+    routing_key: "{KEY}"
+    url: "http://127.0.0.1:{pd_port}/v2/enqueue"
+"#
+    ));
+    let (topo, telemetry) = start(p).await;
+    wait_for_port(hook).await;
+    let stop = tokio_util::sync::CancellationToken::new();
+    let (api, _) = sluice::api::serve(
+        "127.0.0.1:0",
+        telemetry,
+        None,
+        Some("sekret".into()),
+        stop.clone(),
+    )
+    .await
+    .expect("API");
+    let client = reqwest::Client::new();
+    let r = client
+        .post(format!("http://127.0.0.1:{hook}/alertmanager"))
+        .json(&alertmanager_firing())
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(r.status(), 200);
+    let id = pd.events()[0]["dedup_key"]
+        .as_str()
+        .expect("key")
+        .to_owned();
+
+    let base = format!("http://{api}/incidents");
+    assert_eq!(
+        client.get(&base).send().await.expect("GET").status(),
+        401,
+        "the token is required"
+    );
+    let listed: Value = client
+        .get(format!("{base}?status=open&severity=critical"))
+        .bearer_auth("sekret")
+        .send()
+        .await
+        .expect("GET")
+        .json()
+        .await
+        .expect("json");
+    let ours: Vec<&Value> = listed["incidents"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter(|i| i["component"] == "incidents_by_hand")
+        .collect();
+    assert_eq!(ours.len(), 1, "{listed}");
+    assert_eq!(ours[0]["id"], id.as_str());
+    assert_eq!(ours[0]["title"], "checkout has no healthy backends");
+    assert_eq!(ours[0]["service"], "checkout");
+
+    let put = |body: Value, target: String| {
+        let client = client.clone();
+        async move {
+            let r = client
+                .put(target)
+                .bearer_auth("sekret")
+                .json(&body)
+                .send()
+                .await
+                .expect("PUT");
+            let status = r.status().as_u16();
+            (status, r.json::<Value>().await.expect("json"))
+        }
+    };
+    let (status, body) = put(
+        json!({"status": "acknowledged", "assigned_to": "alice", "note": "looking at the LB"}),
+        format!("{base}/{id}"),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "acknowledged");
+    assert_eq!(body["assigned_to"], "alice");
+    common::eventually("the acknowledgement reaches PagerDuty", || {
+        pd.events().len() == 2
+    })
+    .await;
+    let ack = &pd.events()[1];
+    assert_eq!(ack["event_action"], "acknowledge");
+    assert_eq!(ack["dedup_key"], id.as_str());
+
+    let timeline: Value = client
+        .get(format!("{base}/{id}/timeline"))
+        .bearer_auth("sekret")
+        .send()
+        .await
+        .expect("GET")
+        .json()
+        .await
+        .expect("json");
+    let whats: Vec<&str> = timeline["timeline"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .map(|e| e["what"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(whats, ["opened", "acknowledged", "assigned", "note"]);
+
+    // Refusals say why.
+    let (status, body) = put(json!({"status": "open"}), format!("{base}/{id}")).await;
+    assert_eq!(status, 400);
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("`status` `open` cannot be set")),
+        "{body}"
+    );
+    let (status, _) = put(json!({"status": "resolved"}), format!("{base}/no-such-id")).await;
+    assert_eq!(status, 404);
+    let (status, body) = put(json!({"severity": "apocalyptic"}), format!("{base}/{id}")).await;
+    assert_eq!(status, 400);
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("critical, high, medium, low, info")),
+        "{body}"
+    );
+    let bad_limit = client
+        .get(format!("{base}?limit=5000"))
+        .bearer_auth("sekret")
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(bad_limit.status(), 400);
+
+    // Resolved by hand: PagerDuty closes the page.
+    let (status, _) = put(
+        json!({"status": "resolved", "root_cause": "LB config push"}),
+        format!("{base}/{id}"),
+    )
+    .await;
+    assert_eq!(status, 200);
+    common::eventually("the resolve reaches PagerDuty", || pd.events().len() == 3).await;
+    assert_eq!(pd.events()[2]["event_action"], "resolve");
+    assert_eq!(pd.events()[2]["dedup_key"], id.as_str());
+
+    // Opened by hand: paged like any other.
+    let created = client
+        .post(&base)
+        .bearer_auth("sekret")
+        .json(&json!({"title": "Payments degraded (reported by support)", "severity": "high", "component": "incidents_by_hand"}))
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(created.status(), 201);
+    let new_id = created.json::<Value>().await.expect("json")["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    common::eventually("the incident opened by hand is paged", || {
+        pd.events().len() == 4
+    })
+    .await;
+    let page = &pd.events()[3];
+    assert_eq!(page["event_action"], "trigger");
+    assert_eq!(page["dedup_key"], new_id.as_str());
+    assert_eq!(
+        page["payload"]["summary"],
+        "Payments degraded (reported by support)"
+    );
+    assert_eq!(page["payload"]["severity"], "error");
+    let untitled = client
+        .post(&base)
+        .bearer_auth("sekret")
+        .json(&json!({"title": " ", "component": "incidents_by_hand"}))
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(untitled.status(), 400);
+
+    stop.cancel();
+    assert_eq!(topo.stop(Duration::from_secs(5)).await, Drained::Complete);
+}

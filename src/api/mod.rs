@@ -10,6 +10,7 @@
 //! feed states) without polling. `GET /components` gives every component's counters and
 //! buffer fill as JSON for `sluice top`. `POST /silences`, `GET /silences` and
 //! `DELETE /silences/{id}` manage the process-wide silences of `alert_rule`.
+//! `/incidents` lists and changes the `incident` transforms' incidents (`incidents.rs`).
 //!
 //! Browsers are kept out (see [`browser_guard`]): any web page a user opens can send requests to
 //! `127.0.0.1`, and a DNS-rebinding page can even read the answers. So every request is
@@ -23,6 +24,7 @@
 //! handlers.
 
 mod guard;
+mod incidents;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -130,6 +132,12 @@ pub fn router_with_guard(
         .route("/status_feeds/{id}/check", post(status_feed_check))
         .route("/silences", get(silences_list).post(silences_add))
         .route("/silences/{id}", axum::routing::delete(silences_delete))
+        .route("/incidents", get(incidents::list).post(incidents::create))
+        .route(
+            "/incidents/{id}",
+            get(incidents::show).put(incidents::update),
+        )
+        .route("/incidents/{id}/timeline", get(incidents::timeline))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             browser_guard,

@@ -16,10 +16,11 @@
 //! `snapshot_interval` and when the component stops; a reload shares it live).
 //!
 //! Files: `config.rs` options, `state.rs` the state machine, `groups.rs` timing,
-//! `output.rs` notification events.
+//! `output.rs` notification events, `manual.rs` changes by hand (the API).
 
 pub mod config;
 pub mod groups;
+pub mod manual;
 pub mod output;
 pub mod state;
 
@@ -130,6 +131,7 @@ impl TransformConfig for IncidentConfig {
             None => (Arc::new(Mutex::new(IncidentState::default())), None),
         };
         let now = cx.clock.wall().timestamp_millis();
+        manual::register(&cx.id, &state);
         Ok(Box::new(IncidentTransform {
             id: Arc::clone(&cx.id),
             key,
@@ -528,6 +530,7 @@ impl Transform for IncidentTransform {
 
 impl Drop for IncidentTransform {
     fn drop(&mut self) {
+        manual::unregister(&self.id, &self.state);
         self.save(true);
         if let Some(path) = &self.persist {
             state_file::release(path, &self.state);

@@ -53,6 +53,14 @@ pub fn notification(key: &str, incident: &Incident, action: Action, reason: Opti
                 .collect(),
         ),
     );
+    for (name, v) in [
+        ("assigned_to", &incident.assigned_to),
+        ("root_cause", &incident.root_cause),
+    ] {
+        if let Some(v) = v {
+            set(name, Value::from(v.as_str()));
+        }
+    }
     if let Some(at) = incident.resolved_at {
         set(field::ENDS_AT, time(at));
     }

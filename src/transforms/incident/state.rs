@@ -79,6 +79,27 @@ pub struct Incident {
     pub reason: Option<String>,
     /// The last change announced, and when.
     pub announced: Option<(Action, i64)>,
+    /// Set by hand (the API).
+    #[serde(default)]
+    pub assigned_to: Option<String>,
+    #[serde(default)]
+    pub root_cause: Option<String>,
+    /// Its changes and notes, oldest first; at most [`MAX_TIMELINE`] (the first entry,
+    /// the opening, always stays).
+    #[serde(default)]
+    pub timeline: Vec<Entry>,
+}
+
+/// Entries a timeline keeps.
+pub const MAX_TIMELINE: usize = 50;
+
+/// One line of an incident's timeline: a change (`opened`, `resolved`, ...) or a `note`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    pub at: i64,
+    pub what: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
 }
 
 /// What one sighting did, for the counters.
@@ -128,7 +149,26 @@ impl Incident {
             pending: Some(Action::Opened),
             reason: None,
             announced: None,
+            assigned_to: None,
+            root_cause: None,
+            timeline: vec![Entry {
+                at: now,
+                what: Action::Opened.as_str().into(),
+                text: None,
+            }],
         }
+    }
+
+    /// Adds a line to the timeline, dropping the oldest but the first when full.
+    pub fn record(&mut self, at: i64, what: &str, text: Option<String>) {
+        if self.timeline.len() >= MAX_TIMELINE {
+            self.timeline.remove(1.min(self.timeline.len() - 1));
+        }
+        self.timeline.push(Entry {
+            at,
+            what: what.into(),
+            text,
+        });
     }
 
     pub fn is_open(&self) -> bool {
@@ -142,7 +182,8 @@ impl Incident {
 
     /// Marks a change to announce. A later change replaces an unannounced earlier one,
     /// except that an `opened` or `reopened` nobody heard yet stays what it is.
-    fn change(&mut self, action: Action, reason: Option<&str>) {
+    fn change(&mut self, at: i64, action: Action, reason: Option<&str>) {
+        self.record(at, action.as_str(), reason.map(str::to_owned));
         self.pending = match (self.pending, action) {
             (
                 Some(first @ (Action::Opened | Action::Reopened)),
@@ -171,7 +212,7 @@ impl Incident {
                 self.count += 1;
                 if severity_rank(severity) < severity_rank(&self.severity) {
                     self.severity = severity.to_owned();
-                    self.change(Action::Updated, Some("severity"));
+                    self.change(now, Action::Updated, Some("severity"));
                 }
                 Sighting::Repeat
             }
@@ -191,7 +232,7 @@ impl Incident {
                     self.pending = None;
                     self.reason = None;
                 } else {
-                    self.change(Action::Reopened, None);
+                    self.change(now, Action::Reopened, None);
                 }
                 Sighting::Reopened
             }
@@ -220,12 +261,24 @@ impl Incident {
     }
 
     /// An acknowledgement (by hand). `false` when there is nothing to acknowledge.
-    pub fn acknowledge(&mut self) -> bool {
+    pub fn acknowledge(&mut self, now: i64) -> bool {
         if self.phase != Phase::Open {
             return false;
         }
         self.phase = Phase::Acknowledged;
-        self.change(Action::Acknowledged, None);
+        self.change(now, Action::Acknowledged, None);
+        true
+    }
+
+    /// A severity set by hand: announced as an update when it differs.
+    pub fn set_severity(&mut self, now: i64, severity: &str) -> bool {
+        if self.severity == severity {
+            return false;
+        }
+        self.severity = severity.to_owned();
+        if self.is_open() {
+            self.change(now, Action::Updated, Some("manual"));
+        }
         true
     }
 
@@ -235,7 +288,7 @@ impl Incident {
         self.resolved_at = Some(now);
         self.resolving_since = None;
         if self.announced_open() {
-            self.change(Action::Resolved, reason);
+            self.change(now, Action::Resolved, reason);
         } else {
             self.pending = None;
             self.reason = None;
@@ -263,7 +316,7 @@ impl Incident {
             && let Some((_, at)) = self.announced
             && now >= at + t.repeat_interval
         {
-            self.change(Action::Updated, Some("repeat_interval"));
+            self.change(now, Action::Updated, Some("repeat_interval"));
             return true;
         }
         false
@@ -415,12 +468,14 @@ mod tests {
     #[test]
     fn acknowledging_keeps_an_unannounced_open_and_is_once() {
         let mut i = incident(0);
-        assert!(i.acknowledge());
-        assert!(!i.acknowledge());
+        assert!(i.acknowledge(0));
+        assert!(!i.acknowledge(0));
         assert_eq!(i.announce(0), Some((Action::Opened, None)));
         let mut i = incident(0);
         i.announce(0);
-        i.acknowledge();
+        i.acknowledge(1);
+        let whats: Vec<&str> = i.timeline.iter().map(|e| e.what.as_str()).collect();
+        assert_eq!(whats, ["opened", "acknowledged"]);
         assert_eq!(i.announce(1), Some((Action::Acknowledged, None)));
     }
 }

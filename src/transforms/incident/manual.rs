@@ -1,0 +1,316 @@
+//! Incidents by hand: the registry the API finds live incident components in, and the
+//! changes it may make (create, acknowledge, resolve, severity, assignee, root cause,
+//! notes). A change by hand is marked pending with its group due at once, so the
+//! component's next timer pass (within a second) sends it downstream like any other:
+//! an acknowledgement or a resolve reaches PagerDuty and Slack.
+
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, Mutex};
+
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::{Value as Json, json};
+use vrl::value::{ObjectMap, Value};
+
+use super::IncidentState;
+use super::state::{Incident, Phase, severity_rank};
+use crate::alert::{SEVERITIES, field};
+use crate::state_file::lock;
+
+type Shared = Arc<Mutex<IncidentState>>;
+
+/// Live components: id → (state, instances holding it).
+static LIVE: LazyLock<Mutex<HashMap<String, (Shared, usize)>>> = LazyLock::new(Default::default);
+
+/// An instance of component `id` holds `state` (during a reload, two may).
+pub fn register(id: &str, state: &Shared) {
+    let mut live = lock(&LIVE);
+    match live.get_mut(id) {
+        Some((s, n)) if Arc::ptr_eq(s, state) => *n += 1,
+        _ => {
+            live.insert(id.to_owned(), (Arc::clone(state), 1));
+        }
+    }
+}
+
+/// The instance holding `state` went away.
+pub fn unregister(id: &str, state: &Shared) {
+    let mut live = lock(&LIVE);
+    if let Some((s, n)) = live.get_mut(id)
+        && Arc::ptr_eq(s, state)
+    {
+        *n -= 1;
+        if *n == 0 {
+            live.remove(id);
+        }
+    }
+}
+
+/// Every live incident component, by id.
+pub fn components() -> Vec<(String, Shared)> {
+    let mut all: Vec<(String, Shared)> = lock(&LIVE)
+        .iter()
+        .map(|(id, (s, _))| (id.clone(), Arc::clone(s)))
+        .collect();
+    all.sort_by(|a, b| a.0.cmp(&b.0));
+    all
+}
+
+fn time(ms: i64) -> Json {
+    DateTime::<Utc>::from_timestamp_millis(ms).map_or(Json::Null, |t| json!(t.to_rfc3339()))
+}
+
+fn latest_text(i: &Incident, name: &str) -> Json {
+    match &i.latest {
+        Value::Object(o) => match o.get(name) {
+            None | Some(Value::Null) => Json::Null,
+            Some(v) => json!(v.to_string_lossy()),
+        },
+        _ => Json::Null,
+    }
+}
+
+/// The status the API shows: open, acknowledged or resolved.
+pub fn status(i: &Incident) -> &'static str {
+    match i.phase {
+        Phase::Open => "open",
+        Phase::Acknowledged => "acknowledged",
+        Phase::Resolved => "resolved",
+    }
+}
+
+/// An incident as the API shows it.
+pub fn describe(component: &str, key: &str, i: &Incident) -> Json {
+    let labels = match &i.latest {
+        Value::Object(o) => o
+            .get(field::LABELS)
+            .and_then(|l| serde_json::to_value(l).ok())
+            .unwrap_or(Json::Null),
+        _ => Json::Null,
+    };
+    json!({
+        "id": i.id,
+        "key": key,
+        "component": component,
+        "title": latest_text(i, field::SUMMARY),
+        "description": latest_text(i, field::DESCRIPTION),
+        "service": latest_text(i, field::SERVICE),
+        "url": latest_text(i, field::URL),
+        "labels": labels,
+        "severity": i.severity,
+        "status": status(i),
+        "count": i.count,
+        "flaps": i.flaps,
+        "first_seen": time(i.first_seen),
+        "last_seen": time(i.last_seen),
+        "resolved_at": i.resolved_at.map_or(Json::Null, time),
+        "vendors": i.vendors,
+        "assigned_to": i.assigned_to,
+        "root_cause": i.root_cause,
+    })
+}
+
+/// A timeline entry as the API shows it.
+pub fn entry(e: &super::state::Entry) -> Json {
+    json!({ "time": time(e.at), "what": e.what, "text": e.text })
+}
+
+/// `POST /incidents`: an incident opened by hand.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewIncident {
+    pub title: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub severity: Option<String>,
+    #[serde(default)]
+    pub service: Option<String>,
+    /// Its correlation key: alerts with this key join it (default `manual/<id>`).
+    #[serde(default)]
+    pub key: Option<String>,
+    #[serde(default)]
+    pub assigned_to: Option<String>,
+    /// Which incident component holds it, when there are several.
+    #[serde(default)]
+    pub component: Option<String>,
+}
+
+/// `PUT /incidents/{id}`: what a person changes.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IncidentChange {
+    /// acknowledged (or investigating), resolved (or closed).
+    #[serde(default)]
+    pub status: Option<String>,
+    #[serde(default)]
+    pub severity: Option<String>,
+    #[serde(default)]
+    pub assigned_to: Option<String>,
+    #[serde(default)]
+    pub root_cause: Option<String>,
+    #[serde(default)]
+    pub note: Option<String>,
+}
+
+const MAX_TEXT: usize = 4096;
+
+fn severity_of(s: &str) -> Result<String, String> {
+    let lower = s.to_ascii_lowercase();
+    if SEVERITIES.contains(&lower.as_str()) {
+        Ok(lower)
+    } else {
+        Err(format!(
+            "`severity` must be one of {}",
+            SEVERITIES.join(", ")
+        ))
+    }
+}
+
+fn bounded(name: &str, s: &Option<String>) -> Result<(), String> {
+    match s {
+        Some(t) if t.len() > MAX_TEXT => Err(format!("`{name}` is longer than {MAX_TEXT} bytes")),
+        _ => Ok(()),
+    }
+}
+
+/// Marks `key`'s incident as having a change to send at the next timer pass.
+fn due_now(state: &mut IncidentState, key: &str, now: i64) {
+    let Some(i) = state.incidents.get(key) else {
+        return;
+    };
+    if i.pending.is_none() {
+        return;
+    }
+    state.pending.insert(key.to_owned());
+    let clock = state.groups.entry(i.group.clone()).or_default();
+    clock.next_flush = Some(clock.next_flush.map_or(now, |at| at.min(now)));
+}
+
+impl IncidentState {
+    /// The key of the incident with this id.
+    pub fn key_of(&self, id: &str) -> Option<String> {
+        self.incidents
+            .iter()
+            .find(|(_, i)| i.id == id)
+            .map(|(k, _)| k.clone())
+    }
+
+    /// Opens an incident by hand; its `opened` goes out at the next timer pass.
+    pub fn create(&mut self, spec: &NewIncident, now: i64) -> Result<String, String> {
+        if spec.title.trim().is_empty() {
+            return Err("`title` must not be empty".into());
+        }
+        for (name, v) in [
+            ("title", &Some(spec.title.clone())),
+            ("description", &spec.description),
+            ("service", &spec.service),
+            ("key", &spec.key),
+            ("assigned_to", &spec.assigned_to),
+        ] {
+            bounded(name, v)?;
+        }
+        let severity = severity_of(spec.severity.as_deref().unwrap_or("medium"))?;
+        let id = uuid::Uuid::new_v4().to_string();
+        let key = spec.key.clone().unwrap_or_else(|| format!("manual/{id}"));
+        if self.incidents.get(&key).is_some_and(Incident::is_open) {
+            return Err(format!("an open incident already has the key `{key}`"));
+        }
+        let mut latest = ObjectMap::new();
+        latest.insert(field::EVENT_TYPE.into(), Value::from("alert"));
+        latest.insert(field::SOURCE.into(), Value::from("api"));
+        latest.insert(field::STATUS.into(), Value::from("firing"));
+        latest.insert(field::SEVERITY.into(), Value::from(severity.as_str()));
+        latest.insert(field::SUMMARY.into(), Value::from(spec.title.as_str()));
+        for (name, v) in [
+            (field::DESCRIPTION, &spec.description),
+            (field::SERVICE, &spec.service),
+        ] {
+            if let Some(v) = v {
+                latest.insert(name.into(), Value::from(v.as_str()));
+            }
+        }
+        let mut incident = Incident::open(
+            id.clone(),
+            String::new(),
+            now,
+            severity,
+            Some("api".into()),
+            Value::Object(latest),
+        );
+        incident.assigned_to = spec.assigned_to.clone();
+        self.incidents.insert(key.clone(), incident);
+        due_now(self, &key, now);
+        Ok(id)
+    }
+
+    /// Applies a change by hand to the incident with this id.
+    pub fn change(
+        &mut self,
+        id: &str,
+        c: &IncidentChange,
+        now: i64,
+    ) -> Result<(String, Incident), ChangeError> {
+        for (name, v) in [
+            ("assigned_to", &c.assigned_to),
+            ("root_cause", &c.root_cause),
+            ("note", &c.note),
+        ] {
+            bounded(name, v).map_err(ChangeError::Invalid)?;
+        }
+        let severity = c
+            .severity
+            .as_deref()
+            .map(severity_of)
+            .transpose()
+            .map_err(ChangeError::Invalid)?;
+        let key = self.key_of(id).ok_or(ChangeError::NotFound)?;
+        let Some(i) = self.incidents.get_mut(&key) else {
+            return Err(ChangeError::NotFound);
+        };
+        match c.status.as_deref().map(str::to_ascii_lowercase).as_deref() {
+            None => {}
+            Some("acknowledged" | "investigating") => {
+                if !i.is_open() {
+                    return Err(ChangeError::Invalid(
+                        "a resolved incident cannot be acknowledged".into(),
+                    ));
+                }
+                i.acknowledge(now);
+            }
+            Some("resolved" | "closed") if i.is_open() => i.close(now, Some("manual")),
+            Some("resolved" | "closed") => {}
+            Some(other) => {
+                return Err(ChangeError::Invalid(format!(
+                    "`status` `{other}` cannot be set: use acknowledged, investigating, resolved or closed (an incident opens when its alerts fire)"
+                )));
+            }
+        }
+        if let Some(s) = severity
+            && severity_rank(&s) != severity_rank(&i.severity)
+        {
+            i.set_severity(now, &s);
+        }
+        if let Some(a) = &c.assigned_to {
+            i.assigned_to = Some(a.clone());
+            i.record(now, "assigned", Some(a.clone()));
+        }
+        if let Some(r) = &c.root_cause {
+            i.root_cause = Some(r.clone());
+            i.record(now, "root_cause", Some(r.clone()));
+        }
+        if let Some(n) = &c.note {
+            i.record(now, "note", Some(n.clone()));
+        }
+        let snapshot = i.clone();
+        due_now(self, &key, now);
+        Ok((key, snapshot))
+    }
+}
+
+/// Why a change by hand was refused.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ChangeError {
+    NotFound,
+    Invalid(String),
+}
