@@ -476,3 +476,30 @@ fn key_source_computes_the_key_with_vrl_and_bad_options_are_refused() {
         assert!(err.contains(want), "{yaml}: {err}");
     }
 }
+
+#[test]
+fn changes_are_written_at_the_next_tick_and_repeats_every_snapshot_interval() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("incident").join("inc.json");
+    let count_on_disk = || -> i64 {
+        let state: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&file).expect("state file")).expect("json");
+        state["incidents"]["fp"]["count"].as_i64().expect("count")
+    };
+    let mut rig = Rig::with_dir("snapshot_interval: 1m", Some(dir.path()));
+    rig.send(vec![firing("fp")]);
+    rig.tick();
+    assert_eq!(count_on_disk(), 1, "an opening is written at once");
+    rig.to(10).send(vec![firing("fp")]);
+    rig.tick();
+    assert_eq!(count_on_disk(), 1, "a repeat waits for snapshot_interval");
+    rig.to(61).tick();
+    assert_eq!(count_on_disk(), 2);
+    rig.to(62).send(vec![firing("fp")]);
+    rig.restart();
+    assert_eq!(
+        count_on_disk(),
+        3,
+        "everything is written when the component stops"
+    );
+}

@@ -11,7 +11,7 @@ fn default_max_incidents() -> usize {
     100_000
 }
 fn default_snapshot_interval() -> Duration {
-    Duration::from_secs(1)
+    Duration::from_secs(30)
 }
 
 /// One incident per real problem. Alerts in the normalized schema (`status` firing or
@@ -75,8 +75,10 @@ pub struct IncidentConfig {
     /// default 100000). Firing alerts of new keys beyond it are dropped and counted.
     #[serde(default = "default_max_incidents")]
     pub max_incidents: usize,
-    /// State is written to `data_dir` at most this often, and when the component
-    /// stops (default 1s).
+    /// Repeats (`count`, `last_seen`) are written to `data_dir` at most this often
+    /// (default 30s); a change (opened, resolved, ...) is written within a second, and
+    /// everything when the component stops. The file holds every incident, so with
+    /// many open ones a longer interval saves disk writes.
     #[serde(default = "default_snapshot_interval", with = "humantime_serde")]
     #[schemars(schema_with = "crate::units::duration")]
     pub snapshot_interval: Duration,

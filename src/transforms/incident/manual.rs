@@ -240,6 +240,7 @@ impl IncidentState {
         );
         incident.assigned_to = spec.assigned_to.clone();
         self.incidents.insert(key.clone(), incident);
+        self.edited = true;
         due_now(self, &key, now);
         Ok(id)
     }
@@ -303,6 +304,7 @@ impl IncidentState {
             i.record(now, "note", Some(n.clone()));
         }
         let snapshot = i.clone();
+        self.edited = true;
         due_now(self, &key, now);
         Ok((key, snapshot))
     }

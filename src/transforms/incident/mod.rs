@@ -12,8 +12,9 @@
 //! caused it, so the sender's acknowledgement waits for its delivery. Every other input
 //! is settled as delivered when it is taken in, and a change that waits for its group
 //! goes out later as a new event: what it needs is in the state, which survives
-//! restarts and reloads (`<data_dir>/incident/<id>.json`, written at most every
-//! `snapshot_interval` and when the component stops; a reload shares it live).
+//! restarts and reloads (`<data_dir>/incident/<id>.json`: a change is written at the
+//! next timer pass, repeats at most every `snapshot_interval`, everything when the
+//! component stops; a reload shares it live).
 //!
 //! Files: `config.rs` options, `state.rs` the state machine, `groups.rs` timing,
 //! `output.rs` notification events, `manual.rs` changes by hand (the API).
@@ -61,6 +62,9 @@ pub struct IncidentState {
     /// Keys whose incident has a change to announce.
     #[serde(skip)]
     pending: IndexSet<String>,
+    /// Changed by hand since the last write.
+    #[serde(skip)]
+    edited: bool,
 }
 
 impl IncidentState {
@@ -147,6 +151,7 @@ impl TransformConfig for IncidentConfig {
             snapshot_every: config::ms(self.snapshot_interval),
             last_write: now,
             dirty: false,
+            touched: false,
             warned_full: false,
             clock: Arc::clone(&cx.clock),
             counters: Counters::new(&cx.metrics),
@@ -222,7 +227,10 @@ struct IncidentTransform {
     persist: Option<PathBuf>,
     snapshot_every: i64,
     last_write: i64,
+    /// A change (not a mere repeat) since the last write: written at the next tick.
     dirty: bool,
+    /// Repeats (count, last_seen) since the last write: written every snapshot_interval.
+    touched: bool,
     warned_full: bool,
     clock: Arc<dyn Clock>,
     counters: Counters,
@@ -337,7 +345,16 @@ impl IncidentTransform {
             }
         };
         event.value = latest;
-        self.dirty = true;
+        if outcome == Sighting::Repeat
+            && state
+                .incidents
+                .get(&key)
+                .is_some_and(|i| i.pending.is_none())
+        {
+            self.touched = true;
+        } else {
+            self.dirty = true;
+        }
         self.counters.alert(match outcome {
             Sighting::Opened => "opened",
             Sighting::Reopened => "reopened",
@@ -451,7 +468,7 @@ impl IncidentTransform {
             .groups
             .retain(|g, clock| clock.next_flush.is_some() || live_groups.contains(g));
         self.counters.open.set(open as f64);
-        self.dirty |= changed;
+        self.dirty |= changed || std::mem::take(&mut state.edited);
     }
 
     fn save(&mut self, force: bool) {
@@ -459,7 +476,9 @@ impl IncidentTransform {
             return;
         };
         let now = self.clock.wall().timestamp_millis();
-        if !self.dirty || (!force && now - self.last_write < self.snapshot_every) {
+        let due =
+            self.dirty || (self.touched && (force || now - self.last_write >= self.snapshot_every));
+        if !due {
             return;
         }
         let bytes = match serde_json::to_vec(&*lock(&self.state)) {
@@ -472,6 +491,7 @@ impl IncidentTransform {
         match state_file::write_atomically(path, &bytes) {
             Ok(()) => {
                 self.dirty = false;
+                self.touched = false;
                 self.last_write = now;
             }
             Err(e) => {
