@@ -306,9 +306,17 @@ fn one_outage_from_two_vendors_is_one_incident_keyed_by_alertname_and_service() 
         rig.send(vec![alert("grafana", "g-123", "firing", "low")])
             .is_empty()
     );
+    // Grafana's alert resolves, Alertmanager's still fires: the incident stays open.
+    assert!(
+        rig.to(60)
+            .send(vec![alert("grafana", "g-123", "resolved", "low")])
+            .is_empty()
+    );
+    assert_eq!(metric(&rig.metrics(), "partial_resolve"), 1.0);
     let closed = rig
-        .to(60)
-        .send(vec![alert("grafana", "g-123", "resolved", "low")]);
+        .to(90)
+        .send(vec![alert("alertmanager", "am-9", "resolved", "critical")]);
+    assert_eq!(actions(&closed), ["resolved"], "the last alert resolved");
     assert_eq!(s(&closed[0], "severity"), "critical");
 }
 
@@ -478,28 +486,48 @@ fn key_source_computes_the_key_with_vrl_and_bad_options_are_refused() {
 }
 
 #[test]
-fn changes_are_written_at_the_next_tick_and_repeats_every_snapshot_interval() {
+fn a_change_is_on_disk_before_its_notification_leaves_and_repeats_wait_for_the_snapshot() {
+    use sluice::transforms::incident::IncidentState;
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("incident").join("inc.json");
-    let count_on_disk = || -> i64 {
-        let state: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(&file).expect("state file")).expect("json");
-        state["incidents"]["fp"]["count"].as_i64().expect("count")
-    };
+    // What a process killed right now would find on disk.
+    let on_disk = || IncidentState::load(&file);
     let mut rig = Rig::with_dir("snapshot_interval: 1m", Some(dir.path()));
-    rig.send(vec![firing("fp")]);
-    rig.tick();
-    assert_eq!(count_on_disk(), 1, "an opening is written at once");
+    let page = rig.send(vec![firing("fp")]);
+    let after_kill = on_disk();
+    let saved = &after_kill.incidents["fp"];
+    assert_eq!(
+        saved.id,
+        s(&page[0], "incident_id"),
+        "journaled before it left"
+    );
+    assert!(
+        saved.pending.is_none() && saved.announced.is_some(),
+        "and known as announced"
+    );
     rig.to(10).send(vec![firing("fp")]);
     rig.tick();
-    assert_eq!(count_on_disk(), 1, "a repeat waits for snapshot_interval");
+    assert_eq!(
+        on_disk().incidents["fp"].count,
+        1,
+        "a repeat waits for snapshot_interval"
+    );
     rig.to(61).tick();
-    assert_eq!(count_on_disk(), 2);
+    assert_eq!(on_disk().incidents["fp"].count, 2);
+    assert_eq!(
+        std::fs::metadata(file.with_extension("journal"))
+            .map(|m| m.len())
+            .unwrap_or(0),
+        0,
+        "the snapshot took the journal over"
+    );
     rig.to(62).send(vec![firing("fp")]);
     rig.restart();
     assert_eq!(
-        count_on_disk(),
+        on_disk().incidents["fp"].count,
         3,
         "everything is written when the component stops"
     );
+    let closed = rig.to(70).send(vec![resolved("fp")]);
+    assert_eq!(s(&closed[0], "incident_id"), s(&page[0], "incident_id"));
 }

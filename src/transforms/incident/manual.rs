@@ -241,6 +241,7 @@ impl IncidentState {
         incident.assigned_to = spec.assigned_to.clone();
         self.incidents.insert(key.clone(), incident);
         self.edited = true;
+        self.changed.insert(key.clone());
         due_now(self, &key, now);
         Ok(id)
     }
@@ -305,6 +306,7 @@ impl IncidentState {
         }
         let snapshot = i.clone();
         self.edited = true;
+        self.changed.insert(key.clone());
         due_now(self, &key, now);
         Ok((key, snapshot))
     }

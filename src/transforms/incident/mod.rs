@@ -21,6 +21,7 @@
 
 pub mod config;
 pub mod groups;
+pub mod journal;
 pub mod manual;
 pub mod output;
 pub mod state;
@@ -65,10 +66,17 @@ pub struct IncidentState {
     /// Changed by hand since the last write.
     #[serde(skip)]
     edited: bool,
+    /// Keys whose incident changed since the last journal write.
+    #[serde(skip)]
+    changed: IndexSet<String>,
+    /// The number of the last journal record this state includes.
+    #[serde(default)]
+    pub seq: u64,
 }
 
 impl IncidentState {
-    fn load(path: &std::path::Path) -> Self {
+    /// The state file at `path` with its journal replayed (empty when there is none).
+    pub fn load(path: &std::path::Path) -> Self {
         let mut state: Self = match std::fs::read(path) {
             Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
                 tracing::warn!(file = %path.display(), error = %e, "unreadable incident state; starting fresh");
@@ -80,6 +88,7 @@ impl IncidentState {
                 Self::default()
             }
         };
+        journal::replay(&journal::path_for(path), &mut state);
         state.pending = state
             .incidents
             .iter()
@@ -135,7 +144,11 @@ impl TransformConfig for IncidentConfig {
             None => (Arc::new(Mutex::new(IncidentState::default())), None),
         };
         let now = cx.clock.wall().timestamp_millis();
-        manual::register(&cx.id, &state);
+        if persist.is_some() {
+            // Only a running pipeline's instances: `validate` and `sluice test` build
+            // without a data dir, and must not take the API's place.
+            manual::register(&cx.id, &state);
+        }
         Ok(Box::new(IncidentTransform {
             id: Arc::clone(&cx.id),
             key,
@@ -177,6 +190,7 @@ impl Counters {
             "resolved",
             "held",
             "duplicate_resolve",
+            "partial_resolve",
             "stray_resolve",
             "unmatched",
             "over_limit",
@@ -301,19 +315,25 @@ impl IncidentTransform {
         if let Value::Object(o) = &mut latest {
             o.remove(field::RAW);
         }
-        let vendor = text_field(&latest, field::SOURCE);
+        // The alert's own identity within the incident (one incident may join several).
+        let alert = top(&latest, field::FINGERPRINT)
+            .filter(|v| !matches!(v, Value::Null))
+            .map(|v| v.to_string_lossy().chars().take(256).collect::<String>())
+            .unwrap_or_else(|| key.clone());
         let outcome = match (status, state.incidents.get_mut(&key)) {
             (Status::Firing, Some(incident)) => {
                 let severity = text_field(&latest, field::SEVERITY)
                     .unwrap_or_else(|| incident.severity.clone());
-                match incident.fire(now, &severity, vendor.clone(), latest.clone(), &self.timing) {
-                    Some(s) => s,
-                    None => {
-                        let group = self.group_of(&latest);
-                        *incident =
-                            Incident::open(new_id(), group, now, severity, vendor, latest.clone());
-                        Sighting::Opened
-                    }
+                if incident.is_over(now, &self.timing) {
+                    let group = self.group_of(&latest);
+                    let vendor = text_field(&latest, field::SOURCE);
+                    *incident = Incident::open(new_id(), group, now, severity, vendor, latest);
+                    Sighting::Opened
+                } else {
+                    let vendor = top(&latest, field::SOURCE)
+                        .and_then(Value::to_str_lossy)
+                        .map(|v| v.into_owned());
+                    incident.fire(now, &severity, vendor.as_deref(), latest)
                 }
             }
             (Status::Firing, None) => {
@@ -329,14 +349,19 @@ impl IncidentTransform {
                 let severity =
                     text_field(&latest, field::SEVERITY).unwrap_or_else(|| "medium".into());
                 let group = self.group_of(&latest);
+                let vendor = text_field(&latest, field::SOURCE);
                 state.incidents.insert(
                     key.clone(),
-                    Incident::open(new_id(), group, now, severity, vendor, latest.clone()),
+                    Incident::open(new_id(), group, now, severity, vendor, latest),
                 );
                 Sighting::Opened
             }
             (Status::Resolved, Some(incident)) => {
-                incident.resolve_seen(now, latest.clone(), &self.timing)
+                if incident.is_open() && incident.others_fire(&alert) {
+                    Sighting::PartialResolve
+                } else {
+                    incident.resolve_seen(now, latest, &self.timing)
+                }
             }
             (Status::Resolved, None) => {
                 self.counters.alert("stray_resolve");
@@ -344,8 +369,14 @@ impl IncidentTransform {
                 return None;
             }
         };
-        event.value = latest;
-        if outcome == Sighting::Repeat
+        if matches!(
+            outcome,
+            Sighting::Opened | Sighting::Reopened | Sighting::Repeat
+        ) && let Some(i) = state.incidents.get_mut(&key)
+        {
+            i.alert_fired(&alert);
+        }
+        if matches!(outcome, Sighting::Repeat | Sighting::PartialResolve)
             && state
                 .incidents
                 .get(&key)
@@ -354,6 +385,7 @@ impl IncidentTransform {
             self.touched = true;
         } else {
             self.dirty = true;
+            state.changed.insert(key.clone());
         }
         self.counters.alert(match outcome {
             Sighting::Opened => "opened",
@@ -362,6 +394,7 @@ impl IncidentTransform {
             Sighting::Resolved => "resolved",
             Sighting::Held => "held",
             Sighting::DuplicateResolve => "duplicate_resolve",
+            Sighting::PartialResolve => "partial_resolve",
         });
         let incident = state.incidents.get(&key)?;
         if incident.pending.is_none() {
@@ -401,6 +434,7 @@ impl IncidentTransform {
             let Some((action, reason)) = incident.announce(now) else {
                 continue;
             };
+            state.changed.insert(key.clone());
             if let Some(c) = self.counters.notifications.get(action.as_str()) {
                 c.add(1);
             }
@@ -437,6 +471,7 @@ impl IncidentTransform {
         for (key, incident) in state.incidents.iter_mut() {
             if incident.tick(now, &self.timing) {
                 changed = true;
+                state.changed.insert(key.clone());
                 if incident.pending.is_some() {
                     state.pending.insert(key.clone());
                     self.policy
@@ -469,26 +504,46 @@ impl IncidentTransform {
             .retain(|g, clock| clock.next_flush.is_some() || live_groups.contains(g));
         self.counters.open.set(open as f64);
         self.dirty |= changed || std::mem::take(&mut state.edited);
+        self.journal(state);
     }
 
+    /// Makes this batch's changes durable before its notifications leave.
+    fn journal(&self, state: &mut IncidentState) {
+        if state.changed.is_empty() {
+            return;
+        }
+        let keys: Vec<String> = state.changed.drain(..).collect();
+        let Some(path) = &self.persist else {
+            return;
+        };
+        if let Err(e) = journal::append(&journal::path_for(path), state, &keys) {
+            tracing::warn!(component_id = %self.id, error = %e, "cannot write the incident journal; changes survive only a clean stop");
+        }
+    }
+
+    /// Rewrites the state file (and empties the journal) every `snapshot_interval`
+    /// when anything changed, and when the component stops (`force`).
     fn save(&mut self, force: bool) {
         let Some(path) = &self.persist else {
             return;
         };
         let now = self.clock.wall().timestamp_millis();
+        let mut state = lock(&self.state);
+        // Changes by hand happen under the lock, outside this instance.
+        self.dirty |= std::mem::take(&mut state.edited);
         let due =
-            self.dirty || (self.touched && (force || now - self.last_write >= self.snapshot_every));
+            (self.dirty || self.touched) && (force || now - self.last_write >= self.snapshot_every);
         if !due {
             return;
         }
-        let bytes = match serde_json::to_vec(&*lock(&self.state)) {
-            Ok(b) => b,
-            Err(e) => {
-                tracing::warn!(component_id = %self.id, error = %e, "cannot encode the incident state");
-                return;
-            }
-        };
-        match state_file::write_atomically(path, &bytes) {
+        // Under the lock throughout: an instance sharing the state (during a reload)
+        // must not append to the journal between the snapshot and the clearing.
+        let written = serde_json::to_vec(&*state)
+            .map_err(std::io::Error::other)
+            .and_then(|bytes| state_file::write_atomically(path, &bytes))
+            .and_then(|()| journal::clear(&journal::path_for(path)));
+        drop(state);
+        match written {
             Ok(()) => {
                 self.dirty = false;
                 self.touched = false;
@@ -536,6 +591,7 @@ impl Transform for IncidentTransform {
                 }
             }
         }
+        self.journal(&mut state);
     }
 
     fn flush_interval(&self) -> Option<Duration> {
@@ -550,7 +606,9 @@ impl Transform for IncidentTransform {
 
 impl Drop for IncidentTransform {
     fn drop(&mut self) {
-        manual::unregister(&self.id, &self.state);
+        if self.persist.is_some() {
+            manual::unregister(&self.id, &self.state);
+        }
         self.save(true);
         if let Some(path) = &self.persist {
             state_file::release(path, &self.state);

@@ -88,7 +88,14 @@ pub struct Incident {
     /// the opening, always stays).
     #[serde(default)]
     pub timeline: Vec<Entry>,
+    /// The alerts (by fingerprint) firing in it now: it resolves when the last of them
+    /// does (at most [`MAX_ALERTS`] are told apart).
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub firing: BTreeSet<String>,
 }
+
+/// Alerts an incident tells apart.
+pub const MAX_ALERTS: usize = 1000;
 
 /// Entries a timeline keeps.
 pub const MAX_TIMELINE: usize = 50;
@@ -114,6 +121,8 @@ pub enum Sighting {
     Held,
     /// A resolve of an incident already resolved.
     DuplicateResolve,
+    /// A resolve of one alert while others of the incident still fire.
+    PartialResolve,
 }
 
 /// Rank of a severity: 0 is the most severe; values outside the schema rank last.
@@ -156,7 +165,21 @@ impl Incident {
                 what: Action::Opened.as_str().into(),
                 text: None,
             }],
+            firing: BTreeSet::new(),
         }
+    }
+
+    /// Alert `alert` fires in this incident.
+    pub fn alert_fired(&mut self, alert: &str) {
+        if self.firing.len() < MAX_ALERTS && !self.firing.contains(alert) {
+            self.firing.insert(alert.to_owned());
+        }
+    }
+
+    /// Alert `alert` resolved: whether others of the incident still fire.
+    pub fn others_fire(&mut self, alert: &str) -> bool {
+        self.firing.remove(alert);
+        !self.firing.is_empty()
     }
 
     /// Adds a line to the timeline, dropping the oldest but the first when full.
@@ -194,16 +217,29 @@ impl Incident {
         self.reason = reason.map(str::to_owned);
     }
 
-    /// A firing alert for this incident's key. Returns `None` when the incident is
-    /// over (resolved and out of its flap window): the caller opens a new one.
+    /// Whether a firing now would start a new incident rather than continue this one:
+    /// it is resolved, its resolve went out, and its flap window has passed.
+    pub fn is_over(&self, now: i64, t: &Timing) -> bool {
+        if self.phase != Phase::Resolved || self.unheard_resolve() {
+            return false;
+        }
+        let resolved_at = self.resolved_at.unwrap_or(self.last_seen);
+        t.flap_window == 0 || now >= resolved_at.saturating_add(t.flap_window)
+    }
+
+    /// A resolve is waiting to go out to someone who heard it open.
+    fn unheard_resolve(&self) -> bool {
+        self.pending == Some(Action::Resolved) && self.announced_open()
+    }
+
+    /// A firing alert for this incident's key (see [`Incident::is_over`] first).
     pub fn fire(
         &mut self,
         now: i64,
         severity: &str,
-        vendor: Option<String>,
+        vendor: Option<&str>,
         latest: Value,
-        t: &Timing,
-    ) -> Option<Sighting> {
+    ) -> Sighting {
         let sighting = match self.phase {
             Phase::Open | Phase::Acknowledged => {
                 if self.resolving_since.take().is_some() {
@@ -217,11 +253,7 @@ impl Incident {
                 Sighting::Repeat
             }
             Phase::Resolved => {
-                let resolved_at = self.resolved_at.unwrap_or(self.last_seen);
-                let unheard = self.pending == Some(Action::Resolved) && self.announced_open();
-                if !unheard && (t.flap_window == 0 || now >= resolved_at + t.flap_window) {
-                    return None;
-                }
+                let unheard = self.unheard_resolve();
                 self.phase = Phase::Open;
                 self.resolved_at = None;
                 self.flaps += 1;
@@ -239,10 +271,12 @@ impl Incident {
         };
         self.last_seen = now;
         self.latest = latest;
-        if let Some(v) = vendor {
-            self.vendors.insert(v);
+        if let Some(v) = vendor
+            && !self.vendors.contains(v)
+        {
+            self.vendors.insert(v.to_owned());
         }
-        Some(sighting)
+        sighting
     }
 
     /// A resolved alert for this incident's key.
@@ -284,6 +318,7 @@ impl Incident {
 
     /// Resolves it now. A firing nobody was told about needs no resolve.
     pub fn close(&mut self, now: i64, reason: Option<&str>) {
+        self.firing.clear();
         self.phase = Phase::Resolved;
         self.resolved_at = Some(now);
         self.resolving_since = None;
@@ -358,17 +393,16 @@ mod tests {
 
     #[test]
     fn repeats_update_without_a_notification_and_escalation_is_one() {
-        let t = timing();
         let mut i = incident(0);
         assert_eq!(i.announce(0), Some((Action::Opened, None)));
         assert_eq!(
-            i.fire(10, "low", Some("alertmanager".into()), Value::Null, &t),
-            Some(Sighting::Repeat)
+            i.fire(10, "low", Some("alertmanager"), Value::Null),
+            Sighting::Repeat
         );
         assert_eq!(i.pending, None, "a repeat is not a page");
         assert_eq!((i.count, i.last_seen, i.severity.as_str()), (2, 10, "high"));
         assert_eq!(i.vendors.len(), 2);
-        i.fire(20, "critical", None, Value::Null, &t);
+        i.fire(20, "critical", None, Value::Null);
         assert_eq!(
             i.announce(20),
             Some((Action::Updated, Some("severity".into())))
@@ -385,10 +419,7 @@ mod tests {
         i.announce(0);
         assert_eq!(i.resolve_seen(5_000, Value::Null, &t), Sighting::Held);
         assert!(!i.tick(30_000, &t));
-        assert_eq!(
-            i.fire(40_000, "high", None, Value::Null, &t),
-            Some(Sighting::Repeat)
-        );
+        assert_eq!(i.fire(40_000, "high", None, Value::Null), Sighting::Repeat);
         assert_eq!((i.flaps, i.pending), (1, None));
         i.resolve_seen(50_000, Value::Null, &t);
         assert!(i.tick(110_000, &t), "quiet for resolve_hold");
@@ -405,20 +436,17 @@ mod tests {
         i.announce(0);
         i.resolve_seen(10_000, Value::Null, &t);
         i.announce(10_000);
+        assert!(!i.is_over(20_000, &t));
         assert_eq!(
-            i.fire(20_000, "high", None, Value::Null, &t),
-            Some(Sighting::Reopened)
+            i.fire(20_000, "high", None, Value::Null),
+            Sighting::Reopened
         );
         assert_eq!(i.announce(20_000), Some((Action::Reopened, None)));
         i.resolve_seen(30_000, Value::Null, &t);
         i.announce(30_000);
         assert!(!i.is_done(80_000, &t));
         assert!(i.is_done(90_000, &t));
-        assert_eq!(
-            i.fire(90_000, "high", None, Value::Null, &t),
-            None,
-            "a new incident"
-        );
+        assert!(i.is_over(90_000, &t), "a new incident");
     }
 
     #[test]
@@ -433,10 +461,8 @@ mod tests {
         i.announce(0);
         i.resolve_seen(1, Value::Null, &t);
         assert_eq!(i.pending, Some(Action::Resolved));
-        assert_eq!(
-            i.fire(2, "high", None, Value::Null, &t),
-            Some(Sighting::Reopened)
-        );
+        assert!(!i.is_over(2, &t));
+        assert_eq!(i.fire(2, "high", None, Value::Null), Sighting::Reopened);
         assert_eq!(i.pending, None, "the listener never heard it close");
     }
 
