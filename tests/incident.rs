@@ -451,16 +451,17 @@ fn max_incidents_bounds_new_keys_and_open_ones_still_resolve() {
     );
     assert_eq!(metric(&rig.metrics(), "over_limit"), 1.0);
     assert_eq!(actions(&rig.send(vec![resolved("a")])), ["resolved"]);
-    assert!(
-        rig.send(vec![firing("c")]).is_empty(),
-        "the resolved one leaves at the next timer pass"
-    );
-    rig.to(1).tick();
     assert_eq!(
-        actions(&rig.send(vec![firing("c")])),
+        actions(&rig.to(1).send(vec![firing("c")])),
         ["opened"],
-        "room again"
+        "a resolved incident makes room"
     );
+    assert_eq!(
+        rig.to(2).send(vec![firing("d")]).len(),
+        0,
+        "full of open incidents again"
+    );
+    assert_eq!(metric(&rig.metrics(), "over_limit"), 2.0);
 }
 
 #[test]
@@ -530,4 +531,28 @@ fn a_change_is_on_disk_before_its_notification_leaves_and_repeats_wait_for_the_s
     );
     let closed = rig.to(70).send(vec![resolved("fp")]);
     assert_eq!(s(&closed[0], "incident_id"), s(&page[0], "incident_id"));
+}
+
+#[test]
+fn hostile_alerts_are_bounded_keys_severities_and_size() {
+    let mut rig = Rig::new("key_source: 'string!(.k)'");
+    let mut long_key = firing("fp");
+    long_key.insert("k", "k".repeat(1025));
+    let (out, unmatched) = rig.send_all(vec![long_key]);
+    assert!(out.is_empty());
+    assert_eq!(unmatched.len(), 1, "a key over 1 KiB is refused");
+
+    let mut huge = alert("grafana", "fp", "firing", "HIGH");
+    huge.insert("k", "big");
+    huge.insert("description", "d".repeat(100_000));
+    let page = rig.send(vec![huge]);
+    assert_eq!(
+        s(&page[0], "severity"),
+        "high",
+        "severities are lower-cased"
+    );
+    assert_eq!(s(&page[0], "truncated"), "true");
+    assert_eq!(s(&page[0], "summary"), "grafana: checkout is down");
+    assert_eq!(s(&page[0], "description").len(), 1024, "cut, not dropped");
+    assert_eq!(s(&page[0], "labels"), "", "labels do not survive the cut");
 }

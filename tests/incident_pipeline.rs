@@ -364,9 +364,17 @@ sinks:
         .as_str()
         .expect("id")
         .to_owned();
-    common::eventually("the incident opened by hand is paged", || {
-        pd.events().len() == 4
-    })
+    // Acknowledged before its opening went out: PagerDuty hears both, in order.
+    let (status, _) = put(
+        json!({"status": "acknowledged"}),
+        format!("{base}/{new_id}"),
+    )
+    .await;
+    assert_eq!(status, 200);
+    common::eventually(
+        "the incident opened by hand is paged, then acknowledged",
+        || pd.events().len() == 5,
+    )
     .await;
     let page = &pd.events()[3];
     assert_eq!(page["event_action"], "trigger");
@@ -376,6 +384,8 @@ sinks:
         "Payments degraded (reported by support)"
     );
     assert_eq!(page["payload"]["severity"], "error");
+    assert_eq!(pd.events()[4]["event_action"], "acknowledge");
+    assert_eq!(pd.events()[4]["dedup_key"], new_id.as_str());
     let untitled = client
         .post(&base)
         .bearer_auth("sekret")

@@ -79,20 +79,18 @@ pub(super) async fn list(
     };
     let severity = q.get("severity").map(|s| s.to_ascii_lowercase());
     let service = q.get("service");
-    let mut found: Vec<(i64, String, Json)> = Vec::new();
+    // Filter and sort on plain fields first; only the page is described.
+    let mut found: Vec<(i64, String, String, String)> = Vec::new();
     for (component, state) in manual::components() {
         let state = lock(&state);
         for (key, i) in &state.incidents {
             if status.is_some_and(|s| s != manual::status(i))
                 || severity.as_ref().is_some_and(|s| *s != i.severity)
+                || service.is_some_and(|s| !manual::has_service(i, s))
             {
                 continue;
             }
-            let described = manual::describe(&component, key, i);
-            if service.is_some_and(|s| described["service"].as_str() != Some(s.as_str())) {
-                continue;
-            }
-            found.push((i.first_seen, i.id.clone(), described));
+            found.push((i.first_seen, i.id.clone(), component.clone(), key.clone()));
         }
     }
     found.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
@@ -101,7 +99,17 @@ pub(super) async fn list(
         .into_iter()
         .skip(offset)
         .take(limit)
-        .map(|(_, _, d)| d)
+        .filter_map(|(_, _, component, key)| {
+            let state = manual::components()
+                .into_iter()
+                .find(|(c, _)| *c == component)?
+                .1;
+            let state = lock(&state);
+            state
+                .incidents
+                .get(&key)
+                .map(|i| manual::describe(&component, &key, i))
+        })
         .collect();
     (
         StatusCode::OK,
@@ -125,7 +133,30 @@ fn with_incident<T>(
 }
 
 fn not_found(id: &str) -> Response {
-    error(StatusCode::NOT_FOUND, format!("no incident `{id}`"))
+    error(StatusCode::NOT_FOUND, format!("no incident `{}`", clip(id)))
+}
+
+/// At most 100 characters of something a client sent, for answers and logs.
+fn clip(s: &str) -> String {
+    match s.char_indices().nth(100) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_owned(),
+    }
+}
+
+/// The body as a JSON object (arrays and scalars are refused by name).
+fn object(body: &[u8]) -> Result<Json, String> {
+    match serde_json::from_slice::<Json>(body) {
+        Ok(v @ Json::Object(_)) => Ok(v),
+        Ok(_) => Err("the body must be a JSON object".into()),
+        Err(e) => Err(format!("invalid JSON: {e}")),
+    }
+}
+
+/// A refused change: answered, and logged like the accepted ones.
+fn refused(status: StatusCode, what: &str, id: Option<&str>, reason: String) -> Response {
+    tracing::info!(action = what, incident = id.map(clip).unwrap_or_default(), status = status.as_u16(), reason = %reason, "incident change refused through the API");
+    error(status, reason)
 }
 
 /// `GET /incidents/{id}`.
@@ -166,9 +197,11 @@ pub(super) async fn timeline(
     };
     let found = with_incident(&id, |_, state, key| {
         state.incidents.get(&key).map(|i| {
+            // The newest `limit` entries, oldest first.
+            let skip = i.timeline.len().saturating_sub(limit);
             i.timeline
                 .iter()
-                .take(limit)
+                .skip(skip)
                 .map(manual::entry)
                 .collect::<Vec<_>>()
         })
@@ -193,9 +226,11 @@ pub(super) async fn create(
     if !authorized(&s, &headers) {
         return unauthorized();
     }
-    let spec: NewIncident = match serde_json::from_slice(&body) {
+    let spec: NewIncident = match object(&body).and_then(|v| {
+        serde_json::from_value(v).map_err(|e| format!("invalid incident: {}", clip(&e.to_string())))
+    }) {
         Ok(spec) => spec,
-        Err(e) => return error(StatusCode::BAD_REQUEST, format!("invalid incident: {e}")),
+        Err(e) => return refused(StatusCode::BAD_REQUEST, "create", None, e),
     };
     let components = manual::components();
     let target = match (&spec.component, components.as_slice()) {
@@ -217,12 +252,15 @@ pub(super) async fn create(
     };
     let now = chrono::Utc::now().timestamp_millis();
     match lock(state).create(&spec, now) {
-        Ok(id) => (
-            StatusCode::CREATED,
-            axum::Json(json!({ "id": id, "component": component, "status": "open" })),
-        )
-            .into_response(),
-        Err(e) => error(StatusCode::BAD_REQUEST, e),
+        Ok(id) => {
+            tracing::info!(incident = %id, component = %component, title = %clip(&spec.title), "incident opened through the API");
+            (
+                StatusCode::CREATED,
+                axum::Json(json!({ "id": id, "component": component, "status": "open" })),
+            )
+                .into_response()
+        }
+        Err(e) => refused(StatusCode::BAD_REQUEST, "create", None, e),
     }
 }
 
@@ -236,10 +274,20 @@ pub(super) async fn update(
     if !authorized(&s, &headers) {
         return unauthorized();
     }
-    let change: IncidentChange = match serde_json::from_slice(&body) {
+    let change: IncidentChange = match object(&body).and_then(|v| {
+        serde_json::from_value(v).map_err(|e| format!("invalid change: {}", clip(&e.to_string())))
+    }) {
         Ok(c) => c,
-        Err(e) => return error(StatusCode::BAD_REQUEST, format!("invalid change: {e}")),
+        Err(e) => return refused(StatusCode::BAD_REQUEST, "change", Some(&id), e),
     };
+    if change.is_empty() {
+        return refused(
+            StatusCode::BAD_REQUEST,
+            "change",
+            Some(&id),
+            "nothing to change: give status, severity, assigned_to, root_cause or note".into(),
+        );
+    }
     let now = chrono::Utc::now().timestamp_millis();
     let outcome = with_incident(&id, |component, state, _| {
         state
@@ -247,8 +295,15 @@ pub(super) async fn update(
             .map(|(key, i)| manual::describe(component, &key, &i))
     });
     match outcome {
-        None | Some(Err(ChangeError::NotFound)) => not_found(&id),
-        Some(Err(ChangeError::Invalid(e))) => error(StatusCode::BAD_REQUEST, e),
+        None | Some(Err(ChangeError::NotFound)) => refused(
+            StatusCode::NOT_FOUND,
+            "change",
+            Some(&id),
+            format!("no incident `{}`", clip(&id)),
+        ),
+        Some(Err(ChangeError::Invalid(e))) => {
+            refused(StatusCode::BAD_REQUEST, "change", Some(&id), e)
+        }
         Some(Ok(d)) => {
             tracing::info!(incident = %id, change = ?change, "incident changed through the API");
             (StatusCode::OK, axum::Json(d)).into_response()

@@ -10,6 +10,9 @@ use crate::component::BuildError;
 fn default_max_incidents() -> usize {
     100_000
 }
+fn default_keep_resolved() -> Duration {
+    Duration::from_secs(3600)
+}
 fn default_snapshot_interval() -> Duration {
     Duration::from_secs(30)
 }
@@ -71,7 +74,13 @@ pub struct IncidentConfig {
     #[serde(default, with = "humantime_serde")]
     #[schemars(schema_with = "crate::units::duration")]
     pub resolve_after: Option<Duration>,
-    /// Incidents held at most (open ones and resolved ones inside their flap window;
+    /// A resolved incident stays listed in the API this long (default 1h), so a root
+    /// cause or a note can still be added; its key opens a new incident all the same
+    /// (after `flap_window`).
+    #[serde(default = "default_keep_resolved", with = "humantime_serde")]
+    #[schemars(schema_with = "crate::units::duration")]
+    pub keep_resolved: Duration,
+    /// Incidents held at most (open ones, and resolved ones for `keep_resolved`;
     /// default 100000). Firing alerts of new keys beyond it are dropped and counted.
     #[serde(default = "default_max_incidents")]
     pub max_incidents: usize,
@@ -117,6 +126,7 @@ impl IncidentConfig {
             flap_window: ms(self.flap_window),
             resolve_after: self.resolve_after.map_or(0, ms),
             repeat_interval: self.repeat_interval.map_or(0, ms),
+            keep_resolved: ms(self.keep_resolved),
         }
     }
 }

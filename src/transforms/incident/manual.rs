@@ -153,6 +153,28 @@ pub struct IncidentChange {
     pub note: Option<String>,
 }
 
+impl IncidentChange {
+    /// Whether it changes nothing.
+    pub fn is_empty(&self) -> bool {
+        self.status.is_none()
+            && self.severity.is_none()
+            && self.assigned_to.is_none()
+            && self.root_cause.is_none()
+            && self.note.is_none()
+    }
+}
+
+/// Whether the incident's latest alert names `service`.
+pub fn has_service(i: &Incident, service: &str) -> bool {
+    match &i.latest {
+        Value::Object(o) => o
+            .get(field::SERVICE)
+            .and_then(Value::to_str_lossy)
+            .is_some_and(|s| s == service),
+        _ => false,
+    }
+}
+
 const MAX_TEXT: usize = 4096;
 
 fn severity_of(s: &str) -> Result<String, String> {
@@ -215,6 +237,15 @@ impl IncidentState {
         let key = spec.key.clone().unwrap_or_else(|| format!("manual/{id}"));
         if self.incidents.get(&key).is_some_and(Incident::is_open) {
             return Err(format!("an open incident already has the key `{key}`"));
+        }
+        if !self.incidents.contains_key(&key)
+            && self.incidents.len() >= self.max_incidents
+            && !self.evict_one()
+        {
+            return Err(format!(
+                "the component holds max_incidents ({}) open incidents",
+                self.max_incidents
+            ));
         }
         let mut latest = ObjectMap::new();
         latest.insert(field::EVENT_TYPE.into(), Value::from("alert"));
@@ -280,9 +311,13 @@ impl IncidentState {
                 }
                 i.acknowledge(now);
             }
-            Some("resolved" | "closed") if i.is_open() => i.close(now, Some("manual")),
+            Some("resolved" | "closed") if i.is_open() => {
+                i.close(now, Some("manual"));
+                self.nothing_to_evict = false;
+            }
             Some("resolved" | "closed") => {}
             Some(other) => {
+                let other: String = other.chars().take(100).collect();
                 return Err(ChangeError::Invalid(format!(
                     "`status` `{other}` cannot be set: use acknowledged, investigating, resolved or closed (an incident opens when its alerts fire)"
                 )));

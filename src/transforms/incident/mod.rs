@@ -51,6 +51,11 @@ use crate::telemetry::{ComponentMetrics, LabeledCounter, LabeledGauge};
 use crate::template::Template;
 
 const UNMATCHED: usize = 0;
+/// Longer keys are refused (to `unmatched`): a key is kept per incident and shown whole.
+const MAX_KEY: usize = 1024;
+/// An incident keeps at most about this much of its latest alert; a bigger one is cut
+/// to its normalized fields (see [`bounded`]).
+const MAX_LATEST: usize = 16 * 1024;
 /// How often timers (held resolves, `resolve_after`, groups) are looked at.
 const TICK: Duration = Duration::from_secs(1);
 
@@ -69,12 +74,40 @@ pub struct IncidentState {
     /// Keys whose incident changed since the last journal write.
     #[serde(skip)]
     changed: IndexSet<String>,
+    /// Set when a search for an evictable incident found none; cleared by a resolve.
+    #[serde(skip)]
+    nothing_to_evict: bool,
+    /// `max_incidents` of the component (incidents opened by hand count too).
+    #[serde(skip)]
+    pub(crate) max_incidents: usize,
     /// The number of the last journal record this state includes.
     #[serde(default)]
     pub seq: u64,
 }
 
 impl IncidentState {
+    /// Makes room by forgetting the oldest resolved incident whose resolve went out.
+    /// After a scan that found none, no scan runs until something resolves.
+    fn evict_one(&mut self) -> bool {
+        if self.nothing_to_evict {
+            return false;
+        }
+        let found = self
+            .incidents
+            .iter()
+            .position(|(_, i)| !i.is_open() && i.pending.is_none());
+        match found {
+            Some(index) => {
+                self.incidents.shift_remove_index(index);
+                true
+            }
+            None => {
+                self.nothing_to_evict = true;
+                false
+            }
+        }
+    }
+
     /// The state file at `path` with its journal replayed (empty when there is none).
     pub fn load(path: &std::path::Path) -> Self {
         let mut state: Self = match std::fs::read(path) {
@@ -144,6 +177,7 @@ impl TransformConfig for IncidentConfig {
             None => (Arc::new(Mutex::new(IncidentState::default())), None),
         };
         let now = cx.clock.wall().timestamp_millis();
+        lock(&state).max_incidents = self.max_incidents;
         if persist.is_some() {
             // Only a running pipeline's instances: `validate` and `sluice test` build
             // without a data dir, and must not take the API's place.
@@ -315,6 +349,7 @@ impl IncidentTransform {
         if let Value::Object(o) = &mut latest {
             o.remove(field::RAW);
         }
+        let latest = bounded(latest);
         // The alert's own identity within the incident (one incident may join several).
         let alert = top(&latest, field::FINGERPRINT)
             .filter(|v| !matches!(v, Value::Null))
@@ -323,6 +358,7 @@ impl IncidentTransform {
         let outcome = match (status, state.incidents.get_mut(&key)) {
             (Status::Firing, Some(incident)) => {
                 let severity = text_field(&latest, field::SEVERITY)
+                    .map(|s| s.to_ascii_lowercase())
                     .unwrap_or_else(|| incident.severity.clone());
                 if incident.is_over(now, &self.timing) {
                     let group = self.group_of(&latest);
@@ -337,7 +373,7 @@ impl IncidentTransform {
                 }
             }
             (Status::Firing, None) => {
-                if state.incidents.len() >= self.max_incidents {
+                if state.incidents.len() >= self.max_incidents && !state.evict_one() {
                     self.counters.alert("over_limit");
                     if !self.warned_full {
                         self.warned_full = true;
@@ -346,8 +382,9 @@ impl IncidentTransform {
                     event.value = latest;
                     return None;
                 }
-                let severity =
-                    text_field(&latest, field::SEVERITY).unwrap_or_else(|| "medium".into());
+                let severity = text_field(&latest, field::SEVERITY)
+                    .map(|s| s.to_ascii_lowercase())
+                    .unwrap_or_else(|| "medium".into());
                 let group = self.group_of(&latest);
                 let vendor = text_field(&latest, field::SOURCE);
                 state.incidents.insert(
@@ -386,6 +423,9 @@ impl IncidentTransform {
         } else {
             self.dirty = true;
             state.changed.insert(key.clone());
+        }
+        if outcome == Sighting::Resolved {
+            state.nothing_to_evict = false;
         }
         self.counters.alert(match outcome {
             Sighting::Opened => "opened",
@@ -431,23 +471,22 @@ impl IncidentTransform {
             let Some(incident) = state.incidents.get_mut(&key) else {
                 continue;
             };
-            let Some((action, reason)) = incident.announce(now) else {
-                continue;
-            };
-            state.changed.insert(key.clone());
-            if let Some(c) = self.counters.notifications.get(action.as_str()) {
-                c.add(1);
-            }
-            let value = output::notification(&key, incident, action, reason.as_deref());
-            match carrier.take() {
-                Some((k, mut event)) if k == key => {
-                    event.value = value;
-                    out.default.push(event);
+            while let Some((action, reason)) = incident.announce(now) {
+                state.changed.insert(key.clone());
+                if let Some(c) = self.counters.notifications.get(action.as_str()) {
+                    c.add(1);
                 }
-                other => {
-                    carrier = other;
-                    out.default
-                        .push(Event::new(value, Arc::clone(&self.id), wall));
+                let value = output::notification(&key, incident, action, reason.as_deref());
+                match carrier.take() {
+                    Some((k, mut event)) if k == key => {
+                        event.value = value;
+                        out.default.push(event);
+                    }
+                    other => {
+                        carrier = other;
+                        out.default
+                            .push(Event::new(value, Arc::clone(&self.id), wall));
+                    }
                 }
             }
         }
@@ -471,6 +510,7 @@ impl IncidentTransform {
         for (key, incident) in state.incidents.iter_mut() {
             if incident.tick(now, &self.timing) {
                 changed = true;
+                state.nothing_to_evict = false;
                 state.changed.insert(key.clone());
                 if incident.pending.is_some() {
                     state.pending.insert(key.clone());
@@ -556,6 +596,74 @@ impl IncidentTransform {
     }
 }
 
+/// Roughly how many bytes `v` holds, counting no further than `limit`.
+fn size_up_to(v: &Value, limit: usize) -> usize {
+    match v {
+        Value::Bytes(b) => b.len(),
+        Value::String(s) => s.len(),
+        Value::Object(o) => {
+            let mut n = 0;
+            for (k, v) in o {
+                n += k.len() + 8 + size_up_to(v, limit - n.min(limit));
+                if n > limit {
+                    break;
+                }
+            }
+            n
+        }
+        Value::Array(a) => {
+            let mut n = 0;
+            for v in a {
+                n += 8 + size_up_to(v, limit - n.min(limit));
+                if n > limit {
+                    break;
+                }
+            }
+            n
+        }
+        _ => 16,
+    }
+}
+
+/// The alert an incident keeps: as it came, or, above [`MAX_LATEST`], only its
+/// normalized text fields (each cut to 1,024 characters) and `truncated: true`.
+fn bounded(latest: Value) -> Value {
+    if size_up_to(&latest, MAX_LATEST) <= MAX_LATEST {
+        return latest;
+    }
+    let Value::Object(o) = latest else {
+        return Value::Null;
+    };
+    let mut kept = vrl::value::ObjectMap::new();
+    for name in [
+        field::ID,
+        field::EVENT_TYPE,
+        field::SOURCE,
+        field::KIND,
+        field::STATUS,
+        field::SEVERITY,
+        field::SERVICE,
+        field::REGION,
+        field::PROJECT,
+        field::SUMMARY,
+        field::DESCRIPTION,
+        field::FINGERPRINT,
+        field::URL,
+    ] {
+        if let Some(v) = o.get(name).and_then(Value::to_str_lossy) {
+            let cut: String = v.chars().take(1024).collect();
+            kept.insert(name.into(), Value::from(cut));
+        }
+    }
+    for name in [field::TIME, field::STARTS_AT, field::ENDS_AT] {
+        if let Some(t @ Value::Timestamp(_)) = o.get(name) {
+            kept.insert(name.into(), t.clone());
+        }
+    }
+    kept.insert("truncated".into(), Value::Boolean(true));
+    Value::Object(kept)
+}
+
 fn new_id() -> String {
     uuid::Uuid::new_v4().to_string()
 }
@@ -571,7 +679,7 @@ impl Transform for IncidentTransform {
                 out.named[UNMATCHED].push(event);
                 continue;
             };
-            let Some(key) = self.key_of(&mut event) else {
+            let Some(key) = self.key_of(&mut event).filter(|k| k.len() <= MAX_KEY) else {
                 self.counters.alert("unmatched");
                 out.named[UNMATCHED].push(event);
                 continue;
@@ -613,5 +721,21 @@ impl Drop for IncidentTransform {
         if let Some(path) = &self.persist {
             state_file::release(path, &self.state);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn big_alerts_are_cut_to_their_normalized_fields() {
+        let mut o = vrl::value::ObjectMap::new();
+        o.insert("summary".into(), Value::from("s"));
+        o.insert("description".into(), Value::from("d".repeat(100_000)));
+        let v = Value::Object(o);
+        assert!(size_up_to(&v, MAX_LATEST) > MAX_LATEST);
+        let cut = bounded(v);
+        assert_eq!(top(&cut, "truncated"), Some(&Value::Boolean(true)));
     }
 }

@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use vrl::value::{ObjectMap, Value};
 
-use super::state::{Action, Incident, Phase};
+use super::state::{Action, Incident};
 use crate::alert::field;
 
 fn time(ms: i64) -> Value {
@@ -21,10 +21,13 @@ pub fn notification(key: &str, incident: &Incident, action: Action, reason: Opti
         Value::Object(o) => o.clone(),
         _ => ObjectMap::new(),
     };
-    let status = match incident.phase {
-        Phase::Open => "firing",
-        Phase::Acknowledged => "acknowledged",
-        Phase::Resolved => "resolved",
+    // From the change, not the phase: an opening acknowledged before it went out is
+    // still a trigger, and an escalation of an acknowledged incident still carries
+    // its payload (PagerDuty keeps the acknowledgement on a trigger).
+    let status = match action {
+        Action::Resolved => "resolved",
+        Action::Acknowledged => "acknowledged",
+        Action::Opened | Action::Reopened | Action::Updated => "firing",
     };
     let mut set = |name: &str, v: Value| {
         out.insert(name.into(), v);

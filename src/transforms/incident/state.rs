@@ -51,6 +51,8 @@ pub struct Timing {
     pub flap_window: i64,
     pub resolve_after: i64,
     pub repeat_interval: i64,
+    /// How long a resolved incident stays listed (the API), at least `flap_window`.
+    pub keep_resolved: i64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -77,6 +79,10 @@ pub struct Incident {
     /// A change not announced yet, and why (`resolve_after`, `repeat_interval`, …).
     pub pending: Option<Action>,
     pub reason: Option<String>,
+    /// A change to announce right after `pending` (an acknowledgement of an opening
+    /// nobody heard yet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queued: Option<Action>,
     /// The last change announced, and when.
     pub announced: Option<(Action, i64)>,
     /// Set by hand (the API).
@@ -157,6 +163,7 @@ impl Incident {
             latest,
             pending: Some(Action::Opened),
             reason: None,
+            queued: None,
             announced: None,
             assigned_to: None,
             root_cause: None,
@@ -207,13 +214,18 @@ impl Incident {
     /// except that an `opened` or `reopened` nobody heard yet stays what it is.
     fn change(&mut self, at: i64, action: Action, reason: Option<&str>) {
         self.record(at, action.as_str(), reason.map(str::to_owned));
-        self.pending = match (self.pending, action) {
-            (
-                Some(first @ (Action::Opened | Action::Reopened)),
-                Action::Updated | Action::Acknowledged,
-            ) => Some(first),
-            _ => Some(action),
-        };
+        match (self.pending, action) {
+            // The opening still carries the latest severity.
+            (Some(Action::Opened | Action::Reopened), Action::Updated) => return,
+            // Acknowledged before anyone heard it open: both go out, in order.
+            (Some(Action::Opened | Action::Reopened), Action::Acknowledged) => {
+                self.queued = Some(Action::Acknowledged);
+                return;
+            }
+            _ => {}
+        }
+        self.pending = Some(action);
+        self.queued = None;
         self.reason = reason.map(str::to_owned);
     }
 
@@ -326,6 +338,7 @@ impl Incident {
             self.change(now, Action::Resolved, reason);
         } else {
             self.pending = None;
+            self.queued = None;
             self.reason = None;
         }
     }
@@ -361,14 +374,19 @@ impl Incident {
     pub fn is_done(&self, now: i64, t: &Timing) -> bool {
         self.phase == Phase::Resolved
             && self.pending.is_none()
-            && self.resolved_at.is_none_or(|at| now >= at + t.flap_window)
+            && self
+                .resolved_at
+                .is_none_or(|at| now >= at.saturating_add(t.flap_window.max(t.keep_resolved)))
     }
 
     /// Records that its pending change went out; returns that change.
+    /// Call until `None`: an opening acknowledged before it went out is two changes.
     pub fn announce(&mut self, now: i64) -> Option<(Action, Option<String>)> {
         let action = self.pending.take()?;
         self.announced = Some((action, now));
-        Some((action, self.reason.take()))
+        let reason = self.reason.take();
+        self.pending = self.queued.take();
+        Some((action, reason))
     }
 }
 
@@ -497,6 +515,12 @@ mod tests {
         assert!(i.acknowledge(0));
         assert!(!i.acknowledge(0));
         assert_eq!(i.announce(0), Some((Action::Opened, None)));
+        assert_eq!(
+            i.announce(0),
+            Some((Action::Acknowledged, None)),
+            "the acknowledgement follows the opening"
+        );
+        assert_eq!(i.announce(0), None);
         let mut i = incident(0);
         i.announce(0);
         i.acknowledge(1);
