@@ -17,7 +17,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use indexmap::IndexMap;
+use lru::LruCache;
 use serde::Deserialize;
 use vrl::path::OwnedValuePath;
 
@@ -108,8 +108,10 @@ impl TransformConfig for DedupeConfig {
             paths,
             mode: self.mode,
             state_paths,
-            cache: IndexMap::new(),
-            cache_size: self.cache_size,
+            cache: LruCache::new(
+                std::num::NonZeroUsize::new(self.cache_size)
+                    .ok_or_else(|| BuildError("`cache_size` must be at least 1".into()))?,
+            ),
             ttl: self.ttl,
             clock: Arc::clone(&cx.clock),
             metrics: Arc::clone(&cx.metrics),
@@ -122,9 +124,8 @@ struct Dedupe {
     mode: DedupeMode,
     state_paths: Vec<OwnedValuePath>,
     /// identity → when its entry started (see `ttl`) and, with `last_state`, the state;
-    /// the front is the least recently seen.
-    cache: IndexMap<String, (Instant, String)>,
-    cache_size: usize,
+    /// least recently seen first out.
+    cache: LruCache<String, (Instant, String)>,
     ttl: Option<Duration>,
     clock: Arc<dyn Clock>,
     metrics: Arc<ComponentMetrics>,
@@ -162,24 +163,26 @@ impl Transform for Dedupe {
                 continue;
             };
             let state = self.state(&event.value);
-            let previous = self.cache.shift_remove(&id);
-            let expired =
-                |seen: Instant| self.ttl.is_some_and(|ttl| now.duration_since(seen) >= ttl);
-            let fresh = match &previous {
-                None => true,
-                Some((seen, last)) => expired(*seen) || *last != state,
+            let ttl = self.ttl;
+            // `get_mut` makes the entry the most recently seen. With `first_seen` a
+            // duplicate does not extend its entry's life (the TTL counts from the first
+            // sighting); with `last_state` every sighting does.
+            let fresh = match self.cache.get_mut(&id) {
+                None => {
+                    // Evicts the least recently seen when full.
+                    self.cache.push(id, (now, state));
+                    true
+                }
+                Some((seen, last)) => {
+                    let expired = ttl.is_some_and(|ttl| now.duration_since(*seen) >= ttl);
+                    let fresh = expired || *last != state;
+                    if fresh || self.mode == DedupeMode::LastState {
+                        *seen = now;
+                    }
+                    *last = state;
+                    fresh
+                }
             };
-            // Re-insert at the back: most recently seen. With `first_seen` a duplicate
-            // does not extend its entry's life (the TTL counts from the first sighting);
-            // with `last_state` every sighting does.
-            let stamp = match previous {
-                Some((seen, _)) if !fresh && self.mode == DedupeMode::FirstSeen => seen,
-                _ => now,
-            };
-            self.cache.insert(id, (stamp, state));
-            if self.cache.len() > self.cache_size {
-                self.cache.shift_remove_index(0);
-            }
             if fresh {
                 out.default.push(event);
             } else {
