@@ -93,35 +93,26 @@ fn bench(c: &mut Criterion) {
     }
     let mut group = c.benchmark_group("incident");
     group.throughput(Throughput::Elements(BATCH as u64));
-    let mut i = 0;
-    group.bench_function("baseline_dedupe_100k", |b| {
-        b.iter_batched(
-            || {
-                i += 1;
-                input[i % input.len()].clone()
-            },
-            |batch| {
-                let mut out = TransformOutputs::new(1);
-                dedupe.process(batch, &mut out);
-                out
-            },
-            BatchSize::LargeInput,
-        )
-    });
-    group.bench_function("repeats_100k_open", |b| {
-        b.iter_batched(
-            || {
-                i += 1;
-                input[i % input.len()].clone()
-            },
-            |batch| {
-                let mut out = TransformOutputs::new(1);
-                incidents.process(batch, &mut out);
-                out
-            },
-            BatchSize::LargeInput,
-        )
-    });
+    for (name, t) in [
+        ("baseline_dedupe_100k", &mut dedupe),
+        ("repeats_100k_open", &mut incidents),
+    ] {
+        let mut i = 0;
+        group.bench_function(name, |b| {
+            b.iter_batched(
+                || {
+                    i += 1;
+                    input[i % input.len()].clone()
+                },
+                |batch| {
+                    let mut out = TransformOutputs::new(1);
+                    t.process(batch, &mut out);
+                    out
+                },
+                BatchSize::LargeInput,
+            )
+        });
+    }
     group.throughput(Throughput::Elements(INCIDENTS as u64));
     group.bench_function("timers_100k_open", |b| {
         b.iter(|| {
