@@ -556,3 +556,27 @@ fn hostile_alerts_are_bounded_keys_severities_and_size() {
     assert_eq!(s(&page[0], "description").len(), 1024, "cut, not dropped");
     assert_eq!(s(&page[0], "labels"), "", "labels do not survive the cut");
 }
+
+#[test]
+fn alert_times_keep_their_type_across_a_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut rig = Rig::with_dir("resolve_after: 1m", Some(dir.path()));
+    let mut first = firing("fp");
+    first.insert("starts_at", Value::Timestamp(t0()));
+    let page = rig.send(vec![first]);
+    assert!(matches!(f(&page[0], "starts_at"), Value::Timestamp(_)));
+    // The restart reads the alert back from disk, where it was JSON text.
+    rig.to(30).restart();
+    let closed = rig.to(60).tick();
+    assert_eq!(actions(&closed), ["resolved"]);
+    assert_eq!(
+        f(&closed[0], "starts_at"),
+        Value::Timestamp(t0()),
+        "a timestamp, as before the restart"
+    );
+}
+
+fn f(v: &Value, path: &str) -> Value {
+    let p = vrl::path::parse_value_path(path).expect("path");
+    v.get(&p).cloned().unwrap_or(Value::Null)
+}

@@ -122,6 +122,9 @@ impl IncidentState {
             }
         };
         journal::replay(&journal::path_for(path), &mut state);
+        for incident in state.incidents.values_mut() {
+            restore_times(&mut incident.latest);
+        }
         state.pending = state
             .incidents
             .iter()
@@ -592,6 +595,24 @@ impl IncidentTransform {
             Err(e) => {
                 tracing::warn!(component_id = %self.id, file = %path.display(), error = %e, "cannot write the incident state")
             }
+        }
+    }
+}
+
+/// JSON has no timestamps: the normalized schema's time fields of an alert read back
+/// from disk are RFC 3339 text again, and become timestamps again here, so what is
+/// sent after a restart has the types it had before.
+fn restore_times(latest: &mut Value) {
+    let Value::Object(o) = latest else {
+        return;
+    };
+    for name in [field::TIME, field::STARTS_AT, field::ENDS_AT] {
+        let parsed = o
+            .get(name)
+            .and_then(Value::to_str_lossy)
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(&t).ok());
+        if let Some(t) = parsed {
+            o.insert(name.into(), Value::Timestamp(t.with_timezone(&chrono::Utc)));
         }
     }
 }
