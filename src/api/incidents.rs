@@ -79,10 +79,11 @@ pub(super) async fn list(
     };
     let severity = q.get("severity").map(|s| s.to_ascii_lowercase());
     let service = q.get("service");
+    let components = manual::components();
     // Filter and sort on plain fields first; only the page is described.
-    let mut found: Vec<(i64, String, String, String)> = Vec::new();
-    for (component, state) in manual::components() {
-        let state = lock(&state);
+    let mut found: Vec<(i64, String, String, usize)> = Vec::new();
+    for (c, (_, state)) in components.iter().enumerate() {
+        let state = lock(state);
         for (key, i) in &state.incidents {
             if status.is_some_and(|s| s != manual::status(i))
                 || severity.as_ref().is_some_and(|s| *s != i.severity)
@@ -90,7 +91,7 @@ pub(super) async fn list(
             {
                 continue;
             }
-            found.push((i.first_seen, i.id.clone(), component.clone(), key.clone()));
+            found.push((i.first_seen, i.id.clone(), key.clone(), c));
         }
     }
     found.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
@@ -99,16 +100,13 @@ pub(super) async fn list(
         .into_iter()
         .skip(offset)
         .take(limit)
-        .filter_map(|(_, _, component, key)| {
-            let state = manual::components()
-                .into_iter()
-                .find(|(c, _)| *c == component)?
-                .1;
-            let state = lock(&state);
+        .filter_map(|(_, _, key, c)| {
+            let (component, state) = &components[c];
+            let state = lock(state);
             state
                 .incidents
                 .get(&key)
-                .map(|i| manual::describe(&component, &key, i))
+                .map(|i| manual::describe(component, &key, i))
         })
         .collect();
     (

@@ -10,6 +10,7 @@
 //! happens under a mute is not sent. Decisions are taken at evaluations, so every
 //! delay is rounded up to the `evaluation_interval`.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -110,24 +111,25 @@ fn scope(
 
 /// The alert's severity: the rule's, or its template rendered (a rendering outside the
 /// normalized set is the default, medium).
-pub fn severity(
+pub fn severity<'r>(
     component: &Arc<str>,
-    rule: &Rule,
+    rule: &'r Rule,
     labels: &BTreeMap<String, String>,
     inputs: &BTreeMap<String, String>,
     value: Option<f64>,
-) -> String {
+) -> Cow<'r, str> {
+    // Evaluated per label set per evaluation: a static severity is only borrowed.
     let Some(t) = &rule.severity_template else {
-        return rule.severity.clone();
+        return Cow::Borrowed(&rule.severity);
     };
     let rendered = t
         .render(&scope(component, rule, labels, inputs, value, None))
         .map(|s| s.trim().to_ascii_lowercase());
     match rendered {
-        Ok(s) if crate::alert::SEVERITIES.contains(&s.as_str()) => s,
+        Ok(s) if crate::alert::SEVERITIES.contains(&s.as_str()) => Cow::Owned(s),
         other => {
             tracing::debug!(rule = %rule.name, rendered = ?other, "severity template gave no known severity; using medium");
-            rule.severity.clone()
+            Cow::Borrowed(&rule.severity)
         }
     }
 }
