@@ -13,6 +13,15 @@ pub fn default_table() -> String {
     "events".into()
 }
 
+/// Wraps DDL in a transaction holding the lock every sluice component takes for its
+/// DDL: `CREATE ... IF NOT EXISTS` of two components (or processes) at once can
+/// otherwise fail on PostgreSQL's catalog unique indexes.
+pub fn serialized_ddl(ddl: &str) -> String {
+    format!(
+        "BEGIN; SELECT pg_advisory_xact_lock(hashtextextended('sluice ddl', 0)); {ddl}; COMMIT;"
+    )
+}
+
 /// `name` double-quoted for SQL. Only letters, digits and `_` are allowed: names come
 /// from the pipeline file and end up in statements, where no escaping is trusted.
 pub fn ident(name: &str) -> Result<String, BuildError> {

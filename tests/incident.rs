@@ -31,6 +31,51 @@ struct Rig {
     elapsed: i64,
     yaml: String,
     data_dir: Option<PathBuf>,
+    /// With the shared store: its schema (dropped with the rig) and data dir.
+    stored: Option<(String, tempfile::TempDir)>,
+}
+
+const PG: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+/// Whether the machine's PostgreSQL is reachable; under CI=true it must be.
+fn postgres_up() -> bool {
+    match std::net::TcpStream::connect("127.0.0.1:5432") {
+        Ok(_) => true,
+        Err(e) if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("PostgreSQL unreachable at 127.0.0.1:5432: {e}")
+        }
+        Err(e) => {
+            eprintln!("skipping: PostgreSQL unreachable at 127.0.0.1:5432: {e}");
+            false
+        }
+    }
+}
+
+fn on_postgres<T>(f: impl AsyncFnOnce(&tokio_postgres::Client) -> T) -> T {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let (client, connection) = tokio_postgres::connect(PG, tokio_postgres::NoTls)
+            .await
+            .expect("connect");
+        tokio::spawn(connection);
+        f(&client).await
+    })
+}
+
+impl Drop for Rig {
+    fn drop(&mut self) {
+        self.transform = None;
+        if let Some((schema, _)) = &self.stored {
+            on_postgres(async |c| {
+                let _ = c
+                    .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+                    .await;
+            });
+        }
+    }
 }
 
 fn build(
@@ -75,7 +120,26 @@ impl Rig {
             elapsed: 0,
             yaml: yaml.to_owned(),
             data_dir: data_dir.map(Path::to_path_buf),
+            stored: None,
         }
+    }
+
+    /// The same options, with incidents in a fresh schema of the shared store.
+    fn stored(yaml: &str) -> Self {
+        let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
+        Self::sharing(yaml, &schema)
+    }
+
+    /// Another aggregator on the store schema `schema`.
+    fn sharing(yaml: &str, schema: &str) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let yaml = format!(
+            "{}\nstore: {{ postgres: {{ url: \"{PG}\", schema: {schema} }} }}",
+            if yaml == "{}" { "" } else { yaml }
+        );
+        let mut rig = Self::with_dir(&yaml, Some(dir.path()));
+        rig.stored = Some((schema.to_owned(), dir));
+        rig
     }
 
     /// Drops the instance (as a stop does) and builds a new one on the same data dir.
@@ -178,7 +242,18 @@ fn metric(text: &str, outcome: &str) -> f64 {
 
 #[test]
 fn a_repeated_firing_is_one_page_and_the_resolve_closes_it() {
-    let mut rig = Rig::new("{}");
+    repeated_firing(Rig::new);
+}
+
+#[test]
+fn a_repeated_firing_is_one_page_and_the_resolve_closes_it_with_the_store() {
+    if postgres_up() {
+        repeated_firing(Rig::stored);
+    }
+}
+
+fn repeated_firing(new: fn(&str) -> Rig) {
+    let mut rig = new("{}");
     let opened = rig.send(vec![firing("fp1")]);
     assert_eq!(actions(&opened), ["opened"]);
     let page = &opened[0];
@@ -215,7 +290,19 @@ fn a_repeated_firing_is_one_page_and_the_resolve_closes_it() {
 
 #[test]
 fn flapping_five_times_is_one_incident_and_a_real_refire_after_the_quiet_is_a_new_page() {
-    let mut rig = Rig::new("resolve_hold: 60s\nflap_window: 0s");
+    flapping(Rig::new);
+}
+
+#[test]
+fn flapping_five_times_is_one_incident_and_a_real_refire_after_the_quiet_is_a_new_page_with_the_store()
+ {
+    if postgres_up() {
+        flapping(Rig::stored);
+    }
+}
+
+fn flapping(new: fn(&str) -> Rig) {
+    let mut rig = new("resolve_hold: 60s\nflap_window: 0s");
     let first = rig.send(vec![firing("fp")]);
     assert_eq!(actions(&first), ["opened"]);
     let id = s(&first[0], "incident_id");
@@ -249,7 +336,18 @@ fn flapping_five_times_is_one_incident_and_a_real_refire_after_the_quiet_is_a_ne
 
 #[test]
 fn within_the_flap_window_a_refire_reopens_the_same_incident() {
-    let mut rig = Rig::new("flap_window: 2m");
+    flap_window(Rig::new);
+}
+
+#[test]
+fn within_the_flap_window_a_refire_reopens_the_same_incident_with_the_store() {
+    if postgres_up() {
+        flap_window(Rig::stored);
+    }
+}
+
+fn flap_window(new: fn(&str) -> Rig) {
+    let mut rig = new("flap_window: 2m");
     let id = s(&rig.send(vec![firing("fp")])[0], "incident_id");
     assert_eq!(
         actions(&rig.to(10).send(vec![resolved("fp")])),
@@ -270,7 +368,18 @@ fn within_the_flap_window_a_refire_reopens_the_same_incident() {
 
 #[test]
 fn a_stray_resolve_is_dropped_and_the_real_fire_and_resolve_both_go_out() {
-    let mut rig = Rig::new("{}");
+    stray_resolve(Rig::new);
+}
+
+#[test]
+fn a_stray_resolve_is_dropped_and_the_real_fire_and_resolve_both_go_out_with_the_store() {
+    if postgres_up() {
+        stray_resolve(Rig::stored);
+    }
+}
+
+fn stray_resolve(new: fn(&str) -> Rig) {
+    let mut rig = new("{}");
     assert!(rig.send(vec![resolved("fp")]).is_empty());
     assert_eq!(actions(&rig.to(5).send(vec![firing("fp")])), ["opened"]);
     assert_eq!(actions(&rig.to(9).send(vec![resolved("fp")])), ["resolved"]);
@@ -369,7 +478,18 @@ fn the_page_carries_the_senders_acknowledgement_and_repeats_settle_delivered() {
 
 #[test]
 fn group_wait_gathers_a_groups_changes_and_group_interval_spaces_them() {
-    let mut rig = Rig::new("group_by: [service]\ngroup_wait: 30s\ngroup_interval: 5m");
+    group_wait(Rig::new);
+}
+
+#[test]
+fn group_wait_gathers_a_groups_changes_and_group_interval_spaces_them_with_the_store() {
+    if postgres_up() {
+        group_wait(Rig::stored);
+    }
+}
+
+fn group_wait(new: fn(&str) -> Rig) {
+    let mut rig = new("group_by: [service]\ngroup_wait: 30s\ngroup_interval: 5m");
     assert!(
         rig.send(vec![firing("a")]).is_empty(),
         "waits for the group"
@@ -397,7 +517,18 @@ fn group_wait_gathers_a_groups_changes_and_group_interval_spaces_them() {
 
 #[test]
 fn an_incident_that_opens_and_resolves_inside_group_wait_sends_nothing() {
-    let mut rig = Rig::new("group_wait: 30s");
+    inside_group_wait(Rig::new);
+}
+
+#[test]
+fn an_incident_that_opens_and_resolves_inside_group_wait_sends_nothing_with_the_store() {
+    if postgres_up() {
+        inside_group_wait(Rig::stored);
+    }
+}
+
+fn inside_group_wait(new: fn(&str) -> Rig) {
+    let mut rig = new("group_wait: 30s");
     assert!(rig.send(vec![firing("blip")]).is_empty());
     assert!(rig.to(5).send(vec![resolved("blip")]).is_empty());
     assert!(rig.to(30).tick().is_empty());
@@ -405,7 +536,19 @@ fn an_incident_that_opens_and_resolves_inside_group_wait_sends_nothing() {
 
 #[test]
 fn resolve_after_closes_a_silent_incident_and_repeat_interval_reannounces_an_open_one() {
-    let mut rig = Rig::new("resolve_after: 10m\nrepeat_interval: 4m");
+    resolve_after(Rig::new);
+}
+
+#[test]
+fn resolve_after_closes_a_silent_incident_and_repeat_interval_reannounces_an_open_one_with_the_store()
+ {
+    if postgres_up() {
+        resolve_after(Rig::stored);
+    }
+}
+
+fn resolve_after(new: fn(&str) -> Rig) {
+    let mut rig = new("resolve_after: 10m\nrepeat_interval: 4m");
     assert_eq!(actions(&rig.send(vec![firing("fp")])), ["opened"]);
     let again = rig.to(240).tick();
     assert_eq!(actions(&again), ["updated"]);
@@ -444,7 +587,18 @@ fn a_change_waiting_for_its_group_survives_a_restart() {
 
 #[test]
 fn max_incidents_bounds_new_keys_and_open_ones_still_resolve() {
-    let mut rig = Rig::new("max_incidents: 2");
+    max_incidents(Rig::new);
+}
+
+#[test]
+fn max_incidents_bounds_new_keys_and_open_ones_still_resolve_with_the_store() {
+    if postgres_up() {
+        max_incidents(Rig::stored);
+    }
+}
+
+fn max_incidents(new: fn(&str) -> Rig) {
+    let mut rig = new("max_incidents: 2");
     assert_eq!(
         rig.send(vec![firing("a"), firing("b"), firing("c")]).len(),
         2
@@ -579,4 +733,31 @@ fn alert_times_keep_their_type_across_a_restart() {
 fn f(v: &Value, path: &str) -> Value {
     let p = vrl::path::parse_value_path(path).expect("path");
     v.get(&p).cloned().unwrap_or(Value::Null)
+}
+
+/// Two aggregators on one store, each with its own timer pass: an incident one of
+/// them opened is resolved by `resolve_after` exactly once, by whichever claims it.
+#[test]
+fn two_aggregators_fire_a_shared_incidents_timer_once() {
+    if !postgres_up() {
+        return;
+    }
+    let mut a = Rig::stored("resolve_after: 10m");
+    let schema = a.stored.as_ref().expect("stored").0.clone();
+    let mut b = Rig::sharing("resolve_after: 10m", &schema);
+    let opened = a.send(vec![firing("fp")]);
+    assert_eq!(actions(&opened), ["opened"]);
+    assert!(
+        b.to(60).send(vec![firing("fp")]).is_empty(),
+        "a repeat in the other"
+    );
+    a.to(659);
+    assert!(a.tick().is_empty() && b.to(659).tick().is_empty());
+    a.to(660);
+    b.to(660);
+    let (from_b, from_a) = (b.tick(), a.tick());
+    assert_eq!(actions(&from_b), ["resolved"], "the first pass claims it");
+    assert!(from_a.is_empty(), "and no one else");
+    assert_eq!(s(&from_b[0], "incident_id"), s(&opened[0], "incident_id"));
+    assert_eq!(i(&from_b[0], "count"), 2);
 }

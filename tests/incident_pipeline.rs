@@ -300,6 +300,19 @@ sinks:
     assert_eq!(ack["event_action"], "acknowledge");
     assert_eq!(ack["dedup_key"], id.as_str());
 
+    let (_, all) = get_json(&client, format!("http://{api}/stats")).await;
+    // Other tests of this binary run incident components too.
+    let stats = &all["components"]["incidents_by_hand"];
+    assert!(
+        all["open_incidents"].as_u64() >= stats["open_incidents"].as_u64(),
+        "{all}"
+    );
+    assert_eq!(stats["events_from"], "incident_intake", "{stats}");
+    assert_eq!(stats["open_incidents"], 1, "{stats}");
+    assert_eq!(stats["active_alerts"], 1, "{stats}");
+    assert_eq!(stats["total_events"], 1, "{stats}");
+    assert_eq!(stats["events_last_hour"], 1, "{stats}");
+
     let (_, timeline) = get_json(&client, format!("{base}/{id}/timeline")).await;
     let whats: Vec<&str> = timeline["timeline"]
         .as_array()

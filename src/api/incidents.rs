@@ -1,4 +1,5 @@
-//! `/incidents`: the live incidents of every `incident` transform, and changes by hand.
+//! `/incidents`: the incidents of every `incident` transform, and changes by hand;
+//! `/stats`: the monitoring system's statistics.
 //!
 //! - `GET /incidents?status=&severity=&service=&limit=&offset=`: newest first; `status`
 //!   is open, acknowledged (or investigating), resolved (or closed); `limit` is 100 by
@@ -9,9 +10,13 @@
 //! - `PUT /incidents/{id}` changes `status`, `severity`, `assigned_to`, `root_cause`
 //!   or adds a `note`. Status and severity changes go downstream within a second, as
 //!   the transform's own changes do.
+//! - `GET /stats`: events in total and in the last hour, active alerts, open incidents,
+//!   in all and per component.
 //!
-//! Every call needs the API token; the incidents a component resolved and announced
-//! are gone from here (the shared store keeps history).
+//! Every call needs the API token. A component without a store lists what it holds
+//! (open incidents, and resolved ones for `keep_resolved`); one with the shared store
+//! lists the store, history included. A store that does not answer is named under
+//! `unreachable` (lists, statistics) or makes the answer a 503 (one incident).
 
 use std::collections::HashMap;
 
@@ -22,7 +27,12 @@ use serde_json::{Value as Json, json};
 
 use super::{ApiState, authorized, unauthorized};
 use crate::state_file::lock;
+use std::sync::Arc;
+
+use crate::transforms::incident::IncidentState;
 use crate::transforms::incident::manual::{self, ChangeError, IncidentChange, NewIncident};
+use crate::transforms::incident::state::Incident;
+use crate::transforms::incident::store::{self, StoreApi};
 
 const DEFAULT_LIMIT: usize = 100;
 const MAX_LIMIT: usize = 1000;
@@ -81,7 +91,8 @@ pub(super) async fn list(
     let service = q.get("service");
     let components = manual::components();
     // Filter and sort on plain fields first; only the page is described.
-    let mut found: Vec<(i64, String, String, usize)> = Vec::new();
+    let mut found: Vec<(i64, String, Found)> = Vec::new();
+    let mut total = 0usize;
     for (c, (_, state)) in components.iter().enumerate() {
         let state = lock(state);
         for (key, i) in &state.incidents {
@@ -91,29 +102,108 @@ pub(super) async fn list(
             {
                 continue;
             }
-            found.push((i.first_seen, i.id.clone(), key.clone(), c));
+            found.push((i.first_seen, i.id.clone(), Found::Local(c, key.clone())));
+        }
+    }
+    total += found.len();
+    let wanted = offset.saturating_add(limit);
+    let mut unreachable = Vec::new();
+    for (component, store) in manual::stores() {
+        let filter = store::Filter {
+            status: status.map(|s| store_status(s).to_owned()),
+            severity: severity.clone(),
+            service: service.cloned(),
+            limit: i64::try_from(wanted).unwrap_or(i64::MAX),
+            offset: 0,
+        };
+        match store.list(filter).await {
+            Ok((rows, n)) => {
+                total += usize::try_from(n).unwrap_or(0);
+                for (key, i, st) in rows {
+                    let d = stored(&component, &key, &i, &st);
+                    found.push((i.first_seen, i.id, Found::Stored(d)));
+                }
+            }
+            Err(e) => unreachable.push(store_failure(&component, &e)),
         }
     }
     found.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
-    let total = found.len();
     let page: Vec<Json> = found
         .into_iter()
         .skip(offset)
         .take(limit)
-        .filter_map(|(_, _, key, c)| {
-            let (component, state) = &components[c];
-            let state = lock(state);
-            state
-                .incidents
-                .get(&key)
-                .map(|i| manual::describe(component, &key, i))
+        .filter_map(|(_, _, f)| match f {
+            Found::Stored(d) => Some(d),
+            Found::Local(c, key) => {
+                let (component, state) = &components[c];
+                let state = lock(state);
+                state
+                    .incidents
+                    .get(&key)
+                    .map(|i| manual::describe(component, &key, i))
+            }
         })
         .collect();
     (
         StatusCode::OK,
-        axum::Json(json!({ "incidents": page, "total": total, "limit": limit, "offset": offset })),
+        axum::Json(json!({
+            "incidents": page, "total": total, "limit": limit, "offset": offset,
+            "unreachable": unreachable,
+        })),
     )
         .into_response()
+}
+
+/// A listed incident: of a component's memory (by index and key), or of a store.
+enum Found {
+    Local(usize, String),
+    Stored(Json),
+}
+
+/// The store's word for an API status.
+fn store_status(api: &str) -> &'static str {
+    match api {
+        "acknowledged" => "investigating",
+        "open" => "open",
+        _ => "resolved",
+    }
+}
+
+/// An incident of a store as the API shows it: the store's status, in the API's words.
+fn stored(component: &str, key: &str, i: &Incident, status: &str) -> Json {
+    let mut d = manual::describe(component, key, i);
+    if status == "closed" {
+        d["status"] = json!("closed");
+    }
+    d
+}
+
+fn store_error(e: &store::StoreError) -> Response {
+    tracing::warn!(error = %e, "incident API cannot reach the incident store");
+    error(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+}
+
+/// A store that did not answer, named in an answer that still has the others' part.
+fn store_failure(component: &str, e: &store::StoreError) -> Json {
+    tracing::warn!(component_id = %component, error = %e, "incident API cannot reach the incident store");
+    json!({ "component": component, "error": e.to_string() })
+}
+
+/// The store component holding incident `id`, and the incident. A store that does not
+/// answer is skipped; when no other holds the incident, its error is the answer.
+async fn find_stored(id: &str) -> Result<Option<(String, Arc<StoreApi>, store::Listed)>, Response> {
+    let mut failed = None;
+    for (component, store) in manual::stores() {
+        match store.find(id).await {
+            Ok(Some(found)) => return Ok(Some((component, store, found))),
+            Ok(None) => {}
+            Err(e) => failed = Some(e),
+        }
+    }
+    match failed {
+        Some(e) => Err(store_error(&e)),
+        None => Ok(None),
+    }
 }
 
 /// Runs `f` on the component state holding incident `id`.
@@ -173,9 +263,17 @@ pub(super) async fn show(
             .map(|i| manual::describe(component, &key, i))
     })
     .flatten();
-    match found {
-        Some(d) => (StatusCode::OK, axum::Json(d)).into_response(),
-        None => not_found(&id),
+    if let Some(d) = found {
+        return (StatusCode::OK, axum::Json(d)).into_response();
+    }
+    match find_stored(&id).await {
+        Ok(Some((component, _, (key, i, status)))) => (
+            StatusCode::OK,
+            axum::Json(stored(&component, &key, &i, &status)),
+        )
+            .into_response(),
+        Ok(None) => not_found(&id),
+        Err(r) => r,
     }
 }
 
@@ -205,12 +303,30 @@ pub(super) async fn timeline(
         })
     })
     .flatten();
-    match found {
-        Some(entries) => (
+    if let Some(entries) = found {
+        return (
             StatusCode::OK,
             axum::Json(json!({ "id": id, "timeline": entries })),
         )
-            .into_response(),
+            .into_response();
+    }
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let mut failed = None;
+    for (_, store) in manual::stores() {
+        match store.timeline(&id, limit).await {
+            Ok(Some(entries)) => {
+                return (
+                    StatusCode::OK,
+                    axum::Json(json!({ "id": id, "timeline": entries })),
+                )
+                    .into_response();
+            }
+            Ok(None) => {}
+            Err(e) => failed = Some(e),
+        }
+    }
+    match failed {
+        Some(e) => store_error(&e),
         None => not_found(&id),
     }
 }
@@ -230,7 +346,15 @@ pub(super) async fn create(
         Ok(spec) => spec,
         Err(e) => return refused(StatusCode::BAD_REQUEST, "create", None, e),
     };
-    let components = manual::components();
+    let components: Vec<(String, Target)> = manual::components()
+        .into_iter()
+        .map(|(id, s)| (id, Target::Local(s)))
+        .chain(
+            manual::stores()
+                .into_iter()
+                .map(|(id, s)| (id, Target::Store(s))),
+        )
+        .collect();
     let target = match (&spec.component, components.as_slice()) {
         (Some(c), all) => all.iter().find(|(id, _)| id == c),
         (None, [one]) => Some(one),
@@ -242,16 +366,24 @@ pub(super) async fn create(
             );
         }
     };
-    let Some((component, state)) = target else {
+    let Some((component, target)) = target else {
         return error(
             StatusCode::NOT_FOUND,
             "no incident component runs with that id",
         );
     };
     let now = chrono::Utc::now().timestamp_millis();
-    match lock(state).create(&spec, now) {
+    let title = clip(&spec.title);
+    let created = match target {
+        Target::Local(state) => lock(state).create(&spec, now),
+        Target::Store(store) => match store.create(spec, now).await {
+            Ok(r) => r,
+            Err(e) => return store_error(&e),
+        },
+    };
+    match created {
         Ok(id) => {
-            tracing::info!(incident = %id, component = %component, title = %clip(&spec.title), "incident opened through the API");
+            tracing::info!(incident = %id, component = %component, title = %title, "incident opened through the API");
             (
                 StatusCode::CREATED,
                 axum::Json(json!({ "id": id, "component": component, "status": "open" })),
@@ -260,6 +392,11 @@ pub(super) async fn create(
         }
         Err(e) => refused(StatusCode::BAD_REQUEST, "create", None, e),
     }
+}
+
+enum Target {
+    Local(std::sync::Arc<std::sync::Mutex<IncidentState>>),
+    Store(Arc<StoreApi>),
 }
 
 /// `PUT /incidents/{id}`.
@@ -287,11 +424,22 @@ pub(super) async fn update(
         );
     }
     let now = chrono::Utc::now().timestamp_millis();
-    let outcome = with_incident(&id, |component, state, _| {
+    let local = with_incident(&id, |component, state, _| {
         state
             .change(&id, &change, now)
             .map(|(key, i)| manual::describe(component, &key, &i))
     });
+    let outcome = match local {
+        Some(o) => Some(o),
+        None => match find_stored(&id).await {
+            Ok(Some((component, store, _))) => match store.change(&id, change.clone(), now).await {
+                Ok(r) => Some(r.map(|(key, i, status)| stored(&component, &key, &i, &status))),
+                Err(e) => return store_error(&e),
+            },
+            Ok(None) => None,
+            Err(r) => return r,
+        },
+    };
     match outcome {
         None | Some(Err(ChangeError::NotFound)) => refused(
             StatusCode::NOT_FOUND,
@@ -306,5 +454,90 @@ pub(super) async fn update(
             tracing::info!(incident = %id, change = ?change, "incident changed through the API");
             (StatusCode::OK, axum::Json(d)).into_response()
         }
+    }
+}
+
+/// `GET /stats`: the monitoring system's statistics over every incident component.
+/// Events come from the store's events table when one is configured, else they are
+/// the alerts the incident components took in since sluice started.
+pub(super) async fn stats(State(s): State<ApiState>, headers: axum::http::HeaderMap) -> Response {
+    if !authorized(&s, &headers) {
+        return unauthorized();
+    }
+    let now = chrono::Utc::now().timestamp_millis();
+    let mut each: Vec<(String, Stats)> = Vec::new();
+    for (component, state) in manual::components() {
+        let state = lock(&state);
+        let mut st = Stats {
+            total: state.intake.total(),
+            last_hour: state.intake.last_hour(now),
+            ..Stats::default()
+        };
+        for i in state.incidents.values().filter(|i| i.is_open()) {
+            st.open += 1;
+            st.active += i.firing.len().max(1) as u64;
+        }
+        each.push((component, st));
+    }
+    let mut unreachable = Vec::new();
+    for (component, store) in manual::stores() {
+        let got = match store.stats().await {
+            Ok(got) => got,
+            Err(e) => {
+                unreachable.push(store_failure(&component, &e));
+                continue;
+            }
+        };
+        let n = |name: &str| got.get(name).and_then(Json::as_u64);
+        let mut st = Stats {
+            open: n("open_incidents").unwrap_or(0),
+            active: n("active_alerts").unwrap_or(0),
+            ..Stats::default()
+        };
+        match (n("total_events"), n("events_last_hour")) {
+            (Some(t), Some(h)) => (st.total, st.last_hour, st.from_table) = (t, h, true),
+            _ => {
+                let intake = lock(&store.intake);
+                (st.total, st.last_hour) = (intake.total(), intake.last_hour(now));
+            }
+        }
+        each.push((component, st));
+    }
+    let mut all = Stats::default();
+    let mut components = serde_json::Map::new();
+    for (component, st) in each {
+        all.total += st.total;
+        all.last_hour += st.last_hour;
+        all.active += st.active;
+        all.open += st.open;
+        all.from_table |= st.from_table;
+        components.insert(component, st.json());
+    }
+    let mut body = all.json();
+    body["components"] = Json::Object(components);
+    body["unreachable"] = Json::Array(unreachable);
+    (StatusCode::OK, axum::Json(body)).into_response()
+}
+
+/// The statistics of one incident component (or of all).
+#[derive(Debug, Default)]
+struct Stats {
+    total: u64,
+    last_hour: u64,
+    active: u64,
+    open: u64,
+    /// Events counted from an events table rather than the alerts taken in.
+    from_table: bool,
+}
+
+impl Stats {
+    fn json(&self) -> Json {
+        json!({
+            "total_events": self.total,
+            "events_last_hour": self.last_hour,
+            "active_alerts": self.active,
+            "open_incidents": self.open,
+            "events_from": if self.from_table { "events_table" } else { "incident_intake" },
+        })
     }
 }

@@ -138,6 +138,7 @@ pub fn router_with_guard(
             get(incidents::show).put(incidents::update),
         )
         .route("/incidents/{id}/timeline", get(incidents::timeline))
+        .route("/stats", get(incidents::stats))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             browser_guard,

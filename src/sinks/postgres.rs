@@ -381,7 +381,10 @@ impl Writer {
             idx1 = index_name(t, "type_ts"),
             idx2 = index_name(t, "source_ts"),
         );
-        client.batch_execute(&ddl).await.map_err(|e| classify(&e))
+        client
+            .batch_execute(&crate::postgres::serialized_ddl(&ddl))
+            .await
+            .map_err(|e| classify(&e))
     }
 
     async fn insert(&self, rows: &[Json]) -> Result<(), WriteError> {

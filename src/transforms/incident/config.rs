@@ -91,6 +91,33 @@ pub struct IncidentConfig {
     #[serde(default = "default_snapshot_interval", with = "humantime_serde")]
     #[schemars(schema_with = "crate::units::duration")]
     pub snapshot_interval: Duration,
+    /// Keep incidents in a shared store instead of `data_dir`, so several aggregators
+    /// (one Kafka consumer group) share them: each batch locks its keys' rows.
+    pub store: Option<StoreConfig>,
+}
+
+/// Where incidents are shared.
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// PostgreSQL: tables `incidents` (one row per incident, with the monitoring
+    /// system's columns) and `incident_events` (every alert and every change), created
+    /// when missing.
+    pub postgres: PostgresStoreConfig,
+}
+
+/// The PostgreSQL incident store.
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresStoreConfig {
+    /// `postgres://user@host:port/db` (or a key=value connection string).
+    pub url: String,
+    /// The schema of the `incidents` and `incident_events` tables (default `public`).
+    #[serde(default = "crate::postgres::default_schema")]
+    pub schema: String,
+    /// The events table (as the `postgres` sink writes it) that incident timelines
+    /// and `GET /stats` read: `table` (in `schema`) or `schema.table`. Unset: none.
+    pub events_table: Option<String>,
 }
 
 pub(super) fn ms(d: Duration) -> i64 {
@@ -117,6 +144,19 @@ impl IncidentConfig {
                 )));
             }
         }
+        if let Some(store) = &self.store {
+            let pg = &store.postgres;
+            pg.url
+                .parse::<tokio_postgres::Config>()
+                .map_err(|e| BuildError(format!("`store.postgres.url`: {e}")))?;
+            crate::postgres::ident(&pg.schema)
+                .map_err(|e| BuildError(format!("`store.postgres.schema`: {}", e.0)))?;
+            if let Some(t) = &pg.events_table {
+                pg.events_table().map_err(|e| {
+                    BuildError(format!("`store.postgres.events_table` `{t}`: {}", e.0))
+                })?;
+            }
+        }
         Ok(())
     }
 
@@ -128,5 +168,16 @@ impl IncidentConfig {
             repeat_interval: self.repeat_interval.map_or(0, ms),
             keep_resolved: ms(self.keep_resolved),
         }
+    }
+}
+
+impl PostgresStoreConfig {
+    /// The events table, quoted and schema-qualified.
+    pub(super) fn events_table(&self) -> Result<Option<String>, BuildError> {
+        let Some(t) = &self.events_table else {
+            return Ok(None);
+        };
+        let (schema, table) = t.split_once('.').unwrap_or((&self.schema, t));
+        crate::postgres::qualified_table(schema, table).map(Some)
     }
 }

@@ -14,6 +14,7 @@ use vrl::value::{ObjectMap, Value};
 
 use super::IncidentState;
 use super::state::{Incident, Phase, severity_rank};
+use super::store::StoreApi;
 use crate::alert::{SEVERITIES, field};
 use crate::state_file::lock;
 
@@ -44,6 +45,48 @@ pub fn unregister(id: &str, state: &Shared) {
             live.remove(id);
         }
     }
+}
+
+/// Live components keeping their incidents in the shared store: id → (store, instances).
+static STORES: LazyLock<Mutex<HashMap<String, Held<Arc<StoreApi>>>>> =
+    LazyLock::new(Default::default);
+
+/// What a live component holds, and how many instances of it hold it.
+type Held<T> = (T, usize);
+
+/// An instance of component `id` keeps its incidents in `store`.
+pub fn register_store(id: &str, store: &Arc<StoreApi>) {
+    let mut live = lock(&STORES);
+    match live.get_mut(id) {
+        Some((s, n)) => {
+            *s = Arc::clone(store);
+            *n += 1;
+        }
+        None => {
+            live.insert(id.to_owned(), (Arc::clone(store), 1));
+        }
+    }
+}
+
+/// An instance of component `id` with a store went away.
+pub fn unregister_store(id: &str) {
+    let mut live = lock(&STORES);
+    if let Some((_, n)) = live.get_mut(id) {
+        *n -= 1;
+        if *n == 0 {
+            live.remove(id);
+        }
+    }
+}
+
+/// Every live incident component with a shared store, by id.
+pub fn stores() -> Vec<(String, Arc<StoreApi>)> {
+    let mut all: Vec<(String, Arc<StoreApi>)> = lock(&STORES)
+        .iter()
+        .map(|(id, (s, _))| (id.clone(), Arc::clone(s)))
+        .collect();
+    all.sort_by(|a, b| a.0.cmp(&b.0));
+    all
 }
 
 /// Every live incident component, by id.
@@ -137,7 +180,7 @@ pub struct NewIncident {
 }
 
 /// `PUT /incidents/{id}`: what a person changes.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IncidentChange {
     /// acknowledged (or investigating), resolved (or closed).
@@ -220,21 +263,7 @@ impl IncidentState {
 
     /// Opens an incident by hand; its `opened` goes out at the next timer pass.
     pub fn create(&mut self, spec: &NewIncident, now: i64) -> Result<String, String> {
-        if spec.title.trim().is_empty() {
-            return Err("`title` must not be empty".into());
-        }
-        for (name, v) in [
-            ("title", &Some(spec.title.clone())),
-            ("description", &spec.description),
-            ("service", &spec.service),
-            ("key", &spec.key),
-            ("assigned_to", &spec.assigned_to),
-        ] {
-            bounded(name, v)?;
-        }
-        let severity = severity_of(spec.severity.as_deref().unwrap_or("medium"))?;
-        let id = uuid::Uuid::new_v4().to_string();
-        let key = spec.key.clone().unwrap_or_else(|| format!("manual/{id}"));
+        let (key, incident) = new_incident(spec, now)?;
         if self.incidents.get(&key).is_some_and(Incident::is_open) {
             return Err(format!("an open incident already has the key `{key}`"));
         }
@@ -247,29 +276,7 @@ impl IncidentState {
                 self.max_incidents
             ));
         }
-        let mut latest = ObjectMap::new();
-        latest.insert(field::EVENT_TYPE.into(), Value::from("alert"));
-        latest.insert(field::SOURCE.into(), Value::from("api"));
-        latest.insert(field::STATUS.into(), Value::from("firing"));
-        latest.insert(field::SEVERITY.into(), Value::from(severity.as_str()));
-        latest.insert(field::SUMMARY.into(), Value::from(spec.title.as_str()));
-        for (name, v) in [
-            (field::DESCRIPTION, &spec.description),
-            (field::SERVICE, &spec.service),
-        ] {
-            if let Some(v) = v {
-                latest.insert(name.into(), Value::from(v.as_str()));
-            }
-        }
-        let mut incident = Incident::open(
-            id.clone(),
-            String::new(),
-            now,
-            severity,
-            Some("api".into()),
-            Value::Object(latest),
-        );
-        incident.assigned_to = spec.assigned_to.clone();
+        let id = incident.id.clone();
         self.incidents.insert(key.clone(), incident);
         self.edited = true;
         self.changed.insert(key.clone());
@@ -284,60 +291,15 @@ impl IncidentState {
         c: &IncidentChange,
         now: i64,
     ) -> Result<(String, Incident), ChangeError> {
-        for (name, v) in [
-            ("assigned_to", &c.assigned_to),
-            ("root_cause", &c.root_cause),
-            ("note", &c.note),
-        ] {
-            bounded(name, v).map_err(ChangeError::Invalid)?;
-        }
-        let severity = c
-            .severity
-            .as_deref()
-            .map(severity_of)
-            .transpose()
-            .map_err(ChangeError::Invalid)?;
+        check_change(c)?;
         let key = self.key_of(id).ok_or(ChangeError::NotFound)?;
         let Some(i) = self.incidents.get_mut(&key) else {
             return Err(ChangeError::NotFound);
         };
-        match c.status.as_deref().map(str::to_ascii_lowercase).as_deref() {
-            None => {}
-            Some("acknowledged" | "investigating") => {
-                if !i.is_open() {
-                    return Err(ChangeError::Invalid(
-                        "a resolved incident cannot be acknowledged".into(),
-                    ));
-                }
-                i.acknowledge(now);
-            }
-            Some("resolved" | "closed") if i.is_open() => {
-                i.close(now, Some("manual"));
-                self.nothing_to_evict = false;
-            }
-            Some("resolved" | "closed") => {}
-            Some(other) => {
-                let other: String = other.chars().take(100).collect();
-                return Err(ChangeError::Invalid(format!(
-                    "`status` `{other}` cannot be set: use acknowledged, investigating, resolved or closed (an incident opens when its alerts fire)"
-                )));
-            }
-        }
-        if let Some(s) = severity
-            && severity_rank(&s) != severity_rank(&i.severity)
-        {
-            i.set_severity(now, &s);
-        }
-        if let Some(a) = &c.assigned_to {
-            i.assigned_to = Some(a.clone());
-            i.record(now, "assigned", Some(a.clone()));
-        }
-        if let Some(r) = &c.root_cause {
-            i.root_cause = Some(r.clone());
-            i.record(now, "root_cause", Some(r.clone()));
-        }
-        if let Some(n) = &c.note {
-            i.record(now, "note", Some(n.clone()));
+        let was_open = i.is_open();
+        apply(i, c, now)?;
+        if was_open && !i.is_open() {
+            self.nothing_to_evict = false;
         }
         let snapshot = i.clone();
         self.edited = true;
@@ -345,6 +307,110 @@ impl IncidentState {
         due_now(self, &key, now);
         Ok((key, snapshot))
     }
+}
+
+/// An incident opened by hand, and its key.
+pub fn new_incident(spec: &NewIncident, now: i64) -> Result<(String, Incident), String> {
+    if spec.title.trim().is_empty() {
+        return Err("`title` must not be empty".into());
+    }
+    for (name, v) in [
+        ("title", &Some(spec.title.clone())),
+        ("description", &spec.description),
+        ("service", &spec.service),
+        ("key", &spec.key),
+        ("assigned_to", &spec.assigned_to),
+    ] {
+        bounded(name, v)?;
+    }
+    let severity = severity_of(spec.severity.as_deref().unwrap_or("medium"))?;
+    let id = uuid::Uuid::new_v4().to_string();
+    let key = spec.key.clone().unwrap_or_else(|| format!("manual/{id}"));
+    let mut latest = ObjectMap::new();
+    latest.insert(field::EVENT_TYPE.into(), Value::from("alert"));
+    latest.insert(field::SOURCE.into(), Value::from("api"));
+    latest.insert(field::STATUS.into(), Value::from("firing"));
+    latest.insert(field::SEVERITY.into(), Value::from(severity.as_str()));
+    latest.insert(field::SUMMARY.into(), Value::from(spec.title.as_str()));
+    for (name, v) in [
+        (field::DESCRIPTION, &spec.description),
+        (field::SERVICE, &spec.service),
+    ] {
+        if let Some(v) = v {
+            latest.insert(name.into(), Value::from(v.as_str()));
+        }
+    }
+    let mut incident = Incident::open(
+        id,
+        String::new(),
+        now,
+        severity,
+        Some("api".into()),
+        Value::Object(latest),
+    );
+    incident.assigned_to = spec.assigned_to.clone();
+    Ok((key, incident))
+}
+
+/// Refuses a change by hand whose texts are too long or whose severity is unknown.
+pub fn check_change(c: &IncidentChange) -> Result<(), ChangeError> {
+    for (name, v) in [
+        ("assigned_to", &c.assigned_to),
+        ("root_cause", &c.root_cause),
+        ("note", &c.note),
+    ] {
+        bounded(name, v).map_err(ChangeError::Invalid)?;
+    }
+    if let Some(s) = &c.severity {
+        severity_of(s).map_err(ChangeError::Invalid)?;
+    }
+    Ok(())
+}
+
+/// Applies a change by hand (checked by [`check_change`]) to `i`.
+pub fn apply(i: &mut Incident, c: &IncidentChange, now: i64) -> Result<(), ChangeError> {
+    let severity = c
+        .severity
+        .as_deref()
+        .map(severity_of)
+        .transpose()
+        .map_err(ChangeError::Invalid)?;
+    match c.status.as_deref().map(str::to_ascii_lowercase).as_deref() {
+        None => {}
+        Some("acknowledged" | "investigating") => {
+            if !i.is_open() {
+                return Err(ChangeError::Invalid(
+                    "a resolved incident cannot be acknowledged".into(),
+                ));
+            }
+            i.acknowledge(now);
+        }
+        Some("resolved" | "closed") if i.is_open() => i.close(now, Some("manual")),
+        Some("resolved" | "closed") => {}
+        Some(other) => {
+            let other: String = other.chars().take(100).collect();
+            return Err(ChangeError::Invalid(format!(
+                "`status` `{other}` cannot be set: use acknowledged, investigating, resolved or closed (an incident opens when its alerts fire)"
+            )));
+        }
+    }
+    if let Some(s) = severity
+        && severity_rank(&s) != severity_rank(&i.severity)
+    {
+        i.set_severity(now, &s);
+    }
+    if let Some(a) = &c.assigned_to {
+        i.assigned_to = Some(a.clone());
+        i.record(now, "assigned", Some(a.clone()));
+    }
+    if let Some(r) = &c.root_cause {
+        i.root_cause = Some(r.clone());
+        i.record(now, "root_cause", Some(r.clone()));
+    }
+    if let Some(n) = &c.note {
+        i.record(now, "note", Some(n.clone()));
+    }
+    Ok(())
 }
 
 /// Why a change by hand was refused.

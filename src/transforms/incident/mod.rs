@@ -21,10 +21,13 @@
 
 pub mod config;
 pub mod groups;
+pub mod intake;
 pub mod journal;
 pub mod manual;
 pub mod output;
+mod shared;
 pub mod state;
+pub mod store;
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -80,6 +83,9 @@ pub struct IncidentState {
     /// `max_incidents` of the component (incidents opened by hand count too).
     #[serde(skip)]
     pub(crate) max_incidents: usize,
+    /// Alerts taken in (for `GET /stats`).
+    #[serde(skip)]
+    pub intake: intake::Intake,
     /// The number of the last journal record this state includes.
     #[serde(default)]
     pub seq: u64,
@@ -169,7 +175,15 @@ impl TransformConfig for IncidentConfig {
                     .map_err(|e| BuildError(format!("`group_by`: `{f}`: {e}")))
             })
             .collect::<Result<Vec<_>, _>>()?;
+        // `validate` and `sluice test` (no data dir) keep incidents in memory.
+        let store = match (&self.store, &cx.data_dir) {
+            (Some(cfg), Some(_)) => {
+                Some(store::Store::start(&cx.id, &cfg.postgres, self.timing())?)
+            }
+            _ => None,
+        };
         let (state, persist) = match &cx.data_dir {
+            Some(_) if store.is_some() => (Arc::new(Mutex::new(IncidentState::default())), None),
             Some(dir) => {
                 let path = state_file::path_for(dir, "incident", &cx.id);
                 (
@@ -181,7 +195,9 @@ impl TransformConfig for IncidentConfig {
         };
         let now = cx.clock.wall().timestamp_millis();
         lock(&state).max_incidents = self.max_incidents;
-        if persist.is_some() {
+        if let Some(store) = &store {
+            manual::register_store(&cx.id, &store.api());
+        } else if persist.is_some() {
             // Only a running pipeline's instances: `validate` and `sluice test` build
             // without a data dir, and must not take the API's place.
             manual::register(&cx.id, &state);
@@ -198,6 +214,8 @@ impl TransformConfig for IncidentConfig {
             max_incidents: self.max_incidents,
             state,
             persist,
+            store,
+            stored_open: 0,
             snapshot_every: config::ms(self.snapshot_interval),
             last_write: now,
             dirty: false,
@@ -276,6 +294,11 @@ struct IncidentTransform {
     max_incidents: usize,
     state: Arc<Mutex<IncidentState>>,
     persist: Option<PathBuf>,
+    /// The shared store, when configured: `state` then holds only the group clocks
+    /// between transactions.
+    store: Option<store::Store>,
+    /// Incidents open in the store (as of the last transaction), for `max_incidents`.
+    stored_open: usize,
     snapshot_every: i64,
     last_write: i64,
     /// A change (not a mere repeat) since the last write: written at the next tick.
@@ -376,7 +399,12 @@ impl IncidentTransform {
                 }
             }
             (Status::Firing, None) => {
-                if state.incidents.len() >= self.max_incidents && !state.evict_one() {
+                // With the store, its open incidents count (this instance holds none).
+                let held = match self.store {
+                    Some(_) => self.stored_open,
+                    None => state.incidents.len(),
+                };
+                if held >= self.max_incidents && !state.evict_one() {
                     self.counters.alert("over_limit");
                     if !self.warned_full {
                         self.warned_full = true;
@@ -394,6 +422,7 @@ impl IncidentTransform {
                     key.clone(),
                     Incident::open(new_id(), group, now, severity, vendor, latest),
                 );
+                self.stored_open += 1;
                 Sighting::Opened
             }
             (Status::Resolved, Some(incident)) => {
@@ -602,7 +631,7 @@ impl IncidentTransform {
 /// JSON has no timestamps: the normalized schema's time fields of an alert read back
 /// from disk are RFC 3339 text again, and become timestamps again here, so what is
 /// sent after a restart has the types it had before.
-fn restore_times(latest: &mut Value) {
+pub(super) fn restore_times(latest: &mut Value) {
     let Value::Object(o) = latest else {
         return;
     };
@@ -691,6 +720,9 @@ fn new_id() -> String {
 
 impl Transform for IncidentTransform {
     fn process(&mut self, batch: crate::event::EventBatch, out: &mut TransformOutputs) {
+        if self.store.is_some() {
+            return self.process_stored(batch, out);
+        }
         let now = self.clock.wall().timestamp_millis();
         let shared = Arc::clone(&self.state);
         let mut state = lock(&shared);
@@ -705,6 +737,7 @@ impl Transform for IncidentTransform {
                 out.named[UNMATCHED].push(event);
                 continue;
             };
+            state.intake.add(now, 1);
             match self.take_in(&mut state, &mut event, key, status, now) {
                 Some(key) => {
                     let group = state
@@ -728,6 +761,9 @@ impl Transform for IncidentTransform {
     }
 
     fn flush(&mut self, out: &mut TransformOutputs) {
+        if self.store.is_some() {
+            return self.timers_stored(out);
+        }
         self.timers(out);
         self.save(false);
     }
@@ -735,6 +771,9 @@ impl Transform for IncidentTransform {
 
 impl Drop for IncidentTransform {
     fn drop(&mut self) {
+        if self.store.is_some() {
+            manual::unregister_store(&self.id);
+        }
         if self.persist.is_some() {
             manual::unregister(&self.id, &self.state);
         }

@@ -98,6 +98,12 @@ pub struct Incident {
     /// does (at most [`MAX_ALERTS`] are told apart).
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub firing: BTreeSet<String>,
+    /// Timeline entries ever recorded (the shared store writes the new ones).
+    #[serde(default)]
+    pub recorded: u64,
+    /// With the shared store: when its pending change is due to go out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify_at: Option<i64>,
 }
 
 /// Alerts an incident tells apart.
@@ -173,6 +179,8 @@ impl Incident {
                 text: None,
             }],
             firing: BTreeSet::new(),
+            recorded: 1,
+            notify_at: None,
         }
     }
 
@@ -194,6 +202,7 @@ impl Incident {
         if self.timeline.len() >= MAX_TIMELINE {
             self.timeline.remove(1.min(self.timeline.len() - 1));
         }
+        self.recorded += 1;
         self.timeline.push(Entry {
             at,
             what: what.into(),
@@ -379,10 +388,39 @@ impl Incident {
                 .is_none_or(|at| now >= at.saturating_add(t.flap_window.max(t.keep_resolved)))
     }
 
+    /// When a timer of it is next due (its pending change, a held resolve,
+    /// `resolve_after`, `repeat_interval`, or being forgotten); `None`: never.
+    pub fn next_due(&self, t: &Timing) -> Option<i64> {
+        let mut due: Option<i64> = None;
+        let mut at = |ms: i64| due = Some(due.map_or(ms, |d| d.min(ms)));
+        if self.pending.is_some() {
+            at(self.notify_at.unwrap_or(self.last_seen));
+        }
+        if self.is_open() {
+            if let Some(since) = self.resolving_since {
+                at(since.saturating_add(t.resolve_hold));
+            }
+            if t.resolve_after > 0 {
+                at(self.last_seen.saturating_add(t.resolve_after));
+            }
+            if t.repeat_interval > 0
+                && self.pending.is_none()
+                && let Some((_, a)) = self.announced
+            {
+                at(a.saturating_add(t.repeat_interval));
+            }
+        } else if self.pending.is_none() {
+            let resolved_at = self.resolved_at.unwrap_or(self.last_seen);
+            at(resolved_at.saturating_add(t.flap_window.max(t.keep_resolved)));
+        }
+        due
+    }
+
     /// Records that its pending change went out; returns that change.
     /// Call until `None`: an opening acknowledged before it went out is two changes.
     pub fn announce(&mut self, now: i64) -> Option<(Action, Option<String>)> {
         let action = self.pending.take()?;
+        self.notify_at = None;
         self.announced = Some((action, now));
         let reason = self.reason.take();
         self.pending = self.queued.take();

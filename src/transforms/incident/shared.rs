@@ -1,0 +1,253 @@
+//! The transform with the shared store: each batch and each timer pass is one
+//! transaction over the incidents it touches; notifications leave after the commit.
+//!
+//! A batch the store cannot take (unreachable, timed out) is settled as errored, so
+//! its sender delivers it again (a webhook answers 5xx, Kafka rewinds): nothing is
+//! lost, and nothing is announced that the store does not hold.
+
+use std::collections::HashMap;
+
+use super::store::{Loaded, StoreError, Writes, alert_detail};
+use super::{IncidentState, IncidentTransform, UNMATCHED, status_of};
+use crate::component::TransformOutputs;
+use crate::event::{EventBatch, EventStatus};
+use crate::state_file::lock;
+
+impl IncidentTransform {
+    /// A state holding what the transaction read, and this instance's group clocks.
+    fn transaction_state(
+        &mut self,
+        loaded: Loaded,
+    ) -> (IncidentState, HashMap<String, (String, u64)>) {
+        self.stored_open = usize::try_from(loaded.open).unwrap_or(usize::MAX);
+        self.counters.open.set(loaded.open as f64);
+        let mut state = IncidentState {
+            groups: std::mem::take(&mut lock(&self.state).groups),
+            max_incidents: self.max_incidents,
+            // Nothing to forget: the store keeps every incident.
+            nothing_to_evict: true,
+            ..IncidentState::default()
+        };
+        let mut before = HashMap::with_capacity(loaded.incidents.len());
+        for (key, incident) in loaded.incidents {
+            before.insert(key.clone(), (incident.id.clone(), incident.recorded));
+            state.incidents.insert(key, incident);
+        }
+        (state, before)
+    }
+
+    /// What the transaction writes: every incident it holds, closing those a new
+    /// incident of their key replaced, and those `done` says are over.
+    fn writes(
+        &self,
+        state: &mut IncidentState,
+        before: &HashMap<String, (String, u64)>,
+        writes: &mut Writes,
+        now: i64,
+        close_done: bool,
+    ) {
+        for (key, i) in state.incidents.iter_mut() {
+            if i.pending.is_some() && i.notify_at.is_none() {
+                i.notify_at = state
+                    .groups
+                    .get(&i.group)
+                    .and_then(|g| g.next_flush)
+                    .or(Some(now));
+            }
+            let recorded_before = match before.get(key) {
+                Some((id, recorded)) if *id == i.id => *recorded,
+                Some((id, _)) => {
+                    writes.close(id);
+                    0
+                }
+                None => 0,
+            };
+            let done = close_done && i.is_done(now, &self.timing);
+            writes.incident(key, i, recorded_before, done, &self.timing);
+        }
+    }
+
+    /// Gives the group clocks back to the instance, forgetting idle ones.
+    fn keep_groups(&self, state: &mut IncidentState, now: i64) {
+        let idle_after = self.policy.group_interval.max(self.policy.group_wait);
+        let mut groups = std::mem::take(&mut state.groups);
+        groups.retain(|_, g| {
+            g.next_flush.is_some() || g.last_flush.is_some_and(|at| now - at < idle_after)
+        });
+        lock(&self.state).groups = groups;
+    }
+
+    fn store_failed(&self, doing: &str, e: &StoreError) {
+        tracing::warn!(component_id = %self.id, error = %e, doing, "incident store failed; alerts are handed back to their senders and timers wait");
+    }
+
+    pub(super) fn process_stored(&mut self, batch: EventBatch, out: &mut TransformOutputs) {
+        let now = self.clock.wall().timestamp_millis();
+        let mut work = Vec::with_capacity(batch.len());
+        for mut event in batch {
+            let Some(status) = status_of(&event.value) else {
+                self.counters.alert("unmatched");
+                out.named[UNMATCHED].push(event);
+                continue;
+            };
+            let Some(key) = self
+                .key_of(&mut event)
+                .filter(|k| k.len() <= super::MAX_KEY)
+            else {
+                self.counters.alert("unmatched");
+                out.named[UNMATCHED].push(event);
+                continue;
+            };
+            work.push((event, key, status));
+        }
+        if work.is_empty() {
+            return;
+        }
+        let mut keys: Vec<String> = work.iter().map(|(_, k, _)| k.clone()).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        let Some(store) = &self.store else {
+            return;
+        };
+        lock(&store.api_ref().intake).add(now, work.len() as u64);
+        let loaded = match store.lock(keys) {
+            Ok(l) => l,
+            Err(e) => {
+                self.store_failed("lock", &e);
+                for (event, _, _) in work {
+                    event.settle(EventStatus::Errored);
+                }
+                return;
+            }
+        };
+        let (mut state, before) = self.transaction_state(loaded);
+        let mut sent = TransformOutputs::new(out.named.len());
+        let mut consumed = Vec::new();
+        let mut writes = Writes::default();
+        for (mut event, key, status) in work {
+            let detail = alert_detail(&event.value);
+            let due = self.take_in(&mut state, &mut event, key.clone(), status, now);
+            if let Some(i) = state.incidents.get(&key) {
+                writes.alert(&i.id, now, detail);
+            }
+            match due {
+                Some(key) => {
+                    let group = state
+                        .incidents
+                        .get(&key)
+                        .map(|i| i.group.clone())
+                        .unwrap_or_default();
+                    self.flush_group(&mut state, &group, now, Some((key, event)), &mut sent);
+                }
+                None => consumed.push(event),
+            }
+        }
+        // The in-memory paths' bookkeeping means nothing here: the store holds it all.
+        state.changed.clear();
+        self.writes(&mut state, &before, &mut writes, now, false);
+        self.keep_groups(&mut state, now);
+        let Some(store) = &self.store else {
+            return;
+        };
+        match store.finish(writes) {
+            Ok(()) => {
+                self.metrics.add_discarded(consumed.len());
+                for event in consumed {
+                    event.settle(EventStatus::Delivered);
+                }
+                out.default.append(&mut sent.default);
+            }
+            Err(e) => {
+                self.store_failed("write", &e);
+                for event in consumed.into_iter().chain(sent.default) {
+                    event.settle(EventStatus::Errored);
+                }
+            }
+        }
+    }
+
+    /// Timers of the incidents due now that no other aggregator holds: held resolves,
+    /// `resolve_after`, `repeat_interval`, changes waiting for their group, and
+    /// resolved incidents whose key can no longer reopen them (closed).
+    pub(super) fn timers_stored(&mut self, out: &mut TransformOutputs) {
+        let now = self.clock.wall().timestamp_millis();
+        let Some(store) = &self.store else {
+            return;
+        };
+        let loaded = match store.claim(now) {
+            Ok(l) => l,
+            Err(e) => {
+                self.store_failed("claim", &e);
+                return;
+            }
+        };
+        let (mut state, before) = self.transaction_state(loaded);
+        let timing = self.timing;
+        for (key, i) in state.incidents.iter_mut() {
+            i.tick(now, &timing);
+            if i.pending.is_none() {
+                continue;
+            }
+            state.pending.insert(key.clone());
+            let clock = state.groups.entry(i.group.clone()).or_default();
+            let at = match i.notify_at {
+                Some(at) => at,
+                None => self.policy.schedule(clock, now),
+            };
+            i.notify_at = Some(at);
+            clock.next_flush = Some(clock.next_flush.map_or(at, |n| n.min(at)));
+        }
+        let due: Vec<String> = state
+            .pending
+            .iter()
+            .filter_map(|k| state.incidents.get(k))
+            .filter(|i| i.notify_at.is_some_and(|at| at <= now))
+            .map(|i| i.group.clone())
+            .collect();
+        let mut sent = TransformOutputs::new(out.named.len());
+        for group in due {
+            if state
+                .groups
+                .get(&group)
+                .is_some_and(|g| g.next_flush.is_some())
+            {
+                self.flush_group(&mut state, &group, now, None, &mut sent);
+            }
+        }
+        let mut writes = Writes::default();
+        self.writes(&mut state, &before, &mut writes, now, true);
+        self.keep_groups(&mut state, now);
+        let Some(store) = &self.store else {
+            return;
+        };
+        match store.finish(writes) {
+            Ok(()) => out.default.append(&mut sent.default),
+            // Nothing changed in the store: the same timers come due again.
+            Err(e) => self.store_failed("timers", &e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::state::Incident;
+
+    #[test]
+    fn a_pending_change_is_due_when_its_group_says() {
+        let mut i = Incident::open(
+            "i".into(),
+            String::new(),
+            0,
+            "high".into(),
+            None,
+            vrl::value::Value::Null,
+        );
+        i.notify_at = Some(30_000);
+        assert_eq!(
+            i.next_due(&super::super::state::Timing::default()),
+            Some(30_000)
+        );
+        i.announce(30_000);
+        assert_eq!(i.next_due(&super::super::state::Timing::default()), None);
+    }
+}
