@@ -2,33 +2,33 @@
 //! its field names ([`field`]), and the values `status` and `severity` take.
 
 /// The names of the normalized schema's fields (see the README's "Alert webhooks").
-pub mod field {
-    pub const ID: &str = "id";
-    pub const TIME: &str = "time";
-    pub const EVENT_TYPE: &str = "event_type";
-    pub const SOURCE: &str = "source";
-    pub const KIND: &str = "kind";
-    pub const STATUS: &str = "status";
-    pub const SEVERITY: &str = "severity";
-    pub const SERVICE: &str = "service";
-    pub const REGION: &str = "region";
-    pub const PROJECT: &str = "project";
-    pub const SUMMARY: &str = "summary";
-    pub const DESCRIPTION: &str = "description";
-    pub const LABELS: &str = "labels";
+pub(crate) mod field {
+    pub(crate) const ID: &str = "id";
+    pub(crate) const TIME: &str = "time";
+    pub(crate) const EVENT_TYPE: &str = "event_type";
+    pub(crate) const SOURCE: &str = "source";
+    pub(crate) const KIND: &str = "kind";
+    pub(crate) const STATUS: &str = "status";
+    pub(crate) const SEVERITY: &str = "severity";
+    pub(crate) const SERVICE: &str = "service";
+    pub(crate) const REGION: &str = "region";
+    pub(crate) const PROJECT: &str = "project";
+    pub(crate) const SUMMARY: &str = "summary";
+    pub(crate) const DESCRIPTION: &str = "description";
+    pub(crate) const LABELS: &str = "labels";
     /// The stable key of one alert across its firing and resolved notices (the
     /// PagerDuty sink's `dedup_key`, `dedupe`'s default key).
-    pub const FINGERPRINT: &str = "fingerprint";
-    pub const STARTS_AT: &str = "starts_at";
-    pub const ENDS_AT: &str = "ends_at";
-    pub const URL: &str = "url";
-    pub const RAW: &str = "raw";
+    pub(crate) const FINGERPRINT: &str = "fingerprint";
+    pub(crate) const STARTS_AT: &str = "starts_at";
+    pub(crate) const ENDS_AT: &str = "ends_at";
+    pub(crate) const URL: &str = "url";
+    pub(crate) const RAW: &str = "raw";
 }
 
 /// Every value `status` may take.
-pub const STATUSES: &[&str] = &["firing", "resolved"];
+pub(crate) const STATUSES: &[&str] = &["firing", "resolved"];
 /// Every value `severity` may take, most severe first.
-pub const SEVERITIES: &[&str] = &["critical", "high", "medium", "low", "info"];
+pub(crate) const SEVERITIES: &[&str] = &["critical", "high", "medium", "low", "info"];
 
 use serde::{Deserialize, Serialize};
 
@@ -47,7 +47,7 @@ pub enum Severity {
 }
 
 impl Severity {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Critical => "critical",
             Self::High => "high",
@@ -61,7 +61,7 @@ impl Severity {
 /// Whether an alert is firing or resolved (`status` in the normalized schema).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Status {
+pub(crate) enum Status {
     // The aliases read alert_rule snapshots written before the names were lower case.
     #[serde(alias = "Firing")]
     Firing,
@@ -70,7 +70,7 @@ pub enum Status {
 }
 
 impl Status {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Firing => "firing",
             Self::Resolved => "resolved",

@@ -15,7 +15,7 @@ use crate::error::BuildError;
 
 /// The librdkafka settings for `bootstrap_servers` plus sluice's defaults (`ours`), then
 /// the user's passthrough options, which win.
-pub fn client_config(
+pub(crate) fn client_config(
     bootstrap_servers: &str,
     ours: &[(&str, String)],
     user: &BTreeMap<String, String>,
@@ -42,7 +42,7 @@ pub fn client_config(
 /// Asks librdkafka whether it accepts every key and value, without creating a client
 /// (which would start threads and connect). An empty secret (`sasl.password`, …) is
 /// refused first: it is almost always a variable that was not set.
-pub fn check_config(config: &ClientConfig) -> Result<(), BuildError> {
+pub(crate) fn check_config(config: &ClientConfig) -> Result<(), BuildError> {
     // `config_map` masks sensitive values; `get` reads them.
     if let Some(key) = config.config_map().into_keys().find(|k| {
         crate::redact::is_secret_key(k) && config.get(k).is_some_and(|v| v.trim().is_empty())
@@ -59,8 +59,8 @@ pub fn check_config(config: &ClientConfig) -> Result<(), BuildError> {
 }
 
 /// Routes librdkafka's logs and errors to `tracing`, tagged with the component id.
-pub struct LoggingContext {
-    pub component_id: std::sync::Arc<str>,
+pub(crate) struct LoggingContext {
+    pub(crate) component_id: std::sync::Arc<str>,
 }
 
 impl ClientContext for LoggingContext {

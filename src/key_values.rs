@@ -9,7 +9,7 @@ use crate::error::BuildError;
 /// A map, or the moat logger's `Name=value,Name2=value2` string.
 #[derive(Debug, Clone, PartialEq, Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
-pub enum KeyValues {
+pub(crate) enum KeyValues {
     Map(IndexMap<String, serde_json::Value>),
     Text(String),
 }
@@ -22,7 +22,7 @@ impl Default for KeyValues {
 
 impl KeyValues {
     /// The pairs in order, values as JSON.
-    pub fn pairs(&self, what: &str) -> Result<Vec<(String, serde_json::Value)>, BuildError> {
+    pub(crate) fn pairs(&self, what: &str) -> Result<Vec<(String, serde_json::Value)>, BuildError> {
         match self {
             Self::Map(m) => Ok(m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()),
             Self::Text(s) => s

@@ -7,7 +7,9 @@
 //! Modules are listed by layer, bottom first; each imports only from its own layer or
 //! below (`docs/architecture.md`, checked by `tests/layers.rs`). The `pub` ones are the
 //! library surface that the `sluice` binary, the integration tests, the benches and
-//! the fuzz targets use; `pub(crate)` ones are internal.
+//! the fuzz targets use; `pub(crate)` ones are internal. The same rule holds inside
+//! the public modules: an item is `pub` only when one of those uses it, so `pub`
+//! tells a reader that changing it changes the library's surface.
 
 /// Events are allocated by one task and freed by another, usually on another thread;
 /// glibc's malloc serializes that on arena locks (40% of the engine's time in profiles

@@ -17,7 +17,7 @@ use regex::Regex;
 
 /// The comparison of one matcher.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Op {
+pub(crate) enum Op {
     Equal,
     NotEqual,
     Regex,
@@ -37,10 +37,10 @@ impl Op {
 
 /// One label matcher.
 #[derive(Debug, Clone)]
-pub struct Matcher {
-    pub label: String,
-    pub op: Op,
-    pub value: String,
+pub(crate) struct Matcher {
+    pub(crate) label: String,
+    pub(crate) op: Op,
+    pub(crate) value: String,
     /// `^(?:value)$` for the regex operators.
     regex: Option<Regex>,
 }
@@ -59,7 +59,7 @@ impl fmt::Display for Matcher {
 
 impl Matcher {
     /// `label = value` (the map form of `custom_filters`).
-    pub fn equal(label: &str, value: &str) -> Self {
+    pub(crate) fn equal(label: &str, value: &str) -> Self {
         Self {
             label: label.to_owned(),
             op: Op::Equal,
@@ -69,7 +69,7 @@ impl Matcher {
     }
 
     /// Builds a matcher, compiling the regex of `=~` / `!~`.
-    pub fn new(label: &str, op: Op, value: &str) -> Result<Self, String> {
+    pub(crate) fn new(label: &str, op: Op, value: &str) -> Result<Self, String> {
         let regex = match op {
             Op::Regex | Op::NotRegex => Some(
                 Regex::new(&format!("^(?:{value})$"))
@@ -86,7 +86,7 @@ impl Matcher {
     }
 
     /// Parses `label OP value`.
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub(crate) fn parse(text: &str) -> Result<Self, String> {
         let (label, op, rest) = split(text)?;
         let value = if rest.starts_with('"') {
             unquote(rest).map_err(|e| format!("matcher {text:?}: {e}"))?
@@ -99,7 +99,7 @@ impl Matcher {
     /// Like [`Matcher::parse`], except that a value whose quotes do not pair up
     /// (`a="x`, `a="x"y`) is taken as written, quotes included. Silences and inhibition
     /// rules always took such values, and saved silences must keep loading.
-    pub fn parse_lenient(text: &str) -> Result<Self, String> {
+    pub(crate) fn parse_lenient(text: &str) -> Result<Self, String> {
         let (label, op, rest) = split(text)?;
         let value = match rest.strip_prefix('"') {
             Some(_) => unquote(rest).unwrap_or(Cow::Borrowed(rest)),
@@ -109,12 +109,12 @@ impl Matcher {
     }
 
     /// Whether `labels` satisfy the matcher.
-    pub fn matches_labels(&self, labels: &BTreeMap<String, String>) -> bool {
+    pub(crate) fn matches_labels(&self, labels: &BTreeMap<String, String>) -> bool {
         self.matches(labels.get(&self.label).map(String::as_str))
     }
 
     /// Whether a label value (`None`: the label is absent) satisfies the matcher.
-    pub fn matches(&self, value: Option<&str>) -> bool {
+    pub(crate) fn matches(&self, value: Option<&str>) -> bool {
         let v = value.unwrap_or("");
         match (self.op, &self.regex) {
             (Op::Equal, _) => v == self.value,
@@ -158,7 +158,7 @@ fn split(text: &str) -> Result<(&str, Op, &str), String> {
 
 /// Parses a list of matchers leniently ([`Matcher::parse_lenient`]), naming the option
 /// on error.
-pub fn parse_all_lenient(texts: &[String], option: &str) -> Result<Vec<Matcher>, String> {
+pub(crate) fn parse_all_lenient(texts: &[String], option: &str) -> Result<Vec<Matcher>, String> {
     texts
         .iter()
         .map(|t| Matcher::parse_lenient(t).map_err(|e| format!("`{option}`: {e}")))

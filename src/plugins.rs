@@ -15,13 +15,13 @@ use crate::error::BuildError;
 
 /// What a plugin does; also its folder name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
+pub(crate) enum Kind {
     Decoder,
     Formatter,
 }
 
 impl Kind {
-    pub fn folder(self) -> &'static str {
+    pub(crate) fn folder(self) -> &'static str {
         match self {
             Self::Decoder => "decoders",
             Self::Formatter => "formatters",
@@ -77,37 +77,29 @@ pub fn set_dirs(dirs: Vec<PathBuf>) {
 
 /// Where a plugin's text came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Origin {
+pub(crate) enum Origin {
     Builtin,
     File(PathBuf),
 }
 
 /// A plugin's VRL text.
 #[derive(Debug, Clone)]
-pub struct Plugin {
-    pub name: String,
-    pub text: String,
-    pub origin: Origin,
+pub(crate) struct Plugin {
+    pub(crate) name: String,
+    pub(crate) text: String,
+    pub(crate) origin: Origin,
 }
 
 /// The built-in text of a plugin.
-pub fn builtin(kind: Kind, name: &str) -> Option<&'static str> {
+pub(crate) fn builtin(kind: Kind, name: &str) -> Option<&'static str> {
     BUILTINS
         .iter()
         .find(|(k, n, _)| *k == kind && *n == name)
         .map(|(_, _, text)| *text)
 }
 
-/// Names of the built-in plugins of a kind.
-pub fn builtin_names(kind: Kind) -> impl Iterator<Item = &'static str> {
-    BUILTINS
-        .iter()
-        .filter(move |(k, _, _)| *k == kind)
-        .map(|(_, n, _)| *n)
-}
-
 /// Finds the first of `names` in the plugin dirs, then among the built-ins.
-pub fn find(kind: Kind, names: &[&str]) -> Result<Option<Plugin>, BuildError> {
+pub(crate) fn find(kind: Kind, names: &[&str]) -> Result<Option<Plugin>, BuildError> {
     let dirs = DIRS.load();
     find_in(&dirs, kind, names)
 }
@@ -148,7 +140,7 @@ fn file_path(dir: &Path, kind: Kind, name: &str) -> PathBuf {
 }
 
 /// A plugin name must be a plain file stem, so it cannot reach outside its folder.
-pub fn valid_name(name: &str) -> bool {
+pub(crate) fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name
             .bytes()

@@ -4,19 +4,19 @@
 use crate::error::BuildError;
 
 /// The schema of the events table unless configured.
-pub fn default_schema() -> String {
+pub(crate) fn default_schema() -> String {
     "public".into()
 }
 
 /// The events table unless configured.
-pub fn default_table() -> String {
+pub(crate) fn default_table() -> String {
     "events".into()
 }
 
 /// Wraps DDL in a transaction holding the lock every sluice component takes for its
 /// DDL: `CREATE ... IF NOT EXISTS` of two components (or processes) at once can
 /// otherwise fail on PostgreSQL's catalog unique indexes.
-pub fn serialized_ddl(ddl: &str) -> String {
+pub(crate) fn serialized_ddl(ddl: &str) -> String {
     format!(
         "BEGIN; SELECT pg_advisory_xact_lock(hashtextextended('sluice ddl', 0)); {ddl}; COMMIT;"
     )
@@ -24,7 +24,7 @@ pub fn serialized_ddl(ddl: &str) -> String {
 
 /// `name` double-quoted for SQL. Only letters, digits and `_` are allowed: names come
 /// from the pipeline file and end up in statements, where no escaping is trusted.
-pub fn ident(name: &str) -> Result<String, BuildError> {
+pub(crate) fn ident(name: &str) -> Result<String, BuildError> {
     if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
         return Err(BuildError(format!(
             "`{name}` is not a plain SQL identifier (letters, digits, `_`)"
@@ -34,7 +34,7 @@ pub fn ident(name: &str) -> Result<String, BuildError> {
 }
 
 /// `schema.table`, each part quoted by [`ident`].
-pub fn qualified_table(schema: &str, table: &str) -> Result<String, BuildError> {
+pub(crate) fn qualified_table(schema: &str, table: &str) -> Result<String, BuildError> {
     Ok(format!("{}.{}", ident(schema)?, ident(table)?))
 }
 

@@ -18,14 +18,17 @@ use crate::event::{Event, EventTarget};
 
 /// Where a program's source comes from in a component config.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ProgramSource {
+pub(crate) enum ProgramSource {
     Inline(String),
     File(PathBuf),
 }
 
 impl ProgramSource {
     /// Exactly one of `source` and `file` must be given.
-    pub fn from_options(source: Option<&str>, file: Option<&Path>) -> Result<Self, BuildError> {
+    pub(crate) fn from_options(
+        source: Option<&str>,
+        file: Option<&Path>,
+    ) -> Result<Self, BuildError> {
         match (source, file) {
             (Some(s), None) => Ok(Self::Inline(s.to_owned())),
             (None, Some(f)) => Ok(Self::File(f.to_path_buf())),
@@ -47,7 +50,7 @@ impl ProgramSource {
 
 /// How a compiled program may be used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
+pub(crate) enum Mode {
     /// May modify the event (remap).
     ReadWrite,
     /// Must not modify the event and must return a boolean (filter conditions).
@@ -57,7 +60,7 @@ pub enum Mode {
 }
 
 /// What one run of a program ended with.
-pub enum Outcome {
+pub(crate) enum Outcome {
     Done(Value),
     /// `abort` was called: the event is intentionally dropped. Carries `abort`'s message.
     Aborted(String),
@@ -66,15 +69,18 @@ pub enum Outcome {
 
 /// A compiled program.
 #[derive(Debug)]
-pub struct CompiledProgram {
-    pub program: Program,
+pub(crate) struct CompiledProgram {
+    pub(crate) program: Program,
     /// Whether a run can fail or abort (if not, callers need not keep a copy of the event).
-    pub can_fail: bool,
+    pub(crate) can_fail: bool,
 }
 
 /// Compiles a program; the error carries VRL's own diagnostic (with its line and column
 /// inside the program).
-pub fn compile(source: &ProgramSource, mode: Mode) -> Result<Arc<CompiledProgram>, BuildError> {
+pub(crate) fn compile(
+    source: &ProgramSource,
+    mode: Mode,
+) -> Result<Arc<CompiledProgram>, BuildError> {
     let text = source.text()?;
     let mut config = CompileConfig::default();
     if mode != Mode::ReadWrite {
@@ -103,14 +109,14 @@ pub fn compile(source: &ProgramSource, mode: Mode) -> Result<Arc<CompiledProgram
 }
 
 /// Runs programs for one component.
-pub struct Runner {
+pub(crate) struct Runner {
     program: Arc<CompiledProgram>,
     runtime: Runtime,
     timezone: TimeZone,
 }
 
 impl Runner {
-    pub fn new(program: Arc<CompiledProgram>) -> Self {
+    pub(crate) fn new(program: Arc<CompiledProgram>) -> Self {
         Self {
             program,
             runtime: Runtime::new(RuntimeState::default()),
@@ -118,12 +124,12 @@ impl Runner {
         }
     }
 
-    pub fn can_fail(&self) -> bool {
+    pub(crate) fn can_fail(&self) -> bool {
         self.program.can_fail
     }
 
     /// Runs the program on a payload and a `%` metadata object of its own.
-    pub fn run(&mut self, value: &mut Value, metadata: &mut Value) -> Outcome {
+    pub(crate) fn run(&mut self, value: &mut Value, metadata: &mut Value) -> Outcome {
         let mut secrets = Secrets::default();
         self.resolve(&mut TargetValueRef {
             value,
@@ -133,7 +139,7 @@ impl Runner {
     }
 
     /// Runs the program on an event; `%` is copied only if the program writes it.
-    pub fn run_event(&mut self, event: &mut Event) -> Outcome {
+    pub(crate) fn run_event(&mut self, event: &mut Event) -> Outcome {
         let mut secrets = Secrets::default();
         self.resolve(&mut EventTarget {
             value: &mut event.value,

@@ -17,7 +17,7 @@ use std::borrow::Cow;
 use std::sync::{LazyLock, RwLock};
 
 /// What a removed secret is replaced with.
-pub const REDACTED: &str = "[redacted]";
+pub(crate) const REDACTED: &str = "[redacted]";
 
 /// Shorter values are not registered: replacing every `abc` in every message would make
 /// errors unreadable, and a secret that short protects nothing anyway.
@@ -52,7 +52,7 @@ const SECRET_SUFFIXES: &[&str] = &["password", "passwd", "secret", "token", "tok
 
 /// Whether an option (or header) named `key` holds a secret. Only the last segment of a
 /// dotted path counts, so `sasl.password` is a secret and `token_url` is not.
-pub fn is_secret_key(key: &str) -> bool {
+pub(crate) fn is_secret_key(key: &str) -> bool {
     let last = key.rsplit('.').next().unwrap_or(key);
     let name = last.to_ascii_lowercase().replace('-', "_");
     SECRET_NAMES
@@ -63,7 +63,7 @@ pub fn is_secret_key(key: &str) -> bool {
 
 /// Remembers `value` as a secret: from now on [`redact`] removes it from any text.
 /// Values shorter than four characters are ignored.
-pub fn register(value: &str) {
+pub(crate) fn register(value: &str) {
     let value = value.trim();
     if value.chars().count() < MIN_SECRET_CHARS {
         return;
@@ -82,7 +82,7 @@ pub fn register(value: &str) {
 }
 
 /// `text` without any registered secret and without credentials inside URLs.
-pub fn redact(text: &str) -> Cow<'_, str> {
+pub(crate) fn redact(text: &str) -> Cow<'_, str> {
     let mut out = redact_urls(text);
     if let Ok(secrets) = SECRETS.read() {
         for secret in secrets.iter() {
@@ -148,7 +148,7 @@ fn redact_urls(text: &str) -> Cow<'_, str> {
 
 /// One URL with its credentials removed. Works on text that does not parse as a URL too
 /// (a secret inside an invalid URL is still a secret).
-pub fn redact_url(url: &str) -> String {
+pub(crate) fn redact_url(url: &str) -> String {
     let Some(sep) = url.find("://") else {
         return url.to_owned();
     };

@@ -11,7 +11,7 @@ use crate::telemetry::Telemetry;
 use crate::topology::{Changes, Topology};
 
 /// Loads the pipeline files (or the embedded default pipeline when there are none).
-pub fn load_pipeline(files: &[PathBuf]) -> Result<Pipeline, ConfigErrors> {
+pub(crate) fn load_pipeline(files: &[PathBuf]) -> Result<Pipeline, ConfigErrors> {
     if files.is_empty() {
         crate::config::load_texts(
             &[(
@@ -27,7 +27,7 @@ pub fn load_pipeline(files: &[PathBuf]) -> Result<Pipeline, ConfigErrors> {
 
 /// Reloads `files` into `topology`; on failure the running pipeline is unchanged and
 /// the error is logged, counted and kept for `/health`.
-pub async fn reload(
+pub(crate) async fn reload(
     topology: &mut Topology,
     telemetry: &Telemetry,
     files: &[PathBuf],

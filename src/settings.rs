@@ -22,59 +22,59 @@ pub const DEFAULT_SETTINGS: &str = include_str!("../config/default.yaml");
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Settings {
-    pub data_dir: PathBuf,
-    pub api: ApiSettings,
-    pub log: LogSettings,
+pub(crate) struct Settings {
+    pub(crate) data_dir: PathBuf,
+    pub(crate) api: ApiSettings,
+    pub(crate) log: LogSettings,
     #[serde(with = "humantime_serde")]
-    pub shutdown_timeout: Duration,
+    pub(crate) shutdown_timeout: Duration,
     #[serde(with = "humantime_serde")]
-    pub reload_drain_timeout: Duration,
+    pub(crate) reload_drain_timeout: Duration,
     /// Folders of VRL plugins overriding or adding to the built-in decoders and formatters.
     #[serde(default)]
-    pub plugin_dirs: Vec<PathBuf>,
+    pub(crate) plugin_dirs: Vec<PathBuf>,
     /// Bytes all in-memory buffers may hold together; sources wait while it is spent.
     /// `None` (or 0): no global bound, only each buffer's own.
     #[serde(default)]
-    pub memory_limit: Option<crate::units::ByteSize>,
+    pub(crate) memory_limit: Option<crate::units::ByteSize>,
     /// `SLUICE_*` variables that name no setting (ignored; logged at debug level).
     #[serde(skip)]
-    pub ignored_env: Vec<String>,
+    pub(crate) ignored_env: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ApiSettings {
+pub(crate) struct ApiSettings {
     /// Serve the management API.
-    pub enabled: bool,
+    pub(crate) enabled: bool,
     /// Where it listens. Default `127.0.0.1:8686` (loopback: only this host reaches it).
-    pub address: String,
+    pub(crate) address: String,
     /// Bearer token required by the endpoints that change or reveal things (`/reload`,
     /// `/tap`, `/silences`, status-feed checks). Unset: none required, which is allowed
     /// only on a loopback address. Set but empty is an error (an unset variable, usually).
     #[serde(default)]
-    pub auth_token: Option<String>,
+    pub(crate) auth_token: Option<String>,
     /// Serve the API on a non-loopback address without `auth_token` anyway (logged as a
     /// warning at start). Default false: sluice refuses to start that way.
     #[serde(default)]
-    pub allow_unauthenticated: bool,
+    pub(crate) allow_unauthenticated: bool,
 }
 
 impl ApiSettings {
     /// The token, when one is required.
-    pub fn token(&self) -> Option<&str> {
+    pub(crate) fn token(&self) -> Option<&str> {
         self.auth_token.as_deref()
     }
 
     /// Whether only this host can reach `address`: a loopback IP, `localhost`, or a name
     /// that resolves to loopback addresses only.
-    pub fn is_loopback(&self) -> bool {
+    pub(crate) fn is_loopback(&self) -> bool {
         is_loopback_address(&self.address)
     }
 
     /// Refuses what would expose the API: an empty token, or a non-loopback address
     /// without a token (unless `allow_unauthenticated`).
-    pub fn check(&self) -> Result<(), String> {
+    pub(crate) fn check(&self) -> Result<(), String> {
         if !self.enabled {
             return Ok(());
         }
@@ -131,20 +131,20 @@ pub fn is_loopback_address(address: &str) -> bool {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct LogSettings {
+pub(crate) struct LogSettings {
     /// `text` or `json`.
-    pub format: LogFormat,
+    pub(crate) format: LogFormat,
     /// A level (error, warn, info, debug, trace, off) or tracing directives
     /// (`info,sluice=debug`).
-    pub level: String,
+    pub(crate) level: String,
 }
 
 /// Level names `log.level` accepts, alone or after `target=`.
-pub const LOG_LEVELS: &[&str] = &["error", "warn", "info", "debug", "trace", "off"];
+pub(crate) const LOG_LEVELS: &[&str] = &["error", "warn", "info", "debug", "trace", "off"];
 
 /// Checks a `log.level` value: tracing would read an unknown word as a target name and
 /// silently log nothing else.
-pub fn check_log_level(level: &str) -> Result<(), String> {
+pub(crate) fn check_log_level(level: &str) -> Result<(), String> {
     let valid = !level.trim().is_empty()
         && level.split(',').all(|directive| {
             let directive = directive.trim();
@@ -173,20 +173,20 @@ pub fn check_log_level(level: &str) -> Result<(), String> {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum LogFormat {
+pub(crate) enum LogFormat {
     Text,
     Json,
 }
 
 /// Flag values that override everything else.
 #[derive(Debug, Clone, Default)]
-pub struct Overrides {
-    pub data_dir: Option<PathBuf>,
-    pub api_address: Option<String>,
+pub(crate) struct Overrides {
+    pub(crate) data_dir: Option<PathBuf>,
+    pub(crate) api_address: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum SettingsError {
+pub(crate) enum SettingsError {
     /// The layers could not be read or merged (message already redacted).
     #[error("invalid settings: {0}")]
     Load(String),
@@ -293,12 +293,12 @@ fn scrub(message: &str, used: &[(String, String, String)]) -> String {
 
 impl Settings {
     /// Layers defaults, `file`, the process environment and `overrides`.
-    pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Self, SettingsError> {
+    pub(crate) fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Self, SettingsError> {
         Self::load_with_env(file, overrides, None)
     }
 
     /// Like [`Settings::load`] with an explicit environment (for tests).
-    pub fn load_with_env(
+    pub(crate) fn load_with_env(
         file: Option<&Path>,
         overrides: &Overrides,
         env: Option<config::Map<String, String>>,

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
 
 /// `<data_dir>/<kind>/<id>.json`, the id reduced to characters safe in a file name.
-pub fn path_for(data_dir: &Path, kind: &str, id: &str) -> PathBuf {
+pub(crate) fn path_for(data_dir: &Path, kind: &str, id: &str) -> PathBuf {
     let safe: String = id
         .chars()
         .map(|c| {
@@ -25,7 +25,7 @@ pub fn path_for(data_dir: &Path, kind: &str, id: &str) -> PathBuf {
 
 /// Replaces `path` with `bytes` durably: a temporary file beside it, fsync, rename, and
 /// an fsync of the directory so the rename survives a crash too.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)?;
@@ -50,14 +50,17 @@ static LIVE: LazyLock<Mutex<Registry>> = LazyLock::new(Default::default);
 
 /// Locks shared state, going on after a panic elsewhere: component state is updated
 /// field by field, so what a panic leaves is consistent enough to keep the pipeline up.
-pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// The live state of the component whose state file is `path`: shared with an instance
 /// still running (a hot reload builds the new instance before the old one stops, so
 /// a file written by the old one would come too late), else `load(path)`.
-pub fn take_over<T: Send + 'static>(path: &Path, load: impl FnOnce(&Path) -> T) -> Arc<Mutex<T>> {
+pub(crate) fn take_over<T: Send + 'static>(
+    path: &Path,
+    load: impl FnOnce(&Path) -> T,
+) -> Arc<Mutex<T>> {
     let mut live = lock(&LIVE);
     if let Some(found) = live.get(path)
         && let Ok(state) = Arc::clone(found).downcast::<Mutex<T>>()
@@ -74,7 +77,7 @@ pub fn take_over<T: Send + 'static>(path: &Path, load: impl FnOnce(&Path) -> T) 
 
 /// Called when an instance goes away (after its last write): the registry forgets the
 /// state once no other instance holds it.
-pub fn release<T: Send + 'static>(path: &Path, state: &Arc<Mutex<T>>) {
+pub(crate) fn release<T: Send + 'static>(path: &Path, state: &Arc<Mutex<T>>) {
     let mut live = lock(&LIVE);
     if let Some(found) = live.get(path)
         && let Ok(shared) = Arc::clone(found).downcast::<Mutex<T>>()

@@ -15,14 +15,14 @@ use vrl::compiler::prelude::*;
 use vrl::value::{KeyString, ObjectMap, Value};
 
 /// Rows keyed by the key column's value.
-pub type Table = HashMap<String, ObjectMap>;
+pub(crate) type Table = HashMap<String, ObjectMap>;
 
 static TABLES: LazyLock<RwLock<HashMap<String, Arc<ArcSwap<Table>>>>> =
     LazyLock::new(Default::default);
 
 /// Loads `file` keyed by column `key` and publishes it as `name` (replacing the rows
 /// of an existing table of that name).
-pub fn load(name: &str, file: &Path, key: &str) -> Result<Arc<ArcSwap<Table>>, String> {
+pub(crate) fn load(name: &str, file: &Path, key: &str) -> Result<Arc<ArcSwap<Table>>, String> {
     let table = read(file, key)?;
     let mut tables = TABLES
         .write()
@@ -35,7 +35,7 @@ pub fn load(name: &str, file: &Path, key: &str) -> Result<Arc<ArcSwap<Table>>, S
 }
 
 /// The current rows of `name`.
-pub fn get(name: &str) -> Option<Arc<Table>> {
+pub(crate) fn get(name: &str) -> Option<Arc<Table>> {
     TABLES.read().ok()?.get(name).map(|t| t.load_full())
 }
 
@@ -108,7 +108,7 @@ fn read(file: &Path, key: &str) -> Result<Table, String> {
 /// `lookup_table(table, key)`: the row of `table` whose key column equals `key`, or
 /// `null`. Fails when the table is not loaded or `key` is not a string.
 #[derive(Clone, Copy, Debug)]
-pub struct LookupTable;
+pub(crate) struct LookupTable;
 
 impl Function for LookupTable {
     fn identifier(&self) -> &'static str {

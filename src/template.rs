@@ -23,12 +23,12 @@ enum Part {
 
 /// A parsed template.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Template {
+pub(crate) struct Template {
     parts: Vec<Part>,
 }
 
 impl Template {
-    pub fn parse(source: &str) -> Result<Self, String> {
+    pub(crate) fn parse(source: &str) -> Result<Self, String> {
         let mut parts = Vec::new();
         let mut rest = source;
         while let Some(start) = rest.find("{{") {
@@ -55,12 +55,12 @@ impl Template {
     }
 
     /// Whether the template has no fields (renders the same for every event).
-    pub fn is_static(&self) -> bool {
+    pub(crate) fn is_static(&self) -> bool {
         self.parts.iter().all(|p| matches!(p, Part::Literal(_)))
     }
 
     /// The fields the template reads, as written (`labels.host`).
-    pub fn fields(&self) -> impl Iterator<Item = &str> {
+    pub(crate) fn fields(&self) -> impl Iterator<Item = &str> {
         self.parts.iter().filter_map(|p| match p {
             Part::Field { text, .. } => Some(text.as_str()),
             Part::Literal(_) => None,
@@ -68,7 +68,7 @@ impl Template {
     }
 
     /// The literal text before the first field: what every rendering starts with.
-    pub fn static_prefix(&self) -> &str {
+    pub(crate) fn static_prefix(&self) -> &str {
         match self.parts.first() {
             Some(Part::Literal(s)) => s,
             _ => "",
@@ -76,14 +76,14 @@ impl Template {
     }
 
     /// The text with each field replaced by its value as is (file names, topics).
-    pub fn render(&self, event: &Event) -> Result<String, String> {
+    pub(crate) fn render(&self, event: &Event) -> Result<String, String> {
         self.render_with(event, |value, out| out.push_str(value))
     }
 
     /// Checks a URL template: fields may only appear after the host (in the path, the
     /// query or the fragment), so no event can choose the scheme, the server or the port
     /// (SSRF); with the fields filled in, the URL must parse as http(s).
-    pub fn check_url(&self) -> Result<(), String> {
+    pub(crate) fn check_url(&self) -> Result<(), String> {
         let prefix = self.static_prefix();
         let authority_end = prefix.find("://").and_then(|i| {
             let after = &prefix[i + 3..];
@@ -125,7 +125,7 @@ impl Template {
     /// characters), so `/`, `?`, `#`, `%` and `@` in a value stay data. A path segment
     /// that would read as `.` or `..` is an error: URL parsers resolve `%2e%2e` like
     /// `..` (WHATWG URL), so encoding the dots would not stop the traversal.
-    pub fn render_url(&self, event: &Event) -> Result<String, String> {
+    pub(crate) fn render_url(&self, event: &Event) -> Result<String, String> {
         let url = self.render_with(event, percent_encode)?;
         let start = url.find("://").map_or(0, |i| i + 3);
         let Some(path_start) = url[start..].find('/').map(|i| start + i) else {

@@ -14,17 +14,17 @@ use super::ApiState;
 
 /// What [`guard`] needs to know about where the API listens.
 #[derive(Debug, Clone, Default)]
-pub struct Guard {
+pub(crate) struct Guard {
     /// The API listens on loopback only, so a `Host` naming anything else can only come
     /// from a DNS-rebinding page.
-    pub loopback: bool,
+    pub(crate) loopback: bool,
     /// The configured host (lowercase, without port), accepted as a `Host` as well.
-    pub configured_host: Option<String>,
+    pub(crate) configured_host: Option<String>,
 }
 
 impl Guard {
     /// The guard for an API configured at `address` and bound to `local`.
-    pub fn for_bind(address: &str, local: SocketAddr) -> Self {
+    pub(crate) fn for_bind(address: &str, local: SocketAddr) -> Self {
         let host = split_host_port(address).map(|(h, _)| h.to_ascii_lowercase());
         Self {
             loopback: local.ip().is_loopback(),

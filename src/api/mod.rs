@@ -39,7 +39,7 @@ use subtle::ConstantTimeEq;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-pub use self::guard::Guard;
+pub(crate) use self::guard::Guard;
 use self::guard::browser_guard;
 use crate::telemetry::{ComponentState, Telemetry};
 use crate::transforms::alert_rule::silences;
@@ -89,22 +89,8 @@ pub async fn serve(
     Ok((local, handle))
 }
 
-/// The API's routes as served on loopback.
-pub fn router(
-    telemetry: Arc<Telemetry>,
-    reload: Option<mpsc::Sender<ReloadRequest>>,
-    auth_token: Option<String>,
-    shutdown: CancellationToken,
-) -> Router {
-    let guard = Guard {
-        loopback: true,
-        configured_host: None,
-    };
-    router_with_guard(telemetry, reload, auth_token, shutdown, guard)
-}
-
 /// The API's routes behind `guard`.
-pub fn router_with_guard(
+pub(crate) fn router_with_guard(
     telemetry: Arc<Telemetry>,
     reload: Option<mpsc::Sender<ReloadRequest>>,
     auth_token: Option<String>,
@@ -240,7 +226,7 @@ fn authorized(state: &ApiState, headers: &axum::http::HeaderMap) -> bool {
 }
 
 /// The token of an `Authorization: Bearer <token>` value, whatever the scheme's case.
-pub fn bearer_token(value: &str) -> Option<&str> {
+pub(crate) fn bearer_token(value: &str) -> Option<&str> {
     let (scheme, token) = value.trim().split_once(' ')?;
     let token = token.trim_start();
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)

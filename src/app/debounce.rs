@@ -9,28 +9,28 @@
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone)]
-pub struct Debounce {
+pub(crate) struct Debounce {
     quiet: Duration,
     due: Option<Instant>,
 }
 
 impl Debounce {
-    pub fn new(quiet: Duration) -> Self {
+    pub(crate) fn new(quiet: Duration) -> Self {
         Self { quiet, due: None }
     }
 
     /// A watched file changed at `now`.
-    pub fn changed(&mut self, now: Instant) {
+    pub(crate) fn changed(&mut self, now: Instant) {
         self.due = Some(now + self.quiet);
     }
 
     /// When the pending reload is due, if one is pending.
-    pub fn due(&self) -> Option<Instant> {
+    pub(crate) fn due(&self) -> Option<Instant> {
         self.due
     }
 
     /// Whether a reload is due at `now`; if so it is taken (the next one needs a new change).
-    pub fn take_due(&mut self, now: Instant) -> bool {
+    pub(crate) fn take_due(&mut self, now: Instant) -> bool {
         match self.due {
             Some(at) if at <= now => {
                 self.due = None;
@@ -42,7 +42,7 @@ impl Debounce {
 
     /// A reload ran for another reason (SIGHUP, the API): it read the files as they are,
     /// so a pending file reload would only repeat it.
-    pub fn reloaded(&mut self) {
+    pub(crate) fn reloaded(&mut self) {
         self.due = None;
     }
 }

@@ -29,25 +29,25 @@ use crate::settings::Settings;
 use crate::telemetry::{ComponentState, Telemetry};
 use crate::topology::{self, Drained, Topology, TopologyOptions};
 
-pub use debounce::Debounce;
-pub use watcher::FileWatcher;
+pub(crate) use debounce::Debounce;
+pub(crate) use watcher::FileWatcher;
 
 /// Quiet time after a file change before the pipeline reloads.
-pub const FILE_DEBOUNCE: Duration = Duration::from_millis(200);
+pub(crate) const FILE_DEBOUNCE: Duration = Duration::from_millis(200);
 
 /// What `sluice run` was asked to run.
-pub struct Run {
-    pub pipeline: Pipeline,
+pub(crate) struct Run {
+    pub(crate) pipeline: Pipeline,
     /// The pipeline files (empty: the embedded default pipeline).
-    pub files: Vec<PathBuf>,
-    pub settings: Settings,
+    pub(crate) files: Vec<PathBuf>,
+    pub(crate) settings: Settings,
     /// Reload when a watched file changes.
-    pub watch: bool,
-    pub telemetry: Arc<Telemetry>,
+    pub(crate) watch: bool,
+    pub(crate) telemetry: Arc<Telemetry>,
 }
 
 /// Runs until a signal or until every source has finished; the process exit code.
-pub async fn serve(run: Run) -> anyhow::Result<u8> {
+pub(crate) async fn serve(run: Run) -> anyhow::Result<u8> {
     let Run {
         pipeline,
         files,

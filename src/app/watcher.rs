@@ -10,7 +10,7 @@ use notify::{RecommendedWatcher, RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
 /// Watches a set of files for changes.
-pub struct FileWatcher {
+pub(crate) struct FileWatcher {
     watcher: RecommendedWatcher,
     dirs: HashSet<PathBuf>,
     files: std::sync::Arc<std::sync::Mutex<HashSet<PathBuf>>>,
@@ -19,7 +19,7 @@ pub struct FileWatcher {
 impl FileWatcher {
     /// Each change to a watched file sends its absolute path on `notify` (debouncing is
     /// the receiver's job).
-    pub fn new(notify: mpsc::UnboundedSender<PathBuf>) -> notify::Result<Self> {
+    pub(crate) fn new(notify: mpsc::UnboundedSender<PathBuf>) -> notify::Result<Self> {
         let files: std::sync::Arc<std::sync::Mutex<HashSet<PathBuf>>> = Default::default();
         let watched = std::sync::Arc::clone(&files);
         let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
@@ -42,7 +42,7 @@ impl FileWatcher {
     }
 
     /// Watches exactly `files` from now on.
-    pub fn set_files(&mut self, files: &[PathBuf]) {
+    pub(crate) fn set_files(&mut self, files: &[PathBuf]) {
         let files: HashSet<PathBuf> = files.iter().map(|f| absolute(f)).collect();
         let dirs: HashSet<PathBuf> = files
             .iter()

@@ -31,17 +31,17 @@ impl MemoryBudget {
         })
     }
 
-    pub fn limit(&self) -> usize {
+    pub(crate) fn limit(&self) -> usize {
         self.limit
     }
 
     /// Bytes charged right now.
-    pub fn used(&self) -> usize {
+    pub(crate) fn used(&self) -> usize {
         self.used.load(Ordering::Acquire)
     }
 
     /// Charges `bytes` until the returned [`Charge`] is dropped. Never waits.
-    pub fn charge(self: &Arc<Self>, bytes: usize) -> Charge {
+    pub(crate) fn charge(self: &Arc<Self>, bytes: usize) -> Charge {
         self.used.fetch_add(bytes, Ordering::AcqRel);
         Charge {
             budget: Arc::clone(self),
@@ -54,7 +54,7 @@ impl MemoryBudget {
     /// decoded) cannot push the process past the budget. More than the ceiling is charged
     /// as the ceiling. A ceiling below the limit keeps the rest for smaller work. Waits
     /// while it does not fit; cancel to give up.
-    pub async fn reserve(self: &Arc<Self>, bytes: usize, ceiling: usize) -> Charge {
+    pub(crate) async fn reserve(self: &Arc<Self>, bytes: usize, ceiling: usize) -> Charge {
         let ceiling = ceiling.min(self.limit);
         let bytes = bytes.min(ceiling);
         loop {
@@ -78,7 +78,7 @@ impl MemoryBudget {
 
     /// Waits until the charged bytes are below the limit (sources call this before
     /// emitting).
-    pub async fn room(&self) {
+    pub(crate) async fn room(&self) {
         loop {
             let freed = self.freed.notified();
             tokio::pin!(freed);
@@ -100,7 +100,7 @@ pub struct Charge {
 
 impl Charge {
     /// What this charge holds.
-    pub fn bytes(&self) -> usize {
+    pub(crate) fn bytes(&self) -> usize {
         self.bytes
     }
 }
@@ -122,7 +122,7 @@ impl Drop for Charge {
 /// Overestimating keeps the process under the budget; it only makes the budget fill a
 /// little early. `%` metadata shared by the events of one request is charged to each of
 /// them, for the same reason.
-pub fn event_size(event: &Event) -> usize {
+pub(crate) fn event_size(event: &Event) -> usize {
     const EVENT: usize = 200;
     EVENT + heap_size(&event.value) + heap_size(event.meta.vrl.get())
 }
@@ -150,7 +150,7 @@ fn heap_size(value: &Value) -> usize {
     }
 }
 
-pub fn batch_size(batch: &[Event]) -> usize {
+pub(crate) fn batch_size(batch: &[Event]) -> usize {
     batch.iter().map(event_size).sum()
 }
 

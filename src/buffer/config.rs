@@ -12,29 +12,29 @@ pub struct BufferConfig {
     /// files under `data_dir/buffers/<sink id>/` and acknowledges them to their source
     /// once they are durable, so they survive a crash or a restart of sluice.
     #[serde(rename = "type", default)]
-    pub kind: BufferType,
+    pub(crate) kind: BufferType,
     /// Events the buffer holds before `when_full` applies. Default: 1000 in memory,
     /// unlimited on disk (`max_bytes` bounds it).
     #[serde(default)]
-    pub max_events: Option<usize>,
+    pub(crate) max_events: Option<usize>,
     /// Bytes the buffer holds before `when_full` applies: the encoded size on disk, or an
     /// estimate of the events' size in memory. Default: unlimited in memory, 256MiB on
     /// disk.
     #[serde(default)]
-    pub max_bytes: Option<ByteSize>,
+    pub(crate) max_bytes: Option<ByteSize>,
     /// `block` (default): upstream waits for room, which slows the sources down.
     /// `drop_newest`: events that do not fit are dropped and counted as discarded.
     #[serde(default)]
-    pub when_full: WhenFull,
+    pub(crate) when_full: WhenFull,
     /// Disk only. `always` (default): events are flushed to disk (fsync, one flush for
     /// every write that arrived meanwhile) before their source is told. `interval`: they
     /// are flushed every `sync_interval`, and their source waits for that.
     #[serde(default)]
-    pub sync: Option<SyncMode>,
+    pub(crate) sync: Option<SyncMode>,
     /// Disk only, with `sync: interval`. Default 500ms.
     #[serde(default, with = "humantime_serde::option")]
     #[schemars(schema_with = "crate::units::duration")]
-    pub sync_interval: Option<std::time::Duration>,
+    pub(crate) sync_interval: Option<std::time::Duration>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, schemars::JsonSchema)]
@@ -106,7 +106,7 @@ impl BufferConfig {
     }
 
     /// Option values that do not go together.
-    pub fn check(&self) -> Result<(), String> {
+    pub(crate) fn check(&self) -> Result<(), String> {
         if self.max_events == Some(0) {
             return Err("`buffer.max_events` must be at least 1".into());
         }

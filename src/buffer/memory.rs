@@ -48,21 +48,21 @@ struct Bounds {
 
 /// Sending half; cloned once per upstream output that feeds this component.
 #[derive(Clone)]
-pub struct Sender {
+pub(crate) struct Sender {
     tx: mpsc::UnboundedSender<Item>,
     bounds: Arc<Bounds>,
 }
 
 /// A sender that does not keep the buffer open.
 #[derive(Clone)]
-pub struct WeakSender {
+pub(crate) struct WeakSender {
     tx: mpsc::WeakUnboundedSender<Item>,
     bounds: Arc<Bounds>,
 }
 
 impl WeakSender {
     /// A strong sender, unless the buffer is already closed.
-    pub fn upgrade(&self) -> Option<Sender> {
+    pub(crate) fn upgrade(&self) -> Option<Sender> {
         self.tx.upgrade().map(|tx| Sender {
             tx,
             bounds: Arc::clone(&self.bounds),
@@ -71,34 +71,34 @@ impl WeakSender {
 }
 
 /// Receiving half, owned by the component's task.
-pub struct Receiver {
+pub(crate) struct Receiver {
     rx: mpsc::UnboundedReceiver<Item>,
     bounds: Arc<Bounds>,
 }
 
 /// View of a buffer's fill level for telemetry, and the handle to resize it.
 #[derive(Clone)]
-pub struct Probe {
+pub(crate) struct Probe {
     bounds: Arc<Bounds>,
 }
 
 impl Probe {
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.capacity()
             .saturating_sub(self.bounds.permits.available_permits())
     }
-    pub fn capacity(&self) -> usize {
+    pub(crate) fn capacity(&self) -> usize {
         self.bounds.capacity.load(Ordering::Acquire)
     }
 
     /// Whether the buffer refuses batches (its component ended for good).
-    pub fn is_closed(&self) -> bool {
+    pub(crate) fn is_closed(&self) -> bool {
         self.bounds.permits.is_closed()
     }
 
     /// Changes the bound. Growing frees permits at once; shrinking retires permits as
     /// queued events leave, without dropping anything already queued.
-    pub fn resize(&self, capacity: usize) {
+    pub(crate) fn resize(&self, capacity: usize) {
         let capacity = clamp_capacity(capacity);
         let old = self.bounds.capacity.swap(capacity, Ordering::AcqRel);
         if capacity > old {
@@ -123,7 +123,7 @@ fn clamp_capacity(capacity: usize) -> usize {
 }
 
 /// A buffer bounded by `limits` (at least 1 event), charging `budget` if given.
-pub fn channel(
+pub(crate) fn channel(
     limits: &Limits,
     budget: Option<Arc<MemoryBudget>>,
     metrics: Option<Arc<ComponentMetrics>>,
@@ -156,7 +156,7 @@ pub fn channel(
 }
 
 impl Sender {
-    pub fn downgrade(&self) -> WeakSender {
+    pub(crate) fn downgrade(&self) -> WeakSender {
         WeakSender {
             tx: self.tx.downgrade(),
             bounds: Arc::clone(&self.bounds),
@@ -166,7 +166,7 @@ impl Sender {
     /// Queues `batch`, waiting while the buffer is full (or dropping what does not fit,
     /// with `when_full: drop_newest`). Batches larger than the bound go in pieces; on
     /// `Err` the unsent events come back.
-    pub async fn send(&self, mut batch: EventBatch) -> Result<(), Closed> {
+    pub(crate) async fn send(&self, mut batch: EventBatch) -> Result<(), Closed> {
         let b = &*self.bounds;
         while !batch.is_empty() {
             let capacity = b.capacity.load(Ordering::Acquire);
@@ -277,18 +277,18 @@ impl Sender {
 
 impl Receiver {
     /// The next batch, or `None` once every sender is gone and the queue is empty.
-    pub async fn recv(&mut self) -> Option<EventBatch> {
+    pub(crate) async fn recv(&mut self) -> Option<EventBatch> {
         self.rx.recv().await.map(|item| item.batch)
     }
 
     /// A queued batch, without waiting.
-    pub fn try_recv(&mut self) -> Option<EventBatch> {
+    pub(crate) fn try_recv(&mut self) -> Option<EventBatch> {
         self.rx.try_recv().ok().map(|item| item.batch)
     }
 
     /// Refuses further batches; blocked senders get theirs back. Queued ones can still
     /// be taken with `try_recv`.
-    pub fn close(&mut self) {
+    pub(crate) fn close(&mut self) {
         self.bounds.permits.close();
         if let Some((sem, _)) = &self.bounds.bytes {
             sem.close();

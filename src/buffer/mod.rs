@@ -7,9 +7,9 @@
 //! drained, the receiver sees the end; closing the receiver gives senders their batch
 //! back as [`Closed`].
 
-pub mod budget;
+pub(crate) mod budget;
 mod config;
-pub mod disk;
+pub(crate) mod disk;
 mod memory;
 
 use std::path::Path;
@@ -25,21 +25,22 @@ use crate::telemetry::{BufferGauge, ComponentMetrics};
 
 /// The receiver is gone; the batch comes back so its events can be settled.
 #[derive(Debug)]
-pub struct Closed(pub EventBatch);
+pub(crate) struct Closed(pub EventBatch);
 
 /// The bounds and policies of a buffer, resolved from its [`BufferConfig`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
-    pub max_events: usize,
-    pub max_bytes: Option<u64>,
-    pub when_full: WhenFull,
+pub(crate) struct Limits {
+    pub(crate) max_events: usize,
+    pub(crate) max_bytes: Option<u64>,
+    pub(crate) when_full: WhenFull,
     /// Disk only: `None` syncs before every acknowledgement.
-    pub sync_every: Option<Duration>,
+    pub(crate) sync_every: Option<Duration>,
 }
 
 impl Limits {
     /// Only an event bound, blocking when full.
-    pub fn events(max_events: usize) -> Self {
+    #[cfg(test)]
+    pub(crate) fn events(max_events: usize) -> Self {
         Self {
             max_events,
             max_bytes: None,
@@ -48,7 +49,7 @@ impl Limits {
         }
     }
 
-    pub fn from_config(c: &BufferConfig) -> Self {
+    pub(crate) fn from_config(c: &BufferConfig) -> Self {
         Self {
             max_events: c.max_events(),
             max_bytes: c.max_bytes(),
@@ -60,37 +61,32 @@ impl Limits {
 
 /// Sending half; cloned once per upstream output that feeds this component.
 #[derive(Clone)]
-pub enum BufferSender {
+pub(crate) enum BufferSender {
     Memory(memory::Sender),
     Disk(disk::Sender),
 }
 
 /// A sender that does not keep the buffer open.
 #[derive(Clone)]
-pub enum WeakBufferSender {
+pub(crate) enum WeakBufferSender {
     Memory(memory::WeakSender),
     Disk(disk::WeakSender),
 }
 
 /// Receiving half, owned by the component's task.
-pub enum BufferReceiver {
+pub(crate) enum BufferReceiver {
     Memory(memory::Receiver),
     Disk(disk::Receiver),
 }
 
 /// View of a buffer's fill level for telemetry, and the handle to change its bounds.
 #[derive(Clone)]
-pub enum BufferProbe {
+pub(crate) enum BufferProbe {
     Memory(memory::Probe),
     Disk(disk::Probe),
 }
 
-/// An in-memory buffer holding at most `capacity` events (at least 1).
-pub fn buffer(capacity: usize) -> (BufferSender, BufferReceiver, BufferProbe) {
-    memory_buffer(&Limits::events(capacity), None, None)
-}
-
-pub fn memory_buffer(
+pub(crate) fn memory_buffer(
     limits: &Limits,
     budget: Option<Arc<MemoryBudget>>,
     metrics: Option<Arc<ComponentMetrics>>,
@@ -104,7 +100,7 @@ pub fn memory_buffer(
 }
 
 /// The buffer `config` asks for, for component `id`.
-pub fn open(
+pub(crate) fn open(
     config: &BufferConfig,
     id: &str,
     data_dir: &Path,
@@ -126,7 +122,7 @@ pub fn open(
 }
 
 impl BufferSender {
-    pub fn downgrade(&self) -> WeakBufferSender {
+    pub(crate) fn downgrade(&self) -> WeakBufferSender {
         match self {
             Self::Memory(s) => WeakBufferSender::Memory(s.downgrade()),
             Self::Disk(s) => WeakBufferSender::Disk(s.downgrade()),
@@ -135,7 +131,7 @@ impl BufferSender {
 
     /// Queues `batch`, waiting while the buffer is full. On `Err` the unsent events
     /// come back.
-    pub async fn send(&self, batch: EventBatch) -> Result<(), Closed> {
+    pub(crate) async fn send(&self, batch: EventBatch) -> Result<(), Closed> {
         match self {
             Self::Memory(s) => s.send(batch).await,
             Self::Disk(s) => s.send(batch).await,
@@ -145,7 +141,7 @@ impl BufferSender {
 
 impl WeakBufferSender {
     /// A strong sender, unless the buffer is already closed.
-    pub fn upgrade(&self) -> Option<BufferSender> {
+    pub(crate) fn upgrade(&self) -> Option<BufferSender> {
         match self {
             Self::Memory(s) => s.upgrade().map(BufferSender::Memory),
             Self::Disk(s) => s.upgrade().map(BufferSender::Disk),
@@ -155,7 +151,7 @@ impl WeakBufferSender {
 
 impl BufferReceiver {
     /// The next batch, or `None` once every sender is gone and the buffer is drained.
-    pub async fn recv(&mut self) -> Option<EventBatch> {
+    pub(crate) async fn recv(&mut self) -> Option<EventBatch> {
         match self {
             Self::Memory(r) => r.recv().await,
             Self::Disk(r) => r.recv().await,
@@ -163,7 +159,7 @@ impl BufferReceiver {
     }
 
     /// A batch available now, without waiting.
-    pub fn try_recv(&mut self) -> Option<EventBatch> {
+    pub(crate) fn try_recv(&mut self) -> Option<EventBatch> {
         match self {
             Self::Memory(r) => r.try_recv(),
             Self::Disk(r) => r.try_recv(),
@@ -172,7 +168,7 @@ impl BufferReceiver {
 
     /// What a component that ended for good leaves queued in memory, to be reported
     /// failed. A disk buffer gives nothing: its records stay on disk for the next run.
-    pub fn take_queued(&mut self) -> Option<EventBatch> {
+    pub(crate) fn take_queued(&mut self) -> Option<EventBatch> {
         match self {
             Self::Memory(r) => r.try_recv(),
             Self::Disk(_) => None,
@@ -180,7 +176,7 @@ impl BufferReceiver {
     }
 
     /// Refuses further batches; blocked senders get theirs back.
-    pub fn close(&mut self) {
+    pub(crate) fn close(&mut self) {
         match self {
             Self::Memory(r) => r.close(),
             Self::Disk(r) => r.close(),
@@ -205,23 +201,20 @@ impl BufferGauge for BufferProbe {
 
 impl BufferProbe {
     /// Events held.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         match self {
             Self::Memory(p) => p.len(),
             Self::Disk(p) => p.len(),
         }
     }
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-    pub fn capacity(&self) -> usize {
+    pub(crate) fn capacity(&self) -> usize {
         match self {
             Self::Memory(p) => p.capacity(),
             Self::Disk(p) => p.capacity(),
         }
     }
     /// Whether the buffer refuses batches (its component ended for good).
-    pub fn is_closed(&self) -> bool {
+    pub(crate) fn is_closed(&self) -> bool {
         match self {
             Self::Memory(p) => p.is_closed(),
             Self::Disk(p) => p.is_closed(),
@@ -231,7 +224,7 @@ impl BufferProbe {
     /// Applies new bounds from a reload. An in-memory buffer changes its event bound
     /// (its byte bound and policy are fixed: a change replaces the buffer, see
     /// [`same_storage`]); a disk buffer takes all of them.
-    pub fn reconfigure(&self, config: &BufferConfig) {
+    pub(crate) fn reconfigure(&self, config: &BufferConfig) {
         match self {
             Self::Memory(p) => p.resize(config.max_events()),
             Self::Disk(p) => p.reconfigure(&Limits::from_config(config)),
@@ -241,7 +234,7 @@ impl BufferProbe {
 
 /// Whether a buffer built for `old` can serve `new` after a reload (else the component
 /// gets a new buffer, and the old one drains into the old task).
-pub fn same_storage(old: &BufferConfig, new: &BufferConfig) -> bool {
+pub(crate) fn same_storage(old: &BufferConfig, new: &BufferConfig) -> bool {
     match (old.kind, new.kind) {
         (BufferType::Memory, BufferType::Memory) => {
             old.max_bytes() == new.max_bytes() && old.when_full == new.when_full

@@ -7,27 +7,27 @@ use clap::Args;
 use tracing_subscriber::EnvFilter;
 
 #[derive(Args)]
-pub struct BenchArgs {
+pub(crate) struct BenchArgs {
     /// Scenario names (files in --dir) or scenario files; all of --dir when none.
-    pub scenarios: Vec<String>,
+    pub(crate) scenarios: Vec<String>,
     /// Folder of scenario files.
     #[arg(long, value_name = "DIR", default_value = "benches/scenarios")]
-    pub dir: PathBuf,
+    pub(crate) dir: PathBuf,
     /// Small counts, so every scenario runs in seconds (what CI does).
     #[arg(long)]
-    pub quick: bool,
+    pub(crate) quick: bool,
     /// Print the reports as JSON on standard output (the table goes to standard error).
     #[arg(long)]
-    pub json: bool,
+    pub(crate) json: bool,
     /// Events per scenario, instead of the scenario's `count`.
     #[arg(long)]
-    pub count: Option<u64>,
+    pub(crate) count: Option<u64>,
     /// Events per second, or `max` for flat out, instead of the scenario's `rate`.
     #[arg(long)]
-    pub rate: Option<String>,
+    pub(crate) rate: Option<String>,
     /// List the scenarios in --dir and exit.
     #[arg(long)]
-    pub list: bool,
+    pub(crate) list: bool,
 }
 
 pub(crate) fn bench(args: &BenchArgs) -> u8 {

@@ -13,13 +13,13 @@ use crate::config::schema::{
 };
 
 #[derive(Args)]
-pub struct DocsArgs {
+pub(crate) struct DocsArgs {
     /// Folder to write into (`docs/reference` in the repository).
     #[arg(long, value_name = "DIR")]
-    pub out: PathBuf,
+    pub(crate) out: PathBuf,
     /// Example pipelines: a type used in one of them shows that entry as its example.
     #[arg(long, value_name = "DIR", default_value = "pipelines")]
-    pub examples: PathBuf,
+    pub(crate) examples: PathBuf,
 }
 
 pub(crate) fn docs(args: &DocsArgs) -> u8 {
@@ -62,7 +62,7 @@ pub(crate) fn docs(args: &DocsArgs) -> u8 {
 }
 
 /// A minimal entry of this type: its required options with placeholder values.
-pub fn example(t: &TypeSchema, defs: &Map<String, Value>) -> String {
+pub(crate) fn example(t: &TypeSchema, defs: &Map<String, Value>) -> String {
     let mut yaml = format!("{}:\n  my_{}:\n", section(t.kind), t.type_name);
     yaml.push_str(&format!("    type: {}\n", t.type_name));
     if t.kind != ComponentKind::Source {
@@ -177,7 +177,7 @@ fn shipped_examples(
 /// Markdown pages, one per component type plus an index, as `(relative path, text)`.
 /// A type used in one of the example pipelines `shipped` (`(name, text)`) shows that
 /// entry as its example; the others show their required options with placeholders.
-pub fn reference_pages(shipped: &[(String, String)]) -> Vec<(String, String)> {
+pub(crate) fn reference_pages(shipped: &[(String, String)]) -> Vec<(String, String)> {
     let c = catalog();
     let examples = shipped_examples(shipped);
     let mut pages = Vec::new();

@@ -3,7 +3,7 @@
 
 mod bench;
 mod docs;
-pub mod load;
+pub(crate) mod load;
 mod pipeline_tests;
 mod progress;
 mod run;
@@ -22,7 +22,7 @@ const EXIT_CONFIG: u8 = 78;
 
 /// `--plugin-dir`, taken by every command that loads a pipeline.
 #[derive(Args, Clone, Default)]
-pub struct PluginDirs {
+pub(crate) struct PluginDirs {
     /// Folders of VRL plugins (`decoders/*.vrl`, `formatters/*.vrl`) that override or add
     /// to the built-in ones; searched in order before `plugin_dirs` from the settings.
     #[arg(
@@ -31,7 +31,7 @@ pub struct PluginDirs {
         env = "SLUICE_PLUGIN_DIRS",
         value_delimiter = ':'
     )]
-    pub dirs: Vec<PathBuf>,
+    pub(crate) dirs: Vec<PathBuf>,
 }
 
 #[derive(Parser)]
@@ -40,7 +40,7 @@ pub struct PluginDirs {
     version,
     about = "Moves monitoring events: webhooks, feeds, Kafka and files in; HTTP, Postgres, PagerDuty, Slack, Kafka out."
 )]
-pub struct Cli {
+pub(crate) struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
     #[command(flatten)]

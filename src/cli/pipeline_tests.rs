@@ -18,10 +18,10 @@ use crate::telemetry::{ComponentKind, Telemetry};
 
 /// The result of one test.
 #[derive(Debug)]
-pub struct TestReport {
-    pub name: String,
+pub(crate) struct TestReport {
+    pub(crate) name: String,
     /// Empty when the test passed.
-    pub failures: Vec<String>,
+    pub(crate) failures: Vec<String>,
 }
 
 struct Harness<'a> {
@@ -31,7 +31,7 @@ struct Harness<'a> {
 }
 
 /// Runs one test of `pipeline` (its transforms are built afresh for it).
-pub fn run_test(pipeline: &Pipeline, test: &PipelineTest) -> TestReport {
+pub(crate) fn run_test(pipeline: &Pipeline, test: &PipelineTest) -> TestReport {
     run_one(pipeline, test)
 }
 

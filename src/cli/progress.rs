@@ -13,18 +13,18 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use crate::telemetry::Telemetry;
 
 /// A progress bar, or nothing when standard error is not a terminal.
-pub struct Progress {
+pub(crate) struct Progress {
     bar: ProgressBar,
 }
 
 impl Progress {
     /// A bar of `len` steps labelled `what`, visible when standard error is a terminal.
-    pub fn new(len: u64, what: &str) -> Self {
+    pub(crate) fn new(len: u64, what: &str) -> Self {
         Self::with_terminal(len, what, std::io::stderr().is_terminal())
     }
 
     /// Like [`Progress::new`], with the terminal check given (for tests).
-    pub fn with_terminal(len: u64, what: &str, terminal: bool) -> Self {
+    pub(crate) fn with_terminal(len: u64, what: &str, terminal: bool) -> Self {
         let target = if terminal {
             ProgressDrawTarget::stderr()
         } else {
@@ -39,37 +39,37 @@ impl Progress {
     }
 
     /// One more step done, `current` naming the next one.
-    pub fn step(&self, current: &str) {
+    pub(crate) fn step(&self, current: &str) {
         self.bar.inc(1);
         self.bar.set_message(current.to_owned());
     }
 
     /// Moves the bar to `pos`, for work counted elsewhere (events a driver sent).
-    pub fn set_position(&self, pos: u64) {
+    pub(crate) fn set_position(&self, pos: u64) {
         self.bar.set_position(pos);
     }
 
-    pub fn set_message(&self, message: &str) {
+    pub(crate) fn set_message(&self, message: &str) {
         self.bar.set_message(message.to_owned());
     }
 
-    pub fn is_hidden(&self) -> bool {
+    pub(crate) fn is_hidden(&self) -> bool {
         self.bar.is_hidden()
     }
 
     #[cfg(test)]
-    pub fn position(&self) -> u64 {
+    pub(crate) fn position(&self) -> u64 {
         self.bar.position()
     }
 
     /// Removes the bar, so the command's own report follows on a clean line.
-    pub fn finish(self) {
+    pub(crate) fn finish(self) {
         self.bar.finish_and_clear();
     }
 }
 
 /// Where `sluice run` draws its bars: `Some` only when standard error is a terminal.
-pub fn terminal_bars() -> Option<MultiProgress> {
+pub(crate) fn terminal_bars() -> Option<MultiProgress> {
     std::io::stderr()
         .is_terminal()
         .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()))
@@ -78,7 +78,7 @@ pub fn terminal_bars() -> Option<MultiProgress> {
 /// A `tracing` writer to standard error that suspends the bars of `MultiProgress` while
 /// it writes (the fmt layer writes one whole event per `write_all`).
 #[derive(Clone)]
-pub struct LogWriter(pub MultiProgress);
+pub(crate) struct LogWriter(pub MultiProgress);
 
 impl Write for LogWriter {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
@@ -102,13 +102,13 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogWriter {
 /// One bar per backfill that is under way, kept in line with what the sources publish
 /// ([`crate::telemetry::backfill`]). A backfill shows once its rows are counted and
 /// disappears when done.
-pub struct BackfillBars {
+pub(crate) struct BackfillBars {
     multi: MultiProgress,
     bars: HashMap<String, ProgressBar>,
 }
 
 impl BackfillBars {
-    pub fn new(multi: MultiProgress) -> Self {
+    pub(crate) fn new(multi: MultiProgress) -> Self {
         Self {
             multi,
             bars: HashMap::new(),
@@ -116,7 +116,7 @@ impl BackfillBars {
     }
 
     /// Brings the bars in line with `(component id, done, total)` of every backfill.
-    pub fn update(&mut self, backfills: impl IntoIterator<Item = (String, u64, u64)>) {
+    pub(crate) fn update(&mut self, backfills: impl IntoIterator<Item = (String, u64, u64)>) {
         let mut seen = Vec::new();
         for (id, done, total) in backfills {
             if total == 0 || done >= total {
@@ -147,7 +147,7 @@ impl BackfillBars {
     }
 
     /// Reads every component's backfill from `telemetry` and updates the bars.
-    pub fn update_from(&mut self, telemetry: &Telemetry) {
+    pub(crate) fn update_from(&mut self, telemetry: &Telemetry) {
         self.update(telemetry.components().iter().filter_map(|c| {
             let (done, total) = crate::telemetry::backfill::read(c)?;
             Some((c.id.clone(), done, total))
@@ -156,7 +156,7 @@ impl BackfillBars {
 
     /// `(component id, position, length)` of the bars shown, sorted by id.
     #[cfg(test)]
-    pub fn shown(&self) -> Vec<(String, u64, u64)> {
+    pub(crate) fn shown(&self) -> Vec<(String, u64, u64)> {
         let mut v: Vec<_> = self
             .bars
             .iter()

@@ -16,25 +16,25 @@ use crate::settings::{LogFormat, Overrides, Settings};
 use crate::telemetry::Telemetry;
 
 #[derive(Args, Clone, Default)]
-pub struct RunArgs {
+pub(crate) struct RunArgs {
     /// Pipeline files; several are merged into one pipeline.
     #[arg(long = "config", short = 'c', value_name = "FILE")]
-    pub config: Vec<PathBuf>,
+    pub(crate) config: Vec<PathBuf>,
     /// Global settings file (overrides the embedded config/default.yaml).
     #[arg(long, value_name = "FILE")]
-    pub settings: Option<PathBuf>,
+    pub(crate) settings: Option<PathBuf>,
     /// Overrides `data_dir`.
     #[arg(long, value_name = "DIR")]
-    pub data_dir: Option<PathBuf>,
+    pub(crate) data_dir: Option<PathBuf>,
     /// Overrides `api.address`.
     #[arg(long, value_name = "HOST:PORT")]
-    pub api_address: Option<String>,
+    pub(crate) api_address: Option<String>,
     /// Do not reload when a pipeline file (or a file a component reads) changes.
     /// SIGHUP and `POST /reload` still reload.
     #[arg(long)]
-    pub no_watch: bool,
+    pub(crate) no_watch: bool,
     #[command(flatten)]
-    pub plugins: super::PluginDirs,
+    pub(crate) plugins: super::PluginDirs,
 }
 
 pub(crate) fn run(args: RunArgs) -> u8 {

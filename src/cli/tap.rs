@@ -4,22 +4,22 @@ use anyhow::Context;
 use clap::Args;
 
 #[derive(Args)]
-pub struct TapArgs {
+pub(crate) struct TapArgs {
     /// Component ids to tap (`*` wildcards allowed).
     #[arg(default_value = "*")]
-    pub components: String,
+    pub(crate) components: String,
     /// The API of the running sluice.
     #[arg(long, default_value = "127.0.0.1:8686")]
-    pub api_address: String,
+    pub(crate) api_address: String,
     /// Stop after this many events.
     #[arg(long)]
-    pub limit: Option<u64>,
+    pub(crate) limit: Option<u64>,
     /// Print one event in this many.
     #[arg(long, default_value_t = 1)]
-    pub sample: u64,
+    pub(crate) sample: u64,
     /// The API's bearer token (`api.auth_token`).
     #[arg(long, env = "SLUICE_API__AUTH_TOKEN")]
-    pub token: Option<String>,
+    pub(crate) token: Option<String>,
 }
 
 pub(crate) fn tap(args: &TapArgs) -> u8 {

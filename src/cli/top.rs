@@ -21,8 +21,8 @@ use crate::telemetry::snapshot::{LatencySummary, Snapshot};
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct ComponentRates {
     pub received: f64,
-    pub sent: f64,
-    pub errors: f64,
+    pub(crate) sent: f64,
+    pub(crate) errors: f64,
 }
 
 /// Rates by component id; empty after the first poll.
@@ -30,7 +30,7 @@ pub struct ComponentRates {
 pub struct Rates {
     pub by_id: HashMap<String, ComponentRates>,
     /// The time between the two polls.
-    pub over: Duration,
+    pub(crate) over: Duration,
 }
 
 impl Rates {
@@ -101,7 +101,7 @@ fn component_latency(l: &LatencySummary, seconds: f64) -> String {
 }
 
 /// `backfill ID [=====>    ] done/total rows pct%`, the bar `width` cells wide.
-pub fn backfill_line(id: &str, done: u64, total: u64, width: usize) -> String {
+pub(crate) fn backfill_line(id: &str, done: u64, total: u64, width: usize) -> String {
     let fraction = if total == 0 {
         1.0
     } else {
@@ -283,7 +283,7 @@ pub async fn fetch(
 }
 
 /// The terminal loop: polls every `interval`, redraws, quits on `q`, Esc or Ctrl-C.
-pub fn run(address: &str, interval: Duration, token: Option<&str>) -> anyhow::Result<()> {
+pub(crate) fn run(address: &str, interval: Duration, token: Option<&str>) -> anyhow::Result<()> {
     use ratatui::crossterm::event::{self, Event, KeyCode, KeyEventKind, KeyModifiers};
 
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -327,16 +327,16 @@ pub fn run(address: &str, interval: Duration, token: Option<&str>) -> anyhow::Re
 }
 
 #[derive(Args)]
-pub struct TopArgs {
+pub(crate) struct TopArgs {
     /// The API of the running sluice.
     #[arg(long, default_value = "127.0.0.1:8686")]
-    pub api_address: String,
+    pub(crate) api_address: String,
     /// Time between refreshes.
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
-    pub interval: Duration,
+    pub(crate) interval: Duration,
     /// The API's bearer token (`api.auth_token`), if the API asks for one.
     #[arg(long, env = "SLUICE_API__AUTH_TOKEN")]
-    pub token: Option<String>,
+    pub(crate) token: Option<String>,
 }
 
 pub(crate) fn top(args: &TopArgs) -> u8 {

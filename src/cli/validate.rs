@@ -11,17 +11,17 @@ use crate::reload;
 use crate::settings::{Overrides, Settings};
 
 #[derive(Args)]
-pub struct ValidateArgs {
+pub(crate) struct ValidateArgs {
     /// Pipeline files; several are merged into one pipeline.
     #[arg(long = "config", short = 'c', value_name = "FILE", required = true)]
-    pub config: Vec<PathBuf>,
+    pub(crate) config: Vec<PathBuf>,
     /// Global settings file, checked as `run` would read it (over the embedded
     /// config/default.yaml, under the `SLUICE_*` environment variables, which are
     /// checked either way).
     #[arg(long, value_name = "FILE")]
-    pub settings: Option<PathBuf>,
+    pub(crate) settings: Option<PathBuf>,
     #[command(flatten)]
-    pub plugins: super::PluginDirs,
+    pub(crate) plugins: super::PluginDirs,
 }
 
 /// The settings and the pipeline as `run` would load them (plugin folders from the

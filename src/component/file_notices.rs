@@ -29,7 +29,7 @@ impl std::fmt::Debug for FileNotices {
 
 impl FileNotices {
     /// Calls `on_change` whenever `path` changes, for as long as the caller keeps it.
-    pub fn watch(&self, path: &Path, on_change: &OnChange) {
+    pub(crate) fn watch(&self, path: &Path, on_change: &OnChange) {
         let mut listeners = self
             .listeners
             .lock()

@@ -20,15 +20,15 @@ use crate::buffer::BufferReceiver;
 use crate::event::EventBatch;
 
 /// The shared part: the buffer and the batches a stopped task gave back.
-pub struct InputState {
+pub(crate) struct InputState {
     rx: BufferReceiver,
     handed_back: VecDeque<EventBatch>,
 }
 
 /// Shared handle to a component's input, kept by the topology across replacements.
-pub type InputSlot = Arc<Mutex<InputState>>;
+pub(crate) type InputSlot = Arc<Mutex<InputState>>;
 
-pub fn input_slot(rx: BufferReceiver) -> InputSlot {
+pub(crate) fn input_slot(rx: BufferReceiver) -> InputSlot {
     Arc::new(Mutex::new(InputState {
         rx,
         handed_back: VecDeque::new(),
@@ -38,7 +38,7 @@ pub fn input_slot(rx: BufferReceiver) -> InputSlot {
 /// Closes an input whose component ended for good: producers get their batches back
 /// (and report them failed) instead of waiting forever, and what was queued or handed
 /// back is settled as failed.
-pub async fn close(slot: &InputSlot) {
+pub(crate) async fn close(slot: &InputSlot) {
     let mut state = slot.lock().await;
     state.rx.close();
     let mut lost = 0;
@@ -66,7 +66,7 @@ pub struct ComponentInput {
 }
 
 impl ComponentInput {
-    pub fn new(slot: InputSlot, stop: CancellationToken) -> Self {
+    pub(crate) fn new(slot: InputSlot, stop: CancellationToken) -> Self {
         Self {
             slot,
             guard: None,
@@ -106,19 +106,19 @@ impl ComponentInput {
 
     /// Gives a batch back, unsettled, for the task that replaces this one. Only valid
     /// after a `recv` returned it.
-    pub fn hand_back(&mut self, batch: EventBatch) {
+    pub(crate) fn hand_back(&mut self, batch: EventBatch) {
         if let Some(state) = self.guard.as_mut() {
             state.handed_back.push_back(batch);
         }
     }
 
     /// Resolves when this task is asked to stop (for sinks retrying a delivery).
-    pub async fn stopping(&self) {
+    pub(crate) async fn stopping(&self) {
         self.stop.cancelled().await;
     }
 
     /// The stop signal, for loops that wait on other things besides `recv`.
-    pub fn stop_token(&self) -> CancellationToken {
+    pub(crate) fn stop_token(&self) -> CancellationToken {
         self.stop.clone()
     }
 }

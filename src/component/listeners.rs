@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 
 /// Shared by all sources of a process.
 #[derive(Clone, Default)]
-pub struct ListenerPool {
+pub(crate) struct ListenerPool {
     sockets: Arc<Mutex<HashMap<String, StdListener>>>,
 }
 
@@ -25,7 +25,7 @@ impl std::fmt::Debug for ListenerPool {
 
 impl ListenerPool {
     /// A listener on `address`, sharing the socket already bound there if any.
-    pub fn bind(&self, address: &str) -> std::io::Result<tokio::net::TcpListener> {
+    pub(crate) fn bind(&self, address: &str) -> std::io::Result<tokio::net::TcpListener> {
         let mut sockets = self
             .sockets
             .lock()
@@ -44,7 +44,7 @@ impl ListenerPool {
     }
 
     /// Closes the pool's copies of every socket whose address is not in `keep`.
-    pub fn retain<'a>(&self, keep: impl IntoIterator<Item = &'a str>) {
+    pub(crate) fn retain<'a>(&self, keep: impl IntoIterator<Item = &'a str>) {
         let keep: std::collections::HashSet<&str> = keep.into_iter().collect();
         self.sockets
             .lock()

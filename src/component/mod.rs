@@ -23,11 +23,11 @@ use crate::telemetry::{ComponentMetrics, Telemetry};
 pub use futures_util::future::BoxFuture;
 
 pub use crate::error::BuildError;
-pub use crate::telemetry::ComponentKind;
+pub(crate) use crate::telemetry::ComponentKind;
 pub use file_notices::{FileNotices, OnChange};
-pub use input::{ComponentInput, InputSlot, close as close_input, input_slot};
-pub use listeners::ListenerPool;
-pub use output::{Consumer, Output};
+pub(crate) use input::{ComponentInput, InputSlot, close as close_input, input_slot};
+pub(crate) use listeners::ListenerPool;
+pub(crate) use output::{Consumer, Output};
 
 /// A running component: resolves when the component has finished.
 pub type ComponentTask = BoxFuture<'static, Result<(), ComponentError>>;
@@ -43,29 +43,29 @@ pub enum ComponentError {
 
 /// What a source is given to run.
 pub struct SourceContext {
-    pub id: Arc<str>,
-    pub out: SourceOutput,
+    pub(crate) id: Arc<str>,
+    pub(crate) out: SourceOutput,
     /// Cancelled when the source must stop accepting new input (shutdown, or removal by
     /// a reload). Already-emitted events keep flowing.
-    pub shutdown: CancellationToken,
-    pub metrics: Arc<ComponentMetrics>,
-    pub telemetry: Arc<Telemetry>,
+    pub(crate) shutdown: CancellationToken,
+    pub(crate) metrics: Arc<ComponentMetrics>,
+    pub(crate) telemetry: Arc<Telemetry>,
     /// Where stateful sources keep checkpoints.
-    pub data_dir: PathBuf,
+    pub(crate) data_dir: PathBuf,
     /// Bind listening sockets here, so a replacement can take them over.
-    pub listeners: ListenerPool,
+    pub(crate) listeners: ListenerPool,
     /// Wall time and timers (a [`crate::clock::ManualClock`] in tests).
-    pub clock: Arc<dyn crate::clock::Clock>,
+    pub(crate) clock: Arc<dyn crate::clock::Clock>,
 }
 
 /// The outputs of a source.
-pub struct SourceOutput {
+pub(crate) struct SourceOutput {
     default: Arc<Output>,
     budget: Option<Arc<MemoryBudget>>,
 }
 
 impl SourceOutput {
-    pub fn new(default: Arc<Output>) -> Self {
+    pub(crate) fn new(default: Arc<Output>) -> Self {
         Self {
             default,
             budget: None,
@@ -73,19 +73,19 @@ impl SourceOutput {
     }
 
     /// Makes sends wait while the global memory budget is spent.
-    pub fn with_budget(mut self, budget: Option<Arc<MemoryBudget>>) -> Self {
+    pub(crate) fn with_budget(mut self, budget: Option<Arc<MemoryBudget>>) -> Self {
         self.budget = budget;
         self
     }
 
     /// The global memory budget, for sources that charge what they are about to decode.
-    pub fn budget(&self) -> Option<Arc<MemoryBudget>> {
+    pub(crate) fn budget(&self) -> Option<Arc<MemoryBudget>> {
         self.budget.clone()
     }
 
     /// Sends a batch downstream, waiting while the downstream buffers are full or the
     /// memory budget is spent.
-    pub async fn send(&mut self, batch: EventBatch) {
+    pub(crate) async fn send(&mut self, batch: EventBatch) {
         if let Some(budget) = &self.budget {
             budget.room().await;
         }
@@ -180,18 +180,18 @@ pub trait TransformConfig: Debug + Send + Sync + 'static {
 
 /// What a sink is given to run.
 pub struct SinkContext {
-    pub id: Arc<str>,
+    pub(crate) id: Arc<str>,
     /// `recv` yields `None` when the input is drained or when a reload replaces this
     /// sink; a sink holding undelivered events then gives them back with `hand_back`.
     pub input: ComponentInput,
-    pub metrics: Arc<ComponentMetrics>,
+    pub(crate) metrics: Arc<ComponentMetrics>,
     /// The sink's named outputs (such as `dead_letter`), in [`SinkConfig::outputs`] order.
-    pub outputs: Vec<Arc<Output>>,
+    pub(crate) outputs: Vec<Arc<Output>>,
     /// Sleep through this clock when waiting by policy (retry backoff).
-    pub clock: Arc<dyn crate::clock::Clock>,
+    pub(crate) clock: Arc<dyn crate::clock::Clock>,
     /// Where a sink keeps what it must remember across restarts (the `file` sink's
     /// manifest of the files it created), under a name derived from its id.
-    pub data_dir: PathBuf,
+    pub(crate) data_dir: PathBuf,
 }
 
 /// A sink type's configuration.
@@ -215,7 +215,7 @@ pub trait SinkConfig: Debug + Send + Sync + 'static {
 
 /// Settles a batch a sink has delivered, counts it and times it (see
 /// [`ComponentMetrics::record_leaving`]).
-pub fn delivered(metrics: &ComponentMetrics, batch: EventBatch) {
+pub(crate) fn delivered(metrics: &ComponentMetrics, batch: EventBatch) {
     metrics.add_sent(batch.len());
     metrics.record_leaving(&batch);
     settle_all(batch, EventStatus::Delivered);
@@ -227,7 +227,7 @@ pub fn delivered(metrics: &ComponentMetrics, batch: EventBatch) {
 /// read `with = "humantime_serde"` also needs
 /// `#[schemars(schema_with = "crate::units::duration")]` (schemars would otherwise take
 /// the module for a type: "expected type, found crate `humantime_serde`").
-pub fn options_schema<T: schemars::JsonSchema>(
+pub(crate) fn options_schema<T: schemars::JsonSchema>(
     generator: &mut schemars::SchemaGenerator,
 ) -> schemars::Schema {
     T::json_schema(generator)
@@ -245,14 +245,14 @@ macro_rules! component_registry {
         pub const TYPES: &[&str] = &[$($name),*];
 
         /// The JSON Schema of each type's options, in `TYPES` order.
-        pub fn schemas(
+        pub(crate) fn schemas(
             generator: &mut schemars::SchemaGenerator,
         ) -> Vec<(&'static str, schemars::Schema)> {
             vec![$(($name, $crate::component::options_schema::<$ty>(generator)),)*]
         }
 
         /// Deserializes the config of component type `type_name`.
-        pub fn deserialize<'de, D: serde::Deserializer<'de>>(
+        pub(crate) fn deserialize<'de, D: serde::Deserializer<'de>>(
             type_name: &str,
             d: D,
         ) -> Result<Box<dyn $config>, D::Error> {

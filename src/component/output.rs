@@ -28,13 +28,13 @@ use crate::telemetry::tap::TapRegistry;
 
 /// A consumer of an output: its id and a sender into its input buffer.
 #[derive(Clone)]
-pub struct Consumer {
-    pub id: Arc<str>,
-    pub sender: BufferSender,
+pub(crate) struct Consumer {
+    pub(crate) id: Arc<str>,
+    pub(crate) sender: BufferSender,
 }
 
 /// See the module docs.
-pub struct Output {
+pub(crate) struct Output {
     consumers: ArcSwap<Vec<Consumer>>,
     metrics: Arc<ComponentMetrics>,
     /// The output's name (`None`: default), for taps.
@@ -48,7 +48,7 @@ pub struct Output {
 }
 
 impl Output {
-    pub fn new(
+    pub(crate) fn new(
         metrics: Arc<ComponentMetrics>,
         name: Option<String>,
         taps: Arc<TapRegistry>,
@@ -65,7 +65,7 @@ impl Output {
 
     /// Replaces the consumer list, unless the output is closed. `expected` is how many
     /// consumers the pipeline declares (some may be unreachable).
-    pub fn set_consumers(&self, consumers: Vec<Consumer>, expected: usize) {
+    pub(crate) fn set_consumers(&self, consumers: Vec<Consumer>, expected: usize) {
         self.expected.store(expected, Ordering::Release);
         if !self.is_closed() {
             self.consumers.store(Arc::new(consumers));
@@ -78,24 +78,24 @@ impl Output {
 
     /// Drops every consumer for good: the component that sent here ended, and the
     /// buffers it fed must be able to close. A new task gets a new output.
-    pub fn close(&self) {
+    pub(crate) fn close(&self) {
         self.closed.store(true, Ordering::Release);
         self.consumers.store(Arc::new(Vec::new()));
     }
 
-    pub fn is_closed(&self) -> bool {
+    pub(crate) fn is_closed(&self) -> bool {
         self.closed.load(Ordering::Acquire)
     }
 
     /// Opens a closed output again for a new task of the same component (the caller
     /// rewires it before the task runs).
-    pub fn reopen(&self) {
+    pub(crate) fn reopen(&self) {
         self.closed.store(false, Ordering::Release);
     }
 
     /// Sends `batch` if anything reads this output; otherwise gives it back, so the
     /// caller decides (the dead letter settles it `Rejected` rather than `Delivered`).
-    pub async fn send_if_read(&self, batch: EventBatch) -> Result<(), EventBatch> {
+    pub(crate) async fn send_if_read(&self, batch: EventBatch) -> Result<(), EventBatch> {
         if self.consumers.load().is_empty() {
             return Err(batch);
         }
@@ -104,7 +104,7 @@ impl Output {
     }
 
     /// Sends `batch` to every consumer, waiting for room in each (backpressure).
-    pub async fn send(&self, batch: EventBatch) {
+    pub(crate) async fn send(&self, batch: EventBatch) {
         let Some(received_at) = batch.first().map(|e| e.meta.received_at) else {
             return;
         };

@@ -7,9 +7,9 @@ use std::path::PathBuf;
 /// A position in a pipeline file (1-based; 0 when unknown).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Position {
-    pub file: PathBuf,
-    pub line: u64,
-    pub column: u64,
+    pub(crate) file: PathBuf,
+    pub(crate) line: u64,
+    pub(crate) column: u64,
 }
 
 impl fmt::Display for Position {
@@ -21,10 +21,10 @@ impl fmt::Display for Position {
 /// One problem found in a pipeline.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
-    pub position: Position,
+    pub(crate) position: Position,
     /// e.g. `sinks.out`
-    pub component: Option<String>,
-    pub message: String,
+    pub(crate) component: Option<String>,
+    pub(crate) message: String,
 }
 
 impl fmt::Display for ConfigError {

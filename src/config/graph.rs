@@ -21,9 +21,9 @@ use super::{ConfigError, ConfigErrors, Pipeline, Position};
 /// One output of one component.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct OutputRef {
-    pub component: String,
+    pub(crate) component: String,
     /// `None` for the default output.
-    pub output: Option<String>,
+    pub(crate) output: Option<String>,
 }
 
 impl fmt::Display for OutputRef {
@@ -44,7 +44,10 @@ pub struct Graph {
 
 impl Graph {
     /// Components that read `output`.
-    pub fn consumers_of<'a>(&'a self, output: &'a OutputRef) -> impl Iterator<Item = &'a str> + 'a {
+    pub(crate) fn consumers_of<'a>(
+        &'a self,
+        output: &'a OutputRef,
+    ) -> impl Iterator<Item = &'a str> + 'a {
         self.inputs
             .iter()
             .filter(move |(_, ins)| ins.contains(output))

@@ -32,7 +32,7 @@ pub struct PositionMap {
 
 impl PositionMap {
     /// Original (line, column) of output position (line, column), both 1-based.
-    pub fn original(&self, line: u64, column: u64) -> (u64, u64) {
+    pub(crate) fn original(&self, line: u64, column: u64) -> (u64, u64) {
         let Some((in_line, subs)) = usize::try_from(line)
             .ok()
             .and_then(|l| l.checked_sub(1))
@@ -57,9 +57,9 @@ impl PositionMap {
 /// A reference to a variable that is not set and has no default.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MissingVar {
-    pub name: String,
-    pub line: u64,
-    pub column: u64,
+    pub(crate) name: String,
+    pub(crate) line: u64,
+    pub(crate) column: u64,
 }
 
 /// A `${…}` found in the source text.

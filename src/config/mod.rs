@@ -10,7 +10,7 @@ mod error;
 mod graph;
 mod interpolate;
 mod load;
-pub mod schema;
+pub(crate) mod schema;
 
 use std::path::{Path, PathBuf};
 
@@ -18,7 +18,7 @@ use indexmap::IndexMap;
 use serde::Deserialize;
 
 pub use error::{ConfigError, ConfigErrors, Position};
-pub use graph::{Graph, OutputRef};
+pub(crate) use graph::{Graph, OutputRef};
 pub use interpolate::{MissingVar, PositionMap, interpolate};
 
 use crate::buffer::BufferConfig;
@@ -64,45 +64,45 @@ pub struct Pipeline {
     /// Problems that do not stop the pipeline (outputs nobody reads).
     pub warnings: Vec<ConfigError>,
     /// The files it came from.
-    pub files: Vec<PathBuf>,
+    pub(crate) files: Vec<PathBuf>,
     /// Hash of the interpolated texts of those files, shown on `/health`.
-    pub hash: u64,
+    pub(crate) hash: u64,
     /// Unit tests declared under `tests:` (run by `sluice test`; ignored by `run`).
-    pub tests: Vec<PipelineTest>,
+    pub(crate) tests: Vec<PipelineTest>,
 }
 
 /// One `tests:` entry: events injected at transforms, assertions on what comes out.
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct PipelineTest {
-    pub name: String,
-    pub inputs: Vec<TestInput>,
+pub(crate) struct PipelineTest {
+    pub(crate) name: String,
+    pub(crate) inputs: Vec<TestInput>,
     #[serde(default)]
-    pub outputs: Vec<TestOutput>,
+    pub(crate) outputs: Vec<TestOutput>,
     /// Outputs that must receive nothing.
     #[serde(default)]
-    pub no_outputs_from: Vec<String>,
+    pub(crate) no_outputs_from: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct TestInput {
+pub(crate) struct TestInput {
     /// A transform id.
-    pub insert_at: String,
+    pub(crate) insert_at: String,
     /// One event…
-    pub value: Option<serde_json::Value>,
+    pub(crate) value: Option<serde_json::Value>,
     /// …or several.
     #[serde(default)]
-    pub values: Vec<serde_json::Value>,
+    pub(crate) values: Vec<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct TestOutput {
+pub(crate) struct TestOutput {
     /// A transform id, or `id.output`.
-    pub extract_from: String,
+    pub(crate) extract_from: String,
     /// VRL conditions every extracted event must satisfy.
-    pub conditions: Vec<String>,
+    pub(crate) conditions: Vec<String>,
 }
 
 impl Pipeline {
@@ -118,7 +118,7 @@ impl Pipeline {
     }
 
     /// Named outputs of a transform or sink (empty for sources and unknown ids).
-    pub fn named_outputs(&self, id: &str) -> Vec<String> {
+    pub(crate) fn named_outputs(&self, id: &str) -> Vec<String> {
         if let Some(t) = self.transforms.get(id) {
             return t.config.outputs();
         }
@@ -129,7 +129,7 @@ impl Pipeline {
     }
 
     /// Kind and type name of a component id.
-    pub fn describe(&self, id: &str) -> Option<(ComponentKind, &'static str)> {
+    pub(crate) fn describe(&self, id: &str) -> Option<(ComponentKind, &'static str)> {
         if let Some(c) = self.sources.get(id) {
             return Some((ComponentKind::Source, c.config.type_name()));
         }

@@ -17,22 +17,22 @@ use crate::config::PipelineTest;
 
 /// One component type and the schema of its options.
 #[derive(Debug, Clone)]
-pub struct TypeSchema {
-    pub kind: ComponentKind,
-    pub type_name: &'static str,
+pub(crate) struct TypeSchema {
+    pub(crate) kind: ComponentKind,
+    pub(crate) type_name: &'static str,
     /// The options as an object schema; references point into [`Catalog::defs`].
-    pub options: Value,
+    pub(crate) options: Value,
 }
 
 /// Every component type, with the definitions their schemas refer to.
 #[derive(Debug, Clone)]
-pub struct Catalog {
-    pub types: Vec<TypeSchema>,
-    pub defs: Map<String, Value>,
+pub(crate) struct Catalog {
+    pub(crate) types: Vec<TypeSchema>,
+    pub(crate) defs: Map<String, Value>,
 }
 
 /// The options of every registered component type.
-pub fn catalog() -> Catalog {
+pub(crate) fn catalog() -> Catalog {
     let mut generator = SchemaSettings::draft2020_12().into_generator();
     let mut types = Vec::new();
     let sections = [
@@ -131,7 +131,7 @@ fn component_entry(t: &TypeSchema, buffer_ref: &str) -> Value {
 }
 
 /// The JSON Schema (draft 2020-12) of a pipeline file.
-pub fn pipeline_schema() -> Value {
+pub(crate) fn pipeline_schema() -> Value {
     let Catalog { types, mut defs } = catalog();
     let buffer_ref = format!("#/$defs/{}", BufferConfig::schema_name());
     let mut sections: Map<String, Value> = Map::new();
@@ -188,19 +188,19 @@ pub fn pipeline_schema() -> Value {
 
 /// One option of a component type, for `sluice list` and the reference pages.
 #[derive(Debug, Clone, PartialEq)]
-pub struct OptionDoc {
+pub(crate) struct OptionDoc {
     /// Dotted for nested options (`batch.max_events`).
-    pub name: String,
-    pub type_label: String,
+    pub(crate) name: String,
+    pub(crate) type_label: String,
     /// As YAML would write it.
-    pub default: Option<String>,
-    pub required: bool,
-    pub description: String,
+    pub(crate) default: Option<String>,
+    pub(crate) required: bool,
+    pub(crate) description: String,
 }
 
 impl OptionDoc {
     /// The first sentence of the description.
-    pub fn summary(&self) -> &str {
+    pub(crate) fn summary(&self) -> &str {
         let d = self.description.as_str();
         match d.find(". ") {
             Some(i) => &d[..=i],
@@ -225,7 +225,7 @@ fn is_struct(schema: &Value) -> bool {
 }
 
 /// Short human label for a schema: `string`, `duration`, `list of string`, `a | b`.
-pub fn type_label(schema: &Value, defs: &Map<String, Value>) -> String {
+pub(crate) fn type_label(schema: &Value, defs: &Map<String, Value>) -> String {
     let s = resolve(schema, defs);
     if s.get("pattern").and_then(Value::as_str) == Some(crate::units::DURATION_PATTERN) {
         return "duration".into();
@@ -296,7 +296,7 @@ fn description(schema: &Value, resolved: &Value) -> String {
 }
 
 /// The options of a type, nested struct options flattened with dotted names.
-pub fn options(t: &TypeSchema, defs: &Map<String, Value>) -> Vec<OptionDoc> {
+pub(crate) fn options(t: &TypeSchema, defs: &Map<String, Value>) -> Vec<OptionDoc> {
     let mut out = Vec::new();
     collect_options(&t.options, defs, "", &mut out, 0);
     out

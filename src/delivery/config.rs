@@ -7,15 +7,15 @@ use serde::Deserialize;
 /// `batch:` how many events go in one request.
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct BatchConfig {
+pub(crate) struct BatchConfig {
     #[serde(default = "default_max_events")]
-    pub max_events: usize,
+    pub(crate) max_events: usize,
     #[serde(default = "default_max_bytes")]
-    pub max_bytes: usize,
+    pub(crate) max_bytes: usize,
     /// How long a partial batch may wait for more events.
     #[schemars(schema_with = "crate::units::duration")]
     #[serde(default = "default_batch_timeout", with = "humantime_serde")]
-    pub timeout: Duration,
+    pub(crate) timeout: Duration,
 }
 
 fn default_max_events() -> usize {
@@ -41,14 +41,14 @@ impl Default for BatchConfig {
 /// `request:` per-request limits.
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct RequestConfig {
+pub(crate) struct RequestConfig {
     #[schemars(schema_with = "crate::units::duration")]
     #[serde(default = "default_timeout", with = "humantime_serde")]
-    pub timeout: Duration,
+    pub(crate) timeout: Duration,
     /// Requests in flight at once (1 keeps delivery in order).
     #[serde(default = "default_concurrency")]
-    pub concurrency: usize,
-    pub rate_limit: Option<RateLimitConfig>,
+    pub(crate) concurrency: usize,
+    pub(crate) rate_limit: Option<RateLimitConfig>,
 }
 
 fn default_timeout() -> Duration {
@@ -71,13 +71,13 @@ impl Default for RequestConfig {
 /// `rate_limit:` requests per second, with bursts.
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct RateLimitConfig {
-    pub per_second: f64,
-    pub burst: Option<u32>,
+pub(crate) struct RateLimitConfig {
+    pub(crate) per_second: f64,
+    pub(crate) burst: Option<u32>,
 }
 
 impl BatchConfig {
-    pub fn check(&self) -> Result<(), String> {
+    pub(crate) fn check(&self) -> Result<(), String> {
         if self.max_events == 0 || self.max_bytes == 0 {
             return Err("`batch.max_events` and `batch.max_bytes` must be at least 1".into());
         }
@@ -86,7 +86,7 @@ impl BatchConfig {
 }
 
 impl RequestConfig {
-    pub fn check(&self) -> Result<(), String> {
+    pub(crate) fn check(&self) -> Result<(), String> {
         if self.concurrency == 0 {
             return Err("`request.concurrency` must be at least 1".into());
         }

@@ -14,29 +14,29 @@ use crate::event::{Event, EventStatus, settle_all};
 use crate::telemetry::ComponentMetrics;
 
 /// Name of the output.
-pub const DEAD_LETTER: &str = "dead_letter";
+pub(crate) const DEAD_LETTER: &str = "dead_letter";
 
 /// Longest response body kept on a dead-lettered event.
-pub const MAX_BODY: usize = 4096;
+pub(crate) const MAX_BODY: usize = 4096;
 
 /// Why a batch could not be delivered.
 #[derive(Debug, Clone)]
-pub struct Failure {
-    pub error: String,
-    pub status: Option<u16>,
-    pub attempts: u32,
-    pub body: Option<String>,
+pub(crate) struct Failure {
+    pub(crate) error: String,
+    pub(crate) status: Option<u16>,
+    pub(crate) attempts: u32,
+    pub(crate) body: Option<String>,
 }
 
 /// Sends undeliverable events to the sink's `dead_letter` output.
-pub struct DeadLetter {
+pub(crate) struct DeadLetter {
     sink: Arc<str>,
     output: Option<Arc<Output>>,
     metrics: Arc<ComponentMetrics>,
 }
 
 impl DeadLetter {
-    pub fn new(
+    pub(crate) fn new(
         sink: Arc<str>,
         output: Option<Arc<Output>>,
         metrics: Arc<ComponentMetrics>,
@@ -48,7 +48,7 @@ impl DeadLetter {
         }
     }
 
-    pub async fn send(&self, mut events: Vec<Event>, failure: &Failure) {
+    pub(crate) async fn send(&self, mut events: Vec<Event>, failure: &Failure) {
         let n = events.len();
         self.metrics.add_errors(n);
         // Whatever built the failure, a secret must not travel on with the events or

@@ -26,16 +26,16 @@ use crate::net::{
 /// One HTTP request, ready to send (and to send again).
 #[derive(Debug, Clone)]
 pub struct EncodedRequest {
-    pub method: reqwest::Method,
-    pub url: String,
-    pub headers: HeaderMap,
+    pub(crate) method: reqwest::Method,
+    pub(crate) url: String,
+    pub(crate) headers: HeaderMap,
     pub body: Bytes,
 }
 
 impl EncodedRequest {
     /// The POST of a sink whose API takes one event per request (`max_events` 1): the
     /// batch's only event as the body.
-    pub fn single_event_post(url: &str, events: Vec<Vec<u8>>) -> Self {
+    pub(crate) fn single_event_post(url: &str, events: Vec<Vec<u8>>) -> Self {
         let body = events.into_iter().next().unwrap_or_default();
         let mut headers = HeaderMap::new();
         headers.insert(
@@ -133,24 +133,24 @@ fn is_certificate_error(e: &reqwest::Error) -> bool {
 
 /// Everything a network sink needs besides its encoder.
 pub struct HttpSinkParts {
-    pub client: reqwest::Client,
-    pub batch: BatchConfig,
-    pub failure: FailureHandling,
-    pub request: RequestConfig,
+    pub(crate) client: reqwest::Client,
+    pub(crate) batch: BatchConfig,
+    pub(crate) failure: FailureHandling,
+    pub(crate) request: RequestConfig,
     /// OAuth2: each attempt carries `Authorization: Bearer <token>`; a 401 refreshes the
     /// token and retries once at once.
-    pub oauth2: Option<Arc<crate::net::TokenSource>>,
+    pub(crate) oauth2: Option<Arc<crate::net::TokenSource>>,
 }
 
 /// TLS options of a network sink.
 pub struct Tls<'a> {
-    pub verify: bool,
-    pub ca_file: Option<&'a std::path::Path>,
+    pub(crate) verify: bool,
+    pub(crate) ca_file: Option<&'a std::path::Path>,
 }
 
 impl HttpSinkParts {
     /// Builds the client (and the OAuth2 token source) from a sink's options.
-    pub fn new(
+    pub(crate) fn new(
         tls: Tls<'_>,
         batch: BatchConfig,
         failure: FailureHandling,

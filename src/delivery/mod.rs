@@ -16,9 +16,9 @@ mod config;
 mod dead_letter;
 mod driver;
 
-pub use config::{BatchConfig, RateLimitConfig, RequestConfig};
-pub use dead_letter::Failure;
-pub use dead_letter::{DEAD_LETTER, DeadLetter};
+pub(crate) use config::{BatchConfig, RateLimitConfig, RequestConfig};
+pub(crate) use dead_letter::Failure;
+pub(crate) use dead_letter::{DEAD_LETTER, DeadLetter};
 pub use driver::{
     EncodedRequest, HttpEncoder, HttpSinkParts, Tls, Verdict, default_verdict, run_http_sink,
 };

@@ -101,13 +101,13 @@ impl BatchAck {
     }
 
     /// A batch whose outcome nobody awaits; it still feeds the end-to-end latency histogram.
-    pub fn fire_and_forget(events: usize, latency: Option<Arc<LatencyRecorder>>) -> Self {
+    pub(crate) fn fire_and_forget(events: usize, latency: Option<Arc<LatencyRecorder>>) -> Self {
         Self::build(events, latency, None)
     }
 
     /// A batch made from other events (an aggregate of them): when its copies are
     /// settled, every event in `inputs` is settled with the same outcome.
-    pub fn forwarding(inputs: Vec<EventAck>) -> Self {
+    pub(crate) fn forwarding(inputs: Vec<EventAck>) -> Self {
         let mut ack = Self::build(0, None, None);
         if let Some(shared) = Arc::get_mut(&mut ack.shared) {
             shared.forward = inputs;
@@ -148,25 +148,25 @@ pub struct EventAck {
 
 impl EventAck {
     /// An event that nobody awaits (tests, synthetic events built inside transforms).
-    pub fn none() -> Self {
+    pub(crate) fn none() -> Self {
         Self { shared: None }
     }
 
     /// Records the outcome of this copy and releases it.
-    pub fn settle(mut self, status: EventStatus) {
+    pub(crate) fn settle(mut self, status: EventStatus) {
         self.release(status);
     }
 
     /// Moves the obligation out, leaving an empty handle behind (used when a transform
     /// replaces an event by another that carries on its obligation).
-    pub fn take(&mut self) -> EventAck {
+    pub(crate) fn take(&mut self) -> EventAck {
         EventAck {
             shared: self.shared.take(),
         }
     }
 
     /// Whether a source is tracking this event.
-    pub fn is_tracked(&self) -> bool {
+    pub(crate) fn is_tracked(&self) -> bool {
         self.shared.is_some()
     }
 

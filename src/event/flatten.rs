@@ -15,14 +15,14 @@ use vrl::value::{KeyString, ObjectMap, Value};
     Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize, schemars::JsonSchema,
 )]
 #[serde(rename_all = "snake_case")]
-pub enum Arrays {
+pub(crate) enum Arrays {
     #[default]
     Keep,
     Index,
 }
 
 /// Flattens `map` into `out` (see the module docs).
-pub fn flatten_object(
+pub(crate) fn flatten_object(
     map: &ObjectMap,
     separator: &str,
     max_depth: Option<usize>,
@@ -79,7 +79,7 @@ fn flatten_value(
 }
 
 /// Nests `a.b` keys again (see the module docs).
-pub fn unflatten_object(map: &ObjectMap, separator: &str) -> ObjectMap {
+pub(crate) fn unflatten_object(map: &ObjectMap, separator: &str) -> ObjectMap {
     let mut root = ObjectMap::new();
     for (key, value) in map {
         let parts: Vec<&str> = key.split(separator).collect();

@@ -23,7 +23,7 @@ impl LatencyRecorder {
     /// `digits` (1 to 5) trades precision for memory: one component's histogram at two
     /// digits is ~25 KiB, at three ~180 KiB, and p50/p99 of a component need no more
     /// than 1 % precision.
-    pub fn with_significant_digits(digits: u8) -> Self {
+    pub(crate) fn with_significant_digits(digits: u8) -> Self {
         let histogram = Histogram::new_with_bounds(1, 3_600_000_000, digits.clamp(1, 5))
             .expect("constant histogram bounds are valid");
         Self {
@@ -34,18 +34,18 @@ impl LatencyRecorder {
 
 /// A point-in-time summary of the histogram.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct LatencySnapshot {
-    pub count: u64,
-    pub sum_seconds: f64,
+pub(crate) struct LatencySnapshot {
+    pub(crate) count: u64,
+    pub(crate) sum_seconds: f64,
     /// (quantile, seconds)
-    pub quantiles: [(f64, f64); 5],
+    pub(crate) quantiles: [(f64, f64); 5],
 }
 
-pub const QUANTILES: [f64; 5] = [0.5, 0.9, 0.99, 0.999, 1.0];
+pub(crate) const QUANTILES: [f64; 5] = [0.5, 0.9, 0.99, 0.999, 1.0];
 
 impl LatencySnapshot {
     /// The value at `q` (one of [`QUANTILES`]), in seconds.
-    pub fn quantile(&self, q: f64) -> f64 {
+    pub(crate) fn quantile(&self, q: f64) -> f64 {
         self.quantiles
             .iter()
             .find(|(at, _)| *at == q)
@@ -55,7 +55,7 @@ impl LatencySnapshot {
 
 impl LatencyRecorder {
     /// Records `events` events that all took `elapsed`.
-    pub fn record(&self, elapsed: Duration, events: u64) {
+    pub(crate) fn record(&self, elapsed: Duration, events: u64) {
         let micros = u64::try_from(elapsed.as_micros())
             .unwrap_or(u64::MAX)
             .max(1);
@@ -67,14 +67,14 @@ impl LatencyRecorder {
     /// Records `events` events whose age is now − `received_at` (clamped to 1 µs when a
     /// clock went backwards). One clock read, one lock, one histogram update, whatever
     /// `events` is.
-    pub fn record_age(&self, received_at: chrono::DateTime<chrono::Utc>, events: u64) {
+    pub(crate) fn record_age(&self, received_at: chrono::DateTime<chrono::Utc>, events: u64) {
         let age = (chrono::Utc::now() - received_at)
             .to_std()
             .unwrap_or(Duration::ZERO);
         self.record(age, events);
     }
 
-    pub fn snapshot(&self) -> LatencySnapshot {
+    pub(crate) fn snapshot(&self) -> LatencySnapshot {
         let Ok(h) = self.histogram.lock() else {
             return LatencySnapshot::default();
         };

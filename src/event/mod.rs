@@ -5,8 +5,8 @@
 //! ([`EventBatch`]) over bounded channels.
 
 mod ack;
-pub mod flatten;
-pub mod latency;
+pub(crate) mod flatten;
+pub(crate) mod latency;
 mod vrl_metadata;
 
 use std::sync::Arc;
@@ -15,7 +15,7 @@ use chrono::{DateTime, Utc};
 use vrl::value::{KeyString, ObjectMap, Value};
 
 pub use ack::{BatchAck, BatchReceiver, EventAck, EventStatus};
-pub use vrl_metadata::{EventTarget, VrlMetadata};
+pub(crate) use vrl_metadata::{EventTarget, VrlMetadata};
 
 /// A batch of events; the unit that moves over channels.
 pub type EventBatch = Vec<Event>;
@@ -25,20 +25,20 @@ pub type EventBatch = Vec<Event>;
 pub struct Event {
     /// The payload: always a `Value::Object` once it left its source.
     pub value: Value,
-    pub meta: EventMetadata,
+    pub(crate) meta: EventMetadata,
 }
 
 /// What travels with an event but is not its payload.
 #[derive(Debug, Clone)]
-pub struct EventMetadata {
+pub(crate) struct EventMetadata {
     /// Id of the component that created the event.
-    pub source_id: Arc<str>,
+    pub(crate) source_id: Arc<str>,
     /// When the source received or created it.
-    pub received_at: DateTime<Utc>,
+    pub(crate) received_at: DateTime<Utc>,
     /// VRL's `%` metadata (Kafka topic and offset, HTTP headers, …). An empty object by
     /// default, which does not allocate; shared between the events of one request.
-    pub vrl: VrlMetadata,
-    pub ack: EventAck,
+    pub(crate) vrl: VrlMetadata,
+    pub(crate) ack: EventAck,
 }
 
 impl Event {
@@ -68,7 +68,7 @@ impl Event {
     }
 
     /// Serializes the payload as one line of JSON (no trailing newline).
-    pub fn to_json_line(&self, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
+    pub(crate) fn to_json_line(&self, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
         serde_json::to_writer(out, &self.value)
     }
 
@@ -89,7 +89,7 @@ impl Event {
 }
 
 /// Ensures an object root, wrapping scalars and arrays under `message`.
-pub fn into_object(value: Value) -> Value {
+pub(crate) fn into_object(value: Value) -> Value {
     match value {
         Value::Object(_) => value,
         other => {

@@ -15,23 +15,23 @@ static EMPTY: Value = Value::Object(ObjectMap::new());
 
 /// An event's `%` metadata: an object, empty by default (which allocates nothing).
 #[derive(Clone, Default)]
-pub struct VrlMetadata(Option<Arc<Value>>);
+pub(crate) struct VrlMetadata(Option<Arc<Value>>);
 
 impl VrlMetadata {
     /// Metadata to share: clones of the result point at one object.
-    pub fn shared(value: Value) -> Self {
+    pub(crate) fn shared(value: Value) -> Self {
         match &value {
             Value::Object(m) if m.is_empty() => Self(None),
             _ => Self(Some(Arc::new(value))),
         }
     }
 
-    pub fn get(&self) -> &Value {
+    pub(crate) fn get(&self) -> &Value {
         self.0.as_deref().unwrap_or(&EMPTY)
     }
 
     /// This event's own copy, made on the first write if it was shared.
-    pub fn make_mut(&mut self) -> &mut Value {
+    pub(crate) fn make_mut(&mut self) -> &mut Value {
         Arc::make_mut(
             self.0
                 .get_or_insert_with(|| Arc::new(Value::Object(ObjectMap::new()))),
@@ -59,10 +59,10 @@ impl std::fmt::Debug for VrlMetadata {
 
 /// What a VRL program sees of an event: its payload, and `%` copied only if written.
 #[derive(Debug)]
-pub struct EventTarget<'a> {
-    pub value: &'a mut Value,
-    pub metadata: &'a mut VrlMetadata,
-    pub secrets: &'a mut Secrets,
+pub(crate) struct EventTarget<'a> {
+    pub(crate) value: &'a mut Value,
+    pub(crate) metadata: &'a mut VrlMetadata,
+    pub(crate) secrets: &'a mut Secrets,
 }
 
 impl Target for EventTarget<'_> {

@@ -14,7 +14,7 @@ use serde::Deserialize;
 #[serde(deny_unknown_fields)]
 pub struct TlsOptions {
     /// PEM file with extra trusted CA certificates (added to the system's).
-    pub ca_file: Option<PathBuf>,
+    pub(crate) ca_file: Option<PathBuf>,
 }
 
 /// Installs rustls's ring provider for the process; needed before any reqwest client is

@@ -8,12 +8,12 @@ mod oauth2;
 mod retry;
 
 pub use client::{TlsOptions, http_client, install_crypto_provider};
-pub use oauth2::{OAuth2Config, TokenSource};
-pub use retry::{Backoff, FailureHandling, Retryable, classify_status, parse_retry_after};
+pub(crate) use oauth2::{OAuth2Config, TokenSource};
+pub(crate) use retry::{Backoff, FailureHandling, Retryable, classify_status, parse_retry_after};
 
 /// An error with its causes ("error sending request: connection refused"), redacted:
 /// reqwest prints the request's URL, which for a webhook sink is the credential.
-pub fn error_chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut source = e.source();
     while let Some(cause) = source {

@@ -17,20 +17,20 @@ use crate::clock::Clock;
 /// `oidc:` / `auth: { strategy: oauth2 }` options.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct OAuth2Config {
-    pub token_url: String,
-    pub client_id: String,
-    pub client_secret: Option<String>,
+pub(crate) struct OAuth2Config {
+    pub(crate) token_url: String,
+    pub(crate) client_id: String,
+    pub(crate) client_secret: Option<String>,
     /// A file holding the secret (a mounted Kubernetes secret); trailing whitespace is
     /// ignored.
-    pub client_secret_file: Option<PathBuf>,
-    pub scope: Option<String>,
+    pub(crate) client_secret_file: Option<PathBuf>,
+    pub(crate) scope: Option<String>,
     #[serde(default)]
-    pub insecure_skip_verify: bool,
+    pub(crate) insecure_skip_verify: bool,
 }
 
 impl OAuth2Config {
-    pub fn check(&self) -> Result<(), String> {
+    pub(crate) fn check(&self) -> Result<(), String> {
         reqwest::Url::parse(&self.token_url).map_err(|e| format!("`token_url`: {e}"))?;
         if self.client_id.trim().is_empty() {
             return Err("`client_id` is empty (is its variable unset?)".into());
@@ -82,7 +82,7 @@ struct TokenResponse {
 const MARGIN: Duration = Duration::from_secs(30);
 
 /// Hands out a valid access token.
-pub struct TokenSource {
+pub(crate) struct TokenSource {
     config: OAuth2Config,
     client: reqwest::Client,
     clock: Arc<dyn Clock>,
@@ -90,7 +90,7 @@ pub struct TokenSource {
 }
 
 impl TokenSource {
-    pub fn new(
+    pub(crate) fn new(
         config: OAuth2Config,
         clock: Arc<dyn Clock>,
         timeout: Duration,
@@ -106,7 +106,7 @@ impl TokenSource {
     }
 
     /// A token that is not about to expire.
-    pub async fn token(&self) -> Result<String, String> {
+    pub(crate) async fn token(&self) -> Result<String, String> {
         let mut cached = self.cached.lock().await;
         if let Some((token, expires)) = cached.as_ref()
             && expires.is_none_or(|at| self.clock.now() < at)
@@ -120,7 +120,7 @@ impl TokenSource {
     }
 
     /// Forgets `token` (the server refused it); the next [`TokenSource::token`] fetches.
-    pub async fn invalidate(&self, token: &str) {
+    pub(crate) async fn invalidate(&self, token: &str) {
         let mut cached = self.cached.lock().await;
         if cached.as_ref().is_some_and(|(t, _)| t == token) {
             *cached = None;

@@ -9,22 +9,22 @@ use serde::Deserialize;
 /// `failure_handling:` retries with exponential backoff and jitter.
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct FailureHandling {
+pub(crate) struct FailureHandling {
     /// Retries after the first attempt (default 17: with the default backoff, 25 to 50
     /// minutes of trying); then the events go to the `dead_letter` output.
     #[serde(default = "default_max_retries")]
-    pub max_retries: u32,
+    pub(crate) max_retries: u32,
     /// The wait before the first retry (default 1s).
     #[schemars(schema_with = "crate::units::duration")]
     #[serde(default = "default_initial_backoff", with = "humantime_serde")]
-    pub initial_backoff: Duration,
+    pub(crate) initial_backoff: Duration,
     /// The longest wait between two retries (default 5m).
     #[schemars(schema_with = "crate::units::duration")]
     #[serde(default = "default_max_backoff", with = "humantime_serde")]
-    pub max_backoff: Duration,
+    pub(crate) max_backoff: Duration,
     /// Each wait is the previous one times this (default 2), with jitter.
     #[serde(default = "default_multiplier")]
-    pub backoff_multiplier: f64,
+    pub(crate) backoff_multiplier: f64,
 }
 
 fn default_max_retries() -> u32 {
@@ -52,7 +52,7 @@ impl Default for FailureHandling {
 }
 
 impl FailureHandling {
-    pub fn check(&self) -> Result<(), String> {
+    pub(crate) fn check(&self) -> Result<(), String> {
         if !(self.backoff_multiplier >= 1.0 && self.backoff_multiplier.is_finite()) {
             return Err("`failure_handling.backoff_multiplier` must be at least 1".into());
         }
@@ -64,7 +64,7 @@ impl FailureHandling {
 }
 
 /// Retry 408, 429 and 5xx; every other 4xx (and anything odd) is permanent.
-pub fn classify_status(status: u16) -> Retryable {
+pub(crate) fn classify_status(status: u16) -> Retryable {
     match status {
         200..=299 => Retryable::Success,
         408 | 429 | 500..=599 => Retryable::Retry,
@@ -73,14 +73,14 @@ pub fn classify_status(status: u16) -> Retryable {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Retryable {
+pub(crate) enum Retryable {
     Success,
     Retry,
     Permanent,
 }
 
 /// `Retry-After`: delta-seconds or an HTTP date.
-pub fn parse_retry_after(value: &str) -> Option<Duration> {
+pub(crate) fn parse_retry_after(value: &str) -> Option<Duration> {
     let value = value.trim();
     if let Ok(secs) = value.parse::<u64>() {
         return Some(Duration::from_secs(secs));
@@ -94,24 +94,24 @@ pub fn parse_retry_after(value: &str) -> Option<Duration> {
 /// wait between half and all of the exponential step), so many sinks failing together
 /// do not retry in lockstep.
 #[derive(Debug, Clone)]
-pub struct Backoff {
+pub(crate) struct Backoff {
     policy: FailureHandling,
     retries: u32,
 }
 
 impl Backoff {
-    pub fn new(policy: FailureHandling) -> Self {
+    pub(crate) fn new(policy: FailureHandling) -> Self {
         Self { policy, retries: 0 }
     }
 
     /// Retries made so far.
-    pub fn retries(&self) -> u32 {
+    pub(crate) fn retries(&self) -> u32 {
         self.retries
     }
 
     /// The wait before the next retry, or `None` when retries are exhausted.
     /// `retry_after` from the server wins when it asks for longer (up to `max_backoff`).
-    pub fn next(&mut self, retry_after: Option<Duration>) -> Option<Duration> {
+    pub(crate) fn next(&mut self, retry_after: Option<Duration>) -> Option<Duration> {
         if self.retries >= self.policy.max_retries {
             return None;
         }
@@ -125,7 +125,7 @@ impl Backoff {
     }
 
     /// The un-jittered wait before retry number `n` (from 0).
-    pub fn step(&self, n: u32) -> Duration {
+    pub(crate) fn step(&self, n: u32) -> Duration {
         let factor = self.policy.backoff_multiplier.powi(n.min(64) as i32);
         let secs = self.policy.initial_backoff.as_secs_f64() * factor;
         Duration::from_secs_f64(secs.min(self.policy.max_backoff.as_secs_f64()))

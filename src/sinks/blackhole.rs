@@ -12,11 +12,11 @@ use crate::component::{
 
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct BlackholeConfig {
+pub(crate) struct BlackholeConfig {
     /// Log the running count this often (e.g. `10s`).
     #[schemars(schema_with = "crate::units::duration")]
     #[serde(default, with = "humantime_serde")]
-    pub print_interval: Option<Duration>,
+    pub(crate) print_interval: Option<Duration>,
 }
 
 impl SinkConfig for BlackholeConfig {

@@ -35,7 +35,7 @@ use crate::template::Template;
     Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize, schemars::JsonSchema,
 )]
 #[serde(rename_all = "snake_case")]
-pub enum Mode {
+pub(crate) enum Mode {
     #[default]
     Structured,
     Binary,
@@ -45,13 +45,13 @@ pub enum Mode {
 /// `sink:` where to send.
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct Endpoint {
-    pub endpoint: String,
+pub(crate) struct Endpoint {
+    pub(crate) endpoint: String,
     #[schemars(schema_with = "crate::units::duration")]
     #[serde(default = "default_timeout", with = "humantime_serde")]
-    pub timeout: Duration,
+    pub(crate) timeout: Duration,
     #[serde(default)]
-    pub insecure_skip_verify: bool,
+    pub(crate) insecure_skip_verify: bool,
 }
 
 fn default_timeout() -> Duration {
@@ -65,25 +65,25 @@ fn default_event_type() -> String {
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CloudEventsConfig {
-    pub sink: Endpoint,
+    pub(crate) sink: Endpoint,
     #[serde(default)]
-    pub mode: Mode,
+    pub(crate) mode: Mode,
     /// The CloudEvents `type` attribute (templated).
     #[serde(default = "default_event_type")]
-    pub event_type: String,
+    pub(crate) event_type: String,
     /// The `subject` attribute (templated).
-    pub subject: Option<String>,
+    pub(crate) subject: Option<String>,
     /// The `source` attribute; defaults to `/sluice/<metadata.cluster>`.
-    pub source: Option<String>,
+    pub(crate) source: Option<String>,
     /// Copied into `data.metadata`; `cluster` is required.
-    pub metadata: IndexMap<String, serde_json::Value>,
-    pub oidc: Option<OAuth2Config>,
+    pub(crate) metadata: IndexMap<String, serde_json::Value>,
+    pub(crate) oidc: Option<OAuth2Config>,
     #[serde(default)]
-    pub batch: BatchConfig,
+    pub(crate) batch: BatchConfig,
     #[serde(default)]
-    pub failure_handling: FailureHandling,
+    pub(crate) failure_handling: FailureHandling,
     #[serde(default)]
-    pub request: RequestConfig,
+    pub(crate) request: RequestConfig,
 }
 
 impl CloudEventsConfig {

@@ -17,7 +17,7 @@ use crate::event::{Event, EventStatus, settle_all};
     Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize, schemars::JsonSchema,
 )]
 #[serde(rename_all = "snake_case")]
-pub enum ConsoleEncoding {
+pub(crate) enum ConsoleEncoding {
     /// The whole event as one line of JSON.
     #[default]
     Json,
@@ -27,9 +27,9 @@ pub enum ConsoleEncoding {
 
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct ConsoleConfig {
+pub(crate) struct ConsoleConfig {
     #[serde(default)]
-    pub encoding: ConsoleEncoding,
+    pub(crate) encoding: ConsoleEncoding,
 }
 
 impl SinkConfig for ConsoleConfig {
@@ -46,7 +46,7 @@ impl SinkConfig for ConsoleConfig {
 }
 
 /// Writes every batch from `cx.input` to `out`, one event per line.
-pub async fn write_lines<W: AsyncWrite + Unpin>(
+pub(crate) async fn write_lines<W: AsyncWrite + Unpin>(
     encoding: ConsoleEncoding,
     mut out: W,
     mut cx: SinkContext,

@@ -33,7 +33,7 @@ use crate::template::Template;
     Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize, schemars::JsonSchema,
 )]
 #[serde(rename_all = "UPPERCASE")]
-pub enum HttpMethod {
+pub(crate) enum HttpMethod {
     #[default]
     Post,
     Put,
@@ -44,7 +44,7 @@ pub enum HttpMethod {
     Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize, schemars::JsonSchema,
 )]
 #[serde(rename_all = "snake_case")]
-pub enum HttpEncoding {
+pub(crate) enum HttpEncoding {
     /// One JSON object per request.
     #[default]
     Json,
@@ -58,7 +58,7 @@ pub enum HttpEncoding {
     Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize, schemars::JsonSchema,
 )]
 #[serde(rename_all = "snake_case")]
-pub enum Compression {
+pub(crate) enum Compression {
     #[default]
     None,
     Gzip,
@@ -68,7 +68,7 @@ pub enum Compression {
 /// `auth:`
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "strategy", rename_all = "snake_case", deny_unknown_fields)]
-pub enum HttpAuth {
+pub(crate) enum HttpAuth {
     Bearer {
         token: String,
     },
@@ -86,38 +86,38 @@ fn yes() -> bool {
 
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct HttpSinkConfig {
+pub(crate) struct HttpSinkConfig {
     /// Where to send (http or https). May contain `{{ field.path }}` in the path, query
     /// or fragment, never in the scheme, host or port; each value is percent-encoded, so
     /// it cannot add path segments, a query or a fragment of its own. An event missing a
     /// field, or whose value is `.` or `..` in the path, goes to `dead_letter`.
-    pub url: String,
+    pub(crate) url: String,
     #[serde(default)]
-    pub method: HttpMethod,
+    pub(crate) method: HttpMethod,
     #[serde(default)]
-    pub headers: KeyValues,
+    pub(crate) headers: KeyValues,
     /// Fields added to every delivered object.
     #[serde(default)]
-    pub extra_args: KeyValues,
+    pub(crate) extra_args: KeyValues,
     /// Verify the server's TLS certificate.
     #[serde(default = "yes")]
-    pub ssl_verify: bool,
+    pub(crate) ssl_verify: bool,
     #[serde(default)]
-    pub tls: TlsOptions,
+    pub(crate) tls: TlsOptions,
     /// Nested keys become `a.b.c` top-level keys.
     #[serde(default)]
-    pub flatten_payload: bool,
+    pub(crate) flatten_payload: bool,
     #[serde(default)]
-    pub encoding: HttpEncoding,
+    pub(crate) encoding: HttpEncoding,
     #[serde(default)]
-    pub compression: Compression,
-    pub auth: Option<HttpAuth>,
+    pub(crate) compression: Compression,
+    pub(crate) auth: Option<HttpAuth>,
     #[serde(default)]
-    pub batch: BatchConfig,
+    pub(crate) batch: BatchConfig,
     #[serde(default)]
-    pub failure_handling: FailureHandling,
+    pub(crate) failure_handling: FailureHandling,
     #[serde(default)]
-    pub request: RequestConfig,
+    pub(crate) request: RequestConfig,
 }
 
 impl HttpSinkConfig {

@@ -33,7 +33,7 @@ use crate::template::Template;
     Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize, schemars::JsonSchema,
 )]
 #[serde(rename_all = "snake_case")]
-pub enum KafkaEncoding {
+pub(crate) enum KafkaEncoding {
     /// The event as JSON.
     #[default]
     Json,
@@ -45,7 +45,7 @@ pub enum KafkaEncoding {
     Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize, schemars::JsonSchema,
 )]
 #[serde(rename_all = "snake_case")]
-pub enum Compression {
+pub(crate) enum Compression {
     #[default]
     None,
     Gzip,
@@ -56,35 +56,35 @@ pub enum Compression {
 
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct KafkaSinkConfig {
-    pub bootstrap_servers: String,
+pub(crate) struct KafkaSinkConfig {
+    pub(crate) bootstrap_servers: String,
     /// The topic, templated per event (`alerts-{{ service }}`).
-    pub topic: String,
+    pub(crate) topic: String,
     /// The field whose value is the message key (messages with one key keep their order).
     #[serde(default)]
-    pub key_field: Option<String>,
+    pub(crate) key_field: Option<String>,
     /// Message headers: name → template (`{{ labels.tenant }}`). A header whose fields are
     /// missing from an event is left out.
     #[serde(default)]
-    pub headers: BTreeMap<String, String>,
+    pub(crate) headers: BTreeMap<String, String>,
     #[serde(default)]
-    pub encoding: KafkaEncoding,
+    pub(crate) encoding: KafkaEncoding,
     #[serde(default)]
-    pub compression: Compression,
+    pub(crate) compression: Compression,
     /// `all`, `1` or `0`.
     #[serde(default = "default_acks")]
-    pub acks: String,
+    pub(crate) acks: String,
     #[serde(default = "default_true")]
-    pub idempotence: bool,
+    pub(crate) idempotence: bool,
     /// How long librdkafka keeps retrying a message before it is dead-lettered.
     #[serde(default = "default_message_timeout", with = "humantime_serde")]
     #[schemars(schema_with = "crate::units::duration")]
-    pub message_timeout: Duration,
+    pub(crate) message_timeout: Duration,
     /// Messages produced and not yet reported, at most.
     #[serde(default = "default_max_in_flight")]
-    pub max_in_flight: usize,
+    pub(crate) max_in_flight: usize,
     #[serde(default)]
-    pub librdkafka_options: BTreeMap<String, String>,
+    pub(crate) librdkafka_options: BTreeMap<String, String>,
 }
 
 fn default_acks() -> String {

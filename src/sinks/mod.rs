@@ -1,14 +1,14 @@
 //! Sinks: where events leave. One module per type; register it below.
 
-pub mod blackhole;
+pub(crate) mod blackhole;
 pub mod cloudevents;
-pub mod console;
-pub mod file;
-pub mod http;
-pub mod kafka;
-pub mod pagerduty;
-pub mod postgres;
-pub mod slack;
+pub(crate) mod console;
+pub(crate) mod file;
+pub(crate) mod http;
+pub(crate) mod kafka;
+pub(crate) mod pagerduty;
+pub(crate) mod postgres;
+pub(crate) mod slack;
 
 crate::component_registry! { crate::component::SinkConfig;
     "blackhole" => blackhole::BlackholeConfig,

@@ -38,39 +38,39 @@ const MAX_SUMMARY: usize = 1024;
 
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct PagerDutyConfig {
+pub(crate) struct PagerDutyConfig {
     /// The integration's routing key (32 characters).
-    pub routing_key: String,
+    pub(crate) routing_key: String,
     /// The Events API endpoint (default PagerDuty's; EU accounts use
     /// `https://events.eu.pagerduty.com/v2/enqueue`).
     #[serde(default = "default_url")]
-    pub url: String,
+    pub(crate) url: String,
     /// PagerDuty's `dedup_key`, as a template: events with the same key are one
     /// PagerDuty alert, and a resolve or an acknowledgement must carry its trigger's key.
     /// Default: `{{ incident_id }}` when the event has one (from the `incident`
     /// transform), else `{{ fingerprint }}`. Cut to 255 characters.
-    pub dedup_key: Option<String>,
+    pub(crate) dedup_key: Option<String>,
     /// `payload.source`, as a template (default: the event's `source`, else "sluice").
-    pub source: Option<String>,
+    pub(crate) source: Option<String>,
     /// `payload.component`, as a template (default: the event's `service`).
-    pub component: Option<String>,
+    pub(crate) component: Option<String>,
     /// `payload.group`, as a template (default: the event's `project`).
-    pub group: Option<String>,
+    pub(crate) group: Option<String>,
     /// `payload.class`, as a template (default: the event's `kind`).
-    pub class: Option<String>,
+    pub(crate) class: Option<String>,
     /// `client` shown in PagerDuty.
     #[serde(default = "default_client")]
-    pub client: String,
+    pub(crate) client: String,
     /// Whether the server's TLS certificate is verified (default true).
     #[serde(default = "default_verify")]
-    pub ssl_verify: bool,
+    pub(crate) ssl_verify: bool,
     /// Retries with backoff, then the `dead_letter` output.
     #[serde(default)]
-    pub failure_handling: FailureHandling,
+    pub(crate) failure_handling: FailureHandling,
     /// Timeouts, concurrency and rate limit (default: 2 requests a second, bursts of
     /// 120, PagerDuty's documented limit per routing key).
     #[serde(default = "default_request")]
-    pub request: RequestConfig,
+    pub(crate) request: RequestConfig,
 }
 
 fn default_url() -> String {
@@ -189,7 +189,7 @@ fn truncate_chars(s: &str, max: usize) -> String {
 }
 
 /// The Events API v2 severity for a normalized one.
-pub fn pd_severity(severity: Option<&str>) -> &'static str {
+pub(crate) fn pd_severity(severity: Option<&str>) -> &'static str {
     match severity.map(str::to_ascii_lowercase).as_deref() {
         Some("critical") => "critical",
         Some("high" | "error") => "error",

@@ -40,22 +40,22 @@ fn yes() -> bool {
 
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct PostgresConfig {
+pub(crate) struct PostgresConfig {
     /// `postgres://user@host:port/db` (or a key=value connection string).
-    pub url: String,
+    pub(crate) url: String,
     #[serde(default = "crate::postgres::default_schema")]
-    pub schema: String,
+    pub(crate) schema: String,
     #[serde(default = "crate::postgres::default_table")]
-    pub table: String,
+    pub(crate) table: String,
     /// Create the events table (and schema) when missing.
     #[serde(default = "yes")]
-    pub create_table: bool,
+    pub(crate) create_table: bool,
     /// `column: field.path` (`.` for the whole event); the default maps the
     /// normalized schema onto the events table.
-    pub columns: Option<IndexMap<String, String>>,
-    pub retention_days: Option<u32>,
+    pub(crate) columns: Option<IndexMap<String, String>>,
+    pub(crate) retention_days: Option<u32>,
     #[serde(default)]
-    pub failure_handling: FailureHandling,
+    pub(crate) failure_handling: FailureHandling,
 }
 
 enum Source {

@@ -23,21 +23,21 @@ use crate::net::FailureHandling;
 use crate::program::{self, Mode, Outcome, ProgramSource, Runner};
 
 /// The built-in formatter.
-pub const SLACK_FORMATTER: &str = include_str!("../../plugins/formatters/slack.vrl");
+pub(crate) const SLACK_FORMATTER: &str = include_str!("../../plugins/formatters/slack.vrl");
 
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct SlackConfig {
+pub(crate) struct SlackConfig {
     /// The incoming webhook URL (it is the secret: keep it in `${…}`).
-    pub webhook_url: String,
+    pub(crate) webhook_url: String,
     /// A VRL formatter replacing the built-in one.
-    pub formatter_file: Option<PathBuf>,
+    pub(crate) formatter_file: Option<PathBuf>,
     #[serde(default = "yes")]
-    pub ssl_verify: bool,
+    pub(crate) ssl_verify: bool,
     #[serde(default)]
-    pub failure_handling: FailureHandling,
+    pub(crate) failure_handling: FailureHandling,
     #[serde(default)]
-    pub request: RequestConfig,
+    pub(crate) request: RequestConfig,
 }
 
 fn yes() -> bool {

@@ -21,17 +21,17 @@ const DEFAULT_FORMAT: &str = r#"{"message":"generated event {{seq}}","seq":{{seq
 
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct GeneratorConfig {
+pub(crate) struct GeneratorConfig {
     /// Events per second; unlimited when absent.
-    pub rate: Option<f64>,
+    pub(crate) rate: Option<f64>,
     /// Total events to emit; unlimited when absent.
-    pub count: Option<u64>,
+    pub(crate) count: Option<u64>,
     /// JSON template; `{{seq}}` is replaced by the sequence number.
     #[serde(default = "default_format")]
-    pub format: String,
+    pub(crate) format: String,
     /// Events per batch.
     #[serde(default = "default_batch_size")]
-    pub batch_size: usize,
+    pub(crate) batch_size: usize,
 }
 
 fn default_format() -> String {

@@ -1,12 +1,12 @@
 //! Sources: where events enter. One module per type; register it below.
 
-pub mod file;
-pub mod generator;
-pub mod kafka;
-pub mod postgres;
-pub mod status_feed;
-pub mod stdin;
-pub mod util;
+pub(crate) mod file;
+pub(crate) mod generator;
+pub(crate) mod kafka;
+pub(crate) mod postgres;
+pub(crate) mod status_feed;
+pub(crate) mod stdin;
+pub(crate) mod util;
 pub mod webhook;
 
 crate::component_registry! { crate::component::SourceConfig;

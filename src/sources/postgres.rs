@@ -56,44 +56,44 @@ fn default_poll() -> Duration {
 
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct Backfill {
+pub(crate) struct Backfill {
     #[serde(default = "yes")]
-    pub enabled: bool,
+    pub(crate) enabled: bool,
     #[schemars(schema_with = "crate::units::duration")]
     #[serde(default = "default_max_age", with = "humantime_serde")]
-    pub max_age: Duration,
+    pub(crate) max_age: Duration,
     #[serde(default = "default_max_events")]
-    pub max_events: u64,
+    pub(crate) max_events: u64,
     #[serde(default = "default_batch_size")]
-    pub batch_size: u32,
+    pub(crate) batch_size: u32,
     /// Events per second.
     #[serde(default = "default_rate_limit")]
-    pub rate_limit: u32,
+    pub(crate) rate_limit: u32,
 }
 
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct PostgresSourceConfig {
-    pub url: String,
+pub(crate) struct PostgresSourceConfig {
+    pub(crate) url: String,
     #[serde(default = "crate::postgres::default_schema")]
-    pub schema: String,
+    pub(crate) schema: String,
     #[serde(default = "crate::postgres::default_table")]
-    pub table: String,
-    pub backfill: Backfill,
+    pub(crate) table: String,
+    pub(crate) backfill: Backfill,
     /// Keep polling for new rows after catching up.
     #[serde(default)]
-    pub follow: bool,
+    pub(crate) follow: bool,
     #[schemars(schema_with = "crate::units::duration")]
     #[serde(default = "default_poll", with = "humantime_serde")]
-    pub poll_interval: Duration,
+    pub(crate) poll_interval: Duration,
 }
 
 /// Where a backfill stands; in `data_dir/postgres-<id>.json`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-pub struct Checkpoint {
-    pub since: Option<DateTime<Utc>>,
-    pub last: Option<(DateTime<Utc>, String)>,
-    pub emitted: u64,
+pub(crate) struct Checkpoint {
+    pub(crate) since: Option<DateTime<Utc>>,
+    pub(crate) last: Option<(DateTime<Utc>, String)>,
+    pub(crate) emitted: u64,
 }
 
 impl PostgresSourceConfig {

@@ -23,7 +23,7 @@ const MAX_BATCH: usize = 1000;
     Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize, schemars::JsonSchema,
 )]
 #[serde(rename_all = "snake_case")]
-pub enum StdinDecoding {
+pub(crate) enum StdinDecoding {
     /// One JSON value per line.
     #[default]
     Ndjson,
@@ -33,12 +33,12 @@ pub enum StdinDecoding {
 
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct StdinConfig {
+pub(crate) struct StdinConfig {
     #[serde(default)]
-    pub decoding: StdinDecoding,
+    pub(crate) decoding: StdinDecoding,
     /// Longer lines are truncated (and counted as errors).
     #[serde(default = "default_max_line_bytes")]
-    pub max_line_bytes: usize,
+    pub(crate) max_line_bytes: usize,
 }
 
 fn default_max_line_bytes() -> usize {
@@ -59,7 +59,7 @@ impl SourceConfig for StdinConfig {
 }
 
 /// Reads `input` to its end (or until shutdown), emitting one event per line.
-pub async fn read_lines<R: AsyncRead + Unpin>(
+pub(crate) async fn read_lines<R: AsyncRead + Unpin>(
     config: StdinConfig,
     input: R,
     mut cx: SourceContext,

@@ -10,18 +10,18 @@ use std::sync::Arc;
 
 use super::{ComponentMetrics, LabeledGauge};
 
-pub const TOTAL: &str = "sluice_backfill_rows_expected";
-pub const DONE: &str = "sluice_backfill_rows_done";
+pub(crate) const TOTAL: &str = "sluice_backfill_rows_expected";
+pub(crate) const DONE: &str = "sluice_backfill_rows_done";
 
 /// The writer side, held by the source.
 #[derive(Debug, Clone)]
-pub struct BackfillProgress {
+pub(crate) struct BackfillProgress {
     total: Arc<LabeledGauge>,
     done: Arc<LabeledGauge>,
 }
 
 impl BackfillProgress {
-    pub fn attach(metrics: &ComponentMetrics) -> Self {
+    pub(crate) fn attach(metrics: &ComponentMetrics) -> Self {
         Self {
             total: metrics.gauge(
                 TOTAL,
@@ -32,23 +32,23 @@ impl BackfillProgress {
         }
     }
 
-    pub fn set_total(&self, rows: u64) {
+    pub(crate) fn set_total(&self, rows: u64) {
         self.total.set(rows as f64);
     }
 
-    pub fn set_done(&self, rows: u64) {
+    pub(crate) fn set_done(&self, rows: u64) {
         self.done.set(rows as f64);
     }
 
     /// The backfill has caught up: whatever the count said, it is complete.
-    pub fn finish(&self, rows: u64) {
+    pub(crate) fn finish(&self, rows: u64) {
         self.set_done(rows);
         self.set_total(rows);
     }
 }
 
 /// `(done, total)` of `metrics`' backfill, if it has one.
-pub fn read(metrics: &ComponentMetrics) -> Option<(u64, u64)> {
+pub(crate) fn read(metrics: &ComponentMetrics) -> Option<(u64, u64)> {
     let gauges = metrics.labeled_gauges();
     let value = |name: &str| {
         gauges

@@ -7,26 +7,23 @@
 //! [`Telemetry`] belongs to one running process and outlives topology rebuilds, so a
 //! component that is replaced keeps its counters monotonic.
 
-pub mod backfill;
+pub(crate) mod backfill;
 mod prometheus;
 pub mod snapshot;
-pub mod status_feeds;
-pub mod tap;
+pub(crate) mod status_feeds;
+pub(crate) mod tap;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use indexmap::IndexMap;
 
-pub use crate::event::latency::LatencyRecorder;
+pub(crate) use crate::event::latency::LatencyRecorder;
 
 /// The fill level of a component's input buffer, read when telemetry is rendered.
-pub trait BufferGauge: std::fmt::Debug + Send + Sync + 'static {
+pub(crate) trait BufferGauge: std::fmt::Debug + Send + Sync + 'static {
     /// Events held.
     fn len(&self) -> usize;
-    fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
     /// Events the buffer holds before upstream waits.
     fn capacity(&self) -> usize;
 }
@@ -40,7 +37,7 @@ pub enum ComponentKind {
 }
 
 impl ComponentKind {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Source => "source",
             Self::Transform => "transform",
@@ -63,8 +60,8 @@ pub enum ComponentState {
 #[derive(Debug)]
 pub struct ComponentMetrics {
     pub id: String,
-    pub kind: ComponentKind,
-    pub type_name: &'static str,
+    pub(crate) kind: ComponentKind,
+    pub(crate) type_name: &'static str,
     pub received: AtomicU64,
     pub sent: AtomicU64,
     pub errors: AtomicU64,
@@ -82,14 +79,14 @@ pub struct ComponentMetrics {
 /// route and reason), rendered after the component labels.
 #[derive(Debug)]
 pub struct LabeledCounter {
-    pub name: &'static str,
-    pub help: &'static str,
-    pub labels: Vec<(&'static str, String)>,
+    pub(crate) name: &'static str,
+    pub(crate) help: &'static str,
+    pub(crate) labels: Vec<(&'static str, String)>,
     value: AtomicU64,
 }
 
 impl LabeledCounter {
-    pub fn add(&self, n: u64) {
+    pub(crate) fn add(&self, n: u64) {
         self.value.fetch_add(n, Ordering::Relaxed);
     }
     pub fn get(&self) -> u64 {
@@ -101,18 +98,18 @@ impl LabeledCounter {
 /// rendered like [`LabeledCounter`]. Holds an `f64` in an atomic, so setting it never
 /// takes a lock.
 #[derive(Debug)]
-pub struct LabeledGauge {
-    pub name: &'static str,
-    pub help: &'static str,
-    pub labels: Vec<(&'static str, String)>,
+pub(crate) struct LabeledGauge {
+    pub(crate) name: &'static str,
+    pub(crate) help: &'static str,
+    pub(crate) labels: Vec<(&'static str, String)>,
     bits: AtomicU64,
 }
 
 impl LabeledGauge {
-    pub fn set(&self, v: f64) {
+    pub(crate) fn set(&self, v: f64) {
         self.bits.store(v.to_bits(), Ordering::Relaxed);
     }
-    pub fn get(&self) -> f64 {
+    pub(crate) fn get(&self) -> f64 {
         f64::from_bits(self.bits.load(Ordering::Relaxed))
     }
 }
@@ -122,19 +119,19 @@ fn same_labels(a: &[(&'static str, String)], b: &[(&'static str, &str)]) -> bool
 }
 
 impl ComponentMetrics {
-    pub fn add_received(&self, n: usize) {
+    pub(crate) fn add_received(&self, n: usize) {
         self.received.fetch_add(n as u64, Ordering::Relaxed);
     }
-    pub fn add_sent(&self, n: usize) {
+    pub(crate) fn add_sent(&self, n: usize) {
         self.sent.fetch_add(n as u64, Ordering::Relaxed);
     }
-    pub fn add_errors(&self, n: usize) {
+    pub(crate) fn add_errors(&self, n: usize) {
         self.errors.fetch_add(n as u64, Ordering::Relaxed);
     }
-    pub fn add_discarded(&self, n: usize) {
+    pub(crate) fn add_discarded(&self, n: usize) {
         self.discarded.fetch_add(n as u64, Ordering::Relaxed);
     }
-    pub fn set_state(&self, state: ComponentState) {
+    pub(crate) fn set_state(&self, state: ComponentState) {
         *lock(&self.state) = state;
     }
     pub fn state(&self) -> ComponentState {
@@ -146,7 +143,7 @@ impl ComponentMetrics {
             .as_ref()
             .map(|probe| (probe.len(), probe.capacity()))
     }
-    pub fn set_buffer(&self, probe: impl BufferGauge) {
+    pub(crate) fn set_buffer(&self, probe: impl BufferGauge) {
         *lock(&self.buffer) = Some(Box::new(probe));
     }
     /// The counter `name` with these extra labels, created on first use; a rebuilt
@@ -177,12 +174,12 @@ impl ComponentMetrics {
         all.push(Arc::clone(&c));
         c
     }
-    pub fn labeled_counters(&self) -> Vec<Arc<LabeledCounter>> {
+    pub(crate) fn labeled_counters(&self) -> Vec<Arc<LabeledCounter>> {
         lock(&self.labeled).clone()
     }
     /// The gauge `name` with these extra labels, created on first use (at 0); a rebuilt
     /// component gets the same gauge back.
-    pub fn gauge(
+    pub(crate) fn gauge(
         &self,
         name: &'static str,
         help: &'static str,
@@ -204,20 +201,20 @@ impl ComponentMetrics {
         all.push(Arc::clone(&g));
         g
     }
-    pub fn labeled_gauges(&self) -> Vec<Arc<LabeledGauge>> {
+    pub(crate) fn labeled_gauges(&self) -> Vec<Arc<LabeledGauge>> {
         lock(&self.gauges).clone()
     }
     /// Records that `batch` leaves this component now. The batch is timed by its first
     /// event (batches are made of events received together), weighted by its length:
     /// one clock read per batch instead of one per event.
-    pub fn record_leaving(&self, batch: &[crate::event::Event]) {
+    pub(crate) fn record_leaving(&self, batch: &[crate::event::Event]) {
         if let Some(first) = batch.first() {
             self.latency
                 .record_age(first.meta.received_at, batch.len() as u64);
         }
     }
     /// See [`ComponentMetrics::record_leaving`].
-    pub fn latency(&self) -> &LatencyRecorder {
+    pub(crate) fn latency(&self) -> &LatencyRecorder {
         &self.latency
     }
 }
@@ -238,13 +235,13 @@ pub struct Telemetry {
 
 /// The running configuration, as `/health` reports it.
 #[derive(Debug, Default, Clone)]
-pub struct ConfigStatus {
+pub(crate) struct ConfigStatus {
     /// Hash of the running pipeline files (after interpolation), in hex.
-    pub hash: String,
+    pub(crate) hash: String,
     /// When the running pipeline was applied.
-    pub applied_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub(crate) applied_at: Option<chrono::DateTime<chrono::Utc>>,
     /// The error of the last reload attempt, if it failed (cleared by a success).
-    pub last_reload_error: Option<String>,
+    pub(crate) last_reload_error: Option<String>,
 }
 
 impl Telemetry {
@@ -286,12 +283,12 @@ impl Telemetry {
     }
 
     /// Puts back the counters of a component (a reload that rolled back).
-    pub fn register(&self, metrics: Arc<ComponentMetrics>) {
+    pub(crate) fn register(&self, metrics: Arc<ComponentMetrics>) {
         lock(&self.components).insert(metrics.id.clone(), metrics);
     }
 
     /// Forgets a component that is no longer part of the pipeline.
-    pub fn remove(&self, id: &str) {
+    pub(crate) fn remove(&self, id: &str) {
         lock(&self.components).shift_remove(id);
     }
 
@@ -300,17 +297,17 @@ impl Telemetry {
         lock(&self.components).values().cloned().collect()
     }
 
-    pub fn latency(&self) -> &Arc<LatencyRecorder> {
+    pub(crate) fn latency(&self) -> &Arc<LatencyRecorder> {
         &self.latency
     }
 
     /// Where `sluice tap` readers attach.
-    pub fn taps(&self) -> &Arc<tap::TapRegistry> {
+    pub(crate) fn taps(&self) -> &Arc<tap::TapRegistry> {
         &self.taps
     }
 
     /// Running `status_feed` sources, for the API.
-    pub fn status_feeds(&self) -> &Arc<status_feeds::StatusFeedRegistry> {
+    pub(crate) fn status_feeds(&self) -> &Arc<status_feeds::StatusFeedRegistry> {
         &self.status_feeds
     }
 
@@ -319,12 +316,12 @@ impl Telemetry {
         self.pipeline_running.store(running, Ordering::Release);
     }
 
-    pub fn pipeline_running(&self) -> bool {
+    pub(crate) fn pipeline_running(&self) -> bool {
         self.pipeline_running.load(Ordering::Acquire)
     }
 
     /// Records the pipeline that was applied at start or by a reload.
-    pub fn config_applied(&self, hash: u64, reload_took: Option<std::time::Duration>) {
+    pub(crate) fn config_applied(&self, hash: u64, reload_took: Option<std::time::Duration>) {
         if let Some(took) = reload_took {
             self.reloads.fetch_add(1, Ordering::Relaxed);
             self.reload_duration.record(took, 1);
@@ -336,12 +333,12 @@ impl Telemetry {
     }
 
     /// Records a refused reload; the running pipeline is unchanged.
-    pub fn reload_failed(&self, error: String) {
+    pub(crate) fn reload_failed(&self, error: String) {
         self.reload_failures.fetch_add(1, Ordering::Relaxed);
         lock(&self.config).last_reload_error = Some(error);
     }
 
-    pub fn config_status(&self) -> ConfigStatus {
+    pub(crate) fn config_status(&self) -> ConfigStatus {
         lock(&self.config).clone()
     }
 

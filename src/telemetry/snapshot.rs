@@ -12,7 +12,7 @@ use super::{ComponentState, Telemetry};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Snapshot {
     /// Whether a pipeline is running (false while starting and draining).
-    pub running: bool,
+    pub(crate) running: bool,
     pub components: Vec<ComponentSnapshot>,
     /// End-to-end latency over the process' life (the histogram is pipeline-wide).
     pub latency: LatencySummary,
@@ -21,16 +21,16 @@ pub struct Snapshot {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ComponentSnapshot {
     pub id: String,
-    pub kind: String,
+    pub(crate) kind: String,
     #[serde(rename = "type")]
-    pub type_name: String,
+    pub(crate) type_name: String,
     /// `starting`, `running`, `stopped` or `failed`.
-    pub state: String,
-    pub error: Option<String>,
-    pub received: u64,
+    pub(crate) state: String,
+    pub(crate) error: Option<String>,
+    pub(crate) received: u64,
     pub sent: u64,
-    pub errors: u64,
-    pub discarded: u64,
+    pub(crate) errors: u64,
+    pub(crate) discarded: u64,
     /// Events waiting in the input buffer and its capacity (components with one).
     pub buffer: Option<BufferFill>,
     /// Age of events when they leave this component (passed on, or delivered by a sink).
@@ -49,7 +49,7 @@ pub struct BackfillFill {
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct BufferFill {
-    pub events: u64,
+    pub(crate) events: u64,
     pub capacity: u64,
 }
 

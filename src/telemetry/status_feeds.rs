@@ -15,33 +15,33 @@ use tokio::sync::{mpsc, oneshot};
 use super::lock;
 
 /// Where the source sends its answer to a check: its snapshot once the poll is done.
-pub type CheckReply = oneshot::Sender<serde_json::Value>;
+pub(crate) type CheckReply = oneshot::Sender<serde_json::Value>;
 
 /// What the API holds of one running source.
 #[derive(Clone, Debug)]
-pub struct StatusFeedHandle {
+pub(crate) struct StatusFeedHandle {
     /// Asks the source to poll every feed now, whatever their schedule or backoff.
-    pub check: mpsc::Sender<CheckReply>,
+    pub(crate) check: mpsc::Sender<CheckReply>,
     /// The latest snapshot: `{"feeds": [...], "open_incidents": [...]}`, replaced after
     /// every poll.
-    pub snapshot: Arc<Mutex<serde_json::Value>>,
+    pub(crate) snapshot: Arc<Mutex<serde_json::Value>>,
 }
 
 impl StatusFeedHandle {
-    pub fn snapshot(&self) -> serde_json::Value {
+    pub(crate) fn snapshot(&self) -> serde_json::Value {
         lock(&self.snapshot).clone()
     }
 }
 
 /// Every registered source of the process.
 #[derive(Debug, Default)]
-pub struct StatusFeedRegistry {
+pub(crate) struct StatusFeedRegistry {
     sources: Mutex<HashMap<String, (u64, StatusFeedHandle)>>,
     next: AtomicU64,
 }
 
 /// Removes its registration when dropped (the source task ended).
-pub struct StatusFeedGuard {
+pub(crate) struct StatusFeedGuard {
     registry: Arc<StatusFeedRegistry>,
     id: String,
     generation: u64,
@@ -61,7 +61,11 @@ impl Drop for StatusFeedGuard {
 
 impl StatusFeedRegistry {
     /// Registers the source `id`, replacing an earlier registration of the same id.
-    pub fn register(self: &Arc<Self>, id: &str, handle: StatusFeedHandle) -> StatusFeedGuard {
+    pub(crate) fn register(
+        self: &Arc<Self>,
+        id: &str,
+        handle: StatusFeedHandle,
+    ) -> StatusFeedGuard {
         let generation = self.next.fetch_add(1, Ordering::Relaxed);
         lock(&self.sources).insert(id.to_owned(), (generation, handle));
         StatusFeedGuard {
@@ -71,7 +75,7 @@ impl StatusFeedRegistry {
         }
     }
 
-    pub fn get(&self, id: &str) -> Option<StatusFeedHandle> {
+    pub(crate) fn get(&self, id: &str) -> Option<StatusFeedHandle> {
         lock(&self.sources).get(id).map(|(_, h)| h.clone())
     }
 }

@@ -14,7 +14,7 @@ use wildmatch::WildMatch;
 use crate::event::Event;
 
 /// One attached reader.
-pub struct Tap {
+pub(crate) struct Tap {
     id: u64,
     pattern: WildMatch,
     /// Keep one event in `sample` (1 keeps all).
@@ -26,7 +26,7 @@ pub struct Tap {
 
 /// All taps of the process.
 #[derive(Default)]
-pub struct TapRegistry {
+pub(crate) struct TapRegistry {
     taps: ArcSwap<Vec<Arc<Tap>>>,
     next: AtomicU64,
 }
@@ -38,7 +38,7 @@ impl std::fmt::Debug for TapRegistry {
 }
 
 /// Detaches its tap when dropped (the client went away).
-pub struct TapGuard {
+pub(crate) struct TapGuard {
     registry: Arc<TapRegistry>,
     id: u64,
 }
@@ -51,7 +51,7 @@ impl Drop for TapGuard {
 
 impl TapRegistry {
     /// Attaches a tap on components whose id matches `pattern`.
-    pub fn attach(
+    pub(crate) fn attach(
         self: &Arc<Self>,
         pattern: &str,
         sample: u64,
@@ -90,7 +90,7 @@ impl TapRegistry {
     }
 
     /// Offers the events a component just sent to the taps that match it.
-    pub fn offer(&self, component: &str, output: Option<&str>, events: &[Event]) {
+    pub(crate) fn offer(&self, component: &str, output: Option<&str>, events: &[Event]) {
         let taps = self.taps.load();
         if taps.is_empty() {
             return;

@@ -19,7 +19,7 @@ pub fn in_ci() -> bool {
 }
 
 /// The tansu binary: `$SLUICE_TANSU`, or where `.ci/run` installs it.
-pub fn tansu_path() -> Option<PathBuf> {
+pub(crate) fn tansu_path() -> Option<PathBuf> {
     if let Ok(p) = std::env::var("SLUICE_TANSU") {
         return Some(PathBuf::from(p));
     }
@@ -149,7 +149,7 @@ pub fn producer(bootstrap: &str) -> FutureProducer {
 /// Where each produced number is: `(partition, offset) → n`, as a consumer reads it back
 /// (offsets need not be dense, and tansu's delivery reports do not always match the
 /// offsets it serves, so tests map through what a reader sees).
-pub type Placement = std::collections::HashMap<(i32, i64), i64>;
+pub(crate) type Placement = std::collections::HashMap<(i32, i64), i64>;
 
 /// Produces `{"n": i}` for every i in `range`, keyed by `i`, round-robin over
 /// `partitions` partitions, waits for every delivery report, then reads the topic back

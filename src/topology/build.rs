@@ -29,11 +29,11 @@ pub(super) type Gained = HashMap<(String, Option<String>), Arc<Output>>;
 /// What the build phase made, for [`Topology::commit`] to install.
 pub(super) struct Staged {
     /// Shells of added components (an id that changed type gets a new one too).
-    pub shells: HashMap<String, Shell>,
-    pub gained: Gained,
+    pub(crate) shells: HashMap<String, Shell>,
+    pub(crate) gained: Gained,
     /// New input buffers of rebuilt components whose buffer had closed.
-    pub fresh_inputs: HashMap<String, ShellInput>,
-    pub built: Vec<Built>,
+    pub(crate) fresh_inputs: HashMap<String, ShellInput>,
+    pub(crate) built: Vec<Built>,
 }
 
 impl Topology {

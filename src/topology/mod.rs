@@ -70,8 +70,8 @@ impl Default for TopologyOptions {
 #[derive(Debug, thiserror::Error)]
 #[error("component `{id}`: {error}")]
 pub struct ComponentBuildError {
-    pub id: String,
-    pub error: BuildError,
+    pub(crate) id: String,
+    pub(crate) error: BuildError,
 }
 
 /// Every component that could not be built.
@@ -180,7 +180,7 @@ pub async fn start(
 
 impl Topology {
     /// An empty topology; [`Topology::apply`] gives it a pipeline.
-    pub fn new(telemetry: Arc<Telemetry>, options: TopologyOptions) -> Self {
+    pub(crate) fn new(telemetry: Arc<Telemetry>, options: TopologyOptions) -> Self {
         Self {
             pipeline: Pipeline::default(),
             shells: HashMap::new(),
@@ -304,7 +304,7 @@ impl Topology {
     }
 
     /// Ids of components with a task still running.
-    pub fn running(&self) -> Vec<String> {
+    pub(crate) fn running(&self) -> Vec<String> {
         let mut ids: Vec<String> = self.live.iter().map(|(id, _)| id.clone()).collect();
         ids.sort();
         ids.dedup();

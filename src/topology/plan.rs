@@ -21,34 +21,34 @@ use crate::config::Pipeline;
 /// What the plan needs to know of one component of the new pipeline.
 #[derive(Debug, Clone)]
 pub(super) struct Wanted {
-    pub id: String,
-    pub kind: ComponentKind,
-    pub type_name: &'static str,
+    pub(crate) id: String,
+    pub(crate) kind: ComponentKind,
+    pub(crate) type_name: &'static str,
     /// Hash of the options that make a rebuild necessary.
-    pub fingerprint: u64,
-    pub buffer: BufferConfig,
+    pub(crate) fingerprint: u64,
+    pub(crate) buffer: BufferConfig,
 }
 
 /// What the plan needs to know of one running component.
 #[derive(Debug, Clone)]
 pub(super) struct Current {
-    pub kind: ComponentKind,
-    pub type_name: &'static str,
-    pub fingerprint: u64,
-    pub buffer: BufferConfig,
+    pub(crate) kind: ComponentKind,
+    pub(crate) type_name: &'static str,
+    pub(crate) fingerprint: u64,
+    pub(crate) buffer: BufferConfig,
     /// Its task ended for good (failed, or drained because its producers ended).
-    pub ended: bool,
+    pub(crate) ended: bool,
 }
 
 /// The diff. `build` lists the ids that get a new task, in pipeline order; `fresh`
 /// those of them that need a new shell.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub(super) struct Plan {
-    pub added: Vec<String>,
-    pub changed: Vec<String>,
-    pub removed: Vec<String>,
-    pub build: Vec<String>,
-    pub fresh: HashSet<String>,
+    pub(crate) added: Vec<String>,
+    pub(crate) changed: Vec<String>,
+    pub(crate) removed: Vec<String>,
+    pub(crate) build: Vec<String>,
+    pub(crate) fresh: HashSet<String>,
 }
 
 /// Every component of `p`, sources first, then transforms, then sinks.

@@ -31,17 +31,17 @@ fn default_name() -> String {
 
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct AggregateConfig {
+pub(crate) struct AggregateConfig {
     #[schemars(schema_with = "crate::units::duration")]
     #[serde(default = "default_interval", with = "humantime_serde")]
-    pub interval: Duration,
+    pub(crate) interval: Duration,
     #[serde(default)]
-    pub group_by: Vec<String>,
+    pub(crate) group_by: Vec<String>,
     #[serde(default)]
-    pub fields: Vec<String>,
+    pub(crate) fields: Vec<String>,
     /// `name` of the metric events.
     #[serde(default = "default_name")]
-    pub name: String,
+    pub(crate) name: String,
 }
 
 fn paths(names: &[String], what: &str) -> Result<Vec<(String, OwnedValuePath)>, BuildError> {

@@ -35,7 +35,7 @@ fn default_cache_size() -> usize {
 /// What counts as a duplicate.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
-pub enum DedupeMode {
+pub(crate) enum DedupeMode {
     /// An identity passes once (again after `ttl` from its first sighting).
     #[default]
     FirstSeen,
@@ -49,27 +49,27 @@ fn default_state_fields() -> Vec<String> {
 
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct DedupeConfig {
+pub(crate) struct DedupeConfig {
     /// Fields whose values are an event's identity (default `[fingerprint]`). An event
     /// missing one of them passes.
-    pub fields: Option<Vec<String>>,
+    pub(crate) fields: Option<Vec<String>>,
     /// `first_seen` (default): drop every repeat of an identity; `last_state`: drop
     /// repeats of an identity's last state, pass its changes.
     #[serde(default)]
-    pub mode: DedupeMode,
+    pub(crate) mode: DedupeMode,
     /// With `mode: last_state`, the fields whose values are the state (default
     /// `[status]`); a missing field counts as null.
     #[serde(default = "default_state_fields")]
-    pub state_fields: Vec<String>,
+    pub(crate) state_fields: Vec<String>,
     /// Identities remembered (default 5000); the least recently seen is forgotten
     /// first, and then passes again.
     #[serde(default = "default_cache_size")]
-    pub cache_size: usize,
+    pub(crate) cache_size: usize,
     /// How long an identity is remembered: from its first sighting with `first_seen`,
     /// from its last with `last_state`. Unset (the default): until the cache evicts it.
     #[schemars(schema_with = "crate::units::duration")]
     #[serde(default, with = "humantime_serde")]
-    pub ttl: Option<Duration>,
+    pub(crate) ttl: Option<Duration>,
 }
 
 impl TransformConfig for DedupeConfig {

@@ -34,39 +34,39 @@ use crate::tables::{self, Table};
 
 #[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema, PartialEq)]
 #[serde(deny_unknown_fields)]
-pub struct Metadata {
-    pub cluster: Option<String>,
-    pub environment: Option<String>,
-    pub region: Option<String>,
-    pub datacenter: Option<String>,
-    pub tenant: Option<String>,
+pub(crate) struct Metadata {
+    pub(crate) cluster: Option<String>,
+    pub(crate) environment: Option<String>,
+    pub(crate) region: Option<String>,
+    pub(crate) datacenter: Option<String>,
+    pub(crate) tenant: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct TableConfig {
-    pub file: PathBuf,
-    pub key: String,
+pub(crate) struct TableConfig {
+    pub(crate) file: PathBuf,
+    pub(crate) key: String,
     /// The event field matched against `key` (default: `key`).
-    pub field: Option<String>,
+    pub(crate) field: Option<String>,
     /// Where the row goes (default: the table's name).
-    pub target: Option<String>,
+    pub(crate) target: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct EnrichConfig {
+pub(crate) struct EnrichConfig {
     #[serde(default)]
-    pub fields: IndexMap<String, serde_json::Value>,
+    pub(crate) fields: IndexMap<String, serde_json::Value>,
     #[serde(default)]
-    pub extra_args: KeyValues,
-    pub metadata: Option<Metadata>,
+    pub(crate) extra_args: KeyValues,
+    pub(crate) metadata: Option<Metadata>,
     #[serde(default)]
-    pub host: bool,
+    pub(crate) host: bool,
     #[serde(default)]
-    pub kubernetes: bool,
+    pub(crate) kubernetes: bool,
     #[serde(default)]
-    pub tables: IndexMap<String, TableConfig>,
+    pub(crate) tables: IndexMap<String, TableConfig>,
 }
 
 struct Lookup {

@@ -18,9 +18,9 @@ use crate::telemetry::ComponentMetrics;
 
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct FilterConfig {
+pub(crate) struct FilterConfig {
     /// A VRL expression returning a boolean.
-    pub condition: String,
+    pub(crate) condition: String,
 }
 
 impl TransformConfig for FilterConfig {

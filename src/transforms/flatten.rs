@@ -22,19 +22,19 @@ fn dot() -> String {
 
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct FlattenConfig {
+pub(crate) struct FlattenConfig {
     #[serde(default = "dot")]
-    pub separator: String,
-    pub max_depth: Option<usize>,
+    pub(crate) separator: String,
+    pub(crate) max_depth: Option<usize>,
     #[serde(default)]
-    pub arrays: Arrays,
+    pub(crate) arrays: Arrays,
 }
 
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct UnflattenConfig {
+pub(crate) struct UnflattenConfig {
     #[serde(default = "dot")]
-    pub separator: String,
+    pub(crate) separator: String,
 }
 
 fn check_separator(separator: &str) -> Result<(), BuildError> {

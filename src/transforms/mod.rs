@@ -1,18 +1,18 @@
 //! Transforms: functions over batches between sources and sinks. One module per type;
 //! register it below.
 
-pub mod aggregate;
+pub(crate) mod aggregate;
 pub mod alert_rule;
-pub mod dedupe;
-pub mod enrich;
-pub mod filter;
-pub mod flatten;
+pub(crate) mod dedupe;
+pub(crate) mod enrich;
+pub(crate) mod filter;
+pub(crate) mod flatten;
 pub mod incident;
-pub mod remap;
-pub mod route;
-pub mod sample;
+pub(crate) mod remap;
+pub(crate) mod route;
+pub(crate) mod sample;
 pub mod subscription;
-pub mod throttle;
+pub(crate) mod throttle;
 
 crate::component_registry! { crate::component::TransformConfig;
     "aggregate" => aggregate::AggregateConfig,

@@ -21,14 +21,14 @@ use crate::telemetry::ComponentMetrics;
 
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct RemapConfig {
+pub(crate) struct RemapConfig {
     /// The program, inline.
-    pub source: Option<String>,
+    pub(crate) source: Option<String>,
     /// Or a file holding it.
-    pub file: Option<PathBuf>,
+    pub(crate) file: Option<PathBuf>,
     /// Send failed events to `<id>.dropped` instead of passing them on unchanged.
     #[serde(default)]
-    pub drop_on_error: bool,
+    pub(crate) drop_on_error: bool,
 }
 
 impl RemapConfig {

@@ -14,12 +14,12 @@ use crate::component::{
 use crate::event::EventBatch;
 use crate::program::{self, Mode, Outcome, ProgramSource, Runner};
 
-pub const UNMATCHED: &str = "_unmatched";
+pub(crate) const UNMATCHED: &str = "_unmatched";
 
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct RouteConfig {
-    pub route: IndexMap<String, String>,
+pub(crate) struct RouteConfig {
+    pub(crate) route: IndexMap<String, String>,
 }
 
 impl TransformConfig for RouteConfig {

@@ -20,15 +20,15 @@ use crate::telemetry::ComponentMetrics;
 
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct SampleConfig {
-    pub rate: Option<u64>,
-    pub ratio: Option<f64>,
-    pub key_field: Option<String>,
-    pub always_keep: Option<String>,
+pub(crate) struct SampleConfig {
+    pub(crate) rate: Option<u64>,
+    pub(crate) ratio: Option<f64>,
+    pub(crate) key_field: Option<String>,
+    pub(crate) always_keep: Option<String>,
 }
 
 /// FNV-1a: a stable hash, so replicas agree on which keys are kept.
-pub fn fnv1a(bytes: &[u8]) -> u64 {
+pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in bytes {
         h ^= u64::from(*b);

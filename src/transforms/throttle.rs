@@ -18,12 +18,12 @@ use crate::event::EventBatch;
 
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct ThrottleConfig {
-    pub threshold: u32,
+pub(crate) struct ThrottleConfig {
+    pub(crate) threshold: u32,
     #[schemars(schema_with = "crate::units::duration")]
     #[serde(with = "humantime_serde")]
-    pub window: Duration,
-    pub key_field: Option<String>,
+    pub(crate) window: Duration,
+    pub(crate) key_field: Option<String>,
 }
 
 impl TransformConfig for ThrottleConfig {

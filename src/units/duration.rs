@@ -3,10 +3,10 @@
 use schemars::{Schema, SchemaGenerator, json_schema};
 
 /// What a duration option accepts (`humantime`: `500ms`, `30s`, `1h 30m`).
-pub const DURATION_PATTERN: &str = r"^\s*([0-9]+\s*[a-zA-Zµ]+\s*)+$";
+pub(crate) const DURATION_PATTERN: &str = r"^\s*([0-9]+\s*[a-zA-Zµ]+\s*)+$";
 
 /// The schema of a `humantime_serde` duration, for `#[schemars(schema_with = …)]`.
-pub fn duration(_: &mut SchemaGenerator) -> Schema {
+pub(crate) fn duration(_: &mut SchemaGenerator) -> Schema {
     json_schema!({
         "type": "string",
         "pattern": DURATION_PATTERN,

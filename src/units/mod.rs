@@ -4,5 +4,5 @@
 mod byte_size;
 mod duration;
 
-pub use byte_size::ByteSize;
-pub use duration::{DURATION_PATTERN, duration};
+pub(crate) use byte_size::ByteSize;
+pub(crate) use duration::{DURATION_PATTERN, duration};

@@ -5,26 +5,26 @@
 use std::collections::BTreeMap;
 
 #[derive(Debug)]
-pub struct AckTracker {
+pub(crate) struct AckTracker {
     acked_below: u64,
     /// start → end (exclusive) of settled ranges above `acked_below`, not touching it.
     ahead: BTreeMap<u64, u64>,
 }
 
 impl AckTracker {
-    pub fn new(acked_below: u64) -> Self {
+    pub(crate) fn new(acked_below: u64) -> Self {
         Self {
             acked_below,
             ahead: BTreeMap::new(),
         }
     }
 
-    pub fn acked_below(&self) -> u64 {
+    pub(crate) fn acked_below(&self) -> u64 {
         self.acked_below
     }
 
     /// Marks `[start, end)` settled; returns whether `acked_below` moved.
-    pub fn settle(&mut self, start: u64, end: u64) -> bool {
+    pub(crate) fn settle(&mut self, start: u64, end: u64) -> bool {
         if end <= self.acked_below || start >= end {
             return false;
         }

@@ -32,7 +32,7 @@ const ARRAY: u8 = 9;
 const REGEX: u8 = 10;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum DecodeError {
+pub(crate) enum DecodeError {
     #[error("record ends early")]
     Truncated,
     #[error("unknown format version {0}")]
@@ -54,7 +54,7 @@ pub enum DecodeError {
 }
 
 /// Appends `event`'s payload, source, arrival time and VRL metadata to `out`.
-pub fn encode(event: &Event, out: &mut Vec<u8>) {
+pub(crate) fn encode(event: &Event, out: &mut Vec<u8>) {
     out.push(VERSION);
     put_str(out, &event.meta.source_id);
     put_time(out, &event.meta.received_at);
@@ -63,7 +63,7 @@ pub fn encode(event: &Event, out: &mut Vec<u8>) {
 }
 
 /// The event in `data`, without an acknowledgement (the buffer attaches its own).
-pub fn decode(data: &[u8]) -> Result<Event, DecodeError> {
+pub(crate) fn decode(data: &[u8]) -> Result<Event, DecodeError> {
     let mut r = Reader { data, pos: 0 };
     let version = r.u8()?;
     if version != VERSION {

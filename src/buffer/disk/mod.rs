@@ -34,12 +34,12 @@
 //! they share and the public handles.
 
 mod acks;
-pub mod codec;
+pub(crate) mod codec;
 mod flusher;
 mod ledger;
 mod reader;
 mod recovery;
-pub mod segment;
+pub(crate) mod segment;
 #[cfg(test)]
 mod tests;
 mod writer;
@@ -62,7 +62,7 @@ use crate::event::EventAck;
 use crate::telemetry::{ComponentMetrics, LabeledCounter};
 
 #[derive(Debug, thiserror::Error)]
-pub enum OpenError {
+pub(crate) enum OpenError {
     #[error("disk buffer {path}: {source}")]
     Io { path: PathBuf, source: io::Error },
     #[error(
@@ -145,7 +145,7 @@ struct Shared {
 
 /// Opens (or creates) the disk buffer of sink `id` under `data_dir`, replaying what a
 /// previous run left, and starts its flusher.
-pub fn open(
+pub(crate) fn open(
     data_dir: &Path,
     id: &str,
     limits: &Limits,
@@ -235,7 +235,7 @@ impl Shared {
 }
 
 /// Sending half of a disk buffer.
-pub struct Sender {
+pub(crate) struct Sender {
     shared: Arc<Shared>,
 }
 
@@ -258,12 +258,12 @@ impl Drop for Sender {
 
 /// A sender that does not keep the buffer open.
 #[derive(Clone)]
-pub struct WeakSender {
+pub(crate) struct WeakSender {
     shared: Weak<Shared>,
 }
 
 impl WeakSender {
-    pub fn upgrade(&self) -> Option<Sender> {
+    pub(crate) fn upgrade(&self) -> Option<Sender> {
         let shared = self.shared.upgrade()?;
         let mut n = shared.senders.load(Ordering::Acquire);
         loop {
@@ -282,7 +282,7 @@ impl WeakSender {
 }
 
 impl Sender {
-    pub fn downgrade(&self) -> WeakSender {
+    pub(crate) fn downgrade(&self) -> WeakSender {
         WeakSender {
             shared: Arc::downgrade(&self.shared),
         }
@@ -290,7 +290,7 @@ impl Sender {
 }
 
 /// Receiving half: reads records back as events, in order.
-pub struct Receiver {
+pub(crate) struct Receiver {
     shared: Arc<Shared>,
     seq: u64,
     offset: u64,
@@ -305,30 +305,28 @@ pub struct Receiver {
 
 /// Fill level and limits of a disk buffer.
 #[derive(Clone)]
-pub struct Probe {
+pub(crate) struct Probe {
     shared: Arc<Shared>,
 }
 
 impl Probe {
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.shared.unacked_events.load(Ordering::Acquire) as usize
     }
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
         self.len() == 0
     }
-    pub fn capacity(&self) -> usize {
+    pub(crate) fn capacity(&self) -> usize {
         self.shared.limits().max_events
     }
-    pub fn bytes(&self) -> u64 {
-        self.shared.unacked_bytes.load(Ordering::Acquire)
-    }
-    pub fn is_closed(&self) -> bool {
+    pub(crate) fn is_closed(&self) -> bool {
         self.shared.closed.load(Ordering::Acquire)
     }
     /// A closed buffer (its sink ended for good) opened again for a new sink task. The
     /// new reader starts over from the oldest record not settled, so what the old task
     /// had in flight is read again rather than lost.
-    pub fn reopen(&self) -> (Sender, Receiver) {
+    pub(crate) fn reopen(&self) -> (Sender, Receiver) {
         let s = &self.shared;
         let skip_below = {
             let mut acks = lock(&s.acks);
@@ -360,7 +358,7 @@ impl Probe {
     }
 
     /// New bounds, `when_full` and sync policy take effect at once.
-    pub fn reconfigure(&self, limits: &Limits) {
+    pub(crate) fn reconfigure(&self, limits: &Limits) {
         *lock(&self.shared.limits) = *limits;
         self.shared.space.notify_waiters();
         self.shared.flush.notify_one();

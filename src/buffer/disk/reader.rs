@@ -18,7 +18,7 @@ const READ_BATCH_BYTES: usize = 4 << 20;
 
 impl Receiver {
     /// The next batch; `None` once every sender is gone and everything written was read.
-    pub async fn recv(&mut self) -> Option<EventBatch> {
+    pub(crate) async fn recv(&mut self) -> Option<EventBatch> {
         let shared = Arc::clone(&self.shared);
         loop {
             let data = shared.data.notified();
@@ -40,13 +40,13 @@ impl Receiver {
     }
 
     /// Refuses further writes. What is on disk stays there for the next reader.
-    pub fn close(&mut self) {
+    pub(crate) fn close(&mut self) {
         self.shared.closed.store(true, Ordering::Release);
         self.shared.space.notify_waiters();
     }
 
     /// A batch that can be read now, without waiting.
-    pub fn try_recv(&mut self) -> Option<EventBatch> {
+    pub(crate) fn try_recv(&mut self) -> Option<EventBatch> {
         loop {
             let span = lock(&self.shared.acks).redeliver.pop_front();
             let result = match span {

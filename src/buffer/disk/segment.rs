@@ -10,15 +10,15 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-pub const MAGIC: [u8; 4] = *b"SLR1";
-pub const HEADER: usize = 20;
+pub(crate) const MAGIC: [u8; 4] = *b"SLR1";
+pub(crate) const HEADER: usize = 20;
 /// Larger lengths are damage, not data: the writer refuses events this big.
-pub const MAX_PAYLOAD: usize = 64 << 20;
+pub(crate) const MAX_PAYLOAD: usize = 64 << 20;
 
 const READ_CHUNK: usize = 256 << 10;
 
 /// Appends one framed record to `out`.
-pub fn frame(id: u64, payload: &[u8], out: &mut Vec<u8>) {
+pub(crate) fn frame(id: u64, payload: &[u8], out: &mut Vec<u8>) {
     let len = payload.len() as u32;
     out.extend_from_slice(&MAGIC);
     out.extend_from_slice(&id.to_le_bytes());
@@ -35,12 +35,12 @@ fn checksum(id: u64, len: u32, payload: &[u8]) -> u32 {
     h.finalize()
 }
 
-pub fn path(dir: &Path, seq: u64) -> PathBuf {
+pub(crate) fn path(dir: &Path, seq: u64) -> PathBuf {
     dir.join(format!("{seq:020}.seg"))
 }
 
 /// Sequence numbers of the segments in `dir`, oldest first.
-pub fn list(dir: &Path) -> io::Result<Vec<u64>> {
+pub(crate) fn list(dir: &Path) -> io::Result<Vec<u64>> {
     let mut seqs = Vec::new();
     for entry in std::fs::read_dir(dir)? {
         let name = entry?.file_name();
@@ -58,7 +58,7 @@ pub fn list(dir: &Path) -> io::Result<Vec<u64>> {
 
 /// What is at an offset of a segment.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Step {
+pub(crate) enum Step {
     /// An intact record; the next one starts at `end`.
     Record { id: u64, payload: Vec<u8>, end: u64 },
     /// Damaged bytes; the next intact record starts at `resume`, or none does before
@@ -69,7 +69,7 @@ pub enum Step {
 }
 
 /// Reads records of one segment through a window of its bytes.
-pub struct SegmentReader {
+pub(crate) struct SegmentReader {
     file: File,
     /// File bytes starting at offset `base`.
     window: Vec<u8>,
@@ -77,7 +77,7 @@ pub struct SegmentReader {
 }
 
 impl SegmentReader {
-    pub fn open(path: &Path) -> io::Result<Self> {
+    pub(crate) fn open(path: &Path) -> io::Result<Self> {
         Ok(Self {
             file: File::open(path)?,
             window: Vec::new(),
@@ -116,7 +116,7 @@ impl SegmentReader {
 
     /// The record at `offset`, reading no further than `limit` (the committed length of
     /// the segment being written, or `u64::MAX` for a finished one).
-    pub fn step(&mut self, offset: u64, limit: u64) -> io::Result<Step> {
+    pub(crate) fn step(&mut self, offset: u64, limit: u64) -> io::Result<Step> {
         match self.record_at(offset, limit)? {
             Some(Ok(step)) => Ok(step),
             None => Ok(Step::End),

@@ -144,7 +144,7 @@ impl Shared {
 
 impl Sender {
     /// Writes `batch`; its events are acknowledged to their sources once durable.
-    pub async fn send(&self, mut batch: EventBatch) -> Result<(), Closed> {
+    pub(crate) async fn send(&self, mut batch: EventBatch) -> Result<(), Closed> {
         let s = &*self.shared;
         let mut payloads = Vec::with_capacity(batch.len());
         let mut too_big = Vec::new();

@@ -10,14 +10,14 @@ use crate::cli::load::LoadError;
 
 /// A throughput measured outside sluice.
 #[derive(Debug, Clone, serde::Serialize)]
-pub struct Ceiling {
-    pub what: String,
-    pub events_per_sec: f64,
-    pub mib_per_sec: f64,
+pub(crate) struct Ceiling {
+    pub(crate) what: String,
+    pub(crate) events_per_sec: f64,
+    pub(crate) mib_per_sec: f64,
 }
 
 /// `cat FILE` into a pipe that only counts lines.
-pub fn cat(path: &Path) -> Result<Ceiling, LoadError> {
+pub(crate) fn cat(path: &Path) -> Result<Ceiling, LoadError> {
     let io = |e| LoadError::Io {
         what: format!("cat {}", path.display()),
         source: e,
@@ -54,7 +54,11 @@ pub fn cat(path: &Path) -> Result<Ceiling, LoadError> {
 /// A bare rdkafka consumer (no decoding, no acknowledgements) reading `count`
 /// messages of `topic` from the start, timed from its first message to its last, as
 /// sluice is.
-pub fn kafka_consumer(bootstrap: &str, topic: &str, count: u64) -> Result<Ceiling, LoadError> {
+pub(crate) fn kafka_consumer(
+    bootstrap: &str,
+    topic: &str,
+    count: u64,
+) -> Result<Ceiling, LoadError> {
     use rdkafka::ClientConfig;
     use rdkafka::consumer::{BaseConsumer, Consumer};
     let consumer: BaseConsumer = ClientConfig::new()

@@ -9,14 +9,14 @@ use std::time::{Duration, Instant};
 use crate::cli::load::LoadError;
 
 /// A running sluice; killed when dropped if not stopped.
-pub struct Sluice {
+pub(crate) struct Sluice {
     child: Option<Child>,
     log: PathBuf,
 }
 
 impl Sluice {
     /// Starts sluice on `pipeline` and waits until its API reports healthy.
-    pub async fn start(
+    pub(crate) async fn start(
         pipeline: &Path,
         data_dir: &Path,
         env: &[(String, String)],
@@ -89,14 +89,14 @@ impl Sluice {
     }
 
     /// The end of sluice's log, for error messages.
-    pub fn log_tail(&self) -> String {
+    pub(crate) fn log_tail(&self) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
         lines[lines.len().saturating_sub(20)..].join("\n")
     }
 
     /// SIGTERM, then waits for a clean exit (SIGKILL after 20 s).
-    pub fn stop(mut self) -> Result<(), LoadError> {
+    pub(crate) fn stop(mut self) -> Result<(), LoadError> {
         let Some(mut child) = self.child.take() else {
             return Ok(());
         };
@@ -125,11 +125,6 @@ impl Sluice {
             }
         }
     }
-
-    /// The process id (for `perf record -p`).
-    pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
-    }
 }
 
 impl Drop for Sluice {
@@ -142,7 +137,7 @@ impl Drop for Sluice {
 }
 
 /// A loopback address nobody listens on right now.
-pub fn free_address() -> Result<String, LoadError> {
+pub(crate) fn free_address() -> Result<String, LoadError> {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.to_string())

@@ -13,23 +13,23 @@ use crate::cli::load::LoadError;
 use crate::cli::load::marker::{self, FIELD, Mark};
 
 /// Shared progress counter: events handed over so far.
-pub type Sent = Arc<AtomicU64>;
+pub(crate) type Sent = Arc<AtomicU64>;
 
 /// What a driver did.
 #[derive(Debug, Clone, Default)]
-pub struct DriverOutcome {
+pub(crate) struct DriverOutcome {
     /// Events accepted by the interface (2xx, written, acknowledged by the broker).
-    pub sent: u64,
+    pub(crate) sent: u64,
     /// Events the interface refused for good.
-    pub failed: u64,
+    pub(crate) failed: u64,
     /// Requests answered 429/503 and sent again (backpressure).
-    pub retried: u64,
+    pub(crate) retried: u64,
     /// Payload bytes handed over.
-    pub bytes: u64,
+    pub(crate) bytes: u64,
     /// When the first event was sent (Unix ns).
-    pub started_ns: u64,
+    pub(crate) started_ns: u64,
     /// When the driver finished.
-    pub finished_ns: u64,
+    pub(crate) finished_ns: u64,
 }
 
 /// When event `id` is due: `id / rate` after the start, or now when flat out.
@@ -38,7 +38,7 @@ fn due(start: Instant, id: u64, rate: Option<f64>) -> Option<Instant> {
 }
 
 /// One JSON line of about `size` bytes carrying `mark`.
-pub fn json_event(mark: Mark, size: usize) -> String {
+pub(crate) fn json_event(mark: Mark, size: usize) -> String {
     let mut line = format!(
         "{{\"{FIELD}\":\"{}\",\"n\":{},\"event_type\":\"log\",\"service\":\"checkout\",\"severity\":\"high\",\"region\":\"eu-west-1\",\"message\":\"",
         mark.value(),
@@ -51,13 +51,13 @@ pub fn json_event(mark: Mark, size: usize) -> String {
 }
 
 /// Builds one request body for events `first..first + n`.
-pub trait BodyMaker: Send + Sync + 'static {
+pub(crate) trait BodyMaker: Send + Sync + 'static {
     fn body(&self, first: u64, n: u64) -> Vec<u8>;
 }
 
 /// NDJSON of generated events.
-pub struct Ndjson {
-    pub event_bytes: usize,
+pub(crate) struct Ndjson {
+    pub(crate) event_bytes: usize,
 }
 
 impl BodyMaker for Ndjson {
@@ -72,13 +72,17 @@ impl BodyMaker for Ndjson {
 }
 
 /// A vendor payload with the mark inserted into one of its objects.
-pub struct Fixture {
+pub(crate) struct Fixture {
     doc: serde_json::Value,
     mark_at: String,
 }
 
 impl Fixture {
-    pub fn load(path: &Path, mark_at: &str, single: Option<&str>) -> Result<Self, LoadError> {
+    pub(crate) fn load(
+        path: &Path,
+        mark_at: &str,
+        single: Option<&str>,
+    ) -> Result<Self, LoadError> {
         let text = std::fs::read(path).map_err(|e| LoadError::Io {
             what: path.display().to_string(),
             source: e,
@@ -126,7 +130,7 @@ impl BodyMaker for Fixture {
 }
 
 /// POSTs `count` events to `url`, `batch` per request, `concurrency` requests at once.
-pub async fn http(
+pub(crate) async fn http(
     url: String,
     maker: Arc<dyn BodyMaker>,
     count: u64,
@@ -212,7 +216,7 @@ pub async fn http(
 
 /// Appends `count` JSON lines to `path`, in chunks of up to 1,000 lines (each chunk one
 /// write, as a logging library flushing its buffer would).
-pub fn file(
+pub(crate) fn file(
     path: &Path,
     count: u64,
     event_bytes: usize,
@@ -274,7 +278,7 @@ pub fn file(
 
 /// Produces `count` JSON messages round-robin over `partitions`, each awaited for the
 /// broker's acknowledgement (in windows of 10,000 so memory stays bounded).
-pub async fn kafka(
+pub(crate) async fn kafka(
     bootstrap: &str,
     topic: &str,
     partitions: u32,

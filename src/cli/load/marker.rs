@@ -7,18 +7,18 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The field name the drivers add to each event.
-pub const FIELD: &str = "sluice_bench";
+pub(crate) const FIELD: &str = "sluice_bench";
 
 /// One event's identity and send time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Mark {
-    pub id: u64,
+pub(crate) struct Mark {
+    pub(crate) id: u64,
     /// Nanoseconds since the Unix epoch when the driver sent it.
-    pub sent_ns: u64,
+    pub(crate) sent_ns: u64,
 }
 
 impl Mark {
-    pub fn now(id: u64) -> Self {
+    pub(crate) fn now(id: u64) -> Self {
         Self {
             id,
             sent_ns: unix_ns(),
@@ -26,12 +26,12 @@ impl Mark {
     }
 
     /// The field's value.
-    pub fn value(&self) -> String {
+    pub(crate) fn value(&self) -> String {
         format!("{}-{}", self.id, self.sent_ns)
     }
 
     /// Parses a field value as written by [`Mark::value`].
-    pub fn parse(text: &str) -> Option<Self> {
+    pub(crate) fn parse(text: &str) -> Option<Self> {
         let (id, sent) = text.split_once('-')?;
         Some(Self {
             id: id.parse().ok()?,
@@ -41,7 +41,7 @@ impl Mark {
 }
 
 /// Now, in nanoseconds since the Unix epoch (sender and receiver share the clock).
-pub fn unix_ns() -> u64 {
+pub(crate) fn unix_ns() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
@@ -50,7 +50,7 @@ pub fn unix_ns() -> u64 {
 /// Every mark in a body of any format: after each `sluice_bench` key, skips the quotes,
 /// backslashes, colon and blanks that any level of JSON escaping puts there, then reads
 /// `<digits>-<digits>`.
-pub fn scan(body: &[u8], mut found: impl FnMut(Mark)) {
+pub(crate) fn scan(body: &[u8], mut found: impl FnMut(Mark)) {
     let finder = memchr::memmem::Finder::new(FIELD.as_bytes());
     let mut at = 0;
     while let Some(i) = finder.find(&body[at..]) {

@@ -13,14 +13,14 @@
 //! `BENCH_KAFKA`, `BENCH_TOPIC`, `BENCH_GROUP`,
 //! `BENCH_PG_URL`, `BENCH_PG_SCHEMA`.
 
-pub mod baseline;
-pub mod child;
-pub mod driver;
-pub mod marker;
-pub mod postgres;
-pub mod receiver;
-pub mod report;
-pub mod scenario;
+pub(crate) mod baseline;
+pub(crate) mod child;
+pub(crate) mod driver;
+pub(crate) mod marker;
+pub(crate) mod postgres;
+pub(crate) mod receiver;
+pub(crate) mod report;
+pub(crate) mod scenario;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -36,7 +36,7 @@ use crate::cli::progress::Progress;
 
 /// Why a scenario could not run.
 #[derive(Debug, thiserror::Error)]
-pub enum LoadError {
+pub(crate) enum LoadError {
     #[error("{what}: {source}")]
     Io {
         what: String,
@@ -56,19 +56,19 @@ pub enum LoadError {
 
 /// Choices from the command line.
 #[derive(Debug, Clone, Default)]
-pub struct Options {
+pub(crate) struct Options {
     /// The scenario's `quick_count` (CI).
-    pub quick: bool,
+    pub(crate) quick: bool,
     /// Overrides the number of events.
-    pub count: Option<u64>,
+    pub(crate) count: Option<u64>,
     /// Overrides the rate: `Some(None)` is flat out.
-    pub rate: Option<Option<f64>>,
+    pub(crate) rate: Option<Option<f64>>,
     /// The command line that reproduces the run, for the report.
-    pub command: String,
+    pub(crate) command: String,
 }
 
 /// Runs one scenario file.
-pub async fn run(path: &Path, options: &Options) -> Result<Report, LoadError> {
+pub(crate) async fn run(path: &Path, options: &Options) -> Result<Report, LoadError> {
     let scenario = Scenario::load(path)?;
     let count = options.count.unwrap_or(if options.quick {
         scenario.quick_count

@@ -12,15 +12,15 @@ use crate::cli::load::marker::{FIELD, Mark};
 use crate::cli::load::receiver::Recorder;
 
 /// Where the bench's Postgres is: `$BENCH_PG_URL`, else the test server.
-pub fn url() -> String {
+pub(crate) fn url() -> String {
     std::env::var("BENCH_PG_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
 }
 
 /// A schema for one run, dropped by [`Store::drop_schema`].
-pub struct Store {
+pub(crate) struct Store {
     client: Client,
-    pub schema: String,
+    pub(crate) schema: String,
 }
 
 fn pg(e: tokio_postgres::Error) -> LoadError {
@@ -28,7 +28,7 @@ fn pg(e: tokio_postgres::Error) -> LoadError {
 }
 
 impl Store {
-    pub async fn create() -> Result<Self, LoadError> {
+    pub(crate) async fn create() -> Result<Self, LoadError> {
         let (client, connection) = tokio_postgres::connect(&url(), NoTls).await.map_err(pg)?;
         tokio::spawn(connection);
         let schema = format!("bench_{}", uuid::Uuid::new_v4().simple());
@@ -46,7 +46,7 @@ impl Store {
         Ok(Self { client, schema })
     }
 
-    pub async fn count(&self) -> Result<u64, LoadError> {
+    pub(crate) async fn count(&self) -> Result<u64, LoadError> {
         let row = self
             .client
             .query_one(&format!("SELECT count(*) FROM {}.events", self.schema), &[])
@@ -56,7 +56,11 @@ impl Store {
     }
 
     /// Waits until `expected` rows are in or `timeout` passes without a new row.
-    pub async fn wait_for(&self, expected: u64, timeout: Duration) -> Result<u64, LoadError> {
+    pub(crate) async fn wait_for(
+        &self,
+        expected: u64,
+        timeout: Duration,
+    ) -> Result<u64, LoadError> {
         let (mut last, mut changed) = (0, Instant::now());
         loop {
             let n = self.count().await?;
@@ -73,7 +77,7 @@ impl Store {
     }
 
     /// Feeds every stored row's mark and insert time to `recorder`.
-    pub async fn record(&self, recorder: &Recorder) -> Result<(), LoadError> {
+    pub(crate) async fn record(&self, recorder: &Recorder) -> Result<(), LoadError> {
         let rows = self
             .client
             .query(
@@ -96,7 +100,7 @@ impl Store {
     }
 
     /// Rows/s of one `COPY` of `count` rows like the pipeline's into the twin table.
-    pub async fn copy_baseline(&self, count: u64) -> Result<f64, LoadError> {
+    pub(crate) async fn copy_baseline(&self, count: u64) -> Result<f64, LoadError> {
         let started = Instant::now();
         let sink = self
             .client
@@ -121,7 +125,7 @@ impl Store {
         Ok(count as f64 / started.elapsed().as_secs_f64())
     }
 
-    pub async fn drop_schema(self) -> Result<(), LoadError> {
+    pub(crate) async fn drop_schema(self) -> Result<(), LoadError> {
         self.client
             .batch_execute(&format!("DROP SCHEMA {} CASCADE", self.schema))
             .await

@@ -17,7 +17,7 @@ use crate::cli::load::scenario::Answer;
 
 /// Arrivals of marked events: first arrivals, duplicates, latency and the last one's
 /// time. Shared by the HTTP receiver and the Postgres reader.
-pub struct Recorder {
+pub(crate) struct Recorder {
     inner: Mutex<Inner>,
 }
 
@@ -26,7 +26,6 @@ struct Inner {
     delivered: u64,
     duplicates: u64,
     unknown: u64,
-    bytes: u64,
     latency_us: Histogram<u64>,
     first_arrival_ns: u64,
     last_arrival_ns: u64,
@@ -34,21 +33,19 @@ struct Inner {
 
 /// What the recorder holds at one moment.
 #[derive(Debug, Clone)]
-pub struct Tally {
-    pub delivered: u64,
-    pub duplicates: u64,
+pub(crate) struct Tally {
+    pub(crate) delivered: u64,
+    pub(crate) duplicates: u64,
     /// Marks with ids that were never sent.
-    pub unknown: u64,
-    /// Bytes of the bodies received (HTTP receivers only).
-    pub bytes: u64,
-    pub latency_us: Histogram<u64>,
-    pub first_arrival_ns: u64,
-    pub last_arrival_ns: u64,
+    pub(crate) unknown: u64,
+    pub(crate) latency_us: Histogram<u64>,
+    pub(crate) first_arrival_ns: u64,
+    pub(crate) last_arrival_ns: u64,
 }
 
 impl Recorder {
     /// A recorder for ids `0..expected`.
-    pub fn new(expected: u64) -> Arc<Self> {
+    pub(crate) fn new(expected: u64) -> Arc<Self> {
         let len = usize::try_from(expected).unwrap_or(usize::MAX);
         Arc::new(Self {
             inner: Mutex::new(Inner {
@@ -56,7 +53,6 @@ impl Recorder {
                 delivered: 0,
                 duplicates: 0,
                 unknown: 0,
-                bytes: 0,
                 latency_us: latency_histogram(),
                 first_arrival_ns: 0,
                 last_arrival_ns: 0,
@@ -65,51 +61,48 @@ impl Recorder {
     }
 
     /// Starts over for ids `0..expected` (the baseline and sluice share one receiver).
-    pub fn reset(&self, expected: u64) {
+    pub(crate) fn reset(&self, expected: u64) {
         let mut g = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         g.seen = vec![false; usize::try_from(expected).unwrap_or(usize::MAX)];
         g.delivered = 0;
         g.duplicates = 0;
         g.unknown = 0;
-        g.bytes = 0;
         g.latency_us.reset();
         g.first_arrival_ns = 0;
         g.last_arrival_ns = 0;
     }
 
     /// Records every mark in one body that arrived at `arrived_ns`.
-    pub fn body(&self, body: &[u8], arrived_ns: u64) {
+    pub(crate) fn body(&self, body: &[u8], arrived_ns: u64) {
         let mut marks = Vec::new();
         marker::scan(body, |m| marks.push(m));
         let mut g = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
-        g.bytes += body.len() as u64;
         for m in marks {
             g.mark(m, arrived_ns);
         }
     }
 
     /// Records one mark that arrived at `arrived_ns`.
-    pub fn arrived(&self, mark: Mark, arrived_ns: u64) {
+    pub(crate) fn arrived(&self, mark: Mark, arrived_ns: u64) {
         self.inner
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .mark(mark, arrived_ns);
     }
 
-    pub fn delivered(&self) -> u64 {
+    pub(crate) fn delivered(&self) -> u64 {
         self.inner
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .delivered
     }
 
-    pub fn tally(&self) -> Tally {
+    pub(crate) fn tally(&self) -> Tally {
         let g = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         Tally {
             delivered: g.delivered,
             duplicates: g.duplicates,
             unknown: g.unknown,
-            bytes: g.bytes,
             latency_us: g.latency_us.clone(),
             first_arrival_ns: g.first_arrival_ns,
             last_arrival_ns: g.last_arrival_ns,
@@ -144,7 +137,7 @@ impl Inner {
 }
 
 /// Microseconds from 1 µs to 10 minutes, 3 significant digits.
-pub fn latency_histogram() -> Histogram<u64> {
+pub(crate) fn latency_histogram() -> Histogram<u64> {
     // The bounds are constants that hdrhistogram accepts.
     Histogram::new_with_bounds(1, 600_000_000, 3).unwrap_or_else(|_| {
         Histogram::new(3).unwrap_or_else(|_| unreachable!("3 significant digits are valid"))
@@ -152,14 +145,14 @@ pub fn latency_histogram() -> Histogram<u64> {
 }
 
 /// A running HTTP receiver; stops when dropped.
-pub struct HttpReceiver {
-    pub addr: SocketAddr,
+pub(crate) struct HttpReceiver {
+    pub(crate) addr: SocketAddr,
     stop: CancellationToken,
 }
 
 impl HttpReceiver {
     /// Listens on a free loopback port; every POST (any path) is scanned for marks.
-    pub async fn start(recorder: Arc<Recorder>, answer: Answer) -> Result<Self, LoadError> {
+    pub(crate) async fn start(recorder: Arc<Recorder>, answer: Answer) -> Result<Self, LoadError> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .map_err(|e| LoadError::Io {
@@ -189,7 +182,7 @@ impl HttpReceiver {
         Ok(Self { addr, stop })
     }
 
-    pub fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
 }

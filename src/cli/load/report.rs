@@ -9,66 +9,66 @@ use crate::cli::load::scenario::Measure;
 
 /// One scenario's result.
 #[derive(Debug, Clone, Serialize)]
-pub struct Report {
-    pub scenario: String,
-    pub description: String,
-    pub measure: Measure,
-    pub quick: bool,
+pub(crate) struct Report {
+    pub(crate) scenario: String,
+    pub(crate) description: String,
+    pub(crate) measure: Measure,
+    pub(crate) quick: bool,
     /// Set when the scenario could not run here (a missing service outside CI).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub skipped: Option<String>,
-    pub sent: u64,
-    pub delivered: u64,
-    pub duplicates: u64,
-    pub failed: u64,
+    pub(crate) skipped: Option<String>,
+    pub(crate) sent: u64,
+    pub(crate) delivered: u64,
+    pub(crate) duplicates: u64,
+    pub(crate) failed: u64,
     /// Requests sluice answered 429/503 (backpressure) that the driver sent again.
-    pub retried: u64,
+    pub(crate) retried: u64,
     /// Events/s asked for; `null` is flat out.
-    pub rate: Option<f64>,
+    pub(crate) rate: Option<f64>,
     /// Events/s the driver managed on its own clock: when it is close to sluice's
     /// figure, the driver, not sluice, was the bound.
-    pub driver_events_per_sec: f64,
-    pub sluice: Figures,
-    pub baseline: Baseline,
+    pub(crate) driver_events_per_sec: f64,
+    pub(crate) sluice: Figures,
+    pub(crate) baseline: Baseline,
     /// sluice / baseline on the scenario's measure.
-    pub ratio: f64,
-    pub machine: String,
-    pub date: String,
-    pub command: String,
+    pub(crate) ratio: f64,
+    pub(crate) machine: String,
+    pub(crate) date: String,
+    pub(crate) command: String,
 }
 
 /// Throughput and end-to-end latency of one run.
 #[derive(Debug, Clone, Default, Serialize)]
-pub struct Figures {
-    pub events_per_sec: f64,
-    pub mib_per_sec: f64,
-    pub elapsed_s: f64,
+pub(crate) struct Figures {
+    pub(crate) events_per_sec: f64,
+    pub(crate) mib_per_sec: f64,
+    pub(crate) elapsed_s: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub latency_ms: Option<Percentiles>,
+    pub(crate) latency_ms: Option<Percentiles>,
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct Baseline {
-    pub what: String,
+pub(crate) struct Baseline {
+    pub(crate) what: String,
     #[serde(flatten)]
-    pub figures: Figures,
+    pub(crate) figures: Figures,
     /// When the baseline is the slower of several (Kafka read, Postgres COPY).
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub parts: Vec<crate::cli::load::baseline::Ceiling>,
+    pub(crate) parts: Vec<crate::cli::load::baseline::Ceiling>,
 }
 
 #[derive(Debug, Clone, Copy, Serialize)]
-pub struct Percentiles {
-    pub p50: f64,
-    pub p90: f64,
-    pub p99: f64,
-    pub p99_9: f64,
-    pub max: f64,
+pub(crate) struct Percentiles {
+    pub(crate) p50: f64,
+    pub(crate) p90: f64,
+    pub(crate) p99: f64,
+    pub(crate) p99_9: f64,
+    pub(crate) max: f64,
 }
 
 impl Percentiles {
     /// From a histogram in microseconds; `None` when it is empty.
-    pub fn of(h: &Histogram<u64>) -> Option<Self> {
+    pub(crate) fn of(h: &Histogram<u64>) -> Option<Self> {
         if h.is_empty() {
             return None;
         }
@@ -85,7 +85,7 @@ impl Percentiles {
 
 impl Report {
     /// sluice / baseline on the measure, 0 when a side has no figure.
-    pub fn compute_ratio(&mut self) {
+    pub(crate) fn compute_ratio(&mut self) {
         let (s, b) = match self.measure {
             Measure::Throughput => (
                 self.sluice.events_per_sec,
@@ -101,7 +101,7 @@ impl Report {
 }
 
 /// The reports as a plain-text table, one row for sluice and one for its baseline.
-pub fn table(reports: &[Report]) -> String {
+pub(crate) fn table(reports: &[Report]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -173,7 +173,7 @@ pub fn table(reports: &[Report]) -> String {
 }
 
 /// CPU model, cores and memory, for the README's table.
-pub fn machine() -> String {
+pub(crate) fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|t| {

@@ -14,30 +14,30 @@ use crate::cli::load::LoadError;
 /// One scenario, as written in its YAML file.
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct Scenario {
+pub(crate) struct Scenario {
     /// Short name, used in reports and on the command line.
-    pub name: String,
+    pub(crate) name: String,
     /// One line saying what is measured.
-    pub description: String,
+    pub(crate) description: String,
     /// The pipeline file, relative to the scenario file.
-    pub pipeline: PathBuf,
+    pub(crate) pipeline: PathBuf,
     /// The figure the ratio is taken on.
-    pub measure: Measure,
-    pub driver: DriverConfig,
+    pub(crate) measure: Measure,
+    pub(crate) driver: DriverConfig,
     /// Events per second; absent means flat out.
-    pub rate: Option<f64>,
+    pub(crate) rate: Option<f64>,
     /// Events sent in a full run.
-    pub count: u64,
+    pub(crate) count: u64,
     /// Events sent under `--quick` (CI runs every scenario once this way).
-    pub quick_count: u64,
+    pub(crate) quick_count: u64,
     /// Requests in flight at once (HTTP drivers).
     #[serde(default = "default_concurrency")]
-    pub concurrency: usize,
-    pub receiver: ReceiverConfig,
+    pub(crate) concurrency: usize,
+    pub(crate) receiver: ReceiverConfig,
     /// How long to wait for the last deliveries after the driver is done.
     #[serde(default = "default_drain", with = "humantime_serde")]
     #[schemars(schema_with = "crate::units::duration")]
-    pub drain_timeout: std::time::Duration,
+    pub(crate) drain_timeout: std::time::Duration,
 }
 
 fn default_concurrency() -> usize {
@@ -52,7 +52,7 @@ fn default_drain() -> std::time::Duration {
     Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, schemars::JsonSchema,
 )]
 #[serde(rename_all = "snake_case")]
-pub enum Measure {
+pub(crate) enum Measure {
     /// Events/s; ratio = sluice / baseline (higher is better).
     Throughput,
     /// End-to-end p50; ratio = sluice / baseline (lower is better).
@@ -62,7 +62,7 @@ pub enum Measure {
 /// What sends the events into sluice (and, for the baseline, into the receiver).
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
-pub enum DriverConfig {
+pub(crate) enum DriverConfig {
     /// One vendor payload per request, POSTed to the webhook source; the mark goes into
     /// the JSON object at `mark_at` (a JSON pointer, e.g. an alert's labels).
     Webhook {
@@ -112,7 +112,7 @@ fn default_event_bytes() -> usize {
 /// Where sluice delivers: the bench's own HTTP receiver or a Postgres table.
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
-pub enum ReceiverConfig {
+pub(crate) enum ReceiverConfig {
     /// A minimal HTTP server recording each mark's arrival. `pagerduty` answers as the
     /// Events API v2 does.
     Http {
@@ -125,7 +125,7 @@ pub enum ReceiverConfig {
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
-pub enum Answer {
+pub(crate) enum Answer {
     #[default]
     Ok,
     Pagerduty,
@@ -133,7 +133,7 @@ pub enum Answer {
 
 impl Scenario {
     /// Reads a scenario file; relative paths in it are resolved against its folder.
-    pub fn load(path: &Path) -> Result<Self, LoadError> {
+    pub(crate) fn load(path: &Path) -> Result<Self, LoadError> {
         let text = std::fs::read_to_string(path).map_err(|e| LoadError::Io {
             what: path.display().to_string(),
             source: e,
@@ -163,7 +163,7 @@ impl Scenario {
     }
 
     /// Finds a scenario by file path or by name in `dir`.
-    pub fn find(name_or_path: &str, dir: &Path) -> Result<PathBuf, LoadError> {
+    pub(crate) fn find(name_or_path: &str, dir: &Path) -> Result<PathBuf, LoadError> {
         let direct = PathBuf::from(name_or_path);
         if direct.is_file() {
             return Ok(direct);
@@ -182,7 +182,7 @@ impl Scenario {
     }
 
     /// Every scenario file in `dir`, sorted by name.
-    pub fn all_in(dir: &Path) -> Result<Vec<PathBuf>, LoadError> {
+    pub(crate) fn all_in(dir: &Path) -> Result<Vec<PathBuf>, LoadError> {
         let entries = std::fs::read_dir(dir).map_err(|e| LoadError::Io {
             what: dir.display().to_string(),
             source: e,

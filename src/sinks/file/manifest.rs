@@ -12,7 +12,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 /// Where the manifest of sink `id` lives.
-pub fn path_for(data_dir: &Path, id: &str) -> PathBuf {
+pub(crate) fn path_for(data_dir: &Path, id: &str) -> PathBuf {
     crate::state_file::path_for(data_dir, "file_sink", id)
 }
 
@@ -23,14 +23,14 @@ struct Stored {
 
 /// The files one sink created.
 #[derive(Debug)]
-pub struct Manifest {
+pub(crate) struct Manifest {
     path: PathBuf,
-    pub files: BTreeSet<String>,
+    pub(crate) files: BTreeSet<String>,
 }
 
 impl Manifest {
     /// Reads the manifest at `path`; missing or unreadable, it starts empty.
-    pub fn load(path: PathBuf) -> Self {
+    pub(crate) fn load(path: PathBuf) -> Self {
         let files = match std::fs::read(&path) {
             Ok(bytes) => match serde_json::from_slice::<Stored>(&bytes) {
                 Ok(stored) => stored.files,
@@ -49,7 +49,7 @@ impl Manifest {
     }
 
     /// Writes the list (off the async workers: it fsyncs).
-    pub async fn save(&self) -> std::io::Result<()> {
+    pub(crate) async fn save(&self) -> std::io::Result<()> {
         let path = self.path.clone();
         let bytes = serde_json::to_vec(&Stored {
             files: self.files.clone(),

@@ -23,8 +23,8 @@
 //! Here: the config and its checks. `writer.rs` writes batches (open files, rotation,
 //! fsync, dead letters); `retention.rs` deletes expired files.
 
-pub mod manifest;
-pub mod paths;
+pub(crate) mod manifest;
+pub(crate) mod paths;
 mod retention;
 mod writer;
 
@@ -43,7 +43,7 @@ use writer::{Writer, run};
     Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, schemars::JsonSchema,
 )]
 #[serde(rename_all = "snake_case")]
-pub enum Rotation {
+pub(crate) enum Rotation {
     /// A new file each day (UTC).
     Daily,
     /// A new file each hour (UTC).
@@ -56,7 +56,7 @@ pub enum Rotation {
     Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize, schemars::JsonSchema,
 )]
 #[serde(rename_all = "snake_case")]
-pub enum Sync {
+pub(crate) enum Sync {
     /// fsync the files a batch wrote before settling it.
     Always,
     /// fsync at most once a second.
@@ -66,30 +66,30 @@ pub enum Sync {
 
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct FileSinkConfig {
+pub(crate) struct FileSinkConfig {
     /// The file to append to: strftime codes (`%Y-%m-%d`) and `{{ field.path }}` allowed.
     /// A rendered path must stay under the directory before the first placeholder
     /// (`/var/log/x/` in `/var/log/x/{{ service }}.log`): an event whose values add a
     /// `..`, an absolute or empty segment, a control character, a name over 255 bytes or
     /// a symbolic link goes to `dead_letter`, as does one missing a field.
-    pub path: String,
+    pub(crate) path: String,
     /// Start a new file each day, each hour, or past `max_bytes`.
-    pub rotation: Option<Rotation>,
+    pub(crate) rotation: Option<Rotation>,
     /// With `rotation: size`.
     #[serde(default = "default_max_bytes")]
-    pub max_bytes: u64,
+    pub(crate) max_bytes: u64,
     /// Delete files this sink created once last modified longer ago than this. Only files
     /// listed in its manifest (`data_dir/file_sink/<id>.json`, kept while this option is
     /// set) are deleted, never others beside them. Needs a fixed directory in `path`.
-    pub retention_days: Option<u32>,
+    pub(crate) retention_days: Option<u32>,
     /// When written lines are fsynced.
     #[serde(default)]
-    pub sync: Sync,
+    pub(crate) sync: Sync,
     /// Files kept open at once; past it, the least recently written is closed (after a
     /// flush and fsync) and reopened when needed. Bounds the descriptors that events with
     /// many distinct names can take from the process.
     #[serde(default = "default_max_open_files")]
-    pub max_open_files: usize,
+    pub(crate) max_open_files: usize,
 }
 
 fn default_max_bytes() -> u64 {

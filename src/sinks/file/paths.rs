@@ -17,13 +17,13 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 /// Longest file name (one segment) Linux file systems take.
-pub const NAME_MAX: usize = 255;
+pub(crate) const NAME_MAX: usize = 255;
 /// Longest path the kernel takes, less its NUL.
-pub const PATH_MAX: usize = 4095;
+pub(crate) const PATH_MAX: usize = 4095;
 
 /// The directory part of `pattern` before its first placeholder, with its trailing `/`
 /// (empty when the first placeholder is in the first segment: the working directory).
-pub fn root_of(pattern: &str) -> &str {
+pub(crate) fn root_of(pattern: &str) -> &str {
     let first = [pattern.find("{{"), pattern.find('%')]
         .into_iter()
         .flatten()
@@ -37,7 +37,7 @@ pub fn root_of(pattern: &str) -> &str {
 
 /// Checks that `rendered` lies under `root` (as [`root_of`] gives it) and returns the
 /// part below it.
-pub fn confine<'a>(root: &str, rendered: &'a str) -> Result<&'a str, String> {
+pub(crate) fn confine<'a>(root: &str, rendered: &'a str) -> Result<&'a str, String> {
     let show = || shown(rendered);
     if rendered.len() > PATH_MAX {
         return Err(format!(
@@ -81,7 +81,7 @@ fn shown(path: &str) -> String {
 
 /// Why a file could not be opened.
 #[derive(Debug, thiserror::Error)]
-pub enum OpenError {
+pub(crate) enum OpenError {
     /// The event's path is not acceptable: it goes to the dead letter, never retried.
     #[error("{0}")]
     Reject(String),
@@ -94,7 +94,7 @@ pub enum OpenError {
 }
 
 /// I/O errors caused by the name itself, which no retry would change.
-pub fn classify(path: &Path, source: std::io::Error) -> OpenError {
+pub(crate) fn classify(path: &Path, source: std::io::Error) -> OpenError {
     let by_name = matches!(
         source.raw_os_error(),
         Some(libc::ENAMETOOLONG | libc::EISDIR | libc::ENOTDIR | libc::ELOOP | libc::EILSEQ)
@@ -114,7 +114,7 @@ pub fn classify(path: &Path, source: std::io::Error) -> OpenError {
 
 /// Checks each directory of `below` under `root` is a real directory (not a symbolic
 /// link); missing ones are created when `create`, else `Ok(false)` says one is missing.
-pub fn walk_dirs(root: &Path, below: &str, create: bool) -> Result<bool, OpenError> {
+pub(crate) fn walk_dirs(root: &Path, below: &str, create: bool) -> Result<bool, OpenError> {
     let mut dir = root.to_path_buf();
     let mut segments: Vec<&str> = below.split('/').collect();
     segments.pop();
@@ -156,7 +156,7 @@ pub fn walk_dirs(root: &Path, below: &str, create: bool) -> Result<bool, OpenErr
 
 /// Opens `root/below` for appending, creating it and the directories on the way (see
 /// the module doc). Returns whether this call created the file.
-pub fn open_confined(root: &Path, below: &str) -> Result<(File, bool), OpenError> {
+pub(crate) fn open_confined(root: &Path, below: &str) -> Result<(File, bool), OpenError> {
     if !root.as_os_str().is_empty() {
         // The root is the operator's: links in it are theirs to make.
         std::fs::create_dir_all(root).map_err(|source| OpenError::Io {

@@ -14,17 +14,17 @@ use super::fingerprint::FileId;
 
 /// One file's position.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Record {
-    pub id: FileId,
+pub(crate) struct Record {
+    pub(crate) id: FileId,
     /// The head checksum, when the file had a settled one.
-    pub checksum: Option<u64>,
+    pub(crate) checksum: Option<u64>,
     /// Where the file was last seen (for people reading the file; identity is `id`).
-    pub path: PathBuf,
-    pub offset: u64,
+    pub(crate) path: PathBuf,
+    pub(crate) offset: u64,
     /// Checksum of the (up to) 256 bytes before `offset`: a copy of the file (copytruncate
     /// while stopped) continues from `offset` only if it holds the same bytes there.
     #[serde(default)]
-    pub tail: Option<u64>,
+    pub(crate) tail: Option<u64>,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -34,7 +34,7 @@ struct Checkpoints {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum CheckpointError {
+pub(crate) enum CheckpointError {
     #[error("checkpoint file {path}: {error}")]
     Io {
         path: PathBuf,
@@ -48,12 +48,12 @@ pub enum CheckpointError {
 }
 
 /// The checkpoint file of a source.
-pub fn path_for(data_dir: &Path, source_id: &str) -> PathBuf {
+pub(crate) fn path_for(data_dir: &Path, source_id: &str) -> PathBuf {
     data_dir.join(source_id).join("checkpoints.json")
 }
 
 /// The stored records; none when the file does not exist yet.
-pub fn load(path: &Path) -> Result<Vec<Record>, CheckpointError> {
+pub(crate) fn load(path: &Path) -> Result<Vec<Record>, CheckpointError> {
     match std::fs::read(path) {
         Ok(bytes) => serde_json::from_slice::<Checkpoints>(&bytes)
             .map(|c| c.files)
@@ -70,7 +70,7 @@ pub fn load(path: &Path) -> Result<Vec<Record>, CheckpointError> {
 }
 
 /// Replaces the stored records atomically.
-pub fn save(path: &Path, files: Vec<Record>) -> Result<(), CheckpointError> {
+pub(crate) fn save(path: &Path, files: Vec<Record>) -> Result<(), CheckpointError> {
     let io = |error| CheckpointError::Io {
         path: path.to_owned(),
         error,

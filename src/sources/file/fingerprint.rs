@@ -12,17 +12,17 @@ use std::os::unix::fs::{FileExt, MetadataExt};
 use serde::{Deserialize, Serialize};
 
 /// How many leading bytes at most the head checksum covers.
-pub const HEAD_BYTES: usize = 256;
+pub(crate) const HEAD_BYTES: usize = 256;
 
 /// Where a file lives on disk; stable across renames on one filesystem.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct FileId {
-    pub dev: u64,
-    pub ino: u64,
+pub(crate) struct FileId {
+    pub(crate) dev: u64,
+    pub(crate) ino: u64,
 }
 
 impl FileId {
-    pub fn of(meta: &std::fs::Metadata) -> Self {
+    pub(crate) fn of(meta: &std::fs::Metadata) -> Self {
         Self {
             dev: meta.dev(),
             ino: meta.ino(),
@@ -31,7 +31,7 @@ impl FileId {
 }
 
 /// FNV-1a, 64 bits.
-pub fn fnv1a(bytes: &[u8]) -> u64 {
+pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in bytes {
         h ^= u64::from(*b);
@@ -43,7 +43,7 @@ pub fn fnv1a(bytes: &[u8]) -> u64 {
 /// The checksum of the first line (newline included), or of the first [`HEAD_BYTES`]
 /// when the first line is longer. `None` while the file holds less than that and no
 /// newline yet: its identity is not settled, and the inode alone stands for it.
-pub fn head_checksum(file: &File) -> std::io::Result<Option<u64>> {
+pub(crate) fn head_checksum(file: &File) -> std::io::Result<Option<u64>> {
     let mut buf = [0u8; HEAD_BYTES];
     let mut filled = 0;
     while filled < HEAD_BYTES {
@@ -64,7 +64,7 @@ pub fn head_checksum(file: &File) -> std::io::Result<Option<u64>> {
 /// Whether `copy` holds the same bytes as `original` over `[0, len)`, judged from the
 /// first 64 KiB and the last 4 KiB of that range. Two files that merely share a first
 /// line (a common CSV header, say) differ there; a copy made by copytruncate does not.
-pub fn same_content(original: &File, copy: &File, len: u64) -> std::io::Result<bool> {
+pub(crate) fn same_content(original: &File, copy: &File, len: u64) -> std::io::Result<bool> {
     const HEAD: u64 = 64 * 1024;
     const TAIL: u64 = 4 * 1024;
     let head = len.min(HEAD);

@@ -8,17 +8,17 @@
 
 /// A complete line.
 #[derive(Debug, PartialEq, Eq)]
-pub struct Line<'a> {
-    pub bytes: &'a [u8],
+pub(crate) struct Line<'a> {
+    pub(crate) bytes: &'a [u8],
     /// Offset of the line's first byte in the file.
-    pub offset: u64,
+    pub(crate) offset: u64,
     /// Offset just past its newline.
-    pub end: u64,
-    pub truncated: bool,
+    pub(crate) end: u64,
+    pub(crate) truncated: bool,
 }
 
 #[derive(Debug)]
-pub struct Framer {
+pub(crate) struct Framer {
     max: usize,
     /// The partial line (at most `max` bytes of it).
     buf: Vec<u8>,
@@ -30,7 +30,7 @@ pub struct Framer {
 }
 
 impl Framer {
-    pub fn new(max: usize, at: u64) -> Self {
+    pub(crate) fn new(max: usize, at: u64) -> Self {
         Self {
             max: max.max(1),
             buf: Vec::new(),
@@ -41,7 +41,7 @@ impl Framer {
     }
 
     /// Forgets any partial line and continues at `at`.
-    pub fn reset(&mut self, at: u64) {
+    pub(crate) fn reset(&mut self, at: u64) {
         self.buf.clear();
         self.start = at;
         self.pos = at;
@@ -49,22 +49,22 @@ impl Framer {
     }
 
     /// Where the current (incomplete) line begins: all bytes before it were framed.
-    pub fn line_start(&self) -> u64 {
+    pub(crate) fn line_start(&self) -> u64 {
         self.start
     }
 
     /// Where the next byte to feed sits in the file.
-    pub fn pos(&self) -> u64 {
+    pub(crate) fn pos(&self) -> u64 {
         self.pos
     }
 
     /// Whether a partial line is held.
-    pub fn has_partial(&self) -> bool {
+    pub(crate) fn has_partial(&self) -> bool {
         self.pos > self.start
     }
 
     /// Frames `chunk`, the bytes at [`Framer::pos`], calling `emit` for each complete line.
-    pub fn feed(&mut self, chunk: &[u8], mut emit: impl FnMut(Line<'_>)) {
+    pub(crate) fn feed(&mut self, chunk: &[u8], mut emit: impl FnMut(Line<'_>)) {
         let mut rest = chunk;
         while let Some(i) = memchr::memchr(b'\n', rest) {
             let end = self.pos + i as u64 + 1;
@@ -105,7 +105,7 @@ impl Framer {
 
     /// Emits the partial line as if it had ended (a file released without a final
     /// newline), then starts afresh after it.
-    pub fn flush_partial(&mut self, mut emit: impl FnMut(Line<'_>)) {
+    pub(crate) fn flush_partial(&mut self, mut emit: impl FnMut(Line<'_>)) {
         if self.has_partial() && !self.buf.is_empty() {
             emit(Line {
                 bytes: &self.buf,

@@ -18,11 +18,11 @@
 //! `poll_interval` between idle rounds), which works on every filesystem, NFS and
 //! overlayfs included, where inotify misses changes.
 
-pub mod checkpoint;
+pub(crate) mod checkpoint;
 mod emitter;
-pub mod fingerprint;
-pub mod lines;
-pub mod multiline;
+pub(crate) mod fingerprint;
+pub(crate) mod lines;
+pub(crate) mod multiline;
 mod rotation;
 mod scan;
 mod tailer;
@@ -35,7 +35,7 @@ use serde::Deserialize;
 
 use crate::component::{BoxFuture, BuildError, ComponentTask, SourceConfig, SourceContext};
 
-pub use multiline::{Mode as MultilineMode, MultilineConfig};
+pub(crate) use multiline::MultilineConfig;
 
 /// Where to start in a file that has no checkpoint when the source starts. Files that
 /// appear later are always read from their beginning (they are new).
@@ -43,7 +43,7 @@ pub use multiline::{Mode as MultilineMode, MultilineConfig};
     Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize, schemars::JsonSchema,
 )]
 #[serde(rename_all = "snake_case")]
-pub enum ReadFrom {
+pub(crate) enum ReadFrom {
     #[default]
     Beginning,
     End,
@@ -73,60 +73,60 @@ fn default_max_pending_batches() -> usize {
 
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct FileSourceConfig {
+pub(crate) struct FileSourceConfig {
     /// Glob patterns of the files to read (`/var/log/app/*.log`, `**` for any depth).
-    pub include: Vec<String>,
+    pub(crate) include: Vec<String>,
     /// Globs of paths to leave out, matched against the full path.
     #[serde(default)]
-    pub exclude: Vec<String>,
+    pub(crate) exclude: Vec<String>,
     #[serde(default)]
-    pub read_from: ReadFrom,
+    pub(crate) read_from: ReadFrom,
     /// Longer lines keep their first `max_line_bytes` bytes and are counted.
     #[serde(default = "default_max_line_bytes")]
-    pub max_line_bytes: usize,
+    pub(crate) max_line_bytes: usize,
     #[serde(default)]
-    pub multiline: Option<MultilineConfig>,
+    pub(crate) multiline: Option<MultilineConfig>,
     /// Parse each line as JSON: the event is the parsed object (plus `file`, `host`,
     /// `offset`). A line that does not parse keeps its text in `message` and is counted.
     #[serde(default)]
-    pub json: bool,
+    pub(crate) json: bool,
     /// How often the globs are evaluated again for new, renamed and deleted files.
     #[schemars(schema_with = "crate::units::duration")]
     #[serde(default = "default_glob_interval", with = "humantime_serde")]
-    pub glob_interval: Duration,
+    pub(crate) glob_interval: Duration,
     /// How long to wait after a round in which no file had anything new.
     #[schemars(schema_with = "crate::units::duration")]
     #[serde(default = "default_poll_interval", with = "humantime_serde")]
-    pub poll_interval: Duration,
+    pub(crate) poll_interval: Duration,
     /// At most this many bytes from one file per round, so one busy file cannot starve
     /// the others.
     #[serde(default = "default_max_read_bytes")]
-    pub max_read_bytes: usize,
+    pub(crate) max_read_bytes: usize,
     /// Files last modified longer ago than this are not picked up.
     #[schemars(schema_with = "crate::units::duration")]
     #[serde(default, with = "humantime_serde")]
-    pub ignore_older: Option<Duration>,
+    pub(crate) ignore_older: Option<Duration>,
     /// Delete a file once it was read to its end, everything read was delivered, and it
     /// did not grow for this long.
     #[schemars(schema_with = "crate::units::duration")]
     #[serde(default, with = "humantime_serde")]
-    pub remove_after: Option<Duration>,
+    pub(crate) remove_after: Option<Duration>,
     /// A file renamed away or deleted is released once read to its end and not grown for
     /// this long (a writer may still append through its open descriptor).
     #[schemars(schema_with = "crate::units::duration")]
     #[serde(default = "default_rotate_wait", with = "humantime_serde")]
-    pub rotate_wait: Duration,
+    pub(crate) rotate_wait: Duration,
     /// How often acknowledged offsets are written to `data_dir` (and at shutdown). A
     /// crash re-reads at most what was acknowledged since.
     #[schemars(schema_with = "crate::units::duration")]
     #[serde(default = "default_checkpoint_interval", with = "humantime_serde")]
-    pub checkpoint_interval: Duration,
+    pub(crate) checkpoint_interval: Duration,
     /// Batches sent but not yet settled, across all files; reading pauses at this bound.
     #[serde(default = "default_max_pending_batches")]
-    pub max_pending_batches: usize,
+    pub(crate) max_pending_batches: usize,
     /// The `host` field (default: this machine's hostname).
     #[serde(default)]
-    pub host: Option<String>,
+    pub(crate) host: Option<String>,
 }
 
 impl FileSourceConfig {

@@ -23,7 +23,7 @@ use serde::Deserialize;
     Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, schemars::JsonSchema,
 )]
 #[serde(rename_all = "snake_case")]
-pub enum Mode {
+pub(crate) enum Mode {
     ContinueThrough,
     ContinuePast,
     HaltBefore,
@@ -32,17 +32,17 @@ pub enum Mode {
 
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct MultilineConfig {
+pub(crate) struct MultilineConfig {
     #[serde(default)]
-    pub start_pattern: Option<String>,
+    pub(crate) start_pattern: Option<String>,
     #[serde(default)]
-    pub condition_pattern: Option<String>,
+    pub(crate) condition_pattern: Option<String>,
     #[serde(default)]
-    pub mode: Option<Mode>,
+    pub(crate) mode: Option<Mode>,
     /// A pending group is emitted after this long without a new line.
     #[schemars(schema_with = "crate::units::duration")]
     #[serde(default = "default_timeout", with = "humantime_serde")]
-    pub timeout: Duration,
+    pub(crate) timeout: Duration,
 }
 
 fn default_timeout() -> Duration {
@@ -51,15 +51,15 @@ fn default_timeout() -> Duration {
 
 /// The compiled rules, shared by every file of a source.
 #[derive(Debug, Clone)]
-pub struct Rules {
+pub(crate) struct Rules {
     start: Option<Regex>,
     condition: Regex,
     mode: Mode,
-    pub timeout: Duration,
+    pub(crate) timeout: Duration,
 }
 
 impl MultilineConfig {
-    pub fn compile(&self) -> Result<Rules, String> {
+    pub(crate) fn compile(&self) -> Result<Rules, String> {
         let re =
             |name: &str, p: &str| Regex::new(p).map_err(|e| format!("`multiline.{name}`: {e}"));
         let start = self
@@ -96,39 +96,39 @@ impl MultilineConfig {
 
 /// One message (a single line or a joined group) with the file range it covers.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Message {
-    pub text: String,
-    pub offset: u64,
-    pub end: u64,
+pub(crate) struct Message {
+    pub(crate) text: String,
+    pub(crate) offset: u64,
+    pub(crate) end: u64,
 }
 
 /// The group pending in one file.
 #[derive(Debug)]
-pub struct Aggregator {
+pub(crate) struct Aggregator {
     rules: Rules,
     group: Option<(Message, Instant)>,
 }
 
 impl Aggregator {
-    pub fn new(rules: Rules) -> Self {
+    pub(crate) fn new(rules: Rules) -> Self {
         Self { rules, group: None }
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.group.is_none()
     }
 
     /// Where the pending group begins: lines from there on are read but not emitted.
-    pub fn pending_offset(&self) -> Option<u64> {
+    pub(crate) fn pending_offset(&self) -> Option<u64> {
         self.group.as_ref().map(|(m, _)| m.offset)
     }
 
-    pub fn clear(&mut self) {
+    pub(crate) fn clear(&mut self) {
         self.group = None;
     }
 
     /// Takes one line; completed messages go to `out`.
-    pub fn push(&mut self, line: Message, now: Instant, out: &mut Vec<Message>) {
+    pub(crate) fn push(&mut self, line: Message, now: Instant, out: &mut Vec<Message>) {
         let Some((mut group, _)) = self.group.take() else {
             self.begin(line, now, out);
             return;
@@ -173,7 +173,7 @@ impl Aggregator {
 
     /// Emits the pending group if nothing joined it for `timeout` (or at once with
     /// `force`).
-    pub fn flush(&mut self, now: Instant, force: bool, out: &mut Vec<Message>) {
+    pub(crate) fn flush(&mut self, now: Instant, force: bool, out: &mut Vec<Message>) {
         if let Some((_, last)) = &self.group
             && (force || now.saturating_duration_since(*last) >= self.rules.timeout)
             && let Some((group, _)) = self.group.take()

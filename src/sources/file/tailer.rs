@@ -37,9 +37,9 @@ const CHUNK: usize = 64 * 1024;
 const MAX_BATCH: usize = 1000;
 
 /// What `check` compiled from the config.
-pub struct Compiled {
-    pub exclude: Vec<glob::Pattern>,
-    pub multiline: Option<Rules>,
+pub(crate) struct Compiled {
+    pub(crate) exclude: Vec<glob::Pattern>,
+    pub(crate) multiline: Option<Rules>,
 }
 pub(super) struct Watched {
     pub(super) path: PathBuf,
@@ -84,7 +84,7 @@ impl Watched {
     }
 }
 
-pub struct Tailer {
+pub(crate) struct Tailer {
     pub(super) config: FileSourceConfig,
     pub(super) compiled: Compiled,
     pub(super) checkpoint_path: PathBuf,
@@ -101,7 +101,7 @@ pub struct Tailer {
 }
 
 impl Tailer {
-    pub fn new(
+    pub(crate) fn new(
         config: FileSourceConfig,
         compiled: Compiled,
         checkpoint_path: PathBuf,
@@ -146,7 +146,7 @@ impl Tailer {
         me
     }
 
-    pub async fn run(mut self, mut cx: SourceContext) -> Result<(), ComponentError> {
+    pub(crate) async fn run(mut self, mut cx: SourceContext) -> Result<(), ComponentError> {
         let source_id = Arc::clone(&cx.id);
         tracing::info!(component_id = %source_id, include = ?self.config.include, "file source starting");
         let mut next_scan = Instant::now();

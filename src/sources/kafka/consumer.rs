@@ -43,20 +43,20 @@ const IDLE_POLL: Duration = Duration::from_millis(100);
 const BLOCKED_WAIT: Duration = Duration::from_millis(100);
 
 /// State shared by the consumer thread, librdkafka's callbacks and settlement tasks.
-pub struct Shared {
+pub(crate) struct Shared {
     tracker: Mutex<OffsetTracker>,
     settled: Condvar,
-    pub stop: AtomicBool,
-    pub drain_timeout: Duration,
-    pub retry_backoff: Duration,
-    pub id: Arc<str>,
-    pub metrics: Arc<ComponentMetrics>,
-    pub commits_failed: Arc<LabeledCounter>,
-    pub rewinds: Arc<LabeledCounter>,
+    pub(crate) stop: AtomicBool,
+    pub(crate) drain_timeout: Duration,
+    pub(crate) retry_backoff: Duration,
+    pub(crate) id: Arc<str>,
+    pub(crate) metrics: Arc<ComponentMetrics>,
+    pub(crate) commits_failed: Arc<LabeledCounter>,
+    pub(crate) rewinds: Arc<LabeledCounter>,
 }
 
 impl Shared {
-    pub fn new(
+    pub(crate) fn new(
         id: Arc<str>,
         metrics: Arc<ComponentMetrics>,
         drain_timeout: Duration,
@@ -115,9 +115,9 @@ impl Shared {
 }
 
 /// librdkafka's callbacks for the source.
-pub struct SourceContext {
-    pub shared: Arc<Shared>,
-    pub logs: LoggingContext,
+pub(crate) struct SourceContext {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) logs: LoggingContext,
 }
 
 impl ClientContext for SourceContext {
@@ -218,16 +218,16 @@ struct Polled {
 }
 
 /// What the thread needs besides the consumer.
-pub struct Settings {
-    pub decoding: KafkaDecoding,
-    pub batch_size: usize,
-    pub latency: Arc<LatencyRecorder>,
-    pub runtime: tokio::runtime::Handle,
+pub(crate) struct Settings {
+    pub(crate) decoding: KafkaDecoding,
+    pub(crate) batch_size: usize,
+    pub(crate) latency: Arc<LatencyRecorder>,
+    pub(crate) runtime: tokio::runtime::Handle,
 }
 
 /// Runs until `shared.stop` is set or the downstream channel closes, then waits for
 /// what is in flight (at most `drain_timeout`) and commits.
-pub fn run(
+pub(crate) fn run(
     consumer: Arc<BaseConsumer<SourceContext>>,
     shared: Arc<Shared>,
     tx: mpsc::Sender<EventBatch>,

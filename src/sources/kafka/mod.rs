@@ -10,7 +10,7 @@
 //! Each event carries `%kafka` (topic, partition, offset, key, headers, timestamp).
 
 mod consumer;
-pub mod offsets;
+pub(crate) mod offsets;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -31,7 +31,7 @@ use crate::telemetry::ComponentState;
     Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize, schemars::JsonSchema,
 )]
 #[serde(rename_all = "snake_case")]
-pub enum KafkaDecoding {
+pub(crate) enum KafkaDecoding {
     /// One JSON document per message (an invalid one is kept as `message`, and counted).
     #[default]
     Json,
@@ -46,7 +46,7 @@ pub enum KafkaDecoding {
     Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize, schemars::JsonSchema,
 )]
 #[serde(rename_all = "snake_case")]
-pub enum AutoOffsetReset {
+pub(crate) enum AutoOffsetReset {
     Earliest,
     #[default]
     Latest,
@@ -54,37 +54,37 @@ pub enum AutoOffsetReset {
 
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct KafkaSourceConfig {
+pub(crate) struct KafkaSourceConfig {
     /// `host:port[,host:port…]`.
-    pub bootstrap_servers: String,
+    pub(crate) bootstrap_servers: String,
     /// Topic names; an entry starting with `^` is a regular expression.
-    pub topics: Vec<String>,
-    pub group_id: String,
+    pub(crate) topics: Vec<String>,
+    pub(crate) group_id: String,
     #[serde(default)]
-    pub auto_offset_reset: AutoOffsetReset,
+    pub(crate) auto_offset_reset: AutoOffsetReset,
     #[serde(default)]
-    pub decoding: KafkaDecoding,
+    pub(crate) decoding: KafkaDecoding,
     /// How often stored offsets are committed.
     #[serde(default = "default_commit_interval", with = "humantime_serde")]
     #[schemars(schema_with = "crate::units::duration")]
-    pub commit_interval: Duration,
+    pub(crate) commit_interval: Duration,
     /// How long a revocation or a shutdown waits for events in flight.
     #[serde(default = "default_drain_timeout", with = "humantime_serde")]
     #[schemars(schema_with = "crate::units::duration")]
-    pub drain_timeout: Duration,
+    pub(crate) drain_timeout: Duration,
     /// How long before a partition whose events errored downstream is read again.
     #[serde(default = "default_retry_backoff", with = "humantime_serde")]
     #[schemars(schema_with = "crate::units::duration")]
-    pub retry_backoff: Duration,
+    pub(crate) retry_backoff: Duration,
     #[serde(default = "default_session_timeout", with = "humantime_serde")]
     #[schemars(schema_with = "crate::units::duration")]
-    pub session_timeout: Duration,
+    pub(crate) session_timeout: Duration,
     /// Most messages per batch sent downstream.
     #[serde(default = "default_batch_size")]
-    pub batch_size: usize,
+    pub(crate) batch_size: usize,
     /// Passed to librdkafka as they are, after sluice's own settings (so they win).
     #[serde(default)]
-    pub librdkafka_options: BTreeMap<String, String>,
+    pub(crate) librdkafka_options: BTreeMap<String, String>,
 }
 
 fn default_commit_interval() -> Duration {

@@ -20,14 +20,14 @@ use std::time::Instant;
 use crate::event::EventStatus;
 
 /// A partition of a topic.
-pub type PartitionKey = (Arc<str>, i32);
+pub(crate) type PartitionKey = (Arc<str>, i32);
 
 /// Proof that a range was registered under a given partition epoch.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Ticket {
-    pub key: PartitionKey,
-    pub epoch: u64,
-    pub first: i64,
+pub(crate) struct Ticket {
+    pub(crate) key: PartitionKey,
+    pub(crate) epoch: u64,
+    pub(crate) first: i64,
 }
 
 #[derive(Debug)]
@@ -50,7 +50,7 @@ struct Partition {
 
 /// What changed when a range settled.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Settled {
+pub(crate) enum Settled {
     /// The commit point advanced to this offset.
     Advanced(i64),
     /// Nothing to commit yet (an earlier range is still in flight).
@@ -62,14 +62,14 @@ pub enum Settled {
 }
 
 #[derive(Debug, Default)]
-pub struct OffsetTracker {
+pub(crate) struct OffsetTracker {
     partitions: HashMap<PartitionKey, Partition>,
     next_epoch: u64,
 }
 
 impl OffsetTracker {
     /// The partition is now ours; anything known about an earlier assignment is dropped.
-    pub fn assign(&mut self, key: PartitionKey) {
+    pub(crate) fn assign(&mut self, key: PartitionKey) {
         self.next_epoch += 1;
         self.partitions.insert(
             key,
@@ -83,19 +83,19 @@ impl OffsetTracker {
     }
 
     /// The partition is no longer ours.
-    pub fn revoke(&mut self, key: &PartitionKey) {
+    pub(crate) fn revoke(&mut self, key: &PartitionKey) {
         self.partitions.remove(key);
     }
 
     /// The epoch under which a message just read from `key` may be sent on, or `None`
     /// when it must be dropped (the partition is not ours, or it waits for a rewind).
-    pub fn accepts(&self, key: &PartitionKey) -> Option<u64> {
+    pub(crate) fn accepts(&self, key: &PartitionKey) -> Option<u64> {
         let p = self.partitions.get(key)?;
         p.rewind.is_none().then_some(p.epoch)
     }
 
     /// Records `first..=last` as sent downstream. `None` when `epoch` is outdated.
-    pub fn register(
+    pub(crate) fn register(
         &mut self,
         key: PartitionKey,
         epoch: u64,
@@ -122,7 +122,12 @@ impl OffsetTracker {
 
     /// Applies the outcome of a registered range. `retry_at` is when an errored range
     /// may be read again.
-    pub fn settle(&mut self, ticket: &Ticket, status: EventStatus, retry_at: Instant) -> Settled {
+    pub(crate) fn settle(
+        &mut self,
+        ticket: &Ticket,
+        status: EventStatus,
+        retry_at: Instant,
+    ) -> Settled {
         let Some(p) = self.partitions.get_mut(&ticket.key) else {
             return Settled::Stale;
         };
@@ -155,7 +160,7 @@ impl OffsetTracker {
 
     /// Rewinds that are due: the consumer seeks each partition to its offset, then
     /// [`OffsetTracker::rewound`] re-opens it.
-    pub fn due_rewinds(&self, now: Instant) -> Vec<(PartitionKey, i64)> {
+    pub(crate) fn due_rewinds(&self, now: Instant) -> Vec<(PartitionKey, i64)> {
         self.partitions
             .iter()
             .filter_map(|(k, p)| match p.rewind {
@@ -165,7 +170,7 @@ impl OffsetTracker {
             .collect()
     }
 
-    pub fn rewound(&mut self, key: &PartitionKey) {
+    pub(crate) fn rewound(&mut self, key: &PartitionKey) {
         if let Some(p) = self.partitions.get_mut(key) {
             p.rewind = None;
             // The commit point stays where it was: the ranges before the errored one may
@@ -174,13 +179,13 @@ impl OffsetTracker {
     }
 
     /// Ranges sent and not yet settled on `key` (0 for a partition that is not ours).
-    pub fn in_flight(&self, key: &PartitionKey) -> usize {
+    pub(crate) fn in_flight(&self, key: &PartitionKey) -> usize {
         self.partitions
             .get(key)
             .map_or(0, |p| p.in_flight.values().filter(|r| !r.settled).count())
     }
 
-    pub fn total_in_flight(&self) -> usize {
+    pub(crate) fn total_in_flight(&self) -> usize {
         self.partitions
             .values()
             .map(|p| p.in_flight.values().filter(|r| !r.settled).count())
@@ -188,7 +193,8 @@ impl OffsetTracker {
     }
 
     /// The commit point of `key`, if anything was settled or registered there.
-    pub fn commit_point(&self, key: &PartitionKey) -> Option<i64> {
+    #[cfg(test)]
+    pub(crate) fn commit_point(&self, key: &PartitionKey) -> Option<i64> {
         self.partitions.get(key).and_then(|p| p.commit_point)
     }
 }

@@ -28,9 +28,9 @@ use crate::alert::Severity;
 use crate::component::{BoxFuture, BuildError, ComponentTask, SourceConfig, SourceContext};
 use crate::net::TlsOptions;
 
-pub use parse::{Format, ParseError};
-pub use providers::{Incident, Provider};
-pub use state::Initial;
+pub(crate) use parse::{Format, ParseError};
+pub(crate) use providers::{Incident, Provider};
+pub(crate) use state::Initial;
 
 fn yes() -> bool {
     true
@@ -59,93 +59,93 @@ const MIN_INTERVAL: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct StatusFeedConfig {
-    pub feeds: Vec<FeedConfig>,
+pub(crate) struct StatusFeedConfig {
+    pub(crate) feeds: Vec<FeedConfig>,
     /// How often each feed is polled (a feed's own `interval` wins).
     #[schemars(schema_with = "crate::units::duration")]
     #[serde(default = "default_interval", with = "humantime_serde")]
-    pub interval: Duration,
+    pub(crate) interval: Duration,
     /// Spread of each wait, as a fraction of it (0.1: ±10%).
     #[serde(default = "default_jitter")]
-    pub jitter: f64,
+    pub(crate) jitter: f64,
     /// Timeout of one request, body included.
     #[schemars(schema_with = "crate::units::duration")]
     #[serde(default = "default_timeout", with = "humantime_serde")]
-    pub timeout: Duration,
+    pub(crate) timeout: Duration,
     /// The longest wait between polls of a failing feed.
     #[schemars(schema_with = "crate::units::duration")]
     #[serde(default = "default_max_backoff", with = "humantime_serde")]
-    pub max_backoff: Duration,
+    pub(crate) max_backoff: Duration,
     /// What the first poll of a feed emits.
     #[serde(default)]
-    pub initial: Initial,
+    pub(crate) initial: Initial,
     /// How long an incident that left its feed is remembered.
     #[schemars(schema_with = "crate::units::duration")]
     #[serde(default = "default_retention", with = "humantime_serde")]
-    pub retention: Duration,
+    pub(crate) retention: Duration,
     /// Larger bodies are an error.
     #[serde(default = "default_max_bytes")]
-    pub max_bytes: usize,
+    pub(crate) max_bytes: usize,
     /// Keep the feed's entry (or JSON incident) in each event's `raw`.
     #[serde(default = "yes")]
-    pub keep_raw: bool,
+    pub(crate) keep_raw: bool,
     #[serde(default = "yes")]
-    pub ssl_verify: bool,
+    pub(crate) ssl_verify: bool,
     #[serde(default)]
-    pub tls: TlsOptions,
+    pub(crate) tls: TlsOptions,
 }
 
 /// One feed.
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct FeedConfig {
+pub(crate) struct FeedConfig {
     /// Names the feed in events (`labels.feed`), metrics, state and the API.
-    pub name: String,
+    pub(crate) name: String,
     #[serde(default)]
-    pub provider: Provider,
+    pub(crate) provider: Provider,
     /// Absent or empty: the provider's public feed.
     #[serde(default)]
-    pub url: Option<String>,
+    pub(crate) url: Option<String>,
     /// Absent: the preset's format with the preset URL, else `auto`.
     #[serde(default)]
-    pub format: Option<Format>,
+    pub(crate) format: Option<Format>,
     #[schemars(schema_with = "crate::units::duration")]
     #[serde(default, with = "humantime_serde::option")]
-    pub interval: Option<Duration>,
+    pub(crate) interval: Option<Duration>,
     /// Only incidents whose service matches one of these (`*` wildcards, any case).
     /// An incident that names no service passes.
     #[serde(default)]
-    pub services: Vec<String>,
+    pub(crate) services: Vec<String>,
     /// Likewise for regions.
     #[serde(default)]
-    pub regions: Vec<String>,
+    pub(crate) regions: Vec<String>,
     /// For incidents whose provider gives no severity.
     #[serde(default)]
-    pub default_severity: Severity,
+    pub(crate) default_severity: Severity,
     /// Whether an incident that left the feed has ended (default: only for `azure`,
     /// whose feed lists current incidents only).
     #[serde(default)]
-    pub resolve_missing: Option<bool>,
+    pub(crate) resolve_missing: Option<bool>,
 }
 
 /// A feed with its defaults applied.
 #[derive(Debug, Clone)]
-pub struct FeedSpec {
-    pub name: String,
-    pub provider: Provider,
-    pub url: String,
-    pub format: Format,
-    pub interval: Duration,
-    pub services: Vec<WildMatch>,
-    pub regions: Vec<WildMatch>,
-    pub default_severity: Severity,
-    pub resolve_missing: bool,
+pub(crate) struct FeedSpec {
+    pub(crate) name: String,
+    pub(crate) provider: Provider,
+    pub(crate) url: String,
+    pub(crate) format: Format,
+    pub(crate) interval: Duration,
+    pub(crate) services: Vec<WildMatch>,
+    pub(crate) regions: Vec<WildMatch>,
+    pub(crate) default_severity: Severity,
+    pub(crate) resolve_missing: bool,
 }
 
 impl FeedSpec {
     /// Whether an incident passes `services` and `regions`. A field holding a list
     /// ("europe-west2, global") passes when any element matches.
-    pub fn wants(&self, incident: &Incident) -> bool {
+    pub(crate) fn wants(&self, incident: &Incident) -> bool {
         fn passes(patterns: &[WildMatch], value: Option<&str>) -> bool {
             let Some(value) = value else { return true };
             patterns.is_empty()
@@ -265,7 +265,7 @@ impl SourceConfig for StatusFeedConfig {
 
 /// The parsers behind one feed, for the fuzz target and property tests: `body` as
 /// `format` read the `provider`'s way, incidents filtered by nothing.
-pub fn parse_incidents(
+pub(crate) fn parse_incidents(
     provider: Provider,
     format: Format,
     body: &[u8],
@@ -275,7 +275,7 @@ pub fn parse_incidents(
 
 /// The events two successive polls of `body` emit, the first one with `initial`
 /// (for the fuzz target: the second must be empty).
-pub fn plan_twice(
+pub(crate) fn plan_twice(
     provider: Provider,
     incidents: Vec<Incident>,
     initial: Initial,

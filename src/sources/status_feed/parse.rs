@@ -13,7 +13,7 @@ use serde::Deserialize;
     Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize, schemars::JsonSchema,
 )]
 #[serde(rename_all = "snake_case")]
-pub enum Format {
+pub(crate) enum Format {
     /// Sniffed from the body: XML is RSS or Atom, a JSON array is GCP's incidents, a
     /// JSON object with `incidents` is Statuspage's API.
     #[default]
@@ -25,7 +25,7 @@ pub enum Format {
 }
 
 impl Format {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Auto => "auto",
             Self::Rss => "rss",
@@ -36,7 +36,7 @@ impl Format {
     }
 
     /// The `Accept` header for this format.
-    pub fn accept(self) -> &'static str {
+    pub(crate) fn accept(self) -> &'static str {
         match self {
             Self::Rss => "application/rss+xml, application/xml;q=0.9, */*;q=0.5",
             Self::Atom => "application/atom+xml, application/xml;q=0.9, */*;q=0.5",
@@ -50,7 +50,7 @@ impl Format {
 
 /// Why a body is not a usable feed. The poll counts it as an error and emits nothing.
 #[derive(Debug, thiserror::Error)]
-pub enum ParseError {
+pub(crate) enum ParseError {
     #[error("not a valid feed: {0}")]
     Feed(String),
     #[error("expected {expected}, got {got}")]
@@ -68,14 +68,14 @@ pub enum ParseError {
 
 /// Which kind of XML or JSON feed an entry came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FeedKind {
+pub(crate) enum FeedKind {
     Rss,
     Atom,
     JsonFeed,
 }
 
 impl FeedKind {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Rss => "RSS",
             Self::Atom => "Atom",
@@ -86,24 +86,24 @@ impl FeedKind {
 
 /// One entry of an RSS or Atom feed, as far as status pages use it.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Item {
+pub(crate) struct Item {
     /// Atom `id` or RSS `guid`; `None` when the feed gives none (Azure's items).
-    pub id: Option<String>,
-    pub title: String,
-    pub link: Option<String>,
+    pub(crate) id: Option<String>,
+    pub(crate) title: String,
+    pub(crate) link: Option<String>,
     /// When the entry was first published: Atom's `published` only (RSS's `pubDate` is
     /// the time of the latest post, so it is `updated`).
-    pub created: Option<DateTime<Utc>>,
+    pub(crate) created: Option<DateTime<Utc>>,
     /// Atom's `updated` (else `published`), RSS's `pubDate`.
-    pub updated: Option<DateTime<Utc>>,
+    pub(crate) updated: Option<DateTime<Utc>>,
     /// The entry's HTML: Atom `content` (else `summary`), RSS `content:encoded` (else
     /// `description`).
-    pub html: String,
+    pub(crate) html: String,
 }
 
 impl Item {
     /// The entry as a JSON object, for the event's `raw`.
-    pub fn raw(&self) -> serde_json::Value {
+    pub(crate) fn raw(&self) -> serde_json::Value {
         serde_json::json!({
             "id": self.id,
             "title": self.title,
@@ -117,7 +117,7 @@ impl Item {
 
 /// A parsed document.
 #[derive(Debug)]
-pub enum Document {
+pub(crate) enum Document {
     Feed {
         kind: FeedKind,
         items: Vec<Item>,
@@ -130,7 +130,7 @@ pub enum Document {
 
 impl Document {
     /// How many entries (items or incidents) the document has.
-    pub fn entries(&self) -> usize {
+    pub(crate) fn entries(&self) -> usize {
         match self {
             Self::Feed { items, .. } => items.len(),
             Self::StatuspageJson(v) => v
@@ -143,7 +143,7 @@ impl Document {
 }
 
 /// Parses `body` as `format`.
-pub fn parse(format: Format, body: &[u8]) -> Result<Document, ParseError> {
+pub(crate) fn parse(format: Format, body: &[u8]) -> Result<Document, ParseError> {
     let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
     let first = body.iter().find(|b| !b.is_ascii_whitespace()).copied();
     match format {
@@ -253,7 +253,7 @@ fn gcp_incidents(value: serde_json::Value) -> Result<Document, ParseError> {
 }
 
 /// A timestamp in RFC 3339 (JSON APIs); `None` for anything else.
-pub fn timestamp(v: Option<&serde_json::Value>) -> Option<DateTime<Utc>> {
+pub(crate) fn timestamp(v: Option<&serde_json::Value>) -> Option<DateTime<Utc>> {
     let text = v?.as_str()?.trim();
     DateTime::parse_from_rfc3339(text)
         .ok()
@@ -262,7 +262,7 @@ pub fn timestamp(v: Option<&serde_json::Value>) -> Option<DateTime<Utc>> {
 
 /// Readable text from an HTML fragment: tags dropped (block ends become line breaks),
 /// entities decoded, runs of spaces collapsed.
-pub fn html_to_text(html: &str) -> String {
+pub(crate) fn html_to_text(html: &str) -> String {
     let mut raw = String::with_capacity(html.len());
     let mut rest = html;
     while let Some(open) = rest.find('<') {
@@ -299,7 +299,7 @@ pub fn html_to_text(html: &str) -> String {
 }
 
 /// Decodes the named entities status pages use and every numeric one.
-pub fn decode_entities(text: &str) -> String {
+pub(crate) fn decode_entities(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(amp) = rest.find('&') {
@@ -350,14 +350,14 @@ pub fn decode_entities(text: &str) -> String {
 /// One post of a Statuspage incident, newest first in the page's HTML: the status word
 /// in `<strong>` and the text after it.
 #[derive(Debug, Clone, PartialEq)]
-pub struct StatuspageUpdate {
-    pub word: String,
-    pub text: String,
+pub(crate) struct StatuspageUpdate {
+    pub(crate) word: String,
+    pub(crate) text: String,
 }
 
 /// The posts of a Statuspage RSS/Atom entry. Each is
 /// `<p><small>date</small><br><strong>Word</strong> - text</p>`, newest first.
-pub fn statuspage_updates(html: &str) -> Vec<StatuspageUpdate> {
+pub(crate) fn statuspage_updates(html: &str) -> Vec<StatuspageUpdate> {
     let mut updates = Vec::new();
     let mut rest = html;
     while let Some(start) = rest.find("<strong>") {

@@ -17,17 +17,17 @@ use crate::net::{Backoff, FailureHandling, error_chain, parse_retry_after};
 
 /// What to ask for.
 #[derive(Debug, Clone)]
-pub struct Request {
-    pub url: String,
-    pub format: Format,
-    pub etag: Option<String>,
-    pub last_modified: Option<String>,
-    pub max_bytes: usize,
+pub(crate) struct Request {
+    pub(crate) url: String,
+    pub(crate) format: Format,
+    pub(crate) etag: Option<String>,
+    pub(crate) last_modified: Option<String>,
+    pub(crate) max_bytes: usize,
 }
 
 /// A fetch that worked.
 #[derive(Debug)]
-pub enum Fetched {
+pub(crate) enum Fetched {
     /// `304`: nothing changed since the validators were stored.
     NotModified,
     Body {
@@ -39,7 +39,7 @@ pub enum Fetched {
 
 /// Why a poll failed. The reason is a metric label.
 #[derive(Debug, thiserror::Error)]
-pub enum PollError {
+pub(crate) enum PollError {
     #[error("HTTP {status}: {body}")]
     Status {
         status: u16,
@@ -68,7 +68,7 @@ pub enum PollError {
 
 impl PollError {
     /// The `reason` label of `sluice_status_feed_errors_total`.
-    pub fn reason(&self) -> &'static str {
+    pub(crate) fn reason(&self) -> &'static str {
         match self {
             Self::Status { .. } => "http_status",
             Self::Timeout(_) => "timeout",
@@ -80,7 +80,7 @@ impl PollError {
         }
     }
 
-    pub fn retry_after(&self) -> Option<Duration> {
+    pub(crate) fn retry_after(&self) -> Option<Duration> {
         match self {
             Self::Status { retry_after, .. } => *retry_after,
             _ => None,
@@ -108,7 +108,7 @@ fn header_text(headers: &HeaderMap, name: header::HeaderName) -> Option<String> 
 }
 
 /// One GET, conditional when validators are known.
-pub async fn fetch(client: &reqwest::Client, req: &Request) -> Result<Fetched, PollError> {
+pub(crate) async fn fetch(client: &reqwest::Client, req: &Request) -> Result<Fetched, PollError> {
     let mut builder = client
         .get(&req.url)
         .header(header::ACCEPT, req.format.accept());
@@ -175,7 +175,7 @@ pub async fn fetch(client: &reqwest::Client, req: &Request) -> Result<Fetched, P
 
 /// When a feed is polled next.
 #[derive(Debug, Clone)]
-pub struct Schedule {
+pub(crate) struct Schedule {
     interval: Duration,
     jitter: f64,
     policy: FailureHandling,
@@ -185,7 +185,7 @@ pub struct Schedule {
 impl Schedule {
     /// Polls every `interval` ± `jitter` (a fraction); after failures, waits that
     /// double from twice the interval up to `max_backoff`.
-    pub fn new(interval: Duration, jitter: f64, max_backoff: Duration) -> Self {
+    pub(crate) fn new(interval: Duration, jitter: f64, max_backoff: Duration) -> Self {
         let policy = FailureHandling {
             max_retries: u32::MAX,
             initial_backoff: interval.saturating_mul(2),
@@ -201,14 +201,14 @@ impl Schedule {
     }
 
     /// The wait after a successful poll; resets the backoff.
-    pub fn after_success(&mut self) -> Duration {
+    pub(crate) fn after_success(&mut self) -> Duration {
         self.backoff = Backoff::new(self.policy);
         let spread = self.jitter * (2.0 * fastrand::f64() - 1.0);
         self.interval.mul_f64(1.0 + spread)
     }
 
     /// The wait after a failed poll.
-    pub fn after_failure(&mut self, retry_after: Option<Duration>) -> Duration {
+    pub(crate) fn after_failure(&mut self, retry_after: Option<Duration>) -> Duration {
         self.backoff
             .next(retry_after)
             .unwrap_or(self.policy.max_backoff)
@@ -216,7 +216,7 @@ impl Schedule {
 
     /// The un-jittered wait after `n` consecutive failures (from 1).
     #[cfg(test)]
-    pub fn backoff_step(&self, n: u32) -> Duration {
+    pub(crate) fn backoff_step(&self, n: u32) -> Duration {
         self.backoff.step(n.saturating_sub(1))
     }
 }

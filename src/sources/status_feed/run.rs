@@ -27,13 +27,13 @@ use crate::telemetry::{ComponentMetrics, LabeledCounter, LabeledGauge};
 
 /// Source-wide options, after validation.
 #[derive(Debug)]
-pub struct Settings {
-    pub initial: Initial,
-    pub jitter: f64,
-    pub max_backoff: Duration,
-    pub retention: chrono::Duration,
-    pub max_bytes: usize,
-    pub keep_raw: bool,
+pub(crate) struct Settings {
+    pub(crate) initial: Initial,
+    pub(crate) jitter: f64,
+    pub(crate) max_backoff: Duration,
+    pub(crate) retention: chrono::Duration,
+    pub(crate) max_bytes: usize,
+    pub(crate) keep_raw: bool,
 }
 
 struct FeedMetrics {
@@ -134,7 +134,7 @@ impl Feed {
 }
 
 /// Runs until `cx.shutdown`.
-pub async fn run(
+pub(crate) async fn run(
     settings: Arc<Settings>,
     specs: Vec<FeedSpec>,
     client: reqwest::Client,

@@ -27,7 +27,7 @@ use crate::alert::Status;
     Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize, schemars::JsonSchema,
 )]
 #[serde(rename_all = "snake_case")]
-pub enum Initial {
+pub(crate) enum Initial {
     /// Nothing: the feed's current incidents become the baseline.
     SkipExisting,
     /// The incidents that are open now.
@@ -39,44 +39,44 @@ pub enum Initial {
 
 /// The state file.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct SourceState {
-    pub feeds: BTreeMap<String, FeedState>,
+pub(crate) struct SourceState {
+    pub(crate) feeds: BTreeMap<String, FeedState>,
 }
 
 /// What is remembered of one feed.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct FeedState {
+pub(crate) struct FeedState {
     /// The URL the validators belong to.
-    pub url: String,
-    pub etag: Option<String>,
-    pub last_modified: Option<String>,
+    pub(crate) url: String,
+    pub(crate) etag: Option<String>,
+    pub(crate) last_modified: Option<String>,
     /// When the feed was first read: an incident first seen already resolved is news
     /// only if it ended after this (history feeds list years of old incidents).
-    pub baseline: Option<DateTime<Utc>>,
-    pub incidents: BTreeMap<String, Seen>,
+    pub(crate) baseline: Option<DateTime<Utc>>,
+    pub(crate) incidents: BTreeMap<String, Seen>,
 }
 
 /// The last announced (or, for the baseline, recorded) state of one incident.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Seen {
-    pub fingerprint: String,
-    pub status: Status,
-    pub phase: String,
-    pub severity: String,
-    pub summary: String,
-    pub service: Option<String>,
-    pub region: Option<String>,
-    pub url: Option<String>,
-    pub starts_at: Option<DateTime<Utc>>,
-    pub updated: Option<DateTime<Utc>>,
+pub(crate) struct Seen {
+    pub(crate) fingerprint: String,
+    pub(crate) status: Status,
+    pub(crate) phase: String,
+    pub(crate) severity: String,
+    pub(crate) summary: String,
+    pub(crate) service: Option<String>,
+    pub(crate) region: Option<String>,
+    pub(crate) url: Option<String>,
+    pub(crate) starts_at: Option<DateTime<Utc>>,
+    pub(crate) updated: Option<DateTime<Utc>>,
     /// The last poll that listed it; entries gone from the feed for longer than the
     /// retention are forgotten.
-    pub last_seen: DateTime<Utc>,
+    pub(crate) last_seen: DateTime<Utc>,
 }
 
 /// Why the state file could not be used.
 #[derive(Debug, thiserror::Error)]
-pub enum StateError {
+pub(crate) enum StateError {
     #[error("cannot read {path}: {source}")]
     Read {
         path: String,
@@ -94,7 +94,7 @@ pub enum StateError {
     },
 }
 
-pub fn load(path: &Path) -> Result<SourceState, StateError> {
+pub(crate) fn load(path: &Path) -> Result<SourceState, StateError> {
     match std::fs::read(path) {
         Ok(bytes) => serde_json::from_slice(&bytes).map_err(|source| StateError::Corrupt {
             path: path.display().to_string(),
@@ -109,7 +109,7 @@ pub fn load(path: &Path) -> Result<SourceState, StateError> {
 }
 
 /// Temp file, fsync, rename: a crash leaves the old or the new state, never half.
-pub fn save(path: &Path, state: &SourceState) -> Result<(), StateError> {
+pub(crate) fn save(path: &Path, state: &SourceState) -> Result<(), StateError> {
     let write = || -> std::io::Result<()> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
@@ -132,7 +132,7 @@ pub fn save(path: &Path, state: &SourceState) -> Result<(), StateError> {
 
 /// The fingerprint of an incident: the same for each of its events, whatever the feed
 /// (two feeds of one provider agree on it), 32 hex digits like the webhook decoders'.
-pub fn fingerprint(provider: Provider, key: &str) -> String {
+pub(crate) fn fingerprint(provider: Provider, key: &str) -> String {
     let digest = ring::digest::digest(
         &ring::digest::SHA256,
         format!("status_feed:{}:{key}", provider.as_str()).as_bytes(),
@@ -145,38 +145,38 @@ pub fn fingerprint(provider: Provider, key: &str) -> String {
 
 /// What a feed is, for the planner and the events.
 #[derive(Debug, Clone)]
-pub struct PlanContext {
-    pub feed: String,
-    pub provider: Provider,
-    pub default_severity: Severity,
-    pub initial: Initial,
+pub(crate) struct PlanContext {
+    pub(crate) feed: String,
+    pub(crate) provider: Provider,
+    pub(crate) default_severity: Severity,
+    pub(crate) initial: Initial,
     /// Whether an incident missing from the feed has ended (Azure).
-    pub resolve_missing: bool,
+    pub(crate) resolve_missing: bool,
     /// How long an incident missing from the feed is remembered.
-    pub retention: chrono::Duration,
-    pub now: DateTime<Utc>,
+    pub(crate) retention: chrono::Duration,
+    pub(crate) now: DateTime<Utc>,
 }
 
 /// One event to emit, and the record to commit once it is delivered.
 #[derive(Debug, Clone)]
-pub struct Emit {
-    pub key: String,
-    pub seen: Seen,
-    pub incident: Incident,
+pub(crate) struct Emit {
+    pub(crate) key: String,
+    pub(crate) seen: Seen,
+    pub(crate) incident: Incident,
 }
 
 /// The outcome of comparing a feed with its memory.
 #[derive(Debug)]
-pub struct Plan {
+pub(crate) struct Plan {
     /// The memory with every silent change applied (baseline, refreshed and forgotten
     /// records), but without the records of `emits`.
-    pub state: FeedState,
+    pub(crate) state: FeedState,
     /// In the order of their event times.
-    pub emits: Vec<Emit>,
+    pub(crate) emits: Vec<Emit>,
 }
 
 /// Compares `incidents` (all listed by the feed now, one per key) with `prev`.
-pub fn plan(prev: &FeedState, incidents: Vec<Incident>, cx: &PlanContext) -> Plan {
+pub(crate) fn plan(prev: &FeedState, incidents: Vec<Incident>, cx: &PlanContext) -> Plan {
     let first = prev.baseline.is_none();
     let mut state = prev.clone();
     let baseline = *state.baseline.get_or_insert(cx.now);
@@ -298,7 +298,7 @@ fn time(t: Option<DateTime<Utc>>) -> Value {
 
 impl Emit {
     /// The event, in the normalized alert schema.
-    pub fn event(&self, cx: &PlanContext, keep_raw: bool) -> Value {
+    pub(crate) fn event(&self, cx: &PlanContext, keep_raw: bool) -> Value {
         let i = &self.incident;
         let s = &self.seen;
         let at = event_time(i, cx.now);

@@ -27,28 +27,20 @@ use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
 /// How long an idle connection may take to send its last request after `stop`.
-pub const GRACE: Duration = Duration::from_millis(500);
+pub(crate) const GRACE: Duration = Duration::from_millis(500);
 
 /// Connection-level options.
 #[derive(Clone, Default)]
-pub struct ServerOptions {
+pub(crate) struct ServerOptions {
     /// Longest time a client may take to send a request's headers (slowloris) and, with
     /// TLS, to complete the handshake.
-    pub header_read_timeout: Option<Duration>,
-    pub tls: Option<tokio_rustls::TlsAcceptor>,
+    pub(crate) header_read_timeout: Option<Duration>,
+    pub(crate) tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
-/// Serves `app` on `listener` until `stop`, then winds down as the module docs say.
-pub async fn serve(
-    listener: TcpListener,
-    app: Router,
-    stop: CancellationToken,
-) -> std::io::Result<()> {
-    serve_with(listener, app, stop, ServerOptions::default()).await
-}
-
-/// [`serve`] with timeouts and optional TLS.
-pub async fn serve_with(
+/// Serves `app` on `listener` until `stop`, then winds down as the module docs say,
+/// with timeouts and optional TLS.
+pub(crate) async fn serve_with(
     listener: TcpListener,
     app: Router,
     stop: CancellationToken,

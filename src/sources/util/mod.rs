@@ -1,3 +1,3 @@
 //! Helpers that source types share; not source types themselves.
 
-pub mod http_server;
+pub(crate) mod http_server;

@@ -13,7 +13,7 @@ use crate::component::BuildError;
 
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
-pub enum AuthConfig {
+pub(crate) enum AuthConfig {
     /// `Authorization: Bearer <token>`.
     Bearer(String),
     Basic {
@@ -42,7 +42,7 @@ pub enum AuthConfig {
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, serde::Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
-pub enum HmacAlgorithm {
+pub(crate) enum HmacAlgorithm {
     #[default]
     Sha256,
     Sha512,
@@ -53,7 +53,7 @@ fn default_max_skew() -> std::time::Duration {
 }
 
 impl AuthConfig {
-    pub fn check(&self) -> Result<(), BuildError> {
+    pub(crate) fn check(&self) -> Result<(), BuildError> {
         let empty = |what: &str| Err(BuildError(format!("`auth`: `{what}` must not be empty")));
         match self {
             Self::Bearer(token) if blank(token) => empty("bearer"),
@@ -88,12 +88,12 @@ impl AuthConfig {
     }
 
     /// Whether this method needs the body (checked after reading it).
-    pub fn needs_body(&self) -> bool {
+    pub(crate) fn needs_body(&self) -> bool {
         matches!(self, Self::Hmac { .. })
     }
 
     /// The `WWW-Authenticate` challenge to send with a 401, if the scheme has one.
-    pub fn challenge(&self) -> Option<&'static str> {
+    pub(crate) fn challenge(&self) -> Option<&'static str> {
         match self {
             Self::Bearer(_) => Some("Bearer"),
             Self::Basic { .. } => Some("Basic realm=\"sluice\""),
@@ -103,7 +103,7 @@ impl AuthConfig {
 
     /// Checks the request. `body` is the raw body as received (only read for HMAC);
     /// `now_unix` is the current time in seconds for the HMAC replay window.
-    pub fn verify(
+    pub(crate) fn verify(
         &self,
         headers: &HeaderMap,
         query: Option<&str>,

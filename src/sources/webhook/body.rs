@@ -15,7 +15,7 @@ use super::bounded_json::{self, Bounded, TopLevel};
 use super::reply::Rejection;
 
 /// Decodes `Content-Encoding`; the result is at most `limit` bytes.
-pub fn decode_content(
+pub(crate) fn decode_content(
     headers: &HeaderMap,
     raw: bytes::Bytes,
     limit: usize,
@@ -76,7 +76,7 @@ const DRAIN_TIME: Duration = Duration::from_secs(2);
 const DRAIN_BYTES: usize = 64 * 1024 * 1024;
 
 /// Reads and discards what is left of a body, within [`DRAIN_TIME`] and [`DRAIN_BYTES`].
-pub async fn drain(body: Body) {
+pub(crate) async fn drain(body: Body) {
     drain_stream(body.into_data_stream()).await;
 }
 
@@ -95,7 +95,7 @@ async fn drain_stream(mut stream: axum::body::BodyDataStream) {
 
 /// Reads a whole body of at most `limit` bytes within `timeout`. A body over the
 /// limit is drained (see [`drain`]) and answered 413.
-pub async fn read_bounded(
+pub(crate) async fn read_bounded(
     body: Body,
     limit: usize,
     timeout: Duration,
@@ -134,7 +134,7 @@ pub async fn read_bounded(
     }
 }
 
-pub fn too_large(limit: usize) -> Rejection {
+pub(crate) fn too_large(limit: usize) -> Rejection {
     Rejection::new(
         StatusCode::PAYLOAD_TOO_LARGE,
         "too_large",
@@ -144,14 +144,14 @@ pub fn too_large(limit: usize) -> Rejection {
 
 /// A JSON syntax or shape problem, with where it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct JsonError {
+pub(crate) struct JsonError {
     /// `.alerts[0].labels`, or `.` for the root.
-    pub path: String,
-    pub message: String,
+    pub(crate) path: String,
+    pub(crate) message: String,
 }
 
 /// Parses exactly one JSON document.
-pub fn parse_json(body: &[u8]) -> Result<Value, JsonError> {
+pub(crate) fn parse_json(body: &[u8]) -> Result<Value, JsonError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(JsonError {
             path: ".".into(),
@@ -169,7 +169,7 @@ pub fn parse_json(body: &[u8]) -> Result<Value, JsonError> {
 
 /// Parses a JSON object, an array (one value per element) or NDJSON (any
 /// whitespace-separated sequence of JSON values).
-pub fn parse_json_stream(body: &[u8]) -> Result<Vec<Value>, JsonError> {
+pub(crate) fn parse_json_stream(body: &[u8]) -> Result<Vec<Value>, JsonError> {
     match parse_json_stream_at_most(body, usize::MAX) {
         Ok(values) => Ok(values),
         Err(StreamError::Json(e)) => Err(e),
@@ -182,7 +182,7 @@ pub fn parse_json_stream(body: &[u8]) -> Result<Vec<Value>, JsonError> {
 
 /// Why a body could not become events.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StreamError {
+pub(crate) enum StreamError {
     Json(JsonError),
     /// More than `max` events; reading stopped there, so a body of a million tiny
     /// values costs no more than `max` of them.
@@ -192,7 +192,10 @@ pub enum StreamError {
 }
 
 /// [`parse_json_stream`] that stops reading once it has more than `max` values.
-pub fn parse_json_stream_at_most(body: &[u8], max: usize) -> Result<Vec<Value>, StreamError> {
+pub(crate) fn parse_json_stream_at_most(
+    body: &[u8],
+    max: usize,
+) -> Result<Vec<Value>, StreamError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(StreamError::Json(JsonError {
             path: ".".into(),

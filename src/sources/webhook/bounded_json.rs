@@ -31,12 +31,12 @@ thread_local! {
 }
 
 /// The message of the parse error raised when the allowance is spent.
-pub const EXCEEDED_MESSAGE: &str = "the JSON decodes to more memory than its size allows";
+pub(crate) const EXCEEDED_MESSAGE: &str = "the JSON decodes to more memory than its size allows";
 
 /// Runs `parse` with `bytes` of allowance; returns its result and whether the allowance
 /// ran out (in which case the result is the error that stopped it).
 /// `max_top_items` bounds the elements of a top-level array read through [`TopLevel`].
-pub fn with_allowance<T>(
+pub(crate) fn with_allowance<T>(
     bytes: usize,
     max_top_items: usize,
     parse: impl FnOnce() -> T,
@@ -66,31 +66,31 @@ pub fn with_allowance<T>(
 
 /// Which bound stopped a parse, if any.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Limits {
+pub(crate) struct Limits {
     /// The allowance ran out.
-    pub memory: bool,
+    pub(crate) memory: bool,
     /// A top-level array had more elements than allowed.
-    pub items: bool,
+    pub(crate) items: bool,
 }
 
 /// What is left of the current allowance, to give back what a failed attempt spent
 /// before the same bytes are read again (see [`restore`]).
-pub fn remaining() -> usize {
+pub(crate) fn remaining() -> usize {
     LEFT.with(Cell::get)
 }
 
 /// Sets what is left of the current allowance (a value from [`remaining`]).
-pub fn restore(left: usize) {
+pub(crate) fn restore(left: usize) {
     LEFT.with(|l| l.set(left));
 }
 
 /// Whether a top-level array of the current [`with_allowance`] had too many elements.
-pub fn too_many() -> bool {
+pub(crate) fn too_many() -> bool {
     TOO_MANY.with(Cell::get)
 }
 
 /// Whether the allowance of the current [`with_allowance`] ran out.
-pub fn exceeded() -> bool {
+pub(crate) fn exceeded() -> bool {
     EXCEEDED.with(Cell::get)
 }
 
@@ -108,7 +108,7 @@ fn charge<E: de::Error>(bytes: usize) -> Result<(), E> {
 }
 
 /// A VRL value read from JSON within the current allowance.
-pub struct Bounded(pub Value);
+pub(crate) struct Bounded(pub Value);
 
 impl<'de> Deserialize<'de> for Bounded {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -199,7 +199,7 @@ fn read_seq<'de, A: SeqAccess<'de>>(mut seq: A, max_items: usize) -> Result<Valu
 
 /// A top-level value of a body of events: a top-level array stops past the
 /// `max_top_items` of the current [`with_allowance`]; anything else reads as [`Bounded`].
-pub struct TopLevel(pub Value);
+pub(crate) struct TopLevel(pub Value);
 
 impl<'de> Deserialize<'de> for TopLevel {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {

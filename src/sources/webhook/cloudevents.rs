@@ -9,7 +9,7 @@ use vrl::value::{KeyString, ObjectMap, Value};
 
 use super::body::{JsonError, parse_json};
 
-pub fn payload(headers: &HeaderMap, body: &[u8]) -> Result<Value, JsonError> {
+pub(crate) fn payload(headers: &HeaderMap, body: &[u8]) -> Result<Value, JsonError> {
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())

@@ -22,7 +22,7 @@ use crate::plugins::{self, Kind, Origin};
 use crate::program::{self, CompiledProgram, Mode, Outcome, ProgramSource, Runner};
 
 /// Built-in decoder names and the plugin file that implements each.
-pub const BUILTIN: &[(&str, &str)] = &[
+pub(crate) const BUILTIN: &[(&str, &str)] = &[
     ("grafana", "alertmanager"),
     ("alertmanager", "alertmanager"),
     ("aws_sns", "aws"),
@@ -64,7 +64,7 @@ fn candidates(name: &str) -> Vec<&str> {
 }
 
 /// The plugin file on disk a decoder uses, if it comes from a `plugin_dirs` entry.
-pub fn plugin_file(name: &str) -> Option<PathBuf> {
+pub(crate) fn plugin_file(name: &str) -> Option<PathBuf> {
     match plugins::find(Kind::Decoder, &candidates(name)) {
         Ok(Some(p)) => match p.origin {
             Origin::File(path) => Some(path),
@@ -130,7 +130,7 @@ impl Decoder {
         self.program.is_none()
     }
 
-    pub fn malformed(&self, e: JsonError) -> Rejection {
+    pub(crate) fn malformed(&self, e: JsonError) -> Rejection {
         Rejection::malformed(&self.name, Some(e.path), e.message)
     }
 
@@ -296,7 +296,7 @@ impl Decoder {
 }
 
 /// 413 for a request that carries more events than `max_events_per_request`.
-pub fn too_many_events(max: usize) -> Rejection {
+pub(crate) fn too_many_events(max: usize) -> Rejection {
     Rejection::new(
         axum::http::StatusCode::PAYLOAD_TOO_LARGE,
         "too_many_events",

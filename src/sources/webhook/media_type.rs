@@ -20,7 +20,7 @@ const JSON_TYPES: &[&str] = &[
 ];
 
 /// Checks the request's `Content-Type` for a route with this decoder.
-pub fn check(decoder: &str, headers: &HeaderMap) -> Result<(), Rejection> {
+pub(crate) fn check(decoder: &str, headers: &HeaderMap) -> Result<(), Rejection> {
     let Some(value) = headers.get(header::CONTENT_TYPE) else {
         return Ok(());
     };

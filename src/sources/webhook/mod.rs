@@ -28,7 +28,7 @@ mod auth;
 mod body;
 mod bounded_json;
 mod cloudevents;
-pub mod decoder;
+pub(crate) mod decoder;
 mod media_type;
 mod reply;
 mod route;
@@ -44,11 +44,10 @@ use axum::routing::post;
 use serde::Deserialize;
 use tokio::sync::Mutex;
 
-pub use self::auth::AuthConfig;
-pub use self::body::{JsonError, parse_json, parse_json_stream};
+pub(crate) use self::auth::AuthConfig;
+pub(crate) use self::body::parse_json_stream;
 pub use self::decoder::{Decoder, Payload, Stamp};
-pub use self::reply::Rejection;
-pub use self::sns::{SnsConfig, signed_parts};
+pub(crate) use self::sns::{SnsConfig, signed_parts};
 use crate::alert::Severity;
 use crate::component::{
     BoxFuture, BuildError, ComponentError, ComponentTask, SourceConfig, SourceContext,
@@ -56,91 +55,91 @@ use crate::component::{
 
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct WebhookConfig {
+pub(crate) struct WebhookConfig {
     /// `host:port` to listen on.
-    pub address: String,
+    pub(crate) address: String,
     /// One route without a `routes:` list: path (default `/`), decoder (default `json`),
     /// auth, sns, default_severity, capture_headers.
-    pub path: Option<String>,
-    pub decoder: Option<String>,
-    pub auth: Option<AuthConfig>,
-    pub sns: Option<SnsConfig>,
-    pub default_severity: Option<Severity>,
+    pub(crate) path: Option<String>,
+    pub(crate) decoder: Option<String>,
+    pub(crate) auth: Option<AuthConfig>,
+    pub(crate) sns: Option<SnsConfig>,
+    pub(crate) default_severity: Option<Severity>,
     /// Several paths on this listener, each with its decoder and auth.
     #[serde(default)]
-    pub routes: Vec<RouteConfig>,
+    pub(crate) routes: Vec<RouteConfig>,
     /// Largest accepted body, before and after decompression (413 above it).
     #[serde(default = "default_max_body_bytes")]
-    pub max_body_bytes: usize,
+    pub(crate) max_body_bytes: usize,
     /// Most events one request may carry (413 above it, and none of them is accepted).
     #[serde(default = "default_max_events_per_request")]
-    pub max_events_per_request: usize,
+    pub(crate) max_events_per_request: usize,
     /// Longest time decoding one body may take (413 above it: the same body would take
     /// as long again). Decoding runs off the async workers, a few bodies at a time.
     #[schemars(schema_with = "crate::units::duration")]
     #[serde(default = "default_decode_timeout", with = "humantime_serde")]
-    pub decode_timeout: Duration,
+    pub(crate) decode_timeout: Duration,
     /// How long a request may wait for room in the pipeline and for its events to be
     /// delivered before it is answered 503.
     #[schemars(schema_with = "crate::units::duration")]
     #[serde(default = "default_request_timeout", with = "humantime_serde")]
-    pub request_timeout: Duration,
+    pub(crate) request_timeout: Duration,
     /// Longest time a client may take to send its headers, and then its body.
     #[schemars(schema_with = "crate::units::duration")]
     #[serde(default = "default_read_timeout", with = "humantime_serde")]
-    pub read_timeout: Duration,
+    pub(crate) read_timeout: Duration,
     /// Request headers copied into each event's `%headers` metadata (all routes).
     #[serde(default)]
-    pub capture_headers: Vec<String>,
+    pub(crate) capture_headers: Vec<String>,
     /// Keep the vendor's original object in each decoded event's `raw` field.
     #[serde(default = "yes")]
-    pub keep_raw: bool,
+    pub(crate) keep_raw: bool,
     /// Serve HTTPS with this certificate chain and key (PEM files).
-    pub tls: Option<ServerTls>,
+    pub(crate) tls: Option<ServerTls>,
 }
 
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct RouteConfig {
-    pub path: String,
+pub(crate) struct RouteConfig {
+    pub(crate) path: String,
     #[serde(default = "default_decoder")]
-    pub decoder: String,
-    pub auth: Option<AuthConfig>,
+    pub(crate) decoder: String,
+    pub(crate) auth: Option<AuthConfig>,
     /// Only for the `aws_sns` decoder.
-    pub sns: Option<SnsConfig>,
+    pub(crate) sns: Option<SnsConfig>,
     /// Severity of a decoded alert whose vendor gives none.
     #[serde(default)]
-    pub default_severity: Severity,
+    pub(crate) default_severity: Severity,
     /// Added to the listener-wide `capture_headers`.
     #[serde(default)]
-    pub capture_headers: Vec<String>,
+    pub(crate) capture_headers: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct ServerTls {
-    pub cert: PathBuf,
-    pub key: PathBuf,
+pub(crate) struct ServerTls {
+    pub(crate) cert: PathBuf,
+    pub(crate) key: PathBuf,
 }
 
 /// Memory a body's values may take per byte of JSON while it is parsed, beyond
 /// [`DECODE_BASE_BYTES`]: enforced while parsing (a body whose values would take more
 /// is refused with 413). Generic JSON events take 20 to 50 per byte; shapes such as
 /// `[{"a":1},…]` (a 720-byte B-tree node per 8 bytes) are refused.
-pub const DECODE_COST_PER_BYTE: usize = 64;
+pub(crate) const DECODE_COST_PER_BYTE: usize = 64;
 
 /// What a vendor decoder takes per byte of body, parsing and its VRL plugin together (the
 /// plugin copies parts of the payload into each event and its `raw`): measured at 70 to
 /// 150 on the largest vendor payloads. Charged, not enforced: the plugins are linear in
 /// what parsing let through.
-pub const PLUGIN_COST_PER_BYTE: usize = 160;
+pub(crate) const PLUGIN_COST_PER_BYTE: usize = 160;
 
 /// What the requests of one listener may hold while they are read and decoded when no
 /// global `memory_limit` is set.
-pub const LISTENER_DECODE_BUDGET: usize = 256 * 1024 * 1024;
+pub(crate) const LISTENER_DECODE_BUDGET: usize = 256 * 1024 * 1024;
 
 /// What any body may take, however small (a one-key object costs a B-tree node).
-pub const DECODE_BASE_BYTES: usize = 64 * 1024;
+pub(crate) const DECODE_BASE_BYTES: usize = 64 * 1024;
 
 /// The memory the values of a body of `bytes` may take while it is parsed.
 pub fn decode_allowance(bytes: usize) -> usize {
@@ -191,7 +190,7 @@ fn yes() -> bool {
 
 impl WebhookConfig {
     /// The routes, with the single-route shorthand expanded.
-    pub fn resolved_routes(&self) -> Result<Vec<RouteConfig>, BuildError> {
+    pub(crate) fn resolved_routes(&self) -> Result<Vec<RouteConfig>, BuildError> {
         let shorthand = self.path.is_some()
             || self.decoder.is_some()
             || self.auth.is_some()

@@ -7,19 +7,23 @@ use axum::response::{IntoResponse, Response};
 /// A request turned away before its events entered the pipeline.
 #[derive(Debug, Clone)]
 pub struct Rejection {
-    pub status: StatusCode,
+    pub(crate) status: StatusCode,
     /// The `reason` label of the rejected-requests metric.
     pub reason: &'static str,
     pub message: String,
-    pub decoder: Option<Box<str>>,
-    pub path: Option<Box<str>>,
-    pub retry_after: Option<u32>,
+    pub(crate) decoder: Option<Box<str>>,
+    pub(crate) path: Option<Box<str>>,
+    pub(crate) retry_after: Option<u32>,
     /// `WWW-Authenticate` for a 401.
-    pub challenge: Option<&'static str>,
+    pub(crate) challenge: Option<&'static str>,
 }
 
 impl Rejection {
-    pub fn new(status: StatusCode, reason: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn new(
+        status: StatusCode,
+        reason: &'static str,
+        message: impl Into<String>,
+    ) -> Self {
         Self {
             status,
             reason,
@@ -31,25 +35,29 @@ impl Rejection {
         }
     }
 
-    pub fn unauthorized() -> Self {
+    pub(crate) fn unauthorized() -> Self {
         Self::new(StatusCode::UNAUTHORIZED, "unauthorized", "unauthorized")
     }
 
-    pub fn busy(message: impl Into<String>) -> Self {
+    pub(crate) fn busy(message: impl Into<String>) -> Self {
         let mut r = Self::new(StatusCode::SERVICE_UNAVAILABLE, "busy", message);
         r.retry_after = Some(1);
         r
     }
 
     /// A payload the decoder could not read.
-    pub fn malformed(decoder: &str, path: Option<String>, message: impl Into<String>) -> Self {
+    pub(crate) fn malformed(
+        decoder: &str,
+        path: Option<String>,
+        message: impl Into<String>,
+    ) -> Self {
         let mut r = Self::new(StatusCode::BAD_REQUEST, "malformed", message);
         r.decoder = Some(decoder.into());
         r.path = path.map(Into::into);
         r
     }
 
-    pub fn into_response(self, request_id: &HeaderValue) -> Response {
+    pub(crate) fn into_response(self, request_id: &HeaderValue) -> Response {
         let mut body = serde_json::Map::new();
         body.insert("error".into(), self.message.into());
         if let Some(d) = self.decoder {
@@ -77,7 +85,7 @@ impl Rejection {
 }
 
 /// 200 with the number of events accepted.
-pub fn accepted(n: usize, request_id: &HeaderValue) -> Response {
+pub(crate) fn accepted(n: usize, request_id: &HeaderValue) -> Response {
     let mut r = json(StatusCode::OK, format!("{{\"accepted\":{n}}}"));
     r.headers_mut().insert("x-request-id", request_id.clone());
     r
@@ -85,7 +93,7 @@ pub fn accepted(n: usize, request_id: &HeaderValue) -> Response {
 
 /// 202: every event entered the pipeline, which goes on delivering them (with its own
 /// retries and dead letter); the sender must not send them again.
-pub fn pending(n: usize, request_id: &HeaderValue) -> Response {
+pub(crate) fn pending(n: usize, request_id: &HeaderValue) -> Response {
     let mut r = json(
         StatusCode::ACCEPTED,
         format!(
@@ -97,7 +105,7 @@ pub fn pending(n: usize, request_id: &HeaderValue) -> Response {
 }
 
 /// 200 for an SNS message accepted before: nothing is sent again.
-pub fn duplicate(request_id: &HeaderValue) -> Response {
+pub(crate) fn duplicate(request_id: &HeaderValue) -> Response {
     let mut r = json(StatusCode::OK, "{\"accepted\":0,\"duplicate\":true}".into());
     r.headers_mut().insert("x-request-id", request_id.clone());
     r

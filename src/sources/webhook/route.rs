@@ -25,25 +25,25 @@ use crate::event::{BatchAck, Event, EventStatus, VrlMetadata};
 use crate::telemetry::{ComponentMetrics, LabeledCounter, LatencyRecorder};
 
 /// What all routes of one listener share.
-pub struct Shared {
-    pub id: Arc<str>,
-    pub out: Mutex<SourceOutput>,
-    pub metrics: Arc<ComponentMetrics>,
-    pub latency: Arc<LatencyRecorder>,
-    pub clock: Arc<dyn Clock>,
-    pub request_timeout: Duration,
-    pub read_timeout: Duration,
-    pub max_body_bytes: usize,
-    pub max_events_per_request: usize,
-    pub decode_timeout: Duration,
+pub(crate) struct Shared {
+    pub(crate) id: Arc<str>,
+    pub(crate) out: Mutex<SourceOutput>,
+    pub(crate) metrics: Arc<ComponentMetrics>,
+    pub(crate) latency: Arc<LatencyRecorder>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) request_timeout: Duration,
+    pub(crate) read_timeout: Duration,
+    pub(crate) max_body_bytes: usize,
+    pub(crate) max_events_per_request: usize,
+    pub(crate) decode_timeout: Duration,
     /// Decodes running at once, across the listener's routes.
-    pub decode_slots: Arc<tokio::sync::Semaphore>,
+    pub(crate) decode_slots: Arc<tokio::sync::Semaphore>,
     /// The global `memory_limit`, which a request is charged against while it is read
     /// and decoded.
-    pub budget: Option<Arc<MemoryBudget>>,
+    pub(crate) budget: Option<Arc<MemoryBudget>>,
 }
 
-pub struct Route {
+pub(crate) struct Route {
     path: String,
     decoder: Decoder,
     auth: Option<AuthConfig>,
@@ -60,7 +60,7 @@ const REJECTED: &str = "sluice_webhook_rejected_requests_total";
 const DUPLICATES: &str = "sluice_webhook_duplicate_messages_total";
 
 impl Route {
-    pub fn build(
+    pub(crate) fn build(
         r: &RouteConfig,
         config: &WebhookConfig,
         shared: Arc<Shared>,
@@ -436,7 +436,7 @@ impl Route {
 
 /// How a request that was not turned away ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     /// All of its events were delivered (200).
     Delivered(usize),
     /// All of its events entered the pipeline; their delivery outlasted
@@ -451,7 +451,7 @@ enum SnsStep {
     Decode(Verified),
 }
 
-pub async fn handle(State(route): State<Arc<Route>>, request: Request) -> Response {
+pub(crate) async fn handle(State(route): State<Arc<Route>>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
     let request_id = parts
         .headers
@@ -482,7 +482,7 @@ pub async fn handle(State(route): State<Arc<Route>>, request: Request) -> Respon
     }
 }
 
-pub async fn not_found(paths: Vec<String>) -> Response {
+pub(crate) async fn not_found(paths: Vec<String>) -> Response {
     Rejection::new(
         StatusCode::NOT_FOUND,
         "not_found",
@@ -509,7 +509,7 @@ fn field(value: &Value, key: &str) -> String {
 }
 
 /// A rustls acceptor from PEM files.
-pub fn tls_acceptor(tls: &ServerTls) -> Result<tokio_rustls::TlsAcceptor, BuildError> {
+pub(crate) fn tls_acceptor(tls: &ServerTls) -> Result<tokio_rustls::TlsAcceptor, BuildError> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     crate::net::install_crypto_provider();

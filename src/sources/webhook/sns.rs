@@ -30,30 +30,30 @@ use crate::component::BuildError;
 
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct SnsConfig {
+pub(crate) struct SnsConfig {
     /// GET the `SubscribeURL` of a SubscriptionConfirmation (otherwise it is logged).
     #[serde(default)]
-    pub auto_confirm: bool,
+    pub(crate) auto_confirm: bool,
     /// Hosts a signing certificate may come from (always over HTTPS). `*` matches one
     /// DNS label.
     #[serde(default = "default_hosts")]
-    pub cert_hosts: Vec<String>,
+    pub(crate) cert_hosts: Vec<String>,
     /// Where `SubscribeURL` may point: `host`, `host:port`, or with a scheme
     /// (`http://127.0.0.1:8080`); without one, HTTPS is required.
     #[serde(default = "default_hosts")]
-    pub subscribe_hosts: Vec<String>,
+    pub(crate) subscribe_hosts: Vec<String>,
     /// Accept messages only from these topics (wildcards allowed); empty: any topic.
     #[serde(default)]
-    pub topic_arns: Vec<String>,
+    pub(crate) topic_arns: Vec<String>,
     /// Signing certificates known in advance, by `SigningCertURL` (no fetch for these).
     #[serde(default)]
-    pub certificates: BTreeMap<String, PathBuf>,
+    pub(crate) certificates: BTreeMap<String, PathBuf>,
     /// Refuse a message whose signed `Timestamp` is further than this from now, and drop
     /// a `MessageId` already accepted within it (replays of captured messages). Raise it
     /// only for topics whose delivery policy retries for longer.
     #[schemars(schema_with = "crate::units::duration")]
     #[serde(default = "default_max_age", with = "humantime_serde")]
-    pub max_age: Duration,
+    pub(crate) max_age: Duration,
 }
 
 fn default_max_age() -> Duration {
@@ -62,7 +62,7 @@ fn default_max_age() -> Duration {
 
 impl SnsConfig {
     /// What `validate` reports before anything runs.
-    pub fn check(&self) -> Result<(), BuildError> {
+    pub(crate) fn check(&self) -> Result<(), BuildError> {
         if self.auto_confirm && self.topic_arns.is_empty() {
             return Err(BuildError(
                 "`sns.auto_confirm` needs `sns.topic_arns`: without it any AWS account could subscribe this endpoint to its own topic and send it alerts".into(),
@@ -104,7 +104,7 @@ impl Default for SnsConfig {
 
 /// What kind of SNS message a verified request carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MessageType {
+pub(crate) enum MessageType {
     Notification,
     SubscriptionConfirmation,
     UnsubscribeConfirmation,
@@ -118,7 +118,7 @@ struct SigningCert {
     not_after: i64,
 }
 
-pub struct Sns {
+pub(crate) struct Sns {
     config: SnsConfig,
     client: reqwest::Client,
     /// From `certificates`: never evicted, never fetched.
@@ -142,17 +142,17 @@ const SEEN_LIMIT: usize = 100_000;
 
 /// A message whose signature, certificate and age were checked.
 #[derive(Debug)]
-pub struct Verified {
-    pub kind: MessageType,
-    pub message_id: String,
+pub(crate) struct Verified {
+    pub(crate) kind: MessageType,
+    pub(crate) message_id: String,
     /// When the `MessageId` may be forgotten (unix seconds).
     forget_at: i64,
     /// The signed fields only; what the decoder may read.
-    pub signed_envelope: Value,
+    pub(crate) signed_envelope: Value,
 }
 
 impl Sns {
-    pub fn new(config: SnsConfig, clock: Arc<dyn Clock>) -> Result<Self, BuildError> {
+    pub(crate) fn new(config: SnsConfig, clock: Arc<dyn Clock>) -> Result<Self, BuildError> {
         config.check()?;
         let mut pinned = HashMap::new();
         for (url, path) in &config.certificates {
@@ -181,7 +181,7 @@ impl Sns {
     }
 
     /// Verifies an SNS envelope; a request that fails gets 403 and yields no event.
-    pub async fn verify(&self, envelope: &Value) -> Result<Verified, Rejection> {
+    pub(crate) async fn verify(&self, envelope: &Value) -> Result<Verified, Rejection> {
         let signed = signed_parts(envelope)?;
         if !self.config.topic_arns.is_empty()
             && !self
@@ -231,7 +231,7 @@ impl Sns {
 
     /// Claims a verified message's `MessageId`: false when it was accepted (or is being
     /// processed) already, which makes this copy a replay or a duplicate delivery.
-    pub fn claim(&self, message: &Verified) -> bool {
+    pub(crate) fn claim(&self, message: &Verified) -> bool {
         let now = self.clock.wall().timestamp();
         let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
         if seen
@@ -256,7 +256,7 @@ impl Sns {
     }
 
     /// Releases a claim whose message was not accepted, so the sender's retry is taken.
-    pub fn release(&self, message: &Verified) {
+    pub(crate) fn release(&self, message: &Verified) {
         self.seen
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -264,7 +264,7 @@ impl Sns {
     }
 
     /// GETs the `SubscribeURL` of a verified SubscriptionConfirmation.
-    pub async fn confirm(&self, envelope: &Value) -> Result<(), Rejection> {
+    pub(crate) async fn confirm(&self, envelope: &Value) -> Result<(), Rejection> {
         let url = envelope
             .as_object()
             .and_then(|o| o.get("SubscribeURL").or_else(|| o.get("SubscribeUrl")))
@@ -298,7 +298,7 @@ impl Sns {
         Ok(())
     }
 
-    pub fn auto_confirm(&self) -> bool {
+    pub(crate) fn auto_confirm(&self) -> bool {
         self.config.auto_confirm
     }
 
@@ -401,22 +401,22 @@ impl Sns {
 /// What a signature check needs from an envelope (untrusted input: no panics, every
 /// missing field named).
 #[derive(Debug)]
-pub struct Signed {
-    pub kind: MessageType,
-    pub topic: String,
+pub(crate) struct Signed {
+    pub(crate) kind: MessageType,
+    pub(crate) topic: String,
     /// The string AWS signed.
-    pub text: String,
+    pub(crate) text: String,
     /// SignatureVersion 2 (SHA256) rather than 1 (SHA1).
-    pub sha256: bool,
-    pub signature: Vec<u8>,
-    pub cert_url: String,
-    pub message_id: String,
-    pub timestamp: String,
+    pub(crate) sha256: bool,
+    pub(crate) signature: Vec<u8>,
+    pub(crate) cert_url: String,
+    pub(crate) message_id: String,
+    pub(crate) timestamp: String,
     /// The signed keys and their values, as the envelope gave them.
-    pub fields: vrl::value::ObjectMap,
+    pub(crate) fields: vrl::value::ObjectMap,
 }
 
-pub fn signed_parts(envelope: &Value) -> Result<Signed, Rejection> {
+pub(crate) fn signed_parts(envelope: &Value) -> Result<Signed, Rejection> {
     let fields = envelope
         .as_object()
         .ok_or_else(|| malformed(".", "expected an SNS message object"))?;

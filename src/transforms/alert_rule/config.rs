@@ -44,97 +44,97 @@ fn default_severity() -> String {
 /// The `alert_rule` transform's options.
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct AlertRuleConfig {
+pub(crate) struct AlertRuleConfig {
     /// How often rules are evaluated and notifications sent (default 1s).
     #[serde(default = "default_evaluation_interval", with = "humantime_serde")]
     #[schemars(schema_with = "crate::units::duration")]
-    pub evaluation_interval: Duration,
+    pub(crate) evaluation_interval: Duration,
     /// Delay before the first notification of a new alert (default 0s).
     #[serde(default, with = "humantime_serde")]
     #[schemars(schema_with = "crate::units::duration")]
-    pub group_wait: Duration,
+    pub(crate) group_wait: Duration,
     /// Least time between two notifications of an alert that changed (default 1m).
     #[serde(default = "default_group_interval", with = "humantime_serde")]
     #[schemars(schema_with = "crate::units::duration")]
-    pub group_interval: Duration,
+    pub(crate) group_interval: Duration,
     /// A still-firing alert is notified again after this long (default 4h).
     #[serde(default = "default_repeat_interval", with = "humantime_serde")]
     #[schemars(schema_with = "crate::units::duration")]
-    pub repeat_interval: Duration,
+    pub(crate) repeat_interval: Duration,
     /// Whether resolutions are notified (default true).
     #[serde(default = "default_true")]
-    pub send_resolved: bool,
+    pub(crate) send_resolved: bool,
     /// A metric's latest sample counts for instant expressions (`x > 1`) this long
     /// (default 5m); after it, the alert resolves for lack of data.
     #[serde(default = "default_resolve_timeout", with = "humantime_serde")]
     #[schemars(schema_with = "crate::units::duration")]
-    pub resolve_timeout: Duration,
+    pub(crate) resolve_timeout: Duration,
     /// Label sets kept per rule (default 10000); new ones beyond it are dropped.
     #[serde(default = "default_max_series")]
-    pub max_series: usize,
+    pub(crate) max_series: usize,
     /// Windows are written to `data_dir` at most this often (default 10s); state
     /// changes (pending, firing, notified) are written at the evaluation they happen.
     #[serde(default = "default_snapshot_interval", with = "humantime_serde")]
     #[schemars(schema_with = "crate::units::duration")]
-    pub snapshot_interval: Duration,
-    pub rules: Vec<RuleConfig>,
+    pub(crate) snapshot_interval: Duration,
+    pub(crate) rules: Vec<RuleConfig>,
     #[serde(default)]
-    pub silences: Vec<SilenceSpec>,
+    pub(crate) silences: Vec<SilenceSpec>,
     #[serde(default)]
-    pub inhibit_rules: Vec<InhibitConfig>,
+    pub(crate) inhibit_rules: Vec<InhibitConfig>,
 }
 
 /// One rule.
 #[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct RuleConfig {
-    pub name: String,
-    pub expr: String,
+pub(crate) struct RuleConfig {
+    pub(crate) name: String,
+    pub(crate) expr: String,
     /// How long the condition must hold before the alert fires (default 0s).
     #[serde(default, rename = "for", with = "humantime_serde")]
     #[schemars(schema_with = "crate::units::duration")]
-    pub for_: Duration,
+    pub(crate) for_: Duration,
     /// Label names whose values split the rule into one alert per label set.
     #[serde(default)]
-    pub group_by: Vec<String>,
+    pub(crate) group_by: Vec<String>,
     /// The alert's severity: critical, high, medium (the default), low or info; or a
     /// template over `labels` (the alert's, and the input event's), `value` and
     /// `alertname`, e.g. `"{{ labels.tier }}"`. A rendering that is not one of those
     /// five is sent as the default, medium.
     #[serde(default = "default_severity")]
-    pub severity: String,
+    pub(crate) severity: String,
     /// Added to the alert's labels.
     #[serde(default)]
-    pub labels: BTreeMap<String, String>,
+    pub(crate) labels: BTreeMap<String, String>,
     /// `summary`, `description` and others; templates over `value`, `alertname`,
     /// `severity` and `labels`: the alert's labels, and the labels of the latest input
     /// event (so `{{ labels.region }}` works when `region` is not in `group_by`).
     #[serde(default)]
-    pub annotations: BTreeMap<String, String>,
+    pub(crate) annotations: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct InhibitConfig {
-    pub source_matchers: Vec<String>,
-    pub target_matchers: Vec<String>,
+pub(crate) struct InhibitConfig {
+    pub(crate) source_matchers: Vec<String>,
+    pub(crate) target_matchers: Vec<String>,
     #[serde(default)]
-    pub equal: Vec<String>,
+    pub(crate) equal: Vec<String>,
 }
 
 /// A `count(path op literal)` filter over events.
 #[derive(Debug, Clone)]
-pub struct Filter {
-    pub path: OwnedValuePath,
-    pub op: CmpOp,
-    pub literal: Literal,
-    pub window_ms: i64,
+pub(crate) struct Filter {
+    pub(crate) path: OwnedValuePath,
+    pub(crate) op: CmpOp,
+    pub(crate) literal: Literal,
+    pub(crate) window_ms: i64,
     /// As written, to find the filter of an expression leaf.
-    pub source: (String, CmpOp, Literal, Duration),
+    pub(crate) source: (String, CmpOp, Literal, Duration),
 }
 
 impl Filter {
-    pub fn matches(&self, event: &Value) -> bool {
+    pub(crate) fn matches(&self, event: &Value) -> bool {
         // A missing field, or one of another type, differs from the literal.
         let Some(v) = event.get(&self.path) else {
             return self.op == CmpOp::Ne;
@@ -165,28 +165,28 @@ impl Filter {
 
 /// A checked rule.
 #[derive(Debug)]
-pub struct Rule {
-    pub name: String,
+pub(crate) struct Rule {
+    pub(crate) name: String,
     /// `name#hash of the definition`: state is kept under it, so a changed rule starts
     /// fresh and an unchanged one keeps its state across a reload or restart.
-    pub key: String,
-    pub condition: Condition,
+    pub(crate) key: String,
+    pub(crate) condition: Condition,
     /// Metric names the expression reads; a sample's slot is its index here.
-    pub metrics: Vec<String>,
+    pub(crate) metrics: Vec<String>,
     /// Per metric slot: the longest window over it, in ms (0: only the latest sample).
-    pub windows: Vec<i64>,
-    pub filters: Vec<Filter>,
-    pub for_ms: i64,
-    pub group_by: Vec<String>,
+    pub(crate) windows: Vec<i64>,
+    pub(crate) filters: Vec<Filter>,
+    pub(crate) for_ms: i64,
+    pub(crate) group_by: Vec<String>,
     /// The severity as written; with `severity_template`, its fallback is `medium`.
-    pub severity: String,
-    pub severity_template: Option<Template>,
-    pub labels: BTreeMap<String, String>,
+    pub(crate) severity: String,
+    pub(crate) severity_template: Option<Template>,
+    pub(crate) labels: BTreeMap<String, String>,
     /// (name, as written, parsed).
-    pub annotations: Vec<(String, String, Template)>,
+    pub(crate) annotations: Vec<(String, String, Template)>,
     /// Labels the templates read that are neither `group_by` nor the rule's own: taken
     /// from each input event, so annotations can name them.
-    pub input_labels: Vec<String>,
+    pub(crate) input_labels: Vec<String>,
 }
 
 fn ms(d: Duration) -> i64 {
@@ -194,7 +194,7 @@ fn ms(d: Duration) -> i64 {
 }
 
 impl Rule {
-    pub fn compile(config: &RuleConfig) -> Result<Self, BuildError> {
+    pub(crate) fn compile(config: &RuleConfig) -> Result<Self, BuildError> {
         let name = &config.name;
         if name.is_empty() {
             return Err(BuildError("`rules`: a rule has an empty `name`".into()));
@@ -330,14 +330,8 @@ impl Rule {
         })
     }
 
-    pub fn is_absent(&self) -> bool {
+    pub(crate) fn is_absent(&self) -> bool {
         matches!(self.condition, Condition::Absent { .. })
-    }
-
-    /// How far back samples of `slot` are kept, in ms: its window, or `stale_ms` for a
-    /// metric read only as its latest sample.
-    pub fn retention(&self, slot: usize, stale_ms: i64) -> i64 {
-        self.windows.get(slot).copied().unwrap_or(0).max(stale_ms)
     }
 }
 

@@ -20,9 +20,9 @@ use std::time::Duration;
 
 /// A parse error at a 1-based column of the expression.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ParseError {
-    pub column: usize,
-    pub message: String,
+pub(crate) struct ParseError {
+    pub(crate) column: usize,
+    pub(crate) message: String,
 }
 
 impl std::fmt::Display for ParseError {
@@ -32,7 +32,7 @@ impl std::fmt::Display for ParseError {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CmpOp {
+pub(crate) enum CmpOp {
     Gt,
     Ge,
     Lt,
@@ -42,7 +42,7 @@ pub enum CmpOp {
 }
 
 impl CmpOp {
-    pub fn apply(self, a: f64, b: f64) -> bool {
+    pub(crate) fn apply(self, a: f64, b: f64) -> bool {
         match self {
             Self::Gt => a > b,
             Self::Ge => a >= b,
@@ -55,7 +55,7 @@ impl CmpOp {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AggFn {
+pub(crate) enum AggFn {
     Avg,
     Min,
     Max,
@@ -65,7 +65,7 @@ pub enum AggFn {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ArithOp {
+pub(crate) enum ArithOp {
     Add,
     Sub,
     Mul,
@@ -74,7 +74,7 @@ pub enum ArithOp {
 
 /// A literal compared with an event field in `count(field == literal)`.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Literal {
+pub(crate) enum Literal {
     Number(f64),
     Text(String),
     Bool(bool),
@@ -82,7 +82,7 @@ pub enum Literal {
 
 /// A number-valued expression.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Expr {
+pub(crate) enum Expr {
     Number(f64),
     Neg(Box<Expr>),
     /// The latest sample of a metric.
@@ -104,7 +104,7 @@ pub enum Expr {
 
 /// What a rule tests.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Condition {
+pub(crate) enum Condition {
     Compare(Expr, CmpOp, Expr),
     Absent { metric: String, window: Duration },
 }
@@ -442,7 +442,7 @@ impl Parser {
 }
 
 /// Parses a rule expression.
-pub fn parse(src: &str) -> Result<Condition, ParseError> {
+pub(crate) fn parse(src: &str) -> Result<Condition, ParseError> {
     let mut p = Parser {
         toks: tokenize(src)?,
         pos: 0,
@@ -459,7 +459,7 @@ pub fn parse(src: &str) -> Result<Condition, ParseError> {
 
 impl Expr {
     /// Calls `f` on every leaf that reads data.
-    pub fn visit<'a>(&'a self, f: &mut impl FnMut(&'a Expr)) {
+    pub(crate) fn visit<'a>(&'a self, f: &mut impl FnMut(&'a Expr)) {
         match self {
             Expr::Neg(e) => e.visit(f),
             Expr::Binary(a, _, b) => {

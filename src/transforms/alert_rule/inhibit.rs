@@ -10,14 +10,14 @@ use super::config::InhibitConfig;
 use crate::matchers::{self, Matcher};
 
 #[derive(Debug)]
-pub struct InhibitRule {
+pub(crate) struct InhibitRule {
     source: Vec<Matcher>,
     target: Vec<Matcher>,
     equal: Vec<String>,
 }
 
 impl InhibitRule {
-    pub fn new(c: &InhibitConfig) -> Result<Self, String> {
+    pub(crate) fn new(c: &InhibitConfig) -> Result<Self, String> {
         if c.source_matchers.is_empty() || c.target_matchers.is_empty() {
             return Err("`source_matchers` and `target_matchers` need a matcher each".into());
         }
@@ -28,7 +28,7 @@ impl InhibitRule {
         })
     }
 
-    pub fn is_source(&self, labels: &BTreeMap<String, String>) -> bool {
+    pub(crate) fn is_source(&self, labels: &BTreeMap<String, String>) -> bool {
         self.source.iter().all(|m| m.matches_labels(labels))
     }
 
@@ -40,7 +40,7 @@ impl InhibitRule {
 
 /// Whether `target` (with its fingerprint) is inhibited by one of `sources` (firing
 /// alerts: fingerprint, labels, and the index of the inhibit rule they are a source of).
-pub fn inhibited(
+pub(crate) fn inhibited(
     rules: &[InhibitRule],
     sources: &[(String, BTreeMap<String, String>, usize)],
     fingerprint: &str,

@@ -16,7 +16,7 @@ use super::window::{Hits, Window};
 use crate::alert::Status;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-pub enum Phase {
+pub(crate) enum Phase {
     #[default]
     Inactive,
     Pending {
@@ -29,16 +29,16 @@ pub enum Phase {
 
 /// What notifications know about one alert.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Alert {
+pub(crate) struct Alert {
     #[serde(with = "snapshot_status")]
-    pub status: Status,
-    pub starts_at: i64,
-    pub ends_at: Option<i64>,
+    pub(crate) status: Status,
+    pub(crate) starts_at: i64,
+    pub(crate) ends_at: Option<i64>,
     /// The value when it fired (or at the last evaluation while firing).
-    pub value: Option<f64>,
+    pub(crate) value: Option<f64>,
     /// The last notification sent: its status and when.
     #[serde(with = "snapshot_status::sent")]
-    pub last_sent: Option<(Status, i64)>,
+    pub(crate) last_sent: Option<(Status, i64)>,
 }
 
 /// Snapshots keep writing `Firing`/`Resolved`, as before [`Status`] moved to
@@ -56,25 +56,25 @@ mod snapshot_status {
         }
     }
 
-    pub fn serialize<S: Serializer>(status: &Status, s: S) -> Result<S::Ok, S::Error> {
+    pub(crate) fn serialize<S: Serializer>(status: &Status, s: S) -> Result<S::Ok, S::Error> {
         name(*status).serialize(s)
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Status, D::Error> {
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Status, D::Error> {
         Status::deserialize(d)
     }
 
-    pub mod sent {
+    pub(crate) mod sent {
         use super::*;
 
-        pub fn serialize<S: Serializer>(
+        pub(crate) fn serialize<S: Serializer>(
             sent: &Option<(Status, i64)>,
             s: S,
         ) -> Result<S::Ok, S::Error> {
             sent.map(|(status, at)| (name(status), at)).serialize(s)
         }
 
-        pub fn deserialize<'de, D: Deserializer<'de>>(
+        pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
             d: D,
         ) -> Result<Option<(Status, i64)>, D::Error> {
             Option::<(Status, i64)>::deserialize(d)
@@ -112,27 +112,27 @@ mod snapshot_status {
 
 /// A label set's state.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct Group {
+pub(crate) struct Group {
     /// Values of the rule's `group_by` labels, in order (empty when absent).
-    pub key: Vec<String>,
+    pub(crate) key: Vec<String>,
     /// When this label set was first seen (absence is judged only after a full window).
-    pub created: i64,
+    pub(crate) created: i64,
     /// Per metric slot of the rule.
-    pub windows: Vec<Window>,
-    pub latest: Vec<Option<(i64, f64)>>,
+    pub(crate) windows: Vec<Window>,
+    pub(crate) latest: Vec<Option<(i64, f64)>>,
     /// Per `count(…)` filter of the rule.
-    pub hits: Vec<Hits>,
-    pub phase: Phase,
-    pub alert: Option<Alert>,
+    pub(crate) hits: Vec<Hits>,
+    pub(crate) phase: Phase,
+    pub(crate) alert: Option<Alert>,
     /// The latest input event's values of the labels the rule's templates read beyond
     /// its own (`Rule::input_labels`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub inputs: BTreeMap<String, String>,
+    pub(crate) inputs: BTreeMap<String, String>,
 }
 
 /// What an evaluation changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Transition {
+pub(crate) enum Transition {
     None,
     /// Became pending, or fell back to inactive before `for` elapsed.
     Phase,
@@ -141,7 +141,7 @@ pub enum Transition {
 }
 
 impl Group {
-    pub fn new(key: Vec<String>, rule: &Rule, now: i64) -> Self {
+    pub(crate) fn new(key: Vec<String>, rule: &Rule, now: i64) -> Self {
         Self {
             key,
             created: now,
@@ -155,13 +155,13 @@ impl Group {
     }
 
     /// Makes a restored group fit its rule (the shapes match unless the file was edited).
-    pub fn fit(&mut self, rule: &Rule) {
+    pub(crate) fn fit(&mut self, rule: &Rule) {
         self.windows.resize(rule.metrics.len(), Window::default());
         self.latest.resize(rule.metrics.len(), None);
         self.hits.resize(rule.filters.len(), Hits::default());
     }
 
-    pub fn record(&mut self, rule: &Rule, slot: usize, at: i64, value: f64) {
+    pub(crate) fn record(&mut self, rule: &Rule, slot: usize, at: i64, value: f64) {
         if let Some(l) = self.latest.get_mut(slot) {
             *l = Some((at, value));
         }
@@ -175,7 +175,7 @@ impl Group {
         }
     }
 
-    pub fn prune(&mut self, rule: &Rule, now: i64) {
+    pub(crate) fn prune(&mut self, rule: &Rule, now: i64) {
         for (slot, w) in self.windows.iter_mut().enumerate() {
             w.prune(now - rule.windows.get(slot).copied().unwrap_or(0));
         }
@@ -185,7 +185,7 @@ impl Group {
     }
 
     /// Holds nothing worth keeping (no samples in any window, no alert, inactive).
-    pub fn is_idle(&self, stale_ms: i64, now: i64) -> bool {
+    pub(crate) fn is_idle(&self, stale_ms: i64, now: i64) -> bool {
         self.phase == Phase::Inactive
             && self.alert.is_none()
             && self.windows.iter().all(Window::is_empty)
@@ -247,7 +247,7 @@ impl Group {
     }
 
     /// Whether the condition holds now, and the value it compared (the left side).
-    pub fn test(&self, rule: &Rule, now: i64, stale_ms: i64) -> (bool, Option<f64>) {
+    pub(crate) fn test(&self, rule: &Rule, now: i64, stale_ms: i64) -> (bool, Option<f64>) {
         match &rule.condition {
             Condition::Compare(a, op, b) => {
                 let left = self.value(rule, a, now, stale_ms);
@@ -268,7 +268,13 @@ impl Group {
     }
 
     /// Moves the phase given whether the condition holds at `now`.
-    pub fn step(&mut self, holds: bool, value: Option<f64>, now: i64, for_ms: i64) -> Transition {
+    pub(crate) fn step(
+        &mut self,
+        holds: bool,
+        value: Option<f64>,
+        now: i64,
+        for_ms: i64,
+    ) -> Transition {
         match (self.phase, holds) {
             (Phase::Inactive, false) => Transition::None,
             (Phase::Pending { .. }, false) => {

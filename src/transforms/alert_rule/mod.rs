@@ -24,14 +24,14 @@
 //! and aggregations, `lifecycle.rs` phases, `notify.rs` policy and alert events,
 //! `silences.rs`, `inhibit.rs`, `snapshot.rs`.
 
-pub mod config;
-pub mod expr;
-pub mod inhibit;
-pub mod lifecycle;
-pub mod notify;
+pub(crate) mod config;
+pub(crate) mod expr;
+pub(crate) mod inhibit;
+pub(crate) mod lifecycle;
+pub(crate) mod notify;
 pub mod silences;
-pub mod snapshot;
-pub mod window;
+pub(crate) mod snapshot;
+pub(crate) mod window;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -41,7 +41,7 @@ use std::time::Duration;
 use vrl::value::{ObjectMap, Value};
 
 use crate::alert::Status;
-pub use config::AlertRuleConfig;
+pub(crate) use config::AlertRuleConfig;
 use config::Rule;
 use inhibit::InhibitRule;
 use lifecycle::{Group, Phase, Transition};

@@ -24,15 +24,15 @@ use crate::event::Event;
 
 /// Delays in ms.
 #[derive(Debug, Clone, Copy)]
-pub struct Policy {
-    pub group_wait: i64,
-    pub group_interval: i64,
-    pub repeat_interval: i64,
-    pub send_resolved: bool,
+pub(crate) struct Policy {
+    pub(crate) group_wait: i64,
+    pub(crate) group_interval: i64,
+    pub(crate) repeat_interval: i64,
+    pub(crate) send_resolved: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Decision {
+pub(crate) enum Decision {
     Wait,
     Send,
     /// Forget the alert without sending (a resolution nobody needs to hear about).
@@ -40,7 +40,7 @@ pub enum Decision {
 }
 
 impl Policy {
-    pub fn decide(&self, alert: &Alert, now: i64, muted: bool) -> Decision {
+    pub(crate) fn decide(&self, alert: &Alert, now: i64, muted: bool) -> Decision {
         match (alert.status, alert.last_sent) {
             (Status::Firing, _) if muted => Decision::Wait,
             (Status::Firing, None) => due(now >= alert.starts_at + self.group_wait),
@@ -61,7 +61,7 @@ fn due(yes: bool) -> Decision {
 
 /// An alert's labels: the `group_by` values (empty ones left out), the rule's labels and
 /// `alertname`.
-pub fn labels(rule: &Rule, key: &[String]) -> BTreeMap<String, String> {
+pub(crate) fn labels(rule: &Rule, key: &[String]) -> BTreeMap<String, String> {
     let mut l: BTreeMap<String, String> = rule
         .group_by
         .iter()
@@ -77,7 +77,10 @@ pub fn labels(rule: &Rule, key: &[String]) -> BTreeMap<String, String> {
 }
 
 /// What silences and inhibition match against: the labels plus `severity`.
-pub fn match_labels(labels: &BTreeMap<String, String>, severity: &str) -> BTreeMap<String, String> {
+pub(crate) fn match_labels(
+    labels: &BTreeMap<String, String>,
+    severity: &str,
+) -> BTreeMap<String, String> {
     let mut m = labels.clone();
     m.entry(field::SEVERITY.into())
         .or_insert_with(|| severity.to_owned());
@@ -111,7 +114,7 @@ fn scope(
 
 /// The alert's severity: the rule's, or its template rendered (a rendering outside the
 /// normalized set is the default, medium).
-pub fn severity<'r>(
+pub(crate) fn severity<'r>(
     component: &Arc<str>,
     rule: &'r Rule,
     labels: &BTreeMap<String, String>,
@@ -136,7 +139,7 @@ pub fn severity<'r>(
 
 /// Stable across firing and resolved, restarts and hosts: SHA-256 of the rule name and
 /// the sorted labels, 16 bytes in hex.
-pub fn fingerprint(rule_name: &str, labels: &BTreeMap<String, String>) -> String {
+pub(crate) fn fingerprint(rule_name: &str, labels: &BTreeMap<String, String>) -> String {
     let mut text = String::from(rule_name);
     for (k, v) in labels {
         text.push('\u{1f}');
@@ -161,7 +164,7 @@ fn number(v: Option<f64>) -> Value {
 }
 
 /// The normalized alert event of one notification.
-pub fn alert_event(
+pub(crate) fn alert_event(
     component: &Arc<str>,
     rule: &Rule,
     (labels, inputs): (&BTreeMap<String, String>, &BTreeMap<String, String>),

@@ -25,32 +25,32 @@ use crate::matchers::{self, Matcher};
 /// A silence as written in config and in the API's JSON.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct SilenceSpec {
+pub(crate) struct SilenceSpec {
     /// Given by the store when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<String>,
-    pub matchers: Vec<String>,
+    pub(crate) id: Option<String>,
+    pub(crate) matchers: Vec<String>,
     /// RFC 3339; absent: already started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub starts_at: Option<String>,
+    pub(crate) starts_at: Option<String>,
     /// RFC 3339; absent: never ends.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ends_at: Option<String>,
+    pub(crate) ends_at: Option<String>,
     #[serde(default)]
-    pub comment: String,
+    pub(crate) comment: String,
     #[serde(default)]
-    pub created_by: String,
+    pub(crate) created_by: String,
 }
 
 /// A checked silence.
 #[derive(Debug, Clone)]
 pub struct Silence {
-    pub id: String,
-    pub origin: String,
-    pub matchers: Vec<Matcher>,
-    pub starts_at: Option<DateTime<Utc>>,
-    pub ends_at: Option<DateTime<Utc>>,
-    pub spec: SilenceSpec,
+    pub(crate) id: String,
+    pub(crate) origin: String,
+    pub(crate) matchers: Vec<Matcher>,
+    pub(crate) starts_at: Option<DateTime<Utc>>,
+    pub(crate) ends_at: Option<DateTime<Utc>>,
+    pub(crate) spec: SilenceSpec,
 }
 
 fn time(text: &Option<String>, option: &str) -> Result<Option<DateTime<Utc>>, String> {
@@ -65,7 +65,7 @@ fn time(text: &Option<String>, option: &str) -> Result<Option<DateTime<Utc>>, St
 
 impl Silence {
     /// Checks `spec`; `id` is used when the spec has none.
-    pub fn new(spec: SilenceSpec, id: String, origin: &str) -> Result<Self, String> {
+    pub(crate) fn new(spec: SilenceSpec, id: String, origin: &str) -> Result<Self, String> {
         if spec.matchers.is_empty() {
             return Err("`matchers`: a silence needs at least one matcher".into());
         }
@@ -91,11 +91,11 @@ impl Silence {
         })
     }
 
-    pub fn is_active(&self, now: DateTime<Utc>) -> bool {
+    pub(crate) fn is_active(&self, now: DateTime<Utc>) -> bool {
         self.starts_at.is_none_or(|s| s <= now) && self.ends_at.is_none_or(|e| now < e)
     }
 
-    pub fn mutes(&self, labels: &BTreeMap<String, String>, now: DateTime<Utc>) -> bool {
+    pub(crate) fn mutes(&self, labels: &BTreeMap<String, String>, now: DateTime<Utc>) -> bool {
         self.is_active(now) && self.matchers.iter().all(|m| m.matches_labels(labels))
     }
 
@@ -138,7 +138,7 @@ impl std::fmt::Debug for SilenceStore {
 
 impl SilenceStore {
     /// A store that lives in memory only.
-    pub fn memory() -> Self {
+    pub(crate) fn memory() -> Self {
         Self::default()
     }
 
@@ -149,7 +149,7 @@ impl SilenceStore {
 
     /// Persists to `dir/silences.json` from now on, after merging what it holds. Does
     /// nothing when a file is already attached.
-    pub fn attach_dir(&self, dir: &Path) -> Result<(), String> {
+    pub(crate) fn attach_dir(&self, dir: &Path) -> Result<(), String> {
         let Ok(mut file) = self.file.lock() else {
             return Err("silence store is poisoned".into());
         };
@@ -209,7 +209,7 @@ impl SilenceStore {
     }
 
     /// Adds (or replaces, by id) a silence; returns its id.
-    pub fn add(&self, silence: Silence) -> String {
+    pub(crate) fn add(&self, silence: Silence) -> String {
         let id = silence.id.clone();
         self.update(|list| {
             list.retain(|s| s.id != silence.id);
@@ -219,7 +219,7 @@ impl SilenceStore {
     }
 
     /// Removes a silence; whether it existed.
-    pub fn remove(&self, id: &str) -> bool {
+    pub(crate) fn remove(&self, id: &str) -> bool {
         let mut found = false;
         self.update(|list| {
             let before = list.len();
@@ -230,7 +230,7 @@ impl SilenceStore {
     }
 
     /// Replaces every silence of `origin` with `silences`.
-    pub fn replace_origin(&self, origin: &str, silences: Vec<Silence>) {
+    pub(crate) fn replace_origin(&self, origin: &str, silences: Vec<Silence>) {
         self.update(|list| {
             list.retain(|s| s.origin != origin);
             list.extend(silences.into_iter().map(Arc::new));
@@ -238,7 +238,7 @@ impl SilenceStore {
     }
 
     /// Whether an active silence mutes these labels.
-    pub fn mutes(&self, labels: &BTreeMap<String, String>, now: DateTime<Utc>) -> bool {
+    pub(crate) fn mutes(&self, labels: &BTreeMap<String, String>, now: DateTime<Utc>) -> bool {
         self.current.load().iter().any(|s| s.mutes(labels, now))
     }
 }
@@ -261,12 +261,12 @@ pub fn global() -> Arc<SilenceStore> {
 }
 
 /// Persists the process-wide silences under `data_dir` (first caller wins).
-pub fn attach_dir(data_dir: &Path) -> Result<(), String> {
+pub(crate) fn attach_dir(data_dir: &Path) -> Result<(), String> {
     GLOBAL.attach_dir(data_dir)
 }
 
 /// Checks a spec from the API and adds it to the global store with a fresh id.
-pub fn add_from_api(spec: SilenceSpec) -> Result<String, String> {
+pub(crate) fn add_from_api(spec: SilenceSpec) -> Result<String, String> {
     let silence = Silence::new(spec, uuid::Uuid::new_v4().to_string(), "api")?;
     Ok(GLOBAL.add(silence))
 }

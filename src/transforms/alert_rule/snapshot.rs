@@ -27,31 +27,31 @@ use super::lifecycle::Group;
 
 /// The state of one rule: its label sets by joined key.
 #[derive(Debug, Default, Serialize, Deserialize)]
-pub struct RuleState {
-    pub groups: IndexMap<String, Group>,
+pub(crate) struct RuleState {
+    pub(crate) groups: IndexMap<String, Group>,
 }
 
-pub type SharedRule = Arc<Mutex<RuleState>>;
+pub(crate) type SharedRule = Arc<Mutex<RuleState>>;
 
 /// Every rule state of one component, by rule key.
-pub type Component = Arc<Mutex<HashMap<String, SharedRule>>>;
+pub(crate) type Component = Arc<Mutex<HashMap<String, SharedRule>>>;
 
 static LIVE: LazyLock<Mutex<HashMap<PathBuf, Component>>> = LazyLock::new(Default::default);
 
-pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding a rule lock leaves consistent-enough data (windows and
     // phases are updated field by field); keep going rather than poisoning the pipeline.
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-pub fn path_for(data_dir: &Path, id: &str) -> PathBuf {
+pub(crate) fn path_for(data_dir: &Path, id: &str) -> PathBuf {
     data_dir.join("alert_rule").join(format!("{id}.json"))
 }
 
 /// The states for `keys`: shared with a live instance of the same component, else read
 /// from `path`, else empty. States of other rules stay until [`prune`]: the build may
 /// be part of a reload that fails, and then the running instance still needs them.
-pub fn take_over(path: &Path, keys: &[String]) -> (Component, Vec<SharedRule>) {
+pub(crate) fn take_over(path: &Path, keys: &[String]) -> (Component, Vec<SharedRule>) {
     let mut live = lock(&LIVE);
     let component = match live.get(path) {
         Some(c) => Arc::clone(c),
@@ -72,7 +72,7 @@ pub fn take_over(path: &Path, keys: &[String]) -> (Component, Vec<SharedRule>) {
 
 /// Forgets the states of rules other than `keys` (called once the instance runs, so
 /// the reload that built it was committed).
-pub fn prune(component: &Component, keys: &[String]) {
+pub(crate) fn prune(component: &Component, keys: &[String]) {
     lock(component).retain(|k, _| keys.contains(k));
 }
 
@@ -98,7 +98,7 @@ fn read(path: &Path) -> HashMap<String, SharedRule> {
 }
 
 /// Writes every rule state of `component` to `path`.
-pub fn write(path: &Path, component: &Component) -> Result<(), String> {
+pub(crate) fn write(path: &Path, component: &Component) -> Result<(), String> {
     // In key order, like every other locker (see `lock_all` in mod.rs).
     let rules: BTreeMap<String, SharedRule> = lock(component)
         .iter()
@@ -112,7 +112,7 @@ pub fn write(path: &Path, component: &Component) -> Result<(), String> {
 
 /// Called when an instance goes away: the registry forgets `component` if no other
 /// instance holds it.
-pub fn release(path: &Path, component: &Component) {
+pub(crate) fn release(path: &Path, component: &Component) {
     let mut live = lock(&LIVE);
     if let Some(c) = live.get(path)
         && Arc::ptr_eq(c, component)

@@ -14,38 +14,40 @@ use super::expr::AggFn;
 
 /// Samples of one metric for one label set.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Window {
+pub(crate) struct Window {
     samples: VecDeque<(i64, f64)>,
 }
 
 impl Window {
-    pub fn push(&mut self, at: i64, value: f64) {
+    pub(crate) fn push(&mut self, at: i64, value: f64) {
         self.samples.push_back((at, value));
     }
 
     /// Drops samples at or before `horizon` (ms).
-    pub fn prune(&mut self, horizon: i64) {
+    pub(crate) fn prune(&mut self, horizon: i64) {
         while self.samples.front().is_some_and(|(t, _)| *t <= horizon) {
             self.samples.pop_front();
         }
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.samples.is_empty()
     }
 
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
         self.samples.len()
     }
 
     /// The most recent sample.
-    pub fn last(&self) -> Option<(i64, f64)> {
+    #[cfg(test)]
+    pub(crate) fn last(&self) -> Option<(i64, f64)> {
         self.samples.back().copied()
     }
 
     /// `func` over the samples newer than `now - window_ms`; `None` when it has no value
     /// (no samples; `rate` needs two).
-    pub fn aggregate(&self, func: AggFn, now: i64, window_ms: i64) -> Option<f64> {
+    pub(crate) fn aggregate(&self, func: AggFn, now: i64, window_ms: i64) -> Option<f64> {
         let from = now - window_ms;
         let mut it = self
             .samples
@@ -84,26 +86,26 @@ impl Window {
 
 /// Arrival times of events that matched a `count(field op literal)` filter.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Hits {
+pub(crate) struct Hits {
     times: VecDeque<i64>,
 }
 
 impl Hits {
-    pub fn push(&mut self, at: i64) {
+    pub(crate) fn push(&mut self, at: i64) {
         self.times.push_back(at);
     }
 
-    pub fn prune(&mut self, horizon: i64) {
+    pub(crate) fn prune(&mut self, horizon: i64) {
         while self.times.front().is_some_and(|t| *t <= horizon) {
             self.times.pop_front();
         }
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.times.is_empty()
     }
 
-    pub fn count(&self, now: i64, window_ms: i64) -> f64 {
+    pub(crate) fn count(&self, now: i64, window_ms: i64) -> f64 {
         let from = now - window_ms;
         self.times.iter().filter(|t| **t > from).count() as f64
     }

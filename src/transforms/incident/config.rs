@@ -28,96 +28,96 @@ fn default_snapshot_interval() -> Duration {
 /// restarts and reloads.
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct IncidentConfig {
+pub(crate) struct IncidentConfig {
     /// The correlation key, as a template: alerts with the same key are one incident.
     /// Default `{{ fingerprint }}`; `"{{ labels.alertname }}/{{ service }}"` joins the
     /// same outage reported by several vendors. An alert lacking a field of the key goes
     /// to the `unmatched` output.
-    pub key: Option<String>,
+    pub(crate) key: Option<String>,
     /// The correlation key as a VRL expression instead of a template (read-only; its
     /// result is taken as text; `null` sends the alert to `unmatched`).
-    pub key_source: Option<String>,
+    pub(crate) key_source: Option<String>,
     /// Fields whose values form a notification group (Alertmanager's `group_by`):
     /// the changes of a group's incidents go out together, timed by `group_wait` and
     /// `group_interval`. Empty (the default): each incident is its own group.
     #[serde(default)]
-    pub group_by: Vec<String>,
+    pub(crate) group_by: Vec<String>,
     /// How long the first change of a new group waits for others to join it
     /// (default 0s: at once).
     #[serde(default, with = "humantime_serde")]
     #[schemars(schema_with = "crate::units::duration")]
-    pub group_wait: Duration,
+    pub(crate) group_wait: Duration,
     /// Least time between two notifications of one group (default 0s: at once).
     #[serde(default, with = "humantime_serde")]
     #[schemars(schema_with = "crate::units::duration")]
-    pub group_interval: Duration,
+    pub(crate) group_interval: Duration,
     /// A still-open incident is announced again (`action: updated`, `reason:
     /// repeat_interval`) after this long without a notification. Unset (the default):
     /// never.
     #[serde(default, with = "humantime_serde")]
     #[schemars(schema_with = "crate::units::duration")]
-    pub repeat_interval: Option<Duration>,
+    pub(crate) repeat_interval: Option<Duration>,
     /// A resolve is held this long; a firing within it cancels the resolve (a flap)
     /// and the incident stays open without a notification (default 0s: resolves go
     /// out at once).
     #[serde(default, with = "humantime_serde")]
     #[schemars(schema_with = "crate::units::duration")]
-    pub resolve_hold: Duration,
+    pub(crate) resolve_hold: Duration,
     /// A firing this soon after a resolve went out reopens the same incident (`action:
     /// reopened`, same `incident_id`); after it, a firing opens a new incident
     /// (default 0s: always a new one).
     #[serde(default, with = "humantime_serde")]
     #[schemars(schema_with = "crate::units::duration")]
-    pub flap_window: Duration,
+    pub(crate) flap_window: Duration,
     /// An open incident whose key has not fired for this long resolves by itself
     /// (`reason: resolve_after`). Unset (the default): only a resolved alert closes it.
     #[serde(default, with = "humantime_serde")]
     #[schemars(schema_with = "crate::units::duration")]
-    pub resolve_after: Option<Duration>,
+    pub(crate) resolve_after: Option<Duration>,
     /// A resolved incident stays listed in the API this long (default 1h), so a root
     /// cause or a note can still be added; its key opens a new incident all the same
     /// (after `flap_window`).
     #[serde(default = "default_keep_resolved", with = "humantime_serde")]
     #[schemars(schema_with = "crate::units::duration")]
-    pub keep_resolved: Duration,
+    pub(crate) keep_resolved: Duration,
     /// Incidents held at most (open ones, and resolved ones for `keep_resolved`;
     /// default 100000). Firing alerts of new keys beyond it are dropped and counted.
     #[serde(default = "default_max_incidents")]
-    pub max_incidents: usize,
+    pub(crate) max_incidents: usize,
     /// Repeats (`count`, `last_seen`) are written to `data_dir` at most this often
     /// (default 30s); a change (opened, resolved, ...) is written within a second, and
     /// everything when the component stops. The file holds every incident, so with
     /// many open ones a longer interval saves disk writes.
     #[serde(default = "default_snapshot_interval", with = "humantime_serde")]
     #[schemars(schema_with = "crate::units::duration")]
-    pub snapshot_interval: Duration,
+    pub(crate) snapshot_interval: Duration,
     /// Keep incidents in a shared store instead of `data_dir`, so several aggregators
     /// (one Kafka consumer group) share them: each batch locks its keys' rows.
-    pub store: Option<StoreConfig>,
+    pub(crate) store: Option<StoreConfig>,
 }
 
 /// Where incidents are shared.
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct StoreConfig {
+pub(crate) struct StoreConfig {
     /// PostgreSQL: tables `incidents` (one row per incident, with the monitoring
     /// system's columns) and `incident_events` (every alert and every change), created
     /// when missing.
-    pub postgres: PostgresStoreConfig,
+    pub(crate) postgres: PostgresStoreConfig,
 }
 
 /// The PostgreSQL incident store.
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct PostgresStoreConfig {
+pub(crate) struct PostgresStoreConfig {
     /// `postgres://user@host:port/db` (or a key=value connection string).
-    pub url: String,
+    pub(crate) url: String,
     /// The schema of the `incidents` and `incident_events` tables (default `public`).
     #[serde(default = "crate::postgres::default_schema")]
-    pub schema: String,
+    pub(crate) schema: String,
     /// The events table (as the `postgres` sink writes it) that incident timelines
     /// and `GET /stats` read: `table` (in `schema`) or `schema.table`. Unset: none.
-    pub events_table: Option<String>,
+    pub(crate) events_table: Option<String>,
 }
 
 pub(super) fn ms(d: Duration) -> i64 {

@@ -6,21 +6,21 @@
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
-pub struct GroupClock {
-    pub last_flush: Option<i64>,
-    pub next_flush: Option<i64>,
+pub(crate) struct GroupClock {
+    pub(crate) last_flush: Option<i64>,
+    pub(crate) next_flush: Option<i64>,
 }
 
 /// `group_wait` and `group_interval` in ms.
 #[derive(Debug, Clone, Copy)]
-pub struct Policy {
-    pub group_wait: i64,
-    pub group_interval: i64,
+pub(crate) struct Policy {
+    pub(crate) group_wait: i64,
+    pub(crate) group_interval: i64,
 }
 
 impl Policy {
     /// A change happened in the group at `now`: when its notification is due.
-    pub fn schedule(&self, g: &mut GroupClock, now: i64) -> i64 {
+    pub(crate) fn schedule(&self, g: &mut GroupClock, now: i64) -> i64 {
         *g.next_flush.get_or_insert(match g.last_flush {
             None => now.saturating_add(self.group_wait),
             Some(last) => now.max(last.saturating_add(self.group_interval)),

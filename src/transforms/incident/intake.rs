@@ -4,7 +4,7 @@
 const MINUTE: i64 = 60_000;
 
 #[derive(Debug, Clone)]
-pub struct Intake {
+pub(crate) struct Intake {
     total: u64,
     /// (minute since the epoch, alerts in it), by minute modulo 60.
     minutes: [(i64, u64); 60],
@@ -20,7 +20,7 @@ impl Default for Intake {
 }
 
 impl Intake {
-    pub fn add(&mut self, now_ms: i64, n: u64) {
+    pub(crate) fn add(&mut self, now_ms: i64, n: u64) {
         self.total += n;
         let minute = now_ms.div_euclid(MINUTE);
         let slot = &mut self.minutes[minute.rem_euclid(60) as usize];
@@ -30,12 +30,12 @@ impl Intake {
         slot.1 += n;
     }
 
-    pub fn total(&self) -> u64 {
+    pub(crate) fn total(&self) -> u64 {
         self.total
     }
 
     /// Alerts of the last 60 minutes (the current one included).
-    pub fn last_hour(&self, now_ms: i64) -> u64 {
+    pub(crate) fn last_hour(&self, now_ms: i64) -> u64 {
         let minute = now_ms.div_euclid(MINUTE);
         self.minutes
             .iter()

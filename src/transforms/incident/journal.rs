@@ -21,12 +21,16 @@ struct Record<I> {
     incident: I,
 }
 
-pub fn path_for(state_file: &Path) -> PathBuf {
+pub(crate) fn path_for(state_file: &Path) -> PathBuf {
     state_file.with_extension("journal")
 }
 
 /// Appends the incidents of `keys` (those still held) and syncs.
-pub fn append(path: &Path, state: &mut IncidentState, keys: &[String]) -> std::io::Result<()> {
+pub(crate) fn append(
+    path: &Path,
+    state: &mut IncidentState,
+    keys: &[String],
+) -> std::io::Result<()> {
     let mut buf = Vec::new();
     for key in keys {
         let Some(incident) = state.incidents.get(key) else {
@@ -56,7 +60,7 @@ pub fn append(path: &Path, state: &mut IncidentState, keys: &[String]) -> std::i
 }
 
 /// Empties the journal (its records are in the state file now).
-pub fn clear(path: &Path) -> std::io::Result<()> {
+pub(crate) fn clear(path: &Path) -> std::io::Result<()> {
     match std::fs::OpenOptions::new().write(true).open(path) {
         Ok(f) => {
             f.set_len(0)?;
@@ -68,7 +72,7 @@ pub fn clear(path: &Path) -> std::io::Result<()> {
 }
 
 /// Applies the journal's records newer than the state file's.
-pub fn replay(path: &Path, state: &mut IncidentState) {
+pub(crate) fn replay(path: &Path, state: &mut IncidentState) {
     let Ok(bytes) = std::fs::read(path) else {
         return;
     };

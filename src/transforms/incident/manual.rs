@@ -24,7 +24,7 @@ type Shared = Arc<Mutex<IncidentState>>;
 static LIVE: LazyLock<Mutex<HashMap<String, (Shared, usize)>>> = LazyLock::new(Default::default);
 
 /// An instance of component `id` holds `state` (during a reload, two may).
-pub fn register(id: &str, state: &Shared) {
+pub(crate) fn register(id: &str, state: &Shared) {
     let mut live = lock(&LIVE);
     match live.get_mut(id) {
         Some((s, n)) if Arc::ptr_eq(s, state) => *n += 1,
@@ -35,7 +35,7 @@ pub fn register(id: &str, state: &Shared) {
 }
 
 /// The instance holding `state` went away.
-pub fn unregister(id: &str, state: &Shared) {
+pub(crate) fn unregister(id: &str, state: &Shared) {
     let mut live = lock(&LIVE);
     if let Some((s, n)) = live.get_mut(id)
         && Arc::ptr_eq(s, state)
@@ -55,7 +55,7 @@ static STORES: LazyLock<Mutex<HashMap<String, Held<Arc<StoreApi>>>>> =
 type Held<T> = (T, usize);
 
 /// An instance of component `id` keeps its incidents in `store`.
-pub fn register_store(id: &str, store: &Arc<StoreApi>) {
+pub(crate) fn register_store(id: &str, store: &Arc<StoreApi>) {
     let mut live = lock(&STORES);
     match live.get_mut(id) {
         Some((s, n)) => {
@@ -69,7 +69,7 @@ pub fn register_store(id: &str, store: &Arc<StoreApi>) {
 }
 
 /// An instance of component `id` with a store went away.
-pub fn unregister_store(id: &str) {
+pub(crate) fn unregister_store(id: &str) {
     let mut live = lock(&STORES);
     if let Some((_, n)) = live.get_mut(id) {
         *n -= 1;
@@ -80,7 +80,7 @@ pub fn unregister_store(id: &str) {
 }
 
 /// Every live incident component with a shared store, by id.
-pub fn stores() -> Vec<(String, Arc<StoreApi>)> {
+pub(crate) fn stores() -> Vec<(String, Arc<StoreApi>)> {
     let mut all: Vec<(String, Arc<StoreApi>)> = lock(&STORES)
         .iter()
         .map(|(id, (s, _))| (id.clone(), Arc::clone(s)))
@@ -90,7 +90,7 @@ pub fn stores() -> Vec<(String, Arc<StoreApi>)> {
 }
 
 /// Every live incident component, by id.
-pub fn components() -> Vec<(String, Shared)> {
+pub(crate) fn components() -> Vec<(String, Shared)> {
     let mut all: Vec<(String, Shared)> = lock(&LIVE)
         .iter()
         .map(|(id, (s, _))| (id.clone(), Arc::clone(s)))
@@ -114,7 +114,7 @@ fn latest_text(i: &Incident, name: &str) -> Json {
 }
 
 /// The status the API shows: open, acknowledged or resolved.
-pub fn status(i: &Incident) -> &'static str {
+pub(crate) fn status(i: &Incident) -> &'static str {
     match i.phase {
         Phase::Open => "open",
         Phase::Acknowledged => "acknowledged",
@@ -123,7 +123,7 @@ pub fn status(i: &Incident) -> &'static str {
 }
 
 /// An incident as the API shows it.
-pub fn describe(component: &str, key: &str, i: &Incident) -> Json {
+pub(crate) fn describe(component: &str, key: &str, i: &Incident) -> Json {
     let labels = match &i.latest {
         Value::Object(o) => o
             .get(field::LABELS)
@@ -154,51 +154,51 @@ pub fn describe(component: &str, key: &str, i: &Incident) -> Json {
 }
 
 /// A timeline entry as the API shows it.
-pub fn entry(e: &super::state::Entry) -> Json {
+pub(crate) fn entry(e: &super::state::Entry) -> Json {
     json!({ "time": time(e.at), "what": e.what, "text": e.text })
 }
 
 /// `POST /incidents`: an incident opened by hand.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct NewIncident {
-    pub title: String,
+pub(crate) struct NewIncident {
+    pub(crate) title: String,
     #[serde(default)]
-    pub description: Option<String>,
+    pub(crate) description: Option<String>,
     #[serde(default)]
-    pub severity: Option<String>,
+    pub(crate) severity: Option<String>,
     #[serde(default)]
-    pub service: Option<String>,
+    pub(crate) service: Option<String>,
     /// Its correlation key: alerts with this key join it (default `manual/<id>`).
     #[serde(default)]
-    pub key: Option<String>,
+    pub(crate) key: Option<String>,
     #[serde(default)]
-    pub assigned_to: Option<String>,
+    pub(crate) assigned_to: Option<String>,
     /// Which incident component holds it, when there are several.
     #[serde(default)]
-    pub component: Option<String>,
+    pub(crate) component: Option<String>,
 }
 
 /// `PUT /incidents/{id}`: what a person changes.
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct IncidentChange {
+pub(crate) struct IncidentChange {
     /// acknowledged (or investigating), resolved (or closed).
     #[serde(default)]
-    pub status: Option<String>,
+    pub(crate) status: Option<String>,
     #[serde(default)]
-    pub severity: Option<String>,
+    pub(crate) severity: Option<String>,
     #[serde(default)]
-    pub assigned_to: Option<String>,
+    pub(crate) assigned_to: Option<String>,
     #[serde(default)]
-    pub root_cause: Option<String>,
+    pub(crate) root_cause: Option<String>,
     #[serde(default)]
-    pub note: Option<String>,
+    pub(crate) note: Option<String>,
 }
 
 impl IncidentChange {
     /// Whether it changes nothing.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.status.is_none()
             && self.severity.is_none()
             && self.assigned_to.is_none()
@@ -208,7 +208,7 @@ impl IncidentChange {
 }
 
 /// Whether the incident's latest alert names `service`.
-pub fn has_service(i: &Incident, service: &str) -> bool {
+pub(crate) fn has_service(i: &Incident, service: &str) -> bool {
     match &i.latest {
         Value::Object(o) => o
             .get(field::SERVICE)
@@ -254,7 +254,7 @@ fn due_now(state: &mut IncidentState, key: &str, now: i64) {
 
 impl IncidentState {
     /// The key of the incident with this id.
-    pub fn key_of(&self, id: &str) -> Option<String> {
+    pub(crate) fn key_of(&self, id: &str) -> Option<String> {
         self.incidents
             .iter()
             .find(|(_, i)| i.id == id)
@@ -262,7 +262,7 @@ impl IncidentState {
     }
 
     /// Opens an incident by hand; its `opened` goes out at the next timer pass.
-    pub fn create(&mut self, spec: &NewIncident, now: i64) -> Result<String, String> {
+    pub(crate) fn create(&mut self, spec: &NewIncident, now: i64) -> Result<String, String> {
         let (key, incident) = new_incident(spec, now)?;
         if self.incidents.get(&key).is_some_and(Incident::is_open) {
             return Err(format!("an open incident already has the key `{key}`"));
@@ -285,7 +285,7 @@ impl IncidentState {
     }
 
     /// Applies a change by hand to the incident with this id.
-    pub fn change(
+    pub(crate) fn change(
         &mut self,
         id: &str,
         c: &IncidentChange,
@@ -310,7 +310,7 @@ impl IncidentState {
 }
 
 /// An incident opened by hand, and its key.
-pub fn new_incident(spec: &NewIncident, now: i64) -> Result<(String, Incident), String> {
+pub(crate) fn new_incident(spec: &NewIncident, now: i64) -> Result<(String, Incident), String> {
     if spec.title.trim().is_empty() {
         return Err("`title` must not be empty".into());
     }
@@ -353,7 +353,7 @@ pub fn new_incident(spec: &NewIncident, now: i64) -> Result<(String, Incident), 
 }
 
 /// Refuses a change by hand whose texts are too long or whose severity is unknown.
-pub fn check_change(c: &IncidentChange) -> Result<(), ChangeError> {
+pub(crate) fn check_change(c: &IncidentChange) -> Result<(), ChangeError> {
     for (name, v) in [
         ("assigned_to", &c.assigned_to),
         ("root_cause", &c.root_cause),
@@ -368,7 +368,7 @@ pub fn check_change(c: &IncidentChange) -> Result<(), ChangeError> {
 }
 
 /// Applies a change by hand (checked by [`check_change`]) to `i`.
-pub fn apply(i: &mut Incident, c: &IncidentChange, now: i64) -> Result<(), ChangeError> {
+pub(crate) fn apply(i: &mut Incident, c: &IncidentChange, now: i64) -> Result<(), ChangeError> {
     let severity = c
         .severity
         .as_deref()
@@ -415,7 +415,7 @@ pub fn apply(i: &mut Incident, c: &IncidentChange, now: i64) -> Result<(), Chang
 
 /// Why a change by hand was refused.
 #[derive(Debug, PartialEq, Eq)]
-pub enum ChangeError {
+pub(crate) enum ChangeError {
     NotFound,
     Invalid(String),
 }

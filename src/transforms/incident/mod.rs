@@ -19,15 +19,15 @@
 //! Files: `config.rs` options, `state.rs` the state machine, `groups.rs` timing,
 //! `output.rs` notification events, `manual.rs` changes by hand (the API).
 
-pub mod config;
-pub mod groups;
-pub mod intake;
-pub mod journal;
-pub mod manual;
-pub mod output;
+pub(crate) mod config;
+pub(crate) mod groups;
+pub(crate) mod intake;
+pub(crate) mod journal;
+pub(crate) mod manual;
+pub(crate) mod output;
 mod shared;
-pub mod state;
-pub mod store;
+pub(crate) mod state;
+pub(crate) mod store;
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -38,7 +38,7 @@ use indexmap::{IndexMap, IndexSet};
 use serde::{Deserialize, Serialize};
 use vrl::value::Value;
 
-pub use config::IncidentConfig;
+pub(crate) use config::IncidentConfig;
 use groups::{GroupClock, Policy};
 use state::{Incident, Sighting, Timing};
 
@@ -67,7 +67,7 @@ const TICK: Duration = Duration::from_secs(1);
 pub struct IncidentState {
     /// By correlation key.
     pub incidents: IndexMap<String, Incident>,
-    pub groups: HashMap<String, GroupClock>,
+    pub(crate) groups: HashMap<String, GroupClock>,
     /// Keys whose incident has a change to announce.
     #[serde(skip)]
     pending: IndexSet<String>,
@@ -85,10 +85,10 @@ pub struct IncidentState {
     pub(crate) max_incidents: usize,
     /// Alerts taken in (for `GET /stats`).
     #[serde(skip)]
-    pub intake: intake::Intake,
+    pub(crate) intake: intake::Intake,
     /// The number of the last journal record this state includes.
     #[serde(default)]
-    pub seq: u64,
+    pub(crate) seq: u64,
 }
 
 impl IncidentState {

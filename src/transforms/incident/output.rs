@@ -16,7 +16,12 @@ fn int(n: u64) -> Value {
 }
 
 /// What the notification of `action` on `incident` (correlation key `key`) carries.
-pub fn notification(key: &str, incident: &Incident, action: Action, reason: Option<&str>) -> Value {
+pub(crate) fn notification(
+    key: &str,
+    incident: &Incident,
+    action: Action,
+    reason: Option<&str>,
+) -> Value {
     let mut out = match &incident.latest {
         Value::Object(o) => o.clone(),
         _ => ObjectMap::new(),

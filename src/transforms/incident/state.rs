@@ -25,7 +25,7 @@ pub enum Action {
 }
 
 impl Action {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Opened => "opened",
             Self::Updated => "updated",
@@ -38,7 +38,7 @@ impl Action {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Phase {
+pub(crate) enum Phase {
     Open,
     Acknowledged,
     Resolved,
@@ -46,84 +46,84 @@ pub enum Phase {
 
 /// The timing options the state machine needs, in ms (0: off).
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Timing {
-    pub resolve_hold: i64,
-    pub flap_window: i64,
-    pub resolve_after: i64,
-    pub repeat_interval: i64,
+pub(crate) struct Timing {
+    pub(crate) resolve_hold: i64,
+    pub(crate) flap_window: i64,
+    pub(crate) resolve_after: i64,
+    pub(crate) repeat_interval: i64,
     /// How long a resolved incident stays listed (the API), at least `flap_window`.
-    pub keep_resolved: i64,
+    pub(crate) keep_resolved: i64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Incident {
     pub id: String,
     /// The `group_by` values joined: the notification group.
-    pub group: String,
-    pub phase: Phase,
+    pub(crate) group: String,
+    pub(crate) phase: Phase,
     /// Firing sightings since it opened.
     pub count: u64,
     /// Resolves cancelled by a new firing (within `resolve_hold` or `flap_window`).
-    pub flaps: u64,
-    pub first_seen: i64,
-    pub last_seen: i64,
+    pub(crate) flaps: u64,
+    pub(crate) first_seen: i64,
+    pub(crate) last_seen: i64,
     /// A resolve arrived and is held for `resolve_hold`.
-    pub resolving_since: Option<i64>,
-    pub resolved_at: Option<i64>,
+    pub(crate) resolving_since: Option<i64>,
+    pub(crate) resolved_at: Option<i64>,
     /// The highest severity seen while open.
-    pub severity: String,
+    pub(crate) severity: String,
     /// The `source` of every alert that joined it.
-    pub vendors: BTreeSet<String>,
+    pub(crate) vendors: BTreeSet<String>,
     /// The latest alert's payload (without `raw`).
-    pub latest: Value,
+    pub(crate) latest: Value,
     /// A change not announced yet, and why (`resolve_after`, `repeat_interval`, …).
     pub pending: Option<Action>,
-    pub reason: Option<String>,
+    pub(crate) reason: Option<String>,
     /// A change to announce right after `pending` (an acknowledgement of an opening
     /// nobody heard yet).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub queued: Option<Action>,
+    pub(crate) queued: Option<Action>,
     /// The last change announced, and when.
     pub announced: Option<(Action, i64)>,
     /// Set by hand (the API).
     #[serde(default)]
-    pub assigned_to: Option<String>,
+    pub(crate) assigned_to: Option<String>,
     #[serde(default)]
-    pub root_cause: Option<String>,
+    pub(crate) root_cause: Option<String>,
     /// Its changes and notes, oldest first; at most [`MAX_TIMELINE`] (the first entry,
     /// the opening, always stays).
     #[serde(default)]
-    pub timeline: Vec<Entry>,
+    pub(crate) timeline: Vec<Entry>,
     /// The alerts (by fingerprint) firing in it now: it resolves when the last of them
     /// does (at most [`MAX_ALERTS`] are told apart).
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
-    pub firing: BTreeSet<String>,
+    pub(crate) firing: BTreeSet<String>,
     /// Timeline entries ever recorded (the shared store writes the new ones).
     #[serde(default)]
-    pub recorded: u64,
+    pub(crate) recorded: u64,
     /// With the shared store: when its pending change is due to go out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub notify_at: Option<i64>,
+    pub(crate) notify_at: Option<i64>,
 }
 
 /// Alerts an incident tells apart.
-pub const MAX_ALERTS: usize = 1000;
+pub(crate) const MAX_ALERTS: usize = 1000;
 
 /// Entries a timeline keeps.
-pub const MAX_TIMELINE: usize = 50;
+pub(crate) const MAX_TIMELINE: usize = 50;
 
 /// One line of an incident's timeline: a change (`opened`, `resolved`, ...) or a `note`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Entry {
-    pub at: i64,
-    pub what: String,
+pub(crate) struct Entry {
+    pub(crate) at: i64,
+    pub(crate) what: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub text: Option<String>,
+    pub(crate) text: Option<String>,
 }
 
 /// What one sighting did, for the counters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Sighting {
+pub(crate) enum Sighting {
     Opened,
     Reopened,
     /// A firing of an open incident (or a held resolve cancelled by it).
@@ -138,7 +138,7 @@ pub enum Sighting {
 }
 
 /// Rank of a severity: 0 is the most severe; values outside the schema rank last.
-pub fn severity_rank(severity: &str) -> usize {
+pub(crate) fn severity_rank(severity: &str) -> usize {
     SEVERITIES
         .iter()
         .position(|s| s.eq_ignore_ascii_case(severity))
@@ -146,7 +146,7 @@ pub fn severity_rank(severity: &str) -> usize {
 }
 
 impl Incident {
-    pub fn open(
+    pub(crate) fn open(
         id: String,
         group: String,
         now: i64,
@@ -185,20 +185,20 @@ impl Incident {
     }
 
     /// Alert `alert` fires in this incident.
-    pub fn alert_fired(&mut self, alert: &str) {
+    pub(crate) fn alert_fired(&mut self, alert: &str) {
         if self.firing.len() < MAX_ALERTS && !self.firing.contains(alert) {
             self.firing.insert(alert.to_owned());
         }
     }
 
     /// Alert `alert` resolved: whether others of the incident still fire.
-    pub fn others_fire(&mut self, alert: &str) -> bool {
+    pub(crate) fn others_fire(&mut self, alert: &str) -> bool {
         self.firing.remove(alert);
         !self.firing.is_empty()
     }
 
     /// Adds a line to the timeline, dropping the oldest but the first when full.
-    pub fn record(&mut self, at: i64, what: &str, text: Option<String>) {
+    pub(crate) fn record(&mut self, at: i64, what: &str, text: Option<String>) {
         if self.timeline.len() >= MAX_TIMELINE {
             self.timeline.remove(1.min(self.timeline.len() - 1));
         }
@@ -210,7 +210,7 @@ impl Incident {
         });
     }
 
-    pub fn is_open(&self) -> bool {
+    pub(crate) fn is_open(&self) -> bool {
         self.phase != Phase::Resolved
     }
 
@@ -240,7 +240,7 @@ impl Incident {
 
     /// Whether a firing now would start a new incident rather than continue this one:
     /// it is resolved, its resolve went out, and its flap window has passed.
-    pub fn is_over(&self, now: i64, t: &Timing) -> bool {
+    pub(crate) fn is_over(&self, now: i64, t: &Timing) -> bool {
         if self.phase != Phase::Resolved || self.unheard_resolve() {
             return false;
         }
@@ -254,7 +254,7 @@ impl Incident {
     }
 
     /// A firing alert for this incident's key (see [`Incident::is_over`] first).
-    pub fn fire(
+    pub(crate) fn fire(
         &mut self,
         now: i64,
         severity: &str,
@@ -301,7 +301,7 @@ impl Incident {
     }
 
     /// A resolved alert for this incident's key.
-    pub fn resolve_seen(&mut self, now: i64, latest: Value, t: &Timing) -> Sighting {
+    pub(crate) fn resolve_seen(&mut self, now: i64, latest: Value, t: &Timing) -> Sighting {
         if !self.is_open() {
             return Sighting::DuplicateResolve;
         }
@@ -316,7 +316,7 @@ impl Incident {
     }
 
     /// An acknowledgement (by hand). `false` when there is nothing to acknowledge.
-    pub fn acknowledge(&mut self, now: i64) -> bool {
+    pub(crate) fn acknowledge(&mut self, now: i64) -> bool {
         if self.phase != Phase::Open {
             return false;
         }
@@ -326,7 +326,7 @@ impl Incident {
     }
 
     /// A severity set by hand: announced as an update when it differs.
-    pub fn set_severity(&mut self, now: i64, severity: &str) -> bool {
+    pub(crate) fn set_severity(&mut self, now: i64, severity: &str) -> bool {
         if self.severity == severity {
             return false;
         }
@@ -338,7 +338,7 @@ impl Incident {
     }
 
     /// Resolves it now. A firing nobody was told about needs no resolve.
-    pub fn close(&mut self, now: i64, reason: Option<&str>) {
+    pub(crate) fn close(&mut self, now: i64, reason: Option<&str>) {
         self.firing.clear();
         self.phase = Phase::Resolved;
         self.resolved_at = Some(now);
@@ -354,7 +354,7 @@ impl Incident {
 
     /// Timers: held resolves, `resolve_after`, `repeat_interval`. Returns whether the
     /// incident changed.
-    pub fn tick(&mut self, now: i64, t: &Timing) -> bool {
+    pub(crate) fn tick(&mut self, now: i64, t: &Timing) -> bool {
         if !self.is_open() {
             return false;
         }
@@ -380,7 +380,7 @@ impl Incident {
     }
 
     /// Whether it can be forgotten: resolved, announced, and past its flap window.
-    pub fn is_done(&self, now: i64, t: &Timing) -> bool {
+    pub(crate) fn is_done(&self, now: i64, t: &Timing) -> bool {
         self.phase == Phase::Resolved
             && self.pending.is_none()
             && self
@@ -390,7 +390,7 @@ impl Incident {
 
     /// When a timer of it is next due (its pending change, a held resolve,
     /// `resolve_after`, `repeat_interval`, or being forgotten); `None`: never.
-    pub fn next_due(&self, t: &Timing) -> Option<i64> {
+    pub(crate) fn next_due(&self, t: &Timing) -> Option<i64> {
         let mut due: Option<i64> = None;
         let mut at = |ms: i64| due = Some(due.map_or(ms, |d| d.min(ms)));
         if self.pending.is_some() {
@@ -418,7 +418,7 @@ impl Incident {
 
     /// Records that its pending change went out; returns that change.
     /// Call until `None`: an opening acknowledged before it went out is two changes.
-    pub fn announce(&mut self, now: i64) -> Option<(Action, Option<String>)> {
+    pub(crate) fn announce(&mut self, now: i64) -> Option<(Action, Option<String>)> {
         let action = self.pending.take()?;
         self.notify_at = None;
         self.announced = Some((action, now));

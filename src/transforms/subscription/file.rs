@@ -27,18 +27,18 @@ pub(super) fn text_hash(text: &str) -> u64 {
 
 /// What a [`FileSwap`] last looked at.
 pub(super) struct Seen {
-    pub stamp: Option<(SystemTime, u64)>,
-    pub hash: u64,
+    pub(crate) stamp: Option<(SystemTime, u64)>,
+    pub(crate) hash: u64,
 }
 
 /// Re-reads a `file:` and swaps its set in when the names are unchanged.
 pub(super) struct FileSwap {
-    pub id: Arc<str>,
-    pub path: PathBuf,
-    pub names: HashSet<String>,
-    pub current: Arc<ArcSwap<SubscriptionSet>>,
-    pub seen: Mutex<Seen>,
-    pub metrics: Arc<ComponentMetrics>,
+    pub(crate) id: Arc<str>,
+    pub(crate) path: PathBuf,
+    pub(crate) names: HashSet<String>,
+    pub(crate) current: Arc<ArcSwap<SubscriptionSet>>,
+    pub(crate) seen: Mutex<Seen>,
+    pub(crate) metrics: Arc<ComponentMetrics>,
 }
 
 fn file_stamp(path: &Path) -> Option<(SystemTime, u64)> {

@@ -53,8 +53,8 @@
 //! outputs must be wired); the replacement shares the timers of the one it replaces.
 
 mod file;
-pub mod set;
-pub mod timers;
+pub(crate) mod set;
+pub(crate) mod timers;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -75,7 +75,7 @@ use crate::event::{Event, EventBatch};
 use crate::program::{Outcome, Runner};
 use crate::telemetry::{ComponentMetrics, LabeledCounter};
 use file::{FileSwap, Seen, parse_file, text_hash};
-pub use set::{Fields, SubscriptionSet, SubscriptionSpec, UNMATCHED};
+pub(crate) use set::{Fields, SubscriptionSet, SubscriptionSpec, UNMATCHED};
 use timers::{Pending, SharedTimers, Timers};
 
 fn default_check_interval() -> Duration {
@@ -104,14 +104,14 @@ struct RawConfig {
 #[serde(try_from = "RawConfig")]
 pub struct SubscriptionConfig {
     /// Inline, or as read from `file` when the pipeline was loaded.
-    pub subscriptions: Arc<Vec<SubscriptionSpec>>,
+    pub(crate) subscriptions: Arc<Vec<SubscriptionSpec>>,
     /// A YAML file with `subscriptions: [ … ]`, swapped in while running when it changes.
-    pub file: Option<PathBuf>,
+    pub(crate) file: Option<PathBuf>,
     /// How often due auto-resolves are emitted, timers snapshotted and `file` checked
     /// (default 10s).
-    pub check_interval: Duration,
+    pub(crate) check_interval: Duration,
     /// Pending auto-resolve timers kept at most (default 100000); the oldest go first.
-    pub max_pending: usize,
+    pub(crate) max_pending: usize,
     /// Hash of the file text `subscriptions` came from.
     file_hash: Option<u64>,
 }

@@ -27,10 +27,10 @@ use crate::matchers::Matcher;
 use crate::program::{self, CompiledProgram, Mode, ProgramSource};
 
 /// Index entries one subscription may take before its longest lists are indexed as `*`.
-pub const MAX_KEYS: usize = 64;
+pub(crate) const MAX_KEYS: usize = 64;
 
 /// The output of events no subscription matches.
-pub const UNMATCHED: &str = "_unmatched";
+pub(crate) const UNMATCHED: &str = "_unmatched";
 
 fn yes() -> bool {
     true
@@ -43,46 +43,46 @@ fn default_resolve_after_hours() -> f64 {
 /// One subscription as written.
 #[derive(Debug, Clone, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct SubscriptionSpec {
+pub(crate) struct SubscriptionSpec {
     /// Output name: events go to `<id>.<name>`.
-    pub name: String,
+    pub(crate) name: String,
     /// Matches the event's `project`.
     #[serde(default)]
-    pub project_id: Option<String>,
+    pub(crate) project_id: Option<String>,
     /// Matches `event_type`; empty: any.
     #[serde(default)]
-    pub event_types: Vec<String>,
+    pub(crate) event_types: Vec<String>,
     /// Matches `service`; empty: any.
     #[serde(default)]
-    pub services: Vec<String>,
+    pub(crate) services: Vec<String>,
     /// Matches `region`; empty: any.
     #[serde(default)]
-    pub regions: Vec<String>,
+    pub(crate) regions: Vec<String>,
     /// Matches `severity`; empty: any.
     #[serde(default)]
-    pub severity_levels: Vec<String>,
+    pub(crate) severity_levels: Vec<String>,
     /// Matchers on `labels` (see [`CustomFilters`]).
     #[serde(default)]
     #[schemars(with = "CustomFiltersText")]
-    pub custom_filters: CustomFilters,
+    pub(crate) custom_filters: CustomFilters,
     /// A disabled subscription matches nothing but keeps its output.
     #[serde(default = "yes")]
-    pub enabled: bool,
+    pub(crate) enabled: bool,
     /// Emit a resolved event for a firing alert not resolved within
     /// `resolve_after_hours`.
     #[serde(default)]
-    pub auto_resolve: bool,
+    pub(crate) auto_resolve: bool,
     #[serde(default = "default_resolve_after_hours")]
-    pub resolve_after_hours: f64,
+    pub(crate) resolve_after_hours: f64,
     /// A VRL boolean expression the event must also satisfy.
     #[serde(default)]
-    pub condition: Option<String>,
+    pub(crate) condition: Option<String>,
 }
 
 /// `custom_filters`: either a map `{ label: value }` (each an equality) or a list of
 /// matcher strings (`env != prod`, `host =~ "web-.*"`; see [`super::matcher`]).
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct CustomFilters(pub Vec<Matcher>);
+pub(crate) struct CustomFilters(pub Vec<Matcher>);
 
 /// How `custom_filters` is written, for the JSON Schema (the parsing is
 /// [`CustomFilters`]' own `Deserialize`).
@@ -159,7 +159,7 @@ impl<'de> Deserialize<'de> for Scalar {
 
 /// Checks what must hold before the names become outputs: each name is non-empty,
 /// unique, free of `.` and not `_unmatched`.
-pub fn check_names(specs: &[SubscriptionSpec]) -> Result<(), String> {
+pub(crate) fn check_names(specs: &[SubscriptionSpec]) -> Result<(), String> {
     let mut seen = HashSet::new();
     for s in specs {
         if s.name.is_empty() || s.name.contains('.') || s.name == UNMATCHED {
@@ -177,18 +177,18 @@ pub fn check_names(specs: &[SubscriptionSpec]) -> Result<(), String> {
 
 /// One compiled subscription.
 #[derive(Debug)]
-pub struct Compiled {
-    pub name: Arc<str>,
-    pub enabled: bool,
+pub(crate) struct Compiled {
+    pub(crate) name: Arc<str>,
+    pub(crate) enabled: bool,
     project: Option<String>,
     event_types: Vec<String>,
     services: Vec<String>,
     regions: Vec<String>,
     severities: Vec<String>,
     filters: Vec<Matcher>,
-    pub condition: Option<Arc<CompiledProgram>>,
-    pub auto_resolve: bool,
-    pub resolve_after: Duration,
+    pub(crate) condition: Option<Arc<CompiledProgram>>,
+    pub(crate) auto_resolve: bool,
+    pub(crate) resolve_after: Duration,
 }
 
 fn one_of(list: &[String], value: Option<&str>) -> bool {
@@ -197,7 +197,7 @@ fn one_of(list: &[String], value: Option<&str>) -> bool {
 
 impl Compiled {
     /// Every criterion but the VRL condition.
-    pub fn matches(&self, f: &Fields<'_>) -> bool {
+    pub(crate) fn matches(&self, f: &Fields<'_>) -> bool {
         self.enabled
             && one_of(&self.event_types, f.event_type.as_deref())
             && one_of(&self.services, f.service.as_deref())
@@ -216,7 +216,7 @@ impl Compiled {
 
 /// A field's text: strings as they are, numbers and booleans as written; other kinds
 /// (and absent fields) have none.
-pub fn text(v: &Value) -> Option<Cow<'_, str>> {
+pub(crate) fn text(v: &Value) -> Option<Cow<'_, str>> {
     if let Some(s) = v.to_str_lossy() {
         return Some(s);
     }
@@ -230,17 +230,17 @@ pub fn text(v: &Value) -> Option<Cow<'_, str>> {
 
 /// The fields of an event that subscriptions look at, read once per event.
 #[derive(Debug, Default)]
-pub struct Fields<'a> {
-    pub event_type: Option<Cow<'a, str>>,
-    pub service: Option<Cow<'a, str>>,
-    pub severity: Option<Cow<'a, str>>,
-    pub region: Option<Cow<'a, str>>,
-    pub project: Option<Cow<'a, str>>,
-    pub labels: Option<&'a ObjectMap>,
+pub(crate) struct Fields<'a> {
+    pub(crate) event_type: Option<Cow<'a, str>>,
+    pub(crate) service: Option<Cow<'a, str>>,
+    pub(crate) severity: Option<Cow<'a, str>>,
+    pub(crate) region: Option<Cow<'a, str>>,
+    pub(crate) project: Option<Cow<'a, str>>,
+    pub(crate) labels: Option<&'a ObjectMap>,
 }
 
 impl<'a> Fields<'a> {
-    pub fn of(value: &'a Value) -> Self {
+    pub(crate) fn of(value: &'a Value) -> Self {
         let Value::Object(map) = value else {
             return Self::default();
         };
@@ -300,14 +300,14 @@ type Index = Level<Level<Level<Vec<u32>>>>;
 
 /// A compiled set of subscriptions, in file order.
 #[derive(Debug)]
-pub struct SubscriptionSet {
-    pub subs: Vec<Compiled>,
+pub(crate) struct SubscriptionSet {
+    pub(crate) subs: Vec<Compiled>,
     index: Index,
 }
 
 impl SubscriptionSet {
     /// Compiles `specs` (conditions included). Names must pass [`check_names`].
-    pub fn compile(specs: &[SubscriptionSpec]) -> Result<Self, BuildError> {
+    pub(crate) fn compile(specs: &[SubscriptionSpec]) -> Result<Self, BuildError> {
         check_names(specs).map_err(BuildError)?;
         if specs.len() > u32::MAX as usize {
             return Err(BuildError("too many subscriptions".into()));
@@ -397,13 +397,13 @@ impl SubscriptionSet {
     }
 
     /// Names in order.
-    pub fn names(&self) -> impl Iterator<Item = &Arc<str>> {
+    pub(crate) fn names(&self) -> impl Iterator<Item = &Arc<str>> {
         self.subs.iter().map(|s| &s.name)
     }
 
     /// Indexes (ascending) of the subscriptions whose criteria, all but `condition`,
     /// `f` satisfies, found through the index. `out` is cleared first.
-    pub fn matching(&self, f: &Fields<'_>, out: &mut Vec<u32>) {
+    pub(crate) fn matching(&self, f: &Fields<'_>, out: &mut Vec<u32>) {
         out.clear();
         let (t, s, v) = (
             f.event_type.as_deref(),
@@ -426,7 +426,7 @@ impl SubscriptionSet {
 
     /// What [`SubscriptionSet::matching`] returns, by checking every subscription in
     /// turn (the reference the index is tested and benchmarked against).
-    pub fn matching_linear(&self, f: &Fields<'_>, out: &mut Vec<u32>) {
+    pub(crate) fn matching_linear(&self, f: &Fields<'_>, out: &mut Vec<u32>) {
         out.clear();
         out.extend(
             self.subs
@@ -439,7 +439,7 @@ impl SubscriptionSet {
 }
 
 /// The names of a subscription list, for a reload's rebuild decision.
-pub fn names_key(specs: &[SubscriptionSpec]) -> u64 {
+pub(crate) fn names_key(specs: &[SubscriptionSpec]) -> u64 {
     use std::hash::{DefaultHasher, Hash, Hasher};
     let mut names: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
     names.sort_unstable();
@@ -451,8 +451,8 @@ pub fn names_key(specs: &[SubscriptionSpec]) -> u64 {
 /// A subscription file: `subscriptions: [ … ]` at its top level.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct SubscriptionFile {
-    pub subscriptions: Vec<SubscriptionSpec>,
+pub(crate) struct SubscriptionFile {
+    pub(crate) subscriptions: Vec<SubscriptionSpec>,
 }
 
 #[cfg(test)]

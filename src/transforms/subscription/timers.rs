@@ -25,25 +25,25 @@ use vrl::value::Value;
 
 /// One pending auto-resolve.
 #[derive(Debug, Clone)]
-pub struct Pending {
+pub(crate) struct Pending {
     /// When the alert was first seen firing on this subscription.
-    pub since: DateTime<Utc>,
-    pub event: Value,
+    pub(crate) since: DateTime<Utc>,
+    pub(crate) event: Value,
 }
 
 /// The timers of one transform (all its instances).
 #[derive(Debug, Default)]
-pub struct Timers {
+pub(crate) struct Timers {
     /// Oldest first: a repeated firing does not move an entry.
-    pub pending: IndexMap<(Arc<str>, String), Pending>,
+    pub(crate) pending: IndexMap<(Arc<str>, String), Pending>,
     /// Changed since the last snapshot.
-    pub dirty: bool,
+    pub(crate) dirty: bool,
     /// The generation of the newest instance: only it fires timers (an instance being
     /// replaced must not emit on outputs its replacement may have dropped).
-    pub newest: u64,
+    pub(crate) newest: u64,
 }
 
-pub type SharedTimers = Arc<Mutex<Timers>>;
+pub(crate) type SharedTimers = Arc<Mutex<Timers>>;
 
 static REGISTRY: LazyLock<Mutex<HashMap<PathBuf, Weak<Mutex<Timers>>>>> =
     LazyLock::new(Default::default);
@@ -51,18 +51,18 @@ static REGISTRY: LazyLock<Mutex<HashMap<PathBuf, Weak<Mutex<Timers>>>>> =
 static GENERATION: AtomicU64 = AtomicU64::new(1);
 
 /// A fresh instance generation.
-pub fn next_generation() -> u64 {
+pub(crate) fn next_generation() -> u64 {
     GENERATION.fetch_add(1, Ordering::Relaxed)
 }
 
-pub fn lock(t: &Mutex<Timers>) -> MutexGuard<'_, Timers> {
+pub(crate) fn lock(t: &Mutex<Timers>) -> MutexGuard<'_, Timers> {
     t.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// The timers for `snapshot`: those of a live instance, else the snapshot's contents
 /// (empty when there is none; a snapshot that cannot be read is reported and set aside
 /// so it is not overwritten blindly).
-pub fn shared(snapshot: &Path) -> SharedTimers {
+pub(crate) fn shared(snapshot: &Path) -> SharedTimers {
     let mut registry = REGISTRY
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -122,7 +122,7 @@ fn read(path: &Path) -> Result<Timers, String> {
 }
 
 /// Writes the timers to `path` (temporary file, then rename) and clears `dirty`.
-pub fn persist(timers: &mut Timers, path: &Path) -> std::io::Result<()> {
+pub(crate) fn persist(timers: &mut Timers, path: &Path) -> std::io::Result<()> {
     let snapshot = Snapshot {
         version: 1,
         pending: timers
@@ -148,7 +148,7 @@ pub fn persist(timers: &mut Timers, path: &Path) -> std::io::Result<()> {
 }
 
 /// `<data_dir>/subscription/<id>.json`, the id reduced to characters safe in a file name.
-pub fn snapshot_path(data_dir: &Path, id: &str) -> PathBuf {
+pub(crate) fn snapshot_path(data_dir: &Path, id: &str) -> PathBuf {
     crate::state_file::path_for(data_dir, "subscription", id)
 }
 

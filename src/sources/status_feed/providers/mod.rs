@@ -39,7 +39,7 @@ use crate::alert::{Severity, Status};
     Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize, schemars::JsonSchema,
 )]
 #[serde(rename_all = "snake_case")]
-pub enum Provider {
+pub(crate) enum Provider {
     Aws,
     Gcp,
     Azure,
@@ -53,7 +53,7 @@ pub enum Provider {
 }
 
 impl Provider {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Aws => "aws",
             Self::Gcp => "gcp",
@@ -65,7 +65,7 @@ impl Provider {
     }
 
     /// The public feed and its format, used when `url` is not given.
-    pub fn preset(self) -> Option<(&'static str, Format)> {
+    pub(crate) fn preset(self) -> Option<(&'static str, Format)> {
         match self {
             Self::Aws => Some(("https://status.aws.amazon.com/rss/all.rss", Format::Rss)),
             Self::Gcp => Some((
@@ -88,34 +88,34 @@ impl Provider {
     /// Whether an incident that is no longer in the feed has ended. Azure's feed lists
     /// only current incidents (it is empty when all is well); the others are histories
     /// that drop old entries.
-    pub fn feed_lists_only_open(self) -> bool {
+    pub(crate) fn feed_lists_only_open(self) -> bool {
         self == Self::Azure
     }
 }
 
 /// One incident as the feed shows it now.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Incident {
+pub(crate) struct Incident {
     /// The same for every update of one incident (the fingerprint hashes it).
-    pub key: String,
-    pub status: Status,
+    pub(crate) key: String,
+    pub(crate) status: Status,
     /// The provider's word for the stage, lower case (Statuspage's investigating,
     /// identified…, AWS's title prefix, GCP's latest update status).
-    pub phase: String,
+    pub(crate) phase: String,
     /// `None`: the provider does not say (the feed's default applies, or, once resolved,
     /// the severity it had while firing).
-    pub severity: Option<Severity>,
-    pub summary: String,
-    pub description: Option<String>,
-    pub service: Option<String>,
-    pub region: Option<String>,
-    pub url: Option<String>,
-    pub starts_at: Option<DateTime<Utc>>,
+    pub(crate) severity: Option<Severity>,
+    pub(crate) summary: String,
+    pub(crate) description: Option<String>,
+    pub(crate) service: Option<String>,
+    pub(crate) region: Option<String>,
+    pub(crate) url: Option<String>,
+    pub(crate) starts_at: Option<DateTime<Utc>>,
     /// When the provider last posted about it.
-    pub updated: Option<DateTime<Utc>>,
-    pub ends_at: Option<DateTime<Utc>>,
-    pub labels: BTreeMap<String, String>,
-    pub raw: serde_json::Value,
+    pub(crate) updated: Option<DateTime<Utc>>,
+    pub(crate) ends_at: Option<DateTime<Utc>>,
+    pub(crate) labels: BTreeMap<String, String>,
+    pub(crate) raw: serde_json::Value,
 }
 impl Incident {
     fn new(key: String, summary: String) -> Self {
@@ -139,7 +139,7 @@ impl Incident {
 }
 
 /// The incidents of a parsed document, following `provider`'s conventions.
-pub fn incidents(provider: Provider, document: Document) -> Vec<Incident> {
+pub(crate) fn incidents(provider: Provider, document: Document) -> Vec<Incident> {
     let list = match document {
         Document::Feed { kind, items } => match provider {
             Provider::Aws => aws::aws(items),

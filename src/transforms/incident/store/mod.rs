@@ -48,7 +48,7 @@ const CLAIM_LIMIT: i64 = 1000;
 
 /// Why the store could not answer.
 #[derive(Debug, thiserror::Error)]
-pub enum StoreError {
+pub(crate) enum StoreError {
     #[error("the incident store is unreachable: {0}")]
     Unreachable(String),
     #[error("the incident store refused: {0}")]
@@ -202,8 +202,8 @@ pub(super) fn alert_detail(alert: &Value) -> Json {
 
 /// Incidents read under lock, by key, and how many incidents are open in the store.
 pub(super) struct Loaded {
-    pub incidents: Vec<(String, Incident)>,
-    pub open: i64,
+    pub(crate) incidents: Vec<(String, Incident)>,
+    pub(crate) open: i64,
 }
 
 type Reply<T> = std_mpsc::SyncSender<Result<T, StoreError>>;
@@ -227,7 +227,7 @@ enum Txn {
 }
 
 /// One incident as the API lists it: key, incident, status in the store.
-pub type Listed = (String, Incident, String);
+pub(crate) type Listed = (String, Incident, String);
 
 /// What the API asks; each is a transaction of its own.
 enum ApiJob {
@@ -262,13 +262,13 @@ enum ApiJob {
 
 /// `GET /incidents` filters, in the store's vocabulary.
 #[derive(Debug, Clone, Default)]
-pub struct Filter {
+pub(crate) struct Filter {
     /// open, investigating, resolved or closed.
-    pub status: Option<String>,
-    pub severity: Option<String>,
-    pub service: Option<String>,
-    pub limit: i64,
-    pub offset: i64,
+    pub(crate) status: Option<String>,
+    pub(crate) severity: Option<String>,
+    pub(crate) service: Option<String>,
+    pub(crate) limit: i64,
+    pub(crate) offset: i64,
 }
 
 /// The transform's handle on the store.
@@ -278,12 +278,10 @@ pub(super) struct Store {
 }
 
 /// The API's handle on the store (several API calls may wait on it at once).
-pub struct StoreApi {
+pub(crate) struct StoreApi {
     jobs: mpsc::UnboundedSender<ApiJob>,
-    /// Whether timelines include the events table.
-    pub has_events_table: bool,
     /// Alerts this instance took in (for `GET /stats` without an events table).
-    pub intake: std::sync::Mutex<super::intake::Intake>,
+    pub(crate) intake: std::sync::Mutex<super::intake::Intake>,
 }
 
 impl Store {
@@ -301,7 +299,6 @@ impl Store {
         let tables = Tables::new(cfg)?;
         let (txn, txn_rx) = mpsc::unbounded_channel();
         let (jobs, jobs_rx) = mpsc::unbounded_channel();
-        let has_events_table = tables.source_events.is_some();
         let component = id.to_owned();
         std::thread::Builder::new()
             .name(format!("incident-store-{}", id.chars().take(20).collect::<String>()))
@@ -330,7 +327,6 @@ impl Store {
             txn,
             api: Arc::new(StoreApi {
                 jobs,
-                has_events_table,
                 intake: std::sync::Mutex::default(),
             }),
         })
@@ -390,24 +386,28 @@ impl StoreApi {
         answer.await.map_err(|_| StoreError::Gone)?
     }
 
-    pub async fn list(&self, filter: Filter) -> Result<(Vec<Listed>, i64), StoreError> {
+    pub(crate) async fn list(&self, filter: Filter) -> Result<(Vec<Listed>, i64), StoreError> {
         self.ask(|reply| ApiJob::List { filter, reply }).await
     }
 
-    pub async fn find(&self, id: &str) -> Result<Option<Listed>, StoreError> {
+    pub(crate) async fn find(&self, id: &str) -> Result<Option<Listed>, StoreError> {
         let id = id.to_owned();
         self.ask(|reply| ApiJob::Find { id, reply }).await
     }
 
     /// The incident's timeline with, when an events table is configured, the events
     /// of its service from an hour before it opened to its resolution; oldest first.
-    pub async fn timeline(&self, id: &str, limit: i64) -> Result<Option<Vec<Json>>, StoreError> {
+    pub(crate) async fn timeline(
+        &self,
+        id: &str,
+        limit: i64,
+    ) -> Result<Option<Vec<Json>>, StoreError> {
         let id = id.to_owned();
         self.ask(|reply| ApiJob::Timeline { id, limit, reply })
             .await
     }
 
-    pub async fn create(
+    pub(crate) async fn create(
         &self,
         spec: NewIncident,
         now: i64,
@@ -416,7 +416,7 @@ impl StoreApi {
         self.ask(|reply| ApiJob::Create { spec, now, reply }).await
     }
 
-    pub async fn change(
+    pub(crate) async fn change(
         &self,
         id: &str,
         change: IncidentChange,
@@ -434,7 +434,7 @@ impl StoreApi {
 
     /// Events in total and in the last hour (from the events table), active alerts
     /// and open incidents (from the store).
-    pub async fn stats(&self) -> Result<Json, StoreError> {
+    pub(crate) async fn stats(&self) -> Result<Json, StoreError> {
         self.ask(|reply| ApiJob::Stats { reply }).await
     }
 }
