@@ -326,6 +326,23 @@ fn lines(set: &BTreeSet<String>) -> String {
         .join("\n")
 }
 
+/// A file over 600 lines does several jobs: split it (issue #27).
+#[test]
+fn no_source_file_is_over_600_lines() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let mut long: Vec<String> = files
+        .iter()
+        .filter_map(|f| {
+            let lines = std::fs::read_to_string(f).expect("read").lines().count();
+            (lines > 600).then(|| format!("{} ({lines} lines)", f.display()))
+        })
+        .collect();
+    long.sort();
+    assert!(long.is_empty(), "split these: {long:?}");
+}
+
 #[test]
 fn the_scan_sees_grouped_and_inline_paths() {
     let found = crate_paths(

@@ -17,19 +17,25 @@
 //! component stops; a reload shares it live).
 //!
 //! Files: `config.rs` options, `state.rs` the state machine, `groups.rs` timing,
-//! `output.rs` notification events, `manual.rs` changes by hand (the API).
+//! `output.rs` notification events, `latest.rs` the alert an incident keeps,
+//! `local.rs` state in memory with its journal and snapshots, `shared.rs` and `store/`
+//! the shared PostgreSQL store, `manual.rs` changes by hand (the API), `intake.rs` and
+//! `counters.rs` what it counts.
 
 pub(crate) mod config;
+mod counters;
 pub(crate) mod groups;
 pub(crate) mod intake;
 pub(crate) mod journal;
+mod latest;
+mod local;
 pub(crate) mod manual;
 pub(crate) mod output;
 mod shared;
 pub(crate) mod state;
 pub(crate) mod store;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -39,7 +45,10 @@ use serde::{Deserialize, Serialize};
 use vrl::value::Value;
 
 pub(crate) use config::IncidentConfig;
+use counters::Counters;
 use groups::{GroupClock, Policy};
+pub(crate) use latest::restore_times;
+use latest::{bounded, status_of, text_field, top};
 use state::{Incident, Sighting, Timing};
 
 use crate::alert::{Status, field};
@@ -50,15 +59,12 @@ use crate::component::{
 use crate::event::{Event, EventStatus};
 use crate::program::{self, Mode, ProgramSource, Runner};
 use crate::state_file::{self, lock};
-use crate::telemetry::{ComponentMetrics, LabeledCounter, LabeledGauge};
+use crate::telemetry::ComponentMetrics;
 use crate::template::Template;
 
 const UNMATCHED: usize = 0;
 /// Longer keys are refused (to `unmatched`): a key is kept per incident and shown whole.
 const MAX_KEY: usize = 1024;
-/// An incident keeps at most about this much of its latest alert; a bigger one is cut
-/// to its normalized fields (see [`bounded`]).
-const MAX_LATEST: usize = 16 * 1024;
 /// How often timers (held resolves, `resolve_after`, groups) are looked at.
 const TICK: Duration = Duration::from_secs(1);
 
@@ -228,63 +234,6 @@ impl TransformConfig for IncidentConfig {
     }
 }
 
-struct Counters {
-    alerts: HashMap<&'static str, Arc<LabeledCounter>>,
-    notifications: HashMap<&'static str, Arc<LabeledCounter>>,
-    open: Arc<LabeledGauge>,
-}
-
-impl Counters {
-    fn new(m: &ComponentMetrics) -> Self {
-        const ALERTS: &str = "Alerts taken in by the incident transform, by what they did.";
-        const SENT: &str = "Incident notifications sent, by action.";
-        let alerts = [
-            "opened",
-            "reopened",
-            "repeat",
-            "resolved",
-            "held",
-            "duplicate_resolve",
-            "partial_resolve",
-            "stray_resolve",
-            "unmatched",
-            "over_limit",
-        ]
-        .into_iter()
-        .map(|o| {
-            (
-                o,
-                m.counter("sluice_incident_alerts_total", ALERTS, &[("outcome", o)]),
-            )
-        })
-        .collect();
-        let notifications = ["opened", "updated", "acknowledged", "resolved", "reopened"]
-            .into_iter()
-            .map(|a| {
-                (
-                    a,
-                    m.counter(
-                        "sluice_incident_notifications_total",
-                        SENT,
-                        &[("action", a)],
-                    ),
-                )
-            })
-            .collect();
-        Self {
-            alerts,
-            notifications,
-            open: m.gauge("sluice_incident_open", "Incidents open now.", &[]),
-        }
-    }
-
-    fn alert(&self, outcome: &str) {
-        if let Some(c) = self.alerts.get(outcome) {
-            c.add(1);
-        }
-    }
-}
-
 struct IncidentTransform {
     id: Arc<str>,
     key: Key,
@@ -309,32 +258,6 @@ struct IncidentTransform {
     clock: Arc<dyn Clock>,
     counters: Counters,
     metrics: Arc<ComponentMetrics>,
-}
-
-/// A top-level field of an event's payload.
-fn top<'a>(value: &'a Value, name: &str) -> Option<&'a Value> {
-    match value {
-        Value::Object(o) => o.get(name),
-        _ => None,
-    }
-}
-
-fn status_of(value: &Value) -> Option<Status> {
-    let s = top(value, field::STATUS)?.to_str_lossy()?;
-    if s.eq_ignore_ascii_case("firing") {
-        Some(Status::Firing)
-    } else if s.eq_ignore_ascii_case("resolved") {
-        Some(Status::Resolved)
-    } else {
-        None
-    }
-}
-
-fn text_field(value: &Value, name: &str) -> Option<String> {
-    match top(value, name)? {
-        Value::Null => None,
-        v => Some(v.to_string_lossy().into_owned()),
-    }
 }
 
 impl IncidentTransform {
@@ -530,188 +453,6 @@ impl IncidentTransform {
             event.settle(EventStatus::Delivered);
         }
     }
-
-    fn timers(&mut self, out: &mut TransformOutputs) {
-        let now = self.clock.wall().timestamp_millis();
-        let state = Arc::clone(&self.state);
-        let mut state = lock(&state);
-        let state = &mut *state;
-        let mut changed = false;
-        let mut live_groups: HashSet<String> = HashSet::new();
-        let mut open = 0usize;
-        for (key, incident) in state.incidents.iter_mut() {
-            if incident.tick(now, &self.timing) {
-                changed = true;
-                state.nothing_to_evict = false;
-                state.changed.insert(key.clone());
-                if incident.pending.is_some() {
-                    state.pending.insert(key.clone());
-                    self.policy
-                        .schedule(state.groups.entry(incident.group.clone()).or_default(), now);
-                }
-            }
-            if incident.is_open() {
-                open += 1;
-            }
-        }
-        let due: Vec<String> = state
-            .groups
-            .iter()
-            .filter(|(_, g)| g.next_flush.is_some_and(|at| at <= now))
-            .map(|(k, _)| k.clone())
-            .collect();
-        for group in due {
-            self.flush_group(state, &group, now, None, out);
-            changed = true;
-        }
-        let before = state.incidents.len();
-        let timing = self.timing;
-        state.incidents.retain(|_, i| !i.is_done(now, &timing));
-        changed |= state.incidents.len() != before;
-        for i in state.incidents.values() {
-            live_groups.insert(i.group.clone());
-        }
-        state
-            .groups
-            .retain(|g, clock| clock.next_flush.is_some() || live_groups.contains(g));
-        self.counters.open.set(open as f64);
-        self.dirty |= changed || std::mem::take(&mut state.edited);
-        self.journal(state);
-    }
-
-    /// Makes this batch's changes durable before its notifications leave.
-    fn journal(&self, state: &mut IncidentState) {
-        if state.changed.is_empty() {
-            return;
-        }
-        let keys: Vec<String> = state.changed.drain(..).collect();
-        let Some(path) = &self.persist else {
-            return;
-        };
-        if let Err(e) = journal::append(&journal::path_for(path), state, &keys) {
-            tracing::warn!(component_id = %self.id, error = %e, "cannot write the incident journal; changes survive only a clean stop");
-        }
-    }
-
-    /// Rewrites the state file (and empties the journal) every `snapshot_interval`
-    /// when anything changed, and when the component stops (`force`).
-    fn save(&mut self, force: bool) {
-        let Some(path) = &self.persist else {
-            return;
-        };
-        let now = self.clock.wall().timestamp_millis();
-        let mut state = lock(&self.state);
-        // Changes by hand happen under the lock, outside this instance.
-        self.dirty |= std::mem::take(&mut state.edited);
-        let due =
-            (self.dirty || self.touched) && (force || now - self.last_write >= self.snapshot_every);
-        if !due {
-            return;
-        }
-        // Under the lock throughout: an instance sharing the state (during a reload)
-        // must not append to the journal between the snapshot and the clearing.
-        let written = serde_json::to_vec(&*state)
-            .map_err(std::io::Error::other)
-            .and_then(|bytes| state_file::write_atomically(path, &bytes))
-            .and_then(|()| journal::clear(&journal::path_for(path)));
-        drop(state);
-        match written {
-            Ok(()) => {
-                self.dirty = false;
-                self.touched = false;
-                self.last_write = now;
-            }
-            Err(e) => {
-                tracing::warn!(component_id = %self.id, file = %path.display(), error = %e, "cannot write the incident state")
-            }
-        }
-    }
-}
-
-/// JSON has no timestamps: the normalized schema's time fields of an alert read back
-/// from disk are RFC 3339 text again, and become timestamps again here, so what is
-/// sent after a restart has the types it had before.
-pub(super) fn restore_times(latest: &mut Value) {
-    let Value::Object(o) = latest else {
-        return;
-    };
-    for name in [field::TIME, field::STARTS_AT, field::ENDS_AT] {
-        let parsed = o
-            .get(name)
-            .and_then(Value::to_str_lossy)
-            .and_then(|t| chrono::DateTime::parse_from_rfc3339(&t).ok());
-        if let Some(t) = parsed {
-            o.insert(name.into(), Value::Timestamp(t.with_timezone(&chrono::Utc)));
-        }
-    }
-}
-
-/// Roughly how many bytes `v` holds, counting no further than `limit`.
-fn size_up_to(v: &Value, limit: usize) -> usize {
-    match v {
-        Value::Bytes(b) => b.len(),
-        Value::String(s) => s.len(),
-        Value::Object(o) => {
-            let mut n = 0;
-            for (k, v) in o {
-                n += k.len() + 8 + size_up_to(v, limit - n.min(limit));
-                if n > limit {
-                    break;
-                }
-            }
-            n
-        }
-        Value::Array(a) => {
-            let mut n = 0;
-            for v in a {
-                n += 8 + size_up_to(v, limit - n.min(limit));
-                if n > limit {
-                    break;
-                }
-            }
-            n
-        }
-        _ => 16,
-    }
-}
-
-/// The alert an incident keeps: as it came, or, above [`MAX_LATEST`], only its
-/// normalized text fields (each cut to 1,024 characters) and `truncated: true`.
-fn bounded(latest: Value) -> Value {
-    if size_up_to(&latest, MAX_LATEST) <= MAX_LATEST {
-        return latest;
-    }
-    let Value::Object(o) = latest else {
-        return Value::Null;
-    };
-    let mut kept = vrl::value::ObjectMap::new();
-    for name in [
-        field::ID,
-        field::EVENT_TYPE,
-        field::SOURCE,
-        field::KIND,
-        field::STATUS,
-        field::SEVERITY,
-        field::SERVICE,
-        field::REGION,
-        field::PROJECT,
-        field::SUMMARY,
-        field::DESCRIPTION,
-        field::FINGERPRINT,
-        field::URL,
-    ] {
-        if let Some(v) = o.get(name).and_then(Value::to_str_lossy) {
-            let cut: String = v.chars().take(1024).collect();
-            kept.insert(name.into(), Value::from(cut));
-        }
-    }
-    for name in [field::TIME, field::STARTS_AT, field::ENDS_AT] {
-        if let Some(t @ Value::Timestamp(_)) = o.get(name) {
-            kept.insert(name.into(), t.clone());
-        }
-    }
-    kept.insert("truncated".into(), Value::Boolean(true));
-    Value::Object(kept)
 }
 
 fn new_id() -> String {
@@ -781,21 +522,5 @@ impl Drop for IncidentTransform {
         if let Some(path) = &self.persist {
             state_file::release(path, &self.state);
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn big_alerts_are_cut_to_their_normalized_fields() {
-        let mut o = vrl::value::ObjectMap::new();
-        o.insert("summary".into(), Value::from("s"));
-        o.insert("description".into(), Value::from("d".repeat(100_000)));
-        let v = Value::Object(o);
-        assert!(size_up_to(&v, MAX_LATEST) > MAX_LATEST);
-        let cut = bounded(v);
-        assert_eq!(top(&cut, "truncated"), Some(&Value::Boolean(true)));
     }
 }

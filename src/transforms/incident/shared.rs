@@ -7,8 +7,9 @@
 
 use std::collections::HashMap;
 
+use super::latest::status_of;
 use super::store::{Loaded, StoreError, Writes, alert_detail};
-use super::{IncidentState, IncidentTransform, UNMATCHED, status_of};
+use super::{IncidentState, IncidentTransform, UNMATCHED};
 use crate::component::TransformOutputs;
 use crate::event::{EventBatch, EventStatus};
 use crate::state_file::lock;

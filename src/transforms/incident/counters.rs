@@ -1,0 +1,63 @@
+//! The incident transform's counters and gauge.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::telemetry::{ComponentMetrics, LabeledCounter, LabeledGauge};
+
+pub(super) struct Counters {
+    pub(super) alerts: HashMap<&'static str, Arc<LabeledCounter>>,
+    pub(super) notifications: HashMap<&'static str, Arc<LabeledCounter>>,
+    pub(super) open: Arc<LabeledGauge>,
+}
+
+impl Counters {
+    pub(super) fn new(m: &ComponentMetrics) -> Self {
+        const ALERTS: &str = "Alerts taken in by the incident transform, by what they did.";
+        const SENT: &str = "Incident notifications sent, by action.";
+        let alerts = [
+            "opened",
+            "reopened",
+            "repeat",
+            "resolved",
+            "held",
+            "duplicate_resolve",
+            "partial_resolve",
+            "stray_resolve",
+            "unmatched",
+            "over_limit",
+        ]
+        .into_iter()
+        .map(|o| {
+            (
+                o,
+                m.counter("sluice_incident_alerts_total", ALERTS, &[("outcome", o)]),
+            )
+        })
+        .collect();
+        let notifications = ["opened", "updated", "acknowledged", "resolved", "reopened"]
+            .into_iter()
+            .map(|a| {
+                (
+                    a,
+                    m.counter(
+                        "sluice_incident_notifications_total",
+                        SENT,
+                        &[("action", a)],
+                    ),
+                )
+            })
+            .collect();
+        Self {
+            alerts,
+            notifications,
+            open: m.gauge("sluice_incident_open", "Incidents open now.", &[]),
+        }
+    }
+
+    pub(super) fn alert(&self, outcome: &str) {
+        if let Some(c) = self.alerts.get(outcome) {
+            c.add(1);
+        }
+    }
+}
