@@ -23,6 +23,7 @@
 //! The guard lives in `guard.rs`; this file holds the server, the routes and their
 //! handlers.
 
+mod access;
 mod guard;
 mod incidents;
 
@@ -35,10 +36,10 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::json;
-use subtle::ConstantTimeEq;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
+pub use self::access::{Access, Role};
 pub(crate) use self::guard::Guard;
 use self::guard::browser_guard;
 use crate::telemetry::{ComponentState, Telemetry};
@@ -51,9 +52,6 @@ pub type ReloadRequest = oneshot::Sender<Result<serde_json::Value, String>>;
 struct ApiState {
     telemetry: Arc<Telemetry>,
     reload: Option<mpsc::Sender<ReloadRequest>>,
-    /// SHA-256 of the bearer token required by the endpoints that change or reveal
-    /// things (compared as digests, so neither content nor length leaks through timing).
-    auth_token: Option<Arc<[u8; 32]>>,
     /// Ends open tap streams at shutdown (graceful shutdown waits for them).
     shutdown: CancellationToken,
     /// Who may call, as far as browsers go.
@@ -66,7 +64,7 @@ pub async fn serve(
     address: &str,
     telemetry: Arc<Telemetry>,
     reload: Option<mpsc::Sender<ReloadRequest>>,
-    auth_token: Option<String>,
+    access: impl Into<Access>,
     shutdown: CancellationToken,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = tokio::net::TcpListener::bind(address).await?;
@@ -74,7 +72,7 @@ pub async fn serve(
     let app = router_with_guard(
         telemetry,
         reload,
-        auth_token,
+        access.into(),
         shutdown.clone(),
         Guard::for_bind(address, local),
     );
@@ -93,16 +91,14 @@ pub async fn serve(
 pub(crate) fn router_with_guard(
     telemetry: Arc<Telemetry>,
     reload: Option<mpsc::Sender<ReloadRequest>>,
-    auth_token: Option<String>,
+    access: Access,
     shutdown: CancellationToken,
     guard: Guard,
 ) -> Router {
+    let access = Arc::new(access);
     let state = ApiState {
         telemetry,
         reload,
-        auth_token: auth_token
-            .filter(|t| !t.is_empty())
-            .map(|t| Arc::new(sha256(t.as_bytes()))),
         shutdown,
         guard: Arc::new(guard),
     };
@@ -125,18 +121,16 @@ pub(crate) fn router_with_guard(
         )
         .route("/incidents/{id}/timeline", get(incidents::timeline))
         .route("/stats", get(incidents::stats))
+        // Layers run outermost last-added: browsers are turned away before tokens.
+        .route_layer(axum::middleware::from_fn_with_state(
+            access,
+            access::authorize,
+        ))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             browser_guard,
         ))
         .with_state(state)
-}
-
-fn sha256(bytes: &[u8]) -> [u8; 32] {
-    let digest = ring::digest::digest(&ring::digest::SHA256, bytes);
-    let mut out = [0u8; 32];
-    out.copy_from_slice(digest.as_ref());
-    out
 }
 
 fn health_report(t: &Telemetry) -> (StatusCode, serde_json::Value) {
@@ -208,39 +202,6 @@ async fn live() -> Response {
     (StatusCode::OK, axum::Json(json!({ "status": "ok" }))).into_response()
 }
 
-/// Whether the request carries the bearer token. The scheme is case-insensitive (RFC
-/// 7235); the token is compared as a SHA-256 digest in constant time, so how long the
-/// comparison takes says nothing about the token, not even its length.
-fn authorized(state: &ApiState, headers: &axum::http::HeaderMap) -> bool {
-    let Some(expected) = &state.auth_token else {
-        return true;
-    };
-    let Some(given) = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(bearer_token)
-    else {
-        return false;
-    };
-    bool::from(sha256(given.as_bytes()).ct_eq(expected.as_ref()))
-}
-
-/// The token of an `Authorization: Bearer <token>` value, whatever the scheme's case.
-pub(crate) fn bearer_token(value: &str) -> Option<&str> {
-    let (scheme, token) = value.trim().split_once(' ')?;
-    let token = token.trim_start();
-    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
-}
-
-fn unauthorized() -> Response {
-    (
-        StatusCode::UNAUTHORIZED,
-        [(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"))],
-        axum::Json(json!({ "error": "a valid bearer token (api.auth_token) is required" })),
-    )
-        .into_response()
-}
-
 #[derive(serde::Deserialize)]
 struct TapQuery {
     /// Component ids to tap, `*` wildcards allowed.
@@ -255,12 +216,8 @@ struct TapQuery {
 /// leaves, or shutdown.
 async fn tap(
     State(s): State<ApiState>,
-    headers: axum::http::HeaderMap,
     axum::extract::Query(q): axum::extract::Query<TapQuery>,
 ) -> Response {
-    if !authorized(&s, &headers) {
-        return unauthorized();
-    }
     let pattern = q.components.unwrap_or_else(|| "*".into());
     let (rx, guard) = s.telemetry.taps().attach(&pattern, q.sample.unwrap_or(1));
     let limit = q.limit.unwrap_or(u64::MAX);
@@ -292,10 +249,7 @@ async fn tap(
         .into_response()
 }
 
-async fn reload_now(State(s): State<ApiState>, headers: axum::http::HeaderMap) -> Response {
-    if !authorized(&s, &headers) {
-        return unauthorized();
-    }
+async fn reload_now(State(s): State<ApiState>) -> Response {
     let Some(tx) = s.reload else {
         return (
             StatusCode::NOT_FOUND,
@@ -341,12 +295,8 @@ fn unknown_status_feed(id: &str) -> Response {
 /// `GET /status_feeds/{id}`: open incidents and feed states, as of the last poll.
 async fn status_feed_show(
     State(s): State<ApiState>,
-    headers: axum::http::HeaderMap,
     axum::extract::Path(id): axum::extract::Path<String>,
 ) -> Response {
-    if !authorized(&s, &headers) {
-        return unauthorized();
-    }
     match s.telemetry.status_feeds().get(&id) {
         Some(feeds) => (StatusCode::OK, axum::Json(feeds.snapshot())).into_response(),
         None => unknown_status_feed(&id),
@@ -361,12 +311,8 @@ const CHECK_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 /// [`CHECK_WAIT`] (it goes on).
 async fn status_feed_check(
     State(s): State<ApiState>,
-    headers: axum::http::HeaderMap,
     axum::extract::Path(id): axum::extract::Path<String>,
 ) -> Response {
-    if !authorized(&s, &headers) {
-        return unauthorized();
-    }
     let Some(feeds) = s.telemetry.status_feeds().get(&id) else {
         return unknown_status_feed(&id);
     };
@@ -395,10 +341,7 @@ async fn status_feed_check(
 
 /// `GET /silences`: every silence with its origin (`api` or a component id) and status
 /// (active, pending, expired).
-async fn silences_list(State(s): State<ApiState>, headers: axum::http::HeaderMap) -> Response {
-    if !authorized(&s, &headers) {
-        return unauthorized();
-    }
+async fn silences_list() -> Response {
     let now = chrono::Utc::now();
     let list: Vec<serde_json::Value> = silences::global()
         .all()
@@ -410,14 +353,7 @@ async fn silences_list(State(s): State<ApiState>, headers: axum::http::HeaderMap
 
 /// `POST /silences`: adds a silence (`matchers`, `starts_at`, `ends_at`, `comment`,
 /// `created_by`); answers with its id. 400 names what is wrong.
-async fn silences_add(
-    State(s): State<ApiState>,
-    headers: axum::http::HeaderMap,
-    body: axum::body::Bytes,
-) -> Response {
-    if !authorized(&s, &headers) {
-        return unauthorized();
-    }
+async fn silences_add(body: axum::body::Bytes) -> Response {
     let added = serde_json::from_slice::<silences::SilenceSpec>(&body)
         .map_err(|e| format!("invalid silence: {e}"))
         .and_then(silences::add_from_api);
@@ -432,14 +368,7 @@ async fn silences_add(
 }
 
 /// `DELETE /silences/{id}`: 200, or 404 when there is no such silence.
-async fn silences_delete(
-    State(s): State<ApiState>,
-    headers: axum::http::HeaderMap,
-    axum::extract::Path(id): axum::extract::Path<String>,
-) -> Response {
-    if !authorized(&s, &headers) {
-        return unauthorized();
-    }
+async fn silences_delete(axum::extract::Path(id): axum::extract::Path<String>) -> Response {
     if silences::global().remove(&id) {
         (
             StatusCode::OK,

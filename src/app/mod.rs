@@ -66,7 +66,7 @@ pub(crate) async fn serve(run: Run) -> anyhow::Result<u8> {
             &settings.api.address,
             telemetry.clone(),
             Some(reload_tx),
-            settings.api.auth_token.clone(),
+            crate::api::Access::from_settings(&settings.api).map_err(anyhow::Error::msg)?,
             api_shutdown.clone(),
         )
         .await

@@ -57,7 +57,7 @@ pub(crate) fn run(args: RunArgs) -> u8 {
     for name in &settings.ignored_env {
         tracing::debug!(variable = %name, "ignoring an environment variable that names no setting");
     }
-    if settings.api.enabled && settings.api.token().is_none() && !settings.api.is_loopback() {
+    if settings.api.enabled && !settings.api.has_tokens() && !settings.api.is_loopback() {
         tracing::warn!(
             address = %settings.api.address,
             "the API listens beyond loopback without a token (api.allow_unauthenticated): \
