@@ -20,14 +20,18 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 // Foundations.
 pub mod clock;
 pub(crate) mod error;
+pub(crate) mod hashing;
 pub(crate) mod redact;
 pub(crate) mod state_file;
+pub(crate) mod text;
 pub(crate) mod units;
 
-// Events, telemetry, buffers.
-pub mod buffer;
+// Events.
 pub mod event;
+// Telemetry: counters, gauges, tap (reads buffers through a trait).
 pub mod telemetry;
+// Buffers and the memory budget.
+pub mod buffer;
 
 // Shared vocabulary.
 pub mod alert;

@@ -33,6 +33,38 @@ pub(crate) fn ident(name: &str) -> Result<String, BuildError> {
     Ok(format!("\"{name}\""))
 }
 
+/// A connection string (`postgres://…` or key=value), checked; `option` names it in
+/// the error.
+pub(crate) fn parse_url(url: &str, option: &str) -> Result<tokio_postgres::Config, BuildError> {
+    url.parse()
+        .map_err(|e| BuildError(format!("`{option}`: {e}")))
+}
+
+/// Connects without TLS and drives the connection on its own task, which logs how it
+/// ended for component `component`.
+pub(crate) async fn connect(
+    config: &tokio_postgres::Config,
+    component: &str,
+) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+    let (client, connection) = config.connect(tokio_postgres::NoTls).await?;
+    let component = component.to_owned();
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::warn!(component_id = %component, error = %e, "PostgreSQL connection closed");
+        }
+    });
+    Ok(client)
+}
+
+/// A quoted index name for `table` (a quoted, qualified name) and `suffix`.
+pub(crate) fn index_name(table: &str, suffix: &str) -> String {
+    let base: String = table
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '.')
+        .collect();
+    format!("\"{}_{suffix}\"", base.replace('.', "_"))
+}
+
 /// `schema.table`, each part quoted by [`ident`].
 pub(crate) fn qualified_table(schema: &str, table: &str) -> Result<String, BuildError> {
     Ok(format!("{}.{}", ident(schema)?, ident(table)?))

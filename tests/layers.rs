@@ -15,7 +15,15 @@ use std::path::{Path, PathBuf};
 const LAYERS: &[(&str, &[&str])] = &[
     (
         "foundations",
-        &["clock", "error", "redact", "state_file", "units"],
+        &[
+            "clock",
+            "error",
+            "hashing",
+            "redact",
+            "state_file",
+            "text",
+            "units",
+        ],
     ),
     ("event", &["event"]),
     ("telemetry", &["telemetry"]),

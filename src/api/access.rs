@@ -76,12 +76,7 @@ impl Caller {
     }
 }
 
-pub(crate) fn sha256(bytes: &[u8]) -> [u8; 32] {
-    let digest = ring::digest::digest(&ring::digest::SHA256, bytes);
-    let mut out = [0u8; 32];
-    out.copy_from_slice(digest.as_ref());
-    out
-}
+use crate::hashing::sha256;
 
 impl Access {
     /// No token: every caller is an admin (loopback only; `ApiSettings::check`).

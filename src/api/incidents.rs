@@ -30,7 +30,7 @@ use std::sync::Arc;
 
 use crate::transforms::incident::IncidentState;
 use crate::transforms::incident::manual::{self, ChangeError, IncidentChange, NewIncident};
-use crate::transforms::incident::state::Incident;
+use crate::transforms::incident::state::{Incident, Phase};
 use crate::transforms::incident::store::{self, StoreApi};
 
 const DEFAULT_LIMIT: usize = 100;
@@ -55,13 +55,14 @@ fn number(
     }
 }
 
-fn status_filter(s: &str) -> Result<&'static str, String> {
-    match s.to_ascii_lowercase().as_str() {
-        "open" => Ok("open"),
-        "acknowledged" | "investigating" => Ok("acknowledged"),
-        "resolved" | "closed" => Ok("resolved"),
-        other => Err(format!(
-            "`status` `{other}` is not one of open, acknowledged, investigating, resolved, closed"
+/// The `status` filter: a phase, and whether only closed incidents (the store's
+/// history) are asked for.
+fn status_filter(s: &str) -> Result<(Phase, bool), String> {
+    match Phase::from_word(s) {
+        Some(p) => Ok((p, s.eq_ignore_ascii_case("closed"))),
+        None => Err(format!(
+            "`status` `{}` is not one of open, acknowledged, investigating, resolved, closed",
+            clip(s)
         )),
     }
 }
@@ -88,7 +89,7 @@ pub(super) async fn list(Query(q): Query<HashMap<String, String>>) -> Response {
     for (c, (_, state)) in components.iter().enumerate() {
         let state = lock(state);
         for (key, i) in &state.incidents {
-            if status.is_some_and(|s| s != manual::status(i))
+            if status.is_some_and(|(p, _)| p != i.phase)
                 || severity.as_ref().is_some_and(|s| *s != i.severity)
                 || service.is_some_and(|s| !manual::has_service(i, s))
             {
@@ -153,11 +154,11 @@ enum Found {
 }
 
 /// The store's word for an API status.
-fn store_status(api: &str) -> &'static str {
-    match api {
-        "acknowledged" => "investigating",
-        "open" => "open",
-        _ => "resolved",
+fn store_status((phase, closed): (Phase, bool)) -> &'static str {
+    if closed {
+        "closed"
+    } else {
+        phase.monitoring_word()
     }
 }
 
@@ -218,10 +219,7 @@ fn not_found(id: &str) -> Response {
 
 /// At most 100 characters of something a client sent, for answers and logs.
 fn clip(s: &str) -> String {
-    match s.char_indices().nth(100) {
-        Some((i, _)) => format!("{}…", &s[..i]),
-        None => s.to_owned(),
-    }
+    crate::text::clip(s, 100)
 }
 
 /// The body as a JSON object (arrays and scalars are refused by name).

@@ -63,6 +63,4 @@ impl FileWatcher {
     }
 }
 
-fn absolute(path: &Path) -> PathBuf {
-    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
-}
+use crate::component::absolute;

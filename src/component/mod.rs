@@ -24,6 +24,7 @@ pub use futures_util::future::BoxFuture;
 
 pub use crate::error::BuildError;
 pub(crate) use crate::telemetry::ComponentKind;
+pub(crate) use file_notices::absolute;
 pub use file_notices::{FileNotices, OnChange};
 pub(crate) use input::{ComponentInput, InputSlot, close as close_input, input_slot};
 pub(crate) use listeners::ListenerPool;

@@ -110,12 +110,10 @@ impl DeadLetter {
 }
 
 fn truncate(s: &str, max: usize) -> String {
-    if s.len() <= max {
-        return s.to_owned();
+    let kept = crate::text::prefix_bytes(s, max);
+    if kept.len() == s.len() {
+        s.to_owned()
+    } else {
+        format!("{kept}…")
     }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &s[..end])
 }

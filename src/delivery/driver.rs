@@ -107,11 +107,7 @@ pub fn default_verdict(status: u16, headers: &HeaderMap, body: &str) -> Verdict 
 }
 
 fn first_line(body: &str) -> &str {
-    let line = body.lines().next().unwrap_or("").trim();
-    match line.char_indices().nth(200) {
-        Some((i, _)) => &line[..i],
-        None => line,
-    }
+    crate::text::prefix_chars(body.lines().next().unwrap_or("").trim(), 200)
 }
 
 /// rustls's certificate errors reach us wrapped in connector errors of several types;

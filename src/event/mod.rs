@@ -106,3 +106,17 @@ pub fn settle_all(batch: EventBatch, status: EventStatus) {
         event.settle(status);
     }
 }
+
+/// A VRL timestamp of wall-clock milliseconds (`null` when out of range).
+pub(crate) fn timestamp_ms(ms: i64) -> Value {
+    DateTime::<Utc>::from_timestamp_millis(ms).map_or(Value::Null, Value::Timestamp)
+}
+
+/// A numeric value as `f64`; `None` for anything else.
+pub(crate) fn as_f64(v: Option<&Value>) -> Option<f64> {
+    match v? {
+        Value::Integer(i) => Some(*i as f64),
+        Value::Float(f) => Some(f.into_inner()),
+        _ => None,
+    }
+}

@@ -85,10 +85,7 @@ impl TokenSettings {
                     return Err(format!("{at}: the token is empty"));
                 }
                 crate::redact::register(&value);
-                let d = ring::digest::digest(&ring::digest::SHA256, value.as_bytes());
-                let mut out = [0u8; 32];
-                out.copy_from_slice(d.as_ref());
-                out
+                crate::hashing::sha256(value.as_bytes())
             }
             (None, Some(hex)) => {
                 let hex = hex.trim();
@@ -125,10 +122,11 @@ impl ApiSettings {
     pub(crate) fn resolved_tokens(&self) -> Result<Vec<ResolvedToken>, String> {
         let mut out = Vec::new();
         if let Some(t) = self.auth_token.as_deref().filter(|t| !t.trim().is_empty()) {
-            let d = ring::digest::digest(&ring::digest::SHA256, t.as_bytes());
-            let mut digest = [0u8; 32];
-            digest.copy_from_slice(d.as_ref());
-            out.push(("auth_token".to_owned(), digest, Role::Admin));
+            out.push((
+                "auth_token".to_owned(),
+                crate::hashing::sha256(t.as_bytes()),
+                Role::Admin,
+            ));
         }
         let mut names = std::collections::HashSet::new();
         for t in &self.tokens {

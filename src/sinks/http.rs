@@ -80,10 +80,6 @@ pub(crate) enum HttpAuth {
     Oauth2(crate::net::OAuth2Config),
 }
 
-fn yes() -> bool {
-    true
-}
-
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct HttpSinkConfig {
@@ -100,7 +96,7 @@ pub(crate) struct HttpSinkConfig {
     #[serde(default)]
     pub(crate) extra_args: KeyValues,
     /// Verify the server's TLS certificate.
-    #[serde(default = "yes")]
+    #[serde(default = "crate::units::yes")]
     pub(crate) ssl_verify: bool,
     #[serde(default)]
     pub(crate) tls: TlsOptions,

@@ -74,7 +74,7 @@ pub(crate) struct KafkaSinkConfig {
     /// `all`, `1` or `0`.
     #[serde(default = "default_acks")]
     pub(crate) acks: String,
-    #[serde(default = "default_true")]
+    #[serde(default = "crate::units::yes")]
     pub(crate) idempotence: bool,
     /// How long librdkafka keeps retrying a message before it is dead-lettered.
     #[serde(default = "default_message_timeout", with = "humantime_serde")]
@@ -89,9 +89,6 @@ pub(crate) struct KafkaSinkConfig {
 
 fn default_acks() -> String {
     "all".into()
-}
-fn default_true() -> bool {
-    true
 }
 fn default_message_timeout() -> Duration {
     Duration::from_secs(300)

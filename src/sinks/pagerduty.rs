@@ -182,10 +182,7 @@ fn text(event: &Event, field: &str) -> Option<String> {
 }
 
 fn truncate_chars(s: &str, max: usize) -> String {
-    match s.char_indices().nth(max) {
-        Some((i, _)) => s[..i].to_owned(),
-        None => s.to_owned(),
-    }
+    crate::text::prefix_chars(s, max).to_owned()
 }
 
 /// The Events API v2 severity for a normalized one.

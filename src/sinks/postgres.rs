@@ -13,7 +13,6 @@
 //! fresh pooled connection; nothing is settled before its rows are committed.
 //! `retention_days` deletes older rows in batches of 1,000 at start and every hour.
 
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,10 +33,6 @@ use crate::event::Event;
 use crate::net::{Backoff, FailureHandling};
 use crate::postgres::{ident, qualified_table};
 
-fn yes() -> bool {
-    true
-}
-
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct PostgresConfig {
@@ -48,7 +43,7 @@ pub(crate) struct PostgresConfig {
     #[serde(default = "crate::postgres::default_table")]
     pub(crate) table: String,
     /// Create the events table (and schema) when missing.
-    #[serde(default = "yes")]
+    #[serde(default = "crate::units::yes")]
     pub(crate) create_table: bool,
     /// `column: field.path` (`.` for the whole event); the default maps the
     /// normalized schema onto the events table.
@@ -92,8 +87,7 @@ const DEFAULT_COLUMNS: [&str; 8] = [
 
 impl PostgresConfig {
     fn plan(&self) -> Result<Plan, BuildError> {
-        tokio_postgres::Config::from_str(&self.url)
-            .map_err(|e| BuildError(format!("`url`: {e}")))?;
+        crate::postgres::parse_url(&self.url, "url")?;
         self.failure_handling.check().map_err(BuildError)?;
         let table = qualified_table(&self.schema, &self.table)?;
         let columns: Vec<Column> = match &self.columns {
@@ -228,8 +222,7 @@ impl SinkConfig for PostgresConfig {
     fn build(&self, cx: SinkContext) -> BoxFuture<'_, Result<ComponentTask, BuildError>> {
         Box::pin(async move {
             let plan = self.plan()?;
-            let mut pg = tokio_postgres::Config::from_str(&self.url)
-                .map_err(|e| BuildError(format!("`url`: {e}")))?;
+            let mut pg = crate::postgres::parse_url(&self.url, "url")?;
             pg.application_name(format!("sluice:{}", cx.id));
             let manager = Manager::from_config(
                 pg,
@@ -378,8 +371,8 @@ impl Writer {
              CREATE INDEX IF NOT EXISTS {idx1} ON {t} (event_type, timestamp);
              CREATE INDEX IF NOT EXISTS {idx2} ON {t} (source, timestamp);",
             schema = self.plan.schema,
-            idx1 = index_name(t, "type_ts"),
-            idx2 = index_name(t, "source_ts"),
+            idx1 = crate::postgres::index_name(t, "type_ts"),
+            idx2 = crate::postgres::index_name(t, "source_ts"),
         );
         client
             .batch_execute(&crate::postgres::serialized_ddl(&ddl))
@@ -501,12 +494,4 @@ impl Writer {
             tracing::info!(component_id = %id, deleted, "deleted rows older than retention_days");
         }
     }
-}
-
-fn index_name(table: &str, suffix: &str) -> String {
-    let base: String = table
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '.')
-        .collect();
-    format!("\"{}_{suffix}\"", base.replace('.', "_"))
 }

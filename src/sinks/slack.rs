@@ -22,9 +22,6 @@ use crate::event::Event;
 use crate::net::FailureHandling;
 use crate::program::{self, Mode, Outcome, ProgramSource, Runner};
 
-/// The built-in formatter.
-pub(crate) const SLACK_FORMATTER: &str = include_str!("../../plugins/formatters/slack.vrl");
-
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct SlackConfig {
@@ -32,16 +29,12 @@ pub(crate) struct SlackConfig {
     pub(crate) webhook_url: String,
     /// A VRL formatter replacing the built-in one.
     pub(crate) formatter_file: Option<PathBuf>,
-    #[serde(default = "yes")]
+    #[serde(default = "crate::units::yes")]
     pub(crate) ssl_verify: bool,
     #[serde(default)]
     pub(crate) failure_handling: FailureHandling,
     #[serde(default)]
     pub(crate) request: RequestConfig,
-}
-
-fn yes() -> bool {
-    true
 }
 
 impl SlackConfig {
@@ -55,7 +48,8 @@ impl SlackConfig {
             // A `formatters/slack.vrl` in a plugin dir replaces the built-in.
             None => ProgramSource::Inline(
                 crate::plugins::find(crate::plugins::Kind::Formatter, &["slack"])?
-                    .map_or_else(|| SLACK_FORMATTER.to_owned(), |p| p.text),
+                    .map(|p| p.text)
+                    .ok_or_else(|| BuildError("the built-in slack formatter is missing".into()))?,
             ),
         };
         let program = program::compile(&source, Mode::ReadWrite)?;

@@ -17,14 +17,12 @@
 
 use std::num::NonZeroU32;
 use std::path::PathBuf;
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use governor::{Quota, RateLimiter};
 use serde::{Deserialize, Serialize};
-use tokio_postgres::NoTls;
 use vrl::value::{ObjectMap, Value};
 
 use crate::component::{
@@ -35,9 +33,6 @@ use crate::net::{Backoff, FailureHandling};
 use crate::telemetry::ComponentState;
 use crate::telemetry::backfill::BackfillProgress;
 
-fn yes() -> bool {
-    true
-}
 fn default_max_age() -> Duration {
     Duration::from_secs(720 * 3600)
 }
@@ -57,7 +52,7 @@ fn default_poll() -> Duration {
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Backfill {
-    #[serde(default = "yes")]
+    #[serde(default = "crate::units::yes")]
     pub(crate) enabled: bool,
     #[schemars(schema_with = "crate::units::duration")]
     #[serde(default = "default_max_age", with = "humantime_serde")]
@@ -98,8 +93,7 @@ pub(crate) struct Checkpoint {
 
 impl PostgresSourceConfig {
     fn table(&self) -> Result<String, BuildError> {
-        tokio_postgres::Config::from_str(&self.url)
-            .map_err(|e| BuildError(format!("`url`: {e}")))?;
+        crate::postgres::parse_url(&self.url, "url")?;
         if self.backfill.batch_size == 0 || self.backfill.rate_limit == 0 {
             return Err(BuildError(
                 "`backfill.batch_size` and `backfill.rate_limit` must be at least 1".into(),
@@ -187,8 +181,8 @@ async fn run(
     let mut counted = false;
     // Past the catch-up, rows only follow: the backfill stays complete as they arrive.
     let mut caught_up = false;
-    let pg = tokio_postgres::Config::from_str(&config.url)
-        .map_err(|e| ComponentError::Other(e.to_string()))?;
+    let pg =
+        crate::postgres::parse_url(&config.url, "url").map_err(|e| ComponentError::Other(e.0))?;
     let mut client: Option<tokio_postgres::Client> = None;
     let mut backoff = Backoff::new(FailureHandling {
         max_retries: u32::MAX,
@@ -199,11 +193,8 @@ async fn run(
 
     while checkpoint.emitted < b.max_events && !cx.shutdown.is_cancelled() {
         if client.as_ref().is_none_or(|c| c.is_closed()) {
-            match pg.connect(NoTls).await {
-                Ok((c, connection)) => {
-                    tokio::spawn(connection);
-                    client = Some(c);
-                }
+            match crate::postgres::connect(&pg, &cx.id).await {
+                Ok(c) => client = Some(c),
                 Err(e) => {
                     wait(&cx, &mut backoff, &format!("cannot connect: {e}")).await;
                     continue;

@@ -101,13 +101,7 @@ struct Aggregate {
     window_start: DateTime<Utc>,
 }
 
-fn number(v: Option<&Value>) -> Option<f64> {
-    match v? {
-        Value::Integer(i) => Some(*i as f64),
-        Value::Float(f) => Some(f.into_inner()),
-        _ => None,
-    }
-}
+use crate::event::as_f64 as number;
 
 impl Transform for Aggregate {
     fn process(&mut self, batch: EventBatch, _out: &mut TransformOutputs) {

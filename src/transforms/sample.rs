@@ -27,15 +27,7 @@ pub(crate) struct SampleConfig {
     pub(crate) always_keep: Option<String>,
 }
 
-/// FNV-1a: a stable hash, so replicas agree on which keys are kept.
-pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in bytes {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    h
-}
+use crate::hashing::fnv1a;
 
 enum Share {
     OneIn(u64),

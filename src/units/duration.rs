@@ -13,3 +13,8 @@ pub(crate) fn duration(_: &mut SchemaGenerator) -> Schema {
         "examples": ["500ms", "30s", "1h 30m"],
     })
 }
+
+/// `d` in whole milliseconds, saturating (state machines count in ms).
+pub(crate) fn millis(d: std::time::Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}

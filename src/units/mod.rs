@@ -5,4 +5,9 @@ mod byte_size;
 mod duration;
 
 pub(crate) use byte_size::ByteSize;
-pub(crate) use duration::{DURATION_PATTERN, duration};
+pub(crate) use duration::{DURATION_PATTERN, duration, millis};
+
+/// The serde default of an option that is on unless turned off.
+pub(crate) fn yes() -> bool {
+    true
+}

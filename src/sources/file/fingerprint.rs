@@ -30,15 +30,7 @@ impl FileId {
     }
 }
 
-/// FNV-1a, 64 bits.
-pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in bytes {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h
-}
+use crate::hashing::fnv1a;
 
 /// The checksum of the first line (newline included), or of the first [`HEAD_BYTES`]
 /// when the first line is longer. `None` while the file holds less than that and no

@@ -12,9 +12,10 @@ use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use super::fingerprint::{FileId, fnv1a, head_checksum, same_content};
+use super::fingerprint::{FileId, head_checksum, same_content};
 use super::tailer::{Tailer, Watched};
 use super::tracker::Tracker;
+use crate::hashing::fnv1a;
 
 /// Bytes before an offset whose checksum vouches for a copy continuing there.
 const TAIL: usize = 256;

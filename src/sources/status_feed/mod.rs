@@ -32,9 +32,6 @@ pub(crate) use parse::{Format, ParseError};
 pub(crate) use providers::{Incident, Provider};
 pub(crate) use state::Initial;
 
-fn yes() -> bool {
-    true
-}
 fn default_interval() -> Duration {
     Duration::from_secs(120)
 }
@@ -87,9 +84,9 @@ pub(crate) struct StatusFeedConfig {
     #[serde(default = "default_max_bytes")]
     pub(crate) max_bytes: usize,
     /// Keep the feed's entry (or JSON incident) in each event's `raw`.
-    #[serde(default = "yes")]
+    #[serde(default = "crate::units::yes")]
     pub(crate) keep_raw: bool,
-    #[serde(default = "yes")]
+    #[serde(default = "crate::units::yes")]
     pub(crate) ssl_verify: bool,
     #[serde(default)]
     pub(crate) tls: TlsOptions,

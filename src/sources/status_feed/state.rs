@@ -133,14 +133,7 @@ pub(crate) fn save(path: &Path, state: &SourceState) -> Result<(), StateError> {
 /// The fingerprint of an incident: the same for each of its events, whatever the feed
 /// (two feeds of one provider agree on it), 32 hex digits like the webhook decoders'.
 pub(crate) fn fingerprint(provider: Provider, key: &str) -> String {
-    let digest = ring::digest::digest(
-        &ring::digest::SHA256,
-        format!("status_feed:{}:{key}", provider.as_str()).as_bytes(),
-    );
-    digest.as_ref()[..16]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::hashing::fingerprint_hex(&format!("status_feed:{}:{key}", provider.as_str()))
 }
 
 /// What a feed is, for the planner and the events.

@@ -92,7 +92,7 @@ pub(crate) struct WebhookConfig {
     #[serde(default)]
     pub(crate) capture_headers: Vec<String>,
     /// Keep the vendor's original object in each decoded event's `raw` field.
-    #[serde(default = "yes")]
+    #[serde(default = "crate::units::yes")]
     pub(crate) keep_raw: bool,
     /// Serve HTTPS with this certificate chain and key (PEM files).
     pub(crate) tls: Option<ServerTls>,
@@ -182,10 +182,6 @@ fn default_request_timeout() -> Duration {
 
 fn default_read_timeout() -> Duration {
     Duration::from_secs(10)
-}
-
-fn yes() -> bool {
-    true
 }
 
 impl WebhookConfig {

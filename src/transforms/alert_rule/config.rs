@@ -31,9 +31,6 @@ fn default_resolve_timeout() -> Duration {
 fn default_snapshot_interval() -> Duration {
     secs(10)
 }
-fn default_true() -> bool {
-    true
-}
 fn default_max_series() -> usize {
     10_000
 }
@@ -62,7 +59,7 @@ pub(crate) struct AlertRuleConfig {
     #[schemars(schema_with = "crate::units::duration")]
     pub(crate) repeat_interval: Duration,
     /// Whether resolutions are notified (default true).
-    #[serde(default = "default_true")]
+    #[serde(default = "crate::units::yes")]
     pub(crate) send_resolved: bool,
     /// A metric's latest sample counts for instant expressions (`x > 1`) this long
     /// (default 5m); after it, the alert resolves for lack of data.
@@ -189,9 +186,7 @@ pub(crate) struct Rule {
     pub(crate) input_labels: Vec<String>,
 }
 
-fn ms(d: Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
-}
+use crate::units::millis as ms;
 
 impl Rule {
     pub(crate) fn compile(config: &RuleConfig) -> Result<Self, BuildError> {
@@ -304,8 +299,7 @@ impl Rule {
             }
         }
         let definition = serde_json::to_vec(config).unwrap_or_default();
-        let digest = ring::digest::digest(&ring::digest::SHA256, &definition);
-        let hash: String = digest.as_ref()[..8]
+        let hash: String = crate::hashing::sha256(&definition)[..8]
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect();

@@ -56,9 +56,7 @@ use crate::component::{
 use crate::event::{EventBatch, EventStatus};
 use crate::telemetry::{ComponentMetrics, LabeledCounter, LabeledGauge};
 
-fn ms(d: Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
-}
+use crate::units::millis as ms;
 
 impl TransformConfig for AlertRuleConfig {
     fn type_name(&self) -> &'static str {
@@ -241,13 +239,7 @@ fn text(v: Option<&Value>) -> Option<std::borrow::Cow<'_, str>> {
     v?.to_str_lossy()
 }
 
-fn number(v: Option<&Value>) -> Option<f64> {
-    match v? {
-        Value::Integer(i) => Some(*i as f64),
-        Value::Float(f) => Some(f.into_inner()),
-        _ => None,
-    }
-}
+use crate::event::as_f64 as number;
 
 /// The series of `rule` an event belongs to, created if there is room.
 #[allow(clippy::too_many_arguments)]

@@ -147,16 +147,10 @@ pub(crate) fn fingerprint(rule_name: &str, labels: &BTreeMap<String, String>) ->
         text.push('\u{1e}');
         text.push_str(v);
     }
-    let digest = ring::digest::digest(&ring::digest::SHA256, text.as_bytes());
-    digest.as_ref()[..16]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::hashing::fingerprint_hex(&text)
 }
 
-fn time(ms: i64) -> Value {
-    DateTime::<Utc>::from_timestamp_millis(ms).map_or(Value::Null, Value::Timestamp)
-}
+use crate::event::timestamp_ms as time;
 
 fn number(v: Option<f64>) -> Value {
     // Values are finite (evaluation drops the others).

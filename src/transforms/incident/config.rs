@@ -120,9 +120,7 @@ pub(crate) struct PostgresStoreConfig {
     pub(crate) events_table: Option<String>,
 }
 
-pub(super) fn ms(d: Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
-}
+pub(super) use crate::units::millis as ms;
 
 impl IncidentConfig {
     pub(super) fn check(&self) -> Result<(), BuildError> {
@@ -146,9 +144,7 @@ impl IncidentConfig {
         }
         if let Some(store) = &self.store {
             let pg = &store.postgres;
-            pg.url
-                .parse::<tokio_postgres::Config>()
-                .map_err(|e| BuildError(format!("`store.postgres.url`: {e}")))?;
+            crate::postgres::parse_url(&pg.url, "store.postgres.url")?;
             crate::postgres::ident(&pg.schema)
                 .map_err(|e| BuildError(format!("`store.postgres.schema`: {}", e.0)))?;
             if let Some(t) = &pg.events_table {

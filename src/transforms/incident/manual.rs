@@ -115,11 +115,7 @@ fn latest_text(i: &Incident, name: &str) -> Json {
 
 /// The status the API shows: open, acknowledged or resolved.
 pub(crate) fn status(i: &Incident) -> &'static str {
-    match i.phase {
-        Phase::Open => "open",
-        Phase::Acknowledged => "acknowledged",
-        Phase::Resolved => "resolved",
-    }
+    i.phase.as_str()
 }
 
 /// An incident as the API shows it.
@@ -375,9 +371,9 @@ pub(crate) fn apply(i: &mut Incident, c: &IncidentChange, now: i64) -> Result<()
         .map(severity_of)
         .transpose()
         .map_err(ChangeError::Invalid)?;
-    match c.status.as_deref().map(str::to_ascii_lowercase).as_deref() {
+    match c.status.as_deref().map(|s| (s, Phase::from_word(s))) {
         None => {}
-        Some("acknowledged" | "investigating") => {
+        Some((_, Some(Phase::Acknowledged))) => {
             if !i.is_open() {
                 return Err(ChangeError::Invalid(
                     "a resolved incident cannot be acknowledged".into(),
@@ -385,10 +381,10 @@ pub(crate) fn apply(i: &mut Incident, c: &IncidentChange, now: i64) -> Result<()
             }
             i.acknowledge(now);
         }
-        Some("resolved" | "closed") if i.is_open() => i.close(now, Some("manual")),
-        Some("resolved" | "closed") => {}
-        Some(other) => {
-            let other: String = other.chars().take(100).collect();
+        Some((_, Some(Phase::Resolved))) if i.is_open() => i.close(now, Some("manual")),
+        Some((_, Some(Phase::Resolved))) => {}
+        Some((other, _)) => {
+            let other = crate::text::prefix_chars(other, 100);
             return Err(ChangeError::Invalid(format!(
                 "`status` `{other}` cannot be set: use acknowledged, investigating, resolved or closed (an incident opens when its alerts fire)"
             )));

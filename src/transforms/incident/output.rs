@@ -1,15 +1,12 @@
 //! The notification event of one incident change: the latest alert's normalized
 //! fields, with the incident's own laid over them.
 
-use chrono::{DateTime, Utc};
 use vrl::value::{ObjectMap, Value};
 
 use super::state::{Action, Incident};
 use crate::alert::field;
 
-fn time(ms: i64) -> Value {
-    DateTime::<Utc>::from_timestamp_millis(ms).map_or(Value::Null, Value::Timestamp)
-}
+use crate::event::timestamp_ms as time;
 
 fn int(n: u64) -> Value {
     Value::Integer(i64::try_from(n).unwrap_or(i64::MAX))

@@ -44,6 +44,36 @@ pub(crate) enum Phase {
     Resolved,
 }
 
+impl Phase {
+    /// The API's word: open, acknowledged or resolved.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::Open => "open",
+            Self::Acknowledged => "acknowledged",
+            Self::Resolved => "resolved",
+        }
+    }
+
+    /// The monitoring system's word (the store's `status`, which adds `closed`).
+    pub(crate) fn monitoring_word(self) -> &'static str {
+        match self {
+            Self::Open => "open",
+            Self::Acknowledged => "investigating",
+            Self::Resolved => "resolved",
+        }
+    }
+
+    /// A status in either vocabulary, any case; `closed` reads as resolved.
+    pub(crate) fn from_word(word: &str) -> Option<Self> {
+        match word.to_ascii_lowercase().as_str() {
+            "open" => Some(Self::Open),
+            "acknowledged" | "investigating" => Some(Self::Acknowledged),
+            "resolved" | "closed" => Some(Self::Resolved),
+            _ => None,
+        }
+    }
+}
+
 /// The timing options the state machine needs, in ms (0: off).
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Timing {

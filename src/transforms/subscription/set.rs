@@ -32,10 +32,6 @@ pub(crate) const MAX_KEYS: usize = 64;
 /// The output of events no subscription matches.
 pub(crate) const UNMATCHED: &str = "_unmatched";
 
-fn yes() -> bool {
-    true
-}
-
 fn default_resolve_after_hours() -> f64 {
     24.0
 }
@@ -66,7 +62,7 @@ pub(crate) struct SubscriptionSpec {
     #[schemars(with = "CustomFiltersText")]
     pub(crate) custom_filters: CustomFilters,
     /// A disabled subscription matches nothing but keeps its output.
-    #[serde(default = "yes")]
+    #[serde(default = "crate::units::yes")]
     pub(crate) enabled: bool,
     /// Emit a resolved event for a firing alert not resolved within
     /// `resolve_after_hours`.

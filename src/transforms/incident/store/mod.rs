@@ -37,7 +37,7 @@ use worker::Worker;
 
 use super::config::PostgresStoreConfig;
 use super::manual::{ChangeError, IncidentChange, NewIncident};
-use super::state::{Incident, Phase, Timing};
+use super::state::{Incident, Timing};
 use crate::alert::field;
 use crate::component::BuildError;
 
@@ -117,11 +117,10 @@ struct TimelineRow {
 
 /// The monitoring system's status of an incident.
 fn status_of(i: &Incident, closed: bool) -> &'static str {
-    match i.phase {
-        _ if closed => "closed",
-        Phase::Open => "open",
-        Phase::Acknowledged => "investigating",
-        Phase::Resolved => "resolved",
+    if closed {
+        "closed"
+    } else {
+        i.phase.monitoring_word()
     }
 }
 
@@ -292,10 +291,7 @@ impl Store {
         cfg: &PostgresStoreConfig,
         timing: Timing,
     ) -> Result<Self, BuildError> {
-        let pg: tokio_postgres::Config = cfg
-            .url
-            .parse()
-            .map_err(|e| BuildError(format!("`store.postgres.url`: {e}")))?;
+        let pg = crate::postgres::parse_url(&cfg.url, "store.postgres.url")?;
         let tables = Tables::new(cfg)?;
         let (txn, txn_rx) = mpsc::unbounded_channel();
         let (jobs, jobs_rx) = mpsc::unbounded_channel();

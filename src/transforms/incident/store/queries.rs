@@ -14,7 +14,7 @@ use crate::transforms::incident::manual::{self, ChangeError, IncidentChange, New
 use crate::transforms::incident::state::{Incident, Timing};
 
 pub(super) async fn create_tables(client: &Client, t: &Tables) -> Result<(), StoreError> {
-    let prefix = t.schema.trim_matches('"');
+    let index = |suffix: &str| crate::postgres::index_name(&t.incidents, suffix);
     let ddl = format!(
         "CREATE SCHEMA IF NOT EXISTS {schema};
          CREATE TABLE IF NOT EXISTS {incidents} (
@@ -33,13 +33,13 @@ pub(super) async fn create_tables(client: &Client, t: &Tables) -> Result<(), Sto
            resolved_at TIMESTAMPTZ,
            due_at TIMESTAMPTZ,
            state JSONB NOT NULL);
-         CREATE UNIQUE INDEX IF NOT EXISTS \"{prefix}_incidents_open_key\" ON {incidents} (key)
+         CREATE UNIQUE INDEX IF NOT EXISTS {idx_open_key} ON {incidents} (key)
            WHERE status IN ('open','investigating');
-         CREATE INDEX IF NOT EXISTS \"{prefix}_incidents_live_key\" ON {incidents} (key)
+         CREATE INDEX IF NOT EXISTS {idx_live_key} ON {incidents} (key)
            WHERE status <> 'closed';
-         CREATE INDEX IF NOT EXISTS \"{prefix}_incidents_due\" ON {incidents} (due_at)
+         CREATE INDEX IF NOT EXISTS {idx_due} ON {incidents} (due_at)
            WHERE status <> 'closed';
-         CREATE INDEX IF NOT EXISTS \"{prefix}_incidents_created\" ON {incidents} (created_at DESC);
+         CREATE INDEX IF NOT EXISTS {idx_created} ON {incidents} (created_at DESC);
          CREATE TABLE IF NOT EXISTS {events} (
            seq BIGSERIAL PRIMARY KEY,
            incident_id TEXT NOT NULL REFERENCES {incidents} (id) ON DELETE CASCADE,
@@ -47,8 +47,13 @@ pub(super) async fn create_tables(client: &Client, t: &Tables) -> Result<(), Sto
            kind TEXT NOT NULL,
            text TEXT,
            alert JSONB);
-         CREATE INDEX IF NOT EXISTS \"{prefix}_incident_events_incident\" ON {events} (incident_id, at)",
+         CREATE INDEX IF NOT EXISTS {idx_events} ON {events} (incident_id, at)",
         schema = t.schema,
+        idx_open_key = index("open_key"),
+        idx_live_key = index("live_key"),
+        idx_due = index("due"),
+        idx_created = index("created"),
+        idx_events = crate::postgres::index_name(&t.events, "incident"),
         incidents = t.incidents,
         events = t.events,
     );

@@ -2,7 +2,7 @@
 //! then the writes), and the API's calls in between.
 
 use tokio::sync::{mpsc, oneshot};
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 
 use super::queries::{
     change_incident, claim_due, create, create_tables, find, list, lock_keys, stats, timeline,
@@ -46,16 +46,13 @@ impl Worker {
             self.client = None;
         }
         if self.client.is_none() {
-            let (client, connection) = tokio::time::timeout(OP_TIMEOUT, self.pg.connect(NoTls))
-                .await
-                .map_err(|_| StoreError::Timeout)?
-                .map_err(db)?;
-            let component = self.component.clone();
-            tokio::spawn(async move {
-                if let Err(e) = connection.await {
-                    tracing::warn!(component_id = %component, error = %e, "incident store connection closed");
-                }
-            });
+            let client = tokio::time::timeout(
+                OP_TIMEOUT,
+                crate::postgres::connect(&self.pg, &self.component),
+            )
+            .await
+            .map_err(|_| StoreError::Timeout)?
+            .map_err(db)?;
             client
                 .batch_execute(&format!(
                     "SET statement_timeout = {ms}; SET lock_timeout = {ms};",
