@@ -13,13 +13,13 @@ pub(crate) fn default_table() -> String {
     "events".into()
 }
 
-/// Wraps DDL in a transaction holding the lock every sluice component takes for its
-/// DDL: `CREATE ... IF NOT EXISTS` of two components (or processes) at once can
-/// otherwise fail on PostgreSQL's catalog unique indexes.
-pub(crate) fn serialized_ddl(ddl: &str) -> String {
-    format!(
-        "BEGIN; SELECT pg_advisory_xact_lock(hashtextextended('sluice ddl', 0)); {ddl}; COMMIT;"
-    )
+/// Wraps DDL for the objects of `schema` in a transaction holding the lock every
+/// sluice component takes for DDL in that schema: `CREATE ... IF NOT EXISTS` of two
+/// components (or processes) at once can otherwise fail on PostgreSQL's catalog unique
+/// indexes. The lock is per schema, so a stuck schema does not hold up the others.
+pub(crate) fn serialized_ddl(schema: &str, ddl: &str) -> String {
+    let scope = format!("sluice ddl {schema}").replace('\'', "");
+    format!("BEGIN; SELECT pg_advisory_xact_lock(hashtextextended('{scope}', 0)); {ddl}; COMMIT;")
 }
 
 /// `name` double-quoted for SQL. Only letters, digits and `_` are allowed: names come

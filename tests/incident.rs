@@ -173,18 +173,30 @@ impl Rig {
     fn send(&mut self, events: Vec<Event>) -> Vec<Value> {
         let (out, unmatched) = self.send_all(events);
         assert!(unmatched.is_empty(), "{unmatched:?}");
-        out.into_iter().map(|e| e.value).collect()
+        delivered(out)
     }
 
     fn tick(&mut self) -> Vec<Value> {
         let mut out = TransformOutputs::new(1);
         self.transform.as_mut().expect("built").flush(&mut out);
-        out.default.into_iter().map(|e| e.value).collect()
+        delivered(out.default)
     }
 
     fn metrics(&self) -> String {
         self.telemetry.render_prometheus()
     }
+}
+
+/// The notifications' values, settled as a sink that delivered them would.
+fn delivered(events: Vec<Event>) -> Vec<Value> {
+    events
+        .into_iter()
+        .map(|e| {
+            let v = e.value.clone();
+            e.settle(EventStatus::Delivered);
+            v
+        })
+        .collect()
 }
 
 fn alert(vendor: &str, fingerprint: &str, status: &str, severity: &str) -> Event {

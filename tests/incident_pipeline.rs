@@ -408,3 +408,53 @@ sinks:
     stop.cancel();
     assert_eq!(topo.stop(Duration::from_secs(5)).await, Drained::Complete);
 }
+
+/// A page PagerDuty did not take (the sink gave up) is not lost: the webhook tells
+/// Alertmanager to retry (503), and the incident announces its change again at the
+/// next timer pass, which PagerDuty takes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_the_sink_gave_up_on_is_announced_again() {
+    let (pd_port, hook) = (free_port(), free_port());
+    let pd = PagerDuty::default();
+    *pd.unavailable_next.lock().expect("lock") = 2;
+    pd.start(pd_port).await;
+    let p = parse(&format!(
+        r#"
+sources:
+  alerts:
+    type: webhook
+    address: "127.0.0.1:{hook}"
+    routes:
+      - {{ path: /alertmanager, decoder: alertmanager }}
+transforms:
+  incidents_redo:
+    type: incident
+    inputs: [alerts]
+sinks:
+  pagerduty:
+    type: pagerduty
+    inputs: [incidents_redo]
+    routing_key: "{KEY}"
+    url: "http://127.0.0.1:{pd_port}/v2/enqueue"
+    failure_handling: {{ max_retries: 1, initial_backoff: 10ms, max_backoff: 20ms }}
+"#
+    ));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (topo, _telemetry) = start_with(p, options(&dir)).await;
+    wait_for_port(hook).await;
+    let r = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{hook}/alertmanager"))
+        .json(&alertmanager_firing())
+        .send()
+        .await
+        .expect("POST");
+    assert!(
+        r.status().is_server_error(),
+        "the sender is told: {}",
+        r.status()
+    );
+    assert!(pd.events().is_empty());
+    common::eventually("the page is announced again", || pd.events().len() == 1).await;
+    assert_eq!(pd.events()[0]["event_action"], "trigger");
+    assert_eq!(topo.stop(Duration::from_secs(5)).await, Drained::Complete);
+}

@@ -439,11 +439,11 @@ impl Proxy {
     }
 }
 
-/// The store goes away mid-stream: the alert is handed back to its sender (503), no
-/// page goes out that the store does not hold, and the sender's retry after the store
-/// is back opens the incident.
+/// The store goes away mid-stream: the alert waits in the transform (the sender's
+/// request with it), no page goes out that the store does not hold, and once the store
+/// is back the alert is taken in and paged, and the sender gets its 200.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_unreachable_store_hands_alerts_back_and_loses_nothing() {
+async fn alerts_wait_for_an_unreachable_store_and_none_is_lost() {
     let Some((db, schema)) = database().await else {
         return;
     };
@@ -465,18 +465,19 @@ async fn an_unreachable_store_hands_alerts_back_and_loses_nothing() {
     assert_eq!(pd.events().len(), 1);
 
     proxy.set_up(false);
-    let r = client
-        .post(format!("http://127.0.0.1:{hook}/alertmanager"))
-        .json(&alert("a2", "firing", "db"))
-        .send()
-        .await
-        .expect("POST");
-    assert_eq!(r.status(), 503, "handed back to the sender");
-    assert!(r.text().await.expect("body").contains("retry later"));
+    let waiting = {
+        let client = client.clone();
+        tokio::spawn(async move { post(&client, hook, &alert("a2", "firing", "db")).await })
+    };
+    common::eventually("the alert waits for the store", || !waiting.is_finished()).await;
     assert_eq!(pd.events().len(), 1, "no page the store does not hold");
 
     proxy.set_up(true);
-    assert_eq!(post(&client, hook, &alert("a2", "firing", "db")).await, 200);
+    assert_eq!(
+        waiting.await.expect("task"),
+        200,
+        "taken in once the store is back"
+    );
     let events = pd.events();
     assert_eq!(events.len(), 2, "{events:?}");
     assert_eq!(events[1]["event_action"], "trigger");
@@ -554,6 +555,60 @@ async fn the_example_incidents_pipeline_pages_once_and_keeps_everything_in_postg
         1
     );
     assert!(count(format!("SELECT count(*) FROM {schema}.events")).await >= 1);
+    assert_eq!(topo.stop(Duration::from_secs(5)).await, Drained::Complete);
+    drop_schema(&db, &schema).await;
+}
+
+/// Text PostgreSQL cannot hold (NUL) does not block an alert, nor the others sent with
+/// it; API ids with NUL are simply not found.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alert_with_nul_characters_is_stored_and_paged() {
+    let Some((db, schema)) = database().await else {
+        return;
+    };
+    let (pd_port, hook) = (free_port(), free_port());
+    let pd = PagerDuty::default();
+    pd.start(pd_port).await;
+    let yaml = pipeline("incidents_nul", hook, &schema, pd_port, "");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let options = TopologyOptions {
+        data_dir: dir.path().to_path_buf(),
+        ..TopologyOptions::default()
+    };
+    let (topo, telemetry) = start_with(parse(&yaml), options).await;
+    wait_for_port(hook).await;
+    let client = reqwest::Client::new();
+    let mut body = alert("GOOD", "firing", "db");
+    let mut poison = body["alerts"][0].clone();
+    poison["labels"]["alertname"] = json!("POI\u{0}SON");
+    poison["annotations"]["summary"] = json!("bad\u{0}byte");
+    poison["fingerprint"] = json!("fp-poison");
+    body["alerts"].as_array_mut().expect("alerts").push(poison);
+    assert_eq!(post(&client, hook, &body).await, 200);
+    assert_eq!(pd.events().len(), 2, "{:?}", pd.events());
+    let summary: String = db
+        .query_one(
+            &format!("SELECT title FROM {schema}.incidents WHERE key LIKE 'POI%'"),
+            &[],
+        )
+        .await
+        .expect("row")
+        .get(0);
+    assert_eq!(summary, "bad\u{fffd}byte");
+
+    let stop = tokio_util::sync::CancellationToken::new();
+    let (api, _) = sluice::api::serve(
+        "127.0.0.1:0",
+        telemetry,
+        None,
+        Some("sekret".into()),
+        stop.clone(),
+    )
+    .await
+    .expect("API");
+    let (status, _) = get_json(&client, format!("http://{api}/incidents/a%00b")).await;
+    assert_eq!(status, 404);
+    stop.cancel();
     assert_eq!(topo.stop(Duration::from_secs(5)).await, Drained::Complete);
     drop_schema(&db, &schema).await;
 }

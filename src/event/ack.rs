@@ -54,6 +54,9 @@ struct Shared {
     /// Obligations of the events this batch was made from (an aggregate): settled with
     /// this batch's outcome.
     forward: Vec<EventAck>,
+    /// Told the outcome, after `forward` (a transform that must know whether what it
+    /// emitted was delivered).
+    then: Option<Box<dyn FnOnce(EventStatus) + Send + Sync>>,
 }
 
 impl Drop for Shared {
@@ -68,6 +71,9 @@ impl Drop for Shared {
         }
         for ack in self.forward.drain(..) {
             ack.settle(status);
+        }
+        if let Some(then) = self.then.take() {
+            then(status);
         }
     }
 }
@@ -115,6 +121,18 @@ impl BatchAck {
         ack
     }
 
+    /// Like [`BatchAck::forwarding`], and `then` is told the outcome.
+    pub(crate) fn forwarding_then(
+        inputs: Vec<EventAck>,
+        then: impl FnOnce(EventStatus) + Send + Sync + 'static,
+    ) -> Self {
+        let mut ack = Self::forwarding(inputs);
+        if let Some(shared) = Arc::get_mut(&mut ack.shared) {
+            shared.then = Some(Box::new(then));
+        }
+        ack
+    }
+
     fn build(
         events: usize,
         latency: Option<Arc<LatencyRecorder>>,
@@ -128,6 +146,7 @@ impl BatchAck {
                 notify,
                 latency,
                 forward: Vec::new(),
+                then: None,
             }),
         }
     }

@@ -375,7 +375,7 @@ impl Writer {
             idx2 = crate::postgres::index_name(t, "source_ts"),
         );
         client
-            .batch_execute(&crate::postgres::serialized_ddl(&ddl))
+            .batch_execute(&crate::postgres::serialized_ddl(&self.plan.schema, &ddl))
             .await
             .map_err(|e| classify(&e))
     }

@@ -147,6 +147,14 @@ impl IncidentConfig {
             crate::postgres::parse_url(&pg.url, "store.postgres.url")?;
             crate::postgres::ident(&pg.schema)
                 .map_err(|e| BuildError(format!("`store.postgres.schema`: {}", e.0)))?;
+            // Index names are `<schema>_incident_events_incident` and must fit
+            // PostgreSQL's 63 bytes; `pg_` schemas are the system's.
+            if pg.schema.len() > 40 || pg.schema.to_ascii_lowercase().starts_with("pg_") {
+                return Err(BuildError(format!(
+                    "`store.postgres.schema` `{}`: at most 40 characters, not starting with pg_",
+                    pg.schema
+                )));
+            }
             if let Some(t) = &pg.events_table {
                 pg.events_table().map_err(|e| {
                     BuildError(format!("`store.postgres.events_table` `{t}`: {}", e.0))

@@ -26,6 +26,8 @@ impl Counters {
             "stray_resolve",
             "unmatched",
             "over_limit",
+            "redelivery",
+            "store_unavailable",
         ]
         .into_iter()
         .map(|o| {

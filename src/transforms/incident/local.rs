@@ -14,7 +14,7 @@ impl IncidentTransform {
         let state = Arc::clone(&self.state);
         let mut state = lock(&state);
         let state = &mut *state;
-        let mut changed = false;
+        let mut changed = !self.redo(state, now).is_empty();
         let mut live_groups: HashSet<String> = HashSet::new();
         let mut open = 0usize;
         for (key, incident) in state.incidents.iter_mut() {
@@ -38,8 +38,9 @@ impl IncidentTransform {
             .filter(|(_, g)| g.next_flush.is_some_and(|at| at <= now))
             .map(|(k, _)| k.clone())
             .collect();
+        let mut notices = Vec::new();
         for group in due {
-            self.flush_group(state, &group, now, None, out);
+            self.flush_group(state, &group, now, None, &mut notices);
             changed = true;
         }
         let before = state.incidents.len();
@@ -55,6 +56,7 @@ impl IncidentTransform {
         self.counters.open.set(open as f64);
         self.dirty |= changed || std::mem::take(&mut state.edited);
         self.journal(state);
+        self.emit(notices, &mut [], out);
     }
 
     /// Makes this batch's changes durable before its notifications leave.

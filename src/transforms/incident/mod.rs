@@ -56,7 +56,7 @@ use crate::clock::Clock;
 use crate::component::{
     BuildError, Transform, TransformConfig, TransformContext, TransformOutputs,
 };
-use crate::event::{Event, EventStatus};
+use crate::event::{BatchAck, Event, EventStatus};
 use crate::program::{self, Mode, ProgramSource, Runner};
 use crate::state_file::{self, lock};
 use crate::telemetry::ComponentMetrics;
@@ -229,6 +229,11 @@ impl TransformConfig for IncidentConfig {
             warned_full: false,
             clock: Arc::clone(&cx.clock),
             counters: Counters::new(&cx.metrics),
+            undelivered: Arc::default(),
+            held: Vec::new(),
+            held_until: 0,
+            held_backoff: 0,
+            store_down: false,
             metrics: Arc::clone(&cx.metrics),
         }))
     }
@@ -257,6 +262,15 @@ struct IncidentTransform {
     warned_full: bool,
     clock: Arc<dyn Clock>,
     counters: Counters,
+    /// Notices the sinks did not deliver, filled by their acknowledgements.
+    undelivered: Arc<Mutex<Vec<Undelivered>>>,
+    /// With the store: alerts it could not take yet, oldest first, tried again at
+    /// `held_until` (backoff `held_backoff` ms).
+    held: Vec<Event>,
+    held_until: i64,
+    held_backoff: i64,
+    /// The store failed last time (its failures are logged once per outage).
+    store_down: bool,
     metrics: Arc<ComponentMetrics>,
 }
 
@@ -404,15 +418,16 @@ impl IncidentTransform {
         (due <= now).then_some(key)
     }
 
-    /// Announces every pending change of `group`; the change of `carrier.0`'s incident
-    /// leaves in the carrier event (keeping its acknowledgement).
+    /// Announces every pending change of `group` as notices; the change of the
+    /// incident `carrier.0` will leave with the acknowledgement of the batch's event in
+    /// slot `carrier.1` (see [`IncidentTransform::emit`]).
     fn flush_group(
         &self,
         state: &mut IncidentState,
         group: &str,
         now: i64,
-        mut carrier: Option<(String, Event)>,
-        out: &mut TransformOutputs,
+        mut carrier: Option<(String, usize)>,
+        notices: &mut Vec<Notice>,
     ) {
         let keys: Vec<String> = state
             .pending
@@ -420,7 +435,6 @@ impl IncidentTransform {
             .filter(|k| state.incidents.get(*k).is_some_and(|i| i.group == group))
             .cloned()
             .collect();
-        let wall = self.clock.wall();
         for key in keys {
             state.pending.shift_remove(&key);
             let Some(incident) = state.incidents.get_mut(&key) else {
@@ -432,28 +446,99 @@ impl IncidentTransform {
                     c.add(1);
                 }
                 let value = output::notification(&key, incident, action, reason.as_deref());
-                match carrier.take() {
-                    Some((k, mut event)) if k == key => {
-                        event.value = value;
-                        out.default.push(event);
-                    }
+                let slot = match carrier.take() {
+                    Some((k, slot)) if k == key => Some(slot),
                     other => {
                         carrier = other;
-                        out.default
-                            .push(Event::new(value, Arc::clone(&self.id), wall));
+                        None
                     }
-                }
+                };
+                notices.push(Notice {
+                    key: key.clone(),
+                    id: incident.id.clone(),
+                    action,
+                    value,
+                    slot,
+                });
             }
         }
         if let Some(g) = state.groups.get_mut(group) {
             g.last_flush = Some(now);
             g.next_flush = None;
         }
-        if let Some((_, event)) = carrier {
-            event.settle(EventStatus::Delivered);
+    }
+
+    /// Sends the notices. Each carries the acknowledgement of the alert that caused it
+    /// (the sender waits for the page); when a notice is not delivered, its change is
+    /// announced again at the next timer pass ([`IncidentTransform::redo`]).
+    fn emit(&self, notices: Vec<Notice>, slots: &mut [Event], out: &mut TransformOutputs) {
+        let wall = self.clock.wall();
+        for n in notices {
+            let inputs = n
+                .slot
+                .and_then(|i| slots.get_mut(i))
+                .map(|e| vec![e.meta.ack.take()])
+                .unwrap_or_default();
+            let failed = Arc::clone(&self.undelivered);
+            let (key, id, action) = (n.key, n.id, n.action);
+            let ack = BatchAck::forwarding_then(inputs, move |status| {
+                if status != EventStatus::Delivered {
+                    let mut failed = lock(&failed);
+                    if failed.len() < MAX_UNDELIVERED {
+                        failed.push(Undelivered { key, id, action });
+                    }
+                }
+            });
+            out.default
+                .push(Event::new(n.value, Arc::clone(&self.id), wall).with_ack(ack.event_ack()));
         }
     }
+
+    /// Marks changes whose notices were not delivered as pending again, unless the
+    /// incident moved on since. Returns the keys marked.
+    fn redo(&self, state: &mut IncidentState, now: i64) -> Vec<String> {
+        let failed: Vec<Undelivered> = std::mem::take(&mut *lock(&self.undelivered));
+        let mut marked = Vec::new();
+        for f in failed {
+            let Some(i) = state.incidents.get_mut(&f.key) else {
+                continue;
+            };
+            let same = i.id == f.id && i.announced.is_some_and(|(a, _)| a == f.action);
+            if !same || i.pending.is_some() {
+                continue;
+            }
+            i.pending = Some(f.action);
+            i.notify_at = None;
+            self.counters.alert("redelivery");
+            state.changed.insert(f.key.clone());
+            state.pending.insert(f.key.clone());
+            let clock = state.groups.entry(i.group.clone()).or_default();
+            clock.next_flush = Some(clock.next_flush.map_or(now, |at| at.min(now)));
+            marked.push(f.key);
+        }
+        marked
+    }
 }
+
+/// A notification to send: the change `action` of incident `id` (key `key`), and the
+/// batch slot of the alert whose acknowledgement it carries.
+struct Notice {
+    key: String,
+    id: String,
+    action: state::Action,
+    value: Value,
+    slot: Option<usize>,
+}
+
+/// A notification that was not delivered (the sink gave up, or its event was dropped).
+struct Undelivered {
+    key: String,
+    id: String,
+    action: state::Action,
+}
+
+/// Undelivered notices remembered at most (beyond, the change is not announced again).
+const MAX_UNDELIVERED: usize = 10_000;
 
 fn new_id() -> String {
     uuid::Uuid::new_v4().to_string()
@@ -467,6 +552,8 @@ impl Transform for IncidentTransform {
         let now = self.clock.wall().timestamp_millis();
         let shared = Arc::clone(&self.state);
         let mut state = lock(&shared);
+        let mut slots = Vec::with_capacity(batch.len());
+        let mut notices = Vec::new();
         for mut event in batch {
             let Some(status) = status_of(&event.value) else {
                 self.counters.alert("unmatched");
@@ -479,6 +566,7 @@ impl Transform for IncidentTransform {
                 continue;
             };
             state.intake.add(now, 1);
+            let slot = slots.len();
             match self.take_in(&mut state, &mut event, key, status, now) {
                 Some(key) => {
                     let group = state
@@ -486,15 +574,20 @@ impl Transform for IncidentTransform {
                         .get(&key)
                         .map(|i| i.group.clone())
                         .unwrap_or_default();
-                    self.flush_group(&mut state, &group, now, Some((key, event)), out);
+                    self.flush_group(&mut state, &group, now, Some((key, slot)), &mut notices);
                 }
-                None => {
-                    self.metrics.add_discarded(1);
-                    event.settle(EventStatus::Delivered);
-                }
+                None => self.metrics.add_discarded(1),
             }
+            slots.push(event);
         }
+        // On disk before the notifications leave.
         self.journal(&mut state);
+        drop(state);
+        self.emit(notices, &mut slots, out);
+        // What carried a notification handed its acknowledgement on; the rest is done.
+        for event in slots {
+            event.settle(EventStatus::Delivered);
+        }
     }
 
     fn flush_interval(&self) -> Option<Duration> {
@@ -514,6 +607,10 @@ impl Drop for IncidentTransform {
     fn drop(&mut self) {
         if self.store.is_some() {
             manual::unregister_store(&self.id);
+        }
+        // Never taken in: their senders deliver them again.
+        for event in self.held.drain(..) {
+            event.settle(EventStatus::Errored);
         }
         if self.persist.is_some() {
             manual::unregister(&self.id, &self.state);

@@ -10,6 +10,10 @@ use std::collections::HashMap;
 use super::latest::status_of;
 use super::store::{Loaded, StoreError, Writes, alert_detail};
 use super::{IncidentState, IncidentTransform, UNMATCHED};
+
+/// Alerts held while the store is unreachable, at most; beyond, they are handed back
+/// to their senders (a webhook answers 503, Kafka rewinds).
+const MAX_HELD: usize = 10_000;
 use crate::component::TransformOutputs;
 use crate::event::{EventBatch, EventStatus};
 use crate::state_file::lock;
@@ -78,12 +82,62 @@ impl IncidentTransform {
         lock(&self.state).groups = groups;
     }
 
-    fn store_failed(&self, doing: &str, e: &StoreError) {
-        tracing::warn!(component_id = %self.id, error = %e, doing, "incident store failed; alerts are handed back to their senders and timers wait");
+    /// Logs a failure once per outage (the timers try every second).
+    fn store_failed(&mut self, doing: &str, e: &StoreError) {
+        if !self.store_down {
+            self.store_down = true;
+            tracing::warn!(component_id = %self.id, error = %e, doing, "incident store failed; alerts wait for it (up to 10,000, then they go back to their senders) and timers wait");
+        } else {
+            tracing::debug!(component_id = %self.id, error = %e, doing, "incident store still failing");
+        }
+    }
+
+    fn store_back(&mut self) {
+        if std::mem::take(&mut self.store_down) {
+            tracing::info!(component_id = %self.id, "incident store reachable again");
+        }
     }
 
     pub(super) fn process_stored(&mut self, batch: EventBatch, out: &mut TransformOutputs) {
         let now = self.clock.wall().timestamp_millis();
+        if self.held.is_empty() {
+            self.try_store(batch, now, out);
+            return;
+        }
+        // Alerts wait behind the held ones, in order, as long as there is room.
+        let room = MAX_HELD.saturating_sub(self.held.len());
+        let mut batch = batch;
+        let over = batch.split_off(room.min(batch.len()));
+        self.held.extend(batch);
+        self.refuse(over);
+        if now >= self.held_until {
+            let held = std::mem::take(&mut self.held);
+            self.try_store(held, now, out);
+        }
+    }
+
+    /// Alerts beyond what may be held: handed back to their senders.
+    fn refuse(&self, events: EventBatch) {
+        for event in events {
+            self.counters.alert("store_unavailable");
+            event.settle(EventStatus::Errored);
+        }
+    }
+
+    /// Keeps `events` (their values as they came) for another try after a backoff.
+    fn hold(&mut self, events: EventBatch, now: i64, e: &StoreError) {
+        self.store_failed("take alerts in", e);
+        self.held_backoff = (self.held_backoff * 2).clamp(1_000, 30_000);
+        self.held_until = now + self.held_backoff;
+        let room = MAX_HELD.saturating_sub(self.held.len());
+        let mut events = events;
+        let over = events.split_off(room.min(events.len()));
+        self.held.extend(events);
+        self.refuse(over);
+    }
+
+    /// One transaction over `batch`; what the store does not take is held.
+    fn try_store(&mut self, batch: EventBatch, now: i64, out: &mut TransformOutputs) {
         let mut work = Vec::with_capacity(batch.len());
         for mut event in batch {
             let Some(status) = status_of(&event.value) else {
@@ -99,6 +153,8 @@ impl IncidentTransform {
                 out.named[UNMATCHED].push(event);
                 continue;
             };
+            // PostgreSQL text cannot hold NUL.
+            let key = key.replace('\0', "\u{fffd}");
             work.push((event, key, status));
         }
         if work.is_empty() {
@@ -110,38 +166,36 @@ impl IncidentTransform {
         let Some(store) = &self.store else {
             return;
         };
-        lock(&store.api_ref().intake).add(now, work.len() as u64);
         let loaded = match store.lock(keys) {
             Ok(l) => l,
             Err(e) => {
-                self.store_failed("lock", &e);
-                for (event, _, _) in work {
-                    event.settle(EventStatus::Errored);
-                }
+                let events = work.into_iter().map(|(event, _, _)| event).collect();
+                self.hold(events, now, &e);
                 return;
             }
         };
         let (mut state, before) = self.transaction_state(loaded);
-        let mut sent = TransformOutputs::new(out.named.len());
-        let mut consumed = Vec::new();
+        let mut notices = Vec::new();
+        let mut slots = Vec::with_capacity(work.len());
+        let mut originals = Vec::with_capacity(work.len());
         let mut writes = Writes::default();
         for (mut event, key, status) in work {
             let detail = alert_detail(&event.value);
+            originals.push(event.value.clone());
+            let slot = slots.len();
             let due = self.take_in(&mut state, &mut event, key.clone(), status, now);
             if let Some(i) = state.incidents.get(&key) {
                 writes.alert(&i.id, now, detail);
             }
-            match due {
-                Some(key) => {
-                    let group = state
-                        .incidents
-                        .get(&key)
-                        .map(|i| i.group.clone())
-                        .unwrap_or_default();
-                    self.flush_group(&mut state, &group, now, Some((key, event)), &mut sent);
-                }
-                None => consumed.push(event),
+            if let Some(key) = due {
+                let group = state
+                    .incidents
+                    .get(&key)
+                    .map(|i| i.group.clone())
+                    .unwrap_or_default();
+                self.flush_group(&mut state, &group, now, Some((key, slot)), &mut notices);
             }
+            slots.push(event);
         }
         // The in-memory paths' bookkeeping means nothing here: the store holds it all.
         state.changed.clear();
@@ -152,17 +206,22 @@ impl IncidentTransform {
         };
         match store.finish(writes) {
             Ok(()) => {
-                self.metrics.add_discarded(consumed.len());
-                for event in consumed {
+                lock(&store.api_ref().intake).add(now, slots.len() as u64);
+                self.held_backoff = 0;
+                self.store_back();
+                self.emit(notices, &mut slots, out);
+                self.metrics
+                    .add_discarded(slots.iter().filter(|e| e.meta.ack.is_tracked()).count());
+                for event in slots {
                     event.settle(EventStatus::Delivered);
                 }
-                out.default.append(&mut sent.default);
             }
             Err(e) => {
-                self.store_failed("write", &e);
-                for event in consumed.into_iter().chain(sent.default) {
-                    event.settle(EventStatus::Errored);
+                // Nothing was announced: the alerts go back as they came.
+                for (event, original) in slots.iter_mut().zip(originals) {
+                    event.value = original;
                 }
+                self.hold(slots, now, &e);
             }
         }
     }
@@ -172,6 +231,11 @@ impl IncidentTransform {
     /// resolved incidents whose key can no longer reopen them (closed).
     pub(super) fn timers_stored(&mut self, out: &mut TransformOutputs) {
         let now = self.clock.wall().timestamp_millis();
+        if !self.held.is_empty() && now >= self.held_until {
+            let held = std::mem::take(&mut self.held);
+            self.try_store(held, now, out);
+        }
+        self.redo_stored(now);
         let Some(store) = &self.store else {
             return;
         };
@@ -182,6 +246,7 @@ impl IncidentTransform {
                 return;
             }
         };
+        self.store_back();
         let (mut state, before) = self.transaction_state(loaded);
         let timing = self.timing;
         for (key, i) in state.incidents.iter_mut() {
@@ -205,14 +270,14 @@ impl IncidentTransform {
             .filter(|i| i.notify_at.is_some_and(|at| at <= now))
             .map(|i| i.group.clone())
             .collect();
-        let mut sent = TransformOutputs::new(out.named.len());
+        let mut notices = Vec::new();
         for group in due {
             if state
                 .groups
                 .get(&group)
                 .is_some_and(|g| g.next_flush.is_some())
             {
-                self.flush_group(&mut state, &group, now, None, &mut sent);
+                self.flush_group(&mut state, &group, now, None, &mut notices);
             }
         }
         let mut writes = Writes::default();
@@ -222,9 +287,46 @@ impl IncidentTransform {
             return;
         };
         match store.finish(writes) {
-            Ok(()) => out.default.append(&mut sent.default),
+            Ok(()) => self.emit(notices, &mut [], out),
             // Nothing changed in the store: the same timers come due again.
             Err(e) => self.store_failed("timers", &e),
+        }
+    }
+
+    /// Changes whose notices were not delivered become due again in the store.
+    fn redo_stored(&mut self, now: i64) {
+        let keys: Vec<String> = {
+            let failed = lock(&self.undelivered);
+            let mut keys: Vec<String> = failed.iter().map(|f| f.key.clone()).collect();
+            keys.sort_unstable();
+            keys.dedup();
+            keys
+        };
+        if keys.is_empty() {
+            return;
+        }
+        let Some(store) = &self.store else {
+            return;
+        };
+        let loaded = match store.lock(keys) {
+            Ok(l) => l,
+            // Kept for the next pass.
+            Err(e) => return self.store_failed("announce again", &e),
+        };
+        let (mut state, before) = self.transaction_state(loaded);
+        let marked = self.redo(&mut state, now);
+        for key in &marked {
+            if let Some(i) = state.incidents.get_mut(key) {
+                i.notify_at = Some(now);
+            }
+        }
+        let mut writes = Writes::default();
+        self.writes(&mut state, &before, &mut writes, now, false);
+        self.keep_groups(&mut state, now);
+        if let Some(store) = &self.store
+            && let Err(e) = store.finish(writes)
+        {
+            self.store_failed("announce again", &e);
         }
     }
 }

@@ -400,6 +400,7 @@ impl Incident {
         }
         if t.repeat_interval > 0
             && self.pending.is_none()
+            && self.resolving_since.is_none()
             && let Some((_, at)) = self.announced
             && now >= at + t.repeat_interval
         {
@@ -435,6 +436,7 @@ impl Incident {
             }
             if t.repeat_interval > 0
                 && self.pending.is_none()
+                && self.resolving_since.is_none()
                 && let Some((_, a)) = self.announced
             {
                 at(a.saturating_add(t.repeat_interval));

@@ -62,7 +62,17 @@ pub(crate) enum StoreError {
 fn db(e: tokio_postgres::Error) -> StoreError {
     match e.as_db_error() {
         Some(d) => StoreError::Database(format!("{} ({})", d.message(), d.code().code())),
-        None => StoreError::Unreachable(e.to_string()),
+        None => {
+            // "error connecting to server" alone does not say why: add the causes.
+            let mut text = e.to_string();
+            let mut cause = std::error::Error::source(&e);
+            while let Some(c) = cause {
+                text.push_str(": ");
+                text.push_str(&c.to_string());
+                cause = c.source();
+            }
+            StoreError::Unreachable(text)
+        }
     }
 }
 
@@ -291,34 +301,27 @@ impl Store {
         cfg: &PostgresStoreConfig,
         timing: Timing,
     ) -> Result<Self, BuildError> {
-        let pg = crate::postgres::parse_url(&cfg.url, "store.postgres.url")?;
+        let mut pg = crate::postgres::parse_url(&cfg.url, "store.postgres.url")?;
+        // A dead peer is noticed in about a minute, not after the kernel's two hours.
+        pg.keepalives(true)
+            .keepalives_idle(Duration::from_secs(30))
+            .application_name(format!("sluice:{id}"));
         let tables = Tables::new(cfg)?;
         let (txn, txn_rx) = mpsc::unbounded_channel();
         let (jobs, jobs_rx) = mpsc::unbounded_channel();
-        let component = id.to_owned();
-        std::thread::Builder::new()
-            .name(format!("incident-store-{}", id.chars().take(20).collect::<String>()))
-            .spawn(move || {
-                let rt = match tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                {
-                    Ok(rt) => rt,
-                    Err(e) => {
-                        tracing::error!(component_id = %component, error = %e, "cannot start the incident store's runtime");
-                        return;
-                    }
-                };
-                let worker = Worker {
-                    component,
-                    pg,
-                    tables,
-                    timing,
-                    client: None,
-                };
-                rt.block_on(worker.serve(txn_rx, jobs_rx));
-            })
-            .map_err(|e| BuildError(format!("cannot start the incident store's thread: {e}")))?;
+        // Two threads, each with its own connection: a slow API query (a long list)
+        // never delays the alerts.
+        let (_, no_jobs) = mpsc::unbounded_channel();
+        let (_, no_txn) = mpsc::unbounded_channel();
+        let worker = || Worker {
+            component: id.to_owned(),
+            pg: pg.clone(),
+            tables: tables.clone(),
+            timing,
+            client: None,
+        };
+        spawn_worker(id, "alerts", worker(), txn_rx, no_jobs)?;
+        spawn_worker(id, "api", worker(), no_txn, jobs_rx)?;
         Ok(Self {
             txn,
             api: Arc::new(StoreApi {
@@ -372,6 +375,32 @@ impl Store {
     }
 }
 
+/// Runs `worker` on a thread of its own with a small runtime.
+fn spawn_worker(
+    id: &str,
+    role: &str,
+    worker: Worker,
+    txn: mpsc::UnboundedReceiver<Txn>,
+    jobs: mpsc::UnboundedReceiver<ApiJob>,
+) -> Result<(), BuildError> {
+    let name: String = id.chars().take(12).collect();
+    std::thread::Builder::new()
+        .name(format!("incident-{role}-{name}"))
+        .spawn(move || {
+            match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt.block_on(worker.serve(txn, jobs)),
+                Err(e) => {
+                    tracing::error!(component_id = %worker.component, error = %e, "cannot start the incident store's runtime")
+                }
+            }
+        })
+        .map(|_| ())
+        .map_err(|e| BuildError(format!("cannot start the incident store's thread: {e}")))
+}
+
 impl StoreApi {
     async fn ask<T>(
         &self,
@@ -382,12 +411,19 @@ impl StoreApi {
         answer.await.map_err(|_| StoreError::Gone)?
     }
 
-    pub(crate) async fn list(&self, filter: Filter) -> Result<(Vec<Listed>, i64), StoreError> {
+    pub(crate) async fn list(&self, mut filter: Filter) -> Result<(Vec<Listed>, i64), StoreError> {
+        for f in [
+            &mut filter.status,
+            &mut filter.severity,
+            &mut filter.service,
+        ] {
+            *f = f.as_deref().map(queries::clean);
+        }
         self.ask(|reply| ApiJob::List { filter, reply }).await
     }
 
     pub(crate) async fn find(&self, id: &str) -> Result<Option<Listed>, StoreError> {
-        let id = id.to_owned();
+        let id = queries::clean(id);
         self.ask(|reply| ApiJob::Find { id, reply }).await
     }
 
@@ -398,7 +434,7 @@ impl StoreApi {
         id: &str,
         limit: i64,
     ) -> Result<Option<Vec<Json>>, StoreError> {
-        let id = id.to_owned();
+        let id = queries::clean(id);
         self.ask(|reply| ApiJob::Timeline { id, limit, reply })
             .await
     }
@@ -418,7 +454,7 @@ impl StoreApi {
         change: IncidentChange,
         now: i64,
     ) -> Result<Result<Listed, ChangeError>, StoreError> {
-        let (id, change) = (id.to_owned(), Box::new(change));
+        let (id, change) = (queries::clean(id), Box::new(change));
         self.ask(|reply| ApiJob::Change {
             id,
             change,

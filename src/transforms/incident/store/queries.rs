@@ -57,8 +57,19 @@ pub(super) async fn create_tables(client: &Client, t: &Tables) -> Result<(), Sto
         incidents = t.incidents,
         events = t.events,
     );
+    // Present already (the usual case): no DDL, so no catalog locks are taken.
+    let present = client
+        .query_one(
+            "SELECT to_regclass($1) IS NOT NULL AND to_regclass($2) IS NOT NULL",
+            &[&t.incidents, &t.events],
+        )
+        .await
+        .map_err(db)?;
+    if present.get::<_, bool>(0) {
+        return Ok(());
+    }
     client
-        .batch_execute(&crate::postgres::serialized_ddl(&ddl))
+        .batch_execute(&crate::postgres::serialized_ddl(&t.schema, &ddl))
         .await
         .map_err(db)
 }
@@ -194,21 +205,23 @@ pub(super) async fn write(tx: &Transaction<'_>, t: &Tables, w: Writes) -> Result
         .map_err(db)?;
     for row in &w.rows {
         let i = &row.incident;
-        let state = serde_json::to_value(i)
+        let mut state = serde_json::to_value(i)
             .map_err(|e| StoreError::Database(format!("incident {} as JSON: {e}", i.id)))?;
+        no_nul(&mut state);
         let count = i64::try_from(i.count).unwrap_or(i64::MAX);
+        let text = |s: Option<String>| s.map(|s| clean(&s));
         tx.execute(
             &upsert,
             &[
-                &i.id,
-                &row.key,
-                &text_of(i, field::SUMMARY).or_else(|| Some(row.key.clone())),
-                &text_of(i, field::DESCRIPTION),
-                &i.severity,
+                &clean(&i.id),
+                &clean(&row.key),
+                &text(text_of(i, field::SUMMARY).or_else(|| Some(row.key.clone()))),
+                &text(text_of(i, field::DESCRIPTION)),
+                &clean(&i.severity),
                 &row.status,
-                &i.assigned_to,
-                &i.root_cause,
-                &text_of(i, field::SERVICE),
+                &text(i.assigned_to.clone()),
+                &text(i.root_cause.clone()),
+                &text(text_of(i, field::SERVICE)),
                 &count,
                 &time(i.first_seen),
                 &i.resolved_at.map(time),
@@ -220,7 +233,7 @@ pub(super) async fn write(tx: &Transaction<'_>, t: &Tables, w: Writes) -> Result
         .map_err(db)?;
     }
     if !w.timeline.is_empty() {
-        let rows: Vec<Json> = w
+        let mut rows: Vec<Json> = w
             .timeline
             .iter()
             .map(|e| {
@@ -233,6 +246,7 @@ pub(super) async fn write(tx: &Transaction<'_>, t: &Tables, w: Writes) -> Result
                 })
             })
             .collect();
+        rows.iter_mut().for_each(no_nul);
         tx.execute(
             &format!(
                 "INSERT INTO {events} (incident_id, at, kind, text, alert)
@@ -276,7 +290,7 @@ pub(super) async fn list(
         .await
         .map_err(db)?;
     let total = rows.first().map_or(0, |r| r.get::<_, i64>(3));
-    let total = if rows.is_empty() && f.offset > 0 {
+    let total = if rows.is_empty() {
         // Past the end: the window gave no count.
         let row = c
             .query_one(
@@ -400,6 +414,7 @@ pub(super) async fn create(
         Ok(made) => made,
         Err(e) => return Ok(Err(e)),
     };
+    let key = clean(&key);
     incident.notify_at = Some(now);
     let tx = c.transaction().await.map_err(db)?;
     let loaded = lock_keys(&tx, t, "api", std::slice::from_ref(&key)).await?;
@@ -458,11 +473,19 @@ pub(super) async fn change_incident(
     if incident.pending.is_some() {
         incident.notify_at = Some(now);
     }
+    // `closed` by hand closes a resolved incident whose resolve went out (its key can
+    // no longer reopen it); one still to announce closes later, by itself.
+    let close = change
+        .status
+        .as_deref()
+        .is_some_and(|s| s.eq_ignore_ascii_case("closed"))
+        && !incident.is_open()
+        && incident.pending.is_none();
     let mut writes = Writes::default();
-    writes.incident(&key, &incident, before, false, timing);
+    writes.incident(&key, &incident, before, close, timing);
     write(&tx, t, writes).await?;
     tx.commit().await.map_err(db)?;
-    let status = status_of(&incident, false).to_owned();
+    let status = status_of(&incident, close).to_owned();
     Ok(Ok((key, incident, status)))
 }
 
@@ -486,7 +509,7 @@ pub(super) async fn stats(c: &mut Client, t: &Tables) -> Result<Json, StoreError
             let row = c
                 .query_one(
                     &format!(
-                        "SELECT count(*), count(*) FILTER (WHERE timestamp > now() - interval '1 hour') FROM {events}"
+                        "SELECT count(*), count(*) FILTER (WHERE timestamp > now() - interval '1 hour' AND timestamp <= now()) FROM {events}"
                     ),
                     &[],
                 )
@@ -502,4 +525,26 @@ pub(super) async fn stats(c: &mut Client, t: &Tables) -> Result<Json, StoreError
         "active_alerts": active,
         "open_incidents": open,
     }))
+}
+
+/// `s` without NUL characters, which PostgreSQL's text cannot hold (each becomes U+FFFD).
+pub(super) fn clean(s: &str) -> String {
+    s.replace('\0', "\u{fffd}")
+}
+
+/// Every string and key of `v` through [`clean`].
+fn no_nul(v: &mut Json) {
+    match v {
+        Json::String(s) if s.contains('\0') => *s = clean(s),
+        Json::Array(a) => a.iter_mut().for_each(no_nul),
+        Json::Object(o) if o.keys().any(|k| k.contains('\0')) => {
+            let taken = std::mem::take(o);
+            for (k, mut v) in taken {
+                no_nul(&mut v);
+                o.insert(clean(&k), v);
+            }
+        }
+        Json::Object(o) => o.values_mut().for_each(no_nul),
+        _ => {}
+    }
 }

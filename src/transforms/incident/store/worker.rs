@@ -53,10 +53,14 @@ impl Worker {
             .await
             .map_err(|_| StoreError::Timeout)?
             .map_err(db)?;
+            // A session stuck in a transaction (its client partitioned away) must not
+            // hold the keys' locks for long.
             client
                 .batch_execute(&format!(
-                    "SET statement_timeout = {ms}; SET lock_timeout = {ms};",
-                    ms = OP_TIMEOUT.as_millis()
+                    "SET statement_timeout = {ms}; SET lock_timeout = {ms}; \
+                     SET idle_in_transaction_session_timeout = {idle};",
+                    ms = OP_TIMEOUT.as_millis(),
+                    idle = 2 * OP_TIMEOUT.as_millis()
                 ))
                 .await
                 .map_err(db)?;
@@ -75,15 +79,20 @@ impl Worker {
 
     async fn transaction(&mut self, first: Txn, rest: &mut mpsc::UnboundedReceiver<Txn>) {
         let (tables, component) = (self.tables.clone(), self.component.clone());
-        let client = match self.client().await {
-            Ok(c) => c,
-            Err(e) => {
-                refuse(first, e);
-                return;
+        let mut next = Some(first);
+        while let Some(txn) = next.take() {
+            let client = match self.client().await {
+                Ok(c) => c,
+                Err(e) => {
+                    refuse(txn, e);
+                    return;
+                }
+            };
+            let (broken, again) = conversation(client, &tables, &component, txn, rest).await;
+            if broken {
+                self.client = None;
             }
-        };
-        if conversation(client, &tables, &component, first, rest).await {
-            self.client = None;
+            next = again;
         }
     }
 
@@ -147,7 +156,7 @@ async fn conversation(
     component: &str,
     first: Txn,
     rest: &mut mpsc::UnboundedReceiver<Txn>,
-) -> bool {
+) -> (bool, Option<Txn>) {
     let outcome = async {
         let tx = client.transaction().await.map_err(db)?;
         let loaded = match &first {
@@ -162,11 +171,11 @@ async fn conversation(
         Ok(Ok((_, Err(e))) | Err(e)) => {
             let broken = !matches!(e, StoreError::Database(_));
             refuse(first, e);
-            return broken;
+            return (broken, None);
         }
         Err(_) => {
             refuse(first, StoreError::Timeout);
-            return true;
+            return (true, None);
         }
     };
     match first {
@@ -188,17 +197,15 @@ async fn conversation(
                 .as_ref()
                 .is_err_and(|e| !matches!(e, StoreError::Database(_)));
             let _ = reply.send(done);
-            broken
+            (broken, None)
         }
+        // The transform gave up waiting on this one and began another: this one rolls
+        // back, the new one runs.
         Some(other) => {
             drop(tx);
-            refuse(
-                other,
-                StoreError::Database("a transaction was left open".into()),
-            );
-            false
+            (false, Some(other))
         }
-        None => false,
+        None => (false, None),
     }
 }
 
