@@ -458,7 +458,7 @@ async fn alerts_wait_for_an_unreachable_store_and_none_is_lost() {
         data_dir: dir.path().to_path_buf(),
         ..TopologyOptions::default()
     };
-    let (topo, _) = start_with(parse(&yaml), options).await;
+    let (topo, telemetry) = start_with(parse(&yaml), options).await;
     wait_for_port(hook).await;
     let client = reqwest::Client::new();
     assert_eq!(post(&client, hook, &alert("a1", "firing", "db")).await, 200);
@@ -469,7 +469,21 @@ async fn alerts_wait_for_an_unreachable_store_and_none_is_lost() {
         let client = client.clone();
         tokio::spawn(async move { post(&client, hook, &alert("a2", "firing", "db")).await })
     };
-    common::eventually("the alert waits for the store", || !waiting.is_finished()).await;
+    let state = || {
+        telemetry
+            .components()
+            .iter()
+            .find(|c| c.id == "incidents_cut")
+            .map(|c| c.state())
+    };
+    common::eventually("the component reports the outage to probes", || {
+        matches!(
+            state(),
+            Some(sluice::telemetry::ComponentState::Degraded(_))
+        )
+    })
+    .await;
+    assert!(!waiting.is_finished(), "the alert waits for the store");
     assert_eq!(pd.events().len(), 1, "no page the store does not hold");
 
     proxy.set_up(true);

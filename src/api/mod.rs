@@ -143,8 +143,12 @@ fn health_report(t: &Telemetry) -> (StatusCode, serde_json::Value) {
             ComponentState::Running => ("running", None),
             ComponentState::Stopped => ("stopped", None),
             ComponentState::Failed(e) => ("failed", Some(e.clone())),
+            ComponentState::Degraded(e) => ("degraded", Some(e.clone())),
         };
-        if matches!(state, ComponentState::Starting | ComponentState::Failed(_)) {
+        if matches!(
+            state,
+            ComponentState::Starting | ComponentState::Failed(_) | ComponentState::Degraded(_)
+        ) {
             unhealthy.push(c.id.clone());
         }
         let mut entry = json!({ "kind": c.kind.as_str(), "type": c.type_name, "state": name });

@@ -54,6 +54,9 @@ pub enum ComponentState {
     /// Finished on its own (a generator that reached its count, stdin at EOF).
     Stopped,
     Failed(String),
+    /// Runs, but cannot do its job now (a store it needs is unreachable): unhealthy for
+    /// probes, so traffic goes elsewhere, yet not a failure.
+    Degraded(String),
 }
 
 /// Counters of one component. Cheap to clone (an `Arc`).

@@ -70,6 +70,7 @@ pub fn snapshot(t: &Telemetry) -> Snapshot {
                 ComponentState::Running => ("running", None),
                 ComponentState::Stopped => ("stopped", None),
                 ComponentState::Failed(e) => ("failed", Some(e)),
+                ComponentState::Degraded(e) => ("degraded", Some(e)),
             };
             ComponentSnapshot {
                 id: c.id.clone(),

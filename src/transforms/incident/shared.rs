@@ -17,6 +17,7 @@ const MAX_HELD: usize = 10_000;
 use crate::component::TransformOutputs;
 use crate::event::{EventBatch, EventStatus};
 use crate::state_file::lock;
+use crate::telemetry::ComponentState;
 
 impl IncidentTransform {
     /// A state holding what the transaction read, and this instance's group clocks.
@@ -86,6 +87,9 @@ impl IncidentTransform {
     fn store_failed(&mut self, doing: &str, e: &StoreError) {
         if !self.store_down {
             self.store_down = true;
+            // Shown on `/health` (probes read it without a token): the redacted error.
+            let error = crate::redact::redact(&e.to_string()).into_owned();
+            self.metrics.set_state(ComponentState::Degraded(error));
             tracing::warn!(component_id = %self.id, error = %e, doing, "incident store failed; alerts wait for it (up to 10,000, then they go back to their senders) and timers wait");
         } else {
             tracing::debug!(component_id = %self.id, error = %e, doing, "incident store still failing");
@@ -94,6 +98,9 @@ impl IncidentTransform {
 
     fn store_back(&mut self) {
         if std::mem::take(&mut self.store_down) {
+            if matches!(self.metrics.state(), ComponentState::Degraded(_)) {
+                self.metrics.set_state(ComponentState::Running);
+            }
             tracing::info!(component_id = %self.id, "incident store reachable again");
         }
     }
