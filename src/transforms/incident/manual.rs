@@ -319,6 +319,10 @@ pub(crate) fn new_incident(spec: &NewIncident, now: i64) -> Result<(String, Inci
     ] {
         bounded(name, v)?;
     }
+    // Keys of alerts are bounded the same way (`MAX_KEY`): an index holds them whole.
+    if spec.key.as_ref().is_some_and(|k| k.len() > super::MAX_KEY) {
+        return Err(format!("`key` is longer than {} bytes", super::MAX_KEY));
+    }
     let severity = severity_of(spec.severity.as_deref().unwrap_or("medium"))?;
     let id = uuid::Uuid::new_v4().to_string();
     let key = spec.key.clone().unwrap_or_else(|| format!("manual/{id}"));

@@ -14,6 +14,15 @@ use crate::transforms::incident::manual::{self, ChangeError, IncidentChange, New
 use crate::transforms::incident::state::{Incident, Timing};
 
 pub(super) async fn create_tables(client: &Client, t: &Tables) -> Result<(), StoreError> {
+    if let Some(events) = &t.source_events {
+        let found = client
+            .query_one("SELECT to_regclass($1) IS NOT NULL", &[events])
+            .await
+            .map_err(db)?;
+        if !found.get::<_, bool>(0) {
+            tracing::warn!(events_table = %events, "the incident store's events_table does not exist (yet): timelines and /stats answer 503 until it does");
+        }
+    }
     let index = |suffix: &str| crate::postgres::index_name(&t.incidents, suffix);
     let ddl = format!(
         "CREATE SCHEMA IF NOT EXISTS {schema};
