@@ -16,12 +16,14 @@
 //! next timer pass, repeats at most every `snapshot_interval`, everything when the
 //! component stops; a reload shares it live).
 //!
-//! Files: `config.rs` options, `state.rs` the state machine, `groups.rs` timing,
+//! Files: `config.rs` options, `state.rs` the state machine (`phase.rs` its words),
+//! `groups.rs` timing, `announce.rs` notices and their redelivery,
 //! `output.rs` notification events, `latest.rs` the alert an incident keeps,
 //! `local.rs` state in memory with its journal and snapshots, `shared.rs` and `store/`
 //! the shared PostgreSQL store, `manual.rs` changes by hand (the API), `intake.rs` and
 //! `counters.rs` what it counts.
 
+mod announce;
 pub(crate) mod config;
 mod counters;
 pub(crate) mod groups;
@@ -31,6 +33,7 @@ mod latest;
 mod local;
 pub(crate) mod manual;
 pub(crate) mod output;
+pub(crate) mod phase;
 mod shared;
 pub(crate) mod state;
 pub(crate) mod store;
@@ -44,6 +47,7 @@ use indexmap::{IndexMap, IndexSet};
 use serde::{Deserialize, Serialize};
 use vrl::value::Value;
 
+use announce::Undelivered;
 pub(crate) use config::IncidentConfig;
 use counters::Counters;
 use groups::{GroupClock, Policy};
@@ -56,7 +60,7 @@ use crate::clock::Clock;
 use crate::component::{
     BuildError, Transform, TransformConfig, TransformContext, TransformOutputs,
 };
-use crate::event::{BatchAck, Event, EventStatus};
+use crate::event::{Event, EventStatus};
 use crate::program::{self, Mode, ProgramSource, Runner};
 use crate::state_file::{self, lock};
 use crate::telemetry::ComponentMetrics;
@@ -417,128 +421,7 @@ impl IncidentTransform {
             .schedule(state.groups.entry(group).or_default(), now);
         (due <= now).then_some(key)
     }
-
-    /// Announces every pending change of `group` as notices; the change of the
-    /// incident `carrier.0` will leave with the acknowledgement of the batch's event in
-    /// slot `carrier.1` (see [`IncidentTransform::emit`]).
-    fn flush_group(
-        &self,
-        state: &mut IncidentState,
-        group: &str,
-        now: i64,
-        mut carrier: Option<(String, usize)>,
-        notices: &mut Vec<Notice>,
-    ) {
-        let keys: Vec<String> = state
-            .pending
-            .iter()
-            .filter(|k| state.incidents.get(*k).is_some_and(|i| i.group == group))
-            .cloned()
-            .collect();
-        for key in keys {
-            state.pending.shift_remove(&key);
-            let Some(incident) = state.incidents.get_mut(&key) else {
-                continue;
-            };
-            while let Some((action, reason)) = incident.announce(now) {
-                state.changed.insert(key.clone());
-                if let Some(c) = self.counters.notifications.get(action.as_str()) {
-                    c.add(1);
-                }
-                let value = output::notification(&key, incident, action, reason.as_deref());
-                let slot = match carrier.take() {
-                    Some((k, slot)) if k == key => Some(slot),
-                    other => {
-                        carrier = other;
-                        None
-                    }
-                };
-                notices.push(Notice {
-                    key: key.clone(),
-                    id: incident.id.clone(),
-                    action,
-                    value,
-                    slot,
-                });
-            }
-        }
-        if let Some(g) = state.groups.get_mut(group) {
-            g.last_flush = Some(now);
-            g.next_flush = None;
-        }
-    }
-
-    /// Sends the notices. Each carries the acknowledgement of the alert that caused it
-    /// (the sender waits for the page); when a notice is not delivered, its change is
-    /// announced again at the next timer pass ([`IncidentTransform::redo`]).
-    fn emit(&self, notices: Vec<Notice>, slots: &mut [Event], out: &mut TransformOutputs) {
-        let wall = self.clock.wall();
-        for n in notices {
-            let inputs = n
-                .slot
-                .and_then(|i| slots.get_mut(i))
-                .map(|e| vec![e.meta.ack.take()])
-                .unwrap_or_default();
-            let failed = Arc::clone(&self.undelivered);
-            let (key, id, action) = (n.key, n.id, n.action);
-            let ack = BatchAck::forwarding_then(inputs, move |status| {
-                if status != EventStatus::Delivered {
-                    let mut failed = lock(&failed);
-                    if failed.len() < MAX_UNDELIVERED {
-                        failed.push(Undelivered { key, id, action });
-                    }
-                }
-            });
-            out.default
-                .push(Event::new(n.value, Arc::clone(&self.id), wall).with_ack(ack.event_ack()));
-        }
-    }
-
-    /// Marks changes whose notices were not delivered as pending again, unless the
-    /// incident moved on since. Returns the keys marked.
-    fn redo(&self, state: &mut IncidentState, now: i64) -> Vec<String> {
-        let failed: Vec<Undelivered> = std::mem::take(&mut *lock(&self.undelivered));
-        let mut marked = Vec::new();
-        for f in failed {
-            let Some(i) = state.incidents.get_mut(&f.key) else {
-                continue;
-            };
-            let same = i.id == f.id && i.announced.is_some_and(|(a, _)| a == f.action);
-            if !same || i.pending.is_some() {
-                continue;
-            }
-            i.pending = Some(f.action);
-            i.notify_at = None;
-            self.counters.alert("redelivery");
-            state.changed.insert(f.key.clone());
-            state.pending.insert(f.key.clone());
-            let clock = state.groups.entry(i.group.clone()).or_default();
-            clock.next_flush = Some(clock.next_flush.map_or(now, |at| at.min(now)));
-            marked.push(f.key);
-        }
-        marked
-    }
 }
-
-/// A notification to send: the change `action` of incident `id` (key `key`), and the
-/// batch slot of the alert whose acknowledgement it carries.
-struct Notice {
-    key: String,
-    id: String,
-    action: state::Action,
-    value: Value,
-    slot: Option<usize>,
-}
-
-/// A notification that was not delivered (the sink gave up, or its event was dropped).
-struct Undelivered {
-    key: String,
-    id: String,
-    action: state::Action,
-}
-
-/// Undelivered notices remembered at most (beyond, the change is not announced again).
-const MAX_UNDELIVERED: usize = 10_000;
 
 fn new_id() -> String {
     uuid::Uuid::new_v4().to_string()
