@@ -9,34 +9,10 @@ mod common;
 use std::time::Duration;
 
 use common::pagerduty::{KEY, PagerDuty};
+use common::postgres::{URL, database, drop_schema};
 use common::{Process, free_port, parse, run_pipeline, start_with, wait_for_port};
 use serde_json::{Value, json};
 use sluice::topology::{Drained, TopologyOptions};
-use tokio_postgres::NoTls;
-
-const URL: &str = "postgres://postgres@127.0.0.1:5432/test";
-
-async fn database() -> Option<(tokio_postgres::Client, String)> {
-    match tokio_postgres::connect(URL, NoTls).await {
-        Ok((client, connection)) => {
-            tokio::spawn(connection);
-            Some((client, format!("t_{}", uuid::Uuid::new_v4().simple())))
-        }
-        Err(e) if std::env::var("CI").is_ok_and(|v| v == "true") => {
-            panic!("PostgreSQL unreachable at {URL}: {e}")
-        }
-        Err(e) => {
-            eprintln!("skipping: PostgreSQL unreachable at {URL}: {e}");
-            None
-        }
-    }
-}
-
-async fn drop_schema(client: &tokio_postgres::Client, schema: &str) {
-    let _ = client
-        .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
-        .await;
-}
 
 /// An Alertmanager notification of one alert.
 fn alert(name: &str, status: &str, service: &str) -> Value {

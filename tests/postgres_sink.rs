@@ -6,37 +6,10 @@ mod common;
 
 use std::time::Duration;
 
+use common::postgres::{URL, database, drop_schema};
 use common::{parse, start_with};
 use sluice::testing::CaptureSink;
 use sluice::topology::TopologyOptions;
-use tokio_postgres::NoTls;
-
-const URL: &str = "postgres://postgres@127.0.0.1:5432/test";
-
-/// A client and a fresh schema name, or `None` (skip) when no server is reachable
-/// outside CI.
-async fn database() -> Option<(tokio_postgres::Client, String)> {
-    match tokio_postgres::connect(URL, NoTls).await {
-        Ok((client, connection)) => {
-            tokio::spawn(connection);
-            let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
-            Some((client, schema))
-        }
-        Err(e) if std::env::var("CI").is_ok_and(|v| v == "true") => {
-            panic!("PostgreSQL unreachable at {URL}: {e}")
-        }
-        Err(e) => {
-            eprintln!("skipping: PostgreSQL unreachable at {URL}: {e}");
-            None
-        }
-    }
-}
-
-async fn drop_schema(client: &tokio_postgres::Client, schema: &str) {
-    let _ = client
-        .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
-        .await;
-}
 
 #[tokio::test]
 async fn rows_land_typed_and_redelivery_adds_no_duplicates_and_bad_rows_are_dead_lettered() {

@@ -5,27 +5,14 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use common::postgres::URL;
 use common::{Receiver, parse, start_with};
 use sluice::telemetry::Telemetry;
 use sluice::telemetry::snapshot::{BackfillFill, snapshot};
 use sluice::topology::TopologyOptions;
-use tokio_postgres::NoTls;
-
-const URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 
 async fn seeded(rows: i64, old: i64) -> Option<(tokio_postgres::Client, String)> {
-    let (db, connection) = match tokio_postgres::connect(URL, NoTls).await {
-        Ok(c) => c,
-        Err(e) if std::env::var("CI").is_ok_and(|v| v == "true") => {
-            panic!("PostgreSQL unreachable at {URL}: {e}")
-        }
-        Err(e) => {
-            eprintln!("skipping: PostgreSQL unreachable at {URL}: {e}");
-            return None;
-        }
-    };
-    tokio::spawn(connection);
-    let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
+    let (db, schema) = common::postgres::database().await?;
     db.batch_execute(&format!(
         "CREATE SCHEMA {schema};
          CREATE TABLE {schema}.events (id UUID PRIMARY KEY, event_type TEXT NOT NULL, source TEXT NOT NULL, message TEXT,

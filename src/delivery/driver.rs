@@ -19,9 +19,7 @@ use super::{BatchConfig, RequestConfig};
 use crate::clock::Clock;
 use crate::component::{BoxFuture, ComponentError, SinkContext, delivered};
 use crate::event::{Event, EventBatch};
-use crate::net::{
-    Backoff, FailureHandling, Retryable, classify_status, error_chain, parse_retry_after,
-};
+use crate::net::{Backoff, FailureHandling, Retryable, classify_status, error_chain};
 
 /// One HTTP request, ready to send (and to send again).
 #[derive(Debug, Clone)]
@@ -95,10 +93,7 @@ pub fn default_verdict(status: u16, headers: &HeaderMap, body: &str) -> Verdict 
         Retryable::Success => Verdict::Delivered,
         Retryable::Retry => Verdict::Retry {
             reason: format!("HTTP {status}: {}", first_line(body)),
-            retry_after: headers
-                .get(reqwest::header::RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(parse_retry_after),
+            retry_after: crate::net::retry_after(headers),
         },
         Retryable::Permanent => Verdict::Permanent {
             reason: format!("HTTP {status}: {}", first_line(body)),

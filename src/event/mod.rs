@@ -120,3 +120,25 @@ pub(crate) fn as_f64(v: Option<&Value>) -> Option<f64> {
         _ => None,
     }
 }
+
+/// The event as a line of text: its `message` when that is text (or another scalar),
+/// else the whole event as JSON. No newline is added.
+pub(crate) fn message_or_json(event: &Event, out: &mut Vec<u8>) {
+    match event.get("message") {
+        Some(Value::Bytes(b)) => out.extend_from_slice(b),
+        Some(other) if !matches!(other, Value::Object(_) | Value::Array(_)) => {
+            out.extend_from_slice(other.to_string_lossy().as_bytes());
+        }
+        _ => {
+            if let Err(e) = event.to_json_line(out) {
+                tracing::error!(error = %e, "event could not be serialized");
+            }
+        }
+    }
+}
+
+/// JSON bytes as a value; `Err` holds bytes that are not JSON, as text.
+pub(crate) fn json_or_text(bytes: &[u8]) -> Result<Value, Value> {
+    serde_json::from_slice::<Value>(bytes)
+        .map_err(|_| Value::from(String::from_utf8_lossy(bytes).into_owned()))
+}

@@ -9,7 +9,7 @@ mod retry;
 
 pub use client::{TlsOptions, http_client, install_crypto_provider};
 pub(crate) use oauth2::{OAuth2Config, TokenSource};
-pub(crate) use retry::{Backoff, FailureHandling, Retryable, classify_status, parse_retry_after};
+pub(crate) use retry::{Backoff, FailureHandling, Retryable, classify_status, retry_after};
 
 /// An error with its causes ("error sending request: connection refused"), redacted:
 /// reqwest prints the request's URL, which for a webhook sink is the credential.

@@ -80,6 +80,14 @@ pub(crate) enum Retryable {
 }
 
 /// `Retry-After`: delta-seconds or an HTTP date.
+/// The `Retry-After` of a response's headers, if it has a readable one.
+pub(crate) fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    headers
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_retry_after)
+}
+
 pub(crate) fn parse_retry_after(value: &str) -> Option<Duration> {
     let value = value.trim();
     if let Ok(secs) = value.parse::<u64>() {

@@ -6,7 +6,6 @@
 
 use serde::Deserialize;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
-use vrl::value::Value;
 
 use crate::component::{
     BoxFuture, BuildError, ComponentError, ComponentTask, SinkConfig, SinkContext, delivered,
@@ -77,11 +76,7 @@ pub(crate) async fn write_lines<W: AsyncWrite + Unpin>(
 
 fn encode(encoding: ConsoleEncoding, event: &Event, buf: &mut Vec<u8>) {
     if encoding == ConsoleEncoding::Text {
-        match event.get("message") {
-            Some(Value::Bytes(b)) => buf.extend_from_slice(b),
-            Some(other) => buf.extend_from_slice(other.to_string_lossy().as_bytes()),
-            None => json(event, buf),
-        }
+        crate::event::message_or_json(event, buf);
     } else {
         json(event, buf);
     }

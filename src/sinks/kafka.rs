@@ -376,15 +376,8 @@ async fn reject(event: Event, error: String, dead_letter: &DeadLetter) {
 
 fn encode(encoding: KafkaEncoding, event: &Event, out: &mut Vec<u8>) {
     if encoding == KafkaEncoding::Text {
-        match event.get("message") {
-            Some(Value::Bytes(b)) => return out.extend_from_slice(b),
-            Some(other) if !matches!(other, Value::Object(_) | Value::Array(_)) => {
-                return out.extend_from_slice(other.to_string_lossy().as_bytes());
-            }
-            _ => {}
-        }
-    }
-    if let Err(e) = event.to_json_line(out) {
+        crate::event::message_or_json(event, out);
+    } else if let Err(e) = event.to_json_line(out) {
         tracing::error!(error = %e, "event could not be serialized");
     }
 }

@@ -134,18 +134,8 @@ fn load_checkpoint(path: &std::path::Path) -> Result<Checkpoint, ComponentError>
 
 /// Temp file, fsync, rename: a crash leaves the old or the new checkpoint, never half.
 fn save_checkpoint(path: &std::path::Path, c: &Checkpoint) -> std::io::Result<()> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    // A unique temp name: a task being replaced and its replacement may both write.
-    let tmp = path.with_extension(format!("json.{}.tmp", uuid::Uuid::new_v4().simple()));
-    {
-        use std::io::Write;
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(&serde_json::to_vec(c).map_err(std::io::Error::other)?)?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, path)
+    let bytes = serde_json::to_vec(c).map_err(std::io::Error::other)?;
+    crate::state_file::write_atomically(path, &bytes)
 }
 
 async fn run(

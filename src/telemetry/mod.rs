@@ -14,7 +14,7 @@ pub(crate) mod status_feeds;
 pub(crate) mod tap;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 use indexmap::IndexMap;
 
@@ -351,8 +351,6 @@ impl Telemetry {
     }
 }
 
-/// A poisoned lock only means another thread panicked while holding it; the counters
-/// it protects stay meaningful, so keep serving them.
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
+// A poisoned lock only means another thread panicked while holding it; the counters
+// it protects stay meaningful, so keep serving them.
+use crate::state_file::lock;

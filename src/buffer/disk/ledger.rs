@@ -35,6 +35,9 @@ pub(super) fn read_ledger(dir: &Path) -> u64 {
     }
 }
 
+/// Without fsync, unlike `state_file::write_atomically`: the ledger is rewritten on
+/// every acknowledgement, and a ledger older than the records only replays some of
+/// them again (at least once), it never loses any.
 pub(super) fn write_ledger(dir: &Path, acked_below: u64) -> io::Result<()> {
     let tmp = dir.join("ledger.json.tmp");
     let bytes = serde_json::to_vec(&Ledger { acked_below }).map_err(io::Error::other)?;

@@ -5,7 +5,6 @@
 //! atomically (temp file, fsync, rename, fsync of the directory): a crash leaves the old
 //! or the new checkpoints, never half of them.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -75,25 +74,9 @@ pub(crate) fn save(path: &Path, files: Vec<Record>) -> Result<(), CheckpointErro
         path: path.to_owned(),
         error,
     };
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(io)?;
-    // A unique temp name: a task being replaced by a reload and its replacement may both
-    // write at once.
-    let tmp = path.with_extension(format!("json.{}.tmp", uuid::Uuid::new_v4().simple()));
     let body = serde_json::to_vec(&Checkpoints { version: 1, files })
         .map_err(|e| io(std::io::Error::other(e)))?;
-    let written = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(&body)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        // The rename itself is durable only once the directory is.
-        std::fs::File::open(dir)?.sync_all()
-    })();
-    if written.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    written.map_err(io)
+    crate::state_file::write_atomically(path, &body).map_err(io)
 }
 
 #[cfg(test)]

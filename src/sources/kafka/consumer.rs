@@ -518,9 +518,9 @@ fn decode(
 }
 
 fn json_or_text(bytes: &[u8], invalid: &mut usize) -> Value {
-    serde_json::from_slice::<Value>(bytes).unwrap_or_else(|_| {
+    crate::event::json_or_text(bytes).unwrap_or_else(|text| {
         *invalid += 1;
-        Value::from(String::from_utf8_lossy(bytes).into_owned())
+        text
     })
 }
 

@@ -13,7 +13,7 @@ use reqwest::header::{self, HeaderMap};
 
 use super::parse::{Format, ParseError};
 use crate::event::EventStatus;
-use crate::net::{Backoff, FailureHandling, error_chain, parse_retry_after};
+use crate::net::{Backoff, FailureHandling, error_chain};
 
 /// What to ask for.
 #[derive(Debug, Clone)]
@@ -127,11 +127,7 @@ pub(crate) async fn fetch(client: &reqwest::Client, req: &Request) -> Result<Fet
         return Ok(Fetched::NotModified);
     }
     if !(200..300).contains(&status) {
-        let retry_after = response
-            .headers()
-            .get(header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(parse_retry_after);
+        let retry_after = crate::net::retry_after(response.headers());
         // A short, bounded excerpt: error pages can be large HTML.
         let mut body = Vec::new();
         while body.len() < 512 {

@@ -111,18 +111,8 @@ pub(crate) fn load(path: &Path) -> Result<SourceState, StateError> {
 /// Temp file, fsync, rename: a crash leaves the old or the new state, never half.
 pub(crate) fn save(path: &Path, state: &SourceState) -> Result<(), StateError> {
     let write = || -> std::io::Result<()> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        // Unique: a task being replaced by a reload and its replacement may both write.
-        let tmp = path.with_extension(format!("json.{}.tmp", uuid::Uuid::new_v4().simple()));
-        {
-            use std::io::Write;
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(&serde_json::to_vec_pretty(state).map_err(std::io::Error::other)?)?;
-            f.sync_all()?;
-        }
-        std::fs::rename(&tmp, path)
+        let bytes = serde_json::to_vec_pretty(state).map_err(std::io::Error::other)?;
+        crate::state_file::write_atomically(path, &bytes)
     };
     write().map_err(|source| StateError::Write {
         path: path.display().to_string(),

@@ -243,14 +243,11 @@ impl SilenceStore {
     }
 }
 
+/// `value` as JSON, through [`crate::state_file::write_atomically`].
 pub(crate) fn write_atomically(path: &Path, value: &impl Serialize) -> Result<(), String> {
     let bytes = serde_json::to_vec(value).map_err(|e| e.to_string())?;
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    }
-    let tmp = path.with_extension("json.tmp");
-    std::fs::write(&tmp, bytes).map_err(|e| format!("{}: {e}", tmp.display()))?;
-    std::fs::rename(&tmp, path).map_err(|e| format!("{}: {e}", path.display()))
+    crate::state_file::write_atomically(path, &bytes)
+        .map_err(|e| format!("{}: {e}", path.display()))
 }
 
 static GLOBAL: LazyLock<Arc<SilenceStore>> = LazyLock::new(Default::default);

@@ -18,7 +18,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
@@ -36,31 +36,17 @@ pub(crate) type SharedRule = Arc<Mutex<RuleState>>;
 /// Every rule state of one component, by rule key.
 pub(crate) type Component = Arc<Mutex<HashMap<String, SharedRule>>>;
 
-static LIVE: LazyLock<Mutex<HashMap<PathBuf, Component>>> = LazyLock::new(Default::default);
-
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic while holding a rule lock leaves consistent-enough data (windows and
-    // phases are updated field by field); keep going rather than poisoning the pipeline.
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
+pub(crate) use crate::state_file::lock;
 
 pub(crate) fn path_for(data_dir: &Path, id: &str) -> PathBuf {
-    data_dir.join("alert_rule").join(format!("{id}.json"))
+    crate::state_file::path_for(data_dir, "alert_rule", id)
 }
 
 /// The states for `keys`: shared with a live instance of the same component, else read
 /// from `path`, else empty. States of other rules stay until [`prune`]: the build may
 /// be part of a reload that fails, and then the running instance still needs them.
 pub(crate) fn take_over(path: &Path, keys: &[String]) -> (Component, Vec<SharedRule>) {
-    let mut live = lock(&LIVE);
-    let component = match live.get(path) {
-        Some(c) => Arc::clone(c),
-        None => {
-            let c: Component = Arc::new(Mutex::new(read(path)));
-            live.insert(path.to_owned(), Arc::clone(&c));
-            c
-        }
-    };
+    let component: Component = crate::state_file::take_over(path, read);
     let mut rules = lock(&component);
     let states: Vec<SharedRule> = keys
         .iter()
@@ -113,11 +99,5 @@ pub(crate) fn write(path: &Path, component: &Component) -> Result<(), String> {
 /// Called when an instance goes away: the registry forgets `component` if no other
 /// instance holds it.
 pub(crate) fn release(path: &Path, component: &Component) {
-    let mut live = lock(&LIVE);
-    if let Some(c) = live.get(path)
-        && Arc::ptr_eq(c, component)
-        && Arc::strong_count(component) <= 2
-    {
-        live.remove(path);
-    }
+    crate::state_file::release(path, component);
 }

@@ -63,6 +63,24 @@ impl IncidentTransform {
         }
     }
 
+    /// Announces the group of `key`'s incident now, its own change carried by the
+    /// alert in batch slot `slot`.
+    pub(super) fn flush_carried(
+        &self,
+        state: &mut IncidentState,
+        key: String,
+        slot: usize,
+        now: i64,
+        notices: &mut Vec<Notice>,
+    ) {
+        let group = state
+            .incidents
+            .get(&key)
+            .map(|i| i.group.clone())
+            .unwrap_or_default();
+        self.flush_group(state, &group, now, Some((key, slot)), notices);
+    }
+
     /// Sends the notices. Each carries the acknowledgement of the alert that caused it
     /// (the sender waits for the page); when a notice is not delivered, its change is
     /// announced again at the next timer pass ([`IncidentTransform::redo`]).

@@ -451,14 +451,7 @@ impl Transform for IncidentTransform {
             state.intake.add(now, 1);
             let slot = slots.len();
             match self.take_in(&mut state, &mut event, key, status, now) {
-                Some(key) => {
-                    let group = state
-                        .incidents
-                        .get(&key)
-                        .map(|i| i.group.clone())
-                        .unwrap_or_default();
-                    self.flush_group(&mut state, &group, now, Some((key, slot)), &mut notices);
-                }
+                Some(key) => self.flush_carried(&mut state, key, slot, now, &mut notices),
                 None => self.metrics.add_discarded(1),
             }
             slots.push(event);

@@ -195,12 +195,7 @@ impl IncidentTransform {
                 writes.alert(&i.id, now, detail);
             }
             if let Some(key) = due {
-                let group = state
-                    .incidents
-                    .get(&key)
-                    .map(|i| i.group.clone())
-                    .unwrap_or_default();
-                self.flush_group(&mut state, &group, now, Some((key, slot)), &mut notices);
+                self.flush_carried(&mut state, key, slot, now, &mut notices);
             }
             slots.push(event);
         }

@@ -553,5 +553,10 @@ impl Drop for Subscription {
         let shared = Arc::clone(&self.timers);
         let mut t = timers::lock(&shared);
         self.persist(&mut t);
+        drop(t);
+        drop(shared);
+        if let Some(path) = &self.snapshot {
+            crate::state_file::release(path, &self.timers);
+        }
     }
 }

@@ -13,10 +13,9 @@
 //! Snapshots are written whole to a temporary file and renamed over the old one, so a
 //! crash leaves either the previous snapshot or the new one.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, LazyLock, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
 use indexmap::IndexMap;
@@ -45,9 +44,6 @@ pub(crate) struct Timers {
 
 pub(crate) type SharedTimers = Arc<Mutex<Timers>>;
 
-static REGISTRY: LazyLock<Mutex<HashMap<PathBuf, Weak<Mutex<Timers>>>>> =
-    LazyLock::new(Default::default);
-
 static GENERATION: AtomicU64 = AtomicU64::new(1);
 
 /// A fresh instance generation.
@@ -55,33 +51,21 @@ pub(crate) fn next_generation() -> u64 {
     GENERATION.fetch_add(1, Ordering::Relaxed)
 }
 
-pub(crate) fn lock(t: &Mutex<Timers>) -> MutexGuard<'_, Timers> {
-    t.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
+pub(crate) use crate::state_file::lock;
 
 /// The timers for `snapshot`: those of a live instance, else the snapshot's contents
 /// (empty when there is none; a snapshot that cannot be read is reported and set aside
 /// so it is not overwritten blindly).
 pub(crate) fn shared(snapshot: &Path) -> SharedTimers {
-    let mut registry = REGISTRY
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    registry.retain(|_, w| w.strong_count() > 0);
-    if let Some(live) = registry.get(snapshot).and_then(Weak::upgrade) {
-        return live;
-    }
-    let timers = match read(snapshot) {
+    crate::state_file::take_over(snapshot, |path| match read(path) {
         Ok(t) => t,
         Err(e) => {
-            tracing::error!(file = %snapshot.display(), error = %e, "cannot read the auto-resolve snapshot; starting without its timers");
-            let aside = snapshot.with_extension("json.unreadable");
-            let _ = std::fs::rename(snapshot, aside);
+            tracing::error!(file = %path.display(), error = %e, "cannot read the auto-resolve snapshot; starting without its timers");
+            let aside = path.with_extension("json.unreadable");
+            let _ = std::fs::rename(path, aside);
             Timers::default()
         }
-    };
-    let shared = Arc::new(Mutex::new(timers));
-    registry.insert(snapshot.to_path_buf(), Arc::downgrade(&shared));
-    shared
+    })
 }
 
 #[derive(Serialize, Deserialize)]
@@ -137,12 +121,7 @@ pub(crate) fn persist(timers: &mut Timers, path: &Path) -> std::io::Result<()> {
             .collect(),
     };
     let bytes = serde_json::to_vec(&snapshot).map_err(std::io::Error::other)?;
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let tmp = path.with_extension("json.tmp");
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, path)?;
+    crate::state_file::write_atomically(path, &bytes)?;
     timers.dirty = false;
     Ok(())
 }
