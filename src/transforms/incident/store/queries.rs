@@ -108,11 +108,7 @@ pub(super) async fn lock_keys(
         )
         .await
         .map_err(db)?;
-    let open = open_count(tx, t).await?;
-    Ok(Loaded {
-        incidents: read_rows(tx, t, component, rows).await?,
-        open,
-    })
+    loaded(tx, t, component, rows).await
 }
 
 /// Claims the live incidents whose timer is due at `now` that no one else holds.
@@ -133,6 +129,16 @@ pub(super) async fn claim_due(
         )
         .await
         .map_err(db)?;
+    loaded(tx, t, component, rows).await
+}
+
+/// The incidents of `rows`, and how many are open in the store.
+async fn loaded(
+    tx: &Transaction<'_>,
+    t: &Tables,
+    component: &str,
+    rows: Vec<tokio_postgres::Row>,
+) -> Result<Loaded, StoreError> {
     let open = open_count(tx, t).await?;
     Ok(Loaded {
         incidents: read_rows(tx, t, component, rows).await?,
