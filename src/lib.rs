@@ -57,10 +57,12 @@ pub mod config;
 pub mod settings;
 pub mod topology;
 
-// Services around the engine, and the tools.
+// Services around the engine.
 pub mod api;
-pub(crate) mod app;
-pub mod cli;
 pub mod fuzzing;
 pub(crate) mod reload;
 pub mod testing;
+
+// The tools: the process and the command line.
+pub(crate) mod app;
+pub mod cli;

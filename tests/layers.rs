@@ -334,6 +334,65 @@ fn lines(set: &BTreeSet<String>) -> String {
         .join("\n")
 }
 
+/// The layer order is written in three places; the two prose ones follow this test's:
+/// `docs/architecture.md`'s diagram (top layer first) and `src/lib.rs`'s module list
+/// (bottom first).
+#[test]
+fn the_documented_layer_orders_match() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let doc = std::fs::read_to_string(root.join("docs/architecture.md")).expect("doc");
+    let diagram: Vec<&str> = doc
+        .split("```")
+        .nth(1)
+        .expect("the layer diagram")
+        .lines()
+        .collect();
+    let lib = std::fs::read_to_string(root.join("src/lib.rs")).expect("lib.rs");
+    let declared: Vec<String> = lib
+        .lines()
+        .filter_map(|l| {
+            l.trim()
+                .rsplit_once("mod ")
+                .map(|(_, m)| m.trim_end_matches(';').to_owned())
+        })
+        .collect();
+    let mut last_doc_line = usize::MAX;
+    let mut below = 0;
+    for (layer, modules) in LAYERS {
+        let mut lines = Vec::new();
+        let mut highest = below;
+        for m in *modules {
+            let line = diagram
+                .iter()
+                .position(|l| {
+                    l.split_whitespace()
+                        .any(|w| w == format!("{m}.rs") || w.starts_with(&format!("{m}/")))
+                })
+                .unwrap_or_else(|| panic!("`{m}` ({layer}) is not in the diagram"));
+            lines.push(line);
+            let index = declared
+                .iter()
+                .position(|d| d == m)
+                .unwrap_or_else(|| panic!("`{m}` is not declared in lib.rs"));
+            assert!(
+                index >= below,
+                "lib.rs declares `{m}` ({layer}) before a module of a lower layer"
+            );
+            highest = highest.max(index);
+        }
+        below = highest;
+        let (low, high) = (
+            *lines.iter().min().expect("modules"),
+            *lines.iter().max().expect("modules"),
+        );
+        assert!(
+            high <= last_doc_line,
+            "the diagram puts {layer} below a lower layer"
+        );
+        last_doc_line = low;
+    }
+}
+
 /// A file over 600 lines does several jobs: split it (issue #27).
 #[test]
 fn no_source_file_is_over_600_lines() {

@@ -239,7 +239,6 @@ pub(crate) fn options_schema<T: schemars::JsonSchema>(
 /// Schema of each type's options (`sluice schema`, `sluice list`, the reference pages).
 /// One line per type; a config type without `#[derive(schemars::JsonSchema)]` fails to
 /// compile at `options_schema` ("the trait `JsonSchema` is not implemented for …").
-#[macro_export]
 macro_rules! component_registry {
     ($config:path; $($name:literal => $ty:ty),* $(,)?) => {
         /// Type names accepted in this section.
@@ -266,3 +265,4 @@ macro_rules! component_registry {
         }
     };
 }
+pub(crate) use component_registry;

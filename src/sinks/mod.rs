@@ -10,7 +10,7 @@ pub(crate) mod pagerduty;
 pub(crate) mod postgres;
 pub(crate) mod slack;
 
-crate::component_registry! { crate::component::SinkConfig;
+crate::component::component_registry! { crate::component::SinkConfig;
     "blackhole" => blackhole::BlackholeConfig,
     "cloudevents" => cloudevents::CloudEventsConfig,
     "console" => console::ConsoleConfig,

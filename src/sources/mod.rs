@@ -9,7 +9,7 @@ pub(crate) mod stdin;
 pub(crate) mod util;
 pub mod webhook;
 
-crate::component_registry! { crate::component::SourceConfig;
+crate::component::component_registry! { crate::component::SourceConfig;
     "file" => file::FileSourceConfig,
     "generator" => generator::GeneratorConfig,
     "kafka" => kafka::KafkaSourceConfig,

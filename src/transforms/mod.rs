@@ -14,7 +14,7 @@ pub(crate) mod sample;
 pub mod subscription;
 pub(crate) mod throttle;
 
-crate::component_registry! { crate::component::TransformConfig;
+crate::component::component_registry! { crate::component::TransformConfig;
     "aggregate" => aggregate::AggregateConfig,
     "alert_rule" => alert_rule::AlertRuleConfig,
     "dedupe" => dedupe::DedupeConfig,
