@@ -30,6 +30,7 @@ use std::sync::Arc;
 
 use crate::transforms::incident::IncidentState;
 use crate::transforms::incident::manual::{self, ChangeError, IncidentChange, NewIncident};
+use crate::transforms::incident::registry;
 use crate::transforms::incident::state::{Incident, Phase};
 use crate::transforms::incident::store::{self, StoreApi};
 
@@ -84,7 +85,7 @@ pub(super) async fn list(Query(q): Query<HashMap<String, String>>) -> Response {
     };
     let severity = q.get("severity").map(|s| s.to_ascii_lowercase());
     let service = q.get("service");
-    let components = manual::components();
+    let components = registry::components();
     // Filter and sort on plain fields first; only the page is described.
     let mut found: Vec<(i64, String, Found)> = Vec::new();
     let mut total = 0usize;
@@ -103,7 +104,7 @@ pub(super) async fn list(Query(q): Query<HashMap<String, String>>) -> Response {
     total += found.len();
     let wanted = offset.saturating_add(limit);
     let mut unreachable = Vec::new();
-    for (component, store) in manual::stores() {
+    for (component, store) in registry::stores() {
         let filter = store::Filter {
             status: status.map(|s| store_status(s).to_owned()),
             severity: severity.clone(),
@@ -188,7 +189,7 @@ fn store_failure(component: &str, e: &store::StoreError) -> Json {
 /// answer is skipped; when no other holds the incident, its error is the answer.
 async fn find_stored(id: &str) -> Result<Option<(String, Arc<StoreApi>, store::Listed)>, Response> {
     let mut failed = None;
-    for (component, store) in manual::stores() {
+    for (component, store) in registry::stores() {
         match store.find(id).await {
             Ok(Some(found)) => return Ok(Some((component, store, found))),
             Ok(None) => {}
@@ -206,7 +207,7 @@ fn with_incident<T>(
     id: &str,
     f: impl FnOnce(&str, &mut crate::transforms::incident::IncidentState, String) -> T,
 ) -> Option<T> {
-    for (component, state) in manual::components() {
+    for (component, state) in registry::components() {
         let mut state = lock(&state);
         if let Some(key) = state.key_of(id) {
             return Some(f(&component, &mut state, key));
@@ -292,7 +293,7 @@ pub(super) async fn timeline(
     }
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     let mut failed = None;
-    for (_, store) in manual::stores() {
+    for (_, store) in registry::stores() {
         match store.timeline(&id, limit).await {
             Ok(Some(entries)) => {
                 return (
@@ -319,11 +320,11 @@ pub(super) async fn create(body: axum::body::Bytes) -> Response {
         Ok(spec) => spec,
         Err(e) => return refused(StatusCode::BAD_REQUEST, "create", None, e),
     };
-    let components: Vec<(String, Target)> = manual::components()
+    let components: Vec<(String, Target)> = registry::components()
         .into_iter()
         .map(|(id, s)| (id, Target::Local(s)))
         .chain(
-            manual::stores()
+            registry::stores()
                 .into_iter()
                 .map(|(id, s)| (id, Target::Store(s))),
         )
@@ -428,7 +429,7 @@ pub(super) async fn update(Path(id): Path<String>, body: axum::body::Bytes) -> R
 pub(super) async fn stats() -> Response {
     let now = chrono::Utc::now().timestamp_millis();
     let mut each: Vec<(String, Stats)> = Vec::new();
-    for (component, state) in manual::components() {
+    for (component, state) in registry::components() {
         let state = lock(&state);
         let mut st = Stats {
             total: state.intake.total(),
@@ -442,7 +443,7 @@ pub(super) async fn stats() -> Response {
         each.push((component, st));
     }
     let mut unreachable = Vec::new();
-    for (component, store) in manual::stores() {
+    for (component, store) in registry::stores() {
         let got = match store.stats().await {
             Ok(got) => got,
             Err(e) => {

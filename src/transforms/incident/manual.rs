@@ -1,11 +1,7 @@
-//! Incidents by hand: the registry the API finds live incident components in, and the
-//! changes it may make (create, acknowledge, resolve, severity, assignee, root cause,
-//! notes). A change by hand is marked pending with its group due at once, so the
+//! Incidents by hand: how the API shows them, and the changes it may make (create,
+//! acknowledge, resolve, severity, assignee, root cause, notes). A change by hand is marked pending with its group due at once, so the
 //! component's next timer pass (within a second) sends it downstream like any other:
 //! an acknowledgement or a resolve reaches PagerDuty and Slack.
-
-use std::collections::HashMap;
-use std::sync::{Arc, LazyLock, Mutex};
 
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
@@ -14,90 +10,7 @@ use vrl::value::{ObjectMap, Value};
 
 use super::IncidentState;
 use super::state::{Incident, Phase, severity_rank};
-use super::store::StoreApi;
 use crate::alert::{SEVERITIES, field};
-use crate::state_file::lock;
-
-type Shared = Arc<Mutex<IncidentState>>;
-
-/// Live components: id → (state, instances holding it).
-static LIVE: LazyLock<Mutex<HashMap<String, (Shared, usize)>>> = LazyLock::new(Default::default);
-
-/// An instance of component `id` holds `state` (during a reload, two may).
-pub(crate) fn register(id: &str, state: &Shared) {
-    let mut live = lock(&LIVE);
-    match live.get_mut(id) {
-        Some((s, n)) if Arc::ptr_eq(s, state) => *n += 1,
-        _ => {
-            live.insert(id.to_owned(), (Arc::clone(state), 1));
-        }
-    }
-}
-
-/// The instance holding `state` went away.
-pub(crate) fn unregister(id: &str, state: &Shared) {
-    let mut live = lock(&LIVE);
-    if let Some((s, n)) = live.get_mut(id)
-        && Arc::ptr_eq(s, state)
-    {
-        *n -= 1;
-        if *n == 0 {
-            live.remove(id);
-        }
-    }
-}
-
-/// Live components keeping their incidents in the shared store: id → (store, instances).
-static STORES: LazyLock<Mutex<HashMap<String, Held<Arc<StoreApi>>>>> =
-    LazyLock::new(Default::default);
-
-/// What a live component holds, and how many instances of it hold it.
-type Held<T> = (T, usize);
-
-/// An instance of component `id` keeps its incidents in `store`.
-pub(crate) fn register_store(id: &str, store: &Arc<StoreApi>) {
-    let mut live = lock(&STORES);
-    match live.get_mut(id) {
-        Some((s, n)) => {
-            *s = Arc::clone(store);
-            *n += 1;
-        }
-        None => {
-            live.insert(id.to_owned(), (Arc::clone(store), 1));
-        }
-    }
-}
-
-/// An instance of component `id` with a store went away.
-pub(crate) fn unregister_store(id: &str) {
-    let mut live = lock(&STORES);
-    if let Some((_, n)) = live.get_mut(id) {
-        *n -= 1;
-        if *n == 0 {
-            live.remove(id);
-        }
-    }
-}
-
-/// Every live incident component with a shared store, by id.
-pub(crate) fn stores() -> Vec<(String, Arc<StoreApi>)> {
-    let mut all: Vec<(String, Arc<StoreApi>)> = lock(&STORES)
-        .iter()
-        .map(|(id, (s, _))| (id.clone(), Arc::clone(s)))
-        .collect();
-    all.sort_by(|a, b| a.0.cmp(&b.0));
-    all
-}
-
-/// Every live incident component, by id.
-pub(crate) fn components() -> Vec<(String, Shared)> {
-    let mut all: Vec<(String, Shared)> = lock(&LIVE)
-        .iter()
-        .map(|(id, (s, _))| (id.clone(), Arc::clone(s)))
-        .collect();
-    all.sort_by(|a, b| a.0.cmp(&b.0));
-    all
-}
 
 fn time(ms: i64) -> Json {
     DateTime::<Utc>::from_timestamp_millis(ms).map_or(Json::Null, |t| json!(t.to_rfc3339()))

@@ -34,6 +34,7 @@ mod local;
 pub(crate) mod manual;
 pub(crate) mod output;
 pub(crate) mod phase;
+pub(crate) mod registry;
 mod shared;
 pub(crate) mod state;
 pub(crate) mod store;
@@ -206,11 +207,11 @@ impl TransformConfig for IncidentConfig {
         let now = cx.clock.wall().timestamp_millis();
         lock(&state).max_incidents = self.max_incidents;
         if let Some(store) = &store {
-            manual::register_store(&cx.id, &store.api());
+            registry::STORES.add(&cx.id, &store.api());
         } else if persist.is_some() {
             // Only a running pipeline's instances: `validate` and `sluice test` build
             // without a data dir, and must not take the API's place.
-            manual::register(&cx.id, &state);
+            registry::LOCAL.add(&cx.id, &state);
         }
         Ok(Box::new(IncidentTransform {
             id: Arc::clone(&cx.id),
@@ -481,15 +482,15 @@ impl Transform for IncidentTransform {
 
 impl Drop for IncidentTransform {
     fn drop(&mut self) {
-        if self.store.is_some() {
-            manual::unregister_store(&self.id);
+        if let Some(store) = &self.store {
+            registry::STORES.remove(&self.id, &store.api());
         }
         // Never taken in: their senders deliver them again.
         for event in self.held.drain(..) {
             event.settle(EventStatus::Errored);
         }
         if self.persist.is_some() {
-            manual::unregister(&self.id, &self.state);
+            registry::LOCAL.remove(&self.id, &self.state);
         }
         self.save(true);
         if let Some(path) = &self.persist {
