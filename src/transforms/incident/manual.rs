@@ -1,7 +1,8 @@
 //! Incidents by hand: how the API shows them, and the changes it may make (create,
-//! acknowledge, resolve, severity, assignee, root cause, notes). A change by hand is marked pending with its group due at once, so the
-//! component's next timer pass (within a second) sends it downstream like any other:
-//! an acknowledgement or a resolve reaches PagerDuty and Slack.
+//! acknowledge, resolve, severity, assignee, root cause, notes). A change by hand is
+//! marked pending with its group due at once, so the component's next timer pass
+//! (within a second) sends it downstream like any other: an acknowledgement or a
+//! resolve reaches PagerDuty and Slack.
 
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
