@@ -182,6 +182,13 @@ impl Rig {
         delivered(out.default)
     }
 
+    /// A timer pass whose notifications the sinks lose (dropped, never settled).
+    fn tick_lost(&mut self) -> usize {
+        let mut out = TransformOutputs::new(1);
+        self.transform.as_mut().expect("built").flush(&mut out);
+        out.default.len()
+    }
+
     fn metrics(&self) -> String {
         self.telemetry.render_prometheus()
     }
@@ -772,4 +779,55 @@ fn two_aggregators_fire_a_shared_incidents_timer_once() {
     assert!(from_a.is_empty(), "and no one else");
     assert_eq!(s(&from_b[0], "incident_id"), s(&opened[0], "incident_id"));
     assert_eq!(i(&from_b[0], "count"), 2);
+}
+
+/// Firing, resolved and firing again in one batch (as held alerts retried together
+/// arrive): two incidents, both kept, the first closed.
+#[test]
+fn a_fire_resolve_fire_batch_is_two_incidents() {
+    fire_resolve_fire(Rig::new);
+}
+
+#[test]
+fn a_fire_resolve_fire_batch_is_two_incidents_with_the_store() {
+    if postgres_up() {
+        fire_resolve_fire(Rig::stored);
+    }
+}
+
+fn fire_resolve_fire(new: fn(&str) -> Rig) {
+    let mut rig = new("{}");
+    let out = rig.send(vec![firing("fp"), resolved("fp"), firing("fp")]);
+    assert_eq!(actions(&out), ["opened", "resolved", "opened"]);
+    assert_eq!(s(&out[0], "incident_id"), s(&out[1], "incident_id"));
+    assert_ne!(s(&out[1], "incident_id"), s(&out[2], "incident_id"));
+    let closed = rig.to(1).send(vec![resolved("fp")]);
+    assert_eq!(actions(&closed), ["resolved"]);
+    assert_eq!(s(&closed[0], "incident_id"), s(&out[2], "incident_id"));
+}
+
+/// A notification the sinks did not deliver is announced again, 1, 2, 4, 8 and 16 s
+/// after each failure is seen, and then no more (a sink failing for good must not page the
+/// healthy ones forever); a delivered one is not repeated.
+#[test]
+fn an_undelivered_notice_is_announced_again_five_times_at_most() {
+    let mut rig = Rig::new("{}");
+    let (lost, _) = rig.send_all(vec![firing("fp")]);
+    assert_eq!(lost.len(), 1);
+    drop(lost);
+    let mut again = Vec::new();
+    for t in 1..=60 {
+        rig.to(t);
+        if rig.tick_lost() > 0 {
+            again.push(t);
+        }
+    }
+    // Each failure is seen at the next pass, which schedules the next try 1, 2, 4, 8
+    // and 16 s later.
+    assert_eq!(again, [2, 5, 10, 19, 36], "backing off, then giving up");
+    assert_eq!(metric(&rig.metrics(), "redelivery"), 5.0);
+
+    let mut rig = Rig::new("{}");
+    assert_eq!(rig.send(vec![firing("fp")]).len(), 1);
+    assert!(rig.to(5).tick().is_empty(), "delivered: not repeated");
 }

@@ -602,3 +602,44 @@ async fn an_alert_with_nul_characters_is_stored_and_paged() {
     assert_eq!(topo.stop(Duration::from_secs(5)).await, Drained::Complete);
     drop_schema(&db, &schema).await;
 }
+
+/// Stopping while alerts wait for an unreachable store: they go back to their senders
+/// at once (503), instead of a 202 at the sender's timeout for alerts then dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_hands_waiting_alerts_back() {
+    let Some((db, schema)) = database().await else {
+        return;
+    };
+    let proxy = Proxy::start().await;
+    proxy.set_up(false);
+    let (pd_port, hook) = (free_port(), free_port());
+    let pd = PagerDuty::default();
+    pd.start(pd_port).await;
+    let yaml = pipeline("incidents_stop", hook, &schema, pd_port, "")
+        .replace("127.0.0.1:5432", &format!("127.0.0.1:{}", proxy.port));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let options = TopologyOptions {
+        data_dir: dir.path().to_path_buf(),
+        ..TopologyOptions::default()
+    };
+    let (topo, telemetry) = start_with(parse(&yaml), options).await;
+    wait_for_port(hook).await;
+    let client = reqwest::Client::new();
+    let waiting = {
+        let client = client.clone();
+        tokio::spawn(async move { post(&client, hook, &alert("s1", "firing", "db")).await })
+    };
+    common::eventually("the alert waits for the store", || {
+        telemetry.components().iter().any(|c| {
+            c.id == "incidents_stop"
+                && matches!(c.state(), sluice::telemetry::ComponentState::Degraded(_))
+        })
+    })
+    .await;
+    let started = std::time::Instant::now();
+    topo.stop(Duration::from_secs(10)).await;
+    assert_eq!(waiting.await.expect("task"), 503, "handed back");
+    assert!(started.elapsed() < Duration::from_secs(5), "at once");
+    assert!(pd.events().is_empty());
+    drop_schema(&db, &schema).await;
+}

@@ -141,6 +141,12 @@ pub trait Transform: Send + 'static {
     /// Emits what the transform holds. Also called before it stops for good or is
     /// replaced by a reload, so nothing it holds is lost.
     fn flush(&mut self, _out: &mut TransformOutputs) {}
+    /// Shutdown began: sources are waiting for the acknowledgements of what the
+    /// transform holds. Default: [`Transform::flush`]. A transform holding events it
+    /// cannot emit yet settles them now, so their senders learn it at once.
+    fn stopping(&mut self, out: &mut TransformOutputs) {
+        self.flush(out);
+    }
 }
 
 /// What a transform is given when built.

@@ -106,7 +106,7 @@ pub(super) async fn run_transform(
             () = tick => transform.flush(&mut out),
             () = shutdown.cancelled(), if !shutdown_flushed => {
                 shutdown_flushed = true;
-                transform.flush(&mut out);
+                transform.stopping(&mut out);
             }
         }
         send_outputs(&mut out, &default, &named).await;

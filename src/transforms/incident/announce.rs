@@ -125,13 +125,21 @@ impl IncidentTransform {
             if !same || i.pending.is_some() {
                 continue;
             }
+            // One sink failing for good (and no dead letter) must not page the others
+            // forever: a few more tries, further and further apart.
+            if i.redeliveries >= MAX_REDELIVERIES {
+                tracing::error!(component_id = %self.id, incident = %i.id, action = f.action.as_str(), "a notification was still not delivered after {MAX_REDELIVERIES} more tries; giving up on it (wire the sink's dead_letter output to keep such notifications)");
+                continue;
+            }
+            i.redeliveries += 1;
+            let at = now.saturating_add(1000 << (i.redeliveries - 1));
             i.pending = Some(f.action);
-            i.notify_at = None;
+            i.notify_at = Some(at);
             self.counters.alert("redelivery");
             state.changed.insert(f.key.clone());
             state.pending.insert(f.key.clone());
             let clock = state.groups.entry(i.group.clone()).or_default();
-            clock.next_flush = Some(clock.next_flush.map_or(now, |at| at.min(now)));
+            clock.next_flush = Some(clock.next_flush.map_or(at, |n| n.min(at)));
             marked.push(f.key);
         }
         marked
@@ -154,6 +162,10 @@ pub(super) struct Undelivered {
     pub(super) id: String,
     pub(super) action: Action,
 }
+
+/// Announcements of one change again after the sinks did not deliver it, at most
+/// (1 s, 2 s, 4 s, 8 s and 16 s after each failure).
+const MAX_REDELIVERIES: u32 = 5;
 
 /// Undelivered notices remembered at most (beyond, the change is not announced again).
 pub(super) const MAX_UNDELIVERED: usize = 10_000;

@@ -91,6 +91,10 @@ pub struct IncidentState {
     /// Set when a search for an evictable incident found none; cleared by a resolve.
     #[serde(skip)]
     nothing_to_evict: bool,
+    /// Incidents a new one of their key replaced since the last write (the shared
+    /// store writes them, closed, with the new one).
+    #[serde(skip)]
+    replaced: Vec<(String, Incident)>,
     /// `max_incidents` of the component (incidents opened by hand count too).
     #[serde(skip)]
     pub(crate) max_incidents: usize,
@@ -331,7 +335,11 @@ impl IncidentTransform {
                 if incident.is_over(now, &self.timing) {
                     let group = self.group_of(&latest);
                     let vendor = text_field(&latest, field::SOURCE);
-                    *incident = Incident::open(new_id(), group, now, severity, vendor, latest);
+                    let new = Incident::open(new_id(), group, now, severity, vendor, latest);
+                    let old = std::mem::replace(incident, new);
+                    if self.store.is_some() {
+                        state.replaced.push((key.clone(), old));
+                    }
                     Sighting::Opened
                 } else {
                     let vendor = top(&latest, field::SOURCE)
@@ -469,6 +477,24 @@ impl Transform for IncidentTransform {
 
     fn flush_interval(&self) -> Option<Duration> {
         Some(TICK)
+    }
+
+    fn stopping(&mut self, out: &mut TransformOutputs) {
+        self.flush(out);
+        if !self.held.is_empty() {
+            // One more try, then back to their senders (a webhook answers 503 now,
+            // rather than 202 at its timeout for alerts that would then be dropped).
+            let now = self.clock.wall().timestamp_millis();
+            let held = std::mem::take(&mut self.held);
+            self.try_store(held, now, out);
+            let left = std::mem::take(&mut self.held);
+            if !left.is_empty() {
+                tracing::warn!(component_id = %self.id, alerts = left.len(), "stopping with alerts the incident store did not take; they go back to their senders");
+                for event in left {
+                    event.settle(EventStatus::Errored);
+                }
+            }
+        }
     }
 
     fn flush(&mut self, out: &mut TransformOutputs) {

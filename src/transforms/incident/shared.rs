@@ -52,6 +52,15 @@ impl IncidentTransform {
         now: i64,
         close_done: bool,
     ) {
+        // Replaced within this transaction: written closed, before the new one of
+        // their key (the timeline rows of both refer to them).
+        for (key, old) in std::mem::take(&mut state.replaced) {
+            let recorded_before = match before.get(&key) {
+                Some((id, recorded)) if *id == old.id => *recorded,
+                _ => 0,
+            };
+            writes.incident(&key, &old, recorded_before, true, &self.timing);
+        }
         for (key, i) in state.incidents.iter_mut() {
             if i.pending.is_some() && i.notify_at.is_none() {
                 i.notify_at = state
@@ -62,11 +71,8 @@ impl IncidentTransform {
             }
             let recorded_before = match before.get(key) {
                 Some((id, recorded)) if *id == i.id => *recorded,
-                Some((id, _)) => {
-                    writes.close(id);
-                    0
-                }
-                None => 0,
+                // Written closed above.
+                Some(_) | None => 0,
             };
             let done = close_done && i.is_done(now, &self.timing);
             writes.incident(key, i, recorded_before, done, &self.timing);
@@ -111,12 +117,13 @@ impl IncidentTransform {
             self.try_store(batch, now, out);
             return;
         }
-        // Alerts wait behind the held ones, in order, as long as there is room.
-        let room = MAX_HELD.saturating_sub(self.held.len());
-        let mut batch = batch;
-        let over = batch.split_off(room.min(batch.len()));
-        self.held.extend(batch);
-        self.refuse(over);
+        // Alerts wait behind the held ones, in order, as long as there is room; a batch
+        // (a webhook request) that does not fit goes back whole, so its sender is told.
+        if self.held.len() + batch.len() > MAX_HELD {
+            self.refuse(batch);
+        } else {
+            self.held.extend(batch);
+        }
         if now >= self.held_until {
             let held = std::mem::take(&mut self.held);
             self.try_store(held, now, out);
@@ -131,20 +138,28 @@ impl IncidentTransform {
         }
     }
 
-    /// Keeps `events` (their values as they came) for another try after a backoff.
+    /// Keeps `events` (their values as they came) for another try after a backoff, when
+    /// the store could not be reached. What the store refused (a constraint, a bad
+    /// value) would be refused again: those go back to their senders at once, so they
+    /// never hold up the alerts behind them.
     fn hold(&mut self, events: EventBatch, now: i64, e: &StoreError) {
+        if matches!(e, StoreError::Database(_)) {
+            tracing::error!(component_id = %self.id, error = %e, alerts = events.len(), "the incident store refused a batch; its alerts go back to their senders");
+            self.refuse(events);
+            return;
+        }
         self.store_failed("take alerts in", e);
         self.held_backoff = (self.held_backoff * 2).clamp(1_000, 30_000);
         self.held_until = now + self.held_backoff;
-        let room = MAX_HELD.saturating_sub(self.held.len());
-        let mut events = events;
-        let over = events.split_off(room.min(events.len()));
-        self.held.extend(events);
-        self.refuse(over);
+        if self.held.len() + events.len() > MAX_HELD {
+            self.refuse(events);
+        } else {
+            self.held.extend(events);
+        }
     }
 
     /// One transaction over `batch`; what the store does not take is held.
-    fn try_store(&mut self, batch: EventBatch, now: i64, out: &mut TransformOutputs) {
+    pub(super) fn try_store(&mut self, batch: EventBatch, now: i64, out: &mut TransformOutputs) {
         let mut work = Vec::with_capacity(batch.len());
         for mut event in batch {
             let Some(status) = status_of(&event.value) else {
@@ -248,7 +263,9 @@ impl IncidentTransform {
                 return;
             }
         };
-        self.store_back();
+        if self.held.is_empty() {
+            self.store_back();
+        }
         let (mut state, before) = self.transaction_state(loaded);
         let timing = self.timing;
         for (key, i) in state.incidents.iter_mut() {
@@ -316,12 +333,7 @@ impl IncidentTransform {
             Err(e) => return self.store_failed("announce again", &e),
         };
         let (mut state, before) = self.transaction_state(loaded);
-        let marked = self.redo(&mut state, now);
-        for key in &marked {
-            if let Some(i) = state.incidents.get_mut(key) {
-                i.notify_at = Some(now);
-            }
-        }
+        self.redo(&mut state, now);
         let mut writes = Writes::default();
         self.writes(&mut state, &before, &mut writes, now, false);
         self.keep_groups(&mut state, now);

@@ -74,6 +74,14 @@ pub struct Incident {
     /// With the shared store: when its pending change is due to go out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) notify_at: Option<i64>,
+    /// How often its last change was announced again after the sinks did not deliver
+    /// it (reset by the next change).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub(crate) redeliveries: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// Alerts an incident tells apart.
@@ -151,6 +159,7 @@ impl Incident {
             firing: BTreeSet::new(),
             recorded: 1,
             notify_at: None,
+            redeliveries: 0,
         }
     }
 
@@ -192,6 +201,7 @@ impl Incident {
     /// Marks a change to announce. A later change replaces an unannounced earlier one,
     /// except that an `opened` or `reopened` nobody heard yet stays what it is.
     fn change(&mut self, at: i64, action: Action, reason: Option<&str>) {
+        self.redeliveries = 0;
         self.record(at, action.as_str(), reason.map(str::to_owned));
         match (self.pending, action) {
             // The opening still carries the latest severity.
