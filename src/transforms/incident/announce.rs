@@ -112,10 +112,26 @@ impl IncidentTransform {
         }
     }
 
-    /// Marks changes whose notices were not delivered as pending again, unless the
-    /// incident moved on since. Returns the keys marked.
-    pub(super) fn redo(&self, state: &mut IncidentState, now: i64) -> Vec<String> {
-        let failed: Vec<Undelivered> = std::mem::take(&mut *lock(&self.undelivered));
+    /// Takes the notices reported undelivered so far.
+    pub(super) fn take_undelivered(&self) -> Vec<Undelivered> {
+        std::mem::take(&mut *lock(&self.undelivered))
+    }
+
+    /// Gives notices back to be tried at the next pass (their transaction failed).
+    pub(super) fn give_back(&self, failed: Vec<Undelivered>) {
+        let mut list = lock(&self.undelivered);
+        let room = MAX_UNDELIVERED.saturating_sub(list.len());
+        list.extend(failed.into_iter().take(room));
+    }
+
+    /// Marks changes whose notices `failed` as pending again, unless the incident
+    /// moved on since. Returns the keys marked.
+    pub(super) fn redo(
+        &self,
+        state: &mut IncidentState,
+        now: i64,
+        failed: Vec<Undelivered>,
+    ) -> Vec<String> {
         let mut marked = Vec::new();
         for f in failed {
             let Some(i) = state.incidents.get_mut(&f.key) else {
@@ -157,6 +173,7 @@ pub(super) struct Notice {
 }
 
 /// A notification that was not delivered (the sink gave up, or its event was dropped).
+#[derive(Clone)]
 pub(super) struct Undelivered {
     pub(super) key: String,
     pub(super) id: String,

@@ -14,7 +14,8 @@ impl IncidentTransform {
         let state = Arc::clone(&self.state);
         let mut state = lock(&state);
         let state = &mut *state;
-        let mut changed = !self.redo(state, now).is_empty();
+        let failed = self.take_undelivered();
+        let mut changed = !self.redo(state, now, failed).is_empty();
         let mut live_groups: HashSet<String> = HashSet::new();
         let mut open = 0usize;
         for (key, incident) in state.incidents.iter_mut() {

@@ -314,32 +314,33 @@ impl IncidentTransform {
 
     /// Changes whose notices were not delivered become due again in the store.
     fn redo_stored(&mut self, now: i64) {
-        let keys: Vec<String> = {
-            let failed = lock(&self.undelivered);
-            let mut keys: Vec<String> = failed.iter().map(|f| f.key.clone()).collect();
-            keys.sort_unstable();
-            keys.dedup();
-            keys
-        };
-        if keys.is_empty() {
+        let failed = self.take_undelivered();
+        if failed.is_empty() {
             return;
         }
+        let mut keys: Vec<String> = failed.iter().map(|f| f.key.clone()).collect();
+        keys.sort_unstable();
+        keys.dedup();
         let Some(store) = &self.store else {
             return;
         };
         let loaded = match store.lock(keys) {
             Ok(l) => l,
-            // Kept for the next pass.
-            Err(e) => return self.store_failed("announce again", &e),
+            Err(e) => {
+                // Tried again at the next pass.
+                self.give_back(failed);
+                return self.store_failed("announce again", &e);
+            }
         };
         let (mut state, before) = self.transaction_state(loaded);
-        self.redo(&mut state, now);
+        self.redo(&mut state, now, failed.clone());
         let mut writes = Writes::default();
         self.writes(&mut state, &before, &mut writes, now, false);
         self.keep_groups(&mut state, now);
         if let Some(store) = &self.store
             && let Err(e) = store.finish(writes)
         {
+            self.give_back(failed);
             self.store_failed("announce again", &e);
         }
     }
