@@ -71,8 +71,8 @@ impl IncidentTransform {
             }
             let recorded_before = match before.get(key) {
                 Some((id, recorded)) if *id == i.id => *recorded,
-                // Written closed above.
-                Some(_) | None => 0,
+                // New here (a replaced one was written closed above).
+                _ => 0,
             };
             let done = close_done && i.is_done(now, &self.timing);
             writes.incident(key, i, recorded_before, done, &self.timing);
@@ -182,9 +182,7 @@ impl IncidentTransform {
         if work.is_empty() {
             return;
         }
-        let mut keys: Vec<String> = work.iter().map(|(_, k, _)| k.clone()).collect();
-        keys.sort_unstable();
-        keys.dedup();
+        let keys: Vec<String> = work.iter().map(|(_, k, _)| k.clone()).collect();
         let Some(store) = &self.store else {
             return;
         };
@@ -318,9 +316,7 @@ impl IncidentTransform {
         if failed.is_empty() {
             return;
         }
-        let mut keys: Vec<String> = failed.iter().map(|f| f.key.clone()).collect();
-        keys.sort_unstable();
-        keys.dedup();
+        let keys: Vec<String> = failed.iter().map(|f| f.key.clone()).collect();
         let Some(store) = &self.store else {
             return;
         };

@@ -359,8 +359,11 @@ impl Store {
         }
     }
 
-    /// Begins a transaction holding `keys` (sorted or not) and reads their incidents.
-    pub(super) fn lock(&self, keys: Vec<String>) -> Result<Loaded, StoreError> {
+    /// Begins a transaction holding `keys` (in any order, repeats allowed) and reads
+    /// their incidents.
+    pub(super) fn lock(&self, mut keys: Vec<String>) -> Result<Loaded, StoreError> {
+        keys.sort_unstable();
+        keys.dedup();
         self.ask(|reply| Txn::Lock { keys, reply })
     }
 
