@@ -679,6 +679,10 @@ fn a_change_is_on_disk_before_its_notification_leaves_and_repeats_wait_for_the_s
         saved.pending.is_none() && saved.announced.is_some(),
         "and known as announced"
     );
+    assert!(saved.unconfirmed.is_some(), "not confirmed yet");
+    // The sink's confirmation is written at the next pass.
+    rig.to(5).tick();
+    assert!(on_disk().incidents["fp"].unconfirmed.is_none());
     rig.to(10).send(vec![firing("fp")]);
     rig.tick();
     assert_eq!(
@@ -830,4 +834,61 @@ fn an_undelivered_notice_is_announced_again_five_times_at_most() {
     let mut rig = Rig::new("{}");
     assert_eq!(rig.send(vec![firing("fp")]).len(), 1);
     assert!(rig.to(5).tick().is_empty(), "delivered: not repeated");
+}
+
+/// The process died after a page left and before the sinks said anything of it: the
+/// next process sends it again at once, with the same incident id; one the sinks
+/// confirmed before the stop is not sent again.
+#[test]
+fn a_notification_unconfirmed_when_the_process_died_goes_out_again_after_the_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut rig = Rig::with_dir("{}", Some(dir.path()));
+    let (in_flight, _) = rig.send_all(vec![firing("lost")]);
+    let confirmed = rig.send(vec![firing("heard")]);
+    assert_eq!(actions(&confirmed), ["opened"]);
+    rig.to(1).restart();
+    let again = rig.to(2).tick();
+    assert_eq!(actions(&again), ["opened"], "only the unconfirmed page");
+    assert_eq!(s(&again[0], "fingerprint"), "lost");
+    assert_eq!(
+        s(&again[0], "incident_id"),
+        s(&in_flight[0].value, "incident_id")
+    );
+    assert_eq!(metric(&rig.metrics(), "redelivery"), 1.0);
+    // The old process's event settles late (it no longer matters) and the new one's
+    // delivery is confirmed: nothing more, across another restart too.
+    drop(in_flight);
+    assert!(rig.to(3).tick().is_empty());
+    rig.to(4).restart();
+    assert!(rig.to(5).tick().is_empty(), "confirmed before the stop");
+}
+
+/// With the shared store, an aggregator that sent a page and died before the sinks
+/// answered leaves it unconfirmed: another aggregator sends it again after
+/// `confirm_timeout`, once; a confirmed page is never sent again.
+#[test]
+fn a_notification_its_aggregator_never_confirmed_is_sent_by_another_after_confirm_timeout() {
+    if !postgres_up() {
+        return;
+    }
+    let options = "confirm_timeout: 60s";
+    let mut dead = Rig::stored(options);
+    let schema = dead.stored.as_ref().expect("stored").0.clone();
+    let mut live = Rig::sharing(options, &schema);
+    let (in_flight, _) = dead.send_all(vec![firing("lost")]);
+    assert_eq!(in_flight.len(), 1);
+    assert_eq!(actions(&live.send(vec![firing("heard")])), ["opened"]);
+    // The live one's confirmation reaches the store at its next pass.
+    assert!(live.to(1).tick().is_empty());
+    assert!(live.to(59).tick().is_empty(), "not before confirm_timeout");
+    dead.to(60);
+    let again = live.to(60).tick();
+    assert_eq!(actions(&again), ["opened"], "only the unconfirmed page");
+    assert_eq!(s(&again[0], "fingerprint"), "lost");
+    assert_eq!(
+        s(&again[0], "incident_id"),
+        s(&in_flight[0].value, "incident_id")
+    );
+    assert!(live.to(61).tick().is_empty());
+    assert!(live.to(200).tick().is_empty(), "confirmed now");
 }

@@ -1,12 +1,13 @@
 //! Announcing changes: a group's pending changes become notices; notices leave as
 //! events carrying the acknowledgement of the alert that caused them; what the sinks
-//! did not deliver is announced again.
+//! did not deliver, or did not confirm within `confirm_timeout` (the process that sent
+//! it may have died), is announced again.
 
 use std::sync::Arc;
 
 use vrl::value::Value;
 
-use super::state::Action;
+use super::state::{Action, Again, Incident, MAX_REDELIVERIES};
 use super::{IncidentState, IncidentTransform, output};
 use crate::component::TransformOutputs;
 use crate::event::{BatchAck, Event, EventStatus};
@@ -55,6 +56,7 @@ impl IncidentTransform {
                     value,
                     slot,
                 });
+                incident.unconfirmed = Some(now.saturating_add(self.timing.confirm_timeout));
             }
         }
         if let Some(g) = state.groups.get_mut(group) {
@@ -82,8 +84,8 @@ impl IncidentTransform {
     }
 
     /// Sends the notices. Each carries the acknowledgement of the alert that caused it
-    /// (the sender waits for the page); when a notice is not delivered, its change is
-    /// announced again at the next timer pass ([`IncidentTransform::redo`]).
+    /// (the sender waits for the page); what the sinks say of each comes back through
+    /// [`IncidentTransform::settle`] at the next timer pass.
     pub(super) fn emit(
         &self,
         notices: Vec<Notice>,
@@ -97,14 +99,19 @@ impl IncidentTransform {
                 .and_then(|i| slots.get_mut(i))
                 .map(|e| vec![e.meta.ack.take()])
                 .unwrap_or_default();
-            let failed = Arc::clone(&self.undelivered);
+            let settled = Arc::clone(&self.settled);
             let (key, id, action) = (n.key, n.id, n.action);
             let ack = BatchAck::forwarding_then(inputs, move |status| {
-                if status != EventStatus::Delivered {
-                    let mut failed = lock(&failed);
-                    if failed.len() < MAX_UNDELIVERED {
-                        failed.push(Undelivered { key, id, action });
-                    }
+                let mut settled = lock(&settled);
+                // Beyond, a confirmation is lost: the change goes out again at its
+                // `confirm_timeout`, a failure is not retried.
+                if settled.len() < MAX_SETTLED {
+                    settled.push(Settled {
+                        key,
+                        id,
+                        action,
+                        delivered: status == EventStatus::Delivered,
+                    });
                 }
             });
             out.default
@@ -112,28 +119,29 @@ impl IncidentTransform {
         }
     }
 
-    /// Takes the notices reported undelivered so far.
-    pub(super) fn take_undelivered(&self) -> Vec<Undelivered> {
-        std::mem::take(&mut *lock(&self.undelivered))
+    /// Takes what the sinks said of the notices so far.
+    pub(super) fn take_settled(&self) -> Vec<Settled> {
+        std::mem::take(&mut *lock(&self.settled))
     }
 
-    /// Gives notices back to be tried at the next pass (their transaction failed).
-    pub(super) fn give_back(&self, failed: Vec<Undelivered>) {
-        let mut list = lock(&self.undelivered);
-        let room = MAX_UNDELIVERED.saturating_sub(list.len());
-        list.extend(failed.into_iter().take(room));
+    /// Gives outcomes back to be applied at the next pass (their transaction failed).
+    pub(super) fn give_back(&self, settled: Vec<Settled>) {
+        let mut list = lock(&self.settled);
+        let room = MAX_SETTLED.saturating_sub(list.len());
+        list.extend(settled.into_iter().take(room));
     }
 
-    /// Marks changes whose notices `failed` as pending again, unless the incident
-    /// moved on since. Returns the keys marked.
-    pub(super) fn redo(
+    /// Applies what the sinks said: a delivered change is confirmed; a failed one is
+    /// pending again (after 1, 2, 4, 8, 16 s), unless the incident moved on since.
+    /// Returns whether any incident changed.
+    pub(super) fn settle(
         &self,
         state: &mut IncidentState,
         now: i64,
-        failed: Vec<Undelivered>,
-    ) -> Vec<String> {
-        let mut marked = Vec::new();
-        for f in failed {
+        settled: Vec<Settled>,
+    ) -> bool {
+        let mut changed = false;
+        for f in settled {
             let Some(i) = state.incidents.get_mut(&f.key) else {
                 continue;
             };
@@ -141,24 +149,54 @@ impl IncidentTransform {
             if !same || i.pending.is_some() {
                 continue;
             }
-            // One sink failing for good (and no dead letter) must not page the others
-            // forever: a few more tries, further and further apart.
-            if i.redeliveries >= MAX_REDELIVERIES {
-                tracing::error!(component_id = %self.id, incident = %i.id, action = f.action.as_str(), "a notification was still not delivered after {MAX_REDELIVERIES} more tries; giving up on it (wire the sink's dead_letter output to keep such notifications)");
+            if f.delivered {
+                if i.unconfirmed.take().is_some() {
+                    state.changed.insert(f.key);
+                    changed = true;
+                }
                 continue;
             }
-            i.redeliveries += 1;
-            let at = now.saturating_add(1000 << (i.redeliveries - 1));
-            i.pending = Some(f.action);
-            i.notify_at = Some(at);
-            self.counters.alert("redelivery");
+            changed = true;
             state.changed.insert(f.key.clone());
+            if !self.again(i, "was not delivered") {
+                continue;
+            }
+            let at = now.saturating_add(1000 << (i.redeliveries - 1));
+            i.notify_at = Some(at);
             state.pending.insert(f.key.clone());
             let clock = state.groups.entry(i.group.clone()).or_default();
             clock.next_flush = Some(clock.next_flush.map_or(at, |n| n.min(at)));
-            marked.push(f.key);
         }
-        marked
+        changed
+    }
+
+    /// Announces again a change whose delivery was not confirmed within
+    /// `confirm_timeout` (its sender may have died with it). Returns whether the
+    /// incident changed.
+    pub(super) fn recheck(&self, i: &mut Incident, now: i64) -> bool {
+        if i.pending.is_some() || i.unconfirmed.is_none_or(|at| now < at) {
+            return false;
+        }
+        self.again(i, "was not confirmed delivered within confirm_timeout");
+        true
+    }
+
+    /// Makes `i`'s last change pending again; false when it was tried often enough.
+    fn again(&self, i: &mut Incident, why: &str) -> bool {
+        let action = i.announced.map_or("", |(a, _)| a.as_str());
+        match i.announce_again() {
+            Again::Yes => {
+                self.counters.alert("redelivery");
+                tracing::warn!(component_id = %self.id, incident = %i.id, action, "a notification {why}; announcing it again");
+                true
+            }
+            // One sink failing for good (and no dead letter) must not page the others
+            // forever.
+            Again::GaveUp => {
+                tracing::error!(component_id = %self.id, incident = %i.id, action, "a notification {why}, after {MAX_REDELIVERIES} more tries; giving up on it (wire the sink's dead_letter output to keep such notifications)");
+                false
+            }
+        }
     }
 }
 
@@ -172,17 +210,15 @@ pub(super) struct Notice {
     pub(super) slot: Option<usize>,
 }
 
-/// A notification that was not delivered (the sink gave up, or its event was dropped).
-#[derive(Clone)]
-pub(super) struct Undelivered {
+/// What the sinks did with a notification: delivered it, or failed it (gave up, or its
+/// event was dropped by accident).
+#[derive(Debug, Clone)]
+pub(super) struct Settled {
     pub(super) key: String,
     pub(super) id: String,
     pub(super) action: Action,
+    pub(super) delivered: bool,
 }
 
-/// Announcements of one change again after the sinks did not deliver it, at most
-/// (1 s, 2 s, 4 s, 8 s and 16 s after each failure).
-const MAX_REDELIVERIES: u32 = 5;
-
-/// Undelivered notices remembered at most (beyond, the change is not announced again).
-pub(super) const MAX_UNDELIVERED: usize = 10_000;
+/// Outcomes waiting for the next timer pass, at most.
+const MAX_SETTLED: usize = 10_000;

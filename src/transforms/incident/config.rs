@@ -13,6 +13,9 @@ fn default_max_incidents() -> usize {
 fn default_keep_resolved() -> Duration {
     Duration::from_secs(3600)
 }
+fn default_confirm_timeout() -> Duration {
+    Duration::from_secs(3600)
+}
 fn default_snapshot_interval() -> Duration {
     Duration::from_secs(30)
 }
@@ -80,6 +83,16 @@ pub(crate) struct IncidentConfig {
     #[serde(default = "default_keep_resolved", with = "humantime_serde")]
     #[schemars(schema_with = "crate::units::duration")]
     pub(crate) keep_resolved: Duration,
+    /// A notification the sinks have neither delivered nor given up on this long after
+    /// it left is announced again (default 1h, longer than a sink's default 25 to 50
+    /// minutes of retries). It matters when the process that sent it died before the
+    /// sinks answered: after a restart without the store, such notifications go out
+    /// again at once; with the store, any aggregator sends them after this time. A
+    /// notification the sinks failed goes out again after 1, 2, 4, 8 and 16 s, then it
+    /// is given up.
+    #[serde(default = "default_confirm_timeout", with = "humantime_serde")]
+    #[schemars(schema_with = "crate::units::duration")]
+    pub(crate) confirm_timeout: Duration,
     /// Incidents held at most (open ones, and resolved ones for `keep_resolved`;
     /// default 100000). Firing alerts of new keys beyond it are dropped and counted.
     #[serde(default = "default_max_incidents")]
@@ -142,6 +155,11 @@ impl IncidentConfig {
                 )));
             }
         }
+        if self.confirm_timeout.is_zero() {
+            return Err(BuildError(
+                "`confirm_timeout` must be longer than 0s".into(),
+            ));
+        }
         if let Some(store) = &self.store {
             let pg = &store.postgres;
             crate::postgres::parse_url(&pg.url, "store.postgres.url")?;
@@ -171,6 +189,7 @@ impl IncidentConfig {
             resolve_after: self.resolve_after.map_or(0, ms),
             repeat_interval: self.repeat_interval.map_or(0, ms),
             keep_resolved: ms(self.keep_resolved),
+            confirm_timeout: ms(self.confirm_timeout),
         }
     }
 }

@@ -14,12 +14,13 @@ impl IncidentTransform {
         let state = Arc::clone(&self.state);
         let mut state = lock(&state);
         let state = &mut *state;
-        let failed = self.take_undelivered();
-        let mut changed = !self.redo(state, now, failed).is_empty();
+        let settled = self.take_settled();
+        let mut changed = self.settle(state, now, settled);
         let mut live_groups: HashSet<String> = HashSet::new();
         let mut open = 0usize;
         for (key, incident) in state.incidents.iter_mut() {
-            if incident.tick(now, &self.timing) {
+            let again = self.recheck(incident, now);
+            if incident.tick(now, &self.timing) || again {
                 changed = true;
                 state.nothing_to_evict = false;
                 state.changed.insert(key.clone());

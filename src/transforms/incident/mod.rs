@@ -48,7 +48,7 @@ use indexmap::{IndexMap, IndexSet};
 use serde::{Deserialize, Serialize};
 use vrl::value::Value;
 
-use announce::Undelivered;
+use announce::Settled;
 pub(crate) use config::IncidentConfig;
 use counters::Counters;
 use groups::{GroupClock, Policy};
@@ -101,6 +101,10 @@ pub struct IncidentState {
     /// Alerts taken in (for `GET /stats`).
     #[serde(skip)]
     pub(crate) intake: intake::Intake,
+    /// What the sinks did with the notices, filled by their acknowledgements; shared
+    /// with the state so that a reload's new instance hears about the old one's.
+    #[serde(skip)]
+    settled: Arc<Mutex<Vec<Settled>>>,
     /// The number of the last journal record this state includes.
     #[serde(default)]
     pub(crate) seq: u64,
@@ -152,6 +156,12 @@ impl IncidentState {
             .filter(|(_, i)| i.pending.is_some())
             .map(|(k, _)| k.clone())
             .collect();
+        // Whoever sent them is gone: what it never heard back about goes out again.
+        for i in state.incidents.values_mut() {
+            if let Some(at) = &mut i.unconfirmed {
+                *at = i64::MIN;
+            }
+        }
         state
     }
 }
@@ -210,6 +220,7 @@ impl TransformConfig for IncidentConfig {
         };
         let now = cx.clock.wall().timestamp_millis();
         lock(&state).max_incidents = self.max_incidents;
+        let settled = Arc::clone(&lock(&state).settled);
         if let Some(store) = &store {
             registry::STORES.add(&cx.id, &store.api());
         } else if persist.is_some() {
@@ -238,7 +249,7 @@ impl TransformConfig for IncidentConfig {
             warned_full: false,
             clock: Arc::clone(&cx.clock),
             counters: Counters::new(&cx.metrics),
-            undelivered: Arc::default(),
+            settled,
             held: Vec::new(),
             held_until: 0,
             held_backoff: 0,
@@ -271,8 +282,9 @@ struct IncidentTransform {
     warned_full: bool,
     clock: Arc<dyn Clock>,
     counters: Counters,
-    /// Notices the sinks did not deliver, filled by their acknowledgements.
-    undelivered: Arc<Mutex<Vec<Undelivered>>>,
+    /// What the sinks did with the notices, filled by their acknowledgements (the
+    /// state's queue).
+    settled: Arc<Mutex<Vec<Settled>>>,
     /// With the store: alerts it could not take yet, oldest first, tried again at
     /// `held_until` (backoff `held_backoff` ms).
     held: Vec<Event>,
@@ -517,6 +529,12 @@ impl Drop for IncidentTransform {
         }
         if self.persist.is_some() {
             registry::LOCAL.remove(&self.id, &self.state);
+            // What the sinks said so far is written with the rest, so a restart does
+            // not announce again what they delivered.
+            let settled = self.take_settled();
+            let now = self.clock.wall().timestamp_millis();
+            let state = Arc::clone(&self.state);
+            self.dirty |= self.settle(&mut lock(&state), now, settled);
         }
         self.save(true);
         if let Some(path) = &self.persist {

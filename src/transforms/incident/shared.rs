@@ -250,7 +250,7 @@ impl IncidentTransform {
             let held = std::mem::take(&mut self.held);
             self.try_store(held, now, out);
         }
-        self.redo_stored(now);
+        self.settle_stored(now);
         let Some(store) = &self.store else {
             return;
         };
@@ -267,6 +267,7 @@ impl IncidentTransform {
         let (mut state, before) = self.transaction_state(loaded);
         let timing = self.timing;
         for (key, i) in state.incidents.iter_mut() {
+            self.recheck(i, now);
             i.tick(now, &timing);
             if i.pending.is_none() {
                 continue;
@@ -310,13 +311,14 @@ impl IncidentTransform {
         }
     }
 
-    /// Changes whose notices were not delivered become due again in the store.
-    fn redo_stored(&mut self, now: i64) {
-        let failed = self.take_undelivered();
-        if failed.is_empty() {
+    /// What the sinks said of the notices, into the store: delivered changes are
+    /// confirmed, failed ones due again.
+    fn settle_stored(&mut self, now: i64) {
+        let settled = self.take_settled();
+        if settled.is_empty() {
             return;
         }
-        let keys: Vec<String> = failed.iter().map(|f| f.key.clone()).collect();
+        let keys: Vec<String> = settled.iter().map(|f| f.key.clone()).collect();
         let Some(store) = &self.store else {
             return;
         };
@@ -324,20 +326,20 @@ impl IncidentTransform {
             Ok(l) => l,
             Err(e) => {
                 // Tried again at the next pass.
-                self.give_back(failed);
-                return self.store_failed("announce again", &e);
+                self.give_back(settled);
+                return self.store_failed("settle notifications", &e);
             }
         };
         let (mut state, before) = self.transaction_state(loaded);
-        self.redo(&mut state, now, failed.clone());
+        self.settle(&mut state, now, settled.clone());
         let mut writes = Writes::default();
         self.writes(&mut state, &before, &mut writes, now, false);
         self.keep_groups(&mut state, now);
         if let Some(store) = &self.store
             && let Err(e) = store.finish(writes)
         {
-            self.give_back(failed);
-            self.store_failed("announce again", &e);
+            self.give_back(settled);
+            self.store_failed("settle notifications", &e);
         }
     }
 }

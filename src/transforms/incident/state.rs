@@ -23,6 +23,9 @@ pub(crate) struct Timing {
     pub(crate) repeat_interval: i64,
     /// How long a resolved incident stays listed (the API), at least `flap_window`.
     pub(crate) keep_resolved: i64,
+    /// How long the sinks may take to confirm a notification before it is announced
+    /// again.
+    pub(crate) confirm_timeout: i64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -78,7 +81,23 @@ pub struct Incident {
     /// it (reset by the next change).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub(crate) redeliveries: u32,
+    /// Its last announcement is not confirmed delivered yet: it is announced again at
+    /// this time (whoever sent it may have died with it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unconfirmed: Option<i64>,
 }
+
+/// What became of an announcement whose delivery was not confirmed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Again {
+    /// Announced again (pending).
+    Yes,
+    /// Tried [`MAX_REDELIVERIES`] times already: given up.
+    GaveUp,
+}
+
+/// Announcements of one change again after its delivery failed or was not confirmed.
+pub(crate) const MAX_REDELIVERIES: u32 = 5;
 
 fn is_zero(n: &u32) -> bool {
     *n == 0
@@ -160,6 +179,7 @@ impl Incident {
             recorded: 1,
             notify_at: None,
             redeliveries: 0,
+            unconfirmed: None,
         }
     }
 
@@ -364,6 +384,7 @@ impl Incident {
     pub(crate) fn is_done(&self, now: i64, t: &Timing) -> bool {
         self.phase == Phase::Resolved
             && self.pending.is_none()
+            && self.unconfirmed.is_none()
             && self
                 .resolved_at
                 .is_none_or(|at| now >= at.saturating_add(t.flap_window.max(t.keep_resolved)))
@@ -376,6 +397,8 @@ impl Incident {
         let mut at = |ms: i64| due = Some(due.map_or(ms, |d| d.min(ms)));
         if self.pending.is_some() {
             at(self.notify_at.unwrap_or(self.last_seen));
+        } else if let Some(a) = self.unconfirmed {
+            at(a);
         }
         if self.is_open() {
             if let Some(since) = self.resolving_since {
@@ -396,6 +419,20 @@ impl Incident {
             at(resolved_at.saturating_add(t.flap_window.max(t.keep_resolved)));
         }
         due
+    }
+
+    /// Its last announcement is to go out again (the sinks failed it, or never said):
+    /// at most [`MAX_REDELIVERIES`] times per change.
+    pub(crate) fn announce_again(&mut self) -> Again {
+        self.unconfirmed = None;
+        match self.announced {
+            Some((action, _)) if self.redeliveries < MAX_REDELIVERIES => {
+                self.redeliveries += 1;
+                self.pending = Some(action);
+                Again::Yes
+            }
+            _ => Again::GaveUp,
+        }
     }
 
     /// Records that its pending change went out; returns that change.
