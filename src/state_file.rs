@@ -8,18 +8,23 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
 
-/// `<data_dir>/<kind>/<id>.json`, the id reduced to characters safe in a file name.
+/// `<data_dir>/<kind>/<id>.json`. A component id (letters of any script, digits, `_`,
+/// `-`) is its own file name; anything else is replaced and the name gets a hash of the
+/// whole id, so two ids never share a file.
 pub(crate) fn path_for(data_dir: &Path, kind: &str, id: &str) -> PathBuf {
-    let safe: String = id
+    let mut safe: String = id
         .chars()
         .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+            if c.is_alphanumeric() || c == '-' || c == '_' {
                 c
             } else {
                 '_'
             }
         })
         .collect();
+    if safe != id {
+        safe.push_str(&format!("-{:016x}", crate::hashing::fnv1a(id.as_bytes())));
+    }
     data_dir.join(kind).join(format!("{safe}.json"))
 }
 
@@ -116,7 +121,21 @@ mod tests {
     fn ids_become_safe_names_and_writes_replace_whole_files() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = path_for(dir.path(), "file_sink", "../a b/c");
-        assert_eq!(path, dir.path().join("file_sink").join("___a_b_c.json"));
+        let name = path.file_name().and_then(|n| n.to_str()).expect("name");
+        assert!(
+            name.starts_with("___a_b_c-") && name.ends_with(".json"),
+            "{name}"
+        );
+        assert_eq!(path.parent(), Some(dir.path().join("file_sink").as_path()));
+        // Ids that reduce to one name keep files of their own.
+        assert_eq!(
+            path_for(dir.path(), "incident", "café"),
+            dir.path().join("incident").join("café.json")
+        );
+        let ids = ["café", "caf_", "caf-", "a.b", "a_b", "a/b"];
+        let paths: std::collections::HashSet<_> =
+            ids.iter().map(|id| path_for(dir.path(), "k", id)).collect();
+        assert_eq!(paths.len(), ids.len());
         write_atomically(&path, b"one").expect("write");
         write_atomically(&path, b"two").expect("replace");
         assert_eq!(std::fs::read(&path).expect("read"), b"two");

@@ -68,8 +68,8 @@ mod tests {
     #[tokio::test]
     async fn round_trips_and_leaves_no_temp_files() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let path = path_for(dir.path(), "out/x");
-        assert!(path.ends_with("file_sink/out_x.json"));
+        let path = path_for(dir.path(), "out-x");
+        assert!(path.ends_with("file_sink/out-x.json"));
         let mut m = Manifest::load(path.clone());
         assert!(m.files.is_empty());
         m.files.insert("/data/x/b.log".into());
@@ -84,7 +84,7 @@ mod tests {
             .expect("dir")
             .map(|e| e.expect("entry").file_name())
             .collect();
-        assert_eq!(names, ["out_x.json"]);
+        assert_eq!(names, ["out-x.json"]);
     }
 
     #[test]
