@@ -553,3 +553,101 @@ sinks:
     }
     assert_eq!(got, [5], "the legal topic got its event");
 }
+
+/// A server that answers every request with `status` and a chunked body that never
+/// ends (up to `cap` bytes); returns its port and the bytes it managed to send.
+async fn endless_body(status: u16, cap: usize) -> (u16, Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let sent = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&sent);
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut socket, _)) = listener.accept().await else {
+                return;
+            };
+            let counter = Arc::clone(&counter);
+            tokio::spawn(async move {
+                // The request's head (and whatever of its body came with it).
+                let mut buf = vec![0u8; 64 * 1024];
+                if socket.read(&mut buf).await.is_err() {
+                    return;
+                }
+                let head = format!(
+                    "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n"
+                );
+                if socket.write_all(head.as_bytes()).await.is_err() {
+                    return;
+                }
+                let chunk = format!("{:x}\r\n{}\r\n", 64 * 1024, "x".repeat(64 * 1024));
+                while counter.load(Ordering::Relaxed) < cap {
+                    if socket.write_all(chunk.as_bytes()).await.is_err() {
+                        return;
+                    }
+                    counter.fetch_add(64 * 1024, Ordering::Relaxed);
+                }
+                let _ = socket.write_all(b"0\r\n\r\n").await;
+            });
+        }
+    });
+    (port, sent)
+}
+
+/// An endpoint (or its token endpoint) that answers with an endless body is read no
+/// further than a bound: the event is dead-lettered with an excerpt, and the sink did
+/// not take in the flood.
+#[tokio::test]
+async fn an_endless_response_body_is_read_no_further_than_a_bound() {
+    use std::sync::atomic::Ordering;
+    const CAP: usize = 512 * 1024 * 1024;
+    let (endpoint, endpoint_sent) = endless_body(400, CAP).await;
+    let (token, token_sent) = endless_body(200, CAP).await;
+    let secret = tempfile::NamedTempFile::new().expect("temp");
+    std::fs::write(secret.path(), "s3cret").expect("secret");
+    let hook = free_port();
+    let mut p = parse(&format!(
+        r#"
+sources:
+  hook: {{ type: webhook, address: "127.0.0.1:{hook}" }}
+sinks:
+  out: {{ type: http, inputs: [hook], url: "http://127.0.0.1:{endpoint}/in" }}
+  ce:
+    type: cloudevents
+    inputs: [hook]
+    sink: {{ endpoint: "http://127.0.0.1:{endpoint}/events" }}
+    metadata: {{ cluster: prod-1 }}
+    oidc: {{ token_url: "http://127.0.0.1:{token}/token", client_id: exporter, client_secret_file: "{}" }}
+    failure_handling: {{ max_retries: 0 }}
+"#,
+        secret.path().display()
+    ));
+    let dead = CaptureSink::default();
+    dead.attach(&mut p, "dead", &["out.dead_letter", "ce.dead_letter"], 100);
+    let (topo, _) = start_with(p, options(&std::env::temp_dir(), None)).await;
+    wait_for_port(hook).await;
+    assert_eq!(post(hook, serde_json::json!([{"n": 1}])).await, 200);
+    eventually("both sinks dead-letter the event", || {
+        dead.values().len() == 2
+    })
+    .await;
+    assert_eq!(topo.stop(Duration::from_secs(5)).await, Drained::Complete);
+
+    let errors: Vec<String> = dead.values().iter().map(dead_letter_error).collect();
+    assert!(
+        errors.iter().any(|e| e.contains("HTTP 400")),
+        "the endpoint's answer: {errors:?}"
+    );
+    assert!(
+        errors.iter().any(|e| e.contains("exceeds 65536 bytes")),
+        "the token endpoint's answer: {errors:?}"
+    );
+    // Loopback socket buffers hold a few MiB; an unbounded read would take all 512.
+    for (what, sent) in [("endpoint", endpoint_sent), ("token endpoint", token_sent)] {
+        let sent = sent.load(Ordering::Relaxed);
+        assert!(sent < 32 * 1024 * 1024, "the {what} sent {sent} bytes");
+    }
+}

@@ -87,6 +87,9 @@ pub trait HttpEncoder: Send + Sync + 'static {
     }
 }
 
+/// What of an endpoint's answer is read (for the verdict and the dead letter).
+const MAX_RESPONSE_BODY: usize = 64 * 1024;
+
 /// HTTP status classes as [`HttpEncoder::verdict`] documents.
 pub fn default_verdict(status: u16, headers: &HeaderMap, body: &str) -> Verdict {
     match classify_status(status) {
@@ -435,10 +438,10 @@ async fn deliver<E: HttpEncoder>(
             continue;
         }
         let (verdict, status, body) = match sent {
-            Ok(response) => {
+            Ok(mut response) => {
                 let status = response.status().as_u16();
                 let headers = response.headers().clone();
-                let body = response.text().await.unwrap_or_default();
+                let body = crate::net::excerpt(&mut response, MAX_RESPONSE_BODY).await;
                 (
                     encoder.verdict(status, &headers, &body),
                     Some(status),

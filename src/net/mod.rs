@@ -1,12 +1,15 @@
 //! The client side of the network, shared by sinks and by the sources that fetch
 //! (status feeds, SNS certificates): the HTTP client with its TLS options, OAuth2
-//! client credentials, retries with backoff, and error chains fit for logs.
+//! client credentials, retries with backoff, bounded body reads, and error chains fit
+//! for logs.
 //! The sink driver that batches and dead-letters stays in [`crate::delivery`].
 
+mod body;
 mod client;
 mod oauth2;
 mod retry;
 
+pub(crate) use body::{BodyError, excerpt, read_at_most};
 pub use client::{TlsOptions, http_client, install_crypto_provider};
 pub(crate) use oauth2::{OAuth2Config, TokenSource};
 pub(crate) use retry::{Backoff, FailureHandling, Retryable, classify_status, retry_after};

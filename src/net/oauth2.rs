@@ -81,6 +81,9 @@ struct TokenResponse {
 /// Refresh this long before the server's expiry.
 const MARGIN: Duration = Duration::from_secs(30);
 
+/// A token endpoint's answer is a small JSON object; more is refused.
+const MAX_TOKEN_RESPONSE: usize = 64 * 1024;
+
 /// Hands out a valid access token.
 pub(crate) struct TokenSource {
     config: OAuth2Config,
@@ -137,7 +140,7 @@ impl TokenSource {
         if let Some(scope) = &self.config.scope {
             form.push(("scope", scope.clone()));
         }
-        let response = self
+        let mut response = self
             .client
             .post(&self.config.token_url)
             .form(&form)
@@ -145,11 +148,17 @@ impl TokenSource {
             .await
             .map_err(|e| format!("token request failed: {}", super::error_chain(&e)))?;
         let status = response.status();
-        let body = response.text().await.unwrap_or_default();
         if !status.is_success() {
-            return Err(format!("token endpoint answered {status}: {}", body.trim()));
+            let body = super::excerpt(&mut response, 512).await;
+            return Err(format!(
+                "token endpoint answered {status}: {}",
+                crate::text::prefix_chars(body.trim(), 200)
+            ));
         }
-        let parsed: TokenResponse = serde_json::from_str(&body)
+        let body = super::read_at_most(&mut response, MAX_TOKEN_RESPONSE)
+            .await
+            .map_err(|e| format!("token endpoint's answer: {}", super::error_chain(&e)))?;
+        let parsed: TokenResponse = serde_json::from_slice(&body)
             .map_err(|e| format!("token endpoint answered with no access_token: {e}"))?;
         // An absurd `expires_in` means "does not expire soon", not a panic.
         let expires = parsed.expires_in.and_then(|s| {

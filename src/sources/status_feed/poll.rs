@@ -128,15 +128,8 @@ pub(crate) async fn fetch(client: &reqwest::Client, req: &Request) -> Result<Fet
     }
     if !(200..300).contains(&status) {
         let retry_after = crate::net::retry_after(response.headers());
-        // A short, bounded excerpt: error pages can be large HTML.
-        let mut body = Vec::new();
-        while body.len() < 512 {
-            match response.chunk().await {
-                Ok(Some(chunk)) => body.extend_from_slice(&chunk),
-                _ => break,
-            }
-        }
-        let text = String::from_utf8_lossy(&body[..body.len().min(512)]);
+        // A short excerpt: error pages can be large HTML.
+        let text = crate::net::excerpt(&mut response, 512).await;
         return Err(PollError::Status {
             status,
             body: text.lines().next().unwrap_or("").trim().to_owned(),
@@ -145,25 +138,14 @@ pub(crate) async fn fetch(client: &reqwest::Client, req: &Request) -> Result<Fet
     }
     let etag = header_text(response.headers(), header::ETAG);
     let last_modified = header_text(response.headers(), header::LAST_MODIFIED);
-    if response
-        .content_length()
-        .is_some_and(|n| n > req.max_bytes as u64)
-    {
-        return Err(PollError::TooLarge(req.max_bytes));
-    }
-    let mut body = Vec::new();
-    while let Some(chunk) = response
-        .chunk()
+    let body = crate::net::read_at_most(&mut response, req.max_bytes)
         .await
-        .map_err(|e| PollError::from_reqwest(&e))?
-    {
-        if body.len() + chunk.len() > req.max_bytes {
-            return Err(PollError::TooLarge(req.max_bytes));
-        }
-        body.extend_from_slice(&chunk);
-    }
+        .map_err(|e| match e {
+            crate::net::BodyError::TooLarge(n) => PollError::TooLarge(n),
+            crate::net::BodyError::Http(e) => PollError::from_reqwest(&e),
+        })?;
     Ok(Fetched::Body {
-        body: Bytes::from(body),
+        body,
         etag,
         last_modified,
     })
