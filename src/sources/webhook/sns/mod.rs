@@ -12,6 +12,18 @@
 //! beside them (a `Records` array, `MessageAttributes`) can become an event. A signed
 //! message is also refused when its `Timestamp` is outside `max_age`, and a `MessageId`
 //! seen inside that window is dropped, so a captured message cannot be replayed.
+//!
+//! Files: this one the options and the checks of one message; `signed.rs` what AWS
+//! signed in an envelope; `certs.rs` the signing certificates (pinned, fetched and
+//! cached); `hosts.rs` which hosts a certificate or a `SubscribeURL` may be on.
+
+mod certs;
+mod hosts;
+mod signed;
+
+use certs::{SigningCert, parse_cert};
+use hosts::url_allowed;
+pub(crate) use signed::signed_parts;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -19,10 +31,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
-use base64::Engine;
 use serde::Deserialize;
 use vrl::value::Value;
-use x509_cert::der::DecodePem;
 
 use super::reply::Rejection;
 use crate::clock::Clock;
@@ -110,14 +120,6 @@ pub(crate) enum MessageType {
     UnsubscribeConfirmation,
 }
 
-/// A signing certificate's public key and validity.
-struct SigningCert {
-    /// The RSA public key (PKCS#1 DER), as ring expects it.
-    public_key: Vec<u8>,
-    not_before: i64,
-    not_after: i64,
-}
-
 pub(crate) struct Sns {
     config: SnsConfig,
     client: reqwest::Client,
@@ -134,10 +136,6 @@ pub(crate) struct Sns {
     seen: Mutex<HashMap<String, i64>>,
     clock: Arc<dyn Clock>,
 }
-
-const CACHE_LIMIT: usize = 64;
-const FAILED_LIMIT: usize = 1024;
-const FAILURE_TTL: Duration = Duration::from_secs(60);
 const SEEN_LIMIT: usize = 100_000;
 
 /// A message whose signature, certificate and age were checked.
@@ -301,253 +299,6 @@ impl Sns {
     pub(crate) fn auto_confirm(&self) -> bool {
         self.config.auto_confirm
     }
-
-    async fn certificate(&self, url: &str) -> Result<Arc<SigningCert>, Rejection> {
-        if let Some(cert) = self.pinned.get(url) {
-            return Ok(Arc::clone(cert));
-        }
-        if let Some(cert) = self.cached(url) {
-            return Ok(cert);
-        }
-        let parsed = reqwest::Url::parse(url)
-            .map_err(|_| forbidden("SigningCertURL is not a URL".into()))?;
-        let host_ok = parsed.scheme() == "https"
-            && parsed.port().is_none()
-            && parsed.path().ends_with(".pem")
-            && parsed
-                .host_str()
-                .is_some_and(|h| self.config.cert_hosts.iter().any(|p| host_matches(p, h)));
-        if !host_ok {
-            return Err(forbidden(format!(
-                "SigningCertURL {url} is not an HTTPS .pem URL on an sns.cert_hosts host"
-            )));
-        }
-        let unavailable = || {
-            Rejection::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "cert_unavailable",
-                "cannot fetch the signing certificate; retry later",
-            )
-        };
-        if self.recently_failed(url) {
-            return Err(unavailable());
-        }
-        let _permit = self.fetches.acquire().await.map_err(|_| unavailable())?;
-        // Another request may have fetched it while this one waited.
-        if let Some(cert) = self.cached(url) {
-            return Ok(cert);
-        }
-        let fetch = async {
-            let response = self.client.get(parsed).send().await?.error_for_status()?;
-            response.bytes().await
-        };
-        let pem = match fetch.await {
-            Ok(pem) => pem,
-            Err(e) => {
-                tracing::warn!(url, error = %e.without_url(), "cannot fetch an SNS signing certificate");
-                self.remember_failure(url);
-                return Err(unavailable());
-            }
-        };
-        let cert = match parse_cert(&pem) {
-            Ok(cert) => Arc::new(cert),
-            Err(e) => {
-                self.remember_failure(url);
-                return Err(forbidden(format!(
-                    "the signing certificate is unusable: {e}"
-                )));
-            }
-        };
-        let mut cache = self.fetched.lock().unwrap_or_else(|p| p.into_inner());
-        if cache.len() >= CACHE_LIMIT
-            && let Some(old) = cache.keys().next().cloned()
-        {
-            cache.remove(&old);
-        }
-        cache.insert(url.to_owned(), Arc::clone(&cert));
-        Ok(cert)
-    }
-
-    fn cached(&self, url: &str) -> Option<Arc<SigningCert>> {
-        self.fetched
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(url)
-            .cloned()
-    }
-
-    fn recently_failed(&self, url: &str) -> bool {
-        let now = self.clock.now();
-        self.failed
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(url)
-            .is_some_and(|&until| until > now)
-    }
-
-    fn remember_failure(&self, url: &str) {
-        let now = self.clock.now();
-        let mut failed = self.failed.lock().unwrap_or_else(|p| p.into_inner());
-        if failed.len() >= FAILED_LIMIT {
-            failed.retain(|_, until| *until > now);
-            if failed.len() >= FAILED_LIMIT {
-                failed.clear();
-            }
-        }
-        failed.insert(url.to_owned(), now + FAILURE_TTL);
-    }
-}
-
-/// What a signature check needs from an envelope (untrusted input: no panics, every
-/// missing field named).
-#[derive(Debug)]
-pub(crate) struct Signed {
-    pub(crate) kind: MessageType,
-    pub(crate) topic: String,
-    /// The string AWS signed.
-    pub(crate) text: String,
-    /// SignatureVersion 2 (SHA256) rather than 1 (SHA1).
-    pub(crate) sha256: bool,
-    pub(crate) signature: Vec<u8>,
-    pub(crate) cert_url: String,
-    pub(crate) message_id: String,
-    pub(crate) timestamp: String,
-    /// The signed keys and their values, as the envelope gave them.
-    pub(crate) fields: vrl::value::ObjectMap,
-}
-
-pub(crate) fn signed_parts(envelope: &Value) -> Result<Signed, Rejection> {
-    let fields = envelope
-        .as_object()
-        .ok_or_else(|| malformed(".", "expected an SNS message object"))?;
-    let get = |key: &str| -> Option<String> {
-        match fields.get(key) {
-            None | Some(Value::Null) => None,
-            Some(v) => Some(v.to_string_lossy().into_owned()),
-        }
-    };
-    let require = |key: &str| get(key).ok_or_else(|| malformed(&format!(".{key}"), "missing"));
-    let kind = match require("Type")?.as_str() {
-        "Notification" => MessageType::Notification,
-        "SubscriptionConfirmation" => MessageType::SubscriptionConfirmation,
-        "UnsubscribeConfirmation" => MessageType::UnsubscribeConfirmation,
-        other => {
-            return Err(malformed(
-                ".Type",
-                &format!("unknown SNS message type `{other}`"),
-            ));
-        }
-    };
-    let keys: &[&str] = match kind {
-        MessageType::Notification => &[
-            "Message",
-            "MessageId",
-            "Subject",
-            "Timestamp",
-            "TopicArn",
-            "Type",
-        ],
-        _ => &[
-            "Message",
-            "MessageId",
-            "SubscribeURL",
-            "Timestamp",
-            "Token",
-            "TopicArn",
-            "Type",
-        ],
-    };
-    let mut text = String::new();
-    let mut signed_fields = vrl::value::ObjectMap::new();
-    for key in keys {
-        let value = match *key {
-            "Subject" => match get("Subject") {
-                Some(v) => v,
-                None => continue,
-            },
-            "SubscribeURL" => get("SubscribeURL")
-                .or_else(|| get("SubscribeUrl"))
-                .ok_or_else(|| malformed(".SubscribeURL", "missing"))?,
-            k => require(k)?,
-        };
-        // The signed text is `key\nvalue\n` pairs: a newline inside a value could carry
-        // a following pair (`MessageId: "id\nSubject\nx"` with no `Subject`) and sign the
-        // same text under a new MessageId. Only `Message` is free text.
-        if *key != "Message" && value.contains(['\n', '\r']) {
-            return Err(forbidden(format!("`{key}` holds a line break")));
-        }
-        text.push_str(key);
-        text.push('\n');
-        text.push_str(&value);
-        text.push('\n');
-        signed_fields.insert((*key).into(), Value::from(value));
-    }
-    let sha256 = match require("SignatureVersion")?.as_str() {
-        "1" => false,
-        "2" => true,
-        other => return Err(forbidden(format!("unsupported SignatureVersion `{other}`"))),
-    };
-    let signature = base64::engine::general_purpose::STANDARD
-        .decode(require("Signature")?.trim())
-        .map_err(|_| forbidden("the signature is not base64".into()))?;
-    let cert_url = get("SigningCertURL")
-        .or_else(|| get("SigningCertUrl"))
-        .ok_or_else(|| malformed(".SigningCertURL", "missing"))?;
-    Ok(Signed {
-        kind,
-        topic: require("TopicArn")?,
-        text,
-        sha256,
-        signature,
-        cert_url,
-        message_id: require("MessageId")?,
-        timestamp: require("Timestamp")?,
-        fields: signed_fields,
-    })
-}
-
-fn parse_cert(pem: &[u8]) -> Result<SigningCert, String> {
-    let cert =
-        x509_cert::Certificate::from_pem(pem).map_err(|e| format!("not a PEM certificate: {e}"))?;
-    let tbs = &cert.tbs_certificate;
-    let spki = &tbs.subject_public_key_info;
-    let public_key = spki.subject_public_key.raw_bytes().to_vec();
-    let secs = |t: &x509_cert::time::Time| {
-        i64::try_from(t.to_unix_duration().as_secs()).unwrap_or(i64::MAX)
-    };
-    Ok(SigningCert {
-        public_key,
-        not_before: secs(&tbs.validity.not_before),
-        not_after: secs(&tbs.validity.not_after),
-    })
-}
-
-/// `*` matches exactly one DNS label, so `sns.*.amazonaws.com` cannot match
-/// `sns.evil.com.amazonaws.com.attacker.net`.
-fn host_matches(pattern: &str, host: &str) -> bool {
-    let p: Vec<&str> = pattern.split('.').collect();
-    let h: Vec<&str> = host.split('.').collect();
-    p.len() == h.len()
-        && p.iter()
-            .zip(&h)
-            .all(|(p, h)| *p == "*" && !h.is_empty() || p.eq_ignore_ascii_case(h))
-}
-
-/// `host`, `host:port` (HTTPS), or `scheme://host[:port]`.
-fn url_allowed(url: &reqwest::Url, allowed: &[String]) -> bool {
-    let Some(host) = url.host_str() else {
-        return false;
-    };
-    allowed.iter().any(|entry| {
-        let (scheme, rest) = entry.split_once("://").unwrap_or(("https", entry));
-        let (h, port) = match rest.rsplit_once(':') {
-            Some((h, p)) if p.chars().all(|c| c.is_ascii_digit()) => (h, p.parse::<u16>().ok()),
-            _ => (rest, None),
-        };
-        url.scheme() == scheme
-            && host_matches(h, host)
-            && port.is_none_or(|p| url.port_or_known_default() == Some(p))
-    })
 }
 
 fn malformed(path: &str, message: &str) -> Rejection {
@@ -556,44 +307,4 @@ fn malformed(path: &str, message: &str) -> Rejection {
 
 fn forbidden(message: String) -> Rejection {
     Rejection::new(StatusCode::FORBIDDEN, "bad_signature", message)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn host_patterns_match_one_label_per_star() {
-        assert!(host_matches(
-            "sns.*.amazonaws.com",
-            "sns.us-east-2.amazonaws.com"
-        ));
-        assert!(!host_matches("sns.*.amazonaws.com", "sns.amazonaws.com"));
-        assert!(!host_matches(
-            "sns.*.amazonaws.com",
-            "sns.a.b.amazonaws.com"
-        ));
-        assert!(!host_matches(
-            "sns.*.amazonaws.com",
-            "sns.us-east-2.amazonaws.com.evil.net"
-        ));
-        let url = |s: &str| reqwest::Url::parse(s).expect("url");
-        let allowed = vec![
-            "sns.*.amazonaws.com".to_owned(),
-            "http://127.0.0.1:8080".to_owned(),
-        ];
-        assert!(url_allowed(
-            &url("https://sns.eu-west-1.amazonaws.com/?Action=x"),
-            &allowed
-        ));
-        assert!(!url_allowed(
-            &url("http://sns.eu-west-1.amazonaws.com/"),
-            &allowed
-        ));
-        assert!(url_allowed(&url("http://127.0.0.1:8080/confirm"), &allowed));
-        assert!(!url_allowed(
-            &url("http://127.0.0.1:8081/confirm"),
-            &allowed
-        ));
-    }
 }

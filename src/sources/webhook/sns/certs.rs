@@ -1,0 +1,138 @@
+//! SNS signing certificates: pinned ones from `certificates`, and fetched ones (HTTPS,
+//! from an allowed host only, bounded in size, a few fetches at once), cached by URL;
+//! a URL whose fetch failed is not tried again for a minute.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use x509_cert::der::DecodePem;
+
+use super::hosts::host_matches;
+use super::{Sns, forbidden};
+use crate::sources::webhook::reply::Rejection;
+
+/// A signing certificate's public key and validity.
+pub(super) struct SigningCert {
+    /// The RSA public key (PKCS#1 DER), as ring expects it.
+    pub(super) public_key: Vec<u8>,
+    pub(super) not_before: i64,
+    pub(super) not_after: i64,
+}
+
+const CACHE_LIMIT: usize = 64;
+const FAILED_LIMIT: usize = 1024;
+const FAILURE_TTL: Duration = Duration::from_secs(60);
+
+impl Sns {
+    pub(super) async fn certificate(&self, url: &str) -> Result<Arc<SigningCert>, Rejection> {
+        if let Some(cert) = self.pinned.get(url) {
+            return Ok(Arc::clone(cert));
+        }
+        if let Some(cert) = self.cached(url) {
+            return Ok(cert);
+        }
+        let parsed = reqwest::Url::parse(url)
+            .map_err(|_| forbidden("SigningCertURL is not a URL".into()))?;
+        let host_ok = parsed.scheme() == "https"
+            && parsed.port().is_none()
+            && parsed.path().ends_with(".pem")
+            && parsed
+                .host_str()
+                .is_some_and(|h| self.config.cert_hosts.iter().any(|p| host_matches(p, h)));
+        if !host_ok {
+            return Err(forbidden(format!(
+                "SigningCertURL {url} is not an HTTPS .pem URL on an sns.cert_hosts host"
+            )));
+        }
+        let unavailable = || {
+            Rejection::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "cert_unavailable",
+                "cannot fetch the signing certificate; retry later",
+            )
+        };
+        if self.recently_failed(url) {
+            return Err(unavailable());
+        }
+        let _permit = self.fetches.acquire().await.map_err(|_| unavailable())?;
+        // Another request may have fetched it while this one waited.
+        if let Some(cert) = self.cached(url) {
+            return Ok(cert);
+        }
+        let fetch = async {
+            let response = self.client.get(parsed).send().await?.error_for_status()?;
+            response.bytes().await
+        };
+        let pem = match fetch.await {
+            Ok(pem) => pem,
+            Err(e) => {
+                tracing::warn!(url, error = %e.without_url(), "cannot fetch an SNS signing certificate");
+                self.remember_failure(url);
+                return Err(unavailable());
+            }
+        };
+        let cert = match parse_cert(&pem) {
+            Ok(cert) => Arc::new(cert),
+            Err(e) => {
+                self.remember_failure(url);
+                return Err(forbidden(format!(
+                    "the signing certificate is unusable: {e}"
+                )));
+            }
+        };
+        let mut cache = self.fetched.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.len() >= CACHE_LIMIT
+            && let Some(old) = cache.keys().next().cloned()
+        {
+            cache.remove(&old);
+        }
+        cache.insert(url.to_owned(), Arc::clone(&cert));
+        Ok(cert)
+    }
+
+    fn cached(&self, url: &str) -> Option<Arc<SigningCert>> {
+        self.fetched
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(url)
+            .cloned()
+    }
+
+    fn recently_failed(&self, url: &str) -> bool {
+        let now = self.clock.now();
+        self.failed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(url)
+            .is_some_and(|&until| until > now)
+    }
+
+    fn remember_failure(&self, url: &str) {
+        let now = self.clock.now();
+        let mut failed = self.failed.lock().unwrap_or_else(|p| p.into_inner());
+        if failed.len() >= FAILED_LIMIT {
+            failed.retain(|_, until| *until > now);
+            if failed.len() >= FAILED_LIMIT {
+                failed.clear();
+            }
+        }
+        failed.insert(url.to_owned(), now + FAILURE_TTL);
+    }
+}
+
+pub(super) fn parse_cert(pem: &[u8]) -> Result<SigningCert, String> {
+    let cert =
+        x509_cert::Certificate::from_pem(pem).map_err(|e| format!("not a PEM certificate: {e}"))?;
+    let tbs = &cert.tbs_certificate;
+    let spki = &tbs.subject_public_key_info;
+    let public_key = spki.subject_public_key.raw_bytes().to_vec();
+    let secs = |t: &x509_cert::time::Time| {
+        i64::try_from(t.to_unix_duration().as_secs()).unwrap_or(i64::MAX)
+    };
+    Ok(SigningCert {
+        public_key,
+        not_before: secs(&tbs.validity.not_before),
+        not_after: secs(&tbs.validity.not_after),
+    })
+}
