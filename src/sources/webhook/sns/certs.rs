@@ -23,6 +23,8 @@ pub(super) struct SigningCert {
 const CACHE_LIMIT: usize = 64;
 const FAILED_LIMIT: usize = 1024;
 const FAILURE_TTL: Duration = Duration::from_secs(60);
+/// A PEM certificate is a few KiB; a bigger answer is not read.
+const MAX_CERT_BYTES: usize = 64 * 1024;
 
 impl Sns {
     pub(super) async fn certificate(&self, url: &str) -> Result<Arc<SigningCert>, Rejection> {
@@ -61,13 +63,22 @@ impl Sns {
             return Ok(cert);
         }
         let fetch = async {
-            let response = self.client.get(parsed).send().await?.error_for_status()?;
-            response.bytes().await
+            let mut response = self
+                .client
+                .get(parsed)
+                .send()
+                .await
+                .and_then(reqwest::Response::error_for_status)?;
+            crate::net::read_at_most(&mut response, MAX_CERT_BYTES).await
         };
         let pem = match fetch.await {
             Ok(pem) => pem,
             Err(e) => {
-                tracing::warn!(url, error = %e.without_url(), "cannot fetch an SNS signing certificate");
+                let error = match e {
+                    crate::net::BodyError::Http(e) => crate::net::error_chain(&e.without_url()),
+                    too_large => too_large.to_string(),
+                };
+                tracing::warn!(url, error, "cannot fetch an SNS signing certificate");
                 self.remember_failure(url);
                 return Err(unavailable());
             }
