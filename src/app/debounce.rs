@@ -4,9 +4,12 @@
 //! swaps a whole directory; reloading at the first event would read a half-written
 //! file. A change arms a deadline `quiet` later; every further change pushes it back,
 //! so the reload runs once the files have been still for `quiet`. Pure state, driven
-//! by the instants its caller passes, so tests step time by hand.
+//! by the instants its caller passes, so tests step time by hand. Instants are tokio's,
+//! so the controller's tests can run on tokio's paused clock.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 #[derive(Debug, Clone)]
 pub(crate) struct Debounce {

@@ -7,9 +7,12 @@
 //! reloads never overlap. File changes are debounced ([`debounce`]); a component that
 //! takes a file's new content by itself (a subscription `file:`) hears of the change
 //! at once through [`FileNotices`]. SIGTERM or SIGINT drains in-flight events within
-//! `shutdown_timeout`.
+//! `shutdown_timeout`. Signals reach the controller as [`Control`] messages, so its
+//! tests drive it without signals, on tokio's paused clock.
 
 mod debounce;
+#[cfg(test)]
+mod tests;
 mod watcher;
 
 use std::path::PathBuf;
@@ -59,6 +62,7 @@ pub(crate) async fn serve(run: Run) -> anyhow::Result<u8> {
     if let Err(e) = crate::transforms::alert_rule::silences::attach_dir(&settings.data_dir) {
         tracing::warn!(error = %e, "cannot load the saved silences");
     }
+    let control_rx = signals()?;
     let api_shutdown = CancellationToken::new();
     let (reload_tx, reload_rx) = mpsc::channel::<ReloadRequest>(4);
     let api = if settings.api.enabled {
@@ -116,9 +120,12 @@ pub(crate) async fn serve(run: Run) -> anyhow::Result<u8> {
         notices,
         debounce: Debounce::new(FILE_DEBOUNCE),
     };
-    let code = controller
-        .run(reload_rx, changed_rx, settings.shutdown_timeout)
-        .await?;
+    let inputs = Inputs {
+        control: control_rx,
+        api: reload_rx,
+        changed: changed_rx,
+    };
+    let code = controller.run(inputs, settings.shutdown_timeout).await;
     let failed: Vec<String> = telemetry
         .components()
         .iter()
@@ -138,6 +145,46 @@ pub(crate) async fn serve(run: Run) -> anyhow::Result<u8> {
     Ok(code)
 }
 
+/// What the process's signals ask of the controller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Control {
+    /// SIGTERM or SIGINT: drain and exit.
+    Stop(&'static str),
+    /// SIGHUP: reload.
+    Reload,
+}
+
+/// Forwards SIGTERM, SIGINT and SIGHUP as [`Control`] messages (listening starts now,
+/// so a signal sent while the pipeline starts is not lost).
+fn signals() -> anyhow::Result<mpsc::Receiver<Control>> {
+    let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
+    let mut hup = signal(SignalKind::hangup()).context("cannot listen for SIGHUP")?;
+    let (tx, rx) = mpsc::channel(4);
+    tokio::spawn(async move {
+        loop {
+            let control = tokio::select! {
+                _ = term.recv() => Control::Stop("SIGTERM"),
+                _ = int.recv() => Control::Stop("SIGINT"),
+                _ = hup.recv() => Control::Reload,
+            };
+            if tx.send(control).await.is_err() {
+                return;
+            }
+        }
+    });
+    Ok(rx)
+}
+
+/// Everything that can make the controller act.
+pub(crate) struct Inputs {
+    pub(crate) control: mpsc::Receiver<Control>,
+    /// `POST /reload`, each with its reply.
+    pub(crate) api: mpsc::Receiver<ReloadRequest>,
+    /// A watched file changed.
+    pub(crate) changed: mpsc::UnboundedReceiver<PathBuf>,
+}
+
 /// Why the pipeline reloads.
 enum Trigger {
     Signal,
@@ -155,40 +202,37 @@ impl Trigger {
     }
 }
 
-struct Controller {
-    topology: Topology,
-    telemetry: Arc<Telemetry>,
-    files: Vec<PathBuf>,
-    watcher: Option<FileWatcher>,
-    notices: FileNotices,
-    debounce: Debounce,
+pub(crate) struct Controller {
+    pub(crate) topology: Topology,
+    pub(crate) telemetry: Arc<Telemetry>,
+    pub(crate) files: Vec<PathBuf>,
+    pub(crate) watcher: Option<FileWatcher>,
+    pub(crate) notices: FileNotices,
+    pub(crate) debounce: Debounce,
 }
 
 impl Controller {
-    async fn run(
-        mut self,
-        mut api: mpsc::Receiver<ReloadRequest>,
-        mut changed: mpsc::UnboundedReceiver<PathBuf>,
-        shutdown_timeout: Duration,
-    ) -> anyhow::Result<u8> {
-        let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
-        let mut int = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
-        let mut hup = signal(SignalKind::hangup()).context("cannot listen for SIGHUP")?;
+    /// Runs until a stop or until every source finished; the process exit code.
+    pub(crate) async fn run(mut self, mut inputs: Inputs, shutdown_timeout: Duration) -> u8 {
         let stop = loop {
-            let due = self.debounce.due().map(tokio::time::Instant::from_std);
+            let due = self.debounce.due();
             let trigger = tokio::select! {
-                _ = term.recv() => break Some("SIGTERM"),
-                _ = int.recv() => break Some("SIGINT"),
+                // In this order when several are ready: a stop wins, and file changes
+                // queued together are all seen before their quiet time is checked.
+                biased;
+                Some(control) = inputs.control.recv() => match control {
+                    Control::Stop(name) => break Some(name),
+                    Control::Reload => Trigger::Signal,
+                },
                 () = self.topology.finished() => break None,
-                _ = hup.recv() => Trigger::Signal,
-                Some(reply) = api.recv() => Trigger::Api(reply),
-                Some(path) = changed.recv() => {
+                Some(reply) = inputs.api.recv() => Trigger::Api(reply),
+                Some(path) = inputs.changed.recv() => {
                     self.notices.changed(&path);
-                    self.debounce.changed(std::time::Instant::now());
+                    self.debounce.changed(tokio::time::Instant::now());
                     continue;
                 }
                 () = sleep_until_some(due) => {
-                    if !self.debounce.take_due(std::time::Instant::now()) {
+                    if !self.debounce.take_due(tokio::time::Instant::now()) {
                         continue;
                     }
                     Trigger::Files
@@ -196,7 +240,7 @@ impl Controller {
             };
             self.reload(trigger).await;
         };
-        Ok(self.shut_down(stop, shutdown_timeout).await)
+        self.shut_down(stop, shutdown_timeout).await
     }
 
     async fn reload(&mut self, trigger: Trigger) {
