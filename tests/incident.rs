@@ -624,6 +624,8 @@ fn max_incidents(new: fn(&str) -> Rig) {
     );
     assert_eq!(metric(&rig.metrics(), "over_limit"), 1.0);
     assert_eq!(actions(&rig.send(vec![resolved("a")])), ["resolved"]);
+    // Its delivery is confirmed at the next timer pass.
+    rig.to(1).tick();
     assert_eq!(
         actions(&rig.to(1).send(vec![firing("c")])),
         ["opened"],
@@ -891,4 +893,116 @@ fn a_notification_its_aggregator_never_confirmed_is_sent_by_another_after_confir
     );
     assert!(live.to(61).tick().is_empty());
     assert!(live.to(200).tick().is_empty(), "confirmed now");
+}
+
+/// A resolve still in flight keeps its incident: `max_incidents` does not make room by
+/// forgetting it, and when the sink fails it, it goes out again.
+#[test]
+fn a_resolve_in_flight_is_not_forgotten_to_make_room() {
+    let mut rig = Rig::new("max_incidents: 2\nkeep_resolved: 0s");
+    assert_eq!(actions(&rig.send(vec![firing("a")])), ["opened"]);
+    let (in_flight, _) = rig.to(1).send_all(vec![resolved("a")]);
+    assert_eq!(actions(&delivered_values(&in_flight)), ["resolved"]);
+    assert_eq!(actions(&rig.send(vec![firing("b")])), ["opened"]);
+    assert!(
+        rig.send(vec![firing("c")]).is_empty(),
+        "no room: a is in flight"
+    );
+    assert_eq!(metric(&rig.metrics(), "over_limit"), 1.0);
+    drop(in_flight);
+    rig.to(2).tick();
+    let again = rig.to(3).tick();
+    assert_eq!(
+        actions(&again),
+        ["resolved"],
+        "the failed resolve goes out again"
+    );
+    assert_eq!(s(&again[0], "fingerprint"), "a");
+    rig.to(4).tick();
+    assert_eq!(
+        actions(&rig.send(vec![firing("c")])),
+        ["opened"],
+        "confirmed: now it makes room"
+    );
+}
+
+/// The outcome of an earlier copy of a notification (answered late, after the change
+/// was sent again and confirmed) does not send it a third time.
+#[test]
+fn a_late_failure_of_an_earlier_copy_does_not_resend_a_confirmed_page() {
+    let mut rig = Rig::new("confirm_timeout: 20s");
+    let (first, _) = rig.send_all(vec![firing("fp")]);
+    assert_eq!(first.len(), 1);
+    assert_eq!(
+        actions(&rig.to(20).tick()),
+        ["opened"],
+        "not confirmed in time"
+    );
+    assert!(rig.to(21).tick().is_empty(), "the second copy is confirmed");
+    drop(first);
+    for t in 22..60 {
+        assert!(rig.to(t).tick().is_empty(), "at {t}s");
+    }
+}
+
+/// What one incident keeps of its alerts' short fields is bounded: vendors listed,
+/// a severity's length.
+#[test]
+fn vendors_and_severities_are_bounded() {
+    let mut rig = Rig::new("{}");
+    let mut alerts: Vec<Event> = (0..100)
+        .map(|n| alert(&format!("{n}-{}", "v".repeat(8000)), "fp", "firing", "high"))
+        .collect();
+    alerts.push(alert("grafana", "fp", "firing", &"x".repeat(100_000)));
+    let page = rig.send(alerts);
+    let vendors = match f(&page[0], "vendors") {
+        Value::Array(v) => v,
+        other => panic!("vendors: {other:?}"),
+    };
+    assert_eq!(vendors.len(), 1, "the opening lists its first vendor");
+    rig.to(10).send(vec![firing("fp")]);
+    let sighting = rig.to(11).send(vec![resolved("fp")]);
+    let vendors = match f(&sighting[0], "vendors") {
+        Value::Array(v) => v,
+        other => panic!("vendors: {other:?}"),
+    };
+    assert_eq!(vendors.len(), 32, "at most 32");
+    assert!(
+        vendors
+            .iter()
+            .all(|v| v.to_string_lossy().chars().count() <= 128)
+    );
+    assert!(s(&sighting[0], "severity").chars().count() <= 128);
+}
+
+fn delivered_values(events: &[Event]) -> Vec<Value> {
+    events.iter().map(|e| e.value.clone()).collect()
+}
+
+/// Keys that differ only in a NUL and a U+FFFD stay two incidents (PostgreSQL text
+/// cannot hold NUL, so the store escapes rather than replaces it).
+#[test]
+fn keys_with_nul_and_replacement_characters_stay_apart() {
+    nul_keys(Rig::new);
+}
+
+#[test]
+fn keys_with_nul_and_replacement_characters_stay_apart_with_the_store() {
+    if postgres_up() {
+        nul_keys(Rig::stored);
+    }
+}
+
+fn nul_keys(new: fn(&str) -> Rig) {
+    let mut rig = new("{}");
+    let opened = rig.send(vec![firing("nul\0key"), firing("nul\u{fffd}key")]);
+    assert_eq!(actions(&opened), ["opened", "opened"]);
+    assert_ne!(s(&opened[0], "incident_id"), s(&opened[1], "incident_id"));
+    let closed = rig.to(1).send(vec![resolved("nul\0key")]);
+    assert_eq!(actions(&closed), ["resolved"]);
+    assert_eq!(s(&closed[0], "incident_id"), s(&opened[0], "incident_id"));
+    assert!(
+        rig.to(2).send(vec![firing("nul\u{fffd}key")]).is_empty(),
+        "the other is still open"
+    );
 }

@@ -458,3 +458,84 @@ sinks:
     assert_eq!(pd.events()[0]["event_action"], "trigger");
     assert_eq!(topo.stop(Duration::from_secs(5)).await, Drained::Complete);
 }
+
+/// An acknowledgement not yet announced is not swallowed by an update that follows it
+/// (a higher severity): PagerDuty hears both, the acknowledgement first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_acknowledgement_followed_at_once_by_an_escalation_reaches_pagerduty() {
+    let (pd_port, hook) = (free_port(), free_port());
+    let pd = PagerDuty::default();
+    pd.start(pd_port).await;
+    let p = parse(&format!(
+        r#"
+sources:
+  alerts:
+    type: webhook
+    address: "127.0.0.1:{hook}"
+    routes:
+      - {{ path: /alertmanager, decoder: alertmanager }}
+transforms:
+  incidents_ack_then_up:
+    type: incident
+    inputs: [alerts]
+sinks:
+  pagerduty:
+    type: pagerduty
+    inputs: [incidents_ack_then_up]
+    routing_key: "{KEY}"
+    url: "http://127.0.0.1:{pd_port}/v2/enqueue"
+    request: {{ concurrency: 1 }}
+"#
+    ));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (topo, telemetry) = start_with(p, options(&dir)).await;
+    wait_for_port(hook).await;
+    let stop = tokio_util::sync::CancellationToken::new();
+    let (api, _) = sluice::api::serve(
+        "127.0.0.1:0",
+        telemetry,
+        None,
+        Some("sekret".into()),
+        stop.clone(),
+    )
+    .await
+    .expect("API");
+    let client = reqwest::Client::new();
+    let alert = |severity: &str| {
+        let mut a = alertmanager_firing();
+        a["alerts"][0]["labels"]["severity"] = json!(severity);
+        a
+    };
+    let post = |body: Value| {
+        client
+            .post(format!("http://127.0.0.1:{hook}/alertmanager"))
+            .json(&body)
+            .send()
+    };
+    assert_eq!(post(alert("warning")).await.expect("POST").status(), 200);
+    let id = pd.events()[0]["dedup_key"]
+        .as_str()
+        .expect("key")
+        .to_owned();
+    let r = client
+        .put(format!("http://{api}/incidents/{id}"))
+        .bearer_auth("sekret")
+        .json(&json!({"status": "acknowledged"}))
+        .send()
+        .await
+        .expect("PUT");
+    assert_eq!(r.status(), 200);
+    // Before the next timer pass announces the acknowledgement.
+    assert_eq!(post(alert("critical")).await.expect("POST").status(), 200);
+    common::eventually("both changes reach PagerDuty", || pd.events().len() == 3).await;
+    let events = pd.events();
+    let actions: Vec<&str> = events
+        .iter()
+        .map(|e| e["event_action"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(actions, ["trigger", "acknowledge", "trigger"]);
+    assert_eq!(events[2]["payload"]["severity"], "critical");
+    assert!(events.iter().all(|e| e["dedup_key"] == id.as_str()));
+    stop.cancel();
+    assert_eq!(topo.stop(Duration::from_secs(5)).await, Drained::Complete);
+}

@@ -53,6 +53,7 @@ impl IncidentTransform {
                     key: key.clone(),
                     id: incident.id.clone(),
                     action,
+                    sent: now,
                     value,
                     slot,
                 });
@@ -100,7 +101,7 @@ impl IncidentTransform {
                 .map(|e| vec![e.meta.ack.take()])
                 .unwrap_or_default();
             let settled = Arc::clone(&self.settled);
-            let (key, id, action) = (n.key, n.id, n.action);
+            let (key, id, action, sent) = (n.key, n.id, n.action, n.sent);
             let ack = BatchAck::forwarding_then(inputs, move |status| {
                 let mut settled = lock(&settled);
                 // Beyond, a confirmation is lost: the change goes out again at its
@@ -110,6 +111,7 @@ impl IncidentTransform {
                         key,
                         id,
                         action,
+                        sent,
                         delivered: status == EventStatus::Delivered,
                     });
                 }
@@ -145,7 +147,9 @@ impl IncidentTransform {
             let Some(i) = state.incidents.get_mut(&f.key) else {
                 continue;
             };
-            let same = i.id == f.id && i.announced.is_some_and(|(a, _)| a == f.action);
+            // This very sending: an outcome of an earlier copy (a redelivery's
+            // predecessor, answered late) says nothing of the latest one.
+            let same = i.id == f.id && i.announced == Some((f.action, f.sent));
             if !same || i.pending.is_some() {
                 continue;
             }
@@ -177,7 +181,12 @@ impl IncidentTransform {
         if i.pending.is_some() || i.unconfirmed.is_none_or(|at| now < at) {
             return false;
         }
-        self.again(i, "was not confirmed delivered within confirm_timeout");
+        let why = if i.unconfirmed == Some(RESTARTED) {
+            "sent before a restart was not confirmed delivered before it"
+        } else {
+            "was not confirmed delivered within confirm_timeout"
+        };
+        self.again(i, why);
         true
     }
 
@@ -206,6 +215,8 @@ pub(super) struct Notice {
     pub(super) key: String,
     pub(super) id: String,
     pub(super) action: Action,
+    /// When it was announced (which sending of the change this is).
+    pub(super) sent: i64,
     pub(super) value: Value,
     pub(super) slot: Option<usize>,
 }
@@ -217,8 +228,12 @@ pub(super) struct Settled {
     pub(super) key: String,
     pub(super) id: String,
     pub(super) action: Action,
+    pub(super) sent: i64,
     pub(super) delivered: bool,
 }
+
+/// `unconfirmed` of a change a previous process sent: due at once.
+pub(super) const RESTARTED: i64 = i64::MIN;
 
 /// Outcomes waiting for the next timer pass, at most.
 const MAX_SETTLED: usize = 10_000;

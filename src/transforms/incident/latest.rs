@@ -28,12 +28,17 @@ pub(super) fn status_of(value: &Value) -> Option<Status> {
     }
 }
 
+/// A short field (`severity`, `source`) as text, cut at [`MAX_SHORT`] characters: it is
+/// kept per incident and compared on every alert.
 pub(super) fn text_field(value: &Value, name: &str) -> Option<String> {
     match top(value, name)? {
         Value::Null => None,
-        v => Some(v.to_string_lossy().into_owned()),
+        v => Some(crate::text::prefix_chars(&v.to_string_lossy(), MAX_SHORT).to_owned()),
     }
 }
+
+/// Characters of a short field kept.
+const MAX_SHORT: usize = 128;
 
 /// JSON has no timestamps: the normalized schema's time fields of an alert read back
 /// from disk are RFC 3339 text again, and become timestamps again here, so what is

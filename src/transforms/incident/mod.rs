@@ -105,6 +105,9 @@ pub struct IncidentState {
     /// with the state so that a reload's new instance hears about the old one's.
     #[serde(skip)]
     settled: Arc<Mutex<Vec<Settled>>>,
+    /// The correlation key its incidents were keyed by (`key` or `key_source`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) keyed_by: Option<String>,
     /// The number of the last journal record this state includes.
     #[serde(default)]
     pub(crate) seq: u64,
@@ -120,7 +123,7 @@ impl IncidentState {
         let found = self
             .incidents
             .iter()
-            .position(|(_, i)| !i.is_open() && i.pending.is_none());
+            .position(|(_, i)| !i.is_open() && i.pending.is_none() && i.unconfirmed.is_none());
         match found {
             Some(index) => {
                 self.incidents.shift_remove_index(index);
@@ -159,10 +162,30 @@ impl IncidentState {
         // Whoever sent them is gone: what it never heard back about goes out again.
         for i in state.incidents.values_mut() {
             if let Some(at) = &mut i.unconfirmed {
-                *at = i64::MIN;
+                *at = announce::RESTARTED;
             }
         }
         state
+    }
+}
+
+impl IncidentConfig {
+    /// Remembers the key definition with the state; when a reload or restart changes
+    /// it, the incidents kept under the old keys are orphaned: say so.
+    fn note_key(&self, id: &str, state: &mut IncidentState) {
+        let now = match (&self.key_source, &self.key) {
+            (Some(src), _) => format!("key_source: {src}"),
+            (None, Some(t)) => format!("key: {t}"),
+            (None, None) => "key: {{ fingerprint }}".to_owned(),
+        };
+        let open = state.incidents.values().filter(|i| i.is_open()).count();
+        if let Some(before) = &state.keyed_by
+            && *before != now
+            && open > 0
+        {
+            tracing::warn!(component_id = %id, before = %before, now = %now, open, "the correlation key changed: open incidents keep their old keys, so alerts now open new incidents and resolves of the old ones are dropped as stray; resolve the old ones by hand (PUT /incidents/{{id}}) or let resolve_after close them");
+        }
+        state.keyed_by = Some(now);
     }
 }
 
@@ -220,6 +243,9 @@ impl TransformConfig for IncidentConfig {
         };
         let now = cx.clock.wall().timestamp_millis();
         lock(&state).max_incidents = self.max_incidents;
+        if store.is_none() {
+            self.note_key(&cx.id, &mut lock(&state));
+        }
         let settled = Arc::clone(&lock(&state).settled);
         if let Some(store) = &store {
             registry::STORES.add(&cx.id, &store.api());
@@ -317,7 +343,8 @@ impl IncidentTransform {
                 g.push_str(&v.to_string_lossy());
             }
         }
-        g
+        // Kept in the state, which the store holds without NUL.
+        store::stored_key(g)
     }
 
     /// Takes one alert in. Returns the key of its incident when that has a change due.
@@ -338,6 +365,8 @@ impl IncidentTransform {
         let alert = top(&latest, field::FINGERPRINT)
             .filter(|v| !matches!(v, Value::Null))
             .map(|v| v.to_string_lossy().chars().take(256).collect::<String>())
+            // Kept in the state, which the store holds without NUL.
+            .map(store::stored_key)
             .unwrap_or_else(|| key.clone());
         let outcome = match (status, state.incidents.get_mut(&key)) {
             (Status::Firing, Some(incident)) => {
@@ -354,9 +383,7 @@ impl IncidentTransform {
                     }
                     Sighting::Opened
                 } else {
-                    let vendor = top(&latest, field::SOURCE)
-                        .and_then(Value::to_str_lossy)
-                        .map(|v| v.into_owned());
+                    let vendor = text_field(&latest, field::SOURCE);
                     incident.fire(now, &severity, vendor.as_deref(), latest)
                 }
             }

@@ -175,8 +175,7 @@ impl IncidentTransform {
                 out.named[UNMATCHED].push(event);
                 continue;
             };
-            // PostgreSQL text cannot hold NUL.
-            let key = key.replace('\0', "\u{fffd}");
+            let key = super::store::stored_key(key);
             work.push((event, key, status));
         }
         if work.is_empty() {

@@ -103,6 +103,9 @@ fn is_zero(n: &u32) -> bool {
     *n == 0
 }
 
+/// Vendors (`source` values) an incident lists at most.
+pub(crate) const MAX_VENDORS: usize = 32;
+
 /// Alerts an incident tells apart.
 pub(crate) const MAX_ALERTS: usize = 1000;
 
@@ -231,6 +234,11 @@ impl Incident {
                 self.queued = Some(Action::Acknowledged);
                 return;
             }
+            // Nor does an acknowledgement nobody heard yet: the update follows it.
+            (Some(Action::Acknowledged), Action::Updated) => {
+                self.queued = Some(Action::Updated);
+                return;
+            }
             _ => {}
         }
         self.pending = Some(action);
@@ -293,6 +301,7 @@ impl Incident {
         self.last_seen = now;
         self.latest = latest;
         if let Some(v) = vendor
+            && self.vendors.len() < MAX_VENDORS
             && !self.vendors.contains(v)
         {
             self.vendors.insert(v.to_owned());

@@ -31,6 +31,7 @@ use tokio::sync::{mpsc, oneshot};
 use vrl::value::Value;
 
 mod queries;
+pub(crate) use queries::stored_key;
 mod worker;
 
 use worker::Worker;

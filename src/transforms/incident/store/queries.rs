@@ -429,7 +429,7 @@ pub(super) async fn create(
         Ok(made) => made,
         Err(e) => return Ok(Err(e)),
     };
-    let key = clean(&key);
+    let key = stored_key(key);
     incident.notify_at = Some(now);
     let tx = c.transaction().await.map_err(db)?;
     let loaded = lock_keys(&tx, t, "api", std::slice::from_ref(&key)).await?;
@@ -540,6 +540,24 @@ pub(super) async fn stats(c: &mut Client, t: &Tables) -> Result<Json, StoreError
         "active_alerts": active,
         "open_incidents": open,
     }))
+}
+
+/// A correlation key as the store holds it: PostgreSQL text cannot hold NUL, so U+FFFD
+/// escapes (NUL becomes U+FFFD `0`, U+FFFD itself is doubled); keys with neither stay
+/// as they are, and two keys never become one.
+pub(crate) fn stored_key(key: String) -> String {
+    if !key.contains(['\0', '\u{fffd}']) {
+        return key;
+    }
+    let mut out = String::with_capacity(key.len() + 4);
+    for c in key.chars() {
+        match c {
+            '\0' => out.push_str("\u{fffd}0"),
+            '\u{fffd}' => out.push_str("\u{fffd}\u{fffd}"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// `s` without NUL characters, which PostgreSQL's text cannot hold (each becomes U+FFFD).
