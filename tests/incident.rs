@@ -1006,3 +1006,28 @@ fn nul_keys(new: fn(&str) -> Rig) {
         "the other is still open"
     );
 }
+
+/// One incident joining many alerts with huge fingerprints keeps a digest of each, not
+/// the fingerprint: its state stays small.
+#[test]
+fn huge_fingerprints_joining_one_incident_are_kept_as_digests() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut rig = Rig::with_dir("key: \"{{ service }}\"", Some(dir.path()));
+    let alerts: Vec<Event> = (0..200)
+        .map(|n| firing(&format!("{n}-{}", "f".repeat(10_000))))
+        .collect();
+    assert_eq!(actions(&rig.send(alerts)), ["opened"]);
+    rig.to(1).restart();
+    let file = dir.path().join("incident").join("inc.json");
+    let size = std::fs::metadata(&file).expect("state file").len();
+    assert!(size < 100_000, "{size} bytes for 2 MB of fingerprints");
+    // Each is still told apart: resolving all but one keeps the incident open.
+    let resolves: Vec<Event> = (0..199)
+        .map(|n| resolved(&format!("{n}-{}", "f".repeat(10_000))))
+        .collect();
+    assert!(rig.to(2).send(resolves).is_empty());
+    let last = rig
+        .to(3)
+        .send(vec![resolved(&format!("199-{}", "f".repeat(10_000)))]);
+    assert_eq!(actions(&last), ["resolved"]);
+}

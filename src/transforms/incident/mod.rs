@@ -343,8 +343,7 @@ impl IncidentTransform {
                 g.push_str(&v.to_string_lossy());
             }
         }
-        // Kept in the state, which the store holds without NUL.
-        store::stored_key(g)
+        identity(g)
     }
 
     /// Takes one alert in. Returns the key of its incident when that has a change due.
@@ -364,9 +363,7 @@ impl IncidentTransform {
         // The alert's own identity within the incident (one incident may join several).
         let alert = top(&latest, field::FINGERPRINT)
             .filter(|v| !matches!(v, Value::Null))
-            .map(|v| v.to_string_lossy().chars().take(256).collect::<String>())
-            // Kept in the state, which the store holds without NUL.
-            .map(store::stored_key)
+            .map(|v| identity(v.to_string_lossy().into_owned()))
             .unwrap_or_else(|| key.clone());
         let outcome = match (status, state.incidents.get_mut(&key)) {
             (Status::Firing, Some(incident)) => {
@@ -470,6 +467,20 @@ impl IncidentTransform {
         (due <= now).then_some(key)
     }
 }
+
+/// An alert's fingerprint or a group's values as the state keeps them: without NUL
+/// (the store cannot hold it), and a long one as its digest, so what an incident keeps
+/// per alert stays small whatever the sender puts there.
+fn identity(text: String) -> String {
+    let text = store::stored_key(text);
+    if text.len() <= MAX_IDENTITY {
+        return text;
+    }
+    format!("sha256:{}", crate::hashing::fingerprint_hex(&text))
+}
+
+/// Bytes of a fingerprint or a group kept as they are.
+const MAX_IDENTITY: usize = 64;
 
 fn new_id() -> String {
     uuid::Uuid::new_v4().to_string()
