@@ -246,3 +246,99 @@ async fn the_example_webhooks_to_postgres_pipeline_stores_posted_alerts() {
     topo.stop(Duration::from_secs(5)).await;
     drop_schema(&db, &schema).await;
 }
+
+/// An event in the monitoring system's own shape round-trips unchanged: its `tags`,
+/// `payload` and `timestamp` land in their columns, and the `postgres` source reads the
+/// row back as the same event. Any other event is stored whole, with its `event_type`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_in_the_monitoring_systems_shape_round_trips_unchanged() {
+    let Some((db, schema)) = database().await else {
+        return;
+    };
+    let original = serde_json::json!({
+        "id": "0b6f3e52-7c1a-4a5e-9a43-5d2b8e1f0c11",
+        "event_type": "metric", "source": "billing", "message": "queue depth",
+        "level": "warning", "tags": {"region": "eu-west-1", "team": "pay"},
+        "payload": {"name": "queue_depth", "value": 41.5, "labels": {"q": "invoices"}},
+        "timestamp": "2026-11-30T08:15:00Z",
+    });
+    let line = serde_json::to_string(&original).expect("json");
+    let format = line.replace('\'', "''");
+    let p = parse(&format!(
+        r#"
+sources:
+  shaped: {{ type: generator, count: 1, format: '{format}' }}
+  plain: {{ type: generator, count: 1, format: '{{"summary": "a plain log", "labels": {{"team": "ops"}}}}' }}
+sinks:
+  db: {{ type: postgres, inputs: [shaped, plain], url: "{URL}", schema: {schema} }}
+"#
+    ));
+    let (mut topo, _) = start_with(p, TopologyOptions::default()).await;
+    topo.finished().await;
+    let row = db
+        .query_one(
+            &format!("SELECT tags, payload, timestamp = '2026-11-30T08:15:00Z'::timestamptz FROM {schema}.events WHERE source = 'billing'"),
+            &[],
+        )
+        .await
+        .expect("the shaped row");
+    assert_eq!(row.get::<_, serde_json::Value>(0), original["tags"]);
+    assert_eq!(row.get::<_, serde_json::Value>(1), original["payload"]);
+    assert!(
+        row.get::<_, bool>(2),
+        "the event's own time, not the time of receipt"
+    );
+    let plain = db
+        .query_one(
+            &format!("SELECT tags, payload FROM {schema}.events WHERE source = 'plain'"),
+            &[],
+        )
+        .await
+        .expect("the plain row");
+    assert_eq!(
+        plain.get::<_, serde_json::Value>(0),
+        serde_json::json!({"team": "ops"})
+    );
+    assert_eq!(
+        plain.get::<_, serde_json::Value>(1),
+        serde_json::json!({"summary": "a plain log", "labels": {"team": "ops"}, "event_type": "log"})
+    );
+
+    // Read back by the postgres source: the same events.
+    let rx = common::Receiver::new(0).start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = parse(&format!(
+        r#"
+sources:
+  history: {{ type: postgres, url: "{URL}", schema: {schema}, backfill: {{ max_age: 3650d }} }}
+sinks:
+  out: {{ type: http, inputs: [history], url: "http://127.0.0.1:{}/", encoding: ndjson, batch: {{ timeout: 10ms }} }}
+"#,
+        rx.port
+    ));
+    let options = TopologyOptions {
+        data_dir: dir.path().to_path_buf(),
+        ..TopologyOptions::default()
+    };
+    let (mut topo, _) = start_with(p, options).await;
+    topo.finished().await;
+    let mut events: Vec<serde_json::Value> = rx
+        .requests()
+        .iter()
+        .flat_map(|r| {
+            String::from_utf8_lossy(&r.body)
+                .lines()
+                .map(|l| serde_json::from_str(l).expect("json"))
+                .collect::<Vec<serde_json::Value>>()
+        })
+        .collect();
+    events.sort_by_key(|e| e["source"].as_str().unwrap_or_default().to_owned());
+    assert_eq!(events.len(), 2);
+    let mut back = events[0].clone();
+    assert_eq!(back["timestamp"], "2026-11-30T08:15:00Z");
+    back["timestamp"] = original["timestamp"].clone();
+    assert_eq!(back, original, "the shaped event, unchanged");
+    assert_eq!(events[1]["summary"], "a plain log", "the plain one, whole");
+    assert_eq!(events[1]["source"], "plain");
+    drop_schema(&db, &schema).await;
+}

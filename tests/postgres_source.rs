@@ -31,7 +31,8 @@ async fn seeded(rows: i64, old: i64) -> Option<(tokio_postgres::Client, String)>
 }
 
 fn ns(rx: &Receiver) -> Vec<i64> {
-    common::ndjson_ints(&rx.requests(), "n")
+    // The seeded rows are in the monitoring system's shape: the data is the payload.
+    common::ndjson_ints(&rx.requests(), "/payload/n")
 }
 
 fn pipeline(schema: &str, port: u16, backfill: &str) -> sluice::config::Pipeline {

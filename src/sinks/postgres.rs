@@ -175,6 +175,42 @@ fn text(event: &Event, fields: &[&str]) -> Option<String> {
     })
 }
 
+/// An event in the monitoring system's own shape (it has a `payload`) keeps its payload
+/// as it is; any other event is its own payload, with its `event_type` (as the column
+/// has it) so the `postgres` source reads it back whole.
+fn payload(event: &Event, whole: &Json) -> Json {
+    if let Some(p) = event.get("payload") {
+        return serde_json::to_value(p).unwrap_or(Json::Null);
+    }
+    let mut whole = whole.clone();
+    if let Json::Object(o) = &mut whole {
+        o.entry("event_type").or_insert_with(|| json!("log"));
+    }
+    whole
+}
+
+/// When the event happened: its `timestamp` (the monitoring system's field) or `time`
+/// (the normalized schema's), as a timestamp, text (PostgreSQL parses it; text it
+/// cannot parse dead-letters the event) or Unix seconds or milliseconds; else when
+/// sluice received it.
+fn event_time(event: &Event) -> Json {
+    let time = |v: &Value| match v {
+        Value::Timestamp(t) => Some(json!(t.to_rfc3339())),
+        Value::Integer(n) if n.unsigned_abs() < 100_000_000_000 => {
+            chrono::DateTime::from_timestamp(*n, 0).map(|t| json!(t.to_rfc3339()))
+        }
+        Value::Integer(n) => {
+            chrono::DateTime::from_timestamp_millis(*n).map(|t| json!(t.to_rfc3339()))
+        }
+        // Text (VRL has two kinds of it).
+        other => other.to_str_lossy().map(|t| json!(t)),
+    };
+    ["timestamp", "time"]
+        .iter()
+        .find_map(|f| event.get(f).and_then(time))
+        .unwrap_or_else(|| json!(event.meta.received_at.to_rfc3339()))
+}
+
 fn default_column(name: &str, event: &Event, whole: &Json) -> Json {
     match name {
         "id" => {
@@ -192,16 +228,12 @@ fn default_column(name: &str, event: &Event, whole: &Json) -> Json {
         }
         "message" => text(event, &["summary", "message"]).map_or(Json::Null, Json::from),
         "level" => text(event, &["severity", "level"]).map_or(Json::Null, Json::from),
-        "tags" => match event.get("labels") {
+        "tags" => match event.get("tags").or_else(|| event.get("labels")) {
             Some(v @ Value::Object(_)) => serde_json::to_value(v).unwrap_or_else(|_| json!({})),
             _ => json!({}),
         },
-        "payload" => whole.clone(),
-        "timestamp" => match event.get("time") {
-            Some(Value::Timestamp(t)) => json!(t.to_rfc3339()),
-            Some(v) if v.to_str_lossy().is_some() => json!(v.to_string_lossy()),
-            _ => json!(event.meta.received_at.to_rfc3339()),
-        },
+        "payload" => payload(event, whole),
+        "timestamp" => event_time(event),
         _ => Json::Null,
     }
 }

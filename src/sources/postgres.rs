@@ -3,8 +3,11 @@
 //!
 //! Rows newer than `backfill.max_age` are read in `(timestamp, id)` order with keyset
 //! pagination, `batch_size` at a time, paced to `rate_limit` events/s (governor), up to
-//! `max_events` in all. Each event is the stored `payload` with `id`, `event_type`,
-//! `source` and `time` filled in from their columns when missing.
+//! `max_events` in all. A row whose `payload` is a whole event (it has an `event_type`,
+//! as the `postgres` sink writes it) is that event, with `id`, `source` and `time`
+//! filled in from their columns when missing; any other row (the monitoring system's
+//! shape) is the event `{id, event_type, source, message, level, tags, payload,
+//! timestamp}`.
 //!
 //! Progress is a checkpoint in `data_dir` (the last key and the count), written
 //! atomically once a batch's acknowledgement came back *delivered*: a restart resumes
@@ -162,7 +165,7 @@ async fn run(
     let limiter = RateLimiter::direct(quota);
     let after_key = "\"timestamp\" >= $1 AND (\"timestamp\", id::text) > ($2, $3)";
     let query = format!(
-        "SELECT id::text, event_type, source, \"timestamp\", payload FROM {table}
+        "SELECT id::text, event_type, source, \"timestamp\", payload, message, level, tags FROM {table}
          WHERE {after_key} ORDER BY \"timestamp\", id::text LIMIT $4"
     );
     let count_query = format!("SELECT COUNT(*) FROM {table} WHERE {after_key}");
@@ -256,8 +259,10 @@ async fn run(
             };
             let payload: Option<serde_json::Value> = row.try_get(4).ok().flatten();
             let mut v = match payload.map(Value::from) {
-                Some(v @ Value::Object(_)) => v,
-                _ => Value::Object(ObjectMap::new()),
+                // A whole event, as the `postgres` sink writes one.
+                Some(Value::Object(o)) if o.contains_key("event_type") => Value::Object(o),
+                // A row in the monitoring system's shape: the event is the row.
+                payload => monitoring_shape(&row, payload, ts),
             };
             if let Value::Object(m) = &mut v {
                 m.entry("id".into())
@@ -269,7 +274,9 @@ async fn run(
                 if let Ok(Some(src)) = row.try_get::<_, Option<String>>(2) {
                     m.entry("source".into()).or_insert_with(|| Value::from(src));
                 }
-                m.entry("time".into()).or_insert(Value::Timestamp(ts));
+                if !m.contains_key("timestamp") {
+                    m.entry("time".into()).or_insert(Value::Timestamp(ts));
+                }
             }
             values.push(v);
             key = Some((ts, id));
@@ -328,4 +335,21 @@ async fn wait(cx: &SourceContext, backoff: &mut Backoff, reason: &str) {
         () = tokio::time::sleep(delay) => {}
         () = cx.shutdown.cancelled() => {}
     }
+}
+
+/// A row whose payload is only the event's data (the monitoring system writes such rows,
+/// and the `postgres` sink for events in that shape): the event is the row's fields.
+fn monitoring_shape(row: &tokio_postgres::Row, payload: Option<Value>, ts: DateTime<Utc>) -> Value {
+    let mut m = ObjectMap::new();
+    for (i, name) in [(5, "message"), (6, "level")] {
+        if let Ok(Some(text)) = row.try_get::<_, Option<String>>(i) {
+            m.insert(name.into(), Value::from(text));
+        }
+    }
+    if let Ok(Some(tags)) = row.try_get::<_, Option<serde_json::Value>>(7) {
+        m.insert("tags".into(), Value::from(tags));
+    }
+    m.insert("payload".into(), payload.unwrap_or(Value::Null));
+    m.insert("timestamp".into(), Value::Timestamp(ts));
+    Value::Object(m)
 }

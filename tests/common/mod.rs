@@ -194,7 +194,8 @@ impl Recorded {
     }
 }
 
-/// An integer field of every NDJSON line in `requests`' bodies, sorted.
+/// An integer field (or a JSON pointer, `/payload/n`) of every NDJSON line in
+/// `requests`' bodies, sorted.
 pub fn ndjson_ints<'a>(requests: impl IntoIterator<Item = &'a Recorded>, field: &str) -> Vec<i64> {
     let mut values: Vec<i64> = requests
         .into_iter()
@@ -203,8 +204,14 @@ pub fn ndjson_ints<'a>(requests: impl IntoIterator<Item = &'a Recorded>, field: 
                 .expect("utf-8")
                 .lines()
                 .map(|l| {
-                    serde_json::from_str::<serde_json::Value>(l).expect("json")[field]
-                        .as_i64()
+                    let line = serde_json::from_str::<serde_json::Value>(l).expect("json");
+                    let value = if field.starts_with('/') {
+                        line.pointer(field)
+                    } else {
+                        line.get(field)
+                    };
+                    value
+                        .and_then(serde_json::Value::as_i64)
                         .expect("an integer field")
                 })
                 .collect::<Vec<_>>()
