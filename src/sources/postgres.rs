@@ -262,7 +262,7 @@ async fn run(
                 // A whole event, as the `postgres` sink writes one.
                 Some(Value::Object(o)) if o.contains_key("event_type") => Value::Object(o),
                 // A row in the monitoring system's shape: the event is the row.
-                payload => monitoring_shape(&row, payload, ts),
+                payload => monitoring_shape(row, payload, ts),
             };
             if let Value::Object(m) = &mut v {
                 m.entry("id".into())
