@@ -8,6 +8,7 @@
 mod file_notices;
 mod input;
 mod listeners;
+mod live;
 mod output;
 
 use std::fmt::Debug;
@@ -28,6 +29,7 @@ pub(crate) use file_notices::absolute;
 pub use file_notices::{FileNotices, OnChange};
 pub(crate) use input::{ComponentInput, InputSlot, close as close_input, input_slot};
 pub(crate) use listeners::ListenerPool;
+pub(crate) use live::Live;
 pub(crate) use output::{Consumer, Output};
 
 /// A running component: resolves when the component has finished.
