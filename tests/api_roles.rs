@@ -54,6 +54,18 @@ fn routes() -> Vec<(&'static str, &'static str, Option<Value>, Option<Role>)> {
             None,
             Some(Role::Operator),
         ),
+        (
+            "POST",
+            "/events?source=nope",
+            Some(json!({"event_type": "log", "source": "t"})),
+            Some(Role::Operator),
+        ),
+        (
+            "POST",
+            "/metrics?source=nope",
+            Some(json!({"name": "m", "metric_type": "gauge", "value": 1})),
+            Some(Role::Operator),
+        ),
         ("POST", "/reload", None, Some(Role::Admin)),
         ("GET", "/tap?limit=0", None, Some(Role::Admin)),
     ]

@@ -2,7 +2,8 @@
 //! line of every call that changes something.
 //!
 //! - `viewer` reads everything except `/tap`;
-//! - `operator` also manages silences and incidents and asks status feeds to poll;
+//! - `operator` also manages silences and incidents, asks status feeds to poll, and
+//!   posts events and metric samples into the pipeline;
 //! - `admin` also reloads the pipeline and taps events.
 //!
 //! Tokens are compared as SHA-256 digests in constant time, each of them every time, so
@@ -27,9 +28,12 @@ pub use crate::settings::Role;
 pub(crate) fn required(method: &Method, route: &str) -> Option<Role> {
     let read = method == Method::GET || method == Method::HEAD;
     Some(match route {
+        // Samples posted into the pipeline; reading the exposition is open.
+        "/metrics" if !read => Role::Operator,
         "/health" | "/health/live" | "/health/ready" | "/metrics" | "/components" => {
             return None;
         }
+        "/events" => Role::Operator,
         "/tap" | "/reload" => Role::Admin,
         "/status_feeds/{id}" if read => Role::Viewer,
         "/status_feeds/{id}/check" => Role::Operator,

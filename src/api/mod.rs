@@ -24,6 +24,7 @@
 //! handlers.
 
 mod access;
+mod events;
 mod guard;
 mod incidents;
 
@@ -106,7 +107,8 @@ pub(crate) fn router_with_guard(
         .route("/health", get(health))
         .route("/health/live", get(live))
         .route("/health/ready", get(ready))
-        .route("/metrics", get(metrics))
+        .route("/metrics", get(metrics).post(events::post_metrics))
+        .route("/events", post(events::post_events))
         .route("/components", get(components))
         .route("/reload", post(reload_now))
         .route("/tap", get(tap))

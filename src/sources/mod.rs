@@ -1,5 +1,6 @@
 //! Sources: where events enter. One module per type; register it below.
 
+pub(crate) mod api;
 pub(crate) mod file;
 pub(crate) mod generator;
 pub(crate) mod kafka;
@@ -10,6 +11,7 @@ pub(crate) mod util;
 pub mod webhook;
 
 crate::component::component_registry! { crate::component::SourceConfig;
+    "api" => api::ApiSourceConfig,
     "file" => file::FileSourceConfig,
     "generator" => generator::GeneratorConfig,
     "kafka" => kafka::KafkaSourceConfig,

@@ -1,0 +1,155 @@
+//! `api`: events posted to the API (`POST /events`, `POST /metrics`) enter the pipeline
+//! here, with the same acknowledgements as webhooks: the request is answered once its
+//! events were delivered (200), or when their delivery outlasts `request_timeout`
+//! (202: they are in the pipeline), or with 503 when the pipeline stays full or a sink
+//! failed them.
+//!
+//! The source only takes events in; checking what a request holds is the API's job
+//! ([`crate::api`]). Each running instance is listed by id in [`INTAKES`], where the
+//! API finds it; during a reload the old and the new instance share one entry.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+use vrl::value::Value;
+
+use crate::component::{BoxFuture, BuildError, ComponentTask, Live, SourceConfig, SourceContext};
+use crate::event::{BatchAck, Event, EventStatus};
+use crate::telemetry::ComponentMetrics;
+
+/// Takes events posted to the API (`POST /events` and `POST /metrics`, operator role)
+/// into the pipeline. With several `api` sources, a request names one in `?source=`.
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ApiSourceConfig {
+    /// How long a request may wait for room in the pipeline and for its events to be
+    /// delivered: after it, a request whose events entered the pipeline is answered 202,
+    /// one whose events could not enter it 503 (default 10s).
+    #[schemars(schema_with = "crate::units::duration")]
+    #[serde(default = "default_request_timeout", with = "humantime_serde")]
+    pub(crate) request_timeout: Duration,
+}
+
+fn default_request_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+/// How a posted batch ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Taken {
+    /// Delivered by every sink.
+    Delivered,
+    /// In the pipeline; delivery outlasted `request_timeout`.
+    Pending,
+    /// No room in the pipeline within `request_timeout`: nothing entered it.
+    Full,
+    /// A sink failed them (they may be posted again).
+    Failed,
+    /// A sink refused them for good.
+    Rejected,
+    /// The source is stopping.
+    Stopped,
+}
+
+/// A running `api` source, as the API reaches it.
+pub(crate) struct Intake {
+    id: Arc<str>,
+    out: tokio::sync::Mutex<Option<crate::component::SourceOutput>>,
+    metrics: Arc<ComponentMetrics>,
+    latency: Arc<crate::telemetry::LatencyRecorder>,
+    request_timeout: Duration,
+}
+
+/// The running `api` sources, by component id.
+pub(crate) static INTAKES: Live<Intake> = Live::new();
+
+impl Intake {
+    /// Sends `values` into the pipeline and waits for their delivery.
+    pub(crate) async fn take(&self, values: Vec<Value>) -> Taken {
+        let n = values.len();
+        if n == 0 {
+            return Taken::Delivered;
+        }
+        let deadline = tokio::time::Instant::now() + self.request_timeout;
+        let (ack, done) = BatchAck::with_receiver(n, Some(Arc::clone(&self.latency)));
+        let now = chrono::Utc::now();
+        let batch: Vec<Event> = values
+            .into_iter()
+            .map(|v| Event::new(v, Arc::clone(&self.id), now).with_ack(ack.event_ack()))
+            .collect();
+        drop(ack);
+        let send = async {
+            let mut out = self.out.lock().await;
+            match out.as_mut() {
+                Some(out) => {
+                    out.send(batch).await;
+                    true
+                }
+                None => false,
+            }
+        };
+        match tokio::time::timeout_at(deadline, send).await {
+            Err(_) => return Taken::Full,
+            Ok(false) => return Taken::Stopped,
+            Ok(true) => {}
+        }
+        self.metrics.add_received(n);
+        match tokio::time::timeout_at(deadline, done.wait()).await {
+            Ok(EventStatus::Delivered) => Taken::Delivered,
+            Ok(EventStatus::Errored) => Taken::Failed,
+            Ok(EventStatus::Rejected) => Taken::Rejected,
+            Err(_) => Taken::Pending,
+        }
+    }
+}
+
+impl SourceConfig for ApiSourceConfig {
+    fn type_name(&self) -> &'static str {
+        "api"
+    }
+
+    fn check(&self) -> Result<(), BuildError> {
+        if self.request_timeout.is_zero() {
+            return Err(BuildError(
+                "`request_timeout` must be longer than 0s".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    fn build(&self, cx: SourceContext) -> BoxFuture<'_, Result<ComponentTask, BuildError>> {
+        Box::pin(async move {
+            self.check()?;
+            let request_timeout = self.request_timeout;
+            Ok(Box::pin(run(request_timeout, cx)) as ComponentTask)
+        })
+    }
+}
+
+async fn run(
+    request_timeout: Duration,
+    cx: SourceContext,
+) -> Result<(), crate::component::ComponentError> {
+    let SourceContext {
+        id,
+        out,
+        shutdown,
+        metrics,
+        telemetry,
+        ..
+    } = cx;
+    let intake = Arc::new(Intake {
+        id: Arc::clone(&id),
+        out: tokio::sync::Mutex::new(Some(out)),
+        metrics,
+        latency: Arc::clone(telemetry.latency()),
+        request_timeout,
+    });
+    INTAKES.add(&id, &intake);
+    shutdown.cancelled().await;
+    INTAKES.remove(&id, &intake);
+    // Requests still sending finish first; later ones are told the source stopped.
+    intake.out.lock().await.take();
+    Ok(())
+}
