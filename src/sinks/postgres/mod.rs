@@ -1,0 +1,92 @@
+//! `postgres`: events as rows, the monitoring system's events store.
+//!
+//! Each batch is written in one statement: the rows go to the server as one JSONB
+//! array and `jsonb_populate_recordset(NULL::<schema>.<table>, $1)` converts every field
+//! with the table's own column types, so user tables with other columns work without
+//! declaring types here. `ON CONFLICT DO NOTHING` makes redelivery idempotent: `id` is
+//! the event's `id` when it is a UUID, otherwise a UUID derived from the event's
+//! content, the same on every redelivery.
+//!
+//! When a batch violates a constraint, its rows are written one by one: the bad ones go
+//! to `<id>.dead_letter` with the database's message, the rest commit. Connection
+//! failures (the server restarting, a backend killed) are retried with backoff on a
+//! fresh pooled connection; nothing is settled before its rows are committed.
+//! `retention_days` deletes older rows in batches of 1,000 at start and every hour.
+//!
+//! Files: this one the options; `plan.rs` how an event becomes a row; `writer.rs`
+//! writing batches, isolating bad rows, retention.
+
+mod plan;
+mod writer;
+
+use writer::{Writer, run};
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use indexmap::IndexMap;
+use serde::Deserialize;
+use tokio_postgres::NoTls;
+
+use crate::component::{BoxFuture, BuildError, ComponentTask, SinkConfig, SinkContext};
+use crate::delivery::DEAD_LETTER;
+use crate::net::FailureHandling;
+
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PostgresConfig {
+    /// `postgres://user@host:port/db` (or a key=value connection string).
+    pub(crate) url: String,
+    #[serde(default = "crate::postgres::default_schema")]
+    pub(crate) schema: String,
+    #[serde(default = "crate::postgres::default_table")]
+    pub(crate) table: String,
+    /// Create the events table (and schema) when missing.
+    #[serde(default = "crate::units::yes")]
+    pub(crate) create_table: bool,
+    /// `column: field.path` (`.` for the whole event); the default maps the
+    /// normalized schema onto the events table.
+    pub(crate) columns: Option<IndexMap<String, String>>,
+    pub(crate) retention_days: Option<u32>,
+    #[serde(default)]
+    pub(crate) failure_handling: FailureHandling,
+}
+
+impl SinkConfig for PostgresConfig {
+    fn type_name(&self) -> &'static str {
+        "postgres"
+    }
+
+    fn outputs(&self) -> Vec<String> {
+        vec![DEAD_LETTER.into()]
+    }
+
+    fn check(&self) -> Result<(), BuildError> {
+        self.plan().map(drop)
+    }
+
+    fn build(&self, cx: SinkContext) -> BoxFuture<'_, Result<ComponentTask, BuildError>> {
+        Box::pin(async move {
+            let plan = self.plan()?;
+            let mut pg = crate::postgres::parse_url(&self.url, "url")?;
+            pg.application_name(format!("sluice:{}", cx.id));
+            let manager = Manager::from_config(
+                pg,
+                NoTls,
+                ManagerConfig {
+                    recycling_method: RecyclingMethod::Verified,
+                },
+            );
+            let pool = Pool::builder(manager)
+                .max_size(2)
+                .build()
+                .map_err(|e| BuildError(format!("cannot create the connection pool: {e}")))?;
+            let writer = Writer {
+                pool,
+                plan,
+                create_table: self.create_table,
+                retention: self.retention_days,
+                failure: self.failure_handling,
+            };
+            Ok(Box::pin(run(writer, cx)) as ComponentTask)
+        })
+    }
+}

@@ -1,0 +1,265 @@
+//! Writing batches: one statement per batch, bad rows isolated to the dead letter,
+//! transient failures retried, retention.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use deadpool_postgres::Pool;
+use serde_json::Value as Json;
+use tokio_postgres::types::Json as PgJson;
+
+use crate::component::{ComponentError, SinkContext, delivered};
+use crate::delivery::{DeadLetter, Failure};
+use crate::event::Event;
+use crate::net::{Backoff, FailureHandling};
+
+use super::plan::Plan;
+
+pub(super) struct Writer {
+    pub(super) pool: Pool,
+    pub(super) plan: Plan,
+    pub(super) create_table: bool,
+    pub(super) retention: Option<u32>,
+    pub(super) failure: FailureHandling,
+}
+
+/// Why a write did not complete.
+enum WriteError {
+    /// Connection trouble and the like: retry the batch.
+    Retry(String),
+    /// The data's fault (a constraint, a bad value): isolate the bad rows.
+    Integrity,
+}
+
+/// Transient trouble is retried: no database error at all (the connection broke), or
+/// SQLSTATE classes 08 (connection), 40 (rollback: serialization, deadlock), 53
+/// (insufficient resources), 57 (operator intervention: shutdown, terminated backend)
+/// and 58 (system error). Anything else is the data's fault (a constraint, a value of
+/// the wrong type, an unknown column) and retrying would only stall the pipeline.
+fn classify(e: &tokio_postgres::Error) -> WriteError {
+    match e.as_db_error() {
+        Some(db)
+            if ["08", "40", "53", "57", "58"]
+                .iter()
+                .any(|c| db.code().code().starts_with(c)) =>
+        {
+            WriteError::Retry(format!("{}: {}", db.code().code(), db.message()))
+        }
+        Some(_) => WriteError::Integrity,
+        None => WriteError::Retry(crate::net::error_chain(e)),
+    }
+}
+
+pub(super) async fn run(w: Writer, mut cx: SinkContext) -> Result<(), ComponentError> {
+    let dead_letter = DeadLetter::new(
+        Arc::clone(&cx.id),
+        cx.outputs.first().cloned(),
+        Arc::clone(&cx.metrics),
+    );
+    let stop = cx.input.stop_token();
+    let mut prepared = false;
+    let mut last_retention: Option<std::time::Instant> = None;
+    while let Some(batch) = cx.input.recv().await {
+        cx.metrics.add_received(batch.len());
+        let rows: Vec<Json> = batch.iter().map(|e| w.plan.row(e)).collect();
+        let mut backoff = Backoff::new(w.failure);
+        let outcome = loop {
+            let attempt = async {
+                if !prepared {
+                    w.prepare().await?;
+                    prepared = true;
+                }
+                w.insert(&rows).await
+            };
+            match attempt.await {
+                Ok(()) => break Ok(()),
+                Err(WriteError::Integrity) => break Err(()),
+                Err(WriteError::Retry(reason)) => {
+                    let Some(wait) = backoff.next(None) else {
+                        break Err(());
+                    };
+                    tracing::warn!(component_id = %cx.id, error = %reason, wait = ?wait, "write failed; retrying");
+                    tokio::select! {
+                        () = cx.clock.sleep(wait) => {}
+                        () = stop.cancelled() => {
+                            // Replaced by a reload: the batch goes to the replacement.
+                            cx.input.hand_back(batch);
+                            return Ok(());
+                        }
+                    }
+                }
+            }
+        };
+        match outcome {
+            Ok(()) => delivered(&cx.metrics, batch),
+            Err(()) => {
+                if let Some(rest) = w.row_by_row(batch, rows, &dead_letter, &cx).await {
+                    // Replaced meanwhile: the rows not written yet go to the replacement.
+                    cx.input.hand_back(rest);
+                    return Ok(());
+                }
+            }
+        }
+        if w.retention.is_some()
+            && last_retention.is_none_or(|t| t.elapsed() >= Duration::from_secs(3600))
+        {
+            w.apply_retention(&cx.id).await;
+            last_retention = Some(std::time::Instant::now());
+        }
+    }
+    Ok(())
+}
+
+impl Writer {
+    async fn client(&self) -> Result<deadpool_postgres::Object, WriteError> {
+        self.pool
+            .get()
+            .await
+            .map_err(|e| WriteError::Retry(format!("no connection: {e}")))
+    }
+
+    async fn prepare(&self) -> Result<(), WriteError> {
+        if !self.create_table {
+            return Ok(());
+        }
+        let client = self.client().await?;
+        let t = &self.plan.table;
+        let ddl = format!(
+            "CREATE SCHEMA IF NOT EXISTS {schema};
+             CREATE TABLE IF NOT EXISTS {t} (
+               id UUID PRIMARY KEY,
+               event_type TEXT NOT NULL CHECK (event_type IN ('log','metric','trace','alert')),
+               source TEXT NOT NULL,
+               message TEXT,
+               level TEXT,
+               tags JSONB NOT NULL DEFAULT '{{}}',
+               payload JSONB NOT NULL DEFAULT '{{}}',
+               timestamp TIMESTAMPTZ NOT NULL DEFAULT NOW(),
+               created_at TIMESTAMPTZ NOT NULL DEFAULT NOW());
+             CREATE INDEX IF NOT EXISTS {idx1} ON {t} (event_type, timestamp);
+             CREATE INDEX IF NOT EXISTS {idx2} ON {t} (source, timestamp);",
+            schema = self.plan.schema,
+            idx1 = crate::postgres::index_name(t, "type_ts"),
+            idx2 = crate::postgres::index_name(t, "source_ts"),
+        );
+        client
+            .batch_execute(&crate::postgres::serialized_ddl(&self.plan.schema, &ddl))
+            .await
+            .map_err(|e| classify(&e))
+    }
+
+    async fn insert(&self, rows: &[Json]) -> Result<(), WriteError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(|e| classify(&e))?;
+        tx.execute(&self.plan.insert, &[&PgJson(Json::Array(rows.to_vec()))])
+            .await
+            .map_err(|e| classify(&e))?;
+        tx.commit().await.map_err(|e| classify(&e))
+    }
+
+    /// A batch with a bad row: each row on its own, bad ones to the dead letter. When the
+    /// sink is replaced meanwhile, returns the events not written yet.
+    async fn row_by_row(
+        &self,
+        batch: Vec<Event>,
+        rows: Vec<Json>,
+        dead_letter: &DeadLetter,
+        cx: &SinkContext,
+    ) -> Option<Vec<Event>> {
+        let stop = cx.input.stop_token();
+        let mut good = Vec::new();
+        let mut pending = batch.into_iter().zip(rows);
+        while let Some((event, row)) = pending.next() {
+            let mut backoff = Backoff::new(self.failure);
+            loop {
+                let result = match self.client().await {
+                    Ok(client) => client
+                        .execute(
+                            &self.plan.insert,
+                            &[&PgJson(Json::Array(vec![row.clone()]))],
+                        )
+                        .await
+                        .map(drop)
+                        .map_err(|e| {
+                            (
+                                classify(&e),
+                                e.as_db_error()
+                                    .map(|d| d.message().to_owned())
+                                    .unwrap_or_else(|| e.to_string()),
+                            )
+                        }),
+                    Err(WriteError::Retry(r)) => Err((WriteError::Retry(r.clone()), r)),
+                    Err(WriteError::Integrity) => Err((WriteError::Integrity, "integrity".into())),
+                };
+                match result {
+                    Ok(()) => {
+                        good.push(event);
+                        break;
+                    }
+                    Err((WriteError::Integrity, message)) => {
+                        let failure = Failure {
+                            error: message,
+                            status: None,
+                            attempts: 1,
+                            body: None,
+                        };
+                        dead_letter.send(vec![event], &failure).await;
+                        break;
+                    }
+                    Err((WriteError::Retry(reason), _)) => match backoff.next(None) {
+                        Some(wait) => {
+                            tokio::select! {
+                                () = cx.clock.sleep(wait) => {}
+                                () = stop.cancelled() => {
+                                    delivered(&cx.metrics, good);
+                                    let mut rest = vec![event];
+                                    rest.extend(pending.map(|(e, _)| e));
+                                    return Some(rest);
+                                }
+                            }
+                        }
+                        None => {
+                            let failure = Failure {
+                                error: format!("gave up: {reason}"),
+                                status: None,
+                                attempts: backoff.retries() + 1,
+                                body: None,
+                            };
+                            dead_letter.send(vec![event], &failure).await;
+                            break;
+                        }
+                    },
+                }
+            }
+        }
+        delivered(&cx.metrics, good);
+        None
+    }
+
+    async fn apply_retention(&self, id: &str) {
+        let (Some(days), Some(ts)) = (self.retention, &self.plan.timestamp_column) else {
+            return;
+        };
+        let Ok(client) = self.client().await else {
+            return;
+        };
+        let t = &self.plan.table;
+        let sql = format!(
+            "DELETE FROM {t} WHERE ctid IN (SELECT ctid FROM {t} WHERE \"{ts}\" < NOW() - make_interval(days => $1) LIMIT 1000)"
+        );
+        let mut deleted: u64 = 0;
+        loop {
+            match client.execute(&sql, &[&(days as i32)]).await {
+                Ok(0) => break,
+                Ok(n) => deleted += n,
+                Err(e) => {
+                    tracing::warn!(component_id = %id, error = %e, "retention delete failed");
+                    break;
+                }
+            }
+        }
+        if deleted > 0 {
+            tracing::info!(component_id = %id, deleted, "deleted rows older than retention_days");
+        }
+    }
+}
