@@ -27,6 +27,17 @@ async fn post(address: &str, path: &str, token: &str, body: &Value) -> (u16, Val
     (status, r.json().await.unwrap_or(Value::Null))
 }
 
+async fn get(address: &str, path: &str) -> (u16, Value) {
+    let r = reqwest::Client::new()
+        .get(format!("http://{address}{path}"))
+        .bearer_auth("tok-viewer")
+        .send()
+        .await
+        .expect("GET");
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn posted_events_and_metrics_enter_the_pipeline_and_bad_ones_are_refused_by_name() {
     sluice::net::install_crypto_provider();
@@ -158,6 +169,45 @@ sinks:
     assert_eq!(row.get::<_, Value>(4), event["tags"]);
     assert_eq!(row.get::<_, Value>(5), event["payload"]);
     assert!(row.get::<_, bool>(6));
+
+    // Read back through the API, by a viewer.
+    let (status, body) = get(&api, "/events?source=billing").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["count"], 1);
+    let mut back = body["events"][0].clone();
+    assert!(uuid::Uuid::parse_str(back["id"].as_str().unwrap_or_default()).is_ok());
+    back.as_object_mut().expect("object").remove("id");
+    let mut expected = event.clone();
+    expected["timestamp"] = json!("2026-12-01T09:30:00+00:00");
+    assert_eq!(back, expected, "the posted event, as it came");
+    let (_, body) = get(&api, "/events?event_type=metric").await;
+    assert_eq!(body["count"], 1);
+    assert_eq!(body["events"][0]["payload"]["name"], "queue_depth");
+    let (_, body) = get(
+        &api,
+        "/events?start_time=2026-12-01T09:30:01Z&source=billing",
+    )
+    .await;
+    assert_eq!(body["count"], 0, "start_time filters");
+    let (_, body) = get(&api, "/events?limit=1").await;
+    assert_eq!(body["count"], 1, "limit holds");
+    for bad in [
+        "/events?event_type=audit",
+        "/events?limit=5000",
+        "/events?start_time=yesterday",
+        "/events?offset=-1",
+        "/metrics/query",
+    ] {
+        assert_eq!(get(&api, bad).await.0, 400, "{bad}");
+    }
+    assert_eq!(get(&api, "/events?sink=nope").await.0, 404);
+    let (status, body) = get(&api, "/metrics/query?name=queue_depth").await;
+    assert_eq!(status, 200, "{body}");
+    let samples = body["samples"].as_array().expect("samples");
+    assert_eq!(samples.len(), 1);
+    assert_eq!(samples[0]["value"], 41.5);
+    assert_eq!(samples[0]["labels"]["queue"], "invoices");
+    assert_eq!(samples[0]["metric_type"], "gauge");
 
     stop.cancel();
     assert_eq!(topo.stop(Duration::from_secs(5)).await, Drained::Complete);

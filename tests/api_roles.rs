@@ -27,6 +27,13 @@ fn routes() -> Vec<(&'static str, &'static str, Option<Value>, Option<Role>)> {
         ("GET", "/incidents/nope", None, Some(Role::Viewer)),
         ("GET", "/incidents/nope/timeline", None, Some(Role::Viewer)),
         ("GET", "/status_feeds/nope", None, Some(Role::Viewer)),
+        ("GET", "/events?sink=nope", None, Some(Role::Viewer)),
+        (
+            "GET",
+            "/metrics/query?name=x&sink=nope",
+            None,
+            Some(Role::Viewer),
+        ),
         (
             "POST",
             "/silences",

@@ -1,7 +1,7 @@
 //! Who may call what: API tokens with roles, the role every route needs, and the audit
 //! line of every call that changes something.
 //!
-//! - `viewer` reads everything except `/tap`;
+//! - `viewer` reads everything except `/tap` (events and metric samples too);
 //! - `operator` also manages silences and incidents, asks status feeds to poll, and
 //!   posts events and metric samples into the pipeline;
 //! - `admin` also reloads the pipeline and taps events.
@@ -33,7 +33,9 @@ pub(crate) fn required(method: &Method, route: &str) -> Option<Role> {
         "/health" | "/health/live" | "/health/ready" | "/metrics" | "/components" => {
             return None;
         }
+        "/events" if read => Role::Viewer,
         "/events" => Role::Operator,
+        "/metrics/query" if read => Role::Viewer,
         "/tap" | "/reload" => Role::Admin,
         "/status_feeds/{id}" if read => Role::Viewer,
         "/status_feeds/{id}/check" => Role::Operator,

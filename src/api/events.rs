@@ -14,6 +14,11 @@
 //! Both answer like a webhook: 200 once delivered, 202 when delivery outlasts the
 //! source's `request_timeout`, 503 when the pipeline stayed full or a sink failed them.
 //! With several `api` sources, `?source=<id>` names one.
+//!
+//! `GET /events?event_type=&source=&level=&start_time=&end_time=&limit=&offset=` and
+//! `GET /metrics/query?name=&start_time=&end_time=&limit=` read the events table a
+//! running `postgres` sink writes (`?sink=<id>` when several do): newest events first,
+//! samples oldest first; `limit` at most 1000, `offset` at most 10000.
 
 use std::collections::HashMap;
 
@@ -24,12 +29,17 @@ use serde::Deserialize;
 use serde_json::{Map, Value as Json, json};
 use vrl::value::{ObjectMap, Value};
 
+use chrono::{DateTime, Utc};
+
+use crate::sinks::postgres::query::{EventFilter, MAX_LIMIT, TABLES};
 use crate::sources::api::{INTAKES, Taken};
 
 /// Events (or samples) one request may carry.
 const MAX_EVENTS: usize = 1000;
 /// Characters of `source`, `level`, a metric's `name` and a label value.
 const MAX_SHORT: usize = 256;
+/// Deeper pages would read (and skip) every row before them: narrow with the filters.
+const MAX_OFFSET: i64 = 10_000;
 const EVENT_TYPES: [&str; 4] = ["log", "metric", "trace", "alert"];
 const METRIC_TYPES: [&str; 4] = ["counter", "gauge", "histogram", "summary"];
 
@@ -253,5 +263,117 @@ async fn take_in(
             StatusCode::INTERNAL_SERVER_ERROR,
             "a sink rejected the events",
         ),
+    }
+}
+
+/// The events table to read: the one sink's, or `?sink=<id>`'s.
+fn table(
+    q: &HashMap<String, String>,
+) -> Result<std::sync::Arc<crate::sinks::postgres::query::EventsTable>, Response> {
+    let tables = TABLES.all();
+    let found = match (q.get("sink"), tables.as_slice()) {
+        (Some(id), all) => all.iter().find(|(i, _)| i == id),
+        (None, [one]) => Some(one),
+        (None, []) => None,
+        (None, _) => {
+            return Err(error(
+                StatusCode::BAD_REQUEST,
+                "several `postgres` sinks write events tables: name one in `?sink=`",
+            ));
+        }
+    };
+    found.map(|(_, t)| std::sync::Arc::clone(t)).ok_or_else(|| {
+        error(
+            StatusCode::NOT_FOUND,
+            "no `postgres` sink with the events table runs with that id",
+        )
+    })
+}
+
+fn when(q: &HashMap<String, String>, name: &str) -> Result<Option<DateTime<Utc>>, Response> {
+    q.get(name)
+        .map(|t| {
+            chrono::DateTime::parse_from_rfc3339(t)
+                .map(|t| t.to_utc())
+                .map_err(|_| {
+                    error(
+                        StatusCode::BAD_REQUEST,
+                        format!("`{name}` `{}` is not an RFC 3339 time", clip(t)),
+                    )
+                })
+        })
+        .transpose()
+}
+
+fn count(q: &HashMap<String, String>, name: &str, default: i64, max: i64) -> Result<i64, Response> {
+    match q.get(name) {
+        None => Ok(default),
+        Some(v) => match v.parse::<i64>() {
+            Ok(n) if (0..=max).contains(&n) => Ok(n),
+            _ => Err(error(
+                StatusCode::BAD_REQUEST,
+                format!("`{name}` must be a whole number from 0 to {max}"),
+            )),
+        },
+    }
+}
+
+/// `GET /events?event_type=&source=&level=&start_time=&end_time=&limit=&offset=`.
+pub(super) async fn get_events(Query(q): Query<HashMap<String, String>>) -> Response {
+    let filter = (|| {
+        if let Some(t) = q.get("event_type")
+            && !EVENT_TYPES.contains(&t.as_str())
+        {
+            return Err(error(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "`event_type` `{}` is not one of {}",
+                    clip(t),
+                    EVENT_TYPES.join(", ")
+                ),
+            ));
+        }
+        Ok(EventFilter {
+            event_type: q.get("event_type").cloned(),
+            source: q.get("source").cloned(),
+            level: q.get("level").cloned(),
+            start_time: when(&q, "start_time")?,
+            end_time: when(&q, "end_time")?,
+            limit: count(&q, "limit", 100, MAX_LIMIT)?,
+            offset: count(&q, "offset", 0, MAX_OFFSET)?,
+        })
+    })();
+    let (filter, table) = match (filter, table(&q)) {
+        (Ok(f), Ok(t)) => (f, t),
+        (Err(r), _) | (_, Err(r)) => return r,
+    };
+    match table.events(&filter).await {
+        Ok(events) => {
+            axum::Json(json!({ "events": events, "count": events.len() })).into_response()
+        }
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e),
+    }
+}
+
+/// `GET /metrics/query?name=&start_time=&end_time=&limit=`.
+pub(super) async fn query_metrics(Query(q): Query<HashMap<String, String>>) -> Response {
+    let Some(name) = q.get("name").filter(|n| !n.is_empty()) else {
+        return error(StatusCode::BAD_REQUEST, "`name` is required");
+    };
+    let args = (|| {
+        Ok::<_, Response>((
+            when(&q, "start_time")?,
+            when(&q, "end_time")?,
+            count(&q, "limit", MAX_LIMIT, MAX_LIMIT)?,
+            table(&q)?,
+        ))
+    })();
+    let (start, end, limit, table) = match args {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    match table.samples(name, start, end, limit).await {
+        Ok(samples) => axum::Json(json!({ "name": name, "samples": samples })).into_response(),
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e),
     }
 }

@@ -14,10 +14,14 @@
 //! `retention_days` deletes older rows in batches of 1,000 at start and every hour.
 //!
 //! Files: this one the options; `plan.rs` how an event becomes a row; `writer.rs`
-//! writing batches, isolating bad rows, retention.
+//! writing batches, isolating bad rows, retention; `query.rs` reading the events table
+//! back for the API.
 
 mod plan;
+pub(crate) mod query;
 mod writer;
+
+use std::sync::Arc;
 
 use writer::{Writer, run};
 
@@ -35,8 +39,10 @@ use crate::net::FailureHandling;
 pub(crate) struct PostgresConfig {
     /// `postgres://user@host:port/db` (or a key=value connection string).
     pub(crate) url: String,
+    /// The table's schema (default `public`).
     #[serde(default = "crate::postgres::default_schema")]
     pub(crate) schema: String,
+    /// The table (default `events`, the monitoring system's).
     #[serde(default = "crate::postgres::default_table")]
     pub(crate) table: String,
     /// Create the events table (and schema) when missing.
@@ -45,7 +51,11 @@ pub(crate) struct PostgresConfig {
     /// `column: field.path` (`.` for the whole event); the default maps the
     /// normalized schema onto the events table.
     pub(crate) columns: Option<IndexMap<String, String>>,
+    /// Delete rows whose `timestamp` is older than this many days (at start and every
+    /// hour, 1,000 at a time). Unset (the default): keep every row.
     pub(crate) retention_days: Option<u32>,
+    /// Retries of a batch the server could not take (connection trouble); a row the
+    /// data's fault goes to the `dead_letter` output at once.
     #[serde(default)]
     pub(crate) failure_handling: FailureHandling,
 }
@@ -68,17 +78,32 @@ impl SinkConfig for PostgresConfig {
             let plan = self.plan()?;
             let mut pg = crate::postgres::parse_url(&self.url, "url")?;
             pg.application_name(format!("sluice:{}", cx.id));
-            let manager = Manager::from_config(
-                pg,
-                NoTls,
-                ManagerConfig {
-                    recycling_method: RecyclingMethod::Verified,
-                },
-            );
-            let pool = Pool::builder(manager)
-                .max_size(2)
-                .build()
-                .map_err(|e| BuildError(format!("cannot create the connection pool: {e}")))?;
+            let pool_of = |pg| {
+                let manager = Manager::from_config(
+                    pg,
+                    NoTls,
+                    ManagerConfig {
+                        recycling_method: RecyclingMethod::Verified,
+                    },
+                );
+                Pool::builder(manager)
+                    .max_size(2)
+                    .build()
+                    .map_err(|e| BuildError(format!("cannot create the connection pool: {e}")))
+            };
+            let pool = pool_of(pg.clone())?;
+            // The events table (not a `columns:` one) is readable through the API, on
+            // connections of its own.
+            let listed = match self.columns {
+                Some(_) => None,
+                None => Some(query::Listed::new(
+                    Arc::clone(&cx.id),
+                    query::EventsTable {
+                        pool: pool_of(pg)?,
+                        table: plan.table.clone(),
+                    },
+                )),
+            };
             let writer = Writer {
                 pool,
                 plan,
@@ -86,7 +111,10 @@ impl SinkConfig for PostgresConfig {
                 retention: self.retention_days,
                 failure: self.failure_handling,
             };
-            Ok(Box::pin(run(writer, cx)) as ComponentTask)
+            Ok(Box::pin(async move {
+                let _listed = listed;
+                run(writer, cx).await
+            }) as ComponentTask)
         })
     }
 }
