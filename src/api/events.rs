@@ -267,36 +267,39 @@ async fn take_in(
 }
 
 /// The events table to read: the one sink's, or `?sink=<id>`'s.
+/// A refused query: answered as `error(status, text)`.
+type Refusal = (StatusCode, String);
+
 fn table(
     q: &HashMap<String, String>,
-) -> Result<std::sync::Arc<crate::sinks::postgres::query::EventsTable>, Response> {
+) -> Result<std::sync::Arc<crate::sinks::postgres::query::EventsTable>, Refusal> {
     let tables = TABLES.all();
     let found = match (q.get("sink"), tables.as_slice()) {
         (Some(id), all) => all.iter().find(|(i, _)| i == id),
         (None, [one]) => Some(one),
         (None, []) => None,
         (None, _) => {
-            return Err(error(
+            return Err((
                 StatusCode::BAD_REQUEST,
-                "several `postgres` sinks write events tables: name one in `?sink=`",
+                "several `postgres` sinks write events tables: name one in `?sink=`".into(),
             ));
         }
     };
     found.map(|(_, t)| std::sync::Arc::clone(t)).ok_or_else(|| {
-        error(
+        (
             StatusCode::NOT_FOUND,
-            "no `postgres` sink with the events table runs with that id",
+            "no `postgres` sink with the events table runs with that id".into(),
         )
     })
 }
 
-fn when(q: &HashMap<String, String>, name: &str) -> Result<Option<DateTime<Utc>>, Response> {
+fn when(q: &HashMap<String, String>, name: &str) -> Result<Option<DateTime<Utc>>, Refusal> {
     q.get(name)
         .map(|t| {
             chrono::DateTime::parse_from_rfc3339(t)
                 .map(|t| t.to_utc())
                 .map_err(|_| {
-                    error(
+                    (
                         StatusCode::BAD_REQUEST,
                         format!("`{name}` `{}` is not an RFC 3339 time", clip(t)),
                     )
@@ -305,12 +308,12 @@ fn when(q: &HashMap<String, String>, name: &str) -> Result<Option<DateTime<Utc>>
         .transpose()
 }
 
-fn count(q: &HashMap<String, String>, name: &str, default: i64, max: i64) -> Result<i64, Response> {
+fn count(q: &HashMap<String, String>, name: &str, default: i64, max: i64) -> Result<i64, Refusal> {
     match q.get(name) {
         None => Ok(default),
         Some(v) => match v.parse::<i64>() {
             Ok(n) if (0..=max).contains(&n) => Ok(n),
-            _ => Err(error(
+            _ => Err((
                 StatusCode::BAD_REQUEST,
                 format!("`{name}` must be a whole number from 0 to {max}"),
             )),
@@ -324,7 +327,7 @@ pub(super) async fn get_events(Query(q): Query<HashMap<String, String>>) -> Resp
         if let Some(t) = q.get("event_type")
             && !EVENT_TYPES.contains(&t.as_str())
         {
-            return Err(error(
+            return Err((
                 StatusCode::BAD_REQUEST,
                 format!(
                     "`event_type` `{}` is not one of {}",
@@ -345,7 +348,7 @@ pub(super) async fn get_events(Query(q): Query<HashMap<String, String>>) -> Resp
     })();
     let (filter, table) = match (filter, table(&q)) {
         (Ok(f), Ok(t)) => (f, t),
-        (Err(r), _) | (_, Err(r)) => return r,
+        (Err((status, text)), _) | (_, Err((status, text))) => return error(status, text),
     };
     match table.events(&filter).await {
         Ok(events) => {
@@ -361,7 +364,7 @@ pub(super) async fn query_metrics(Query(q): Query<HashMap<String, String>>) -> R
         return error(StatusCode::BAD_REQUEST, "`name` is required");
     };
     let args = (|| {
-        Ok::<_, Response>((
+        Ok::<_, Refusal>((
             when(&q, "start_time")?,
             when(&q, "end_time")?,
             count(&q, "limit", MAX_LIMIT, MAX_LIMIT)?,
@@ -370,7 +373,7 @@ pub(super) async fn query_metrics(Query(q): Query<HashMap<String, String>>) -> R
     })();
     let (start, end, limit, table) = match args {
         Ok(a) => a,
-        Err(r) => return r,
+        Err((status, text)) => return error(status, text),
     };
     match table.samples(name, start, end, limit).await {
         Ok(samples) => axum::Json(json!({ "name": name, "samples": samples })).into_response(),
