@@ -788,14 +788,15 @@ fn two_aggregators_fire_a_shared_incidents_timer_once() {
 }
 
 /// Firing, resolved and firing again in one batch (as held alerts retried together
-/// arrive): two incidents, both kept, the first closed.
+/// arrive): the resolve has not even left when the firing comes, so the incident
+/// reopens (same id); the next resolve closes it.
 #[test]
-fn a_fire_resolve_fire_batch_is_two_incidents() {
+fn a_fire_resolve_fire_batch_reopens_one_incident() {
     fire_resolve_fire(Rig::new);
 }
 
 #[test]
-fn a_fire_resolve_fire_batch_is_two_incidents_with_the_store() {
+fn a_fire_resolve_fire_batch_reopens_one_incident_with_the_store() {
     if postgres_up() {
         fire_resolve_fire(Rig::stored);
     }
@@ -804,9 +805,9 @@ fn a_fire_resolve_fire_batch_is_two_incidents_with_the_store() {
 fn fire_resolve_fire(new: fn(&str) -> Rig) {
     let mut rig = new("{}");
     let out = rig.send(vec![firing("fp"), resolved("fp"), firing("fp")]);
-    assert_eq!(actions(&out), ["opened", "resolved", "opened"]);
+    assert_eq!(actions(&out), ["opened", "resolved", "reopened"]);
     assert_eq!(s(&out[0], "incident_id"), s(&out[1], "incident_id"));
-    assert_ne!(s(&out[1], "incident_id"), s(&out[2], "incident_id"));
+    assert_eq!(s(&out[1], "incident_id"), s(&out[2], "incident_id"));
     let closed = rig.to(1).send(vec![resolved("fp")]);
     assert_eq!(actions(&closed), ["resolved"]);
     assert_eq!(s(&closed[0], "incident_id"), s(&out[2], "incident_id"));
@@ -930,17 +931,16 @@ fn a_resolve_in_flight_is_not_forgotten_to_make_room() {
 /// was sent again and confirmed) does not send it a third time.
 #[test]
 fn a_late_failure_of_an_earlier_copy_does_not_resend_a_confirmed_page() {
-    let mut rig = Rig::new("confirm_timeout: 20s");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut rig = Rig::with_dir("confirm_timeout: 20s", Some(dir.path()));
     let (first, _) = rig.send_all(vec![firing("fp")]);
     assert_eq!(first.len(), 1);
-    assert_eq!(
-        actions(&rig.to(20).tick()),
-        ["opened"],
-        "not confirmed in time"
-    );
-    assert!(rig.to(21).tick().is_empty(), "the second copy is confirmed");
+    // The process that sent it is gone; the new one sends it again.
+    rig.to(1).restart();
+    assert_eq!(actions(&rig.to(2).tick()), ["opened"], "not confirmed");
+    assert!(rig.to(3).tick().is_empty(), "the second copy is confirmed");
     drop(first);
-    for t in 22..60 {
+    for t in 4..60 {
         assert!(rig.to(t).tick().is_empty(), "at {t}s");
     }
 }
@@ -1030,4 +1030,91 @@ fn huge_fingerprints_joining_one_incident_are_kept_as_digests() {
         .to(3)
         .send(vec![resolved(&format!("199-{}", "f".repeat(10_000)))]);
     assert_eq!(actions(&last), ["resolved"]);
+}
+
+/// A firing while the resolve is still going out reopens the same incident (it does not
+/// replace it, which would leave that resolve unsent for good).
+#[test]
+fn a_firing_while_the_resolve_is_in_flight_reopens_the_same_incident() {
+    let mut rig = Rig::new("{}");
+    let opened = rig.send(vec![firing("fp")]);
+    let (in_flight, _) = rig.to(1).send_all(vec![resolved("fp")]);
+    assert_eq!(actions(&delivered_values(&in_flight)), ["resolved"]);
+    let again = rig.to(2).send(vec![firing("fp")]);
+    assert_eq!(actions(&again), ["reopened"]);
+    assert_eq!(s(&again[0], "incident_id"), s(&opened[0], "incident_id"));
+    drop(in_flight);
+}
+
+/// A resolve confirmed late makes room for new keys again, although a search for room
+/// found none while it was in flight.
+#[test]
+fn a_resolve_confirmed_late_makes_room() {
+    let mut rig = Rig::new("max_incidents: 2\nkeep_resolved: 0s");
+    rig.send(vec![firing("a"), firing("b")]);
+    let (in_flight, _) = rig.to(1).send_all(vec![resolved("a")]);
+    assert!(rig.send(vec![firing("c")]).is_empty(), "no room yet");
+    delivered(in_flight);
+    assert!(rig.to(2).tick().is_empty());
+    assert_eq!(actions(&rig.send(vec![firing("d")])), ["opened"]);
+}
+
+/// Without `group_by` each incident is its own group: one incident waiting for its
+/// `group_interval` does not hold back another's first page.
+#[test]
+fn without_group_by_each_incident_is_its_own_group() {
+    let mut rig = Rig::new("group_interval: 30s");
+    assert_eq!(actions(&rig.send(vec![firing("a")])), ["opened"]);
+    assert!(
+        rig.to(1)
+            .send(vec![alert("grafana", "a", "firing", "critical")])
+            .is_empty(),
+        "a's escalation waits for its group_interval"
+    );
+    assert_eq!(
+        actions(&rig.to(2).send(vec![firing("b")])),
+        ["opened"],
+        "b pages at once"
+    );
+    assert_eq!(actions(&rig.to(30).tick()), ["updated"]);
+}
+
+/// A notification still with this process's sinks (a backlog longer than
+/// `confirm_timeout`) is not sent again: its outcome will come.
+#[test]
+fn a_notification_still_in_flight_is_not_resent_at_confirm_timeout() {
+    let mut rig = Rig::new("confirm_timeout: 10s");
+    let (in_flight, _) = rig.send_all(vec![firing("fp")]);
+    for t in [10, 11, 30, 100] {
+        assert!(rig.to(t).tick().is_empty(), "at {t}s");
+    }
+    drop(in_flight);
+    rig.to(101).tick();
+    assert_eq!(
+        actions(&rig.to(102).tick()),
+        ["opened"],
+        "failed: sent again"
+    );
+}
+
+/// An unreadable state file is kept aside, not overwritten by the next write.
+#[test]
+fn an_unreadable_state_file_is_kept_aside() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = dir.path().join("incident");
+    std::fs::create_dir_all(&state).expect("dir");
+    std::fs::write(state.join("inc.json"), b"{ not json").expect("write");
+    let mut rig = Rig::with_dir("{}", Some(dir.path()));
+    rig.send(vec![firing("fp")]);
+    rig.to(1).restart();
+    let aside: Vec<String> = std::fs::read_dir(&state)
+        .expect("read_dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("inc.json.corrupt-"))
+        .collect();
+    assert_eq!(aside.len(), 1, "{aside:?}");
+    assert_eq!(
+        std::fs::read(state.join(&aside[0])).expect("read"),
+        b"{ not json"
+    );
 }

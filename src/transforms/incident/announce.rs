@@ -42,22 +42,22 @@ impl IncidentTransform {
                     c.add(1);
                 }
                 let value = output::notification(&key, incident, action, reason.as_deref());
-                let slot = match carrier.take() {
-                    Some((k, slot)) if k == key => Some(slot),
-                    other => {
-                        carrier = other;
-                        None
-                    }
-                };
                 notices.push(Notice {
                     key: key.clone(),
                     id: incident.id.clone(),
                     action,
                     sent: now,
                     value,
-                    slot,
+                    slot: None,
                 });
                 incident.unconfirmed = Some(now.saturating_add(self.timing.confirm_timeout));
+            }
+            // The alert's acknowledgement rides the last change it caused (an earlier
+            // one, an acknowledgement by hand, is not the sender's to wait for).
+            if let Some((k, slot)) = carrier.take_if(|(k, _)| *k == key)
+                && let Some(last) = notices.last_mut().filter(|n| n.key == k)
+            {
+                last.slot = Some(slot);
             }
         }
         if let Some(g) = state.groups.get_mut(group) {
@@ -101,8 +101,16 @@ impl IncidentTransform {
                 .map(|e| vec![e.meta.ack.take()])
                 .unwrap_or_default();
             let settled = Arc::clone(&self.settled);
+            let in_flight = Arc::clone(&self.in_flight);
             let (key, id, action, sent) = (n.key, n.id, n.action, n.sent);
+            {
+                let mut flying = lock(&in_flight);
+                if flying.len() < MAX_SETTLED {
+                    flying.insert((id.clone(), sent));
+                }
+            }
             let ack = BatchAck::forwarding_then(inputs, move |status| {
+                lock(&in_flight).remove(&(id.clone(), sent));
                 let mut settled = lock(&settled);
                 // Beyond, a confirmation is lost: the change goes out again at its
                 // `confirm_timeout`, a failure is not retried.
@@ -150,11 +158,23 @@ impl IncidentTransform {
             // This very sending: an outcome of an earlier copy (a redelivery's
             // predecessor, answered late) says nothing of the latest one.
             let same = i.id == f.id && i.announced == Some((f.action, f.sent));
-            if !same || i.pending.is_some() {
+            // An earlier change than the last announced one failed (an acknowledgement
+            // sent just before an escalation): made good when it still holds.
+            let earlier = i.id == f.id
+                && !f.delivered
+                && i.announced.is_some_and(|(a, _)| a != f.action)
+                && i.still_holds(f.action);
+            if earlier && i.pending.is_none() {
+                i.announced = Some((f.action, f.sent));
+            } else if !same || i.pending.is_some() {
                 continue;
             }
             if f.delivered {
                 if i.unconfirmed.take().is_some() {
+                    if !i.is_open() {
+                        // Confirmed resolved: it may make room now.
+                        state.nothing_to_evict = false;
+                    }
                     state.changed.insert(f.key);
                     changed = true;
                 }
@@ -179,6 +199,12 @@ impl IncidentTransform {
     /// incident changed.
     pub(super) fn recheck(&self, i: &mut Incident, now: i64) -> bool {
         if i.pending.is_some() || i.unconfirmed.is_none_or(|at| now < at) {
+            return false;
+        }
+        if let Some((_, sent)) = i.announced
+            && lock(&self.in_flight).contains(&(i.id.clone(), sent))
+        {
+            // Still with this process's sinks (a backlog): their outcome will come.
             return false;
         }
         let why = if i.unconfirmed == Some(RESTARTED) {

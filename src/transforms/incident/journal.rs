@@ -36,7 +36,7 @@ pub(crate) fn append(
         let Some(incident) = state.incidents.get(key) else {
             continue;
         };
-        state.seq += 1;
+        state.seq = state.seq.saturating_add(1);
         let record = Record {
             seq: state.seq,
             key: key.clone(),

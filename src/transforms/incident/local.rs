@@ -109,3 +109,14 @@ impl IncidentTransform {
         }
     }
 }
+
+/// Moves an unreadable state file aside (`<file>.corrupt-<time>`) rather than letting
+/// the next write replace it: its incidents may be recovered by hand.
+pub(super) fn set_aside(path: &std::path::Path, e: &serde_json::Error) {
+    let aside = path.with_extension(format!(
+        "json.corrupt-{}",
+        chrono::Utc::now().format("%Y%m%dT%H%M%S")
+    ));
+    let kept = std::fs::rename(path, &aside).is_ok();
+    tracing::error!(file = %path.display(), error = %e, kept_as = %aside.display(), kept, "unreadable incident state; starting without its incidents");
+}

@@ -177,6 +177,15 @@ impl IncidentState {
         if self.incidents.get(&key).is_some_and(Incident::is_open) {
             return Err(format!("an open incident already has the key `{key}`"));
         }
+        if self
+            .incidents
+            .get(&key)
+            .is_some_and(|i| i.pending.is_some() || i.unconfirmed.is_some())
+        {
+            return Err(format!(
+                "the incident of key `{key}` has a notification still going out; retry in a minute"
+            ));
+        }
         if !self.incidents.contains_key(&key)
             && self.incidents.len() >= self.max_incidents
             && !self.evict_one()
@@ -254,9 +263,11 @@ pub(crate) fn new_incident(spec: &NewIncident, now: i64) -> Result<(String, Inci
             latest.insert(name.into(), Value::from(v.as_str()));
         }
     }
+    // Its own notification group, as an incident without `group_by` has.
+    let group = format!("manual\u{1f}{id}");
     let mut incident = Incident::open(
         id,
-        String::new(),
+        group,
         now,
         severity,
         Some("api".into()),

@@ -105,6 +105,10 @@ pub struct IncidentState {
     /// with the state so that a reload's new instance hears about the old one's.
     #[serde(skip)]
     settled: Arc<Mutex<Vec<Settled>>>,
+    /// (incident id, when sent) of notifications still with this process's sinks:
+    /// `confirm_timeout` does not send them again.
+    #[serde(skip)]
+    in_flight: Arc<Mutex<std::collections::HashSet<(String, i64)>>>,
     /// The correlation key its incidents were keyed by (`key` or `key_source`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) keyed_by: Option<String>,
@@ -140,7 +144,7 @@ impl IncidentState {
     pub fn load(path: &std::path::Path) -> Self {
         let mut state: Self = match std::fs::read(path) {
             Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
-                tracing::warn!(file = %path.display(), error = %e, "unreadable incident state; starting fresh");
+                local::set_aside(path, &e);
                 Self::default()
             }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Self::default(),
@@ -247,6 +251,7 @@ impl TransformConfig for IncidentConfig {
             self.note_key(&cx.id, &mut lock(&state));
         }
         let settled = Arc::clone(&lock(&state).settled);
+        let in_flight = Arc::clone(&lock(&state).in_flight);
         if let Some(store) = &store {
             registry::STORES.add(&cx.id, &store.api());
         } else if persist.is_some() {
@@ -276,6 +281,7 @@ impl TransformConfig for IncidentConfig {
             clock: Arc::clone(&cx.clock),
             counters: Counters::new(&cx.metrics),
             settled,
+            in_flight,
             held: Vec::new(),
             held_until: 0,
             held_backoff: 0,
@@ -311,6 +317,8 @@ struct IncidentTransform {
     /// What the sinks did with the notices, filled by their acknowledgements (the
     /// state's queue).
     settled: Arc<Mutex<Vec<Settled>>>,
+    /// The state's notifications in flight.
+    in_flight: Arc<Mutex<std::collections::HashSet<(String, i64)>>>,
     /// With the store: alerts it could not take yet, oldest first, tried again at
     /// `held_until` (backoff `held_backoff` ms).
     held: Vec<Event>,
@@ -333,7 +341,12 @@ impl IncidentTransform {
         }
     }
 
-    fn group_of(&self, value: &Value) -> String {
+    /// The notification group of an alert of incident `key`: its `group_by` values, or
+    /// without `group_by` the incident itself.
+    fn group_of(&self, value: &Value, key: &str) -> String {
+        if self.group_by.is_empty() {
+            return identity(format!("key\u{1f}{key}"));
+        }
         let mut g = String::new();
         for (i, p) in self.group_by.iter().enumerate() {
             if i > 0 {
@@ -371,7 +384,7 @@ impl IncidentTransform {
                     .map(|s| s.to_ascii_lowercase())
                     .unwrap_or_else(|| incident.severity.clone());
                 if incident.is_over(now, &self.timing) {
-                    let group = self.group_of(&latest);
+                    let group = self.group_of(&latest, &key);
                     let vendor = text_field(&latest, field::SOURCE);
                     let new = Incident::open(new_id(), group, now, severity, vendor, latest);
                     let old = std::mem::replace(incident, new);
@@ -402,7 +415,7 @@ impl IncidentTransform {
                 let severity = text_field(&latest, field::SEVERITY)
                     .map(|s| s.to_ascii_lowercase())
                     .unwrap_or_else(|| "medium".into());
-                let group = self.group_of(&latest);
+                let group = self.group_of(&latest, &key);
                 let vendor = text_field(&latest, field::SOURCE);
                 state.incidents.insert(
                     key.clone(),
@@ -494,6 +507,10 @@ impl Transform for IncidentTransform {
         let now = self.clock.wall().timestamp_millis();
         let shared = Arc::clone(&self.state);
         let mut state = lock(&shared);
+        // What the sinks said so far first: a confirmed resolve lets a firing open a
+        // new incident.
+        let settled = self.take_settled();
+        self.dirty |= self.settle(&mut state, now, settled);
         let mut slots = Vec::with_capacity(batch.len());
         let mut notices = Vec::new();
         for mut event in batch {

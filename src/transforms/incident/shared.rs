@@ -113,6 +113,8 @@ impl IncidentTransform {
 
     pub(super) fn process_stored(&mut self, batch: EventBatch, out: &mut TransformOutputs) {
         let now = self.clock.wall().timestamp_millis();
+        // What the sinks said so far first (see `process`).
+        self.settle_stored(now);
         if self.held.is_empty() {
             self.try_store(batch, now, out);
             return;
@@ -312,7 +314,7 @@ impl IncidentTransform {
 
     /// What the sinks said of the notices, into the store: delivered changes are
     /// confirmed, failed ones due again.
-    fn settle_stored(&mut self, now: i64) {
+    pub(super) fn settle_stored(&mut self, now: i64) {
         let settled = self.take_settled();
         if settled.is_empty() {
             return;

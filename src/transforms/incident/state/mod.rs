@@ -239,6 +239,13 @@ impl Incident {
                 self.queued = Some(Action::Updated);
                 return;
             }
+            // An update nobody heard yet follows the acknowledgement.
+            (Some(Action::Updated), Action::Acknowledged) => {
+                self.pending = Some(Action::Acknowledged);
+                self.queued = Some(Action::Updated);
+                self.reason = None;
+                return;
+            }
             _ => {}
         }
         self.pending = Some(action);
@@ -249,7 +256,9 @@ impl Incident {
     /// Whether a firing now would start a new incident rather than continue this one:
     /// it is resolved, its resolve went out, and its flap window has passed.
     pub(crate) fn is_over(&self, now: i64, t: &Timing) -> bool {
-        if self.phase != Phase::Resolved || self.unheard_resolve() {
+        // A resolve not confirmed delivered may still have to go out again: until it
+        // is, a firing reopens this incident rather than replacing it.
+        if self.phase != Phase::Resolved || self.unheard_resolve() || self.unconfirmed.is_some() {
             return false;
         }
         let resolved_at = self.resolved_at.unwrap_or(self.last_seen);
@@ -428,6 +437,17 @@ impl Incident {
             at(resolved_at.saturating_add(t.flap_window.max(t.keep_resolved)));
         }
         due
+    }
+
+    /// Whether `action`, announced earlier, still describes the incident (so a failed
+    /// delivery of it must be made good even after later announcements).
+    pub(crate) fn still_holds(&self, action: Action) -> bool {
+        match action {
+            Action::Opened | Action::Reopened => self.is_open(),
+            Action::Acknowledged => self.phase == Phase::Acknowledged,
+            Action::Resolved => self.phase == Phase::Resolved,
+            Action::Updated => false,
+        }
     }
 
     /// Its last announcement is to go out again (the sinks failed it, or never said):

@@ -136,3 +136,15 @@ fn acknowledging_keeps_an_unannounced_open_and_is_once() {
     assert_eq!(whats, ["opened", "acknowledged"]);
     assert_eq!(i.announce(1), Some((Action::Acknowledged, None)));
 }
+
+#[test]
+fn an_acknowledgement_does_not_replace_an_update_nobody_heard() {
+    let mut i = incident(0);
+    i.announce(0);
+    i.severity = "low".into();
+    i.fire(1, "critical", None, Value::Null);
+    assert!(i.acknowledge(2));
+    assert_eq!(i.announce(3).map(|(a, _)| a), Some(Action::Acknowledged));
+    assert_eq!(i.announce(3).map(|(a, _)| a), Some(Action::Updated));
+    assert!(i.still_holds(Action::Acknowledged) && !i.still_holds(Action::Resolved));
+}

@@ -438,6 +438,11 @@ pub(super) async fn create(
         if old.is_open() {
             return Ok(Err(format!("an open incident already has the key `{key}`")));
         }
+        if old.pending.is_some() || old.unconfirmed.is_some() {
+            return Ok(Err(format!(
+                "the incident of key `{key}` has a notification still going out; retry in a minute"
+            )));
+        }
         writes.close(&old.id);
     }
     let id = incident.id.clone();
