@@ -69,6 +69,20 @@ fn committed_reference_pages_are_current() {
         stale.join(", ")
     );
 
+    // Every option says what it does: a row whose description cell is empty fails.
+    let undescribed: Vec<String> = generated
+        .iter()
+        .flat_map(|(path, text)| {
+            text.lines()
+                .filter(|l| l.starts_with("| `") && l.trim_end().ends_with("|  |"))
+                .map(move |l| format!("{path}: {}", l.split('|').nth(1).unwrap_or("").trim()))
+        })
+        .collect();
+    assert!(
+        undescribed.is_empty(),
+        "options without a description (add a `///` doc comment to the field): {undescribed:?}"
+    );
+
     let dedupe = &generated["transforms/dedupe.md"];
     assert!(
         dedupe.contains("| `cache_size` | integer | `5000` | no |"),

@@ -8,8 +8,12 @@ use serde::Deserialize;
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct BatchConfig {
+    /// Most events in one request (default 100); a full batch is sent at once. Sinks
+    /// that send one event per request ignore it.
     #[serde(default = "default_max_events")]
     pub(crate) max_events: usize,
+    /// Most bytes of encoded events in one request, before framing and compression
+    /// (default 1048576, 1 MiB). An event that would pass it starts a new batch.
     #[serde(default = "default_max_bytes")]
     pub(crate) max_bytes: usize,
     /// How long a partial batch may wait for more events.
@@ -42,6 +46,9 @@ impl Default for BatchConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RequestConfig {
+    /// How long one attempt (connecting included) may take before it fails and is
+    /// retried (default 30s); also bounds OAuth2 token requests. `cloudevents` uses
+    /// `sink.timeout` instead.
     #[schemars(schema_with = "crate::units::duration")]
     #[serde(default = "default_timeout", with = "humantime_serde")]
     pub(crate) timeout: Duration,
@@ -72,7 +79,9 @@ impl Default for RequestConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RateLimitConfig {
+    /// Requests started per second at most, retries included (at least 0.001).
     pub(crate) per_second: f64,
+    /// Requests that may start back to back before the rate applies (default 1).
     pub(crate) burst: Option<u32>,
 }
 

@@ -16,8 +16,10 @@ use vrl::value::{KeyString, ObjectMap, Value};
 )]
 #[serde(rename_all = "snake_case")]
 pub(crate) enum Arrays {
+    /// Arrays stay whole values.
     #[default]
     Keep,
+    /// Arrays are flattened too, their items keyed by index (`a.0`, `a.1`).
     Index,
 }
 

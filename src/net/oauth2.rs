@@ -18,13 +18,19 @@ use crate::clock::Clock;
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct OAuth2Config {
+    /// The token endpoint, where client credentials are exchanged for an access token.
     pub(crate) token_url: String,
+    /// The OAuth2 client id.
     pub(crate) client_id: String,
+    /// The client secret (keep it in `${…}`); give this or `client_secret_file`, not
+    /// both.
     pub(crate) client_secret: Option<String>,
     /// A file holding the secret (a mounted Kubernetes secret); trailing whitespace is
     /// ignored.
     pub(crate) client_secret_file: Option<PathBuf>,
+    /// The `scope` sent with the token request (space-separated); left out when unset.
     pub(crate) scope: Option<String>,
+    /// Accept any TLS certificate from the token endpoint (default false).
     #[serde(default)]
     pub(crate) insecure_skip_verify: bool,
 }

@@ -36,9 +36,13 @@ use crate::template::Template;
 )]
 #[serde(rename_all = "snake_case")]
 pub(crate) enum Mode {
+    /// One event per request, the whole CloudEvent as the JSON body
+    /// (`application/cloudevents+json`).
     #[default]
     Structured,
+    /// One event per request, attributes in `ce-*` headers and `data` as the body.
     Binary,
+    /// A JSON array of CloudEvents per request (`application/cloudevents-batch+json`).
     Batch,
 }
 
@@ -46,10 +50,14 @@ pub(crate) enum Mode {
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Endpoint {
+    /// The URL events are POSTed to (http or https).
     pub(crate) endpoint: String,
+    /// How long one attempt may take before it fails and is retried (default 30s);
+    /// replaces `request.timeout`.
     #[schemars(schema_with = "crate::units::duration")]
     #[serde(default = "default_timeout", with = "humantime_serde")]
     pub(crate) timeout: Duration,
+    /// Accept any TLS certificate from the endpoint (default false).
     #[serde(default)]
     pub(crate) insecure_skip_verify: bool,
 }
@@ -66,6 +74,7 @@ fn default_event_type() -> String {
 #[serde(deny_unknown_fields)]
 pub struct CloudEventsConfig {
     pub(crate) sink: Endpoint,
+    /// How events are put in requests: `structured` (default), `binary` or `batch`.
     #[serde(default)]
     pub(crate) mode: Mode,
     /// The CloudEvents `type` attribute (templated).

@@ -27,6 +27,7 @@ pub(crate) enum ConsoleEncoding {
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ConsoleConfig {
+    /// How each event is written: `json` (default) or `text`.
     #[serde(default)]
     pub(crate) encoding: ConsoleEncoding,
 }

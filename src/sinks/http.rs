@@ -88,6 +88,7 @@ pub(crate) struct HttpSinkConfig {
     /// it cannot add path segments, a query or a fragment of its own. An event missing a
     /// field, or whose value is `.` or `..` in the path, goes to `dead_letter`.
     pub(crate) url: String,
+    /// The HTTP method of every request (default `POST`).
     #[serde(default)]
     pub(crate) method: HttpMethod,
     #[serde(default)]
@@ -103,8 +104,12 @@ pub(crate) struct HttpSinkConfig {
     /// Nested keys become `a.b.c` top-level keys.
     #[serde(default)]
     pub(crate) flatten_payload: bool,
+    /// The request body: `json` (default) one object per request, `ndjson` one object
+    /// per line, `json_array` an array of objects; the last two batch.
     #[serde(default)]
     pub(crate) encoding: HttpEncoding,
+    /// Compresses the request body and sets `Content-Encoding`: `none` (default), `gzip`
+    /// or `zstd`.
     #[serde(default)]
     pub(crate) compression: Compression,
     pub(crate) auth: Option<HttpAuth>,

@@ -57,6 +57,7 @@ pub(crate) enum Compression {
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct KafkaSinkConfig {
+    /// `host:port[,host:port…]`.
     pub(crate) bootstrap_servers: String,
     /// The topic, templated per event (`alerts-{{ service }}`).
     pub(crate) topic: String,
@@ -67,13 +68,18 @@ pub(crate) struct KafkaSinkConfig {
     /// missing from an event is left out.
     #[serde(default)]
     pub(crate) headers: BTreeMap<String, String>,
+    /// The message value: `json` (default) or `text`.
     #[serde(default)]
     pub(crate) encoding: KafkaEncoding,
+    /// librdkafka's `compression.type`: `none` (default), `gzip`, `snappy`, `lz4` or
+    /// `zstd`.
     #[serde(default)]
     pub(crate) compression: Compression,
     /// `all`, `1` or `0`.
     #[serde(default = "default_acks")]
     pub(crate) acks: String,
+    /// librdkafka's `enable.idempotence` (default true): its retries do not duplicate
+    /// messages. Needs `acks: all`.
     #[serde(default = "crate::units::yes")]
     pub(crate) idempotence: bool,
     /// How long librdkafka keeps retrying a message before it is dead-lettered.
@@ -83,6 +89,7 @@ pub(crate) struct KafkaSinkConfig {
     /// Messages produced and not yet reported, at most.
     #[serde(default = "default_max_in_flight")]
     pub(crate) max_in_flight: usize,
+    /// Passed to librdkafka as they are, after sluice's own settings (so they win).
     #[serde(default)]
     pub(crate) librdkafka_options: BTreeMap<String, String>,
 }

@@ -29,6 +29,7 @@ pub(crate) struct SlackConfig {
     pub(crate) webhook_url: String,
     /// A VRL formatter replacing the built-in one.
     pub(crate) formatter_file: Option<PathBuf>,
+    /// Verify the server's TLS certificate (default true).
     #[serde(default = "crate::units::yes")]
     pub(crate) ssl_verify: bool,
     #[serde(default)]

@@ -52,16 +52,23 @@ fn default_poll() -> Duration {
     Duration::from_secs(5)
 }
 
+/// `backfill:` which rows are read, and how fast.
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Backfill {
+    /// Read the table (default true); `false` stops the source at once.
     #[serde(default = "crate::units::yes")]
     pub(crate) enabled: bool,
+    /// Only rows at most this old, counted from the first start (kept in the
+    /// checkpoint), are read (default 30 days).
     #[schemars(schema_with = "crate::units::duration")]
     #[serde(default = "default_max_age", with = "humantime_serde")]
     pub(crate) max_age: Duration,
+    /// Most rows read in all, across restarts (default 1000000); then the source stops.
     #[serde(default = "default_max_events")]
     pub(crate) max_events: u64,
+    /// Rows per query and per batch sent downstream (default 500); also the rate
+    /// limit's burst.
     #[serde(default = "default_batch_size")]
     pub(crate) batch_size: u32,
     /// Events per second.
@@ -72,15 +79,21 @@ pub(crate) struct Backfill {
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct PostgresSourceConfig {
+    /// The PostgreSQL connection string (`postgres://user:password@host:5432/db`);
+    /// connects without TLS.
     pub(crate) url: String,
+    /// The schema of the table (default `public`).
     #[serde(default = "crate::postgres::default_schema")]
     pub(crate) schema: String,
+    /// The events table to read, as the `postgres` sink writes it (default `events`).
     #[serde(default = "crate::postgres::default_table")]
     pub(crate) table: String,
     pub(crate) backfill: Backfill,
     /// Keep polling for new rows after catching up.
     #[serde(default)]
     pub(crate) follow: bool,
+    /// With `follow`, how long to wait before looking for new rows again once caught
+    /// up (default 5s).
     #[schemars(schema_with = "crate::units::duration")]
     #[serde(default = "default_poll", with = "humantime_serde")]
     pub(crate) poll_interval: Duration,

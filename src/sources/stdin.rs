@@ -34,6 +34,7 @@ pub(crate) enum StdinDecoding {
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct StdinConfig {
+    /// How each line becomes an event: `ndjson` (default) or `lines`.
     #[serde(default)]
     pub(crate) decoding: StdinDecoding,
     /// Longer lines are truncated (and counted as errors).

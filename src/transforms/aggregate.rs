@@ -32,11 +32,16 @@ fn default_name() -> String {
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct AggregateConfig {
+    /// How often each group's metric event is emitted (default 10s).
     #[schemars(schema_with = "crate::units::duration")]
     #[serde(default = "default_interval", with = "humantime_serde")]
     pub(crate) interval: Duration,
+    /// Field paths whose values make a group (a missing field counts as null); copied
+    /// into the metric event. Empty (the default): one group for all events.
     #[serde(default)]
     pub(crate) group_by: Vec<String>,
+    /// Numeric field paths summarized per group as `{ sum, min, max, avg }`; other
+    /// values are ignored.
     #[serde(default)]
     pub(crate) fields: Vec<String>,
     /// `name` of the metric events.

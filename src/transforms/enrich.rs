@@ -35,10 +35,15 @@ use crate::tables::{self, Table};
 #[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Metadata {
+    /// Set as `metadata.cluster`; left out when unset.
     pub(crate) cluster: Option<String>,
+    /// Set as `metadata.environment`; left out when unset.
     pub(crate) environment: Option<String>,
+    /// Set as `metadata.region`; left out when unset.
     pub(crate) region: Option<String>,
+    /// Set as `metadata.datacenter`; left out when unset.
     pub(crate) datacenter: Option<String>,
+    /// Set as `metadata.tenant`; left out when unset.
     pub(crate) tenant: Option<String>,
 }
 
@@ -56,15 +61,25 @@ pub(crate) struct TableConfig {
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct EnrichConfig {
+    /// Static top-level fields added to every event, values as written; existing
+    /// fields are overwritten.
     #[serde(default)]
     pub(crate) fields: IndexMap<String, serde_json::Value>,
     #[serde(default)]
     pub(crate) extra_args: KeyValues,
+    /// The event exporter's metadata, set as the event's `metadata` object (replacing
+    /// one it had).
     pub(crate) metadata: Option<Metadata>,
+    /// Set `host` to the machine's hostname (default false).
     #[serde(default)]
     pub(crate) host: bool,
+    /// Set `kubernetes.{pod, namespace, node, pod_ip}` from the downward-API variables
+    /// `POD_NAME`, `POD_NAMESPACE`, `NODE_NAME` and `POD_IP` (default false).
     #[serde(default)]
     pub(crate) kubernetes: bool,
+    /// Lookup tables by name: a CSV or JSON `file` keyed by its column `key`; the row
+    /// whose key equals the event's `field` (default: `key`) is added under `target`
+    /// (default: the table's name). Also readable in VRL with `lookup_table(name, key)`.
     #[serde(default)]
     pub(crate) tables: IndexMap<String, TableConfig>,
 }

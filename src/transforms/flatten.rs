@@ -23,9 +23,13 @@ fn dot() -> String {
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct FlattenConfig {
+    /// Joins the keys of nested objects (default `.`: `a.b.c`); must not be empty.
     #[serde(default = "dot")]
     pub(crate) separator: String,
+    /// Most levels joined into one key (`2`: `a.b`); deeper objects stay whole. Unset:
+    /// no limit.
     pub(crate) max_depth: Option<usize>,
+    /// `keep` (default): arrays stay whole; `index`: they are flattened to `a.0`, `a.1`.
     #[serde(default)]
     pub(crate) arrays: Arrays,
 }
@@ -33,6 +37,7 @@ pub(crate) struct FlattenConfig {
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct UnflattenConfig {
+    /// Keys are split on it and nested again (default `.`); must not be empty.
     #[serde(default = "dot")]
     pub(crate) separator: String,
 }

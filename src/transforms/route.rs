@@ -19,6 +19,8 @@ pub(crate) const UNMATCHED: &str = "_unmatched";
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RouteConfig {
+    /// Output name → VRL condition: an event goes to `<id>.<name>` for every condition
+    /// that is true, and to `<id>._unmatched` when none is. At least one.
     pub(crate) route: IndexMap<String, String>,
 }
 

@@ -21,9 +21,14 @@ use crate::telemetry::ComponentMetrics;
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct SampleConfig {
+    /// Keep one event in this many (at least 1). Give this or `ratio`, not both.
     pub(crate) rate: Option<u64>,
+    /// Keep this fraction of the events, from 0 to 1. Give this or `rate`, not both.
     pub(crate) ratio: Option<f64>,
+    /// Decide by a hash of this field's value, so every event with one value gets the
+    /// same decision; events without it are sampled as if it were unset.
     pub(crate) key_field: Option<String>,
+    /// A VRL condition: events for which it is true are always kept.
     pub(crate) always_keep: Option<String>,
 }
 

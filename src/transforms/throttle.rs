@@ -19,10 +19,15 @@ use crate::event::EventBatch;
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ThrottleConfig {
+    /// Events let through per `window` and key (at least 1); that many may arrive at
+    /// once, then one more every `window / threshold`.
     pub(crate) threshold: u32,
+    /// The period `threshold` applies to; events over it go to `<id>.dropped`.
     #[schemars(schema_with = "crate::units::duration")]
     #[serde(with = "humantime_serde")]
     pub(crate) window: Duration,
+    /// Gives each value of this field its own quota; events without it share one.
+    /// Unset: one quota for all events.
     pub(crate) key_field: Option<String>,
 }
 

@@ -24,19 +24,33 @@ use serde::Deserialize;
 )]
 #[serde(rename_all = "snake_case")]
 pub(crate) enum Mode {
+    /// Matching lines join; the first line that does not ends the group and is looked
+    /// at afresh.
     ContinueThrough,
+    /// Matching lines join; the first line that does not joins too and ends the group.
     ContinuePast,
+    /// Lines join until one matches; it ends the group and begins the next.
     HaltBefore,
+    /// Lines join until one matches; it joins and ends the group.
     HaltWith,
 }
 
+/// `multiline:` consecutive lines joined into one message (stack traces, wrapped logs),
+/// with `\n` between them.
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct MultilineConfig {
+    /// A regular expression: a group begins at a line matching it (any line when unset).
+    /// Given alone, each matching line begins a new message.
     #[serde(default)]
     pub(crate) start_pattern: Option<String>,
+    /// A regular expression deciding, with `mode`, whether the following lines join the
+    /// group. Needs `mode`.
     #[serde(default)]
     pub(crate) condition_pattern: Option<String>,
+    /// How the following lines join the group, by whether they match
+    /// `condition_pattern`. Needed with `condition_pattern`; with only `start_pattern`
+    /// it can only be `halt_before`, the default then.
     #[serde(default)]
     pub(crate) mode: Option<Mode>,
     /// A pending group is emitted after this long without a new line.

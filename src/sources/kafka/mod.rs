@@ -59,9 +59,12 @@ pub(crate) struct KafkaSourceConfig {
     pub(crate) bootstrap_servers: String,
     /// Topic names; an entry starting with `^` is a regular expression.
     pub(crate) topics: Vec<String>,
+    /// The consumer group: its members share the partitions, and its committed offsets
+    /// are where reading resumes.
     pub(crate) group_id: String,
     #[serde(default)]
     pub(crate) auto_offset_reset: AutoOffsetReset,
+    /// How a message becomes events: `json` (default), `ndjson` or `text`.
     #[serde(default)]
     pub(crate) decoding: KafkaDecoding,
     /// How often stored offsets are committed.
@@ -76,6 +79,8 @@ pub(crate) struct KafkaSourceConfig {
     #[serde(default = "default_retry_backoff", with = "humantime_serde")]
     #[schemars(schema_with = "crate::units::duration")]
     pub(crate) retry_backoff: Duration,
+    /// librdkafka's `session.timeout.ms` (default 10s): a member not heard from for this
+    /// long leaves the group and its partitions are reassigned.
     #[serde(default = "default_session_timeout", with = "humantime_serde")]
     #[schemars(schema_with = "crate::units::duration")]
     pub(crate) session_timeout: Duration,

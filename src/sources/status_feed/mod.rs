@@ -57,6 +57,9 @@ const MIN_INTERVAL: Duration = Duration::from_secs(10);
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct StatusFeedConfig {
+    /// The feeds to poll, at least one: each a unique `name` and a `provider`, and
+    /// optionally `url`, `format`, `interval`, `services`, `regions`, `default_severity`
+    /// and `resolve_missing`.
     pub(crate) feeds: Vec<FeedConfig>,
     /// How often each feed is polled (a feed's own `interval` wins).
     #[schemars(schema_with = "crate::units::duration")]
@@ -86,6 +89,7 @@ pub(crate) struct StatusFeedConfig {
     /// Keep the feed's entry (or JSON incident) in each event's `raw`.
     #[serde(default = "crate::units::yes")]
     pub(crate) keep_raw: bool,
+    /// Verify the servers' TLS certificates (default true).
     #[serde(default = "crate::units::yes")]
     pub(crate) ssl_verify: bool,
     #[serde(default)]

@@ -11,15 +11,15 @@ use subtle::ConstantTimeEq;
 
 use crate::component::BuildError;
 
+/// How a route's requests are authenticated: one of `bearer`, `basic`, `hmac` or
+/// `api_key` (a request that fails is answered 401). Unset: no authentication.
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub(crate) enum AuthConfig {
     /// `Authorization: Bearer <token>`.
     Bearer(String),
-    Basic {
-        user: String,
-        password: String,
-    },
+    /// HTTP Basic: `Authorization: Basic` with this `user` and `password`.
+    Basic { user: String, password: String },
     /// A hex HMAC of the body (or of `<timestamp>:<body>` with `timestamp_header`).
     Hmac {
         header: String,

@@ -61,6 +61,9 @@ pub(crate) struct WebhookConfig {
     /// One route without a `routes:` list: path (default `/`), decoder (default `json`),
     /// auth, sns, default_severity, capture_headers.
     pub(crate) path: Option<String>,
+    /// How the route reads a body (default `json`: events as sent): `grafana`,
+    /// `alertmanager`, `aws_sns`, `aws_eventbridge`, `gcp_monitoring`, `azure_monitor`,
+    /// `oci`, `cloudevents`, or the name of a `decoders/<name>.vrl` plugin.
     pub(crate) decoder: Option<String>,
     pub(crate) auth: Option<AuthConfig>,
     pub(crate) sns: Option<SnsConfig>,
@@ -118,7 +121,9 @@ pub(crate) struct RouteConfig {
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ServerTls {
+    /// PEM file with the certificate chain, the server's certificate first.
     pub(crate) cert: PathBuf,
+    /// PEM file with the private key of `cert`.
     pub(crate) key: PathBuf,
 }
 

@@ -74,9 +74,15 @@ pub(crate) struct AlertRuleConfig {
     #[serde(default = "default_snapshot_interval", with = "humantime_serde")]
     #[schemars(schema_with = "crate::units::duration")]
     pub(crate) snapshot_interval: Duration,
+    /// The rules: each a `name` and an `expr`, with optional `for`, `group_by`,
+    /// `severity`, `labels` and `annotations`; one alert per rule and label set.
     pub(crate) rules: Vec<RuleConfig>,
+    /// Silences: an alert whose labels match all of a silence's `matchers` is muted
+    /// from `starts_at` to `ends_at` (RFC 3339). Shared with the API's `/silences`.
     #[serde(default)]
     pub(crate) silences: Vec<SilenceSpec>,
+    /// A firing alert matching `source_matchers` mutes the alerts matching
+    /// `target_matchers` that have the same values for every label in `equal`.
     #[serde(default)]
     pub(crate) inhibit_rules: Vec<InhibitConfig>,
 }

@@ -90,11 +90,18 @@ fn default_max_pending() -> usize {
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
+    /// The subscriptions, each the output `<id>.<name>` with its criteria. Give this or
+    /// `file`.
     subscriptions: Option<Vec<SubscriptionSpec>>,
+    /// A YAML file with `subscriptions: [ … ]`, swapped in while running when it changes.
+    /// Give this or `subscriptions`.
     file: Option<PathBuf>,
+    /// How often due auto-resolves are emitted, timers snapshotted and `file` checked
+    /// (default 10s).
     #[serde(default = "default_check_interval", with = "humantime_serde")]
     #[schemars(schema_with = "crate::units::duration")]
     check_interval: Duration,
+    /// Pending auto-resolve timers kept at most (default 100000); the oldest go first.
     #[serde(default = "default_max_pending")]
     max_pending: usize,
 }

@@ -38,6 +38,8 @@ use super::reply::Rejection;
 use crate::clock::Clock;
 use crate::component::BuildError;
 
+/// `sns:` how Amazon SNS messages are checked (signature, topic, age) and subscriptions
+/// confirmed; only with the `aws_sns` decoder.
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct SnsConfig {
