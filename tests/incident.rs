@@ -1118,3 +1118,22 @@ fn an_unreadable_state_file_is_kept_aside() {
         b"{ not json"
     );
 }
+
+/// A firing while a failed resolve waits to be sent again reopens the same incident:
+/// the old page is not left open in PagerDuty under an id sluice forgot.
+#[test]
+fn a_firing_while_a_failed_resolve_waits_to_go_out_again_reopens_the_same_incident() {
+    let mut rig = Rig::new("{}");
+    let opened = rig.send(vec![firing("fp")]);
+    let (failed, _) = rig.to(1).send_all(vec![resolved("fp")]);
+    drop(failed);
+    assert!(
+        rig.to(2).tick().is_empty(),
+        "the resolve waits 1 s to go out again"
+    );
+    let again = rig.send(vec![firing("fp")]);
+    let later = rig.to(3).tick();
+    let all: Vec<Value> = again.into_iter().chain(later).collect();
+    assert_eq!(actions(&all), ["reopened"]);
+    assert_eq!(s(&all[0], "incident_id"), s(&opened[0], "incident_id"));
+}

@@ -206,23 +206,14 @@ async fn take_in(
     what: &str,
     check: fn(Json) -> Result<Value, String>,
 ) -> Response {
-    let intakes = INTAKES.all();
-    let intake = match (q.get("source"), intakes.as_slice()) {
-        (Some(id), all) => all.iter().find(|(i, _)| i == id),
-        (None, [one]) => Some(one),
-        (None, []) => None,
-        (None, _) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "several `api` sources run: name one in `?source=`",
-            );
-        }
-    };
-    let Some((id, intake)) = intake else {
-        return error(
-            StatusCode::NOT_FOUND,
-            "no `api` source runs with that id (add one of `type: api` to the pipeline)",
-        );
+    let (id, intake) = match super::pick::pick(
+        q.get("source"),
+        INTAKES.all(),
+        "several `api` sources run: name one in `?source=`",
+        "no `api` source runs with that id (add one of `type: api` to the pipeline)",
+    ) {
+        Ok(found) => found,
+        Err((status, text)) => return error(status, text),
     };
     let items = match items(body) {
         Ok(items) => items,
@@ -273,24 +264,13 @@ type Refusal = (StatusCode, String);
 fn table(
     q: &HashMap<String, String>,
 ) -> Result<std::sync::Arc<crate::sinks::postgres::query::EventsTable>, Refusal> {
-    let tables = TABLES.all();
-    let found = match (q.get("sink"), tables.as_slice()) {
-        (Some(id), all) => all.iter().find(|(i, _)| i == id),
-        (None, [one]) => Some(one),
-        (None, []) => None,
-        (None, _) => {
-            return Err((
-                StatusCode::BAD_REQUEST,
-                "several `postgres` sinks write events tables: name one in `?sink=`".into(),
-            ));
-        }
-    };
-    found.map(|(_, t)| std::sync::Arc::clone(t)).ok_or_else(|| {
-        (
-            StatusCode::NOT_FOUND,
-            "no `postgres` sink with the events table runs with that id".into(),
-        )
-    })
+    super::pick::pick(
+        q.get("sink"),
+        TABLES.all(),
+        "several `postgres` sinks write events tables: name one in `?sink=`",
+        "no `postgres` sink with the events table runs with that id",
+    )
+    .map(|(_, t)| t)
 }
 
 fn when(q: &HashMap<String, String>, name: &str) -> Result<Option<DateTime<Utc>>, Refusal> {

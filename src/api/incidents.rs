@@ -329,27 +329,19 @@ pub(super) async fn create(body: axum::body::Bytes) -> Response {
                 .map(|(id, s)| (id, Target::Store(s))),
         )
         .collect();
-    let target = match (&spec.component, components.as_slice()) {
-        (Some(c), all) => all.iter().find(|(id, _)| id == c),
-        (None, [one]) => Some(one),
-        (None, []) => None,
-        (None, _) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "several incident components run: name one in `component`",
-            );
-        }
-    };
-    let Some((component, target)) = target else {
-        return error(
-            StatusCode::NOT_FOUND,
-            "no incident component runs with that id",
-        );
+    let (component, target) = match super::pick::pick(
+        spec.component.as_ref(),
+        components,
+        "several incident components run: name one in `component`",
+        "no incident component runs with that id",
+    ) {
+        Ok(found) => found,
+        Err((status, text)) => return error(status, text),
     };
     let now = chrono::Utc::now().timestamp_millis();
     let title = clip(&spec.title);
     let created = match target {
-        Target::Local(state) => lock(state).create(&spec, now),
+        Target::Local(state) => lock(&state).create(&spec, now),
         Target::Store(store) => match store.create(spec, now).await {
             Ok(r) => r,
             Err(e) => return store_error(&e),

@@ -27,6 +27,7 @@ mod access;
 mod events;
 mod guard;
 mod incidents;
+mod pick;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

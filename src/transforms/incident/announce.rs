@@ -22,15 +22,66 @@ impl IncidentTransform {
         state: &mut IncidentState,
         group: &str,
         now: i64,
+        carrier: Option<(String, usize)>,
+        notices: &mut Vec<Notice>,
+    ) {
+        let keys: Vec<String> = match &carrier {
+            // Without `group_by` an incident is its group's only member.
+            Some((key, _)) if self.group_by.is_empty() => vec![key.clone()],
+            _ => state
+                .pending
+                .iter()
+                .filter(|k| state.incidents.get(*k).is_some_and(|i| i.group == group))
+                .cloned()
+                .collect(),
+        };
+        self.flush_members(state, group, keys, now, carrier, notices);
+    }
+
+    /// Announces every group whose time has come, in one pass over the pending keys
+    /// (many groups may be due at once: without `group_by` each incident is one).
+    /// Returns whether any group was due.
+    pub(super) fn flush_due(
+        &self,
+        state: &mut IncidentState,
+        now: i64,
+        notices: &mut Vec<Notice>,
+    ) -> bool {
+        let due: std::collections::HashSet<String> = state
+            .groups
+            .iter()
+            .filter(|(_, g)| g.next_flush.is_some_and(|at| at <= now))
+            .map(|(k, _)| k.clone())
+            .collect();
+        if due.is_empty() {
+            return false;
+        }
+        let mut members: std::collections::HashMap<String, Vec<String>> =
+            due.iter().map(|g| (g.clone(), Vec::new())).collect();
+        for key in &state.pending {
+            if let Some(i) = state.incidents.get(key)
+                && let Some(m) = members.get_mut(&i.group)
+            {
+                m.push(key.clone());
+            }
+        }
+        for (group, keys) in members {
+            self.flush_members(state, &group, keys, now, None, notices);
+        }
+        true
+    }
+
+    /// Announces the pending changes of `keys`, members of `group`, and marks the group
+    /// announced.
+    fn flush_members(
+        &self,
+        state: &mut IncidentState,
+        group: &str,
+        keys: Vec<String>,
+        now: i64,
         mut carrier: Option<(String, usize)>,
         notices: &mut Vec<Notice>,
     ) {
-        let keys: Vec<String> = state
-            .pending
-            .iter()
-            .filter(|k| state.incidents.get(*k).is_some_and(|i| i.group == group))
-            .cloned()
-            .collect();
         for key in keys {
             state.pending.shift_remove(&key);
             let Some(incident) = state.incidents.get_mut(&key) else {

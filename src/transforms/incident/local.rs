@@ -34,17 +34,8 @@ impl IncidentTransform {
                 open += 1;
             }
         }
-        let due: Vec<String> = state
-            .groups
-            .iter()
-            .filter(|(_, g)| g.next_flush.is_some_and(|at| at <= now))
-            .map(|(k, _)| k.clone())
-            .collect();
         let mut notices = Vec::new();
-        for group in due {
-            self.flush_group(state, &group, now, None, &mut notices);
-            changed = true;
-        }
+        changed |= self.flush_due(state, now, &mut notices);
         let before = state.incidents.len();
         let timing = self.timing;
         state.incidents.retain(|_, i| !i.is_done(now, &timing));

@@ -138,8 +138,8 @@ mod tests {
     #[test]
     fn a_snapshot_round_trips_in_order_and_a_corrupt_one_is_set_aside() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let path = snapshot_path(dir.path(), "route/x");
-        assert!(path.ends_with("subscription/route_x.json"));
+        let path = snapshot_path(dir.path(), "route-x");
+        assert!(path.ends_with("subscription/route-x.json"));
         let mut t = Timers::default();
         for (name, fp) in [("b", "f2"), ("a", "f1")] {
             t.pending.insert(

@@ -256,9 +256,10 @@ impl Incident {
     /// Whether a firing now would start a new incident rather than continue this one:
     /// it is resolved, its resolve went out, and its flap window has passed.
     pub(crate) fn is_over(&self, now: i64, t: &Timing) -> bool {
-        // A resolve not confirmed delivered may still have to go out again: until it
-        // is, a firing reopens this incident rather than replacing it.
-        if self.phase != Phase::Resolved || self.unheard_resolve() || self.unconfirmed.is_some() {
+        // A resolve not confirmed delivered, or waiting to go out again, may still
+        // have to reach someone: until it did, a firing reopens this incident rather
+        // than replacing it.
+        if self.phase != Phase::Resolved || self.pending.is_some() || self.unconfirmed.is_some() {
             return false;
         }
         let resolved_at = self.resolved_at.unwrap_or(self.last_seen);
