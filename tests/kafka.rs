@@ -968,7 +968,7 @@ async fn agent_and_aggregator_pipelines_carry_an_alert_end_to_end() {
     env(&mut aggregator_cmd);
     let mut agent = Process::spawn(agent_cmd);
     let mut aggregator = Process::spawn(aggregator_cmd);
-    common::wait_for_port(alerts_port).await;
+    agent.wait_for_port(alerts_port).await;
 
     let payload =
         std::fs::read_to_string(root.join(

@@ -136,6 +136,44 @@ impl Process {
     }
 }
 
+impl Process {
+    /// Waits up to 10 s for this process to listen on `port`; when it does not (or
+    /// exits first), fails with its exit status and the end of its stderr, which is
+    /// otherwise lost with the pipe.
+    pub async fn wait_for_port(&mut self, port: u16) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+            {
+                return;
+            }
+            let exited = self.child().try_wait().ok().flatten();
+            if exited.is_some() || tokio::time::Instant::now() >= deadline {
+                let _ = self.child().kill();
+                let status = self.child().wait().ok();
+                let mut stderr = String::new();
+                if let Some(mut pipe) = self.child().stderr.take() {
+                    use std::io::Read;
+                    let _ = pipe.read_to_string(&mut stderr);
+                }
+                let tail: String = stderr
+                    .lines()
+                    .rev()
+                    .take(40)
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                    .collect::<Vec<_>>()
+                    .join("\n");
+                panic!("port {port} never opened (process: {status:?}); its stderr ends:\n{tail}");
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
 impl Drop for Process {
     fn drop(&mut self) {
         if let Some(mut c) = self.0.take() {
