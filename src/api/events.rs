@@ -32,7 +32,7 @@ use vrl::value::{ObjectMap, Value};
 use chrono::{DateTime, Utc};
 
 use crate::sinks::postgres::query::{EventFilter, MAX_LIMIT, TABLES};
-use crate::sources::api::{INTAKES, Taken};
+use crate::sources::api::{Handed, INTAKES};
 
 /// Events (or samples) one request may carry.
 const MAX_EVENTS: usize = 1000;
@@ -228,29 +228,29 @@ async fn take_in(
     }
     let n = values.len();
     match intake.take(values).await {
-        Taken::Delivered => (
+        Handed::Delivered => (
             StatusCode::OK,
             axum::Json(json!({ "accepted": n, "source": id })),
         )
             .into_response(),
-        Taken::Pending => (
+        Handed::Pending => (
             StatusCode::ACCEPTED,
             axum::Json(json!({ "accepted": n, "source": id, "status": "in the pipeline; delivery outlasted request_timeout" })),
         )
             .into_response(),
-        Taken::Full => error(
+        Handed::Full => error(
             StatusCode::SERVICE_UNAVAILABLE,
             "the pipeline is full; retry later",
         ),
-        Taken::Failed => error(
+        Handed::Failed => error(
             StatusCode::SERVICE_UNAVAILABLE,
             "delivery failed; retry later",
         ),
-        Taken::Stopped => error(
+        Handed::Stopped => error(
             StatusCode::SERVICE_UNAVAILABLE,
             "the source is stopping; retry later",
         ),
-        Taken::Rejected => error(
+        Handed::Rejected => error(
             StatusCode::INTERNAL_SERVER_ERROR,
             "a sink rejected the events",
         ),
@@ -288,17 +288,12 @@ fn when(q: &HashMap<String, String>, name: &str) -> Result<Option<DateTime<Utc>>
         .transpose()
 }
 
+/// A whole-number query parameter from 0 to `max` (as the other lists read theirs).
 fn count(q: &HashMap<String, String>, name: &str, default: i64, max: i64) -> Result<i64, Refusal> {
-    match q.get(name) {
-        None => Ok(default),
-        Some(v) => match v.parse::<i64>() {
-            Ok(n) if (0..=max).contains(&n) => Ok(n),
-            _ => Err((
-                StatusCode::BAD_REQUEST,
-                format!("`{name}` must be a whole number from 0 to {max}"),
-            )),
-        },
-    }
+    let as_usize = |n: i64| usize::try_from(n).unwrap_or(0);
+    super::incidents::number(q, name, as_usize(default), as_usize(max))
+        .map(|n| i64::try_from(n).unwrap_or(max))
+        .map_err(|e| (StatusCode::BAD_REQUEST, e))
 }
 
 /// `GET /events?event_type=&source=&level=&start_time=&end_time=&limit=&offset=`.

@@ -43,7 +43,7 @@ fn error(status: StatusCode, text: impl Into<String>) -> Response {
     (status, axum::Json(json!({ "error": text.into() }))).into_response()
 }
 
-fn number(
+pub(super) fn number(
     q: &HashMap<String, String>,
     name: &str,
     default: usize,

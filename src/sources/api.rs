@@ -15,7 +15,9 @@ use serde::Deserialize;
 use vrl::value::Value;
 
 use crate::component::{BoxFuture, BuildError, ComponentTask, Live, SourceConfig, SourceContext};
-use crate::event::{BatchAck, Event, EventStatus};
+use crate::event::{BatchAck, Event};
+pub(crate) use crate::sources::util::handover::Handed;
+use crate::sources::util::handover::hand_over;
 use crate::telemetry::ComponentMetrics;
 
 /// Takes events posted to the API (`POST /events` and `POST /metrics`, operator role)
@@ -35,23 +37,6 @@ fn default_request_timeout() -> Duration {
     Duration::from_secs(10)
 }
 
-/// How a posted batch ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Taken {
-    /// Delivered by every sink.
-    Delivered,
-    /// In the pipeline; delivery outlasted `request_timeout`.
-    Pending,
-    /// No room in the pipeline within `request_timeout`: nothing entered it.
-    Full,
-    /// A sink failed them (they may be posted again).
-    Failed,
-    /// A sink refused them for good.
-    Rejected,
-    /// The source is stopping.
-    Stopped,
-}
-
 /// A running `api` source, as the API reaches it.
 pub(crate) struct Intake {
     id: Arc<str>,
@@ -66,10 +51,10 @@ pub(crate) static INTAKES: Live<Intake> = Live::new();
 
 impl Intake {
     /// Sends `values` into the pipeline and waits for their delivery.
-    pub(crate) async fn take(&self, values: Vec<Value>) -> Taken {
+    pub(crate) async fn take(&self, values: Vec<Value>) -> Handed {
         let n = values.len();
         if n == 0 {
-            return Taken::Delivered;
+            return Handed::Delivered;
         }
         let deadline = tokio::time::Instant::now() + self.request_timeout;
         let (ack, done) = BatchAck::with_receiver(n, Some(Arc::clone(&self.latency)));
@@ -89,18 +74,7 @@ impl Intake {
                 None => false,
             }
         };
-        match tokio::time::timeout_at(deadline, send).await {
-            Err(_) => return Taken::Full,
-            Ok(false) => return Taken::Stopped,
-            Ok(true) => {}
-        }
-        self.metrics.add_received(n);
-        match tokio::time::timeout_at(deadline, done.wait()).await {
-            Ok(EventStatus::Delivered) => Taken::Delivered,
-            Ok(EventStatus::Errored) => Taken::Failed,
-            Ok(EventStatus::Rejected) => Taken::Rejected,
-            Err(_) => Taken::Pending,
-        }
+        hand_over(send, done, n, deadline, &self.metrics).await
     }
 }
 

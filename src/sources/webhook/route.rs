@@ -21,7 +21,8 @@ use super::{RouteConfig, ServerTls, WebhookConfig};
 use crate::buffer::{Charge, MemoryBudget};
 use crate::clock::Clock;
 use crate::component::{BuildError, SourceOutput};
-use crate::event::{BatchAck, Event, EventStatus, VrlMetadata};
+use crate::event::{BatchAck, Event, VrlMetadata};
+use crate::sources::util::handover::{Handed, hand_over};
 use crate::telemetry::{ComponentMetrics, LabeledCounter, LatencyRecorder};
 
 /// What all routes of one listener share.
@@ -409,27 +410,25 @@ impl Route {
         let send = async {
             let mut out = shared.out.lock().await;
             out.send(batch).await;
+            true
         };
-        if tokio::time::timeout_at(deadline, send).await.is_err() {
+        match hand_over(send, done, n, deadline, &shared.metrics).await {
+            Handed::Delivered => Ok(Outcome::Delivered(n)),
+            Handed::Pending => Ok(Outcome::Pending(n)),
             // Nothing of this request entered the pipeline.
-            return Err(Rejection::busy("the pipeline is full; retry later"));
-        }
-        shared.metrics.add_received(n);
-        match tokio::time::timeout_at(deadline, done.wait()).await {
-            Ok(EventStatus::Delivered) => Ok(Outcome::Delivered(n)),
-            Ok(EventStatus::Errored) => Err(Rejection::new(
+            Handed::Full | Handed::Stopped => {
+                Err(Rejection::busy("the pipeline is full; retry later"))
+            }
+            Handed::Failed => Err(Rejection::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "delivery_failed",
                 "delivery failed; retry later",
             )),
-            Ok(EventStatus::Rejected) => Err(Rejection::new(
+            Handed::Rejected => Err(Rejection::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "rejected",
                 "a sink rejected the events",
             )),
-            // Every event is in the pipeline, which retries and dead-letters on its own:
-            // a sender that retried now would duplicate them.
-            Err(_) => Ok(Outcome::Pending(n)),
         }
     }
 }
