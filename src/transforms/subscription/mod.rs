@@ -62,11 +62,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
+use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use vrl::value::Value;
 
-use crate::alert::{self, Status};
 use crate::clock::Clock;
 use crate::component::{
     BuildError, OnChange, Transform, TransformConfig, TransformContext, TransformOutputs,
@@ -76,7 +75,7 @@ use crate::program::{Outcome, Runner};
 use crate::telemetry::{ComponentMetrics, LabeledCounter};
 use file::{FileSwap, Seen, parse_file, text_hash};
 pub(crate) use set::{Fields, SubscriptionSet, SubscriptionSpec, UNMATCHED};
-use timers::{Pending, SharedTimers, Timers};
+use timers::{SharedTimers, Timers};
 
 fn default_check_interval() -> Duration {
     Duration::from_secs(10)
@@ -389,59 +388,17 @@ impl Subscription {
         }
     }
 
-    /// Starts or cancels the timers of the subscriptions in `hits` for `event`.
+    /// Starts or cancels the timers of the subscriptions in `hits` for `event`, then
+    /// drops the oldest beyond `max_pending`.
     fn track(&self, t: &mut Timers, event: &Event, now: DateTime<Utc>) {
-        let field = |k: &str| event.get(k).and_then(set::text);
-        let (Some(status), Some(fp)) = (
-            field(alert::field::STATUS),
-            field(alert::field::FINGERPRINT),
-        ) else {
-            return;
-        };
-        for &i in &self.hits {
-            let sub = &self.set.subs[i as usize];
-            if !sub.auto_resolve {
-                continue;
-            }
-            let key = (Arc::clone(&sub.name), fp.to_string());
-            match status.as_ref() {
-                // A repeat keeps the first firing's time: the alert is open since then.
-                "firing" if !t.pending.contains_key(&key) => {
-                    t.pending.insert(
-                        key,
-                        Pending {
-                            since: now,
-                            event: event.value.clone(),
-                        },
-                    );
-                    t.dirty = true;
-                }
-                "resolved" => t.dirty |= t.pending.shift_remove(&key).is_some(),
-                _ => {}
-            }
-        }
+        let subs = self.hits.iter().map(|&i| &self.set.subs[i as usize]);
+        timers::track(t, subs, event, now);
         while t.pending.len() > self.max_pending {
             if let Some(((name, fp), _)) = t.pending.shift_remove_index(0) {
                 tracing::warn!(component_id = %self.id, subscription = %name, fingerprint = %fp, max_pending = self.max_pending, "too many pending auto-resolves; dropping the oldest");
                 self.dropped_timers.add(1);
             }
         }
-    }
-
-    /// The resolved event for a firing one that timed out.
-    fn resolved(&self, mut value: Value, now: DateTime<Utc>) -> Event {
-        let at = Value::from(now.to_rfc3339_opts(SecondsFormat::Millis, true));
-        if let Value::Object(map) = &mut value {
-            map.insert(
-                alert::field::STATUS.into(),
-                Value::from(Status::Resolved.as_str()),
-            );
-            map.insert(alert::field::ENDS_AT.into(), at.clone());
-            map.insert("time".into(), at);
-            map.insert("id".into(), Value::from(uuid::Uuid::new_v4().to_string()));
-            map.insert("auto_resolved".into(), Value::Boolean(true));
-        }
-        Event::new(value, Arc::clone(&self.id), now)
     }
 }
 
@@ -515,32 +472,9 @@ impl Transform for Subscription {
         let shared = Arc::clone(&self.timers);
         let mut t = timers::lock(&shared);
         if t.newest == self.generation {
-            let mut due = Vec::new();
-            let (set, by_name) = (&self.set, &self.sub_by_name);
-            let before = t.pending.len();
-            t.pending.retain(|(name, _), p| {
-                let Some(&i) = by_name.get(name) else {
-                    return false;
-                };
-                let sub = &set.subs[i];
-                if !sub.enabled || !sub.auto_resolve {
-                    return false;
-                }
-                let after = TimeDelta::from_std(sub.resolve_after).unwrap_or(TimeDelta::MAX);
-                if p.since
-                    .checked_add_signed(after)
-                    .is_some_and(|at| at <= now)
-                {
-                    due.push((i, std::mem::replace(&mut p.event, Value::Null)));
-                    return false;
-                }
-                true
-            });
-            if t.pending.len() != before {
-                t.dirty = true;
-            }
+            let due = timers::take_due(&mut t, &self.set, &self.sub_by_name, now);
             for (i, value) in due {
-                let event = self.resolved(value, now);
+                let event = timers::resolved(value, &self.id, now);
                 out.named[self.outputs[i]].push(event);
                 self.metrics
                     .counter(

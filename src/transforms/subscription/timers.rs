@@ -17,10 +17,16 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use chrono::{DateTime, Utc};
+use std::collections::HashMap;
+
+use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 use vrl::value::Value;
+
+use super::set::{Compiled, SubscriptionSet, text};
+use crate::alert::{self, Status};
+use crate::event::Event;
 
 /// One pending auto-resolve.
 #[derive(Debug, Clone)]
@@ -124,6 +130,95 @@ pub(crate) fn persist(timers: &mut Timers, path: &Path) -> std::io::Result<()> {
     crate::state_file::write_atomically(path, &bytes)?;
     timers.dirty = false;
     Ok(())
+}
+
+/// Starts or cancels, for `event`, the timers of the auto-resolving subscriptions among
+/// `subs` (those it matched).
+pub(crate) fn track<'a>(
+    t: &mut Timers,
+    subs: impl Iterator<Item = &'a Compiled>,
+    event: &Event,
+    now: DateTime<Utc>,
+) {
+    let field = |k: &str| event.get(k).and_then(text);
+    let (Some(status), Some(fp)) = (
+        field(alert::field::STATUS),
+        field(alert::field::FINGERPRINT),
+    ) else {
+        return;
+    };
+    for sub in subs {
+        if !sub.auto_resolve {
+            continue;
+        }
+        let key = (Arc::clone(&sub.name), fp.to_string());
+        match status.as_ref() {
+            // A repeat keeps the first firing's time: the alert is open since then.
+            "firing" if !t.pending.contains_key(&key) => {
+                t.pending.insert(
+                    key,
+                    Pending {
+                        since: now,
+                        event: event.value.clone(),
+                    },
+                );
+                t.dirty = true;
+            }
+            "resolved" => t.dirty |= t.pending.shift_remove(&key).is_some(),
+            _ => {}
+        }
+    }
+}
+
+/// Takes the timers that are due (subscription index in `set`, the firing event), and
+/// drops those of subscriptions that are gone, disabled or no longer auto-resolve.
+pub(crate) fn take_due(
+    t: &mut Timers,
+    set: &SubscriptionSet,
+    by_name: &HashMap<Arc<str>, usize>,
+    now: DateTime<Utc>,
+) -> Vec<(usize, Value)> {
+    let mut due = Vec::new();
+    let before = t.pending.len();
+    t.pending.retain(|(name, _), p| {
+        let Some(&i) = by_name.get(name) else {
+            return false;
+        };
+        let sub = &set.subs[i];
+        if !sub.enabled || !sub.auto_resolve {
+            return false;
+        }
+        let after = TimeDelta::from_std(sub.resolve_after).unwrap_or(TimeDelta::MAX);
+        if p.since
+            .checked_add_signed(after)
+            .is_some_and(|at| at <= now)
+        {
+            due.push((i, std::mem::replace(&mut p.event, Value::Null)));
+            return false;
+        }
+        true
+    });
+    if t.pending.len() != before {
+        t.dirty = true;
+    }
+    due
+}
+
+/// The resolved event for a firing one that timed out: a new event (fresh `id`,
+/// `auto_resolved: true`) that no source waits for.
+pub(crate) fn resolved(mut value: Value, component: &Arc<str>, now: DateTime<Utc>) -> Event {
+    let at = Value::from(now.to_rfc3339_opts(SecondsFormat::Millis, true));
+    if let Value::Object(map) = &mut value {
+        map.insert(
+            alert::field::STATUS.into(),
+            Value::from(Status::Resolved.as_str()),
+        );
+        map.insert(alert::field::ENDS_AT.into(), at.clone());
+        map.insert("time".into(), at);
+        map.insert("id".into(), Value::from(uuid::Uuid::new_v4().to_string()));
+        map.insert("auto_resolved".into(), Value::Boolean(true));
+    }
+    Event::new(value, Arc::clone(component), now)
 }
 
 /// `<data_dir>/subscription/<id>.json`, the id reduced to characters safe in a file name.
