@@ -75,6 +75,28 @@ fn routes() -> Vec<(&'static str, &'static str, Option<Value>, Option<Role>)> {
         ),
         ("POST", "/reload", None, Some(Role::Admin)),
         ("GET", "/tap?limit=0", None, Some(Role::Admin)),
+        ("GET", "/subscriptions", None, Some(Role::Viewer)),
+        ("GET", "/subscriptions/nope", None, Some(Role::Viewer)),
+        ("GET", "/subscriptions/nope/test", None, Some(Role::Viewer)),
+        (
+            "GET",
+            "/subscriptions/nope/events",
+            None,
+            Some(Role::Viewer),
+        ),
+        (
+            "POST",
+            "/subscriptions",
+            Some(json!({"name": "n", "component": "nope"})),
+            Some(Role::Admin),
+        ),
+        (
+            "PUT",
+            "/subscriptions/nope",
+            Some(json!({"name": "n"})),
+            Some(Role::Admin),
+        ),
+        ("DELETE", "/subscriptions/nope", None, Some(Role::Admin)),
     ]
 }
 

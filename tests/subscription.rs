@@ -542,7 +542,15 @@ fn bad_options_are_pipeline_errors_naming_the_option() {
     for (yaml, want) in [
         (
             "{ type: subscription }",
-            "one of `subscriptions` or `file` is required",
+            "one of `subscriptions`, `file` or `api_outputs` is required",
+        ),
+        (
+            "{ type: subscription, subscriptions: [ { name: a } ], api_outputs: [a] }",
+            "`api_outputs`: subscription name `a` is used twice",
+        ),
+        (
+            "{ type: subscription, api_outputs: [_unmatched] }",
+            "`api_outputs`: subscription name `_unmatched`",
         ),
         (
             "{ type: subscription, file: /nonexistent/subs.yaml }",

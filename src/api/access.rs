@@ -4,7 +4,8 @@
 //! - `viewer` reads everything except `/tap` (events and metric samples too);
 //! - `operator` also manages silences and incidents, asks status feeds to poll, and
 //!   posts events and metric samples into the pipeline;
-//! - `admin` also reloads the pipeline and taps events.
+//! - `admin` also reloads the pipeline, taps events, and makes, changes and deletes
+//!   subscriptions.
 //!
 //! Tokens are compared as SHA-256 digests in constant time, each of them every time, so
 //! how long the check takes says nothing about which token, or how much of one, matched.
@@ -51,6 +52,17 @@ pub(crate) fn required(method: &Method, route: &str) -> Option<Role> {
             }
         }
         "/stats" if read => Role::Viewer,
+        // Made, changed and deleted by admins; read (and tested: nothing is sent) by all.
+        "/subscriptions"
+        | "/subscriptions/{id}"
+        | "/subscriptions/{id}/test"
+        | "/subscriptions/{id}/events" => {
+            if read {
+                Role::Viewer
+            } else {
+                Role::Admin
+            }
+        }
         _ => Role::Admin,
     })
 }

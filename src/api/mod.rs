@@ -11,6 +11,8 @@
 //! buffer fill as JSON for `sluice top`. `POST /silences`, `GET /silences` and
 //! `DELETE /silences/{id}` manage the process-wide silences of `alert_rule`.
 //! `/incidents` lists and changes the `incident` transforms' incidents (`incidents.rs`).
+//! `/subscriptions` lists the `subscription` transforms' subscriptions and manages those
+//! made at runtime (`subscriptions.rs`).
 //!
 //! Browsers are kept out (see [`browser_guard`]): any web page a user opens can send requests to
 //! `127.0.0.1`, and a DNS-rebinding page can even read the answers. So every request is
@@ -28,6 +30,7 @@ mod events;
 mod guard;
 mod incidents;
 mod pick;
+mod subscriptions;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -125,6 +128,18 @@ pub(crate) fn router_with_guard(
         )
         .route("/incidents/{id}/timeline", get(incidents::timeline))
         .route("/stats", get(incidents::stats))
+        .route(
+            "/subscriptions",
+            get(subscriptions::list).post(subscriptions::create),
+        )
+        .route(
+            "/subscriptions/{id}",
+            get(subscriptions::show)
+                .put(subscriptions::update)
+                .delete(subscriptions::delete),
+        )
+        .route("/subscriptions/{id}/test", get(subscriptions::test))
+        .route("/subscriptions/{id}/events", get(subscriptions::events))
         // Layers run outermost last-added: browsers are turned away before tokens.
         .route_layer(axum::middleware::from_fn_with_state(
             access,

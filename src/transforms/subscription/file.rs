@@ -7,8 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
-use arc_swap::ArcSwap;
-
+use super::catalog::Catalog;
 use super::set::{self, SubscriptionSet, SubscriptionSpec};
 use crate::component::BuildError;
 use crate::telemetry::ComponentMetrics;
@@ -36,7 +35,7 @@ pub(super) struct FileSwap {
     pub(crate) id: Arc<str>,
     pub(crate) path: PathBuf,
     pub(crate) names: HashSet<String>,
-    pub(crate) current: Arc<ArcSwap<SubscriptionSet>>,
+    pub(crate) catalog: Arc<Catalog>,
     pub(crate) seen: Mutex<Seen>,
     pub(crate) metrics: Arc<ComponentMetrics>,
 }
@@ -88,21 +87,26 @@ impl FileSwap {
         seen.hash = hash;
         let compiled = parse_file(&text)
             .map_err(BuildError)
-            .and_then(|specs| Ok((SubscriptionSet::compile(&specs)?, specs)));
+            .and_then(|specs| SubscriptionSet::compile(&specs).map(|_| specs));
         match compiled {
             Err(e) => {
                 tracing::error!(component_id = %self.id, file = %self.path.display(), error = %e, "subscription file refused; keeping the current subscriptions");
                 self.metrics.add_errors(1);
                 self.outcome("failed");
             }
-            Ok((set, specs)) => {
-                let names: HashSet<String> = specs.into_iter().map(|s| s.name).collect();
+            Ok(specs) => {
+                let names: HashSet<String> = specs.iter().map(|s| s.name.clone()).collect();
                 if names != self.names {
                     tracing::info!(component_id = %self.id, file = %self.path.display(), "subscription names changed; the pipeline reload rebuilds the transform");
                     self.outcome("names_changed");
                     return;
                 }
-                self.current.store(Arc::new(set));
+                if let Err(e) = self.catalog.set_file(specs) {
+                    tracing::error!(component_id = %self.id, file = %self.path.display(), error = %e, "subscription file refused; keeping the current subscriptions");
+                    self.metrics.add_errors(1);
+                    self.outcome("failed");
+                    return;
+                }
                 tracing::info!(component_id = %self.id, file = %self.path.display(), "subscriptions swapped in");
                 self.outcome("swapped");
             }

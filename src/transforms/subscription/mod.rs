@@ -51,8 +51,23 @@
 //! the reload triggered by the same change refuses it too. When the names change, the
 //! watcher leaves the running set alone and the reload rebuilds the transform (new
 //! outputs must be wired); the replacement shares the timers of the one it replaces.
+//!
+//! Subscriptions made at runtime (`POST /subscriptions`, see [`manage`]). Outputs are
+//! wired when the pipeline loads, so a made subscription delivers to one of the outputs
+//! the file sets aside for them in `api_outputs` (each `<id>.<name>`, read by sinks like
+//! any other); several may share one, and an event they all match leaves on it once.
+//! They are kept in `<data_dir>/subscriptions/<id>.json`, written before they take
+//! effect, shared by the instances of a reload and read back at a restart, and compiled
+//! together with the file's into the one set `process` loads ([`catalog`]): a change
+//! routes from the next batch, nothing is rebuilt and no event waits. The transform also
+//! keeps a sample of recent events and of each subscription's matches ([`recent`]) for
+//! `/subscriptions/{id}/test` and `/subscriptions/{id}/events`.
 
+mod api_list;
+pub(crate) mod catalog;
 mod file;
+pub(crate) mod manage;
+mod recent;
 pub(crate) mod set;
 pub(crate) mod timers;
 
@@ -61,7 +76,6 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use vrl::value::Value;
@@ -73,7 +87,9 @@ use crate::component::{
 use crate::event::{Event, EventBatch};
 use crate::program::{Outcome, Runner};
 use crate::telemetry::{ComponentMetrics, LabeledCounter};
+use catalog::{CATALOGS, Catalog};
 use file::{FileSwap, Seen, parse_file, text_hash};
+use recent::BatchCopies;
 pub(crate) use set::{Fields, SubscriptionSet, SubscriptionSpec, UNMATCHED};
 use timers::{SharedTimers, Timers};
 
@@ -103,6 +119,11 @@ struct RawConfig {
     /// Pending auto-resolve timers kept at most (default 100000); the oldest go first.
     #[serde(default = "default_max_pending")]
     max_pending: usize,
+    /// Outputs that subscriptions made through the API (`POST /subscriptions`) may
+    /// deliver to, each the output `<id>.<name>`, wired to sinks like the others. Without
+    /// any, this transform takes no subscriptions through the API.
+    #[serde(default)]
+    api_outputs: Vec<String>,
 }
 
 /// `subscription` options.
@@ -118,6 +139,8 @@ pub struct SubscriptionConfig {
     pub(crate) check_interval: Duration,
     /// Pending auto-resolve timers kept at most (default 100000); the oldest go first.
     pub(crate) max_pending: usize,
+    /// Outputs that subscriptions made through the API may deliver to.
+    pub(crate) api_outputs: Vec<String>,
     /// Hash of the file text `subscriptions` came from.
     file_hash: Option<u64>,
 }
@@ -138,11 +161,23 @@ impl TryFrom<RawConfig> for SubscriptionConfig {
             (Some(_), Some(_)) => {
                 return Err("give either `subscriptions` or `file`, not both".into());
             }
-            (None, None) => return Err("one of `subscriptions` or `file` is required".into()),
+            (None, None) if !raw.api_outputs.is_empty() => (Vec::new(), None),
+            (None, None) => {
+                return Err("one of `subscriptions`, `file` or `api_outputs` is required".into());
+            }
         };
         set::check_names(&subscriptions).map_err(|e| match &raw.file {
             Some(f) => format!("`file`: {}: {e}", f.display()),
             None => format!("`subscriptions`: {e}"),
+        })?;
+        set::check_name_list(
+            subscriptions
+                .iter()
+                .map(|s| s.name.as_str())
+                .chain(raw.api_outputs.iter().map(String::as_str)),
+        )
+        .map_err(|e| {
+            format!("`api_outputs`: {e} (outputs and subscription names share one namespace)")
         })?;
         if raw.check_interval.is_zero() {
             return Err("`check_interval` must be more than 0".into());
@@ -155,6 +190,7 @@ impl TryFrom<RawConfig> for SubscriptionConfig {
             file: raw.file,
             check_interval: raw.check_interval,
             max_pending: raw.max_pending,
+            api_outputs: raw.api_outputs,
             file_hash,
         })
     }
@@ -169,6 +205,7 @@ impl TransformConfig for SubscriptionConfig {
         self.subscriptions
             .iter()
             .map(|s| s.name.clone())
+            .chain(self.api_outputs.iter().cloned())
             .chain([UNMATCHED.to_owned()])
             .collect()
     }
@@ -200,14 +237,24 @@ impl SubscriptionConfig {
     }
 
     fn build_with(&self, cx: &TransformContext, scan: Scan) -> Result<Subscription, BuildError> {
-        let set = Arc::new(SubscriptionSet::compile(&self.subscriptions)?);
-        let by_name: HashMap<Arc<str>, usize> = set
-            .names()
+        let api_path = cx.data_dir.as_ref().map(|dir| api_list::path(dir, &cx.id));
+        let catalog = Arc::new(Catalog::new(
+            Arc::clone(&cx.id),
+            Arc::clone(&self.subscriptions),
+            self.api_outputs.clone(),
+            api_path.as_deref().map(api_list::shared),
+        )?);
+        let set = catalog.current();
+        // Output indexes follow `outputs()`: file names, `api_outputs`, `_unmatched`.
+        let by_name: HashMap<Arc<str>, usize> = self
+            .subscriptions
+            .iter()
+            .map(|s| s.name.as_str())
+            .chain(self.api_outputs.iter().map(String::as_str))
             .enumerate()
-            .map(|(i, n)| (Arc::clone(n), i))
+            .map(|(i, n)| (Arc::from(n), i))
             .collect();
         let unmatched = by_name.len();
-        let current = Arc::new(ArcSwap::new(Arc::clone(&set)));
         let (timers, snapshot) = match &cx.data_dir {
             Some(dir) => {
                 let path = timers::snapshot_path(dir, &cx.id);
@@ -218,7 +265,10 @@ impl SubscriptionConfig {
         let mut me = Subscription {
             id: Arc::clone(&cx.id),
             scan,
-            current,
+            catalog: Arc::clone(&catalog),
+            api_path,
+            copies: BatchCopies::default(),
+            targets: Vec::new(),
             set: Arc::clone(&set),
             outputs: Vec::new(),
             by_name,
@@ -245,13 +295,17 @@ impl SubscriptionConfig {
             hits: Vec::new(),
         };
         me.adopt(set);
-        // Only a transform that will run watches its file (not one built to be checked).
+        // Only a transform that will run is listed for the API and watches its file
+        // (not one built to be checked).
+        if cx.data_dir.is_some() {
+            CATALOGS.add(&cx.id, &catalog);
+        }
         if let (Some(path), Some(_)) = (&self.file, &cx.data_dir) {
             let swap = Arc::new(FileSwap {
                 id: Arc::clone(&cx.id),
                 path: path.clone(),
                 names: self.subscriptions.iter().map(|s| s.name.clone()).collect(),
-                current: Arc::clone(&me.current),
+                catalog: Arc::clone(&catalog),
                 // No stamp yet: the first check reads the file once, in case it changed
                 // between the pipeline load and this build.
                 seen: Mutex::new(Seen {
@@ -279,12 +333,20 @@ enum Scan {
 struct Subscription {
     id: Arc<str>,
     scan: Scan,
-    /// Where a changed file's set is stored; `set` is what `process` last loaded.
-    current: Arc<ArcSwap<SubscriptionSet>>,
+    /// The file's and the API's subscriptions, compiled; `set` is what `process` last
+    /// loaded from it.
+    catalog: Arc<Catalog>,
+    /// Where the API's subscriptions are kept (`None`: built only to be checked).
+    api_path: Option<PathBuf>,
+    /// The copies of this batch for the catalog's recent rings.
+    copies: BatchCopies,
+    /// The distinct outputs of one event's matches.
+    targets: Vec<usize>,
     set: Arc<SubscriptionSet>,
     /// Named-output index of each subscription of `set`.
     outputs: Vec<usize>,
-    /// Named-output index by name: fixed for this instance (a swap keeps the names).
+    /// Named-output index by output name: fixed for this instance (a swap keeps the
+    /// names).
     by_name: HashMap<Arc<str>, usize>,
     /// Index in `set` by name.
     sub_by_name: HashMap<Arc<str>, usize>,
@@ -314,8 +376,14 @@ impl Subscription {
     /// Starts using `set` (at build, and after a file swap).
     fn adopt(&mut self, set: Arc<SubscriptionSet>) {
         self.outputs = set
-            .names()
-            .map(|n| self.by_name.get(n).copied().unwrap_or(self.unmatched))
+            .subs
+            .iter()
+            .map(|s| {
+                self.by_name
+                    .get(&s.output)
+                    .copied()
+                    .unwrap_or(self.unmatched)
+            })
             .collect();
         self.sub_by_name = set
             .names()
@@ -337,11 +405,9 @@ impl Subscription {
     }
 
     fn adopt_current(&mut self) {
-        let current = self.current.load();
+        let current = self.catalog.current();
         if !Arc::ptr_eq(&current, &self.set) {
-            let set = Arc::clone(&current);
-            drop(current);
-            self.adopt(set);
+            self.adopt(current);
         }
     }
 
@@ -409,7 +475,13 @@ impl Transform for Subscription {
         let shared = Arc::clone(&self.timers);
         let mut timers = None;
         let now = self.clock.wall();
-        for mut event in batch {
+        // The batch's last events are copied for the recent ring.
+        let copy_from = batch.len().saturating_sub(recent::PER_BATCH);
+        self.copies.start(self.set.subs.len());
+        for (n, mut event) in batch.into_iter().enumerate() {
+            if n >= copy_from {
+                self.copies.events.push(event.value.clone());
+            }
             {
                 let fields = Fields::of(&event.value);
                 match self.scan {
@@ -443,19 +515,30 @@ impl Transform for Subscription {
                 let t = timers.get_or_insert_with(|| timers::lock(&shared));
                 self.track(t, &event, now);
             }
+            self.targets.clear();
             for k in 0..self.hits.len() {
-                self.count_match(self.hits[k] as usize);
+                let i = self.hits[k] as usize;
+                self.count_match(i);
+                if self.copies.wants_match(i) {
+                    let name = Arc::clone(&self.set.subs[i].name);
+                    self.copies.matches.push((name, event.value.clone()));
+                }
+                // Subscriptions made through the API may share an output: one copy each.
+                if !self.targets.contains(&self.outputs[i]) {
+                    self.targets.push(self.outputs[i]);
+                }
             }
-            match self.hits.split_last() {
+            match self.targets.split_last() {
                 None => out.named[self.unmatched].push(event),
                 Some((&last, rest)) => {
-                    for &i in rest {
-                        out.named[self.outputs[i as usize]].push(event.clone());
+                    for &o in rest {
+                        out.named[o].push(event.clone());
                     }
-                    out.named[self.outputs[last as usize]].push(event);
+                    out.named[last].push(event);
                 }
             }
         }
+        self.catalog.recent.add(&mut self.copies, now);
     }
 
     fn flush_interval(&self) -> Option<Duration> {
@@ -498,6 +581,10 @@ impl Drop for Subscription {
         drop(shared);
         if let Some(path) = &self.snapshot {
             crate::state_file::release(path, &self.timers);
+        }
+        CATALOGS.remove(&self.id, &self.catalog);
+        if let (Some(path), Some(list)) = (&self.api_path, &self.catalog.api) {
+            crate::state_file::release(path, list);
         }
     }
 }

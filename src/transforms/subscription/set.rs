@@ -18,8 +18,8 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Serialize, Serializer};
 use vrl::value::{ObjectMap, Value};
 
 use crate::component::BuildError;
@@ -37,7 +37,7 @@ fn default_resolve_after_hours() -> f64 {
 }
 
 /// One subscription as written.
-#[derive(Debug, Clone, Deserialize, PartialEq, schemars::JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct SubscriptionSpec {
     /// Output name: events go to `<id>.<name>`.
@@ -68,6 +68,7 @@ pub(crate) struct SubscriptionSpec {
     /// `resolve_after_hours`.
     #[serde(default)]
     pub(crate) auto_resolve: bool,
+    /// Hours after the first firing before the resolve is emitted (default 24).
     #[serde(default = "default_resolve_after_hours")]
     pub(crate) resolve_after_hours: f64,
     /// A VRL boolean expression the event must also satisfy.
@@ -90,6 +91,13 @@ enum CustomFiltersText {
     Map(std::collections::BTreeMap<String, String>),
     /// Matcher strings: `env != prod`, `host =~ "web-.*"`.
     List(Vec<String>),
+}
+
+/// Written back as the list of matcher strings.
+impl Serialize for CustomFilters {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(ToString::to_string))
+    }
 }
 
 impl<'de> Deserialize<'de> for CustomFilters {
@@ -156,17 +164,27 @@ impl<'de> Deserialize<'de> for Scalar {
 /// Checks what must hold before the names become outputs: each name is non-empty,
 /// unique, free of `.` and not `_unmatched`.
 pub(crate) fn check_names(specs: &[SubscriptionSpec]) -> Result<(), String> {
+    check_name_list(specs.iter().map(|s| s.name.as_str()))
+}
+
+/// [`check_names`] on the names alone.
+pub(crate) fn check_name_list<'a>(names: impl IntoIterator<Item = &'a str>) -> Result<(), String> {
     let mut seen = HashSet::new();
-    for s in specs {
-        if s.name.is_empty() || s.name.contains('.') || s.name == UNMATCHED {
-            return Err(format!(
-                "subscription name `{}` is empty, contains `.` or is reserved",
-                s.name
-            ));
+    for name in names {
+        check_name(name)?;
+        if !seen.insert(name) {
+            return Err(format!("subscription name `{name}` is used twice"));
         }
-        if !seen.insert(s.name.as_str()) {
-            return Err(format!("subscription name `{}` is used twice", s.name));
-        }
+    }
+    Ok(())
+}
+
+/// A name that can be an output: non-empty, without `.`, not `_unmatched`.
+pub(crate) fn check_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.contains('.') || name == UNMATCHED {
+        return Err(format!(
+            "subscription name `{name}` is empty, contains `.` or is reserved"
+        ));
     }
     Ok(())
 }
@@ -175,6 +193,9 @@ pub(crate) fn check_names(specs: &[SubscriptionSpec]) -> Result<(), String> {
 #[derive(Debug)]
 pub(crate) struct Compiled {
     pub(crate) name: Arc<str>,
+    /// The named output its matches leave on: its name, or for one made through the
+    /// API the output it chose.
+    pub(crate) output: Arc<str>,
     pub(crate) enabled: bool,
     project: Option<String>,
     event_types: Vec<String>,
@@ -304,7 +325,17 @@ pub(crate) struct SubscriptionSet {
 impl SubscriptionSet {
     /// Compiles `specs` (conditions included). Names must pass [`check_names`].
     pub(crate) fn compile(specs: &[SubscriptionSpec]) -> Result<Self, BuildError> {
-        check_names(specs).map_err(BuildError)?;
+        let routed: Vec<(&SubscriptionSpec, Option<&str>)> =
+            specs.iter().map(|s| (s, None)).collect();
+        Self::compile_routed(&routed)
+    }
+
+    /// Compiles subscriptions that each leave on the given output (`None`: their own
+    /// name's).
+    pub(crate) fn compile_routed(
+        specs: &[(&SubscriptionSpec, Option<&str>)],
+    ) -> Result<Self, BuildError> {
+        check_name_list(specs.iter().map(|(s, _)| s.name.as_str())).map_err(BuildError)?;
         if specs.len() > u32::MAX as usize {
             return Err(BuildError("too many subscriptions".into()));
         }
@@ -312,7 +343,7 @@ impl SubscriptionSet {
         // Programs are compiled once per distinct source: thousands of subscriptions
         // often share a handful of conditions.
         let mut programs: HashMap<&str, Arc<CompiledProgram>> = HashMap::new();
-        for s in specs {
+        for &(s, output) in specs {
             let at = |what: &str| format!("subscription `{}`: {what}", s.name);
             if s.auto_resolve && !(s.resolve_after_hours.is_finite() && s.resolve_after_hours > 0.0)
             {
@@ -340,8 +371,10 @@ impl SubscriptionSet {
                     .cloned()
                     .collect::<Vec<_>>()
             };
+            let name: Arc<str> = Arc::from(s.name.as_str());
             subs.push(Compiled {
-                name: Arc::from(s.name.as_str()),
+                output: output.map_or_else(|| Arc::clone(&name), Arc::from),
+                name,
                 enabled: s.enabled,
                 project: s.project_id.clone(),
                 event_types: dedup(&s.event_types),
