@@ -11,6 +11,7 @@
 //! `POST /status_feeds/<id>/check` and `GET /status_feeds/<id>` through the telemetry
 //! registry.
 
+mod feed;
 mod parse;
 mod poll;
 mod providers;

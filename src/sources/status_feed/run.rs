@@ -8,22 +8,20 @@
 //! poll and sends check requests over a channel.
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use chrono::{DateTime, Utc};
-use serde_json::{Value as Json, json};
+use serde_json::Value as Json;
 use tokio::sync::mpsc;
 
 use super::FeedSpec;
+use super::feed::{Feed, FeedMetrics, publish};
 use super::parse;
 use super::poll::{self, Fetched, PollError, Schedule};
 use super::providers;
 use super::state::{self, Emit, FeedState, Initial, PlanContext, SourceState};
-use crate::alert::Status;
 use crate::component::{ComponentError, SourceContext};
 use crate::event::{BatchAck, Event, EventStatus};
 use crate::telemetry::status_feeds::{CheckReply, StatusFeedHandle};
-use crate::telemetry::{ComponentMetrics, LabeledCounter, LabeledGauge};
 
 /// Source-wide options, after validation.
 #[derive(Debug)]
@@ -34,103 +32,6 @@ pub(crate) struct Settings {
     pub(crate) retention: chrono::Duration,
     pub(crate) max_bytes: usize,
     pub(crate) keep_raw: bool,
-}
-
-struct FeedMetrics {
-    polls_updated: Arc<LabeledCounter>,
-    polls_not_modified: Arc<LabeledCounter>,
-    polls_failed: Arc<LabeledCounter>,
-    last_success: Arc<LabeledGauge>,
-    consecutive_errors: Arc<LabeledGauge>,
-    items: Arc<LabeledGauge>,
-    open: Arc<LabeledGauge>,
-}
-
-impl FeedMetrics {
-    fn new(m: &ComponentMetrics, feed: &str) -> Self {
-        let polls = |result| {
-            m.counter(
-                "sluice_status_feed_polls_total",
-                "Polls of a status feed by result: updated (a body was read), not_modified (304) or error.",
-                &[("feed", feed), ("result", result)],
-            )
-        };
-        Self {
-            polls_updated: polls("updated"),
-            polls_not_modified: polls("not_modified"),
-            polls_failed: polls("error"),
-            last_success: m.gauge(
-                "sluice_status_feed_last_success_timestamp_seconds",
-                "When a status feed was last polled successfully (Unix time).",
-                &[("feed", feed)],
-            ),
-            consecutive_errors: m.gauge(
-                "sluice_status_feed_consecutive_errors",
-                "Failed polls of a status feed since its last success.",
-                &[("feed", feed)],
-            ),
-            items: m.gauge(
-                "sluice_status_feed_items",
-                "Entries in the last document read from a status feed.",
-                &[("feed", feed)],
-            ),
-            open: m.gauge(
-                "sluice_status_feed_open_incidents",
-                "Incidents of a status feed announced as firing and not resolved.",
-                &[("feed", feed)],
-            ),
-        }
-    }
-}
-
-struct Feed {
-    spec: FeedSpec,
-    /// What was committed: delivered events and silent changes.
-    state: FeedState,
-    schedule: Schedule,
-    next_due: Instant,
-    polls: u64,
-    consecutive_errors: u32,
-    last_poll: Option<DateTime<Utc>>,
-    last_success: Option<DateTime<Utc>>,
-    last_result: Option<&'static str>,
-    last_error: Option<String>,
-    items: usize,
-    metrics: FeedMetrics,
-}
-
-impl Feed {
-    fn open_incidents(&self) -> usize {
-        self.state
-            .incidents
-            .values()
-            .filter(|s| s.status == Status::Firing)
-            .count()
-    }
-
-    fn snapshot(&self, now: Instant) -> Json {
-        let state = match (self.polls, self.consecutive_errors) {
-            (0, _) => "pending",
-            (_, 0) => "ok",
-            _ => "error",
-        };
-        json!({
-            "name": self.spec.name,
-            "provider": self.spec.provider.as_str(),
-            "url": self.spec.url,
-            "format": self.spec.format.as_str(),
-            "state": state,
-            "polls": self.polls,
-            "last_poll": self.last_poll.map(|t| t.to_rfc3339()),
-            "last_success": self.last_success.map(|t| t.to_rfc3339()),
-            "last_result": self.last_result,
-            "last_error": self.last_error,
-            "consecutive_errors": self.consecutive_errors,
-            "items_seen": self.items,
-            "open_incidents": self.open_incidents(),
-            "next_poll_in_seconds": self.next_due.saturating_duration_since(now).as_secs_f64(),
-        })
-    }
 }
 
 /// Runs until `cx.shutdown`.
@@ -225,45 +126,6 @@ pub(crate) async fn run(
     drop(check_tx);
     tracing::info!(component_id = %cx.id, "status feeds stopped");
     Ok(())
-}
-
-/// Publishes the snapshot the API serves, and returns it.
-fn publish(slot: &Mutex<Json>, id: &str, feeds: &[Feed], now: Instant) -> Json {
-    let mut open = Vec::new();
-    for f in feeds {
-        let mut incidents: Vec<_> = f
-            .state
-            .incidents
-            .values()
-            .filter(|s| s.status == Status::Firing)
-            .collect();
-        incidents.sort_by(|a, b| {
-            a.starts_at
-                .cmp(&b.starts_at)
-                .then(a.fingerprint.cmp(&b.fingerprint))
-        });
-        for s in incidents {
-            open.push(json!({
-                "feed": f.spec.name,
-                "fingerprint": s.fingerprint,
-                "summary": s.summary,
-                "severity": s.severity,
-                "phase": s.phase,
-                "service": s.service,
-                "region": s.region,
-                "url": s.url,
-                "starts_at": s.starts_at.map(|t| t.to_rfc3339()),
-                "updated": s.updated.map(|t| t.to_rfc3339()),
-            }));
-        }
-    }
-    let snap = json!({
-        "source": id,
-        "feeds": feeds.iter().map(|f| f.snapshot(now)).collect::<Vec<_>>(),
-        "open_incidents": open,
-    });
-    *slot.lock().unwrap_or_else(|p| p.into_inner()) = snap.clone();
-    snap
 }
 
 async fn poll_feeds(

@@ -1,0 +1,150 @@
+//! One polled feed as the loop keeps it (its spec, committed state, schedule and last
+//! outcome, its metrics), and the snapshot of all of them the API serves.
+
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use serde_json::{Value as Json, json};
+
+use super::FeedSpec;
+use super::poll::Schedule;
+use super::state::FeedState;
+use crate::alert::Status;
+use crate::telemetry::{ComponentMetrics, LabeledCounter, LabeledGauge};
+
+pub(super) struct FeedMetrics {
+    pub(super) polls_updated: Arc<LabeledCounter>,
+    pub(super) polls_not_modified: Arc<LabeledCounter>,
+    pub(super) polls_failed: Arc<LabeledCounter>,
+    pub(super) last_success: Arc<LabeledGauge>,
+    pub(super) consecutive_errors: Arc<LabeledGauge>,
+    pub(super) items: Arc<LabeledGauge>,
+    pub(super) open: Arc<LabeledGauge>,
+}
+
+impl FeedMetrics {
+    pub(super) fn new(m: &ComponentMetrics, feed: &str) -> Self {
+        let polls = |result| {
+            m.counter(
+                "sluice_status_feed_polls_total",
+                "Polls of a status feed by result: updated (a body was read), not_modified (304) or error.",
+                &[("feed", feed), ("result", result)],
+            )
+        };
+        Self {
+            polls_updated: polls("updated"),
+            polls_not_modified: polls("not_modified"),
+            polls_failed: polls("error"),
+            last_success: m.gauge(
+                "sluice_status_feed_last_success_timestamp_seconds",
+                "When a status feed was last polled successfully (Unix time).",
+                &[("feed", feed)],
+            ),
+            consecutive_errors: m.gauge(
+                "sluice_status_feed_consecutive_errors",
+                "Failed polls of a status feed since its last success.",
+                &[("feed", feed)],
+            ),
+            items: m.gauge(
+                "sluice_status_feed_items",
+                "Entries in the last document read from a status feed.",
+                &[("feed", feed)],
+            ),
+            open: m.gauge(
+                "sluice_status_feed_open_incidents",
+                "Incidents of a status feed announced as firing and not resolved.",
+                &[("feed", feed)],
+            ),
+        }
+    }
+}
+
+pub(super) struct Feed {
+    pub(super) spec: FeedSpec,
+    /// What was committed: delivered events and silent changes.
+    pub(super) state: FeedState,
+    pub(super) schedule: Schedule,
+    pub(super) next_due: Instant,
+    pub(super) polls: u64,
+    pub(super) consecutive_errors: u32,
+    pub(super) last_poll: Option<DateTime<Utc>>,
+    pub(super) last_success: Option<DateTime<Utc>>,
+    pub(super) last_result: Option<&'static str>,
+    pub(super) last_error: Option<String>,
+    pub(super) items: usize,
+    pub(super) metrics: FeedMetrics,
+}
+
+impl Feed {
+    pub(super) fn open_incidents(&self) -> usize {
+        self.state
+            .incidents
+            .values()
+            .filter(|s| s.status == Status::Firing)
+            .count()
+    }
+
+    pub(super) fn snapshot(&self, now: Instant) -> Json {
+        let state = match (self.polls, self.consecutive_errors) {
+            (0, _) => "pending",
+            (_, 0) => "ok",
+            _ => "error",
+        };
+        json!({
+            "name": self.spec.name,
+            "provider": self.spec.provider.as_str(),
+            "url": self.spec.url,
+            "format": self.spec.format.as_str(),
+            "state": state,
+            "polls": self.polls,
+            "last_poll": self.last_poll.map(|t| t.to_rfc3339()),
+            "last_success": self.last_success.map(|t| t.to_rfc3339()),
+            "last_result": self.last_result,
+            "last_error": self.last_error,
+            "consecutive_errors": self.consecutive_errors,
+            "items_seen": self.items,
+            "open_incidents": self.open_incidents(),
+            "next_poll_in_seconds": self.next_due.saturating_duration_since(now).as_secs_f64(),
+        })
+    }
+}
+
+/// Publishes the snapshot the API serves, and returns it.
+pub(super) fn publish(slot: &Mutex<Json>, id: &str, feeds: &[Feed], now: Instant) -> Json {
+    let mut open = Vec::new();
+    for f in feeds {
+        let mut incidents: Vec<_> = f
+            .state
+            .incidents
+            .values()
+            .filter(|s| s.status == Status::Firing)
+            .collect();
+        incidents.sort_by(|a, b| {
+            a.starts_at
+                .cmp(&b.starts_at)
+                .then(a.fingerprint.cmp(&b.fingerprint))
+        });
+        for s in incidents {
+            open.push(json!({
+                "feed": f.spec.name,
+                "fingerprint": s.fingerprint,
+                "summary": s.summary,
+                "severity": s.severity,
+                "phase": s.phase,
+                "service": s.service,
+                "region": s.region,
+                "url": s.url,
+                "starts_at": s.starts_at.map(|t| t.to_rfc3339()),
+                "updated": s.updated.map(|t| t.to_rfc3339()),
+            }));
+        }
+    }
+    let snap = json!({
+        "source": id,
+        "feeds": feeds.iter().map(|f| f.snapshot(now)).collect::<Vec<_>>(),
+        "open_incidents": open,
+    });
+    *slot.lock().unwrap_or_else(|p| p.into_inner()) = snap.clone();
+    snap
+}
