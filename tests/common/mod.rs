@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod feeds;
 pub mod pagerduty;
 pub mod postgres;
 
