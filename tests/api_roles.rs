@@ -97,6 +97,18 @@ fn routes() -> Vec<(&'static str, &'static str, Option<Value>, Option<Role>)> {
             Some(Role::Admin),
         ),
         ("DELETE", "/subscriptions/nope", None, Some(Role::Admin)),
+        ("GET", "/outages/status", None, Some(Role::Viewer)),
+        ("GET", "/outages/history", None, Some(Role::Viewer)),
+        ("POST", "/outages/check/all", None, Some(Role::Operator)),
+        ("POST", "/outages/webhook/test", None, Some(Role::Operator)),
+        ("POST", "/outages/stop", None, Some(Role::Admin)),
+        ("POST", "/outages/start", None, Some(Role::Admin)),
+        (
+            "PUT",
+            "/outages/config",
+            Some(json!({"interval": "5m"})),
+            Some(Role::Admin),
+        ),
     ]
 }
 

@@ -2,10 +2,10 @@
 //! line of every call that changes something.
 //!
 //! - `viewer` reads everything except `/tap` (events and metric samples too);
-//! - `operator` also manages silences and incidents, asks status feeds to poll, and
-//!   posts events and metric samples into the pipeline;
-//! - `admin` also reloads the pipeline, taps events, and makes, changes and deletes
-//!   subscriptions.
+//! - `operator` also manages silences and incidents, asks status feeds to poll, sends
+//!   test outages, and posts events and metric samples into the pipeline;
+//! - `admin` also reloads the pipeline, taps events, makes, changes and deletes
+//!   subscriptions, and stops, starts and configures outage monitoring.
 //!
 //! Tokens are compared as SHA-256 digests in constant time, each of them every time, so
 //! how long the check takes says nothing about which token, or how much of one, matched.
@@ -39,7 +39,11 @@ pub(crate) fn required(method: &Method, route: &str) -> Option<Role> {
         "/metrics/query" if read => Role::Viewer,
         "/tap" | "/reload" => Role::Admin,
         "/status_feeds/{id}" if read => Role::Viewer,
-        "/status_feeds/{id}/check" => Role::Operator,
+        "/status_feeds/{id}/check" | "/outages/check/{provider}" | "/outages/webhook/test" => {
+            Role::Operator
+        }
+        "/outages/status" | "/outages/history" if read => Role::Viewer,
+        "/outages/start" | "/outages/stop" | "/outages/config" => Role::Admin,
         "/silences"
         | "/silences/{id}"
         | "/incidents"

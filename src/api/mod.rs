@@ -11,6 +11,8 @@
 //! buffer fill as JSON for `sluice top`. `POST /silences`, `GET /silences` and
 //! `DELETE /silences/{id}` manage the process-wide silences of `alert_rule`.
 //! `/incidents` lists and changes the `incident` transforms' incidents (`incidents.rs`).
+//! `/outages` shows, stops, starts, configures and checks the `status_feed` sources'
+//! monitoring and lists past outages (`outages.rs`).
 //! `/subscriptions` lists the `subscription` transforms' subscriptions and manages those
 //! made at runtime (`subscriptions.rs`).
 //!
@@ -29,6 +31,7 @@ mod access;
 mod events;
 mod guard;
 mod incidents;
+mod outages;
 mod pick;
 mod subscriptions;
 
@@ -118,7 +121,14 @@ pub(crate) fn router_with_guard(
         .route("/reload", post(reload_now))
         .route("/tap", get(tap))
         .route("/status_feeds/{id}", get(status_feed_show))
-        .route("/status_feeds/{id}/check", post(status_feed_check))
+        .route("/status_feeds/{id}/check", post(outages::check_source))
+        .route("/outages/status", get(outages::status))
+        .route("/outages/start", post(outages::start))
+        .route("/outages/stop", post(outages::stop))
+        .route("/outages/config", axum::routing::put(outages::config))
+        .route("/outages/check/{provider}", post(outages::check))
+        .route("/outages/history", get(outages::history))
+        .route("/outages/webhook/test", post(outages::webhook_test))
         .route("/silences", get(silences_list).post(silences_add))
         .route("/silences/{id}", axum::routing::delete(silences_delete))
         .route("/incidents", get(incidents::list).post(incidents::create))
@@ -323,42 +333,6 @@ async fn status_feed_show(
     match s.telemetry.status_feeds().get(&id) {
         Some(feeds) => (StatusCode::OK, axum::Json(feeds.snapshot())).into_response(),
         None => unknown_status_feed(&id),
-    }
-}
-
-/// How long `POST /status_feeds/{id}/check` waits for the poll before answering 202.
-const CHECK_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
-
-/// `POST /status_feeds/{id}/check`: poll every feed of the source now. 200 with the state
-/// after the poll (its events delivered); 202 when the poll takes longer than
-/// [`CHECK_WAIT`] (it goes on).
-async fn status_feed_check(
-    State(s): State<ApiState>,
-    axum::extract::Path(id): axum::extract::Path<String>,
-) -> Response {
-    let Some(feeds) = s.telemetry.status_feeds().get(&id) else {
-        return unknown_status_feed(&id);
-    };
-    let (reply, answer) = oneshot::channel();
-    if feeds.check.send(reply).await.is_err() {
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            axum::Json(json!({ "error": "the source is stopping" })),
-        )
-            .into_response();
-    }
-    match tokio::time::timeout(CHECK_WAIT, answer).await {
-        Ok(Ok(snapshot)) => (StatusCode::OK, axum::Json(snapshot)).into_response(),
-        Ok(Err(_)) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            axum::Json(json!({ "error": "the source stopped before polling" })),
-        )
-            .into_response(),
-        Err(_) => (
-            StatusCode::ACCEPTED,
-            axum::Json(json!({ "status": "polling", "source": id })),
-        )
-            .into_response(),
     }
 }
 

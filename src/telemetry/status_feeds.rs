@@ -1,6 +1,6 @@
 //! Running `status_feed` sources, by component id, so the API can reach them:
-//! `POST /status_feeds/{id}/check`, `GET /status_feeds/{id}` and the per-feed states in
-//! `/health`.
+//! `POST /status_feeds/{id}/check`, `GET /status_feeds/{id}`, `/outages/*` and the
+//! per-feed states in `/health`.
 //!
 //! A source registers when its task starts and is removed when the returned guard drops.
 //! A reload may start the replacement before the old task has ended, so each
@@ -14,22 +14,65 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::lock;
 
-/// Where the source sends its answer to a check: its snapshot once the poll is done.
-pub(crate) type CheckReply = oneshot::Sender<serde_json::Value>;
+/// Where the source sends its answer: its snapshot once done, or why it refused.
+pub(crate) type Reply = oneshot::Sender<Result<serde_json::Value, String>>;
+
+/// Which feeds a request means: those of `provider`, the one named `feed`, or (both
+/// `None`) all of them.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Selector {
+    pub(crate) provider: Option<String>,
+    pub(crate) feed: Option<String>,
+}
+
+impl Selector {
+    pub(crate) fn matches(&self, feed: &str, provider: &str) -> bool {
+        self.feed.as_deref().is_none_or(|f| f == feed)
+            && self.provider.as_deref().is_none_or(|p| p == provider)
+    }
+}
+
+/// What the API asks of a running source.
+#[derive(Debug)]
+pub(crate) enum Control {
+    /// Poll the selected feeds now, whatever their schedule, backoff or pause.
+    Check { select: Selector, reply: Reply },
+    /// Stop (`paused: true`) or resume polling the selected feeds; kept across restarts.
+    Pause {
+        select: Selector,
+        paused: bool,
+        reply: Reply,
+    },
+    /// Poll every feed every `interval` (`Some(None)`: each its own again) and only the
+    /// `providers` listed (`Some(None)`: the pipeline file's feeds); kept across restarts.
+    Configure {
+        interval: Option<Option<std::time::Duration>>,
+        providers: Option<Option<Vec<String>>>,
+        reply: Reply,
+    },
+    /// Send a sample outage (firing, then resolved) through the outputs.
+    Test { reply: Reply },
+}
 
 /// What the API holds of one running source.
 #[derive(Clone, Debug)]
 pub(crate) struct StatusFeedHandle {
-    /// Asks the source to poll every feed now, whatever their schedule or backoff.
-    pub(crate) check: mpsc::Sender<CheckReply>,
+    /// Requests to the source's loop.
+    pub(crate) control: mpsc::Sender<Control>,
     /// The latest snapshot: `{"feeds": [...], "open_incidents": [...]}`, replaced after
-    /// every poll.
+    /// every poll and change.
     pub(crate) snapshot: Arc<Mutex<serde_json::Value>>,
+    /// Past incidents of every feed, with their updates: `[{feed, provider, ...}]`.
+    pub(crate) history: Arc<Mutex<serde_json::Value>>,
 }
 
 impl StatusFeedHandle {
     pub(crate) fn snapshot(&self) -> serde_json::Value {
         lock(&self.snapshot).clone()
+    }
+
+    pub(crate) fn history(&self) -> serde_json::Value {
+        lock(&self.history).clone()
     }
 }
 
@@ -78,6 +121,16 @@ impl StatusFeedRegistry {
     pub(crate) fn get(&self, id: &str) -> Option<StatusFeedHandle> {
         lock(&self.sources).get(id).map(|(_, h)| h.clone())
     }
+
+    /// Every running source, by id.
+    pub(crate) fn all(&self) -> Vec<(String, StatusFeedHandle)> {
+        let mut all: Vec<_> = lock(&self.sources)
+            .iter()
+            .map(|(id, (_, h))| (id.clone(), h.clone()))
+            .collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all
+    }
 }
 
 #[cfg(test)]
@@ -85,10 +138,11 @@ mod tests {
     use super::*;
 
     fn handle() -> StatusFeedHandle {
-        let (check, _) = mpsc::channel(1);
+        let (control, _) = mpsc::channel(1);
         StatusFeedHandle {
-            check,
+            control,
             snapshot: Arc::default(),
+            history: Arc::default(),
         }
     }
 

@@ -74,9 +74,56 @@ pub(super) struct Feed {
     pub(super) last_error: Option<String>,
     pub(super) items: usize,
     pub(super) metrics: FeedMetrics,
+    /// Polling stopped through the API (`POST /outages/stop`).
+    pub(super) paused: bool,
+    /// Among the providers polled (`PUT /outages/config`); the pipeline file's feeds
+    /// are until a list leaves their provider out.
+    pub(super) enabled: bool,
+    /// Made from a provider's public feed by `PUT /outages/config`, not the file.
+    pub(super) added: bool,
 }
 
 impl Feed {
+    /// A feed first polled at `start`, remembering `state`.
+    pub(super) fn new(
+        spec: FeedSpec,
+        mut state: FeedState,
+        schedule: Schedule,
+        metrics: &ComponentMetrics,
+        start: Instant,
+    ) -> Self {
+        if state.url != spec.url {
+            // Validators belong to a URL; the incidents stay (same feed, new address).
+            state.url = spec.url.clone();
+            state.etag = None;
+            state.last_modified = None;
+        }
+        let feed = Self {
+            metrics: FeedMetrics::new(metrics, &spec.name),
+            schedule,
+            spec,
+            state,
+            next_due: start,
+            polls: 0,
+            consecutive_errors: 0,
+            last_poll: None,
+            last_success: None,
+            last_result: None,
+            last_error: None,
+            items: 0,
+            paused: false,
+            enabled: true,
+            added: false,
+        };
+        feed.metrics.open.set(feed.open_incidents() as f64);
+        feed
+    }
+
+    /// Whether its schedule polls it.
+    pub(super) fn active(&self) -> bool {
+        self.enabled && !self.paused
+    }
+
     pub(super) fn open_incidents(&self) -> usize {
         self.state
             .incidents
@@ -87,6 +134,8 @@ impl Feed {
 
     pub(super) fn snapshot(&self, now: Instant) -> Json {
         let state = match (self.polls, self.consecutive_errors) {
+            _ if !self.enabled => "disabled",
+            _ if self.paused => "paused",
             (0, _) => "pending",
             (_, 0) => "ok",
             _ => "error",
@@ -105,7 +154,11 @@ impl Feed {
             "consecutive_errors": self.consecutive_errors,
             "items_seen": self.items,
             "open_incidents": self.open_incidents(),
-            "next_poll_in_seconds": self.next_due.saturating_duration_since(now).as_secs_f64(),
+            "interval_seconds": self.schedule.interval().as_secs(),
+            "paused": self.paused,
+            "enabled": self.enabled,
+            "added_by_api": self.added,
+            "next_poll_in_seconds": self.active().then(|| self.next_due.saturating_duration_since(now).as_secs_f64()),
         })
     }
 }
@@ -147,4 +200,41 @@ pub(super) fn publish(slot: &Mutex<Json>, id: &str, feeds: &[Feed], now: Instant
     });
     *slot.lock().unwrap_or_else(|p| p.into_inner()) = snap.clone();
     snap
+}
+
+/// Publishes the past incidents `/outages/history` serves: every feed's, oldest first.
+pub(super) fn publish_history(slot: &Mutex<Json>, feeds: &[Feed]) {
+    let mut all: Vec<Json> = Vec::new();
+    for f in feeds {
+        for p in &f.state.history {
+            let updates: Vec<Json> = p
+                .updates
+                .iter()
+                .map(|u| {
+                    json!({
+                        "at": u.at.to_rfc3339(),
+                        "status": u.status.as_str(),
+                        "phase": u.phase,
+                        "severity": u.severity,
+                        "summary": u.summary,
+                    })
+                })
+                .collect();
+            all.push(json!({
+                "feed": f.spec.name,
+                "provider": f.spec.provider.as_str(),
+                "fingerprint": p.fingerprint,
+                "summary": p.summary,
+                "severity": p.severity,
+                "service": p.service,
+                "region": p.region,
+                "url": p.url,
+                "started_at": p.started_at.map(|t| t.to_rfc3339()),
+                "ended_at": p.ended_at.map(|t| t.to_rfc3339()),
+                "updates": updates,
+            }));
+        }
+    }
+    all.sort_by(|a, b| a["started_at"].as_str().cmp(&b["started_at"].as_str()));
+    *slot.lock().unwrap_or_else(|p| p.into_inner()) = Json::Array(all);
 }

@@ -8,9 +8,12 @@
 //! that appears, changes stage or severity, or resolves. A record is committed to
 //! `data_dir` only once its event was delivered, so nothing is lost to a failed delivery
 //! and nothing is repeated after a restart. `run.rs` is the loop; it also serves
-//! `POST /status_feeds/<id>/check` and `GET /status_feeds/<id>` through the telemetry
-//! registry.
+//! `POST /status_feeds/<id>/check`, `GET /status_feeds/<id>` and `/outages` through the
+//! telemetry registry: feeds stopped and started, their interval and the providers
+//! polled (`control.rs`) are kept in the state file with what each feed announced
+//! (its history, for `/outages/history`).
 
+mod control;
 mod feed;
 mod parse;
 mod poll;
@@ -53,7 +56,7 @@ fn default_max_bytes() -> usize {
 }
 
 /// Polls below this are refused: status pages ask for minutes, not seconds.
-const MIN_INTERVAL: Duration = Duration::from_secs(10);
+pub(crate) const MIN_INTERVAL: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -250,6 +253,7 @@ impl SourceConfig for StatusFeedConfig {
             let state_path = cx.data_dir.join(format!("status_feed-{}.json", cx.id));
             let settings = run::Settings {
                 initial: self.initial,
+                interval: self.interval,
                 jitter: self.jitter,
                 max_backoff: self.max_backoff,
                 retention: chrono::Duration::from_std(self.retention)

@@ -163,6 +163,11 @@ pub(crate) struct Schedule {
 impl Schedule {
     /// Polls every `interval` ± `jitter` (a fraction); after failures, waits that
     /// double from twice the interval up to `max_backoff`.
+    /// The wait between successful polls.
+    pub(crate) fn interval(&self) -> Duration {
+        self.interval
+    }
+
     pub(crate) fn new(interval: Duration, jitter: f64, max_backoff: Duration) -> Self {
         let policy = FailureHandling {
             max_retries: u32::MAX,

@@ -13,20 +13,25 @@ use std::time::Duration;
 use serde_json::Value as Json;
 use tokio::sync::mpsc;
 
+use std::collections::BTreeMap;
+
 use super::FeedSpec;
-use super::feed::{Feed, FeedMetrics, publish};
+use super::control;
+use super::feed::{Feed, publish, publish_history};
 use super::parse;
 use super::poll::{self, Fetched, PollError, Schedule};
 use super::providers;
-use super::state::{self, Emit, FeedState, Initial, PlanContext, SourceState};
+use super::state::{self, Emit, FeedState, Initial, Overrides, PlanContext, SourceState};
 use crate::component::{ComponentError, SourceContext};
 use crate::event::{BatchAck, Event, EventStatus};
-use crate::telemetry::status_feeds::{CheckReply, StatusFeedHandle};
+use crate::telemetry::status_feeds::{Control, Reply, StatusFeedHandle};
 
 /// Source-wide options, after validation.
 #[derive(Debug)]
 pub(crate) struct Settings {
     pub(crate) initial: Initial,
+    /// The source's `interval`, for the public feeds the API adds.
+    pub(crate) interval: Duration,
     pub(crate) jitter: f64,
     pub(crate) max_backoff: Duration,
     pub(crate) retention: chrono::Duration,
@@ -44,88 +49,190 @@ pub(crate) async fn run(
 ) -> Result<(), ComponentError> {
     let mut file = state::load(&state_path).map_err(|e| ComponentError::Other(e.to_string()))?;
     let start = cx.clock.now();
+    // The first poll is right away.
     let mut feeds: Vec<Feed> = specs
         .into_iter()
         .map(|spec| {
-            let mut state = file.feeds.remove(&spec.name).unwrap_or_default();
-            if state.url != spec.url {
-                // Validators belong to a URL; the incidents stay (same feed, new address).
-                state.url = spec.url.clone();
-                state.etag = None;
-                state.last_modified = None;
-            }
-            let metrics = FeedMetrics::new(&cx.metrics, &spec.name);
-            let feed = Feed {
-                schedule: Schedule::new(spec.interval, settings.jitter, settings.max_backoff),
-                spec,
-                state,
-                // The first poll is right away.
-                next_due: start,
-                polls: 0,
-                consecutive_errors: 0,
-                last_poll: None,
-                last_success: None,
-                last_result: None,
-                last_error: None,
-                items: 0,
-                metrics,
-            };
-            feed.metrics.open.set(feed.open_incidents() as f64);
-            feed
+            let state = file.feeds.remove(&spec.name).unwrap_or_default();
+            let schedule = Schedule::new(spec.interval, settings.jitter, settings.max_backoff);
+            Feed::new(spec, state, schedule, &cx.metrics, start)
         })
         .collect();
+    // What the API changed before: applied again, unless the file no longer allows it
+    // (a provider without a public feed whose feed was removed).
+    let mut overrides = std::mem::take(&mut file.control);
+    if let Err(e) = control::check(&overrides, &feeds) {
+        tracing::warn!(component_id = %cx.id, error = %e, "the monitoring changed through the API no longer applies; polling as the pipeline file says");
+        overrides = Overrides::default();
+    }
+    let mut stored = file.feeds;
+    control::apply(
+        &mut feeds,
+        &overrides,
+        &settings,
+        &mut stored,
+        &cx.metrics,
+        start,
+    );
 
-    let (check_tx, mut checks) = mpsc::channel::<CheckReply>(16);
+    let (control_tx, mut controls) = mpsc::channel::<Control>(16);
     let snapshot = Arc::new(Mutex::new(Json::Null));
+    let history = Arc::new(Mutex::new(Json::Array(Vec::new())));
     let _registration = cx.telemetry.status_feeds().register(
         &cx.id,
         StatusFeedHandle {
             // The loop keeps a sender too, so `recv` never sees a closed channel (which
             // would make the select below spin) when the registry drops its handle.
-            check: check_tx.clone(),
+            control: control_tx.clone(),
             snapshot: Arc::clone(&snapshot),
+            history: Arc::clone(&history),
         },
     );
     publish(&snapshot, &cx.id, &feeds, cx.clock.now());
+    publish_history(&history, &feeds);
     tracing::info!(component_id = %cx.id, feeds = feeds.len(), state = %state_path.display(), "status feeds starting");
 
     loop {
         let now = cx.clock.now();
         let wait = feeds
             .iter()
+            .filter(|f| f.active())
             .map(|f| f.next_due.saturating_duration_since(now))
             .min()
             .unwrap_or(Duration::from_secs(60));
-        let mut replies = Vec::new();
+        let mut requests = Vec::new();
         if !wait.is_zero() {
             tokio::select! {
                 biased;
                 () = cx.shutdown.cancelled() => break,
-                request = checks.recv() => replies.extend(request),
+                request = controls.recv() => requests.extend(request),
                 () = cx.clock.sleep(wait) => {}
             }
         }
         if cx.shutdown.is_cancelled() {
             break;
         }
-        while let Ok(reply) = checks.try_recv() {
-            replies.push(reply);
+        while let Ok(request) = controls.try_recv() {
+            requests.push(request);
+        }
+        // Changes first, so a check in the same round sees them; checks then poll.
+        let mut checks: Vec<(Vec<String>, Reply)> = Vec::new();
+        let mut answered: Vec<(Reply, Result<(), String>)> = Vec::new();
+        for request in requests {
+            match request {
+                Control::Check { select, reply } => match control::selected(&feeds, &select) {
+                    Ok(names) => checks.push((names, reply)),
+                    Err(e) => answered.push((reply, Err(e))),
+                },
+                Control::Test { reply } => {
+                    let _ = reply.send(Ok(control::send_test(&mut cx).await));
+                }
+                Control::Pause {
+                    select,
+                    paused,
+                    reply,
+                } => {
+                    let result = control::selected(&feeds, &select).map(|names| {
+                        let mut next = overrides.clone();
+                        for n in names {
+                            if paused {
+                                next.paused.insert(n);
+                            } else {
+                                next.paused.remove(&n);
+                            }
+                        }
+                        next
+                    });
+                    let result = result.map(|next| {
+                        change(&mut feeds, &mut overrides, next, &settings, &mut stored, &cx, &state_path);
+                        tracing::info!(component_id = %cx.id, paused, feeds = ?select, "status feed polling changed through the API");
+                    });
+                    answered.push((reply, result));
+                }
+                Control::Configure {
+                    interval,
+                    providers,
+                    reply,
+                } => {
+                    let mut next = overrides.clone();
+                    if let Some(i) = interval {
+                        next.interval_seconds = i.map(|d| d.as_secs());
+                    }
+                    if let Some(p) = providers {
+                        next.providers = p;
+                    }
+                    let result = control::check(&next, &feeds).map(|()| {
+                        tracing::info!(component_id = %cx.id, interval_seconds = ?next.interval_seconds, providers = ?next.providers, "status feed monitoring configured through the API");
+                        change(&mut feeds, &mut overrides, next, &settings, &mut stored, &cx, &state_path);
+                    });
+                    answered.push((reply, result));
+                }
+            }
         }
         let now = cx.clock.now();
-        // A check polls every feed, whatever its schedule or backoff.
         let due: Vec<usize> = (0..feeds.len())
-            .filter(|&i| !replies.is_empty() || feeds[i].next_due <= now)
+            .filter(|&i| {
+                let f = &feeds[i];
+                (f.active() && f.next_due <= now)
+                    || checks.iter().any(|(names, _)| names.contains(&f.spec.name))
+            })
             .collect();
-        poll_feeds(&mut feeds, &due, &settings, &client, &state_path, &mut cx).await;
+        if !due.is_empty() {
+            poll_feeds(
+                &mut feeds,
+                &due,
+                &settings,
+                &client,
+                &state_path,
+                &overrides,
+                &mut cx,
+            )
+            .await;
+            publish_history(&history, &feeds);
+        }
         let snap = publish(&snapshot, &cx.id, &feeds, cx.clock.now());
-        for reply in replies {
+        for (reply, result) in answered {
+            let _ = reply.send(result.map(|()| snap.clone()));
+        }
+        for (_, reply) in checks {
             // The API may have given up waiting; that is fine.
-            let _ = reply.send(snap.clone());
+            let _ = reply.send(Ok(snap.clone()));
         }
     }
-    drop(check_tx);
+    drop(control_tx);
     tracing::info!(component_id = %cx.id, "status feeds stopped");
     Ok(())
+}
+
+/// Makes `next` the overrides: applied to the feeds and saved.
+fn change(
+    feeds: &mut Vec<Feed>,
+    overrides: &mut Overrides,
+    next: Overrides,
+    settings: &Settings,
+    stored: &mut BTreeMap<String, FeedState>,
+    cx: &SourceContext,
+    state_path: &std::path::Path,
+) {
+    control::apply(feeds, &next, settings, stored, &cx.metrics, cx.clock.now());
+    *overrides = next;
+    save(feeds, overrides, state_path, cx);
+}
+
+/// Writes the feeds' committed state and the overrides.
+fn save(feeds: &[Feed], overrides: &Overrides, state_path: &std::path::Path, cx: &SourceContext) {
+    let file = SourceState {
+        feeds: feeds
+            .iter()
+            .map(|f| (f.spec.name.clone(), f.state.clone()))
+            .collect(),
+        control: overrides.clone(),
+    };
+    if let Err(e) = state::save(state_path, &file) {
+        // Keep monitoring: this run still remembers; only a restart could repeat.
+        cx.metrics.add_errors(1);
+        tracing::error!(component_id = %cx.id, error = %e, "status feed state not saved");
+    }
 }
 
 async fn poll_feeds(
@@ -134,6 +241,7 @@ async fn poll_feeds(
     settings: &Settings,
     client: &reqwest::Client,
     state_path: &std::path::Path,
+    overrides: &Overrides,
     cx: &mut SourceContext,
 ) {
     let requests: Vec<(usize, poll::Request)> = due
@@ -159,17 +267,7 @@ async fn poll_feeds(
         changed |= process(&mut feeds[i], result, settings, cx).await;
     }
     if changed {
-        let file = SourceState {
-            feeds: feeds
-                .iter()
-                .map(|f| (f.spec.name.clone(), f.state.clone()))
-                .collect(),
-        };
-        if let Err(e) = state::save(state_path, &file) {
-            // Keep monitoring: this run still remembers; only a restart could repeat.
-            cx.metrics.add_errors(1);
-            tracing::error!(component_id = %cx.id, error = %e, "status feed state not saved");
-        }
+        save(feeds, overrides, state_path, cx);
     }
 }
 
@@ -318,6 +416,7 @@ async fn emit(
     for (e, done) in emits.into_iter().zip(waits) {
         match done.wait().await {
             EventStatus::Delivered => {
+                state.record(&e.seen, pcx.now, pcx.retention);
                 state.incidents.insert(e.key, e.seen);
             }
             status => {

@@ -41,6 +41,52 @@ pub(crate) enum Initial {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub(crate) struct SourceState {
     pub(crate) feeds: BTreeMap<String, FeedState>,
+    /// What was changed through the API (`/outages`), kept across restarts.
+    #[serde(default)]
+    pub(crate) control: Overrides,
+}
+
+/// Monitoring changed through the API.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Overrides {
+    /// Feeds whose polling was stopped.
+    #[serde(default)]
+    pub(crate) paused: BTreeSet<String>,
+    /// Every feed's interval, in seconds (`None`: each its own).
+    #[serde(default)]
+    pub(crate) interval_seconds: Option<u64>,
+    /// The providers polled (`None`: the pipeline file's feeds).
+    #[serde(default)]
+    pub(crate) providers: Option<Vec<String>>,
+}
+
+/// Past incidents kept per feed; the oldest go first.
+pub(crate) const MAX_HISTORY: usize = 500;
+/// Updates kept per past incident; the earliest after the first go first.
+pub(crate) const MAX_UPDATES: usize = 50;
+
+/// An incident as it was announced over time, for `/outages/history`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Past {
+    pub(crate) fingerprint: String,
+    pub(crate) summary: String,
+    pub(crate) severity: String,
+    pub(crate) service: Option<String>,
+    pub(crate) region: Option<String>,
+    pub(crate) url: Option<String>,
+    pub(crate) started_at: Option<DateTime<Utc>>,
+    pub(crate) ended_at: Option<DateTime<Utc>>,
+    pub(crate) updates: Vec<Update>,
+}
+
+/// One announced change of a past incident.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Update {
+    pub(crate) at: DateTime<Utc>,
+    pub(crate) status: Status,
+    pub(crate) phase: String,
+    pub(crate) severity: String,
+    pub(crate) summary: String,
 }
 
 /// What is remembered of one feed.
@@ -54,6 +100,64 @@ pub(crate) struct FeedState {
     /// only if it ended after this (history feeds list years of old incidents).
     pub(crate) baseline: Option<DateTime<Utc>>,
     pub(crate) incidents: BTreeMap<String, Seen>,
+    /// What was announced, incident by incident (delivered events only).
+    #[serde(default)]
+    pub(crate) history: Vec<Past>,
+}
+
+impl FeedState {
+    /// Adds a delivered announcement to the history, and forgets incidents that ended
+    /// more than `retention` before `now`.
+    pub(crate) fn record(&mut self, seen: &Seen, now: DateTime<Utc>, retention: chrono::Duration) {
+        let at = seen.updated.unwrap_or(now);
+        let update = Update {
+            at,
+            status: seen.status,
+            phase: seen.phase.clone(),
+            severity: seen.severity.clone(),
+            summary: seen.summary.clone(),
+        };
+        // The open entry of this incident, or a new one (a reopened incident starts a
+        // new entry: it is a new outage).
+        let open = self
+            .history
+            .iter()
+            .rposition(|p| p.fingerprint == seen.fingerprint && p.ended_at.is_none());
+        let past = match open {
+            Some(i) => &mut self.history[i],
+            None => {
+                self.history.push(Past {
+                    fingerprint: seen.fingerprint.clone(),
+                    summary: seen.summary.clone(),
+                    severity: seen.severity.clone(),
+                    service: seen.service.clone(),
+                    region: seen.region.clone(),
+                    url: seen.url.clone(),
+                    started_at: seen.starts_at.or(Some(at)),
+                    ended_at: None,
+                    updates: Vec::new(),
+                });
+                let last = self.history.len() - 1;
+                &mut self.history[last]
+            }
+        };
+        past.summary.clone_from(&seen.summary);
+        past.severity.clone_from(&seen.severity);
+        if seen.status == Status::Resolved {
+            past.ended_at = Some(at);
+        }
+        if past.updates.len() >= MAX_UPDATES {
+            past.updates.remove(1);
+        }
+        past.updates.push(update);
+        let cutoff = now.checked_sub_signed(retention);
+        self.history
+            .retain(|p| p.ended_at.zip(cutoff).is_none_or(|(end, cut)| end >= cut));
+        if self.history.len() > MAX_HISTORY {
+            let excess = self.history.len() - MAX_HISTORY;
+            self.history.drain(..excess);
+        }
+    }
 }
 
 /// The last announced (or, for the baseline, recorded) state of one incident.

@@ -1,0 +1,418 @@
+//! `/outages`: outage monitoring of every `status_feed` source (the Events Service's
+//! API), and `POST /status_feeds/{id}/check`.
+//!
+//! - `GET /outages/status`: every feed's last poll, its result, whether it is paused,
+//!   and the open incidents.
+//! - `POST /outages/stop` and `/outages/start` (body optional: `{source, provider,
+//!   feed}` narrow it): stop or resume polling. Kept across restarts.
+//! - `PUT /outages/config` `{interval, providers, source}`: every feed's interval (`"5m"`
+//!   or seconds; `null`: each its own again) and the providers polled (`null`: the
+//!   pipeline file's feeds); a provider without a feed gets its public one. Kept across
+//!   restarts; refused whole (400) when a value is wrong.
+//! - `POST /outages/check/{provider}` and `/outages/check/all`: poll now; 200 with the
+//!   state after the poll, 202 when it takes longer than a minute.
+//! - `GET /outages/history?provider=&since=`: past incidents with their start, updates
+//!   and end, oldest first.
+//! - `POST /outages/webhook/test` (`{source}` when several): a sample outage, firing then
+//!   resolved, through the source's outputs; answers with each event's delivery.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::{Value as Json, json};
+use tokio::sync::oneshot;
+
+use super::ApiState;
+use crate::telemetry::status_feeds::{Control, Reply, Selector, StatusFeedHandle};
+
+/// How long a request waits for the source's loop before answering 202.
+pub(super) const WAIT: Duration = Duration::from_secs(60);
+
+fn error(status: StatusCode, text: impl Into<String>) -> Response {
+    (status, axum::Json(json!({ "error": text.into() }))).into_response()
+}
+
+/// What one source answered.
+enum Answer {
+    Done(Result<Json, String>),
+    /// Still working after [`WAIT`].
+    Late,
+    Gone,
+}
+
+async fn ask(handle: &StatusFeedHandle, make: impl FnOnce(Reply) -> Control) -> Answer {
+    let (reply, answer) = oneshot::channel();
+    if handle.control.send(make(reply)).await.is_err() {
+        return Answer::Gone;
+    }
+    match tokio::time::timeout(WAIT, answer).await {
+        Ok(Ok(result)) => Answer::Done(result),
+        Ok(Err(_)) => Answer::Gone,
+        Err(_) => Answer::Late,
+    }
+}
+
+/// The sources a request means: the one named, or all; none is a 404 naming why.
+fn sources(s: &ApiState, named: Option<&str>) -> Result<Vec<(String, StatusFeedHandle)>, String> {
+    let all = s.telemetry.status_feeds().all();
+    let chosen: Vec<_> = all
+        .into_iter()
+        .filter(|(id, _)| named.is_none_or(|n| n == id))
+        .collect();
+    if chosen.is_empty() {
+        return Err(match named {
+            Some(n) => format!(
+                "no running status_feed source `{}`",
+                crate::text::clip(n, 64)
+            ),
+            None => "no status_feed source runs".to_owned(),
+        });
+    }
+    Ok(chosen)
+}
+
+/// Asks every source in `targets`; 200 with their states when all did it, the first
+/// refusal when none could (400, or 404 when the selection matched nothing anywhere).
+async fn ask_all(
+    targets: Vec<(String, StatusFeedHandle)>,
+    make: impl Fn(Reply) -> Control,
+) -> Response {
+    let mut states = Vec::new();
+    let mut refusals = Vec::new();
+    let mut late = Vec::new();
+    for (id, handle) in targets {
+        match ask(&handle, &make).await {
+            Answer::Done(Ok(snapshot)) => states.push(snapshot),
+            Answer::Done(Err(e)) => refusals.push((id, e)),
+            Answer::Late => late.push(id),
+            Answer::Gone => refusals.push((id, "the source is stopping".to_owned())),
+        }
+    }
+    if states.is_empty() && late.is_empty() {
+        let nothing_matched = refusals
+            .iter()
+            .all(|(_, e)| e.starts_with("this source has no"));
+        let status = if nothing_matched {
+            StatusCode::NOT_FOUND
+        } else {
+            StatusCode::BAD_REQUEST
+        };
+        let text = refusals
+            .into_iter()
+            .map(|(id, e)| format!("{id}: {e}"))
+            .collect::<Vec<_>>()
+            .join("; ");
+        return error(status, text);
+    }
+    let status = if late.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::ACCEPTED
+    };
+    (
+        status,
+        axum::Json(json!({ "sources": states, "still_working": late })),
+    )
+        .into_response()
+}
+
+/// `GET /outages/status`.
+pub(super) async fn status(State(s): State<ApiState>) -> Response {
+    let all = s.telemetry.status_feeds().all();
+    let mut sources = Vec::new();
+    let mut open = Vec::new();
+    let (mut polled, mut paused) = (0, 0);
+    for (_, handle) in all {
+        let snap = handle.snapshot();
+        for f in snap["feeds"].as_array().into_iter().flatten() {
+            if f["paused"] == true || f["enabled"] == false {
+                paused += 1;
+            } else {
+                polled += 1;
+            }
+        }
+        open.extend(
+            snap["open_incidents"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .cloned(),
+        );
+        sources.push(snap);
+    }
+    let monitoring = match (polled, paused) {
+        (0, 0) => "none",
+        (0, _) => "stopped",
+        (_, 0) => "running",
+        _ => "partial",
+    };
+    axum::Json(json!({
+        "monitoring": monitoring,
+        "feeds_polled": polled,
+        "feeds_stopped": paused,
+        "sources": sources,
+        "open_incidents": open,
+    }))
+    .into_response()
+}
+
+/// Which feeds a start or stop means.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct Scope {
+    /// Only this source.
+    #[serde(default)]
+    source: Option<String>,
+    #[serde(default)]
+    provider: Option<String>,
+    #[serde(default)]
+    feed: Option<String>,
+}
+
+fn body<T: for<'de> Deserialize<'de> + Default>(bytes: &[u8]) -> Result<T, String> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(bytes).map_err(|e| format!("invalid body: {e}"))
+}
+
+async fn pause(s: ApiState, bytes: &[u8], paused: bool) -> Response {
+    let scope: Scope = match body(bytes) {
+        Ok(b) => b,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
+    let targets = match sources(&s, scope.source.as_deref()) {
+        Ok(t) => t,
+        Err(e) => return error(StatusCode::NOT_FOUND, e),
+    };
+    let select = Selector {
+        provider: scope.provider,
+        feed: scope.feed,
+    };
+    ask_all(targets, |reply| Control::Pause {
+        select: select.clone(),
+        paused,
+        reply,
+    })
+    .await
+}
+
+/// `POST /outages/stop`.
+pub(super) async fn stop(State(s): State<ApiState>, bytes: axum::body::Bytes) -> Response {
+    pause(s, &bytes, true).await
+}
+
+/// `POST /outages/start`.
+pub(super) async fn start(State(s): State<ApiState>, bytes: axum::body::Bytes) -> Response {
+    pause(s, &bytes, false).await
+}
+
+/// `PUT /outages/config`: a field left out keeps its value; `null` resets it.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct Config {
+    #[serde(default)]
+    source: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    interval: Option<Option<Json>>,
+    #[serde(default, deserialize_with = "present")]
+    providers: Option<Option<Vec<String>>>,
+}
+
+/// A field that is present (even `null`) is `Some`.
+fn present<'de, T: Deserialize<'de>, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
+
+fn interval(v: &Json) -> Result<Duration, String> {
+    match v {
+        Json::Number(n) => n
+            .as_u64()
+            .map(Duration::from_secs)
+            .ok_or_else(|| "`interval` in seconds must be a whole number".to_owned()),
+        Json::String(text) => humantime::parse_duration(text)
+            .map_err(|e| format!("`interval` `{}`: {e}", crate::text::clip(text, 32))),
+        _ => Err("`interval` must be a duration such as \"5m\", or seconds".to_owned()),
+    }
+}
+
+/// `PUT /outages/config`.
+pub(super) async fn config(State(s): State<ApiState>, bytes: axum::body::Bytes) -> Response {
+    let c: Config = match body(&bytes) {
+        Ok(b) => b,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
+    let every = match &c.interval {
+        None => None,
+        Some(None) => Some(None),
+        Some(Some(v)) => match interval(v) {
+            Ok(d) => Some(Some(d)),
+            Err(e) => return error(StatusCode::BAD_REQUEST, e),
+        },
+    };
+    let targets = match sources(&s, c.source.as_deref()) {
+        Ok(t) => t,
+        Err(e) => return error(StatusCode::NOT_FOUND, e),
+    };
+    ask_all(targets, |reply| Control::Configure {
+        interval: every,
+        providers: c.providers.clone(),
+        reply,
+    })
+    .await
+}
+
+/// `POST /outages/check/{provider}` (`all`: every feed).
+pub(super) async fn check(State(s): State<ApiState>, Path(provider): Path<String>) -> Response {
+    let targets = match sources(&s, None) {
+        Ok(t) => t,
+        Err(e) => return error(StatusCode::NOT_FOUND, e),
+    };
+    let select = Selector {
+        provider: (provider != "all").then_some(provider),
+        feed: None,
+    };
+    // Only the sources that read this provider.
+    let targets: Vec<_> = targets
+        .into_iter()
+        .filter(|(_, h)| {
+            h.snapshot()["feeds"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|f| {
+                    select.matches(
+                        f["name"].as_str().unwrap_or_default(),
+                        f["provider"].as_str().unwrap_or_default(),
+                    )
+                })
+        })
+        .collect();
+    if targets.is_empty() {
+        return error(
+            StatusCode::NOT_FOUND,
+            format!(
+                "no feed of provider `{}`",
+                crate::text::clip(select.provider.as_deref().unwrap_or("all"), 64)
+            ),
+        );
+    }
+    ask_all(targets, |reply| Control::Check {
+        select: select.clone(),
+        reply,
+    })
+    .await
+}
+
+/// `GET /outages/history`.
+pub(super) async fn history(
+    State(s): State<ApiState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let since = match q.get("since").map(|t| DateTime::parse_from_rfc3339(t)) {
+        None => None,
+        Some(Ok(t)) => Some(t.with_timezone(&Utc)),
+        Some(Err(_)) => return error(StatusCode::BAD_REQUEST, "`since` must be an RFC 3339 time"),
+    };
+    let provider = q.get("provider");
+    let mut out = Vec::new();
+    for (id, handle) in s.telemetry.status_feeds().all() {
+        for mut past in handle.history().as_array().cloned().unwrap_or_default() {
+            if provider.is_some_and(|p| past["provider"] != p.as_str()) {
+                continue;
+            }
+            let time = |k: &str| {
+                past[k]
+                    .as_str()
+                    .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+                    .map(|t| t.with_timezone(&Utc))
+            };
+            // Still open, or ended since.
+            if let Some(since) = since
+                && time("ended_at").is_some_and(|end| end < since)
+            {
+                continue;
+            }
+            past["source"] = json!(id);
+            out.push(past);
+        }
+    }
+    out.sort_by(|a, b| a["started_at"].as_str().cmp(&b["started_at"].as_str()));
+    axum::Json(json!({ "count": out.len(), "incidents": out })).into_response()
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct TestScope {
+    #[serde(default)]
+    source: Option<String>,
+}
+
+/// `POST /outages/webhook/test`.
+pub(super) async fn webhook_test(State(s): State<ApiState>, bytes: axum::body::Bytes) -> Response {
+    let scope: TestScope = match body(&bytes) {
+        Ok(b) => b,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
+    let (_, handle) = match super::pick::pick(
+        scope.source.as_ref(),
+        s.telemetry.status_feeds().all(),
+        "several status_feed sources run: name one in `source`",
+        "no status_feed source runs with that id",
+    ) {
+        Ok(found) => found,
+        Err((status, text)) => return error(status, text),
+    };
+    match ask(&handle, |reply| Control::Test { reply }).await {
+        Answer::Done(Ok(result)) => {
+            let status = if result["delivered"] == result["sent"] {
+                StatusCode::OK
+            } else {
+                StatusCode::BAD_GATEWAY
+            };
+            (status, axum::Json(result)).into_response()
+        }
+        Answer::Done(Err(e)) => error(StatusCode::BAD_REQUEST, e),
+        Answer::Late => (
+            StatusCode::ACCEPTED,
+            axum::Json(json!({ "status": "the sample outage is still being delivered" })),
+        )
+            .into_response(),
+        Answer::Gone => error(StatusCode::SERVICE_UNAVAILABLE, "the source is stopping"),
+    }
+}
+
+/// `POST /status_feeds/{id}/check`: poll every feed of the source now.
+pub(super) async fn check_source(State(s): State<ApiState>, Path(id): Path<String>) -> Response {
+    let Some(handle) = s.telemetry.status_feeds().get(&id) else {
+        return error(
+            StatusCode::NOT_FOUND,
+            format!("no running status_feed source `{id}`"),
+        );
+    };
+    match ask(&handle, |reply| Control::Check {
+        select: Selector::default(),
+        reply,
+    })
+    .await
+    {
+        Answer::Done(Ok(snapshot)) => (StatusCode::OK, axum::Json(snapshot)).into_response(),
+        Answer::Done(Err(e)) => error(StatusCode::BAD_REQUEST, e),
+        Answer::Late => (
+            StatusCode::ACCEPTED,
+            axum::Json(json!({ "status": "polling", "source": id })),
+        )
+            .into_response(),
+        Answer::Gone => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the source stopped before polling",
+        ),
+    }
+}

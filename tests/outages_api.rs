@@ -1,0 +1,213 @@
+//! Outage monitoring through `/outages` (issue 24), against feed servers on loopback:
+//! status, stop and start (a stopped feed is not polled, a check still polls it),
+//! interval and providers, checks by provider, a sample outage through the outputs,
+//! and the history of past incidents; what was changed and what happened survive a
+//! restart.
+
+mod common;
+
+use std::time::Duration;
+
+use common::feeds::{FeedServer, Running, StepClock, fixture, run};
+use serde_json::{Value, json};
+use sluice::testing::CaptureSink;
+
+fn pipeline(port: u16) -> String {
+    format!(
+        r#"
+sources:
+  feeds:
+    type: status_feed
+    timeout: 2s
+    feeds:
+      - {{ name: azure, provider: azure, url: "http://127.0.0.1:{port}/azure.rss" }}
+      - {{ name: github, provider: statuspage, url: "http://127.0.0.1:{port}/github.atom" }}
+"#
+    )
+}
+
+async fn send(r: &Running, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+    let url = format!("{}{path}", r.api);
+    let req = match method {
+        "POST" => r.http.post(url),
+        "PUT" => r.http.put(url),
+        _ => r.http.get(url),
+    };
+    let req = match body {
+        Some(b) => req.json(&b),
+        None => req,
+    };
+    let resp = req.send().await.expect("API call");
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+fn feed<'a>(status: &'a Value, name: &str) -> &'a Value {
+    status["sources"][0]["feeds"]
+        .as_array()
+        .and_then(|f| f.iter().find(|f| f["name"] == name))
+        .unwrap_or_else(|| panic!("feed {name} in {status}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outages_are_stopped_started_configured_checked_tested_and_remembered() {
+    let server = FeedServer::default();
+    let port = server.start().await;
+    server.serve(
+        "/azure.rss",
+        &fixture("azure_status_feed_rss_reconstructed_2018.xml"),
+    );
+    server.serve(
+        "/github.atom",
+        &fixture("statuspage_githubstatus_history.atom_excerpt_ongoing_incident.xml"),
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let clock = StepClock::at("2026-07-09T07:00:00Z");
+    let r = run(&pipeline(port), &clock, dir.path(), CaptureSink::default()).await;
+    r.polled(1).await;
+
+    let (status, s) = send(&r, "GET", "/outages/status", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(s["monitoring"], "running", "{s}");
+    assert_eq!(feed(&s, "azure")["state"], "ok");
+    let open_azure = s["open_incidents"]
+        .as_array()
+        .expect("open")
+        .iter()
+        .filter(|i| i["feed"] == "azure")
+        .count();
+    assert!(open_azure > 0, "{s}");
+
+    // Azure lists open incidents only: all clear resolves them. A check by provider
+    // polls that provider's feeds only.
+    server.serve(
+        "/azure.rss",
+        &fixture("azure_status_feed_rss_empty_all-clear.xml"),
+    );
+    let github_hits = server.hits("/github.atom").len();
+    let (status, checked) = send(&r, "POST", "/outages/check/azure", None).await;
+    assert_eq!(status, 200, "{checked}");
+    assert_eq!(server.hits("/github.atom").len(), github_hits);
+    let (status, _) = send(&r, "POST", "/outages/check/oci", None).await;
+    assert_eq!(status, 404, "no feed reads oci");
+
+    let (_, h) = send(&r, "GET", "/outages/history?provider=azure", None).await;
+    assert_eq!(h["count"], open_azure, "{h}");
+    let past = &h["incidents"][0];
+    assert!(past["ended_at"].is_string(), "{past}");
+    let updates: Vec<&str> = past["updates"]
+        .as_array()
+        .expect("updates")
+        .iter()
+        .map(|u| u["status"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(updates, ["firing", "resolved"]);
+    // Since after it ended: only what is still open (GitHub's ongoing incident).
+    let (_, h) = send(
+        &r,
+        "GET",
+        "/outages/history?since=2030-01-01T00:00:00Z",
+        None,
+    )
+    .await;
+    assert_eq!(h["count"], 1, "{h}");
+    assert_eq!(h["incidents"][0]["provider"], "statuspage");
+    assert!(h["incidents"][0]["ended_at"].is_null());
+    let (status, _) = send(&r, "GET", "/outages/history?since=yesterday", None).await;
+    assert_eq!(status, 400);
+
+    // Stopped: the schedule leaves it alone; the others go on.
+    let (status, s) = send(&r, "POST", "/outages/stop", Some(json!({"feed": "github"}))).await;
+    assert_eq!(status, 200, "{s}");
+    assert_eq!(feed(&s, "github")["state"], "paused");
+    let (_, s) = send(&r, "GET", "/outages/status", None).await;
+    assert_eq!(s["monitoring"], "partial");
+    let (github, azure) = (
+        server.hits("/github.atom").len(),
+        server.hits("/azure.rss").len(),
+    );
+    clock.tick();
+    common::eventually("azure polled on schedule", || {
+        server.hits("/azure.rss").len() > azure
+    })
+    .await;
+    assert_eq!(
+        server.hits("/github.atom").len(),
+        github,
+        "a stopped feed is not polled"
+    );
+    let (status, _) = send(&r, "POST", "/outages/stop", Some(json!({"feed": "nope"}))).await;
+    assert_eq!(status, 404);
+    let (status, _) = send(&r, "POST", "/outages/stop", Some(json!({"colour": "red"}))).await;
+    assert_eq!(status, 400);
+
+    // Interval and providers: refused whole when wrong.
+    for (bad, says) in [
+        (json!({"interval": "5s"}), "at least 10s"),
+        (json!({"interval": "soon"}), "`interval`"),
+        (json!({"providers": ["nope"]}), "unknown provider `nope`"),
+        (
+            json!({"providers": ["statuspage", "oci"], "interval": -1}),
+            "whole number",
+        ),
+    ] {
+        let (status, e) = send(&r, "PUT", "/outages/config", Some(bad.clone())).await;
+        assert_eq!(status, 400, "{bad}: {e}");
+        assert!(
+            e["error"].as_str().unwrap_or_default().contains(says),
+            "{bad}: {e}"
+        );
+    }
+    let (status, s) = send(
+        &r,
+        "PUT",
+        "/outages/config",
+        Some(json!({"interval": "5m", "providers": ["statuspage"]})),
+    )
+    .await;
+    assert_eq!(status, 200, "{s}");
+    assert_eq!(feed(&s, "azure")["state"], "disabled");
+    assert_eq!(feed(&s, "azure")["interval_seconds"], 300);
+    assert_eq!(feed(&s, "github")["interval_seconds"], 300);
+
+    // A sample outage through the outputs: firing, then resolved.
+    let before = r.events().len();
+    let (status, t) = send(&r, "POST", "/outages/webhook/test", None).await;
+    assert_eq!(status, 200, "{t}");
+    assert_eq!(t["delivered"], 2);
+    let sent: Vec<Value> = r.events()[before..].to_vec();
+    assert_eq!(sent.len(), 2);
+    assert_eq!(sent[0]["status"], "firing");
+    assert_eq!(sent[1]["status"], "resolved");
+    assert_eq!(sent[0]["fingerprint"], t["fingerprint"]);
+    assert_eq!(sent[0]["kind"], "outage");
+
+    // A restart keeps the changes and the history.
+    r.stop().await;
+    let r = run(&pipeline(port), &clock, dir.path(), CaptureSink::default()).await;
+    let (_, s) = send(&r, "GET", "/outages/status", None).await;
+    assert_eq!(feed(&s, "github")["state"], "paused", "{s}");
+    assert_eq!(feed(&s, "azure")["state"], "disabled");
+    assert_eq!(feed(&s, "github")["interval_seconds"], 300);
+    let (_, h) = send(&r, "GET", "/outages/history?provider=azure", None).await;
+    assert_eq!(h["count"], open_azure);
+
+    // Back to the file's feeds and their own schedule.
+    let (status, s) = send(
+        &r,
+        "PUT",
+        "/outages/config",
+        Some(json!({"interval": null, "providers": null})),
+    )
+    .await;
+    assert_eq!(status, 200, "{s}");
+    let (status, s) = send(&r, "POST", "/outages/start", None).await;
+    assert_eq!(status, 200, "{s}");
+    let s = json!({"sources": s["sources"]});
+    assert_eq!(feed(&s, "github")["paused"], false);
+    assert_eq!(feed(&s, "azure")["enabled"], true);
+    assert_eq!(feed(&s, "azure")["interval_seconds"], 120);
+    tokio::time::timeout(Duration::from_secs(10), r.stop())
+        .await
+        .expect("stops");
+}
