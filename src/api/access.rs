@@ -31,7 +31,8 @@ pub(crate) fn required(method: &Method, route: &str) -> Option<Role> {
     Some(match route {
         // Samples posted into the pipeline; reading the exposition is open.
         "/metrics" if !read => Role::Operator,
-        "/health" | "/health/live" | "/health/ready" | "/metrics" | "/components" => {
+        "/health" | "/health/live" | "/health/ready" | "/metrics" | "/components"
+        | "/openapi.json" => {
             return None;
         }
         "/events" if read => Role::Viewer,

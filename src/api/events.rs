@@ -185,6 +185,7 @@ fn metric(item: Json) -> Result<Value, String> {
 }
 
 /// `POST /events`.
+#[utoipa::path(post, path = "/events", tag = "events", description = "Events in the monitoring system's shape into the pipeline through its `api` source: one, or an array of at most 1000", params(("source" = Option<String>, Query, description = "The `api` source, when several run")), request_body(content = serde_json::Value, description = "`{event_type, source, message, level, tags, payload, timestamp, id}` or an array of them", content_type = "application/json"), responses((status = 200, description = "Delivered", body = serde_json::Value), (status = 202, description = "Accepted; delivery outlasted the source's `request_timeout`", body = serde_json::Value), (status = 400, description = "The request is wrong; `error` names what", body = serde_json::Value), (status = 404, description = "No such item; `error` says which", body = serde_json::Value), (status = 503, description = "A store or the pipeline cannot answer now; `error` says why", body = serde_json::Value)))]
 pub(super) async fn post_events(
     Query(q): Query<HashMap<String, String>>,
     body: axum::body::Bytes,
@@ -193,6 +194,7 @@ pub(super) async fn post_events(
 }
 
 /// `POST /metrics`.
+#[utoipa::path(post, path = "/metrics", tag = "events", description = "Metric samples into the pipeline through its `api` source", params(("source" = Option<String>, Query, description = "The `api` source, when several run")), request_body(content = serde_json::Value, description = "`{name, metric_type, value, labels, source, timestamp}` or an array of them", content_type = "application/json"), responses((status = 200, description = "Delivered", body = serde_json::Value), (status = 202, description = "Accepted; delivery outlasted the source's `request_timeout`", body = serde_json::Value), (status = 400, description = "The request is wrong; `error` names what", body = serde_json::Value), (status = 404, description = "No such item; `error` says which", body = serde_json::Value), (status = 503, description = "A store or the pipeline cannot answer now; `error` says why", body = serde_json::Value)))]
 pub(super) async fn post_metrics(
     Query(q): Query<HashMap<String, String>>,
     body: axum::body::Bytes,
@@ -297,6 +299,7 @@ fn count(q: &HashMap<String, String>, name: &str, default: i64, max: i64) -> Res
 }
 
 /// `GET /events?event_type=&source=&level=&start_time=&end_time=&limit=&offset=`.
+#[utoipa::path(get, path = "/events", tag = "events", description = "Events from the events table a `postgres` sink writes, newest first", params(("event_type" = Option<String>, Query, description = "log, metric, trace or alert"), ("source" = Option<String>, Query, description = "The event's source"), ("level" = Option<String>, Query, description = "The event's level"), ("start_time" = Option<String>, Query, description = "RFC 3339"), ("end_time" = Option<String>, Query, description = "RFC 3339"), ("limit" = Option<u32>, Query, description = "At most 1000 (default 100)"), ("offset" = Option<u32>, Query, description = "At most 10000"), ("sink" = Option<String>, Query, description = "The `postgres` sink, when several write")), responses((status = 200, description = "Events", body = serde_json::Value), (status = 400, description = "The request is wrong; `error` names what", body = serde_json::Value), (status = 404, description = "No such item; `error` says which", body = serde_json::Value), (status = 503, description = "A store or the pipeline cannot answer now; `error` says why", body = serde_json::Value)))]
 pub(super) async fn get_events(Query(q): Query<HashMap<String, String>>) -> Response {
     let filter = (|| {
         if let Some(t) = q.get("event_type")
@@ -334,6 +337,7 @@ pub(super) async fn get_events(Query(q): Query<HashMap<String, String>>) -> Resp
 }
 
 /// `GET /metrics/query?name=&start_time=&end_time=&limit=`.
+#[utoipa::path(get, path = "/metrics/query", tag = "events", description = "The samples of one metric from the events table, oldest first", params(("name" = Option<String>, Query, description = "The metric's name"), ("start_time" = Option<String>, Query, description = "RFC 3339"), ("end_time" = Option<String>, Query, description = "RFC 3339"), ("limit" = Option<u32>, Query, description = "At most 1000 (default 100)"), ("sink" = Option<String>, Query, description = "The `postgres` sink, when several write")), responses((status = 200, description = "Samples", body = serde_json::Value), (status = 400, description = "The request is wrong; `error` names what", body = serde_json::Value), (status = 404, description = "No such item; `error` says which", body = serde_json::Value), (status = 503, description = "A store or the pipeline cannot answer now; `error` says why", body = serde_json::Value)))]
 pub(super) async fn query_metrics(Query(q): Query<HashMap<String, String>>) -> Response {
     let Some(name) = q.get("name").filter(|n| !n.is_empty()) else {
         return error(StatusCode::BAD_REQUEST, "`name` is required");

@@ -71,6 +71,7 @@ fn status_filter(s: &str) -> Result<(Phase, bool), String> {
 }
 
 /// `GET /incidents`.
+#[utoipa::path(get, path = "/incidents", tag = "incidents", description = "Incidents of every `incident` transform, newest first", params(("status" = Option<String>, Query, description = "open, acknowledged, investigating, resolved or closed"), ("severity" = Option<String>, Query, description = "critical, high, medium, low or info"), ("service" = Option<String>, Query, description = "A service the incident concerns"), ("limit" = Option<u32>, Query, description = "At most 1000 (default 100)"), ("offset" = Option<u32>, Query, description = "At most 10000")), responses((status = 200, description = "Incidents; `unreachable` names stores that did not answer", body = serde_json::Value), (status = 400, description = "The request is wrong; `error` names what", body = serde_json::Value)))]
 pub(super) async fn list(Query(q): Query<HashMap<String, String>>) -> Response {
     let (limit, offset) = match (
         number(&q, "limit", DEFAULT_LIMIT, MAX_LIMIT),
@@ -241,6 +242,7 @@ fn refused(status: StatusCode, what: &str, id: Option<&str>, reason: String) -> 
 }
 
 /// `GET /incidents/{id}`.
+#[utoipa::path(get, path = "/incidents/{id}", tag = "incidents", description = "One incident", params(("id" = String, Path, description = "The incident's id")), responses((status = 200, description = "The incident", body = serde_json::Value), (status = 404, description = "No such item; `error` says which", body = serde_json::Value), (status = 503, description = "A store or the pipeline cannot answer now; `error` says why", body = serde_json::Value)))]
 pub(super) async fn show(Path(id): Path<String>) -> Response {
     let found = with_incident(&id, |component, state, key| {
         state
@@ -264,6 +266,7 @@ pub(super) async fn show(Path(id): Path<String>) -> Response {
 }
 
 /// `GET /incidents/{id}/timeline`.
+#[utoipa::path(get, path = "/incidents/{id}/timeline", tag = "incidents", description = "An incident's alerts and changes (and, with an events table, its service's events), in time order", params(("id" = String, Path, description = "The incident's id"), ("limit" = Option<u32>, Query, description = "At most 1000")), responses((status = 200, description = "The timeline", body = serde_json::Value), (status = 400, description = "The request is wrong; `error` names what", body = serde_json::Value), (status = 404, description = "No such item; `error` says which", body = serde_json::Value), (status = 503, description = "A store or the pipeline cannot answer now; `error` says why", body = serde_json::Value)))]
 pub(super) async fn timeline(
     Path(id): Path<String>,
     Query(q): Query<HashMap<String, String>>,
@@ -313,6 +316,7 @@ pub(super) async fn timeline(
 }
 
 /// `POST /incidents`.
+#[utoipa::path(post, path = "/incidents", tag = "incidents", description = "Opens an incident by hand", request_body(content = serde_json::Value, description = "`{title, severity, service, description, key, assigned_to, component}`", content_type = "application/json"), responses((status = 201, description = "Opened", body = serde_json::Value), (status = 400, description = "The request is wrong; `error` names what", body = serde_json::Value), (status = 404, description = "No such item; `error` says which", body = serde_json::Value), (status = 409, description = "A notification of it is still going out", body = serde_json::Value), (status = 503, description = "A store or the pipeline cannot answer now; `error` says why", body = serde_json::Value)))]
 pub(super) async fn create(body: axum::body::Bytes) -> Response {
     let spec: NewIncident = match object(&body).and_then(|v| {
         serde_json::from_value(v).map_err(|e| format!("invalid incident: {}", clip(&e.to_string())))
@@ -366,6 +370,7 @@ enum Target {
 }
 
 /// `PUT /incidents/{id}`.
+#[utoipa::path(put, path = "/incidents/{id}", tag = "incidents", description = "Changes an incident's status, severity, assignee or root cause, or adds a note", params(("id" = String, Path, description = "The incident's id")), request_body(content = serde_json::Value, description = "`{status, severity, assigned_to, root_cause, note}`", content_type = "application/json"), responses((status = 200, description = "Changed", body = serde_json::Value), (status = 400, description = "The request is wrong; `error` names what", body = serde_json::Value), (status = 404, description = "No such item; `error` says which", body = serde_json::Value), (status = 409, description = "The change conflicts with the incident's state", body = serde_json::Value), (status = 503, description = "A store or the pipeline cannot answer now; `error` says why", body = serde_json::Value)))]
 pub(super) async fn update(Path(id): Path<String>, body: axum::body::Bytes) -> Response {
     let change: IncidentChange = match object(&body).and_then(|v| {
         serde_json::from_value(v).map_err(|e| format!("invalid change: {}", clip(&e.to_string())))
@@ -418,6 +423,7 @@ pub(super) async fn update(Path(id): Path<String>, body: axum::body::Bytes) -> R
 /// `GET /stats`: the monitoring system's statistics over every incident component.
 /// Events come from the store's events table when one is configured, else they are
 /// the alerts the incident components took in since sluice started.
+#[utoipa::path(get, path = "/stats", tag = "incidents", description = "The monitoring system's statistics: events, active alerts, open incidents", responses((status = 200, description = "Statistics", body = serde_json::Value)))]
 pub(super) async fn stats() -> Response {
     let now = chrono::Utc::now().timestamp_millis();
     let mut each: Vec<(String, Stats)> = Vec::new();

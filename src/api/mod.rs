@@ -33,6 +33,7 @@ mod guard;
 mod incidents;
 mod outages;
 mod pick;
+mod routes;
 mod subscriptions;
 
 use std::net::SocketAddr;
@@ -42,7 +43,6 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -110,46 +110,8 @@ pub(crate) fn router_with_guard(
         shutdown,
         guard: Arc::new(guard),
     };
-    Router::new()
-        .route("/health", get(health))
-        .route("/health/live", get(live))
-        .route("/health/ready", get(ready))
-        .route("/metrics", get(metrics).post(events::post_metrics))
-        .route("/events", get(events::get_events).post(events::post_events))
-        .route("/metrics/query", get(events::query_metrics))
-        .route("/components", get(components))
-        .route("/reload", post(reload_now))
-        .route("/tap", get(tap))
-        .route("/status_feeds/{id}", get(status_feed_show))
-        .route("/status_feeds/{id}/check", post(outages::check_source))
-        .route("/outages/status", get(outages::status))
-        .route("/outages/start", post(outages::start))
-        .route("/outages/stop", post(outages::stop))
-        .route("/outages/config", axum::routing::put(outages::config))
-        .route("/outages/check/{provider}", post(outages::check))
-        .route("/outages/history", get(outages::history))
-        .route("/outages/webhook/test", post(outages::webhook_test))
-        .route("/silences", get(silences_list).post(silences_add))
-        .route("/silences/{id}", axum::routing::delete(silences_delete))
-        .route("/incidents", get(incidents::list).post(incidents::create))
-        .route(
-            "/incidents/{id}",
-            get(incidents::show).put(incidents::update),
-        )
-        .route("/incidents/{id}/timeline", get(incidents::timeline))
-        .route("/stats", get(incidents::stats))
-        .route(
-            "/subscriptions",
-            get(subscriptions::list).post(subscriptions::create),
-        )
-        .route(
-            "/subscriptions/{id}",
-            get(subscriptions::show)
-                .put(subscriptions::update)
-                .delete(subscriptions::delete),
-        )
-        .route("/subscriptions/{id}/test", get(subscriptions::test))
-        .route("/subscriptions/{id}/events", get(subscriptions::events))
+    let (routes, _) = routes::table();
+    routes
         // Layers run outermost last-added: browsers are turned away before tokens.
         .route_layer(axum::middleware::from_fn_with_state(
             access,
@@ -211,11 +173,13 @@ fn health_report(t: &Telemetry) -> (StatusCode, serde_json::Value) {
     (code, body)
 }
 
+#[utoipa::path(get, path = "/health", tag = "health", description = "Every component's state", responses((status = 200, description = "Every component runs", body = serde_json::Value), (status = 503, description = "Components failed or are not running yet; `unhealthy` names them", body = serde_json::Value)))]
 async fn health(State(s): State<ApiState>) -> Response {
     let (code, body) = health_report(&s.telemetry);
     (code, axum::Json(body)).into_response()
 }
 
+#[utoipa::path(get, path = "/health/ready", tag = "health", description = "Readiness probe: like /health without the components", responses((status = 200, description = "Ready", body = serde_json::Value), (status = 503, description = "Not ready", body = serde_json::Value)))]
 async fn ready(State(s): State<ApiState>) -> Response {
     let (code, body) = health_report(&s.telemetry);
     (
@@ -227,10 +191,12 @@ async fn ready(State(s): State<ApiState>) -> Response {
 
 /// `GET /components`: every component's counters, state and buffer fill, and the
 /// pipeline's latency, as JSON (what `sluice top` polls). Open like `/metrics`.
+#[utoipa::path(get, path = "/components", tag = "telemetry", description = "Every component's counters, state and buffer fill (what `sluice top` polls)", responses((status = 200, description = "Components", body = serde_json::Value)))]
 async fn components(State(s): State<ApiState>) -> Response {
     axum::Json(crate::telemetry::snapshot::snapshot(&s.telemetry)).into_response()
 }
 
+#[utoipa::path(get, path = "/health/live", tag = "health", description = "Liveness probe: the process serves requests", responses((status = 200, description = "Alive", body = serde_json::Value)))]
 async fn live() -> Response {
     (StatusCode::OK, axum::Json(json!({ "status": "ok" }))).into_response()
 }
@@ -247,6 +213,7 @@ struct TapQuery {
 
 /// `GET /tap`: events leaving matching components, as NDJSON, until `limit`, the client
 /// leaves, or shutdown.
+#[utoipa::path(get, path = "/tap", tag = "control", description = "Live events leaving the matching components, as NDJSON", params(("components" = Option<String>, Query, description = "Component ids to tap, `*` wildcards allowed (default all)"), ("limit" = Option<u64>, Query, description = "Stop after this many events"), ("sample" = Option<u64>, Query, description = "Keep one event in this many")), responses((status = 200, description = "One event per line", body = String, content_type = "application/x-ndjson")))]
 async fn tap(
     State(s): State<ApiState>,
     axum::extract::Query(q): axum::extract::Query<TapQuery>,
@@ -282,6 +249,7 @@ async fn tap(
         .into_response()
 }
 
+#[utoipa::path(post, path = "/reload", tag = "control", description = "Reloads the pipeline files; answers once the new pipeline runs or was refused", responses((status = 200, description = "Reloaded", body = serde_json::Value), (status = 404, description = "Reload is not available", body = serde_json::Value), (status = 422, description = "Refused: the old pipeline keeps running; `error` says why", body = serde_json::Value), (status = 503, description = "A store or the pipeline cannot answer now; `error` says why", body = serde_json::Value)))]
 async fn reload_now(State(s): State<ApiState>) -> Response {
     let Some(tx) = s.reload else {
         return (
@@ -326,6 +294,7 @@ fn unknown_status_feed(id: &str) -> Response {
 }
 
 /// `GET /status_feeds/{id}`: open incidents and feed states, as of the last poll.
+#[utoipa::path(get, path = "/status_feeds/{id}", tag = "outages", description = "A status_feed source's feeds and open incidents, as of its last poll", params(("id" = String, Path, description = "The source's component id")), responses((status = 200, description = "The source's state", body = serde_json::Value), (status = 404, description = "No such item; `error` says which", body = serde_json::Value)))]
 async fn status_feed_show(
     State(s): State<ApiState>,
     axum::extract::Path(id): axum::extract::Path<String>,
@@ -338,6 +307,7 @@ async fn status_feed_show(
 
 /// `GET /silences`: every silence with its origin (`api` or a component id) and status
 /// (active, pending, expired).
+#[utoipa::path(get, path = "/silences", tag = "silences", description = "Every silence with its origin and status", responses((status = 200, description = "Silences", body = serde_json::Value)))]
 async fn silences_list() -> Response {
     let now = chrono::Utc::now();
     let list: Vec<serde_json::Value> = silences::global()
@@ -350,6 +320,7 @@ async fn silences_list() -> Response {
 
 /// `POST /silences`: adds a silence (`matchers`, `starts_at`, `ends_at`, `comment`,
 /// `created_by`); answers with its id. 400 names what is wrong.
+#[utoipa::path(post, path = "/silences", tag = "silences", description = "Adds a silence (`matchers`, `starts_at`, `ends_at`, `comment`, `created_by`)", request_body(content = serde_json::Value, description = "The silence", content_type = "application/json"), responses((status = 200, description = "Added; `id` is its id", body = serde_json::Value), (status = 400, description = "The request is wrong; `error` names what", body = serde_json::Value)))]
 async fn silences_add(body: axum::body::Bytes) -> Response {
     let added = serde_json::from_slice::<silences::SilenceSpec>(&body)
         .map_err(|e| format!("invalid silence: {e}"))
@@ -365,6 +336,7 @@ async fn silences_add(body: axum::body::Bytes) -> Response {
 }
 
 /// `DELETE /silences/{id}`: 200, or 404 when there is no such silence.
+#[utoipa::path(delete, path = "/silences/{id}", tag = "silences", description = "Deletes a silence", params(("id" = String, Path, description = "The silence's id")), responses((status = 200, description = "Deleted", body = serde_json::Value), (status = 404, description = "No such item; `error` says which", body = serde_json::Value)))]
 async fn silences_delete(axum::extract::Path(id): axum::extract::Path<String>) -> Response {
     if silences::global().remove(&id) {
         (
@@ -381,6 +353,7 @@ async fn silences_delete(axum::extract::Path(id): axum::extract::Path<String>) -
     }
 }
 
+#[utoipa::path(get, path = "/metrics", tag = "telemetry", description = "Prometheus text exposition of every component's metrics", responses((status = 200, description = "The exposition", body = String, content_type = "text/plain")))]
 async fn metrics(State(s): State<ApiState>) -> Response {
     let t = s.telemetry;
     (

@@ -122,6 +122,7 @@ async fn ask_all(
 }
 
 /// `GET /outages/status`.
+#[utoipa::path(get, path = "/outages/status", tag = "outages", description = "Every status feed's last poll, result, interval and pause, with the open incidents", responses((status = 200, description = "Monitoring state", body = serde_json::Value)))]
 pub(super) async fn status(State(s): State<ApiState>) -> Response {
     let all = s.telemetry.status_feeds().all();
     let mut sources = Vec::new();
@@ -203,11 +204,13 @@ async fn pause(s: ApiState, bytes: &[u8], paused: bool) -> Response {
 }
 
 /// `POST /outages/stop`.
+#[utoipa::path(post, path = "/outages/stop", tag = "outages", description = "Stops polling feeds (all, or those the body selects); kept across restarts", request_body(content = serde_json::Value, description = "Optional: `{source, provider, feed}`", content_type = "application/json"), responses((status = 200, description = "Stopped; the sources' states", body = serde_json::Value), (status = 202, description = "Still working", body = serde_json::Value), (status = 400, description = "The request is wrong; `error` names what", body = serde_json::Value), (status = 404, description = "No such item; `error` says which", body = serde_json::Value)))]
 pub(super) async fn stop(State(s): State<ApiState>, bytes: axum::body::Bytes) -> Response {
     pause(s, &bytes, true).await
 }
 
 /// `POST /outages/start`.
+#[utoipa::path(post, path = "/outages/start", tag = "outages", description = "Resumes polling feeds (all, or those the body selects)", request_body(content = serde_json::Value, description = "Optional: `{source, provider, feed}`", content_type = "application/json"), responses((status = 200, description = "Resumed; the sources' states", body = serde_json::Value), (status = 202, description = "Still working", body = serde_json::Value), (status = 400, description = "The request is wrong; `error` names what", body = serde_json::Value), (status = 404, description = "No such item; `error` says which", body = serde_json::Value)))]
 pub(super) async fn start(State(s): State<ApiState>, bytes: axum::body::Bytes) -> Response {
     pause(s, &bytes, false).await
 }
@@ -244,6 +247,7 @@ fn interval(v: &Json) -> Result<Duration, String> {
 }
 
 /// `PUT /outages/config`.
+#[utoipa::path(put, path = "/outages/config", tag = "outages", description = "Sets every feed's interval and the providers polled; kept across restarts", request_body(content = serde_json::Value, description = "`{interval, providers, source}`; `null` resets a field, a missing one keeps it", content_type = "application/json"), responses((status = 200, description = "Configured; the sources' states", body = serde_json::Value), (status = 202, description = "Still working", body = serde_json::Value), (status = 400, description = "The request is wrong; `error` names what", body = serde_json::Value), (status = 404, description = "No such item; `error` says which", body = serde_json::Value)))]
 pub(super) async fn config(State(s): State<ApiState>, bytes: axum::body::Bytes) -> Response {
     let c: Config = match body(&bytes) {
         Ok(b) => b,
@@ -270,6 +274,7 @@ pub(super) async fn config(State(s): State<ApiState>, bytes: axum::body::Bytes) 
 }
 
 /// `POST /outages/check/{provider}` (`all`: every feed).
+#[utoipa::path(post, path = "/outages/check/{provider}", tag = "outages", description = "Polls the provider's feeds now (`all`: every feed), even stopped ones", params(("provider" = String, Path, description = "A provider (aws, gcp, azure, oci, statuspage, …) or `all`")), responses((status = 200, description = "Polled; the sources' states", body = serde_json::Value), (status = 202, description = "Still polling after a minute", body = serde_json::Value), (status = 404, description = "No such item; `error` says which", body = serde_json::Value)))]
 pub(super) async fn check(State(s): State<ApiState>, Path(provider): Path<String>) -> Response {
     let targets = match sources(&s, None) {
         Ok(t) => t,
@@ -312,6 +317,7 @@ pub(super) async fn check(State(s): State<ApiState>, Path(provider): Path<String
 }
 
 /// `GET /outages/history`.
+#[utoipa::path(get, path = "/outages/history", tag = "outages", description = "Past outages with their start, updates and end, oldest first", params(("provider" = Option<String>, Query, description = "Only this provider's"), ("since" = Option<String>, Query, description = "RFC 3339: only those open or ended since")), responses((status = 200, description = "Past outages", body = serde_json::Value), (status = 400, description = "The request is wrong; `error` names what", body = serde_json::Value)))]
 pub(super) async fn history(
     State(s): State<ApiState>,
     Query(q): Query<HashMap<String, String>>,
@@ -356,6 +362,7 @@ struct TestScope {
 }
 
 /// `POST /outages/webhook/test`.
+#[utoipa::path(post, path = "/outages/webhook/test", tag = "outages", description = "Sends a sample outage, firing then resolved, through a status_feed source's outputs", request_body(content = serde_json::Value, description = "Optional: `{source}` when several run", content_type = "application/json"), responses((status = 200, description = "Both delivered", body = serde_json::Value), (status = 202, description = "Still being delivered", body = serde_json::Value), (status = 400, description = "The request is wrong; `error` names what", body = serde_json::Value), (status = 404, description = "No such item; `error` says which", body = serde_json::Value), (status = 502, description = "Not every event was delivered", body = serde_json::Value)))]
 pub(super) async fn webhook_test(State(s): State<ApiState>, bytes: axum::body::Bytes) -> Response {
     let scope: TestScope = match body(&bytes) {
         Ok(b) => b,
@@ -390,6 +397,7 @@ pub(super) async fn webhook_test(State(s): State<ApiState>, bytes: axum::body::B
 }
 
 /// `POST /status_feeds/{id}/check`: poll every feed of the source now.
+#[utoipa::path(post, path = "/status_feeds/{id}/check", tag = "outages", description = "Polls every feed of a status_feed source now", params(("id" = String, Path, description = "The source's component id")), responses((status = 200, description = "Polled; the source's state", body = serde_json::Value), (status = 202, description = "Still polling after a minute", body = serde_json::Value), (status = 404, description = "No such item; `error` says which", body = serde_json::Value), (status = 503, description = "A store or the pipeline cannot answer now; `error` says why", body = serde_json::Value)))]
 pub(super) async fn check_source(State(s): State<ApiState>, Path(id): Path<String>) -> Response {
     let Some(handle) = s.telemetry.status_feeds().get(&id) else {
         return error(

@@ -75,6 +75,7 @@ fn not_found(id: &str) -> Response {
 }
 
 /// `GET /subscriptions`.
+#[utoipa::path(get, path = "/subscriptions", tag = "subscriptions", description = "Every subscription: the pipeline file's (read-only) and those made through the API", params(("component" = Option<String>, Query, description = "Only this transform's")), responses((status = 200, description = "Subscriptions", body = serde_json::Value)))]
 pub(super) async fn list(Query(q): Query<HashMap<String, String>>) -> Response {
     let mut out = Vec::new();
     for (id, catalog) in CATALOGS.all() {
@@ -87,6 +88,7 @@ pub(super) async fn list(Query(q): Query<HashMap<String, String>>) -> Response {
 }
 
 /// `POST /subscriptions`.
+#[utoipa::path(post, path = "/subscriptions", tag = "subscriptions", description = "Makes a subscription; it routes from the next batch and survives reloads and restarts", request_body(content = serde_json::Value, description = "A subscription's fields with `output` (one of the transform's `api_outputs`) and `component` when several transforms take them", content_type = "application/json"), responses((status = 201, description = "Made", body = serde_json::Value), (status = 400, description = "The request is wrong; `error` names what", body = serde_json::Value), (status = 404, description = "No such item; `error` says which", body = serde_json::Value), (status = 409, description = "The name is taken, or the transform takes no subscriptions", body = serde_json::Value), (status = 503, description = "A store or the pipeline cannot answer now; `error` says why", body = serde_json::Value)))]
 pub(super) async fn create(body: axum::body::Bytes) -> Response {
     let body = match body_object(&body) {
         Ok(b) => b,
@@ -116,6 +118,7 @@ pub(super) async fn create(body: axum::body::Bytes) -> Response {
 }
 
 /// `GET /subscriptions/{id}`.
+#[utoipa::path(get, path = "/subscriptions/{id}", tag = "subscriptions", description = "One subscription", params(("id" = String, Path, description = "Its id (`<component>.<name>` for the file's)")), responses((status = 200, description = "The subscription", body = serde_json::Value), (status = 404, description = "No such item; `error` says which", body = serde_json::Value)))]
 pub(super) async fn show(Path(id): Path<String>) -> Response {
     match locate(&id) {
         Some((_, _, d)) => axum::Json(d).into_response(),
@@ -133,6 +136,7 @@ fn read_only(d: &Json) -> Option<Response> {
 }
 
 /// `PUT /subscriptions/{id}`.
+#[utoipa::path(put, path = "/subscriptions/{id}", tag = "subscriptions", description = "Replaces a subscription made through the API", params(("id" = String, Path, description = "Its id")), request_body(content = serde_json::Value, description = "The same fields as when making one", content_type = "application/json"), responses((status = 200, description = "Changed", body = serde_json::Value), (status = 400, description = "The request is wrong; `error` names what", body = serde_json::Value), (status = 404, description = "No such item; `error` says which", body = serde_json::Value), (status = 409, description = "Declared in the pipeline file, or the name is taken", body = serde_json::Value), (status = 503, description = "A store or the pipeline cannot answer now; `error` says why", body = serde_json::Value)))]
 pub(super) async fn update(Path(id): Path<String>, body: axum::body::Bytes) -> Response {
     let body = match body_object(&body) {
         Ok(b) => b,
@@ -160,6 +164,7 @@ pub(super) async fn update(Path(id): Path<String>, body: axum::body::Bytes) -> R
 }
 
 /// `DELETE /subscriptions/{id}`.
+#[utoipa::path(delete, path = "/subscriptions/{id}", tag = "subscriptions", description = "Deletes a subscription made through the API", params(("id" = String, Path, description = "Its id")), responses((status = 200, description = "Deleted", body = serde_json::Value), (status = 404, description = "No such item; `error` says which", body = serde_json::Value), (status = 409, description = "Declared in the pipeline file", body = serde_json::Value), (status = 503, description = "A store or the pipeline cannot answer now; `error` says why", body = serde_json::Value)))]
 pub(super) async fn delete(Path(id): Path<String>) -> Response {
     let Some((catalog, _, d)) = locate(&id) else {
         return not_found(&id);
@@ -174,6 +179,7 @@ pub(super) async fn delete(Path(id): Path<String>) -> Response {
 }
 
 /// `GET /subscriptions/{id}/test`.
+#[utoipa::path(get, path = "/subscriptions/{id}/test", tag = "subscriptions", description = "Which recent events a subscription matches, and whether a sample made from its criteria does", params(("id" = String, Path, description = "Its id")), responses((status = 200, description = "The test", body = serde_json::Value), (status = 404, description = "No such item; `error` says which", body = serde_json::Value)))]
 pub(super) async fn test(Path(id): Path<String>) -> Response {
     let Some((catalog, spec, d)) = locate(&id) else {
         return not_found(&id);
@@ -188,6 +194,7 @@ pub(super) async fn test(Path(id): Path<String>) -> Response {
 }
 
 /// `GET /subscriptions/{id}/events`.
+#[utoipa::path(get, path = "/subscriptions/{id}/events", tag = "subscriptions", description = "A subscription's recent matches, newest first", params(("id" = String, Path, description = "Its id"), ("limit" = Option<u32>, Query, description = "At most 50")), responses((status = 200, description = "Matches", body = serde_json::Value), (status = 400, description = "The request is wrong; `error` names what", body = serde_json::Value), (status = 404, description = "No such item; `error` says which", body = serde_json::Value)))]
 pub(super) async fn events(
     Path(id): Path<String>,
     Query(q): Query<HashMap<String, String>>,
