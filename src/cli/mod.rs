@@ -2,6 +2,7 @@
 //! (the load harness, `top`, progress bars, pipeline unit tests, reference pages).
 
 mod bench;
+mod ctl;
 mod docs;
 pub(crate) mod load;
 mod pipeline_tests;
@@ -68,6 +69,14 @@ enum Command {
     /// Run load scenarios against a real sluice: throughput, end-to-end latency and a
     /// baseline measured in the same run.
     Bench(bench::BenchArgs),
+    /// Manage a running sluice's subscriptions: list, show, add, delete, test, events.
+    Subscriptions(ctl::SubscriptionsArgs),
+    /// A running sluice's outage monitoring: status, check, stop, start, history.
+    Outages(ctl::OutagesArgs),
+    /// Query the events a running sluice stored.
+    Events(ctl::EventsArgs),
+    /// A running sluice's silences: list, add, delete.
+    Silences(ctl::SilencesArgs),
 }
 
 /// Runs the command line `args`; the process exit code.
@@ -82,6 +91,10 @@ pub fn main() -> u8 {
         Some(Command::List) => schema::list(),
         Some(Command::Docs(args)) => docs::docs(&args),
         Some(Command::Bench(args)) => bench::bench(&args),
+        Some(Command::Subscriptions(args)) => ctl::subscriptions(&args),
+        Some(Command::Outages(args)) => ctl::outages(&args),
+        Some(Command::Events(args)) => ctl::events(&args),
+        Some(Command::Silences(args)) => ctl::silences(&args),
         Some(Command::Run(args)) => run::run(args),
         None => run::run(cli.run),
     }
