@@ -211,3 +211,146 @@ async fn outages_are_stopped_started_configured_checked_tested_and_remembered() 
         .await
         .expect("stops");
 }
+
+/// A server that accepts connections and never answers.
+async fn black_hole() -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    port
+}
+
+/// What the red team found: a feed that never answers held up the others and the API;
+/// a configuration one source refused was taken by the others; an array body meant
+/// "everything"; feeds the API added outlived the list that added them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hanging_feed_delays_only_itself_and_configurations_are_taken_whole() {
+    let server = FeedServer::default();
+    let port = server.start().await;
+    server.serve(
+        "/azure.rss",
+        &fixture("azure_status_feed_rss_reconstructed_2018.xml"),
+    );
+    server.serve(
+        "/github.atom",
+        &fixture("statuspage_githubstatus_history.atom_excerpt_ongoing_incident.xml"),
+    );
+    let hang = black_hole().await;
+    let yaml = format!(
+        r#"
+sources:
+  feeds:
+    type: status_feed
+    timeout: 60s
+    feeds:
+      - {{ name: github, provider: statuspage, url: "http://127.0.0.1:{port}/github.atom" }}
+      - {{ name: stuck, provider: statuspage, url: "http://127.0.0.1:{hang}/never" }}
+  more:
+    type: status_feed
+    feeds:
+      - {{ name: azure, provider: azure, url: "http://127.0.0.1:{port}/azure.rss" }}
+"#
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let clock = StepClock::at("2026-07-09T07:00:00Z");
+    let mut p = common::parse(&yaml);
+    let sink = CaptureSink::default();
+    sink.attach(&mut p, "out", &["feeds", "more"], 100);
+    let r = common::feeds::run_parsed(p, &clock, dir.path(), sink).await;
+
+    // `stuck` is still fetching (for a minute): the other feeds were polled, and a
+    // check and a stop are answered.
+    common::eventually("github and azure polled", || {
+        server.hits("/github.atom").len() == 1 && server.hits("/azure.rss").len() == 1
+    })
+    .await;
+    let (status, s) = send(&r, "POST", "/outages/check/azure", None).await;
+    assert_eq!(status, 200, "{s}");
+    let (status, s) = send(&r, "POST", "/outages/stop", Some(json!({"feed": "github"}))).await;
+    assert_eq!(status, 200, "{s}");
+    let (_, s) = send(&r, "GET", "/outages/status", None).await;
+    let feeds: Vec<&Value> = s["sources"]
+        .as_array()
+        .expect("sources")
+        .iter()
+        .flat_map(|src| src["feeds"].as_array().expect("feeds"))
+        .collect();
+    let stuck = feeds.iter().find(|f| f["name"] == "stuck").expect("stuck");
+    assert_eq!(stuck["polls"], 0, "still fetching: {stuck}");
+
+    // `more` cannot poll statuspage (no feed, no public one): nobody takes it.
+    let (status, e) = send(
+        &r,
+        "PUT",
+        "/outages/config",
+        Some(json!({"providers": ["statuspage"]})),
+    )
+    .await;
+    assert_eq!(status, 400, "{e}");
+    assert!(
+        e["error"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("more: "),
+        "{e}"
+    );
+    let (_, s) = send(&r, "GET", "/outages/status", None).await;
+    assert_eq!(s["feeds_stopped"], 1, "only github, stopped above: {s}");
+    for (bad, says) in [
+        (json!({"interval": "1000years"}), "at most 7 days"),
+        (json!([]), "JSON object"),
+    ] {
+        let path = if bad.is_array() {
+            "/outages/stop"
+        } else {
+            "/outages/config"
+        };
+        let method = if bad.is_array() { "POST" } else { "PUT" };
+        let (status, e) = send(&r, method, path, Some(bad.clone())).await;
+        assert_eq!(status, 400, "{bad}: {e}");
+        assert!(
+            e["error"].as_str().unwrap_or_default().contains(says),
+            "{bad}: {e}"
+        );
+    }
+
+    // A provider the API added goes when the list is reset.
+    let (status, s) = send(
+        &r,
+        "PUT",
+        "/outages/config",
+        Some(json!({"source": "more", "providers": ["azure", "gcp"]})),
+    )
+    .await;
+    assert_eq!(status, 200, "{s}");
+    assert_eq!(
+        s["sources"][0]["feeds"].as_array().map(Vec::len),
+        Some(2),
+        "{s}"
+    );
+    let (status, s) = send(
+        &r,
+        "PUT",
+        "/outages/config",
+        Some(json!({"source": "more", "providers": null})),
+    )
+    .await;
+    assert_eq!(status, 200, "{s}");
+    let names: Vec<&str> = s["sources"][0]["feeds"]
+        .as_array()
+        .expect("feeds")
+        .iter()
+        .filter_map(|f| f["name"].as_str())
+        .collect();
+    assert_eq!(names, ["azure"]);
+    tokio::time::timeout(Duration::from_secs(10), r.stop())
+        .await
+        .expect("stops with a fetch in flight");
+}

@@ -76,49 +76,59 @@ fn sources(s: &ApiState, named: Option<&str>) -> Result<Vec<(String, StatusFeedH
     Ok(chosen)
 }
 
-/// Asks every source in `targets`; 200 with their states when all did it, the first
-/// refusal when none could (400, or 404 when the selection matched nothing anywhere).
+/// Asks every source in `targets` at once (one slow source delays no other): 200 with
+/// the states of those that did it (and `refused` naming the others), 202 when some
+/// are still working after [`WAIT`], 404 when the selection matched nothing anywhere,
+/// 400 when every source refused.
 async fn ask_all(
     targets: Vec<(String, StatusFeedHandle)>,
     make: impl Fn(Reply) -> Control,
 ) -> Response {
+    let answers =
+        futures_util::future::join_all(targets.iter().map(|(_, handle)| ask(handle, &make))).await;
     let mut states = Vec::new();
     let mut refusals = Vec::new();
     let mut late = Vec::new();
-    for (id, handle) in targets {
-        match ask(&handle, &make).await {
+    for ((id, _), answer) in targets.into_iter().zip(answers) {
+        match answer {
             Answer::Done(Ok(snapshot)) => states.push(snapshot),
             Answer::Done(Err(e)) => refusals.push((id, e)),
             Answer::Late => late.push(id),
             Answer::Gone => refusals.push((id, "the source is stopping".to_owned())),
         }
     }
+    let unmatched = |e: &str| e.starts_with("this source has no");
     if states.is_empty() && late.is_empty() {
-        let nothing_matched = refusals
-            .iter()
-            .all(|(_, e)| e.starts_with("this source has no"));
-        let status = if nothing_matched {
+        let status = if refusals.iter().all(|(_, e)| unmatched(e)) {
             StatusCode::NOT_FOUND
         } else {
             StatusCode::BAD_REQUEST
         };
-        let text = refusals
-            .into_iter()
-            .map(|(id, e)| format!("{id}: {e}"))
-            .collect::<Vec<_>>()
-            .join("; ");
-        return error(status, text);
+        return error(status, joined(&refusals));
     }
     let status = if late.is_empty() {
         StatusCode::OK
     } else {
         StatusCode::ACCEPTED
     };
+    let refused: Vec<Json> = refusals
+        .iter()
+        .filter(|(_, e)| !unmatched(e))
+        .map(|(id, e)| json!({ "source": id, "error": e }))
+        .collect();
     (
         status,
-        axum::Json(json!({ "sources": states, "still_working": late })),
+        axum::Json(json!({ "sources": states, "still_working": late, "refused": refused })),
     )
         .into_response()
+}
+
+fn joined(refusals: &[(String, String)]) -> String {
+    refusals
+        .iter()
+        .map(|(id, e)| format!("{id}: {e}"))
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// `GET /outages/status`.
@@ -175,11 +185,13 @@ struct Scope {
     feed: Option<String>,
 }
 
+/// An optional JSON object (an empty body is the defaults).
 fn body<T: for<'de> Deserialize<'de> + Default>(bytes: &[u8]) -> Result<T, String> {
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Ok(T::default());
+    match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+        None => Ok(T::default()),
+        Some(b'{') => serde_json::from_slice(bytes).map_err(|e| format!("invalid body: {e}")),
+        Some(_) => Err("the body must be a JSON object".into()),
     }
-    serde_json::from_slice(bytes).map_err(|e| format!("invalid body: {e}"))
 }
 
 async fn pause(s: ApiState, bytes: &[u8], paused: bool) -> Response {
@@ -265,9 +277,33 @@ pub(super) async fn config(State(s): State<ApiState>, bytes: axum::body::Bytes) 
         Ok(t) => t,
         Err(e) => return error(StatusCode::NOT_FOUND, e),
     };
+    // Taken by every source or by none: each checks it first.
+    let answers = futures_util::future::join_all(targets.iter().map(|(_, handle)| {
+        ask(handle, |reply| Control::Configure {
+            interval: every,
+            providers: c.providers.clone(),
+            dry_run: true,
+            reply,
+        })
+    }))
+    .await;
+    let refusals: Vec<(String, String)> = targets
+        .iter()
+        .zip(answers)
+        .filter_map(|((id, _), a)| match a {
+            Answer::Done(Ok(_)) => None,
+            Answer::Done(Err(e)) => Some((id.clone(), e)),
+            Answer::Late => Some((id.clone(), "busy; nothing was changed".to_owned())),
+            Answer::Gone => Some((id.clone(), "the source is stopping".to_owned())),
+        })
+        .collect();
+    if !refusals.is_empty() {
+        return error(StatusCode::BAD_REQUEST, joined(&refusals));
+    }
     ask_all(targets, |reply| Control::Configure {
         interval: every,
         providers: c.providers.clone(),
+        dry_run: false,
         reply,
     })
     .await

@@ -48,6 +48,9 @@ pub(crate) enum Control {
     Configure {
         interval: Option<Option<std::time::Duration>>,
         providers: Option<Option<Vec<String>>>,
+        /// Only check that it would be taken (the API checks every source first, so a
+        /// configuration is taken by all or by none).
+        dry_run: bool,
         reply: Reply,
     },
     /// Send a sample outage (firing, then resolved) through the outputs.

@@ -247,9 +247,19 @@ pub struct Running {
 }
 
 pub async fn run(yaml: &str, clock: &StepClock, data_dir: &Path, sink: CaptureSink) -> Running {
-    free_port();
     let mut p = parse(yaml);
     sink.attach(&mut p, "out", &["feeds"], 100);
+    run_parsed(p, clock, data_dir, sink).await
+}
+
+/// [`run`] on a pipeline whose sink is already attached.
+pub async fn run_parsed(
+    p: sluice::config::Pipeline,
+    clock: &StepClock,
+    data_dir: &Path,
+    sink: CaptureSink,
+) -> Running {
+    free_port();
     let options = TopologyOptions {
         clock: Arc::new(clock.clone()),
         data_dir: data_dir.to_owned(),

@@ -24,6 +24,8 @@ use crate::telemetry::status_feeds::Selector;
 
 /// Providers one configuration may list.
 const MAX_PROVIDERS: usize = 32;
+/// The longest interval the API sets: a feed polled less than weekly is not monitored.
+const MAX_INTERVAL: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// The provider named `name`.
 fn provider(name: &str) -> Result<Provider, String> {
@@ -34,10 +36,10 @@ fn provider(name: &str) -> Result<Provider, String> {
 /// Checks `ov` against the feeds before anything changes.
 pub(super) fn check(ov: &Overrides, feeds: &[Feed]) -> Result<(), String> {
     if let Some(secs) = ov.interval_seconds
-        && secs < MIN_INTERVAL.as_secs()
+        && !(MIN_INTERVAL.as_secs()..=MAX_INTERVAL.as_secs()).contains(&secs)
     {
         return Err(format!(
-            "`interval` must be at least {}s",
+            "`interval` must be at least {}s and at most 7 days",
             MIN_INTERVAL.as_secs()
         ));
     }
@@ -103,6 +105,18 @@ pub(super) fn apply(
             feed.added = true;
             feeds.push(feed);
         }
+    }
+    // Public feeds the API added and the list no longer names go (what they remember
+    // stays in `stored`, for when they are listed again).
+    let (kept, gone): (Vec<Feed>, Vec<Feed>) = std::mem::take(feeds).into_iter().partition(|f| {
+        !f.added
+            || listed
+                .as_ref()
+                .is_some_and(|l| l.contains(&f.spec.provider))
+    });
+    *feeds = kept;
+    for f in gone {
+        stored.insert(f.spec.name.clone(), f.state);
     }
     for f in feeds.iter_mut() {
         f.enabled = match &listed {

@@ -13,7 +13,12 @@ use std::time::Duration;
 use serde_json::Value as Json;
 use tokio::sync::mpsc;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
+use std::future::Future;
+use std::pin::Pin;
+
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
 
 use super::FeedSpec;
 use super::control;
@@ -92,116 +97,145 @@ pub(crate) async fn run(
     publish_history(&history, &feeds);
     tracing::info!(component_id = %cx.id, feeds = feeds.len(), state = %state_path.display(), "status feeds starting");
 
+    // Each feed's fetch runs on its own: a feed that does not answer delays only itself
+    // (and the checks waiting for it), never the other feeds or the API's changes.
+    let mut in_flight: FuturesUnordered<InFlight> = FuturesUnordered::new();
+    let mut fetching: HashSet<String> = HashSet::new();
+    // Checks waiting for the fetches of the feeds they asked for.
+    let mut waiting: Vec<(HashSet<String>, Reply)> = Vec::new();
     loop {
         let now = cx.clock.now();
-        let wait = feeds
+        for f in &feeds {
+            if f.active() && f.next_due <= now && !fetching.contains(&f.spec.name) {
+                in_flight.push(start_fetch(f, &settings, &client));
+                fetching.insert(f.spec.name.clone());
+            }
+        }
+        // No timer while nothing waits for one (every feed fetching or stopped): a fetch
+        // or a request wakes the loop.
+        let timer = match feeds
             .iter()
-            .filter(|f| f.active())
+            .filter(|f| f.active() && !fetching.contains(&f.spec.name))
             .map(|f| f.next_due.saturating_duration_since(now))
             .min()
-            .unwrap_or(Duration::from_secs(60));
-        let mut requests = Vec::new();
-        if !wait.is_zero() {
-            tokio::select! {
-                biased;
-                () = cx.shutdown.cancelled() => break,
-                request = controls.recv() => requests.extend(request),
-                () = cx.clock.sleep(wait) => {}
-            }
-        }
-        if cx.shutdown.is_cancelled() {
-            break;
-        }
-        while let Ok(request) = controls.try_recv() {
-            requests.push(request);
-        }
-        // Changes first, so a check in the same round sees them; checks then poll.
-        let mut checks: Vec<(Vec<String>, Reply)> = Vec::new();
-        let mut answered: Vec<(Reply, Result<(), String>)> = Vec::new();
-        for request in requests {
-            match request {
-                Control::Check { select, reply } => match control::selected(&feeds, &select) {
-                    Ok(names) => checks.push((names, reply)),
-                    Err(e) => answered.push((reply, Err(e))),
-                },
-                Control::Test { reply } => {
-                    let _ = reply.send(Ok(control::send_test(&mut cx).await));
+        {
+            Some(wait) => cx.clock.sleep(wait),
+            None => Box::pin(std::future::pending()),
+        };
+        tokio::select! {
+            biased;
+            () = cx.shutdown.cancelled() => break,
+            Some((name, result)) = in_flight.next(), if !in_flight.is_empty() => {
+                fetching.remove(&name);
+                if let Some(feed) = feeds.iter_mut().find(|f| f.spec.name == name)
+                    && process(feed, result, &settings, &mut cx).await
+                {
+                    save(&feeds, &overrides, &state_path, &cx);
                 }
-                Control::Pause {
-                    select,
-                    paused,
-                    reply,
-                } => {
-                    let result = control::selected(&feeds, &select).map(|names| {
-                        let mut next = overrides.clone();
-                        for n in names {
-                            if paused {
-                                next.paused.insert(n);
-                            } else {
-                                next.paused.remove(&n);
+                publish_history(&history, &feeds);
+                let snap = publish(&snapshot, &cx.id, &feeds, cx.clock.now());
+                answer_checks(&mut waiting, &name, &snap);
+            }
+            Some(request) = controls.recv() => {
+                let result = match request {
+                    Control::Check { select, reply } => match control::selected(&feeds, &select) {
+                        Ok(names) => {
+                            for f in feeds.iter().filter(|f| names.contains(&f.spec.name)) {
+                                if fetching.insert(f.spec.name.clone()) {
+                                    in_flight.push(start_fetch(f, &settings, &client));
+                                }
                             }
+                            waiting.push((names.into_iter().collect(), reply));
+                            None
                         }
-                        next
-                    });
-                    let result = result.map(|next| {
-                        change(&mut feeds, &mut overrides, next, &settings, &mut stored, &cx, &state_path);
-                        tracing::info!(component_id = %cx.id, paused, feeds = ?select, "status feed polling changed through the API");
-                    });
-                    answered.push((reply, result));
-                }
-                Control::Configure {
-                    interval,
-                    providers,
-                    reply,
-                } => {
-                    let mut next = overrides.clone();
-                    if let Some(i) = interval {
-                        next.interval_seconds = i.map(|d| d.as_secs());
+                        Err(e) => Some((reply, Err(e))),
+                    },
+                    Control::Test { reply } => {
+                        let _ = reply.send(Ok(control::send_test(&mut cx).await));
+                        None
                     }
-                    if let Some(p) = providers {
-                        next.providers = p;
+                    Control::Pause { select, paused, reply } => {
+                        let result = control::selected(&feeds, &select).map(|names| {
+                            let mut next = overrides.clone();
+                            for n in names {
+                                if paused {
+                                    next.paused.insert(n);
+                                } else {
+                                    next.paused.remove(&n);
+                                }
+                            }
+                            change(&mut feeds, &mut overrides, next, &settings, &mut stored, &cx, &state_path);
+                            tracing::info!(component_id = %cx.id, paused, feeds = ?select, "status feed polling changed through the API");
+                        });
+                        Some((reply, result))
                     }
-                    let result = control::check(&next, &feeds).map(|()| {
-                        tracing::info!(component_id = %cx.id, interval_seconds = ?next.interval_seconds, providers = ?next.providers, "status feed monitoring configured through the API");
-                        change(&mut feeds, &mut overrides, next, &settings, &mut stored, &cx, &state_path);
-                    });
-                    answered.push((reply, result));
+                    Control::Configure { interval, providers, dry_run, reply } => {
+                        let mut next = overrides.clone();
+                        if let Some(i) = interval {
+                            next.interval_seconds = i.map(|d| d.as_secs());
+                        }
+                        if let Some(p) = providers {
+                            next.providers = p;
+                        }
+                        let result = control::check(&next, &feeds).map(|()| {
+                            if !dry_run {
+                                tracing::info!(component_id = %cx.id, interval_seconds = ?next.interval_seconds, providers = ?next.providers, "status feed monitoring configured through the API");
+                                change(&mut feeds, &mut overrides, next, &settings, &mut stored, &cx, &state_path);
+                            }
+                        });
+                        Some((reply, result))
+                    }
+                };
+                // A feed the change removed answers its waiting checks now.
+                waiting.retain_mut(|(names, _)| {
+                    names.retain(|n| feeds.iter().any(|f| &f.spec.name == n));
+                    true
+                });
+                let snap = publish(&snapshot, &cx.id, &feeds, cx.clock.now());
+                answer_checks(&mut waiting, "", &snap);
+                if let Some((reply, result)) = result {
+                    let _ = reply.send(result.map(|()| snap));
                 }
             }
-        }
-        let now = cx.clock.now();
-        let due: Vec<usize> = (0..feeds.len())
-            .filter(|&i| {
-                let f = &feeds[i];
-                (f.active() && f.next_due <= now)
-                    || checks.iter().any(|(names, _)| names.contains(&f.spec.name))
-            })
-            .collect();
-        if !due.is_empty() {
-            poll_feeds(
-                &mut feeds,
-                &due,
-                &settings,
-                &client,
-                &state_path,
-                &overrides,
-                &mut cx,
-            )
-            .await;
-            publish_history(&history, &feeds);
-        }
-        let snap = publish(&snapshot, &cx.id, &feeds, cx.clock.now());
-        for (reply, result) in answered {
-            let _ = reply.send(result.map(|()| snap.clone()));
-        }
-        for (_, reply) in checks {
-            // The API may have given up waiting; that is fine.
-            let _ = reply.send(Ok(snap.clone()));
+            () = timer => {}
         }
     }
     drop(control_tx);
     tracing::info!(component_id = %cx.id, "status feeds stopped");
     Ok(())
+}
+
+/// A fetch in flight: the feed's name and what came back.
+type InFlight = Pin<Box<dyn Future<Output = (String, Result<Fetched, PollError>)> + Send>>;
+
+fn start_fetch(f: &Feed, settings: &Settings, client: &reqwest::Client) -> InFlight {
+    let request = poll::Request {
+        url: f.spec.url.clone(),
+        format: f.spec.format,
+        etag: f.state.etag.clone(),
+        last_modified: f.state.last_modified.clone(),
+        max_bytes: settings.max_bytes,
+    };
+    let (client, name) = (client.clone(), f.spec.name.clone());
+    Box::pin(async move {
+        let result = poll::fetch(&client, &request).await;
+        (name, result)
+    })
+}
+
+/// `name` was fetched: answers the checks that waited for nothing else.
+fn answer_checks(waiting: &mut Vec<(HashSet<String>, Reply)>, name: &str, snap: &Json) {
+    for (names, _) in waiting.iter_mut() {
+        names.remove(name);
+    }
+    let (done, still): (Vec<_>, Vec<_>) = std::mem::take(waiting)
+        .into_iter()
+        .partition(|(names, _)| names.is_empty());
+    *waiting = still;
+    for (_, reply) in done {
+        // The API may have given up waiting; that is fine.
+        let _ = reply.send(Ok(snap.clone()));
+    }
 }
 
 /// Makes `next` the overrides: applied to the feeds and saved.
@@ -232,42 +266,6 @@ fn save(feeds: &[Feed], overrides: &Overrides, state_path: &std::path::Path, cx:
         // Keep monitoring: this run still remembers; only a restart could repeat.
         cx.metrics.add_errors(1);
         tracing::error!(component_id = %cx.id, error = %e, "status feed state not saved");
-    }
-}
-
-async fn poll_feeds(
-    feeds: &mut [Feed],
-    due: &[usize],
-    settings: &Settings,
-    client: &reqwest::Client,
-    state_path: &std::path::Path,
-    overrides: &Overrides,
-    cx: &mut SourceContext,
-) {
-    let requests: Vec<(usize, poll::Request)> = due
-        .iter()
-        .map(|&i| {
-            let f = &feeds[i];
-            (
-                i,
-                poll::Request {
-                    url: f.spec.url.clone(),
-                    format: f.spec.format,
-                    etag: f.state.etag.clone(),
-                    last_modified: f.state.last_modified.clone(),
-                    max_bytes: settings.max_bytes,
-                },
-            )
-        })
-        .collect();
-    let fetched =
-        futures_util::future::join_all(requests.iter().map(|(_, r)| poll::fetch(client, r))).await;
-    let mut changed = false;
-    for ((i, _), result) in requests.into_iter().zip(fetched) {
-        changed |= process(&mut feeds[i], result, settings, cx).await;
-    }
-    if changed {
-        save(feeds, overrides, state_path, cx);
     }
 }
 
