@@ -35,6 +35,9 @@ impl Op {
     }
 }
 
+/// The compiled size one matcher's regex may take.
+const REGEX_SIZE_LIMIT: usize = 1 << 20;
+
 /// One label matcher.
 #[derive(Debug, Clone)]
 pub(crate) struct Matcher {
@@ -71,8 +74,13 @@ impl Matcher {
     /// Builds a matcher, compiling the regex of `=~` / `!~`.
     pub(crate) fn new(label: &str, op: Op, value: &str) -> Result<Self, String> {
         let regex = match op {
+            // Bounded: a short pattern such as `\pL{95}\pL{95}` compiles to hundreds of
+            // megabytes otherwise, and matchers come from the API too.
             Op::Regex | Op::NotRegex => Some(
-                Regex::new(&format!("^(?:{value})$"))
+                regex::RegexBuilder::new(&format!("^(?:{value})$"))
+                    .size_limit(REGEX_SIZE_LIMIT)
+                    .dfa_size_limit(REGEX_SIZE_LIMIT)
+                    .build()
                     .map_err(|e| format!("`{label}`: invalid regex {value:?}: {e}"))?,
             ),
             Op::Equal | Op::NotEqual => None,

@@ -128,6 +128,11 @@ async fn a_subscription_made_by_api_routes_at_once_survives_reload_and_restart_a
     assert_eq!(status, 200);
     assert_eq!(listed["count"], 1, "{listed}");
     assert_eq!(listed["subscriptions"][0]["managed_by"], "file");
+    let (status, _) = call(api, "GET", "/subscriptions?component=nope", None).await;
+    assert_eq!(
+        status, 404,
+        "an unknown component is named, not an empty list"
+    );
     let (status, refused) = call(api, "DELETE", "/subscriptions/route.prod", None).await;
     assert_eq!(status, 409, "the file's are read-only: {refused}");
 

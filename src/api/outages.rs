@@ -404,6 +404,13 @@ pub(super) async fn webhook_test(State(s): State<ApiState>, bytes: axum::body::B
         Ok(b) => b,
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
+    // One sample at a time: each goes to the real sinks (a pager, say).
+    let Ok(_turn) = SAMPLES.try_acquire() else {
+        return error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "a sample outage is already being sent; try again when it is delivered",
+        );
+    };
     let (_, handle) = match super::pick::pick(
         scope.source.as_ref(),
         s.telemetry.status_feeds().all(),
@@ -431,6 +438,9 @@ pub(super) async fn webhook_test(State(s): State<ApiState>, bytes: axum::body::B
         Answer::Gone => error(StatusCode::SERVICE_UNAVAILABLE, "the source is stopping"),
     }
 }
+
+/// One sample outage at a time.
+static SAMPLES: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
 
 /// `POST /status_feeds/{id}/check`: poll every feed of the source now.
 #[utoipa::path(post, path = "/status_feeds/{id}/check", tag = "outages", description = "Polls every feed of a status_feed source now", params(("id" = String, Path, description = "The source's component id")), responses((status = 200, description = "Polled; the source's state", body = serde_json::Value), (status = 202, description = "Still polling after a minute", body = serde_json::Value), (status = 404, description = "No such item; `error` says which", body = serde_json::Value), (status = 503, description = "A store or the pipeline cannot answer now; `error` says why", body = serde_json::Value)))]

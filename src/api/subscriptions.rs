@@ -78,7 +78,19 @@ fn not_found(id: &str) -> Response {
 #[utoipa::path(get, path = "/subscriptions", tag = "subscriptions", description = "Every subscription: the pipeline file's (read-only) and those made through the API", params(("component" = Option<String>, Query, description = "Only this transform's")), responses((status = 200, description = "Subscriptions", body = serde_json::Value)))]
 pub(super) async fn list(Query(q): Query<HashMap<String, String>>) -> Response {
     let mut out = Vec::new();
-    for (id, catalog) in CATALOGS.all() {
+    let all = CATALOGS.all();
+    if let Some(c) = q.get("component")
+        && !all.iter().any(|(id, _)| id == c)
+    {
+        return error(
+            StatusCode::NOT_FOUND,
+            format!(
+                "no subscription transform runs with id `{}`",
+                crate::text::clip(c, 64)
+            ),
+        );
+    }
+    for (id, catalog) in all {
         if q.get("component").is_some_and(|c| *c != id) {
             continue;
         }
@@ -184,14 +196,30 @@ pub(super) async fn test(Path(id): Path<String>) -> Response {
     let Some((catalog, spec, d)) = locate(&id) else {
         return not_found(&id);
     };
-    match manage::test(&catalog, &spec) {
-        Ok(mut answer) => {
+    // A test runs the subscription's VRL condition over the recent events: off the
+    // async workers, and one at a time, so tests cannot stall the API or the pipeline.
+    let Ok(_turn) = TESTS.try_acquire() else {
+        return error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "a subscription test is already running; try again when it is done",
+        );
+    };
+    let tested = tokio::task::spawn_blocking(move || manage::test(&catalog, &spec)).await;
+    match tested {
+        Ok(Ok(mut answer)) => {
             answer["subscription"] = d;
             axum::Json(answer).into_response()
         }
-        Err(r) => refused(r),
+        Ok(Err(r)) => refused(r),
+        Err(e) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("the test failed: {e}"),
+        ),
     }
 }
+
+/// One subscription test at a time.
+static TESTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
 
 /// `GET /subscriptions/{id}/events`.
 #[utoipa::path(get, path = "/subscriptions/{id}/events", tag = "subscriptions", description = "A subscription's recent matches, newest first", params(("id" = String, Path, description = "Its id"), ("limit" = Option<u32>, Query, description = "At most 50")), responses((status = 200, description = "Matches", body = serde_json::Value), (status = 400, description = "The request is wrong; `error` names what", body = serde_json::Value), (status = 404, description = "No such item; `error` says which", body = serde_json::Value)))]

@@ -88,8 +88,17 @@ fn read(path: &Path) -> Result<ApiList, String> {
         return Err(format!("unknown version {}", file.version));
     }
     let mut list = ApiList::default();
+    let mut names = std::collections::HashSet::new();
     for e in file.subscriptions {
+        // Only a hand-edited file breaks these; keep what the API would have accepted.
+        if list.subs.len() >= MAX_API_SUBSCRIPTIONS {
+            tracing::error!(file = %path.display(), subscription = %e.id, "more API subscriptions than allowed; leaving the rest out");
+            break;
+        }
         match serde_json::from_value::<SubscriptionSpec>(e.spec.clone()) {
+            Ok(spec) if !names.insert(spec.name.clone()) => {
+                tracing::error!(file = %path.display(), subscription = %e.id, name = %spec.name, "an API subscription's name is taken by an earlier one; leaving it out");
+            }
             Ok(spec) => list.subs.push(ApiSubscription {
                 id: e.id,
                 output: e.output,
@@ -146,4 +155,27 @@ pub(crate) enum ApplyError<E> {
     Refused(E),
     /// The file could not be written.
     Storage(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_hand_edited_file_with_a_name_twice_keeps_the_first_and_the_rest() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = path(dir.path(), "route");
+        let entry = |id: &str, name: &str| {
+            serde_json::json!({"id": id, "output": "hooks", "created_at": "2026-12-01T00:00:00Z",
+                "updated_at": "2026-12-01T00:00:00Z", "spec": {"name": name}})
+        };
+        let text = serde_json::json!({"version": 1, "subscriptions": [
+            entry("1", "a"), entry("2", "a"), entry("3", "b"),
+        ]});
+        std::fs::create_dir_all(file.parent().expect("dir")).expect("mkdir");
+        std::fs::write(&file, text.to_string()).expect("write");
+        let list = read(&file).expect("reads");
+        let ids: Vec<&str> = list.subs.iter().map(|s| s.id.as_str()).collect();
+        assert_eq!(ids, ["1", "3"]);
+    }
 }

@@ -19,7 +19,7 @@ use arc_swap::ArcSwap;
 
 use super::api_list::{ApiSubscription, SharedApiList};
 use super::recent::Recent;
-use super::set::{SubscriptionSet, SubscriptionSpec};
+use super::set::{Route, SubscriptionSet, SubscriptionSpec};
 use crate::component::{BuildError, Live};
 use crate::state_file::lock;
 
@@ -118,7 +118,7 @@ impl Catalog {
         };
         let taken: HashSet<&str> = file.iter().map(|s| s.name.as_str()).collect();
         let mut problems = HashMap::new();
-        let mut routed: Vec<(&SubscriptionSpec, Option<&str>)> =
+        let mut routed: Vec<(&SubscriptionSpec, Option<Route<'_>>)> =
             file.iter().map(|s| (s, None)).collect();
         for sub in &api {
             let problem = if taken.contains(sub.spec.name.as_str()) {
@@ -139,7 +139,13 @@ impl Catalog {
                     tracing::warn!(component_id = %self.id, subscription = %sub.id, problem = %p, "an API subscription matches nothing");
                     problems.insert(sub.id.clone(), p);
                 }
-                None => routed.push((&sub.spec, Some(sub.output.as_str()))),
+                None => routed.push((
+                    &sub.spec,
+                    Some(Route {
+                        output: &sub.output,
+                        id: &sub.id,
+                    }),
+                )),
             }
         }
         let set = match SubscriptionSet::compile_routed(&routed) {

@@ -92,6 +92,22 @@ fn parse(catalog: &Catalog, body: &Json) -> Result<Request, Refusal> {
     })?;
     check_sizes(&spec)?;
     set::check_name(&spec.name).map_err(Refusal::Invalid)?;
+    // Names made here are letters, digits, `-` and `_`: no spaces, controls or
+    // invisible characters that would make one look like another in a listing.
+    if !spec
+        .name
+        .chars()
+        .all(|c| c.is_alphanumeric() || c == '-' || c == '_')
+    {
+        return Err(Refusal::Invalid(
+            "`name` may hold letters, digits, `-` and `_` only".into(),
+        ));
+    }
+    if !(spec.resolve_after_hours.is_finite() && spec.resolve_after_hours > 0.0) {
+        return Err(Refusal::Invalid(
+            "`resolve_after_hours` must be a positive number".into(),
+        ));
+    }
     SubscriptionSet::compile(std::slice::from_ref(&spec))
         .map_err(|e| Refusal::Invalid(crate::text::clip(&e.0, 300)))?;
     Ok(Request { output, body, spec })

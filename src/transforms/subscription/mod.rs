@@ -272,7 +272,7 @@ impl SubscriptionConfig {
             set: Arc::clone(&set),
             outputs: Vec::new(),
             by_name,
-            sub_by_name: HashMap::new(),
+            sub_by_key: HashMap::new(),
             runners: Vec::new(),
             matched: Vec::new(),
             has_conditions: false,
@@ -349,7 +349,7 @@ struct Subscription {
     /// names).
     by_name: HashMap<Arc<str>, usize>,
     /// Index in `set` by name.
-    sub_by_name: HashMap<Arc<str>, usize>,
+    sub_by_key: HashMap<Arc<str>, usize>,
     /// One per subscription of `set` that has a condition, made on first use.
     runners: Vec<Option<Runner>>,
     /// Matched counters per subscription of `set`, made on first match.
@@ -385,10 +385,11 @@ impl Subscription {
                     .unwrap_or(self.unmatched)
             })
             .collect();
-        self.sub_by_name = set
-            .names()
+        self.sub_by_key = set
+            .subs
+            .iter()
             .enumerate()
-            .map(|(i, n)| (Arc::clone(n), i))
+            .map(|(i, s)| (Arc::clone(&s.key), i))
             .collect();
         self.runners = set.subs.iter().map(|_| None).collect();
         // Counters are looked up by a scan of the component's counters: keep those
@@ -421,10 +422,10 @@ impl Subscription {
         let mut t = timers::lock(&self.timers);
         t.newest = self.generation;
         let before = t.pending.len();
-        let (set, by_name) = (&self.set, &self.sub_by_name);
-        t.pending.retain(|(name, _), _| {
-            by_name
-                .get(name)
+        let (set, by_key) = (&self.set, &self.sub_by_key);
+        t.pending.retain(|(key, _), _| {
+            by_key
+                .get(key)
                 .is_some_and(|&i| set.subs[i].auto_resolve && set.subs[i].enabled)
         });
         if t.pending.len() != before {
@@ -555,10 +556,15 @@ impl Transform for Subscription {
         let shared = Arc::clone(&self.timers);
         let mut t = timers::lock(&shared);
         if t.newest == self.generation {
-            let due = timers::take_due(&mut t, &self.set, &self.sub_by_name, now);
-            for (i, value) in due {
+            let due = timers::take_due(&mut t, &self.set, &self.sub_by_key, now);
+            for (i, value, left_on) in due {
                 let event = timers::resolved(value, &self.id, now);
-                out.named[self.outputs[i]].push(event);
+                // On the output the firing left on, where the alert is open (a
+                // subscription made through the API may have moved since).
+                let output = left_on
+                    .and_then(|o| self.by_name.get(&o).copied())
+                    .unwrap_or(self.outputs[i]);
+                out.named[output].push(event);
                 self.metrics
                     .counter(
                         "sluice_subscription_auto_resolved_events_total",

@@ -189,6 +189,13 @@ pub(crate) fn check_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Where a subscription made through the API delivers, and its id.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Route<'a> {
+    pub(crate) output: &'a str,
+    pub(crate) id: &'a str,
+}
+
 /// One compiled subscription.
 #[derive(Debug)]
 pub(crate) struct Compiled {
@@ -196,6 +203,10 @@ pub(crate) struct Compiled {
     /// The named output its matches leave on: its name, or for one made through the
     /// API the output it chose.
     pub(crate) output: Arc<str>,
+    /// What its auto-resolve timers are kept under: its name, or for one made through
+    /// the API `api:<id>` (a new subscription taking a deleted one's name must not
+    /// inherit its timers).
+    pub(crate) key: Arc<str>,
     pub(crate) enabled: bool,
     project: Option<String>,
     event_types: Vec<String>,
@@ -325,7 +336,7 @@ pub(crate) struct SubscriptionSet {
 impl SubscriptionSet {
     /// Compiles `specs` (conditions included). Names must pass [`check_names`].
     pub(crate) fn compile(specs: &[SubscriptionSpec]) -> Result<Self, BuildError> {
-        let routed: Vec<(&SubscriptionSpec, Option<&str>)> =
+        let routed: Vec<(&SubscriptionSpec, Option<Route<'_>>)> =
             specs.iter().map(|s| (s, None)).collect();
         Self::compile_routed(&routed)
     }
@@ -333,7 +344,7 @@ impl SubscriptionSet {
     /// Compiles subscriptions that each leave on the given output (`None`: their own
     /// name's).
     pub(crate) fn compile_routed(
-        specs: &[(&SubscriptionSpec, Option<&str>)],
+        specs: &[(&SubscriptionSpec, Option<Route<'_>>)],
     ) -> Result<Self, BuildError> {
         check_name_list(specs.iter().map(|(s, _)| s.name.as_str())).map_err(BuildError)?;
         if specs.len() > u32::MAX as usize {
@@ -373,7 +384,9 @@ impl SubscriptionSet {
             };
             let name: Arc<str> = Arc::from(s.name.as_str());
             subs.push(Compiled {
-                output: output.map_or_else(|| Arc::clone(&name), Arc::from),
+                output: output.map_or_else(|| Arc::clone(&name), |r| Arc::from(r.output)),
+                key: output
+                    .map_or_else(|| Arc::clone(&name), |r| Arc::from(format!("api:{}", r.id))),
                 name,
                 enabled: s.enabled,
                 project: s.project_id.clone(),

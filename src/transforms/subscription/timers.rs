@@ -34,6 +34,8 @@ pub(crate) struct Pending {
     /// When the alert was first seen firing on this subscription.
     pub(crate) since: DateTime<Utc>,
     pub(crate) event: Value,
+    /// The output the firing left on, where the resolve goes.
+    pub(crate) output: Option<Arc<str>>,
 }
 
 /// The timers of one transform (all its instances).
@@ -86,6 +88,8 @@ struct Entry {
     fingerprint: String,
     since: DateTime<Utc>,
     event: Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    output: Option<String>,
 }
 
 fn read(path: &Path) -> Result<Timers, String> {
@@ -105,6 +109,7 @@ fn read(path: &Path) -> Result<Timers, String> {
             Pending {
                 since: e.since,
                 event: e.event,
+                output: e.output.map(Arc::from),
             },
         );
     }
@@ -123,6 +128,7 @@ pub(crate) fn persist(timers: &mut Timers, path: &Path) -> std::io::Result<()> {
                 fingerprint: fp.clone(),
                 since: p.since,
                 event: p.event.clone(),
+                output: p.output.as_deref().map(str::to_owned),
             })
             .collect(),
     };
@@ -151,7 +157,7 @@ pub(crate) fn track<'a>(
         if !sub.auto_resolve {
             continue;
         }
-        let key = (Arc::clone(&sub.name), fp.to_string());
+        let key = (Arc::clone(&sub.key), fp.to_string());
         match status.as_ref() {
             // A repeat keeps the first firing's time: the alert is open since then.
             "firing" if !t.pending.contains_key(&key) => {
@@ -160,6 +166,7 @@ pub(crate) fn track<'a>(
                     Pending {
                         since: now,
                         event: event.value.clone(),
+                        output: Some(Arc::clone(&sub.output)),
                     },
                 );
                 t.dirty = true;
@@ -170,18 +177,19 @@ pub(crate) fn track<'a>(
     }
 }
 
-/// Takes the timers that are due (subscription index in `set`, the firing event), and
-/// drops those of subscriptions that are gone, disabled or no longer auto-resolve.
+/// Takes the timers that are due (subscription index in `set`, the firing event, the
+/// output it left on), and drops those of subscriptions that are gone, disabled or no
+/// longer auto-resolve. Timers are keyed by [`Compiled::key`].
 pub(crate) fn take_due(
     t: &mut Timers,
     set: &SubscriptionSet,
-    by_name: &HashMap<Arc<str>, usize>,
+    by_key: &HashMap<Arc<str>, usize>,
     now: DateTime<Utc>,
-) -> Vec<(usize, Value)> {
+) -> Vec<(usize, Value, Option<Arc<str>>)> {
     let mut due = Vec::new();
     let before = t.pending.len();
     t.pending.retain(|(name, _), p| {
-        let Some(&i) = by_name.get(name) else {
+        let Some(&i) = by_key.get(name) else {
             return false;
         };
         let sub = &set.subs[i];
@@ -193,7 +201,11 @@ pub(crate) fn take_due(
             .checked_add_signed(after)
             .is_some_and(|at| at <= now)
         {
-            due.push((i, std::mem::replace(&mut p.event, Value::Null)));
+            due.push((
+                i,
+                std::mem::replace(&mut p.event, Value::Null),
+                p.output.take(),
+            ));
             return false;
         }
         true
@@ -242,6 +254,7 @@ mod tests {
                 Pending {
                     since: DateTime::from_timestamp(1_700_000_000, 0).expect("ts"),
                     event: Value::from(fp),
+                    output: Some(Arc::from("out")),
                 },
             );
         }

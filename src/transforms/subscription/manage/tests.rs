@@ -18,11 +18,20 @@ use crate::transforms::subscription::catalog::CATALOGS;
 const CONFIG: &str = r#"{ subscriptions: [ { name: prod, custom_filters: { env: prod } } ], api_outputs: [ hooks, chat ] }"#;
 
 fn build(id: &str, yaml: &str, data_dir: &Path) -> (Box<dyn Transform>, Vec<String>) {
+    build_at(id, yaml, data_dir, &ManualClock::default())
+}
+
+fn build_at(
+    id: &str,
+    yaml: &str,
+    data_dir: &Path,
+    clock: &ManualClock,
+) -> (Box<dyn Transform>, Vec<String>) {
     let config: SubscriptionConfig = serde_saphyr::from_str(yaml).expect("config");
     let cx = TransformContext {
         id: Arc::from(id),
         metrics: Telemetry::new().component(id, ComponentKind::Transform, "subscription"),
-        clock: Arc::new(ManualClock::default()),
+        clock: Arc::new(clock.clone()),
         data_dir: Some(data_dir.to_path_buf()),
         file_notices: Default::default(),
     };
@@ -245,4 +254,62 @@ fn a_transform_without_api_outputs_takes_none() {
         why.starts_with("conflict:") && why.contains("api_outputs"),
         "{why}"
     );
+}
+
+/// Auto-resolves of a subscription made through the API belong to it (by id), and go
+/// where its firing went: a subscription moved to another output resolves on the old
+/// one, and a new one taking a deleted one's name inherits nothing.
+#[test]
+fn auto_resolves_follow_the_subscription_and_the_output_the_firing_left_on() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let id = "route-manage-4";
+    let clock = ManualClock::default();
+    let (mut t, outputs) = build_at(id, CONFIG, dir.path(), &clock);
+    let c = catalog(id);
+    let firing = |n: i64, fp: &str| {
+        let mut e = event(n, "checkout", "dev");
+        if let Value::Object(m) = &mut e.value {
+            m.insert("status".into(), Value::from("firing"));
+            m.insert("fingerprint".into(), Value::from(fp));
+        }
+        e
+    };
+    let flush = |t: &mut Box<dyn Transform>| {
+        let mut out = TransformOutputs::new(outputs.len());
+        t.flush(&mut out);
+        outputs
+            .iter()
+            .zip(out.named)
+            .map(|(name, events)| {
+                let fps: Vec<String> = events
+                    .iter()
+                    .filter_map(|e| {
+                        e.get("fingerprint")
+                            .map(|v| v.to_string_lossy().into_owned())
+                    })
+                    .collect();
+                (name.clone(), fps)
+            })
+            .collect::<Vec<_>>()
+    };
+    let made = create(&c, &json!({"name": "ar", "services": ["checkout"], "output": "chat", "auto_resolve": true, "resolve_after_hours": 1})).expect("created");
+    let first = made["id"].as_str().expect("id").to_owned();
+    let routed = route(&mut t, &outputs, vec![firing(1, "fp-moved")]);
+    assert_eq!(on(&routed, "chat"), [1]);
+    // Moved to `hooks`: its open alert is on `chat`, and resolves there.
+    replace(&c, &first, &json!({"name": "ar", "services": ["checkout"], "output": "hooks", "auto_resolve": true, "resolve_after_hours": 1})).expect("replaced");
+    clock.advance(std::time::Duration::from_secs(3601));
+    let due = flush(&mut t);
+    let chat = &due.iter().find(|(n, _)| n == "chat").expect("chat").1;
+    let hooks = &due.iter().find(|(n, _)| n == "hooks").expect("hooks").1;
+    assert_eq!(chat, &["fp-moved"], "{due:?}");
+    assert!(hooks.is_empty(), "{due:?}");
+
+    // Deleted with an alert open; a new `ar` on `hooks` does not inherit its timer.
+    route(&mut t, &outputs, vec![firing(2, "fp-deleted")]);
+    delete(&c, &first).expect("deleted");
+    create(&c, &json!({"name": "ar", "services": ["nothing"], "output": "hooks", "auto_resolve": true, "resolve_after_hours": 1})).expect("created");
+    clock.advance(std::time::Duration::from_secs(3601));
+    let due = flush(&mut t);
+    assert!(due.iter().all(|(_, fps)| fps.is_empty()), "{due:?}");
 }
