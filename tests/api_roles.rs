@@ -7,9 +7,7 @@ mod common;
 
 use common::{Process, free_port, sluice, wait_for_port};
 use serde_json::{Value, json};
-use sluice::api::{Access, ReloadRequest, Role};
-use sluice::telemetry::Telemetry;
-use tokio::sync::mpsc;
+use sluice::api::Role;
 use tokio_util::sync::CancellationToken;
 
 /// Every route, with a body where it takes one, and the least role it needs (`None`:
@@ -114,27 +112,8 @@ fn routes() -> Vec<(&'static str, &'static str, Option<Value>, Option<Role>)> {
 
 #[tokio::test]
 async fn every_route_refuses_lower_roles_and_lets_its_own_through() {
-    sluice::net::install_crypto_provider();
-    let (tx, mut rx) = mpsc::channel::<ReloadRequest>(4);
-    tokio::spawn(async move {
-        while let Some(reply) = rx.recv().await {
-            let _ = reply.send(Ok(json!({})));
-        }
-    });
-    let access = Access::open()
-        .with_token("dashboards", "tok-viewer", Role::Viewer)
-        .with_token("oncall", "tok-operator", Role::Operator)
-        .with_token("deployer", "tok-admin", Role::Admin);
     let stop = CancellationToken::new();
-    let (address, _) = sluice::api::serve(
-        "127.0.0.1:0",
-        Telemetry::new(),
-        Some(tx),
-        access,
-        stop.clone(),
-    )
-    .await
-    .expect("API");
+    let address = common::api_with_roles(&stop).await;
     let client = reqwest::Client::new();
     let callers = [
         (None, None),

@@ -3,10 +3,9 @@
 //! agreement with the routes: every operation it lists answers (a handler's answer,
 //! never the router's 404 or 405), and its `x-sluice-role` is what the API enforces.
 
+mod common;
+
 use serde_json::{Value, json};
-use sluice::api::{Access, ReloadRequest, Role};
-use sluice::telemetry::Telemetry;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 fn in_ci() -> bool {
@@ -50,26 +49,8 @@ fn validate(doc: &str) -> Option<Result<(), String>> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_document_is_valid_and_every_operation_in_it_answers_with_its_role() {
-    sluice::net::install_crypto_provider();
-    let (tx, mut rx) = mpsc::channel::<ReloadRequest>(4);
-    tokio::spawn(async move {
-        while let Some(reply) = rx.recv().await {
-            let _ = reply.send(Ok(json!({})));
-        }
-    });
-    let access = Access::open()
-        .with_token("dashboards", "tok-viewer", Role::Viewer)
-        .with_token("deployer", "tok-admin", Role::Admin);
     let stop = CancellationToken::new();
-    let (address, _) = sluice::api::serve(
-        "127.0.0.1:0",
-        Telemetry::new(),
-        Some(tx),
-        access,
-        stop.clone(),
-    )
-    .await
-    .expect("API");
+    let address = common::api_with_roles(&stop).await;
     let client = reqwest::Client::new();
 
     // Open, like the probes.

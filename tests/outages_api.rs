@@ -49,8 +49,9 @@ fn feed<'a>(status: &'a Value, name: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("feed {name} in {status}"))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn outages_are_stopped_started_configured_checked_tested_and_remembered() {
+/// A feed server with Azure's open incidents at `/azure.rss` and GitHub's ongoing one
+/// at `/github.atom`.
+async fn azure_and_github() -> (FeedServer, u16) {
     let server = FeedServer::default();
     let port = server.start().await;
     server.serve(
@@ -61,6 +62,12 @@ async fn outages_are_stopped_started_configured_checked_tested_and_remembered() 
         "/github.atom",
         &fixture("statuspage_githubstatus_history.atom_excerpt_ongoing_incident.xml"),
     );
+    (server, port)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outages_are_stopped_started_configured_checked_tested_and_remembered() {
+    let (server, port) = azure_and_github().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let clock = StepClock::at("2026-07-09T07:00:00Z");
     let r = run(&pipeline(port), &clock, dir.path(), CaptureSink::default()).await;
@@ -232,16 +239,7 @@ async fn black_hole() -> u16 {
 /// "everything"; feeds the API added outlived the list that added them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hanging_feed_delays_only_itself_and_configurations_are_taken_whole() {
-    let server = FeedServer::default();
-    let port = server.start().await;
-    server.serve(
-        "/azure.rss",
-        &fixture("azure_status_feed_rss_reconstructed_2018.xml"),
-    );
-    server.serve(
-        "/github.atom",
-        &fixture("statuspage_githubstatus_history.atom_excerpt_ongoing_incident.xml"),
-    );
+    let (server, port) = azure_and_github().await;
     let hang = black_hole().await;
     let yaml = format!(
         r#"

@@ -79,6 +79,21 @@ enum Command {
     Silences(ctl::SilencesArgs),
 }
 
+/// A single-threaded runtime for the commands that talk to a running sluice; `None`,
+/// with the reason on stderr, when it cannot start.
+fn small_runtime() -> Option<tokio::runtime::Runtime> {
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => Some(r),
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            None
+        }
+    }
+}
+
 /// Runs the command line `args`; the process exit code.
 pub fn main() -> u8 {
     let cli = Cli::parse();

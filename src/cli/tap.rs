@@ -23,15 +23,8 @@ pub(crate) struct TapArgs {
 }
 
 pub(crate) fn tap(args: &TapArgs) -> u8 {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return 1;
-        }
+    let Some(runtime) = super::small_runtime() else {
+        return 1;
     };
     match runtime.block_on(stream_tap(args)) {
         Ok(()) => 0,

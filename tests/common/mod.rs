@@ -474,3 +474,30 @@ pub fn resign_sns(envelope: &mut serde_json::Value, cert_url: &str, key_pem: &st
     };
     obj.insert(cert_key.into(), cert_url.into());
 }
+
+/// The API on a free loopback port with a token per role (`tok-viewer`,
+/// `tok-operator`, `tok-admin`) and a reload that always succeeds; its address.
+pub async fn api_with_roles(stop: &tokio_util::sync::CancellationToken) -> std::net::SocketAddr {
+    use sluice::api::{Access, ReloadRequest, Role};
+    sluice::net::install_crypto_provider();
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<ReloadRequest>(4);
+    tokio::spawn(async move {
+        while let Some(reply) = rx.recv().await {
+            let _ = reply.send(Ok(serde_json::json!({})));
+        }
+    });
+    let access = Access::open()
+        .with_token("dashboards", "tok-viewer", Role::Viewer)
+        .with_token("oncall", "tok-operator", Role::Operator)
+        .with_token("deployer", "tok-admin", Role::Admin);
+    let (address, _) = sluice::api::serve(
+        "127.0.0.1:0",
+        Telemetry::new(),
+        Some(tx),
+        access,
+        stop.clone(),
+    )
+    .await
+    .expect("API");
+    address
+}

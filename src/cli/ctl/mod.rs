@@ -44,15 +44,8 @@ where
     F: AsyncFnOnce(&Client) -> anyhow::Result<serde_json::Value>,
 {
     crate::net::install_crypto_provider();
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return 1;
-        }
+    let Some(runtime) = super::small_runtime() else {
+        return 1;
     };
     let client = Client::new(api);
     match runtime.block_on(command(&client)) {
