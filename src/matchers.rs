@@ -35,8 +35,8 @@ impl Op {
     }
 }
 
-/// The compiled size one matcher's regex may take.
-const REGEX_SIZE_LIMIT: usize = 1 << 20;
+/// The compiled size one matcher's regex may take (real label patterns take a few KB).
+const REGEX_SIZE_LIMIT: usize = 256 << 10;
 
 /// One label matcher.
 #[derive(Debug, Clone)]

@@ -178,6 +178,19 @@ sinks:
         "{list}"
     );
     ctl.ok(&["silences", "delete", &silence]);
+    let long = ctl.run(&[
+        "silences",
+        "add",
+        "--matcher",
+        "a=b",
+        "--duration",
+        "100000000years",
+    ]);
+    assert_eq!(long.status.code(), Some(1), "{long:?}");
+    assert!(
+        String::from_utf8_lossy(&long.stderr).contains("too long"),
+        "{long:?}"
+    );
 
     // Refusals: no events table here; a wrong token.
     let refused = ctl.run(&["events", "query", "--event-type", "alert"]);

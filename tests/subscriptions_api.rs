@@ -202,6 +202,9 @@ async fn a_subscription_made_by_api_routes_at_once_survives_reload_and_restart_a
     );
     assert_eq!(tested["sample"]["matched"], true);
 
+    // The stream sends one event at a time: all but the one in flight now were
+    // answered before the delete.
+    let deleting_from = mark(&next).saturating_sub(1);
     let (status, _) = call(api, "DELETE", &format!("/subscriptions/{id}"), None).await;
     assert_eq!(status, 200);
     let deleted_from = mark(&next);
@@ -223,7 +226,7 @@ async fn a_subscription_made_by_api_routes_at_once_survives_reload_and_restart_a
             "acknowledged event {n} was lost"
         );
         let on_hooks = hooks.binary_search(&n).is_ok();
-        if n >= routed_from && n < deleted_from && checkout {
+        if n >= routed_from && n < deleting_from && checkout {
             assert!(on_hooks, "checkout event {n} missed the subscription");
         }
         if !checkout || n >= deleted_from {

@@ -4,7 +4,7 @@ use clap::{Args, Subcommand};
 use reqwest::Method;
 use serde_json::{Map, Value, json};
 
-use super::table::{cell, print};
+use super::table::{cell, print, say};
 use super::{ApiArgs, Client, run};
 
 #[derive(Args)]
@@ -192,19 +192,19 @@ pub(crate) fn subscriptions(args: &SubscriptionsArgs) -> u8 {
                     .call(Method::POST, "/subscriptions", &[], Some(&new.body()))
                     .await?;
                 if !c.json {
-                    println!(
+                    say(format!(
                         "made subscription {} ({}), delivering to {}",
                         cell(&answer["id"]),
                         cell(&answer["name"]),
                         cell(&answer["output"])
-                    );
+                    ));
                 }
                 Ok(answer)
             }
             Subscriptions::Delete { id } => {
                 let answer = c.call(Method::DELETE, &path(id, ""), &[], None).await?;
                 if !c.json {
-                    println!("deleted subscription {id}");
+                    say(format!("deleted subscription {id}"));
                 }
                 Ok(answer)
             }
@@ -212,7 +212,7 @@ pub(crate) fn subscriptions(args: &SubscriptionsArgs) -> u8 {
                 let answer = c.get(&path(id, "/test"), &[]).await?;
                 if !c.json {
                     let recent = &answer["recent"];
-                    println!(
+                    say(format!(
                         "matches {} of the {} recent events; a sample event made from its criteria {}",
                         cell(&recent["matched"]),
                         cell(&recent["checked"]),
@@ -221,7 +221,7 @@ pub(crate) fn subscriptions(args: &SubscriptionsArgs) -> u8 {
                         } else {
                             "does NOT match"
                         }
-                    );
+                    ));
                     let events = recent["events"].as_array().cloned().unwrap_or_default();
                     if !events.is_empty() {
                         print(&EVENT_HEADER, &event_rows(&events));
@@ -550,11 +550,11 @@ pub(crate) fn silences(args: &SilencesArgs) -> u8 {
         } => {
             let ends_at = match (duration, ends_at) {
                 (Some(d), _) => {
-                    let d = chrono::Duration::from_std((*d).into())
-                        .map_err(|e| anyhow::anyhow!("--duration: {e}"))?;
-                    Some(
-                        (chrono::Utc::now() + d).to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-                    )
+                    let end = chrono::Duration::from_std((*d).into())
+                        .ok()
+                        .and_then(|d| chrono::Utc::now().checked_add_signed(d))
+                        .ok_or_else(|| anyhow::anyhow!("--duration {d} is too long"))?;
+                    Some(end.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
                 }
                 (None, e) => e.clone(),
             };
@@ -566,7 +566,7 @@ pub(crate) fn silences(args: &SilencesArgs) -> u8 {
             }
             let answer = c.call(Method::POST, "/silences", &[], Some(&body)).await?;
             if !c.json {
-                println!("added silence {}", cell(&answer["id"]));
+                say(format!("added silence {}", cell(&answer["id"])));
             }
             Ok(answer)
         }
@@ -580,7 +580,7 @@ pub(crate) fn silences(args: &SilencesArgs) -> u8 {
                 )
                 .await?;
             if !c.json {
-                println!("deleted silence {id}");
+                say(format!("deleted silence {id}"));
             }
             Ok(answer)
         }

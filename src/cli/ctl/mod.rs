@@ -12,6 +12,7 @@ pub(crate) use commands::{
 };
 
 use client::Client;
+use table::say;
 
 /// What every control command takes.
 #[derive(clap::Args, Clone)]
@@ -51,10 +52,7 @@ where
     match runtime.block_on(command(&client)) {
         Ok(answer) => {
             if api.json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&answer).unwrap_or_default()
-                );
+                say(serde_json::to_string_pretty(&answer).unwrap_or_default());
             }
             0
         }

@@ -25,7 +25,14 @@ pub(crate) fn cell(v: &Value) -> String {
 
 /// Prints `rows` under `header`, columns padded to their widest cell.
 pub(crate) fn print(header: &[&str], rows: &[Vec<String>]) {
-    print!("{}", render(header, rows));
+    say(render(header, rows).trim_end());
+}
+
+/// Writes a line to stdout. A closed pipe (`| head`) is not an error worth a panic:
+/// the rest is dropped.
+pub(crate) fn say(text: impl std::fmt::Display) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout().lock(), "{text}");
 }
 
 pub(crate) fn render(header: &[&str], rows: &[Vec<String>]) -> String {

@@ -27,6 +27,30 @@ const MAX_TEXT: usize = 256;
 const MAX_LIST: usize = 100;
 /// Characters of a `condition`.
 const MAX_CONDITION: usize = 4096;
+/// Regex matchers (`=~`, `!~`) in one subscription, and in all of a transform's made
+/// ones: each may compile to a quarter of a megabyte, so their number bounds memory.
+const MAX_REGEXES: usize = 8;
+const MAX_REGEXES_IN_ALL: usize = 200;
+
+fn regexes(spec: &SubscriptionSpec) -> usize {
+    spec.custom_filters
+        .0
+        .iter()
+        .filter(|m| matches!(m.op, Op::Regex | Op::NotRegex))
+        .count()
+}
+
+/// Refuses `spec` when the made subscriptions `others` and it would hold too many
+/// regexes.
+fn regex_budget(others: &[ApiSubscription], spec: &SubscriptionSpec) -> Result<(), Refusal> {
+    let total: usize = others.iter().map(|s| regexes(&s.spec)).sum::<usize>() + regexes(spec);
+    if total > MAX_REGEXES_IN_ALL {
+        return Err(Refusal::Conflict(format!(
+            "the transform's subscriptions made through the API would hold more than {MAX_REGEXES_IN_ALL} regex matchers"
+        )));
+    }
+    Ok(())
+}
 
 /// Why a change was refused.
 #[derive(Debug)]
@@ -144,6 +168,11 @@ fn check_sizes(spec: &SubscriptionSpec) -> Result<(), Refusal> {
         }
     }
     let filters = &spec.custom_filters.0;
+    if regexes(spec) > MAX_REGEXES {
+        return Err(Refusal::Invalid(format!(
+            "`custom_filters` has more than {MAX_REGEXES} regex matchers (=~, !~)"
+        )));
+    }
     if filters.len() > MAX_LIST {
         return Err(Refusal::Invalid(format!(
             "`custom_filters` has more than {MAX_LIST} matchers"
@@ -207,6 +236,7 @@ pub(crate) fn create(catalog: &Catalog, body: &Json) -> Result<Json, Refusal> {
         if let Some(r) = name_taken(catalog, subs, &req.spec.name) {
             return Err(r);
         }
+        regex_budget(subs, &req.spec)?;
         let sub = ApiSubscription {
             id: uuid::Uuid::new_v4().to_string(),
             output: req.output,
@@ -242,6 +272,7 @@ pub(crate) fn replace(catalog: &Catalog, id: &str, body: &Json) -> Result<Json, 
         if let Some(r) = name_taken(catalog, &others, &req.spec.name) {
             return Err(r);
         }
+        regex_budget(&others, &req.spec)?;
         let sub = &mut subs[at];
         before = Some(sub.spec.name.clone());
         sub.output = req.output;

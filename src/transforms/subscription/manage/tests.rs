@@ -168,6 +168,23 @@ fn made_subscriptions_route_share_outputs_survive_a_rebuild_and_are_refused_by_n
             json!({"name": "x".repeat(257), "output": "chat"}),
             "longer than 256",
         ),
+        (
+            json!({"name": "pro\u{200b}d", "output": "chat"}),
+            "letters, digits",
+        ),
+        (json!({"name": "a b", "output": "chat"}), "letters, digits"),
+        (
+            json!({"name": "x", "output": "chat", "resolve_after_hours": -1}),
+            "resolve_after_hours",
+        ),
+        (
+            json!({"name": "x", "output": "chat", "custom_filters": [r#"l =~ "\pL{95}\pL{95}""#]}),
+            "size limit",
+        ),
+        (
+            json!({"name": "x", "output": "chat", "custom_filters": (0..9).map(|i| format!("l{i} =~ a")).collect::<Vec<_>>()}),
+            "more than 8 regex",
+        ),
     ] {
         let why = refused_with(create(&c, &body));
         assert!(why.contains(says), "{body}: {why}");
@@ -312,4 +329,27 @@ fn auto_resolves_follow_the_subscription_and_the_output_the_firing_left_on() {
     clock.advance(std::time::Duration::from_secs(3601));
     let due = flush(&mut t);
     assert!(due.iter().all(|(_, fps)| fps.is_empty()), "{due:?}");
+}
+
+#[test]
+fn regex_matchers_are_budgeted_over_all_made_subscriptions() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let id = "route-manage-5";
+    let (_t, _) = build(id, CONFIG, dir.path());
+    let c = catalog(id);
+    let eight = |n: usize| {
+        json!({"name": format!("rx{n}"), "output": "chat",
+            "custom_filters": (0..8).map(|i| format!("l{i} =~ \"web-{n}-.*\"")).collect::<Vec<_>>()})
+    };
+    for n in 0..25 {
+        create(&c, &eight(n)).expect("within the budget");
+    }
+    let why = refused_with(create(&c, &eight(25)));
+    assert!(why.contains("more than 200 regex"), "{why}");
+    // Equality matchers are not counted.
+    create(
+        &c,
+        &json!({"name": "plain", "output": "chat", "custom_filters": {"env": "prod"}}),
+    )
+    .expect("no regex");
 }
