@@ -8,7 +8,7 @@ use vrl::path::OwnedValuePath;
 use vrl::value::Value;
 
 use super::expr::{self, CmpOp, Condition, Expr, Literal};
-use super::inhibit::InhibitRule;
+use super::inhibit::InhibitConfig;
 use super::silences::SilenceSpec;
 use crate::component::BuildError;
 use crate::template::Template;
@@ -114,15 +114,6 @@ pub(crate) struct RuleConfig {
     /// event (so `{{ labels.region }}` works when `region` is not in `group_by`).
     #[serde(default)]
     pub(crate) annotations: BTreeMap<String, String>,
-}
-
-#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct InhibitConfig {
-    pub(crate) source_matchers: Vec<String>,
-    pub(crate) target_matchers: Vec<String>,
-    #[serde(default)]
-    pub(crate) equal: Vec<String>,
 }
 
 /// A `count(path op literal)` filter over events.
@@ -363,13 +354,6 @@ pub(super) fn check_policy(c: &AlertRuleConfig) -> Result<(), BuildError> {
         }
     }
     Ok(())
-}
-
-pub(super) fn inhibit_rules(c: &AlertRuleConfig) -> Result<Vec<InhibitRule>, BuildError> {
-    c.inhibit_rules
-        .iter()
-        .map(|i| InhibitRule::new(i).map_err(|e| BuildError(format!("`inhibit_rules`: {e}"))))
-        .collect()
 }
 
 #[cfg(test)]

@@ -6,8 +6,31 @@
 
 use std::collections::BTreeMap;
 
-use super::config::InhibitConfig;
+use serde::Deserialize;
+
+use crate::component::BuildError;
 use crate::matchers::{self, Matcher};
+
+/// One entry of `inhibit_rules`, as written.
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct InhibitConfig {
+    /// Matchers an alert must satisfy to inhibit others (`alertname=NodeDown`).
+    pub(crate) source_matchers: Vec<String>,
+    /// Matchers an alert must satisfy to be inhibited.
+    pub(crate) target_matchers: Vec<String>,
+    /// Labels whose values source and target must share.
+    #[serde(default)]
+    pub(crate) equal: Vec<String>,
+}
+
+/// The rules of `inhibit_rules`, checked.
+pub(super) fn rules(configs: &[InhibitConfig]) -> Result<Vec<InhibitRule>, BuildError> {
+    configs
+        .iter()
+        .map(|i| InhibitRule::new(i).map_err(|e| BuildError(format!("`inhibit_rules`: {e}"))))
+        .collect()
+}
 
 #[derive(Debug)]
 pub(crate) struct InhibitRule {

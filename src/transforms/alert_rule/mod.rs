@@ -70,7 +70,7 @@ impl TransformConfig for AlertRuleConfig {
             .iter()
             .map(Rule::compile)
             .collect::<Result<Vec<_>, _>>()?;
-        let inhibit = config::inhibit_rules(self)?;
+        let inhibit = inhibit::rules(&self.inhibit_rules)?;
         let own_silences = self
             .silences
             .iter()
