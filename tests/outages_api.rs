@@ -42,6 +42,16 @@ async fn send(r: &Running, method: &str, path: &str, body: Option<Value>) -> (u1
     (status, resp.json().await.unwrap_or(Value::Null))
 }
 
+/// Sends `body` and expects a 400 whose `error` contains `says`.
+async fn refused(r: &Running, method: &str, path: &str, body: Value, says: &str) {
+    let (status, e) = send(r, method, path, Some(body.clone())).await;
+    assert_eq!(status, 400, "{body}: {e}");
+    assert!(
+        e["error"].as_str().unwrap_or_default().contains(says),
+        "{body}: {e}"
+    );
+}
+
 fn feed<'a>(status: &'a Value, name: &str) -> &'a Value {
     status["sources"][0]["feeds"]
         .as_array()
@@ -158,12 +168,7 @@ async fn outages_are_stopped_started_configured_checked_tested_and_remembered() 
             "whole number",
         ),
     ] {
-        let (status, e) = send(&r, "PUT", "/outages/config", Some(bad.clone())).await;
-        assert_eq!(status, 400, "{bad}: {e}");
-        assert!(
-            e["error"].as_str().unwrap_or_default().contains(says),
-            "{bad}: {e}"
-        );
+        refused(&r, "PUT", "/outages/config", bad, says).await;
     }
     let (status, s) = send(
         &r,
@@ -311,12 +316,7 @@ sources:
             "/outages/config"
         };
         let method = if bad.is_array() { "POST" } else { "PUT" };
-        let (status, e) = send(&r, method, path, Some(bad.clone())).await;
-        assert_eq!(status, 400, "{bad}: {e}");
-        assert!(
-            e["error"].as_str().unwrap_or_default().contains(says),
-            "{bad}: {e}"
-        );
+        refused(&r, method, path, bad, says).await;
     }
 
     // A provider the API added goes when the list is reset.
