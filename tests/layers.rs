@@ -295,6 +295,129 @@ fn no_import_cycle_between_modules() {
     }
 }
 
+/// Every `crate::…` and `super::…` path in `text` (groups expanded), as segments.
+fn full_paths(text: &str) -> Vec<(bool, Vec<String>)> {
+    fn segments(rest: &str, prefix: &[String], out: &mut Vec<Vec<String>>) {
+        let mut path = prefix.to_vec();
+        let mut rest = rest;
+        loop {
+            if let Some(group) = rest.strip_prefix('{') {
+                let end = matching_brace(group);
+                for item in split_top_level(&group[..end]) {
+                    segments(item.trim(), &path, out);
+                }
+                return;
+            }
+            let word: String = rest
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect();
+            if word.is_empty() {
+                break;
+            }
+            rest = &rest[word.len()..];
+            path.push(word);
+            match rest.strip_prefix("::") {
+                Some(after) => rest = after,
+                None => break,
+            }
+        }
+        out.push(path);
+    }
+    let mut found = Vec::new();
+    for (i, _) in text.match_indices("::") {
+        let head = &text[..i];
+        let is_crate = head.ends_with("crate");
+        if !is_crate && !head.ends_with("super") {
+            continue;
+        }
+        // `crate` and `super` are both five bytes long.
+        let before = head[..head.len() - 5].chars().next_back();
+        // Only the start of a path: `super::super::x` is read from its first `super`.
+        if before.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == ':') {
+            continue;
+        }
+        let mut out = Vec::new();
+        segments(&text[i + 2..], &[], &mut out);
+        found.extend(out.into_iter().map(|p| (is_crate, p)));
+    }
+    found
+}
+
+/// Files that import each other, directly or around a circle, cannot be read or
+/// changed one at a time. A module and the modules inside it are one unit here (a
+/// parent declares its children, and children use their parent's items).
+#[test]
+fn no_import_cycle_between_files() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let modules: BTreeSet<Vec<String>> = files.iter().map(|f| module_path(&src, f)).collect();
+    let mut graph: BTreeMap<Vec<String>, BTreeSet<Vec<String>>> = BTreeMap::new();
+    for file in &files {
+        let from = module_path(&src, file);
+        let text = code_only(&std::fs::read_to_string(file).expect("read source"));
+        for (is_crate, path) in full_paths(&text) {
+            let mut base: Vec<String> = if is_crate {
+                Vec::new()
+            } else {
+                from[..from.len().saturating_sub(1)].to_vec()
+            };
+            let mut rest = path.as_slice();
+            while let Some(("super", tail)) = rest.split_first().map(|(h, t)| (h.as_str(), t)) {
+                base.pop();
+                rest = tail;
+            }
+            let mut target = None;
+            for segment in rest {
+                base.push(segment.clone());
+                if modules.contains(&base) {
+                    target = Some(base.clone());
+                }
+            }
+            let Some(to) = target else { continue };
+            let related = to.starts_with(&from) || from.starts_with(&to);
+            if !related {
+                graph.entry(from.clone()).or_default().insert(to);
+            }
+        }
+    }
+    let mut cycles = BTreeSet::new();
+    for (start, targets) in &graph {
+        for next in targets {
+            // A path back from `next` to `start` closes a circle.
+            let mut seen = BTreeSet::new();
+            let mut stack = vec![(next.clone(), vec![start.join("/"), next.join("/")])];
+            while let Some((node, trail)) = stack.pop() {
+                if &node == start {
+                    let mut circle = trail.clone();
+                    let min = (0..circle.len() - 1)
+                        .min_by_key(|&i| circle[i].clone())
+                        .unwrap_or(0);
+                    circle.pop();
+                    circle.rotate_left(min);
+                    circle.push(circle[0].clone());
+                    cycles.insert(circle.join(" -> "));
+                    break;
+                }
+                if !seen.insert(node.clone()) {
+                    continue;
+                }
+                for n in graph.get(&node).into_iter().flatten() {
+                    let mut t = trail.clone();
+                    t.push(n.join("/"));
+                    stack.push((n.clone(), t));
+                }
+            }
+        }
+    }
+    assert!(
+        cycles.is_empty(),
+        "import cycles between files:\n{}",
+        lines(&cycles)
+    );
+}
+
 #[test]
 fn component_types_do_not_reach_into_each_other() {
     let mut crossings = BTreeSet::new();

@@ -14,6 +14,9 @@ use serde::{Deserialize, Serialize};
 /// How many leading bytes at most the head checksum covers.
 pub(crate) const HEAD_BYTES: usize = 256;
 
+/// Bytes before an offset whose checksum vouches for a copy continuing there.
+pub(super) const TAIL: usize = 256;
+
 /// Where a file lives on disk; stable across renames on one filesystem.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub(crate) struct FileId {
@@ -51,6 +54,20 @@ pub(crate) fn head_checksum(file: &File) -> std::io::Result<Option<u64>> {
         None if filled == HEAD_BYTES => Some(fnv1a(head)),
         None => None,
     })
+}
+
+/// The checksum of the bytes before `at` in `file`.
+pub(super) fn tail_at(file: &File, at: u64) -> Option<u64> {
+    let want = TAIL.min(at as usize);
+    let mut buf = vec![0u8; want];
+    let mut filled = 0;
+    while filled < want {
+        match file.read_at(&mut buf[filled..], at - want as u64 + filled as u64) {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => filled += n,
+        }
+    }
+    Some(fnv1a(&buf))
 }
 
 /// Whether `copy` holds the same bytes as `original` over `[0, len)`, judged from the

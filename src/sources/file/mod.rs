@@ -8,8 +8,9 @@
 //! - `tailer.rs`: the loop: scan the globs, read every file in turn, emit batches, and
 //!   advance checkpoints as their acknowledgements come back. Beside it: `scan.rs`
 //!   (the globs: new, renamed and vanished files), `emitter.rs` (lines to events),
-//!   `tracker.rs` (acknowledgements, checkpoints) and `rotation.rs` (copytruncate,
-//!   dormant copies).
+//!   `tracker.rs` (one file's acknowledgement state), `acks.rs` (applying
+//!   acknowledgements, writing checkpoints), `orphan.rs` (content whose file went away)
+//!   and `rotation.rs` (copytruncate, dormant copies).
 //!
 //! Invariants: a checkpoint offset only ever covers lines whose events were all settled
 //! `Delivered` or `Rejected` (dead-lettered); an `Errored` batch rewinds its file to the
@@ -18,11 +19,13 @@
 //! `poll_interval` between idle rounds), which works on every filesystem, NFS and
 //! overlayfs included, where inotify misses changes.
 
+mod acks;
 pub(crate) mod checkpoint;
 mod emitter;
 pub(crate) mod fingerprint;
 pub(crate) mod lines;
 pub(crate) mod multiline;
+mod orphan;
 mod rotation;
 mod scan;
 mod tailer;

@@ -8,31 +8,12 @@
 //! the original is truncated or released.
 
 use std::fs::File;
-use std::os::unix::fs::FileExt;
-use std::path::PathBuf;
 use std::time::Instant;
 
-use super::fingerprint::{FileId, head_checksum, same_content};
+use super::fingerprint::{FileId, TAIL, head_checksum, same_content};
+use super::orphan::Orphan;
 use super::tailer::{Tailer, Watched};
-use super::tracker::Tracker;
 use crate::hashing::fnv1a;
-
-/// Bytes before an offset whose checksum vouches for a copy continuing there.
-const TAIL: usize = 256;
-
-/// What is known about content whose file went away (truncated in place, or a
-/// checkpoint not matched yet): a copy of it may turn up.
-pub(super) struct Orphan {
-    pub(super) id: Option<FileId>,
-    pub(super) checksum: Option<u64>,
-    pub(super) path: PathBuf,
-    /// Where a copy continues: the first byte not emitted.
-    pub(super) resume: u64,
-    /// Checksum of the bytes before `resume`, when known.
-    pub(super) tail: Option<u64>,
-    pub(super) tracker: Tracker,
-    pub(super) expires: Instant,
-}
 
 impl Watched {
     /// The checksum of the bytes before `at`, from the bytes just read when they reach
@@ -53,20 +34,6 @@ impl Watched {
             self.recent.drain(..excess);
         }
     }
-}
-
-/// The checksum of the bytes before `at` in `file`.
-pub(super) fn tail_at(file: &File, at: u64) -> Option<u64> {
-    let want = TAIL.min(at as usize);
-    let mut buf = vec![0u8; want];
-    let mut filled = 0;
-    while filled < want {
-        match file.read_at(&mut buf[filled..], at - want as u64 + filled as u64) {
-            Ok(0) | Err(_) => return None,
-            Ok(n) => filled += n,
-        }
-    }
-    Some(fnv1a(&buf))
 }
 
 impl Tailer {

@@ -12,10 +12,10 @@ use bytes::Bytes;
 use vrl::value::Value;
 
 use super::ReadFrom;
-use super::fingerprint::{FileId, head_checksum};
+use super::fingerprint::{FileId, head_checksum, tail_at};
 use super::lines::Framer;
 use super::multiline::Aggregator;
-use super::rotation::{adopt, tail_at};
+use super::rotation::adopt;
 use super::tailer::{Tailer, Watched};
 
 impl Tailer {

@@ -28,7 +28,7 @@ use super::emitter::{Emitter, decode};
 use super::fingerprint::{FileId, head_checksum};
 use super::lines::Framer;
 use super::multiline::{Aggregator, Message, Rules};
-use super::rotation::Orphan;
+use super::orphan::Orphan;
 use super::tracker::{Ack, Tracker};
 use crate::component::{ComponentError, SourceContext, SourceOutput};
 use crate::telemetry::ComponentState;

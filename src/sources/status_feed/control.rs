@@ -12,9 +12,9 @@ use chrono::Utc;
 use serde_json::{Value as Json, json};
 use vrl::value::{ObjectMap, Value};
 
+use super::Settings;
 use super::feed::Feed;
 use super::poll::Schedule;
-use super::run::Settings;
 use super::state::{FeedState, Overrides};
 use super::{FeedSpec, MIN_INTERVAL, Provider};
 use crate::component::SourceContext;

@@ -58,6 +58,19 @@ fn default_max_bytes() -> usize {
 /// Polls below this are refused: status pages ask for minutes, not seconds.
 pub(crate) const MIN_INTERVAL: Duration = Duration::from_secs(10);
 
+/// Source-wide options, after validation.
+#[derive(Debug)]
+pub(crate) struct Settings {
+    pub(crate) initial: Initial,
+    /// The source's `interval`, for the public feeds the API adds.
+    pub(crate) interval: Duration,
+    pub(crate) jitter: f64,
+    pub(crate) max_backoff: Duration,
+    pub(crate) retention: chrono::Duration,
+    pub(crate) max_bytes: usize,
+    pub(crate) keep_raw: bool,
+}
+
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct StatusFeedConfig {
@@ -251,7 +264,7 @@ impl SourceConfig for StatusFeedConfig {
                 crate::net::http_client(self.ssl_verify, self.tls.ca_file.as_deref(), self.timeout)
                     .map_err(BuildError)?;
             let state_path = cx.data_dir.join(format!("status_feed-{}.json", cx.id));
-            let settings = run::Settings {
+            let settings = Settings {
                 initial: self.initial,
                 interval: self.interval,
                 jitter: self.jitter,

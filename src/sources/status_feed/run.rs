@@ -8,7 +8,6 @@
 //! poll and sends check requests over a channel.
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use serde_json::Value as Json;
 use tokio::sync::mpsc;
@@ -20,29 +19,16 @@ use std::pin::Pin;
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 
-use super::FeedSpec;
 use super::control;
 use super::feed::{Feed, publish, publish_history};
 use super::parse;
 use super::poll::{self, Fetched, PollError, Schedule};
 use super::providers;
-use super::state::{self, Emit, FeedState, Initial, Overrides, PlanContext, SourceState};
+use super::state::{self, Emit, FeedState, Overrides, PlanContext, SourceState};
+use super::{FeedSpec, Settings};
 use crate::component::{ComponentError, SourceContext};
 use crate::event::{BatchAck, Event, EventStatus};
 use crate::telemetry::status_feeds::{Control, Reply, StatusFeedHandle};
-
-/// Source-wide options, after validation.
-#[derive(Debug)]
-pub(crate) struct Settings {
-    pub(crate) initial: Initial,
-    /// The source's `interval`, for the public feeds the API adds.
-    pub(crate) interval: Duration,
-    pub(crate) jitter: f64,
-    pub(crate) max_backoff: Duration,
-    pub(crate) retention: chrono::Duration,
-    pub(crate) max_bytes: usize,
-    pub(crate) keep_raw: bool,
-}
 
 /// Runs until `cx.shutdown`.
 pub(crate) async fn run(
