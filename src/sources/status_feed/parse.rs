@@ -347,45 +347,6 @@ pub(crate) fn decode_entities(text: &str) -> String {
     out
 }
 
-/// One post of a Statuspage incident, newest first in the page's HTML: the status word
-/// in `<strong>` and the text after it.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct StatuspageUpdate {
-    pub(crate) word: String,
-    pub(crate) text: String,
-}
-
-/// The posts of a Statuspage RSS/Atom entry. Each is
-/// `<p><small>date</small><br><strong>Word</strong> - text</p>`, newest first.
-pub(crate) fn statuspage_updates(html: &str) -> Vec<StatuspageUpdate> {
-    let mut updates = Vec::new();
-    let mut rest = html;
-    while let Some(start) = rest.find("<strong>") {
-        let after = &rest[start + "<strong>".len()..];
-        let Some(end) = after.find("</strong>") else {
-            break;
-        };
-        let word = html_to_text(&after[..end]);
-        let body = &after[end + "</strong>".len()..];
-        let stop = [body.find("<strong>"), body.find("</p>")]
-            .into_iter()
-            .flatten()
-            .min()
-            .unwrap_or(body.len());
-        let text = html_to_text(&body[..stop]);
-        let text = text
-            .strip_prefix('-')
-            .map(str::trim_start)
-            .unwrap_or(&text)
-            .to_owned();
-        if !word.is_empty() {
-            updates.push(StatuspageUpdate { word, text });
-        }
-        rest = &body[stop..];
-    }
-    updates
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -401,26 +362,6 @@ mod tests {
         assert_eq!(html_to_text("a < b & c"), "a < b & c");
         assert_eq!(html_to_text("x <unclosed"), "x <unclosed");
         assert_eq!(decode_entities("&bogus; &#xZZ; &"), "&bogus; &#xZZ; &");
-    }
-
-    #[test]
-    fn statuspage_posts_newest_first() {
-        let html = "<p> <small>Jul <var data-var='date'> 9</var>, <var data-var='time'>06:01</var> UTC</small><br> <strong>Update</strong> - We are continuing to work on a mitigation. </p> <p> <small>Jul 9, 04:34 UTC</small><br> <strong>Investigating</strong> - We are investigating reports &lt;of&gt; degraded performance for Actions </p>";
-        let updates = statuspage_updates(html);
-        assert_eq!(
-            updates,
-            vec![
-                StatuspageUpdate {
-                    word: "Update".into(),
-                    text: "We are continuing to work on a mitigation.".into()
-                },
-                StatuspageUpdate {
-                    word: "Investigating".into(),
-                    text: "We are investigating reports <of> degraded performance for Actions"
-                        .into()
-                },
-            ]
-        );
     }
 
     #[test]

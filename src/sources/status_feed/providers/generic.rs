@@ -1,14 +1,14 @@
 //! Any RSS or Atom feed: Statuspage's status words when an entry has them, else a
 //! `[RESOLVED]` marker or an all-capitals stage before a colon in the title.
 
-use super::statuspage::statuspage_item;
+use super::statuspage::{posts, statuspage_item};
 use super::{Incident, fill_from_item, item_key, strip_resolved, title_prefix};
 use crate::alert::Status;
-use crate::sources::status_feed::parse::{FeedKind, Item, statuspage_updates};
+use crate::sources::status_feed::parse::{FeedKind, Item};
 
 /// Any feed: Statuspage's words when the entry has them, else a title prefix.
 pub(super) fn generic_item(item: &Item, kind: FeedKind) -> Incident {
-    if !statuspage_updates(&item.html).is_empty() {
+    if !posts(&item.html).is_empty() {
         return statuspage_item(item, kind);
     }
     let (prefix, rest) = title_prefix(&item.title);

@@ -4,7 +4,7 @@
 use super::{Incident, item_key, names, nonempty, str_field};
 use crate::alert::Severity;
 use crate::alert::Status;
-use crate::sources::status_feed::parse::{FeedKind, Item, statuspage_updates, timestamp};
+use crate::sources::status_feed::parse::{FeedKind, Item, html_to_text, timestamp};
 
 fn is_maintenance(word: &str) -> bool {
     matches!(
@@ -20,7 +20,7 @@ fn statuspage_resolved(word: &str) -> bool {
 /// A Statuspage RSS or Atom entry: its latest status word (an `Update` post keeps the
 /// stage before it) decides.
 pub(super) fn statuspage_item(item: &Item, kind: FeedKind) -> Incident {
-    let updates = statuspage_updates(&item.html);
+    let updates = posts(&item.html);
     let phase = updates
         .iter()
         .map(|u| u.word.to_lowercase())
@@ -105,4 +105,68 @@ pub(super) fn statuspage_json(value: &serde_json::Value) -> Vec<Incident> {
             Some(incident)
         })
         .collect()
+}
+
+/// One post of a Statuspage incident, newest first in the page's HTML: the status word
+/// in `<strong>` and the text after it.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct Post {
+    pub(super) word: String,
+    pub(super) text: String,
+}
+
+/// The posts of a Statuspage RSS/Atom entry's HTML. Each is
+/// `<p><small>date</small><br><strong>Word</strong> - text</p>`, newest first.
+pub(super) fn posts(html: &str) -> Vec<Post> {
+    let mut updates = Vec::new();
+    let mut rest = html;
+    while let Some(start) = rest.find("<strong>") {
+        let after = &rest[start + "<strong>".len()..];
+        let Some(end) = after.find("</strong>") else {
+            break;
+        };
+        let word = html_to_text(&after[..end]);
+        let body = &after[end + "</strong>".len()..];
+        let stop = [body.find("<strong>"), body.find("</p>")]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(body.len());
+        let text = html_to_text(&body[..stop]);
+        let text = text
+            .strip_prefix('-')
+            .map(str::trim_start)
+            .unwrap_or(&text)
+            .to_owned();
+        if !word.is_empty() {
+            updates.push(Post { word, text });
+        }
+        rest = &body[stop..];
+    }
+    updates
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuspage_posts_newest_first() {
+        let html = "<p> <small>Jul <var data-var='date'> 9</var>, <var data-var='time'>06:01</var> UTC</small><br> <strong>Update</strong> - We are continuing to work on a mitigation. </p> <p> <small>Jul 9, 04:34 UTC</small><br> <strong>Investigating</strong> - We are investigating reports &lt;of&gt; degraded performance for Actions </p>";
+        let updates = posts(html);
+        assert_eq!(
+            updates,
+            vec![
+                Post {
+                    word: "Update".into(),
+                    text: "We are continuing to work on a mitigation.".into()
+                },
+                Post {
+                    word: "Investigating".into(),
+                    text: "We are investigating reports <of> degraded performance for Actions"
+                        .into()
+                },
+            ]
+        );
+    }
 }
