@@ -28,6 +28,23 @@ pub(crate) struct Failure {
     pub(crate) body: Option<String>,
 }
 
+impl Failure {
+    /// Retries ran out: the last attempt's reason, status and body.
+    pub(crate) fn gave_up(
+        attempts: u32,
+        reason: &str,
+        status: Option<u16>,
+        body: Option<String>,
+    ) -> Self {
+        Self {
+            error: format!("gave up after {attempts} attempts: {reason}"),
+            status,
+            attempts,
+            body,
+        }
+    }
+}
+
 /// Sends undeliverable events to the sink's `dead_letter` output.
 pub(crate) struct DeadLetter {
     sink: Arc<str>,

@@ -19,7 +19,7 @@ use super::{BatchConfig, RequestConfig};
 use crate::clock::Clock;
 use crate::component::{BoxFuture, ComponentError, SinkContext, delivered};
 use crate::event::{Event, EventBatch};
-use crate::net::{Backoff, FailureHandling, Retryable, classify_status, error_chain};
+use crate::net::{Backoff, FailureHandling, Pause, Retryable, classify_status, error_chain};
 
 /// One HTTP request, ready to send (and to send again).
 #[derive(Debug, Clone)]
@@ -400,30 +400,18 @@ async fn deliver<E: HttpEncoder>(
                     builder = builder.bearer_auth(&t);
                     token = Some(t);
                 }
-                Err(reason) => match backoff.next(None) {
+                Err(reason) => {
                     // The token endpoint may be down like any other: retry.
-                    Some(wait) => {
-                        let reason = crate::redact::redact(&reason);
+                    let reason = crate::redact::redact(&reason).into_owned();
+                    let pause = backoff.pause(None, &*clock, None, |wait| {
                         tracing::warn!(component_id = %sink, error = %reason, wait = ?wait, "no OAuth2 token; retrying");
-                        clock.sleep(wait).await;
+                    });
+                    if pause.await == Pause::Retry {
                         continue;
                     }
-                    None => {
-                        let error = format!(
-                            "gave up after {attempts} attempts: {}",
-                            crate::redact::redact(&reason)
-                        );
-                        return (
-                            id,
-                            Outcome::Failed(Failure {
-                                error,
-                                status: None,
-                                attempts,
-                                body: None,
-                            }),
-                        );
-                    }
-                },
+                    let failure = Failure::gave_up(attempts, &reason, None, None);
+                    return (id, Outcome::Failed(failure));
+                }
             }
         }
         let sent = builder.send().await;
@@ -484,28 +472,16 @@ async fn deliver<E: HttpEncoder>(
             Verdict::Retry {
                 reason,
                 retry_after,
-            } => match backoff.next(retry_after) {
-                Some(wait) => {
-                    let reason = crate::redact::redact(&reason);
+            } => {
+                let reason = crate::redact::redact(&reason).into_owned();
+                let pause = backoff.pause(retry_after, &*clock, None, |wait| {
                     tracing::warn!(component_id = %sink, attempt = attempts, error = %reason, wait = ?wait, "delivery failed; retrying");
-                    clock.sleep(wait).await;
+                });
+                if pause.await != Pause::Retry {
+                    let failure = Failure::gave_up(attempts, &reason, status, body);
+                    return (id, Outcome::Failed(failure));
                 }
-                None => {
-                    let error = format!(
-                        "gave up after {attempts} attempts: {}",
-                        crate::redact::redact(&reason)
-                    );
-                    return (
-                        id,
-                        Outcome::Failed(Failure {
-                            error,
-                            status,
-                            attempts,
-                            body,
-                        }),
-                    );
-                }
-            },
+            }
         }
     }
 }

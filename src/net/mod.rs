@@ -12,7 +12,7 @@ mod retry;
 pub(crate) use body::{BodyError, excerpt, read_at_most};
 pub use client::{TlsOptions, http_client, install_crypto_provider};
 pub(crate) use oauth2::{OAuth2Config, TokenSource};
-pub(crate) use retry::{Backoff, FailureHandling, Retryable, classify_status, retry_after};
+pub(crate) use retry::{Backoff, FailureHandling, Pause, Retryable, classify_status, retry_after};
 
 /// An error with its causes ("error sending request: connection refused"), redacted:
 /// reqwest prints the request's URL, which for a webhook sink is the credential.

@@ -5,6 +5,9 @@
 use std::time::Duration;
 
 use serde::Deserialize;
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::Clock;
 
 /// `failure_handling:` retries with exponential backoff and jitter.
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize, schemars::JsonSchema)]
@@ -98,6 +101,17 @@ pub(crate) fn parse_retry_after(value: &str) -> Option<Duration> {
     Some(delta.to_std().unwrap_or(Duration::ZERO))
 }
 
+/// What waiting for the next attempt came to ([`Backoff::pause`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Pause {
+    /// The wait is over: try again.
+    Retry,
+    /// Retries are exhausted: give up.
+    Exhausted,
+    /// Stopped during the wait.
+    Stopped,
+}
+
 /// The backoff schedule of one request: exponential with "equal jitter" (a uniform
 /// wait between half and all of the exponential step), so many sinks failing together
 /// do not retry in lockstep.
@@ -130,6 +144,33 @@ impl Backoff {
             Some(ra) => ra.min(self.policy.max_backoff).max(jittered),
             None => jittered,
         })
+    }
+
+    /// Waits for the next attempt, the way every retry loop must: gives up at once when
+    /// retries are exhausted, and stops waiting when `stop` fires (the component is being
+    /// replaced and hands its work over). `announce` hears the wait before it starts, to
+    /// log why and for how long.
+    pub(crate) async fn pause(
+        &mut self,
+        retry_after: Option<Duration>,
+        clock: &dyn Clock,
+        stop: Option<&CancellationToken>,
+        announce: impl FnOnce(Duration),
+    ) -> Pause {
+        let Some(wait) = self.next(retry_after) else {
+            return Pause::Exhausted;
+        };
+        announce(wait);
+        match stop {
+            Some(stop) => tokio::select! {
+                () = clock.sleep(wait) => Pause::Retry,
+                () = stop.cancelled() => Pause::Stopped,
+            },
+            None => {
+                clock.sleep(wait).await;
+                Pause::Retry
+            }
+        }
     }
 
     /// The un-jittered wait before retry number `n` (from 0).

@@ -11,7 +11,7 @@ use tokio_postgres::types::Json as PgJson;
 use crate::component::{ComponentError, SinkContext, delivered};
 use crate::delivery::{DeadLetter, Failure};
 use crate::event::Event;
-use crate::net::{Backoff, FailureHandling};
+use crate::net::{Backoff, FailureHandling, Pause};
 
 use super::plan::Plan;
 
@@ -75,13 +75,13 @@ pub(super) async fn run(w: Writer, mut cx: SinkContext) -> Result<(), ComponentE
                 Ok(()) => break Ok(()),
                 Err(WriteError::Integrity) => break Err(()),
                 Err(WriteError::Retry(reason)) => {
-                    let Some(wait) = backoff.next(None) else {
-                        break Err(());
-                    };
-                    tracing::warn!(component_id = %cx.id, error = %reason, wait = ?wait, "write failed; retrying");
-                    tokio::select! {
-                        () = cx.clock.sleep(wait) => {}
-                        () = stop.cancelled() => {
+                    let pause = backoff.pause(None, &*cx.clock, Some(&stop), |wait| {
+                        tracing::warn!(component_id = %cx.id, error = %reason, wait = ?wait, "write failed; retrying");
+                    });
+                    match pause.await {
+                        Pause::Retry => {}
+                        Pause::Exhausted => break Err(()),
+                        Pause::Stopped => {
                             // Replaced by a reload: the batch goes to the replacement.
                             cx.input.hand_back(batch);
                             return Ok(());
@@ -206,29 +206,23 @@ impl Writer {
                         dead_letter.send(vec![event], &failure).await;
                         break;
                     }
-                    Err((WriteError::Retry(reason), _)) => match backoff.next(None) {
-                        Some(wait) => {
-                            tokio::select! {
-                                () = cx.clock.sleep(wait) => {}
-                                () = stop.cancelled() => {
-                                    delivered(&cx.metrics, good);
-                                    let mut rest = vec![event];
-                                    rest.extend(pending.map(|(e, _)| e));
-                                    return Some(rest);
-                                }
+                    Err((WriteError::Retry(reason), _)) => {
+                        match backoff.pause(None, &*cx.clock, Some(&stop), drop).await {
+                            Pause::Retry => {}
+                            Pause::Exhausted => {
+                                let attempts = backoff.retries() + 1;
+                                let failure = Failure::gave_up(attempts, &reason, None, None);
+                                dead_letter.send(vec![event], &failure).await;
+                                break;
+                            }
+                            Pause::Stopped => {
+                                delivered(&cx.metrics, good);
+                                let mut rest = vec![event];
+                                rest.extend(pending.map(|(e, _)| e));
+                                return Some(rest);
                             }
                         }
-                        None => {
-                            let failure = Failure {
-                                error: format!("gave up: {reason}"),
-                                status: None,
-                                attempts: backoff.retries() + 1,
-                                body: None,
-                            };
-                            dead_letter.send(vec![event], &failure).await;
-                            break;
-                        }
-                    },
+                    }
                 }
             }
         }
