@@ -9,6 +9,7 @@
 
 pub(crate) mod budget;
 mod config;
+pub mod cost;
 pub(crate) mod disk;
 mod memory;
 

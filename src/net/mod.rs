@@ -1,5 +1,5 @@
-//! The client side of the network, shared by sinks and by the sources that fetch
-//! (status feeds, SNS certificates): the HTTP client with its TLS options, OAuth2
+//! The network, shared by sinks and by the sources that fetch (status feeds, SNS
+//! certificates) or listen: the HTTP client with its TLS options, server TLS, OAuth2
 //! client credentials, retries with backoff, bounded body reads, and error chains fit
 //! for logs.
 //! The sink driver that batches and dead-letters stays in [`crate::delivery`].
@@ -8,11 +8,13 @@ mod body;
 mod client;
 mod oauth2;
 mod retry;
+mod server_tls;
 
 pub(crate) use body::{BodyError, excerpt, read_at_most};
 pub use client::{TlsOptions, http_client, install_crypto_provider};
 pub(crate) use oauth2::{OAuth2Config, TokenSource};
 pub(crate) use retry::{Backoff, FailureHandling, Pause, Retryable, classify_status, retry_after};
+pub(crate) use server_tls::{ServerTls, tls_acceptor};
 
 /// An error with its causes ("error sending request: connection refused"), redacted:
 /// reqwest prints the request's URL, which for a webhook sink is the credential.

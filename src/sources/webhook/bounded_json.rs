@@ -14,14 +14,7 @@ use std::cell::Cell;
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use vrl::value::{KeyString, ObjectMap, Value};
 
-/// A value's inline size, doubled for an array element (a growing vector holds up to
-/// twice its length); a B-tree node of 11 map entries, allocated whole; the heap of a
-/// string beyond its bytes. Measured against the allocator by `tests/decode_memory.rs`.
-const SLOT: usize = 48;
-/// A vector's own allocation, however short (size class and allocator header).
-const ARRAY: usize = 64;
-const MAP_NODE: usize = 720;
-const MAP_NODE_ENTRIES: usize = 11;
+use crate::buffer::cost::{ARRAY, MAP_NODE, MAP_NODE_ENTRIES, SLOT};
 
 thread_local! {
     static LEFT: Cell<usize> = const { Cell::new(usize::MAX) };

@@ -153,7 +153,7 @@ impl Decoder {
                 "too_costly",
                 format!(
                     "the body decodes to more memory than its size allows (about {} bytes per byte, or what memory_limit leaves): send smaller requests",
-                    super::DECODE_COST_PER_BYTE
+                    crate::buffer::cost::DECODE_COST_PER_BYTE
                 ),
             ));
         }

@@ -49,9 +49,12 @@ pub(crate) use self::body::parse_json_stream;
 pub use self::decoder::{Decoder, Payload, Stamp};
 pub(crate) use self::sns::{SnsConfig, signed_parts};
 use crate::alert::Severity;
+pub use crate::buffer::cost::decode_allowance;
+use crate::buffer::cost::{DECODE_BASE_BYTES, DECODE_COST_PER_BYTE, LISTENER_DECODE_BUDGET};
 use crate::component::{
     BoxFuture, BuildError, ComponentError, ComponentTask, SourceConfig, SourceContext,
 };
+use crate::net::{ServerTls, tls_acceptor};
 
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -118,38 +121,11 @@ pub(crate) struct RouteConfig {
     pub(crate) capture_headers: Vec<String>,
 }
 
-#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct ServerTls {
-    /// PEM file with the certificate chain, the server's certificate first.
-    pub(crate) cert: PathBuf,
-    /// PEM file with the private key of `cert`.
-    pub(crate) key: PathBuf,
-}
-
-/// Memory a body's values may take per byte of JSON while it is parsed, beyond
-/// [`DECODE_BASE_BYTES`]: enforced while parsing (a body whose values would take more
-/// is refused with 413). Generic JSON events take 20 to 50 per byte; shapes such as
-/// `[{"a":1},…]` (a 720-byte B-tree node per 8 bytes) are refused.
-pub(crate) const DECODE_COST_PER_BYTE: usize = 64;
-
 /// What a vendor decoder takes per byte of body, parsing and its VRL plugin together (the
 /// plugin copies parts of the payload into each event and its `raw`): measured at 70 to
 /// 150 on the largest vendor payloads. Charged, not enforced: the plugins are linear in
 /// what parsing let through.
 pub(crate) const PLUGIN_COST_PER_BYTE: usize = 160;
-
-/// What the requests of one listener may hold while they are read and decoded when no
-/// global `memory_limit` is set.
-pub(crate) const LISTENER_DECODE_BUDGET: usize = 256 * 1024 * 1024;
-
-/// What any body may take, however small (a one-key object costs a B-tree node).
-pub(crate) const DECODE_BASE_BYTES: usize = 64 * 1024;
-
-/// The memory the values of a body of `bytes` may take while it is parsed.
-pub fn decode_allowance(bytes: usize) -> usize {
-    DECODE_BASE_BYTES.saturating_add(bytes.saturating_mul(DECODE_COST_PER_BYTE))
-}
 
 /// What a request with a body of `bytes` is charged to `memory_limit` before it is read:
 /// the body, and what decoding it takes. `tests/decode_memory.rs` measures that the
@@ -287,7 +263,7 @@ impl SourceConfig for WebhookConfig {
                 .map_err(|e| BuildError(format!("route {}: {e}", route.path)))?;
         }
         if let Some(tls) = &self.tls {
-            route::tls_acceptor(tls)?;
+            tls_acceptor(tls).map_err(BuildError)?;
         }
         Ok(())
     }
@@ -310,7 +286,12 @@ impl SourceConfig for WebhookConfig {
     fn build(&self, cx: SourceContext) -> BoxFuture<'_, Result<ComponentTask, BuildError>> {
         Box::pin(async move {
             let routes = self.check_routes()?;
-            let tls = self.tls.as_ref().map(route::tls_acceptor).transpose()?;
+            let tls = self
+                .tls
+                .as_ref()
+                .map(tls_acceptor)
+                .transpose()
+                .map_err(BuildError)?;
             let listener = cx
                 .listeners
                 .bind(&self.address)

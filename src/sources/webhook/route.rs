@@ -17,7 +17,7 @@ use super::decoder::{Decoder, Payload, Stamp};
 use super::media_type;
 use super::reply::{self, Rejection};
 use super::sns::{MessageType, Sns, Verified};
-use super::{RouteConfig, ServerTls, WebhookConfig};
+use super::{RouteConfig, WebhookConfig};
 use crate::buffer::{Charge, MemoryBudget};
 use crate::clock::Clock;
 use crate::component::{BuildError, SourceOutput};
@@ -505,27 +505,4 @@ fn field(value: &Value, key: &str) -> String {
         .and_then(|o| o.get(key))
         .map(|v| v.to_string_lossy().into_owned())
         .unwrap_or_default()
-}
-
-/// A rustls acceptor from PEM files.
-pub(crate) fn tls_acceptor(tls: &ServerTls) -> Result<tokio_rustls::TlsAcceptor, BuildError> {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    crate::net::install_crypto_provider();
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&tls.cert)
-        .and_then(|it| it.collect::<Result<_, _>>())
-        .map_err(|e| BuildError(format!("`tls.cert` {}: {e}", tls.cert.display())))?;
-    if certs.is_empty() {
-        return Err(BuildError(format!(
-            "`tls.cert` {}: no certificate in the file",
-            tls.cert.display()
-        )));
-    }
-    let key = PrivateKeyDer::from_pem_file(&tls.key)
-        .map_err(|e| BuildError(format!("`tls.key` {}: {e}", tls.key.display())))?;
-    let config = rustls::ServerConfig::builder()
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(|e| BuildError(format!("`tls`: {e}")))?;
-    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
