@@ -412,3 +412,76 @@ pub fn disk_segment_sample(n: usize) -> Vec<u8> {
     }
     out
 }
+
+/// A Forward protocol connection's bytes (the `fluent` source): framing under any read
+/// sizes (the first byte picks them) finds the same messages as framing them whole;
+/// every message decodes or fails with a reason, within its bounds; every record
+/// becomes an event that serializes; the handshake readers never panic.
+pub fn fluent_stream(data: &[u8]) {
+    use crate::fluent::frame::{Limits, Scanner};
+    use crate::fluent::handshake;
+    use crate::fluent::message::{self, Bounds, Request};
+
+    let Some((&step, data)) = data.split_first() else {
+        return;
+    };
+    let limits = Limits {
+        max_bytes: 64 * 1024,
+        max_depth: 32,
+    };
+    let frames = |step: usize| {
+        let mut scanner = Scanner::new(limits);
+        let (mut start, mut end, mut found) = (0, 0, Vec::new());
+        while end < data.len() {
+            end = (end + step).min(data.len());
+            loop {
+                match scanner.scan(&data[start..end]) {
+                    Ok(Some(n)) => {
+                        found.push(Ok(start..start + n));
+                        start += n;
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        found.push(Err(e));
+                        return found;
+                    }
+                }
+            }
+        }
+        found
+    };
+    let whole = frames(data.len().max(1));
+    assert_eq!(
+        whole,
+        frames(usize::from(step % 16) + 1),
+        "read sizes change what is framed"
+    );
+    let bounds = Bounds {
+        max_depth: 32,
+        max_entries: 1000,
+        max_decompressed: 64 * 1024,
+        allowance: crate::buffer::cost::decode_allowance(data.len()),
+    };
+    let source: Arc<str> = Arc::from("fuzz");
+    let mut line = Vec::new();
+    for frame in whole.into_iter().flatten() {
+        let frame = &data[frame];
+        let _ = handshake::parse_ping(frame);
+        let _ = handshake::parse_helo(frame);
+        let Ok(Request::Events(events)) = message::parse(frame, &bounds) else {
+            continue;
+        };
+        assert!(events.entries.len() <= bounds.max_entries);
+        for (_, record) in events.entries {
+            let event = Event::new(
+                vrl::value::Value::Object(record),
+                Arc::clone(&source),
+                Utc::now(),
+            );
+            line.clear();
+            event
+                .to_json_line(&mut line)
+                .expect("a record serializes to JSON");
+        }
+    }
+}

@@ -35,6 +35,7 @@ pub mod buffer;
 
 // Shared vocabulary.
 pub mod alert;
+pub mod fluent;
 pub(crate) mod kafka;
 pub(crate) mod key_values;
 pub(crate) mod matchers;

@@ -32,6 +32,7 @@ const LAYERS: &[(&str, &[&str])] = &[
         "shared vocabulary",
         &[
             "alert",
+            "fluent",
             "kafka",
             "key_values",
             "matchers",

@@ -56,6 +56,50 @@ fn near_yaml() -> impl Strategy<Value = Vec<u8>> {
     prop::collection::vec(pieces, 0..30).prop_map(|p| p.concat().into_bytes())
 }
 
+/// Bytes that are mostly MessagePack requests: valid messages in every mode, cut,
+/// spliced and flipped.
+fn near_forward() -> impl Strategy<Value = Vec<u8>> {
+    let message = prop_oneof![
+        Just(vec![0x93, 0xa1, b't', 0x01, 0x81, 0xa1, b'k', 0xa1, b'v']),
+        Just(vec![
+            0x92, 0xa1, b't', 0x91, 0x92, 0xd7, 0x00, 0, 0, 0, 1, 0, 0, 0, 2, 0x80
+        ]),
+        Just(vec![
+            0x93, 0xa1, b't', 0xc4, 0x03, 0x92, 0x01, 0x80, 0x81, 0xa5, b'c', b'h', b'u', b'n',
+            b'k', 0xa1, b'x'
+        ]),
+        Just(vec![0xc0]),
+        prop::collection::vec(any::<u8>(), 0..16),
+    ];
+    (
+        any::<u8>(),
+        prop::collection::vec(message, 1..6),
+        any::<u16>(),
+        any::<u8>(),
+    )
+        .prop_map(|(step, parts, at, byte)| {
+            let mut out = vec![step];
+            out.extend(parts.into_iter().flatten());
+            if out.len() > 1 {
+                let i = 1 + usize::from(at) % (out.len() - 1);
+                out[i] ^= byte;
+            }
+            out
+        })
+}
+
+proptest! {
+    #[test]
+    fn forward_streams_never_panic(data in near_forward()) {
+        fuzzing::fluent_stream(&data);
+    }
+
+    #[test]
+    fn arbitrary_forward_bytes_never_panic(data in prop::collection::vec(any::<u8>(), 0..512)) {
+        fuzzing::fluent_stream(&data);
+    }
+}
+
 proptest! {
     #[test]
     fn webhook_bodies_never_panic(data in prop::collection::vec(any::<u8>(), 0..512)) {

@@ -4,6 +4,7 @@ pub(crate) mod blackhole;
 pub mod cloudevents;
 pub(crate) mod console;
 pub(crate) mod file;
+pub(crate) mod fluent;
 pub(crate) mod http;
 pub(crate) mod kafka;
 pub(crate) mod pagerduty;
@@ -15,6 +16,7 @@ crate::component::component_registry! { crate::component::SinkConfig;
     "cloudevents" => cloudevents::CloudEventsConfig,
     "console" => console::ConsoleConfig,
     "file" => file::FileSinkConfig,
+    "fluent" => fluent::FluentSinkConfig,
     "http" => http::HttpSinkConfig,
     "kafka" => kafka::KafkaSinkConfig,
     "pagerduty" => pagerduty::PagerDutyConfig,

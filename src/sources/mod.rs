@@ -2,6 +2,7 @@
 
 pub(crate) mod api;
 pub(crate) mod file;
+pub(crate) mod fluent;
 pub(crate) mod generator;
 pub(crate) mod kafka;
 pub(crate) mod postgres;
@@ -13,6 +14,7 @@ pub mod webhook;
 crate::component::component_registry! { crate::component::SourceConfig;
     "api" => api::ApiSourceConfig,
     "file" => file::FileSourceConfig,
+    "fluent" => fluent::FluentSourceConfig,
     "generator" => generator::GeneratorConfig,
     "kafka" => kafka::KafkaSourceConfig,
     "postgres" => postgres::PostgresSourceConfig,

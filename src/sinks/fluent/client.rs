@@ -1,0 +1,226 @@
+//! The connection to the server: TCP, TLS, the handshake, then one message at a time
+//! and its ack. Any error drops the connection; the next send opens a new one.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use super::{ClientTls, FluentSinkConfig};
+use crate::component::BuildError;
+use crate::fluent::frame::{Limits, Scanner};
+use crate::fluent::handshake::{self, Helo};
+use crate::fluent::value::{Kind, Reader};
+
+/// What the server sends back (HELO, PONG, acks) is small.
+const MAX_REPLY_BYTES: usize = 64 * 1024;
+
+trait Io: AsyncRead + AsyncWrite + Unpin + Send + Sync {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + Sync> Io for T {}
+
+struct Connection {
+    io: Box<dyn Io>,
+    buf: BytesMut,
+}
+
+pub(super) struct Client {
+    address: String,
+    tls: Option<(
+        tokio_rustls::TlsConnector,
+        rustls::pki_types::ServerName<'static>,
+    )>,
+    shared_key: Option<String>,
+    user: Option<(String, String)>,
+    hostname: String,
+    require_ack: bool,
+    ack_timeout: Duration,
+    connect_timeout: Duration,
+    connection: Option<Connection>,
+}
+
+/// A TLS connector trusting the system's CAs and `ca_file`'s.
+pub(super) fn tls_connector(tls: &ClientTls) -> Result<tokio_rustls::TlsConnector, String> {
+    crate::net::install_crypto_provider();
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_native_certs::load_native_certs().certs {
+        // A system certificate rustls cannot parse is skipped, as browsers do.
+        let _ = roots.add(cert);
+    }
+    if let Some(path) = &tls.ca_file {
+        add_pem(&mut roots, path)?;
+    }
+    let config = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
+}
+
+fn add_pem(roots: &mut rustls::RootCertStore, path: &Path) -> Result<(), String> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+        .and_then(|it| it.collect::<Result<_, _>>())
+        .map_err(|e| format!("`tls.ca_file` {}: {e}", path.display()))?;
+    if certs.is_empty() {
+        return Err(format!(
+            "`tls.ca_file` {}: no certificate in the file",
+            path.display()
+        ));
+    }
+    for cert in certs {
+        roots
+            .add(cert)
+            .map_err(|e| format!("`tls.ca_file` {}: {e}", path.display()))?;
+    }
+    Ok(())
+}
+
+impl Client {
+    pub(super) fn new(config: &FluentSinkConfig) -> Result<Self, BuildError> {
+        let tls = match &config.tls {
+            Some(tls) => {
+                let connector = tls_connector(tls).map_err(BuildError)?;
+                let host = match &tls.server_name {
+                    Some(name) => name.clone(),
+                    None => host_of(&config.address).to_owned(),
+                };
+                let name = rustls::pki_types::ServerName::try_from(host.clone())
+                    .map_err(|e| BuildError(format!("`tls.server_name` `{host}`: {e}")))?;
+                Some((connector, name))
+            }
+            None => None,
+        };
+        let hostname = config.self_hostname.clone().unwrap_or_else(|| {
+            hostname::get().map_or_else(|_| "sluice".into(), |h| h.to_string_lossy().into_owned())
+        });
+        Ok(Self {
+            address: config.address.clone(),
+            tls,
+            shared_key: config.shared_key.clone(),
+            user: config.username.clone().zip(config.password.clone()),
+            hostname,
+            require_ack: config.require_ack,
+            ack_timeout: config.ack_timeout,
+            connect_timeout: config.connect_timeout,
+            connection: None,
+        })
+    }
+
+    pub(super) fn disconnect(&mut self) {
+        self.connection = None;
+    }
+
+    /// Sends one message and, with a chunk, waits for its ack.
+    pub(super) async fn send(&mut self, message: &[u8], chunk: Option<&str>) -> Result<(), String> {
+        if self.connection.is_none() {
+            let connection = tokio::time::timeout(self.connect_timeout, self.connect())
+                .await
+                .map_err(|_| format!("connecting to {} timed out", self.address))??;
+            self.connection = Some(connection);
+        }
+        let Some(c) = self.connection.as_mut() else {
+            return Err("not connected".into());
+        };
+        c.io.write_all(message)
+            .await
+            .map_err(|e| format!("write: {e}"))?;
+        c.io.flush().await.map_err(|e| format!("write: {e}"))?;
+        let Some(chunk) = chunk.filter(|_| self.require_ack) else {
+            return Ok(());
+        };
+        let reply = tokio::time::timeout(self.ack_timeout, read_reply(c))
+            .await
+            .map_err(|_| format!("no ack within {:?}", self.ack_timeout))??;
+        if acked(&reply) == Some(chunk.as_bytes()) {
+            Ok(())
+        } else {
+            Err("the server answered something other than this message's ack".into())
+        }
+    }
+
+    async fn connect(&self) -> Result<Connection, String> {
+        let tcp = TcpStream::connect(&self.address)
+            .await
+            .map_err(|e| format!("connect to {}: {e}", self.address))?;
+        let _ = tcp.set_nodelay(true);
+        let io: Box<dyn Io> = match &self.tls {
+            Some((connector, name)) => Box::new(
+                connector
+                    .connect(name.clone(), tcp)
+                    .await
+                    .map_err(|e| format!("TLS with {}: {e}", self.address))?,
+            ),
+            None => Box::new(tcp),
+        };
+        let mut c = Connection {
+            io,
+            buf: BytesMut::new(),
+        };
+        if let Some(key) = &self.shared_key {
+            let helo =
+                handshake::parse_helo(&read_reply(&mut c).await?).map_err(|e| e.to_string())?;
+            self.login(&mut c, &helo, key).await?;
+        }
+        Ok(c)
+    }
+
+    async fn login(&self, c: &mut Connection, helo: &Helo, key: &str) -> Result<(), String> {
+        let salt = handshake::random16();
+        let user = self.user.as_ref().map(|(u, p)| (u.as_str(), p.as_str()));
+        if !helo.auth_salt.is_empty() && user.is_none() {
+            return Err("the server asks for a user: set `username` and `password`".into());
+        }
+        let ping = handshake::ping(&self.hostname, &salt, helo, key, user);
+        c.io.write_all(&ping)
+            .await
+            .map_err(|e| format!("write: {e}"))?;
+        c.io.flush().await.map_err(|e| format!("write: {e}"))?;
+        let pong = read_reply(c).await?;
+        handshake::check_pong(&pong, &salt, helo, key).map_err(|e| e.to_string())
+    }
+}
+
+fn host_of(address: &str) -> &str {
+    let host = address.rsplit_once(':').map_or(address, |(h, _)| h);
+    host.trim_start_matches('[').trim_end_matches(']')
+}
+
+/// The next object the server sends.
+async fn read_reply(c: &mut Connection) -> Result<BytesMut, String> {
+    let mut scanner = Scanner::new(Limits {
+        max_bytes: MAX_REPLY_BYTES,
+        max_depth: 8,
+    });
+    loop {
+        if !c.buf.is_empty()
+            && let Some(n) = scanner
+                .scan(&c.buf)
+                .map_err(|e| format!("the server's answer: {e}"))?
+        {
+            return Ok(c.buf.split_to(n));
+        }
+        c.buf.reserve(4096);
+        match c.io.read_buf(&mut c.buf).await {
+            Ok(0) => return Err("the server closed the connection".into()),
+            Ok(_) => {}
+            Err(e) => return Err(format!("read: {e}")),
+        }
+    }
+}
+
+/// The chunk id of an `{"ack": id}` answer.
+fn acked(reply: &[u8]) -> Option<&[u8]> {
+    let mut r = Reader::new(reply, 4, 0);
+    let n = r.map_len().ok()?;
+    for _ in 0..n {
+        let key = r.raw_bytes().ok()?;
+        if key == b"ack" && matches!(r.peek().ok()?, Kind::Str | Kind::Bin) {
+            return r.raw_bytes().ok();
+        }
+        r.skip().ok()?;
+    }
+    None
+}
