@@ -95,6 +95,16 @@ fn ndjson_to_http() {
 }
 
 #[test]
+fn forward_to_http() {
+    if let Some(r) = quick("forward-to-http") {
+        assert_sane(&r, 2000, true, true);
+        assert_eq!(r["measure"], "throughput");
+        let what = r["baseline"]["what"].as_str().unwrap_or_default();
+        assert!(what.contains("NDJSON over HTTP"), "{what}");
+    }
+}
+
+#[test]
 fn file_to_http() {
     if let Some(r) = quick("file-to-http") {
         assert_sane(&r, 2000, true, false);
@@ -126,6 +136,7 @@ fn every_scenario_file_is_listed_and_loads() {
     let text = String::from_utf8_lossy(&out.stdout);
     for name in [
         "webhook-alert-to-pagerduty",
+        "forward-to-http",
         "ndjson-to-http",
         "file-to-http",
         "kafka-to-postgres",

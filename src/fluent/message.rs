@@ -247,6 +247,20 @@ pub fn ack(chunk: &[u8]) -> Vec<u8> {
     out
 }
 
+/// The chunk id of an `{"ack": id}` answer.
+pub fn acked(reply: &[u8]) -> Option<&[u8]> {
+    let mut r = Reader::new(reply, 4, 0);
+    let n = r.map_len().ok()?;
+    for _ in 0..n {
+        let key = r.raw_bytes().ok()?;
+        if key == b"ack" && matches!(r.peek().ok()?, Kind::Str | Kind::Bin) {
+            return r.raw_bytes().ok();
+        }
+        r.skip().ok()?;
+    }
+    None
+}
+
 /// Encodes a PackedForward request: `[tag, entries, {size, chunk?, compressed?}]`.
 /// `entries` are `[time, record]` arrays back to back, gzip-compressed when `gzip`.
 pub fn packed_forward(

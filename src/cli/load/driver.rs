@@ -33,7 +33,7 @@ pub(crate) struct DriverOutcome {
 }
 
 /// When event `id` is due: `id / rate` after the start, or now when flat out.
-fn due(start: Instant, id: u64, rate: Option<f64>) -> Option<Instant> {
+pub(crate) fn due(start: Instant, id: u64, rate: Option<f64>) -> Option<Instant> {
     rate.map(|r| start + Duration::from_secs_f64(id as f64 / r))
 }
 

@@ -16,6 +16,7 @@
 pub(crate) mod baseline;
 pub(crate) mod child;
 pub(crate) mod driver;
+pub(crate) mod forward;
 pub(crate) mod marker;
 pub(crate) mod postgres;
 pub(crate) mod receiver;
@@ -106,14 +107,17 @@ pub(crate) async fn run(path: &Path, options: &Options) -> Result<Report, LoadEr
         rate,
     };
     let outcome = match (&scenario.driver, &scenario.receiver) {
-        (DriverConfig::Webhook { .. } | DriverConfig::Ndjson { .. }, ReceiverConfig::Http { .. }) => {
+        (
+            DriverConfig::Webhook { .. } | DriverConfig::Ndjson { .. } | DriverConfig::Forward { .. },
+            ReceiverConfig::Http { .. },
+        ) => {
             run.http(&mut report).await
         }
         (DriverConfig::File { .. }, ReceiverConfig::Http { .. }) => run.file(&mut report).await,
         (DriverConfig::Kafka { .. }, ReceiverConfig::Postgres) => run.kafka(&mut report).await,
         _ => Err(LoadError::Scenario {
             file: path.display().to_string(),
-            message: "this driver and receiver do not go together (webhook/ndjson/file → http, kafka → postgres)".into(),
+            message: "this driver and receiver do not go together (webhook/ndjson/forward/file → http, kafka → postgres)".into(),
         }),
     };
     match outcome {
@@ -150,8 +154,8 @@ impl Run<'_> {
         Ok(dir)
     }
 
-    /// Webhook or NDJSON over HTTP into the HTTP receiver; the baseline is the same
-    /// driver aimed at the receiver.
+    /// Webhook, NDJSON or Forward into sluice, out to the HTTP receiver; the baseline is
+    /// the same driver aimed at the receiver (for Forward: the same events as NDJSON).
     async fn http(&self, report: &mut Report) -> Result<(), LoadError> {
         let ReceiverConfig::Http { answer } = self.scenario.receiver else {
             unreachable!("checked by the caller");
@@ -174,6 +178,14 @@ impl Run<'_> {
                     event_bytes,
                 } => (
                     path.clone(),
+                    Arc::new(driver::Ndjson {
+                        event_bytes: *event_bytes,
+                    }),
+                    *batch as u64,
+                ),
+                // The baseline: the same events as NDJSON over HTTP.
+                DriverConfig::Forward { batch, event_bytes } => (
+                    "/ingest".into(),
                     Arc::new(driver::Ndjson {
                         event_bytes: *event_bytes,
                     }),
@@ -206,8 +218,12 @@ impl Run<'_> {
         };
 
         let direct = drive(format!("{}{path}", receiver.url()), "baseline").await?;
+        let driver = match self.scenario.driver {
+            DriverConfig::Forward { .. } => "the same events as NDJSON over HTTP",
+            _ => "the same driver",
+        };
         report.baseline.what = format!(
-            "the same driver straight into the bench's receiver ({} requests in flight)",
+            "{driver} straight into the bench's receiver ({} requests in flight)",
             self.scenario.concurrency
         );
         report.baseline.figures = figures(&direct, &recorder.tally(), false);
@@ -224,7 +240,29 @@ impl Run<'_> {
             ]),
         )
         .await?;
-        let outcome = drive(format!("http://{source}{path}"), "sluice").await;
+        let outcome = match self.scenario.driver {
+            DriverConfig::Forward { event_bytes, .. } => {
+                let sent = Arc::new(AtomicU64::new(0));
+                let progress = Watch::start("sluice", self.count, sent.clone(), recorder.clone());
+                let concurrency = self.scenario.concurrency;
+                let outcome = forward::forward(
+                    source,
+                    self.count,
+                    batch,
+                    event_bytes,
+                    self.rate,
+                    concurrency,
+                    sent,
+                )
+                .await;
+                if let Ok(o) = &outcome {
+                    wait_delivered(&recorder, o.sent, self.scenario.drain_timeout).await;
+                }
+                progress.finish();
+                outcome
+            }
+            _ => drive(format!("http://{source}{path}"), "sluice").await,
+        };
         let stopped = sluice.stop();
         let outcome = outcome?;
         stopped?;

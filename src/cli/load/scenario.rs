@@ -85,6 +85,14 @@ pub(crate) enum DriverConfig {
         #[serde(default = "default_event_bytes")]
         event_bytes: usize,
     },
+    /// PackedForward messages of `batch` events to the `fluent` source, each waiting
+    /// for its ack; the baseline sends the same events as NDJSON over HTTP straight to
+    /// the receiver.
+    Forward {
+        batch: usize,
+        #[serde(default = "default_event_bytes")]
+        event_bytes: usize,
+    },
     /// Lines of JSON appended to the file the pipeline tails.
     File {
         #[serde(default = "default_event_bytes")]

@@ -13,7 +13,7 @@ use super::{ClientTls, FluentSinkConfig};
 use crate::component::BuildError;
 use crate::fluent::frame::{Limits, Scanner};
 use crate::fluent::handshake::{self, Helo};
-use crate::fluent::value::{Kind, Reader};
+use crate::fluent::message;
 
 /// What the server sends back (HELO, PONG, acks) is small.
 const MAX_REPLY_BYTES: usize = 64 * 1024;
@@ -134,7 +134,7 @@ impl Client {
         let reply = tokio::time::timeout(self.ack_timeout, read_reply(c))
             .await
             .map_err(|_| format!("no ack within {:?}", self.ack_timeout))??;
-        if acked(&reply) == Some(chunk.as_bytes()) {
+        if message::acked(&reply) == Some(chunk.as_bytes()) {
             Ok(())
         } else {
             Err("the server answered something other than this message's ack".into())
@@ -209,18 +209,4 @@ async fn read_reply(c: &mut Connection) -> Result<BytesMut, String> {
             Err(e) => return Err(format!("read: {e}")),
         }
     }
-}
-
-/// The chunk id of an `{"ack": id}` answer.
-fn acked(reply: &[u8]) -> Option<&[u8]> {
-    let mut r = Reader::new(reply, 4, 0);
-    let n = r.map_len().ok()?;
-    for _ in 0..n {
-        let key = r.raw_bytes().ok()?;
-        if key == b"ack" && matches!(r.peek().ok()?, Kind::Str | Kind::Bin) {
-            return r.raw_bytes().ok();
-        }
-        r.skip().ok()?;
-    }
-    None
 }
