@@ -23,8 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
-use tokio::sync::{Mutex, Semaphore};
-use tokio::task::JoinSet;
+use tokio::sync::Mutex;
 
 use crate::buffer::MemoryBudget;
 use crate::buffer::cost::LISTENER_DECODE_BUDGET;
@@ -32,6 +31,7 @@ use crate::component::{
     BoxFuture, BuildError, ComponentError, ComponentTask, SourceConfig, SourceContext,
 };
 use crate::net::{ServerTls, tls_acceptor};
+use crate::sources::util::accept::accept_until;
 
 /// Takes fluentd's Forward protocol from fluent-logger, Fluent Bit, fluentd and Docker.
 /// All four modes (Message, Forward, PackedForward, CompressedPackedForward), acks
@@ -225,41 +225,14 @@ impl SourceConfig for FluentSourceConfig {
                 ),
             });
             tracing::info!(component_id = %cx.id, address = %local, tls = tls.is_some(), handshake = self.shared_key.is_some(), "fluent listening");
-            let slots = Arc::new(Semaphore::new(self.max_connections));
             let stop = cx.shutdown;
+            let max_connections = Some(self.max_connections);
             Ok(Box::pin(async move {
-                let mut connections = JoinSet::new();
-                loop {
-                    let permit = tokio::select! {
-                        biased;
-                        () = stop.cancelled() => break,
-                        permit = Arc::clone(&slots).acquire_owned() => permit,
-                    };
-                    let Ok(permit) = permit else { break };
-                    tokio::select! {
-                        biased;
-                        () = stop.cancelled() => break,
-                        accepted = listener.accept() => match accepted {
-                            Ok((stream, peer)) => {
-                                let shared = Arc::clone(&shared);
-                                let (tls, stop) = (tls.clone(), stop.clone());
-                                connections.spawn(async move {
-                                    let _permit = permit;
-                                    connection::accept(stream, peer, tls, shared, stop).await;
-                                });
-                            }
-                            // Too many open files and the like: keep serving the
-                            // connections there are, and try again shortly.
-                            Err(e) => {
-                                tracing::warn!(error = %e, "accept failed");
-                                tokio::time::sleep(Duration::from_millis(50)).await;
-                            }
-                        },
-                        Some(_) = connections.join_next(), if !connections.is_empty() => {}
-                    }
-                }
-                drop(listener);
-                while connections.join_next().await.is_some() {}
+                accept_until(listener, stop.clone(), max_connections, |stream, peer| {
+                    let (shared, tls, stop) = (Arc::clone(&shared), tls.clone(), stop.clone());
+                    connection::accept(stream, peer, tls, shared, stop)
+                })
+                .await;
                 Ok::<(), ComponentError>(())
             }) as ComponentTask)
         })

@@ -22,7 +22,6 @@ use axum::http::{HeaderValue, header};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
@@ -46,29 +45,10 @@ pub(crate) async fn serve_with(
     stop: CancellationToken,
     options: ServerOptions,
 ) -> std::io::Result<()> {
-    let mut connections = JoinSet::new();
-    loop {
-        tokio::select! {
-            biased;
-            () = stop.cancelled() => break,
-            accepted = listener.accept() => {
-                match accepted {
-                    Ok((stream, _)) => {
-                        connections.spawn(accept_connection(stream, app.clone(), stop.clone(), options.clone()));
-                    }
-                    // Too many open files and the like: keep serving the connections we
-                    // have, and try again shortly.
-                    Err(e) => {
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                    }
-                }
-            }
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
-        }
-    }
-    drop(listener);
-    while connections.join_next().await.is_some() {}
+    super::accept::accept_until(listener, stop.clone(), None, |stream, _| {
+        accept_connection(stream, app.clone(), stop.clone(), options.clone())
+    })
+    .await;
     Ok(())
 }
 

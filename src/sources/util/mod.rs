@@ -1,4 +1,5 @@
 //! Helpers that source types share; not source types themselves.
 
+pub(crate) mod accept;
 pub(crate) mod handover;
 pub(crate) mod http_server;
