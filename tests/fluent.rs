@@ -525,3 +525,148 @@ sinks:
         Some(Some("unacked"))
     );
 }
+
+/// `[tag, entries, {compressed: gzip, chunk}]` of `n` records.
+fn gzip_message(tag: &str, n: i64, chunk: &str) -> Vec<u8> {
+    let mut stream = Vec::new();
+    for i in 0..n {
+        let entry = rmpv::Value::Array(vec![
+            1_700_000_000.into(),
+            rmpv::Value::Map(vec![("n".into(), i.into())]),
+        ]);
+        rmpv::encode::write_value(&mut stream, &entry).expect("encode");
+    }
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, &stream).expect("gzip");
+    let mut out = Vec::new();
+    let message = rmpv::Value::Array(vec![
+        tag.into(),
+        rmpv::Value::Binary(gz.finish().expect("gzip")),
+        rmpv::Value::Map(vec![
+            ("compressed".into(), "gzip".into()),
+            ("chunk".into(), chunk.into()),
+        ]),
+    ]);
+    rmpv::encode::write_value(&mut out, &message).expect("encode");
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gzip_is_acked_while_other_connections_are_open_and_a_flood_of_empty_records_is_not_taken()
+{
+    let port = free_port();
+    let mut p = parse(&format!(
+        "sources:\n  fwd: {{ type: fluent, address: \"127.0.0.1:{port}\" }}\n"
+    ));
+    let sink = CaptureSink::default();
+    sink.attach(&mut p, "out", &["fwd"], 100);
+    let (_topology, telemetry) = start(p).await;
+    wait_for_port(port).await;
+    // Idle clients and one halfway through a message hold no budget a gzip needs.
+    let mut idle = Vec::new();
+    for _ in 0..8 {
+        idle.push(
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .expect("connect"),
+        );
+    }
+    idle[0]
+        .write_all(&[0x93, 0xa1])
+        .await
+        .expect("half a message");
+    let mut client = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    client
+        .write_all(&gzip_message("zipped", 50, "z1"))
+        .await
+        .expect("write");
+    let mut ack = [0u8; 16];
+    let n = tokio::time::timeout(Duration::from_secs(5), client.read(&mut ack))
+        .await
+        .expect("acked without waiting for the idle connections")
+        .expect("read");
+    assert_eq!(&ack[..n], &[0x81, 0xa3, b'a', b'c', b'k', 0xa2, b'z', b'1']);
+    assert_eq!(sink.values().len(), 50);
+
+    // 300 KB of `[1, {}]` entries would become 100,000 events: refused as too costly.
+    let flood = rmpv::Value::Array(vec![
+        "flood".into(),
+        rmpv::Value::Array(
+            (0..100_000)
+                .map(|_| rmpv::Value::Array(vec![1.into(), rmpv::Value::Map(vec![])]))
+                .collect(),
+        ),
+    ]);
+    let mut bytes = Vec::new();
+    rmpv::encode::write_value(&mut bytes, &flood).expect("encode");
+    assert!(closed_after(port, &bytes, false).await.is_empty());
+    assert_eq!(sink.values().len(), 50, "nothing of the flood was taken");
+    let body = telemetry.render_prometheus();
+    assert!(body.contains("reason=\"malformed\""), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sink_gives_up_on_a_server_that_stops_reading() {
+    // A server that accepts and never reads, as a fluentd with a full buffer does.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let held = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = listener.accept().await {
+            held.push(s);
+        }
+    });
+    let pad = "x".repeat(10_000);
+    let mut p = parse(&format!(
+        r#"
+sources:
+  gen: {{ type: generator, count: 2000, batch_size: 2000, format: '{{"n": {{{{seq}}}}, "pad": "{pad}"}}' }}
+sinks:
+  out:
+    type: fluent
+    inputs: [gen]
+    address: "127.0.0.1:{port}"
+    tag: stuck
+    ack_timeout: 300ms
+    failure_handling: {{ max_retries: 1, initial_backoff: 10ms, max_backoff: 10ms }}
+"#
+    ));
+    let dead = CaptureSink::default();
+    dead.attach(&mut p, "dead", &["out.dead_letter"], 5000);
+    let (_topology, _telemetry) = start(p).await;
+    eventually("every event dead-lettered", || dead.values().len() == 2000).await;
+    let record = common::field(&dead.values()[0], "dead_letter");
+    let error = common::string(&record, "error").unwrap_or_default();
+    assert!(error.contains("read nothing"), "{error}");
+    held.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sink_without_the_shared_key_is_told_the_server_wants_one() {
+    let port = free_port();
+    let mut p = parse(&format!(
+        r#"
+sources:
+  gen: {{ type: generator, count: 2, format: '{{"n": {{{{seq}}}}}}' }}
+  fwd: {{ type: fluent, address: "127.0.0.1:{port}", shared_key: k }}
+sinks:
+  out:
+    type: fluent
+    inputs: [gen]
+    address: "127.0.0.1:{port}"
+    tag: keyless
+    failure_handling: {{ max_retries: 0 }}
+"#
+    ));
+    let dead = CaptureSink::default();
+    dead.attach(&mut p, "dead", &["out.dead_letter"], 100);
+    let (_topology, _telemetry) = start(p).await;
+    eventually("both events dead-lettered", || dead.values().len() == 2).await;
+    let record = common::field(&dead.values()[0], "dead_letter");
+    let error = common::string(&record, "error").unwrap_or_default();
+    assert!(error.contains("requires the handshake"), "{error}");
+}

@@ -345,6 +345,13 @@ fn collect_options(
         if nested {
             collect_options(resolved, defs, &format!("{full}."), out, depth + 1);
         }
+        // A list of objects (`users`, `routes`): their fields, as `name[].field`.
+        if let Some(items) = resolved.get("items").map(|i| resolve(i, defs))
+            && is_struct(items)
+            && depth < 3
+        {
+            collect_options(items, defs, &format!("{full}[]."), out, depth + 1);
+        }
     }
 }
 

@@ -12,7 +12,7 @@ use thiserror::Error;
 /// Why a stream cannot yield its next object. Each closes the connection.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum FrameError {
-    #[error("message larger than {max} bytes (max_message_bytes)")]
+    #[error("message larger than {max} bytes")]
     TooLarge { max: usize },
     #[error("message nested deeper than {max} levels (max_depth)")]
     TooDeep { max: usize },
@@ -86,10 +86,16 @@ impl Scanner {
                 }
                 Token::Container { items } => {
                     self.pos += header;
-                    let room = self.limits.max_bytes.saturating_sub(self.pos);
-                    if items > room as u64 {
+                    // Each item takes a byte at least: a claim past the bound is refused
+                    // before its bytes arrive.
+                    if items > self.limits.max_bytes as u64 {
                         return Err(FrameError::ImpossibleLength {
                             claimed: items,
+                            max: self.limits.max_bytes,
+                        });
+                    }
+                    if items > self.limits.max_bytes.saturating_sub(self.pos) as u64 {
+                        return Err(FrameError::TooLarge {
                             max: self.limits.max_bytes,
                         });
                     }

@@ -206,18 +206,27 @@ pub fn pong(
     nonce: &[u8],
     key: &str,
 ) -> Vec<u8> {
+    if !ok {
+        return refusal(reason);
+    }
     let mut out = vec![0x95];
     write_str(&mut out, b"PONG");
-    out.push(if ok { 0xc3 } else { 0xc2 });
+    out.push(0xc3);
     write_str(&mut out, reason.as_bytes());
-    if ok {
-        write_str(&mut out, hostname.as_bytes());
-        let proof = digest(&[&ping.salt, hostname.as_bytes(), nonce, key.as_bytes()]);
-        write_str(&mut out, proof.as_bytes());
-    } else {
-        write_str(&mut out, b"");
-        write_str(&mut out, b"");
-    }
+    write_str(&mut out, hostname.as_bytes());
+    let proof = digest(&[&ping.salt, hostname.as_bytes(), nonce, key.as_bytes()]);
+    write_str(&mut out, proof.as_bytes());
+    out
+}
+
+/// `["PONG", false, reason, "", ""]`: the answer to a `PING` that cannot be read.
+pub fn refusal(reason: &str) -> Vec<u8> {
+    let mut out = vec![0x95];
+    write_str(&mut out, b"PONG");
+    out.push(0xc2);
+    write_str(&mut out, reason.as_bytes());
+    write_str(&mut out, b"");
+    write_str(&mut out, b"");
     out
 }
 

@@ -14,6 +14,7 @@ use thiserror::Error;
 use vrl::value::ObjectMap;
 
 use super::value::{DecodeError, Kind, Reader, write_str};
+use crate::buffer::cost::{MAP_NODE, SLOT};
 
 /// One record of a request and its time.
 pub type Entry = (DateTime<Utc>, ObjectMap);
@@ -60,8 +61,26 @@ pub enum MessageError {
     Inflated { max: usize },
 }
 
+/// Longest `chunk` option accepted (Fluent Bit sends 32 characters, the spec's Base64
+/// of 128 bits is 24): the ack echoes it, and a client need not read its acks.
+pub const MAX_CHUNK_BYTES: usize = 256;
+
+/// What a decoded entry takes besides its record's fields: the event around it, and
+/// the B-tree node its `tag` and `timestamp` go into even when the record is empty.
+const ENTRY_COST: usize = MAP_NODE + 4 * SLOT;
+
 /// Decodes one complete request.
 pub fn parse(frame: &[u8], bounds: &Bounds) -> Result<Request, MessageError> {
+    parse_inflated(frame, None, bounds)
+}
+
+/// Decodes one complete request whose compressed entries (if any) were inflated
+/// already: the caller charges the inflated size to its budget before decoding.
+pub fn parse_inflated(
+    frame: &[u8],
+    inflated: Option<&[u8]>,
+    bounds: &Bounds,
+) -> Result<Request, MessageError> {
     let mut r = Reader::new(frame, bounds.max_depth, bounds.allowance);
     if r.peek()? == Kind::Nil {
         return Ok(Request::Heartbeat);
@@ -110,13 +129,16 @@ pub fn parse(frame: &[u8], bounds: &Bounds) -> Result<Request, MessageError> {
             let packed = r.raw_bytes()?;
             too_many(n, 3)?;
             let options = (n == 3).then(|| options(&mut r)).transpose()?;
-            let inflated;
+            let owned;
             let stream = match options.as_ref().and_then(|o| o.compressed.as_deref()) {
                 None | Some("text") => packed,
-                Some("gzip") => {
-                    inflated = gunzip(packed, bounds.max_decompressed)?;
-                    &inflated[..]
-                }
+                Some("gzip") => match inflated {
+                    Some(stream) => stream,
+                    None => {
+                        owned = gunzip(packed, bounds.max_decompressed)?;
+                        &owned[..]
+                    }
+                },
                 Some(other) => return Err(MessageError::Compression(other.to_owned())),
             };
             let mut packed = Reader::new(stream, bounds.max_depth, r.allowance());
@@ -143,23 +165,26 @@ pub fn parse(frame: &[u8], bounds: &Bounds) -> Result<Request, MessageError> {
     }))
 }
 
-/// Whether a complete request is CompressedPackedForward (read from its headers and
-/// option, skipping the entries): its entries may inflate up to the limit.
-pub fn is_compressed(frame: &[u8]) -> bool {
+/// The still-compressed entries of a CompressedPackedForward request (read from its
+/// headers and option, without decoding the entries), so the caller can charge the
+/// inflation before it happens.
+pub fn compressed_entries(frame: &[u8]) -> Option<&[u8]> {
     let mut r = Reader::new(frame, 4, 0);
-    let packed = (|| -> Result<bool, DecodeError> {
+    let packed = (|| -> Result<Option<&[u8]>, DecodeError> {
         if r.peek()? != Kind::Array || r.array_len()? != 3 || r.peek()? != Kind::Str {
-            return Ok(false);
+            return Ok(None);
         }
         r.raw_bytes()?;
         if !matches!(r.peek()?, Kind::Str | Kind::Bin) {
-            return Ok(false);
+            return Ok(None);
         }
-        r.raw_bytes()?;
-        Ok(true)
-    })();
-    packed.unwrap_or(false)
-        && options(&mut r).is_ok_and(|o| o.compressed.as_deref() == Some("gzip"))
+        Ok(Some(r.raw_bytes()?))
+    })()
+    .ok()
+    .flatten()?;
+    options(&mut r)
+        .is_ok_and(|o| o.compressed.as_deref() == Some("gzip"))
+        .then_some(packed)
 }
 
 fn too_many(n: usize, max: usize) -> Result<(), MessageError> {
@@ -172,6 +197,7 @@ fn too_many(n: usize, max: usize) -> Result<(), MessageError> {
 }
 
 fn entry(r: &mut Reader<'_>) -> Result<Entry, MessageError> {
+    r.charge(ENTRY_COST)?;
     if r.array_len()? != 2 {
         return Err(MessageError::Shape("an entry is [time, record]"));
     }
@@ -208,9 +234,21 @@ fn options(r: &mut Reader<'_>) -> Result<Options, MessageError> {
                 if !matches!(r.peek()?, Kind::Str | Kind::Bin) {
                     return Err(MessageError::Shape("the chunk option is a string"));
                 }
+                let binary = r.peek()? == Kind::Bin;
                 let id = r.raw_bytes()?;
+                if id.len() > MAX_CHUNK_BYTES {
+                    return Err(MessageError::Shape(
+                        "the chunk option is longer than 256 bytes",
+                    ));
+                }
+                // Echoed as it came: a binary id stays binary.
                 let mut encoded = Vec::with_capacity(id.len() + 5);
-                write_str(&mut encoded, id);
+                if binary {
+                    let _ = rmp::encode::write_bin_len(&mut encoded, id.len() as u32);
+                    encoded.extend_from_slice(id);
+                } else {
+                    write_str(&mut encoded, id);
+                }
                 o.chunk = Some(encoded);
             }
             b"compressed" => {
@@ -226,7 +264,7 @@ fn options(r: &mut Reader<'_>) -> Result<Options, MessageError> {
 }
 
 /// Inflates gzip members back to back, refusing more than `max` bytes.
-fn gunzip(bytes: &[u8], max: usize) -> Result<Vec<u8>, MessageError> {
+pub fn gunzip(bytes: &[u8], max: usize) -> Result<Vec<u8>, MessageError> {
     let mut out = Vec::new();
     flate2::read::MultiGzDecoder::new(bytes)
         .take(max as u64 + 1)
@@ -390,8 +428,9 @@ mod tests {
         let e = events(&compressed);
         assert_eq!(msgs(&e), ["one", "two"]);
         assert!(e.chunk.is_some());
-        assert!(is_compressed(&compressed));
-        assert!(!is_compressed(&packed) && !is_compressed(&forward) && !is_compressed(&[0xc1]));
+        assert!(compressed_entries(&compressed).is_some());
+        assert!(compressed_entries(&packed).is_none() && compressed_entries(&forward).is_none());
+        assert!(compressed_entries(&[0xc1]).is_none());
 
         // What the sink sends decodes here.
         let out = packed_forward("t.x", &stream, 2, Some("id1"), false);
@@ -408,6 +447,47 @@ mod tests {
             V::Nil,
         ]));
         assert_eq!(events(&old).entries[0].0.timestamp(), 1_600_000_000);
+    }
+
+    #[test]
+    fn chunks_are_echoed_as_they_came_and_bounded() {
+        let request = |chunk: V| {
+            pack(&V::Array(vec![
+                V::from("t"),
+                V::from(1),
+                record("m"),
+                V::Map(vec![(V::from("chunk"), chunk)]),
+            ]))
+        };
+        let e = events(&request(V::Binary(vec![1, 2, 3])));
+        assert_eq!(
+            e.chunk,
+            Some(vec![0xc4, 3, 1, 2, 3]),
+            "a binary id stays binary"
+        );
+        let long = "c".repeat(MAX_CHUNK_BYTES + 1);
+        let err = parse(&request(V::from(long.as_str())), &bounds()).unwrap_err();
+        assert!(err.to_string().contains("longer than 256 bytes"), "{err}");
+    }
+
+    #[test]
+    fn empty_records_are_charged_what_their_events_take() {
+        // 300 KB of `[1, {}]` would become 100,000 events of about a kilobyte each.
+        let entries = V::Array(
+            (0..100_000)
+                .map(|_| V::Array(vec![V::from(1), V::Map(vec![])]))
+                .collect(),
+        );
+        let frame = pack(&V::Array(vec![V::from("t"), entries]));
+        let bounds = Bounds {
+            max_entries: 1_000_000,
+            allowance: crate::buffer::cost::decode_allowance(frame.len()),
+            ..bounds()
+        };
+        assert_eq!(
+            parse(&frame, &bounds),
+            Err(MessageError::Decode(DecodeError::OverAllowance))
+        );
     }
 
     #[test]

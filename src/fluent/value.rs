@@ -108,7 +108,8 @@ impl<'a> Reader<'a> {
         Kind::of(*self.buf.get(self.pos).ok_or(DecodeError::Truncated)?)
     }
 
-    fn charge(&mut self, bytes: usize) -> Result<(), DecodeError> {
+    /// Spends `bytes` of the allowance.
+    pub fn charge(&mut self, bytes: usize) -> Result<(), DecodeError> {
         self.allowance = self
             .allowance
             .checked_sub(bytes)
@@ -237,6 +238,10 @@ impl<'a> Reader<'a> {
             },
             Kind::Ext => match self.ext()? {
                 (EVENT_TIME_EXT, payload) if payload.len() == 8 => Ok(event_time(payload)),
+                (EVENT_TIME_EXT, _) => Err(DecodeError::Unexpected {
+                    expected: "an EventTime of 8 bytes",
+                    found: "another length",
+                }),
                 _ => Err(DecodeError::Unexpected {
                     expected: "a time",
                     found: "an extension other than EventTime",

@@ -118,16 +118,28 @@ impl Client {
         if self.connection.is_none() {
             let connection = tokio::time::timeout(self.connect_timeout, self.connect())
                 .await
-                .map_err(|_| format!("connecting to {} timed out", self.address))??;
+                .map_err(|_| match self.shared_key {
+                    // A server without the handshake sends no HELO: it waits for data.
+                    Some(_) => format!(
+                        "no HELO from {} within {:?}: does the server have a shared_key?",
+                        self.address, self.connect_timeout
+                    ),
+                    None => format!("connecting to {} timed out", self.address),
+                })??;
             self.connection = Some(connection);
         }
         let Some(c) = self.connection.as_mut() else {
             return Err("not connected".into());
         };
-        c.io.write_all(message)
+        // A server that stops reading (a full fluentd buffer) must not hold the sink.
+        let write = async {
+            c.io.write_all(message).await?;
+            c.io.flush().await
+        };
+        tokio::time::timeout(self.ack_timeout, write)
             .await
+            .map_err(|_| format!("the server read nothing for {:?}", self.ack_timeout))?
             .map_err(|e| format!("write: {e}"))?;
-        c.io.flush().await.map_err(|e| format!("write: {e}"))?;
         let Some(chunk) = chunk.filter(|_| self.require_ack) else {
             return Ok(());
         };
@@ -136,6 +148,8 @@ impl Client {
             .map_err(|_| format!("no ack within {:?}", self.ack_timeout))??;
         if message::acked(&reply) == Some(chunk.as_bytes()) {
             Ok(())
+        } else if handshake::parse_helo(&reply).is_ok() {
+            Err("the server requires the handshake: set `shared_key`".into())
         } else {
             Err("the server answered something other than this message's ack".into())
         }

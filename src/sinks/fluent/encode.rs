@@ -21,6 +21,10 @@ pub(super) struct Message {
     pub(super) events: Vec<Event>,
 }
 
+/// Bytes of a PackedForward message besides its tag and entries, at most: the array,
+/// the tag's and the entries' headers, and the options with a chunk id.
+const MESSAGE_OVERHEAD: usize = 96;
+
 #[derive(Default)]
 struct Group {
     entries: Vec<u8>,
@@ -59,6 +63,8 @@ pub(super) fn messages(
         };
         let mut entry = Vec::new();
         write_entry(&mut entry, &event, &tag);
+        // The message around the entries: its array, tag, bin header and option map.
+        let max = max.saturating_sub(tag.len() + MESSAGE_OVERHEAD);
         if entry.len() > max {
             let error = format!(
                 "a record of {} bytes is over max_message_bytes ({max})",
@@ -125,5 +131,47 @@ fn finish(tag: &str, group: Group, gzip: bool, ack: bool) -> Message {
         bytes: packed_forward(tag, &payload, group.events.len(), chunk.as_deref(), gzip),
         chunk,
         events: group.events,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::fluent::message::{Bounds, Request, parse};
+
+    #[test]
+    fn messages_split_so_that_the_whole_message_fits_the_limit() {
+        let template = Template::parse("app.{{ service }}").expect("template");
+        let batch: EventBatch = (0..20)
+            .map(|n| {
+                let mut m = ObjectMap::new();
+                m.insert("service".into(), Value::from("api"));
+                m.insert("n".into(), Value::Integer(n));
+                m.insert("pad".into(), Value::from("x".repeat(300)));
+                Event::new(Value::Object(m), Arc::from("t"), chrono::Utc::now())
+            })
+            .collect();
+        let max = 1000;
+        let (messages, refused) = messages(batch, &template, max, false, true);
+        assert!(refused.is_empty());
+        assert!(messages.len() > 1);
+        let mut seen = 0;
+        for m in &messages {
+            assert!(m.bytes.len() <= max, "{} bytes", m.bytes.len());
+            let bounds = Bounds {
+                max_depth: 8,
+                max_entries: 100,
+                max_decompressed: max,
+                allowance: 1 << 20,
+            };
+            let Ok(Request::Events(events)) = parse(&m.bytes, &bounds) else {
+                panic!("a valid message");
+            };
+            assert_eq!(events.tag, "app.api");
+            seen += events.entries.len();
+        }
+        assert_eq!(seen, 20);
     }
 }

@@ -37,7 +37,9 @@ pub(crate) struct FluentSinkConfig {
     /// The tag of each event, a template (`"{{ tag }}"` keeps the tag events came in
     /// with through a `fluent` source; `"app.{{ service }}"`).
     pub(crate) tag: String,
-    /// Connect with TLS.
+    /// Connect with TLS. The server's certificate must be a server (leaf) certificate
+    /// signed by a trusted CA: a self-signed one that is its own CA (`openssl req -x509`
+    /// without `-addext basicConstraints=critical,CA:FALSE`) is refused.
     pub(crate) tls: Option<ClientTls>,
     /// Do the handshake with this shared key (the server's `shared_key`).
     pub(crate) shared_key: Option<String>,

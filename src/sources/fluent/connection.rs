@@ -7,27 +7,23 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use vrl::value::{ObjectMap, Value};
 
 use super::FluentSourceConfig;
-use crate::buffer::cost::decode_allowance;
-use crate::buffer::{Charge, MemoryBudget};
+use super::read::{Held, Reader, decode};
+use crate::buffer::MemoryBudget;
 use crate::component::SourceOutput;
 use crate::event::{BatchAck, Event, VrlMetadata};
 use crate::fluent::frame::{FrameError, Limits, Scanner};
 use crate::fluent::handshake::{self, HandshakeError};
-use crate::fluent::message::{self, Bounds, Events, Request};
+use crate::fluent::message::{self, Events, Request};
 use crate::sources::util::handover::{Handed, hand_over};
 use crate::telemetry::{ComponentMetrics, LabeledGauge, LatencyRecorder};
 
-/// Reads are this large at most; the buffer grows by them.
-const READ_CHUNK: usize = 64 * 1024;
-/// Frames from this size on are decoded on the blocking pool.
-const DECODE_OFF_RUNTIME: usize = 64 * 1024;
 /// The handshake's messages are small.
 const MAX_HANDSHAKE_BYTES: usize = 4096;
 
@@ -41,17 +37,48 @@ pub(super) struct Shared {
     pub(super) config: FluentSourceConfig,
     pub(super) hostname: String,
     pub(super) open: Arc<LabeledGauge>,
+    /// Connections open now; set into `open` under the lock, so the gauge never lags.
+    pub(super) connections: std::sync::Mutex<usize>,
+}
+
+impl Shared {
+    fn count_connection(&self, delta: isize) {
+        let mut open = self
+            .connections
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        *open = open.saturating_add_signed(delta);
+        self.open.set(*open as f64);
+    }
+}
+
+/// Writes all of `bytes` unless the client stops reading for `timeout`.
+async fn write_timed<W: AsyncWrite + Unpin>(
+    write: &mut W,
+    bytes: &[u8],
+    timeout: Duration,
+) -> Result<(), Closed> {
+    let send = async {
+        write.write_all(bytes).await?;
+        write.flush().await
+    };
+    tokio::time::timeout(timeout, send)
+        .await
+        .map_err(|_| Closed::WriteTimeout)?
+        .map_err(Closed::Io)
 }
 
 /// Why a connection was closed by sluice.
 #[derive(Debug, thiserror::Error)]
-enum Closed {
+pub(super) enum Closed {
     #[error("{0}")]
     Frame(#[from] FrameError),
     #[error("{0}")]
     Message(#[from] message::MessageError),
     #[error("handshake: {0}")]
     Handshake(#[from] HandshakeError),
+    #[error("handshake: {0}")]
+    HandshakeRead(Box<Closed>),
     #[error("{0}")]
     Refused(&'static str),
     #[error("{0} timed out")]
@@ -64,17 +91,20 @@ enum Closed {
     NoAck(&'static str),
     #[error("memory_limit stayed full")]
     Memory,
+    #[error("the client did not read what was sent to it")]
+    WriteTimeout,
 }
 
 impl Closed {
     fn reason(&self) -> &'static str {
         match self {
             Self::Frame(_) | Self::Message(_) | Self::Truncated => "malformed",
-            Self::Handshake(_) | Self::Refused(_) => "handshake",
+            Self::Handshake(_) | Self::HandshakeRead(_) | Self::Refused(_) => "handshake",
             Self::Timeout(_) => "timeout",
             Self::Io(_) => "io",
             Self::NoAck(_) => "no_ack",
             Self::Memory => "memory_limit",
+            Self::WriteTimeout => "timeout",
         }
     }
 }
@@ -88,7 +118,7 @@ pub(super) async fn accept(
     stop: CancellationToken,
 ) {
     let _ = stream.set_nodelay(true);
-    shared.open.set(shared.open.get() + 1.0);
+    shared.count_connection(1);
     let result = match tls {
         Some(acceptor) => {
             match tokio::time::timeout(shared.config.read_timeout, acceptor.accept(stream)).await {
@@ -99,7 +129,7 @@ pub(super) async fn accept(
         }
         None => serve(stream, peer, &shared, &stop).await,
     };
-    shared.open.set(shared.open.get() - 1.0);
+    shared.count_connection(-1);
     if let Err(e) = result {
         let reason = e.reason();
         shared
@@ -112,100 +142,6 @@ pub(super) async fn accept(
             .add(1);
         shared.metrics.add_errors(1);
         tracing::warn!(component_id = %shared.id, peer = %peer, reason, error = %e, "fluent connection closed");
-    }
-}
-
-/// A connection's read side: the bytes of the next message and their charge.
-struct Reader<'s, S> {
-    stream: S,
-    buf: BytesMut,
-    scanner: Scanner,
-    held: Held<'s>,
-    read_timeout: Duration,
-}
-
-/// Memory charged to the budget for what one message holds, grown as it is read.
-struct Held<'s> {
-    budget: &'s Arc<MemoryBudget>,
-    charges: Vec<Charge>,
-    bytes: usize,
-}
-
-impl Held<'_> {
-    /// Charges until `need` bytes are held (twice what is held at least, so a message
-    /// read piece by piece takes few charges), waiting for room until `deadline`. Large
-    /// work is capped at three quarters of the budget, keeping the rest for the small.
-    async fn ensure(&mut self, need: usize, deadline: Instant) -> Result<(), Closed> {
-        if self.bytes >= need {
-            return Ok(());
-        }
-        let limit = self.budget.limit();
-        let large = need > limit / 8;
-        let ceiling = if large { limit / 4 * 3 } else { limit };
-        let target = need.max(self.bytes * 2).min(ceiling);
-        if self.bytes >= target {
-            return Ok(());
-        }
-        let charge =
-            tokio::time::timeout_at(deadline, self.budget.reserve(target - self.bytes, ceiling))
-                .await
-                .map_err(|_| Closed::Memory)?;
-        self.bytes += charge.bytes();
-        self.charges.push(charge);
-        Ok(())
-    }
-
-    fn release(&mut self) {
-        self.charges.clear();
-        self.bytes = 0;
-    }
-}
-
-impl<S: AsyncRead + Unpin> Reader<'_, S> {
-    /// The next complete message, `None` when the client closed between messages or
-    /// `stop` fired then. `idle` bounds the wait for a message's first byte,
-    /// `read_timeout` the rest of it.
-    async fn next(
-        &mut self,
-        idle: Duration,
-        stop: &CancellationToken,
-    ) -> Result<Option<BytesMut>, Closed> {
-        let idle_until = Instant::now() + idle;
-        let mut message_until: Option<Instant> = None;
-        loop {
-            if !self.buf.is_empty() {
-                if let Some(n) = self.scanner.scan(&self.buf)? {
-                    return Ok(Some(self.buf.split_to(n)));
-                }
-                message_until.get_or_insert_with(|| Instant::now() + self.read_timeout);
-            }
-            let until = message_until.unwrap_or(idle_until);
-            self.held.ensure(self.buf.len() + READ_CHUNK, until).await?;
-            self.buf.reserve(READ_CHUNK);
-            let between = self.buf.is_empty();
-            let read = tokio::time::timeout_at(until, self.stream.read_buf(&mut self.buf));
-            let n = if between {
-                // Between messages a stop ends the connection at once: the client
-                // reconnects to the replacement.
-                tokio::select! {
-                    biased;
-                    () = stop.cancelled() => return Ok(None),
-                    n = read => n,
-                }
-            } else {
-                read.await
-            };
-            match n {
-                Err(_) if message_until.is_none() => {
-                    return Err(Closed::Timeout("waiting for a message"));
-                }
-                Err(_) => return Err(Closed::Timeout("reading a message")),
-                Ok(Ok(0)) if self.buf.is_empty() => return Ok(None),
-                Ok(Ok(0)) => return Err(Closed::Truncated),
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => return Err(Closed::Io(e)),
-            }
-        }
     }
 }
 
@@ -224,11 +160,7 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
             max_bytes: MAX_HANDSHAKE_BYTES,
             max_depth: 4,
         }),
-        held: Held {
-            budget: &shared.budget,
-            charges: Vec::new(),
-            bytes: 0,
-        },
+        held: Held::new(&shared.budget),
         read_timeout: config.read_timeout,
     };
     if let Some(key) = &config.shared_key {
@@ -244,17 +176,24 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
             return Ok(());
         };
         let request = decode(frame, &mut reader.held, config).await?;
-        reader.held.release();
         let Request::Events(events) = request else {
+            reader.held.release();
             continue;
         };
         let chunk = events.chunk.clone();
-        let handed = deliver(events, &peer_text, shared, chunk.is_some()).await;
+        // The charge is held until the events are in the pipeline.
+        let handed = deliver(
+            events,
+            &peer_text,
+            shared,
+            chunk.is_some(),
+            &mut reader.held,
+        )
+        .await;
         match (chunk, handed) {
             (None, _) => {}
             (Some(chunk), Handed::Delivered | Handed::Rejected) => {
-                write.write_all(&message::ack(&chunk)).await?;
-                write.flush().await?;
+                write_timed(&mut write, &message::ack(&chunk), config.read_timeout).await?;
             }
             (Some(_), Handed::Pending) => {
                 return Err(Closed::NoAck("delivery outlasted ack_timeout"));
@@ -285,16 +224,23 @@ async fn handshake<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
     } else {
         handshake::random16().to_vec()
     };
-    write
-        .write_all(&handshake::helo(&nonce, &auth_salt, true))
-        .await?;
-    write.flush().await?;
+    let helo = handshake::helo(&nonce, &auth_salt, true);
+    write_timed(write, &helo, config.read_timeout).await?;
     let frame = reader
         .next(config.read_timeout, stop)
-        .await?
+        .await
+        .map_err(|e| Closed::HandshakeRead(Box::new(e)))?
         .ok_or(Closed::Refused("the client left before its PING"))?;
     reader.held.release();
-    let ping = handshake::parse_ping(&frame)?;
+    let ping = match handshake::parse_ping(&frame) {
+        Ok(ping) => ping,
+        Err(e) => {
+            // As fluentd does: the client learns why before the connection closes.
+            let refusal = handshake::refusal("invalid ping message");
+            let _ = write_timed(write, &refusal, config.read_timeout).await;
+            return Err(e.into());
+        }
+    };
     let key_ok = ping.proves(&nonce, key);
     // Every user is checked, so the time taken does not tell which names exist.
     let user_ok = config.users.is_empty()
@@ -314,49 +260,25 @@ async fn handshake<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
         &nonce,
         key,
     );
-    write.write_all(&pong).await?;
-    write.flush().await?;
+    write_timed(write, &pong, config.read_timeout).await?;
     match reason {
         None => Ok(()),
         Some(reason) => Err(Closed::Refused(reason)),
     }
 }
 
-/// Decodes a message, charging what its values take (off the runtime when large).
-async fn decode(
-    frame: BytesMut,
-    held: &mut Held<'_>,
-    config: &FluentSourceConfig,
-) -> Result<Request, Closed> {
-    // A compressed message may inflate up to the limit: it is charged as that.
-    let decoded = if message::is_compressed(&frame) {
-        config.max_message_bytes
-    } else {
-        frame.len()
-    };
-    let want = frame.len().saturating_add(decode_allowance(decoded));
-    held.ensure(want, Instant::now() + config.read_timeout)
-        .await?;
-    let bounds = Bounds {
-        max_depth: config.max_depth,
-        max_entries: config.max_entries_per_message,
-        max_decompressed: config.max_message_bytes,
-        allowance: held.bytes.saturating_sub(frame.len()),
-    };
-    if frame.len() < DECODE_OFF_RUNTIME {
-        return Ok(message::parse(&frame, &bounds)?);
-    }
-    tokio::task::spawn_blocking(move || message::parse(&frame, &bounds))
-        .await
-        .map_err(|_| Closed::Refused("decoding the message failed"))?
-        .map_err(Closed::from)
-}
-
 /// Hands a message's events to the pipeline; with `wait`, until they are delivered
 /// or `ack_timeout` passes.
-async fn deliver(events: Events, peer: &Value, shared: &Shared, wait: bool) -> Handed {
+async fn deliver(
+    events: Events,
+    peer: &Value,
+    shared: &Shared,
+    wait: bool,
+    held: &mut Held<'_>,
+) -> Handed {
     let n = events.entries.len();
     if n == 0 {
+        held.release();
         return Handed::Delivered;
     }
     let tag = Value::from(events.tag);
@@ -385,6 +307,7 @@ async fn deliver(events: Events, peer: &Value, shared: &Shared, wait: bool) -> H
     drop(ack);
     let send = async {
         shared.out.lock().await.send(batch).await;
+        held.release();
         true
     };
     if !wait {

@@ -17,6 +17,7 @@
 //! (`sluice_fluent_connection_errors_total{reason}`), while the other connections go on.
 
 mod connection;
+mod read;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -59,7 +60,7 @@ pub(crate) struct FluentSourceConfig {
     /// Most records in one message (default 100000).
     #[serde(default = "default_max_entries")]
     pub(crate) max_entries_per_message: usize,
-    /// Deepest nesting of arrays and maps in a message (default 64).
+    /// Deepest nesting of arrays and maps in a message (default 64, at most 100).
     #[serde(default = "default_max_depth")]
     pub(crate) max_depth: usize,
     /// Most connections open at once (default 1024); more wait to be accepted.
@@ -92,6 +93,9 @@ pub(crate) struct FluentUser {
     /// The user's password (use a `${VARIABLE}`).
     pub(crate) password: String,
 }
+
+/// The deepest `max_depth` allowed.
+const MAX_DEPTH: usize = 100;
 
 fn default_address() -> String {
     "0.0.0.0:24224".into()
@@ -135,10 +139,12 @@ impl SourceConfig for FluentSourceConfig {
         if self.max_entries_per_message == 0 {
             return zero("max_entries_per_message");
         }
-        if self.max_depth < 3 {
-            return Err(BuildError(
-                "`max_depth` must be at least 3 (a message is [tag, [[time, record]]])".into(),
-            ));
+        // Decoding recurses once per level: the cap keeps a deep message off the
+        // stack's edge.
+        if !(3..=MAX_DEPTH).contains(&self.max_depth) {
+            return Err(BuildError(format!(
+                "`max_depth` must be from 3 (a message is [tag, [[time, record]]]) to {MAX_DEPTH}"
+            )));
         }
         if self.max_connections == 0 {
             return zero("max_connections");
@@ -223,6 +229,7 @@ impl SourceConfig for FluentSourceConfig {
                     "Forward protocol connections open now.",
                     &[],
                 ),
+                connections: std::sync::Mutex::new(0),
             });
             tracing::info!(component_id = %cx.id, address = %local, tls = tls.is_some(), handshake = self.shared_key.is_some(), "fluent listening");
             let stop = cx.shutdown;
@@ -236,5 +243,27 @@ impl SourceConfig for FluentSourceConfig {
                 Ok::<(), ComponentError>(())
             }) as ComponentTask)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(yaml: &str) -> FluentSourceConfig {
+        serde_saphyr::from_str(yaml).expect("config")
+    }
+
+    #[test]
+    fn options_that_would_open_the_door_are_refused() {
+        let err = |yaml: &str| config(yaml).check().expect_err(yaml).0;
+        assert!(err("max_depth: 1000").contains("to 100"));
+        assert!(err("shared_key: ' '").contains("empty"));
+        assert!(err("users: [{username: a, password: b}]").contains("needs `shared_key`"));
+        assert!(
+            err("shared_key: k\nusers: [{username: a, password: ''}]")
+                .contains("password of `a` is empty")
+        );
+        assert!(config("shared_key: k\nmax_depth: 100").check().is_ok());
     }
 }

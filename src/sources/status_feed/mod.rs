@@ -127,6 +127,7 @@ pub(crate) struct FeedConfig {
     /// Absent: the preset's format with the preset URL, else `auto`.
     #[serde(default)]
     pub(crate) format: Option<Format>,
+    /// How often this feed is polled (default: the source's `interval`).
     #[schemars(schema_with = "crate::units::duration")]
     #[serde(default, with = "humantime_serde::option")]
     pub(crate) interval: Option<Duration>,

@@ -107,7 +107,10 @@ pub(crate) struct WebhookConfig {
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RouteConfig {
+    /// The URL path this route answers (`/grafana`).
     pub(crate) path: String,
+    /// How the route reads a body (default `json`): a built-in vendor decoder or the
+    /// name of a `decoders/<name>.vrl` plugin, as the listener's `decoder`.
     #[serde(default = "default_decoder")]
     pub(crate) decoder: String,
     pub(crate) auth: Option<AuthConfig>,

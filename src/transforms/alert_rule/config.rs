@@ -91,7 +91,9 @@ pub(crate) struct AlertRuleConfig {
 #[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RuleConfig {
+    /// The rule's name: the alert's `alertname` label.
     pub(crate) name: String,
+    /// The condition, evaluated on the metric samples each interval.
     pub(crate) expr: String,
     /// How long the condition must hold before the alert fires (default 0s).
     #[serde(default, rename = "for", with = "humantime_serde")]

@@ -29,6 +29,8 @@ pub(crate) struct SilenceSpec {
     /// Given by the store when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) id: Option<String>,
+    /// Label matchers (`name=value`, `!=`, `=~`, `!~`); an alert matching all of them
+    /// is silenced.
     pub(crate) matchers: Vec<String>,
     /// RFC 3339; absent: already started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -36,8 +38,10 @@ pub(crate) struct SilenceSpec {
     /// RFC 3339; absent: never ends.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) ends_at: Option<String>,
+    /// Why the silence is there.
     #[serde(default)]
     pub(crate) comment: String,
+    /// Who made it.
     #[serde(default)]
     pub(crate) created_by: String,
 }
