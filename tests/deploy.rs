@@ -7,7 +7,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::{Process, free_port, sluice, wait_for_port};
+use common::{Process, free_port, sluice};
 use serde_json::Value;
 
 fn repo(path: &str) -> PathBuf {
@@ -278,20 +278,27 @@ async fn probes_and_dashboard_metrics_exist_on_a_running_agent() {
         .arg("--data-dir")
         .arg(dir.path())
         .args(["--api-address", &format!("127.0.0.1:{api}")]);
-    let _p = Process::spawn(cmd);
-    wait_for_port(api).await;
+    let mut process = Process::spawn(cmd);
+    process.wait_for_port(api).await;
 
     let get = |p: &str| {
         let url = format!("http://127.0.0.1:{api}{p}");
         async move {
-            let r = reqwest::get(url).await.expect("GET");
-            (r.status().as_u16(), r.text().await.expect("body"))
+            let r = reqwest::get(url).await?;
+            let status = r.status().as_u16();
+            Ok::<_, reqwest::Error>((status, r.text().await?))
         }
     };
-    assert_eq!(get("/health/live").await.0, 200);
+    // This test has failed with the API answering its port once and then refusing
+    // it: the process's own account is what tells why.
+    let live = match get("/health/live").await {
+        Ok(answer) => answer,
+        Err(e) => panic!("GET /health/live: {e}; {}", process.report()),
+    };
+    assert_eq!(live.0, 200);
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let (status, body) = get("/health/ready").await;
+        let (status, body) = get("/health/ready").await.expect("GET /health/ready");
         if status == 200 {
             break;
         }
@@ -299,7 +306,7 @@ async fn probes_and_dashboard_metrics_exist_on_a_running_agent() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
-    let (_, metrics) = get("/metrics").await;
+    let (_, metrics) = get("/metrics").await.expect("GET /metrics");
     let exported = exported_names(&metrics);
     let dashboard: Value = serde_json::from_str(
         &std::fs::read_to_string(repo("deploy/grafana/sluice-dashboard.json")).expect("read"),

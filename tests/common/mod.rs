@@ -152,26 +152,36 @@ impl Process {
             }
             let exited = self.child().try_wait().ok().flatten();
             if exited.is_some() || tokio::time::Instant::now() >= deadline {
-                let _ = self.child().kill();
-                let status = self.child().wait().ok();
-                let mut stderr = String::new();
-                if let Some(mut pipe) = self.child().stderr.take() {
-                    use std::io::Read;
-                    let _ = pipe.read_to_string(&mut stderr);
-                }
-                let tail: String = stderr
-                    .lines()
-                    .rev()
-                    .take(40)
-                    .collect::<Vec<_>>()
-                    .into_iter()
-                    .rev()
-                    .collect::<Vec<_>>()
-                    .join("\n");
-                panic!("port {port} never opened (process: {status:?}); its stderr ends:\n{tail}");
+                panic!("port {port} never opened ({})", self.report());
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+    }
+}
+
+impl Process {
+    /// Stops the process and says how it ended: its exit status (it may have exited on
+    /// its own) and the end of its stderr, which is otherwise lost with the pipe.
+    pub fn report(&mut self) -> String {
+        let exited = self.child().try_wait().ok().flatten();
+        let _ = self.child().kill();
+        let status = self.child().wait().ok();
+        let mut stderr = String::new();
+        if let Some(mut pipe) = self.child().stderr.take() {
+            use std::io::Read;
+            let _ = pipe.read_to_string(&mut stderr);
+        }
+        let tail: Vec<&str> = stderr.lines().rev().take(40).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        format!(
+            "process {}: {status:?}; its stderr ends:\n{}",
+            if exited.is_some() {
+                "had exited"
+            } else {
+                "was running"
+            },
+            tail.join("\n")
+        )
     }
 }
 
