@@ -14,12 +14,13 @@ use tokio_util::sync::CancellationToken;
 use vrl::value::{ObjectMap, Value};
 
 use super::FluentSourceConfig;
+use super::closed::Closed;
 use super::read::{Held, Reader, decode};
 use crate::buffer::MemoryBudget;
 use crate::component::SourceOutput;
 use crate::event::{BatchAck, Event, VrlMetadata};
-use crate::fluent::frame::{FrameError, Limits, Scanner};
-use crate::fluent::handshake::{self, HandshakeError};
+use crate::fluent::frame::{Limits, Scanner};
+use crate::fluent::handshake;
 use crate::fluent::message::{self, Events, Request};
 use crate::sources::util::handover::{Handed, hand_over};
 use crate::telemetry::{ComponentMetrics, LabeledGauge, LatencyRecorder};
@@ -66,47 +67,6 @@ async fn write_timed<W: AsyncWrite + Unpin>(
         .await
         .map_err(|_| Closed::WriteTimeout)?
         .map_err(Closed::Io)
-}
-
-/// Why a connection was closed by sluice.
-#[derive(Debug, thiserror::Error)]
-pub(super) enum Closed {
-    #[error("{0}")]
-    Frame(#[from] FrameError),
-    #[error("{0}")]
-    Message(#[from] message::MessageError),
-    #[error("handshake: {0}")]
-    Handshake(#[from] HandshakeError),
-    #[error("handshake: {0}")]
-    HandshakeRead(Box<Closed>),
-    #[error("{0}")]
-    Refused(&'static str),
-    #[error("{0} timed out")]
-    Timeout(&'static str),
-    #[error("the connection ended inside a message")]
-    Truncated,
-    #[error("{0}")]
-    Io(#[from] std::io::Error),
-    #[error("no ack: {0}")]
-    NoAck(&'static str),
-    #[error("memory_limit stayed full")]
-    Memory,
-    #[error("the client did not read what was sent to it")]
-    WriteTimeout,
-}
-
-impl Closed {
-    fn reason(&self) -> &'static str {
-        match self {
-            Self::Frame(_) | Self::Message(_) | Self::Truncated => "malformed",
-            Self::Handshake(_) | Self::HandshakeRead(_) | Self::Refused(_) => "handshake",
-            Self::Timeout(_) => "timeout",
-            Self::Io(_) => "io",
-            Self::NoAck(_) => "no_ack",
-            Self::Memory => "memory_limit",
-            Self::WriteTimeout => "timeout",
-        }
-    }
 }
 
 /// Serves one accepted connection until it ends, logging why sluice closed it.

@@ -16,6 +16,7 @@
 //! malformed message closes its connection with the reason logged and counted
 //! (`sluice_fluent_connection_errors_total{reason}`), while the other connections go on.
 
+mod closed;
 mod connection;
 mod read;
 

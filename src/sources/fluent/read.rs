@@ -18,7 +18,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::FluentSourceConfig;
-use super::connection::Closed;
+use super::closed::Closed;
 use crate::buffer::cost::decode_allowance;
 use crate::buffer::{Charge, MemoryBudget};
 use crate::fluent::frame::Scanner;
