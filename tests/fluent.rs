@@ -670,3 +670,63 @@ sinks:
     let error = common::string(&record, "error").unwrap_or_default();
     assert!(error.contains("requires the handshake"), "{error}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_trickled_in_small_writes_under_memory_limit_are_acked() {
+    let port = free_port();
+    let mut p = parse(&format!(
+        "sources:\n  fwd: {{ type: fluent, address: \"127.0.0.1:{port}\" }}\n"
+    ));
+    let sink = CaptureSink::default();
+    sink.attach(&mut p, "out", &["fwd"], 10_000);
+    let options = sluice::topology::TopologyOptions {
+        memory_budget: Some(sluice::buffer::MemoryBudget::new(16 * 1024 * 1024)),
+        ..sluice::topology::TopologyOptions::default()
+    };
+    let (_topology, _telemetry) = common::start_with(p, options).await;
+    wait_for_port(port).await;
+    // Two clients at once, each a 1 MB message in 16 KiB writes (a slow link, or TLS
+    // records): neither may hold the budget the other, or its own events, need.
+    let send = |tag: &'static str| async move {
+        let pad = "x".repeat(200);
+        let entries = rmpv::Value::Array(
+            (0..4000)
+                .map(|n| {
+                    rmpv::Value::Array(vec![
+                        1_700_000_000.into(),
+                        rmpv::Value::Map(vec![
+                            ("n".into(), n.into()),
+                            ("pad".into(), pad.as_str().into()),
+                        ]),
+                    ])
+                })
+                .collect(),
+        );
+        let message = rmpv::Value::Array(vec![
+            tag.into(),
+            entries,
+            rmpv::Value::Map(vec![("chunk".into(), tag.into())]),
+        ]);
+        let mut bytes = Vec::new();
+        rmpv::encode::write_value(&mut bytes, &message).expect("encode");
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .expect("connect");
+        for piece in bytes.chunks(16 * 1024) {
+            s.write_all(piece).await.expect("write");
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        let mut ack = [0u8; 64];
+        let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut ack))
+            .await
+            .expect("acked in time")
+            .expect("read");
+        assert!(
+            n > 0 && ack[..n].ends_with(tag.as_bytes()),
+            "{tag}: {:?}",
+            &ack[..n]
+        );
+    };
+    tokio::join!(send("slow-a"), send("slow-b"));
+    assert_eq!(sink.values().len(), 8000);
+}

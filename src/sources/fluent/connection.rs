@@ -266,8 +266,12 @@ async fn deliver(
         .collect();
     drop(ack);
     let send = async {
-        shared.out.lock().await.send(batch).await;
+        let mut out = shared.out.lock().await;
+        // Sending waits for room in the budget: a message must not wait on its own
+        // charge. One connection at a time holds the lock, so at most one message's
+        // events wait uncharged.
         held.release();
+        out.send(batch).await;
         true
     };
     if !wait {

@@ -48,26 +48,33 @@ impl<'s> Held<'s> {
         }
     }
 
-    /// Charges until `need` bytes are held (twice what is held at least, so a message
-    /// read piece by piece takes few charges), waiting for room until `deadline`.
-    /// Large work is capped at three quarters of the budget, keeping the rest for the
-    /// small; what it holds is then all it may use.
+    /// Charges until `need` bytes are held (when more is needed, twice what is held at
+    /// least, so a message read piece by piece takes few charges), waiting for room
+    /// until `deadline`. Large work is capped at three quarters of the budget, small
+    /// work at half, so no one message can spend all of it; what it holds is then all
+    /// it may use.
     async fn ensure(&mut self, need: usize, deadline: Instant) -> Result<(), Closed> {
+        if self.bytes >= need {
+            return Ok(());
+        }
         let limit = self.budget.limit();
         let ceiling = if need > limit / 8 {
             limit / 4 * 3
         } else {
-            limit
+            limit / 2
         };
+        // Growing by doubling takes few charges, and never past twice the need.
         let target = need.max(self.bytes.saturating_mul(2)).min(ceiling);
         if self.bytes >= target {
             return Ok(());
         }
-        let charge =
-            tokio::time::timeout_at(deadline, self.budget.reserve(target - self.bytes, ceiling))
-                .await
-                .map_err(|_| Closed::Memory)?;
-        self.bytes += charge.bytes();
+        // What is held is given back while waiting for the larger charge: two messages
+        // each holding part and waiting for the rest would wait on each other.
+        self.release();
+        let charge = tokio::time::timeout_at(deadline, self.budget.reserve(target, ceiling))
+            .await
+            .map_err(|_| Closed::Memory)?;
+        self.bytes = charge.bytes();
         self.charges.push(charge);
         Ok(())
     }
