@@ -63,16 +63,30 @@ fn timestamp(v: &Value) -> chrono::DateTime<chrono::Utc> {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fluent_logger_records_arrive_with_their_tag_and_time() {
+/// A `fluent` source on a free port (with extra `options`, `, key: value` pairs) into a
+/// capture sink, listening.
+async fn fluent_into_capture(
+    options: &str,
+) -> (
+    u16,
+    CaptureSink,
+    sluice::topology::Topology,
+    std::sync::Arc<sluice::telemetry::Telemetry>,
+) {
     let port = free_port();
     let mut p = parse(&format!(
-        "sources:\n  fwd: {{ type: fluent, address: \"127.0.0.1:{port}\" }}\n"
+        "sources:\n  fwd: {{ type: fluent, address: \"127.0.0.1:{port}\"{options} }}\n"
     ));
     let sink = CaptureSink::default();
     sink.attach(&mut p, "out", &["fwd"], 100);
-    let (_topology, telemetry) = start(p).await;
+    let (topology, telemetry) = start(p).await;
     wait_for_port(port).await;
+    (port, sink, topology, telemetry)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fluent_logger_records_arrive_with_their_tag_and_time() {
+    let (port, sink, _topology, telemetry) = fluent_into_capture("").await;
     let Some(summary) = python_client("logger", port, "app", 20).await else {
         return;
     };
@@ -346,14 +360,8 @@ async fn closed_after(port: u16, bytes: &[u8], then_shut: bool) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_frames_close_their_connection_and_the_others_go_on() {
-    let port = free_port();
-    let mut p = parse(&format!(
-        "sources:\n  fwd: {{ type: fluent, address: \"127.0.0.1:{port}\", max_message_bytes: 65536 }}\n"
-    ));
-    let sink = CaptureSink::default();
-    sink.attach(&mut p, "out", &["fwd"], 100);
-    let (_topology, telemetry) = start(p).await;
-    wait_for_port(port).await;
+    let (port, sink, _topology, telemetry) =
+        fluent_into_capture(", max_message_bytes: 65536").await;
     // A good client stays connected through all of it.
     let mut good = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
@@ -415,14 +423,7 @@ async fn hostile_frames_close_their_connection_and_the_others_go_on() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_ping_a_handshake_source_takes_nothing() {
-    let port = free_port();
-    let mut p = parse(&format!(
-        "sources:\n  fwd: {{ type: fluent, address: \"127.0.0.1:{port}\", shared_key: k }}\n"
-    ));
-    let sink = CaptureSink::default();
-    sink.attach(&mut p, "out", &["fwd"], 100);
-    let (_topology, telemetry) = start(p).await;
-    wait_for_port(port).await;
+    let (port, sink, _topology, telemetry) = fluent_into_capture(", shared_key: k").await;
     let mut message = Vec::new();
     rmpv::encode::write_value(
         &mut message,
@@ -554,14 +555,7 @@ fn gzip_message(tag: &str, n: i64, chunk: &str) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gzip_is_acked_while_other_connections_are_open_and_a_flood_of_empty_records_is_not_taken()
 {
-    let port = free_port();
-    let mut p = parse(&format!(
-        "sources:\n  fwd: {{ type: fluent, address: \"127.0.0.1:{port}\" }}\n"
-    ));
-    let sink = CaptureSink::default();
-    sink.attach(&mut p, "out", &["fwd"], 100);
-    let (_topology, telemetry) = start(p).await;
-    wait_for_port(port).await;
+    let (port, sink, _topology, telemetry) = fluent_into_capture("").await;
     // Idle clients and one halfway through a message hold no budget a gzip needs.
     let mut idle = Vec::new();
     for _ in 0..8 {
