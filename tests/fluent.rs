@@ -341,6 +341,44 @@ sinks:
     assert!(body.contains("reason=\"handshake\""), "{body}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plain_client_of_a_tls_listener_is_told_to_set_tls() {
+    let port = free_port();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).expect("cert");
+    std::fs::write(dir.path().join("cert.pem"), cert.cert.pem()).expect("write");
+    std::fs::write(dir.path().join("key.pem"), cert.signing_key.serialize_pem()).expect("write");
+    let d = dir.path().display();
+    let mut p = parse(&format!(
+        r#"
+sources:
+  gen: {{ type: generator, count: 2, format: '{{"n": {{{{seq}}}}}}' }}
+  fwd:
+    type: fluent
+    address: "127.0.0.1:{port}"
+    tls: {{ cert: "{d}/cert.pem", key: "{d}/key.pem" }}
+sinks:
+  plain:
+    type: fluent
+    inputs: [gen]
+    address: "127.0.0.1:{port}"
+    tag: plain
+    failure_handling: {{ max_retries: 0 }}
+"#
+    ));
+    let (got, dead) = (CaptureSink::default(), CaptureSink::default());
+    got.attach(&mut p, "got", &["fwd"], 100);
+    dead.attach(&mut p, "dead", &["plain.dead_letter"], 100);
+    let (_topology, telemetry) = start(p).await;
+    eventually("both events dead-lettered", || dead.values().len() == 2).await;
+    assert!(got.values().is_empty());
+    let record = common::field(&dead.values()[0], "dead_letter");
+    let error = common::string(&record, "error").unwrap_or_default();
+    assert!(error.contains("set `tls`"), "{error}");
+    let body = telemetry.render_prometheus();
+    assert!(body.contains("reason=\"tls\""), "{body}");
+}
+
 /// Sends `bytes` on a new connection and reads until the server closes it.
 async fn closed_after(port: u16, bytes: &[u8], then_shut: bool) -> Vec<u8> {
     let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
@@ -553,9 +591,8 @@ fn gzip_message(tag: &str, n: i64, chunk: &str) -> Vec<u8> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn gzip_is_acked_while_other_connections_are_open_and_a_flood_of_empty_records_is_not_taken()
-{
-    let (port, sink, _topology, telemetry) = fluent_into_capture("").await;
+async fn gzip_is_acked_while_other_connections_are_open() {
+    let (port, sink, _topology, _telemetry) = fluent_into_capture("").await;
     // Idle clients and one halfway through a message hold no budget a gzip needs.
     let mut idle = Vec::new();
     for _ in 0..8 {
@@ -583,22 +620,72 @@ async fn gzip_is_acked_while_other_connections_are_open_and_a_flood_of_empty_rec
         .expect("read");
     assert_eq!(&ack[..n], &[0x81, 0xa3, b'a', b'c', b'k', 0xa2, b'z', b'1']);
     assert_eq!(sink.values().len(), 50);
+}
 
-    // 300 KB of `[1, {}]` entries would become 100,000 events: refused as too costly.
-    let flood = rmpv::Value::Array(vec![
-        "flood".into(),
-        rmpv::Value::Array(
-            (0..100_000)
-                .map(|_| rmpv::Value::Array(vec![1.into(), rmpv::Value::Map(vec![])]))
-                .collect(),
-        ),
+/// A Forward message of `n` entries `[time, record]`, acked as `chunk`.
+fn forward_message(tag: &str, chunk: &str, entries: impl Iterator<Item = rmpv::Value>) -> Vec<u8> {
+    let message = rmpv::Value::Array(vec![
+        tag.into(),
+        rmpv::Value::Array(entries.collect()),
+        rmpv::Value::Map(vec![("chunk".into(), chunk.into())]),
     ]);
     let mut bytes = Vec::new();
-    rmpv::encode::write_value(&mut bytes, &flood).expect("encode");
-    assert!(closed_after(port, &bytes, false).await.is_empty());
-    assert_eq!(sink.values().len(), 50, "nothing of the flood was taken");
+    rmpv::encode::write_value(&mut bytes, &message).expect("encode");
+    bytes
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_small_records_are_charged_what_they_take_and_a_flood_of_empty_ones_is_refused() {
+    let port = free_port();
+    let mut p = parse(&format!(
+        "sources:\n  fwd: {{ type: fluent, address: \"127.0.0.1:{port}\" }}\n"
+    ));
+    let sink = CaptureSink::default();
+    sink.attach(&mut p, "out", &["fwd"], 100_000);
+    let options = sluice::topology::TopologyOptions {
+        memory_budget: Some(sluice::buffer::MemoryBudget::new(64 * 1024 * 1024)),
+        ..sluice::topology::TopologyOptions::default()
+    };
+    let (_topology, telemetry) = common::start_with(p, options).await;
+    wait_for_port(port).await;
+
+    // Fluent Bit's chunks hold thousands of records like `{"log": "x"}` with an
+    // EventTime: about 18 bytes each, whose events take far more than 64 per byte.
+    let event_time = rmpv::Value::Ext(0, vec![0x65, 0x5f, 0x00, 0x00, 0, 0, 0, 1]);
+    let small = forward_message(
+        "small",
+        "s1",
+        (0..5000).map(|n| {
+            rmpv::Value::Array(vec![
+                event_time.clone(),
+                rmpv::Value::Map(vec![("log".into(), format!("{}", n % 10).into())]),
+            ])
+        }),
+    );
+    assert!(small.len() / 5000 < 20, "{} bytes each", small.len() / 5000);
+    let mut client = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    client.write_all(&small).await.expect("write");
+    let mut ack = [0u8; 16];
+    let n = tokio::time::timeout(Duration::from_secs(10), client.read(&mut ack))
+        .await
+        .expect("acked")
+        .expect("read");
+    assert_eq!(&ack[..n], &[0x81, 0xa3, b'a', b'c', b'k', 0xa2, b's', b'1']);
+    assert_eq!(sink.values().len(), 5000);
+
+    // 300 KB of `[1, {}]` would become 100,000 events taking about 90 MB: more than one
+    // message may hold of a 64 MiB memory_limit, so none of it is taken.
+    let flood = forward_message(
+        "flood",
+        "f1",
+        (0..100_000).map(|_| rmpv::Value::Array(vec![1.into(), rmpv::Value::Map(vec![])])),
+    );
+    assert!(closed_after(port, &flood, false).await.is_empty());
+    assert_eq!(sink.values().len(), 5000, "nothing of the flood was taken");
     let body = telemetry.render_prometheus();
-    assert!(body.contains("reason=\"malformed\""), "{body}");
+    assert!(body.contains("reason=\"memory_limit\""), "{body}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

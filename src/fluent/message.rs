@@ -85,6 +85,12 @@ pub fn parse_inflated(
     if r.peek()? == Kind::Nil {
         return Ok(Request::Heartbeat);
     }
+    if frame.first() == Some(&0x16) {
+        // Also MessagePack's 22, but no request starts with it: a TLS handshake does.
+        return Err(MessageError::Shape(
+            "the client started a TLS handshake, but this listener has no tls",
+        ));
+    }
     if r.peek()? != Kind::Array {
         return Err(MessageError::Shape(
             "a request must be an array: [tag, time, record] or [tag, entries]",
@@ -185,6 +191,39 @@ pub fn compressed_entries(frame: &[u8]) -> Option<&[u8]> {
     options(&mut r)
         .is_ok_and(|o| o.compressed.as_deref() == Some("gzip"))
         .then_some(packed)
+}
+
+/// What a request's entries take besides what their bytes allow for
+/// (`buffer::cost::decode_allowance`): each entry's event, counted without decoding
+/// (a Forward array says how many, packed entries are skipped over), so the caller can
+/// charge it before decoding. Many small records cost more than their bytes suggest.
+/// Counting stops past `max_entries`; a request that is not events costs nothing here
+/// (decoding refuses a malformed one).
+pub fn entries_cost(frame: &[u8], inflated: Option<&[u8]>, max_entries: usize) -> usize {
+    let mut r = Reader::new(frame, 4, 0);
+    let count = (|| -> Result<usize, DecodeError> {
+        if r.peek()? != Kind::Array || r.array_len()? < 2 || r.peek()? != Kind::Str {
+            return Ok(0);
+        }
+        r.raw_bytes()?;
+        Ok(match r.peek()? {
+            Kind::Int | Kind::Ext => 1,
+            Kind::Array => r.array_len()?.min(max_entries.saturating_add(1)),
+            Kind::Str | Kind::Bin => {
+                let packed = r.raw_bytes()?;
+                let mut entries = Reader::new(inflated.unwrap_or(packed), 0, 0);
+                let mut n = 0;
+                while !entries.is_empty() && n <= max_entries {
+                    entries.skip()?;
+                    n += 1;
+                }
+                n
+            }
+            _ => 0,
+        })
+    })()
+    .unwrap_or(0);
+    count.saturating_mul(ENTRY_COST)
 }
 
 fn too_many(n: usize, max: usize) -> Result<(), MessageError> {
@@ -372,6 +411,44 @@ mod tests {
             .iter()
             .map(|(_, r)| r["msg"].to_string_lossy().into_owned())
             .collect()
+    }
+
+    #[test]
+    fn entries_are_counted_without_decoding_in_every_mode() {
+        let entry = |m: &str| V::Array(vec![event_time(1, 0), record(m)]);
+        let message = pack(&V::Array(vec![V::from("t"), event_time(1, 0), record("a")]));
+        assert_eq!(entries_cost(&message, None, 100), ENTRY_COST);
+        let forward = pack(&V::Array(vec![
+            V::from("t"),
+            V::Array((0..7).map(|_| entry("x")).collect()),
+        ]));
+        assert_eq!(entries_cost(&forward, None, 100), 7 * ENTRY_COST);
+        // Past max_entries the count stops (decoding refuses the message).
+        assert_eq!(entries_cost(&forward, None, 3), 4 * ENTRY_COST);
+        let stream: Vec<u8> = (0..5).flat_map(|_| pack(&entry("y"))).collect();
+        let packed = pack(&V::Array(vec![V::from("t"), V::Binary(stream.clone())]));
+        assert_eq!(entries_cost(&packed, None, 100), 5 * ENTRY_COST);
+        // Compressed entries are counted in their inflated stream.
+        let gzipped = pack(&V::Array(vec![
+            V::from("t"),
+            V::Binary(vec![0x1f, 0x8b]),
+            V::Map(vec![(V::from("compressed"), V::from("gzip"))]),
+        ]));
+        assert_eq!(entries_cost(&gzipped, Some(&stream), 100), 5 * ENTRY_COST);
+        for other in [vec![0xc0], vec![0x92, 0x01, 0x02], vec![0xdd, 0xff], vec![]] {
+            assert_eq!(entries_cost(&other, None, 100), 0);
+        }
+        // A TLS client's handshake record is not a request, with a reason.
+        let hello = parse(&[0x16, 0x03, 0x01], &bounds())
+            .unwrap_err()
+            .to_string();
+        assert!(hello.contains("TLS handshake"), "{hello}");
+        // A truncated packed stream costs nothing here: decoding refuses it.
+        let cut = pack(&V::Array(vec![
+            V::from("t"),
+            V::Binary(stream[..7].to_vec()),
+        ]));
+        assert_eq!(entries_cost(&cut, None, 100), 0);
     }
 
     #[test]

@@ -113,6 +113,14 @@ impl Client {
         self.connection = None;
     }
 
+    /// Closes the connection cleanly (a TLS close_notify, then FIN), bounded by
+    /// `connect_timeout`: the server sees an orderly end, not a reset.
+    pub(super) async fn close(&mut self) {
+        if let Some(mut c) = self.connection.take() {
+            let _ = tokio::time::timeout(self.connect_timeout, c.io.shutdown()).await;
+        }
+    }
+
     /// Sends one message and, with a chunk, waits for its ack.
     pub(super) async fn send(&mut self, message: &[u8], chunk: Option<&str>) -> Result<(), String> {
         if self.connection.is_none() {
@@ -121,8 +129,14 @@ impl Client {
                 .map_err(|_| match self.shared_key {
                     // A server without the handshake sends no HELO: it waits for data.
                     Some(_) => format!(
-                        "no HELO from {} within {:?}: does the server have a shared_key?",
-                        self.address, self.connect_timeout
+                        "no HELO from {} within {:?}: does the server have a shared_key{}?",
+                        self.address,
+                        self.connect_timeout,
+                        if self.tls.is_none() {
+                            " (or expect TLS)"
+                        } else {
+                            ""
+                        }
                     ),
                     None => format!("connecting to {} timed out", self.address),
                 })??;
@@ -143,11 +157,22 @@ impl Client {
         let Some(chunk) = chunk.filter(|_| self.require_ack) else {
             return Ok(());
         };
+        let plain = self.tls.is_none();
         let reply = tokio::time::timeout(self.ack_timeout, read_reply(c))
             .await
-            .map_err(|_| format!("no ack within {:?}", self.ack_timeout))??;
+            .map_err(|_| format!("no ack within {:?}", self.ack_timeout))?
+            .map_err(|e| match e {
+                // A TLS server drops a plain client at its first bytes.
+                ReplyError::Closed | ReplyError::Io(_) if plain => {
+                    format!("{e} (if the server expects TLS, set `tls`)")
+                }
+                e => e.to_string(),
+            })?;
         if message::acked(&reply) == Some(chunk.as_bytes()) {
             Ok(())
+        } else if plain && matches!(reply.first(), Some(0x15 | 0x16)) {
+            // 0x15 and 0x16 start TLS alert and handshake records.
+            Err("the server answered in TLS: set `tls`".into())
         } else if handshake::parse_helo(&reply).is_ok() {
             Err("the server requires the handshake: set `shared_key`".into())
         } else {
@@ -174,8 +199,8 @@ impl Client {
             buf: BytesMut::new(),
         };
         if let Some(key) = &self.shared_key {
-            let helo =
-                handshake::parse_helo(&read_reply(&mut c).await?).map_err(|e| e.to_string())?;
+            let helo = handshake::parse_helo(&read_reply(&mut c).await.map_err(|e| e.to_string())?)
+                .map_err(|e| e.to_string())?;
             self.login(&mut c, &helo, key).await?;
         }
         Ok(c)
@@ -192,7 +217,7 @@ impl Client {
             .await
             .map_err(|e| format!("write: {e}"))?;
         c.io.flush().await.map_err(|e| format!("write: {e}"))?;
-        let pong = read_reply(c).await?;
+        let pong = read_reply(c).await.map_err(|e| e.to_string())?;
         handshake::check_pong(&pong, &salt, helo, key).map_err(|e| e.to_string())
     }
 }
@@ -202,8 +227,18 @@ fn host_of(address: &str) -> &str {
     host.trim_start_matches('[').trim_end_matches(']')
 }
 
+#[derive(Debug, thiserror::Error)]
+enum ReplyError {
+    #[error("the server closed the connection")]
+    Closed,
+    #[error("read: {0}")]
+    Io(std::io::Error),
+    #[error("the server's answer: {0}")]
+    Malformed(String),
+}
+
 /// The next object the server sends.
-async fn read_reply(c: &mut Connection) -> Result<BytesMut, String> {
+async fn read_reply(c: &mut Connection) -> Result<BytesMut, ReplyError> {
     let mut scanner = Scanner::new(Limits {
         max_bytes: MAX_REPLY_BYTES,
         max_depth: 8,
@@ -212,15 +247,15 @@ async fn read_reply(c: &mut Connection) -> Result<BytesMut, String> {
         if !c.buf.is_empty()
             && let Some(n) = scanner
                 .scan(&c.buf)
-                .map_err(|e| format!("the server's answer: {e}"))?
+                .map_err(|e| ReplyError::Malformed(e.to_string()))?
         {
             return Ok(c.buf.split_to(n));
         }
         c.buf.reserve(4096);
         match c.io.read_buf(&mut c.buf).await {
-            Ok(0) => return Err("the server closed the connection".into()),
+            Ok(0) => return Err(ReplyError::Closed),
             Ok(_) => {}
-            Err(e) => return Err(format!("read: {e}")),
+            Err(e) => return Err(ReplyError::Io(e)),
         }
     }
 }

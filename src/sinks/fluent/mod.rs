@@ -190,6 +190,7 @@ async fn run(
     let stop = cx.input.stop_token();
     let gzip = config.compression == Compression::Gzip;
     while let Some(batch) = cx.input.recv().await {
+        cx.metrics.add_received(batch.len());
         let (messages, refused) = encode::messages(
             batch,
             &template,
@@ -229,11 +230,13 @@ async fn run(
                         let mut rest: Vec<Event> = message.events;
                         rest.extend(pending.flat_map(|m| m.events));
                         cx.input.hand_back(rest);
+                        client.close().await;
                         return Ok(());
                     }
                 }
             }
         }
     }
+    client.close().await;
     Ok(())
 }

@@ -23,10 +23,18 @@ pub(super) enum Closed {
     Truncated,
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    #[error("TLS handshake: {0}")]
+    Tls(std::io::Error),
+    #[error("the client sent plain Forward protocol to a listener with tls: set tls on the client")]
+    PlainToTls,
     #[error("no ack: {0}")]
     NoAck(&'static str),
     #[error("memory_limit stayed full")]
     Memory,
+    #[error(
+        "decoding the message took more memory than it could hold ({may} bytes, of up to {need} it may need)"
+    )]
+    TooCostly { need: usize, may: usize },
     #[error("the client did not read what was sent to it")]
     WriteTimeout,
 }
@@ -38,8 +46,9 @@ impl Closed {
             Self::Handshake(_) | Self::HandshakeRead(_) | Self::Refused(_) => "handshake",
             Self::Timeout(_) => "timeout",
             Self::Io(_) => "io",
+            Self::Tls(_) | Self::PlainToTls => "tls",
             Self::NoAck(_) => "no_ack",
-            Self::Memory => "memory_limit",
+            Self::Memory | Self::TooCostly { .. } => "memory_limit",
             Self::WriteTimeout => "timeout",
         }
     }

@@ -81,9 +81,13 @@ pub(super) async fn accept(
     shared.count_connection(1);
     let result = match tls {
         Some(acceptor) => {
-            match tokio::time::timeout(shared.config.read_timeout, acceptor.accept(stream)).await {
+            let handshake = async {
+                plain_client(&stream).await?;
+                acceptor.accept(stream).await.map_err(Closed::Tls)
+            };
+            match tokio::time::timeout(shared.config.read_timeout, handshake).await {
                 Ok(Ok(stream)) => serve(stream, peer, &shared, &stop).await,
-                Ok(Err(e)) => Err(Closed::Io(e)),
+                Ok(Err(e)) => Err(e),
                 Err(_) => Err(Closed::Timeout("the TLS handshake")),
             }
         }
@@ -102,6 +106,18 @@ pub(super) async fn accept(
             .add(1);
         shared.metrics.add_errors(1);
         tracing::warn!(component_id = %shared.id, peer = %peer, reason, error = %e, "fluent connection closed");
+    }
+}
+
+/// Refuses a client that sends plain Forward protocol to a TLS listener, with a reason
+/// it can act on: a TLS client's first byte starts a handshake record (0x16).
+async fn plain_client(stream: &tokio::net::TcpStream) -> Result<(), Closed> {
+    let mut first = [0u8; 1];
+    match stream.peek(&mut first).await {
+        Ok(0) => Err(Closed::Truncated),
+        Ok(_) if first[0] != 0x16 => Err(Closed::PlainToTls),
+        Ok(_) => Ok(()),
+        Err(e) => Err(Closed::Io(e)),
     }
 }
 

@@ -6,7 +6,10 @@
 //! idle connection or a small message holds nothing), then, once a message is
 //! complete, its decoding allowance: `decode_allowance` of its size, or for gzip the
 //! inflated size (charged before inflating, at most `max_message_bytes`) and its
-//! allowance. The charge is held until the events are in the pipeline, which charges
+//! allowance, plus what its entries' events take (many small records cost more than
+//! their bytes suggest). A message gets what it needs or what one message may hold, and
+//! is refused for memory when its values outgrow that.
+//! The charge is held until the events are in the pipeline, which charges
 //! them itself from there.
 
 use std::sync::Arc;
@@ -23,6 +26,7 @@ use crate::buffer::cost::decode_allowance;
 use crate::buffer::{Charge, MemoryBudget};
 use crate::fluent::frame::Scanner;
 use crate::fluent::message::{self, Bounds, Request};
+use crate::fluent::value::DecodeError;
 
 /// What a message may buffer before it is charged (bounded by `max_connections`).
 const FREE_BYTES: usize = 64 * 1024;
@@ -57,12 +61,7 @@ impl<'s> Held<'s> {
         if self.bytes >= need {
             return Ok(());
         }
-        let limit = self.budget.limit();
-        let ceiling = if need > limit / 8 {
-            limit / 4 * 3
-        } else {
-            limit / 2
-        };
+        let ceiling = self.ceiling(need);
         // Growing by doubling takes few charges, and never past twice the need.
         let target = need.max(self.bytes.saturating_mul(2)).min(ceiling);
         if self.bytes >= target {
@@ -77,6 +76,16 @@ impl<'s> Held<'s> {
         self.bytes = charge.bytes();
         self.charges.push(charge);
         Ok(())
+    }
+
+    /// The most one message may hold when it needs `need` bytes.
+    fn ceiling(&self, need: usize) -> usize {
+        let limit = self.budget.limit();
+        if need > limit / 8 {
+            limit / 4 * 3
+        } else {
+            limit / 2
+        }
     }
 
     pub(super) fn release(&mut self) {
@@ -160,14 +169,23 @@ pub(super) async fn decode(
         max_decompressed: max,
         allowance: 0,
     };
+    let max_entries = bounds.max_entries;
     let Some(compressed) = message::compressed_entries(&frame) else {
-        held.ensure(
-            frame.len().saturating_add(decode_allowance(frame.len())),
-            deadline,
-        )
+        let frame = frame.freeze();
+        let counted = frame.clone();
+        let entries = off_runtime(frame.len(), move || {
+            Ok(message::entries_cost(&counted, None, max_entries))
+        })
         .await?;
-        bounds.allowance = held.bytes.saturating_sub(frame.len());
-        return off_runtime(frame.len(), move || message::parse(&frame, &bounds)).await;
+        let allowance = decode_allowance(frame.len()).saturating_add(entries);
+        let need = frame.len().saturating_add(allowance);
+        held.ensure(need, deadline).await?;
+        // What could be held may be less than the allowance: values rarely take it all.
+        bounds.allowance = held.bytes.saturating_sub(frame.len()).min(allowance);
+        let may = held.bytes;
+        return off_runtime(frame.len(), move || message::parse(&frame, &bounds))
+            .await
+            .map_err(|e| too_costly(e, need, may));
     };
     // Inflating may take up to the limit: charged first, then what it took decides
     // the allowance.
@@ -175,20 +193,38 @@ pub(super) async fn decode(
         .await?;
     let packed = compressed.to_vec();
     let inflated = off_runtime(packed.len(), move || message::gunzip(&packed, max)).await?;
-    let holds = frame.len() + inflated.len();
-    held.ensure(
-        holds.saturating_add(decode_allowance(inflated.len())),
-        deadline,
-    )
+    let (frame, inflated) = (frame.freeze(), bytes::Bytes::from(inflated));
+    let (counted_frame, counted) = (frame.clone(), inflated.clone());
+    let entries = off_runtime(inflated.len(), move || {
+        Ok(message::entries_cost(
+            &counted_frame,
+            Some(&counted),
+            max_entries,
+        ))
+    })
     .await?;
-    bounds.allowance = held
-        .bytes
-        .saturating_sub(holds)
-        .min(decode_allowance(inflated.len()));
+    let allowance = decode_allowance(inflated.len()).saturating_add(entries);
+    let holds = frame.len() + inflated.len();
+    let need = holds.saturating_add(allowance);
+    held.ensure(need, deadline).await?;
+    bounds.allowance = held.bytes.saturating_sub(holds).min(allowance);
+    let may = held.bytes;
     off_runtime(inflated.len(), move || {
         message::parse_inflated(&frame, Some(&inflated), &bounds)
     })
     .await
+    .map_err(|e| too_costly(e, need, may))
+}
+
+/// A message whose values outgrew what it could hold is refused for memory, with both
+/// sizes, not as malformed.
+fn too_costly(e: Closed, need: usize, may: usize) -> Closed {
+    match e {
+        Closed::Message(message::MessageError::Decode(DecodeError::OverAllowance)) => {
+            Closed::TooCostly { need, may }
+        }
+        e => e,
+    }
 }
 
 async fn off_runtime<T: Send + 'static>(
