@@ -43,6 +43,7 @@ pub mod net;
 pub mod plugins;
 pub(crate) mod postgres;
 pub(crate) mod program;
+pub mod silences;
 pub(crate) mod tables;
 pub(crate) mod template;
 

@@ -30,6 +30,12 @@ pub(crate) fn path_for(data_dir: &Path, kind: &str, id: &str) -> PathBuf {
 
 /// Replaces `path` with `bytes` durably: a temporary file beside it, fsync, rename, and
 /// an fsync of the directory so the rename survives a crash too.
+/// `value` as JSON, through [`write_atomically`]; the error names the file.
+pub(crate) fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<(), String> {
+    let bytes = serde_json::to_vec(value).map_err(|e| e.to_string())?;
+    write_atomically(path, &bytes).map_err(|e| format!("{}: {e}", path.display()))
+}
+
 pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     let dir = path.parent().unwrap_or(Path::new("."));

@@ -107,7 +107,7 @@ fn silence_body(comment: &str) -> String {
 }
 
 fn silences_with_comment(comment: &str) -> usize {
-    sluice::transforms::alert_rule::silences::global()
+    sluice::silences::global()
         .all()
         .iter()
         .filter(|s| s.describe(chrono::Utc::now())["comment"] == comment)

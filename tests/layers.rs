@@ -40,6 +40,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "plugins",
             "postgres",
             "program",
+            "silences",
             "tables",
             "template",
         ],

@@ -50,8 +50,8 @@ use tokio_util::sync::CancellationToken;
 pub use self::access::{Access, Role};
 pub(crate) use self::guard::Guard;
 use self::guard::browser_guard;
+use crate::silences;
 use crate::telemetry::{ComponentState, Telemetry};
-use crate::transforms::alert_rule::silences;
 
 /// A reload asked through the API; the answer is the outcome's description.
 pub type ReloadRequest = oneshot::Sender<Result<serde_json::Value, String>>;

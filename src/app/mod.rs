@@ -59,7 +59,7 @@ pub(crate) async fn serve(run: Run) -> anyhow::Result<u8> {
         telemetry,
     } = run;
     // Silences added through the API persist even before any alert_rule runs.
-    if let Err(e) = crate::transforms::alert_rule::silences::attach_dir(&settings.data_dir) {
+    if let Err(e) = crate::silences::attach_dir(&settings.data_dir) {
         tracing::warn!(error = %e, "cannot load the saved silences");
     }
     let control_rx = signals()?;

@@ -9,8 +9,8 @@ use vrl::value::Value;
 
 use super::expr::{self, CmpOp, Condition, Expr, Literal};
 use super::inhibit::InhibitConfig;
-use super::silences::SilenceSpec;
 use crate::component::BuildError;
+use crate::silences::SilenceSpec;
 use crate::template::Template;
 
 fn secs(n: u64) -> Duration {

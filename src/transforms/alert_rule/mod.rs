@@ -29,7 +29,6 @@ pub(crate) mod expr;
 pub(crate) mod inhibit;
 pub(crate) mod lifecycle;
 pub(crate) mod notify;
-pub mod silences;
 pub(crate) mod snapshot;
 pub(crate) mod window;
 
@@ -41,12 +40,12 @@ use std::time::Duration;
 use vrl::value::{ObjectMap, Value};
 
 use crate::alert::Status;
+use crate::silences::{self, Silence, SilenceStore};
 pub(crate) use config::AlertRuleConfig;
 use config::Rule;
 use inhibit::InhibitRule;
 use lifecycle::{Group, Phase, Transition};
 use notify::{Decision, Policy};
-use silences::{Silence, SilenceStore};
 use snapshot::{RuleState, SharedRule, lock};
 
 use crate::clock::Clock;

@@ -93,7 +93,7 @@ pub(crate) fn write(path: &Path, component: &Component) -> Result<(), String> {
     let guards: Vec<(String, MutexGuard<'_, RuleState>)> =
         rules.iter().map(|(k, v)| (k.clone(), lock(v))).collect();
     let view: BTreeMap<&str, &RuleState> = guards.iter().map(|(k, g)| (k.as_str(), &**g)).collect();
-    super::silences::write_atomically(path, &view)
+    crate::state_file::write_json(path, &view)
 }
 
 /// Called when an instance goes away: the registry forgets `component` if no other

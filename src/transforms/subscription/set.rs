@@ -77,7 +77,7 @@ pub(crate) struct SubscriptionSpec {
 }
 
 /// `custom_filters`: either a map `{ label: value }` (each an equality) or a list of
-/// matcher strings (`env != prod`, `host =~ "web-.*"`; see [`super::matcher`]).
+/// matcher strings (`env != prod`, `host =~ "web-.*"`; see [`crate::matchers`]).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct CustomFilters(pub Vec<Matcher>);
 

@@ -196,7 +196,7 @@ impl SilenceStore {
                     spec: s.spec.clone(),
                 })
                 .collect();
-            if let Err(e) = write_atomically(path, &saved) {
+            if let Err(e) = crate::state_file::write_json(path, &saved) {
                 tracing::warn!(file = %path.display(), error = %e, "cannot persist silences");
             }
         }
@@ -245,13 +245,6 @@ impl SilenceStore {
     pub(crate) fn mutes(&self, labels: &BTreeMap<String, String>, now: DateTime<Utc>) -> bool {
         self.current.load().iter().any(|s| s.mutes(labels, now))
     }
-}
-
-/// `value` as JSON, through [`crate::state_file::write_atomically`].
-pub(crate) fn write_atomically(path: &Path, value: &impl Serialize) -> Result<(), String> {
-    let bytes = serde_json::to_vec(value).map_err(|e| e.to_string())?;
-    crate::state_file::write_atomically(path, &bytes)
-        .map_err(|e| format!("{}: {e}", path.display()))
 }
 
 static GLOBAL: LazyLock<Arc<SilenceStore>> = LazyLock::new(Default::default);
