@@ -1,0 +1,232 @@
+use chrono::TimeZone;
+use rmpv::Value as V;
+
+use super::*;
+
+fn bounds() -> Bounds {
+    Bounds {
+        max_depth: 16,
+        max_entries: 100,
+        max_decompressed: 1 << 20,
+        allowance: 1 << 20,
+    }
+}
+
+fn pack(v: &V) -> Vec<u8> {
+    let mut out = Vec::new();
+    rmpv::encode::write_value(&mut out, v).expect("encode");
+    out
+}
+
+fn record(msg: &str) -> V {
+    V::Map(vec![(V::from("msg"), V::from(msg))])
+}
+
+fn event_time(secs: u32, nanos: u32) -> V {
+    let mut b = secs.to_be_bytes().to_vec();
+    b.extend_from_slice(&nanos.to_be_bytes());
+    V::Ext(0, b)
+}
+
+fn events(frame: &[u8]) -> Events {
+    match parse(frame, &bounds()) {
+        Ok(Request::Events(e)) => e,
+        other => panic!("{other:?}"),
+    }
+}
+
+fn msgs(e: &Events) -> Vec<String> {
+    e.entries
+        .iter()
+        .map(|(_, r)| r["msg"].to_string_lossy().into_owned())
+        .collect()
+}
+
+#[test]
+fn entries_are_counted_without_decoding_in_every_mode() {
+    let entry = |m: &str| V::Array(vec![event_time(1, 0), record(m)]);
+    let message = pack(&V::Array(vec![V::from("t"), event_time(1, 0), record("a")]));
+    assert_eq!(entries_cost(&message, None, 100), ENTRY_COST);
+    let forward = pack(&V::Array(vec![
+        V::from("t"),
+        V::Array((0..7).map(|_| entry("x")).collect()),
+    ]));
+    assert_eq!(entries_cost(&forward, None, 100), 7 * ENTRY_COST);
+    // Past max_entries the count stops (decoding refuses the message).
+    assert_eq!(entries_cost(&forward, None, 3), 4 * ENTRY_COST);
+    let stream: Vec<u8> = (0..5).flat_map(|_| pack(&entry("y"))).collect();
+    let packed = pack(&V::Array(vec![V::from("t"), V::Binary(stream.clone())]));
+    assert_eq!(entries_cost(&packed, None, 100), 5 * ENTRY_COST);
+    // Compressed entries are counted in their inflated stream.
+    let gzipped = pack(&V::Array(vec![
+        V::from("t"),
+        V::Binary(vec![0x1f, 0x8b]),
+        V::Map(vec![(V::from("compressed"), V::from("gzip"))]),
+    ]));
+    assert_eq!(entries_cost(&gzipped, Some(&stream), 100), 5 * ENTRY_COST);
+    for other in [vec![0xc0], vec![0x92, 0x01, 0x02], vec![0xdd, 0xff], vec![]] {
+        assert_eq!(entries_cost(&other, None, 100), 0);
+    }
+    // A TLS client's handshake record is not a request, with a reason.
+    let hello = parse(&[0x16, 0x03, 0x01], &bounds())
+        .unwrap_err()
+        .to_string();
+    assert!(hello.contains("TLS handshake"), "{hello}");
+    // A truncated packed stream costs nothing here: decoding refuses it.
+    let cut = pack(&V::Array(vec![
+        V::from("t"),
+        V::Binary(stream[..7].to_vec()),
+    ]));
+    assert_eq!(entries_cost(&cut, None, 100), 0);
+}
+
+#[test]
+fn the_four_modes_decode_to_the_same_entries() {
+    let entry = |m: &str, s| V::Array(vec![event_time(s, 5), record(m)]);
+    let chunk = V::Map(vec![(V::from("chunk"), V::from("abc=="))]);
+    let message = pack(&V::Array(vec![
+        V::from("app.web"),
+        event_time(1_700_000_000, 5),
+        record("one"),
+        chunk.clone(),
+    ]));
+    let e = events(&message);
+    assert_eq!(e.tag, "app.web");
+    assert_eq!(msgs(&e), ["one"]);
+    assert_eq!(e.entries[0].0, Utc.timestamp_opt(1_700_000_000, 5).unwrap());
+    assert!(parse(&ack(e.chunk.as_deref().unwrap()), &bounds()).is_err());
+    assert_eq!(
+        ack(e.chunk.as_deref().unwrap()),
+        pack(&V::Map(vec![(V::from("ack"), V::from("abc=="))]))
+    );
+
+    let forward = pack(&V::Array(vec![
+        V::from("app.web"),
+        V::Array(vec![entry("one", 1), entry("two", 2)]),
+    ]));
+    let e = events(&forward);
+    assert_eq!(msgs(&e), ["one", "two"]);
+    assert_eq!(e.chunk, None);
+
+    let mut stream = pack(&entry("one", 1));
+    stream.extend(pack(&entry("two", 2)));
+    let packed = pack(&V::Array(vec![V::from("t"), V::Binary(stream.clone())]));
+    assert_eq!(msgs(&events(&packed)), ["one", "two"]);
+
+    // Two gzip members back to back, as a client may send.
+    let gz = |b: &[u8]| {
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut enc, b).unwrap();
+        enc.finish().unwrap()
+    };
+    let mut members = gz(&pack(&entry("one", 1)));
+    members.extend(gz(&pack(&entry("two", 2))));
+    let compressed = pack(&V::Array(vec![
+        V::from("t"),
+        V::Binary(members),
+        V::Map(vec![
+            (V::from("compressed"), V::from("gzip")),
+            (V::from("size"), V::from(2)),
+            (V::from("fluent_signal"), V::from(0)),
+            (V::from("chunk"), V::from("c1")),
+        ]),
+    ]));
+    let e = events(&compressed);
+    assert_eq!(msgs(&e), ["one", "two"]);
+    assert!(e.chunk.is_some());
+    assert!(compressed_entries(&compressed).is_some());
+    assert!(compressed_entries(&packed).is_none() && compressed_entries(&forward).is_none());
+    assert!(compressed_entries(&[0xc1]).is_none());
+
+    // What the sink sends decodes here.
+    let out = packed_forward("t.x", &stream, 2, Some("id1"), false);
+    let e = events(&out);
+    assert_eq!((e.tag.as_str(), msgs(&e).len()), ("t.x", 2));
+    let out = packed_forward("t.x", &gz(&stream), 2, None, true);
+    assert_eq!(msgs(&events(&out)), ["one", "two"]);
+    assert_eq!(parse(&[0xc0], &bounds()), Ok(Request::Heartbeat));
+    // Integer seconds, and a nil option (old Docker).
+    let old = pack(&V::Array(vec![
+        V::from("d"),
+        V::from(1_600_000_000),
+        record("x"),
+        V::Nil,
+    ]));
+    assert_eq!(events(&old).entries[0].0.timestamp(), 1_600_000_000);
+}
+
+#[test]
+fn chunks_are_echoed_as_they_came_and_bounded() {
+    let request = |chunk: V| {
+        pack(&V::Array(vec![
+            V::from("t"),
+            V::from(1),
+            record("m"),
+            V::Map(vec![(V::from("chunk"), chunk)]),
+        ]))
+    };
+    let e = events(&request(V::Binary(vec![1, 2, 3])));
+    assert_eq!(
+        e.chunk,
+        Some(vec![0xc4, 3, 1, 2, 3]),
+        "a binary id stays binary"
+    );
+    let long = "c".repeat(MAX_CHUNK_BYTES + 1);
+    let err = parse(&request(V::from(long.as_str())), &bounds()).unwrap_err();
+    assert!(err.to_string().contains("longer than 256 bytes"), "{err}");
+}
+
+#[test]
+fn empty_records_are_charged_what_their_events_take() {
+    // 300 KB of `[1, {}]` would become 100,000 events of about a kilobyte each.
+    let entries = V::Array(
+        (0..100_000)
+            .map(|_| V::Array(vec![V::from(1), V::Map(vec![])]))
+            .collect(),
+    );
+    let frame = pack(&V::Array(vec![V::from("t"), entries]));
+    let bounds = Bounds {
+        max_entries: 1_000_000,
+        allowance: crate::buffer::cost::decode_allowance(frame.len()),
+        ..bounds()
+    };
+    assert_eq!(
+        parse(&frame, &bounds),
+        Err(MessageError::Decode(DecodeError::OverAllowance))
+    );
+}
+
+#[test]
+fn malformed_requests_name_the_problem() {
+    let err = |v: V| parse(&pack(&v), &bounds()).unwrap_err().to_string();
+    assert!(err(V::from("x")).contains("must be an array"));
+    assert!(err(V::Array(vec![V::from(1), V::from(2)])).contains("tag"));
+    assert!(err(V::Array(vec![V::from("t"), V::from(1), V::from(2)])).contains("record"));
+    let many = V::Array(
+        (0..101)
+            .map(|_| V::Array(vec![V::from(1), record("m")]))
+            .collect(),
+    );
+    assert!(err(V::Array(vec![V::from("t"), many])).contains("more than 100 entries"));
+    let zstd = V::Array(vec![
+        V::from("t"),
+        V::Binary(vec![1, 2]),
+        V::Map(vec![(V::from("compressed"), V::from("zstd"))]),
+    ]);
+    assert!(err(zstd).contains("unsupported compression `zstd`"));
+    let bad_gzip = V::Array(vec![
+        V::from("t"),
+        V::Binary(vec![0x1f, 0x8b, 0, 0]),
+        V::Map(vec![(V::from("compressed"), V::from("gzip"))]),
+    ]);
+    assert!(err(bad_gzip).contains("gzip"));
+    // A gzip bomb: 2 MiB of zeros in a few KiB.
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    std::io::Write::write_all(&mut enc, &vec![0u8; 2 << 20]).unwrap();
+    let bomb = V::Array(vec![
+        V::from("t"),
+        V::Binary(enc.finish().unwrap()),
+        V::Map(vec![(V::from("compressed"), V::from("gzip"))]),
+    ]);
+    assert!(err(bomb).contains("decompress to more than"));
+}
