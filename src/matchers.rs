@@ -54,9 +54,21 @@ impl PartialEq for Matcher {
     }
 }
 
+/// `label OP "value"`, quoted so that [`Matcher::parse`] reads back the same matcher:
+/// only what `unquote` unescapes is escaped (a saved subscription must reload as it was).
 impl fmt::Display for Matcher {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {} {:?}", self.label, self.op.as_str(), self.value)
+        write!(f, "{} {} \"", self.label, self.op.as_str())?;
+        for c in self.value.chars() {
+            match c {
+                '"' => f.write_str("\\\"")?,
+                '\\' => f.write_str("\\\\")?,
+                '\n' => f.write_str("\\n")?,
+                '\t' => f.write_str("\\t")?,
+                c => fmt::Write::write_char(f, c)?,
+            }
+        }
+        f.write_str("\"")
     }
 }
 
@@ -206,6 +218,34 @@ fn unquote(s: &str) -> Result<Cow<'_, str>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+        #[test]
+        fn the_text_form_reads_back_as_the_same_matcher(
+            label in "[a-zA-Z_][a-zA-Z0-9_./-]{0,12}",
+            value in "\\PC{0,16}|[\\\\\"\r\n\t\u{1b}\u{7f}a ]{0,8}",
+            negative in any::<bool>(),
+        ) {
+            let op = if negative { Op::NotEqual } else { Op::Equal };
+            let m = Matcher::new(&label, op, &value).expect("valid");
+            prop_assert_eq!(Matcher::parse(&m.to_string()).expect("reads back"), m.clone());
+            prop_assert_eq!(Matcher::parse_lenient(&m.to_string()).expect("reads back"), m);
+        }
+    }
+
+    #[test]
+    fn regex_matchers_keep_their_escapes_through_the_text_form() {
+        for value in [r"web-\d+\.example", "tab\there", r"\\", r"\(x\)"] {
+            let m = Matcher::new("host", Op::Regex, value).expect("valid");
+            assert_eq!(
+                Matcher::parse(&m.to_string()).expect("reads back"),
+                m,
+                "{m}"
+            );
+        }
+    }
 
     fn m(s: &str) -> Matcher {
         Matcher::parse(s).unwrap_or_else(|e| panic!("{s}: {e}"))
