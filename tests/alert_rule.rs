@@ -67,7 +67,12 @@ impl Rig {
     }
 
     fn at_dir(id: &str, yaml: &str, data_dir: Option<&Path>) -> Self {
-        let clock = ManualClock::starting_at(t0());
+        Self::since(t0(), id, yaml, data_dir)
+    }
+
+    /// A rig whose clock starts at `start` (the API's silences run on the wall clock).
+    fn since(start: DateTime<Utc>, id: &str, yaml: &str, data_dir: Option<&Path>) -> Self {
+        let clock = ManualClock::starting_at(start);
         let (transform, telemetry) = build_with(id, yaml, &clock, data_dir).expect("builds");
         Self {
             clock,
@@ -715,7 +720,7 @@ async fn the_silences_api_adds_lists_and_deletes_silences_that_mute_alerts() {
     assert_eq!(denied.status(), 401);
     let body = serde_json::json!({
         "matchers": ["alertname=ApiSilenced", "host=~db.*"],
-        "ends_at": (t0() + chrono::Duration::hours(1)).to_rfc3339(),
+        "ends_at": (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339(),
         "comment": "upgrade",
         "created_by": "alice",
     });
@@ -762,7 +767,8 @@ async fn the_silences_api_adds_lists_and_deletes_silences_that_mute_alerts() {
     assert_eq!(mine[0]["origin"], "api");
 
     // A component with a data_dir uses the process-wide silences.
-    let mut rig = Rig::at_dir(
+    let mut rig = Rig::since(
+        chrono::Utc::now(),
         "api_silenced",
         "rules: [{ name: ApiSilenced, expr: 'x > 1', group_by: [host] }]",
         Some(dir.path()),
@@ -787,10 +793,37 @@ async fn the_silences_api_adds_lists_and_deletes_silences_that_mute_alerts() {
         .send()
         .await
         .expect("DELETE");
-    assert_eq!(again.status(), 404);
-    rig.to(1).send(vec![metric("x", 5.0, &[("host", "db1")])]);
+    assert_eq!(again.status(), 200, "expiring twice is no error");
+    let listed: serde_json::Value = client
+        .get(url.as_str())
+        .bearer_auth("sekret")
+        .send()
+        .await
+        .expect("GET")
+        .json()
+        .await
+        .expect("json");
+    let expired = listed["silences"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .find(|s| s["id"] == id.as_str())
+        .expect("still listed");
+    assert_eq!(expired["status"], "expired");
+    let missing = client
+        .delete(format!("{url}/no-such-silence"))
+        .bearer_auth("sekret")
+        .send()
+        .await
+        .expect("DELETE");
+    assert_eq!(missing.status(), 404);
+    // Later than the expiry on the wall clock.
+    rig.to(600).send(vec![metric("x", 5.0, &[("host", "db1")])]);
     let hosts: Vec<String> = rig.eval().iter().map(|a| s(a, "labels.host")).collect();
-    assert_eq!(hosts, ["db1"], "released by the deletion");
+    assert!(
+        hosts.contains(&"db1".to_owned()),
+        "released by expiring it: {hosts:?}"
+    );
     stop.cancel();
 }
 

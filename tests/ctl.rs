@@ -177,7 +177,15 @@ sinks:
         list.contains(&silence) && list.contains("active") && list.contains("maintenance"),
         "{list}"
     );
-    ctl.ok(&["silences", "delete", &silence]);
+    assert!(
+        ctl.ok(&["silences", "expire", &silence])
+            .contains("expired")
+    );
+    let list = ctl.ok(&["silences", "list"]);
+    assert!(
+        list.contains(&silence) && list.contains("expired"),
+        "{list}"
+    );
     let long = ctl.run(&[
         "silences",
         "add",

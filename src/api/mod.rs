@@ -319,37 +319,46 @@ async fn silences_list() -> Response {
 }
 
 /// `POST /silences`: adds a silence (`matchers`, `starts_at`, `ends_at`, `comment`,
-/// `created_by`); answers with its id. 400 names what is wrong.
-#[utoipa::path(post, path = "/silences", tag = "silences", description = "Adds a silence (`matchers`, `starts_at`, `ends_at`, `comment`, `created_by`)", request_body(content = serde_json::Value, description = "The silence", content_type = "application/json"), responses((status = 200, description = "Added; `id` is its id", body = serde_json::Value), (status = 400, description = "The request is wrong; `error` names what", body = serde_json::Value)))]
+/// `created_by`), or with `id` updates it (a new id when the matchers or an active
+/// silence's start change: the old one is expired); answers with its id.
+#[utoipa::path(post, path = "/silences", tag = "silences", description = "Adds a silence (`matchers`, `starts_at`, `ends_at`, `comment`, `created_by`), or with `id` updates it; a change of matchers or of an active silence's start expires the old one and answers a new id", request_body(content = serde_json::Value, description = "The silence", content_type = "application/json"), responses((status = 200, description = "Added; `id` is its id", body = serde_json::Value), (status = 400, description = "The request is wrong; `error` names what", body = serde_json::Value), (status = 404, description = "`id` names no silence", body = serde_json::Value), (status = 409, description = "The silence comes from the pipeline file", body = serde_json::Value), (status = 503, description = "The store is full", body = serde_json::Value)))]
 async fn silences_add(body: axum::body::Bytes) -> Response {
-    let added = serde_json::from_slice::<silences::SilenceSpec>(&body)
-        .map_err(|e| format!("invalid silence: {e}"))
-        .and_then(silences::add_from_api);
-    match added {
+    let spec = match serde_json::from_slice::<silences::SilenceSpec>(&body) {
+        Ok(spec) => spec,
+        Err(e) => return silence_error(StatusCode::BAD_REQUEST, format!("invalid silence: {e}")),
+    };
+    match silences::global().set(spec, chrono::Utc::now()) {
         Ok(id) => (StatusCode::OK, axum::Json(json!({ "id": id }))).into_response(),
-        Err(error) => (
-            StatusCode::BAD_REQUEST,
-            axum::Json(json!({ "error": error })),
-        )
-            .into_response(),
+        Err(e) => {
+            let status = match e {
+                silences::SetError::NotFound => StatusCode::NOT_FOUND,
+                silences::SetError::FromConfig { .. } => StatusCode::CONFLICT,
+                silences::SetError::Full => StatusCode::SERVICE_UNAVAILABLE,
+                _ => StatusCode::BAD_REQUEST,
+            };
+            silence_error(status, e.to_string())
+        }
     }
 }
 
-/// `DELETE /silences/{id}`: 200, or 404 when there is no such silence.
-#[utoipa::path(delete, path = "/silences/{id}", tag = "silences", description = "Deletes a silence", params(("id" = String, Path, description = "The silence's id")), responses((status = 200, description = "Deleted", body = serde_json::Value), (status = 404, description = "No such item; `error` says which", body = serde_json::Value)))]
+fn silence_error(status: StatusCode, error: String) -> Response {
+    (status, axum::Json(json!({ "error": error }))).into_response()
+}
+
+/// `DELETE /silences/{id}`: expires the silence (it ends now and stays listed, as in
+/// Alertmanager); 200 again when it had ended, 404 when there is no such silence.
+#[utoipa::path(delete, path = "/silences/{id}", tag = "silences", description = "Expires a silence: it ends now and stays listed until five days after its end", params(("id" = String, Path, description = "The silence's id")), responses((status = 200, description = "Expired (`status`: expired)", body = serde_json::Value), (status = 404, description = "No such item; `error` says which", body = serde_json::Value), (status = 409, description = "The silence comes from the pipeline file", body = serde_json::Value)))]
 async fn silences_delete(axum::extract::Path(id): axum::extract::Path<String>) -> Response {
-    if silences::global().remove(&id) {
-        (
+    match silences::global().expire(&id, chrono::Utc::now()) {
+        Ok(_) => (
             StatusCode::OK,
-            axum::Json(json!({ "id": id, "status": "deleted" })),
+            axum::Json(json!({ "id": id, "status": "expired" })),
         )
-            .into_response()
-    } else {
-        (
-            StatusCode::NOT_FOUND,
-            axum::Json(json!({ "error": format!("no silence `{id}`") })),
-        )
-            .into_response()
+            .into_response(),
+        Err(silences::ExpireError::NotFound) => {
+            silence_error(StatusCode::NOT_FOUND, format!("no silence `{id}`"))
+        }
+        Err(e) => silence_error(StatusCode::CONFLICT, e.to_string()),
     }
 }
 

@@ -11,6 +11,11 @@
 //! as their origin and a deterministic id, and are replaced as a whole when it is
 //! rebuilt; silences from the API have origin `api`. Readers take a lock-free snapshot
 //! (`ArcSwap`), so evaluation never waits on the API.
+//!
+//! The API changes silences with Alertmanager's rules ([`SilenceStore::set`],
+//! [`SilenceStore::expire`]): a silence is expired, never erased, and stays listed until
+//! [`RETENTION`] after its end; one that cannot be updated in place (other matchers, a
+//! moved start) is expired and replaced under a new id.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -21,8 +26,16 @@ use serde::{Deserialize, Serialize};
 
 use crate::matchers::{self, Matcher};
 
+mod change;
 mod store;
+pub use change::{ExpireError, Expired, MAX_API_SILENCES, MAX_MATCHERS, SetError};
 pub use store::SilenceStore;
+
+/// How long an ended silence stays listed before it is forgotten (Alertmanager's
+/// default `--data.retention`).
+pub const RETENTION: chrono::TimeDelta = chrono::TimeDelta::hours(120);
+/// The origin of silences made through the API.
+pub const API_ORIGIN: &str = "api";
 
 /// A silence as written in config and in the API's JSON.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
@@ -56,10 +69,30 @@ pub struct Silence {
     pub(crate) matchers: Vec<Matcher>,
     pub(crate) starts_at: Option<DateTime<Utc>>,
     pub(crate) ends_at: Option<DateTime<Utc>>,
+    /// When it was made or last changed.
+    pub(crate) updated_at: DateTime<Utc>,
     pub(crate) spec: SilenceSpec,
 }
 
-fn time(text: &Option<String>, option: &str) -> Result<Option<DateTime<Utc>>, String> {
+/// Where a silence stands at a time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    Pending,
+    Active,
+    Expired,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Active => "active",
+            Self::Expired => "expired",
+        }
+    }
+}
+
+pub(super) fn time(text: &Option<String>, option: &str) -> Result<Option<DateTime<Utc>>, String> {
     text.as_deref()
         .map(|t| {
             DateTime::parse_from_rfc3339(t)
@@ -94,7 +127,18 @@ impl Silence {
             matchers,
             starts_at,
             ends_at,
+            updated_at: Utc::now(),
         })
+    }
+
+    pub fn state(&self, now: DateTime<Utc>) -> State {
+        if self.ends_at.is_some_and(|e| e <= now) {
+            State::Expired
+        } else if self.starts_at.is_some_and(|s| now < s) {
+            State::Pending
+        } else {
+            State::Active
+        }
     }
 
     pub(crate) fn is_active(&self, now: DateTime<Utc>) -> bool {
@@ -105,18 +149,12 @@ impl Silence {
         self.is_active(now) && self.matchers.iter().all(|m| m.matches_labels(labels))
     }
 
-    /// The API's view: the spec plus origin and state.
+    /// The API's view: the spec plus origin, state and when it last changed.
     pub fn describe(&self, now: DateTime<Utc>) -> serde_json::Value {
-        let state = if self.ends_at.is_some_and(|e| e <= now) {
-            "expired"
-        } else if self.starts_at.is_some_and(|s| now < s) {
-            "pending"
-        } else {
-            "active"
-        };
         let mut v = serde_json::to_value(&self.spec).unwrap_or_default();
         v["origin"] = self.origin.clone().into();
-        v["status"] = state.into();
+        v["status"] = self.state(now).as_str().into();
+        v["updated_at"] = rfc3339(self.updated_at).into();
         v
     }
 }
@@ -133,10 +171,9 @@ pub(crate) fn attach_dir(data_dir: &Path) -> Result<(), String> {
     GLOBAL.attach_dir(data_dir)
 }
 
-/// Checks a spec from the API and adds it to the global store with a fresh id.
-pub(crate) fn add_from_api(spec: SilenceSpec) -> Result<String, String> {
-    let silence = Silence::new(spec, uuid::Uuid::new_v4().to_string(), "api")?;
-    Ok(GLOBAL.add(silence))
+/// A time as silences are written: UTC with milliseconds, as Alertmanager writes them.
+pub fn rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 #[cfg(test)]

@@ -14,6 +14,9 @@ use super::{Silence, SilenceSpec};
 #[derive(Serialize, Deserialize)]
 struct Persisted {
     origin: String,
+    /// Absent in files written before silences were changed in place.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    updated_at: Option<DateTime<Utc>>,
     #[serde(flatten)]
     spec: SilenceSpec,
 }
@@ -64,7 +67,10 @@ impl SilenceStore {
                         continue;
                     }
                     match Silence::new(p.spec, id, &p.origin) {
-                        Ok(s) => list.push(Arc::new(s)),
+                        Ok(mut s) => {
+                            s.updated_at = p.updated_at.unwrap_or(s.updated_at);
+                            list.push(Arc::new(s));
+                        }
                         Err(e) => {
                             tracing::warn!(file = %path.display(), error = %e, "skipping a saved silence")
                         }
@@ -75,6 +81,7 @@ impl SilenceStore {
             Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
         }
         *file = Some(path);
+        super::change::forget_ended(&mut list, Utc::now());
         self.publish(list, file.as_deref());
         Ok(())
     }
@@ -85,6 +92,7 @@ impl SilenceStore {
                 .iter()
                 .map(|s| Persisted {
                     origin: s.origin.clone(),
+                    updated_at: Some(s.updated_at),
                     spec: s.spec.clone(),
                 })
                 .collect();
@@ -95,7 +103,7 @@ impl SilenceStore {
         self.current.store(Arc::new(list));
     }
 
-    fn update(&self, f: impl FnOnce(&mut Vec<Arc<Silence>>)) {
+    pub(super) fn update(&self, f: impl FnOnce(&mut Vec<Arc<Silence>>)) {
         let Ok(file) = self.file.lock() else {
             return;
         };
@@ -104,25 +112,23 @@ impl SilenceStore {
         self.publish(list, file.as_deref());
     }
 
-    /// Adds (or replaces, by id) a silence; returns its id.
-    pub(crate) fn add(&self, silence: Silence) -> String {
-        let id = silence.id.clone();
-        self.update(|list| {
-            list.retain(|s| s.id != silence.id);
-            list.push(Arc::new(silence));
-        });
-        id
-    }
-
-    /// Removes a silence; whether it existed.
-    pub(crate) fn remove(&self, id: &str) -> bool {
-        let mut found = false;
-        self.update(|list| {
-            let before = list.len();
-            list.retain(|s| s.id != id);
-            found = list.len() != before;
-        });
-        found
+    /// Changes the list through `f`, publishing only what `f` accepts, and forgets
+    /// silences long ended.
+    pub(super) fn try_update<T, E>(
+        &self,
+        now: DateTime<Utc>,
+        f: impl FnOnce(&mut Vec<Arc<Silence>>) -> Result<T, E>,
+    ) -> Result<T, E> {
+        // The lock guards only where to persist: a writer that panicked left it whole.
+        let file = self
+            .file
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut list: Vec<Arc<Silence>> = self.current.load().iter().cloned().collect();
+        let answer = f(&mut list)?;
+        super::change::forget_ended(&mut list, now);
+        self.publish(list, file.as_deref());
+        Ok(answer)
     }
 
     /// Replaces every silence of `origin` with `silences`.

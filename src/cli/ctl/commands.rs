@@ -510,7 +510,8 @@ enum Silences {
         #[arg(long, default_value = "")]
         created_by: String,
     },
-    /// Delete a silence.
+    /// Expire a silence: it ends now and stays listed (as `expired`) for five days.
+    #[command(alias = "expire")]
     Delete { id: String },
 }
 
@@ -580,7 +581,7 @@ pub(crate) fn silences(args: &SilencesArgs) -> u8 {
                 )
                 .await?;
             if !c.json {
-                say(format!("deleted silence {id}"));
+                say(format!("expired silence {id}"));
             }
             Ok(answer)
         }
