@@ -25,6 +25,24 @@ pub(crate) enum Op {
 }
 
 impl Op {
+    /// The operator of Alertmanager's API form (`isRegex`, `isEqual`).
+    pub(crate) fn from_flags(is_regex: bool, is_equal: bool) -> Self {
+        match (is_regex, is_equal) {
+            (false, true) => Self::Equal,
+            (false, false) => Self::NotEqual,
+            (true, true) => Self::Regex,
+            (true, false) => Self::NotRegex,
+        }
+    }
+
+    pub(crate) fn is_regex(self) -> bool {
+        matches!(self, Self::Regex | Self::NotRegex)
+    }
+
+    pub(crate) fn is_equal(self) -> bool {
+        matches!(self, Self::Equal | Self::Regex)
+    }
+
     fn as_str(self) -> &'static str {
         match self {
             Self::Equal => "=",
@@ -145,6 +163,16 @@ impl Matcher {
             (Op::Regex | Op::NotRegex, None) => false,
         }
     }
+}
+
+/// Whether `name` is a Prometheus label name (`[a-zA-Z_][a-zA-Z0-9_]*`), as
+/// Alertmanager's API requires; sluice's own matchers also take dotted names.
+pub(crate) fn is_label_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 /// `label OP value` → (label, operator, the value as written, trimmed).

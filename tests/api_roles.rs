@@ -41,6 +41,18 @@ fn routes() -> Vec<(&'static str, &'static str, Option<Value>, Option<Role>)> {
             Some(Role::Operator),
         ),
         ("DELETE", "/silences/nope", None, Some(Role::Operator)),
+        ("GET", "/api/v2/status", None, Some(Role::Viewer)),
+        ("GET", "/api/v2/silences", None, Some(Role::Viewer)),
+        ("GET", "/api/v2/silence/nope", None, Some(Role::Viewer)),
+        (
+            "POST",
+            "/api/v2/silences",
+            Some(
+                json!({"matchers": [{"name": "alertname", "value": "x", "isRegex": false}], "startsAt": "2099-01-01T00:00:00Z", "endsAt": "2099-01-02T00:00:00Z", "createdBy": "t", "comment": "c"}),
+            ),
+            Some(Role::Operator),
+        ),
+        ("DELETE", "/api/v2/silence/nope", None, Some(Role::Operator)),
         (
             "POST",
             "/incidents",

@@ -45,8 +45,11 @@ pub(crate) fn required(method: &Method, route: &str) -> Option<Role> {
         }
         "/outages/status" | "/outages/history" if read => Role::Viewer,
         "/outages/start" | "/outages/stop" | "/outages/config" => Role::Admin,
+        "/api/v2/status" if read => Role::Viewer,
         "/silences"
         | "/silences/{id}"
+        | "/api/v2/silences"
+        | "/api/v2/silence/{id}"
         | "/incidents"
         | "/incidents/{id}"
         | "/incidents/{id}/timeline" => {

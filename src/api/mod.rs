@@ -15,6 +15,8 @@
 //! monitoring and lists past outages (`outages.rs`).
 //! `/subscriptions` lists the `subscription` transforms' subscriptions and manages those
 //! made at runtime (`subscriptions.rs`).
+//! `/api/v2/status`, `/api/v2/silences` and `/api/v2/silence/{id}` are Alertmanager's API
+//! for amtool and Grafana (`alertmanager/`).
 //!
 //! Browsers are kept out (see [`browser_guard`]): any web page a user opens can send requests to
 //! `127.0.0.1`, and a DNS-rebinding page can even read the answers. So every request is
@@ -28,6 +30,7 @@
 //! handlers.
 
 mod access;
+mod alertmanager;
 mod events;
 mod guard;
 mod incidents;
@@ -64,6 +67,8 @@ struct ApiState {
     shutdown: CancellationToken,
     /// Who may call, as far as browsers go.
     guard: Arc<Guard>,
+    /// When the API started (Alertmanager's status calls it uptime).
+    started: chrono::DateTime<chrono::Utc>,
 }
 
 /// Binds the API on `address` and serves it until `shutdown` is cancelled. Reload
@@ -109,6 +114,7 @@ pub(crate) fn router_with_guard(
         reload,
         shutdown,
         guard: Arc::new(guard),
+        started: chrono::Utc::now(),
     };
     let (routes, _) = routes::table();
     routes

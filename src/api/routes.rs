@@ -13,7 +13,7 @@ use utoipa::openapi::{OpenApi, SecurityRequirement};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{ApiState, events, incidents, outages, subscriptions};
+use super::{ApiState, alertmanager, events, incidents, outages, subscriptions};
 
 /// The router of every route, and the OpenAPI document describing it.
 pub(super) fn table() -> (Router<ApiState>, OpenApi) {
@@ -38,6 +38,15 @@ pub(super) fn table() -> (Router<ApiState>, OpenApi) {
         .routes(routes!(outages::webhook_test))
         .routes(routes!(super::silences_list, super::silences_add))
         .routes(routes!(super::silences_delete))
+        .routes(routes!(alertmanager::status::get))
+        .routes(routes!(
+            alertmanager::silences::list,
+            alertmanager::silences::post
+        ))
+        .routes(routes!(
+            alertmanager::silences::get,
+            alertmanager::silences::expire
+        ))
         .routes(routes!(incidents::list, incidents::create))
         .routes(routes!(incidents::show, incidents::update))
         .routes(routes!(incidents::timeline))

@@ -64,14 +64,7 @@ impl SilenceStore {
     ) -> Result<String, SetError> {
         let starts_at = time(&spec.starts_at, "starts_at").map_err(SetError::Invalid)?;
         let ends_at = time(&spec.ends_at, "ends_at").map_err(SetError::Invalid)?;
-        if let (Some(s), Some(e)) = (starts_at, ends_at)
-            && e <= s
-        {
-            return Err(SetError::StartAfterEnd);
-        }
-        if ends_at.is_some_and(|e| e < now) {
-            return Err(SetError::EndInPast);
-        }
+        check_times(starts_at, ends_at, now)?;
         let matchers = checked_matchers(&spec)?;
         self.try_update(now, |list| {
             if let Some(id) = spec.id.take() {
@@ -126,6 +119,24 @@ impl SilenceStore {
             Ok(Expired::Now)
         })
     }
+}
+
+/// The checks of a silence's times, which come before its matchers' (so errors are
+/// the ones Alertmanager gives first).
+pub fn check_times(
+    starts_at: Option<DateTime<Utc>>,
+    ends_at: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> Result<(), SetError> {
+    if let (Some(s), Some(e)) = (starts_at, ends_at)
+        && e <= s
+    {
+        return Err(SetError::StartAfterEnd);
+    }
+    if ends_at.is_some_and(|e| e < now) {
+        return Err(SetError::EndInPast);
+    }
+    Ok(())
 }
 
 /// Forgets silences from the API that ended more than [`RETENTION`] ago.

@@ -28,7 +28,7 @@ use crate::matchers::{self, Matcher};
 
 mod change;
 mod store;
-pub use change::{ExpireError, Expired, MAX_API_SILENCES, MAX_MATCHERS, SetError};
+pub use change::{ExpireError, Expired, MAX_API_SILENCES, MAX_MATCHERS, SetError, check_times};
 pub use store::SilenceStore;
 
 /// How long an ended silence stays listed before it is forgotten (Alertmanager's
