@@ -379,6 +379,63 @@ sinks:
     assert!(body.contains("reason=\"tls\""), "{body}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sink_reconnects_when_the_server_closed_an_idle_connection() {
+    // The source closes connections idle for 200 ms; the sink sends every 500 ms. Without
+    // acks nothing would tell the sink that a write went to a closed connection.
+    let port = free_port();
+    let mut p = parse(&format!(
+        r#"
+sources:
+  gen: {{ type: generator, rate: 2, count: 4, format: '{{"n": {{{{seq}}}}}}' }}
+  fwd: {{ type: fluent, address: "127.0.0.1:{port}", idle_timeout: 200ms }}
+sinks:
+  out:
+    type: fluent
+    inputs: [gen]
+    address: "127.0.0.1:{port}"
+    tag: t
+    require_ack: false
+"#
+    ));
+    let (got, dead) = (CaptureSink::default(), CaptureSink::default());
+    got.attach(&mut p, "got", &["fwd"], 100);
+    dead.attach(&mut p, "dead", &["out.dead_letter"], 100);
+    let (_topology, telemetry) = start(p).await;
+    eventually("all four events", || got.values().len() == 4).await;
+    assert!(dead.values().is_empty());
+    let body = telemetry.render_prometheus();
+    assert!(
+        !body.contains("sluice_fluent_connection_errors_total"),
+        "closing an idle connection is routine: {body}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeats_alone_do_not_keep_a_connection_open() {
+    let (port, _sink, _topology, _telemetry) = fluent_into_capture(", idle_timeout: 300ms").await;
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    let started = std::time::Instant::now();
+    let mut buf = [0u8; 8];
+    loop {
+        // A heartbeat (nil) every 100 ms, as a client keeping its slot would send.
+        if s.write_all(&[0xc0]).await.is_err() {
+            break;
+        }
+        match tokio::time::timeout(Duration::from_millis(100), s.read(&mut buf)).await {
+            Ok(Ok(0) | Err(_)) => break,
+            _ => {}
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "heartbeats kept the connection open"
+        );
+    }
+    assert!(started.elapsed() >= Duration::from_millis(300));
+}
+
 /// Sends `bytes` on a new connection and reads until the server closes it.
 async fn closed_after(port: u16, bytes: &[u8], then_shut: bool) -> Vec<u8> {
     let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
@@ -450,13 +507,18 @@ async fn hostile_frames_close_their_connection_and_the_others_go_on() {
         .expect("the good connection is still open");
     eventually("both good records", || sink.ints("n").len() == 2).await;
     assert_eq!(sink.ints("n"), [0, 2]);
-    let body = telemetry.render_prometheus();
-    let malformed = body
-        .lines()
-        .find(|l| l.starts_with("sluice_fluent_connection_errors_total") && l.contains("malformed"))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse::<f64>().ok());
-    assert_eq!(malformed, Some(5.0), "{body}");
+    // Each is counted once its connection's task ends, just after the socket closes.
+    let malformed = || {
+        telemetry
+            .render_prometheus()
+            .lines()
+            .find(|l| {
+                l.starts_with("sluice_fluent_connection_errors_total") && l.contains("malformed")
+            })
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse::<f64>().ok())
+    };
+    eventually("five malformed counted", || malformed() == Some(5.0)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -479,8 +541,12 @@ async fn without_a_ping_a_handshake_source_takes_nothing() {
         "{answer:?}"
     );
     assert!(sink.values().is_empty());
-    let body = telemetry.render_prometheus();
-    assert!(body.contains("reason=\"handshake\""), "{body}");
+    eventually("the refusal counted", || {
+        telemetry
+            .render_prometheus()
+            .contains("reason=\"handshake\"")
+    })
+    .await;
 }
 
 /// One request read from a raw connection, and the chunk id it asks to be acked.
@@ -684,8 +750,13 @@ async fn many_small_records_are_charged_what_they_take_and_a_flood_of_empty_ones
     );
     assert!(closed_after(port, &flood, false).await.is_empty());
     assert_eq!(sink.values().len(), 5000, "nothing of the flood was taken");
-    let body = telemetry.render_prometheus();
-    assert!(body.contains("reason=\"memory_limit\""), "{body}");
+    // Counted once the connection's task ends, just after the socket closes.
+    eventually("the refusal counted", || {
+        telemetry
+            .render_prometheus()
+            .contains("reason=\"memory_limit\"")
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -53,6 +53,8 @@ pub enum MessageError {
     Shape(&'static str),
     #[error("more than {max} entries in one message (max_entries_per_message)")]
     TooManyEntries { max: usize },
+    #[error("the client started a TLS handshake, but this listener has no tls")]
+    TlsHandshake,
     #[error("unsupported compression `{0}`: only gzip is defined")]
     Compression(String),
     #[error("the compressed entries are not valid gzip: {0}")]
@@ -66,8 +68,11 @@ pub enum MessageError {
 pub const MAX_CHUNK_BYTES: usize = 256;
 
 /// What a decoded entry takes besides its record's fields: the event around it, and
-/// the B-tree node its `tag` and `timestamp` go into even when the record is empty.
+/// the B-tree node its `tag` and `timestamp` go into (the record's own first node, or a
+/// new one when the record is empty). The allowance gives each entry this much.
 const ENTRY_COST: usize = MAP_NODE + 4 * SLOT;
+/// What an entry is charged besides its record's nodes and fields.
+const EVENT_COST: usize = 4 * SLOT;
 
 /// Decodes one complete request.
 pub fn parse(frame: &[u8], bounds: &Bounds) -> Result<Request, MessageError> {
@@ -87,9 +92,7 @@ pub fn parse_inflated(
     }
     if frame.first() == Some(&0x16) {
         // Also MessagePack's 22, but no request starts with it: a TLS handshake does.
-        return Err(MessageError::Shape(
-            "the client started a TLS handshake, but this listener has no tls",
-        ));
+        return Err(MessageError::TlsHandshake);
     }
     if r.peek()? != Kind::Array {
         return Err(MessageError::Shape(
@@ -236,12 +239,18 @@ fn too_many(n: usize, max: usize) -> Result<(), MessageError> {
 }
 
 fn entry(r: &mut Reader<'_>) -> Result<Entry, MessageError> {
-    r.charge(ENTRY_COST)?;
+    r.charge(EVENT_COST)?;
     if r.array_len()? != 2 {
         return Err(MessageError::Shape("an entry is [time, record]"));
     }
     let time = r.time()?;
-    Ok((time, r.record()?))
+    let record = r.record()?;
+    if record.is_empty() {
+        // A record's first node was charged with it; `tag` and `timestamp` take one
+        // of their own when it has none.
+        r.charge(MAP_NODE)?;
+    }
+    Ok((time, record))
 }
 
 #[derive(Default)]

@@ -230,3 +230,35 @@ fn malformed_requests_name_the_problem() {
     ]);
     assert!(err(bomb).contains("decompress to more than"));
 }
+
+#[test]
+fn many_small_records_fit_the_allowance_and_empty_ones_are_charged_a_node() {
+    // `[1, {"a": 1}]` is 7 bytes; its event takes a node shared with `tag` and `timestamp`.
+    let entries: Vec<V> = (0..5000)
+        .map(|_| V::Array(vec![V::from(1), V::Map(vec![(V::from("a"), V::from(1))])]))
+        .collect();
+    let frame = pack(&V::Array(vec![V::from("t"), V::Array(entries)]));
+    let allowance =
+        crate::buffer::cost::decode_allowance(frame.len()) + entries_cost(&frame, None, 10_000);
+    let b = Bounds {
+        max_entries: 10_000,
+        allowance,
+        ..bounds()
+    };
+    assert!(matches!(parse(&frame, &b), Ok(Request::Events(e)) if e.entries.len() == 5000));
+
+    // Empty records: each is charged the node `tag` and `timestamp` take.
+    let empty: Vec<V> = (0..1000)
+        .map(|_| V::Array(vec![V::from(1), V::Map(vec![])]))
+        .collect();
+    let frame = pack(&V::Array(vec![V::from("t"), V::Array(empty)]));
+    let tight = Bounds {
+        max_entries: 10_000,
+        allowance: 1000 * crate::buffer::cost::MAP_NODE,
+        ..bounds()
+    };
+    assert_eq!(
+        parse(&frame, &tight),
+        Err(MessageError::Decode(DecodeError::OverAllowance))
+    );
+}

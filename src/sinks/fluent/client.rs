@@ -24,6 +24,26 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send + Sync> Io for T {}
 struct Connection {
     io: Box<dyn Io>,
     buf: BytesMut,
+    /// Whether the server answered on it yet (a first answer that never comes may be a
+    /// TLS mismatch; a later one is not).
+    answered: bool,
+}
+
+impl Connection {
+    /// Whether a kept-alive connection must not be used: the server closed it (an idle
+    /// timeout), or sent something nobody asked for (a stray ack would be taken for the
+    /// next message's). Checked without waiting.
+    fn stale(&mut self) -> bool {
+        use futures_util::FutureExt;
+        if !self.buf.is_empty() {
+            return true;
+        }
+        self.buf.reserve(64);
+        match self.io.read_buf(&mut self.buf).now_or_never() {
+            None => false,
+            Some(Ok(_) | Err(_)) => true,
+        }
+    }
 }
 
 pub(super) struct Client {
@@ -123,6 +143,10 @@ impl Client {
 
     /// Sends one message and, with a chunk, waits for its ack.
     pub(super) async fn send(&mut self, message: &[u8], chunk: Option<&str>) -> Result<(), String> {
+        if self.connection.as_mut().is_some_and(Connection::stale) {
+            tracing::debug!(address = %self.address, "the server closed the kept-alive connection; reconnecting");
+            self.connection = None;
+        }
         if self.connection.is_none() {
             let connection = tokio::time::timeout(self.connect_timeout, self.connect())
                 .await
@@ -157,7 +181,7 @@ impl Client {
         let Some(chunk) = chunk.filter(|_| self.require_ack) else {
             return Ok(());
         };
-        let plain = self.tls.is_none();
+        let plain = self.tls.is_none() && !c.answered;
         let reply = tokio::time::timeout(self.ack_timeout, read_reply(c))
             .await
             .map_err(|_| format!("no ack within {:?}", self.ack_timeout))?
@@ -168,6 +192,7 @@ impl Client {
                 }
                 e => e.to_string(),
             })?;
+        c.answered = true;
         if message::acked(&reply) == Some(chunk.as_bytes()) {
             Ok(())
         } else if plain && matches!(reply.first(), Some(0x15 | 0x16)) {
@@ -186,22 +211,23 @@ impl Client {
             .map_err(|e| format!("connect to {}: {e}", self.address))?;
         let _ = tcp.set_nodelay(true);
         let io: Box<dyn Io> = match &self.tls {
-            Some((connector, name)) => Box::new(
-                connector
-                    .connect(name.clone(), tcp)
-                    .await
-                    .map_err(|e| format!("TLS with {}: {e}", self.address))?,
-            ),
+            Some((connector, name)) => {
+                Box::new(connector.connect(name.clone(), tcp).await.map_err(|e| {
+                    format!("TLS with {}: {e} (does the server have tls?)", self.address)
+                })?)
+            }
             None => Box::new(tcp),
         };
         let mut c = Connection {
             io,
             buf: BytesMut::new(),
+            answered: false,
         };
         if let Some(key) = &self.shared_key {
             let helo = handshake::parse_helo(&read_reply(&mut c).await.map_err(|e| e.to_string())?)
                 .map_err(|e| e.to_string())?;
             self.login(&mut c, &helo, key).await?;
+            c.answered = true;
         }
         Ok(c)
     }

@@ -31,6 +31,8 @@ pub(super) enum Closed {
     NoAck(&'static str),
     #[error("memory_limit stayed full")]
     Memory,
+    #[error("no message within idle_timeout")]
+    Idle,
     #[error(
         "decoding the message took more memory than it could hold ({may} bytes, of up to {need} it may need)"
     )]
@@ -42,9 +44,10 @@ pub(super) enum Closed {
 impl Closed {
     pub(super) fn reason(&self) -> &'static str {
         match self {
+            Self::Message(message::MessageError::TlsHandshake) => "tls",
             Self::Frame(_) | Self::Message(_) | Self::Truncated => "malformed",
             Self::Handshake(_) | Self::HandshakeRead(_) | Self::Refused(_) => "handshake",
-            Self::Timeout(_) => "timeout",
+            Self::Timeout(_) | Self::Idle => "timeout",
             Self::Io(_) => "io",
             Self::Tls(_) | Self::PlainToTls => "tls",
             Self::NoAck(_) => "no_ack",

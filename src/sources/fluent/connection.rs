@@ -94,6 +94,11 @@ pub(super) async fn accept(
         None => serve(stream, peer, &shared, &stop).await,
     };
     shared.count_connection(-1);
+    if let Err(Closed::Idle) = result {
+        // Closing an idle connection is routine, not an error: clients reconnect.
+        tracing::debug!(component_id = %shared.id, peer = %peer, "idle fluent connection closed");
+        return;
+    }
     if let Err(e) = result {
         let reason = e.reason();
         shared
@@ -147,8 +152,12 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         max_depth: config.max_depth,
     });
     let peer_text = Value::from(peer.to_string());
+    // Heartbeats do not count as activity: a client sending only heartbeats would
+    // otherwise hold its connection slot for ever.
+    let mut idle_until = tokio::time::Instant::now() + config.idle_timeout;
     loop {
-        let Some(frame) = reader.next(config.idle_timeout, stop).await? else {
+        let idle = idle_until.saturating_duration_since(tokio::time::Instant::now());
+        let Some(frame) = reader.next(idle, stop).await? else {
             return Ok(());
         };
         let request = decode(frame, &mut reader.held, config).await?;
@@ -156,6 +165,7 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
             reader.held.release();
             continue;
         };
+        idle_until = tokio::time::Instant::now() + config.idle_timeout;
         let chunk = events.chunk.clone();
         // The charge is held until the events are in the pipeline.
         let handed = deliver(

@@ -72,7 +72,8 @@ pub(crate) struct FluentSourceConfig {
     #[schemars(schema_with = "crate::units::duration")]
     #[serde(default = "default_read_timeout", with = "humantime_serde")]
     pub(crate) read_timeout: Duration,
-    /// How long a connection may stay silent between messages (default 5m).
+    /// How long a connection may go without a message of events before it is closed
+    /// (default 5m); heartbeats do not count. Clients reconnect; this is not an error.
     #[schemars(schema_with = "crate::units::duration")]
     #[serde(default = "default_idle_timeout", with = "humantime_serde")]
     pub(crate) idle_timeout: Duration,

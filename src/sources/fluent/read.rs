@@ -141,9 +141,7 @@ impl<S: AsyncRead + Unpin> Reader<'_, S> {
                 read.await
             };
             match n {
-                Err(_) if message_until.is_none() => {
-                    return Err(Closed::Timeout("waiting for a message"));
-                }
+                Err(_) if message_until.is_none() => return Err(Closed::Idle),
                 Err(_) => return Err(Closed::Timeout("reading a message")),
                 Ok(Ok(0)) if self.buf.is_empty() => return Ok(None),
                 Ok(Ok(0)) => return Err(Closed::Truncated),
@@ -216,11 +214,14 @@ pub(super) async fn decode(
     .map_err(|e| too_costly(e, need, may))
 }
 
-/// A message whose values outgrew what it could hold is refused for memory, with both
-/// sizes, not as malformed.
+/// A message whose values outgrew what it could hold, when that was less than it may
+/// need, is refused for memory with both sizes (one that had all it may need is
+/// malformed: its values take more than its size allows).
 fn too_costly(e: Closed, need: usize, may: usize) -> Closed {
     match e {
-        Closed::Message(message::MessageError::Decode(DecodeError::OverAllowance)) => {
+        Closed::Message(message::MessageError::Decode(DecodeError::OverAllowance))
+            if may < need =>
+        {
             Closed::TooCostly { need, may }
         }
         e => e,
