@@ -247,9 +247,10 @@ async fn v2_silence_errors_are_alertmanagers() {
         "{body}"
     );
     // Only negative matchers: accepted (they never count as matching the empty string).
+    // This one mutes nothing: silences are process-wide, and other tests run alongside.
     let negative = with(&|v| {
         v["matchers"] =
-            json!([{"name": "alertname", "value": "x", "isRegex": false, "isEqual": false}])
+            json!([{"name": "alertname", "value": ".*", "isRegex": true, "isEqual": false}])
     });
     assert_eq!(
         api.call(reqwest::Method::POST, "/api/v2/silences", Some(negative))
@@ -360,4 +361,156 @@ async fn amtool_adds_queries_and_expires_silences() {
         err.contains("at least one matcher must not match the empty string"),
         "{err}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn posted_alerts_enter_the_pipeline_as_an_alertmanager_webhook_brings_them() {
+    let mut p = common::parse("sources:\n  prom: { type: api }\n");
+    let sink = sluice::testing::CaptureSink::default();
+    sink.attach(&mut p, "out", &["prom"], 100);
+    let (_topology, _) = common::start(p).await;
+    let api = api().await;
+    let now = chrono::Utc::now();
+    let at = |minutes: i64| (now + chrono::TimeDelta::minutes(minutes)).to_rfc3339();
+
+    // A silence that mutes one of the alerts when it arrives.
+    let mut muting = silence("PostedMuted", 60);
+    muting["matchers"] = json!([{"name": "alertname", "value": "PostedMuted", "isRegex": false}]);
+    let (_, body) = api
+        .call(reqwest::Method::POST, "/api/v2/silences", Some(muting))
+        .await;
+    let silence_id = body["silenceID"].as_str().expect("id").to_owned();
+
+    // As Prometheus sends them: no status, no fingerprint; a firing alert's end is in
+    // the future, a resolved one's in the past.
+    let alerts = json!([
+        {"labels": {"alertname": "C", "instance": "db1", "empty": ""},
+         "annotations": {"summary": "disk full"}, "startsAt": at(-1), "endsAt": at(4),
+         "generatorURL": "http://prometheus:9090/graph?g0.expr=up"},
+        {"labels": {"alertname": "PostedResolved"}, "startsAt": at(-10), "endsAt": at(-1)},
+        {"labels": {"alertname": "PostedMuted"}, "startsAt": at(-1), "endsAt": at(4)},
+    ]);
+    let (status, body) = api
+        .call(
+            reqwest::Method::POST,
+            "/api/v2/alerts?source=prom",
+            Some(alerts),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    common::eventually("two events", || sink.values().len() == 2).await;
+    let events = sink.values();
+    let firing = events
+        .iter()
+        .find(|e| common::string(e, "status").as_deref() == Some("firing"))
+        .expect("the firing alert");
+    // The same fingerprint a real Alertmanager's webhook gives the same labels
+    // (Alertmanager 0.25 fingerprints {alertname="C", instance="db1"} as 968175a324bab0a1).
+    let expected: String =
+        ring::digest::digest(&ring::digest::SHA256, b"alertmanager:968175a324bab0a1")
+            .as_ref()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()[..32]
+            .to_owned();
+    assert_eq!(common::string(firing, "fingerprint"), Some(expected));
+    assert_eq!(
+        common::string(firing, "summary").as_deref(),
+        Some("disk full")
+    );
+    let labels = common::field(firing, "labels");
+    assert_eq!(common::string(&labels, "instance").as_deref(), Some("db1"));
+    assert_eq!(
+        common::string(&labels, "empty"),
+        None,
+        "empty labels are dropped"
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| common::string(e, "status").as_deref() == Some("resolved"))
+    );
+
+    // GET: the alerts that have not ended; the muted one is suppressed by the silence.
+    let (_, all) = api.call(reqwest::Method::GET, "/api/v2/alerts", None).await;
+    let names: Vec<&str> = all
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|a| a["labels"]["alertname"].as_str())
+        .collect();
+    assert!(
+        names.contains(&"C") && names.contains(&"PostedMuted"),
+        "{all}"
+    );
+    assert!(!names.contains(&"PostedResolved"), "{all}");
+    let muted = all
+        .as_array()
+        .expect("list")
+        .iter()
+        .find(|a| a["labels"]["alertname"] == "PostedMuted")
+        .expect("muted");
+    assert_eq!(muted["status"]["state"], "suppressed");
+    assert_eq!(muted["status"]["silencedBy"], json!([silence_id]));
+    let c = all
+        .as_array()
+        .expect("list")
+        .iter()
+        .find(|a| a["labels"]["alertname"] == "C")
+        .expect("C");
+    assert_eq!(c["fingerprint"], "968175a324bab0a1");
+    assert_eq!(c["receivers"], json!([{"name": "prom"}]));
+    // amtool alert query's own query: only what nothing mutes.
+    let (_, active) = api
+        .call(
+            reqwest::Method::GET,
+            "/api/v2/alerts?active=true&inhibited=false&silenced=false&unprocessed=false&filter=alertname%3D~%22C%7CPostedMuted%22",
+            None,
+        )
+        .await;
+    let names: Vec<&str> = active
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|a| a["labels"]["alertname"].as_str())
+        .collect();
+    assert_eq!(names, ["C"]);
+
+    // Refused whole, with Alertmanager's messages; nothing of them is taken.
+    for (body, status, answer) in [
+        (
+            json!([{"labels": {}}]),
+            400,
+            json!("at least one label pair required"),
+        ),
+        (
+            json!([{"labels": {"0bad": "x"}}, {"labels": {"ok": "y"}, "startsAt": at(1), "endsAt": at(-1)}]),
+            400,
+            json!("invalid label set: invalid name \"0bad\"; start time must be before end time"),
+        ),
+        (
+            json!([{"annotations": {}}]),
+            422,
+            json!({"code": 602, "message": "0.labels in body is required"}),
+        ),
+    ] {
+        let got = api
+            .call(
+                reqwest::Method::POST,
+                "/api/v2/alerts?source=prom",
+                Some(body.clone()),
+            )
+            .await;
+        assert_eq!(got, (status, answer), "{body}");
+    }
+    let (status, _) = api
+        .call(
+            reqwest::Method::POST,
+            "/api/v2/alerts?source=prom",
+            Some(json!({"labels": {}})),
+        )
+        .await;
+    assert_eq!(status, 400);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(sink.values().len(), 2);
 }

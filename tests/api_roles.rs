@@ -42,6 +42,13 @@ fn routes() -> Vec<(&'static str, &'static str, Option<Value>, Option<Role>)> {
         ),
         ("DELETE", "/silences/nope", None, Some(Role::Operator)),
         ("GET", "/api/v2/status", None, Some(Role::Viewer)),
+        ("GET", "/api/v2/alerts", None, Some(Role::Viewer)),
+        (
+            "POST",
+            "/api/v2/alerts",
+            Some(json!([{"labels": {"alertname": "x"}}])),
+            Some(Role::Operator),
+        ),
         ("GET", "/api/v2/silences", None, Some(Role::Viewer)),
         ("GET", "/api/v2/silence/nope", None, Some(Role::Viewer)),
         (

@@ -48,6 +48,7 @@ pub(crate) fn required(method: &Method, route: &str) -> Option<Role> {
         "/api/v2/status" if read => Role::Viewer,
         "/silences"
         | "/silences/{id}"
+        | "/api/v2/alerts"
         | "/api/v2/silences"
         | "/api/v2/silence/{id}"
         | "/incidents"

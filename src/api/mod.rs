@@ -15,8 +15,8 @@
 //! monitoring and lists past outages (`outages.rs`).
 //! `/subscriptions` lists the `subscription` transforms' subscriptions and manages those
 //! made at runtime (`subscriptions.rs`).
-//! `/api/v2/status`, `/api/v2/silences` and `/api/v2/silence/{id}` are Alertmanager's API
-//! for amtool and Grafana (`alertmanager/`).
+//! `/api/v2/alerts`, `/api/v2/status`, `/api/v2/silences` and `/api/v2/silence/{id}` are
+//! Alertmanager's API for Prometheus, Grafana and amtool (`alertmanager/`).
 //!
 //! Browsers are kept out (see [`browser_guard`]): any web page a user opens can send requests to
 //! `127.0.0.1`, and a DNS-rebinding page can even read the answers. So every request is
@@ -69,6 +69,8 @@ struct ApiState {
     guard: Arc<Guard>,
     /// When the API started (Alertmanager's status calls it uptime).
     started: chrono::DateTime<chrono::Utc>,
+    /// Alerts posted to `/api/v2/alerts`, for `GET /api/v2/alerts`.
+    received: Arc<alertmanager::received::Received>,
 }
 
 /// Binds the API on `address` and serves it until `shutdown` is cancelled. Reload
@@ -115,6 +117,7 @@ pub(crate) fn router_with_guard(
         shutdown,
         guard: Arc::new(guard),
         started: chrono::Utc::now(),
+        received: Arc::default(),
     };
     let (routes, _) = routes::table();
     routes

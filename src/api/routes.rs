@@ -40,6 +40,10 @@ pub(super) fn table() -> (Router<ApiState>, OpenApi) {
         .routes(routes!(super::silences_delete))
         .routes(routes!(alertmanager::status::get))
         .routes(routes!(
+            alertmanager::alerts::list,
+            alertmanager::alerts::post
+        ))
+        .routes(routes!(
             alertmanager::silences::list,
             alertmanager::silences::post
         ))

@@ -1,5 +1,6 @@
-//! Alertmanager's API v2, the parts its clients use: `amtool silence add/query/expire`,
-//! `amtool alert query` and the status every amtool command reads first. Answers follow
+//! Alertmanager's API v2, the parts its clients use: alerts posted by Prometheus or
+//! Grafana (`alerts.rs`), `amtool silence add/query/expire`, `amtool alert query` and
+//! the status every amtool command reads first. Answers follow
 //! Alertmanager 0.25 (the version Debian ships and the tests run against): errors are a
 //! JSON string (amtool prints it as it is), schema violations `{"code","message"}` with
 //! 422, times UTC with milliseconds.
@@ -8,6 +9,8 @@
 //! silences` and `/silences` see the same list; those from the pipeline file are listed
 //! and cannot be changed here.
 
+pub(super) mod alerts;
+pub(super) mod received;
 pub(super) mod silences;
 pub(super) mod status;
 
