@@ -424,9 +424,9 @@ async fn heartbeats_alone_do_not_keep_a_connection_open() {
         if s.write_all(&[0xc0]).await.is_err() {
             break;
         }
-        match tokio::time::timeout(Duration::from_millis(100), s.read(&mut buf)).await {
-            Ok(Ok(0) | Err(_)) => break,
-            _ => {}
+        let read = tokio::time::timeout(Duration::from_millis(100), s.read(&mut buf)).await;
+        if let Ok(Ok(0) | Err(_)) = read {
+            break;
         }
         assert!(
             started.elapsed() < Duration::from_secs(5),

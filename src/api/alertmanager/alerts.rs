@@ -20,7 +20,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::{Map, Value, json};
 
 use super::received::Alert;
-use super::{error, schema_error};
+use super::{Refusal, error, schema_error, unparsable};
 use crate::alert::Severity;
 use crate::api::ApiState;
 use crate::matchers::{self, Matcher, Op};
@@ -49,7 +49,7 @@ pub(in crate::api) async fn post(
     let now = Utc::now();
     let alerts = match read(&body, now) {
         Ok(alerts) => alerts,
-        Err(refused) => return refused,
+        Err(refused) => return refused.into_response(),
     };
     let (receiver, intake) = match crate::api::pick::pick(
         q.get("source"),
@@ -252,20 +252,11 @@ pub(super) fn fingerprint(labels: &BTreeMap<String, String>) -> String {
 }
 
 /// The posted alerts, checked and completed as Alertmanager does.
-fn read(body: &[u8], now: DateTime<Utc>) -> Result<Vec<Alert>, Response> {
-    let unparsable = |why: &str| {
-        (
-            StatusCode::BAD_REQUEST,
-            axum::Json(json!({
-                "code": 400,
-                "message": format!("parsing alerts body from \"\" failed, because {why}"),
-            })),
-        )
-            .into_response()
-    };
-    let value: Value = serde_json::from_slice(body).map_err(|e| unparsable(&e.to_string()))?;
+fn read(body: &[u8], now: DateTime<Utc>) -> Result<Vec<Alert>, Refusal> {
+    let value: Value =
+        serde_json::from_slice(body).map_err(|e| unparsable("alerts", &e.to_string()))?;
     let Value::Array(items) = value else {
-        return Err(unparsable("the body is not an array of alerts"));
+        return Err(unparsable("alerts", "the body is not an array of alerts"));
     };
     if items.len() > MAX_ALERTS_PER_REQUEST {
         return Err(error(
@@ -301,7 +292,7 @@ fn valid(a: &Alert) -> Result<(), String> {
     Ok(())
 }
 
-fn postable(i: usize, item: &Value, now: DateTime<Utc>) -> Result<Alert, Response> {
+fn postable(i: usize, item: &Value, now: DateTime<Utc>) -> Result<Alert, Refusal> {
     let Value::Object(o) = item else {
         return Err(schema_error(
             601,
@@ -318,7 +309,7 @@ fn postable(i: usize, item: &Value, now: DateTime<Utc>) -> Result<Alert, Respons
         None | Some(Value::Null) => BTreeMap::new(),
         Some(v) => strings(i, "annotations", v)?,
     };
-    let time = |field: &str| -> Result<Option<DateTime<Utc>>, Response> {
+    let time = |field: &str| -> Result<Option<DateTime<Utc>>, Refusal> {
         match o.get(field) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::String(t)) => {
@@ -359,7 +350,7 @@ fn postable(i: usize, item: &Value, now: DateTime<Utc>) -> Result<Alert, Respons
     })
 }
 
-fn strings(i: usize, field: &str, v: &Value) -> Result<BTreeMap<String, String>, Response> {
+fn strings(i: usize, field: &str, v: &Value) -> Result<BTreeMap<String, String>, Refusal> {
     let wrong = || schema_error(601, format!("{i}.{field} in body must be a map of strings"));
     let Value::Object(o) = v else {
         return Err(wrong());

@@ -18,27 +18,54 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 
+/// A refused request, answered as Alertmanager answers it.
+struct Refusal {
+    status: StatusCode,
+    body: serde_json::Value,
+}
+
+impl From<Refusal> for Response {
+    fn from(r: Refusal) -> Self {
+        r.into_response()
+    }
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        (self.status, axum::Json(self.body)).into_response()
+    }
+}
+
 /// An error as Alertmanager answers it: the message as a JSON string.
-fn error(status: StatusCode, message: impl Into<String>) -> Response {
-    (
+fn error<T: From<Refusal>>(status: StatusCode, message: impl Into<String>) -> T {
+    T::from(Refusal {
         status,
-        axum::Json(serde_json::Value::String(message.into())),
-    )
-        .into_response()
+        body: serde_json::Value::String(message.into()),
+    })
 }
 
 /// A request that does not fit the API's schema: 422 `{"code","message"}`, with
 /// go-swagger's codes (601 wrong type or format, 602 required, 612 too few items).
-fn schema_error(code: u16, message: impl Into<String>) -> Response {
-    (
-        StatusCode::UNPROCESSABLE_ENTITY,
-        axum::Json(serde_json::json!({ "code": code, "message": message.into() })),
-    )
-        .into_response()
+fn schema_error<T: From<Refusal>>(code: u16, message: impl Into<String>) -> T {
+    T::from(Refusal {
+        status: StatusCode::UNPROCESSABLE_ENTITY,
+        body: serde_json::json!({ "code": code, "message": message.into() }),
+    })
+}
+
+/// A body that is not JSON of the expected kind: 400 `{"code","message"}`.
+fn unparsable(what: &str, why: &str) -> Refusal {
+    Refusal {
+        status: StatusCode::BAD_REQUEST,
+        body: serde_json::json!({
+            "code": 400,
+            "message": format!("parsing {what} body from \"\" failed, because {why}"),
+        }),
+    }
 }
 
 /// A `date-time` field: RFC 3339.
-fn parse_time(field: &str, text: &str) -> Result<DateTime<Utc>, Response> {
+fn parse_time(field: &str, text: &str) -> Result<DateTime<Utc>, Refusal> {
     DateTime::parse_from_rfc3339(text)
         .map(|t| t.with_timezone(&Utc))
         .map_err(|_| {
@@ -50,7 +77,7 @@ fn parse_time(field: &str, text: &str) -> Result<DateTime<Utc>, Response> {
 }
 
 /// A path id that must be a UUID (422 otherwise, as Alertmanager answers).
-fn uuid_path(id: &str) -> Result<(), Response> {
+fn uuid_path(id: &str) -> Result<(), Refusal> {
     uuid::Uuid::parse_str(id).map(|_| ()).map_err(|_| {
         schema_error(
             601,

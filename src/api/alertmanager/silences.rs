@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
 
-use super::{error, parse_time, schema_error, uuid_path};
+use super::{Refusal, error, parse_time, schema_error, unparsable, uuid_path};
 use crate::matchers::{self, Matcher, Op};
 use crate::silences::{
     self, ExpireError, SetError, Silence, SilenceSpec, State, check_times, rfc3339,
@@ -53,7 +53,7 @@ pub(in crate::api) async fn list(Query(query): Query<Vec<(String, String)>>) -> 
 pub(in crate::api) async fn post(body: axum::body::Bytes) -> Response {
     let postable = match Postable::read(&body) {
         Ok(p) => p,
-        Err(refused) => return refused,
+        Err(refused) => return refused.into_response(),
     };
     let now = Utc::now();
     if let Err(e) = check_times(Some(postable.starts_at), Some(postable.ends_at), now) {
@@ -106,7 +106,7 @@ pub(in crate::api) async fn post(body: axum::body::Bytes) -> Response {
 #[utoipa::path(get, path = "/api/v2/silence/{id}", tag = "alertmanager", description = "Alertmanager v2: one silence", params(("id" = String, Path, description = "The silence's id (a UUID)")), responses((status = 200, description = "gettableSilence", body = serde_json::Value), (status = 404, description = "No such silence (empty body, as Alertmanager answers)"), (status = 422, description = "The id is not a UUID", body = serde_json::Value)))]
 pub(in crate::api) async fn get(Path(id): Path<String>) -> Response {
     if let Err(refused) = uuid_path(&id) {
-        return refused;
+        return refused.into_response();
     }
     match silences::global().all().iter().find(|s| s.id == id) {
         Some(s) => axum::Json(gettable(s, Utc::now())).into_response(),
@@ -117,7 +117,7 @@ pub(in crate::api) async fn get(Path(id): Path<String>) -> Response {
 #[utoipa::path(delete, path = "/api/v2/silence/{id}", tag = "alertmanager", description = "Alertmanager v2: expires a silence (it ends now and stays listed); expiring it again is no error", params(("id" = String, Path, description = "The silence's id (a UUID)")), responses((status = 200, description = "Expired (empty body)"), (status = 409, description = "The silence comes from the pipeline file", body = serde_json::Value), (status = 422, description = "The id is not a UUID", body = serde_json::Value), (status = 500, description = "No such silence: `\"silence not found\"`, as Alertmanager answers", body = serde_json::Value)))]
 pub(in crate::api) async fn expire(Path(id): Path<String>) -> Response {
     if let Err(refused) = uuid_path(&id) {
-        return refused;
+        return refused.into_response();
     }
     match silences::global().expire(&id, Utc::now()) {
         Ok(_) => StatusCode::OK.into_response(),
@@ -192,20 +192,11 @@ struct ApiMatcher {
 }
 
 impl Postable {
-    fn read(body: &[u8]) -> Result<Self, Response> {
-        let unparsable = |why: String| {
-            (
-                StatusCode::BAD_REQUEST,
-                axum::Json(json!({
-                    "code": 400,
-                    "message": format!("parsing silence body from \"\" failed, because {why}"),
-                })),
-            )
-                .into_response()
-        };
-        let value: Value = serde_json::from_slice(body).map_err(|e| unparsable(e.to_string()))?;
+    fn read(body: &[u8]) -> Result<Self, Refusal> {
+        let value: Value =
+            serde_json::from_slice(body).map_err(|e| unparsable("silence", &e.to_string()))?;
         let Value::Object(o) = value else {
-            return Err(unparsable("the body is not a JSON object".into()));
+            return Err(unparsable("silence", "the body is not a JSON object"));
         };
         let comment = required_string(&o, "comment", "")?;
         let created_by = required_string(&o, "createdBy", "")?;
@@ -246,7 +237,7 @@ impl Postable {
     }
 }
 
-fn api_matcher(i: usize, m: &Value) -> Result<ApiMatcher, Response> {
+fn api_matcher(i: usize, m: &Value) -> Result<ApiMatcher, Refusal> {
     let Value::Object(o) = m else {
         return Err(schema_error(
             601,
@@ -290,7 +281,7 @@ fn api_matcher(i: usize, m: &Value) -> Result<ApiMatcher, Response> {
 }
 
 /// A required string field; empty counts as missing, as in go-swagger.
-fn required_string(o: &Map<String, Value>, field: &str, prefix: &str) -> Result<String, Response> {
+fn required_string(o: &Map<String, Value>, field: &str, prefix: &str) -> Result<String, Refusal> {
     match o.get(field) {
         Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),
         None | Some(Value::Null) | Some(Value::String(_)) => Err(schema_error(
