@@ -84,6 +84,32 @@ async fn fluent_into_capture(
     (port, sink, topology, telemetry)
 }
 
+/// A fluent source into a capture sink holding `capacity` events, under a
+/// `memory_limit` of `mib` MiB.
+async fn fluent_under_memory_limit(
+    mib: usize,
+    capacity: usize,
+) -> (
+    u16,
+    CaptureSink,
+    sluice::topology::Topology,
+    std::sync::Arc<sluice::telemetry::Telemetry>,
+) {
+    let port = free_port();
+    let mut p = parse(&format!(
+        "sources:\n  fwd: {{ type: fluent, address: \"127.0.0.1:{port}\" }}\n"
+    ));
+    let sink = CaptureSink::default();
+    sink.attach(&mut p, "out", &["fwd"], capacity);
+    let options = sluice::topology::TopologyOptions {
+        memory_budget: Some(sluice::buffer::MemoryBudget::new(mib * 1024 * 1024)),
+        ..sluice::topology::TopologyOptions::default()
+    };
+    let (topology, telemetry) = common::start_with(p, options).await;
+    wait_for_port(port).await;
+    (port, sink, topology, telemetry)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fluent_logger_records_arrive_with_their_tag_and_time() {
     let (port, sink, _topology, telemetry) = fluent_into_capture("").await;
@@ -702,18 +728,7 @@ fn forward_message(tag: &str, chunk: &str, entries: impl Iterator<Item = rmpv::V
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_small_records_are_charged_what_they_take_and_a_flood_of_empty_ones_is_refused() {
-    let port = free_port();
-    let mut p = parse(&format!(
-        "sources:\n  fwd: {{ type: fluent, address: \"127.0.0.1:{port}\" }}\n"
-    ));
-    let sink = CaptureSink::default();
-    sink.attach(&mut p, "out", &["fwd"], 100_000);
-    let options = sluice::topology::TopologyOptions {
-        memory_budget: Some(sluice::buffer::MemoryBudget::new(64 * 1024 * 1024)),
-        ..sluice::topology::TopologyOptions::default()
-    };
-    let (_topology, telemetry) = common::start_with(p, options).await;
-    wait_for_port(port).await;
+    let (port, sink, _topology, telemetry) = fluent_under_memory_limit(64, 100_000).await;
 
     // Fluent Bit's chunks hold thousands of records like `{"log": "x"}` with an
     // EventTime: about 18 bytes each, whose events take far more than 64 per byte.
@@ -825,18 +840,7 @@ sinks:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn messages_trickled_in_small_writes_under_memory_limit_are_acked() {
-    let port = free_port();
-    let mut p = parse(&format!(
-        "sources:\n  fwd: {{ type: fluent, address: \"127.0.0.1:{port}\" }}\n"
-    ));
-    let sink = CaptureSink::default();
-    sink.attach(&mut p, "out", &["fwd"], 10_000);
-    let options = sluice::topology::TopologyOptions {
-        memory_budget: Some(sluice::buffer::MemoryBudget::new(16 * 1024 * 1024)),
-        ..sluice::topology::TopologyOptions::default()
-    };
-    let (_topology, _telemetry) = common::start_with(p, options).await;
-    wait_for_port(port).await;
+    let (port, sink, _topology, _telemetry) = fluent_under_memory_limit(16, 10_000).await;
     // Two clients at once, each a 1 MB message in 16 KiB writes (a slow link, or TLS
     // records): neither may hold the budget the other, or its own events, need.
     let send = |tag: &'static str| async move {

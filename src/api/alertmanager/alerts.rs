@@ -130,20 +130,10 @@ pub(in crate::api) async fn list(
             .unwrap_or(true)
     };
     let (active, silenced) = (flag("active"), flag("silenced"));
-    let mut filters = Vec::new();
-    for (key, text) in &query {
-        if key == "filter" {
-            match Matcher::parse(text) {
-                Ok(m) => filters.push(m),
-                Err(_) => {
-                    return error(
-                        StatusCode::BAD_REQUEST,
-                        format!("bad matcher format: {text}"),
-                    );
-                }
-            }
-        }
-    }
+    let filters = match super::filters(&query) {
+        Ok(f) => f,
+        Err(refused) => return refused.into_response(),
+    };
     let receiver = match query.iter().find(|(k, _)| k == "receiver") {
         Some((_, re)) => match regex::Regex::new(&format!("^(?:{re})$")) {
             Ok(re) => Some(re),

@@ -64,6 +64,22 @@ fn unparsable(what: &str, why: &str) -> Refusal {
     }
 }
 
+/// The `filter` parameters (amtool repeats it): matchers, or 400 naming the bad one.
+fn filters(query: &[(String, String)]) -> Result<Vec<crate::matchers::Matcher>, Refusal> {
+    query
+        .iter()
+        .filter(|(key, _)| key == "filter")
+        .map(|(_, text)| {
+            crate::matchers::Matcher::parse(text).map_err(|_| {
+                error(
+                    StatusCode::BAD_REQUEST,
+                    format!("bad matcher format: {text}"),
+                )
+            })
+        })
+        .collect()
+}
+
 /// A `date-time` field: RFC 3339.
 fn parse_time(field: &str, text: &str) -> Result<DateTime<Utc>, Refusal> {
     DateTime::parse_from_rfc3339(text)

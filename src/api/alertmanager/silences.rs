@@ -23,20 +23,10 @@ const NEVER: &str = "9999-12-31T23:59:59.000Z";
 
 #[utoipa::path(get, path = "/api/v2/silences", tag = "alertmanager", description = "Alertmanager v2: every silence (expired ones too), active first", params(("filter" = Option<Vec<String>>, Query, description = "A matcher (`name=value`, `name=~\"re\"`, …) a silence must have exactly; repeatable")), responses((status = 200, description = "gettableSilences", body = serde_json::Value), (status = 400, description = "A filter is not a matcher (a JSON string says why)", body = serde_json::Value)))]
 pub(in crate::api) async fn list(Query(query): Query<Vec<(String, String)>>) -> Response {
-    let mut filters = Vec::new();
-    for (key, text) in &query {
-        if key == "filter" {
-            match Matcher::parse(text) {
-                Ok(m) => filters.push(m),
-                Err(_) => {
-                    return error(
-                        StatusCode::BAD_REQUEST,
-                        format!("bad matcher format: {text}"),
-                    );
-                }
-            }
-        }
-    }
+    let filters = match super::filters(&query) {
+        Ok(f) => f,
+        Err(refused) => return refused.into_response(),
+    };
     let now = Utc::now();
     let all = silences::global().all();
     let mut kept: Vec<&Silence> = all
