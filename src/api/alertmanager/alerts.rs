@@ -71,13 +71,20 @@ pub(in crate::api) async fn post(
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.clone()),
     };
     // Muted on arrival: kept for GET, not sent on.
+    let store = silences::global();
     let (muted, sent): (Vec<Alert>, Vec<Alert>) = alerts
         .into_iter()
         .map(|a| Alert {
             receiver: receiver.clone(),
             ..a
         })
-        .partition(|a| a.ends_at > now && silences::global().mutes(&a.labels, now));
+        .partition(|a| a.ends_at > now && store.mutes(&a.labels, now));
+    for alert in muted {
+        s.received.keep(alert);
+    }
+    if sent.is_empty() {
+        return StatusCode::OK.into_response();
+    }
     let document = webhook_document(&sent, &receiver, now);
     let decoded = tokio::task::spawn_blocking(move || {
         let metadata = Value::Object(Map::from_iter([
@@ -97,10 +104,6 @@ pub(in crate::api) async fn post(
         Ok(Err(rejection)) => return error(StatusCode::BAD_REQUEST, rejection.message),
         Err(_) => return error(StatusCode::INTERNAL_SERVER_ERROR, "decoding failed"),
     };
-    for alert in muted {
-        s.received.keep(alert);
-    }
-    let values = if sent.is_empty() { Vec::new() } else { values };
     match intake.take(values).await {
         Handed::Delivered | Handed::Pending => {
             for alert in sent {
