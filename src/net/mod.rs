@@ -1,11 +1,14 @@
 //! The network, shared by sinks and by the sources that fetch (status feeds, SNS
-//! certificates) or listen: the HTTP client with its TLS options, server TLS, OAuth2
-//! client credentials, retries with backoff, bounded body reads, and error chains fit
-//! for logs.
+//! certificates) or listen: the HTTP client with its TLS options, the bounded accept
+//! loop and the HTTP server that hands over on reload, server TLS, OAuth2 client
+//! credentials, retries with backoff, bounded body reads, and error chains fit for
+//! logs.
 //! The sink driver that batches and dead-letters stays in [`crate::delivery`].
 
+pub(crate) mod accept;
 mod body;
 mod client;
+pub(crate) mod http_server;
 mod oauth2;
 mod retry;
 mod server_tls;

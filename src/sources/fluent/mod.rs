@@ -32,8 +32,8 @@ use crate::buffer::cost::LISTENER_DECODE_BUDGET;
 use crate::component::{
     BoxFuture, BuildError, ComponentError, ComponentTask, SourceConfig, SourceContext,
 };
+use crate::net::accept::accept_until;
 use crate::net::{ServerTls, tls_acceptor};
-use crate::sources::util::accept::accept_until;
 
 /// Takes fluentd's Forward protocol from fluent-logger, Fluent Bit, fluentd and Docker.
 /// All four modes (Message, Forward, PackedForward, CompressedPackedForward), acks

@@ -333,13 +333,13 @@ impl SourceConfig for WebhookConfig {
             }
             tracing::info!(component_id = %cx.id, address = %local, routes = ?paths, tls = tls.is_some(), "webhook listening");
             let app = app.fallback(move || route::not_found(paths.clone()));
-            let options = super::util::http_server::ServerOptions {
+            let options = crate::net::http_server::ServerOptions {
                 header_read_timeout: Some(self.read_timeout),
                 tls,
             };
             let shutdown = cx.shutdown;
             Ok(Box::pin(async move {
-                super::util::http_server::serve_with(listener, app, shutdown, options)
+                crate::net::http_server::serve_with(listener, app, shutdown, options)
                     .await
                     .map_err(ComponentError::Io)
             }) as ComponentTask)
