@@ -505,7 +505,19 @@ async fn hostile_frames_close_their_connection_and_the_others_go_on() {
     let mut truncated = record(1);
     truncated.truncate(truncated.len() - 2);
     let deep = vec![0x91u8; 100_000];
-    let attacks: [(&str, Vec<u8>, bool); 5] = [
+    let n = |n: i64| rmpv::Value::Map(vec![("n".into(), n.into())]);
+    // A good entry beside one whose time no timestamp can hold: neither is taken.
+    let far_future = forward_message(
+        "good",
+        "c1",
+        [
+            rmpv::Value::Array(vec![1.into(), n(9)]),
+            rmpv::Value::Array(vec![(1_i64 << 62).into(), n(10)]),
+        ]
+        .into_iter(),
+    );
+    let attacks: [(&str, Vec<u8>, bool); 6] = [
+        ("a time 2^62 seconds after 1970", far_future, false),
         ("a truncated message", truncated, true),
         (
             "an array header claiming 4 billion entries",
@@ -544,7 +556,42 @@ async fn hostile_frames_close_their_connection_and_the_others_go_on() {
             .and_then(|l| l.rsplit(' ').next())
             .and_then(|v| v.parse::<f64>().ok())
     };
-    eventually("five malformed counted", || malformed() == Some(5.0)).await;
+    eventually("six malformed counted", || malformed() == Some(6.0)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unset_time_is_stamped_with_the_receive_time_as_fluentd_does() {
+    let (port, sink, _topology, _telemetry) = fluent_into_capture("").await;
+    let before = chrono::Utc::now();
+    let entry = |time: rmpv::Value, m: &str| {
+        rmpv::Value::Array(vec![time, rmpv::Value::Map(vec![("m".into(), m.into())])])
+    };
+    let message = forward_message(
+        "t",
+        "c1",
+        [
+            entry(rmpv::Value::Nil, "nil"),
+            entry(0.into(), "zero"),
+            entry(rmpv::Value::F64(1_700_000_000.5), "float"),
+        ]
+        .into_iter(),
+    );
+    let mut client = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    client.write_all(&message).await.expect("write");
+    eventually("three records", || sink.values().len() == 3).await;
+    let after = chrono::Utc::now();
+    let values = sink.values();
+    for v in &values[..2] {
+        let t = timestamp(v);
+        assert!(before <= t && t <= after, "{}: {t}", text(v, "m"));
+    }
+    assert_eq!(
+        timestamp(&values[2]).timestamp_millis(),
+        1_700_000_000_500,
+        "fractional seconds are kept"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

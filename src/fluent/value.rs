@@ -210,6 +210,15 @@ impl<'a> Reader<'a> {
         Ok(Value::Integer(v))
     }
 
+    /// A float as it was sent, NaN and infinities included.
+    fn raw_float(&mut self) -> Result<f64, DecodeError> {
+        Ok(if self.marker()? == 0xca {
+            f64::from(f32::from_bits(self.be(4)? as u32))
+        } else {
+            f64::from_bits(self.be(8)?)
+        })
+    }
+
     /// An extension's type and payload.
     fn ext(&mut self) -> Result<(i8, &'a [u8]), DecodeError> {
         let n = match self.marker()? {
@@ -226,16 +235,34 @@ impl<'a> Reader<'a> {
         Ok((kind, self.take(n)?))
     }
 
-    /// An event time: whole seconds, or the EventTime extension.
+    /// An event time: whole seconds, fractional seconds, or the EventTime extension.
+    /// Seconds beyond what a timestamp holds (about 262,000 years either side of 1970)
+    /// are refused rather than read as some other time.
     pub fn time(&mut self) -> Result<DateTime<Utc>, DecodeError> {
+        const OUT_OF_RANGE: DecodeError = DecodeError::Unexpected {
+            expected: "a time",
+            found: "seconds out of range",
+        };
         match self.peek()? {
             Kind::Int => match self.int()? {
-                Value::Integer(secs) => Ok(Utc.timestamp_opt(secs, 0).single().unwrap_or_default()),
-                _ => Err(DecodeError::Unexpected {
-                    expected: "a time",
-                    found: "an integer out of range",
-                }),
+                Value::Integer(secs) => Utc.timestamp_opt(secs, 0).single().ok_or(OUT_OF_RANGE),
+                _ => Err(OUT_OF_RANGE),
             },
+            Kind::Float => {
+                let secs = self.raw_float()?;
+                // Whole seconds and the fraction apart: an f64 of nanoseconds since 1970
+                // would lose the sub-microsecond digits.
+                let whole = secs.floor();
+                if !whole.is_finite() || whole.abs() >= i64::MAX as f64 {
+                    return Err(OUT_OF_RANGE);
+                }
+                let nanos = ((secs - whole) * 1e9).round() as i64;
+                let at = whole as i64;
+                Utc.timestamp_opt(at, 0)
+                    .single()
+                    .and_then(|t| t.checked_add_signed(chrono::TimeDelta::nanoseconds(nanos)))
+                    .ok_or(OUT_OF_RANGE)
+            }
             Kind::Ext => match self.ext()? {
                 (EVENT_TIME_EXT, payload) if payload.len() == 8 => Ok(event_time(payload)),
                 (EVENT_TIME_EXT, _) => Err(DecodeError::Unexpected {
@@ -293,14 +320,7 @@ impl<'a> Reader<'a> {
             }
             Kind::Bool => Value::Boolean(self.marker()? == 0xc3),
             Kind::Int => self.int()?,
-            Kind::Float => {
-                let f = if self.marker()? == 0xca {
-                    f64::from(f32::from_bits(self.be(4)? as u32))
-                } else {
-                    f64::from_bits(self.be(8)?)
-                };
-                float(f)
-            }
+            Kind::Float => float(self.raw_float()?),
             Kind::Str | Kind::Bin => {
                 let bytes = self.raw_bytes()?;
                 self.charge(bytes.len())?;
@@ -388,7 +408,9 @@ fn float(f: f64) -> Value {
 fn event_time(payload: &[u8]) -> DateTime<Utc> {
     let secs = u32::from_be_bytes([payload[0], payload[1], payload[2], payload[3]]);
     let nanos = u32::from_be_bytes([payload[4], payload[5], payload[6], payload[7]]);
-    Utc.timestamp_opt(i64::from(secs), nanos.min(999_999_999))
+    // Nanoseconds of a second or more carry into the seconds, as a timespec would.
+    let secs = i64::from(secs) + i64::from(nanos / 1_000_000_000);
+    Utc.timestamp_opt(secs, nanos % 1_000_000_000)
         .single()
         .unwrap_or_default()
 }

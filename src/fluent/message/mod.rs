@@ -16,8 +16,9 @@ use vrl::value::ObjectMap;
 use super::value::{DecodeError, Kind, Reader, write_str};
 use crate::buffer::cost::{MAP_NODE, SLOT};
 
-/// One record of a request and its time.
-pub type Entry = (DateTime<Utc>, ObjectMap);
+/// One record of a request and its time; `None` when the sender left the time unset
+/// (`nil` or zero), which fluentd reads as "now", so the receiver stamps its own.
+pub type Entry = (Option<DateTime<Utc>>, ObjectMap);
 
 /// A decoded request.
 #[derive(Debug, PartialEq)]
@@ -111,13 +112,13 @@ pub fn parse_inflated(
     let tag = String::from_utf8_lossy(r.raw_bytes()?).into_owned();
     let mut entries = Vec::new();
     let options = match r.peek()? {
-        Kind::Int | Kind::Ext => {
+        Kind::Int | Kind::Ext | Kind::Float | Kind::Nil => {
             if n < 3 {
                 return Err(MessageError::Shape(
                     "Message mode is [tag, time, record, option?]",
                 ));
             }
-            let time = r.time()?;
+            let time = entry_time(&mut r)?;
             entries.push((time, r.record()?));
             (n == 4).then(|| options(&mut r)).transpose()?
         }
@@ -243,7 +244,7 @@ fn entry(r: &mut Reader<'_>) -> Result<Entry, MessageError> {
     if r.array_len()? != 2 {
         return Err(MessageError::Shape("an entry is [time, record]"));
     }
-    let time = r.time()?;
+    let time = entry_time(r)?;
     let record = r.record()?;
     if record.is_empty() {
         // A record's first node was charged with it; `tag` and `timestamp` take one
@@ -251,6 +252,16 @@ fn entry(r: &mut Reader<'_>) -> Result<Entry, MessageError> {
         r.charge(MAP_NODE)?;
     }
     Ok((time, record))
+}
+
+/// An entry's time: `nil` and zero mean "unset", as they do to fluentd.
+fn entry_time(r: &mut Reader<'_>) -> Result<Option<DateTime<Utc>>, MessageError> {
+    if r.peek()? == Kind::Nil {
+        r.skip()?;
+        return Ok(None);
+    }
+    let time = r.time()?;
+    Ok((time != DateTime::UNIX_EPOCH).then_some(time))
 }
 
 #[derive(Default)]

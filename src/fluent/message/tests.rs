@@ -93,7 +93,7 @@ fn the_four_modes_decode_to_the_same_entries() {
     let e = events(&message);
     assert_eq!(e.tag, "app.web");
     assert_eq!(msgs(&e), ["one"]);
-    assert_eq!(e.entries[0].0, Utc.timestamp_opt(1_700_000_000, 5).unwrap());
+    assert_eq!(e.entries[0].0, Utc.timestamp_opt(1_700_000_000, 5).single());
     assert!(parse(&ack(e.chunk.as_deref().unwrap()), &bounds()).is_err());
     assert_eq!(
         ack(e.chunk.as_deref().unwrap()),
@@ -152,7 +152,63 @@ fn the_four_modes_decode_to_the_same_entries() {
         record("x"),
         V::Nil,
     ]));
-    assert_eq!(events(&old).entries[0].0.timestamp(), 1_600_000_000);
+    assert_eq!(
+        events(&old).entries[0].0.map(|t| t.timestamp()),
+        Some(1_600_000_000)
+    );
+}
+
+/// The time of a Message-mode request carrying `time`, or its decode error.
+fn message_time(time: V) -> Result<Option<chrono::DateTime<Utc>>, MessageError> {
+    let body = pack(&V::Array(vec![V::from("t"), time, record("x")]));
+    match parse(&body, &bounds())? {
+        Request::Events(e) => Ok(e.entries[0].0),
+        Request::Heartbeat => panic!("not a heartbeat"),
+    }
+}
+
+#[test]
+fn times_are_read_as_fluentd_reads_them_and_impossible_ones_refused() {
+    // Unset (nil or zero) means "now": the receiver stamps its own time.
+    assert_eq!(message_time(V::Nil), Ok(None));
+    assert_eq!(message_time(V::from(0)), Ok(None));
+    assert_eq!(message_time(event_time(0, 0)), Ok(None));
+    // Fractional seconds, as some clients send them.
+    let t = message_time(V::F64(1_700_000_000.25)).unwrap().unwrap();
+    assert_eq!(
+        (t.timestamp(), t.timestamp_subsec_millis()),
+        (1_700_000_000, 250)
+    );
+    // Before 1970 is a time like any other.
+    assert_eq!(message_time(V::from(-5)).unwrap().unwrap().timestamp(), -5);
+    // Nanoseconds past a second carry into the seconds.
+    let t = message_time(event_time(10, 2_500_000_000))
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (t.timestamp(), t.timestamp_subsec_nanos()),
+        (12, 500_000_000)
+    );
+    // Seconds no timestamp can hold are an error, not 1970.
+    let out_of_range = Err(MessageError::Decode(DecodeError::Unexpected {
+        expected: "a time",
+        found: "seconds out of range",
+    }));
+    assert_eq!(message_time(V::from(1_i64 << 62)), out_of_range);
+    assert_eq!(message_time(V::from(u64::MAX)), out_of_range);
+    assert_eq!(message_time(V::F64(f64::NAN)), out_of_range);
+    assert_eq!(message_time(V::F64(1e300)), out_of_range);
+    // The same rules hold for Forward-mode entries.
+    let forward = pack(&V::Array(vec![
+        V::from("t"),
+        V::Array(vec![
+            V::Array(vec![V::Nil, record("a")]),
+            V::Array(vec![V::from(7), record("b")]),
+        ]),
+    ]));
+    let e = events(&forward);
+    assert_eq!(e.entries[0].0, None);
+    assert_eq!(e.entries[1].0.map(|t| t.timestamp()), Some(7));
 }
 
 #[test]

@@ -98,18 +98,29 @@ fn add_pem(roots: &mut rustls::RootCertStore, path: &Path) -> Result<(), String>
     Ok(())
 }
 
+/// The name the server's certificate must carry: `tls.server_name`, or the host of
+/// `address`.
+pub(super) fn server_name(
+    config: &FluentSinkConfig,
+    tls: &ClientTls,
+) -> Result<rustls::pki_types::ServerName<'static>, BuildError> {
+    let (option, host) = match &tls.server_name {
+        Some(name) => ("tls.server_name", name.clone()),
+        None => ("address", host_of(&config.address).to_owned()),
+    };
+    rustls::pki_types::ServerName::try_from(host.clone()).map_err(|e| {
+        BuildError(format!(
+            "`{option}` `{host}` is not a name a TLS certificate can carry: {e}"
+        ))
+    })
+}
+
 impl Client {
     pub(super) fn new(config: &FluentSinkConfig) -> Result<Self, BuildError> {
         let tls = match &config.tls {
             Some(tls) => {
                 let connector = tls_connector(tls).map_err(BuildError)?;
-                let host = match &tls.server_name {
-                    Some(name) => name.clone(),
-                    None => host_of(&config.address).to_owned(),
-                };
-                let name = rustls::pki_types::ServerName::try_from(host.clone())
-                    .map_err(|e| BuildError(format!("`tls.server_name` `{host}`: {e}")))?;
-                Some((connector, name))
+                Some((connector, server_name(config, tls)?))
             }
             None => None,
         };

@@ -161,6 +161,7 @@ impl SinkConfig for FluentSinkConfig {
         }
         if let Some(tls) = &self.tls {
             client::tls_connector(tls).map_err(BuildError)?;
+            client::server_name(self, tls)?;
         }
         Ok(())
     }
@@ -239,4 +240,40 @@ async fn run(
     }
     client.close().await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(json: serde_json::Value) -> FluentSinkConfig {
+        serde_json::from_value(json).expect("a config")
+    }
+
+    #[test]
+    fn a_certificate_name_no_certificate_can_carry_is_a_validate_error() {
+        let bad = config(serde_json::json!({
+            "address": "127.0.0.1:24224",
+            "tag": "t",
+            "tls": {"server_name": "bad name!"},
+        }));
+        let err = bad.check().expect_err("refused").0;
+        assert!(err.contains("`tls.server_name` `bad name!`"), "{err}");
+        let bad_host = config(serde_json::json!({
+            "address": "bad_host!:24224",
+            "tag": "t",
+            "tls": {},
+        }));
+        let err = bad_host.check().expect_err("refused").0;
+        assert!(err.contains("`address` `bad_host!`"), "{err}");
+        let named = config(serde_json::json!({
+            "address": "10.0.0.1:24224",
+            "tag": "t",
+            "tls": {"server_name": "fluentd.example"},
+        }));
+        assert!(named.check().is_ok());
+        // Without TLS the host is only dialled, never matched against a certificate.
+        let plain = config(serde_json::json!({"address": "bad_host!:24224", "tag": "t"}));
+        assert!(plain.check().is_ok());
+    }
 }

@@ -281,7 +281,7 @@ async fn deliver(
         .into_iter()
         .map(|(time, mut record)| {
             record.insert("tag".into(), tag.clone());
-            record.insert("timestamp".into(), Value::Timestamp(time));
+            record.insert("timestamp".into(), Value::Timestamp(time.unwrap_or(now)));
             let mut e = Event::new(Value::Object(record), Arc::clone(&shared.id), now);
             if wait {
                 e = e.with_ack(ack.event_ack());
