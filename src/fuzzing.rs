@@ -485,3 +485,19 @@ pub fn fluent_stream(data: &[u8]) {
         }
     }
 }
+
+/// Prometheus remote-write bodies: decoding never panics, stays within its bounds, and
+/// every sample it yields is a metric event with a name and a number.
+pub fn remote_write(data: &[u8]) {
+    const MAX_SAMPLES: usize = 1000;
+    let Ok(decoded) = crate::sources::prometheus_remote_write::decode(data, 1 << 20, MAX_SAMPLES)
+    else {
+        return;
+    };
+    assert!(decoded.events.len() + decoded.stale <= MAX_SAMPLES);
+    for event in &decoded.events {
+        let object = event.as_object().expect("an object");
+        assert!(object.get("name").is_some_and(|n| n.is_bytes()));
+        assert!(object.get("value").is_some_and(|v| v.is_float()));
+    }
+}

@@ -98,6 +98,14 @@ proptest! {
     fn arbitrary_forward_bytes_never_panic(data in prop::collection::vec(any::<u8>(), 0..512)) {
         fuzzing::fluent_stream(&data);
     }
+
+    #[test]
+    fn arbitrary_remote_write_bodies_never_panic(data in prop::collection::vec(any::<u8>(), 0..512)) {
+        fuzzing::remote_write(&data);
+        // The same bytes as a valid snappy block: the protobuf decoding sees them.
+        let packed = snap::raw::Encoder::new().compress_vec(&data).expect("compress");
+        fuzzing::remote_write(&packed);
+    }
 }
 
 proptest! {

@@ -201,6 +201,9 @@ pub struct SinkContext {
     /// Where a sink keeps what it must remember across restarts (the `file` sink's
     /// manifest of the files it created), under a name derived from its id.
     pub(crate) data_dir: PathBuf,
+    /// Bind listening sockets here (a sink that is scraped), so a replacement can take
+    /// them over.
+    pub(crate) listeners: ListenerPool,
 }
 
 /// A sink type's configuration.
@@ -217,6 +220,10 @@ pub trait SinkConfig: Debug + Send + Sync + 'static {
     /// Named outputs (a sink has no default output), e.g. `dead_letter`.
     fn outputs(&self) -> Vec<String> {
         Vec::new()
+    }
+    /// The `host:port` the sink serves on (an exporter that is scraped), if it does.
+    fn listen_address(&self) -> Option<&str> {
+        None
     }
     /// The task must run until `cx.input` is closed and drained, settling every event.
     fn build(&self, cx: SinkContext) -> BoxFuture<'_, Result<ComponentTask, BuildError>>;

@@ -246,6 +246,16 @@ impl Pipeline {
             }
         }
         for (id, c) in &self.sinks {
+            if let Some(address) = c.config.listen_address()
+                && let Some(other) = listening.insert(address, id)
+            {
+                report(
+                    "sinks",
+                    id,
+                    &c.position,
+                    crate::component::BuildError(format!("`{other}` already listens on {address}")),
+                );
+            }
             if let Err(e) = c.config.check() {
                 report("sinks", id, &c.position, e);
             }

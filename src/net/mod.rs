@@ -11,12 +11,14 @@ mod client;
 pub(crate) mod http_server;
 mod oauth2;
 mod retry;
+mod server_auth;
 mod server_tls;
 
 pub(crate) use body::{BodyError, excerpt, read_at_most};
 pub use client::{TlsOptions, http_client, install_crypto_provider};
 pub(crate) use oauth2::{OAuth2Config, TokenSource};
 pub(crate) use retry::{Backoff, FailureHandling, Pause, Retryable, classify_status, retry_after};
+pub(crate) use server_auth::{CHALLENGE, ServerAuth};
 pub(crate) use server_tls::{ServerTls, tls_acceptor};
 
 /// An error with its causes ("error sending request: connection refused"), redacted:

@@ -9,6 +9,7 @@ pub(crate) mod http;
 pub(crate) mod kafka;
 pub(crate) mod pagerduty;
 pub(crate) mod postgres;
+pub(crate) mod prometheus_exporter;
 pub(crate) mod slack;
 
 crate::component::component_registry! { crate::component::SinkConfig;
@@ -21,5 +22,6 @@ crate::component::component_registry! { crate::component::SinkConfig;
     "kafka" => kafka::KafkaSinkConfig,
     "pagerduty" => pagerduty::PagerDutyConfig,
     "postgres" => postgres::PostgresConfig,
+    "prometheus_exporter" => prometheus_exporter::PrometheusExporterConfig,
     "slack" => slack::SlackConfig,
 }

@@ -6,6 +6,7 @@ pub(crate) mod fluent;
 pub(crate) mod generator;
 pub(crate) mod kafka;
 pub(crate) mod postgres;
+pub(crate) mod prometheus_remote_write;
 pub(crate) mod status_feed;
 pub(crate) mod stdin;
 pub(crate) mod util;
@@ -18,6 +19,7 @@ crate::component::component_registry! { crate::component::SourceConfig;
     "generator" => generator::GeneratorConfig,
     "kafka" => kafka::KafkaSourceConfig,
     "postgres" => postgres::PostgresSourceConfig,
+    "prometheus_remote_write" => prometheus_remote_write::RemoteWriteConfig,
     "status_feed" => status_feed::StatusFeedConfig,
     "stdin" => stdin::StdinConfig,
     "webhook" => webhook::WebhookConfig,

@@ -339,6 +339,7 @@ impl Topology {
                     outputs,
                     clock: Arc::clone(&self.options.clock),
                     data_dir: self.options.data_dir.clone(),
+                    listeners: self.listeners.clone(),
                 };
                 def.config.build(cx).await?
             }

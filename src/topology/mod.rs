@@ -273,11 +273,9 @@ impl Topology {
     }
 
     fn listen_addresses<'a>(&self, pipeline: &'a Pipeline) -> Vec<&'a str> {
-        pipeline
-            .sources
-            .values()
-            .filter_map(|d| d.config.listen_address())
-            .collect()
+        let sources = pipeline.sources.values().map(|d| d.config.listen_address());
+        let sinks = pipeline.sinks.values().map(|d| d.config.listen_address());
+        sources.chain(sinks).flatten().collect()
     }
 
     fn reap(&mut self) {

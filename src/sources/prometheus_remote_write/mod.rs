@@ -1,0 +1,334 @@
+//! `prometheus_remote_write`: Prometheus pushes samples here (`remote_write`, protocol
+//! 1.0: a snappy block of a protobuf `WriteRequest`), and each sample becomes a metric
+//! event, the shape `alert_rule` reads.
+//!
+//! A request is authenticated before its body is read, bounded (compressed and
+//! decompressed size, samples), decoded off the async workers, and answered once its
+//! events were delivered: 204, or 503 when the pipeline stays full or a sink failed
+//! them, which Prometheus retries; a malformed body is answered 400 naming the problem,
+//! which Prometheus drops. A request is taken whole or not at all.
+
+mod proto;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use tokio_util::sync::CancellationToken;
+
+use crate::component::{
+    BoxFuture, BuildError, ComponentError, ComponentTask, SourceConfig, SourceContext, SourceOutput,
+};
+use crate::event::{BatchAck, Event};
+use crate::net::{CHALLENGE, ServerAuth, ServerTls, tls_acceptor};
+use crate::sources::util::handover::{Handed, hand_over};
+use crate::telemetry::{ComponentMetrics, LatencyRecorder};
+
+pub(crate) use proto::decode;
+
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RemoteWriteConfig {
+    /// `host:port` to listen on (Prometheus's `remote_write.url` is
+    /// `http://<address><path>`).
+    pub(crate) address: String,
+    /// The path Prometheus posts to (default `/api/v1/write`).
+    #[serde(default = "default_path")]
+    pub(crate) path: String,
+    /// Requests must authenticate (Prometheus's `authorization` or `basic_auth`).
+    /// Unset: anyone who reaches the address may write.
+    pub(crate) auth: Option<ServerAuth>,
+    /// Serve HTTPS with this certificate and key.
+    pub(crate) tls: Option<ServerTls>,
+    /// Largest compressed body (default 8 MiB; 413 above it).
+    #[serde(default = "default_max_body_bytes")]
+    pub(crate) max_body_bytes: usize,
+    /// Largest body once decompressed (default 64 MiB; 400 above it, refused on the
+    /// size the body declares, before decompressing).
+    #[serde(default = "default_max_decompressed_bytes")]
+    pub(crate) max_decompressed_bytes: usize,
+    /// Most samples in one request (default 100000; Prometheus sends at most
+    /// `max_samples_per_send`, 2000 by default).
+    #[serde(default = "default_max_samples")]
+    pub(crate) max_samples_per_request: usize,
+    /// How long a request may wait for room in the pipeline and for its events to be
+    /// delivered; after it, a request whose events entered the pipeline is answered
+    /// 204 (they are on their way), one whose events could not enter it 503 (default
+    /// 10s).
+    #[schemars(schema_with = "crate::units::duration")]
+    #[serde(default = "default_timeout", with = "humantime_serde")]
+    pub(crate) request_timeout: Duration,
+    /// Longest time a client may take to send a request's headers and its body
+    /// (default 10s).
+    #[schemars(schema_with = "crate::units::duration")]
+    #[serde(default = "default_timeout", with = "humantime_serde")]
+    pub(crate) read_timeout: Duration,
+}
+
+fn default_path() -> String {
+    "/api/v1/write".into()
+}
+fn default_max_body_bytes() -> usize {
+    8 * 1024 * 1024
+}
+fn default_max_decompressed_bytes() -> usize {
+    64 * 1024 * 1024
+}
+fn default_max_samples() -> usize {
+    100_000
+}
+fn default_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+impl SourceConfig for RemoteWriteConfig {
+    fn type_name(&self) -> &'static str {
+        "prometheus_remote_write"
+    }
+
+    fn listen_address(&self) -> Option<&str> {
+        Some(&self.address)
+    }
+
+    fn files(&self) -> Vec<std::path::PathBuf> {
+        self.tls
+            .iter()
+            .flat_map(|t| [t.cert.clone(), t.key.clone()])
+            .collect()
+    }
+
+    fn check(&self) -> Result<(), BuildError> {
+        if self.address.parse::<std::net::SocketAddr>().is_err() {
+            return Err(BuildError(format!(
+                "`address` `{}` must be ip:port (e.g. 0.0.0.0:9201)",
+                self.address
+            )));
+        }
+        if !self.path.starts_with('/') {
+            return Err(BuildError(format!(
+                "`path` `{}` must start with /",
+                self.path
+            )));
+        }
+        if self.max_body_bytes == 0
+            || self.max_decompressed_bytes == 0
+            || self.max_samples_per_request == 0
+            || self.request_timeout.is_zero()
+            || self.read_timeout.is_zero()
+        {
+            return Err(BuildError(
+                "the `max_*` limits and the timeouts must be above zero".into(),
+            ));
+        }
+        if let Some(auth) = &self.auth {
+            auth.check().map_err(BuildError)?;
+        }
+        if let Some(tls) = &self.tls {
+            tls_acceptor(tls).map_err(BuildError)?;
+        }
+        Ok(())
+    }
+
+    fn build(&self, cx: SourceContext) -> BoxFuture<'_, Result<ComponentTask, BuildError>> {
+        Box::pin(async move {
+            self.check()?;
+            let tls = self
+                .tls
+                .as_ref()
+                .map(tls_acceptor)
+                .transpose()
+                .map_err(BuildError)?;
+            let listener = cx
+                .listeners
+                .bind(&self.address)
+                .map_err(|e| BuildError(format!("cannot listen on {}: {e}", self.address)))?;
+            let receiver = Arc::new(Receiver {
+                id: Arc::clone(&cx.id),
+                config: self.clone(),
+                out: tokio::sync::Mutex::new(Some(cx.out)),
+                metrics: Arc::clone(&cx.metrics),
+                latency: Arc::clone(cx.telemetry.latency()),
+            });
+            let task = run(receiver, listener, tls, cx.shutdown);
+            Ok(Box::pin(task) as ComponentTask)
+        })
+    }
+}
+
+/// What every request of one running source shares.
+struct Receiver {
+    id: Arc<str>,
+    config: RemoteWriteConfig,
+    out: tokio::sync::Mutex<Option<SourceOutput>>,
+    metrics: Arc<ComponentMetrics>,
+    latency: Arc<LatencyRecorder>,
+}
+
+async fn run(
+    receiver: Arc<Receiver>,
+    listener: tokio::net::TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    shutdown: CancellationToken,
+) -> Result<(), ComponentError> {
+    let path = receiver.config.path.clone();
+    let options = crate::net::http_server::ServerOptions {
+        header_read_timeout: Some(receiver.config.read_timeout),
+        tls,
+    };
+    let handler = {
+        let receiver = Arc::clone(&receiver);
+        move |headers: HeaderMap, body: Body| {
+            let receiver = Arc::clone(&receiver);
+            async move { receiver.handle(&headers, body).await }
+        }
+    };
+    let app = axum::Router::new().route(&path, axum::routing::post(handler));
+    crate::net::http_server::serve_with(listener, app, shutdown, options)
+        .await
+        .map_err(ComponentError::Io)?;
+    // Requests still sending finish first; later ones are told the source stopped.
+    receiver.out.lock().await.take();
+    Ok(())
+}
+
+fn answer(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, message.into()).into_response()
+}
+
+impl Receiver {
+    async fn handle(&self, headers: &HeaderMap, body: Body) -> Response {
+        let config = &self.config;
+        if config.auth.as_ref().is_some_and(|a| !a.admits(headers)) {
+            self.metrics.add_errors(1);
+            return (
+                StatusCode::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, CHALLENGE)],
+            )
+                .into_response();
+        }
+        if let Err(refusal) = check_headers(headers) {
+            self.metrics.add_errors(1);
+            return refusal;
+        }
+        let read = axum::body::to_bytes(body, config.max_body_bytes);
+        let bytes = match tokio::time::timeout(config.read_timeout, read).await {
+            Err(_) => {
+                self.metrics.add_errors(1);
+                return answer(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "the body took longer than read_timeout",
+                );
+            }
+            Ok(Err(_)) => {
+                self.metrics.add_errors(1);
+                return answer(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!(
+                        "the body is larger than max_body_bytes ({})",
+                        config.max_body_bytes
+                    ),
+                );
+            }
+            Ok(Ok(bytes)) => bytes,
+        };
+        let (max_decompressed, max_samples) = (
+            config.max_decompressed_bytes,
+            config.max_samples_per_request,
+        );
+        let decoded = tokio::task::spawn_blocking(move || {
+            proto::decode(&bytes, max_decompressed, max_samples)
+        })
+        .await;
+        let decoded = match decoded {
+            Ok(Ok(decoded)) => decoded,
+            Ok(Err(e)) => {
+                self.metrics.add_errors(1);
+                tracing::debug!(component_id = %self.id, error = %e, "remote write refused");
+                return answer(StatusCode::BAD_REQUEST, e.to_string());
+            }
+            Err(e) => {
+                tracing::error!(component_id = %self.id, error = %e, "remote write decoding failed");
+                return answer(StatusCode::INTERNAL_SERVER_ERROR, "decoding failed");
+            }
+        };
+        if decoded.stale > 0 {
+            self.metrics.add_discarded(decoded.stale);
+        }
+        match self.take(decoded.events).await {
+            Handed::Delivered | Handed::Pending => StatusCode::NO_CONTENT.into_response(),
+            Handed::Full => answer(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the pipeline is full: try again",
+            ),
+            Handed::Stopped => answer(StatusCode::SERVICE_UNAVAILABLE, "the source is stopping"),
+            Handed::Failed => answer(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "a sink failed the samples: try again",
+            ),
+            Handed::Rejected => answer(StatusCode::BAD_REQUEST, "a sink refused the samples"),
+        }
+    }
+
+    /// Sends the events into the pipeline and waits for their delivery.
+    async fn take(&self, values: Vec<vrl::value::Value>) -> Handed {
+        let n = values.len();
+        if n == 0 {
+            return Handed::Delivered;
+        }
+        let deadline = tokio::time::Instant::now() + self.config.request_timeout;
+        let (ack, done) = BatchAck::with_receiver(n, Some(Arc::clone(&self.latency)));
+        let now = chrono::Utc::now();
+        let batch: Vec<Event> = values
+            .into_iter()
+            .map(|v| Event::new(v, Arc::clone(&self.id), now).with_ack(ack.event_ack()))
+            .collect();
+        drop(ack);
+        let send = async {
+            let mut out = self.out.lock().await;
+            match out.as_mut() {
+                Some(out) => {
+                    out.send(batch).await;
+                    true
+                }
+                None => false,
+            }
+        };
+        hand_over(send, done, n, deadline, &self.metrics).await
+    }
+}
+
+/// Remote write 1.0 only: a snappy-compressed protobuf.
+#[allow(clippy::result_large_err)]
+fn check_headers(headers: &HeaderMap) -> Result<(), Response> {
+    let text = |name| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_ascii_lowercase()
+    };
+    let encoding = text(header::CONTENT_ENCODING);
+    if encoding != "snappy" {
+        return Err(answer(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("Content-Encoding is `{encoding}`; remote write bodies are snappy"),
+        ));
+    }
+    let content_type = text(header::CONTENT_TYPE);
+    if content_type.contains("io.prometheus.write.v2") {
+        return Err(answer(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "remote write 2.0 is not accepted here: send 1.0 (prometheus.WriteRequest)",
+        ));
+    }
+    if !content_type.is_empty() && !content_type.starts_with("application/x-protobuf") {
+        return Err(answer(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("Content-Type is `{content_type}`; remote write sends application/x-protobuf"),
+        ));
+    }
+    Ok(())
+}
