@@ -262,13 +262,6 @@ async fn v2_silence_errors_are_alertmanagers() {
 
 const AMTOOL: &str = "amtool";
 
-fn amtool_available() -> bool {
-    std::process::Command::new(AMTOOL)
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
 /// Runs amtool against `url` with an empty HOME (it reads its config from there).
 async fn amtool(url: &str, home: &std::path::Path, args: &[&str]) -> (bool, String, String) {
     let mut command = std::process::Command::new(AMTOOL);
@@ -293,12 +286,7 @@ async fn amtool(url: &str, home: &std::path::Path, args: &[&str]) -> (bool, Stri
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn amtool_adds_queries_and_expires_silences() {
-    if !amtool_available() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "{AMTOOL} is missing under CI (.ci/run installs prometheus-alertmanager)"
-        );
-        eprintln!("skipped: {AMTOOL} is not installed (apt-get install prometheus-alertmanager)");
+    if !common::tool_or_skip(AMTOOL, "prometheus-alertmanager") {
         return;
     }
     let api = api().await;

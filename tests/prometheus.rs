@@ -12,29 +12,39 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use common::pagerduty::{KEY, PagerDuty};
-use common::{free_port, parse, wait_for_port};
+use common::{KillOnDrop, free_port, parse, wait_for_port};
 use sluice::telemetry::Telemetry;
 use tokio_util::sync::CancellationToken;
 
 const BINARY: &str = "prometheus";
 
-/// Its logs go to /dev/null, so a chatty run cannot fill a pipe and stall it.
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+fn available() -> bool {
+    common::tool_or_skip(BINARY, "prometheus")
 }
 
-fn available() -> bool {
-    Command::new(BINARY)
-        .arg("--version")
+/// A Prometheus with `config` (prometheus.yml's text) and its storage in `dir`, and
+/// the port of its web API, once it listens.
+async fn start_prometheus(
+    dir: &std::path::Path,
+    config: &str,
+    extra: &[&str],
+) -> (KillOnDrop, u16) {
+    let file = dir.join("prometheus.yml");
+    std::fs::write(&file, config).expect("config");
+    let web = free_port();
+    let mut cmd = Command::new(BINARY);
+    cmd.arg(format!("--config.file={}", file.display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.join("tsdb").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{web}"))
+        .args(extra)
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
+        .stderr(Stdio::null());
+    let prometheus = KillOnDrop(cmd.spawn().expect("prometheus starts"));
+    wait_for_port(web).await;
+    (prometheus, web)
 }
 
 /// Waits up to `secs` for `cond`: Prometheus takes a few seconds to start notifying.
@@ -73,11 +83,6 @@ async fn target(depth: Arc<AtomicU64>) -> u16 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_prometheus_rule_pages_once_through_sluice_and_resolves() {
     if !available() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "{BINARY} is missing under CI (.ci/run installs the Debian package)"
-        );
-        eprintln!("skipped: {BINARY} is not installed (apt-get install prometheus)");
         return;
     }
     let pd_port = free_port();
@@ -129,11 +134,8 @@ groups:
 "#,
     )
     .expect("rules");
-    let config = dir.path().join("prometheus.yml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
+    let config = format!(
+        r#"
 global: {{ scrape_interval: 1s, evaluation_interval: 1s }}
 rule_files: ["{}"]
 alerting:
@@ -144,25 +146,12 @@ scrape_configs:
   - job_name: app
     static_configs: [{{ targets: ["127.0.0.1:{scrape}"] }}]
 "#,
-            rules.display()
-        ),
-    )
-    .expect("config");
-    let web = free_port();
-    let mut cmd = Command::new(BINARY);
-    cmd.arg(format!("--config.file={}", config.display()))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.path().join("tsdb").display()
-        ))
-        .arg(format!("--web.listen-address=127.0.0.1:{web}"))
-        // Firing alerts are sent again every second, not every minute: repeats must
-        // not page again.
-        .arg("--rules.alert.resend-delay=1s")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let _prometheus = KillOnDrop(cmd.spawn().expect("prometheus starts"));
-    wait_for_port(web).await;
+        rules.display()
+    );
+    // Firing alerts are sent again every second, not every minute: repeats must
+    // not page again.
+    let (_prometheus, _) =
+        start_prometheus(dir.path(), &config, &["--rules.alert.resend-delay=1s"]).await;
 
     within(60, "the trigger", || !pd.events().is_empty()).await;
     // Prometheus keeps sending the firing alert; wait for three more of it.
@@ -218,11 +207,6 @@ async fn query(web: u16, promql: &str) -> Vec<(serde_json::Value, f64)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_scrapes_the_exporter_and_reads_what_was_sent() {
     if !available() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "{BINARY} is missing under CI (.ci/run installs the Debian package)"
-        );
-        eprintln!("skipped: {BINARY} is not installed (apt-get install prometheus)");
         return;
     }
     let (hook, exporter) = (free_port(), free_port());
@@ -299,32 +283,16 @@ sinks:
     assert_eq!(out.status.code(), Some(3), "{advice}\n{body}");
 
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = dir.path().join("prometheus.yml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
+    let config = format!(
+        r#"
 global: {{ scrape_interval: 1s }}
 scrape_configs:
   - job_name: sluice
     authorization: {{ credentials: scrape-token }}
     static_configs: [{{ targets: ["127.0.0.1:{exporter}"] }}]
 "#
-        ),
-    )
-    .expect("config");
-    let web = free_port();
-    let mut cmd = Command::new(BINARY);
-    cmd.arg(format!("--config.file={}", config.display()))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.path().join("tsdb").display()
-        ))
-        .arg(format!("--web.listen-address=127.0.0.1:{web}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let _prometheus = KillOnDrop(cmd.spawn().expect("prometheus starts"));
-    wait_for_port(web).await;
+    );
+    let (_prometheus, web) = start_prometheus(dir.path(), &config, &[]).await;
 
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     let mut totals = Vec::new();
@@ -450,11 +418,6 @@ sources:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_remote_write_feeds_an_alert_rule_that_fires() {
     if !available() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "{BINARY} is missing under CI (.ci/run installs the Debian package)"
-        );
-        eprintln!("skipped: {BINARY} is not installed (apt-get install prometheus)");
         return;
     }
     let rw = free_port();
@@ -484,11 +447,8 @@ transforms:
     let depth = Arc::new(AtomicU64::new(50));
     let scrape = target(Arc::clone(&depth)).await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = dir.path().join("prometheus.yml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
+    let config = format!(
+        r#"
 global: {{ scrape_interval: 1s }}
 scrape_configs:
   - job_name: app
@@ -498,21 +458,8 @@ remote_write:
     authorization: {{ credentials: rw-token }}
     queue_config: {{ batch_send_deadline: 1s }}
 "#
-        ),
-    )
-    .expect("config");
-    let web = free_port();
-    let mut cmd = Command::new(BINARY);
-    cmd.arg(format!("--config.file={}", config.display()))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.path().join("tsdb").display()
-        ))
-        .arg(format!("--web.listen-address=127.0.0.1:{web}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let _prometheus = KillOnDrop(cmd.spawn().expect("prometheus starts"));
-    wait_for_port(web).await;
+    );
+    let (_prometheus, _) = start_prometheus(dir.path(), &config, &[]).await;
 
     within(60, "the alert", || {
         sink.values()

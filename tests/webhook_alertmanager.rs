@@ -7,38 +7,14 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{eventually, free_port, parse, start, string, wait_for_port};
+use common::{KillOnDrop, eventually, free_port, parse, start, string, wait_for_port};
 use sluice::testing::CaptureSink;
 
 const BINARY: &str = "prometheus-alertmanager";
 
-/// Its logs go to /dev/null, so a chatty run cannot fill a pipe and stall it.
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn available() -> bool {
-    Command::new(BINARY)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
 #[tokio::test]
 async fn alertmanager_delivers_firing_then_resolved() {
-    if !available() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "{BINARY} is missing under CI (.ci/run installs the Debian package)"
-        );
-        eprintln!("skipped: {BINARY} is not installed (apt-get install prometheus-alertmanager)");
+    if !common::tool_or_skip(BINARY, "prometheus-alertmanager") {
         return;
     }
     let (hook, am) = (free_port(), free_port());

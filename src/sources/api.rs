@@ -12,13 +12,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
-use vrl::value::Value;
 
 use crate::component::{BoxFuture, BuildError, ComponentTask, Live, SourceConfig, SourceContext};
-use crate::event::{BatchAck, Event};
-pub(crate) use crate::sources::util::handover::Handed;
-use crate::sources::util::handover::hand_over;
-use crate::telemetry::ComponentMetrics;
+pub(crate) use crate::sources::util::handover::{Handed, Intake};
 
 /// Takes events posted to the API (`POST /events` and `POST /metrics`, operator role)
 /// into the pipeline. With several `api` sources, a request names one in `?source=`.
@@ -37,46 +33,8 @@ fn default_request_timeout() -> Duration {
     Duration::from_secs(10)
 }
 
-/// A running `api` source, as the API reaches it.
-pub(crate) struct Intake {
-    id: Arc<str>,
-    out: tokio::sync::Mutex<Option<crate::component::SourceOutput>>,
-    metrics: Arc<ComponentMetrics>,
-    latency: Arc<crate::telemetry::LatencyRecorder>,
-    request_timeout: Duration,
-}
-
 /// The running `api` sources, by component id.
 pub(crate) static INTAKES: Live<Intake> = Live::new();
-
-impl Intake {
-    /// Sends `values` into the pipeline and waits for their delivery.
-    pub(crate) async fn take(&self, values: Vec<Value>) -> Handed {
-        let n = values.len();
-        if n == 0 {
-            return Handed::Delivered;
-        }
-        let deadline = tokio::time::Instant::now() + self.request_timeout;
-        let (ack, done) = BatchAck::with_receiver(n, Some(Arc::clone(&self.latency)));
-        let now = chrono::Utc::now();
-        let batch: Vec<Event> = values
-            .into_iter()
-            .map(|v| Event::new(v, Arc::clone(&self.id), now).with_ack(ack.event_ack()))
-            .collect();
-        drop(ack);
-        let send = async {
-            let mut out = self.out.lock().await;
-            match out.as_mut() {
-                Some(out) => {
-                    out.send(batch).await;
-                    true
-                }
-                None => false,
-            }
-        };
-        hand_over(send, done, n, deadline, &self.metrics).await
-    }
-}
 
 impl SourceConfig for ApiSourceConfig {
     fn type_name(&self) -> &'static str {
@@ -113,17 +71,17 @@ async fn run(
         telemetry,
         ..
     } = cx;
-    let intake = Arc::new(Intake {
-        id: Arc::clone(&id),
-        out: tokio::sync::Mutex::new(Some(out)),
+    let latency = Arc::clone(telemetry.latency());
+    let intake = Arc::new(Intake::new(
+        Arc::clone(&id),
+        out,
         metrics,
-        latency: Arc::clone(telemetry.latency()),
+        latency,
         request_timeout,
-    });
+    ));
     INTAKES.add(&id, &intake);
     shutdown.cancelled().await;
     INTAKES.remove(&id, &intake);
-    // Requests still sending finish first; later ones are told the source stopped.
-    intake.out.lock().await.take();
+    intake.close().await;
     Ok(())
 }

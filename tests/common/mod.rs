@@ -511,3 +511,34 @@ pub async fn api_with_roles(stop: &tokio_util::sync::CancellationToken) -> std::
     .expect("API");
     address
 }
+
+/// A child process killed and reaped when dropped. Give it `Stdio::null()` outputs: a
+/// chatty run cannot then fill a pipe and stall.
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Whether the tool `binary` (from the Debian package `package`) runs. Under CI a
+/// missing tool fails the test (`.ci/run` installs it); elsewhere the test prints why
+/// it skips, and the caller returns.
+pub fn tool_or_skip(binary: &str, package: &str) -> bool {
+    let runs = Command::new(binary)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !runs {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{binary} is missing under CI (.ci/run installs the Debian package {package})"
+        );
+        eprintln!("skipped: {binary} is not installed (apt-get install {package})");
+    }
+    runs
+}

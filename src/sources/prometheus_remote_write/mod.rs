@@ -20,12 +20,10 @@ use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::component::{
-    BoxFuture, BuildError, ComponentError, ComponentTask, SourceConfig, SourceContext, SourceOutput,
+    BoxFuture, BuildError, ComponentError, ComponentTask, SourceConfig, SourceContext,
 };
-use crate::event::{BatchAck, Event};
 use crate::net::{CHALLENGE, ServerAuth, ServerTls, tls_acceptor};
-use crate::sources::util::handover::{Handed, hand_over};
-use crate::telemetry::{ComponentMetrics, LatencyRecorder};
+use crate::sources::util::handover::{Handed, Intake};
 
 pub(crate) use proto::decode;
 
@@ -145,12 +143,16 @@ impl SourceConfig for RemoteWriteConfig {
                 .listeners
                 .bind(&self.address)
                 .map_err(|e| BuildError(format!("cannot listen on {}: {e}", self.address)))?;
+            let intake = Intake::new(
+                Arc::clone(&cx.id),
+                cx.out,
+                Arc::clone(&cx.metrics),
+                Arc::clone(cx.telemetry.latency()),
+                self.request_timeout,
+            );
             let receiver = Arc::new(Receiver {
-                id: Arc::clone(&cx.id),
                 config: self.clone(),
-                out: tokio::sync::Mutex::new(Some(cx.out)),
-                metrics: Arc::clone(&cx.metrics),
-                latency: Arc::clone(cx.telemetry.latency()),
+                intake,
             });
             let task = run(receiver, listener, tls, cx.shutdown);
             Ok(Box::pin(task) as ComponentTask)
@@ -160,11 +162,8 @@ impl SourceConfig for RemoteWriteConfig {
 
 /// What every request of one running source shares.
 struct Receiver {
-    id: Arc<str>,
     config: RemoteWriteConfig,
-    out: tokio::sync::Mutex<Option<SourceOutput>>,
-    metrics: Arc<ComponentMetrics>,
-    latency: Arc<LatencyRecorder>,
+    intake: Intake,
 }
 
 async fn run(
@@ -189,8 +188,7 @@ async fn run(
     crate::net::http_server::serve_with(listener, app, shutdown, options)
         .await
         .map_err(ComponentError::Io)?;
-    // Requests still sending finish first; later ones are told the source stopped.
-    receiver.out.lock().await.take();
+    receiver.intake.close().await;
     Ok(())
 }
 
@@ -202,7 +200,7 @@ impl Receiver {
     async fn handle(&self, headers: &HeaderMap, body: Body) -> Response {
         let config = &self.config;
         if config.auth.as_ref().is_some_and(|a| !a.admits(headers)) {
-            self.metrics.add_errors(1);
+            self.intake.metrics.add_errors(1);
             return (
                 StatusCode::UNAUTHORIZED,
                 [(header::WWW_AUTHENTICATE, CHALLENGE)],
@@ -210,20 +208,20 @@ impl Receiver {
                 .into_response();
         }
         if let Err(refusal) = check_headers(headers) {
-            self.metrics.add_errors(1);
+            self.intake.metrics.add_errors(1);
             return refusal;
         }
         let read = axum::body::to_bytes(body, config.max_body_bytes);
         let bytes = match tokio::time::timeout(config.read_timeout, read).await {
             Err(_) => {
-                self.metrics.add_errors(1);
+                self.intake.metrics.add_errors(1);
                 return answer(
                     StatusCode::REQUEST_TIMEOUT,
                     "the body took longer than read_timeout",
                 );
             }
             Ok(Err(_)) => {
-                self.metrics.add_errors(1);
+                self.intake.metrics.add_errors(1);
                 return answer(
                     StatusCode::PAYLOAD_TOO_LARGE,
                     format!(
@@ -245,19 +243,19 @@ impl Receiver {
         let decoded = match decoded {
             Ok(Ok(decoded)) => decoded,
             Ok(Err(e)) => {
-                self.metrics.add_errors(1);
-                tracing::debug!(component_id = %self.id, error = %e, "remote write refused");
+                self.intake.metrics.add_errors(1);
+                tracing::debug!(component_id = %self.intake.id, error = %e, "remote write refused");
                 return answer(StatusCode::BAD_REQUEST, e.to_string());
             }
             Err(e) => {
-                tracing::error!(component_id = %self.id, error = %e, "remote write decoding failed");
+                tracing::error!(component_id = %self.intake.id, error = %e, "remote write decoding failed");
                 return answer(StatusCode::INTERNAL_SERVER_ERROR, "decoding failed");
             }
         };
         if decoded.stale > 0 {
-            self.metrics.add_discarded(decoded.stale);
+            self.intake.metrics.add_discarded(decoded.stale);
         }
-        match self.take(decoded.events).await {
+        match self.intake.take(decoded.events).await {
             Handed::Delivered | Handed::Pending => StatusCode::NO_CONTENT.into_response(),
             Handed::Full => answer(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -270,33 +268,6 @@ impl Receiver {
             ),
             Handed::Rejected => answer(StatusCode::BAD_REQUEST, "a sink refused the samples"),
         }
-    }
-
-    /// Sends the events into the pipeline and waits for their delivery.
-    async fn take(&self, values: Vec<vrl::value::Value>) -> Handed {
-        let n = values.len();
-        if n == 0 {
-            return Handed::Delivered;
-        }
-        let deadline = tokio::time::Instant::now() + self.config.request_timeout;
-        let (ack, done) = BatchAck::with_receiver(n, Some(Arc::clone(&self.latency)));
-        let now = chrono::Utc::now();
-        let batch: Vec<Event> = values
-            .into_iter()
-            .map(|v| Event::new(v, Arc::clone(&self.id), now).with_ack(ack.event_ack()))
-            .collect();
-        drop(ack);
-        let send = async {
-            let mut out = self.out.lock().await;
-            match out.as_mut() {
-                Some(out) => {
-                    out.send(batch).await;
-                    true
-                }
-                None => false,
-            }
-        };
-        hand_over(send, done, n, deadline, &self.metrics).await
     }
 }
 

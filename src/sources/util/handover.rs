@@ -2,9 +2,14 @@
 //! sources that answer a sender (webhooks, the API) share.
 
 use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
 
-use crate::event::{BatchReceiver, EventStatus};
-use crate::telemetry::ComponentMetrics;
+use vrl::value::Value;
+
+use crate::component::SourceOutput;
+use crate::event::{BatchAck, BatchReceiver, Event, EventStatus};
+use crate::telemetry::{ComponentMetrics, LatencyRecorder};
 
 /// What became of events handed over.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,5 +50,66 @@ pub(crate) async fn hand_over(
         // Every event is in the pipeline, which retries and dead-letters on its own:
         // a sender that retried now would duplicate them.
         Err(_) => Handed::Pending,
+    }
+}
+
+/// A request-answering source's way into the pipeline: events go in with one
+/// acknowledgement, and the request waits for their delivery until `request_timeout`.
+pub(crate) struct Intake {
+    pub(crate) id: Arc<str>,
+    out: tokio::sync::Mutex<Option<SourceOutput>>,
+    pub(crate) metrics: Arc<ComponentMetrics>,
+    latency: Arc<LatencyRecorder>,
+    request_timeout: Duration,
+}
+
+impl Intake {
+    pub(crate) fn new(
+        id: Arc<str>,
+        out: SourceOutput,
+        metrics: Arc<ComponentMetrics>,
+        latency: Arc<LatencyRecorder>,
+        request_timeout: Duration,
+    ) -> Self {
+        Self {
+            id,
+            out: tokio::sync::Mutex::new(Some(out)),
+            metrics,
+            latency,
+            request_timeout,
+        }
+    }
+
+    /// Sends `values` into the pipeline and waits for their delivery.
+    pub(crate) async fn take(&self, values: Vec<Value>) -> Handed {
+        let n = values.len();
+        if n == 0 {
+            return Handed::Delivered;
+        }
+        let deadline = tokio::time::Instant::now() + self.request_timeout;
+        let (ack, done) = BatchAck::with_receiver(n, Some(Arc::clone(&self.latency)));
+        let now = chrono::Utc::now();
+        let batch: Vec<Event> = values
+            .into_iter()
+            .map(|v| Event::new(v, Arc::clone(&self.id), now).with_ack(ack.event_ack()))
+            .collect();
+        drop(ack);
+        let send = async {
+            let mut out = self.out.lock().await;
+            match out.as_mut() {
+                Some(out) => {
+                    out.send(batch).await;
+                    true
+                }
+                None => false,
+            }
+        };
+        hand_over(send, done, n, deadline, &self.metrics).await
+    }
+
+    /// Stops taking: requests still sending finish first, later ones are told the
+    /// source stopped.
+    pub(crate) async fn close(&self) {
+        self.out.lock().await.take();
     }
 }
