@@ -1,4 +1,4 @@
-//! Silences.
+//! Silences, and inhibition ([`inhibit`]): the two ways an alert is muted.
 //!
 //! A silence mutes every alert whose labels (with `alertname` and `severity`) match all
 //! its matchers ([`crate::matchers`]) while `starts_at <= now < ends_at`.
@@ -27,6 +27,7 @@ use serde::{Deserialize, Serialize};
 use crate::matchers::{self, Matcher};
 
 mod change;
+pub(crate) mod inhibit;
 mod store;
 pub use change::{ExpireError, Expired, MAX_API_SILENCES, MAX_MATCHERS, SetError, check_times};
 pub use store::SilenceStore;

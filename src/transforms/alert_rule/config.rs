@@ -8,9 +8,9 @@ use vrl::path::OwnedValuePath;
 use vrl::value::Value;
 
 use super::expr::{self, CmpOp, Condition, Expr, Literal};
-use super::inhibit::InhibitConfig;
 use crate::component::BuildError;
 use crate::silences::SilenceSpec;
+use crate::silences::inhibit::InhibitConfig;
 use crate::template::Template;
 
 fn secs(n: u64) -> Duration {

@@ -26,7 +26,6 @@
 
 pub(crate) mod config;
 pub(crate) mod expr;
-pub(crate) mod inhibit;
 pub(crate) mod lifecycle;
 pub(crate) mod notify;
 pub(crate) mod snapshot;
@@ -40,10 +39,10 @@ use std::time::Duration;
 use vrl::value::{ObjectMap, Value};
 
 use crate::alert::Status;
+use crate::silences::inhibit::{self, InhibitRule};
 use crate::silences::{self, Silence, SilenceStore};
 pub(crate) use config::AlertRuleConfig;
 use config::Rule;
-use inhibit::InhibitRule;
 use lifecycle::{Group, Phase, Transition};
 use notify::{Decision, Policy};
 use snapshot::{RuleState, SharedRule, lock};
@@ -69,7 +68,7 @@ impl TransformConfig for AlertRuleConfig {
             .iter()
             .map(Rule::compile)
             .collect::<Result<Vec<_>, _>>()?;
-        let inhibit = inhibit::rules(&self.inhibit_rules)?;
+        let inhibit = inhibit::rules(&self.inhibit_rules).map_err(BuildError)?;
         let own_silences = self
             .silences
             .iter()

@@ -1,14 +1,14 @@
 //! Inhibition: a firing alert matching `source_matchers` mutes the alerts matching
 //! `target_matchers` that have the same values for every label of `equal` (a label
 //! missing on both sides counts as equal, as in Alertmanager). An alert never inhibits
-//! itself. Sources are the alerts firing in the same `alert_rule` component at that
-//! evaluation, whether or not they are silenced themselves.
+//! itself. Which alerts are sources is the caller's: in `alert_rule`, the alerts firing
+//! in the same component at that evaluation, whether or not they are silenced
+//! themselves.
 
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use crate::component::BuildError;
 use crate::matchers::{self, Matcher};
 
 /// One entry of `inhibit_rules`, as written.
@@ -25,10 +25,10 @@ pub(crate) struct InhibitConfig {
 }
 
 /// The rules of `inhibit_rules`, checked.
-pub(super) fn rules(configs: &[InhibitConfig]) -> Result<Vec<InhibitRule>, BuildError> {
+pub(crate) fn rules(configs: &[InhibitConfig]) -> Result<Vec<InhibitRule>, String> {
     configs
         .iter()
-        .map(|i| InhibitRule::new(i).map_err(|e| BuildError(format!("`inhibit_rules`: {e}"))))
+        .map(|i| InhibitRule::new(i).map_err(|e| format!("`inhibit_rules`: {e}")))
         .collect()
 }
 
