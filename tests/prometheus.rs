@@ -385,6 +385,16 @@ sources:
     };
     let good = remote_write_body("queue_depth", 7.0);
     assert_eq!(post(good.clone(), "wrong", "snappy").await.0, 401);
+    // The scheme is case-insensitive (RFC 7235); the token is not.
+    let lower = client
+        .post(format!("http://127.0.0.1:{rw}/api/v1/write"))
+        .header("authorization", "bearer RW-TOKEN")
+        .header("content-encoding", "snappy")
+        .body(good.clone())
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(lower.status(), 401);
     let (status, text) = post(good.clone(), "rw-token", "gzip").await;
     assert_eq!(status, 415, "{text}");
     assert!(text.contains("snappy"), "{text}");
@@ -406,9 +416,18 @@ sources:
     assert_eq!(status, 400, "{text}");
     assert!(text.contains("max_samples_per_request"), "{text}");
     assert!(sink.values().is_empty(), "nothing refused got in");
+    let lower = client
+        .post(format!("http://127.0.0.1:{rw}/api/v1/write"))
+        .header("authorization", "bearer rw-token")
+        .header("content-encoding", "snappy")
+        .body(good.clone())
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(lower.status(), 204);
     assert_eq!(post(good, "rw-token", "snappy").await.0, 204);
     let events = sink.values();
-    assert_eq!(events.len(), 1);
+    assert_eq!(events.len(), 2);
     assert_eq!(
         common::string(&events[0], "name").as_deref(),
         Some("queue_depth")

@@ -215,13 +215,21 @@ impl Pipeline {
                     message: e.0,
                 });
             };
-        let mut listening: std::collections::HashMap<&str, &str> = std::collections::HashMap::new();
+        let mut listening: Vec<(&str, &str)> = Vec::new();
+        let mut listens = |address, id| {
+            let other = listening
+                .iter()
+                .find(|(a, _)| same_socket(a, address))
+                .map(|(_, other)| *other);
+            listening.push((address, id));
+            other
+        };
         for (id, c) in &self.sources {
             if let Err(e) = c.config.check() {
                 report("sources", id, &c.position, e);
             }
             if let Some(address) = c.config.listen_address()
-                && let Some(other) = listening.insert(address, id)
+                && let Some(other) = listens(address, id)
             {
                 report(
                     "sources",
@@ -247,7 +255,7 @@ impl Pipeline {
         }
         for (id, c) in &self.sinks {
             if let Some(address) = c.config.listen_address()
-                && let Some(other) = listening.insert(address, id)
+                && let Some(other) = listens(address, id)
             {
                 report(
                     "sinks",
@@ -268,5 +276,36 @@ impl Pipeline {
         } else {
             Err(ConfigErrors(errors))
         }
+    }
+}
+
+/// Whether two listen addresses take the same socket: the same port on the same IP, or
+/// on any IP when one of them is unspecified (`0.0.0.0`, `[::]`). Names compare as
+/// written.
+fn same_socket(a: &str, b: &str) -> bool {
+    match (
+        a.parse::<std::net::SocketAddr>(),
+        b.parse::<std::net::SocketAddr>(),
+    ) {
+        (Ok(a), Ok(b)) => {
+            a.port() == b.port()
+                && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
+        }
+        _ => a == b,
+    }
+}
+
+#[cfg(test)]
+mod socket_tests {
+    use super::same_socket;
+
+    #[test]
+    fn any_ip_takes_the_port_of_every_ip() {
+        assert!(same_socket("127.0.0.1:9598", "127.0.0.1:9598"));
+        assert!(same_socket("0.0.0.0:9598", "127.0.0.1:9598"));
+        assert!(same_socket("127.0.0.1:9598", "[::]:9598"));
+        assert!(!same_socket("127.0.0.1:9598", "127.0.0.2:9598"));
+        assert!(!same_socket("0.0.0.0:9598", "0.0.0.0:9599"));
+        assert!(same_socket("localhost:80", "localhost:80"));
     }
 }

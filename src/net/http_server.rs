@@ -35,6 +35,8 @@ pub(crate) struct ServerOptions {
     /// TLS, to complete the handshake.
     pub(crate) header_read_timeout: Option<Duration>,
     pub(crate) tls: Option<tokio_rustls::TlsAcceptor>,
+    /// Connections served at once; more wait in the listen backlog (`None`: no limit).
+    pub(crate) max_connections: Option<usize>,
 }
 
 /// Serves `app` on `listener` until `stop`, then winds down as the module docs say,
@@ -45,9 +47,12 @@ pub(crate) async fn serve_with(
     stop: CancellationToken,
     options: ServerOptions,
 ) -> std::io::Result<()> {
-    super::accept::accept_until(listener, stop.clone(), None, |stream, _| {
-        accept_connection(stream, app.clone(), stop.clone(), options.clone())
-    })
+    super::accept::accept_until(
+        listener,
+        stop.clone(),
+        options.max_connections,
+        |stream, _| accept_connection(stream, app.clone(), stop.clone(), options.clone()),
+    )
     .await;
     Ok(())
 }

@@ -42,14 +42,20 @@ impl ServerAuth {
             .get(header::AUTHORIZATION)
             .map(|v| v.as_bytes())
             .unwrap_or_default();
-        let expected = match self {
-            Self::Bearer(token) => format!("Bearer {token}"),
-            Self::Basic { user, password } => format!(
-                "Basic {}",
-                base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+        // The scheme is case-insensitive (RFC 7235); the credentials are not.
+        let Some(space) = given.iter().position(|b| *b == b' ') else {
+            return false;
+        };
+        let (scheme, credentials) = (&given[..space], &given[space + 1..]);
+        let (wanted, expected) = match self {
+            Self::Bearer(token) => ("bearer", token.clone()),
+            Self::Basic { user, password } => (
+                "basic",
+                base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}")),
             ),
         };
-        bool::from(given.ct_eq(expected.as_bytes()))
+        scheme.eq_ignore_ascii_case(wanted.as_bytes())
+            && bool::from(credentials.ct_eq(expected.as_bytes()))
     }
 }
 
@@ -69,6 +75,10 @@ mod tests {
         };
         let bearer = ServerAuth::Bearer("t0k3n".into());
         assert!(bearer.admits(&headers("Bearer t0k3n")));
+        assert!(bearer.admits(&headers("bearer t0k3n")));
+        assert!(!bearer.admits(&headers("Bearer  t0k3n")));
+        assert!(!bearer.admits(&headers("Basic t0k3n")));
+        assert!(!bearer.admits(&headers("t0k3n")));
         assert!(!bearer.admits(&headers("Bearer t0k3")));
         assert!(!bearer.admits(&headers("Bearer t0k3n2")));
         assert!(!bearer.admits(&HeaderMap::new()));

@@ -5,15 +5,14 @@
 use std::fmt::Write;
 
 use super::MetricKind;
-use super::series::{Series, State};
+use super::series::{Series, State, family_key};
 
 pub(super) const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 pub(super) fn render(state: &State) -> String {
     let mut out = String::new();
     for metric in &state.metrics.0 {
-        let key = (metric.name.clone(), metric.kind, metric.label_names.clone());
-        let Some(family) = state.families.get(&key) else {
+        let Some(family) = state.families.get(&family_key(metric)) else {
             continue;
         };
         let kind = match metric.kind {
@@ -97,6 +96,9 @@ pub(super) fn number(v: f64) -> String {
         "+Inf".into()
     } else if v == f64::NEG_INFINITY {
         "-Inf".into()
+    } else if v != 0.0 && !(1e-4..1e15).contains(&v.abs()) {
+        // Without an exponent, 1e-320 would print as 330 digits.
+        format!("{v:e}")
     } else {
         v.to_string()
     }

@@ -21,8 +21,8 @@ const DEFAULT_BUCKETS: [f64; 11] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
-/// Longest label value kept; an event whose label would be longer is skipped, so a
-/// hostile value cannot make every scrape megabytes long.
+/// Longest label value (or `active_alerts` key) kept; an event whose label would be
+/// longer is skipped, so a hostile value cannot make every scrape megabytes long.
 pub(super) const MAX_LABEL_VALUE_BYTES: usize = 1024;
 
 /// One configured metric, compiled.
@@ -51,8 +51,22 @@ impl Metrics {
         let mut out = Vec::with_capacity(configs.len());
         for c in configs {
             let m = compile(c).map_err(|e| BuildError(format!("metric `{}`: {e}", c.name)))?;
-            if !names.insert(c.name.clone()) {
-                return Err(BuildError(format!("metric `{}` is defined twice", c.name)));
+            // A histogram writes `<name>_bucket`, `_sum` and `_count` as well.
+            let written: Vec<String> = if m.kind == MetricKind::Histogram {
+                ["", "_bucket", "_sum", "_count"]
+                    .iter()
+                    .map(|suffix| format!("{}{suffix}", m.name))
+                    .collect()
+            } else {
+                vec![m.name.clone()]
+            };
+            for name in written {
+                if !names.insert(name.clone()) {
+                    return Err(BuildError(format!(
+                        "metric `{}`: `{name}` is written by another metric too",
+                        c.name
+                    )));
+                }
             }
             out.push(m);
         }
@@ -149,15 +163,34 @@ pub(super) struct Series {
     updated: Instant,
 }
 
-/// The series of one metric.
+/// The series of one metric, and what they hold against its bounds.
 #[derive(Debug, Default)]
 pub(super) struct Family {
     pub(super) series: HashMap<Vec<String>, Series>,
     /// `active_alerts`: each firing alert's key and the labels it counts under.
     open: HashMap<String, Vec<String>>,
+    /// Bytes of label values and keys held.
+    bytes: usize,
 }
 
-type FamilyKey = (String, MetricKind, Vec<String>);
+impl Family {
+    fn held(&self) -> usize {
+        self.series.len() + self.open.len()
+    }
+
+    /// Whether `series` more series or keys and `bytes` more bytes fit.
+    fn fits(&self, series: usize, bytes: usize, max_series: usize) -> bool {
+        self.held() + series <= max_series && self.bytes + bytes <= MAX_BYTES_PER_METRIC
+    }
+}
+
+/// Label values and alert keys one metric may hold, all series together, so a scrape
+/// stays small whatever the events hold (a histogram repeats its labels on every
+/// bucket line).
+pub(super) const MAX_BYTES_PER_METRIC: usize = 1 << 20;
+
+/// A metric's identity across reloads: its series carry over only while these stay.
+type FamilyKey = (String, MetricKind, Vec<String>, Option<String>);
 
 /// Everything an exporter holds.
 #[derive(Debug, Default)]
@@ -165,8 +198,8 @@ pub(crate) struct State {
     pub(super) metrics: Metrics,
     pub(super) families: HashMap<FamilyKey, Family>,
     max_series: usize,
-    held: usize,
     expire_after: Option<Duration>,
+    last_expiry: Option<Instant>,
 }
 
 /// What recording events did beyond updating series.
@@ -183,12 +216,21 @@ impl std::ops::AddAssign for Outcome {
     }
 }
 
-fn family_key(m: &Metric) -> FamilyKey {
-    (m.name.clone(), m.kind, m.label_names.clone())
+pub(super) fn family_key(m: &Metric) -> FamilyKey {
+    (
+        m.name.clone(),
+        m.kind,
+        m.label_names.clone(),
+        m.key.as_ref().map(|k| format!("{k:?}")),
+    )
+}
+
+fn label_bytes(labels: &[String]) -> usize {
+    labels.iter().map(String::len).sum()
 }
 
 impl State {
-    /// Takes a (new) configuration: families it still defines keep their series.
+    /// Takes a (new) configuration: metrics it still defines alike keep their series.
     pub(super) fn configure(
         &mut self,
         metrics: Metrics,
@@ -203,15 +245,17 @@ impl State {
         self.metrics = metrics;
         self.max_series = max_series;
         self.expire_after = expire_after;
-        self.held = self
-            .families
-            .values()
-            .map(|f| f.series.len() + f.open.len())
-            .sum();
     }
 
     /// Applies one event to every metric.
     pub(super) fn record(&mut self, event: &Event, now: Instant) -> Outcome {
+        // Expired series make room before new ones are refused for the lack of it.
+        if self
+            .last_expiry
+            .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1))
+        {
+            self.expire(now);
+        }
         let mut outcome = Outcome::default();
         for i in 0..self.metrics.0.len() {
             match self.record_one(i, event, now) {
@@ -232,59 +276,70 @@ impl State {
             return Recorded::Skipped;
         };
         if metric.kind == MetricKind::ActiveAlerts {
-            let places = (&mut self.held, self.max_series);
-            return active(metric, family, labels, event, now, places);
+            return active(metric, family, labels, event, now, self.max_series);
         }
-        let room = self.held < self.max_series;
         let Some(number) = number(metric, event) else {
             return Recorded::Skipped;
         };
-        let series = match family.series.get_mut(&labels) {
-            Some(s) => s,
-            None if !room => return Recorded::Dropped,
-            None => {
-                self.held += 1;
-                family
-                    .series
-                    .entry(labels)
-                    .or_insert_with(|| Series::new(metric, now))
+        if !family.series.contains_key(&labels) {
+            let bytes = label_bytes(&labels);
+            if !family.fits(1, bytes, self.max_series) {
+                return Recorded::Dropped;
             }
+            family.bytes += bytes;
+            family
+                .series
+                .insert(labels.clone(), Series::new(metric, now));
+        }
+        let Some(series) = family.series.get_mut(&labels) else {
+            return Recorded::Skipped;
         };
-        series.updated = now;
+        // A total that would overflow to infinity is left where it is.
+        let finite = |v: f64| v.is_finite().then_some(v);
         match metric.kind {
-            MetricKind::Counter => series.value += number,
+            MetricKind::Counter => match finite(series.value + number) {
+                Some(v) => series.value = v,
+                None => return Recorded::Skipped,
+            },
             MetricKind::Gauge => series.value = number,
             MetricKind::Histogram => {
+                let Some(sum) = finite(series.sum + number) else {
+                    return Recorded::Skipped;
+                };
                 let bucket = metric
                     .buckets
                     .iter()
                     .position(|b| number <= *b)
                     .unwrap_or(metric.buckets.len());
                 series.buckets[bucket] += 1;
-                series.sum += number;
+                series.sum = sum;
                 series.count += 1;
             }
             MetricKind::ActiveAlerts => {}
         }
+        series.updated = now;
         Recorded::Yes
     }
 
     /// Removes the series no event updated within `expire_after` (an `active_alerts`
     /// series stays while an alert of it fires).
     pub(super) fn expire(&mut self, now: Instant) {
+        self.last_expiry = Some(now);
         let Some(after) = self.expire_after else {
             return;
         };
-        let mut removed = 0;
-        for ((_, kind, _), family) in &mut self.families {
+        for ((_, kind, _, _), family) in &mut self.families {
             let firing = |s: &Series| *kind == MetricKind::ActiveAlerts && s.value > 0.0;
-            let before = family.series.len();
-            family
-                .series
-                .retain(|_, s| firing(s) || now.duration_since(s.updated) < after);
-            removed += before - family.series.len();
+            let mut freed = 0;
+            family.series.retain(|labels, s| {
+                let keep = firing(s) || now.duration_since(s.updated) < after;
+                if !keep {
+                    freed += label_bytes(labels);
+                }
+                keep
+            });
+            family.bytes -= freed;
         }
-        self.held -= removed;
     }
 }
 
@@ -345,9 +400,14 @@ fn active(
     labels: Vec<String>,
     event: &Event,
     now: Instant,
-    (held, max_series): (&mut usize, usize),
+    max_series: usize,
 ) -> Recorded {
-    let Some(key) = metric.key.as_ref().and_then(|k| k.render(event).ok()) else {
+    let Some(key) = metric
+        .key
+        .as_ref()
+        .and_then(|k| k.render(event).ok())
+        .filter(|k| k.len() <= MAX_LABEL_VALUE_BYTES)
+    else {
         return Recorded::Skipped;
     };
     let firing = match event.get("status").map(Value::to_string_lossy) {
@@ -357,7 +417,7 @@ fn active(
     };
     // The alert leaves the series it counted under (its labels may have changed).
     if let Some(old) = family.open.remove(&key) {
-        *held -= 1;
+        family.bytes -= key.len();
         if let Some(s) = family.series.get_mut(&old) {
             s.value -= 1.0;
             s.updated = now;
@@ -366,14 +426,13 @@ fn active(
     if !firing {
         return Recorded::Yes;
     }
-    let is_new_series = !family.series.contains_key(&labels);
+    let new_series = !family.series.contains_key(&labels);
+    let bytes = key.len() + if new_series { label_bytes(&labels) } else { 0 };
     // The key takes a place, and so does a new series.
-    if *held + 1 + usize::from(is_new_series) > max_series {
+    if !family.fits(1 + usize::from(new_series), bytes, max_series) {
         return Recorded::Dropped;
     }
-    if is_new_series {
-        *held += 1;
-    }
+    family.bytes += bytes;
     let series = family
         .series
         .entry(labels.clone())
@@ -381,7 +440,6 @@ fn active(
     series.value += 1.0;
     series.updated = now;
     family.open.insert(key, labels);
-    *held += 1;
     Recorded::Yes
 }
 

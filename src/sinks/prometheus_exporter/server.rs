@@ -13,6 +13,10 @@ use super::exposition::{CONTENT_TYPE, render};
 use super::series::State;
 use crate::net::{CHALLENGE, ServerAuth};
 
+/// Scrapers served at once: each holds a rendered scrape until it has read it, so a
+/// few slow readers must not hold many copies.
+const MAX_SCRAPERS: usize = 8;
+
 pub(super) async fn serve(
     listener: TcpListener,
     state: Arc<Mutex<State>>,
@@ -44,6 +48,7 @@ pub(super) async fn serve(
     let options = crate::net::http_server::ServerOptions {
         header_read_timeout: Some(read_timeout),
         tls: None,
+        max_connections: Some(MAX_SCRAPERS),
     };
     if let Err(e) = crate::net::http_server::serve_with(listener, app, stop, options).await {
         tracing::error!(error = %e, "prometheus_exporter server failed");

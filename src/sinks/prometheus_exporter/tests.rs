@@ -231,7 +231,7 @@ fn bad_definitions_are_validate_errors_naming_the_metric() {
         ),
         (
             serde_json::json!([{"name": "c", "type": "counter"}, {"name": "c", "type": "gauge", "field": "x"}]),
-            "defined twice",
+            "written by another metric too",
         ),
         (
             serde_json::json!([{"name": "c", "type": "counter", "key": "{{ id }}"}]),
@@ -264,4 +264,105 @@ fn bad_definitions_are_validate_errors_naming_the_metric() {
             .check()
             .is_ok()
     );
+}
+
+#[test]
+fn a_noisy_metric_cannot_take_the_room_of_another() {
+    let mut s = state(
+        serde_json::json!([
+            {"name": "events_total", "type": "counter", "labels": {"source": "{{ source }}"}},
+            {"name": "active", "type": "active_alerts", "labels": {"severity": "{{ severity }}"}},
+        ]),
+        10,
+    );
+    let junk: Vec<_> = (0..100)
+        .map(|i| serde_json::json!({"source": format!("junk{i}")}))
+        .collect();
+    assert_eq!(record(&mut s, &junk).dropped, 90);
+    let real = serde_json::json!({"source": "x", "fingerprint": "f", "status": "firing", "severity": "critical"});
+    record(&mut s, &[real]);
+    assert!(render(&s).contains("active{severity=\"critical\"} 1\n"));
+}
+
+#[test]
+fn label_bytes_and_keys_are_bounded_per_metric() {
+    let mut s = state(
+        serde_json::json!([
+            {"name": "a_total", "type": "counter", "labels": {"v": "{{ v }}"}},
+            {"name": "open", "type": "active_alerts"},
+        ]),
+        1_000_000,
+    );
+    // 1000-byte values: a bit over a thousand fit in the metric's 1 MiB.
+    let events: Vec<_> = (0..1100)
+        .map(|i| serde_json::json!({"v": format!("{i:01000}")}))
+        .collect();
+    let outcome = record(&mut s, &events);
+    assert_eq!(
+        outcome.dropped as usize,
+        1100 - series::MAX_BYTES_PER_METRIC / 1000
+    );
+    // An alert key longer than a label value may be is skipped.
+    let long = "k".repeat(series::MAX_LABEL_VALUE_BYTES + 1);
+    let outcome = record(
+        &mut s,
+        &[serde_json::json!({"fingerprint": long, "status": "firing"})],
+    );
+    assert_eq!(
+        outcome.skipped, 2,
+        "the counter lacks `v`, the key is too long"
+    );
+}
+
+#[test]
+fn totals_do_not_overflow_and_a_changed_key_starts_afresh() {
+    let mut s = state(
+        serde_json::json!([
+            {"name": "big_total", "type": "counter", "field": "n"},
+            {"name": "open", "type": "active_alerts"},
+        ]),
+        100,
+    );
+    let outcome = record(
+        &mut s,
+        &[
+            serde_json::json!({"n": 1.7e308, "fingerprint": "abc", "status": "firing"}),
+            serde_json::json!({"n": 1.7e308}),
+        ],
+    );
+    assert_eq!(
+        outcome.skipped, 2,
+        "the second addition, and its missing status"
+    );
+    let text = render(&s);
+    assert!(text.contains("big_total 1.7e308\n"), "{text}");
+    assert!(text.contains("open 1\n"), "{text}");
+    // The key now reads another field: the alerts counted under the old key are gone.
+    let reloaded = metrics(serde_json::json!([
+        {"name": "big_total", "type": "counter", "field": "n"},
+        {"name": "open", "type": "active_alerts", "key": "{{ alertname }}:{{ fingerprint }}"},
+    ]))
+    .expect("valid");
+    s.configure(reloaded, 100, None);
+    record(
+        &mut s,
+        &[serde_json::json!({"alertname": "A", "fingerprint": "abc", "status": "resolved"})],
+    );
+    let text = render(&s);
+    assert!(
+        !text.lines().any(|l| l.starts_with("open ")),
+        "the old key's alert is not counted: {text}"
+    );
+    assert!(render(&s).contains("big_total 1.7e308\n"));
+}
+
+#[test]
+fn numbers_are_written_as_prometheus_reads_them() {
+    use super::exposition::number;
+    assert_eq!(number(1.0), "1");
+    assert_eq!(number(12.5), "12.5");
+    assert_eq!(number(1e-320), "1e-320");
+    assert_eq!(number(1.7e308), "1.7e308");
+    assert_eq!(number(0.0), "0");
+    assert_eq!(number(f64::INFINITY), "+Inf");
 }

@@ -41,17 +41,25 @@ pub(crate) struct RemoteWriteConfig {
     pub(crate) auth: Option<ServerAuth>,
     /// Serve HTTPS with this certificate and key.
     pub(crate) tls: Option<ServerTls>,
-    /// Largest compressed body (default 8 MiB; 413 above it).
+    /// Largest compressed body (default 4 MiB; 413 above it).
     #[serde(default = "default_max_body_bytes")]
     pub(crate) max_body_bytes: usize,
-    /// Largest body once decompressed (default 64 MiB; 400 above it, refused on the
-    /// size the body declares, before decompressing).
+    /// Largest body once decompressed, and most memory its samples may take as events
+    /// (default 16 MiB; 400 above it). Both are checked before anything is allocated
+    /// for them: the size on what the body declares, the events on a scan of the wire
+    /// format.
     #[serde(default = "default_max_decompressed_bytes")]
     pub(crate) max_decompressed_bytes: usize,
-    /// Most samples in one request (default 100000; Prometheus sends at most
-    /// `max_samples_per_send`, 2000 by default).
+    /// Most samples (and series) in one request (default 50000; Prometheus sends at
+    /// most `max_samples_per_send`, 2000 by default). A series may have at most 128
+    /// labels.
     #[serde(default = "default_max_samples")]
     pub(crate) max_samples_per_request: usize,
+    /// Requests decoded at once (default 4); others wait for their turn within
+    /// `request_timeout`, then get 503, which Prometheus retries. With the limits above
+    /// it bounds the memory requests take.
+    #[serde(default = "default_max_concurrent")]
+    pub(crate) max_concurrent_requests: usize,
     /// How long a request may wait for room in the pipeline and for its events to be
     /// delivered; after it, a request whose events entered the pipeline is answered
     /// 204 (they are on their way), one whose events could not enter it 503 (default
@@ -59,8 +67,8 @@ pub(crate) struct RemoteWriteConfig {
     #[schemars(schema_with = "crate::units::duration")]
     #[serde(default = "default_timeout", with = "humantime_serde")]
     pub(crate) request_timeout: Duration,
-    /// Longest time a client may take to send a request's headers and its body
-    /// (default 10s).
+    /// Longest time a client may take to send a request's headers, and then again its
+    /// body (default 10s; 408 when the body is late).
     #[schemars(schema_with = "crate::units::duration")]
     #[serde(default = "default_timeout", with = "humantime_serde")]
     pub(crate) read_timeout: Duration,
@@ -70,13 +78,16 @@ fn default_path() -> String {
     "/api/v1/write".into()
 }
 fn default_max_body_bytes() -> usize {
-    8 * 1024 * 1024
+    4 * 1024 * 1024
 }
 fn default_max_decompressed_bytes() -> usize {
-    64 * 1024 * 1024
+    16 * 1024 * 1024
 }
 fn default_max_samples() -> usize {
-    100_000
+    50_000
+}
+fn default_max_concurrent() -> usize {
+    4
 }
 fn default_timeout() -> Duration {
     Duration::from_secs(10)
@@ -105,15 +116,17 @@ impl SourceConfig for RemoteWriteConfig {
                 self.address
             )));
         }
-        if !self.path.starts_with('/') {
+        let plain = |c: char| c.is_ascii_alphanumeric() || "/-._~".contains(c);
+        if !self.path.starts_with('/') || !self.path.chars().all(plain) {
             return Err(BuildError(format!(
-                "`path` `{}` must start with /",
+                "`path` `{}` must start with / and hold only letters, digits and / - . _ ~",
                 self.path
             )));
         }
         if self.max_body_bytes == 0
             || self.max_decompressed_bytes == 0
             || self.max_samples_per_request == 0
+            || self.max_concurrent_requests == 0
             || self.request_timeout.is_zero()
             || self.read_timeout.is_zero()
         {
@@ -153,6 +166,7 @@ impl SourceConfig for RemoteWriteConfig {
             let receiver = Arc::new(Receiver {
                 config: self.clone(),
                 intake,
+                decoding: tokio::sync::Semaphore::new(self.max_concurrent_requests),
             });
             let task = run(receiver, listener, tls, cx.shutdown);
             Ok(Box::pin(task) as ComponentTask)
@@ -164,6 +178,8 @@ impl SourceConfig for RemoteWriteConfig {
 struct Receiver {
     config: RemoteWriteConfig,
     intake: Intake,
+    /// Turns to decode: bounds the memory requests in flight take.
+    decoding: tokio::sync::Semaphore,
 }
 
 async fn run(
@@ -176,6 +192,7 @@ async fn run(
     let options = crate::net::http_server::ServerOptions {
         header_read_timeout: Some(receiver.config.read_timeout),
         tls,
+        max_connections: None,
     };
     let handler = {
         let receiver = Arc::clone(&receiver);
@@ -211,6 +228,13 @@ impl Receiver {
             self.intake.metrics.add_errors(1);
             return refusal;
         }
+        let turn = self.decoding.acquire();
+        let Ok(Ok(turn)) = tokio::time::timeout(config.request_timeout, turn).await else {
+            return answer(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too many requests in flight (max_concurrent_requests): try again",
+            );
+        };
         let read = axum::body::to_bytes(body, config.max_body_bytes);
         let bytes = match tokio::time::timeout(config.read_timeout, read).await {
             Err(_) => {
@@ -252,6 +276,8 @@ impl Receiver {
                 return answer(StatusCode::INTERNAL_SERVER_ERROR, "decoding failed");
             }
         };
+        // The events are in memory the pipeline's budget accounts for from here.
+        drop(turn);
         if decoded.stale > 0 {
             self.intake.metrics.add_discarded(decoded.stale);
         }
@@ -302,4 +328,23 @@ fn check_headers(headers: &HeaderMap) -> Result<(), Response> {
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_path_the_router_would_read_as_a_pattern_is_a_validate_error() {
+        let config = |path: &str| -> RemoteWriteConfig {
+            serde_json::from_value(serde_json::json!({"address": "127.0.0.1:9201", "path": path}))
+                .expect("config")
+        };
+        for bad in ["/api/*x", "/api/{x}", "/api/:x", "api/v1/write", "/a b"] {
+            let err = config(bad).check().expect_err(bad).0;
+            assert!(err.contains("`path`"), "{bad}: {err}");
+        }
+        assert!(config("/api/v1/write").check().is_ok());
+        assert!(config("/prometheus/api/v1/push").check().is_ok());
+    }
 }

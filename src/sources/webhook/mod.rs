@@ -336,6 +336,7 @@ impl SourceConfig for WebhookConfig {
             let options = crate::net::http_server::ServerOptions {
                 header_read_timeout: Some(self.read_timeout),
                 tls,
+                max_connections: None,
             };
             let shutdown = cx.shutdown;
             Ok(Box::pin(async move {
