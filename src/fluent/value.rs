@@ -415,10 +415,15 @@ fn event_time(payload: &[u8]) -> DateTime<Utc> {
         .unwrap_or_default()
 }
 
-/// Writes `time` as an EventTime (seconds before 1970 or after 2106 are clamped: the
-/// format has 32 unsigned bits).
+/// Writes `time` as an EventTime, or, outside what its 32 unsigned bits of seconds
+/// hold (before 1970, after 2106), as whole seconds in a signed integer, which every
+/// reader takes: the sub-second part is lost rather than the date.
 pub fn write_time(out: &mut Vec<u8>, time: DateTime<Utc>) {
-    let secs = time.timestamp().clamp(0, i64::from(u32::MAX)) as u32;
+    let Ok(secs) = u32::try_from(time.timestamp()) else {
+        out.push(0xd3);
+        out.extend_from_slice(&time.timestamp().to_be_bytes());
+        return;
+    };
     out.extend_from_slice(&[0xd7, EVENT_TIME_EXT as u8]);
     out.extend_from_slice(&secs.to_be_bytes());
     out.extend_from_slice(&time.timestamp_subsec_nanos().min(999_999_999).to_be_bytes());
@@ -529,5 +534,11 @@ mod tests {
         assert_eq!(r.time().unwrap().timestamp(), 1_600_000_000);
         assert_eq!(r.time().unwrap(), Utc.timestamp_opt(5, 7).unwrap());
         assert!(Reader::new(&[0xa1, b'x'], 4, 1024).time().is_err());
+        // Before 1970 and after 2106: whole seconds, the date kept.
+        for secs in [-1_i64, -2_208_988_800, 32_503_680_000] {
+            let mut out = Vec::new();
+            write_time(&mut out, Utc.timestamp_opt(secs, 500).unwrap());
+            assert_eq!(Reader::new(&out, 4, 1024).time().unwrap().timestamp(), secs);
+        }
     }
 }

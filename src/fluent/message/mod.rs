@@ -16,6 +16,11 @@ use vrl::value::ObjectMap;
 use super::value::{DecodeError, Kind, Reader, write_str};
 use crate::buffer::cost::{MAP_NODE, SLOT};
 
+/// The longest tag taken. Tags are short dotted names (`app.web.access`); every event
+/// of a message carries its tag, so a long one would be copied into each record a sink
+/// writes out.
+pub const MAX_TAG_BYTES: usize = 1024;
+
 /// One record of a request and its time; `None` when the sender left the time unset
 /// (`nil` or zero), which fluentd reads as "now", so the receiver stamps its own.
 pub type Entry = (Option<DateTime<Utc>>, ObjectMap);
@@ -54,6 +59,8 @@ pub enum MessageError {
     Shape(&'static str),
     #[error("more than {max} entries in one message (max_entries_per_message)")]
     TooManyEntries { max: usize },
+    #[error("a tag longer than {max} bytes")]
+    TagTooLong { max: usize },
     #[error("the client started a TLS handshake, but this listener has no tls")]
     TlsHandshake,
     #[error("unsupported compression `{0}`: only gzip is defined")]
@@ -109,7 +116,11 @@ pub fn parse_inflated(
             "a request starts with its tag, a string",
         ));
     }
-    let tag = String::from_utf8_lossy(r.raw_bytes()?).into_owned();
+    let tag = r.raw_bytes()?;
+    if tag.len() > MAX_TAG_BYTES {
+        return Err(MessageError::TagTooLong { max: MAX_TAG_BYTES });
+    }
+    let tag = String::from_utf8_lossy(tag).into_owned();
     let mut entries = Vec::new();
     let options = match r.peek()? {
         Kind::Int | Kind::Ext | Kind::Float | Kind::Nil => {

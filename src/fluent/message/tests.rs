@@ -318,3 +318,14 @@ fn many_small_records_fit_the_allowance_and_empty_ones_are_charged_a_node() {
         Err(MessageError::Decode(DecodeError::OverAllowance))
     );
 }
+
+#[test]
+fn a_tag_longer_than_a_kibibyte_is_refused() {
+    let message = |tag: String| pack(&V::Array(vec![V::from(tag), V::from(1), record("x")]));
+    let longest = "t".repeat(MAX_TAG_BYTES);
+    assert_eq!(events(&message(longest.clone())).tag, longest);
+    assert_eq!(
+        parse(&message(format!("{longest}t")), &bounds()),
+        Err(MessageError::TagTooLong { max: MAX_TAG_BYTES })
+    );
+}

@@ -124,7 +124,15 @@ impl<S: AsyncRead + Unpin> Reader<'_, S> {
             let until = message_until.unwrap_or(idle_until);
             let next_read = self.buf.len().clamp(FIRST_READ, READ_CHUNK);
             if self.buf.len() + next_read > FREE_BYTES {
-                self.held.ensure(self.buf.len() + next_read, until).await?;
+                let need = self.buf.len() + next_read;
+                self.held.ensure(need, until).await?;
+                // A message may not be read past what one message may hold.
+                if self.held.bytes < need {
+                    return Err(Closed::TooCostly {
+                        need,
+                        may: self.held.bytes,
+                    });
+                }
             }
             self.buf.reserve(next_read);
             let between = self.buf.is_empty();
