@@ -55,6 +55,21 @@ impl InhibitRule {
         self.source.iter().all(|m| m.matches_labels(labels))
     }
 
+    /// Whether `source` (a firing alert on the source side) inhibits `target`, as
+    /// Alertmanager decides: the target side matches `target` and the `equal` labels
+    /// agree; and when `target` is on both sides, a source on both sides does not
+    /// count, so such alerts do not inhibit each other.
+    pub(crate) fn inhibits(
+        &self,
+        source: &BTreeMap<String, String>,
+        target: &BTreeMap<String, String>,
+    ) -> bool {
+        let both_sides = |labels: &BTreeMap<String, String>| {
+            self.is_source(labels) && self.target.iter().all(|m| m.matches_labels(labels))
+        };
+        self.mutes(source, target) && !(both_sides(target) && both_sides(source))
+    }
+
     fn mutes(&self, source: &BTreeMap<String, String>, target: &BTreeMap<String, String>) -> bool {
         self.target.iter().all(|m| m.matches_labels(target))
             && self.equal.iter().all(|l| source.get(l) == target.get(l))
@@ -136,5 +151,24 @@ mod tests {
         })
         .expect_err("bad matcher");
         assert!(e.contains("`source_matchers`"), "{e}");
+    }
+
+    #[test]
+    fn alerts_on_both_sides_do_not_inhibit_each_other() {
+        // Alertmanager's rule: a target that matches the source side too is only
+        // inhibited by sources that do not match the target side.
+        let rule = InhibitRule::new(&InhibitConfig {
+            source_matchers: vec!["severity=critical".into()],
+            target_matchers: vec!["team=db".into()],
+            equal: vec![],
+        })
+        .expect("valid");
+        let both = labels(&[("severity", "critical"), ("team", "db")]);
+        let other_both = labels(&[("severity", "critical"), ("team", "db"), ("x", "1")]);
+        let source_only = labels(&[("severity", "critical"), ("team", "web")]);
+        let target_only = labels(&[("severity", "low"), ("team", "db")]);
+        assert!(!rule.inhibits(&other_both, &both));
+        assert!(rule.inhibits(&source_only, &both));
+        assert!(rule.inhibits(&both, &target_only));
     }
 }

@@ -3,6 +3,7 @@
 
 pub(crate) mod aggregate;
 pub mod alert_rule;
+pub(crate) mod alertmanager_route;
 pub(crate) mod dedupe;
 pub(crate) mod enrich;
 pub(crate) mod filter;
@@ -17,6 +18,7 @@ pub(crate) mod throttle;
 crate::component::component_registry! { crate::component::TransformConfig;
     "aggregate" => aggregate::AggregateConfig,
     "alert_rule" => alert_rule::AlertRuleConfig,
+    "alertmanager_route" => alertmanager_route::AlertmanagerRouteConfig,
     "dedupe" => dedupe::DedupeConfig,
     "enrich" => enrich::EnrichConfig,
     "filter" => filter::FilterConfig,

@@ -1,0 +1,90 @@
+use std::collections::BTreeMap;
+
+use super::tree::{Route, RouteConfig};
+
+fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn tree(yaml: &str) -> Route {
+    let config: RouteConfig = serde_saphyr::from_str(yaml).expect("route yaml");
+    Route::root(&config).expect("valid")
+}
+
+fn receivers(root: &Route, pairs: &[(&str, &str)]) -> Vec<String> {
+    root.matching(&labels(pairs))
+        .iter()
+        .map(|r| r.settings.receiver.clone())
+        .collect()
+}
+
+#[test]
+fn the_first_matching_child_wins_unless_it_continues() {
+    let root = tree(
+        r#"
+receiver: default
+group_by: [alertname]
+routes:
+  - matchers: [team="db"]
+    receiver: db
+    continue: true
+  - matchers: ['severity=~"critical|page"']
+    receiver: pager
+    group_wait: 5s
+    routes:
+      - match: { service: checkout }
+        receiver: checkout-pager
+  - match_re: { team: "web|api" }
+    receiver: web
+"#,
+    );
+    assert_eq!(receivers(&root, &[("team", "ops")]), ["default"]);
+    // `continue` on the db route: the pager route is tried too.
+    assert_eq!(
+        receivers(&root, &[("team", "db"), ("severity", "critical")]),
+        ["db", "pager"]
+    );
+    // No `continue` on the pager route: web is not tried.
+    assert_eq!(
+        receivers(&root, &[("team", "web"), ("severity", "page")]),
+        ["pager"]
+    );
+    assert_eq!(receivers(&root, &[("team", "api")]), ["web"]);
+    // Regexes are anchored.
+    assert_eq!(receivers(&root, &[("team", "webapp")]), ["default"]);
+    let nested = root.matching(&labels(&[
+        ("severity", "critical"),
+        ("service", "checkout"),
+    ]));
+    assert_eq!(nested.len(), 1);
+    let s = &nested[0].settings;
+    assert_eq!(s.receiver, "checkout-pager");
+    // Inherited from the pager route, and from the root.
+    assert_eq!(s.group_wait, std::time::Duration::from_secs(5));
+    assert_eq!(s.group_by, Some(vec!["alertname".to_string()]));
+    assert_eq!(s.repeat_interval, std::time::Duration::from_secs(4 * 3600));
+}
+
+#[test]
+fn bad_trees_say_where() {
+    for (yaml, says) in [
+        ("routes: []", "needs a `receiver`"),
+        ("receiver: a\nmatchers: [x=y]", "takes no matchers"),
+        (
+            "receiver: a\nroutes: [{matchers: ['x=~\"(\"'], receiver: b}]",
+            "route.routes[0]",
+        ),
+        (
+            "receiver: a\nroutes: [{group_wait: soon}]",
+            "`group_wait` `soon`",
+        ),
+        ("receiver: a\ngroup_by: ['...', x]", "stands alone"),
+    ] {
+        let config: RouteConfig = serde_saphyr::from_str(yaml).expect("yaml");
+        let err = Route::root(&config).expect_err("refused");
+        assert!(err.contains(says), "{yaml}: {err}");
+    }
+}
