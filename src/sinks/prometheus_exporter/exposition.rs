@@ -5,14 +5,14 @@
 use std::fmt::Write;
 
 use super::MetricKind;
-use super::series::{Series, State, family_key};
+use super::series::{Series, State};
 
 pub(super) const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 pub(super) fn render(state: &State) -> String {
     let mut out = String::new();
     for metric in &state.metrics.0 {
-        let Some(family) = state.families.get(&family_key(metric)) else {
+        let Some(family) = state.families.get(&metric.identity) else {
             continue;
         };
         let kind = match metric.kind {

@@ -36,6 +36,8 @@ pub(super) struct Metric {
     pub(super) label_names: Vec<String>,
     labels: Vec<Template>,
     pub(super) buckets: Vec<f64>,
+    /// Its family's key, made once: events and scrapes look the family up by it.
+    pub(super) identity: FamilyKey,
 }
 
 /// The compiled `metrics` option.
@@ -128,7 +130,14 @@ fn compile(c: &MetricConfig) -> Result<Metric, String> {
         labels.push(Template::parse(template).map_err(|e| format!("label `{name}`: {e}"))?);
         label_names.push(name.clone());
     }
+    let identity = (
+        c.name.clone(),
+        c.kind,
+        label_names.clone(),
+        key.as_ref().map(|k| format!("{k:?}")),
+    );
     Ok(Metric {
+        identity,
         name: c.name.clone(),
         help: c
             .help
@@ -190,7 +199,7 @@ impl Family {
 pub(super) const MAX_BYTES_PER_METRIC: usize = 1 << 20;
 
 /// A metric's identity across reloads: its series carry over only while these stay.
-type FamilyKey = (String, MetricKind, Vec<String>, Option<String>);
+pub(super) type FamilyKey = (String, MetricKind, Vec<String>, Option<String>);
 
 /// Everything an exporter holds.
 #[derive(Debug, Default)]
@@ -216,15 +225,6 @@ impl std::ops::AddAssign for Outcome {
     }
 }
 
-pub(super) fn family_key(m: &Metric) -> FamilyKey {
-    (
-        m.name.clone(),
-        m.kind,
-        m.label_names.clone(),
-        m.key.as_ref().map(|k| format!("{k:?}")),
-    )
-}
-
 fn label_bytes(labels: &[String]) -> usize {
     labels.iter().map(String::len).sum()
 }
@@ -237,7 +237,8 @@ impl State {
         max_series: usize,
         expire_after: Option<Duration>,
     ) {
-        let keep: std::collections::HashSet<FamilyKey> = metrics.0.iter().map(family_key).collect();
+        let keep: std::collections::HashSet<FamilyKey> =
+            metrics.0.iter().map(|m| m.identity.clone()).collect();
         self.families.retain(|k, _| keep.contains(k));
         for k in keep {
             self.families.entry(k).or_default();
@@ -272,7 +273,7 @@ impl State {
         let Some(labels) = label_values(metric, event) else {
             return Recorded::Skipped;
         };
-        let Some(family) = self.families.get_mut(&family_key(metric)) else {
+        let Some(family) = self.families.get_mut(&metric.identity) else {
             return Recorded::Skipped;
         };
         if metric.kind == MetricKind::ActiveAlerts {

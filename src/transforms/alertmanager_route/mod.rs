@@ -37,7 +37,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use serde::Deserialize;
-use vrl::value::{ObjectMap, Value};
+use vrl::value::Value;
 
 use crate::component::{
     BuildError, Transform, TransformConfig, TransformContext, TransformOutputs,
@@ -345,7 +345,7 @@ struct AlertmanagerRoute {
     compiled: Compiled,
     receivers: Vec<String>,
     /// Firing alerts that are sources of an inhibit rule, by key.
-    sources: HashMap<String, BTreeMap<String, String>>,
+    sources: HashMap<String, (BTreeMap<String, String>, Vec<usize>)>,
     max_sources: usize,
     clock: Arc<dyn crate::clock::Clock>,
     inhibited: Arc<LabeledCounter>,
@@ -376,27 +376,36 @@ fn key_of(event: &Event, labels: &BTreeMap<String, String>) -> String {
 impl AlertmanagerRoute {
     /// Remembers or forgets the alert as an inhibition source; then whether it is
     /// inhibited.
-    fn inhibition(&mut self, key: &str, labels: &BTreeMap<String, String>, firing: bool) -> bool {
+    fn inhibition(
+        &mut self,
+        event: &Event,
+        labels: &BTreeMap<String, String>,
+        firing: bool,
+    ) -> bool {
         let rules = &self.compiled.inhibit;
         if rules.is_empty() {
             return false;
         }
+        let key = key_of(event, labels);
         if !firing {
-            self.sources.remove(key);
+            self.sources.remove(&key);
             return false;
         }
-        if rules.iter().any(|r| r.is_source(labels)) && !self.sources.contains_key(key) {
-            if self.sources.len() < self.max_sources {
-                self.sources.insert(key.to_owned(), labels.clone());
-            } else {
-                self.untracked.add(1);
+        if !self.sources.contains_key(&key) {
+            // The rules it is a source of, matched once, not at every later event.
+            let of: Vec<usize> = (0..rules.len())
+                .filter(|&i| rules[i].is_source(labels))
+                .collect();
+            if !of.is_empty() {
+                if self.sources.len() < self.max_sources {
+                    self.sources.insert(key.clone(), (labels.clone(), of));
+                } else {
+                    self.untracked.add(1);
+                }
             }
         }
-        self.sources.iter().any(|(source_key, source)| {
-            source_key != key
-                && rules
-                    .iter()
-                    .any(|r| r.is_source(source) && r.inhibits(source, labels))
+        self.sources.iter().any(|(source_key, (source, of))| {
+            *source_key != key && of.iter().any(|&i| rules[i].inhibits(source, labels))
         })
     }
 
@@ -413,25 +422,6 @@ impl AlertmanagerRoute {
     }
 }
 
-fn route_metadata(route: &Route) -> Value {
-    let s = &route.settings;
-    let mut m = ObjectMap::new();
-    m.insert("receiver".into(), Value::from(s.receiver.as_str()));
-    let group_by = match &s.group_by {
-        None => Value::from("..."),
-        Some(labels) => Value::Array(labels.iter().map(|l| Value::from(l.as_str())).collect()),
-    };
-    m.insert("group_by".into(), group_by);
-    for (name, d) in [
-        ("group_wait_seconds", s.group_wait),
-        ("group_interval_seconds", s.group_interval),
-        ("repeat_interval_seconds", s.repeat_interval),
-    ] {
-        m.insert(name.into(), Value::from_f64_or_zero(d.as_secs_f64()));
-    }
-    Value::Object(m)
-}
-
 fn set_route(event: &mut Event, metadata: Value) {
     if let Value::Object(meta) = event.meta.vrl.make_mut() {
         meta.insert("alertmanager_route".into(), metadata);
@@ -446,13 +436,12 @@ impl Transform for AlertmanagerRoute {
             let labels = labels_of(&event);
             let status = event.get("status").map(Value::to_string_lossy);
             let firing = status.as_deref() == Some("firing");
-            let key = key_of(&event, &labels);
-            if self.inhibition(&key, &labels, firing) {
+            if self.inhibition(&event, &labels, firing) {
                 self.inhibited.add(1);
                 out.named[muted_output].push(event);
                 continue;
             }
-            let mut targets: Vec<(usize, Value)> = Vec::new();
+            let mut targets: Vec<(usize, &Value)> = Vec::new();
             let mut any_muted = false;
             for route in self.compiled.root.matching(&labels) {
                 if self.time_muted(route, now) {
@@ -465,7 +454,7 @@ impl Transform for AlertmanagerRoute {
                     .position(|r| *r == route.settings.receiver)
                     && !targets.iter().any(|(t, _)| *t == i)
                 {
-                    targets.push((i, route_metadata(route)));
+                    targets.push((i, &route.metadata));
                 }
             }
             if targets.is_empty() {
@@ -480,10 +469,10 @@ impl Transform for AlertmanagerRoute {
             };
             for (copy_to, copy_metadata) in rest {
                 let mut copy = event.clone();
-                set_route(&mut copy, copy_metadata.clone());
+                set_route(&mut copy, (*copy_metadata).clone());
                 out.named[*copy_to].push(copy);
             }
-            set_route(&mut event, metadata.clone());
+            set_route(&mut event, (*metadata).clone());
             out.named[*output].push(event);
         }
     }

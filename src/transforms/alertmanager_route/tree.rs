@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::Deserialize;
+use vrl::value::{ObjectMap, Value};
 
 use crate::matchers::{Matcher, Op};
 
@@ -74,7 +75,30 @@ pub(crate) struct Route {
     pub(crate) settings: Settings,
     pub(crate) mute_time_intervals: Vec<String>,
     pub(crate) active_time_intervals: Vec<String>,
+    /// `settings` as the `%alertmanager_route` metadata the routed events carry, made
+    /// once.
+    pub(crate) metadata: Value,
     routes: Vec<Route>,
+}
+
+impl Settings {
+    fn metadata(&self) -> Value {
+        let mut m = ObjectMap::new();
+        m.insert("receiver".into(), Value::from(self.receiver.as_str()));
+        let group_by = match &self.group_by {
+            None => Value::from("..."),
+            Some(labels) => Value::Array(labels.iter().map(|l| Value::from(l.as_str())).collect()),
+        };
+        m.insert("group_by".into(), group_by);
+        for (name, d) in [
+            ("group_wait_seconds", self.group_wait),
+            ("group_interval_seconds", self.group_interval),
+            ("repeat_interval_seconds", self.repeat_interval),
+        ] {
+            m.insert(name.into(), Value::from_f64_or_zero(d.as_secs_f64()));
+        }
+        Value::Object(m)
+    }
 }
 
 impl Route {
@@ -165,6 +189,7 @@ impl Route {
         Ok(Self {
             matchers,
             continue_matching: config.continue_matching,
+            metadata: settings.metadata(),
             settings,
             mute_time_intervals: config.mute_time_intervals.clone(),
             active_time_intervals: config.active_time_intervals.clone(),
