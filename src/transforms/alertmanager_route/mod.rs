@@ -90,7 +90,12 @@ impl AlertmanagerInhibit {
         let with_legacy = |matchers: &[String],
                            equal: &BTreeMap<String, String>,
                            regex: &BTreeMap<String, String>| {
-            let mut all = matchers.to_vec();
+            // Each entry may hold several matchers, as in routes.
+            let mut all = Vec::new();
+            for text in matchers {
+                let parsed = tree::parse_matchers(text)?;
+                all.extend(parsed.iter().map(ToString::to_string));
+            }
             for (op, map) in [(Op::Equal, equal), (Op::Regex, regex)] {
                 for (label, value) in map {
                     all.push(Matcher::new(label, op, value)?.to_string());

@@ -88,3 +88,45 @@ fn bad_trees_say_where() {
         assert!(err.contains(says), "{yaml}: {err}");
     }
 }
+
+#[test]
+fn commas_separate_matchers_with_or_without_braces() {
+    let root = tree(
+        r#"
+receiver: default
+routes:
+  - matchers: ['team=db,env=prod']
+    receiver: db-prod
+  - matchers: ['a="x,y",b="z"']
+    receiver: quoted
+"#,
+    );
+    assert_eq!(
+        receivers(&root, &[("team", "db"), ("env", "prod")]),
+        ["db-prod"]
+    );
+    assert_eq!(receivers(&root, &[("team", "db")]), ["default"]);
+    assert_eq!(receivers(&root, &[("a", "x,y"), ("b", "z")]), ["quoted"]);
+}
+
+#[test]
+fn inhibit_rules_take_the_brace_and_comma_forms() {
+    let rule = super::AlertmanagerInhibit {
+        source_matchers: vec![r#"{alertname="HostDown", severity="critical"}"#.into()],
+        target_matchers: vec![r#"severity="warning",team="db""#.into()],
+        equal: vec!["host".into()],
+        ..Default::default()
+    }
+    .rule()
+    .expect("valid");
+    let source = labels(&[
+        ("alertname", "HostDown"),
+        ("severity", "critical"),
+        ("host", "h1"),
+    ]);
+    let target = labels(&[("severity", "warning"), ("team", "db"), ("host", "h1")]);
+    assert!(rule.is_source(&source));
+    assert!(rule.inhibits(&source, &target));
+    let other_team = labels(&[("severity", "warning"), ("team", "web"), ("host", "h1")]);
+    assert!(!rule.inhibits(&source, &other_team));
+}

@@ -229,13 +229,15 @@ impl Route {
 }
 
 /// One `matchers` entry: a matcher, or several in Alertmanager's `{a="x", b=~"y"}` form.
-fn parse_matchers(text: &str) -> Result<Vec<Matcher>, String> {
+/// As in Alertmanager, commas outside quotes separate matchers with or without the
+/// braces (`team=db,env=prod` is two).
+pub(crate) fn parse_matchers(text: &str) -> Result<Vec<Matcher>, String> {
     let trimmed = text.trim();
     let inner = match trimmed.strip_prefix('{') {
         Some(rest) => rest
             .strip_suffix('}')
             .ok_or_else(|| format!("matcher {text:?}: `{{` without `}}`"))?,
-        None => return Matcher::parse(trimmed).map(|m| vec![m]),
+        None => trimmed,
     };
     split_outside_quotes(inner)
         .into_iter()
