@@ -55,25 +55,53 @@ impl MemoryBudget {
     /// as the ceiling. A ceiling below the limit keeps the rest for smaller work. Waits
     /// while it does not fit; cancel to give up.
     pub(crate) async fn reserve(self: &Arc<Self>, bytes: usize, ceiling: usize) -> Charge {
-        let ceiling = ceiling.min(self.limit);
-        let bytes = bytes.min(ceiling);
+        let bytes = bytes.min(ceiling.min(self.limit));
+        self.reserve_between(bytes, bytes, ceiling).await
+    }
+
+    /// Charges at least `min` and at most `max` bytes: waits until `min` fits under
+    /// `ceiling` (at most the limit) with what is charged already, then takes as much
+    /// of `max` as fits. For work that can use more memory than it strictly needs (a
+    /// decoding allowance). A `min` over the ceiling never fits; callers check first.
+    pub(crate) async fn reserve_between(
+        self: &Arc<Self>,
+        min: usize,
+        max: usize,
+        ceiling: usize,
+    ) -> Charge {
         loop {
             let freed = self.freed.notified();
             tokio::pin!(freed);
             freed.as_mut().enable();
-            let fitted = self
-                .used
-                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
-                    (used.saturating_add(bytes) <= ceiling).then_some(used + bytes)
-                });
-            if fitted.is_ok() {
-                return Charge {
-                    budget: Arc::clone(self),
-                    bytes,
-                };
+            if let Some(charge) = self.try_reserve_between(min, max, ceiling) {
+                return charge;
             }
             freed.await;
         }
+    }
+
+    /// [`reserve_between`](Self::reserve_between) without waiting: `None` when `min`
+    /// does not fit now.
+    pub(crate) fn try_reserve_between(
+        self: &Arc<Self>,
+        min: usize,
+        max: usize,
+        ceiling: usize,
+    ) -> Option<Charge> {
+        let ceiling = ceiling.min(self.limit);
+        let max = max.max(min);
+        let mut taken = 0;
+        self.used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                let free = ceiling.checked_sub(used)?;
+                taken = max.min(free);
+                (taken >= min).then_some(used + taken)
+            })
+            .ok()?;
+        Some(Charge {
+            budget: Arc::clone(self),
+            bytes: taken,
+        })
     }
 
     /// Waits until the charged bytes are below the limit (sources call this before
@@ -199,6 +227,33 @@ mod tests {
             .expect("the quarter above the ceiling is free for small work");
         assert_eq!(budget.used(), 100);
         drop((big, small));
+    }
+
+    #[tokio::test]
+    async fn reserve_between_takes_what_fits_once_the_least_does() {
+        let budget = MemoryBudget::new(100);
+        let a = budget.charge(50);
+        // 20 fits under 75 now; of the 60 wanted, 25 are free.
+        let some = budget.reserve_between(20, 60, 75).await;
+        assert_eq!((some.bytes(), budget.used()), (25, 75));
+        assert!(
+            budget.try_reserve_between(1, 10, 75).is_none(),
+            "nothing left under 75"
+        );
+        let waiter = tokio::spawn({
+            let budget = Arc::clone(&budget);
+            async move { budget.reserve_between(40, 1_000, 75).await }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!waiter.is_finished(), "40 does not fit until a is released");
+        drop(a);
+        let more = tokio::time::timeout(Duration::from_secs(5), waiter)
+            .await
+            .expect("reserved once a was released")
+            .expect("task");
+        assert_eq!((more.bytes(), budget.used()), (50, 75));
+        drop((some, more));
+        assert_eq!(budget.used(), 0);
     }
 
     #[tokio::test]

@@ -224,6 +224,7 @@ impl SourceConfig for FluentSourceConfig {
                 metrics: Arc::clone(&cx.metrics),
                 latency: Arc::clone(cx.telemetry.latency()),
                 budget,
+                overflow: tokio::sync::Mutex::new(()),
                 config: self.clone(),
                 hostname,
                 open: cx.metrics.gauge(

@@ -17,12 +17,13 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::sync::{Mutex, MutexGuard};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::FluentSourceConfig;
 use super::closed::Closed;
-use crate::buffer::cost::decode_allowance;
+use crate::buffer::cost::{DECODE_BASE_BYTES, decode_allowance};
 use crate::buffer::{Charge, MemoryBudget};
 use crate::fluent::frame::Scanner;
 use crate::fluent::message::{self, Bounds, Request};
@@ -36,61 +37,98 @@ const READ_CHUNK: usize = 64 * 1024;
 /// Messages from this size on are inflated and decoded on the blocking pool.
 const OFF_RUNTIME: usize = 64 * 1024;
 
-/// Memory charged to the budget for one message.
+/// Memory charged to the budget for one message, for as long as the message holds
+/// it: a message waiting for more keeps what it has, since its bytes are still in
+/// memory.
+///
+/// Reading stays under half the budget. When messages being read fill that half and
+/// none can finish, one message at a time (the one holding the overflow turn) goes on
+/// reading under three quarters, so reads cannot wait on each other for ever.
+/// Decoding takes its allowance under three quarters, at least what its entries need
+/// and as much more as is free; the quarter above is kept for the pipeline.
 pub(super) struct Held<'s> {
     budget: &'s Arc<MemoryBudget>,
+    overflow: &'s Mutex<()>,
+    turn: Option<MutexGuard<'s, ()>>,
     charges: Vec<Charge>,
     bytes: usize,
 }
 
 impl<'s> Held<'s> {
-    pub(super) fn new(budget: &'s Arc<MemoryBudget>) -> Self {
+    pub(super) fn new(budget: &'s Arc<MemoryBudget>, overflow: &'s Mutex<()>) -> Self {
         Self {
             budget,
+            overflow,
+            turn: None,
             charges: Vec::new(),
             bytes: 0,
         }
     }
 
-    /// Charges until `need` bytes are held (when more is needed, twice what is held at
-    /// least, so a message read piece by piece takes few charges), waiting for room
-    /// until `deadline`. Large work is capped at three quarters of the budget, small
-    /// work at half, so no one message can spend all of it; what it holds is then all
-    /// it may use.
-    async fn ensure(&mut self, need: usize, deadline: Instant) -> Result<(), Closed> {
+    /// Charges until `need` bytes of a message being read are held (a quarter more
+    /// when it can, so a message read piece by piece takes few charges), waiting for
+    /// room until `deadline`. Holds less than `need` when one message may not hold
+    /// that much.
+    async fn grow(&mut self, need: usize, deadline: Instant) -> Result<(), Closed> {
         if self.bytes >= need {
             return Ok(());
         }
-        let ceiling = self.ceiling(need);
-        // Growing by doubling takes few charges, and never past twice the need.
-        let target = need.max(self.bytes.saturating_mul(2)).min(ceiling);
-        if self.bytes >= target {
+        let limit = self.budget.limit();
+        let (reading, overflow) = (limit / 2, limit / 4 * 3);
+        if need > overflow {
             return Ok(());
         }
-        // What is held is given back while waiting for the larger charge: two messages
-        // each holding part and waiting for the rest would wait on each other.
-        self.release();
-        let charge = tokio::time::timeout_at(deadline, self.budget.reserve(target, ceiling))
-            .await
-            .map_err(|_| Closed::Memory)?;
-        self.bytes = charge.bytes();
-        self.charges.push(charge);
+        let least = need - self.bytes;
+        let most = need.saturating_add(need / 4).saturating_sub(self.bytes);
+        if self.turn.is_none() {
+            if let Some(charge) = self.budget.try_reserve_between(least, most, reading) {
+                self.add(charge);
+                return Ok(());
+            }
+            let turn = tokio::time::timeout_at(deadline, self.overflow.lock())
+                .await
+                .map_err(|_| Closed::Memory)?;
+            self.turn = Some(turn);
+        }
+        let charge =
+            tokio::time::timeout_at(deadline, self.budget.reserve_between(least, most, overflow))
+                .await
+                .map_err(|_| Closed::Memory)?;
+        self.add(charge);
         Ok(())
     }
 
-    /// The most one message may hold when it needs `need` bytes.
-    fn ceiling(&self, need: usize) -> usize {
-        let limit = self.budget.limit();
-        if need > limit / 8 {
-            limit / 4 * 3
-        } else {
-            limit / 2
+    /// Charges at least `least` bytes in all for decoding a message, and up to `want`
+    /// as far as the budget has room, waiting for the least until `deadline`. Holds
+    /// less than `least` when one message may not hold that much.
+    async fn afford(&mut self, least: usize, want: usize, deadline: Instant) -> Result<(), Closed> {
+        let ceiling = self.budget.limit() / 4 * 3;
+        if self.bytes >= want || least > ceiling {
+            return Ok(());
         }
+        let charge = tokio::time::timeout_at(
+            deadline,
+            self.budget.reserve_between(
+                least.saturating_sub(self.bytes),
+                want - self.bytes,
+                ceiling,
+            ),
+        )
+        .await
+        .map_err(|_| Closed::Memory)?;
+        self.add(charge);
+        Ok(())
+    }
+
+    fn add(&mut self, charge: Charge) {
+        self.bytes += charge.bytes();
+        self.charges.push(charge);
     }
 
     pub(super) fn release(&mut self) {
         self.charges.clear();
         self.bytes = 0;
+        self.turn = None;
     }
 }
 
@@ -125,7 +163,7 @@ impl<S: AsyncRead + Unpin> Reader<'_, S> {
             let next_read = self.buf.len().clamp(FIRST_READ, READ_CHUNK);
             if self.buf.len() + next_read > FREE_BYTES {
                 let need = self.buf.len() + next_read;
-                self.held.ensure(need, until).await?;
+                self.held.grow(need, until).await?;
                 // A message may not be read past what one message may hold.
                 if self.held.bytes < need {
                     return Err(Closed::TooCostly {
@@ -185,7 +223,8 @@ pub(super) async fn decode(
         .await?;
         let allowance = decode_allowance(frame.len()).saturating_add(entries);
         let need = frame.len().saturating_add(allowance);
-        held.ensure(need, deadline).await?;
+        held.afford(least(frame.len(), frame.len(), entries), need, deadline)
+            .await?;
         // What could be held may be less than the allowance: values rarely take it all.
         bounds.allowance = held.bytes.saturating_sub(frame.len()).min(allowance);
         let may = held.bytes;
@@ -195,8 +234,14 @@ pub(super) async fn decode(
     };
     // Inflating may take up to the limit: charged first, then what it took decides
     // the allowance.
-    held.ensure(frame.len().saturating_add(max), deadline)
-        .await?;
+    let inflating = frame.len().saturating_add(max);
+    held.afford(inflating, inflating, deadline).await?;
+    if held.bytes < inflating {
+        return Err(Closed::TooCostly {
+            need: inflating,
+            may: held.bytes,
+        });
+    }
     let packed = compressed.to_vec();
     let inflated = off_runtime(packed.len(), move || message::gunzip(&packed, max)).await?;
     let (frame, inflated) = (frame.freeze(), bytes::Bytes::from(inflated));
@@ -212,7 +257,8 @@ pub(super) async fn decode(
     let allowance = decode_allowance(inflated.len()).saturating_add(entries);
     let holds = frame.len() + inflated.len();
     let need = holds.saturating_add(allowance);
-    held.ensure(need, deadline).await?;
+    held.afford(least(holds, inflated.len(), entries), need, deadline)
+        .await?;
     bounds.allowance = held.bytes.saturating_sub(holds).min(allowance);
     let may = held.bytes;
     off_runtime(inflated.len(), move || {
@@ -220,6 +266,16 @@ pub(super) async fn decode(
     })
     .await
     .map_err(|e| too_costly(e, need, may))
+}
+
+/// The least a message is decoded with: what it holds, its entries' events, and twice
+/// its bytes for their values (most records need less than that; one that needs more
+/// than it could get is refused for memory).
+fn least(holds: usize, bytes: usize, entries: usize) -> usize {
+    holds
+        .saturating_add(entries)
+        .saturating_add(DECODE_BASE_BYTES)
+        .saturating_add(bytes.saturating_mul(2))
 }
 
 /// A message whose values outgrew what it could hold, when that was less than it may
@@ -247,4 +303,105 @@ async fn off_runtime<T: Send + 'static>(
         .await
         .map_err(|_| Closed::Refused("decoding the message failed"))?
         .map_err(Closed::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fluent::frame::Limits;
+    use tokio::io::AsyncWriteExt;
+
+    fn far() -> Instant {
+        Instant::now() + Duration::from_secs(30)
+    }
+
+    #[tokio::test]
+    async fn a_message_waiting_for_more_keeps_what_it_holds_charged() {
+        let budget = MemoryBudget::new(1_000);
+        let turn = Mutex::new(());
+        let mut held = Held::new(&budget, &turn);
+        held.afford(300, 300, far()).await.expect("room");
+        let pipeline = budget.charge(400);
+        // 300 more do not fit under three quarters (750) while the pipeline holds 400.
+        let waited =
+            tokio::time::timeout(Duration::from_millis(20), held.afford(600, 600, far())).await;
+        assert!(waited.is_err(), "waits for room");
+        assert_eq!(
+            (held.bytes, budget.used()),
+            (300, 700),
+            "the bytes it holds stay charged while it waits"
+        );
+        drop(pipeline);
+        held.afford(600, 900, far()).await.expect("room");
+        assert_eq!(
+            (held.bytes, budget.used()),
+            (750, 750),
+            "as much as is free"
+        );
+        held.release();
+        assert_eq!(budget.used(), 0);
+    }
+
+    /// A message of `len` bytes: a msgpack bin 32 whose payload is zeros.
+    fn bin_message(len: usize) -> Vec<u8> {
+        let payload = len - 5;
+        let mut m = vec![0xc6];
+        m.extend_from_slice(&u32::try_from(payload).expect("small").to_be_bytes());
+        m.resize(len, 0);
+        m
+    }
+
+    #[tokio::test]
+    async fn messages_read_at_once_that_fill_half_the_budget_still_finish_one_by_one() {
+        // Three 300 KiB messages read together under 1 MiB: reading stops at half the
+        // budget with none complete, and the overflow turn lets them finish in turn.
+        let budget = MemoryBudget::new(1024 * 1024);
+        let turn = Mutex::new(());
+        let stop = CancellationToken::new();
+        let len = 300 * 1024;
+        let read_one = |n: usize| {
+            let (budget, turn, stop) = (&budget, &turn, &stop);
+            async move {
+                let (mut client, server) = tokio::io::duplex(16 * 1024);
+                let writer = tokio::spawn(async move {
+                    let message = bin_message(len);
+                    for piece in message.chunks(8 * 1024) {
+                        client.write_all(piece).await.expect("write");
+                    }
+                    client
+                });
+                let mut reader = Reader {
+                    stream: server,
+                    buf: BytesMut::new(),
+                    scanner: Scanner::new(Limits {
+                        max_bytes: 1024 * 1024,
+                        max_depth: 4,
+                    }),
+                    held: Held::new(budget, turn),
+                    read_timeout: Duration::from_secs(10),
+                };
+                let frame = reader
+                    .next(Duration::from_secs(10), stop)
+                    .await
+                    .unwrap_or_else(|e| panic!("message {n}: {e}"))
+                    .expect("a message");
+                assert!(
+                    reader.held.bytes + FREE_BYTES >= frame.len(),
+                    "message {n}: all but the free bytes charged"
+                );
+                // Hand the message on a little later, as decoding would.
+                tokio::task::yield_now().await;
+                reader.held.release();
+                drop(writer.await);
+                frame.len()
+            }
+        };
+        let lens = tokio::time::timeout(Duration::from_secs(10), async {
+            tokio::join!(read_one(1), read_one(2), read_one(3))
+        })
+        .await
+        .expect("no message waits on the others for ever");
+        assert_eq!(lens, (len, len, len));
+        assert_eq!(budget.used(), 0);
+    }
 }
