@@ -957,3 +957,242 @@ rules:
     );
     assert_eq!(s(&fired[1], "summary"), "CPU 91% on web1 in us-east-1");
 }
+
+/// A series of the agreement test: its name, labels and one value per minute (`None`:
+/// no sample).
+type Series = (
+    &'static str,
+    Vec<(&'static str, &'static str)>,
+    Vec<Option<f64>>,
+);
+
+fn agreement_series() -> Vec<Series> {
+    let minutes = 0..16;
+    let all = |f: &dyn Fn(i64) -> Option<f64>| minutes.clone().map(f).collect::<Vec<_>>();
+    vec![
+        (
+            "http_requests_total",
+            vec![("job", "api"), ("code", "200")],
+            all(&|m| Some(100.0 * m as f64)),
+        ),
+        (
+            "http_requests_total",
+            vec![("job", "api"), ("code", "500")],
+            all(&|m| Some(if m < 4 { 0.0 } else { 10.0 * (m - 3) as f64 })),
+        ),
+        (
+            "up",
+            vec![("job", "node"), ("instance", "a")],
+            all(&|m| Some(if (3..7).contains(&m) { 0.0 } else { 1.0 })),
+        ),
+        (
+            "up",
+            vec![("job", "node"), ("instance", "b")],
+            all(&|_| Some(1.0)),
+        ),
+        (
+            "temp",
+            vec![("room", "x")],
+            all(&|m| Some(60.0 + 5.0 * (5 - (m - 5).abs()) as f64)),
+        ),
+        (
+            "errors_total",
+            vec![("svc", "pay")],
+            all(&|m| {
+                Some(if m < 4 {
+                    2.0 * m as f64
+                } else {
+                    (3 * (m - 4) + 1) as f64
+                })
+            }),
+        ),
+        (
+            "mem_bytes",
+            vec![("job", "db"), ("instance", "p")],
+            all(&|m| Some(1.5e9 + 1e8 * m as f64)),
+        ),
+        (
+            "mem_bytes",
+            vec![("job", "db"), ("instance", "q")],
+            all(&|_| Some(1e9)),
+        ),
+        (
+            "heartbeat",
+            vec![("job", "cron")],
+            all(&|m| (m <= 5).then_some(1.0)),
+        ),
+    ]
+}
+
+const AGREEMENT_RULES: &str = r#"groups:
+  - name: agreement
+    rules:
+      - alert: HighErrorRate
+        expr: sum by (job) (rate(http_requests_total{code=~"5.."}[5m])) / sum by (job) (rate(http_requests_total[5m])) > 0.05
+        for: 2m
+        labels:
+          severity: page
+        annotations:
+          summary: "{{ $labels.job }} fails {{ $value | humanizePercentage }} of requests"
+      - alert: InstanceDown
+        expr: up == 0
+        for: 1m
+        annotations:
+          summary: "{{ $labels.instance }} of {{ $labels.job }} is down"
+      - alert: HighTemp
+        expr: avg_over_time(temp[3m]) > 72
+        labels:
+          severity: warning
+        annotations:
+          summary: '{{ $labels.room }} averages {{ printf "%.1f" $value }}'
+      - alert: ErrorBurst
+        expr: increase(errors_total[5m]) > 6
+        annotations:
+          description: "{{ $value | humanize }} errors in 5m"
+      - alert: MemoryHigh
+        expr: max by (job) (mem_bytes) > 2e9
+        annotations:
+          description: "{{ humanize1024 $value }}B on {{ .Labels.job }}"
+      - alert: CronSilent
+        expr: absent(heartbeat{job="cron"})
+        for: 2m
+      - record: job:up:sum
+        expr: sum by (job) (up)
+      - alert: JobDegraded
+        expr: job:up:sum < 2
+        keep_firing_for: 2m
+        annotations:
+          summary: "{{ $labels.job }} has {{ $value }} of 2 up"
+"#;
+
+/// sluice evaluates a Prometheus rule file on the same series as `promtool test rules`;
+/// the alerts sluice has firing at every minute become the test's expectations, and
+/// promtool must agree with every one of them.
+#[test]
+fn prometheus_rule_files_agree_with_promtool_test_rules() {
+    use std::collections::BTreeMap;
+    if !common::tool_or_skip("promtool", "prometheus") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("dir");
+    let rules = dir.path().join("rules.yml");
+    std::fs::write(&rules, AGREEMENT_RULES).expect("write");
+    let check = std::process::Command::new("promtool")
+        .args(["check", "rules"])
+        .arg(&rules)
+        .output()
+        .expect("promtool");
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stdout)
+    );
+    let mut rig = Rig::new(&format!(
+        "rule_files: [{:?}]\nevaluation_interval: 1m\ngroup_wait: 0s\ngroup_interval: 1m\nrepeat_interval: 1m\nrules: []",
+        rules.display().to_string()
+    ));
+    let series = agreement_series();
+    // Firing alerts by fingerprint: alertname, labels, annotations.
+    type Firing = BTreeMap<String, (String, BTreeMap<String, String>, BTreeMap<String, String>)>;
+    let mut firing: Firing = BTreeMap::new();
+    let mut per_minute: Vec<Firing> = Vec::new();
+    for minute in 0..16usize {
+        rig.to(minute as i64 * 60);
+        let events: Vec<Event> = series
+            .iter()
+            .filter_map(|(name, labels, values)| Some(metric(name, values[minute]?, labels)))
+            .collect();
+        rig.send(events);
+        for alert in rig.eval() {
+            let fp = s(&alert, "fingerprint");
+            if s(&alert, "status") == "resolved" {
+                firing.remove(&fp);
+                continue;
+            }
+            let mut labels: BTreeMap<String, String> = labels(&alert).into_iter().collect();
+            let name = labels.remove("alertname").expect("alertname");
+            let mut annotations = BTreeMap::new();
+            for key in ["summary", "description"] {
+                if f(&alert, key) != Value::Null {
+                    annotations.insert(key.to_owned(), s(&alert, key));
+                }
+            }
+            firing.insert(fp, (name, labels, annotations));
+        }
+        per_minute.push(firing.clone());
+    }
+    let names = [
+        "HighErrorRate",
+        "InstanceDown",
+        "HighTemp",
+        "ErrorBurst",
+        "MemoryHigh",
+        "CronSilent",
+        "JobDegraded",
+    ];
+    for name in names {
+        assert!(
+            per_minute
+                .iter()
+                .any(|m| m.values().any(|(n, _, _)| n == name)),
+            "{name} never fired in sluice: {per_minute:#?}"
+        );
+    }
+    // The promtool test: the same series, and sluice's firing alerts as expectations.
+    let yaml = |v: &str| serde_json::to_string(v).expect("json");
+    let mut t = String::from(
+        "rule_files: [rules.yml]\nevaluation_interval: 1m\ntests:\n  - interval: 1m\n    input_series:\n",
+    );
+    for (name, labels, values) in &series {
+        let sel: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
+        let vals: Vec<String> = values
+            .iter()
+            .map(|v| v.map_or("_".into(), |v| format!("{v}")))
+            .collect();
+        t.push_str(&format!(
+            "      - series: {}\n        values: {}\n",
+            yaml(&format!("{name}{{{}}}", sel.join(","))),
+            yaml(&vals.join(" "))
+        ));
+    }
+    t.push_str("    alert_rule_test:\n");
+    for (minute, state) in per_minute.iter().enumerate() {
+        for name in names {
+            t.push_str(&format!(
+                "      - eval_time: {minute}m\n        alertname: {name}\n        exp_alerts:"
+            ));
+            let alerts: Vec<_> = state.values().filter(|(n, _, _)| n == name).collect();
+            if alerts.is_empty() {
+                t.push_str(" []\n");
+                continue;
+            }
+            t.push('\n');
+            for (_, labels, annotations) in alerts {
+                let map = |m: &BTreeMap<String, String>| -> String {
+                    let pairs: Vec<String> =
+                        m.iter().map(|(k, v)| format!("{k}: {}", yaml(v))).collect();
+                    format!("{{{}}}", pairs.join(", "))
+                };
+                t.push_str(&format!(
+                    "          - exp_labels: {}\n            exp_annotations: {}\n",
+                    map(labels),
+                    map(annotations)
+                ));
+            }
+        }
+    }
+    let test_file = dir.path().join("rules_test.yml");
+    std::fs::write(&test_file, &t).expect("write");
+    let run = std::process::Command::new("promtool")
+        .args(["test", "rules"])
+        .arg(&test_file)
+        .current_dir(dir.path())
+        .output()
+        .expect("promtool");
+    assert!(
+        run.status.success(),
+        "promtool disagrees with sluice:\n{}{}",
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr)
+    );
+}

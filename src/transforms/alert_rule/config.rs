@@ -1,6 +1,7 @@
 //! `alert_rule` options and their compilation into [`Rule`]s.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -74,8 +75,17 @@ pub(crate) struct AlertRuleConfig {
     #[serde(default = "default_snapshot_interval", with = "humantime_serde")]
     #[schemars(schema_with = "crate::units::duration")]
     pub(crate) snapshot_interval: Duration,
+    /// Prometheus rule files, as Prometheus reads them: `groups` with `name`,
+    /// `interval` (default `evaluation_interval`) and `rules`, each an `alert` (with
+    /// `expr`, `for`, `keep_firing_for`, `labels`, `annotations` in Go template
+    /// syntax) or a `record`. The PromQL sluice cannot evaluate (`offset`, subqueries,
+    /// `histogram_quantile`, …) is a validate error naming the rule and the construct.
+    /// Samples are metric events (`name`, `value`, `labels`), timed by arrival.
+    #[serde(default)]
+    pub(crate) rule_files: Vec<PathBuf>,
     /// The rules: each a `name` and an `expr`, with optional `for`, `group_by`,
     /// `severity`, `labels` and `annotations`; one alert per rule and label set.
+    #[serde(default)]
     pub(crate) rules: Vec<RuleConfig>,
     /// Silences: an alert whose labels match all of a silence's `matchers` is muted
     /// from `starts_at` to `ends_at` (RFC 3339). Shared with the API's `/silences`.
@@ -343,8 +353,10 @@ pub(super) fn check_policy(c: &AlertRuleConfig) -> Result<(), BuildError> {
     if c.max_series == 0 {
         return Err(BuildError("`max_series` must be at least 1".into()));
     }
-    if c.rules.is_empty() {
-        return Err(BuildError("`rules` must name at least one rule".into()));
+    if c.rules.is_empty() && c.rule_files.is_empty() {
+        return Err(BuildError(
+            "`rules` or `rule_files` must give at least one rule".into(),
+        ));
     }
     let mut names = std::collections::HashSet::new();
     for r in &c.rules {

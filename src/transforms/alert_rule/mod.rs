@@ -20,6 +20,8 @@
 //!   ([`silences`]) and inhibition ([`inhibit`]).
 //! - State survives restarts and hot reloads per rule definition ([`snapshot`]).
 //!
+//! Prometheus rule files (`rule_files`) are evaluated by [`prom`].
+//!
 //! Files: `config.rs` options, `expr.rs` the expression parser, `window.rs` windows
 //! and aggregations, `lifecycle.rs` phases, `notify.rs` policy and alert events,
 //! `silences.rs`, `inhibit.rs`, `snapshot.rs`.
@@ -28,6 +30,7 @@ pub(crate) mod config;
 pub(crate) mod expr;
 pub(crate) mod lifecycle;
 pub(crate) mod notify;
+pub(crate) mod prom;
 pub(crate) mod snapshot;
 pub(crate) mod window;
 
@@ -69,6 +72,14 @@ impl TransformConfig for AlertRuleConfig {
             .map(Rule::compile)
             .collect::<Result<Vec<_>, _>>()?;
         let inhibit = inhibit::rules(&self.inhibit_rules).map_err(BuildError)?;
+        let prom = if self.rule_files.is_empty() {
+            None
+        } else {
+            Some(
+                prom::Prom::load(&self.rule_files)
+                    .map_err(|e| BuildError(format!("`rule_files`: {e}")))?,
+            )
+        };
         let own_silences = self
             .silences
             .iter()
@@ -133,6 +144,12 @@ impl TransformConfig for AlertRuleConfig {
             rules,
             states,
             by_metric,
+            prom,
+            prom_dropped: RuleMetrics::new(&cx.metrics, "rule_files").dropped,
+            prom_sent: {
+                let m = RuleMetrics::new(&cx.metrics, "rule_files");
+                (m.firing, m.resolved)
+            },
             policy: Policy {
                 group_wait: ms(self.group_wait),
                 group_interval: ms(self.group_interval),
@@ -197,6 +214,11 @@ struct AlertRule {
     states: Vec<SharedRule>,
     /// Metric name → (rule index, metric slot).
     by_metric: HashMap<String, Vec<(usize, usize)>>,
+    /// Rules from Prometheus rule files (`rule_files`).
+    prom: Option<prom::Prom>,
+    /// Their series dropped for `max_series`, and notifications sent (firing, resolved).
+    prom_dropped: Arc<LabeledCounter>,
+    prom_sent: (Arc<LabeledCounter>, Arc<LabeledCounter>),
     /// Rules with `count(field op literal)` filters.
     with_filters: Vec<usize>,
     /// Rule indices sorted by rule key: the order [`lock_all`] locks them in.
@@ -333,10 +355,16 @@ impl Transform for AlertRule {
         for event in batch {
             if let Value::Object(obj) = &event.value {
                 let is_metric = text(obj.get("event_type")).as_deref() == Some("metric");
-                if is_metric
-                    && let Some(name) = text(obj.get("name"))
-                    && let Some(value) = number(obj.get("value"))
-                    && value.is_finite()
+                let sample = is_metric
+                    .then(|| Some((text(obj.get("name"))?, number(obj.get("value"))?)))
+                    .flatten()
+                    .filter(|(_, v)| v.is_finite());
+                if let (Some(p), Some((name, value))) = (&mut self.prom, &sample)
+                    && !p.ingest(name, obj, *value, now, self.max_series)
+                {
+                    self.prom_dropped.add(1);
+                }
+                if let Some((name, value)) = sample
                     && let Some(targets) = self.by_metric.get(name.as_ref())
                 {
                     for &(r, slot) in targets {
@@ -436,7 +464,13 @@ impl AlertRule {
             });
             self.state_dirty |= changed;
         }
+        if let Some(p) = &mut self.prom {
+            p.evaluate(&self.id, now, self.interval, self.max_series);
+        }
         let mut sources: Vec<(String, BTreeMap<String, String>, usize)> = Vec::new();
+        if let (Some(p), false) = (&self.prom, self.inhibit.is_empty()) {
+            p.sources(&self.inhibit, &mut sources);
+        }
         if !self.inhibit.is_empty() {
             for (rule, state) in self.rules.iter().zip(guards.iter()) {
                 for g in state.groups.values() {
@@ -507,6 +541,21 @@ impl AlertRule {
                 }
             }
             counters.active.set(firing as f64);
+        }
+        if let Some(p) = &mut self.prom {
+            let (firing, resolved) = p.notify(
+                &prom::Notifying {
+                    id: &self.id,
+                    policy: &self.policy,
+                    silences: &self.silences,
+                    inhibit: &self.inhibit,
+                    sources: &sources,
+                    wall,
+                },
+                &mut out.default,
+            );
+            self.prom_sent.0.add(firing as u64);
+            self.prom_sent.1.add(resolved as u64);
         }
     }
 

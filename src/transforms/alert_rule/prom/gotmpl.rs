@@ -1,0 +1,618 @@
+//! The part of Go's `text/template` that Prometheus rule annotations and labels use:
+//! `{{ $labels.name }}`, `{{ $value }}`, `{{ .Labels.name }}`, pipelines
+//! (`{{ $value | humanize }}`), `if`/`else if`/`else`/`end`, comments, `{{-`/`-}}`
+//! trimming, and the functions Prometheus gives templates that need no query:
+//! `humanize`, `humanize1024`, `humanizeDuration`, `humanizePercentage`, `printf`,
+//! `toUpper`, `toLower`, `title`, `index`, `reReplaceAll`, `eq`, `ne`, `lt`, `le`,
+//! `gt`, `ge`, `and`, `or`, `not`. A missing label is the empty string, as in
+//! Prometheus (`missingkey=zero`). Anything else (`range`, `with`, `query`, variables)
+//! is a parse error naming it, so the rule fails `validate`.
+
+use std::collections::BTreeMap;
+
+use super::gofmt::{float_g, printf};
+
+/// What a template sees.
+pub(crate) struct Data<'a> {
+    pub(crate) labels: &'a BTreeMap<String, String>,
+    pub(crate) value: f64,
+}
+
+#[derive(Debug, Clone)]
+enum Node {
+    Text(String),
+    Action(Pipeline),
+    If(Vec<(Pipeline, Vec<Node>)>, Vec<Node>),
+}
+
+type Pipeline = Vec<Command>;
+
+#[derive(Debug, Clone)]
+struct Command {
+    /// A function name, or `None` for a lone operand.
+    func: Option<String>,
+    args: Vec<Arg>,
+}
+
+#[derive(Debug, Clone)]
+enum Arg {
+    Labels(Option<String>),
+    Value,
+    External(Option<String>),
+    Str(String),
+    Num(f64),
+    Bool(bool),
+    Sub(Pipeline),
+}
+
+/// A template's value while it is evaluated.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Val {
+    Str(String),
+    Num(f64),
+    Bool(bool),
+    Map(BTreeMap<String, String>),
+}
+
+impl Val {
+    fn truthy(&self) -> bool {
+        match self {
+            Self::Str(s) => !s.is_empty(),
+            Self::Num(n) => *n != 0.0,
+            Self::Bool(b) => *b,
+            Self::Map(m) => !m.is_empty(),
+        }
+    }
+
+    pub(crate) fn text(&self) -> String {
+        match self {
+            Self::Str(s) => s.clone(),
+            Self::Num(n) => float_g(*n, None),
+            Self::Bool(b) => b.to_string(),
+            Self::Map(m) => {
+                let inner: Vec<String> = m.iter().map(|(k, v)| format!("{k}:{v}")).collect();
+                format!("map[{}]", inner.join(" "))
+            }
+        }
+    }
+
+    fn number(&self) -> Result<f64, String> {
+        match self {
+            Self::Num(n) => Ok(*n),
+            Self::Str(s) => s
+                .trim()
+                .parse()
+                .map_err(|_| format!("cannot use {s:?} as a number")),
+            other => Err(format!("cannot use {} as a number", other.text())),
+        }
+    }
+}
+
+/// A parsed template.
+#[derive(Debug, Clone)]
+pub(crate) struct GoTemplate {
+    nodes: Vec<Node>,
+}
+
+impl GoTemplate {
+    pub(crate) fn parse(src: &str) -> Result<Self, String> {
+        let pieces = split(src)?;
+        let mut at = 0;
+        let nodes = block(&pieces, &mut at, &[])?;
+        if at < pieces.len() {
+            return Err(format!("unexpected {{{{{}}}}}", describe(&pieces[at])));
+        }
+        Ok(Self { nodes })
+    }
+
+    pub(crate) fn render(&self, data: &Data<'_>) -> Result<String, String> {
+        let mut out = String::new();
+        render(&self.nodes, data, &mut out)?;
+        Ok(out)
+    }
+}
+
+fn render(nodes: &[Node], data: &Data<'_>, out: &mut String) -> Result<(), String> {
+    for node in nodes {
+        match node {
+            Node::Text(t) => out.push_str(t),
+            Node::Action(p) => out.push_str(&run(p, data)?.text()),
+            Node::If(branches, otherwise) => {
+                let mut taken = false;
+                for (cond, body) in branches {
+                    if run(cond, data)?.truthy() {
+                        render(body, data, out)?;
+                        taken = true;
+                        break;
+                    }
+                }
+                if !taken {
+                    render(otherwise, data, out)?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Text and actions, with trimming applied.
+#[derive(Debug)]
+enum Piece {
+    Text(String),
+    Action(String),
+}
+
+fn describe(p: &Piece) -> String {
+    match p {
+        Piece::Text(t) => t.clone(),
+        Piece::Action(a) => a.clone(),
+    }
+}
+
+fn split(src: &str) -> Result<Vec<Piece>, String> {
+    let mut out = Vec::new();
+    let mut rest = src;
+    let mut trim_next = false;
+    while let Some(open) = rest.find("{{") {
+        let mut text = &rest[..open];
+        if trim_next {
+            text = text.trim_start();
+        }
+        let after = &rest[open + 2..];
+        let trim_before =
+            after.starts_with("- ") || after.starts_with("-\t") || after.starts_with("-\n");
+        if trim_before {
+            text = text.trim_end();
+        }
+        if !text.is_empty() {
+            out.push(Piece::Text(text.to_owned()));
+        }
+        let close = after
+            .find("}}")
+            .ok_or("unclosed action: `{{` without `}}`")?;
+        let mut inner = &after[..close];
+        if trim_before {
+            inner = &inner[1..];
+        }
+        trim_next = inner.ends_with(" -") || inner.ends_with("\t-") || inner.ends_with("\n-");
+        if trim_next {
+            inner = &inner[..inner.len() - 1];
+        }
+        let inner = inner.trim();
+        if !(inner.starts_with("/*") && inner.ends_with("*/")) {
+            out.push(Piece::Action(inner.to_owned()));
+        }
+        rest = &after[close + 2..];
+    }
+    let text = if trim_next { rest.trim_start() } else { rest };
+    if !text.is_empty() {
+        out.push(Piece::Text(text.to_owned()));
+    }
+    Ok(out)
+}
+
+/// Nodes until one of `ends` (`end`, `else`), which is left for the caller.
+fn block(pieces: &[Piece], at: &mut usize, ends: &[&str]) -> Result<Vec<Node>, String> {
+    let mut nodes = Vec::new();
+    while *at < pieces.len() {
+        match &pieces[*at] {
+            Piece::Text(t) => {
+                nodes.push(Node::Text(t.clone()));
+                *at += 1;
+            }
+            Piece::Action(a) => {
+                let word = a.split_whitespace().next().unwrap_or("");
+                if ends.contains(&word) {
+                    return Ok(nodes);
+                }
+                *at += 1;
+                match word {
+                    "if" => nodes.push(if_node(pieces, at, &a[2..])?),
+                    "end" | "else" => return Err(format!("unexpected {{{{{a}}}}}")),
+                    "range" | "with" | "define" | "template" | "block" | "break" | "continue" => {
+                        return Err(format!("`{word}` is not supported in rule templates"));
+                    }
+                    _ => nodes.push(Node::Action(pipeline(a)?)),
+                }
+            }
+        }
+    }
+    if ends.is_empty() {
+        Ok(nodes)
+    } else {
+        Err("missing {{end}}".into())
+    }
+}
+
+fn if_node(pieces: &[Piece], at: &mut usize, cond: &str) -> Result<Node, String> {
+    let mut branches = vec![(pipeline(cond)?, block(pieces, at, &["else", "end"])?)];
+    loop {
+        let Some(Piece::Action(a)) = pieces.get(*at) else {
+            return Err("missing {{end}}".into());
+        };
+        *at += 1;
+        if a == "end" {
+            return Ok(Node::If(branches, Vec::new()));
+        }
+        let rest = a["else".len()..].trim();
+        if let Some(cond) = rest.strip_prefix("if ") {
+            branches.push((pipeline(cond)?, block(pieces, at, &["else", "end"])?));
+            continue;
+        }
+        if !rest.is_empty() {
+            return Err(format!("unexpected {{{{{a}}}}}"));
+        }
+        let otherwise = block(pieces, at, &["end"])?;
+        *at += 1;
+        return Ok(Node::If(branches, otherwise));
+    }
+}
+
+/// Tokens of an action: words, quoted strings, `|`, `(` and `)`.
+fn tokens(src: &str) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    let mut chars = src.char_indices().peekable();
+    while let Some(&(i, c)) = chars.peek() {
+        if c.is_whitespace() {
+            chars.next();
+        } else if matches!(c, '|' | '(' | ')') {
+            out.push(c.to_string());
+            chars.next();
+        } else if c == '"' || c == '`' {
+            chars.next();
+            let mut end = None;
+            let mut escaped = false;
+            for (j, d) in chars.by_ref() {
+                if c == '"' && escaped {
+                    escaped = false;
+                } else if c == '"' && d == '\\' {
+                    escaped = true;
+                } else if d == c {
+                    end = Some(j);
+                    break;
+                }
+            }
+            let end = end.ok_or("unterminated string")?;
+            out.push(src[i..=end].to_owned());
+        } else {
+            let mut end = src.len();
+            while let Some(&(j, d)) = chars.peek() {
+                if d.is_whitespace() || matches!(d, '|' | '(' | ')') {
+                    end = j;
+                    break;
+                }
+                chars.next();
+            }
+            out.push(src[i..end].to_owned());
+        }
+    }
+    Ok(out)
+}
+
+fn pipeline(src: &str) -> Result<Pipeline, String> {
+    let toks = tokens(src)?;
+    let mut at = 0;
+    let p = pipe(&toks, &mut at)?;
+    if at < toks.len() {
+        return Err(format!("unexpected `{}` in {{{{{src}}}}}", toks[at]));
+    }
+    Ok(p)
+}
+
+fn pipe(toks: &[String], at: &mut usize) -> Result<Pipeline, String> {
+    let mut commands = Vec::new();
+    loop {
+        let mut args = Vec::new();
+        let mut func = None;
+        while *at < toks.len() && toks[*at] != "|" && toks[*at] != ")" {
+            let t = &toks[*at];
+            *at += 1;
+            if t == "(" {
+                let inner = pipe(toks, at)?;
+                if toks.get(*at).map(String::as_str) != Some(")") {
+                    return Err("unclosed `(`".into());
+                }
+                *at += 1;
+                args.push(Arg::Sub(inner));
+                continue;
+            }
+            if func.is_none() && args.is_empty() && FUNCS.contains(&t.as_str()) {
+                func = Some(t.clone());
+                continue;
+            }
+            args.push(arg(t)?);
+        }
+        if func.is_none() && args.is_empty() {
+            return Err("empty command".into());
+        }
+        if func.is_none() && args.len() > 1 {
+            return Err("a value cannot take arguments".into());
+        }
+        commands.push(Command { func, args });
+        if toks.get(*at).map(String::as_str) == Some("|") {
+            *at += 1;
+            continue;
+        }
+        return Ok(commands);
+    }
+}
+
+const FUNCS: [&str; 19] = [
+    "humanize",
+    "humanize1024",
+    "humanizeDuration",
+    "humanizePercentage",
+    "printf",
+    "toUpper",
+    "toLower",
+    "title",
+    "index",
+    "reReplaceAll",
+    "eq",
+    "ne",
+    "lt",
+    "le",
+    "gt",
+    "ge",
+    "and",
+    "or",
+    "not",
+];
+
+fn arg(t: &str) -> Result<Arg, String> {
+    let field = |rest: &str| -> Result<Option<String>, String> {
+        match rest {
+            "" => Ok(None),
+            r => match r.strip_prefix('.') {
+                Some(name) if !name.is_empty() && !name.contains('.') => Ok(Some(name.to_owned())),
+                _ => Err(format!("cannot read `{t}`")),
+            },
+        }
+    };
+    if let Some(rest) = t.strip_prefix("$labels") {
+        return Ok(Arg::Labels(field(rest)?));
+    }
+    if let Some(rest) = t.strip_prefix(".Labels") {
+        return Ok(Arg::Labels(field(rest)?));
+    }
+    if let Some(rest) = t.strip_prefix("$externalLabels") {
+        return Ok(Arg::External(field(rest)?));
+    }
+    if let Some(rest) = t.strip_prefix(".ExternalLabels") {
+        return Ok(Arg::External(field(rest)?));
+    }
+    if t == "$value" || t == ".Value" {
+        return Ok(Arg::Value);
+    }
+    if t == "true" || t == "false" {
+        return Ok(Arg::Bool(t == "true"));
+    }
+    if let Some(s) = t.strip_prefix('`').and_then(|s| s.strip_suffix('`')) {
+        return Ok(Arg::Str(s.to_owned()));
+    }
+    if t.starts_with('"') {
+        return serde_json::from_str::<String>(t)
+            .map(Arg::Str)
+            .map_err(|_| format!("bad string {t}"));
+    }
+    if let Ok(n) = t.parse::<f64>() {
+        return Ok(Arg::Num(n));
+    }
+    if t.starts_with('$') || t.contains(":=") || t == "=" {
+        return Err(format!(
+            "`{t}`: only $labels, $value and $externalLabels are available in rule templates"
+        ));
+    }
+    Err(format!("`{t}` is not supported in rule templates"))
+}
+
+fn run(p: &Pipeline, data: &Data<'_>) -> Result<Val, String> {
+    let mut piped: Option<Val> = None;
+    for c in p {
+        let mut args = c
+            .args
+            .iter()
+            .map(|a| value(a, data))
+            .collect::<Result<Vec<_>, _>>()?;
+        if let Some(v) = piped.take() {
+            args.push(v);
+        }
+        piped = Some(match &c.func {
+            None => args.pop().ok_or("empty command")?,
+            Some(f) => call(f, args)?,
+        });
+    }
+    piped.ok_or_else(|| "empty pipeline".into())
+}
+
+fn value(a: &Arg, data: &Data<'_>) -> Result<Val, String> {
+    Ok(match a {
+        Arg::Labels(None) => Val::Map(data.labels.clone()),
+        Arg::Labels(Some(name)) => Val::Str(data.labels.get(name).cloned().unwrap_or_default()),
+        Arg::External(None) => Val::Map(BTreeMap::new()),
+        Arg::External(Some(_)) => Val::Str(String::new()),
+        Arg::Value => Val::Num(data.value),
+        Arg::Str(s) => Val::Str(s.clone()),
+        Arg::Num(n) => Val::Num(*n),
+        Arg::Bool(b) => Val::Bool(*b),
+        Arg::Sub(p) => run(p, data)?,
+    })
+}
+
+fn call(f: &str, args: Vec<Val>) -> Result<Val, String> {
+    let one = |args: &[Val]| -> Result<f64, String> {
+        match args {
+            [v] => v.number(),
+            _ => Err(format!("{f} takes one argument")),
+        }
+    };
+    let two = |args: &[Val]| -> Result<(Val, Val), String> {
+        match args {
+            [a, b] => Ok((a.clone(), b.clone())),
+            _ => Err(format!("{f} takes two arguments")),
+        }
+    };
+    Ok(match f {
+        "humanize" => Val::Str(super::gofmt::humanize(one(&args)?)),
+        "humanize1024" => Val::Str(super::gofmt::humanize1024(one(&args)?)),
+        "humanizeDuration" => Val::Str(super::gofmt::humanize_duration(one(&args)?)),
+        "humanizePercentage" => Val::Str(format!("{}%", float_g(one(&args)? * 100.0, Some(4)))),
+        "printf" => {
+            let (format, rest) = args.split_first().ok_or("printf takes a format")?;
+            Val::Str(printf(&format.text(), rest))
+        }
+        "toUpper" | "toLower" | "title" => {
+            let [v] = args.as_slice() else {
+                return Err(format!("{f} takes one argument"));
+            };
+            let s = v.text();
+            Val::Str(match f {
+                "toUpper" => s.to_uppercase(),
+                "toLower" => s.to_lowercase(),
+                _ => title(&s),
+            })
+        }
+        "index" => {
+            let (m, k) = two(&args)?;
+            match m {
+                Val::Map(m) => Val::Str(m.get(&k.text()).cloned().unwrap_or_default()),
+                _ => return Err("index takes a map".into()),
+            }
+        }
+        "reReplaceAll" => {
+            let [pattern, replacement, text] = args.as_slice() else {
+                return Err("reReplaceAll takes a pattern, a replacement and a text".into());
+            };
+            let re = regex::RegexBuilder::new(&pattern.text())
+                .size_limit(1 << 20)
+                .build()
+                .map_err(|e| format!("reReplaceAll: {e}"))?;
+            Val::Str(
+                re.replace_all(&text.text(), replacement.text().as_str())
+                    .into_owned(),
+            )
+        }
+        "eq" | "ne" | "lt" | "le" | "gt" | "ge" => {
+            let (a, b) = two(&args)?;
+            let ord = match (&a, &b) {
+                (Val::Str(x), Val::Str(y)) => x.partial_cmp(y),
+                _ => a.number()?.partial_cmp(&b.number()?),
+            };
+            Val::Bool(match f {
+                "eq" => ord == Some(std::cmp::Ordering::Equal),
+                "ne" => ord != Some(std::cmp::Ordering::Equal),
+                "lt" => ord == Some(std::cmp::Ordering::Less),
+                "le" => matches!(
+                    ord,
+                    Some(std::cmp::Ordering::Less | std::cmp::Ordering::Equal)
+                ),
+                "gt" => ord == Some(std::cmp::Ordering::Greater),
+                _ => matches!(
+                    ord,
+                    Some(std::cmp::Ordering::Greater | std::cmp::Ordering::Equal)
+                ),
+            })
+        }
+        "and" => args
+            .iter()
+            .find(|v| !v.truthy())
+            .or(args.last())
+            .cloned()
+            .ok_or("and takes arguments")?,
+        "or" => args
+            .iter()
+            .find(|v| v.truthy())
+            .or(args.last())
+            .cloned()
+            .ok_or("or takes arguments")?,
+        "not" => match args.as_slice() {
+            [v] => Val::Bool(!v.truthy()),
+            _ => return Err("not takes one argument".into()),
+        },
+        other => return Err(format!("unknown function {other}")),
+    })
+}
+
+/// Go's `strings.Title`: the first letter of each word upper-cased.
+fn title(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut start = true;
+    for c in s.chars() {
+        if start && c.is_alphabetic() {
+            out.extend(c.to_uppercase());
+        } else {
+            out.push(c);
+        }
+        start = !(c.is_alphanumeric() || c == '_' || c == '\'');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn render(src: &str, value: f64) -> String {
+        let labels: BTreeMap<String, String> = [("instance", "web-1:9100"), ("job", "node")]
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        GoTemplate::parse(src)
+            .expect(src)
+            .render(&Data {
+                labels: &labels,
+                value,
+            })
+            .expect(src)
+    }
+
+    #[test]
+    fn prometheus_annotations_render_as_prometheus_renders_them() {
+        assert_eq!(
+            render(
+                "{{ $labels.instance }} of {{ .Labels.job }} is at {{ $value }}",
+                0.5
+            ),
+            "web-1:9100 of node is at 0.5"
+        );
+        assert_eq!(render("{{ $value | humanize }}", 1_234_567.0), "1.235M");
+        assert_eq!(render("{{ humanize $value }}", 0.001_234), "1.234m");
+        assert_eq!(
+            render("{{ $value | humanizePercentage }}", 0.1234),
+            "12.34%"
+        );
+        assert_eq!(
+            render("{{ $value | humanizeDuration }}", 3725.0),
+            "1h 2m 5s"
+        );
+        assert_eq!(render("{{ $value | humanize1024 }}", 2048.0), "2ki");
+        assert_eq!(render(r#"{{ printf "%.2f" $value }}"#, 1.23456), "1.23");
+        assert_eq!(render("{{ $value }}", 1e6), "1e+06");
+        assert_eq!(render("{{ $labels.missing }}|", 0.0), "|");
+        assert_eq!(render("{{ $labels.job | toUpper }}", 0.0), "NODE");
+        assert_eq!(render(r#"{{ index $labels "job" }}"#, 0.0), "node");
+        assert_eq!(
+            render(
+                "{{ if gt $value 80.0 }}hot{{ else if gt $value 50.0 }}warm{{ else }}cold{{ end }}",
+                60.0
+            ),
+            "warm"
+        );
+        assert_eq!(render("a  {{- \"b\" -}}  c", 0.0), "abc");
+        assert_eq!(render("{{/* note */}}x", 0.0), "x");
+    }
+
+    #[test]
+    fn what_templates_cannot_do_here_is_a_parse_error() {
+        for (src, says) in [
+            ("{{ range $labels }}{{ end }}", "range"),
+            ("{{ query \"up\" }}", "query"),
+            ("{{ $x := 1 }}", "$x"),
+            ("{{ if $value }}", "end"),
+            ("{{ $labels.job", "unclosed"),
+        ] {
+            let e = GoTemplate::parse(src).expect_err(src);
+            assert!(e.contains(says), "{src}: {e}");
+        }
+    }
+}

@@ -1,0 +1,287 @@
+//! Prometheus rule files in `alert_rule` (`rule_files:`): the PromQL subset sluice
+//! evaluates ([`parse`], [`eval`]), Go-template annotations ([`gotmpl`], [`gofmt`]),
+//! and rule groups with Prometheus's alert states ([`rules`]). Samples are metric
+//! events (`name`, `value`, `labels`) at their arrival time by the component's clock;
+//! firing and resolved alerts become the same normalized alert events as the
+//! transform's own rules, under the same notification policy, silences and inhibition.
+
+pub(crate) mod eval;
+pub(crate) mod gofmt;
+pub(crate) mod gotmpl;
+pub(crate) mod parse;
+pub(crate) mod rules;
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use vrl::value::{KeyString, ObjectMap, Value};
+
+use super::lifecycle::Alert;
+use crate::alert::{Status, field};
+use crate::event::Event;
+use eval::{Labels, NAME, Store};
+use rules::{Active, Group, State};
+
+/// The rule files' groups and the samples they read.
+pub(crate) struct Prom {
+    pub(crate) groups: Vec<Group>,
+    store: Store,
+    /// The metric names kept; `None` keeps every metric (a selector without a name).
+    names: Option<HashSet<String>>,
+    reach_ms: i64,
+}
+
+impl Prom {
+    /// Loads every file; errors name the file, group, rule and construct.
+    pub(crate) fn load(files: &[PathBuf]) -> Result<Self, String> {
+        let mut groups = Vec::new();
+        for f in files {
+            groups.extend(rules::load(f)?);
+        }
+        let mut names = Some(HashSet::new());
+        for g in &groups {
+            match (g.metric_names(), &mut names) {
+                (Some(list), Some(set)) => set.extend(list),
+                _ => names = None,
+            }
+        }
+        let reach = groups.iter().map(Group::reach).max().unwrap_or_default();
+        Ok(Self {
+            groups,
+            store: Store::default(),
+            names,
+            reach_ms: i64::try_from(reach.as_millis()).unwrap_or(i64::MAX),
+        })
+    }
+
+    /// Takes a metric event's sample when a rule reads its metric; `false` when it
+    /// was a new series beyond `max_series`.
+    pub(crate) fn ingest(
+        &mut self,
+        name: &str,
+        event: &ObjectMap,
+        value: f64,
+        now: i64,
+        max_series: usize,
+    ) -> bool {
+        if self.names.as_ref().is_some_and(|n| !n.contains(name)) {
+            return true;
+        }
+        let mut labels = Labels::new();
+        if let Some(Value::Object(l)) = event.get("labels") {
+            for (k, v) in l {
+                if !matches!(v, Value::Null) {
+                    labels.insert(k.to_string(), v.to_string_lossy().into_owned());
+                }
+            }
+        }
+        labels.insert(NAME.into(), name.to_owned());
+        self.store.push(labels, now, value, max_series)
+    }
+
+    /// Evaluates the groups that are due (each every `interval`, or `default` when it
+    /// sets none), then forgets samples no rule reads any more.
+    pub(crate) fn evaluate(&mut self, id: &str, now: i64, default: Duration, max_series: usize) {
+        let mut longest = default;
+        for g in &mut self.groups {
+            let every = g.interval.unwrap_or(default);
+            longest = longest.max(every);
+            let every_ms = i64::try_from(every.as_millis()).unwrap_or(i64::MAX);
+            if g.last_eval.is_some_and(|last| now - last < every_ms) {
+                continue;
+            }
+            for (rule, error) in g.evaluate(&mut self.store, now, max_series) {
+                tracing::warn!(component_id = %id, group = %g.name, rule = %rule, %error, "rule evaluation failed");
+            }
+        }
+        let keep = self
+            .reach_ms
+            .saturating_add(i64::try_from(longest.as_millis()).unwrap_or(0));
+        self.store.prune(now.saturating_sub(keep));
+    }
+
+    /// Every alert of every alerting rule, with its labels.
+    pub(crate) fn alerts_mut(&mut self) -> impl Iterator<Item = (&Labels, &mut Active)> {
+        self.groups
+            .iter_mut()
+            .flat_map(|g| g.rules.iter_mut())
+            .flat_map(|r| r.active.iter_mut())
+    }
+}
+
+/// Brings an alert's notice up to date with its state: a firing alert is noticed from
+/// when it fired; a resolved one that was noticed firing becomes resolved.
+pub(crate) fn update_notice(a: &mut Active) {
+    match (a.state, &mut a.notice) {
+        (State::Firing, Some(n)) if n.status == Status::Firing => n.value = Some(a.value),
+        (State::Firing, notice) => {
+            let last_sent = notice.as_ref().and_then(|n| n.last_sent);
+            *notice = Some(Alert {
+                status: Status::Firing,
+                starts_at: a.fired_at.unwrap_or(a.active_at),
+                ends_at: None,
+                value: Some(a.value),
+                last_sent,
+            });
+        }
+        (State::Inactive, Some(n)) if n.status == Status::Firing => {
+            n.status = Status::Resolved;
+            n.ends_at = a.resolved_at;
+        }
+        _ => {}
+    }
+}
+
+/// The normalized severity of a Prometheus alert, from its `severity` label
+/// (`warning` is medium, `page` critical; anything else unknown is medium).
+pub(crate) fn severity(labels: &Labels) -> &'static str {
+    match labels
+        .get("severity")
+        .map(|s| s.trim().to_ascii_lowercase())
+        .as_deref()
+    {
+        Some("critical" | "page" | "fatal" | "emergency") => "critical",
+        Some("high" | "error" | "major") => "high",
+        Some("low" | "minor") => "low",
+        Some("info" | "informational" | "none") => "info",
+        _ => "medium",
+    }
+}
+
+/// The normalized alert event of one notification.
+pub(crate) fn alert_event(
+    component: &Arc<str>,
+    labels: &Labels,
+    a: &Active,
+    notice: &Alert,
+    now: DateTime<Utc>,
+) -> Event {
+    use crate::event::timestamp_ms as time;
+    let name = labels.get("alertname").map_or("", String::as_str);
+    let mut m = ObjectMap::new();
+    m.insert("id".into(), uuid::Uuid::new_v4().to_string().into());
+    m.insert("time".into(), Value::Timestamp(now));
+    m.insert("event_type".into(), "alert".into());
+    m.insert("source".into(), Value::from(component.as_ref()));
+    m.insert("kind".into(), "alert_rule".into());
+    m.insert(field::STATUS.into(), notice.status.as_str().into());
+    m.insert(field::SEVERITY.into(), severity(labels).into());
+    m.insert(
+        field::FINGERPRINT.into(),
+        super::notify::fingerprint(name, labels).into(),
+    );
+    m.insert(field::STARTS_AT.into(), time(notice.starts_at));
+    if let Some(end) = notice.ends_at {
+        m.insert(field::ENDS_AT.into(), time(end));
+    }
+    m.insert("value".into(), Value::from_f64_or_zero(a.value));
+    let mut extra = ObjectMap::new();
+    for (k, v) in &a.annotations {
+        match k.as_str() {
+            "summary" | "description" => {
+                m.insert(KeyString::from(k.as_str()), v.as_str().into());
+            }
+            _ => {
+                extra.insert(KeyString::from(k.as_str()), v.as_str().into());
+            }
+        }
+    }
+    if !extra.is_empty() {
+        m.insert("annotations".into(), Value::Object(extra));
+    }
+    let label_map: ObjectMap = labels
+        .iter()
+        .map(|(k, v)| (KeyString::from(k.as_str()), Value::from(v.as_str())))
+        .collect();
+    m.insert("labels".into(), Value::Object(label_map));
+    Event::new(Value::Object(m), Arc::clone(component), now)
+}
+
+/// What silences and inhibition match a Prometheus alert on: its labels, with the
+/// normalized severity when it has no `severity` label.
+pub(crate) fn match_labels(labels: &Labels) -> BTreeMap<String, String> {
+    super::notify::match_labels(labels, severity(labels))
+}
+
+/// What notifying needs of the transform.
+pub(crate) struct Notifying<'a> {
+    pub(crate) id: &'a Arc<str>,
+    pub(crate) policy: &'a super::notify::Policy,
+    pub(crate) silences: &'a crate::silences::SilenceStore,
+    pub(crate) inhibit: &'a [crate::silences::inhibit::InhibitRule],
+    /// Firing alerts that are inhibition sources: fingerprint, labels, rule index.
+    pub(crate) sources: &'a [(String, BTreeMap<String, String>, usize)],
+    pub(crate) wall: DateTime<Utc>,
+}
+
+impl Prom {
+    /// The firing alerts that are sources of `inhibit` rules.
+    pub(crate) fn sources(
+        &self,
+        inhibit: &[crate::silences::inhibit::InhibitRule],
+        into: &mut Vec<(String, BTreeMap<String, String>, usize)>,
+    ) {
+        for r in self.groups.iter().flat_map(|g| g.rules.iter()) {
+            for (labels, a) in &r.active {
+                if a.state != State::Firing {
+                    continue;
+                }
+                let ml = match_labels(labels);
+                for (i, ir) in inhibit.iter().enumerate() {
+                    if ir.is_source(&ml) {
+                        let name = labels.get("alertname").map_or("", String::as_str);
+                        into.push((super::notify::fingerprint(name, labels), ml.clone(), i));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sends what the policy says is due, after silences and inhibition; returns the
+    /// number of firing and resolved notifications.
+    pub(crate) fn notify(&mut self, n: &Notifying<'_>, out: &mut Vec<Event>) -> (usize, usize) {
+        use super::notify::Decision;
+        let now = n.wall.timestamp_millis();
+        let mut sent = (0, 0);
+        for (labels, a) in self.alerts_mut() {
+            update_notice(a);
+            let Some(notice) = &a.notice else {
+                continue;
+            };
+            let ml = match_labels(labels);
+            let name = labels.get("alertname").map_or("", String::as_str);
+            let muted = n.silences.mutes(&ml, n.wall)
+                || (!n.sources.is_empty()
+                    && crate::silences::inhibit::inhibited(
+                        n.inhibit,
+                        n.sources,
+                        &super::notify::fingerprint(name, labels),
+                        &ml,
+                    ));
+            match n.policy.decide(notice, now, muted) {
+                Decision::Wait => {}
+                Decision::Send => {
+                    out.push(alert_event(n.id, labels, a, notice, n.wall));
+                    let status = notice.status;
+                    match status {
+                        Status::Firing => {
+                            sent.0 += 1;
+                            if let Some(notice) = &mut a.notice {
+                                notice.last_sent = Some((Status::Firing, now));
+                            }
+                        }
+                        Status::Resolved => {
+                            sent.1 += 1;
+                            a.notice = None;
+                        }
+                    }
+                }
+                Decision::Forget => a.notice = None,
+            }
+        }
+        sent
+    }
+}

@@ -1,0 +1,440 @@
+//! Prometheus rule files (`groups` of alerting and recording rules) and the alerting
+//! state of each rule, as Prometheus keeps it: an alert per label set of the result,
+//! pending until `for` has passed, firing, kept firing `keep_firing_for` after the
+//! condition stops, then resolved.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::eval::{self, Labels, NAME, Store, Value};
+use super::gotmpl::{Data, GoTemplate};
+use super::parse::{self, Expr, Kind};
+
+/// How long a resolved alert is kept, as Prometheus keeps it (`resolvedRetention`).
+const RESOLVED_RETENTION_MS: i64 = 15 * 60_000;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    groups: Vec<GroupConfig>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GroupConfig {
+    name: String,
+    #[serde(default)]
+    interval: Option<String>,
+    #[serde(default)]
+    limit: Option<usize>,
+    #[serde(default)]
+    rules: Vec<RuleConfig>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RuleConfig {
+    #[serde(default)]
+    alert: Option<String>,
+    #[serde(default)]
+    record: Option<String>,
+    expr: serde_json::Value,
+    #[serde(default, rename = "for")]
+    for_: Option<String>,
+    #[serde(default)]
+    keep_firing_for: Option<String>,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+    #[serde(default)]
+    annotations: BTreeMap<String, String>,
+}
+
+/// A group: its rules run in order, every `interval`.
+#[derive(Debug)]
+pub(crate) struct Group {
+    pub(crate) name: String,
+    pub(crate) interval: Option<Duration>,
+    pub(crate) rules: Vec<PromRule>,
+    limit: usize,
+    pub(crate) last_eval: Option<i64>,
+}
+
+#[derive(Debug)]
+pub(crate) struct PromRule {
+    pub(crate) name: String,
+    expr: Expr,
+    kind: RuleKind,
+    labels: Vec<(String, GoTemplate)>,
+    annotations: Vec<(String, GoTemplate)>,
+    /// Alerts by their label set (alerting rules only).
+    pub(crate) active: HashMap<Labels, Active>,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum RuleKind {
+    Alert { hold_ms: i64, keep_ms: i64 },
+    Record,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum State {
+    Pending,
+    Firing,
+    Inactive,
+}
+
+/// One alert of a rule.
+#[derive(Debug, Clone)]
+pub(crate) struct Active {
+    pub(crate) state: State,
+    pub(crate) active_at: i64,
+    pub(crate) fired_at: Option<i64>,
+    pub(crate) resolved_at: Option<i64>,
+    keep_firing_since: Option<i64>,
+    pub(crate) value: f64,
+    pub(crate) annotations: BTreeMap<String, String>,
+    /// What notifications know of it (see `notify::Policy`).
+    pub(crate) notice: Option<super::super::lifecycle::Alert>,
+}
+
+fn duration(text: &Option<String>, what: &str) -> Result<Duration, String> {
+    match text {
+        None => Ok(Duration::ZERO),
+        Some(t) => parse::duration(t)
+            .ok_or_else(|| format!("`{what}`: {t:?} is not a duration such as 5m")),
+    }
+}
+
+fn ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// Reads and compiles a rule file; errors name the group, the rule and the construct.
+pub(crate) fn load(path: &Path) -> Result<Vec<Group>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    compile(&text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+pub(crate) fn compile(text: &str) -> Result<Vec<Group>, String> {
+    let file: FileConfig = serde_saphyr::from_str(text).map_err(|e| e.to_string())?;
+    let mut names = HashSet::new();
+    let mut groups = Vec::new();
+    for g in file.groups {
+        if !names.insert(g.name.clone()) {
+            return Err(format!("group {:?} is defined twice", g.name));
+        }
+        let at = |e: String| format!("group {:?}: {e}", g.name);
+        let interval = match &g.interval {
+            None => None,
+            Some(_) => Some(duration(&g.interval, "interval").map_err(at)?),
+        };
+        if interval.is_some_and(|d| d.is_zero()) {
+            return Err(at("`interval` must be longer than zero".into()));
+        }
+        let rules = g
+            .rules
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| compile_rule(r).map_err(|e| at(format!("rule {}: {e}", i + 1))))
+            .collect::<Result<Vec<_>, _>>()?;
+        groups.push(Group {
+            name: g.name,
+            interval,
+            rules,
+            limit: g.limit.unwrap_or(0),
+            last_eval: None,
+        });
+    }
+    Ok(groups)
+}
+
+fn compile_rule(r: RuleConfig) -> Result<PromRule, String> {
+    let (name, kind) = match (&r.alert, &r.record) {
+        (Some(a), None) => {
+            let hold_ms = ms(duration(&r.for_, "for")?);
+            let keep_ms = ms(duration(&r.keep_firing_for, "keep_firing_for")?);
+            (a.clone(), RuleKind::Alert { hold_ms, keep_ms })
+        }
+        (None, Some(rec)) => {
+            if r.for_.is_some() || r.keep_firing_for.is_some() || !r.annotations.is_empty() {
+                return Err(format!(
+                    "{rec:?}: a recording rule takes no `for`, `keep_firing_for` or `annotations`"
+                ));
+            }
+            (rec.clone(), RuleKind::Record)
+        }
+        _ => return Err("a rule has exactly one of `alert` and `record`".into()),
+    };
+    let at = |e: String| format!("{name:?}: {e}");
+    let source = match &r.expr {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Number(n) => n.to_string(),
+        _ => return Err(at("`expr` must be a PromQL expression".into())),
+    };
+    let expr = parse::parse(&source).map_err(|e| at(format!("`expr` {e}")))?;
+    if expr.kind() != Kind::Instant && matches!(kind, RuleKind::Alert { .. }) {
+        return Err(at("`expr` must give an instant vector, not a scalar".into()));
+    }
+    let templates = |map: BTreeMap<String, String>, what: &str| {
+        map.into_iter()
+            .map(|(k, v)| {
+                GoTemplate::parse(&v)
+                    .map(|t| (k.clone(), t))
+                    .map_err(|e| at(format!("`{what}.{k}`: {e}")))
+            })
+            .collect::<Result<Vec<_>, String>>()
+    };
+    Ok(PromRule {
+        labels: templates(r.labels, "labels")?,
+        annotations: templates(r.annotations, "annotations")?,
+        name,
+        expr,
+        kind,
+        active: HashMap::new(),
+    })
+}
+
+impl Group {
+    /// The longest time back any rule reads.
+    pub(crate) fn reach(&self) -> Duration {
+        self.rules
+            .iter()
+            .map(|r| r.expr.reach())
+            .max()
+            .unwrap_or_default()
+    }
+
+    /// The metric names the rules read; `None` when a selector has no name.
+    pub(crate) fn metric_names(&self) -> Option<Vec<String>> {
+        let mut names = Vec::new();
+        for r in &self.rules {
+            for s in r.expr.selectors() {
+                names.push(s.name.clone()?);
+            }
+            if let RuleKind::Record = r.kind {
+                names.push(r.name.clone());
+            }
+        }
+        Some(names)
+    }
+
+    /// Evaluates every rule at `t`, in order (a recording rule's series are there for
+    /// the rules after it). Returns errors to log, by rule.
+    pub(crate) fn evaluate(
+        &mut self,
+        store: &mut Store,
+        t: i64,
+        max_series: usize,
+    ) -> Vec<(String, String)> {
+        self.last_eval = Some(t);
+        let mut errors = Vec::new();
+        for rule in &mut self.rules {
+            if let Err(e) = rule.evaluate(store, t, max_series, self.limit) {
+                errors.push((rule.name.clone(), e));
+            }
+        }
+        errors
+    }
+}
+
+impl PromRule {
+    fn evaluate(
+        &mut self,
+        store: &mut Store,
+        t: i64,
+        max_series: usize,
+        limit: usize,
+    ) -> Result<(), String> {
+        let samples = match eval::eval(&self.expr, store, t).map_err(|e| e.to_string())? {
+            Value::Vector(v) => v,
+            Value::Scalar(n) => vec![eval::Sample {
+                labels: Labels::new(),
+                value: n,
+            }],
+            Value::Matrix(_) => Vec::new(),
+        };
+        let RuleKind::Alert { hold_ms, keep_ms } = self.kind else {
+            if limit > 0 && samples.len() > limit {
+                return Err(format!(
+                    "{} series exceed the group's limit {limit}",
+                    samples.len()
+                ));
+            }
+            for s in samples {
+                let mut labels = s.labels;
+                for (k, t) in &self.labels {
+                    labels.insert(k.clone(), render(t, &labels, s.value));
+                }
+                labels.insert(NAME.into(), self.name.clone());
+                store.push(labels, t, s.value, max_series);
+            }
+            return Ok(());
+        };
+        let mut seen: HashMap<Labels, (f64, BTreeMap<String, String>)> = HashMap::new();
+        for s in samples {
+            let mut labels = s.labels.clone();
+            labels.remove(NAME);
+            for (k, tmpl) in &self.labels {
+                labels.insert(k.clone(), render(tmpl, &s.labels, s.value));
+            }
+            labels.retain(|_, v| !v.is_empty());
+            labels.insert("alertname".into(), self.name.clone());
+            let annotations = self
+                .annotations
+                .iter()
+                .map(|(k, tmpl)| (k.clone(), render(tmpl, &s.labels, s.value)))
+                .collect();
+            if seen.insert(labels, (s.value, annotations)).is_some() {
+                return Err(
+                    "vector contains metrics with the same labelset after applying alert labels"
+                        .into(),
+                );
+            }
+        }
+        if limit > 0 && seen.len() > limit {
+            return Err(format!(
+                "{} alerts exceed the group's limit {limit}",
+                seen.len()
+            ));
+        }
+        for (labels, (value, annotations)) in &seen {
+            match self.active.get_mut(labels) {
+                Some(a) if a.state != State::Inactive => {
+                    a.value = *value;
+                    a.annotations.clone_from(annotations);
+                    a.keep_firing_since = None;
+                }
+                _ => {
+                    self.active.insert(
+                        labels.clone(),
+                        Active {
+                            state: State::Pending,
+                            active_at: t,
+                            fired_at: None,
+                            resolved_at: None,
+                            keep_firing_since: None,
+                            value: *value,
+                            annotations: annotations.clone(),
+                            notice: None,
+                        },
+                    );
+                }
+            }
+        }
+        self.active.retain(|labels, a| {
+            if seen.contains_key(labels) {
+                return true;
+            }
+            if a.state == State::Pending
+                || a.resolved_at.is_some_and(|r| t - r > RESOLVED_RETENTION_MS)
+            {
+                return false;
+            }
+            if a.state == State::Firing && keep_ms > 0 {
+                let since = *a.keep_firing_since.get_or_insert(t);
+                if t - since < keep_ms {
+                    return true;
+                }
+            }
+            if a.state != State::Inactive {
+                a.state = State::Inactive;
+                a.resolved_at = Some(t);
+            }
+            true
+        });
+        for a in self.active.values_mut() {
+            if a.state == State::Pending && t - a.active_at >= hold_ms {
+                a.state = State::Firing;
+                a.fired_at = Some(t);
+            }
+        }
+        Ok(())
+    }
+}
+
+fn render(t: &GoTemplate, labels: &Labels, value: f64) -> String {
+    t.render(&Data { labels, value })
+        .unwrap_or_else(|e| format!("<error expanding template: {e}>"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FILE: &str = r#"
+groups:
+  - name: node
+    rules:
+      - record: job:temp:max
+        expr: max by (job) (temp)
+      - alert: Hot
+        expr: job:temp:max > 60
+        for: 2m
+        labels:
+          severity: critical
+        annotations:
+          summary: "{{ $labels.job }} is at {{ $value }}"
+"#;
+
+    #[test]
+    fn alerts_go_pending_firing_and_resolved_as_in_prometheus() {
+        let mut groups = compile(FILE).expect("compile");
+        let mut store = Store::default();
+        let push = |store: &mut Store, t: i64, v: f64| {
+            let labels: Labels = [(NAME, "temp"), ("job", "api"), ("instance", "a")]
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect();
+            store.push(labels, t, v, 100);
+        };
+        let mut states = Vec::new();
+        for (minute, v) in [(0, 50.0), (1, 70.0), (2, 70.0), (3, 70.0), (4, 50.0)] {
+            let t = minute * 60_000;
+            push(&mut store, t, v);
+            let errors = groups[0].evaluate(&mut store, t, 100);
+            assert!(errors.is_empty(), "{errors:?}");
+            let rule = &groups[0].rules[1];
+            states.push(rule.active.values().next().map(|a| a.state));
+        }
+        assert_eq!(
+            states,
+            vec![
+                None,
+                Some(State::Pending),
+                Some(State::Pending),
+                Some(State::Firing),
+                Some(State::Inactive)
+            ]
+        );
+        let (labels, alert) = groups[0].rules[1].active.iter().next().expect("alert");
+        assert_eq!(labels.get("severity").map(String::as_str), Some("critical"));
+        assert_eq!(labels.get("alertname").map(String::as_str), Some("Hot"));
+        assert_eq!(alert.annotations["summary"], "api is at 70");
+        assert_eq!(
+            (alert.fired_at, alert.resolved_at),
+            (Some(180_000), Some(240_000))
+        );
+    }
+
+    #[test]
+    fn what_sluice_cannot_evaluate_fails_naming_the_rule_and_construct() {
+        let bad = "groups:\n  - name: g\n    rules:\n      - alert: Q\n        expr: histogram_quantile(0.9, rate(x[5m]))\n";
+        let e = compile(bad).expect_err("unsupported");
+        assert!(
+            e.contains("group \"g\"") && e.contains("\"Q\"") && e.contains("histogram_quantile"),
+            "{e}"
+        );
+        let template = "groups:\n  - name: g\n    rules:\n      - alert: T\n        expr: up == 0\n        annotations:\n          d: '{{ range $labels }}{{ end }}'\n";
+        let e = compile(template).expect_err("range");
+        assert!(e.contains("annotations.d") && e.contains("range"), "{e}");
+        let scalar = "groups:\n  - name: g\n    rules:\n      - alert: S\n        expr: '1'\n";
+        assert!(
+            compile(scalar)
+                .expect_err("scalar")
+                .contains("instant vector")
+        );
+    }
+}
