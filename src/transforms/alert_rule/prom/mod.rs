@@ -5,9 +5,11 @@
 //! firing and resolved alerts become the same normalized alert events as the
 //! transform's own rules, under the same notification policy, silences and inhibition.
 
+mod ast;
 pub(crate) mod eval;
 pub(crate) mod gofmt;
 pub(crate) mod gotmpl;
+mod lex;
 pub(crate) mod parse;
 pub(crate) mod rules;
 

@@ -1,0 +1,181 @@
+//! The PromQL tokenizer: numbers, durations, quoted strings, identifiers (metric
+//! names may hold `:`) and punctuation, each with its byte offset.
+
+use std::time::Duration;
+
+use super::parse::ParseError;
+
+#[derive(Debug, Clone, PartialEq)]
+pub(super) enum Tok {
+    Ident(String),
+    Number(f64),
+    Duration(Duration),
+    Str(String),
+    Punct(&'static str),
+    End,
+}
+
+const PUNCTS: [&str; 22] = [
+    "=~", "!~", "!=", "==", ">=", "<=", "(", ")", "{", "}", "[", "]", ",", "=", ">", "<", "+", "-",
+    "*", "/", "%", "^",
+];
+
+pub(super) fn tokenize(src: &str) -> Result<Vec<(Tok, usize)>, ParseError> {
+    let err = |at: usize, message: String| ParseError {
+        column: src[..at].chars().count() + 1,
+        message,
+    };
+    let bytes = src.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        let c = bytes[i];
+        if c.is_ascii_whitespace() {
+            i += 1;
+            continue;
+        }
+        if c == b'#' {
+            while i < bytes.len() && bytes[i] != b'\n' {
+                i += 1;
+            }
+            continue;
+        }
+        let start = i;
+        if c.is_ascii_digit() || (c == b'.' && bytes.get(i + 1).is_some_and(u8::is_ascii_digit)) {
+            while i < bytes.len() && (bytes[i].is_ascii_alphanumeric() || bytes[i] == b'.') {
+                // An exponent's sign belongs to the number: `1e-3`.
+                if matches!(bytes[i], b'e' | b'E')
+                    && matches!(bytes.get(i + 1), Some(b'+' | b'-'))
+                    && !src[start..i].starts_with("0x")
+                {
+                    i += 1;
+                }
+                i += 1;
+            }
+            let text = &src[start..i];
+            let tok = if let Ok(n) = text.parse::<f64>() {
+                Tok::Number(n)
+            } else if let Some(hex) = text.strip_prefix("0x") {
+                let n = i64::from_str_radix(hex, 16)
+                    .map_err(|_| err(start, format!("bad number {text:?}")))?;
+                Tok::Number(n as f64)
+            } else {
+                Tok::Duration(
+                    duration(text).ok_or_else(|| err(start, format!("bad number {text:?}")))?,
+                )
+            };
+            out.push((tok, start));
+            continue;
+        }
+        if c.is_ascii_alphabetic() || c == b'_' || c == b':' {
+            while i < bytes.len()
+                && (bytes[i].is_ascii_alphanumeric() || bytes[i] == b'_' || bytes[i] == b':')
+            {
+                i += 1;
+            }
+            out.push((Tok::Ident(src[start..i].to_owned()), start));
+            continue;
+        }
+        if matches!(c, b'"' | b'\'' | b'`') {
+            let (text, end) = string(src, i).map_err(|m| err(start, m))?;
+            out.push((Tok::Str(text), start));
+            i = end;
+            continue;
+        }
+        if c == b'@' {
+            return Err(err(i, "the @ modifier is not supported".into()));
+        }
+        let Some(p) = PUNCTS.iter().find(|p| src[i..].starts_with(**p)) else {
+            let ch = src[i..].chars().next().unwrap_or(' ');
+            return Err(err(i, format!("unexpected character {ch:?}")));
+        };
+        out.push((Tok::Punct(p), start));
+        i += p.len();
+    }
+    out.push((Tok::End, src.len()));
+    Ok(out)
+}
+
+/// A quoted string starting at `at`: its text and the index past its closing quote.
+/// Double and single quotes take Go's escapes; backquotes are raw.
+fn string(src: &str, at: usize) -> Result<(String, usize), String> {
+    let quote = src.as_bytes()[at] as char;
+    let mut out = String::new();
+    let mut chars = src[at + 1..].char_indices();
+    while let Some((i, c)) = chars.next() {
+        if c == quote {
+            return Ok((out, at + 1 + i + 1));
+        }
+        if c == '\\' && quote != '`' {
+            let (_, e) = chars.next().ok_or("unterminated string")?;
+            out.push(match e {
+                'n' => '\n',
+                't' => '\t',
+                'r' => '\r',
+                '\\' | '"' | '\'' => e,
+                'a' => '\u{7}',
+                'b' => '\u{8}',
+                'f' => '\u{c}',
+                'v' => '\u{b}',
+                'x' | 'u' | 'U' => {
+                    let n = match e {
+                        'x' => 2,
+                        'u' => 4,
+                        _ => 8,
+                    };
+                    let hex: String = (0..n)
+                        .filter_map(|_| chars.next().map(|(_, c)| c))
+                        .collect();
+                    u32::from_str_radix(&hex, 16)
+                        .ok()
+                        .and_then(char::from_u32)
+                        .ok_or_else(|| format!("bad escape \\{e}{hex}"))?
+                }
+                other => return Err(format!("unknown escape \\{other}")),
+            });
+            continue;
+        }
+        out.push(c);
+    }
+    Err("unterminated string".into())
+}
+
+/// A Prometheus duration: one or more `<n><unit>` with units y w d h m s ms, largest
+/// first (`1h30m`).
+pub(crate) fn duration(text: &str) -> Option<Duration> {
+    const UNITS: [(&str, u64); 7] = [
+        ("ms", 1),
+        ("y", 365 * 86_400_000),
+        ("w", 7 * 86_400_000),
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1_000),
+    ];
+    let mut rest = text;
+    let mut total: u64 = 0;
+    let mut last_rank = usize::MAX;
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            return None;
+        }
+        let n: u64 = rest[..digits].parse().ok()?;
+        rest = &rest[digits..];
+        let (unit, ms) = UNITS.iter().find(|(u, _)| rest.starts_with(u))?;
+        // Units must come largest first, each at most once.
+        let size_rank = ["y", "w", "d", "h", "m", "s", "ms"]
+            .iter()
+            .position(|u| u == unit)?;
+        if last_rank != usize::MAX && size_rank <= last_rank {
+            return None;
+        }
+        last_rank = size_rank;
+        total = total.checked_add(n.checked_mul(*ms)?)?;
+        rest = &rest[unit.len()..];
+    }
+    Some(Duration::from_millis(total))
+}

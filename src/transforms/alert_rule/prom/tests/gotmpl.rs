@@ -1,0 +1,65 @@
+use super::*;
+
+fn render(src: &str, value: f64) -> String {
+    let labels: BTreeMap<String, String> = [("instance", "web-1:9100"), ("job", "node")]
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    GoTemplate::parse(src)
+        .expect(src)
+        .render(&Data {
+            labels: &labels,
+            value,
+        })
+        .expect(src)
+}
+
+#[test]
+fn prometheus_annotations_render_as_prometheus_renders_them() {
+    assert_eq!(
+        render(
+            "{{ $labels.instance }} of {{ .Labels.job }} is at {{ $value }}",
+            0.5
+        ),
+        "web-1:9100 of node is at 0.5"
+    );
+    assert_eq!(render("{{ $value | humanize }}", 1_234_567.0), "1.235M");
+    assert_eq!(render("{{ humanize $value }}", 0.001_234), "1.234m");
+    assert_eq!(
+        render("{{ $value | humanizePercentage }}", 0.1234),
+        "12.34%"
+    );
+    assert_eq!(
+        render("{{ $value | humanizeDuration }}", 3725.0),
+        "1h 2m 5s"
+    );
+    assert_eq!(render("{{ $value | humanize1024 }}", 2048.0), "2ki");
+    assert_eq!(render(r#"{{ printf "%.2f" $value }}"#, 1.23456), "1.23");
+    assert_eq!(render("{{ $value }}", 1e6), "1e+06");
+    assert_eq!(render("{{ $labels.missing }}|", 0.0), "|");
+    assert_eq!(render("{{ $labels.job | toUpper }}", 0.0), "NODE");
+    assert_eq!(render(r#"{{ index $labels "job" }}"#, 0.0), "node");
+    assert_eq!(
+        render(
+            "{{ if gt $value 80.0 }}hot{{ else if gt $value 50.0 }}warm{{ else }}cold{{ end }}",
+            60.0
+        ),
+        "warm"
+    );
+    assert_eq!(render("a  {{- \"b\" -}}  c", 0.0), "abc");
+    assert_eq!(render("{{/* note */}}x", 0.0), "x");
+}
+
+#[test]
+fn what_templates_cannot_do_here_is_a_parse_error() {
+    for (src, says) in [
+        ("{{ range $labels }}{{ end }}", "range"),
+        ("{{ query \"up\" }}", "query"),
+        ("{{ $x := 1 }}", "$x"),
+        ("{{ if $value }}", "end"),
+        ("{{ $labels.job", "unclosed"),
+    ] {
+        let e = GoTemplate::parse(src).expect_err(src);
+        assert!(e.contains(says), "{src}: {e}");
+    }
+}

@@ -1,0 +1,56 @@
+use super::*;
+use std::time::Duration;
+
+fn err(src: &str) -> String {
+    parse(src).expect_err(src).to_string()
+}
+
+#[test]
+fn precedence_and_associativity_follow_prometheus() {
+    // 2 ^ 3 ^ 2 = 2 ^ 9; -2 ^ 2 = -(2 ^ 2); 1 + 2 * 3 = 7.
+    let Expr::Binary { op, rhs, .. } = parse("2 ^ 3 ^ 2").expect("parse") else {
+        panic!("binary")
+    };
+    assert_eq!(op, BinOp::Pow);
+    assert!(matches!(*rhs, Expr::Binary { op: BinOp::Pow, .. }));
+    assert!(matches!(parse("-2 ^ 2").expect("parse"), Expr::Negate(_)));
+    let Expr::Binary { op, .. } = parse("a > 1 and b or c").expect("parse") else {
+        panic!("binary")
+    };
+    assert_eq!(op, BinOp::Or);
+}
+
+#[test]
+fn selectors_ranges_functions_and_aggregations_parse() {
+    let e = parse(
+        r#"sum by (job) (rate(http_requests_total{code=~"5..", job!="x"}[5m])) / ignoring(code) sum by (job) (rate(http_requests_total[5m])) > 0.05"#,
+    )
+    .expect("parse");
+    assert_eq!(e.kind(), Kind::Instant);
+    assert_eq!(e.reach(), Duration::from_secs(300));
+    assert_eq!(e.selectors().len(), 2);
+    let e = parse("avg(up) without (instance)").expect("trailing grouping");
+    assert!(matches!(
+        e,
+        Expr::Aggregate(AggOp::Avg, Grouping::Without(_), _)
+    ));
+    assert_eq!(parse("1 > bool 0").expect("bool").kind(), Kind::Scalar);
+    assert_eq!(duration("1h30m"), Some(Duration::from_secs(5400)));
+    assert_eq!(duration("30m1h"), None);
+    assert_eq!(duration("90s"), Some(Duration::from_secs(90)));
+}
+
+#[test]
+fn what_sluice_cannot_evaluate_is_named() {
+    assert!(err("rate(x[5m] offset 1m)").contains("offset"));
+    assert!(err("x @ 100").contains("@"));
+    assert!(err("topk(3, x)").contains("topk"));
+    assert!(err("histogram_quantile(0.9, x)").contains("histogram_quantile"));
+    assert!(err("a * on(x) group_left b").contains("group_left"));
+    assert!(err("rate(x[5m])[10m:1m]").contains("subqueries"));
+    assert!(err("rate(x)").contains("range vector"));
+    assert!(err("1 > 2").contains("bool"));
+    assert!(err("x[5m] > 1").contains("range vector"));
+    assert!(err(r#"{job=~".*"}"#).contains("metric name"));
+    assert!(err("sum(x").contains("column"));
+}
