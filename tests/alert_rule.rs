@@ -1196,3 +1196,77 @@ fn prometheus_rule_files_agree_with_promtool_test_rules() {
         String::from_utf8_lossy(&run.stderr)
     );
 }
+
+/// A reload (a new instance built while the old one runs) keeps what Prometheus rules
+/// know: samples, and the alerts of unchanged rules, so nothing is notified twice and
+/// a resolution still comes; a changed rule starts over.
+#[test]
+fn a_reload_keeps_the_alerts_of_unchanged_prometheus_rules() {
+    let dir = tempfile::tempdir().expect("dir");
+    let file = dir.path().join("rules.yml");
+    let write = |down: &str| {
+        let text = format!(
+            "groups:\n  - name: g\n    rules:\n      - alert: Down\n        expr: {down}\n      - alert: Flat\n        expr: min_over_time(up[10m]) == 0\n"
+        );
+        std::fs::write(&file, text).expect("write");
+    };
+    write("up == 0");
+    let yaml = format!(
+        "rule_files: [{:?}]\nevaluation_interval: 1m\nrepeat_interval: 1h",
+        file.display().to_string()
+    );
+    let mut old = Rig::at_dir("reloaded", &yaml, None);
+    old.send(vec![metric("up", 0.0, &[("instance", "a")])]);
+    let fired = old.eval();
+    let names: Vec<String> = fired.iter().map(|a| s(a, "labels.alertname")).collect();
+    assert_eq!(names.len(), 2, "{fired:?}");
+    assert!(names.contains(&"Down".to_owned()) && names.contains(&"Flat".to_owned()));
+    let down = fired
+        .iter()
+        .find(|a| s(a, "labels.alertname") == "Down")
+        .map(|a| s(a, "fingerprint"))
+        .expect("Down fired");
+
+    let mut new = Rig::since(
+        t0() + chrono::Duration::seconds(60),
+        "reloaded",
+        &yaml,
+        None,
+    );
+    drop(old);
+    assert!(
+        new.eval().is_empty(),
+        "both alerts were notified before the reload"
+    );
+    new.to(60)
+        .send(vec![metric("up", 1.0, &[("instance", "a")])]);
+    let after = new.eval();
+    assert_eq!(after.len(), 1, "{after:?}");
+    assert_eq!(
+        (s(&after[0], "status"), s(&after[0], "fingerprint")),
+        ("resolved".to_owned(), down),
+        "the old instance's alert resolves in the new one"
+    );
+    // `Flat` (the least of 10 minutes is 0) still reads the sample from before the
+    // reload, so it stays firing: samples were kept.
+
+    write("up < 1");
+    let mut changed = Rig::since(
+        t0() + chrono::Duration::seconds(180),
+        "reloaded",
+        &yaml,
+        None,
+    );
+    drop(new);
+    changed.send(vec![metric("up", 0.0, &[("instance", "a")])]);
+    let names: Vec<String> = changed
+        .eval()
+        .iter()
+        .map(|a| s(a, "labels.alertname"))
+        .collect();
+    assert_eq!(
+        names,
+        ["Down"],
+        "the changed rule starts over; Flat was notified already"
+    );
+}

@@ -76,7 +76,7 @@ impl TransformConfig for AlertRuleConfig {
             None
         } else {
             Some(
-                prom::Prom::load(&self.rule_files)
+                prom::Prom::load(&cx.id, &self.rule_files)
                     .map_err(|e| BuildError(format!("`rule_files`: {e}")))?,
             )
         };

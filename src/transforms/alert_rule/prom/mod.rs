@@ -13,9 +13,9 @@ mod lex;
 pub(crate) mod parse;
 pub(crate) mod rules;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock, Mutex, Weak};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -30,19 +30,23 @@ use rules::{Active, Group, State};
 /// The rule files' groups and the samples they read.
 pub(crate) struct Prom {
     pub(crate) groups: Vec<Group>,
-    store: Store,
+    /// Shared with the instance a reload replaces (samples do not depend on rules).
+    store: Arc<Mutex<Store>>,
     /// The metric names kept; `None` keeps every metric (a selector without a name).
     names: Option<HashSet<String>>,
     reach_ms: i64,
 }
 
 impl Prom {
-    /// Loads every file; errors name the file, group, rule and construct.
-    pub(crate) fn load(files: &[PathBuf]) -> Result<Self, String> {
+    /// Loads every file; errors name the file, group, rule and construct. The
+    /// samples, and the alerts of every unchanged rule, are taken over from the
+    /// instance of component `id` this one replaces.
+    pub(crate) fn load(id: &str, files: &[PathBuf]) -> Result<Self, String> {
         let mut groups = Vec::new();
         for f in files {
             groups.extend(rules::load(f)?);
         }
+        let store = take_over(id, &mut groups);
         let mut names = Some(HashSet::new());
         for g in &groups {
             match (g.metric_names(), &mut names) {
@@ -53,7 +57,7 @@ impl Prom {
         let reach = groups.iter().map(Group::reach).max().unwrap_or_default();
         Ok(Self {
             groups,
-            store: Store::default(),
+            store,
             names,
             reach_ms: i64::try_from(reach.as_millis()).unwrap_or(i64::MAX),
         })
@@ -81,13 +85,14 @@ impl Prom {
             }
         }
         labels.insert(NAME.into(), name.to_owned());
-        self.store.push(labels, now, value, max_series)
+        lock(&self.store).push(labels, now, value, max_series)
     }
 
     /// Evaluates the groups that are due (each every `interval`, or `default` when it
     /// sets none), then forgets samples no rule reads any more.
     pub(crate) fn evaluate(&mut self, id: &str, now: i64, default: Duration, max_series: usize) {
         let mut longest = default;
+        let mut store = lock(&self.store);
         for g in &mut self.groups {
             let every = g.interval.unwrap_or(default);
             longest = longest.max(every);
@@ -95,23 +100,52 @@ impl Prom {
             if g.last_eval.is_some_and(|last| now - last < every_ms) {
                 continue;
             }
-            for (rule, error) in g.evaluate(&mut self.store, now, max_series) {
+            for (rule, error) in g.evaluate(&mut store, now, max_series) {
                 tracing::warn!(component_id = %id, group = %g.name, rule = %rule, %error, "rule evaluation failed");
             }
         }
         let keep = self
             .reach_ms
             .saturating_add(i64::try_from(longest.as_millis()).unwrap_or(0));
-        self.store.prune(now.saturating_sub(keep));
+        store.prune(now.saturating_sub(keep));
     }
+}
 
-    /// Every alert of every alerting rule, with its labels.
-    pub(crate) fn alerts_mut(&mut self) -> impl Iterator<Item = (&Labels, &mut Active)> {
-        self.groups
-            .iter_mut()
-            .flat_map(|g| g.rules.iter_mut())
-            .flat_map(|r| r.active.iter_mut())
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// What each `alert_rule` instance with rule files shares with its replacement: the
+/// samples, and the alerts of each rule by its key.
+#[derive(Default)]
+struct Shared {
+    store: Weak<Mutex<Store>>,
+    rules: HashMap<String, Weak<Mutex<rules::Alerts>>>,
+}
+
+static SHARED: LazyLock<Mutex<HashMap<String, Shared>>> = LazyLock::new(Default::default);
+
+/// Takes over the samples and the unchanged rules' alerts of the instance of `id`
+/// still alive, and registers this one's for its replacement.
+fn take_over(id: &str, groups: &mut [Group]) -> Arc<Mutex<Store>> {
+    let mut shared = lock(&SHARED);
+    // Entries of components that are gone go with them.
+    shared.retain(|_, s| s.store.strong_count() > 0);
+    let old = shared.remove(id).unwrap_or_default();
+    let store = old.store.upgrade().unwrap_or_default();
+    let mut mine = Shared {
+        store: Arc::downgrade(&store),
+        rules: HashMap::new(),
+    };
+    for rule in groups.iter_mut().flat_map(|g| g.rules.iter_mut()) {
+        if let Some(alerts) = old.rules.get(&rule.key).and_then(Weak::upgrade) {
+            rule.active = alerts;
+        }
+        mine.rules
+            .insert(rule.key.clone(), Arc::downgrade(&rule.active));
     }
+    shared.insert(id.to_owned(), mine);
+    store
 }
 
 /// Brings an alert's notice up to date with its state: a firing alert is noticed from
@@ -227,7 +261,7 @@ impl Prom {
         into: &mut Vec<(String, BTreeMap<String, String>, usize)>,
     ) {
         for r in self.groups.iter().flat_map(|g| g.rules.iter()) {
-            for (labels, a) in &r.active {
+            for (labels, a) in rules::lock(&r.active).iter() {
                 if a.state != State::Firing {
                     continue;
                 }
@@ -248,40 +282,43 @@ impl Prom {
         use super::notify::Decision;
         let now = n.wall.timestamp_millis();
         let mut sent = (0, 0);
-        for (labels, a) in self.alerts_mut() {
-            update_notice(a);
-            let Some(notice) = &a.notice else {
-                continue;
-            };
-            let ml = match_labels(labels);
-            let name = labels.get("alertname").map_or("", String::as_str);
-            let muted = n.silences.mutes(&ml, n.wall)
-                || (!n.sources.is_empty()
-                    && crate::silences::inhibit::inhibited(
-                        n.inhibit,
-                        n.sources,
-                        &super::notify::fingerprint(name, labels),
-                        &ml,
-                    ));
-            match n.policy.decide(notice, now, muted) {
-                Decision::Wait => {}
-                Decision::Send => {
-                    out.push(alert_event(n.id, labels, a, notice, n.wall));
-                    let status = notice.status;
-                    match status {
-                        Status::Firing => {
-                            sent.0 += 1;
-                            if let Some(notice) = &mut a.notice {
-                                notice.last_sent = Some((Status::Firing, now));
+        for rule in self.groups.iter().flat_map(|g| g.rules.iter()) {
+            let mut alerts = rules::lock(&rule.active);
+            for (labels, a) in alerts.iter_mut() {
+                update_notice(a);
+                let Some(notice) = &a.notice else {
+                    continue;
+                };
+                let ml = match_labels(labels);
+                let name = labels.get("alertname").map_or("", String::as_str);
+                let muted = n.silences.mutes(&ml, n.wall)
+                    || (!n.sources.is_empty()
+                        && crate::silences::inhibit::inhibited(
+                            n.inhibit,
+                            n.sources,
+                            &super::notify::fingerprint(name, labels),
+                            &ml,
+                        ));
+                match n.policy.decide(notice, now, muted) {
+                    Decision::Wait => {}
+                    Decision::Send => {
+                        out.push(alert_event(n.id, labels, a, notice, n.wall));
+                        let status = notice.status;
+                        match status {
+                            Status::Firing => {
+                                sent.0 += 1;
+                                if let Some(notice) = &mut a.notice {
+                                    notice.last_sent = Some((Status::Firing, now));
+                                }
+                            }
+                            Status::Resolved => {
+                                sent.1 += 1;
+                                a.notice = None;
                             }
                         }
-                        Status::Resolved => {
-                            sent.1 += 1;
-                            a.notice = None;
-                        }
                     }
+                    Decision::Forget => a.notice = None,
                 }
-                Decision::Forget => a.notice = None,
             }
         }
         sent

@@ -58,7 +58,12 @@ impl Parser<'_> {
     }
 
     fn error(&self, message: impl Into<String>) -> ParseError {
-        let at = self.toks[self.pos].1;
+        self.error_at(self.pos, message)
+    }
+
+    /// An error at token `index` (the word an unsupported name starts at).
+    fn error_at(&self, index: usize, message: impl Into<String>) -> ParseError {
+        let at = self.toks[index].1;
         ParseError {
             column: self.src[..at].chars().count() + 1,
             message: message.into(),
@@ -264,6 +269,7 @@ impl Parser<'_> {
     }
 
     fn primary(&mut self) -> Result<Expr, ParseError> {
+        let start = self.pos;
         match self.next() {
             Tok::Number(n) => Ok(Expr::Number(n)),
             Tok::Duration(_) => Err(self.error("a duration is only valid inside [ ]")),
@@ -285,13 +291,13 @@ impl Parser<'_> {
                     matchers,
                 }))
             }
-            Tok::Ident(word) => self.word(word),
+            Tok::Ident(word) => self.word(word, start),
             Tok::End => Err(self.error("unexpected end of the expression")),
             Tok::Punct(p) => Err(self.error(format!("unexpected `{p}`"))),
         }
     }
 
-    fn word(&mut self, word: String) -> Result<Expr, ParseError> {
+    fn word(&mut self, word: String, start: usize) -> Result<Expr, ParseError> {
         match word.to_ascii_lowercase().as_str() {
             "inf" => return Ok(Expr::Number(f64::INFINITY)),
             "nan" => return Ok(Expr::Number(f64::NAN)),
@@ -304,7 +310,9 @@ impl Parser<'_> {
             "max" => Some(AggOp::Max),
             "count" => Some(AggOp::Count),
             "topk" | "bottomk" | "quantile" | "count_values" | "stddev" | "stdvar" | "group" => {
-                return Err(self.error(format!("the aggregation `{word}` is not supported")));
+                return Err(
+                    self.error_at(start, format!("the aggregation `{word}` is not supported"))
+                );
             }
             _ => None,
         };
@@ -313,7 +321,7 @@ impl Parser<'_> {
         }
         if matches!(self.peek(), Tok::Punct("(")) {
             let Some(func) = Func::named(&word) else {
-                return Err(self.error(format!("the function `{word}` is not supported")));
+                return Err(self.error_at(start, format!("the function `{word}` is not supported")));
             };
             return self.call(func, &word);
         }

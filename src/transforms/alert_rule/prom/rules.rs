@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -69,14 +70,25 @@ pub(crate) struct PromRule {
     kind: RuleKind,
     labels: Vec<(String, GoTemplate)>,
     annotations: Vec<(String, GoTemplate)>,
-    /// Alerts by their label set (alerting rules only).
-    pub(crate) active: HashMap<Labels, Active>,
+    /// What identifies the rule across reloads: its group and whole definition.
+    pub(crate) key: String,
+    /// Alerts by their label set (alerting rules only); shared with the instance a
+    /// reload replaces when the rule is unchanged, so neither notifies twice.
+    pub(crate) active: Arc<Mutex<Alerts>>,
 }
 
 #[derive(Debug, Clone, Copy)]
 enum RuleKind {
     Alert { hold_ms: i64, keep_ms: i64 },
     Record,
+}
+
+/// A rule's alerts by label set.
+pub(crate) type Alerts = HashMap<Labels, Active>;
+
+/// Locks a rule's alerts; a panic elsewhere does not make them unusable.
+pub(crate) fn lock(a: &Mutex<Alerts>) -> MutexGuard<'_, Alerts> {
+    a.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,7 +150,10 @@ pub(crate) fn compile(text: &str) -> Result<Vec<Group>, String> {
             .rules
             .into_iter()
             .enumerate()
-            .map(|(i, r)| compile_rule(r).map_err(|e| at(format!("rule {}: {e}", i + 1))))
+            .map(|(i, r)| {
+                let key = format!("{}\u{1f}{:?}\u{1f}{r:?}", g.name, g.interval);
+                compile_rule(r, key).map_err(|e| at(format!("rule {}: {e}", i + 1)))
+            })
             .collect::<Result<Vec<_>, _>>()?;
         groups.push(Group {
             name: g.name,
@@ -151,7 +166,7 @@ pub(crate) fn compile(text: &str) -> Result<Vec<Group>, String> {
     Ok(groups)
 }
 
-fn compile_rule(r: RuleConfig) -> Result<PromRule, String> {
+fn compile_rule(r: RuleConfig, key: String) -> Result<PromRule, String> {
     let (name, kind) = match (&r.alert, &r.record) {
         (Some(a), None) => {
             let hold_ms = ms(duration(&r.for_, "for")?);
@@ -193,7 +208,8 @@ fn compile_rule(r: RuleConfig) -> Result<PromRule, String> {
         name,
         expr,
         kind,
-        active: HashMap::new(),
+        key,
+        active: Arc::default(),
     })
 }
 
@@ -273,6 +289,7 @@ impl PromRule {
             }
             return Ok(());
         };
+        let mut active = lock(&self.active);
         let mut seen: HashMap<Labels, (f64, BTreeMap<String, String>)> = HashMap::new();
         for s in samples {
             let mut labels = s.labels.clone();
@@ -301,14 +318,14 @@ impl PromRule {
             ));
         }
         for (labels, (value, annotations)) in &seen {
-            match self.active.get_mut(labels) {
+            match active.get_mut(labels) {
                 Some(a) if a.state != State::Inactive => {
                     a.value = *value;
                     a.annotations.clone_from(annotations);
                     a.keep_firing_since = None;
                 }
                 _ => {
-                    self.active.insert(
+                    active.insert(
                         labels.clone(),
                         Active {
                             state: State::Pending,
@@ -324,7 +341,7 @@ impl PromRule {
                 }
             }
         }
-        self.active.retain(|labels, a| {
+        active.retain(|labels, a| {
             if seen.contains_key(labels) {
                 return true;
             }
@@ -345,7 +362,7 @@ impl PromRule {
             }
             true
         });
-        for a in self.active.values_mut() {
+        for a in active.values_mut() {
             if a.state == State::Pending && t - a.active_at >= hold_ms {
                 a.state = State::Firing;
                 a.fired_at = Some(t);
@@ -397,7 +414,7 @@ groups:
             let errors = groups[0].evaluate(&mut store, t, 100);
             assert!(errors.is_empty(), "{errors:?}");
             let rule = &groups[0].rules[1];
-            states.push(rule.active.values().next().map(|a| a.state));
+            states.push(lock(&rule.active).values().next().map(|a| a.state));
         }
         assert_eq!(
             states,
@@ -409,7 +426,8 @@ groups:
                 Some(State::Inactive)
             ]
         );
-        let (labels, alert) = groups[0].rules[1].active.iter().next().expect("alert");
+        let alerts = lock(&groups[0].rules[1].active);
+        let (labels, alert) = alerts.iter().next().expect("alert");
         assert_eq!(labels.get("severity").map(String::as_str), Some("critical"));
         assert_eq!(labels.get("alertname").map(String::as_str), Some("Hot"));
         assert_eq!(alert.annotations["summary"], "api is at 70");

@@ -46,6 +46,7 @@ fn what_sluice_cannot_evaluate_is_named() {
     assert!(err("x @ 100").contains("@"));
     assert!(err("topk(3, x)").contains("topk"));
     assert!(err("histogram_quantile(0.9, x)").contains("histogram_quantile"));
+    assert!(err("1 + histogram_quantile(0.9, x)").starts_with("column 5:"));
     assert!(err("a * on(x) group_left b").contains("group_left"));
     assert!(err("rate(x[5m])[10m:1m]").contains("subqueries"));
     assert!(err("rate(x)").contains("range vector"));
