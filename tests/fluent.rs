@@ -933,3 +933,70 @@ async fn messages_trickled_in_small_writes_under_memory_limit_are_acked() {
     tokio::join!(send("slow-a"), send("slow-b"));
     assert_eq!(sink.values().len(), 8000);
 }
+
+/// Several clients each sending a large message at once, more than `memory_limit` can
+/// decode together: each client resends when its connection closes (as Fluent Bit
+/// does), and every message is acked and delivered once, instead of all of them
+/// waiting on each other until `read_timeout` and being dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_messages_sent_at_once_under_memory_limit_are_all_delivered() {
+    let (port, sink, _topology, telemetry) = fluent_under_memory_limit(32, 100_000).await;
+    let send = |tag: &'static str| async move {
+        let pad = "x".repeat(1000);
+        let mut entries = Vec::new();
+        for n in 0..6000u64 {
+            let entry = rmpv::Value::Array(vec![
+                1_700_000_000.into(),
+                rmpv::Value::Map(vec![
+                    ("n".into(), n.into()),
+                    ("pad".into(), pad.as_str().into()),
+                ]),
+            ]);
+            rmpv::encode::write_value(&mut entries, &entry).expect("encode");
+        }
+        let message = rmpv::Value::Array(vec![
+            tag.into(),
+            rmpv::Value::Binary(entries),
+            rmpv::Value::Map(vec![("chunk".into(), tag.into())]),
+        ]);
+        let mut bytes = Vec::new();
+        rmpv::encode::write_value(&mut bytes, &message).expect("encode");
+        for attempt in 1..=20 {
+            let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
+                continue;
+            };
+            let mut ack = [0u8; 64];
+            let acked = async {
+                s.write_all(&bytes).await.ok()?;
+                let n = s.read(&mut ack).await.ok()?;
+                (n > 0 && ack[..n].ends_with(tag.as_bytes())).then_some(())
+            };
+            if tokio::time::timeout(Duration::from_secs(20), acked)
+                .await
+                .ok()
+                .flatten()
+                .is_some()
+            {
+                return attempt;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("{tag}: never acked");
+    };
+    let (a, b, c) = tokio::time::timeout(Duration::from_secs(60), async {
+        tokio::join!(send("big-a"), send("big-b"), send("big-c"))
+    })
+    .await
+    .expect("every message is acked well before read_timeouts pile up");
+    eventually("18000 records", || sink.values().len() == 18_000).await;
+    let mut seen: Vec<(String, i64)> = sink
+        .values()
+        .iter()
+        .map(|v| (text(v, "tag"), common::int(v, "n")))
+        .collect();
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len(), 18_000, "each record once");
+    eprintln!("attempts: {a}, {b}, {c}");
+    let _ = telemetry;
+}

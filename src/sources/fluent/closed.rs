@@ -31,6 +31,10 @@ pub(super) enum Closed {
     NoAck(&'static str),
     #[error("memory_limit stayed full")]
     Memory,
+    #[error(
+        "memory_limit is full of messages waiting to decode: this one gave way to an earlier one (the client resends)"
+    )]
+    Evicted,
     #[error("no message within idle_timeout")]
     Idle,
     #[error(
@@ -51,7 +55,7 @@ impl Closed {
             Self::Io(_) => "io",
             Self::Tls(_) | Self::PlainToTls => "tls",
             Self::NoAck(_) => "no_ack",
-            Self::Memory | Self::TooCostly { .. } => "memory_limit",
+            Self::Memory | Self::Evicted | Self::TooCostly { .. } => "memory_limit",
             Self::WriteTimeout => "timeout",
         }
     }

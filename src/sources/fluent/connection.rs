@@ -35,8 +35,8 @@ pub(super) struct Shared {
     pub(super) metrics: Arc<ComponentMetrics>,
     pub(super) latency: Arc<LatencyRecorder>,
     pub(super) budget: Arc<MemoryBudget>,
-    /// The turn to read past half the budget (see [`Held`]).
-    pub(super) overflow: tokio::sync::Mutex<()>,
+    /// The turn to wait for memory (see [`Held`]).
+    pub(super) turn: super::read::Turn,
     pub(super) config: FluentSourceConfig,
     pub(super) hostname: String,
     pub(super) open: Arc<LabeledGauge>,
@@ -143,7 +143,7 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
             max_bytes: MAX_HANDSHAKE_BYTES,
             max_depth: 4,
         }),
-        held: Held::new(&shared.budget, &shared.overflow),
+        held: Held::new(&shared.budget, &shared.turn),
         read_timeout: config.read_timeout,
     };
     if let Some(key) = &config.shared_key {

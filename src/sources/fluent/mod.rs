@@ -55,7 +55,10 @@ pub(crate) struct FluentSourceConfig {
     /// The hostname this source gives in the handshake (default: the machine's).
     pub(crate) self_hostname: Option<String>,
     /// Largest message, as received and once decompressed (default 8 MiB); a larger one
-    /// closes its connection.
+    /// closes its connection. Under `memory_limit`, decoding a message takes about
+    /// three times its size plus 1 KB per record (a gzip message is first charged
+    /// `max_message_bytes` to inflate); one that needs more than `memory_limit` is
+    /// refused for memory every time, so keep the clients' chunks well under it.
     #[serde(default = "default_max_message_bytes")]
     pub(crate) max_message_bytes: usize,
     /// Most records in one message (default 100000).
@@ -224,7 +227,7 @@ impl SourceConfig for FluentSourceConfig {
                 metrics: Arc::clone(&cx.metrics),
                 latency: Arc::clone(cx.telemetry.latency()),
                 budget,
-                overflow: tokio::sync::Mutex::new(()),
+                turn: Default::default(),
                 config: self.clone(),
                 hostname,
                 open: cx.metrics.gauge(

@@ -16,8 +16,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::io::{AsyncRead, AsyncReadExt};
-use tokio::sync::{Mutex, MutexGuard};
+
+use tokio::sync::{Mutex, MutexGuard, Notify};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -37,29 +39,47 @@ const READ_CHUNK: usize = 64 * 1024;
 /// Messages from this size on are inflated and decoded on the blocking pool.
 const OFF_RUNTIME: usize = 64 * 1024;
 
+/// The turn to wait for memory: one message at a time waits, so messages that each
+/// hold part of what they need cannot wait on each other for ever.
+#[derive(Default)]
+pub(super) struct Turn {
+    lock: Mutex<()>,
+    /// Bytes held by the messages queued for the turn.
+    queued: AtomicUsize,
+    /// Woken when a message queues: the turn's holder checks whether it must evict.
+    queued_more: Notify,
+    /// Tells the messages queued for the turn to give up theirs.
+    evict: Notify,
+}
+
 /// Memory charged to the budget for one message, for as long as the message holds
 /// it: a message waiting for more keeps what it has, since its bytes are still in
 /// memory.
 ///
-/// Reading stays under half the budget. When messages being read fill that half and
-/// none can finish, one message at a time (the one holding the overflow turn) goes on
-/// reading under three quarters, so reads cannot wait on each other for ever.
-/// Decoding takes its allowance under three quarters, at least what its entries need
-/// and as much more as is free; the quarter above is kept for the pipeline.
+/// What fits at once is taken at once: reading under half the budget, decoding under
+/// three quarters. Anything that must wait takes the [`Turn`]: its holder reads on
+/// under three quarters and decodes under the whole budget, and keeps the turn until
+/// its message is handed over. Waiting can only free
+/// what is not itself waiting, so when the messages queued behind the holder hold so
+/// much that its need could never fit, they are evicted (their connections closed,
+/// the clients resend) and the holder goes on. Only the holder ever waits for memory,
+/// and never on the turn, so nothing waits for ever.
 pub(super) struct Held<'s> {
     budget: &'s Arc<MemoryBudget>,
-    overflow: &'s Mutex<()>,
-    turn: Option<MutexGuard<'s, ()>>,
+    turn: &'s Turn,
+    /// The turn, once taken: kept until the message is handed over, so messages
+    /// being read finish one at a time rather than all wait half read.
+    holds_turn: Option<MutexGuard<'s, ()>>,
     charges: Vec<Charge>,
     bytes: usize,
 }
 
 impl<'s> Held<'s> {
-    pub(super) fn new(budget: &'s Arc<MemoryBudget>, overflow: &'s Mutex<()>) -> Self {
+    pub(super) fn new(budget: &'s Arc<MemoryBudget>, turn: &'s Turn) -> Self {
         Self {
             budget,
-            overflow,
-            turn: None,
+            turn,
+            holds_turn: None,
             charges: Vec::new(),
             bytes: 0,
         }
@@ -80,44 +100,77 @@ impl<'s> Held<'s> {
         }
         let least = need - self.bytes;
         let most = need.saturating_add(need / 4).saturating_sub(self.bytes);
-        if self.turn.is_none() {
-            if let Some(charge) = self.budget.try_reserve_between(least, most, reading) {
-                self.add(charge);
-                return Ok(());
-            }
-            let turn = tokio::time::timeout_at(deadline, self.overflow.lock())
-                .await
-                .map_err(|_| Closed::Memory)?;
-            self.turn = Some(turn);
+        if let Some(charge) = self.budget.try_reserve_between(least, most, reading) {
+            self.add(charge);
+            return Ok(());
         }
-        let charge =
-            tokio::time::timeout_at(deadline, self.budget.reserve_between(least, most, overflow))
-                .await
-                .map_err(|_| Closed::Memory)?;
-        self.add(charge);
-        Ok(())
+        self.wait(least, most, overflow, deadline).await
     }
 
     /// Charges at least `least` bytes in all for decoding a message, and up to `want`
     /// as far as the budget has room, waiting for the least until `deadline`. Holds
     /// less than `least` when one message may not hold that much.
     async fn afford(&mut self, least: usize, want: usize, deadline: Instant) -> Result<(), Closed> {
-        let ceiling = self.budget.limit() / 4 * 3;
-        if self.bytes >= want || least > ceiling {
+        let limit = self.budget.limit();
+        if self.bytes >= want || least > limit {
             return Ok(());
         }
-        let charge = tokio::time::timeout_at(
-            deadline,
-            self.budget.reserve_between(
-                least.saturating_sub(self.bytes),
-                want - self.bytes,
-                ceiling,
-            ),
-        )
-        .await
-        .map_err(|_| Closed::Memory)?;
-        self.add(charge);
-        Ok(())
+        let (least, most) = (least.saturating_sub(self.bytes), want - self.bytes);
+        if let Some(charge) = self.budget.try_reserve_between(least, most, limit / 4 * 3) {
+            self.add(charge);
+            return Ok(());
+        }
+        self.wait(least, most, limit, deadline).await
+    }
+
+    /// Queues for the turn, then waits for `least` more bytes under `ceiling` (taking
+    /// as much of `most` as fits), evicting the queue when what it holds leaves no
+    /// hope of that.
+    async fn wait(
+        &mut self,
+        least: usize,
+        most: usize,
+        ceiling: usize,
+        deadline: Instant,
+    ) -> Result<(), Closed> {
+        let turn = self.turn;
+        if self.holds_turn.is_none() {
+            let queued = self.bytes;
+            turn.queued.fetch_add(queued, Ordering::AcqRel);
+            turn.queued_more.notify_waiters();
+            let got = {
+                let evicted = turn.evict.notified();
+                tokio::pin!(evicted);
+                evicted.as_mut().enable();
+                tokio::select! {
+                    guard = tokio::time::timeout_at(deadline, turn.lock.lock()) => {
+                        guard.map_err(|_| Closed::Memory)
+                    }
+                    () = &mut evicted => Err(Closed::Evicted),
+                }
+            };
+            turn.queued.fetch_sub(queued, Ordering::AcqRel);
+            self.holds_turn = Some(got?);
+        }
+        loop {
+            let more = turn.queued_more.notified();
+            tokio::pin!(more);
+            more.as_mut().enable();
+            let behind = turn.queued.load(Ordering::Acquire);
+            if behind.saturating_add(self.bytes).saturating_add(least) > ceiling {
+                turn.evict.notify_waiters();
+            }
+            tokio::select! {
+                charge = tokio::time::timeout_at(
+                    deadline,
+                    self.budget.reserve_between(least, most, ceiling),
+                ) => {
+                    self.add(charge.map_err(|_| Closed::Memory)?);
+                    return Ok(());
+                }
+                () = &mut more => {}
+            }
+        }
     }
 
     fn add(&mut self, charge: Charge) {
@@ -128,7 +181,7 @@ impl<'s> Held<'s> {
     pub(super) fn release(&mut self) {
         self.charges.clear();
         self.bytes = 0;
-        self.turn = None;
+        self.holds_turn = None;
     }
 }
 
@@ -318,17 +371,17 @@ mod tests {
     #[tokio::test]
     async fn a_message_waiting_for_more_keeps_what_it_holds_charged() {
         let budget = MemoryBudget::new(1_000);
-        let turn = Mutex::new(());
+        let turn = Turn::default();
         let mut held = Held::new(&budget, &turn);
         held.afford(300, 300, far()).await.expect("room");
-        let pipeline = budget.charge(400);
-        // 300 more do not fit under three quarters (750) while the pipeline holds 400.
+        let pipeline = budget.charge(500);
+        // 300 more do not fit in the budget (1000) while the pipeline holds 500.
         let waited =
             tokio::time::timeout(Duration::from_millis(20), held.afford(600, 600, far())).await;
         assert!(waited.is_err(), "waits for room");
         assert_eq!(
             (held.bytes, budget.used()),
-            (300, 700),
+            (300, 800),
             "the bytes it holds stay charged while it waits"
         );
         drop(pipeline);
@@ -356,7 +409,7 @@ mod tests {
         // Three 300 KiB messages read together under 1 MiB: reading stops at half the
         // budget with none complete, and the overflow turn lets them finish in turn.
         let budget = MemoryBudget::new(1024 * 1024);
-        let turn = Mutex::new(());
+        let turn = Turn::default();
         let stop = CancellationToken::new();
         let len = 300 * 1024;
         let read_one = |n: usize| {
@@ -402,6 +455,76 @@ mod tests {
         .await
         .expect("no message waits on the others for ever");
         assert_eq!(lens, (len, len, len));
+        assert_eq!(budget.used(), 0);
+    }
+
+    /// A PackedForward message of `records` entries of about 1 KB each.
+    fn packed(records: usize) -> BytesMut {
+        let mut entries = Vec::new();
+        for n in 0..records {
+            let entry = rmpv::Value::Array(vec![
+                1_700_000_000.into(),
+                rmpv::Value::Map(vec![
+                    ("n".into(), (n as u64).into()),
+                    ("pad".into(), "x".repeat(1000).into()),
+                ]),
+            ]);
+            rmpv::encode::write_value(&mut entries, &entry).expect("encode");
+        }
+        let message = rmpv::Value::Array(vec![
+            "app".into(),
+            rmpv::Value::Binary(entries),
+            rmpv::Value::Map(Vec::new()),
+        ]);
+        let mut bytes = Vec::new();
+        rmpv::encode::write_value(&mut bytes, &message).expect("encode");
+        BytesMut::from(&bytes[..])
+    }
+
+    #[tokio::test]
+    async fn messages_that_cannot_all_decode_give_way_instead_of_waiting_on_each_other() {
+        // Three 1.5 MB messages read at once under 8 MiB: each needs about 6 MB to
+        // decode while the other two hold 3.75 MB. Before, each waited for the others
+        // until read_timeout and all three were lost; now the first waits with the turn,
+        // the queue gives way, and the first decodes at once.
+        let budget = MemoryBudget::new(8 * 1024 * 1024);
+        let turn = Turn::default();
+        let config: FluentSourceConfig = serde_json::from_value(serde_json::json!({
+            "read_timeout": "30s"
+        }))
+        .expect("defaults");
+        let frame = packed(1500);
+        let ready = tokio::sync::Barrier::new(3);
+        let one = || {
+            let (budget, turn, config, ready) = (&budget, &turn, &config, &ready);
+            let frame = frame.clone();
+            async move {
+                let mut held = Held::new(budget, turn);
+                held.grow(frame.len(), far()).await.expect("read");
+                ready.wait().await;
+                let decoded = decode(frame, &mut held, config).await;
+                // Handed over: the events are the pipeline's from here.
+                held.release();
+                match decoded {
+                    Ok(Request::Events(e)) => Ok(e.entries.len()),
+                    Ok(_) => panic!("events"),
+                    Err(e) => Err(e.to_string()),
+                }
+            }
+        };
+        let (a, b, c) = tokio::time::timeout(Duration::from_secs(10), async {
+            tokio::join!(one(), one(), one())
+        })
+        .await
+        .expect("no message waits on the others until read_timeout");
+        let results = [a, b, c];
+        let decoded = results.iter().filter(|r| r == &&Ok(1500)).count();
+        assert!(decoded >= 1, "{results:?}");
+        for r in &results {
+            if let Err(e) = r {
+                assert!(e.contains("gave way"), "{e}");
+            }
+        }
         assert_eq!(budget.used(), 0);
     }
 }
