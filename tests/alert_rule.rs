@@ -1227,6 +1227,8 @@ fn a_reload_keeps_the_alerts_of_unchanged_prometheus_rules() {
         .map(|a| s(a, "fingerprint"))
         .expect("Down fired");
 
+    // `validate` builds an instance of the new pipeline and drops it at once.
+    drop(build_with("reloaded", &yaml, &ManualClock::default(), None).expect("validates"));
     let mut new = Rig::since(
         t0() + chrono::Duration::seconds(60),
         "reloaded",

@@ -146,6 +146,23 @@ async fn router(
     config: &std::path::Path,
 ) -> (u16, Vec<(String, CaptureSink)>, sluice::topology::Topology) {
     let hook = free_port();
+    let sinks: Vec<(String, CaptureSink)> = RECEIVERS
+        .iter()
+        .chain(&["_muted"])
+        .map(|name| (name.to_string(), CaptureSink::default()))
+        .collect();
+    let (topology, _) = start(router_pipeline(hook, config, "", &sinks)).await;
+    wait_for_port(hook).await;
+    (hook, sinks, topology)
+}
+
+/// The router's pipeline: `extra` is added to the transform's options.
+fn router_pipeline(
+    hook: u16,
+    config: &std::path::Path,
+    extra: &str,
+    sinks: &[(String, CaptureSink)],
+) -> sluice::config::Pipeline {
     let mut p = parse(&format!(
         r#"
 sources:
@@ -155,23 +172,19 @@ transforms:
     type: alertmanager_route
     inputs: [alerts]
     alertmanager_config: "{}"
+    {extra}
 "#,
         config.display()
     ));
-    let mut sinks = Vec::new();
-    for name in RECEIVERS.iter().chain(&["_muted"]) {
-        let sink = CaptureSink::default();
+    for (name, sink) in sinks {
         sink.attach(
             &mut p,
             &format!("to_{name}"),
             &[&format!("router.{name}")],
             100,
         );
-        sinks.push((name.to_string(), sink));
     }
-    let (topology, _) = start(p).await;
-    wait_for_port(hook).await;
-    (hook, sinks, topology)
+    p
 }
 
 async fn post(hook: u16, events: &[serde_json::Value]) {
@@ -347,4 +360,48 @@ fn a_route_naming_an_undefined_receiver_is_a_validate_error() {
         "{err}"
     );
     assert!(err.contains("p.yaml:"), "{err}");
+}
+
+/// A reload keeps the inhibition sources: a host that went down before it still
+/// inhibits its warnings after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_keeps_the_inhibition_sources() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("alertmanager.yml");
+    std::fs::write(&config, CONFIG).expect("config");
+    let (hook, sinks, mut topology) = router(&config).await;
+    let alert = |fp: &str, labels: serde_json::Value| json!({"status": "firing", "fingerprint": fp, "labels": labels});
+    post(
+        hook,
+        &[alert(
+            "down",
+            json!({"alertname": "HostDown", "host": "a", "severity": "critical"}),
+        )],
+    )
+    .await;
+    eventually("the source routed", || {
+        !outputs_of(&sinks, "down").is_empty()
+    })
+    .await;
+    let mut next = router_pipeline(hook, &config, "max_sources: 5000", &sinks);
+    next.validate().expect("valid");
+    let changes = topology.apply(next).await.expect("reload");
+    assert_eq!(changes.changed, vec!["router".to_string()]);
+    post(
+        hook,
+        &[alert(
+            "warn-a",
+            json!({"alertname": "Disk", "host": "a", "severity": "warning"}),
+        )],
+    )
+    .await;
+    eventually("the warning routed", || {
+        !outputs_of(&sinks, "warn-a").is_empty()
+    })
+    .await;
+    assert_eq!(
+        outputs_of(&sinks, "warn-a"),
+        BTreeSet::from(["_muted".to_string()]),
+        "inhibited by the source seen before the reload"
+    );
 }

@@ -23,8 +23,9 @@
 //!   route goes to `<id>._muted`, so every event leaves on an output.
 //! - Inhibition sources are the firing alerts this component has seen (by
 //!   `fingerprint`, else by their labels) until their resolve, at most `max_sources`
-//!   (then new ones are not tracked, and counted). They are held in memory: after a
-//!   restart, sources inhibit again once they fire again, which Prometheus and
+//!   (then new ones are not tracked, and counted). A reload carries them over to the
+//!   new instance (matched against its inhibit rules). They are held in memory: after
+//!   a restart, sources inhibit again once they fire again, which Prometheus and
 //!   Alertmanager repeat every few minutes.
 
 mod intervals;
@@ -34,7 +35,7 @@ mod tree;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard, PoisonError, Weak};
 
 use serde::Deserialize;
 use vrl::value::Value;
@@ -329,10 +330,11 @@ impl TransformConfig for AlertmanagerRouteConfig {
                 &[("reason", reason)],
             )
         };
+        let sources = take_over(&cx.id, &compiled.inhibit, self.max_sources);
         Ok(Box::new(AlertmanagerRoute {
             compiled,
             receivers: self.receivers.clone(),
-            sources: HashMap::new(),
+            sources,
             max_sources: self.max_sources,
             clock: Arc::clone(&cx.clock),
             inhibited: counter("inhibited"),
@@ -346,11 +348,55 @@ impl TransformConfig for AlertmanagerRouteConfig {
     }
 }
 
+/// Inhibition sources by key: their labels, and the inhibit rules they are sources of.
+type Sources = HashMap<String, (BTreeMap<String, String>, Vec<usize>)>;
+
+/// The sources of each instance built, by component id, for the instance that
+/// replaces it. Several per id: `validate` builds instances that are dropped at once,
+/// and they must not hide the one running.
+static LIVE: LazyLock<Mutex<Instances>> = LazyLock::new(Default::default);
+
+type Instances = HashMap<String, Vec<Weak<Mutex<Sources>>>>;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The sources of the instance of `id` still running, matched against `rules` (a
+/// source of none of them is left out), registered for this instance's replacement.
+fn take_over(id: &str, rules: &[InhibitRule], max: usize) -> Arc<Mutex<Sources>> {
+    let mut live = lock(&LIVE);
+    live.retain(|_, all| {
+        all.retain(|w| w.strong_count() > 0);
+        !all.is_empty()
+    });
+    let mut sources = Sources::new();
+    if let Some(old) = live
+        .get(id)
+        .and_then(|all| all.iter().rev().find_map(Weak::upgrade))
+    {
+        for (key, (labels, _)) in lock(&old).iter() {
+            let of: Vec<usize> = (0..rules.len())
+                .filter(|&i| rules[i].is_source(labels))
+                .collect();
+            if !of.is_empty() && sources.len() < max {
+                sources.insert(key.clone(), (labels.clone(), of));
+            }
+        }
+    }
+    let shared = Arc::new(Mutex::new(sources));
+    live.entry(id.to_owned())
+        .or_default()
+        .push(Arc::downgrade(&shared));
+    shared
+}
+
 struct AlertmanagerRoute {
     compiled: Compiled,
     receivers: Vec<String>,
-    /// Firing alerts that are sources of an inhibit rule, by key.
-    sources: HashMap<String, (BTreeMap<String, String>, Vec<usize>)>,
+    /// Firing alerts that are sources of an inhibit rule, by key; read by the instance
+    /// a reload builds to replace this one.
+    sources: Arc<Mutex<Sources>>,
     max_sources: usize,
     clock: Arc<dyn crate::clock::Clock>,
     inhibited: Arc<LabeledCounter>,
@@ -392,24 +438,25 @@ impl AlertmanagerRoute {
             return false;
         }
         let key = key_of(event, labels);
+        let mut sources = lock(&self.sources);
         if !firing {
-            self.sources.remove(&key);
+            sources.remove(&key);
             return false;
         }
-        if !self.sources.contains_key(&key) {
+        if !sources.contains_key(&key) {
             // The rules it is a source of, matched once, not at every later event.
             let of: Vec<usize> = (0..rules.len())
                 .filter(|&i| rules[i].is_source(labels))
                 .collect();
             if !of.is_empty() {
-                if self.sources.len() < self.max_sources {
-                    self.sources.insert(key.clone(), (labels.clone(), of));
+                if sources.len() < self.max_sources {
+                    sources.insert(key.clone(), (labels.clone(), of));
                 } else {
                     self.untracked.add(1);
                 }
             }
         }
-        self.sources.iter().any(|(source_key, (source, of))| {
+        sources.iter().any(|(source_key, (source, of))| {
             *source_key != key && of.iter().any(|&i| rules[i].inhibits(source, labels))
         })
     }

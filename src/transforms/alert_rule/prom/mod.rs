@@ -123,28 +123,41 @@ struct Shared {
     rules: HashMap<String, Weak<Mutex<rules::Alerts>>>,
 }
 
-static SHARED: LazyLock<Mutex<HashMap<String, Shared>>> = LazyLock::new(Default::default);
+/// Several per id: `validate` builds instances that are dropped at once, and they must
+/// not hide the one running.
+static SHARED: LazyLock<Mutex<HashMap<String, Vec<Shared>>>> = LazyLock::new(Default::default);
 
 /// Takes over the samples and the unchanged rules' alerts of the instance of `id`
 /// still alive, and registers this one's for its replacement.
 fn take_over(id: &str, groups: &mut [Group]) -> Arc<Mutex<Store>> {
     let mut shared = lock(&SHARED);
-    // Entries of components that are gone go with them.
-    shared.retain(|_, s| s.store.strong_count() > 0);
-    let old = shared.remove(id).unwrap_or_default();
-    let store = old.store.upgrade().unwrap_or_default();
+    // Entries of instances that are gone go with them.
+    shared.retain(|_, all| {
+        all.retain(|s| s.store.strong_count() > 0);
+        !all.is_empty()
+    });
+    let instances = shared.entry(id.to_owned()).or_default();
+    let (old, store) = instances
+        .iter()
+        .rev()
+        .find_map(|s| Some((s, s.store.upgrade()?)))
+        .map_or((None, None), |(s, store)| (Some(s), Some(store)));
+    let store = store.unwrap_or_default();
     let mut mine = Shared {
         store: Arc::downgrade(&store),
         rules: HashMap::new(),
     };
     for rule in groups.iter_mut().flat_map(|g| g.rules.iter_mut()) {
-        if let Some(alerts) = old.rules.get(&rule.key).and_then(Weak::upgrade) {
+        if let Some(alerts) = old
+            .and_then(|o| o.rules.get(&rule.key))
+            .and_then(Weak::upgrade)
+        {
             rule.active = alerts;
         }
         mine.rules
             .insert(rule.key.clone(), Arc::downgrade(&rule.active));
     }
-    shared.insert(id.to_owned(), mine);
+    instances.push(mine);
     store
 }
 
