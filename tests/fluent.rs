@@ -1000,3 +1000,41 @@ async fn large_messages_sent_at_once_under_memory_limit_are_all_delivered() {
     eprintln!("attempts: {a}, {b}, {c}");
     let _ = telemetry;
 }
+
+/// Many clients sending large messages without acks under a small `memory_limit`:
+/// a message holding much of the budget while it waits to hand its events over must
+/// not stall the connection that holds the pipeline and waits for room.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_messages_without_acks_under_memory_limit_all_arrive() {
+    let (port, sink, _topology, _telemetry) = fluent_under_memory_limit(16, 100_000).await;
+    let send = |client: u64| async move {
+        let pad = "y".repeat(1000);
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .expect("connect");
+        for m in 0..2u64 {
+            let mut entries = Vec::new();
+            for n in 0..2000u64 {
+                let entry = rmpv::Value::Array(vec![
+                    1_700_000_000.into(),
+                    rmpv::Value::Map(vec![
+                        ("id".into(), (client * 1_000_000 + m * 10_000 + n).into()),
+                        ("pad".into(), pad.as_str().into()),
+                    ]),
+                ]);
+                rmpv::encode::write_value(&mut entries, &entry).expect("encode");
+            }
+            let message = rmpv::Value::Array(vec!["bulk".into(), rmpv::Value::Binary(entries)]);
+            let mut bytes = Vec::new();
+            rmpv::encode::write_value(&mut bytes, &message).expect("encode");
+            s.write_all(&bytes).await.expect("write");
+        }
+        s.shutdown().await.expect("close");
+    };
+    tokio::join!(send(1), send(2), send(3), send(4), send(5), send(6));
+    eventually("24000 records", || sink.values().len() == 24_000).await;
+    let mut ids: Vec<i64> = sink.values().iter().map(|v| common::int(v, "id")).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 24_000);
+}

@@ -293,6 +293,9 @@ async fn deliver(
         })
         .collect();
     drop(ack);
+    // While it waits for the lock the message holds what its events take, not the
+    // allowance decoding had: others may decode with the rest.
+    held.shrink_to(crate::buffer::budget::batch_size(&batch));
     let send = async {
         let mut out = shared.out.lock().await;
         // Sending waits for room in the budget: a message must not wait on its own

@@ -58,7 +58,7 @@ pub(super) struct Turn {
 ///
 /// What fits at once is taken at once: reading under half the budget, decoding under
 /// three quarters. Anything that must wait takes the [`Turn`]: its holder reads on
-/// under three quarters and decodes under the whole budget, and keeps the turn until
+/// under three quarters and decodes under seven eighths, and keeps the turn until
 /// its message is handed over. Waiting can only free
 /// what is not itself waiting, so when the messages queued behind the holder hold so
 /// much that its need could never fit, they are evicted (their connections closed,
@@ -112,7 +112,7 @@ impl<'s> Held<'s> {
     /// less than `least` when one message may not hold that much.
     async fn afford(&mut self, least: usize, want: usize, deadline: Instant) -> Result<(), Closed> {
         let limit = self.budget.limit();
-        if self.bytes >= want || least > limit {
+        if self.bytes >= want || least > limit - limit / 8 {
             return Ok(());
         }
         let (least, most) = (least.saturating_sub(self.bytes), want - self.bytes);
@@ -120,7 +120,9 @@ impl<'s> Held<'s> {
             self.add(charge);
             return Ok(());
         }
-        self.wait(least, most, limit, deadline).await
+        // Never the whole budget: sources wait for it to be under the limit before
+        // they send, and one waiting so may hold what this message needs to finish.
+        self.wait(least, most, limit - limit / 8, deadline).await
     }
 
     /// Queues for the turn, then waits for `least` more bytes under `ceiling` (taking
@@ -175,6 +177,18 @@ impl<'s> Held<'s> {
 
     fn add(&mut self, charge: Charge) {
         self.bytes += charge.bytes();
+        self.charges.push(charge);
+    }
+
+    /// Holds `bytes` instead of what it holds, when that is less: what decoding
+    /// needed beyond its events goes back.
+    pub(super) fn shrink_to(&mut self, bytes: usize) {
+        if bytes >= self.bytes {
+            return;
+        }
+        let charge = self.budget.charge(bytes);
+        self.charges.clear();
+        self.bytes = bytes;
         self.charges.push(charge);
     }
 
