@@ -166,7 +166,44 @@ pub(crate) fn alert_event(
     alert: &Alert,
     now: DateTime<Utc>,
 ) -> Event {
-    let label_map: ObjectMap = labels
+    let scope = scope(component, rule, labels, inputs, alert.value, Some(severity));
+    let annotations = rule.annotations.iter().map(|(name, source, template)| {
+        // A template naming something the alert lacks is shown as written rather than
+        // losing the whole notification.
+        let text = template.render(&scope).unwrap_or_else(|e| {
+            tracing::debug!(rule = %rule.name, annotation = %name, error = %e, "annotation left unrendered");
+            source.clone()
+        });
+        (name.as_str(), text)
+    });
+    let head = Head {
+        component,
+        name: &rule.name,
+        labels,
+        severity,
+    };
+    notification(&head, alert, annotations, now)
+}
+
+/// Who an alert event is from and what it is about.
+pub(crate) struct Head<'a> {
+    pub(crate) component: &'a Arc<str>,
+    /// The rule's name (`alertname`).
+    pub(crate) name: &'a str,
+    pub(crate) labels: &'a BTreeMap<String, String>,
+    pub(crate) severity: &'a str,
+}
+
+/// The normalized alert event of one notification: `summary` and `description` at the
+/// top, the other annotations under `annotations`.
+pub(crate) fn notification<'a>(
+    head: &Head<'_>,
+    alert: &Alert,
+    annotations: impl Iterator<Item = (&'a str, String)>,
+    now: DateTime<Utc>,
+) -> Event {
+    let label_map: ObjectMap = head
+        .labels
         .iter()
         .map(|(k, v)| (KeyString::from(k.as_str()), Value::from(v.as_str())))
         .collect();
@@ -174,34 +211,27 @@ pub(crate) fn alert_event(
     m.insert("id".into(), uuid::Uuid::new_v4().to_string().into());
     m.insert("time".into(), Value::Timestamp(now));
     m.insert("event_type".into(), "alert".into());
-    m.insert("source".into(), Value::from(component.as_ref()));
+    m.insert("source".into(), Value::from(head.component.as_ref()));
     m.insert("kind".into(), "alert_rule".into());
     m.insert(field::STATUS.into(), alert.status.as_str().into());
-    m.insert(field::SEVERITY.into(), Value::from(severity));
+    m.insert(field::SEVERITY.into(), Value::from(head.severity));
     m.insert(
         field::FINGERPRINT.into(),
-        fingerprint(&rule.name, labels).into(),
+        fingerprint(head.name, head.labels).into(),
     );
     m.insert(field::STARTS_AT.into(), time(alert.starts_at));
     if let Some(end) = alert.ends_at {
         m.insert(field::ENDS_AT.into(), time(end));
     }
     m.insert("value".into(), number(alert.value));
-    let scope = scope(component, rule, labels, inputs, alert.value, Some(severity));
     let mut extra = ObjectMap::new();
-    for (name, source, template) in &rule.annotations {
-        // A template naming something the alert lacks is shown as written rather than
-        // losing the whole notification.
-        let text = template.render(&scope).unwrap_or_else(|e| {
-            tracing::debug!(rule = %rule.name, annotation = %name, error = %e, "annotation left unrendered");
-            source.clone()
-        });
-        match name.as_str() {
+    for (name, text) in annotations {
+        match name {
             "summary" | "description" => {
-                m.insert(KeyString::from(name.as_str()), text.into());
+                m.insert(KeyString::from(name), text.into());
             }
             _ => {
-                extra.insert(KeyString::from(name.as_str()), text.into());
+                extra.insert(KeyString::from(name), text.into());
             }
         }
     }
@@ -209,7 +239,7 @@ pub(crate) fn alert_event(
         m.insert("annotations".into(), Value::Object(extra));
     }
     m.insert("labels".into(), Value::Object(label_map));
-    Event::new(Value::Object(m), Arc::clone(component), now)
+    Event::new(Value::Object(m), Arc::clone(head.component), now)
 }
 
 #[cfg(test)]

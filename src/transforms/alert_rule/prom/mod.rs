@@ -19,10 +19,10 @@ use std::sync::{Arc, LazyLock, Mutex, Weak};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use vrl::value::{KeyString, ObjectMap, Value};
+use vrl::value::{ObjectMap, Value};
 
 use super::lifecycle::Alert;
-use crate::alert::{Status, field};
+use crate::alert::Status;
 use crate::event::Event;
 use eval::{Labels, NAME, Store};
 use rules::{Active, Group, State};
@@ -208,45 +208,14 @@ pub(crate) fn alert_event(
     notice: &Alert,
     now: DateTime<Utc>,
 ) -> Event {
-    use crate::event::timestamp_ms as time;
-    let name = labels.get("alertname").map_or("", String::as_str);
-    let mut m = ObjectMap::new();
-    m.insert("id".into(), uuid::Uuid::new_v4().to_string().into());
-    m.insert("time".into(), Value::Timestamp(now));
-    m.insert("event_type".into(), "alert".into());
-    m.insert("source".into(), Value::from(component.as_ref()));
-    m.insert("kind".into(), "alert_rule".into());
-    m.insert(field::STATUS.into(), notice.status.as_str().into());
-    m.insert(field::SEVERITY.into(), severity(labels).into());
-    m.insert(
-        field::FINGERPRINT.into(),
-        super::notify::fingerprint(name, labels).into(),
-    );
-    m.insert(field::STARTS_AT.into(), time(notice.starts_at));
-    if let Some(end) = notice.ends_at {
-        m.insert(field::ENDS_AT.into(), time(end));
-    }
-    m.insert("value".into(), Value::from_f64_or_zero(a.value));
-    let mut extra = ObjectMap::new();
-    for (k, v) in &a.annotations {
-        match k.as_str() {
-            "summary" | "description" => {
-                m.insert(KeyString::from(k.as_str()), v.as_str().into());
-            }
-            _ => {
-                extra.insert(KeyString::from(k.as_str()), v.as_str().into());
-            }
-        }
-    }
-    if !extra.is_empty() {
-        m.insert("annotations".into(), Value::Object(extra));
-    }
-    let label_map: ObjectMap = labels
-        .iter()
-        .map(|(k, v)| (KeyString::from(k.as_str()), Value::from(v.as_str())))
-        .collect();
-    m.insert("labels".into(), Value::Object(label_map));
-    Event::new(Value::Object(m), Arc::clone(component), now)
+    let head = super::notify::Head {
+        component,
+        name: labels.get("alertname").map_or("", String::as_str),
+        labels,
+        severity: severity(labels),
+    };
+    let annotations = a.annotations.iter().map(|(k, v)| (k.as_str(), v.clone()));
+    super::notify::notification(&head, notice, annotations, now)
 }
 
 /// What silences and inhibition match a Prometheus alert on: its labels, with the

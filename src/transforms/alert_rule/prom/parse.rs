@@ -14,18 +14,7 @@ pub(crate) use super::lex::duration;
 use super::lex::{Tok, tokenize};
 use crate::matchers::{Matcher, Op};
 
-/// A parse error at a 1-based column of the expression.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct ParseError {
-    pub(crate) column: usize,
-    pub(crate) message: String,
-}
-
-impl std::fmt::Display for ParseError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "column {}: {}", self.column, self.message)
-    }
-}
+pub(crate) use super::super::expr::ParseError;
 
 /// Parses an expression.
 pub(crate) fn parse(src: &str) -> Result<Expr, ParseError> {
