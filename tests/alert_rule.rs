@@ -1056,6 +1056,12 @@ const AGREEMENT_RULES: &str = r#"groups:
       - alert: CronSilent
         expr: absent(heartbeat{job="cron"})
         for: 2m
+      - record: instance:up_ok
+        expr: up == 1
+        labels:
+          job: ""
+      - alert: RecordedUp
+        expr: instance:up_ok > 0
       - record: job:up:sum
         expr: sum by (job) (up)
       - alert: JobDegraded
@@ -1129,6 +1135,7 @@ fn prometheus_rule_files_agree_with_promtool_test_rules() {
         "MemoryHigh",
         "CronSilent",
         "JobDegraded",
+        "RecordedUp",
     ];
     for name in names {
         assert!(

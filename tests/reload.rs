@@ -446,3 +446,40 @@ sinks:
         topo.stop(Duration::from_secs(5)).await;
     }
 }
+
+#[tokio::test]
+async fn editing_a_prometheus_rule_file_rebuilds_its_alert_rule() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rules = dir.path().join("rules.yml");
+    let write = |expr: &str| {
+        std::fs::write(
+            &rules,
+            format!("groups:\n  - name: g\n    rules:\n      - alert: A\n        expr: {expr}\n"),
+        )
+        .expect("write")
+    };
+    write("up == 0");
+    let text = format!(
+        r#"
+sources:
+  gen: {{ type: generator, rate: 10, batch_size: 1 }}
+transforms:
+  rules: {{ type: alert_rule, inputs: [gen], rule_files: ["{}"] }}
+"#,
+        rules.display()
+    );
+    let rec = CaptureSink::default();
+    let pipeline = |text: &str| {
+        let mut p = parse(text);
+        rec.attach(&mut p, "rec", &["rules"], 1000);
+        validated(p)
+    };
+    let (mut topo, _) = start(pipeline(&text)).await;
+    assert!(topo.pipeline().watched_files().contains(&rules));
+    let changes = topo.apply(pipeline(&text)).await.expect("same");
+    assert!(changes.is_empty(), "{changes:?}");
+    write("up == 1");
+    let changes = topo.apply(pipeline(&text)).await.expect("edited");
+    assert_eq!(changes.changed, vec!["rules".to_string()]);
+    topo.stop(Duration::from_secs(5)).await;
+}

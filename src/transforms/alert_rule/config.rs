@@ -67,7 +67,9 @@ pub(crate) struct AlertRuleConfig {
     #[serde(default = "default_resolve_timeout", with = "humantime_serde")]
     #[schemars(schema_with = "crate::units::duration")]
     pub(crate) resolve_timeout: Duration,
-    /// Label sets kept per rule (default 10000); new ones beyond it are dropped.
+    /// Label sets kept per rule (default 10000); new ones beyond it are dropped. For
+    /// `rule_files`: the series kept for all of them together (what recording rules
+    /// write included), with a warning when one is first dropped.
     #[serde(default = "default_max_series")]
     pub(crate) max_series: usize,
     /// Windows are written to `data_dir` at most this often (default 10s); state

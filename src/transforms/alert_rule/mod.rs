@@ -64,6 +64,11 @@ impl TransformConfig for AlertRuleConfig {
         "alert_rule"
     }
 
+    /// The rule files: an edit reloads the component, as the pipeline file's does.
+    fn files(&self) -> Vec<PathBuf> {
+        self.rule_files.clone()
+    }
+
     fn build(&self, cx: &TransformContext) -> Result<Box<dyn Transform>, BuildError> {
         config::check_policy(self)?;
         let rules = self
@@ -146,6 +151,7 @@ impl TransformConfig for AlertRuleConfig {
             by_metric,
             prom,
             prom_dropped: RuleMetrics::new(&cx.metrics, "rule_files").dropped,
+            prom_warned: false,
             prom_sent: {
                 let m = RuleMetrics::new(&cx.metrics, "rule_files");
                 (m.firing, m.resolved)
@@ -218,6 +224,7 @@ struct AlertRule {
     prom: Option<prom::Prom>,
     /// Their series dropped for `max_series`, and notifications sent (firing, resolved).
     prom_dropped: Arc<LabeledCounter>,
+    prom_warned: bool,
     prom_sent: (Arc<LabeledCounter>, Arc<LabeledCounter>),
     /// Rules with `count(field op literal)` filters.
     with_filters: Vec<usize>,
@@ -363,6 +370,10 @@ impl Transform for AlertRule {
                     && !p.ingest(name, obj, *value, now, self.max_series)
                 {
                     self.prom_dropped.add(1);
+                    if !self.prom_warned {
+                        self.prom_warned = true;
+                        tracing::warn!(component_id = %self.id, max_series = self.max_series, "the rule files' series reached max_series; samples of new ones are dropped");
+                    }
                 }
                 if let Some((name, value)) = sample
                     && let Some(targets) = self.by_metric.get(name.as_ref())

@@ -19,6 +19,14 @@ pub(crate) type Labels = BTreeMap<String, String>;
 
 pub(crate) const NAME: &str = "__name__";
 
+/// Prometheus's staleness marker: a NaN no computation produces, written when a
+/// recorded series stops, after which selectors no longer see the series.
+pub(crate) const STALE: f64 = f64::from_bits(0x7ff0_0000_0000_0002);
+
+fn is_stale(v: f64) -> bool {
+    v.to_bits() == STALE.to_bits()
+}
+
 /// The samples of one series, oldest first.
 #[derive(Debug, Default)]
 struct Series {
@@ -130,7 +138,7 @@ pub(crate) fn eval(expr: &Expr, store: &Store, t: i64) -> Result<Value, EvalErro
                 .select(sel)
                 .filter_map(|s| {
                     let (at, v) = *s.samples.iter().rev().find(|(at, _)| *at <= t)?;
-                    (at >= t - LOOKBACK_MS).then(|| Sample {
+                    (at >= t - LOOKBACK_MS && !is_stale(v)).then(|| Sample {
                         labels: (*s.labels).clone(),
                         value: v,
                     })
@@ -147,7 +155,7 @@ pub(crate) fn eval(expr: &Expr, store: &Store, t: i64) -> Result<Value, EvalErro
                             .samples
                             .iter()
                             .copied()
-                            .filter(|(at, _)| *at >= from && *at <= t)
+                            .filter(|(at, v)| *at >= from && *at <= t && !is_stale(*v))
                             .collect();
                         (!points.is_empty()).then(|| ((*s.labels).clone(), points))
                     })

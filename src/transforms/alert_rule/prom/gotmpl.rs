@@ -98,7 +98,7 @@ impl GoTemplate {
     pub(crate) fn parse(src: &str) -> Result<Self, String> {
         let pieces = split(src)?;
         let mut at = 0;
-        let nodes = block(&pieces, &mut at, &[])?;
+        let nodes = block(&pieces, &mut at, &[], 0)?;
         if at < pieces.len() {
             return Err(format!("unexpected {{{{{}}}}}", describe(&pieces[at])));
         }
@@ -192,7 +192,15 @@ fn split(src: &str) -> Result<Vec<Piece>, String> {
 }
 
 /// Nodes until one of `ends` (`end`, `else`), which is left for the caller.
-fn block(pieces: &[Piece], at: &mut usize, ends: &[&str]) -> Result<Vec<Node>, String> {
+fn block(
+    pieces: &[Piece],
+    at: &mut usize,
+    ends: &[&str],
+    depth: usize,
+) -> Result<Vec<Node>, String> {
+    if depth > MAX_DEPTH {
+        return Err(format!("`if` nested deeper than {MAX_DEPTH}"));
+    }
     let mut nodes = Vec::new();
     while *at < pieces.len() {
         match &pieces[*at] {
@@ -207,7 +215,7 @@ fn block(pieces: &[Piece], at: &mut usize, ends: &[&str]) -> Result<Vec<Node>, S
                 }
                 *at += 1;
                 match word {
-                    "if" => nodes.push(if_node(pieces, at, &a[2..])?),
+                    "if" => nodes.push(if_node(pieces, at, &a[2..], depth)?),
                     "end" | "else" => return Err(format!("unexpected {{{{{a}}}}}")),
                     "range" | "with" | "define" | "template" | "block" | "break" | "continue" => {
                         return Err(format!("`{word}` is not supported in rule templates"));
@@ -224,8 +232,11 @@ fn block(pieces: &[Piece], at: &mut usize, ends: &[&str]) -> Result<Vec<Node>, S
     }
 }
 
-fn if_node(pieces: &[Piece], at: &mut usize, cond: &str) -> Result<Node, String> {
-    let mut branches = vec![(pipeline(cond)?, block(pieces, at, &["else", "end"])?)];
+fn if_node(pieces: &[Piece], at: &mut usize, cond: &str, depth: usize) -> Result<Node, String> {
+    let mut branches = vec![(
+        pipeline(cond)?,
+        block(pieces, at, &["else", "end"], depth + 1)?,
+    )];
     loop {
         let Some(Piece::Action(a)) = pieces.get(*at) else {
             return Err("missing {{end}}".into());
@@ -236,13 +247,16 @@ fn if_node(pieces: &[Piece], at: &mut usize, cond: &str) -> Result<Node, String>
         }
         let rest = a["else".len()..].trim();
         if let Some(cond) = rest.strip_prefix("if ") {
-            branches.push((pipeline(cond)?, block(pieces, at, &["else", "end"])?));
+            branches.push((
+                pipeline(cond)?,
+                block(pieces, at, &["else", "end"], depth + 1)?,
+            ));
             continue;
         }
         if !rest.is_empty() {
             return Err(format!("unexpected {{{{{a}}}}}"));
         }
-        let otherwise = block(pieces, at, &["end"])?;
+        let otherwise = block(pieces, at, &["end"], depth + 1)?;
         *at += 1;
         return Ok(Node::If(branches, otherwise));
     }
@@ -289,17 +303,23 @@ fn tokens(src: &str) -> Result<Vec<String>, String> {
     Ok(out)
 }
 
+/// Parentheses a pipeline may nest.
+const MAX_DEPTH: usize = 32;
+
 fn pipeline(src: &str) -> Result<Pipeline, String> {
     let toks = tokens(src)?;
     let mut at = 0;
-    let p = pipe(&toks, &mut at)?;
+    let p = pipe(&toks, &mut at, 0)?;
     if at < toks.len() {
         return Err(format!("unexpected `{}` in {{{{{src}}}}}", toks[at]));
     }
     Ok(p)
 }
 
-fn pipe(toks: &[String], at: &mut usize) -> Result<Pipeline, String> {
+fn pipe(toks: &[String], at: &mut usize, depth: usize) -> Result<Pipeline, String> {
+    if depth > MAX_DEPTH {
+        return Err(format!("parentheses nested deeper than {MAX_DEPTH}"));
+    }
     let mut commands = Vec::new();
     loop {
         let mut args = Vec::new();
@@ -308,7 +328,7 @@ fn pipe(toks: &[String], at: &mut usize) -> Result<Pipeline, String> {
             let t = &toks[*at];
             *at += 1;
             if t == "(" {
-                let inner = pipe(toks, at)?;
+                let inner = pipe(toks, at, depth + 1)?;
                 if toks.get(*at).map(String::as_str) != Some(")") {
                     return Err("unclosed `(`".into());
                 }
@@ -491,6 +511,15 @@ fn call(f: &str, args: Vec<Val>) -> Result<Val, String> {
                 re.replace_all(&text.text(), replacement.text().as_str())
                     .into_owned(),
             )
+        }
+        // As Go's: `eq a b c` holds when `a` equals any of the others.
+        "eq" if args.len() > 2 => {
+            let (first, rest) = args.split_first().ok_or("eq takes arguments")?;
+            let mut any = false;
+            for other in rest {
+                any |= call("eq", vec![first.clone(), other.clone()])? == Val::Bool(true);
+            }
+            Val::Bool(any)
         }
         "eq" | "ne" | "lt" | "le" | "gt" | "ge" => {
             let (a, b) = two(&args)?;

@@ -47,15 +47,24 @@ pub(super) fn tokenize(src: &str) -> Result<Vec<(Tok, usize)>, ParseError> {
                 if matches!(bytes[i], b'e' | b'E')
                     && matches!(bytes.get(i + 1), Some(b'+' | b'-'))
                     && !src[start..i].starts_with("0x")
+                    && !src[start..i].starts_with("0X")
                 {
                     i += 1;
                 }
                 i += 1;
             }
             let text = &src[start..i];
-            let tok = if let Ok(n) = text.parse::<f64>() {
+            // As Go reads integers first: `010` is octal (8), `0x1f` hex.
+            let octal = text.len() > 1
+                && text.starts_with('0')
+                && text.bytes().all(|b| (b'0'..=b'7').contains(&b));
+            let tok = if octal {
+                let n = i64::from_str_radix(&text[1..], 8)
+                    .map_err(|_| err(start, format!("bad number {text:?}")))?;
+                Tok::Number(n as f64)
+            } else if let Ok(n) = text.parse::<f64>() {
                 Tok::Number(n)
-            } else if let Some(hex) = text.strip_prefix("0x") {
+            } else if let Some(hex) = text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {
                 let n = i64::from_str_radix(hex, 16)
                     .map_err(|_| err(start, format!("bad number {text:?}")))?;
                 Tok::Number(n as f64)
@@ -97,45 +106,56 @@ pub(super) fn tokenize(src: &str) -> Result<Vec<(Tok, usize)>, ParseError> {
 }
 
 /// A quoted string starting at `at`: its text and the index past its closing quote.
-/// Double and single quotes take Go's escapes; backquotes are raw.
+/// Double and single quotes take Go's escapes, where `\xNN` and octal `\NNN` are bytes
+/// (`"\xc3\xa9"` is `é`); backquotes are raw.
 fn string(src: &str, at: usize) -> Result<(String, usize), String> {
     let quote = src.as_bytes()[at] as char;
-    let mut out = String::new();
+    let mut out: Vec<u8> = Vec::new();
     let mut chars = src[at + 1..].char_indices();
+    let push = |out: &mut Vec<u8>, c: char| {
+        let mut buf = [0u8; 4];
+        out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+    };
     while let Some((i, c)) = chars.next() {
         if c == quote {
-            return Ok((out, at + 1 + i + 1));
+            let text = String::from_utf8(out).map_err(|_| "the string is not valid UTF-8")?;
+            return Ok((text, at + 1 + i + 1));
         }
-        if c == '\\' && quote != '`' {
-            let (_, e) = chars.next().ok_or("unterminated string")?;
-            out.push(match e {
-                'n' => '\n',
-                't' => '\t',
-                'r' => '\r',
-                '\\' | '"' | '\'' => e,
-                'a' => '\u{7}',
-                'b' => '\u{8}',
-                'f' => '\u{c}',
-                'v' => '\u{b}',
-                'x' | 'u' | 'U' => {
-                    let n = match e {
-                        'x' => 2,
-                        'u' => 4,
-                        _ => 8,
-                    };
-                    let hex: String = (0..n)
-                        .filter_map(|_| chars.next().map(|(_, c)| c))
-                        .collect();
-                    u32::from_str_radix(&hex, 16)
-                        .ok()
-                        .and_then(char::from_u32)
-                        .ok_or_else(|| format!("bad escape \\{e}{hex}"))?
-                }
-                other => return Err(format!("unknown escape \\{other}")),
-            });
+        if c != '\\' || quote == '`' {
+            push(&mut out, c);
             continue;
         }
-        out.push(c);
+        let (_, e) = chars.next().ok_or("unterminated string")?;
+        let mut digits = |n: usize, radix: u32, first: Option<char>| -> Result<u32, String> {
+            let text: String = first
+                .into_iter()
+                .chain(
+                    (0..n - usize::from(first.is_some()))
+                        .filter_map(|_| chars.next().map(|(_, c)| c)),
+                )
+                .collect();
+            u32::from_str_radix(&text, radix).map_err(|_| format!("bad escape \\{text}"))
+        };
+        match e {
+            'n' => out.push(b'\n'),
+            't' => out.push(b'\t'),
+            'r' => out.push(b'\r'),
+            'a' => out.push(7),
+            'b' => out.push(8),
+            'f' => out.push(12),
+            'v' => out.push(11),
+            '\\' | '"' | '\'' => push(&mut out, e),
+            'x' => out.push(u8::try_from(digits(2, 16, None)?).map_err(|_| "bad escape")?),
+            '0'..='7' => {
+                let byte = digits(3, 8, Some(e))?;
+                out.push(u8::try_from(byte).map_err(|_| format!("bad octal escape {byte:o}"))?);
+            }
+            'u' | 'U' => {
+                let code = digits(if e == 'u' { 4 } else { 8 }, 16, None)?;
+                push(&mut out, char::from_u32(code).ok_or("bad unicode escape")?);
+            }
+            other => return Err(format!("unknown escape \\{other}")),
+        }
     }
     Err("unterminated string".into())
 }

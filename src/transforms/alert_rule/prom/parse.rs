@@ -16,10 +16,22 @@ use crate::matchers::{Matcher, Op};
 
 pub(crate) use super::super::expr::ParseError;
 
+/// Nesting (parentheses, unary signs, arguments) an expression may have.
+const MAX_DEPTH: usize = 64;
+/// Operators, calls and aggregations an expression may have: real rules have tens, and
+/// evaluation recurses once per level.
+const MAX_NODES: usize = 256;
+
 /// Parses an expression.
 pub(crate) fn parse(src: &str) -> Result<Expr, ParseError> {
     let toks = tokenize(src)?;
-    let mut p = Parser { src, toks, pos: 0 };
+    let mut p = Parser {
+        src,
+        toks,
+        pos: 0,
+        depth: 0,
+        nodes: 0,
+    };
     let e = p.expr(0)?;
     if p.peek() != &Tok::End {
         return Err(p.error("unexpected input after the expression"));
@@ -31,11 +43,34 @@ struct Parser<'a> {
     src: &'a str,
     toks: Vec<(Tok, usize)>,
     pos: usize,
+    /// Current nesting, and operators and calls so far (see `MAX_DEPTH`, `MAX_NODES`).
+    depth: usize,
+    nodes: usize,
 }
 
 impl Parser<'_> {
     fn peek(&self) -> &Tok {
         &self.toks[self.pos].0
+    }
+
+    fn enter(&mut self) -> Result<(), ParseError> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return Err(self.error(format!(
+                "the expression is nested deeper than {MAX_DEPTH} levels"
+            )));
+        }
+        Ok(())
+    }
+
+    fn node(&mut self) -> Result<(), ParseError> {
+        self.nodes += 1;
+        if self.nodes > MAX_NODES {
+            return Err(self.error(format!(
+                "the expression has more than {MAX_NODES} operators and calls"
+            )));
+        }
+        Ok(())
     }
 
     fn next(&mut self) -> Tok {
@@ -76,8 +111,9 @@ impl Parser<'_> {
         }
     }
 
+    /// Whether the next token is the keyword `word` (keywords take any case).
     fn is_ident(&self, word: &str) -> bool {
-        matches!(self.peek(), Tok::Ident(w) if w == word)
+        matches!(self.peek(), Tok::Ident(w) if w.eq_ignore_ascii_case(word))
     }
 
     fn binop(&self) -> Option<BinOp> {
@@ -97,11 +133,10 @@ impl Parser<'_> {
                 "<=" => BinOp::Le,
                 _ => return None,
             },
-            Tok::Ident(w) => match w.as_str() {
+            Tok::Ident(w) => match w.to_ascii_lowercase().as_str() {
                 "and" => BinOp::And,
                 "or" => BinOp::Or,
                 "unless" => BinOp::Unless,
-                "atan2" => return None,
                 _ => return None,
             },
             _ => return None,
@@ -110,7 +145,11 @@ impl Parser<'_> {
 
     /// Precedence climbing: operators binding tighter than `min` are taken here.
     fn expr(&mut self, min: u8) -> Result<Expr, ParseError> {
+        self.enter()?;
         let mut lhs = self.unary()?;
+        if self.is_ident("atan2") {
+            return Err(self.error("the operator `atan2` is not supported"));
+        }
         while let Some(op) = self.binop() {
             let prec = op.precedence();
             if prec < min {
@@ -134,8 +173,10 @@ impl Parser<'_> {
             // `^` is right-associative; the others associate to the left.
             let next_min = if op == BinOp::Pow { prec } else { prec + 1 };
             let rhs = self.expr(next_min)?;
+            self.node()?;
             lhs = self.binary(op, lhs, rhs, bool_, matching)?;
         }
+        self.depth -= 1;
         Ok(lhs)
     }
 
@@ -218,7 +259,10 @@ impl Parser<'_> {
             let e = self.expr(BinOp::Pow.precedence())?;
             return Ok(match e {
                 Expr::Number(n) => Expr::Number(-n),
-                e => Expr::Negate(Box::new(e)),
+                e => {
+                    self.node()?;
+                    Expr::Negate(Box::new(e))
+                }
             });
         }
         if self.eat("+") {
@@ -266,6 +310,11 @@ impl Parser<'_> {
             Tok::Punct("(") => {
                 let e = self.expr(0)?;
                 self.expect(")")?;
+                if matches!(self.peek(), Tok::Punct("[")) {
+                    return Err(self.error(
+                        "a range applies to a selector, not to an expression in parentheses",
+                    ));
+                }
                 Ok(e)
             }
             Tok::Punct("{") => {
@@ -292,7 +341,7 @@ impl Parser<'_> {
             "nan" => return Ok(Expr::Number(f64::NAN)),
             _ => {}
         }
-        let agg = match word.as_str() {
+        let agg = match word.to_ascii_lowercase().as_str() {
             "sum" => Some(AggOp::Sum),
             "avg" => Some(AggOp::Avg),
             "min" => Some(AggOp::Min),
@@ -355,6 +404,7 @@ impl Parser<'_> {
                 return Err(self.error(format!("{name}() takes {what}")));
             }
         }
+        self.node()?;
         Ok(Expr::Call(func, args))
     }
 
@@ -372,6 +422,7 @@ impl Parser<'_> {
         if inner.kind() != Kind::Instant {
             return Err(self.error("an aggregation takes an instant vector"));
         }
+        self.node()?;
         Ok(Expr::Aggregate(
             op,
             grouping.unwrap_or(Grouping::By(Vec::new())),

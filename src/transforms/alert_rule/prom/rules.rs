@@ -70,6 +70,10 @@ pub(crate) struct PromRule {
     kind: RuleKind,
     labels: Vec<(String, GoTemplate)>,
     annotations: Vec<(String, GoTemplate)>,
+    /// A recording rule's labels, as written.
+    literal: Vec<(String, String)>,
+    /// The series a recording rule wrote at its last evaluation.
+    recorded: HashSet<Labels>,
     /// What identifies the rule across reloads: its group and whole definition.
     pub(crate) key: String,
     /// Alerts by their label set (alerting rules only); shared with the instance a
@@ -190,9 +194,27 @@ fn compile_rule(r: RuleConfig, key: String) -> Result<PromRule, String> {
         _ => return Err(at("`expr` must be a PromQL expression".into())),
     };
     let expr = parse::parse(&source).map_err(|e| at(format!("`expr` {e}")))?;
-    if expr.kind() != Kind::Instant && matches!(kind, RuleKind::Alert { .. }) {
-        return Err(at("`expr` must give an instant vector, not a scalar".into()));
+    match (expr.kind(), kind) {
+        (Kind::Range, _) => {
+            return Err(at(
+                "`expr` must give an instant vector, not a range: apply a function such as rate()"
+                    .into(),
+            ));
+        }
+        (Kind::Scalar, RuleKind::Alert { .. }) => {
+            return Err(at("`expr` must give an instant vector, not a scalar".into()));
+        }
+        _ => {}
     }
+    // A recording rule's labels are taken as written; an alert's are templates.
+    let literal: Vec<(String, String)> = match kind {
+        RuleKind::Record => r
+            .labels
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        RuleKind::Alert { .. } => Vec::new(),
+    };
     let templates = |map: BTreeMap<String, String>, what: &str| {
         map.into_iter()
             .map(|(k, v)| {
@@ -209,6 +231,8 @@ fn compile_rule(r: RuleConfig, key: String) -> Result<PromRule, String> {
         expr,
         kind,
         key,
+        literal,
+        recorded: HashSet::new(),
         active: Arc::default(),
     })
 }
@@ -273,21 +297,7 @@ impl PromRule {
             Value::Matrix(_) => Vec::new(),
         };
         let RuleKind::Alert { hold_ms, keep_ms } = self.kind else {
-            if limit > 0 && samples.len() > limit {
-                return Err(format!(
-                    "{} series exceed the group's limit {limit}",
-                    samples.len()
-                ));
-            }
-            for s in samples {
-                let mut labels = s.labels;
-                for (k, t) in &self.labels {
-                    labels.insert(k.clone(), render(t, &labels, s.value));
-                }
-                labels.insert(NAME.into(), self.name.clone());
-                store.push(labels, t, s.value, max_series);
-            }
-            return Ok(());
+            return self.record(samples, store, t, max_series, limit);
         };
         let mut active = lock(&self.active);
         let mut seen: HashMap<Labels, (f64, BTreeMap<String, String>)> = HashMap::new();
@@ -312,6 +322,8 @@ impl PromRule {
             }
         }
         if limit > 0 && seen.len() > limit {
+            // As Prometheus: a rule over its limit has no alerts.
+            active.clear();
             return Err(format!(
                 "{} alerts exceed the group's limit {limit}",
                 seen.len()
@@ -367,6 +379,53 @@ impl PromRule {
                 a.state = State::Firing;
                 a.fired_at = Some(t);
             }
+        }
+        Ok(())
+    }
+}
+
+impl PromRule {
+    /// A recording rule's output: its series at `t`, with the rule's labels set as
+    /// written (an empty one removes the label), and a staleness marker for each
+    /// series it recorded last time and not now, so that readers see it gone at once.
+    fn record(
+        &mut self,
+        samples: Vec<eval::Sample>,
+        store: &mut Store,
+        t: i64,
+        max_series: usize,
+        limit: usize,
+    ) -> Result<(), String> {
+        let over = limit > 0 && samples.len() > limit;
+        let mut now = HashSet::new();
+        if !over {
+            for s in samples {
+                let mut labels = s.labels;
+                for (k, v) in &self.literal {
+                    if v.is_empty() {
+                        labels.remove(k);
+                    } else {
+                        labels.insert(k.clone(), v.clone());
+                    }
+                }
+                labels.insert(NAME.into(), self.name.clone());
+                if !now.insert(labels.clone()) {
+                    return Err(
+                        "vector contains metrics with the same labelset after applying rule labels"
+                            .into(),
+                    );
+                }
+                store.push(labels, t, s.value, max_series);
+            }
+        }
+        for gone in self.recorded.difference(&now) {
+            store.push(gone.clone(), t, eval::STALE, max_series);
+        }
+        self.recorded = now;
+        if over {
+            return Err(format!(
+                "the rule's series exceed the group's limit {limit}"
+            ));
         }
         Ok(())
     }

@@ -63,3 +63,30 @@ fn what_templates_cannot_do_here_is_a_parse_error() {
         assert!(e.contains(says), "{src}: {e}");
     }
 }
+
+#[test]
+fn eq_takes_several_values_and_nesting_is_bounded() {
+    assert_eq!(
+        render(
+            r#"{{ if eq $labels.job "x" "node" }}yes{{ else }}no{{ end }}"#,
+            0.0
+        ),
+        "yes"
+    );
+    let deep = format!("{{{{ {}$value{} }}}}", "(".repeat(3000), ")".repeat(3000));
+    assert!(
+        GoTemplate::parse(&deep)
+            .expect_err("deep")
+            .contains("nested")
+    );
+    let ifs = format!(
+        "{}x{}",
+        "{{ if true }}".repeat(3000),
+        "{{ end }}".repeat(3000)
+    );
+    assert!(
+        GoTemplate::parse(&ifs)
+            .expect_err("deep ifs")
+            .contains("nested")
+    );
+}

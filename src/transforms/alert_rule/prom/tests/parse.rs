@@ -55,3 +55,48 @@ fn what_sluice_cannot_evaluate_is_named() {
     assert!(err(r#"{job=~".*"}"#).contains("metric name"));
     assert!(err("sum(x").contains("column"));
 }
+
+#[test]
+fn numbers_strings_and_keywords_read_as_prometheus_reads_them() {
+    let number = |src: &str| match parse(src).expect(src) {
+        Expr::Number(n) => n,
+        other => panic!("{src}: {other:?}"),
+    };
+    assert_eq!(number("010"), 8.0, "octal, as Go reads it");
+    assert_eq!(number("0X1F"), 31.0);
+    assert_eq!(number("08"), 8.0);
+    let value = |src: &str| match parse(src).expect(src) {
+        Expr::Select(s) => s.matchers[0].value.clone(),
+        other => panic!("{src}: {other:?}"),
+    };
+    assert_eq!(value(r#"x{a="\xc3\xa9"}"#), "é", "\\x escapes are bytes");
+    assert_eq!(value(r#"x{a="\101"}"#), "A", "octal escapes");
+    assert_eq!(value(r#"x{a="\u00e9"}"#), "é");
+    // Keywords take any case.
+    assert!(matches!(
+        parse("100 * (count(up == 0) BY (job) / count(up) BY (job)) > 10").expect("BY"),
+        Expr::Binary { .. }
+    ));
+    assert!(matches!(parse("SUM(x)").expect("SUM"), Expr::Aggregate(..)));
+    assert!(matches!(
+        parse("x AND y").expect("AND"),
+        Expr::Binary { op: BinOp::And, .. }
+    ));
+}
+
+#[test]
+fn deep_or_huge_expressions_are_refused_not_overflowing_the_stack() {
+    let parens = format!("{}x{}", "(".repeat(3000), ")".repeat(3000));
+    assert!(err(&parens).contains("nested deeper"));
+    let minus = format!("{}x", "-".repeat(20_000));
+    assert!(err(&minus).contains("nested deeper"));
+    let chain = vec!["x"; 20_000].join(" + ");
+    let started = std::time::Instant::now();
+    assert!(err(&chain).contains("operators"));
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(1),
+        "refused early"
+    );
+    assert!(err("rate((x)[5m])").contains("parentheses"));
+    assert!(err("x atan2 y").contains("atan2"));
+}
