@@ -26,6 +26,7 @@
 mod announce;
 pub(crate) mod config;
 mod counters;
+mod grouping;
 pub(crate) mod groups;
 pub(crate) mod intake;
 pub(crate) mod journal;
@@ -339,24 +340,6 @@ impl IncidentTransform {
                 _ => None,
             },
         }
-    }
-
-    /// The notification group of an alert of incident `key`: its `group_by` values, or
-    /// without `group_by` the incident itself.
-    fn group_of(&self, value: &Value, key: &str) -> String {
-        if self.group_by.is_empty() {
-            return identity(format!("key\u{1f}{key}"));
-        }
-        let mut g = String::new();
-        for (i, p) in self.group_by.iter().enumerate() {
-            if i > 0 {
-                g.push('\u{1f}');
-            }
-            if let Some(v) = value.get(p).filter(|v| !matches!(v, Value::Null)) {
-                g.push_str(&v.to_string_lossy());
-            }
-        }
-        identity(g)
     }
 
     /// Takes one alert in. Returns the key of its incident when that has a change due.
