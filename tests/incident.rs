@@ -1137,3 +1137,92 @@ fn a_firing_while_a_failed_resolve_waits_to_go_out_again_reopens_the_same_incide
     assert_eq!(actions(&all), ["reopened"]);
     assert_eq!(s(&all[0], "incident_id"), s(&opened[0], "incident_id"));
 }
+
+/// An upstream `alertmanager_route` times each route's notifications as Alertmanager
+/// does: its `group_wait`, `group_interval` and `repeat_interval` over the incident's.
+#[test]
+fn the_route_of_an_alertmanager_route_times_its_alerts() {
+    let clock = ManualClock::starting_at(t0());
+    let text = r#"
+sources:
+  in: { type: generator }
+transforms:
+  router:
+    type: alertmanager_route
+    inputs: [in]
+    route:
+      receiver: default
+      group_by: [alertname]
+      group_wait: 30s
+      group_interval: 5m
+      routes:
+        - matchers: ['severity="critical"']
+          receiver: pager
+          group_wait: 0s
+          group_interval: 1m
+          repeat_interval: 10m
+"#;
+    let p =
+        parse_texts(&[(PathBuf::from("router.yaml"), text.to_owned())], |_| None).expect("parses");
+    let telemetry = Telemetry::new();
+    let cx = TransformContext {
+        file_notices: Default::default(),
+        id: Arc::from("router"),
+        metrics: telemetry.component("router", ComponentKind::Transform, "alertmanager_route"),
+        clock: Arc::new(clock.clone()),
+        data_dir: None,
+    };
+    let def = &p.transforms["router"];
+    let mut router = def.config.build(&cx).expect("builds");
+    let named = def.config.outputs().len();
+    // The incident's own timing is slow: the routes' must win.
+    let (mut inc, _) = build("group_wait: 5m\ngroup_interval: 5m", &clock, None).expect("builds");
+    let alert = |fp: &str, severity: &str| {
+        Event::new(
+            serde_json::from_value(serde_json::json!({
+                "event_type": "alert", "source": "prometheus", "status": "firing",
+                "severity": severity, "fingerprint": fp,
+                "labels": { "alertname": fp, "severity": severity },
+            }))
+            .expect("value"),
+            Arc::from("in"),
+            Utc::now(),
+        )
+    };
+    let mut pass = |events: Vec<Event>| -> Vec<Value> {
+        let mut routed = TransformOutputs::new(named);
+        router.process(events, &mut routed);
+        let events: Vec<Event> = routed.named.into_iter().flatten().collect();
+        let mut out = TransformOutputs::new(1);
+        inc.process(events, &mut out);
+        delivered(out.default)
+    };
+    let paged = pass(vec![alert("c1", "critical"), alert("w1", "warning")]);
+    assert_eq!(
+        paged
+            .iter()
+            .map(|v| s(v, "incident_key"))
+            .collect::<Vec<_>>(),
+        ["c1"],
+        "the critical route waits 0s; the default route 30s"
+    );
+    let tick = |inc: &mut Box<dyn Transform>, secs: u64| -> Vec<Value> {
+        clock.advance(Duration::from_secs(secs));
+        let mut out = TransformOutputs::new(1);
+        inc.flush(&mut out);
+        delivered(out.default)
+    };
+    assert!(tick(&mut inc, 29).is_empty());
+    let waited = tick(&mut inc, 1);
+    assert_eq!(
+        (actions(&waited), s(&waited[0], "incident_key")),
+        (vec!["opened".to_owned()], "w1".to_owned())
+    );
+    // At 10 minutes the critical route repeats; the default route's 4h has not come.
+    assert!(tick(&mut inc, 569).is_empty());
+    let repeated = tick(&mut inc, 1);
+    assert_eq!(
+        (actions(&repeated), s(&repeated[0], "incident_key")),
+        (vec!["updated".to_owned()], "c1".to_owned())
+    );
+}

@@ -13,8 +13,8 @@
 //! - An alert's labels are its `labels` object. It goes to the receiver of every route
 //!   the tree selects ([`tree`]), once per receiver even when two routes name the same
 //!   one, with that route's settings in `%alertmanager_route` (`receiver`, `group_by`,
-//!   `group_wait_seconds`, `group_interval_seconds`, `repeat_interval_seconds`) for a
-//!   downstream `incident` transform or sink to use.
+//!   `group_wait_seconds`, `group_interval_seconds`, `repeat_interval_seconds`): a
+//!   downstream `incident` groups and times the alert by them, over its own options.
 //! - A route is muted while one of its `mute_time_intervals` holds, or while none of
 //!   its `active_time_intervals` does ([`intervals`], read on the component's clock).
 //!   A firing alert is inhibited while a firing source alert of an inhibit rule shares

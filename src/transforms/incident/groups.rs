@@ -9,10 +9,13 @@ use serde::{Deserialize, Serialize};
 pub(crate) struct GroupClock {
     pub(crate) last_flush: Option<i64>,
     pub(crate) next_flush: Option<i64>,
+    /// The group's own timing (its alerts' `alertmanager_route`), else the incident's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) policy: Option<Policy>,
 }
 
 /// `group_wait` and `group_interval` in ms.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Policy {
     pub(crate) group_wait: i64,
     pub(crate) group_interval: i64,
@@ -21,10 +24,17 @@ pub(crate) struct Policy {
 impl Policy {
     /// A change happened in the group at `now`: when its notification is due.
     pub(crate) fn schedule(&self, g: &mut GroupClock, now: i64) -> i64 {
+        let p = g.policy.unwrap_or(*self);
         *g.next_flush.get_or_insert(match g.last_flush {
-            None => now.saturating_add(self.group_wait),
-            Some(last) => now.max(last.saturating_add(self.group_interval)),
+            None => now.saturating_add(p.group_wait),
+            Some(last) => now.max(last.saturating_add(p.group_interval)),
         })
+    }
+
+    /// How long after its last notification an idle group is forgotten.
+    pub(crate) fn idle_after(&self, g: &GroupClock) -> i64 {
+        let p = g.policy.unwrap_or(*self);
+        p.group_interval.max(p.group_wait)
     }
 }
 

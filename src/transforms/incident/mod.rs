@@ -356,6 +356,11 @@ impl IncidentTransform {
             o.remove(field::RAW);
         }
         let latest = bounded(latest);
+        let route = grouping::route(event, &latest, &key);
+        let group_of = |latest: &Value| match &route {
+            Some(r) => identity(r.group.clone()),
+            None => self.group_of(latest, &key),
+        };
         // The alert's own identity within the incident (one incident may join several).
         let alert = top(&latest, field::FINGERPRINT)
             .filter(|v| !matches!(v, Value::Null))
@@ -367,7 +372,7 @@ impl IncidentTransform {
                     .map(|s| s.to_ascii_lowercase())
                     .unwrap_or_else(|| incident.severity.clone());
                 if incident.is_over(now, &self.timing) {
-                    let group = self.group_of(&latest, &key);
+                    let group = group_of(&latest);
                     let vendor = text_field(&latest, field::SOURCE);
                     let new = Incident::open(new_id(), group, now, severity, vendor, latest);
                     let old = std::mem::replace(incident, new);
@@ -398,7 +403,7 @@ impl IncidentTransform {
                 let severity = text_field(&latest, field::SEVERITY)
                     .map(|s| s.to_ascii_lowercase())
                     .unwrap_or_else(|| "medium".into());
-                let group = self.group_of(&latest, &key);
+                let group = group_of(&latest);
                 let vendor = text_field(&latest, field::SOURCE);
                 state.incidents.insert(
                     key.clone(),
@@ -426,6 +431,7 @@ impl IncidentTransform {
         ) && let Some(i) = state.incidents.get_mut(&key)
         {
             i.alert_fired(&alert);
+            i.repeat_interval = route.as_ref().map(|r| r.repeat_interval);
         }
         if matches!(outcome, Sighting::Repeat | Sighting::PartialResolve)
             && state
@@ -457,9 +463,11 @@ impl IncidentTransform {
         }
         let group = incident.group.clone();
         state.pending.insert(key.clone());
-        let due = self
-            .policy
-            .schedule(state.groups.entry(group).or_default(), now);
+        let clock = state.groups.entry(group).or_default();
+        if let Some(r) = &route {
+            clock.policy = Some(r.policy);
+        }
+        let due = self.policy.schedule(clock, now);
         (due <= now).then_some(key)
     }
 }

@@ -81,10 +81,11 @@ impl IncidentTransform {
 
     /// Gives the group clocks back to the instance, forgetting idle ones.
     fn keep_groups(&self, state: &mut IncidentState, now: i64) {
-        let idle_after = self.policy.group_interval.max(self.policy.group_wait);
         let mut groups = std::mem::take(&mut state.groups);
         groups.retain(|_, g| {
-            g.next_flush.is_some() || g.last_flush.is_some_and(|at| now - at < idle_after)
+            g.next_flush.is_some()
+                || g.last_flush
+                    .is_some_and(|at| now - at < self.policy.idle_after(g))
         });
         lock(&self.state).groups = groups;
     }

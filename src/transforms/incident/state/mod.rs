@@ -58,6 +58,10 @@ pub struct Incident {
     pub(crate) queued: Option<Action>,
     /// The last change announced, and when.
     pub announced: Option<(Action, i64)>,
+    /// Its alerts' route's `repeat_interval` (an upstream `alertmanager_route`), in ms,
+    /// over the incident's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) repeat_interval: Option<i64>,
     /// Set by hand (the API).
     #[serde(default)]
     pub(crate) assigned_to: Option<String>,
@@ -171,6 +175,7 @@ impl Incident {
             reason: None,
             queued: None,
             announced: None,
+            repeat_interval: None,
             assigned_to: None,
             root_cause: None,
             timeline: vec![Entry {
@@ -387,11 +392,12 @@ impl Incident {
             self.close(now, Some("resolve_after"));
             return true;
         }
-        if t.repeat_interval > 0
+        let repeat = self.repeat_interval.unwrap_or(t.repeat_interval);
+        if repeat > 0
             && self.pending.is_none()
             && self.resolving_since.is_none()
             && let Some((_, at)) = self.announced
-            && now >= at + t.repeat_interval
+            && now >= at + repeat
         {
             self.change(now, Action::Updated, Some("repeat_interval"));
             return true;
@@ -426,12 +432,13 @@ impl Incident {
             if t.resolve_after > 0 {
                 at(self.last_seen.saturating_add(t.resolve_after));
             }
-            if t.repeat_interval > 0
+            let repeat = self.repeat_interval.unwrap_or(t.repeat_interval);
+            if repeat > 0
                 && self.pending.is_none()
                 && self.resolving_since.is_none()
                 && let Some((_, a)) = self.announced
             {
-                at(a.saturating_add(t.repeat_interval));
+                at(a.saturating_add(repeat));
             }
         } else if self.pending.is_none() {
             let resolved_at = self.resolved_at.unwrap_or(self.last_seen);
