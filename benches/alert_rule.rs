@@ -3,6 +3,13 @@
 //! transform in the same run; plus one evaluation of all 30,000 series.
 //!
 //! Run: `cargo bench --bench alert_rule`; it prints the ratio to the baseline at the end.
+//!
+//! `alert_rule/prometheus_rules_100k_series_50_rules`: one evaluation of a Prometheus
+//! rule file (50 alerting rules: thresholds, `avg_over_time`, `rate`, `max by`, and a
+//! per-job ratio) over 100,000 series with six samples each. Its baseline is a real
+//! Prometheus evaluating the same file over the same series:
+//! `benches/scenarios/prometheus-rules.sh` (it runs this bench with
+//! `SLUICE_PROM_BENCH_DIR` set, which writes the rule file and the series there).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -61,7 +68,11 @@ fn batches() -> Vec<EventBatch> {
 }
 
 fn build() -> Box<dyn Transform> {
-    let text = format!("sources:\n  in: {{ type: generator }}\ntransforms:\n  t:{RULES}");
+    build_from(RULES)
+}
+
+fn build_from(rules: &str) -> Box<dyn Transform> {
+    let text = format!("sources:\n  in: {{ type: generator }}\ntransforms:\n  t:{rules}");
     let p = parse_texts(&[(PathBuf::from("bench.yaml"), text)], |_| None).expect("parses");
     let def = &p.transforms["t"];
     let telemetry = Telemetry::new();
@@ -157,5 +168,96 @@ fn bench(c: &mut Criterion) {
     );
 }
 
-criterion_group!(benches, bench);
+/// Metrics, instances per metric and jobs of the Prometheus comparison.
+const PROM_METRICS: usize = 10;
+const PROM_INSTANCES: usize = 10_000;
+const PROM_JOBS: usize = 100;
+
+/// Five rules per metric, 50 in all.
+fn prom_rules() -> String {
+    let mut out = String::from("groups:\n  - name: bench\n    interval: 1ms\n    rules:\n");
+    for k in 0..PROM_METRICS {
+        for (alert, expr) in [
+            ("High", format!("m{k} > 95")),
+            ("Sustained", format!("avg_over_time(m{k}[5m]) > 90")),
+            ("Rising", format!("rate(m{k}[5m]) > 50")),
+            ("JobMax", format!("max by (job) (m{k}) > 98")),
+            (
+                "JobRatio",
+                format!("sum by (job) (m{k}) / count by (job) (m{k}) > 90"),
+            ),
+        ] {
+            out.push_str(&format!(
+                "      - alert: M{k}{alert}\n        expr: {expr}\n        annotations:\n          summary: \"{{{{ $labels.instance }}}} at {{{{ $value | humanize }}}}\"\n"
+            ));
+        }
+    }
+    out
+}
+
+/// The value of series `n` of metric `k` in round `r`: a few percent above 95.
+fn prom_value(k: usize, n: usize, r: usize) -> f64 {
+    ((n * 7 + k * 13 + r) % 100) as f64
+}
+
+fn prom_bench(c: &mut Criterion) {
+    let dir = std::env::var_os("SLUICE_PROM_BENCH_DIR").map(PathBuf::from);
+    let tmp = tempfile::tempdir().expect("dir");
+    let at = dir.clone().unwrap_or_else(|| tmp.path().to_path_buf());
+    std::fs::create_dir_all(&at).expect("dir");
+    let rules_file = at.join("rules.yml");
+    std::fs::write(&rules_file, prom_rules()).expect("write");
+    if dir.is_some() {
+        // Prometheus scrapes this; the rounds move as it scrapes, like the feed below.
+        let mut text = String::new();
+        for k in 0..PROM_METRICS {
+            text.push_str(&format!("# TYPE m{k} gauge\n"));
+            for n in 0..PROM_INSTANCES {
+                text.push_str(&format!(
+                    "m{k}{{instance=\"i{n}\",job=\"j{}\"}} {}\n",
+                    n % PROM_JOBS,
+                    prom_value(k, n, 0)
+                ));
+            }
+        }
+        std::fs::write(at.join("metrics"), text).expect("write");
+    }
+    let mut t = build_from(&format!(
+        "\n    type: alert_rule\n    inputs: [in]\n    rule_files: [{:?}]\n    max_series: 200000\n",
+        rules_file.display().to_string()
+    ));
+    let source: Arc<str> = Arc::from("bench");
+    for r in 0..6 {
+        for k in 0..PROM_METRICS {
+            let batch: EventBatch = (0..PROM_INSTANCES)
+                .map(|n| {
+                    let json = format!(
+                        r#"{{"event_type":"metric","name":"m{k}","value":{},"labels":{{"instance":"i{n}","job":"j{}"}}}}"#,
+                        prom_value(k, n, r),
+                        n % PROM_JOBS
+                    );
+                    Event::new(
+                        serde_json::from_str(&json).expect("json"),
+                        Arc::clone(&source),
+                        chrono::Utc::now(),
+                    )
+                })
+                .collect();
+            t.process(batch, &mut TransformOutputs::new(0));
+        }
+    }
+    let mut group = c.benchmark_group("alert_rule");
+    group.sample_size(10);
+    group.throughput(Throughput::Elements((PROM_METRICS * PROM_INSTANCES) as u64));
+    group.bench_function("prometheus_rules_100k_series_50_rules", |b| {
+        b.iter(|| {
+            let mut out = TransformOutputs::new(0);
+            t.flush(&mut out);
+            out
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench, prom_bench);
 criterion_main!(benches);
