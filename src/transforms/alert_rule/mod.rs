@@ -29,6 +29,7 @@
 pub(crate) mod config;
 pub(crate) mod expr;
 pub(crate) mod lifecycle;
+mod metrics;
 pub(crate) mod notify;
 pub(crate) mod prom;
 pub(crate) mod snapshot;
@@ -47,6 +48,7 @@ use crate::silences::{self, Silence, SilenceStore};
 pub(crate) use config::AlertRuleConfig;
 use config::Rule;
 use lifecycle::{Group, Phase, Transition};
+use metrics::RuleMetrics;
 use notify::{Decision, Policy};
 use snapshot::{RuleState, SharedRule, lock};
 
@@ -55,7 +57,7 @@ use crate::component::{
     BuildError, Transform, TransformConfig, TransformContext, TransformOutputs,
 };
 use crate::event::{EventBatch, EventStatus};
-use crate::telemetry::{ComponentMetrics, LabeledCounter, LabeledGauge};
+use crate::telemetry::LabeledCounter;
 
 use crate::units::millis as ms;
 
@@ -176,40 +178,6 @@ impl TransformConfig for AlertRuleConfig {
             state_dirty: false,
             running: false,
         }))
-    }
-}
-
-struct RuleMetrics {
-    firing: Arc<LabeledCounter>,
-    resolved: Arc<LabeledCounter>,
-    dropped: Arc<LabeledCounter>,
-    active: Arc<LabeledGauge>,
-}
-
-impl RuleMetrics {
-    fn new(m: &ComponentMetrics, rule: &str) -> Self {
-        const SENT: &str = "Alert notifications sent, by rule and status.";
-        let sent = |status| {
-            m.counter(
-                "sluice_alert_rule_notifications_total",
-                SENT,
-                &[("rule", rule), ("status", status)],
-            )
-        };
-        Self {
-            firing: sent("firing"),
-            resolved: sent("resolved"),
-            dropped: m.counter(
-                "sluice_alert_rule_series_dropped_total",
-                "Samples dropped because their rule already holds max_series label sets.",
-                &[("rule", rule)],
-            ),
-            active: m.gauge(
-                "sluice_alert_rule_firing",
-                "Alerts currently firing, by rule.",
-                &[("rule", rule)],
-            ),
-        }
     }
 }
 

@@ -4,6 +4,9 @@ use std::time::Duration;
 
 use crate::matchers::Matcher;
 
+/// How far back an instant selector looks for a series' latest sample.
+pub(crate) const LOOKBACK: Duration = Duration::from_secs(300);
+
 /// A selector: a metric name (or none) and label matchers.
 #[derive(Debug, Clone)]
 pub(crate) struct Selector {
@@ -199,7 +202,7 @@ impl Expr {
     pub(crate) fn reach(&self) -> Duration {
         match self {
             Self::Number(_) | Self::Text => Duration::ZERO,
-            Self::Select(_) => super::eval::LOOKBACK,
+            Self::Select(_) => LOOKBACK,
             Self::Range(_, d) => *d,
             Self::Call(_, args) => args.iter().map(Self::reach).max().unwrap_or_default(),
             Self::Aggregate(_, _, e) | Self::Negate(e) => e.reach(),

@@ -6,12 +6,10 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
-use std::time::Duration;
 
-use super::parse::{AggOp, BinOp, Expr, Func, Grouping, Matching, Selector};
+use super::ast::{AggOp, BinOp, Expr, Func, Grouping, Matching, Selector};
 
-/// How far back an instant selector looks for a series' latest sample.
-pub(crate) const LOOKBACK: Duration = Duration::from_secs(300);
+/// [`super::ast::LOOKBACK`] in ms.
 const LOOKBACK_MS: i64 = 300_000;
 
 /// A label set; the metric name is the label `__name__`.

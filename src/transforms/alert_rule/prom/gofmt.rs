@@ -2,7 +2,50 @@
 //! `%v`/`%g` (shortest digits, exponent form from 1e+06 or below 1e-04), `printf`'s
 //! common verbs, and Prometheus's `humanize` family.
 
-use super::gotmpl::Val;
+use std::collections::BTreeMap;
+
+/// A template's value while it is evaluated.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Val {
+    Str(String),
+    Num(f64),
+    Bool(bool),
+    Map(BTreeMap<String, String>),
+}
+
+impl Val {
+    pub(crate) fn truthy(&self) -> bool {
+        match self {
+            Self::Str(s) => !s.is_empty(),
+            Self::Num(n) => *n != 0.0,
+            Self::Bool(b) => *b,
+            Self::Map(m) => !m.is_empty(),
+        }
+    }
+
+    pub(crate) fn text(&self) -> String {
+        match self {
+            Self::Str(s) => s.clone(),
+            Self::Num(n) => float_g(*n, None),
+            Self::Bool(b) => b.to_string(),
+            Self::Map(m) => {
+                let inner: Vec<String> = m.iter().map(|(k, v)| format!("{k}:{v}")).collect();
+                format!("map[{}]", inner.join(" "))
+            }
+        }
+    }
+
+    pub(crate) fn number(&self) -> Result<f64, String> {
+        match self {
+            Self::Num(n) => Ok(*n),
+            Self::Str(s) => s
+                .trim()
+                .parse()
+                .map_err(|_| format!("cannot use {s:?} as a number")),
+            other => Err(format!("cannot use {} as a number", other.text())),
+        }
+    }
+}
 
 /// Go's `%g` with `precision` significant digits (`None`: as few as round-trip, which
 /// is also what `%v` and `{{ $value }}` print).

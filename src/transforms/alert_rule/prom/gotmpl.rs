@@ -10,6 +10,7 @@
 
 use std::collections::BTreeMap;
 
+pub(crate) use super::gofmt::Val;
 use super::gofmt::{float_g, printf};
 
 /// What a template sees.
@@ -43,49 +44,6 @@ enum Arg {
     Num(f64),
     Bool(bool),
     Sub(Pipeline),
-}
-
-/// A template's value while it is evaluated.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Val {
-    Str(String),
-    Num(f64),
-    Bool(bool),
-    Map(BTreeMap<String, String>),
-}
-
-impl Val {
-    fn truthy(&self) -> bool {
-        match self {
-            Self::Str(s) => !s.is_empty(),
-            Self::Num(n) => *n != 0.0,
-            Self::Bool(b) => *b,
-            Self::Map(m) => !m.is_empty(),
-        }
-    }
-
-    pub(crate) fn text(&self) -> String {
-        match self {
-            Self::Str(s) => s.clone(),
-            Self::Num(n) => float_g(*n, None),
-            Self::Bool(b) => b.to_string(),
-            Self::Map(m) => {
-                let inner: Vec<String> = m.iter().map(|(k, v)| format!("{k}:{v}")).collect();
-                format!("map[{}]", inner.join(" "))
-            }
-        }
-    }
-
-    fn number(&self) -> Result<f64, String> {
-        match self {
-            Self::Num(n) => Ok(*n),
-            Self::Str(s) => s
-                .trim()
-                .parse()
-                .map_err(|_| format!("cannot use {s:?} as a number")),
-            other => Err(format!("cannot use {} as a number", other.text())),
-        }
-    }
 }
 
 /// A parsed template.

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::parse::ParseError;
+use super::super::expr::ParseError;
 
 #[derive(Debug, Clone, PartialEq)]
 pub(super) enum Tok {
