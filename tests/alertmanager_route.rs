@@ -405,3 +405,78 @@ async fn a_reload_keeps_the_inhibition_sources() {
         "inhibited by the source seen before the reload"
     );
 }
+
+/// A source that is no longer sent stops inhibiting after `resolve_timeout`, as
+/// Alertmanager resolves an alert nobody resends; one resent keeps inhibiting.
+#[test]
+fn a_source_no_longer_sent_stops_inhibiting_after_resolve_timeout() {
+    use sluice::component::{TransformContext, TransformOutputs};
+    let clock = sluice::clock::ManualClock::default();
+    let text = r#"
+sources:
+  in: { type: generator }
+transforms:
+  router:
+    type: alertmanager_route
+    inputs: [in]
+    resolve_timeout: 5m
+    route: { receiver: default }
+    inhibit_rules:
+      - source_matchers: [alertname="HostDown"]
+        target_matchers: [severity="warning"]
+        equal: [host]
+"#;
+    let p = sluice::config::parse_texts(
+        &[(std::path::PathBuf::from("r.yaml"), text.to_owned())],
+        |_| None,
+    )
+    .expect("parses");
+    let telemetry = sluice::telemetry::Telemetry::new();
+    let cx = TransformContext {
+        file_notices: Default::default(),
+        id: std::sync::Arc::from("expiring"),
+        metrics: telemetry.component(
+            "expiring",
+            sluice::telemetry::ComponentKind::Transform,
+            "alertmanager_route",
+        ),
+        clock: std::sync::Arc::new(clock.clone()),
+        data_dir: None,
+    };
+    let def = &p.transforms["router"];
+    let mut router = def.config.build(&cx).expect("builds");
+    let event = |fp: &str, labels: serde_json::Value| {
+        sluice::event::Event::new(
+            serde_json::from_value(
+                json!({"status": "firing", "fingerprint": fp, "labels": labels}),
+            )
+            .expect("value"),
+            std::sync::Arc::from("in"),
+            chrono::Utc::now(),
+        )
+    };
+    let down = || event("down", json!({"alertname": "HostDown", "host": "a"}));
+    let warn = |fp: &str| {
+        event(
+            fp,
+            json!({"alertname": "Disk", "host": "a", "severity": "warning"}),
+        )
+    };
+    // Outputs: `default`, then `_muted`.
+    let mut muted = |events| {
+        let mut out = TransformOutputs::new(2);
+        router.process(events, &mut out);
+        out.named[1].len()
+    };
+    assert_eq!(muted(vec![down(), warn("w1")]), 1, "inhibited");
+    clock.advance(std::time::Duration::from_secs(240));
+    assert_eq!(muted(vec![down()]), 0, "the source is resent");
+    clock.advance(std::time::Duration::from_secs(240));
+    assert_eq!(
+        muted(vec![warn("w2")]),
+        1,
+        "4 minutes after it was last seen"
+    );
+    clock.advance(std::time::Duration::from_secs(61));
+    assert_eq!(muted(vec![warn("w3")]), 0, "5 minutes without it: resolved");
+}

@@ -22,7 +22,8 @@
 //!   inhibited, so a page that went out is closed. An alert that reaches no unmuted
 //!   route goes to `<id>._muted`, so every event leaves on an output.
 //! - Inhibition sources are the firing alerts this component has seen (by
-//!   `fingerprint`, else by their labels) until their resolve, at most `max_sources`
+//!   `fingerprint`, else by their labels) until their resolve or until they have not
+//!   been seen firing for `resolve_timeout`, at most `max_sources`
 //!   (then new ones are not tracked, and counted). A reload carries them over to the
 //!   new instance (matched against its inhibit rules). They are held in memory: after
 //!   a restart, sources inhibit again once they fire again, which Prometheus and
@@ -161,6 +162,16 @@ struct RawConfig {
     /// Firing alerts remembered as inhibition sources at most (default 100000).
     #[serde(default = "default_max_sources")]
     max_sources: usize,
+    /// A source not seen firing again for this long stops inhibiting, as Alertmanager
+    /// resolves an alert that is no longer sent (default 5m, its `resolve_timeout`;
+    /// Prometheus resends firing alerts every minute).
+    #[serde(default = "default_resolve_timeout", with = "humantime_serde")]
+    #[schemars(schema_with = "crate::units::duration")]
+    resolve_timeout: std::time::Duration,
+}
+
+fn default_resolve_timeout() -> std::time::Duration {
+    std::time::Duration::from_secs(300)
 }
 
 /// Routes alerts through an Alertmanager route tree (with its inhibit rules and time
@@ -177,6 +188,7 @@ pub(crate) struct AlertmanagerRouteConfig {
     /// The outputs, in order: the file's receivers, or the tree's.
     receivers: Vec<String>,
     max_sources: usize,
+    resolve_timeout: std::time::Duration,
 }
 
 impl TryFrom<RawConfig> for AlertmanagerRouteConfig {
@@ -253,6 +265,7 @@ impl TryFrom<RawConfig> for AlertmanagerRouteConfig {
             time_intervals,
             receivers,
             max_sources: raw.max_sources,
+            resolve_timeout: raw.resolve_timeout,
         })
     }
 }
@@ -336,6 +349,7 @@ impl TransformConfig for AlertmanagerRouteConfig {
             receivers: self.receivers.clone(),
             sources,
             max_sources: self.max_sources,
+            resolve_timeout: crate::units::millis(self.resolve_timeout),
             clock: Arc::clone(&cx.clock),
             inhibited: counter("inhibited"),
             time_muted: counter("time_interval"),
@@ -348,8 +362,9 @@ impl TransformConfig for AlertmanagerRouteConfig {
     }
 }
 
-/// Inhibition sources by key: their labels, and the inhibit rules they are sources of.
-type Sources = HashMap<String, (BTreeMap<String, String>, Vec<usize>)>;
+/// Inhibition sources by key: their labels, the inhibit rules they are sources of, and
+/// when they were last seen firing (ms).
+type Sources = HashMap<String, (BTreeMap<String, String>, Vec<usize>, i64)>;
 
 /// The sources of each instance built, by component id, for the instance that
 /// replaces it. Several per id: `validate` builds instances that are dropped at once,
@@ -375,12 +390,12 @@ fn take_over(id: &str, rules: &[InhibitRule], max: usize) -> Arc<Mutex<Sources>>
         .get(id)
         .and_then(|all| all.iter().rev().find_map(Weak::upgrade))
     {
-        for (key, (labels, _)) in lock(&old).iter() {
+        for (key, (labels, _, seen)) in lock(&old).iter() {
             let of: Vec<usize> = (0..rules.len())
                 .filter(|&i| rules[i].is_source(labels))
                 .collect();
             if !of.is_empty() && sources.len() < max {
-                sources.insert(key.clone(), (labels.clone(), of));
+                sources.insert(key.clone(), (labels.clone(), of, *seen));
             }
         }
     }
@@ -398,6 +413,8 @@ struct AlertmanagerRoute {
     /// a reload builds to replace this one.
     sources: Arc<Mutex<Sources>>,
     max_sources: usize,
+    /// In ms (see the option).
+    resolve_timeout: i64,
     clock: Arc<dyn crate::clock::Clock>,
     inhibited: Arc<LabeledCounter>,
     time_muted: Arc<LabeledCounter>,
@@ -432,6 +449,7 @@ impl AlertmanagerRoute {
         event: &Event,
         labels: &BTreeMap<String, String>,
         firing: bool,
+        now: i64,
     ) -> bool {
         let rules = &self.compiled.inhibit;
         if rules.is_empty() {
@@ -443,21 +461,31 @@ impl AlertmanagerRoute {
             sources.remove(&key);
             return false;
         }
-        if !sources.contains_key(&key) {
-            // The rules it is a source of, matched once, not at every later event.
-            let of: Vec<usize> = (0..rules.len())
-                .filter(|&i| rules[i].is_source(labels))
-                .collect();
-            if !of.is_empty() {
-                if sources.len() < self.max_sources {
-                    sources.insert(key.clone(), (labels.clone(), of));
-                } else {
-                    self.untracked.add(1);
+        let expired = now.saturating_sub(self.resolve_timeout);
+        match sources.get_mut(&key) {
+            Some(source) => source.2 = now,
+            None => {
+                // The rules it is a source of, matched once, not at every later event.
+                let of: Vec<usize> = (0..rules.len())
+                    .filter(|&i| rules[i].is_source(labels))
+                    .collect();
+                if !of.is_empty() {
+                    if sources.len() >= self.max_sources {
+                        // Sources no longer sent make room first.
+                        sources.retain(|_, s| s.2 >= expired);
+                    }
+                    if sources.len() < self.max_sources {
+                        sources.insert(key.clone(), (labels.clone(), of, now));
+                    } else {
+                        self.untracked.add(1);
+                    }
                 }
             }
         }
-        sources.iter().any(|(source_key, (source, of))| {
-            *source_key != key && of.iter().any(|&i| rules[i].inhibits(source, labels))
+        sources.iter().any(|(source_key, (source, of, seen))| {
+            *source_key != key
+                && *seen >= expired
+                && of.iter().any(|&i| rules[i].inhibits(source, labels))
         })
     }
 
@@ -488,7 +516,7 @@ impl Transform for AlertmanagerRoute {
             let labels = labels_of(&event);
             let status = event.get("status").map(Value::to_string_lossy);
             let firing = status.as_deref() == Some("firing");
-            if self.inhibition(&event, &labels, firing) {
+            if self.inhibition(&event, &labels, firing, now.timestamp_millis()) {
                 self.inhibited.add(1);
                 out.named[muted_output].push(event);
                 continue;
