@@ -410,7 +410,7 @@ async fn a_reload_keeps_the_inhibition_sources() {
 /// Alertmanager resolves an alert nobody resends; one resent keeps inhibiting.
 #[test]
 fn a_source_no_longer_sent_stops_inhibiting_after_resolve_timeout() {
-    use sluice::component::{TransformContext, TransformOutputs};
+    use sluice::component::TransformOutputs;
     let clock = sluice::clock::ManualClock::default();
     let text = r#"
 sources:
@@ -426,25 +426,7 @@ transforms:
         target_matchers: [severity="warning"]
         equal: [host]
 "#;
-    let p = sluice::config::parse_texts(
-        &[(std::path::PathBuf::from("r.yaml"), text.to_owned())],
-        |_| None,
-    )
-    .expect("parses");
-    let telemetry = sluice::telemetry::Telemetry::new();
-    let cx = TransformContext {
-        file_notices: Default::default(),
-        id: std::sync::Arc::from("expiring"),
-        metrics: telemetry.component(
-            "expiring",
-            sluice::telemetry::ComponentKind::Transform,
-            "alertmanager_route",
-        ),
-        clock: std::sync::Arc::new(clock.clone()),
-        data_dir: None,
-    };
-    let def = &p.transforms["router"];
-    let mut router = def.config.build(&cx).expect("builds");
+    let (mut router, _) = common::build_transform(text, "router", &clock);
     let event = |fp: &str, labels: serde_json::Value| {
         sluice::event::Event::new(
             serde_json::from_value(

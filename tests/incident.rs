@@ -1162,19 +1162,7 @@ transforms:
           group_interval: 1m
           repeat_interval: 10m
 "#;
-    let p =
-        parse_texts(&[(PathBuf::from("router.yaml"), text.to_owned())], |_| None).expect("parses");
-    let telemetry = Telemetry::new();
-    let cx = TransformContext {
-        file_notices: Default::default(),
-        id: Arc::from("router"),
-        metrics: telemetry.component("router", ComponentKind::Transform, "alertmanager_route"),
-        clock: Arc::new(clock.clone()),
-        data_dir: None,
-    };
-    let def = &p.transforms["router"];
-    let mut router = def.config.build(&cx).expect("builds");
-    let named = def.config.outputs().len();
+    let (mut router, named) = common::build_transform(text, "router", &clock);
     // The incident's own timing is slow: the routes' must win.
     let (mut inc, _) = build("group_wait: 5m\ngroup_interval: 5m", &clock, None).expect("builds");
     let alert = |fp: &str, severity: &str| {

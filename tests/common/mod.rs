@@ -542,3 +542,31 @@ pub fn tool_or_skip(binary: &str, package: &str) -> bool {
     }
     runs
 }
+
+/// Builds transform `id` of the pipeline `text` on `clock`, as the topology would
+/// (without a data dir); with its number of named outputs.
+pub fn build_transform(
+    text: &str,
+    id: &str,
+    clock: &sluice::clock::ManualClock,
+) -> (Box<dyn sluice::component::Transform>, usize) {
+    let p = parse(text);
+    let def = &p.transforms[id];
+    let telemetry = Telemetry::new();
+    let cx = sluice::component::TransformContext {
+        file_notices: Default::default(),
+        id: Arc::from(id),
+        metrics: telemetry.component(
+            id,
+            sluice::telemetry::ComponentKind::Transform,
+            def.config.type_name(),
+        ),
+        clock: Arc::new(clock.clone()),
+        data_dir: None,
+    };
+    let t = def
+        .config
+        .build(&cx)
+        .unwrap_or_else(|e| panic!("{id} builds: {e}"));
+    (t, def.config.outputs().len())
+}
