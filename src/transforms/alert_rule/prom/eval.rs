@@ -42,17 +42,22 @@ pub(crate) struct Store {
 impl Store {
     /// Records a sample; `false` when it would be a new series beyond `max_series`.
     pub(crate) fn push(&mut self, labels: Labels, at: i64, value: f64, max_series: usize) -> bool {
-        let Some(name) = labels.get(NAME).cloned() else {
+        let Some(name) = labels.get(NAME) else {
             return false;
         };
-        let family = self.metrics.entry(name).or_default();
-        if let Some(series) = family.get_mut(&labels) {
+        // The name is copied only for a new metric, not for every sample.
+        if let Some(series) = self
+            .metrics
+            .get_mut(name.as_str())
+            .and_then(|family| family.get_mut(&labels))
+        {
             series.samples.push_back((at, value));
             return true;
         }
         if self.series >= max_series {
             return false;
         }
+        let family = self.metrics.entry(name.clone()).or_default();
         self.series += 1;
         let labels = Arc::new(labels);
         family.insert(
