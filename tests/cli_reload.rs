@@ -138,6 +138,30 @@ async fn a_broken_file_changes_nothing_and_the_fixed_file_applies() {
     );
 }
 
+/// A Kubernetes ConfigMap mount: `pipeline.yaml` is a symlink through `..data`, and the
+/// kubelet updates it by renaming a new `..data` symlink over the old one. No event
+/// names `pipeline.yaml`; the change must still be applied.
+#[tokio::test]
+async fn a_configmap_update_by_symlink_swap_is_applied() {
+    use std::os::unix::fs::symlink;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path();
+    std::fs::create_dir(root.join("..v1")).expect("dir");
+    symlink("..v1", root.join("..data")).expect("symlink");
+    symlink("..data/pipeline.yaml", root.join("pipeline.yaml")).expect("symlink");
+    let path = root.join("pipeline.yaml");
+    let r = run(&path, &[]).await;
+    assert_eq!(r.version().await, 1);
+
+    std::fs::create_dir(root.join("..v2")).expect("dir");
+    std::fs::write(root.join("..v2/pipeline.yaml"), pipeline(r.hook, 2)).expect("write");
+    symlink("..v2", root.join("..data_tmp")).expect("symlink");
+    std::fs::rename(root.join("..data_tmp"), root.join("..data")).expect("swap");
+    std::fs::remove_dir_all(root.join("..v1")).expect("old version");
+    r.wait_for_metric("sluice_config_reloads_total", 1.0).await;
+    assert_eq!(r.version().await, 2);
+}
+
 #[tokio::test]
 async fn sighup_and_post_reload_apply_the_file() {
     let dir = tempfile::tempdir().expect("tempdir");

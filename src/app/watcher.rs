@@ -1,36 +1,65 @@
 //! The one watcher over the pipeline files and the files components read.
 //!
-//! Directories are watched rather than files, because editors and `kubectl` replace
-//! files by renaming new ones over them.
+//! Directories are watched rather than files, and a change is decided by content, not
+//! by the name an event carries. Editors replace a file by renaming a new one over it,
+//! and Kubernetes updates a mounted ConfigMap by swapping a `..data` symlink, so the
+//! event names `..data` while `pipeline.yaml` (a symlink through it) now reads
+//! differently. Any event in a watched directory therefore re-reads the files watched
+//! there and reports those whose content hash changed; touching a file, or writing
+//! the same bytes again, reports nothing.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::hash::Hasher;
+use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use notify::{RecommendedWatcher, RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
-/// Watches a set of files for changes.
+use crate::component::absolute;
+
+/// What a watched file held when last read: `None` when it could not be read (absent,
+/// or a symlink whose target is being swapped).
+type Content = Option<u64>;
+
+/// Watches a set of files for changes of content.
 pub(crate) struct FileWatcher {
     watcher: RecommendedWatcher,
     dirs: HashSet<PathBuf>,
-    files: std::sync::Arc<std::sync::Mutex<HashSet<PathBuf>>>,
+    files: Arc<Mutex<HashMap<PathBuf, Content>>>,
 }
 
 impl FileWatcher {
-    /// Each change to a watched file sends its absolute path on `notify` (debouncing is
-    /// the receiver's job).
+    /// Each change to the content of a watched file sends its absolute path on `notify`
+    /// (debouncing is the receiver's job).
     pub(crate) fn new(notify: mpsc::UnboundedSender<PathBuf>) -> notify::Result<Self> {
-        let files: std::sync::Arc<std::sync::Mutex<HashSet<PathBuf>>> = Default::default();
-        let watched = std::sync::Arc::clone(&files);
+        let files: Arc<Mutex<HashMap<PathBuf, Content>>> = Arc::default();
+        let watched = Arc::clone(&files);
         let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
             let Ok(event) = event else { return };
             if event.kind.is_access() {
                 return;
             }
-            let Ok(files) = watched.lock() else { return };
-            for path in event.paths.iter().map(|p| absolute(p)) {
-                if files.contains(&path) {
-                    let _ = notify.send(path);
+            let Ok(mut files) = watched.lock() else {
+                return;
+            };
+            let touched: HashSet<PathBuf> = event
+                .paths
+                .iter()
+                .map(|p| absolute(p))
+                .flat_map(|p| [p.parent().map(Path::to_path_buf), Some(p)])
+                .flatten()
+                .collect();
+            for (path, content) in files.iter_mut() {
+                let in_touched_dir = path.parent().is_some_and(|dir| touched.contains(dir));
+                if !in_touched_dir {
+                    continue;
+                }
+                let now = hash_of(path);
+                if now != *content {
+                    *content = now;
+                    let _ = notify.send(path.clone());
                 }
             }
         })?;
@@ -41,13 +70,22 @@ impl FileWatcher {
         })
     }
 
-    /// Watches exactly `files` from now on.
+    /// Watches exactly `files` from now on. A file already watched keeps the content
+    /// last seen, so a change made while the caller reloaded is still reported.
     pub(crate) fn set_files(&mut self, files: &[PathBuf]) {
-        let files: HashSet<PathBuf> = files.iter().map(|f| absolute(f)).collect();
-        let dirs: HashSet<PathBuf> = files
+        let wanted: HashSet<PathBuf> = files.iter().map(|f| absolute(f)).collect();
+        let dirs: HashSet<PathBuf> = wanted
             .iter()
             .filter_map(|f| f.parent().map(Path::to_path_buf))
             .collect();
+        if let Ok(mut watched) = self.files.lock() {
+            watched.retain(|path, _| wanted.contains(path));
+            for path in &wanted {
+                if !watched.contains_key(path) {
+                    watched.insert(path.clone(), hash_of(path));
+                }
+            }
+        }
         for gone in self.dirs.difference(&dirs) {
             let _ = self.watcher.unwatch(gone);
         }
@@ -57,10 +95,159 @@ impl FileWatcher {
             }
         }
         self.dirs = dirs;
-        if let Ok(mut watched) = self.files.lock() {
-            *watched = files;
+    }
+}
+
+/// A hash of the file's content, read through symlinks.
+fn hash_of(path: &Path) -> Content {
+    let mut file = std::fs::File::open(path).ok()?;
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        match file.read(&mut buf) {
+            Ok(0) => return Some(hasher.finish()),
+            Ok(n) => hasher.write(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return None,
         }
     }
 }
 
-use crate::component::absolute;
+#[cfg(test)]
+mod tests {
+    //! Real files and the real inotify watcher; each test waits for the report with a
+    //! deadline, never for a fixed time, except to show that nothing comes.
+
+    use std::os::unix::fs::symlink;
+    use std::time::Duration;
+
+    use super::*;
+
+    const DEADLINE: Duration = Duration::from_secs(10);
+
+    struct Rig {
+        watcher: FileWatcher,
+        changes: mpsc::UnboundedReceiver<PathBuf>,
+        dir: tempfile::TempDir,
+    }
+
+    impl Rig {
+        fn new() -> Self {
+            let (tx, changes) = mpsc::unbounded_channel();
+            Self {
+                watcher: FileWatcher::new(tx).expect("watcher"),
+                changes,
+                dir: tempfile::tempdir().expect("tempdir"),
+            }
+        }
+
+        fn path(&self, name: &str) -> PathBuf {
+            absolute(&self.dir.path().join(name))
+        }
+
+        async fn next_change(&mut self) -> PathBuf {
+            tokio::time::timeout(DEADLINE, self.changes.recv())
+                .await
+                .expect("a change is reported")
+                .expect("watcher alive")
+        }
+
+        /// Nothing is reported: after a marker file's change (which is reported) no
+        /// report of anything else came first.
+        async fn assert_quiet(&mut self) {
+            let marker = self.path("marker.yaml");
+            std::fs::write(&marker, "before").expect("marker");
+            let mut files: Vec<PathBuf> = self
+                .watcher
+                .files
+                .lock()
+                .expect("lock")
+                .keys()
+                .cloned()
+                .collect();
+            files.push(marker.clone());
+            self.watcher.set_files(&files);
+            std::fs::write(&marker, "after").expect("marker");
+            assert_eq!(self.next_change().await, marker, "only the marker changed");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_file_written_in_place_is_reported() {
+        let mut rig = Rig::new();
+        let file = rig.path("pipeline.yaml");
+        std::fs::write(&file, "a: 1\n").expect("write");
+        rig.watcher.set_files(std::slice::from_ref(&file));
+        std::fs::write(&file, "a: 2\n").expect("write");
+        assert_eq!(rig.next_change().await, file);
+    }
+
+    #[tokio::test]
+    async fn an_atomic_rename_over_the_file_is_reported() {
+        let mut rig = Rig::new();
+        let file = rig.path("pipeline.yaml");
+        std::fs::write(&file, "a: 1\n").expect("write");
+        rig.watcher.set_files(std::slice::from_ref(&file));
+        let tmp = rig.path(".pipeline.yaml.tmp");
+        std::fs::write(&tmp, "a: 2\n").expect("write");
+        std::fs::rename(&tmp, &file).expect("rename");
+        assert_eq!(rig.next_change().await, file);
+    }
+
+    #[tokio::test]
+    async fn an_editor_that_deletes_and_recreates_the_file_is_reported() {
+        let mut rig = Rig::new();
+        let file = rig.path("pipeline.yaml");
+        std::fs::write(&file, "a: 1\n").expect("write");
+        rig.watcher.set_files(std::slice::from_ref(&file));
+        // vim's default: write a backup, remove the original, write the new file.
+        std::fs::rename(&file, rig.path("pipeline.yaml~")).expect("backup");
+        std::fs::write(&file, "a: 2\n").expect("write");
+        std::fs::remove_file(rig.path("pipeline.yaml~")).expect("remove backup");
+        // The gap between removal and write may be seen as one change or two; the last
+        // report must come from the new content.
+        loop {
+            assert_eq!(rig.next_change().await, file);
+            let seen = rig.watcher.files.lock().expect("lock")[&file];
+            if seen.is_some() && seen == hash_of(&file) {
+                break;
+            }
+        }
+    }
+
+    /// What the kubelet does to a mounted ConfigMap: the files are symlinks through
+    /// `..data`, itself a symlink to a timestamped directory; an update writes a new
+    /// directory, points `..data_tmp` at it and renames that over `..data`. No event
+    /// names `pipeline.yaml`.
+    #[tokio::test]
+    async fn a_configmap_symlink_swap_is_reported() {
+        let mut rig = Rig::new();
+        let root = rig.dir.path().to_path_buf();
+        let v1 = root.join("..2026_12_05_10_00_00.1");
+        std::fs::create_dir(&v1).expect("dir");
+        std::fs::write(v1.join("pipeline.yaml"), "a: 1\n").expect("write");
+        symlink("..2026_12_05_10_00_00.1", root.join("..data")).expect("symlink");
+        symlink("..data/pipeline.yaml", root.join("pipeline.yaml")).expect("symlink");
+        let file = rig.path("pipeline.yaml");
+        rig.watcher.set_files(std::slice::from_ref(&file));
+
+        let v2 = root.join("..2026_12_05_10_01_00.2");
+        std::fs::create_dir(&v2).expect("dir");
+        std::fs::write(v2.join("pipeline.yaml"), "a: 2\n").expect("write");
+        symlink("..2026_12_05_10_01_00.2", root.join("..data_tmp")).expect("symlink");
+        std::fs::rename(root.join("..data_tmp"), root.join("..data")).expect("swap");
+        std::fs::remove_dir_all(&v1).expect("old version");
+        assert_eq!(rig.next_change().await, file);
+    }
+
+    #[tokio::test]
+    async fn the_same_content_or_another_file_is_not_a_change() {
+        let mut rig = Rig::new();
+        let file = rig.path("pipeline.yaml");
+        std::fs::write(&file, "a: 1\n").expect("write");
+        rig.watcher.set_files(std::slice::from_ref(&file));
+        std::fs::write(&file, "a: 1\n").expect("same bytes");
+        std::fs::write(rig.path("unrelated.txt"), "x").expect("other file");
+        rig.assert_quiet().await;
+    }
+}
