@@ -36,7 +36,7 @@ fn pick<'a>(rng: &mut fastrand::Rng, from: &[&'a str]) -> &'a str {
     from[rng.usize(..from.len())]
 }
 
-/// A spread like the Events Service's: nearly every subscription belongs to one of 200
+/// A spread like a large organization's: nearly every subscription belongs to one of 200
 /// projects and names one to three of 500 services; most take alerts only, many a
 /// severity range, some a region or label filters; one in fifty leaves the service open.
 /// An event then matches a few subscriptions (printed below), as in production.

@@ -1,4 +1,5 @@
-//! Options that are a map or the moat logger's `Name=value,Name2=value2` string
+//! Options that are a map or a `Name=value,Name2=value2` string, the form older HTTP
+//! event loggers took
 //! (`headers`, `extra_args`).
 
 use indexmap::IndexMap;
@@ -6,7 +7,7 @@ use serde::Deserialize;
 
 use crate::error::BuildError;
 
-/// A map, or the moat logger's `Name=value,Name2=value2` string.
+/// A map, or a `Name=value,Name2=value2` string.
 #[derive(Debug, Clone, PartialEq, Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
 pub(crate) enum KeyValues {

@@ -372,7 +372,7 @@ transforms:
     type: enrich
     inputs: [gen]
     fields: {{ pipeline: alerts, version: 2 }}
-    extra_args: "source=moat,owner=sre"
+    extra_args: "source=legacy,owner=sre"
     metadata: {{ cluster: prod-1, region: eu, tenant: acme }}
     host: true
     tables:
@@ -394,7 +394,7 @@ transforms:
     let v = serde_json::to_value(&out.values()[0]).expect("json");
     assert_eq!(v["pipeline"], "alerts");
     assert_eq!(v["version"], 2);
-    assert_eq!(v["source"], "moat");
+    assert_eq!(v["source"], "legacy");
     assert_eq!(v["owner"], "sre");
     assert_eq!(
         v["metadata"],

@@ -1,5 +1,5 @@
-//! `/outages`: outage monitoring of every `status_feed` source (the Events Service's
-//! API), and `POST /status_feeds/{id}/check`.
+//! `/outages`: outage monitoring of every `status_feed` source (which cloud providers
+//! have an open incident, and control of their polling), and `POST /status_feeds/{id}/check`.
 //!
 //! - `GET /outages/status`: every feed's last poll, its result, whether it is paused,
 //!   and the open incidents.

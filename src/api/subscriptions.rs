@@ -1,5 +1,5 @@
 //! `/subscriptions`: the subscriptions of every `subscription` transform, and those made
-//! at runtime (the Events Service's API).
+//! at runtime (who receives which alerts).
 //!
 //! - `GET /subscriptions?component=`: every subscription, the pipeline file's first
 //!   (`managed_by: file`, read-only) then those made here (`managed_by: api`).

@@ -1,4 +1,4 @@
-//! `http`: events POSTed (or PUT/PATCHed) to a URL, as the moat HTTP event logger did.
+//! `http`: events POSTed (or PUT/PATCHed) to a URL.
 //!
 //! `url` may use `{{ field.path }}` after its host (path, query, fragment); values are
 //! percent-encoded, and an event whose values would make a `.`/`..` path segment or

@@ -1,7 +1,7 @@
 //! `enrich`: adds context to every event.
 //!
 //! - `fields`: static fields (values as written);
-//! - `extra_args`: the moat logger's `k=v,k2=v2` string or a map, added as fields;
+//! - `extra_args`: a `k=v,k2=v2` string or a map, added as fields;
 //! - `metadata`: `cluster`, `environment`, `region`, `datacenter`, `tenant` (the event
 //!   exporter's metadata) under `metadata`;
 //! - `host: true`: `host` from the machine's hostname;

@@ -1,4 +1,4 @@
-//! `subscription`: the Events Service's subscriptions, each a named output.
+//! `subscription`: alert subscriptions (who receives which alerts), each a named output.
 //!
 //! ```yaml
 //! route:
