@@ -242,6 +242,7 @@ pub fn status_feed(data: &[u8]) {
 /// how the file was chunked by reads, never hold a newline, stay within `max_line_bytes`,
 /// and cover the file in order; multiline messages (every mode) keep that order.
 pub fn file_lines(data: &[u8]) {
+    use crate::sources::file::container::{Joiner, Runtime};
     use crate::sources::file::lines::Framer;
     use crate::sources::file::multiline::{Aggregator, Message, Mode, MultilineConfig};
 
@@ -312,12 +313,41 @@ pub fn file_lines(data: &[u8]) {
     let Some(rules) = rules.get(usize::from(control % 4)).cloned() else {
         return;
     };
-    let mut aggregator = Aggregator::new(rules);
+    let lines: Vec<Message> = whole
+        .into_iter()
+        .map(|(bytes, offset, end, _)| Message {
+            text: String::from_utf8_lossy(&bytes).into_owned(),
+            offset,
+            end,
+            meta: None,
+        })
+        .collect();
     let now = std::time::Instant::now();
+    for runtime in [Runtime::Cri, Runtime::Docker] {
+        let mut joiner = Joiner::new(runtime, max);
+        let mut joined = Vec::new();
+        for line in lines.iter().cloned() {
+            joiner.push(line, now, &mut joined);
+            if let Some(first) = joiner.pending_offset() {
+                assert!(
+                    joined.iter().all(|m| m.offset != first),
+                    "a pending line was not emitted"
+                );
+            }
+        }
+        joiner.flush(now, true, &mut joined);
+        assert!(joiner.is_empty() && joiner.pending_offset().is_none());
+        for m in &joined {
+            assert!(m.end > m.offset, "a joined line covers its fragments");
+            if m.meta.is_some() {
+                assert!(m.text.len() <= max, "a joined line stays within its bound");
+            }
+        }
+    }
+    let mut aggregator = Aggregator::new(rules);
     let mut out = Vec::new();
-    for (bytes, offset, end, _) in whole {
-        let text = String::from_utf8_lossy(&bytes).into_owned();
-        aggregator.push(Message { text, offset, end }, now, &mut out);
+    for line in lines {
+        aggregator.push(line, now, &mut out);
     }
     aggregator.flush(now, true, &mut out);
     let mut previous_end = 0;

@@ -413,6 +413,113 @@ async fn json_lines_are_parsed_and_bad_ones_kept_as_message() {
     topo.stop(Duration::from_secs(10)).await;
 }
 
+/// What containerd writes under `/var/log/containers`: a 3-fragment stdout line with a
+/// stderr line between its fragments, and one line of something else.
+#[tokio::test]
+async fn cri_container_logs_are_joined_with_their_stream_and_timestamp() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("app_default_web-0123.log");
+    append(
+        &log,
+        "2026-12-05T10:00:00.100000000Z stdout P {\"msg\":\"a long \n\
+         2026-12-05T10:00:00.200000000Z stderr F warning: low disk\n\
+         2026-12-05T10:00:00.300000000Z stdout P line, \n\
+         2026-12-05T10:00:00.400000000Z stdout F split\"}\n\
+         garbage without the prefix\n",
+    );
+    let sink = CaptureSink::default();
+    let (topo, telemetry) = run(
+        &source(&log.display().to_string(), ", format: cri"),
+        dir.path(),
+        &sink,
+    )
+    .await;
+    wait_until("3 events", 10, || sink.values().len() == 3).await;
+    let v = sink.values();
+    assert_eq!(
+        strings(&sink, "message"),
+        [
+            "warning: low disk",
+            "{\"msg\":\"a long line, split\"}",
+            "garbage without the prefix"
+        ]
+    );
+    assert_eq!(common::string(&v[0], "stream").as_deref(), Some("stderr"));
+    assert_eq!(common::string(&v[1], "stream").as_deref(), Some("stdout"));
+    assert_eq!(
+        common::field(&v[1], "timestamp")
+            .as_timestamp()
+            .map(|t| t.to_rfc3339()),
+        Some("2026-12-05T10:00:00.100+00:00".to_owned()),
+        "the first fragment's time, as a timestamp"
+    );
+    assert_eq!(common::string(&v[2], "stream"), None);
+    assert_eq!(counter(&telemetry, "sluice_file_format_errors_total"), 1.0);
+    topo.stop(Duration::from_secs(10)).await;
+}
+
+/// A stop between the fragments of a line: the checkpoint stays at the line's first
+/// fragment, so the restarted source joins the whole line (what came after it may be
+/// read twice, never lost).
+#[tokio::test]
+async fn a_restart_between_fragments_loses_no_part_of_the_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("a.log");
+    let first = "2026-12-05T10:00:00Z stdout P first half, \n";
+    append(&log, first);
+    append(&log, "2026-12-05T10:00:01Z stderr F in between\n");
+    let yaml = source(&log.display().to_string(), ", format: cri");
+    let before = CaptureSink::default();
+    let (topo, _) = run(&yaml, dir.path(), &before).await;
+    wait_until("the stderr line", 10, || before.values().len() == 1).await;
+    topo.stop(Duration::from_secs(10)).await;
+    let text =
+        std::fs::read_to_string(dir.path().join("logs/checkpoints.json")).expect("checkpoints");
+    assert!(
+        text.contains("\"offset\":0"),
+        "held at the fragment: {text}"
+    );
+
+    append(&log, "2026-12-05T10:00:02Z stdout F second half\n");
+    let after = CaptureSink::default();
+    let (topo, _) = run(&yaml, dir.path(), &after).await;
+    wait_until("the joined line", 10, || {
+        strings(&after, "message").contains(&"first half, second half".to_owned())
+    })
+    .await;
+    topo.stop(Duration::from_secs(10)).await;
+    let size = std::fs::metadata(&log).expect("stat").len();
+    let text =
+        std::fs::read_to_string(dir.path().join("logs/checkpoints.json")).expect("checkpoints");
+    assert!(text.contains(&format!("\"offset\":{size}")), "{text}");
+}
+
+#[tokio::test]
+async fn docker_json_file_logs_are_joined_and_unwrapped() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("0123-json.log");
+    append(
+        &log,
+        "{\"log\":\"sixteen KiB later \",\"stream\":\"stdout\",\"time\":\"2026-12-05T10:00:00.5Z\"}\n\
+         {\"log\":\"the rest\\n\",\"stream\":\"stdout\",\"time\":\"2026-12-05T10:00:00.6Z\"}\n\
+         {\"log\":\"oops\\n\",\"stream\":\"stderr\",\"time\":\"2026-12-05T10:00:01Z\"}\n",
+    );
+    let sink = CaptureSink::default();
+    let (topo, _) = run(
+        &source(&log.display().to_string(), ", format: docker"),
+        dir.path(),
+        &sink,
+    )
+    .await;
+    wait_until("2 events", 10, || sink.values().len() == 2).await;
+    assert_eq!(
+        strings(&sink, "message"),
+        ["sixteen KiB later the rest", "oops"]
+    );
+    assert_eq!(strings(&sink, "stream"), ["stdout", "stderr"]);
+    topo.stop(Duration::from_secs(10)).await;
+}
+
 #[tokio::test]
 async fn multiline_groups_stack_traces_and_flushes_the_last_on_timeout() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -8,6 +8,7 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 use vrl::value::{KeyString, ObjectMap, Value};
 
+use super::container::Noted;
 use super::multiline::Message;
 use super::tracker::{Ack, Tracker};
 use crate::component::{SourceContext, SourceOutput};
@@ -18,6 +19,7 @@ pub(super) struct Counters {
     pub(super) truncated_lines: Arc<LabeledCounter>,
     invalid_utf8: Arc<LabeledCounter>,
     json_errors: Arc<LabeledCounter>,
+    format_errors: Arc<LabeledCounter>,
     pub(super) files_added: Arc<LabeledCounter>,
     pub(super) files_rotated: Arc<LabeledCounter>,
     pub(super) files_truncated: Arc<LabeledCounter>,
@@ -41,6 +43,11 @@ impl Counters {
             json_errors: m.counter(
                 "sluice_file_json_errors_total",
                 "Lines that did not parse as JSON (kept as message).",
+                &[],
+            ),
+            format_errors: m.counter(
+                "sluice_file_format_errors_total",
+                "Lines in neither shape of `format: cri` or `docker` (kept whole as message).",
                 &[],
             ),
             files_added: m.counter(
@@ -68,6 +75,18 @@ impl Counters {
                 "Files deleted by remove_after once read and delivered.",
                 &[],
             ),
+        }
+    }
+}
+
+impl Counters {
+    /// Counts what the container-format joiner saw.
+    pub(super) fn note(&self, noted: Noted) {
+        if noted.malformed {
+            self.format_errors.add(1);
+        }
+        if noted.truncated {
+            self.truncated_lines.add(1);
         }
     }
 }
@@ -101,7 +120,8 @@ impl Emitter {
         }
     }
 
-    pub(super) fn value(&self, msg: Message, file: &Value) -> Value {
+    pub(super) fn value(&self, mut msg: Message, file: &Value) -> Value {
+        let msg_meta = msg.meta.take().map(|m| *m);
         let mut map = if self.json {
             match serde_json::from_str::<Value>(&msg.text) {
                 Ok(Value::Object(m)) => m,
@@ -121,6 +141,20 @@ impl Emitter {
                 Value::Bytes(Bytes::from(msg.text)),
             )])
         };
+        if let Some(meta) = msg_meta {
+            map.insert(
+                KeyString::from("stream"),
+                Value::Bytes(Bytes::from(meta.stream)),
+            );
+            if let Some(time) = meta.time {
+                // The runtime's own clock, as a timestamp; kept as text if it is none.
+                let value = match chrono::DateTime::parse_from_rfc3339(&time) {
+                    Ok(t) => Value::Timestamp(t.with_timezone(&chrono::Utc)),
+                    Err(_) => Value::Bytes(Bytes::from(time)),
+                };
+                map.insert(KeyString::from("timestamp"), value);
+            }
+        }
         map.insert(KeyString::from("file"), file.clone());
         map.insert(KeyString::from("host"), self.host.clone());
         map.insert(

@@ -4,7 +4,9 @@
 //! - `fingerprint.rs`: file identity (device + inode + a checksum of the first line).
 //! - `checkpoint.rs`: per-file offsets in `data_dir/<source id>/checkpoints.json`,
 //!   replaced atomically.
-//! - `lines.rs`: framing, `max_line_bytes`; `multiline.rs`: joining lines.
+//! - `lines.rs`: framing, `max_line_bytes`; `container.rs`: container runtime formats
+//!   (lines a runtime split, joined again); `multiline.rs`: joining lines into groups;
+//!   `message.rs`: what these stages pass on.
 //! - `tailer.rs`: the loop: scan the globs, read every file in turn, emit batches, and
 //!   advance checkpoints as their acknowledgements come back. Beside it: `scan.rs`
 //!   (the globs: new, renamed and vanished files), `emitter.rs` (lines to events),
@@ -21,7 +23,9 @@
 
 mod acks;
 pub(crate) mod checkpoint;
+pub(crate) mod container;
 mod emitter;
+mod message;
 pub(crate) mod fingerprint;
 pub(crate) mod lines;
 pub(crate) mod multiline;
@@ -50,6 +54,23 @@ pub(crate) enum ReadFrom {
     #[default]
     Beginning,
     End,
+}
+
+/// What the lines of the files are.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum LineFormat {
+    /// Plain text: each line is the event's `message`.
+    #[default]
+    Text,
+    /// One JSON document per line: the event is the parsed object.
+    Json,
+    /// The CRI log format of containerd and CRI-O: `<time> <stream> <P|F> <text>`.
+    Cri,
+    /// Docker's json-file driver: `{"log": "…\n", "stream": "…", "time": "…"}`.
+    Docker,
 }
 
 fn default_max_line_bytes() -> usize {
@@ -91,8 +112,19 @@ pub(crate) struct FileSourceConfig {
     pub(crate) multiline: Option<MultilineConfig>,
     /// Parse each line as JSON: the event is the parsed object (plus `file`, `host`,
     /// `offset`). A line that does not parse keeps its text in `message` and is counted.
+    /// The same as `format: json`.
     #[serde(default)]
     pub(crate) json: bool,
+    /// What the lines are: `text` (the line is `message`), `json` (as `json: true`),
+    /// `cri` (containerd and CRI-O, as in `/var/log/containers` on Kubernetes) or
+    /// `docker` (Docker's json-file driver). With `cri` and `docker`, lines the runtime
+    /// split are joined again (per stream, within `max_line_bytes`; a fragment not
+    /// continued for 5 s is emitted as it is) and the event gets `message`, `stream` and
+    /// `timestamp` (the runtime's, of the line's first fragment). A line in neither shape
+    /// keeps its text as `message` and is counted in `sluice_file_format_errors_total`.
+    /// `multiline` then applies to the joined messages.
+    #[serde(default)]
+    pub(crate) format: LineFormat,
     /// How often the globs are evaluated again for new, renamed and deleted files.
     #[schemars(schema_with = "crate::units::duration")]
     #[serde(default = "default_glob_interval", with = "humantime_serde")]
@@ -159,7 +191,25 @@ impl FileSourceConfig {
             .map(MultilineConfig::compile)
             .transpose()
             .map_err(BuildError)?;
-        Ok(tailer::Compiled { exclude, multiline })
+        let format = match (self.json, self.format) {
+            (false, format) | (true, format @ (LineFormat::Text | LineFormat::Json)) => {
+                if self.json { LineFormat::Json } else { format }
+            }
+            (true, other) => {
+                return Err(BuildError(format!(
+                    "`json: true` and `format: {}` contradict each other; keep `format`",
+                    serde_json::to_value(other)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_owned))
+                        .unwrap_or_default()
+                )));
+            }
+        };
+        Ok(tailer::Compiled {
+            exclude,
+            multiline,
+            format,
+        })
     }
 }
 

@@ -19,6 +19,8 @@ use std::time::{Duration, Instant};
 use regex::Regex;
 use serde::Deserialize;
 
+pub(crate) use super::message::Message;
+
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, schemars::JsonSchema,
 )]
@@ -108,13 +110,6 @@ impl MultilineConfig {
     }
 }
 
-/// One message (a single line or a joined group) with the file range it covers.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Message {
-    pub(crate) text: String,
-    pub(crate) offset: u64,
-    pub(crate) end: u64,
-}
 
 /// The group pending in one file.
 #[derive(Debug)]
@@ -219,6 +214,7 @@ mod tests {
                     text: (*l).into(),
                     offset: at,
                     end,
+                    meta: None,
                 },
                 now,
                 &mut out,
@@ -288,6 +284,7 @@ mod tests {
                     text: text.into(),
                     offset,
                     end,
+                    meta: None,
                 },
                 now,
                 &mut out,
@@ -298,7 +295,8 @@ mod tests {
             vec![Message {
                 text: "S1\nx".into(),
                 offset: 0,
-                end: 5
+                end: 5,
+                meta: None,
             }]
         );
         out.clear();
@@ -310,7 +308,8 @@ mod tests {
             vec![Message {
                 text: "S2".into(),
                 offset: 5,
-                end: 8
+                end: 8,
+                meta: None,
             }]
         );
     }

@@ -11,7 +11,9 @@ use std::time::Instant;
 use bytes::Bytes;
 use vrl::value::Value;
 
+use super::LineFormat;
 use super::ReadFrom;
+use super::container::{Joiner, Runtime};
 use super::fingerprint::{FileId, head_checksum, tail_at};
 use super::lines::Framer;
 use super::multiline::Aggregator;
@@ -108,6 +110,13 @@ impl Tailer {
             checksum,
             framer: Framer::new(self.config.max_line_bytes, 0),
             multiline: self.compiled.multiline.clone().map(Aggregator::new),
+            joiner: match self.compiled.format {
+                LineFormat::Cri => Some(Joiner::new(Runtime::Cri, self.config.max_line_bytes)),
+                LineFormat::Docker => {
+                    Some(Joiner::new(Runtime::Docker, self.config.max_line_bytes))
+                }
+                LineFormat::Text | LineFormat::Json => None,
+            },
             tracker,
             recent: Vec::new(),
             gone: false,

@@ -23,7 +23,9 @@ use tokio::sync::mpsc;
 use vrl::value::Value;
 
 use super::FileSourceConfig;
+use super::LineFormat;
 use super::checkpoint::Record;
+use super::container::Joiner;
 use super::emitter::{Emitter, decode};
 use super::fingerprint::{FileId, head_checksum};
 use super::lines::Framer;
@@ -40,6 +42,8 @@ const MAX_BATCH: usize = 1000;
 pub(crate) struct Compiled {
     pub(crate) exclude: Vec<glob::Pattern>,
     pub(crate) multiline: Option<Rules>,
+    /// `json: true` folded in.
+    pub(crate) format: LineFormat,
 }
 pub(super) struct Watched {
     pub(super) path: PathBuf,
@@ -49,6 +53,8 @@ pub(super) struct Watched {
     pub(super) checksum: Option<u64>,
     pub(super) framer: Framer,
     pub(super) multiline: Option<Aggregator>,
+    /// Rejoins lines a container runtime split (`format: cri` or `docker`).
+    pub(super) joiner: Option<Joiner>,
     pub(super) tracker: Tracker,
     /// The last bytes fed to the framer (for the checksum before an offset).
     pub(super) recent: Vec<u8>,
@@ -64,14 +70,19 @@ pub(super) struct Watched {
 impl Watched {
     /// The first byte whose line was not emitted yet.
     pub(super) fn unemitted(&self) -> u64 {
-        self.multiline
-            .as_ref()
-            .and_then(Aggregator::pending_offset)
+        let multiline = self.multiline.as_ref().and_then(Aggregator::pending_offset);
+        let joiner = self.joiner.as_ref().and_then(Joiner::pending_offset);
+        [multiline, joiner]
+            .into_iter()
+            .flatten()
+            .min()
             .unwrap_or_else(|| self.framer.line_start())
     }
 
     fn holds_unemitted(&self) -> bool {
-        self.framer.has_partial() || self.multiline.as_ref().is_some_and(|m| !m.is_empty())
+        self.framer.has_partial()
+            || self.multiline.as_ref().is_some_and(|m| !m.is_empty())
+            || self.joiner.as_ref().is_some_and(|j| !j.is_empty())
     }
 
     pub(super) fn restart_at(&mut self, at: u64) {
@@ -79,6 +90,9 @@ impl Watched {
         self.recent.clear();
         if let Some(m) = &mut self.multiline {
             m.clear();
+        }
+        if let Some(j) = &mut self.joiner {
+            j.clear();
         }
         self.at_eof = false;
     }
@@ -117,7 +131,7 @@ impl Tailer {
         let orphan_ttl = (config.glob_interval * 10).max(Duration::from_secs(60));
         let now = Instant::now();
         let mut me = Self {
-            emitter: Emitter::new(cx, host, config.json, ack_tx),
+            emitter: Emitter::new(cx, host, compiled.format == LineFormat::Json, ack_tx),
             config,
             compiled,
             checkpoint_path,
@@ -280,6 +294,7 @@ impl Tailer {
         let mut total = 0;
         let mut values = Vec::new();
         let mut messages = Vec::new();
+        let mut joined = Vec::new();
         let mut end = 0;
         let mut sent = 0;
         while budget > 0 {
@@ -304,7 +319,10 @@ impl Tailer {
             w.remember(bytes);
             let counters = &self.emitter.counters;
             let Watched {
-                framer, multiline, ..
+                framer,
+                multiline,
+                joiner,
+                ..
             } = w;
             framer.feed(bytes, |line| {
                 if line.truncated {
@@ -314,16 +332,25 @@ impl Tailer {
                     text: decode(line.bytes, line.truncated, counters),
                     offset: line.offset,
                     end: line.end,
+                    meta: None,
                 };
-                match multiline {
-                    Some(m) => m.push(msg, now, &mut messages),
-                    None => messages.push(msg),
+                let Some(joiner) = joiner else {
+                    group(multiline, msg, now, &mut messages);
+                    return;
+                };
+                let noted = joiner.push(msg, now, &mut joined);
+                counters.note(noted);
+                for msg in joined.drain(..) {
+                    group(multiline, msg, now, &mut messages);
                 }
             });
             for msg in messages.drain(..) {
                 end = msg.end;
                 values.push(self.emitter.value(msg, &w.path_value));
             }
+            // A line a runtime split and not yet joined lies before what was emitted
+            // after it: the checkpoint must not pass its start.
+            end = end.min(w.unemitted());
             if values.len() >= MAX_BATCH {
                 let batch = std::mem::take(&mut values);
                 self.emitter
@@ -364,29 +391,47 @@ impl Tailer {
             }
             let quiet = now.saturating_duration_since(w.last_growth);
             let finished = w.gone && w.at_eof && quiet >= self.config.rotate_wait;
-            let mut messages = Vec::new();
-            if let Some(m) = &mut w.multiline {
-                m.flush(now, finished, &mut messages);
-            }
+            let counters = &self.emitter.counters;
+            let mut lines = Vec::new();
             if finished {
                 // The last line of a released file may lack its newline: emit it anyway.
-                let counters = &self.emitter.counters;
                 w.framer.flush_partial(|line| {
-                    messages.push(Message {
+                    lines.push(Message {
                         text: decode(line.bytes, line.truncated, counters),
                         offset: line.offset,
                         end: line.end,
+                        meta: None,
                     })
                 });
             }
+            if let Some(joiner) = &mut w.joiner {
+                let mut joined = Vec::new();
+                for line in lines.drain(..) {
+                    counters.note(joiner.push(line, now, &mut joined));
+                }
+                joiner.flush(now, finished, &mut joined);
+                lines = joined;
+            }
+            let mut messages = Vec::new();
+            for line in lines {
+                group(&mut w.multiline, line, now, &mut messages);
+            }
+            if let Some(m) = &mut w.multiline {
+                m.flush(now, finished, &mut messages);
+            }
             if !messages.is_empty() {
-                let end = messages.last().map_or(0, |m| m.end);
+                let end = messages.last().map_or(0, |m| m.end).min(w.unemitted());
                 let values = messages
                     .into_iter()
                     .map(|m| self.emitter.value(m, &w.path_value))
                     .collect();
                 self.emitter.send(&mut w.tracker, values, end, out).await;
                 continue;
+            }
+            if w.tracker.pending.is_empty() && w.tracker.acked < w.unemitted() {
+                // What a joined line held back, once it was emitted and settled.
+                w.tracker.acked = w.unemitted();
+                self.dirty = true;
             }
             let settled = w.tracker.pending.is_empty() && !w.holds_unemitted();
             if finished && settled {
@@ -438,5 +483,13 @@ impl Tailer {
                 self.hand_over(w.id, orphan);
             }
         }
+    }
+}
+
+/// A line into the multiline stage, or straight out without one.
+fn group(multiline: &mut Option<Aggregator>, line: Message, now: Instant, out: &mut Vec<Message>) {
+    match multiline {
+        Some(m) => m.push(line, now, out),
+        None => out.push(line),
     }
 }
