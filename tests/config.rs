@@ -44,6 +44,48 @@ fn misspelled_field_names_line_column_and_component() {
     );
 }
 
+/// Three typos in three components are three errors in one run, with an unknown type
+/// and a bad VRL program beside them; and a graph error does not hide a bad program.
+#[test]
+fn every_error_of_a_file_is_reported_at_once() {
+    let yaml = "sources:\n  a: { type: generator, cont: 5 }\n  b: { type: generatr }\ntransforms:\n  t: { type: remap, inputs: [a], sorce: '.x = 1' }\n  u: { type: remap, inputs: [a], source: '.x = ' }\nsinks:\n  out: { type: console, inputs: [t], encodng: json }\n";
+    let e: Vec<String> = errors(&[("p.yaml", yaml)])
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    let expect = [
+        ("p.yaml:2:", "sources.a", "unknown field `cont`"),
+        ("p.yaml:3:", "sources.b", "unknown source type `generatr`"),
+        ("p.yaml:5:", "transforms.t", "unknown field `sorce`"),
+        ("p.yaml:6:", "transforms.u", ""),
+        ("p.yaml:8:", "sinks.out", "unknown field `encodng`"),
+    ];
+    assert_eq!(e.len(), expect.len(), "{e:#?}");
+    for (at, component, message) in expect {
+        assert!(
+            e.iter()
+                .any(|l| l.starts_with(at) && l.contains(component) && l.contains(message)),
+            "no {at} {component} {message} in {e:#?}"
+        );
+    }
+
+    let yaml = "sources:\n  a: { type: generator }\ntransforms:\n  u: { type: remap, inputs: [nope], source: '.x = ' }\nsinks:\n  out: { type: console, inputs: [u] }\n";
+    let e: Vec<String> = errors(&[("p.yaml", yaml)])
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(e.len(), 2, "{e:#?}");
+    assert!(
+        e.iter().any(|l| l.contains("unknown input `nope`")),
+        "{e:#?}"
+    );
+    assert!(
+        e.iter()
+            .any(|l| l.contains("transforms.u") && !l.contains("nope")),
+        "{e:#?}"
+    );
+}
+
 #[test]
 fn unknown_input_names_the_entry() {
     let yaml = "sources:\n  src: { type: generator }\nsinks:\n  out:\n    type: console\n    inputs: [src, srcc, nothing_like_it]\n";

@@ -162,6 +162,7 @@ pub(super) fn load_into(
         .extend(prescan.tests.take().unwrap_or_default());
     let mut declared: [IndexMap<String, Declared>; 3] = Default::default();
     let mut errors = Vec::new();
+    let mut skip = std::collections::HashSet::new();
     let sections = [
         (ComponentKind::Source, prescan.sources, sources::TYPES),
         (
@@ -183,21 +184,27 @@ pub(super) fn load_into(
                 });
             }
             match spanned.value.kind {
-                None => errors.push(ConfigError {
-                    position: at,
-                    component: label,
-                    message: format!("missing field `type` (one of: {})", known.join(", ")),
-                }),
-                Some(t) if !known.contains(&t.value.as_str()) => errors.push(ConfigError {
-                    position: cx.position(t.referenced.line(), t.referenced.column()),
-                    component: label,
-                    message: format!(
-                        "unknown {} type `{}` (one of: {})",
-                        kind.as_str(),
-                        t.value,
-                        known.join(", ")
-                    ),
-                }),
+                None => {
+                    skip.insert(self::label(kind, &id));
+                    errors.push(ConfigError {
+                        position: at,
+                        component: label,
+                        message: format!("missing field `type` (one of: {})", known.join(", ")),
+                    });
+                }
+                Some(t) if !known.contains(&t.value.as_str()) => {
+                    skip.insert(self::label(kind, &id));
+                    errors.push(ConfigError {
+                        position: cx.position(t.referenced.line(), t.referenced.column()),
+                        component: label,
+                        message: format!(
+                            "unknown {} type `{}` (one of: {})",
+                            kind.as_str(),
+                            t.value,
+                            known.join(", ")
+                        ),
+                    });
+                }
                 Some(t) => {
                     declared[kind_index(kind)].insert(
                         id,
@@ -210,20 +217,36 @@ pub(super) fn load_into(
             }
         }
     }
-    if !errors.is_empty() {
-        return Err(ConfigErrors(errors));
-    }
-
+    // One pass per invalid component: each pass reads past those already reported, so
+    // every component's first error is reported, not only the file's first.
     let current = RefCell::new(None::<String>);
-    let parsed = serde_saphyr::with_deserializer_from_str(&text, |d| {
-        FileSeed {
-            declared: &declared,
-            current: &current,
-            cx: &cx,
+    let parsed = loop {
+        *current.borrow_mut() = None;
+        let pass = serde_saphyr::with_deserializer_from_str(&text, |d| {
+            FileSeed {
+                declared: &declared,
+                current: &current,
+                skip: &skip,
+                cx: &cx,
+            }
+            .deserialize(d)
+        });
+        match pass {
+            Ok(parsed) => break parsed,
+            Err(e) => {
+                let component = current.borrow().clone();
+                errors.push(cx.yaml_error(&e, component.clone()));
+                // Without a component to read past, or one already read past, another
+                // pass would find the same error.
+                match component {
+                    Some(c) if !skip.contains(&c) => {
+                        skip.insert(c);
+                    }
+                    _ => return Err(ConfigErrors(errors)),
+                }
+            }
         }
-        .deserialize(d)
-    })
-    .map_err(|e| cx.yaml_error(&e, current.borrow().clone()))?;
+    };
 
     let raw: RawFile = serde_saphyr::from_str(&text).map_err(|e| cx.yaml_error(&e, None))?;
     let raw_of = |kind: ComponentKind, id: &str| -> Option<&serde_json::Value> {

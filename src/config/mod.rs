@@ -170,7 +170,12 @@ pub fn load_texts(
     texts: &[(PathBuf, String)],
     lookup: impl Fn(&str) -> Option<String> + Copy,
 ) -> Result<Pipeline, ConfigErrors> {
-    let mut pipeline = parse_texts(texts, lookup)?;
+    let (mut pipeline, mut errors) = parse_all(texts, lookup);
+    if !errors.is_empty() {
+        // The components that did parse are checked too, so one run reports them all.
+        errors.extend(pipeline.check_components());
+        return Err(ConfigErrors(errors));
+    }
     pipeline.validate()?;
     Ok(pipeline)
 }
@@ -181,6 +186,18 @@ pub fn parse_texts(
     texts: &[(PathBuf, String)],
     lookup: impl Fn(&str) -> Option<String> + Copy,
 ) -> Result<Pipeline, ConfigErrors> {
+    let (pipeline, errors) = parse_all(texts, lookup);
+    if !errors.is_empty() {
+        return Err(ConfigErrors(errors));
+    }
+    Ok(pipeline)
+}
+
+/// Every file parsed: the components that parsed, and the errors of the others.
+fn parse_all(
+    texts: &[(PathBuf, String)],
+    lookup: impl Fn(&str) -> Option<String> + Copy,
+) -> (Pipeline, Vec<ConfigError>) {
     let mut pipeline = Pipeline::default();
     let mut errors = Vec::new();
     for (path, text) in texts {
@@ -189,10 +206,7 @@ pub fn parse_texts(
             errors.append(&mut e.0);
         }
     }
-    if !errors.is_empty() {
-        return Err(ConfigErrors(errors));
-    }
-    Ok(pipeline)
+    (pipeline, errors)
 }
 
 impl Pipeline {
@@ -204,7 +218,20 @@ impl Pipeline {
             .first()
             .cloned()
             .unwrap_or_else(|| PathBuf::from("<none>"));
-        graph::validate(self, Path::new(&file))?;
+        let mut errors = match graph::validate(self, Path::new(&file)) {
+            Ok(()) => Vec::new(),
+            Err(e) => e.0,
+        };
+        errors.extend(self.check_components());
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigErrors(errors))
+        }
+    }
+
+    /// Every component's own checks (VRL programs are compiled here), whatever the graph.
+    fn check_components(&self) -> Vec<ConfigError> {
         let mut errors = Vec::new();
         let telemetry = crate::telemetry::Telemetry::new();
         let mut report =
@@ -271,11 +298,7 @@ impl Pipeline {
                 report("sinks", id, &c.position, crate::component::BuildError(e));
             }
         }
-        if errors.is_empty() {
-            Ok(())
-        } else {
-            Err(ConfigErrors(errors))
-        }
+        errors
     }
 }
 

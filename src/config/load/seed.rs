@@ -5,6 +5,7 @@
 //! mapping.
 
 use std::cell::RefCell;
+use std::collections::HashSet;
 use std::fmt;
 
 use indexmap::IndexMap;
@@ -36,6 +37,9 @@ pub(super) struct ParsedComponent {
 pub(super) struct FileSeed<'a> {
     pub(super) declared: &'a [IndexMap<String, Declared>; 3],
     pub(super) current: &'a RefCell<Option<String>>,
+    /// Components (`sources.id`) already reported as invalid: read past, so the next
+    /// pass finds the errors of the others.
+    pub(super) skip: &'a HashSet<String>,
     pub(super) cx: &'a Ctx<'a>,
 }
 
@@ -70,6 +74,7 @@ impl<'de> Visitor<'de> for FileSeed<'_> {
                 kind,
                 declared: &self.declared[kind_index(kind)],
                 current: self.current,
+                skip: self.skip,
                 cx: self.cx,
                 out: &mut out,
             })?;
@@ -82,6 +87,7 @@ struct SectionSeed<'a> {
     kind: ComponentKind,
     declared: &'a IndexMap<String, Declared>,
     current: &'a RefCell<Option<String>>,
+    skip: &'a HashSet<String>,
     cx: &'a Ctx<'a>,
     out: &'a mut Vec<ParsedComponent>,
 }
@@ -115,6 +121,10 @@ impl<'de> Visitor<'de> for SectionSeed<'_> {
 
     fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<(), M::Error> {
         while let Some(id) = map.next_key::<String>()? {
+            if self.skip.contains(&label(self.kind, &id)) {
+                map.next_value::<IgnoredAny>()?;
+                continue;
+            }
             let Some(declared) = self.declared.get(&id) else {
                 return Err(de::Error::custom(format!(
                     "component `{id}` was not pre-scanned"
