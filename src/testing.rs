@@ -4,6 +4,37 @@
 
 pub mod kafka;
 
+/// The calling test skips its work, or part of it, because something it needs is not on
+/// this machine. Under CI that is a failure (`.ci/run` provides every service and tool).
+pub fn skip(reason: &str) {
+    assert!(!kafka::in_ci(), "cannot skip under CI: {reason}");
+    skip_optional(reason);
+}
+
+/// As [`skip`], for what CI does not provide either (a tool that is not a service).
+/// The reason is written to standard error directly, past libtest's output capture, so
+/// a plain `cargo test` shows it; and appended to the file `SLUICE_SKIP_LOG` names,
+/// which `.ci/run` counts at the end.
+pub fn skip_optional(reason: &str) {
+    use std::io::Write;
+    let test = std::thread::current()
+        .name()
+        .unwrap_or("unnamed test")
+        .to_owned();
+    let line = format!("skipped: {test}: {reason}\n");
+    let _ = std::io::stderr().write_all(line.as_bytes());
+    if let Some(log) = std::env::var_os("SLUICE_SKIP_LOG") {
+        let appended = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .and_then(|mut f| f.write_all(line.as_bytes()));
+        if let Err(e) = appended {
+            let _ = writeln!(std::io::stderr(), "cannot record the skip: {e}");
+        }
+    }
+}
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 

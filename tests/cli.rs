@@ -558,12 +558,7 @@ async fn promtool_accepts_the_metrics_exposition() {
         .output()
         .is_err()
     {
-        assert!(
-            std::env::var("CI").is_err_and(|_| true)
-                || std::env::var("CI").is_ok_and(|v| v != "true"),
-            "promtool is required under CI"
-        );
-        eprintln!("skipping: promtool is not installed");
+        sluice::testing::skip("promtool is not installed (.ci/run installs prometheus)");
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");

@@ -12,10 +12,6 @@ use sluice::testing::CaptureSink;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use vrl::value::Value;
 
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true")
-}
-
 /// Runs `tests/clients/fluent_client.py` with the Python packages `.ci/run` installs;
 /// `None` (the test skips) when fluent-logger is missing outside CI.
 async fn python_client(mode: &str, port: u16, tag: &str, n: usize) -> Option<serde_json::Value> {
@@ -40,8 +36,7 @@ async fn python_client(mode: &str, port: u16, tag: &str, n: usize) -> Option<ser
     .expect("python3 runs");
     let stderr = String::from_utf8_lossy(&out.stderr);
     if stderr.contains("No module named 'fluent'") || stderr.contains("No module named 'msgpack'") {
-        assert!(!in_ci(), "fluent-logger is missing under CI: {stderr}");
-        eprintln!("skipping: fluent-logger is not installed (.ci/run installs it)");
+        sluice::testing::skip("fluent-logger is not installed (.ci/run installs it)");
         return None;
     }
     assert!(out.status.success(), "client failed: {stderr}");

@@ -8,10 +8,6 @@ mod common;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true")
-}
-
 /// Validates `doc` with openapi-spec-validator (installed by `.ci/run`); `None` when
 /// the validator is not installed outside CI.
 fn validate(doc: &str) -> Option<Result<(), String>> {
@@ -31,12 +27,8 @@ fn validate(doc: &str) -> Option<Result<(), String>> {
         .expect("python3 runs");
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     if !out.status.success() && stderr.contains("No module named 'openapi_spec_validator'") {
-        assert!(
-            !in_ci(),
-            "openapi-spec-validator is missing under CI: {stderr}"
-        );
-        eprintln!(
-            "skipping the validation: openapi-spec-validator is not installed (.ci/run installs it)"
+        sluice::testing::skip(
+            "the validation: openapi-spec-validator is not installed (.ci/run installs it)",
         );
         return None;
     }

@@ -534,11 +534,9 @@ pub fn tool_or_skip(binary: &str, package: &str) -> bool {
         .status()
         .is_ok_and(|s| s.success());
     if !runs {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "{binary} is missing under CI (.ci/run installs the Debian package {package})"
-        );
-        eprintln!("skipped: {binary} is not installed (apt-get install {package})");
+        sluice::testing::skip(&format!(
+            "{binary} is not installed (.ci/run installs the Debian package {package})"
+        ));
     }
     runs
 }

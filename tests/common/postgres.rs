@@ -14,11 +14,8 @@ pub async fn database() -> Option<(tokio_postgres::Client, String)> {
             tokio::spawn(connection);
             Some((client, format!("t_{}", uuid::Uuid::new_v4().simple())))
         }
-        Err(e) if std::env::var("CI").is_ok_and(|v| v == "true") => {
-            panic!("PostgreSQL unreachable at {URL}: {e}")
-        }
         Err(e) => {
-            eprintln!("skipping: PostgreSQL unreachable at {URL}: {e}");
+            sluice::testing::skip(&format!("PostgreSQL unreachable at {URL}: {e}"));
             None
         }
     }
