@@ -247,6 +247,55 @@ async fn the_image_defaults_keep_the_api_on_loopback() {
     assert!(stderr.contains("api.auth_token"), "{stderr}");
 }
 
+/// `docker run -p 8080:8080 sluice` reaches the default pipeline: with the image's
+/// environment its webhook listens on every interface (here on a free port, the same
+/// variable), and the event comes out on standard output.
+#[tokio::test]
+async fn the_image_publishes_the_default_webhook() {
+    let text = std::fs::read_to_string(repo("deploy/Dockerfile")).expect("read");
+    let env = dockerfile_env(&text);
+    let address = env
+        .iter()
+        .find(|(k, _)| k == "EVENTS_ADDRESS")
+        .map(|(_, v)| v.clone());
+    assert_eq!(address.as_deref(), Some("0.0.0.0:8080"), "{env:?}");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (port, api) = (free_port(), free_port());
+    let mut cmd = sluice();
+    cmd.args(["run", "--config"])
+        .arg(repo("config/default-pipeline.yaml"))
+        .args(["--data-dir"])
+        .arg(dir.path())
+        .args(["--api-address", &format!("127.0.0.1:{api}")])
+        .env("EVENTS_ADDRESS", format!("0.0.0.0:{port}"));
+    let mut process = Process::spawn(cmd);
+    common::wait_for_port(port).await;
+    let local = local_non_loopback_ip();
+    let target = local.unwrap_or(std::net::IpAddr::from([127, 0, 0, 1]));
+    let r = reqwest::Client::new()
+        .post(format!(
+            "http://{}/events",
+            std::net::SocketAddr::new(target, port)
+        ))
+        .json(&serde_json::json!({"msg": "from outside"}))
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(r.status(), 200);
+    let mut line = String::new();
+    let stdout = process.child().stdout.take().expect("stdout");
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line).expect("line");
+    assert!(line.contains("from outside"), "{line}");
+}
+
+/// An address of this machine other than loopback, if it has one.
+fn local_non_loopback_ip() -> Option<std::net::IpAddr> {
+    let socket = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+    socket.connect("192.0.2.1:9").ok()?;
+    let ip = socket.local_addr().ok()?.ip();
+    (!ip.is_loopback() && !ip.is_unspecified()).then_some(ip)
+}
+
 /// Sample names in a Prometheus exposition.
 fn exported_names(metrics: &str) -> Vec<String> {
     metrics
@@ -383,7 +432,21 @@ fn dockerfile_builds_in_stages_and_runs_unprivileged() {
     assert!(froms[1].contains("slim"), "{}", froms[1]);
     assert!(text.contains("--mount=type=cache,target=/usr/local/cargo/registry"));
     assert!(text.contains("USER 10001"));
-    assert!(text.contains(&format!("EXPOSE {}", default_api_port())));
+    let exposed: Vec<u64> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("EXPOSE "))
+        .flat_map(|l| l.split_whitespace().filter_map(|p| p.parse().ok()))
+        .collect();
+    assert!(exposed.contains(&default_api_port()), "{exposed:?}");
+    assert!(exposed.contains(&8080), "the default webhook: {exposed:?}");
+    let ignore =
+        std::fs::read_to_string(repo("deploy/Dockerfile.dockerignore")).expect("dockerignore");
+    for kept_out in ["target", ".git"] {
+        assert!(
+            ignore.lines().any(|l| l == kept_out),
+            "{kept_out} in the context"
+        );
+    }
     // Every file copied from the build context exists in the repository.
     for line in text
         .lines()
