@@ -130,6 +130,35 @@ async fn alerts_webhook_normalizes_filters_and_dead_letters() {
         "{}",
         field(&dead[0], "error")
     );
+
+    // A real Grafana webhook: two firing alerts, decoded by the grafana decoder, both
+    // printed (before, the json decoder made it one event that the program dropped).
+    let grafana = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join(
+        "tests/fixtures/webhooks/grafana/grafana-docs_unified_webhook_firing_2alerts_values.json",
+    ))
+    .expect("fixture");
+    let response = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{port}/grafana"))
+        .header("content-type", "application/json")
+        .body(grafana)
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(response.status(), 200);
+    let body: serde_json::Value = response.json().await.expect("json");
+    assert_eq!(body["accepted"], 2);
+    let grafana: Vec<(String, String)> = out.values()[2..]
+        .iter()
+        .map(|v| (field(v, "status"), field(v, "summary")))
+        .collect();
+    assert_eq!(grafana.len(), 2, "{grafana:?}");
+    assert!(
+        grafana.iter().all(|(status, _)| status == "firing"),
+        "{grafana:?}"
+    );
+    assert!(grafana[0].1.contains("us-1"), "{grafana:?}");
+    assert!(grafana[1].1.contains("eu-1"), "{grafana:?}");
+    assert_eq!(rejected.values().len(), 1, "nothing more dead-lettered");
     topo.stop(Duration::from_secs(5)).await;
 }
 
