@@ -18,6 +18,7 @@
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 // Foundations.
+pub(crate) mod build_info;
 pub mod clock;
 pub(crate) mod error;
 pub(crate) mod hashing;

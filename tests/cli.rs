@@ -350,14 +350,140 @@ sinks:
     );
 }
 
+/// `-q` leaves only warnings and errors, `-v` adds sluice's debug logs; an unknown
+/// `SLUICE_LOG__LEVEL` is an error naming the variable, even with `-v`.
+#[test]
+fn verbosity_flags_set_the_log_level() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/pipelines/stdin-errors.yaml");
+    let input = "{\"level\":\"error\",\"message\":\"boom\"}\n";
+    let logs = |flags: &[&str]| {
+        let mut args = vec!["run", "-c", path];
+        args.extend_from_slice(flags);
+        let out = run_with_stdin(&args, input);
+        assert!(out.status.success(), "{out:?}");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "boom\n");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let normal = logs(&[]);
+    assert!(normal.contains("pipeline running"), "{normal}");
+    assert!(!normal.contains("DEBUG"), "{normal}");
+    let quiet = logs(&["-q"]);
+    assert!(
+        !quiet.contains("INFO") && !quiet.contains("pipeline running"),
+        "{quiet}"
+    );
+    let verbose = logs(&["-v"]);
+    assert!(verbose.contains("DEBUG"), "{verbose}");
+    assert!(
+        verbose
+            .lines()
+            .filter(|l| l.contains("DEBUG"))
+            .all(|l| l.contains("sluice")),
+        "-v is sluice's debug logs only: {verbose}"
+    );
+
+    let out = sluice()
+        .args(["run", "-v", "-c", path])
+        .env("SLUICE_LOG__LEVEL", "bogus")
+        .env("SLUICE_API__ENABLED", "false")
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(78));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("SLUICE_LOG__LEVEL") && stderr.contains("`bogus` is not a log level"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn validate_deny_warnings_refuses_a_pipeline_with_warnings() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = write_pipeline(
+        &dir,
+        "warn.yaml",
+        "sources:\n  src: { type: generator }\n  unread: { type: generator }\nsinks:\n  out: { type: blackhole, inputs: [src] }\n",
+    );
+    let out = sluice()
+        .args(["validate", "-c"])
+        .arg(&path)
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("warning:"), "a warning to deny: {stderr}");
+    let out = sluice()
+        .args(["validate", "--deny-warnings", "-c"])
+        .arg(&path)
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(78));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--deny-warnings"));
+}
+
+/// Completion scripts and the manual page are generated from the command line itself;
+/// the bash script is valid bash and every one knows the subcommands.
+#[test]
+fn completions_and_the_manual_page_cover_every_subcommand() {
+    for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+        let out = sluice()
+            .args(["completions", shell])
+            .output()
+            .expect("runs");
+        assert!(out.status.success(), "{shell}: {out:?}");
+        let script = String::from_utf8_lossy(&out.stdout);
+        for sub in ["validate", "tap", "completions"] {
+            assert!(script.contains(sub), "{shell} lacks {sub}");
+        }
+        if shell == "bash" {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let file = dir.path().join("sluice.bash");
+            std::fs::write(&file, script.as_bytes()).expect("write");
+            let check = std::process::Command::new("bash")
+                .arg("-n")
+                .arg(&file)
+                .output()
+                .expect("bash runs");
+            assert!(check.status.success(), "{check:?}");
+        }
+    }
+    let out = sluice().arg("man").output().expect("runs");
+    assert!(out.status.success());
+    let page = String::from_utf8_lossy(&out.stdout);
+    assert!(page.contains(".TH sluice"), "{page}");
+    assert!(
+        page.contains("validate") && page.contains("completions"),
+        "{page}"
+    );
+}
+
 #[test]
 fn version_is_printed() {
     let out = sluice().arg("--version").output().expect("runs");
     assert!(out.status.success());
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout).trim(),
-        format!("sluice {}", env!("CARGO_PKG_VERSION"))
+    let text = String::from_utf8_lossy(&out.stdout);
+    let commit = std::process::Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default();
+    let expected = format!(
+        "sluice {} (commit {commit}, {}-{}-",
+        env!("CARGO_PKG_VERSION"),
+        std::env::consts::ARCH,
+        "unknown"
     );
+    assert!(text.starts_with(&expected), "{text} (expected {expected}…)");
+    let date = text
+        .trim()
+        .rsplit("built ")
+        .next()
+        .and_then(|d| d.strip_suffix(')'))
+        .unwrap_or_default();
+    let today = chrono::Utc::now().date_naive();
+    let built = chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d").expect("a build date");
+    assert!(built <= today && (today - built).num_days() < 400, "{date}");
 }
 
 #[tokio::test]

@@ -38,7 +38,7 @@ pub(crate) struct PluginDirs {
 #[derive(Parser)]
 #[command(
     name = "sluice",
-    version,
+    version = crate::build_info::LONG,
     about = "Moves monitoring events: webhooks, feeds, Kafka and files in; HTTP, Postgres, PagerDuty, Slack, Kafka out."
 )]
 pub(crate) struct Cli {
@@ -77,6 +77,14 @@ enum Command {
     Events(ctl::EventsArgs),
     /// A running sluice's silences: list, add, delete.
     Silences(ctl::SilencesArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell), e.g.
+    /// `sluice completions bash > /etc/bash_completion.d/sluice`.
+    Completions {
+        /// The shell to complete for.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), e.g. `sluice man > /usr/local/share/man/man1/sluice.1`.
+    Man,
 }
 
 /// A single-threaded runtime for the commands that talk to a running sluice; `None`,
@@ -110,6 +118,21 @@ pub fn main() -> u8 {
         Some(Command::Outages(args)) => ctl::outages(&args),
         Some(Command::Events(args)) => ctl::events(&args),
         Some(Command::Silences(args)) => ctl::silences(&args),
+        Some(Command::Completions { shell }) => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut command, "sluice", &mut std::io::stdout());
+            0
+        }
+        Some(Command::Man) => {
+            let command = <Cli as clap::CommandFactory>::command();
+            match clap_mangen::Man::new(command).render(&mut std::io::stdout()) {
+                Ok(()) => 0,
+                Err(e) => {
+                    eprintln!("error: cannot write the manual page: {e}");
+                    1
+                }
+            }
+        }
         Some(Command::Run(args)) => run::run(args),
         None => run::run(cli.run),
     }

@@ -35,6 +35,25 @@ pub(crate) struct RunArgs {
     pub(crate) no_watch: bool,
     #[command(flatten)]
     pub(crate) plugins: super::PluginDirs,
+    /// More logging: -v logs sluice at debug, -vv everything at trace (over `log.level`).
+    #[arg(short, long, action = clap::ArgAction::Count, conflicts_with = "quiet")]
+    pub(crate) verbose: u8,
+    /// Less logging: -q warnings and errors only, -qq errors only (over `log.level`).
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    pub(crate) quiet: u8,
+}
+
+impl RunArgs {
+    /// The log level `-v`/`-q` ask for, if they were given.
+    fn log_level(&self) -> Option<&'static str> {
+        match (self.verbose, self.quiet) {
+            (0, 0) => None,
+            (1, _) => Some("info,sluice=debug"),
+            (_, 0) => Some("trace"),
+            (_, 1) => Some("warn"),
+            _ => Some("error"),
+        }
+    }
 }
 
 pub(crate) fn run(args: RunArgs) -> u8 {
@@ -42,13 +61,16 @@ pub(crate) fn run(args: RunArgs) -> u8 {
         data_dir: args.data_dir.clone(),
         api_address: args.api_address.clone(),
     };
-    let settings = match Settings::load(args.settings.as_deref(), &overrides) {
+    let mut settings = match Settings::load(args.settings.as_deref(), &overrides) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: {e}");
             return EXIT_CONFIG;
         }
     };
+    if let Some(level) = args.log_level() {
+        settings.log.level = level.to_owned();
+    }
     let bars = super::progress::terminal_bars();
     if let Err(e) = init_logging(&settings, bars.clone()) {
         eprintln!("error: {e:#}");

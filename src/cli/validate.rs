@@ -22,6 +22,9 @@ pub(crate) struct ValidateArgs {
     pub(crate) settings: Option<PathBuf>,
     #[command(flatten)]
     pub(crate) plugins: super::PluginDirs,
+    /// Fail (exit 78) on warnings too, such as an output that nobody reads.
+    #[arg(long)]
+    pub(crate) deny_warnings: bool,
 }
 
 /// The settings and the pipeline as `run` would load them (plugin folders from the
@@ -49,6 +52,13 @@ pub(crate) fn validate(args: &ValidateArgs) -> u8 {
         Ok(pipeline) => {
             for w in &pipeline.warnings {
                 eprintln!("warning: {w}");
+            }
+            if args.deny_warnings && !pipeline.warnings.is_empty() {
+                eprintln!(
+                    "{} warning(s) and --deny-warnings; the pipeline is refused",
+                    pipeline.warnings.len()
+                );
+                return EXIT_CONFIG;
             }
             println!(
                 "valid: {} sources, {} transforms, {} sinks",

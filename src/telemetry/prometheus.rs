@@ -8,7 +8,14 @@ use super::Telemetry;
 
 pub(super) fn render(t: &Telemetry) -> String {
     let components = t.components();
-    let mut out = String::with_capacity(256 + components.len() * 600);
+    let mut out = String::with_capacity(512 + components.len() * 600);
+    {
+        use crate::build_info::{COMMIT, DATE, TARGET, VERSION};
+        let _ = writeln!(
+            out,
+            "# HELP sluice_build_info The running binary: version, git commit, target and build date (always 1).\n# TYPE sluice_build_info gauge\nsluice_build_info{{version=\"{VERSION}\",commit=\"{COMMIT}\",target=\"{TARGET}\",build_date=\"{DATE}\"}} 1"
+        );
+    }
 
     type Read = fn(&super::ComponentMetrics) -> u64;
     let counters: [(&str, &str, Read); 4] = [
@@ -224,6 +231,10 @@ mod tests {
             "sluice_component_sent_events_total{component_id=\"in\\\"x\",component_kind=\"source\",component_type=\"generator\"} 5"
         ));
         assert!(text.contains("sluice_end_to_end_latency_seconds_count 10"));
+        assert!(text.contains(&format!(
+            "sluice_build_info{{version=\"{}\",commit=\"",
+            env!("CARGO_PKG_VERSION")
+        )));
         let r = c.counter("sluice_x_total", "X.", &[("route", "/a")]);
         r.add(2);
         c.counter("sluice_x_total", "X.", &[("route", "/a")]).add(1);
