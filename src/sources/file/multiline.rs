@@ -110,7 +110,6 @@ impl MultilineConfig {
     }
 }
 
-
 /// The group pending in one file.
 #[derive(Debug)]
 pub(crate) struct Aggregator {
