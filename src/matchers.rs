@@ -111,7 +111,12 @@ impl Matcher {
                     .size_limit(REGEX_SIZE_LIMIT)
                     .dfa_size_limit(REGEX_SIZE_LIMIT)
                     .build()
-                    .map_err(|e| format!("`{label}`: invalid regex {value:?}: {e}"))?,
+                    .map_err(|e| {
+                        format!(
+                            "`{label}`: invalid regex {value:?}: {}",
+                            crate::text::regex_error(&e)
+                        )
+                    })?,
             ),
             Op::Equal | Op::NotEqual => None,
         };

@@ -40,7 +40,7 @@ fn misspelled_field_names_line_column_and_component() {
     let yaml = format!("sources:\n  src:\n    type: generator\n    cont: 5\n{SINK}");
     assert_eq!(
         one_error(&yaml),
-        "p.yaml:4:5: component `sources.src`: unknown field `cont`, expected one of rate, count, format, batch_size"
+        "p.yaml:4:5: component `sources.src`: unknown field `cont`, expected one of rate, count, format, batch_size; did you mean `count`?"
     );
 }
 
@@ -177,7 +177,7 @@ sinks:
 "#;
     assert_eq!(
         one_error(yaml),
-        "p.yaml:8:34: component `sinks.bad`: component `r` has no output named `nope`"
+        "p.yaml:8:34: component `sinks.bad`: component `r` has no output named `nope` (its named outputs: `r.dropped`)"
     );
 }
 

@@ -35,7 +35,19 @@ impl fmt::Display for ConfigError {
         }
         // Messages may quote option values (an invalid URL, a library's error text);
         // every path that shows one (validate, the reload log, `/health`) prints this.
-        f.write_str(&crate::redact::redact(&self.message))
+        // Lines after the first (a VRL diagnostic) are indented, so that in a list of
+        // errors they read as part of this one.
+        let message = crate::redact::redact(&self.message);
+        let mut lines = message.split('\n');
+        f.write_str(lines.next().unwrap_or_default())?;
+        for line in lines {
+            if line.is_empty() {
+                f.write_str("\n")?;
+            } else {
+                write!(f, "\n    {line}")?;
+            }
+        }
+        Ok(())
     }
 }
 

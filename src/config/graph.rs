@@ -244,32 +244,35 @@ fn unknown_input_message(pattern: &str, pipeline: &Pipeline, known: &HashSet<Str
     if let Some((component, output)) = pattern.split_once('.')
         && pipeline.describe(component).is_some()
     {
-        return format!("component `{component}` has no output named `{output}`");
+        let prefix = format!("{component}.");
+        let mut named: Vec<&str> = known
+            .iter()
+            .filter_map(|k| k.strip_prefix(&prefix))
+            .collect();
+        named.sort_unstable();
+        if named.is_empty() {
+            return format!(
+                "component `{component}` has no output named `{output}`: it has only its default output (read it as `{component}`)"
+            );
+        }
+        return match crate::text::closest(output, named.iter().copied()) {
+            Some(n) => format!(
+                "component `{component}` has no output named `{output}`; did you mean `{component}.{n}`?"
+            ),
+            None => format!(
+                "component `{component}` has no output named `{output}` (its named outputs: {})",
+                named
+                    .iter()
+                    .map(|n| format!("`{component}.{n}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        };
     }
-    let closest = known
-        .iter()
-        .map(|k| (edit_distance(pattern, k), k))
-        .filter(|(d, _)| *d <= 2)
-        .min();
-    match closest {
-        Some((_, k)) => format!("unknown input `{pattern}`; did you mean `{k}`?"),
+    match crate::text::closest(pattern, known.iter().map(String::as_str)) {
+        Some(k) => format!("unknown input `{pattern}`; did you mean `{k}`?"),
         None => format!("unknown input `{pattern}`: no source or transform has this id"),
     }
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1; b.len() + 1];
-        for (j, cb) in b.iter().enumerate() {
-            cur[j + 1] = (prev[j] + usize::from(ca != *cb))
-                .min(prev[j + 1] + 1)
-                .min(cur[j] + 1);
-        }
-        prev = cur;
-    }
-    prev[b.len()]
 }
 
 /// A cycle as a list of component ids (first repeated at the end), if any.

@@ -91,7 +91,7 @@ impl Ctx<'_> {
         ConfigError {
             position: self.position(line, column),
             component,
-            message: bare_message(&e.without_snippet().to_string()),
+            message: super::hints::improve(&bare_message(&e.without_snippet().to_string())),
         }
     }
 }

@@ -8,6 +8,7 @@
 
 mod error;
 mod graph;
+mod hints;
 mod interpolate;
 mod load;
 pub(crate) mod schema;

@@ -143,7 +143,10 @@ pub(in crate::api) async fn list(
             Err(e) => {
                 return error(
                     StatusCode::BAD_REQUEST,
-                    format!("failed to parse receiver param: {e}"),
+                    format!(
+                        "failed to parse receiver param: {}",
+                        crate::text::regex_error(&e)
+                    ),
                 );
             }
         },

@@ -76,8 +76,14 @@ pub(crate) struct Rules {
 
 impl MultilineConfig {
     pub(crate) fn compile(&self) -> Result<Rules, String> {
-        let re =
-            |name: &str, p: &str| Regex::new(p).map_err(|e| format!("`multiline.{name}`: {e}"));
+        let re = |name: &str, p: &str| {
+            Regex::new(p).map_err(|e| {
+                format!(
+                    "`multiline.{name}`: invalid regex: {}",
+                    crate::text::regex_error(&e)
+                )
+            })
+        };
         let start = self
             .start_pattern
             .as_deref()

@@ -155,7 +155,8 @@ impl SourceConfig for KafkaSourceConfig {
             if topic.starts_with('^') {
                 regex::Regex::new(topic).map_err(|e| {
                     BuildError(format!(
-                        "topic pattern `{topic}` is not a regular expression: {e}"
+                        "topic pattern `{topic}` is not a regular expression: {}",
+                        crate::text::regex_error(&e)
                     ))
                 })?;
             } else if topic.is_empty() {
