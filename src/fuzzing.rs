@@ -242,7 +242,7 @@ pub fn status_feed(data: &[u8]) {
 /// how the file was chunked by reads, never hold a newline, stay within `max_line_bytes`,
 /// and cover the file in order; multiline messages (every mode) keep that order.
 pub fn file_lines(data: &[u8]) {
-    use crate::sources::file::container::{Joiner, Runtime};
+    use crate::sources::file::container::{Joiner, RawLine, Runtime};
     use crate::sources::file::lines::Framer;
     use crate::sources::file::multiline::{Aggregator, Message, Mode, MultilineConfig};
 
@@ -326,21 +326,27 @@ pub fn file_lines(data: &[u8]) {
     for runtime in [Runtime::Cri, Runtime::Docker] {
         let mut joiner = Joiner::new(runtime, max);
         let mut joined = Vec::new();
-        for line in lines.iter().cloned() {
-            joiner.push(line, now, &mut joined);
+        for line in &lines {
+            let raw = RawLine {
+                bytes: line.text.as_bytes(),
+                offset: line.offset,
+                end: line.end,
+                truncated: false,
+            };
+            joiner.push(raw, now, &mut joined);
             if let Some(first) = joiner.pending_offset() {
                 assert!(
-                    joined.iter().all(|m| m.offset != first),
+                    joined.iter().all(|j| j.offset != first),
                     "a pending line was not emitted"
                 );
             }
         }
         joiner.flush(now, true, &mut joined);
         assert!(joiner.is_empty() && joiner.pending_offset().is_none());
-        for m in &joined {
-            assert!(m.end > m.offset, "a joined line covers its fragments");
-            if m.meta.is_some() {
-                assert!(m.text.len() <= max, "a joined line stays within its bound");
+        for j in &joined {
+            assert!(j.end > j.offset, "a joined line covers its fragments");
+            if j.meta.is_some() {
+                assert!(j.bytes.len() <= max, "a joined line stays within its bound");
             }
         }
     }

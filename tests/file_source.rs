@@ -494,6 +494,96 @@ async fn a_restart_between_fragments_loses_no_part_of_the_line() {
     assert!(text.contains(&format!("\"offset\":{size}")), "{text}");
 }
 
+/// containerd splits a 20,000-byte line at 16 KiB; under `max_line_bytes: 16384` the
+/// event is the line's first 16,384 bytes (framing leaves room for the runtime's
+/// header), and a multi-byte character cut between fragments is joined whole.
+#[tokio::test]
+async fn a_line_split_by_the_runtime_is_cut_as_a_prefix_and_characters_survive() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("a.log");
+    let line: String = (0..20_000u32)
+        .map(|i| char::from(b'a' + u8::try_from(i % 26).expect("letter")))
+        .collect();
+    let t = "2026-12-05T10:00:00.000000000Z";
+    append(
+        &log,
+        &format!("{t} stdout P {}\n{t} stdout F {}\n", &line[..16_384], &line[16_384..]),
+    );
+    let mut bytes = format!("{t} stderr P caf").into_bytes();
+    bytes.extend_from_slice(b"\xc3\n");
+    bytes.extend_from_slice(format!("{t} stderr F ").as_bytes());
+    bytes.extend_from_slice(b"\xa9 ok\n");
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&log)
+        .and_then(|mut f| f.write_all(&bytes))
+        .expect("append");
+    let sink = CaptureSink::default();
+    let (topo, telemetry) = run(
+        &source(
+            &log.display().to_string(),
+            ", format: cri, max_line_bytes: 16384",
+        ),
+        dir.path(),
+        &sink,
+    )
+    .await;
+    wait_until("2 events", 10, || sink.values().len() == 2).await;
+    let messages = strings(&sink, "message");
+    assert_eq!(messages[0].len(), 16_384);
+    assert!(line.starts_with(&messages[0]), "a prefix of the line");
+    assert_eq!(messages[1], "café ok");
+    assert_eq!(counter(&telemetry, "sluice_file_truncated_lines_total"), 1.0);
+    assert_eq!(counter(&telemetry, "sluice_file_invalid_utf8_lines_total"), 0.0);
+    topo.stop(Duration::from_secs(10)).await;
+}
+
+/// Multiline over container logs groups each stream apart: a stdout line written
+/// between the frames of a stderr stack trace does not join it.
+#[tokio::test]
+async fn multiline_over_container_logs_groups_each_stream_apart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("a.log");
+    let t = "2026-12-05T10:00:00Z";
+    append(
+        &log,
+        &format!(
+            "{t} stderr F ERROR boom\n{t} stdout F INFO request served\n{t} stderr F   at frame1\n{t} stderr F   at frame2\n{t} stdout F INFO next\n"
+        ),
+    );
+    let sink = CaptureSink::default();
+    let (topo, _) = run(
+        &source(
+            &log.display().to_string(),
+            ", format: cri, multiline: { start_pattern: '^(ERROR|INFO)', timeout: 50ms }",
+        ),
+        dir.path(),
+        &sink,
+    )
+    .await;
+    wait_until("3 events", 10, || sink.values().len() == 3).await;
+    let mut got: Vec<(String, String)> = sink
+        .values()
+        .iter()
+        .map(|v| {
+            (
+                common::string(v, "stream").unwrap_or_default(),
+                common::string(v, "message").unwrap_or_default(),
+            )
+        })
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            ("stderr".to_owned(), "ERROR boom\n  at frame1\n  at frame2".to_owned()),
+            ("stdout".to_owned(), "INFO next".to_owned()),
+            ("stdout".to_owned(), "INFO request served".to_owned()),
+        ]
+    );
+    topo.stop(Duration::from_secs(10)).await;
+}
+
 #[tokio::test]
 async fn docker_json_file_logs_are_joined_and_unwrapped() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -5,14 +5,15 @@
 //! tagged `F` (full), Docker writes `log` values without their trailing newline (every
 //! 16 KiB). The [`Joiner`] puts a line back together per stream (stdout and stderr
 //! fragments may interleave in one file) within `max_line_bytes`, and keeps the
-//! runtime's `stream` and timestamp. A line in neither shape is kept whole as the
-//! message and counted, never dropped.
+//! runtime's `stream` and timestamp. It joins bytes, not text: a runtime splits at a
+//! byte count, so a character may straddle two fragments. A line in neither shape is
+//! passed on whole and counted, never dropped.
 
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
-use super::message::{LineMeta, Message};
+use super::message::LineMeta;
 
 /// A pending fragment not continued for this long is emitted as it is (its writer died
 /// mid-line); a rotated file's pending fragments are emitted when it is released.
@@ -21,6 +22,9 @@ const PARTIAL_TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_STREAM_NAME: usize = 16;
 /// Streams with a pending fragment; CRI and Docker have two.
 const MAX_PENDING_STREAMS: usize = 4;
+/// The size of the pieces runtimes split lines into (containerd's and Docker's
+/// default): a raw line must be readable whole even when `max_line_bytes` is smaller.
+const RUNTIME_PIECE: usize = 16 * 1024;
 
 /// Which runtime format the lines are in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,32 +33,72 @@ pub(crate) enum Runtime {
     Docker,
 }
 
+impl Runtime {
+    /// How long a raw line of the file may be before framing cuts it: room for a whole
+    /// runtime piece (Docker's JSON escaping may make one six times longer) plus the
+    /// runtime's own fields, so that `max_line_bytes` bounds the joined line, not the
+    /// runtime's wrapping of each piece.
+    pub(crate) fn raw_line_limit(self, max_line_bytes: usize) -> usize {
+        let piece = max_line_bytes.max(RUNTIME_PIECE);
+        match self {
+            Self::Cri => piece + 256,
+            Self::Docker => piece.saturating_mul(6).saturating_add(1024),
+        }
+    }
+}
+
+/// One framed line of the file.
+pub(crate) struct RawLine<'a> {
+    pub(crate) bytes: &'a [u8],
+    pub(crate) offset: u64,
+    pub(crate) end: u64,
+    /// Framing cut it at the raw line limit.
+    pub(crate) truncated: bool,
+}
+
+/// A line put back together (or a line in neither format, passed on whole).
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Joined {
+    pub(crate) bytes: Vec<u8>,
+    pub(crate) offset: u64,
+    pub(crate) end: u64,
+    /// `None` for a line in neither format.
+    pub(crate) meta: Option<LineMeta>,
+    /// Cut at `max_line_bytes` (or by framing).
+    pub(crate) cut: bool,
+}
+
 /// One line of the file, parsed.
 struct Fragment<'a> {
-    stream: &'a str,
-    time: Option<&'a str>,
-    content: &'a str,
+    stream: std::borrow::Cow<'a, str>,
+    time: Option<std::borrow::Cow<'a, str>>,
+    content: std::borrow::Cow<'a, [u8]>,
     partial: bool,
 }
 
-fn parse_cri(line: &str) -> Option<Fragment<'_>> {
-    let (time, rest) = line.split_once(' ')?;
-    let (stream, rest) = rest.split_once(' ')?;
+fn parse_cri(line: &[u8]) -> Option<Fragment<'_>> {
+    let mut fields = line.splitn(4, |&b| b == b' ');
+    let time = std::str::from_utf8(fields.next()?).ok()?;
+    let stream = std::str::from_utf8(fields.next()?).ok()?;
     // An empty full line is written as `<time> <stream> F` by some runtimes.
-    let (tag, content) = rest.split_once(' ').unwrap_or((rest, ""));
-    let partial = match tag.split(':').next() {
-        Some("P") => true,
-        Some("F") => false,
+    let tag = fields.next()?;
+    let content = fields.next().unwrap_or_default();
+    let partial = match tag.split(|&b| b == b':').next() {
+        Some(b"P") => true,
+        Some(b"F") => false,
         _ => return None,
     };
     let plausible_time = time.len() >= 20 && time.as_bytes()[..4].iter().all(u8::is_ascii_digit);
-    if !plausible_time || stream.is_empty() || stream.len() > MAX_STREAM_NAME {
+    let plausible_stream = !stream.is_empty()
+        && stream.len() <= MAX_STREAM_NAME
+        && stream.bytes().all(|b| b.is_ascii_alphanumeric());
+    if !plausible_time || !plausible_stream {
         return None;
     }
     Some(Fragment {
-        stream,
-        time: Some(time),
-        content,
+        stream: stream.into(),
+        time: Some(time.into()),
+        content: content.into(),
         partial,
     })
 }
@@ -69,12 +113,37 @@ struct DockerLine<'a> {
     time: Option<std::borrow::Cow<'a, str>>,
 }
 
+fn parse_docker(line: &[u8]) -> Option<Fragment<'_>> {
+    let d: DockerLine<'_> = serde_json::from_slice(line).ok()?;
+    let stream = d.stream.unwrap_or(std::borrow::Cow::Borrowed("stdout"));
+    if stream.len() > MAX_STREAM_NAME {
+        return None;
+    }
+    let (content, partial) = match d.log {
+        std::borrow::Cow::Borrowed(log) => match log.strip_suffix('\n') {
+            Some(c) => (std::borrow::Cow::Borrowed(c.as_bytes()), false),
+            None => (std::borrow::Cow::Borrowed(log.as_bytes()), true),
+        },
+        std::borrow::Cow::Owned(mut log) => {
+            let partial = !log.ends_with('\n');
+            if !partial {
+                log.pop();
+            }
+            (std::borrow::Cow::Owned(log.into_bytes()), partial)
+        }
+    };
+    Some(Fragment {
+        stream,
+        time: d.time,
+        content,
+        partial,
+    })
+}
+
 /// A pending line: the fragments so far, and when the last one came.
 struct Pending {
-    message: Message,
+    line: Joined,
     last: Instant,
-    /// It reached `max_line_bytes`: later fragments add nothing.
-    full: bool,
 }
 
 /// Joins one file's fragments into lines.
@@ -87,10 +156,8 @@ pub(crate) struct Joiner {
 /// What [`Joiner::push`] saw that the caller counts.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Noted {
-    /// The line was in neither format; it was kept whole.
+    /// The line was in neither format; it was passed on whole.
     pub(crate) malformed: bool,
-    /// A joined line outgrew `max_line_bytes` and was cut.
-    pub(crate) truncated: bool,
 }
 
 impl Joiner {
@@ -109,7 +176,7 @@ impl Joiner {
     /// Where the earliest pending line begins: the file from there on is read but not
     /// all emitted, so no checkpoint may pass it.
     pub(crate) fn pending_offset(&self) -> Option<u64> {
-        self.pending.iter().map(|p| p.message.offset).min()
+        self.pending.iter().map(|p| p.line.offset).min()
     }
 
     pub(crate) fn clear(&mut self) {
@@ -117,108 +184,69 @@ impl Joiner {
     }
 
     /// Takes one framed line; completed lines go to `out`.
-    pub(crate) fn push(&mut self, line: Message, now: Instant, out: &mut Vec<Message>) -> Noted {
-        let mut noted = Noted::default();
-        let docker;
+    pub(crate) fn push(&mut self, raw: RawLine<'_>, now: Instant, out: &mut Vec<Joined>) -> Noted {
         let fragment = match self.runtime {
-            Runtime::Cri => parse_cri(&line.text),
-            Runtime::Docker => {
-                docker = serde_json::from_str::<DockerLine<'_>>(&line.text).ok();
-                docker.as_ref().and_then(|d| {
-                    let stream = d.stream.as_deref().unwrap_or("stdout");
-                    if stream.len() > MAX_STREAM_NAME {
-                        return None;
-                    }
-                    let (content, partial) = match d.log.strip_suffix('\n') {
-                        Some(c) => (c, false),
-                        None => (d.log.as_ref(), true),
-                    };
-                    Some(Fragment {
-                        stream,
-                        time: d.time.as_deref(),
-                        content,
-                        partial,
-                    })
-                })
-            }
+            Runtime::Cri => parse_cri(raw.bytes),
+            Runtime::Docker => parse_docker(raw.bytes),
         };
         let Some(fragment) = fragment else {
-            noted.malformed = true;
-            out.push(line);
-            return noted;
+            out.push(Joined {
+                bytes: raw.bytes.to_vec(),
+                offset: raw.offset,
+                end: raw.end,
+                meta: None,
+                cut: raw.truncated,
+            });
+            return Noted { malformed: true };
         };
         let at = self.pending.iter().position(|p| {
-            p.message
+            p.line
                 .meta
                 .as_ref()
                 .is_some_and(|m| m.stream == fragment.stream)
         });
-        let (mut message, mut full) = match at {
-            Some(i) => {
-                let p = self.pending.remove(i);
-                (p.message, p.full)
-            }
-            None => {
-                let meta = LineMeta {
-                    stream: fragment.stream.to_owned(),
-                    time: fragment.time.map(str::to_owned),
-                };
-                let message = Message {
-                    text: String::new(),
-                    offset: line.offset,
-                    end: line.end,
-                    meta: Some(Box::new(meta)),
-                };
-                (message, false)
-            }
+        let mut line = match at {
+            Some(i) => self.pending.remove(i).line,
+            None => Joined {
+                bytes: Vec::new(),
+                offset: raw.offset,
+                end: raw.end,
+                meta: Some(LineMeta {
+                    stream: fragment.stream.into_owned(),
+                    time: fragment.time.map(std::borrow::Cow::into_owned),
+                }),
+                cut: false,
+            },
         };
-        message.end = line.end;
-        if full {
-            noted.truncated = !fragment.content.is_empty();
-        } else {
-            let room = self.max_bytes.saturating_sub(message.text.len());
-            let kept = crate::text::prefix_bytes(fragment.content, room);
-            message.text.push_str(kept);
-            full = kept.len() < fragment.content.len();
-            noted.truncated = full;
+        line.end = raw.end;
+        if !line.cut {
+            let room = self.max_bytes.saturating_sub(line.bytes.len());
+            let take = fragment.content.len().min(room);
+            line.bytes.extend_from_slice(&fragment.content[..take]);
+            // A fragment framing cut lost its tail: what follows would not continue it.
+            line.cut = take < fragment.content.len() || raw.truncated;
         }
         if fragment.partial {
             if self.pending.len() >= MAX_PENDING_STREAMS {
                 // Not a runtime's file: make room rather than grow.
-                let oldest = self.pending.remove(0);
-                out.push(oldest.message);
+                out.push(self.pending.remove(0).line);
             }
-            self.pending.push(Pending {
-                message,
-                last: now,
-                full,
-            });
+            self.pending.push(Pending { line, last: now });
         } else {
-            out.push(message);
+            out.push(line);
         }
-        noted
+        Noted::default()
     }
 
     /// Emits pending lines not continued for a while (all of them with `force`), in the
     /// order they began.
-    pub(crate) fn flush(&mut self, now: Instant, force: bool, out: &mut Vec<Message>) {
-        let mut due = Vec::new();
-        self.pending.retain_mut(|p| {
-            let stale = force || now.saturating_duration_since(p.last) >= PARTIAL_TIMEOUT;
-            if stale {
-                due.push(std::mem::replace(
-                    &mut p.message,
-                    Message {
-                        text: String::new(),
-                        offset: 0,
-                        end: 0,
-                        meta: None,
-                    },
-                ));
-            }
-            !stale
-        });
-        due.sort_by_key(|m| m.offset);
+    pub(crate) fn flush(&mut self, now: Instant, force: bool, out: &mut Vec<Joined>) {
+        let (due, kept): (Vec<Pending>, Vec<Pending>) = std::mem::take(&mut self.pending)
+            .into_iter()
+            .partition(|p| force || now.saturating_duration_since(p.last) >= PARTIAL_TIMEOUT);
+        self.pending = kept;
+        let mut due: Vec<Joined> = due.into_iter().map(|p| p.line).collect();
+        due.sort_by_key(|l| l.offset);
         out.extend(due);
     }
 }
@@ -227,51 +255,50 @@ impl Joiner {
 mod tests {
     use super::*;
 
-    fn run(runtime: Runtime, max: usize, lines: &[&str]) -> (Vec<Message>, Joiner, Noted) {
+    fn run(runtime: Runtime, max: usize, lines: &[&[u8]]) -> (Vec<Joined>, Joiner, bool) {
         let mut joiner = Joiner::new(runtime, max);
         let mut out = Vec::new();
         let mut offset = 0u64;
-        let mut noted = Noted::default();
+        let mut malformed = false;
         let now = Instant::now();
         for l in lines {
             let end = offset + l.len() as u64 + 1;
-            let n = joiner.push(
-                Message {
-                    text: (*l).to_owned(),
-                    offset,
-                    end,
-                    meta: None,
-                },
-                now,
-                &mut out,
-            );
-            noted.malformed |= n.malformed;
-            noted.truncated |= n.truncated;
+            let raw = RawLine {
+                bytes: l,
+                offset,
+                end,
+                truncated: false,
+            };
+            malformed |= joiner.push(raw, now, &mut out).malformed;
             offset = end;
         }
-        (out, joiner, noted)
+        (out, joiner, malformed)
     }
 
-    fn meta(stream: &str, time: &str) -> Option<Box<LineMeta>> {
-        Some(Box::new(LineMeta {
+    fn text(j: &Joined) -> &str {
+        std::str::from_utf8(&j.bytes).expect("utf-8")
+    }
+
+    fn meta(stream: &str, time: &str) -> Option<LineMeta> {
+        Some(LineMeta {
             stream: stream.into(),
             time: Some(time.into()),
-        }))
+        })
     }
 
     #[test]
     fn cri_partial_fragments_join_into_one_line_per_stream() {
-        let lines = [
-            "2026-12-05T10:00:00.000000001Z stdout P hello ",
-            "2026-12-05T10:00:00.000000002Z stderr F oops",
-            "2026-12-05T10:00:00.000000003Z stdout P big ",
-            "2026-12-05T10:00:00.000000004Z stdout F world",
-            "2026-12-05T10:00:00.000000005Z stdout F",
+        let lines: [&[u8]; 5] = [
+            b"2026-12-05T10:00:00.000000001Z stdout P hello ",
+            b"2026-12-05T10:00:00.000000002Z stderr F oops",
+            b"2026-12-05T10:00:00.000000003Z stdout P big ",
+            b"2026-12-05T10:00:00.000000004Z stdout F world",
+            b"2026-12-05T10:00:00.000000005Z stdout F",
         ];
-        let (out, joiner, noted) = run(Runtime::Cri, 1000, &lines);
-        assert_eq!(noted, Noted::default());
+        let (out, joiner, malformed) = run(Runtime::Cri, 1000, &lines);
+        assert!(!malformed);
         assert!(joiner.is_empty());
-        let texts: Vec<_> = out.iter().map(|m| m.text.as_str()).collect();
+        let texts: Vec<_> = out.iter().map(text).collect();
         assert_eq!(texts, ["oops", "hello big world", ""]);
         assert_eq!(
             out[1].meta,
@@ -288,11 +315,21 @@ mod tests {
     }
 
     #[test]
+    fn a_character_split_between_fragments_is_joined_whole() {
+        let lines: [&[u8]; 2] = [
+            b"2026-12-05T10:00:00Z stdout P caf\xc3",
+            b"2026-12-05T10:00:00Z stdout F \xa9 ok",
+        ];
+        let (out, _, _) = run(Runtime::Cri, 1000, &lines);
+        assert_eq!(text(&out[0]), "café ok");
+    }
+
+    #[test]
     fn a_pending_fragment_holds_back_the_checkpoint_until_it_is_complete() {
-        let lines = [
-            "2026-12-05T10:00:00Z stderr F before",
-            "2026-12-05T10:00:01Z stdout P part",
-            "2026-12-05T10:00:02Z stderr F after",
+        let lines: [&[u8]; 3] = [
+            b"2026-12-05T10:00:00Z stderr F before",
+            b"2026-12-05T10:00:01Z stdout P part",
+            b"2026-12-05T10:00:02Z stderr F after",
         ];
         let (out, joiner, _) = run(Runtime::Cri, 1000, &lines);
         assert_eq!(out.len(), 2);
@@ -301,16 +338,16 @@ mod tests {
 
     #[test]
     fn docker_lines_without_their_newline_are_joined() {
-        let lines = [
-            r#"{"log":"first half ","stream":"stdout","time":"2026-12-05T10:00:00.1Z"}"#,
-            r#"{"log":"second half\n","stream":"stdout","time":"2026-12-05T10:00:00.2Z"}"#,
-            r#"{"log":"to stderr\n","stream":"stderr","time":"2026-12-05T10:00:00.3Z"}"#,
+        let lines: [&[u8]; 3] = [
+            br#"{"log":"first half ","stream":"stdout","time":"2026-12-05T10:00:00.1Z"}"#,
+            br#"{"log":"second half\n","stream":"stdout","time":"2026-12-05T10:00:00.2Z"}"#,
+            br#"{"log":"to stderr \u00e9\n","stream":"stderr","time":"2026-12-05T10:00:00.3Z"}"#,
         ];
-        let (out, joiner, noted) = run(Runtime::Docker, 1000, &lines);
-        assert_eq!(noted, Noted::default());
+        let (out, joiner, malformed) = run(Runtime::Docker, 1000, &lines);
+        assert!(!malformed);
         assert!(joiner.is_empty());
-        let texts: Vec<_> = out.iter().map(|m| m.text.as_str()).collect();
-        assert_eq!(texts, ["first half second half", "to stderr"]);
+        let texts: Vec<_> = out.iter().map(text).collect();
+        assert_eq!(texts, ["first half second half", "to stderr é"]);
         assert_eq!(out[0].meta, meta("stdout", "2026-12-05T10:00:00.1Z"));
         assert_eq!(out[1].meta, meta("stderr", "2026-12-05T10:00:00.3Z"));
     }
@@ -318,32 +355,42 @@ mod tests {
     #[test]
     fn lines_in_neither_format_are_kept_whole_and_noted() {
         for (runtime, line) in [
-            (Runtime::Cri, "just some text"),
-            (Runtime::Cri, "2026-12-05T10:00:00Z stdout X tagged wrong"),
-            (Runtime::Docker, "{\"log\": 5}"),
-            (Runtime::Docker, "not json"),
+            (Runtime::Cri, &b"just some text"[..]),
+            (Runtime::Cri, b"2026-12-05T10:00:00Z stdout X tagged wrong"),
+            (
+                Runtime::Cri,
+                b"2026-12-05T10:00:00Z std\xffout F odd stream",
+            ),
+            (Runtime::Docker, b"{\"log\": 5}"),
+            (Runtime::Docker, b"not json"),
         ] {
-            let (out, joiner, noted) = run(runtime, 1000, &[line]);
-            assert!(noted.malformed, "{line}");
+            let (out, joiner, malformed) = run(runtime, 1000, &[line]);
+            assert!(malformed, "{line:?}");
             assert!(joiner.is_empty());
             assert_eq!(out.len(), 1);
-            assert_eq!(out[0].text, line);
+            assert_eq!(out[0].bytes, line);
             assert_eq!(out[0].meta, None);
         }
     }
 
     #[test]
-    fn a_joined_line_stays_within_max_line_bytes() {
-        let fragment = format!("2026-12-05T10:00:00Z stdout P {}", "é".repeat(10));
-        let lines = [
-            fragment.as_str(),
-            fragment.as_str(),
-            "2026-12-05T10:00:00Z stdout F end",
+    fn a_joined_line_is_a_prefix_of_the_line_within_max_line_bytes() {
+        let lines: [&[u8]; 2] = [
+            b"2026-12-05T10:00:00Z stdout P AAAAAAAAAABBBBBBBBBBCCCCCCCCCC",
+            b"2026-12-05T10:00:00Z stdout F DDDDDDDDDDEEEEEEEEEE",
         ];
-        let (out, _, noted) = run(Runtime::Cri, 25, &lines);
-        assert!(noted.truncated);
+        let (out, _, _) = run(Runtime::Cri, 45, &lines);
         assert_eq!(out.len(), 1);
-        assert_eq!(out[0].text, "é".repeat(12), "cut at a character boundary");
+        assert_eq!(
+            text(&out[0]),
+            "AAAAAAAAAABBBBBBBBBBCCCCCCCCCCDDDDDDDDDDEEEEE"
+        );
+        assert!(out[0].cut);
+        let (out, _, _) = run(Runtime::Cri, 12, &lines);
+        assert_eq!(text(&out[0]), "AAAAAAAAAABB", "later fragments add nothing");
+        // Framing needs room for the runtime's pieces whatever max_line_bytes is.
+        assert!(Runtime::Cri.raw_line_limit(12) > 16 * 1024);
+        assert!(Runtime::Docker.raw_line_limit(12) >= 6 * 16 * 1024);
     }
 
     #[test]
@@ -351,7 +398,7 @@ mod tests {
         let (mut out, mut joiner, _) = run(
             Runtime::Cri,
             1000,
-            &["2026-12-05T10:00:00Z stdout P dangling"],
+            &[b"2026-12-05T10:00:00Z stdout P dangling"],
         );
         assert!(out.is_empty());
         let now = Instant::now();
@@ -359,13 +406,13 @@ mod tests {
         assert!(out.is_empty(), "not yet due");
         joiner.flush(now + PARTIAL_TIMEOUT, false, &mut out);
         assert_eq!(out.len(), 1);
-        assert_eq!(out[0].text, "dangling");
+        assert_eq!(text(&out[0]), "dangling");
         assert!(joiner.is_empty());
 
         let (mut out, mut joiner, _) = run(
             Runtime::Cri,
             1000,
-            &["2026-12-05T10:00:00Z stdout P released"],
+            &[b"2026-12-05T10:00:00Z stdout P released"],
         );
         joiner.flush(Instant::now(), true, &mut out);
         assert_eq!(out.len(), 1);

@@ -85,9 +85,6 @@ impl Counters {
         if noted.malformed {
             self.format_errors.add(1);
         }
-        if noted.truncated {
-            self.truncated_lines.add(1);
-        }
     }
 }
 

@@ -118,11 +118,12 @@ pub(crate) struct FileSourceConfig {
     /// What the lines are: `text` (the line is `message`), `json` (as `json: true`),
     /// `cri` (containerd and CRI-O, as in `/var/log/containers` on Kubernetes) or
     /// `docker` (Docker's json-file driver). With `cri` and `docker`, lines the runtime
-    /// split are joined again (per stream, within `max_line_bytes`; a fragment not
-    /// continued for 5 s is emitted as it is) and the event gets `message`, `stream` and
-    /// `timestamp` (the runtime's, of the line's first fragment). A line in neither shape
-    /// keeps its text as `message` and is counted in `sluice_file_format_errors_total`.
-    /// `multiline` then applies to the joined messages.
+    /// split are joined again (per stream, as bytes; `max_line_bytes` bounds the joined
+    /// line; a fragment not continued for 5 s is emitted as it is) and the event gets
+    /// `message`, `stream` and `timestamp` (the runtime's, of the line's first fragment).
+    /// A line in neither shape keeps its text as `message` and is counted in
+    /// `sluice_file_format_errors_total`. `multiline` then applies to the joined
+    /// messages, each stream apart.
     #[serde(default)]
     pub(crate) format: LineFormat,
     /// How often the globs are evaluated again for new, renamed and deleted files.

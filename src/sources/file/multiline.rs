@@ -116,7 +116,74 @@ impl MultilineConfig {
     }
 }
 
-/// The group pending in one file.
+/// Multiline groups of one file: one group for plain lines, one per stream for a
+/// container runtime's lines (a stderr stack trace must not take in stdout lines
+/// written between its frames).
+#[derive(Debug)]
+pub(crate) struct Groups {
+    rules: Rules,
+    by_stream: Vec<(Option<String>, Aggregator)>,
+}
+
+/// Streams with a group of their own; runtimes have two.
+const MAX_STREAMS: usize = 4;
+
+impl Groups {
+    pub(crate) fn new(rules: Rules) -> Self {
+        Self {
+            rules,
+            by_stream: Vec::new(),
+        }
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.by_stream.iter().all(|(_, a)| a.is_empty())
+    }
+
+    /// Where the earliest pending group begins.
+    pub(crate) fn pending_offset(&self) -> Option<u64> {
+        self.by_stream
+            .iter()
+            .filter_map(|(_, a)| a.pending_offset())
+            .min()
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.by_stream.clear();
+    }
+
+    /// Takes one line into its stream's group; completed messages go to `out`.
+    pub(crate) fn push(&mut self, line: Message, now: Instant, out: &mut Vec<Message>) {
+        let stream = line.meta.as_ref().map(|m| m.stream.as_str());
+        let at = match self
+            .by_stream
+            .iter()
+            .position(|(s, _)| s.as_deref() == stream)
+        {
+            Some(i) => i,
+            None => {
+                if self.by_stream.len() >= MAX_STREAMS {
+                    let (_, mut oldest) = self.by_stream.remove(0);
+                    oldest.flush(now, true, out);
+                }
+                let key = stream.map(str::to_owned);
+                self.by_stream
+                    .push((key, Aggregator::new(self.rules.clone())));
+                self.by_stream.len() - 1
+            }
+        };
+        self.by_stream[at].1.push(line, now, out);
+    }
+
+    /// Emits the groups nothing joined for `timeout` (all of them with `force`).
+    pub(crate) fn flush(&mut self, now: Instant, force: bool, out: &mut Vec<Message>) {
+        for (_, a) in &mut self.by_stream {
+            a.flush(now, force, out);
+        }
+    }
+}
+
+/// The group pending in one file (or one stream of it).
 #[derive(Debug)]
 pub(crate) struct Aggregator {
     rules: Rules,
@@ -135,10 +202,6 @@ impl Aggregator {
     /// Where the pending group begins: lines from there on are read but not emitted.
     pub(crate) fn pending_offset(&self) -> Option<u64> {
         self.group.as_ref().map(|(m, _)| m.offset)
-    }
-
-    pub(crate) fn clear(&mut self) {
-        self.group = None;
     }
 
     /// Takes one line; completed messages go to `out`.

@@ -16,7 +16,7 @@ use super::ReadFrom;
 use super::container::{Joiner, Runtime};
 use super::fingerprint::{FileId, head_checksum, tail_at};
 use super::lines::Framer;
-use super::multiline::Aggregator;
+use super::multiline::Groups;
 use super::rotation::adopt;
 use super::tailer::{Tailer, Watched};
 
@@ -102,21 +102,25 @@ impl Tailer {
         let size = meta.len();
         let checksum = head_checksum(&file).ok()?;
         let tracker = self.tracker(0);
+        let runtime = match self.compiled.format {
+            LineFormat::Cri => Some(Runtime::Cri),
+            LineFormat::Docker => Some(Runtime::Docker),
+            LineFormat::Text | LineFormat::Json => None,
+        };
         let mut w = Watched {
             path_value: path_value(&path),
             path,
             file,
             id,
             checksum,
-            framer: Framer::new(self.config.max_line_bytes, 0),
-            multiline: self.compiled.multiline.clone().map(Aggregator::new),
-            joiner: match self.compiled.format {
-                LineFormat::Cri => Some(Joiner::new(Runtime::Cri, self.config.max_line_bytes)),
-                LineFormat::Docker => {
-                    Some(Joiner::new(Runtime::Docker, self.config.max_line_bytes))
-                }
-                LineFormat::Text | LineFormat::Json => None,
-            },
+            framer: Framer::new(
+                runtime.map_or(self.config.max_line_bytes, |r| {
+                    r.raw_line_limit(self.config.max_line_bytes)
+                }),
+                0,
+            ),
+            multiline: self.compiled.multiline.clone().map(Groups::new),
+            joiner: runtime.map(|r| Joiner::new(r, self.config.max_line_bytes)),
             tracker,
             recent: Vec::new(),
             gone: false,

@@ -26,10 +26,12 @@ use super::FileSourceConfig;
 use super::LineFormat;
 use super::checkpoint::Record;
 use super::container::Joiner;
+use super::container::{Joined, RawLine};
+use super::emitter::Counters;
 use super::emitter::{Emitter, decode};
 use super::fingerprint::{FileId, head_checksum};
 use super::lines::Framer;
-use super::multiline::{Aggregator, Message, Rules};
+use super::multiline::{Groups, Message, Rules};
 use super::orphan::Orphan;
 use super::tracker::{Ack, Tracker};
 use crate::component::{ComponentError, SourceContext, SourceOutput};
@@ -52,7 +54,7 @@ pub(super) struct Watched {
     pub(super) id: FileId,
     pub(super) checksum: Option<u64>,
     pub(super) framer: Framer,
-    pub(super) multiline: Option<Aggregator>,
+    pub(super) multiline: Option<Groups>,
     /// Rejoins lines a container runtime split (`format: cri` or `docker`).
     pub(super) joiner: Option<Joiner>,
     pub(super) tracker: Tracker,
@@ -70,7 +72,7 @@ pub(super) struct Watched {
 impl Watched {
     /// The first byte whose line was not emitted yet.
     pub(super) fn unemitted(&self) -> u64 {
-        let multiline = self.multiline.as_ref().and_then(Aggregator::pending_offset);
+        let multiline = self.multiline.as_ref().and_then(Groups::pending_offset);
         let joiner = self.joiner.as_ref().and_then(Joiner::pending_offset);
         [multiline, joiner]
             .into_iter()
@@ -325,23 +327,28 @@ impl Tailer {
                 ..
             } = w;
             framer.feed(bytes, |line| {
-                if line.truncated {
-                    counters.truncated_lines.add(1);
-                }
-                let msg = Message {
-                    text: decode(line.bytes, line.truncated, counters),
-                    offset: line.offset,
-                    end: line.end,
-                    meta: None,
-                };
                 let Some(joiner) = joiner else {
+                    if line.truncated {
+                        counters.truncated_lines.add(1);
+                    }
+                    let msg = Message {
+                        text: decode(line.bytes, line.truncated, counters),
+                        offset: line.offset,
+                        end: line.end,
+                        meta: None,
+                    };
                     group(multiline, msg, now, &mut messages);
                     return;
                 };
-                let noted = joiner.push(msg, now, &mut joined);
-                counters.note(noted);
-                for msg in joined.drain(..) {
-                    group(multiline, msg, now, &mut messages);
+                let raw = RawLine {
+                    bytes: line.bytes,
+                    offset: line.offset,
+                    end: line.end,
+                    truncated: line.truncated,
+                };
+                counters.note(joiner.push(raw, now, &mut joined));
+                for j in joined.drain(..) {
+                    group(multiline, message(j, counters), now, &mut messages);
                 }
             });
             for msg in messages.drain(..) {
@@ -407,10 +414,16 @@ impl Tailer {
             if let Some(joiner) = &mut w.joiner {
                 let mut joined = Vec::new();
                 for line in lines.drain(..) {
-                    counters.note(joiner.push(line, now, &mut joined));
+                    let raw = RawLine {
+                        bytes: line.text.as_bytes(),
+                        offset: line.offset,
+                        end: line.end,
+                        truncated: false,
+                    };
+                    counters.note(joiner.push(raw, now, &mut joined));
                 }
                 joiner.flush(now, finished, &mut joined);
-                lines = joined;
+                lines = joined.into_iter().map(|j| message(j, counters)).collect();
             }
             let mut messages = Vec::new();
             for line in lines {
@@ -486,8 +499,22 @@ impl Tailer {
     }
 }
 
+/// A joined container line as a message: decoded once, whole, so a character split
+/// between fragments survives; a cut is counted once per line.
+fn message(j: Joined, counters: &Counters) -> Message {
+    if j.cut {
+        counters.truncated_lines.add(1);
+    }
+    Message {
+        text: decode(&j.bytes, j.cut, counters),
+        offset: j.offset,
+        end: j.end,
+        meta: j.meta.map(Box::new),
+    }
+}
+
 /// A line into the multiline stage, or straight out without one.
-fn group(multiline: &mut Option<Aggregator>, line: Message, now: Instant, out: &mut Vec<Message>) {
+fn group(multiline: &mut Option<Groups>, line: Message, now: Instant, out: &mut Vec<Message>) {
     match multiline {
         Some(m) => m.push(line, now, out),
         None => out.push(line),
