@@ -97,7 +97,8 @@ pub(crate) async fn serve(run: Run) -> anyhow::Result<u8> {
     // (its notification waits in the channel and triggers a reload once running).
     let (changed_tx, changed_rx) = mpsc::unbounded_channel();
     let watcher = if watch {
-        let mut w = FileWatcher::new(changed_tx).context("cannot start the file watcher")?;
+        let mut w = FileWatcher::new(changed_tx, watcher::SWEEP)
+            .context("cannot start the file watcher")?;
         w.set_files(&watched(&pipeline));
         Some(w)
     } else {

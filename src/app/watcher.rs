@@ -5,37 +5,105 @@
 //! and Kubernetes updates a mounted ConfigMap by swapping a `..data` symlink, so the
 //! event names `..data` while `pipeline.yaml` (a symlink through it) now reads
 //! differently. Any event in a watched directory therefore re-reads the files watched
-//! there and reports those whose content hash changed; touching a file, or writing
-//! the same bytes again, reports nothing.
+//! there and reports those whose content hash changed; touching a file reports nothing.
+//!
+//! Events cannot see everything: a watched directory that is deleted and created again
+//! takes its watch with it, and a file reached through a symlinked directory
+//! (`current -> release-2`) changes when the link moves, which no event in the watched
+//! directory tells. A sweep every few seconds therefore looks at every watched file's
+//! metadata and re-reads those whose size, time or inode moved; after each reload the
+//! directories are watched afresh.
 
 use std::collections::{HashMap, HashSet};
 use std::hash::Hasher;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, SystemTime};
 
 use notify::{RecommendedWatcher, RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
 use crate::component::absolute;
 
+/// How often the sweep looks at the watched files' metadata.
+pub(crate) const SWEEP: Duration = Duration::from_secs(2);
+
 /// What a watched file held when last read: `None` when it could not be read (absent,
 /// or a symlink whose target is being swapped).
 type Content = Option<u64>;
+
+/// What the sweep compares before reading a file again: size, modification time and
+/// identity, through symlinks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    len: u64,
+    modified: Option<SystemTime>,
+    dev: u64,
+    ino: u64,
+}
+
+fn stamp_of(path: &Path) -> Option<Stamp> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path).ok()?;
+    Some(Stamp {
+        len: meta.len(),
+        modified: meta.modified().ok(),
+        dev: meta.dev(),
+        ino: meta.ino(),
+    })
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Seen {
+    content: Content,
+    stamp: Option<Stamp>,
+}
+
+impl Seen {
+    fn of(path: &Path) -> Self {
+        let stamp = stamp_of(path);
+        Self {
+            content: hash_of(path),
+            stamp,
+        }
+    }
+
+    /// Reads the file again (only when its metadata moved, with `by_stamp`); whether
+    /// its content changed.
+    fn refresh(&mut self, path: &Path, by_stamp: bool) -> bool {
+        let stamp = stamp_of(path);
+        if by_stamp && stamp == self.stamp {
+            return false;
+        }
+        self.stamp = stamp;
+        let content = hash_of(path);
+        let changed = content != self.content;
+        self.content = content;
+        changed
+    }
+}
+
+type Files = Arc<Mutex<HashMap<PathBuf, Seen>>>;
 
 /// Watches a set of files for changes of content.
 pub(crate) struct FileWatcher {
     watcher: RecommendedWatcher,
     dirs: HashSet<PathBuf>,
-    files: Arc<Mutex<HashMap<PathBuf, Content>>>,
+    files: Files,
 }
 
 impl FileWatcher {
     /// Each change to the content of a watched file sends its absolute path on `notify`
-    /// (debouncing is the receiver's job).
-    pub(crate) fn new(notify: mpsc::UnboundedSender<PathBuf>) -> notify::Result<Self> {
-        let files: Arc<Mutex<HashMap<PathBuf, Content>>> = Arc::default();
+    /// (debouncing is the receiver's job); the sweep runs every `sweep` until the
+    /// watcher is dropped.
+    pub(crate) fn new(
+        notify: mpsc::UnboundedSender<PathBuf>,
+        sweep: Duration,
+    ) -> notify::Result<Self> {
+        let files: Files = Arc::default();
         let watched = Arc::clone(&files);
+        let on_event = notify.clone();
         let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
             let Ok(event) = event else { return };
             if event.kind.is_access() {
@@ -51,18 +119,18 @@ impl FileWatcher {
                 .flat_map(|p| [p.parent().map(Path::to_path_buf), Some(p)])
                 .flatten()
                 .collect();
-            for (path, content) in files.iter_mut() {
+            for (path, seen) in files.iter_mut() {
                 let in_touched_dir = path.parent().is_some_and(|dir| touched.contains(dir));
-                if !in_touched_dir {
-                    continue;
-                }
-                let now = hash_of(path);
-                if now != *content {
-                    *content = now;
-                    let _ = notify.send(path.clone());
+                if in_touched_dir && seen.refresh(path, false) {
+                    let _ = on_event.send(path.clone());
                 }
             }
         })?;
+        let swept = Arc::downgrade(&files);
+        std::thread::Builder::new()
+            .name("sluice-watch-sweep".into())
+            .spawn(move || sweep_loop(&swept, &notify, sweep))
+            .map_err(|e| notify::Error::generic(&format!("cannot start the sweep: {e}")))?;
         Ok(Self {
             watcher,
             dirs: HashSet::new(),
@@ -71,7 +139,8 @@ impl FileWatcher {
     }
 
     /// Watches exactly `files` from now on. A file already watched keeps the content
-    /// last seen, so a change made while the caller reloaded is still reported.
+    /// last seen, so a change made while the caller reloaded is still reported. Every
+    /// directory is watched afresh: one deleted and created again lost its watch.
     pub(crate) fn set_files(&mut self, files: &[PathBuf]) {
         let wanted: HashSet<PathBuf> = files.iter().map(|f| absolute(f)).collect();
         let dirs: HashSet<PathBuf> = wanted
@@ -82,19 +151,38 @@ impl FileWatcher {
             watched.retain(|path, _| wanted.contains(path));
             for path in &wanted {
                 if !watched.contains_key(path) {
-                    watched.insert(path.clone(), hash_of(path));
+                    watched.insert(path.clone(), Seen::of(path));
                 }
             }
         }
-        for gone in self.dirs.difference(&dirs) {
-            let _ = self.watcher.unwatch(gone);
+        for dir in &self.dirs {
+            let _ = self.watcher.unwatch(dir);
         }
-        for dir in dirs.difference(&self.dirs) {
+        for dir in &dirs {
             if let Err(e) = self.watcher.watch(dir, RecursiveMode::NonRecursive) {
                 tracing::warn!(dir = %dir.display(), error = %e, "cannot watch for changes");
             }
         }
         self.dirs = dirs;
+    }
+}
+
+/// Until the watcher is dropped: every `every`, re-reads the watched files whose
+/// metadata moved and reports those whose content changed.
+fn sweep_loop(
+    files: &Weak<Mutex<HashMap<PathBuf, Seen>>>,
+    notify: &mpsc::UnboundedSender<PathBuf>,
+    every: Duration,
+) {
+    loop {
+        std::thread::sleep(every);
+        let Some(files) = files.upgrade() else { return };
+        let Ok(mut files) = files.lock() else { return };
+        for (path, seen) in files.iter_mut() {
+            if seen.refresh(path, true) && notify.send(path.clone()).is_err() {
+                return;
+            }
+        }
     }
 }
 
@@ -135,7 +223,7 @@ mod tests {
         fn new() -> Self {
             let (tx, changes) = mpsc::unbounded_channel();
             Self {
-                watcher: FileWatcher::new(tx).expect("watcher"),
+                watcher: FileWatcher::new(tx, Duration::from_millis(50)).expect("watcher"),
                 changes,
                 dir: tempfile::tempdir().expect("tempdir"),
             }
@@ -208,7 +296,7 @@ mod tests {
         // report must come from the new content.
         loop {
             assert_eq!(rig.next_change().await, file);
-            let seen = rig.watcher.files.lock().expect("lock")[&file];
+            let seen = rig.watcher.files.lock().expect("lock")[&file].content;
             if seen.is_some() && seen == hash_of(&file) {
                 break;
             }
@@ -238,6 +326,53 @@ mod tests {
         std::fs::rename(root.join("..data_tmp"), root.join("..data")).expect("swap");
         std::fs::remove_dir_all(&v1).expect("old version");
         assert_eq!(rig.next_change().await, file);
+    }
+
+    /// The folder is deleted and made again: its watch is gone, the sweep still sees
+    /// the new content.
+    #[tokio::test]
+    async fn a_folder_deleted_and_made_again_is_still_watched() {
+        let mut rig = Rig::new();
+        let dir = rig.path("conf");
+        std::fs::create_dir(&dir).expect("dir");
+        let file = dir.join("pipeline.yaml");
+        std::fs::write(&file, "a: 1\n").expect("write");
+        rig.watcher.set_files(std::slice::from_ref(&file));
+        std::fs::remove_dir_all(&dir).expect("remove");
+        std::fs::create_dir(&dir).expect("dir");
+        std::fs::write(&file, "a: 2\n").expect("write");
+        loop {
+            assert_eq!(rig.next_change().await, file);
+            if rig.watcher.files.lock().expect("lock")[&file].content == hash_of(&file) {
+                break;
+            }
+        }
+        // A reload watches the folder afresh: events work again.
+        rig.watcher.set_files(std::slice::from_ref(&file));
+        std::fs::write(&file, "a: 3\n").expect("write");
+        assert_eq!(rig.next_change().await, file);
+    }
+
+    /// Releases behind a symlinked folder: `current -> r1`, then `current -> r2`.
+    #[tokio::test]
+    async fn a_symlinked_folder_that_moves_is_seen() {
+        let mut rig = Rig::new();
+        let root = rig.dir.path().to_path_buf();
+        for (release, version) in [("r1", 1), ("r2", 2)] {
+            std::fs::create_dir(root.join(release)).expect("dir");
+            std::fs::write(root.join(release).join("p.yaml"), format!("a: {version}\n"))
+                .expect("write");
+        }
+        symlink("r1", root.join("current")).expect("symlink");
+        let file = rig.path("current/p.yaml");
+        rig.watcher.set_files(std::slice::from_ref(&file));
+        symlink("r2", root.join("current.new")).expect("symlink");
+        std::fs::rename(root.join("current.new"), root.join("current")).expect("swap");
+        assert_eq!(rig.next_change().await, file);
+        assert_eq!(
+            rig.watcher.files.lock().expect("lock")[&file].content,
+            hash_of(&root.join("r2/p.yaml"))
+        );
     }
 
     #[tokio::test]
