@@ -419,6 +419,20 @@ fn validate_deny_warnings_refuses_a_pipeline_with_warnings() {
         .expect("runs");
     assert_eq!(out.status.code(), Some(78));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--deny-warnings"));
+
+    // Without --config, the embedded default pipeline is checked, with its variables.
+    let out = sluice().arg("validate").output().expect("runs");
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let out = sluice()
+        .arg("validate")
+        .env("EVENTS_ADDRESS", "garbage")
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(78));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("`garbage` is not an address to listen on"),
+        "{out:?}"
+    );
 }
 
 /// Completion scripts and the manual page are generated from the command line itself;

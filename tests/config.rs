@@ -86,6 +86,53 @@ fn every_error_of_a_file_is_reported_at_once() {
     );
 }
 
+/// A file of hundreds of broken components is not read to its end (each costs a pass
+/// over the file): twenty are reported, then a note.
+#[test]
+fn errors_stop_after_twenty_invalid_components() {
+    let mut yaml = String::from("sources:\n");
+    for i in 0..500 {
+        yaml.push_str(&format!("  s{i}: {{ type: generator, rat: 5 }}\n"));
+    }
+    yaml.push_str("sinks:\n  out: { type: blackhole, inputs: [s0] }\n");
+    let e: Vec<String> = errors(&[("p.yaml", &yaml)])
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(e.len(), 21, "{e:#?}");
+    assert!(e[19].contains("sources.s19"), "{}", e[19]);
+    assert!(
+        e[20].contains("stopped after 20 invalid components"),
+        "{}",
+        e[20]
+    );
+}
+
+#[test]
+fn a_listen_address_that_cannot_be_bound_is_an_error() {
+    for bad in ["garbage", "0.0.0.0:99999", ":8080", "host:", "a b:80"] {
+        let yaml = format!(
+            "sources:\n  hook: {{ type: webhook, address: \"{bad}\" }}\nsinks:\n  out: {{ type: blackhole, inputs: [hook] }}\n"
+        );
+        let e = one_error(&yaml);
+        assert!(
+            e.contains("component `sources.hook`") && e.contains("is not an address to listen on"),
+            "{bad}: {e}"
+        );
+    }
+    for good in [
+        "0.0.0.0:8080",
+        "[::1]:8080",
+        "localhost:8080",
+        "127.0.0.1:0",
+    ] {
+        let yaml = format!(
+            "sources:\n  hook: {{ type: webhook, address: \"{good}\" }}\nsinks:\n  out: {{ type: blackhole, inputs: [hook] }}\n"
+        );
+        assert!(load(&[("p.yaml", &yaml)]).is_ok(), "{good}");
+    }
+}
+
 #[test]
 fn unknown_input_names_the_entry() {
     let yaml = "sources:\n  src: { type: generator }\nsinks:\n  out:\n    type: console\n    inputs: [src, srcc, nothing_like_it]\n";

@@ -12,8 +12,9 @@ use crate::settings::{Overrides, Settings};
 
 #[derive(Args)]
 pub(crate) struct ValidateArgs {
-    /// Pipeline files; several are merged into one pipeline.
-    #[arg(long = "config", short = 'c', value_name = "FILE", required = true)]
+    /// Pipeline files; several are merged into one pipeline (none: the embedded
+    /// default pipeline, as `run` would start it).
+    #[arg(long = "config", short = 'c', value_name = "FILE")]
     pub(crate) config: Vec<PathBuf>,
     /// Global settings file, checked as `run` would read it (over the embedded
     /// config/default.yaml, under the `SLUICE_*` environment variables, which are

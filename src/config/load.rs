@@ -115,6 +115,11 @@ fn bare_message(rendered: &str) -> String {
     }
 }
 
+/// Each invalid component costs one more pass over the file: past this many, the
+/// rest of the file is not read (a file of thousands of broken components would
+/// otherwise take minutes, on a reload too).
+const MAX_INVALID_COMPONENTS: usize = 20;
+
 /// Parses `text` (the contents of `file`) and adds its components to `pipeline`.
 pub(super) fn load_into(
     pipeline: &mut Pipeline,
@@ -243,6 +248,16 @@ pub(super) fn load_into(
                         skip.insert(c);
                     }
                     _ => return Err(ConfigErrors(errors)),
+                }
+                if skip.len() >= MAX_INVALID_COMPONENTS {
+                    errors.push(ConfigError {
+                        position: cx.position(0, 0),
+                        component: None,
+                        message: format!(
+                            "stopped after {MAX_INVALID_COMPONENTS} invalid components; fix these and validate again"
+                        ),
+                    });
+                    return Err(ConfigErrors(errors));
                 }
             }
         }

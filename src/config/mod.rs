@@ -257,6 +257,11 @@ impl Pipeline {
                 report("sources", id, &c.position, e);
             }
             if let Some(address) = c.config.listen_address()
+                && let Err(e) = check_listen_address(address)
+            {
+                report("sources", id, &c.position, e);
+            }
+            if let Some(address) = c.config.listen_address()
                 && let Some(other) = listens(address, id)
             {
                 report(
@@ -283,6 +288,11 @@ impl Pipeline {
         }
         for (id, c) in &self.sinks {
             if let Some(address) = c.config.listen_address()
+                && let Err(e) = check_listen_address(address)
+            {
+                report("sinks", id, &c.position, e);
+            }
+            if let Some(address) = c.config.listen_address()
                 && let Some(other) = listens(address, id)
             {
                 report(
@@ -300,6 +310,27 @@ impl Pipeline {
             }
         }
         errors
+    }
+}
+
+/// A listen address must be `host:port` (an IP, `[v6]` or a name, and a port), so
+/// `validate` refuses what `run` could not bind.
+fn check_listen_address(address: &str) -> Result<(), crate::component::BuildError> {
+    if address.parse::<std::net::SocketAddr>().is_ok() {
+        return Ok(());
+    }
+    let valid = address.rsplit_once(':').is_some_and(|(host, port)| {
+        let host_ok = !host.is_empty()
+            && !host.contains(['/', ' ', '@'])
+            && (host.starts_with('[') == host.ends_with(']'));
+        host_ok && port.parse::<u16>().is_ok()
+    });
+    if valid {
+        Ok(())
+    } else {
+        Err(crate::component::BuildError(format!(
+            "`{address}` is not an address to listen on: write host:port, e.g. 0.0.0.0:8080 or 127.0.0.1:8080"
+        )))
     }
 }
 
