@@ -420,6 +420,56 @@ fn validate_deny_warnings_refuses_a_pipeline_with_warnings() {
     assert_eq!(out.status.code(), Some(78));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--deny-warnings"));
 
+    // Folders, patterns and SLUICE_CONFIG name files too; an empty folder is an error.
+    let parts = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        parts.path().join("a.yaml"),
+        "sources:\n  src: { type: generator }\n",
+    )
+    .expect("write");
+    std::fs::write(
+        parts.path().join("b.yaml"),
+        "sinks:\n  out: { type: blackhole, inputs: [src] }\n",
+    )
+    .expect("write");
+    let pattern = parts.path().join("*.yaml");
+    for args in [
+        vec!["-c".to_owned(), parts.path().display().to_string()],
+        vec![
+            "--config-dir".to_owned(),
+            parts.path().display().to_string(),
+        ],
+        vec!["-c".to_owned(), pattern.display().to_string()],
+    ] {
+        let out = sluice().arg("validate").args(&args).output().expect("runs");
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {out:?}");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "valid: 1 sources, 0 transforms, 1 sinks\n"
+        );
+    }
+    let out = sluice()
+        .arg("validate")
+        .env(
+            "SLUICE_CONFIG",
+            format!(
+                "{},{}",
+                parts.path().join("a.yaml").display(),
+                parts.path().join("b.yaml").display()
+            ),
+        )
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let empty = tempfile::tempdir().expect("tempdir");
+    let out = sluice()
+        .args(["validate", "-c"])
+        .arg(empty.path())
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(78));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no .yaml or .yml file in this folder"));
+
     // Without --config, the embedded default pipeline is checked, with its variables.
     let out = sluice().arg("validate").output().expect("runs");
     assert_eq!(out.status.code(), Some(0), "{out:?}");

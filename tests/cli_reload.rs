@@ -22,11 +22,23 @@ fn pipeline(hook: u16, version: u32) -> String {
 }
 
 async fn run(path: &std::path::Path, extra: &[&str]) -> Running {
+    run_with(path, &["-c"], extra).await
+}
+
+/// As [`run`], with `flag` (`-c`, `--config-dir`) naming `path`'s folder when it ends
+/// with `--config-dir`.
+async fn run_with(path: &std::path::Path, flag: &[&str], extra: &[&str]) -> Running {
     let (api, hook) = (free_port(), free_port());
     std::fs::write(path, pipeline(hook, 1)).expect("write");
+    let named = if flag.last() == Some(&"--config-dir") {
+        path.parent().expect("a folder")
+    } else {
+        path
+    };
     let mut cmd = sluice();
-    cmd.args(["run", "-c"])
-        .arg(path)
+    cmd.arg("run")
+        .args(flag)
+        .arg(named)
         .args(["--api-address", &format!("127.0.0.1:{api}")])
         .args(extra);
     let mut process = Process::spawn(cmd);
@@ -160,6 +172,28 @@ async fn a_configmap_update_by_symlink_swap_is_applied() {
     std::fs::remove_dir_all(root.join("..v1")).expect("old version");
     r.wait_for_metric("sluice_config_reloads_total", 1.0).await;
     assert_eq!(r.version().await, 2);
+}
+
+/// `--config-dir`: every `*.yaml` of the folder is one pipeline, and a file added to
+/// the folder later is applied by the watcher.
+#[tokio::test]
+async fn a_file_added_to_the_config_folder_is_applied() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("p.yaml");
+    let r = run_with(&path, &["--config-dir"], &[]).await;
+    assert_eq!(r.version().await, 1);
+    std::fs::write(
+        dir.path().join("more.yaml"),
+        "sinks:\n  added: { type: blackhole, inputs: [stamp] }\n",
+    )
+    .expect("write");
+    r.wait_for_metric("sluice_config_reloads_total", 1.0).await;
+    let metrics = r.get("/metrics").await;
+    assert!(
+        metrics.contains("component_id=\"added\""),
+        "the new file's sink runs"
+    );
+    assert_eq!(r.version().await, 1);
 }
 
 #[tokio::test]

@@ -99,7 +99,7 @@ pub(crate) async fn serve(run: Run) -> anyhow::Result<u8> {
     let watcher = if watch {
         let mut w = FileWatcher::new(changed_tx, watcher::SWEEP)
             .context("cannot start the file watcher")?;
-        w.set_files(&watched(&pipeline));
+        w.set_files(&watched(&pipeline, &files));
         Some(w)
     } else {
         None
@@ -253,7 +253,7 @@ impl Controller {
             trigger.name(),
         )
         .await;
-        let files = watched(self.topology.pipeline());
+        let files = watched(self.topology.pipeline(), &self.files);
         if outcome.is_ok()
             && let Some(w) = self.watcher.as_mut()
         {
@@ -297,12 +297,14 @@ impl Controller {
     }
 }
 
-/// The files to watch: those of the pipeline and those its components read. The
-/// embedded default pipeline is no file on disk.
-fn watched(pipeline: &Pipeline) -> Vec<PathBuf> {
+/// What to watch: the pipeline's files, those its components read, and the folders
+/// given as `--config` (a file added to one is a change). The embedded default
+/// pipeline is no file on disk.
+fn watched(pipeline: &Pipeline, specs: &[PathBuf]) -> Vec<PathBuf> {
     let embedded = std::path::Path::new(crate::config::DEFAULT_PIPELINE_NAME);
     let mut files = pipeline.watched_files();
     files.retain(|f| f != embedded);
+    files.extend(crate::config::paths::folders(specs));
     files
 }
 

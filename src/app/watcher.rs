@@ -120,8 +120,10 @@ impl FileWatcher {
                 .flatten()
                 .collect();
             for (path, seen) in files.iter_mut() {
-                let in_touched_dir = path.parent().is_some_and(|dir| touched.contains(dir));
-                if in_touched_dir && seen.refresh(path, false) {
+                // A watched folder changes with what is in it.
+                let touched_here = touched.contains(path)
+                    || path.parent().is_some_and(|dir| touched.contains(dir));
+                if touched_here && seen.refresh(path, false) {
                     let _ = on_event.send(path.clone());
                 }
             }
@@ -145,7 +147,11 @@ impl FileWatcher {
         let wanted: HashSet<PathBuf> = files.iter().map(|f| absolute(f)).collect();
         let dirs: HashSet<PathBuf> = wanted
             .iter()
-            .filter_map(|f| f.parent().map(Path::to_path_buf))
+            .flat_map(|f| {
+                let folder = f.is_dir().then(|| f.clone());
+                [f.parent().map(Path::to_path_buf), folder]
+            })
+            .flatten()
             .collect();
         if let Ok(mut watched) = self.files.lock() {
             watched.retain(|path, _| wanted.contains(path));
@@ -186,8 +192,16 @@ fn sweep_loop(
     }
 }
 
-/// A hash of the file's content, read through symlinks.
+/// A hash of the file's content, read through symlinks; of a folder, the names of
+/// the pipeline files in it.
 fn hash_of(path: &Path) -> Content {
+    if path.is_dir() {
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        for file in crate::config::paths::listing(path) {
+            hasher.write(file.as_os_str().as_encoded_bytes());
+        }
+        return Some(hasher.finish());
+    }
     let mut file = std::fs::File::open(path).ok()?;
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     let mut buf = [0u8; 16 * 1024];

@@ -17,9 +17,20 @@ use crate::telemetry::Telemetry;
 
 #[derive(Args, Clone, Default)]
 pub(crate) struct RunArgs {
-    /// Pipeline files; several are merged into one pipeline.
-    #[arg(long = "config", short = 'c', value_name = "FILE")]
+    /// Pipeline files, folders (their `*.yaml` and `*.yml`) or glob patterns; all are
+    /// merged into one pipeline.
+    #[arg(
+        long = "config",
+        short = 'c',
+        value_name = "PATH",
+        env = "SLUICE_CONFIG",
+        value_delimiter = ','
+    )]
     pub(crate) config: Vec<PathBuf>,
+    /// Folders whose `*.yaml` and `*.yml` files are pipeline files (files added later
+    /// are picked up by the watcher).
+    #[arg(long = "config-dir", value_name = "DIR")]
+    pub(crate) config_dir: Vec<PathBuf>,
     /// Global settings file (overrides the embedded config/default.yaml).
     #[arg(long, value_name = "FILE")]
     pub(crate) settings: Option<PathBuf>,
@@ -90,7 +101,13 @@ pub(crate) fn run(args: RunArgs) -> u8 {
     let mut plugin_dirs = args.plugins.dirs.clone();
     plugin_dirs.extend(settings.plugin_dirs.iter().cloned());
     crate::plugins::set_dirs(plugin_dirs);
-    let pipeline = match reload::load_pipeline(&args.config) {
+    let specs: Vec<PathBuf> = args
+        .config
+        .iter()
+        .chain(&args.config_dir)
+        .cloned()
+        .collect();
+    let pipeline = match reload::load_pipeline(&specs) {
         Ok(p) => p,
         Err(errors) => {
             for e in &errors.0 {
@@ -115,7 +132,7 @@ pub(crate) fn run(args: RunArgs) -> u8 {
     let telemetry = Telemetry::new();
     let run = crate::app::Run {
         pipeline,
-        files: args.config.clone(),
+        files: specs,
         settings,
         watch: !args.no_watch,
         telemetry: Arc::clone(&telemetry),

@@ -12,10 +12,19 @@ use crate::settings::{Overrides, Settings};
 
 #[derive(Args)]
 pub(crate) struct ValidateArgs {
-    /// Pipeline files; several are merged into one pipeline (none: the embedded
-    /// default pipeline, as `run` would start it).
-    #[arg(long = "config", short = 'c', value_name = "FILE")]
+    /// Pipeline files, folders (their `*.yaml` and `*.yml`) or glob patterns, merged
+    /// into one pipeline (none: the embedded default pipeline, as `run` would start it).
+    #[arg(
+        long = "config",
+        short = 'c',
+        value_name = "PATH",
+        env = "SLUICE_CONFIG",
+        value_delimiter = ','
+    )]
     pub(crate) config: Vec<PathBuf>,
+    /// Folders whose `*.yaml` and `*.yml` files are pipeline files.
+    #[arg(long = "config-dir", value_name = "DIR")]
+    pub(crate) config_dir: Vec<PathBuf>,
     /// Global settings file, checked as `run` would read it (over the embedded
     /// config/default.yaml, under the `SLUICE_*` environment variables, which are
     /// checked either way).
@@ -39,7 +48,13 @@ pub(crate) fn load(args: &ValidateArgs) -> Result<Pipeline, u8> {
     let mut plugin_dirs = args.plugins.dirs.clone();
     plugin_dirs.extend(settings.plugin_dirs.iter().cloned());
     crate::plugins::set_dirs(plugin_dirs);
-    reload::load_pipeline(&args.config).map_err(|errors| {
+    let specs: Vec<PathBuf> = args
+        .config
+        .iter()
+        .chain(&args.config_dir)
+        .cloned()
+        .collect();
+    reload::load_pipeline(&specs).map_err(|errors| {
         for e in &errors.0 {
             eprintln!("error: {e}");
         }

@@ -11,6 +11,7 @@ mod graph;
 mod hints;
 mod interpolate;
 mod load;
+pub mod paths;
 pub(crate) mod schema;
 
 use std::path::{Path, PathBuf};
@@ -143,11 +144,13 @@ impl Pipeline {
     }
 }
 
-/// Loads, merges and validates pipeline files, reading variables from the environment.
-pub fn load_files(paths: &[PathBuf]) -> Result<Pipeline, ConfigErrors> {
+/// Loads, merges and validates pipeline files (folders and glob patterns name the
+/// files they hold, see [`paths`]), reading variables from the environment.
+pub fn load_files(specs: &[PathBuf]) -> Result<Pipeline, ConfigErrors> {
+    let paths = paths::resolve(specs)?;
     let mut texts = Vec::with_capacity(paths.len());
     let mut errors = Vec::new();
-    for path in paths {
+    for path in &paths {
         match std::fs::read_to_string(path) {
             Ok(text) => texts.push((path.clone(), text)),
             Err(e) => errors.push(ConfigError {
