@@ -485,6 +485,72 @@ fn validate_deny_warnings_refuses_a_pipeline_with_warnings() {
     );
 }
 
+/// `sluice config` prints the merged pipeline with variables filled in and secrets
+/// redacted, and its output is a pipeline file again; `sluice graph` draws it.
+#[test]
+fn config_prints_the_merged_pipeline_redacted_and_graph_draws_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let a = write_pipeline(
+        &dir,
+        "a.yaml",
+        "sources:\n  src: { type: generator }\ntransforms:\n  r: { type: remap, inputs: [src], source: '.env = \"${STAGE}\"' }\n",
+    );
+    let b = write_pipeline(
+        &dir,
+        "b.yaml",
+        "sinks:\n  pd: { type: pagerduty, inputs: [r], routing_key: \"${PD_KEY}\" }\n  db: { type: http, inputs: [r.dropped], url: \"https://app:hunter22@collector.example/in\" }\n",
+    );
+    let out = sluice()
+        .args(["config", "-c"])
+        .arg(&a)
+        .arg("-c")
+        .arg(&b)
+        .env("STAGE", "prod")
+        .env("PD_KEY", "fedcba9876543210fedcba9876543210")
+        .output()
+        .expect("runs");
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        !text.contains("fedcba98") && !text.contains("hunter22"),
+        "{text}"
+    );
+    let v: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+    assert_eq!(v["sinks"]["pd"]["routing_key"], "[redacted]");
+    assert_eq!(v["transforms"]["r"]["source"], ".env = \"prod\"");
+    assert_eq!(v["sources"]["src"]["type"], "generator");
+    // The output is a pipeline file again (with the secret given back).
+    let again = write_pipeline(
+        &dir,
+        "again.yaml",
+        &text.replace("[redacted]", "fedcba9876543210fedcba9876543210"),
+    );
+    let out = sluice()
+        .args(["validate", "-c"])
+        .arg(&again)
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+
+    let out = sluice()
+        .args(["graph", "-c"])
+        .arg(&again)
+        .output()
+        .expect("runs");
+    let dot = String::from_utf8_lossy(&out.stdout);
+    assert!(dot.contains("\"src\" -> \"r\";"), "{dot}");
+    assert!(
+        dot.contains("\"r\" -> \"db\" [label=\"dropped\"];"),
+        "{dot}"
+    );
+    let out = sluice()
+        .args(["graph", "--format", "mermaid", "-c"])
+        .arg(&again)
+        .output()
+        .expect("runs");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("n_r --> n_pd"));
+}
+
 /// Completion scripts and the manual page are generated from the command line itself;
 /// the bash script is valid bash and every one knows the subcommands.
 #[test]

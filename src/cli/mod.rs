@@ -4,11 +4,13 @@
 mod bench;
 mod ctl;
 mod docs;
+mod graph;
 pub(crate) mod load;
 mod pipeline_tests;
 mod progress;
 mod run;
 mod schema;
+mod show_config;
 mod tap;
 mod test;
 pub mod top;
@@ -56,6 +58,11 @@ enum Command {
     Validate(validate::ValidateArgs),
     /// Run the unit tests declared under `tests:` in pipeline files.
     Test(validate::ValidateArgs),
+    /// Print the pipeline as `run` would take it: files merged, variables filled in,
+    /// secrets redacted (JSON, which is YAML too).
+    Config(validate::ValidateArgs),
+    /// Print the pipeline's graph as Graphviz DOT (`| dot -Tsvg`) or a Mermaid flowchart.
+    Graph(graph::GraphArgs),
     /// Print events leaving the components of a running sluice, as NDJSON.
     Tap(tap::TapArgs),
     /// Show a running sluice's components: events/s in and out, errors, buffer fill.
@@ -108,6 +115,8 @@ pub fn main() -> u8 {
     match cli.command {
         Some(Command::Validate(args)) => validate::validate(&args),
         Some(Command::Test(args)) => test::test(&args),
+        Some(Command::Config(args)) => show_config::config(&args),
+        Some(Command::Graph(args)) => graph::graph(&args),
         Some(Command::Tap(args)) => tap::tap(&args),
         Some(Command::Top(args)) => top::top(&args),
         Some(Command::Schema) => schema::schema(),
