@@ -48,10 +48,12 @@ pub(crate) async fn reload(
         tracing::warn!("{w}");
     }
     let hash = pipeline.hash;
+    let wiring = pipeline.wiring();
     match topology.apply(pipeline).await {
         Ok(changes) => {
             let took = started.elapsed();
             telemetry.config_applied(hash, Some(took));
+            telemetry.set_inputs(wiring);
             tracing::info!(
                 trigger,
                 added = ?changes.added,

@@ -928,4 +928,79 @@ async fn sluice_tap_prints_live_events_of_matching_components() {
         assert_eq!(line["event"]["stamped"], true);
         assert!(line["event"]["seq"].is_i64());
     }
+
+    // --inputs-of: what `out` receives, from both transforms; --outputs-of as the pattern.
+    let tap = |args: Vec<String>| {
+        let mut all = vec!["tap".to_owned()];
+        all.extend(args);
+        all.extend([
+            "--api-address".into(),
+            address_of(api),
+            "--token".into(),
+            "t0k".into(),
+        ]);
+        tokio::task::spawn_blocking(move || sluice().args(&all).output().expect("runs"))
+    };
+    fn address_of(api: u16) -> String {
+        format!("127.0.0.1:{api}")
+    }
+    let out = tap(vec![
+        "--inputs-of".into(),
+        "out".into(),
+        "--limit".into(),
+        "40".into(),
+    ])
+    .await
+    .expect("joined");
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let mut from: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("NDJSON"))
+        .map(|v| v["component_id"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    from.sort();
+    from.dedup();
+    assert_eq!(from, ["other", "stamp"], "what out reads");
+    let out = tap(vec![
+        "--outputs-of".into(),
+        "other".into(),
+        "--limit".into(),
+        "3".into(),
+    ])
+    .await
+    .expect("joined");
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .all(|l| l.contains("\"component_id\":\"other\"")),
+        "{out:?}"
+    );
+
+    // A pattern that matches nothing says so instead of waiting silently.
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args([
+            "tap",
+            "nothing-like-this",
+            "--api-address",
+            &address_of(api),
+            "--token",
+            "t0k",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("starts");
+    let mut stderr = std::io::BufReader::new(child.stderr.take().expect("stderr"));
+    let mut line = String::new();
+    let read = tokio::task::spawn_blocking(move || {
+        std::io::BufRead::read_line(&mut stderr, &mut line).map(|_| line)
+    });
+    let line = tokio::time::timeout(std::time::Duration::from_secs(10), read)
+        .await
+        .expect("a warning comes at once")
+        .expect("joined")
+        .expect("read");
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(line.contains("matches no component"), "{line}");
 }

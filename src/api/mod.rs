@@ -44,7 +44,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
@@ -214,6 +214,8 @@ async fn live() -> Response {
 struct TapQuery {
     /// Component ids to tap, `*` wildcards allowed.
     components: Option<String>,
+    /// Tap what the matching components read instead (`*` wildcards allowed).
+    inputs_of: Option<String>,
     /// Stop after this many events.
     limit: Option<u64>,
     /// Keep one event in this many.
@@ -222,13 +224,25 @@ struct TapQuery {
 
 /// `GET /tap`: events leaving matching components, as NDJSON, until `limit`, the client
 /// leaves, or shutdown.
-#[utoipa::path(get, path = "/tap", tag = "control", description = "Live events leaving the matching components, as NDJSON", params(("components" = Option<String>, Query, description = "Component ids to tap, `*` wildcards allowed (default all)"), ("limit" = Option<u64>, Query, description = "Stop after this many events"), ("sample" = Option<u64>, Query, description = "Keep one event in this many")), responses((status = 200, description = "One event per line", body = String, content_type = "application/x-ndjson")))]
+#[utoipa::path(get, path = "/tap", tag = "control", description = "Live events leaving the matching components, as NDJSON; the header x-sluice-tap-matched says how many components matched", params(("components" = Option<String>, Query, description = "Component ids to tap, `*` wildcards allowed (default all)"), ("inputs_of" = Option<String>, Query, description = "Tap what the matching components read instead, `*` wildcards allowed"), ("limit" = Option<u64>, Query, description = "Stop after this many events"), ("sample" = Option<u64>, Query, description = "Keep one event in this many")), responses((status = 200, description = "One event per line", body = String, content_type = "application/x-ndjson")))]
 async fn tap(
     State(s): State<ApiState>,
     axum::extract::Query(q): axum::extract::Query<TapQuery>,
 ) -> Response {
-    let pattern = q.components.unwrap_or_else(|| "*".into());
-    let (rx, guard) = s.telemetry.taps().attach(&pattern, q.sample.unwrap_or(1));
+    let (selector, matched) = match &q.inputs_of {
+        Some(of) => {
+            let (outputs, matched) = s.telemetry.inputs_of(of);
+            (crate::telemetry::TapSelector::Outputs(outputs), matched)
+        }
+        None => {
+            let pattern = q.components.unwrap_or_else(|| "*".into());
+            let matched = s.telemetry.count_matching(&pattern);
+            let selector =
+                crate::telemetry::TapSelector::Components(wildmatch::WildMatch::new(&pattern));
+            (selector, matched)
+        }
+    };
+    let (rx, guard) = s.telemetry.taps().attach(selector, q.sample.unwrap_or(1));
     let limit = q.limit.unwrap_or(u64::MAX);
     let shutdown = s.shutdown.clone();
     let stream = futures_util::stream::unfold((rx, guard, 0u64), move |(mut rx, guard, sent)| {
@@ -249,10 +263,18 @@ async fn tap(
     });
     (
         StatusCode::OK,
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/x-ndjson"),
-        )],
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/x-ndjson"),
+            ),
+            // How many components the request matched when it attached (0: nothing
+            // flows until a reload adds one), for the client to say so.
+            (
+                HeaderName::from_static("x-sluice-tap-matched"),
+                HeaderValue::from(matched),
+            ),
+        ],
         axum::body::Body::from_stream(stream),
     )
         .into_response()

@@ -106,10 +106,12 @@ pub(crate) async fn serve(run: Run) -> anyhow::Result<u8> {
     };
     let components = pipeline.sources.len() + pipeline.transforms.len() + pipeline.sinks.len();
     let hash = pipeline.hash;
+    let wiring = pipeline.wiring();
     let running = topology::start(pipeline, telemetry.clone(), &options)
         .await
         .context("the pipeline could not start")?;
     telemetry.config_applied(hash, None);
+    telemetry.set_inputs(wiring);
     telemetry.set_pipeline_running(true);
     tracing::info!(components, "pipeline running");
 

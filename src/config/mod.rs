@@ -119,6 +119,21 @@ impl Pipeline {
         files
     }
 
+    /// What each transform and sink reads, as (`component`, `output`) pairs.
+    pub(crate) fn wiring(&self) -> crate::telemetry::Wiring {
+        self.graph
+            .inputs
+            .iter()
+            .map(|(id, read)| {
+                let read = read
+                    .iter()
+                    .map(|o| (o.component.clone(), o.output.clone()))
+                    .collect();
+                (id.clone(), read)
+            })
+            .collect()
+    }
+
     /// Named outputs of a transform or sink (empty for sources and unknown ids).
     pub(crate) fn named_outputs(&self, id: &str) -> Vec<String> {
         if let Some(t) = self.transforms.get(id) {

@@ -12,6 +12,7 @@ mod prometheus;
 pub mod snapshot;
 pub(crate) mod status_feeds;
 pub(crate) mod tap;
+pub(crate) use tap::{OutputId, Selector as TapSelector, Wiring};
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -234,6 +235,8 @@ pub struct Telemetry {
     pipeline_running: AtomicBool,
     taps: Arc<tap::TapRegistry>,
     status_feeds: Arc<status_feeds::StatusFeedRegistry>,
+    /// What each transform and sink reads (`component`, `output`), for `tap --inputs-of`.
+    inputs: Mutex<Wiring>,
 }
 
 /// The running configuration, as `/health` reports it.
@@ -307,6 +310,38 @@ impl Telemetry {
     /// Where `sluice tap` readers attach.
     pub(crate) fn taps(&self) -> &Arc<tap::TapRegistry> {
         &self.taps
+    }
+
+    /// The running pipeline's wiring: what each transform and sink reads.
+    pub(crate) fn set_inputs(&self, inputs: Wiring) {
+        *lock(&self.inputs) = inputs;
+    }
+
+    /// The outputs read by the components whose id matches `pattern`, and how many
+    /// components matched.
+    pub(crate) fn inputs_of(&self, pattern: &str) -> (Vec<OutputId>, usize) {
+        let pattern = wildmatch::WildMatch::new(pattern);
+        let inputs = lock(&self.inputs);
+        let mut matched = 0;
+        let mut outputs = Vec::new();
+        for (_, read) in inputs.iter().filter(|(id, _)| pattern.matches(id)) {
+            matched += 1;
+            for o in read {
+                if !outputs.contains(o) {
+                    outputs.push(o.clone());
+                }
+            }
+        }
+        (outputs, matched)
+    }
+
+    /// How many components have an id matching `pattern`.
+    pub(crate) fn count_matching(&self, pattern: &str) -> usize {
+        let pattern = wildmatch::WildMatch::new(pattern);
+        lock(&self.components)
+            .keys()
+            .filter(|id| pattern.matches(id))
+            .count()
     }
 
     /// Running `status_feed` sources, for the API.

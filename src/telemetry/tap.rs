@@ -13,10 +13,36 @@ use wildmatch::WildMatch;
 
 use crate::event::Event;
 
+/// An output: a component id, and the output's name (`None`: the default output).
+pub(crate) type OutputId = (String, Option<String>);
+
+/// What each transform and sink reads.
+pub(crate) type Wiring = indexmap::IndexMap<String, Vec<OutputId>>;
+
+/// Which outputs a tap copies.
+pub(crate) enum Selector {
+    /// Every output of the components whose id matches (`*` wildcards).
+    Components(WildMatch),
+    /// Exactly these outputs (`None`: a component's default output): what one
+    /// component reads, for `--inputs-of`.
+    Outputs(Vec<OutputId>),
+}
+
+impl Selector {
+    fn matches(&self, component: &str, output: Option<&str>) -> bool {
+        match self {
+            Self::Components(pattern) => pattern.matches(component),
+            Self::Outputs(list) => list
+                .iter()
+                .any(|(c, o)| c == component && o.as_deref() == output),
+        }
+    }
+}
+
 /// One attached reader.
 pub(crate) struct Tap {
     id: u64,
-    pattern: WildMatch,
+    selector: Selector,
     /// Keep one event in `sample` (1 keeps all).
     sample: u64,
     seen: AtomicU64,
@@ -50,17 +76,17 @@ impl Drop for TapGuard {
 }
 
 impl TapRegistry {
-    /// Attaches a tap on components whose id matches `pattern`.
+    /// Attaches a tap on the outputs `selector` picks.
     pub(crate) fn attach(
         self: &Arc<Self>,
-        pattern: &str,
+        selector: Selector,
         sample: u64,
     ) -> (mpsc::Receiver<String>, TapGuard) {
         let (tx, rx) = mpsc::channel(1024);
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let tap = Arc::new(Tap {
             id,
-            pattern: WildMatch::new(pattern),
+            selector,
             sample: sample.max(1),
             seen: AtomicU64::new(0),
             skipped: AtomicU64::new(0),
@@ -95,7 +121,10 @@ impl TapRegistry {
         if taps.is_empty() {
             return;
         }
-        for tap in taps.iter().filter(|t| t.pattern.matches(component)) {
+        for tap in taps
+            .iter()
+            .filter(|t| t.selector.matches(component, output))
+        {
             for event in events {
                 if tap.seen.fetch_add(1, Ordering::Relaxed) % tap.sample != 0 {
                     continue;
