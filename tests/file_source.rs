@@ -507,7 +507,11 @@ async fn a_line_split_by_the_runtime_is_cut_as_a_prefix_and_characters_survive()
     let t = "2026-12-05T10:00:00.000000000Z";
     append(
         &log,
-        &format!("{t} stdout P {}\n{t} stdout F {}\n", &line[..16_384], &line[16_384..]),
+        &format!(
+            "{t} stdout P {}\n{t} stdout F {}\n",
+            &line[..16_384],
+            &line[16_384..]
+        ),
     );
     let mut bytes = format!("{t} stderr P caf").into_bytes();
     bytes.extend_from_slice(b"\xc3\n");
@@ -533,8 +537,14 @@ async fn a_line_split_by_the_runtime_is_cut_as_a_prefix_and_characters_survive()
     assert_eq!(messages[0].len(), 16_384);
     assert!(line.starts_with(&messages[0]), "a prefix of the line");
     assert_eq!(messages[1], "café ok");
-    assert_eq!(counter(&telemetry, "sluice_file_truncated_lines_total"), 1.0);
-    assert_eq!(counter(&telemetry, "sluice_file_invalid_utf8_lines_total"), 0.0);
+    assert_eq!(
+        counter(&telemetry, "sluice_file_truncated_lines_total"),
+        1.0
+    );
+    assert_eq!(
+        counter(&telemetry, "sluice_file_invalid_utf8_lines_total"),
+        0.0
+    );
     topo.stop(Duration::from_secs(10)).await;
 }
 
@@ -576,7 +586,10 @@ async fn multiline_over_container_logs_groups_each_stream_apart() {
     assert_eq!(
         got,
         [
-            ("stderr".to_owned(), "ERROR boom\n  at frame1\n  at frame2".to_owned()),
+            (
+                "stderr".to_owned(),
+                "ERROR boom\n  at frame1\n  at frame2".to_owned()
+            ),
             ("stdout".to_owned(), "INFO next".to_owned()),
             ("stdout".to_owned(), "INFO request served".to_owned()),
         ]
