@@ -83,6 +83,22 @@ fn committed_reference_pages_are_current() {
         "options without a description (add a `///` doc comment to the field): {undescribed:?}"
     );
 
+    // The index gives every type a one-sentence purpose.
+    let index = &generated["README.md"];
+    let entries: Vec<&str> = index.lines().filter(|l| l.starts_with("- [`")).collect();
+    assert_eq!(entries.len(), count, "{index}");
+    let vague: Vec<&&str> = entries
+        .iter()
+        .filter(|l| {
+            let purpose = l.split_once(") ").map_or("", |(_, p)| p);
+            purpose.len() < 20 || !purpose.ends_with('.') || purpose.contains("options")
+        })
+        .collect();
+    assert!(
+        vague.is_empty(),
+        "types without a one-line purpose: {vague:#?}"
+    );
+
     let dedupe = &generated["transforms/dedupe.md"];
     assert!(
         dedupe.contains("| `cache_size` | integer | `5000` | no |"),

@@ -195,8 +195,8 @@ pub(crate) fn reference_pages(shipped: &[(String, String)]) -> Vec<(String, Stri
                 .options
                 .get("description")
                 .and_then(Value::as_str)
-                .and_then(|d| d.lines().next())
-                .unwrap_or("");
+                .map(first_sentence)
+                .unwrap_or_default();
             let entry = format!("- [`{}`]({path}) {summary}", t.type_name);
             index.push_str(entry.trim_end());
             index.push('\n');
@@ -320,4 +320,20 @@ fn page(t: &TypeSchema, defs: &Map<String, Value>, shipped: Option<&(String, Str
         )),
     }
     md
+}
+
+/// The first sentence of a description's first paragraph, on one line: the index's
+/// one-line purpose of a type.
+fn first_sentence(description: &str) -> String {
+    let paragraph = description
+        .split("\n\n")
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    match paragraph.find(". ") {
+        Some(at) => paragraph[..=at].to_owned(),
+        None => paragraph,
+    }
 }

@@ -10,6 +10,7 @@ use crate::component::{
     BoxFuture, BuildError, ComponentError, ComponentTask, SinkConfig, SinkContext, delivered,
 };
 
+/// Drops every event (counted), for tests and benchmarks.
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct BlackholeConfig {

@@ -70,6 +70,7 @@ fn default_event_type() -> String {
     "com.sluice.event".into()
 }
 
+/// Sends events as CloudEvents 1.0 over HTTP (structured, binary or batch), with OAuth2 client credentials.
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CloudEventsConfig {

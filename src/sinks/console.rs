@@ -24,6 +24,7 @@ pub(crate) enum ConsoleEncoding {
     Text,
 }
 
+/// Prints events on standard output.
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ConsoleConfig {

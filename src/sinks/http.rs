@@ -80,6 +80,7 @@ pub(crate) enum HttpAuth {
     Oauth2(crate::net::OAuth2Config),
 }
 
+/// Sends events to an HTTP endpoint in batches (JSON, NDJSON or a JSON array).
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct HttpSinkConfig {

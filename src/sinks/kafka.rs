@@ -54,6 +54,7 @@ pub(crate) enum Compression {
     Zstd,
 }
 
+/// Produces events to Kafka topics, each delivered on the broker's acknowledgement.
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct KafkaSinkConfig {

@@ -36,6 +36,7 @@ use crate::template::Template;
 const DEFAULT_URL: &str = "https://events.pagerduty.com/v2/enqueue";
 const MAX_SUMMARY: usize = 1024;
 
+/// Triggers, acknowledges and resolves PagerDuty alerts (Events API v2).
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct PagerDutyConfig {

@@ -22,6 +22,7 @@ use crate::event::Event;
 use crate::net::FailureHandling;
 use crate::program::{self, Mode, Outcome, ProgramSource, Runner};
 
+/// Posts events to a Slack incoming webhook, formatted by a VRL formatter.
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct SlackConfig {

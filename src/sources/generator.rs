@@ -19,6 +19,7 @@ use crate::telemetry::ComponentState;
 
 const DEFAULT_FORMAT: &str = r#"{"message":"generated event {{seq}}","seq":{{seq}}}"#;
 
+/// Generates synthetic events at a set rate, for tests and load.
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct GeneratorConfig {

@@ -76,6 +76,7 @@ pub(crate) struct Backfill {
     pub(crate) rate_limit: u32,
 }
 
+/// Reads stored events back from PostgreSQL (backfill), paced and resumable.
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct PostgresSourceConfig {

@@ -31,6 +31,7 @@ pub(crate) enum StdinDecoding {
     Lines,
 }
 
+/// Reads NDJSON or lines from standard input.
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct StdinConfig {

@@ -29,6 +29,7 @@ fn default_name() -> String {
     "aggregate".into()
 }
 
+/// Counts, sums, minimums, maximums and averages of fields per group and interval.
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct AggregateConfig {

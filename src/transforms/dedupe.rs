@@ -47,6 +47,7 @@ fn default_state_fields() -> Vec<String> {
     vec![crate::alert::field::STATUS.into()]
 }
 
+/// Drops repeated events: the same fields or fingerprint within a cache, or a state that did not change.
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct DedupeConfig {

@@ -58,6 +58,7 @@ pub(crate) struct TableConfig {
     pub(crate) target: Option<String>,
 }
 
+/// Adds context to every event: static fields, metadata, host and Kubernetes details, lookup tables.
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct EnrichConfig {

@@ -16,6 +16,7 @@ use crate::event::{EventBatch, EventStatus};
 use crate::program::{self, Mode, Outcome, ProgramSource, Runner};
 use crate::telemetry::ComponentMetrics;
 
+/// Keeps the events for which a VRL condition holds.
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct FilterConfig {

@@ -20,6 +20,7 @@ fn dot() -> String {
     ".".into()
 }
 
+/// Flattens nested objects into dotted keys.
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct FlattenConfig {
@@ -34,6 +35,7 @@ pub(crate) struct FlattenConfig {
     pub(crate) arrays: Arrays,
 }
 
+/// Turns dotted keys back into nested objects.
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct UnflattenConfig {

@@ -19,6 +19,7 @@ use crate::event::{Event, EventBatch, EventStatus, into_object};
 use crate::program::{self, CompiledProgram, Mode, Outcome, ProgramSource, Runner};
 use crate::telemetry::ComponentMetrics;
 
+/// Changes events with a VRL program; events it fails on go to `<id>.dropped`.
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RemapConfig {

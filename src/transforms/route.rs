@@ -16,6 +16,7 @@ use crate::program::{self, Mode, Outcome, ProgramSource, Runner};
 
 pub(crate) const UNMATCHED: &str = "_unmatched";
 
+/// Sends each event to the named outputs whose VRL condition holds (`_unmatched` when none does).
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RouteConfig {

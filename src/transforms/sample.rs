@@ -18,6 +18,7 @@ use crate::event::{EventBatch, EventStatus};
 use crate::program::{self, Mode, Outcome, ProgramSource, Runner};
 use crate::telemetry::ComponentMetrics;
 
+/// Keeps one event in N (or a ratio), consistently by key.
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct SampleConfig {

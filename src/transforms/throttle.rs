@@ -16,6 +16,7 @@ use crate::component::{
 };
 use crate::event::EventBatch;
 
+/// Limits events per key and window; the excess goes to `<id>.dropped`.
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ThrottleConfig {

@@ -64,6 +64,7 @@ pub(crate) enum Sync {
     Interval,
 }
 
+/// Writes events to files named from templates, with rotation and retention.
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct FileSinkConfig {

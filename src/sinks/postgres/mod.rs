@@ -34,6 +34,7 @@ use crate::component::{BoxFuture, BuildError, ComponentTask, SinkConfig, SinkCon
 use crate::delivery::DEAD_LETTER;
 use crate::net::FailureHandling;
 
+/// Stores events in PostgreSQL (the events store), batched and idempotent.
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct PostgresConfig {

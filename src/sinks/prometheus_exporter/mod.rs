@@ -31,6 +31,7 @@ use crate::component::{
 use crate::net::ServerAuth;
 use series::{Metrics, shared_state};
 
+/// Turns events into Prometheus counters, gauges and histograms, served for scraping.
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct PrometheusExporterConfig {

@@ -95,6 +95,7 @@ fn default_max_pending_batches() -> usize {
     128
 }
 
+/// Tails files matched by globs, line by line, across rotation, truncation and restarts.
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct FileSourceConfig {

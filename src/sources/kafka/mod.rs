@@ -52,6 +52,7 @@ pub(crate) enum AutoOffsetReset {
     Latest,
 }
 
+/// Consumes Kafka topics as a consumer group member, committing offsets only up to what was delivered.
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct KafkaSourceConfig {

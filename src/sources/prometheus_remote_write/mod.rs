@@ -27,6 +27,7 @@ use crate::sources::util::handover::{Handed, Intake};
 
 pub(crate) use proto::decode;
 
+/// Takes Prometheus remote-write requests: each sample becomes a metric event.
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RemoteWriteConfig {

@@ -71,6 +71,7 @@ pub(crate) struct Settings {
     pub(crate) keep_raw: bool,
 }
 
+/// Polls cloud status pages (RSS, Atom, JSON) and emits each outage change once.
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct StatusFeedConfig {

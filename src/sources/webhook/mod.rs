@@ -56,6 +56,7 @@ use crate::component::{
 };
 use crate::net::{ServerTls, tls_acceptor};
 
+/// Takes HTTP webhooks: vendor alert payloads decoded into normalized alerts, or generic JSON.
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct WebhookConfig {

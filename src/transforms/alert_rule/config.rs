@@ -39,7 +39,7 @@ fn default_severity() -> String {
     "medium".into()
 }
 
-/// The `alert_rule` transform's options.
+/// Evaluates alert rules (its own or Prometheus rule files) over metrics and events, with silences and inhibition.
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct AlertRuleConfig {

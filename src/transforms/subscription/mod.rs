@@ -126,7 +126,7 @@ struct RawConfig {
     api_outputs: Vec<String>,
 }
 
-/// `subscription` options.
+/// Sends each alert to the subscriptions it matches, each a named output.
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(try_from = "RawConfig")]
 pub struct SubscriptionConfig {
