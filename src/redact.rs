@@ -45,6 +45,10 @@ const SECRET_NAMES: &[&str] = &[
     "bearer",
     "authorization",
     "credentials",
+    "shared_key",
+    "auth_key",
+    "cookie",
+    "set_cookie",
 ];
 
 /// Name endings that mark a secret (`auth_token`, `sasl.password`, `hmac_secret`, …).
@@ -53,6 +57,14 @@ const SECRET_SUFFIXES: &[&str] = &["password", "passwd", "secret", "token", "tok
 /// Whether an option (or header) named `key` holds a secret. Only the last segment of a
 /// dotted path counts, so `sasl.password` is a secret and `token_url` is not.
 pub(crate) fn is_secret_key(key: &str) -> bool {
+    let lower = key.to_ascii_lowercase();
+    // librdkafka's: a private key in PEM, and configs that embed a client secret.
+    if lower.ends_with("key.pem")
+        || lower.ends_with("oauthbearer.config")
+        || lower.ends_with("jaas.config")
+    {
+        return true;
+    }
     let last = key.rsplit('.').next().unwrap_or(key);
     let name = last.to_ascii_lowercase().replace('-', "_");
     SECRET_NAMES
@@ -81,9 +93,61 @@ pub(crate) fn register(value: &str) {
     secrets.insert(at, value.to_owned());
 }
 
+/// Whether an environment variable's name says its value is a secret
+/// (`DB_PASSWORD`, `GITHUB_PAT`, `SLACK_TOKEN`, `API_KEY`): its value is registered
+/// when a pipeline file takes it.
+pub(crate) fn is_secret_variable(name: &str) -> bool {
+    const WORDS: &[&str] = &[
+        "PASS",
+        "PASSWORD",
+        "PASSWD",
+        "PWD",
+        "SECRET",
+        "TOKEN",
+        "KEY",
+        "PAT",
+        "AUTH",
+        "CREDENTIAL",
+        "CREDENTIALS",
+        "COOKIE",
+        "APIKEY",
+        "DSN",
+    ];
+    name.to_ascii_uppercase()
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .any(|word| WORDS.contains(&word))
+}
+
+/// `key=value` pairs that carry a secret in connection strings (libpq's `password=`,
+/// OAuth configs' `secret=`), and `user:password@` without `://` (a URL missing its
+/// slashes, or its scheme).
+static INLINE_SECRETS: LazyLock<[(regex::Regex, &'static str); 2]> = LazyLock::new(|| {
+    [
+        (
+            regex::Regex::new(
+                r"(?i)\b(password|passwd|pwd|secret|client_secret|token)(\s*=\s*)[^\s,;&'`]+",
+            )
+            .expect("constant regex"),
+            "${1}${2}[redacted]",
+        ),
+        (
+            regex::Regex::new(
+                r#"(^|[\s"'`(=,])([A-Za-z][A-Za-z0-9+.-]*:/?)?([^\s/@:"'`]+):[^\s/@"'`]+@"#,
+            )
+            .expect("constant regex"),
+            "${1}${2}${3}:[redacted]@",
+        ),
+    ]
+});
+
 /// `text` without any registered secret and without credentials inside URLs.
 pub(crate) fn redact(text: &str) -> Cow<'_, str> {
     let mut out = redact_urls(text);
+    for (pattern, replacement) in INLINE_SECRETS.iter() {
+        if pattern.is_match(&out) {
+            out = Cow::Owned(pattern.replace_all(&out, *replacement).into_owned());
+        }
+    }
     if let Ok(secrets) = SECRETS.read() {
         for secret in secrets.iter() {
             if out.contains(secret.as_str()) {
@@ -257,6 +321,53 @@ fn redact_path(host: &str, path: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn connection_strings_bare_userinfo_and_new_names_are_redacted() {
+        for (text, kept) in [
+            (
+                "host=db user=app password=PGKV24 dbname=ev",
+                "host=db user=app password=[redacted] dbname=ev",
+            ),
+            (
+                "the url `https:/user:SECRETPW80@host/x`",
+                "the url `https:/user:[redacted]@host/x`",
+            ),
+            (
+                "`url` `user:SECRETPW71@host/x`: the scheme is `user`",
+                "`url` `user:[redacted]@host/x`: the scheme is `user`",
+            ),
+            (
+                "sasl.oauthbearer.config: principal=a secret=OAUTHCFG42",
+                "sasl.oauthbearer.config: principal=a secret=[redacted]",
+            ),
+            ("at 10:30 on line 2: a@b", "at 10:30 on line 2: a@b"),
+        ] {
+            assert_eq!(redact(text), kept, "{text}");
+        }
+        for key in [
+            "shared_key",
+            "X-Auth-Key",
+            "Cookie",
+            "ssl.key.pem",
+            "sasl.oauthbearer.config",
+        ] {
+            assert!(is_secret_key(key), "{key}");
+        }
+        assert!(!is_secret_key("dedup_key"));
+        for name in [
+            "DB_PASS",
+            "GITHUB_PAT",
+            "SLACK_TOKEN",
+            "MY_SECRET",
+            "API_KEY",
+        ] {
+            assert!(is_secret_variable(name), "{name}");
+        }
+        for name in ["PATH", "HOME", "ALERTS_ADDRESS", "KEYBOARD"] {
+            assert!(!is_secret_variable(name), "{name}");
+        }
+    }
     use super::*;
 
     #[test]

@@ -18,7 +18,7 @@ pub(crate) fn load_pipeline(files: &[PathBuf]) -> Result<Pipeline, ConfigErrors>
                 PathBuf::from(crate::config::DEFAULT_PIPELINE_NAME),
                 crate::config::DEFAULT_PIPELINE.to_owned(),
             )],
-            |name| std::env::var(name).ok(),
+            crate::config::lookup_env,
         )
     } else {
         crate::config::load_files(files)

@@ -470,6 +470,27 @@ fn validate_deny_warnings_refuses_a_pipeline_with_warnings() {
     assert_eq!(out.status.code(), Some(78));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no .yaml or .yml file in this folder"));
 
+    // `-c` before the subcommand is refused, not ignored (it used to validate the
+    // default pipeline and pass); a comma in a path given with -c is part of it.
+    let out = sluice()
+        .args(["-c"])
+        .arg(&path)
+        .arg("validate")
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let comma = write_pipeline(
+        &dir,
+        "my,pipeline.yaml",
+        "sources:\n  src: { type: generator }\nsinks:\n  out: { type: blackhole, inputs: [src] }\n",
+    );
+    let out = sluice()
+        .args(["validate", "-c"])
+        .arg(&comma)
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+
     // Without --config, the embedded default pipeline is checked, with its variables.
     let out = sluice().arg("validate").output().expect("runs");
     assert_eq!(out.status.code(), Some(0), "{out:?}");
@@ -548,7 +569,20 @@ fn config_prints_the_merged_pipeline_redacted_and_graph_draws_it() {
         .arg(&again)
         .output()
         .expect("runs");
-    assert!(String::from_utf8_lossy(&out.stdout).contains("n_r --> n_pd"));
+    let mermaid = String::from_utf8_lossy(&out.stdout).into_owned();
+    let id_of = |label: &str| {
+        mermaid
+            .lines()
+            .find(|l| l.contains(label))
+            .and_then(|l| l.trim().split(['[', '(']).next())
+            .map(str::to_owned)
+            .unwrap_or_default()
+    };
+    let (r, pd) = (id_of("\"r (remap)\""), id_of("\"pd (pagerduty)\""));
+    assert!(
+        mermaid.contains(&format!("{r} --> {pd}")),
+        "r feeds pd: {mermaid}"
+    );
 }
 
 /// Completion scripts and the manual page are generated from the command line itself;

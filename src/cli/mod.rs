@@ -39,6 +39,9 @@ pub(crate) struct PluginDirs {
 
 #[derive(Parser)]
 #[command(
+    // `sluice -c x validate` would otherwise validate the default pipeline: options of
+    // `run` given before a subcommand are refused, not ignored.
+    args_conflicts_with_subcommands = true,
     name = "sluice",
     version = crate::build_info::LONG,
     about = "Moves monitoring events: webhooks, feeds, Kafka and files in; HTTP, Postgres, PagerDuty, Slack, Kafka out."
@@ -92,6 +95,26 @@ enum Command {
     },
     /// Print the manual page (roff), e.g. `sluice man > /usr/local/share/man/man1/sluice.1`.
     Man,
+}
+
+/// The pipeline files, folders and patterns a command was given: `--config` and
+/// `--config-dir`, or else `SLUICE_CONFIG` split at its commas (a comma in a path
+/// given with `--config` is just a comma).
+fn config_specs(config: &[PathBuf], config_dir: &[PathBuf]) -> Vec<PathBuf> {
+    let given: Vec<PathBuf> = config.iter().chain(config_dir).cloned().collect();
+    if !given.is_empty() {
+        return given;
+    }
+    std::env::var_os("SLUICE_CONFIG")
+        .map(|v| {
+            v.to_string_lossy()
+                .split(',')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .map(PathBuf::from)
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// A single-threaded runtime for the commands that talk to a running sluice; `None`,

@@ -19,13 +19,8 @@ use crate::telemetry::Telemetry;
 pub(crate) struct RunArgs {
     /// Pipeline files, folders (their `*.yaml` and `*.yml`) or glob patterns; all are
     /// merged into one pipeline.
-    #[arg(
-        long = "config",
-        short = 'c',
-        value_name = "PATH",
-        env = "SLUICE_CONFIG",
-        value_delimiter = ','
-    )]
+    /// Without any, `SLUICE_CONFIG` (paths separated by commas) names them.
+    #[arg(long = "config", short = 'c', value_name = "PATH")]
     pub(crate) config: Vec<PathBuf>,
     /// Folders whose `*.yaml` and `*.yml` files are pipeline files (files added later
     /// are picked up by the watcher).
@@ -101,12 +96,7 @@ pub(crate) fn run(args: RunArgs) -> u8 {
     let mut plugin_dirs = args.plugins.dirs.clone();
     plugin_dirs.extend(settings.plugin_dirs.iter().cloned());
     crate::plugins::set_dirs(plugin_dirs);
-    let specs: Vec<PathBuf> = args
-        .config
-        .iter()
-        .chain(&args.config_dir)
-        .cloned()
-        .collect();
+    let specs = super::config_specs(&args.config, &args.config_dir);
     let pipeline = match reload::load_pipeline(&specs) {
         Ok(p) => p,
         Err(errors) => {

@@ -1,6 +1,8 @@
 //! `sluice config`: the pipeline as `run` would take it: its files merged, variables
 //! filled in, secrets redacted. Printed as JSON, which is YAML too, so the output can be
-//! given back to `--config`.
+//! given back to `--config` (with the secrets put back). Scalars are shown as YAML
+//! reads them: an unquoted `007` in the file is the number 7 here, while the option it
+//! sets may have read it as text.
 
 use serde_json::{Map, Value};
 
@@ -27,7 +29,7 @@ pub(crate) fn config(args: &ValidateArgs) -> u8 {
                 }
             }
         };
-        let parsed = crate::config::interpolate(&text, |name| std::env::var(name).ok())
+        let parsed = crate::config::interpolate(&text, crate::config::lookup_env)
             .map_err(|_| "a variable is not set".to_owned())
             .and_then(|(text, _)| {
                 serde_saphyr::from_str::<Value>(&text).map_err(|e| e.to_string())
@@ -69,22 +71,50 @@ fn merge(into: &mut Map<String, Value>, file: Map<String, Value>) {
     }
 }
 
-/// Replaces the values of secret options, and secrets and URL credentials anywhere.
+/// Headers and `extra_args` whose names suggest credentials, beyond the secret option
+/// names (`X-Auth-Key`, `X-Session-Cookie`, `X-Goog-Api-Key`).
+fn credential_like(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    is_secret_key(&name)
+        || ["auth", "cookie", "key", "token", "secret", "session"]
+            .iter()
+            .any(|w| name.contains(w))
+}
+
+/// Replaces the values of secret options, and secrets and URL credentials anywhere;
+/// `$` is written `$$`, so that the output, read as a pipeline file, means what it says.
 fn scrub(value: &mut Value, secret: bool) {
+    scrub_in(value, secret, false);
+}
+
+fn scrub_in(value: &mut Value, secret: bool, key_values: bool) {
     match value {
         Value::String(s) if secret => *s = REDACTED.to_owned(),
+        // `headers` or `extra_args` as one `Name=value,Name2=value2` string.
+        Value::String(s) if key_values => {
+            let pairs: Vec<String> = s
+                .split(',')
+                .map(|pair| match pair.split_once('=') {
+                    Some((k, _)) if credential_like(k.trim()) => format!("{k}={REDACTED}"),
+                    _ => pair.to_owned(),
+                })
+                .collect();
+            *s = redact(&pairs.join(",")).replace('$', "$$");
+        }
         Value::String(s) => {
-            let clean = redact(s).into_owned();
+            let clean = redact(s).replace('$', "$$");
             *s = clean;
         }
-        Value::Array(items) => items.iter_mut().for_each(|v| scrub(v, secret)),
+        Value::Array(items) => items.iter_mut().for_each(|v| scrub_in(v, secret, false)),
         Value::Object(map) => {
             for (key, v) in map.iter_mut() {
-                scrub(v, secret || is_secret_key(key));
+                let pairs = matches!(key.as_str(), "headers" | "extra_args");
+                let hidden = secret || is_secret_key(key) || (key_values && credential_like(key));
+                scrub_in(v, hidden, pairs);
             }
         }
         Value::Number(_) | Value::Bool(_) | Value::Null if secret => {
-            *value = Value::String(REDACTED.to_owned())
+            *value = Value::String(REDACTED.to_owned());
         }
         _ => {}
     }
@@ -110,5 +140,28 @@ mod tests {
         assert!(!text.contains("12345"), "{text}");
         assert!(text.contains("https://example.com/x"), "{text}");
         assert_eq!(v["sinks"]["pd"]["routing_key"], REDACTED);
+    }
+
+    #[test]
+    fn headers_in_either_form_and_dollars_are_written_safely() {
+        let mut v = serde_json::json!({
+            "sinks": {
+                "a": { "headers": "Authorization=Bearer HDRSTR22,X-Trace=on,X-Auth-Key=K123456" },
+                "b": { "headers": { "Cookie": "session=COOKIE20", "X-Trace": "on" },
+                       "extra_args": "api_key=EXTRAARGS12,team=db" },
+                "c": { "source": ".price = \"${HOME} costs $5\"" }
+            }
+        });
+        scrub(&mut v, false);
+        let text = v.to_string();
+        for secret in ["HDRSTR22", "K123456", "COOKIE20", "EXTRAARGS12"] {
+            assert!(!text.contains(secret), "{secret}: {text}");
+        }
+        assert!(
+            text.contains("X-Trace=on") && text.contains("team=db"),
+            "{text}"
+        );
+        assert_eq!(v["sinks"]["b"]["headers"]["X-Trace"], "on");
+        assert_eq!(v["sinks"]["c"]["source"], ".price = \"$${HOME} costs $$5\"");
     }
 }

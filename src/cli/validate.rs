@@ -14,13 +14,8 @@ use crate::settings::{Overrides, Settings};
 pub(crate) struct ValidateArgs {
     /// Pipeline files, folders (their `*.yaml` and `*.yml`) or glob patterns, merged
     /// into one pipeline (none: the embedded default pipeline, as `run` would start it).
-    #[arg(
-        long = "config",
-        short = 'c',
-        value_name = "PATH",
-        env = "SLUICE_CONFIG",
-        value_delimiter = ','
-    )]
+    /// Without any, `SLUICE_CONFIG` (paths separated by commas) names them.
+    #[arg(long = "config", short = 'c', value_name = "PATH")]
     pub(crate) config: Vec<PathBuf>,
     /// Folders whose `*.yaml` and `*.yml` files are pipeline files.
     #[arg(long = "config-dir", value_name = "DIR")]
@@ -48,12 +43,7 @@ pub(crate) fn load(args: &ValidateArgs) -> Result<Pipeline, u8> {
     let mut plugin_dirs = args.plugins.dirs.clone();
     plugin_dirs.extend(settings.plugin_dirs.iter().cloned());
     crate::plugins::set_dirs(plugin_dirs);
-    let specs: Vec<PathBuf> = args
-        .config
-        .iter()
-        .chain(&args.config_dir)
-        .cloned()
-        .collect();
+    let specs = super::config_specs(&args.config, &args.config_dir);
     reload::load_pipeline(&specs).map_err(|errors| {
         for e in &errors.0 {
             eprintln!("error: {e}");

@@ -181,7 +181,17 @@ pub fn load_files(specs: &[PathBuf]) -> Result<Pipeline, ConfigErrors> {
     if !errors.is_empty() {
         return Err(ConfigErrors(errors));
     }
-    load_texts(&texts, |name| std::env::var(name).ok())
+    load_texts(&texts, lookup_env)
+}
+
+/// A variable for a pipeline file, from the environment; the value of one whose name
+/// says it is a secret is registered for redaction.
+pub(crate) fn lookup_env(name: &str) -> Option<String> {
+    let value = std::env::var(name).ok()?;
+    if crate::redact::is_secret_variable(name) {
+        crate::redact::register(&value);
+    }
+    Some(value)
 }
 
 /// Loads, merges and validates pipeline texts (`(file name, text)`).

@@ -37,7 +37,7 @@ pub fn resolve(specs: &[PathBuf]) -> Result<Vec<PathBuf>, ConfigErrors> {
                 errors.push(error(spec, "no .yaml or .yml file in this folder".into()));
             }
             files.extend(found);
-        } else if is_pattern(spec) {
+        } else if is_pattern(spec) && !spec.exists() {
             let pattern = spec.to_string_lossy();
             // As a shell does: `*` does not match a leading dot.
             let options = glob::MatchOptions {
@@ -65,8 +65,9 @@ pub fn resolve(specs: &[PathBuf]) -> Result<Vec<PathBuf>, ConfigErrors> {
     if !errors.is_empty() {
         return Err(ConfigErrors(errors));
     }
+    // One file named twice (`-c . -c p.yaml`, a symlink beside its target) is read once.
     let mut seen = std::collections::HashSet::new();
-    files.retain(|f| seen.insert(f.clone()));
+    files.retain(|f| seen.insert(std::fs::canonicalize(f).unwrap_or_else(|_| f.clone())));
     Ok(files)
 }
 
@@ -112,6 +113,21 @@ mod tests {
         let pattern = dir.path().join("*.yaml");
         let files = resolve(&[pattern, dir.path().join("b.yaml")]).expect("resolves");
         assert_eq!(files, [dir.path().join("b.yaml")], "each file once");
+        std::os::unix::fs::symlink(dir.path().join("b.yaml"), dir.path().join("link.yaml"))
+            .expect("symlink");
+        let files = resolve(&[dir.path().to_path_buf()]).expect("resolves");
+        assert_eq!(
+            files.len(),
+            2,
+            "a symlink to a file read already: {files:?}"
+        );
+        let literal = dir.path().join("src[prod].yaml");
+        std::fs::write(&literal, "").expect("write");
+        assert_eq!(
+            resolve(std::slice::from_ref(&literal)).expect("resolves"),
+            [literal],
+            "an existing file is a file, brackets or not"
+        );
 
         let empty = tempfile::tempdir().expect("tempdir");
         let e = resolve(&[empty.path().to_path_buf(), dir.path().join("*.json")])
