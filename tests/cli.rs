@@ -619,6 +619,17 @@ fn completions_and_the_manual_page_cover_every_subcommand() {
         page.contains("validate") && page.contains("completions"),
         "{page}"
     );
+    // --out writes the pages the main one refers to, with each subcommand's options.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = sluice()
+        .args(["man", "--out"])
+        .arg(dir.path())
+        .output()
+        .expect("runs");
+    assert!(out.status.success(), "{out:?}");
+    let validate = std::fs::read_to_string(dir.path().join("sluice-validate.1")).expect("page");
+    assert!(validate.contains("deny\\-warnings"), "{validate}");
+    assert!(dir.path().join("sluice.1").exists() && dir.path().join("sluice-run.1").exists());
 }
 
 #[test]

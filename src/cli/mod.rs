@@ -93,8 +93,13 @@ enum Command {
         /// The shell to complete for.
         shell: clap_complete::Shell,
     },
-    /// Print the manual page (roff), e.g. `sluice man > /usr/local/share/man/man1/sluice.1`.
-    Man,
+    /// Print the manual page (roff), e.g. `sluice man > /usr/local/share/man/man1/sluice.1`;
+    /// with `--out DIR`, write it and a page per subcommand (`sluice-run.1`, …) there.
+    Man {
+        /// A folder to write `sluice.1` and the subcommands' pages into.
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
 }
 
 /// The pipeline files, folders and patterns a command was given: `--config` and
@@ -115,6 +120,26 @@ fn config_specs(config: &[PathBuf], config_dir: &[PathBuf]) -> Vec<PathBuf> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// The manual page on standard output; or, into `out`, it and one page per
+/// subcommand, named as the main page refers to them (`sluice-run(1)`).
+fn man_pages(out: Option<&std::path::Path>) -> std::io::Result<()> {
+    let command = <Cli as clap::CommandFactory>::command();
+    let Some(dir) = out else {
+        return clap_mangen::Man::new(command).render(&mut std::io::stdout());
+    };
+    std::fs::create_dir_all(dir)?;
+    let mut file = std::fs::File::create(dir.join("sluice.1"))?;
+    clap_mangen::Man::new(command.clone()).render(&mut file)?;
+    for sub in command.get_subcommands() {
+        let name = format!("sluice-{}", sub.get_name());
+        let mut file = std::fs::File::create(dir.join(format!("{name}.1")))?;
+        clap_mangen::Man::new(sub.clone())
+            .title(name)
+            .render(&mut file)?;
+    }
+    Ok(())
 }
 
 /// A single-threaded runtime for the commands that talk to a running sluice; `None`,
@@ -155,16 +180,13 @@ pub fn main() -> u8 {
             clap_complete::generate(shell, &mut command, "sluice", &mut std::io::stdout());
             0
         }
-        Some(Command::Man) => {
-            let command = <Cli as clap::CommandFactory>::command();
-            match clap_mangen::Man::new(command).render(&mut std::io::stdout()) {
-                Ok(()) => 0,
-                Err(e) => {
-                    eprintln!("error: cannot write the manual page: {e}");
-                    1
-                }
+        Some(Command::Man { out }) => match man_pages(out.as_deref()) {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("error: cannot write the manual pages: {e}");
+                1
             }
-        }
+        },
         Some(Command::Run(args)) => run::run(args),
         None => run::run(cli.run),
     }
