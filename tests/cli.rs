@@ -874,7 +874,8 @@ async fn promtool_accepts_the_metrics_exposition() {
     let mut cmd = sluice();
     cmd.args(["run", "-c"])
         .arg(&path)
-        .args(["--api-address", &format!("127.0.0.1:{api}")]);
+        .args(["--api-address", &format!("127.0.0.1:{api}")])
+        .env("SLUICE_MEMORY_LIMIT", "64MiB");
     let _p = Process::spawn(cmd);
     wait_for_port(hook).await;
     let r = reqwest::Client::new()
@@ -885,6 +886,21 @@ async fn promtool_accepts_the_metrics_exposition() {
         .expect("POST");
     assert_eq!(r.status(), 200);
     let (_, metrics) = get(&format!("http://127.0.0.1:{api}/metrics")).await;
+    // The process's own metrics and the memory budget's, beside the components'.
+    let value = |name: &str| {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .and_then(|v| v.parse::<f64>().ok())
+    };
+    assert_eq!(
+        value("sluice_memory_limit_bytes"),
+        Some(64.0 * 1024.0 * 1024.0)
+    );
+    assert!(value("sluice_memory_used_ratio").is_some_and(|r| (0.0..=1.0).contains(&r)));
+    assert!(value("process_resident_memory_bytes").is_some_and(|r| r > 1e6));
+    assert!(value("process_open_fds").is_some_and(|n| n > 3.0));
+    assert!(metrics.contains("sluice_build_info{version="), "{metrics}");
     let mut check = std::process::Command::new("promtool")
         .args(["check", "metrics"])
         .stdin(Stdio::piped())

@@ -93,6 +93,12 @@ pub(crate) async fn serve(run: Run) -> anyhow::Result<u8> {
         file_notices: notices.clone(),
         ..TopologyOptions::default()
     };
+    if let Some(budget) = &options.memory_budget {
+        let budget = Arc::clone(budget);
+        telemetry.set_memory_probe(crate::telemetry::MemoryProbe(Box::new(move || {
+            (budget.used(), budget.limit())
+        })));
+    }
     // Watch before starting: an edit made while the pipeline starts must not be missed
     // (its notification waits in the channel and triggers a reload once running).
     let (changed_tx, changed_rx) = mpsc::unbounded_channel();

@@ -8,6 +8,7 @@
 //! component that is replaced keeps its counters monotonic.
 
 pub(crate) mod backfill;
+mod process;
 mod prometheus;
 pub mod snapshot;
 pub(crate) mod status_feeds;
@@ -237,6 +238,17 @@ pub struct Telemetry {
     status_feeds: Arc<status_feeds::StatusFeedRegistry>,
     /// What each transform and sink reads (`component`, `output`), for `tap --inputs-of`.
     inputs: Mutex<Wiring>,
+    /// The memory budget's use and limit in bytes, when `memory_limit` is set.
+    memory: Mutex<Option<MemoryProbe>>,
+}
+
+/// Reads the memory budget (which lives in a layer above this one).
+pub(crate) struct MemoryProbe(pub(crate) Box<dyn Fn() -> (usize, usize) + Send + Sync>);
+
+impl std::fmt::Debug for MemoryProbe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MemoryProbe")
+    }
 }
 
 /// The running configuration, as `/health` reports it.
@@ -310,6 +322,16 @@ impl Telemetry {
     /// Where `sluice tap` readers attach.
     pub(crate) fn taps(&self) -> &Arc<tap::TapRegistry> {
         &self.taps
+    }
+
+    /// Where `/metrics` reads the memory budget's use and limit from.
+    pub(crate) fn set_memory_probe(&self, probe: MemoryProbe) {
+        *lock(&self.memory) = Some(probe);
+    }
+
+    /// The memory budget's (used, limit) in bytes, when there is one.
+    fn memory(&self) -> Option<(usize, usize)> {
+        lock(&self.memory).as_ref().map(|p| (p.0)())
     }
 
     /// The running pipeline's wiring: what each transform and sink reads.

@@ -180,6 +180,18 @@ pub(super) fn render(t: &Telemetry) -> String {
         "Time to load, validate and apply a pipeline, including the hand-over of replaced components.",
         &t.reload_duration.snapshot(),
     );
+    if let Some((used, limit)) = t.memory() {
+        let share = if limit == 0 {
+            0.0
+        } else {
+            used as f64 / limit as f64
+        };
+        let _ = writeln!(
+            out,
+            "# HELP sluice_memory_limit_bytes The memory_limit setting: bytes that in-memory buffers and decoding may hold.\n# TYPE sluice_memory_limit_bytes gauge\nsluice_memory_limit_bytes {limit}\n# HELP sluice_memory_used_bytes Bytes of memory_limit in use.\n# TYPE sluice_memory_used_bytes gauge\nsluice_memory_used_bytes {used}\n# HELP sluice_memory_used_ratio The share of memory_limit in use (0 to 1).\n# TYPE sluice_memory_used_ratio gauge\nsluice_memory_used_ratio {share}"
+        );
+    }
+    super::process::render(&mut out);
     out
 }
 
