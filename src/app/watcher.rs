@@ -395,7 +395,16 @@ mod tests {
         let file = rig.path("pipeline.yaml");
         std::fs::write(&file, "a: 1\n").expect("write");
         rig.watcher.set_files(std::slice::from_ref(&file));
-        std::fs::write(&file, "a: 1\n").expect("same bytes");
+        // The same bytes put in place whole (a rewrite in place may be read half-way:
+        // truncated, then written), a touch, and another file.
+        let tmp = rig.path(".pipeline.yaml.new");
+        std::fs::write(&tmp, "a: 1\n").expect("same bytes");
+        std::fs::rename(&tmp, &file).expect("replace");
+        std::fs::File::options()
+            .write(true)
+            .open(&file)
+            .and_then(|f| f.set_modified(std::time::SystemTime::now()))
+            .expect("touch");
         std::fs::write(rig.path("unrelated.txt"), "x").expect("other file");
         rig.assert_quiet().await;
     }
