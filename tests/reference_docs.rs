@@ -49,7 +49,20 @@ fn committed_reference_pages_are_current() {
     let committed = read_tree(&Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/reference"));
     let count =
         sluice::sources::TYPES.len() + sluice::transforms::TYPES.len() + sluice::sinks::TYPES.len();
-    assert_eq!(generated.len(), count + 1, "a page per type and an index");
+    assert_eq!(
+        generated.len(),
+        count + 4,
+        "a page per type, an index, settings, the API and its OpenAPI document"
+    );
+    assert!(generated["settings.md"].contains("auth_token"));
+    let api = &generated["api.md"];
+    assert!(
+        api.contains("| POST | `/reload` |") && api.contains("| GET | `/tap` |"),
+        "{api}"
+    );
+    let openapi: serde_json::Value =
+        serde_json::from_str(&generated["openapi.json"]).expect("the OpenAPI document");
+    assert_eq!(openapi["openapi"].as_str().map(|v| &v[..2]), Some("3."));
 
     let mut stale = Vec::new();
     for (path, text) in &generated {
@@ -86,6 +99,10 @@ fn committed_reference_pages_are_current() {
     // The index gives every type a one-sentence purpose.
     let index = &generated["README.md"];
     let entries: Vec<&str> = index.lines().filter(|l| l.starts_with("- [`")).collect();
+    assert!(
+        index.contains("(settings.md)") && index.contains("(api.md)"),
+        "{index}"
+    );
     assert_eq!(entries.len(), count, "{index}");
     let vague: Vec<&&str> = entries
         .iter()

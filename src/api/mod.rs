@@ -51,6 +51,11 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 pub use self::access::{Access, Role};
+
+/// This API's OpenAPI 3.1 document (JSON), as `GET /openapi.json` serves it.
+pub(crate) fn openapi_document() -> &'static str {
+    routes::DOCUMENT.as_str()
+}
 pub(crate) use self::guard::Guard;
 use self::guard::browser_guard;
 use crate::silences;

@@ -126,7 +126,7 @@ fn operation_id(method: &Method, path: &str) -> String {
     )
 }
 
-static DOCUMENT: LazyLock<Arc<String>> = LazyLock::new(|| {
+pub(super) static DOCUMENT: LazyLock<Arc<String>> = LazyLock::new(|| {
     let (_, doc) = table();
     Arc::new(
         doc.to_json()

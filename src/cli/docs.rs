@@ -204,8 +204,58 @@ pub(crate) fn reference_pages(shipped: &[(String, String)]) -> Vec<(String, Stri
             pages.push((path, page(t, &c.defs, shipped)));
         }
     }
+    index.push_str(
+        "\n## Beyond components\n\n- [Settings](settings.md): the global settings, their defaults and their environment variables\n- [API](api.md): every endpoint, the role it needs, and the OpenAPI document ([`openapi.json`](openapi.json))\n",
+    );
     pages.insert(0, ("README.md".to_owned(), index));
+    pages.push(("settings.md".to_owned(), settings_page()));
+    pages.push(("api.md".to_owned(), api_page()));
+    pages.push((
+        "openapi.json".to_owned(),
+        format!("{}\n", crate::api::openapi_document()),
+    ));
     pages
+}
+
+/// The global settings: the embedded defaults file, whose comments document each one.
+fn settings_page() -> String {
+    format!(
+        "{GENERATED}# Settings\n\nGlobal settings (not the pipeline): where state lives, the API, logging and the memory budget. Each layer overrides the one before it: the embedded defaults below, the file given with `--settings`, `SLUICE_*` environment variables (`SLUICE_` then the path with `__` between levels: `SLUICE_API__ADDRESS`, `SLUICE_LOG__LEVEL`), then `--data-dir` and `--api-address`. An unknown key in the file, or a value that cannot be used, stops sluice with the setting's name.\n\n```yaml\n{}```\n",
+        crate::settings::DEFAULT_SETTINGS
+    )
+}
+
+/// Every API operation from the OpenAPI document: method, path, the role it needs and
+/// what it does.
+fn api_page() -> String {
+    let mut out = format!(
+        "{GENERATED}# API\n\nsluice's HTTP API (`api.address`, default `127.0.0.1:8686`). Its OpenAPI 3.1 document is served at `GET /openapi.json` and committed as [`openapi.json`](openapi.json). Roles (`viewer` < `operator` < `admin`) come from `api.tokens`; without any token configured the API stays on loopback and needs none.\n\n| method | path | what it does |\n|---|---|---|\n"
+    );
+    let doc: Value = serde_json::from_str(crate::api::openapi_document()).unwrap_or_default();
+    if let Some(paths) = doc.get("paths").and_then(Value::as_object) {
+        for (path, item) in paths {
+            let Some(ops) = item.as_object() else {
+                continue;
+            };
+            for (method, op) in ops {
+                let description = op
+                    .get("description")
+                    .or_else(|| op.get("summary"))
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .split_whitespace()
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                out.push_str(&format!(
+                    "| {} | `{}` | {} |\n",
+                    method.to_uppercase(),
+                    path,
+                    cell(&description)
+                ));
+            }
+        }
+    }
+    out
 }
 
 const GENERATED: &str =
