@@ -694,7 +694,16 @@ async fn health_names_a_failed_component_and_the_webhook_answers_503() {
         .expect("POST completes");
     assert_eq!(response.status(), 503);
 
-    let (code, body) = get(&format!("http://127.0.0.1:{api}/health")).await;
+    // The sink's failure reaches /health as its task ends, which may be just after the
+    // webhook answered.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let (code, body) = loop {
+        let (code, body) = get(&format!("http://127.0.0.1:{api}/health")).await;
+        if code == 503 || std::time::Instant::now() > deadline {
+            break (code, body);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
     assert_eq!(code, 503);
     let health: serde_json::Value = serde_json::from_str(&body).expect("json");
     assert_eq!(health["unhealthy"], serde_json::json!(["out"]));
