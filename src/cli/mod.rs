@@ -102,24 +102,44 @@ enum Command {
     },
 }
 
-/// The pipeline files, folders and patterns a command was given: `--config` and
-/// `--config-dir`, or else `SLUICE_CONFIG` split at its commas (a comma in a path
-/// given with `--config` is just a comma).
-fn config_specs(config: &[PathBuf], config_dir: &[PathBuf]) -> Vec<PathBuf> {
-    let given: Vec<PathBuf> = config.iter().chain(config_dir).cloned().collect();
-    if !given.is_empty() {
-        return given;
+/// `--config` and `--config-dir`, taken by every command that loads a pipeline.
+#[derive(Args, Clone, Default)]
+pub(crate) struct PipelineFiles {
+    /// Pipeline files, folders (their `*.yaml` and `*.yml`) or glob patterns, merged
+    /// into one pipeline (none: the embedded default pipeline). Without any,
+    /// `SLUICE_CONFIG` (paths separated by commas) names them.
+    #[arg(long = "config", short = 'c', value_name = "PATH")]
+    pub(crate) config: Vec<PathBuf>,
+    /// Folders whose `*.yaml` and `*.yml` files are pipeline files (under `run`, files
+    /// added later are picked up by the watcher).
+    #[arg(long = "config-dir", value_name = "DIR")]
+    pub(crate) config_dir: Vec<PathBuf>,
+}
+
+impl PipelineFiles {
+    /// What was given: `--config` and `--config-dir`, or else `SLUICE_CONFIG` split at
+    /// its commas (a comma in a path given with `--config` is just a comma).
+    pub(crate) fn specs(&self) -> Vec<PathBuf> {
+        let given: Vec<PathBuf> = self
+            .config
+            .iter()
+            .chain(&self.config_dir)
+            .cloned()
+            .collect();
+        if !given.is_empty() {
+            return given;
+        }
+        std::env::var_os("SLUICE_CONFIG")
+            .map(|v| {
+                v.to_string_lossy()
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|p| !p.is_empty())
+                    .map(PathBuf::from)
+                    .collect()
+            })
+            .unwrap_or_default()
     }
-    std::env::var_os("SLUICE_CONFIG")
-        .map(|v| {
-            v.to_string_lossy()
-                .split(',')
-                .map(str::trim)
-                .filter(|p| !p.is_empty())
-                .map(PathBuf::from)
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 /// The manual page on standard output; or, into `out`, it and one page per

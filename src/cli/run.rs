@@ -17,15 +17,8 @@ use crate::telemetry::Telemetry;
 
 #[derive(Args, Clone, Default)]
 pub(crate) struct RunArgs {
-    /// Pipeline files, folders (their `*.yaml` and `*.yml`) or glob patterns; all are
-    /// merged into one pipeline.
-    /// Without any, `SLUICE_CONFIG` (paths separated by commas) names them.
-    #[arg(long = "config", short = 'c', value_name = "PATH")]
-    pub(crate) config: Vec<PathBuf>,
-    /// Folders whose `*.yaml` and `*.yml` files are pipeline files (files added later
-    /// are picked up by the watcher).
-    #[arg(long = "config-dir", value_name = "DIR")]
-    pub(crate) config_dir: Vec<PathBuf>,
+    #[command(flatten)]
+    pub(crate) files: super::PipelineFiles,
     /// Global settings file (overrides the embedded config/default.yaml).
     #[arg(long, value_name = "FILE")]
     pub(crate) settings: Option<PathBuf>,
@@ -96,7 +89,7 @@ pub(crate) fn run(args: RunArgs) -> u8 {
     let mut plugin_dirs = args.plugins.dirs.clone();
     plugin_dirs.extend(settings.plugin_dirs.iter().cloned());
     crate::plugins::set_dirs(plugin_dirs);
-    let specs = super::config_specs(&args.config, &args.config_dir);
+    let specs = args.files.specs();
     let pipeline = match reload::load_pipeline(&specs) {
         Ok(p) => p,
         Err(errors) => {

@@ -10,7 +10,8 @@ pub(crate) fn test(args: &ValidateArgs) -> u8 {
     if pipeline.tests.is_empty() {
         println!(
             "no tests in {}",
-            args.config
+            args.files
+                .specs()
                 .iter()
                 .map(|p| p.display().to_string())
                 .collect::<Vec<_>>()

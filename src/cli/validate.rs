@@ -12,14 +12,8 @@ use crate::settings::{Overrides, Settings};
 
 #[derive(Args)]
 pub(crate) struct ValidateArgs {
-    /// Pipeline files, folders (their `*.yaml` and `*.yml`) or glob patterns, merged
-    /// into one pipeline (none: the embedded default pipeline, as `run` would start it).
-    /// Without any, `SLUICE_CONFIG` (paths separated by commas) names them.
-    #[arg(long = "config", short = 'c', value_name = "PATH")]
-    pub(crate) config: Vec<PathBuf>,
-    /// Folders whose `*.yaml` and `*.yml` files are pipeline files.
-    #[arg(long = "config-dir", value_name = "DIR")]
-    pub(crate) config_dir: Vec<PathBuf>,
+    #[command(flatten)]
+    pub(crate) files: super::PipelineFiles,
     /// Global settings file, checked as `run` would read it (over the embedded
     /// config/default.yaml, under the `SLUICE_*` environment variables, which are
     /// checked either way).
@@ -43,7 +37,7 @@ pub(crate) fn load(args: &ValidateArgs) -> Result<Pipeline, u8> {
     let mut plugin_dirs = args.plugins.dirs.clone();
     plugin_dirs.extend(settings.plugin_dirs.iter().cloned());
     crate::plugins::set_dirs(plugin_dirs);
-    let specs = super::config_specs(&args.config, &args.config_dir);
+    let specs = args.files.specs();
     reload::load_pipeline(&specs).map_err(|errors| {
         for e in &errors.0 {
             eprintln!("error: {e}");

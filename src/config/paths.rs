@@ -32,7 +32,7 @@ pub fn resolve(specs: &[PathBuf]) -> Result<Vec<PathBuf>, ConfigErrors> {
     };
     for spec in specs {
         if spec.is_dir() {
-            let found = folder_files(spec);
+            let found = listing(spec);
             if found.is_empty() {
                 errors.push(error(spec, "no .yaml or .yml file in this folder".into()));
             }
@@ -71,8 +71,9 @@ pub fn resolve(specs: &[PathBuf]) -> Result<Vec<PathBuf>, ConfigErrors> {
     Ok(files)
 }
 
-/// The `.yaml` and `.yml` files of a folder, by name.
-fn folder_files(dir: &Path) -> Vec<PathBuf> {
+/// The `.yaml` and `.yml` files of a folder, by name (also what the watcher compares
+/// to see files added or removed).
+pub(crate) fn listing(dir: &Path) -> Vec<PathBuf> {
     let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
         .map(|entries| {
             entries
@@ -89,11 +90,6 @@ fn folder_files(dir: &Path) -> Vec<PathBuf> {
 /// The folders among `specs`: watched for files added or removed.
 pub(crate) fn folders(specs: &[PathBuf]) -> Vec<PathBuf> {
     specs.iter().filter(|s| s.is_dir()).cloned().collect()
-}
-
-/// What a folder holds, for the watcher: its pipeline files' names.
-pub(crate) fn listing(dir: &Path) -> Vec<PathBuf> {
-    folder_files(dir)
 }
 
 #[cfg(test)]
