@@ -161,7 +161,11 @@ impl SinkConfig for CaptureSink {
                     if me.status == EventStatus::Delivered {
                         cx.metrics.add_sent(batch.len());
                     } else {
-                        cx.metrics.add_errors(batch.len());
+                        cx.metrics.add_errors(
+                            batch.len(),
+                            crate::telemetry::ErrorType::Delivery,
+                            crate::telemetry::Stage::Sending,
+                        );
                     }
                     settle_all(batch, me.status);
                 }

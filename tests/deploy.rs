@@ -297,13 +297,18 @@ fn local_non_loopback_ip() -> Option<std::net::IpAddr> {
 }
 
 /// Sample names in a Prometheus exposition.
+/// The names of every sample, and of every family declared by a `# TYPE` line (a family
+/// whose series appear at their first count, like errors, has no sample before).
 fn exported_names(metrics: &str) -> Vec<String> {
-    metrics
+    let samples = metrics
         .lines()
         .filter(|l| !l.starts_with('#') && !l.is_empty())
-        .filter_map(|l| l.split(['{', ' ']).next())
-        .map(str::to_owned)
-        .collect()
+        .filter_map(|l| l.split(['{', ' ']).next());
+    let families = metrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split(' ').next());
+    samples.chain(families).map(str::to_owned).collect()
 }
 
 #[tokio::test]
@@ -377,6 +382,78 @@ async fn probes_and_dashboard_metrics_exist_on_a_running_agent() {
         missing.is_empty(),
         "the dashboard queries metrics sluice does not export: {missing:?}"
     );
+    if common::tool_or_skip("promtool", "prometheus") {
+        promtool_accepts(&metrics, &dashboard);
+    }
+}
+
+/// Prometheus's own linter accepts the exposition (one group per family, histogram
+/// buckets, counter names), and its rule checker parses every dashboard query.
+fn promtool_accepts(metrics: &str, dashboard: &Value) {
+    use std::io::Write;
+    let (ok, said) = run_with_stdin(
+        std::process::Command::new("promtool").args(["check", "metrics"]),
+        metrics.as_bytes(),
+    );
+    assert!(ok, "promtool check metrics refused /metrics:\n{said}");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rules = dir.path().join("dashboard.yml");
+    let mut file = std::fs::File::create(&rules).expect("create");
+    writeln!(file, "groups:\n- name: dashboard\n  rules:").expect("write");
+    let mut n = 0;
+    for panel in dashboard["panels"].as_array().expect("panels") {
+        for target in panel["targets"].as_array().expect("targets") {
+            let expr = target["expr"]
+                .as_str()
+                .expect("expr")
+                .replace("$__rate_interval", "5m")
+                .replace("$job", ".*")
+                .replace("$instance", ".*");
+            n += 1;
+            writeln!(
+                file,
+                "  - record: dashboard_query_{n}\n    expr: {}",
+                serde_json::to_string(&expr).expect("quoted")
+            )
+            .expect("write");
+        }
+    }
+    drop(file);
+    let out = std::process::Command::new("promtool")
+        .args(["check", "rules"])
+        .arg(&rules)
+        .output()
+        .expect("promtool");
+    assert!(
+        out.status.success(),
+        "promtool cannot parse a dashboard query:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Runs `cmd` with `input` on stdin: (success, stdout and stderr).
+fn run_with_stdin(cmd: &mut std::process::Command, input: &[u8]) -> (bool, String) {
+    use std::io::Write;
+    let mut child = cmd
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input)
+        .expect("write stdin");
+    let out = child.wait_with_output().expect("wait");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), said)
 }
 
 #[test]

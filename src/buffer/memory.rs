@@ -191,7 +191,7 @@ impl Sender {
                     Err(TryAcquireError::Closed) => Err(()),
                     Err(TryAcquireError::NoPermits) => {
                         if let Some(m) = &b.metrics {
-                            m.add_discarded(batch.len());
+                            m.add_discarded_unintended(batch.len());
                         }
                         // Dropped on purpose, like a filter would: the source is not asked
                         // to send them again.

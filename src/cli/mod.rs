@@ -14,6 +14,7 @@ mod show_config;
 mod tap;
 mod test;
 pub mod top;
+mod top_columns;
 mod validate;
 
 use std::path::PathBuf;

@@ -15,6 +15,7 @@ use ratatui::style::{Modifier, Style};
 use ratatui::text::Line;
 use ratatui::widgets::{Block, Cell, Paragraph, Row, Table};
 
+use super::top_columns as columns;
 use crate::telemetry::snapshot::{LatencySummary, Snapshot};
 
 /// Per-second figures of one component between two polls.
@@ -23,6 +24,9 @@ pub struct ComponentRates {
     pub received: f64,
     pub(crate) sent: f64,
     pub(crate) errors: f64,
+    pub(crate) discarded: f64,
+    /// Bytes read from the outside (a source) or delivered to it (a sink).
+    pub(crate) bytes: f64,
 }
 
 /// Rates by component id; empty after the first poll.
@@ -61,6 +65,11 @@ impl Rates {
                         received: per_sec(c.received, p.received),
                         sent: per_sec(c.sent, p.sent),
                         errors: per_sec(c.errors, p.errors),
+                        discarded: per_sec(c.discarded, p.discarded),
+                        bytes: per_sec(
+                            c.received_bytes + c.sent_bytes,
+                            p.received_bytes + p.sent_bytes,
+                        ),
                     },
                 ))
             })
@@ -72,13 +81,35 @@ impl Rates {
     }
 }
 
-fn rate(v: Option<f64>) -> String {
+pub(super) fn rate(v: Option<f64>) -> String {
     match v {
         None => "-".into(),
+        Some(v) if v >= 10_000_000.0 => format!("{:.0}M", v / 1e6),
+        Some(v) if v >= 1_000_000.0 => format!("{:.1}M", v / 1e6),
         Some(v) if v >= 10_000.0 => format!("{:.1}k", v / 1000.0),
         Some(v) if v >= 100.0 => format!("{v:.0}"),
         Some(v) => format!("{v:.1}"),
     }
+}
+
+/// Bytes per second in at most 7 characters (`1023B`, `12.3KiB`, `1.2GiB`).
+pub(super) fn byte_rate(v: Option<f64>) -> String {
+    let Some(mut v) = v else {
+        return "-".into();
+    };
+    for unit in ["B", "KiB", "MiB", "GiB"] {
+        if v < 1024.0 || unit == "GiB" {
+            return if unit == "B" {
+                format!("{v:.0}B")
+            } else if v >= 100.0 {
+                format!("{v:.0}{unit}")
+            } else {
+                format!("{v:.1}{unit}")
+            };
+        }
+        v /= 1024.0;
+    }
+    unreachable!("the loop returns at GiB")
 }
 
 fn latency(seconds: f64) -> String {
@@ -92,7 +123,7 @@ fn latency(seconds: f64) -> String {
 }
 
 /// A component's latency figure, `-` before it timed anything.
-fn component_latency(l: &LatencySummary, seconds: f64) -> String {
+pub(super) fn component_latency(l: &LatencySummary, seconds: f64) -> String {
     if l.count == 0 {
         "-".into()
     } else {
@@ -161,65 +192,21 @@ pub fn render(frame: &mut Frame, address: &str, snapshot: &Snapshot, rates: &Rat
     header_text.extend(backfills);
     frame.render_widget(Paragraph::new(header_text), header);
 
-    let head = Row::new(
-        [
-            "ID", "KIND", "TYPE", "STATE", "IN/s", "OUT/s", "ERRORS", "ERR/s", "AGE p50",
-            "AGE p99", "BUFFER",
-        ]
-        .map(Cell::from),
-    )
-    .style(Style::default().add_modifier(Modifier::BOLD));
+    let level = columns::level_for(table_area.width);
+    let shown: Vec<&columns::Column> = columns::ALL.iter().filter(|c| c.shown_at(level)).collect();
+    let head = Row::new(shown.iter().map(|c| Cell::from(c.header)))
+        .style(Style::default().add_modifier(Modifier::BOLD));
     let rows = snapshot.components.iter().map(|c| {
         let r = rates.by_id.get(&c.id);
-        let buffer = match c.buffer {
-            Some(b) if b.capacity > 0 => {
-                format!(
-                    "{}/{} {:>3}%",
-                    b.events,
-                    b.capacity,
-                    b.events * 100 / b.capacity
-                )
-            }
-            _ => "-".into(),
-        };
-        // A source takes nothing in from the pipeline: show what it emitted only.
-        let received = if c.kind == "source" {
-            None
-        } else {
-            r.map(|r| r.received)
-        };
-        Row::new(vec![
-            Cell::from(c.id.clone()),
-            Cell::from(c.kind.clone()),
-            Cell::from(c.type_name.clone()),
-            Cell::from(c.state.clone()),
-            Cell::from(rate(received)),
-            Cell::from(rate(r.map(|r| r.sent))),
-            Cell::from(c.errors.to_string()),
-            Cell::from(rate(r.map(|r| r.errors))),
-            Cell::from(component_latency(&c.latency, c.latency.p50_seconds)),
-            Cell::from(component_latency(&c.latency, c.latency.p99_seconds)),
-            Cell::from(buffer),
-        ])
+        Row::new(shown.iter().map(|col| Cell::from((col.cell)(c, r))))
     });
-    let table = Table::new(
-        rows,
-        [
-            Constraint::Min(12),
-            Constraint::Length(9),
-            Constraint::Length(12),
-            Constraint::Length(8),
-            Constraint::Length(8),
-            Constraint::Length(8),
-            Constraint::Length(7),
-            Constraint::Length(6),
-            Constraint::Length(8),
-            Constraint::Length(8),
-            Constraint::Length(16),
-        ],
-    )
-    .header(head)
-    .block(Block::bordered().title(" components "));
+    let widths: Vec<Constraint> = shown
+        .iter()
+        .map(|c| Constraint::Length(c.width(&snapshot.components, table_area.width)))
+        .collect();
+    let table = Table::new(rows, widths)
+        .header(head)
+        .block(Block::bordered().title(" components "));
     frame.render_widget(table, table_area);
 
     let footer_text = if rates.over.is_zero() {
@@ -372,6 +359,8 @@ mod tests {
             sent,
             errors: 0,
             discarded: 0,
+            received_bytes: 0,
+            sent_bytes: 0,
             buffer: Some(BufferFill {
                 events: 250,
                 capacity: 1000,
@@ -442,6 +431,70 @@ mod tests {
             text.contains("backfill history [========>                     ] 1200/4800 rows  25%"),
             "{text}"
         );
+    }
+
+    fn screen(width: u16, snapshot: &Snapshot, rates: &Rates) -> Vec<String> {
+        let mut terminal = Terminal::new(TestBackend::new(width, 12)).expect("terminal");
+        terminal
+            .draw(|f| render(f, "127.0.0.1:8686", snapshot, rates))
+            .expect("draw");
+        let buffer = terminal.backend().buffer();
+        (0..12)
+            .map(|y| {
+                (0..width)
+                    .map(|x| buffer[(x, y)].symbol().to_owned())
+                    .collect::<String>()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn eighty_columns_show_discards_and_bytes_without_cutting_a_header() {
+        let mut throttle = component("throttle", "transform", 0, 0);
+        let mut hook = component("hook", "source", 0, 0);
+        let mut pd = component("pagerduty", "sink", 0, 0);
+        let a = snap(vec![throttle.clone(), hook.clone(), pd.clone()]);
+        (throttle.received, throttle.sent, throttle.discarded) = (200, 50, 150);
+        (hook.sent, hook.received_bytes) = (200, 64 * 1024);
+        (pd.received, pd.sent, pd.sent_bytes) = (50, 50, 1500);
+        throttle.state = "degraded".into();
+        let b = snap(vec![throttle, hook, pd]);
+        let rates = Rates::between(&a, &b, Duration::from_secs(1));
+        let lines = screen(80, &b, &rates);
+        let header = &lines[3];
+        for h in [
+            "ID", "TYPE", "STATE", "IN/s", "OUT/s", "DISC/s", "ERR/s", "BYTES/s", "AGE p99", "BUF",
+        ] {
+            assert!(header.contains(h), "{h} in {header}");
+        }
+        let row = |id: &str| lines.iter().find(|l| l.contains(id)).expect(id).clone();
+        let t = row("throttle");
+        // In 200/s, out 50/s, discarded 150/s; the state is whole.
+        assert!(t.contains("degraded"), "{t}");
+        let figures: Vec<&str> = t.split_whitespace().collect();
+        assert!(
+            figures.windows(3).any(|w| w == ["200", "50.0", "150"]),
+            "{t}"
+        );
+        assert!(row("hook").contains("64.0KiB"), "{}", row("hook"));
+        assert!(row("pagerduty").contains("1.5KiB"), "{}", row("pagerduty"));
+        // Wide terminals get the kind, totals and the full buffer.
+        let wide = screen(140, &b, &rates);
+        assert!(
+            wide[3].contains("KIND") && wide[3].contains("BUFFER"),
+            "{}",
+            wide[3]
+        );
+    }
+
+    #[test]
+    fn byte_rates_fit_seven_cells() {
+        assert_eq!(byte_rate(Some(1023.0)), "1023B");
+        assert_eq!(byte_rate(Some(1536.0)), "1.5KiB");
+        assert_eq!(byte_rate(Some(500.0 * 1024.0)), "500KiB");
+        assert_eq!(byte_rate(Some(3.0 * 1024.0 * 1024.0 * 1024.0)), "3.0GiB");
+        assert_eq!(byte_rate(None), "-");
+        assert_eq!(rate(Some(2_500_000.0)), "2.5M");
     }
 
     #[test]

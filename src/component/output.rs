@@ -17,7 +17,7 @@
 //!   its component ends for good is what lets downstream buffers close and drain.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use arc_swap::ArcSwap;
 
@@ -25,6 +25,7 @@ use crate::buffer::{BufferSender, Closed};
 use crate::event::{EventBatch, EventStatus, settle_all};
 use crate::telemetry::ComponentMetrics;
 use crate::telemetry::tap::TapRegistry;
+use crate::telemetry::{ErrorType, Stage};
 
 /// A consumer of an output: its id and a sender into its input buffer.
 #[derive(Clone)]
@@ -37,6 +38,8 @@ pub(crate) struct Consumer {
 pub(crate) struct Output {
     consumers: ArcSwap<Vec<Consumer>>,
     metrics: Arc<ComponentMetrics>,
+    /// Events passed on through this output (the `output` label).
+    sent: Arc<AtomicU64>,
     /// The output's name (`None`: default), for taps.
     name: Option<String>,
     taps: Arc<TapRegistry>,
@@ -55,6 +58,7 @@ impl Output {
     ) -> Arc<Self> {
         Arc::new(Self {
             consumers: ArcSwap::from_pointee(Vec::new()),
+            sent: metrics.output_counter(name.as_deref()),
             metrics,
             name,
             taps,
@@ -117,7 +121,8 @@ impl Output {
                 // A task that outlived its own end, or consumers that exist but could
                 // not be wired: never lose the events silently.
                 tracing::error!(component_id = %self.metrics.id, events = n, "no reachable consumer; events reported as failed");
-                self.metrics.add_errors(n);
+                self.metrics
+                    .add_errors(n, ErrorType::Delivery, Stage::Sending);
                 settle_all(batch, EventStatus::Errored);
                 return;
             }
@@ -135,6 +140,7 @@ impl Output {
             }
         }
         self.metrics.add_sent(n);
+        self.sent.fetch_add(n as u64, Ordering::Relaxed);
         self.metrics.latency().record_age(received_at, n as u64);
     }
 
@@ -148,7 +154,8 @@ impl Output {
                 events = batch.len(),
                 "downstream component is gone; its events are reported as failed"
             );
-            self.metrics.add_errors(batch.len());
+            self.metrics
+                .add_errors(batch.len(), ErrorType::Delivery, Stage::Sending);
             settle_all(batch, EventStatus::Errored);
         }
     }

@@ -12,6 +12,7 @@ use vrl::value::{ObjectMap, Value};
 use crate::component::Output;
 use crate::event::{Event, EventStatus, settle_all};
 use crate::telemetry::ComponentMetrics;
+use crate::telemetry::{ErrorType, Stage};
 
 /// Name of the output.
 pub(crate) const DEAD_LETTER: &str = "dead_letter";
@@ -67,7 +68,8 @@ impl DeadLetter {
 
     pub(crate) async fn send(&self, mut events: Vec<Event>, failure: &Failure) {
         let n = events.len();
-        self.metrics.add_errors(n);
+        self.metrics
+            .add_errors(n, ErrorType::Delivery, Stage::Sending);
         // Whatever built the failure, a secret must not travel on with the events or
         // reach the log.
         let failure = &Failure {

@@ -173,7 +173,8 @@ impl HttpSinkParts {
 }
 
 enum Outcome {
-    Delivered,
+    /// With the bytes of the request body that was accepted.
+    Delivered(usize),
     Failed(Failure),
 }
 
@@ -275,7 +276,10 @@ pub async fn run_http_sink<E: HttpEncoder>(
             Some((id, outcome)) = in_flight.next(), if !in_flight.is_empty() => {
                 let events = held.remove(&id).unwrap_or_default();
                 match outcome {
-                    Outcome::Delivered => delivered(&cx.metrics, events),
+                    Outcome::Delivered(bytes) => {
+                        cx.metrics.add_sent_bytes(bytes);
+                        delivered(&cx.metrics, events);
+                    }
                     Outcome::Failed(failure) => dead_letter.send(events, &failure).await,
                 }
             }
@@ -456,7 +460,7 @@ async fn deliver<E: HttpEncoder>(
             ),
         };
         match verdict {
-            Verdict::Delivered => return (id, Outcome::Delivered),
+            Verdict::Delivered => return (id, Outcome::Delivered(request.body.len())),
             Verdict::Permanent { reason } => {
                 let reason = crate::redact::redact(&reason).into_owned();
                 return (

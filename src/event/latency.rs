@@ -36,12 +36,19 @@ impl LatencyRecorder {
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct LatencySnapshot {
     pub(crate) count: u64,
-    pub(crate) sum_seconds: f64,
     /// (quantile, seconds)
     pub(crate) quantiles: [(f64, f64); 5],
 }
 
 pub(crate) const QUANTILES: [f64; 5] = [0.5, 0.9, 0.99, 0.999, 1.0];
+
+/// A histogram's cumulative bucket counts, total count and sum.
+#[derive(Debug, Clone)]
+pub(crate) struct Buckets {
+    pub(crate) cumulative: Vec<u64>,
+    pub(crate) count: u64,
+    pub(crate) sum_seconds: f64,
+}
 
 impl LatencySnapshot {
     /// The value at `q` (one of [`QUANTILES`]), in seconds.
@@ -74,13 +81,43 @@ impl LatencyRecorder {
         self.record(age, events);
     }
 
+    /// Cumulative counts at each upper bound (seconds, ascending), for a Prometheus
+    /// histogram. One pass over the recorded values.
+    pub(crate) fn buckets(&self, bounds: &[f64]) -> Buckets {
+        let Ok(h) = self.histogram.lock() else {
+            return Buckets {
+                cumulative: vec![0; bounds.len()],
+                count: 0,
+                sum_seconds: 0.0,
+            };
+        };
+        let mut counts = vec![0u64; bounds.len()];
+        for v in h.iter_recorded() {
+            // The highest value equivalent to the slot: never reports an event faster
+            // than it was.
+            let seconds = h.highest_equivalent(v.value_iterated_to()) as f64 / 1e6;
+            if let Some(i) = bounds.iter().position(|b| seconds <= *b) {
+                counts[i] += v.count_at_value();
+            }
+        }
+        let mut running = 0;
+        for c in &mut counts {
+            running += *c;
+            *c = running;
+        }
+        Buckets {
+            cumulative: counts,
+            count: h.len(),
+            sum_seconds: h.mean() * h.len() as f64 / 1e6,
+        }
+    }
+
     pub(crate) fn snapshot(&self) -> LatencySnapshot {
         let Ok(h) = self.histogram.lock() else {
             return LatencySnapshot::default();
         };
         let mut snap = LatencySnapshot {
             count: h.len(),
-            sum_seconds: h.mean() * h.len() as f64 / 1e6,
             quantiles: [(0.0, 0.0); 5],
         };
         for (slot, q) in snap.quantiles.iter_mut().zip(QUANTILES) {

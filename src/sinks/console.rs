@@ -11,6 +11,7 @@ use crate::component::{
     BoxFuture, BuildError, ComponentError, ComponentTask, SinkConfig, SinkContext, delivered,
 };
 use crate::event::{Event, EventStatus, settle_all};
+use crate::telemetry::{ErrorType, Stage};
 
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize, schemars::JsonSchema,
@@ -65,9 +66,13 @@ pub(crate) async fn write_lines<W: AsyncWrite + Unpin>(
         }
         .await;
         match written {
-            Ok(()) => delivered(&cx.metrics, batch),
+            Ok(()) => {
+                cx.metrics.add_sent_bytes(buf.len());
+                delivered(&cx.metrics, batch);
+            }
             Err(e) => {
-                cx.metrics.add_errors(batch.len());
+                cx.metrics
+                    .add_errors(batch.len(), ErrorType::Writer, Stage::Sending);
                 settle_all(batch, EventStatus::Errored);
                 return Err(ComponentError::Io(e));
             }

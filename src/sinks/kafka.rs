@@ -27,6 +27,7 @@ use crate::delivery::{DEAD_LETTER, DeadLetter, Failure};
 use crate::event::{Event, EventStatus};
 use crate::kafka::{LoggingContext, check_config, client_config};
 use crate::telemetry::ComponentState;
+use crate::telemetry::{ErrorType, Stage};
 use crate::template::Template;
 
 #[derive(
@@ -218,7 +219,8 @@ impl SinkConfig for KafkaSinkConfig {
 
 /// What became of one produced event.
 enum Outcome {
-    Delivered,
+    /// With the bytes of the record (key and payload).
+    Delivered(usize),
     Failed(String),
     /// The producer went away before reporting.
     Lost,
@@ -308,7 +310,8 @@ async fn produce(
         }
         match producer.send_result(record) {
             Ok(delivery) => {
-                reports.push(Box::pin(report(delivery, event)));
+                let bytes = payload.len() + key.as_ref().map_or(0, Vec::len);
+                reports.push(Box::pin(report(delivery, event, bytes)));
                 return;
             }
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
@@ -347,9 +350,9 @@ fn topic_name(topic: String, context: &str, templated: bool) -> Result<String, S
     Ok(topic)
 }
 
-async fn report(delivery: DeliveryFuture, event: Event) -> Report {
+async fn report(delivery: DeliveryFuture, event: Event, bytes: usize) -> Report {
     let outcome = match delivery.await {
-        Ok(Ok(_)) => Outcome::Delivered,
+        Ok(Ok(_)) => Outcome::Delivered(bytes),
         Ok(Err((e, _))) => Outcome::Failed(e.to_string()),
         Err(_) => Outcome::Lost,
     };
@@ -358,15 +361,17 @@ async fn report(delivery: DeliveryFuture, event: Event) -> Report {
 
 async fn settle((outcome, event): Report, cx: &SinkContext, dead_letter: &DeadLetter) {
     match outcome {
-        Outcome::Delivered => {
+        Outcome::Delivered(bytes) => {
             cx.metrics.add_sent(1);
+            cx.metrics.add_sent_bytes(bytes);
             // Kafka reports deliveries one by one: so is the timing.
             cx.metrics.record_leaving(std::slice::from_ref(&event));
             event.settle(EventStatus::Delivered);
         }
         Outcome::Failed(error) => reject(event, error, dead_letter).await,
         Outcome::Lost => {
-            cx.metrics.add_errors(1);
+            cx.metrics
+                .add_errors(1, ErrorType::Delivery, Stage::Sending);
             event.settle(EventStatus::Errored);
         }
     }

@@ -35,6 +35,7 @@ use crate::event::{BatchAck, Event, EventStatus};
 use crate::net::{Backoff, FailureHandling};
 use crate::telemetry::ComponentState;
 use crate::telemetry::backfill::BackfillProgress;
+use crate::telemetry::{ErrorType, Stage};
 
 fn default_max_age() -> Duration {
     Duration::from_secs(720 * 3600)
@@ -267,7 +268,7 @@ async fn run(
                 row.try_get::<_, String>(0),
                 row.try_get::<_, DateTime<Utc>>(3),
             ) else {
-                cx.metrics.add_errors(1);
+                cx.metrics.add_errors(1, ErrorType::Parse, Stage::Receiving);
                 tracing::warn!(component_id = %cx.id, "row without an id or a timestamp skipped");
                 continue;
             };

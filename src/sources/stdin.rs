@@ -16,6 +16,7 @@ use crate::component::{
 };
 use crate::event::{BatchAck, Event};
 use crate::telemetry::ComponentState;
+use crate::telemetry::{ErrorType, Stage};
 
 const MAX_BATCH: usize = 1000;
 
@@ -81,13 +82,14 @@ pub(crate) async fn read_lines<R: AsyncRead + Unpin>(
         if read == 0 {
             break;
         }
+        cx.metrics.add_received_bytes(read);
         line_no += 1;
         while matches!(line.last(), Some(b'\n' | b'\r')) {
             line.pop();
         }
         if line.len() > config.max_line_bytes {
             line.truncate(config.max_line_bytes);
-            cx.metrics.add_errors(1);
+            cx.metrics.add_errors(1, ErrorType::Parse, Stage::Receiving);
             tracing::warn!(component_id = %cx.id, line = line_no, limit = config.max_line_bytes, "line truncated");
         }
         if line.is_empty() {
@@ -110,7 +112,7 @@ fn decode(config: &StdinConfig, line: &[u8], line_no: u64, cx: &SourceContext) -
         StdinDecoding::Ndjson => match serde_json::from_slice::<Value>(line) {
             Ok(v) => v,
             Err(e) => {
-                cx.metrics.add_errors(1);
+                cx.metrics.add_errors(1, ErrorType::Parse, Stage::Receiving);
                 tracing::warn!(component_id = %cx.id, line = line_no, error = %e, "invalid JSON line kept as message");
                 text()
             }

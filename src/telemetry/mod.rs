@@ -8,11 +8,13 @@
 //! component that is replaced keeps its counters monotonic.
 
 pub(crate) mod backfill;
+mod errors;
 mod process;
 mod prometheus;
 pub mod snapshot;
 pub(crate) mod status_feeds;
 pub(crate) mod tap;
+pub(crate) use errors::{ErrorType, Stage};
 pub(crate) use tap::{OutputId, Selector as TapSelector, Wiring};
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -68,9 +70,23 @@ pub struct ComponentMetrics {
     pub(crate) kind: ComponentKind,
     pub(crate) type_name: &'static str,
     pub received: AtomicU64,
+    /// Events passed on (all outputs) or delivered.
     pub sent: AtomicU64,
+    /// Every error, whatever its type and stage.
     pub errors: AtomicU64,
+    /// Every discarded event, intended or not.
     pub discarded: AtomicU64,
+    /// The share of `discarded` that nobody chose (a full buffer, a sink that gave up
+    /// with no dead-letter output): `intentional="false"`.
+    discarded_unintended: AtomicU64,
+    /// Bytes a source read from the outside (bodies, lines, messages, as they came).
+    pub received_bytes: AtomicU64,
+    /// Bytes a sink delivered to the outside (request bodies, records, lines).
+    pub sent_bytes: AtomicU64,
+    errors_by_kind: errors::ErrorCounts,
+    /// Events passed on per named output (`None`: the default one), for the `output`
+    /// label; registered by each output, so a rebuilt one keeps counting.
+    outputs: Mutex<Vec<(Option<String>, Arc<AtomicU64>)>>,
     state: Mutex<ComponentState>,
     buffer: Mutex<Option<Box<dyn BufferGauge>>>,
     labeled: Mutex<Vec<Arc<LabeledCounter>>>,
@@ -130,11 +146,56 @@ impl ComponentMetrics {
     pub(crate) fn add_sent(&self, n: usize) {
         self.sent.fetch_add(n as u64, Ordering::Relaxed);
     }
-    pub(crate) fn add_errors(&self, n: usize) {
+    /// Counts `n` errors of one type met at one stage (the `error_type` and `stage`
+    /// labels of `sluice_component_errors_total`).
+    pub(crate) fn add_errors(&self, n: usize, error_type: ErrorType, stage: Stage) {
         self.errors.fetch_add(n as u64, Ordering::Relaxed);
+        self.errors_by_kind.add(error_type, stage, n as u64);
     }
+    /// Counts events dropped on purpose: filtered, sampled, throttled, deduplicated, or
+    /// sent to an output nobody reads.
     pub(crate) fn add_discarded(&self, n: usize) {
         self.discarded.fetch_add(n as u64, Ordering::Relaxed);
+    }
+    /// Counts events dropped that nobody chose to drop (see `discarded_unintended`).
+    pub(crate) fn add_discarded_unintended(&self, n: usize) {
+        self.discarded.fetch_add(n as u64, Ordering::Relaxed);
+        self.discarded_unintended
+            .fetch_add(n as u64, Ordering::Relaxed);
+    }
+    pub(crate) fn add_received_bytes(&self, n: usize) {
+        self.received_bytes.fetch_add(n as u64, Ordering::Relaxed);
+    }
+    pub(crate) fn add_sent_bytes(&self, n: usize) {
+        self.sent_bytes.fetch_add(n as u64, Ordering::Relaxed);
+    }
+    /// The counter of events passed on through output `name` (`None`: the default
+    /// output), created on first use.
+    pub(crate) fn output_counter(&self, name: Option<&str>) -> Arc<AtomicU64> {
+        let mut outputs = lock(&self.outputs);
+        if let Some((_, c)) = outputs.iter().find(|(n, _)| n.as_deref() == name) {
+            return Arc::clone(c);
+        }
+        let c = Arc::new(AtomicU64::new(0));
+        outputs.push((name.map(str::to_owned), Arc::clone(&c)));
+        c
+    }
+    /// Events passed on per output, in registration order.
+    pub(crate) fn outputs_sent(&self) -> Vec<(Option<String>, u64)> {
+        lock(&self.outputs)
+            .iter()
+            .map(|(n, c)| (n.clone(), c.load(Ordering::Relaxed)))
+            .collect()
+    }
+    /// Errors by (type, stage), those that happened at least once.
+    pub(crate) fn errors_by_kind(&self) -> Vec<(ErrorType, Stage, u64)> {
+        self.errors_by_kind.nonzero()
+    }
+    /// Discarded events as (intended, unintended).
+    pub(crate) fn discarded_split(&self) -> (u64, u64) {
+        let all = self.discarded.load(Ordering::Relaxed);
+        let unintended = self.discarded_unintended.load(Ordering::Relaxed);
+        (all.saturating_sub(unintended), unintended)
     }
     pub(crate) fn set_state(&self, state: ComponentState) {
         *lock(&self.state) = state;
@@ -290,6 +351,11 @@ impl Telemetry {
             sent: AtomicU64::new(0),
             errors: AtomicU64::new(0),
             discarded: AtomicU64::new(0),
+            discarded_unintended: AtomicU64::new(0),
+            received_bytes: AtomicU64::new(0),
+            sent_bytes: AtomicU64::new(0),
+            errors_by_kind: errors::ErrorCounts::default(),
+            outputs: Mutex::new(Vec::new()),
             state: Mutex::new(ComponentState::Starting),
             buffer: Mutex::new(None),
             labeled: Mutex::new(Vec::new()),

@@ -31,6 +31,12 @@ pub struct ComponentSnapshot {
     pub sent: u64,
     pub(crate) errors: u64,
     pub(crate) discarded: u64,
+    /// Bytes read from the outside (sources).
+    #[serde(default)]
+    pub(crate) received_bytes: u64,
+    /// Bytes delivered to the outside (sinks).
+    #[serde(default)]
+    pub(crate) sent_bytes: u64,
     /// Events waiting in the input buffer and its capacity (components with one).
     pub buffer: Option<BufferFill>,
     /// Age of events when they leave this component (passed on, or delivered by a sink).
@@ -82,6 +88,8 @@ pub fn snapshot(t: &Telemetry) -> Snapshot {
                 sent: c.sent.load(Ordering::Relaxed),
                 errors: c.errors.load(Ordering::Relaxed),
                 discarded: c.discarded.load(Ordering::Relaxed),
+                received_bytes: c.received_bytes.load(Ordering::Relaxed),
+                sent_bytes: c.sent_bytes.load(Ordering::Relaxed),
                 buffer: c.buffered_events().map(|(len, cap)| BufferFill {
                     events: len as u64,
                     capacity: cap as u64,
@@ -117,7 +125,12 @@ mod tests {
         let t = Telemetry::new();
         let c = t.component("in", ComponentKind::Source, "generator");
         c.add_sent(7);
-        c.add_errors(2);
+        c.add_errors(
+            2,
+            crate::telemetry::ErrorType::Reader,
+            crate::telemetry::Stage::Receiving,
+        );
+        c.add_received_bytes(90);
         c.set_state(ComponentState::Failed("boom".into()));
         t.latency().record(std::time::Duration::from_millis(4), 10);
         c.latency().record(std::time::Duration::from_millis(20), 3);
@@ -130,6 +143,7 @@ mod tests {
             ("in", "source", "generator")
         );
         assert_eq!((c.sent, c.errors, c.received), (7, 2, 0));
+        assert_eq!((c.received_bytes, c.sent_bytes), (90, 0));
         assert_eq!(
             (c.state.as_str(), c.error.as_deref()),
             ("failed", Some("boom"))

@@ -15,6 +15,7 @@ use crate::component::{
 use crate::event::{EventBatch, EventStatus};
 use crate::program::{self, Mode, Outcome, ProgramSource, Runner};
 use crate::telemetry::ComponentMetrics;
+use crate::telemetry::{ErrorType, Stage};
 
 /// Keeps the events for which a VRL condition holds.
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
@@ -53,7 +54,8 @@ impl Transform for Filter {
                 Outcome::Done(Value::Boolean(b)) => b,
                 Outcome::Done(_) | Outcome::Aborted(_) => false,
                 Outcome::Failed(_) => {
-                    self.metrics.add_errors(1);
+                    self.metrics
+                        .add_errors(1, ErrorType::Script, Stage::Processing);
                     false
                 }
             };

@@ -18,6 +18,7 @@ use crate::component::{
 use crate::event::{Event, EventBatch, EventStatus, into_object};
 use crate::program::{self, CompiledProgram, Mode, Outcome, ProgramSource, Runner};
 use crate::telemetry::ComponentMetrics;
+use crate::telemetry::{ErrorType, Stage};
 
 /// Changes events with a VRL program; events it fails on go to `<id>.dropped`.
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
@@ -82,7 +83,8 @@ impl Transform for Remap {
                     event.settle(EventStatus::Delivered);
                 }
                 Outcome::Failed(error) => {
-                    self.metrics.add_errors(1);
+                    self.metrics
+                        .add_errors(1, ErrorType::Script, Stage::Processing);
                     tracing::debug!(component_id = %self.id, %error, "VRL program failed");
                     if let Some(v) = original {
                         event.value = v;

@@ -354,13 +354,14 @@ impl Running {
             .collect()
     }
 
+    /// The sum of the series whose line starts with `line_prefix`, `None` when none does.
     pub fn metric(&self, line_prefix: &str) -> Option<f64> {
         self.telemetry
             .render_prometheus()
             .lines()
-            .find(|l| l.starts_with(line_prefix))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse().ok())
+            .filter(|l| l.starts_with(line_prefix))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .fold(None, |sum, v| Some(sum.unwrap_or(0.0) + v))
     }
 
     pub async fn stop(self) {

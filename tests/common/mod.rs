@@ -217,13 +217,14 @@ pub fn string(v: &vrl::value::Value, name: &str) -> Option<String> {
         .map(|f| f.to_string_lossy().into_owned())
 }
 
-/// Reads one metric sample (exact label set match) from a /metrics body.
+/// Reads one component's metric from a /metrics body: the sum of its series (outputs,
+/// error types, intentional or not), `None` when it has none.
 pub fn metric(body: &str, name: &str, component: &str) -> Option<f64> {
     let prefix = format!("{name}{{component_id=\"{component}\",");
     body.lines()
-        .find(|l| l.starts_with(&prefix))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
+        .filter(|l| l.starts_with(&prefix))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .fold(None, |sum, v| Some(sum.unwrap_or(0.0) + v))
 }
 
 /// A request a [`Receiver`] got.

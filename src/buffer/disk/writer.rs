@@ -11,6 +11,7 @@ use std::sync::atomic::Ordering;
 use super::{Committed, SegmentMeta, Sender, Shared, codec, lock, segment};
 use crate::buffer::{Closed, Limits, WhenFull};
 use crate::event::{EventAck, EventBatch, EventStatus, settle_all};
+use crate::telemetry::{ErrorType, Stage};
 
 pub(super) struct Writer {
     pub(super) file: File,
@@ -159,7 +160,8 @@ impl Sender {
         }
         if !too_big.is_empty() {
             tracing::error!(component_id = %s.id, events = too_big.len(), limit = segment::MAX_PAYLOAD, "events too large for the disk buffer; rejected");
-            s.metrics.add_errors(too_big.len());
+            s.metrics
+                .add_errors(too_big.len(), ErrorType::Writer, Stage::Receiving);
             settle_all(too_big, EventStatus::Rejected);
         }
         if payloads.is_empty() {
@@ -178,7 +180,7 @@ impl Sender {
                 break;
             }
             if s.limits().when_full == WhenFull::DropNewest {
-                s.metrics.add_discarded(payloads.len());
+                s.metrics.add_discarded_unintended(payloads.len());
                 settle_all(
                     payloads.into_iter().map(|(_, e)| e).collect(),
                     EventStatus::Delivered,
@@ -204,7 +206,8 @@ impl Sender {
             Err(e) => {
                 s.release(events, bytes);
                 tracing::error!(component_id = %s.id, error = %e, events, "disk buffer: write failed; events reported as failed");
-                s.metrics.add_errors(events_back.len());
+                s.metrics
+                    .add_errors(events_back.len(), ErrorType::Writer, Stage::Receiving);
                 settle_all(events_back, EventStatus::Errored);
                 Ok(())
             }

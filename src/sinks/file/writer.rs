@@ -18,6 +18,7 @@ use crate::clock::Clock;
 use crate::component::{ComponentError, SinkContext, delivered};
 use crate::delivery::{DeadLetter, Failure};
 use crate::event::{Event, EventStatus, settle_all};
+use crate::telemetry::{ErrorType, Stage};
 use crate::template::Template;
 
 pub(super) struct OpenFile {
@@ -51,6 +52,8 @@ pub(super) struct Writer {
 #[derive(Default)]
 struct Outcome {
     written: Vec<Event>,
+    /// The bytes of the lines of `written`.
+    written_bytes: usize,
     /// Refused for good, with the reason: dead letter.
     rejected: Vec<(String, Event)>,
     /// Not written for a reason that may pass (disk full): the source may retry.
@@ -84,11 +87,13 @@ pub(super) async fn run(mut w: Writer, mut cx: SinkContext) -> Result<(), Compon
     while let Some(batch) = cx.input.recv().await {
         cx.metrics.add_received(batch.len());
         let outcome = w.write(batch).await;
+        cx.metrics.add_sent_bytes(outcome.written_bytes);
         delivered(&cx.metrics, outcome.written);
         if !outcome.errored.is_empty() {
             let error = outcome.error.unwrap_or_default();
             tracing::error!(component_id = %cx.id, events = outcome.errored.len(), error = %error, "cannot write events");
-            cx.metrics.add_errors(outcome.errored.len());
+            cx.metrics
+                .add_errors(outcome.errored.len(), ErrorType::Writer, Stage::Sending);
             settle_all(outcome.errored, EventStatus::Errored);
         }
         // Events refused for the same reason leave together.
@@ -235,7 +240,10 @@ impl Writer {
                 },
             };
             match result {
-                Ok(()) => outcome.written.extend(group.events),
+                Ok(()) => {
+                    outcome.written_bytes += group.bytes.len();
+                    outcome.written.extend(group.events);
+                }
                 Err(e) => {
                     self.open.remove(&group.path);
                     outcome.fail(

@@ -210,6 +210,7 @@ async fn run(
                 attempts += 1;
                 let error = match client.send(&message.bytes, message.chunk.as_deref()).await {
                     Ok(()) => {
+                        cx.metrics.add_sent_bytes(message.bytes.len());
                         delivered(&cx.metrics, message.events);
                         break;
                     }

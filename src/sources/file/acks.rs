@@ -8,6 +8,8 @@ use super::fingerprint::tail_at;
 use super::tailer::Tailer;
 use super::tracker::{Ack, Tracker};
 
+use crate::telemetry::{ErrorType, Stage};
+
 /// How long reading a file pauses after one of its batches errored.
 const ERROR_PAUSE: Duration = Duration::from_secs(1);
 
@@ -125,7 +127,9 @@ impl Tailer {
             Err(e) => e.to_string(),
         };
         tracing::error!(error = %error, "cannot write checkpoints");
-        self.emitter.metrics.add_errors(1);
+        self.emitter
+            .metrics
+            .add_errors(1, ErrorType::Acknowledgment, Stage::Receiving);
         self.dirty = true;
     }
 }

@@ -14,6 +14,7 @@ use super::tracker::{Ack, Tracker};
 use crate::component::{SourceContext, SourceOutput};
 use crate::event::{BatchAck, Event};
 use crate::telemetry::{ComponentMetrics, LabeledCounter, LatencyRecorder};
+use crate::telemetry::{ErrorType, Stage};
 
 pub(super) struct Counters {
     pub(super) truncated_lines: Arc<LabeledCounter>,
@@ -125,7 +126,8 @@ impl Emitter {
                 Ok(other) => ObjectMap::from([(KeyString::from("message"), other)]),
                 Err(_) => {
                     self.counters.json_errors.add(1);
-                    self.metrics.add_errors(1);
+                    self.metrics
+                        .add_errors(1, ErrorType::Parse, Stage::Receiving);
                     ObjectMap::from([(
                         KeyString::from("message"),
                         Value::Bytes(Bytes::from(msg.text)),

@@ -317,6 +317,7 @@ impl Tailer {
             w.last_growth = now;
             budget = budget.saturating_sub(n);
             total += n;
+            self.emitter.metrics.add_received_bytes(n);
             let bytes = &chunk[..n];
             w.remember(bytes);
             let counters = &self.emitter.counters;

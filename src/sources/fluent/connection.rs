@@ -24,6 +24,7 @@ use crate::fluent::handshake;
 use crate::fluent::message::{self, Events, Request};
 use crate::sources::util::handover::{Handed, hand_over};
 use crate::telemetry::{ComponentMetrics, LabeledGauge, LatencyRecorder};
+use crate::telemetry::{ErrorType, Stage};
 
 /// The handshake's messages are small.
 const MAX_HANDSHAKE_BYTES: usize = 4096;
@@ -111,7 +112,12 @@ pub(super) async fn accept(
                 &[("reason", reason)],
             )
             .add(1);
-        shared.metrics.add_errors(1);
+        let error_type = if reason == "malformed" {
+            ErrorType::Parse
+        } else {
+            ErrorType::Request
+        };
+        shared.metrics.add_errors(1, error_type, Stage::Receiving);
         tracing::warn!(component_id = %shared.id, peer = %peer, reason, error = %e, "fluent connection closed");
     }
 }
@@ -162,6 +168,7 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         let Some(frame) = reader.next(idle, stop).await? else {
             return Ok(());
         };
+        shared.metrics.add_received_bytes(frame.len());
         let request = decode(frame, &mut reader.held, config).await?;
         let Request::Events(events) = request else {
             reader.held.release();

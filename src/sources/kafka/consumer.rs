@@ -34,6 +34,7 @@ use super::offsets::{OffsetTracker, PartitionKey, Settled, Ticket};
 use crate::event::{BatchAck, BatchReceiver, Event, EventBatch, VrlMetadata};
 use crate::kafka::LoggingContext;
 use crate::telemetry::{ComponentMetrics, LabeledCounter, LatencyRecorder};
+use crate::telemetry::{ErrorType, Stage};
 
 /// How long one poll waits when there is nothing to send.
 const IDLE_POLL: Duration = Duration::from_millis(100);
@@ -254,7 +255,9 @@ pub(crate) fn run(
                     }
                 }
                 Some(Err(e)) => {
-                    shared.metrics.add_errors(1);
+                    shared
+                        .metrics
+                        .add_errors(1, ErrorType::Reader, Stage::Receiving);
                     tracing::warn!(component_id = &*shared.id, error = %e, "kafka consume error");
                     break;
                 }
@@ -477,6 +480,7 @@ fn decode(
     let key: PartitionKey = (Arc::from(message.topic()), message.partition());
     let epoch = shared.tracker().accepts(&key)?;
     let payload = message.payload().unwrap_or_default();
+    shared.metrics.add_received_bytes(payload.len());
     let mut values = Vec::new();
     let mut invalid = 0usize;
     match decoding {
@@ -498,7 +502,9 @@ fn decode(
         }
     }
     if invalid > 0 {
-        shared.metrics.add_errors(invalid);
+        shared
+            .metrics
+            .add_errors(invalid, ErrorType::Parse, Stage::Receiving);
         tracing::warn!(
             component_id = &*shared.id,
             topic = message.topic(),

@@ -24,6 +24,7 @@ use crate::component::{
 };
 use crate::net::{CHALLENGE, ServerAuth, ServerTls, tls_acceptor};
 use crate::sources::util::handover::{Handed, Intake};
+use crate::telemetry::{ErrorType, Stage};
 
 pub(crate) use proto::decode;
 
@@ -218,7 +219,9 @@ impl Receiver {
     async fn handle(&self, headers: &HeaderMap, body: Body) -> Response {
         let config = &self.config;
         if config.auth.as_ref().is_some_and(|a| !a.admits(headers)) {
-            self.intake.metrics.add_errors(1);
+            self.intake
+                .metrics
+                .add_errors(1, ErrorType::Request, Stage::Receiving);
             return (
                 StatusCode::UNAUTHORIZED,
                 [(header::WWW_AUTHENTICATE, CHALLENGE)],
@@ -226,7 +229,9 @@ impl Receiver {
                 .into_response();
         }
         if let Err(refusal) = check_headers(headers) {
-            self.intake.metrics.add_errors(1);
+            self.intake
+                .metrics
+                .add_errors(1, ErrorType::Request, Stage::Receiving);
             return refusal;
         }
         let turn = self.decoding.acquire();
@@ -239,14 +244,18 @@ impl Receiver {
         let read = axum::body::to_bytes(body, config.max_body_bytes);
         let bytes = match tokio::time::timeout(config.read_timeout, read).await {
             Err(_) => {
-                self.intake.metrics.add_errors(1);
+                self.intake
+                    .metrics
+                    .add_errors(1, ErrorType::Request, Stage::Receiving);
                 return answer(
                     StatusCode::REQUEST_TIMEOUT,
                     "the body took longer than read_timeout",
                 );
             }
             Ok(Err(_)) => {
-                self.intake.metrics.add_errors(1);
+                self.intake
+                    .metrics
+                    .add_errors(1, ErrorType::Request, Stage::Receiving);
                 return answer(
                     StatusCode::PAYLOAD_TOO_LARGE,
                     format!(
@@ -257,6 +266,7 @@ impl Receiver {
             }
             Ok(Ok(bytes)) => bytes,
         };
+        self.intake.metrics.add_received_bytes(bytes.len());
         let (max_decompressed, max_samples) = (
             config.max_decompressed_bytes,
             config.max_samples_per_request,
@@ -268,7 +278,9 @@ impl Receiver {
         let decoded = match decoded {
             Ok(Ok(decoded)) => decoded,
             Ok(Err(e)) => {
-                self.intake.metrics.add_errors(1);
+                self.intake
+                    .metrics
+                    .add_errors(1, ErrorType::Parse, Stage::Receiving);
                 tracing::debug!(component_id = %self.intake.id, error = %e, "remote write refused");
                 return answer(StatusCode::BAD_REQUEST, e.to_string());
             }

@@ -29,6 +29,7 @@ use super::{FeedSpec, Settings};
 use crate::component::{ComponentError, SourceContext};
 use crate::event::{BatchAck, Event, EventStatus};
 use crate::telemetry::status_feeds::{Control, Reply, StatusFeedHandle};
+use crate::telemetry::{ErrorType, Stage};
 
 /// Runs until `cx.shutdown`.
 pub(crate) async fn run(
@@ -250,7 +251,8 @@ fn save(feeds: &[Feed], overrides: &Overrides, state_path: &std::path::Path, cx:
     };
     if let Err(e) = state::save(state_path, &file) {
         // Keep monitoring: this run still remembers; only a restart could repeat.
-        cx.metrics.add_errors(1);
+        cx.metrics
+            .add_errors(1, ErrorType::Writer, Stage::Processing);
         tracing::error!(component_id = %cx.id, error = %e, "status feed state not saved");
     }
 }
@@ -266,6 +268,9 @@ async fn process(
     feed.polls += 1;
     feed.last_poll = Some(wall);
     let mut changed = false;
+    if let Ok(Fetched::Body { body, .. }) = &fetched {
+        cx.metrics.add_received_bytes(body.len());
+    }
     let outcome = match fetched {
         Ok(Fetched::NotModified) => Ok("not_modified"),
         Ok(Fetched::Body {
@@ -345,7 +350,12 @@ async fn process(
                     &[("feed", &feed.spec.name), ("reason", e.reason())],
                 )
                 .add(1);
-            cx.metrics.add_errors(1);
+            let error_type = if e.reason() == "parse" {
+                ErrorType::Parse
+            } else {
+                ErrorType::Reader
+            };
+            cx.metrics.add_errors(1, error_type, Stage::Receiving);
             tracing::warn!(
                 component_id = %cx.id,
                 feed = %feed.spec.name,

@@ -24,6 +24,7 @@ use crate::component::{BuildError, SourceOutput};
 use crate::event::{BatchAck, Event, VrlMetadata};
 use crate::sources::util::handover::{Handed, hand_over};
 use crate::telemetry::{ComponentMetrics, LabeledCounter, LatencyRecorder};
+use crate::telemetry::{ErrorType, Stage};
 
 /// What all routes of one listener share.
 pub(crate) struct Shared {
@@ -111,7 +112,13 @@ impl Route {
                 &[("route", &self.path), ("reason", reason)],
             )
             .add(1);
-        self.shared.metrics.add_errors(1);
+        let error_type = match reason {
+            "bad_body" | "bad_encoding" | "malformed" | "decoder_failed" => ErrorType::Parse,
+            _ => ErrorType::Request,
+        };
+        self.shared
+            .metrics
+            .add_errors(1, error_type, Stage::Receiving);
     }
 
     async fn process(
@@ -160,6 +167,7 @@ impl Route {
         let charge = Arc::new(self.reserve(wanted, deadline).await?);
         let granted = charge.as_ref().as_ref().map_or(wanted, Charge::bytes);
         let raw = body::read_bounded(body, limit, shared.read_timeout).await?;
+        shared.metrics.add_received_bytes(raw.len());
         if let Some(auth) = &self.auth
             && auth.needs_body()
             && !auth.verify(&parts.headers, parts.uri.query(), &raw, now.timestamp())

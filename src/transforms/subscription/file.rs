@@ -11,6 +11,7 @@ use super::catalog::Catalog;
 use super::set::{self, SubscriptionSet, SubscriptionSpec};
 use crate::component::BuildError;
 use crate::telemetry::ComponentMetrics;
+use crate::telemetry::{ErrorType, Stage};
 
 pub(super) fn parse_file(text: &str) -> Result<Vec<SubscriptionSpec>, String> {
     serde_saphyr::from_str::<set::SubscriptionFile>(text)
@@ -75,7 +76,8 @@ impl FileSwap {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
             Err(e) => {
                 tracing::error!(component_id = %self.id, file = %self.path.display(), error = %e, "cannot read the subscription file; keeping the current subscriptions");
-                self.metrics.add_errors(1);
+                self.metrics
+                    .add_errors(1, ErrorType::Reader, Stage::Processing);
                 self.outcome("failed");
                 return;
             }
@@ -91,7 +93,8 @@ impl FileSwap {
         match compiled {
             Err(e) => {
                 tracing::error!(component_id = %self.id, file = %self.path.display(), error = %e, "subscription file refused; keeping the current subscriptions");
-                self.metrics.add_errors(1);
+                self.metrics
+                    .add_errors(1, ErrorType::Reader, Stage::Processing);
                 self.outcome("failed");
             }
             Ok(specs) => {
@@ -103,7 +106,8 @@ impl FileSwap {
                 }
                 if let Err(e) = self.catalog.set_file(specs) {
                     tracing::error!(component_id = %self.id, file = %self.path.display(), error = %e, "subscription file refused; keeping the current subscriptions");
-                    self.metrics.add_errors(1);
+                    self.metrics
+                        .add_errors(1, ErrorType::Reader, Stage::Processing);
                     self.outcome("failed");
                     return;
                 }

@@ -87,6 +87,7 @@ use crate::component::{
 use crate::event::{Event, EventBatch};
 use crate::program::{Outcome, Runner};
 use crate::telemetry::{ComponentMetrics, LabeledCounter};
+use crate::telemetry::{ErrorType, Stage};
 use catalog::{CATALOGS, Catalog};
 use file::{FileSwap, Seen, parse_file, text_hash};
 use recent::BatchCopies;
@@ -451,7 +452,8 @@ impl Subscription {
         }
         if let Err(e) = timers::persist(t, path) {
             tracing::error!(component_id = %self.id, file = %path.display(), error = %e, "cannot write the auto-resolve snapshot");
-            self.metrics.add_errors(1);
+            self.metrics
+                .add_errors(1, ErrorType::Writer, Stage::Processing);
         }
     }
 
@@ -502,7 +504,7 @@ impl Transform for Subscription {
                         Outcome::Done(Value::Boolean(b)) => b,
                         Outcome::Done(_) | Outcome::Aborted(_) => false,
                         Outcome::Failed(_) => {
-                            metrics.add_errors(1);
+                            metrics.add_errors(1, ErrorType::Script, Stage::Processing);
                             false
                         }
                     }

@@ -1,0 +1,196 @@
+//! The columns of `sluice top` and which of them fit: every column has a level, and the
+//! table shows the highest level whose columns fit the terminal beside an id column of
+//! at least [`ID_MIN`] cells. At 80 columns that is level 1: no header is ever cut.
+
+use super::top::{ComponentRates, byte_rate, component_latency, rate};
+use crate::telemetry::snapshot::ComponentSnapshot;
+
+type Cell = fn(&ComponentSnapshot, Option<&ComponentRates>) -> String;
+
+pub(super) struct Column {
+    pub(super) header: &'static str,
+    /// Cells, or 0 for the id column (sized to the ids and the room left).
+    width: u16,
+    /// Shown from this level up...
+    from: u8,
+    /// ...to this one (a compact column replaced by a wider one).
+    to: u8,
+    pub(super) cell: Cell,
+}
+
+/// The narrowest the id column gets.
+const ID_MIN: u16 = 10;
+const TOP_LEVEL: u8 = 2;
+
+pub(super) const ALL: &[Column] = &[
+    Column {
+        header: "ID",
+        width: 0,
+        from: 0,
+        to: TOP_LEVEL,
+        cell: |c, _| c.id.clone(),
+    },
+    Column {
+        header: "KIND",
+        width: 9,
+        from: 2,
+        to: TOP_LEVEL,
+        cell: |c, _| c.kind.clone(),
+    },
+    Column {
+        header: "TYPE",
+        width: 10,
+        from: 0,
+        to: TOP_LEVEL,
+        cell: |c, _| c.type_name.clone(),
+    },
+    Column {
+        header: "STATE",
+        width: 8,
+        from: 0,
+        to: TOP_LEVEL,
+        cell: |c, _| c.state.clone(),
+    },
+    Column {
+        header: "IN/s",
+        width: 6,
+        from: 0,
+        to: TOP_LEVEL,
+        // A source takes nothing in from the pipeline: its bytes say what it read.
+        cell: |c, r| rate(r.filter(|_| c.kind != "source").map(|r| r.received)),
+    },
+    Column {
+        header: "OUT/s",
+        width: 6,
+        from: 0,
+        to: TOP_LEVEL,
+        cell: |_, r| rate(r.map(|r| r.sent)),
+    },
+    Column {
+        header: "DISC/s",
+        width: 6,
+        from: 0,
+        to: TOP_LEVEL,
+        cell: |_, r| rate(r.map(|r| r.discarded)),
+    },
+    Column {
+        header: "ERR/s",
+        width: 5,
+        from: 0,
+        to: TOP_LEVEL,
+        cell: |_, r| rate(r.map(|r| r.errors)),
+    },
+    Column {
+        header: "ERRORS",
+        width: 7,
+        from: 2,
+        to: TOP_LEVEL,
+        cell: |c, _| c.errors.to_string(),
+    },
+    Column {
+        header: "BYTES/s",
+        width: 7,
+        from: 0,
+        to: TOP_LEVEL,
+        // Read from the outside by a source, delivered to it by a sink.
+        cell: |c, r| byte_rate(r.filter(|_| c.kind != "transform").map(|r| r.bytes)),
+    },
+    Column {
+        header: "AGE p50",
+        width: 8,
+        from: 2,
+        to: TOP_LEVEL,
+        cell: |c, _| component_latency(&c.latency, c.latency.p50_seconds),
+    },
+    Column {
+        header: "AGE p99",
+        width: 7,
+        from: 1,
+        to: TOP_LEVEL,
+        cell: |c, _| component_latency(&c.latency, c.latency.p99_seconds),
+    },
+    Column {
+        header: "BUF",
+        width: 4,
+        from: 1,
+        to: 1,
+        cell: |c, _| match c.buffer {
+            Some(b) if b.capacity > 0 => format!("{}%", b.events * 100 / b.capacity),
+            _ => "-".into(),
+        },
+    },
+    Column {
+        header: "BUFFER",
+        width: 16,
+        from: 2,
+        to: TOP_LEVEL,
+        cell: |c, _| match c.buffer {
+            Some(b) if b.capacity > 0 => format!(
+                "{}/{} {:>3}%",
+                b.events,
+                b.capacity,
+                b.events * 100 / b.capacity
+            ),
+            _ => "-".into(),
+        },
+    },
+];
+
+impl Column {
+    pub(super) fn shown_at(&self, level: u8) -> bool {
+        (self.from..=self.to).contains(&level)
+    }
+
+    /// The id column gets the longest id, within what `area` leaves it.
+    pub(super) fn width(&self, components: &[ComponentSnapshot], area: u16) -> u16 {
+        if self.width > 0 {
+            return self.width;
+        }
+        let level = level_for(area);
+        let room = inner(area).saturating_sub(fixed(level));
+        let longest = components
+            .iter()
+            .map(|c| c.id.chars().count())
+            .max()
+            .unwrap_or(0);
+        u16::try_from(longest)
+            .unwrap_or(u16::MAX)
+            .clamp(ID_MIN, room.max(ID_MIN))
+    }
+}
+
+/// The width inside the table's border.
+fn inner(area: u16) -> u16 {
+    area.saturating_sub(2)
+}
+
+/// Cells taken by the fixed-width columns of `level` and the gaps between all columns.
+fn fixed(level: u8) -> u16 {
+    let shown = ALL.iter().filter(|c| c.shown_at(level));
+    shown.map(|c| c.width + 1).sum::<u16>().saturating_sub(1)
+}
+
+/// The highest level that fits `area` cells with the id column at least [`ID_MIN`].
+pub(super) fn level_for(area: u16) -> u8 {
+    (0..=TOP_LEVEL)
+        .rev()
+        .find(|&l| fixed(l) + ID_MIN <= inner(area))
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn eighty_columns_fit_level_one_and_wide_terminals_get_everything() {
+        assert_eq!(level_for(80), 1);
+        assert!(fixed(1) + ID_MIN <= 78, "{}", fixed(1));
+        assert_eq!(level_for(60), 0);
+        assert_eq!(level_for(160), TOP_LEVEL);
+        // Every header fits its column.
+        for c in ALL.iter().filter(|c| c.width > 0) {
+            assert!(c.header.len() <= usize::from(c.width), "{}", c.header);
+        }
+    }
+}
