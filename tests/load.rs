@@ -125,6 +125,28 @@ fn kafka_to_postgres() {
 }
 
 #[test]
+fn scenarios_are_built_in_outside_the_checkout() {
+    let elsewhere = tempfile::tempdir().expect("tempdir");
+    let out = sluice()
+        .current_dir(elsewhere.path())
+        .args(["bench", "--list"])
+        .output()
+        .expect("runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(text.lines().count(), 5, "{text}");
+    assert!(
+        text.lines().all(|l| !l.contains(".yaml:")),
+        "every built-in scenario loads: {text}"
+    );
+    assert!(text.contains("webhook-alert-to-pagerduty"), "{text}");
+}
+
+#[test]
 fn every_scenario_file_is_listed_and_loads() {
     let out = sluice()
         .args(["bench", "--list", "--dir"])

@@ -1,7 +1,7 @@
 //! `sluice bench`: load scenarios against a real sluice, each with a baseline measured in
 //! the same run (see [`super::load`]).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::Args;
 use tracing_subscriber::EnvFilter;
@@ -10,9 +10,10 @@ use tracing_subscriber::EnvFilter;
 pub(crate) struct BenchArgs {
     /// Scenario names (files in --dir) or scenario files; all of --dir when none.
     pub(crate) scenarios: Vec<String>,
-    /// Folder of scenario files.
-    #[arg(long, value_name = "DIR", default_value = "benches/scenarios")]
-    pub(crate) dir: PathBuf,
+    /// Folder of scenario files (default: `benches/scenarios` when it exists here, else
+    /// the scenarios built into sluice).
+    #[arg(long, value_name = "DIR")]
+    pub(crate) dir: Option<PathBuf>,
     /// Small counts, so every scenario runs in seconds (what CI does).
     #[arg(long)]
     pub(crate) quick: bool,
@@ -29,6 +30,9 @@ pub(crate) struct BenchArgs {
     #[arg(long)]
     pub(crate) list: bool,
 }
+
+/// Where the scenarios are in a checkout.
+const CHECKOUT_SCENARIOS: &str = "benches/scenarios";
 
 pub(crate) fn bench(args: &BenchArgs) -> u8 {
     use super::load::{self, scenario::Scenario};
@@ -51,12 +55,34 @@ pub(crate) fn bench(args: &BenchArgs) -> u8 {
             }
         },
     };
+    // Outside a checkout the built-in scenarios are written to a folder that lives as
+    // long as the run.
+    let mut extracted = None;
+    let dir = match &args.dir {
+        Some(dir) => dir.clone(),
+        None if Path::new(CHECKOUT_SCENARIOS).is_dir() => PathBuf::from(CHECKOUT_SCENARIOS),
+        None => {
+            let written = tempfile::tempdir().and_then(|tmp| {
+                super::embedded::extract(super::embedded::SCENARIOS, tmp.path())?;
+                Ok(tmp)
+            });
+            match written {
+                Ok(tmp) => extracted.insert(tmp).path().join(CHECKOUT_SCENARIOS),
+                Err(e) => {
+                    eprintln!(
+                        "error: cannot write the built-in scenarios to a temporary folder: {e}"
+                    );
+                    return 1;
+                }
+            }
+        }
+    };
     let files = if args.scenarios.is_empty() {
-        Scenario::all_in(&args.dir)
+        Scenario::all_in(&dir)
     } else {
         args.scenarios
             .iter()
-            .map(|s| Scenario::find(s, &args.dir))
+            .map(|s| Scenario::find(s, &dir))
             .collect()
     };
     let files = match files {

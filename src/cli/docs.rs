@@ -17,31 +17,26 @@ pub(crate) struct DocsArgs {
     /// Folder to write into (`docs/reference` in the repository).
     #[arg(long, value_name = "DIR")]
     pub(crate) out: PathBuf,
-    /// Example pipelines: a type used in one of them shows that entry as its example.
-    #[arg(long, value_name = "DIR", default_value = "pipelines")]
-    pub(crate) examples: PathBuf,
+    /// Example pipelines: a type used in one of them shows that entry as its example
+    /// (default: the example pipelines built into sluice, those of `pipelines/`).
+    #[arg(long, value_name = "DIR")]
+    pub(crate) examples: Option<PathBuf>,
 }
 
 pub(crate) fn docs(args: &DocsArgs) -> u8 {
-    // Sorted, so the pages do not depend on directory order.
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&args.examples)
-        .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
-        .unwrap_or_default();
-    files.retain(|p| p.extension().is_some_and(|e| e == "yaml"));
-    files.sort();
-    let folder = args
-        .examples
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let shipped: Vec<(String, String)> = files
-        .iter()
-        .filter_map(|p| {
-            let text = std::fs::read_to_string(p).ok()?;
-            let name = p.file_name()?.to_string_lossy().into_owned();
-            Some((format!("{folder}/{name}"), text))
-        })
-        .collect();
+    let shipped = match &args.examples {
+        None => super::embedded::PIPELINES
+            .iter()
+            .map(|(path, text)| ((*path).to_owned(), (*text).to_owned()))
+            .collect(),
+        Some(dir) => match examples_in(dir) {
+            Ok(shipped) => shipped,
+            Err(e) => {
+                eprintln!("error: cannot read the examples in {}: {e}", dir.display());
+                return 1;
+            }
+        },
+    };
     let pages = reference_pages(&shipped);
     let progress = super::progress::Progress::new(pages.len() as u64, "pages");
     for (path, text) in &pages {
@@ -59,6 +54,27 @@ pub(crate) fn docs(args: &DocsArgs) -> u8 {
     progress.finish();
     println!("wrote {} pages to {}", pages.len(), args.out.display());
     0
+}
+
+/// The pipelines in `dir`, as (`folder/name.yaml`, text), sorted so the pages do not
+/// depend on directory order.
+fn examples_in(dir: &std::path::Path) -> std::io::Result<Vec<(String, String)>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    files.sort();
+    let folder = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    files
+        .iter()
+        .map(|p| {
+            let name = p.file_name().unwrap_or_default().to_string_lossy();
+            Ok((format!("{folder}/{name}"), std::fs::read_to_string(p)?))
+        })
+        .collect()
 }
 
 /// A minimal entry of this type: its required options with placeholder values.
