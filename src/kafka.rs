@@ -90,3 +90,39 @@ impl ClientContext for LoggingContext {
         tracing::warn!(component_id = &*self.component_id, error = %error, "kafka client error: {reason}");
     }
 }
+
+/// `validate --check-sinks`: connects with `config` (TLS and SASL included) and reads
+/// the cluster's metadata, then looks `topic` up in it. Asking for every topic, not
+/// for `topic`, keeps a broker that creates topics on demand from creating it.
+/// Blocking: run it off the async workers.
+pub(crate) fn probe(
+    config: &ClientConfig,
+    topic: Option<&str>,
+    timeout: std::time::Duration,
+) -> Result<String, String> {
+    use rdkafka::producer::{BaseProducer, Producer};
+    let producer: BaseProducer = config
+        .create()
+        .map_err(|e| format!("cannot create a Kafka client: {e}"))?;
+    let metadata = producer
+        .client()
+        .fetch_metadata(None, timeout)
+        .map_err(|e| format!("no answer from the brokers: {e}"))?;
+    let brokers = metadata.brokers().len();
+    let mut said = format!("{brokers} broker(s) answered");
+    if let Some(topic) = topic {
+        match metadata.topics().iter().find(|t| t.name() == topic) {
+            Some(t) => said.push_str(&format!(
+                ", topic `{topic}` has {} partition(s)",
+                t.partitions().len()
+            )),
+            None => {
+                return Err(format!(
+                    "{said}, but topic `{topic}` does not exist (create it, or let the \
+                     brokers create topics on first write)"
+                ));
+            }
+        }
+    }
+    Ok(said)
+}

@@ -70,6 +70,50 @@ pub(crate) fn qualified_table(schema: &str, table: &str) -> Result<String, Build
     Ok(format!("{}.{}", ident(schema)?, ident(table)?))
 }
 
+/// `validate --check-sinks`: connects as the sink would (which checks the address, the
+/// credentials and the database), then checks that the user may write `table` (a
+/// quoted, qualified name), or that it will be created.
+pub(crate) async fn probe(
+    config: &tokio_postgres::Config,
+    table: &str,
+    create_table: bool,
+) -> Result<String, String> {
+    let (client, connection) = config
+        .connect(tokio_postgres::NoTls)
+        .await
+        .map_err(|e| format!("cannot connect: {}", crate::net::error_chain(&e)))?;
+    let connection = tokio::spawn(connection);
+    let row = client
+        .query_one(
+            "SELECT current_user::text, current_database()::text, \
+             to_regclass($1) IS NOT NULL, \
+             CASE WHEN to_regclass($1) IS NULL THEN NULL \
+                  ELSE has_table_privilege($1, 'INSERT') END",
+            &[&table],
+        )
+        .await
+        .map_err(|e| {
+            format!(
+                "connected, but a query failed: {}",
+                crate::net::error_chain(&e)
+            )
+        })?;
+    drop(client);
+    let _ = connection.await;
+    let (user, database): (String, String) = (row.get(0), row.get(1));
+    let exists: bool = row.get(2);
+    let may_insert: Option<bool> = row.get(3);
+    let connected = format!("connected to `{database}` as `{user}`");
+    match (exists, may_insert) {
+        (true, Some(true)) => Ok(format!("{connected}, may INSERT into {table}")),
+        (true, _) => Err(format!("{connected}, but may not INSERT into {table}")),
+        (false, _) if create_table => Ok(format!("{connected}, {table} will be created")),
+        (false, _) => Err(format!(
+            "{connected}, but {table} does not exist and create_table is false"
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,6 +2,7 @@
 //! without starting anything.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::Args;
 
@@ -24,7 +25,26 @@ pub(crate) struct ValidateArgs {
     /// Fail (exit 78) on warnings too, such as an output that nobody reads.
     #[arg(long)]
     pub(crate) deny_warnings: bool,
+    /// Also reach what every sink delivers to, the way it does: name resolution,
+    /// connection and TLS, then the credentials where a cheap probe exists (an HTTP
+    /// `HEAD` with the sink's headers, an OAuth2 token, a PostgreSQL login and INSERT
+    /// privilege, Kafka metadata and the topic, the Forward handshake, a writable
+    /// folder). Exit 69 when one fails.
+    #[arg(long)]
+    pub(crate) check_sinks: bool,
+    /// How long each sink's check may take.
+    #[arg(
+        long,
+        value_name = "DURATION",
+        default_value = "10s",
+        value_parser = humantime::parse_duration,
+        requires = "check_sinks"
+    )]
+    pub(crate) check_timeout: Duration,
 }
+
+/// Exit code when a sink cannot be reached (sysexits' EX_UNAVAILABLE).
+const EXIT_UNAVAILABLE: u8 = 69;
 
 /// The settings and the pipeline as `run` would load them (plugin folders from the
 /// flag, then from the settings); every error printed, and the exit code on failure.
@@ -66,8 +86,68 @@ pub(crate) fn validate(args: &ValidateArgs) -> u8 {
                 pipeline.transforms.len(),
                 pipeline.sinks.len()
             );
+            if args.check_sinks {
+                return check_sinks(&pipeline, args.check_timeout);
+            }
             0
         }
         Err(code) => code,
     }
+}
+
+/// Runs every sink's healthcheck at once, each within `timeout`, and prints one line
+/// per sink in the order of the file.
+fn check_sinks(pipeline: &Pipeline, timeout: Duration) -> u8 {
+    crate::net::install_crypto_provider();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return 1;
+        }
+    };
+    let checks = pipeline.sinks.iter().map(|(id, def)| async move {
+        let outcome =
+            match def.config.healthcheck() {
+                None => None,
+                Some(check) => Some(tokio::time::timeout(timeout, check).await.unwrap_or_else(
+                    |_| {
+                        Err(format!(
+                            "no answer within {}",
+                            humantime::format_duration(timeout)
+                        ))
+                    },
+                )),
+            };
+        (id, def.config.type_name(), outcome)
+    });
+    let results = runtime.block_on(futures_util::future::join_all(checks));
+    let mut failed = 0;
+    for (id, type_name, outcome) in results {
+        match outcome {
+            None => println!("sink `{id}` ({type_name}): nothing outside sluice to reach"),
+            Some(Ok(said)) => println!(
+                "sink `{id}` ({type_name}): reachable: {}",
+                crate::redact::redact(&said)
+            ),
+            Some(Err(e)) => {
+                failed += 1;
+                eprintln!(
+                    "error: sink `{id}` ({type_name}): {}",
+                    crate::redact::redact(&e)
+                );
+            }
+        }
+    }
+    if failed > 0 {
+        eprintln!(
+            "{failed} of {} sink(s) cannot be reached",
+            pipeline.sinks.len()
+        );
+        return EXIT_UNAVAILABLE;
+    }
+    0
 }

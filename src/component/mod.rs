@@ -227,6 +227,12 @@ pub trait SinkConfig: Debug + Send + Sync + 'static {
     }
     /// The task must run until `cx.input` is closed and drained, settling every event.
     fn build(&self, cx: SinkContext) -> BoxFuture<'_, Result<ComponentTask, BuildError>>;
+    /// `validate --check-sinks`: reaches what the sink delivers to, the way it does
+    /// (name, connection, TLS, and credentials where a cheap probe exists), and says
+    /// what answered or which step failed. `None`: it reaches nothing outside.
+    fn healthcheck(&self) -> Option<BoxFuture<'_, crate::net::probe::Checked>> {
+        None
+    }
 }
 
 /// Settles a batch a sink has delivered, counts it and times it (see

@@ -10,6 +10,7 @@ mod body;
 mod client;
 pub(crate) mod http_server;
 mod oauth2;
+pub(crate) mod probe;
 mod retry;
 mod server_auth;
 mod server_tls;

@@ -155,6 +155,26 @@ impl SinkConfig for CloudEventsConfig {
             .collect()
     }
 
+    fn healthcheck(&self) -> Option<BoxFuture<'_, crate::net::probe::Checked>> {
+        Some(Box::pin(async move {
+            let client =
+                crate::net::http_client(!self.sink.insecure_skip_verify, None, self.sink.timeout)?;
+            let mut headers = reqwest::header::HeaderMap::new();
+            if let Some(oidc) = &self.oidc {
+                let bearer = crate::net::probe::oauth2_bearer(oidc, self.sink.timeout).await?;
+                headers.insert(reqwest::header::AUTHORIZATION, bearer);
+            }
+            let credentials = self.oidc.is_some();
+            let reached =
+                crate::net::probe::http(&client, &self.sink.endpoint, headers, credentials).await?;
+            Ok(if credentials {
+                format!("OAuth2 token granted, {reached}")
+            } else {
+                reached
+            })
+        }))
+    }
+
     fn build(&self, cx: SinkContext) -> BoxFuture<'_, Result<ComponentTask, BuildError>> {
         Box::pin(async move {
             let encoder = Arc::new(self.encoder()?);

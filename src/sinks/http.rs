@@ -232,6 +232,26 @@ impl SinkConfig for HttpSinkConfig {
         self.tls.ca_file.iter().cloned().collect()
     }
 
+    fn healthcheck(&self) -> Option<BoxFuture<'_, crate::net::probe::Checked>> {
+        Some(Box::pin(async move {
+            let mut headers = self.encoder().map_err(|e| e.0)?.headers;
+            headers.remove(CONTENT_TYPE);
+            headers.remove(CONTENT_ENCODING);
+            let client = crate::net::http_client(
+                self.ssl_verify,
+                self.tls.ca_file.as_deref(),
+                self.request.timeout,
+            )?;
+            let mut credentials = headers.contains_key(AUTHORIZATION);
+            if let Some(HttpAuth::Oauth2(config)) = &self.auth {
+                let bearer = crate::net::probe::oauth2_bearer(config, self.request.timeout).await?;
+                headers.insert(AUTHORIZATION, bearer);
+                credentials = true;
+            }
+            crate::net::probe::http(&client, &self.url, headers, credentials).await
+        }))
+    }
+
     fn build(&self, cx: SinkContext) -> BoxFuture<'_, Result<ComponentTask, BuildError>> {
         Box::pin(async move {
             let encoder = Arc::new(self.encoder()?);

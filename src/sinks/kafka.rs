@@ -201,6 +201,20 @@ impl SinkConfig for KafkaSinkConfig {
         check_config(&self.client_config())
     }
 
+    fn healthcheck(&self) -> Option<BoxFuture<'_, crate::net::probe::Checked>> {
+        Some(Box::pin(async move {
+            let config = self.client_config();
+            // A templated topic is only known per event.
+            let topic = (!self.topic.contains("{{")).then(|| self.topic.clone());
+            let timeout = self.message_timeout.min(std::time::Duration::from_secs(10));
+            tokio::task::spawn_blocking(move || {
+                crate::kafka::probe(&config, topic.as_deref(), timeout)
+            })
+            .await
+            .map_err(|e| format!("the check did not finish: {e}"))?
+        }))
+    }
+
     fn build(&self, cx: SinkContext) -> BoxFuture<'_, Result<ComponentTask, BuildError>> {
         Box::pin(async move {
             self.check()?;

@@ -146,6 +146,13 @@ impl SinkConfig for PagerDutyConfig {
         self.encoder().map(drop)
     }
 
+    fn healthcheck(&self) -> Option<BoxFuture<'_, crate::net::probe::Checked>> {
+        Some(Box::pin(async move {
+            let client = crate::net::http_client(self.ssl_verify, None, self.request.timeout)?;
+            crate::net::probe::http(&client, &self.url, Default::default(), false).await
+        }))
+    }
+
     fn build(&self, cx: SinkContext) -> BoxFuture<'_, Result<ComponentTask, BuildError>> {
         Box::pin(async move {
             let encoder = Arc::new(self.encoder()?);

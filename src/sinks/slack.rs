@@ -79,6 +79,13 @@ impl SinkConfig for SlackConfig {
         self.encoder().map(drop)
     }
 
+    fn healthcheck(&self) -> Option<BoxFuture<'_, crate::net::probe::Checked>> {
+        Some(Box::pin(async move {
+            let client = crate::net::http_client(self.ssl_verify, None, self.request.timeout)?;
+            crate::net::probe::http(&client, &self.webhook_url, Default::default(), false).await
+        }))
+    }
+
     fn build(&self, cx: SinkContext) -> BoxFuture<'_, Result<ComponentTask, BuildError>> {
         Box::pin(async move {
             let encoder = Arc::new(self.encoder()?);

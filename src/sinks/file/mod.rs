@@ -28,7 +28,7 @@ pub(crate) mod paths;
 mod retention;
 mod writer;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use chrono::format::{Item, StrftimeItems};
 use serde::Deserialize;
@@ -185,6 +185,32 @@ impl SinkConfig for FileSinkConfig {
 
     fn check(&self) -> Result<(), BuildError> {
         self.paths().map(drop)
+    }
+
+    fn healthcheck(&self) -> Option<BoxFuture<'_, crate::net::probe::Checked>> {
+        Some(Box::pin(async move {
+            let root = self.paths().map_err(|e| e.0)?.root;
+            let root = PathBuf::from(if root.is_empty() { "." } else { &root });
+            // The nearest folder that exists is where the sink would create the rest.
+            let mut existing = root.as_path();
+            while !existing.exists() {
+                existing = existing.parent().unwrap_or(Path::new("."));
+            }
+            if !existing.is_dir() {
+                return Err(format!("`{}` is not a folder", existing.display()));
+            }
+            tempfile::tempfile_in(existing)
+                .map_err(|e| format!("cannot write in `{}`: {e}", existing.display()))?;
+            Ok(if existing == root {
+                format!("`{}` is writable", root.display())
+            } else {
+                format!(
+                    "`{}` will be created in `{}`, which is writable",
+                    root.display(),
+                    existing.display()
+                )
+            })
+        }))
     }
 
     fn build(&self, cx: SinkContext) -> BoxFuture<'_, Result<ComponentTask, BuildError>> {

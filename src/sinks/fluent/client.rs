@@ -152,31 +152,24 @@ impl Client {
         }
     }
 
+    /// `validate --check-sinks`: connects (TLS and the handshake with its credentials
+    /// included), then closes.
+    pub(super) async fn probe(&mut self) -> Result<String, String> {
+        self.ensure_connected().await?;
+        self.close().await;
+        let mut said = format!("{} connected", self.address);
+        if self.tls.is_some() {
+            said.push_str(", TLS verified");
+        }
+        if self.shared_key.is_some() {
+            said.push_str(", shared_key accepted");
+        }
+        Ok(said)
+    }
+
     /// Sends one message and, with a chunk, waits for its ack.
     pub(super) async fn send(&mut self, message: &[u8], chunk: Option<&str>) -> Result<(), String> {
-        if self.connection.as_mut().is_some_and(Connection::stale) {
-            tracing::debug!(address = %self.address, "the server closed the kept-alive connection; reconnecting");
-            self.connection = None;
-        }
-        if self.connection.is_none() {
-            let connection = tokio::time::timeout(self.connect_timeout, self.connect())
-                .await
-                .map_err(|_| match self.shared_key {
-                    // A server without the handshake sends no HELO: it waits for data.
-                    Some(_) => format!(
-                        "no HELO from {} within {:?}: does the server have a shared_key{}?",
-                        self.address,
-                        self.connect_timeout,
-                        if self.tls.is_none() {
-                            " (or expect TLS)"
-                        } else {
-                            ""
-                        }
-                    ),
-                    None => format!("connecting to {} timed out", self.address),
-                })??;
-            self.connection = Some(connection);
-        }
+        self.ensure_connected().await?;
         let Some(c) = self.connection.as_mut() else {
             return Err("not connected".into());
         };
@@ -214,6 +207,34 @@ impl Client {
         } else {
             Err("the server answered something other than this message's ack".into())
         }
+    }
+
+    /// Connects unless a live connection is kept, within `connect_timeout`.
+    async fn ensure_connected(&mut self) -> Result<(), String> {
+        if self.connection.as_mut().is_some_and(Connection::stale) {
+            tracing::debug!(address = %self.address, "the server closed the kept-alive connection; reconnecting");
+            self.connection = None;
+        }
+        if self.connection.is_none() {
+            let connection = tokio::time::timeout(self.connect_timeout, self.connect())
+                .await
+                .map_err(|_| match self.shared_key {
+                    // A server without the handshake sends no HELO: it waits for data.
+                    Some(_) => format!(
+                        "no HELO from {} within {:?}: does the server have a shared_key{}?",
+                        self.address,
+                        self.connect_timeout,
+                        if self.tls.is_none() {
+                            " (or expect TLS)"
+                        } else {
+                            ""
+                        }
+                    ),
+                    None => format!("connecting to {} timed out", self.address),
+                })??;
+            self.connection = Some(connection);
+        }
+        Ok(())
     }
 
     async fn connect(&self) -> Result<Connection, String> {

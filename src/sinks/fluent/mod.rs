@@ -166,6 +166,12 @@ impl SinkConfig for FluentSinkConfig {
         Ok(())
     }
 
+    fn healthcheck(&self) -> Option<BoxFuture<'_, crate::net::probe::Checked>> {
+        Some(Box::pin(async move {
+            client::Client::new(self).map_err(|e| e.0)?.probe().await
+        }))
+    }
+
     fn build(&self, cx: SinkContext) -> BoxFuture<'_, Result<ComponentTask, BuildError>> {
         Box::pin(async move {
             self.check()?;

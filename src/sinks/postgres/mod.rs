@@ -74,6 +74,14 @@ impl SinkConfig for PostgresConfig {
         self.plan().map(drop)
     }
 
+    fn healthcheck(&self) -> Option<BoxFuture<'_, crate::net::probe::Checked>> {
+        Some(Box::pin(async move {
+            let plan = self.plan().map_err(|e| e.0)?;
+            let pg = crate::postgres::parse_url(&self.url, "url").map_err(|e| e.0)?;
+            crate::postgres::probe(&pg, &plan.table, self.create_table).await
+        }))
+    }
+
     fn build(&self, cx: SinkContext) -> BoxFuture<'_, Result<ComponentTask, BuildError>> {
         Box::pin(async move {
             let plan = self.plan()?;

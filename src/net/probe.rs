@@ -1,0 +1,139 @@
+//! `validate --check-sinks`: reaches an endpoint one step at a time, so a failure names
+//! the step (name resolution, connection, TLS, HTTP, credentials) instead of a bare
+//! "error sending request". What is printed names the scheme, host and port only: the
+//! rest of a URL may be the credential (a Slack webhook).
+
+use reqwest::header::HeaderMap;
+use tokio::net::TcpStream;
+
+/// A check that ran: what answered.
+pub(crate) type Checked = Result<String, String>;
+
+/// Resolves `host`, then connects to the first address that takes a connection.
+/// Returns how many addresses the name had and the one that answered.
+pub(crate) async fn tcp(host: &str, port: u16) -> Result<String, String> {
+    let addresses: Vec<_> = tokio::net::lookup_host((host, port))
+        .await
+        .map_err(|e| format!("cannot resolve `{host}`: {e}"))?
+        .collect();
+    if addresses.is_empty() {
+        return Err(format!("`{host}` resolves to no address"));
+    }
+    let mut last = None;
+    for address in &addresses {
+        match TcpStream::connect(address).await {
+            Ok(_) => {
+                return Ok(format!(
+                    "{host}:{port} resolved ({} address{}), connected to {address}",
+                    addresses.len(),
+                    if addresses.len() == 1 { "" } else { "es" }
+                ));
+            }
+            Err(e) => last = Some(format!("{address}: {e}")),
+        }
+    }
+    Err(format!(
+        "cannot connect to {host}:{port} ({})",
+        last.unwrap_or_default()
+    ))
+}
+
+/// An HTTP(S) endpoint: DNS and TCP (unless a proxy is set, which reqwest would go
+/// through), then one `HEAD` through `client`, the sink's own (its TLS settings), with
+/// `headers` (the sink's static headers and credentials). With `credentials`, a 401 or
+/// 403 is a failure: the credentials were refused. The URL is cut at its first
+/// template.
+pub(crate) async fn http(
+    client: &reqwest::Client,
+    url: &str,
+    headers: HeaderMap,
+    credentials: bool,
+) -> Checked {
+    let base = url.split("{{").next().unwrap_or(url);
+    let parsed = reqwest::Url::parse(base).map_err(|e| format!("not a URL: {e}"))?;
+    let host = parsed.host_str().ok_or("the URL has no host")?.to_owned();
+    let port = parsed
+        .port_or_known_default()
+        .ok_or("the URL has no port")?;
+    let endpoint = format!("{}://{host}:{port}", parsed.scheme());
+    let mut steps = Vec::new();
+    if proxied(parsed.scheme()) {
+        steps.push("through the proxy of the environment".to_owned());
+    } else {
+        steps.push(tcp(&host, port).await?);
+    }
+    let response = client
+        .head(parsed)
+        .headers(headers)
+        .send()
+        .await
+        .map_err(|e| {
+            let chain = super::error_chain(&e.without_url());
+            if chain.contains("certificate") || chain.contains("tls") || chain.contains("TLS") {
+                format!("TLS with {endpoint} failed: {chain}")
+            } else {
+                format!("{endpoint}: {chain}")
+            }
+        })?;
+    let status = response.status().as_u16();
+    if credentials && matches!(status, 401 | 403) {
+        return Err(format!(
+            "{endpoint} refused the credentials (HTTP {status} to a HEAD request)"
+        ));
+    }
+    if endpoint.starts_with("https") {
+        steps.push("TLS verified".into());
+    }
+    steps.push(format!("HEAD answered HTTP {status}"));
+    Ok(steps.join(", "))
+}
+
+/// An `Authorization` value with a token fetched from the OAuth2 token endpoint: the
+/// check of the client credentials.
+pub(crate) async fn oauth2_bearer(
+    config: &super::OAuth2Config,
+    timeout: std::time::Duration,
+) -> Result<reqwest::header::HeaderValue, String> {
+    let clock: std::sync::Arc<dyn crate::clock::Clock> =
+        std::sync::Arc::new(crate::clock::TokioClock);
+    let tokens = super::TokenSource::new(config.clone(), clock, timeout)?;
+    let token = tokens
+        .token()
+        .await
+        .map_err(|e| format!("no OAuth2 token: {e}"))?;
+    reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+        .map_err(|e| format!("the OAuth2 token is not a header value: {e}"))
+}
+
+/// Whether reqwest would reach `scheme` URLs through a proxy from the environment.
+fn proxied(scheme: &str) -> bool {
+    let names: &[&str] = match scheme {
+        "https" => &["HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"],
+        _ => &["HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"],
+    };
+    names
+        .iter()
+        .any(|n| std::env::var(n).is_ok_and(|v| !v.is_empty()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn names_the_step_that_failed() {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = closed.local_addr().expect("addr").port();
+        drop(closed);
+        let e = tcp("127.0.0.1", port).await.expect_err("nothing listens");
+        assert!(
+            e.starts_with(&format!("cannot connect to 127.0.0.1:{port}")),
+            "{e}"
+        );
+        let e = tcp("no-such-host.invalid", 80).await.expect_err("no name");
+        assert!(
+            e.starts_with("cannot resolve `no-such-host.invalid`"),
+            "{e}"
+        );
+    }
+}
