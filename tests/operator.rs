@@ -99,9 +99,10 @@ async fn top_renders_live_rates_of_a_running_sluice() {
             .find(|l| l.split_whitespace().next() == Some(id))
             .unwrap_or_else(|| panic!("no row for {id}:\n{screen}"));
         let cols: Vec<&str> = row.split_whitespace().collect();
-        // id kind type state in/s out/s errors err/s age-p50 age-p99 buffer…
+        // id kind type state in/s out/s disc/s err/s errors bytes/s age-p50 age-p99
+        // buffer…
         assert_eq!(cols[3], "running", "{row}");
-        for age in &cols[8..10] {
+        for age in &cols[10..12] {
             assert!(
                 age.ends_with('s') && age.trim_end_matches(['µ', 'm', 's']).parse::<f64>().is_ok(),
                 "{id} shows its latency: {row}"
@@ -112,7 +113,7 @@ async fn top_renders_live_rates_of_a_running_sluice() {
         if id != "gen" {
             let in_rate: f64 = cols[4].trim_end_matches('k').parse().expect("in/s");
             assert!(in_rate > 0.0, "{id} receives: {row}");
-            assert!(cols[10].ends_with("/1000"), "buffer fill shown: {row}");
+            assert!(cols[12].ends_with("/1000"), "buffer fill shown: {row}");
         }
     }
 }

@@ -15,19 +15,8 @@ use ratatui::style::{Modifier, Style};
 use ratatui::text::Line;
 use ratatui::widgets::{Block, Cell, Paragraph, Row, Table};
 
-use super::top_columns as columns;
-use crate::telemetry::snapshot::{LatencySummary, Snapshot};
-
-/// Per-second figures of one component between two polls.
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
-pub struct ComponentRates {
-    pub received: f64,
-    pub(crate) sent: f64,
-    pub(crate) errors: f64,
-    pub(crate) discarded: f64,
-    /// Bytes read from the outside (a source) or delivered to it (a sink).
-    pub(crate) bytes: f64,
-}
+use super::top_columns::{self as columns, ComponentRates, latency};
+use crate::telemetry::snapshot::Snapshot;
 
 /// Rates by component id; empty after the first poll.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -78,56 +67,6 @@ impl Rates {
             by_id,
             over: elapsed,
         }
-    }
-}
-
-pub(super) fn rate(v: Option<f64>) -> String {
-    match v {
-        None => "-".into(),
-        Some(v) if v >= 10_000_000.0 => format!("{:.0}M", v / 1e6),
-        Some(v) if v >= 1_000_000.0 => format!("{:.1}M", v / 1e6),
-        Some(v) if v >= 10_000.0 => format!("{:.1}k", v / 1000.0),
-        Some(v) if v >= 100.0 => format!("{v:.0}"),
-        Some(v) => format!("{v:.1}"),
-    }
-}
-
-/// Bytes per second in at most 7 characters (`1023B`, `12.3KiB`, `1.2GiB`).
-pub(super) fn byte_rate(v: Option<f64>) -> String {
-    let Some(mut v) = v else {
-        return "-".into();
-    };
-    for unit in ["B", "KiB", "MiB", "GiB"] {
-        if v < 1024.0 || unit == "GiB" {
-            return if unit == "B" {
-                format!("{v:.0}B")
-            } else if v >= 100.0 {
-                format!("{v:.0}{unit}")
-            } else {
-                format!("{v:.1}{unit}")
-            };
-        }
-        v /= 1024.0;
-    }
-    unreachable!("the loop returns at GiB")
-}
-
-fn latency(seconds: f64) -> String {
-    if seconds >= 1.0 {
-        format!("{seconds:.2}s")
-    } else if seconds >= 0.001 {
-        format!("{:.1}ms", seconds * 1e3)
-    } else {
-        format!("{:.0}µs", seconds * 1e6)
-    }
-}
-
-/// A component's latency figure, `-` before it timed anything.
-pub(super) fn component_latency(l: &LatencySummary, seconds: f64) -> String {
-    if l.count == 0 {
-        "-".into()
-    } else {
-        latency(seconds)
     }
 }
 
@@ -344,7 +283,7 @@ pub(crate) fn top(args: &TopArgs) -> u8 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::telemetry::snapshot::{BackfillFill, BufferFill, ComponentSnapshot};
+    use crate::telemetry::snapshot::{BackfillFill, BufferFill, ComponentSnapshot, LatencySummary};
     use ratatui::Terminal;
     use ratatui::backend::TestBackend;
 
@@ -485,16 +424,6 @@ mod tests {
             "{}",
             wide[3]
         );
-    }
-
-    #[test]
-    fn byte_rates_fit_seven_cells() {
-        assert_eq!(byte_rate(Some(1023.0)), "1023B");
-        assert_eq!(byte_rate(Some(1536.0)), "1.5KiB");
-        assert_eq!(byte_rate(Some(500.0 * 1024.0)), "500KiB");
-        assert_eq!(byte_rate(Some(3.0 * 1024.0 * 1024.0 * 1024.0)), "3.0GiB");
-        assert_eq!(byte_rate(None), "-");
-        assert_eq!(rate(Some(2_500_000.0)), "2.5M");
     }
 
     #[test]

@@ -1,9 +1,8 @@
-//! The columns of `sluice top` and which of them fit: every column has a level, and the
+//! The columns of `sluice top`, how their figures are written, and which of them fit: every column has a level, and the
 //! table shows the highest level whose columns fit the terminal beside an id column of
 //! at least [`ID_MIN`] cells. At 80 columns that is level 1: no header is ever cut.
 
-use super::top::{ComponentRates, byte_rate, component_latency, rate};
-use crate::telemetry::snapshot::ComponentSnapshot;
+use crate::telemetry::snapshot::{ComponentSnapshot, LatencySummary};
 
 type Cell = fn(&ComponentSnapshot, Option<&ComponentRates>) -> String;
 
@@ -178,6 +177,67 @@ pub(super) fn level_for(area: u16) -> u8 {
         .unwrap_or(0)
 }
 
+/// Per-second figures of one component between two polls.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct ComponentRates {
+    pub received: f64,
+    pub(crate) sent: f64,
+    pub(crate) errors: f64,
+    pub(crate) discarded: f64,
+    /// Bytes read from the outside (a source) or delivered to it (a sink).
+    pub(crate) bytes: f64,
+}
+
+pub(crate) fn rate(v: Option<f64>) -> String {
+    match v {
+        None => "-".into(),
+        Some(v) if v >= 10_000_000.0 => format!("{:.0}M", v / 1e6),
+        Some(v) if v >= 1_000_000.0 => format!("{:.1}M", v / 1e6),
+        Some(v) if v >= 10_000.0 => format!("{:.1}k", v / 1000.0),
+        Some(v) if v >= 100.0 => format!("{v:.0}"),
+        Some(v) => format!("{v:.1}"),
+    }
+}
+
+/// Bytes per second in at most 7 characters (`1023B`, `12.3KiB`, `1.2GiB`).
+pub(crate) fn byte_rate(v: Option<f64>) -> String {
+    let Some(mut v) = v else {
+        return "-".into();
+    };
+    for unit in ["B", "KiB", "MiB", "GiB"] {
+        if v < 1024.0 || unit == "GiB" {
+            return if unit == "B" {
+                format!("{v:.0}B")
+            } else if v >= 100.0 {
+                format!("{v:.0}{unit}")
+            } else {
+                format!("{v:.1}{unit}")
+            };
+        }
+        v /= 1024.0;
+    }
+    unreachable!("the loop returns at GiB")
+}
+
+pub(super) fn latency(seconds: f64) -> String {
+    if seconds >= 1.0 {
+        format!("{seconds:.2}s")
+    } else if seconds >= 0.001 {
+        format!("{:.1}ms", seconds * 1e3)
+    } else {
+        format!("{:.0}µs", seconds * 1e6)
+    }
+}
+
+/// A component's latency figure, `-` before it timed anything.
+fn component_latency(l: &LatencySummary, seconds: f64) -> String {
+    if l.count == 0 {
+        "-".into()
+    } else {
+        latency(seconds)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -192,5 +252,15 @@ mod tests {
         for c in ALL.iter().filter(|c| c.width > 0) {
             assert!(c.header.len() <= usize::from(c.width), "{}", c.header);
         }
+    }
+
+    #[test]
+    fn byte_rates_fit_seven_cells() {
+        assert_eq!(byte_rate(Some(1023.0)), "1023B");
+        assert_eq!(byte_rate(Some(1536.0)), "1.5KiB");
+        assert_eq!(byte_rate(Some(500.0 * 1024.0)), "500KiB");
+        assert_eq!(byte_rate(Some(3.0 * 1024.0 * 1024.0 * 1024.0)), "3.0GiB");
+        assert_eq!(byte_rate(None), "-");
+        assert_eq!(rate(Some(2_500_000.0)), "2.5M");
     }
 }
