@@ -90,6 +90,11 @@ pub(crate) struct Plugin {
     pub(crate) origin: Origin,
 }
 
+/// Every built-in plugin: kind, name and VRL text.
+pub(crate) fn builtins() -> impl Iterator<Item = (Kind, &'static str, &'static str)> {
+    BUILTINS.iter().copied()
+}
+
 /// The built-in text of a plugin.
 pub(crate) fn builtin(kind: Kind, name: &str) -> Option<&'static str> {
     BUILTINS

@@ -77,6 +77,11 @@ pub(crate) struct CompiledProgram {
 
 /// Compiles a program; the error carries VRL's own diagnostic (with its line and column
 /// inside the program).
+/// The VRL functions sluice adds to the standard library.
+pub(crate) fn added_functions() -> Vec<Box<dyn vrl::compiler::Function>> {
+    vec![Box::new(crate::tables::LookupTable)]
+}
+
 pub(crate) fn compile(
     source: &ProgramSource,
     mode: Mode,
@@ -87,7 +92,7 @@ pub(crate) fn compile(
         config.set_read_only();
     }
     let mut functions = vrl::stdlib::all();
-    functions.push(Box::new(crate::tables::LookupTable));
+    functions.extend(added_functions());
     let result = compile_with_external(&text, &functions, &ExternalEnv::default(), config)
         .map_err(|diagnostics| {
             BuildError(format!(

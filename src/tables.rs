@@ -143,7 +143,17 @@ impl Function for LookupTable {
     }
 
     fn examples(&self) -> &'static [Example] {
-        &[]
+        &[Example {
+            title: "The team that owns an alert's service, from an `enrich` table `owners`",
+            source: r#"lookup_table("owners", .service)"#,
+            input: None,
+            result: Ok(r#"{"service": "checkout", "team": "payments", "channel": "pay-oncall"}"#),
+            file: file!(),
+            line: line!(),
+            deterministic: true,
+            // It needs a table loaded by an `enrich` transform.
+            skip: true,
+        }]
     }
 
     fn compile(

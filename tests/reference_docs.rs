@@ -51,8 +51,20 @@ fn committed_reference_pages_are_current() {
         sluice::sources::TYPES.len() + sluice::transforms::TYPES.len() + sluice::sinks::TYPES.len();
     assert_eq!(
         generated.len(),
-        count + 4,
-        "a page per type, an index, settings, the API and its OpenAPI document"
+        count + 7,
+        "a page per type, an index, settings, the API and its OpenAPI document, metrics, VRL functions and plugins"
+    );
+    assert!(generated["metrics.md"].contains(
+        "| `sluice_component_errors_total` | counter | every component | `error_type`, `stage` |"
+    ));
+    assert!(generated["metrics.md"].contains("| `delivery_failed` |"));
+    assert!(generated["vrl-functions.md"].contains("## `lookup_table`"));
+    let plugins = &generated["plugins.md"];
+    assert!(
+        plugins.contains("| decoder | `alertmanager` | `plugins/decoders/alertmanager.vrl` |")
+            && plugins.contains("### Contract")
+            && plugins.contains("### `slack`"),
+        "{plugins}"
     );
     assert!(generated["settings.md"].contains("auth_token"));
     let api = &generated["api.md"];

@@ -20,7 +20,7 @@ use sluice::topology::{Drained, TopologyOptions};
 use vrl::value::Value;
 
 fn counter(metrics: &ComponentMetrics, name: &'static str, labels: &[(&'static str, &str)]) -> u64 {
-    metrics.counter(name, "", labels).get()
+    metrics.counter(name, labels).get()
 }
 
 fn component(telemetry: &Telemetry, id: &str) -> Arc<ComponentMetrics> {

@@ -221,11 +221,23 @@ pub(crate) fn reference_pages(shipped: &[(String, String)]) -> Vec<(String, Stri
         }
     }
     index.push_str(
-        "\n## Beyond components\n\n- [Settings](settings.md): the global settings, their defaults and their environment variables\n- [API](api.md): every endpoint, the role it needs, and the OpenAPI document ([`openapi.json`](openapi.json))\n",
+        "\n## Beyond components\n\n- [Settings](settings.md): the global settings, their defaults and their environment variables\n- [API](api.md): every endpoint, the role it needs, and the OpenAPI document ([`openapi.json`](openapi.json))\n- [Metrics](metrics.md): every metric on `/metrics`, its labels, and what it counts\n- [VRL functions](vrl-functions.md): the functions sluice adds to VRL's standard library\n- [Plugins](plugins.md): the contract of decoder and formatter plugins, and the built-ins\n",
     );
     pages.insert(0, ("README.md".to_owned(), index));
     pages.push(("settings.md".to_owned(), settings_page()));
     pages.push(("api.md".to_owned(), api_page()));
+    pages.push((
+        "metrics.md".to_owned(),
+        super::docs_pages::metrics_page(GENERATED),
+    ));
+    pages.push((
+        "vrl-functions.md".to_owned(),
+        super::docs_pages::vrl_page(GENERATED),
+    ));
+    pages.push((
+        "plugins.md".to_owned(),
+        super::docs_pages::plugins_page(GENERATED),
+    ));
     pages.push((
         "openapi.json".to_owned(),
         format!("{}\n", crate::api::openapi_document()),

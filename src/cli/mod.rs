@@ -4,6 +4,7 @@
 mod bench;
 mod ctl;
 mod docs;
+mod docs_pages;
 mod embedded;
 mod graph;
 pub(crate) mod load;

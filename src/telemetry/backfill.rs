@@ -23,12 +23,8 @@ pub(crate) struct BackfillProgress {
 impl BackfillProgress {
     pub(crate) fn attach(metrics: &ComponentMetrics) -> Self {
         Self {
-            total: metrics.gauge(
-                TOTAL,
-                "Rows a backfill has to read (counted at its start, including rows read before a restart).",
-                &[],
-            ),
-            done: metrics.gauge(DONE, "Rows a backfill has read and seen delivered.", &[]),
+            total: metrics.gauge(TOTAL, &[]),
+            done: metrics.gauge(DONE, &[]),
         }
     }
 

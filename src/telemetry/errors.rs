@@ -4,25 +4,17 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// What went wrong.
+/// What went wrong (each type's meaning is in [`ErrorType::all`], which the metrics
+/// reference page shows).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum ErrorType {
-    /// Bytes that are not what the format says (a body, a line, a record, a feed).
     Parse,
-    /// A request refused as a whole: authentication, size, protocol, decoding plugin.
     Request,
-    /// Reading from the outside failed (a file, a stream, a query, a poll).
     Reader,
-    /// A VRL program failed on an event.
     Script,
-    /// An event could not be turned into what a sink sends.
     Encoder,
-    /// Writing locally failed (a file, the console, a disk buffer).
     Writer,
-    /// A sink gave up on events after its retries.
     Delivery,
-    /// A position could not be committed or acknowledged (Kafka offsets, file
-    /// checkpoints).
     Acknowledgment,
 }
 
@@ -58,6 +50,28 @@ impl ErrorType {
             Self::Delivery => "delivery_failed",
             Self::Acknowledgment => "acknowledgment_failed",
         }
+    }
+    /// Every type with what it means, for the metrics reference page.
+    pub(crate) fn all() -> impl Iterator<Item = (&'static str, &'static str)> {
+        TYPES.iter().map(|t| {
+            let meaning = match t {
+                Self::Parse => {
+                    "bytes that are not what the format says (a body, a line, a record, a feed)"
+                }
+                Self::Request => {
+                    "a request refused as a whole (authentication, size, protocol, decoder)"
+                }
+                Self::Reader => "reading failed (a file, a stream, a query, a poll)",
+                Self::Script => "a VRL program failed on an event",
+                Self::Encoder => "an event could not be encoded for its destination",
+                Self::Writer => "a local write failed (a file, the console, a disk buffer)",
+                Self::Delivery => "a sink gave up on events after its retries",
+                Self::Acknowledgment => {
+                    "a position could not be committed (Kafka offsets, file checkpoints)"
+                }
+            };
+            (t.as_str(), meaning)
+        })
     }
 }
 

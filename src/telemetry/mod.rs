@@ -8,6 +8,7 @@
 //! component that is replaced keeps its counters monotonic.
 
 pub(crate) mod backfill;
+pub(crate) mod catalog;
 mod errors;
 mod process;
 mod prometheus;
@@ -97,11 +98,11 @@ pub struct ComponentMetrics {
 }
 
 /// A component's own counter with extra labels (e.g. a webhook's rejected requests by
-/// route and reason), rendered after the component labels.
+/// route and reason), rendered after the component labels; its description is the
+/// catalogue's ([`catalog`]).
 #[derive(Debug)]
 pub struct LabeledCounter {
     pub(crate) name: &'static str,
-    pub(crate) help: &'static str,
     pub(crate) labels: Vec<(&'static str, String)>,
     value: AtomicU64,
 }
@@ -121,7 +122,6 @@ impl LabeledCounter {
 #[derive(Debug)]
 pub(crate) struct LabeledGauge {
     pub(crate) name: &'static str,
-    pub(crate) help: &'static str,
     pub(crate) labels: Vec<(&'static str, String)>,
     bits: AtomicU64,
 }
@@ -217,9 +217,9 @@ impl ComponentMetrics {
     pub fn counter(
         &self,
         name: &'static str,
-        help: &'static str,
         labels: &[(&'static str, &str)],
     ) -> Arc<LabeledCounter> {
+        catalog::debug_check(name, labels);
         let mut all = lock(&self.labeled);
         if let Some(c) = all.iter().find(|c| {
             c.name == name
@@ -233,7 +233,6 @@ impl ComponentMetrics {
         }
         let c = Arc::new(LabeledCounter {
             name,
-            help,
             labels: labels.iter().map(|(k, v)| (*k, (*v).to_owned())).collect(),
             value: AtomicU64::new(0),
         });
@@ -248,9 +247,9 @@ impl ComponentMetrics {
     pub(crate) fn gauge(
         &self,
         name: &'static str,
-        help: &'static str,
         labels: &[(&'static str, &str)],
     ) -> Arc<LabeledGauge> {
+        catalog::debug_check(name, labels);
         let mut all = lock(&self.gauges);
         if let Some(g) = all
             .iter()
@@ -260,7 +259,6 @@ impl ComponentMetrics {
         }
         let g = Arc::new(LabeledGauge {
             name,
-            help,
             labels: labels.iter().map(|(k, v)| (*k, (*v).to_owned())).collect(),
             bits: AtomicU64::new(0f64.to_bits()),
         });

@@ -24,59 +24,33 @@ pub(super) fn render(out: &mut String) {
     let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
     let ticks = u64::try_from(ticks).ok().filter(|t| *t > 0).unwrap_or(100);
     let page = u64::try_from(page).ok().filter(|p| *p > 0).unwrap_or(4096);
-    let mut metric = |name: &str, kind: &str, help: &str, value: f64| {
-        let _ = writeln!(
-            out,
-            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
-        );
+    let mut metric = |name: &str, value: f64| {
+        super::catalog::family(out, name);
+        let _ = writeln!(out, "{name} {value}");
     };
     if let (Some(user), Some(system)) = (field(14), field(15)) {
         metric(
             "process_cpu_seconds_total",
-            "counter",
-            "Total user and system CPU time spent in seconds.",
             (user + system) as f64 / ticks as f64,
         );
     }
     if let Some(rss) = field(24) {
-        metric(
-            "process_resident_memory_bytes",
-            "gauge",
-            "Resident memory size in bytes.",
-            (rss * page) as f64,
-        );
+        metric("process_resident_memory_bytes", (rss * page) as f64);
     }
     if let Some(vsize) = field(23) {
-        metric(
-            "process_virtual_memory_bytes",
-            "gauge",
-            "Virtual memory size in bytes.",
-            vsize as f64,
-        );
+        metric("process_virtual_memory_bytes", vsize as f64);
     }
     if let (Some(start), Some(boot)) = (field(22), boot_time()) {
         metric(
             "process_start_time_seconds",
-            "gauge",
-            "Start time of the process since the Unix epoch in seconds.",
             boot as f64 + start as f64 / ticks as f64,
         );
     }
     if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
-        metric(
-            "process_open_fds",
-            "gauge",
-            "Number of open file descriptors.",
-            fds.count() as f64,
-        );
+        metric("process_open_fds", fds.count() as f64);
     }
     if let Some(max) = max_fds() {
-        metric(
-            "process_max_fds",
-            "gauge",
-            "Maximum number of open file descriptors.",
-            max as f64,
-        );
+        metric("process_max_fds", max as f64);
     }
 }
 

@@ -1,11 +1,13 @@
 //! Prometheus text exposition. Written by hand because the values come from our own
-//! atomics and an hdrhistogram summary; the format is a handful of line rules.
+//! atomics and hdrhistograms; the format is a handful of line rules. Every HELP and TYPE
+//! line comes from the catalogue ([`super::catalog`]).
 
 use std::fmt::Write;
 use std::sync::atomic::Ordering;
 
 use std::sync::Arc;
 
+use super::catalog::family;
 use super::{ComponentKind, ComponentMetrics, LatencyRecorder, Telemetry};
 
 pub(super) fn render(t: &Telemetry) -> String {
@@ -13,9 +15,10 @@ pub(super) fn render(t: &Telemetry) -> String {
     let mut out = String::with_capacity(512 + components.len() * 600);
     {
         use crate::build_info::{COMMIT, DATE, TARGET, VERSION};
+        family(&mut out, "sluice_build_info");
         let _ = writeln!(
             out,
-            "# HELP sluice_build_info The running binary: version, git commit, target and build date (always 1).\n# TYPE sluice_build_info gauge\nsluice_build_info{{version=\"{VERSION}\",commit=\"{COMMIT}\",target=\"{TARGET}\",build_date=\"{DATE}\"}} 1"
+            "sluice_build_info{{version=\"{VERSION}\",commit=\"{COMMIT}\",target=\"{TARGET}\",build_date=\"{DATE}\"}} 1"
         );
     }
 
@@ -25,20 +28,12 @@ pub(super) fn render(t: &Telemetry) -> String {
     // Each family's samples follow its own TYPE line: the format requires one group per
     // metric.
     type Fill = fn((usize, usize)) -> usize;
-    let buffers: [(&str, &str, Fill); 2] = [
-        (
-            "sluice_buffer_events",
-            "Events waiting in a component's input buffer.",
-            |(len, _)| len,
-        ),
-        (
-            "sluice_buffer_max_events",
-            "Capacity of a component's input buffer.",
-            |(_, cap)| cap,
-        ),
+    let buffers: [(&str, Fill); 2] = [
+        ("sluice_buffer_events", |(len, _)| len),
+        ("sluice_buffer_max_events", |(_, cap)| cap),
     ];
-    for (name, help, read) in buffers {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+    for (name, read) in buffers {
+        family(&mut out, name);
         for c in &components {
             if let Some(fill) = c.buffered_events() {
                 let _ = writeln!(out, "{name}{{{}}} {}", component_labels(c), read(fill));
@@ -46,93 +41,64 @@ pub(super) fn render(t: &Telemetry) -> String {
         }
     }
 
-    // Component-specific counters, one HELP/TYPE block per name.
-    let mut labeled: indexmap::IndexMap<&str, (&str, Vec<String>)> = indexmap::IndexMap::new();
+    // Component-specific counters and gauges, one HELP/TYPE block per name.
+    let mut labeled: indexmap::IndexMap<&str, Vec<String>> = indexmap::IndexMap::new();
     for c in &components {
-        for counter in c.labeled_counters() {
-            let mut line = format!("{}{{{}", counter.name, component_labels(c));
-            for (k, v) in &counter.labels {
+        let counters = c.labeled_counters();
+        let gauges = c.labeled_gauges();
+        let samples = counters
+            .iter()
+            .map(|m| (m.name, &m.labels, m.get() as f64))
+            .chain(gauges.iter().map(|m| (m.name, &m.labels, m.get())));
+        for (name, labels, value) in samples {
+            let mut line = format!("{name}{{{}", component_labels(c));
+            for (k, v) in labels {
                 let _ = write!(line, ",{k}=\"{}\"", escape(v));
             }
-            let _ = write!(line, "}} {}", counter.get());
-            labeled
-                .entry(counter.name)
-                .or_insert_with(|| (counter.help, Vec::new()))
-                .1
-                .push(line);
+            let _ = write!(line, "}} {value}");
+            labeled.entry(name).or_default().push(line);
         }
     }
-    for (name, (help, lines)) in labeled {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
-        for line in lines {
-            let _ = writeln!(out, "{line}");
-        }
-    }
-
-    // Component-specific gauges, likewise.
-    let mut gauges: indexmap::IndexMap<&str, (&str, Vec<String>)> = indexmap::IndexMap::new();
-    for c in &components {
-        for gauge in c.labeled_gauges() {
-            let mut line = format!("{}{{{}", gauge.name, component_labels(c));
-            for (k, v) in &gauge.labels {
-                let _ = write!(line, ",{k}=\"{}\"", escape(v));
-            }
-            let _ = write!(line, "}} {}", gauge.get());
-            gauges
-                .entry(gauge.name)
-                .or_insert_with(|| (gauge.help, Vec::new()))
-                .1
-                .push(line);
-        }
-    }
-    for (name, (help, lines)) in gauges {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+    for (name, lines) in labeled {
+        family(&mut out, name);
         for line in lines {
             let _ = writeln!(out, "{line}");
         }
     }
 
     let name = "sluice_component_latency_seconds";
-    let _ = writeln!(
-        out,
-        "# HELP {name} Age of events (since their source received them) when they leave a component: passed on by a source or transform, delivered by a sink.\n# TYPE {name} histogram"
-    );
+    family(&mut out, name);
     for c in &components {
         write_buckets(&mut out, name, &component_labels(c), c.latency());
     }
 
-    write_histogram(
-        &mut out,
-        "sluice_end_to_end_latency_seconds",
-        "Time from a source receiving a batch to its last copy being settled.",
-        t.latency(),
-    );
-    let _ = writeln!(
-        out,
-        "# HELP sluice_config_reloads_total Pipeline reloads applied.\n# TYPE sluice_config_reloads_total counter\nsluice_config_reloads_total {}",
-        t.reloads.load(Ordering::Relaxed)
-    );
-    let _ = writeln!(
-        out,
-        "# HELP sluice_config_reload_failures_total Pipeline reloads refused (invalid file or a component that failed to build); the running pipeline was kept.\n# TYPE sluice_config_reload_failures_total counter\nsluice_config_reload_failures_total {}",
-        t.reload_failures.load(Ordering::Relaxed)
-    );
-    write_histogram(
-        &mut out,
-        "sluice_config_reload_duration_seconds",
-        "Time to load, validate and apply a pipeline, including the hand-over of replaced components.",
-        &t.reload_duration,
-    );
+    let name = "sluice_end_to_end_latency_seconds";
+    family(&mut out, name);
+    write_buckets(&mut out, name, "", t.latency());
+    for (name, value) in [
+        ("sluice_config_reloads_total", &t.reloads),
+        ("sluice_config_reload_failures_total", &t.reload_failures),
+    ] {
+        family(&mut out, name);
+        let _ = writeln!(out, "{name} {}", value.load(Ordering::Relaxed));
+    }
+    let name = "sluice_config_reload_duration_seconds";
+    family(&mut out, name);
+    write_buckets(&mut out, name, "", &t.reload_duration);
     if let Some((used, limit)) = t.memory() {
         let share = if limit == 0 {
             0.0
         } else {
             used as f64 / limit as f64
         };
-        let _ = writeln!(
-            out,
-            "# HELP sluice_memory_limit_bytes The memory_limit setting: bytes that in-memory buffers and decoding may hold.\n# TYPE sluice_memory_limit_bytes gauge\nsluice_memory_limit_bytes {limit}\n# HELP sluice_memory_used_bytes Bytes of memory_limit in use.\n# TYPE sluice_memory_used_bytes gauge\nsluice_memory_used_bytes {used}\n# HELP sluice_memory_used_ratio The share of memory_limit in use (0 to 1).\n# TYPE sluice_memory_used_ratio gauge\nsluice_memory_used_ratio {share}"
-        );
+        for (name, value) in [
+            ("sluice_memory_limit_bytes", limit as f64),
+            ("sluice_memory_used_bytes", used as f64),
+            ("sluice_memory_used_ratio", share),
+        ] {
+            family(&mut out, name);
+            let _ = writeln!(out, "{name} {value}");
+        }
     }
     super::process::render(&mut out);
     out
@@ -142,10 +108,7 @@ pub(super) fn render(t: &Telemetry) -> String {
 /// (`error_type`, `stage`) appear at their first count.
 fn render_event_counters(out: &mut String, components: &[Arc<ComponentMetrics>]) {
     let name = "sluice_component_received_events_total";
-    let _ = writeln!(
-        out,
-        "# HELP {name} Events a component took in.\n# TYPE {name} counter"
-    );
+    family(out, name);
     for c in components {
         let _ = writeln!(
             out,
@@ -156,10 +119,7 @@ fn render_event_counters(out: &mut String, components: &[Arc<ComponentMetrics>])
     }
 
     let name = "sluice_component_sent_events_total";
-    let _ = writeln!(
-        out,
-        "# HELP {name} Events a component passed on, by output (sources and transforms), or delivered (sinks, without the output label).\n# TYPE {name} counter"
-    );
+    family(out, name);
     for c in components {
         let labels = component_labels(c);
         let outputs = c.outputs_sent();
@@ -177,10 +137,7 @@ fn render_event_counters(out: &mut String, components: &[Arc<ComponentMetrics>])
     }
 
     let name = "sluice_component_errors_total";
-    let _ = writeln!(
-        out,
-        "# HELP {name} Errors a component met, by error_type and stage (receiving, processing, sending).\n# TYPE {name} counter"
-    );
+    family(out, name);
     for c in components {
         let labels = component_labels(c);
         for (error_type, stage, n) in c.errors_by_kind() {
@@ -194,10 +151,7 @@ fn render_event_counters(out: &mut String, components: &[Arc<ComponentMetrics>])
     }
 
     let name = "sluice_component_discarded_events_total";
-    let _ = writeln!(
-        out,
-        "# HELP {name} Events dropped: intentional=\"true\" on purpose (filtered, sampled, throttled, deduplicated, or sent to an output nobody reads), intentional=\"false\" by overload (a full buffer with when_full: drop_newest).\n# TYPE {name} counter"
-    );
+    family(out, name);
     for c in components {
         let labels = component_labels(c);
         let (intended, unintended) = c.discarded_split();
@@ -211,22 +165,20 @@ fn render_event_counters(out: &mut String, components: &[Arc<ComponentMetrics>])
 /// Bytes from and to the outside: received by sources, sent by sinks.
 fn render_byte_counters(out: &mut String, components: &[Arc<ComponentMetrics>]) {
     type Read = fn(&ComponentMetrics) -> u64;
-    let counters: [(&str, &str, ComponentKind, Read); 2] = [
+    let counters: [(&str, ComponentKind, Read); 2] = [
         (
             "sluice_component_received_bytes_total",
-            "Bytes a source read, as they came: request bodies before decompression, file and stdin lines, Kafka payloads, Forward messages, status-feed bodies (the generator, api and postgres sources count none).",
             ComponentKind::Source,
             |c| c.received_bytes.load(Ordering::Relaxed),
         ),
         (
             "sluice_component_sent_bytes_total",
-            "Bytes a sink delivered: HTTP request bodies as sent, Kafka keys and payloads, file and console lines, Forward messages (the postgres, prometheus_exporter and blackhole sinks count none).",
             ComponentKind::Sink,
             |c| c.sent_bytes.load(Ordering::Relaxed),
         ),
     ];
-    for (name, help, kind, read) in counters {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+    for (name, kind, read) in counters {
+        family(out, name);
         for c in components.iter().filter(|c| c.kind == kind) {
             let _ = writeln!(out, "{name}{{{}}} {}", component_labels(c), read(c));
         }
@@ -245,18 +197,15 @@ fn component_labels(c: &ComponentMetrics) -> String {
     )
 }
 
-/// A histogram with no labels but its buckets.
-fn write_histogram(out: &mut String, name: &str, help: &str, recorder: &LatencyRecorder) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
-    write_buckets(out, name, "", recorder);
-}
-
 /// The `_bucket`, `_sum` and `_count` lines of one histogram series. Bucket counts come
 /// from the hdrhistogram, whose 1 % precision is far finer than the buckets.
 fn write_buckets(out: &mut String, name: &str, labels: &str, recorder: &LatencyRecorder) {
-    let buckets = recorder.buckets(&LATENCY_BUCKETS);
+    let buckets = recorder.buckets(&super::catalog::LATENCY_BUCKETS);
     let sep = if labels.is_empty() { "" } else { "," };
-    for (le, n) in LATENCY_BUCKETS.iter().zip(&buckets.cumulative) {
+    for (le, n) in super::catalog::LATENCY_BUCKETS
+        .iter()
+        .zip(&buckets.cumulative)
+    {
         let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{le}\"}} {n}");
     }
     let braces = if labels.is_empty() {
@@ -271,13 +220,6 @@ fn write_buckets(out: &mut String, name: &str, labels: &str, recorder: &LatencyR
         sum = buckets.sum_seconds
     );
 }
-
-/// Upper bounds in seconds: from 100 µs (an event passed through in memory) to 5 min (a
-/// sink retrying through an outage).
-const LATENCY_BUCKETS: [f64; 19] = [
-    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
-    5.0, 10.0, 30.0, 60.0, 300.0,
-];
 
 /// Label values escape backslash, double quote and newline.
 fn escape(v: &str) -> String {
@@ -313,21 +255,37 @@ mod tests {
             "sluice_build_info{{version=\"{}\",commit=\"",
             env!("CARGO_PKG_VERSION")
         )));
-        let r = c.counter("sluice_x_total", "X.", &[("route", "/a")]);
+        let r = c.counter(
+            "sluice_webhook_rejected_requests_total",
+            &[("route", "/a"), ("reason", "too_large")],
+        );
         r.add(2);
-        c.counter("sluice_x_total", "X.", &[("route", "/a")]).add(1);
+        c.counter(
+            "sluice_webhook_rejected_requests_total",
+            &[("route", "/a"), ("reason", "too_large")],
+        )
+        .add(1);
         let text = t.render_prometheus();
         assert!(text.contains(
-            "sluice_x_total{component_id=\"in\\\"x\",component_kind=\"source\",component_type=\"generator\",route=\"/a\"} 3"
+            "sluice_webhook_rejected_requests_total{component_id=\"in\\\"x\",component_kind=\"source\",component_type=\"generator\",route=\"/a\",reason=\"too_large\"} 3"
         ), "{text}");
-        assert_eq!(text.matches("# TYPE sluice_x_total counter").count(), 1);
-        c.gauge("sluice_g", "G.", &[("feed", "aws")]).set(1.5);
-        c.gauge("sluice_g", "G.", &[("feed", "gcp")])
+        assert_eq!(
+            text.matches("# TYPE sluice_webhook_rejected_requests_total counter")
+                .count(),
+            1
+        );
+        c.gauge("sluice_status_feed_items", &[("feed", "aws")])
+            .set(1.5);
+        c.gauge("sluice_status_feed_items", &[("feed", "gcp")])
             .set(1_700_000_000.0);
         let text = t.render_prometheus();
-        assert_eq!(text.matches("# TYPE sluice_g gauge").count(), 1);
+        assert_eq!(
+            text.matches("# TYPE sluice_status_feed_items gauge")
+                .count(),
+            1
+        );
         assert!(text.contains(
-            "sluice_g{component_id=\"in\\\"x\",component_kind=\"source\",component_type=\"generator\",feed=\"aws\"} 1.5"
+            "sluice_status_feed_items{component_id=\"in\\\"x\",component_kind=\"source\",component_type=\"generator\",feed=\"aws\"} 1.5"
         ), "{text}");
         assert!(text.contains("feed=\"gcp\"} 1700000000\n"), "{text}");
         assert!(text.contains("sluice_end_to_end_latency_seconds_bucket{le=\"0.001\"} 0\n"));

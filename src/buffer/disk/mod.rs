@@ -177,11 +177,7 @@ pub(crate) fn open(
     let flush = Arc::new(Notify::new());
     let shared = Arc::new(Shared {
         id: id.to_owned(),
-        damaged: metrics.counter(
-            "sluice_buffer_damaged_records_total",
-            "Records of a disk buffer lost to damage (bad checksum, torn write) and skipped.",
-            &[],
-        ),
+        damaged: metrics.counter("sluice_buffer_damaged_records_total", &[]),
         metrics,
         _lock: lock_file,
         limits: Mutex::new(*limits),

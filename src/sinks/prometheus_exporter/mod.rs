@@ -179,16 +179,12 @@ async fn run(
     stop: tokio_util::sync::CancellationToken,
     server: tokio::task::JoinHandle<()>,
 ) -> Result<(), ComponentError> {
-    let dropped = cx.metrics.counter(
-        "sluice_prometheus_exporter_dropped_series_total",
-        "New series a prometheus_exporter sink dropped at its max_series.",
-        &[],
-    );
-    let skipped = cx.metrics.counter(
-        "sluice_prometheus_exporter_skipped_total",
-        "Events a metric of a prometheus_exporter sink could not read (a field missing or not a number).",
-        &[],
-    );
+    let dropped = cx
+        .metrics
+        .counter("sluice_prometheus_exporter_dropped_series_total", &[]);
+    let skipped = cx
+        .metrics
+        .counter("sluice_prometheus_exporter_skipped_total", &[]);
     while let Some(batch) = cx.input.recv().await {
         cx.metrics.add_received(batch.len());
         let outcome = {

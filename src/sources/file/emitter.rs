@@ -31,51 +31,15 @@ pub(super) struct Counters {
 impl Counters {
     fn new(m: &ComponentMetrics) -> Self {
         Self {
-            truncated_lines: m.counter(
-                "sluice_file_truncated_lines_total",
-                "Lines longer than max_line_bytes, cut to it.",
-                &[],
-            ),
-            invalid_utf8: m.counter(
-                "sluice_file_invalid_utf8_lines_total",
-                "Lines that were not valid UTF-8 (invalid bytes replaced by U+FFFD).",
-                &[],
-            ),
-            json_errors: m.counter(
-                "sluice_file_json_errors_total",
-                "Lines that did not parse as JSON (kept as message).",
-                &[],
-            ),
-            format_errors: m.counter(
-                "sluice_file_format_errors_total",
-                "Lines in neither shape of `format: cri` or `docker` (kept whole as message).",
-                &[],
-            ),
-            files_added: m.counter(
-                "sluice_file_files_added_total",
-                "Files the source started watching.",
-                &[],
-            ),
-            files_rotated: m.counter(
-                "sluice_file_files_rotated_total",
-                "Watched files renamed or deleted (rotation).",
-                &[],
-            ),
-            files_truncated: m.counter(
-                "sluice_file_files_truncated_total",
-                "Watched files truncated or rewritten in place, read again from the start.",
-                &[],
-            ),
-            files_released: m.counter(
-                "sluice_file_files_released_total",
-                "Rotated files read to their end and released.",
-                &[],
-            ),
-            files_removed: m.counter(
-                "sluice_file_files_removed_total",
-                "Files deleted by remove_after once read and delivered.",
-                &[],
-            ),
+            truncated_lines: m.counter("sluice_file_truncated_lines_total", &[]),
+            invalid_utf8: m.counter("sluice_file_invalid_utf8_lines_total", &[]),
+            json_errors: m.counter("sluice_file_json_errors_total", &[]),
+            format_errors: m.counter("sluice_file_format_errors_total", &[]),
+            files_added: m.counter("sluice_file_files_added_total", &[]),
+            files_rotated: m.counter("sluice_file_files_rotated_total", &[]),
+            files_truncated: m.counter("sluice_file_files_truncated_total", &[]),
+            files_released: m.counter("sluice_file_files_released_total", &[]),
+            files_removed: m.counter("sluice_file_files_removed_total", &[]),
         }
     }
 }

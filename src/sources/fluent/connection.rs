@@ -108,7 +108,6 @@ pub(super) async fn accept(
             .metrics
             .counter(
                 "sluice_fluent_connection_errors_total",
-                "Forward protocol connections closed by sluice, by reason.",
                 &[("reason", reason)],
             )
             .add(1);

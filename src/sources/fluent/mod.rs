@@ -230,11 +230,7 @@ impl SourceConfig for FluentSourceConfig {
                 turn: Default::default(),
                 config: self.clone(),
                 hostname,
-                open: cx.metrics.gauge(
-                    "sluice_fluent_connections",
-                    "Forward protocol connections open now.",
-                    &[],
-                ),
+                open: cx.metrics.gauge("sluice_fluent_connections", &[]),
                 connections: std::sync::Mutex::new(0),
             });
             tracing::info!(component_id = %cx.id, address = %local, tls = tls.is_some(), handshake = self.shared_key.is_some(), "fluent listening");

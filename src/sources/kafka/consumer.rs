@@ -63,16 +63,8 @@ impl Shared {
         drain_timeout: Duration,
         retry_backoff: Duration,
     ) -> Self {
-        let commits_failed = metrics.counter(
-            "sluice_kafka_commit_errors_total",
-            "Offset commits the broker refused or that failed.",
-            &[],
-        );
-        let rewinds = metrics.counter(
-            "sluice_kafka_rewinds_total",
-            "Partitions read again from an offset whose events errored downstream.",
-            &[],
-        );
+        let commits_failed = metrics.counter("sluice_kafka_commit_errors_total", &[]);
+        let rewinds = metrics.counter("sluice_kafka_rewinds_total", &[]);
         Self {
             tracker: Mutex::new(OffsetTracker::default()),
             settled: Condvar::new(),

@@ -28,7 +28,6 @@ impl FeedMetrics {
         let polls = |result| {
             m.counter(
                 "sluice_status_feed_polls_total",
-                "Polls of a status feed by result: updated (a body was read), not_modified (304) or error.",
                 &[("feed", feed), ("result", result)],
             )
         };
@@ -38,24 +37,11 @@ impl FeedMetrics {
             polls_failed: polls("error"),
             last_success: m.gauge(
                 "sluice_status_feed_last_success_timestamp_seconds",
-                "When a status feed was last polled successfully (Unix time).",
                 &[("feed", feed)],
             ),
-            consecutive_errors: m.gauge(
-                "sluice_status_feed_consecutive_errors",
-                "Failed polls of a status feed since its last success.",
-                &[("feed", feed)],
-            ),
-            items: m.gauge(
-                "sluice_status_feed_items",
-                "Entries in the last document read from a status feed.",
-                &[("feed", feed)],
-            ),
-            open: m.gauge(
-                "sluice_status_feed_open_incidents",
-                "Incidents of a status feed announced as firing and not resolved.",
-                &[("feed", feed)],
-            ),
+            consecutive_errors: m.gauge("sluice_status_feed_consecutive_errors", &[("feed", feed)]),
+            items: m.gauge("sluice_status_feed_items", &[("feed", feed)]),
+            open: m.gauge("sluice_status_feed_open_incidents", &[("feed", feed)]),
         }
     }
 }

@@ -346,7 +346,6 @@ async fn process(
             cx.metrics
                 .counter(
                     "sluice_status_feed_errors_total",
-                    "Failed polls of a status feed by reason.",
                     &[("feed", &feed.spec.name), ("reason", e.reason())],
                 )
                 .add(1);

@@ -81,16 +81,8 @@ impl Route {
             .chain(&r.capture_headers)
             .map(|h| h.to_ascii_lowercase())
             .collect();
-        let accepted = shared.metrics.counter(
-            ACCEPTED,
-            "Events a webhook route accepted into the pipeline.",
-            &[("route", &r.path)],
-        );
-        let duplicates = shared.metrics.counter(
-            DUPLICATES,
-            "SNS messages a webhook route dropped because it had accepted them already.",
-            &[("route", &r.path)],
-        );
+        let accepted = shared.metrics.counter(ACCEPTED, &[("route", &r.path)]);
+        let duplicates = shared.metrics.counter(DUPLICATES, &[("route", &r.path)]);
         Ok(Self {
             path: r.path.clone(),
             decoder,
@@ -106,11 +98,7 @@ impl Route {
     fn count_rejection(&self, reason: &'static str) {
         self.shared
             .metrics
-            .counter(
-                REJECTED,
-                "Requests a webhook route turned away, by reason.",
-                &[("route", &self.path), ("reason", reason)],
-            )
+            .counter(REJECTED, &[("route", &self.path), ("reason", reason)])
             .add(1);
         let error_type = match reason {
             "bad_body" | "bad_encoding" | "malformed" | "decoder_failed" => ErrorType::Parse,

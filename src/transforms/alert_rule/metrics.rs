@@ -14,27 +14,17 @@ pub(super) struct RuleMetrics {
 
 impl RuleMetrics {
     pub(super) fn new(m: &ComponentMetrics, rule: &str) -> Self {
-        const SENT: &str = "Alert notifications sent, by rule and status.";
         let sent = |status| {
             m.counter(
                 "sluice_alert_rule_notifications_total",
-                SENT,
                 &[("rule", rule), ("status", status)],
             )
         };
         Self {
             firing: sent("firing"),
             resolved: sent("resolved"),
-            dropped: m.counter(
-                "sluice_alert_rule_series_dropped_total",
-                "Samples dropped because their rule already holds max_series label sets.",
-                &[("rule", rule)],
-            ),
-            active: m.gauge(
-                "sluice_alert_rule_firing",
-                "Alerts currently firing, by rule.",
-                &[("rule", rule)],
-            ),
+            dropped: m.counter("sluice_alert_rule_series_dropped_total", &[("rule", rule)]),
+            active: m.gauge("sluice_alert_rule_firing", &[("rule", rule)]),
         }
     }
 }

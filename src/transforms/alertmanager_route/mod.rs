@@ -339,7 +339,6 @@ impl TransformConfig for AlertmanagerRouteConfig {
         let counter = |reason| {
             cx.metrics.counter(
                 "sluice_alertmanager_route_muted_total",
-                "Alerts an alertmanager_route sent to its _muted output, by reason.",
                 &[("reason", reason)],
             )
         };
@@ -353,11 +352,9 @@ impl TransformConfig for AlertmanagerRouteConfig {
             clock: Arc::clone(&cx.clock),
             inhibited: counter("inhibited"),
             time_muted: counter("time_interval"),
-            untracked: cx.metrics.counter(
-                "sluice_alertmanager_route_untracked_sources_total",
-                "Firing alerts not remembered as inhibition sources because max_sources was reached.",
-                &[],
-            ),
+            untracked: cx
+                .metrics
+                .counter("sluice_alertmanager_route_untracked_sources_total", &[]),
         }))
     }
 }

@@ -13,8 +13,6 @@ pub(super) struct Counters {
 
 impl Counters {
     pub(super) fn new(m: &ComponentMetrics) -> Self {
-        const ALERTS: &str = "Alerts taken in by the incident transform, by what they did.";
-        const SENT: &str = "Incident notifications sent, by action.";
         let alerts = [
             "opened",
             "reopened",
@@ -33,7 +31,7 @@ impl Counters {
         .map(|o| {
             (
                 o,
-                m.counter("sluice_incident_alerts_total", ALERTS, &[("outcome", o)]),
+                m.counter("sluice_incident_alerts_total", &[("outcome", o)]),
             )
         })
         .collect();
@@ -42,18 +40,14 @@ impl Counters {
             .map(|a| {
                 (
                     a,
-                    m.counter(
-                        "sluice_incident_notifications_total",
-                        SENT,
-                        &[("action", a)],
-                    ),
+                    m.counter("sluice_incident_notifications_total", &[("action", a)]),
                 )
             })
             .collect();
         Self {
             alerts,
             notifications,
-            open: m.gauge("sluice_incident_open", "Incidents open now.", &[]),
+            open: m.gauge("sluice_incident_open", &[]),
         }
     }
 

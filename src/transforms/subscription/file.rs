@@ -51,7 +51,6 @@ impl FileSwap {
         self.metrics
             .counter(
                 "sluice_subscription_file_reloads_total",
-                "Changes to a subscription file, by what came of them.",
                 &[("result", result)],
             )
             .add(1);

@@ -285,11 +285,9 @@ impl SubscriptionConfig {
             max_pending: self.max_pending,
             check_interval: self.check_interval,
             clock: Arc::clone(&cx.clock),
-            dropped_timers: cx.metrics.counter(
-                "sluice_subscription_timers_dropped_total",
-                "Auto-resolve timers dropped because `max_pending` was reached.",
-                &[],
-            ),
+            dropped_timers: cx
+                .metrics
+                .counter("sluice_subscription_timers_dropped_total", &[]),
             metrics: Arc::clone(&cx.metrics),
             swap: None,
             _on_change: None,
@@ -438,7 +436,6 @@ impl Subscription {
         let counter = self.matched[i].get_or_insert_with(|| {
             self.metrics.counter(
                 "sluice_subscription_matched_events_total",
-                "Events a subscription matched.",
                 &[("subscription", &self.set.subs[i].name)],
             )
         });
@@ -570,7 +567,6 @@ impl Transform for Subscription {
                 self.metrics
                     .counter(
                         "sluice_subscription_auto_resolved_events_total",
-                        "Resolved events emitted because a firing alert was not resolved in time.",
                         &[("subscription", &self.set.subs[i].name)],
                     )
                     .add(1);
