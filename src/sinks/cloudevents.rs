@@ -46,7 +46,8 @@ pub(crate) enum Mode {
     Batch,
 }
 
-/// `sink:` where to send.
+/// Where the CloudEvents go: the endpoint URL, the time an attempt may take, and
+/// whether its TLS certificate is checked.
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Endpoint {

@@ -65,7 +65,10 @@ pub(crate) enum Compression {
     Zstd,
 }
 
-/// `auth:`
+/// How requests authenticate, by `strategy`: `bearer` sends `token` as
+/// `Authorization: Bearer`; `basic` sends `user` and `password`; `oauth2` fetches a
+/// token with client credentials, caches it, and fetches another on expiry and on a
+/// 401. An empty secret (an unset variable) is refused at validate time.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "strategy", rename_all = "snake_case", deny_unknown_fields)]
 pub(crate) enum HttpAuth {
