@@ -99,15 +99,8 @@ pub(crate) fn validate(args: &ValidateArgs) -> u8 {
 /// per sink in the order of the file.
 fn check_sinks(pipeline: &Pipeline, timeout: Duration) -> u8 {
     crate::net::install_crypto_provider();
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return 1;
-        }
+    let Some(runtime) = super::small_runtime() else {
+        return 1;
     };
     let checks = pipeline.sinks.iter().map(|(id, def)| async move {
         let outcome =
