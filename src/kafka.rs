@@ -93,21 +93,29 @@ impl ClientContext for LoggingContext {
 
 /// `validate --check-sinks`: connects with `config` (TLS and SASL included) and reads
 /// the cluster's metadata, then looks `topic` up in it. Asking for every topic, not
-/// for `topic`, keeps a broker that creates topics on demand from creating it.
-/// Blocking: run it off the async workers.
+/// for `topic`, keeps a broker that creates topics on demand from creating it. A failure
+/// carries the first reason librdkafka gave (a TLS handshake, a SASL refusal), which its
+/// metadata error alone does not. Blocking: run it off the async workers.
 pub(crate) fn probe(
     config: &ClientConfig,
     topic: Option<&str>,
     timeout: std::time::Duration,
 ) -> Result<String, String> {
     use rdkafka::producer::{BaseProducer, Producer};
-    let producer: BaseProducer = config
-        .create()
+    let producer: BaseProducer<ProbeContext> = config
+        .create_with_context(ProbeContext::default())
         .map_err(|e| format!("cannot create a Kafka client: {e}"))?;
     let metadata = producer
         .client()
         .fetch_metadata(None, timeout)
-        .map_err(|e| format!("no answer from the brokers: {e}"))?;
+        .map_err(|e| {
+            // Errors reach the context through the client's event queue.
+            producer.poll(std::time::Duration::from_millis(100));
+            match producer.context().first_error() {
+                Some(reason) => format!("no answer from the brokers: {e}: {reason}"),
+                None => format!("no answer from the brokers: {e}"),
+            }
+        })?;
     let brokers = metadata.brokers().len();
     let mut said = format!("{brokers} broker(s) answered");
     if let Some(topic) = topic {
@@ -125,4 +133,36 @@ pub(crate) fn probe(
         }
     }
     Ok(said)
+}
+
+/// Keeps the first error librdkafka reported, for [`probe`]'s message.
+#[derive(Default)]
+struct ProbeContext(std::sync::Mutex<Option<String>>);
+
+impl ProbeContext {
+    fn first_error(&self) -> Option<String> {
+        crate::state_file::lock(&self.0).clone()
+    }
+}
+
+impl ClientContext for ProbeContext {
+    fn log(&self, _: RDKafkaLogLevel, _: &str, _: &str) {}
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        // The first reason is the cause (a TLS handshake, a SASL refusal); "all brokers
+        // are down" follows from it.
+        let mut last = crate::state_file::lock(&self.0);
+        if last.is_none() {
+            *last = Some(if reason.is_empty() {
+                error.to_string()
+            } else {
+                reason.to_owned()
+            });
+        }
+    }
+}
+
+impl rdkafka::producer::ProducerContext for ProbeContext {
+    type DeliveryOpaque = ();
+    fn delivery(&self, _: &rdkafka::message::DeliveryResult<'_>, _: Self::DeliveryOpaque) {}
 }

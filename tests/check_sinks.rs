@@ -237,3 +237,14 @@ fn check_timeout_needs_check_sinks() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn a_zero_check_timeout_is_refused() {
+    let out = common::sluice()
+        .args(["validate", "--check-sinks", "--check-timeout", "0s"])
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("must be more than 0"), "{stderr}");
+}

@@ -37,10 +37,18 @@ pub(crate) struct ValidateArgs {
         long,
         value_name = "DURATION",
         default_value = "10s",
-        value_parser = humantime::parse_duration,
+        value_parser = positive_duration,
         requires = "check_sinks"
     )]
     pub(crate) check_timeout: Duration,
+}
+
+fn positive_duration(text: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(text) {
+        Ok(d) if d.is_zero() => Err("must be more than 0".into()),
+        Ok(d) => Ok(d),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 /// Exit code when a sink cannot be reached (sysexits' EX_UNAVAILABLE).
@@ -104,7 +112,7 @@ fn check_sinks(pipeline: &Pipeline, timeout: Duration) -> u8 {
     };
     let checks = pipeline.sinks.iter().map(|(id, def)| async move {
         let outcome =
-            match def.config.healthcheck() {
+            match def.config.healthcheck(timeout) {
                 None => None,
                 Some(check) => Some(tokio::time::timeout(timeout, check).await.unwrap_or_else(
                     |_| {
@@ -118,6 +126,9 @@ fn check_sinks(pipeline: &Pipeline, timeout: Duration) -> u8 {
         (id, def.config.type_name(), outcome)
     });
     let results = runtime.block_on(futures_util::future::join_all(checks));
+    // A check that ran out of time may still block a thread (librdkafka's metadata
+    // call): the answer does not wait for it.
+    runtime.shutdown_background();
     let mut failed = 0;
     for (id, type_name, outcome) in results {
         match outcome {

@@ -230,7 +230,10 @@ pub trait SinkConfig: Debug + Send + Sync + 'static {
     /// `validate --check-sinks`: reaches what the sink delivers to, the way it does
     /// (name, connection, TLS, and credentials where a cheap probe exists), and says
     /// what answered or which step failed. `None`: it reaches nothing outside.
-    fn healthcheck(&self) -> Option<BoxFuture<'_, crate::net::probe::Checked>> {
+    fn healthcheck(
+        &self,
+        _timeout: std::time::Duration,
+    ) -> Option<BoxFuture<'_, crate::net::probe::Checked>> {
         None
     }
 }

@@ -156,7 +156,10 @@ impl SinkConfig for CloudEventsConfig {
             .collect()
     }
 
-    fn healthcheck(&self) -> Option<BoxFuture<'_, crate::net::probe::Checked>> {
+    fn healthcheck(
+        &self,
+        _timeout: std::time::Duration,
+    ) -> Option<BoxFuture<'_, crate::net::probe::Checked>> {
         Some(Box::pin(async move {
             let client =
                 crate::net::http_client(!self.sink.insecure_skip_verify, None, self.sink.timeout)?;

@@ -235,7 +235,10 @@ impl SinkConfig for HttpSinkConfig {
         self.tls.ca_file.iter().cloned().collect()
     }
 
-    fn healthcheck(&self) -> Option<BoxFuture<'_, crate::net::probe::Checked>> {
+    fn healthcheck(
+        &self,
+        _timeout: std::time::Duration,
+    ) -> Option<BoxFuture<'_, crate::net::probe::Checked>> {
         Some(Box::pin(async move {
             let mut headers = self.encoder().map_err(|e| e.0)?.headers;
             headers.remove(CONTENT_TYPE);

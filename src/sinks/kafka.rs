@@ -201,12 +201,16 @@ impl SinkConfig for KafkaSinkConfig {
         check_config(&self.client_config())
     }
 
-    fn healthcheck(&self) -> Option<BoxFuture<'_, crate::net::probe::Checked>> {
+    fn healthcheck(
+        &self,
+        timeout: std::time::Duration,
+    ) -> Option<BoxFuture<'_, crate::net::probe::Checked>> {
         Some(Box::pin(async move {
             let config = self.client_config();
             // A templated topic is only known per event.
             let topic = (!self.topic.contains("{{")).then(|| self.topic.clone());
-            let timeout = self.message_timeout.min(std::time::Duration::from_secs(10));
+            // Within the check's own time, so the broker's last error is still reported.
+            let timeout = timeout.mul_f64(0.75);
             tokio::task::spawn_blocking(move || {
                 crate::kafka::probe(&config, topic.as_deref(), timeout)
             })

@@ -146,7 +146,10 @@ impl SinkConfig for PagerDutyConfig {
         self.encoder().map(drop)
     }
 
-    fn healthcheck(&self) -> Option<BoxFuture<'_, crate::net::probe::Checked>> {
+    fn healthcheck(
+        &self,
+        _timeout: std::time::Duration,
+    ) -> Option<BoxFuture<'_, crate::net::probe::Checked>> {
         Some(Box::pin(async move {
             let client = crate::net::http_client(self.ssl_verify, None, self.request.timeout)?;
             crate::net::probe::http(&client, &self.url, Default::default(), false).await

@@ -187,7 +187,10 @@ impl SinkConfig for FileSinkConfig {
         self.paths().map(drop)
     }
 
-    fn healthcheck(&self) -> Option<BoxFuture<'_, crate::net::probe::Checked>> {
+    fn healthcheck(
+        &self,
+        _timeout: std::time::Duration,
+    ) -> Option<BoxFuture<'_, crate::net::probe::Checked>> {
         Some(Box::pin(async move {
             let root = self.paths().map_err(|e| e.0)?.root;
             let root = PathBuf::from(if root.is_empty() { "." } else { &root });

@@ -166,7 +166,10 @@ impl SinkConfig for FluentSinkConfig {
         Ok(())
     }
 
-    fn healthcheck(&self) -> Option<BoxFuture<'_, crate::net::probe::Checked>> {
+    fn healthcheck(
+        &self,
+        _timeout: std::time::Duration,
+    ) -> Option<BoxFuture<'_, crate::net::probe::Checked>> {
         Some(Box::pin(async move {
             client::Client::new(self).map_err(|e| e.0)?.probe().await
         }))

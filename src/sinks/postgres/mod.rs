@@ -74,7 +74,10 @@ impl SinkConfig for PostgresConfig {
         self.plan().map(drop)
     }
 
-    fn healthcheck(&self) -> Option<BoxFuture<'_, crate::net::probe::Checked>> {
+    fn healthcheck(
+        &self,
+        _timeout: std::time::Duration,
+    ) -> Option<BoxFuture<'_, crate::net::probe::Checked>> {
         Some(Box::pin(async move {
             let plan = self.plan().map_err(|e| e.0)?;
             let pg = crate::postgres::parse_url(&self.url, "url").map_err(|e| e.0)?;
