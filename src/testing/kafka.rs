@@ -39,6 +39,12 @@ impl Tansu {
     /// Starts a broker on a free port; `None` (after printing why) when tansu is not
     /// installed outside CI.
     pub fn start() -> Option<Self> {
+        Self::start_advertising("")
+    }
+
+    /// Like [`Tansu::start`], advertising `advertised` (`tcp://host:port`) to clients
+    /// instead of its own listener when it is not empty (a TLS proxy in front).
+    pub fn start_advertising(advertised: &str) -> Option<Self> {
         let Some(binary) = tansu_path() else {
             let why =
                 "tansu is not installed (cargo install tansu --features dynostore; see .ci/run)";
@@ -53,13 +59,18 @@ impl Tansu {
                 .map(|a| a.port())
                 .expect("a free port");
             let url = format!("tcp://127.0.0.1:{port}");
+            let advertised = if advertised.is_empty() {
+                url.as_str()
+            } else {
+                advertised
+            };
             let child = Command::new(&binary)
                 .args([
                     "broker",
                     "--listener-url",
                     &url,
                     "--advertised-listener-url",
-                    &url,
+                    advertised,
                     "--storage-engine",
                     "memory://tansu/",
                 ])
@@ -128,6 +139,84 @@ impl Drop for Tansu {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A tansu broker reached over TLS: `stunnel` terminates TLS on `bootstrap` and forwards
+/// to tansu's plaintext port, which tansu advertises as the TLS one, so clients stay on
+/// TLS after the metadata exchange (tansu 0.6's own TLS listener is not wired up).
+pub struct TlsTansu {
+    /// The plaintext broker, for `create_topic` (tansu's CLI speaks no TLS).
+    pub plain: Tansu,
+    /// `127.0.0.1:PORT` of the TLS listener.
+    pub bootstrap: String,
+    stunnel: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl TlsTansu {
+    /// Starts tansu behind stunnel, serving `cert_pem` (for 127.0.0.1) with `key_pem`;
+    /// `None` (after printing why) when tansu or stunnel is missing outside CI.
+    pub fn start(cert_pem: &str, key_pem: &str) -> Option<Self> {
+        let stunnel = ["stunnel4", "stunnel"]
+            .into_iter()
+            .find(|b| Command::new(b).arg("-version").output().is_ok());
+        let Some(stunnel) = stunnel else {
+            super::skip("stunnel is not installed (.ci/run installs the Debian package stunnel4)");
+            return None;
+        };
+        let tls_port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free port");
+        let plain = Tansu::start_advertising(&format!("tcp://127.0.0.1:{tls_port}"))?;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (cert, key, conf) = (
+            dir.path().join("cert.pem"),
+            dir.path().join("key.pem"),
+            dir.path().join("stunnel.conf"),
+        );
+        std::fs::write(&cert, cert_pem).expect("write cert");
+        std::fs::write(&key, key_pem).expect("write key");
+        std::fs::write(
+            &conf,
+            format!(
+                "foreground = yes\npid =\n[kafka]\naccept = 127.0.0.1:{tls_port}\nconnect = {}\ncert = {}\nkey = {}\n",
+                plain.bootstrap,
+                cert.display(),
+                key.display()
+            ),
+        )
+        .expect("write stunnel.conf");
+        let child = Command::new(stunnel)
+            .arg(&conf)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {stunnel}: {e}"));
+        let broker = Self {
+            plain,
+            bootstrap: format!("127.0.0.1:{tls_port}"),
+            stunnel: child,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", tls_port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "stunnel did not listen on {tls_port}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Some(broker)
+    }
+}
+
+impl Drop for TlsTansu {
+    fn drop(&mut self) {
+        let _ = self.stunnel.kill();
+        let _ = self.stunnel.wait();
     }
 }
 

@@ -1,0 +1,155 @@
+//! Kafka over TLS: sluice's librdkafka is built with TLS, so `security.protocol: ssl`
+//! reaches a real broker (tansu behind stunnel, which `.ci/run` installs). The sink
+//! writes and the source reads back through TLS only; `validate --check-sinks` reports
+//! the broker with the right CA and names the certificate failure without it.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{eventually, metric, parse, start};
+use sluice::testing::CaptureSink;
+use sluice::testing::kafka::TlsTansu;
+
+/// A certificate for 127.0.0.1 (librdkafka checks the host name) and its key.
+fn certificate() -> (String, String) {
+    let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()])
+        .expect("cert");
+    (cert.cert.pem(), cert.signing_key.serialize_pem())
+}
+
+fn tls_options(ca: &std::path::Path) -> String {
+    format!(
+        r#"librdkafka_options: {{ security.protocol: ssl, ssl.ca.location: "{}" }}"#,
+        ca.display()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sink_and_source_carry_events_over_tls() {
+    let (cert, key) = certificate();
+    let Some(broker) = TlsTansu::start(&cert, &key) else {
+        return;
+    };
+    broker.plain.create_topic("secure", 1);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, &cert).expect("write");
+    let tls = tls_options(&ca);
+    let bootstrap = &broker.bootstrap;
+    let mut p = parse(&format!(
+        r#"
+sources:
+  gen: {{ type: generator, count: 20, format: '{{"n": {{{{seq}}}}}}' }}
+  k:
+    type: kafka
+    bootstrap_servers: "{bootstrap}"
+    topics: [secure]
+    group_id: g-tls
+    auto_offset_reset: earliest
+    commit_interval: 100ms
+    {tls}
+sinks:
+  out:
+    type: kafka
+    inputs: [gen]
+    bootstrap_servers: "{bootstrap}"
+    topic: secure
+    {tls}
+"#
+    ));
+    let got = CaptureSink::default();
+    got.attach(&mut p, "got", &["k"], 1000);
+    let (topo, telemetry) = start(p).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while got.values().len() < 20 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "read back {} of 20 over TLS",
+            got.values().len()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut numbers = got.ints("n");
+    numbers.sort_unstable();
+    assert_eq!(numbers, (0..20).collect::<Vec<_>>());
+    let body = telemetry.render_prometheus();
+    assert_eq!(
+        metric(&body, "sluice_component_sent_events_total", "out"),
+        Some(20.0)
+    );
+    // 20 payloads of `{"n":…}`: at least 7 bytes each went out and came back.
+    for (name, id) in [
+        ("sluice_component_sent_bytes_total", "out"),
+        ("sluice_component_received_bytes_total", "k"),
+    ] {
+        let bytes = metric(&body, name, id).expect(name);
+        assert!(bytes >= 140.0, "{name} of {id}: {bytes}");
+    }
+    topo.stop(Duration::from_secs(20)).await;
+    eventually("nothing more arrives", || got.values().len() == 20).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_sinks_names_the_certificate_failure() {
+    let (cert, key) = certificate();
+    let Some(broker) = TlsTansu::start(&cert, &key) else {
+        return;
+    };
+    broker.plain.create_topic("secure", 2);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, &cert).expect("write");
+    let bootstrap = &broker.bootstrap;
+    let path = dir.path().join("pipeline.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"
+sources:
+  in: {{ type: generator }}
+sinks:
+  trusted:
+    type: kafka
+    inputs: [in]
+    bootstrap_servers: "{bootstrap}"
+    topic: secure
+    {tls}
+  untrusted:
+    type: kafka
+    inputs: [in]
+    bootstrap_servers: "{bootstrap}"
+    topic: secure
+    librdkafka_options: {{ security.protocol: ssl }}
+  plaintext:
+    type: kafka
+    inputs: [in]
+    bootstrap_servers: "{bootstrap}"
+    topic: secure
+"#,
+            tls = tls_options(&ca)
+        ),
+    )
+    .expect("write");
+    let out = common::sluice()
+        .args(["validate", "--check-sinks", "--check-timeout", "2s", "-c"])
+        .arg(&path)
+        .output()
+        .expect("runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(69), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("sink `trusted` (kafka): reachable: 1 broker(s) answered, topic `secure` has 2 partition(s)"),
+        "{stdout}{stderr}"
+    );
+    let untrusted = stderr
+        .lines()
+        .find(|l| l.contains("sink `untrusted`"))
+        .unwrap_or_else(|| panic!("{stderr}"));
+    assert!(
+        untrusted.contains("certificate verify failed"),
+        "{untrusted}"
+    );
+    assert!(stderr.contains("sink `plaintext`"), "{stderr}");
+}
