@@ -71,10 +71,12 @@ pub(crate) fn qualified_table(schema: &str, table: &str) -> Result<String, Build
 }
 
 /// `validate --check-sinks`: connects as the sink would (which checks the address, the
-/// credentials and the database), then checks that the user may write `table` (a
-/// quoted, qualified name), or that it will be created.
+/// credentials and the database), then checks the privileges the sink will need: INSERT
+/// on `table` (a quoted, qualified name) when it exists, else CREATE on `schema` (or on
+/// the database when the schema is missing too) if `create_table` may create it.
 pub(crate) async fn probe(
     config: &tokio_postgres::Config,
+    schema: &str,
     table: &str,
     create_table: bool,
 ) -> Result<String, String> {
@@ -88,8 +90,12 @@ pub(crate) async fn probe(
             "SELECT current_user::text, current_database()::text, \
              to_regclass($1) IS NOT NULL, \
              CASE WHEN to_regclass($1) IS NULL THEN NULL \
-                  ELSE has_table_privilege($1, 'INSERT') END",
-            &[&table],
+                  ELSE has_table_privilege($1, 'INSERT') END, \
+             to_regnamespace($2) IS NOT NULL, \
+             CASE WHEN to_regnamespace($2) IS NULL \
+                  THEN has_database_privilege(current_database(), 'CREATE') \
+                  ELSE has_schema_privilege(to_regnamespace($2), 'CREATE') END",
+            &[&table, &schema],
         )
         .await
         .map_err(|e| {
@@ -97,19 +103,28 @@ pub(crate) async fn probe(
                 "connected, but a query failed: {}",
                 crate::net::error_chain(&e)
             )
-        })?;
+        });
     drop(client);
     let _ = connection.await;
+    let row = row?;
     let (user, database): (String, String) = (row.get(0), row.get(1));
-    let exists: bool = row.get(2);
-    let may_insert: Option<bool> = row.get(3);
+    let (table_exists, may_insert): (bool, Option<bool>) = (row.get(2), row.get(3));
+    let (schema_exists, may_create): (bool, bool) = (row.get(4), row.get(5));
     let connected = format!("connected to `{database}` as `{user}`");
-    match (exists, may_insert) {
+    let create_in = if schema_exists {
+        format!("schema {schema}")
+    } else {
+        format!("database `{database}` (schema {schema} is missing too)")
+    };
+    match (table_exists, may_insert) {
         (true, Some(true)) => Ok(format!("{connected}, may INSERT into {table}")),
         (true, _) => Err(format!("{connected}, but may not INSERT into {table}")),
-        (false, _) if create_table => Ok(format!("{connected}, {table} will be created")),
-        (false, _) => Err(format!(
+        (false, _) if !create_table => Err(format!(
             "{connected}, but {table} does not exist and create_table is false"
+        )),
+        (false, _) if may_create => Ok(format!("{connected}, {table} will be created")),
+        (false, _) => Err(format!(
+            "{connected}, but {table} does not exist and `{user}` may not CREATE in {create_in}"
         )),
     }
 }

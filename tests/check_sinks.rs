@@ -150,6 +150,9 @@ async fn each_failing_step_is_named_and_the_exit_code_is_69() {
     let closed = common::free_port();
     let cluster = rdkafka::mocking::MockCluster::new(1).expect("mock cluster");
     let not_a_folder = tempfile::NamedTempFile::new().expect("file");
+    let links = tempfile::tempdir().expect("tempdir");
+    std::os::unix::fs::symlink(links.path().join("nowhere"), links.path().join("dangling"))
+        .expect("symlink");
     let pipeline = format!(
         r#"
 sources:
@@ -183,17 +186,22 @@ sinks:
     type: file
     inputs: [in]
     path: "{file}/sub/out.log"
+  through_a_dead_link:
+    type: file
+    inputs: [in]
+    path: "{links}/dangling/sub/out.log"
 "#,
         port = refusing.port,
         pg = postgres::URL,
         bootstrap = cluster.bootstrap_servers(),
         file = not_a_folder.path().display(),
+        links = links.path().display(),
     );
     let (out, stdout, stderr) = validate(&pipeline);
     postgres::drop_schema(&client, &schema).await;
     assert_eq!(out.status.code(), Some(69), "{stdout}{stderr}");
     assert!(
-        stderr.contains("6 of 6 sink(s) cannot be reached"),
+        stderr.contains("7 of 7 sink(s) cannot be reached"),
         "{stderr}"
     );
     for (sink, said) in [
@@ -212,6 +220,10 @@ sinks:
         ),
         ("bus", "topic `missing-topic` does not exist".to_owned()),
         ("archive", "is not a folder".to_owned()),
+        (
+            "through_a_dead_link",
+            "dangling` is not a folder".to_owned(),
+        ),
     ] {
         let l = line(&stderr, sink);
         assert!(l.starts_with("error: ") && l.contains(&said), "{sink}: {l}");
@@ -247,4 +259,79 @@ fn a_zero_check_timeout_is_refused() {
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("must be more than 0"), "{stderr}");
+}
+
+/// A role that may only INSERT into an existing table (no CREATE on the database): the
+/// check says so, and the sink writes its rows (it no longer runs `CREATE SCHEMA IF NOT
+/// EXISTS`, whose privilege check fails first). The same role cannot create a missing
+/// table, which the check names before anything runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_role_that_may_only_insert_is_checked_and_writes() {
+    let Some((client, schema)) = postgres::database().await else {
+        return;
+    };
+    let role = format!("r_{}", &schema[2..14]);
+    client
+        .batch_execute(&format!(
+            "CREATE ROLE {role} LOGIN;
+             CREATE SCHEMA {schema};
+             CREATE TABLE {schema}.events (
+               id UUID PRIMARY KEY, event_type TEXT NOT NULL, source TEXT NOT NULL,
+               message TEXT, level TEXT, tags JSONB NOT NULL DEFAULT '{{}}',
+               payload JSONB NOT NULL DEFAULT '{{}}',
+               timestamp TIMESTAMPTZ NOT NULL DEFAULT NOW(),
+               created_at TIMESTAMPTZ NOT NULL DEFAULT NOW());
+             GRANT USAGE ON SCHEMA {schema} TO {role};
+             GRANT INSERT ON {schema}.events TO {role};"
+        ))
+        .await
+        .expect("role and table");
+    let url = format!("postgres://{role}@127.0.0.1:5432/test");
+    let pipeline = format!(
+        r#"
+sources:
+  in: {{ type: generator, count: 3, format: '{{"event_type": "alert", "source": "grafana", "summary": "disk {{{{seq}}}}"}}' }}
+sinks:
+  rows: {{ type: postgres, inputs: [in], url: "{url}", schema: {schema} }}
+  elsewhere: {{ type: postgres, inputs: [in], url: "{url}", schema: {schema}, table: other }}
+"#
+    );
+    let (out, stdout, stderr) = validate(&pipeline);
+    assert_eq!(out.status.code(), Some(69), "{stdout}{stderr}");
+    assert!(
+        line(&stdout, "rows").contains(&format!("may INSERT into \"{schema}\".\"events\"")),
+        "{stdout}"
+    );
+    assert!(
+        line(&stderr, "elsewhere").contains(&format!(
+            "does not exist and `{role}` may not CREATE in schema \"{schema}\""
+        )),
+        "{stderr}"
+    );
+
+    let only_rows = pipeline
+        .lines()
+        .filter(|l| !l.contains("elsewhere"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let (topo, telemetry) = common::start(common::parse(&only_rows)).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let count = loop {
+        let n: i64 = client
+            .query_one(&format!("SELECT count(*) FROM {schema}.events"), &[])
+            .await
+            .expect("count")
+            .get(0);
+        if n == 3 || std::time::Instant::now() > deadline {
+            break n;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    topo.stop(std::time::Duration::from_secs(5)).await;
+    let body = telemetry.render_prometheus();
+    postgres::drop_schema(&client, &schema).await;
+    let _ = client
+        .batch_execute(&format!("DROP OWNED BY {role}; DROP ROLE {role};"))
+        .await;
+    assert_eq!(count, 3, "{body}");
 }

@@ -472,6 +472,62 @@ sinks:
     assert!(reason_of(&dead, 5).contains("`tenant` is missing"));
 }
 
+/// A receiver that answers 302 towards another server: a sink does not follow it (a
+/// POST turned into a bodyless GET elsewhere would count as delivered), and no request
+/// carries the webhook URL (its secret) in a `Referer`.
+#[tokio::test]
+async fn a_redirect_is_not_followed_and_the_url_never_leaks() {
+    let elsewhere = Receiver::new(0).start().await;
+    let redirecting = Receiver::new(0).start().await;
+    redirecting.set_fallback(common::Reply::status(302).with_header(
+        "location",
+        &format!("http://localhost:{}/collected", elsewhere.port),
+    ));
+    let hook = free_port();
+    let mut p = parse(&format!(
+        r#"
+sources:
+  hook: {{ type: webhook, address: "127.0.0.1:{hook}" }}
+sinks:
+  out: {{ type: http, inputs: [hook], url: "http://127.0.0.1:{}/services/T0/B0/s3cretpath" }}
+"#,
+        redirecting.port
+    ));
+    let dead = CaptureSink::default();
+    dead.attach(&mut p, "dead", &["out.dead_letter"], 100);
+    let (topo, telemetry) = start_with(p, options(&std::env::temp_dir(), None)).await;
+    wait_for_port(hook).await;
+    assert_eq!(
+        post(hook, serde_json::json!([{"n": 1}, {"n": 2}])).await,
+        200
+    );
+    assert_eq!(topo.stop(Duration::from_secs(5)).await, Drained::Complete);
+    assert!(
+        elsewhere.requests().is_empty(),
+        "{:?}",
+        elsewhere.requests()
+    );
+    let asked = redirecting.requests();
+    assert!(!asked.is_empty());
+    assert!(
+        asked.iter().all(|r| r.headers.get("referer").is_none()),
+        "no Referer header"
+    );
+    let mut rejected = dead.ints("n");
+    rejected.sort_unstable();
+    assert_eq!(rejected, [1, 2]);
+    assert!(
+        reason_of(&dead, 1).contains("HTTP 302: a redirect"),
+        "{}",
+        reason_of(&dead, 1)
+    );
+    let body = telemetry.render_prometheus();
+    assert!(
+        body.contains("sluice_component_sent_events_total{component_id=\"out\",component_kind=\"sink\",component_type=\"http\"} 0\n"),
+        "nothing counted as delivered: {body}"
+    );
+}
+
 #[test]
 fn templated_scheme_host_or_port_is_a_validate_error() {
     for url in [
@@ -649,5 +705,39 @@ sinks:
     for (what, sent) in [("endpoint", endpoint_sent), ("token endpoint", token_sent)] {
         let sent = sent.load(Ordering::Relaxed);
         assert!(sent < 32 * 1024 * 1024, "the {what} sent {sent} bytes");
+    }
+}
+
+/// Events a sink gives up on with nothing reading its dead_letter output are counted as
+/// discarded, unintentionally, besides the delivery errors.
+#[tokio::test]
+async fn events_given_up_on_without_a_dead_letter_reader_count_as_lost() {
+    let refusing = Receiver::new(0).start().await;
+    refusing.set_fallback(common::Reply::status(400));
+    let p = parse(&format!(
+        r#"
+sources:
+  gen: {{ type: generator, count: 2 }}
+sinks:
+  out: {{ type: http, inputs: [gen], url: "http://127.0.0.1:{}/in" }}
+"#,
+        refusing.port
+    ));
+    let (topo, telemetry) = start_with(p, options(&std::env::temp_dir(), None)).await;
+    eventually("the receiver refused them", || {
+        !refusing.requests().is_empty()
+    })
+    .await;
+    topo.stop(Duration::from_secs(5)).await;
+    let body = telemetry.render_prometheus();
+    let labels = "component_id=\"out\",component_kind=\"sink\",component_type=\"http\"";
+    for line in [
+        format!("sluice_component_discarded_events_total{{{labels},intentional=\"false\"}} 2\n"),
+        format!(
+            "sluice_component_errors_total{{{labels},error_type=\"delivery_failed\",stage=\"sending\"}} 2\n"
+        ),
+        format!("sluice_component_sent_events_total{{{labels}}} 0\n"),
+    ] {
+        assert!(body.contains(&line), "{line} missing from\n{body}");
     }
 }

@@ -21,7 +21,7 @@ pub(crate) struct BenchArgs {
     #[arg(long)]
     pub(crate) json: bool,
     /// Events per scenario, instead of the scenario's `count`.
-    #[arg(long)]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     pub(crate) count: Option<u64>,
     /// Events per second, or `max` for flat out, instead of the scenario's `rate`.
     #[arg(long)]
@@ -82,7 +82,16 @@ pub(crate) fn bench(args: &BenchArgs) -> u8 {
     } else {
         args.scenarios
             .iter()
-            .map(|s| Scenario::find(s, &dir))
+            .map(|s| {
+                Scenario::find(s, &dir).map_err(|e| match &extracted {
+                    // The temporary folder means nothing to the reader.
+                    Some(_) => super::load::LoadError::Scenario {
+                        file: s.clone(),
+                        message: "no such built-in scenario, nor a file of that name (see `sluice bench --list`)".into(),
+                    },
+                    None => e,
+                })
+            })
             .collect()
     };
     let files = match files {

@@ -363,7 +363,7 @@ mod tests {
         assert!(text.contains("parse"), "{text}");
         assert!(text.contains("1500"), "{text}");
         assert!(text.contains("250/1000  25%"), "{text}");
-        assert!(text.contains("p50 2.1ms  p99 500.0ms"), "{text}");
+        assert!(text.contains("p50 2.1ms  p99 500ms"), "{text}");
         assert!(text.contains("400µs"), "per-component p50: {text}");
         assert!(text.contains("1.50s"), "per-component p99: {text}");
         assert!(

@@ -219,10 +219,19 @@ pub(crate) fn byte_rate(v: Option<f64>) -> String {
     unreachable!("the loop returns at GiB")
 }
 
+/// A duration in at most 7 characters, its unit always shown (`850µs`, `12.5ms`,
+/// `1.50s`, `1011s`, `4.2h`). Each range starts where the one below would round up to
+/// four digits, so `999.97ms` shows as `1.00s`, never `1000.0ms`.
 pub(super) fn latency(seconds: f64) -> String {
-    if seconds >= 1.0 {
+    if seconds >= 99_999.5 {
+        format!("{:.1}h", seconds / 3600.0)
+    } else if seconds >= 99.995 {
+        format!("{seconds:.0}s")
+    } else if seconds >= 0.99995 {
         format!("{seconds:.2}s")
-    } else if seconds >= 0.001 {
+    } else if seconds >= 0.09995 {
+        format!("{:.0}ms", seconds * 1e3)
+    } else if seconds >= 0.0009995 {
         format!("{:.1}ms", seconds * 1e3)
     } else {
         format!("{:.0}µs", seconds * 1e6)
@@ -262,5 +271,21 @@ mod tests {
         assert_eq!(byte_rate(Some(3.0 * 1024.0 * 1024.0 * 1024.0)), "3.0GiB");
         assert_eq!(byte_rate(None), "-");
         assert_eq!(rate(Some(2_500_000.0)), "2.5M");
+    }
+
+    #[test]
+    fn latencies_keep_their_unit_within_seven_characters() {
+        for (seconds, shown) in [
+            (0.000_85, "850µs"),
+            (0.0125, "12.5ms"),
+            (0.25, "250ms"),
+            (0.999_97, "1.00s"),
+            (1.5, "1.50s"),
+            (1010.83, "1011s"),
+            (360_000.0, "100.0h"),
+        ] {
+            assert_eq!(latency(seconds), shown);
+            assert!(latency(seconds).chars().count() <= 7, "{shown}");
+        }
     }
 }

@@ -101,6 +101,7 @@ impl DeadLetter {
                     attempts = failure.attempts,
                     "events could not be delivered and nothing reads the dead_letter output"
                 );
+                self.metrics.add_discarded_unintended(n);
                 settle_all(events, EventStatus::Rejected);
             }
         }

@@ -92,6 +92,13 @@ const MAX_RESPONSE_BODY: usize = 64 * 1024;
 
 /// HTTP status classes as [`HttpEncoder::verdict`] documents.
 pub fn default_verdict(status: u16, headers: &HeaderMap, body: &str) -> Verdict {
+    if (300..400).contains(&status) {
+        return Verdict::Permanent {
+            reason: format!(
+                "HTTP {status}: a redirect (sinks do not follow redirects: configure the URL it points to)"
+            ),
+        };
+    }
     match classify_status(status) {
         Retryable::Success => Verdict::Delivered,
         Retryable::Retry => Verdict::Retry {
@@ -153,8 +160,13 @@ impl HttpSinkParts {
         clock: &Arc<dyn Clock>,
     ) -> Result<Self, crate::component::BuildError> {
         let build = crate::component::BuildError;
-        let client =
-            crate::net::http_client(tls.verify, tls.ca_file, request.timeout).map_err(build)?;
+        let client = crate::net::http_client(
+            tls.verify,
+            tls.ca_file,
+            request.timeout,
+            crate::net::Redirects::Refuse,
+        )
+        .map_err(build)?;
         let oauth2 = oauth2
             .map(|o| {
                 crate::net::TokenSource::new(o.clone(), Arc::clone(clock), request.timeout)

@@ -24,15 +24,33 @@ pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
+/// Whether a client follows redirects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Redirects {
+    /// A sink, a token endpoint, a certificate fetch: a redirect is an answer, not a new
+    /// destination (a POST turned into a bodyless GET elsewhere would count as delivered).
+    Refuse,
+    /// A poller that GETs a public page that may have moved.
+    Follow,
+}
+
 /// Builds a client. `verify: false` accepts any certificate (self-signed receivers in a
-/// lab); it is logged at warn level because it removes the protection TLS gives.
+/// lab); it is logged at warn level because it removes the protection TLS gives. No
+/// client sends a `Referer`: the URL may be the credential (a Slack webhook).
 pub fn http_client(
     verify: bool,
     ca_file: Option<&Path>,
     timeout: Duration,
+    redirects: Redirects,
 ) -> Result<reqwest::Client, String> {
     install_crypto_provider();
+    let policy = match redirects {
+        Redirects::Refuse => reqwest::redirect::Policy::none(),
+        Redirects::Follow => reqwest::redirect::Policy::limited(5),
+    };
     let mut builder = reqwest::Client::builder()
+        .redirect(policy)
+        .referer(false)
         .timeout(timeout)
         .connect_timeout(timeout.min(Duration::from_secs(10)))
         .user_agent(concat!("sluice/", env!("CARGO_PKG_VERSION")));

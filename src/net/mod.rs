@@ -16,7 +16,7 @@ mod server_auth;
 mod server_tls;
 
 pub(crate) use body::{BodyError, excerpt, read_at_most};
-pub use client::{TlsOptions, http_client, install_crypto_provider};
+pub use client::{Redirects, TlsOptions, http_client, install_crypto_provider};
 pub(crate) use oauth2::{OAuth2Config, TokenSource};
 pub(crate) use retry::{Backoff, FailureHandling, Pause, Retryable, classify_status, retry_after};
 pub(crate) use server_auth::{CHALLENGE, ServerAuth};

@@ -105,7 +105,12 @@ impl TokenSource {
         timeout: Duration,
     ) -> Result<Self, String> {
         config.check()?;
-        let client = super::http_client(!config.insecure_skip_verify, None, timeout)?;
+        let client = super::http_client(
+            !config.insecure_skip_verify,
+            None,
+            timeout,
+            super::Redirects::Refuse,
+        )?;
         Ok(Self {
             config,
             client,

@@ -41,36 +41,53 @@ pub(crate) async fn tcp(host: &str, port: u16) -> Result<String, String> {
 /// An HTTP(S) endpoint: DNS and TCP (unless a proxy is set, which reqwest would go
 /// through), then one `HEAD` through `client`, the sink's own (its TLS settings), with
 /// `headers` (the sink's static headers and credentials). With `credentials`, a 401 or
-/// 403 is a failure: the credentials were refused. The URL is cut at its first
-/// template.
+/// 403 is a failure: the credentials were refused. `verify` says whether the client
+/// checks certificates. The URL is cut at its first template.
 pub(crate) async fn http(
     client: &reqwest::Client,
     url: &str,
     headers: HeaderMap,
     credentials: bool,
+    verify: bool,
 ) -> Checked {
     let base = url.split("{{").next().unwrap_or(url);
     let parsed = reqwest::Url::parse(base).map_err(|e| format!("not a URL: {e}"))?;
-    let host = parsed.host_str().ok_or("the URL has no host")?.to_owned();
+    // An IPv6 literal is written in brackets, which the resolver does not take.
+    let host = parsed
+        .host_str()
+        .ok_or("the URL has no host")?
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
     let port = parsed
         .port_or_known_default()
         .ok_or("the URL has no port")?;
-    let endpoint = format!("{}://{host}:{port}", parsed.scheme());
+    let endpoint = match parsed.host() {
+        Some(url::Host::Ipv6(_)) => format!("{}://[{host}]:{port}", parsed.scheme()),
+        _ => format!("{}://{host}:{port}", parsed.scheme()),
+    };
+    let https = parsed.scheme() == "https";
     let mut steps = Vec::new();
     if proxied(parsed.scheme()) {
         steps.push("through the proxy of the environment".to_owned());
     } else {
         steps.push(tcp(&host, port).await?);
     }
+    // Credentials in the URL itself (`http://user:pass@host/`) count as credentials.
+    let credentials = credentials || !parsed.username().is_empty() || parsed.password().is_some();
     let response = client
         .head(parsed)
         .headers(headers)
         .send()
         .await
         .map_err(|e| {
+            let connect = e.is_connect();
             let chain = super::error_chain(&e.without_url());
-            if chain.contains("certificate") || chain.contains("tls") || chain.contains("TLS") {
-                format!("TLS with {endpoint} failed: {chain}")
+            let tls = ["certificate", "tls", "TLS", "corrupt message", "handshake"]
+                .iter()
+                .any(|w| chain.contains(w));
+            if https && connect && tls {
+                format!("TLS with {endpoint} failed (is it an HTTPS server?): {chain}")
             } else {
                 format!("{endpoint}: {chain}")
             }
@@ -81,8 +98,12 @@ pub(crate) async fn http(
             "{endpoint} refused the credentials (HTTP {status} to a HEAD request)"
         ));
     }
-    if endpoint.starts_with("https") {
-        steps.push("TLS verified".into());
+    if https {
+        steps.push(if verify {
+            "TLS verified".into()
+        } else {
+            "TLS not verified (verification is off)".to_owned()
+        });
     }
     steps.push(format!("HEAD answered HTTP {status}"));
     Ok(steps.join(", "))
@@ -135,5 +156,38 @@ mod tests {
             e.starts_with("cannot resolve `no-such-host.invalid`"),
             "{e}"
         );
+    }
+
+    /// An IPv6 literal is resolved without its brackets, and the line names it with them.
+    #[tokio::test]
+    async fn reaches_an_ipv6_literal() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let Ok(listener) = tokio::net::TcpListener::bind("[::1]:0").await else {
+            crate::testing::skip_optional("no IPv6 loopback on this machine");
+            return;
+        };
+        let port = listener.local_addr().expect("addr").port();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let mut buf = [0u8; 1024];
+                let _ = socket.read(&mut buf).await;
+                let _ = socket
+                    .write_all(b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n")
+                    .await;
+            }
+        });
+        let client = crate::net::http_client(
+            true,
+            None,
+            std::time::Duration::from_secs(5),
+            crate::net::Redirects::Refuse,
+        )
+        .expect("client");
+        let url = format!("http://[::1]:{port}/in");
+        let said = http(&client, &url, HeaderMap::new(), false, true)
+            .await
+            .expect("reachable");
+        assert!(said.starts_with(&format!("::1:{port} resolved")), "{said}");
+        assert!(said.ends_with("HEAD answered HTTP 204"), "{said}");
     }
 }

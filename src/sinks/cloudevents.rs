@@ -161,16 +161,26 @@ impl SinkConfig for CloudEventsConfig {
         _timeout: std::time::Duration,
     ) -> Option<BoxFuture<'_, crate::net::probe::Checked>> {
         Some(Box::pin(async move {
-            let client =
-                crate::net::http_client(!self.sink.insecure_skip_verify, None, self.sink.timeout)?;
+            let client = crate::net::http_client(
+                !self.sink.insecure_skip_verify,
+                None,
+                self.sink.timeout,
+                crate::net::Redirects::Refuse,
+            )?;
             let mut headers = reqwest::header::HeaderMap::new();
             if let Some(oidc) = &self.oidc {
                 let bearer = crate::net::probe::oauth2_bearer(oidc, self.sink.timeout).await?;
                 headers.insert(reqwest::header::AUTHORIZATION, bearer);
             }
             let credentials = self.oidc.is_some();
-            let reached =
-                crate::net::probe::http(&client, &self.sink.endpoint, headers, credentials).await?;
+            let reached = crate::net::probe::http(
+                &client,
+                &self.sink.endpoint,
+                headers,
+                credentials,
+                !self.sink.insecure_skip_verify,
+            )
+            .await?;
             Ok(if credentials {
                 format!("OAuth2 token granted, {reached}")
             } else {

@@ -247,14 +247,18 @@ impl SinkConfig for HttpSinkConfig {
                 self.ssl_verify,
                 self.tls.ca_file.as_deref(),
                 self.request.timeout,
+                crate::net::Redirects::Refuse,
             )?;
-            let mut credentials = headers.contains_key(AUTHORIZATION);
+            // Configured headers may carry a key (`X-Api-Key`): a 401 or 403 then means
+            // it was refused.
+            let mut credentials = headers.contains_key(AUTHORIZATION)
+                || self.headers.pairs("headers").is_ok_and(|h| !h.is_empty());
             if let Some(HttpAuth::Oauth2(config)) = &self.auth {
                 let bearer = crate::net::probe::oauth2_bearer(config, self.request.timeout).await?;
                 headers.insert(AUTHORIZATION, bearer);
                 credentials = true;
             }
-            crate::net::probe::http(&client, &self.url, headers, credentials).await
+            crate::net::probe::http(&client, &self.url, headers, credentials, self.ssl_verify).await
         }))
     }
 

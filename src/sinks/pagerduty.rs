@@ -151,8 +151,20 @@ impl SinkConfig for PagerDutyConfig {
         _timeout: std::time::Duration,
     ) -> Option<BoxFuture<'_, crate::net::probe::Checked>> {
         Some(Box::pin(async move {
-            let client = crate::net::http_client(self.ssl_verify, None, self.request.timeout)?;
-            crate::net::probe::http(&client, &self.url, Default::default(), false).await
+            let client = crate::net::http_client(
+                self.ssl_verify,
+                None,
+                self.request.timeout,
+                crate::net::Redirects::Refuse,
+            )?;
+            crate::net::probe::http(
+                &client,
+                &self.url,
+                Default::default(),
+                false,
+                self.ssl_verify,
+            )
+            .await
         }))
     }
 

@@ -82,7 +82,7 @@ pub(crate) const ALL: &[Metric] = &[
         Counter,
         "every component",
         &["intentional"],
-        "Events dropped: intentional=\"true\" on purpose (filtered, sampled, throttled, deduplicated, or sent to an output nobody reads), intentional=\"false\" by overload (a full buffer with when_full: drop_newest).",
+        "Events dropped: intentional=\"true\" on purpose (filtered, sampled, throttled, deduplicated, or sent to an output nobody reads), intentional=\"false\" by overload (a full buffer with when_full: drop_newest) or by a sink that gave up on them with nothing reading its dead_letter output (the source is told they failed).",
     ),
     m(
         "sluice_component_received_bytes_total",

@@ -194,9 +194,11 @@ impl SinkConfig for FileSinkConfig {
         Some(Box::pin(async move {
             let root = self.paths().map_err(|e| e.0)?.root;
             let root = PathBuf::from(if root.is_empty() { "." } else { &root });
-            // The nearest folder that exists is where the sink would create the rest.
+            // The nearest entry that exists is where the sink would create the rest; a
+            // link counts as existing even when it leads nowhere (it would block the
+            // sink), so it is found and then refused as not a folder.
             let mut existing = root.as_path();
-            while !existing.exists() {
+            while std::fs::symlink_metadata(existing).is_err() {
                 existing = existing.parent().unwrap_or(Path::new("."));
             }
             if !existing.is_dir() {

@@ -81,7 +81,7 @@ impl SinkConfig for PostgresConfig {
         Some(Box::pin(async move {
             let plan = self.plan().map_err(|e| e.0)?;
             let pg = crate::postgres::parse_url(&self.url, "url").map_err(|e| e.0)?;
-            crate::postgres::probe(&pg, &plan.table, self.create_table).await
+            crate::postgres::probe(&pg, &plan.schema, &plan.table, self.create_table).await
         }))
     }
 

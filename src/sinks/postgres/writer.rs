@@ -124,6 +124,16 @@ impl Writer {
         }
         let client = self.client().await?;
         let t = &self.plan.table;
+        // A table that exists is used as it is: a role that may only write it (no CREATE
+        // on the database) must not fail on `CREATE SCHEMA IF NOT EXISTS`, whose
+        // privilege check comes before the existence check.
+        let exists = client
+            .query_one("SELECT to_regclass($1) IS NOT NULL", &[t])
+            .await
+            .map_err(|e| classify(&e))?;
+        if exists.get::<_, bool>(0) {
+            return Ok(());
+        }
         let ddl = format!(
             "CREATE SCHEMA IF NOT EXISTS {schema};
              CREATE TABLE IF NOT EXISTS {t} (
@@ -142,10 +152,17 @@ impl Writer {
             idx1 = crate::postgres::index_name(t, "type_ts"),
             idx2 = crate::postgres::index_name(t, "source_ts"),
         );
-        client
+        let created = client
             .batch_execute(&crate::postgres::serialized_ddl(&self.plan.schema, &ddl))
-            .await
-            .map_err(|e| classify(&e))
+            .await;
+        if let Err(e) = created {
+            // The pooled connection must not stay inside the failed transaction: every
+            // later statement on it would fail with "current transaction is aborted",
+            // hiding this error.
+            let _ = client.batch_execute("ROLLBACK").await;
+            return Err(classify(&e));
+        }
+        Ok(())
     }
 
     async fn insert(&self, rows: &[Json]) -> Result<(), WriteError> {

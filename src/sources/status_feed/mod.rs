@@ -262,9 +262,13 @@ impl SourceConfig for StatusFeedConfig {
     fn build(&self, cx: SourceContext) -> BoxFuture<'_, Result<ComponentTask, BuildError>> {
         Box::pin(async move {
             let feeds = self.specs()?;
-            let client =
-                crate::net::http_client(self.ssl_verify, self.tls.ca_file.as_deref(), self.timeout)
-                    .map_err(BuildError)?;
+            let client = crate::net::http_client(
+                self.ssl_verify,
+                self.tls.ca_file.as_deref(),
+                self.timeout,
+                crate::net::Redirects::Follow,
+            )
+            .map_err(BuildError)?;
             let state_path = cx.data_dir.join(format!("status_feed-{}.json", cx.id));
             let settings = Settings {
                 initial: self.initial,

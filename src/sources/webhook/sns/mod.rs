@@ -166,8 +166,13 @@ impl Sns {
                 .map_err(|e| BuildError(format!("`sns.certificates`: {}: {e}", path.display())))?;
             pinned.insert(url.clone(), Arc::new(cert));
         }
-        let client =
-            crate::net::http_client(true, None, Duration::from_secs(10)).map_err(BuildError)?;
+        let client = crate::net::http_client(
+            true,
+            None,
+            Duration::from_secs(10),
+            crate::net::Redirects::Refuse,
+        )
+        .map_err(BuildError)?;
         Ok(Self {
             config,
             client,
