@@ -143,12 +143,10 @@ fn committed_reference_pages_are_current() {
         "{dedupe}"
     );
     // A type no example pipeline uses gets an example made from its required options.
-    let sample = &generated["transforms/sample.md"];
+    let postgres = &generated["sources/postgres.md"];
     assert!(
-        sample.contains(
-            "```yaml\ntransforms:\n  my_sample:\n    type: sample\n    inputs: [upstream]\n"
-        ),
-        "{sample}"
+        postgres.contains("```yaml\nsources:\n  my_postgres:\n    type: postgres\n"),
+        "{postgres}"
     );
     let http = &generated["sinks/http.md"];
     assert!(
