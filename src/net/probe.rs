@@ -109,6 +109,17 @@ pub(crate) async fn http(
     Ok(steps.join(", "))
 }
 
+/// [`http`] for a sink whose URL is its only address and credential (PagerDuty's Events
+/// API, a Slack webhook), through a client like the sink's.
+pub(crate) async fn without_credentials(
+    url: &str,
+    verify: bool,
+    timeout: std::time::Duration,
+) -> Checked {
+    let client = super::http_client(verify, None, timeout, super::Redirects::Refuse)?;
+    http(&client, url, HeaderMap::new(), false, verify).await
+}
+
 /// An `Authorization` value with a token fetched from the OAuth2 token endpoint: the
 /// check of the client credentials.
 pub(crate) async fn oauth2_bearer(

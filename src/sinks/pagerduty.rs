@@ -150,22 +150,11 @@ impl SinkConfig for PagerDutyConfig {
         &self,
         _timeout: std::time::Duration,
     ) -> Option<BoxFuture<'_, crate::net::probe::Checked>> {
-        Some(Box::pin(async move {
-            let client = crate::net::http_client(
-                self.ssl_verify,
-                None,
-                self.request.timeout,
-                crate::net::Redirects::Refuse,
-            )?;
-            crate::net::probe::http(
-                &client,
-                &self.url,
-                Default::default(),
-                false,
-                self.ssl_verify,
-            )
-            .await
-        }))
+        Some(Box::pin(crate::net::probe::without_credentials(
+            &self.url,
+            self.ssl_verify,
+            self.request.timeout,
+        )))
     }
 
     fn build(&self, cx: SinkContext) -> BoxFuture<'_, Result<ComponentTask, BuildError>> {
