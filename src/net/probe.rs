@@ -174,7 +174,9 @@ mod tests {
     async fn reaches_an_ipv6_literal() {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let Ok(listener) = tokio::net::TcpListener::bind("[::1]:0").await else {
-            crate::testing::skip_optional("no IPv6 loopback on this machine");
+            // Not a service CI provides or lacks: a machine without IPv6 has nothing to
+            // test here. (`crate::testing` sits in a layer above this one.)
+            eprintln!("skipped: no IPv6 loopback on this machine");
             return;
         };
         let port = listener.local_addr().expect("addr").port();
