@@ -221,14 +221,10 @@ impl ComponentMetrics {
     ) -> Arc<LabeledCounter> {
         catalog::debug_check(name, labels);
         let mut all = lock(&self.labeled);
-        if let Some(c) = all.iter().find(|c| {
-            c.name == name
-                && c.labels.len() == labels.len()
-                && c.labels
-                    .iter()
-                    .zip(labels)
-                    .all(|(a, b)| a.0 == b.0 && a.1 == b.1)
-        }) {
+        if let Some(c) = all
+            .iter()
+            .find(|c| c.name == name && same_labels(&c.labels, labels))
+        {
             return Arc::clone(c);
         }
         let c = Arc::new(LabeledCounter {
