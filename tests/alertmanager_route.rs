@@ -156,7 +156,9 @@ async fn router(
     (hook, sinks, topology)
 }
 
-/// The router's pipeline: `extra` is added to the transform's options.
+/// The router's pipeline: `extra` is added to the transform's options. The router's id
+/// carries the hook's port: a reload hands inhibition sources over by component id
+/// within the process, and tests run in parallel in one process.
 fn router_pipeline(
     hook: u16,
     config: &std::path::Path,
@@ -168,7 +170,7 @@ fn router_pipeline(
 sources:
   alerts: {{ type: webhook, address: "127.0.0.1:{hook}" }}
 transforms:
-  router:
+  router_{hook}:
     type: alertmanager_route
     inputs: [alerts]
     alertmanager_config: "{}"
@@ -180,7 +182,7 @@ transforms:
         sink.attach(
             &mut p,
             &format!("to_{name}"),
-            &[&format!("router.{name}")],
+            &[&format!("router_{hook}.{name}")],
             100,
         );
     }
@@ -386,7 +388,7 @@ async fn a_reload_keeps_the_inhibition_sources() {
     let mut next = router_pipeline(hook, &config, "max_sources: 5000", &sinks);
     next.validate().expect("valid");
     let changes = topology.apply(next).await.expect("reload");
-    assert_eq!(changes.changed, vec!["router".to_string()]);
+    assert_eq!(changes.changed, vec![format!("router_{hook}")]);
     post(
         hook,
         &[alert(
