@@ -78,6 +78,29 @@ impl Status {
     }
 }
 
+/// What a notification asks of an on-call tool's alert (PagerDuty's event action,
+/// Opsgenie's create, close and acknowledge).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Action {
+    Trigger,
+    Resolve,
+    Acknowledge,
+}
+
+impl Action {
+    /// The action of an event's `status` (no status means firing).
+    pub(crate) fn of_status(status: Option<&str>) -> Result<Self, String> {
+        match status.map(str::to_ascii_lowercase).as_deref() {
+            None | Some("firing" | "trigger" | "triggered" | "alerting") => Ok(Self::Trigger),
+            Some("resolved" | "resolve" | "ok") => Ok(Self::Resolve),
+            Some("acknowledged" | "acknowledge") => Ok(Self::Acknowledge),
+            Some(other) => Err(format!(
+                "status `{other}` is not firing, resolved or acknowledged"
+            )),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -86,6 +86,16 @@ impl Event {
             _ => None,
         }
     }
+
+    /// A top-level field as text: strings as they are, timestamps in RFC 3339, anything
+    /// else as VRL writes it; `None` when missing or null.
+    pub(crate) fn text(&self, key: &str) -> Option<String> {
+        match self.get(key)? {
+            Value::Null => None,
+            Value::Timestamp(t) => Some(t.to_rfc3339()),
+            other => Some(other.to_string_lossy().into_owned()),
+        }
+    }
 }
 
 /// Ensures an object root, wrapping scalars and arrays under `message`.

@@ -23,7 +23,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value as Json, json};
 use vrl::value::Value;
 
-use crate::alert::field;
+use crate::alert::{Action, field};
 use crate::component::{BoxFuture, BuildError, ComponentTask, SinkConfig, SinkContext};
 use crate::delivery::{
     DEAD_LETTER, EncodedRequest, HttpEncoder, HttpSinkParts, RateLimitConfig, RequestConfig, Tls,
@@ -184,15 +184,6 @@ struct PagerDutyEncoder {
     templates: Templates,
 }
 
-fn text(event: &Event, field: &str) -> Option<String> {
-    match event.get(field)? {
-        Value::Null => None,
-        Value::Timestamp(t) => Some(t.to_rfc3339()),
-        // Both string variants (`Bytes` and `String`) and everything else as text.
-        other => Some(other.to_string_lossy().into_owned()),
-    }
-}
-
 fn truncate_chars(s: &str, max: usize) -> String {
     crate::text::prefix_chars(s, max).to_owned()
 }
@@ -223,18 +214,18 @@ impl PagerDutyEncoder {
 
 impl HttpEncoder for PagerDutyEncoder {
     fn encode_event(&self, event: &Event) -> Result<Vec<u8>, String> {
-        let action = match text(event, field::STATUS)
-            .map(|s| s.to_ascii_lowercase())
-            .as_deref()
+        let action = match Action::of_status(event.text(field::STATUS).as_deref())
+            .map_err(|e| format!("{e}: it has no PagerDuty event action"))?
         {
-            None | Some("firing" | "trigger" | "triggered" | "alerting") => "trigger",
-            Some("resolved" | "resolve" | "ok") => "resolve",
-            Some("acknowledged" | "acknowledge") => "acknowledge",
-            Some(other) => return Err(format!("status `{other}` has no PagerDuty event action")),
+            Action::Trigger => "trigger",
+            Action::Resolve => "resolve",
+            Action::Acknowledge => "acknowledge",
         };
         let dedup_key = match &self.templates.dedup_key {
             Some(t) => Some(t.render(event)?),
-            None => text(event, "incident_id").or_else(|| text(event, field::FINGERPRINT)),
+            None => event
+                .text("incident_id")
+                .or_else(|| event.text(field::FINGERPRINT)),
         };
         let mut body = Map::new();
         body.insert("routing_key".into(), json!(self.routing_key));
@@ -251,11 +242,12 @@ impl HttpEncoder for PagerDutyEncoder {
             }
         }
         if action == "trigger" {
-            let summary = text(event, field::SUMMARY)
-                .or_else(|| text(event, "message"))
+            let summary = event
+                .text(field::SUMMARY)
+                .or_else(|| event.text("message"))
                 .unwrap_or_else(|| "alert".into());
             let source = self
-                .render(&self.templates.source, event, text(event, "source"))?
+                .render(&self.templates.source, event, event.text("source"))?
                 .unwrap_or_else(|| "sluice".into());
             let mut payload = Map::new();
             payload.insert(
@@ -265,9 +257,9 @@ impl HttpEncoder for PagerDutyEncoder {
             payload.insert("source".into(), json!(source));
             payload.insert(
                 "severity".into(),
-                json!(pd_severity(text(event, field::SEVERITY).as_deref())),
+                json!(pd_severity(event.text(field::SEVERITY).as_deref())),
             );
-            if let Some(ts) = text(event, field::STARTS_AT).or_else(|| text(event, "time")) {
+            if let Some(ts) = event.text(field::STARTS_AT).or_else(|| event.text("time")) {
                 payload.insert("timestamp".into(), json!(ts));
             }
             for (key, template, fallback) in [
@@ -275,7 +267,7 @@ impl HttpEncoder for PagerDutyEncoder {
                 ("group", &self.templates.group, "project"),
                 ("class", &self.templates.class, "kind"),
             ] {
-                if let Some(v) = self.render(template, event, text(event, fallback))? {
+                if let Some(v) = self.render(template, event, event.text(fallback))? {
                     payload.insert(key.into(), json!(v));
                 }
             }
@@ -286,7 +278,7 @@ impl HttpEncoder for PagerDutyEncoder {
                 },
                 _ => Map::new(),
             };
-            if let Some(d) = text(event, "description") {
+            if let Some(d) = event.text("description") {
                 details.insert("description".into(), json!(d));
             }
             if !details.is_empty() {
@@ -294,7 +286,7 @@ impl HttpEncoder for PagerDutyEncoder {
             }
             body.insert("payload".into(), Json::Object(payload));
             body.insert("client".into(), json!(self.client));
-            if let Some(url) = text(event, "url") {
+            if let Some(url) = event.text("url") {
                 body.insert("client_url".into(), json!(url));
                 body.insert("links".into(), json!([{ "href": url, "text": "Source" }]));
             }

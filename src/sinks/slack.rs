@@ -8,11 +8,11 @@
 //! letter with Slack's body.
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use serde::Deserialize;
-use vrl::value::Value;
 
+use super::formatter::{Formatter, text_field};
 use crate::component::{BoxFuture, BuildError, ComponentTask, SinkConfig, SinkContext};
 use crate::delivery::{
     BatchConfig, DEAD_LETTER, EncodedRequest, HttpEncoder, HttpSinkParts, RequestConfig, Tls,
@@ -20,7 +20,6 @@ use crate::delivery::{
 };
 use crate::event::Event;
 use crate::net::FailureHandling;
-use crate::program::{self, Mode, Outcome, ProgramSource, Runner};
 
 /// Posts events to a Slack incoming webhook, formatted by a VRL formatter.
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
@@ -45,19 +44,9 @@ impl SlackConfig {
             .map_err(|e| BuildError(format!("`webhook_url`: {e}")))?;
         self.failure_handling.check().map_err(BuildError)?;
         self.request.check().map_err(BuildError)?;
-        let source = match &self.formatter_file {
-            Some(f) => ProgramSource::File(f.clone()),
-            // A `formatters/slack.vrl` in a plugin dir replaces the built-in.
-            None => ProgramSource::Inline(
-                crate::plugins::find(crate::plugins::Kind::Formatter, &["slack"])?
-                    .map(|p| p.text)
-                    .ok_or_else(|| BuildError("the built-in slack formatter is missing".into()))?,
-            ),
-        };
-        let program = program::compile(&source, Mode::ReadWrite)?;
         Ok(SlackEncoder {
             url: self.webhook_url.clone(),
-            runner: Mutex::new(Runner::new(program)),
+            formatter: Formatter::load("slack", "Slack", self.formatter_file.as_ref())?,
         })
     }
 }
@@ -112,30 +101,13 @@ impl SinkConfig for SlackConfig {
 
 struct SlackEncoder {
     url: String,
-    /// Encoding happens on the sink's task only; the mutex is never contended.
-    runner: Mutex<Runner>,
+    formatter: Formatter,
 }
 
 impl HttpEncoder for SlackEncoder {
     fn encode_event(&self, event: &Event) -> Result<Vec<u8>, String> {
-        let mut value = event.value.clone();
-        let mut metadata = event.meta.vrl.get().clone();
-        let outcome = self
-            .runner
-            .lock()
-            .map_err(|_| "formatter state is poisoned".to_string())?
-            .run(&mut value, &mut metadata);
-        match outcome {
-            Outcome::Done(_) => {}
-            Outcome::Aborted(_) => return Err("the Slack formatter aborted".into()),
-            Outcome::Failed(e) => return Err(format!("the Slack formatter failed: {e}")),
-        }
-        let has_text = value
-            .as_object()
-            .and_then(|m| m.get("text"))
-            .and_then(Value::to_str_lossy)
-            .is_some_and(|t| !t.is_empty());
-        if !has_text {
+        let value = self.formatter.format(event)?;
+        if text_field(&value, "text").is_none() {
             return Err(
                 "the Slack formatter produced no `text` (Slack would answer no_text)".into(),
             );
