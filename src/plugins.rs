@@ -13,6 +13,10 @@ use arc_swap::ArcSwap;
 
 use crate::error::BuildError;
 
+mod formatter;
+
+pub(crate) use formatter::{Formatter, text_field};
+
 /// What a plugin does; also its folder name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Kind {

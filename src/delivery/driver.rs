@@ -115,23 +115,6 @@ fn first_line(body: &str) -> &str {
     crate::text::prefix_chars(body.lines().next().unwrap_or("").trim(), 200)
 }
 
-/// rustls's certificate errors reach us wrapped in connector errors of several types;
-/// its `Display` ("invalid peer certificate: …") is the stable part.
-fn is_certificate_error(e: &reqwest::Error) -> bool {
-    let mut source: Option<&dyn std::error::Error> = Some(e);
-    while let Some(err) = source {
-        if matches!(
-            err.downcast_ref::<rustls::Error>(),
-            Some(rustls::Error::InvalidCertificate(_))
-        ) || err.to_string().contains("invalid peer certificate")
-        {
-            return true;
-        }
-        source = err.source();
-    }
-    false
-}
-
 /// Everything a network sink needs besides its encoder.
 pub struct HttpSinkParts {
     pub(crate) client: reqwest::Client,
@@ -455,7 +438,7 @@ async fn deliver<E: HttpEncoder>(
             // A request that cannot be built, or a certificate the server will keep
             // presenting, will not get better by retrying.
             // The URL is left out: it may be the secret (a Slack webhook).
-            Err(e) if e.is_builder() || is_certificate_error(&e) => (
+            Err(e) if e.is_builder() || crate::net::is_certificate_error(&e) => (
                 Verdict::Permanent {
                     reason: error_chain(&e.without_url()),
                 },

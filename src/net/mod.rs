@@ -22,6 +22,24 @@ pub(crate) use retry::{Backoff, FailureHandling, Pause, Retryable, classify_stat
 pub(crate) use server_auth::{CHALLENGE, ServerAuth};
 pub(crate) use server_tls::{ServerTls, tls_acceptor};
 
+/// Whether `e` is, or was caused by, a server certificate that is not trusted. rustls's
+/// certificate errors reach us wrapped in connector errors of several types (reqwest's,
+/// lettre's); its `Display` ("invalid peer certificate: …") is the stable part.
+pub(crate) fn is_certificate_error(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        if matches!(
+            err.downcast_ref::<rustls::Error>(),
+            Some(rustls::Error::InvalidCertificate(_))
+        ) || err.to_string().contains("invalid peer certificate")
+        {
+            return true;
+        }
+        source = err.source();
+    }
+    false
+}
+
 /// An error with its causes ("error sending request: connection refused"), redacted:
 /// reqwest prints the request's URL, which for a webhook sink is the credential.
 pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {

@@ -5,7 +5,6 @@ pub mod cloudevents;
 pub(crate) mod console;
 pub(crate) mod file;
 pub(crate) mod fluent;
-mod formatter;
 pub(crate) mod http;
 pub(crate) mod kafka;
 pub(crate) mod pagerduty;

@@ -10,7 +10,7 @@ use std::sync::Mutex;
 
 use vrl::value::Value;
 
-use crate::component::BuildError;
+use crate::error::BuildError;
 use crate::event::Event;
 use crate::program::{self, Mode, Outcome, ProgramSource, Runner};
 
@@ -32,7 +32,7 @@ impl Formatter {
         let source = match formatter_file {
             Some(f) => ProgramSource::File(f.clone()),
             None => ProgramSource::Inline(
-                crate::plugins::find(crate::plugins::Kind::Formatter, &[plugin])?
+                super::find(super::Kind::Formatter, &[plugin])?
                     .map(|p| p.text)
                     .ok_or_else(|| {
                         BuildError(format!("the built-in {plugin} formatter is missing"))
