@@ -66,8 +66,18 @@ const BUILTINS: &[(Kind, &str, &str)] = &[
     ),
     (
         Kind::Formatter,
+        "email",
+        include_str!("../plugins/formatters/email.vrl"),
+    ),
+    (
+        Kind::Formatter,
         "slack",
         include_str!("../plugins/formatters/slack.vrl"),
+    ),
+    (
+        Kind::Formatter,
+        "teams",
+        include_str!("../plugins/formatters/teams.vrl"),
     ),
 ];
 

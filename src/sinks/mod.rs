@@ -3,25 +3,31 @@
 pub(crate) mod blackhole;
 pub mod cloudevents;
 pub(crate) mod console;
+pub(crate) mod email;
 pub(crate) mod file;
 pub(crate) mod fluent;
 pub(crate) mod http;
 pub(crate) mod kafka;
+pub(crate) mod opsgenie;
 pub(crate) mod pagerduty;
 pub(crate) mod postgres;
 pub(crate) mod prometheus_exporter;
 pub(crate) mod slack;
+pub(crate) mod teams;
 
 crate::component::component_registry! { crate::component::SinkConfig;
     "blackhole" => blackhole::BlackholeConfig,
     "cloudevents" => cloudevents::CloudEventsConfig,
     "console" => console::ConsoleConfig,
+    "email" => email::EmailConfig,
     "file" => file::FileSinkConfig,
     "fluent" => fluent::FluentSinkConfig,
     "http" => http::HttpSinkConfig,
     "kafka" => kafka::KafkaSinkConfig,
+    "opsgenie" => opsgenie::OpsgenieConfig,
     "pagerduty" => pagerduty::PagerDutyConfig,
     "postgres" => postgres::PostgresConfig,
     "prometheus_exporter" => prometheus_exporter::PrometheusExporterConfig,
     "slack" => slack::SlackConfig,
+    "teams" => teams::TeamsConfig,
 }

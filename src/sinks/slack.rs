@@ -12,7 +12,6 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
-use crate::plugins::{Formatter, text_field};
 use crate::component::{BoxFuture, BuildError, ComponentTask, SinkConfig, SinkContext};
 use crate::delivery::{
     BatchConfig, DEAD_LETTER, EncodedRequest, HttpEncoder, HttpSinkParts, RequestConfig, Tls,
@@ -20,6 +19,7 @@ use crate::delivery::{
 };
 use crate::event::Event;
 use crate::net::FailureHandling;
+use crate::plugins::{Formatter, text_field};
 
 /// Posts events to a Slack incoming webhook, formatted by a VRL formatter.
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]

@@ -2,8 +2,10 @@
 #![allow(dead_code)]
 
 pub mod feeds;
+pub mod opsgenie;
 pub mod pagerduty;
 pub mod postgres;
+pub mod teams;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
