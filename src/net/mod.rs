@@ -8,6 +8,7 @@
 pub(crate) mod accept;
 mod body;
 mod client;
+pub(crate) mod client_tls;
 pub(crate) mod http_server;
 mod oauth2;
 pub(crate) mod probe;

@@ -1,19 +1,18 @@
 //! The connection to the server: TCP, TLS, the handshake, then one message at a time
 //! and its ack. Any error drops the connection; the next send opens a new one.
 
-use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::{ClientTls, FluentSinkConfig};
+use super::FluentSinkConfig;
 use crate::component::BuildError;
 use crate::fluent::frame::{Limits, Scanner};
 use crate::fluent::handshake::{self, Helo};
 use crate::fluent::message;
+use crate::net::client_tls::{server_name, tls_connector};
 
 /// What the server sends back (HELO, PONG, acks) is small.
 const MAX_REPLY_BYTES: usize = 64 * 1024;
@@ -61,66 +60,13 @@ pub(super) struct Client {
     connection: Option<Connection>,
 }
 
-/// A TLS connector trusting the system's CAs and `ca_file`'s.
-pub(super) fn tls_connector(tls: &ClientTls) -> Result<tokio_rustls::TlsConnector, String> {
-    crate::net::install_crypto_provider();
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_native_certs::load_native_certs().certs {
-        // A system certificate rustls cannot parse is skipped, as browsers do.
-        let _ = roots.add(cert);
-    }
-    if let Some(path) = &tls.ca_file {
-        add_pem(&mut roots, path)?;
-    }
-    let config = rustls::ClientConfig::builder()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
-}
-
-fn add_pem(roots: &mut rustls::RootCertStore, path: &Path) -> Result<(), String> {
-    use rustls::pki_types::CertificateDer;
-    use rustls::pki_types::pem::PemObject;
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
-        .and_then(|it| it.collect::<Result<_, _>>())
-        .map_err(|e| format!("`tls.ca_file` {}: {e}", path.display()))?;
-    if certs.is_empty() {
-        return Err(format!(
-            "`tls.ca_file` {}: no certificate in the file",
-            path.display()
-        ));
-    }
-    for cert in certs {
-        roots
-            .add(cert)
-            .map_err(|e| format!("`tls.ca_file` {}: {e}", path.display()))?;
-    }
-    Ok(())
-}
-
-/// The name the server's certificate must carry: `tls.server_name`, or the host of
-/// `address`.
-pub(super) fn server_name(
-    config: &FluentSinkConfig,
-    tls: &ClientTls,
-) -> Result<rustls::pki_types::ServerName<'static>, BuildError> {
-    let (option, host) = match &tls.server_name {
-        Some(name) => ("tls.server_name", name.clone()),
-        None => ("address", host_of(&config.address).to_owned()),
-    };
-    rustls::pki_types::ServerName::try_from(host.clone()).map_err(|e| {
-        BuildError(format!(
-            "`{option}` `{host}` is not a name a TLS certificate can carry: {e}"
-        ))
-    })
-}
-
 impl Client {
     pub(super) fn new(config: &FluentSinkConfig) -> Result<Self, BuildError> {
         let tls = match &config.tls {
             Some(tls) => {
                 let connector = tls_connector(tls).map_err(BuildError)?;
-                Some((connector, server_name(config, tls)?))
+                let name = server_name(tls, &config.address).map_err(BuildError)?;
+                Some((connector, name))
             }
             None => None,
         };
@@ -278,11 +224,6 @@ impl Client {
         let pong = read_reply(c).await.map_err(|e| e.to_string())?;
         handshake::check_pong(&pong, &salt, helo, key).map_err(|e| e.to_string())
     }
-}
-
-fn host_of(address: &str) -> &str {
-    let host = address.rsplit_once(':').map_or(address, |(h, _)| h);
-    host.trim_start_matches('[').trim_end_matches(']')
 }
 
 #[derive(Debug, thiserror::Error)]

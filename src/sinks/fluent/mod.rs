@@ -13,7 +13,6 @@
 mod client;
 mod encode;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,6 +23,7 @@ use crate::component::{
 };
 use crate::delivery::{DEAD_LETTER, DeadLetter, Failure};
 use crate::event::Event;
+use crate::net::client_tls::ClientTls;
 use crate::net::{Backoff, FailureHandling, Pause};
 use crate::template::Template;
 
@@ -73,16 +73,6 @@ pub(crate) struct FluentSinkConfig {
     /// `dead_letter` output.
     #[serde(default)]
     pub(crate) failure_handling: FailureHandling,
-}
-
-/// TLS towards the server.
-#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct ClientTls {
-    /// PEM file with extra trusted CA certificates (added to the system's).
-    pub(crate) ca_file: Option<PathBuf>,
-    /// The name the server's certificate must carry (default: the host of `address`).
-    pub(crate) server_name: Option<String>,
 }
 
 /// How message entries are compressed.
@@ -160,8 +150,8 @@ impl SinkConfig for FluentSinkConfig {
             ));
         }
         if let Some(tls) = &self.tls {
-            client::tls_connector(tls).map_err(BuildError)?;
-            client::server_name(self, tls)?;
+            crate::net::client_tls::tls_connector(tls).map_err(BuildError)?;
+            crate::net::client_tls::server_name(tls, &self.address).map_err(BuildError)?;
         }
         Ok(())
     }
