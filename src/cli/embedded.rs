@@ -32,6 +32,7 @@ pub(crate) const SCENARIOS: Files = files![
 /// The example pipelines (`pipelines`).
 pub(crate) const PIPELINES: Files = files![
     "pipelines/agent-to-kafka.yaml",
+    "pipelines/alerts-to-opsgenie-teams-email.yaml",
     "pipelines/alerts-webhook.yaml",
     "pipelines/fluentd-proxy.yaml",
     "pipelines/incidents.yaml",
