@@ -537,3 +537,45 @@ pub fn remote_write(data: &[u8]) {
         assert!(object.get("value").is_some_and(|v| v.is_float()));
     }
 }
+
+/// A syslog TCP stream (`syslog` source): framing under any read sizes (the first byte
+/// picks them) finds the same messages as framing the bytes whole; no message is longer
+/// than `max_length` or than the input; every message parses into an event with a
+/// `message` that serializes.
+pub fn syslog_stream(data: &[u8]) {
+    use crate::sources::syslog::{Decoder, event_value};
+    use bytes::BytesMut;
+    const MAX: usize = 64;
+    let Some((&first, stream)) = data.split_first() else {
+        return;
+    };
+    let frames = |chunk: usize| {
+        let mut decoder = Decoder::new(MAX);
+        let mut buf = BytesMut::new();
+        let mut out = Vec::new();
+        for piece in stream.chunks(chunk.max(1)) {
+            buf.extend_from_slice(piece);
+            loop {
+                match decoder.next(&mut buf) {
+                    Ok(Some(m)) => out.push(m),
+                    Ok(None) => break,
+                    Err(_) => {}
+                }
+            }
+        }
+        out.extend(decoder.finish(&mut buf));
+        out
+    };
+    let whole = frames(stream.len());
+    let pieces = frames(usize::from(first % 16) + 1);
+    assert_eq!(whole, pieces, "read sizes changed the framing");
+    let total: usize = whole.iter().map(|m| m.len()).sum();
+    assert!(total <= stream.len());
+    for m in whole {
+        assert!(m.len() <= MAX, "a message over max_length");
+        let value = event_value(&String::from_utf8_lossy(&m), Utc::now(), Some("127.0.0.1"));
+        let object = value.as_object().expect("an object");
+        assert!(object.contains_key("message"));
+        serde_json::to_vec(&value).expect("the event serializes");
+    }
+}

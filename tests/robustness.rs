@@ -95,6 +95,11 @@ proptest! {
     }
 
     #[test]
+    fn syslog_streams_frame_the_same_under_any_read_sizes(data in prop::collection::vec(prop_oneof![Just(b'\n'), Just(b' '), Just(b'1'), Just(b'9'), Just(b'<'), any::<u8>()], 0..512)) {
+        fuzzing::syslog_stream(&data);
+    }
+
+    #[test]
     fn arbitrary_forward_bytes_never_panic(data in prop::collection::vec(any::<u8>(), 0..512)) {
         fuzzing::fluent_stream(&data);
     }

@@ -42,6 +42,7 @@ pub(crate) const PIPELINES: Files = files![
     "pipelines/prometheus-native.yaml",
     "pipelines/status-pages-to-slack.yaml",
     "pipelines/stdin-errors.yaml",
+    "pipelines/syslog-relay.yaml",
     "pipelines/tail-to-http.yaml",
     "pipelines/webhooks-to-console.yaml",
     "pipelines/webhooks-to-postgres.yaml",

@@ -28,7 +28,7 @@ pub(crate) use crate::telemetry::ComponentKind;
 pub(crate) use file_notices::absolute;
 pub use file_notices::{FileNotices, OnChange};
 pub(crate) use input::{ComponentInput, InputSlot, close as close_input, input_slot};
-pub(crate) use listeners::ListenerPool;
+pub(crate) use listeners::{ListenerPool, udp_key};
 pub(crate) use live::Live;
 pub(crate) use output::{Consumer, Output};
 
@@ -108,8 +108,12 @@ pub trait SourceConfig: Debug + Send + Sync + 'static {
     fn files(&self) -> Vec<PathBuf> {
         Vec::new()
     }
-    /// The `host:port` the source listens on, if it does.
+    /// The `host:port` the source listens on (TCP), if it does.
     fn listen_address(&self) -> Option<&str> {
+        None
+    }
+    /// The `host:port` the source receives datagrams on (UDP), if it does.
+    fn udp_address(&self) -> Option<&str> {
         None
     }
     /// Builds the running source; binding sockets and opening files happens here so a

@@ -280,9 +280,19 @@ impl Pipeline {
             listening.push((address, id));
             other
         };
+        let mut udp: Vec<(&str, &str)> = Vec::new();
         for (id, c) in &self.sources {
             if let Err(e) = c.config.check() {
                 report("sources", id, &c.position, e);
+            }
+            if let Some(address) = c.config.udp_address() {
+                if let Err(e) = check_listen_address(address) {
+                    report("sources", id, &c.position, e);
+                } else if let Some((_, other)) = udp.iter().find(|(a, _)| same_socket(a, address)) {
+                    let e = format!("source `{other}` already receives UDP on {address}");
+                    report("sources", id, &c.position, crate::component::BuildError(e));
+                }
+                udp.push((address, id));
             }
             if let Some(address) = c.config.listen_address()
                 && let Err(e) = check_listen_address(address)

@@ -13,6 +13,7 @@ pub(crate) mod pagerduty;
 pub(crate) mod postgres;
 pub(crate) mod prometheus_exporter;
 pub(crate) mod slack;
+pub(crate) mod syslog;
 pub(crate) mod teams;
 
 crate::component::component_registry! { crate::component::SinkConfig;
@@ -29,5 +30,6 @@ crate::component::component_registry! { crate::component::SinkConfig;
     "postgres" => postgres::PostgresConfig,
     "prometheus_exporter" => prometheus_exporter::PrometheusExporterConfig,
     "slack" => slack::SlackConfig,
+    "syslog" => syslog::SyslogSinkConfig,
     "teams" => teams::TeamsConfig,
 }

@@ -9,6 +9,7 @@ pub(crate) mod postgres;
 pub(crate) mod prometheus_remote_write;
 pub(crate) mod status_feed;
 pub(crate) mod stdin;
+pub(crate) mod syslog;
 pub(crate) mod util;
 pub mod webhook;
 
@@ -22,5 +23,6 @@ crate::component::component_registry! { crate::component::SourceConfig;
     "prometheus_remote_write" => prometheus_remote_write::RemoteWriteConfig,
     "status_feed" => status_feed::StatusFeedConfig,
     "stdin" => stdin::StdinConfig,
+    "syslog" => syslog::SyslogSourceConfig,
     "webhook" => webhook::WebhookConfig,
 }

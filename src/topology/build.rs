@@ -108,7 +108,8 @@ impl Topology {
                     None => self.telemetry.remove(id),
                 }
             }
-            self.listeners.retain(self.listen_addresses(&self.pipeline));
+            let keep = self.listen_addresses(&self.pipeline);
+            self.listeners.retain(keep.iter().map(String::as_str));
             return Err(BuildErrors(errors));
         }
         Ok(Staged {

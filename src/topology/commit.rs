@@ -139,7 +139,8 @@ impl Topology {
             ));
             shell.task = Some(b.control);
         }
-        self.listeners.retain(self.listen_addresses(&self.pipeline));
+        let keep = self.listen_addresses(&self.pipeline);
+        self.listeners.retain(keep.iter().map(String::as_str));
 
         // Let replaced components hand over and removed ones drain, within the deadline.
         let deadline = tokio::time::Instant::now() + self.options.drain_timeout;

@@ -272,10 +272,21 @@ impl Topology {
         }
     }
 
-    fn listen_addresses<'a>(&self, pipeline: &'a Pipeline) -> Vec<&'a str> {
+    /// Every socket the pipeline listens on: TCP addresses, and UDP ones by their key.
+    fn listen_addresses(&self, pipeline: &Pipeline) -> Vec<String> {
         let sources = pipeline.sources.values().map(|d| d.config.listen_address());
         let sinks = pipeline.sinks.values().map(|d| d.config.listen_address());
-        sources.chain(sinks).flatten().collect()
+        let udp = pipeline
+            .sources
+            .values()
+            .filter_map(|d| d.config.udp_address())
+            .map(crate::component::udp_key);
+        sources
+            .chain(sinks)
+            .flatten()
+            .map(str::to_owned)
+            .chain(udp)
+            .collect()
     }
 
     fn reap(&mut self) {
