@@ -76,6 +76,25 @@ pub(crate) fn is_secret_key(key: &str) -> bool {
 /// Remembers `value` as a secret: from now on [`redact`] removes it from any text.
 /// Values shorter than four characters are ignored.
 pub(crate) fn register(value: &str) {
+    // A secret URL's credentials may be quoted without the URL (a webhook's `sig=`
+    // echoed in an error body): each is a secret of its own.
+    if let Ok(url) = reqwest::Url::parse(value.trim())
+        && url.has_host()
+    {
+        for (k, v) in url.query_pairs() {
+            let k = k.to_ascii_lowercase();
+            if matches!(k.as_str(), "sig" | "signature" | "code" | "key") || is_secret_key(&k) {
+                register_one(&v);
+            }
+        }
+        if let Some(password) = url.password() {
+            register_one(password);
+        }
+    }
+    register_one(value);
+}
+
+fn register_one(value: &str) {
     let value = value.trim();
     if value.chars().count() < MIN_SECRET_CHARS {
         return;
@@ -459,6 +478,18 @@ mod tests {
         let out = redact("`url` `https://us er:pa55word@bad host/x?key=k3y` is not a URL");
         assert!(!out.contains("pa55word") && !out.contains("k3y"), "{out}");
         assert_eq!(redact("no urls here"), "no urls here");
+    }
+
+    #[test]
+    fn a_secret_urls_signature_is_a_secret_on_its_own() {
+        register(
+            "https://prod-1.example.logic.azure.com/workflows/w1/triggers/manual/paths/invoke?api-version=2016-06-01&sig=Sig0nlyHere123",
+        );
+        let said = redact(
+            "HTTP 401: {\"error\": \"sig=Sig0nlyHere123 is invalid\", \"version\": \"2016-06-01\"}",
+        );
+        assert!(!said.contains("Sig0nlyHere123"), "{said}");
+        assert!(said.contains("2016-06-01"), "not every query value: {said}");
     }
 
     #[test]

@@ -323,3 +323,103 @@ fn credentials_without_tls_and_empty_secrets_are_config_errors() {
     assert!(err("to: [b@example.org], username: u, password: ' '").contains("empty secret"));
     assert!(err("to: []").contains("at least one recipient"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_stops_answering_fails_the_attempt_at_timeout() {
+    // Accepts connections and never says a word.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = silent.local_addr().expect("addr").port();
+    let held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((s, _)) = silent.accept().await {
+            open.push(s);
+        }
+    });
+    let mut p = parse(&format!(
+        r#"
+sources:
+  alerts: {{ type: generator, count: 1, format: '{{"summary": "s"}}' }}
+sinks:
+  mail: {{ type: email, inputs: [alerts], host: 127.0.0.1, port: {port}, tls: none, from: a@example.com, to: [b@example.org], timeout: 200ms, failure_handling: {{ max_retries: 2 }} }}
+"#
+    ));
+    let dead = CaptureSink::default();
+    dead.attach(&mut p, "dead", &["mail.dead_letter"], 10);
+    let (clock, options) = options();
+    let (mut topo, _) = start_with(p, options).await;
+    topo.finished().await;
+    eventually("dead letter", || dead.values().len() == 1).await;
+    assert_eq!(clock.sleeps().len(), 2, "each silent attempt was retried");
+    let record = serde_json::to_value(&dead.values()[0]).expect("json")["dead_letter"].clone();
+    assert!(
+        record["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("did not finish the delivery within 200ms")),
+        "{record}"
+    );
+    held.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn digests_hold_at_most_max_events_and_go_out_at_shutdown() {
+    let Some(smtp) = Smtp::start("starttls", &[]) else {
+        return;
+    };
+    let hook = free_port();
+    let p = parse(&format!(
+        r#"
+sources:
+  alerts: {{ type: webhook, address: "127.0.0.1:{hook}" }}
+sinks:
+  mail:
+    type: email
+    inputs: [alerts]
+    host: 127.0.0.1
+    port: {port}
+    ca_file: "{ca}"
+    from: alerts@example.com
+    to: [team@example.org]
+    mode: digest
+    batch: {{ max_events: 2, timeout: 1h }}
+"#,
+        port = smtp.port,
+        ca = smtp.ca.display(),
+    ));
+    let (_, options) = options();
+    let (topo, _) = start_with(p, options).await;
+    common::wait_for_port(hook).await;
+    let events: Vec<Value> = (0..5)
+        .map(|n| serde_json::json!({"summary": format!("alert {n}")}))
+        .collect();
+    let post = tokio::spawn(async move {
+        reqwest::Client::new()
+            .post(format!("http://127.0.0.1:{hook}/"))
+            .json(&events)
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+    });
+    // Full digests go out at once; the fifth event waits for the timer or a shutdown.
+    eventually("two full digests", || smtp.received().len() == 2).await;
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert_eq!(smtp.received().len(), 2);
+    assert!(!post.is_finished(), "the request waits for its last event");
+    let drained = topo.stop(std::time::Duration::from_secs(10)).await;
+    assert_eq!(drained, sluice::topology::Drained::Complete);
+    assert_eq!(post.await.expect("join").expect("answered"), 200);
+    let subjects: Vec<String> = smtp
+        .received()
+        .iter()
+        .map(|m| m["headers"]["subject"].as_str().unwrap_or("").to_owned())
+        .collect();
+    assert_eq!(
+        subjects,
+        [
+            "2 alerts: [INFO] alert 0",
+            "2 alerts: [INFO] alert 2",
+            "[INFO] alert 4"
+        ]
+    );
+}

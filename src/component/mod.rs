@@ -208,6 +208,9 @@ pub struct SinkContext {
     /// Bind listening sockets here (a sink that is scraped), so a replacement can take
     /// them over.
     pub(crate) listeners: ListenerPool,
+    /// Cancelled when the pipeline starts shutting down: a sink holding events on
+    /// purpose (an email digest) sends them now instead of at its timer.
+    pub(crate) shutdown: tokio_util::sync::CancellationToken,
 }
 
 /// A sink type's configuration.

@@ -61,12 +61,14 @@ pub(crate) struct OpsgenieConfig {
     /// one, else `{{ fingerprint }}`. Cut to 512 characters.
     pub(crate) alias: Option<String>,
     /// The alert's message, as a template (default: the event's `summary`). Cut to 130
-    /// characters.
+    /// characters; when the template's field is missing, the `summary`, else "Alert".
     pub(crate) message: Option<String>,
     /// The priority, as a template that renders to P1 … P5 (default: from `severity`,
-    /// critical P1, high P2, medium P3, low P4, info P5).
+    /// critical P1, high P2, medium P3, low P4, info P5). A rendering that is not P1 … P5,
+    /// or a missing field, falls back to the severity's priority.
     pub(crate) priority: Option<String>,
-    /// The alert's entity, as a template (default: the event's `service`).
+    /// The alert's entity, as a template (default: the event's `service`); left out when
+    /// the template's field is missing.
     pub(crate) entity: Option<String>,
     /// The alert's `source`, and the source of closes and acknowledgements.
     #[serde(default = "default_source")]
@@ -74,7 +76,8 @@ pub(crate) struct OpsgenieConfig {
     /// The user named on creates, closes and acknowledgements.
     #[serde(default = "default_source")]
     pub(crate) user: String,
-    /// Tags, each a template (at most 20 are sent, each cut to 50 characters).
+    /// Tags, each a template (at most 20 are sent, each cut to 50 characters); a tag
+    /// whose field the event lacks is left out.
     #[serde(default)]
     pub(crate) tags: Vec<String>,
     /// Teams, users, escalations or schedules notified of created alerts.
@@ -178,6 +181,9 @@ impl OpsgenieConfig {
             .iter()
             .map(|s| Template::parse(s).map_err(|e| BuildError(format!("`tags`: {e}"))))
             .collect::<Result<_, _>>()?;
+        if self.responders.iter().any(|r| r.name.trim().is_empty()) {
+            return Err(BuildError("`responders`: a `name` is empty".into()));
+        }
         let responders = self
             .responders
             .iter()
@@ -278,25 +284,36 @@ fn priority(severity: Option<&str>) -> &'static str {
 }
 
 impl OpsgenieEncoder {
-    fn render(
+    /// An optional field: the template's rendering, else `fallback`. A template whose
+    /// field the event lacks falls back too: a missing decoration must not stop a page.
+    fn optional(
         t: &Option<Template>,
         event: &Event,
         fallback: impl FnOnce() -> Option<String>,
-    ) -> Result<Option<String>, String> {
-        match t {
-            Some(t) => t.render(event).map(Some),
-            None => Ok(fallback()),
-        }
+    ) -> Option<String> {
+        t.as_ref()
+            .and_then(|t| t.render(event).ok())
+            .or_else(fallback)
+            .filter(|v| !v.trim().is_empty())
     }
 
     fn alias(&self, event: &Event) -> Result<String, String> {
-        let alias = Self::render(&self.templates.alias, event, || {
-            event
-                .text("incident_id")
-                .or_else(|| event.text(field::FINGERPRINT))
-        })?
-        .filter(|a| !a.trim().is_empty())
-        .ok_or("no alias: the event has no `incident_id` or `fingerprint` (or set the `alias` template)")?;
+        let nonblank = |v: Option<String>| v.filter(|v| !v.trim().is_empty());
+        let alias = match &self.templates.alias {
+            Some(t) => t.render(event)?,
+            None => nonblank(event.text("incident_id"))
+                .or_else(|| nonblank(event.text(field::FINGERPRINT)))
+                .unwrap_or_default(),
+        };
+        if alias.trim().is_empty() {
+            return Err("no alias: the event has no `incident_id` or `fingerprint` (or set the `alias` template)".into());
+        }
+        // URL rules drop control characters from a path instead of encoding them, so a
+        // close would name another alert than the create did: both use this form.
+        let alias: String = alias
+            .chars()
+            .map(|c| if c.is_control() { '_' } else { c })
+            .collect();
         let alias = prefix_chars(&alias, MAX_ALIAS).to_owned();
         // A path segment of its own; URL rules would drop these two instead of encoding
         // them, and the request would name another endpoint.
@@ -325,21 +342,19 @@ impl OpsgenieEncoder {
     }
 
     fn create(&self, event: &Event, alias: String) -> Result<Json, String> {
-        let message = Self::render(&self.templates.message, event, || {
+        let message = Self::optional(&self.templates.message, event, || {
             event.text(field::SUMMARY).or_else(|| event.text("message"))
-        })?
-        .filter(|m| !m.trim().is_empty())
+        })
         .unwrap_or_else(|| "Alert".into());
-        let priority = match &self.templates.priority {
-            Some(t) => {
-                let p = t.render(event)?.trim().to_ascii_uppercase();
-                if !["P1", "P2", "P3", "P4", "P5"].contains(&p.as_str()) {
-                    return Err(format!("priority `{p}` is not one of P1 … P5"));
-                }
-                p
-            }
-            None => priority(event.text(field::SEVERITY).as_deref()).to_owned(),
-        };
+        // A `priority` template that renders no P1 … P5 falls back to the severity's.
+        let priority = self
+            .templates
+            .priority
+            .as_ref()
+            .and_then(|t| t.render(event).ok())
+            .map(|p| p.trim().to_ascii_uppercase())
+            .filter(|p| ["P1", "P2", "P3", "P4", "P5"].contains(&p.as_str()))
+            .unwrap_or_else(|| priority(event.text(field::SEVERITY).as_deref()).to_owned());
         let mut body = Map::new();
         body.insert("message".into(), json!(prefix_chars(&message, MAX_MESSAGE)));
         body.insert("alias".into(), json!(alias));
@@ -353,14 +368,19 @@ impl OpsgenieEncoder {
             );
         }
         if let Some(entity) =
-            Self::render(&self.templates.entity, event, || event.text(field::SERVICE))?
+            Self::optional(&self.templates.entity, event, || event.text(field::SERVICE))
         {
             body.insert("entity".into(), json!(prefix_chars(&entity, MAX_ENTITY)));
         }
         let mut tags = Vec::new();
-        for t in self.templates.tags.iter().take(MAX_TAGS) {
-            let tag = t.render(event)?;
-            if !tag.trim().is_empty() {
+        // A tag whose field the event lacks is left out.
+        for tag in self
+            .templates
+            .tags
+            .iter()
+            .filter_map(|t| t.render(event).ok())
+        {
+            if tags.len() < MAX_TAGS && !tag.trim().is_empty() {
                 tags.push(json!(prefix_chars(&tag, MAX_TAG)));
             }
         }
@@ -508,13 +528,28 @@ mod tests {
     }
 
     #[test]
-    fn an_empty_key_or_a_bad_priority_is_refused() {
+    fn an_empty_key_is_refused_and_bad_decorations_fall_back() {
         let empty: OpsgenieConfig = serde_json::from_value(json!({"api_key": " "})).expect("c");
         assert!(empty.check().expect_err("empty").0.contains("empty secret"));
-        let e = encoder(json!({"priority": "{{ p }}"}));
-        let err = e
-            .encode_event(&event(r#"{"fingerprint":"f","p":"urgent"}"#))
-            .expect_err("bad priority");
-        assert!(err.contains("priority `URGENT`"), "{err}");
+        let e = encoder(json!({"priority": "{{ p }}", "tags": ["{{ team }}", "x"]}));
+        for body in [
+            r#"{"fingerprint":"f","p":"urgent","severity":"low"}"#,
+            r#"{"fingerprint":"f","severity":"low"}"#,
+        ] {
+            let bytes = e.encode_event(&event(body)).expect("falls back");
+            let v: Json = serde_json::from_slice(&bytes).expect("json");
+            assert_eq!(v["priority"], "P4", "{body}");
+            assert_eq!(
+                v["tags"],
+                json!(["x"]),
+                "a tag of a missing field is left out"
+            );
+        }
+        let tab = e
+            .partition(&event(
+                r#"{"status":"resolved","fingerprint":"a\tb","incident_id":" "}"#,
+            ))
+            .expect("url");
+        assert!(tab.contains("/v2/alerts/a_b/close"), "{tab}");
     }
 }

@@ -51,8 +51,20 @@ pub(crate) struct TeamsConfig {
 
 impl TeamsConfig {
     fn encoder(&self) -> Result<TeamsEncoder, BuildError> {
-        reqwest::Url::parse(&self.webhook_url)
+        if self.webhook_url.trim().is_empty() {
+            return Err(BuildError(
+                "`webhook_url` is empty (is its variable unset?): an empty secret is refused"
+                    .into(),
+            ));
+        }
+        let url = reqwest::Url::parse(&self.webhook_url)
             .map_err(|e| BuildError(format!("`webhook_url`: {e}")))?;
+        if !matches!(url.scheme(), "https" | "http") {
+            return Err(BuildError(format!(
+                "`webhook_url` must be an https URL, not {}:",
+                url.scheme()
+            )));
+        }
         self.failure_handling.check().map_err(BuildError)?;
         self.request.check().map_err(BuildError)?;
         Ok(TeamsEncoder {
@@ -217,17 +229,42 @@ mod tests {
     }
 
     #[test]
-    fn a_card_over_the_teams_limit_is_refused_with_the_reason() {
-        let long = "x".repeat(2_900);
-        let labels: Vec<String> = (0..12).map(|i| format!(r#""l{i}":"{long}""#)).collect();
+    fn big_alerts_are_cut_to_fit_and_a_bigger_card_is_refused() {
+        let long = "x".repeat(40_000);
+        let labels: Vec<String> = (0..20).map(|i| format!(r#""l{i}":"{long}""#)).collect();
         let json = format!(
-            r#"{{"summary":"big","description":"{long}","labels":{{{}}}}}"#,
+            r#"{{"summary":"big","description":"{long}","url":"javascript:alert(1)","labels":{{{}}}}}"#,
             labels.join(",")
         );
-        let err = encoder().encode_event(&event(&json)).expect_err("too big");
+        let bytes = encoder().encode_event(&event(&json)).expect("cut to fit");
+        assert!(bytes.len() <= MAX_MESSAGE_BYTES, "{}", bytes.len());
+        let v: serde_json::Value = serde_json::from_slice(&bytes).expect("json");
+        assert!(
+            v["attachments"][0]["content"].get("actions").is_none(),
+            "no javascript: button"
+        );
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let formatter = dir.path().join("big.vrl");
+        std::fs::write(
+            &formatter,
+            r#". = { "type": "AdaptiveCard", "version": "1.4", "body": [{ "type": "TextBlock", "text": string!(.description) }] }"#,
+        )
+        .expect("write");
+        let big = TeamsConfig {
+            webhook_url: "http://127.0.0.1:9/x".into(),
+            formatter_file: Some(formatter),
+            ssl_verify: true,
+            failure_handling: FailureHandling::default(),
+            request: RequestConfig::default(),
+        }
+        .encoder()
+        .expect("builds");
+        let err = big.encode_event(&event(&json)).err().unwrap_or_default();
         assert!(
             err.contains("Teams refuses messages over 28672 bytes"),
-            "{err}"
+            "{}",
+            &err[..err.len().min(300)]
         );
     }
 }

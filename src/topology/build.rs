@@ -341,6 +341,7 @@ impl Topology {
                     clock: Arc::clone(&self.options.clock),
                     data_dir: self.options.data_dir.clone(),
                     listeners: self.listeners.clone(),
+                    shutdown: self.sources_shutdown.child_token(),
                 };
                 def.config.build(cx).await?
             }

@@ -63,7 +63,7 @@ fn templates(option: &str, sources: &[String]) -> Result<Vec<Template>, BuildErr
 fn mailbox(option: &str, text: &str) -> Result<Mailbox, String> {
     text.trim()
         .parse::<Mailbox>()
-        .map_err(|e| format!("`{option}` rendered `{text}`, not one email address: {e}"))
+        .map_err(|e| format!("`{option}` rendered {text:?}, not one email address: {e}"))
 }
 
 impl Composer {
@@ -250,6 +250,6 @@ mod tests {
             .err()
             .expect("refused")
             .0;
-        assert!(err.contains("`cc` rendered `not an address`"), "{err}");
+        assert!(err.contains("`cc` rendered \"not an address\""), "{err}");
     }
 }

@@ -10,9 +10,11 @@
 //! In `digest` mode, events with the same sender and recipients are gathered into one
 //! message until `batch.timeout` passes or `batch.max_events` are waiting.
 //!
-//! Delivery follows SMTP's reply classes: a 4xx reply (or a connection failure) is
-//! retried with backoff, a 5xx reply dead-letters the message's events at once with the
-//! server's answer. TLS is required by default (STARTTLS on port 587); `tls: none` must be
+//! Delivery follows SMTP's reply classes: a 4xx reply (or a connection failure, or a
+//! server silent past `timeout`) is retried with backoff, a 5xx reply dead-letters the
+//! message's events at once with the server's answer; so does a recipient the server
+//! refuses, for the whole message (SMTP has no partial delivery to report), and a TLS
+//! or login mismatch that waiting cannot fix. A shutdown sends held digests at once. TLS is required by default (STARTTLS on port 587); `tls: none` must be
 //! chosen explicitly, and credentials are refused without TLS.
 
 mod message;
@@ -65,7 +67,9 @@ pub(crate) struct EmailConfig {
     /// How a digest is gathered.
     #[serde(default)]
     pub(crate) batch: DigestBatch,
-    /// How long connecting and each SMTP command may take (default 30s).
+    /// How long one delivery attempt may take: connecting, TLS, login and the whole
+    /// SMTP dialogue (default 30s). A server that stops answering fails the attempt,
+    /// which is retried.
     #[schemars(schema_with = "crate::units::duration")]
     #[serde(default = "default_timeout", with = "humantime_serde")]
     pub(crate) timeout: Duration,
@@ -103,7 +107,9 @@ pub(crate) enum Mode {
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct DigestBatch {
-    /// Most events in one digest (default 100).
+    /// Most events in one digest (default 100); more make several messages. At most
+    /// 10,000 events wait for digests at once, across all recipients: past that the
+    /// oldest digests go out early.
     #[serde(default = "default_max_events")]
     pub(crate) max_events: usize,
     /// How long the first event of a digest waits for others (default 5m).
@@ -142,8 +148,20 @@ impl EmailConfig {
 
     fn check_options(&self) -> Result<(), BuildError> {
         let fail = |s: &str| Err(BuildError(s.into()));
-        if self.host.trim().is_empty() {
-            return fail("`host` must not be empty");
+        let ip = self.host.parse::<std::net::IpAddr>().is_ok();
+        if self.host.trim().is_empty()
+            || self
+                .host
+                .contains(|c: char| c.is_whitespace() || matches!(c, '/' | '@'))
+            || (self.host.contains(':') && !ip)
+        {
+            return Err(BuildError(format!(
+                "`host` `{}` must be a host name or an IP address alone (the port goes in `port`)",
+                self.host
+            )));
+        }
+        if self.port == Some(0) {
+            return fail("`port` must not be 0");
         }
         if self.to.is_empty() {
             return fail("`to` needs at least one recipient");

@@ -18,6 +18,10 @@ use crate::net::{Backoff, Pause};
 
 pub(super) type Transport = AsyncSmtpTransport<Tokio1Executor>;
 
+/// Events waiting for digests, across all recipients: past this the oldest digests go
+/// out early (they have left the sink's buffer, so nothing else bounds them).
+pub(super) const MAX_HELD_EVENTS: usize = 10_000;
+
 fn tls_parameters(config: &EmailConfig) -> Result<TlsParameters, BuildError> {
     use rustls::pki_types::CertificateDer;
     use rustls::pki_types::pem::PemObject;
@@ -66,7 +70,17 @@ pub(super) fn transport(config: &EmailConfig) -> Result<Transport, BuildError> {
 pub(super) async fn probe(config: &EmailConfig) -> crate::net::probe::Checked {
     config.check_options().map_err(|e| e.0)?;
     let transport = transport(config).map_err(|e| e.0)?;
-    match transport.test_connection().await {
+    let tested = tokio::time::timeout(config.timeout, transport.test_connection())
+        .await
+        .map_err(|_| {
+            format!(
+                "SMTP server {}:{} did not answer within {:?}",
+                config.host,
+                config.port(),
+                config.timeout
+            )
+        })?;
+    match tested {
         Ok(true) => Ok(format!(
             "SMTP server {}:{} answered",
             config.host,
@@ -79,6 +93,23 @@ pub(super) async fn probe(config: &EmailConfig) -> crate::net::probe::Checked {
         )),
         Err(e) => Err(describe(&e)),
     }
+}
+
+/// What waiting will not fix: a 5xx reply; a client-side refusal (the server offers no
+/// STARTTLS, or no login mechanism sluice speaks); any TLS failure (an untrusted
+/// certificate, or TLS spoken to a plain-text port).
+fn is_permanent(e: &lettre::transport::smtp::Error) -> bool {
+    if e.is_permanent() || e.is_client() || e.is_tls() {
+        return true;
+    }
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        if err.downcast_ref::<rustls::Error>().is_some() {
+            return true;
+        }
+        source = err.source();
+    }
+    crate::net::is_certificate_error(e)
 }
 
 /// An SMTP error as one line, with what it means.
@@ -117,24 +148,34 @@ async fn send(
     let mut attempts = 0;
     loop {
         attempts += 1;
-        let error = match transport.send(message.clone()).await {
-            Ok(_) => return Sent::Delivered(bytes),
-            Err(e) => e,
-        };
-        let code = error
-            .status()
-            .and_then(|c| c.to_string().parse::<u16>().ok());
-        let reason = describe(&error);
-        // 5xx: the server refuses for good; a certificate the configured CAs do not
-        // trust will not become trusted by waiting either.
-        if error.is_permanent() || error.is_tls() || crate::net::is_certificate_error(&error) {
-            return Sent::Failed(Failure {
-                error: reason.clone(),
-                status: code,
-                attempts,
-                body: Some(reason),
-            });
-        }
+        // lettre bounds the connect only: a server that stops answering mid-dialogue
+        // would hold the sink for good without this.
+        let (reason, code) =
+            match tokio::time::timeout(config.timeout, transport.send(message.clone())).await {
+                Ok(Ok(_)) => return Sent::Delivered(bytes),
+                Ok(Err(error)) => {
+                    let code = error
+                        .status()
+                        .and_then(|c| c.to_string().parse::<u16>().ok());
+                    let reason = describe(&error);
+                    if is_permanent(&error) {
+                        return Sent::Failed(Failure {
+                            error: reason.clone(),
+                            status: code,
+                            attempts,
+                            body: Some(reason),
+                        });
+                    }
+                    (reason, code)
+                }
+                Err(_) => (
+                    format!(
+                        "the SMTP server did not finish the delivery within {:?} (`timeout`)",
+                        config.timeout
+                    ),
+                    None,
+                ),
+            };
         let pause = backoff.pause(None, &*cx.clock, Some(&stop), |wait| {
             tracing::warn!(component_id = %cx.id, error = %reason, wait = ?wait, "SMTP send failed; retrying");
         });
@@ -176,33 +217,71 @@ pub(super) async fn run(
     let digest = config.mode == Mode::Digest;
     let mut groups: IndexMap<String, Group> = IndexMap::new();
     let mut input_open = true;
+    let mut shutting_down = false;
     loop {
         let now = Instant::now();
-        let due: Vec<String> = groups
+        let flush_all = !digest || !input_open || shutting_down;
+        // Each due group, and whether all of it goes (else only its full digests).
+        let mut due: Vec<(String, bool)> = groups
             .iter()
             .filter(|(_, g)| {
-                !digest
-                    || !input_open
+                flush_all
                     || g.events.len() >= config.batch.max_events
                     || g.since + config.batch.timeout <= now
             })
-            .map(|(k, _)| k.clone())
+            .map(|(k, g)| {
+                (
+                    k.clone(),
+                    flush_all || g.since + config.batch.timeout <= now,
+                )
+            })
             .collect();
-        for key in due {
+        // Held events have left the sink's buffer, so they are bounded here: past the
+        // limit the oldest digests go out early.
+        let mut held: usize = groups.values().map(|g| g.events.len()).sum();
+        for (key, group) in &groups {
+            if held <= MAX_HELD_EVENTS {
+                break;
+            }
+            held -= group.events.len();
+            match due.iter_mut().find(|(k, _)| k == key) {
+                Some((_, all)) => *all = true,
+                None => due.push((key.clone(), true)),
+            }
+        }
+        for (key, all) in due {
             let Some(group) = groups.shift_remove(&key) else {
                 continue;
             };
-            // Per event: each event is its own message, in order.
-            let messages: Vec<(Vec<Part>, Vec<Event>)> = if digest {
-                vec![(group.parts, group.events)]
-            } else {
-                group
-                    .parts
-                    .into_iter()
-                    .zip(group.events)
-                    .map(|(p, e)| (vec![p], vec![e]))
-                    .collect()
-            };
+            // Per event: each event is its own message, in order; a digest carries at
+            // most `batch.max_events`.
+            let size = if digest { config.batch.max_events } else { 1 };
+            let mut messages: Vec<(Vec<Part>, Vec<Event>)> = Vec::new();
+            for (part, event) in group.parts.into_iter().zip(group.events) {
+                match messages.last_mut() {
+                    Some((parts, events)) if parts.len() < size => {
+                        parts.push(part);
+                        events.push(event);
+                    }
+                    _ => messages.push((vec![part], vec![event])),
+                }
+            }
+            // Due only for being full: a partial remainder keeps waiting for its timer.
+            if digest
+                && !all
+                && messages.last().is_some_and(|(parts, _)| parts.len() < size)
+                && let Some((parts, events)) = messages.pop()
+            {
+                groups.insert(
+                    key.clone(),
+                    Group {
+                        envelope: group.envelope.clone(),
+                        parts,
+                        events,
+                        since: group.since,
+                    },
+                );
+            }
             let mut messages = messages.into_iter();
             while let Some((parts, events)) = messages.next() {
                 match send(&transport, &group.envelope, &parts, &config, &cx).await {
@@ -270,6 +349,7 @@ pub(super) async fn run(
                 }
             },
             () = sleep_until(deadline), if deadline.is_some() && digest => {}
+            () = cx.shutdown.cancelled(), if digest && !shutting_down => shutting_down = true,
         }
     }
 }
