@@ -19,10 +19,7 @@ fn certificate() -> (String, String) {
 }
 
 fn tls_options(ca: &std::path::Path) -> String {
-    format!(
-        r#"librdkafka_options: {{ security.protocol: ssl, ssl.ca.location: "{}" }}"#,
-        ca.display()
-    )
+    format!(r#"tls: {{ ca_file: "{}" }}"#, ca.display())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -120,7 +117,7 @@ sinks:
     inputs: [in]
     bootstrap_servers: "{bootstrap}"
     topic: secure
-    librdkafka_options: {{ security.protocol: ssl }}
+    tls: {{ verify_hostname: true }}
   plaintext:
     type: kafka
     inputs: [in]
@@ -152,4 +149,79 @@ sinks:
         "{untrusted}"
     );
     assert!(stderr.contains("sink `plaintext`"), "{stderr}");
+}
+
+#[test]
+fn sasl_and_tls_options_become_librdkafka_settings_and_their_secrets_stay_hidden() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (cert, key) = certificate();
+    let (ca, crt, key_file) = (
+        dir.path().join("ca.pem"),
+        dir.path().join("c.pem"),
+        dir.path().join("k.pem"),
+    );
+    std::fs::write(&ca, &cert).expect("write");
+    std::fs::write(&crt, &cert).expect("write");
+    std::fs::write(&key_file, &key).expect("write");
+    let path = dir.path().join("pipeline.yaml");
+    let write = |extra: &str| {
+        std::fs::write(
+            &path,
+            format!(
+                r#"
+sources:
+  k:
+    type: kafka
+    bootstrap_servers: "127.0.0.1:9"
+    topics: [t]
+    group_id: g
+    tls: {{ ca_file: "{ca}", crt_file: "{crt}", key_file: "{key}", key_password: "k3y-pass-Secret" }}
+    sasl: {{ mechanism: scram_sha_512, username: alice, password: "Hunter2-Secret-Pw" {extra} }}
+sinks:
+  out:
+    type: kafka
+    inputs: [k]
+    bootstrap_servers: "127.0.0.1:9"
+    topic: t
+    sasl: {{ mechanism: plain, username: bob, password: "Plain-Secret-Pw" }}
+"#,
+                ca = ca.display(),
+                crt = crt.display(),
+                key = key_file.display(),
+            ),
+        )
+        .expect("write");
+    };
+    write("");
+    for command in ["validate", "config"] {
+        let out = common::sluice()
+            .args([command, "-c"])
+            .arg(&path)
+            .output()
+            .expect("runs");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(out.status.code(), Some(0), "{command}: {text}");
+        for secret in ["Hunter2-Secret-Pw", "Plain-Secret-Pw", "k3y-pass-Secret"] {
+            assert!(!text.contains(secret), "{command} printed {secret}: {text}");
+        }
+    }
+    std::fs::write(
+        &path,
+        "sources:\n  k: { type: kafka, bootstrap_servers: 'h:9', topics: [t], group_id: g, sasl: { mechanism: plain, username: a, password: '' } }\nsinks:\n  o: { type: console, inputs: [k] }\n",
+    )
+    .expect("write");
+    let out = common::sluice()
+        .args(["validate", "-c"])
+        .arg(&path)
+        .output()
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("sources.k") && stderr.contains("empty secret"),
+        "{stderr}"
+    );
 }

@@ -91,6 +91,10 @@ pub(crate) struct KafkaSinkConfig {
     /// Messages produced and not yet reported, at most.
     #[serde(default = "default_max_in_flight")]
     pub(crate) max_in_flight: usize,
+    /// TLS towards the brokers (`security.protocol` ssl, or sasl_ssl with `sasl`).
+    pub(crate) tls: Option<crate::kafka::KafkaTls>,
+    /// SASL authentication (`security.protocol` sasl_plaintext, or sasl_ssl with `tls`).
+    pub(crate) sasl: Option<crate::kafka::KafkaSasl>,
     /// Passed to librdkafka as they are, after sluice's own settings (so they win).
     #[serde(default)]
     pub(crate) librdkafka_options: BTreeMap<String, String>,
@@ -107,7 +111,7 @@ fn default_max_in_flight() -> usize {
 }
 
 impl KafkaSinkConfig {
-    fn client_config(&self) -> rdkafka::ClientConfig {
+    fn client_config(&self) -> Result<rdkafka::ClientConfig, BuildError> {
         let compression = match self.compression {
             Compression::None => "none",
             Compression::Gzip => "gzip",
@@ -115,19 +119,24 @@ impl KafkaSinkConfig {
             Compression::Lz4 => "lz4",
             Compression::Zstd => "zstd",
         };
-        client_config(
+        let mut ours = vec![
+            ("acks", self.acks.clone()),
+            ("enable.idempotence", self.idempotence.to_string()),
+            ("compression.type", compression.into()),
+            (
+                "message.timeout.ms",
+                self.message_timeout.as_millis().to_string(),
+            ),
+        ];
+        ours.extend(crate::kafka::security_settings(
+            self.tls.as_ref(),
+            self.sasl.as_ref(),
+        )?);
+        Ok(client_config(
             &self.bootstrap_servers,
-            &[
-                ("acks", self.acks.clone()),
-                ("enable.idempotence", self.idempotence.to_string()),
-                ("compression.type", compression.into()),
-                (
-                    "message.timeout.ms",
-                    self.message_timeout.as_millis().to_string(),
-                ),
-            ],
+            &ours,
             &self.librdkafka_options,
-        )
+        ))
     }
 
     fn parts(&self) -> Result<Parts, BuildError> {
@@ -198,7 +207,7 @@ impl SinkConfig for KafkaSinkConfig {
             return Err(BuildError("`max_in_flight` must be at least 1".into()));
         }
         self.parts()?;
-        check_config(&self.client_config())
+        check_config(&self.client_config()?)
     }
 
     fn healthcheck(
@@ -206,7 +215,7 @@ impl SinkConfig for KafkaSinkConfig {
         timeout: std::time::Duration,
     ) -> Option<BoxFuture<'_, crate::net::probe::Checked>> {
         Some(Box::pin(async move {
-            let config = self.client_config();
+            let config = self.client_config().map_err(|e| e.0)?;
             // A templated topic is only known per event.
             let topic = (!self.topic.contains("{{")).then(|| self.topic.clone());
             // Within the check's own time, so the broker's last error is still reported.
@@ -224,7 +233,7 @@ impl SinkConfig for KafkaSinkConfig {
             self.check()?;
             let parts = self.parts()?;
             let producer: FutureProducer<LoggingContext> = self
-                .client_config()
+                .client_config()?
                 .create_with_context(LoggingContext {
                     component_id: Arc::clone(&cx.id),
                 })

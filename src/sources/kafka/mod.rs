@@ -88,6 +88,10 @@ pub(crate) struct KafkaSourceConfig {
     /// Most messages per batch sent downstream.
     #[serde(default = "default_batch_size")]
     pub(crate) batch_size: usize,
+    /// TLS towards the brokers (`security.protocol` ssl, or sasl_ssl with `sasl`).
+    pub(crate) tls: Option<crate::kafka::KafkaTls>,
+    /// SASL authentication (`security.protocol` sasl_plaintext, or sasl_ssl with `tls`).
+    pub(crate) sasl: Option<crate::kafka::KafkaSasl>,
     /// Passed to librdkafka as they are, after sluice's own settings (so they win).
     #[serde(default)]
     pub(crate) librdkafka_options: BTreeMap<String, String>,
@@ -110,30 +114,35 @@ fn default_batch_size() -> usize {
 }
 
 impl KafkaSourceConfig {
-    fn client_config(&self) -> rdkafka::ClientConfig {
+    fn client_config(&self) -> Result<rdkafka::ClientConfig, BuildError> {
         let reset = match self.auto_offset_reset {
             AutoOffsetReset::Earliest => "earliest",
             AutoOffsetReset::Latest => "latest",
         };
-        client_config(
+        let mut ours = vec![
+            ("group.id", self.group_id.clone()),
+            ("auto.offset.reset", reset.into()),
+            ("enable.auto.commit", "true".into()),
+            ("enable.auto.offset.store", "false".into()),
+            (
+                "auto.commit.interval.ms",
+                self.commit_interval.as_millis().to_string(),
+            ),
+            (
+                "session.timeout.ms",
+                self.session_timeout.as_millis().to_string(),
+            ),
+            ("enable.partition.eof", "false".into()),
+        ];
+        ours.extend(crate::kafka::security_settings(
+            self.tls.as_ref(),
+            self.sasl.as_ref(),
+        )?);
+        Ok(client_config(
             &self.bootstrap_servers,
-            &[
-                ("group.id", self.group_id.clone()),
-                ("auto.offset.reset", reset.into()),
-                ("enable.auto.commit", "true".into()),
-                ("enable.auto.offset.store", "false".into()),
-                (
-                    "auto.commit.interval.ms",
-                    self.commit_interval.as_millis().to_string(),
-                ),
-                (
-                    "session.timeout.ms",
-                    self.session_timeout.as_millis().to_string(),
-                ),
-                ("enable.partition.eof", "false".into()),
-            ],
+            &ours,
             &self.librdkafka_options,
-        )
+        ))
     }
 }
 
@@ -170,7 +179,7 @@ impl SourceConfig for KafkaSourceConfig {
         if self.commit_interval.is_zero() {
             return Err(BuildError("`commit_interval` must be more than 0".into()));
         }
-        check_config(&self.client_config())
+        check_config(&self.client_config()?)
     }
 
     fn build(&self, cx: SourceContext) -> BoxFuture<'_, Result<ComponentTask, BuildError>> {
@@ -189,7 +198,7 @@ impl SourceConfig for KafkaSourceConfig {
                 },
             };
             let consumer: BaseConsumer<consumer::SourceContext> = self
-                .client_config()
+                .client_config()?
                 .create_with_context(context)
                 .map_err(|e| BuildError(format!("kafka consumer: {e}")))?;
             let topics: Vec<&str> = self.topics.iter().map(String::as_str).collect();
