@@ -3,6 +3,7 @@
 pub(crate) mod blackhole;
 pub mod cloudevents;
 pub(crate) mod console;
+pub(crate) mod elasticsearch;
 pub(crate) mod email;
 pub(crate) mod file;
 pub(crate) mod fluent;
@@ -20,6 +21,7 @@ crate::component::component_registry! { crate::component::SinkConfig;
     "blackhole" => blackhole::BlackholeConfig,
     "cloudevents" => cloudevents::CloudEventsConfig,
     "console" => console::ConsoleConfig,
+    "elasticsearch" => elasticsearch::ElasticsearchConfig,
     "email" => email::EmailConfig,
     "file" => file::FileSinkConfig,
     "fluent" => fluent::FluentSinkConfig,

@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod elasticsearch;
 pub mod feeds;
 pub mod opsgenie;
 pub mod pagerduty;
