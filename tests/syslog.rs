@@ -173,21 +173,27 @@ sources:
         .await
         .expect("connect");
     let long = "x".repeat(500);
+    // A count over `max_length` is read as a line (too long here, skipped to its end).
     let body = format!(
-        "<13>1 - h a - - - {long}\n<13>1 - h a - - - short\n600 {}<13>1 - h a - - - after\n",
+        "<13>1 - h a - - - {long}\n<13>1 - h a - - - short\n600 {}\n<13>1 - h a - - - after\n1701234567 epoch line\n<11>appliance text\n",
         "y".repeat(600)
     );
     tokio::io::AsyncWriteExt::write_all(&mut stream, body.as_bytes())
         .await
         .expect("write");
     drop(stream);
-    eventually("two messages", || capture.values().len() == 2).await;
-    let messages: Vec<String> = capture
-        .values()
-        .iter()
-        .map(|e| text(e, "message"))
-        .collect();
-    assert_eq!(messages, ["short", "after"]);
+    eventually("four messages", || capture.values().len() == 4).await;
+    let events = capture.values();
+    let messages: Vec<String> = events.iter().map(|e| text(e, "message")).collect();
+    assert_eq!(
+        messages,
+        ["short", "after", "1701234567 epoch line", "appliance text"]
+    );
+    assert_eq!(
+        text(&events[3], "severity"),
+        "err",
+        "the PRI of a bare message is kept"
+    );
     let errors = telemetry.render_prometheus();
     assert!(
         errors.contains(r#"sluice_component_errors_total{component_id="sys",component_kind="source",component_type="syslog",error_type="parse_failed",stage="receiving"} 2"#),

@@ -142,8 +142,9 @@ impl Encoder {
             .text("severity")
             .and_then(|s| severity_code(&s))
             .unwrap_or(self.severity);
+        // RFC 5424 timestamps have four-digit years.
         let timestamp = match event.get("timestamp") {
-            Some(Value::Timestamp(t)) => *t,
+            Some(Value::Timestamp(t)) if (0..=9999).contains(&chrono::Datelike::year(t)) => *t,
             _ => now,
         };
         let app_name = match &self.app_name {

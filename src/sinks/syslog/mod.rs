@@ -2,10 +2,10 @@
 //! syslog-ng, a SIEM's collector, or another sluice's `syslog` source.
 //!
 //! Each event is one message (see `encode.rs` for the fields). Syslog has no
-//! acknowledgement: a batch counts as delivered once written and flushed to the
-//! connection. A write that fails, or a connection the server closed, is retried on a
-//! new connection with backoff (the whole batch again: at least once), then the batch is
-//! dead-lettered.
+//! acknowledgement: a message counts as delivered once written to the connection. A
+//! write that fails or makes no progress for `timeout`, or a connection the server
+//! closed, is retried on a new connection with backoff, from the first message not
+//! written (the one cut short is sent whole again), then the rest is dead-lettered.
 
 mod encode;
 
@@ -19,6 +19,7 @@ use crate::component::{
     BoxFuture, BuildError, ComponentError, ComponentTask, SinkConfig, SinkContext, delivered,
 };
 use crate::delivery::{DEAD_LETTER, DeadLetter, Failure};
+use crate::event::Event;
 use crate::net::client_tls::{ClientTls, server_name, tls_connector};
 use crate::net::{Backoff, FailureHandling, Pause};
 
@@ -47,7 +48,8 @@ pub(crate) struct SyslogSinkConfig {
     /// The message text, as a template (default: the event's `message`, else the whole
     /// event as JSON).
     pub(crate) message: Option<String>,
-    /// How long connecting (TLS included) and writing a batch may take (default 10s).
+    /// How long connecting (TLS included), and writing one message, may take (default
+    /// 10s): a server that reads nothing for this long fails the attempt.
     #[schemars(schema_with = "crate::units::duration")]
     #[serde(default = "default_timeout", with = "humantime_serde")]
     pub(crate) timeout: Duration,
@@ -137,7 +139,11 @@ impl SinkConfig for SyslogSinkConfig {
     }
 
     fn check(&self) -> Result<(), BuildError> {
-        if self.address.rsplit_once(':').is_none() {
+        let port = self
+            .address
+            .rsplit_once(':')
+            .map(|(host, port)| (host, port.parse::<u16>()));
+        if !matches!(port, Some((host, Ok(p))) if !host.is_empty() && p != 0) {
             return Err(BuildError(format!(
                 "`address` `{}` must be host:port",
                 self.address
@@ -198,14 +204,10 @@ async fn run(
     while let Some(batch) = cx.input.recv().await {
         cx.metrics.add_received(batch.len());
         let now = chrono::Utc::now();
-        let mut bytes = Vec::new();
-        let mut events = Vec::with_capacity(batch.len());
+        let mut frames: Vec<(Event, Vec<u8>)> = Vec::with_capacity(batch.len());
         for event in batch {
             match encoder.encode(&event, now) {
-                Ok(frame) => {
-                    bytes.extend_from_slice(&frame);
-                    events.push(event);
-                }
+                Ok(frame) => frames.push((event, frame)),
                 Err(error) => {
                     let failure = Failure {
                         error,
@@ -217,13 +219,14 @@ async fn run(
                 }
             }
         }
-        if events.is_empty() {
-            continue;
-        }
         let mut backoff = Backoff::new(config.failure_handling);
         let mut attempts = 0u32;
-        loop {
+        while !frames.is_empty() {
             attempts += 1;
+            // Frames go one by one, each within `timeout`: a slow server that keeps
+            // reading is not a failure, and after a failure only the frames not yet
+            // written are sent again.
+            let mut written = 0;
             let result = async {
                 if connection.as_mut().is_some_and(stale) {
                     connection = None;
@@ -234,22 +237,30 @@ async fn run(
                 let Some(io) = connection.as_mut() else {
                     return Err("not connected".to_string());
                 };
-                let write = async {
-                    io.write_all(&bytes).await?;
-                    io.flush().await
-                };
-                tokio::time::timeout(config.timeout, write)
+                for (_, frame) in &frames {
+                    tokio::time::timeout(config.timeout, io.write_all(frame))
+                        .await
+                        .map_err(|_| format!("the server read nothing for {:?}", config.timeout))?
+                        .map_err(|e| format!("write: {e}"))?;
+                    written += 1;
+                }
+                tokio::time::timeout(config.timeout, io.flush())
                     .await
                     .map_err(|_| format!("the server read nothing for {:?}", config.timeout))?
                     .map_err(|e| format!("write: {e}"))
             }
             .await;
+            let rest = frames.split_off(written);
+            let done: Vec<Event> = std::mem::replace(&mut frames, rest)
+                .into_iter()
+                .map(|(event, frame)| {
+                    cx.metrics.add_sent_bytes(frame.len());
+                    event
+                })
+                .collect();
+            delivered(&cx.metrics, done);
             let error = match result {
-                Ok(()) => {
-                    cx.metrics.add_sent_bytes(bytes.len());
-                    delivered(&cx.metrics, events);
-                    break;
-                }
+                Ok(()) => break,
                 Err(e) => e,
             };
             connection = None;
@@ -260,11 +271,12 @@ async fn run(
                 Pause::Retry => {}
                 Pause::Exhausted => {
                     let failure = Failure::gave_up(attempts, &error, None, None);
+                    let events = frames.drain(..).map(|(e, _)| e).collect();
                     dead_letter.send(events, &failure).await;
-                    break;
                 }
                 Pause::Stopped => {
-                    cx.input.hand_back(events);
+                    cx.input
+                        .hand_back(frames.into_iter().map(|(e, _)| e).collect());
                     return Ok(());
                 }
             }

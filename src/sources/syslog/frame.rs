@@ -107,10 +107,11 @@ impl Decoder {
             .ok()
             .and_then(|s| s.parse().ok())
             .unwrap_or(usize::MAX);
+        // A count over the limit is more likely a line that starts with a number (an
+        // epoch timestamp) than a message to skip gigabytes for: read it as a line, as
+        // rsyslog does.
         if length > self.max_length {
-            buf.advance(digits + 1);
-            self.skip = length;
-            return Err(FrameError::TooLong { length });
+            return Ok(Counted::Newline);
         }
         if buf.len() < digits + 1 + length {
             return Ok(Counted::NeedMore);
@@ -154,9 +155,16 @@ impl Decoder {
         }
     }
 
-    /// What is left when the stream ends: a last line without its newline.
+    /// What is left when the stream ends: a last line without its newline. An
+    /// octet-counted message cut short is dropped, not made an event of its fragment.
     pub(crate) fn finish(&mut self, buf: &mut BytesMut) -> Option<Bytes> {
-        if self.skip > 0 || self.skip_line || buf.is_empty() || buf.len() > self.max_length {
+        let counted = matches!(self.octet_counted(&mut buf.clone()), Ok(Counted::NeedMore));
+        if counted
+            || self.skip > 0
+            || self.skip_line
+            || buf.is_empty()
+            || buf.len() > self.max_length
+        {
             buf.clear();
             return None;
         }
@@ -225,13 +233,17 @@ mod tests {
     }
 
     #[test]
-    fn over_long_messages_are_skipped_whole_and_the_stream_goes_on() {
+    fn over_long_messages_are_skipped_and_the_stream_goes_on() {
         let mut d = Decoder::new(8);
         let (out, errors) = all(
             &mut d,
-            b"20 aaaaaaaaaaaaaaaaaaaa3 abc\nbbbbbbbbbbbbbbbbbbbb\nok\n",
+            b"3 abcbbbbbbbbbbbbbbbbbbbb\nok\n1701234567 epoch\nafter\n5 cut",
         );
-        assert_eq!(out, ["abc", "ok"]);
+        assert_eq!(
+            out,
+            ["abc", "ok", "after"],
+            "a count over the limit is a line, skipped as too long"
+        );
         assert_eq!(errors, 2);
         let mut huge = Decoder::new(64);
         let (out, errors) = all(&mut huge, b"99999999999999999999 x\nok\n");

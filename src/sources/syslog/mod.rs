@@ -9,10 +9,13 @@
 //!
 //! Syslog has no acknowledgements: TCP senders get backpressure (sluice stops reading
 //! while the pipeline is full) and UDP datagrams that arrive while it is full wait in
-//! the socket's buffer, then are dropped by the kernel. A replacement by a reload reads
-//! the same UDP socket and listens on the same TCP socket; an open TCP connection is
-//! read until its sender pauses (at most a second) and then closed, and the sender
-//! reconnects.
+//! the socket's buffer, then are dropped by the kernel. A reload that leaves the source
+//! unchanged does not touch it. One that changes it (or its certificate) reads the same
+//! UDP socket and listens on the same TCP socket, so nothing is refused; but an open TCP
+//! connection is read until its sender pauses (at most a second) and then closed, and
+//! what that sender wrote in its last moments, or writes before it notices the close,
+//! is lost: the protocol gives it no way to know. Senders that must not lose a message
+//! need a protocol with acknowledgements (the `fluent` source, or RELP in front).
 //!
 //! Every byte is untrusted: a message over `max_length` is skipped and counted, the
 //! number of connections and their idle time are bounded, and TLS handshakes have a
@@ -50,13 +53,16 @@ pub(crate) struct SyslogSourceConfig {
     /// Serve TLS (RFC 5425) with this certificate chain and key (PEM files); `tcp` only.
     pub(crate) tls: Option<ServerTls>,
     /// Longest message in bytes (default 102400); a longer one is skipped and counted as
-    /// an error.
+    /// an error. Each TCP connection may hold up to this much of a message being read,
+    /// so memory grows to `max_connections` × `max_length` at worst.
     #[serde(default = "default_max_length")]
     pub(crate) max_length: usize,
     /// Most TCP connections open at once (default 1024); more wait to be accepted.
     #[serde(default = "default_max_connections")]
     pub(crate) max_connections: usize,
-    /// How long a TCP connection may stay silent before it is closed (default 5m).
+    /// How long a TCP connection may stay silent before it is closed (default 5m). A
+    /// sender that trickles a byte at a time keeps its connection (and its slot of
+    /// `max_connections`).
     #[schemars(schema_with = "crate::units::duration")]
     #[serde(default = "default_idle_timeout", with = "humantime_serde")]
     pub(crate) idle_timeout: Duration,

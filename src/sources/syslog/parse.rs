@@ -20,16 +20,30 @@ pub(crate) fn event_value(text: &str, now: DateTime<Utc>, peer: Option<&str>) ->
             _ => this,
         }
     };
-    let m = syslog_loose::parse_message_with_year_tz(text, year, Some(Utc), Variant::Either);
+    let mut m = syslog_loose::parse_message_with_year_tz(text, year, Some(Utc), Variant::Either);
+    // A header the parser cannot read still starts with the PRI (appliances write
+    // `<189>date=… devname=…`): keep its facility and severity.
+    if m.facility.is_none()
+        && m.severity.is_none()
+        && let Some((facility, severity, rest)) = bare_pri(m.msg)
+    {
+        m.facility = facility;
+        m.severity = severity;
+        m.msg = rest;
+    }
     let mut event = ObjectMap::new();
     let mut put = |key: &str, value: Value| {
         event.insert(key.into(), value);
     };
-    put("message", Value::from(m.msg));
-    put(
-        "timestamp",
-        Value::Timestamp(m.timestamp.map_or(now, |t| t.with_timezone(&Utc))),
-    );
+    // RFC 5424 allows a byte-order mark before a UTF-8 message.
+    put("message", Value::from(m.msg.trim_start_matches('\u{feff}')));
+    // A year outside 0000–9999 cannot be written back as RFC 5424 or RFC 3339.
+    let timestamp = m
+        .timestamp
+        .map(|t| t.with_timezone(&Utc))
+        .filter(|t| (0..=9999).contains(&t.year()))
+        .unwrap_or(now);
+    put("timestamp", Value::Timestamp(timestamp));
     for (key, value) in [
         ("hostname", m.hostname),
         ("appname", m.appname),
@@ -68,6 +82,24 @@ pub(crate) fn event_value(text: &str, now: DateTime<Utc>, peer: Option<&str>) ->
         put("source_ip", Value::from(peer));
     }
     Value::Object(event)
+}
+
+/// `<PRI>` at the start of `text`: its facility, severity and the text after it.
+fn bare_pri(
+    text: &str,
+) -> Option<(
+    Option<syslog_loose::SyslogFacility>,
+    Option<syslog_loose::SyslogSeverity>,
+    &str,
+)> {
+    let rest = text.strip_prefix('<')?;
+    let (digits, after) = rest.split_once('>')?;
+    if digits.is_empty() || digits.len() > 3 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let pri: u8 = digits.parse().ok().filter(|p| *p <= 191)?;
+    let (facility, severity) = syslog_loose::decompose_pri(pri);
+    Some((facility, severity, after.trim_start()))
 }
 
 #[cfg(test)]
@@ -136,6 +168,30 @@ mod tests {
             .expect("ts");
         assert_eq!(get(&v, "timestamp"), &Value::Timestamp(ts));
         assert_eq!(get(&v, "version"), &Value::Null);
+    }
+
+    #[test]
+    fn a_pri_before_an_unreadable_header_is_kept() {
+        let v = event_value(
+            "<189>date=2026-12-06 devname=fw01 action=deny",
+            Utc::now(),
+            None,
+        );
+        assert_eq!(get(&v, "facility"), &Value::from("local7"));
+        assert_eq!(get(&v, "severity"), &Value::from("notice"));
+        assert_eq!(
+            get(&v, "message"),
+            &Value::from("date=2026-12-06 devname=fw01 action=deny")
+        );
+        let v = event_value("<11>disk failing", Utc::now(), None);
+        assert_eq!(get(&v, "severity"), &Value::from("err"));
+        let now = Utc::now();
+        let far = event_value("<13>1 9999-12-31T23:59:59-10:00 h a - - - x", now, None);
+        assert_eq!(
+            get(&far, "timestamp"),
+            &Value::Timestamp(now),
+            "year 10000 is not kept"
+        );
     }
 
     #[test]

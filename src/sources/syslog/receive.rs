@@ -103,7 +103,11 @@ async fn read_stream<S: AsyncRead + Unpin>(
         loop {
             match decoder.next(&mut buf) {
                 Ok(Some(m)) => {
-                    values.push(super::event_value(&text(&m), Utc::now(), Some(&peer_ip)))
+                    let message = text(&m);
+                    // Only whitespace is no message (UDP ignores it too).
+                    if !message.trim().is_empty() {
+                        values.push(super::event_value(&message, Utc::now(), Some(&peer_ip)));
+                    }
                 }
                 Ok(None) => break,
                 Err(e) => {
