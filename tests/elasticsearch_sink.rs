@@ -6,25 +6,12 @@
 
 mod common;
 
-use std::sync::Arc;
+use common::manual as options;
 
 use common::elasticsearch::{Elasticsearch, PASSWORD, USER};
 use common::{eventually, parse, start_with};
 use serde_json::Value;
-use sluice::clock::ManualClock;
 use sluice::testing::CaptureSink;
-use sluice::topology::TopologyOptions;
-
-fn options() -> (ManualClock, TopologyOptions) {
-    let clock = ManualClock::default();
-    (
-        clock.clone(),
-        TopologyOptions {
-            clock: Arc::new(clock),
-            ..TopologyOptions::default()
-        },
-    )
-}
 
 fn dead_letter(dead: &CaptureSink, i: usize) -> Value {
     serde_json::to_value(&dead.values()[i]).expect("json")["dead_letter"].clone()

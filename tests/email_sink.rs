@@ -6,16 +6,15 @@
 
 mod common;
 
+use common::manual as options;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 
 use common::{KillOnDrop, eventually, free_port, parse, start_with};
 use serde_json::Value;
-use sluice::clock::ManualClock;
 use sluice::testing::CaptureSink;
-use sluice::topology::TopologyOptions;
 
 const USER: &str = "alerts@example.com";
 const PASSWORD: &str = "s3cret-smtp-password";
@@ -85,17 +84,6 @@ impl Smtp {
             .map(|l| serde_json::from_str(l).expect("json line"))
             .collect()
     }
-}
-
-fn options() -> (ManualClock, TopologyOptions) {
-    let clock = ManualClock::default();
-    (
-        clock.clone(),
-        TopologyOptions {
-            clock: Arc::new(clock),
-            ..TopologyOptions::default()
-        },
-    )
 }
 
 const FIRING: &str = r#"{"status": "firing", "severity": "critical", "summary": "DiskFull on db1", "service": "postgres", "owner": "dba@example.org", "labels": {"team": "core"}, "description": "disk at <b>99%</b>", "url": "https://grafana.example/d/1"}"#;

@@ -4,26 +4,15 @@
 
 mod common;
 
-use std::sync::Arc;
+use common::manual as options;
+
 use std::time::Duration;
 
 use common::opsgenie::{KEY, Opsgenie};
 use common::{eventually, free_port, parse, start_with, wait_for_port};
 use serde_json::{Value, json};
-use sluice::clock::ManualClock;
 use sluice::testing::CaptureSink;
-use sluice::topology::{Drained, TopologyOptions};
-
-fn options() -> (ManualClock, TopologyOptions) {
-    let clock = ManualClock::default();
-    (
-        clock.clone(),
-        TopologyOptions {
-            clock: Arc::new(clock),
-            ..TopologyOptions::default()
-        },
-    )
-}
+use sluice::topology::Drained;
 
 fn dead_reason(dead: &CaptureSink, i: usize) -> Value {
     serde_json::to_value(&dead.values()[i]).expect("json")["dead_letter"].clone()

@@ -3,25 +3,12 @@
 
 mod common;
 
-use std::sync::Arc;
+use common::manual as options;
 
 use common::teams::{PATH, Teams};
 use common::{eventually, parse, start_with};
 use serde_json::Value;
-use sluice::clock::ManualClock;
 use sluice::testing::CaptureSink;
-use sluice::topology::TopologyOptions;
-
-fn options() -> (ManualClock, TopologyOptions) {
-    let clock = ManualClock::default();
-    (
-        clock.clone(),
-        TopologyOptions {
-            clock: Arc::new(clock),
-            ..TopologyOptions::default()
-        },
-    )
-}
 
 fn url(port: u16) -> String {
     format!(

@@ -180,6 +180,30 @@ struct Pending {
     since: Instant,
 }
 
+/// The task of a sink that sends each event in a request of its own, with the default
+/// batching and no OAuth2 (PagerDuty, Slack, Teams, Opsgenie).
+pub(crate) fn single_event_task<E: HttpEncoder>(
+    encoder: E,
+    verify: bool,
+    failure: FailureHandling,
+    request: RequestConfig,
+    cx: SinkContext,
+) -> Result<crate::component::ComponentTask, crate::component::BuildError> {
+    let tls = Tls {
+        verify,
+        ca_file: None,
+    };
+    let parts = HttpSinkParts::new(
+        tls,
+        BatchConfig::default(),
+        failure,
+        request,
+        None,
+        &cx.clock,
+    )?;
+    Ok(Box::pin(run_http_sink(Arc::new(encoder), parts, cx)))
+}
+
 /// Runs a network sink until its input is drained (or it is replaced).
 pub async fn run_http_sink<E: HttpEncoder>(
     encoder: Arc<E>,

@@ -19,6 +19,7 @@ mod driver;
 pub(crate) use config::{BatchConfig, RateLimitConfig, RequestConfig};
 pub(crate) use dead_letter::Failure;
 pub(crate) use dead_letter::{DEAD_LETTER, DeadLetter};
+pub(crate) use driver::single_event_task;
 pub use driver::{
     EncodedRequest, HttpEncoder, HttpSinkParts, Tls, Verdict, default_verdict, run_http_sink,
 };

@@ -17,8 +17,6 @@
 //! endpoint a request names. Opsgenie answers 202 and processes asynchronously; 429 and
 //! 5xx are retried, other errors (an invalid request, a wrong key) dead-lettered.
 
-use std::sync::Arc;
-
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue};
 use serde::Deserialize;
 use serde_json::{Map, Value as Json, json};
@@ -26,10 +24,7 @@ use vrl::value::Value;
 
 use crate::alert::{Action, field};
 use crate::component::{BoxFuture, BuildError, ComponentTask, SinkConfig, SinkContext};
-use crate::delivery::{
-    BatchConfig, DEAD_LETTER, EncodedRequest, HttpEncoder, HttpSinkParts, RequestConfig, Tls,
-    run_http_sink,
-};
+use crate::delivery::{DEAD_LETTER, EncodedRequest, HttpEncoder, RequestConfig};
 use crate::event::Event;
 use crate::net::FailureHandling;
 use crate::template::Template;
@@ -245,20 +240,13 @@ impl SinkConfig for OpsgenieConfig {
 
     fn build(&self, cx: SinkContext) -> BoxFuture<'_, Result<ComponentTask, BuildError>> {
         Box::pin(async move {
-            let encoder = Arc::new(self.encoder()?);
-            let tls = Tls {
-                verify: self.ssl_verify,
-                ca_file: None,
-            };
-            let parts = HttpSinkParts::new(
-                tls,
-                BatchConfig::default(),
+            crate::delivery::single_event_task(
+                self.encoder()?,
+                self.ssl_verify,
                 self.failure_handling,
                 self.request,
-                None,
-                &cx.clock,
-            )?;
-            Ok(Box::pin(run_http_sink(encoder, parts, cx)) as ComponentTask)
+                cx,
+            )
         })
     }
 }
@@ -478,7 +466,7 @@ mod tests {
     fn event(json: &str) -> Event {
         Event::new(
             serde_json::from_str(json).expect("json"),
-            Arc::from("t"),
+            std::sync::Arc::from("t"),
             chrono::Utc::now(),
         )
     }

@@ -17,18 +17,13 @@
 //! retried. The Events API allows about 120 calls a minute per routing key: that is
 //! the default rate limit.
 
-use std::sync::Arc;
-
 use serde::Deserialize;
 use serde_json::{Map, Value as Json, json};
 use vrl::value::Value;
 
 use crate::alert::{Action, field};
 use crate::component::{BoxFuture, BuildError, ComponentTask, SinkConfig, SinkContext};
-use crate::delivery::{
-    DEAD_LETTER, EncodedRequest, HttpEncoder, HttpSinkParts, RateLimitConfig, RequestConfig, Tls,
-    run_http_sink,
-};
+use crate::delivery::{DEAD_LETTER, EncodedRequest, HttpEncoder, RateLimitConfig, RequestConfig};
 use crate::event::Event;
 use crate::net::FailureHandling;
 use crate::template::Template;
@@ -159,20 +154,13 @@ impl SinkConfig for PagerDutyConfig {
 
     fn build(&self, cx: SinkContext) -> BoxFuture<'_, Result<ComponentTask, BuildError>> {
         Box::pin(async move {
-            let encoder = Arc::new(self.encoder()?);
-            let tls = Tls {
-                verify: self.ssl_verify,
-                ca_file: None,
-            };
-            let parts = HttpSinkParts::new(
-                tls,
-                crate::delivery::BatchConfig::default(),
+            crate::delivery::single_event_task(
+                self.encoder()?,
+                self.ssl_verify,
                 self.failure_handling,
                 self.request,
-                None,
-                &cx.clock,
-            )?;
-            Ok(Box::pin(run_http_sink(encoder, parts, cx)) as ComponentTask)
+                cx,
+            )
         })
     }
 }

@@ -7,16 +7,11 @@
 //! other error (`invalid_payload`, `no_text`, `channel_not_found`, …) goes to the dead
 //! letter with Slack's body.
 
-use std::path::PathBuf;
-use std::sync::Arc;
-
 use serde::Deserialize;
+use std::path::PathBuf;
 
 use crate::component::{BoxFuture, BuildError, ComponentTask, SinkConfig, SinkContext};
-use crate::delivery::{
-    BatchConfig, DEAD_LETTER, EncodedRequest, HttpEncoder, HttpSinkParts, RequestConfig, Tls,
-    run_http_sink,
-};
+use crate::delivery::{DEAD_LETTER, EncodedRequest, HttpEncoder, RequestConfig};
 use crate::event::Event;
 use crate::net::FailureHandling;
 use crate::plugins::{Formatter, text_field};
@@ -81,20 +76,13 @@ impl SinkConfig for SlackConfig {
 
     fn build(&self, cx: SinkContext) -> BoxFuture<'_, Result<ComponentTask, BuildError>> {
         Box::pin(async move {
-            let encoder = Arc::new(self.encoder()?);
-            let tls = Tls {
-                verify: self.ssl_verify,
-                ca_file: None,
-            };
-            let parts = HttpSinkParts::new(
-                tls,
-                BatchConfig::default(),
+            crate::delivery::single_event_task(
+                self.encoder()?,
+                self.ssl_verify,
                 self.failure_handling,
                 self.request,
-                None,
-                &cx.clock,
-            )?;
-            Ok(Box::pin(run_http_sink(encoder, parts, cx)) as ComponentTask)
+                cx,
+            )
         })
     }
 }
@@ -144,7 +132,7 @@ mod tests {
         let encoder = config.encoder().expect("builds");
         let event = Event::new(
             serde_json::from_str(r#"{"status":"resolved","summary":"DiskFull"}"#).expect("json"),
-            Arc::from("t"),
+            std::sync::Arc::from("t"),
             chrono::Utc::now(),
         );
         let bytes = encoder.encode_event(&event).expect("encodes");

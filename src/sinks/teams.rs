@@ -10,17 +10,12 @@
 //! would fail silently: it goes to the dead letter instead. 429 is retried after
 //! `Retry-After`, 5xx retried, any other error dead-lettered with the answer.
 
-use std::path::PathBuf;
-use std::sync::Arc;
-
 use serde::Deserialize;
+use std::path::PathBuf;
 use vrl::value::Value;
 
 use crate::component::{BoxFuture, BuildError, ComponentTask, SinkConfig, SinkContext};
-use crate::delivery::{
-    BatchConfig, DEAD_LETTER, EncodedRequest, HttpEncoder, HttpSinkParts, RequestConfig, Tls,
-    run_http_sink,
-};
+use crate::delivery::{DEAD_LETTER, EncodedRequest, HttpEncoder, RequestConfig};
 use crate::event::Event;
 use crate::net::FailureHandling;
 use crate::plugins::{Formatter, text_field};
@@ -104,20 +99,13 @@ impl SinkConfig for TeamsConfig {
 
     fn build(&self, cx: SinkContext) -> BoxFuture<'_, Result<ComponentTask, BuildError>> {
         Box::pin(async move {
-            let encoder = Arc::new(self.encoder()?);
-            let tls = Tls {
-                verify: self.ssl_verify,
-                ca_file: None,
-            };
-            let parts = HttpSinkParts::new(
-                tls,
-                BatchConfig::default(),
+            crate::delivery::single_event_task(
+                self.encoder()?,
+                self.ssl_verify,
                 self.failure_handling,
                 self.request,
-                None,
-                &cx.clock,
-            )?;
-            Ok(Box::pin(run_http_sink(encoder, parts, cx)) as ComponentTask)
+                cx,
+            )
         })
     }
 }
@@ -202,7 +190,7 @@ mod tests {
     fn event(json: &str) -> Event {
         Event::new(
             serde_json::from_str(json).expect("json"),
-            Arc::from("t"),
+            std::sync::Arc::from("t"),
             chrono::Utc::now(),
         )
     }

@@ -17,6 +17,19 @@ use sluice::config::{Pipeline, parse_texts};
 use sluice::telemetry::Telemetry;
 use sluice::topology::{Topology, TopologyOptions};
 
+/// Topology options on a manual clock (retry pauses return at once and are recorded),
+/// and the clock.
+pub fn manual() -> (sluice::clock::ManualClock, TopologyOptions) {
+    let clock = sluice::clock::ManualClock::default();
+    (
+        clock.clone(),
+        TopologyOptions {
+            clock: Arc::new(clock),
+            ..TopologyOptions::default()
+        },
+    )
+}
+
 /// Parses a pipeline from YAML text without validating it (so tests can attach sinks).
 pub fn parse(yaml: &str) -> Pipeline {
     parse_texts(&[(PathBuf::from("test.yaml"), yaml.to_owned())], |_| None)
