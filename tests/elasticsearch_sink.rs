@@ -182,3 +182,52 @@ sinks:
         "two 503s, then requests of 3 and 1"
     );
 }
+
+#[tokio::test]
+async fn text_timestamps_date_the_index_and_ids_may_be_paths() {
+    let es = Elasticsearch::default();
+    let port = es.start().await;
+    let p = parse(&format!(
+        r#"
+sources:
+  gen: {{ type: generator, count: 2, format: '{{"timestamp": "2020-03-04T05:06:07Z", "labels": {{"fp": "same"}}}}' }}
+sinks:
+  es: {{ type: elasticsearch, inputs: [gen], endpoint: "http://127.0.0.1:{port}/?pipeline=enrich", index: "old-%Y.%m", id_field: labels.fp }}
+  ds: {{ type: elasticsearch, inputs: [gen], endpoint: "http://127.0.0.1:{port}", index: logs-old-default, mode: data_stream }}
+"#
+    ));
+    let (_, options) = options();
+    let (mut topo, _) = start_with(p, options).await;
+    topo.finished().await;
+    assert_eq!(
+        es.docs("old-2020.03").len(),
+        1,
+        "both events had _id `same`"
+    );
+    let stream = es.docs("logs-old-default");
+    assert_eq!(stream.len(), 2);
+    assert!(
+        stream
+            .iter()
+            .all(|d| d["@timestamp"] == "2020-03-04T05:06:07Z"),
+        "{stream:?}"
+    );
+}
+
+#[test]
+fn endpoints_with_credentials_or_bulk_are_refused() {
+    for (endpoint, says) in [
+        ("http://u:pw@127.0.0.1:9200", "give them in `auth`"),
+        ("http://127.0.0.1:9200/_bulk", "without `/_bulk`"),
+    ] {
+        let mut p = parse(&format!(
+            "sources:\n  g: {{ type: generator, count: 1 }}\nsinks:\n  es: {{ type: elasticsearch, inputs: [g], endpoint: \"{endpoint}\" }}\n"
+        ));
+        let err = p
+            .validate()
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains(says), "{endpoint}: {err}");
+    }
+}

@@ -94,6 +94,16 @@ pub(super) fn outcomes(body: &[u8], sent: usize, op: &str) -> Result<Vec<ItemOut
             items.len()
         ));
     }
+    // An item without a status is not an answer to it: the whole request is retried.
+    if items.iter().any(|item| {
+        item.as_object()
+            .and_then(|m| m.values().next())
+            .and_then(|r| r.get("status"))
+            .and_then(Json::as_u64)
+            .is_none()
+    }) {
+        return Err("the bulk answer has an item without a status".into());
+    }
     Ok(items
         .iter()
         .map(|item| {

@@ -54,7 +54,8 @@ pub(crate) struct ElasticsearchConfig {
     /// require).
     #[serde(default)]
     pub(crate) mode: Mode,
-    /// The event field whose value is the document's `_id` (e.g. `fingerprint`);
+    /// The event field (a path: `labels.fingerprint`) whose value is the document's
+    /// `_id` (e.g. `fingerprint`);
     /// without it Elasticsearch makes one up, and a resend may duplicate.
     pub(crate) id_field: Option<String>,
     /// How to authenticate (none by default).
@@ -165,13 +166,30 @@ impl ElasticsearchConfig {
         if !matches!(url.scheme(), "http" | "https") || url.cannot_be_a_base() {
             return Err(BuildError("`endpoint` must be an http(s) URL".into()));
         }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(BuildError(
+                "`endpoint` carries credentials: give them in `auth` instead".into(),
+            ));
+        }
+        if url.path_segments().and_then(|mut s| {
+            s.next_back()
+                .filter(|l| !l.is_empty())
+                .or_else(|| s.next_back())
+        }) == Some("_bulk")
+        {
+            return Err(BuildError(
+                "`endpoint` is the cluster's URL, without `/_bulk` (sluice adds it)".into(),
+            ));
+        }
         url.path_segments_mut()
             .map_err(|()| BuildError("`endpoint` must be an http(s) URL".into()))?
             .pop_if_empty()
             .push("_bulk");
-        url.set_query(Some(
-            "filter_path=errors,items.*.status,items.*.error.type,items.*.error.reason",
-        ));
+        // The user's parameters (`pipeline=`) stay; the answer is cut to what is read.
+        url.query_pairs_mut().append_pair(
+            "filter_path",
+            "errors,items.*.status,items.*.error.type,items.*.error.reason",
+        );
         Ok(url.into())
     }
 
@@ -188,10 +206,13 @@ impl ElasticsearchConfig {
             ));
         }
         let value = match (&auth.user, &auth.password, &auth.api_key, &auth.bearer) {
-            (Some(user), Some(password), None, None) => format!(
-                "Basic {}",
-                base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
-            ),
+            (Some(user), Some(password), None, None) => {
+                let encoded =
+                    base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+                // A server may echo the header back in an error.
+                crate::redact::register(&encoded);
+                format!("Basic {encoded}")
+            }
             (None, None, Some(key), None) => format!("ApiKey {key}"),
             (None, None, None, Some(token)) => format!("Bearer {token}"),
             _ => {
@@ -206,8 +227,20 @@ impl ElasticsearchConfig {
         Ok(Some(header))
     }
 
+    fn id_path(&self) -> Result<Option<(String, vrl::path::OwnedValuePath)>, BuildError> {
+        self.id_field
+            .as_ref()
+            .map(|f| {
+                vrl::path::parse_value_path(f)
+                    .map(|p| (f.clone(), p))
+                    .map_err(|e| BuildError(format!("`id_field` `{f}`: {e}")))
+            })
+            .transpose()
+    }
+
     fn check_options(&self) -> Result<(), BuildError> {
         self.url()?;
+        self.id_path()?;
         self.authorization()?;
         if StrftimeItems::new(&self.index).any(|i| matches!(i, Item::Error)) {
             return Err(BuildError(format!(
@@ -265,6 +298,7 @@ impl SinkConfig for ElasticsearchConfig {
                 authorization: self.authorization()?,
                 client,
                 index: Mutex::new(None),
+                id_path: self.id_path()?,
                 config: self.clone(),
             };
             Ok(Box::pin(run(writer, cx)) as ComponentTask)
@@ -278,6 +312,8 @@ struct Writer {
     client: reqwest::Client,
     /// The index template of the current strftime rendering (a new day, a new one).
     index: Mutex<Option<(String, Template)>>,
+    /// `id_field` as written and as a path (`labels.fingerprint`).
+    id_path: Option<(String, vrl::path::OwnedValuePath)>,
     config: ElasticsearchConfig,
 }
 
@@ -301,17 +337,24 @@ impl Writer {
     }
 
     fn encode(&self, event: &Event) -> Result<Vec<u8>, String> {
+        // Webhook JSON carries times as RFC 3339 text.
         let at = match event.get("timestamp") {
             Some(Value::Timestamp(t)) => *t,
+            Some(v @ (Value::Bytes(_) | Value::String(_))) => {
+                chrono::DateTime::parse_from_rfc3339(&v.to_string_lossy())
+                    .map_or(event.meta.received_at, |t| t.with_timezone(&chrono::Utc))
+            }
             _ => event.meta.received_at,
         };
         let index = self.index_of(event, at)?;
-        let id = match &self.config.id_field {
-            Some(field) => Some(
-                event
-                    .text(field)
-                    .filter(|v| !v.is_empty())
-                    .ok_or_else(|| format!("`id_field` `{field}` is missing from the event"))?,
+        let id = match &self.id_path {
+            Some((field, path)) => Some(
+                match event.value.get(path) {
+                    None | Some(Value::Null) => None,
+                    Some(v) => Some(v.to_string_lossy().into_owned()),
+                }
+                .filter(|v| !v.is_empty())
+                .ok_or_else(|| format!("`id_field` `{field}` is missing from the event"))?,
             ),
             None => None,
         };
@@ -456,7 +499,7 @@ async fn run(writer: Writer, mut cx: SinkContext) -> Result<(), ComponentError> 
             let mut attempts = 0u32;
             loop {
                 attempts += 1;
-                let (reason, retry_after) = match writer.send(&pending).await {
+                let (reason, retry_after, last) = match writer.send(&pending).await {
                     Ok(outcomes) => {
                         let mut retry = Vec::new();
                         let mut last_reason = String::new();
@@ -490,6 +533,7 @@ async fn run(writer: Writer, mut cx: SinkContext) -> Result<(), ComponentError> 
                         (
                             format!("{} item(s) refused for now: {last_reason}", pending.len()),
                             None,
+                            (None, None),
                         )
                     }
                     Err(whole) if !whole.retry => {
@@ -507,6 +551,7 @@ async fn run(writer: Writer, mut cx: SinkContext) -> Result<(), ComponentError> 
                     Err(whole) => (
                         crate::redact::redact(&whole.reason).into_owned(),
                         whole.retry_after,
+                        (whole.status, whole.body),
                     ),
                 };
                 let pause = backoff.pause(retry_after, &*cx.clock, Some(&stop), |wait| {
@@ -515,7 +560,7 @@ async fn run(writer: Writer, mut cx: SinkContext) -> Result<(), ComponentError> 
                 match pause.await {
                     Pause::Retry => {}
                     Pause::Exhausted => {
-                        let failure = Failure::gave_up(attempts, &reason, None, None);
+                        let failure = Failure::gave_up(attempts, &reason, last.0, last.1);
                         dead_letter
                             .send(pending.into_iter().map(|(e, _)| e).collect(), &failure)
                             .await;
