@@ -35,23 +35,31 @@ pub(crate) fn tls_connector(tls: &ClientTls) -> Result<tokio_rustls::TlsConnecto
 }
 
 fn add_pem(roots: &mut rustls::RootCertStore, path: &Path) -> Result<(), String> {
-    use rustls::pki_types::CertificateDer;
-    use rustls::pki_types::pem::PemObject;
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
-        .and_then(|it| it.collect::<Result<_, _>>())
-        .map_err(|e| format!("`tls.ca_file` {}: {e}", path.display()))?;
-    if certs.is_empty() {
-        return Err(format!(
-            "`tls.ca_file` {}: no certificate in the file",
-            path.display()
-        ));
-    }
-    for cert in certs {
+    for cert in pem_certificates(path, "tls.ca_file")? {
         roots
             .add(cert)
             .map_err(|e| format!("`tls.ca_file` {}: {e}", path.display()))?;
     }
     Ok(())
+}
+
+/// The certificates of a PEM file named by the option `option`; none is an error.
+pub(crate) fn pem_certificates(
+    path: &Path,
+    option: &str,
+) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, String> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+        .and_then(|it| it.collect::<Result<_, _>>())
+        .map_err(|e| format!("`{option}` {}: {e}", path.display()))?;
+    if certs.is_empty() {
+        return Err(format!(
+            "`{option}` {}: no certificate in the file",
+            path.display()
+        ));
+    }
+    Ok(certs)
 }
 
 /// The name the server's certificate must carry: `tls.server_name`, or the host of

@@ -104,7 +104,7 @@ impl Elasticsearch {
         if !ct.starts_with("application/x-ndjson") && !ct.starts_with("application/json") {
             return (
                 StatusCode::NOT_ACCEPTABLE,
-                json!({"error": "Content-Type header [{ct}] is not supported", "status": 406})
+                json!({"error": format!("Content-Type header [{ct}] is not supported"), "status": 406})
                     .to_string(),
             );
         }

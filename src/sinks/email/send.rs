@@ -23,20 +23,11 @@ pub(super) type Transport = AsyncSmtpTransport<Tokio1Executor>;
 pub(super) const MAX_HELD_EVENTS: usize = 10_000;
 
 fn tls_parameters(config: &EmailConfig) -> Result<TlsParameters, BuildError> {
-    use rustls::pki_types::CertificateDer;
-    use rustls::pki_types::pem::PemObject;
     crate::net::install_crypto_provider();
     let mut builder = TlsParameters::builder(config.host.clone());
     if let Some(path) = &config.ca_file {
-        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
-            .and_then(|it| it.collect::<Result<_, _>>())
-            .map_err(|e| BuildError(format!("`ca_file` {}: {e}", path.display())))?;
-        if certs.is_empty() {
-            return Err(BuildError(format!(
-                "`ca_file` {}: no certificate in the file",
-                path.display()
-            )));
-        }
+        let certs =
+            crate::net::client_tls::pem_certificates(path, "ca_file").map_err(BuildError)?;
         for cert in certs {
             let cert = Certificate::from_der(cert.to_vec())
                 .map_err(|e| BuildError(format!("`ca_file` {}: {e}", path.display())))?;

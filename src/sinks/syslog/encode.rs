@@ -44,7 +44,7 @@ fn facility_code(name: &str) -> Option<u8> {
 }
 
 /// A header field: printable US-ASCII (33..=126) only, at most `max` characters.
-fn header(value: Option<String>, max: usize) -> String {
+fn header(value: Option<&str>, max: usize) -> String {
     let clean: String = value
         .unwrap_or_default()
         .chars()
@@ -166,14 +166,12 @@ impl Encoder {
             u16::from(facility) * 8 + u16::from(severity),
             timestamp.to_rfc3339_opts(SecondsFormat::Micros, true),
             header(
-                event
-                    .text("hostname")
-                    .or_else(|| Some(self.hostname.clone())),
+                Some(event.text("hostname").as_deref().unwrap_or(&self.hostname)),
                 255
             ),
-            header(app_name, 48),
-            header(event.text("procid"), 128),
-            header(event.text("msgid"), 32),
+            header(app_name.as_deref(), 48),
+            header(event.text("procid").as_deref(), 128),
+            header(event.text("msgid").as_deref(), 32),
             structured_data(event),
             message
         );
