@@ -85,6 +85,22 @@ pub trait HttpEncoder: Send + Sync + 'static {
     fn verdict(&self, status: u16, headers: &HeaderMap, body: &str) -> Verdict {
         default_verdict(status, headers, body)
     }
+    /// Sends a request itself instead of through the driver's HTTP client (another
+    /// protocol, such as gRPC, or an answer that must be read as bytes). `None` (the
+    /// default): the driver sends it and asks [`HttpEncoder::verdict`].
+    fn send(&self, _request: &EncodedRequest) -> Option<BoxFuture<'static, Sent>> {
+        None
+    }
+}
+
+/// What became of a request an encoder sent itself.
+#[derive(Debug, Clone)]
+pub struct Sent {
+    pub verdict: Verdict,
+    /// The status the peer answered with, if it answered (for the dead letter).
+    pub status: Option<u16>,
+    /// What of the answer is kept for the dead letter.
+    pub body: Option<String>,
 }
 
 /// What of an endpoint's answer is read (for the verdict and the dead letter).
@@ -412,6 +428,13 @@ async fn deliver<E: HttpEncoder>(
             l.until_ready().await;
         }
         attempts += 1;
+        if let Some(sending) = encoder.send(&request) {
+            let sent = sending.await;
+            match settle_attempt(sent, &request, attempts, &mut backoff, &*clock, &sink).await {
+                Some(outcome) => return (id, outcome),
+                None => continue,
+            }
+        }
         let mut builder = client
             .request(request.method.clone(), &request.url)
             .headers(request.headers.clone())
@@ -478,32 +501,58 @@ async fn deliver<E: HttpEncoder>(
                 None,
             ),
         };
-        match verdict {
-            Verdict::Delivered => return (id, Outcome::Delivered(request.body.len())),
-            Verdict::Permanent { reason } => {
-                let reason = crate::redact::redact(&reason).into_owned();
-                return (
-                    id,
-                    Outcome::Failed(Failure {
-                        error: reason,
-                        status,
-                        attempts,
-                        body,
-                    }),
-                );
-            }
-            Verdict::Retry {
-                reason,
-                retry_after,
-            } => {
-                let reason = crate::redact::redact(&reason).into_owned();
-                let pause = backoff.pause(retry_after, &*clock, None, |wait| {
-                    tracing::warn!(component_id = %sink, attempt = attempts, error = %reason, wait = ?wait, "delivery failed; retrying");
-                });
-                if pause.await != Pause::Retry {
-                    let failure = Failure::gave_up(attempts, &reason, status, body);
-                    return (id, Outcome::Failed(failure));
-                }
+        let sent = Sent {
+            verdict,
+            status,
+            body,
+        };
+        if let Some(outcome) =
+            settle_attempt(sent, &request, attempts, &mut backoff, &*clock, &sink).await
+        {
+            return (id, outcome);
+        }
+    }
+}
+
+/// What one attempt's answer means: the request's outcome, or `None` after the pause
+/// before the next attempt.
+async fn settle_attempt(
+    sent: Sent,
+    request: &EncodedRequest,
+    attempts: u32,
+    backoff: &mut Backoff,
+    clock: &dyn Clock,
+    sink: &str,
+) -> Option<Outcome> {
+    let Sent {
+        verdict,
+        status,
+        body,
+    } = sent;
+    match verdict {
+        Verdict::Delivered => Some(Outcome::Delivered(request.body.len())),
+        Verdict::Permanent { reason } => {
+            let reason = crate::redact::redact(&reason).into_owned();
+            Some(Outcome::Failed(Failure {
+                error: reason,
+                status,
+                attempts,
+                body,
+            }))
+        }
+        Verdict::Retry {
+            reason,
+            retry_after,
+        } => {
+            let reason = crate::redact::redact(&reason).into_owned();
+            let pause = backoff.pause(retry_after, clock, None, |wait| {
+                tracing::warn!(component_id = %sink, attempt = attempts, error = %reason, wait = ?wait, "delivery failed; retrying");
+            });
+            if pause.await == Pause::Retry {
+                None
+            } else {
+                let failure = Failure::gave_up(attempts, &reason, status, body);
+                Some(Outcome::Failed(failure))
             }
         }
     }

@@ -21,5 +21,5 @@ pub(crate) use dead_letter::Failure;
 pub(crate) use dead_letter::{DEAD_LETTER, DeadLetter};
 pub(crate) use driver::single_event_task;
 pub use driver::{
-    EncodedRequest, HttpEncoder, HttpSinkParts, Tls, Verdict, default_verdict, run_http_sink,
+    EncodedRequest, HttpEncoder, HttpSinkParts, Sent, Tls, Verdict, default_verdict, run_http_sink,
 };

@@ -122,6 +122,19 @@ pub(crate) fn timestamp_ms(ms: i64) -> Value {
     DateTime::<Utc>::from_timestamp_millis(ms).map_or(Value::Null, Value::Timestamp)
 }
 
+/// When an event happened: its `timestamp` (a timestamp, or RFC 3339 text as webhook
+/// JSON carries it), else when sluice received it.
+pub(crate) fn time_of(event: &Event) -> DateTime<Utc> {
+    match event.get("timestamp") {
+        Some(Value::Timestamp(t)) => *t,
+        Some(v @ (Value::Bytes(_) | Value::String(_))) => {
+            DateTime::parse_from_rfc3339(&v.to_string_lossy())
+                .map_or(event.meta.received_at, |t| t.with_timezone(&Utc))
+        }
+        _ => event.meta.received_at,
+    }
+}
+
 /// A numeric value as `f64`; `None` for anything else.
 pub(crate) fn as_f64(v: Option<&Value>) -> Option<f64> {
     match v? {

@@ -19,19 +19,24 @@ pub(crate) struct ClientTls {
 
 /// A TLS connector trusting the system's CAs and `ca_file`'s.
 pub(crate) fn tls_connector(tls: &ClientTls) -> Result<tokio_rustls::TlsConnector, String> {
+    let config = client_config(tls.ca_file.as_deref())?;
+    Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
+}
+
+/// A client configuration trusting the system's CAs and `ca_file`'s.
+pub(crate) fn client_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, String> {
     super::install_crypto_provider();
     let mut roots = rustls::RootCertStore::empty();
     for cert in rustls_native_certs::load_native_certs().certs {
         // A system certificate rustls cannot parse is skipped, as browsers do.
         let _ = roots.add(cert);
     }
-    if let Some(path) = &tls.ca_file {
+    if let Some(path) = ca_file {
         add_pem(&mut roots, path)?;
     }
-    let config = rustls::ClientConfig::builder()
+    Ok(rustls::ClientConfig::builder()
         .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
+        .with_no_client_auth())
 }
 
 fn add_pem(roots: &mut rustls::RootCertStore, path: &Path) -> Result<(), String> {

@@ -37,6 +37,9 @@ pub(crate) struct ServerOptions {
     pub(crate) tls: Option<tokio_rustls::TlsAcceptor>,
     /// Connections served at once; more wait in the listen backlog (`None`: no limit).
     pub(crate) max_connections: Option<usize>,
+    /// Also speak HTTP/2 (told apart by its connection preface, with or without TLS),
+    /// as gRPC needs.
+    pub(crate) http2: bool,
 }
 
 /// Serves `app` on `listener` until `stop`, then winds down as the module docs say,
@@ -64,7 +67,7 @@ async fn accept_connection(
     options: ServerOptions,
 ) {
     let Some(acceptor) = &options.tls else {
-        return serve_connection(stream, app, stop, options.header_read_timeout).await;
+        return serve_connection(stream, app, stop, &options).await;
     };
     let handshake = acceptor.accept(stream);
     let handshake = match options.header_read_timeout {
@@ -78,7 +81,7 @@ async fn accept_connection(
         None => handshake.await,
     };
     match handshake {
-        Ok(tls) => serve_connection(tls, app, stop, options.header_read_timeout).await,
+        Ok(tls) => serve_connection(tls, app, stop, &options).await,
         Err(e) => tracing::debug!(error = %e, "TLS handshake failed"),
     }
 }
@@ -87,7 +90,7 @@ async fn serve_connection<S>(
     stream: S,
     app: Router,
     stop: CancellationToken,
-    header_read_timeout: Option<Duration>,
+    options: &ServerOptions,
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
@@ -105,7 +108,7 @@ async fn serve_connection<S>(
                     Ok(r) => r,
                     Err(never) => match never {},
                 };
-                if stop.is_cancelled() {
+                if stop.is_cancelled() && response.version() < hyper::Version::HTTP_2 {
                     response
                         .headers_mut()
                         .insert(header::CONNECTION, HeaderValue::from_static("close"));
@@ -115,17 +118,80 @@ async fn serve_connection<S>(
             }
         })
     };
-    let mut builder = hyper::server::conn::http1::Builder::new();
-    if let Some(limit) = header_read_timeout {
-        builder
-            .timer(hyper_util::rt::TokioTimer::new())
-            .header_read_timeout(limit);
+    if options.http2 {
+        let mut builder =
+            hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+        if let Some(limit) = options.header_read_timeout {
+            builder
+                .http1()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(limit);
+        }
+        let connection = builder.serve_connection(TokioIo::new(stream), service);
+        drive(connection, stop, in_flight).await;
+    } else {
+        let mut builder = hyper::server::conn::http1::Builder::new();
+        if let Some(limit) = options.header_read_timeout {
+            builder
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(limit);
+        }
+        let connection = builder.serve_connection(TokioIo::new(stream), service);
+        drive(connection, stop, in_flight).await;
     }
-    let connection = builder.serve_connection(TokioIo::new(stream), service);
+}
+
+/// A connection that can be asked to finish what it serves and close.
+trait Graceful: std::future::Future<Output = Result<(), Self::Error>> {
+    type Error: std::fmt::Display;
+    fn shut_down(self: std::pin::Pin<&mut Self>);
+    /// Whether the error is only the peer going away mid-message.
+    fn incomplete(error: &Self::Error) -> bool;
+}
+
+impl<I, S> Graceful for hyper::server::conn::http1::Connection<I, S>
+where
+    Self: std::future::Future<Output = Result<(), hyper::Error>>,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin,
+    S: hyper::service::HttpService<Incoming>,
+    S::ResBody: 'static,
+    <S::ResBody as hyper::body::Body>::Error: std::error::Error + Send + Sync + 'static,
+{
+    type Error = hyper::Error;
+    fn shut_down(self: std::pin::Pin<&mut Self>) {
+        self.graceful_shutdown();
+    }
+    fn incomplete(error: &hyper::Error) -> bool {
+        error.is_incomplete_message()
+    }
+}
+
+impl<I, S, E> Graceful for hyper_util::server::conn::auto::Connection<'_, I, S, E>
+where
+    Self: std::future::Future<Output = Result<(), Box<dyn std::error::Error + Send + Sync + 'static>>>,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    S: hyper::service::HttpService<Incoming>,
+    S::ResBody: 'static,
+    <S::ResBody as hyper::body::Body>::Error: std::error::Error + Send + Sync + 'static,
+    E: hyper::rt::bounds::Http2ServerConnExec<S::Future, S::ResBody>,
+{
+    type Error = Box<dyn std::error::Error + Send + Sync + 'static>;
+    fn shut_down(self: std::pin::Pin<&mut Self>) {
+        self.graceful_shutdown();
+    }
+    fn incomplete(error: &Self::Error) -> bool {
+        error
+            .downcast_ref::<hyper::Error>()
+            .is_some_and(hyper::Error::is_incomplete_message)
+    }
+}
+
+/// Serves a connection until it ends, or until `stop` and then as the module docs say.
+async fn drive<C: Graceful>(connection: C, stop: CancellationToken, in_flight: Arc<AtomicUsize>) {
     tokio::pin!(connection);
     tokio::select! {
         result = connection.as_mut() => {
-            log_connection_end(result);
+            log_connection_end::<C>(result);
             return;
         }
         () = stop.cancelled() => {}
@@ -136,18 +202,18 @@ async fn serve_connection<S>(
     tokio::pin!(grace);
     tokio::select! {
         result = connection.as_mut() => {
-            log_connection_end(result);
+            log_connection_end::<C>(result);
             return;
         }
         () = &mut grace, if in_flight.load(Ordering::Acquire) == 0 => {}
     }
-    connection.as_mut().graceful_shutdown();
-    log_connection_end(connection.await);
+    connection.as_mut().shut_down();
+    log_connection_end::<C>(connection.await);
 }
 
-fn log_connection_end(result: Result<(), hyper::Error>) {
+fn log_connection_end<C: Graceful>(result: Result<(), C::Error>) {
     if let Err(e) = result
-        && !e.is_incomplete_message()
+        && !C::incomplete(&e)
     {
         tracing::debug!(error = %e, "connection ended with an error");
     }

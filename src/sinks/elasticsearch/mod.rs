@@ -337,15 +337,7 @@ impl Writer {
     }
 
     fn encode(&self, event: &Event) -> Result<Vec<u8>, String> {
-        // Webhook JSON carries times as RFC 3339 text.
-        let at = match event.get("timestamp") {
-            Some(Value::Timestamp(t)) => *t,
-            Some(v @ (Value::Bytes(_) | Value::String(_))) => {
-                chrono::DateTime::parse_from_rfc3339(&v.to_string_lossy())
-                    .map_or(event.meta.received_at, |t| t.with_timezone(&chrono::Utc))
-            }
-            _ => event.meta.received_at,
-        };
+        let at = crate::event::time_of(event);
         let index = self.index_of(event, at)?;
         let id = match &self.id_path {
             Some((field, path)) => Some(

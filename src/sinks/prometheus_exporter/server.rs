@@ -49,6 +49,7 @@ pub(super) async fn serve(
         header_read_timeout: Some(read_timeout),
         tls: None,
         max_connections: Some(MAX_SCRAPERS),
+        http2: false,
     };
     if let Err(e) = crate::net::http_server::serve_with(listener, app, stop, options).await {
         tracing::error!(error = %e, "prometheus_exporter server failed");

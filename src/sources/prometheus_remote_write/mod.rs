@@ -195,6 +195,7 @@ async fn run(
         header_read_timeout: Some(receiver.config.read_timeout),
         tls,
         max_connections: None,
+        http2: false,
     };
     let handler = {
         let receiver = Arc::clone(&receiver);

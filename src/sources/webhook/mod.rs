@@ -338,6 +338,7 @@ impl SourceConfig for WebhookConfig {
                 header_read_timeout: Some(self.read_timeout),
                 tls,
                 max_connections: None,
+                http2: false,
             };
             let shutdown = cx.shutdown;
             Ok(Box::pin(async move {
