@@ -3,6 +3,7 @@
 pub(crate) mod blackhole;
 pub mod cloudevents;
 pub(crate) mod console;
+pub(crate) mod datadog;
 pub(crate) mod elasticsearch;
 pub(crate) mod email;
 pub(crate) mod file;
@@ -21,6 +22,7 @@ crate::component::component_registry! { crate::component::SinkConfig;
     "blackhole" => blackhole::BlackholeConfig,
     "cloudevents" => cloudevents::CloudEventsConfig,
     "console" => console::ConsoleConfig,
+    "datadog" => datadog::DatadogConfig,
     "elasticsearch" => elasticsearch::ElasticsearchConfig,
     "email" => email::EmailConfig,
     "file" => file::FileSinkConfig,

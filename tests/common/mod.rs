@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod datadog;
 pub mod elasticsearch;
 pub mod feeds;
 pub mod opsgenie;
