@@ -579,3 +579,21 @@ pub fn syslog_stream(data: &[u8]) {
         serde_json::to_vec(&value).expect("the event serializes");
     }
 }
+
+/// OTLP/HTTP bodies (`otlp` source): the first byte picks the signal (logs, metrics,
+/// traces), protobuf or JSON, and gzip (decompressed within 1 MiB); decoding never
+/// panics, and every item becomes an object event that serializes.
+pub fn otlp_body(data: &[u8]) {
+    let Some((&first, body)) = data.split_first() else {
+        return;
+    };
+    let (json, gzip) = (first & 0x10 != 0, first & 0x20 != 0);
+    let values = crate::sources::otlp::body_events(first, json, gzip, body, 1 << 20);
+    for v in values.unwrap_or_default() {
+        let event = Event::new(v, Arc::from("fuzz"), Utc::now());
+        assert!(event.value.is_object(), "events always have an object root");
+        event
+            .to_json_line(&mut Vec::new())
+            .expect("an OTLP event serializes to JSON");
+    }
+}

@@ -41,6 +41,7 @@ pub(crate) mod kafka;
 pub(crate) mod key_values;
 pub(crate) mod matchers;
 pub mod net;
+pub(crate) mod otlp;
 pub mod plugins;
 pub(crate) mod postgres;
 pub(crate) mod program;

@@ -38,6 +38,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "key_values",
             "matchers",
             "net",
+            "otlp",
             "plugins",
             "postgres",
             "program",

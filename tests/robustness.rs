@@ -100,6 +100,20 @@ proptest! {
     }
 
     #[test]
+    fn arbitrary_otlp_bodies_never_panic(data in prop::collection::vec(any::<u8>(), 0..512)) {
+        fuzzing::otlp_body(&data);
+    }
+
+    #[test]
+    fn mutated_otlp_requests_never_panic(at in any::<usize>(), byte in any::<u8>(), signal in 0u8..3) {
+        let mut body = vec![signal];
+        body.extend(otlp_sample());
+        let i = 1 + at % (body.len() - 1);
+        body[i] = byte;
+        fuzzing::otlp_body(&body);
+    }
+
+    #[test]
     fn arbitrary_forward_bytes_never_panic(data in prop::collection::vec(any::<u8>(), 0..512)) {
         fuzzing::fluent_stream(&data);
     }
@@ -392,4 +406,53 @@ proptest! {
         versioned.extend(&data);
         fuzzing::disk_record(&versioned);
     }
+}
+
+/// A valid OTLP logs request with every kind of value, as protobuf.
+fn otlp_sample() -> Vec<u8> {
+    use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+    use opentelemetry_proto::tonic::common::v1::{
+        AnyValue, ArrayValue, KeyValue, KeyValueList, any_value::Value as V,
+    };
+    use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+    let kv = |k: &str, v: V| KeyValue {
+        key: k.into(),
+        value: Some(AnyValue { value: Some(v) }),
+        ..Default::default()
+    };
+    let record = LogRecord {
+        time_unix_nano: 1_765_000_000_000_000_000,
+        severity_number: 9,
+        severity_text: "INFO".into(),
+        body: Some(AnyValue {
+            value: Some(V::KvlistValue(KeyValueList {
+                values: vec![kv("b", V::BytesValue(vec![0xff, 1]))],
+            })),
+        }),
+        attributes: vec![
+            kv("s", V::StringValue("x".into())),
+            kv("d", V::DoubleValue(1.5)),
+            kv(
+                "a",
+                V::ArrayValue(ArrayValue {
+                    values: vec![AnyValue {
+                        value: Some(V::IntValue(-1)),
+                    }],
+                }),
+            ),
+        ],
+        trace_id: vec![1; 16],
+        span_id: vec![2; 8],
+        ..Default::default()
+    };
+    let request = ExportLogsServiceRequest {
+        resource_logs: vec![ResourceLogs {
+            scope_logs: vec![ScopeLogs {
+                log_records: vec![record],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    prost::Message::encode_to_vec(&request)
 }

@@ -39,6 +39,7 @@ pub(crate) const PIPELINES: Files = files![
     "pipelines/kafka-aggregator.yaml",
     "pipelines/load-generator.yaml",
     "pipelines/metrics-to-oncall.yaml",
+    "pipelines/otel-to-datadog.yaml",
     "pipelines/prometheus-native.yaml",
     "pipelines/status-pages-to-slack.yaml",
     "pipelines/stdin-errors.yaml",

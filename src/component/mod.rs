@@ -64,6 +64,8 @@ pub struct SourceContext {
 /// The outputs of a source.
 pub(crate) struct SourceOutput {
     default: Arc<Output>,
+    /// In the order of [`SourceConfig::outputs`].
+    named: Vec<Arc<Output>>,
     budget: Option<Arc<MemoryBudget>>,
 }
 
@@ -71,8 +73,15 @@ impl SourceOutput {
     pub(crate) fn new(default: Arc<Output>) -> Self {
         Self {
             default,
+            named: Vec::new(),
             budget: None,
         }
+    }
+
+    /// The named outputs, in the order of [`SourceConfig::outputs`].
+    pub(crate) fn with_named(mut self, named: Vec<Arc<Output>>) -> Self {
+        self.named = named;
+        self
     }
 
     /// Makes sends wait while the global memory budget is spent.
@@ -93,6 +102,18 @@ impl SourceOutput {
             budget.room().await;
         }
         self.default.send(batch).await;
+    }
+
+    /// Sends a batch to the named output at `index` of [`SourceConfig::outputs`] (to
+    /// the default output when there is no such output).
+    pub(crate) async fn send_to(&mut self, index: usize, batch: EventBatch) {
+        if let Some(budget) = &self.budget {
+            budget.room().await;
+        }
+        match self.named.get(index) {
+            Some(output) => output.send(batch).await,
+            None => self.default.send(batch).await,
+        }
     }
 }
 
@@ -115,6 +136,11 @@ pub trait SourceConfig: Debug + Send + Sync + 'static {
     /// The `host:port` the source receives datagrams on (UDP), if it does.
     fn udp_address(&self) -> Option<&str> {
         None
+    }
+    /// Names of outputs besides the default one (read as `<id>.<name>`); the source
+    /// sends to them with [`SourceOutput::send_to`], by index in this list.
+    fn outputs(&self) -> Vec<String> {
+        Vec::new()
     }
     /// Builds the running source; binding sockets and opening files happens here so a
     /// failure stops the pipeline from starting instead of surfacing later.

@@ -91,7 +91,12 @@ pub(super) fn validate(pipeline: &mut Pipeline, first_file: &Path) -> Result<(),
             output: None,
         });
     }
-    for id in pipeline.transforms.keys().chain(pipeline.sinks.keys()) {
+    for id in pipeline
+        .sources
+        .keys()
+        .chain(pipeline.transforms.keys())
+        .chain(pipeline.sinks.keys())
+    {
         for name in pipeline.named_outputs(id) {
             outputs.push(OutputRef {
                 component: id.clone(),

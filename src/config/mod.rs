@@ -134,8 +134,11 @@ impl Pipeline {
             .collect()
     }
 
-    /// Named outputs of a transform or sink (empty for sources and unknown ids).
+    /// Named outputs of a component (empty for unknown ids).
     pub(crate) fn named_outputs(&self, id: &str) -> Vec<String> {
+        if let Some(s) = self.sources.get(id) {
+            return s.config.outputs();
+        }
         if let Some(t) = self.transforms.get(id) {
             return t.config.outputs();
         }

@@ -11,6 +11,7 @@ pub(crate) mod fluent;
 pub(crate) mod http;
 pub(crate) mod kafka;
 pub(crate) mod opsgenie;
+pub(crate) mod otlp;
 pub(crate) mod pagerduty;
 pub(crate) mod postgres;
 pub(crate) mod prometheus_exporter;
@@ -30,6 +31,7 @@ crate::component::component_registry! { crate::component::SinkConfig;
     "http" => http::HttpSinkConfig,
     "kafka" => kafka::KafkaSinkConfig,
     "opsgenie" => opsgenie::OpsgenieConfig,
+    "otlp" => otlp::OtlpSinkConfig,
     "pagerduty" => pagerduty::PagerDutyConfig,
     "postgres" => postgres::PostgresConfig,
     "prometheus_exporter" => prometheus_exporter::PrometheusExporterConfig,

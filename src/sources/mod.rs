@@ -5,6 +5,7 @@ pub(crate) mod file;
 pub(crate) mod fluent;
 pub(crate) mod generator;
 pub(crate) mod kafka;
+pub(crate) mod otlp;
 pub(crate) mod postgres;
 pub(crate) mod prometheus_remote_write;
 pub(crate) mod status_feed;
@@ -19,6 +20,7 @@ crate::component::component_registry! { crate::component::SourceConfig;
     "fluent" => fluent::FluentSourceConfig,
     "generator" => generator::GeneratorConfig,
     "kafka" => kafka::KafkaSourceConfig,
+    "otlp" => otlp::OtlpSourceConfig,
     "postgres" => postgres::PostgresSourceConfig,
     "prometheus_remote_write" => prometheus_remote_write::RemoteWriteConfig,
     "status_feed" => status_feed::StatusFeedConfig,

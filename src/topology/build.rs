@@ -281,9 +281,16 @@ impl Topology {
                     .sources
                     .get(id)
                     .ok_or_else(|| BuildError("not in the pipeline".into()))?;
+                let named = def
+                    .config
+                    .outputs()
+                    .into_iter()
+                    .map(|n| output(Some(n)))
+                    .collect::<Result<Vec<_>, _>>()?;
                 let cx = SourceContext {
                     id: Arc::from(id),
                     out: SourceOutput::new(output(None)?)
+                        .with_named(named)
                         .with_budget(self.options.memory_budget.clone()),
                     shutdown: control.stop.clone(),
                     metrics: Arc::clone(&shell.metrics),

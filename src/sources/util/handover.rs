@@ -107,6 +107,60 @@ impl Intake {
         hand_over(send, done, n, deadline, &self.metrics).await
     }
 
+    /// Sends `values` to the named output at `output` (see
+    /// [`SourceOutput::send_to`]) and waits for their delivery, telling how many of
+    /// them a sink refused for good (for protocols that report partial success).
+    pub(crate) async fn take_counted(&self, output: usize, values: Vec<Value>) -> (Handed, u64) {
+        let n = values.len();
+        if n == 0 {
+            return (Handed::Delivered, 0);
+        }
+        let deadline = tokio::time::Instant::now() + self.request_timeout;
+        let now = chrono::Utc::now();
+        // One acknowledgement per event, so each outcome is known on its own.
+        let mut receivers = Vec::with_capacity(n);
+        let batch: Vec<Event> = values
+            .into_iter()
+            .map(|v| {
+                let (ack, done) = BatchAck::with_receiver(1, Some(Arc::clone(&self.latency)));
+                receivers.push(done);
+                Event::new(v, Arc::clone(&self.id), now).with_ack(ack.event_ack())
+            })
+            .collect();
+        let send = async {
+            let mut out = self.out.lock().await;
+            match out.as_mut() {
+                Some(out) => {
+                    out.send_to(output, batch).await;
+                    true
+                }
+                None => false,
+            }
+        };
+        match tokio::time::timeout_at(deadline, send).await {
+            Err(_) => return (Handed::Full, 0),
+            Ok(false) => return (Handed::Stopped, 0),
+            Ok(true) => {}
+        }
+        self.metrics.add_received(n);
+        let all = futures_util::future::join_all(receivers.into_iter().map(BatchReceiver::wait));
+        match tokio::time::timeout_at(deadline, all).await {
+            Ok(statuses) => {
+                let rejected = statuses
+                    .iter()
+                    .filter(|s| **s == EventStatus::Rejected)
+                    .count() as u64;
+                let handed = match statuses.into_iter().max() {
+                    Some(EventStatus::Errored) => Handed::Failed,
+                    Some(EventStatus::Rejected) => Handed::Rejected,
+                    _ => Handed::Delivered,
+                };
+                (handed, rejected)
+            }
+            Err(_) => (Handed::Pending, 0),
+        }
+    }
+
     /// Stops taking: requests still sending finish first, later ones are told the
     /// source stopped.
     pub(crate) async fn close(&self) {
