@@ -16,7 +16,7 @@
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::metrics::v1::{
-    exponential_histogram_data_point::Buckets, metric::Data, number_data_point,
+    NumberDataPoint, exponential_histogram_data_point::Buckets, metric::Data, number_data_point,
 };
 use vrl::value::{ObjectMap, Value};
 
@@ -74,12 +74,11 @@ fn buckets(b: Buckets) -> Value {
     Value::Object(m)
 }
 
-/// The fields every point has: attributes and times.
+/// The fields every point has: attributes, its start and time, and flags.
 fn point(
     base: &ObjectMap,
     attributes: Vec<KeyValue>,
-    start: u64,
-    time: u64,
+    [start, time]: [u64; 2],
     flags: u32,
 ) -> ObjectMap {
     let mut event = base.clone();
@@ -127,71 +126,65 @@ pub(crate) fn to_events(request: ExportMetricsServiceRequest) -> Vec<Value> {
     out
 }
 
+/// A histogram's `count`, and its `sum`, `min` and `max` when set.
+fn stats(e: &mut ObjectMap, count: u64, [sum, min, max]: [Option<f64>; 3]) {
+    e.insert("count".into(), integer(count));
+    for (k, v) in [("sum", sum), ("min", min), ("max", max)] {
+        if let Some(v) = v {
+            e.insert(k.into(), float(v));
+        }
+    }
+}
+
+/// Gauge and sum points: their `value`, an integer or a float.
+fn numbers(out: &mut Vec<Value>, base: &ObjectMap, points: Vec<NumberDataPoint>) {
+    for p in points {
+        let mut e = point(
+            base,
+            p.attributes,
+            [p.start_time_unix_nano, p.time_unix_nano],
+            p.flags,
+        );
+        let value = match p.value {
+            Some(number_data_point::Value::AsDouble(d)) => float(d),
+            Some(number_data_point::Value::AsInt(i)) => Value::Integer(i),
+            None => Value::Null,
+        };
+        e.insert("value".into(), value);
+        out.push(Value::Object(e));
+    }
+}
+
 fn push_points(out: &mut Vec<Value>, mut base: ObjectMap, data: Option<Data>) {
-    let kind = match &data {
-        Some(Data::Gauge(_)) => "gauge",
-        Some(Data::Sum(_)) => "sum",
-        Some(Data::Histogram(_)) => "histogram",
-        Some(Data::ExponentialHistogram(_)) => "exponential_histogram",
-        Some(Data::Summary(_)) => "summary",
-        None => return,
+    let Some(data) = data else {
+        return;
+    };
+    let (kind, temporality_of) = match &data {
+        Data::Gauge(_) => ("gauge", None),
+        Data::Sum(s) => ("sum", Some(s.aggregation_temporality)),
+        Data::Histogram(h) => ("histogram", Some(h.aggregation_temporality)),
+        Data::ExponentialHistogram(h) => ("exponential_histogram", Some(h.aggregation_temporality)),
+        Data::Summary(_) => ("summary", None),
     };
     base.insert("type".into(), Value::from(kind));
-    let number = |p: number_data_point::Value| match p {
-        number_data_point::Value::AsDouble(d) => float(d),
-        number_data_point::Value::AsInt(i) => Value::Integer(i),
-    };
+    if let Some(t) = temporality_of {
+        base.insert("aggregation_temporality".into(), temporality(t));
+    }
     match data {
-        Some(Data::Gauge(g)) => {
-            for p in g.data_points {
-                let mut e = point(
-                    &base,
-                    p.attributes,
-                    p.start_time_unix_nano,
-                    p.time_unix_nano,
-                    p.flags,
-                );
-                e.insert("value".into(), p.value.map_or(Value::Null, number));
-                out.push(Value::Object(e));
-            }
-        }
-        Some(Data::Sum(s)) => {
+        Data::Gauge(g) => numbers(out, &base, g.data_points),
+        Data::Sum(s) => {
             base.insert("is_monotonic".into(), Value::Boolean(s.is_monotonic));
-            base.insert(
-                "aggregation_temporality".into(),
-                temporality(s.aggregation_temporality),
-            );
-            for p in s.data_points {
-                let mut e = point(
-                    &base,
-                    p.attributes,
-                    p.start_time_unix_nano,
-                    p.time_unix_nano,
-                    p.flags,
-                );
-                e.insert("value".into(), p.value.map_or(Value::Null, number));
-                out.push(Value::Object(e));
-            }
+            numbers(out, &base, s.data_points);
         }
-        Some(Data::Histogram(h)) => {
-            base.insert(
-                "aggregation_temporality".into(),
-                temporality(h.aggregation_temporality),
-            );
+        Data::Histogram(h) => {
             for p in h.data_points {
                 let mut e = point(
                     &base,
                     p.attributes,
-                    p.start_time_unix_nano,
-                    p.time_unix_nano,
+                    [p.start_time_unix_nano, p.time_unix_nano],
                     p.flags,
                 );
-                e.insert("count".into(), integer(p.count));
-                for (k, v) in [("sum", p.sum), ("min", p.min), ("max", p.max)] {
-                    if let Some(v) = v {
-                        e.insert(k.into(), float(v));
-                    }
-                }
+                stats(&mut e, p.count, [p.sum, p.min, p.max]);
                 e.insert("bucket_counts".into(), counts(p.bucket_counts));
                 e.insert(
                     "explicit_bounds".into(),
@@ -200,48 +193,35 @@ fn push_points(out: &mut Vec<Value>, mut base: ObjectMap, data: Option<Data>) {
                 out.push(Value::Object(e));
             }
         }
-        Some(Data::ExponentialHistogram(h)) => {
-            base.insert(
-                "aggregation_temporality".into(),
-                temporality(h.aggregation_temporality),
-            );
+        Data::ExponentialHistogram(h) => {
             for p in h.data_points {
                 let mut e = point(
                     &base,
                     p.attributes,
-                    p.start_time_unix_nano,
-                    p.time_unix_nano,
+                    [p.start_time_unix_nano, p.time_unix_nano],
                     p.flags,
                 );
-                e.insert("count".into(), integer(p.count));
-                for (k, v) in [("sum", p.sum), ("min", p.min), ("max", p.max)] {
-                    if let Some(v) = v {
-                        e.insert(k.into(), float(v));
-                    }
-                }
+                stats(&mut e, p.count, [p.sum, p.min, p.max]);
                 e.insert("scale".into(), Value::Integer(i64::from(p.scale)));
                 e.insert("zero_count".into(), integer(p.zero_count));
                 e.insert("zero_threshold".into(), float(p.zero_threshold));
-                if let Some(b) = p.positive {
-                    e.insert("positive".into(), buckets(b));
-                }
-                if let Some(b) = p.negative {
-                    e.insert("negative".into(), buckets(b));
+                for (k, b) in [("positive", p.positive), ("negative", p.negative)] {
+                    if let Some(b) = b {
+                        e.insert(k.into(), buckets(b));
+                    }
                 }
                 out.push(Value::Object(e));
             }
         }
-        Some(Data::Summary(s)) => {
+        Data::Summary(s) => {
             for p in s.data_points {
                 let mut e = point(
                     &base,
                     p.attributes,
-                    p.start_time_unix_nano,
-                    p.time_unix_nano,
+                    [p.start_time_unix_nano, p.time_unix_nano],
                     p.flags,
                 );
-                e.insert("count".into(), integer(p.count));
-                e.insert("sum".into(), float(p.sum));
+                stats(&mut e, p.count, [Some(p.sum), None, None]);
                 let quantiles = p
                     .quantile_values
                     .into_iter()
@@ -256,6 +236,103 @@ fn push_points(out: &mut Vec<Value>, mut base: ObjectMap, data: Option<Data>) {
                 out.push(Value::Object(e));
             }
         }
-        None => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry_proto::tonic::metrics::v1::{
+        ExponentialHistogram, ExponentialHistogramDataPoint, Histogram, HistogramDataPoint, Metric,
+        ResourceMetrics, ScopeMetrics, Summary, SummaryDataPoint,
+        summary_data_point::ValueAtQuantile,
+    };
+
+    fn request(data: Vec<Data>) -> ExportMetricsServiceRequest {
+        let metrics = data
+            .into_iter()
+            .map(|d| Metric {
+                name: "m".into(),
+                unit: "ms".into(),
+                data: Some(d),
+                ..Default::default()
+            })
+            .collect();
+        ExportMetricsServiceRequest {
+            resource_metrics: vec![ResourceMetrics {
+                scope_metrics: vec![ScopeMetrics {
+                    metrics,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        }
+    }
+
+    fn json(v: &Value) -> serde_json::Value {
+        serde_json::to_value(v).expect("json")
+    }
+
+    #[test]
+    fn every_point_type_keeps_what_it_measures() {
+        let request = request(vec![
+            Data::Histogram(Histogram {
+                data_points: vec![HistogramDataPoint {
+                    count: 3,
+                    sum: Some(7.5),
+                    bucket_counts: vec![1, 2],
+                    explicit_bounds: vec![5.0],
+                    time_unix_nano: 1_000_000_000,
+                    ..Default::default()
+                }],
+                aggregation_temporality: 2,
+            }),
+            Data::ExponentialHistogram(ExponentialHistogram {
+                data_points: vec![ExponentialHistogramDataPoint {
+                    count: 2,
+                    scale: 3,
+                    zero_count: 1,
+                    positive: Some(Buckets {
+                        offset: -2,
+                        bucket_counts: vec![1],
+                    }),
+                    min: Some(f64::NAN),
+                    ..Default::default()
+                }],
+                aggregation_temporality: 1,
+            }),
+            Data::Summary(Summary {
+                data_points: vec![SummaryDataPoint {
+                    count: 4,
+                    sum: 10.0,
+                    quantile_values: vec![ValueAtQuantile {
+                        quantile: 0.99,
+                        value: 9.0,
+                    }],
+                    ..Default::default()
+                }],
+            }),
+        ]);
+        assert_eq!(count(&request), 3);
+        let events: Vec<serde_json::Value> = to_events(request).iter().map(json).collect();
+        let h = &events[0];
+        assert_eq!(h["type"], "histogram");
+        assert_eq!(h["unit"], "ms");
+        assert_eq!(h["aggregation_temporality"], "cumulative");
+        assert_eq!(h["count"], 3);
+        assert_eq!(h["sum"], 7.5);
+        assert_eq!(h["bucket_counts"], serde_json::json!([1, 2]));
+        assert_eq!(h["explicit_bounds"], serde_json::json!([5.0]));
+        assert!(h["timestamp"].is_string());
+        let e = &events[1];
+        assert_eq!(e["type"], "exponential_histogram");
+        assert_eq!(e["aggregation_temporality"], "delta");
+        assert_eq!(e["positive"]["offset"], -2);
+        assert_eq!(e["min"], serde_json::Value::Null, "NaN has no event value");
+        assert!(e.get("negative").is_none());
+        let s = &events[2];
+        assert_eq!(s["type"], "summary");
+        assert_eq!(s["quantile_values"][0]["quantile"], 0.99);
+        assert_eq!(s["sum"], 10.0);
     }
 }

@@ -31,8 +31,9 @@ use vrl::value::Value;
 use crate::component::{
     BoxFuture, BuildError, ComponentError, ComponentTask, SourceConfig, SourceContext,
 };
-use crate::net::{ServerAuth, ServerTls, tls_acceptor};
+use crate::net::{ServerAuth, ServerTls};
 use crate::sources::util::handover::{Handed, Intake};
+use crate::sources::util::server;
 use signal::Signal;
 
 /// Takes OTLP logs, metrics and traces over HTTP and gRPC. Log records go to the
@@ -112,58 +113,37 @@ impl SourceConfig for OtlpSourceConfig {
     }
 
     fn check(&self) -> Result<(), BuildError> {
-        if self.address.parse::<std::net::SocketAddr>().is_err() {
-            return Err(BuildError(format!(
-                "`address` `{}` must be ip:port (e.g. 0.0.0.0:4318)",
-                self.address
-            )));
-        }
-        if self.max_body_bytes == 0
-            || self.max_events_per_request == 0
-            || self.max_concurrent_requests == 0
-            || self.request_timeout.is_zero()
-            || self.read_timeout.is_zero()
-        {
-            return Err(BuildError(
-                "the `max_*` limits and the timeouts must be above zero".into(),
-            ));
-        }
-        if let Some(auth) = &self.auth {
-            auth.check().map_err(BuildError)?;
-        }
-        if let Some(tls) = &self.tls {
-            tls_acceptor(tls).map_err(BuildError)?;
-        }
-        Ok(())
+        self.server().check()
     }
 
     fn build(&self, cx: SourceContext) -> BoxFuture<'_, Result<ComponentTask, BuildError>> {
         Box::pin(async move {
-            self.check()?;
-            let tls = self
-                .tls
-                .as_ref()
-                .map(tls_acceptor)
-                .transpose()
-                .map_err(BuildError)?;
-            let listener = cx
-                .listeners
-                .bind(&self.address)
-                .map_err(|e| BuildError(format!("cannot listen on {}: {e}", self.address)))?;
-            let intake = Intake::new(
-                Arc::clone(&cx.id),
-                cx.out,
-                Arc::clone(&cx.metrics),
-                Arc::clone(cx.telemetry.latency()),
-                self.request_timeout,
-            );
+            let bound = server::bind(cx, &self.server(), self.request_timeout)?;
             let receiver = Arc::new(Receiver {
                 config: self.clone(),
-                intake,
+                intake: bound.intake,
                 decoding: Arc::new(tokio::sync::Semaphore::new(self.max_concurrent_requests)),
             });
-            Ok(Box::pin(run(receiver, listener, tls, cx.shutdown)) as ComponentTask)
+            let task = run(receiver, bound.listener, bound.tls, bound.shutdown);
+            Ok(Box::pin(task) as ComponentTask)
         })
+    }
+}
+
+impl OtlpSourceConfig {
+    fn server(&self) -> server::ServerOptions<'_> {
+        server::ServerOptions {
+            address: &self.address,
+            example: "0.0.0.0:4318",
+            auth: self.auth.as_ref(),
+            tls: self.tls.as_ref(),
+            limits: vec![
+                self.max_body_bytes,
+                self.max_events_per_request,
+                self.max_concurrent_requests,
+            ],
+            timeouts: vec![self.request_timeout, self.read_timeout],
+        }
     }
 }
 
