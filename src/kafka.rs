@@ -36,12 +36,18 @@ pub(crate) struct KafkaTls {
 #[derive(Debug, Clone, serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct KafkaSasl {
-    /// `plain`, `scram_sha_256` or `scram_sha_512`.
+    /// `plain`, `scram_sha_256`, `scram_sha_512` or `oauthbearer`.
     pub(crate) mechanism: SaslMechanism,
-    /// The user name.
-    pub(crate) username: String,
-    /// The password (use a `${VARIABLE}`).
-    pub(crate) password: String,
+    /// The user name (PLAIN and SCRAM).
+    pub(crate) username: Option<String>,
+    /// The password (PLAIN and SCRAM; use a `${VARIABLE}`).
+    pub(crate) password: Option<String>,
+    /// OAUTHBEARER: the OAuth2 client-credentials grant sluice fetches tokens with
+    /// (Confluent Cloud, Aiven, Strimzi with an OAuth2 server); each token is handed to
+    /// librdkafka, which asks for a new one before it expires.
+    pub(crate) oauth2: Option<crate::net::OAuth2Config>,
+    /// OAUTHBEARER: the principal name sent with the token (default: `oauth2.client_id`).
+    pub(crate) principal: Option<String>,
 }
 
 /// A SASL mechanism librdkafka speaks without system libraries.
@@ -57,6 +63,9 @@ pub(crate) enum SaslMechanism {
     /// SCRAM-SHA-512.
     #[serde(rename = "scram_sha_512", alias = "SCRAM-SHA-512")]
     ScramSha512,
+    /// OAUTHBEARER, with tokens from `oauth2`.
+    #[serde(alias = "OAUTHBEARER")]
+    Oauthbearer,
 }
 
 /// librdkafka settings for `tls` and `sasl`: `security.protocol` and what each needs.
@@ -108,21 +117,118 @@ pub(crate) fn security_settings(
         out.push(("ssl.endpoint.identification.algorithm", check.to_owned()));
     }
     if let Some(sasl) = sasl {
-        if sasl.username.trim().is_empty() || sasl.password.trim().is_empty() {
-            return Err(BuildError(
-                "`sasl.username` or `sasl.password` is empty (is its variable unset?): an empty secret is refused".into(),
-            ));
-        }
         let mechanism = match sasl.mechanism {
             SaslMechanism::Plain => "PLAIN",
             SaslMechanism::ScramSha256 => "SCRAM-SHA-256",
             SaslMechanism::ScramSha512 => "SCRAM-SHA-512",
+            SaslMechanism::Oauthbearer => "OAUTHBEARER",
         };
         out.push(("sasl.mechanism", mechanism.to_owned()));
-        out.push(("sasl.username", sasl.username.clone()));
-        out.push(("sasl.password", sasl.password.clone()));
+        match (sasl.mechanism, &sasl.username, &sasl.password, &sasl.oauth2) {
+            (SaslMechanism::Oauthbearer, None, None, Some(oauth2)) => {
+                oauth2
+                    .check()
+                    .map_err(|e| BuildError(format!("`sasl.oauth2`: {e}")))?;
+            }
+            (SaslMechanism::Oauthbearer, _, _, _) => {
+                return Err(BuildError(
+                    "`sasl.mechanism: oauthbearer` takes `oauth2` (the token grant), not `username` or `password`".into(),
+                ));
+            }
+            (_, Some(username), Some(password), None) => {
+                if username.trim().is_empty() || password.trim().is_empty() {
+                    return Err(BuildError(
+                        "`sasl.username` or `sasl.password` is empty (is its variable unset?): an empty secret is refused".into(),
+                    ));
+                }
+                out.push(("sasl.username", username.clone()));
+                out.push(("sasl.password", password.clone()));
+            }
+            _ => {
+                return Err(BuildError(format!(
+                    "`sasl.mechanism: {}` takes `username` and `password` (`oauth2` is for oauthbearer)",
+                    mechanism.to_ascii_lowercase().replace('-', "_")
+                )));
+            }
+        }
+        if sasl.principal.is_some() && sasl.mechanism != SaslMechanism::Oauthbearer {
+            return Err(BuildError(
+                "`sasl.principal` is for `mechanism: oauthbearer`".into(),
+            ));
+        }
     }
     Ok(out)
+}
+
+/// OAUTHBEARER tokens for librdkafka, from an OAuth2 client-credentials grant.
+pub(crate) struct OAuthBearer {
+    source: crate::net::TokenSource,
+    principal: String,
+    /// librdkafka asks for tokens on its own threads; the fetch runs on this runtime.
+    runtime: tokio::runtime::Handle,
+}
+
+impl OAuthBearer {
+    /// The token source of `sasl`, when it is OAUTHBEARER; call it inside the runtime.
+    pub(crate) fn of(
+        sasl: Option<&KafkaSasl>,
+        clock: std::sync::Arc<dyn crate::clock::Clock>,
+    ) -> Result<Option<std::sync::Arc<Self>>, BuildError> {
+        let Some((oauth2, sasl)) = sasl
+            .filter(|s| s.mechanism == SaslMechanism::Oauthbearer)
+            .and_then(|s| s.oauth2.as_ref().map(|o| (o, s)))
+        else {
+            return Ok(None);
+        };
+        let source =
+            crate::net::TokenSource::new(oauth2.clone(), clock, std::time::Duration::from_secs(30))
+                .map_err(|e| BuildError(format!("`sasl.oauth2`: {e}")))?;
+        let runtime = tokio::runtime::Handle::try_current()
+            .map_err(|_| BuildError("OAUTHBEARER needs a running runtime".into()))?;
+        Ok(Some(std::sync::Arc::new(Self {
+            source,
+            principal: sasl
+                .principal
+                .clone()
+                .unwrap_or_else(|| oauth2.client_id.clone()),
+            runtime,
+        })))
+    }
+
+    /// A fresh token. Blocking: librdkafka calls it from its own threads, and it may
+    /// be a runtime's thread, so the fetch runs on a thread of its own.
+    fn token(self: &std::sync::Arc<Self>) -> Result<rdkafka::client::OAuthToken, String> {
+        let me = std::sync::Arc::clone(self);
+        let fetched =
+            std::thread::spawn(move || me.runtime.block_on(me.source.token_and_lifetime()))
+                .join()
+                .map_err(|_| "the token fetch panicked".to_owned())??;
+        let (token, lifetime) = fetched;
+        // Without `expires_in`, librdkafka is told an hour (it refreshes at 80%).
+        let lifetime = lifetime.unwrap_or(std::time::Duration::from_secs(3600));
+        let expires = chrono::Utc::now()
+            + chrono::Duration::from_std(lifetime).unwrap_or(chrono::Duration::hours(1));
+        Ok(rdkafka::client::OAuthToken {
+            token,
+            principal_name: self.principal.clone(),
+            lifetime_ms: expires.timestamp_millis(),
+        })
+    }
+}
+
+/// What a context answers librdkafka's OAUTHBEARER refresh with.
+pub(crate) fn oauth_token(
+    bearer: Option<&std::sync::Arc<OAuthBearer>>,
+    component_id: &str,
+) -> Result<rdkafka::client::OAuthToken, Box<dyn std::error::Error>> {
+    let Some(bearer) = bearer else {
+        return Err("no `sasl.oauth2` is configured for OAUTHBEARER".into());
+    };
+    bearer.token().map_err(|e| {
+        let e = crate::redact::redact(&e).into_owned();
+        tracing::warn!(component_id, error = %e, "no OAUTHBEARER token");
+        e.into()
+    })
 }
 
 /// The librdkafka settings for `bootstrap_servers` plus sluice's defaults (`ours`), then
@@ -170,12 +276,23 @@ pub(crate) fn check_config(config: &ClientConfig) -> Result<(), BuildError> {
         .map_err(|e| BuildError(format!("librdkafka rejects the client settings: {e}")))
 }
 
-/// Routes librdkafka's logs and errors to `tracing`, tagged with the component id.
+/// Routes librdkafka's logs and errors to `tracing`, tagged with the component id, and
+/// answers its OAUTHBEARER token refreshes.
 pub(crate) struct LoggingContext {
     pub(crate) component_id: std::sync::Arc<str>,
+    pub(crate) bearer: Option<std::sync::Arc<OAuthBearer>>,
 }
 
 impl ClientContext for LoggingContext {
+    const ENABLE_REFRESH_OAUTH_TOKEN: bool = true;
+
+    fn generate_oauth_token(
+        &self,
+        _: Option<&str>,
+    ) -> Result<rdkafka::client::OAuthToken, Box<dyn std::error::Error>> {
+        oauth_token(self.bearer.as_ref(), &self.component_id)
+    }
+
     fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
         let id = &*self.component_id;
         match level {
@@ -212,10 +329,11 @@ pub(crate) fn probe(
     config: &ClientConfig,
     topic: Option<&str>,
     timeout: std::time::Duration,
+    bearer: Option<std::sync::Arc<OAuthBearer>>,
 ) -> Result<String, String> {
     use rdkafka::producer::{BaseProducer, Producer};
     let producer: BaseProducer<ProbeContext> = config
-        .create_with_context(ProbeContext::default())
+        .create_with_context(ProbeContext(std::sync::Mutex::default(), bearer))
         .map_err(|e| format!("cannot create a Kafka client: {e}"))?;
     let metadata = producer
         .client()
@@ -249,7 +367,10 @@ pub(crate) fn probe(
 
 /// Keeps the first error librdkafka reported, for [`probe`]'s message.
 #[derive(Default)]
-struct ProbeContext(std::sync::Mutex<Option<String>>);
+struct ProbeContext(
+    std::sync::Mutex<Option<String>>,
+    Option<std::sync::Arc<OAuthBearer>>,
+);
 
 impl ProbeContext {
     fn first_error(&self) -> Option<String> {
@@ -258,7 +379,16 @@ impl ProbeContext {
 }
 
 impl ClientContext for ProbeContext {
+    const ENABLE_REFRESH_OAUTH_TOKEN: bool = true;
+
     fn log(&self, _: RDKafkaLogLevel, _: &str, _: &str) {}
+
+    fn generate_oauth_token(
+        &self,
+        _: Option<&str>,
+    ) -> Result<rdkafka::client::OAuthToken, Box<dyn std::error::Error>> {
+        oauth_token(self.1.as_ref(), "probe")
+    }
 
     fn error(&self, error: KafkaError, reason: &str) {
         // The first reason is the cause (a TLS handshake, a SASL refusal); "all brokers
@@ -287,8 +417,10 @@ mod security_tests {
     fn tls_and_sasl_pick_the_protocol_and_the_settings() {
         let sasl = KafkaSasl {
             mechanism: SaslMechanism::ScramSha256,
-            username: "u".into(),
-            password: "pw-secret".into(),
+            username: Some("u".into()),
+            password: Some("pw-secret".into()),
+            oauth2: None,
+            principal: None,
         };
         let tls = KafkaTls {
             verify_hostname: false,
@@ -327,5 +459,52 @@ mod security_tests {
             err.contains("both `tls.crt_file` and `tls.key_file`"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn oauthbearer_takes_a_grant_and_the_others_a_password() {
+        let grant: crate::net::OAuth2Config = serde_json::from_value(serde_json::json!({
+            "token_url": "https://idp.example/token", "client_id": "sluice", "client_secret": "s"
+        }))
+        .expect("grant");
+        let sasl = |mechanism, password: Option<&str>, oauth2: Option<crate::net::OAuth2Config>| {
+            KafkaSasl {
+                mechanism,
+                username: password.map(|_| "u".into()),
+                password: password.map(Into::into),
+                oauth2,
+                principal: None,
+            }
+        };
+        let bearer = security_settings(
+            None,
+            Some(&sasl(SaslMechanism::Oauthbearer, None, Some(grant.clone()))),
+        )
+        .expect("valid");
+        assert!(bearer.contains(&("sasl.mechanism", "OAUTHBEARER".into())));
+        assert!(!bearer.iter().any(|(k, _)| k.starts_with("sasl.username")));
+        for (wrong, wanted) in [
+            (
+                sasl(SaslMechanism::Oauthbearer, Some("pw"), Some(grant.clone())),
+                "takes `oauth2`",
+            ),
+            (
+                sasl(SaslMechanism::Oauthbearer, None, None),
+                "takes `oauth2`",
+            ),
+            (
+                sasl(SaslMechanism::Plain, None, Some(grant)),
+                "takes `username` and `password`",
+            ),
+            (
+                sasl(SaslMechanism::ScramSha512, Some(" "), None),
+                "empty secret",
+            ),
+        ] {
+            let err = security_settings(None, Some(&wrong))
+                .expect_err("refused")
+                .0;
+            assert!(err.contains(wanted), "{err}");
+        }
     }
 }

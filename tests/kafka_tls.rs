@@ -225,3 +225,56 @@ sinks:
         "{stderr}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oauthbearer_tokens_come_from_the_client_credentials_grant() {
+    use std::sync::{Arc, Mutex};
+    // A token endpoint recording each grant; no broker is needed: librdkafka asks for a
+    // token as soon as an OAUTHBEARER client is created.
+    let grants: Arc<Mutex<Vec<String>>> = Arc::default();
+    let seen = Arc::clone(&grants);
+    let app = axum::Router::new().route(
+        "/token",
+        axum::routing::post(move |body: String| {
+            let seen = Arc::clone(&seen);
+            async move {
+                seen.lock().expect("lock").push(body);
+                axum::Json(serde_json::json!({"access_token": "tok-123", "token_type": "Bearer", "expires_in": 300}))
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let bootstrap = format!("127.0.0.1:{}", common::free_port());
+    let sasl = format!(
+        r#"sasl: {{ mechanism: oauthbearer, principal: svc-sluice, oauth2: {{ token_url: "http://127.0.0.1:{port}/token", client_id: sluice-client, client_secret: "Oauth-Secret-1", scope: kafka }} }}"#
+    );
+    let p = parse(&format!(
+        r#"
+sources:
+  k: {{ type: kafka, bootstrap_servers: "{bootstrap}", topics: [t], group_id: g, {sasl} }}
+sinks:
+  out: {{ type: kafka, inputs: [k], bootstrap_servers: "{bootstrap}", topic: t2, {sasl} }}
+"#
+    ));
+    let (topo, _) = start(p).await;
+    eventually(
+        "a token request from the sink and one from the source",
+        || grants.lock().expect("lock").len() >= 2,
+    )
+    .await;
+    topo.stop(Duration::from_secs(5)).await;
+    for grant in grants.lock().expect("lock").iter() {
+        for part in [
+            "grant_type=client_credentials",
+            "client_id=sluice-client",
+            "client_secret=Oauth-Secret-1",
+            "scope=kafka",
+        ] {
+            assert!(grant.contains(part), "{grant}");
+        }
+    }
+}

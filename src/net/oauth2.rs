@@ -133,6 +133,18 @@ impl TokenSource {
         Ok(token)
     }
 
+    /// A token that is not about to expire, and how long it stays valid (`None`: the
+    /// server did not say).
+    pub(crate) async fn token_and_lifetime(&self) -> Result<(String, Option<Duration>), String> {
+        let token = self.token().await?;
+        let cached = self.cached.lock().await;
+        let left = cached
+            .as_ref()
+            .and_then(|(_, at)| *at)
+            .map(|at| at.saturating_duration_since(self.clock.now()));
+        Ok((token, left))
+    }
+
     /// Forgets `token` (the server refused it); the next [`TokenSource::token`] fetches.
     pub(crate) async fn invalidate(&self, token: &str) {
         let mut cached = self.cached.lock().await;

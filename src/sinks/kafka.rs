@@ -220,8 +220,11 @@ impl SinkConfig for KafkaSinkConfig {
             let topic = (!self.topic.contains("{{")).then(|| self.topic.clone());
             // Within the check's own time, so the broker's last error is still reported.
             let timeout = timeout.mul_f64(0.75);
+            let clock: Arc<dyn crate::clock::Clock> = Arc::new(crate::clock::TokioClock);
+            let bearer =
+                crate::kafka::OAuthBearer::of(self.sasl.as_ref(), clock).map_err(|e| e.0)?;
             tokio::task::spawn_blocking(move || {
-                crate::kafka::probe(&config, topic.as_deref(), timeout)
+                crate::kafka::probe(&config, topic.as_deref(), timeout, bearer)
             })
             .await
             .map_err(|e| format!("the check did not finish: {e}"))?
@@ -236,6 +239,10 @@ impl SinkConfig for KafkaSinkConfig {
                 .client_config()?
                 .create_with_context(LoggingContext {
                     component_id: Arc::clone(&cx.id),
+                    bearer: crate::kafka::OAuthBearer::of(
+                        self.sasl.as_ref(),
+                        Arc::clone(&cx.clock),
+                    )?,
                 })
                 .map_err(|e| BuildError(format!("kafka producer: {e}")))?;
             let max_in_flight = self.max_in_flight;

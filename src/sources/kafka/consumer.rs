@@ -114,8 +114,17 @@ pub(crate) struct SourceContext {
 }
 
 impl ClientContext for SourceContext {
+    const ENABLE_REFRESH_OAUTH_TOKEN: bool = true;
+
     fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
         self.logs.log(level, facility, message);
+    }
+
+    fn generate_oauth_token(
+        &self,
+        config: Option<&str>,
+    ) -> Result<rdkafka::client::OAuthToken, Box<dyn std::error::Error>> {
+        self.logs.generate_oauth_token(config)
     }
 
     fn error(&self, error: KafkaError, reason: &str) {

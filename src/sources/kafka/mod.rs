@@ -195,6 +195,10 @@ impl SourceConfig for KafkaSourceConfig {
                 shared: Arc::clone(&shared),
                 logs: LoggingContext {
                     component_id: Arc::clone(&cx.id),
+                    bearer: crate::kafka::OAuthBearer::of(
+                        self.sasl.as_ref(),
+                        Arc::clone(&cx.clock),
+                    )?,
                 },
             };
             let consumer: BaseConsumer<consumer::SourceContext> = self
