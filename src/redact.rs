@@ -161,17 +161,23 @@ static INLINE_SECRETS: LazyLock<[(regex::Regex, &'static str); 2]> = LazyLock::n
 
 /// `text` without any registered secret and without credentials inside URLs.
 pub(crate) fn redact(text: &str) -> Cow<'_, str> {
-    let mut out = redact_urls(text);
-    for (pattern, replacement) in INLINE_SECRETS.iter() {
-        if pattern.is_match(&out) {
-            out = Cow::Owned(pattern.replace_all(&out, *replacement).into_owned());
-        }
-    }
+    // Known secrets first: a pattern below may rewrite part of one (`token=Bearer x`
+    // loses its `Bearer`), and then the whole would no longer be found.
+    let mut out = Cow::Borrowed(text);
     if let Ok(secrets) = SECRETS.read() {
         for secret in secrets.iter() {
             if out.contains(secret.as_str()) {
                 out = Cow::Owned(out.replace(secret.as_str(), REDACTED));
             }
+        }
+    }
+    let mut out = match out {
+        Cow::Borrowed(text) => redact_urls(text),
+        Cow::Owned(text) => Cow::Owned(redact_urls(&text).into_owned()),
+    };
+    for (pattern, replacement) in INLINE_SECRETS.iter() {
+        if pattern.is_match(&out) {
+            out = Cow::Owned(pattern.replace_all(&out, *replacement).into_owned());
         }
     }
     out
@@ -340,6 +346,13 @@ fn redact_path(host: &str, path: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_registered_secret_is_found_before_the_patterns_rewrite_it() {
+        super::register("Bearer Reg-Secret-Token-77");
+        let out = super::redact("upstream said token=Bearer Reg-Secret-Token-77 is not allowed");
+        assert!(!out.contains("Reg-Secret-Token-77"), "{out}");
+    }
 
     #[test]
     fn connection_strings_bare_userinfo_and_new_names_are_redacted() {

@@ -438,6 +438,11 @@ sinks:
     let (clock, options) = manual();
     let (mut topo, _) = start_with(p, options).await;
     topo.finished().await;
+    // The receiver's lines are read on a thread of their own.
+    eventually("three records over each transport", || {
+        receiver.records("http").len() == 3 && receiver.records("grpc").len() == 3
+    })
+    .await;
     for transport in ["http", "grpc"] {
         let records = receiver.records(transport);
         assert_eq!(records.len(), 3, "{transport}: {records:?}");
@@ -543,6 +548,10 @@ sinks:
     wait_for_port(port).await;
     let (ok, stderr) = export("grpc", format!("http://127.0.0.1:{port}"), None).await;
     assert!(ok, "{stderr}");
+    eventually("both records at the receiver", || {
+        receiver.records("grpc").len() == 2
+    })
+    .await;
     let records = receiver.records("grpc");
     assert_eq!(records.len(), 2, "{records:?}");
     let first = &records[0];
@@ -622,6 +631,163 @@ async fn grpc_requests_are_authenticated_and_bounded() {
         .export(authed(request(&[&big])))
         .await
         .expect_err("over max_body_bytes");
-    assert_eq!(large.code(), tonic::Code::OutOfRange, "{large:?}");
+    assert_eq!(large.code(), tonic::Code::InvalidArgument, "{large:?}");
+    assert!(large.message().contains("max_body_bytes"), "{large:?}");
+    topo.stop(std::time::Duration::from_secs(5)).await;
+}
+
+/// Builds a logs request whose resource carries a `key_bytes`-long attribute key, for
+/// `records` empty records, as protobuf.
+fn amplifying_request(key_bytes: usize, records: usize) -> Vec<u8> {
+    use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+    use opentelemetry_proto::tonic::common::v1::KeyValue;
+    use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+    use opentelemetry_proto::tonic::resource::v1::Resource;
+    let request = ExportLogsServiceRequest {
+        resource_logs: vec![ResourceLogs {
+            resource: Some(Resource {
+                attributes: vec![KeyValue {
+                    key: "k".repeat(key_bytes),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+            scope_logs: vec![ScopeLogs {
+                log_records: vec![LogRecord::default(); records],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    prost::Message::encode_to_vec(&request)
+}
+
+#[tokio::test]
+async fn a_small_request_cannot_stand_for_a_large_memory() {
+    use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+    use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
+    let port = free_port();
+    let p = source_pipeline(
+        port,
+        ", max_body_bytes: 65536, max_events_per_request: 5000",
+    );
+    let (topo, _) = start(p).await;
+    wait_for_port(port).await;
+    // 20 KB of resource copied into 2,000 records: 40 MB of events from 24 KB.
+    let amplifying = amplifying_request(20_000, 2_000);
+    let refused = post(
+        port,
+        "/v1/logs",
+        "application/x-protobuf",
+        amplifying.clone(),
+        false,
+    )
+    .await;
+    assert_eq!(refused.status(), 413);
+    let status: sluice_status::Status =
+        prost::Message::decode(refused.bytes().await.expect("body")).expect("a Status");
+    assert!(status.message.contains("would copy"), "{}", status.message);
+    // 6,000 empty records (12 KB) are counted before they are decoded.
+    let many = post(
+        port,
+        "/v1/logs",
+        "application/x-protobuf",
+        amplifying_request(1, 6_000),
+        false,
+    )
+    .await;
+    assert_eq!(many.status(), 413);
+
+    let mut client = LogsServiceClient::connect(format!("http://127.0.0.1:{port}"))
+        .await
+        .expect("connects");
+    let mut request = tonic::Request::new(
+        <ExportLogsServiceRequest as prost::Message>::decode(&amplifying[..]).expect("decodes"),
+    );
+    request.metadata_mut().insert(
+        "authorization",
+        "Bearer otel-Secret-1".parse().expect("value"),
+    );
+    let refused = client.export(request).await.expect_err("refused");
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+    assert!(
+        refused.message().contains("would copy"),
+        "{}",
+        refused.message()
+    );
+    topo.stop(std::time::Duration::from_secs(5)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_grpc_stream_gives_its_turn_back_after_read_timeout() {
+    use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+    use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
+    let port = free_port();
+    let p = source_pipeline(
+        port,
+        ", max_concurrent_requests: 1, read_timeout: 300ms, request_timeout: 5s",
+    );
+    let (topo, _) = start(p).await;
+    wait_for_port(port).await;
+    let mut staller = Command::new("python3")
+        .arg(script("h2_stall.py"))
+        .args([&port.to_string(), "otel-Secret-1", "1", "20"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3 runs");
+    let mut line = String::new();
+    BufReader::new(staller.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("read");
+    assert_eq!(line.trim(), "stalled");
+    let mut client = LogsServiceClient::connect(format!("http://127.0.0.1:{port}"))
+        .await
+        .expect("connects");
+    let request = serde_json::from_slice::<ExportLogsServiceRequest>(&json_logs(&["after"]))
+        .expect("OTLP/JSON");
+    let mut request = tonic::Request::new(request);
+    request.metadata_mut().insert(
+        "authorization",
+        "Bearer otel-Secret-1".parse().expect("value"),
+    );
+    let started = std::time::Instant::now();
+    client
+        .export(request)
+        .await
+        .expect("taken once the stalled stream timed out");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(4),
+        "waited {:?}: the stalled stream held the only turn",
+        started.elapsed()
+    );
+    let _ = staller.kill();
+    let _ = staller.wait();
+    topo.stop(std::time::Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn a_sink_that_stays_down_makes_the_source_say_send_again() {
+    let port = free_port();
+    let down = free_port();
+    let p = parse(&format!(
+        r#"
+sources:
+  otel: {{ type: otlp, address: "127.0.0.1:{port}" }}
+sinks:
+  out: {{ type: http, inputs: [otel], url: "http://127.0.0.1:{down}/", failure_handling: {{ max_retries: 1 }} }}
+"#
+    ));
+    let (_clock, options) = manual();
+    let (topo, _) = start_with(p, options).await;
+    wait_for_port(port).await;
+    let response = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{port}/v1/logs"))
+        .header("content-type", "application/json")
+        .body(json_logs(&["a"]))
+        .send()
+        .await
+        .expect("answered");
+    // Retries ran out on an endpoint that was down: not refused for good.
+    assert_eq!(response.status(), 503);
     topo.stop(std::time::Duration::from_secs(5)).await;
 }

@@ -29,7 +29,16 @@ pub(crate) struct Failure {
     pub(crate) body: Option<String>,
 }
 
+/// How a failure whose retries ran out begins.
+const GAVE_UP: &str = "gave up after";
+
 impl Failure {
+    /// Whether the events failed only because retries ran out (the endpoint was down or
+    /// busy), not because they were refused: sending them again later may succeed.
+    pub(crate) fn retries_ran_out(&self) -> bool {
+        self.error.starts_with(GAVE_UP)
+    }
+
     /// Retries ran out: the last attempt's reason, status and body.
     pub(crate) fn gave_up(
         attempts: u32,
@@ -38,7 +47,7 @@ impl Failure {
         body: Option<String>,
     ) -> Self {
         Self {
-            error: format!("gave up after {attempts} attempts: {reason}"),
+            error: format!("{GAVE_UP} {attempts} attempts: {reason}"),
             status,
             attempts,
             body,
@@ -102,7 +111,14 @@ impl DeadLetter {
                     "events could not be delivered and nothing reads the dead_letter output"
                 );
                 self.metrics.add_discarded_unintended(n);
-                settle_all(events, EventStatus::Rejected);
+                // A source that answers its sender says "try again" for an endpoint that
+                // was down, and "refused" only for events an endpoint refused.
+                let status = if failure.retries_ran_out() {
+                    EventStatus::Errored
+                } else {
+                    EventStatus::Rejected
+                };
+                settle_all(events, status);
             }
         }
     }

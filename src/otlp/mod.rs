@@ -5,6 +5,7 @@
 
 pub(crate) mod logs;
 pub(crate) mod metrics;
+pub(crate) mod scan;
 pub(crate) mod traces;
 pub(crate) mod value;
 

@@ -58,6 +58,20 @@ fn valid_metric_name(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
 }
 
+/// A rendered name as Datadog stores it: characters other than letters, digits, `_`
+/// and `.` become `_` (`queue-depth` → `queue_depth`).
+fn normalize_metric_name(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
 impl Shape {
     pub(super) fn new(config: &DatadogConfig) -> Result<Self, BuildError> {
         let mut metrics = Vec::with_capacity(config.metrics.len());
@@ -228,7 +242,7 @@ impl Shape {
         let mut out = Vec::new();
         let mut unread = Vec::new();
         for metric in &self.metrics {
-            let name = match metric.name.render(event) {
+            let name = match metric.name.render(event).map(|n| normalize_metric_name(&n)) {
                 Ok(name) if valid_metric_name(&name) => name,
                 Ok(name) => {
                     unread.push(format!("{name:?} (not a Datadog metric name)"));
@@ -381,6 +395,18 @@ mod tests {
         let count_only = event(r#"{"stats": {"ms": "slow"}}"#);
         let text = String::from_utf8(shape.series(&count_only).expect("one")).expect("utf8");
         assert!(!text.contains("latency"), "{text}");
+        let named = Shape::new(&config(json!({
+            "data": "metrics",
+            "metrics": [{"name": "{{ name }}", "type": "gauge", "field": "n"}]
+        })))
+        .expect("shape");
+        let text = String::from_utf8(
+            named
+                .series(&event(r#"{"name": "queue-depth seconds", "n": 3}"#))
+                .expect("normalized"),
+        )
+        .expect("utf8");
+        assert!(text.contains(r#""metric":"queue_depth_seconds""#), "{text}");
         let gauge_only = Shape::new(&config(json!({
             "data": "metrics",
             "metrics": [{"name": "g", "type": "gauge", "field": "n"}]

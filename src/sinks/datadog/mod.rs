@@ -141,8 +141,9 @@ pub(crate) enum Compression {
 pub(crate) struct MetricConfig {
     /// The metric's name, as a template (`sluice.alerts`, or `{{ name }}` for the
     /// points of the `otlp` source): it must start with a letter and hold letters,
-    /// digits, `_` and `.`, at most 200 characters; an event whose name is not one
-    /// makes no point of this metric.
+    /// digits, `_` and `.`, at most 200 characters. In a rendered name other characters
+    /// become `_`, as Datadog does; an event whose name still is not one makes no point
+    /// of this metric.
     pub(crate) name: String,
     /// `count` (default), `gauge` or `rate`.
     #[serde(default, rename = "type")]

@@ -45,6 +45,12 @@ pub(super) fn metadata(headers: &IndexMap<String, String>) -> Result<HeaderMap, 
             .map_err(|_| format!("`headers.{name}` holds characters a header cannot"))?;
         v.set_sensitive(true);
         crate::redact::register(value);
+        // `Bearer <token>`: a receiver may echo the token alone.
+        if let Some((_, credential)) = value.trim().split_once(' ')
+            && credential.trim().len() >= 8
+        {
+            crate::redact::register(credential.trim());
+        }
         out.insert(header, v);
     }
     Ok(out)
@@ -257,23 +263,35 @@ async fn send_grpc(
             }
         }
         Err(status) => {
+            // The transport's causes (a refused connection, a certificate) are below the
+            // status's own message.
+            let mut causes = String::new();
+            let mut source = std::error::Error::source(&status);
+            while let Some(e) = source {
+                causes.push_str(&format!(": {e}"));
+                source = e.source();
+            }
             let reason = format!(
-                "gRPC {:?}: {}",
+                "gRPC {:?}: {}{}",
                 status.code(),
-                crate::text::prefix_chars(status.message(), 500)
+                crate::text::prefix_chars(status.message(), 500),
+                crate::text::prefix_chars(&causes, 500)
             );
             use tonic::Code;
-            let retry = match status.code() {
-                Code::Cancelled
-                | Code::DeadlineExceeded
-                | Code::Aborted
-                | Code::OutOfRange
-                | Code::Unavailable
-                | Code::DataLoss => true,
-                // Retryable only when the server says when (RetryInfo in the details).
-                Code::ResourceExhausted => !status.details().is_empty(),
-                _ => false,
-            };
+            // A certificate the server will keep presenting does not get better.
+            let certificate = reason.to_ascii_lowercase().contains("certificate");
+            let retry = !certificate
+                && match status.code() {
+                    Code::Cancelled
+                    | Code::DeadlineExceeded
+                    | Code::Aborted
+                    | Code::OutOfRange
+                    | Code::Unavailable
+                    | Code::DataLoss => true,
+                    // Retryable only when the server says when (RetryInfo in the details).
+                    Code::ResourceExhausted => !status.details().is_empty(),
+                    _ => false,
+                };
             let verdict = if retry {
                 Verdict::Retry {
                     reason,
@@ -378,5 +396,31 @@ impl Decoder for ResponseDecoder {
         <ExportLogsServiceResponse as prost::Message>::decode(bytes)
             .map(Some)
             .map_err(|e| tonic::Status::internal(format!("the answer is not OTLP: {e}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_headers_credential_is_a_secret_on_its_own() {
+        let headers: IndexMap<String, String> = [(
+            "Authorization".to_owned(),
+            "Bearer Otlp-Cred-Part-42".to_owned(),
+        )]
+        .into();
+        let map = metadata(&headers).expect("valid");
+        assert!(map["authorization"].is_sensitive());
+        let out = crate::redact::redact("PERMISSION_DENIED: token Otlp-Cred-Part-42 is unknown");
+        assert!(!out.contains("Otlp-Cred-Part-42"), "{out}");
+        for (name, value) in [
+            ("grpc-timeout", "1S"),
+            ("content-type", "x"),
+            ("x-key", " "),
+        ] {
+            let bad: IndexMap<String, String> = [(name.to_owned(), value.to_owned())].into();
+            assert!(metadata(&bad).is_err(), "{name}");
+        }
     }
 }

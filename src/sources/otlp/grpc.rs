@@ -72,7 +72,7 @@ pub(super) fn routes(receiver: &Arc<Receiver>) -> axum::Router {
 }
 
 /// Credentials and a decoding turn before tonic reads the message.
-async fn guard(receiver: Arc<Receiver>, mut request: Request, next: Next) -> Response {
+async fn guard(receiver: Arc<Receiver>, request: Request, next: Next) -> Response {
     let config = &receiver.config;
     if config
         .auth
@@ -91,10 +91,86 @@ async fn guard(receiver: Arc<Receiver>, mut request: Request, next: Next) -> Res
             "too many requests in flight (max_concurrent_requests): send again later",
         ));
     };
+    // The message is read here, within `read_timeout` and `max_body_bytes`, and scanned
+    // before tonic decodes it: a stalled stream cannot hold a turn for longer, and a
+    // small message cannot stand for more events than the limits allow.
+    let (parts, body) = request.into_parts();
+    let most = config.max_body_bytes;
+    let read = axum::body::to_bytes(body, most.saturating_add(5));
+    let bytes = match tokio::time::timeout(config.read_timeout, read).await {
+        Err(_) => {
+            return status_response(tonic::Status::deadline_exceeded(
+                "the message took longer than read_timeout",
+            ));
+        }
+        Ok(Err(_)) => {
+            return status_response(tonic::Status::invalid_argument(format!(
+                "the message is larger than max_body_bytes ({most})"
+            )));
+        }
+        Ok(Ok(bytes)) => bytes,
+    };
+    let gzip = parts
+        .headers
+        .get("grpc-encoding")
+        .is_some_and(|v| v.as_bytes() == b"gzip");
+    if let Err(refusal) = check_message(&receiver, parts.uri.path(), &bytes, gzip) {
+        receiver
+            .intake
+            .metrics
+            .add_errors(1, ErrorType::Request, Stage::Receiving);
+        return status_response(tonic::Status::invalid_argument(refusal));
+    }
+    let mut request = Request::from_parts(parts, axum::body::Body::from(bytes));
     request
         .extensions_mut()
         .insert(Turn(Arc::new(Mutex::new(Some(turn)))));
     next.run(request).await
+}
+
+/// One gRPC message (a flag byte, a 4-byte length, the message, maybe gzipped) within
+/// the limits, scanned as the request of `path`.
+fn check_message(receiver: &Receiver, path: &str, bytes: &[u8], gzip: bool) -> Result<(), String> {
+    let most = receiver.config.max_body_bytes;
+    let Some((&flag, rest)) = bytes.split_first() else {
+        return Err("the request has no message".into());
+    };
+    let (len, message) = rest
+        .split_first_chunk::<4>()
+        .map(|(len, m)| (u32::from_be_bytes(*len) as usize, m))
+        .ok_or("the message is truncated")?;
+    if len != message.len() {
+        return Err("the request must carry exactly one message".into());
+    }
+    let plain;
+    let message = match (flag, gzip) {
+        (0, _) => message,
+        (1, true) => {
+            use std::io::Read;
+            let mut out = Vec::new();
+            flate2::read::GzDecoder::new(message)
+                .take(most as u64 + 1)
+                .read_to_end(&mut out)
+                .map_err(|e| format!("the gzip message is corrupt: {e}"))?;
+            if out.len() > most {
+                return Err(format!(
+                    "the message is larger than max_body_bytes ({most}) once decompressed"
+                ));
+            }
+            plain = out;
+            &plain[..]
+        }
+        _ => return Err("a compressed message needs grpc-encoding: gzip".into()),
+    };
+    let (cost, items) = if path.contains(".metrics.") {
+        (crate::otlp::scan::metrics(message), "data points")
+    } else if path.contains(".trace.") {
+        (crate::otlp::scan::logs_or_traces(message), "spans")
+    } else {
+        (crate::otlp::scan::logs_or_traces(message), "log records")
+    };
+    let cost = cost.map_err(|e| format!("the message is not an OTLP export request: {e}"))?;
+    super::admit(&receiver.config, cost, items)
 }
 
 fn status_response(status: tonic::Status) -> Response {

@@ -90,7 +90,8 @@ async fn handle<R: Signal>(receiver: &Receiver, headers: &HeaderMap, body: Body)
     let metrics = &receiver.intake.metrics;
     let refused = || metrics.add_errors(1, ErrorType::Request, Stage::Receiving);
     let content_type = text(headers, header::CONTENT_TYPE);
-    let encoding = if content_type.starts_with("application/json") {
+    let media = content_type.split(';').next().unwrap_or_default().trim();
+    let encoding = if media == "application/json" {
         Encoding::Json
     } else {
         Encoding::Protobuf
@@ -109,9 +110,7 @@ async fn handle<R: Signal>(receiver: &Receiver, headers: &HeaderMap, body: Body)
         );
         return response;
     }
-    if !content_type.starts_with("application/x-protobuf")
-        && !content_type.starts_with("application/json")
-    {
+    if media != "application/x-protobuf" && media != "application/json" {
         refused();
         return error(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -170,9 +169,9 @@ async fn handle<R: Signal>(receiver: &Receiver, headers: &HeaderMap, body: Body)
         Ok(Ok(bytes)) => bytes,
     };
     metrics.add_received_bytes(bytes.len());
-    let most = config.max_body_bytes;
+    let limits = config.clone();
     let decoded =
-        tokio::task::spawn_blocking(move || decode::<R>(&bytes, gzip, encoding, most)).await;
+        tokio::task::spawn_blocking(move || decode::<R>(&bytes, gzip, encoding, &limits)).await;
     let request = match decoded {
         Ok(Ok(request)) => request,
         Ok(Err((status, message))) => {
@@ -225,13 +224,15 @@ fn answer<R: Signal>(outcome: Outcome<R::Response>, encoding: Encoding) -> Respo
     }
 }
 
-/// A body as an export request: gunzipped within `most` bytes, then decoded.
+/// A body as an export request: gunzipped within `max_body_bytes`, scanned against the
+/// limits, then decoded.
 pub(super) fn decode<R: Signal>(
     bytes: &[u8],
     gzip: bool,
     encoding: Encoding,
-    most: usize,
+    config: &super::OtlpSourceConfig,
 ) -> Result<R, (StatusCode, String)> {
+    let most = config.max_body_bytes;
     let plain;
     let body = if gzip {
         use std::io::Read;
@@ -256,18 +257,47 @@ pub(super) fn decode<R: Signal>(
     } else {
         bytes
     };
+    let not_otlp = |e: String| {
+        (
+            StatusCode::BAD_REQUEST,
+            format!("the body is not an OTLP protobuf export request: {e}"),
+        )
+    };
+    let too_much = |e: String| (StatusCode::PAYLOAD_TOO_LARGE, e);
     match encoding {
-        Encoding::Protobuf => R::decode(body).map_err(|e| {
-            (
-                StatusCode::BAD_REQUEST,
-                format!("the body is not an OTLP protobuf export request: {e}"),
-            )
-        }),
-        Encoding::Json => serde_json::from_slice(body).map_err(|e| {
-            (
-                StatusCode::BAD_REQUEST,
-                format!("the body is not an OTLP/JSON export request: {e}"),
-            )
-        }),
+        Encoding::Protobuf => {
+            let cost = R::scan(body).map_err(not_otlp)?;
+            super::admit(config, cost, R::ITEMS).map_err(too_much)?;
+            R::decode(body).map_err(|e| not_otlp(e.to_string()))
+        }
+        Encoding::Json => {
+            let request: R = serde_json::from_slice(body).map_err(|e| {
+                (
+                    StatusCode::BAD_REQUEST,
+                    format!("the body is not an OTLP/JSON export request: {e}"),
+                )
+            })?;
+            let cost = R::scan(&request.encode_to_vec()).map_err(not_otlp)?;
+            if cost.items == 0 {
+                // serde skips unknown keys: `resource_logs` would read as an empty request.
+                let keys: Vec<String> =
+                    serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(body)
+                        .map(|m| m.keys().cloned().collect())
+                        .unwrap_or_default();
+                if let Some(unknown) = keys.iter().find(|k| {
+                    !k.starts_with("resource") || !k.chars().any(|c| c.is_ascii_uppercase())
+                }) {
+                    return Err((
+                        StatusCode::BAD_REQUEST,
+                        format!(
+                            "the body holds no {} and an unknown field `{unknown}`: OTLP/JSON names fields in lowerCamelCase (`resourceLogs`, `scopeLogs`, `logRecords`, …)",
+                            R::ITEMS
+                        ),
+                    ));
+                }
+            }
+            super::admit(config, cost, R::ITEMS).map_err(too_much)?;
+            Ok(request)
+        }
     }
 }

@@ -13,7 +13,13 @@
 //! - the pipeline full, a sink failing, the source stopping: 503 / `UNAVAILABLE`, which
 //!   senders retry;
 //! - a malformed body: 400 / `INVALID_ARGUMENT` naming the problem; over a limit: 413
-//!   (HTTP) or `INVALID_ARGUMENT`; failed authentication: 401 / `UNAUTHENTICATED`.
+//!   (HTTP) or `INVALID_ARGUMENT`; failed authentication: 401 / `UNAUTHENTICATED`;
+//! - a body (or gRPC message) slower than `read_timeout`: 408 / `DEADLINE_EXCEEDED`.
+//!
+//! Before a body is decoded, its protobuf is scanned (`crate::otlp::scan`): more items
+//! than `max_events_per_request`, or more bytes than 4 × `max_body_bytes` once every
+//! item has its copy of the resource and scope, refuse it, so a small body cannot stand
+//! for a large memory.
 //!
 //! A request is taken whole or not at all: its events enter the pipeline together.
 
@@ -58,7 +64,9 @@ pub(crate) struct OtlpSourceConfig {
     #[serde(default = "default_max_body_bytes")]
     pub(crate) max_body_bytes: usize,
     /// Most log records, data points or spans in one request (default 10000); a request
-    /// over it is refused whole.
+    /// over it is refused whole, before it is decoded. A request whose items, each with
+    /// its copy of the resource and scope, would take more than 4 × `max_body_bytes` is
+    /// refused too.
     #[serde(default = "default_max_events")]
     pub(crate) max_events_per_request: usize,
     /// Requests decoded at once (default 4); others wait for their turn within
@@ -121,6 +129,7 @@ impl SourceConfig for OtlpSourceConfig {
             let bound = server::bind(cx, &self.server(), self.request_timeout)?;
             let receiver = Arc::new(Receiver {
                 config: self.clone(),
+                stopping: bound.shutdown.clone(),
                 intake: bound.intake,
                 decoding: Arc::new(tokio::sync::Semaphore::new(self.max_concurrent_requests)),
             });
@@ -147,9 +156,40 @@ impl OtlpSourceConfig {
     }
 }
 
+/// Event bytes a request may copy per byte of `max_body_bytes` (its resource and scope
+/// go into every one of its events).
+const MAX_EXPANSION: usize = 4;
+
+/// Refuses a request whose items or copies would pass the limits, before it is
+/// decoded; the reason names the option.
+fn admit(
+    config: &OtlpSourceConfig,
+    cost: crate::otlp::scan::Cost,
+    items: &str,
+) -> Result<(), String> {
+    let most = config.max_events_per_request;
+    if cost.items > most {
+        return Err(format!(
+            "the request has {} {items}; this source takes at most {most} (max_events_per_request)",
+            cost.items
+        ));
+    }
+    let budget = config.max_body_bytes.saturating_mul(MAX_EXPANSION);
+    if cost.copied > budget {
+        return Err(format!(
+            "the request's {items} would copy {} bytes of resource, scope and item data; at most {budget} (4 × max_body_bytes): send smaller batches or fewer resource attributes",
+            cost.copied
+        ));
+    }
+    Ok(())
+}
+
 /// What every request of one running source shares.
 pub(super) struct Receiver {
     config: OtlpSourceConfig,
+    /// Cancelled when the source stops: events still on their way may then be dropped
+    /// at the drain deadline, so their senders are told to send again.
+    stopping: CancellationToken,
     intake: Intake,
     /// Turns to decode: bounds the memory requests in flight take.
     decoding: Arc<tokio::sync::Semaphore>,
@@ -186,7 +226,15 @@ impl Receiver {
     /// Hands a request's events to the pipeline and says what became of them.
     async fn deliver<R: Signal>(&self, events: Vec<Value>) -> Outcome<R::Response> {
         let n = events.len();
-        let (handed, rejected) = self.intake.take_counted(R::OUTPUT, events).await;
+        let (handed, rejected) = self
+            .intake
+            .take_counted(R::OUTPUT, events, &self.stopping)
+            .await;
+        if handed == Handed::Pending && self.stopping.is_cancelled() {
+            return Outcome::Unavailable(
+                "the source is stopping before the events were delivered: send them again".into(),
+            );
+        }
         match handed {
             Handed::Delivered | Handed::Pending | Handed::Rejected if rejected == 0 => {
                 Outcome::Accepted(R::response(0, String::new()))
@@ -239,7 +287,11 @@ pub(crate) fn body_events(
         encoding: http::Encoding,
         most: usize,
     ) -> Result<Vec<Value>, String> {
-        http::decode::<R>(body, gzip, encoding, most)
+        let config: OtlpSourceConfig = serde_json::from_value(serde_json::json!({
+            "address": "127.0.0.1:4318", "max_body_bytes": most
+        }))
+        .map_err(|e| e.to_string())?;
+        http::decode::<R>(body, gzip, encoding, &config)
             .map(Signal::into_events)
             .map_err(|(_, m)| m)
     }

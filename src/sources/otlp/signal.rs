@@ -31,6 +31,8 @@ pub(super) trait Signal:
     /// The output its events go to.
     const OUTPUT: usize;
     fn items(&self) -> usize;
+    /// What the request's protobuf bytes will cost as events, before decoding them.
+    fn scan(bytes: &[u8]) -> Result<otlp::scan::Cost, String>;
     fn into_events(self) -> Vec<Value>;
     /// The answer: `rejected` items refused, with why.
     fn response(rejected: i64, message: String) -> Self::Response;
@@ -42,6 +44,9 @@ impl Signal for ExportLogsServiceRequest {
     const OUTPUT: usize = LOGS_OUTPUT;
     fn items(&self) -> usize {
         otlp::logs::count(self)
+    }
+    fn scan(bytes: &[u8]) -> Result<otlp::scan::Cost, String> {
+        otlp::scan::logs_or_traces(bytes)
     }
     fn into_events(self) -> Vec<Value> {
         otlp::logs::to_events(self)
@@ -65,6 +70,9 @@ impl Signal for ExportMetricsServiceRequest {
     fn items(&self) -> usize {
         otlp::metrics::count(self)
     }
+    fn scan(bytes: &[u8]) -> Result<otlp::scan::Cost, String> {
+        otlp::scan::metrics(bytes)
+    }
     fn into_events(self) -> Vec<Value> {
         otlp::metrics::to_events(self)
     }
@@ -86,6 +94,9 @@ impl Signal for ExportTraceServiceRequest {
     const OUTPUT: usize = TRACES_OUTPUT;
     fn items(&self) -> usize {
         otlp::traces::count(self)
+    }
+    fn scan(bytes: &[u8]) -> Result<otlp::scan::Cost, String> {
+        otlp::scan::logs_or_traces(bytes)
     }
     fn into_events(self) -> Vec<Value> {
         otlp::traces::to_events(self)

@@ -110,7 +110,13 @@ impl Intake {
     /// Sends `values` to the named output at `output` (see
     /// [`SourceOutput::send_to`]) and waits for their delivery, telling how many of
     /// them a sink refused for good (for protocols that report partial success).
-    pub(crate) async fn take_counted(&self, output: usize, values: Vec<Value>) -> (Handed, u64) {
+    /// A `stop` that fires while the events are on their way ends the wait (`Pending`).
+    pub(crate) async fn take_counted(
+        &self,
+        output: usize,
+        values: Vec<Value>,
+        stop: &tokio_util::sync::CancellationToken,
+    ) -> (Handed, u64) {
         let n = values.len();
         if n == 0 {
             return (Handed::Delivered, 0);
@@ -144,7 +150,11 @@ impl Intake {
         }
         self.metrics.add_received(n);
         let all = futures_util::future::join_all(receivers.into_iter().map(BatchReceiver::wait));
-        match tokio::time::timeout_at(deadline, all).await {
+        let waited = tokio::select! {
+            waited = tokio::time::timeout_at(deadline, all) => waited,
+            () = stop.cancelled() => return (Handed::Pending, 0),
+        };
+        match waited {
             Ok(statuses) => {
                 let rejected = statuses
                     .iter()
