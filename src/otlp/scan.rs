@@ -81,40 +81,50 @@ fn fields(bytes: &[u8]) -> Fields<'_> {
     Fields { rest: bytes }
 }
 
+/// A message's context (field 1: a resource, or a scope) and its children (field 2),
+/// as (the context's length, the children).
+fn context_and_children(message: &[u8]) -> Result<(usize, Vec<&[u8]>), String> {
+    let (mut context, mut children) = (0, Vec::new());
+    for f in fields(message) {
+        match f? {
+            (1, c) => context += c.len(),
+            (2, child) => children.push(child),
+            _ => {}
+        }
+    }
+    Ok((context, children))
+}
+
+/// Every scope-level message of a request (`resource_logs` → `scope_logs`, and so on),
+/// with the length of its resource.
+fn scoped(bytes: &[u8]) -> Result<Vec<(usize, &[u8])>, String> {
+    let mut out = Vec::new();
+    for top in fields(bytes) {
+        let (1, resource_items) = top? else { continue };
+        let (resource, scopes) = context_and_children(resource_items)?;
+        out.extend(scopes.into_iter().map(|s| (resource, s)));
+    }
+    Ok(out)
+}
+
+/// Adds `items` items of `own` bytes, each copying `shared` bytes.
+fn add(cost: &mut Cost, items: usize, own: usize, shared: usize) {
+    cost.items += items;
+    cost.copied = cost
+        .copied
+        .saturating_add(own)
+        .saturating_add(items.saturating_mul(shared));
+}
+
 /// Logs: `resource_logs` (1) → `resource` (1), `scope_logs` (2) → `scope` (1),
 /// `log_records` (2). Traces have the same shape (`resource_spans`, `scope_spans`,
 /// `spans`).
 pub(crate) fn logs_or_traces(bytes: &[u8]) -> Result<Cost, String> {
     let mut cost = Cost::default();
-    for top in fields(bytes) {
-        let (1, resource_items) = top? else { continue };
-        let mut resource = 0;
-        let mut scopes = Vec::new();
-        for f in fields(resource_items) {
-            match f? {
-                (1, r) => resource += r.len(),
-                (2, s) => scopes.push(s),
-                _ => {}
-            }
-        }
-        for scoped in scopes {
-            let (mut scope, mut items, mut own) = (0, 0, 0);
-            for f in fields(scoped) {
-                match f? {
-                    (1, s) => scope += s.len(),
-                    (2, item) => {
-                        items += 1;
-                        own += item.len() + 2;
-                    }
-                    _ => {}
-                }
-            }
-            cost.items += items;
-            cost.copied = cost
-                .copied
-                .saturating_add(own)
-                .saturating_add(items.saturating_mul(resource + scope));
-        }
+    for (resource, scoped) in scoped(bytes)? {
+        let (scope, items) = context_and_children(scoped)?;
+        let own = items.iter().map(|i| i.len() + 2).sum();
+        add(&mut cost, items.len(), own, resource + scope);
     }
     Ok(cost)
 }
@@ -124,48 +134,24 @@ pub(crate) fn logs_or_traces(bytes: &[u8]) -> Result<Cost, String> {
 /// 10, summary 11) → `data_points` (1); the metric's other fields are copied per point.
 pub(crate) fn metrics(bytes: &[u8]) -> Result<Cost, String> {
     let mut cost = Cost::default();
-    for top in fields(bytes) {
-        let (1, resource_items) = top? else { continue };
-        let mut resource = 0;
-        let mut scopes = Vec::new();
-        for f in fields(resource_items) {
-            match f? {
-                (1, r) => resource += r.len(),
-                (2, s) => scopes.push(s),
-                _ => {}
-            }
-        }
-        for scoped in scopes {
-            let mut scope = 0;
-            let mut metrics = Vec::new();
-            for f in fields(scoped) {
+    for (resource, scoped) in scoped(bytes)? {
+        let (scope, metrics) = context_and_children(scoped)?;
+        for metric in metrics {
+            let (mut header, mut points, mut own) = (0, 0, 0);
+            for f in fields(metric) {
                 match f? {
-                    (1, s) => scope += s.len(),
-                    (2, m) => metrics.push(m),
-                    _ => {}
-                }
-            }
-            for metric in metrics {
-                let (mut header, mut points, mut own) = (0, 0, 0);
-                for f in fields(metric) {
-                    match f? {
-                        (5 | 7 | 9 | 10 | 11, data) => {
-                            for p in fields(data) {
-                                if let (1, point) = p? {
-                                    points += 1;
-                                    own += point.len() + 2;
-                                }
+                    (5 | 7 | 9 | 10 | 11, data) => {
+                        for p in fields(data) {
+                            if let (1, point) = p? {
+                                points += 1;
+                                own += point.len() + 2;
                             }
                         }
-                        (_, other) => header += other.len(),
                     }
+                    (_, other) => header += other.len(),
                 }
-                cost.items += points;
-                cost.copied = cost
-                    .copied
-                    .saturating_add(own)
-                    .saturating_add(points.saturating_mul(resource + scope + header));
             }
+            add(&mut cost, points, own, resource + scope + header);
         }
     }
     Ok(cost)
@@ -207,5 +193,41 @@ mod tests {
         assert!(cost.copied > 50 * 1000, "{cost:?}");
         assert!(logs_or_traces(&bytes[..bytes.len() - 1]).is_err());
         assert_eq!(logs_or_traces(&[]).expect("empty"), Cost::default());
+    }
+
+    #[test]
+    fn counts_the_data_points_of_every_metric() {
+        use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+        use opentelemetry_proto::tonic::metrics::v1::{
+            Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum, metric::Data,
+        };
+        let metric = |data| Metric {
+            name: "n".repeat(100),
+            data: Some(data),
+            ..Default::default()
+        };
+        let request = ExportMetricsServiceRequest {
+            resource_metrics: vec![ResourceMetrics {
+                scope_metrics: vec![ScopeMetrics {
+                    metrics: vec![
+                        metric(Data::Gauge(Gauge {
+                            data_points: vec![NumberDataPoint::default(); 3],
+                        })),
+                        metric(Data::Sum(Sum {
+                            data_points: vec![NumberDataPoint::default(); 2],
+                            ..Default::default()
+                        })),
+                    ],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        };
+        let cost = metrics(&prost::Message::encode_to_vec(&request)).expect("scanned");
+        assert_eq!(cost.items, 5);
+        assert!(
+            cost.copied >= 5 * 100,
+            "each point copies its metric's name: {cost:?}"
+        );
     }
 }
