@@ -21,7 +21,11 @@
 //! item has its copy of the resource and scope, refuse it, so a small body cannot stand
 //! for a large memory.
 //!
-//! A request is taken whole or not at all: its events enter the pipeline together.
+//! A request's events are handed to the pipeline as one batch. One limit remains, shared
+//! with the other sources that answer their senders: when the components reading this
+//! source are full past `request_timeout` while the batch is being handed over, some of
+//! them may have taken it and others not; the answer is then 503, and a resend may
+//! duplicate what was taken (at-least-once, never a loss).
 
 mod grpc;
 mod http;
