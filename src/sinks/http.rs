@@ -8,7 +8,6 @@
 //! Batching, retries, the rate limit and the `dead_letter` output come from
 //! [`crate::delivery`].
 
-use std::io::Write;
 use std::sync::Arc;
 
 use base64::Engine;
@@ -356,13 +355,7 @@ impl HttpEncoder for HttpSinkEncoder {
         }
         let body = match self.compression {
             Compression::None => body,
-            Compression::Gzip => {
-                let mut gz =
-                    flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-                gz.write_all(&body)
-                    .and_then(|()| gz.finish())
-                    .map_err(|e| format!("gzip failed: {e}"))?
-            }
+            Compression::Gzip => crate::delivery::gzip(&body, flate2::Compression::default())?,
             Compression::Zstd => {
                 zstd::encode_all(body.as_slice(), 3).map_err(|e| format!("zstd failed: {e}"))?
             }

@@ -11,7 +11,6 @@
 
 mod entry;
 
-use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -429,11 +428,7 @@ impl HttpEncoder for DatadogEncoder {
             }
         }
         if self.compress {
-            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-            body = gz
-                .write_all(&body)
-                .and_then(|()| gz.finish())
-                .map_err(|e| format!("gzip failed: {e}"))?;
+            body = crate::delivery::gzip(&body, flate2::Compression::fast())?;
         }
         Ok(EncodedRequest {
             method: reqwest::Method::POST,

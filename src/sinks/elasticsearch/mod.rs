@@ -362,12 +362,7 @@ impl Writer {
         match self.config.compression {
             Compression::None => Ok(Bytes::from(ndjson)),
             Compression::Gzip => {
-                use std::io::Write;
-                let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-                gz.write_all(&ndjson)
-                    .and_then(|()| gz.finish())
-                    .map(Bytes::from)
-                    .map_err(|e| format!("gzip failed: {e}"))
+                crate::delivery::gzip(&ndjson, flate2::Compression::fast()).map(Bytes::from)
             }
         }
     }

@@ -196,12 +196,7 @@ impl HttpEncoder for OtlpEncoder {
             body.extend_from_slice(&e);
         }
         if self.gzip_body {
-            use std::io::Write;
-            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-            body = gz
-                .write_all(&body)
-                .and_then(|()| gz.finish())
-                .map_err(|e| format!("gzip failed: {e}"))?;
+            body = crate::delivery::gzip(&body, flate2::Compression::fast())?;
         }
         Ok(EncodedRequest {
             method: reqwest::Method::POST,
