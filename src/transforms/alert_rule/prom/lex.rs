@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use super::super::expr::ParseError;
+use crate::units::prometheus_duration;
 
 #[derive(Debug, Clone, PartialEq)]
 pub(super) enum Tok {
@@ -70,7 +71,7 @@ pub(super) fn tokenize(src: &str) -> Result<Vec<(Tok, usize)>, ParseError> {
                 Tok::Number(n as f64)
             } else {
                 Tok::Duration(
-                    duration(text).ok_or_else(|| err(start, format!("bad number {text:?}")))?,
+                    prometheus_duration(text).ok_or_else(|| err(start, format!("bad number {text:?}")))?,
                 )
             };
             out.push((tok, start));
@@ -160,42 +161,3 @@ fn string(src: &str, at: usize) -> Result<(String, usize), String> {
     Err("unterminated string".into())
 }
 
-/// A Prometheus duration: one or more `<n><unit>` with units y w d h m s ms, largest
-/// first (`1h30m`).
-pub(crate) fn duration(text: &str) -> Option<Duration> {
-    const UNITS: [(&str, u64); 7] = [
-        ("ms", 1),
-        ("y", 365 * 86_400_000),
-        ("w", 7 * 86_400_000),
-        ("d", 86_400_000),
-        ("h", 3_600_000),
-        ("m", 60_000),
-        ("s", 1_000),
-    ];
-    let mut rest = text;
-    let mut total: u64 = 0;
-    let mut last_rank = usize::MAX;
-    if rest.is_empty() {
-        return None;
-    }
-    while !rest.is_empty() {
-        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-        if digits == 0 {
-            return None;
-        }
-        let n: u64 = rest[..digits].parse().ok()?;
-        rest = &rest[digits..];
-        let (unit, ms) = UNITS.iter().find(|(u, _)| rest.starts_with(u))?;
-        // Units must come largest first, each at most once.
-        let size_rank = ["y", "w", "d", "h", "m", "s", "ms"]
-            .iter()
-            .position(|u| u == unit)?;
-        if last_rank != usize::MAX && size_rank <= last_rank {
-            return None;
-        }
-        last_rank = size_rank;
-        total = total.checked_add(n.checked_mul(*ms)?)?;
-        rest = &rest[unit.len()..];
-    }
-    Some(Duration::from_millis(total))
-}

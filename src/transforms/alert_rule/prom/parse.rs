@@ -10,7 +10,7 @@
 //! error naming the construct, so a rule sluice cannot evaluate fails `validate`.
 
 pub(crate) use super::ast::{AggOp, BinOp, Expr, Func, Grouping, Kind, Matching, Selector};
-pub(crate) use super::lex::duration;
+pub(crate) use crate::units::prometheus_duration as duration;
 use super::lex::{Tok, tokenize};
 use crate::matchers::{Matcher, Op};
 
