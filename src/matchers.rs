@@ -8,12 +8,15 @@
 //! string, so `env != prod` matches an event without `env`, and `env = ""` matches one.
 //! `==` is taken as `=`. Silences and inhibition rules parse leniently
 //! ([`Matcher::parse_lenient`]): a value whose quotes do not pair up is taken as written.
+//! Regexes are Go's syntax ([`go_regex`]), as Alertmanager and Prometheus read them.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 
 use regex::Regex;
+
+pub(crate) mod go_regex;
 
 /// The comparison of one matcher.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,8 +56,9 @@ impl Op {
     }
 }
 
-/// The compiled size one matcher's regex may take (real label patterns take a few KB).
-const REGEX_SIZE_LIMIT: usize = 256 << 10;
+/// The compiled size one matcher's regex may take. Real label patterns take a few KB;
+/// with Go's ASCII `\d`/`\w`/`\s`, even `\w{1000}` (Go's largest repeat) fits.
+const REGEX_SIZE_LIMIT: usize = 1 << 20;
 
 /// One label matcher.
 #[derive(Debug, Clone)]
@@ -90,6 +94,15 @@ impl fmt::Display for Matcher {
     }
 }
 
+/// Go regex `pattern` anchored at both ends, as Alertmanager and Prometheus match
+/// labels, compiled within the size bound.
+pub(crate) fn anchored_regex(pattern: &str) -> Result<Regex, regex::Error> {
+    regex::RegexBuilder::new(&format!("^(?:{})$", go_regex::translate(pattern)))
+        .size_limit(REGEX_SIZE_LIMIT)
+        .dfa_size_limit(REGEX_SIZE_LIMIT)
+        .build()
+}
+
 impl Matcher {
     /// `label = value` (the map form of `custom_filters`).
     pub(crate) fn equal(label: &str, value: &str) -> Self {
@@ -106,18 +119,12 @@ impl Matcher {
         let regex = match op {
             // Bounded: a short pattern such as `\pL{95}\pL{95}` compiles to hundreds of
             // megabytes otherwise, and matchers come from the API too.
-            Op::Regex | Op::NotRegex => Some(
-                regex::RegexBuilder::new(&format!("^(?:{value})$"))
-                    .size_limit(REGEX_SIZE_LIMIT)
-                    .dfa_size_limit(REGEX_SIZE_LIMIT)
-                    .build()
-                    .map_err(|e| {
-                        format!(
-                            "`{label}`: invalid regex {value:?}: {}",
-                            crate::text::regex_error(&e)
-                        )
-                    })?,
-            ),
+            Op::Regex | Op::NotRegex => Some(anchored_regex(value).map_err(|e| {
+                format!(
+                    "`{label}`: invalid regex {value:?}: {}",
+                    crate::text::regex_error(&e)
+                )
+            })?),
             Op::Equal | Op::NotEqual => None,
         };
         Ok(Self {

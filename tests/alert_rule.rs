@@ -585,6 +585,91 @@ rules:
     );
 }
 
+/// Prometheus keeps its samples and `for` state across a restart (in its TSDB); so
+/// does `alert_rule` with rule files and a `data_dir`: a `for` goes on from where it
+/// was, a range reaches back before the restart, and an alert whose condition ended
+/// while sluice was down is resolved, once.
+#[test]
+fn a_restart_keeps_rule_files_samples_alerts_and_what_was_notified() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rules = dir.path().join("rules.yml");
+    std::fs::write(
+        &rules,
+        "groups:\n  - name: g\n    rules:\n      - alert: Down\n        expr: up == 0\n        for: 3m\n      - alert: Hot\n        expr: max_over_time(temp[10m]) > 50\n",
+    )
+    .expect("write");
+    let yaml = format!(
+        "rule_files: [{:?}]\nevaluation_interval: 1m\ngroup_wait: 0s\ngroup_interval: 1m\nrepeat_interval: 1h\nrules: []",
+        rules.display().to_string()
+    );
+    let summary = |sent: &[Value]| -> Vec<String> {
+        let mut v: Vec<String> = sent
+            .iter()
+            .map(|e| {
+                format!(
+                    "{} {} {}",
+                    s(e, "labels.alertname"),
+                    s(e, "labels.instance"),
+                    s(e, "status")
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let mut rig = Rig::at_dir("promrestart", &yaml, Some(dir.path()));
+    let mut before = Vec::new();
+    for minute in 0..=3 {
+        let mut events = vec![
+            metric("up", 0.0, &[("instance", "a")]),
+            metric("temp", if minute == 0 { 60.0 } else { 10.0 }, &[]),
+        ];
+        if minute >= 2 {
+            events.push(metric("up", 0.0, &[("instance", "b")]));
+        }
+        rig.to(minute * 60).send(events);
+        before.extend(rig.eval());
+    }
+    assert_eq!(summary(&before), ["Down a firing", "Hot <null> firing"]);
+    let clock = rig.clock.clone();
+    drop(rig);
+    assert!(
+        dir.path()
+            .join("alert_rule/promrestart.rules.json")
+            .exists()
+    );
+
+    // Back a minute later: `a` recovered meanwhile, `b` is still down.
+    clock.advance(Duration::from_secs(60));
+    let (transform, telemetry) =
+        build_with("promrestart", &yaml, &clock, Some(dir.path())).expect("builds");
+    let mut rig = Rig {
+        clock,
+        transform,
+        telemetry,
+        elapsed: 240,
+    };
+    let now = |b: f64| {
+        vec![
+            metric("up", 1.0, &[("instance", "a")]),
+            metric("up", b, &[("instance", "b")]),
+            metric("temp", 10.0, &[]),
+        ]
+    };
+    rig.to(240).send(now(0.0));
+    assert_eq!(
+        summary(&rig.eval()),
+        ["Down a resolved"],
+        "Hot still fires on the sample from before the restart, and was notified already"
+    );
+    rig.to(300).send(now(0.0));
+    assert_eq!(
+        summary(&rig.eval()),
+        ["Down b firing"],
+        "b fires 3m after it went down at 2m, not 3m after the restart"
+    );
+}
+
 #[test]
 fn a_hot_reload_keeps_unchanged_rules_and_resets_changed_ones() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -1069,6 +1154,17 @@ const AGREEMENT_RULES: &str = r#"groups:
         keep_firing_for: 2m
         annotations:
           summary: "{{ $labels.job }} has {{ $value }} of 2 up"
+      - alert: CronSilentDuplicated
+        expr: absent(heartbeat{job="cron",job="cron",env="prod",zone!="a"})
+      - alert: InstanceDownFiring
+        expr: ALERTS{alertname="InstanceDown",alertstate="firing"}
+        annotations:
+          summary: '{{ printf "%d %s %d" 3 $labels.instance $value }} {{ 123456789 }} {{ 1e3 }}'
+          description: '{{ toUpper "straße" }} {{ title "o''neil ǆ" }} {{ if gt $value 0.0 }}x{{ end }}'
+      - alert: SomethingPending
+        expr: count(ALERTS{alertstate="pending"}) > 0
+      - alert: JobDegradedSince
+        expr: ALERTS_FOR_STATE{alertname="JobDegraded"} > 0
 "#;
 
 /// sluice evaluates a Prometheus rule file on the same series as `promtool test rules`;
@@ -1136,6 +1232,10 @@ fn prometheus_rule_files_agree_with_promtool_test_rules() {
         "CronSilent",
         "JobDegraded",
         "RecordedUp",
+        "CronSilentDuplicated",
+        "InstanceDownFiring",
+        "SomethingPending",
+        "JobDegradedSince",
     ];
     for name in names {
         assert!(

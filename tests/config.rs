@@ -260,6 +260,29 @@ sinks:
 }
 
 #[test]
+fn alertmanager_receivers_nobody_reads_are_warnings() {
+    let yaml = r#"
+sources:
+  src: { type: generator }
+transforms:
+  router:
+    type: alertmanager_route
+    inputs: [src]
+    route: { receiver: default, routes: [{ matchers: [team=db], receiver: db }] }
+sinks:
+  out: { type: console, inputs: [router.default] }
+"#;
+    let p = load(&[("p.yaml", yaml)]).expect("valid");
+    let w: Vec<String> = p.warnings.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        w,
+        [
+            "p.yaml:6:5: component `transforms.router`: no component reads output `router.db`; what is routed there is discarded"
+        ]
+    );
+}
+
+#[test]
 fn interpolation_substitutes_and_keeps_error_columns_true() {
     let yaml = "sources:\n  src: { type: webhook, address: \"127.0.0.1:${HOOK_PORT}\", path: \"${HOOK_PATH:-/in}\" }\nsinks:\n  out: { type: console, inputs: [src] }\n";
     let p = load(&[("p.yaml", yaml)]).expect("valid");

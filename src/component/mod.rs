@@ -203,6 +203,12 @@ pub trait TransformConfig: Debug + Send + Sync + 'static {
     fn outputs(&self) -> Vec<String> {
         Vec::new()
     }
+    /// Named outputs that carry what the user routed somewhere on purpose (an
+    /// `alertmanager_route` receiver): `validate` warns for each one nothing reads,
+    /// where for an optional output such as `dropped` it stays quiet.
+    fn routed_outputs(&self) -> Vec<String> {
+        Vec::new()
+    }
     /// Files the transform reads (VRL programs, tables): see [`SourceConfig::files`].
     fn files(&self) -> Vec<PathBuf> {
         Vec::new()

@@ -225,6 +225,30 @@ pub(super) fn validate(pipeline: &mut Pipeline, first_file: &Path) -> Result<(),
             });
         }
     }
+    let read_outputs: HashSet<(&str, &str)> = graph
+        .inputs
+        .values()
+        .flatten()
+        .filter_map(|o| Some((o.component.as_str(), o.output.as_deref()?)))
+        .collect();
+    // A transform nothing reads at all was warned about above.
+    for (id, t) in pipeline
+        .transforms
+        .iter()
+        .filter(|(id, _)| read.contains(id.as_str()))
+    {
+        for name in t.config.routed_outputs() {
+            if !read_outputs.contains(&(id.as_str(), name.as_str())) {
+                warnings.push(ConfigError {
+                    position: t.position.clone(),
+                    component: Some(format!("transforms.{id}")),
+                    message: format!(
+                        "no component reads output `{id}.{name}`; what is routed there is discarded"
+                    ),
+                });
+            }
+        }
+    }
     pipeline.graph = graph;
     pipeline.warnings = warnings;
     Ok(())

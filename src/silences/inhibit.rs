@@ -1,6 +1,6 @@
 //! Inhibition: a firing alert matching `source_matchers` mutes the alerts matching
-//! `target_matchers` that have the same values for every label of `equal` (a label
-//! missing on both sides counts as equal, as in Alertmanager). An alert never inhibits
+//! `target_matchers` that have the same values for every label of `equal` (a missing
+//! label reads as the empty value, as in Alertmanager). An alert never inhibits
 //! itself. Which alerts are sources is the caller's: in `alert_rule`, the alerts firing
 //! in the same component at that evaluation, whether or not they are silenced
 //! themselves.
@@ -72,7 +72,10 @@ impl InhibitRule {
 
     fn mutes(&self, source: &BTreeMap<String, String>, target: &BTreeMap<String, String>) -> bool {
         self.target.iter().all(|m| m.matches_labels(target))
-            && self.equal.iter().all(|l| source.get(l) == target.get(l))
+            && self.equal.iter().all(|l| {
+                // Alertmanager reads a missing label as the empty value.
+                source.get(l).map_or("", String::as_str) == target.get(l).map_or("", String::as_str)
+            })
     }
 }
 
@@ -132,6 +135,19 @@ mod tests {
             ("severity", "critical"),
         ]);
         assert!(inhibited(&rules, &sources, "fp-cpu-a", &cpu_a));
+        // An empty `host` and a missing one are the same value to Alertmanager.
+        let no_host = labels(&[("alertname", "HostDown"), ("severity", "critical")]);
+        let empty_host = labels(&[
+            ("alertname", "HighCPU"),
+            ("host", ""),
+            ("severity", "medium"),
+        ]);
+        assert!(inhibited(
+            &rules,
+            &[("fp-none".to_string(), no_host, 0)],
+            "fp-empty",
+            &empty_host
+        ));
         assert!(
             !inhibited(&rules, &sources, "fp-cpu-b", &cpu_b),
             "another host"

@@ -22,6 +22,9 @@ pub(crate) fn prometheus_duration(text: &str) -> Option<Duration> {
     if rest.is_empty() {
         return None;
     }
+    if rest == "0" {
+        return Some(Duration::ZERO);
+    }
     while !rest.is_empty() {
         let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
         if digits == 0 {
@@ -42,4 +45,22 @@ pub(crate) fn prometheus_duration(text: &str) -> Option<Duration> {
         rest = &rest[unit.len()..];
     }
     Some(Duration::from_millis(total))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prometheus_durations_read_as_prometheus_reads_them() {
+        let ms = |t: &str| prometheus_duration(t).map(|d| d.as_millis());
+        assert_eq!(ms("1h30m"), Some(5_400_000));
+        assert_eq!(ms("0"), Some(0));
+        assert_eq!(ms("1y"), Some(365 * 86_400_000));
+        assert_eq!(ms("1w2d"), Some(9 * 86_400_000));
+        assert_eq!(ms("1s500ms"), Some(1_500));
+        for refused in ["", "30m1h", "1h1h", "1 h", "1hour", "1.5h", "-1m", "5"] {
+            assert_eq!(ms(refused), None, "{refused:?}");
+        }
+    }
 }

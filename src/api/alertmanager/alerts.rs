@@ -138,7 +138,7 @@ pub(in crate::api) async fn list(
         Err(refused) => return refused.into_response(),
     };
     let receiver = match query.iter().find(|(k, _)| k == "receiver") {
-        Some((_, re)) => match regex::Regex::new(&format!("^(?:{re})$")) {
+        Some((_, re)) => match crate::matchers::anchored_regex(re) {
             Ok(re) => Some(re),
             Err(e) => {
                 return error(

@@ -72,8 +72,9 @@ pub(crate) struct AlertRuleConfig {
     /// write included), with a warning when one is first dropped.
     #[serde(default = "default_max_series")]
     pub(crate) max_series: usize,
-    /// Windows are written to `data_dir` at most this often (default 10s); state
-    /// changes (pending, firing, notified) are written at the evaluation they happen.
+    /// Windows (and the samples of `rule_files`) are written to `data_dir` at most this
+    /// often (default 10s); state changes (pending, firing, notified) are written at
+    /// the evaluation they happen. A restart reads them back.
     #[serde(default = "default_snapshot_interval", with = "humantime_serde")]
     #[schemars(schema_with = "crate::units::duration")]
     pub(crate) snapshot_interval: Duration,
@@ -83,6 +84,8 @@ pub(crate) struct AlertRuleConfig {
     /// syntax) or a `record`. The PromQL sluice cannot evaluate (`offset`, subqueries,
     /// `histogram_quantile`, …) is a validate error naming the rule and the construct.
     /// Samples are metric events (`name`, `value`, `labels`), timed by arrival.
+    /// Alerting rules write `ALERTS` and `ALERTS_FOR_STATE` for rules that read them.
+    /// With a `data_dir`, samples and alerts survive a restart, as in Prometheus.
     #[serde(default)]
     pub(crate) rule_files: Vec<PathBuf>,
     /// The rules: each a `name` and an `expr`, with optional `for`, `group_by`,

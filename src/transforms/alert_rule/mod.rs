@@ -83,8 +83,13 @@ impl TransformConfig for AlertRuleConfig {
             None
         } else {
             Some(
-                prom::Prom::load(&cx.id, &self.rule_files)
-                    .map_err(|e| BuildError(format!("`rule_files`: {e}")))?,
+                prom::Prom::load(
+                    &cx.id,
+                    &self.rule_files,
+                    cx.data_dir.as_deref(),
+                    self.max_series,
+                )
+                .map_err(|e| BuildError(format!("`rule_files`: {e}")))?,
             )
         };
         let own_silences = self
@@ -535,6 +540,10 @@ impl AlertRule {
             );
             self.prom_sent.0.add(firing as u64);
             self.prom_sent.1.add(resolved as u64);
+            // What was notified is written at once; the samples and `for` timers
+            // every `snapshot_interval`.
+            self.state_dirty |= firing + resolved > 0;
+            self.samples_dirty = true;
         }
     }
 
@@ -550,7 +559,11 @@ impl AlertRule {
         if !due {
             return;
         }
-        match snapshot::write(path, component) {
+        let written = snapshot::write(path, component).and_then(|()| match &self.prom {
+            Some(p) => p.save(),
+            None => Ok(()),
+        });
+        match written {
             Ok(()) => {
                 self.state_dirty = false;
                 self.samples_dirty = false;

@@ -225,7 +225,12 @@ impl TryFrom<RawConfig> for AlertmanagerRouteConfig {
         if raw.max_sources == 0 {
             return Err("`max_sources` must be at least 1".into());
         }
-        let compiled = Compiled::new(&route, &inhibit_rules, &time_intervals)?;
+        // What is wrong inside the file names the file.
+        let in_file = |e: String| match &raw.alertmanager_config {
+            Some(path) => format!("`alertmanager_config` {}: {e}", path.display()),
+            None => e,
+        };
+        let compiled = Compiled::new(&route, &inhibit_rules, &time_intervals).map_err(in_file)?;
         let used: Vec<String> = compiled
             .root
             .walk()
@@ -235,9 +240,9 @@ impl TryFrom<RawConfig> for AlertmanagerRouteConfig {
         let receivers = match declared {
             Some(names) => {
                 if let Some(missing) = used.iter().find(|r| !names.contains(r)) {
-                    return Err(format!(
+                    return Err(in_file(format!(
                         "`route`: receiver `{missing}` is not in `receivers`"
-                    ));
+                    )));
                 }
                 names
             }
@@ -253,9 +258,9 @@ impl TryFrom<RawConfig> for AlertmanagerRouteConfig {
         };
         for name in &receivers {
             if name.is_empty() || name.contains('.') || name == MUTED {
-                return Err(format!(
+                return Err(in_file(format!(
                     "receiver `{name}` cannot be an output name (empty, `.` or `{MUTED}`)"
-                ));
+                )));
             }
         }
         Ok(Self {
@@ -327,6 +332,10 @@ impl TransformConfig for AlertmanagerRouteConfig {
             .cloned()
             .chain([MUTED.to_owned()])
             .collect()
+    }
+
+    fn routed_outputs(&self) -> Vec<String> {
+        self.receivers.clone()
     }
 
     fn files(&self) -> Vec<PathBuf> {

@@ -130,3 +130,77 @@ fn inhibit_rules_take_the_brace_and_comma_forms() {
     let other_team = labels(&[("severity", "warning"), ("team", "web"), ("host", "h1")]);
     assert!(!rule.inhibits(&source, &other_team));
 }
+
+fn from_file(
+    text: &str,
+) -> (
+    tempfile::TempDir,
+    Result<super::AlertmanagerRouteConfig, String>,
+) {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("alertmanager.yml");
+    std::fs::write(&path, text).expect("write");
+    let yaml = format!("alertmanager_config: {:?}", path.display().to_string());
+    let config =
+        serde_saphyr::from_str::<super::AlertmanagerRouteConfig>(&yaml).map_err(|e| e.to_string());
+    (dir, config)
+}
+
+/// What Alertmanager's own loader takes: YAML merge keys, Prometheus durations
+/// (`1d`, `1m30s`) and Go's ASCII `\d`.
+#[test]
+fn an_alertmanager_file_reads_as_alertmanager_reads_it() {
+    let (_dir, config) = from_file(
+        r#"
+route:
+  receiver: default
+  repeat_interval: 1d
+  routes:
+    - &pager
+      receiver: pager
+      group_wait: 1m30s
+      matchers: ['severity="critical"']
+    - <<: *pager
+      matchers: ['team=~"\\d+"']
+receivers: [{name: default}, {name: pager}]
+"#,
+    );
+    let config = config.expect("loads");
+    let root = Route::root(&config.route).expect("valid");
+    assert_eq!(
+        root.settings.repeat_interval,
+        std::time::Duration::from_secs(86_400)
+    );
+    let team = root.matching(&labels(&[("team", "42")]));
+    assert_eq!(team[0].settings.receiver, "pager");
+    assert_eq!(
+        team[0].settings.group_wait,
+        std::time::Duration::from_secs(90)
+    );
+    assert_eq!(receivers(&root, &[("team", "٤٢")]), ["default"]);
+}
+
+#[test]
+fn what_is_wrong_inside_the_file_names_the_file() {
+    for (text, says) in [
+        (
+            "route: {receiver: a, group_wait: 1 hour}\nreceivers: [{name: a}]",
+            "`group_wait` `1 hour` is not a Prometheus duration",
+        ),
+        (
+            "route: {receiver: a, routes: [{receiver: b}]}\nreceivers: [{name: a}]",
+            "receiver `b` is not in `receivers`",
+        ),
+        (
+            "route: {receiver: a}\nreceivers: [{name: a}]\ninhibit_rules: [{source_matchers: ['x=~\"(\"']}]",
+            "invalid regex",
+        ),
+    ] {
+        let (_dir, config) = from_file(text);
+        let err = config.expect_err(text);
+        assert!(
+            err.contains("alertmanager.yml") && err.contains(says),
+            "{err}"
+        );
+    }
+}

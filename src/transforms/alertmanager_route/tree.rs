@@ -141,9 +141,11 @@ impl Route {
         }
         let duration = |v: &Option<String>, inherited: Duration, option: &str| match v {
             None => Ok(inherited),
-            Some(text) => {
-                humantime::parse_duration(text).map_err(|e| at(format!("`{option}` `{text}`: {e}")))
-            }
+            Some(text) => crate::units::prometheus_duration(text).ok_or_else(|| {
+                at(format!(
+                    "`{option}` `{text}` is not a Prometheus duration (such as 30s, 5m, 1h30m)"
+                ))
+            }),
         };
         let group_by = match &config.group_by {
             None => parent.group_by.clone(),

@@ -87,6 +87,14 @@ impl Store {
         self.series -= removed;
     }
 
+    /// Every series with its samples, oldest first (for the restart snapshot).
+    pub(crate) fn each(&self) -> impl Iterator<Item = (&Labels, &VecDeque<(i64, f64)>)> {
+        self.metrics
+            .values()
+            .flat_map(|f| f.values())
+            .map(|s| (&*s.labels, &s.samples))
+    }
+
     #[cfg(test)]
     pub(crate) fn series(&self) -> usize {
         self.series
@@ -251,12 +259,17 @@ fn call(func: Func, args: &[Expr], store: &Store, t: i64) -> Result<Value, EvalE
             if !vector(arg(0)?).is_empty() {
                 return Ok(Value::Vector(Vec::new()));
             }
-            // The labels of the selector's equality matchers, as Prometheus gives them.
+            // Prometheus's labels: those of the first equality matcher on each label,
+            // unless another matcher names the same label (then the label is left out,
+            // even when both say the same value).
             let mut labels = Labels::new();
+            let mut seen = std::collections::HashSet::new();
             if let Some(Expr::Select(sel)) = args.first() {
-                for m in &sel.matchers {
-                    if m.op == crate::matchers::Op::Equal && m.label != NAME {
+                for m in sel.matchers.iter().filter(|m| m.label != NAME) {
+                    if m.op == crate::matchers::Op::Equal && seen.insert(m.label.as_str()) {
                         labels.insert(m.label.clone(), m.value.clone());
+                    } else {
+                        labels.remove(&m.label);
                     }
                 }
             }

@@ -4,10 +4,13 @@
 
 use std::collections::BTreeMap;
 
-/// A template's value while it is evaluated.
+/// A template's value while it is evaluated. Go keeps integer constants (`{{ 3 }}`)
+/// apart from floats (`$value`, `{{ 1.5 }}`): they print, format and compare
+/// differently, so sluice keeps them apart too.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Val {
     Str(String),
+    Int(i64),
     Num(f64),
     Bool(bool),
     Map(BTreeMap<String, String>),
@@ -17,15 +20,18 @@ impl Val {
     pub(crate) fn truthy(&self) -> bool {
         match self {
             Self::Str(s) => !s.is_empty(),
+            Self::Int(n) => *n != 0,
             Self::Num(n) => *n != 0.0,
             Self::Bool(b) => *b,
             Self::Map(m) => !m.is_empty(),
         }
     }
 
+    /// What `%v` prints.
     pub(crate) fn text(&self) -> String {
         match self {
             Self::Str(s) => s.clone(),
+            Self::Int(n) => n.to_string(),
             Self::Num(n) => float_g(*n, None),
             Self::Bool(b) => b.to_string(),
             Self::Map(m) => {
@@ -35,9 +41,24 @@ impl Val {
         }
     }
 
+    /// Go's type name, as `printf` names it for a verb that does not fit.
+    fn type_name(&self) -> &'static str {
+        match self {
+            Self::Str(_) => "string",
+            Self::Int(_) => "int",
+            Self::Num(_) => "float64",
+            Self::Bool(_) => "bool",
+            Self::Map(_) => "map[string]string",
+        }
+    }
+
+    /// A number for Prometheus's `humanize` family, which also reads integers and
+    /// numeric strings.
     pub(crate) fn number(&self) -> Result<f64, String> {
         match self {
             Self::Num(n) => Ok(*n),
+            #[allow(clippy::cast_precision_loss)]
+            Self::Int(n) => Ok(*n as f64),
             Self::Str(s) => s
                 .trim()
                 .parse()
@@ -146,8 +167,22 @@ fn float_e(v: f64, precision: usize) -> String {
     )
 }
 
-/// Go's `fmt.Sprintf` for the verbs annotations use: `%s %v %d %f %e %g %q %%`, with
-/// a precision (`%.2f`) and a width (`%5.1f`, `%-8s`).
+/// The flags, width and precision of one `printf` verb.
+#[derive(Default)]
+struct Spec {
+    left: bool,
+    zero: bool,
+    plus: bool,
+    space: bool,
+    sharp: bool,
+    width: usize,
+    precision: Option<usize>,
+}
+
+/// Go's `fmt.Sprintf` for the verbs annotations use (`%v %s %q %d %x %X %o %b %c %f
+/// %e %g %t %%`) with flags, width and precision. A verb that does not fit its
+/// argument's type prints as Go prints it (`%!d(float64=2.5)`), as do missing and
+/// extra arguments.
 pub(crate) fn printf(format: &str, args: &[Val]) -> String {
     let mut out = String::new();
     let mut args = args.iter();
@@ -157,13 +192,14 @@ pub(crate) fn printf(format: &str, args: &[Val]) -> String {
             out.push(c);
             continue;
         }
-        let mut left = false;
-        let mut zero = false;
+        let mut spec = Spec::default();
         while let Some(&f) = chars.peek() {
             match f {
-                '-' => left = true,
-                '0' => zero = true,
-                '+' | ' ' | '#' => {}
+                '-' => spec.left = true,
+                '0' => spec.zero = true,
+                '+' => spec.plus = true,
+                ' ' => spec.space = true,
+                '#' => spec.sharp = true,
                 _ => break,
             }
             chars.next();
@@ -172,13 +208,13 @@ pub(crate) fn printf(format: &str, args: &[Val]) -> String {
         while let Some(d) = chars.next_if(char::is_ascii_digit) {
             width.push(d);
         }
-        let mut precision: Option<usize> = None;
+        spec.width = width.parse().unwrap_or(0);
         if chars.next_if_eq(&'.').is_some() {
             let mut p = String::new();
             while let Some(d) = chars.next_if(char::is_ascii_digit) {
                 p.push(d);
             }
-            precision = Some(p.parse().unwrap_or(0));
+            spec.precision = Some(p.parse().unwrap_or(0));
         }
         let Some(verb) = chars.next() else {
             out.push_str("%!(NOVERB)");
@@ -192,34 +228,20 @@ pub(crate) fn printf(format: &str, args: &[Val]) -> String {
             out.push_str(&format!("%!{verb}(MISSING)"));
             continue;
         };
-        let text = match (verb, arg) {
-            ('d', Val::Num(n)) if n.fract() == 0.0 && n.is_finite() => format!("{}", *n as i64),
-            ('d', Val::Num(n)) => format!("%!d(float64={})", float_g(*n, None)),
-            ('f' | 'F', Val::Num(n)) => float_f(*n, precision.unwrap_or(6)),
-            ('e', Val::Num(n)) => float_e(*n, precision.unwrap_or(6)),
-            ('g', Val::Num(n)) => float_g(*n, precision),
-            ('q', v) => format!("{:?}", v.text()),
-            ('s' | 'v', v) => {
-                let t = v.text();
-                match (verb, precision) {
-                    ('s', Some(p)) => t.chars().take(p).collect(),
-                    _ => t,
-                }
-            }
-            (verb, v) => format!("%!{verb}({})", v.text()),
+        let Some(text) = formatted(verb, arg, &spec) else {
+            out.push_str(&format!("%!{verb}({}={})", arg.type_name(), arg.text()));
+            continue;
         };
-        let width: usize = width.parse().unwrap_or(0);
-        let pad = width.saturating_sub(text.chars().count());
-        if left {
+        let pad = spec.width.saturating_sub(text.chars().count());
+        let numeric = matches!(arg, Val::Int(_) | Val::Num(_)) && !matches!(verb, 'c' | 'q');
+        if spec.left {
             out.push_str(&text);
             out.extend(std::iter::repeat_n(' ', pad));
-        } else if zero && matches!(arg, Val::Num(_)) {
-            let (sign, digits) = text
-                .strip_prefix('-')
-                .map_or(("", text.as_str()), |d| ("-", d));
-            out.push_str(sign);
+        } else if spec.zero && numeric {
+            let sign_len = usize::from(text.starts_with(['-', '+', ' ']));
+            out.push_str(&text[..sign_len]);
             out.extend(std::iter::repeat_n('0', pad));
-            out.push_str(digits);
+            out.push_str(&text[sign_len..]);
         } else {
             out.extend(std::iter::repeat_n(' ', pad));
             out.push_str(&text);
@@ -229,6 +251,78 @@ pub(crate) fn printf(format: &str, args: &[Val]) -> String {
         out.push_str("%!(EXTRA)");
     }
     out
+}
+
+/// One verb applied to one argument, before padding; `None` when Go refuses the pair.
+fn formatted(verb: char, arg: &Val, spec: &Spec) -> Option<String> {
+    let signed = |text: String, negative: bool| -> String {
+        if negative {
+            text
+        } else if spec.plus {
+            format!("+{text}")
+        } else if spec.space {
+            format!(" {text}")
+        } else {
+            text
+        }
+    };
+    Some(match (verb, arg) {
+        ('v', Val::Num(n)) => signed(float_g(*n, spec.precision), *n < 0.0),
+        ('v', Val::Int(n)) | ('d', Val::Int(n)) => signed(n.to_string(), *n < 0),
+        ('v', v) => v.text(),
+        ('s', Val::Str(s)) => match spec.precision {
+            Some(p) => s.chars().take(p).collect(),
+            None => s.clone(),
+        },
+        ('s', Val::Map(_)) => arg.text(),
+        ('t', Val::Bool(b)) => b.to_string(),
+        ('q', Val::Str(s)) => format!("{s:?}"),
+        ('q', Val::Int(n)) => quote_rune(*n),
+        ('c', Val::Int(n)) => u32::try_from(*n)
+            .ok()
+            .and_then(char::from_u32)
+            .unwrap_or(char::REPLACEMENT_CHARACTER)
+            .to_string(),
+        ('x' | 'X' | 'o' | 'b', Val::Int(n)) => {
+            let digits = match verb {
+                'x' => format!("{:x}", n.unsigned_abs()),
+                'X' => format!("{:X}", n.unsigned_abs()),
+                'o' => format!("{:o}", n.unsigned_abs()),
+                _ => format!("{:b}", n.unsigned_abs()),
+            };
+            let prefix = match (spec.sharp, verb) {
+                (true, 'x') => "0x",
+                (true, 'X') => "0X",
+                (true, 'o') => "0",
+                _ => "",
+            };
+            signed(
+                format!("{}{prefix}{digits}", if *n < 0 { "-" } else { "" }),
+                *n < 0,
+            )
+        }
+        ('x' | 'X', Val::Str(s)) => {
+            let hex: String = s.bytes().map(|b| format!("{b:02x}")).collect();
+            if verb == 'X' { hex.to_uppercase() } else { hex }
+        }
+        ('f' | 'F', Val::Num(n)) => signed(float_f(*n, spec.precision.unwrap_or(6)), *n < 0.0),
+        ('e', Val::Num(n)) => signed(float_e(*n, spec.precision.unwrap_or(6)), *n < 0.0),
+        ('g', Val::Num(n)) => signed(float_g(*n, spec.precision), *n < 0.0),
+        _ => return None,
+    })
+}
+
+/// Go's `%q` of an integer: the rune it names, single-quoted.
+fn quote_rune(n: i64) -> String {
+    let c = u32::try_from(n)
+        .ok()
+        .and_then(char::from_u32)
+        .unwrap_or(char::REPLACEMENT_CHARACTER);
+    match c {
+        '\'' => r"'\''".to_owned(),
+        '"' => "'\"'".to_owned(),
+        c => format!("'{}'", c.escape_debug()),
+    }
 }
 
 /// Prometheus's `humanize`: SI prefixes, 4 significant digits.
@@ -343,7 +437,7 @@ mod tests {
     fn printf_takes_the_common_verbs() {
         let n = |v: f64| Val::Num(v);
         assert_eq!(printf("%.1f%%", &[n(12.345)]), "12.3%");
-        assert_eq!(printf("%d items", &[n(3.0)]), "3 items");
+        assert_eq!(printf("%d items", &[Val::Int(3)]), "3 items");
         assert_eq!(
             printf("%5.1f|%-4s|", &[n(2.25), Val::Str("ab".into())]),
             "  2.2|ab  |"
@@ -351,6 +445,61 @@ mod tests {
         assert_eq!(printf("%s=%v", &[Val::Str("a".into()), n(0.5)]), "a=0.5");
         assert_eq!(printf("%e", &[n(1234.5)]), "1.234500e+03");
         assert_eq!(printf("%s", &[]), "%!s(MISSING)");
+    }
+
+    /// Each expected string is what promtool 2.42's `test rules` rendered for the same
+    /// template (`{{ printf … }}` with `$value` 12.5 and integer constants).
+    #[test]
+    fn printf_refuses_and_formats_as_go_does() {
+        let (n, i) = (Val::Num, Val::Int);
+        let s = |v: &str| Val::Str(v.into());
+        assert_eq!(printf("%d", &[n(12.5)]), "%!d(float64=12.5)");
+        assert_eq!(printf("%d", &[n(2.0)]), "%!d(float64=2)");
+        assert_eq!(printf("%s", &[n(12.5)]), "%!s(float64=12.5)");
+        assert_eq!(
+            printf("%f %s %d", &[i(3), Val::Bool(true), s("x")]),
+            "%!f(int=3) %!s(bool=true) %!d(string=x)"
+        );
+        assert_eq!(
+            printf(
+                "%d|%s|%x|%q|%5.2f|%+d|%t",
+                &[
+                    i(42),
+                    s("s"),
+                    s("hi"),
+                    i(65),
+                    n(12.5),
+                    i(3),
+                    Val::Bool(true)
+                ]
+            ),
+            "42|s|6869|'A'|12.50|+3|true"
+        );
+        assert_eq!(
+            printf(
+                "%x %X %o %b %c %e",
+                &[i(255), i(255), i(8), i(5), i(65), i(3)]
+            ),
+            "ff FF 10 101 A %!e(int=3)"
+        );
+        assert_eq!(
+            printf(
+                "%08.3f|%-6d|%6s|%.2s",
+                &[n(12.5), i(7), s("ab"), s("abcdef")]
+            ),
+            "0012.500|7     |    ab|ab"
+        );
+        let mut labels = BTreeMap::new();
+        labels.insert("__name__".to_owned(), "x".to_owned());
+        labels.insert("job".to_owned(), "j".to_owned());
+        assert_eq!(
+            printf("%v %v", &[Val::Map(labels), n(2.5)]),
+            "map[__name__:x job:j] 2.5"
+        );
+        assert_eq!(
+            printf("%#x %+.1f %d", &[i(255), n(2.0), i(-4)]),
+            "0xff +2.0 -4"
+        );
     }
 
     #[test]

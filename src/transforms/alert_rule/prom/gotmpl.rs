@@ -41,6 +41,7 @@ enum Arg {
     Value,
     External(Option<String>),
     Str(String),
+    Int(i64),
     Num(f64),
     Bool(bool),
     Sub(Pipeline),
@@ -373,8 +374,9 @@ fn arg(t: &str) -> Result<Arg, String> {
             .map(Arg::Str)
             .map_err(|_| format!("bad string {t}"));
     }
-    if let Ok(n) = t.parse::<f64>() {
-        return Ok(Arg::Num(n));
+    let digit_at = |i: usize| t.as_bytes().get(i).is_some_and(u8::is_ascii_digit);
+    if digit_at(0) || (t.starts_with(['-', '+', '.']) && (digit_at(1) || t[1..].starts_with('.'))) {
+        return number(t);
     }
     if t.starts_with('$') || t.contains(":=") || t == "=" {
         return Err(format!(
@@ -382,6 +384,32 @@ fn arg(t: &str) -> Result<Arg, String> {
         ));
     }
     Err(format!("`{t}` is not supported in rule templates"))
+}
+
+/// A number constant as Go's templates read it: an integer unless it is written with
+/// a point or an exponent (`{{ 3 }}` is an int, `{{ 1e3 }}` and `{{ 3.0 }}` floats).
+fn number(t: &str) -> Result<Arg, String> {
+    let (negative, digits) = match t.as_bytes().first() {
+        Some(b'-') => (true, &t[1..]),
+        Some(b'+') => (false, &t[1..]),
+        _ => (false, t),
+    };
+    let hex = digits
+        .strip_prefix("0x")
+        .or_else(|| digits.strip_prefix("0X"));
+    if let Some(hex) = hex {
+        let n = i64::from_str_radix(hex, 16).map_err(|_| format!("bad number syntax: {t}"))?;
+        return Ok(Arg::Int(if negative { -n } else { n }));
+    }
+    if !digits.contains(['.', 'e', 'E']) {
+        return t
+            .parse::<i64>()
+            .map(Arg::Int)
+            .map_err(|_| format!("bad number syntax or integer overflow: {t}"));
+    }
+    t.parse::<f64>()
+        .map(Arg::Num)
+        .map_err(|_| format!("bad number syntax: {t}"))
 }
 
 fn run(p: &Pipeline, data: &Data<'_>) -> Result<Val, String> {
@@ -411,6 +439,7 @@ fn value(a: &Arg, data: &Data<'_>) -> Result<Val, String> {
         Arg::External(Some(_)) => Val::Str(String::new()),
         Arg::Value => Val::Num(data.value),
         Arg::Str(s) => Val::Str(s.clone()),
+        Arg::Int(n) => Val::Int(*n),
         Arg::Num(n) => Val::Num(*n),
         Arg::Bool(b) => Val::Bool(*b),
         Arg::Sub(p) => run(p, data)?,
@@ -445,9 +474,9 @@ fn call(f: &str, args: Vec<Val>) -> Result<Val, String> {
             };
             let s = v.text();
             Val::Str(match f {
-                "toUpper" => s.to_uppercase(),
-                "toLower" => s.to_lowercase(),
-                _ => title(&s),
+                "toUpper" => super::gocase::to_upper(&s),
+                "toLower" => super::gocase::to_lower(&s),
+                _ => super::gocase::title(&s),
             })
         }
         "index" => {
@@ -461,10 +490,11 @@ fn call(f: &str, args: Vec<Val>) -> Result<Val, String> {
             let [pattern, replacement, text] = args.as_slice() else {
                 return Err("reReplaceAll takes a pattern, a replacement and a text".into());
             };
-            let re = regex::RegexBuilder::new(&pattern.text())
-                .size_limit(1 << 20)
-                .build()
-                .map_err(|e| format!("reReplaceAll: {e}"))?;
+            let re =
+                regex::RegexBuilder::new(&crate::matchers::go_regex::translate(&pattern.text()))
+                    .size_limit(1 << 20)
+                    .build()
+                    .map_err(|e| format!("reReplaceAll: {e}"))?;
             Val::Str(
                 re.replace_all(&text.text(), replacement.text().as_str())
                     .into_owned(),
@@ -481,9 +511,21 @@ fn call(f: &str, args: Vec<Val>) -> Result<Val, String> {
         }
         "eq" | "ne" | "lt" | "le" | "gt" | "ge" => {
             let (a, b) = two(&args)?;
+            // Go compares values of one basic kind only: `gt $value 10` (a float and
+            // an int) is an error in Prometheus, and so here.
             let ord = match (&a, &b) {
                 (Val::Str(x), Val::Str(y)) => x.partial_cmp(y),
-                _ => a.number()?.partial_cmp(&b.number()?),
+                (Val::Int(x), Val::Int(y)) => x.partial_cmp(y),
+                (Val::Num(x), Val::Num(y)) => x.partial_cmp(y),
+                (Val::Bool(x), Val::Bool(y)) if matches!(f, "eq" | "ne") => x.partial_cmp(y),
+                (Val::Map(_), _) | (_, Val::Map(_)) | (Val::Bool(_), Val::Bool(_)) => {
+                    return Err(format!("error calling {f}: invalid type for comparison"));
+                }
+                _ => {
+                    return Err(format!(
+                        "error calling {f}: incompatible types for comparison"
+                    ));
+                }
             };
             Val::Bool(match f {
                 "eq" => ord == Some(std::cmp::Ordering::Equal),
@@ -518,21 +560,6 @@ fn call(f: &str, args: Vec<Val>) -> Result<Val, String> {
         },
         other => return Err(format!("unknown function {other}")),
     })
-}
-
-/// Go's `strings.Title`: the first letter of each word upper-cased.
-fn title(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut start = true;
-    for c in s.chars() {
-        if start && c.is_alphabetic() {
-            out.extend(c.to_uppercase());
-        } else {
-            out.push(c);
-        }
-        start = !(c.is_alphanumeric() || c == '_' || c == '\'');
-    }
-    out
 }
 
 #[cfg(test)]

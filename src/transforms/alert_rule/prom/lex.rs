@@ -71,7 +71,8 @@ pub(super) fn tokenize(src: &str) -> Result<Vec<(Tok, usize)>, ParseError> {
                 Tok::Number(n as f64)
             } else {
                 Tok::Duration(
-                    prometheus_duration(text).ok_or_else(|| err(start, format!("bad number {text:?}")))?,
+                    prometheus_duration(text)
+                        .ok_or_else(|| err(start, format!("bad number {text:?}")))?,
                 )
             };
             out.push((tok, start));
@@ -160,4 +161,3 @@ fn string(src: &str, at: usize) -> Result<(String, usize), String> {
     }
     Err("unterminated string".into())
 }
-

@@ -7,10 +7,12 @@
 
 mod ast;
 pub(crate) mod eval;
+mod gocase;
 pub(crate) mod gofmt;
 pub(crate) mod gotmpl;
 mod lex;
 pub(crate) mod parse;
+mod persist;
 pub(crate) mod rules;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -35,18 +37,30 @@ pub(crate) struct Prom {
     /// The metric names kept; `None` keeps every metric (a selector without a name).
     names: Option<HashSet<String>>,
     reach_ms: i64,
+    /// Where the state is written for a restart (with a `data_dir`).
+    snapshot: Option<PathBuf>,
 }
 
 impl Prom {
     /// Loads every file; errors name the file, group, rule and construct. The
     /// samples, and the alerts of every unchanged rule, are taken over from the
-    /// instance of component `id` this one replaces.
-    pub(crate) fn load(id: &str, files: &[PathBuf]) -> Result<Self, String> {
+    /// instance of component `id` this one replaces, or else read from what the last
+    /// run wrote under `data_dir`.
+    pub(crate) fn load(
+        id: &str,
+        files: &[PathBuf],
+        data_dir: Option<&std::path::Path>,
+        max_series: usize,
+    ) -> Result<Self, String> {
         let mut groups = Vec::new();
         for f in files {
             groups.extend(rules::load(f)?);
         }
-        let store = take_over(id, &mut groups);
+        let (store, live) = take_over(id, &mut groups);
+        let snapshot = data_dir.map(|d| persist::path_for(d, id));
+        if let (Some(path), false) = (&snapshot, live) {
+            persist::read(path, &mut lock(&store), &mut groups, max_series);
+        }
         let mut names = Some(HashSet::new());
         for g in &groups {
             match (g.metric_names(), &mut names) {
@@ -54,13 +68,28 @@ impl Prom {
                 _ => names = None,
             }
         }
+        let reads_alerts = names
+            .as_ref()
+            .is_none_or(|n| n.contains("ALERTS") || n.contains("ALERTS_FOR_STATE"));
+        for g in &mut groups {
+            g.write_alerts = reads_alerts;
+        }
         let reach = groups.iter().map(Group::reach).max().unwrap_or_default();
         Ok(Self {
             groups,
             store,
             names,
             reach_ms: i64::try_from(reach.as_millis()).unwrap_or(i64::MAX),
+            snapshot,
         })
+    }
+
+    /// Writes the samples and the alerts for the next run (with a `data_dir`).
+    pub(crate) fn save(&self) -> Result<(), String> {
+        match &self.snapshot {
+            Some(path) => persist::write(path, &lock(&self.store), &self.groups),
+            None => Ok(()),
+        }
     }
 
     /// Takes a metric event's sample when a rule reads its metric; `false` when it
@@ -128,8 +157,9 @@ struct Shared {
 static SHARED: LazyLock<Mutex<HashMap<String, Vec<Shared>>>> = LazyLock::new(Default::default);
 
 /// Takes over the samples and the unchanged rules' alerts of the instance of `id`
-/// still alive, and registers this one's for its replacement.
-fn take_over(id: &str, groups: &mut [Group]) -> Arc<Mutex<Store>> {
+/// still alive (and says whether there was one), and registers this one's for its
+/// replacement.
+fn take_over(id: &str, groups: &mut [Group]) -> (Arc<Mutex<Store>>, bool) {
     let mut shared = lock(&SHARED);
     // Entries of instances that are gone go with them.
     shared.retain(|_, all| {
@@ -142,6 +172,7 @@ fn take_over(id: &str, groups: &mut [Group]) -> Arc<Mutex<Store>> {
         .rev()
         .find_map(|s| Some((s, s.store.upgrade()?)))
         .map_or((None, None), |(s, store)| (Some(s), Some(store)));
+    let live = store.is_some();
     let store = store.unwrap_or_default();
     let mut mine = Shared {
         store: Arc::downgrade(&store),
@@ -158,7 +189,7 @@ fn take_over(id: &str, groups: &mut [Group]) -> Arc<Mutex<Store>> {
             .insert(rule.key.clone(), Arc::downgrade(&rule.active));
     }
     instances.push(mine);
-    store
+    (store, live)
 }
 
 /// Brings an alert's notice up to date with its state: a firing alert is noticed from

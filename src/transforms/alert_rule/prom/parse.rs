@@ -10,9 +10,9 @@
 //! error naming the construct, so a rule sluice cannot evaluate fails `validate`.
 
 pub(crate) use super::ast::{AggOp, BinOp, Expr, Func, Grouping, Kind, Matching, Selector};
-pub(crate) use crate::units::prometheus_duration as duration;
 use super::lex::{Tok, tokenize};
 use crate::matchers::{Matcher, Op};
+pub(crate) use crate::units::prometheus_duration as duration;
 
 pub(crate) use super::super::expr::ParseError;
 
@@ -242,7 +242,12 @@ impl Parser<'_> {
         let mut labels = Vec::new();
         while !self.eat(")") {
             match self.next() {
-                Tok::Ident(l) => labels.push(l),
+                Tok::Ident(l) if is_label_name(&l) => labels.push(l),
+                Tok::Ident(l) => {
+                    return Err(self.error(format!(
+                        "`{l}` is not a label name (letters, digits and `_`, not `:`)"
+                    )));
+                }
                 _ => return Err(self.error("expected a label name")),
             }
             if !self.eat(",") {
@@ -368,6 +373,15 @@ impl Parser<'_> {
         } else {
             Vec::new()
         };
+        if let Some(m) = matchers.iter().find(|m| m.label == "__name__") {
+            return Err(self.error_at(
+                start,
+                format!(
+                    "metric name must not be set twice: \"{word}\" or \"{}\"",
+                    m.value
+                ),
+            ));
+        }
         Ok(Expr::Select(Selector {
             name: Some(word),
             matchers,
@@ -384,6 +398,11 @@ impl Parser<'_> {
                     break;
                 }
                 self.expect(",")?;
+                if matches!(self.peek(), Tok::Punct(")")) {
+                    return Err(
+                        self.error("trailing commas are not allowed in function call arguments")
+                    );
+                }
             }
         }
         let (kinds, _) = func.signature();
@@ -446,7 +465,12 @@ impl Parser<'_> {
         let mut out = Vec::new();
         while !self.eat("}") {
             let label = match self.next() {
-                Tok::Ident(l) => l,
+                Tok::Ident(l) if is_label_name(&l) => l,
+                Tok::Ident(l) => {
+                    return Err(self.error(format!(
+                        "`{l}` is not a label name (letters, digits and `_`, not `:`)"
+                    )));
+                }
                 _ => return Err(self.error("expected a label name")),
             };
             let op = match self.next() {
@@ -468,6 +492,12 @@ impl Parser<'_> {
         }
         Ok(out)
     }
+}
+
+/// Label names are `[a-zA-Z_][a-zA-Z0-9_]*`; the tokenizer also takes `:`, which only
+/// metric names may hold.
+fn is_label_name(word: &str) -> bool {
+    !word.contains(':')
 }
 
 #[cfg(test)]

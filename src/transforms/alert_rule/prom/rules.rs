@@ -61,6 +61,9 @@ pub(crate) struct Group {
     pub(crate) rules: Vec<PromRule>,
     limit: usize,
     pub(crate) last_eval: Option<i64>,
+    /// Whether alerting rules write Prometheus's `ALERTS` and `ALERTS_FOR_STATE`
+    /// series, set when some rule reads them.
+    pub(crate) write_alerts: bool,
 }
 
 #[derive(Debug)]
@@ -72,8 +75,9 @@ pub(crate) struct PromRule {
     annotations: Vec<(String, GoTemplate)>,
     /// A recording rule's labels, as written.
     literal: Vec<(String, String)>,
-    /// The series a recording rule wrote at its last evaluation.
-    recorded: HashSet<Labels>,
+    /// The series a recording rule (or an alerting rule's `ALERTS`) wrote at its
+    /// last evaluation.
+    pub(super) recorded: HashSet<Labels>,
     /// What identifies the rule across reloads: its group and whole definition.
     pub(crate) key: String,
     /// Alerts by their label set (alerting rules only); shared with the instance a
@@ -95,7 +99,7 @@ pub(crate) fn lock(a: &Mutex<Alerts>) -> MutexGuard<'_, Alerts> {
     a.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, Deserialize)]
 pub(crate) enum State {
     Pending,
     Firing,
@@ -109,7 +113,7 @@ pub(crate) struct Active {
     pub(crate) active_at: i64,
     pub(crate) fired_at: Option<i64>,
     pub(crate) resolved_at: Option<i64>,
-    keep_firing_since: Option<i64>,
+    pub(super) keep_firing_since: Option<i64>,
     pub(crate) value: f64,
     pub(crate) annotations: BTreeMap<String, String>,
     /// What notifications know of it (see `notify::Policy`).
@@ -165,6 +169,7 @@ pub(crate) fn compile(text: &str) -> Result<Vec<Group>, String> {
             rules,
             limit: g.limit.unwrap_or(0),
             last_eval: None,
+            write_alerts: false,
         });
     }
     Ok(groups)
@@ -272,7 +277,11 @@ impl Group {
         self.last_eval = Some(t);
         let mut errors = Vec::new();
         for rule in &mut self.rules {
-            if let Err(e) = rule.evaluate(store, t, max_series, self.limit) {
+            let result = rule.evaluate(store, t, max_series, self.limit);
+            if self.write_alerts {
+                rule.write_alerts(store, t, max_series);
+            }
+            if let Err(e) = result {
                 errors.push((rule.name.clone(), e));
             }
         }
@@ -385,6 +394,39 @@ impl PromRule {
 }
 
 impl PromRule {
+    /// Prometheus's series for an alerting rule's pending and firing alerts:
+    /// `ALERTS{alertstate=…}` at 1 and `ALERTS_FOR_STATE` at the time (s) the alert
+    /// became active, with staleness markers for those written last time and not now,
+    /// so that rules after this one (and in later groups) can read them.
+    fn write_alerts(&mut self, store: &mut Store, t: i64, max_series: usize) {
+        if !matches!(self.kind, RuleKind::Alert { .. }) {
+            return;
+        }
+        let mut now = HashSet::new();
+        for (labels, a) in lock(&self.active).iter() {
+            let state = match a.state {
+                State::Pending => "pending",
+                State::Firing => "firing",
+                State::Inactive => continue,
+            };
+            let mut alerts = labels.clone();
+            alerts.insert(NAME.into(), "ALERTS".into());
+            alerts.insert("alertstate".into(), state.into());
+            let mut for_state = labels.clone();
+            for_state.insert(NAME.into(), "ALERTS_FOR_STATE".into());
+            #[allow(clippy::cast_precision_loss)]
+            let since = (a.active_at / 1000) as f64;
+            for (series, value) in [(alerts, 1.0), (for_state, since)] {
+                store.push(series.clone(), t, value, max_series);
+                now.insert(series);
+            }
+        }
+        for gone in self.recorded.difference(&now) {
+            store.push(gone.clone(), t, eval::STALE, max_series);
+        }
+        self.recorded = now;
+    }
+
     /// A recording rule's output: its series at `t`, with the rule's labels set as
     /// written (an empty one removes the label), and a staleness marker for each
     /// series it recorded last time and not now, so that readers see it gone at once.

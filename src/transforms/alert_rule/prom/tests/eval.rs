@@ -84,6 +84,15 @@ fn aggregations_comparisons_and_matching() {
         vec![(labels(&[("job", "x")]), 1.0)]
     );
     assert!(run(&s, "absent(temp)", t).is_empty());
+    // A label named by a second matcher is left out, as promtool's `absent` does.
+    assert_eq!(
+        run(
+            &s,
+            r#"absent(nothing{job="x",job="x",env="p",zone!="a",team="t",team=~"t"})"#,
+            t
+        ),
+        vec![(labels(&[("env", "p")]), 1.0)]
+    );
     // Past the lookback nothing is current.
     assert!(run(&s, "temp", t + 301_000).is_empty());
     assert_eq!(run(&s, "temp", t + 300_000).len(), 2);

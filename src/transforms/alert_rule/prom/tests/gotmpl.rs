@@ -90,3 +90,46 @@ fn eq_takes_several_values_and_nesting_is_bounded() {
             .contains("nested")
     );
 }
+
+/// Each expected string is what promtool 2.42's `test rules` rendered for the same
+/// template with `$value` 12.5.
+#[test]
+fn constants_are_ints_or_floats_as_go_reads_them() {
+    assert_eq!(render("{{ 123456789 }}", 0.0), "123456789");
+    assert_eq!(
+        render("{{ 1e3 }} {{ 1.5 }} {{ 0x1F }} {{ 1.0 }} {{ -3 }}", 0.0),
+        "1000 1.5 31 1 -3"
+    );
+    assert_eq!(
+        render(r#"{{ printf "%d" $value }}"#, 12.5),
+        "%!d(float64=12.5)"
+    );
+    assert_eq!(
+        render(r#"{{ printf "%s" $value }}"#, 12.5),
+        "%!s(float64=12.5)"
+    );
+    assert_eq!(
+        render(r#"{{ eq 1 1 }} {{ lt "a" "b" }} {{ humanize 1234 }}"#, 0.0),
+        "true true 1.234k"
+    );
+    // A float compared with an int is Go's error, so the annotation says so.
+    let labels = BTreeMap::new();
+    let error = GoTemplate::parse("{{ if gt $value 10 }}big{{ end }}")
+        .expect("parses")
+        .render(&Data {
+            labels: &labels,
+            value: 12.5,
+        })
+        .expect_err("float against int");
+    assert!(
+        error.contains("incompatible types for comparison"),
+        "{error}"
+    );
+    assert_eq!(render("{{ if gt $value 10.0 }}big{{ end }}", 12.5), "big");
+    assert!(GoTemplate::parse("{{ 99999999999999999999 }}").is_err());
+    assert!(
+        GoTemplate::parse("{{ .ExternalURL }}")
+            .expect_err("unsupported")
+            .contains("not supported")
+    );
+}

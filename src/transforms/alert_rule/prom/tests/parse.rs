@@ -57,6 +57,26 @@ fn what_sluice_cannot_evaluate_is_named() {
 }
 
 #[test]
+fn what_promtool_refuses_is_refused() {
+    assert!(err(r#"x{__name__="y"}"#).contains("metric name must not be set twice"));
+    assert!(err(r#"x{__name__=~"x"}"#).contains("set twice"));
+    assert!(err("sum by (a:b) (x)").contains("`a:b` is not a label name"));
+    assert!(err(r#"x{a:b="1"}"#).contains("not a label name"));
+    assert!(err("rate(x[5m],)").contains("trailing commas"));
+    assert!(err("clamp_min(x, 1,)").contains("trailing commas"));
+    // What promtool takes: trailing commas in braces and groupings, a name as a matcher.
+    for ok in [
+        r#"x{a="b",}"#,
+        "sum by (a,) (x)",
+        "sum(x) by (a,)",
+        r#"{__name__="x"}"#,
+        "job:requests:rate5m > 1",
+    ] {
+        parse(ok).expect(ok);
+    }
+}
+
+#[test]
 fn numbers_strings_and_keywords_read_as_prometheus_reads_them() {
     let number = |src: &str| match parse(src).expect(src) {
         Expr::Number(n) => n,
