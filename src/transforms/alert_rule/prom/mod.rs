@@ -9,6 +9,7 @@ mod ast;
 pub(crate) mod eval;
 mod gocase;
 pub(crate) mod gofmt;
+mod gofuncs;
 pub(crate) mod gotmpl;
 mod lex;
 pub(crate) mod parse;
