@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
 
 /// `<data_dir>/<kind>/<id>.json`. A component id (letters of any script, digits, `_`,
-/// `-`) is its own file name; anything else is replaced and the name gets a hash of the
-/// whole id, so two ids never share a file.
+/// `-`, up to 160 bytes) is its own file name; anything else is replaced (or cut) and
+/// the name gets a hash of the whole id, so two ids never share a file.
 pub(crate) fn path_for(data_dir: &Path, kind: &str, id: &str) -> PathBuf {
     let mut safe: String = id
         .chars()
@@ -22,7 +22,11 @@ pub(crate) fn path_for(data_dir: &Path, kind: &str, id: &str) -> PathBuf {
             }
         })
         .collect();
-    if safe != id {
+    // File names stop at 255 bytes: a long id is cut, and told apart by the hash.
+    const MAX_NAME_BYTES: usize = 160;
+    if safe != id || safe.len() > MAX_NAME_BYTES {
+        let cut = crate::text::prefix_bytes(&safe, MAX_NAME_BYTES).len();
+        safe.truncate(cut);
         safe.push_str(&format!("-{:016x}", crate::hashing::fnv1a(id.as_bytes())));
     }
     data_dir.join(kind).join(format!("{safe}.json"))
@@ -133,6 +137,15 @@ mod tests {
             "{name}"
         );
         assert_eq!(path.parent(), Some(dir.path().join("file_sink").as_path()));
+        // A long id is cut to a name the file system takes, and stays apart.
+        let long = "é".repeat(120);
+        let a = path_for(dir.path(), "k", &format!("{long}a"));
+        let b = path_for(dir.path(), "k", &format!("{long}b"));
+        assert_ne!(a, b);
+        for p in [&a, &b] {
+            write_json(p, &1).expect("a long id still persists");
+            assert!(p.file_name().map_or(0, |n| n.len()) < 255);
+        }
         // Ids that reduce to one name keep files of their own.
         assert_eq!(
             path_for(dir.path(), "incident", "café"),

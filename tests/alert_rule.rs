@@ -409,6 +409,32 @@ inhibit_rules:
     );
 }
 
+/// Alertmanager's rule: alerts that match both the source and the target side do not
+/// inhibit each other (red team: both were muted, so neither page went out).
+#[test]
+fn alerts_on_both_sides_of_an_inhibit_rule_both_notify() {
+    let mut rig = Rig::new(
+        r#"
+rules:
+  - name: DiskFull
+    expr: disk > 90
+    group_by: [host, cluster]
+    severity: medium
+inhibit_rules:
+  - source_matchers: ['severity=~"critical|medium"']
+    target_matchers: ['severity=~"medium|low"']
+    equal: [cluster]
+"#,
+    );
+    rig.to(0).send(vec![
+        metric("disk", 95.0, &[("host", "a"), ("cluster", "c1")]),
+        metric("disk", 96.0, &[("host", "b"), ("cluster", "c1")]),
+    ]);
+    let mut hosts: Vec<String> = rig.eval().iter().map(|a| s(a, "labels.host")).collect();
+    hosts.sort();
+    assert_eq!(hosts, ["a", "b"]);
+}
+
 #[test]
 fn the_error_rate_ratio_rule_fires_on_failed_over_sent() {
     let mut rig = Rig::new(
@@ -1305,10 +1331,10 @@ fn prometheus_rule_files_agree_with_promtool_test_rules() {
 }
 
 /// A reload (a new instance built while the old one runs) keeps what Prometheus rules
-/// know: samples, and the alerts of unchanged rules, so nothing is notified twice and
-/// a resolution still comes; a changed rule starts over.
+/// know: samples, and each rule's alerts by group and name, so nothing is notified
+/// twice and a resolution still comes, also for a rule that was edited.
 #[test]
-fn a_reload_keeps_the_alerts_of_unchanged_prometheus_rules() {
+fn a_reload_keeps_the_alerts_of_prometheus_rules_by_name() {
     let dir = tempfile::tempdir().expect("dir");
     let file = dir.path().join("rules.yml");
     let write = |down: &str| {
@@ -1359,23 +1385,34 @@ fn a_reload_keeps_the_alerts_of_unchanged_prometheus_rules() {
     // `Flat` (the least of 10 minutes is 0) still reads the sample from before the
     // reload, so it stays firing: samples were kept.
 
+    new.to(120)
+        .send(vec![metric("up", 0.0, &[("instance", "a")])]);
+    let again: Vec<String> = new.eval().iter().map(|a| s(a, "status")).collect();
+    assert_eq!(again, ["firing"], "Down fires again");
+
+    // An edited rule keeps its alerts, as Prometheus's reload does (`CopyState`): no
+    // second notification while it still fires, and a resolve once it no longer does.
+    let reload = |to: i64, old: Rig| {
+        let new = Rig::since(
+            t0() + chrono::Duration::seconds(to),
+            "reloaded",
+            &yaml,
+            None,
+        );
+        drop(old);
+        new
+    };
     write("up < 1");
-    let mut changed = Rig::since(
-        t0() + chrono::Duration::seconds(180),
-        "reloaded",
-        &yaml,
-        None,
-    );
-    drop(new);
+    let mut changed = reload(180, new);
     changed.send(vec![metric("up", 0.0, &[("instance", "a")])]);
-    let names: Vec<String> = changed
+    assert!(changed.eval().is_empty(), "still firing, notified already");
+    write("up > 5");
+    let mut changed = reload(240, changed);
+    changed.send(vec![metric("up", 0.0, &[("instance", "a")])]);
+    let after: Vec<(String, String)> = changed
         .eval()
         .iter()
-        .map(|a| s(a, "labels.alertname"))
+        .map(|a| (s(a, "labels.alertname"), s(a, "status")))
         .collect();
-    assert_eq!(
-        names,
-        ["Down"],
-        "the changed rule starts over; Flat was notified already"
-    );
+    assert_eq!(after, [("Down".to_owned(), "resolved".to_owned())]);
 }

@@ -89,7 +89,7 @@ pub(crate) fn inhibited(
 ) -> bool {
     sources
         .iter()
-        .any(|(fp, labels, rule)| fp != fingerprint && rules[*rule].mutes(labels, target))
+        .any(|(fp, labels, rule)| fp != fingerprint && rules[*rule].inhibits(labels, target))
 }
 
 #[cfg(test)]
@@ -186,5 +186,15 @@ mod tests {
         assert!(!rule.inhibits(&other_both, &both));
         assert!(rule.inhibits(&source_only, &both));
         assert!(rule.inhibits(&both, &target_only));
+        // The same through `inhibited`, which alert_rule uses: two alerts on both
+        // sides both notify (red team: alert_rule muted both).
+        let rules = [rule];
+        let sources = vec![
+            ("fp-both".to_string(), both.clone(), 0),
+            ("fp-other".to_string(), other_both.clone(), 0),
+        ];
+        assert!(!inhibited(&rules, &sources, "fp-both", &both));
+        assert!(!inhibited(&rules, &sources, "fp-other", &other_both));
+        assert!(inhibited(&rules, &sources, "fp-target", &target_only));
     }
 }

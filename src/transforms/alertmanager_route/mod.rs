@@ -64,25 +64,25 @@ fn default_max_sources() -> usize {
 #[serde(deny_unknown_fields)]
 pub(crate) struct AlertmanagerInhibit {
     /// Matchers a firing alert must satisfy to inhibit others.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "tree::null_as_empty")]
     pub(crate) source_matchers: Vec<String>,
     /// Matchers an alert must satisfy to be inhibited.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "tree::null_as_empty")]
     pub(crate) target_matchers: Vec<String>,
     /// Older equality matchers of the source, label: value.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "tree::null_as_empty")]
     pub(crate) source_match: BTreeMap<String, String>,
     /// Older regex matchers of the source, label: regex.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "tree::null_as_empty")]
     pub(crate) source_match_re: BTreeMap<String, String>,
     /// Older equality matchers of the target.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "tree::null_as_empty")]
     pub(crate) target_match: BTreeMap<String, String>,
     /// Older regex matchers of the target.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "tree::null_as_empty")]
     pub(crate) target_match_re: BTreeMap<String, String>,
     /// Labels whose values source and target must share.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "tree::null_as_empty")]
     pub(crate) equal: Vec<String>,
 }
 
@@ -125,14 +125,14 @@ impl AlertmanagerInhibit {
 #[derive(Debug, Deserialize)]
 struct AlertmanagerFile {
     route: Option<RouteConfig>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "tree::null_as_empty")]
     inhibit_rules: Vec<AlertmanagerInhibit>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "tree::null_as_empty")]
     time_intervals: Vec<TimeIntervalConfig>,
     /// The name before Alertmanager 0.24.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "tree::null_as_empty")]
     mute_time_intervals: Vec<TimeIntervalConfig>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "tree::null_as_empty")]
     receivers: Vec<Receiver>,
 }
 

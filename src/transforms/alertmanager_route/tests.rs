@@ -180,6 +180,18 @@ receivers: [{name: default}, {name: pager}]
     assert_eq!(receivers(&root, &[("team", "٤٢")]), ["default"]);
 }
 
+/// Keys with nothing after them (children commented out) are empty, as Alertmanager
+/// reads them.
+#[test]
+fn empty_keys_read_as_empty() {
+    let (_dir, config) = from_file(
+        "route:\n  receiver: a\n  routes:\n    - receiver: b\n      matchers:\n      match:\n      routes:\nreceivers: [{name: a}, {name: b}]\ninhibit_rules:\n",
+    );
+    let config = config.expect("loads");
+    let root = Route::root(&config.route).expect("valid");
+    assert_eq!(receivers(&root, &[("x", "y")]), ["b"]);
+}
+
 #[test]
 fn what_is_wrong_inside_the_file_names_the_file() {
     for (text, says) in [

@@ -30,13 +30,13 @@ pub(crate) struct RouteConfig {
     #[serde(default, rename = "continue")]
     pub(crate) continue_matching: bool,
     /// Label matchers (`severity="critical"`, `team=~"db|infra"`), all of which must hold.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub(crate) matchers: Vec<String>,
     /// Older equality matchers, label: value.
-    #[serde(default, rename = "match")]
+    #[serde(default, rename = "match", deserialize_with = "null_as_empty")]
     pub(crate) match_equal: BTreeMap<String, String>,
     /// Older regex matchers, label: regex (anchored).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub(crate) match_re: BTreeMap<String, String>,
     /// How long a new group waits for more alerts (Alertmanager's default at the root:
     /// 30s). Carried on the event as `%alertmanager_route.group_wait_seconds`.
@@ -46,14 +46,24 @@ pub(crate) struct RouteConfig {
     /// A still-firing group is notified again after this long (default 4h).
     pub(crate) repeat_interval: Option<String>,
     /// Names of `time_intervals` during which this route's notifications are muted.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub(crate) mute_time_intervals: Vec<String>,
     /// Names of `time_intervals` outside of which this route's notifications are muted.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub(crate) active_time_intervals: Vec<String>,
     /// Child routes, tried in order.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub(crate) routes: Vec<RouteConfig>,
+}
+
+/// A key written with nothing after it (`routes:` with its children commented out)
+/// is YAML null, which Alertmanager (Go) reads as empty.
+pub(crate) fn null_as_empty<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
 /// What a route hands on to its children and to the events it routes.

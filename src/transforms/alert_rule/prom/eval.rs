@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 
 use super::ast::{AggOp, BinOp, Expr, Func, Grouping, Matching, Selector};
+use crate::matchers::Op;
 
 /// [`super::ast::LOOKBACK`] in ms.
 const LOOKBACK_MS: i64 = 300_000;
@@ -259,17 +260,18 @@ fn call(func: Func, args: &[Expr], store: &Store, t: i64) -> Result<Value, EvalE
             if !vector(arg(0)?).is_empty() {
                 return Ok(Value::Vector(Vec::new()));
             }
-            // Prometheus's labels: those of the first equality matcher on each label,
-            // unless another matcher names the same label (then the label is left out,
-            // even when both say the same value).
+            // As promtool 2.42 gives them: the labels of the `=` matchers, except a
+            // label that another `=` or `=~` matcher names too (even with the same
+            // value); `!=` and `!~` change nothing.
             let mut labels = Labels::new();
-            let mut seen = std::collections::HashSet::new();
             if let Some(Expr::Select(sel)) = args.first() {
-                for m in sel.matchers.iter().filter(|m| m.label != NAME) {
-                    if m.op == crate::matchers::Op::Equal && seen.insert(m.label.as_str()) {
+                let positive = |m: &&crate::matchers::Matcher| {
+                    m.label != NAME && matches!(m.op, Op::Equal | Op::Regex)
+                };
+                for m in sel.matchers.iter().filter(positive) {
+                    let named = sel.matchers.iter().filter(positive);
+                    if m.op == Op::Equal && named.filter(|o| o.label == m.label).count() == 1 {
                         labels.insert(m.label.clone(), m.value.clone());
-                    } else {
-                        labels.remove(&m.label);
                     }
                 }
             }

@@ -42,7 +42,7 @@ impl Val {
     }
 
     /// Go's type name, as `printf` names it for a verb that does not fit.
-    fn type_name(&self) -> &'static str {
+    pub(crate) fn type_name(&self) -> &'static str {
         match self {
             Self::Str(_) => "string",
             Self::Int(_) => "int",
@@ -109,7 +109,8 @@ fn decimal(v: f64, precision: Option<usize>) -> (String, i64) {
     }
     let sci = match precision {
         None => format!("{v:e}"),
-        Some(p) => format!("{:.*e}", p.max(1) - 1, v),
+        // A float has at most 767 significant decimal digits; more are zeros.
+        Some(p) => format!("{:.*e}", p.clamp(1, EXACT_DIGITS) - 1, v),
     };
     let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
     let mut digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
@@ -149,19 +150,29 @@ fn float_f(v: f64, precision: usize) -> String {
     if !v.is_finite() {
         return float_g(v, None);
     }
-    format!("{v:.precision$}")
+    // Rust's precision stops at 65535; past the exact expansion Go prints zeros.
+    let exact = precision.min(EXACT_DIGITS);
+    let mut s = format!("{v:.exact$}");
+    s.extend(std::iter::repeat_n('0', precision - exact));
+    s
 }
+
+/// Digits past which a float's decimal expansion has only zeros (1074 fractional
+/// digits for the smallest subnormal).
+const EXACT_DIGITS: usize = 1100;
 
 /// Go's `%e` with `precision` digits after the point.
 fn float_e(v: f64, precision: usize) -> String {
     if !v.is_finite() {
         return float_g(v, None);
     }
-    let s = format!("{v:.precision$e}");
+    let exact = precision.min(EXACT_DIGITS);
+    let s = format!("{v:.exact$e}");
     let (mantissa, exp) = s.split_once('e').unwrap_or((&s, "0"));
     let exp: i64 = exp.parse().unwrap_or(0);
     format!(
-        "{mantissa}e{}{:02}",
+        "{mantissa}{}e{}{:02}",
+        "0".repeat(precision - exact),
         if exp < 0 { '-' } else { '+' },
         exp.abs()
     )
@@ -204,17 +215,25 @@ pub(crate) fn printf(format: &str, args: &[Val]) -> String {
             }
             chars.next();
         }
-        let mut width = String::new();
-        while let Some(d) = chars.next_if(char::is_ascii_digit) {
-            width.push(d);
-        }
-        spec.width = width.parse().unwrap_or(0);
-        if chars.next_if_eq(&'.').is_some() {
-            let mut p = String::new();
+        // Go refuses a width or precision over 1e6 (`%!(BADWIDTH)`), then goes on.
+        let number = |chars: &mut std::iter::Peekable<std::str::Chars<'_>>| {
+            let mut n: u64 = 0;
             while let Some(d) = chars.next_if(char::is_ascii_digit) {
-                p.push(d);
+                n = n
+                    .saturating_mul(10)
+                    .saturating_add(u64::from(d) - u64::from('0'));
             }
-            spec.precision = Some(p.parse().unwrap_or(0));
+            usize::try_from(n).ok().filter(|n| *n <= 1_000_000)
+        };
+        match number(&mut chars) {
+            Some(w) => spec.width = w,
+            None => out.push_str("%!(BADWIDTH)"),
+        }
+        if chars.next_if_eq(&'.').is_some() {
+            match number(&mut chars) {
+                Some(p) => spec.precision = Some(p),
+                None => out.push_str("%!(BADPREC)"),
+            }
         }
         let Some(verb) = chars.next() else {
             out.push_str("%!(NOVERB)");
@@ -233,11 +252,12 @@ pub(crate) fn printf(format: &str, args: &[Val]) -> String {
             continue;
         };
         let pad = spec.width.saturating_sub(text.chars().count());
-        let numeric = matches!(arg, Val::Int(_) | Val::Num(_)) && !matches!(verb, 'c' | 'q');
+        // Go pads with zeros after the sign, except infinities and NaN.
+        let finite = !matches!(arg, Val::Num(n) if !n.is_finite());
         if spec.left {
             out.push_str(&text);
             out.extend(std::iter::repeat_n(' ', pad));
-        } else if spec.zero && numeric {
+        } else if spec.zero && finite && !matches!(verb, 'c' | 'q' | 'U') {
             let sign_len = usize::from(text.starts_with(['-', '+', ' ']));
             out.push_str(&text[..sign_len]);
             out.extend(std::iter::repeat_n('0', pad));
@@ -247,16 +267,20 @@ pub(crate) fn printf(format: &str, args: &[Val]) -> String {
             out.push_str(&text);
         }
     }
-    if args.next().is_some() {
-        out.push_str("%!(EXTRA)");
+    let extra: Vec<String> = args
+        .map(|a| format!("{}={}", a.type_name(), a.text()))
+        .collect();
+    if !extra.is_empty() {
+        out.push_str(&format!("%!(EXTRA {})", extra.join(", ")));
     }
     out
 }
 
 /// One verb applied to one argument, before padding; `None` when Go refuses the pair.
 fn formatted(verb: char, arg: &Val, spec: &Spec) -> Option<String> {
-    let signed = |text: String, negative: bool| -> String {
-        if negative {
+    // Go's `+` and ` ` flags put a sign on what has none (`%+v` is not a sign).
+    let signed = |text: String| -> String {
+        if text.starts_with(['-', '+']) {
             text
         } else if spec.plus {
             format!("+{text}")
@@ -267,62 +291,137 @@ fn formatted(verb: char, arg: &Val, spec: &Spec) -> Option<String> {
         }
     };
     Some(match (verb, arg) {
-        ('v', Val::Num(n)) => signed(float_g(*n, spec.precision), *n < 0.0),
-        ('v', Val::Int(n)) | ('d', Val::Int(n)) => signed(n.to_string(), *n < 0),
-        ('v', v) => v.text(),
-        ('s', Val::Str(s)) => match spec.precision {
+        ('v', Val::Str(s)) if spec.sharp => go_quote(s),
+        ('v', Val::Num(n)) => float_g(*n, spec.precision.map(|p| p.max(1))),
+        ('v', Val::Str(s)) | ('s', Val::Str(s)) => match spec.precision {
             Some(p) => s.chars().take(p).collect(),
             None => s.clone(),
         },
+        ('v', v) => v.text(),
+        ('d', Val::Int(n)) => signed(int_digits(*n, spec.precision)),
         ('s', Val::Map(_)) => arg.text(),
         ('t', Val::Bool(b)) => b.to_string(),
-        ('q', Val::Str(s)) => format!("{s:?}"),
+        ('q', Val::Str(s)) => go_quote(s),
         ('q', Val::Int(n)) => quote_rune(*n),
-        ('c', Val::Int(n)) => u32::try_from(*n)
-            .ok()
-            .and_then(char::from_u32)
-            .unwrap_or(char::REPLACEMENT_CHARACTER)
-            .to_string(),
-        ('x' | 'X' | 'o' | 'b', Val::Int(n)) => {
+        ('c', Val::Int(n)) => rune(*n).to_string(),
+        ('U', Val::Int(n)) => {
+            let code = format!("U+{:04X}", n);
+            if spec.sharp {
+                format!("{code} '{}'", rune(*n))
+            } else {
+                code
+            }
+        }
+        ('x' | 'X' | 'o' | 'O' | 'b', Val::Int(n)) => {
             let digits = match verb {
                 'x' => format!("{:x}", n.unsigned_abs()),
                 'X' => format!("{:X}", n.unsigned_abs()),
-                'o' => format!("{:o}", n.unsigned_abs()),
+                'o' | 'O' => format!("{:o}", n.unsigned_abs()),
                 _ => format!("{:b}", n.unsigned_abs()),
             };
             let prefix = match (spec.sharp, verb) {
+                (_, 'O') => "0o",
                 (true, 'x') => "0x",
                 (true, 'X') => "0X",
                 (true, 'o') => "0",
+                (true, 'b') => "0b",
                 _ => "",
             };
-            signed(
-                format!("{}{prefix}{digits}", if *n < 0 { "-" } else { "" }),
-                *n < 0,
-            )
+            signed(format!("{}{prefix}{digits}", if *n < 0 { "-" } else { "" }))
         }
         ('x' | 'X', Val::Str(s)) => {
-            let hex: String = s.bytes().map(|b| format!("{b:02x}")).collect();
-            if verb == 'X' { hex.to_uppercase() } else { hex }
+            // `% x` spaces the bytes; `#` prefixes each spaced byte, or the whole.
+            let prefix = if spec.sharp { "0x" } else { "" };
+            let hex: Vec<String> = s.bytes().map(|b| format!("{b:02x}")).collect();
+            let t = if spec.space {
+                let each: Vec<String> = hex.iter().map(|h| format!("{prefix}{h}")).collect();
+                each.join(" ")
+            } else {
+                format!("{prefix}{}", hex.concat())
+            };
+            if verb == 'X' { t.to_uppercase() } else { t }
         }
-        ('f' | 'F', Val::Num(n)) => signed(float_f(*n, spec.precision.unwrap_or(6)), *n < 0.0),
-        ('e', Val::Num(n)) => signed(float_e(*n, spec.precision.unwrap_or(6)), *n < 0.0),
-        ('g', Val::Num(n)) => signed(float_g(*n, spec.precision), *n < 0.0),
+        ('f' | 'F', Val::Num(n)) => signed(float_f(*n, spec.precision.unwrap_or(6))),
+        ('e' | 'E', Val::Num(n)) => {
+            let t = signed(float_e(*n, spec.precision.unwrap_or(6)));
+            if verb == 'E' { t.to_uppercase() } else { t }
+        }
+        ('g' | 'G', Val::Num(n)) => {
+            let t = signed(float_g(*n, spec.precision));
+            if verb == 'G' { t.to_uppercase() } else { t }
+        }
         _ => return None,
     })
 }
 
-/// Go's `%q` of an integer: the rune it names, single-quoted.
-fn quote_rune(n: i64) -> String {
-    let c = u32::try_from(n)
+/// An integer's digits with Go's precision (`%.3d` of 7 is `007`).
+fn int_digits(n: i64, precision: Option<usize>) -> String {
+    let digits = n.unsigned_abs().to_string();
+    let zeros = precision.unwrap_or(0).saturating_sub(digits.len());
+    format!(
+        "{}{}{digits}",
+        if n < 0 { "-" } else { "" },
+        "0".repeat(zeros)
+    )
+}
+
+fn rune(n: i64) -> char {
+    u32::try_from(n)
         .ok()
         .and_then(char::from_u32)
-        .unwrap_or(char::REPLACEMENT_CHARACTER);
-    match c {
-        '\'' => r"'\''".to_owned(),
-        '"' => "'\"'".to_owned(),
-        c => format!("'{}'", c.escape_debug()),
+        .unwrap_or(char::REPLACEMENT_CHARACTER)
+}
+
+/// Go's `strconv.Quote`: printable characters as they are, the C escapes, and `\x`,
+/// `\u` or `\U` for the rest.
+fn go_quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        go_escape(c, '"', &mut out);
     }
+    out.push('"');
+    out
+}
+
+fn go_escape(c: char, quote: char, out: &mut String) {
+    match c {
+        '\u{7}' => out.push_str("\\a"),
+        '\u{8}' => out.push_str("\\b"),
+        '\u{c}' => out.push_str("\\f"),
+        '\n' => out.push_str("\\n"),
+        '\r' => out.push_str("\\r"),
+        '\t' => out.push_str("\\t"),
+        '\u{b}' => out.push_str("\\v"),
+        '\\' => out.push_str("\\\\"),
+        c if c == quote => {
+            out.push('\\');
+            out.push(c);
+        }
+        c if (c as u32) < 0x80 && (c.is_ascii_control()) => {
+            out.push_str(&format!("\\x{:02x}", c as u32));
+        }
+        c if go_printable(c) => out.push(c),
+        c if (c as u32) < 0x10000 => out.push_str(&format!("\\u{:04x}", c as u32)),
+        c => out.push_str(&format!("\\U{:08x}", c as u32)),
+    }
+}
+
+/// Go's `unicode.IsPrint`, near enough: letters, marks, numbers, punctuation, symbols
+/// and the ASCII space; not controls, other spaces, or format characters.
+fn go_printable(c: char) -> bool {
+    c == ' '
+        || !(c.is_control()
+            || c.is_whitespace()
+            || matches!(c, '\u{ad}' | '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}' | '\u{2060}'..='\u{2064}' | '\u{feff}'))
+}
+
+/// Go's `%q` of an integer: the rune it names, single-quoted.
+fn quote_rune(n: i64) -> String {
+    let mut out = String::from("'");
+    go_escape(rune(n), '\'', &mut out);
+    out.push('\'');
+    out
 }
 
 /// Prometheus's `humanize`: SI prefixes, 4 significant digits.

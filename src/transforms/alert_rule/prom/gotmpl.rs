@@ -12,7 +12,6 @@ use std::collections::BTreeMap;
 
 pub(crate) use super::gofmt::Val;
 
-
 /// What a template sees.
 pub(crate) struct Data<'a> {
     pub(crate) labels: &'a BTreeMap<String, String>,
@@ -115,20 +114,18 @@ fn split(src: &str) -> Result<Vec<Piece>, String> {
     while let Some(open) = rest.find("{{") {
         let mut text = &rest[..open];
         if trim_next {
-            text = text.trim_start();
+            text = text.trim_start_matches(GO_SPACE);
         }
         let after = &rest[open + 2..];
         let trim_before =
             after.starts_with("- ") || after.starts_with("-\t") || after.starts_with("-\n");
         if trim_before {
-            text = text.trim_end();
+            text = text.trim_end_matches(GO_SPACE);
         }
         if !text.is_empty() {
             out.push(Piece::Text(text.to_owned()));
         }
-        let close = after
-            .find("}}")
-            .ok_or("unclosed action: `{{` without `}}`")?;
+        let close = find_close(after).ok_or("unclosed action: `{{` without `}}`")?;
         let mut inner = &after[..close];
         if trim_before {
             inner = &inner[1..];
@@ -137,17 +134,46 @@ fn split(src: &str) -> Result<Vec<Piece>, String> {
         if trim_next {
             inner = &inner[..inner.len() - 1];
         }
-        let inner = inner.trim();
+        let inner = inner.trim_matches(GO_SPACE);
         if !(inner.starts_with("/*") && inner.ends_with("*/")) {
             out.push(Piece::Action(inner.to_owned()));
         }
         rest = &after[close + 2..];
     }
-    let text = if trim_next { rest.trim_start() } else { rest };
+    let text = if trim_next {
+        rest.trim_start_matches(GO_SPACE)
+    } else {
+        rest
+    };
     if !text.is_empty() {
         out.push(Piece::Text(text.to_owned()));
     }
     Ok(out)
+}
+
+/// Where an action's `}}` is: not inside a quoted string (`{{ "}}" }}`) or a comment.
+fn find_close(after: &str) -> Option<usize> {
+    let body = after.trim_start_matches('-').trim_start_matches(GO_SPACE);
+    if let Some(comment) = body.strip_prefix("/*") {
+        let end = after.len() - comment.len() + comment.find("*/")? + 2;
+        return after[end..].find("}}").map(|j| end + j);
+    }
+    let bytes = after.as_bytes();
+    let mut quote: Option<u8> = None;
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        match quote {
+            Some(q) if b == b'\\' && q != b'`' => i += 1,
+            Some(q) if b == q => quote = None,
+            Some(_) => {}
+            None if matches!(b, b'"' | b'`' | b'\'') => quote = Some(b),
+            None if b == b'}' && bytes.get(i + 1) == Some(&b'}') => return Some(i),
+            None => {}
+        }
+        i += 1;
+    }
+    None
 }
 
 /// Nodes until one of `ends` (`end`, `else`), which is left for the caller.
@@ -168,7 +194,7 @@ fn block(
                 *at += 1;
             }
             Piece::Action(a) => {
-                let word = a.split_whitespace().next().unwrap_or("");
+                let word = a.split(GO_SPACE).next().unwrap_or("");
                 if ends.contains(&word) {
                     return Ok(nodes);
                 }
@@ -204,7 +230,7 @@ fn if_node(pieces: &[Piece], at: &mut usize, cond: &str, depth: usize) -> Result
         if a == "end" {
             return Ok(Node::If(branches, Vec::new()));
         }
-        let rest = a["else".len()..].trim();
+        let rest = a.strip_prefix("else").unwrap_or(a).trim_matches(GO_SPACE);
         if let Some(cond) = rest.strip_prefix("if ") {
             branches.push((
                 pipeline(cond)?,
@@ -221,13 +247,19 @@ fn if_node(pieces: &[Piece], at: &mut usize, cond: &str, depth: usize) -> Result
     }
 }
 
+/// What Go's template lexer takes as space (in actions and for `{{-` / `-}}` trims):
+/// ASCII only, so a copied no-break space is "bad character U+00A0", as in Go.
+const GO_SPACE: &[char] = &[' ', '\t', '\r', '\n'];
+
 /// Tokens of an action: words, quoted strings, `|`, `(` and `)`.
 fn tokens(src: &str) -> Result<Vec<String>, String> {
     let mut out = Vec::new();
     let mut chars = src.char_indices().peekable();
     while let Some(&(i, c)) = chars.peek() {
-        if c.is_whitespace() {
+        if GO_SPACE.contains(&c) {
             chars.next();
+        } else if c.is_whitespace() || c.is_control() {
+            return Err(format!("bad character U+{:04X}", u32::from(c)));
         } else if matches!(c, '|' | '(' | ')') {
             out.push(c.to_string());
             chars.next();
@@ -250,7 +282,7 @@ fn tokens(src: &str) -> Result<Vec<String>, String> {
         } else {
             let mut end = src.len();
             while let Some(&(j, d)) = chars.peek() {
-                if d.is_whitespace() || matches!(d, '|' | '(' | ')') {
+                if d.is_whitespace() || d.is_control() || matches!(d, '|' | '(' | ')') {
                     end = j;
                     break;
                 }
@@ -366,13 +398,25 @@ fn arg(t: &str) -> Result<Arg, String> {
     if t == "true" || t == "false" {
         return Ok(Arg::Bool(t == "true"));
     }
+    // A character constant is an int (`'a'` is 97).
+    if let Some(inner) = t.strip_prefix('\'').and_then(|s| s.strip_suffix('\'')) {
+        let mut chars = inner.chars();
+        return match (chars.next(), chars.next()) {
+            (Some(c), None) if c != '\\' => Ok(Arg::Int(i64::from(u32::from(c)))),
+            _ => Err(format!(
+                "`{t}`: only plain character constants are supported"
+            )),
+        };
+    }
     if let Some(s) = t.strip_prefix('`').and_then(|s| s.strip_suffix('`')) {
         return Ok(Arg::Str(s.to_owned()));
     }
     if t.starts_with('"') {
-        return serde_json::from_str::<String>(t)
-            .map(Arg::Str)
-            .map_err(|_| format!("bad string {t}"));
+        // Go's escapes (`\x41`, `\101`, `\a`), as PromQL strings take them.
+        return match super::lex::string(t, 0) {
+            Ok((text, end)) if end == t.len() => Ok(Arg::Str(text)),
+            _ => Err(format!("bad string {t}")),
+        };
     }
     let digit_at = |i: usize| t.as_bytes().get(i).is_some_and(u8::is_ascii_digit);
     if digit_at(0) || (t.starts_with(['-', '+', '.']) && (digit_at(1) || t[1..].starts_with('.'))) {
@@ -389,32 +433,64 @@ fn arg(t: &str) -> Result<Arg, String> {
 /// A number constant as Go's templates read it: an integer unless it is written with
 /// a point or an exponent (`{{ 3 }}` is an int, `{{ 1e3 }}` and `{{ 3.0 }}` floats).
 fn number(t: &str) -> Result<Arg, String> {
-    let (negative, digits) = match t.as_bytes().first() {
+    let bad = || format!("bad number syntax: {t}");
+    let (negative, rest) = match t.as_bytes().first() {
         Some(b'-') => (true, &t[1..]),
         Some(b'+') => (false, &t[1..]),
         _ => (false, t),
     };
-    let hex = digits
-        .strip_prefix("0x")
-        .or_else(|| digits.strip_prefix("0X"));
-    if let Some(hex) = hex {
-        let n = i64::from_str_radix(hex, 16).map_err(|_| format!("bad number syntax: {t}"))?;
-        return Ok(Arg::Int(if negative { -n } else { n }));
-    }
-    if !digits.contains(['.', 'e', 'E']) {
-        return t
-            .parse::<i64>()
-            .map(Arg::Int)
-            .map_err(|_| format!("bad number syntax or integer overflow: {t}"));
-    }
-    t.parse::<f64>()
-        .map(Arg::Num)
-        .map_err(|_| format!("bad number syntax: {t}"))
+    // Go allows `_` between digits (`1_000`).
+    let digits = rest.replace('_', "");
+    let lower = digits.to_ascii_lowercase();
+    let radix = [("0x", 16), ("0o", 8), ("0b", 2)]
+        .into_iter()
+        .find_map(|(p, r)| lower.strip_prefix(p).map(|d| (d.to_owned(), r)));
+    let (body, radix) = match radix {
+        Some((d, 16)) if d.contains(['.', 'p']) => return Err(bad()),
+        Some(found) => found,
+        // `017` is octal in Go, as in C.
+        None if digits.len() > 1
+            && digits.starts_with('0')
+            && digits.bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            (digits[1..].to_owned(), 8)
+        }
+        None if !digits.contains(['.', 'e', 'E']) => (digits.clone(), 10),
+        None => {
+            let v: f64 = digits.parse().map_err(|_| bad())?;
+            if v.is_infinite() {
+                return Err(format!("number out of range: {t}"));
+            }
+            return Ok(Arg::Num(if negative { -v } else { v }));
+        }
+    };
+    // Through i128, so that -0x8000000000000000 still fits.
+    let n = i128::from_str_radix(&body, radix).map_err(|_| bad())?;
+    let n = if negative { -n } else { n };
+    i64::try_from(n)
+        .map(Arg::Int)
+        .map_err(|_| format!("{t} overflows int"))
 }
 
 fn run(p: &Pipeline, data: &Data<'_>) -> Result<Val, String> {
     let mut piped: Option<Val> = None;
     for c in p {
+        // `and` and `or` stop at the first argument that decides (Go 1.18+), so what
+        // comes after it is never evaluated.
+        if let Some(f @ ("and" | "or")) = c.func.as_deref()
+            && piped.is_none()
+            && !c.args.is_empty()
+        {
+            let mut last = Val::Bool(false);
+            for a in &c.args {
+                last = value(a, data)?;
+                if last.truthy() == (f == "or") {
+                    break;
+                }
+            }
+            piped = Some(last);
+            continue;
+        }
         let mut args = c
             .args
             .iter()

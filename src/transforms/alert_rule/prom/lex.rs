@@ -110,7 +110,7 @@ pub(super) fn tokenize(src: &str) -> Result<Vec<(Tok, usize)>, ParseError> {
 /// A quoted string starting at `at`: its text and the index past its closing quote.
 /// Double and single quotes take Go's escapes, where `\xNN` and octal `\NNN` are bytes
 /// (`"\xc3\xa9"` is `é`); backquotes are raw.
-fn string(src: &str, at: usize) -> Result<(String, usize), String> {
+pub(super) fn string(src: &str, at: usize) -> Result<(String, usize), String> {
     let quote = src.as_bytes()[at] as char;
     let mut out: Vec<u8> = Vec::new();
     let mut chars = src[at + 1..].char_indices();
@@ -146,7 +146,9 @@ fn string(src: &str, at: usize) -> Result<(String, usize), String> {
             'b' => out.push(8),
             'f' => out.push(12),
             'v' => out.push(11),
-            '\\' | '"' | '\'' => push(&mut out, e),
+            // As Go's `strconv.Unquote`: each quote is escaped only in its own kind.
+            '\\' => push(&mut out, e),
+            '"' | '\'' if e == quote => push(&mut out, e),
             'x' => out.push(u8::try_from(digits(2, 16, None)?).map_err(|_| "bad escape")?),
             '0'..='7' => {
                 let byte = digits(3, 8, Some(e))?;

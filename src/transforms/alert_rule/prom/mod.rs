@@ -44,7 +44,7 @@ pub(crate) struct Prom {
 
 impl Prom {
     /// Loads every file; errors name the file, group, rule and construct. The
-    /// samples, and the alerts of every unchanged rule, are taken over from the
+    /// samples, and the alerts of every rule still there (by group and name), are taken over from the
     /// instance of component `id` this one replaces, or else read from what the last
     /// run wrote under `data_dir`.
     pub(crate) fn load(
@@ -127,7 +127,9 @@ impl Prom {
             let every = g.interval.unwrap_or(default);
             longest = longest.max(every);
             let every_ms = i64::try_from(every.as_millis()).unwrap_or(i64::MAX);
-            if g.last_eval.is_some_and(|last| now - last < every_ms) {
+            if g.last_eval
+                .is_some_and(|last| now.saturating_sub(last) < every_ms)
+            {
                 continue;
             }
             for (rule, error) in g.evaluate(&mut store, now, max_series) {
@@ -157,7 +159,7 @@ struct Shared {
 /// not hide the one running.
 static SHARED: LazyLock<Mutex<HashMap<String, Vec<Shared>>>> = LazyLock::new(Default::default);
 
-/// Takes over the samples and the unchanged rules' alerts of the instance of `id`
+/// Takes over the samples and the rules' alerts (by group and name) of the instance of `id`
 /// still alive (and says whether there was one), and registers this one's for its
 /// replacement.
 fn take_over(id: &str, groups: &mut [Group]) -> (Arc<Mutex<Store>>, bool) {

@@ -73,12 +73,13 @@ pub(crate) struct PromRule {
     kind: RuleKind,
     labels: Vec<(String, GoTemplate)>,
     annotations: Vec<(String, GoTemplate)>,
-    /// A recording rule's labels, as written.
+    /// The rule's labels, as written.
     literal: Vec<(String, String)>,
     /// The series a recording rule (or an alerting rule's `ALERTS`) wrote at its
     /// last evaluation.
     pub(super) recorded: HashSet<Labels>,
-    /// What identifies the rule across reloads: its group and whole definition.
+    /// What identifies the rule across reloads and restarts: its file, group, kind,
+    /// name and place among the rules of that name.
     pub(crate) key: String,
     /// Alerts by their label set (alerting rules only); shared with the instance a
     /// reload replaces when the rule is unchanged, so neither notifies twice.
@@ -135,7 +136,12 @@ fn ms(d: Duration) -> i64 {
 /// Reads and compiles a rule file; errors name the group, the rule and the construct.
 pub(crate) fn load(path: &Path) -> Result<Vec<Group>, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    compile(&text).map_err(|e| format!("{}: {e}", path.display()))
+    let mut groups = compile(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    // Groups are Prometheus's per file: the same name in two files is two groups.
+    for rule in groups.iter_mut().flat_map(|g| g.rules.iter_mut()) {
+        rule.key = format!("{}\u{1f}{}", path.display(), rule.key);
+    }
+    Ok(groups)
 }
 
 pub(crate) fn compile(text: &str) -> Result<Vec<Group>, String> {
@@ -154,12 +160,29 @@ pub(crate) fn compile(text: &str) -> Result<Vec<Group>, String> {
         if interval.is_some_and(|d| d.is_zero()) {
             return Err(at("`interval` must be longer than zero".into()));
         }
+        // A rule's state follows it by group, kind, name and place among the rules
+        // of that name, as Prometheus carries alerts over a reload (`CopyState`): an
+        // edited rule keeps its alerts, resolving those its new form no longer finds.
+        let mut seen_names: HashMap<(bool, String), usize> = HashMap::new();
         let rules = g
             .rules
             .into_iter()
             .enumerate()
             .map(|(i, r)| {
-                let key = format!("{}\u{1f}{:?}\u{1f}{r:?}", g.name, g.interval);
+                let name = r
+                    .alert
+                    .clone()
+                    .or_else(|| r.record.clone())
+                    .unwrap_or_default();
+                let nth = seen_names
+                    .entry((r.alert.is_some(), name.clone()))
+                    .or_default();
+                let key = format!(
+                    "{}\u{1f}{}\u{1f}{name}\u{1f}{nth}",
+                    g.name,
+                    if r.alert.is_some() { "alert" } else { "record" }
+                );
+                *nth += 1;
                 compile_rule(r, key).map_err(|e| at(format!("rule {}: {e}", i + 1)))
             })
             .collect::<Result<Vec<_>, _>>()?;
@@ -199,27 +222,21 @@ fn compile_rule(r: RuleConfig, key: String) -> Result<PromRule, String> {
         _ => return Err(at("`expr` must be a PromQL expression".into())),
     };
     let expr = parse::parse(&source).map_err(|e| at(format!("`expr` {e}")))?;
-    match (expr.kind(), kind) {
-        (Kind::Range, _) => {
-            return Err(at(
-                "`expr` must give an instant vector, not a range: apply a function such as rate()"
-                    .into(),
-            ));
-        }
-        (Kind::Scalar, RuleKind::Alert { .. }) => {
-            return Err(at("`expr` must give an instant vector, not a scalar".into()));
-        }
-        _ => {}
+    // A scalar is one sample without labels to Prometheus, alert or record; a range
+    // is nothing either can use.
+    if expr.kind() == Kind::Range {
+        return Err(at(
+            "`expr` must give an instant vector, not a range: apply a function such as rate()"
+                .into(),
+        ));
     }
-    // A recording rule's labels are taken as written; an alert's are templates.
-    let literal: Vec<(String, String)> = match kind {
-        RuleKind::Record => r
-            .labels
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect(),
-        RuleKind::Alert { .. } => Vec::new(),
-    };
+    // A recording rule's labels are taken as written; an alert's are templates, and
+    // as written they are the base of its `ALERTS` series (as in Prometheus).
+    let literal: Vec<(String, String)> = r
+        .labels
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     let templates = |map: BTreeMap<String, String>, what: &str| {
         map.into_iter()
             .map(|(k, v)| {
@@ -367,13 +384,14 @@ impl PromRule {
                 return true;
             }
             if a.state == State::Pending
-                || a.resolved_at.is_some_and(|r| t - r > RESOLVED_RETENTION_MS)
+                || a.resolved_at
+                    .is_some_and(|r| t.saturating_sub(r) > RESOLVED_RETENTION_MS)
             {
                 return false;
             }
             if a.state == State::Firing && keep_ms > 0 {
                 let since = *a.keep_firing_since.get_or_insert(t);
-                if t - since < keep_ms {
+                if t.saturating_sub(since) < keep_ms {
                     return true;
                 }
             }
@@ -384,7 +402,8 @@ impl PromRule {
             true
         });
         for a in active.values_mut() {
-            if a.state == State::Pending && t - a.active_at >= hold_ms {
+            // Saturating: times come back from a snapshot file too.
+            if a.state == State::Pending && t.saturating_sub(a.active_at) >= hold_ms {
                 a.state = State::Firing;
                 a.fired_at = Some(t);
             }
@@ -409,10 +428,14 @@ impl PromRule {
                 State::Firing => "firing",
                 State::Inactive => continue,
             };
-            let mut alerts = labels.clone();
+            // Prometheus starts from the rule's labels as written, then sets the
+            // alert's: a label whose template rendered empty keeps its raw text.
+            let mut base: Labels = self.literal.iter().cloned().collect();
+            base.extend(labels.iter().map(|(k, v)| (k.clone(), v.clone())));
+            let mut alerts = base.clone();
             alerts.insert(NAME.into(), "ALERTS".into());
             alerts.insert("alertstate".into(), state.into());
-            let mut for_state = labels.clone();
+            let mut for_state = base;
             for_state.insert(NAME.into(), "ALERTS_FOR_STATE".into());
             #[allow(clippy::cast_precision_loss)]
             let since = (a.active_at / 1000) as f64;
@@ -549,11 +572,8 @@ groups:
         let template = "groups:\n  - name: g\n    rules:\n      - alert: T\n        expr: up == 0\n        annotations:\n          d: '{{ range $labels }}{{ end }}'\n";
         let e = compile(template).expect_err("range");
         assert!(e.contains("annotations.d") && e.contains("range"), "{e}");
+        // Prometheus takes a scalar (one sample without labels), so sluice does too.
         let scalar = "groups:\n  - name: g\n    rules:\n      - alert: S\n        expr: '1'\n";
-        assert!(
-            compile(scalar)
-                .expect_err("scalar")
-                .contains("instant vector")
-        );
+        assert!(compile(scalar).is_ok());
     }
 }

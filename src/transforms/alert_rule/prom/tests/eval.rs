@@ -84,14 +84,20 @@ fn aggregations_comparisons_and_matching() {
         vec![(labels(&[("job", "x")]), 1.0)]
     );
     assert!(run(&s, "absent(temp)", t).is_empty());
-    // A label named by a second matcher is left out, as promtool's `absent` does.
+    // As promtool 2.42's `absent`: a label named by a second `=` or `=~` matcher is
+    // left out; `!=` and `!~` do not count.
     assert_eq!(
         run(
             &s,
-            r#"absent(nothing{job="x",job="x",env="p",zone!="a",team="t",team=~"t"})"#,
+            r#"absent(nothing{job="x",job="x",env="p",zone!="a",team="t",team=~"t",dc="1",dc!~"2"})"#,
             t
         ),
-        vec![(labels(&[("env", "p")]), 1.0)]
+        vec![(labels(&[("dc", "1"), ("env", "p")]), 1.0)]
+    );
+    assert!(
+        run(&s, r#"absent(nothing{job=~"x",job="a"})"#, t)[0]
+            .0
+            .is_empty()
     );
     // Past the lookback nothing is current.
     assert!(run(&s, "temp", t + 301_000).is_empty());

@@ -103,3 +103,35 @@ fn humanize_family_matches_prometheus() {
     assert_eq!(humanize_duration(1.5), "1.5s");
     assert_eq!(humanize_duration(0.002), "2ms");
 }
+
+/// The rest of the red team's printf table, each expected string Go's.
+#[test]
+fn printf_follows_go_in_the_corners() {
+    let (n, i) = (Val::Num, Val::Int);
+    let s = |v: &str| Val::Str(v.into());
+    assert_eq!(printf("%E|%G", &[n(12.5), n(12.5)]), "1.250000E+01|12.5");
+    assert_eq!(printf("%U|%#U", &[i(65), i(65)]), "U+0041|U+0041 'A'");
+    assert_eq!(printf("%O|%#b", &[i(8), i(5)]), "0o10|0b101");
+    assert_eq!(printf("%d", &[i(1), i(2)]), "1%!(EXTRA int=2)");
+    assert_eq!(printf("%05s|%.3d", &[s("ab"), i(7)]), "000ab|007");
+    assert_eq!(printf("%#v|%.2v", &[s("ab"), s("abcdef")]), "\"ab\"|ab");
+    assert_eq!(printf("%+v|%+f", &[n(12.5), n(-0.0)]), "12.5|-0.000000");
+    assert_eq!(
+        printf("%05.1f|%+v", &[n(f64::INFINITY), n(f64::INFINITY)]),
+        " +Inf|+Inf"
+    );
+    assert_eq!(
+        printf("%q", &[s("\u{7}e\u{301}\u{a0}")]),
+        "\"\\ae\u{301}\\u00a0\""
+    );
+    assert_eq!(
+        printf("% x|%#x|% #x", &[s("hi"), s("hi"), s("hi")]),
+        "68 69|0x6869|0x68 0x69"
+    );
+    // Go prints what precision asks for (Rust's formatter stops at 65535).
+    let wide = printf("%.70000f", &[n(1.0)]);
+    assert_eq!(wide.len(), 70_002);
+    assert!(printf("%.70000e", &[n(2.5)]).ends_with("0e+00"));
+    assert_eq!(printf("%.70000g", &[n(2.5)]), "2.5");
+    assert_eq!(printf("%1000001d", &[i(1)]), "%!(BADWIDTH)1");
+}

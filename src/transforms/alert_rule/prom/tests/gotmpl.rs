@@ -133,3 +133,63 @@ fn constants_are_ints_or_floats_as_go_reads_them() {
             .contains("not supported")
     );
 }
+
+fn render_err(src: &str, value: f64) -> String {
+    let labels = BTreeMap::new();
+    GoTemplate::parse(src)
+        .expect(src)
+        .render(&Data {
+            labels: &labels,
+            value,
+        })
+        .expect_err(src)
+}
+
+/// What the red team found rendered differently from promtool 2.42 (Go 1.19); each
+/// expected string is Go's.
+#[test]
+fn evaluation_follows_go() {
+    assert_eq!(render(r#"{{ eq "a" "a" 3 }}"#, 0.0), "true");
+    assert_eq!(render("{{ and false (gt 1 2.0) }}", 0.0), "false");
+    assert_eq!(render("{{ or true (gt 1 2.0) }}", 0.0), "true");
+    assert_eq!(
+        render("{{ if gt $value 0.5 }}HIGH{{ else }}low{{ end }}", f64::NAN),
+        "HIGH",
+        "Go's gt is `not le`, true for NaN"
+    );
+    assert_eq!(render("{{ if lt $value 0.5 }}x{{ end }}", f64::NAN), "");
+    assert!(render_err("{{ toUpper 1 }}", 0.0).contains("expected string; got int"));
+    assert_eq!(render(r#"{{ index "abc" 1 }}"#, 0.0), "98");
+    assert_eq!(
+        render("{{ index $labels }}", 0.0),
+        "map[instance:web-1:9100 job:node]"
+    );
+    assert_eq!(render(r#"{{ index $labels "job" }}"#, 0.0), "node");
+    assert!(render_err("{{ printf 3 }}", 0.0).contains("expected string"));
+}
+
+#[test]
+fn parsing_follows_go() {
+    assert_eq!(render(r#"{{ "}}" }}"#, 0.0), "}}");
+    assert_eq!(render("{{ `a}}b` }}", 0.0), "a}}b");
+    assert_eq!(render("x{{/* a }} b */}}y", 0.0), "xy");
+    assert_eq!(render(r#"{{ "\x41\101\a" }}"#, 0.0), "AA\u{7}");
+    assert_eq!(
+        render(
+            "{{ 'a' }} {{ 0o17 }} {{ 0b101 }} {{ 1_000 }} {{ 017 }} {{ -0x8000000000000000 }}",
+            0.0
+        ),
+        "97 15 5 1000 15 -9223372036854775808"
+    );
+    assert!(GoTemplate::parse("{{ 1e400 }}").is_err());
+    // Go's lexer takes only ASCII space: a copied no-break space is an error, not a
+    // panic (red team: `validate` crashed on it).
+    let nbsp = GoTemplate::parse("{{ if true }}x{{ end\u{a0}-}}").expect_err("NBSP");
+    assert!(nbsp.contains("U+00A0"), "{nbsp}");
+    assert!(GoTemplate::parse("{{ if\u{a0}true }}x{{ end }}").is_err());
+    // Trims take ASCII space only.
+    assert_eq!(
+        render("a\u{a0} {{- 1 -}} \u{3000}b", 0.0),
+        "a\u{a0}1\u{3000}b"
+    );
+}
