@@ -60,7 +60,9 @@ pub(super) fn call(f: &str, args: Vec<Val>) -> Result<Val, String> {
                         match byte {
                             Some(b) => Val::Int(i64::from(*b)),
                             None => {
-                                return Err(format!("error calling index: index out of range: {i}"));
+                                return Err(format!(
+                                    "error calling index: index out of range: {i}"
+                                ));
                             }
                         }
                     }
