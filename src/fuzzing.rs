@@ -597,3 +597,32 @@ pub fn otlp_body(data: &[u8]) {
             .expect("an OTLP event serializes to JSON");
     }
 }
+
+/// Label matchers as the API takes them in silences and subscriptions: `label OP value`
+/// on the first line, a label value to match on the second. Parsing (strict and
+/// lenient), Go regex translation and compiling never panic; a parsed matcher's text
+/// form parses back to the same matcher; and matching answers.
+pub fn label_matchers(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let (matcher, value) = text.split_once('\n').unwrap_or((&text, ""));
+    // Any text at all, as a Go regex: translated and compiled within the size bound.
+    if let Ok(re) = crate::matchers::anchored_regex(matcher) {
+        let _ = re.is_match(value);
+    }
+    for parsed in [
+        crate::matchers::Matcher::parse(matcher),
+        crate::matchers::Matcher::parse_lenient(matcher),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        let again = crate::matchers::Matcher::parse(&parsed.to_string())
+            .expect("a matcher's text form parses");
+        assert_eq!(
+            again.to_string(),
+            parsed.to_string(),
+            "the text form is stable"
+        );
+        assert_eq!(again.matches(Some(value)), parsed.matches(Some(value)));
+    }
+}

@@ -88,7 +88,28 @@ fn near_forward() -> impl Strategy<Value = Vec<u8>> {
         })
 }
 
+/// Text near label matchers and Go regexes: their operators, escapes and classes.
+fn near_matcher() -> impl Strategy<Value = String> {
+    prop::collection::vec(
+        prop_oneof![
+            prop::sample::select(vec![
+                '\\', '[', ']', '-', '{', '}', ',', '^', '(', ')', '|', '*', '+', '?', ':', '=',
+                '~', '!', '"', '\n', 'd', 'w', 's', 'p', 'Q', 'E', 'x', '0', '7', '.', '$', '&',
+            ]),
+            prop::char::range('a', 'z'),
+            any::<char>(),
+        ],
+        0..48,
+    )
+    .prop_map(|c| c.into_iter().collect())
+}
+
 proptest! {
+    #[test]
+    fn label_matchers_and_go_regexes_never_panic(text in near_matcher()) {
+        fuzzing::label_matchers(text.as_bytes());
+    }
+
     #[test]
     fn forward_streams_never_panic(data in near_forward()) {
         fuzzing::fluent_stream(&data);
