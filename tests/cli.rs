@@ -155,6 +155,53 @@ sinks:
     assert_eq!(seqs, (0..100000).collect::<Vec<_>>());
 }
 
+/// SIGTERM stops sluice while its stdin is still open (red team: a worker blocked in
+/// `read(0)` kept the process alive for 11 minutes).
+#[test]
+fn sigterm_stops_a_stdin_pipeline_whose_input_stays_open() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = write_pipeline(
+        &dir,
+        "stdin.yaml",
+        "sources:\n  in: { type: stdin }\nsinks:\n  out: { type: console, inputs: [in] }\n",
+    );
+    let mut child = sluice()
+        .args(["run", "--config"])
+        .arg(&path)
+        .env("SLUICE_API__ENABLED", "false")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starts");
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin.write_all(b"{\"n\":1}\n").expect("written");
+    stdin.flush().expect("flushed");
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    stdout.read_line(&mut line).expect("the line comes through");
+    assert!(line.contains("\"n\":1"), "{line}");
+    let status = std::process::Command::new("kill")
+        .args(["-s", "TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let exited = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break Some(status);
+        }
+        if Instant::now() > deadline {
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    drop(stdin);
+    let _ = child.kill();
+    let status = exited.expect("sluice exits on SIGTERM with stdin still open");
+    assert_eq!(status.code(), Some(0));
+}
+
 #[test]
 fn stdin_to_console_exits_at_eof_with_every_line() {
     let dir = tempfile::tempdir().expect("tempdir");

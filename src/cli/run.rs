@@ -126,6 +126,10 @@ pub(crate) fn run(args: RunArgs) -> u8 {
         }
         crate::app::serve(run).await
     });
+    // `serve` drained and settled everything; a blocking read nothing can interrupt
+    // (the stdin source waiting on a terminal or pipe still open) must not keep the
+    // process alive after it: dropping the runtime would wait for it for ever.
+    runtime.shutdown_timeout(Duration::from_millis(500));
     match served {
         Ok(code) => code,
         Err(e) => {
