@@ -1330,6 +1330,62 @@ fn prometheus_rule_files_agree_with_promtool_test_rules() {
     );
 }
 
+/// Rules are matched across a reload by name and labels (Prometheus's `CopyState`):
+/// adding a same-named rule above one changes nothing for it; a rule that is gone
+/// resolves what it had notified, so no page stays open for it (red team: the first
+/// re-fired, the second never resolved).
+#[test]
+fn a_reload_moves_alerts_by_name_and_labels_and_resolves_those_of_removed_rules() {
+    let dir = tempfile::tempdir().expect("dir");
+    let file = dir.path().join("rules.yml");
+    let rule = |severity: &str| {
+        format!(
+            "      - alert: HighCPU\n        expr: cpu > 80\n        labels: {{ severity: {severity} }}\n"
+        )
+    };
+    let write = |rules: &[String]| {
+        std::fs::write(
+            &file,
+            format!("groups:\n  - name: g\n    rules:\n{}", rules.concat()),
+        )
+        .expect("write");
+    };
+    write(&[rule("warning")]);
+    let yaml = format!(
+        "rule_files: [{:?}]\nevaluation_interval: 1m\nrepeat_interval: 1h",
+        file.display().to_string()
+    );
+    let statuses = |sent: Vec<Value>| -> Vec<String> {
+        let mut v: Vec<String> = sent
+            .iter()
+            .map(|a| format!("{} {}", s(a, "labels.severity"), s(a, "status")))
+            .collect();
+        v.sort();
+        v
+    };
+    let mut old = Rig::at_dir("moved", &yaml, None);
+    old.send(vec![metric("cpu", 90.0, &[])]);
+    assert_eq!(statuses(old.eval()), ["warning firing"]);
+
+    write(&[rule("critical"), rule("warning")]);
+    let mut new = Rig::since(t0() + chrono::Duration::seconds(60), "moved", &yaml, None);
+    drop(old);
+    new.send(vec![metric("cpu", 90.0, &[])]);
+    assert_eq!(
+        statuses(new.eval()),
+        ["critical firing"],
+        "the warning alert kept its state; only the new rule notifies"
+    );
+
+    write(&[rule("critical")]);
+    let mut last = Rig::since(t0() + chrono::Duration::seconds(120), "moved", &yaml, None);
+    drop(new);
+    last.send(vec![metric("cpu", 90.0, &[])]);
+    assert_eq!(statuses(last.eval()), ["warning resolved"]);
+    last.to(60).send(vec![metric("cpu", 90.0, &[])]);
+    assert!(last.eval().is_empty(), "resolved once");
+}
+
 /// A reload (a new instance built while the old one runs) keeps what Prometheus rules
 /// know: samples, and each rule's alerts by group and name, so nothing is notified
 /// twice and a resolution still comes, also for a rule that was edited.

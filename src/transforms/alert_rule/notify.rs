@@ -43,14 +43,21 @@ impl Policy {
     pub(crate) fn decide(&self, alert: &Alert, now: i64, muted: bool) -> Decision {
         match (alert.status, alert.last_sent) {
             (Status::Firing, _) if muted => Decision::Wait,
-            (Status::Firing, None) => due(now >= alert.starts_at + self.group_wait),
-            (Status::Firing, Some((Status::Firing, at))) => due(now >= at + self.repeat_interval),
-            (Status::Firing, Some((Status::Resolved, at))) => due(now >= at + self.group_interval),
+            (Status::Firing, None) => due(now >= alert.starts_at.saturating_add(self.group_wait)),
+            (Status::Firing, Some((Status::Firing, at))) => {
+                due(now >= at.saturating_add(self.repeat_interval))
+            }
+            (Status::Firing, Some((Status::Resolved, at))) => {
+                due(now >= at.saturating_add(self.group_interval))
+            }
             (Status::Resolved, None | Some((Status::Resolved, _))) => Decision::Forget,
             (Status::Resolved, Some((Status::Firing, _))) if muted || !self.send_resolved => {
                 Decision::Forget
             }
-            (Status::Resolved, Some((Status::Firing, at))) => due(now >= at + self.group_interval),
+            // Saturating: durations up to years, and times read back from a snapshot.
+            (Status::Resolved, Some((Status::Firing, at))) => {
+                due(now >= at.saturating_add(self.group_interval))
+            }
         }
     }
 }

@@ -40,6 +40,9 @@ pub(crate) struct Prom {
     reach_ms: i64,
     /// Where the state is written for a restart (with a `data_dir`).
     snapshot: Option<PathBuf>,
+    /// Notified alerts of rules that are gone (deleted or renamed in the file): each is
+    /// resolved once, so no page stays open for a rule that no longer exists.
+    orphans: Vec<(Labels, Active)>,
 }
 
 impl Prom {
@@ -57,10 +60,10 @@ impl Prom {
         for f in files {
             groups.extend(rules::load(f)?);
         }
-        let (store, live) = take_over(id, &mut groups);
+        let (store, live, mut orphans) = take_over(id, &mut groups);
         let snapshot = data_dir.map(|d| persist::path_for(d, id));
         if let (Some(path), false) = (&snapshot, live) {
-            persist::read(path, &mut lock(&store), &mut groups, max_series);
+            orphans = persist::read(path, &mut lock(&store), &mut groups, max_series);
         }
         let mut names = Some(HashSet::new());
         for g in &groups {
@@ -82,6 +85,7 @@ impl Prom {
             names,
             reach_ms: i64::try_from(reach.as_millis()).unwrap_or(i64::MAX),
             snapshot,
+            orphans,
         })
     }
 
@@ -162,7 +166,7 @@ static SHARED: LazyLock<Mutex<HashMap<String, Vec<Shared>>>> = LazyLock::new(Def
 /// Takes over the samples and the rules' alerts (by group and name) of the instance of `id`
 /// still alive (and says whether there was one), and registers this one's for its
 /// replacement.
-fn take_over(id: &str, groups: &mut [Group]) -> (Arc<Mutex<Store>>, bool) {
+fn take_over(id: &str, groups: &mut [Group]) -> (Arc<Mutex<Store>>, bool, Vec<(Labels, Active)>) {
     let mut shared = lock(&SHARED);
     // Entries of instances that are gone go with them.
     shared.retain(|_, all| {
@@ -191,8 +195,27 @@ fn take_over(id: &str, groups: &mut [Group]) -> (Arc<Mutex<Store>>, bool) {
         mine.rules
             .insert(rule.key.clone(), Arc::downgrade(&rule.active));
     }
+    // The notified alerts of the rules this instance no longer has.
+    let mut orphans = Vec::new();
+    for (key, alerts) in old.map(|o| &o.rules).into_iter().flatten() {
+        if mine.rules.contains_key(key) {
+            continue;
+        }
+        if let Some(alerts) = alerts.upgrade() {
+            orphans.extend(notified(&rules::lock(&alerts)));
+        }
+    }
     instances.push(mine);
-    (store, live)
+    (store, live, orphans)
+}
+
+/// The alerts of `alerts` a notification went out for.
+pub(crate) fn notified(alerts: &rules::Alerts) -> Vec<(Labels, Active)> {
+    alerts
+        .iter()
+        .filter(|(_, a)| a.notice.as_ref().is_some_and(|n| n.last_sent.is_some()))
+        .map(|(l, a)| (l.clone(), a.clone()))
+        .collect()
 }
 
 /// Brings an alert's notice up to date with its state: a firing alert is noticed from
@@ -298,6 +321,26 @@ impl Prom {
         use super::notify::Decision;
         let now = n.wall.timestamp_millis();
         let mut sent = (0, 0);
+        self.orphans.retain_mut(|(labels, a)| {
+            if a.state != State::Inactive {
+                a.state = State::Inactive;
+                a.resolved_at = Some(now);
+            }
+            update_notice(a);
+            let Some(notice) = &a.notice else {
+                return false;
+            };
+            let muted = n.silences.mutes(&match_labels(labels), n.wall);
+            match n.policy.decide(notice, now, muted) {
+                Decision::Wait => true,
+                Decision::Send => {
+                    out.push(alert_event(n.id, labels, a, notice, n.wall));
+                    sent.1 += usize::from(notice.status == Status::Resolved);
+                    false
+                }
+                Decision::Forget => false,
+            }
+        });
         for rule in self.groups.iter().flat_map(|g| g.rules.iter()) {
             let mut alerts = rules::lock(&rule.active);
             for (labels, a) in alerts.iter_mut() {

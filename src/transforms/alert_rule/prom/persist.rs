@@ -90,21 +90,27 @@ pub(crate) fn write(path: &Path, store: &Store, groups: &[Group]) -> Result<(), 
 }
 
 /// Reads what a previous run wrote into `store` and the rules with the same key; a
-/// missing file is a first start, an unreadable one is logged and skipped.
-pub(crate) fn read(path: &Path, store: &mut Store, groups: &mut [Group], max_series: usize) {
+/// missing file is a first start, an unreadable one is logged and skipped. Returns the
+/// notified alerts of rules that are gone, to be resolved.
+pub(crate) fn read(
+    path: &Path,
+    store: &mut Store,
+    groups: &mut [Group],
+    max_series: usize,
+) -> Vec<(Labels, Active)> {
     let bytes = match std::fs::read(path) {
         Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Vec::new(),
         Err(e) => {
             tracing::warn!(file = %path.display(), error = %e, "cannot read the rule files' snapshot; starting fresh");
-            return;
+            return Vec::new();
         }
     };
     let mut snapshot: Snapshot = match serde_json::from_slice(&bytes) {
         Ok(s) => s,
         Err(e) => {
             tracing::warn!(file = %path.display(), error = %e, "unreadable rule files' snapshot; starting fresh");
-            return;
+            return Vec::new();
         }
     };
     for s in snapshot.series {
@@ -119,21 +125,31 @@ pub(crate) fn read(path: &Path, store: &mut Store, groups: &mut [Group], max_ser
             continue;
         };
         rule.recorded = state.recorded.into_iter().collect::<HashSet<_>>();
-        let mut active = lock(&rule.active);
-        for a in state.alerts {
-            active.insert(
-                a.labels,
-                Active {
-                    state: a.state,
-                    active_at: a.active_at,
-                    fired_at: a.fired_at,
-                    resolved_at: a.resolved_at,
-                    keep_firing_since: a.keep_firing_since,
-                    value: f64::from_bits(a.value),
-                    annotations: a.annotations,
-                    notice: a.notice,
-                },
-            );
-        }
+        lock(&rule.active).extend(state.alerts.into_iter().map(restore));
     }
+    let mut gone = super::rules::Alerts::new();
+    gone.extend(
+        snapshot
+            .rules
+            .into_values()
+            .flat_map(|r| r.alerts)
+            .map(restore),
+    );
+    super::notified(&gone)
+}
+
+fn restore(a: AlertState) -> (Labels, Active) {
+    (
+        a.labels,
+        Active {
+            state: a.state,
+            active_at: a.active_at,
+            fired_at: a.fired_at,
+            resolved_at: a.resolved_at,
+            keep_firing_since: a.keep_firing_since,
+            value: f64::from_bits(a.value),
+            annotations: a.annotations,
+            notice: a.notice,
+        },
+    )
 }

@@ -79,7 +79,7 @@ pub(crate) struct PromRule {
     /// last evaluation.
     pub(super) recorded: HashSet<Labels>,
     /// What identifies the rule across reloads and restarts: its file, group, kind,
-    /// name and place among the rules of that name.
+    /// name, labels as written and place among the rules with the same ones.
     pub(crate) key: String,
     /// Alerts by their label set (alerting rules only); shared with the instance a
     /// reload replaces when the rule is unchanged, so neither notifies twice.
@@ -160,9 +160,10 @@ pub(crate) fn compile(text: &str) -> Result<Vec<Group>, String> {
         if interval.is_some_and(|d| d.is_zero()) {
             return Err(at("`interval` must be longer than zero".into()));
         }
-        // A rule's state follows it by group, kind, name and place among the rules
-        // of that name, as Prometheus carries alerts over a reload (`CopyState`): an
-        // edited rule keeps its alerts, resolving those its new form no longer finds.
+        // A rule's state follows it by group, kind, name and labels (and place among
+        // rules with the same ones), as Prometheus carries alerts over a reload
+        // (`CopyState`): an edited rule keeps its alerts, resolving those its new form
+        // no longer finds, and adding or moving a same-named rule changes nothing.
         let mut seen_names: HashMap<(bool, String), usize> = HashMap::new();
         let rules = g
             .rules
@@ -174,6 +175,12 @@ pub(crate) fn compile(text: &str) -> Result<Vec<Group>, String> {
                     .clone()
                     .or_else(|| r.record.clone())
                     .unwrap_or_default();
+                let labels: Vec<String> = r
+                    .labels
+                    .iter()
+                    .map(|(k, v)| format!("{k:?}={v:?}"))
+                    .collect();
+                let name = format!("{name}\u{1f}{}", labels.join(","));
                 let nth = seen_names
                     .entry((r.alert.is_some(), name.clone()))
                     .or_default();
