@@ -40,6 +40,25 @@ pub(crate) fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<(
     write_atomically(path, &bytes).map_err(|e| format!("{}: {e}", path.display()))
 }
 
+/// What a previous run wrote to `path` as JSON: `None` on a first start (no file), and
+/// also, with a warning naming `what`, when the file cannot be read or parsed, so the
+/// component starts fresh instead of failing.
+pub(crate) fn read_json<T: serde::de::DeserializeOwned>(path: &Path, what: &str) -> Option<T> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(e) => {
+            tracing::warn!(file = %path.display(), error = %e, "cannot read {what}; starting fresh");
+            return None;
+        }
+    };
+    serde_json::from_slice(&bytes)
+        .map_err(|e| {
+            tracing::warn!(file = %path.display(), error = %e, "unreadable {what}; starting fresh");
+        })
+        .ok()
+}
+
 pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     let dir = path.parent().unwrap_or(Path::new("."));

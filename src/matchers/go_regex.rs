@@ -223,22 +223,19 @@ fn class(chars: &[char], mut i: usize, out: &mut String) -> usize {
             }
         }
         if c == '\\' {
-            match chars.get(i + 1) {
-                Some(&e) if perl_class(e).is_some() => {
-                    let set = perl_class(e).unwrap_or_default();
-                    if let Some(negated) = set.strip_prefix('^') {
-                        let _ = write!(out, "[^{negated}]");
-                    } else {
-                        out.push_str(&set);
-                    }
-                    i += 2;
-                    continue;
+            let next = chars.get(i + 1).copied();
+            if let Some(set) = next.and_then(perl_class) {
+                if let Some(negated) = set.strip_prefix('^') {
+                    let _ = write!(out, "[^{negated}]");
+                } else {
+                    out.push_str(&set);
                 }
-                Some('p' | 'P') => {
-                    i = unicode_class(chars, i + 1, out);
-                    continue;
-                }
-                _ => {}
+                i += 2;
+                continue;
+            }
+            if matches!(next, Some('p' | 'P')) {
+                i = unicode_class(chars, i + 1, out);
+                continue;
             }
         }
         let Some((lo, next)) = class_char(chars, i) else {

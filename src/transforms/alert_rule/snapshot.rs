@@ -63,24 +63,11 @@ pub(crate) fn prune(component: &Component, keys: &[String]) {
 }
 
 fn read(path: &Path) -> HashMap<String, SharedRule> {
-    let bytes = match std::fs::read(path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return HashMap::new(),
-        Err(e) => {
-            tracing::warn!(file = %path.display(), error = %e, "cannot read the alert_rule snapshot; starting fresh");
-            return HashMap::new();
-        }
-    };
-    match serde_json::from_slice::<HashMap<String, RuleState>>(&bytes) {
-        Ok(m) => m
-            .into_iter()
-            .map(|(k, v)| (k, Arc::new(Mutex::new(v))))
-            .collect(),
-        Err(e) => {
-            tracing::warn!(file = %path.display(), error = %e, "unreadable alert_rule snapshot; starting fresh");
-            HashMap::new()
-        }
-    }
+    crate::state_file::read_json::<HashMap<String, RuleState>>(path, "the alert_rule snapshot")
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k, Arc::new(Mutex::new(v))))
+        .collect()
 }
 
 /// Writes every rule state of `component` to `path`.

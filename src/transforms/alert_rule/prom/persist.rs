@@ -98,20 +98,10 @@ pub(crate) fn read(
     groups: &mut [Group],
     max_series: usize,
 ) -> Vec<(Labels, Active)> {
-    let bytes = match std::fs::read(path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Vec::new(),
-        Err(e) => {
-            tracing::warn!(file = %path.display(), error = %e, "cannot read the rule files' snapshot; starting fresh");
-            return Vec::new();
-        }
-    };
-    let mut snapshot: Snapshot = match serde_json::from_slice(&bytes) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::warn!(file = %path.display(), error = %e, "unreadable rule files' snapshot; starting fresh");
-            return Vec::new();
-        }
+    let Some(mut snapshot) =
+        crate::state_file::read_json::<Snapshot>(path, "the rule files' snapshot")
+    else {
+        return Vec::new();
     };
     for s in snapshot.series {
         for (t, bits) in s.samples {
