@@ -342,3 +342,221 @@ sinks:
     assert_eq!(events[1]["source"], "plain");
     drop_schema(&db, &schema).await;
 }
+
+/// The COPY path (a table of scalar and `jsonb` columns) stores exactly what the JSONB
+/// path stores (the same table with an array column, which keeps that path), for values
+/// COPY's text format must escape and values a column reads through its type's input;
+/// and the sink on the first table did go through COPY: its session holds the staging
+/// table, with the table's marker column.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_copy_path_stores_what_the_jsonb_path_stores() {
+    let Some((db, schema)) = database().await else {
+        return;
+    };
+    let marker = format!("m_{schema}");
+    let cols = format!(
+        "id uuid PRIMARY KEY, t text, j jsonb, n numeric, i integer, b boolean, ts timestamptz, v varchar(40), e {schema}.sev, raw bytea, {marker} text"
+    );
+    db.batch_execute(&format!(
+        "CREATE SCHEMA {schema}; CREATE TYPE {schema}.sev AS ENUM ('low', 'high');
+         CREATE TABLE {schema}.a ({cols}); CREATE TABLE {schema}.b ({cols}, arr text[]);"
+    ))
+    .await
+    .expect("setup");
+    let columns = format!(
+        "id: id, t: t, j: j, n: num, i: i, b: b, ts: ts, v: v, e: e, raw: raw, {marker}: marker"
+    );
+    let p = parse(&format!(
+        r#"
+sources:
+  vals: {{ type: generator, count: 5, format: '{{"n": {{{{seq}}}}, "id": "6f1c2f64-0c9e-4a9f-9d8f-00000000000{{{{seq}}}}"}}' }}
+  idle: {{ type: generator, rate: 1, format: '{{}}' }}
+transforms:
+  shape:
+    type: remap
+    inputs: [vals]
+    source: |
+      n = to_int!(.n)
+      texts = ["tab\there", "line\nbreak\r\n", "back\\slash \\N", "ünïcödé ✓ \"q\"", ""]
+      .t = get!(texts, [n])
+      js = [{{"x": [1, "tab\t", null], "b": true}}, "s\\", null, 1.5, "\\N"]
+      .j = get!(js, [n])
+      nums = [1.25, "2.50", 9007199254740993, null, -0.5]
+      .num = get!(nums, [n])
+      .i = n * 10
+      .b = if n == 1 || n == 3 {{ "false" }} else {{ true }}
+      .ts = if n == 1 {{ "2026-11-21 11:00:00+02" }} else {{ t'2026-11-21T10:00:00.123456Z' }}
+      .v = "short\t{{v}}"
+      .e = if n == 2 {{ "low" }} else {{ "high" }}
+      .raw = "\\x4142"
+      .marker = "m"
+      .arr = ["x", "y,z"]
+  quiet: {{ type: filter, inputs: [idle], condition: 'false' }}
+sinks:
+  a: {{ type: postgres, inputs: [shape, quiet], url: "{URL}", schema: {schema}, table: a, create_table: false, columns: {{ {columns} }} }}
+  b: {{ type: postgres, inputs: [shape, quiet], url: "{URL}", schema: {schema}, table: b, create_table: false, columns: {{ {columns}, arr: arr }} }}
+"#
+    ));
+    let (topo, _) = start_with(p, TopologyOptions::default()).await;
+    let count = |t: &'static str| {
+        let (db, schema) = (&db, &schema);
+        async move {
+            db.query_one(&format!("SELECT count(*) FROM {schema}.{t}"), &[])
+                .await
+                .expect("count")
+                .get::<_, i64>(0)
+        }
+    };
+    for _ in 0..200 {
+        if count("a").await == 5 && count("b").await == 5 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!((count("a").await, count("b").await), (5, 5));
+    let staged = |marker: &str| {
+        let (db, marker) = (&db, marker.to_owned());
+        async move {
+            db.query_one(
+                "SELECT count(*) FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+                 JOIN pg_namespace n ON n.oid = c.relnamespace
+                 WHERE c.relname = 'sluice_staging' AND n.nspname LIKE 'pg_temp%' AND a.attname = $1",
+                &[&marker],
+            )
+            .await
+            .expect("catalog")
+            .get::<_, i64>(0)
+        }
+    };
+    assert_eq!(
+        staged(&marker).await,
+        1,
+        "sink a wrote through its staging table; sink b (an array column) did not"
+    );
+    topo.stop(Duration::from_secs(5)).await;
+    let rows = |t: &'static str| {
+        let (db, schema) = (&db, &schema);
+        async move {
+            db.query(
+                &format!("SELECT to_jsonb(x) - 'arr' FROM {schema}.{t} x ORDER BY id"),
+                &[],
+            )
+            .await
+            .expect("rows")
+            .iter()
+            .map(|r| r.get::<_, serde_json::Value>(0))
+            .collect::<Vec<_>>()
+        }
+    };
+    let (a, b) = (rows("a").await, rows("b").await);
+    assert_eq!(a, b, "both paths store the same values");
+    assert_eq!(a[0]["t"], "tab\there");
+    assert_eq!(a[1]["t"], "line\nbreak\r\n");
+    assert_eq!(a[2]["t"], "back\\slash \\N");
+    assert_eq!(a[3]["t"], "ünïcödé ✓ \"q\"");
+    assert_eq!(a[4]["t"], "", "an empty string is not NULL");
+    assert_eq!(
+        a[0]["j"],
+        serde_json::json!({"x": [1, "tab\t", null], "b": true})
+    );
+    assert_eq!(a[1]["j"], "s\\");
+    assert_eq!(a[2]["j"], serde_json::Value::Null);
+    assert_eq!(a[4]["j"], "\\N", "a JSON string \\N is not NULL");
+    assert_eq!(a[1]["n"], serde_json::json!(2.50));
+    assert_eq!(a[2]["n"], serde_json::json!(9007199254740993u64));
+    assert_eq!(a[1]["b"], false);
+    assert_eq!(a[1]["ts"], "2026-11-21T09:00:00+00:00");
+    assert_eq!(a[0]["ts"], "2026-11-21T10:00:00.123456+00:00");
+    assert_eq!(a[0]["v"], "short\t{v}");
+    assert_eq!(a[2]["e"], "low");
+    assert_eq!(a[0]["raw"], "\\x4142");
+    drop_schema(&db, &schema).await;
+}
+
+/// A column's type changed while sluice runs (a migration): the batch that the COPY
+/// path's staging table (made with the old type) refuses is written through the JSONB
+/// path, nothing is dead-lettered, and the next batch goes through a staging table made
+/// with the new type.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_column_altered_while_running_loses_nothing() {
+    let Some((db, schema)) = database().await else {
+        return;
+    };
+    let col = format!("n_{schema}");
+    db.batch_execute(&format!(
+        "CREATE SCHEMA {schema}; CREATE TABLE {schema}.t (id text PRIMARY KEY, {col} integer);"
+    ))
+    .await
+    .expect("setup");
+    let port = common::free_port();
+    let mut p = parse(&format!(
+        r#"
+sources:
+  in: {{ type: webhook, address: "127.0.0.1:{port}", path: /e }}
+sinks:
+  db: {{ type: postgres, inputs: [in], url: "{URL}", schema: {schema}, table: t, create_table: false, columns: {{ id: id, {col}: n }} }}
+"#
+    ));
+    let dead = CaptureSink::default();
+    dead.attach(&mut p, "dead", &["db.dead_letter"], 10);
+    let (topo, _) = start_with(p, TopologyOptions::default()).await;
+    common::wait_for_port(port).await;
+    let http = reqwest::Client::new();
+    let post = |body: serde_json::Value| {
+        let http = http.clone();
+        async move {
+            http.post(format!("http://127.0.0.1:{port}/e"))
+                .json(&body)
+                .send()
+                .await
+                .expect("POST")
+                .status()
+        }
+    };
+    let staged_type = || {
+        let (db, col) = (&db, col.clone());
+        async move {
+            db.query_one(
+                "SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a
+                 JOIN pg_class c ON c.oid = a.attrelid
+                 WHERE c.relname = 'sluice_staging' AND a.attname = $1",
+                &[&col],
+            )
+            .await
+            .map(|r| r.get::<_, String>(0))
+            .ok()
+        }
+    };
+    assert_eq!(post(serde_json::json!({"id": "1", "n": 5})).await, 200);
+    assert_eq!(staged_type().await.as_deref(), Some("integer"));
+    db.batch_execute(&format!("ALTER TABLE {schema}.t ALTER {col} TYPE text"))
+        .await
+        .expect("alter");
+    assert_eq!(post(serde_json::json!({"id": "2", "n": "two"})).await, 200);
+    assert_eq!(
+        post(serde_json::json!({"id": "3", "n": "three"})).await,
+        200
+    );
+    assert_eq!(
+        staged_type().await.as_deref(),
+        Some("text"),
+        "the staging table follows the table"
+    );
+    topo.stop(Duration::from_secs(5)).await;
+    let rows: Vec<(String, String)> = db
+        .query(
+            &format!("SELECT id, {col} FROM {schema}.t ORDER BY id"),
+            &[],
+        )
+        .await
+        .expect("rows")
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(
+        rows,
+        [("1", "5"), ("2", "two"), ("3", "three")].map(|(a, b)| (a.to_owned(), b.to_owned()))
+    );
+    assert!(dead.values().is_empty(), "nothing dead-lettered");
+    drop_schema(&db, &schema).await;
+}

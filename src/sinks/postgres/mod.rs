@@ -1,11 +1,14 @@
 //! `postgres`: events as rows, the monitoring system's events store.
 //!
-//! Each batch is written in one statement: the rows go to the server as one JSONB
-//! array and `jsonb_populate_recordset(NULL::<schema>.<table>, $1)` converts every field
-//! with the table's own column types, so user tables with other columns work without
-//! declaring types here. `ON CONFLICT DO NOTHING` makes redelivery idempotent: `id` is
-//! the event's `id` when it is a UUID, otherwise a UUID derived from the event's
-//! content, the same on every redelivery.
+//! Each batch is written in one transaction: `COPY` into a temporary staging table with
+//! the table's column types, then `INSERT … SELECT … ON CONFLICT DO NOTHING`
+//! (`copy.rs`). Tables with array, composite, range or domain columns go through one
+//! statement instead: the rows go to the server as one JSONB array and
+//! `jsonb_populate_recordset(NULL::<schema>.<table>, $1)` converts every field. Either
+//! way the server converts each field with the table's own column types, so user tables
+//! with other columns work without declaring types here. `ON CONFLICT DO NOTHING` makes
+//! redelivery idempotent: `id` is the event's `id` when it is a UUID, otherwise a UUID
+//! derived from the event's content, the same on every redelivery.
 //!
 //! When a batch violates a constraint, its rows are written one by one: the bad ones go
 //! to `<id>.dead_letter` with the database's message, the rest commit. Connection
@@ -14,9 +17,10 @@
 //! `retention_days` deletes older rows in batches of 1,000 at start and every hour.
 //!
 //! Files: this one the options; `plan.rs` how an event becomes a row; `writer.rs`
-//! writing batches, isolating bad rows, retention; `query.rs` reading the events table
-//! back for the API.
+//! writing batches, isolating bad rows, retention; `copy.rs` the COPY path; `query.rs`
+//! reading the events table back for the API.
 
+mod copy;
 mod plan;
 pub(crate) mod query;
 mod writer;

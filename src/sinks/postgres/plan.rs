@@ -107,6 +107,11 @@ pub(super) struct Plan {
 }
 
 impl Plan {
+    /// The columns written, in order.
+    pub(super) fn column_names(&self) -> impl Iterator<Item = &str> {
+        self.columns.iter().map(Column::name)
+    }
+
     pub(super) fn row(&self, event: &Event) -> Json {
         let whole = serde_json::to_value(&event.value).unwrap_or(Json::Null);
         let mut row = Map::new();

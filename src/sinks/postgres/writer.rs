@@ -13,6 +13,7 @@ use crate::delivery::{DeadLetter, Failure};
 use crate::event::Event;
 use crate::net::{Backoff, FailureHandling, Pause};
 
+use super::copy::CopyPlan;
 use super::plan::Plan;
 
 pub(super) struct Writer {
@@ -57,21 +58,14 @@ pub(super) async fn run(w: Writer, mut cx: SinkContext) -> Result<(), ComponentE
         Arc::clone(&cx.metrics),
     );
     let stop = cx.input.stop_token();
-    let mut prepared = false;
+    let mut state = State::default();
     let mut last_retention: Option<std::time::Instant> = None;
     while let Some(batch) = cx.input.recv().await {
         cx.metrics.add_received(batch.len());
         let rows: Vec<Json> = batch.iter().map(|e| w.plan.row(e)).collect();
         let mut backoff = Backoff::new(w.failure);
         let outcome = loop {
-            let attempt = async {
-                if !prepared {
-                    w.prepare().await?;
-                    prepared = true;
-                }
-                w.insert(&rows).await
-            };
-            match attempt.await {
+            match w.write(&mut state, &rows, &cx.id).await {
                 Ok(()) => break Ok(()),
                 Err(WriteError::Integrity) => break Err(()),
                 Err(WriteError::Retry(reason)) => {
@@ -110,7 +104,57 @@ pub(super) async fn run(w: Writer, mut cx: SinkContext) -> Result<(), ComponentE
     Ok(())
 }
 
+/// What the writer learned about the table on its first write.
+#[derive(Default)]
+struct State {
+    prepared: bool,
+    /// `None`: not read yet (or to read again); `Some(None)`: the table needs the
+    /// JSONB path.
+    copy: Option<Option<CopyPlan>>,
+}
+
 impl Writer {
+    /// One batch: through the COPY path when the table allows it, else the JSONB path.
+    /// A batch the COPY path fails on for its data is tried on the JSONB path before
+    /// the caller isolates its rows; when that succeeds, the table's types are read
+    /// again (and its staging table made again) before the next batch.
+    async fn write(&self, state: &mut State, rows: &[Json], id: &str) -> Result<(), WriteError> {
+        if !state.prepared {
+            self.prepare().await?;
+            state.prepared = true;
+        }
+        if state.copy.is_none() {
+            let client = self.client().await?;
+            let plan = CopyPlan::read(&client, &self.plan)
+                .await
+                .map_err(|e| classify(&e))?;
+            state.copy = Some(plan);
+        }
+        let Some((copy, body)) = state
+            .copy
+            .as_ref()
+            .and_then(Option::as_ref)
+            .and_then(|copy| Some((copy, copy.encode(rows)?)))
+        else {
+            return self.insert(rows).await;
+        };
+        let client = self.client().await?;
+        let error = match copy.write(&client, body).await {
+            Ok(()) => return Ok(()),
+            Err(e) => e,
+        };
+        drop(client);
+        if let WriteError::Retry(reason) = classify(&error) {
+            return Err(WriteError::Retry(reason));
+        }
+        self.insert(rows).await?;
+        // Most likely the table changed (a migration) since its types were read: read
+        // them again before the next batch.
+        tracing::debug!(component_id = %id, error = %crate::net::error_chain(&error), "a batch that COPY refused was written through jsonb_populate_recordset");
+        state.copy = None;
+        Ok(())
+    }
+
     async fn client(&self) -> Result<deadpool_postgres::Object, WriteError> {
         self.pool
             .get()

@@ -1,0 +1,248 @@
+//! The fast path for a batch: `COPY` (text format) into a temporary staging table with
+//! the target's column types, then one `INSERT … SELECT … ON CONFLICT DO NOTHING` into
+//! the target, all in one transaction.
+//!
+//! The server still parses every value with its column type's own input function, as
+//! `jsonb_populate_recordset` does on the JSONB path, so user tables keep working
+//! without declaring types here. What it saves is building, sending and taking apart
+//! one JSONB array per batch.
+//!
+//! It gives every column what `jsonb_populate_recordset` would: `jsonb` gets the value
+//! as JSON; other scalar types (text, numbers, booleans, timestamps, uuid, enums, …) get
+//! a string as it is and a number or boolean as its text; `null` is SQL `NULL`. What
+//! that function converts its own way keeps the JSONB path: tables with `json`, array,
+//! composite, range or domain columns, and batches with an object, an array or an
+//! exponent-form number bound for a non-`jsonb` column. So does a batch this path
+//! fails on (the caller isolates its rows).
+//!
+//! The staging table is declared from the catalog's column types (no privilege on the
+//! target beyond `INSERT` is needed) and created inside each batch's transaction when
+//! missing, so a
+//! pooler that hands each transaction to another server session (PgBouncer's
+//! transaction mode) still finds it. `ON COMMIT DELETE ROWS` empties it at commit.
+
+use std::io::Write;
+
+use bytes::Bytes;
+use futures_util::SinkExt;
+use serde_json::Value as Json;
+
+use super::plan::Plan;
+
+/// The staging table, in the session's own temporary schema.
+const STAGING: &str = "pg_temp.sluice_staging";
+
+pub(super) struct CopyPlan {
+    /// Whether each column, in the plan's order, takes JSON text.
+    json: Vec<bool>,
+    names: Vec<String>,
+    /// Creates the staging table when missing, quietly.
+    begin: String,
+    copy: String,
+    /// Moves the staged rows and commits.
+    insert: String,
+}
+
+impl CopyPlan {
+    /// Reads the target's column types: `None` when some column needs the JSONB path
+    /// (or is missing, which that path reports row by row).
+    pub(super) async fn read(
+        client: &tokio_postgres::Client,
+        plan: &Plan,
+    ) -> Result<Option<Self>, tokio_postgres::Error> {
+        let types = client
+            .query(
+                "SELECT a.attname::text, t.typname::text, t.typtype::text, t.typcategory::text,
+                        format_type(a.atttypid, a.atttypmod)
+                 FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+                 WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped",
+                &[&plan.table],
+            )
+            .await?;
+        let mut json = Vec::new();
+        let mut columns = Vec::new();
+        for name in plan.column_names() {
+            let Some(row) = types.iter().find(|r| r.get::<_, &str>(0) == name) else {
+                return Ok(None);
+            };
+            let (typname, typtype, category) = (
+                row.get::<_, &str>(1),
+                row.get::<_, &str>(2),
+                row.get::<_, &str>(3),
+            );
+            // Base types and enums only; arrays are base types of category `A`.
+            if !matches!(typtype, "b" | "e") || category == "A" {
+                return Ok(None);
+            }
+            // `json` keeps its input's text, and the JSONB path gives it jsonb's
+            // normalized text (keys reordered, spaced): only that path matches itself.
+            if typname == "json" {
+                return Ok(None);
+            }
+            json.push(typname == "jsonb");
+            columns.push(format!("\"{name}\" {}", row.get::<_, &str>(4)));
+        }
+        let list = plan
+            .column_names()
+            .map(|c| format!("\"{c}\""))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let table = &plan.table;
+        Ok(Some(Self {
+            json,
+            names: plan.column_names().map(str::to_owned).collect(),
+            begin: format!(
+                "BEGIN; SET LOCAL client_min_messages = warning; \
+                 CREATE TEMP TABLE IF NOT EXISTS sluice_staging ({}) ON COMMIT DELETE ROWS",
+                columns.join(", ")
+            ),
+            copy: format!("COPY {STAGING} ({list}) FROM STDIN"),
+            insert: format!(
+                "INSERT INTO {table} ({list}) SELECT {list} FROM {STAGING} ON CONFLICT DO NOTHING; COMMIT"
+            ),
+        }))
+    }
+
+    /// The batch as `COPY` text: one line per row, tab between columns. `None` when a
+    /// value would read differently than through the JSONB path (see [`field`]): the
+    /// batch takes that path.
+    pub(super) fn encode(&self, rows: &[Json]) -> Option<Bytes> {
+        let mut out = Vec::with_capacity(rows.len() * 256);
+        for row in rows {
+            for (i, (name, json)) in self.names.iter().zip(&self.json).enumerate() {
+                if i > 0 {
+                    out.push(b'\t');
+                }
+                field(&mut out, row.get(name).unwrap_or(&Json::Null), *json)?;
+            }
+            out.push(b'\n');
+        }
+        Some(Bytes::from(out))
+    }
+
+    /// Writes an encoded batch in one transaction. On failure the transaction is rolled
+    /// back; after a failure that is the data's (or a changed table's), the staging
+    /// table is dropped so the next batch makes it again from the table as it is now.
+    pub(super) async fn write(
+        &self,
+        client: &tokio_postgres::Client,
+        body: Bytes,
+    ) -> Result<(), tokio_postgres::Error> {
+        let result = async {
+            client.batch_execute(&self.begin).await?;
+            let sink = client.copy_in(&self.copy).await?;
+            futures_util::pin_mut!(sink);
+            sink.send(body).await?;
+            sink.finish().await?;
+            client.batch_execute(&self.insert).await
+        }
+        .await;
+        if result.is_err() {
+            // Best effort: on a broken connection the pool discards the client anyway.
+            let _ = client
+                .batch_execute(&format!("ROLLBACK; DROP TABLE IF EXISTS {STAGING}"))
+                .await;
+        }
+        result
+    }
+}
+
+/// One value in `COPY` text format (`\N` is NULL; backslash, tab, newline and carriage
+/// return escaped). `None` for what a non-`jsonb` column would read differently from
+/// the JSONB path, which gives it jsonb's own text: an object or an array (jsonb
+/// reorders keys and adds spaces), and a number in exponent form (jsonb writes it out
+/// in full).
+fn field(out: &mut Vec<u8>, value: &Json, json: bool) -> Option<()> {
+    match value {
+        Json::Null => out.extend_from_slice(b"\\N"),
+        Json::String(s) if !json => escape_into(out, s.as_bytes()),
+        Json::Object(_) | Json::Array(_) if !json => return None,
+        Json::Number(n) if !json => {
+            let text = n.to_string();
+            if text.contains(['e', 'E']) {
+                return None;
+            }
+            out.extend_from_slice(text.as_bytes());
+        }
+        other => {
+            // Writing into a Vec cannot fail, and a `Value` always serializes.
+            let _ = serde_json::to_writer(Escaping(out), other);
+        }
+    }
+    Some(())
+}
+
+fn escape_into(out: &mut Vec<u8>, bytes: &[u8]) {
+    let mut start = 0;
+    for (i, b) in bytes.iter().enumerate() {
+        let escaped: &[u8] = match b {
+            b'\\' => b"\\\\",
+            b'\t' => b"\\t",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[start..i]);
+        out.extend_from_slice(escaped);
+        start = i + 1;
+    }
+    out.extend_from_slice(&bytes[start..]);
+}
+
+/// Escapes what is written through it for `COPY` text format.
+struct Escaping<'a>(&'a mut Vec<u8>);
+
+impl Write for Escaping<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        escape_into(self.0, buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(value: Json, json: bool) -> String {
+        let mut out = Vec::new();
+        field(&mut out, &value, json).expect("written");
+        String::from_utf8(out).expect("utf-8")
+    }
+
+    #[test]
+    fn what_jsonb_would_rewrite_keeps_the_jsonb_path() {
+        for value in [
+            serde_json::json!({"k": 1}),
+            serde_json::json!([1]),
+            serde_json::json!(1e300),
+            serde_json::json!(1.5e-7),
+        ] {
+            assert_eq!(field(&mut Vec::new(), &value, false), None, "{value}");
+            assert!(field(&mut Vec::new(), &value, true).is_some(), "{value}");
+        }
+    }
+
+    #[test]
+    fn values_are_written_as_copy_text() {
+        assert_eq!(text(Json::Null, false), "\\N");
+        assert_eq!(text(Json::Null, true), "\\N");
+        assert_eq!(text("a\tb\nc\\d\re".into(), false), "a\\tb\\nc\\\\d\\re");
+        assert_eq!(
+            text("\\N".into(), false),
+            "\\\\N",
+            "the text \\N is not NULL"
+        );
+        assert_eq!(text("s".into(), true), "\"s\"");
+        assert_eq!(
+            text(serde_json::json!({"k": "a\tb\\"}), true),
+            "{\"k\":\"a\\\\tb\\\\\\\\\"}"
+        );
+        assert_eq!(text(serde_json::json!(1.5), false), "1.5");
+        assert_eq!(text(serde_json::json!(-42), false), "-42");
+        assert_eq!(text(serde_json::json!(true), false), "true");
+    }
+}
