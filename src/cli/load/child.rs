@@ -95,6 +95,22 @@ impl Sluice {
         lines[lines.len().saturating_sub(20)..].join("\n")
     }
 
+    /// The child's peak resident memory so far (`VmHWM` in `/proc/<pid>/status`), in
+    /// MiB.
+    pub(crate) fn peak_rss_mib(&self) -> Option<f64> {
+        let pid = self.child.as_ref()?.id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        let kib: f64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))?
+            .trim()
+            .strip_suffix("kB")?
+            .trim()
+            .parse()
+            .ok()?;
+        Some(kib / 1024.0)
+    }
+
     /// SIGTERM, then waits for a clean exit (SIGKILL after 20 s).
     pub(crate) fn stop(mut self) -> Result<(), LoadError> {
         let Some(mut child) = self.child.take() else {

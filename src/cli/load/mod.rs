@@ -90,6 +90,7 @@ pub(crate) async fn run(path: &Path, options: &Options) -> Result<Report, LoadEr
         retried: 0,
         rate,
         driver_events_per_sec: 0.0,
+        sluice_peak_rss_mib: None,
         sluice: Figures::default(),
         baseline: Baseline {
             what: String::new(),
@@ -263,6 +264,7 @@ impl Run<'_> {
             }
             _ => drive(format!("http://{source}{path}"), "sluice").await,
         };
+        report.sluice_peak_rss_mib = sluice.peak_rss_mib();
         let stopped = sluice.stop();
         let outcome = outcome?;
         stopped?;
@@ -312,6 +314,7 @@ impl Run<'_> {
             wait_delivered(&recorder, o.sent, self.scenario.drain_timeout).await;
         }
         progress.finish();
+        report.sluice_peak_rss_mib = sluice.peak_rss_mib();
         let stopped = sluice.stop();
         let outcome = outcome?;
         stopped?;
@@ -391,6 +394,7 @@ impl Run<'_> {
             store.wait_for(o.sent, self.scenario.drain_timeout).await?;
         }
         progress.finish();
+        report.sluice_peak_rss_mib = sluice.peak_rss_mib();
         let stopped = sluice.stop();
         let outcome = outcome?;
         stopped?;

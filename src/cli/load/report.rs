@@ -28,6 +28,10 @@ pub(crate) struct Report {
     /// Events/s the driver managed on its own clock: when it is close to sluice's
     /// figure, the driver, not sluice, was the bound.
     pub(crate) driver_events_per_sec: f64,
+    /// The sluice child's peak resident memory over the run (its `VmHWM`), in MiB;
+    /// absent where `/proc` has no such line.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) sluice_peak_rss_mib: Option<f64>,
     pub(crate) sluice: Figures,
     pub(crate) baseline: Baseline,
     /// sluice / baseline on the scenario's measure.
@@ -161,6 +165,9 @@ pub(crate) fn table(reports: &[Report]) -> String {
         );
         row(&mut out, "baseline", &r.baseline.figures, "", "", "");
         let _ = writeln!(out, "{:<28} baseline: {}", "", r.baseline.what);
+        if let Some(mib) = r.sluice_peak_rss_mib {
+            let _ = writeln!(out, "{:<28} sluice's peak RSS: {mib:.1} MiB", "");
+        }
         for p in &r.baseline.parts {
             let _ = writeln!(
                 out,
