@@ -14,6 +14,12 @@
 /// Events are allocated by one task and freed by another, usually on another thread;
 /// glibc's malloc serializes that on arena locks (40% of the engine's time in profiles
 /// of the topology bench). mimalloc's per-thread free lists do not.
+///
+/// It is built without transparent huge pages (`no_thp`). With them, every arena
+/// region it touches first becomes a 2 MiB page that the kernel zeroes whole: the idle
+/// heap was 10 MiB of huge pages holding 0.6 MiB of data, and the peak RSS under the
+/// NDJSON load 101–103 MiB; without them 2.4 MiB and 60–67 MiB, at the same throughput
+/// (benches/PROFILING.md).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
