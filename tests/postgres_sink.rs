@@ -560,3 +560,61 @@ sinks:
     assert!(dead.values().is_empty(), "nothing dead-lettered");
     drop_schema(&db, &schema).await;
 }
+
+/// Batches that queued up while a transaction ran are joined into the next one, up to
+/// `max_batch_rows`: a statement trigger with a transition table records how many rows
+/// each INSERT wrote.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_is_written_in_joined_batches_up_to_max_batch_rows() {
+    let Some((db, schema)) = database().await else {
+        return;
+    };
+    db.batch_execute(&format!(
+        "CREATE SCHEMA {schema};
+         CREATE TABLE {schema}.t (n bigint PRIMARY KEY);
+         CREATE TABLE {schema}.statements (rows bigint);
+         CREATE FUNCTION {schema}.count_rows() RETURNS trigger LANGUAGE plpgsql AS $$
+           BEGIN INSERT INTO {schema}.statements SELECT count(*) FROM new_rows; RETURN NULL; END $$;
+         CREATE TRIGGER counted AFTER INSERT ON {schema}.t REFERENCING NEW TABLE AS new_rows
+           FOR EACH STATEMENT EXECUTE FUNCTION {schema}.count_rows();"
+    ))
+    .await
+    .expect("setup");
+    let p = parse(&format!(
+        r#"
+sources:
+  gen: {{ type: generator, count: 4000, batch_size: 100, format: '{{"n": {{{{seq}}}}}}' }}
+sinks:
+  db: {{ type: postgres, inputs: [gen], url: "{URL}", schema: {schema}, table: t, create_table: false, columns: {{ n: n }}, max_batch_rows: 1000, buffer: {{ max_events: 10000 }} }}
+"#
+    ));
+    let (mut topo, _) = start_with(p, TopologyOptions::default()).await;
+    topo.finished().await;
+    let sizes: Vec<i64> = db
+        .query(&format!("SELECT rows FROM {schema}.statements"), &[])
+        .await
+        .expect("statements")
+        .iter()
+        .map(|r| r.get(0))
+        .filter(|&n: &i64| n > 0)
+        .collect();
+    assert_eq!(sizes.iter().sum::<i64>(), 4000, "every row once: {sizes:?}");
+    assert!(
+        sizes.len() < 40,
+        "queued batches of 100 were joined: {sizes:?}"
+    );
+    assert!(
+        sizes.iter().all(|&n| n <= 1099),
+        "joining stops once 1000 rows are in hand: {sizes:?}"
+    );
+    drop_schema(&db, &schema).await;
+}
+
+#[test]
+fn max_batch_rows_of_zero_is_refused_at_validate() {
+    let mut p = parse(
+        "sources:\n  gen: { type: generator }\nsinks:\n  db: { type: postgres, inputs: [gen], url: \"postgres://x@127.0.0.1/test\", max_batch_rows: 0 }\n",
+    );
+    let e = p.validate().expect_err("refused").to_string();
+    assert!(e.contains("max_batch_rows") && e.contains("db"), "{e}");
+}

@@ -104,6 +104,20 @@ impl ComponentInput {
         }
     }
 
+    /// A batch that is already waiting (given back or queued), without waiting for one:
+    /// for sinks that join what has queued up into one write. `None` when nothing
+    /// waits, before the first `recv`, or when this task must stop.
+    pub(crate) fn try_recv(&mut self) -> Option<EventBatch> {
+        if self.stop.is_cancelled() {
+            return None;
+        }
+        let state = self.guard.as_mut()?;
+        state
+            .handed_back
+            .pop_front()
+            .or_else(|| state.rx.try_recv())
+    }
+
     /// Gives a batch back, unsettled, for the task that replaces this one. Only valid
     /// after a `recv` returned it.
     pub(crate) fn hand_back(&mut self, batch: EventBatch) {

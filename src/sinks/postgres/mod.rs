@@ -1,8 +1,9 @@
 //! `postgres`: events as rows, the monitoring system's events store.
 //!
-//! Each batch is written in one transaction: `COPY` into a temporary staging table with
-//! the table's column types, then `INSERT … SELECT … ON CONFLICT DO NOTHING`
-//! (`copy.rs`). Tables with array, composite, range or domain columns go through one
+//! Batches that queued up while one was being written are joined, up to
+//! `max_batch_rows`. Each batch is written in one transaction: `COPY` into a temporary
+//! staging table with the table's column types, then `INSERT … SELECT … ON CONFLICT
+//! DO NOTHING` (`copy.rs`). Tables with array, composite, range or domain columns go through one
 //! statement instead: the rows go to the server as one JSONB array and
 //! `jsonb_populate_recordset(NULL::<schema>.<table>, $1)` converts every field. Either
 //! way the server converts each field with the table's own column types, so user tables
@@ -59,10 +60,20 @@ pub(crate) struct PostgresConfig {
     /// Delete rows whose `timestamp` is older than this many days (at start and every
     /// hour, 1,000 at a time). Unset (the default): keep every row.
     pub(crate) retention_days: Option<u32>,
+    /// Rows in hand before the sink stops joining batches into one transaction
+    /// (default 5000): batches already waiting in the buffer are joined while fewer rows
+    /// than this are in hand, so a backlog costs fewer commits. A batch never waits for
+    /// more to arrive.
+    #[serde(default = "default_max_batch_rows")]
+    pub(crate) max_batch_rows: usize,
     /// Retries of a batch the server could not take (connection trouble); a row the
     /// data's fault goes to the `dead_letter` output at once.
     #[serde(default)]
     pub(crate) failure_handling: FailureHandling,
+}
+
+fn default_max_batch_rows() -> usize {
+    5000
 }
 
 impl SinkConfig for PostgresConfig {
@@ -75,6 +86,9 @@ impl SinkConfig for PostgresConfig {
     }
 
     fn check(&self) -> Result<(), BuildError> {
+        if self.max_batch_rows == 0 {
+            return Err(BuildError("`max_batch_rows` must be at least 1".into()));
+        }
         self.plan().map(drop)
     }
 
@@ -125,6 +139,7 @@ impl SinkConfig for PostgresConfig {
                 plan,
                 create_table: self.create_table,
                 retention: self.retention_days,
+                max_batch_rows: self.max_batch_rows,
                 failure: self.failure_handling,
             };
             Ok(Box::pin(async move {

@@ -21,6 +21,7 @@ pub(super) struct Writer {
     pub(super) plan: Plan,
     pub(super) create_table: bool,
     pub(super) retention: Option<u32>,
+    pub(super) max_batch_rows: usize,
     pub(super) failure: FailureHandling,
 }
 
@@ -60,8 +61,14 @@ pub(super) async fn run(w: Writer, mut cx: SinkContext) -> Result<(), ComponentE
     let stop = cx.input.stop_token();
     let mut state = State::default();
     let mut last_retention: Option<std::time::Instant> = None;
-    while let Some(batch) = cx.input.recv().await {
+    while let Some(mut batch) = cx.input.recv().await {
         cx.metrics.add_received(batch.len());
+        while batch.len() < w.max_batch_rows
+            && let Some(more) = cx.input.try_recv()
+        {
+            cx.metrics.add_received(more.len());
+            batch.extend(more);
+        }
         let rows: Vec<Json> = batch.iter().map(|e| w.plan.row(e)).collect();
         let mut backoff = Backoff::new(w.failure);
         let outcome = loop {
