@@ -420,7 +420,7 @@ sinks:
             db.query_one(
                 "SELECT count(*) FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
                  JOIN pg_namespace n ON n.oid = c.relnamespace
-                 WHERE c.relname = 'sluice_staging' AND n.nspname LIKE 'pg_temp%' AND a.attname = $1",
+                 WHERE c.relname LIKE 'sluice_staging%' AND n.nspname LIKE 'pg_temp%' AND a.attname = $1",
                 &[&marker],
             )
             .await
@@ -473,18 +473,19 @@ sinks:
     drop_schema(&db, &schema).await;
 }
 
-/// A column's type changed while sluice runs (a migration): the batch that the COPY
-/// path's staging table (made with the old type) refuses is written through the JSONB
-/// path, nothing is dead-lettered, and the next batch goes through a staging table made
-/// with the new type.
+/// Columns' types changed while sluice runs (a migration). A batch that the old types
+/// would still take (`"2"` into an integer, a time into a timestamptz) is written with
+/// the new ones, as the JSONB path writes it (the text as sent, not converted through the
+/// old type); one the old staging table would refuse is written too; nothing is
+/// dead-lettered; and the next batch goes through a staging table of the new types.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_column_altered_while_running_loses_nothing() {
+async fn columns_altered_while_running_are_written_with_their_new_types() {
     let Some((db, schema)) = database().await else {
         return;
     };
-    let col = format!("n_{schema}");
+    let (col, ts) = (format!("n_{schema}"), format!("ts_{schema}"));
     db.batch_execute(&format!(
-        "CREATE SCHEMA {schema}; CREATE TABLE {schema}.t (id text PRIMARY KEY, {col} integer);"
+        "CREATE SCHEMA {schema}; CREATE TABLE {schema}.t (id text PRIMARY KEY, {col} integer, {ts} timestamptz);"
     ))
     .await
     .expect("setup");
@@ -494,7 +495,7 @@ async fn a_column_altered_while_running_loses_nothing() {
 sources:
   in: {{ type: webhook, address: "127.0.0.1:{port}", path: /e }}
 sinks:
-  db: {{ type: postgres, inputs: [in], url: "{URL}", schema: {schema}, table: t, create_table: false, columns: {{ id: id, {col}: n }} }}
+  db: {{ type: postgres, inputs: [in], url: "{URL}", schema: {schema}, table: t, create_table: false, columns: {{ id: id, {col}: n, {ts}: ts }} }}
 "#
     ));
     let dead = CaptureSink::default();
@@ -513,49 +514,74 @@ sinks:
                 .status()
         }
     };
-    let staged_type = || {
+    let staged_types = || {
         let (db, col) = (&db, col.clone());
         async move {
-            db.query_one(
-                "SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a
-                 JOIN pg_class c ON c.oid = a.attrelid
-                 WHERE c.relname = 'sluice_staging' AND a.attname = $1",
-                &[&col],
-            )
-            .await
-            .map(|r| r.get::<_, String>(0))
-            .ok()
+            let mut types: Vec<String> = db
+                .query(
+                    "SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a
+                     JOIN pg_class c ON c.oid = a.attrelid
+                     WHERE c.relname LIKE 'sluice_staging%' AND a.attname = $1",
+                    &[&col],
+                )
+                .await
+                .expect("catalog")
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            types.sort();
+            types.dedup();
+            types
         }
     };
-    assert_eq!(post(serde_json::json!({"id": "1", "n": 5})).await, 200);
-    assert_eq!(staged_type().await.as_deref(), Some("integer"));
-    db.batch_execute(&format!("ALTER TABLE {schema}.t ALTER {col} TYPE text"))
-        .await
-        .expect("alter");
-    assert_eq!(post(serde_json::json!({"id": "2", "n": "two"})).await, 200);
+    let time = "2024-01-01T00:00:00+05:00";
     assert_eq!(
-        post(serde_json::json!({"id": "3", "n": "three"})).await,
+        post(serde_json::json!({"id": "1", "n": 5, "ts": time})).await,
+        200
+    );
+    assert_eq!(staged_types().await, ["integer"]);
+    db.batch_execute(&format!(
+        "ALTER TABLE {schema}.t ALTER {col} TYPE text, ALTER {ts} TYPE text"
+    ))
+    .await
+    .expect("alter");
+    assert_eq!(
+        post(serde_json::json!({"id": "2", "n": "02", "ts": time})).await,
         200
     );
     assert_eq!(
-        staged_type().await.as_deref(),
-        Some("text"),
-        "the staging table follows the table"
+        post(serde_json::json!({"id": "3", "n": "three", "ts": time})).await,
+        200
+    );
+    assert_eq!(
+        post(serde_json::json!({"id": "4", "n": "four", "ts": time})).await,
+        200
+    );
+    assert_eq!(
+        staged_types().await,
+        ["integer", "text"],
+        "a staging table of the new types"
     );
     topo.stop(Duration::from_secs(5)).await;
-    let rows: Vec<(String, String)> = db
+    let rows: Vec<(String, String, String)> = db
         .query(
-            &format!("SELECT id, {col} FROM {schema}.t ORDER BY id"),
+            &format!("SELECT id, {col}, {ts} FROM {schema}.t ORDER BY id"),
             &[],
         )
         .await
         .expect("rows")
         .iter()
-        .map(|r| (r.get(0), r.get(1)))
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
         .collect();
+    let row = |id: &str, n: &str, t: &str| (id.to_owned(), n.to_owned(), t.to_owned());
     assert_eq!(
         rows,
-        [("1", "5"), ("2", "two"), ("3", "three")].map(|(a, b)| (a.to_owned(), b.to_owned()))
+        [
+            row("1", "5", "2023-12-31 19:00:00+00"),
+            row("2", "02", time),
+            row("3", "three", time),
+            row("4", "four", time),
+        ]
     );
     assert!(dead.values().is_empty(), "nothing dead-lettered");
     drop_schema(&db, &schema).await;

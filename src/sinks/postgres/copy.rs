@@ -12,14 +12,17 @@
 //! a string as it is and a number or boolean as its text; `null` is SQL `NULL`. What
 //! that function converts its own way keeps the JSONB path: tables with `json`, array,
 //! composite, range or domain columns, and batches with an object, an array or an
-//! exponent-form number bound for a non-`jsonb` column. So does a batch this path
-//! fails on (the caller isolates its rows).
+//! exponent-form number or a negative zero bound for a non-`jsonb` column. So does a
+//! batch this path fails on (the caller isolates its rows).
 //!
 //! The staging table is declared from the catalog's column types (no privilege on the
-//! target beyond `INSERT` is needed) and created inside each batch's transaction when
-//! missing, so a
-//! pooler that hands each transaction to another server session (PgBouncer's
-//! transaction mode) still finds it. `ON COMMIT DELETE ROWS` empties it at commit.
+//! target beyond `INSERT` is needed), named after the table and those types, and created
+//! inside each batch's transaction when missing, so a pooler that hands each
+//! transaction to another server session (PgBouncer's transaction mode) still finds it.
+//! `ON COMMIT DELETE ROWS` empties it at commit. Each transaction first locks the table
+//! (`ROW EXCLUSIVE`, which an `ALTER TABLE` waits for) and checks its columns against
+//! the plan's, so a migration that changed a type is seen before a row goes through the
+//! old one.
 
 use std::io::Write;
 
@@ -29,77 +32,108 @@ use serde_json::Value as Json;
 
 use super::plan::Plan;
 
-/// The staging table, in the session's own temporary schema.
-const STAGING: &str = "pg_temp.sluice_staging";
-
 pub(super) struct CopyPlan {
     /// Whether each column, in the plan's order, takes JSON text.
     json: Vec<bool>,
     names: Vec<String>,
-    /// Creates the staging table when missing, quietly.
+    /// Each column's name and type as the catalog gave them: checked again inside every
+    /// batch's transaction.
+    columns: Vec<String>,
+    /// Locks the table against changes to its columns and creates the staging table
+    /// when missing, quietly.
     begin: String,
     copy: String,
     /// Moves the staged rows and commits.
     insert: String,
+    staging: String,
+}
+
+/// What a batch's write came to.
+pub(super) enum Written {
+    Committed,
+    /// The table's columns are not those the plan was made for (a migration): nothing
+    /// was written; read the plan again.
+    Stale,
+}
+
+/// The table's columns as the COPY path declares them (`"name" type`), and which take
+/// JSON text; `None` when some column needs the JSONB path. A missing table or column
+/// is `Ok(None)` as well: that path reports it row by row.
+async fn describe(
+    client: &tokio_postgres::Client,
+    plan: &Plan,
+) -> Result<Option<(Vec<String>, Vec<bool>)>, tokio_postgres::Error> {
+    let types = client
+        .query(
+            "SELECT a.attname::text, t.typname::text, t.typtype::text, t.typcategory::text,
+                    format_type(a.atttypid, a.atttypmod)
+             FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+             WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped",
+            &[&plan.table],
+        )
+        .await?;
+    let mut json = Vec::new();
+    let mut columns = Vec::new();
+    for name in plan.column_names() {
+        let Some(row) = types.iter().find(|r| r.get::<_, &str>(0) == name) else {
+            return Ok(None);
+        };
+        let (typname, typtype, category) = (
+            row.get::<_, &str>(1),
+            row.get::<_, &str>(2),
+            row.get::<_, &str>(3),
+        );
+        // Base types and enums only; arrays are base types of category `A`.
+        if !matches!(typtype, "b" | "e") || category == "A" {
+            return Ok(None);
+        }
+        // `json` keeps its input's text, and the JSONB path gives it jsonb's
+        // normalized text (keys reordered, spaced): only that path matches itself.
+        if typname == "json" {
+            return Ok(None);
+        }
+        json.push(typname == "jsonb");
+        columns.push(format!("\"{name}\" {}", row.get::<_, &str>(4)));
+    }
+    Ok(Some((columns, json)))
 }
 
 impl CopyPlan {
-    /// Reads the target's column types: `None` when some column needs the JSONB path
-    /// (or is missing, which that path reports row by row).
+    /// Reads the target's column types: `None` when the table needs the JSONB path.
     pub(super) async fn read(
         client: &tokio_postgres::Client,
         plan: &Plan,
     ) -> Result<Option<Self>, tokio_postgres::Error> {
-        let types = client
-            .query(
-                "SELECT a.attname::text, t.typname::text, t.typtype::text, t.typcategory::text,
-                        format_type(a.atttypid, a.atttypmod)
-                 FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
-                 WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped",
-                &[&plan.table],
-            )
-            .await?;
-        let mut json = Vec::new();
-        let mut columns = Vec::new();
-        for name in plan.column_names() {
-            let Some(row) = types.iter().find(|r| r.get::<_, &str>(0) == name) else {
-                return Ok(None);
-            };
-            let (typname, typtype, category) = (
-                row.get::<_, &str>(1),
-                row.get::<_, &str>(2),
-                row.get::<_, &str>(3),
-            );
-            // Base types and enums only; arrays are base types of category `A`.
-            if !matches!(typtype, "b" | "e") || category == "A" {
-                return Ok(None);
-            }
-            // `json` keeps its input's text, and the JSONB path gives it jsonb's
-            // normalized text (keys reordered, spaced): only that path matches itself.
-            if typname == "json" {
-                return Ok(None);
-            }
-            json.push(typname == "jsonb");
-            columns.push(format!("\"{name}\" {}", row.get::<_, &str>(4)));
-        }
+        let Some((columns, json)) = describe(client, plan).await? else {
+            return Ok(None);
+        };
         let list = plan
             .column_names()
             .map(|c| format!("\"{c}\""))
             .collect::<Vec<_>>()
             .join(", ");
         let table = &plan.table;
+        // One staging table per table and shape: a session that another sink or an
+        // older shape of this table used (a pooler shares sessions) never hands its
+        // staging table's types to this one.
+        let declared = columns.join(", ");
+        let shape = crate::hashing::fnv1a(format!("{table} ({declared})").as_bytes());
+        let name = format!("sluice_staging_{shape:016x}");
+        let staging = format!("pg_temp.{name}");
         Ok(Some(Self {
             json,
             names: plan.column_names().map(str::to_owned).collect(),
             begin: format!(
-                "BEGIN; SET LOCAL client_min_messages = warning; \
-                 CREATE TEMP TABLE IF NOT EXISTS sluice_staging ({}) ON COMMIT DELETE ROWS",
-                columns.join(", ")
+                "BEGIN; LOCK TABLE {table} IN ROW EXCLUSIVE MODE; \
+                 SET LOCAL client_min_messages = warning; \
+                 CREATE TEMP TABLE IF NOT EXISTS {name} ({declared}) ON COMMIT DELETE ROWS"
             ),
-            copy: format!("COPY {STAGING} ({list}) FROM STDIN"),
+            columns,
+            copy: format!("COPY {staging} ({list}) FROM STDIN"),
             insert: format!(
-                "INSERT INTO {table} ({list}) SELECT {list} FROM {STAGING} ON CONFLICT DO NOTHING; COMMIT"
+                "INSERT INTO {table} ({list}) SELECT {list} FROM {staging} ON CONFLICT DO NOTHING; COMMIT"
             ),
+            staging,
         }))
     }
 
@@ -120,27 +154,35 @@ impl CopyPlan {
         Some(Bytes::from(out))
     }
 
-    /// Writes an encoded batch in one transaction. On failure the transaction is rolled
-    /// back; after a failure that is the data's (or a changed table's), the staging
-    /// table is dropped so the next batch makes it again from the table as it is now.
+    /// Writes an encoded batch in one transaction. The table is locked against changes
+    /// to its columns first, then its columns are checked against the plan's: a table
+    /// changed since the plan was made is [`Written::Stale`], with nothing written.
+    /// On failure the transaction is rolled back and the staging table dropped.
     pub(super) async fn write(
         &self,
         client: &tokio_postgres::Client,
+        plan: &Plan,
         body: Bytes,
-    ) -> Result<(), tokio_postgres::Error> {
+    ) -> Result<Written, tokio_postgres::Error> {
         let result = async {
             client.batch_execute(&self.begin).await?;
+            let now = describe(client, plan).await?;
+            if now.is_none_or(|(columns, _)| columns != self.columns) {
+                client.batch_execute("ROLLBACK").await?;
+                return Ok(Written::Stale);
+            }
             let sink = client.copy_in(&self.copy).await?;
             futures_util::pin_mut!(sink);
             sink.send(body).await?;
             sink.finish().await?;
-            client.batch_execute(&self.insert).await
+            client.batch_execute(&self.insert).await?;
+            Ok(Written::Committed)
         }
         .await;
         if result.is_err() {
             // Best effort: on a broken connection the pool discards the client anyway.
             let _ = client
-                .batch_execute(&format!("ROLLBACK; DROP TABLE IF EXISTS {STAGING}"))
+                .batch_execute(&format!("ROLLBACK; DROP TABLE IF EXISTS {}", self.staging))
                 .await;
         }
         result
@@ -159,7 +201,9 @@ fn field(out: &mut Vec<u8>, value: &Json, json: bool) -> Option<()> {
         Json::Object(_) | Json::Array(_) if !json => return None,
         Json::Number(n) if !json => {
             let text = n.to_string();
-            if text.contains(['e', 'E']) {
+            // jsonb's numeric has no negative zero: `-0.0` reads as `0.0` there.
+            let negative_zero = n.as_f64().is_some_and(|f| f == 0.0 && f.is_sign_negative());
+            if text.contains(['e', 'E']) || negative_zero {
                 return None;
             }
             out.extend_from_slice(text.as_bytes());
@@ -220,6 +264,7 @@ mod tests {
             serde_json::json!([1]),
             serde_json::json!(1e300),
             serde_json::json!(1.5e-7),
+            serde_json::json!(-0.0),
         ] {
             assert_eq!(field(&mut Vec::new(), &value, false), None, "{value}");
             assert!(field(&mut Vec::new(), &value, true).is_some(), "{value}");
@@ -243,6 +288,7 @@ mod tests {
         );
         assert_eq!(text(serde_json::json!(1.5), false), "1.5");
         assert_eq!(text(serde_json::json!(-42), false), "-42");
+        assert_eq!(text(serde_json::json!(0.0), false), "0.0");
         assert_eq!(text(serde_json::json!(true), false), "true");
     }
 }

@@ -13,7 +13,7 @@ use crate::delivery::{DeadLetter, Failure};
 use crate::event::Event;
 use crate::net::{Backoff, FailureHandling, Pause};
 
-use super::copy::CopyPlan;
+use super::copy::{CopyPlan, Written};
 use super::plan::Plan;
 
 pub(super) struct Writer {
@@ -143,11 +143,21 @@ impl Writer {
             .and_then(Option::as_ref)
             .and_then(|copy| Some((copy, copy.encode(rows)?)))
         else {
-            return self.insert(rows).await;
+            let written = self.insert(rows).await;
+            if matches!(written, Err(WriteError::Integrity)) {
+                // The table may have been created or changed since it was read.
+                state.copy = None;
+            }
+            return written;
         };
         let client = self.client().await?;
-        let error = match copy.write(&client, body).await {
-            Ok(()) => return Ok(()),
+        let error = match copy.write(&client, &self.plan, body).await {
+            Ok(Written::Committed) => return Ok(()),
+            Ok(Written::Stale) => {
+                drop(client);
+                state.copy = None;
+                return self.insert(rows).await;
+            }
             Err(e) => e,
         };
         drop(client);
@@ -155,10 +165,14 @@ impl Writer {
             return Err(WriteError::Retry(reason));
         }
         self.insert(rows).await?;
-        // Most likely the table changed (a migration) since its types were read: read
-        // them again before the next batch.
-        tracing::debug!(component_id = %id, error = %crate::net::error_chain(&error), "a batch that COPY refused was written through jsonb_populate_recordset");
-        state.copy = None;
+        if error.code() == Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE) {
+            // No TEMP privilege on the database, say: every batch would fail the same way.
+            tracing::info!(component_id = %id, error = %crate::net::error_chain(&error), "cannot COPY through a staging table; writing through jsonb_populate_recordset");
+            state.copy = Some(None);
+        } else {
+            tracing::debug!(component_id = %id, error = %crate::net::error_chain(&error), "a batch that COPY refused was written through jsonb_populate_recordset");
+            state.copy = None;
+        }
         Ok(())
     }
 
