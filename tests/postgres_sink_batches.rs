@@ -1,0 +1,316 @@
+//! How the `postgres` sink writes batches, against the machine's real PostgreSQL
+//! (127.0.0.1:5432, user postgres, database test), one fresh schema per test: the COPY
+//! path agrees with the JSONB path, follows a table changed while sluice runs, and
+//! joins queued batches. Under CI=true an unreachable server fails the tests;
+//! elsewhere they are skipped with a printed reason.
+
+mod common;
+
+use std::time::Duration;
+
+use common::postgres::{URL, database, drop_schema};
+use common::{parse, start_with};
+use sluice::testing::CaptureSink;
+use sluice::topology::TopologyOptions;
+
+/// The COPY path (a table of scalar and `jsonb` columns) stores exactly what the JSONB
+/// path stores (the same table with an array column, which keeps that path), for values
+/// COPY's text format must escape and values a column reads through its type's input;
+/// and the sink on the first table did go through COPY: its session holds the staging
+/// table, with the table's marker column.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_copy_path_stores_what_the_jsonb_path_stores() {
+    let Some((db, schema)) = database().await else {
+        return;
+    };
+    let marker = format!("m_{schema}");
+    let cols = format!(
+        "id uuid PRIMARY KEY, t text, j jsonb, n numeric, i integer, b boolean, ts timestamptz, v varchar(40), e {schema}.sev, raw bytea, {marker} text"
+    );
+    db.batch_execute(&format!(
+        "CREATE SCHEMA {schema}; CREATE TYPE {schema}.sev AS ENUM ('low', 'high');
+         CREATE TABLE {schema}.a ({cols}); CREATE TABLE {schema}.b ({cols}, arr text[]);"
+    ))
+    .await
+    .expect("setup");
+    let columns = format!(
+        "id: id, t: t, j: j, n: num, i: i, b: b, ts: ts, v: v, e: e, raw: raw, {marker}: marker"
+    );
+    let p = parse(&format!(
+        r#"
+sources:
+  vals: {{ type: generator, count: 5, format: '{{"n": {{{{seq}}}}, "id": "6f1c2f64-0c9e-4a9f-9d8f-00000000000{{{{seq}}}}"}}' }}
+  idle: {{ type: generator, rate: 1, format: '{{}}' }}
+transforms:
+  shape:
+    type: remap
+    inputs: [vals]
+    source: |
+      n = to_int!(.n)
+      texts = ["tab\there", "line\nbreak\r\n", "back\\slash \\N", "ünïcödé ✓ \"q\"", ""]
+      .t = get!(texts, [n])
+      js = [{{"x": [1, "tab\t", null], "b": true}}, "s\\", null, 1.5, "\\N"]
+      .j = get!(js, [n])
+      nums = [1.25, "2.50", 9007199254740993, null, -0.5]
+      .num = get!(nums, [n])
+      .i = n * 10
+      .b = if n == 1 || n == 3 {{ "false" }} else {{ true }}
+      .ts = if n == 1 {{ "2026-11-21 11:00:00+02" }} else {{ t'2026-11-21T10:00:00.123456Z' }}
+      .v = "short\t{{v}}"
+      .e = if n == 2 {{ "low" }} else {{ "high" }}
+      .raw = "\\x4142"
+      .marker = "m"
+      .arr = ["x", "y,z"]
+  quiet: {{ type: filter, inputs: [idle], condition: 'false' }}
+sinks:
+  a: {{ type: postgres, inputs: [shape, quiet], url: "{URL}", schema: {schema}, table: a, create_table: false, columns: {{ {columns} }} }}
+  b: {{ type: postgres, inputs: [shape, quiet], url: "{URL}", schema: {schema}, table: b, create_table: false, columns: {{ {columns}, arr: arr }} }}
+"#
+    ));
+    let (topo, _) = start_with(p, TopologyOptions::default()).await;
+    let count = |t: &'static str| {
+        let (db, schema) = (&db, &schema);
+        async move {
+            db.query_one(&format!("SELECT count(*) FROM {schema}.{t}"), &[])
+                .await
+                .expect("count")
+                .get::<_, i64>(0)
+        }
+    };
+    for _ in 0..200 {
+        if count("a").await == 5 && count("b").await == 5 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!((count("a").await, count("b").await), (5, 5));
+    let staged = |marker: &str| {
+        let (db, marker) = (&db, marker.to_owned());
+        async move {
+            db.query_one(
+                "SELECT count(*) FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+                 JOIN pg_namespace n ON n.oid = c.relnamespace
+                 WHERE c.relname LIKE 'sluice_staging%' AND n.nspname LIKE 'pg_temp%' AND a.attname = $1",
+                &[&marker],
+            )
+            .await
+            .expect("catalog")
+            .get::<_, i64>(0)
+        }
+    };
+    assert_eq!(
+        staged(&marker).await,
+        1,
+        "sink a wrote through its staging table; sink b (an array column) did not"
+    );
+    topo.stop(Duration::from_secs(5)).await;
+    let rows = |t: &'static str| {
+        let (db, schema) = (&db, &schema);
+        async move {
+            db.query(
+                &format!("SELECT to_jsonb(x) - 'arr' FROM {schema}.{t} x ORDER BY id"),
+                &[],
+            )
+            .await
+            .expect("rows")
+            .iter()
+            .map(|r| r.get::<_, serde_json::Value>(0))
+            .collect::<Vec<_>>()
+        }
+    };
+    let (a, b) = (rows("a").await, rows("b").await);
+    assert_eq!(a, b, "both paths store the same values");
+    assert_eq!(a[0]["t"], "tab\there");
+    assert_eq!(a[1]["t"], "line\nbreak\r\n");
+    assert_eq!(a[2]["t"], "back\\slash \\N");
+    assert_eq!(a[3]["t"], "ünïcödé ✓ \"q\"");
+    assert_eq!(a[4]["t"], "", "an empty string is not NULL");
+    assert_eq!(
+        a[0]["j"],
+        serde_json::json!({"x": [1, "tab\t", null], "b": true})
+    );
+    assert_eq!(a[1]["j"], "s\\");
+    assert_eq!(a[2]["j"], serde_json::Value::Null);
+    assert_eq!(a[4]["j"], "\\N", "a JSON string \\N is not NULL");
+    assert_eq!(a[1]["n"], serde_json::json!(2.50));
+    assert_eq!(a[2]["n"], serde_json::json!(9007199254740993u64));
+    assert_eq!(a[1]["b"], false);
+    assert_eq!(a[1]["ts"], "2026-11-21T09:00:00+00:00");
+    assert_eq!(a[0]["ts"], "2026-11-21T10:00:00.123456+00:00");
+    assert_eq!(a[0]["v"], "short\t{v}");
+    assert_eq!(a[2]["e"], "low");
+    assert_eq!(a[0]["raw"], "\\x4142");
+    drop_schema(&db, &schema).await;
+}
+
+/// Columns' types changed while sluice runs (a migration). A batch that the old types
+/// would still take (`"2"` into an integer, a time into a timestamptz) is written with
+/// the new ones, as the JSONB path writes it (the text as sent, not converted through the
+/// old type); one the old staging table would refuse is written too; nothing is
+/// dead-lettered; and the next batch goes through a staging table of the new types.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn columns_altered_while_running_are_written_with_their_new_types() {
+    let Some((db, schema)) = database().await else {
+        return;
+    };
+    let (col, ts) = (format!("n_{schema}"), format!("ts_{schema}"));
+    db.batch_execute(&format!(
+        "CREATE SCHEMA {schema}; CREATE TABLE {schema}.t (id text PRIMARY KEY, {col} integer, {ts} timestamptz);"
+    ))
+    .await
+    .expect("setup");
+    let port = common::free_port();
+    let mut p = parse(&format!(
+        r#"
+sources:
+  in: {{ type: webhook, address: "127.0.0.1:{port}", path: /e }}
+sinks:
+  db: {{ type: postgres, inputs: [in], url: "{URL}", schema: {schema}, table: t, create_table: false, columns: {{ id: id, {col}: n, {ts}: ts }} }}
+"#
+    ));
+    let dead = CaptureSink::default();
+    dead.attach(&mut p, "dead", &["db.dead_letter"], 10);
+    let (topo, _) = start_with(p, TopologyOptions::default()).await;
+    common::wait_for_port(port).await;
+    let http = reqwest::Client::new();
+    let post = |body: serde_json::Value| {
+        let http = http.clone();
+        async move {
+            http.post(format!("http://127.0.0.1:{port}/e"))
+                .json(&body)
+                .send()
+                .await
+                .expect("POST")
+                .status()
+        }
+    };
+    let staged_types = || {
+        let (db, col) = (&db, col.clone());
+        async move {
+            let mut types: Vec<String> = db
+                .query(
+                    "SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a
+                     JOIN pg_class c ON c.oid = a.attrelid
+                     WHERE c.relname LIKE 'sluice_staging%' AND a.attname = $1",
+                    &[&col],
+                )
+                .await
+                .expect("catalog")
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            types.sort();
+            types.dedup();
+            types
+        }
+    };
+    let time = "2024-01-01T00:00:00+05:00";
+    assert_eq!(
+        post(serde_json::json!({"id": "1", "n": 5, "ts": time})).await,
+        200
+    );
+    assert_eq!(staged_types().await, ["integer"]);
+    db.batch_execute(&format!(
+        "ALTER TABLE {schema}.t ALTER {col} TYPE text, ALTER {ts} TYPE text"
+    ))
+    .await
+    .expect("alter");
+    assert_eq!(
+        post(serde_json::json!({"id": "2", "n": "02", "ts": time})).await,
+        200
+    );
+    assert_eq!(
+        post(serde_json::json!({"id": "3", "n": "three", "ts": time})).await,
+        200
+    );
+    assert_eq!(
+        post(serde_json::json!({"id": "4", "n": "four", "ts": time})).await,
+        200
+    );
+    assert_eq!(
+        staged_types().await,
+        ["integer", "text"],
+        "a staging table of the new types"
+    );
+    topo.stop(Duration::from_secs(5)).await;
+    let rows: Vec<(String, String, String)> = db
+        .query(
+            &format!("SELECT id, {col}, {ts} FROM {schema}.t ORDER BY id"),
+            &[],
+        )
+        .await
+        .expect("rows")
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    let row = |id: &str, n: &str, t: &str| (id.to_owned(), n.to_owned(), t.to_owned());
+    assert_eq!(
+        rows,
+        [
+            row("1", "5", "2023-12-31 19:00:00+00"),
+            row("2", "02", time),
+            row("3", "three", time),
+            row("4", "four", time),
+        ]
+    );
+    assert!(dead.values().is_empty(), "nothing dead-lettered");
+    drop_schema(&db, &schema).await;
+}
+
+/// Batches that queued up while a transaction ran are joined into the next one, up to
+/// `max_batch_rows`: a statement trigger with a transition table records how many rows
+/// each INSERT wrote.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_is_written_in_joined_batches_up_to_max_batch_rows() {
+    let Some((db, schema)) = database().await else {
+        return;
+    };
+    db.batch_execute(&format!(
+        "CREATE SCHEMA {schema};
+         CREATE TABLE {schema}.t (n bigint PRIMARY KEY);
+         CREATE TABLE {schema}.statements (rows bigint);
+         CREATE FUNCTION {schema}.count_rows() RETURNS trigger LANGUAGE plpgsql AS $$
+           BEGIN INSERT INTO {schema}.statements SELECT count(*) FROM new_rows; RETURN NULL; END $$;
+         CREATE TRIGGER counted AFTER INSERT ON {schema}.t REFERENCING NEW TABLE AS new_rows
+           FOR EACH STATEMENT EXECUTE FUNCTION {schema}.count_rows();"
+    ))
+    .await
+    .expect("setup");
+    let p = parse(&format!(
+        r#"
+sources:
+  gen: {{ type: generator, count: 4000, batch_size: 100, format: '{{"n": {{{{seq}}}}}}' }}
+sinks:
+  db: {{ type: postgres, inputs: [gen], url: "{URL}", schema: {schema}, table: t, create_table: false, columns: {{ n: n }}, max_batch_rows: 1000, buffer: {{ max_events: 10000 }} }}
+"#
+    ));
+    let (mut topo, _) = start_with(p, TopologyOptions::default()).await;
+    topo.finished().await;
+    let sizes: Vec<i64> = db
+        .query(&format!("SELECT rows FROM {schema}.statements"), &[])
+        .await
+        .expect("statements")
+        .iter()
+        .map(|r| r.get(0))
+        .filter(|&n: &i64| n > 0)
+        .collect();
+    assert_eq!(sizes.iter().sum::<i64>(), 4000, "every row once: {sizes:?}");
+    assert!(
+        sizes.len() < 40,
+        "queued batches of 100 were joined: {sizes:?}"
+    );
+    assert!(
+        sizes.iter().all(|&n| n <= 1099),
+        "joining stops once 1000 rows are in hand: {sizes:?}"
+    );
+    drop_schema(&db, &schema).await;
+}
+
+#[test]
+fn max_batch_rows_of_zero_is_refused_at_validate() {
+    let mut p = parse(
+        "sources:\n  gen: { type: generator }\nsinks:\n  db: { type: postgres, inputs: [gen], url: \"postgres://x@127.0.0.1/test\", max_batch_rows: 0 }\n",
+    );
+    let e = p.validate().expect_err("refused").to_string();
+    assert!(e.contains("max_batch_rows") && e.contains("db"), "{e}");
+}
