@@ -35,7 +35,6 @@ use super::plan::Plan;
 pub(super) struct CopyPlan {
     /// Whether each column, in the plan's order, takes JSON text.
     json: Vec<bool>,
-    names: Vec<String>,
     /// Each column's name and type as the catalog gave them: checked again inside every
     /// batch's transaction.
     columns: Vec<String>,
@@ -122,7 +121,6 @@ impl CopyPlan {
         let staging = format!("pg_temp.{name}");
         Ok(Some(Self {
             json,
-            names: plan.column_names().map(str::to_owned).collect(),
             begin: format!(
                 "BEGIN; LOCK TABLE {table} IN ROW EXCLUSIVE MODE; \
                  SET LOCAL client_min_messages = warning; \
@@ -140,10 +138,10 @@ impl CopyPlan {
     /// The batch as `COPY` text: one line per row, tab between columns. `None` when a
     /// value would read differently than through the JSONB path (see [`field`]): the
     /// batch takes that path.
-    pub(super) fn encode(&self, rows: &[Json]) -> Option<Bytes> {
+    pub(super) fn encode(&self, plan: &Plan, rows: &[Json]) -> Option<Bytes> {
         let mut out = Vec::with_capacity(rows.len() * 256);
         for row in rows {
-            for (i, (name, json)) in self.names.iter().zip(&self.json).enumerate() {
+            for (i, (name, json)) in plan.column_names().zip(&self.json).enumerate() {
                 if i > 0 {
                     out.push(b'\t');
                 }
@@ -200,13 +198,14 @@ fn field(out: &mut Vec<u8>, value: &Json, json: bool) -> Option<()> {
         Json::String(s) if !json => escape_into(out, s.as_bytes()),
         Json::Object(_) | Json::Array(_) if !json => return None,
         Json::Number(n) if !json => {
-            let text = n.to_string();
+            let start = out.len();
+            // Writing into a Vec cannot fail.
+            let _ = write!(out, "{n}");
             // jsonb's numeric has no negative zero: `-0.0` reads as `0.0` there.
             let negative_zero = n.as_f64().is_some_and(|f| f == 0.0 && f.is_sign_negative());
-            if text.contains(['e', 'E']) || negative_zero {
+            if negative_zero || out[start..].iter().any(|b| matches!(b, b'e' | b'E')) {
                 return None;
             }
-            out.extend_from_slice(text.as_bytes());
         }
         other => {
             // Writing into a Vec cannot fail, and a `Value` always serializes.

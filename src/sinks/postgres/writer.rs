@@ -141,7 +141,7 @@ impl Writer {
             .copy
             .as_ref()
             .and_then(Option::as_ref)
-            .and_then(|copy| Some((copy, copy.encode(rows)?)))
+            .and_then(|copy| Some((copy, copy.encode(&self.plan, rows)?)))
         else {
             let written = self.insert(rows).await;
             if matches!(written, Err(WriteError::Integrity)) {
