@@ -30,7 +30,10 @@ use bytes::Bytes;
 use futures_util::SinkExt;
 use serde_json::Value as Json;
 
-use super::plan::Plan;
+use vrl::value::Value;
+
+use super::plan::{Cell, Plan, Whole};
+use crate::event::Event;
 
 pub(super) struct CopyPlan {
     /// Whether each column, in the plan's order, takes JSON text.
@@ -135,17 +138,18 @@ impl CopyPlan {
         }))
     }
 
-    /// The batch as `COPY` text: one line per row, tab between columns. `None` when a
-    /// value would read differently than through the JSONB path (see [`field`]): the
-    /// batch takes that path.
-    pub(super) fn encode(&self, plan: &Plan, rows: &[Json]) -> Option<Bytes> {
-        let mut out = Vec::with_capacity(rows.len() * 256);
-        for row in rows {
-            for (i, (name, json)) in plan.column_names().zip(&self.json).enumerate() {
+    /// The batch as `COPY` text: one line per row, tab between columns, written straight
+    /// from the events. `None` when a value would read differently than through the
+    /// JSONB path (see [`field`]): the batch takes that path.
+    pub(super) fn encode(&self, plan: &Plan, events: &[Event]) -> Option<Bytes> {
+        let mut out = Vec::with_capacity(events.len() * 256);
+        for event in events {
+            let whole = Whole::new(event);
+            for (i, (value, json)) in plan.cells(&whole).zip(&self.json).enumerate() {
                 if i > 0 {
                     out.push(b'\t');
                 }
-                field(&mut out, row.get(name).unwrap_or(&Json::Null), *json)?;
+                cell(&mut out, value, *json)?;
             }
             out.push(b'\n');
         }
@@ -184,6 +188,53 @@ impl CopyPlan {
                 .await;
         }
         result
+    }
+}
+
+/// One cell in `COPY` text format, as [`field`] would write its JSON: values bound for
+/// a `jsonb` column are serialized straight into the batch.
+fn cell(out: &mut Vec<u8>, value: Cell<'_>, json: bool) -> Option<()> {
+    if !json {
+        match value {
+            Cell::Null => out.extend_from_slice(b"\\N"),
+            Cell::Text(s) => escape_into(out, s.as_bytes()),
+            Cell::Value(v) => field(out, &serde_json::to_value(v).ok()?, false)?,
+            Cell::Json(j) => field(out, &j, false)?,
+            // An object.
+            Cell::Whole(_) | Cell::Tagged(_) => return None,
+        }
+        return Some(());
+    }
+    match value {
+        Cell::Null | Cell::Value(Value::Null) => out.extend_from_slice(b"\\N"),
+        // JSON has no infinity: serde makes it `null`, which the JSONB path stores as NULL.
+        Cell::Value(Value::Float(f)) if !f.is_finite() => out.extend_from_slice(b"\\N"),
+        Cell::Text(s) => to_copy_json(out, &s),
+        Cell::Value(v) => to_copy_json(out, v),
+        Cell::Whole(bytes) => escape_into(out, bytes),
+        Cell::Tagged(map) => to_copy_json(out, &Tagged(map)),
+        Cell::Json(j) => field(out, &j, true)?,
+    }
+    Some(())
+}
+
+fn to_copy_json(out: &mut Vec<u8>, value: &impl serde::Serialize) {
+    // Writing into a Vec cannot fail, and a VRL value always serializes.
+    let _ = serde_json::to_writer(Escaping(out), value);
+}
+
+/// An event's fields with `"event_type": "log"` added (jsonb orders keys its own way).
+struct Tagged<'a>(&'a vrl::value::ObjectMap);
+
+impl serde::Serialize for Tagged<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(Some(self.0.len() + 1))?;
+        for (k, v) in self.0 {
+            map.serialize_entry(k.as_str(), v)?;
+        }
+        map.serialize_entry("event_type", "log")?;
+        map.end()
     }
 }
 

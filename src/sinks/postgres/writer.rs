@@ -69,10 +69,9 @@ pub(super) async fn run(w: Writer, mut cx: SinkContext) -> Result<(), ComponentE
             cx.metrics.add_received(more.len());
             batch.extend(more);
         }
-        let rows: Vec<Json> = batch.iter().map(|e| w.plan.row(e)).collect();
         let mut backoff = Backoff::new(w.failure);
         let outcome = loop {
-            match w.write(&mut state, &rows, &cx.id).await {
+            match w.write(&mut state, &batch, &cx.id).await {
                 Ok(()) => break Ok(()),
                 Err(WriteError::Integrity) => break Err(()),
                 Err(WriteError::Retry(reason)) => {
@@ -94,7 +93,7 @@ pub(super) async fn run(w: Writer, mut cx: SinkContext) -> Result<(), ComponentE
         match outcome {
             Ok(()) => delivered(&cx.metrics, batch),
             Err(()) => {
-                if let Some(rest) = w.row_by_row(batch, rows, &dead_letter, &cx).await {
+                if let Some(rest) = w.row_by_row(batch, &dead_letter, &cx).await {
                     // Replaced meanwhile: the rows not written yet go to the replacement.
                     cx.input.hand_back(rest);
                     return Ok(());
@@ -125,7 +124,7 @@ impl Writer {
     /// A batch the COPY path fails on for its data is tried on the JSONB path before
     /// the caller isolates its rows; when that succeeds, the table's types are read
     /// again (and its staging table made again) before the next batch.
-    async fn write(&self, state: &mut State, rows: &[Json], id: &str) -> Result<(), WriteError> {
+    async fn write(&self, state: &mut State, events: &[Event], id: &str) -> Result<(), WriteError> {
         if !state.prepared {
             self.prepare().await?;
             state.prepared = true;
@@ -141,9 +140,9 @@ impl Writer {
             .copy
             .as_ref()
             .and_then(Option::as_ref)
-            .and_then(|copy| Some((copy, copy.encode(&self.plan, rows)?)))
+            .and_then(|copy| Some((copy, copy.encode(&self.plan, events)?)))
         else {
-            let written = self.insert(rows).await;
+            let written = self.insert(events).await;
             if matches!(written, Err(WriteError::Integrity)) {
                 // The table may have been created or changed since it was read.
                 state.copy = None;
@@ -156,7 +155,7 @@ impl Writer {
             Ok(Written::Stale) => {
                 drop(client);
                 state.copy = None;
-                return self.insert(rows).await;
+                return self.insert(events).await;
             }
             Err(e) => e,
         };
@@ -164,7 +163,7 @@ impl Writer {
         if let WriteError::Retry(reason) = classify(&error) {
             return Err(WriteError::Retry(reason));
         }
-        self.insert(rows).await?;
+        self.insert(events).await?;
         if error.code() == Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE) {
             // No TEMP privilege on the database, say: every batch would fail the same way.
             tracing::info!(component_id = %id, error = %crate::net::error_chain(&error), "cannot COPY through a staging table; writing through jsonb_populate_recordset");
@@ -230,10 +229,12 @@ impl Writer {
         Ok(())
     }
 
-    async fn insert(&self, rows: &[Json]) -> Result<(), WriteError> {
+    /// The JSONB path: the batch as one JSONB array.
+    async fn insert(&self, events: &[Event]) -> Result<(), WriteError> {
+        let rows = Json::Array(events.iter().map(|e| self.plan.row(e)).collect());
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(|e| classify(&e))?;
-        tx.execute(&self.plan.insert, &[&PgJson(Json::Array(rows.to_vec()))])
+        tx.execute(&self.plan.insert, &[&PgJson(rows)])
             .await
             .map_err(|e| classify(&e))?;
         tx.commit().await.map_err(|e| classify(&e))
@@ -244,22 +245,19 @@ impl Writer {
     async fn row_by_row(
         &self,
         batch: Vec<Event>,
-        rows: Vec<Json>,
         dead_letter: &DeadLetter,
         cx: &SinkContext,
     ) -> Option<Vec<Event>> {
         let stop = cx.input.stop_token();
         let mut good = Vec::new();
-        let mut pending = batch.into_iter().zip(rows);
-        while let Some((event, row)) = pending.next() {
+        let mut pending = batch.into_iter();
+        while let Some(event) = pending.next() {
+            let row = Json::Array(vec![self.plan.row(&event)]);
             let mut backoff = Backoff::new(self.failure);
             loop {
                 let result = match self.client().await {
                     Ok(client) => client
-                        .execute(
-                            &self.plan.insert,
-                            &[&PgJson(Json::Array(vec![row.clone()]))],
-                        )
+                        .execute(&self.plan.insert, &[&PgJson(&row)])
                         .await
                         .map(drop)
                         .map_err(|e| {
@@ -300,7 +298,7 @@ impl Writer {
                             Pause::Stopped => {
                                 delivered(&cx.metrics, good);
                                 let mut rest = vec![event];
-                                rest.extend(pending.map(|(e, _)| e));
+                                rest.extend(pending);
                                 return Some(rest);
                             }
                         }
