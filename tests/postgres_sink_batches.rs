@@ -314,3 +314,99 @@ fn max_batch_rows_of_zero_is_refused_at_validate() {
     let e = p.validate().expect_err("refused").to_string();
     assert!(e.contains("max_batch_rows") && e.contains("db"), "{e}");
 }
+
+/// A sink replaced while its write waits on a lock finishes the batch in hand, and hands
+/// the batch it took ahead (received while writing) to its replacement: every row once,
+/// the later ones written by the replacement's own connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replaced_sink_hands_the_batch_it_took_ahead_to_its_replacement() {
+    let Some((db, schema)) = database().await else {
+        return;
+    };
+    db.batch_execute(&format!(
+        "CREATE SCHEMA {schema};
+         CREATE TABLE {schema}.t (n bigint PRIMARY KEY);
+         CREATE TABLE {schema}.statements (pid int, rows bigint);
+         CREATE FUNCTION {schema}.count_rows() RETURNS trigger LANGUAGE plpgsql AS $$
+           BEGIN INSERT INTO {schema}.statements SELECT pg_backend_pid(), count(*) FROM new_rows; RETURN NULL; END $$;
+         CREATE TRIGGER counted AFTER INSERT ON {schema}.t REFERENCING NEW TABLE AS new_rows
+           FOR EACH STATEMENT EXECUTE FUNCTION {schema}.count_rows();"
+    ))
+    .await
+    .expect("setup");
+    let pipeline = |rows: usize| {
+        parse(&format!(
+            r#"
+sources:
+  gen: {{ type: generator, count: 300, batch_size: 100, format: '{{"n": {{{{seq}}}}}}' }}
+sinks:
+  db: {{ type: postgres, inputs: [gen], url: "{URL}", schema: {schema}, table: t, create_table: false, columns: {{ n: n }}, max_batch_rows: {rows} }}
+"#
+        ))
+    };
+    // The table is locked before the sink's first write: that write waits while the
+    // next batch is taken ahead.
+    let (mut locker, _) = database().await.expect("a second connection");
+    let lock = locker.transaction().await.expect("begin");
+    lock.batch_execute(&format!("LOCK TABLE {schema}.t IN ACCESS EXCLUSIVE MODE"))
+        .await
+        .expect("lock");
+    let options = TopologyOptions {
+        drain_timeout: Duration::from_secs(10),
+        ..TopologyOptions::default()
+    };
+    let (mut topo, _) = start_with(pipeline(100), options).await;
+    let waiting = format!(
+        "SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = '{schema}.t'::regclass"
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while db
+        .query_one(&waiting, &[])
+        .await
+        .expect("pg_locks")
+        .get::<_, i64>(0)
+        == 0
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the sink never waited on the lock"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let mut next = pipeline(101);
+    next.validate().expect("valid");
+    let (changes, ()) = tokio::join!(topo.apply(next), async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        lock.commit().await.expect("unlock");
+    });
+    let changes = changes.expect("reload");
+    assert!(changes.aborted.is_empty(), "handed over, not aborted");
+    topo.finished().await;
+    let statements: Vec<(i32, i64)> = db
+        .query(
+            &format!("SELECT pid, rows FROM {schema}.statements WHERE rows > 0 ORDER BY ctid"),
+            &[],
+        )
+        .await
+        .expect("statements")
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let count: i64 = db
+        .query_one(&format!("SELECT count(DISTINCT n) FROM {schema}.t"), &[])
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(count, 300, "every row once: {statements:?}");
+    assert_eq!(
+        statements.iter().map(|s| s.1).sum::<i64>(),
+        300,
+        "{statements:?}"
+    );
+    assert_eq!(statements[0].1, 100, "the batch in hand: {statements:?}");
+    assert!(
+        statements[1..].iter().all(|s| s.0 != statements[0].0),
+        "the rest was written by the replacement: {statements:?}"
+    );
+    drop_schema(&db, &schema).await;
+}

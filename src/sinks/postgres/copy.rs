@@ -25,6 +25,7 @@
 //! old one.
 
 use std::io::Write;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use futures_util::SinkExt;
@@ -48,6 +49,48 @@ pub(super) struct CopyPlan {
     /// Moves the staged rows and commits.
     insert: String,
     staging: String,
+}
+
+/// Rows encoded ahead of their write (while the batch before them was written), with
+/// the plan they were encoded for.
+pub(super) struct Encoded {
+    plan: Arc<CopyPlan>,
+    /// The batch's first rows that `body` holds.
+    rows: usize,
+    /// `None`: some row needs the JSONB path.
+    body: Option<Vec<u8>>,
+}
+
+impl Encoded {
+    pub(super) fn new(plan: &Arc<CopyPlan>) -> Self {
+        Self {
+            plan: Arc::clone(plan),
+            rows: 0,
+            body: Some(Vec::new()),
+        }
+    }
+
+    pub(super) fn add(&mut self, plan: &Plan, events: &[Event]) {
+        self.rows += events.len();
+        if let Some(body) = &mut self.body
+            && self.plan.encode_into(plan, events, body).is_none()
+        {
+            self.body = None;
+        }
+    }
+
+    /// Whether these rows were encoded for `plan`, as the start of `events`.
+    pub(super) fn fits(&self, plan: &Arc<CopyPlan>, events: &[Event]) -> bool {
+        Arc::ptr_eq(&self.plan, plan) && self.rows <= events.len()
+    }
+
+    /// The whole batch's body: the rest of `events` encoded after these rows.
+    pub(super) fn finish(self, plan: &Plan, events: &[Event]) -> Option<Bytes> {
+        let mut body = self.body?;
+        self.plan
+            .encode_into(plan, events.get(self.rows..)?, &mut body)?;
+        Some(Bytes::from(body))
+    }
 }
 
 /// What a batch's write came to.
@@ -143,17 +186,22 @@ impl CopyPlan {
     /// JSONB path (see [`field`]): the batch takes that path.
     pub(super) fn encode(&self, plan: &Plan, events: &[Event]) -> Option<Bytes> {
         let mut out = Vec::with_capacity(events.len() * 256);
+        self.encode_into(plan, events, &mut out)?;
+        Some(Bytes::from(out))
+    }
+
+    fn encode_into(&self, plan: &Plan, events: &[Event], out: &mut Vec<u8>) -> Option<()> {
         for event in events {
             let whole = Whole::new(event);
             for (i, (value, json)) in plan.cells(&whole).zip(&self.json).enumerate() {
                 if i > 0 {
                     out.push(b'\t');
                 }
-                cell(&mut out, value, *json)?;
+                cell(out, value, *json)?;
             }
             out.push(b'\n');
         }
-        Some(Bytes::from(out))
+        Some(())
     }
 
     /// Writes an encoded batch in one transaction. The table is locked against changes

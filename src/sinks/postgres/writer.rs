@@ -13,7 +13,7 @@ use crate::delivery::{DeadLetter, Failure};
 use crate::event::Event;
 use crate::net::{Backoff, FailureHandling, Pause};
 
-use super::copy::{CopyPlan, Written};
+use super::copy::{CopyPlan, Encoded, Written};
 use super::plan::Plan;
 
 pub(super) struct Writer {
@@ -61,44 +61,72 @@ pub(super) async fn run(w: Writer, mut cx: SinkContext) -> Result<(), ComponentE
     let stop = cx.input.stop_token();
     let mut state = State::default();
     let mut last_retention: Option<std::time::Instant> = None;
-    while let Some(mut batch) = cx.input.recv().await {
-        cx.metrics.add_received(batch.len());
+    // Received while the batch before it was being written, and encoded meanwhile: the
+    // sink builds a batch while the server stores the one before.
+    let mut next = Next::default();
+    let mut closed = false;
+    loop {
+        let mut ready = std::mem::take(&mut next);
+        if stop.is_cancelled() && !ready.events.is_empty() {
+            // Replaced by a reload: what was taken ahead goes to the replacement, as it
+            // would have had it stayed in the buffer.
+            cx.input.hand_back(ready.events);
+            break;
+        }
+        if ready.events.is_empty() {
+            if closed {
+                break;
+            }
+            let Some(batch) = cx.input.recv().await else {
+                break;
+            };
+            cx.metrics.add_received(batch.len());
+            ready.events = batch;
+        }
+        let mut batch = ready.events;
         while batch.len() < w.max_batch_rows
             && let Some(more) = cx.input.try_recv()
         {
             cx.metrics.add_received(more.len());
             batch.extend(more);
         }
-        let mut backoff = Backoff::new(w.failure);
-        let outcome = loop {
-            match w.write(&mut state, &batch, &cx.id).await {
-                Ok(()) => break Ok(()),
-                Err(WriteError::Integrity) => break Err(()),
-                Err(WriteError::Retry(reason)) => {
-                    let pause = backoff.pause(None, &*cx.clock, Some(&stop), |wait| {
-                        tracing::warn!(component_id = %cx.id, error = %reason, wait = ?wait, "write failed; retrying");
-                    });
-                    match pause.await {
-                        Pause::Retry => {}
-                        Pause::Exhausted => break Err(()),
-                        Pause::Stopped => {
-                            // Replaced by a reload: the batch goes to the replacement.
-                            cx.input.hand_back(batch);
-                            return Ok(());
+        let plan_now = state.copy.clone().flatten();
+        let outcome = {
+            let write =
+                w.write_with_retries(&mut state, &batch, ready.encoded, &*cx.clock, &cx.id, &stop);
+            tokio::pin!(write);
+            loop {
+                tokio::select! {
+                    biased;
+                    outcome = &mut write => break outcome,
+                    more = cx.input.recv(), if !closed && next.events.len() < w.max_batch_rows => {
+                        match more {
+                            Some(more) => {
+                                cx.metrics.add_received(more.len());
+                                next.add(more, plan_now.as_ref(), &w.plan);
+                            }
+                            None => closed = true,
                         }
                     }
                 }
             }
         };
-        match outcome {
-            Ok(()) => delivered(&cx.metrics, batch),
-            Err(()) => {
-                if let Some(rest) = w.row_by_row(batch, &dead_letter, &cx).await {
-                    // Replaced meanwhile: the rows not written yet go to the replacement.
-                    cx.input.hand_back(rest);
-                    return Ok(());
-                }
+        let rest = match outcome {
+            Outcome::Written => {
+                delivered(&cx.metrics, batch);
+                None
             }
+            Outcome::Failed => w.row_by_row(batch, &dead_letter, &cx).await,
+            Outcome::Stopped => Some(batch),
+        };
+        if let Some(rest) = rest {
+            // Replaced by a reload: what was not written yet goes to the replacement,
+            // in the order it came.
+            cx.input.hand_back(rest);
+            if !next.events.is_empty() {
+                cx.input.hand_back(next.events);
+            }
+            return Ok(());
         }
         if w.retention.is_some()
             && last_retention.is_none_or(|t| t.elapsed() >= Duration::from_secs(3600))
@@ -110,21 +138,85 @@ pub(super) async fn run(w: Writer, mut cx: SinkContext) -> Result<(), ComponentE
     Ok(())
 }
 
+/// How a batch's write ended.
+enum Outcome {
+    Written,
+    /// The data's fault, or retries exhausted: the rows go one by one.
+    Failed,
+    /// Replaced by a reload while retrying.
+    Stopped,
+}
+
+/// The next batch, and its first rows already encoded for the COPY path.
+#[derive(Default)]
+struct Next {
+    events: Vec<Event>,
+    encoded: Option<Encoded>,
+}
+
+impl Next {
+    fn add(&mut self, more: Vec<Event>, copy: Option<&Arc<CopyPlan>>, plan: &Plan) {
+        // Encoded only while every row so far was: the encoded rows are a prefix.
+        if let Some(copy) = copy
+            && self.encoded.is_some() != self.events.is_empty()
+        {
+            let encoded = self.encoded.get_or_insert_with(|| Encoded::new(copy));
+            encoded.add(plan, &more);
+        }
+        self.events.extend(more);
+    }
+}
+
 /// What the writer learned about the table on its first write.
 #[derive(Default)]
 struct State {
     prepared: bool,
     /// `None`: not read yet (or to read again); `Some(None)`: the table needs the
     /// JSONB path.
-    copy: Option<Option<CopyPlan>>,
+    copy: Option<Option<Arc<CopyPlan>>>,
 }
 
 impl Writer {
+    /// A batch, retried with backoff while the server cannot take it.
+    async fn write_with_retries(
+        &self,
+        state: &mut State,
+        batch: &[Event],
+        mut encoded: Option<Encoded>,
+        clock: &dyn crate::clock::Clock,
+        id: &str,
+        stop: &tokio_util::sync::CancellationToken,
+    ) -> Outcome {
+        let mut backoff = Backoff::new(self.failure);
+        loop {
+            match self.write(state, batch, encoded.take(), id).await {
+                Ok(()) => return Outcome::Written,
+                Err(WriteError::Integrity) => return Outcome::Failed,
+                Err(WriteError::Retry(reason)) => {
+                    let pause = backoff.pause(None, clock, Some(stop), |wait| {
+                        tracing::warn!(component_id = %id, error = %reason, wait = ?wait, "write failed; retrying");
+                    });
+                    match pause.await {
+                        Pause::Retry => {}
+                        Pause::Exhausted => return Outcome::Failed,
+                        Pause::Stopped => return Outcome::Stopped,
+                    }
+                }
+            }
+        }
+    }
+
     /// One batch: through the COPY path when the table allows it, else the JSONB path.
     /// A batch the COPY path fails on for its data is tried on the JSONB path before
     /// the caller isolates its rows; when that succeeds, the table's types are read
     /// again (and its staging table made again) before the next batch.
-    async fn write(&self, state: &mut State, events: &[Event], id: &str) -> Result<(), WriteError> {
+    async fn write(
+        &self,
+        state: &mut State,
+        events: &[Event],
+        encoded: Option<Encoded>,
+        id: &str,
+    ) -> Result<(), WriteError> {
         if !state.prepared {
             self.prepare().await?;
             state.prepared = true;
@@ -134,13 +226,21 @@ impl Writer {
             let plan = CopyPlan::read(&client, &self.plan)
                 .await
                 .map_err(|e| classify(&e))?;
-            state.copy = Some(plan);
+            state.copy = Some(plan.map(Arc::new));
         }
         let Some((copy, body)) = state
             .copy
             .as_ref()
             .and_then(Option::as_ref)
-            .and_then(|copy| Some((copy, copy.encode(&self.plan, events)?)))
+            .and_then(|copy| {
+                let body = match encoded {
+                    Some(encoded) if encoded.fits(copy, events) => {
+                        encoded.finish(&self.plan, events)
+                    }
+                    _ => copy.encode(&self.plan, events),
+                };
+                Some((copy, body?))
+            })
         else {
             let written = self.insert(events).await;
             if matches!(written, Err(WriteError::Integrity)) {
