@@ -13,11 +13,47 @@ use common::{parse, start_with};
 use sluice::testing::CaptureSink;
 use sluice::topology::TopologyOptions;
 
+/// Records how each statement that writes `{schema}.{table}` wrote it, in
+/// `{schema}.paths`: `copy` (a `COPY` straight into the table), `staged` (moved from the
+/// COPY path's staging table) or `jsonb` (through `jsonb_populate_recordset`). A
+/// statement rolled back leaves no record.
+async fn record_paths(db: &tokio_postgres::Client, schema: &str, tables: &[&str]) {
+    db.batch_execute(&format!(
+        "CREATE TABLE {schema}.paths (t text, path text, at serial);
+         CREATE FUNCTION {schema}.record_path() RETURNS trigger LANGUAGE plpgsql AS $$
+           BEGIN INSERT INTO {schema}.paths (t, path) VALUES (TG_TABLE_NAME, CASE
+             WHEN current_query() LIKE 'COPY %' THEN 'copy'
+             WHEN current_query() LIKE '%sluice_staging%' THEN 'staged'
+             WHEN current_query() LIKE '%jsonb_populate_recordset%' THEN 'jsonb'
+             ELSE current_query() END); RETURN NULL; END $$;"
+    ))
+    .await
+    .expect("paths");
+    for t in tables {
+        db.batch_execute(&format!(
+            "CREATE TRIGGER path AFTER INSERT ON {schema}.{t} FOR EACH STATEMENT EXECUTE FUNCTION {schema}.record_path()"
+        ))
+        .await
+        .expect("trigger");
+    }
+}
+
+async fn paths(db: &tokio_postgres::Client, schema: &str, table: &str) -> Vec<String> {
+    db.query(
+        &format!("SELECT path FROM {schema}.paths WHERE t = $1 ORDER BY at"),
+        &[&table],
+    )
+    .await
+    .expect("paths")
+    .iter()
+    .map(|r| r.get(0))
+    .collect()
+}
+
 /// The COPY path (a table of scalar and `jsonb` columns) stores exactly what the JSONB
 /// path stores (the same table with an array column, which keeps that path), for values
 /// COPY's text format must escape and values a column reads through its type's input;
-/// and the sink on the first table did go through COPY: its session holds the staging
-/// table, with the table's marker column.
+/// and the sink on the first table did go through COPY, straight into the table.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_copy_path_stores_what_the_jsonb_path_stores() {
     let Some((db, schema)) = database().await else {
@@ -33,6 +69,7 @@ async fn the_copy_path_stores_what_the_jsonb_path_stores() {
     ))
     .await
     .expect("setup");
+    record_paths(&db, &schema, &["a", "b"]).await;
     let columns = format!(
         "id: id, t: t, j: j, n: num, i: i, b: b, ts: ts, v: v, e: e, raw: raw, {marker}: marker"
     );
@@ -84,24 +121,17 @@ sinks:
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     assert_eq!((count("a").await, count("b").await), (5, 5));
-    let staged = |marker: &str| {
-        let (db, marker) = (&db, marker.to_owned());
-        async move {
-            db.query_one(
-                "SELECT count(*) FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
-                 JOIN pg_namespace n ON n.oid = c.relnamespace
-                 WHERE c.relname LIKE 'sluice_staging%' AND n.nspname LIKE 'pg_temp%' AND a.attname = $1",
-                &[&marker],
-            )
-            .await
-            .expect("catalog")
-            .get::<_, i64>(0)
-        }
-    };
-    assert_eq!(
-        staged(&marker).await,
-        1,
-        "sink a wrote through its staging table; sink b (an array column) did not"
+    let (a, b) = (
+        paths(&db, &schema, "a").await,
+        paths(&db, &schema, "b").await,
+    );
+    assert!(
+        !a.is_empty() && a.iter().all(|p| p == "copy"),
+        "sink a copied straight into its table: {a:?}"
+    );
+    assert!(
+        !b.is_empty() && b.iter().all(|p| p == "jsonb"),
+        "sink b (an array column) went through jsonb: {b:?}"
     );
     topo.stop(Duration::from_secs(5)).await;
     let rows = |t: &'static str| {
@@ -146,8 +176,8 @@ sinks:
 /// Columns' types changed while sluice runs (a migration). A batch that the old types
 /// would still take (`"2"` into an integer, a time into a timestamptz) is written with
 /// the new ones, as the JSONB path writes it (the text as sent, not converted through the
-/// old type); one the old staging table would refuse is written too; nothing is
-/// dead-lettered; and the next batch goes through a staging table of the new types.
+/// old type); one the old types would refuse is written too; nothing is dead-lettered;
+/// and the next batches are copied with the new types.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn columns_altered_while_running_are_written_with_their_new_types() {
     let Some((db, schema)) = database().await else {
@@ -159,6 +189,7 @@ async fn columns_altered_while_running_are_written_with_their_new_types() {
     ))
     .await
     .expect("setup");
+    record_paths(&db, &schema, &["t"]).await;
     let port = common::free_port();
     let mut p = parse(&format!(
         r#"
@@ -184,32 +215,11 @@ sinks:
                 .status()
         }
     };
-    let staged_types = || {
-        let (db, col) = (&db, col.clone());
-        async move {
-            let mut types: Vec<String> = db
-                .query(
-                    "SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a
-                     JOIN pg_class c ON c.oid = a.attrelid
-                     WHERE c.relname LIKE 'sluice_staging%' AND a.attname = $1",
-                    &[&col],
-                )
-                .await
-                .expect("catalog")
-                .iter()
-                .map(|r| r.get(0))
-                .collect();
-            types.sort();
-            types.dedup();
-            types
-        }
-    };
     let time = "2024-01-01T00:00:00+05:00";
     assert_eq!(
         post(serde_json::json!({"id": "1", "n": 5, "ts": time})).await,
         200
     );
-    assert_eq!(staged_types().await, ["integer"]);
     db.batch_execute(&format!(
         "ALTER TABLE {schema}.t ALTER {col} TYPE text, ALTER {ts} TYPE text"
     ))
@@ -228,9 +238,9 @@ sinks:
         200
     );
     assert_eq!(
-        staged_types().await,
-        ["integer", "text"],
-        "a staging table of the new types"
+        paths(&db, &schema, "t").await,
+        ["copy", "jsonb", "copy", "copy"],
+        "the batch after the change through jsonb, then COPY with the new types"
     );
     topo.stop(Duration::from_secs(5)).await;
     let rows: Vec<(String, String, String)> = db
@@ -252,6 +262,70 @@ sinks:
             row("3", "three", time),
             row("4", "four", time),
         ]
+    );
+    assert!(dead.values().is_empty(), "nothing dead-lettered");
+    drop_schema(&db, &schema).await;
+}
+
+/// A batch with a row already in the table (a redelivery) fails the `COPY` straight
+/// into the table and goes through the staging table's `ON CONFLICT DO NOTHING`: no
+/// duplicate, nothing dead-lettered. The batch after it goes there too, and the one
+/// after that is copied straight again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redelivered_row_goes_through_the_staging_table() {
+    let Some((db, schema)) = database().await else {
+        return;
+    };
+    db.batch_execute(&format!(
+        "CREATE SCHEMA {schema}; CREATE TABLE {schema}.t (id text PRIMARY KEY, n integer);"
+    ))
+    .await
+    .expect("setup");
+    record_paths(&db, &schema, &["t"]).await;
+    let port = common::free_port();
+    let mut p = parse(&format!(
+        r#"
+sources:
+  in: {{ type: webhook, address: "127.0.0.1:{port}", path: /e }}
+sinks:
+  db: {{ type: postgres, inputs: [in], url: "{URL}", schema: {schema}, table: t, create_table: false, columns: {{ id: id, n: n }} }}
+"#
+    ));
+    let dead = CaptureSink::default();
+    dead.attach(&mut p, "dead", &["db.dead_letter"], 10);
+    let (topo, _) = start_with(p, TopologyOptions::default()).await;
+    common::wait_for_port(port).await;
+    let http = reqwest::Client::new();
+    for (id, n) in [("1", 1), ("1", 2), ("2", 3), ("3", 4)] {
+        let status = http
+            .post(format!("http://127.0.0.1:{port}/e"))
+            .json(&serde_json::json!({"id": id, "n": n}))
+            .send()
+            .await
+            .expect("POST")
+            .status();
+        assert_eq!(status, 200);
+    }
+    topo.stop(Duration::from_secs(5)).await;
+    assert_eq!(
+        paths(&db, &schema, "t").await,
+        ["copy", "staged", "staged", "copy"]
+    );
+    let rows: Vec<(String, i32)> = db
+        .query(&format!("SELECT id, n FROM {schema}.t ORDER BY id"), &[])
+        .await
+        .expect("rows")
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            ("1".to_owned(), 1),
+            ("2".to_owned(), 3),
+            ("3".to_owned(), 4)
+        ],
+        "the first write of id 1 stands"
     );
     assert!(dead.values().is_empty(), "nothing dead-lettered");
     drop_schema(&db, &schema).await;

@@ -1,6 +1,10 @@
-//! The fast path for a batch: `COPY` (text format) into a temporary staging table with
-//! the target's column types, then one `INSERT … SELECT … ON CONFLICT DO NOTHING` into
-//! the target, all in one transaction.
+//! The fast path for a batch: `COPY` (text format), in one transaction, straight into
+//! the table; or, for a batch with a row already there (`COPY` has no `ON CONFLICT`),
+//! into a temporary staging table with the target's column types, then one
+//! `INSERT … SELECT … ON CONFLICT DO NOTHING` into the target. Rows arrive twice only
+//! when they are redelivered, so the direct `COPY` is tried first ([`DirectTries`]).
+//! Views and tables with rules (which `COPY` ignores) always take the staging table.
+//! Rows are encoded from the events as they are, with no JSON row in between.
 //!
 //! The server still parses every value with its column type's own input function, as
 //! `jsonb_populate_recordset` does on the JSONB path, so user tables keep working
@@ -37,11 +41,11 @@ use super::plan::{Cell, Plan, Whole};
 use crate::event::Event;
 
 pub(super) struct CopyPlan {
-    /// Whether each column, in the plan's order, takes JSON text.
-    json: Vec<bool>,
-    /// Each column's name and type as the catalog gave them: checked again inside every
-    /// batch's transaction.
-    columns: Vec<String>,
+    /// The table as the catalog gave it: checked again inside every batch's transaction.
+    shape: Shape,
+    /// Locks the table against changes to its columns.
+    begin_direct: String,
+    copy_direct: String,
     /// Locks the table against changes to its columns and creates the staging table
     /// when missing, quietly.
     begin: String,
@@ -101,18 +105,31 @@ pub(super) enum Written {
     Stale,
 }
 
-/// The table's columns as the COPY path declares them (`"name" type`), and which take
-/// JSON text; `None` when some column needs the JSONB path. A missing table or column
-/// is `Ok(None)` as well: that path reports it row by row.
+/// What the COPY path needs to know of the table.
+#[derive(PartialEq)]
+struct Shape {
+    /// Each column as the staging table declares it (`"name" type`).
+    columns: Vec<String>,
+    /// Whether each column takes JSON text.
+    json: Vec<bool>,
+    /// Whether a batch may be copied straight into the table: a plain or partitioned
+    /// table without rules (`COPY` ignores rules; `INSERT` applies them).
+    direct: bool,
+}
+
+/// The table's shape; `None` when some column needs the JSONB path. A missing table or
+/// column is `Ok(None)` as well: that path reports it row by row.
 async fn describe(
     client: &tokio_postgres::Client,
     plan: &Plan,
-) -> Result<Option<(Vec<String>, Vec<bool>)>, tokio_postgres::Error> {
+) -> Result<Option<Shape>, tokio_postgres::Error> {
     let types = client
         .query(
             "SELECT a.attname::text, t.typname::text, t.typtype::text, t.typcategory::text,
-                    format_type(a.atttypid, a.atttypmod)
+                    format_type(a.atttypid, a.atttypmod),
+                    c.relkind IN ('r', 'p') AND NOT c.relhasrules
              FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+                  JOIN pg_class c ON c.oid = a.attrelid
              WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped",
             &[&plan.table],
         )
@@ -140,7 +157,12 @@ async fn describe(
         json.push(typname == "jsonb");
         columns.push(format!("\"{name}\" {}", row.get::<_, &str>(4)));
     }
-    Ok(Some((columns, json)))
+    let direct = types.iter().all(|r| r.get::<_, bool>(5));
+    Ok(Some(Shape {
+        columns,
+        json,
+        direct,
+    }))
 }
 
 impl CopyPlan {
@@ -149,7 +171,7 @@ impl CopyPlan {
         client: &tokio_postgres::Client,
         plan: &Plan,
     ) -> Result<Option<Self>, tokio_postgres::Error> {
-        let Some((columns, json)) = describe(client, plan).await? else {
+        let Some(shape) = describe(client, plan).await? else {
             return Ok(None);
         };
         let list = plan
@@ -161,18 +183,19 @@ impl CopyPlan {
         // One staging table per table and shape: a session that another sink or an
         // older shape of this table used (a pooler shares sessions) never hands its
         // staging table's types to this one.
-        let declared = columns.join(", ");
-        let shape = crate::hashing::fnv1a(format!("{table} ({declared})").as_bytes());
-        let name = format!("sluice_staging_{shape:016x}");
+        let declared = shape.columns.join(", ");
+        let hash = crate::hashing::fnv1a(format!("{table} ({declared})").as_bytes());
+        let name = format!("sluice_staging_{hash:016x}");
         let staging = format!("pg_temp.{name}");
         Ok(Some(Self {
-            json,
+            copy_direct: format!("COPY {table} ({list}) FROM STDIN"),
+            begin_direct: format!("BEGIN; LOCK TABLE {table} IN ROW EXCLUSIVE MODE"),
             begin: format!(
                 "BEGIN; LOCK TABLE {table} IN ROW EXCLUSIVE MODE; \
                  SET LOCAL client_min_messages = warning; \
                  CREATE TEMP TABLE IF NOT EXISTS {name} ({declared}) ON COMMIT DELETE ROWS"
             ),
-            columns,
+            shape,
             copy: format!("COPY {staging} ({list}) FROM STDIN"),
             insert: format!(
                 "INSERT INTO {table} ({list}) SELECT {list} FROM {staging} ON CONFLICT DO NOTHING; COMMIT"
@@ -193,7 +216,7 @@ impl CopyPlan {
     fn encode_into(&self, plan: &Plan, events: &[Event], out: &mut Vec<u8>) -> Option<()> {
         for event in events {
             let whole = Whole::new(event);
-            for (i, (value, json)) in plan.cells(&whole).zip(&self.json).enumerate() {
+            for (i, (value, json)) in plan.cells(&whole).zip(&self.shape.json).enumerate() {
                 if i > 0 {
                     out.push(b'\t');
                 }
@@ -204,38 +227,96 @@ impl CopyPlan {
         Some(())
     }
 
-    /// Writes an encoded batch in one transaction. The table is locked against changes
-    /// to its columns first, then its columns are checked against the plan's: a table
-    /// changed since the plan was made is [`Written::Stale`], with nothing written.
-    /// On failure the transaction is rolled back and the staging table dropped.
+    /// Whether batches may be copied straight into the table.
+    pub(super) fn direct(&self) -> bool {
+        self.shape.direct
+    }
+
+    /// Writes an encoded batch in one transaction: straight into the table (`direct`; a
+    /// row already there fails the batch), or through the staging table. The table is
+    /// locked against changes to its columns first, then its columns are checked against
+    /// the plan's: a table changed since the plan was made is [`Written::Stale`], with
+    /// nothing written. On failure the transaction is rolled back (and the staging table
+    /// dropped).
     pub(super) async fn write(
         &self,
         client: &tokio_postgres::Client,
         plan: &Plan,
         body: Bytes,
+        direct: bool,
     ) -> Result<Written, tokio_postgres::Error> {
+        let (begin, copy) = match direct {
+            true => (&self.begin_direct, &self.copy_direct),
+            false => (&self.begin, &self.copy),
+        };
         let result = async {
-            client.batch_execute(&self.begin).await?;
-            let now = describe(client, plan).await?;
-            if now.is_none_or(|(columns, _)| columns != self.columns) {
+            client.batch_execute(begin).await?;
+            if describe(client, plan).await?.as_ref() != Some(&self.shape) {
                 client.batch_execute("ROLLBACK").await?;
                 return Ok(Written::Stale);
             }
-            let sink = client.copy_in(&self.copy).await?;
+            let sink = client.copy_in(copy).await?;
             futures_util::pin_mut!(sink);
             sink.send(body).await?;
             sink.finish().await?;
-            client.batch_execute(&self.insert).await?;
+            client
+                .batch_execute(if direct { "COMMIT" } else { &self.insert })
+                .await?;
             Ok(Written::Committed)
         }
         .await;
         if result.is_err() {
             // Best effort: on a broken connection the pool discards the client anyway.
-            let _ = client
-                .batch_execute(&format!("ROLLBACK; DROP TABLE IF EXISTS {}", self.staging))
-                .await;
+            let cleanup = match direct {
+                true => "ROLLBACK".to_owned(),
+                false => format!("ROLLBACK; DROP TABLE IF EXISTS {}", self.staging),
+            };
+            let _ = client.batch_execute(&cleanup).await;
         }
         result
+    }
+}
+
+/// When to copy a batch straight into the table. Redelivered events are rows already
+/// there, which fail a direct `COPY`; those batches go through the staging table's
+/// `ON CONFLICT DO NOTHING`. After such a batch the next ones go there too, twice as
+/// many after each conflict in a row (at most 64), so a replayed backlog does not pay
+/// for a failed `COPY` per batch.
+#[derive(Default)]
+pub(super) struct DirectTries {
+    skip: u32,
+    penalty: u32,
+    /// The table refused a direct `COPY` for a reason other than its data (a view, row
+    /// security): until the plan is read again.
+    off: bool,
+}
+
+impl DirectTries {
+    /// Whether this batch tries the direct `COPY`.
+    pub(super) fn turn(&mut self) -> bool {
+        if self.off {
+            return false;
+        }
+        if self.skip > 0 {
+            self.skip -= 1;
+            return false;
+        }
+        true
+    }
+
+    pub(super) fn committed(&mut self) {
+        self.penalty = 0;
+    }
+
+    /// A direct `COPY` failed for `error` (not connection trouble).
+    pub(super) fn failed(&mut self, error: &tokio_postgres::Error) {
+        let code = error.code().map_or("", |c| c.code());
+        if matches!(code, "23505" | "23P01") {
+            self.penalty = (self.penalty * 2).clamp(1, 64);
+            self.skip = self.penalty;
+        } else if !code.starts_with("22") && !code.starts_with("23") {
+            self.off = true;
+        }
     }
 }
 

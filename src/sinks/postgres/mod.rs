@@ -1,15 +1,17 @@
 //! `postgres`: events as rows, the monitoring system's events store.
 //!
 //! Batches that queued up while one was being written are joined, up to
-//! `max_batch_rows`. Each batch is written in one transaction: `COPY` into a temporary
-//! staging table with the table's column types, then `INSERT … SELECT … ON CONFLICT
-//! DO NOTHING` (`copy.rs`). Tables with array, composite, range or domain columns go through one
-//! statement instead: the rows go to the server as one JSONB array and
-//! `jsonb_populate_recordset(NULL::<schema>.<table>, $1)` converts every field. Either
-//! way the server converts each field with the table's own column types, so user tables
-//! with other columns work without declaring types here. `ON CONFLICT DO NOTHING` makes
-//! redelivery idempotent: `id` is the event's `id` when it is a UUID, otherwise a UUID
-//! derived from the event's content, the same on every redelivery.
+//! `max_batch_rows`, and the next batch is received and encoded while the one before it
+//! is written. Each batch is written in one transaction with `COPY` (`copy.rs`):
+//! straight into the table, or, when a row is already there (a redelivery), into a
+//! temporary staging table with the table's column types, then moved with
+//! `INSERT … SELECT … ON CONFLICT DO NOTHING`. Tables with array, composite, range or
+//! domain columns go through one statement instead: the rows go to the server as one
+//! JSONB array and `jsonb_populate_recordset(NULL::<schema>.<table>, $1)` converts every
+//! field. Either way the server converts each field with the table's own column types,
+//! so user tables with other columns work without declaring types here. `ON CONFLICT DO
+//! NOTHING` makes redelivery idempotent: `id` is the event's `id` when it is a UUID,
+//! otherwise a UUID derived from the event's content, the same on every redelivery.
 //!
 //! When a batch violates a constraint, its rows are written one by one: the bad ones go
 //! to `<id>.dead_letter` with the database's message, the rest commit. Connection

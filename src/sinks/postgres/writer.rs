@@ -13,7 +13,7 @@ use crate::delivery::{DeadLetter, Failure};
 use crate::event::Event;
 use crate::net::{Backoff, FailureHandling, Pause};
 
-use super::copy::{CopyPlan, Encoded, Written};
+use super::copy::{CopyPlan, DirectTries, Encoded, Written};
 use super::plan::Plan;
 
 pub(super) struct Writer {
@@ -174,6 +174,8 @@ struct State {
     /// `None`: not read yet (or to read again); `Some(None)`: the table needs the
     /// JSONB path.
     copy: Option<Option<Arc<CopyPlan>>>,
+    /// When the COPY path writes straight into the table; reset with the plan.
+    direct: DirectTries,
 }
 
 impl Writer {
@@ -227,6 +229,7 @@ impl Writer {
                 .await
                 .map_err(|e| classify(&e))?;
             state.copy = Some(plan.map(Arc::new));
+            state.direct = DirectTries::default();
         }
         let Some((copy, body)) = state
             .copy
@@ -250,7 +253,27 @@ impl Writer {
             return written;
         };
         let client = self.client().await?;
-        let error = match copy.write(&client, &self.plan, body).await {
+        if copy.direct() && state.direct.turn() {
+            match copy.write(&client, &self.plan, body.clone(), true).await {
+                Ok(Written::Committed) => {
+                    state.direct.committed();
+                    return Ok(());
+                }
+                Ok(Written::Stale) => {
+                    drop(client);
+                    state.copy = None;
+                    return self.insert(events).await;
+                }
+                Err(e) => match classify(&e) {
+                    WriteError::Retry(reason) => return Err(WriteError::Retry(reason)),
+                    WriteError::Integrity => {
+                        tracing::debug!(component_id = %id, error = %crate::net::error_chain(&e), "a batch COPY could not write straight into the table goes through the staging table");
+                        state.direct.failed(&e);
+                    }
+                },
+            }
+        }
+        let error = match copy.write(&client, &self.plan, body, false).await {
             Ok(Written::Committed) => return Ok(()),
             Ok(Written::Stale) => {
                 drop(client);
