@@ -8,6 +8,8 @@ use deadpool_postgres::Pool;
 use serde_json::Value as Json;
 use tokio_postgres::types::Json as PgJson;
 
+use tokio_util::task::AbortOnDropHandle;
+
 use crate::component::{ComponentError, SinkContext, delivered};
 use crate::delivery::{DeadLetter, Failure};
 use crate::event::Event;
@@ -53,6 +55,7 @@ fn classify(e: &tokio_postgres::Error) -> WriteError {
 }
 
 pub(super) async fn run(w: Writer, mut cx: SinkContext) -> Result<(), ComponentError> {
+    let w = Arc::new(w);
     let dead_letter = DeadLetter::new(
         Arc::clone(&cx.id),
         cx.outputs.first().cloned(),
@@ -62,8 +65,11 @@ pub(super) async fn run(w: Writer, mut cx: SinkContext) -> Result<(), ComponentE
     let mut state = State::default();
     let mut last_retention: Option<std::time::Instant> = None;
     // Received while the batch before it was being written, and encoded meanwhile: the
-    // sink builds a batch while the server stores the one before.
+    // sink builds a batch while the server stores the one before. The write runs in a
+    // task of its own, so encoding never delays its round trips.
     let mut next = Next::default();
+    // Written; settled once the next write has started, off that write's path.
+    let mut committed: Option<Committed> = None;
     let mut closed = false;
     loop {
         let mut ready = std::mem::take(&mut next);
@@ -74,6 +80,9 @@ pub(super) async fn run(w: Writer, mut cx: SinkContext) -> Result<(), ComponentE
             break;
         }
         if ready.events.is_empty() {
+            // Nothing to write next: the batch before is settled now, not when the next
+            // one comes.
+            drop(committed.take());
             if closed {
                 break;
             }
@@ -91,29 +100,43 @@ pub(super) async fn run(w: Writer, mut cx: SinkContext) -> Result<(), ComponentE
             batch.extend(more);
         }
         let plan_now = state.copy.clone().flatten();
-        let outcome = {
-            let write =
-                w.write_with_retries(&mut state, &batch, ready.encoded, &*cx.clock, &cx.id, &stop);
-            tokio::pin!(write);
-            loop {
-                tokio::select! {
-                    biased;
-                    outcome = &mut write => break outcome,
-                    more = cx.input.recv(), if !closed && next.events.len() < w.max_batch_rows => {
-                        match more {
-                            Some(more) => {
-                                cx.metrics.add_received(more.len());
-                                next.add(more, plan_now.as_ref(), &w.plan);
-                            }
-                            None => closed = true,
+        let mut write = {
+            let (w, clock, id, stop) = (
+                Arc::clone(&w),
+                Arc::clone(&cx.clock),
+                Arc::clone(&cx.id),
+                stop.clone(),
+            );
+            let mut state = std::mem::take(&mut state);
+            AbortOnDropHandle::new(tokio::spawn(async move {
+                let outcome = w
+                    .write_with_retries(&mut state, &batch, ready.encoded, &*clock, &id, &stop)
+                    .await;
+                (state, batch, outcome)
+            }))
+        };
+        drop(committed.take());
+        let (written_state, batch, outcome) = loop {
+            tokio::select! {
+                biased;
+                done = &mut write => {
+                    break done.map_err(|e| ComponentError::Other(format!("the write task failed: {e}")))?;
+                }
+                more = cx.input.recv(), if !closed && next.events.len() < w.max_batch_rows => {
+                    match more {
+                        Some(more) => {
+                            cx.metrics.add_received(more.len());
+                            next.add(more, plan_now.as_ref(), &w.plan);
                         }
+                        None => closed = true,
                     }
                 }
             }
         };
+        state = written_state;
         let rest = match outcome {
             Outcome::Written => {
-                delivered(&cx.metrics, batch);
+                committed = Some(Committed(Arc::clone(&cx.metrics), batch));
                 None
             }
             Outcome::Failed => w.row_by_row(batch, &dead_letter, &cx).await,
@@ -136,6 +159,15 @@ pub(super) async fn run(w: Writer, mut cx: SinkContext) -> Result<(), ComponentE
         }
     }
     Ok(())
+}
+
+/// A batch written and committed: settled as delivered when dropped.
+struct Committed(Arc<crate::telemetry::ComponentMetrics>, Vec<Event>);
+
+impl Drop for Committed {
+    fn drop(&mut self) {
+        delivered(&self.0, std::mem::take(&mut self.1));
+    }
 }
 
 /// How a batch's write ended.
