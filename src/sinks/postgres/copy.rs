@@ -24,7 +24,8 @@
 //! inside each batch's transaction when missing, so a pooler that hands each
 //! transaction to another server session (PgBouncer's transaction mode) still finds it.
 //! `ON COMMIT DELETE ROWS` empties it at commit. Each transaction first locks the table
-//! (`ROW EXCLUSIVE`, which an `ALTER TABLE` waits for) and checks its columns against
+//! (`ROW EXCLUSIVE`, which an `ALTER TABLE` waits for; the table only, not each of its
+//! partitions) and checks its columns against
 //! the plan's, so a migration that changed a type is seen before a row goes through the
 //! old one.
 
@@ -113,7 +114,10 @@ struct Shape {
     /// Whether each column takes JSON text.
     json: Vec<bool>,
     /// Whether a batch may be copied straight into the table: a plain or partitioned
-    /// table without rules (`COPY` ignores rules; `INSERT` applies them).
+    /// table without rules (`COPY` ignores them), without deferrable unique or exclusion
+    /// constraints (`ON CONFLICT` refuses those, so whether a row is stored would depend
+    /// on the path its batch took), and with no `GENERATED ALWAYS` identity column
+    /// written.
     direct: bool,
 }
 
@@ -127,7 +131,10 @@ async fn describe(
         .query(
             "SELECT a.attname::text, t.typname::text, t.typtype::text, t.typcategory::text,
                     format_type(a.atttypid, a.atttypmod),
-                    c.relkind IN ('r', 'p') AND NOT c.relhasrules
+                    c.relkind IN ('r', 'p') AND NOT c.relhasrules AND NOT EXISTS (
+                      SELECT 1 FROM pg_constraint k WHERE k.conrelid = c.oid
+                        AND k.condeferrable AND k.contype IN ('p', 'u', 'x')),
+                    a.attidentity = 'a'
              FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
                   JOIN pg_class c ON c.oid = a.attrelid
              WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped",
@@ -136,6 +143,7 @@ async fn describe(
         .await?;
     let mut json = Vec::new();
     let mut columns = Vec::new();
+    let mut always_identity = false;
     for name in plan.column_names() {
         let Some(row) = types.iter().find(|r| r.get::<_, &str>(0) == name) else {
             return Ok(None);
@@ -154,10 +162,12 @@ async fn describe(
         if typname == "json" {
             return Ok(None);
         }
+        // `COPY` writes an identity column `GENERATED ALWAYS`, which `INSERT` refuses.
+        always_identity |= row.get::<_, bool>(6);
         json.push(typname == "jsonb");
         columns.push(format!("\"{name}\" {}", row.get::<_, &str>(4)));
     }
-    let direct = types.iter().all(|r| r.get::<_, bool>(5));
+    let direct = !always_identity && types.iter().all(|r| r.get::<_, bool>(5));
     Ok(Some(Shape {
         columns,
         json,
@@ -189,9 +199,9 @@ impl CopyPlan {
         let staging = format!("pg_temp.{name}");
         Ok(Some(Self {
             copy_direct: format!("COPY {table} ({list}) FROM STDIN"),
-            begin_direct: format!("BEGIN; LOCK TABLE {table} IN ROW EXCLUSIVE MODE"),
+            begin_direct: format!("BEGIN; LOCK TABLE ONLY {table} IN ROW EXCLUSIVE MODE"),
             begin: format!(
-                "BEGIN; LOCK TABLE {table} IN ROW EXCLUSIVE MODE; \
+                "BEGIN; LOCK TABLE ONLY {table} IN ROW EXCLUSIVE MODE; \
                  SET LOCAL client_min_messages = warning; \
                  CREATE TEMP TABLE IF NOT EXISTS {name} ({declared}) ON COMMIT DELETE ROWS"
             ),
@@ -286,8 +296,8 @@ impl CopyPlan {
 pub(super) struct DirectTries {
     skip: u32,
     penalty: u32,
-    /// The table refused a direct `COPY` for a reason other than its data (a view, row
-    /// security): until the plan is read again.
+    /// The table refused a direct `COPY` as such (row security, a privilege): until the
+    /// plan is read again.
     off: bool,
 }
 
@@ -314,7 +324,8 @@ impl DirectTries {
         if matches!(code, "23505" | "23P01") {
             self.penalty = (self.penalty * 2).clamp(1, 64);
             self.skip = self.penalty;
-        } else if !code.starts_with("22") && !code.starts_with("23") {
+        } else if code.starts_with("0A") || code.starts_with("42") {
+            // Not supported here (row security) or not allowed (a privilege).
             self.off = true;
         }
     }
@@ -330,7 +341,7 @@ fn cell(out: &mut Vec<u8>, value: Cell<'_>, json: bool) -> Option<()> {
             Cell::Value(v) => field(out, &serde_json::to_value(v).ok()?, false)?,
             Cell::Json(j) => field(out, &j, false)?,
             // An object.
-            Cell::Whole(_) | Cell::Tagged(_) => return None,
+            Cell::Whole(..) | Cell::Tagged(_) => return None,
         }
         return Some(());
     }
@@ -340,7 +351,7 @@ fn cell(out: &mut Vec<u8>, value: Cell<'_>, json: bool) -> Option<()> {
         Cell::Value(Value::Float(f)) if !f.is_finite() => out.extend_from_slice(b"\\N"),
         Cell::Text(s) => to_copy_json(out, &s),
         Cell::Value(v) => to_copy_json(out, v),
-        Cell::Whole(bytes) => escape_into(out, bytes),
+        Cell::Whole(bytes, _) => escape_into(out, bytes),
         Cell::Tagged(map) => to_copy_json(out, &Tagged(map)),
         Cell::Json(j) => field(out, &j, true)?,
     }

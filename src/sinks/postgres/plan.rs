@@ -113,8 +113,8 @@ pub(super) enum Cell<'a> {
     Text(String),
     /// A field of the event, as serde gives it.
     Value(&'a Value),
-    /// The whole event, serialized once (it also derives the id).
-    Whole(&'a [u8]),
+    /// The whole event, serialized once (it also derives the id), and the event.
+    Whole(&'a [u8], &'a Value),
     /// The whole event with `"event_type": "log"` added.
     Tagged(&'a ObjectMap),
     Json(Json),
@@ -126,7 +126,9 @@ impl Cell<'_> {
             Cell::Null => Json::Null,
             Cell::Text(s) => Json::String(s),
             Cell::Value(v) => serde_json::to_value(v).unwrap_or(Json::Null),
-            Cell::Whole(bytes) => serde_json::from_slice(bytes).unwrap_or(Json::Null),
+            // From the value, not the bytes: reading them back would stop at serde_json's
+            // nesting limit, which serializing has not.
+            Cell::Whole(_, value) => serde_json::to_value(value).unwrap_or(Json::Null),
             Cell::Tagged(map) => {
                 let mut whole = serde_json::to_value(map).unwrap_or(Json::Null);
                 if let Json::Object(o) = &mut whole {
@@ -189,7 +191,7 @@ impl Plan {
         let event = whole.event;
         match column {
             Column::Mapped(_, Source::Whole) => match &event.value {
-                Value::Object(_) => Cell::Whole(whole.bytes()),
+                value @ Value::Object(_) => Cell::Whole(whole.bytes(), value),
                 other => Cell::Value(other),
             },
             Column::Mapped(_, Source::Field(p)) => {
@@ -219,7 +221,7 @@ fn payload<'a>(whole: &'a Whole<'a>) -> Cell<'a> {
     }
     match &event.value {
         Value::Object(map) if !map.contains_key("event_type") => Cell::Tagged(map),
-        Value::Object(_) => Cell::Whole(whole.bytes()),
+        value @ Value::Object(_) => Cell::Whole(whole.bytes(), value),
         other => Cell::Value(other),
     }
 }
@@ -305,5 +307,36 @@ mod tests {
         .plan()
         .expect("plan");
         assert_eq!(plan.row(&event)["id"], json!(expected.to_string()));
+    }
+
+    #[test]
+    fn a_deeply_nested_event_keeps_its_whole_value_on_the_jsonb_path() {
+        // Deeper than serde_json reads back (128 levels): a transform can nest an event
+        // past what the webhook accepts.
+        let mut value = Value::from("leaf");
+        for _ in 0..200 {
+            let mut map = ObjectMap::new();
+            map.insert("d".into(), value);
+            value = Value::Object(map);
+        }
+        let mut event = Event::new(value, "src".into(), chrono::Utc::now());
+        event.insert("k", "deep");
+        let mut config = PostgresConfig {
+            url: "postgres://u@h/db".into(),
+            schema: "public".into(),
+            table: "events".into(),
+            create_table: true,
+            columns: None,
+            retention_days: None,
+            max_batch_rows: 1,
+            failure_handling: Default::default(),
+        };
+        let whole = serde_json::to_value(&event.value).expect("json");
+        let row = config.plan().expect("plan").row(&event);
+        let mut payload = whole.clone();
+        payload["event_type"] = json!("log");
+        assert_eq!(row["payload"], payload);
+        config.columns = Some([("doc".to_owned(), ".".to_owned())].into_iter().collect());
+        assert_eq!(config.plan().expect("plan").row(&event)["doc"], whole);
     }
 }
