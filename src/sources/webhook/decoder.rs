@@ -130,6 +130,12 @@ impl Decoder {
         self.program.is_none()
     }
 
+    /// Whether this is sluice's own (plain JSON or a built-in plugin): linear in the
+    /// body, benched per decoder. A plugin from disk may cost anything per byte.
+    pub(crate) fn is_builtin(&self) -> bool {
+        !matches!(self.origin, Some(Origin::File(_)))
+    }
+
     pub(crate) fn malformed(&self, e: JsonError) -> Rejection {
         Rejection::malformed(&self.name, Some(e.path), e.message)
     }

@@ -82,7 +82,9 @@ pub(crate) struct WebhookConfig {
     #[serde(default = "default_max_events_per_request")]
     pub(crate) max_events_per_request: usize,
     /// Longest time decoding one body may take (413 above it: the same body would take
-    /// as long again). Decoding runs off the async workers, a few bodies at a time.
+    /// as long again). Decoding runs off the async workers, a few bodies at a time,
+    /// except for an uncompressed body of at most 16 KiB for a built-in decoder, which
+    /// is decoded at once (its work is bounded by its size).
     #[schemars(schema_with = "crate::units::duration")]
     #[serde(default = "default_decode_timeout", with = "humantime_serde")]
     pub(crate) decode_timeout: Duration,

@@ -26,6 +26,13 @@ use crate::sources::util::handover::{Handed, hand_over};
 use crate::telemetry::{ComponentMetrics, LabeledCounter, LatencyRecorder};
 use crate::telemetry::{ErrorType, Stage};
 
+/// Bodies up to this size, uncompressed, for a built-in decoder (linear in the body) are
+/// parsed and decoded on the worker that read them: a single alert (Alertmanager's or
+/// Grafana's one-alert notification is 1–5 KiB) takes tens of microseconds, less than
+/// two hops to the blocking pool and back. Larger or compressed bodies, and every body
+/// for a decoder plugin from disk, go to the blocking pool, under `decode_timeout`.
+const INLINE_DECODE_BYTES: usize = 16 * 1024;
+
 /// What all routes of one listener share.
 pub(crate) struct Shared {
     pub(crate) id: Arc<str>,
@@ -164,6 +171,7 @@ impl Route {
         }
 
         let decode_deadline = tokio::time::Instant::now() + shared.decode_timeout;
+        let small = !compressed && raw.len() <= INLINE_DECODE_BYTES && self.decoder.is_builtin();
         let headers = Arc::new(parts.headers);
         let request_id: Arc<str> = Arc::from(request_id);
         let payload = {
@@ -171,7 +179,7 @@ impl Route {
             let headers = Arc::clone(&headers);
             let max_events = shared.max_events_per_request;
             let charge = Arc::clone(&charge);
-            self.off_runtime(deadline, decode_deadline, move || {
+            self.off_runtime(small, deadline, decode_deadline, move || {
                 let _charge = charge;
                 let content = super::body::decode_content(&headers, raw, limit)?;
                 // What the values may take: what was charged beyond the body, and never
@@ -205,7 +213,7 @@ impl Route {
                 let request_id = Arc::clone(&request_id);
                 let charge = Arc::clone(&charge);
                 let decoded = self
-                    .off_runtime(deadline, decode_deadline, move || {
+                    .off_runtime(small, deadline, decode_deadline, move || {
                         let _charge = charge;
                         let metadata = route.vrl_metadata(&headers, true);
                         let stamp = Stamp {
@@ -271,13 +279,19 @@ impl Route {
     /// large request never stalls the runtime's workers that answer everything else.
     /// Waiting for a slot is
     /// bounded by the request's deadline (503); the work itself by `decode_timeout`
-    /// (413: the same body would take as long again).
+    /// (413: the same body would take as long again). The work of a `small` body (see
+    /// [`INLINE_DECODE_BYTES`]) runs here instead: it is bounded by the body's size, and
+    /// the hop to the blocking pool and back would cost more than the work.
     async fn off_runtime<T: Send + 'static>(
         &self,
+        small: bool,
         deadline: tokio::time::Instant,
         decode_deadline: tokio::time::Instant,
         work: impl FnOnce() -> Result<T, Rejection> + Send + 'static,
     ) -> Result<T, Rejection> {
+        if small {
+            return work();
+        }
         let shared = &self.shared;
         let permit =
             tokio::time::timeout_at(deadline, Arc::clone(&shared.decode_slots).acquire_owned())
