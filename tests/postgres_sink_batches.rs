@@ -11,7 +11,7 @@ use std::time::Duration;
 use common::postgres::{URL, database, drop_schema};
 use common::{parse, start_with};
 use sluice::testing::CaptureSink;
-use sluice::topology::TopologyOptions;
+use sluice::topology::{Topology, TopologyOptions};
 
 /// Records how each statement that writes `{schema}.{table}` wrote it, in
 /// `{schema}.paths`: `copy` (a `COPY` straight into the table), `staged` (moved from the
@@ -48,6 +48,36 @@ async fn paths(db: &tokio_postgres::Client, schema: &str, table: &str) -> Vec<St
     .iter()
     .map(|r| r.get(0))
     .collect()
+}
+
+/// A webhook (`POST /e`) into a `postgres` sink writing `{schema}.t` with `columns`,
+/// and its dead letter.
+async fn webhook_into_t(schema: &str, columns: &str) -> (Topology, u16, CaptureSink) {
+    let port = common::free_port();
+    let mut p = parse(&format!(
+        r#"
+sources:
+  in: {{ type: webhook, address: "127.0.0.1:{port}", path: /e }}
+sinks:
+  db: {{ type: postgres, inputs: [in], url: "{URL}", schema: {schema}, table: t, create_table: false, columns: {{ {columns} }} }}
+"#
+    ));
+    let dead = CaptureSink::default();
+    dead.attach(&mut p, "dead", &["db.dead_letter"], 10);
+    let (topo, _) = start_with(p, TopologyOptions::default()).await;
+    common::wait_for_port(port).await;
+    (topo, port, dead)
+}
+
+/// Posts one event to [`webhook_into_t`]'s webhook; its status.
+async fn post(port: u16, body: serde_json::Value) -> reqwest::StatusCode {
+    reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{port}/e"))
+        .json(&body)
+        .send()
+        .await
+        .expect("POST")
+        .status()
 }
 
 /// The COPY path (a table of scalar and `jsonb` columns) stores exactly what the JSONB
@@ -190,31 +220,8 @@ async fn columns_altered_while_running_are_written_with_their_new_types() {
     .await
     .expect("setup");
     record_paths(&db, &schema, &["t"]).await;
-    let port = common::free_port();
-    let mut p = parse(&format!(
-        r#"
-sources:
-  in: {{ type: webhook, address: "127.0.0.1:{port}", path: /e }}
-sinks:
-  db: {{ type: postgres, inputs: [in], url: "{URL}", schema: {schema}, table: t, create_table: false, columns: {{ id: id, {col}: n, {ts}: ts }} }}
-"#
-    ));
-    let dead = CaptureSink::default();
-    dead.attach(&mut p, "dead", &["db.dead_letter"], 10);
-    let (topo, _) = start_with(p, TopologyOptions::default()).await;
-    common::wait_for_port(port).await;
-    let http = reqwest::Client::new();
-    let post = |body: serde_json::Value| {
-        let http = http.clone();
-        async move {
-            http.post(format!("http://127.0.0.1:{port}/e"))
-                .json(&body)
-                .send()
-                .await
-                .expect("POST")
-                .status()
-        }
-    };
+    let (topo, port, dead) = webhook_into_t(&schema, &format!("id: id, {col}: n, {ts}: ts")).await;
+    let post = |body| post(port, body);
     let time = "2024-01-01T00:00:00+05:00";
     assert_eq!(
         post(serde_json::json!({"id": "1", "n": 5, "ts": time})).await,
@@ -282,29 +289,9 @@ async fn a_redelivered_row_goes_through_the_staging_table() {
     .await
     .expect("setup");
     record_paths(&db, &schema, &["t"]).await;
-    let port = common::free_port();
-    let mut p = parse(&format!(
-        r#"
-sources:
-  in: {{ type: webhook, address: "127.0.0.1:{port}", path: /e }}
-sinks:
-  db: {{ type: postgres, inputs: [in], url: "{URL}", schema: {schema}, table: t, create_table: false, columns: {{ id: id, n: n }} }}
-"#
-    ));
-    let dead = CaptureSink::default();
-    dead.attach(&mut p, "dead", &["db.dead_letter"], 10);
-    let (topo, _) = start_with(p, TopologyOptions::default()).await;
-    common::wait_for_port(port).await;
-    let http = reqwest::Client::new();
+    let (topo, port, dead) = webhook_into_t(&schema, "id: id, n: n").await;
     for (id, n) in [("1", 1), ("1", 2), ("2", 3), ("3", 4)] {
-        let status = http
-            .post(format!("http://127.0.0.1:{port}/e"))
-            .json(&serde_json::json!({"id": id, "n": n}))
-            .send()
-            .await
-            .expect("POST")
-            .status();
-        assert_eq!(status, 200);
+        assert_eq!(post(port, serde_json::json!({"id": id, "n": n})).await, 200);
     }
     topo.stop(Duration::from_secs(5)).await;
     assert_eq!(

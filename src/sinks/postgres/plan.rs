@@ -278,6 +278,20 @@ fn default_column<'a>(name: &str, whole: &'a Whole<'a>) -> Cell<'a> {
 mod tests {
     use super::*;
 
+    /// The default mapping onto the events table.
+    fn events_table() -> PostgresConfig {
+        PostgresConfig {
+            url: "postgres://u@h/db".into(),
+            schema: "public".into(),
+            table: "events".into(),
+            create_table: true,
+            columns: None,
+            retention_days: None,
+            max_batch_rows: 1,
+            failure_handling: Default::default(),
+        }
+    }
+
     #[test]
     fn the_derived_id_is_the_one_earlier_releases_derived() {
         // Earlier releases hashed `serde_json::to_value(&event.value).to_string()`; a
@@ -294,18 +308,7 @@ mod tests {
             .expect("json")
             .to_string();
         let expected = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, earlier.as_bytes());
-        let plan = PostgresConfig {
-            url: "postgres://u@h/db".into(),
-            schema: "public".into(),
-            table: "events".into(),
-            create_table: true,
-            columns: None,
-            retention_days: None,
-            max_batch_rows: 1,
-            failure_handling: Default::default(),
-        }
-        .plan()
-        .expect("plan");
+        let plan = events_table().plan().expect("plan");
         assert_eq!(plan.row(&event)["id"], json!(expected.to_string()));
     }
 
@@ -321,16 +324,7 @@ mod tests {
         }
         let mut event = Event::new(value, "src".into(), chrono::Utc::now());
         event.insert("k", "deep");
-        let mut config = PostgresConfig {
-            url: "postgres://u@h/db".into(),
-            schema: "public".into(),
-            table: "events".into(),
-            create_table: true,
-            columns: None,
-            retention_days: None,
-            max_batch_rows: 1,
-            failure_handling: Default::default(),
-        };
+        let mut config = events_table();
         let whole = serde_json::to_value(&event.value).expect("json");
         let row = config.plan().expect("plan").row(&event);
         let mut payload = whole.clone();
