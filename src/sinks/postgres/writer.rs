@@ -285,10 +285,15 @@ impl Writer {
             return written;
         };
         let client = self.client().await?;
-        if copy.direct() && state.direct.turn() {
-            match copy.write(&client, &self.plan, body.clone(), true).await {
+        // Straight into the table when its turn comes, else (or after a conflict there)
+        // through the staging table.
+        let mut direct = copy.direct() && state.direct.turn();
+        let error = loop {
+            match copy.write(&client, &self.plan, body.clone(), direct).await {
                 Ok(Written::Committed) => {
-                    state.direct.committed();
+                    if direct {
+                        state.direct.committed();
+                    }
                     return Ok(());
                 }
                 Ok(Written::Stale) => {
@@ -296,23 +301,13 @@ impl Writer {
                     state.copy = None;
                     return self.insert(events).await;
                 }
-                Err(e) => match classify(&e) {
-                    WriteError::Retry(reason) => return Err(WriteError::Retry(reason)),
-                    WriteError::Integrity => {
-                        tracing::debug!(component_id = %id, error = %crate::net::error_chain(&e), "a batch COPY could not write straight into the table goes through the staging table");
-                        state.direct.failed(&e);
-                    }
-                },
+                Err(e) if direct && matches!(classify(&e), WriteError::Integrity) => {
+                    tracing::debug!(component_id = %id, error = %crate::net::error_chain(&e), "a batch COPY could not write straight into the table goes through the staging table");
+                    state.direct.failed(&e);
+                    direct = false;
+                }
+                Err(e) => break e,
             }
-        }
-        let error = match copy.write(&client, &self.plan, body, false).await {
-            Ok(Written::Committed) => return Ok(()),
-            Ok(Written::Stale) => {
-                drop(client);
-                state.copy = None;
-                return self.insert(events).await;
-            }
-            Err(e) => e,
         };
         drop(client);
         if let WriteError::Retry(reason) = classify(&error) {
