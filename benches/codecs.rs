@@ -85,7 +85,7 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             events
                 .iter()
-                .map(|e| serde_json::to_vec(&e.value).expect("encodes").len())
+                .map(|e| serde_json::to_vec(e.value()).expect("encodes").len())
                 .sum::<usize>()
         })
     });

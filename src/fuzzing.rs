@@ -23,7 +23,10 @@ pub fn webhook_body(data: &[u8]) {
     for v in values {
         let event = Event::new(v, Arc::clone(&source), Utc::now());
         line.clear();
-        assert!(event.value.is_object(), "events always have an object root");
+        assert!(
+            event.value().is_object(),
+            "events always have an object root"
+        );
         event
             .to_json_line(&mut line)
             .expect("a decoded event serializes back to JSON");
@@ -402,7 +405,7 @@ pub fn disk_segment(data: &[u8]) {
                     codec::encode(&event, &mut again);
                     let back =
                         codec::decode(&again).expect("a decoded event encodes and decodes again");
-                    assert_eq!(back.value, event.value);
+                    assert_eq!(back.value(), event.value());
                 }
                 at = end;
             }
@@ -426,7 +429,7 @@ pub fn disk_record(data: &[u8]) {
         let mut again = Vec::new();
         codec::encode(&event, &mut again);
         let back = codec::decode(&again).expect("re-encoded event decodes");
-        assert_eq!(back.value, event.value);
+        assert_eq!(back.value(), event.value());
         assert_eq!(back.meta.vrl, event.meta.vrl);
     }
 }

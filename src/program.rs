@@ -146,9 +146,10 @@ impl Runner {
     /// Runs the program on an event; `%` is copied only if the program writes it.
     pub(crate) fn run_event(&mut self, event: &mut Event) -> Outcome {
         let mut secrets = Secrets::default();
+        let (value, metadata) = event.parts_mut();
         self.resolve(&mut EventTarget {
-            value: &mut event.value,
-            metadata: &mut event.meta.vrl,
+            value,
+            metadata,
             secrets: &mut secrets,
         })
     }

@@ -154,7 +154,7 @@ impl Template {
         for part in &self.parts {
             match part {
                 Part::Literal(s) => out.push_str(s),
-                Part::Field { path, text } => match event.value.get(path) {
+                Part::Field { path, text } => match event.value().get(path) {
                     None | Some(Value::Null) => {
                         return Err(format!("template field `{text}` is missing from the event"));
                     }

@@ -156,7 +156,7 @@ impl SinkConfig for CaptureSink {
                         b.push(batch.len());
                     }
                     if let Ok(mut events) = me.events.lock() {
-                        events.extend(batch.iter().map(|e| e.value.clone()));
+                        events.extend(batch.iter().map(|e| e.value().clone()));
                     }
                     if me.status == EventStatus::Delivered {
                         cx.metrics.add_sent(batch.len());

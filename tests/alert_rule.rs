@@ -102,7 +102,7 @@ impl Rig {
     fn eval(&mut self) -> Vec<Value> {
         let mut out = TransformOutputs::new(0);
         self.transform.flush(&mut out);
-        out.default.into_iter().map(|e| e.value).collect()
+        out.default.into_iter().map(|e| e.into_value()).collect()
     }
 
     fn metric_text(&self) -> String {

@@ -196,7 +196,7 @@ fn delivered(events: Vec<Event>) -> Vec<Value> {
     events
         .into_iter()
         .map(|e| {
-            let v = e.value.clone();
+            let v = e.value().clone();
             e.settle(EventStatus::Delivered);
             v
         })
@@ -449,7 +449,7 @@ fn one_outage_from_two_vendors_is_one_incident_keyed_by_alertname_and_service() 
 fn alerts_without_a_status_or_a_key_field_go_to_unmatched() {
     let mut rig = Rig::new("key: \"{{ labels.team }}\"");
     let mut log = firing("fp");
-    if let Value::Object(o) = &mut log.value {
+    if let Value::Object(o) = log.value_mut() {
         o.remove("status");
     }
     let (out, unmatched) = rig.send_all(vec![log, firing("fp")]);
@@ -852,7 +852,7 @@ fn a_notification_unconfirmed_when_the_process_died_goes_out_again_after_the_res
     assert_eq!(s(&again[0], "fingerprint"), "lost");
     assert_eq!(
         s(&again[0], "incident_id"),
-        s(&in_flight[0].value, "incident_id")
+        s(in_flight[0].value(), "incident_id")
     );
     assert_eq!(metric(&rig.metrics(), "redelivery"), 1.0);
     // The old process's event settles late (it no longer matters) and the new one's
@@ -887,7 +887,7 @@ fn a_notification_its_aggregator_never_confirmed_is_sent_by_another_after_confir
     assert_eq!(s(&again[0], "fingerprint"), "lost");
     assert_eq!(
         s(&again[0], "incident_id"),
-        s(&in_flight[0].value, "incident_id")
+        s(in_flight[0].value(), "incident_id")
     );
     assert!(live.to(61).tick().is_empty());
     assert!(live.to(200).tick().is_empty(), "confirmed now");
@@ -973,7 +973,7 @@ fn vendors_and_severities_are_bounded() {
 }
 
 fn delivered_values(events: &[Event]) -> Vec<Value> {
-    events.iter().map(|e| e.value.clone()).collect()
+    events.iter().map(|e| e.value().clone()).collect()
 }
 
 /// Keys that differ only in a NUL and a U+FFFD stay two incidents (PostgreSQL text

@@ -220,7 +220,7 @@ impl SinkConfig for FlakySink {
                     me.delivered
                         .lock()
                         .expect("lock")
-                        .extend(batch.iter().map(|e| common::int(&e.value, "n")));
+                        .extend(batch.iter().map(|e| common::int(e.value(), "n")));
                     settle_all(batch, EventStatus::Delivered);
                 }
                 Ok::<(), ComponentError>(())

@@ -420,7 +420,7 @@ fn auto_resolve_fires_once_after_the_delay_is_cancelled_by_a_resolve_and_survive
     let [resolved] = out.named[0].as_slice() else {
         panic!("one auto-resolve on `pager`: {:?}", out.named[0]);
     };
-    let v = &resolved.value;
+    let v = resolved.value();
     assert_eq!(text(v, "fingerprint"), "fp1");
     assert_eq!(text(v, "status"), "resolved");
     assert_eq!(field(v, "auto_resolved"), Value::Boolean(true));
@@ -464,7 +464,7 @@ fn without_a_data_dir_timers_live_in_memory_and_max_pending_drops_the_oldest() {
     let out = flush(&mut t, n);
     let mut fps: Vec<String> = out.named[0]
         .iter()
-        .map(|e| text(&e.value, "fingerprint"))
+        .map(|e| text(e.value(), "fingerprint"))
         .collect();
     fps.sort();
     assert_eq!(fps, vec!["fp2", "fp3"], "fp1, the oldest, was dropped");

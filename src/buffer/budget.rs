@@ -152,7 +152,7 @@ impl Drop for Charge {
 /// them, for the same reason.
 pub(crate) fn event_size(event: &Event) -> usize {
     const EVENT: usize = 200;
-    EVENT + heap_size(&event.value) + heap_size(event.meta.vrl.get())
+    EVENT + heap_size(event.value()) + heap_size(event.meta.vrl.get())
 }
 
 const MAP_NODE: usize = 720;

@@ -169,12 +169,13 @@ impl Harness<'_> {
                 };
                 let mut runner = Runner::new(program);
                 for event in events {
-                    let (mut value, mut meta) = (event.value.clone(), event.meta.vrl.get().clone());
+                    let (mut value, mut meta) =
+                        (event.value().clone(), event.meta.vrl.get().clone());
                     if !matches!(
                         runner.run(&mut value, &mut meta),
                         Outcome::Done(vrl::value::Value::Boolean(true))
                     ) {
-                        let json = serde_json::to_string(&event.value).unwrap_or_default();
+                        let json = serde_json::to_string(event.value()).unwrap_or_default();
                         failures.push(format!(
                             "condition `{condition}` failed at `{}` for {json}",
                             expected.extract_from
@@ -185,7 +186,7 @@ impl Harness<'_> {
         }
         for id in &test.no_outputs_from {
             if let Some(events) = self.collected.get(id).filter(|e| !e.is_empty()) {
-                let json = serde_json::to_string(&events[0].value).unwrap_or_default();
+                let json = serde_json::to_string(events[0].value()).unwrap_or_default();
                 failures.push(format!(
                     "`{id}` was expected to receive nothing but got {} event(s), e.g. {json}",
                     events.len()

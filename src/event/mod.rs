@@ -24,7 +24,7 @@ pub type EventBatch = Vec<Event>;
 #[derive(Debug, Clone)]
 pub struct Event {
     /// The payload: always a `Value::Object` once it left its source.
-    pub value: Value,
+    value: Value,
     pub(crate) meta: EventMetadata,
 }
 
@@ -54,6 +54,31 @@ impl Event {
                 ack: EventAck::none(),
             },
         }
+    }
+
+    /// The payload: always a `Value::Object` once it left its source.
+    pub fn value(&self) -> &Value {
+        &self.value
+    }
+
+    /// The payload, to change in place.
+    pub fn value_mut(&mut self) -> &mut Value {
+        &mut self.value
+    }
+
+    /// The payload, leaving the event (and its acknowledgement) behind.
+    pub fn into_value(self) -> Value {
+        self.value
+    }
+
+    /// The payload and the VRL `%` metadata, both to change (a VRL program's target).
+    pub(crate) fn parts_mut(&mut self) -> (&mut Value, &mut VrlMetadata) {
+        (&mut self.value, &mut self.meta.vrl)
+    }
+
+    /// Replaces the payload.
+    pub fn set_value(&mut self, value: Value) {
+        self.value = value;
     }
 
     /// Builder-style: attach the acknowledgement obligation.

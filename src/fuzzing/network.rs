@@ -149,7 +149,10 @@ pub fn otlp_body(data: &[u8]) {
     let values = crate::sources::otlp::body_events(first, json, gzip, body, 1 << 20);
     for v in values.unwrap_or_default() {
         let event = Event::new(v, Arc::from("fuzz"), Utc::now());
-        assert!(event.value.is_object(), "events always have an object root");
+        assert!(
+            event.value().is_object(),
+            "events always have an object root"
+        );
         event
             .to_json_line(&mut Vec::new())
             .expect("an OTLP event serializes to JSON");

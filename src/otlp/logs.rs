@@ -168,7 +168,7 @@ fn int(value: Option<&Value>) -> Option<i64> {
 
 /// One event as a log record.
 pub(crate) fn to_record(event: &Event) -> LogRecord {
-    let map = match &event.value {
+    let map = match event.value() {
         Value::Object(m) => std::borrow::Cow::Borrowed(m),
         other => {
             let mut m = ObjectMap::new();

@@ -48,7 +48,7 @@ impl Formatter {
 
     /// The formatter's result for one event.
     pub(crate) fn format(&self, event: &Event) -> Result<Value, String> {
-        let mut value = event.value.clone();
+        let mut value = event.value().clone();
         let mut metadata = event.meta.vrl.get().clone();
         let outcome = self
             .runner

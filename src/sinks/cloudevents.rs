@@ -245,7 +245,7 @@ impl CloudEventsEncoder {
                 .received_at
                 .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
         };
-        let mut data = match serde_json::to_value(&event.value) {
+        let mut data = match serde_json::to_value(event.value()) {
             Ok(Json::Object(m)) => m,
             Ok(other) => Map::from_iter([("message".to_owned(), other)]),
             Err(e) => return Err(format!("cannot encode the event: {e}")),

@@ -303,11 +303,12 @@ impl HttpEncoder for HttpSinkEncoder {
     fn encode_event(&self, event: &Event) -> Result<Vec<u8>, String> {
         // Nothing to add or reshape: serialize the event where it is. Copying its map
         // first cost about 9% of the CPU in the file → http load scenario.
-        if !self.flatten && self.extra_args.is_empty() && matches!(event.value, Value::Object(_)) {
-            return serde_json::to_vec(&event.value)
+        if !self.flatten && self.extra_args.is_empty() && matches!(event.value(), Value::Object(_))
+        {
+            return serde_json::to_vec(event.value())
                 .map_err(|e| format!("cannot encode the event as JSON: {e}"));
         }
-        let mut object = match &event.value {
+        let mut object = match event.value() {
             Value::Object(m) if self.flatten => crate::event::flatten::flatten_object(
                 m,
                 ".",

@@ -321,7 +321,7 @@ async fn produce(
     let key = parts
         .key
         .as_ref()
-        .and_then(|path| match event.value.get(path) {
+        .and_then(|path| match event.value().get(path) {
             None | Some(Value::Null) => None,
             Some(Value::Bytes(b)) => Some(b.to_vec()),
             Some(other) => Some(other.to_string_lossy().into_owned().into_bytes()),

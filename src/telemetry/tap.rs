@@ -132,7 +132,7 @@ impl TapRegistry {
                 let line = serde_json::json!({
                     "component_id": component,
                     "output": output,
-                    "event": event.value,
+                    "event": event.value(),
                 })
                 .to_string();
                 if tap.tx.try_send(line).is_err() {

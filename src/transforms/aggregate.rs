@@ -115,7 +115,7 @@ impl Transform for Aggregate {
             let keys: Vec<Value> = self
                 .group_by
                 .iter()
-                .map(|(_, p)| event.value.get(p).cloned().unwrap_or(Value::Null))
+                .map(|(_, p)| event.value().get(p).cloned().unwrap_or(Value::Null))
                 .collect();
             let key = serde_json::to_string(&keys).unwrap_or_default();
             let fields = self.fields.len();
@@ -127,7 +127,7 @@ impl Transform for Aggregate {
             });
             group.count += 1;
             for (slot, (_, path)) in group.stats.iter_mut().zip(&self.fields) {
-                if let Some(x) = number(event.value.get(path)) {
+                if let Some(x) = number(event.value().get(path)) {
                     let s = slot.get_or_insert(Stat {
                         n: 0,
                         sum: 0.0,

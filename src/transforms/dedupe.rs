@@ -159,11 +159,11 @@ impl Transform for Dedupe {
     fn process(&mut self, batch: EventBatch, out: &mut TransformOutputs) {
         let now = self.clock.now();
         for event in batch {
-            let Some(id) = self.identity(&event.value) else {
+            let Some(id) = self.identity(event.value()) else {
                 out.default.push(event);
                 continue;
             };
-            let state = self.state(&event.value);
+            let state = self.state(event.value());
             let ttl = self.ttl;
             // `get_mut` makes the entry the most recently seen. With `first_seen` a
             // duplicate does not extend its entry's life (the TTL counts from the first

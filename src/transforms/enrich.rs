@@ -173,19 +173,19 @@ impl Transform for Enrich {
     fn process(&mut self, batch: EventBatch, out: &mut TransformOutputs) {
         let tables: Vec<Arc<Table>> = self.lookups.iter().map(|l| l.table.load_full()).collect();
         for mut event in batch {
-            if let Value::Object(map) = &mut event.value {
+            if let Value::Object(map) = event.value_mut() {
                 for (k, v) in &self.add {
                     map.insert(k.clone(), v.clone());
                 }
             }
             for (lookup, table) in self.lookups.iter().zip(&tables) {
                 let row = event
-                    .value
+                    .value()
                     .get(&lookup.field)
                     .and_then(Value::to_str_lossy)
                     .and_then(|k| table.get(k.as_ref()).cloned());
                 if let Some(row) = row {
-                    event.value.insert(&lookup.target, Value::Object(row));
+                    event.value_mut().insert(&lookup.target, Value::Object(row));
                 }
             }
             out.default.push(event);

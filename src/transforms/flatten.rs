@@ -65,13 +65,14 @@ impl TransformConfig for FlattenConfig {
 impl Transform for FlattenConfig {
     fn process(&mut self, batch: EventBatch, out: &mut TransformOutputs) {
         for mut event in batch {
-            if let Value::Object(map) = &event.value {
-                event.value = Value::Object(flatten_object(
+            if let Value::Object(map) = event.value() {
+                let flat = Value::Object(flatten_object(
                     map,
                     &self.separator,
                     self.max_depth,
                     self.arrays,
                 ));
+                event.set_value(flat);
             }
             out.default.push(event);
         }
@@ -92,8 +93,8 @@ impl TransformConfig for UnflattenConfig {
 impl Transform for UnflattenConfig {
     fn process(&mut self, batch: EventBatch, out: &mut TransformOutputs) {
         for mut event in batch {
-            if let Value::Object(map) = &event.value {
-                event.value = Value::Object(unflatten_object(map, &self.separator));
+            if let Value::Object(map) = event.value() {
+                event.set_value(Value::Object(unflatten_object(map, &self.separator)));
             }
             out.default.push(event);
         }

@@ -75,7 +75,7 @@ struct Remap {
 impl Transform for Remap {
     fn process(&mut self, batch: EventBatch, out: &mut TransformOutputs) {
         for mut event in batch {
-            let original = self.runner.can_fail().then(|| event.value.clone());
+            let original = self.runner.can_fail().then(|| event.value().clone());
             match self.runner.run_event(&mut event) {
                 Outcome::Done(_) => emit(event, &mut out.default),
                 Outcome::Aborted(_) => {
@@ -87,7 +87,7 @@ impl Transform for Remap {
                         .add_errors(1, ErrorType::Script, Stage::Processing);
                     tracing::debug!(component_id = %self.id, %error, "VRL program failed");
                     if let Some(v) = original {
-                        event.value = v;
+                        event.set_value(v);
                     }
                     if self.drop_on_error {
                         event.insert("error", error);
@@ -103,7 +103,7 @@ impl Transform for Remap {
 
 /// Splits a root array into one event per element; keeps an object as it is.
 fn emit(mut event: Event, out: &mut EventBatch) {
-    match std::mem::replace(&mut event.value, Value::Null) {
+    match std::mem::replace(event.value_mut(), Value::Null) {
         Value::Array(items) => {
             let mut ack = event.meta.ack.take();
             let n = items.len();
@@ -113,13 +113,13 @@ fn emit(mut event: Event, out: &mut EventBatch) {
             }
             for (i, item) in items.into_iter().enumerate() {
                 let mut e = event.clone();
-                e.value = into_object(item);
+                e.set_value(into_object(item));
                 e.meta.ack = if i + 1 == n { ack.take() } else { ack.clone() };
                 out.push(e);
             }
         }
         other => {
-            event.value = into_object(other);
+            event.set_value(into_object(other));
             out.push(event);
         }
     }

@@ -108,7 +108,7 @@ impl Transform for Sample {
             let always = self.keep.as_mut().is_some_and(|k| {
                 matches!(k.run_event(&mut event), Outcome::Done(Value::Boolean(true)))
             });
-            if always || self.sampled_in(&event.value) {
+            if always || self.sampled_in(event.value()) {
                 out.default.push(event);
             } else {
                 self.metrics.add_discarded(1);

@@ -76,7 +76,7 @@ impl Transform for Throttle {
             let key = self
                 .key
                 .as_ref()
-                .and_then(|p| event.value.get(p))
+                .and_then(|p| event.value().get(p))
                 .map(|v| v.to_string_lossy().into_owned())
                 .unwrap_or_default();
             if self.limiter.check_key(&key).is_ok() {

@@ -59,7 +59,7 @@ pub(crate) fn encode(event: &Event, out: &mut Vec<u8>) {
     put_str(out, &event.meta.source_id);
     put_time(out, &event.meta.received_at);
     put_value(out, event.meta.vrl.get());
-    put_value(out, &event.value);
+    put_value(out, event.value());
 }
 
 /// The event in `data`, without an acknowledgement (the buffer attaches its own).
@@ -271,7 +271,7 @@ mod tests {
         let mut bytes = Vec::new();
         encode(&event, &mut bytes);
         let back = decode(&bytes).expect("decodes");
-        assert_eq!(back.value, event.value);
+        assert_eq!(back.value(), event.value());
         assert_eq!(back.meta.vrl, event.meta.vrl);
         assert_eq!(&*back.meta.source_id, "hooks");
         assert_eq!(back.meta.received_at, event.meta.received_at);

@@ -147,7 +147,7 @@ impl Shape {
     /// A log: the event's fields as attributes, with `ddsource`, `ddtags`, `hostname`,
     /// `service`, and `message` from `summary` when the event has none.
     pub(super) fn log(&self, event: &Event) -> Result<Vec<u8>, String> {
-        let mut object = match &event.value {
+        let mut object = match event.value() {
             Value::Object(m) => m.clone(),
             other => {
                 let mut m = vrl::value::ObjectMap::new();
@@ -255,7 +255,7 @@ impl Shape {
             };
             let value = match &metric.field {
                 None => 1.0,
-                Some((field, path)) => match crate::event::as_f64(event.value.get(path)) {
+                Some((field, path)) => match crate::event::as_f64(event.value().get(path)) {
                     Some(v) if v.is_finite() => v,
                     _ => {
                         unread.push(format!("no number at {field}"));

@@ -63,13 +63,13 @@ pub(super) fn item(
     match timestamp_field {
         // Data streams require `@timestamp`.
         Some(at) if event.get("@timestamp").is_none() => {
-            let mut value = event.value.clone();
+            let mut value = event.value().clone();
             if let Value::Object(map) = &mut value {
                 map.insert("@timestamp".into(), Value::Timestamp(at));
             }
             serde_json::to_writer(&mut out, &value)
         }
-        _ => serde_json::to_writer(&mut out, &event.value),
+        _ => serde_json::to_writer(&mut out, event.value()),
     }
     .map_err(|e| format!("cannot encode the event: {e}"))?;
     out.push(b'\n');

@@ -341,7 +341,7 @@ impl Writer {
         let index = self.index_of(event, at)?;
         let id = match &self.id_path {
             Some((field, path)) => Some(
-                match event.value.get(path) {
+                match event.value().get(path) {
                     None | Some(Value::Null) => None,
                     Some(v) => Some(v.to_string_lossy().into_owned()),
                 }

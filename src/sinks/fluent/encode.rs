@@ -94,7 +94,7 @@ pub(super) fn messages(
 fn write_entry(out: &mut Vec<u8>, event: &Event, tag: &str) {
     out.push(0x92);
     let empty = ObjectMap::new();
-    let fields = match &event.value {
+    let fields = match event.value() {
         Value::Object(m) => m,
         _ => &empty,
     };

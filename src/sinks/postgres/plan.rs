@@ -159,7 +159,7 @@ impl<'a> Whole<'a> {
     fn bytes(&self) -> &[u8] {
         // A VRL value always serializes (its floats are never NaN).
         self.bytes
-            .get_or_init(|| serde_json::to_vec(&self.event.value).unwrap_or_default())
+            .get_or_init(|| serde_json::to_vec(self.event.value()).unwrap_or_default())
     }
 }
 
@@ -190,12 +190,12 @@ impl Plan {
     fn cell<'a>(&self, column: &Column, whole: &'a Whole<'a>) -> Cell<'a> {
         let event = whole.event;
         match column {
-            Column::Mapped(_, Source::Whole) => match &event.value {
+            Column::Mapped(_, Source::Whole) => match event.value() {
                 value @ Value::Object(_) => Cell::Whole(whole.bytes(), value),
                 other => Cell::Value(other),
             },
             Column::Mapped(_, Source::Field(p)) => {
-                event.value.get(p).map_or(Cell::Null, Cell::Value)
+                event.value().get(p).map_or(Cell::Null, Cell::Value)
             }
             Column::Default(name) => default_column(name, whole),
         }
@@ -219,7 +219,7 @@ fn payload<'a>(whole: &'a Whole<'a>) -> Cell<'a> {
     if let Some(p) = event.get("payload") {
         return Cell::Value(p);
     }
-    match &event.value {
+    match event.value() {
         Value::Object(map) if !map.contains_key("event_type") => Cell::Tagged(map),
         value @ Value::Object(_) => Cell::Whole(whole.bytes(), value),
         other => Cell::Value(other),
@@ -304,7 +304,7 @@ mod tests {
         let mut event = Event::new(value, "src".into(), chrono::Utc::now());
         event.insert("at", Value::Timestamp(chrono::Utc::now()));
         event.insert("raw", Value::Bytes(bytes::Bytes::from_static(b"\xff\xfe")));
-        let earlier = serde_json::to_value(&event.value)
+        let earlier = serde_json::to_value(event.value())
             .expect("json")
             .to_string();
         let expected = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, earlier.as_bytes());
@@ -325,7 +325,7 @@ mod tests {
         let mut event = Event::new(value, "src".into(), chrono::Utc::now());
         event.insert("k", "deep");
         let mut config = events_table();
-        let whole = serde_json::to_value(&event.value).expect("json");
+        let whole = serde_json::to_value(event.value()).expect("json");
         let row = config.plan().expect("plan").row(&event);
         let mut payload = whole.clone();
         payload["event_type"] = json!("log");

@@ -385,7 +385,7 @@ fn number(metric: &Metric, event: &Event) -> Option<f64> {
     let Some(path) = &metric.field else {
         return Some(1.0);
     };
-    let n = match event.value.get(path)? {
+    let n = match event.value().get(path)? {
         Value::Integer(i) => *i as f64,
         Value::Float(f) => f.into_inner(),
         _ => return None,

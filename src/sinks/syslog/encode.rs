@@ -157,7 +157,7 @@ impl Encoder {
                 Some(Value::Bytes(_) | Value::String(_)) => {
                     event.text("message").unwrap_or_default()
                 }
-                _ => serde_json::to_string(&event.value)
+                _ => serde_json::to_string(event.value())
                     .map_err(|e| format!("cannot encode the event: {e}"))?,
             },
         };

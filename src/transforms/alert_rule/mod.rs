@@ -333,7 +333,7 @@ impl Transform for AlertRule {
         let mut guards = lock_all(&self.states, &self.lock_order);
         let mut key = String::new();
         for event in batch {
-            if let Value::Object(obj) = &event.value {
+            if let Value::Object(obj) = event.value() {
                 let is_metric = text(obj.get("event_type")).as_deref() == Some("metric");
                 let sample = is_metric
                     .then(|| Some((text(obj.get("name"))?, number(obj.get("value"))?)))
@@ -375,7 +375,7 @@ impl Transform for AlertRule {
                         .filters
                         .iter()
                         .enumerate()
-                        .filter(|(_, f)| f.matches(&event.value))
+                        .filter(|(_, f)| f.matches(event.value()))
                         .map(|(i, _)| i)
                         .collect();
                     if hits.is_empty() {

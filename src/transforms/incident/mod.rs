@@ -351,7 +351,7 @@ impl IncidentTransform {
         status: Status,
         now: i64,
     ) -> Option<String> {
-        let mut latest = std::mem::replace(&mut event.value, Value::Null);
+        let mut latest = std::mem::replace(event.value_mut(), Value::Null);
         if let Value::Object(o) = &mut latest {
             o.remove(field::RAW);
         }
@@ -397,7 +397,7 @@ impl IncidentTransform {
                         self.warned_full = true;
                         tracing::warn!(component_id = %self.id, max_incidents = self.max_incidents, "incident holds max_incidents; alerts of new keys are dropped");
                     }
-                    event.value = latest;
+                    event.set_value(latest);
                     return None;
                 }
                 let severity = text_field(&latest, field::SEVERITY)
@@ -421,7 +421,7 @@ impl IncidentTransform {
             }
             (Status::Resolved, None) => {
                 self.counters.alert("stray_resolve");
-                event.value = latest;
+                event.set_value(latest);
                 return None;
             }
         };
@@ -505,7 +505,7 @@ impl Transform for IncidentTransform {
         let mut slots = Vec::with_capacity(batch.len());
         let mut notices = Vec::new();
         for mut event in batch {
-            let Some(status) = status_of(&event.value) else {
+            let Some(status) = status_of(event.value()) else {
                 self.counters.alert("unmatched");
                 out.named[UNMATCHED].push(event);
                 continue;

@@ -165,7 +165,7 @@ impl IncidentTransform {
     pub(super) fn try_store(&mut self, batch: EventBatch, now: i64, out: &mut TransformOutputs) {
         let mut work = Vec::with_capacity(batch.len());
         for mut event in batch {
-            let Some(status) = status_of(&event.value) else {
+            let Some(status) = status_of(event.value()) else {
                 self.counters.alert("unmatched");
                 out.named[UNMATCHED].push(event);
                 continue;
@@ -202,8 +202,8 @@ impl IncidentTransform {
         let mut originals = Vec::with_capacity(work.len());
         let mut writes = Writes::default();
         for (mut event, key, status) in work {
-            let detail = alert_detail(&event.value);
-            originals.push(event.value.clone());
+            let detail = alert_detail(event.value());
+            originals.push(event.value().clone());
             let slot = slots.len();
             let due = self.take_in(&mut state, &mut event, key.clone(), status, now);
             if let Some(i) = state.incidents.get(&key) {
@@ -236,7 +236,7 @@ impl IncidentTransform {
             Err(e) => {
                 // Nothing was announced: the alerts go back as they came.
                 for (event, original) in slots.iter_mut().zip(originals) {
-                    event.value = original;
+                    event.set_value(original);
                 }
                 self.hold(slots, now, &e);
             }

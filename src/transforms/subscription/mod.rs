@@ -480,10 +480,10 @@ impl Transform for Subscription {
         self.copies.start(self.set.subs.len());
         for (n, mut event) in batch.into_iter().enumerate() {
             if n >= copy_from {
-                self.copies.events.push(event.value.clone());
+                self.copies.events.push(event.value().clone());
             }
             {
-                let fields = Fields::of(&event.value);
+                let fields = Fields::of(event.value());
                 match self.scan {
                     Scan::Index => self.set.matching(&fields, &mut self.hits),
                     Scan::Linear => self.set.matching_linear(&fields, &mut self.hits),
@@ -521,7 +521,7 @@ impl Transform for Subscription {
                 self.count_match(i);
                 if self.copies.wants_match(i) {
                     let name = Arc::clone(&self.set.subs[i].name);
-                    self.copies.matches.push((name, event.value.clone()));
+                    self.copies.matches.push((name, event.value().clone()));
                 }
                 // Subscriptions made through the API may share an output: one copy each.
                 if !self.targets.contains(&self.outputs[i]) {

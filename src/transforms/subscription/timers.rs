@@ -165,7 +165,7 @@ pub(crate) fn track<'a>(
                     key,
                     Pending {
                         since: now,
-                        event: event.value.clone(),
+                        event: event.value().clone(),
                         output: Some(Arc::clone(&sub.output)),
                     },
                 );

@@ -285,7 +285,7 @@ fn auto_resolves_follow_the_subscription_and_the_output_the_firing_left_on() {
     let c = catalog(id);
     let firing = |n: i64, fp: &str| {
         let mut e = event(n, "checkout", "dev");
-        if let Value::Object(m) = &mut e.value {
+        if let Value::Object(m) = e.value_mut() {
             m.insert("status".into(), Value::from("firing"));
             m.insert("fingerprint".into(), Value::from(fp));
         }
