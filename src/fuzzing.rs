@@ -78,7 +78,8 @@ pub fn decoder(name: &str, data: &[u8]) {
     let mut metadata = vrl::value::ObjectMap::new();
     metadata.insert("decoder".into(), vrl::value::Value::from(name));
     let metadata = vrl::value::Value::Object(metadata);
-    let result = match decoder.parse(&headers, body, usize::MAX, decode_allowance(body.len())) {
+    let body = bytes::Bytes::copy_from_slice(body);
+    let result = match decoder.parse(&headers, &body, usize::MAX, decode_allowance(body.len())) {
         Ok(Payload::Document(doc)) => {
             if name == "aws_sns"
                 && let Ok(signed) = crate::sources::webhook::signed_parts(&doc)
@@ -88,17 +89,24 @@ pub fn decoder(name: &str, data: &[u8]) {
                     "every signed pair ends with a newline"
                 );
             }
-            decoder.decode(doc, &metadata, &stamp)
+            decoder.decode(doc, &metadata, &stamp).map(|values| {
+                values
+                    .into_iter()
+                    .map(|v| Event::new(v, Arc::from("fuzz"), Utc::now()))
+                    .collect::<Vec<_>>()
+            })
         }
-        Ok(Payload::Events(events)) => Ok(events),
+        Ok(Payload::Events(events)) => Ok(events
+            .into_iter()
+            .map(|p| Event::from_payload(p, Arc::from("fuzz"), Utc::now()))
+            .collect()),
         Err(e) => Err(e),
     };
     match result {
         Ok(events) => {
-            let source: Arc<str> = Arc::from("fuzz");
             let mut line = Vec::new();
-            for v in events {
-                let fields = v.as_object().expect("decoded events are objects");
+            for event in events {
+                let fields = event.value().as_object().expect("events are objects");
                 if fields
                     .get("event_type")
                     .and_then(|t| t.to_str_lossy())
@@ -115,9 +123,15 @@ pub fn decoder(name: &str, data: &[u8]) {
                     );
                 }
                 line.clear();
-                Event::new(v, Arc::clone(&source), Utc::now())
+                event
                     .to_json_line(&mut line)
                     .expect("a decoded event serializes to JSON");
+                // Text carried as it came reads back as the event it stands for.
+                let back: vrl::value::Value =
+                    serde_json::from_slice(&line).expect("the written event is JSON");
+                if event.raw_json().is_some() {
+                    assert_eq!(&back, event.value());
+                }
             }
         }
         Err(rejection) => {

@@ -152,13 +152,15 @@ impl Drop for Charge {
 /// them, for the same reason.
 pub(crate) fn event_size(event: &Event) -> usize {
     const EVENT: usize = 200;
-    EVENT + heap_size(event.value()) + heap_size(event.meta.vrl.get())
+    let payload = match event.raw_json_size() {
+        // Its text, and what parsing it takes, charged before any component parses it.
+        Some(text) => text,
+        None => heap_size(event.value()),
+    };
+    EVENT + payload + heap_size(event.meta.vrl.get())
 }
 
-const MAP_NODE: usize = 720;
-const MAP_NODE_ENTRIES: usize = 11;
-/// Inline size of a value inside a vector or a map node.
-const VALUE: usize = 40;
+use crate::event::raw_json::{MAP_NODE, MAP_NODE_ENTRIES, VALUE};
 
 fn heap_size(value: &Value) -> usize {
     match value {

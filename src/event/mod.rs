@@ -7,6 +7,8 @@
 mod ack;
 pub(crate) mod flatten;
 pub(crate) mod latency;
+mod payload;
+pub(crate) mod raw_json;
 mod vrl_metadata;
 
 use std::sync::Arc;
@@ -15,6 +17,9 @@ use chrono::{DateTime, Utc};
 use vrl::value::{KeyString, ObjectMap, Value};
 
 pub use ack::{BatchAck, BatchReceiver, EventAck, EventStatus};
+pub use payload::Payload;
+pub(crate) use payload::RawObject;
+pub(crate) use raw_json::{Checked, check_object};
 pub(crate) use vrl_metadata::{EventTarget, VrlMetadata};
 
 /// A batch of events; the unit that moves over channels.
@@ -23,8 +28,8 @@ pub type EventBatch = Vec<Event>;
 /// One monitoring event.
 #[derive(Debug, Clone)]
 pub struct Event {
-    /// The payload: always a `Value::Object` once it left its source.
-    value: Value,
+    /// The payload: always an object once it left its source, parsed or as JSON text.
+    payload: Payload,
     pub(crate) meta: EventMetadata,
 }
 
@@ -45,8 +50,21 @@ impl Event {
     /// Wraps `value` into an event. Objects are kept as they are; anything else becomes
     /// `{ "message": value }`, so downstream components can rely on an object root.
     pub fn new(value: Value, source_id: Arc<str>, received_at: DateTime<Utc>) -> Self {
+        Self::from_payload(Payload::parsed(value), source_id, received_at)
+    }
+
+    /// [`Event::new`] for a payload that may be JSON text.
+    pub(crate) fn from_payload(
+        payload: Payload,
+        source_id: Arc<str>,
+        received_at: DateTime<Utc>,
+    ) -> Self {
+        let payload = match payload.raw_text() {
+            Some(_) => payload,
+            None => Payload::parsed(into_object(payload.into_value())),
+        };
         Self {
-            value: into_object(value),
+            payload,
             meta: EventMetadata {
                 source_id,
                 received_at,
@@ -57,28 +75,41 @@ impl Event {
     }
 
     /// The payload: always a `Value::Object` once it left its source.
+    /// Parses a payload that is still JSON text, once.
     pub fn value(&self) -> &Value {
-        &self.value
+        self.payload.get()
     }
 
     /// The payload, to change in place.
     pub fn value_mut(&mut self) -> &mut Value {
-        &mut self.value
+        self.payload.get_mut()
     }
 
     /// The payload, leaving the event (and its acknowledgement) behind.
     pub fn into_value(self) -> Value {
-        self.value
+        self.payload.into_value()
     }
 
     /// The payload and the VRL `%` metadata, both to change (a VRL program's target).
     pub(crate) fn parts_mut(&mut self) -> (&mut Value, &mut VrlMetadata) {
-        (&mut self.value, &mut self.meta.vrl)
+        (self.payload.get_mut(), &mut self.meta.vrl)
     }
 
     /// Replaces the payload.
     pub fn set_value(&mut self, value: Value) {
-        self.value = value;
+        self.payload.set(value);
+    }
+
+    /// The JSON text the payload arrived as, while no component changed it.
+    pub(crate) fn raw_json(&self) -> Option<&[u8]> {
+        self.payload.raw_text()
+    }
+
+    /// What the payload holds in memory (see [`crate::buffer`]'s estimate): for JSON
+    /// text, the text and what parsing it would take, whether or not it was parsed yet;
+    /// `None` for a payload that is only a value.
+    pub(crate) fn raw_json_size(&self) -> Option<usize> {
+        self.payload.raw_size()
     }
 
     /// Builder-style: attach the acknowledgement obligation.
@@ -93,20 +124,27 @@ impl Event {
     }
 
     /// Serializes the payload as one line of JSON (no trailing newline).
+    /// A payload still in the JSON text it arrived as is written as it came.
     pub(crate) fn to_json_line(&self, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
-        serde_json::to_writer(out, &self.value)
+        match self.payload.raw_text() {
+            Some(text) => {
+                out.extend_from_slice(text);
+                Ok(())
+            }
+            None => serde_json::to_writer(out, self.payload.get()),
+        }
     }
 
     /// Sets a top-level field.
     pub fn insert(&mut self, key: &str, value: impl Into<Value>) {
-        if let Value::Object(map) = &mut self.value {
+        if let Value::Object(map) = self.payload.get_mut() {
             map.insert(KeyString::from(key), value.into());
         }
     }
 
     /// A top-level field.
     pub fn get(&self, key: &str) -> Option<&Value> {
-        match &self.value {
+        match self.payload.get() {
             Value::Object(map) => map.get(key),
             _ => None,
         }

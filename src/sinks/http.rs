@@ -303,6 +303,12 @@ impl HttpEncoder for HttpSinkEncoder {
     fn encode_event(&self, event: &Event) -> Result<Vec<u8>, String> {
         // Nothing to add or reshape: serialize the event where it is. Copying its map
         // first cost about 9% of the CPU in the file → http load scenario.
+        if !self.flatten && self.extra_args.is_empty() {
+            // Untouched since it arrived as JSON text: send the text.
+            if let Some(text) = event.raw_json() {
+                return Ok(text.to_vec());
+            }
+        }
         if !self.flatten && self.extra_args.is_empty() && matches!(event.value(), Value::Object(_))
         {
             return serde_json::to_vec(event.value())

@@ -2,6 +2,7 @@
 //! JSON, `file`, `host`, `offset`), lossy UTF-8, the source's counters, and sending a
 //! batch with an acknowledgement that reports back to the read loop.
 
+use std::io::Write;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -12,7 +13,8 @@ use super::container::Noted;
 use super::multiline::Message;
 use super::tracker::{Ack, Tracker};
 use crate::component::{SourceContext, SourceOutput};
-use crate::event::{BatchAck, Event};
+use crate::event::raw_json::MAP_NODE;
+use crate::event::{BatchAck, Checked, Event, Payload, RawObject, check_object};
 use crate::telemetry::{ComponentMetrics, LabeledCounter, LatencyRecorder};
 use crate::telemetry::{ErrorType, Stage};
 
@@ -53,10 +55,16 @@ impl Counters {
     }
 }
 
+/// The keys the source adds to every event; a line that has one at its top level is
+/// parsed, so the source's value wins exactly as it does for parsed lines.
+const ADDED_KEYS: &[&str] = &["file", "host", "offset"];
+
 /// Turns lines into events and sends them.
 pub(super) struct Emitter {
     source: Arc<str>,
     host: Value,
+    /// `host` as JSON text, written into every JSON line kept as text.
+    host_json: String,
     json: bool,
     ack_tx: mpsc::UnboundedSender<Ack>,
     pub(super) metrics: Arc<ComponentMetrics>,
@@ -73,6 +81,7 @@ impl Emitter {
     ) -> Self {
         Self {
             source: Arc::clone(&cx.id),
+            host_json: serde_json::to_string(&host).unwrap_or_else(|_| "\"\"".to_owned()),
             host: Value::Bytes(Bytes::from(host)),
             json,
             ack_tx,
@@ -82,7 +91,48 @@ impl Emitter {
         }
     }
 
-    pub(super) fn value(&self, mut msg: Message, file: &Value) -> Value {
+    /// A line's event: a JSON line without container metadata keeps its text, with the
+    /// source's fields written after its own (see [`crate::event::Payload`]).
+    pub(super) fn payload(&self, msg: Message, file: &Value) -> Payload {
+        if self.json && msg.meta.is_none() {
+            match check_object(msg.text.as_bytes(), ADDED_KEYS) {
+                Ok(Checked::Object { parsed_size }) => {
+                    return Payload::raw(self.with_added_keys(msg, file, parsed_size));
+                }
+                Ok(Checked::Other) => {}
+                Err(_) => return Payload::parsed(self.value(msg, file)),
+            }
+        }
+        Payload::parsed(self.value(msg, file))
+    }
+
+    /// The line's object with `file`, `host` and `offset` appended, which parses to what
+    /// [`Self::value`] builds: the line has none of these keys at its top level.
+    fn with_added_keys(&self, msg: Message, file: &Value, parsed_size: usize) -> RawObject {
+        let line = msg.text.trim_ascii();
+        let open = line.strip_suffix('}').unwrap_or(line);
+        let empty = open
+            .strip_prefix('{')
+            .unwrap_or(open)
+            .trim_ascii()
+            .is_empty();
+        let mut text = Vec::with_capacity(open.len() + self.host_json.len() + 96);
+        text.extend_from_slice(open.as_bytes());
+        text.extend_from_slice(if empty { b"\"file\":" } else { b",\"file\":" });
+        let _ = serde_json::to_writer(&mut text, file);
+        text.extend_from_slice(b",\"host\":");
+        text.extend_from_slice(self.host_json.as_bytes());
+        let _ = write!(
+            text,
+            ",\"offset\":{}}}",
+            i64::try_from(msg.offset).unwrap_or(i64::MAX)
+        );
+        // Room for the three entries, their strings and a B-tree node they may need.
+        let added = MAP_NODE + text.len() - open.len() + 3 * 16;
+        RawObject::checked(Bytes::from(text), parsed_size + added)
+    }
+
+    fn value(&self, mut msg: Message, file: &Value) -> Value {
         let msg_meta = msg.meta.take().map(|m| *m);
         let mut map = if self.json {
             match serde_json::from_str::<Value>(&msg.text) {
@@ -131,7 +181,7 @@ impl Emitter {
     pub(super) async fn send(
         &self,
         tracker: &mut Tracker,
-        values: Vec<Value>,
+        values: Vec<Payload>,
         end: u64,
         out: &mut SourceOutput,
     ) {
@@ -140,7 +190,9 @@ impl Emitter {
         let now = chrono::Utc::now();
         let batch: Vec<Event> = values
             .into_iter()
-            .map(|v| Event::new(v, Arc::clone(&self.source), now).with_ack(ack.event_ack()))
+            .map(|v| {
+                Event::from_payload(v, Arc::clone(&self.source), now).with_ack(ack.event_ack())
+            })
             .collect();
         drop(ack);
         let seq = tracker.push(end);

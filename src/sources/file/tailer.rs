@@ -354,7 +354,7 @@ impl Tailer {
             });
             for msg in messages.drain(..) {
                 end = msg.end;
-                values.push(self.emitter.value(msg, &w.path_value));
+                values.push(self.emitter.payload(msg, &w.path_value));
             }
             // A line a runtime split and not yet joined lies before what was emitted
             // after it: the checkpoint must not pass its start.
@@ -437,7 +437,7 @@ impl Tailer {
                 let end = messages.last().map_or(0, |m| m.end).min(w.unemitted());
                 let values = messages
                     .into_iter()
-                    .map(|m| self.emitter.value(m, &w.path_value))
+                    .map(|m| self.emitter.payload(m, &w.path_value))
                     .collect();
                 self.emitter.send(&mut w.tracker, values, end, out).await;
                 continue;

@@ -87,6 +87,20 @@ pub(crate) fn exceeded() -> bool {
     EXCEEDED.with(Cell::get)
 }
 
+/// Charges `bytes` to the current allowance, for values checked but not built yet;
+/// `None` once it is spent.
+pub(crate) fn charge_total(bytes: usize) -> Option<()> {
+    charge::<serde_json::Error>(bytes).ok()
+}
+
+/// Gives back what an attempt spent (a value from [`remaining`]) and forgets the bounds
+/// it hit, so the same bytes can be read again another way with the same answers.
+pub(crate) fn reset(left: usize) {
+    restore(left);
+    EXCEEDED.with(|e| e.set(false));
+    TOO_MANY.with(|t| t.set(false));
+}
+
 fn charge<E: de::Error>(bytes: usize) -> Result<(), E> {
     LEFT.with(|left| match left.get().checked_sub(bytes) {
         Some(rest) => {

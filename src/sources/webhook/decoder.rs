@@ -15,9 +15,11 @@ use axum::http::HeaderMap;
 
 use super::body::{self, JsonError};
 use super::bounded_json;
+use super::raw_events;
 use super::reply::Rejection;
 use crate::alert::{SEVERITIES, STATUSES, Severity, field};
 use crate::component::BuildError;
+use crate::event::Payload as EventPayload;
 use crate::plugins::{self, Kind, Origin};
 use crate::program::{self, CompiledProgram, Mode, Outcome, ProgramSource, Runner};
 
@@ -146,7 +148,7 @@ impl Decoder {
     pub fn parse(
         &self,
         headers: &HeaderMap,
-        content: &[u8],
+        content: &bytes::Bytes,
         max_events: usize,
         allowance: usize,
     ) -> Result<Payload, Rejection> {
@@ -172,12 +174,21 @@ impl Decoder {
     fn parse_within(
         &self,
         headers: &HeaderMap,
-        content: &[u8],
+        content: &bytes::Bytes,
         max_events: usize,
     ) -> Result<Payload, Rejection> {
         if self.is_passthrough() {
+            let left = bounded_json::remaining();
+            if !content.trim_ascii().is_empty()
+                && let Some(events) = raw_events::read_at_most(content, max_events)
+            {
+                return Ok(Payload::Events(events));
+            }
+            bounded_json::reset(left);
             return match body::parse_json_stream_at_most(content, max_events) {
-                Ok(values) => Ok(Payload::Events(values)),
+                Ok(values) => Ok(Payload::Events(
+                    values.into_iter().map(EventPayload::parsed).collect(),
+                )),
                 Err(body::StreamError::Json(e)) => Err(self.malformed(e)),
                 Err(body::StreamError::TooMany { max }) => Err(too_many_events(max)),
             };
@@ -314,8 +325,8 @@ pub(crate) fn too_many_events(max: usize) -> Rejection {
 
 /// A parsed body.
 pub enum Payload {
-    /// Generic JSON: the events themselves.
-    Events(Vec<Value>),
+    /// Generic JSON: the events themselves, kept as text where they can be.
+    Events(Vec<EventPayload>),
     /// One vendor document for the plugin.
     Document(Value),
 }

@@ -30,6 +30,7 @@ mod bounded_json;
 mod cloudevents;
 pub(crate) mod decoder;
 mod media_type;
+mod raw_events;
 mod reply;
 mod route;
 mod sns;

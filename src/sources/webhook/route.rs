@@ -21,7 +21,7 @@ use super::{RouteConfig, WebhookConfig};
 use crate::buffer::{Charge, MemoryBudget};
 use crate::clock::Clock;
 use crate::component::{BuildError, SourceOutput};
-use crate::event::{BatchAck, Event, VrlMetadata};
+use crate::event::{BatchAck, Event, Payload as EventPayload, VrlMetadata};
 use crate::sources::util::handover::{Handed, hand_over};
 use crate::telemetry::{ComponentMetrics, LabeledCounter, LatencyRecorder};
 use crate::telemetry::{ErrorType, Stage};
@@ -224,7 +224,7 @@ impl Route {
                     })
                     .await;
                 match decoded {
-                    Ok(values) => values,
+                    Ok(values) => values.into_iter().map(EventPayload::parsed).collect(),
                     Err(e) => {
                         self.release(claimed.as_ref());
                         return Err(e);
@@ -390,7 +390,7 @@ impl Route {
     /// not at all, then waits for their delivery until `deadline`.
     async fn send(
         &self,
-        values: Vec<Value>,
+        values: Vec<EventPayload>,
         headers: &HeaderMap,
         stamp: &Stamp<'_>,
         deadline: tokio::time::Instant,
@@ -409,8 +409,8 @@ impl Route {
         let batch: Vec<Event> = values
             .into_iter()
             .map(|v| {
-                let mut e =
-                    Event::new(v, Arc::clone(&shared.id), stamp.now).with_ack(ack.event_ack());
+                let mut e = Event::from_payload(v, Arc::clone(&shared.id), stamp.now)
+                    .with_ack(ack.event_ack());
                 e.meta.vrl = metadata.clone();
                 e
             })

@@ -1,0 +1,251 @@
+//! Checking JSON text without building it, so an event can carry its text (see
+//! [`super::payload`]) with the same guarantee a parsed event has: serde_json reads it
+//! into a VRL value. The check runs serde_json's own parser (UTF-8, escapes, surrogates,
+//! numbers, its nesting limit) with visitors that keep nothing, and estimates what the
+//! parsed value would take on the heap the way the memory budget estimates parsed
+//! events.
+
+use std::fmt;
+
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+
+/// A B-tree node of an object's entries, allocated whole.
+pub(crate) const MAP_NODE: usize = 720;
+/// Entries per B-tree node.
+pub(crate) const MAP_NODE_ENTRIES: usize = 11;
+/// Inline size of a value inside a vector or a map node.
+pub(crate) const VALUE: usize = 40;
+
+/// What checking one text found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Checked {
+    /// One line holding one JSON object, none of whose top-level keys is reserved;
+    /// its parsed heap estimate.
+    Object { parsed_size: usize },
+    /// Valid JSON that cannot be carried as text: not an object, spread over several
+    /// lines, or with a reserved top-level key. Parse it instead.
+    Other,
+}
+
+/// Checks that `text` is exactly one JSON value (whitespace around it allowed) as
+/// serde_json reads it. `reserved` names top-level keys the caller is about to add.
+pub(crate) fn check_object(text: &[u8], reserved: &[&str]) -> Result<Checked, serde_json::Error> {
+    let first = text.iter().find(|b| !b.is_ascii_whitespace());
+    let mut de = serde_json::Deserializer::from_slice(text);
+    if first != Some(&b'{') {
+        // Through the size visitor rather than `IgnoredAny`: serde_json skips ignored
+        // values without its nesting limit or its string checks.
+        Size.deserialize(&mut de)?;
+        de.end()?;
+        return Ok(Checked::Other);
+    }
+    let top = Top { reserved }.deserialize(&mut de)?;
+    de.end()?;
+    let multiline = memchr::memchr2(b'\n', b'\r', text.trim_ascii()).is_some();
+    Ok(match top {
+        Some(parsed_size) if !multiline => Checked::Object { parsed_size },
+        _ => Checked::Other,
+    })
+}
+
+/// The top-level object: its size, or `None` when a key is reserved.
+struct Top<'a> {
+    reserved: &'a [&'a str],
+}
+
+impl<'de> DeserializeSeed<'de> for Top<'_> {
+    type Value = Option<usize>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Top<'_> {
+    type Value = Option<usize>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut entries = 0usize;
+        let mut size = 0usize;
+        let mut clash = false;
+        while let Some(key) = map.next_key_seed(Key {
+            reserved: self.reserved,
+        })? {
+            clash |= key.reserved;
+            entries += 1;
+            size = size.saturating_add(key.len + map.next_value_seed(Size)?);
+        }
+        Ok((!clash).then(|| object_size(entries, size)))
+    }
+}
+
+fn object_size(entries: usize, contents: usize) -> usize {
+    if entries == 0 {
+        return 0;
+    }
+    (64 + MAP_NODE * entries.div_ceil(MAP_NODE_ENTRIES)).saturating_add(contents)
+}
+
+struct KeyFound {
+    len: usize,
+    reserved: bool,
+}
+
+struct Key<'a> {
+    reserved: &'a [&'a str],
+}
+
+impl<'de> DeserializeSeed<'de> for Key<'_> {
+    type Value = KeyFound;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<KeyFound, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Key<'_> {
+    type Value = KeyFound;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a key")
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<KeyFound, E> {
+        Ok(KeyFound {
+            len: v.len(),
+            reserved: self.reserved.contains(&v),
+        })
+    }
+}
+
+/// Any value, nested: its heap estimate.
+struct Size;
+
+impl<'de> DeserializeSeed<'de> for Size {
+    type Value = usize;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<usize, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Size {
+    type Value = usize;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<usize, E> {
+        Ok(0)
+    }
+
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<usize, E> {
+        Ok(0)
+    }
+
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<usize, E> {
+        Ok(0)
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<usize, E> {
+        Ok(0)
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<usize, E> {
+        Ok(16 + v.len())
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<usize, E> {
+        Ok(0)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<usize, A::Error> {
+        let mut size = 0usize;
+        while let Some(item) = seq.next_element_seed(Size)? {
+            size = size.saturating_add(VALUE + item);
+        }
+        Ok(size)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<usize, A::Error> {
+        Top { reserved: &[] }
+            .visit_map(map)
+            .map(|s| s.unwrap_or_default())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vrl::value::Value;
+
+    fn check(text: &str) -> Result<Checked, String> {
+        check_object(text.as_bytes(), &["file"]).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn accepts_and_refuses_what_the_parser_does() {
+        let cases = [
+            r#"{"a":1,"b":[1,2.5,"x",null,true,{"c":{}}]}"#,
+            r#" {"é\u00e9\ud83d\ude00":"\n"} "#,
+            r#"{"a":"\ud800"}"#,
+            r#"{"a":1e400}"#,
+            r#"{"a":1}{"b":2}"#,
+            r#"{"a":1,}"#,
+            r#"{"a":01}"#,
+            "{\"a\":\"\u{1}\"}",
+            r#"[{"a":1}]"#,
+            "5",
+            "",
+            r#"{"big":18446744073709551616}"#,
+        ];
+        for text in cases {
+            let ours = check(text);
+            let theirs = serde_json::from_str::<Value>(text);
+            assert_eq!(
+                ours.is_ok(),
+                theirs.is_ok(),
+                "{text}: {ours:?} vs {theirs:?}"
+            );
+        }
+        let deep = format!("{{\"a\":{}1{}}}", "[".repeat(200), "]".repeat(200));
+        assert!(check(&deep).is_err(), "deeper than serde_json parses");
+        assert!(serde_json::from_str::<Value>(&deep).is_err());
+    }
+
+    #[test]
+    fn only_one_line_objects_without_reserved_keys_are_kept_as_text() {
+        assert!(matches!(check(r#"{"a":1}"#), Ok(Checked::Object { .. })));
+        assert_eq!(check("[1]"), Ok(Checked::Other));
+        assert_eq!(check("\"x\""), Ok(Checked::Other));
+        assert_eq!(check("{\"a\":\n1}"), Ok(Checked::Other));
+        assert_eq!(check(r#"{"file":1}"#), Ok(Checked::Other));
+        assert_eq!(
+            check(r#"{"fi\u006ce":1}"#),
+            Ok(Checked::Other),
+            "escaped key"
+        );
+        assert!(matches!(
+            check(r#"{"a":{"file":1}}"#),
+            Ok(Checked::Object { .. })
+        ));
+        assert!(matches!(check("{\"a\":1}\r\n"), Ok(Checked::Object { .. })));
+    }
+
+    #[test]
+    fn sizes_grow_with_what_parsing_would_allocate() {
+        let size = |t: &str| match check(t) {
+            Ok(Checked::Object { parsed_size }) => parsed_size,
+            other => panic!("{t}: {other:?}"),
+        };
+        assert_eq!(size("{}"), 0);
+        assert!(size(r#"{"a":1}"#) >= MAP_NODE);
+        assert!(size(r#"{"a":[{"b":1},{"b":2}]}"#) >= 3 * MAP_NODE);
+        assert!(size(r#"{"a":"xxxxxxxxxx"}"#) > size(r#"{"a":"x"}"#));
+    }
+}

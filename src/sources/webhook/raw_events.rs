@@ -1,0 +1,152 @@
+//! Generic JSON bodies into events that keep their text: each object of an NDJSON body
+//! (or of a top-level array) is checked without being built, and its event carries a
+//! slice of the body until a component reads a field. A pipeline that only moves events
+//! never parses them into VRL values (see [`crate::event::Payload`]).
+//!
+//! Anything out of the ordinary (a syntax error, more events than allowed, the memory
+//! allowance spent) returns `None`, and the caller reads the body the parsing way, which
+//! names the failing JSON path and gives the same answers as before.
+
+use std::fmt;
+
+use bytes::Bytes;
+use serde::de::{self, Deserializer, SeqAccess, Visitor};
+use serde_json::value::RawValue;
+
+use super::bounded_json;
+use crate::event::{Checked, Payload, RawObject, check_object};
+
+/// The events of `body`, at most `max`; `None` to take the parsing path.
+pub(crate) fn read_at_most(body: &Bytes, max: usize) -> Option<Vec<Payload>> {
+    let mut events = Vec::new();
+    let stream = serde_json::Deserializer::from_slice(body).into_iter::<&RawValue>();
+    for value in stream {
+        let text = value.ok()?.get();
+        if text.starts_with('[') {
+            let mut de = serde_json::Deserializer::from_str(text);
+            de.deserialize_seq(Elements {
+                body,
+                events: &mut events,
+                max,
+            })
+            .ok()?;
+        } else {
+            events.push(event(body, text)?);
+        }
+        if events.len() > max {
+            return None;
+        }
+    }
+    Some(events)
+}
+
+/// One value of the body: kept as text when it is a one-line object, else parsed.
+fn event(body: &Bytes, text: &str) -> Option<Payload> {
+    match check_object(text.as_bytes(), &[]).ok()? {
+        Checked::Object { parsed_size } => {
+            // Charged as parsing it would be, so what the body may become stays bounded
+            // by the same allowance when a component parses it later; and its slot in a
+            // growing vector (up to three while it moves to a larger allocation).
+            bounded_json::charge_total(parsed_size + 3 * size_of::<Payload>())?;
+            Some(Payload::raw(RawObject::checked(
+                body.slice_ref(text.as_bytes()),
+                parsed_size,
+            )))
+        }
+        // Scalars, nested arrays and multi-line objects gain nothing from being kept.
+        Checked::Other => None,
+    }
+}
+
+/// The elements of a top-level array, each one event.
+struct Elements<'a> {
+    body: &'a Bytes,
+    events: &'a mut Vec<Payload>,
+    max: usize,
+}
+
+impl<'de> Visitor<'de> for Elements<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an array of events")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while let Some(item) = seq.next_element::<&RawValue>()? {
+            let event = event(self.body, item.get())
+                .ok_or_else(|| de::Error::custom("take the parsing path"))?;
+            self.events.push(event);
+            if self.events.len() > self.max {
+                return Err(de::Error::custom("too many events"));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sources::webhook::body::parse_json_stream;
+
+    fn both(body: &str) -> (Option<Vec<Payload>>, Vec<vrl::value::Value>) {
+        let bytes = Bytes::copy_from_slice(body.as_bytes());
+        let lazy = read_at_most(&bytes, 100);
+        let eager = parse_json_stream(body.as_bytes()).expect("parses");
+        (lazy, eager)
+    }
+
+    #[test]
+    fn events_read_as_the_parsing_path_reads_them() {
+        let body = "{\"a\":1,\"b\":\"x\"}\n[{\"c\":[1,2]},{\"d\":null}]\r\n { \"e\" : {} } \n";
+        let (lazy, eager) = both(body);
+        let lazy = lazy.expect("read lazily");
+        assert_eq!(lazy.len(), eager.len());
+        for (l, e) in lazy.iter().zip(&eager) {
+            assert_eq!(l.value(), e);
+        }
+        let texts: Vec<_> = lazy
+            .iter()
+            .map(|p| {
+                p.raw_text()
+                    .map(|t| String::from_utf8_lossy(t).into_owned())
+            })
+            .collect();
+        let want = [
+            "{\"a\":1,\"b\":\"x\"}",
+            "{\"c\":[1,2]}",
+            "{\"d\":null}",
+            "{ \"e\" : {} }",
+        ];
+        assert_eq!(texts, want.map(|t| Some(t.to_owned())));
+    }
+
+    #[test]
+    fn anything_unusual_takes_the_parsing_path() {
+        let bytes = |s: &str| Bytes::copy_from_slice(s.as_bytes());
+        assert!(read_at_most(&bytes("{\"a\":1}\n{\"a\":"), 10).is_none());
+        assert!(read_at_most(&bytes("{\"a\":\"\\ud800\"}"), 10).is_none());
+        for other in ["\"text\"", "7", "[[1]]", "[1]", "{\"e\":\n{}}"] {
+            assert!(read_at_most(&bytes(&format!("{{}}\n{other}")), 10).is_none());
+        }
+        assert!(read_at_most(&bytes(&"{\"a\":1}\n".repeat(11)), 10).is_none());
+        assert!(read_at_most(&bytes(&format!("[{}{{}}]", "{},".repeat(10))), 10).is_none());
+        assert_eq!(
+            read_at_most(&bytes(&"{\"a\":1}\n".repeat(10)), 10).map(|v| v.len()),
+            Some(10)
+        );
+    }
+
+    #[test]
+    fn kept_text_is_charged_to_the_allowance() {
+        let body = Bytes::from("{\"a\":1}\n".repeat(1_000));
+        let (lazy, limits) =
+            bounded_json::with_allowance(100 * 720, usize::MAX, || read_at_most(&body, usize::MAX));
+        assert!(
+            lazy.is_none(),
+            "a B-tree node per event is over the allowance"
+        );
+        assert!(limits.memory);
+    }
+}
