@@ -2,15 +2,9 @@
 //! MessagePack) that charge each value against an allowance while they build it.
 //! Measured against the allocator by `tests/decode_memory.rs`.
 
-/// A value's inline size, doubled for an array element (a growing vector holds up to
-/// twice its length); also the heap of a string beyond its bytes.
-pub(crate) const SLOT: usize = 48;
-/// A vector's own allocation, however short (size class and allocator header).
-pub(crate) const ARRAY: usize = 64;
-/// A B-tree node of an object's entries, allocated whole.
-pub(crate) const MAP_NODE: usize = 720;
-/// Entries per B-tree node.
-pub(crate) const MAP_NODE_ENTRIES: usize = 11;
+// The estimates of one value live with the event model, which checks JSON text
+// without building it (see `crate::event::raw_json`).
+pub(crate) use crate::event::raw_json::{ARRAY, MAP_NODE, MAP_NODE_ENTRIES, SLOT};
 
 /// Memory a body's values may take per byte of JSON while it is parsed, beyond
 /// [`DECODE_BASE_BYTES`]: enforced while parsing (a body whose values would take more

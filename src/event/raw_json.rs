@@ -9,6 +9,11 @@ use std::fmt;
 
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 
+/// A value's inline size, doubled for an array element (a growing vector holds up to
+/// twice its length); also the heap of a string beyond its bytes.
+pub(crate) const SLOT: usize = 48;
+/// A vector's own allocation, however short (size class and allocator header).
+pub(crate) const ARRAY: usize = 64;
 /// A B-tree node of an object's entries, allocated whole.
 pub(crate) const MAP_NODE: usize = 720;
 /// Entries per B-tree node.
@@ -23,7 +28,8 @@ pub(crate) enum Checked {
     /// its parsed heap estimate.
     Object { parsed_size: usize },
     /// Valid JSON that cannot be carried as text: not an object, spread over several
-    /// lines, or with a reserved top-level key. Parse it instead.
+    /// lines, with a reserved top-level key, or with a key twice in one object (parsing
+    /// keeps the last, and a receiver of the text might keep the first). Parse it instead.
     Other,
 }
 
@@ -48,7 +54,16 @@ pub(crate) fn check_object(text: &[u8], reserved: &[&str]) -> Result<Checked, se
     })
 }
 
-/// The top-level object: its size, or `None` when a key is reserved.
+/// Checks that `text` is exactly one JSON value as serde_json reads it, nested no
+/// deeper than it parses; what the parsed value would take.
+pub(crate) fn check_value(text: &[u8]) -> Result<usize, serde_json::Error> {
+    let mut de = serde_json::Deserializer::from_slice(text);
+    let size = Size.deserialize(&mut de)?;
+    de.end()?;
+    Ok(size.unwrap_or_default())
+}
+
+/// The top-level object: its size, or `None` when a key is reserved or repeated.
 struct Top<'a> {
     reserved: &'a [&'a str],
 }
@@ -72,15 +87,53 @@ impl<'de> Visitor<'de> for Top<'_> {
         let mut entries = 0usize;
         let mut size = 0usize;
         let mut clash = false;
+        let mut seen = SeenKeys::default();
         while let Some(key) = map.next_key_seed(Key {
             reserved: self.reserved,
         })? {
-            clash |= key.reserved;
+            clash |= key.reserved || !seen.insert(key.hash);
             entries += 1;
-            size = size.saturating_add(key.len + map.next_value_seed(Size)?);
+            let value = map.next_value_seed(Size)?;
+            // A key repeated anywhere inside makes the whole object parsed.
+            clash |= value.is_none();
+            size = size.saturating_add(key.len + value.unwrap_or_default());
         }
         Ok((!clash).then(|| object_size(entries, size)))
     }
+}
+
+/// Hashes of an object's keys, on the stack for the usual few. A collision only sends
+/// the object down the parsing path.
+#[derive(Default)]
+struct SeenKeys {
+    few: [u64; 16],
+    len: usize,
+    more: Vec<u64>,
+}
+
+impl SeenKeys {
+    /// `false` when `hash` was seen already.
+    fn insert(&mut self, hash: u64) -> bool {
+        let few = &self.few[..self.len.min(self.few.len())];
+        if few.contains(&hash) || self.more.contains(&hash) {
+            return false;
+        }
+        if self.len < self.few.len() {
+            self.few[self.len] = hash;
+        } else {
+            self.more.push(hash);
+        }
+        self.len += 1;
+        true
+    }
+}
+
+/// FNV-1a: short keys, no allocation, no need to resist chosen collisions (a collision
+/// costs a parse, not a wrong answer).
+fn key_hash(key: &str) -> u64 {
+    key.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
 }
 
 fn object_size(entries: usize, contents: usize) -> usize {
@@ -93,6 +146,7 @@ fn object_size(entries: usize, contents: usize) -> usize {
 struct KeyFound {
     len: usize,
     reserved: bool,
+    hash: u64,
 }
 
 struct Key<'a> {
@@ -118,64 +172,66 @@ impl<'de> Visitor<'de> for Key<'_> {
         Ok(KeyFound {
             len: v.len(),
             reserved: self.reserved.contains(&v),
+            hash: key_hash(v),
         })
     }
 }
 
 /// Any value, nested: its heap estimate.
+/// Any value, nested: its heap estimate, or `None` when some object in it repeats a key.
 struct Size;
 
 impl<'de> DeserializeSeed<'de> for Size {
-    type Value = usize;
+    type Value = Option<usize>;
 
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<usize, D::Error> {
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
         d.deserialize_any(self)
     }
 }
 
 impl<'de> Visitor<'de> for Size {
-    type Value = usize;
+    type Value = Option<usize>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a JSON value")
     }
 
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<usize, E> {
-        Ok(0)
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(Some(0))
     }
 
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<usize, E> {
-        Ok(0)
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(Some(0))
     }
 
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<usize, E> {
-        Ok(0)
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(Some(0))
     }
 
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<usize, E> {
-        Ok(0)
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(Some(0))
     }
 
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<usize, E> {
-        Ok(16 + v.len())
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Some(16 + v.len()))
     }
 
-    fn visit_unit<E: de::Error>(self) -> Result<usize, E> {
-        Ok(0)
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(Some(0))
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<usize, A::Error> {
-        let mut size = 0usize;
+    /// As the webhook's decode allowance charges an array: its allocation, and two
+    /// slots per element.
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut size = Some(ARRAY);
         while let Some(item) = seq.next_element_seed(Size)? {
-            size = size.saturating_add(VALUE + item);
+            size = size.zip(item).map(|(s, i)| s.saturating_add(2 * SLOT + i));
         }
         Ok(size)
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<usize, A::Error> {
-        Top { reserved: &[] }
-            .visit_map(map)
-            .map(|s| s.unwrap_or_default())
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        Top { reserved: &[] }.visit_map(map)
     }
 }
 
@@ -235,6 +291,17 @@ mod tests {
             Ok(Checked::Object { .. })
         ));
         assert!(matches!(check("{\"a\":1}\r\n"), Ok(Checked::Object { .. })));
+        assert_eq!(
+            check(r#"{"a":1,"b":2,"a":3}"#),
+            Ok(Checked::Other),
+            "repeated key"
+        );
+        assert_eq!(check(r#"{"x":[{"a":1,"\u0061":2}]}"#), Ok(Checked::Other));
+        let many: Vec<String> = (0..40).map(|i| format!("\"k{i}\":{i}")).collect();
+        let unique = format!("{{{}}}", many.join(","));
+        assert!(matches!(check(&unique), Ok(Checked::Object { .. })));
+        let repeated = format!("{{{},\"k33\":0}}", many.join(","));
+        assert_eq!(check(&repeated), Ok(Checked::Other));
     }
 
     #[test]
@@ -247,5 +314,8 @@ mod tests {
         assert!(size(r#"{"a":1}"#) >= MAP_NODE);
         assert!(size(r#"{"a":[{"b":1},{"b":2}]}"#) >= 3 * MAP_NODE);
         assert!(size(r#"{"a":"xxxxxxxxxx"}"#) > size(r#"{"a":"x"}"#));
+        // As the decode allowance charges arrays: nested empty arrays are not free.
+        let nested = format!("{{\"a\":[{}]}}", "[[]],".repeat(99) + "[[]]");
+        assert!(size(&nested) >= 100 * (ARRAY + 2 * SLOT) + ARRAY);
     }
 }

@@ -1,6 +1,6 @@
 //! Generic JSON bodies into events that keep their text: each object of an NDJSON body
 //! (or of a top-level array) is checked without being built, and its event carries a
-//! slice of the body until a component reads a field. A pipeline that only moves events
+//! copy of its text until a component reads a field. A pipeline that only moves events
 //! never parses them into VRL values (see [`crate::event::Payload`]).
 //!
 //! Anything out of the ordinary (a syntax error, more events than allowed, the memory
@@ -14,24 +14,27 @@ use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
 use super::bounded_json;
+use crate::event::raw_json::check_value;
 use crate::event::{Checked, Payload, RawObject, check_object};
 
 /// The events of `body`, at most `max`; `None` to take the parsing path.
-pub(crate) fn read_at_most(body: &Bytes, max: usize) -> Option<Vec<Payload>> {
+pub(crate) fn read_at_most(body: &[u8], max: usize) -> Option<Vec<Payload>> {
     let mut events = Vec::new();
     let stream = serde_json::Deserializer::from_slice(body).into_iter::<&RawValue>();
     for value in stream {
         let text = value.ok()?.get();
         if text.starts_with('[') {
+            // The array as a whole first: its elements alone would each be allowed
+            // one level more than the parser allows them inside it.
+            check_value(text.as_bytes()).ok()?;
             let mut de = serde_json::Deserializer::from_str(text);
             de.deserialize_seq(Elements {
-                body,
                 events: &mut events,
                 max,
             })
             .ok()?;
         } else {
-            events.push(event(body, text)?);
+            events.push(event(text)?);
         }
         if events.len() > max {
             return None;
@@ -41,15 +44,18 @@ pub(crate) fn read_at_most(body: &Bytes, max: usize) -> Option<Vec<Payload>> {
 }
 
 /// One value of the body: kept as text when it is a one-line object, else parsed.
-fn event(body: &Bytes, text: &str) -> Option<Payload> {
+fn event(text: &str) -> Option<Payload> {
     match check_object(text.as_bytes(), &[]).ok()? {
         Checked::Object { parsed_size } => {
             // Charged as parsing it would be, so what the body may become stays bounded
             // by the same allowance when a component parses it later; and its slot in a
             // growing vector (up to three while it moves to a larger allocation).
             bounded_json::charge_total(parsed_size + 3 * size_of::<Payload>())?;
+            // A copy, not a slice of the body: one small event kept downstream (a
+            // retry, a sampler's survivor) must not hold a whole body the budget
+            // charged it nothing for.
             Some(Payload::raw(RawObject::checked(
-                body.slice_ref(text.as_bytes()),
+                Bytes::copy_from_slice(text.as_bytes()),
                 parsed_size,
             )))
         }
@@ -60,7 +66,6 @@ fn event(body: &Bytes, text: &str) -> Option<Payload> {
 
 /// The elements of a top-level array, each one event.
 struct Elements<'a> {
-    body: &'a Bytes,
     events: &'a mut Vec<Payload>,
     max: usize,
 }
@@ -74,8 +79,8 @@ impl<'de> Visitor<'de> for Elements<'_> {
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
         while let Some(item) = seq.next_element::<&RawValue>()? {
-            let event = event(self.body, item.get())
-                .ok_or_else(|| de::Error::custom("take the parsing path"))?;
+            let event =
+                event(item.get()).ok_or_else(|| de::Error::custom("take the parsing path"))?;
             self.events.push(event);
             if self.events.len() > self.max {
                 return Err(de::Error::custom("too many events"));
@@ -148,5 +153,42 @@ mod tests {
             "a B-tree node per event is over the allowance"
         );
         assert!(limits.memory);
+    }
+
+    #[test]
+    fn kept_text_is_a_copy_not_a_slice_of_the_body() {
+        let body = format!("{{\"a\":1}}{}", " ".repeat(100_000));
+        let events = read_at_most(body.as_bytes(), 10).expect("read lazily");
+        let text = events[0].raw_text().expect("kept");
+        let range = body.as_bytes().as_ptr_range();
+        assert!(
+            !range.contains(&text.as_ptr()),
+            "the body must not stay alive"
+        );
+        assert_eq!(text, b"{\"a\":1}");
+    }
+
+    #[test]
+    fn red_team_bodies_get_the_parsing_path_answers() {
+        // Nested empty arrays cost what the decode allowance charges, not less.
+        let nest = "[".repeat(20) + &"]".repeat(20) + ",";
+        let body = format!("{{\"a\":[{}[]]}}", nest.repeat(20_000));
+        let allowance = crate::buffer::cost::decode_allowance(body.len());
+        let (lazy, _) = bounded_json::with_allowance(allowance, usize::MAX, || {
+            read_at_most(body.as_bytes(), 10)
+        });
+        assert!(lazy.is_none());
+        let (eager, limits) = bounded_json::with_allowance(allowance, usize::MAX, || {
+            parse_json_stream(body.as_bytes())
+        });
+        assert!(eager.is_err() && limits.memory, "413 on both paths");
+        // An element of a top-level array is one level deeper than it looks alone.
+        let deep = format!("[{{\"a\":{}1{}}}]", "[".repeat(126), "]".repeat(126));
+        assert!(read_at_most(deep.as_bytes(), 10).is_none());
+        assert!(parse_json_stream(deep.as_bytes()).is_err());
+        // A repeated key: components see the last, so the text must not be sent.
+        let repeated = b"{\"id\":1,\"v\":\"a\",\"id\":2}";
+        assert!(read_at_most(repeated, 10).is_none());
+        assert_eq!(parse_json_stream(repeated).expect("parses").len(), 1);
     }
 }
