@@ -43,7 +43,7 @@ fn cloudevents(mode: &str) -> Arc<dyn sluice::delivery::HttpEncoder> {
 }
 
 fn bench(c: &mut Criterion) {
-    let body = bytes::Bytes::from(ndjson());
+    let body = ndjson();
     let headers = axum::http::HeaderMap::new();
     let decoder = Decoder::resolve("json", Severity::Medium, false).expect("json decoder");
 

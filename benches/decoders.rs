@@ -47,7 +47,7 @@ const CASES: &[(&str, &str)] = &[
 ];
 
 /// What a webhook route does with a body: parse it, run the plugin.
-fn decode(decoder: &Decoder, body: &bytes::Bytes) -> Vec<Value> {
+fn decode(decoder: &Decoder, body: &[u8]) -> Vec<Value> {
     let stamp = Stamp {
         now: chrono::Utc::now(),
         request_id: "bench",
@@ -65,7 +65,7 @@ fn bench(c: &mut Criterion) {
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/webhooks");
     let mut group = c.benchmark_group("decoders");
     for (name, fixture) in CASES {
-        let body = bytes::Bytes::from(std::fs::read(format!("{root}/{fixture}")).expect("fixture"));
+        let body = std::fs::read(format!("{root}/{fixture}")).expect("fixture");
         let decoder = Decoder::resolve(name, Severity::Medium, true).expect("decoder");
         group.throughput(Throughput::Bytes(body.len() as u64));
         group.bench_function(format!("{name}/serde_json_baseline"), |b| {
@@ -161,7 +161,7 @@ fn scaling(c: &mut Criterion) {
     for (name, _) in CASES {
         let decoder = Decoder::resolve(name, Severity::Medium, true).expect("decoder");
         for n in [10, 1_000, 10_000] {
-            let body = bytes::Bytes::from(scaled(name, n));
+            let body = scaled(name, n);
             group.throughput(Throughput::Elements(n as u64));
             group.bench_function(format!("{name}/{n}"), |b| {
                 b.iter(|| decode(&decoder, &body))

@@ -78,8 +78,7 @@ pub fn decoder(name: &str, data: &[u8]) {
     let mut metadata = vrl::value::ObjectMap::new();
     metadata.insert("decoder".into(), vrl::value::Value::from(name));
     let metadata = vrl::value::Value::Object(metadata);
-    let body = bytes::Bytes::copy_from_slice(body);
-    let result = match decoder.parse(&headers, &body, usize::MAX, decode_allowance(body.len())) {
+    let result = match decoder.parse(&headers, body, usize::MAX, decode_allowance(body.len())) {
         Ok(Payload::Document(doc)) => {
             if name == "aws_sns"
                 && let Ok(signed) = crate::sources::webhook::signed_parts(&doc)

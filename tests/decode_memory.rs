@@ -25,12 +25,11 @@ fn status_kib(field: &str) -> usize {
 /// Peak memory growth while `decoder` parses and decodes `body`, per byte of body;
 /// `None` when the decoder refuses the body as too costly.
 fn cost_per_byte(decoder: &Decoder, body: &[u8]) -> Option<f64> {
-    let body = bytes::Bytes::copy_from_slice(body);
     let headers = axum::http::HeaderMap::new();
     let metadata = vrl::value::Value::Null;
     std::fs::write("/proc/self/clear_refs", "5").expect("reset the peak RSS");
     let base = status_kib("VmRSS:");
-    let events = match decoder.parse(&headers, &body, usize::MAX, decode_allowance(body.len())) {
+    let events = match decoder.parse(&headers, body, usize::MAX, decode_allowance(body.len())) {
         // Events kept as JSON text are parsed by the first component that reads them:
         // all of them parsed, and still held, is the most they can take.
         Ok(Payload::Events(payloads)) => {

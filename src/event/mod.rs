@@ -77,7 +77,7 @@ impl Event {
     /// The payload: always a `Value::Object` once it left its source.
     /// Parses a payload that is still JSON text, once.
     pub fn value(&self) -> &Value {
-        self.payload.get()
+        self.payload.value()
     }
 
     /// The payload, to change in place.
@@ -131,7 +131,7 @@ impl Event {
                 out.extend_from_slice(text);
                 Ok(())
             }
-            None => serde_json::to_writer(out, self.payload.get()),
+            None => serde_json::to_writer(out, self.payload.value()),
         }
     }
 
@@ -144,7 +144,7 @@ impl Event {
 
     /// A top-level field.
     pub fn get(&self, key: &str) -> Option<&Value> {
-        match self.payload.get() {
+        match self.payload.value() {
             Value::Object(map) => map.get(key),
             _ => None,
         }

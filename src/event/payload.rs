@@ -59,10 +59,6 @@ impl Payload {
 
     /// The payload as a value, parsing JSON text on first use.
     pub fn value(&self) -> &Value {
-        self.get()
-    }
-
-    pub(crate) fn get(&self) -> &Value {
         self.value.get_or_init(|| parse(self.raw.as_ref()))
     }
 

@@ -148,7 +148,7 @@ impl Decoder {
     pub fn parse(
         &self,
         headers: &HeaderMap,
-        content: &bytes::Bytes,
+        content: &[u8],
         max_events: usize,
         allowance: usize,
     ) -> Result<Payload, Rejection> {
@@ -174,7 +174,7 @@ impl Decoder {
     fn parse_within(
         &self,
         headers: &HeaderMap,
-        content: &bytes::Bytes,
+        content: &[u8],
         max_events: usize,
     ) -> Result<Payload, Rejection> {
         if self.is_passthrough() {
