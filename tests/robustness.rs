@@ -27,6 +27,44 @@ fn near_json() -> impl Strategy<Value = Vec<u8>> {
     prop::collection::vec(pieces, 0..40).prop_map(|p| p.concat().into_bytes())
 }
 
+/// NDJSON and arrays of small objects, with repeated keys, deep or odd values and
+/// separators the kept-text path must treat as parsing does.
+fn near_ndjson() -> impl Strategy<Value = Vec<u8>> {
+    let key = prop::sample::select(vec!["\"a\"", "\"b\"", "\"\\u0061\"", "\"\"", "a"]);
+    let value = prop::sample::select(vec![
+        "1",
+        "-0",
+        "1E2",
+        "1e999",
+        "2.5",
+        "18446744073709551616",
+        "\"s\"",
+        "\"\\ud800\"",
+        "\"\\n\"",
+        "null",
+        "true",
+        "[]",
+        "[1,{}]",
+        "{\"c\":[[]]}",
+        "{}",
+        "\n",
+        "[[[[1]]]]",
+    ]);
+    let object = prop::collection::vec((key, value), 0..4).prop_map(|pairs| {
+        let fields: Vec<String> = pairs.into_iter().map(|(k, v)| format!("{k}:{v}")).collect();
+        format!("{{{}}}", fields.join(","))
+    });
+    let separator = prop::sample::select(vec!["\n", "\r\n", " ", "", "\n\n", ","]);
+    let line = (object, separator, any::<bool>()).prop_map(|(o, sep, wrap)| {
+        if wrap {
+            format!("[{o},{o}]{sep}")
+        } else {
+            format!("{o}{sep}")
+        }
+    });
+    prop::collection::vec(line, 0..6).prop_map(|l| l.concat().into_bytes())
+}
+
 fn near_yaml() -> impl Strategy<Value = Vec<u8>> {
     let pieces = prop::sample::select(vec![
         "sources:\n",
@@ -157,6 +195,16 @@ proptest! {
     #[test]
     fn near_json_webhook_bodies_never_panic(data in near_json()) {
         fuzzing::webhook_body(&data);
+    }
+
+    #[test]
+    fn kept_json_text_reads_as_parsing_reads(bound in any::<u8>(), data in near_ndjson()) {
+        fuzzing::json_events(&[&[bound][..], &data].concat());
+    }
+
+    #[test]
+    fn kept_json_text_of_any_bytes_reads_as_parsing_reads(data in near_json()) {
+        fuzzing::json_events(&data);
     }
 
     #[test]

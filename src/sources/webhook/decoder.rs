@@ -152,8 +152,31 @@ impl Decoder {
         max_events: usize,
         allowance: usize,
     ) -> Result<Payload, Rejection> {
+        self.parse_as(headers, content, max_events, allowance, KeepText::WhenPlain)
+    }
+
+    /// [`Decoder::parse`], but generic JSON is always parsed into values, never kept as
+    /// text: the answer the kept-text path must give (the fuzz targets compare them).
+    pub(crate) fn parse_into_values(
+        &self,
+        headers: &HeaderMap,
+        content: &[u8],
+        max_events: usize,
+        allowance: usize,
+    ) -> Result<Payload, Rejection> {
+        self.parse_as(headers, content, max_events, allowance, KeepText::Never)
+    }
+
+    fn parse_as(
+        &self,
+        headers: &HeaderMap,
+        content: &[u8],
+        max_events: usize,
+        allowance: usize,
+        keep: KeepText,
+    ) -> Result<Payload, Rejection> {
         let (parsed, limits) = bounded_json::with_allowance(allowance, max_events, || {
-            self.parse_within(headers, content, max_events)
+            self.parse_within(headers, content, max_events, keep)
         });
         if limits.memory {
             return Err(Rejection::new(
@@ -176,10 +199,12 @@ impl Decoder {
         headers: &HeaderMap,
         content: &[u8],
         max_events: usize,
+        keep: KeepText,
     ) -> Result<Payload, Rejection> {
         if self.is_passthrough() {
             let left = bounded_json::remaining();
-            if !content.trim_ascii().is_empty()
+            if keep == KeepText::WhenPlain
+                && !content.trim_ascii().is_empty()
                 && let Some(events) = raw_events::read_at_most(content, max_events)
             {
                 return Ok(Payload::Events(events));
@@ -344,6 +369,15 @@ fn set_default(fields: &mut ObjectMap, key: &str, value: impl FnOnce() -> Value)
         }
         Some(_) => {}
     }
+}
+
+/// Whether generic JSON events may keep the text they arrived as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum KeepText {
+    /// One-line objects keep their text (see [`raw_events`]).
+    WhenPlain,
+    /// Every event is parsed into a value.
+    Never,
 }
 
 #[cfg(test)]
