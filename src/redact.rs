@@ -23,6 +23,10 @@ pub(crate) const REDACTED: &str = "[redacted]";
 /// errors unreadable, and a secret that short protects nothing anyway.
 const MIN_SECRET_CHARS: usize = 4;
 
+/// A secret URL's path is registered on its own from this length: Slack's, Teams',
+/// Discord's secret paths are far longer; `/` or `/hook` protect nothing.
+const MIN_SECRET_PATH_CHARS: usize = 16;
+
 /// Registered values are kept for the life of the process (a reloaded-away secret may
 /// still show up in the errors of a draining sink); this bounds what many reloads with
 /// rotating secrets can accumulate.
@@ -90,6 +94,12 @@ pub(crate) fn register(value: &str) {
         if let Some(password) = url.password() {
             register_one(password);
         }
+        // A server's error page may echo the request path without the host (`500 oops
+        // /services/T0/B0/XXXX`), and a secret URL's path is where its secret is.
+        let path = url.path();
+        if path.len() >= MIN_SECRET_PATH_CHARS {
+            register_one(path);
+        }
     }
     register_one(value);
 }
@@ -144,7 +154,7 @@ static INLINE_SECRETS: LazyLock<[(regex::Regex, &'static str); 2]> = LazyLock::n
     [
         (
             regex::Regex::new(
-                r"(?i)\b(password|passwd|pwd|secret|client_secret|token)(\s*=\s*)[^\s,;&'`]+",
+                r"(?i)\b(password|passwd|pwd|secret|client_secret|token|access_token|api_?key|access_key)(\s*=\s*)[^\s,;&'`]+",
             )
             .expect("constant regex"),
             "${1}${2}[redacted]",
@@ -503,6 +513,21 @@ mod tests {
         );
         assert!(!said.contains("Sig0nlyHere123"), "{said}");
         assert!(said.contains("2016-06-01"), "not every query value: {said}");
+    }
+
+    #[test]
+    fn a_secret_urls_path_echoed_without_its_host_is_removed() {
+        register("http://127.0.0.1:47199/services/T000SECRET/B000SECRET/XXXXSLACKSECRETXXXX");
+        let said = redact("HTTP 500: oops /services/T000SECRET/B000SECRET/XXXXSLACKSECRETXXXX");
+        assert_eq!(said, "HTTP 500: oops [redacted]");
+        register("https://hooks.example.com/a");
+        assert_eq!(
+            redact("GET /a failed"),
+            "GET /a failed",
+            "short paths are not secrets"
+        );
+        let said = redact("HTTP 500: oops /path?api_key=QUERYSECRET&page=2");
+        assert_eq!(said, "HTTP 500: oops /path?api_key=[redacted]&page=2");
     }
 
     #[test]

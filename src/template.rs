@@ -103,15 +103,7 @@ impl Template {
                  is before the path); put fields in the path or the query"
             ));
         }
-        let sample: String = self
-            .parts
-            .iter()
-            .map(|p| match p {
-                Part::Literal(s) => s.as_str(),
-                Part::Field { .. } => "x",
-            })
-            .collect();
-        let url = url::Url::parse(&sample).map_err(|e| format!("not a URL: {e}"))?;
+        let url = url::Url::parse(&self.sample()).map_err(|e| format!("not a URL: {e}"))?;
         if !matches!(url.scheme(), "http" | "https") {
             return Err(format!(
                 "the scheme is `{}`; expected http or https",
@@ -142,7 +134,40 @@ impl Template {
                 "the URL path would contain the segment `{segment}`, which climbs the path"
             ));
         }
+        // `/tenants/{{ t }}/events` with an empty `t` is `/tenants//events`, which
+        // servers that merge slashes (nginx) read as another resource, `/tenants/events`.
+        let empties = empty_segments(&url[path_start..path_end]);
+        if empties > 0 && empties > self.empty_path_segments() {
+            return Err(
+                "a template field is empty in the URL path, which would leave an empty path segment"
+                    .to_owned(),
+            );
+        }
         Ok(url)
+    }
+
+    /// The template with every field as `x`: the shape of any rendering.
+    fn sample(&self) -> String {
+        self.parts
+            .iter()
+            .map(|p| match p {
+                Part::Literal(s) => s.as_str(),
+                Part::Field { .. } => "x",
+            })
+            .collect()
+    }
+
+    /// Empty path segments the template itself has (`http://h/a//b`), which no value adds.
+    fn empty_path_segments(&self) -> usize {
+        let sample = self.sample();
+        let start = sample.find("://").map_or(0, |i| i + 3);
+        let Some(path_start) = sample[start..].find('/').map(|i| start + i) else {
+            return 0;
+        };
+        let path_end = sample[path_start..]
+            .find(['?', '#'])
+            .map_or(sample.len(), |i| path_start + i);
+        empty_segments(&sample[path_start..path_end])
     }
 
     fn render_with(
@@ -169,6 +194,11 @@ impl Template {
         }
         Ok(out)
     }
+}
+
+/// Empty segments of a URL path (`/a//b` has one; the leading `/` makes none).
+fn empty_segments(path: &str) -> usize {
+    path.split('/').skip(1).filter(|s| s.is_empty()).count()
 }
 
 /// `.`, `..` and their percent-encoded spellings, which URL parsers resolve alike.
@@ -235,6 +265,23 @@ mod tests {
             let why = t.render_url(&e).expect_err("a dot segment");
             assert!(why.contains("climbs"), "{dots}: {why}");
         }
+        // An empty value in the path would leave `//`: refused; in the query it is fine.
+        let why = t
+            .render_url(&event(r#"{"tenant":"","q":"1"}"#))
+            .expect_err("an empty path segment");
+        assert!(why.contains("empty path segment"), "{why}");
+        assert_eq!(
+            t.render_url(&event(r#"{"tenant":"t","q":""}"#))
+                .expect("renders"),
+            "http://h/tenants/t/events?q="
+        );
+        let own = Template::parse("http://h/a//{{ v }}/").expect("parses");
+        assert_eq!(
+            own.render_url(&event(r#"{"v":"b"}"#))
+                .expect("the template's own"),
+            "http://h/a//b/"
+        );
+        assert!(own.render_url(&event(r#"{"v":""}"#)).is_err());
         // An encoded spelling in a value is data: its `%` is encoded in turn.
         let e = event(r#"{"tenant":"%2e%2E","q":"1"}"#);
         assert_eq!(

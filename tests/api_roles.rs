@@ -245,6 +245,16 @@ async fn tokens_from_settings_and_the_audit_log() {
         .await
         .expect("POST");
     assert_eq!(r.status(), 200, "{:?}", r.text().await);
+    // A web page's request, refused before any token is read, is audited too.
+    let r = client
+        .post(url("/reload"))
+        .header("Origin", "http://evil.example")
+        .bearer_auth("tok-oncall-9876543210")
+        .json(&json!({}))
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(r.status(), 403);
     process.signal("TERM");
     let out = process
         .0
@@ -268,6 +278,12 @@ async fn tokens_from_settings_and_the_audit_log() {
             .iter()
             .any(|l| l.contains("status=403") && l.contains("dashboards")),
         "the refusal too: {audit:?}"
+    );
+    assert!(
+        audit.iter().any(|l| l.contains("status=403")
+            && l.contains("foreign_origin")
+            && l.contains("/reload")),
+        "and the browser guard's: {audit:?}"
     );
     assert!(!log.contains("tok-oncall-9876543210") && !log.contains("tok-viewer-0123456789"));
 }

@@ -307,6 +307,35 @@ sinks:
             && stderr.contains("`sns.auto_confirm` needs `sns.topic_arns`"),
         "{stderr}"
     );
+    // A pattern that pins no account is no restriction; an empty entry (an unset
+    // variable) refuses every message without a word.
+    for (topics, env, says) in [
+        (r#"["*"]"#, vec![], "does not name an AWS account"),
+        (
+            r#"["arn:aws:sns:*:*:alerts"]"#,
+            vec![],
+            "does not name an AWS account",
+        ),
+        (
+            r#"["${SNS_TOPIC}"]"#,
+            vec![("SNS_TOPIC", "")],
+            "empty entry",
+        ),
+    ] {
+        let (code, stderr) = validate(
+            &format!(
+                r#"
+sources:
+  sns: {{ type: webhook, address: "127.0.0.1:0", decoder: aws_sns, sns: {{ auto_confirm: true, topic_arns: {topics} }} }}
+sinks:
+  out: {{ type: console, inputs: [sns] }}
+"#
+            ),
+            &env,
+        );
+        assert_eq!(code, Some(78), "{topics}: {stderr}");
+        assert!(stderr.contains(says), "{topics}: {stderr}");
+    }
 
     let (code, stderr) = validate(
         r#"
@@ -504,6 +533,35 @@ async fn bodies_that_are_not_json_are_unsupported_media() {
             .expect("POST");
         assert_eq!(r.status(), 200, "{content_type}");
     }
+    // UTF-16 declared, or a byte order mark: named, not "expected value at column 1".
+    let r = client()
+        .post(&url)
+        .header("content-type", "application/json; charset=utf-16")
+        .body("{\"n\":3}")
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(r.status(), 415);
+    let error = body_json(r).await["error"].as_str().map(str::to_owned);
+    assert!(
+        error.as_deref().is_some_and(|e| e.contains("charset")),
+        "{error:?}"
+    );
+    let r = client()
+        .post(&url)
+        .header("content-type", "application/json")
+        .body("\u{feff}{\"n\":4}")
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(r.status(), 400);
+    let error = body_json(r).await["error"].as_str().map(str::to_owned);
+    assert!(
+        error
+            .as_deref()
+            .is_some_and(|e| e.contains("byte order mark")),
+        "{error:?}"
+    );
     assert_eq!(sink.ints("n"), vec![2, 2, 2]);
 }
 
@@ -627,6 +685,122 @@ sources:
     let r = client()
         .post(format!("http://127.0.0.1:{port}/json"))
         .body("{\"n\":1}")
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(r.status(), 200);
+    assert_eq!(sink.ints("n"), vec![1]);
+}
+
+/// Time spent queueing for a decode slot is not decoding: a body that waited behind
+/// slow ones is decoded with its whole `decode_timeout`, not answered 413 ("send fewer
+/// alerts") for a wait it did not cause.
+#[tokio::test]
+async fn waiting_for_a_decode_slot_does_not_spend_decode_timeout() {
+    let port = free_port();
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir_all(dir.path().join("decoders")).expect("mkdir");
+    std::fs::write(
+        dir.path().join("decoders/slow.vrl"),
+        r#"
+payload = .
+for_each(array!(.items)) -> |_i, _v| { _h = sha2(encode_json(payload), variant: "SHA-512") }
+. = [{"status": "firing", "summary": "slow"}]
+"#,
+    )
+    .expect("plugin");
+    sluice::plugins::set_dirs(vec![dir.path().to_path_buf()]);
+    let mut p = parse(&format!(
+        r#"
+sources:
+  hook:
+    type: webhook
+    address: "127.0.0.1:{port}"
+    decode_timeout: 50ms
+    routes:
+      - {{ path: /slow, decoder: slow }}
+      - {{ path: /json }}
+"#
+    ));
+    let sink = CaptureSink::default();
+    sink.attach(&mut p, "out", &["hook"], 100);
+    let (_topo, _) = start(p).await;
+    wait_for_port(port).await;
+    // As many slow bodies as there are slots: each is answered 413 after 50 ms and keeps
+    // its slot until its work ends, hundreds of milliseconds later.
+    let slots = std::thread::available_parallelism().map_or(2, |n| n.get().max(2));
+    let items: Vec<Json> = (0..2_000)
+        .map(|i| json!({ "i": i, "pad": "yyyyyyyy" }))
+        .collect();
+    let slow = json!({ "items": items });
+    let mut answers = Vec::new();
+    for _ in 0..slots {
+        let slow = slow.clone();
+        answers.push(tokio::spawn(async move {
+            client()
+                .post(format!("http://127.0.0.1:{port}/slow"))
+                .json(&slow)
+                .send()
+                .await
+                .expect("POST")
+                .status()
+        }));
+    }
+    for answer in answers {
+        assert_eq!(answer.await.expect("task"), 413);
+    }
+    // Over the inline size, so it needs a slot; quick to decode once it has one.
+    let body = json!({ "n": 7, "pad": "z".repeat(20_000) }).to_string();
+    let r = client()
+        .post(format!("http://127.0.0.1:{port}/json"))
+        .body(body)
+        .send()
+        .await
+        .expect("POST");
+    let status = r.status();
+    assert_eq!(status, 200, "{}", r.text().await.unwrap_or_default());
+    assert_eq!(sink.ints("n"), vec![7]);
+}
+
+/// A route's path may be its only secret: the 404 for any other path names none.
+#[tokio::test]
+async fn a_wrong_path_does_not_list_the_routes() {
+    let port = free_port();
+    let mut p = parse(&format!(
+        r#"
+sources:
+  hook:
+    type: webhook
+    address: "127.0.0.1:{port}"
+    routes:
+      - {{ path: /hooks/8f3a9c2e71d04b5aa1c0ffee }}
+      - {{ path: /grafana, decoder: grafana }}
+"#
+    ));
+    let sink = CaptureSink::default();
+    sink.attach(&mut p, "out", &["hook"], 100);
+    let (_topo, _) = start(p).await;
+    wait_for_port(port).await;
+    for path in ["/anything", "/", "/hooks/"] {
+        let r = client()
+            .post(format!("http://127.0.0.1:{port}{path}"))
+            .json(&json!({}))
+            .send()
+            .await
+            .expect("POST");
+        assert_eq!(r.status(), 404);
+        let text = r.text().await.expect("body");
+        assert!(text.contains("no route here"), "{text}");
+        assert!(
+            !text.contains("8f3a9c2e") && !text.contains("grafana"),
+            "{path}: {text}"
+        );
+    }
+    let r = client()
+        .post(format!(
+            "http://127.0.0.1:{port}/hooks/8f3a9c2e71d04b5aa1c0ffee"
+        ))
+        .json(&json!({ "n": 1 }))
         .send()
         .await
         .expect("POST");

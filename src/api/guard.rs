@@ -197,11 +197,16 @@ pub(super) async fn browser_guard(
     next: Next,
 ) -> Response {
     if let Some(refusal) = s.guard.refuse(request.method(), request.headers()) {
-        tracing::debug!(
+        // Before any token is read, so no one is named: the refusal of a call is audited
+        // like the refusals that follow authentication.
+        tracing::info!(
+            target: "sluice::audit",
+            who = "unknown (refused before authentication)",
             method = %request.method(),
-            path = %request.uri().path(),
+            route = %request.uri().path(),
+            status = refusal.status.as_u16(),
             reason = refusal.reason,
-            "API request refused"
+            "API call refused"
         );
         return refusal.into_response();
     }

@@ -89,7 +89,8 @@ pub(crate) struct HttpSinkConfig {
     /// Where to send (http or https). May contain `{{ field.path }}` in the path, query
     /// or fragment, never in the scheme, host or port; each value is percent-encoded, so
     /// it cannot add path segments, a query or a fragment of its own. An event missing a
-    /// field, or whose value is `.` or `..` in the path, goes to `dead_letter`.
+    /// field, or whose value in the path is `.`, `..` or empty (which would leave an
+    /// empty path segment), goes to `dead_letter`.
     pub(crate) url: String,
     /// The HTTP method of every request (default `POST`).
     #[serde(default)]

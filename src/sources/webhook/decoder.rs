@@ -201,6 +201,16 @@ impl Decoder {
         max_events: usize,
         keep: KeepText,
     ) -> Result<Payload, Rejection> {
+        let binary_cloudevent =
+            self.name.as_ref() == "cloudevents" && headers.contains_key("ce-specversion");
+        if content.starts_with(b"\xEF\xBB\xBF") && !binary_cloudevent {
+            return Err(self.malformed(JsonError {
+                path: ".".into(),
+                message:
+                    "the body starts with a byte order mark (EF BB BF): send the JSON without one"
+                        .into(),
+            }));
+        }
         if self.is_passthrough() {
             let left = bounded_json::remaining();
             if keep == KeepText::WhenPlain

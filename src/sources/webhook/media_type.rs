@@ -35,6 +35,20 @@ pub(crate) fn check(decoder: &str, headers: &HeaderMap) -> Result<(), Rejection>
         .unwrap_or_default();
     let json_suffix = essence.starts_with("application/") && essence.ends_with("+json");
     if json_suffix || JSON_TYPES.contains(&essence.as_str()) {
+        // JSON between systems is UTF-8 (RFC 8259); a body declared otherwise would be
+        // misread, or refused with a syntax error that hides why.
+        if let Some(charset) = charset(value.to_str().unwrap_or_default())
+            && !matches!(charset.as_str(), "utf-8" | "utf8" | "us-ascii")
+        {
+            return Err(Rejection::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                format!(
+                    "unsupported charset `{}`: this route reads JSON in UTF-8",
+                    charset.chars().take(40).collect::<String>()
+                ),
+            ));
+        }
         return Ok(());
     }
     // `curl -d` sends a form; say how to send JSON instead.
@@ -54,6 +68,16 @@ pub(crate) fn check(decoder: &str, headers: &HeaderMap) -> Result<(), Rejection>
                 .collect::<String>()
         ),
     ))
+}
+
+/// The `charset` parameter of a media type, lowercase and unquoted.
+fn charset(content_type: &str) -> Option<String> {
+    content_type.split(';').skip(1).find_map(|param| {
+        let (name, value) = param.split_once('=')?;
+        name.trim()
+            .eq_ignore_ascii_case("charset")
+            .then(|| value.trim().trim_matches('"').to_ascii_lowercase())
+    })
 }
 
 #[cfg(test)]
@@ -91,6 +115,15 @@ mod tests {
             assert_eq!(e.status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{bad}");
             assert!(e.message.contains(bad), "{}", e.message);
         }
+        for bad in [
+            "application/json; charset=utf-16",
+            "text/plain;charset=\"UTF-16LE\"",
+        ] {
+            let e = check("json", &with(bad)).expect_err(bad);
+            assert_eq!(e.status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{bad}");
+            assert!(e.message.contains("charset `utf-16"), "{}", e.message);
+        }
+        assert!(check("json", &with("application/json; Charset=\"utf-8\"")).is_ok());
         let mut binary = with("application/octet-stream");
         binary.insert("ce-specversion", HeaderValue::from_static("1.0"));
         assert!(check("cloudevents", &binary).is_ok());

@@ -336,7 +336,7 @@ impl SourceConfig for WebhookConfig {
                 app = app.route(&r.path, post(route::handle).with_state(Arc::new(handler)));
             }
             tracing::info!(component_id = %cx.id, address = %local, routes = ?paths, tls = tls.is_some(), "webhook listening");
-            let app = app.fallback(move || route::not_found(paths.clone()));
+            let app = app.fallback(route::not_found);
             let options = crate::net::http_server::ServerOptions {
                 header_read_timeout: Some(self.read_timeout),
                 tls,

@@ -170,7 +170,9 @@ impl Route {
             return Err(unauthorized(auth));
         }
 
-        let decode_deadline = tokio::time::Instant::now() + shared.decode_timeout;
+        // Only time spent decoding counts, not time spent waiting for a slot: a request
+        // that queued behind others is busy (503), not too large (413).
+        let mut decode_left = shared.decode_timeout;
         let small = !compressed && raw.len() <= INLINE_DECODE_BYTES && self.decoder.is_builtin();
         let headers = Arc::new(parts.headers);
         let request_id: Arc<str> = Arc::from(request_id);
@@ -179,7 +181,7 @@ impl Route {
             let headers = Arc::clone(&headers);
             let max_events = shared.max_events_per_request;
             let charge = Arc::clone(&charge);
-            self.off_runtime(small, deadline, decode_deadline, move || {
+            self.off_runtime(small, deadline, &mut decode_left, move || {
                 let _charge = charge;
                 let content = super::body::decode_content(&headers, raw, limit)?;
                 // What the values may take: what was charged beyond the body, and never
@@ -213,7 +215,7 @@ impl Route {
                 let request_id = Arc::clone(&request_id);
                 let charge = Arc::clone(&charge);
                 let decoded = self
-                    .off_runtime(small, deadline, decode_deadline, move || {
+                    .off_runtime(small, deadline, &mut decode_left, move || {
                         let _charge = charge;
                         let metadata = route.vrl_metadata(&headers, true);
                         let stamp = Stamp {
@@ -278,19 +280,23 @@ impl Route {
     /// is large) on the blocking pool, one of at most `DECODE_SLOTS` at a time, so a
     /// large request never stalls the runtime's workers that answer everything else.
     /// Waiting for a slot is
-    /// bounded by the request's deadline (503); the work itself by `decode_timeout`
-    /// (413: the same body would take as long again). The work of a `small` body (see
+    /// bounded by the request's deadline (503); the work itself by what is left of
+    /// `decode_timeout`, `decode_left`, which this call spends (413: the same body would
+    /// take as long again). The work of a `small` body (see
     /// [`INLINE_DECODE_BYTES`]) runs here instead: it is bounded by the body's size, and
     /// the hop to the blocking pool and back would cost more than the work.
     async fn off_runtime<T: Send + 'static>(
         &self,
         small: bool,
         deadline: tokio::time::Instant,
-        decode_deadline: tokio::time::Instant,
+        decode_left: &mut Duration,
         work: impl FnOnce() -> Result<T, Rejection> + Send + 'static,
     ) -> Result<T, Rejection> {
+        let started = tokio::time::Instant::now();
         if small {
-            return work();
+            let result = work();
+            *decode_left = decode_left.saturating_sub(started.elapsed());
+            return result;
         }
         let shared = &self.shared;
         let permit =
@@ -298,13 +304,17 @@ impl Route {
                 .await
                 .map_err(|_| Rejection::busy("every decoder is busy; retry later"))?
                 .map_err(|_| Rejection::busy("the source is stopping; retry later"))?;
+        let started = tokio::time::Instant::now();
+        let decode_deadline = started + *decode_left;
         let task = tokio::task::spawn_blocking(move || {
             // Held until the work ends, even when the request has given up on it.
             let _permit = permit;
             work()
         });
         let decode_first = decode_deadline <= deadline;
-        match tokio::time::timeout_at(decode_deadline.min(deadline), task).await {
+        let finished = tokio::time::timeout_at(decode_deadline.min(deadline), task).await;
+        *decode_left = decode_left.saturating_sub(started.elapsed());
+        match finished {
             Ok(Ok(result)) => result,
             Ok(Err(e)) => Err(Rejection::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -429,11 +439,15 @@ impl Route {
             Handed::Full | Handed::Stopped => {
                 Err(Rejection::busy("the pipeline is full; retry later"))
             }
-            Handed::Failed => Err(Rejection::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "delivery_failed",
-                "delivery failed; retry later",
-            )),
+            Handed::Failed => {
+                let mut r = Rejection::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "delivery_failed",
+                    "delivery failed; retry later",
+                );
+                r.retry_after = Some(1);
+                Err(r)
+            }
             Handed::Rejected => Err(Rejection::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "rejected",
@@ -491,14 +505,14 @@ pub(crate) async fn handle(State(route): State<Arc<Route>>, request: Request) ->
     }
 }
 
-pub(crate) async fn not_found(paths: Vec<String>) -> Response {
+/// The answer to a request for a path no route serves. It names no route: a route's
+/// path may be its only secret (`/hooks/${HOOK_PATH_SECRET}`), and the list would tell
+/// anyone which vendors are wired up.
+pub(crate) async fn not_found() -> Response {
     Rejection::new(
         StatusCode::NOT_FOUND,
         "not_found",
-        format!(
-            "no route here; this listener accepts POST on {}",
-            paths.join(", ")
-        ),
+        "no route here: check the URL the sender posts to against the routes of this source",
     )
     .into_response(&HeaderValue::from_static("-"))
 }

@@ -34,19 +34,7 @@ impl Sns {
         if let Some(cert) = self.cached(url) {
             return Ok(cert);
         }
-        let parsed = reqwest::Url::parse(url)
-            .map_err(|_| forbidden("SigningCertURL is not a URL".into()))?;
-        let host_ok = parsed.scheme() == "https"
-            && parsed.port().is_none()
-            && parsed.path().ends_with(".pem")
-            && parsed
-                .host_str()
-                .is_some_and(|h| self.config.cert_hosts.iter().any(|p| host_matches(p, h)));
-        if !host_ok {
-            return Err(forbidden(format!(
-                "SigningCertURL {url} is not an HTTPS .pem URL on an sns.cert_hosts host"
-            )));
-        }
+        let parsed = fetchable(url, &self.config.cert_hosts).map_err(forbidden)?;
         let unavailable = || {
             Rejection::new(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -132,6 +120,34 @@ impl Sns {
     }
 }
 
+/// A `SigningCertURL` worth fetching: HTTPS on an `sns.cert_hosts` host, no port, and
+/// AWS's own shape, one `SimpleNotificationService-….pem` with no query, fragment or
+/// user. Each variant that passed would be a fetch (and a warning) on an unsigned
+/// request's say-so; `x.pem?1`, `x.pem?2`, … no longer are.
+fn fetchable(url: &str, cert_hosts: &[String]) -> Result<reqwest::Url, String> {
+    let refused = || {
+        format!(
+            "SigningCertURL {url} is not an HTTPS SimpleNotificationService-*.pem URL on an \
+             sns.cert_hosts host"
+        )
+    };
+    let parsed = reqwest::Url::parse(url).map_err(|_| "SigningCertURL is not a URL".to_owned())?;
+    let file = parsed.path().strip_prefix('/').unwrap_or_default();
+    let ok = parsed.scheme() == "https"
+        && parsed.port().is_none()
+        && parsed.username().is_empty()
+        && parsed.password().is_none()
+        && parsed.query().is_none()
+        && parsed.fragment().is_none()
+        && file.starts_with("SimpleNotificationService-")
+        && file.ends_with(".pem")
+        && !file.contains('/')
+        && parsed
+            .host_str()
+            .is_some_and(|h| cert_hosts.iter().any(|p| host_matches(p, h)));
+    if ok { Ok(parsed) } else { Err(refused()) }
+}
+
 pub(super) fn parse_cert(pem: &[u8]) -> Result<SigningCert, String> {
     let cert =
         x509_cert::Certificate::from_pem(pem).map_err(|e| format!("not a PEM certificate: {e}"))?;
@@ -146,4 +162,29 @@ pub(super) fn parse_cert(pem: &[u8]) -> Result<SigningCert, String> {
         not_before: secs(&tbs.validity.not_before),
         not_after: secs(&tbs.validity.not_after),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fetchable;
+
+    #[test]
+    fn only_aws_shaped_certificate_urls_are_fetched() {
+        let hosts = vec!["sns.*.amazonaws.com".to_owned()];
+        let good = "https://sns.us-east-2.amazonaws.com/SimpleNotificationService-7ff5318490ec183fbaddaa2a969abfda.pem";
+        assert_eq!(fetchable(good, &hosts).expect("AWS's shape").as_str(), good);
+        for bad in [
+            "https://sns.us-east-2.amazonaws.com/SimpleNotificationService-x.pem?1",
+            "https://sns.us-east-2.amazonaws.com/SimpleNotificationService-x.pem#a",
+            "https://u:p@sns.us-east-2.amazonaws.com/SimpleNotificationService-x.pem",
+            "https://sns.us-east-2.amazonaws.com:8443/SimpleNotificationService-x.pem",
+            "https://sns.us-east-2.amazonaws.com/x/SimpleNotificationService-x.pem",
+            "https://sns.us-east-2.amazonaws.com/other.pem",
+            "http://sns.us-east-2.amazonaws.com/SimpleNotificationService-x.pem",
+            "https://sns.us-east-2.evil.com/SimpleNotificationService-x.pem",
+            "not a url",
+        ] {
+            assert!(fetchable(bad, &hosts).is_err(), "{bad}");
+        }
+    }
 }

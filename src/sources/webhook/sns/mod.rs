@@ -46,8 +46,9 @@ pub(crate) struct SnsConfig {
     /// GET the `SubscribeURL` of a SubscriptionConfirmation (otherwise it is logged).
     #[serde(default)]
     pub(crate) auto_confirm: bool,
-    /// Hosts a signing certificate may come from (always over HTTPS). `*` matches one
-    /// DNS label.
+    /// Hosts a signing certificate may come from (always over HTTPS, and only AWS's own
+    /// URL shape: `/SimpleNotificationService-….pem`, no port, query or fragment). `*`
+    /// matches one DNS label.
     #[serde(default = "default_hosts")]
     pub(crate) cert_hosts: Vec<String>,
     /// Where `SubscribeURL` may point: `host`, `host:port`, or with a scheme
@@ -68,6 +69,16 @@ pub(crate) struct SnsConfig {
     pub(crate) max_age: Duration,
 }
 
+/// `arn:PARTITION:sns:REGION:ACCOUNT:TOPIC` with a literal 12-digit account.
+fn names_an_account(pattern: &str) -> bool {
+    let parts: Vec<&str> = pattern.split(':').collect();
+    parts.len() == 6
+        && parts[0] == "arn"
+        && parts[2] == "sns"
+        && parts[4].len() == 12
+        && parts[4].bytes().all(|b| b.is_ascii_digit())
+}
+
 fn default_max_age() -> Duration {
     Duration::from_secs(3600)
 }
@@ -79,6 +90,18 @@ impl SnsConfig {
             return Err(BuildError(
                 "`sns.auto_confirm` needs `sns.topic_arns`: without it any AWS account could subscribe this endpoint to its own topic and send it alerts".into(),
             ));
+        }
+        for topic in &self.topic_arns {
+            if topic.trim().is_empty() {
+                return Err(BuildError(
+                    "`sns.topic_arns` has an empty entry (an unset variable?): it would match no topic and every message would be refused".into(),
+                ));
+            }
+            if self.auto_confirm && !names_an_account(topic) {
+                return Err(BuildError(format!(
+                    "`sns.topic_arns`: `{topic}` does not name an AWS account; with `sns.auto_confirm`, each entry must be `arn:aws:sns:REGION:ACCOUNT:TOPIC` with a literal account id (wildcards only in the region and the topic), or any account could subscribe this endpoint"
+                )));
+            }
         }
         if self.max_age.is_zero() {
             return Err(BuildError("`sns.max_age` must be above zero".into()));
