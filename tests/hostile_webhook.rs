@@ -631,13 +631,17 @@ sources:
     );
 }
 
-/// A decoder that takes too long is cut off with 413 naming `decode_timeout`.
-#[tokio::test]
-async fn slow_decoding_is_cut_off() {
+/// A webhook source with `decode_timeout: 50ms`, a `/slow` route whose decoder plugin
+/// hashes the whole payload once per item (quadratic on purpose) and a `/json` route.
+async fn slow_plugin_pipeline() -> (
+    u16,
+    CaptureSink,
+    sluice::topology::Topology,
+    tempfile::TempDir,
+) {
     let port = free_port();
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::create_dir_all(dir.path().join("decoders")).expect("mkdir");
-    // Hashes the whole payload once per item: quadratic on purpose.
     std::fs::write(
         dir.path().join("decoders/slow.vrl"),
         r#"
@@ -662,8 +666,15 @@ sources:
     ));
     let sink = CaptureSink::default();
     sink.attach(&mut p, "out", &["hook"], 100);
-    let (_topo, _) = start(p).await;
+    let (topo, _) = start(p).await;
     wait_for_port(port).await;
+    (port, sink, topo, dir)
+}
+
+/// A decoder that takes too long is cut off with 413 naming `decode_timeout`.
+#[tokio::test]
+async fn slow_decoding_is_cut_off() {
+    let (port, sink, _topo, _dir) = slow_plugin_pipeline().await;
     let items: Vec<Json> = (0..1_000)
         .map(|i| json!({ "i": i, "pad": "yyyyyyyy" }))
         .collect();
@@ -697,35 +708,7 @@ sources:
 /// alerts") for a wait it did not cause.
 #[tokio::test]
 async fn waiting_for_a_decode_slot_does_not_spend_decode_timeout() {
-    let port = free_port();
-    let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::create_dir_all(dir.path().join("decoders")).expect("mkdir");
-    std::fs::write(
-        dir.path().join("decoders/slow.vrl"),
-        r#"
-payload = .
-for_each(array!(.items)) -> |_i, _v| { _h = sha2(encode_json(payload), variant: "SHA-512") }
-. = [{"status": "firing", "summary": "slow"}]
-"#,
-    )
-    .expect("plugin");
-    sluice::plugins::set_dirs(vec![dir.path().to_path_buf()]);
-    let mut p = parse(&format!(
-        r#"
-sources:
-  hook:
-    type: webhook
-    address: "127.0.0.1:{port}"
-    decode_timeout: 50ms
-    routes:
-      - {{ path: /slow, decoder: slow }}
-      - {{ path: /json }}
-"#
-    ));
-    let sink = CaptureSink::default();
-    sink.attach(&mut p, "out", &["hook"], 100);
-    let (_topo, _) = start(p).await;
-    wait_for_port(port).await;
+    let (port, sink, _topo, _dir) = slow_plugin_pipeline().await;
     // As many slow bodies as there are slots: each is answered 413 after 50 ms and keeps
     // its slot until its work ends, hundreds of milliseconds later.
     let slots = std::thread::available_parallelism().map_or(2, |n| n.get().max(2));
