@@ -292,11 +292,10 @@ impl Route {
         decode_left: &mut Duration,
         work: impl FnOnce() -> Result<T, Rejection> + Send + 'static,
     ) -> Result<T, Rejection> {
-        let started = tokio::time::Instant::now();
         if small {
-            let result = work();
-            *decode_left = decode_left.saturating_sub(started.elapsed());
-            return result;
+            // Both phases of a request are small or neither is, so an inline phase never
+            // leaves a budget that a pool phase would read.
+            return work();
         }
         let shared = &self.shared;
         let permit =
