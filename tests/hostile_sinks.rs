@@ -549,6 +549,28 @@ fn templated_scheme_host_or_port_is_a_validate_error() {
     }
 }
 
+/// A URL without fields is rendered once, when the pipeline loads: one that climbs its
+/// path is refused then, rather than dead-lettering every event.
+#[test]
+fn a_static_url_that_climbs_its_path_is_a_validate_error() {
+    for url in [
+        "http://h/a/../events",
+        "http://h/%2E%2e/events",
+        "http://h/./events",
+    ] {
+        let yaml = format!(
+            "sources:\n  g: {{ type: generator }}\nsinks:\n  hooked: {{ type: http, inputs: [g], url: \"{url}\" }}\n"
+        );
+        let e = sluice::config::load_texts(&[("p.yaml".into(), yaml)], |_| None)
+            .expect_err(url)
+            .to_string();
+        assert!(
+            e.contains("hooked") && e.contains("`url`") && e.contains("climbs the path"),
+            "{url}: {e}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kafka_topic_values_cannot_reach_internal_or_illegal_topics() {
     use rdkafka::consumer::{BaseConsumer, Consumer};

@@ -133,6 +133,21 @@ impl HttpSinkConfig {
         let url = Template::parse(&self.url).map_err(|e| BuildError(format!("`url`: {e}")))?;
         url.check_url()
             .map_err(|e| BuildError(format!("`url` `{}`: {e}", self.url)))?;
+        // A URL without fields is the same for every event: rendered (and checked) once
+        // here rather than per event, which cost about 12% of the CPU of NDJSON → http.
+        let static_url = if url.is_static() {
+            let blank = Event::new(
+                Value::Object(ObjectMap::new()),
+                Arc::from(""),
+                Default::default(),
+            );
+            let rendered = url
+                .render_url(&blank)
+                .map_err(|e| BuildError(format!("`url` `{}`: {e}", self.url)))?;
+            Some(rendered)
+        } else {
+            None
+        };
         let mut headers = HeaderMap::new();
         for (name, value) in self.headers.pairs("headers")? {
             let value = match value {
@@ -204,6 +219,7 @@ impl HttpSinkConfig {
             .collect();
         Ok(HttpSinkEncoder {
             url,
+            static_url,
             method: match self.method {
                 HttpMethod::Post => reqwest::Method::POST,
                 HttpMethod::Put => reqwest::Method::PUT,
@@ -288,6 +304,8 @@ impl SinkConfig for HttpSinkConfig {
 
 struct HttpSinkEncoder {
     url: Template,
+    /// The URL when it has no fields; every event then shares one partition.
+    static_url: Option<String>,
     method: reqwest::Method,
     headers: HeaderMap,
     extra_args: ObjectMap,
@@ -298,7 +316,10 @@ struct HttpSinkEncoder {
 
 impl HttpEncoder for HttpSinkEncoder {
     fn partition(&self, event: &Event) -> Result<String, String> {
-        self.url.render_url(event)
+        match self.static_url {
+            Some(_) => Ok(String::new()),
+            None => self.url.render_url(event),
+        }
     }
 
     fn encode_event(&self, event: &Event) -> Result<Vec<u8>, String> {
@@ -370,7 +391,7 @@ impl HttpEncoder for HttpSinkEncoder {
         };
         Ok(EncodedRequest {
             method: self.method.clone(),
-            url: url.to_owned(),
+            url: self.static_url.as_deref().unwrap_or(url).to_owned(),
             headers: self.headers.clone(),
             body: Bytes::from(body),
         })

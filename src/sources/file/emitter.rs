@@ -116,7 +116,13 @@ impl Emitter {
             .unwrap_or(open)
             .trim_ascii()
             .is_empty();
-        let mut text = Vec::with_capacity(open.len() + self.host_json.len() + 96);
+        // The keys, the offset's digits and the closing brace take 48 bytes; the path's
+        // quotes 2 more (its escapes are rare). Too little here reallocated every line.
+        let file_len = match file {
+            Value::Bytes(b) => b.len() + 2,
+            _ => 64,
+        };
+        let mut text = Vec::with_capacity(open.len() + file_len + self.host_json.len() + 48);
         text.extend_from_slice(open.as_bytes());
         text.extend_from_slice(if empty { b"\"file\":" } else { b",\"file\":" });
         let _ = serde_json::to_writer(&mut text, file);
