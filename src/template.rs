@@ -103,7 +103,20 @@ impl Template {
                  is before the path); put fields in the path or the query"
             ));
         }
-        let url = url::Url::parse(&self.sample()).map_err(|e| format!("not a URL: {e}"))?;
+        // URL parsers read `\` as `/` and drop tabs and line breaks, so `/a\..\b` or
+        // `/.\t./` would climb past the segment check that runs on the text as written.
+        let sample = self.sample();
+        if let Some(c) = sample
+            .chars()
+            .find(|c| matches!(c, '\\' | '\t' | '\r' | '\n'))
+        {
+            return Err(format!(
+                "the URL contains {}, which URL parsers rewrite (a backslash reads as `/`, \
+                 tabs and line breaks are dropped); percent-encode it",
+                c.escape_debug()
+            ));
+        }
+        let url = url::Url::parse(&sample).map_err(|e| format!("not a URL: {e}"))?;
         if !matches!(url.scheme(), "http" | "https") {
             return Err(format!(
                 "the scheme is `{}`; expected http or https",
@@ -320,6 +333,21 @@ mod tests {
                 .check_url()
                 .expect_err(url);
             assert!(why.contains("cannot be templated"), "{url}: {why}");
+        }
+        // Rewritten by URL parsers into a climb (red team): `\` is `/`, tabs and line
+        // breaks vanish.
+        for url in [
+            "http://h/a\\..\\in",
+            "http://h/a/..\\in",
+            "http://h/a/.\t./in",
+            "http://h/a/.\n./in",
+            "http://h/a/.\r./{{ x }}",
+        ] {
+            let why = Template::parse(url)
+                .expect("parses")
+                .check_url()
+                .expect_err(url);
+            assert!(why.contains("URL parsers rewrite"), "{url:?}: {why}");
         }
         let ftp = Template::parse("ftp://h/{{ x }}").expect("parses");
         assert!(ftp.check_url().expect_err("ftp").contains("scheme"));
