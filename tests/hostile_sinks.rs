@@ -528,6 +528,21 @@ sinks:
     );
 }
 
+/// Loading an http sink `hooked` with this URL fails, naming the sink, the option and
+/// `why`.
+fn assert_url_refused(url: &str, why: &str) {
+    let yaml = format!(
+        "sources:\n  g: {{ type: generator }}\nsinks:\n  hooked: {{ type: http, inputs: [g], url: \"{url}\" }}\n"
+    );
+    let e = sluice::config::load_texts(&[("p.yaml".into(), yaml)], |_| None)
+        .expect_err(url)
+        .to_string();
+    assert!(
+        e.contains("hooked") && e.contains("`url`") && e.contains(why),
+        "{url}: {e}"
+    );
+}
+
 #[test]
 fn templated_scheme_host_or_port_is_a_validate_error() {
     for url in [
@@ -536,16 +551,7 @@ fn templated_scheme_host_or_port_is_a_validate_error() {
         "{{ scheme }}://h/events",
         "http://u:{{ password }}@h/events",
     ] {
-        let yaml = format!(
-            "sources:\n  g: {{ type: generator }}\nsinks:\n  hooked: {{ type: http, inputs: [g], url: \"{url}\" }}\n"
-        );
-        let e = sluice::config::load_texts(&[("p.yaml".into(), yaml)], |_| None)
-            .expect_err(url)
-            .to_string();
-        assert!(
-            e.contains("hooked") && e.contains("`url`") && e.contains("cannot be templated"),
-            "{url}: {e}"
-        );
+        assert_url_refused(url, "cannot be templated");
     }
 }
 
@@ -558,16 +564,7 @@ fn a_static_url_that_climbs_its_path_is_a_validate_error() {
         "http://h/%2E%2e/events",
         "http://h/./events",
     ] {
-        let yaml = format!(
-            "sources:\n  g: {{ type: generator }}\nsinks:\n  hooked: {{ type: http, inputs: [g], url: \"{url}\" }}\n"
-        );
-        let e = sluice::config::load_texts(&[("p.yaml".into(), yaml)], |_| None)
-            .expect_err(url)
-            .to_string();
-        assert!(
-            e.contains("hooked") && e.contains("`url`") && e.contains("climbs the path"),
-            "{url}: {e}"
-        );
+        assert_url_refused(url, "climbs the path");
     }
 }
 
