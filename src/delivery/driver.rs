@@ -407,9 +407,8 @@ fn add<E: HttpEncoder>(
         };
         partitions.insert_full(key, pending).0
     });
-    let Some((_, pending)) = partitions.get_index_mut(index) else {
-        return Ok(());
-    };
+    // The index was just found or made.
+    let pending = &mut partitions[index];
     pending.bytes += bytes.len();
     pending.encoded.push(bytes);
     pending.events.push(event);
