@@ -318,6 +318,15 @@ mod tests {
         );
     }
 
+    /// `check_url` refuses `url`, saying `why`.
+    fn assert_url_refused(url: &str, why: &str) {
+        let error = Template::parse(url)
+            .expect("parses")
+            .check_url()
+            .expect_err(url);
+        assert!(error.contains(why), "{url:?}: {error}");
+    }
+
     #[test]
     fn templated_scheme_host_port_and_userinfo_are_refused() {
         for url in [
@@ -328,11 +337,7 @@ mod tests {
             "http://user:{{ password }}@h/x",
             "{{ url }}",
         ] {
-            let why = Template::parse(url)
-                .expect("parses")
-                .check_url()
-                .expect_err(url);
-            assert!(why.contains("cannot be templated"), "{url}: {why}");
+            assert_url_refused(url, "cannot be templated");
         }
         // Rewritten by URL parsers into a climb (red team): `\` is `/`, tabs and line
         // breaks vanish.
@@ -343,11 +348,7 @@ mod tests {
             "http://h/a/.\n./in",
             "http://h/a/.\r./{{ x }}",
         ] {
-            let why = Template::parse(url)
-                .expect("parses")
-                .check_url()
-                .expect_err(url);
-            assert!(why.contains("URL parsers rewrite"), "{url:?}: {why}");
+            assert_url_refused(url, "URL parsers rewrite");
         }
         let ftp = Template::parse("ftp://h/{{ x }}").expect("parses");
         assert!(ftp.check_url().expect_err("ftp").contains("scheme"));
