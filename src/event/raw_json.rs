@@ -36,20 +36,10 @@ pub(crate) enum Checked {
 
 /// Checks that `text` is exactly one JSON value (whitespace around it allowed) as
 /// serde_json reads it. `reserved` names top-level keys the caller is about to add.
-pub(crate) fn check_object(text: &[u8], reserved: &[&str]) -> Result<Checked, serde_json::Error> {
-    match std::str::from_utf8(text) {
-        // UTF-8 checked once for the whole text rather than in every string read.
-        Ok(utf8) => check_in(serde_json::Deserializer::from_str(utf8), text, reserved),
-        // Not JSON: serde_json names the error where it finds it.
-        Err(_) => check_in(serde_json::Deserializer::from_slice(text), text, reserved),
-    }
-}
-
-fn check_in<'de, R: serde_json::de::Read<'de>>(
-    mut de: serde_json::Deserializer<R>,
-    text: &[u8],
-    reserved: &[&str],
-) -> Result<Checked, serde_json::Error> {
+pub(crate) fn check_object(text: &str, reserved: &[&str]) -> Result<Checked, serde_json::Error> {
+    // Text that is already UTF-8: serde_json's `StrRead` does not check each string again.
+    let mut de = serde_json::Deserializer::from_str(text);
+    let text = text.as_bytes();
     let first = text.iter().find(|b| !b.is_ascii_whitespace());
     if first != Some(&b'{') {
         // Through the size visitor rather than `IgnoredAny`: serde_json skips ignored
@@ -316,7 +306,7 @@ mod tests {
     use vrl::value::Value;
 
     fn check(text: &str) -> Result<Checked, String> {
-        check_object(text.as_bytes(), &["file"]).map_err(|e| e.to_string())
+        check_object(text, &["file"]).map_err(|e| e.to_string())
     }
 
     #[test]

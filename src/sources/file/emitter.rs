@@ -95,7 +95,7 @@ impl Emitter {
     /// source's fields written after its own (see [`crate::event::Payload`]).
     pub(super) fn payload(&self, msg: Message, file: &Value) -> Payload {
         if self.json && msg.meta.is_none() {
-            match check_object(msg.text.as_bytes(), ADDED_KEYS) {
+            match check_object(&msg.text, ADDED_KEYS) {
                 Ok(Checked::Object { parsed_size }) => {
                     return Payload::raw(self.with_added_keys(msg, file, parsed_size));
                 }

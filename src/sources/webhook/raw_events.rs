@@ -62,7 +62,7 @@ pub(crate) fn read_at_most(body: &[u8], max: usize) -> Option<Vec<Payload>> {
 /// One element of a top-level array: kept as text when it is a one-line object, else
 /// parsed.
 fn element(text: &str) -> Option<Payload> {
-    match check_object(text.as_bytes(), &[]).ok()? {
+    match check_object(text, &[]).ok()? {
         Checked::Object { parsed_size } => kept(text.as_bytes(), parsed_size),
         // Scalars, nested arrays and multi-line objects gain nothing from being kept.
         Checked::Other => None,
