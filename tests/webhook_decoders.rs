@@ -357,3 +357,36 @@ async fn firing_and_resolved_of_one_alert_share_a_fingerprint() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// The schema spells "not given" as null: vendor fields that are empty strings never
+/// reach an event as `""` (the Alertmanager decoder writes null itself rather than
+/// mapping every event at the end).
+#[tokio::test]
+async fn empty_vendor_strings_become_null() {
+    let h = Harness::start().await;
+    let am = "grafana/alertmanager_oncall-example_firing_2alerts.json";
+    let empty_am = serde_json::json!({
+        "/alerts/0/annotations": {"summary": "", "title": "", "description": ""},
+        "/alerts/0/generatorURL": "",
+        "/externalURL": "",
+        "/alerts/0/labels/service": "",
+    });
+    let legacy = "grafana/grafana-docs_legacy_webhook_alerting.json";
+    let empty_legacy = serde_json::json!({"/message": "", "/ruleUrl": ""});
+    let mut events = h.post(am, "alertmanager", Some(&empty_am)).await;
+    events.extend(h.post(legacy, "grafana", Some(&empty_legacy)).await);
+    assert_eq!(events.len(), 3, "{events:?}");
+    for event in &events {
+        for (key, value) in event.as_object().expect("an object") {
+            assert_ne!(value, "", "{key} is an empty string in {event}");
+        }
+    }
+    // The first alert's summary falls back to its alertname; the rest are null.
+    assert_eq!(events[0]["summary"], "InstanceDown");
+    for key in ["description", "url", "service"] {
+        assert!(events[0][key].is_null(), "{key}: {}", events[0]);
+    }
+    for key in ["description", "url"] {
+        assert!(events[2][key].is_null(), "{key}: {}", events[2]);
+    }
+}
