@@ -12,11 +12,55 @@ use crate::cli::load::LoadError;
 pub(crate) struct Sluice {
     child: Option<Child>,
     log: PathBuf,
+    listen: String,
 }
 
+/// How many times a start is tried when an address it was given is taken meanwhile.
+const START_ATTEMPTS: u32 = 5;
+
 impl Sluice {
-    /// Starts sluice on `pipeline` and waits until its API reports healthy.
+    /// Starts sluice on `pipeline` and waits until its API reports healthy. `listen`, when
+    /// given, names the variable of the environment that holds a free loopback address
+    /// for the pipeline's source ([`Sluice::listen_address`]).
+    ///
+    /// A port found free can be taken before the child binds it (by any connection's
+    /// ephemeral port while other runs go on, as under parallel tests), so a start that
+    /// fails on an address in use is tried again on other ports.
     pub(crate) async fn start(
+        pipeline: &Path,
+        data_dir: &Path,
+        env: &[(String, String)],
+        listen: Option<&str>,
+    ) -> Result<Self, LoadError> {
+        let mut attempt = 1;
+        loop {
+            let mut env = env.to_vec();
+            let mut address = String::new();
+            if let Some(name) = listen {
+                address = free_address()?;
+                env.push((name.to_owned(), address.clone()));
+            }
+            match Self::start_once(pipeline, data_dir, &env).await {
+                Err(LoadError::Sluice(message))
+                    if attempt < START_ATTEMPTS && is_address_in_use(&message) =>
+                {
+                    attempt += 1;
+                }
+                Ok(mut sluice) => {
+                    sluice.listen = address;
+                    return Ok(sluice);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// The address given to the source (empty when `start` was given none).
+    pub(crate) fn listen_address(&self) -> &str {
+        &self.listen
+    }
+
+    async fn start_once(
         pipeline: &Path,
         data_dir: &Path,
         env: &[(String, String)],
@@ -56,6 +100,7 @@ impl Sluice {
         let mut sluice = Self {
             child: Some(child),
             log,
+            listen: String::new(),
         };
         sluice.wait_healthy(&api).await?;
         Ok(sluice)
@@ -152,6 +197,12 @@ impl Drop for Sluice {
     }
 }
 
+/// Whether sluice failed to start because an address was taken (Linux's words for
+/// `EADDRINUSE`, in the error sluice logs).
+fn is_address_in_use(message: &str) -> bool {
+    message.contains("Address already in use")
+}
+
 /// A loopback address nobody listens on right now.
 pub(crate) fn free_address() -> Result<String, LoadError> {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -161,4 +212,21 @@ pub(crate) fn free_address() -> Result<String, LoadError> {
             what: "finding a free port".into(),
             source: e,
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_start_on_a_taken_address_is_recognized() {
+        // What `sluice run` logs when a source cannot bind (seen in CI).
+        let log = "ERROR sluice::cli::run: the pipeline could not start: component `events`: \
+                   cannot listen on 127.0.0.1:46515: Address already in use (os error 98)";
+        assert!(is_address_in_use(log));
+        assert!(!is_address_in_use(
+            "ERROR sluice::cli::run: the pipeline could not start: component `events`: \
+             permission denied"
+        ));
+    }
 }

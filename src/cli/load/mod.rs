@@ -231,16 +231,14 @@ impl Run<'_> {
         recorder.reset(self.count);
 
         let dir = Self::temp_dir()?;
-        let source = child::free_address()?;
         let sluice = Sluice::start(
             &self.scenario.pipeline,
             &dir,
-            &Self::env(&[
-                ("BENCH_SOURCE_ADDRESS", source.clone()),
-                ("BENCH_RECEIVER", receiver.url()),
-            ]),
+            &Self::env(&[("BENCH_RECEIVER", receiver.url())]),
+            Some("BENCH_SOURCE_ADDRESS"),
         )
         .await?;
+        let source = sluice.listen_address().to_owned();
         let outcome = match self.scenario.driver {
             DriverConfig::Forward { event_bytes, .. } => {
                 let sent = Arc::new(AtomicU64::new(0));
@@ -299,6 +297,7 @@ impl Run<'_> {
                 ("BENCH_FILE", file.display().to_string()),
                 ("BENCH_RECEIVER", receiver.url()),
             ]),
+            None,
         )
         .await?;
         let sent = Arc::new(AtomicU64::new(0));
@@ -383,6 +382,7 @@ impl Run<'_> {
                 ("BENCH_PG_URL", postgres::url()),
                 ("BENCH_PG_SCHEMA", store.schema.clone()),
             ]),
+            None,
         )
         .await?;
         let progress = Watch::start("sluice", self.count, sent.clone(), recorder.clone());
