@@ -25,7 +25,9 @@ use crate::net::{Backoff, FailureHandling, Pause, Retryable, classify_status, er
 #[derive(Debug, Clone)]
 pub struct EncodedRequest {
     pub(crate) method: reqwest::Method,
-    pub(crate) url: String,
+    /// Parsed once, when the sink is built (or when a per-event URL is rendered), not
+    /// again for every attempt.
+    pub(crate) url: reqwest::Url,
     pub(crate) headers: HeaderMap,
     pub body: Bytes,
 }
@@ -33,7 +35,7 @@ pub struct EncodedRequest {
 impl EncodedRequest {
     /// The POST of a sink whose API takes one event per request (`max_events` 1): the
     /// batch's only event as the body.
-    pub(crate) fn single_event_post(url: &str, events: Vec<Vec<u8>>) -> Self {
+    pub(crate) fn single_event_post(url: &reqwest::Url, events: Vec<Vec<u8>>) -> Self {
         let body = events.into_iter().next().unwrap_or_default();
         let mut headers = HeaderMap::new();
         headers.insert(
@@ -42,7 +44,7 @@ impl EncodedRequest {
         );
         Self {
             method: reqwest::Method::POST,
-            url: url.to_owned(),
+            url: url.clone(),
             headers,
             body: Bytes::from(body),
         }
@@ -470,7 +472,7 @@ async fn deliver<E: HttpEncoder>(
             }
         }
         let mut builder = client
-            .request(request.method.clone(), &request.url)
+            .request(request.method.clone(), request.url.clone())
             .headers(request.headers.clone())
             .body(request.body.clone());
         let mut token = None;

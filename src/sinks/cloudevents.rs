@@ -104,7 +104,7 @@ impl CloudEventsConfig {
     }
 
     fn encoder(&self) -> Result<CloudEventsEncoder, BuildError> {
-        reqwest::Url::parse(&self.sink.endpoint)
+        let endpoint = reqwest::Url::parse(&self.sink.endpoint)
             .map_err(|e| BuildError(format!("`sink.endpoint`: {e}")))?;
         self.batch.check().map_err(BuildError)?;
         self.failure_handling.check().map_err(BuildError)?;
@@ -121,7 +121,7 @@ impl CloudEventsConfig {
             None => Template::parse(&format!("/sluice/{cluster}")).map_err(BuildError)?,
         };
         Ok(CloudEventsEncoder {
-            endpoint: self.sink.endpoint.clone(),
+            endpoint,
             mode: self.mode,
             event_type: Template::parse(&self.event_type).map_err(BuildError)?,
             subject: self
@@ -214,7 +214,7 @@ impl SinkConfig for CloudEventsConfig {
 }
 
 struct CloudEventsEncoder {
-    endpoint: String,
+    endpoint: reqwest::Url,
     mode: Mode,
     event_type: Template,
     subject: Option<Template>,

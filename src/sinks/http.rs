@@ -144,7 +144,9 @@ impl HttpSinkConfig {
             let rendered = url
                 .render_url(&blank)
                 .map_err(|e| BuildError(format!("`url` `{}`: {e}", self.url)))?;
-            Some(rendered)
+            let parsed = reqwest::Url::parse(&rendered)
+                .map_err(|e| BuildError(format!("`url` `{}`: {e}", self.url)))?;
+            Some(parsed)
         } else {
             None
         };
@@ -305,7 +307,7 @@ impl SinkConfig for HttpSinkConfig {
 struct HttpSinkEncoder {
     url: Template,
     /// The URL when it has no fields; every event then shares one partition.
-    static_url: Option<String>,
+    static_url: Option<reqwest::Url>,
     method: reqwest::Method,
     headers: HeaderMap,
     extra_args: ObjectMap,
@@ -391,7 +393,11 @@ impl HttpEncoder for HttpSinkEncoder {
         };
         Ok(EncodedRequest {
             method: self.method.clone(),
-            url: self.static_url.as_deref().unwrap_or(url).to_owned(),
+            url: match &self.static_url {
+                Some(url) => url.clone(),
+                None => reqwest::Url::parse(url)
+                    .map_err(|e| format!("the rendered URL is not a URL: {e}"))?,
+            },
             headers: self.headers.clone(),
             body: Bytes::from(body),
         })

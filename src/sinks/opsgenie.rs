@@ -435,7 +435,9 @@ impl HttpEncoder for OpsgenieEncoder {
     }
 
     fn build_request(&self, url: &str, events: Vec<Vec<u8>>) -> Result<EncodedRequest, String> {
-        let mut request = EncodedRequest::single_event_post(url, events);
+        // The partition is the alert's own URL (its alias is in the path).
+        let url = reqwest::Url::parse(url).map_err(|e| format!("the alert's URL: {e}"))?;
+        let mut request = EncodedRequest::single_event_post(&url, events);
         let mut headers = HeaderMap::new();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         headers.insert(AUTHORIZATION, self.auth.clone());

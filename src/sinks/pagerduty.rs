@@ -106,7 +106,7 @@ impl PagerDutyConfig {
         }
         self.failure_handling.check().map_err(BuildError)?;
         self.request.check().map_err(BuildError)?;
-        reqwest::Url::parse(&self.url).map_err(|e| BuildError(format!("`url`: {e}")))?;
+        let url = reqwest::Url::parse(&self.url).map_err(|e| BuildError(format!("`url`: {e}")))?;
         let t = |o: &Option<String>| {
             o.as_deref()
                 .map(Template::parse)
@@ -115,7 +115,7 @@ impl PagerDutyConfig {
         };
         Ok(PagerDutyEncoder {
             routing_key: self.routing_key.clone(),
-            url: self.url.clone(),
+            url,
             client: self.client.clone(),
             templates: Templates {
                 dedup_key: t(&self.dedup_key)?,
@@ -167,7 +167,7 @@ impl SinkConfig for PagerDutyConfig {
 
 struct PagerDutyEncoder {
     routing_key: String,
-    url: String,
+    url: reqwest::Url,
     client: String,
     templates: Templates,
 }

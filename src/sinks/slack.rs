@@ -35,12 +35,12 @@ pub(crate) struct SlackConfig {
 
 impl SlackConfig {
     fn encoder(&self) -> Result<SlackEncoder, BuildError> {
-        reqwest::Url::parse(&self.webhook_url)
+        let url = reqwest::Url::parse(&self.webhook_url)
             .map_err(|e| BuildError(format!("`webhook_url`: {e}")))?;
         self.failure_handling.check().map_err(BuildError)?;
         self.request.check().map_err(BuildError)?;
         Ok(SlackEncoder {
-            url: self.webhook_url.clone(),
+            url,
             formatter: Formatter::load("slack", "Slack", self.formatter_file.as_ref())?,
         })
     }
@@ -88,7 +88,7 @@ impl SinkConfig for SlackConfig {
 }
 
 struct SlackEncoder {
-    url: String,
+    url: reqwest::Url,
     formatter: Formatter,
 }
 

@@ -63,7 +63,7 @@ impl TeamsConfig {
         self.failure_handling.check().map_err(BuildError)?;
         self.request.check().map_err(BuildError)?;
         Ok(TeamsEncoder {
-            url: self.webhook_url.clone(),
+            url,
             formatter: Formatter::load("teams", "Teams", self.formatter_file.as_ref())?,
         })
     }
@@ -111,7 +111,7 @@ impl SinkConfig for TeamsConfig {
 }
 
 struct TeamsEncoder {
-    url: String,
+    url: reqwest::Url,
     formatter: Formatter,
 }
 

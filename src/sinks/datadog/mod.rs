@@ -240,6 +240,7 @@ impl DatadogConfig {
 
     fn encoder(&self) -> Result<DatadogEncoder, BuildError> {
         let url = self.url()?;
+        let url = reqwest::Url::parse(&url).map_err(|e| BuildError(format!("`endpoint`: {e}")))?;
         let mut headers = HeaderMap::new();
         headers.insert(
             HeaderName::from_static("dd-api-key"),
@@ -384,7 +385,7 @@ impl SinkConfig for DatadogConfig {
 }
 
 struct DatadogEncoder {
-    url: String,
+    url: reqwest::Url,
     headers: HeaderMap,
     compress: bool,
     data: DataKind,

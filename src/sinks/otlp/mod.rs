@@ -154,6 +154,7 @@ impl SinkConfig for OtlpSinkConfig {
             self.check_options()?;
             let sender = transport::Sender::new(self, Arc::clone(&cx.id)).map_err(BuildError)?;
             let encoder = Arc::new(OtlpEncoder {
+                url: self.url()?,
                 sender: Arc::new(sender),
                 gzip_body: self.compression == Compression::Gzip && self.protocol == Protocol::Http,
             });
@@ -175,6 +176,8 @@ impl SinkConfig for OtlpSinkConfig {
 }
 
 struct OtlpEncoder {
+    /// Only for the request's record: `send` delivers through `sender`.
+    url: reqwest::Url,
     sender: Arc<transport::Sender>,
     /// gRPC compresses its own messages; HTTP bodies are compressed here.
     gzip_body: bool,
@@ -200,7 +203,7 @@ impl HttpEncoder for OtlpEncoder {
         }
         Ok(EncodedRequest {
             method: reqwest::Method::POST,
-            url: String::new(),
+            url: self.url.clone(),
             headers: reqwest::header::HeaderMap::new(),
             body: Bytes::from(body),
         })
