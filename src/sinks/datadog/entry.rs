@@ -431,6 +431,8 @@ mod tests {
             ),
             (json!({"api_key": "  "}), "empty secret"),
             (json!({"site": "evil.com/x?"}), "not a host name"),
+            // A host name whose last label is a number reads as an IPv4 address.
+            (json!({"site": "datadoghq.1"}), "the intake URL"),
             (
                 json!({"endpoint": "http://u:p@127.0.0.1:1"}),
                 "no credentials",

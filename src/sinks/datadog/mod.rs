@@ -240,7 +240,9 @@ impl DatadogConfig {
 
     fn encoder(&self) -> Result<DatadogEncoder, BuildError> {
         let url = self.url()?;
-        let url = reqwest::Url::parse(&url).map_err(|e| BuildError(format!("`endpoint`: {e}")))?;
+        // `site` passes as a host name but may still not make a URL (`1.2` reads as IPv4).
+        let url = reqwest::Url::parse(&url)
+            .map_err(|e| BuildError(format!("the intake URL `{url}`: {e}")))?;
         let mut headers = HeaderMap::new();
         headers.insert(
             HeaderName::from_static("dd-api-key"),
