@@ -433,6 +433,8 @@ mod tests {
             (json!({"site": "evil.com/x?"}), "not a host name"),
             // A host name whose last label is a number reads as an IPv4 address.
             (json!({"site": "datadoghq.1"}), "the intake URL"),
+            // The endpoint alone parses (outer spaces are trimmed); with the path it does not.
+            (json!({"endpoint": "http://127.0.0.1:9 "}), "the intake URL"),
             (
                 json!({"endpoint": "http://u:p@127.0.0.1:1"}),
                 "no credentials",
