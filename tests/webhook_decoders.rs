@@ -359,8 +359,8 @@ async fn firing_and_resolved_of_one_alert_share_a_fingerprint() {
 }
 
 /// The schema spells "not given" as null: vendor fields that are empty strings never
-/// reach an event as `""` (the Alertmanager decoder writes null itself rather than
-/// mapping every event at the end).
+/// reach an event as `""` (each decoder writes null itself rather than mapping every
+/// event at the end).
 #[tokio::test]
 async fn empty_vendor_strings_become_null() {
     let h = Harness::start().await;
@@ -388,5 +388,64 @@ async fn empty_vendor_strings_become_null() {
     }
     for key in ["description", "url"] {
         assert!(events[2][key].is_null(), "{key}: {}", events[2]);
+    }
+
+    // Every other decoder: a fixture with vendor fields emptied, and the keys that must
+    // then be null.
+    let cases = [
+        (
+            "aws/eventbridge_cloudwatch_alarm_state_change_single_metric.json",
+            "aws_eventbridge",
+            serde_json::json!({"/detail/state/reason": "", "/account": "", "/resources/0": ""}),
+            &["description", "project"][..],
+        ),
+        (
+            "aws/cloudwatch_alarm_message_single_metric_ALARM.json",
+            "aws_sns",
+            serde_json::json!({"/NewStateReason": "", "/Trigger/Namespace": "", "/AlarmArn": "", "/Region": ""}),
+            &["description", "service"][..],
+        ),
+        (
+            "oci/alarm_REPEAT_grouped_2dimensions_v1.1_docs-example.json",
+            "oci",
+            serde_json::json!({"/body": "", "/alarmUrl": "", "/alarmMetaData/0/namespace": ""}),
+            &["description", "url", "service"][..],
+        ),
+        (
+            "oci/event_objectstorage_createobject_docs-example.json",
+            "oci",
+            serde_json::json!({"/source": "", "/extensions/compartmentId": "", "/data/compartmentId": ""}),
+            &["service", "project"][..],
+        ),
+        (
+            "azure/common_schema_metric_resolved_docs.json",
+            "azure_monitor",
+            serde_json::json!({"/data/essentials/monitoringService": "", "/data/essentials/description": ""}),
+            &["service", "description"][..],
+        ),
+        (
+            "gcp/monitoring_webhook_v1.2_closed_gcp-forwarding-test.json",
+            "gcp_monitoring",
+            serde_json::json!({"/incident/url": "", "/incident/documentation": ""}),
+            &["url", "description"][..],
+        ),
+        (
+            "cloudevents/spec_json_data_object.json",
+            "cloudevents",
+            serde_json::json!({"/data": "", "/datacontenttype": "text/plain"}),
+            &["description"][..],
+        ),
+    ];
+    for (fixture, decoder, set, null_keys) in cases {
+        let events = h.post(fixture, decoder, Some(&set)).await;
+        assert!(!events.is_empty(), "{fixture}: no events");
+        for event in &events {
+            for (key, value) in event.as_object().expect("an object") {
+                assert_ne!(value, "", "{fixture}: {key} is an empty string in {event}");
+            }
+            for key in null_keys {
+                assert!(event[key].is_null(), "{fixture}: {key}: {event}");
+            }
+        }
     }
 }
