@@ -449,3 +449,78 @@ async fn empty_vendor_strings_become_null() {
         }
     }
 }
+
+/// AWS bodies with several items: an item that is not an object or names an unknown
+/// SNS type is refused with its own path, before any error in what an earlier item
+/// carries; confirmations among alarms give no event; nothing is half-accepted.
+#[tokio::test]
+async fn aws_item_errors_name_the_first_bad_item() {
+    let h = Harness::start().await;
+    let alarm: Json = serde_json::from_slice(
+        &std::fs::read(format!(
+            "{FIXTURES}/webhooks/aws/eventbridge_cloudwatch_alarm_state_change_single_metric.json"
+        ))
+        .expect("fixture"),
+    )
+    .expect("JSON");
+    let confirmation: Json = serde_json::from_slice(
+        &std::fs::read(format!(
+            "{FIXTURES}/webhooks/aws/sns_body_subscription_confirmation_docs.json"
+        ))
+        .expect("fixture"),
+    )
+    .expect("JSON");
+    let weird = json!({"Type": "Weird", "TopicArn": "arn:aws:sns:us-east-1:1:t", "Message": "m"});
+    let mut many = vec![json!(1); 50_000];
+    many.insert(0, alarm.clone());
+    let refused = [
+        (json!([alarm, 1]), ".[1]", "expected an object"),
+        (
+            json!([alarm, weird]),
+            ".[1].Type",
+            "unknown SNS message type Weird",
+        ),
+        // The item error at .[2] wins over the content error at .[0].
+        (json!([{}, alarm, "x"]), ".[2]", "expected an object"),
+        (
+            json!([{}, {}]),
+            ".[0]",
+            "expected an SNS message, an EventBridge event",
+        ),
+        (
+            json!({"Records": [{"Sns": alarm}, 5]}),
+            ".Records[1]",
+            "expected an object",
+        ),
+        (Json::Array(many), ".[1]", "expected an object"),
+    ];
+    let before = h.captured().len();
+    for (body, path, error) in refused {
+        let response = h
+            .client
+            .post(format!("http://127.0.0.1:{}/aws_eventbridge", h.port))
+            .json(&body)
+            .send()
+            .await
+            .expect("POST");
+        assert_eq!(response.status(), 400, "{path}");
+        let answer: Json = response.json().await.expect("JSON answer");
+        assert_eq!(answer["path"], path, "{answer}");
+        let message = answer["error"].as_str().unwrap_or_default();
+        assert!(message.starts_with(error), "{path}: {answer}");
+    }
+    assert_eq!(h.captured().len(), before, "a refused body gave events");
+
+    let body = json!([confirmation, alarm, confirmation]);
+    let response = h
+        .client
+        .post(format!("http://127.0.0.1:{}/aws_eventbridge", h.port))
+        .json(&body)
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(response.status(), 200);
+    let events = h.captured();
+    assert_eq!(events.len(), before + 1, "{events:?}");
+    assert_eq!(events[before]["kind"], "cloudwatch_alarm");
+}
