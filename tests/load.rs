@@ -82,6 +82,30 @@ fn webhook_alert_to_pagerduty() {
     if let Some(r) = quick("webhook-alert-to-pagerduty") {
         assert_sane(&r, 100, true, true);
         assert_eq!(r["measure"], "latency");
+        // Where the latency went inside sluice: each component and end to end, over
+        // every alert.
+        let stages: Vec<&str> = r["sluice_stages"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|s| s["stage"].as_str()).collect())
+            .unwrap_or_default();
+        assert_eq!(
+            stages,
+            ["alerts (source)", "oncall (sink)", "end to end"],
+            "{r:#}"
+        );
+        for (i, _) in stages.iter().enumerate() {
+            let st = |q: &str| f(&r, &format!("/sluice_stages/{i}/{q}"));
+            assert_eq!(st("events"), 100.0, "{r:#}");
+            assert!(st("p50") > 0.0 && st("p50") <= st("p99_9"), "{r:#}");
+            assert!(st("p99_9") <= st("max"), "{r:#}");
+        }
+        // What the machine did meanwhile, for both runs.
+        for side in ["sluice", "baseline"] {
+            let noise = &r[side]["noise"];
+            assert!(noise["longest_stall_ms"].as_f64().is_some(), "{r:#}");
+            assert!(noise["stalls_over_10ms"].as_u64().is_some(), "{r:#}");
+            assert!(noise["stolen_ms"].as_f64().is_some(), "{r:#}");
+        }
     }
 }
 
@@ -90,6 +114,15 @@ fn ndjson_to_http() {
     if let Some(r) = quick("ndjson-to-http") {
         assert_sane(&r, 2000, true, true);
         assert_eq!(r["measure"], "throughput");
+        // No timer thread takes CPU from a throughput run.
+        assert!(
+            r["sluice"]["noise"].get("longest_stall_ms").is_none(),
+            "{r:#}"
+        );
+        assert!(
+            r["sluice"]["noise"]["stolen_ms"].as_f64().is_some(),
+            "{r:#}"
+        );
     }
 }
 

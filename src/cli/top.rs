@@ -308,6 +308,7 @@ mod tests {
                 count: 10,
                 p50_seconds: 0.0004,
                 p99_seconds: 1.5,
+                ..Default::default()
             },
             backfill: None,
         }
@@ -321,6 +322,7 @@ mod tests {
                 count: 3,
                 p50_seconds: 0.0021,
                 p99_seconds: 0.5,
+                ..Default::default()
             },
         }
     }

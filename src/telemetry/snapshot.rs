@@ -64,6 +64,11 @@ pub struct LatencySummary {
     pub count: u64,
     pub p50_seconds: f64,
     pub p99_seconds: f64,
+    /// The tail: what a load test's p99.9 outlier is traced back to.
+    #[serde(default)]
+    pub p99_9_seconds: f64,
+    #[serde(default)]
+    pub max_seconds: f64,
 }
 
 pub fn snapshot(t: &Telemetry) -> Snapshot {
@@ -112,6 +117,8 @@ fn summary(s: &crate::event::latency::LatencySnapshot) -> LatencySummary {
         count: s.count,
         p50_seconds: s.quantile(0.5),
         p99_seconds: s.quantile(0.99),
+        p99_9_seconds: s.quantile(0.999),
+        max_seconds: s.quantile(1.0),
     }
 }
 
@@ -133,6 +140,7 @@ mod tests {
         c.add_received_bytes(90);
         c.set_state(ComponentState::Failed("boom".into()));
         t.latency().record(std::time::Duration::from_millis(4), 10);
+        t.latency().record(std::time::Duration::from_millis(100), 1);
         c.latency().record(std::time::Duration::from_millis(20), 3);
         crate::telemetry::backfill::BackfillProgress::attach(&c).set_total(8);
         let s = snapshot(&t);
@@ -156,12 +164,13 @@ mod tests {
             c.latency
         );
         assert_eq!(c.backfill, Some(BackfillFill { done: 0, total: 8 }));
-        assert_eq!(s.latency.count, 10);
-        assert!(
-            (s.latency.p50_seconds - 0.004).abs() < 0.0001,
-            "{:?}",
-            s.latency
-        );
+        assert_eq!(s.latency.count, 11);
+        let near = |a: f64, b: f64| (a - b).abs() < b / 100.0;
+        assert!(near(s.latency.p50_seconds, 0.004), "{:?}", s.latency);
+        // The tail is there for tracing a load test's outlier.
+        assert!(near(s.latency.p99_9_seconds, 0.1), "{:?}", s.latency);
+        assert!(near(s.latency.max_seconds, 0.1), "{:?}", s.latency);
+        assert!(near(c.latency.max_seconds, 0.02), "{:?}", c.latency);
         let back: Snapshot = serde_json::from_value(serde_json::to_value(&s).unwrap()).unwrap();
         assert_eq!(back, s);
     }

@@ -6,13 +6,18 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use serde::Serialize;
+
 use crate::cli::load::LoadError;
+use crate::telemetry::snapshot::{LatencySummary, Snapshot};
 
 /// A running sluice; killed when dropped if not stopped.
 pub(crate) struct Sluice {
     child: Option<Child>,
     log: PathBuf,
     listen: String,
+    /// Its API's address (`GET /components`).
+    api: String,
 }
 
 /// How many times a start is tried when an address it was given is taken meanwhile.
@@ -101,12 +106,13 @@ impl Sluice {
             child: Some(child),
             log,
             listen: String::new(),
+            api,
         };
-        sluice.wait_healthy(&api).await?;
+        sluice.wait_healthy().await?;
         Ok(sluice)
     }
 
-    async fn wait_healthy(&mut self, api: &str) -> Result<(), LoadError> {
+    async fn wait_healthy(&mut self) -> Result<(), LoadError> {
         let client = reqwest::Client::new();
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
@@ -118,7 +124,10 @@ impl Sluice {
                     self.log_tail()
                 )));
             }
-            if let Ok(r) = client.get(format!("http://{api}/health")).send().await
+            if let Ok(r) = client
+                .get(format!("http://{}/health", self.api))
+                .send()
+                .await
                 && r.status().is_success()
             {
                 return Ok(());
@@ -138,6 +147,32 @@ impl Sluice {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
         lines[lines.len().saturating_sub(20)..].join("\n")
+    }
+
+    /// How old events were as they left each component, and end to end, over the
+    /// child's life (its `GET /components`): where a latency outlier was spent inside
+    /// sluice. Empty when the API does not answer.
+    pub(crate) async fn stages(&self) -> Vec<Stage> {
+        let url = format!("http://{}/components", self.api);
+        let answer = async {
+            reqwest::Client::new()
+                .get(url)
+                .timeout(Duration::from_secs(10))
+                .send()
+                .await?
+                .json::<Snapshot>()
+                .await
+        };
+        let Ok(snapshot) = answer.await else {
+            return Vec::new();
+        };
+        let mut stages: Vec<Stage> = snapshot
+            .components
+            .iter()
+            .map(|c| Stage::of(format!("{} ({})", c.id, c.kind), &c.latency))
+            .collect();
+        stages.push(Stage::of("end to end".into(), &snapshot.latency));
+        stages
     }
 
     /// The child's peak resident memory so far (`VmHWM` in `/proc/<pid>/status`), in
@@ -193,6 +228,32 @@ impl Drop for Sluice {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
+        }
+    }
+}
+
+/// One stage's latency inside sluice, in ms.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub(crate) struct Stage {
+    /// A component (`id (kind)`: how old events were as it passed them on or delivered
+    /// them) or `end to end` (received to settled by every sink).
+    pub(crate) stage: String,
+    pub(crate) events: u64,
+    pub(crate) p50: f64,
+    pub(crate) p99: f64,
+    pub(crate) p99_9: f64,
+    pub(crate) max: f64,
+}
+
+impl Stage {
+    fn of(stage: String, l: &LatencySummary) -> Self {
+        Self {
+            stage,
+            events: l.count,
+            p50: l.p50_seconds * 1e3,
+            p99: l.p99_seconds * 1e3,
+            p99_9: l.p99_9_seconds * 1e3,
+            max: l.max_seconds * 1e3,
         }
     }
 }

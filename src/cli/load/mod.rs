@@ -18,6 +18,7 @@ pub(crate) mod child;
 pub(crate) mod driver;
 pub(crate) mod forward;
 pub(crate) mod marker;
+pub(crate) mod noise;
 pub(crate) mod postgres;
 pub(crate) mod receiver;
 pub(crate) mod report;
@@ -32,7 +33,7 @@ use crate::cli::load::child::Sluice;
 use crate::cli::load::driver::DriverOutcome;
 use crate::cli::load::receiver::{HttpReceiver, Recorder, Tally};
 use crate::cli::load::report::{Baseline, Figures, Percentiles, Report};
-use crate::cli::load::scenario::{DriverConfig, ReceiverConfig, Scenario};
+use crate::cli::load::scenario::{DriverConfig, Measure, ReceiverConfig, Scenario};
 use crate::cli::progress::Progress;
 
 /// Why a scenario could not run.
@@ -91,6 +92,7 @@ pub(crate) async fn run(path: &Path, options: &Options) -> Result<Report, LoadEr
         rate,
         driver_events_per_sec: 0.0,
         sluice_peak_rss_mib: None,
+        sluice_stages: Vec::new(),
         sluice: Figures::default(),
         baseline: Baseline {
             what: String::new(),
@@ -218,7 +220,11 @@ impl Run<'_> {
             }
         };
 
+        // A timer thread takes CPU, so it watches for stalls only where latency is measured.
+        let timer = self.scenario.measure == Measure::Latency;
+        let watch = noise::Watch::start(timer);
         let direct = drive(format!("{}{path}", receiver.url()), "baseline").await?;
+        let baseline_noise = watch.finish();
         let driver = match self.scenario.driver {
             DriverConfig::Forward { .. } => "the same events as NDJSON over HTTP",
             _ => "the same driver",
@@ -228,6 +234,7 @@ impl Run<'_> {
             self.scenario.concurrency
         );
         report.baseline.figures = figures(&direct, &recorder.tally(), false);
+        report.baseline.figures.noise = Some(baseline_noise);
         recorder.reset(self.count);
 
         let dir = Self::temp_dir()?;
@@ -239,6 +246,7 @@ impl Run<'_> {
         )
         .await?;
         let source = sluice.listen_address().to_owned();
+        let watch = noise::Watch::start(timer);
         let outcome = match self.scenario.driver {
             DriverConfig::Forward { event_bytes, .. } => {
                 let sent = Arc::new(AtomicU64::new(0));
@@ -262,12 +270,15 @@ impl Run<'_> {
             }
             _ => drive(format!("http://{source}{path}"), "sluice").await,
         };
+        let sluice_noise = watch.finish();
         report.sluice_peak_rss_mib = sluice.peak_rss_mib();
+        report.sluice_stages = sluice.stages().await;
         let stopped = sluice.stop();
         let outcome = outcome?;
         stopped?;
         let _ = std::fs::remove_dir_all(&dir);
         fill(report, &outcome, &recorder.tally(), false);
+        report.sluice.noise = Some(sluice_noise);
         Ok(())
     }
 
@@ -325,6 +336,7 @@ impl Run<'_> {
             mib_per_sec: ceiling.mib_per_sec,
             elapsed_s: 0.0,
             latency_ms: None,
+            noise: None,
         };
         let _ = std::fs::remove_dir_all(&dir);
         Ok(())
@@ -426,6 +438,7 @@ impl Run<'_> {
             mib_per_sec: slower.mib_per_sec,
             elapsed_s: 0.0,
             latency_ms: None,
+            noise: None,
         };
         report.baseline.parts = vec![consumer, copy];
         store.drop_schema().await?;
@@ -500,6 +513,7 @@ fn figures(outcome: &DriverOutcome, tally: &Tally, backlog: bool) -> Figures {
         } else {
             Percentiles::of(&tally.latency_us)
         },
+        noise: None,
     }
 }
 

@@ -5,6 +5,8 @@ use std::fmt::Write;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
+use crate::cli::load::child::Stage;
+use crate::cli::load::noise::Noise;
 use crate::cli::load::scenario::Measure;
 
 /// One scenario's result.
@@ -32,6 +34,10 @@ pub(crate) struct Report {
     /// absent where `/proc` has no such line.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) sluice_peak_rss_mib: Option<f64>,
+    /// Latency inside sluice, per component and end to end, from its own histograms
+    /// (HTTP scenarios): which stage an outlier of the end-to-end figures was spent in.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub(crate) sluice_stages: Vec<Stage>,
     pub(crate) sluice: Figures,
     pub(crate) baseline: Baseline,
     /// sluice / baseline on the scenario's measure.
@@ -49,6 +55,9 @@ pub(crate) struct Figures {
     pub(crate) elapsed_s: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) latency_ms: Option<Percentiles>,
+    /// Stalls and stolen CPU the whole machine saw during the run (HTTP scenarios).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) noise: Option<Noise>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -165,6 +174,23 @@ pub(crate) fn table(reports: &[Report]) -> String {
         );
         row(&mut out, "baseline", &r.baseline.figures, "", "", "");
         let _ = writeln!(out, "{:<28} baseline: {}", "", r.baseline.what);
+        for st in &r.sluice_stages {
+            let _ = writeln!(
+                out,
+                "{:<28} inside sluice, {}: p50 {:.2} p99 {:.2} p99.9 {:.2} max {:.2} ms ({} events)",
+                "", st.stage, st.p50, st.p99, st.p99_9, st.max, st.events
+            );
+        }
+        for (run, f) in [("sluice", &r.sluice), ("baseline", &r.baseline.figures)] {
+            if let Some(n) = f.noise {
+                let _ = writeln!(
+                    out,
+                    "{:<28} machine during the {run} run: {}",
+                    "",
+                    n.describe()
+                );
+            }
+        }
         if let Some(mib) = r.sluice_peak_rss_mib {
             let _ = writeln!(out, "{:<28} sluice's peak RSS: {mib:.1} MiB", "");
         }
