@@ -99,12 +99,26 @@ fn webhook_alert_to_pagerduty() {
             assert!(st("p50") > 0.0 && st("p50") <= st("p99_9"), "{r:#}");
             assert!(st("p99_9") <= st("max"), "{r:#}");
         }
-        // What the machine did meanwhile, for both runs.
+        // An event only gets older on its way: the sink sees it later than the source.
+        assert!(
+            f(&r, "/sluice_stages/1/p50") >= f(&r, "/sluice_stages/0/p50"),
+            "{r:#}"
+        );
+        // What the machine did meanwhile, and the slowest alerts, for both runs.
         for side in ["sluice", "baseline"] {
             let noise = &r[side]["noise"];
             assert!(noise["longest_stall_ms"].as_f64().is_some(), "{r:#}");
             assert!(noise["stalls_over_10ms"].as_u64().is_some(), "{r:#}");
             assert!(noise["stolen_ms"].as_f64().is_some(), "{r:#}");
+            let slowest: Vec<f64> = r[side]["slowest"]
+                .as_array()
+                .map(|a| a.iter().filter_map(|s| s["latency_ms"].as_f64()).collect())
+                .unwrap_or_default();
+            assert_eq!(slowest.len(), 5, "{r:#}");
+            assert!(slowest.windows(2).all(|w| w[0] >= w[1]), "{r:#}");
+            // The slowest is the histogram's max (kept to 3 significant digits).
+            let max = f(&r, &format!("/{side}/latency_ms/max"));
+            assert!((slowest[0] - max).abs() <= max / 500.0, "{r:#}");
         }
     }
 }

@@ -64,11 +64,11 @@ pub struct LatencySummary {
     pub count: u64,
     pub p50_seconds: f64,
     pub p99_seconds: f64,
-    /// The tail: what a load test's p99.9 outlier is traced back to.
-    #[serde(default)]
-    pub p99_9_seconds: f64,
-    #[serde(default)]
-    pub max_seconds: f64,
+    /// The tail, for tracing a load test's outlier; absent from older sluice versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p99_9_seconds: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_seconds: Option<f64>,
 }
 
 pub fn snapshot(t: &Telemetry) -> Snapshot {
@@ -117,8 +117,8 @@ fn summary(s: &crate::event::latency::LatencySnapshot) -> LatencySummary {
         count: s.count,
         p50_seconds: s.quantile(0.5),
         p99_seconds: s.quantile(0.99),
-        p99_9_seconds: s.quantile(0.999),
-        max_seconds: s.quantile(1.0),
+        p99_9_seconds: Some(s.quantile(0.999)),
+        max_seconds: Some(s.quantile(1.0)),
     }
 }
 
@@ -168,10 +168,35 @@ mod tests {
         let near = |a: f64, b: f64| (a - b).abs() < b / 100.0;
         assert!(near(s.latency.p50_seconds, 0.004), "{:?}", s.latency);
         // The tail is there for tracing a load test's outlier.
-        assert!(near(s.latency.p99_9_seconds, 0.1), "{:?}", s.latency);
-        assert!(near(s.latency.max_seconds, 0.1), "{:?}", s.latency);
-        assert!(near(c.latency.max_seconds, 0.02), "{:?}", c.latency);
+        assert!(
+            near(s.latency.p99_9_seconds.unwrap_or_default(), 0.1),
+            "{:?}",
+            s.latency
+        );
+        assert!(
+            near(s.latency.max_seconds.unwrap_or_default(), 0.1),
+            "{:?}",
+            s.latency
+        );
+        assert!(
+            near(c.latency.max_seconds.unwrap_or_default(), 0.02),
+            "{:?}",
+            c.latency
+        );
         let back: Snapshot = serde_json::from_value(serde_json::to_value(&s).unwrap()).unwrap();
         assert_eq!(back, s);
+    }
+
+    /// What a sluice from before the tail fields answers still reads, as "not given".
+    #[test]
+    fn an_older_latency_summary_reads_without_its_tail() {
+        let old: LatencySummary = serde_json::from_value(serde_json::json!({
+            "count": 3, "p50_seconds": 0.001, "p99_seconds": 0.002
+        }))
+        .unwrap();
+        assert_eq!(
+            (old.count, old.p99_9_seconds, old.max_seconds),
+            (3, None, None)
+        );
     }
 }

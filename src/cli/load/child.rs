@@ -241,8 +241,9 @@ pub(crate) struct Stage {
     pub(crate) events: u64,
     pub(crate) p50: f64,
     pub(crate) p99: f64,
-    pub(crate) p99_9: f64,
-    pub(crate) max: f64,
+    /// Absent when the child is a sluice from before these were reported.
+    pub(crate) p99_9: Option<f64>,
+    pub(crate) max: Option<f64>,
 }
 
 impl Stage {
@@ -252,8 +253,8 @@ impl Stage {
             events: l.count,
             p50: l.p50_seconds * 1e3,
             p99: l.p99_seconds * 1e3,
-            p99_9: l.p99_9_seconds * 1e3,
-            max: l.max_seconds * 1e3,
+            p99_9: l.p99_9_seconds.map(|v| v * 1e3),
+            max: l.max_seconds.map(|v| v * 1e3),
         }
     }
 }

@@ -336,6 +336,7 @@ impl Run<'_> {
             mib_per_sec: ceiling.mib_per_sec,
             elapsed_s: 0.0,
             latency_ms: None,
+            slowest: Vec::new(),
             noise: None,
         };
         let _ = std::fs::remove_dir_all(&dir);
@@ -438,6 +439,7 @@ impl Run<'_> {
             mib_per_sec: slower.mib_per_sec,
             elapsed_s: 0.0,
             latency_ms: None,
+            slowest: Vec::new(),
             noise: None,
         };
         report.baseline.parts = vec![consumer, copy];
@@ -512,6 +514,11 @@ fn figures(outcome: &DriverOutcome, tally: &Tally, backlog: bool) -> Figures {
             None
         } else {
             Percentiles::of(&tally.latency_us)
+        },
+        slowest: if backlog {
+            Vec::new()
+        } else {
+            tally.slowest.clone()
         },
         noise: None,
     }

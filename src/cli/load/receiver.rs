@@ -9,6 +9,7 @@ use axum::body::Bytes;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use hdrhistogram::Histogram;
+use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::load::LoadError;
@@ -29,6 +30,7 @@ struct Inner {
     latency_us: Histogram<u64>,
     first_arrival_ns: u64,
     last_arrival_ns: u64,
+    slowest: Vec<Slow>,
 }
 
 /// What the recorder holds at one moment.
@@ -41,7 +43,21 @@ pub(crate) struct Tally {
     pub(crate) latency_us: Histogram<u64>,
     pub(crate) first_arrival_ns: u64,
     pub(crate) last_arrival_ns: u64,
+    /// The slowest events, slowest first.
+    pub(crate) slowest: Vec<Slow>,
 }
+
+/// One slow event.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub(crate) struct Slow {
+    pub(crate) id: u64,
+    /// When the driver sent it, ms since the Unix epoch.
+    pub(crate) sent_unix_ms: u64,
+    pub(crate) latency_ms: f64,
+}
+
+/// How many of the slowest events a run names.
+const SLOWEST: usize = 5;
 
 impl Recorder {
     /// A recorder for ids `0..expected`.
@@ -56,6 +72,7 @@ impl Recorder {
                 latency_us: latency_histogram(),
                 first_arrival_ns: 0,
                 last_arrival_ns: 0,
+                slowest: Vec::new(),
             }),
         })
     }
@@ -70,6 +87,7 @@ impl Recorder {
         g.latency_us.reset();
         g.first_arrival_ns = 0;
         g.last_arrival_ns = 0;
+        g.slowest.clear();
     }
 
     /// Records every mark in one body that arrived at `arrived_ns`.
@@ -106,11 +124,40 @@ impl Recorder {
             latency_us: g.latency_us.clone(),
             first_arrival_ns: g.first_arrival_ns,
             last_arrival_ns: g.last_arrival_ns,
+            slowest: g.slowest.clone(),
         }
     }
 }
 
 impl Inner {
+    /// Keeps the [`SLOWEST`] events, slowest first: a linear look at 5 entries, and
+    /// only for an event slower than the fifth.
+    fn keep_if_slow(&mut self, m: Mark, us: u64) {
+        let latency_ms = us as f64 / 1e3;
+        if self.slowest.len() == SLOWEST
+            && self
+                .slowest
+                .last()
+                .is_some_and(|s| s.latency_ms >= latency_ms)
+        {
+            return;
+        }
+        let at = self
+            .slowest
+            .iter()
+            .position(|s| s.latency_ms < latency_ms)
+            .unwrap_or(self.slowest.len());
+        self.slowest.insert(
+            at,
+            Slow {
+                id: m.id,
+                sent_unix_ms: m.sent_ns / 1_000_000,
+                latency_ms,
+            },
+        );
+        self.slowest.truncate(SLOWEST);
+    }
+
     fn mark(&mut self, m: Mark, arrived_ns: u64) {
         let Some(seen) = usize::try_from(m.id)
             .ok()
@@ -129,6 +176,7 @@ impl Inner {
         // sender stamped it after a coarser clock read, so clamp at 1 µs.
         let us = arrived_ns.saturating_sub(m.sent_ns) / 1_000;
         self.latency_us.saturating_record(us.max(1));
+        self.keep_if_slow(m, us);
         self.last_arrival_ns = self.last_arrival_ns.max(arrived_ns);
         if self.first_arrival_ns == 0 || arrived_ns < self.first_arrival_ns {
             self.first_arrival_ns = arrived_ns;
@@ -212,6 +260,25 @@ fn reply(answer: Answer) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_the_slowest_events_slowest_first() {
+        let r = Recorder::new(20);
+        // Event i was sent at 1 s and arrived (i * 7 % 20) ms later.
+        for i in 0..20u64 {
+            let sent_ns = 1_000_000_000;
+            r.arrived(Mark { id: i, sent_ns }, sent_ns + (i * 7 % 20) * 1_000_000);
+        }
+        let slowest = r.tally().slowest;
+        let ids: Vec<u64> = slowest.iter().map(|s| s.id).collect();
+        // 19 ms is event 17 (119 % 20), then 18 ms event 14, 17 ms event 11, 16 ms
+        // event 8, 15 ms event 5.
+        assert_eq!(ids, [17, 14, 11, 8, 5]);
+        assert_eq!(slowest[0].latency_ms, 19.0);
+        assert_eq!(slowest[0].sent_unix_ms, 1_000);
+        r.reset(20);
+        assert!(r.tally().slowest.is_empty());
+    }
 
     #[test]
     fn counts_first_arrivals_duplicates_and_strangers() {

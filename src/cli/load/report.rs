@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use crate::cli::load::child::Stage;
 use crate::cli::load::noise::Noise;
+use crate::cli::load::receiver::Slow;
 use crate::cli::load::scenario::Measure;
 
 /// One scenario's result.
@@ -35,7 +36,8 @@ pub(crate) struct Report {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) sluice_peak_rss_mib: Option<f64>,
     /// Latency inside sluice, per component and end to end, from its own histograms
-    /// (HTTP scenarios): which stage an outlier of the end-to-end figures was spent in.
+    /// (webhook, NDJSON and Forward scenarios): whether the tail of the end-to-end figures
+    /// is there.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub(crate) sluice_stages: Vec<Stage>,
     pub(crate) sluice: Figures,
@@ -55,7 +57,11 @@ pub(crate) struct Figures {
     pub(crate) elapsed_s: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) latency_ms: Option<Percentiles>,
-    /// Stalls and stolen CPU the whole machine saw during the run (HTTP scenarios).
+    /// The slowest events, slowest first, with their send times: to set beside the
+    /// timer's stalls in `noise`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub(crate) slowest: Vec<Slow>,
+    /// Timer stalls and stolen CPU during the run (webhook, NDJSON and Forward scenarios).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) noise: Option<Noise>,
 }
@@ -174,21 +180,27 @@ pub(crate) fn table(reports: &[Report]) -> String {
         );
         row(&mut out, "baseline", &r.baseline.figures, "", "", "");
         let _ = writeln!(out, "{:<28} baseline: {}", "", r.baseline.what);
+        let ms = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.2}"));
         for st in &r.sluice_stages {
             let _ = writeln!(
                 out,
-                "{:<28} inside sluice, {}: p50 {:.2} p99 {:.2} p99.9 {:.2} max {:.2} ms ({} events)",
-                "", st.stage, st.p50, st.p99, st.p99_9, st.max, st.events
+                "{:<28} inside sluice, {}: p50 {:.2} p99 {:.2} p99.9 {} max {} ms ({} events)",
+                "",
+                st.stage,
+                st.p50,
+                st.p99,
+                ms(st.p99_9),
+                ms(st.max),
+                st.events
             );
         }
         for (run, f) in [("sluice", &r.sluice), ("baseline", &r.baseline.figures)] {
-            if let Some(n) = f.noise {
-                let _ = writeln!(
-                    out,
-                    "{:<28} machine during the {run} run: {}",
-                    "",
-                    n.describe()
-                );
+            let seen = f.noise.as_ref().map(Noise::describe).unwrap_or_default();
+            if !seen.is_empty() {
+                let _ = writeln!(out, "{:<28} machine during the {run} run: {seen}", "");
+            }
+            if r.measure == Measure::Latency && !f.slowest.is_empty() {
+                let _ = writeln!(out, "{:<28} slowest of the {run} run: {}", "", slowest(f));
             }
         }
         if let Some(mib) = r.sluice_peak_rss_mib {
@@ -203,6 +215,24 @@ pub(crate) fn table(reports: &[Report]) -> String {
         }
     }
     out
+}
+
+/// The slowest events, each marked when its time in flight overlapped a timer stall.
+fn slowest(f: &Figures) -> String {
+    let stalls = f.noise.as_ref().map_or(&[][..], |n| n.stalls.as_slice());
+    f.slowest
+        .iter()
+        .map(|s| {
+            let (from, to) = (s.sent_unix_ms as f64, s.sent_unix_ms as f64 + s.latency_ms);
+            let held = stalls.iter().any(|st| {
+                let woke = st.woke_unix_ms as f64;
+                woke - st.late_ms <= to + 1.0 && woke + 1.0 >= from
+            });
+            let held = if held { ", during a timer stall" } else { "" };
+            format!("{:.2} ms (#{}{held})", s.latency_ms, s.id)
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// CPU model, cores and memory, for the README's table.
@@ -246,5 +276,41 @@ mod tests {
         assert!((p.p50 - 5.0).abs() < 0.01, "{p:?}");
         assert!((p.max - 10.0).abs() < 0.01, "{p:?}");
         assert!(Percentiles::of(&crate::cli::load::receiver::latency_histogram()).is_none());
+    }
+
+    #[test]
+    fn a_slow_event_in_flight_during_a_stall_is_marked() {
+        let slow = |id, sent_unix_ms, latency_ms| Slow {
+            id,
+            sent_unix_ms,
+            latency_ms,
+        };
+        let f = Figures {
+            // In flight 10,000–10,098 ms, 20,000–20,003 ms, 30,500–30,502 ms.
+            slowest: vec![
+                slow(7, 10_000, 98.0),
+                slow(9, 20_000, 3.0),
+                slow(4, 30_500, 2.0),
+            ],
+            noise: Some(Noise {
+                // Stood still 10,010–10,100 ms and 30,000–30,200 ms.
+                stalls: vec![
+                    crate::cli::load::noise::Stall {
+                        woke_unix_ms: 10_100,
+                        late_ms: 90.0,
+                    },
+                    crate::cli::load::noise::Stall {
+                        woke_unix_ms: 30_200,
+                        late_ms: 200.0,
+                    },
+                ],
+                ..Noise::default()
+            }),
+            ..Figures::default()
+        };
+        assert_eq!(
+            slowest(&f),
+            "98.00 ms (#7, during a timer stall), 3.00 ms (#9), 2.00 ms (#4)"
+        );
     }
 }
