@@ -456,20 +456,18 @@ async fn empty_vendor_strings_become_null() {
 #[tokio::test]
 async fn aws_item_errors_name_the_first_bad_item() {
     let h = Harness::start().await;
-    let alarm: Json = serde_json::from_slice(
-        &std::fs::read(format!(
-            "{FIXTURES}/webhooks/aws/eventbridge_cloudwatch_alarm_state_change_single_metric.json"
-        ))
-        .expect("fixture"),
-    )
-    .expect("JSON");
-    let confirmation: Json = serde_json::from_slice(
-        &std::fs::read(format!(
-            "{FIXTURES}/webhooks/aws/sns_body_subscription_confirmation_docs.json"
-        ))
-        .expect("fixture"),
-    )
-    .expect("JSON");
+    let fixture = |name: &str| -> Json {
+        let path = format!("{FIXTURES}/webhooks/aws/{name}");
+        serde_json::from_slice(&std::fs::read(&path).expect("fixture")).expect("JSON")
+    };
+    let alarm = fixture("eventbridge_cloudwatch_alarm_state_change_single_metric.json");
+    let confirmation = fixture("sns_body_subscription_confirmation_docs.json");
+    let post = |body: Json| {
+        h.client
+            .post(format!("http://127.0.0.1:{}/aws_eventbridge", h.port))
+            .json(&body)
+            .send()
+    };
     let weird = json!({"Type": "Weird", "TopicArn": "arn:aws:sns:us-east-1:1:t", "Message": "m"});
     let mut many = vec![json!(1); 50_000];
     many.insert(0, alarm.clone());
@@ -496,13 +494,7 @@ async fn aws_item_errors_name_the_first_bad_item() {
     ];
     let before = h.captured().len();
     for (body, path, error) in refused {
-        let response = h
-            .client
-            .post(format!("http://127.0.0.1:{}/aws_eventbridge", h.port))
-            .json(&body)
-            .send()
-            .await
-            .expect("POST");
+        let response = post(body).await.expect("POST");
         assert_eq!(response.status(), 400, "{path}");
         let answer: Json = response.json().await.expect("JSON answer");
         assert_eq!(answer["path"], path, "{answer}");
@@ -511,12 +503,7 @@ async fn aws_item_errors_name_the_first_bad_item() {
     }
     assert_eq!(h.captured().len(), before, "a refused body gave events");
 
-    let body = json!([confirmation, alarm, confirmation]);
-    let response = h
-        .client
-        .post(format!("http://127.0.0.1:{}/aws_eventbridge", h.port))
-        .json(&body)
-        .send()
+    let response = post(json!([confirmation, alarm, confirmation]))
         .await
         .expect("POST");
     assert_eq!(response.status(), 200);

@@ -236,7 +236,8 @@ impl Drop for Sluice {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub(crate) struct Stage {
     /// A component (`id (kind)`: how old events were as it passed them on or delivered
-    /// them) or `end to end` (received to settled by every sink).
+    /// them) or `end to end` (a source's batch, from when it was made to when every
+    /// sink settled it).
     pub(crate) stage: String,
     pub(crate) events: u64,
     pub(crate) p50: f64,
