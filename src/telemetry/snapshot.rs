@@ -193,7 +193,7 @@ mod tests {
         let old: LatencySummary = serde_json::from_value(serde_json::json!({
             "count": 3, "p50_seconds": 0.001, "p99_seconds": 0.002
         }))
-        .unwrap();
+        .expect("an older summary parses");
         assert_eq!(
             (old.count, old.p99_9_seconds, old.max_seconds),
             (3, None, None)

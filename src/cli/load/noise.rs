@@ -75,12 +75,12 @@ impl Watch {
     }
 
     pub(crate) fn finish(mut self) -> Noise {
-        let ticks_per_ms = 1_000.0 / clock_ticks_per_second();
+        let ms_per_tick = 1_000.0 / TICKS_PER_SECOND;
         let mut noise = Noise {
             stolen_ms: self
                 .stolen_at_start
                 .zip(stolen_ticks())
-                .map(|(a, b)| b.saturating_sub(a) as f64 * ticks_per_ms),
+                .map(|(a, b)| b.saturating_sub(a) as f64 * ms_per_tick),
             ..Noise::default()
         };
         if let Some(mut t) = self.timer.take() {
@@ -184,10 +184,8 @@ fn parse_steal(stat: &str) -> Option<u64> {
     line.split_whitespace().nth(8)?.parse().ok()
 }
 
-/// `USER_HZ`: 100 on every Linux architecture sluice builds for.
-fn clock_ticks_per_second() -> f64 {
-    100.0
-}
+/// `USER_HZ`, the unit of `/proc/stat`: 100 on every Linux architecture sluice builds for.
+const TICKS_PER_SECOND: f64 = 100.0;
 
 #[cfg(test)]
 mod tests {
