@@ -14,7 +14,7 @@ use vrl::compiler::{
 use vrl::value::{Secrets, Value};
 
 use crate::error::BuildError;
-use crate::event::{Event, EventTarget};
+use crate::event::{Event, EventTarget, EventView};
 
 /// Where a program's source comes from in a component config.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,6 +73,8 @@ pub(crate) struct CompiledProgram {
     pub(crate) program: Program,
     /// Whether a run can fail or abort (if not, callers need not keep a copy of the event).
     pub(crate) can_fail: bool,
+    /// Compiled read-only: it runs on a view of the event, which keeps its JSON text.
+    pub(crate) read_only: bool,
 }
 
 /// Compiles a program; the error carries VRL's own diagnostic (with its line and column
@@ -109,6 +111,7 @@ pub(crate) fn compile(
     let info = program.info();
     Ok(Arc::new(CompiledProgram {
         can_fail: info.fallible || info.abortable,
+        read_only: mode != Mode::ReadWrite,
         program,
     }))
 }
@@ -143,9 +146,18 @@ impl Runner {
         })
     }
 
-    /// Runs the program on an event; `%` is copied only if the program writes it.
+    /// Runs the program on an event; `%` is copied only if the program writes it. A
+    /// read-only program leaves JSON text in place (the event is sent as it came).
     pub(crate) fn run_event(&mut self, event: &mut Event) -> Outcome {
         let mut secrets = Secrets::default();
+        if self.program.read_only {
+            let (value, metadata) = event.parts();
+            return self.resolve(&mut EventView {
+                value,
+                metadata,
+                secrets: &mut secrets,
+            });
+        }
         let (value, metadata) = event.parts_mut();
         self.resolve(&mut EventTarget {
             value,

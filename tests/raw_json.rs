@@ -1,7 +1,7 @@
 //! Events that keep the JSON text they arrived as: a webhook's NDJSON and a file's JSON
-//! lines reach an http receiver byte for byte when no component touches them, a
-//! component's change is what is sent once it touches one, and the file source's own
-//! fields always win over the line's.
+//! lines reach an http receiver byte for byte when no component touches them or only
+//! reads them (conditions), a component's change is what is sent once it touches one,
+//! and the file source's own fields always win over the line's.
 
 mod common;
 
@@ -85,6 +85,67 @@ sinks:
         r#"{"a":{"y":[1.0,2000.0,-5],"z":true},"b":1,"seen":true}"#,
         "written from the changed value"
     );
+    topo.stop(Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn events_that_conditions_only_read_are_sent_as_they_came() {
+    let rx = Receiver::new(0).start().await;
+    let hook = free_port();
+    let p = parse(&format!(
+        r#"
+sources:
+  hook: {{ type: webhook, address: "127.0.0.1:{hook}", capture_headers: [x-team] }}
+transforms:
+  keep: {{ type: filter, inputs: [hook], condition: ".dropped != true" }}
+  split:
+    type: route
+    inputs: [keep]
+    route:
+      high: '%headers."x-team" == "db" && .z != 0'
+  always: {{ type: sample, inputs: [split.high], ratio: 0, always_keep: "exists(.b) || exists(.x)" }}
+sinks:
+  high:
+    type: http
+    inputs: [always]
+    url: "http://127.0.0.1:{port}/high"
+    encoding: ndjson
+  rest:
+    type: http
+    inputs: [split._unmatched]
+    url: "http://127.0.0.1:{port}/rest"
+    encoding: ndjson
+"#,
+        port = rx.port
+    ));
+    let (topo, _) = start(p).await;
+    wait_for_port(hook).await;
+    // Spellings that a parse and a write would change: 3.0E0, the key order, spaces.
+    let sent = [
+        r#"{"n":1,"dropped":true}"#,
+        r#"{"z":0, "n":2.0E0}"#,
+        r#"{"n":3.0E0,"b":[1 ,2],"a":"\u00e9"}"#,
+        r#"{"n":3,"x":1}"#,
+        r#"{"n":5}"#,
+    ];
+    let r = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{hook}/"))
+        .header("x-team", "db")
+        .body(sent.join("\n"))
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(r.status(), 200);
+    eventually("both sinks", || {
+        lines(&rx, "/high").len() == 2 && !lines(&rx, "/rest").is_empty()
+    })
+    .await;
+    assert_eq!(
+        lines(&rx, "/high"),
+        &sent[2..4],
+        "kept by the sample's condition"
+    );
+    assert_eq!(lines(&rx, "/rest"), &sent[1..2], "filtered, then unmatched");
     topo.stop(Duration::from_secs(5)).await;
 }
 

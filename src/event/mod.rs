@@ -20,7 +20,7 @@ pub use ack::{BatchAck, BatchReceiver, EventAck, EventStatus};
 pub use payload::Payload;
 pub(crate) use payload::RawObject;
 pub(crate) use raw_json::{Checked, check_object};
-pub(crate) use vrl_metadata::{EventTarget, VrlMetadata};
+pub(crate) use vrl_metadata::{EventTarget, EventView, VrlMetadata};
 
 /// A batch of events; the unit that moves over channels.
 pub type EventBatch = Vec<Event>;
@@ -93,6 +93,12 @@ impl Event {
     /// The payload and the VRL `%` metadata, both to change (a VRL program's target).
     pub(crate) fn parts_mut(&mut self) -> (&mut Value, &mut VrlMetadata) {
         (self.payload.get_mut(), &mut self.meta.vrl)
+    }
+
+    /// The payload and the VRL `%` metadata, to read (a read-only program's target).
+    /// JSON text is parsed once and kept.
+    pub(crate) fn parts(&self) -> (&Value, &VrlMetadata) {
+        (self.payload.value(), &self.meta.vrl)
     }
 
     /// Replaces the payload.

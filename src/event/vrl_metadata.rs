@@ -100,6 +100,55 @@ impl Target for EventTarget<'_> {
     }
 }
 
+/// What a read-only program (a condition, a key) sees of an event. Reading the payload
+/// through `&` parses JSON text without dropping it, so an event that only passed a
+/// `filter` or `route` is still sent as the text it came as.
+#[derive(Debug)]
+pub(crate) struct EventView<'a> {
+    pub(crate) value: &'a Value,
+    pub(crate) metadata: &'a VrlMetadata,
+    pub(crate) secrets: &'a mut Secrets,
+}
+
+/// The compiler refuses writes to `.` and `%` in a read-only program (assignments and
+/// `del`), so these answers are never reached; they say why should that ever change.
+const READ_ONLY: &str = "this program may not change the event";
+
+impl Target for EventView<'_> {
+    fn target_insert(&mut self, _: &OwnedTargetPath, _: Value) -> Result<(), String> {
+        Err(READ_ONLY.into())
+    }
+
+    fn target_get(&self, path: &OwnedTargetPath) -> Result<Option<&Value>, String> {
+        Ok(match path.prefix {
+            PathPrefix::Event => self.value.get(&path.path),
+            PathPrefix::Metadata => self.metadata.get().get(&path.path),
+        })
+    }
+
+    fn target_get_mut(&mut self, _: &OwnedTargetPath) -> Result<Option<&mut Value>, String> {
+        Err(READ_ONLY.into())
+    }
+
+    fn target_remove(&mut self, _: &OwnedTargetPath, _: bool) -> Result<Option<Value>, String> {
+        Err(READ_ONLY.into())
+    }
+}
+
+impl SecretTarget for EventView<'_> {
+    fn get_secret(&self, key: &str) -> Option<&str> {
+        self.secrets.get_secret(key)
+    }
+
+    fn insert_secret(&mut self, key: &str, value: &str) {
+        self.secrets.insert_secret(key, value);
+    }
+
+    fn remove_secret(&mut self, key: &str) {
+        self.secrets.remove_secret(key);
+    }
+}
+
 impl SecretTarget for EventTarget<'_> {
     fn get_secret(&self, key: &str) -> Option<&str> {
         self.secrets.get_secret(key)
