@@ -3,6 +3,7 @@
 //! A [`Program`] is shared through an `Arc`; each running component keeps its own
 //! [`Runner`] (a VRL `Runtime`, cleared between events) so running never locks.
 
+use std::cell::Cell;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -14,6 +15,7 @@ use vrl::compiler::{
 use vrl::value::{Secrets, Value};
 
 use crate::error::BuildError;
+use crate::event::fields::{self, Picked, Reads};
 use crate::event::{Event, EventTarget, EventView};
 
 /// Where a program's source comes from in a component config.
@@ -75,6 +77,8 @@ pub(crate) struct CompiledProgram {
     pub(crate) can_fail: bool,
     /// Compiled read-only: it runs on a view of the event, which keeps its JSON text.
     pub(crate) read_only: bool,
+    /// What of the payload a read-only program reads (from VRL's list of its queries).
+    pub(crate) reads: Reads,
 }
 
 /// Compiles a program; the error carries VRL's own diagnostic (with its line and column
@@ -112,6 +116,7 @@ pub(crate) fn compile(
     Ok(Arc::new(CompiledProgram {
         can_fail: info.fallible || info.abortable,
         read_only: mode != Mode::ReadWrite,
+        reads: Reads::of(&info.target_queries),
         program,
     }))
 }
@@ -146,21 +151,62 @@ impl Runner {
         })
     }
 
+    /// What of the payload this program reads, if it is read-only.
+    pub(crate) fn reads(&self) -> Option<&Reads> {
+        self.program.read_only.then_some(&self.program.reads)
+    }
+
     /// Runs the program on an event; `%` is copied only if the program writes it. A
-    /// read-only program leaves JSON text in place (the event is sent as it came).
+    /// read-only program leaves JSON text in place (the event is sent as it came), and
+    /// reads from it only the fields it names.
     pub(crate) fn run_event(&mut self, event: &mut Event) -> Outcome {
-        let mut secrets = Secrets::default();
         if self.program.read_only {
-            let (value, metadata) = event.parts();
-            return self.resolve(&mut EventView {
-                value,
-                metadata,
-                secrets: &mut secrets,
-            });
+            // A clone of the `Arc`, so the picked names outlive the borrow of `self`.
+            let program = Arc::clone(&self.program);
+            let picked = fields::pick_from(&program.reads, event);
+            return self.run_read(event, picked.as_ref());
         }
+        let mut secrets = Secrets::default();
         let (value, metadata) = event.parts_mut();
         self.resolve(&mut EventTarget {
             value,
+            metadata,
+            secrets: &mut secrets,
+        })
+    }
+
+    /// Runs a read-only program on an event, on `picked` fields when given (picked once
+    /// for several programs, as `route` does, from at least what this one reads).
+    pub(crate) fn run_read(&mut self, event: &Event, picked: Option<&Picked>) -> Outcome {
+        debug_assert!(
+            self.program.read_only,
+            "only read-only programs run on a view"
+        );
+        if let Some(picked) = picked {
+            let mut secrets = Secrets::default();
+            let mut view = EventView {
+                value: &picked.value,
+                only: Some(picked.names),
+                missed: Cell::new(false),
+                root_checked: Cell::new(false),
+                metadata: event.vrl_metadata(),
+                secrets: &mut secrets,
+            };
+            let outcome = self.resolve(&mut view);
+            if !view.missed.get() {
+                return outcome;
+            }
+            // The program read a field VRL did not list among its queries: its answer
+            // came from a partial payload, so it runs again on the whole one.
+            tracing::debug!("a read-only program read outside its listed fields");
+        }
+        let mut secrets = Secrets::default();
+        let (value, metadata) = event.parts();
+        self.resolve(&mut EventView {
+            value,
+            only: None,
+            missed: Cell::new(false),
+            root_checked: Cell::new(false),
             metadata,
             secrets: &mut secrets,
         })
@@ -176,5 +222,103 @@ impl Runner {
             Err(Terminate::Abort(e)) => Outcome::Aborted(e.to_string()),
             Err(e) => Outcome::Failed(e.to_string()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use chrono::Utc;
+
+    use super::*;
+    use crate::event::{Checked, Payload, RawObject, check_object};
+
+    fn kept(text: &str) -> Event {
+        let Ok(Checked::Object { parsed_size }) = check_object(text, &[]) else {
+            panic!("{text} is kept as text");
+        };
+        let raw = RawObject::checked(Bytes::copy_from_slice(text.as_bytes()), parsed_size);
+        Event::from_payload(Payload::raw(raw), Arc::from("test"), Utc::now())
+    }
+
+    fn answer(outcome: Outcome) -> Option<Value> {
+        match outcome {
+            Outcome::Done(v) => Some(v),
+            Outcome::Aborted(_) | Outcome::Failed(_) => None,
+        }
+    }
+
+    /// Conditions on kept text read only the fields they name, and answer what they
+    /// answer on the parsed event; the text stays.
+    #[test]
+    fn conditions_on_kept_text_answer_as_on_the_parsed_event() {
+        let text = r#"{"a":1,"b":{"c":"x"},"sev\u0065rity":"high","n":null}"#;
+        let conditions = [
+            ".a == 1",
+            ".b.c == \"x\"",
+            "exists(.missing)",
+            "exists(.n) && .n == null",
+            ".severity == \"high\" && .a != 2",
+            "%headers == null",
+            "get!(., [\"a\"]) == 1",
+            "length(keys(.)) == 4",
+            "is_object(.) && .b.c != null",
+            "to_string!(.b.c) == \"x\"",
+        ];
+        for condition in conditions {
+            let program = compile(&ProgramSource::Inline(condition.into()), Mode::Condition)
+                .expect("compiles");
+            let mut runner = Runner::new(program);
+            let mut event = kept(text);
+            let on_text = answer(runner.run_event(&mut event));
+            assert_eq!(
+                event.raw_json(),
+                Some(text.as_bytes()),
+                "{condition}: text kept"
+            );
+            let whole = runner.reads() == Some(&Reads::Whole);
+            assert_eq!(
+                event.unparsed_json().is_none(),
+                whole,
+                "{condition}: parsed"
+            );
+            let mut parsed = Event::new(event.value().clone(), Arc::from("t"), Utc::now());
+            let on_value = answer(runner.run_event(&mut parsed));
+            assert_eq!(on_text, on_value, "{condition}");
+            assert!(on_text.is_some(), "{condition} ran");
+        }
+    }
+
+    #[test]
+    fn a_condition_runs_on_the_picked_fields_alone() {
+        let program =
+            compile(&ProgramSource::Inline(".a == 2".into()), Mode::Condition).expect("compiles");
+        let mut runner = Runner::new(program);
+        let event = kept(r#"{"a":1}"#);
+        // Picked values that differ from the text show which of the two was read.
+        let names = [vrl::value::KeyString::from("a")];
+        let picked = Picked {
+            names: &names,
+            value: Value::Object([("a".into(), Value::from(2))].into()),
+        };
+        let outcome = runner.run_read(&event, Some(&picked));
+        assert_eq!(answer(outcome), Some(Value::Boolean(true)));
+        assert!(event.unparsed_json().is_some(), "the text was not parsed");
+    }
+
+    #[test]
+    fn a_read_outside_the_picked_fields_runs_again_on_the_whole_event() {
+        let program = compile(
+            &ProgramSource::Inline(".a == 1 && .b == 2".into()),
+            Mode::Condition,
+        )
+        .expect("compiles");
+        let mut runner = Runner::new(program);
+        let event = kept(r#"{"a":1,"b":2}"#);
+        let names = [vrl::value::KeyString::from("a")];
+        let picked = fields::pick(event.raw_json().expect("text"), &names).expect("picked");
+        // `b` was not picked, as if VRL had not listed it: the answer must still be true.
+        let outcome = runner.run_read(&event, Some(&picked));
+        assert_eq!(answer(outcome), Some(Value::Boolean(true)));
     }
 }

@@ -5,6 +5,7 @@
 //! ([`EventBatch`]) over bounded channels.
 
 mod ack;
+pub(crate) mod fields;
 pub(crate) mod flatten;
 pub(crate) mod latency;
 mod payload;
@@ -99,6 +100,16 @@ impl Event {
     /// JSON text is parsed once and kept.
     pub(crate) fn parts(&self) -> (&Value, &VrlMetadata) {
         (self.payload.value(), &self.meta.vrl)
+    }
+
+    /// The JSON text of a payload not parsed yet (reading fields from it saves parsing).
+    pub(crate) fn unparsed_json(&self) -> Option<&[u8]> {
+        self.payload.unparsed_text()
+    }
+
+    /// The VRL `%` metadata, to read.
+    pub(crate) fn vrl_metadata(&self) -> &VrlMetadata {
+        &self.meta.vrl
     }
 
     /// Replaces the payload.

@@ -89,6 +89,14 @@ impl Payload {
         self.raw.as_ref().map(RawObject::text)
     }
 
+    /// The JSON text, while it has not been parsed.
+    pub(crate) fn unparsed_text(&self) -> Option<&[u8]> {
+        match self.value.get() {
+            Some(_) => None,
+            None => self.raw_text(),
+        }
+    }
+
     /// What the text holds, and what its parse would take (charged before it is made).
     pub(crate) fn raw_size(&self) -> Option<usize> {
         self.raw.as_ref().map(|r| r.text.len() + r.parsed_size)

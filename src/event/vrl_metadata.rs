@@ -5,11 +5,12 @@
 //! the sink, cost about 14% of the CPU in the NDJSON → http load scenario, so events
 //! share one copy and a VRL program that writes `%` gets its own (copy on write).
 
+use std::cell::Cell;
 use std::sync::Arc;
 
 use vrl::compiler::{SecretTarget, Target};
-use vrl::path::{OwnedTargetPath, PathPrefix};
-use vrl::value::{ObjectMap, Secrets, Value};
+use vrl::path::{OwnedSegment, OwnedTargetPath, OwnedValuePath, PathPrefix};
+use vrl::value::{KeyString, ObjectMap, Secrets, Value};
 
 static EMPTY: Value = Value::Object(ObjectMap::new());
 
@@ -105,9 +106,34 @@ impl Target for EventTarget<'_> {
 /// `filter` or `route` is still sent as the text it came as.
 #[derive(Debug)]
 pub(crate) struct EventView<'a> {
+    /// The payload, or only the top-level fields named in `only`.
     pub(crate) value: &'a Value,
+    /// Set when `value` holds only some fields: a read outside them is a miss.
+    pub(crate) only: Option<&'a [KeyString]>,
+    /// Whether the program read outside `only`; its answer is then not to be trusted.
+    pub(crate) missed: Cell<bool>,
+    /// Whether VRL's runtime has checked that `.` exists, which it does once before it
+    /// runs a program; any later read of `.` is the program's own.
+    pub(crate) root_checked: Cell<bool>,
     pub(crate) metadata: &'a VrlMetadata,
     pub(crate) secrets: &'a mut Secrets,
+}
+
+impl EventView<'_> {
+    fn read_event<'v>(&'v self, path: &OwnedValuePath) -> Option<&'v Value> {
+        if let Some(only) = self.only {
+            let inside = match path.segments.first() {
+                Some(OwnedSegment::Field(name)) => only.contains(name),
+                Some(OwnedSegment::Index(_)) => false,
+                None => !self.root_checked.replace(true),
+            };
+            if !inside {
+                self.missed.set(true);
+                return None;
+            }
+        }
+        self.value.get(path)
+    }
 }
 
 /// The compiler refuses writes to `.` and `%` in a read-only program (assignments and
@@ -121,7 +147,7 @@ impl Target for EventView<'_> {
 
     fn target_get(&self, path: &OwnedTargetPath) -> Result<Option<&Value>, String> {
         Ok(match path.prefix {
-            PathPrefix::Event => self.value.get(&path.path),
+            PathPrefix::Event => self.read_event(&path.path),
             PathPrefix::Metadata => self.metadata.get().get(&path.path),
         })
     }

@@ -4,10 +4,11 @@ use std::sync::{Arc, OnceLock};
 
 use axum::http::HeaderMap;
 use chrono::Utc;
-use vrl::value::Value;
+use vrl::value::{KeyString, ObjectMap, Value};
 
 use crate::alert::Severity;
 use crate::event::Event;
+use crate::event::fields;
 use crate::sources::webhook::{Decoder, Payload, decode_allowance};
 
 /// A body for the `json` decoder, read the kept-text way and the parsing way: both
@@ -43,6 +44,7 @@ pub fn json_events(data: &[u8]) {
                     assert!(!text.contains(&b'\n'), "kept text is one line");
                     let back: Value = serde_json::from_slice(text).expect("kept text is JSON");
                     assert_eq!(&back, p.value(), "kept text reads back as the parsed event");
+                    picks_read_as_parsing_reads(text, p.value());
                 }
                 assert_eq!(k.value(), p.value(), "the same event either way");
                 line.clear();
@@ -58,5 +60,26 @@ pub fn json_events(data: &[u8]) {
             k.map(|_| ()).map_err(|r| r.message),
             p.map(|_| ()).map_err(|r| r.message)
         ),
+    }
+}
+
+/// Fields picked from kept text (what read-only programs see) are the parsed event's:
+/// each field alone beside one that is absent, and all of them at once.
+fn picks_read_as_parsing_reads(text: &[u8], parsed: &Value) {
+    let Value::Object(parsed) = parsed else {
+        panic!("a kept event parses to an object");
+    };
+    let all: Vec<KeyString> = parsed.keys().cloned().collect();
+    let whole = fields::pick(text, &all).expect("kept text is an object");
+    assert_eq!(
+        whole.value,
+        Value::Object(parsed.clone()),
+        "every field picked"
+    );
+    for (key, value) in parsed {
+        let names = [key.clone(), KeyString::from("\u{0}absent")];
+        let one = fields::pick(text, &names).expect("kept text is an object");
+        let want = ObjectMap::from([(key.clone(), value.clone())]);
+        assert_eq!(one.value, Value::Object(want), "the field {key} picked");
     }
 }

@@ -12,6 +12,7 @@ use crate::component::{
     BuildError, Transform, TransformConfig, TransformContext, TransformOutputs,
 };
 use crate::event::EventBatch;
+use crate::event::fields::{self, Reads};
 use crate::program::{self, Mode, Outcome, ProgramSource, Runner};
 
 pub(crate) const UNMATCHED: &str = "_unmatched";
@@ -56,23 +57,27 @@ impl TransformConfig for RouteConfig {
                     .map_err(|e| BuildError(format!("route `{name}`: {}", e.0)))?;
             routes.push(Runner::new(program));
         }
-        Ok(Box::new(Route { routes }))
+        let reads = Reads::union(routes.iter().filter_map(Runner::reads));
+        Ok(Box::new(Route { routes, reads }))
     }
 }
 
 struct Route {
     routes: Vec<Runner>,
+    /// What any condition reads: picked from an event's text once for all of them.
+    reads: Reads,
 }
 
 impl Transform for Route {
     fn process(&mut self, batch: EventBatch, out: &mut TransformOutputs) {
         let unmatched = self.routes.len();
         let mut hits = Vec::with_capacity(self.routes.len());
-        for mut event in batch {
+        for event in batch {
             hits.clear();
+            let picked = fields::pick_from(&self.reads, &event);
             for (i, runner) in self.routes.iter_mut().enumerate() {
                 if matches!(
-                    runner.run_event(&mut event),
+                    runner.run_read(&event, picked.as_ref()),
                     Outcome::Done(Value::Boolean(true))
                 ) {
                     hits.push(i);
