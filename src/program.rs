@@ -126,7 +126,13 @@ pub(crate) struct Runner {
     program: Arc<CompiledProgram>,
     runtime: Runtime,
     timezone: TimeZone,
+    /// Set once the program read outside the fields picked for it (a function reading
+    /// `.` that VRL does not list, such as `unnest`): from then on it reads the whole
+    /// payload rather than run twice on every event.
+    reads_whole: bool,
 }
+
+static WHOLE: Reads = Reads::Whole;
 
 impl Runner {
     pub(crate) fn new(program: Arc<CompiledProgram>) -> Self {
@@ -134,6 +140,7 @@ impl Runner {
             program,
             runtime: Runtime::new(RuntimeState::default()),
             timezone: TimeZone::default(),
+            reads_whole: false,
         }
     }
 
@@ -153,6 +160,9 @@ impl Runner {
 
     /// What of the payload this program reads, if it is read-only.
     pub(crate) fn reads(&self) -> Option<&Reads> {
+        if self.reads_whole {
+            return Some(&WHOLE);
+        }
         self.program.read_only.then_some(&self.program.reads)
     }
 
@@ -163,7 +173,12 @@ impl Runner {
         if self.program.read_only {
             // A clone of the `Arc`, so the picked names outlive the borrow of `self`.
             let program = Arc::clone(&self.program);
-            let picked = fields::pick_from(&program.reads, event);
+            let reads = if self.reads_whole {
+                &WHOLE
+            } else {
+                &program.reads
+            };
+            let picked = fields::pick_from(reads, event);
             return self.run_read(event, picked.as_ref());
         }
         let mut secrets = Secrets::default();
@@ -199,6 +214,7 @@ impl Runner {
             // The program read a field VRL did not list among its queries: its answer
             // came from a partial payload, so it runs again on the whole one.
             tracing::debug!("a read-only program read outside its listed fields");
+            self.reads_whole = true;
         }
         let mut secrets = Secrets::default();
         let (value, metadata) = event.parts();
@@ -252,7 +268,7 @@ mod tests {
     /// answer on the parsed event; the text stays.
     #[test]
     fn conditions_on_kept_text_answer_as_on_the_parsed_event() {
-        let text = r#"{"a":1,"b":{"c":"x"},"sev\u0065rity":"high","n":null}"#;
+        let text = r#"{"a":1,"b":{"c":"x"},"sev\u0065rity":"high","n":null,"t":[1,2]}"#;
         let conditions = [
             ".a == 1",
             ".b.c == \"x\"",
@@ -261,7 +277,9 @@ mod tests {
             ".severity == \"high\" && .a != 2",
             "%headers == null",
             "get!(., [\"a\"]) == 1",
-            "length(keys(.)) == 4",
+            "length(keys(.)) == 5",
+            // `unnest` reads `.` without VRL listing it: a miss, answered again whole.
+            "length(unnest!(.t)) == 2",
             "is_object(.) && .b.c != null",
             "to_string!(.b.c) == \"x\"",
         ];
@@ -307,6 +325,32 @@ mod tests {
     }
 
     #[test]
+    fn the_second_condition_on_an_event_parses_it_whole_once() {
+        let compiled = |src: &str| {
+            Runner::new(
+                compile(&ProgramSource::Inline(src.into()), Mode::Condition).expect("compiles"),
+            )
+        };
+        let (mut first, mut second) = (compiled(".a == 1"), compiled(".a == 1"));
+        let mut event = kept(r#"{"a":1,"b":2}"#);
+        assert_eq!(
+            answer(first.run_event(&mut event)),
+            Some(Value::Boolean(true))
+        );
+        assert!(event.unparsed_json().is_some(), "the first picks");
+        assert_eq!(
+            answer(second.run_event(&mut event)),
+            Some(Value::Boolean(true))
+        );
+        assert!(event.unparsed_json().is_none(), "the second parses");
+        assert_eq!(
+            event.raw_json(),
+            Some(&br#"{"a":1,"b":2}"#[..]),
+            "text kept"
+        );
+    }
+
+    #[test]
     fn a_read_outside_the_picked_fields_runs_again_on_the_whole_event() {
         let program = compile(
             &ProgramSource::Inline(".a == 1 && .b == 2".into()),
@@ -320,5 +364,10 @@ mod tests {
         // `b` was not picked, as if VRL had not listed it: the answer must still be true.
         let outcome = runner.run_read(&event, Some(&picked));
         assert_eq!(answer(outcome), Some(Value::Boolean(true)));
+        assert_eq!(
+            runner.reads(),
+            Some(&Reads::Whole),
+            "and reads it whole from now on"
+        );
     }
 }

@@ -67,13 +67,21 @@ pub(crate) struct Picked<'a> {
 }
 
 /// The fields `reads` names, from an event whose payload is still unparsed text; `None`
-/// when the payload is parsed already (reading it costs nothing more) or must be read
-/// whole.
-pub(crate) fn pick_from<'a>(reads: &'a Reads, event: &super::Event) -> Option<Picked<'a>> {
-    match reads {
-        Reads::Fields(names) => pick(event.unparsed_json()?, names),
-        Reads::Whole => None,
+/// when the payload is parsed already (reading it costs nothing more), must be read
+/// whole, or had fields picked before: a second picker parses it whole, once, so a
+/// chain of conditions on a large field does not read that field again in each.
+pub(crate) fn pick_from<'a>(reads: &'a Reads, event: &mut super::Event) -> Option<Picked<'a>> {
+    let Reads::Fields(names) = reads else {
+        return None;
+    };
+    let text = event.unparsed_json()?;
+    if names.is_empty() {
+        return pick(text, names);
     }
+    if !event.first_pick() {
+        return None;
+    }
+    pick(event.unparsed_json()?, names)
 }
 
 /// Reads `names` out of checked JSON text holding an object. `None` if the text does not

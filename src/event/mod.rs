@@ -107,6 +107,13 @@ impl Event {
         self.payload.unparsed_text()
     }
 
+    /// Whether fields may be picked out of the payload's text (the first time only: a
+    /// second reader parses it whole, so a chain of conditions reads the text at most
+    /// twice).
+    pub(crate) fn first_pick(&mut self) -> bool {
+        self.payload.first_pick()
+    }
+
     /// The VRL `%` metadata, to read.
     pub(crate) fn vrl_metadata(&self) -> &VrlMetadata {
         &self.meta.vrl

@@ -21,6 +21,9 @@ pub struct Payload {
     /// The parsed payload: set from the start for events made from values, on first read
     /// for events made from text.
     value: OnceLock<Value>,
+    /// Whether a read-only program already picked fields out of the text (see
+    /// [`crate::event::fields`]); the next one parses it whole, once.
+    picked: bool,
 }
 
 /// Checked JSON text of an object, with what its values would take once parsed.
@@ -47,6 +50,7 @@ impl Payload {
         Self {
             raw: None,
             value: OnceLock::from(value),
+            picked: false,
         }
     }
 
@@ -54,6 +58,7 @@ impl Payload {
         Self {
             raw: Some(raw),
             value: OnceLock::new(),
+            picked: false,
         }
     }
 
@@ -76,7 +81,7 @@ impl Payload {
 
     /// The payload as a value, parsing JSON text.
     pub fn into_value(self) -> Value {
-        let Self { raw, value } = self;
+        let Self { raw, value, .. } = self;
         value.into_inner().unwrap_or_else(|| parse(raw.as_ref()))
     }
 
@@ -87,6 +92,11 @@ impl Payload {
     /// The JSON text the payload arrived as, while no component changed it.
     pub(crate) fn raw_text(&self) -> Option<&[u8]> {
         self.raw.as_ref().map(RawObject::text)
+    }
+
+    /// Whether no read-only program picked fields out of the text yet; marks it picked.
+    pub(crate) fn first_pick(&mut self) -> bool {
+        !std::mem::replace(&mut self.picked, true)
     }
 
     /// The JSON text, while it has not been parsed.

@@ -129,7 +129,9 @@ impl EventView<'_> {
             };
             if !inside {
                 self.missed.set(true);
-                return None;
+                // `.` is still answered: functions such as `unnest` read it without VRL
+                // listing it and expect an object. The answer is discarded anyway.
+                return path.is_root().then_some(self.value);
             }
         }
         self.value.get(path)

@@ -72,9 +72,13 @@ impl Transform for Route {
     fn process(&mut self, batch: EventBatch, out: &mut TransformOutputs) {
         let unmatched = self.routes.len();
         let mut hits = Vec::with_capacity(self.routes.len());
-        for event in batch {
+        // A condition that read outside its fields now reads the whole payload.
+        if self.routes.iter().any(|r| r.reads() == Some(&Reads::Whole)) {
+            self.reads = Reads::Whole;
+        }
+        for mut event in batch {
             hits.clear();
-            let picked = fields::pick_from(&self.reads, &event);
+            let picked = fields::pick_from(&self.reads, &mut event);
             for (i, runner) in self.routes.iter_mut().enumerate() {
                 if matches!(
                     runner.run_read(&event, picked.as_ref()),
