@@ -14,7 +14,7 @@ use vrl::value::Value;
 use crate::component::{
     BuildError, Transform, TransformConfig, TransformContext, TransformOutputs,
 };
-use crate::event::{EventBatch, EventStatus};
+use crate::event::{Event, EventBatch, EventStatus};
 use crate::program::{self, Mode, Outcome, ProgramSource, Runner};
 use crate::telemetry::ComponentMetrics;
 
@@ -84,11 +84,12 @@ struct Sample {
 }
 
 impl Sample {
-    fn sampled_in(&mut self, value: &Value) -> bool {
+    fn sampled_in(&mut self, event: &Event) -> bool {
+        // Without a key the payload is not read: an event kept as JSON text stays unparsed.
         let keyed = self
             .key
             .as_ref()
-            .and_then(|p| value.get(p))
+            .and_then(|p| event.value().get(p))
             .map(|v| fnv1a(v.to_string_lossy().as_bytes()));
         match (&self.share, keyed) {
             (Share::OneIn(n), Some(h)) => h % n == 0,
@@ -108,12 +109,66 @@ impl Transform for Sample {
             let always = self.keep.as_mut().is_some_and(|k| {
                 matches!(k.run_event(&mut event), Outcome::Done(Value::Boolean(true)))
             });
-            if always || self.sampled_in(event.value()) {
+            if always || self.sampled_in(&event) {
                 out.default.push(event);
             } else {
                 self.metrics.add_discarded(1);
                 event.settle(EventStatus::Delivered);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::event::{Checked, Payload, RawObject, check_object};
+    use crate::telemetry::{ComponentKind, Telemetry};
+
+    fn sample(rate: u64, key_field: Option<&str>) -> Box<dyn Transform> {
+        let cx = TransformContext {
+            id: Arc::from("s"),
+            metrics: Telemetry::new().component("s", ComponentKind::Transform, "sample"),
+            clock: Arc::new(ManualClock::default()),
+            data_dir: None,
+            file_notices: Default::default(),
+        };
+        let config = SampleConfig {
+            rate: Some(rate),
+            ratio: None,
+            key_field: key_field.map(str::to_owned),
+            always_keep: None,
+        };
+        config.build(&cx).expect("builds")
+    }
+
+    fn kept(text: &str) -> Event {
+        let Ok(Checked::Object { parsed_size }) = check_object(text, &[]) else {
+            panic!("{text} is kept as text");
+        };
+        let raw = RawObject::checked(Bytes::copy_from_slice(text.as_bytes()), parsed_size);
+        Event::from_payload(Payload::raw(raw), Arc::from("t"), chrono::Utc::now())
+    }
+
+    #[test]
+    fn only_a_key_makes_the_sampler_read_the_payload() {
+        let text = r#"{"service":"db","n":1}"#;
+        let mut out = TransformOutputs::new(0);
+        sample(1, None).process(vec![kept(text)], &mut out);
+        let passed = out.default.pop().expect("rate 1 keeps every event");
+        assert!(passed.unparsed_json().is_some(), "not parsed without a key");
+
+        let mut out = TransformOutputs::new(0);
+        sample(1, Some("service")).process(vec![kept(text)], &mut out);
+        let passed = out.default.pop().expect("rate 1 keeps every event");
+        assert!(passed.unparsed_json().is_none(), "parsed to read the key");
+        assert_eq!(
+            passed.raw_json(),
+            Some(text.as_bytes()),
+            "and sent as it came"
+        );
     }
 }
