@@ -141,6 +141,24 @@ fn ndjson_to_http() {
 }
 
 #[test]
+fn ndjson_filter_to_http() {
+    if let Some(r) = quick("ndjson-filter-to-http") {
+        assert_sane(&r, 2000, true, true);
+        assert_eq!(r["measure"], "throughput");
+        // The filter passed every event on (the driver sends only `high` ones).
+        let stages: Vec<(&str, u64)> = r["sluice_stages"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|s| Some((s["stage"].as_str()?, s["events"].as_u64()?)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        assert!(stages.contains(&("serious (transform)", 2000)), "{r:#}");
+    }
+}
+
+#[test]
 fn forward_to_http() {
     if let Some(r) = quick("forward-to-http") {
         assert_sane(&r, 2000, true, true);
@@ -185,7 +203,7 @@ fn scenarios_are_built_in_outside_the_checkout() {
         "{text}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(text.lines().count(), 5, "{text}");
+    assert_eq!(text.lines().count(), 6, "{text}");
     assert!(
         text.lines().all(|l| !l.contains(".yaml:")),
         "every built-in scenario loads: {text}"
@@ -206,6 +224,7 @@ fn every_scenario_file_is_listed_and_loads() {
         "webhook-alert-to-pagerduty",
         "forward-to-http",
         "ndjson-to-http",
+        "ndjson-filter-to-http",
         "file-to-http",
         "kafka-to-postgres",
     ] {
