@@ -163,33 +163,26 @@ impl Target for EventView<'_> {
     }
 }
 
-impl SecretTarget for EventView<'_> {
-    fn get_secret(&self, key: &str) -> Option<&str> {
-        self.secrets.get_secret(key)
-    }
+/// VRL's secrets live beside the event, in the program's run, for both targets.
+macro_rules! run_secrets {
+    ($($target:ident),*) => {$(
+        impl SecretTarget for $target<'_> {
+            fn get_secret(&self, key: &str) -> Option<&str> {
+                self.secrets.get_secret(key)
+            }
 
-    fn insert_secret(&mut self, key: &str, value: &str) {
-        self.secrets.insert_secret(key, value);
-    }
+            fn insert_secret(&mut self, key: &str, value: &str) {
+                self.secrets.insert_secret(key, value);
+            }
 
-    fn remove_secret(&mut self, key: &str) {
-        self.secrets.remove_secret(key);
-    }
+            fn remove_secret(&mut self, key: &str) {
+                self.secrets.remove_secret(key);
+            }
+        }
+    )*};
 }
 
-impl SecretTarget for EventTarget<'_> {
-    fn get_secret(&self, key: &str) -> Option<&str> {
-        self.secrets.get_secret(key)
-    }
-
-    fn insert_secret(&mut self, key: &str, value: &str) {
-        self.secrets.insert_secret(key, value);
-    }
-
-    fn remove_secret(&mut self, key: &str) {
-        self.secrets.remove_secret(key);
-    }
-}
+run_secrets!(EventTarget, EventView);
 
 #[cfg(test)]
 mod tests {
