@@ -113,10 +113,17 @@ pub(crate) fn compile(
         ));
     }
     let info = program.info();
+    // VRL's `unnest` reads `.` without VRL listing it. A run on picked fields would be
+    // thrown away and run again, and a `log` call in it would show a partial event.
+    let reads = if text.contains("unnest") {
+        Reads::Whole
+    } else {
+        Reads::of(&info.target_queries)
+    };
     Ok(Arc::new(CompiledProgram {
         can_fail: info.fallible || info.abortable,
         read_only: mode != Mode::ReadWrite,
-        reads: Reads::of(&info.target_queries),
+        reads,
         program,
     }))
 }
@@ -278,7 +285,7 @@ mod tests {
             "%headers == null",
             "get!(., [\"a\"]) == 1",
             "length(keys(.)) == 5",
-            // `unnest` reads `.` without VRL listing it: a miss, answered again whole.
+            // `unnest` reads `.` without VRL listing it, so it reads the whole event.
             "length(unnest!(.t)) == 2",
             "is_object(.) && .b.c != null",
             "to_string!(.b.c) == \"x\"",
@@ -322,6 +329,21 @@ mod tests {
         let outcome = runner.run_read(&event, Some(&picked));
         assert_eq!(answer(outcome), Some(Value::Boolean(true)));
         assert!(event.unparsed_json().is_some(), "the text was not parsed");
+    }
+
+    #[test]
+    fn what_a_condition_reads_comes_from_its_queries_and_unnest_reads_all() {
+        let reads = |src: &str| {
+            compile(&ProgramSource::Inline(src.into()), Mode::Condition)
+                .expect("compiles")
+                .reads
+                .clone()
+        };
+        let named = |n: &[&str]| Reads::Fields(n.iter().map(|k| (*k).into()).collect());
+        assert_eq!(reads(".a.b == 1 || .c == 2"), named(&["a", "c"]));
+        assert_eq!(reads("%headers.x == \"y\""), named(&[]));
+        assert_eq!(reads("length(keys(.)) > 1"), Reads::Whole);
+        assert_eq!(reads("length(unnest!(.t)) > 1"), Reads::Whole);
     }
 
     #[test]
