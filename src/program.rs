@@ -204,7 +204,8 @@ impl Runner {
             self.program.read_only,
             "only read-only programs run on a view"
         );
-        if let Some(picked) = picked {
+        // A program that once read outside its fields ignores a pick made for it.
+        if let Some(picked) = picked.filter(|_| !self.reads_whole) {
             let mut secrets = Secrets::default();
             let mut view = EventView {
                 value: &picked.value,
@@ -391,5 +392,13 @@ mod tests {
             Some(&Reads::Whole),
             "and reads it whole from now on"
         );
+        // Even when a route still hands it a pick: one that gives `.a` another value is
+        // ignored.
+        let wrong = Picked {
+            names: &names,
+            value: Value::Object([("a".into(), Value::from(5))].into()),
+        };
+        let outcome = runner.run_read(&event, Some(&wrong));
+        assert_eq!(answer(outcome), Some(Value::Boolean(true)));
     }
 }
