@@ -3,7 +3,6 @@
 //! A [`Program`] is shared through an `Arc`; each running component keeps its own
 //! [`Runner`] (a VRL `Runtime`, cleared between events) so running never locks.
 
-use std::cell::Cell;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -131,12 +130,17 @@ pub(crate) fn compile(
 /// Runs programs for one component.
 pub(crate) struct Runner {
     program: Arc<CompiledProgram>,
+    exec: Exec,
+    /// Set once the program read outside the fields picked for it (a function reading
+    /// `.` that VRL does not list): from then on it reads the whole payload rather than
+    /// run twice on every event.
+    reads_whole: bool,
+}
+
+/// A VRL runtime, cleared between runs, and the timezone programs run in.
+struct Exec {
     runtime: Runtime,
     timezone: TimeZone,
-    /// Set once the program read outside the fields picked for it (a function reading
-    /// `.` that VRL does not list, such as `unnest`): from then on it reads the whole
-    /// payload rather than run twice on every event.
-    reads_whole: bool,
 }
 
 static WHOLE: Reads = Reads::Whole;
@@ -145,8 +149,10 @@ impl Runner {
     pub(crate) fn new(program: Arc<CompiledProgram>) -> Self {
         Self {
             program,
-            runtime: Runtime::new(RuntimeState::default()),
-            timezone: TimeZone::default(),
+            exec: Exec {
+                runtime: Runtime::new(RuntimeState::default()),
+                timezone: TimeZone::default(),
+            },
             reads_whole: false,
         }
     }
@@ -158,11 +164,14 @@ impl Runner {
     /// Runs the program on a payload and a `%` metadata object of its own.
     pub(crate) fn run(&mut self, value: &mut Value, metadata: &mut Value) -> Outcome {
         let mut secrets = Secrets::default();
-        self.resolve(&mut TargetValueRef {
-            value,
-            metadata,
-            secrets: &mut secrets,
-        })
+        self.exec.resolve(
+            &self.program,
+            &mut TargetValueRef {
+                value,
+                metadata,
+                secrets: &mut secrets,
+            },
+        )
     }
 
     /// What of the payload this program reads, if it is read-only.
@@ -178,68 +187,70 @@ impl Runner {
     /// reads from it only the fields it names.
     pub(crate) fn run_event(&mut self, event: &mut Event) -> Outcome {
         if self.program.read_only {
-            // A clone of the `Arc`, so the picked names outlive the borrow of `self`.
-            let program = Arc::clone(&self.program);
             let reads = if self.reads_whole {
                 &WHOLE
             } else {
-                &program.reads
+                &self.program.reads
             };
             let picked = fields::pick_from(reads, event);
-            return self.run_read(event, picked.as_ref());
+            let (exec, program) = (&mut self.exec, &self.program);
+            return exec.read(program, &mut self.reads_whole, event, picked.as_ref());
         }
         let mut secrets = Secrets::default();
         let (value, metadata) = event.parts_mut();
-        self.resolve(&mut EventTarget {
-            value,
-            metadata,
-            secrets: &mut secrets,
-        })
+        self.exec.resolve(
+            &self.program,
+            &mut EventTarget {
+                value,
+                metadata,
+                secrets: &mut secrets,
+            },
+        )
     }
 
     /// Runs a read-only program on an event, on `picked` fields when given (picked once
     /// for several programs, as `route` does, from at least what this one reads).
     pub(crate) fn run_read(&mut self, event: &Event, picked: Option<&Picked>) -> Outcome {
-        debug_assert!(
-            self.program.read_only,
-            "only read-only programs run on a view"
-        );
+        self.exec
+            .read(&self.program, &mut self.reads_whole, event, picked)
+    }
+}
+
+impl Exec {
+    /// [`Runner::run_read`], on the runner's parts: the picked names borrow the program.
+    fn read(
+        &mut self,
+        program: &CompiledProgram,
+        reads_whole: &mut bool,
+        event: &Event,
+        picked: Option<&Picked>,
+    ) -> Outcome {
+        debug_assert!(program.read_only, "only read-only programs run on a view");
+        let mut secrets = Secrets::default();
         // A program that once read outside its fields ignores a pick made for it.
-        if let Some(picked) = picked.filter(|_| !self.reads_whole) {
-            let mut secrets = Secrets::default();
-            let mut view = EventView {
-                value: &picked.value,
-                only: Some(picked.names),
-                missed: Cell::new(false),
-                root_checked: Cell::new(false),
-                metadata: event.vrl_metadata(),
-                secrets: &mut secrets,
-            };
-            let outcome = self.resolve(&mut view);
+        if let Some(picked) = picked.filter(|_| !*reads_whole) {
+            let mut view = EventView::new(&picked.value, Some(picked.names), event, &mut secrets);
+            let outcome = self.resolve(program, &mut view);
             if !view.missed.get() {
                 return outcome;
             }
             // The program read a field VRL did not list among its queries: its answer
             // came from a partial payload, so it runs again on the whole one.
             tracing::debug!("a read-only program read outside its listed fields");
-            self.reads_whole = true;
+            *reads_whole = true;
+            secrets = Secrets::default();
         }
-        let mut secrets = Secrets::default();
-        let (value, metadata) = event.parts();
-        self.resolve(&mut EventView {
-            value,
-            only: None,
-            missed: Cell::new(false),
-            root_checked: Cell::new(false),
-            metadata,
-            secrets: &mut secrets,
-        })
+        let value = event.value();
+        self.resolve(
+            program,
+            &mut EventView::new(value, None, event, &mut secrets),
+        )
     }
 
-    fn resolve(&mut self, target: &mut dyn Target) -> Outcome {
+    fn resolve(&mut self, program: &CompiledProgram, target: &mut dyn Target) -> Outcome {
         let result = self
             .runtime
-            .resolve(target, &self.program.program, &self.timezone);
+            .resolve(target, &program.program, &self.timezone);
         self.runtime.clear();
         match result {
             Ok(v) => Outcome::Done(v),
@@ -251,18 +262,12 @@ impl Runner {
 
 #[cfg(test)]
 mod tests {
-    use bytes::Bytes;
     use chrono::Utc;
 
     use super::*;
-    use crate::event::{Checked, Payload, RawObject, check_object};
 
     fn kept(text: &str) -> Event {
-        let Ok(Checked::Object { parsed_size }) = check_object(text, &[]) else {
-            panic!("{text} is kept as text");
-        };
-        let raw = RawObject::checked(Bytes::copy_from_slice(text.as_bytes()), parsed_size);
-        Event::from_payload(Payload::raw(raw), Arc::from("test"), Utc::now())
+        Event::kept_json(text)
     }
 
     fn answer(outcome: Outcome) -> Option<Value> {

@@ -28,11 +28,7 @@ impl Reads {
         let mut names: Vec<KeyString> = Vec::new();
         for query in queries.iter().filter(|q| q.prefix == PathPrefix::Event) {
             match query.path.segments.first() {
-                Some(OwnedSegment::Field(name)) => {
-                    if !names.contains(name) {
-                        names.push(name.clone());
-                    }
-                }
+                Some(OwnedSegment::Field(name)) => add_name(&mut names, name),
                 _ => return Self::Whole,
             }
         }
@@ -45,16 +41,17 @@ impl Reads {
         for reads in all {
             match reads {
                 Self::Whole => return Self::Whole,
-                Self::Fields(more) => {
-                    for name in more {
-                        if !names.contains(name) {
-                            names.push(name.clone());
-                        }
-                    }
-                }
+                Self::Fields(more) => more.iter().for_each(|name| add_name(&mut names, name)),
             }
         }
         Self::Fields(names)
+    }
+}
+
+/// Adds `name` unless it is there (a program names few fields).
+fn add_name(names: &mut Vec<KeyString>, name: &KeyString) {
+    if !names.contains(name) {
+        names.push(name.clone());
     }
 }
 
@@ -74,11 +71,9 @@ pub(crate) fn pick_from<'a>(reads: &'a Reads, event: &mut super::Event) -> Optio
     let Reads::Fields(names) = reads else {
         return None;
     };
-    let text = event.unparsed_json()?;
-    if names.is_empty() {
-        return pick(text, names);
-    }
-    if !event.first_pick() {
+    event.unparsed_json()?;
+    // Picking no field reads nothing, so it does not count.
+    if !names.is_empty() && !event.first_pick() {
         return None;
     }
     pick(event.unparsed_json()?, names)

@@ -96,12 +96,6 @@ impl Event {
         (self.payload.get_mut(), &mut self.meta.vrl)
     }
 
-    /// The payload and the VRL `%` metadata, to read (a read-only program's target).
-    /// JSON text is parsed once and kept.
-    pub(crate) fn parts(&self) -> (&Value, &VrlMetadata) {
-        (self.payload.value(), &self.meta.vrl)
-    }
-
     /// The JSON text of a payload not parsed yet (reading fields from it saves parsing).
     pub(crate) fn unparsed_json(&self) -> Option<&[u8]> {
         self.payload.unparsed_text()
@@ -112,6 +106,17 @@ impl Event {
     /// twice).
     pub(crate) fn first_pick(&mut self) -> bool {
         self.payload.first_pick()
+    }
+
+    /// An event kept as the JSON text of an object, as the webhook and file sources make
+    /// them (tests).
+    #[cfg(test)]
+    pub(crate) fn kept_json(text: &str) -> Self {
+        let Ok(Checked::Object { parsed_size }) = check_object(text, &[]) else {
+            panic!("{text} is kept as text");
+        };
+        let raw = RawObject::checked(bytes::Bytes::copy_from_slice(text.as_bytes()), parsed_size);
+        Self::from_payload(Payload::raw(raw), Arc::from("test"), Utc::now())
     }
 
     /// The VRL `%` metadata, to read.

@@ -107,19 +107,36 @@ impl Target for EventTarget<'_> {
 #[derive(Debug)]
 pub(crate) struct EventView<'a> {
     /// The payload, or only the top-level fields named in `only`.
-    pub(crate) value: &'a Value,
+    value: &'a Value,
     /// Set when `value` holds only some fields: a read outside them is a miss.
-    pub(crate) only: Option<&'a [KeyString]>,
+    only: Option<&'a [KeyString]>,
     /// Whether the program read outside `only`; its answer is then not to be trusted.
     pub(crate) missed: Cell<bool>,
     /// Whether VRL's runtime has checked that `.` exists, which it does once before it
     /// runs a program; any later read of `.` is the program's own.
-    pub(crate) root_checked: Cell<bool>,
-    pub(crate) metadata: &'a VrlMetadata,
-    pub(crate) secrets: &'a mut Secrets,
+    root_checked: Cell<bool>,
+    metadata: &'a VrlMetadata,
+    secrets: &'a mut Secrets,
 }
 
-impl EventView<'_> {
+impl<'a> EventView<'a> {
+    /// A view of `event` whose payload is `value`: all of it, or the fields in `only`.
+    pub(crate) fn new(
+        value: &'a Value,
+        only: Option<&'a [KeyString]>,
+        event: &'a super::Event,
+        secrets: &'a mut Secrets,
+    ) -> Self {
+        Self {
+            value,
+            only,
+            missed: Cell::new(false),
+            root_checked: Cell::new(false),
+            metadata: event.vrl_metadata(),
+            secrets,
+        }
+    }
+
     fn read_event<'v>(&'v self, path: &OwnedValuePath) -> Option<&'v Value> {
         if let Some(only) = self.only {
             let inside = match path.segments.first() {

@@ -121,11 +121,8 @@ impl Transform for Sample {
 
 #[cfg(test)]
 mod tests {
-    use bytes::Bytes;
-
     use super::*;
     use crate::clock::ManualClock;
-    use crate::event::{Checked, Payload, RawObject, check_object};
     use crate::telemetry::{ComponentKind, Telemetry};
 
     fn sample(rate: u64, key_field: Option<&str>) -> Box<dyn Transform> {
@@ -146,11 +143,7 @@ mod tests {
     }
 
     fn kept(text: &str) -> Event {
-        let Ok(Checked::Object { parsed_size }) = check_object(text, &[]) else {
-            panic!("{text} is kept as text");
-        };
-        let raw = RawObject::checked(Bytes::copy_from_slice(text.as_bytes()), parsed_size);
-        Event::from_payload(Payload::raw(raw), Arc::from("t"), chrono::Utc::now())
+        Event::kept_json(text)
     }
 
     #[test]
