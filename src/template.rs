@@ -14,6 +14,7 @@ use vrl::path::OwnedValuePath;
 use vrl::value::Value;
 
 use crate::event::Event;
+use crate::event::fields::{self, Reads};
 
 #[derive(Debug, Clone, PartialEq)]
 enum Part {
@@ -25,6 +26,10 @@ enum Part {
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Template {
     parts: Vec<Part>,
+    /// The top-level fields its paths start in: an event still in its JSON text has
+    /// only those read out of it, not parsed whole (2.6 times the CPU of an http sink
+    /// whose URL names one field, in NDJSON → http).
+    reads: Reads,
 }
 
 impl Template {
@@ -51,7 +56,11 @@ impl Template {
         if !rest.is_empty() {
             parts.push(Part::Literal(rest.to_owned()));
         }
-        Ok(Self { parts })
+        let reads = Reads::of_paths(parts.iter().filter_map(|p| match p {
+            Part::Field { path, .. } => Some(path),
+            Part::Literal(_) => None,
+        }));
+        Ok(Self { parts, reads })
     }
 
     /// Whether the template has no fields (renders the same for every event).
@@ -188,11 +197,23 @@ impl Template {
         event: &Event,
         mut write: impl FnMut(&str, &mut String),
     ) -> Result<String, String> {
+        let picked;
+        let root = match (&self.reads, event.unparsed_json()) {
+            // No names (a static template) reads nothing.
+            (Reads::Fields(names), Some(text)) => match fields::pick(text, names) {
+                Some(found) => {
+                    picked = found.value;
+                    &picked
+                }
+                None => event.value(),
+            },
+            _ => event.value(),
+        };
         let mut out = String::new();
         for part in &self.parts {
             match part {
                 Part::Literal(s) => out.push_str(s),
-                Part::Field { path, text } => match event.value().get(path) {
+                Part::Field { path, text } => match root.get(path) {
                     None | Some(Value::Null) => {
                         return Err(format!("template field `{text}` is missing from the event"));
                     }
@@ -260,6 +281,54 @@ mod tests {
         assert!(missing.contains("`labels.team`"), "{missing}");
         assert!(Template::parse("http://x/").expect("static").is_static());
         assert!(Template::parse("{{ a").is_err());
+    }
+
+    #[test]
+    fn an_event_in_its_json_text_renders_as_parsed_without_being_parsed() {
+        let texts = [
+            r#"{"service":"db","labels":{"team":"core","n":[1,2]},"n":3,"big":{"x":[1,{"y":2}]}}"#,
+            r#"{"n":3.5,"service":"a b/c","labels":{"team":null}}"#,
+            r#"{"ser\u0076ice":"esc","labels":{"team":"t\"q"},"n":-1,"junk":"}"}"#,
+            r#"{"labels":{},"service":"","n":true}"#,
+            r#"{}"#,
+        ];
+        let templates = [
+            "http://x/{{ service }}/{{labels.team}}?n={{ n }}",
+            "{{ labels }}-{{ big }}-{{ labels.n[1] }}",
+            "topic.{{ service }}",
+            "static",
+            "{{ .\"labels\".team }}",
+        ];
+        for source in templates {
+            let t = Template::parse(source).expect("parses");
+            for text in texts {
+                let kept = Event::kept_json(text);
+                let parsed = event(text);
+                assert_eq!(t.render(&kept), t.render(&parsed), "{source} on {text}");
+                assert_eq!(
+                    t.render_url(&kept),
+                    t.render_url(&parsed),
+                    "{source} on {text}"
+                );
+                assert!(kept.unparsed_json().is_some(), "{source} parsed {text}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_template_reads_only_the_fields_its_paths_start_in() {
+        let reads = |s: &str| Template::parse(s).expect("parses").reads;
+        assert_eq!(
+            reads("{{ a.b }}/{{ c }}/{{ a[0] }}"),
+            Reads::Fields(vec!["a".into(), "c".into()])
+        );
+        assert_eq!(reads("static"), Reads::Fields(vec![]));
+        // A path that does not start with a field reads the payload whole.
+        assert_eq!(reads("{{ . }}"), Reads::Whole);
+        assert_eq!(reads("{{ a }}{{ [0] }}"), Reads::Whole);
+        let whole = Template::parse("{{ . }}").expect("parses");
+        let kept = Event::kept_json(r#"{"a":1}"#);
+        assert_eq!(whole.render(&kept).expect("renders"), r#"{"a":1}"#);
     }
 
     #[test]

@@ -9,7 +9,7 @@
 use std::fmt;
 
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
-use vrl::path::{OwnedSegment, OwnedTargetPath, PathPrefix};
+use vrl::path::{OwnedSegment, OwnedTargetPath, OwnedValuePath, PathPrefix};
 use vrl::value::{KeyString, ObjectMap, Value};
 
 /// What of an event's payload a read-only program can read.
@@ -25,9 +25,19 @@ pub(crate) enum Reads {
 impl Reads {
     /// From the paths a program queries (VRL's `ProgramInfo::target_queries`).
     pub(crate) fn of(queries: &[OwnedTargetPath]) -> Self {
+        Self::of_paths(
+            queries
+                .iter()
+                .filter(|q| q.prefix == PathPrefix::Event)
+                .map(|q| &q.path),
+        )
+    }
+
+    /// From paths into the payload (a template's fields).
+    pub(crate) fn of_paths<'a>(paths: impl IntoIterator<Item = &'a OwnedValuePath>) -> Self {
         let mut names: Vec<KeyString> = Vec::new();
-        for query in queries.iter().filter(|q| q.prefix == PathPrefix::Event) {
-            match query.path.segments.first() {
+        for path in paths {
+            match path.segments.first() {
                 Some(OwnedSegment::Field(name)) => add_name(&mut names, name),
                 _ => return Self::Whole,
             }
