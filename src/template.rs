@@ -236,9 +236,20 @@ fn empty_segments(path: &str) -> usize {
 }
 
 /// `.`, `..` and their percent-encoded spellings, which URL parsers resolve alike.
+/// Read as one or two dots, each `.` or `%2e` in either case; no allocation, since it
+/// runs on every segment of every rendered URL.
 fn is_dot_segment(segment: &str) -> bool {
-    let decoded = segment.to_ascii_lowercase().replace("%2e", ".");
-    decoded == "." || decoded == ".."
+    let mut rest = segment.as_bytes();
+    let mut dots = 0;
+    while !rest.is_empty() && dots < 3 {
+        rest = match rest {
+            [b'.', tail @ ..] => tail,
+            [b'%', b'2', e, tail @ ..] if e.eq_ignore_ascii_case(&b'e') => tail,
+            _ => return false,
+        };
+        dots += 1;
+    }
+    rest.is_empty() && (dots == 1 || dots == 2)
 }
 
 /// Appends `value` with every byte outside RFC 3986's unreserved set as `%XX`.
@@ -311,6 +322,47 @@ mod tests {
                     "{source} on {text}"
                 );
                 assert!(kept.unparsed_json().is_some(), "{source} parsed {text}");
+            }
+        }
+    }
+
+    #[test]
+    fn dot_segments_are_found_in_every_spelling_and_only_those() {
+        let dots = [".", "..", "%2e", "%2E", "%2e%2E", ".%2e", "%2E."];
+        let not = [
+            "",
+            "...",
+            "%2e%2e%2e",
+            "a",
+            ".a",
+            "a.",
+            "%2",
+            "%2f",
+            "%2e.a",
+            "%%2e",
+            "%2ee",
+            "%2%2ee",
+        ];
+        for s in dots {
+            assert!(is_dot_segment(s), "{s}");
+        }
+        for s in not {
+            assert!(!is_dot_segment(s), "{s}");
+        }
+        // Every string of up to 6 of these characters, against decoding then comparing.
+        let decoded = |s: &str| {
+            let d = s.to_ascii_lowercase().replace("%2e", ".");
+            d == "." || d == ".."
+        };
+        let alphabet = ['.', '%', '2', 'e', 'E', 'a'];
+        let mut layer = vec![String::new()];
+        for _ in 0..6 {
+            layer = layer
+                .iter()
+                .flat_map(|s| alphabet.iter().map(move |c| format!("{s}{c}")))
+                .collect();
+            for s in &layer {
+                assert_eq!(is_dot_segment(s), decoded(s), "{s}");
             }
         }
     }
