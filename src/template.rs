@@ -197,18 +197,8 @@ impl Template {
         event: &Event,
         mut write: impl FnMut(&str, &mut String),
     ) -> Result<String, String> {
-        let picked;
-        let root = match (&self.reads, event.unparsed_json()) {
-            // No names (a static template) reads nothing.
-            (Reads::Fields(names), Some(text)) => match fields::pick(text, names) {
-                Some(found) => {
-                    picked = found.value;
-                    &picked
-                }
-                None => event.value(),
-            },
-            _ => event.value(),
-        };
+        // A static template names no field and reads nothing.
+        let root = fields::root(&self.reads, event);
         let mut out = String::new();
         for part in &self.parts {
             match part {

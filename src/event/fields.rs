@@ -6,6 +6,7 @@
 //! The text was checked when its event was made (one object, no key twice, nested no
 //! deeper than serde_json reads), so a field read here is what a full parse would give.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
@@ -87,6 +88,18 @@ pub(crate) fn pick_from<'a>(reads: &'a Reads, event: &mut super::Event) -> Optio
         return None;
     }
     pick(event.unparsed_json()?, names)
+}
+
+/// The payload to look up paths in that start in `reads`' fields: for an event still in
+/// its JSON text, those fields picked out of it (the event stays unparsed); else the
+/// payload itself, parsed if it was not.
+pub(crate) fn root<'e>(reads: &Reads, event: &'e super::Event) -> Cow<'e, Value> {
+    if let (Reads::Fields(names), Some(text)) = (reads, event.unparsed_json())
+        && let Some(found) = pick(text, names)
+    {
+        return Cow::Owned(found.value);
+    }
+    Cow::Borrowed(event.value())
 }
 
 /// Reads `names` out of checked JSON text holding an object. `None` if the text does not
