@@ -25,6 +25,7 @@ use crate::clock::Clock;
 use crate::component::{
     BuildError, Transform, TransformConfig, TransformContext, TransformOutputs,
 };
+use crate::event::fields::{self, Reads};
 use crate::event::{EventBatch, EventStatus};
 use crate::telemetry::ComponentMetrics;
 
@@ -106,6 +107,7 @@ impl TransformConfig for DedupeConfig {
             DedupeMode::LastState => parse("state_fields", &self.state_fields)?,
         };
         Ok(Box::new(Dedupe {
+            reads: Reads::of_paths(paths.iter().chain(&state_paths)),
             paths,
             mode: self.mode,
             state_paths,
@@ -121,6 +123,9 @@ impl TransformConfig for DedupeConfig {
 }
 
 struct Dedupe {
+    /// The top-level fields of `paths` and `state_paths`: all an event still in its JSON
+    /// text has read out of it.
+    reads: Reads,
     paths: Vec<OwnedValuePath>,
     mode: DedupeMode,
     state_paths: Vec<OwnedValuePath>,
@@ -159,11 +164,13 @@ impl Transform for Dedupe {
     fn process(&mut self, batch: EventBatch, out: &mut TransformOutputs) {
         let now = self.clock.now();
         for event in batch {
-            let Some(id) = self.identity(event.value()) else {
+            let root = fields::root(&self.reads, &event);
+            let Some(id) = self.identity(&root) else {
                 out.default.push(event);
                 continue;
             };
-            let state = self.state(event.value());
+            let state = self.state(&root);
+            drop(root);
             let ttl = self.ttl;
             // `get_mut` makes the entry the most recently seen. With `first_seen` a
             // duplicate does not extend its entry's life (the TTL counts from the first
@@ -220,6 +227,50 @@ mod tests {
             cache_size: 10,
             ttl: Some(Duration::from_secs(60)),
         }
+    }
+
+    #[test]
+    fn events_in_their_json_text_are_deduplicated_without_being_parsed() {
+        let texts = [
+            r#"{"service":"a","labels":{"team":"x"},"status":"firing","n":1}"#,
+            r#"{"n":2,"status":"firing","labels":{"team":"x"},"service":"a"}"#,
+            r#"{"service":"a","labels":{"team":"y"},"status":"firing","n":3}"#,
+            r#"{"service":"a","labels":{"team":"x"},"status":"resolved","n":4}"#,
+            r#"{"service":"a","labels":{"team":"x"},"n":5}"#,
+            r#"{"ser\u0076ice":"a","labels":{"team":"x"},"n":6}"#,
+            r#"{"labels":{"team":"x"},"status":"firing","n":7}"#,
+            r#"{"service":"a","labels":{"team":"x"},"status":"firing","n":8}"#,
+        ];
+        let run = |kept: bool| {
+            let clock = ManualClock::default();
+            let mut config = config(DedupeMode::LastState);
+            config.fields = Some(vec!["service".into(), "labels.team".into()]);
+            let mut t = dedupe(config, &clock);
+            let mut out = TransformOutputs::new(0);
+            let events = texts
+                .iter()
+                .map(|text| match kept {
+                    true => Event::kept_json(text),
+                    false => Event::new(
+                        serde_json::from_str(text).expect("json"),
+                        Arc::from("s"),
+                        chrono::Utc::now(),
+                    ),
+                })
+                .collect();
+            t.process(events, &mut out);
+            if kept {
+                assert!(out.default.iter().all(|e| e.unparsed_json().is_some()));
+            }
+            out.default
+                .iter()
+                .map(|e| e.get("n").and_then(|v| v.as_integer()).unwrap_or(-1))
+                .collect::<Vec<_>>()
+        };
+        let parsed = run(false);
+        // 2 repeats 1's state; 5 and 6 change it to no status; 7 has no identity.
+        assert_eq!(parsed, vec![1, 3, 4, 5, 7, 8]);
+        assert_eq!(run(true), parsed);
     }
 
     fn passes(t: &mut Box<dyn Transform>, status: &str) -> bool {

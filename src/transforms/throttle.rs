@@ -15,6 +15,7 @@ use crate::component::{
     BuildError, Transform, TransformConfig, TransformContext, TransformOutputs,
 };
 use crate::event::EventBatch;
+use crate::event::fields::{self, Reads};
 
 /// Limits events per key and window; the excess goes to `<id>.dropped`.
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
@@ -58,6 +59,7 @@ impl TransformConfig for ThrottleConfig {
             .map_err(|e| BuildError(format!("`key_field`: {e}")))?;
         Ok(Box::new(Throttle {
             limiter: RateLimiter::keyed(quota),
+            reads: Reads::of_paths(&key),
             key,
             window: self.window,
         }))
@@ -66,6 +68,9 @@ impl TransformConfig for ThrottleConfig {
 
 struct Throttle {
     limiter: DefaultKeyedRateLimiter<String>,
+    /// The top-level field `key` starts in: all an event still in its JSON text has read
+    /// out of it.
+    reads: Reads,
     key: Option<vrl::path::OwnedValuePath>,
     window: Duration,
 }
@@ -76,8 +81,11 @@ impl Transform for Throttle {
             let key = self
                 .key
                 .as_ref()
-                .and_then(|p| event.value().get(p))
-                .map(|v| v.to_string_lossy().into_owned())
+                .and_then(|p| {
+                    fields::root(&self.reads, &event)
+                        .get(p)
+                        .map(|v| v.to_string_lossy().into_owned())
+                })
                 .unwrap_or_default();
             if self.limiter.check_key(&key).is_ok() {
                 out.default.push(event);
@@ -94,5 +102,76 @@ impl Transform for Throttle {
     fn flush(&mut self, _out: &mut TransformOutputs) {
         self.limiter.retain_recent();
         self.limiter.shrink_to_fit();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::event::Event;
+    use crate::telemetry::{ComponentKind, Telemetry};
+    use std::sync::Arc;
+
+    fn throttle() -> Box<dyn Transform> {
+        let cx = TransformContext {
+            id: Arc::from("t"),
+            metrics: Telemetry::new().component("t", ComponentKind::Transform, "throttle"),
+            clock: Arc::new(ManualClock::default()),
+            data_dir: None,
+            file_notices: Default::default(),
+        };
+        let config = ThrottleConfig {
+            threshold: 2,
+            window: Duration::from_secs(60),
+            key_field: Some("service".into()),
+        };
+        config.build(&cx).expect("builds")
+    }
+
+    #[test]
+    fn events_in_their_json_text_are_throttled_by_key_without_being_parsed() {
+        let texts = [
+            r#"{"service":"a","n":1}"#,
+            r#"{"n":2,"service":"a"}"#,
+            r#"{"service":"b","n":3}"#,
+            r#"{"service":"a","n":4}"#,
+            r#"{"n":5}"#,
+            r#"{"ser\u0076ice":"b","n":6}"#,
+            r#"{"service":"b","n":7}"#,
+            r#"{"n":8}"#,
+            r#"{"service":null,"n":9}"#,
+        ];
+        let run = |kept: bool| {
+            let mut t = throttle();
+            let mut out = TransformOutputs::new(1);
+            let events = texts
+                .iter()
+                .map(|text| match kept {
+                    true => Event::kept_json(text),
+                    false => Event::new(
+                        serde_json::from_str(text).expect("json"),
+                        Arc::from("s"),
+                        chrono::Utc::now(),
+                    ),
+                })
+                .collect();
+            t.process(events, &mut out);
+            let ns = |events: &[Event]| -> Vec<i64> {
+                events
+                    .iter()
+                    .map(|e| e.get("n").and_then(|v| v.as_integer()).unwrap_or(-1))
+                    .collect()
+            };
+            if kept {
+                assert!(out.default.iter().all(|e| e.unparsed_json().is_some()));
+                assert!(out.named[0].iter().all(|e| e.unparsed_json().is_some()));
+            }
+            (ns(&out.default), ns(&out.named[0]))
+        };
+        let parsed = run(false);
+        // `null` is a key of its own; no field at all shares the empty one.
+        assert_eq!(parsed, (vec![1, 2, 3, 5, 6, 8, 9], vec![4, 7]));
+        assert_eq!(run(true), parsed);
     }
 }
