@@ -19,6 +19,7 @@ use vrl::value::{KeyString, ObjectMap, Value};
 use crate::component::{
     BuildError, Transform, TransformConfig, TransformContext, TransformOutputs,
 };
+use crate::event::fields::{self, Reads};
 use crate::event::{BatchAck, Event, EventAck, EventBatch};
 
 fn default_interval() -> Duration {
@@ -70,11 +71,14 @@ impl TransformConfig for AggregateConfig {
         if self.interval.is_zero() {
             return Err(BuildError("`interval` must be above zero".into()));
         }
+        let group_by = paths(&self.group_by, "group_by")?;
+        let fields = paths(&self.fields, "fields")?;
         Ok(Box::new(Aggregate {
             id: std::sync::Arc::clone(&cx.id),
             interval: self.interval,
-            group_by: paths(&self.group_by, "group_by")?,
-            fields: paths(&self.fields, "fields")?,
+            reads: Reads::of_paths(group_by.iter().chain(&fields).map(|(_, p)| p)),
+            group_by,
+            fields,
             name: self.name.clone(),
             groups: IndexMap::new(),
             window_start: Utc::now(),
@@ -100,6 +104,9 @@ struct Group {
 struct Aggregate {
     id: std::sync::Arc<str>,
     interval: Duration,
+    /// The top-level fields of `group_by` and `fields`: all an event still in its JSON
+    /// text has read out of it.
+    reads: Reads,
     group_by: Vec<(String, OwnedValuePath)>,
     fields: Vec<(String, OwnedValuePath)>,
     name: String,
@@ -112,10 +119,11 @@ use crate::event::as_f64 as number;
 impl Transform for Aggregate {
     fn process(&mut self, batch: EventBatch, _out: &mut TransformOutputs) {
         for mut event in batch {
+            let root = fields::root(&self.reads, &event);
             let keys: Vec<Value> = self
                 .group_by
                 .iter()
-                .map(|(_, p)| event.value().get(p).cloned().unwrap_or(Value::Null))
+                .map(|(_, p)| root.get(p).cloned().unwrap_or(Value::Null))
                 .collect();
             let key = serde_json::to_string(&keys).unwrap_or_default();
             let fields = self.fields.len();
@@ -127,7 +135,7 @@ impl Transform for Aggregate {
             });
             group.count += 1;
             for (slot, (_, path)) in group.stats.iter_mut().zip(&self.fields) {
-                if let Some(x) = number(event.value().get(path)) {
+                if let Some(x) = number(root.get(path)) {
                     let s = slot.get_or_insert(Stat {
                         n: 0,
                         sum: 0.0,
@@ -140,6 +148,7 @@ impl Transform for Aggregate {
                     s.max = s.max.max(x);
                 }
             }
+            drop(root);
             group.acks.push(event.meta.ack.take());
         }
     }
@@ -181,5 +190,82 @@ impl Transform for Aggregate {
             );
         }
         self.window_start = end;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::telemetry::{ComponentKind, Telemetry};
+    use std::sync::Arc;
+
+    fn aggregate() -> Box<dyn Transform> {
+        let cx = TransformContext {
+            id: Arc::from("a"),
+            metrics: Telemetry::new().component("a", ComponentKind::Transform, "aggregate"),
+            clock: Arc::new(ManualClock::default()),
+            data_dir: None,
+            file_notices: Default::default(),
+        };
+        let config = AggregateConfig {
+            interval: Duration::from_secs(10),
+            group_by: vec!["service".into(), "labels.team".into()],
+            fields: vec!["latency".into(), "size.bytes".into()],
+            name: "m".into(),
+        };
+        config.build(&cx).expect("builds")
+    }
+
+    /// The groups' metrics, without their windows (they differ between two runs).
+    fn metrics(kept: bool, texts: &[&str]) -> Vec<Value> {
+        let mut t = aggregate();
+        let events = texts
+            .iter()
+            .map(|text| match kept {
+                true => Event::kept_json(text),
+                false => Event::new(
+                    serde_json::from_str(text).expect("json"),
+                    Arc::from("s"),
+                    Utc::now(),
+                ),
+            })
+            .collect();
+        let mut out = TransformOutputs::new(0);
+        t.process(events, &mut out);
+        t.flush(&mut out);
+        out.default
+            .into_iter()
+            .map(|e| {
+                let mut v = e.into_value();
+                if let Value::Object(m) = &mut v {
+                    m.remove("window_start");
+                    m.remove("window_end");
+                }
+                v
+            })
+            .collect()
+    }
+
+    #[test]
+    fn events_in_their_json_text_aggregate_as_parsed_ones() {
+        let texts = [
+            r#"{"service":"a","labels":{"team":"x"},"latency":5,"size":{"bytes":10}}"#,
+            r#"{"latency":7.5,"labels":{"team":"x"},"service":"a","junk":[1,{"a":2}]}"#,
+            r#"{"service":"b","latency":"slow","size":{"bytes":-3}}"#,
+            r#"{"ser\u0076ice":"a","labels":{"team":"x"},"latency":1}"#,
+            r#"{"labels":{"team":null}}"#,
+        ];
+        let parsed = metrics(false, &texts);
+        assert_eq!(parsed.len(), 3, "{parsed:?}");
+        let count = |v: &Value| match v {
+            Value::Object(m) => m.get("count").and_then(Value::as_integer),
+            _ => None,
+        };
+        assert_eq!(
+            parsed.iter().map(count).collect::<Vec<_>>(),
+            [Some(3), Some(1), Some(1)]
+        );
+        assert_eq!(metrics(true, &texts), parsed);
     }
 }

@@ -14,6 +14,7 @@ use vrl::value::Value;
 use crate::component::{
     BuildError, Transform, TransformConfig, TransformContext, TransformOutputs,
 };
+use crate::event::fields::{self, Reads};
 use crate::event::{Event, EventBatch, EventStatus};
 use crate::program::{self, Mode, Outcome, ProgramSource, Runner};
 use crate::telemetry::ComponentMetrics;
@@ -67,6 +68,7 @@ impl TransformConfig for SampleConfig {
             .map(Runner::new);
         Ok(Box::new(Sample {
             share,
+            reads: Reads::of_paths(&key),
             key,
             keep,
             seen: 0,
@@ -77,6 +79,9 @@ impl TransformConfig for SampleConfig {
 
 struct Sample {
     share: Share,
+    /// The top-level field `key` starts in: all an event still in its JSON text has read
+    /// out of it.
+    reads: Reads,
     key: Option<vrl::path::OwnedValuePath>,
     keep: Option<Runner>,
     seen: u64,
@@ -85,12 +90,13 @@ struct Sample {
 
 impl Sample {
     fn sampled_in(&mut self, event: &Event) -> bool {
-        // Without a key the payload is not read: an event kept as JSON text stays unparsed.
-        let keyed = self
-            .key
-            .as_ref()
-            .and_then(|p| event.value().get(p))
-            .map(|v| fnv1a(v.to_string_lossy().as_bytes()));
+        // Without a key the payload is not read, and with one only the key's field: an
+        // event kept as JSON text stays unparsed.
+        let keyed = self.key.as_ref().and_then(|p| {
+            fields::root(&self.reads, event)
+                .get(p)
+                .map(|v| fnv1a(v.to_string_lossy().as_bytes()))
+        });
         match (&self.share, keyed) {
             (Share::OneIn(n), Some(h)) => h % n == 0,
             (Share::OneIn(n), None) => {
@@ -157,11 +163,51 @@ mod tests {
         let mut out = TransformOutputs::new(0);
         sample(1, Some("service")).process(vec![kept(text)], &mut out);
         let passed = out.default.pop().expect("rate 1 keeps every event");
-        assert!(passed.unparsed_json().is_none(), "parsed to read the key");
+        assert!(
+            passed.unparsed_json().is_some(),
+            "the key read out of the text"
+        );
         assert_eq!(
             passed.raw_json(),
             Some(text.as_bytes()),
             "and sent as it came"
         );
+    }
+
+    #[test]
+    fn a_keyed_sample_of_kept_text_keeps_what_it_keeps_of_parsed_events() {
+        let texts: Vec<String> = (0..60)
+            .map(|n| match n % 4 {
+                0 => format!(r#"{{"service":"s{n}","n":{n}}}"#),
+                1 => format!(r#"{{"n":{n},"service":{{"k":{}}}}}"#, n % 7),
+                2 => format!(r#"{{"ser\u0076ice":"s{}","n":{n}}}"#, n % 5),
+                _ => format!(r#"{{"n":{n}}}"#),
+            })
+            .collect();
+        let run = |kept_text: bool| {
+            let mut out = TransformOutputs::new(0);
+            let events = texts
+                .iter()
+                .map(|t| match kept_text {
+                    true => kept(t),
+                    false => Event::new(
+                        serde_json::from_str(t).expect("json"),
+                        Arc::from("s"),
+                        chrono::Utc::now(),
+                    ),
+                })
+                .collect();
+            sample(3, Some("service")).process(events, &mut out);
+            if kept_text {
+                assert!(out.default.iter().all(|e| e.unparsed_json().is_some()));
+            }
+            out.default
+                .iter()
+                .map(|e| e.get("n").and_then(|v| v.as_integer()).unwrap_or(-1))
+                .collect::<Vec<_>>()
+        };
+        let parsed = run(false);
+        assert!(parsed.len() > 5 && parsed.len() < 55, "{parsed:?}");
+        assert_eq!(run(true), parsed);
     }
 }
