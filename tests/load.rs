@@ -159,6 +159,24 @@ fn ndjson_filter_to_http() {
 }
 
 #[test]
+fn ndjson_fields_to_http() {
+    if let Some(r) = quick("ndjson-fields-to-http") {
+        assert_sane(&r, 2000, true, true);
+        assert_eq!(r["measure"], "throughput");
+        // The dedupe passed every event on (each has its own `n`).
+        let stages: Vec<(&str, u64)> = r["sluice_stages"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|s| Some((s["stage"].as_str()?, s["events"].as_u64()?)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        assert!(stages.contains(&("once (transform)", 2000)), "{r:#}");
+    }
+}
+
+#[test]
 fn forward_to_http() {
     if let Some(r) = quick("forward-to-http") {
         assert_sane(&r, 2000, true, true);
@@ -225,6 +243,7 @@ fn every_scenario_file_is_listed_and_loads() {
         "forward-to-http",
         "ndjson-to-http",
         "ndjson-filter-to-http",
+        "ndjson-fields-to-http",
         "file-to-http",
         "kafka-to-postgres",
     ] {
