@@ -140,20 +140,25 @@ fn ndjson_to_http() {
     }
 }
 
+/// Each stage's name and how many events it saw, from a report's `sluice_stages`.
+fn stage_events(r: &Value) -> Vec<(&str, u64)> {
+    r["sluice_stages"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| Some((s["stage"].as_str()?, s["events"].as_u64()?)))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 #[test]
 fn ndjson_filter_to_http() {
     if let Some(r) = quick("ndjson-filter-to-http") {
         assert_sane(&r, 2000, true, true);
         assert_eq!(r["measure"], "throughput");
         // The filter passed every event on (the driver sends only `high` ones).
-        let stages: Vec<(&str, u64)> = r["sluice_stages"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|s| Some((s["stage"].as_str()?, s["events"].as_u64()?)))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let stages = stage_events(&r);
         assert!(stages.contains(&("serious (transform)", 2000)), "{r:#}");
     }
 }
@@ -164,14 +169,7 @@ fn ndjson_fields_to_http() {
         assert_sane(&r, 2000, true, true);
         assert_eq!(r["measure"], "throughput");
         // The dedupe passed every event on (each has its own `n`).
-        let stages: Vec<(&str, u64)> = r["sluice_stages"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|s| Some((s["stage"].as_str()?, s["events"].as_u64()?)))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let stages = stage_events(&r);
         assert!(stages.contains(&("once (transform)", 2000)), "{r:#}");
     }
 }
@@ -221,7 +219,7 @@ fn scenarios_are_built_in_outside_the_checkout() {
         "{text}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(text.lines().count(), 6, "{text}");
+    assert_eq!(text.lines().count(), 7, "{text}");
     assert!(
         text.lines().all(|l| !l.contains(".yaml:")),
         "every built-in scenario loads: {text}"
