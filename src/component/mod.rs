@@ -196,6 +196,25 @@ pub struct TransformContext {
     pub file_notices: FileNotices,
 }
 
+#[cfg(test)]
+impl TransformContext {
+    /// A context for building one transform of `type_name` in a unit test: fresh metrics,
+    /// no data folder, no file notices.
+    pub(crate) fn for_test(type_name: &'static str, clock: Arc<dyn crate::clock::Clock>) -> Self {
+        Self {
+            id: Arc::from(type_name),
+            metrics: Telemetry::new().component(
+                type_name,
+                crate::telemetry::ComponentKind::Transform,
+                type_name,
+            ),
+            clock,
+            data_dir: None,
+            file_notices: FileNotices::default(),
+        }
+    }
+}
+
 /// A transform type's configuration.
 pub trait TransformConfig: Debug + Send + Sync + 'static {
     fn type_name(&self) -> &'static str;

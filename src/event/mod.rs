@@ -119,6 +119,20 @@ impl Event {
         Self::from_payload(Payload::raw(raw), Arc::from("test"), Utc::now())
     }
 
+    /// An event of the JSON object `text`: kept as that text (as sources keep it) or
+    /// parsed (tests comparing the two).
+    #[cfg(test)]
+    pub(crate) fn json(text: &str, kept: bool) -> Self {
+        match kept {
+            true => Self::kept_json(text),
+            false => Self::new(
+                serde_json::from_str(text).expect("JSON"),
+                Arc::from("test"),
+                Utc::now(),
+            ),
+        }
+    }
+
     /// The VRL `%` metadata, to read.
     pub(crate) fn vrl_metadata(&self) -> &VrlMetadata {
         &self.meta.vrl

@@ -197,17 +197,10 @@ impl Transform for Aggregate {
 mod tests {
     use super::*;
     use crate::clock::ManualClock;
-    use crate::telemetry::{ComponentKind, Telemetry};
     use std::sync::Arc;
 
     fn aggregate() -> Box<dyn Transform> {
-        let cx = TransformContext {
-            id: Arc::from("a"),
-            metrics: Telemetry::new().component("a", ComponentKind::Transform, "aggregate"),
-            clock: Arc::new(ManualClock::default()),
-            data_dir: None,
-            file_notices: Default::default(),
-        };
+        let cx = TransformContext::for_test("aggregate", Arc::new(ManualClock::default()));
         let config = AggregateConfig {
             interval: Duration::from_secs(10),
             group_by: vec!["service".into(), "labels.team".into()],
@@ -220,17 +213,7 @@ mod tests {
     /// The groups' metrics, without their windows (they differ between two runs).
     fn metrics(kept: bool, texts: &[&str]) -> Vec<Value> {
         let mut t = aggregate();
-        let events = texts
-            .iter()
-            .map(|text| match kept {
-                true => Event::kept_json(text),
-                false => Event::new(
-                    serde_json::from_str(text).expect("json"),
-                    Arc::from("s"),
-                    Utc::now(),
-                ),
-            })
-            .collect();
+        let events = texts.iter().map(|text| Event::json(text, kept)).collect();
         let mut out = TransformOutputs::new(0);
         t.process(events, &mut out);
         t.flush(&mut out);

@@ -206,16 +206,9 @@ mod tests {
     use super::*;
     use crate::clock::ManualClock;
     use crate::event::Event;
-    use crate::telemetry::{ComponentKind, Telemetry};
 
     fn dedupe(config: DedupeConfig, clock: &ManualClock) -> Box<dyn Transform> {
-        let cx = TransformContext {
-            id: Arc::from("d"),
-            metrics: Telemetry::new().component("d", ComponentKind::Transform, "dedupe"),
-            clock: Arc::new(clock.clone()),
-            data_dir: None,
-            file_notices: Default::default(),
-        };
+        let cx = TransformContext::for_test("dedupe", Arc::new(clock.clone()));
         config.build(&cx).expect("builds")
     }
 
@@ -247,25 +240,9 @@ mod tests {
             config.fields = Some(vec!["service".into(), "labels.team".into()]);
             let mut t = dedupe(config, &clock);
             let mut out = TransformOutputs::new(0);
-            let events = texts
-                .iter()
-                .map(|text| match kept {
-                    true => Event::kept_json(text),
-                    false => Event::new(
-                        serde_json::from_str(text).expect("json"),
-                        Arc::from("s"),
-                        chrono::Utc::now(),
-                    ),
-                })
-                .collect();
+            let events = texts.iter().map(|text| Event::json(text, kept)).collect();
             t.process(events, &mut out);
-            if kept {
-                assert!(out.default.iter().all(|e| e.unparsed_json().is_some()));
-            }
-            out.default
-                .iter()
-                .map(|e| e.get("n").and_then(|v| v.as_integer()).unwrap_or(-1))
-                .collect::<Vec<_>>()
+            crate::transforms::passed_ints(&out.default, "n", kept)
         };
         let parsed = run(false);
         // 2 repeats 1's state; 5 and 6 change it to no status; 7 has no identity.
@@ -328,13 +305,7 @@ mod tests {
     #[test]
     fn last_state_needs_a_state_field() {
         let clock = ManualClock::default();
-        let cx = TransformContext {
-            id: Arc::from("d"),
-            metrics: Telemetry::new().component("d", ComponentKind::Transform, "dedupe"),
-            clock: Arc::new(clock),
-            data_dir: None,
-            file_notices: Default::default(),
-        };
+        let cx = TransformContext::for_test("dedupe", Arc::new(clock));
         let mut c = config(DedupeMode::LastState);
         c.state_fields.clear();
         let err = c.build(&cx).err().expect("refused");

@@ -129,16 +129,9 @@ impl Transform for Sample {
 mod tests {
     use super::*;
     use crate::clock::ManualClock;
-    use crate::telemetry::{ComponentKind, Telemetry};
 
     fn sample(rate: u64, key_field: Option<&str>) -> Box<dyn Transform> {
-        let cx = TransformContext {
-            id: Arc::from("s"),
-            metrics: Telemetry::new().component("s", ComponentKind::Transform, "sample"),
-            clock: Arc::new(ManualClock::default()),
-            data_dir: None,
-            file_notices: Default::default(),
-        };
+        let cx = TransformContext::for_test("sample", Arc::new(ManualClock::default()));
         let config = SampleConfig {
             rate: Some(rate),
             ratio: None,
@@ -186,25 +179,9 @@ mod tests {
             .collect();
         let run = |kept_text: bool| {
             let mut out = TransformOutputs::new(0);
-            let events = texts
-                .iter()
-                .map(|t| match kept_text {
-                    true => kept(t),
-                    false => Event::new(
-                        serde_json::from_str(t).expect("json"),
-                        Arc::from("s"),
-                        chrono::Utc::now(),
-                    ),
-                })
-                .collect();
+            let events = texts.iter().map(|t| Event::json(t, kept_text)).collect();
             sample(3, Some("service")).process(events, &mut out);
-            if kept_text {
-                assert!(out.default.iter().all(|e| e.unparsed_json().is_some()));
-            }
-            out.default
-                .iter()
-                .map(|e| e.get("n").and_then(|v| v.as_integer()).unwrap_or(-1))
-                .collect::<Vec<_>>()
+            crate::transforms::passed_ints(&out.default, "n", kept_text)
         };
         let parsed = run(false);
         assert!(parsed.len() > 5 && parsed.len() < 55, "{parsed:?}");

@@ -110,17 +110,10 @@ mod tests {
     use super::*;
     use crate::clock::ManualClock;
     use crate::event::Event;
-    use crate::telemetry::{ComponentKind, Telemetry};
     use std::sync::Arc;
 
     fn throttle() -> Box<dyn Transform> {
-        let cx = TransformContext {
-            id: Arc::from("t"),
-            metrics: Telemetry::new().component("t", ComponentKind::Transform, "throttle"),
-            clock: Arc::new(ManualClock::default()),
-            data_dir: None,
-            file_notices: Default::default(),
-        };
+        let cx = TransformContext::for_test("throttle", Arc::new(ManualClock::default()));
         let config = ThrottleConfig {
             threshold: 2,
             window: Duration::from_secs(60),
@@ -145,29 +138,12 @@ mod tests {
         let run = |kept: bool| {
             let mut t = throttle();
             let mut out = TransformOutputs::new(1);
-            let events = texts
-                .iter()
-                .map(|text| match kept {
-                    true => Event::kept_json(text),
-                    false => Event::new(
-                        serde_json::from_str(text).expect("json"),
-                        Arc::from("s"),
-                        chrono::Utc::now(),
-                    ),
-                })
-                .collect();
+            let events = texts.iter().map(|text| Event::json(text, kept)).collect();
             t.process(events, &mut out);
-            let ns = |events: &[Event]| -> Vec<i64> {
-                events
-                    .iter()
-                    .map(|e| e.get("n").and_then(|v| v.as_integer()).unwrap_or(-1))
-                    .collect()
-            };
-            if kept {
-                assert!(out.default.iter().all(|e| e.unparsed_json().is_some()));
-                assert!(out.named[0].iter().all(|e| e.unparsed_json().is_some()));
-            }
-            (ns(&out.default), ns(&out.named[0]))
+            (
+                crate::transforms::passed_ints(&out.default, "n", kept),
+                crate::transforms::passed_ints(&out.named[0], "n", kept),
+            )
         };
         let parsed = run(false);
         // `null` is a key of its own; no field at all shares the empty one.
