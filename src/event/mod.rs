@@ -271,3 +271,20 @@ pub(crate) fn json_or_text(bytes: &[u8]) -> Result<Value, Value> {
     serde_json::from_slice::<Value>(bytes)
         .map_err(|_| Value::from(String::from_utf8_lossy(bytes).into_owned()))
 }
+
+/// The integer `field` of each event (-1 where it has none), once every event is checked
+/// to be still unparsed when `kept` (tests of components that read fields out
+/// of kept text: the same events must pass, and pass unparsed).
+#[cfg(test)]
+pub(crate) fn passed_ints(events: &[Event], field: &str, kept: bool) -> Vec<i64> {
+    if kept {
+        assert!(
+            events.iter().all(|e| e.unparsed_json().is_some()),
+            "an event kept as text was parsed"
+        );
+    }
+    events
+        .iter()
+        .map(|e| e.get(field).and_then(|v| v.as_integer()).unwrap_or(-1))
+        .collect()
+}

@@ -242,7 +242,7 @@ mod tests {
             let mut out = TransformOutputs::new(0);
             let events = texts.iter().map(|text| Event::json(text, kept)).collect();
             t.process(events, &mut out);
-            crate::transforms::passed_ints(&out.default, "n", kept)
+            crate::event::passed_ints(&out.default, "n", kept)
         };
         let parsed = run(false);
         // 2 repeats 1's state; 5 and 6 change it to no status; 7 has no identity.

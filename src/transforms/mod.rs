@@ -31,20 +31,3 @@ crate::component::component_registry! { crate::component::TransformConfig;
     "throttle" => throttle::ThrottleConfig,
     "unflatten" => flatten::UnflattenConfig,
 }
-
-/// The integer `field` of each event (-1 where it has none), once every event is checked
-/// to be still unparsed when `kept` (tests of transforms that read fields out of kept
-/// text: the same events must pass, and pass unparsed).
-#[cfg(test)]
-pub(crate) fn passed_ints(events: &[crate::event::Event], field: &str, kept: bool) -> Vec<i64> {
-    if kept {
-        assert!(
-            events.iter().all(|e| e.unparsed_json().is_some()),
-            "an event kept as text was parsed"
-        );
-    }
-    events
-        .iter()
-        .map(|e| e.get(field).and_then(|v| v.as_integer()).unwrap_or(-1))
-        .collect()
-}

@@ -181,7 +181,7 @@ mod tests {
             let mut out = TransformOutputs::new(0);
             let events = texts.iter().map(|t| Event::json(t, kept_text)).collect();
             sample(3, Some("service")).process(events, &mut out);
-            crate::transforms::passed_ints(&out.default, "n", kept_text)
+            crate::event::passed_ints(&out.default, "n", kept_text)
         };
         let parsed = run(false);
         assert!(parsed.len() > 5 && parsed.len() < 55, "{parsed:?}");

@@ -141,8 +141,8 @@ mod tests {
             let events = texts.iter().map(|text| Event::json(text, kept)).collect();
             t.process(events, &mut out);
             (
-                crate::transforms::passed_ints(&out.default, "n", kept),
-                crate::transforms::passed_ints(&out.named[0], "n", kept),
+                crate::event::passed_ints(&out.default, "n", kept),
+                crate::event::passed_ints(&out.named[0], "n", kept),
             )
         };
         let parsed = run(false);
