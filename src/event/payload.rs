@@ -8,12 +8,13 @@
 //! the payload drops the text, so a sink writes what the component left.
 
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use bytes::Bytes;
 use vrl::value::{KeyString, ObjectMap, Value};
 
 /// An event's payload: a VRL value, or JSON text parsed on first read.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Payload {
     /// The payload's JSON text, one line with an object at its root, while no component
     /// changed it.
@@ -24,6 +25,20 @@ pub struct Payload {
     /// Whether a read-only program already picked fields out of the text (see
     /// [`crate::event::fields`]); the next one parses it whole, once.
     picked: bool,
+    /// How many readers of named fields (templates, key fields) took theirs out of the
+    /// text (see [`crate::event::fields::root`]).
+    field_picks: AtomicU8,
+}
+
+impl Clone for Payload {
+    fn clone(&self) -> Self {
+        Self {
+            raw: self.raw.clone(),
+            value: self.value.clone(),
+            picked: self.picked,
+            field_picks: AtomicU8::new(self.field_picks.load(Ordering::Relaxed)),
+        }
+    }
 }
 
 /// Checked JSON text of an object, with what its values would take once parsed.
@@ -51,6 +66,7 @@ impl Payload {
             raw: None,
             value: OnceLock::from(value),
             picked: false,
+            field_picks: AtomicU8::new(0),
         }
     }
 
@@ -59,6 +75,7 @@ impl Payload {
             raw: Some(raw),
             value: OnceLock::new(),
             picked: false,
+            field_picks: AtomicU8::new(0),
         }
     }
 
@@ -97,6 +114,17 @@ impl Payload {
     /// Whether no read-only program picked fields out of the text yet; marks it picked.
     pub(crate) fn first_pick(&mut self) -> bool {
         !std::mem::replace(&mut self.picked, true)
+    }
+
+    /// Whether a reader of named fields may take them out of the text (fewer than
+    /// `limit` did); counts it if so.
+    pub(crate) fn take_field_pick(&self, limit: u8) -> bool {
+        let taken = self.field_picks.load(Ordering::Relaxed);
+        if taken >= limit {
+            return false;
+        }
+        self.field_picks.store(taken + 1, Ordering::Relaxed);
+        true
     }
 
     /// The JSON text, while it has not been parsed.
