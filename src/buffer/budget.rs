@@ -160,7 +160,7 @@ pub(crate) fn event_size(event: &Event) -> usize {
     EVENT + payload + heap_size(event.meta.vrl.get())
 }
 
-use crate::event::raw_json::{MAP_NODE, MAP_NODE_ENTRIES, VALUE};
+use crate::event::json_size::{MAP_NODE, MAP_NODE_ENTRIES, VALUE};
 
 fn heap_size(value: &Value) -> usize {
     match value {

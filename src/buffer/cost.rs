@@ -4,7 +4,7 @@
 
 // The estimates of one value live with the event model, which checks JSON text
 // without building it (see `crate::event::raw_json`).
-pub(crate) use crate::event::raw_json::{ARRAY, MAP_NODE, MAP_NODE_ENTRIES, SLOT};
+pub(crate) use crate::event::json_size::{ARRAY, MAP_NODE, MAP_NODE_ENTRIES, SLOT};
 
 /// Memory a body's values may take per byte of JSON while it is parsed, beyond
 /// [`DECODE_BASE_BYTES`]: enforced while parsing (a body whose values would take more

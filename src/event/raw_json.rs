@@ -5,22 +5,11 @@
 //! parsed value would take on the heap the way the memory budget estimates parsed
 //! events.
 
-use std::collections::HashSet;
 use std::fmt;
 
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 
-/// A value's inline size, doubled for an array element (a growing vector holds up to
-/// twice its length); also the heap of a string beyond its bytes.
-pub(crate) const SLOT: usize = 48;
-/// A vector's own allocation, however short (size class and allocator header).
-pub(crate) const ARRAY: usize = 64;
-/// A B-tree node of an object's entries, allocated whole.
-pub(crate) const MAP_NODE: usize = 720;
-/// Entries per B-tree node.
-pub(crate) const MAP_NODE_ENTRIES: usize = 11;
-/// Inline size of a value inside a vector or a map node.
-pub(crate) const VALUE: usize = 40;
+use super::json_size::{ARRAY, SLOT, SeenKeys, key_hash, object_size};
 
 /// What checking one text found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -165,49 +154,6 @@ impl<'de> Visitor<'de> for Top<'_> {
     }
 }
 
-/// Hashes of an object's keys, on the stack for the usual few and in a hash set past
-/// them, so an object of a million keys costs a million lookups, not a million squared
-/// (a list here made one 878 KB body hold a decode slot for 11 s). A collision only
-/// sends the object down the parsing path.
-#[derive(Default)]
-struct SeenKeys {
-    few: [u64; 16],
-    len: usize,
-    more: HashSet<u64>,
-}
-
-impl SeenKeys {
-    /// `false` when `hash` was seen already.
-    fn insert(&mut self, hash: u64) -> bool {
-        let few = &self.few[..self.len.min(self.few.len())];
-        if few.contains(&hash) {
-            return false;
-        }
-        if self.len < self.few.len() {
-            self.few[self.len] = hash;
-        } else if !self.more.insert(hash) {
-            return false;
-        }
-        self.len += 1;
-        true
-    }
-}
-
-/// A fixed-seed hash: no allocation, no need to resist chosen collisions (a collision
-/// costs a parse, not a wrong answer). FNV-1a here, a byte at a time, was 3% of the CPU
-/// of NDJSON → http.
-fn key_hash(key: &str) -> u64 {
-    use std::hash::BuildHasher;
-    foldhash::fast::FixedState::with_seed(0x5175_6963_655f_6b65).hash_one(key)
-}
-
-fn object_size(entries: usize, contents: usize) -> usize {
-    if entries == 0 {
-        return 0;
-    }
-    (64 + MAP_NODE * entries.div_ceil(MAP_NODE_ENTRIES)).saturating_add(contents)
-}
-
 struct KeyFound {
     len: usize,
     reserved: bool,
@@ -303,6 +249,7 @@ impl<'de> Visitor<'de> for Size {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event::json_size::MAP_NODE;
     use vrl::value::Value;
 
     fn check(text: &str) -> Result<Checked, String> {

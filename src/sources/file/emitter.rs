@@ -13,7 +13,7 @@ use super::container::Noted;
 use super::multiline::Message;
 use super::tracker::{Ack, Tracker};
 use crate::component::{SourceContext, SourceOutput};
-use crate::event::raw_json::MAP_NODE;
+use crate::event::json_size::MAP_NODE;
 use crate::event::{BatchAck, Checked, Event, Payload, RawObject, check_object};
 use crate::telemetry::{ComponentMetrics, LabeledCounter, LatencyRecorder};
 use crate::telemetry::{ErrorType, Stage};
