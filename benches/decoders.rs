@@ -8,6 +8,11 @@
 //! the one-alert-per-payload vendors, GCP and Azure, 10 to 10,000 labels): the time per
 //! alert must stay flat. A plugin that grows a collection with `push` or `set` in a loop
 //! shows up here as a 100-fold jump per size step.
+//!
+//! `ndjson_kept` reads the NDJSON body of the load scenarios (500 events of 200 bytes)
+//! the way the `json` decoder keeps events as text (checked, never built), next to
+//! serde_json skipping the same values (`IgnoredAny`, which checks less: no nesting
+//! limit, no repeated keys, no size estimate).
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use sluice::alert::Severity;
@@ -171,5 +176,42 @@ fn scaling(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench, scaling);
+fn ndjson_kept(c: &mut Criterion) {
+    let mut body = Vec::new();
+    for n in 0..500 {
+        let head = format!(
+            "{{\"bench_mark\":\"1733000000000000000-{n}\",\"n\":{n},\"event_type\":\"log\",\"service\":\"checkout\",\"severity\":\"high\",\"region\":\"eu-west-1\",\"message\":\""
+        );
+        body.extend_from_slice(head.as_bytes());
+        body.extend(std::iter::repeat_n(b'x', 200 - head.len() - 2));
+        body.extend_from_slice(b"\"}\n");
+    }
+    let decoder = Decoder::resolve("json", Severity::Medium, true).expect("decoder");
+    let headers = axum::http::HeaderMap::new();
+    let mut group = c.benchmark_group("ndjson_kept");
+    group.throughput(Throughput::Elements(500));
+    group.bench_function("serde_json_ignored_any_baseline", |b| {
+        b.iter(|| {
+            let mut n = 0;
+            for value in
+                serde_json::Deserializer::from_slice(&body).into_iter::<serde::de::IgnoredAny>()
+            {
+                value.expect("json");
+                n += 1;
+            }
+            n
+        })
+    });
+    group.bench_function("json_decoder", |b| {
+        b.iter(
+            || match decoder.parse(&headers, &body, 1000, decode_allowance(body.len())) {
+                Ok(Payload::Events(events)) => events.len(),
+                _ => panic!("NDJSON events"),
+            },
+        )
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench, scaling, ndjson_kept);
 criterion_main!(benches);

@@ -12,7 +12,7 @@ use crate::event::Event;
 
 mod kept_json;
 mod network;
-pub use kept_json::json_events;
+pub use kept_json::{json_events, json_scan};
 pub use network::{fluent_stream, label_matchers, otlp_body, remote_write, syslog_stream};
 
 /// Webhook request bodies: decoding never panics, and every decoded event serializes.

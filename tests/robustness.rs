@@ -65,6 +65,46 @@ fn near_ndjson() -> impl Strategy<Value = Vec<u8>> {
     prop::collection::vec(line, 0..6).prop_map(|l| l.concat().into_bytes())
 }
 
+/// NDJSON the hand-written JSON scan takes (distinct keys, escapes in values, numbers
+/// near its limits), then a few bytes changed anywhere: where the scan and serde_json
+/// could part ways.
+fn mutated_ndjson() -> impl Strategy<Value = Vec<u8>> {
+    let value = prop::sample::select(vec![
+        "1",
+        "-0.5",
+        "1e300",
+        "1e-300",
+        "9.9e299",
+        "-12345678901234567890",
+        "\"a\\\"b\\\\c\\/\\b\\f\\n\\r\\t\"",
+        "\"\\u00e9\\u20AC\\u0000\\uffff\"",
+        "\"é€😀\"",
+        "\"\"",
+        "null",
+        "false",
+        "[1,[],{}]",
+        "{\"k\":{\"l\":[\"m\"]}}",
+    ]);
+    let object = prop::collection::vec(value, 0..5).prop_map(|values| {
+        let fields: Vec<String> = values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| format!("\"f{i}\": {v}"))
+            .collect();
+        format!("{{{}}}", fields.join(","))
+    });
+    let body = prop::collection::vec(object, 1..5).prop_map(|o| o.join("\n"));
+    let edits = prop::collection::vec((any::<usize>(), any::<u8>()), 0..3);
+    (any::<u8>(), body, edits).prop_map(|(bound, body, edits)| {
+        let mut bytes = body.into_bytes();
+        for (at, byte) in edits {
+            let at = at % bytes.len();
+            bytes[at] = byte;
+        }
+        [&[bound][..], &bytes].concat()
+    })
+}
+
 fn near_yaml() -> impl Strategy<Value = Vec<u8>> {
     let pieces = prop::sample::select(vec![
         "sources:\n",
@@ -205,6 +245,21 @@ proptest! {
     #[test]
     fn kept_json_text_of_any_bytes_reads_as_parsing_reads(data in near_json()) {
         fuzzing::json_events(&data);
+    }
+
+    #[test]
+    fn the_json_scan_agrees_with_serde_json_on_ndjson(bound in any::<u8>(), data in near_ndjson()) {
+        fuzzing::json_scan(&[&[bound][..], &data].concat());
+    }
+
+    #[test]
+    fn the_json_scan_agrees_with_serde_json_on_any_json(data in near_json()) {
+        fuzzing::json_scan(&data);
+    }
+
+    #[test]
+    fn the_json_scan_agrees_with_serde_json_on_damaged_ndjson(data in mutated_ndjson()) {
+        fuzzing::json_scan(&data);
     }
 
     #[test]

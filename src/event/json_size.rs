@@ -1,6 +1,6 @@
 //! What JSON takes on the heap once parsed into VRL values, the estimate shared by the
-//! check of kept text ([`super::raw_json`]) and the memory budget; and the keys seen in
-//! one object, to find a key given twice.
+//! checks of kept text ([`super::raw_json`], [`super::json_scan`]) and the memory
+//! budget; and the keys seen in one object, to find a key given twice.
 
 use std::collections::HashSet;
 

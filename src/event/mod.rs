@@ -7,6 +7,7 @@
 mod ack;
 pub(crate) mod fields;
 pub(crate) mod flatten;
+pub(crate) mod json_scan;
 pub(crate) mod json_size;
 pub(crate) mod latency;
 mod payload;

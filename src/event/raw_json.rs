@@ -26,6 +26,17 @@ pub(crate) enum Checked {
 /// Checks that `text` is exactly one JSON value (whitespace around it allowed) as
 /// serde_json reads it. `reserved` names top-level keys the caller is about to add.
 pub(crate) fn check_object(text: &str, reserved: &[&str]) -> Result<Checked, serde_json::Error> {
+    match super::json_scan::one_line_object(text, reserved) {
+        Some(parsed_size) => Ok(Checked::Object { parsed_size }),
+        None => check_object_by_serde(text, reserved),
+    }
+}
+
+/// [`check_object`] by serde_json's parser alone: the reference the scan agrees with.
+pub(crate) fn check_object_by_serde(
+    text: &str,
+    reserved: &[&str],
+) -> Result<Checked, serde_json::Error> {
     // Text that is already UTF-8: serde_json's `StrRead` does not check each string again.
     let mut de = serde_json::Deserializer::from_str(text);
     let text = text.as_bytes();

@@ -63,6 +63,46 @@ pub fn json_events(data: &[u8]) {
     }
 }
 
+/// A body read by the hand-written scan and by serde_json's check alone: whenever the
+/// scan answers, serde_json's check finds the same events, with the same text and size
+/// estimate, and so does the check of each object alone (the file source's lines). The
+/// first byte picks the event bound. Returns whether the scan answered (so tests can
+/// tell that it was exercised).
+pub fn json_scan(data: &[u8]) -> bool {
+    use crate::event::json_scan::{one_line_object, one_line_objects};
+    use crate::event::raw_json::{Checked, check_object_by_serde};
+    let Some((first, body)) = data.split_first() else {
+        return false;
+    };
+    let max = usize::from(first % 32) + 1;
+    let Ok(body) = std::str::from_utf8(body) else {
+        return false;
+    };
+    let Some(found) = one_line_objects(body, max) else {
+        return false;
+    };
+    let by_serde = crate::sources::webhook::read_by_serde(body, max)
+        .expect("serde_json's check takes every body the scan takes");
+    assert_eq!(found.len(), by_serde.len(), "as many objects either way");
+    for (f, event) in found.iter().zip(&by_serde) {
+        let text = &body[f.start..f.end];
+        assert_eq!(event.raw_text(), Some(text.as_bytes()), "the same text");
+        assert_eq!(
+            event.raw_size(),
+            Some(text.len() + f.parsed_size),
+            "the same size"
+        );
+        assert_eq!(one_line_object(text, &[]), Some(f.parsed_size));
+        assert_eq!(
+            check_object_by_serde(text, &[]).ok(),
+            Some(Checked::Object {
+                parsed_size: f.parsed_size
+            })
+        );
+    }
+    true
+}
+
 /// Fields picked from kept text (what read-only programs see) are the parsed event's:
 /// each field alone beside one that is absent, and all of them at once.
 fn picks_read_as_parsing_reads(text: &[u8], parsed: &Value) {

@@ -48,6 +48,7 @@ use tokio::sync::Mutex;
 pub(crate) use self::auth::AuthConfig;
 pub(crate) use self::body::parse_json_stream;
 pub use self::decoder::{Decoder, Payload, Stamp};
+pub(crate) use self::raw_events::read_by_serde;
 pub(crate) use self::sns::{SnsConfig, signed_parts};
 use crate::alert::Severity;
 pub use crate::buffer::cost::decode_allowance;
