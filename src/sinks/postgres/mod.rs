@@ -17,7 +17,8 @@
 //! to `<id>.dead_letter` with the database's message, the rest commit. Connection
 //! failures (the server restarting, a backend killed) are retried with backoff on a
 //! fresh pooled connection; nothing is settled before its rows are committed.
-//! `retention_days` deletes older rows in batches of 1,000 at start and every hour.
+//! `retention_days` deletes older rows in batches of 1,000 after the first batch written
+//! and hourly after that (a pass that fails is tried again a minute later).
 //!
 //! Files: this one the options; `plan.rs` how an event becomes a row; `writer.rs`
 //! writing batches, isolating bad rows, retention; `copy.rs` the COPY path; `query.rs`
@@ -59,8 +60,9 @@ pub(crate) struct PostgresConfig {
     /// `column: field.path` (`.` for the whole event); the default maps the
     /// normalized schema onto the events table.
     pub(crate) columns: Option<IndexMap<String, String>>,
-    /// Delete rows whose `timestamp` is older than this many days (at start and every
-    /// hour, 1,000 at a time). Unset (the default): keep every row.
+    /// Delete rows whose `timestamp` is older than this many days, 1,000 at a time, after
+    /// the first batch written and then after a batch once an hour (once a minute while
+    /// the pass fails). Unset (the default): keep every row.
     pub(crate) retention_days: Option<u32>,
     /// Rows in hand before the sink stops joining batches into one transaction
     /// (default 5000): batches already waiting in the buffer are joined while fewer rows

@@ -2,7 +2,7 @@
 //! transient failures retried, retention.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use deadpool_postgres::Pool;
 use serde_json::Value as Json;
@@ -26,6 +26,12 @@ pub(super) struct Writer {
     pub(super) max_batch_rows: usize,
     pub(super) failure: FailureHandling,
 }
+
+/// How often rows older than `retention_days` are deleted.
+const RETENTION_EVERY: Duration = Duration::from_secs(3600);
+/// How soon a retention pass that failed (no connection, a failed delete) is tried
+/// again, at the end of a batch.
+const RETENTION_RETRY: Duration = Duration::from_secs(60);
 
 /// Why a write did not complete.
 enum WriteError {
@@ -63,7 +69,8 @@ pub(super) async fn run(w: Writer, mut cx: SinkContext) -> Result<(), ComponentE
     );
     let stop = cx.input.stop_token();
     let mut state = State::default();
-    let mut last_retention: Option<std::time::Instant> = None;
+    // Due after the first batch, then every hour (every minute after a failed pass).
+    let mut retention_due: Option<Instant> = None;
     // Received while the batch before it was being written, and encoded meanwhile: the
     // sink builds a batch while the server stores the one before. The write runs in a
     // task of its own, so encoding never delays its round trips.
@@ -151,11 +158,13 @@ pub(super) async fn run(w: Writer, mut cx: SinkContext) -> Result<(), ComponentE
             }
             return Ok(());
         }
-        if w.retention.is_some()
-            && last_retention.is_none_or(|t| t.elapsed() >= Duration::from_secs(3600))
-        {
-            w.apply_retention(&cx.id).await;
-            last_retention = Some(std::time::Instant::now());
+        if w.retention.is_some() && retention_due.is_none_or(|t| cx.clock.now() >= t) {
+            let wait = if w.apply_retention(&cx.id).await {
+                RETENTION_EVERY
+            } else {
+                RETENTION_RETRY
+            };
+            retention_due = Some(cx.clock.now() + wait);
         }
     }
     Ok(())
@@ -460,12 +469,21 @@ impl Writer {
         None
     }
 
-    async fn apply_retention(&self, id: &str) {
+    /// Deletes rows older than `retention_days`; whether the pass completed.
+    async fn apply_retention(&self, id: &str) -> bool {
         let (Some(days), Some(ts)) = (self.retention, &self.plan.timestamp_column) else {
-            return;
+            return true;
         };
-        let Ok(client) = self.client().await else {
-            return;
+        let client = match self.client().await {
+            Ok(client) => client,
+            Err(e) => {
+                let reason = match e {
+                    WriteError::Retry(reason) => reason,
+                    WriteError::Integrity => "no connection".to_owned(),
+                };
+                tracing::warn!(component_id = %id, error = %reason, "retention skipped; retrying after the next batch");
+                return false;
+            }
         };
         let t = &self.plan.table;
         let sql = format!(
@@ -477,13 +495,14 @@ impl Writer {
                 Ok(0) => break,
                 Ok(n) => deleted += n,
                 Err(e) => {
-                    tracing::warn!(component_id = %id, error = %e, "retention delete failed");
-                    break;
+                    tracing::warn!(component_id = %id, error = %e, "retention delete failed; retrying after the next batch");
+                    return false;
                 }
             }
         }
         if deleted > 0 {
             tracing::info!(component_id = %id, deleted, "deleted rows older than retention_days");
         }
+        true
     }
 }
