@@ -32,6 +32,8 @@ const RETENTION_EVERY: Duration = Duration::from_secs(3600);
 /// How soon a retention pass that failed (no connection, a failed delete) is tried
 /// again, at the end of a batch.
 const RETENTION_RETRY: Duration = Duration::from_secs(60);
+/// Connections one retention pass may go through.
+const RETENTION_TRIES: usize = 3;
 
 /// Why a write did not complete.
 enum WriteError {
@@ -470,39 +472,54 @@ impl Writer {
     }
 
     /// Deletes rows older than `retention_days`; whether the pass completed.
+    /// Deletes rows older than `retention_days`; whether the pass completed. A connection
+    /// lost under it (a restarted server, a terminated backend) is replaced at once, up
+    /// to [`RETENTION_TRIES`] times, before the pass waits for a later batch.
     async fn apply_retention(&self, id: &str) -> bool {
         let (Some(days), Some(ts)) = (self.retention, &self.plan.timestamp_column) else {
             return true;
-        };
-        let client = match self.client().await {
-            Ok(client) => client,
-            Err(e) => {
-                let reason = match e {
-                    WriteError::Retry(reason) => reason,
-                    WriteError::Integrity => "no connection".to_owned(),
-                };
-                tracing::warn!(component_id = %id, error = %reason, "retention skipped; retrying after the next batch");
-                return false;
-            }
         };
         let t = &self.plan.table;
         let sql = format!(
             "DELETE FROM {t} WHERE ctid IN (SELECT ctid FROM {t} WHERE \"{ts}\" < NOW() - make_interval(days => $1) LIMIT 1000)"
         );
         let mut deleted: u64 = 0;
-        loop {
-            match client.execute(&sql, &[&(days as i32)]).await {
-                Ok(0) => break,
-                Ok(n) => deleted += n,
-                Err(e) => {
-                    tracing::warn!(component_id = %id, error = %e, "retention delete failed; retrying after the next batch");
-                    return false;
-                }
+        let mut outcome = Ok(());
+        for _ in 0..RETENTION_TRIES {
+            outcome = self.retention_pass(&sql, days, &mut deleted).await;
+            if !matches!(outcome, Err(WriteError::Retry(_))) {
+                break;
             }
         }
         if deleted > 0 {
             tracing::info!(component_id = %id, deleted, "deleted rows older than retention_days");
         }
-        true
+        let reason = match outcome {
+            Ok(()) => return true,
+            Err(WriteError::Retry(reason)) => reason,
+            Err(WriteError::Integrity) => "the database refused the delete".to_owned(),
+        };
+        tracing::warn!(component_id = %id, error = %reason, "retention failed; trying again after a later batch");
+        false
+    }
+
+    /// One retention pass on one connection, 1,000 rows per statement; adds to `deleted`.
+    async fn retention_pass(
+        &self,
+        sql: &str,
+        days: u32,
+        deleted: &mut u64,
+    ) -> Result<(), WriteError> {
+        let client = self.client().await?;
+        loop {
+            match client
+                .execute(sql, &[&(days as i32)])
+                .await
+                .map_err(|e| classify(&e))?
+            {
+                0 => return Ok(()),
+                n => *deleted += n,
+            }
+        }
     }
 }
