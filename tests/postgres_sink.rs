@@ -103,7 +103,7 @@ async fn killing_the_backend_mid_stream_loses_nothing() {
 sources:
   gen: {{ type: generator, rate: 4000, count: 4000, batch_size: 50, format: '{{"n": {{{{seq}}}}, "summary": "row {{{{seq}}}}"}}' }}
 sinks:
-  db:
+  killed_db:
     type: postgres
     inputs: [gen]
     url: "{URL}"
@@ -117,7 +117,7 @@ sinks:
         for _ in 0..15 {
             tokio::time::sleep(Duration::from_millis(60)).await;
             let rows = db
-                .query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'sluice:db'", &[])
+                .query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'sluice:killed_db'", &[])
                 .await
                 .expect("terminate");
             killed += rows.len() as u64;
