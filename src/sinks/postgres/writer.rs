@@ -35,6 +35,12 @@ const RETENTION_RETRY: Duration = Duration::from_secs(60);
 /// Connections one retention pass may go through.
 const RETENTION_TRIES: usize = 3;
 
+/// Why a retention pass did not complete, and whether another connection may help.
+struct Failed {
+    transient: bool,
+    reason: String,
+}
+
 /// Why a write did not complete.
 enum WriteError {
     /// Connection trouble and the like: retry the batch.
@@ -55,10 +61,18 @@ fn classify(e: &tokio_postgres::Error) -> WriteError {
                 .iter()
                 .any(|c| db.code().code().starts_with(c)) =>
         {
-            WriteError::Retry(format!("{}: {}", db.code().code(), db.message()))
+            WriteError::Retry(describe(e))
         }
         Some(_) => WriteError::Integrity,
-        None => WriteError::Retry(crate::net::error_chain(e)),
+        None => WriteError::Retry(describe(e)),
+    }
+}
+
+/// The SQLSTATE and message of a database error, else the error's chain of causes.
+fn describe(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{}: {}", db.code().code(), db.message()),
+        None => crate::net::error_chain(e),
     }
 }
 
@@ -471,7 +485,6 @@ impl Writer {
         None
     }
 
-    /// Deletes rows older than `retention_days`; whether the pass completed.
     /// Deletes rows older than `retention_days`; whether the pass completed. A connection
     /// lost under it (a restarted server, a terminated backend) is replaced at once, up
     /// to [`RETENTION_TRIES`] times, before the pass waits for a later batch.
@@ -487,36 +500,43 @@ impl Writer {
         let mut outcome = Ok(());
         for _ in 0..RETENTION_TRIES {
             outcome = self.retention_pass(&sql, days, &mut deleted).await;
-            if !matches!(outcome, Err(WriteError::Retry(_))) {
+            if !matches!(
+                outcome,
+                Err(Failed {
+                    transient: true,
+                    ..
+                })
+            ) {
                 break;
             }
         }
         if deleted > 0 {
             tracing::info!(component_id = %id, deleted, "deleted rows older than retention_days");
         }
-        let reason = match outcome {
-            Ok(()) => return true,
-            Err(WriteError::Retry(reason)) => reason,
-            Err(WriteError::Integrity) => "the database refused the delete".to_owned(),
+        let Err(Failed { reason, .. }) = outcome else {
+            return true;
         };
         tracing::warn!(component_id = %id, error = %reason, "retention failed; trying again after a later batch");
         false
     }
 
     /// One retention pass on one connection, 1,000 rows per statement; adds to `deleted`.
-    async fn retention_pass(
-        &self,
-        sql: &str,
-        days: u32,
-        deleted: &mut u64,
-    ) -> Result<(), WriteError> {
-        let client = self.client().await?;
+    async fn retention_pass(&self, sql: &str, days: u32, deleted: &mut u64) -> Result<(), Failed> {
+        let client = self.client().await.map_err(|e| Failed {
+            transient: true,
+            reason: match e {
+                WriteError::Retry(reason) => reason,
+                WriteError::Integrity => "no connection".to_owned(),
+            },
+        })?;
         loop {
             match client
                 .execute(sql, &[&(days as i32)])
                 .await
-                .map_err(|e| classify(&e))?
-            {
+                .map_err(|e| Failed {
+                    transient: matches!(classify(&e), WriteError::Retry(_)),
+                    reason: describe(&e),
+                })? {
                 0 => return Ok(()),
                 n => *deleted += n,
             }
