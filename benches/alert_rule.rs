@@ -18,7 +18,7 @@ use std::time::Instant;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use sluice::component::{Transform, TransformContext, TransformOutputs};
 use sluice::config::parse_texts;
-use sluice::event::{Event, EventBatch};
+use sluice::event::{Event, EventBatch, SourceId};
 use sluice::telemetry::{ComponentKind, Telemetry};
 
 const BATCH: usize = 1000;
@@ -43,7 +43,7 @@ const RULES: &str = r#"
 
 /// `batches` batches covering every host, cycling through three metric names.
 fn batches() -> Vec<EventBatch> {
-    let source: Arc<str> = Arc::from("bench");
+    let source = SourceId::intern("bench");
     let names = ["cpu_usage", "messages_sent", "messages_failed"];
     (0..HOSTS * 3 / BATCH)
         .map(|b| {
@@ -58,7 +58,7 @@ fn batches() -> Vec<EventBatch> {
                     );
                     Event::new(
                         serde_json::from_str(&json).expect("json"),
-                        Arc::clone(&source),
+                        source,
                         chrono::Utc::now(),
                     )
                 })
@@ -226,7 +226,7 @@ fn prom_bench(c: &mut Criterion) {
         "\n    type: alert_rule\n    inputs: [in]\n    rule_files: [{:?}]\n    max_series: 200000\n",
         rules_file.display().to_string()
     ));
-    let source: Arc<str> = Arc::from("bench");
+    let source = SourceId::intern("bench");
     for r in 0..6 {
         for k in 0..PROM_METRICS {
             let batch: EventBatch = (0..PROM_INSTANCES)
@@ -238,7 +238,7 @@ fn prom_bench(c: &mut Criterion) {
                     );
                     Event::new(
                         serde_json::from_str(&json).expect("json"),
-                        Arc::clone(&source),
+                        source,
                         chrono::Utc::now(),
                     )
                 })

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use sluice::alert::Severity;
 use sluice::component::SinkConfig;
-use sluice::event::Event;
+use sluice::event::{Event, SourceId};
 use sluice::sinks::cloudevents::CloudEventsConfig;
 use sluice::sources::webhook::{Decoder, Payload, decode_allowance};
 
@@ -67,14 +67,14 @@ fn bench(c: &mut Criterion) {
     });
     group.finish();
 
-    let source: Arc<str> = Arc::from("bench");
+    let source = SourceId::intern("bench");
     let events: Vec<Event> = body
         .split(|b| *b == b'\n')
         .filter(|l| !l.is_empty())
         .map(|l| {
             Event::new(
                 serde_json::from_slice(l).expect("json"),
-                Arc::clone(&source),
+                source,
                 chrono::Utc::now(),
             )
         })

@@ -16,7 +16,7 @@ use std::time::Instant;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use sluice::component::{Transform, TransformContext, TransformOutputs};
 use sluice::config::parse_texts;
-use sluice::event::{Event, EventBatch};
+use sluice::event::{Event, EventBatch, SourceId};
 use sluice::telemetry::{ComponentKind, Telemetry};
 
 /// Resident memory of this process, in bytes (Linux).
@@ -38,7 +38,7 @@ fn alert(n: usize) -> Event {
     );
     Event::new(
         serde_json::from_str(&json).expect("json"),
-        Arc::from("bench"),
+        SourceId::intern("bench"),
         chrono::Utc::now(),
     )
 }

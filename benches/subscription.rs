@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use sluice::component::{Transform, TransformContext, TransformOutputs};
-use sluice::event::{Event, EventBatch};
+use sluice::event::{Event, EventBatch, SourceId};
 use sluice::telemetry::{ComponentKind, Telemetry};
 use sluice::transforms::subscription::SubscriptionConfig;
 
@@ -83,7 +83,7 @@ fn subscriptions_yaml() -> String {
 
 fn events() -> EventBatch {
     let mut rng = fastrand::Rng::with_seed(11);
-    let source: Arc<str> = Arc::from("bench");
+    let source = SourceId::intern("bench");
     (0..BATCH)
         .map(|i| {
             let event_type = match rng.u8(..10) {
@@ -105,7 +105,7 @@ fn events() -> EventBatch {
             );
             Event::new(
                 serde_json::from_str(&json).expect("json"),
-                Arc::clone(&source),
+                source,
                 chrono::Utc::now(),
             )
         })

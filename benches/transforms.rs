@@ -9,13 +9,13 @@ use std::sync::Arc;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use sluice::component::{Transform, TransformContext, TransformOutputs};
 use sluice::config::parse_texts;
-use sluice::event::{Event, EventBatch};
+use sluice::event::{Event, EventBatch, SourceId};
 use sluice::telemetry::{ComponentKind, Telemetry};
 
 const BATCH: usize = 1000;
 
 fn events() -> EventBatch {
-    let source: Arc<str> = Arc::from("bench");
+    let source = SourceId::intern("bench");
     (0..BATCH)
         .map(|i| {
             let json = format!(
@@ -26,7 +26,7 @@ fn events() -> EventBatch {
                 i % 97,
                 i
             );
-            Event::new(serde_json::from_str(&json).expect("json"), Arc::clone(&source), chrono::Utc::now())
+            Event::new(serde_json::from_str(&json).expect("json"), source, chrono::Utc::now())
         })
         .collect()
 }

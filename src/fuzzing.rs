@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use chrono::Utc;
 
-use crate::event::Event;
+use crate::event::{Event, SourceId};
 
 mod kept_json;
 mod network;
@@ -20,10 +20,10 @@ pub fn webhook_body(data: &[u8]) {
     let Ok(values) = crate::sources::webhook::parse_json_stream(data) else {
         return;
     };
-    let source: Arc<str> = Arc::from("fuzz");
+    let source = SourceId::intern("fuzz");
     let mut line = Vec::new();
     for v in values {
-        let event = Event::new(v, Arc::clone(&source), Utc::now());
+        let event = Event::new(v, source, Utc::now());
         line.clear();
         assert!(
             event.value().is_object(),
@@ -93,13 +93,13 @@ pub fn decoder(name: &str, data: &[u8]) {
             decoder.decode(doc, &metadata, &stamp).map(|values| {
                 values
                     .into_iter()
-                    .map(|v| Event::new(v, Arc::from("fuzz"), Utc::now()))
+                    .map(|v| Event::new(v, SourceId::intern("fuzz"), Utc::now()))
                     .collect::<Vec<_>>()
             })
         }
         Ok(Payload::Events(events)) => Ok(events
             .into_iter()
-            .map(|p| Event::from_payload(p, Arc::from("fuzz"), Utc::now()))
+            .map(|p| Event::from_payload(p, SourceId::intern("fuzz"), Utc::now()))
             .collect()),
         Err(e) => Err(e),
     };
@@ -253,7 +253,7 @@ pub fn status_feed(data: &[u8]) {
             "fingerprint {fingerprint:?}"
         );
         line.clear();
-        Event::new(v, Arc::from("fuzz"), Utc::now())
+        Event::new(v, SourceId::intern("fuzz"), Utc::now())
             .to_json_line(&mut line)
             .expect("an event serializes to JSON");
     }
@@ -453,12 +453,12 @@ pub fn disk_record(data: &[u8]) {
 /// to seed the fuzzer.
 pub fn disk_segment_sample(n: usize) -> Vec<u8> {
     use crate::buffer::disk::{codec, segment};
-    let source: Arc<str> = Arc::from("fuzz");
+    let source = SourceId::intern("fuzz");
     let mut out = Vec::new();
     for i in 0..n {
         let mut event = Event::new(
             vrl::value::Value::Object(Default::default()),
-            Arc::clone(&source),
+            source,
             Utc::now(),
         );
         event.insert("n", i as i64);

@@ -313,7 +313,11 @@ mod tests {
                 whole,
                 "{condition}: parsed"
             );
-            let mut parsed = Event::new(event.value().clone(), Arc::from("t"), Utc::now());
+            let mut parsed = Event::new(
+                event.value().clone(),
+                crate::event::SourceId::intern("t"),
+                Utc::now(),
+            );
             let on_value = answer(runner.run_event(&mut parsed));
             assert_eq!(on_text, on_value, "{condition}");
             assert!(on_text.is_some(), "{condition} ran");

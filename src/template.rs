@@ -259,12 +259,11 @@ fn percent_encode(value: &str, out: &mut String) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
 
     fn event(json: &str) -> Event {
         Event::new(
             serde_json::from_str(json).expect("json"),
-            Arc::from("t"),
+            crate::event::SourceId::intern("t"),
             chrono::Utc::now(),
         )
     }

@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use sluice::clock::ManualClock;
 use sluice::component::{Transform, TransformContext, TransformOutputs};
 use sluice::config::parse_texts;
-use sluice::event::Event;
+use sluice::event::{Event, SourceId};
 use sluice::telemetry::{ComponentKind, Telemetry};
 use vrl::value::Value;
 
@@ -120,7 +120,7 @@ fn metric(name: &str, value: f64, labels: &[(&str, &str)]) -> Event {
     });
     Event::new(
         serde_json::from_value(json).expect("value"),
-        Arc::from("in"),
+        SourceId::intern("in"),
         Utc::now(),
     )
 }
@@ -128,7 +128,7 @@ fn metric(name: &str, value: f64, labels: &[(&str, &str)]) -> Event {
 fn event(json: serde_json::Value) -> Event {
     Event::new(
         serde_json::from_value(json).expect("value"),
-        Arc::from("in"),
+        SourceId::intern("in"),
         Utc::now(),
     )
 }

@@ -435,7 +435,7 @@ transforms:
                 json!({"status": "firing", "fingerprint": fp, "labels": labels}),
             )
             .expect("value"),
-            std::sync::Arc::from("in"),
+            sluice::event::SourceId::intern("in"),
             chrono::Utc::now(),
         )
     };

@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use sluice::clock::ManualClock;
 use sluice::component::{Transform, TransformContext, TransformOutputs};
 use sluice::config::parse_texts;
-use sluice::event::{BatchAck, Event, EventStatus};
+use sluice::event::{BatchAck, Event, EventStatus, SourceId};
 use sluice::telemetry::{ComponentKind, Telemetry};
 use vrl::value::Value;
 
@@ -212,7 +212,7 @@ fn alert(vendor: &str, fingerprint: &str, status: &str, severity: &str) -> Event
             "url": "https://grafana.example/d/1", "raw": { "big": "payload" },
         }))
         .expect("value"),
-        Arc::from("in"),
+        SourceId::intern("in"),
         Utc::now(),
     )
 }
@@ -1170,7 +1170,7 @@ transforms:
                 "labels": { "alertname": fp, "severity": severity },
             }))
             .expect("value"),
-            Arc::from("in"),
+            SourceId::intern("in"),
             Utc::now(),
         )
     };

@@ -13,7 +13,7 @@ use common::{eventually, field, int, parse, start_with};
 use sluice::clock::ManualClock;
 use sluice::component::{FileNotices, Transform, TransformContext, TransformOutputs};
 use sluice::config::{Pipeline, parse_texts};
-use sluice::event::Event;
+use sluice::event::{Event, SourceId};
 use sluice::telemetry::{ComponentKind, ComponentMetrics, Telemetry};
 use sluice::testing::CaptureSink;
 use sluice::topology::{Drained, TopologyOptions};
@@ -353,7 +353,7 @@ fn alert(status: &str, fingerprint: &str, id: &str) -> Event {
     );
     Event::new(
         serde_json::from_str(&json).expect("json"),
-        Arc::from("test"),
+        SourceId::intern("test"),
         chrono::Utc::now(),
     )
 }

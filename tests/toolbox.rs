@@ -489,7 +489,7 @@ mod properties {
 
     use proptest::prelude::*;
     use sluice::component::{Transform, TransformContext, TransformOutputs};
-    use sluice::event::Event;
+    use sluice::event::{Event, SourceId};
     use sluice::telemetry::{ComponentKind, Telemetry};
     use vrl::value::Value;
 
@@ -519,7 +519,7 @@ mod properties {
                 let json = format!(r#"{{"{field}": "k{k}", "i": {i}}}"#);
                 Event::new(
                     serde_json::from_str::<Value>(&json).expect("json"),
-                    Arc::from("p"),
+                    SourceId::intern("p"),
                     chrono::Utc::now(),
                 )
             })
@@ -556,7 +556,7 @@ mod properties {
                 let json = format!(r#"{{"fingerprint": "{fp}", "status": "{status}", "i": {i}}}"#);
                 Event::new(
                     serde_json::from_str::<Value>(&json).expect("json"),
-                    Arc::from("p"),
+                    SourceId::intern("p"),
                     chrono::Utc::now(),
                 )
             })

@@ -281,10 +281,14 @@ mod tests {
 
     #[test]
     fn estimates_grow_with_the_payload() {
-        let small = Event::new(Value::from("x"), Arc::from("s"), chrono::Utc::now());
+        let small = Event::new(
+            Value::from("x"),
+            crate::event::SourceId::intern("s"),
+            chrono::Utc::now(),
+        );
         let big = Event::new(
             Value::from("x".repeat(10_000)),
-            Arc::from("s"),
+            crate::event::SourceId::intern("s"),
             chrono::Utc::now(),
         );
         assert!(event_size(&big) >= event_size(&small) + 9_999);

@@ -318,9 +318,9 @@ mod tests {
     }
 
     fn batch(n: usize) -> EventBatch {
-        let src: Arc<str> = Arc::from("t");
+        let src = crate::event::SourceId::intern("t");
         (0..n)
-            .map(|i| Event::new((i as i64).into(), Arc::clone(&src), Utc::now()))
+            .map(|i| Event::new((i as i64).into(), src, Utc::now()))
             .collect()
     }
 

@@ -74,7 +74,7 @@ fn run_one(pipeline: &Pipeline, test: &PipelineTest) -> TestReport {
                 .map(|v| {
                     Event::new(
                         vrl::value::Value::from(v.clone()),
-                        Arc::from("test"),
+                        crate::event::SourceId::intern("test"),
                         chrono::Utc::now(),
                     )
                 })

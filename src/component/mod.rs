@@ -46,7 +46,8 @@ pub enum ComponentError {
 
 /// What a source is given to run.
 pub struct SourceContext {
-    pub(crate) id: Arc<str>,
+    /// The source's id, as its events carry it.
+    pub(crate) id: crate::event::SourceId,
     pub(crate) out: SourceOutput,
     /// Cancelled when the source must stop accepting new input (shutdown, or removal by
     /// a reload). Already-emitted events keep flowing.

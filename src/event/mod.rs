@@ -12,9 +12,8 @@ pub(crate) mod json_size;
 pub(crate) mod latency;
 mod payload;
 pub(crate) mod raw_json;
+mod source_id;
 mod vrl_metadata;
-
-use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use vrl::value::{KeyString, ObjectMap, Value};
@@ -23,6 +22,7 @@ pub use ack::{BatchAck, BatchReceiver, EventAck, EventStatus};
 pub use payload::Payload;
 pub(crate) use payload::RawObject;
 pub(crate) use raw_json::{Checked, check_object};
+pub use source_id::SourceId;
 pub(crate) use vrl_metadata::{EventTarget, EventView, VrlMetadata};
 
 /// A batch of events; the unit that moves over channels.
@@ -40,7 +40,7 @@ pub struct Event {
 #[derive(Debug, Clone)]
 pub(crate) struct EventMetadata {
     /// Id of the component that created the event.
-    pub(crate) source_id: Arc<str>,
+    pub(crate) source_id: SourceId,
     /// When the source received or created it.
     pub(crate) received_at: DateTime<Utc>,
     /// VRL's `%` metadata (Kafka topic and offset, HTTP headers, …). An empty object by
@@ -52,14 +52,14 @@ pub(crate) struct EventMetadata {
 impl Event {
     /// Wraps `value` into an event. Objects are kept as they are; anything else becomes
     /// `{ "message": value }`, so downstream components can rely on an object root.
-    pub fn new(value: Value, source_id: Arc<str>, received_at: DateTime<Utc>) -> Self {
+    pub fn new(value: Value, source_id: SourceId, received_at: DateTime<Utc>) -> Self {
         Self::from_payload(Payload::parsed(value), source_id, received_at)
     }
 
     /// [`Event::new`] for a payload that may be JSON text.
     pub(crate) fn from_payload(
         payload: Payload,
-        source_id: Arc<str>,
+        source_id: SourceId,
         received_at: DateTime<Utc>,
     ) -> Self {
         let payload = match payload.raw_text() {
@@ -118,7 +118,7 @@ impl Event {
             panic!("{text} is kept as text");
         };
         let raw = RawObject::checked(bytes::Bytes::copy_from_slice(text.as_bytes()), parsed_size);
-        Self::from_payload(Payload::raw(raw), Arc::from("test"), Utc::now())
+        Self::from_payload(Payload::raw(raw), SourceId::intern("test"), Utc::now())
     }
 
     /// An event of the JSON object `text`: kept as that text (as sources keep it) or
@@ -129,7 +129,7 @@ impl Event {
             true => Self::kept_json(text),
             false => Self::new(
                 serde_json::from_str(text).expect("JSON"),
-                Arc::from("test"),
+                SourceId::intern("test"),
                 Utc::now(),
             ),
         }

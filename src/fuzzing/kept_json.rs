@@ -1,14 +1,14 @@
 //! Generic JSON kept as text, against the parsing it stands in for.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 
 use axum::http::HeaderMap;
 use chrono::Utc;
 use vrl::value::{KeyString, ObjectMap, Value};
 
 use crate::alert::Severity;
-use crate::event::Event;
 use crate::event::fields;
+use crate::event::{Event, SourceId};
 use crate::sources::webhook::{Decoder, Payload, decode_allowance};
 
 /// A body for the `json` decoder, read the kept-text way and the parsing way: both
@@ -35,11 +35,11 @@ pub fn json_events(data: &[u8]) {
     match (kept, parsed) {
         (Ok(Payload::Events(kept)), Ok(Payload::Events(parsed))) => {
             assert_eq!(kept.len(), parsed.len(), "as many events as parsing finds");
-            let source: Arc<str> = Arc::from("fuzz");
+            let source = SourceId::intern("fuzz");
             let mut line = Vec::new();
             for (k, p) in kept.into_iter().zip(parsed) {
-                let k = Event::from_payload(k, Arc::clone(&source), Utc::now());
-                let p = Event::from_payload(p, Arc::clone(&source), Utc::now());
+                let k = Event::from_payload(k, source, Utc::now());
+                let p = Event::from_payload(p, source, Utc::now());
                 if let Some(text) = k.raw_json() {
                     assert!(!text.contains(&b'\n'), "kept text is one line");
                     let back: Value = serde_json::from_slice(text).expect("kept text is JSON");

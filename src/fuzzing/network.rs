@@ -1,11 +1,9 @@
 //! Fuzz entry points for what arrives over the network apart from webhook bodies: the
 //! Forward, syslog, remote-write and OTLP readers, and the label matchers the API takes.
 
-use std::sync::Arc;
-
 use chrono::Utc;
 
-use crate::event::Event;
+use crate::event::{Event, SourceId};
 
 /// A Forward protocol connection's bytes (the `fluent` source): framing under any read
 /// sizes (the first byte picks them) finds the same messages as framing them whole;
@@ -56,7 +54,7 @@ pub fn fluent_stream(data: &[u8]) {
         max_decompressed: 64 * 1024,
         allowance: crate::buffer::cost::decode_allowance(data.len()),
     };
-    let source: Arc<str> = Arc::from("fuzz");
+    let source = SourceId::intern("fuzz");
     let mut line = Vec::new();
     for frame in whole.into_iter().flatten() {
         let frame = &data[frame];
@@ -67,11 +65,7 @@ pub fn fluent_stream(data: &[u8]) {
         };
         assert!(events.entries.len() <= bounds.max_entries);
         for (_, record) in events.entries {
-            let event = Event::new(
-                vrl::value::Value::Object(record),
-                Arc::clone(&source),
-                Utc::now(),
-            );
+            let event = Event::new(vrl::value::Value::Object(record), source, Utc::now());
             line.clear();
             event
                 .to_json_line(&mut line)
@@ -148,7 +142,7 @@ pub fn otlp_body(data: &[u8]) {
     let (json, gzip) = (first & 0x10 != 0, first & 0x20 != 0);
     let values = crate::sources::otlp::body_events(first, json, gzip, body, 1 << 20);
     for v in values.unwrap_or_default() {
-        let event = Event::new(v, Arc::from("fuzz"), Utc::now());
+        let event = Event::new(v, SourceId::intern("fuzz"), Utc::now());
         assert!(
             event.value().is_object(),
             "events always have an object root"

@@ -23,7 +23,7 @@ use crate::delivery::{
     BatchConfig, DEAD_LETTER, EncodedRequest, HttpEncoder, HttpSinkParts, RequestConfig, Tls,
     run_http_sink,
 };
-use crate::event::Event;
+use crate::event::{Event, SourceId};
 use crate::key_values::KeyValues;
 use crate::net::{FailureHandling, TlsOptions};
 use crate::template::Template;
@@ -138,7 +138,7 @@ impl HttpSinkConfig {
         let static_url = if url.is_static() {
             let blank = Event::new(
                 Value::Object(ObjectMap::new()),
-                Arc::from(""),
+                SourceId::intern(""),
                 Default::default(),
             );
             let rendered = url

@@ -132,7 +132,7 @@ mod tests {
         let encoder = config.encoder().expect("builds");
         let event = Event::new(
             serde_json::from_str(r#"{"status":"resolved","summary":"DiskFull"}"#).expect("json"),
-            std::sync::Arc::from("t"),
+            crate::event::SourceId::intern("t"),
             chrono::Utc::now(),
         );
         let bytes = encoder.encode_event(&event).expect("encodes");

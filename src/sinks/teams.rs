@@ -190,7 +190,7 @@ mod tests {
     fn event(json: &str) -> Event {
         Event::new(
             serde_json::from_str(json).expect("json"),
-            std::sync::Arc::from("t"),
+            crate::event::SourceId::intern("t"),
             chrono::Utc::now(),
         )
     }

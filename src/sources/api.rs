@@ -72,13 +72,7 @@ async fn run(
         ..
     } = cx;
     let latency = Arc::clone(telemetry.latency());
-    let intake = Arc::new(Intake::new(
-        Arc::clone(&id),
-        out,
-        metrics,
-        latency,
-        request_timeout,
-    ));
+    let intake = Arc::new(Intake::new(id, out, metrics, latency, request_timeout));
     INTAKES.add(&id, &intake);
     shutdown.cancelled().await;
     INTAKES.remove(&id, &intake);

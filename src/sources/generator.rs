@@ -127,7 +127,7 @@ async fn run(
     });
     let total = config.count.unwrap_or(u64::MAX);
     let mut seq: u64 = 0;
-    let source: Arc<str> = Arc::clone(&cx.id);
+    let source = cx.id;
     while seq < total {
         if let Some(t) = ticker.as_mut() {
             tokio::select! {
@@ -150,7 +150,7 @@ async fn run(
             let value = template
                 .render(seq)
                 .map_err(|e| crate::component::ComponentError::Other(e.0))?;
-            batch.push(Event::new(value, Arc::clone(&source), now).with_ack(ack.event_ack()));
+            batch.push(Event::new(value, source, now).with_ack(ack.event_ack()));
             seq += 1;
         }
         drop(ack);

@@ -196,7 +196,7 @@ async fn run(
         max_retries: u32::MAX,
         ..FailureHandling::default()
     });
-    let source: Arc<str> = Arc::clone(&cx.id);
+    let source = cx.id;
     tracing::info!(component_id = %cx.id, since = %since, resumed_after = checkpoint.emitted, "backfill starting");
 
     while checkpoint.emitted < b.max_events && !cx.shutdown.is_cancelled() {
@@ -304,7 +304,7 @@ async fn run(
         let now = Utc::now();
         let batch: Vec<Event> = values
             .into_iter()
-            .map(|v| Event::new(v, Arc::clone(&source), now).with_ack(ack.event_ack()))
+            .map(|v| Event::new(v, source, now).with_ack(ack.event_ack()))
             .collect();
         drop(ack);
         cx.metrics.add_received(n);

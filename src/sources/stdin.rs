@@ -14,7 +14,7 @@ use vrl::value::Value;
 use crate::component::{
     BoxFuture, BuildError, ComponentError, ComponentTask, SourceConfig, SourceContext,
 };
-use crate::event::{BatchAck, Event};
+use crate::event::{BatchAck, Event, SourceId};
 use crate::telemetry::ComponentState;
 use crate::telemetry::{ErrorType, Stage};
 
@@ -71,7 +71,7 @@ pub(crate) async fn read_lines<R: AsyncRead + Unpin>(
     let mut line = Vec::new();
     let mut batch = Vec::new();
     let mut line_no: u64 = 0;
-    let source: Arc<str> = Arc::clone(&cx.id);
+    let source = cx.id;
     loop {
         line.clear();
         let read = tokio::select! {
@@ -97,10 +97,10 @@ pub(crate) async fn read_lines<R: AsyncRead + Unpin>(
         }
         batch.push(decode(&config, &line, line_no, &cx));
         if batch.len() >= MAX_BATCH || reader.buffer().is_empty() {
-            flush(&mut batch, &source, &mut cx).await;
+            flush(&mut batch, source, &mut cx).await;
         }
     }
-    flush(&mut batch, &source, &mut cx).await;
+    flush(&mut batch, source, &mut cx).await;
     cx.metrics.set_state(ComponentState::Stopped);
     Ok(())
 }
@@ -120,7 +120,7 @@ fn decode(config: &StdinConfig, line: &[u8], line_no: u64, cx: &SourceContext) -
     }
 }
 
-async fn flush(values: &mut Vec<Value>, source: &Arc<str>, cx: &mut SourceContext) {
+async fn flush(values: &mut Vec<Value>, source: SourceId, cx: &mut SourceContext) {
     if values.is_empty() {
         return;
     }
@@ -128,7 +128,7 @@ async fn flush(values: &mut Vec<Value>, source: &Arc<str>, cx: &mut SourceContex
     let ack = BatchAck::fire_and_forget(values.len(), Some(Arc::clone(cx.telemetry.latency())));
     let batch: Vec<Event> = values
         .drain(..)
-        .map(|v| Event::new(v, Arc::clone(source), now).with_ack(ack.event_ack()))
+        .map(|v| Event::new(v, source, now).with_ack(ack.event_ack()))
         .collect();
     cx.metrics.add_received(batch.len());
     cx.out.send(batch).await;

@@ -288,7 +288,7 @@ impl Topology {
                     .map(|n| output(Some(n)))
                     .collect::<Result<Vec<_>, _>>()?;
                 let cx = SourceContext {
-                    id: Arc::from(id),
+                    id: crate::event::SourceId::intern(id),
                     out: SourceOutput::new(output(None)?)
                         .with_named(named)
                         .with_budget(self.options.memory_budget.clone()),

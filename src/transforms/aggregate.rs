@@ -20,7 +20,7 @@ use crate::component::{
     BuildError, Transform, TransformConfig, TransformContext, TransformOutputs,
 };
 use crate::event::fields::{self, Reads};
-use crate::event::{BatchAck, Event, EventAck, EventBatch};
+use crate::event::{BatchAck, Event, EventAck, EventBatch, SourceId};
 
 fn default_interval() -> Duration {
     Duration::from_secs(10)
@@ -74,7 +74,7 @@ impl TransformConfig for AggregateConfig {
         let group_by = paths(&self.group_by, "group_by")?;
         let fields = paths(&self.fields, "fields")?;
         Ok(Box::new(Aggregate {
-            id: std::sync::Arc::clone(&cx.id),
+            id: SourceId::intern(&cx.id),
             interval: self.interval,
             reads: Reads::of_paths(group_by.iter().chain(&fields).map(|(_, p)| p)),
             group_by,
@@ -102,7 +102,7 @@ struct Group {
 }
 
 struct Aggregate {
-    id: std::sync::Arc<str>,
+    id: SourceId,
     interval: Duration,
     /// The top-level fields of `group_by` and `fields`: all an event still in its JSON
     /// text has read out of it.
@@ -184,10 +184,8 @@ impl Transform for Aggregate {
             m.insert("window_start".into(), Value::Timestamp(self.window_start));
             m.insert("window_end".into(), Value::Timestamp(end));
             let ack = BatchAck::forwarding(group.acks);
-            out.default.push(
-                Event::new(Value::Object(m), std::sync::Arc::clone(&self.id), end)
-                    .with_ack(ack.event_ack()),
-            );
+            out.default
+                .push(Event::new(Value::Object(m), self.id, end).with_ack(ack.event_ack()));
         }
         self.window_start = end;
     }

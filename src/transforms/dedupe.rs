@@ -256,7 +256,11 @@ mod tests {
                 .expect("value");
         let mut out = TransformOutputs::new(0);
         t.process(
-            vec![Event::new(value, Arc::from("s"), chrono::Utc::now())],
+            vec![Event::new(
+                value,
+                crate::event::SourceId::intern("s"),
+                chrono::Utc::now(),
+            )],
             &mut out,
         );
         out.default.len() == 1

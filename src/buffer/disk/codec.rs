@@ -77,7 +77,7 @@ pub(crate) fn decode(data: &[u8]) -> Result<Event, DecodeError> {
     if left != 0 {
         return Err(DecodeError::Trailing(left));
     }
-    let mut event = Event::new(value, Arc::from(source), received_at);
+    let mut event = Event::new(value, crate::event::SourceId::intern(source), received_at);
     event.meta.vrl = vrl.into();
     Ok(event)
 }
@@ -250,7 +250,7 @@ mod tests {
         )
         .expect("json")
         .into();
-        let mut event = Event::new(value, Arc::from("hooks"), Utc::now());
+        let mut event = Event::new(value, crate::event::SourceId::intern("hooks"), Utc::now());
         event.insert("at", Value::Timestamp(Utc::now()));
         event.insert("raw", Value::Bytes(Bytes::from_static(b"\xff\x00bin")));
         event.insert(

@@ -26,14 +26,10 @@ fn limits() -> Limits {
 /// `n` events numbered from `from`, and the receiver of their acknowledgement.
 fn numbered(from: i64, n: i64) -> (EventBatch, crate::event::BatchReceiver) {
     let (ack, done) = BatchAck::with_receiver(n as usize, None);
-    let src: Arc<str> = Arc::from("hook");
+    let src = crate::event::SourceId::intern("hook");
     let batch = (from..from + n)
         .map(|i| {
-            let mut e = Event::new(
-                Value::Object(Default::default()),
-                Arc::clone(&src),
-                Utc::now(),
-            );
+            let mut e = Event::new(Value::Object(Default::default()), src, Utc::now());
             e.insert("n", i);
             e.insert("pad", "x".repeat(200));
             e.with_ack(ack.event_ack())

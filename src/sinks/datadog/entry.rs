@@ -318,7 +318,6 @@ fn alert_type(event: &Event) -> &'static str {
 mod tests {
     use super::super::DataKind;
     use super::*;
-    use std::sync::Arc;
 
     fn config(extra: serde_json::Value) -> DatadogConfig {
         let mut base = json!({"api_key": "k"});
@@ -330,7 +329,11 @@ mod tests {
 
     fn event(json: &str) -> Event {
         let value: Value = serde_json::from_str(json).expect("json");
-        Event::new(value, Arc::from("t"), chrono::Utc::now())
+        Event::new(
+            value,
+            crate::event::SourceId::intern("t"),
+            chrono::Utc::now(),
+        )
     }
 
     #[test]

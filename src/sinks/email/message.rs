@@ -7,7 +7,7 @@ use lettre::message::{Mailbox, MultiPart};
 
 use super::EmailConfig;
 use crate::component::BuildError;
-use crate::event::Event;
+use crate::event::{Event, SourceId};
 use crate::plugins::{Formatter, text_field};
 use crate::template::Template;
 
@@ -84,7 +84,7 @@ impl Composer {
         // Addresses without fields can be checked now rather than per event.
         let empty = Event::new(
             vrl::value::Value::Object(Default::default()),
-            std::sync::Arc::from(""),
+            SourceId::intern(""),
             chrono::Utc::now(),
         );
         for (option, t) in std::iter::once(("from", &composer.from))
@@ -203,7 +203,7 @@ mod tests {
     fn event(json: &str) -> Event {
         Event::new(
             serde_json::from_str(json).expect("json"),
-            std::sync::Arc::from("t"),
+            SourceId::intern("t"),
             chrono::Utc::now(),
         )
     }

@@ -136,7 +136,6 @@ fn finish(tag: &str, group: Group, gzip: bool, ack: bool) -> Message {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
 
     use super::*;
     use crate::fluent::message::{Bounds, Request, parse};
@@ -150,7 +149,11 @@ mod tests {
                 m.insert("service".into(), Value::from("api"));
                 m.insert("n".into(), Value::Integer(n));
                 m.insert("pad".into(), Value::from("x".repeat(300)));
-                Event::new(Value::Object(m), Arc::from("t"), chrono::Utc::now())
+                Event::new(
+                    Value::Object(m),
+                    crate::event::SourceId::intern("t"),
+                    chrono::Utc::now(),
+                )
             })
             .collect();
         let max = 1000;

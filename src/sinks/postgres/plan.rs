@@ -301,7 +301,11 @@ mod tests {
                 "labels": {"z": [1, null, {"b": true}], "a": "x"}, "e": 1e300}"#,
         )
         .expect("json");
-        let mut event = Event::new(value, "src".into(), chrono::Utc::now());
+        let mut event = Event::new(
+            value,
+            crate::event::SourceId::intern("src"),
+            chrono::Utc::now(),
+        );
         event.insert("at", Value::Timestamp(chrono::Utc::now()));
         event.insert("raw", Value::Bytes(bytes::Bytes::from_static(b"\xff\xfe")));
         let earlier = serde_json::to_value(event.value())
@@ -322,7 +326,11 @@ mod tests {
             map.insert("d".into(), value);
             value = Value::Object(map);
         }
-        let mut event = Event::new(value, "src".into(), chrono::Utc::now());
+        let mut event = Event::new(
+            value,
+            crate::event::SourceId::intern("src"),
+            chrono::Utc::now(),
+        );
         event.insert("k", "deep");
         let mut config = events_table();
         let whole = serde_json::to_value(event.value()).expect("json");

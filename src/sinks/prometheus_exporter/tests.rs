@@ -1,4 +1,3 @@
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::exposition::render;
@@ -19,7 +18,11 @@ fn state(yaml: serde_json::Value, max_series: usize) -> State {
 
 fn event(json: serde_json::Value) -> Event {
     let value: vrl::value::Value = serde_json::from_value(json).expect("value");
-    Event::new(value, Arc::from("test"), chrono::Utc::now())
+    Event::new(
+        value,
+        crate::event::SourceId::intern("test"),
+        chrono::Utc::now(),
+    )
 }
 
 fn record(s: &mut State, events: &[serde_json::Value]) -> Outcome {

@@ -14,7 +14,7 @@ use super::multiline::Message;
 use super::tracker::{Ack, Tracker};
 use crate::component::{SourceContext, SourceOutput};
 use crate::event::json_size::MAP_NODE;
-use crate::event::{BatchAck, Checked, Event, Payload, RawObject, check_object};
+use crate::event::{BatchAck, Checked, Event, Payload, RawObject, SourceId, check_object};
 use crate::telemetry::{ComponentMetrics, LabeledCounter, LatencyRecorder};
 use crate::telemetry::{ErrorType, Stage};
 
@@ -61,7 +61,7 @@ const ADDED_KEYS: &[&str] = &["file", "host", "offset"];
 
 /// Turns lines into events and sends them.
 pub(super) struct Emitter {
-    source: Arc<str>,
+    source: SourceId,
     host: Value,
     /// `host` as JSON text, written into every JSON line kept as text.
     host_json: String,
@@ -80,7 +80,7 @@ impl Emitter {
         ack_tx: mpsc::UnboundedSender<Ack>,
     ) -> Self {
         Self {
-            source: Arc::clone(&cx.id),
+            source: cx.id,
             host_json: serde_json::to_string(&host).unwrap_or_else(|_| "\"\"".to_owned()),
             host: Value::Bytes(Bytes::from(host)),
             json,
@@ -196,9 +196,7 @@ impl Emitter {
         let now = chrono::Utc::now();
         let batch: Vec<Event> = values
             .into_iter()
-            .map(|v| {
-                Event::from_payload(v, Arc::clone(&self.source), now).with_ack(ack.event_ack())
-            })
+            .map(|v| Event::from_payload(v, self.source, now).with_ack(ack.event_ack()))
             .collect();
         drop(ack);
         let seq = tracker.push(end);

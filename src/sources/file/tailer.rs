@@ -16,7 +16,6 @@
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
@@ -163,7 +162,7 @@ impl Tailer {
     }
 
     pub(crate) async fn run(mut self, mut cx: SourceContext) -> Result<(), ComponentError> {
-        let source_id = Arc::clone(&cx.id);
+        let source_id = cx.id;
         tracing::info!(component_id = %source_id, include = ?self.config.include, "file source starting");
         let mut next_scan = Instant::now();
         let mut next_save = Instant::now() + self.config.checkpoint_interval;

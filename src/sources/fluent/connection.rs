@@ -18,7 +18,7 @@ use super::closed::Closed;
 use super::read::{Held, Reader, decode};
 use crate::buffer::MemoryBudget;
 use crate::component::SourceOutput;
-use crate::event::{BatchAck, Event, VrlMetadata};
+use crate::event::{BatchAck, Event, SourceId, VrlMetadata};
 use crate::fluent::frame::{Limits, Scanner};
 use crate::fluent::handshake;
 use crate::fluent::message::{self, Events, Request};
@@ -31,7 +31,7 @@ const MAX_HANDSHAKE_BYTES: usize = 4096;
 
 /// What every connection of one source shares.
 pub(super) struct Shared {
-    pub(super) id: Arc<str>,
+    pub(super) id: SourceId,
     pub(super) out: Mutex<SourceOutput>,
     pub(super) metrics: Arc<ComponentMetrics>,
     pub(super) latency: Arc<LatencyRecorder>,
@@ -290,7 +290,7 @@ async fn deliver(
         .map(|(time, mut record)| {
             record.insert("tag".into(), tag.clone());
             record.insert("timestamp".into(), Value::Timestamp(time.unwrap_or(now)));
-            let mut e = Event::new(Value::Object(record), Arc::clone(&shared.id), now);
+            let mut e = Event::new(Value::Object(record), shared.id, now);
             if wait {
                 e = e.with_ack(ack.event_ack());
             }

@@ -222,7 +222,7 @@ impl SourceConfig for FluentSourceConfig {
                 .budget()
                 .unwrap_or_else(|| MemoryBudget::new(LISTENER_DECODE_BUDGET));
             let shared = Arc::new(connection::Shared {
-                id: Arc::clone(&cx.id),
+                id: cx.id,
                 out: Mutex::new(cx.out),
                 metrics: Arc::clone(&cx.metrics),
                 latency: Arc::clone(cx.telemetry.latency()),

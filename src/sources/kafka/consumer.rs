@@ -31,7 +31,7 @@ use vrl::value::{KeyString, ObjectMap, Value};
 
 use super::KafkaDecoding;
 use super::offsets::{OffsetTracker, PartitionKey, Settled, Ticket};
-use crate::event::{BatchAck, BatchReceiver, Event, EventBatch, VrlMetadata};
+use crate::event::{BatchAck, BatchReceiver, Event, EventBatch, SourceId, VrlMetadata};
 use crate::kafka::LoggingContext;
 use crate::telemetry::{ComponentMetrics, LabeledCounter, LatencyRecorder};
 use crate::telemetry::{ErrorType, Stage};
@@ -50,7 +50,7 @@ pub(crate) struct Shared {
     pub(crate) stop: AtomicBool,
     pub(crate) drain_timeout: Duration,
     pub(crate) retry_backoff: Duration,
-    pub(crate) id: Arc<str>,
+    pub(crate) id: SourceId,
     pub(crate) metrics: Arc<ComponentMetrics>,
     pub(crate) commits_failed: Arc<LabeledCounter>,
     pub(crate) rewinds: Arc<LabeledCounter>,
@@ -58,7 +58,7 @@ pub(crate) struct Shared {
 
 impl Shared {
     pub(crate) fn new(
-        id: Arc<str>,
+        id: SourceId,
         metrics: Arc<ComponentMetrics>,
         drain_timeout: Duration,
         retry_backoff: Duration,
@@ -414,8 +414,7 @@ fn start(
             BatchAck::with_receiver(group.values.len(), Some(Arc::clone(&settings.latency)));
         shared.metrics.add_received(group.values.len());
         for (value, meta) in group.values {
-            let mut event =
-                Event::new(value, Arc::clone(&shared.id), now).with_ack(ack.event_ack());
+            let mut event = Event::new(value, shared.id, now).with_ack(ack.event_ack());
             event.meta.vrl = meta;
             batch.push(event);
         }

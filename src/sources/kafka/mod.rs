@@ -186,7 +186,7 @@ impl SourceConfig for KafkaSourceConfig {
         Box::pin(async move {
             self.check()?;
             let shared = Arc::new(consumer::Shared::new(
-                Arc::clone(&cx.id),
+                cx.id,
                 Arc::clone(&cx.metrics),
                 self.drain_timeout,
                 self.retry_backoff,
@@ -194,7 +194,7 @@ impl SourceConfig for KafkaSourceConfig {
             let context = consumer::SourceContext {
                 shared: Arc::clone(&shared),
                 logs: LoggingContext {
-                    component_id: Arc::clone(&cx.id),
+                    component_id: Arc::from(cx.id.as_str()),
                     bearer: crate::kafka::OAuthBearer::of(
                         self.sasl.as_ref(),
                         Arc::clone(&cx.clock),

@@ -186,7 +186,7 @@ pub(super) async fn send_test(cx: &mut SourceContext) -> Json {
             m.insert("ends_at".into(), Value::Timestamp(now));
         }
         let (ack, done) = BatchAck::with_receiver(1, Some(Arc::clone(cx.telemetry.latency())));
-        batch.push(Event::new(Value::Object(m), Arc::clone(&cx.id), now).with_ack(ack.event_ack()));
+        batch.push(Event::new(Value::Object(m), cx.id, now).with_ack(ack.event_ack()));
         waits.push(done);
         sent.push((id, status));
     }
@@ -207,7 +207,7 @@ pub(super) async fn send_test(cx: &mut SourceContext) -> Json {
     }
     tracing::info!(component_id = %cx.id, delivered, "sample outage sent through the outputs");
     json!({
-        "source": cx.id.as_ref(),
+        "source": cx.id.as_str(),
         "fingerprint": fingerprint,
         "sent": events.len(),
         "delivered": delivered,

@@ -395,10 +395,7 @@ async fn emit(
         // One acknowledgement per event: a sink that refuses one incident must not make
         // the others be sent again.
         let (ack, done) = BatchAck::with_receiver(1, Some(Arc::clone(cx.telemetry.latency())));
-        batch.push(
-            Event::new(e.event(pcx, keep_raw), Arc::clone(&cx.id), pcx.now)
-                .with_ack(ack.event_ack()),
-        );
+        batch.push(Event::new(e.event(pcx, keep_raw), cx.id, pcx.now).with_ack(ack.event_ack()));
         waits.push(done);
     }
     tracing::info!(component_id = %cx.id, feed = %pcx.feed, events = n, "status feed changes");

@@ -170,7 +170,7 @@ impl SourceConfig for SyslogSourceConfig {
             tracing::info!(component_id = %cx.id, address = %local, tls = tls.is_some(), "syslog listening (tcp)");
             let stop = cx.shutdown.clone();
             let shared = Arc::new(receive::Shared {
-                id: Arc::clone(&cx.id),
+                id: cx.id,
                 metrics: Arc::clone(&cx.metrics),
                 latency: Arc::clone(cx.telemetry.latency()),
                 out: Mutex::new(cx.out),

@@ -16,7 +16,7 @@ use vrl::value::Value;
 use super::frame::Decoder;
 use super::{MAX_DATAGRAM, SyslogSourceConfig};
 use crate::component::{ComponentError, SourceContext, SourceOutput};
-use crate::event::{BatchAck, Event};
+use crate::event::{BatchAck, Event, SourceId};
 use crate::telemetry::{ComponentMetrics, ErrorType, LatencyRecorder, Stage};
 
 /// Most events handed over at once.
@@ -28,7 +28,7 @@ const DRAIN_LIMIT: Duration = Duration::from_secs(1);
 
 /// What every TCP connection of one source shares.
 pub(super) struct Shared {
-    pub(super) id: Arc<str>,
+    pub(super) id: SourceId,
     pub(super) metrics: Arc<ComponentMetrics>,
     pub(super) latency: Arc<LatencyRecorder>,
     pub(super) out: Mutex<SourceOutput>,
@@ -41,7 +41,7 @@ fn text(bytes: &[u8]) -> std::borrow::Cow<'_, str> {
 
 async fn send(
     values: &mut Vec<Value>,
-    id: &Arc<str>,
+    id: SourceId,
     latency: &Arc<LatencyRecorder>,
     metrics: &ComponentMetrics,
     out: &mut SourceOutput,
@@ -53,7 +53,7 @@ async fn send(
     let ack = BatchAck::fire_and_forget(values.len(), Some(Arc::clone(latency)));
     let batch: Vec<Event> = values
         .drain(..)
-        .map(|v| Event::new(v, Arc::clone(id), now).with_ack(ack.event_ack()))
+        .map(|v| Event::new(v, id, now).with_ack(ack.event_ack()))
         .collect();
     metrics.add_received(batch.len());
     out.send(batch).await;
@@ -121,7 +121,7 @@ async fn read_stream<S: AsyncRead + Unpin>(
                 let mut out = shared.out.lock().await;
                 send(
                     &mut values,
-                    &shared.id,
+                    shared.id,
                     &shared.latency,
                     &shared.metrics,
                     &mut out,
@@ -133,7 +133,7 @@ async fn read_stream<S: AsyncRead + Unpin>(
             let mut out = shared.out.lock().await;
             send(
                 &mut values,
-                &shared.id,
+                shared.id,
                 &shared.latency,
                 &shared.metrics,
                 &mut out,
@@ -168,7 +168,7 @@ async fn read_stream<S: AsyncRead + Unpin>(
                     let mut out = shared.out.lock().await;
                     send(
                         &mut values,
-                        &shared.id,
+                        shared.id,
                         &shared.latency,
                         &shared.metrics,
                         &mut out,
@@ -232,7 +232,7 @@ pub(super) async fn udp(
                 }
             }
         }
-        send(&mut values, &cx.id, &latency, &cx.metrics, &mut cx.out).await;
+        send(&mut values, cx.id, &latency, &cx.metrics, &mut cx.out).await;
     }
     Ok(())
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use vrl::value::Value;
 
 use crate::component::SourceOutput;
-use crate::event::{BatchAck, BatchReceiver, Event, EventStatus};
+use crate::event::{BatchAck, BatchReceiver, Event, EventStatus, SourceId};
 use crate::telemetry::{ComponentMetrics, LatencyRecorder};
 
 /// What became of events handed over.
@@ -56,7 +56,7 @@ pub(crate) async fn hand_over(
 /// A request-answering source's way into the pipeline: events go in with one
 /// acknowledgement, and the request waits for their delivery until `request_timeout`.
 pub(crate) struct Intake {
-    pub(crate) id: Arc<str>,
+    pub(crate) id: SourceId,
     out: tokio::sync::Mutex<Option<SourceOutput>>,
     pub(crate) metrics: Arc<ComponentMetrics>,
     latency: Arc<LatencyRecorder>,
@@ -65,7 +65,7 @@ pub(crate) struct Intake {
 
 impl Intake {
     pub(crate) fn new(
-        id: Arc<str>,
+        id: SourceId,
         out: SourceOutput,
         metrics: Arc<ComponentMetrics>,
         latency: Arc<LatencyRecorder>,
@@ -91,7 +91,7 @@ impl Intake {
         let now = chrono::Utc::now();
         let batch: Vec<Event> = values
             .into_iter()
-            .map(|v| Event::new(v, Arc::clone(&self.id), now).with_ack(ack.event_ack()))
+            .map(|v| Event::new(v, self.id, now).with_ack(ack.event_ack()))
             .collect();
         drop(ack);
         let send = async {
@@ -130,7 +130,7 @@ impl Intake {
             .map(|v| {
                 let (ack, done) = BatchAck::with_receiver(1, Some(Arc::clone(&self.latency)));
                 receivers.push(done);
-                Event::new(v, Arc::clone(&self.id), now).with_ack(ack.event_ack())
+                Event::new(v, self.id, now).with_ack(ack.event_ack())
             })
             .collect();
         let send = async {

@@ -75,7 +75,7 @@ pub(crate) fn bind(
         .bind(options.address)
         .map_err(|e| BuildError(format!("cannot listen on {}: {e}", options.address)))?;
     let intake = Intake::new(
-        Arc::clone(&cx.id),
+        cx.id,
         cx.out,
         Arc::clone(&cx.metrics),
         Arc::clone(cx.telemetry.latency()),

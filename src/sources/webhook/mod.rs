@@ -315,7 +315,7 @@ impl SourceConfig for WebhookConfig {
                 .budget()
                 .or_else(|| Some(crate::buffer::MemoryBudget::new(LISTENER_DECODE_BUDGET)));
             let shared = Arc::new(route::Shared {
-                id: Arc::clone(&cx.id),
+                id: cx.id,
                 budget,
                 out: Mutex::new(cx.out),
                 metrics: Arc::clone(&cx.metrics),

@@ -21,7 +21,7 @@ use super::{RouteConfig, WebhookConfig};
 use crate::buffer::{Charge, MemoryBudget};
 use crate::clock::Clock;
 use crate::component::{BuildError, SourceOutput};
-use crate::event::{BatchAck, Event, Payload as EventPayload, VrlMetadata};
+use crate::event::{BatchAck, Event, Payload as EventPayload, SourceId, VrlMetadata};
 use crate::sources::util::handover::{Handed, hand_over};
 use crate::telemetry::{ComponentMetrics, LabeledCounter, LatencyRecorder};
 use crate::telemetry::{ErrorType, Stage};
@@ -35,7 +35,7 @@ const INLINE_DECODE_BYTES: usize = 16 * 1024;
 
 /// What all routes of one listener share.
 pub(crate) struct Shared {
-    pub(crate) id: Arc<str>,
+    pub(crate) id: SourceId,
     pub(crate) out: Mutex<SourceOutput>,
     pub(crate) metrics: Arc<ComponentMetrics>,
     pub(crate) latency: Arc<LatencyRecorder>,
@@ -418,8 +418,7 @@ impl Route {
         let batch: Vec<Event> = values
             .into_iter()
             .map(|v| {
-                let mut e = Event::from_payload(v, Arc::clone(&shared.id), stamp.now)
-                    .with_ack(ack.event_ack());
+                let mut e = Event::from_payload(v, shared.id, stamp.now).with_ack(ack.event_ack());
                 e.meta.vrl = metadata.clone();
                 e
             })

@@ -56,7 +56,7 @@ use crate::clock::Clock;
 use crate::component::{
     BuildError, Transform, TransformConfig, TransformContext, TransformOutputs,
 };
-use crate::event::{EventBatch, EventStatus};
+use crate::event::{EventBatch, EventStatus, SourceId};
 use crate::telemetry::LabeledCounter;
 
 use crate::units::millis as ms;
@@ -143,7 +143,7 @@ impl TransformConfig for AlertRuleConfig {
             .map(|r| RuleMetrics::new(&cx.metrics, &r.name))
             .collect();
         Ok(Box::new(AlertRule {
-            id: Arc::clone(&cx.id),
+            id: SourceId::intern(&cx.id),
             with_filters: (0..rules.len())
                 .filter(|r| !rules[*r].filters.is_empty())
                 .collect(),
@@ -187,7 +187,7 @@ impl TransformConfig for AlertRuleConfig {
 }
 
 struct AlertRule {
-    id: Arc<str>,
+    id: SourceId,
     rules: Vec<Rule>,
     /// Parallel to `rules`.
     states: Vec<SharedRule>,
@@ -463,7 +463,7 @@ impl AlertRule {
                     }
                     let labels = notify::labels(rule, &g.key);
                     let value = g.alert.as_ref().and_then(|a| a.value);
-                    let severity = notify::severity(&self.id, rule, &labels, &g.inputs, value);
+                    let severity = notify::severity(self.id, rule, &labels, &g.inputs, value);
                     let ml = notify::match_labels(&labels, &severity);
                     for (i, ir) in self.inhibit.iter().enumerate() {
                         if ir.is_source(&ml) {
@@ -485,7 +485,7 @@ impl AlertRule {
                     continue;
                 };
                 let labels = notify::labels(rule, &g.key);
-                let severity = notify::severity(&self.id, rule, &labels, &g.inputs, alert.value);
+                let severity = notify::severity(self.id, rule, &labels, &g.inputs, alert.value);
                 let ml = notify::match_labels(&labels, &severity);
                 let muted = self.silences.mutes(&ml, wall)
                     || (!sources.is_empty()
@@ -499,7 +499,7 @@ impl AlertRule {
                     Decision::Wait => {}
                     Decision::Send => {
                         out.default.push(notify::alert_event(
-                            &self.id,
+                            self.id,
                             rule,
                             (&labels, &g.inputs),
                             &severity,
@@ -529,7 +529,7 @@ impl AlertRule {
         if let Some(p) = &mut self.prom {
             let (firing, resolved) = p.notify(
                 &prom::Notifying {
-                    id: &self.id,
+                    id: self.id,
                     policy: &self.policy,
                     silences: &self.silences,
                     inhibit: &self.inhibit,

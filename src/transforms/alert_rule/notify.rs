@@ -12,7 +12,6 @@
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use vrl::value::{KeyString, ObjectMap, Value};
@@ -20,7 +19,7 @@ use vrl::value::{KeyString, ObjectMap, Value};
 use super::config::Rule;
 use super::lifecycle::Alert;
 use crate::alert::{Status, field};
-use crate::event::Event;
+use crate::event::{Event, SourceId};
 
 /// Delays in ms.
 #[derive(Debug, Clone, Copy)]
@@ -97,7 +96,7 @@ pub(crate) fn match_labels(
 /// What templates see: `value`, `alertname`, `labels` (the input event's, with the
 /// alert's own over them) and, once known, `severity`.
 fn scope(
-    component: &Arc<str>,
+    component: SourceId,
     rule: &Rule,
     labels: &BTreeMap<String, String>,
     inputs: &BTreeMap<String, String>,
@@ -116,13 +115,13 @@ fn scope(
     if let Some(s) = severity {
         scope.insert("severity".into(), Value::from(s));
     }
-    Event::new(Value::Object(scope), Arc::clone(component), Utc::now())
+    Event::new(Value::Object(scope), component, Utc::now())
 }
 
 /// The alert's severity: the rule's, or its template rendered (a rendering outside the
 /// normalized set is the default, medium).
 pub(crate) fn severity<'r>(
-    component: &Arc<str>,
+    component: SourceId,
     rule: &'r Rule,
     labels: &BTreeMap<String, String>,
     inputs: &BTreeMap<String, String>,
@@ -166,7 +165,7 @@ fn number(v: Option<f64>) -> Value {
 
 /// The normalized alert event of one notification.
 pub(crate) fn alert_event(
-    component: &Arc<str>,
+    component: SourceId,
     rule: &Rule,
     (labels, inputs): (&BTreeMap<String, String>, &BTreeMap<String, String>),
     severity: &str,
@@ -194,7 +193,7 @@ pub(crate) fn alert_event(
 
 /// Who an alert event is from and what it is about.
 pub(crate) struct Head<'a> {
-    pub(crate) component: &'a Arc<str>,
+    pub(crate) component: SourceId,
     /// The rule's name (`alertname`).
     pub(crate) name: &'a str,
     pub(crate) labels: &'a BTreeMap<String, String>,
@@ -218,7 +217,7 @@ pub(crate) fn notification<'a>(
     m.insert("id".into(), uuid::Uuid::new_v4().to_string().into());
     m.insert("time".into(), Value::Timestamp(now));
     m.insert("event_type".into(), "alert".into());
-    m.insert("source".into(), Value::from(head.component.as_ref()));
+    m.insert("source".into(), Value::from(head.component.as_str()));
     m.insert("kind".into(), "alert_rule".into());
     m.insert(field::STATUS.into(), alert.status.as_str().into());
     m.insert(field::SEVERITY.into(), Value::from(head.severity));
@@ -246,7 +245,7 @@ pub(crate) fn notification<'a>(
         m.insert("annotations".into(), Value::Object(extra));
     }
     m.insert("labels".into(), Value::Object(label_map));
-    Event::new(Value::Object(m), Arc::clone(head.component), now)
+    Event::new(Value::Object(m), head.component, now)
 }
 
 #[cfg(test)]

@@ -176,7 +176,7 @@ impl IncidentTransform {
                 }
             });
             out.default
-                .push(Event::new(n.value, Arc::clone(&self.id), wall).with_ack(ack.event_ack()));
+                .push(Event::new(n.value, self.id, wall).with_ack(ack.event_ack()));
         }
     }
 

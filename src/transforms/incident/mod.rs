@@ -62,7 +62,7 @@ use crate::clock::Clock;
 use crate::component::{
     BuildError, Transform, TransformConfig, TransformContext, TransformOutputs,
 };
-use crate::event::{Event, EventStatus};
+use crate::event::{Event, EventStatus, SourceId};
 use crate::program::{self, Mode, ProgramSource, Runner};
 use crate::state_file::{self, lock};
 use crate::telemetry::ComponentMetrics;
@@ -261,7 +261,7 @@ impl TransformConfig for IncidentConfig {
             registry::LOCAL.add(&cx.id, &state);
         }
         Ok(Box::new(IncidentTransform {
-            id: Arc::clone(&cx.id),
+            id: SourceId::intern(&cx.id),
             key,
             group_by,
             policy: Policy {
@@ -293,7 +293,7 @@ impl TransformConfig for IncidentConfig {
 }
 
 struct IncidentTransform {
-    id: Arc<str>,
+    id: SourceId,
     key: Key,
     group_by: Vec<vrl::path::OwnedValuePath>,
     policy: Policy,

@@ -16,7 +16,7 @@ use super::api_list::{ApiSubscription, ApplyError, MAX_API_SUBSCRIPTIONS};
 use super::catalog::Catalog;
 use super::recent::Seen;
 use super::set::{self, Fields, SubscriptionSet, SubscriptionSpec};
-use crate::event::Event;
+use crate::event::{Event, SourceId};
 use crate::matchers::Op;
 use crate::program::{Outcome, Runner};
 use crate::state_file::lock;
@@ -420,7 +420,7 @@ pub(crate) fn test(catalog: &Catalog, spec: &SubscriptionSpec) -> Result<Json, R
         let Some(runner) = runner.as_mut() else {
             return true;
         };
-        let mut event = Event::new(value.clone(), Arc::clone(&catalog.id), Utc::now());
+        let mut event = Event::new(value.clone(), SourceId::intern(&catalog.id), Utc::now());
         matches!(
             runner.run_event(&mut event),
             Outcome::Done(Value::Boolean(true))

@@ -84,7 +84,7 @@ use crate::clock::Clock;
 use crate::component::{
     BuildError, OnChange, Transform, TransformConfig, TransformContext, TransformOutputs,
 };
-use crate::event::{Event, EventBatch};
+use crate::event::{Event, EventBatch, SourceId};
 use crate::program::{Outcome, Runner};
 use crate::telemetry::{ComponentMetrics, LabeledCounter};
 use crate::telemetry::{ErrorType, Stage};
@@ -264,7 +264,7 @@ impl SubscriptionConfig {
             None => (SharedTimers::default(), None),
         };
         let mut me = Subscription {
-            id: Arc::clone(&cx.id),
+            id: SourceId::intern(&cx.id),
             scan,
             catalog: Arc::clone(&catalog),
             api_path,
@@ -330,7 +330,7 @@ enum Scan {
 }
 
 struct Subscription {
-    id: Arc<str>,
+    id: SourceId,
     scan: Scan,
     /// The file's and the API's subscriptions, compiled; `set` is what `process` last
     /// loaded from it.
@@ -557,7 +557,7 @@ impl Transform for Subscription {
         if t.newest == self.generation {
             let due = timers::take_due(&mut t, &self.set, &self.sub_by_key, now);
             for (i, value, left_on) in due {
-                let event = timers::resolved(value, &self.id, now);
+                let event = timers::resolved(value, self.id, now);
                 // On the output the firing left on, where the alert is open (a
                 // subscription made through the API may have moved since).
                 let output = left_on

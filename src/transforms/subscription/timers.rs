@@ -26,7 +26,7 @@ use vrl::value::Value;
 
 use super::set::{Compiled, SubscriptionSet, text};
 use crate::alert::{self, Status};
-use crate::event::Event;
+use crate::event::{Event, SourceId};
 
 /// One pending auto-resolve.
 #[derive(Debug, Clone)]
@@ -218,7 +218,7 @@ pub(crate) fn take_due(
 
 /// The resolved event for a firing one that timed out: a new event (fresh `id`,
 /// `auto_resolved: true`) that no source waits for.
-pub(crate) fn resolved(mut value: Value, component: &Arc<str>, now: DateTime<Utc>) -> Event {
+pub(crate) fn resolved(mut value: Value, component: SourceId, now: DateTime<Utc>) -> Event {
     let at = Value::from(now.to_rfc3339_opts(SecondsFormat::Millis, true));
     if let Value::Object(map) = &mut value {
         map.insert(
@@ -230,7 +230,7 @@ pub(crate) fn resolved(mut value: Value, component: &Arc<str>, now: DateTime<Utc
         map.insert("id".into(), Value::from(uuid::Uuid::new_v4().to_string()));
         map.insert("auto_resolved".into(), Value::Boolean(true));
     }
-    Event::new(value, Arc::clone(component), now)
+    Event::new(value, component, now)
 }
 
 /// `<data_dir>/subscription/<id>.json`, the id reduced to characters safe in a file name.

@@ -26,7 +26,7 @@ use vrl::value::{ObjectMap, Value};
 
 use super::lifecycle::Alert;
 use crate::alert::Status;
-use crate::event::Event;
+use crate::event::{Event, SourceId};
 use eval::{Labels, NAME, Store};
 use rules::{Active, Group, State};
 
@@ -259,7 +259,7 @@ pub(crate) fn severity(labels: &Labels) -> &'static str {
 
 /// The normalized alert event of one notification.
 pub(crate) fn alert_event(
-    component: &Arc<str>,
+    component: SourceId,
     labels: &Labels,
     a: &Active,
     notice: &Alert,
@@ -283,7 +283,7 @@ pub(crate) fn match_labels(labels: &Labels) -> BTreeMap<String, String> {
 
 /// What notifying needs of the transform.
 pub(crate) struct Notifying<'a> {
-    pub(crate) id: &'a Arc<str>,
+    pub(crate) id: SourceId,
     pub(crate) policy: &'a super::notify::Policy,
     pub(crate) silences: &'a crate::silences::SilenceStore,
     pub(crate) inhibit: &'a [crate::silences::inhibit::InhibitRule],

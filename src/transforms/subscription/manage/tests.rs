@@ -53,7 +53,7 @@ fn event(n: i64, service: &str, env: &str) -> Event {
         "labels": { "env": env },
     }))
     .expect("value");
-    Event::new(value, Arc::from("in"), Utc::now())
+    Event::new(value, crate::event::SourceId::intern("in"), Utc::now())
 }
 
 /// Event numbers per output name.
