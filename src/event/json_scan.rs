@@ -86,10 +86,59 @@ const HIGHS: u64 = 0x8080_8080_8080_8080;
 /// bytes: a quote, a backslash, or a control character (which JSON strings may not
 /// hold raw); `s.len()` if none does.
 ///
-/// Eight bytes at a time: a byte `b` is flagged by `(w - k·ONES) & !w & HIGHS` when
+/// Sixteen bytes at a time with SSE2, which every x86-64 processor has: three byte-wise
+/// compares and one mask per block. The rest, and other processors, go eight at a time.
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+fn plain_len(s: &[u8]) -> usize {
+    // SAFETY: this build targets x86-64 with SSE2 enabled (the cfg above), so the
+    // processor it runs on has SSE2; the function reads only through safe slices.
+    unsafe { plain_len_sse2(s) }
+}
+
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+#[target_feature(enable = "sse2")]
+fn plain_len_sse2(s: &[u8]) -> usize {
+    use std::arch::x86_64::{
+        _mm_cmpeq_epi8, _mm_min_epu8, _mm_movemask_epi8, _mm_or_si128, _mm_set_epi64x,
+        _mm_set1_epi8,
+    };
+    let quote = _mm_set1_epi8(b'"' as i8);
+    let backslash = _mm_set1_epi8(b'\\' as i8);
+    let last_control = _mm_set1_epi8(0x1f);
+    let mut blocks = s.chunks_exact(16);
+    let mut len = 0;
+    for block in &mut blocks {
+        let (lo, hi) = block.split_at(8);
+        let half = |b: &[u8]| {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(b);
+            i64::from_le_bytes(word)
+        };
+        let x = _mm_set_epi64x(half(hi), half(lo));
+        // `min(x, 0x1f) == x` exactly when x ≤ 0x1f, compared as unsigned bytes.
+        let control = _mm_cmpeq_epi8(_mm_min_epu8(x, last_control), x);
+        let stops = _mm_or_si128(
+            _mm_or_si128(_mm_cmpeq_epi8(x, quote), _mm_cmpeq_epi8(x, backslash)),
+            control,
+        );
+        let mask = _mm_movemask_epi8(stops);
+        if mask != 0 {
+            return len + mask.trailing_zeros() as usize;
+        }
+        len += 16;
+    }
+    len + plain_len_by_words(blocks.remainder())
+}
+
+#[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
+fn plain_len(s: &[u8]) -> usize {
+    plain_len_by_words(s)
+}
+
+/// [`plain_len`], eight bytes at a time: a byte `b` is flagged by `(w - k·ONES) & !w & HIGHS` when
 /// `b < k` (with `k = 1` after XOR with the byte sought, when it equals it). Borrows
 /// only flag bytes above one truly flagged, so the lowest flag is always the first stop.
-fn plain_len(s: &[u8]) -> usize {
+fn plain_len_by_words(s: &[u8]) -> usize {
     let mut chunks = s.chunks_exact(8);
     let mut len = 0;
     for chunk in &mut chunks {

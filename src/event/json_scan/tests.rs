@@ -122,16 +122,23 @@ fn escapes_count_as_their_decoded_bytes() {
 
 #[test]
 fn plain_runs_end_at_the_first_quote_backslash_or_control_character() {
-    // Every stop byte at every offset of a 20-byte run, with stops after it too (which
-    // the word-at-a-time test may flag falsely: only the first counts).
-    for stop in [b'"', b'\\', 0, 0x1f, b'\n'] {
-        for at in 0..20 {
-            let mut s = vec![b'x'; 20];
+    // Every stop byte at every offset of a 40-byte run (two 16-byte blocks and a word
+    // and a tail after them), with stops after it too (which the word-at-a-time test
+    // may flag falsely: only the first counts), and plain bytes of every kind before it.
+    let stops = (0..0x20).chain([b'"', b'\\']);
+    let plain = [b'x', 0x20, 0x21, 0x5b, 0x5d, 0x7f, 0x80, 0xc3, 0xff];
+    for stop in stops {
+        for at in 0..40 {
+            let mut s: Vec<u8> = (0..40).map(|i| plain[i % plain.len()]).collect();
             s[at] = stop;
-            for later in at + 1..20 {
+            for later in at + 1..40 {
                 s[later] = [0u8, 1, b'"', b'\\', 0x20, 0x21, 0x5b, 0x5d][later % 8];
             }
-            assert_eq!(plain_len(&s), at, "{stop:#x} at {at}: {s:?}");
+            // Both ways: the blocks (on x86-64) and the words they leave to the end.
+            for len in [plain_len, plain_len_by_words] {
+                assert_eq!(len(&s), at, "{stop:#x} at {at}: {s:?}");
+                assert_eq!(len(&s[..at]), at, "no stop in {:?}", &s[..at]);
+            }
         }
     }
     assert_eq!(plain_len(b""), 0);
@@ -140,4 +147,9 @@ fn plain_runs_end_at_the_first_quote_backslash_or_control_character() {
         "é€😀 !#[]~\x7f".len()
     );
     assert_eq!(plain_len(b"\x20\x21\x5b\x5d\x7f\x80\xff!"), 8);
+    let all_plain: Vec<u8> = (0x20..=0xff)
+        .filter(|b| *b != b'"' && *b != b'\\')
+        .collect();
+    assert_eq!(plain_len(&all_plain), all_plain.len());
+    assert_eq!(plain_len_by_words(&all_plain), all_plain.len());
 }
