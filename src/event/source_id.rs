@@ -8,12 +8,25 @@
 //!
 //! What that keeps is bounded by the number of distinct component ids the process sees:
 //! the pipeline file's, those a reload or the API adds, and those read back from a
-//! disk buffer. Ids are short names, so that is a few bytes each.
+//! disk buffer. Ids are short names, so that is a few bytes each. But a disk buffer's
+//! file is data, not configuration, so a damaged one could name any number of ids, and
+//! nothing limits an id's length: past [`MAX_IDS`] distinct ids or [`MAX_ID_BYTES`] of
+//! them (far more than any pipeline declares, even over thousands of reloads), a new id
+//! is no longer kept and reads as [`UNKNOWN`], with one warning.
 
 use std::collections::HashSet;
 use std::fmt;
 use std::ops::Deref;
 use std::sync::{Mutex, OnceLock};
+
+/// How many distinct ids are kept for the life of the process.
+const MAX_IDS: usize = 65_536;
+
+/// How many bytes of ids are kept for the life of the process.
+const MAX_ID_BYTES: usize = 4 << 20;
+
+/// What an id reads as once [`MAX_IDS`] are kept.
+const UNKNOWN: &str = "(unknown)";
 
 /// The interned id of the component that made an event. Copying it costs nothing.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -23,24 +36,59 @@ impl SourceId {
     /// The id `name`, stored on first use. Takes a lock: call it when a component is
     /// built, not per event.
     pub fn intern(name: &str) -> Self {
-        static IDS: OnceLock<Mutex<HashSet<&'static str>>> = OnceLock::new();
-        let mut ids = IDS
-            .get_or_init(Mutex::default)
+        static IDS: OnceLock<Mutex<Ids>> = OnceLock::new();
+        IDS.get_or_init(|| Mutex::new(Ids::new(MAX_IDS, MAX_ID_BYTES)))
             .lock()
             // The set is only ever inserted into, so a panic elsewhere cannot have left
             // it half-changed.
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(&known) = ids.get(name) {
-            return Self(known);
-        }
-        let kept: &'static str = Box::leak(name.into());
-        ids.insert(kept);
-        Self(kept)
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .intern(name)
     }
 
     /// The id's text.
     pub fn as_str(&self) -> &'static str {
         self.0
+    }
+}
+
+/// The kept ids, up to a bound on their number and on their bytes.
+struct Ids {
+    kept: HashSet<&'static str>,
+    bytes: usize,
+    max: usize,
+    max_bytes: usize,
+    warned: bool,
+}
+
+impl Ids {
+    fn new(max: usize, max_bytes: usize) -> Self {
+        Self {
+            kept: HashSet::new(),
+            bytes: 0,
+            max,
+            max_bytes,
+            warned: false,
+        }
+    }
+
+    fn intern(&mut self, name: &str) -> SourceId {
+        if let Some(&known) = self.kept.get(name) {
+            return SourceId(known);
+        }
+        if self.kept.len() >= self.max || self.bytes + name.len() > self.max_bytes {
+            if !std::mem::replace(&mut self.warned, true) {
+                tracing::warn!(
+                    ids = self.kept.len(),
+                    bytes = self.bytes,
+                    "too many distinct component ids kept: events of further ones carry the id {UNKNOWN}"
+                );
+            }
+            return SourceId(UNKNOWN);
+        }
+        let kept: &'static str = Box::leak(name.into());
+        self.bytes += kept.len();
+        self.kept.insert(kept);
+        SourceId(kept)
     }
 }
 
@@ -66,7 +114,7 @@ impl fmt::Debug for SourceId {
 
 #[cfg(test)]
 mod tests {
-    use super::SourceId;
+    use super::{Ids, SourceId, UNKNOWN};
 
     #[test]
     fn the_same_name_is_stored_once() {
@@ -77,5 +125,28 @@ mod tests {
         assert_ne!(a, SourceId::intern("other_source_id_test"));
         assert_eq!(a.to_string(), "hooks_source_id_test");
         assert_eq!(format!("{a:?}"), "\"hooks_source_id_test\"");
+    }
+
+    #[test]
+    fn past_the_bound_ids_are_not_kept() {
+        let mut ids = Ids::new(2, 1000);
+        let a = ids.intern("bound_a");
+        let b = ids.intern("bound_b");
+        assert_eq!((a.as_str(), b.as_str()), ("bound_a", "bound_b"));
+        assert_eq!(ids.intern("bound_c").as_str(), UNKNOWN);
+        assert_eq!(ids.intern("bound_d").as_str(), UNKNOWN);
+        // Ids kept before the bound still read as themselves.
+        assert!(std::ptr::eq(ids.intern("bound_a").as_str(), a.as_str()));
+        assert_eq!(ids.kept.len(), 2);
+    }
+
+    #[test]
+    fn past_the_byte_bound_ids_are_not_kept() {
+        let mut ids = Ids::new(100, 10);
+        assert_eq!(ids.intern("123456").as_str(), "123456");
+        assert_eq!(ids.intern("12345").as_str(), UNKNOWN);
+        assert_eq!(ids.intern("1234").as_str(), "1234");
+        assert_eq!(ids.intern("1").as_str(), UNKNOWN);
+        assert_eq!(ids.bytes, 10);
     }
 }
