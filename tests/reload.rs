@@ -483,3 +483,45 @@ transforms:
     assert_eq!(changes.changed, vec!["rules".to_string()]);
     topo.stop(Duration::from_secs(5)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renaming_a_source_again_and_again_keeps_its_sink_wired() {
+    // A removed source closes its outputs when it ends. If it ended before its renamed
+    // successor was wired, those outputs held the last senders into the sink's buffer,
+    // which then closed for good: every later event was refused (a red team saw it on
+    // 15–45% of renames of a webhook source).
+    let rec = CaptureSink::default();
+    let pipeline = |id: &str| {
+        let mut p = parse(&format!(
+            r#"
+sources:
+  {id}: {{ type: generator, rate: 500, batch_size: 5, format: '{{"from": "{id}"}}' }}
+"#
+        ));
+        rec.attach(&mut p, "rec", &[id], 100);
+        validated(p)
+    };
+    let arrived_from = |id: &str| {
+        rec.values().iter().any(|v| match v {
+            vrl::value::Value::Object(m) => {
+                m.get("from").is_some_and(|f| f.to_string_lossy() == id)
+            }
+            _ => false,
+        })
+    };
+    let (mut topo, _telemetry) = start(pipeline("gen_0")).await;
+    common::eventually("the first generator's events arrive", || {
+        arrived_from("gen_0")
+    })
+    .await;
+    for round in 1..=20 {
+        let id = format!("gen_{round}");
+        let changes = topo.apply(pipeline(&id)).await.expect("applies");
+        assert_eq!(changes.added, std::slice::from_ref(&id), "round {round}");
+        common::eventually(&format!("round {round}: events of {id} arrive"), || {
+            arrived_from(&id)
+        })
+        .await;
+    }
+    topo.stop(Duration::from_secs(5)).await;
+}

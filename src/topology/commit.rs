@@ -40,12 +40,17 @@ impl Topology {
         };
         let mut waiting: Vec<(String, CancellationToken, Option<tokio::task::AbortHandle>)> =
             Vec::new();
+        // Removed sources stop only once every output is rewired: a source that ends
+        // closes its outputs, and if those held the last senders into a sink's buffer
+        // (a source renamed, its sink kept), the buffer would close before the new
+        // source took a sender from it.
+        let mut stop_removed = Vec::new();
         for id in &changes.removed {
             if let Some(shell) = self.shells.remove(id)
                 && let Some(task) = shell.task
             {
                 if shell.kind == ComponentKind::Source {
-                    task.stop.cancel();
+                    stop_removed.push(task.stop);
                 }
                 // Transforms and sinks are unwired below; they drain what they hold
                 // and end when their buffer closes.
@@ -97,6 +102,9 @@ impl Topology {
         // find its consumers in place.
         self.pipeline = new;
         self.rewire();
+        for stop in stop_removed {
+            stop.cancel();
+        }
         for shell in self.shells.values_mut() {
             if let Some(input) = &mut shell.input {
                 input.bootstrap = None;
