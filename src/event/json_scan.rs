@@ -135,9 +135,10 @@ fn plain_len(s: &[u8]) -> usize {
     plain_len_by_words(s)
 }
 
-/// [`plain_len`], eight bytes at a time: a byte `b` is flagged by `(w - k·ONES) & !w & HIGHS` when
-/// `b < k` (with `k = 1` after XOR with the byte sought, when it equals it). Borrows
-/// only flag bytes above one truly flagged, so the lowest flag is always the first stop.
+/// [`plain_len`], eight bytes at a time: a byte `b` is flagged by
+/// `(w - k·ONES) & !w & HIGHS` when `b < k` (with `k = 1` after XOR with the byte
+/// sought, when it equals it). Borrows only flag bytes above one truly flagged, so the
+/// lowest flag is always the first stop.
 fn plain_len_by_words(s: &[u8]) -> usize {
     let mut chunks = s.chunks_exact(8);
     let mut len = 0;

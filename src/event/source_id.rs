@@ -25,7 +25,7 @@ const MAX_IDS: usize = 65_536;
 /// How many bytes of ids are kept for the life of the process.
 const MAX_ID_BYTES: usize = 4 << 20;
 
-/// What an id reads as once [`MAX_IDS`] are kept.
+/// What a new id reads as once either bound is reached.
 const UNKNOWN: &str = "(unknown)";
 
 /// The interned id of the component that made an event. Copying it costs nothing.
