@@ -45,6 +45,23 @@ impl SourceId {
             .intern(name)
     }
 
+    /// [`SourceId::intern`] for a caller that meets the same id again and again (a
+    /// disk buffer reading back events, all of one source as a rule): the last id
+    /// this thread asked for is answered without the lock.
+    pub(crate) fn intern_again(name: &str) -> Self {
+        thread_local! {
+            static LAST: std::cell::Cell<Option<SourceId>> = const { std::cell::Cell::new(None) };
+        }
+        LAST.with(|last| match last.get() {
+            Some(id) if id.0 == name => id,
+            _ => {
+                let id = Self::intern(name);
+                last.set(Some(id));
+                id
+            }
+        })
+    }
+
     /// The id's text.
     pub fn as_str(&self) -> &'static str {
         self.0
@@ -125,6 +142,13 @@ mod tests {
         assert_ne!(a, SourceId::intern("other_source_id_test"));
         assert_eq!(a.to_string(), "hooks_source_id_test");
         assert_eq!(format!("{a:?}"), "\"hooks_source_id_test\"");
+        // The same set answers whether the last id is remembered or not.
+        assert_eq!(SourceId::intern_again("hooks_source_id_test"), a);
+        assert_eq!(SourceId::intern_again("hooks_source_id_test"), a);
+        assert_eq!(
+            SourceId::intern_again("other_source_id_test"),
+            SourceId::intern("other_source_id_test")
+        );
     }
 
     #[test]

@@ -77,7 +77,11 @@ pub(crate) fn decode(data: &[u8]) -> Result<Event, DecodeError> {
     if left != 0 {
         return Err(DecodeError::Trailing(left));
     }
-    let mut event = Event::new(value, crate::event::SourceId::intern(source), received_at);
+    let mut event = Event::new(
+        value,
+        crate::event::SourceId::intern_again(source),
+        received_at,
+    );
     event.meta.vrl = vrl.into();
     Ok(event)
 }
