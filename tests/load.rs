@@ -164,6 +164,16 @@ fn ndjson_filter_to_http() {
 }
 
 #[test]
+fn ndjson_remap_to_http() {
+    if let Some(r) = quick("ndjson-remap-to-http") {
+        assert_sane(&r, 2000, true, true);
+        assert_eq!(r["measure"], "throughput");
+        let stages = stage_events(&r);
+        assert!(stages.contains(&("stamp (transform)", 2000)), "{r:#}");
+    }
+}
+
+#[test]
 fn ndjson_fields_to_http() {
     if let Some(r) = quick("ndjson-fields-to-http") {
         assert_sane(&r, 2000, true, true);
@@ -219,7 +229,7 @@ fn scenarios_are_built_in_outside_the_checkout() {
         "{text}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(text.lines().count(), 7, "{text}");
+    assert_eq!(text.lines().count(), 8, "{text}");
     assert!(
         text.lines().all(|l| !l.contains(".yaml:")),
         "every built-in scenario loads: {text}"
@@ -242,6 +252,7 @@ fn every_scenario_file_is_listed_and_loads() {
         "ndjson-to-http",
         "ndjson-filter-to-http",
         "ndjson-fields-to-http",
+        "ndjson-remap-to-http",
         "file-to-http",
         "kafka-to-postgres",
     ] {

@@ -26,6 +26,8 @@ pub(crate) const SCENARIOS: Files = files![
     "benches/scenarios/ndjson-fields-to-http.yaml",
     "benches/scenarios/ndjson-filter-to-http.pipeline.yaml",
     "benches/scenarios/ndjson-filter-to-http.yaml",
+    "benches/scenarios/ndjson-remap-to-http.pipeline.yaml",
+    "benches/scenarios/ndjson-remap-to-http.yaml",
     "benches/scenarios/ndjson-to-http.pipeline.yaml",
     "benches/scenarios/ndjson-to-http.yaml",
     "benches/scenarios/webhook-alert-to-pagerduty.pipeline.yaml",
@@ -100,7 +102,7 @@ mod tests {
         extract(SCENARIOS, dir.path()).expect("extract");
         let folder = dir.path().join("benches/scenarios");
         let files = crate::cli::load::scenario::Scenario::all_in(&folder).expect("list");
-        assert_eq!(files.len(), 7, "{files:?}");
+        assert_eq!(files.len(), 8, "{files:?}");
         for f in files {
             let s = crate::cli::load::scenario::Scenario::load(&f).expect("every scenario loads");
             assert!(s.pipeline.is_file(), "{}", s.pipeline.display());
