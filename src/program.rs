@@ -14,8 +14,9 @@ use vrl::compiler::{
 use vrl::value::{Secrets, Value};
 
 use crate::error::BuildError;
+use crate::event::field_splice::{self, Members};
 use crate::event::fields::{self, Picked, Reads};
-use crate::event::{Event, EventTarget, EventView};
+use crate::event::{Event, EventTarget, EventView, FieldTarget};
 
 /// Where a program's source comes from in a component config.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,7 +77,8 @@ pub(crate) struct CompiledProgram {
     pub(crate) can_fail: bool,
     /// Compiled read-only: it runs on a view of the event, which keeps its JSON text.
     pub(crate) read_only: bool,
-    /// What of the payload a read-only program reads (from VRL's list of its queries).
+    /// What of the payload the program reads, and for one that may change the event,
+    /// writes (from VRL's lists of its queries and assignments).
     pub(crate) reads: Reads,
 }
 
@@ -116,6 +118,12 @@ pub(crate) fn compile(
     // thrown away and run again, and a `log` call in it would show a partial event.
     let reads = if text.contains("unnest") {
         Reads::Whole
+    } else if mode == Mode::ReadWrite {
+        match Reads::of(info.target_queries.iter().chain(&info.target_assignments)) {
+            // A field target tracks what was written with a bit per field.
+            Reads::Fields(names) if names.len() > 64 => Reads::Whole,
+            reads => reads,
+        }
     } else {
         Reads::of(&info.target_queries)
     };
@@ -135,6 +143,8 @@ pub(crate) struct Runner {
     /// `.` that VRL does not list): from then on it reads the whole payload rather than
     /// run twice on every event.
     reads_whole: bool,
+    /// The members of the event a program that changes events runs on, reused.
+    members: Members,
 }
 
 /// A VRL runtime, cleared between runs, and the timezone programs run in.
@@ -154,11 +164,8 @@ impl Runner {
                 timezone: TimeZone::default(),
             },
             reads_whole: false,
+            members: Members::default(),
         }
-    }
-
-    pub(crate) fn can_fail(&self) -> bool {
-        self.program.can_fail
     }
 
     /// Runs the program on a payload and a `%` metadata object of its own.
@@ -184,7 +191,11 @@ impl Runner {
 
     /// Runs the program on an event; `%` is copied only if the program writes it. A
     /// read-only program leaves JSON text in place (the event is sent as it came), and
-    /// reads from it only the fields it names.
+    /// reads from it only the fields it names. One that changes the event runs, where it
+    /// can, on the fields it names alone, and writes them back into the text.
+    ///
+    /// If a program that changes the event fails, the payload is left as it was (`%`
+    /// keeps what the program wrote to it before failing).
     pub(crate) fn run_event(&mut self, event: &mut Event) -> Outcome {
         if self.program.read_only {
             let reads = if self.reads_whole {
@@ -196,16 +207,52 @@ impl Runner {
             let (exec, program) = (&mut self.exec, &self.program);
             return exec.read(program, &mut self.reads_whole, event, picked.as_ref());
         }
+        if let Some(outcome) = self.run_on_fields(event) {
+            return outcome;
+        }
+        let original = self.program.can_fail.then(|| event.value().clone());
         let mut secrets = Secrets::default();
         let (value, metadata) = event.parts_mut();
-        self.exec.resolve(
+        let outcome = self.exec.resolve(
             &self.program,
             &mut EventTarget {
                 value,
                 metadata,
                 secrets: &mut secrets,
             },
-        )
+        );
+        if let (Outcome::Failed(_), Some(original)) = (&outcome, original) {
+            event.set_value(original);
+        }
+        outcome
+    }
+
+    /// Runs a program that changes events on the fields it names, picked out of the
+    /// event's text, and splices what it wrote back in; `None` when it must run on the
+    /// whole payload: the event is parsed, its text is one to leave to the parser, or
+    /// the program reached outside its fields (then `%` is as it was before the run).
+    fn run_on_fields(&mut self, event: &mut Event) -> Option<Outcome> {
+        let Reads::Fields(names) = &self.program.reads else {
+            return None;
+        };
+        if self.reads_whole {
+            return None;
+        }
+        let fields = field_splice::open(event, names, &mut self.members)?;
+        let mut fields = Value::Object(fields);
+        let mut secrets = Secrets::default();
+        let mut target = FieldTarget::new(&mut fields, names, &mut event.meta.vrl, &mut secrets);
+        let outcome = self.exec.resolve(&self.program, &mut target);
+        if target.missed() {
+            tracing::debug!("a VRL program reached outside the fields it names");
+            self.reads_whole = true;
+            return None;
+        }
+        let written = target.written();
+        if let (Outcome::Done(_), Value::Object(fields)) = (&outcome, fields) {
+            field_splice::splice(event, &self.members, names, written, fields);
+        }
+        Some(outcome)
     }
 
     /// Runs a read-only program on an event, on `picked` fields when given (picked once
@@ -409,5 +456,122 @@ mod tests {
         };
         let outcome = runner.run_read(&event, Some(&wrong));
         assert_eq!(answer(outcome), Some(Value::Boolean(true)));
+    }
+
+    fn outcome_kind(outcome: &Outcome) -> String {
+        match outcome {
+            Outcome::Done(_) => "done".into(),
+            Outcome::Aborted(m) => format!("aborted: {m}"),
+            Outcome::Failed(m) => format!("failed: {m}"),
+        }
+    }
+
+    /// A program that changes events, run on the fields it names out of kept text,
+    /// leaves the event (and `%`) as a run on the parsed event does, and keeps the text
+    /// where every written value reads back from JSON.
+    #[test]
+    fn programs_on_kept_text_change_events_as_on_parsed_ones() {
+        let texts = [
+            r#"{"level":"error","host":"web-01","message":"hello","n":3,"labels":{"tenant":"acme"},"arr":[0,1],"z":true}"#,
+            r#"{"level":"info","n":"x","message":"m","b":[{"c":1}]}"#,
+            "{}",
+            r#"{"a":1,"b":{"c":[1,{"d":null}]},"labels":{}}"#,
+        ];
+        // Each program, and whether its event stays text (when it is done).
+        let programs = [
+            (
+                ".severity = if .level == \"error\" { \"high\" } else { \"low\" }\n.host = \"bench\"",
+                true,
+            ),
+            ("del(.message)", true),
+            (".labels.team = \"core\"", true),
+            (".n = to_int!(.n) + 1", true),
+            ("if .level == \"info\" { abort }\n.x = 1", true),
+            (".message = upcase(string!(.message))", true),
+            (".nested.a.b = [1, 2]\ndel(.z)", true),
+            (".b2 = .b\n.b = null", true),
+            (".x = .missing", true),
+            (".arr[1] = \"x\"", true),
+            ("del(.labels.tenant, compact: true)", true),
+            (
+                "%runs = push(array(%runs) ?? [], 1)\n.k = length(keys(.))",
+                false,
+            ),
+            (".e = encode_json(.)", false),
+            (". = merge(., {\"a\": 2})", false),
+            (".ts = t'2026-01-01T00:00:00Z'", false),
+            (".r = r'a+'", false),
+            ("%seen = .level\n.level = \"x\"", true),
+        ];
+        for (source, stays_text) in programs {
+            let compiled = compile(&ProgramSource::Inline(source.into()), Mode::ReadWrite)
+                .unwrap_or_else(|e| panic!("{source}: {e}"));
+            for text in texts {
+                let (mut on_text, mut on_value) =
+                    (Runner::new(compiled.clone()), Runner::new(compiled.clone()));
+                let mut kept = kept(text);
+                let mut parsed = Event::json(text, false);
+                let a = on_text.run_event(&mut kept);
+                let b = on_value.run_event(&mut parsed);
+                let what = format!("{source} on {text}");
+                assert_eq!(outcome_kind(&a), outcome_kind(&b), "{what}");
+                assert_eq!(kept.value(), parsed.value(), "{what}");
+                assert_eq!(kept.vrl_metadata(), parsed.vrl_metadata(), "{what}: %");
+                if stays_text {
+                    assert!(kept.raw_json().is_some(), "{what}: kept as text");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_program_that_changes_events_names_the_fields_it_reads_and_writes() {
+        let reads = |src: &str| {
+            compile(&ProgramSource::Inline(src.into()), Mode::ReadWrite)
+                .expect("compiles")
+                .reads
+                .clone()
+        };
+        let named = |n: &[&str]| Reads::Fields(n.iter().map(|k| (*k).into()).collect());
+        assert_eq!(
+            reads(".severity = if .level == \"error\" { \"high\" } else { \"low\" }"),
+            named(&["level", "severity"])
+        );
+        assert_eq!(reads("del(.a.b)\n%x = 1"), named(&["a"]));
+        assert_eq!(reads(". = {}"), Reads::Whole);
+        assert_eq!(reads(".t = unnest!(.a)"), Reads::Whole);
+        let many: Vec<String> = (0..65).map(|i| format!(".f{i} = 1")).collect();
+        assert_eq!(reads(&many.join("\n")), Reads::Whole, "65 fields");
+    }
+
+    #[test]
+    fn a_program_that_reached_outside_its_fields_runs_on_whole_events_from_then_on() {
+        let program = compile(
+            &ProgramSource::Inline(
+                "%runs = push(array(%runs) ?? [], 1)\n.k = length(keys(.))".into(),
+            ),
+            Mode::ReadWrite,
+        )
+        .expect("compiles");
+        // As if VRL had not listed `.` among the program's queries.
+        let mut program = Arc::into_inner(program).expect("one reference");
+        assert_eq!(program.reads, Reads::Whole);
+        program.reads = Reads::Fields(vec!["k".into()]);
+        let mut runner = Runner::new(Arc::new(program));
+        let mut first = kept(r#"{"a":1,"b":2}"#);
+        assert!(matches!(runner.run_event(&mut first), Outcome::Done(_)));
+        assert_eq!(
+            first.get("k"),
+            Some(&Value::from(2)),
+            "counted on the whole event"
+        );
+        let runs = first
+            .vrl_metadata()
+            .get()
+            .as_object()
+            .and_then(|m| m.get("runs"))
+            .cloned();
+        assert_eq!(runs, Some(Value::Array(vec![1.into()])), "`%` written once");
+        assert!(runner.reads_whole, "and whole events from now on");
     }
 }

@@ -24,7 +24,7 @@ fn lines(rx: &Receiver, path: &str) -> Vec<String> {
 }
 
 #[tokio::test]
-async fn untouched_webhook_events_are_sent_as_they_came_and_changed_ones_as_changed() {
+async fn untouched_webhook_events_are_sent_as_they_came_and_changed_ones_with_their_changes() {
     let rx = Receiver::new(0).start().await;
     let hook = free_port();
     let p = parse(&format!(
@@ -33,7 +33,13 @@ sources:
   hook: {{ type: webhook, address: "127.0.0.1:{hook}" }}
 transforms:
   touch: {{ type: remap, inputs: [hook], source: ".seen = true" }}
+  stamp: {{ type: remap, inputs: [hook], source: ".at = t'2026-01-01T00:00:00Z'" }}
 sinks:
+  stamped:
+    type: http
+    inputs: [stamp]
+    url: "http://127.0.0.1:{port}/stamped"
+    encoding: ndjson
   as_is:
     type: http
     inputs: [hook]
@@ -63,8 +69,10 @@ sinks:
         .await
         .expect("POST");
     assert_eq!(r.status(), 200);
-    eventually("both sinks", || {
-        lines(&rx, "/as_is").len() == 3 && lines(&rx, "/changed").len() == 3
+    eventually("every sink", || {
+        lines(&rx, "/as_is").len() == 3
+            && lines(&rx, "/changed").len() == 3
+            && lines(&rx, "/stamped").len() == 3
     })
     .await;
     assert_eq!(lines(&rx, "/as_is"), sent);
@@ -80,9 +88,22 @@ sinks:
     assert_eq!(changed[1]["c"], "é\n");
     assert_eq!(changed[1]["seen"], true);
     assert_eq!(changed[2], json!({"seen": true, "spaced": [1, 2]}));
+    // The remap wrote one field: the text keeps its members as they came (order,
+    // spelling, spaces), and the new one is appended.
     assert_eq!(
-        lines(&rx, "/changed")[0],
-        r#"{"a":{"y":[1.0,2000.0,-5],"z":true},"b":1,"seen":true}"#,
+        lines(&rx, "/changed"),
+        [
+            r#"{"b":1,"a":{"z":true,"y":[1.0,2e3,-5]},"seen":true}"#,
+            r#"{"c":"\u00e9\n","big":18446744073709551616,"seen":true}"#,
+            r#"{"spaced" : [ 1 , 2 ],"seen":true}"#,
+        ],
+        "the changed field spliced into the text"
+    );
+    // A timestamp would read back from the text as a string: that event is parsed, and
+    // written from its changed value.
+    assert_eq!(
+        lines(&rx, "/stamped")[0],
+        r#"{"a":{"y":[1.0,2000.0,-5],"z":true},"at":"2026-01-01T00:00:00Z","b":1}"#,
         "written from the changed value"
     );
     topo.stop(Duration::from_secs(5)).await;

@@ -24,11 +24,12 @@ pub(crate) enum Reads {
 }
 
 impl Reads {
-    /// From the paths a program queries (VRL's `ProgramInfo::target_queries`).
-    pub(crate) fn of(queries: &[OwnedTargetPath]) -> Self {
+    /// From the paths a program queries (VRL's `ProgramInfo::target_queries`), and
+    /// assigns.
+    pub(crate) fn of<'a>(paths: impl IntoIterator<Item = &'a OwnedTargetPath>) -> Self {
         Self::of_paths(
-            queries
-                .iter()
+            paths
+                .into_iter()
                 .filter(|q| q.prefix == PathPrefix::Event)
                 .map(|q| &q.path),
         )

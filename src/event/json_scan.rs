@@ -41,7 +41,7 @@ pub(crate) struct Found {
 /// The objects of a body of whitespace-separated one-line objects (NDJSON), at most
 /// `max`; `None` to check the body with serde_json instead.
 pub(crate) fn one_line_objects(body: &str, max: usize) -> Option<Vec<Found>> {
-    let mut scan = Scan::new(body);
+    let mut scan = Scan::new(body.as_bytes());
     let mut found = Vec::new();
     loop {
         scan.skip_whitespace();
@@ -68,10 +68,81 @@ pub(crate) fn one_line_objects(body: &str, max: usize) -> Option<Vec<Found>> {
 /// The parsed size of `text` when it is one one-line object with none of the `reserved`
 /// top-level keys (whitespace around it allowed); `None` to check it with serde_json.
 pub(crate) fn one_line_object(text: &str, reserved: &[&str]) -> Option<usize> {
-    let mut scan = Scan::new(text);
+    let mut scan = Scan::new(text.as_bytes());
     scan.skip_whitespace();
     let size = scan.top_object(reserved)?;
     scan.skip_whitespace();
+    scan.at_end().then_some(size)
+}
+
+/// One member of a top-level object, as [`top_members`] finds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Member {
+    /// The key's text between its quotes (it holds no escape).
+    pub(crate) key: std::ops::Range<usize>,
+    /// Where the member starts: its key's opening quote.
+    pub(crate) start: usize,
+    /// The value's text.
+    pub(crate) value: std::ops::Range<usize>,
+    /// What the key and the value take once parsed (the object's share of them).
+    pub(crate) size: usize,
+}
+
+/// The members of `text`, one one-line object (whitespace around it allowed) already
+/// checked (UTF-8, no key twice), in their order, into `members`; `None` to leave it to
+/// the parser: a top-level key with an escape (it would have to be decoded to be
+/// named), or anything [`one_line_object`] gives up on. The object's parsed size is
+/// [`object_size`]`(members.len(), Σ size)`.
+pub(crate) fn top_members(text: &[u8], members: &mut Vec<Member>) -> Option<()> {
+    members.clear();
+    let mut scan = Scan::new(text);
+    scan.skip_whitespace();
+    if scan.next()? != b'{' {
+        return None;
+    }
+    scan.skip_inline_whitespace()?;
+    if scan.peek()? == b'}' {
+        scan.i += 1;
+    } else {
+        loop {
+            if scan.peek()? != b'"' {
+                return None;
+            }
+            let member_start = scan.i;
+            let key = scan.string()?;
+            if key.escaped {
+                return None;
+            }
+            scan.skip_inline_whitespace()?;
+            if scan.next()? != b':' {
+                return None;
+            }
+            scan.skip_inline_whitespace()?;
+            let start = scan.i;
+            let size = scan.value(1)?;
+            members.push(Member {
+                key: key.start..key.end,
+                start: member_start,
+                value: start..scan.i,
+                size: size.saturating_add(key.decoded_len),
+            });
+            scan.skip_inline_whitespace()?;
+            match scan.next()? {
+                b',' => scan.skip_inline_whitespace()?,
+                b'}' => break,
+                _ => return None,
+            }
+        }
+    }
+    scan.skip_whitespace();
+    scan.at_end().then_some(())
+}
+
+/// What one JSON value (a member's, as written into an object) takes once parsed;
+/// `None` to leave it to the parser, as [`one_line_object`] would.
+pub(crate) fn member_value_size(text: &[u8]) -> Option<usize> {
+    let mut scan = Scan::new(text);
+    let size = scan.value(1)?;
     scan.at_end().then_some(size)
 }
 
@@ -164,19 +235,15 @@ fn plain_len_by_words(s: &[u8]) -> usize {
         .unwrap_or(chunks.remainder().len())
 }
 
+/// A scan over text known to be UTF-8 (a `&str`, or text made from one), read as bytes.
 struct Scan<'a> {
-    text: &'a str,
     bytes: &'a [u8],
     i: usize,
 }
 
 impl<'a> Scan<'a> {
-    fn new(text: &'a str) -> Self {
-        Self {
-            text,
-            bytes: text.as_bytes(),
-            i: 0,
-        }
+    fn new(bytes: &'a [u8]) -> Self {
+        Self { bytes, i: 0 }
     }
 
     fn at_end(&self) -> bool {
@@ -238,8 +305,9 @@ impl<'a> Scan<'a> {
             if key.escaped {
                 return None;
             }
-            let key_text = self.text.get(key.start..key.end)?;
-            if reserved.contains(&key_text) || !seen.insert(key_hash(key_text)) {
+            let key_text = self.bytes.get(key.start..key.end)?;
+            if reserved.iter().any(|r| r.as_bytes() == key_text) || !seen.insert(key_hash(key_text))
+            {
                 return None;
             }
             self.skip_inline_whitespace()?;
@@ -342,8 +410,11 @@ impl<'a> Scan<'a> {
             if digits == 0 || digits > 4 {
                 return None;
             }
-            let text = self.text.get(digits_start..self.i)?;
-            exponent = text.parse::<i64>().ok()?;
+            exponent = self
+                .bytes
+                .get(digits_start..self.i)?
+                .iter()
+                .fold(0, |n, d| n * 10 + i64::from(d - b'0'));
             if negative {
                 exponent = -exponent;
             }

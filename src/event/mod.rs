@@ -5,6 +5,8 @@
 //! ([`EventBatch`]) over bounded channels.
 
 mod ack;
+pub(crate) mod field_splice;
+mod field_target;
 pub(crate) mod fields;
 pub(crate) mod flatten;
 pub(crate) mod json_scan;
@@ -19,6 +21,7 @@ use chrono::{DateTime, Utc};
 use vrl::value::{KeyString, ObjectMap, Value};
 
 pub use ack::{BatchAck, BatchReceiver, EventAck, EventStatus};
+pub(crate) use field_target::FieldTarget;
 pub use payload::Payload;
 pub(crate) use payload::RawObject;
 pub(crate) use raw_json::{Checked, check_object};

@@ -28,6 +28,9 @@ pub struct Payload {
     /// How many readers of named fields (templates, key fields) took theirs out of the
     /// text (see [`crate::event::fields::root`]).
     field_picks: AtomicU8,
+    /// How many times a program's fields were spliced into the text (see
+    /// [`crate::event::field_splice`]).
+    rewrites: u8,
 }
 
 impl Clone for Payload {
@@ -37,6 +40,7 @@ impl Clone for Payload {
             value: self.value.clone(),
             picked: self.picked,
             field_picks: AtomicU8::new(self.field_picks.load(Ordering::Relaxed)),
+            rewrites: self.rewrites,
         }
     }
 }
@@ -67,6 +71,7 @@ impl Payload {
             value: OnceLock::from(value),
             picked: false,
             field_picks: AtomicU8::new(0),
+            rewrites: 0,
         }
     }
 
@@ -76,6 +81,7 @@ impl Payload {
             value: OnceLock::new(),
             picked: false,
             field_picks: AtomicU8::new(0),
+            rewrites: 0,
         }
     }
 
@@ -125,6 +131,23 @@ impl Payload {
         }
         self.field_picks.store(taken + 1, Ordering::Relaxed);
         true
+    }
+
+    /// Whether the text may be rewritten once more (fewer than `limit` rewrites made it);
+    /// counts it if so.
+    pub(crate) fn take_rewrite(&mut self, limit: u8) -> bool {
+        if self.rewrites >= limit {
+            return false;
+        }
+        self.rewrites += 1;
+        true
+    }
+
+    /// Replaces the payload with new checked text; what read the old text is counted
+    /// against the new one too.
+    pub(crate) fn set_text(&mut self, raw: RawObject) {
+        self.raw = Some(raw);
+        self.value = OnceLock::new();
     }
 
     /// The JSON text, while it has not been parsed.

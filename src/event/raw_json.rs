@@ -194,7 +194,7 @@ impl<'de> Visitor<'de> for Key<'_> {
         Ok(KeyFound {
             len: v.len(),
             reserved: self.reserved.contains(&v),
-            hash: key_hash(v),
+            hash: key_hash(v.as_bytes()),
         })
     }
 }

@@ -180,7 +180,7 @@ impl Target for EventView<'_> {
     }
 }
 
-/// VRL's secrets live beside the event, in the program's run, for both targets.
+/// VRL's secrets live beside the event, in the program's run, for every target.
 macro_rules! run_secrets {
     ($($target:ident),*) => {$(
         impl SecretTarget for $target<'_> {
@@ -198,6 +198,8 @@ macro_rules! run_secrets {
         }
     )*};
 }
+
+pub(super) use run_secrets;
 
 run_secrets!(EventTarget, EventView);
 

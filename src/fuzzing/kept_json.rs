@@ -8,7 +8,8 @@ use vrl::value::{KeyString, ObjectMap, Value};
 
 use crate::alert::Severity;
 use crate::event::fields;
-use crate::event::{Event, SourceId};
+use crate::event::{Checked, Event, SourceId, check_object};
+use crate::program::{self, CompiledProgram, Mode, Outcome, ProgramSource, Runner};
 use crate::sources::webhook::{Decoder, Payload, decode_allowance};
 
 /// A body for the `json` decoder, read the kept-text way and the parsing way: both
@@ -45,6 +46,7 @@ pub fn json_events(data: &[u8]) {
                     let back: Value = serde_json::from_slice(text).expect("kept text is JSON");
                     assert_eq!(&back, p.value(), "kept text reads back as the parsed event");
                     picks_read_as_parsing_reads(text, p.value());
+                    remaps_change_kept_text_as_parsed_events(&k, &p);
                 }
                 assert_eq!(k.value(), p.value(), "the same event either way");
                 line.clear();
@@ -121,5 +123,53 @@ fn picks_read_as_parsing_reads(text: &[u8], parsed: &Value) {
         let one = fields::pick(text, &names).expect("kept text is an object");
         let want = ObjectMap::from([(key.clone(), value.clone())]);
         assert_eq!(one.value, Value::Object(want), "the field {key} picked");
+    }
+}
+
+/// Programs that change events, run on kept text (on the fields they name, spliced back
+/// into the text) and on the parsed event, leave the same event; text that stays is one
+/// line of JSON, checked, with the size a check of it gives.
+fn remaps_change_kept_text_as_parsed_events(kept: &Event, parsed: &Event) {
+    static PROGRAMS: OnceLock<Vec<std::sync::Arc<CompiledProgram>>> = OnceLock::new();
+    let programs = PROGRAMS.get_or_init(|| {
+        [
+            ".a = 1",
+            "del(.b)",
+            ".c = .a",
+            ".b = [.a, .b]\ndel(.a)",
+            ".a.x = .b",
+            ".\"\" = \"é\\n\"",
+            ".b = to_int!(.a) + 1",
+        ]
+        .iter()
+        .map(|src| {
+            program::compile(&ProgramSource::Inline((*src).into()), Mode::ReadWrite)
+                .expect("the fuzz programs compile")
+        })
+        .collect()
+    });
+    let name = |o: &Outcome| match o {
+        Outcome::Done(_) => "done",
+        Outcome::Aborted(_) => "aborted",
+        Outcome::Failed(_) => "failed",
+    };
+    for compiled in programs {
+        let (mut k, mut p) = (kept.clone(), parsed.clone());
+        let on_text = Runner::new(compiled.clone()).run_event(&mut k);
+        let on_value = Runner::new(compiled.clone()).run_event(&mut p);
+        assert_eq!(name(&on_text), name(&on_value), "the same outcome");
+        assert_eq!(k.value(), p.value(), "the same event either way");
+        if let Some(text) = k.raw_json() {
+            assert!(!text.contains(&b'\n'), "spliced text is one line");
+            let text = std::str::from_utf8(text).expect("spliced text is UTF-8");
+            let Ok(Checked::Object { parsed_size }) = check_object(text, &[]) else {
+                panic!("spliced text is a checked object: {text}");
+            };
+            assert_eq!(
+                k.raw_json_size(),
+                Some(text.len() + parsed_size),
+                "the size a check gives"
+            );
+        }
     }
 }

@@ -2,7 +2,9 @@
 //!
 //! The program sees the event as `.` and its metadata as `%`. If it leaves an array at
 //! the root, each element becomes an event (an empty array drops the event). `abort`
-//! drops the event on purpose. A runtime error either passes the *unchanged* event on
+//! drops the event on purpose. A program that reads and writes only top-level fields by name runs on those
+//! fields alone when the event is still the JSON text it came as, and they are written
+//! back into the text (see [`crate::event::field_splice`]). A runtime error either passes the *unchanged* event on
 //! (default) or, with `drop_on_error: true`, sends it to the `dropped` output with the
 //! error in its `error` field; both are counted as component errors.
 
@@ -75,7 +77,6 @@ struct Remap {
 impl Transform for Remap {
     fn process(&mut self, batch: EventBatch, out: &mut TransformOutputs) {
         for mut event in batch {
-            let original = self.runner.can_fail().then(|| event.value().clone());
             match self.runner.run_event(&mut event) {
                 Outcome::Done(_) => emit(event, &mut out.default),
                 Outcome::Aborted(_) => {
@@ -86,9 +87,6 @@ impl Transform for Remap {
                     self.metrics
                         .add_errors(1, ErrorType::Script, Stage::Processing);
                     tracing::debug!(component_id = %self.id, %error, "VRL program failed");
-                    if let Some(v) = original {
-                        event.set_value(v);
-                    }
                     if self.drop_on_error {
                         event.insert("error", error);
                         out.named[DROPPED].push(event);
@@ -103,6 +101,11 @@ impl Transform for Remap {
 
 /// Splits a root array into one event per element; keeps an object as it is.
 fn emit(mut event: Event, out: &mut EventBatch) {
+    // JSON text holds an object: the program changed only some of its fields.
+    if event.raw_json().is_some() {
+        out.push(event);
+        return;
+    }
     match std::mem::replace(event.value_mut(), Value::Null) {
         Value::Array(items) => {
             let mut ack = event.meta.ack.take();

@@ -153,3 +153,54 @@ fn plain_runs_end_at_the_first_quote_backslash_or_control_character() {
     assert_eq!(plain_len(&all_plain), all_plain.len());
     assert_eq!(plain_len_by_words(&all_plain), all_plain.len());
 }
+
+#[test]
+fn top_members_give_each_members_text_and_the_objects_size() {
+    let cases = [
+        "{}",
+        r#" { "a" : 1 , "b":[1, 2.5,"x",null,{"c":{}}] ,"é":"ü\n"} "#,
+        r#"{"deep":[[[[[{"a":[[]]}]]]]],"s":""}"#,
+    ];
+    let mut members = Vec::new();
+    for text in cases {
+        top_members(text.as_bytes(), &mut members).expect("scanned");
+        let contents: usize = members.iter().map(|m| m.size).sum();
+        assert_eq!(
+            Some(object_size(members.len(), contents)),
+            one_line_object(text, &[]),
+            "{text}"
+        );
+    }
+    let text = r#"{"a" : 1,"bb":"x y" , "c":{"d":[true]}}"#;
+    top_members(text.as_bytes(), &mut members).expect("scanned");
+    let parts: Vec<(&str, &str, &str)> = members
+        .iter()
+        .map(|m| {
+            (
+                &text[m.key.clone()],
+                &text[m.value.clone()],
+                &text[m.start..m.value.end],
+            )
+        })
+        .collect();
+    assert_eq!(
+        parts,
+        [
+            ("a", "1", r#""a" : 1"#),
+            ("bb", "\"x y\"", r#""bb":"x y""#),
+            ("c", r#"{"d":[true]}"#, r#""c":{"d":[true]}"#)
+        ]
+    );
+    for left in [r#"{"\u0061":1}"#, r#"{"a":1} x"#, "{\"a\":\n1}", "[1]"] {
+        assert!(
+            top_members(left.as_bytes(), &mut members).is_none(),
+            "{left}"
+        );
+    }
+    assert_eq!(
+        member_value_size(br#"{"k":[null,true]}"#),
+        one_line_object(r#"{"k":[null,true]}"#, &[])
+    );
+    assert_eq!(member_value_size(b"\"ab\""), Some(18));
+    assert_eq!(member_value_size(b"1 2"), None);
+}
