@@ -2,11 +2,12 @@
 //!
 //! The program sees the event as `.` and its metadata as `%`. If it leaves an array at
 //! the root, each element becomes an event (an empty array drops the event). `abort`
-//! drops the event on purpose. A program that reads and writes only top-level fields by name runs on those
-//! fields alone when the event is still the JSON text it came as, and they are written
-//! back into the text (see [`crate::event::field_splice`]). A runtime error either passes the *unchanged* event on
-//! (default) or, with `drop_on_error: true`, sends it to the `dropped` output with the
-//! error in its `error` field; both are counted as component errors.
+//! drops the event on purpose. A program that reads and writes only top-level fields by
+//! name runs on those fields alone when the event is still the JSON text it came as, and
+//! they are written back into the text (see [`crate::event::field_splice`]). A runtime
+//! error either passes the *unchanged* event on (default) or, with `drop_on_error:
+//! true`, sends it to the `dropped` output with the error in its `error` field; both are
+//! counted as component errors.
 
 use std::path::PathBuf;
 use std::sync::Arc;
