@@ -8,10 +8,13 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::ops::ControlFlow;
 
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 use vrl::path::{OwnedSegment, OwnedTargetPath, OwnedValuePath, PathPrefix};
 use vrl::value::{KeyString, ObjectMap, Value};
+
+use super::json_scan;
 
 /// What of an event's payload a read-only program can read.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -119,26 +122,73 @@ pub(crate) fn root<'e>(reads: &Reads, event: &'e super::Event) -> Cow<'e, Value>
 
 /// Reads `names` out of checked JSON text holding an object. `None` if the text does not
 /// read as one (it was checked, so this is not expected): the caller parses it whole.
+///
+/// The members are found by [`json_scan`]'s scan, which stops at the last name found,
+/// and only the named values are parsed. What the scan leaves to the parser (an escaped
+/// top-level key, deep nesting, a number near `f64`'s edge) is read by serde_json's
+/// deserializer instead, which skips the other members more slowly: it decodes every
+/// key, and the early stop costs it an error with its message.
 pub(crate) fn pick<'a>(text: &[u8], names: &'a [KeyString]) -> Option<Picked<'a>> {
+    let found = if names.is_empty() {
+        ObjectMap::new()
+    } else {
+        match scan_pick(text, names) {
+            Some(found) => found,
+            None => parse_pick(text, names)?,
+        }
+    };
+    Some(Picked {
+        names,
+        value: Value::Object(found),
+    })
+}
+
+/// [`pick`] by the scan; `None` when it gives up or a value does not parse.
+fn scan_pick(text: &[u8], names: &[KeyString]) -> Option<ObjectMap> {
+    let mut found = ObjectMap::new();
+    let mut parsed = true;
+    json_scan::each_top_member(text, |member| {
+        let key = text.get(member.key).unwrap_or_default();
+        let Some(name) = names.iter().find(|n| n.as_bytes() == key) else {
+            return ControlFlow::Continue(());
+        };
+        match text
+            .get(member.value)
+            .and_then(|value| serde_json::from_slice::<Value>(value).ok())
+        {
+            Some(value) => {
+                found.insert(name.clone(), value);
+            }
+            None => {
+                parsed = false;
+                return ControlFlow::Break(());
+            }
+        }
+        if found.len() == names.len() {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    })?;
+    parsed.then_some(found)
+}
+
+/// [`pick`] by serde_json's deserializer.
+fn parse_pick(text: &[u8], names: &[KeyString]) -> Option<ObjectMap> {
     let mut pick = Pick {
         names,
         found: ObjectMap::new(),
         done: false,
     };
-    if !names.is_empty() {
-        let mut de = serde_json::Deserializer::from_slice(text);
-        match de.deserialize_map(&mut pick) {
-            // Stopped once every name was found: the rest of the text is not read, so
-            // serde_json's complaint about the unfinished object means nothing.
-            Err(_) if pick.done => {}
-            Err(_) => return None,
-            Ok(()) => de.end().ok()?,
-        }
+    let mut de = serde_json::Deserializer::from_slice(text);
+    match de.deserialize_map(&mut pick) {
+        // Stopped once every name was found: the rest of the text is not read, so
+        // serde_json's complaint about the unfinished object means nothing.
+        Err(_) if pick.done => {}
+        Err(_) => return None,
+        Ok(()) => de.end().ok()?,
     }
-    Some(Picked {
-        names,
-        value: Value::Object(pick.found),
-    })
+    Some(pick.found)
 }
 
 struct Pick<'n> {
@@ -229,6 +279,39 @@ mod tests {
             Value::Object(ObjectMap::from([("z".into(), Value::from(true))]))
         );
         assert_eq!(picked(text, &[]), Value::Object(ObjectMap::new()));
+    }
+
+    #[test]
+    fn the_scan_picks_what_serde_json_picks_and_stops_at_the_last_name() {
+        let deep = format!("{}1{}", "[".repeat(70), "]".repeat(70));
+        let texts = [
+            r#"{"a":1,"severity":"high","n":{"x":[1.5,null,"\u00e9\n"]},"z":true}"#.to_string(),
+            r#"{ "n" : { "severity" : 1 } , "severity" : "lo\"w" }"#.to_string(),
+            // The scan gives up on these; serde_json reads them.
+            r#"{"severity":1,"big":123456789012345678901234567890e300}"#.to_string(),
+            format!(r#"{{"severity":"x","deep":{deep}}}"#),
+            format!(r#"{{"deep":{deep},"severity":"x"}}"#),
+        ];
+        for text in &texts {
+            for list in [&["severity"][..], &["n", "z"], &["absent"], &["deep", "a"]] {
+                let names = names(list);
+                let parsed = parse_pick(text.as_bytes(), &names).expect("an object");
+                assert_eq!(
+                    pick(text.as_bytes(), &names).expect("an object").value,
+                    Value::Object(parsed),
+                    "{text} {list:?}"
+                );
+            }
+        }
+        let names = names(&["severity"]);
+        assert!(
+            scan_pick(texts[0].as_bytes(), &names).is_some(),
+            "the scan read it"
+        );
+        // Found before the scan would give up: the rest is not read.
+        assert!(scan_pick(texts[3].as_bytes(), &names).is_some());
+        assert!(scan_pick(texts[4].as_bytes(), &names).is_none());
+        assert!(scan_pick(b"{\"severity\":1,\"x\":", &names).is_some());
     }
 
     #[test]

@@ -18,6 +18,8 @@
 //! The body is UTF-8 already (a `&str`), so strings are only scanned for their end, their
 //! escapes and control characters.
 
+use std::ops::ControlFlow;
+
 use super::json_size::{ARRAY, SLOT, SeenKeys, key_hash, object_size};
 
 /// Deeper than this gives up: far inside serde_json's own limit, so the two never
@@ -95,6 +97,19 @@ pub(crate) struct Member {
 /// [`object_size`]`(members.len(), Σ size)`.
 pub(crate) fn top_members(text: &[u8], members: &mut Vec<Member>) -> Option<()> {
     members.clear();
+    each_top_member(text, |member| {
+        members.push(member);
+        ControlFlow::Continue(())
+    })
+}
+
+/// Hands the members of `text` (as [`top_members`] finds them) to `visit` in their
+/// order, until it breaks; the text after that member is not read. `None` as
+/// [`top_members`] gives it, for what the scan met before stopping.
+pub(crate) fn each_top_member(
+    text: &[u8],
+    mut visit: impl FnMut(Member) -> ControlFlow<()>,
+) -> Option<()> {
     let mut scan = Scan::new(text);
     scan.skip_whitespace();
     if scan.next()? != b'{' {
@@ -120,12 +135,15 @@ pub(crate) fn top_members(text: &[u8], members: &mut Vec<Member>) -> Option<()> 
             scan.skip_inline_whitespace()?;
             let start = scan.i;
             let size = scan.value(1)?;
-            members.push(Member {
+            let member = Member {
                 key: key.start..key.end,
                 start: member_start,
                 value: start..scan.i,
                 size: size.saturating_add(key.decoded_len),
-            });
+            };
+            if visit(member).is_break() {
+                return Some(());
+            }
             scan.skip_inline_whitespace()?;
             match scan.next()? {
                 b',' => scan.skip_inline_whitespace()?,
