@@ -12,6 +12,7 @@ use std::sync::Arc;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use sluice::alert::Severity;
 use sluice::component::SinkConfig;
+use sluice::delivery::EncodedEvents;
 use sluice::event::{Event, SourceId};
 use sluice::sinks::cloudevents::CloudEventsConfig;
 use sluice::sources::webhook::{Decoder, Payload, decode_allowance};
@@ -93,10 +94,12 @@ fn bench(c: &mut Criterion) {
         let encoder = cloudevents(mode);
         group.bench_function(mode, |b| {
             b.iter(|| {
-                let encoded: Vec<Vec<u8>> = events
-                    .iter()
-                    .map(|e| encoder.encode_event(e).expect("encodes"))
-                    .collect();
+                let mut encoded = EncodedEvents::default();
+                for e in &events {
+                    encoded
+                        .push_with(|out| encoder.encode_into(e, out))
+                        .expect("encodes");
+                }
                 if mode == "batch" {
                     encoder
                         .build_request("", encoded)

@@ -129,6 +129,54 @@ sinks:
     );
 }
 
+#[tokio::test]
+async fn max_bytes_starts_a_new_batch_with_the_event_that_would_pass_it() {
+    let rx = Receiver::new(0).start().await;
+    // Each line is `{"n":N}` and its line break, 9 bytes: three fit in 30, a fourth not.
+    // Over 5, each line still goes, in a request of its own.
+    let p = parse(&format!(
+        r#"
+sources:
+  gen: {{ type: generator, count: 7, batch_size: 7, format: '{{"n": {{{{seq}}}}}}' }}
+sinks:
+  lines:
+    type: http
+    inputs: [gen]
+    url: "http://127.0.0.1:{port}/lines"
+    encoding: ndjson
+    batch: {{ max_events: 100, max_bytes: 30, timeout: 10s }}
+  wide:
+    type: http
+    inputs: [gen]
+    url: "http://127.0.0.1:{port}/wide"
+    encoding: ndjson
+    batch: {{ max_events: 100, max_bytes: 5, timeout: 10s }}
+"#,
+        port = rx.port
+    ));
+    let (mut topo, _) = start(p).await;
+    topo.finished().await;
+    let bodies = |path: &str| -> Vec<String> {
+        rx.requests()
+            .iter()
+            .filter(|r| r.path == path)
+            .map(|r| String::from_utf8(r.body.to_vec()).expect("utf-8"))
+            .collect()
+    };
+    let wide = bodies("/wide");
+    assert_eq!(wide.len(), 7, "{wide:?}");
+    assert!(wide.iter().all(|b| b.lines().count() == 1), "{wide:?}");
+    let bodies = bodies("/lines");
+    assert_eq!(
+        bodies,
+        [
+            "{\"n\":0}\n{\"n\":1}\n{\"n\":2}\n",
+            "{\"n\":3}\n{\"n\":4}\n{\"n\":5}\n",
+            "{\"n\":6}\n"
+        ]
+    );
+}
+
 fn one_event_to(port: u16, extra: &str) -> sluice::config::Pipeline {
     parse(&format!(
         r#"

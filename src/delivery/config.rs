@@ -12,8 +12,9 @@ pub(crate) struct BatchConfig {
     /// that send one event per request ignore it.
     #[serde(default = "default_max_events")]
     pub(crate) max_events: usize,
-    /// Most bytes of encoded events in one request, before framing and compression
-    /// (default 1048576, 1 MiB). An event that would pass it starts a new batch.
+    /// Most bytes of encoded events in one request, before compression (default
+    /// 1048576, 1 MiB). NDJSON's line breaks count; a JSON array's brackets and commas
+    /// do not. An event that would pass it starts a new batch.
     #[serde(default = "default_max_bytes")]
     pub(crate) max_bytes: usize,
     /// How long a partial batch may wait for more events.

@@ -14,7 +14,9 @@ use indexmap::IndexMap;
 use reqwest::header::HeaderMap;
 use tokio::time::Instant;
 
+use super::batches::{PartitionKey, Pending, Sizes};
 use super::dead_letter::{DeadLetter, Failure};
+use super::encoded_events::EncodedEvents;
 use super::{BatchConfig, RequestConfig};
 use crate::clock::Clock;
 use crate::component::{BoxFuture, ComponentError, SinkContext, delivered};
@@ -35,8 +37,8 @@ pub struct EncodedRequest {
 impl EncodedRequest {
     /// The POST of a sink whose API takes one event per request (`max_events` 1): the
     /// batch's only event as the body.
-    pub(crate) fn single_event_post(url: &reqwest::Url, events: Vec<Vec<u8>>) -> Self {
-        let body = events.into_iter().next().unwrap_or_default();
+    pub(crate) fn single_event_post(url: &reqwest::Url, events: EncodedEvents) -> Self {
+        let body = events.into_first();
         let mut headers = HeaderMap::new();
         headers.insert(
             reqwest::header::CONTENT_TYPE,
@@ -70,13 +72,20 @@ pub trait HttpEncoder: Send + Sync + 'static {
     fn partition(&self, _event: &Event) -> Result<String, String> {
         Ok(String::new())
     }
-    /// One event's bytes in the request body.
-    fn encode_event(&self, event: &Event) -> Result<Vec<u8>, String>;
+    /// Appends one event's bytes in the request body to `out`, which holds the events
+    /// before it in the batch (on `Err`, what was appended is taken back).
+    fn encode_into(&self, event: &Event, out: &mut Vec<u8>) -> Result<(), String>;
+    /// One event's bytes on their own.
+    fn encode_event(&self, event: &Event) -> Result<Vec<u8>, String> {
+        let mut out = Vec::new();
+        self.encode_into(event, &mut out)?;
+        Ok(out)
+    }
     /// The request carrying these encoded events (framing, compression, headers).
     fn build_request(
         &self,
         partition: &str,
-        events: Vec<Vec<u8>>,
+        events: EncodedEvents,
     ) -> Result<EncodedRequest, String>;
     /// Most events one request may carry whatever `batch.max_events` says.
     fn max_events(&self) -> usize {
@@ -191,13 +200,6 @@ enum Outcome {
     Failed(Failure),
 }
 
-struct Pending {
-    events: Vec<Event>,
-    encoded: Vec<Vec<u8>>,
-    bytes: usize,
-    since: Instant,
-}
-
 /// The task of a sink that sends each event in a request of its own, with the default
 /// batching and no OAuth2 (PagerDuty, Slack, Teams, Opsgenie).
 pub(crate) fn single_event_task<E: HttpEncoder>(
@@ -252,12 +254,17 @@ pub async fn run_http_sink<E: HttpEncoder>(
     let mut held: HashMap<u64, Vec<Event>> = HashMap::new();
     let mut next_id: u64 = 0;
     let mut input_open = true;
+    let mut last = Sizes::default();
 
     loop {
         // Start what can start.
         while in_flight.len() < parts.request.concurrency {
             let Some((partition, pending)) = ready.pop_front() else {
                 break;
+            };
+            last = Sizes {
+                events: pending.events.len(),
+                bytes: pending.encoded.byte_len(),
             };
             match encoder.build_request(&partition.0, pending.encoded) {
                 Ok(request) => {
@@ -325,7 +332,7 @@ pub async fn run_http_sink<E: HttpEncoder>(
                     Some(batch) => {
                         cx.metrics.add_received(batch.len());
                         for event in batch {
-                            if let Err(refused) = add(event, &*encoder, &mut partitions, &mut ready, max_events, parts.batch.max_bytes) {
+                            if let Err(refused) = add(event, &*encoder, &mut partitions, &mut ready, max_events, parts.batch.max_bytes, last) {
                                 let (event, failure) = *refused;
                                 dead_letter.send(vec![event], &failure).await;
                             }
@@ -364,9 +371,9 @@ async fn sleep_until(deadline: Option<Instant>) {
     }
 }
 
-/// Adds an event to its partition's batch; an event that cannot be encoded comes back
-/// with why, for the dead letter. Not `async`: a future per event would copy each
-/// event into it.
+/// Adds an event to its partition's batch, encoded at the end of the batch's buffer; an
+/// event that cannot be encoded comes back with why, for the dead letter. Not `async`:
+/// a future per event would copy each event into it.
 fn add<E: HttpEncoder>(
     event: Event,
     encoder: &E,
@@ -374,74 +381,59 @@ fn add<E: HttpEncoder>(
     ready: &mut VecDeque<(PartitionKey, Pending)>,
     max_events: usize,
     max_bytes: usize,
+    last: Sizes,
 ) -> Result<(), Box<(Event, Failure)>> {
-    let encoded = encoder
-        .partition(&event)
-        .and_then(|key| Ok((key, encoder.encode_event(&event)?)));
-    let (key, bytes) = match encoded {
-        Ok(x) => x,
-        Err(error) => {
-            let failure = Failure {
-                error,
-                status: None,
-                attempts: 0,
-                body: None,
-            };
-            return Err(Box::new((event, failure)));
-        }
-    };
-    let key = PartitionKey(key);
-    // One lookup per event in the usual case: the partition exists and has room.
-    let index = match partitions.get_index_of(&key) {
-        // A batch that would grow past max_bytes goes first.
-        Some(i) if partitions[i].bytes + bytes.len() > max_bytes => {
-            ready.extend(partitions.shift_remove_index(i));
-            None
-        }
-        found => found,
-    };
-    let index = index.unwrap_or_else(|| {
-        let pending = Pending {
-            events: Vec::new(),
-            encoded: Vec::new(),
-            bytes: 0,
-            since: Instant::now(),
+    let refused = |event, error| {
+        let failure = Failure {
+            error,
+            status: None,
+            attempts: 0,
+            body: None,
         };
-        partitions.insert_full(key, pending).0
-    });
-    // The index was just found or made.
+        Box::new((event, failure))
+    };
+    let key = match encoder.partition(&event) {
+        Ok(key) => PartitionKey(key),
+        Err(error) => return Err(refused(event, error)),
+    };
+    // One lookup per event in the usual case: the partition exists and has room.
+    let mut index = match partitions.get_index_of(&key) {
+        Some(i) => i,
+        None => {
+            let alone = partitions.is_empty();
+            partitions.insert_full(key, Pending::new(last, alone)).0
+        }
+    };
     let pending = &mut partitions[index];
-    pending.bytes += bytes.len();
-    pending.encoded.push(bytes);
+    if let Err(error) = pending
+        .encoded
+        .push_with(|out| encoder.encode_into(&event, out))
+    {
+        if pending.events.is_empty() {
+            partitions.shift_remove_index(index);
+        }
+        return Err(refused(event, error));
+    }
+    // A batch that would grow past max_bytes goes first; this event starts the next.
+    if !pending.events.is_empty() && pending.encoded.byte_len() > max_bytes {
+        let bytes = pending.encoded.pop().unwrap_or_default();
+        if let Some((key, full)) = partitions.shift_remove_index(index) {
+            let mut next = Pending::new(last, partitions.is_empty());
+            let _ = next.encoded.push_with(|out| {
+                out.extend_from_slice(&bytes);
+                Ok::<(), ()>(())
+            });
+            index = partitions.insert_full(key.clone(), next).0;
+            ready.push_back((key, full));
+        }
+    }
+    let pending = &mut partitions[index];
     pending.events.push(event);
     if pending.events.len() >= max_events {
         ready.extend(partitions.shift_remove_index(index));
     }
     Ok(())
 }
-
-/// A partition's key (a rendered URL; empty for a sink with one partition).
-///
-/// Compares an empty key without calling `memcmp`: glibc's AVX-512 `memcmp` reads an
-/// empty string's dangling pointer through a masked load, which took a microcode assist
-/// on every call here; two such compares per event were 14% of the CPU of NDJSON → http.
-#[derive(Debug, Clone)]
-struct PartitionKey(String);
-
-impl std::hash::Hash for PartitionKey {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        // As the text hashes, so equal keys hash alike.
-        self.0.hash(state);
-    }
-}
-
-impl PartialEq for PartitionKey {
-    fn eq(&self, other: &Self) -> bool {
-        self.0.len() == other.0.len() && (self.0.is_empty() || self.0 == other.0)
-    }
-}
-
-impl Eq for PartitionKey {}
 
 /// Sends one request until it succeeds, fails for good, or retries run out.
 #[allow(clippy::too_many_arguments)]

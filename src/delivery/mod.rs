@@ -13,9 +13,11 @@
 //! - when a reload replaces the sink, events not yet delivered (queued, batched, or in a
 //!   request being retried) are handed back to the replacement, not dropped.
 
+mod batches;
 mod config;
 mod dead_letter;
 mod driver;
+mod encoded_events;
 
 pub(crate) use config::{BatchConfig, RateLimitConfig, RequestConfig};
 pub(crate) use dead_letter::Failure;
@@ -33,3 +35,4 @@ pub(crate) fn gzip(body: &[u8], level: flate2::Compression) -> Result<Vec<u8>, S
 pub use driver::{
     EncodedRequest, HttpEncoder, HttpSinkParts, Sent, Tls, Verdict, default_verdict, run_http_sink,
 };
+pub use encoded_events::EncodedEvents;

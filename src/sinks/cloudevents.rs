@@ -24,8 +24,8 @@ use vrl::value::Value;
 
 use crate::component::{BoxFuture, BuildError, ComponentTask, SinkConfig, SinkContext};
 use crate::delivery::{
-    BatchConfig, DEAD_LETTER, EncodedRequest, HttpEncoder, HttpSinkParts, RequestConfig, Tls,
-    run_http_sink,
+    BatchConfig, DEAD_LETTER, EncodedEvents, EncodedRequest, HttpEncoder, HttpSinkParts,
+    RequestConfig, Tls, run_http_sink,
 };
 use crate::event::Event;
 use crate::net::{FailureHandling, OAuth2Config};
@@ -281,14 +281,15 @@ fn percent_encode(value: &str) -> String {
 }
 
 impl HttpEncoder for CloudEventsEncoder {
-    fn encode_event(&self, event: &Event) -> Result<Vec<u8>, String> {
-        serde_json::to_vec(&Json::Object(self.cloud_event(event)?)).map_err(|e| e.to_string())
+    fn encode_into(&self, event: &Event, out: &mut Vec<u8>) -> Result<(), String> {
+        serde_json::to_writer(out, &Json::Object(self.cloud_event(event)?))
+            .map_err(|e| e.to_string())
     }
 
     fn build_request(
         &self,
         _partition: &str,
-        events: Vec<Vec<u8>>,
+        events: EncodedEvents,
     ) -> Result<EncodedRequest, String> {
         let mut headers = HeaderMap::new();
         let body = match self.mode {
@@ -297,25 +298,26 @@ impl HttpEncoder for CloudEventsEncoder {
                     CONTENT_TYPE,
                     HeaderValue::from_static("application/cloudevents+json"),
                 );
-                events.into_iter().next().unwrap_or_default()
+                events.into_first()
             }
             Mode::Batch => {
                 headers.insert(
                     CONTENT_TYPE,
                     HeaderValue::from_static("application/cloudevents-batch+json"),
                 );
-                let mut body = vec![b'['];
-                for (i, e) in events.into_iter().enumerate() {
+                let mut body = Vec::with_capacity(events.byte_len() + events.len() + 1);
+                body.push(b'[');
+                for (i, e) in events.iter().enumerate() {
                     if i > 0 {
                         body.push(b',');
                     }
-                    body.extend_from_slice(&e);
+                    body.extend_from_slice(e);
                 }
                 body.push(b']');
                 body
             }
             Mode::Binary => {
-                let one = events.into_iter().next().unwrap_or_default();
+                let one = events.into_first();
                 let mut ce: Map<String, Json> =
                     serde_json::from_slice(&one).map_err(|e| e.to_string())?;
                 let data = ce.remove("data").unwrap_or(Json::Null);

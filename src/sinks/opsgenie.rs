@@ -24,7 +24,7 @@ use vrl::value::Value;
 
 use crate::alert::{Action, field};
 use crate::component::{BoxFuture, BuildError, ComponentTask, SinkConfig, SinkContext};
-use crate::delivery::{DEAD_LETTER, EncodedRequest, HttpEncoder, RequestConfig};
+use crate::delivery::{DEAD_LETTER, EncodedEvents, EncodedRequest, HttpEncoder, RequestConfig};
 use crate::event::Event;
 use crate::net::FailureHandling;
 use crate::template::Template;
@@ -409,6 +409,22 @@ fn details(event: &Event) -> Option<Map<String, Json>> {
     (!out.is_empty()).then_some(out)
 }
 
+impl OpsgenieEncoder {
+    /// The request body for one event.
+    fn encode_one(&self, event: &Event) -> Result<Vec<u8>, String> {
+        let alias = self.alias(event)?;
+        let body = match Action::of_status(event.text(field::STATUS).as_deref())? {
+            Action::Trigger => self.create(event, alias)?,
+            Action::Resolve | Action::Acknowledge => json!({
+                "user": self.user,
+                "source": self.source,
+                "note": format!("{} by {}", event.text(field::STATUS).unwrap_or_default(), self.source),
+            }),
+        };
+        serde_json::to_vec(&body).map_err(|e| format!("cannot encode: {e}"))
+    }
+}
+
 impl HttpEncoder for OpsgenieEncoder {
     /// The request's URL: each event is its own request, to the endpoint its action
     /// names.
@@ -421,20 +437,12 @@ impl HttpEncoder for OpsgenieEncoder {
         }
     }
 
-    fn encode_event(&self, event: &Event) -> Result<Vec<u8>, String> {
-        let alias = self.alias(event)?;
-        let body = match Action::of_status(event.text(field::STATUS).as_deref())? {
-            Action::Trigger => self.create(event, alias)?,
-            Action::Resolve | Action::Acknowledge => json!({
-                "user": self.user,
-                "source": self.source,
-                "note": format!("{} by {}", event.text(field::STATUS).unwrap_or_default(), self.source),
-            }),
-        };
-        serde_json::to_vec(&body).map_err(|e| format!("cannot encode: {e}"))
+    fn encode_into(&self, event: &Event, out: &mut Vec<u8>) -> Result<(), String> {
+        out.extend_from_slice(&self.encode_one(event)?);
+        Ok(())
     }
 
-    fn build_request(&self, url: &str, events: Vec<Vec<u8>>) -> Result<EncodedRequest, String> {
+    fn build_request(&self, url: &str, events: EncodedEvents) -> Result<EncodedRequest, String> {
         // The partition is the alert's own URL (its alias is in the path).
         let url = reqwest::Url::parse(url).map_err(|e| format!("the alert's URL: {e}"))?;
         let mut request = EncodedRequest::single_event_post(&url, events);

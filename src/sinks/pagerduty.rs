@@ -23,7 +23,9 @@ use vrl::value::Value;
 
 use crate::alert::{Action, field};
 use crate::component::{BoxFuture, BuildError, ComponentTask, SinkConfig, SinkContext};
-use crate::delivery::{DEAD_LETTER, EncodedRequest, HttpEncoder, RateLimitConfig, RequestConfig};
+use crate::delivery::{
+    DEAD_LETTER, EncodedEvents, EncodedRequest, HttpEncoder, RateLimitConfig, RequestConfig,
+};
 use crate::event::Event;
 use crate::net::FailureHandling;
 use crate::template::Template;
@@ -200,8 +202,9 @@ impl PagerDutyEncoder {
     }
 }
 
-impl HttpEncoder for PagerDutyEncoder {
-    fn encode_event(&self, event: &Event) -> Result<Vec<u8>, String> {
+impl PagerDutyEncoder {
+    /// The request body for one event.
+    fn encode_one(&self, event: &Event) -> Result<Vec<u8>, String> {
         let action = match Action::of_status(event.text(field::STATUS).as_deref())
             .map_err(|e| format!("{e}: it has no PagerDuty event action"))?
         {
@@ -287,11 +290,18 @@ impl HttpEncoder for PagerDutyEncoder {
         }
         serde_json::to_vec(&Json::Object(body)).map_err(|e| format!("cannot encode: {e}"))
     }
+}
+
+impl HttpEncoder for PagerDutyEncoder {
+    fn encode_into(&self, event: &Event, out: &mut Vec<u8>) -> Result<(), String> {
+        out.extend_from_slice(&self.encode_one(event)?);
+        Ok(())
+    }
 
     fn build_request(
         &self,
         _partition: &str,
-        events: Vec<Vec<u8>>,
+        events: EncodedEvents,
     ) -> Result<EncodedRequest, String> {
         Ok(EncodedRequest::single_event_post(&self.url, events))
     }

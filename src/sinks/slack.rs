@@ -11,7 +11,7 @@ use serde::Deserialize;
 use std::path::PathBuf;
 
 use crate::component::{BoxFuture, BuildError, ComponentTask, SinkConfig, SinkContext};
-use crate::delivery::{DEAD_LETTER, EncodedRequest, HttpEncoder, RequestConfig};
+use crate::delivery::{DEAD_LETTER, EncodedEvents, EncodedRequest, HttpEncoder, RequestConfig};
 use crate::event::Event;
 use crate::net::FailureHandling;
 use crate::plugins::{Formatter, text_field};
@@ -92,8 +92,9 @@ struct SlackEncoder {
     formatter: Formatter,
 }
 
-impl HttpEncoder for SlackEncoder {
-    fn encode_event(&self, event: &Event) -> Result<Vec<u8>, String> {
+impl SlackEncoder {
+    /// The request body for one event.
+    fn encode_one(&self, event: &Event) -> Result<Vec<u8>, String> {
         let value = self.formatter.format(event)?;
         if text_field(&value, "text").is_none() {
             return Err(
@@ -102,11 +103,18 @@ impl HttpEncoder for SlackEncoder {
         }
         serde_json::to_vec(&value).map_err(|e| format!("cannot encode: {e}"))
     }
+}
+
+impl HttpEncoder for SlackEncoder {
+    fn encode_into(&self, event: &Event, out: &mut Vec<u8>) -> Result<(), String> {
+        out.extend_from_slice(&self.encode_one(event)?);
+        Ok(())
+    }
 
     fn build_request(
         &self,
         _partition: &str,
-        events: Vec<Vec<u8>>,
+        events: EncodedEvents,
     ) -> Result<EncodedRequest, String> {
         Ok(EncodedRequest::single_event_post(&self.url, events))
     }

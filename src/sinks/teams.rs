@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use vrl::value::Value;
 
 use crate::component::{BoxFuture, BuildError, ComponentTask, SinkConfig, SinkContext};
-use crate::delivery::{DEAD_LETTER, EncodedRequest, HttpEncoder, RequestConfig};
+use crate::delivery::{DEAD_LETTER, EncodedEvents, EncodedRequest, HttpEncoder, RequestConfig};
 use crate::event::Event;
 use crate::net::FailureHandling;
 use crate::plugins::{Formatter, text_field};
@@ -132,8 +132,9 @@ fn card_problem(card: &Value) -> Option<&'static str> {
     }
 }
 
-impl HttpEncoder for TeamsEncoder {
-    fn encode_event(&self, event: &Event) -> Result<Vec<u8>, String> {
+impl TeamsEncoder {
+    /// The request body for one event.
+    fn encode_one(&self, event: &Event) -> Result<Vec<u8>, String> {
         let card = self.formatter.format(event)?;
         if let Some(problem) = card_problem(&card) {
             return Err(format!(
@@ -157,11 +158,18 @@ impl HttpEncoder for TeamsEncoder {
         }
         Ok(bytes)
     }
+}
+
+impl HttpEncoder for TeamsEncoder {
+    fn encode_into(&self, event: &Event, out: &mut Vec<u8>) -> Result<(), String> {
+        out.extend_from_slice(&self.encode_one(event)?);
+        Ok(())
+    }
 
     fn build_request(
         &self,
         _partition: &str,
-        events: Vec<Vec<u8>>,
+        events: EncodedEvents,
     ) -> Result<EncodedRequest, String> {
         Ok(EncodedRequest::single_event_post(&self.url, events))
     }

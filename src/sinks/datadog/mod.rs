@@ -21,8 +21,8 @@ use serde::Deserialize;
 
 use crate::component::{BoxFuture, BuildError, ComponentTask, SinkConfig, SinkContext};
 use crate::delivery::{
-    BatchConfig, DEAD_LETTER, EncodedRequest, HttpEncoder, HttpSinkParts, RequestConfig, Tls,
-    run_http_sink,
+    BatchConfig, DEAD_LETTER, EncodedEvents, EncodedRequest, HttpEncoder, HttpSinkParts,
+    RequestConfig, Tls, run_http_sink,
 };
 use crate::event::Event;
 use crate::net::FailureHandling;
@@ -395,33 +395,32 @@ struct DatadogEncoder {
 }
 
 impl HttpEncoder for DatadogEncoder {
-    fn encode_event(&self, event: &Event) -> Result<Vec<u8>, String> {
-        match self.data {
+    fn encode_into(&self, event: &Event, out: &mut Vec<u8>) -> Result<(), String> {
+        let entry = match self.data {
             DataKind::Logs => self.shape.log(event),
             DataKind::Events => self.shape.event(event),
             DataKind::Metrics => self.shape.series(event),
-        }
+        }?;
+        out.extend_from_slice(&entry);
+        Ok(())
     }
 
-    fn build_request(&self, _: &str, entries: Vec<Vec<u8>>) -> Result<EncodedRequest, String> {
-        let mut body = Vec::with_capacity(entries.iter().map(|e| e.len() + 1).sum::<usize>() + 16);
+    fn build_request(&self, _: &str, entries: EncodedEvents) -> Result<EncodedRequest, String> {
+        let mut body = Vec::new();
         match self.data {
-            DataKind::Events => {
-                if let Some(first) = entries.into_iter().next() {
-                    body = first;
-                }
-            }
+            DataKind::Events => body = entries.into_first(),
             DataKind::Logs | DataKind::Metrics => {
                 body.extend_from_slice(if self.data == DataKind::Logs {
                     b"["
                 } else {
                     b"{\"series\":["
                 });
-                for (i, e) in entries.into_iter().enumerate() {
+                body.reserve(entries.byte_len() + entries.len() + 4);
+                for (i, e) in entries.iter().enumerate() {
                     if i > 0 {
                         body.push(b',');
                     }
-                    body.extend_from_slice(&e);
+                    body.extend_from_slice(e);
                 }
                 body.extend_from_slice(if self.data == DataKind::Logs {
                     b"]"

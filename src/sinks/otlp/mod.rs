@@ -21,8 +21,8 @@ use serde::Deserialize;
 
 use crate::component::{BoxFuture, BuildError, ComponentTask, SinkConfig, SinkContext};
 use crate::delivery::{
-    BatchConfig, DEAD_LETTER, EncodedRequest, HttpEncoder, HttpSinkParts, RequestConfig, Sent, Tls,
-    run_http_sink,
+    BatchConfig, DEAD_LETTER, EncodedEvents, EncodedRequest, HttpEncoder, HttpSinkParts,
+    RequestConfig, Sent, Tls, run_http_sink,
 };
 use crate::event::Event;
 use crate::net::FailureHandling;
@@ -184,20 +184,16 @@ struct OtlpEncoder {
 }
 
 impl HttpEncoder for OtlpEncoder {
-    fn encode_event(&self, event: &Event) -> Result<Vec<u8>, String> {
+    fn encode_into(&self, event: &Event, out: &mut Vec<u8>) -> Result<(), String> {
         // Field 1 (`resource_logs`) of an export request: requests are these,
-        // concatenated.
+        // concatenated, so the batch's buffer is the request body.
         let resource_logs = crate::otlp::logs::to_resource_logs(event);
-        let mut out = Vec::new();
-        prost::encoding::message::encode(1, &resource_logs, &mut out);
-        Ok(out)
+        prost::encoding::message::encode(1, &resource_logs, out);
+        Ok(())
     }
 
-    fn build_request(&self, _: &str, events: Vec<Vec<u8>>) -> Result<EncodedRequest, String> {
-        let mut body = Vec::with_capacity(events.iter().map(Vec::len).sum());
-        for e in events {
-            body.extend_from_slice(&e);
-        }
+    fn build_request(&self, _: &str, events: EncodedEvents) -> Result<EncodedRequest, String> {
+        let mut body = events.into_bytes();
         if self.gzip_body {
             body = crate::delivery::gzip(&body, flate2::Compression::fast())?;
         }
