@@ -13,16 +13,12 @@ pub(super) struct Pending {
 }
 
 impl Pending {
-    /// A batch with room for as much as `last` carried (and an eighth more), so a
-    /// steady stream fills it without growing it step by step; none unless it is the
-    /// only open batch (`alone`): with many partitions, one large batch must not make
-    /// every new one reserve its size.
-    pub(super) fn new(last: Sizes, alone: bool) -> Self {
-        let last = if alone { last } else { Sizes::default() };
+    /// A batch with `room` reserved (see [`Sizes::room`]).
+    pub(super) fn new(room: Sizes) -> Self {
         let mut encoded = EncodedEvents::default();
-        encoded.reserve(last.bytes + last.bytes / 8);
+        encoded.reserve(room.bytes);
         Self {
-            events: Vec::with_capacity(last.events),
+            events: Vec::with_capacity(room.events),
             encoded,
             since: Instant::now(),
         }
@@ -30,10 +26,28 @@ impl Pending {
 }
 
 /// How many events and bytes the last batch of a sink carried.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(super) struct Sizes {
     pub(super) events: usize,
     pub(super) bytes: usize,
+}
+
+impl Sizes {
+    /// What a new batch reserves after this last one: as much (and an eighth more of
+    /// bytes, at most `max_bytes`), so a steady stream fills it without growing it step
+    /// by step. Nothing unless the batch is the only open one (`alone`: with many
+    /// partitions, one large batch must not make every new one reserve its size) and
+    /// may hold more than one event (a lone event is encoded to its own size; one
+    /// large event must not make each small one after it reserve that much).
+    pub(super) fn room(self, alone: bool, max_events: usize, max_bytes: usize) -> Sizes {
+        if !alone || max_events <= 1 {
+            return Sizes::default();
+        }
+        Sizes {
+            events: self.events.min(max_events),
+            bytes: self.bytes.saturating_add(self.bytes / 8).min(max_bytes),
+        }
+    }
 }
 
 /// A partition's key (a rendered URL; empty for a sink with one partition).
@@ -58,3 +72,41 @@ impl PartialEq for PartitionKey {
 }
 
 impl Eq for PartitionKey {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_batch_reserves_the_last_ones_size_only_alone_and_within_max_bytes() {
+        let last = Sizes {
+            events: 100,
+            bytes: 8000,
+        };
+        let room = |alone, max_events, max_bytes| last.room(alone, max_events, max_bytes);
+        assert_eq!(
+            room(true, 1000, 1 << 20),
+            Sizes {
+                events: 100,
+                bytes: 9000
+            }
+        );
+        assert_eq!(
+            room(false, 1000, 1 << 20),
+            Sizes::default(),
+            "other partitions open"
+        );
+        assert_eq!(
+            room(true, 1, 1 << 20),
+            Sizes::default(),
+            "one event per request"
+        );
+        assert_eq!(room(true, 50, 4096).events, 50);
+        assert_eq!(room(true, 1000, 4096).bytes, 4096, "an oversized event");
+        let huge = Sizes {
+            events: 1,
+            bytes: usize::MAX,
+        };
+        assert_eq!(huge.room(true, 10, 1 << 20).bytes, 1 << 20);
+    }
+}

@@ -400,8 +400,8 @@ fn add<E: HttpEncoder>(
     let mut index = match partitions.get_index_of(&key) {
         Some(i) => i,
         None => {
-            let alone = partitions.is_empty();
-            partitions.insert_full(key, Pending::new(last, alone)).0
+            let room = last.room(partitions.is_empty(), max_events, max_bytes);
+            partitions.insert_full(key, Pending::new(room)).0
         }
     };
     let pending = &mut partitions[index];
@@ -418,7 +418,7 @@ fn add<E: HttpEncoder>(
     if !pending.events.is_empty() && pending.encoded.byte_len() > max_bytes {
         let bytes = pending.encoded.pop().unwrap_or_default();
         if let Some((key, full)) = partitions.shift_remove_index(index) {
-            let mut next = Pending::new(last, partitions.is_empty());
+            let mut next = Pending::new(last.room(partitions.is_empty(), max_events, max_bytes));
             let _ = next.encoded.push_with(|out| {
                 out.extend_from_slice(&bytes);
                 Ok::<(), ()>(())
