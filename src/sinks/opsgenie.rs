@@ -409,22 +409,6 @@ fn details(event: &Event) -> Option<Map<String, Json>> {
     (!out.is_empty()).then_some(out)
 }
 
-impl OpsgenieEncoder {
-    /// The request body for one event.
-    fn encode_one(&self, event: &Event) -> Result<Vec<u8>, String> {
-        let alias = self.alias(event)?;
-        let body = match Action::of_status(event.text(field::STATUS).as_deref())? {
-            Action::Trigger => self.create(event, alias)?,
-            Action::Resolve | Action::Acknowledge => json!({
-                "user": self.user,
-                "source": self.source,
-                "note": format!("{} by {}", event.text(field::STATUS).unwrap_or_default(), self.source),
-            }),
-        };
-        serde_json::to_vec(&body).map_err(|e| format!("cannot encode: {e}"))
-    }
-}
-
 impl HttpEncoder for OpsgenieEncoder {
     /// The request's URL: each event is its own request, to the endpoint its action
     /// names.
@@ -438,8 +422,16 @@ impl HttpEncoder for OpsgenieEncoder {
     }
 
     fn encode_into(&self, event: &Event, out: &mut Vec<u8>) -> Result<(), String> {
-        out.extend_from_slice(&self.encode_one(event)?);
-        Ok(())
+        let alias = self.alias(event)?;
+        let body = match Action::of_status(event.text(field::STATUS).as_deref())? {
+            Action::Trigger => self.create(event, alias)?,
+            Action::Resolve | Action::Acknowledge => json!({
+                "user": self.user,
+                "source": self.source,
+                "note": format!("{} by {}", event.text(field::STATUS).unwrap_or_default(), self.source),
+            }),
+        };
+        serde_json::to_writer(out, &body).map_err(|e| format!("cannot encode: {e}"))
     }
 
     fn build_request(&self, url: &str, events: EncodedEvents) -> Result<EncodedRequest, String> {

@@ -202,9 +202,8 @@ impl PagerDutyEncoder {
     }
 }
 
-impl PagerDutyEncoder {
-    /// The request body for one event.
-    fn encode_one(&self, event: &Event) -> Result<Vec<u8>, String> {
+impl HttpEncoder for PagerDutyEncoder {
+    fn encode_into(&self, event: &Event, out: &mut Vec<u8>) -> Result<(), String> {
         let action = match Action::of_status(event.text(field::STATUS).as_deref())
             .map_err(|e| format!("{e}: it has no PagerDuty event action"))?
         {
@@ -288,14 +287,7 @@ impl PagerDutyEncoder {
                 );
             }
         }
-        serde_json::to_vec(&Json::Object(body)).map_err(|e| format!("cannot encode: {e}"))
-    }
-}
-
-impl HttpEncoder for PagerDutyEncoder {
-    fn encode_into(&self, event: &Event, out: &mut Vec<u8>) -> Result<(), String> {
-        out.extend_from_slice(&self.encode_one(event)?);
-        Ok(())
+        serde_json::to_writer(out, &Json::Object(body)).map_err(|e| format!("cannot encode: {e}"))
     }
 
     fn build_request(

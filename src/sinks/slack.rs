@@ -92,23 +92,15 @@ struct SlackEncoder {
     formatter: Formatter,
 }
 
-impl SlackEncoder {
-    /// The request body for one event.
-    fn encode_one(&self, event: &Event) -> Result<Vec<u8>, String> {
+impl HttpEncoder for SlackEncoder {
+    fn encode_into(&self, event: &Event, out: &mut Vec<u8>) -> Result<(), String> {
         let value = self.formatter.format(event)?;
         if text_field(&value, "text").is_none() {
             return Err(
                 "the Slack formatter produced no `text` (Slack would answer no_text)".into(),
             );
         }
-        serde_json::to_vec(&value).map_err(|e| format!("cannot encode: {e}"))
-    }
-}
-
-impl HttpEncoder for SlackEncoder {
-    fn encode_into(&self, event: &Event, out: &mut Vec<u8>) -> Result<(), String> {
-        out.extend_from_slice(&self.encode_one(event)?);
-        Ok(())
+        serde_json::to_writer(out, &value).map_err(|e| format!("cannot encode: {e}"))
     }
 
     fn build_request(

@@ -132,9 +132,8 @@ fn card_problem(card: &Value) -> Option<&'static str> {
     }
 }
 
-impl TeamsEncoder {
-    /// The request body for one event.
-    fn encode_one(&self, event: &Event) -> Result<Vec<u8>, String> {
+impl HttpEncoder for TeamsEncoder {
+    fn encode_into(&self, event: &Event, out: &mut Vec<u8>) -> Result<(), String> {
         let card = self.formatter.format(event)?;
         if let Some(problem) = card_problem(&card) {
             return Err(format!(
@@ -149,20 +148,14 @@ impl TeamsEncoder {
                 "content": card,
             }],
         });
-        let bytes = serde_json::to_vec(&message).map_err(|e| format!("cannot encode: {e}"))?;
-        if bytes.len() > MAX_MESSAGE_BYTES {
+        let start = out.len();
+        serde_json::to_writer(&mut *out, &message).map_err(|e| format!("cannot encode: {e}"))?;
+        let len = out.len() - start;
+        if len > MAX_MESSAGE_BYTES {
             return Err(format!(
-                "the card is {} bytes; Teams refuses messages over {MAX_MESSAGE_BYTES} bytes",
-                bytes.len()
+                "the card is {len} bytes; Teams refuses messages over {MAX_MESSAGE_BYTES} bytes"
             ));
         }
-        Ok(bytes)
-    }
-}
-
-impl HttpEncoder for TeamsEncoder {
-    fn encode_into(&self, event: &Event, out: &mut Vec<u8>) -> Result<(), String> {
-        out.extend_from_slice(&self.encode_one(event)?);
         Ok(())
     }
 
