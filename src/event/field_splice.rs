@@ -12,7 +12,8 @@
 use bytes::Bytes;
 use vrl::value::{KeyString, ObjectMap, Value};
 
-use super::json_scan::{Member, member_value_size, top_members};
+use super::fields::member_value;
+use super::json_scan::{Member, STRING, member_value_size, plain_len, top_members};
 use super::json_size::object_size;
 use super::{Event, RawObject};
 
@@ -23,7 +24,15 @@ const REWRITES: u8 = 3;
 /// An event's members as [`open`] found them, kept for [`splice`]; reused between
 /// events.
 #[derive(Debug, Default)]
-pub(crate) struct Members(Vec<Member>);
+pub(crate) struct Members {
+    members: Vec<Member>,
+    /// For each member, the index of the name it bears, or [`UNNAMED`]: the names are
+    /// compared once per event, not again when splicing.
+    named: Vec<u8>,
+}
+
+/// A member whose key is not among the program's names (there are at most 64).
+const UNNAMED: u8 = u8::MAX;
 
 /// The fields `names` names that `event`'s text holds, as an object, with the text's
 /// members in `members`. `None` when the payload is parsed already, was rewritten
@@ -35,7 +44,8 @@ pub(crate) fn open(
     names: &[KeyString],
     members: &mut Members,
 ) -> Option<ObjectMap> {
-    members.0.clear();
+    members.members.clear();
+    members.named.clear();
     event.unparsed_json()?;
     if names.is_empty() {
         // A program that writes only `%` changes nothing of the text.
@@ -44,15 +54,21 @@ pub(crate) fn open(
     if !event.payload.take_rewrite(REWRITES) {
         return None;
     }
-    let text = event.unparsed_json()?;
-    top_members(text, &mut members.0)?;
+    let text = event.unparsed_json_bytes()?;
+    top_members(text, &mut members.members)?;
     let mut fields = ObjectMap::new();
-    for member in &members.0 {
+    for member in &members.members {
         let key = text.get(member.key.clone())?;
-        if let Some(name) = names.iter().find(|n| n.as_bytes() == key) {
-            let value = serde_json::from_slice(text.get(member.value.clone())?).ok()?;
-            fields.insert(name.clone(), value);
-        }
+        let Some(i) = names.iter().position(|n| n.as_bytes() == key) else {
+            members.named.push(UNNAMED);
+            continue;
+        };
+        members.named.push(u8::try_from(i).ok()?);
+        // What the program reads lives only as long as the run: its strings can share
+        // the text. (Should a written value not read back, the event is parsed with the
+        // written fields, and a string among them keeps the old text alive with it.)
+        let value = member_value(text, Some(text), member.value.clone())?;
+        fields.insert(names[i].clone(), value);
     }
     Some(fields)
 }
@@ -74,7 +90,7 @@ pub(crate) fn splice(
     }
     let spliced = event
         .unparsed_json()
-        .and_then(|text| spliced(text, &members.0, names, written, &fields));
+        .and_then(|text| spliced(text, members, names, written, &fields));
     match spliced {
         Some(raw) => event.payload.set_text(raw),
         None => {
@@ -98,7 +114,7 @@ pub(crate) fn splice(
 /// The text of [`splice`]; `None` when a written value does not read back.
 fn spliced(
     text: &[u8],
-    members: &[Member],
+    members: &Members,
     names: &[KeyString],
     written: u64,
     fields: &ObjectMap,
@@ -112,11 +128,9 @@ fn spliced(
     // Members the program did not write are copied in runs, with the text between them.
     let mut run: Option<std::ops::Range<usize>> = None;
     let mut placed = 0u64;
-    for member in members {
-        let key = text.get(member.key.clone())?;
-        let index = names
-            .iter()
-            .position(|n| n.as_bytes() == key)
+    for (member, &named) in members.members.iter().zip(&members.named) {
+        let index = (named != UNNAMED)
+            .then_some(usize::from(named))
             .filter(|&i| written & (1 << i) != 0);
         let Some(i) = index else {
             out.entries += 1;
@@ -148,6 +162,9 @@ fn spliced(
     }
     out.text.push(b'}');
     let size = object_size(out.entries, out.contents);
+    // A `Bytes` made from a `Vec` with spare room allocates a reference count; one
+    // without takes the buffer as it is (the allocator shrinks it in place).
+    out.text.shrink_to_fit();
     Some(RawObject::checked(Bytes::from(out.text), size))
 }
 
@@ -180,14 +197,40 @@ impl Object {
             return None;
         }
         self.separate();
-        serde_json::to_writer(&mut self.text, key.as_str()).ok()?;
+        if self.string(key.as_bytes()).is_err() {
+            serde_json::to_writer(&mut self.text, key.as_str()).ok()?;
+        }
         self.text.push(b':');
-        let start = self.text.len();
-        serde_json::to_writer(&mut self.text, value).ok()?;
-        let size = member_value_size(self.text.get(start..)?)?;
+        let plain = match value {
+            Value::Bytes(b) => Some(&b[..]),
+            Value::String(s) => Some(&s.as_bytes()[..]),
+            _ => None,
+        };
+        let size = match plain {
+            Some(s) if self.string(s).is_ok() => STRING + s.len(),
+            _ => {
+                let start = self.text.len();
+                serde_json::to_writer(&mut self.text, value).ok()?;
+                member_value_size(self.text.get(start..)?)?
+            }
+        };
         self.entries += 1;
         self.contents = self.contents.saturating_add(size + key.len());
         Some(())
+    }
+
+    /// A string (UTF-8: a key, or a value [`reads_back`] passed) that JSON writes as it
+    /// is, between quotes; `Err` when it has something to escape, with nothing written
+    /// (serde_json writes it then).
+    fn string(&mut self, s: &[u8]) -> Result<(), ()> {
+        if plain_len(s) != s.len() {
+            return Err(());
+        }
+        self.text.reserve(s.len() + 2);
+        self.text.push(b'"');
+        self.text.extend_from_slice(s);
+        self.text.push(b'"');
+        Ok(())
     }
 }
 

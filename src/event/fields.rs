@@ -10,6 +10,8 @@ use std::borrow::Cow;
 use std::fmt;
 use std::ops::ControlFlow;
 
+use bytes::Bytes;
+use bytestring::ByteString;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 use vrl::path::{OwnedSegment, OwnedTargetPath, OwnedValuePath, PathPrefix};
 use vrl::value::{KeyString, ObjectMap, Value};
@@ -91,7 +93,10 @@ pub(crate) fn pick_from<'a>(reads: &'a Reads, event: &mut super::Event) -> Optio
     if !names.is_empty() && !event.first_pick() {
         return None;
     }
-    pick(event.unparsed_json()?, names)
+    // A read-only program keeps nothing it reads past the event, so its strings can
+    // share the event's text.
+    let text = event.unparsed_json_bytes()?;
+    pick_in(text, Some(text), names)
 }
 
 /// How many readers of named fields may take theirs out of one event's text; the next
@@ -128,11 +133,18 @@ pub(crate) fn root<'e>(reads: &Reads, event: &'e super::Event) -> Cow<'e, Value>
 /// top-level key, deep nesting, a number near `f64`'s edge) is read by serde_json's
 /// deserializer instead, which skips the other members more slowly: it decodes every
 /// key, and the early stop costs it an error with its message.
+///
+/// The values are copies: readers such as `aggregate` keep them past the event.
 pub(crate) fn pick<'a>(text: &[u8], names: &'a [KeyString]) -> Option<Picked<'a>> {
+    pick_in(text, None, names)
+}
+
+/// [`pick`], with the strings of `shared` (the same text, when given) as its slices.
+fn pick_in<'a>(text: &[u8], shared: Option<&Bytes>, names: &'a [KeyString]) -> Option<Picked<'a>> {
     let found = if names.is_empty() {
         ObjectMap::new()
     } else {
-        match scan_pick(text, names) {
+        match scan_pick(text, shared, names) {
             Some(found) => found,
             None => parse_pick(text, names)?,
         }
@@ -144,7 +156,7 @@ pub(crate) fn pick<'a>(text: &[u8], names: &'a [KeyString]) -> Option<Picked<'a>
 }
 
 /// [`pick`] by the scan; `None` when it gives up or a value does not parse.
-fn scan_pick(text: &[u8], names: &[KeyString]) -> Option<ObjectMap> {
+fn scan_pick(text: &[u8], shared: Option<&Bytes>, names: &[KeyString]) -> Option<ObjectMap> {
     let mut found = ObjectMap::new();
     let mut parsed = true;
     json_scan::each_top_member(text, |member| {
@@ -152,10 +164,7 @@ fn scan_pick(text: &[u8], names: &[KeyString]) -> Option<ObjectMap> {
         let Some(name) = names.iter().find(|n| n.as_bytes() == key) else {
             return ControlFlow::Continue(());
         };
-        match text
-            .get(member.value)
-            .and_then(|value| serde_json::from_slice::<Value>(value).ok())
-        {
+        match member_value(text, shared, member.value) {
             Some(value) => {
                 found.insert(name.clone(), value);
             }
@@ -171,6 +180,33 @@ fn scan_pick(text: &[u8], names: &[KeyString]) -> Option<ObjectMap> {
         }
     })?;
     parsed.then_some(found)
+}
+
+/// The value at `range` of checked JSON text, or `None` if it does not parse. A string
+/// without escapes is its bytes between the quotes: a slice of `shared` (the same text,
+/// when given) rather than a copy. A copied string also cost an allocation the first
+/// time VRL cloned it (a `Bytes` made from a `Vec` allocates its reference count then):
+/// with the copy and the frees, about 5% of the CPU of NDJSON → remap → http.
+///
+/// A slice keeps the whole text alive, so only readers that keep nothing past the event
+/// pass `shared` (`aggregate` keeps its group keys).
+pub(crate) fn member_value(
+    text: &[u8],
+    shared: Option<&Bytes>,
+    range: std::ops::Range<usize>,
+) -> Option<Value> {
+    let value = text.get(range.clone())?;
+    if let (Some(shared), [b'"', inner @ .., b'"']) = (shared, value)
+        && !inner.contains(&b'\\')
+    {
+        debug_assert_eq!(shared.as_ref(), text, "the shared buffer is the text");
+        // A string, as serde_json reads one into VRL (checked UTF-8; the check is
+        // repeated, cheaply, rather than assumed with `unsafe`).
+        if let Ok(s) = ByteString::try_from(shared.slice(range.start + 1..range.end - 1)) {
+            return Some(Value::String(s));
+        }
+    }
+    serde_json::from_slice(value).ok()
 }
 
 /// [`pick`] by serde_json's deserializer.
@@ -295,23 +331,42 @@ mod tests {
         for text in &texts {
             for list in [&["severity"][..], &["n", "z"], &["absent"], &["deep", "a"]] {
                 let names = names(list);
-                let parsed = parse_pick(text.as_bytes(), &names).expect("an object");
+                let parsed = Value::Object(parse_pick(text.as_bytes(), &names).expect("an object"));
                 assert_eq!(
                     pick(text.as_bytes(), &names).expect("an object").value,
-                    Value::Object(parsed),
+                    parsed,
+                    "{text} {list:?}"
+                );
+                // Strings as slices of the text, where they hold no escape.
+                let shared = Bytes::copy_from_slice(text.as_bytes());
+                assert_eq!(
+                    pick_in(&shared, Some(&shared), &names)
+                        .expect("an object")
+                        .value,
+                    parsed,
                     "{text} {list:?}"
                 );
             }
         }
         let names = names(&["severity"]);
         assert!(
-            scan_pick(texts[0].as_bytes(), &names).is_some(),
+            scan_pick(texts[0].as_bytes(), None, &names).is_some(),
             "the scan read it"
         );
+        // A plain string shares the text; one with an escape is decoded.
+        for (text, shares) in [(&texts[0], true), (&texts[1], false)] {
+            let shared = Bytes::copy_from_slice(text.as_bytes());
+            let found = scan_pick(&shared, Some(&shared), &names).expect("scanned");
+            let Some(Value::String(b)) = found.get("severity") else {
+                panic!("a string in {text}: {found:?}");
+            };
+            let inside = shared.as_ptr_range().contains(&b.as_ptr());
+            assert_eq!(inside, shares, "{text}");
+        }
         // Found before the scan would give up: the rest is not read.
-        assert!(scan_pick(texts[3].as_bytes(), &names).is_some());
-        assert!(scan_pick(texts[4].as_bytes(), &names).is_none());
-        assert!(scan_pick(b"{\"severity\":1,\"x\":", &names).is_some());
+        assert!(scan_pick(texts[3].as_bytes(), None, &names).is_some());
+        assert!(scan_pick(texts[4].as_bytes(), None, &names).is_none());
+        assert!(scan_pick(b"{\"severity\":1,\"x\":", None, &names).is_some());
     }
 
     #[test]

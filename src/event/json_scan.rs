@@ -31,6 +31,10 @@ const MAX_NUMBER_LEN: usize = 100;
 /// Numbers whose decimal magnitude stays within ±this are finite `f64`s for certain.
 const MAX_MAGNITUDE: i64 = 300;
 
+/// What a string value takes once parsed beyond its bytes (charged as the decode
+/// allowance charges one).
+pub(crate) const STRING: usize = 16;
+
 /// One object found: its text is `body[start..end]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Found {
@@ -178,7 +182,7 @@ const HIGHS: u64 = 0x8080_8080_8080_8080;
 /// Sixteen bytes at a time with SSE2, which every x86-64 processor has: three byte-wise
 /// compares and one mask per block. The rest, and other processors, go eight at a time.
 #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
-fn plain_len(s: &[u8]) -> usize {
+pub(crate) fn plain_len(s: &[u8]) -> usize {
     // SAFETY: this build targets x86-64 with SSE2 enabled (the cfg above), so the
     // processor it runs on has SSE2; the function reads only through safe slices.
     unsafe { plain_len_sse2(s) }
@@ -220,7 +224,7 @@ fn plain_len_sse2(s: &[u8]) -> usize {
 }
 
 #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
-fn plain_len(s: &[u8]) -> usize {
+pub(crate) fn plain_len(s: &[u8]) -> usize {
     plain_len_by_words(s)
 }
 
@@ -372,7 +376,7 @@ impl<'a> Scan<'a> {
     /// A value inside an object or array at `depth`: its size.
     fn value(&mut self, depth: u32) -> Option<usize> {
         match self.peek()? {
-            b'"' => self.string().map(|s| 16 + s.decoded_len),
+            b'"' => self.string().map(|s| STRING + s.decoded_len),
             b'{' => self.object(depth + 1, &[]),
             b'[' => self.array(depth + 1),
             b't' => self.literal(b"true"),

@@ -17,6 +17,7 @@ pub(crate) mod raw_json;
 mod source_id;
 mod vrl_metadata;
 
+use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use vrl::value::{KeyString, ObjectMap, Value};
 
@@ -104,6 +105,12 @@ impl Event {
     /// The JSON text of a payload not parsed yet (reading fields from it saves parsing).
     pub(crate) fn unparsed_json(&self) -> Option<&[u8]> {
         self.payload.unparsed_text()
+    }
+
+    /// [`Self::unparsed_json`] as the shared buffer it lives in: strings read from it
+    /// can be slices of it rather than copies.
+    pub(crate) fn unparsed_json_bytes(&self) -> Option<&Bytes> {
+        self.payload.unparsed_bytes()
     }
 
     /// Whether fields may be picked out of the payload's text (the first time only: a

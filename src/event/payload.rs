@@ -152,9 +152,14 @@ impl Payload {
 
     /// The JSON text, while it has not been parsed.
     pub(crate) fn unparsed_text(&self) -> Option<&[u8]> {
+        self.unparsed_bytes().map(|text| &text[..])
+    }
+
+    /// [`Self::unparsed_text`] as the shared buffer it lives in, to take slices of.
+    pub(crate) fn unparsed_bytes(&self) -> Option<&Bytes> {
         match self.value.get() {
             Some(_) => None,
-            None => self.raw_text(),
+            None => self.raw.as_ref().map(|r| &r.text),
         }
     }
 

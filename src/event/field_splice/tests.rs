@@ -117,6 +117,31 @@ fn new_keys_are_escaped_and_nested_values_sized() {
     );
 }
 
+/// Strings read without escapes are slices of the text, and written back between
+/// quotes as they are; those with something to escape take serde_json's way both ways.
+#[test]
+fn strings_read_and_written_plainly_or_escaped_keep_their_values() {
+    let text = "{\"host\":\"web-é\u{7f}\",\"msg\":\"a \\\"b\\\" \\t\",\"n\":1}";
+    let event = rewrite(text, &["host", "msg", "copy", "tab"], |f| {
+        let host = f.get("host").cloned().expect("host");
+        let msg = f.get("msg").cloned().expect("msg");
+        f.insert("copy".into(), host);
+        f.insert("host".into(), msg);
+        f.insert("tab".into(), Value::from("x\ty"));
+        0b1101
+    });
+    let out = text_of(&event);
+    assert_eq!(
+        out,
+        "{\"host\":\"a \\\"b\\\" \\t\",\"msg\":\"a \\\"b\\\" \\t\",\"n\":1,\"copy\":\"web-é\u{7f}\",\"tab\":\"x\\ty\"}"
+    );
+    assert_eq!(
+        event.raw_json_size(),
+        Some(out.len() + one_line_object(out, &[]).expect("scans")),
+        "the size is what a check of the new text gives"
+    );
+}
+
 #[test]
 fn values_that_do_not_read_back_as_themselves_make_the_event_parsed() {
     let now = chrono::Utc::now();
