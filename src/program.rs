@@ -11,6 +11,7 @@ use vrl::compiler::state::{ExternalEnv, RuntimeState};
 use vrl::compiler::{
     CompileConfig, Program, Target, TargetValueRef, TimeZone, compile_with_external,
 };
+use vrl::path::PathPrefix;
 use vrl::value::{Secrets, Value};
 
 use crate::error::BuildError;
@@ -80,6 +81,10 @@ pub(crate) struct CompiledProgram {
     /// What of the payload the program reads, and for one that may change the event,
     /// writes (from VRL's lists of its queries and assignments).
     pub(crate) reads: Reads,
+    /// Whether it assigns `%` metadata, which outlives a run: what it reads from an
+    /// event's text is then copied, not shared (a shared string would keep the text it
+    /// came from alive after a splice replaced it).
+    pub(crate) writes_metadata: bool,
 }
 
 /// Compiles a program; the error carries VRL's own diagnostic (with its line and column
@@ -127,8 +132,13 @@ pub(crate) fn compile(
     } else {
         Reads::of(&info.target_queries)
     };
+    let writes_metadata = info
+        .target_assignments
+        .iter()
+        .any(|path| path.prefix == PathPrefix::Metadata);
     Ok(Arc::new(CompiledProgram {
         can_fail: info.fallible || info.abortable,
+        writes_metadata,
         read_only: mode != Mode::ReadWrite,
         reads,
         program,
@@ -238,7 +248,8 @@ impl Runner {
         if self.reads_whole {
             return None;
         }
-        let fields = field_splice::open(event, names, &mut self.members)?;
+        let share = !self.program.writes_metadata;
+        let fields = field_splice::open(event, names, &mut self.members, share)?;
         let mut fields = Value::Object(fields);
         let mut secrets = Secrets::default();
         let mut target = FieldTarget::new(&mut fields, names, &mut event.meta.vrl, &mut secrets);

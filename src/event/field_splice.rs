@@ -10,6 +10,7 @@
 //! that are not UTF-8, floats that are not finite) make the event parsed instead.
 
 use bytes::Bytes;
+use bytestring::ByteString;
 use vrl::value::{KeyString, ObjectMap, Value};
 
 use super::fields::member_value;
@@ -35,7 +36,8 @@ pub(crate) struct Members {
 const UNNAMED: u8 = u8::MAX;
 
 /// The fields `names` names that `event`'s text holds, as an object, with the text's
-/// members in `members`. `None` when the payload is parsed already, was rewritten
+/// members in `members`. With `share`, strings are slices of the text (see
+/// [`member_value`]): only for a program that keeps nothing past its run. `None` when the payload is parsed already, was rewritten
 /// [`REWRITES`] times, or holds what the scan leaves to the parser (an escaped
 /// top-level key, nesting beyond the scan's depth): the caller works on the parsed
 /// payload.
@@ -43,6 +45,7 @@ pub(crate) fn open(
     event: &mut Event,
     names: &[KeyString],
     members: &mut Members,
+    share: bool,
 ) -> Option<ObjectMap> {
     members.members.clear();
     members.named.clear();
@@ -64,10 +67,7 @@ pub(crate) fn open(
             continue;
         };
         members.named.push(u8::try_from(i).ok()?);
-        // What the program reads lives only as long as the run: its strings can share
-        // the text. (Should a written value not read back, the event is parsed with the
-        // written fields, and a string among them keeps the old text alive with it.)
-        let value = member_value(text, Some(text), member.value.clone())?;
+        let value = member_value(text, share.then_some(text), member.value.clone())?;
         fields.insert(names[i].clone(), value);
     }
     Some(fields)
@@ -103,11 +103,25 @@ pub(crate) fn splice(
                     continue;
                 }
                 match fields.remove(name) {
-                    Some(value) => payload.insert(name.clone(), value),
+                    Some(value) => payload.insert(name.clone(), detached(value)),
                     None => payload.remove(name),
                 };
             }
         }
+    }
+}
+
+/// `value` with its strings copied: one read from the text may be a slice of it, which
+/// the parsed payload would keep alive, uncounted, after the text is dropped.
+fn detached(value: Value) -> Value {
+    match value {
+        Value::String(s) => Value::String(ByteString::from(s.as_ref())),
+        Value::Bytes(b) => Value::Bytes(Bytes::copy_from_slice(&b)),
+        Value::Object(map) => {
+            Value::Object(map.into_iter().map(|(k, v)| (k, detached(v))).collect())
+        }
+        Value::Array(items) => Value::Array(items.into_iter().map(detached).collect()),
+        other => other,
     }
 }
 

@@ -211,6 +211,32 @@ fn programs_on_kept_text_change_events_as_on_parsed_ones() {
     }
 }
 
+/// `%` outlives the run: a string the program puts there is a copy, not a slice of
+/// the text the splice replaces.
+#[test]
+fn what_a_program_keeps_in_metadata_does_not_hold_the_old_text() {
+    let program =
+        |src: &str| compile(&ProgramSource::Inline(src.into()), Mode::ReadWrite).expect("compiles");
+    assert!(!program(".a = .level").writes_metadata);
+    let compiled = program("%seen = .level\n.level = \"x\"");
+    assert!(compiled.writes_metadata);
+    let mut event = kept(r#"{"level":"error","n":1}"#);
+    let old = event.unparsed_json_bytes().expect("text").clone();
+    let outcome = Runner::new(compiled).run_event(&mut event);
+    assert!(answer(outcome).is_some());
+    assert_eq!(event.raw_json(), Some(&br#"{"level":"x","n":1}"#[..]));
+    let seen = event
+        .vrl_metadata()
+        .get()
+        .as_object()
+        .and_then(|m| m.get("seen"));
+    let Some(Value::String(seen)) = seen else {
+        panic!("a string: {seen:?}");
+    };
+    assert_eq!(seen.as_ref() as &str, "error");
+    assert!(!old.as_ptr_range().contains(&seen.as_bytes().as_ptr()));
+}
+
 #[test]
 fn a_program_that_changes_events_names_the_fields_it_reads_and_writes() {
     let reads = |src: &str| {

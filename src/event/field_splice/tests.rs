@@ -17,7 +17,7 @@ fn rewrite(text: &str, list: &[&str], change: impl Fn(&mut ObjectMap) -> u64) ->
     let names = names(list);
     let mut event = Event::kept_json(text);
     let mut members = Members::default();
-    let mut fields = open(&mut event, &names, &mut members).expect("opened");
+    let mut fields = open(&mut event, &names, &mut members, true).expect("opened");
     let written = change(&mut fields);
     splice(&mut event, &members, &names, written, fields);
 
@@ -142,6 +142,46 @@ fn strings_read_and_written_plainly_or_escaped_keep_their_values() {
     );
 }
 
+/// Whether `value` is a string whose bytes lie in `text`.
+fn inside(value: Option<&Value>, text: &bytes::Bytes) -> bool {
+    let bytes = match value {
+        Some(Value::String(s)) => s.as_bytes().clone(),
+        Some(Value::Bytes(b)) => b.clone(),
+        other => panic!("a string: {other:?}"),
+    };
+    text.as_ptr_range().contains(&bytes.as_ptr())
+}
+
+/// A string read from the text is a slice of it only while nothing keeps it past the
+/// run: not when asked for copies (a program that writes `%`), and not in the payload
+/// that a value which does not read back as JSON makes parsed.
+#[test]
+fn strings_kept_past_the_run_do_not_hold_the_old_text() {
+    let names = names(&["a", "b", "t"]);
+    for share in [true, false] {
+        let mut event = Event::kept_json(r#"{"a":"alpha","n":1}"#);
+        let text = event.unparsed_json_bytes().expect("text").clone();
+        let mut members = Members::default();
+        let fields = open(&mut event, &names, &mut members, share).expect("opened");
+        assert_eq!(inside(fields.get("a"), &text), share);
+    }
+    let mut event = Event::kept_json(r#"{"a":"alpha","n":1}"#);
+    let text = event.unparsed_json_bytes().expect("text").clone();
+    let mut members = Members::default();
+    let mut fields = open(&mut event, &names, &mut members, true).expect("opened");
+    let a = fields.get("a").cloned();
+    assert!(inside(a.as_ref(), &text));
+    fields.insert("b".into(), Value::Array(vec![a.clone().expect("a")]));
+    fields.insert("t".into(), Value::Timestamp(chrono::Utc::now()));
+    splice(&mut event, &members, &names, 0b110, fields);
+    assert!(event.unparsed_json().is_none(), "parsed");
+    let Some(Value::Array(b)) = event.value().as_object().and_then(|m| m.get("b")) else {
+        panic!("b is an array");
+    };
+    assert_eq!(b.first(), a.as_ref());
+    assert!(!inside(b.first(), &text), "copied into the parsed payload");
+}
+
 #[test]
 fn values_that_do_not_read_back_as_themselves_make_the_event_parsed() {
     let now = chrono::Utc::now();
@@ -170,10 +210,16 @@ fn text_the_scan_leaves_to_the_parser_is_not_opened() {
     let mut members = Members::default();
     for text in [r#"{"\u0061":1}"#, r#"{"b":{"\u0063":1},"a":2}"#] {
         let mut event = Event::kept_json(text);
-        assert!(open(&mut event, &names, &mut members).is_none(), "{text}");
+        assert!(
+            open(&mut event, &names, &mut members, true).is_none(),
+            "{text}"
+        );
     }
     let mut parsed = Event::json(r#"{"a":1}"#, false);
-    assert!(open(&mut parsed, &names, &mut members).is_none(), "parsed");
+    assert!(
+        open(&mut parsed, &names, &mut members, true).is_none(),
+        "parsed"
+    );
 }
 
 #[test]
@@ -182,7 +228,7 @@ fn an_event_is_rewritten_three_times_then_parsed() {
     let mut members = Members::default();
     let mut event = Event::kept_json(r#"{"n":0,"big":"xxxxxxxx"}"#);
     for round in 1..=REWRITES {
-        let mut fields = open(&mut event, &names, &mut members).expect("opened");
+        let mut fields = open(&mut event, &names, &mut members, true).expect("opened");
         fields.insert("n".into(), Value::from(i64::from(round)));
         splice(&mut event, &members, &names, 1, fields);
         assert_eq!(
@@ -190,5 +236,5 @@ fn an_event_is_rewritten_three_times_then_parsed() {
             format!(r#"{{"n":{round},"big":"xxxxxxxx"}}"#)
         );
     }
-    assert!(open(&mut event, &names, &mut members).is_none());
+    assert!(open(&mut event, &names, &mut members, true).is_none());
 }
