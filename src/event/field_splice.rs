@@ -37,10 +37,10 @@ const UNNAMED: u8 = u8::MAX;
 
 /// The fields `names` names that `event`'s text holds, as an object, with the text's
 /// members in `members`. With `share`, strings are slices of the text (see
-/// [`member_value`]): only for a program that keeps nothing past its run. `None` when the payload is parsed already, was rewritten
-/// [`REWRITES`] times, or holds what the scan leaves to the parser (an escaped
-/// top-level key, nesting beyond the scan's depth): the caller works on the parsed
-/// payload.
+/// [`member_value`]): only for a program that keeps nothing past its run. `None` when
+/// the payload is parsed already, was rewritten [`REWRITES`] times, or holds what the
+/// scan leaves to the parser (an escaped top-level key, nesting beyond the scan's
+/// depth): the caller works on the parsed payload.
 pub(crate) fn open(
     event: &mut Event,
     names: &[KeyString],
