@@ -77,15 +77,22 @@ fn a_condition_runs_on_the_picked_fields_alone() {
     assert!(event.unparsed_json().is_some(), "the text was not parsed");
 }
 
+/// What a program compiled in `mode` reads.
+fn reads_of(src: &str, mode: Mode) -> Reads {
+    compile(&ProgramSource::Inline(src.into()), mode)
+        .expect("compiles")
+        .reads
+        .clone()
+}
+
+/// `Reads::Fields` of these names.
+fn named(names: &[&str]) -> Reads {
+    Reads::Fields(names.iter().map(|k| (*k).into()).collect())
+}
+
 #[test]
 fn what_a_condition_reads_comes_from_its_queries_and_unnest_reads_all() {
-    let reads = |src: &str| {
-        compile(&ProgramSource::Inline(src.into()), Mode::Condition)
-            .expect("compiles")
-            .reads
-            .clone()
-    };
-    let named = |n: &[&str]| Reads::Fields(n.iter().map(|k| (*k).into()).collect());
+    let reads = |src: &str| reads_of(src, Mode::Condition);
     assert_eq!(reads(".a.b == 1 || .c == 2"), named(&["a", "c"]));
     assert_eq!(reads("%headers.x == \"y\""), named(&[]));
     assert_eq!(reads("length(keys(.)) > 1"), Reads::Whole);
@@ -239,13 +246,7 @@ fn what_a_program_keeps_in_metadata_does_not_hold_the_old_text() {
 
 #[test]
 fn a_program_that_changes_events_names_the_fields_it_reads_and_writes() {
-    let reads = |src: &str| {
-        compile(&ProgramSource::Inline(src.into()), Mode::ReadWrite)
-            .expect("compiles")
-            .reads
-            .clone()
-    };
-    let named = |n: &[&str]| Reads::Fields(n.iter().map(|k| (*k).into()).collect());
+    let reads = |src: &str| reads_of(src, Mode::ReadWrite);
     assert_eq!(
         reads(".severity = if .level == \"error\" { \"high\" } else { \"low\" }"),
         named(&["level", "severity"])
